@@ -1,0 +1,78 @@
+# walsafe build. `make` builds libwalsafe.a and the programs; `make check` runs every test.
+# SANITIZE=1 builds with ASan + UBSan (what `make check` uses for the unit tests).
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+PKGS     = libzstd libcrypto libcurl
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 -Icommon \
+           $(shell pkg-config --cflags $(PKGS))
+LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lpthread
+
+ifeq ($(SANITIZE),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=address,undefined
+BUILD   ?= build/asan
+else
+BUILD   ?= build/release
+endif
+
+LIB_SRC  = $(wildcard common/*.c)
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB      = $(BUILD)/libwalsafe.a
+PROGRAMS = wal-push wal-fetch
+BINS     = $(PROGRAMS:%=$(BUILD)/bin/%)
+UNIT_SRC = $(wildcard tests/unit/test_*.c)
+UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all check unit integration install clean lint demo bench
+all: $(BINS)
+
+$(BUILD)/%.o: %.c $(wildcard common/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/bin/%: $(BUILD)/%/main.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/unit.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Unit tests run under ASan/UBSan; integration tests use the release build of the programs.
+unit:
+	$(MAKE) SANITIZE=1 unit-run
+unit-run: $(UNIT_BIN)
+	@tests/unit/run.sh $(UNIT_BIN)
+
+integration: all
+	tests/integration/run.sh $(BUILD)/bin
+
+check:
+	$(MAKE) SANITIZE=1 unit-run
+	$(MAKE) SANITIZE=1 integration
+	$(MAKE) integration
+
+demo: all
+	scripts/demo.sh $(BUILD)/bin
+
+bench: all
+	bench/wal.sh $(BUILD)/bin
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+
+lint:
+	clang-format --dry-run --Werror common/*.[ch] */main.c tests/unit/*.[ch]
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr -Icommon common */main.c
+	scripts/banned.sh
+
+clean:
+	rm -rf build

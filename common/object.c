@@ -1,0 +1,695 @@
+#include "object.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "zstd_sink.h"
+
+static const uint8_t MAGIC[8] = {'W', 'S', 'A', 'F', 'E', 'O', 'B', 'J'};
+#define TAG_LEN 16
+#define PLAIN_TRAILER (WS_OBJECT_FOOTER_SIZE + 32)
+#define GCM_TRAILER (WS_OBJECT_FOOTER_SIZE + TAG_LEN)
+#define MIN_CHUNK 1024u
+#define MAX_CHUNK (16u << 20)
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    for (int i = 3; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
+}
+
+size_t ws_object_trailer_size(int cipher)
+{
+    return cipher == WS_CIPHER_AES256GCM ? GCM_TRAILER : PLAIN_TRAILER;
+}
+
+static void encode_footer(uint8_t *f, uint64_t content_len, const uint8_t *digest,
+                          uint64_t payload_len)
+{
+    put_be64(f, content_len);
+    memcpy(f + 8, digest, 32);
+    put_be64(f + 40, payload_len);
+}
+
+/* ---- AES-256-GCM chunks ---- */
+
+static int gcm_ctx_new(EVP_CIPHER_CTX **out, const struct ws_key *key, const uint8_t *salt,
+                       int encrypt, struct ws_error *err)
+{
+    uint8_t okey[32];
+    EVP_CIPHER_CTX *c;
+    int ok;
+
+    if (ws_hkdf_sha256(key->key, WS_KEY_LEN, salt, 32, "walsafe object v1", okey, sizeof(okey),
+                       err) != 0)
+        return err->code;
+    c = EVP_CIPHER_CTX_new();
+    ok = c && EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, okey, NULL, encrypt) == 1;
+    OPENSSL_cleanse(okey, sizeof(okey));
+    if (!ok) {
+        EVP_CIPHER_CTX_free(c);
+        return ws_error_set(err, WS_ERR_INTERNAL, "could not set up AES-256-GCM");
+    }
+    *out = c;
+    return 0;
+}
+
+static int gcm_aad(EVP_CIPHER_CTX *c, const uint8_t *hdr, const char *name, uint64_t idx,
+                   int final)
+{
+    uint8_t nonce[12] = {0}, meta[9];
+    int outl;
+
+    put_be64(nonce + 4, idx);
+    meta[0] = (uint8_t)(final ? 1 : 0);
+    put_be64(meta + 1, idx);
+    return EVP_CipherInit_ex(c, NULL, NULL, NULL, nonce, -1) == 1 &&
+           EVP_CipherUpdate(c, NULL, &outl, hdr, WS_OBJECT_HEADER_SIZE) == 1 &&
+           EVP_CipherUpdate(c, NULL, &outl, meta, sizeof(meta)) == 1 &&
+           EVP_CipherUpdate(c, NULL, &outl, (const uint8_t *)name, (int)strlen(name)) == 1;
+}
+
+/* out receives len + TAG_LEN bytes. */
+static int gcm_seal(EVP_CIPHER_CTX *c, const uint8_t *hdr, const char *name, uint64_t idx,
+                    int final, const uint8_t *in, size_t len, uint8_t *out, struct ws_error *err)
+{
+    int n1 = 0, n2 = 0;
+    if (!gcm_aad(c, hdr, name, idx, final) ||
+        EVP_CipherUpdate(c, out, &n1, in, (int)len) != 1 ||
+        EVP_CipherFinal_ex(c, out + n1, &n2) != 1 ||
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TAG_LEN, out + len) != 1)
+        return ws_error_set(err, WS_ERR_INTERNAL, "AES-256-GCM encryption failed");
+    return 0;
+}
+
+/* in holds len bytes of ciphertext followed by the tag; out receives len bytes, valid only
+ * when this returns 0. */
+static int gcm_open(EVP_CIPHER_CTX *c, const uint8_t *hdr, const char *name, uint64_t idx,
+                    int final, const uint8_t *in, size_t len, uint8_t *out, struct ws_error *err)
+{
+    int n1 = 0, n2 = 0;
+    if (!gcm_aad(c, hdr, name, idx, final) ||
+        EVP_CipherUpdate(c, out, &n1, in, (int)len) != 1 ||
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_LEN, (void *)(in + len)) != 1)
+        return ws_error_set(err, WS_ERR_INTERNAL, "AES-256-GCM decryption failed");
+    if (EVP_CipherFinal_ex(c, out + n1, &n2) != 1)
+        return ws_error_set(err, WS_ERR_CORRUPT,
+                            "object \"%s\" failed authentication at chunk %llu: it is damaged, "
+                            "truncated, or not the object of that name",
+                            name, (unsigned long long)idx);
+    return 0;
+}
+
+/* ---- header ---- */
+
+int ws_object_parse_header(const uint8_t *h, const char *name, struct ws_object_info *info,
+                           uint32_t *chunk_size, struct ws_error *err)
+{
+    static const uint8_t zero[32];
+
+    if (memcmp(h, MAGIC, 8) != 0)
+        return ws_error_set(err, WS_ERR_CORRUPT, "object \"%s\" is not a walsafe object (bad magic)",
+                            name);
+    if (h[8] != WS_OBJECT_VERSION)
+        return ws_error_set(err, WS_ERR_CORRUPT,
+                            "object \"%s\" has format version %u; this walsafe reads version %d",
+                            name, h[8], WS_OBJECT_VERSION);
+    memset(info, 0, sizeof(*info));
+    info->compress = h[9];
+    info->cipher = h[10];
+    memcpy(info->key_id, h + 16, WS_KEY_ID_LEN);
+    *chunk_size = get_be32(h + 12);
+    if (info->compress > WS_COMPRESS_ZSTD || info->cipher > WS_CIPHER_AES256GCM || h[11] != 0 ||
+        memcmp(h + 56, zero, 8) != 0)
+        return ws_error_set(err, WS_ERR_CORRUPT, "object \"%s\" has an invalid header", name);
+    if (info->cipher == WS_CIPHER_NONE &&
+        (*chunk_size != 0 || memcmp(h + 16, zero, 8) != 0 || memcmp(h + 24, zero, 32) != 0))
+        return ws_error_set(err, WS_ERR_CORRUPT, "object \"%s\" has an invalid header", name);
+    if (info->cipher == WS_CIPHER_AES256GCM && (*chunk_size < MIN_CHUNK || *chunk_size > MAX_CHUNK))
+        return ws_error_set(err, WS_ERR_CORRUPT, "object \"%s\" has an invalid chunk size %u", name,
+                            *chunk_size);
+    return 0;
+}
+
+static int key_for(const struct ws_keyring *kr, const uint8_t *id, const char *name,
+                   const struct ws_key **key, struct ws_error *err)
+{
+    char hex[2 * WS_KEY_ID_LEN + 1];
+
+    ws_hex(id, WS_KEY_ID_LEN, hex);
+    if (!kr || kr->n == 0)
+        return ws_error_set(err, WS_ERR_KEY,
+                            "object \"%s\" is encrypted (key id %s) but no encrypt_key_file or "
+                            "decrypt_key_files is configured",
+                            name, hex);
+    if (!(*key = ws_keyring_find(kr, id)))
+        return ws_error_set(err, WS_ERR_KEY,
+                            "object \"%s\" is encrypted with key id %s, which is none of the "
+                            "configured keys (encrypt_key_file, decrypt_key_files)",
+                            name, hex);
+    return 0;
+}
+
+/* ---- writer ---- */
+
+struct obj_frame;
+
+struct obj_writer {
+    struct ws_sink base;
+    EVP_MD_CTX *md;
+    uint64_t content_len;
+    uint8_t digest[32];
+    struct obj_frame *frame;
+};
+
+struct obj_frame {
+    struct ws_sink base;
+    struct obj_writer *head;
+    char *name;
+    uint8_t header[WS_OBJECT_HEADER_SIZE];
+    int cipher;
+    EVP_CIPHER_CTX *cctx;
+    EVP_MD_CTX *objmd;
+    uint8_t *chunk, *sealed;
+    uint32_t chunk_size;
+    size_t fill;
+    uint64_t index, payload_len, stored_len;
+};
+
+static int frame_emit(struct obj_frame *f, const void *buf, size_t len, struct ws_error *err)
+{
+    f->stored_len += len;
+    return ws_sink_write(f->base.next, buf, len, err);
+}
+
+static int frame_seal_chunk(struct obj_frame *f, int final, const uint8_t *in, size_t len,
+                            struct ws_error *err)
+{
+    if (gcm_seal(f->cctx, f->header, f->name, f->index, final, in, len, f->sealed, err) != 0)
+        return err->code;
+    f->index++;
+    return frame_emit(f, f->sealed, len + TAG_LEN, err);
+}
+
+static int frame_write(struct ws_sink *s, const void *buf, size_t len, struct ws_error *err)
+{
+    struct obj_frame *f = (struct obj_frame *)s;
+    const uint8_t *p = buf;
+
+    f->payload_len += len;
+    if (f->cipher == WS_CIPHER_NONE) {
+        if (len && EVP_DigestUpdate(f->objmd, buf, len) != 1)
+            return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 update failed");
+        return frame_emit(f, buf, len, err);
+    }
+    while (len > 0) {
+        size_t take;
+        if (f->fill == 0 && len >= f->chunk_size) { /* whole chunk straight from the input */
+            if (frame_seal_chunk(f, 0, p, f->chunk_size, err) != 0)
+                return err->code;
+            p += f->chunk_size;
+            len -= f->chunk_size;
+            continue;
+        }
+        take = f->chunk_size - f->fill;
+        if (take > len)
+            take = len;
+        memcpy(f->chunk + f->fill, p, take);
+        f->fill += take;
+        p += take;
+        len -= take;
+        if (f->fill == f->chunk_size) {
+            if (frame_seal_chunk(f, 0, f->chunk, f->fill, err) != 0)
+                return err->code;
+            f->fill = 0;
+        }
+    }
+    return 0;
+}
+
+static int frame_finish(struct ws_sink *s, struct ws_error *err)
+{
+    struct obj_frame *f = (struct obj_frame *)s;
+    uint8_t footer[WS_OBJECT_FOOTER_SIZE], sum[32];
+    unsigned int n;
+
+    encode_footer(footer, f->head->content_len, f->head->digest, f->payload_len);
+    if (f->cipher == WS_CIPHER_NONE) {
+        if (EVP_DigestUpdate(f->objmd, footer, sizeof(footer)) != 1 ||
+            EVP_DigestFinal_ex(f->objmd, sum, &n) != 1)
+            return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+        if (frame_emit(f, footer, sizeof(footer), err) != 0)
+            return err->code;
+        return frame_emit(f, sum, sizeof(sum), err);
+    }
+    if (f->fill > 0 && frame_seal_chunk(f, 0, f->chunk, f->fill, err) != 0)
+        return err->code;
+    f->fill = 0;
+    return frame_seal_chunk(f, 1, footer, sizeof(footer), err);
+}
+
+static void frame_destroy(struct ws_sink *s)
+{
+    struct obj_frame *f = (struct obj_frame *)s;
+    EVP_CIPHER_CTX_free(f->cctx);
+    EVP_MD_CTX_free(f->objmd);
+    if (f->chunk)
+        OPENSSL_cleanse(f->chunk, f->chunk_size);
+    free(f->chunk);
+    free(f->sealed);
+    free(f->name);
+    free(f);
+}
+
+static const struct ws_sink_ops frame_ops = {"object-frame", frame_write, frame_finish, NULL,
+                                             frame_destroy};
+
+static int writer_write(struct ws_sink *s, const void *buf, size_t len, struct ws_error *err)
+{
+    struct obj_writer *w = (struct obj_writer *)s;
+    if (len && EVP_DigestUpdate(w->md, buf, len) != 1)
+        return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 update failed");
+    w->content_len += len;
+    return ws_sink_write(s->next, buf, len, err);
+}
+
+static int writer_finish(struct ws_sink *s, struct ws_error *err)
+{
+    struct obj_writer *w = (struct obj_writer *)s;
+    unsigned int n;
+    if (EVP_DigestFinal_ex(w->md, w->digest, &n) != 1)
+        return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+    return 0;
+}
+
+static void writer_destroy(struct ws_sink *s)
+{
+    struct obj_writer *w = (struct obj_writer *)s;
+    EVP_MD_CTX_free(w->md);
+    free(w);
+}
+
+static const struct ws_sink_ops writer_ops = {"object-writer", writer_write, writer_finish, NULL,
+                                              writer_destroy};
+
+int ws_object_writer_new(struct ws_sink *dest, const struct ws_object_params *p,
+                         struct ws_sink **out, struct ws_error *err)
+{
+    struct obj_writer *w = NULL;
+    struct obj_frame *f = calloc(1, sizeof(*f));
+    struct ws_sink *chain;
+    uint32_t namelen_be;
+
+    if (!f) {
+        ws_sink_free(dest);
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    f->base.ops = &frame_ops;
+    f->base.next = dest;
+    chain = &f->base;
+    f->name = strdup(p->name);
+    f->cipher = p->key ? WS_CIPHER_AES256GCM : WS_CIPHER_NONE;
+    f->chunk_size = p->key ? (p->chunk_size ? p->chunk_size : WS_OBJECT_CHUNK_SIZE) : 0;
+    memcpy(f->header, MAGIC, 8);
+    f->header[8] = WS_OBJECT_VERSION;
+    f->header[9] = (uint8_t)(p->compress == WS_COMPRESS_ZSTD ? 1 : 0);
+    f->header[10] = (uint8_t)f->cipher;
+    put_be32(f->header + 12, f->chunk_size);
+    if (!f->name)
+        goto nomem;
+    if (p->key) {
+        memcpy(f->header + 16, p->key->id, WS_KEY_ID_LEN);
+        if (RAND_bytes(f->header + 24, 32) != 1) {
+            ws_sink_free(chain);
+            return ws_error_set(err, WS_ERR_INTERNAL, "could not generate a random salt");
+        }
+        if (gcm_ctx_new(&f->cctx, p->key, f->header + 24, 1, err) != 0) {
+            ws_sink_free(chain);
+            return err->code;
+        }
+        if (!(f->chunk = malloc(f->chunk_size)) || !(f->sealed = malloc(f->chunk_size + TAG_LEN)))
+            goto nomem;
+    } else {
+        namelen_be = 0;
+        put_be32((uint8_t *)&namelen_be, (uint32_t)strlen(p->name));
+        if (!(f->objmd = EVP_MD_CTX_new()) || EVP_DigestInit_ex(f->objmd, EVP_sha256(), NULL) != 1 ||
+            EVP_DigestUpdate(f->objmd, f->header, WS_OBJECT_HEADER_SIZE) != 1 ||
+            EVP_DigestUpdate(f->objmd, &namelen_be, 4) != 1 ||
+            EVP_DigestUpdate(f->objmd, p->name, strlen(p->name)) != 1)
+            goto nomem;
+    }
+    /* The header goes out first, unencrypted (it is authenticated through every chunk). */
+    if (frame_emit(f, f->header, WS_OBJECT_HEADER_SIZE, err) != 0) {
+        ws_sink_free(chain);
+        return err->code;
+    }
+    if (p->compress == WS_COMPRESS_ZSTD &&
+        ws_zstd_compress_sink_new(chain, p->level, p->workers, p->content_size, &chain, err) != 0)
+        return err->code;
+    if (!(w = calloc(1, sizeof(*w))) || !(w->md = EVP_MD_CTX_new()) ||
+        EVP_DigestInit_ex(w->md, EVP_sha256(), NULL) != 1) {
+        if (w)
+            EVP_MD_CTX_free(w->md);
+        free(w);
+        ws_sink_free(chain);
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    w->base.ops = &writer_ops;
+    w->base.next = chain;
+    w->frame = f;
+    f->head = w;
+    *out = &w->base;
+    return 0;
+nomem:
+    ws_sink_free(chain);
+    return ws_error_set(err, WS_ERR_INTERNAL, "out of memory setting up object \"%s\"", p->name);
+}
+
+void ws_object_writer_info(const struct ws_sink *writer, struct ws_object_info *info)
+{
+    const struct obj_writer *w = (const struct obj_writer *)writer;
+    memset(info, 0, sizeof(*info));
+    info->compress = w->frame->header[9];
+    info->cipher = w->frame->cipher;
+    memcpy(info->key_id, w->frame->header + 16, WS_KEY_ID_LEN);
+    info->content_len = w->content_len;
+    memcpy(info->content_sha256, w->digest, 32);
+    info->stored_len = w->frame->stored_len;
+}
+
+/* ---- reader ---- */
+
+struct obj_reader;
+
+/* Last stage before dest: counts content and compares it with the footer at finish. */
+struct content_check {
+    struct ws_sink base;
+    struct obj_reader *r;
+    EVP_MD_CTX *md; /* only with verify_digest */
+    uint64_t len;
+};
+
+struct obj_reader {
+    struct ws_sink base;
+    char *name;
+    const struct ws_keyring *kr;
+    uint8_t header[WS_OBJECT_HEADER_SIZE];
+    size_t hfill;
+    int have_header;
+    struct ws_object_info info;
+    uint32_t chunk_size;
+    size_t unit, trailer;
+    EVP_CIPHER_CTX *cctx;
+    EVP_MD_CTX *objmd;
+    uint8_t *buf, *plain;
+    size_t fill;
+    uint64_t index, payload_len;
+    struct ws_sink *pending; /* check -> dest, until the header says what goes before it */
+    struct content_check *check;
+};
+
+static int check_write(struct ws_sink *s, const void *buf, size_t len, struct ws_error *err)
+{
+    struct content_check *c = (struct content_check *)s;
+    if (c->md && len && EVP_DigestUpdate(c->md, buf, len) != 1)
+        return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 update failed");
+    c->len += len;
+    return ws_sink_write(s->next, buf, len, err);
+}
+
+static int check_finish(struct ws_sink *s, struct ws_error *err)
+{
+    struct content_check *c = (struct content_check *)s;
+    uint8_t d[32];
+    unsigned int n;
+
+    if (c->len != c->r->info.content_len)
+        return ws_error_set(err, WS_ERR_CORRUPT,
+                            "object \"%s\" decoded to %llu bytes but was stored with %llu",
+                            c->r->name, (unsigned long long)c->len,
+                            (unsigned long long)c->r->info.content_len);
+    if (c->md && (EVP_DigestFinal_ex(c->md, d, &n) != 1 ||
+                  CRYPTO_memcmp(d, c->r->info.content_sha256, 32) != 0))
+        return ws_error_set(err, WS_ERR_CORRUPT,
+                            "object \"%s\" decoded to content whose SHA-256 differs from the "
+                            "stored one",
+                            c->r->name);
+    return 0;
+}
+
+static void check_destroy(struct ws_sink *s)
+{
+    struct content_check *c = (struct content_check *)s;
+    EVP_MD_CTX_free(c->md);
+    free(c);
+}
+
+static const struct ws_sink_ops check_ops = {"object-check", check_write, check_finish, NULL,
+                                             check_destroy};
+
+static int reader_start(struct obj_reader *r, struct ws_error *err)
+{
+    const struct ws_key *key;
+    uint32_t namelen_be = 0;
+
+    if (ws_object_parse_header(r->header, r->name, &r->info, &r->chunk_size, err) != 0)
+        return err->code;
+    if (r->info.cipher == WS_CIPHER_AES256GCM) {
+        if (key_for(r->kr, r->info.key_id, r->name, &key, err) != 0 ||
+            gcm_ctx_new(&r->cctx, key, r->header + 24, 0, err) != 0)
+            return err->code;
+        r->unit = r->chunk_size + TAG_LEN;
+        r->trailer = GCM_TRAILER;
+        if (!(r->plain = malloc(r->chunk_size)))
+            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    } else {
+        r->unit = 256 * 1024;
+        r->trailer = PLAIN_TRAILER;
+        put_be32((uint8_t *)&namelen_be, (uint32_t)strlen(r->name));
+        if (!(r->objmd = EVP_MD_CTX_new()) || EVP_DigestInit_ex(r->objmd, EVP_sha256(), NULL) != 1 ||
+            EVP_DigestUpdate(r->objmd, r->header, WS_OBJECT_HEADER_SIZE) != 1 ||
+            EVP_DigestUpdate(r->objmd, &namelen_be, 4) != 1 ||
+            EVP_DigestUpdate(r->objmd, r->name, strlen(r->name)) != 1)
+            return ws_error_set(err, WS_ERR_INTERNAL, "could not set up SHA-256");
+    }
+    if (!(r->buf = malloc(r->unit + r->trailer)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    if (r->info.compress == WS_COMPRESS_ZSTD) {
+        struct ws_sink *chain = r->pending;
+        r->pending = NULL;
+        if (ws_zstd_decompress_sink_new(chain, &r->base.next, err) != 0)
+            return err->code;
+    } else {
+        r->base.next = r->pending;
+        r->pending = NULL;
+    }
+    r->have_header = 1;
+    return 0;
+}
+
+/* Handles one unit of body bytes that is known not to be part of the trailer. */
+static int reader_unit(struct obj_reader *r, const uint8_t *p, size_t len, struct ws_error *err)
+{
+    r->payload_len += r->info.cipher == WS_CIPHER_AES256GCM ? len - TAG_LEN : len;
+    if (r->info.cipher == WS_CIPHER_NONE) {
+        if (EVP_DigestUpdate(r->objmd, p, len) != 1)
+            return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 update failed");
+        return ws_sink_write(r->base.next, p, len, err);
+    }
+    if (len <= TAG_LEN)
+        return ws_error_set(err, WS_ERR_CORRUPT, "object \"%s\" is truncated", r->name);
+    if (gcm_open(r->cctx, r->header, r->name, r->index, 0, p, len - TAG_LEN, r->plain, err) != 0)
+        return err->code;
+    r->index++;
+    return ws_sink_write(r->base.next, r->plain, len - TAG_LEN, err);
+}
+
+static int reader_write(struct ws_sink *s, const void *buf, size_t len, struct ws_error *err)
+{
+    struct obj_reader *r = (struct obj_reader *)s;
+    const uint8_t *p = buf;
+
+    if (!r->have_header) {
+        size_t take = WS_OBJECT_HEADER_SIZE - r->hfill;
+        if (take > len)
+            take = len;
+        memcpy(r->header + r->hfill, p, take);
+        r->hfill += take;
+        p += take;
+        len -= take;
+        if (r->hfill < WS_OBJECT_HEADER_SIZE)
+            return 0;
+        if (reader_start(r, err) != 0)
+            return err->code;
+    }
+    while (len > 0) {
+        size_t cap = r->unit + r->trailer, take = cap - r->fill;
+        if (take > len)
+            take = len;
+        memcpy(r->buf + r->fill, p, take);
+        r->fill += take;
+        p += take;
+        len -= take;
+        if (r->fill == cap) {
+            if (reader_unit(r, r->buf, r->unit, err) != 0)
+                return err->code;
+            memmove(r->buf, r->buf + r->unit, r->trailer);
+            r->fill = r->trailer;
+        }
+    }
+    return 0;
+}
+
+static int footer_decode(struct obj_reader *r, const uint8_t *footer, struct ws_error *err)
+{
+    uint64_t payload = get_be64(footer + 40);
+    r->info.content_len = get_be64(footer);
+    memcpy(r->info.content_sha256, footer + 8, 32);
+    if (payload != r->payload_len)
+        return ws_error_set(err, WS_ERR_CORRUPT,
+                            "object \"%s\" holds %llu payload bytes but its footer says %llu",
+                            r->name, (unsigned long long)r->payload_len,
+                            (unsigned long long)payload);
+    return 0;
+}
+
+static int reader_finish(struct ws_sink *s, struct ws_error *err)
+{
+    struct obj_reader *r = (struct obj_reader *)s;
+    uint8_t footer[WS_OBJECT_FOOTER_SIZE], sum[32];
+    unsigned int n;
+    size_t body;
+
+    if (!r->have_header)
+        return ws_error_set(err, WS_ERR_CORRUPT,
+                            "object \"%s\" is truncated: %zu bytes, shorter than its header",
+                            r->name, r->hfill);
+    if (r->fill < r->trailer)
+        return ws_error_set(err, WS_ERR_CORRUPT, "object \"%s\" is truncated: no complete trailer",
+                            r->name);
+    body = r->fill - r->trailer;
+    if (body > 0 && reader_unit(r, r->buf, body, err) != 0)
+        return err->code;
+    if (r->info.cipher == WS_CIPHER_NONE) {
+        memcpy(footer, r->buf + body, sizeof(footer));
+        if (EVP_DigestUpdate(r->objmd, footer, sizeof(footer)) != 1 ||
+            EVP_DigestFinal_ex(r->objmd, sum, &n) != 1)
+            return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+        if (CRYPTO_memcmp(sum, r->buf + body + sizeof(footer), 32) != 0)
+            return ws_error_set(err, WS_ERR_CORRUPT,
+                                "object \"%s\" failed its checksum: it is damaged, truncated, or "
+                                "not the object of that name",
+                                r->name);
+    } else if (gcm_open(r->cctx, r->header, r->name, r->index, 1, r->buf + body,
+                        WS_OBJECT_FOOTER_SIZE, footer, err) != 0) {
+        return err->code;
+    }
+    r->info.stored_len = WS_OBJECT_HEADER_SIZE; /* informational only */
+    return footer_decode(r, footer, err);
+}
+
+static void reader_destroy(struct ws_sink *s)
+{
+    struct obj_reader *r = (struct obj_reader *)s;
+    ws_sink_free(r->pending);
+    EVP_CIPHER_CTX_free(r->cctx);
+    EVP_MD_CTX_free(r->objmd);
+    if (r->plain)
+        OPENSSL_cleanse(r->plain, r->chunk_size);
+    free(r->plain);
+    free(r->buf);
+    free(r->name);
+    free(r);
+}
+
+static const struct ws_sink_ops reader_ops = {"object-reader", reader_write, reader_finish, NULL,
+                                              reader_destroy};
+
+int ws_object_reader_new(struct ws_sink *dest, const char *name, const struct ws_keyring *kr,
+                         int verify_digest, struct ws_sink **out, struct ws_error *err)
+{
+    struct obj_reader *r = calloc(1, sizeof(*r));
+    struct content_check *c = calloc(1, sizeof(*c));
+
+    if (!r || !c || !(r->name = strdup(name)) ||
+        (verify_digest && (!(c->md = EVP_MD_CTX_new()) ||
+                           EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) != 1))) {
+        if (r)
+            free(r->name);
+        if (c)
+            EVP_MD_CTX_free(c->md);
+        free(r);
+        free(c);
+        ws_sink_free(dest);
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    c->base.ops = &check_ops;
+    c->base.next = dest;
+    c->r = r;
+    r->base.ops = &reader_ops;
+    r->kr = kr;
+    r->pending = &c->base;
+    r->check = c;
+    *out = &r->base;
+    return 0;
+}
+
+void ws_object_reader_info(const struct ws_sink *reader, struct ws_object_info *info)
+{
+    *info = ((const struct obj_reader *)reader)->info;
+}
+
+int ws_object_read_footer(const uint8_t *hdr, const uint8_t *trailer, size_t trailer_len,
+                          uint64_t stored_len, const char *name, const struct ws_keyring *kr,
+                          struct ws_object_info *info, struct ws_error *err)
+{
+    uint32_t chunk_size;
+    const struct ws_key *key;
+    EVP_CIPHER_CTX *c = NULL;
+    uint8_t footer[WS_OBJECT_FOOTER_SIZE];
+    uint64_t body, nchunks;
+    int rc;
+
+    if ((rc = ws_object_parse_header(hdr, name, info, &chunk_size, err)) != 0)
+        return rc;
+    if (trailer_len != ws_object_trailer_size(info->cipher) ||
+        stored_len < WS_OBJECT_HEADER_SIZE + trailer_len)
+        return ws_error_set(err, WS_ERR_CORRUPT, "object \"%s\" is truncated", name);
+    body = stored_len - WS_OBJECT_HEADER_SIZE - trailer_len;
+    if (info->cipher == WS_CIPHER_NONE) {
+        memcpy(footer, trailer, sizeof(footer));
+    } else {
+        nchunks = (body + chunk_size + TAG_LEN - 1) / (chunk_size + TAG_LEN);
+        if ((rc = key_for(kr, info->key_id, name, &key, err)) != 0 ||
+            (rc = gcm_ctx_new(&c, key, hdr + 24, 0, err)) != 0)
+            return rc;
+        rc = gcm_open(c, hdr, name, nchunks, 1, trailer, WS_OBJECT_FOOTER_SIZE, footer, err);
+        EVP_CIPHER_CTX_free(c);
+        if (rc != 0)
+            return rc;
+    }
+    info->content_len = get_be64(footer);
+    memcpy(info->content_sha256, footer + 8, 32);
+    info->stored_len = stored_len;
+    return 0;
+}

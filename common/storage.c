@@ -1,0 +1,124 @@
+#include "storage.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int ws_storage_key_valid(const char *key)
+{
+    const char *p = key;
+
+    if (!key || !*key || *key == '/' || strlen(key) > 1024)
+        return 0;
+    while (*p) {
+        size_t n = strcspn(p, "/");
+        if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.') ||
+            strncmp(p, ".walsafe-tmp", 12) == 0)
+            return 0;
+        for (size_t i = 0; i < n; i++) {
+            char c = p[i];
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-'))
+                return 0;
+        }
+        p += n;
+        if (*p == '/') {
+            p++;
+            if (!*p)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+static int bad_key(const char *key, struct ws_error *err)
+{
+    return ws_error_set(err, WS_ERR_INTERNAL, "invalid storage key \"%s\"", key ? key : "(null)");
+}
+
+int ws_storage_open(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err)
+{
+    const char *repo = cfg->repo;
+
+    if (repo[0] == '/')
+        return ws_storage_posix_open(repo, out, err);
+    if (strncmp(repo, "file://", 7) == 0) {
+        if (repo[7] != '/')
+            return ws_error_set(err, WS_ERR_CONFIG,
+                                "invalid repo \"%s\": a file:// URL needs an absolute path "
+                                "(file:///path)",
+                                repo);
+        return ws_storage_posix_open(repo + 7, out, err);
+    }
+    if (strncmp(repo, "s3://", 5) == 0 || strncmp(repo, "sftp://", 7) == 0)
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "repo \"%.*s\": this build of walsafe does not support %s repositories "
+                            "yet",
+                            (int)strcspn(repo, "@"), repo, repo[1] == '3' ? "S3" : "SFTP");
+    return ws_error_set(err, WS_ERR_CONFIG,
+                        "invalid repo \"%s\": expected /abs/path, file:///abs/path, "
+                        "s3://bucket[/prefix] or sftp://user@host[:port]/abs/path",
+                        repo);
+}
+
+void ws_storage_close(struct ws_storage *s)
+{
+    if (s)
+        s->ops->close(s);
+}
+
+int ws_storage_stat(struct ws_storage *s, const char *key, struct ws_storage_stat *out,
+                    struct ws_error *err)
+{
+    if (!ws_storage_key_valid(key))
+        return bad_key(key, err);
+    return s->ops->stat(s, key, out, err);
+}
+
+int ws_storage_open_put(struct ws_storage *s, const char *key, int flags, struct ws_sink **out,
+                        struct ws_error *err)
+{
+    if (!ws_storage_key_valid(key))
+        return bad_key(key, err);
+    return s->ops->open_put(s, key, flags, out, err);
+}
+
+int ws_storage_get(struct ws_storage *s, const char *key, uint64_t offset, uint64_t length,
+                   struct ws_sink *dest, struct ws_error *err)
+{
+    if (!ws_storage_key_valid(key))
+        return bad_key(key, err);
+    return s->ops->get(s, key, offset, length, dest, err);
+}
+
+int ws_storage_list(struct ws_storage *s, const char *prefix, ws_storage_list_cb cb, void *arg,
+                    struct ws_error *err)
+{
+    return s->ops->list(s, prefix, cb, arg, err);
+}
+
+int ws_storage_remove(struct ws_storage *s, const char *key, struct ws_error *err)
+{
+    if (!ws_storage_key_valid(key))
+        return bad_key(key, err);
+    return s->ops->remove(s, key, err);
+}
+
+int ws_storage_get_all(struct ws_storage *s, const char *key, size_t limit, uint8_t **data,
+                       size_t *len, struct ws_error *err)
+{
+    struct ws_sink *buf = NULL;
+    const uint8_t *p;
+    int rc;
+
+    if ((rc = ws_buffer_sink_new(limit, &buf, err)) != 0)
+        return rc;
+    if ((rc = ws_storage_get(s, key, 0, WS_STORAGE_TO_END, buf, err)) == 0) {
+        p = ws_buffer_sink_data(buf, len);
+        if (!(*data = malloc(*len ? *len : 1)))
+            rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        else if (*len)
+            memcpy(*data, p, *len);
+    }
+    ws_sink_free(buf);
+    return rc;
+}

@@ -1,0 +1,98 @@
+/*
+ * storage.h - a repository's storage: a flat namespace of objects under relative keys.
+ *
+ * Drivers: posix (/path, file:///path) and mem (tests, with fault injection); s3 and sftp come
+ * with their issues. Keys are relative, '/'-separated, made of [A-Za-z0-9._-] components, never
+ * "." or "..", never starting with ".walsafe-tmp" (reserved for temp files); every entry point
+ * validates them.
+ *
+ * Writing: ws_storage_open_put() returns a sink. Nothing is visible under the key until the
+ * sink's finish succeeds, and then it is durable. Without WS_PUT_REPLACE, finish fails with
+ * WS_ERR_EXISTS if the key exists and leaves the stored object untouched. Freeing a sink that
+ * did not finish removes everything it wrote.
+ *
+ * Errors: WS_ERR_NOT_FOUND means the storage answered and holds no such object; anything that
+ * prevents an answer is WS_ERR_STORAGE.
+ *
+ *     struct ws_sink *put;
+ *     if (ws_storage_open_put(st, "main/wal/x", 0, &put, err) == 0) { write...; finish; }
+ *     ws_sink_free(put);
+ */
+#ifndef WS_STORAGE_H
+#define WS_STORAGE_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "sink.h"
+
+#define WS_STORAGE_TO_END UINT64_MAX
+#define WS_PUT_REPLACE 0x1
+
+struct ws_storage_stat {
+    uint64_t size;
+    int64_t mtime; /* seconds since the epoch */
+};
+
+/* Called once per object; return non-zero (with err set) to stop the listing. */
+typedef int (*ws_storage_list_cb)(void *arg, const char *key, const struct ws_storage_stat *st,
+                                  struct ws_error *err);
+
+struct ws_storage;
+
+struct ws_storage_ops {
+    const char *name;
+    int (*stat)(struct ws_storage *s, const char *key, struct ws_storage_stat *out,
+                struct ws_error *err);
+    int (*open_put)(struct ws_storage *s, const char *key, int flags, struct ws_sink **out,
+                    struct ws_error *err);
+    /* Writes bytes [offset, offset+length) into dest; does not finish dest. */
+    int (*get)(struct ws_storage *s, const char *key, uint64_t offset, uint64_t length,
+               struct ws_sink *dest, struct ws_error *err);
+    /* Every object whose key starts with prefix, in no particular order. */
+    int (*list)(struct ws_storage *s, const char *prefix, ws_storage_list_cb cb, void *arg,
+                struct ws_error *err);
+    int (*remove)(struct ws_storage *s, const char *key, struct ws_error *err);
+    void (*close)(struct ws_storage *s);
+};
+
+struct ws_storage {
+    const struct ws_storage_ops *ops;
+    char *location; /* for messages: the repository URL without credentials */
+};
+
+/* Opens the driver for cfg->repo. */
+int ws_storage_open(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err);
+void ws_storage_close(struct ws_storage *s);
+
+int ws_storage_key_valid(const char *key);
+
+int ws_storage_stat(struct ws_storage *s, const char *key, struct ws_storage_stat *out,
+                    struct ws_error *err);
+int ws_storage_open_put(struct ws_storage *s, const char *key, int flags, struct ws_sink **out,
+                        struct ws_error *err);
+int ws_storage_get(struct ws_storage *s, const char *key, uint64_t offset, uint64_t length,
+                   struct ws_sink *dest, struct ws_error *err);
+int ws_storage_list(struct ws_storage *s, const char *prefix, ws_storage_list_cb cb, void *arg,
+                    struct ws_error *err);
+int ws_storage_remove(struct ws_storage *s, const char *key, struct ws_error *err);
+
+/* Reads a whole (small) object into a new buffer of at most limit bytes; caller frees *data. */
+int ws_storage_get_all(struct ws_storage *s, const char *key, size_t limit, uint8_t **data,
+                       size_t *len, struct ws_error *err);
+
+/* Drivers. root must be an absolute path to an existing directory. */
+int ws_storage_posix_open(const char *root, struct ws_storage **out, struct ws_error *err);
+
+/* In-memory driver for tests. Faults: the nth call (1-based) of the operations in op_mask fails
+ * with `code`; WS_MEM_TRUNCATE_GET makes get deliver only half of the bytes. */
+enum { WS_MEM_STAT = 1, WS_MEM_PUT_WRITE = 2, WS_MEM_PUT_FINISH = 4, WS_MEM_GET = 8,
+       WS_MEM_LIST = 16, WS_MEM_REMOVE = 32, WS_MEM_TRUNCATE_GET = 64 };
+int ws_storage_mem_open(struct ws_storage **out, struct ws_error *err);
+void ws_storage_mem_fault(struct ws_storage *s, int op_mask, int nth, int code);
+/* Direct access for corruption tests: the stored bytes of key (NULL if absent). */
+uint8_t *ws_storage_mem_object(struct ws_storage *s, const char *key, size_t *len);
+int ws_storage_mem_set_object(struct ws_storage *s, const char *key, const uint8_t *data,
+                              size_t len);
+
+#endif

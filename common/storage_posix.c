@@ -1,0 +1,348 @@
+/*
+ * storage_posix.c - a repository in a local (or mounted) directory.
+ *
+ * Publication: the object is written to "<dir>/.walsafe-tmp.<name>.<pid>.<random>" (mode 0600),
+ * fsynced, renamed to its key with RENAME_NOREPLACE (or link+unlink where the file system lacks
+ * it), and the directory is fsynced. Directories are created 0700 and made durable in their
+ * parents. The repository root itself must exist: a missing root is more likely an unmounted
+ * file system than a new repository, and writing into the mount point would lose WAL.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "storage.h"
+
+struct posix_storage {
+    struct ws_storage base;
+    char *root;
+};
+
+static int full_path(struct posix_storage *ps, const char *key, char *out, size_t outsz,
+                     struct ws_error *err)
+{
+    if ((size_t)snprintf(out, outsz, "%s/%s", ps->root, key) >= outsz)
+        return ws_error_set(err, WS_ERR_STORAGE, "path too long for key \"%s\"", key);
+    return 0;
+}
+
+static int p_stat(struct ws_storage *s, const char *key, struct ws_storage_stat *out,
+                  struct ws_error *err)
+{
+    struct posix_storage *ps = (struct posix_storage *)s;
+    char path[PATH_MAX];
+    struct stat st;
+
+    if (full_path(ps, key, path, sizeof(path), err) != 0)
+        return err->code;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return ws_error_set(err, WS_ERR_NOT_FOUND, "object \"%s\" not found in repository "
+                                "\"%s\"", key, ps->root);
+        return ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not stat file \"%s\"", path);
+    }
+    if (!S_ISREG(st.st_mode))
+        return ws_error_set(err, WS_ERR_STORAGE, "\"%s\" is not a regular file", path);
+    out->size = (uint64_t)st.st_size;
+    out->mtime = st.st_mtime;
+    return 0;
+}
+
+/* ---- put ---- */
+
+struct posix_put {
+    struct ws_sink base;
+    char *path, *tmp;
+    int fd, replace;
+};
+
+static int put_write(struct ws_sink *s, const void *buf, size_t len, struct ws_error *err)
+{
+    struct posix_put *p = (struct posix_put *)s;
+    if (ws_write_all(p->fd, buf, len) != 0)
+        return ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not write file \"%s\"", p->tmp);
+    return 0;
+}
+
+static int put_finish(struct ws_sink *s, struct ws_error *err)
+{
+    struct posix_put *p = (struct posix_put *)s;
+    int fd = p->fd;
+
+    p->fd = -1;
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        return ws_error_setsys(err, WS_ERR_STORAGE, e, "could not fsync file \"%s\"", p->tmp);
+    }
+    if (close(fd) != 0)
+        return ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not close file \"%s\"", p->tmp);
+    if (p->replace) {
+        if (rename(p->tmp, p->path) != 0)
+            return ws_error_setsys(err, WS_ERR_STORAGE, errno,
+                                   "could not rename file \"%s\" to \"%s\"", p->tmp, p->path);
+    } else if (renameat2(AT_FDCWD, p->tmp, AT_FDCWD, p->path, RENAME_NOREPLACE) != 0) {
+        if (errno == EEXIST)
+            return ws_error_set(err, WS_ERR_EXISTS, "file \"%s\" already exists", p->path);
+        if (errno != EINVAL && errno != ENOSYS)
+            return ws_error_setsys(err, WS_ERR_STORAGE, errno,
+                                   "could not rename file \"%s\" to \"%s\"", p->tmp, p->path);
+        /* File systems without RENAME_NOREPLACE: link() also refuses to replace. */
+        if (link(p->tmp, p->path) != 0) {
+            if (errno == EEXIST)
+                return ws_error_set(err, WS_ERR_EXISTS, "file \"%s\" already exists", p->path);
+            return ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not link file \"%s\" to "
+                                   "\"%s\"", p->tmp, p->path);
+        }
+        unlink(p->tmp);
+    }
+    if (ws_fsync_parent(p->path, err) != 0) {
+        err->code = WS_ERR_STORAGE;
+        return err->code;
+    }
+    return 0;
+}
+
+static void put_abort(struct ws_sink *s)
+{
+    struct posix_put *p = (struct posix_put *)s;
+    if (p->fd >= 0)
+        close(p->fd);
+    p->fd = -1;
+    unlink(p->tmp);
+}
+
+static void put_destroy(struct ws_sink *s)
+{
+    struct posix_put *p = (struct posix_put *)s;
+    free(p->path);
+    free(p->tmp);
+    free(p);
+}
+
+static const struct ws_sink_ops put_ops = {"posix-put", put_write, put_finish, put_abort,
+                                           put_destroy};
+
+static int p_open_put(struct ws_storage *s, const char *key, int flags, struct ws_sink **out,
+                      struct ws_error *err)
+{
+    struct posix_storage *ps = (struct posix_storage *)s;
+    char path[PATH_MAX], dir[PATH_MAX], tmp[PATH_MAX + 64];
+    const char *slash;
+    struct posix_put *p;
+    uint8_t rnd[6];
+    char rhex[13];
+
+    if (full_path(ps, key, path, sizeof(path), err) != 0)
+        return err->code;
+    slash = strrchr(path, '/');
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = '\0';
+    if (ws_mkdir_p(dir, 0700, err) != 0) {
+        err->code = WS_ERR_STORAGE;
+        return err->code;
+    }
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+        return ws_error_set(err, WS_ERR_INTERNAL, "could not generate random bytes");
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(rhex + 2 * i, 3, "%02x", rnd[i]);
+    snprintf(tmp, sizeof(tmp), "%s/.walsafe-tmp.%s.%ld.%s", dir, slash + 1, (long)getpid(), rhex);
+    p = calloc(1, sizeof(*p));
+    if (!p || !(p->path = strdup(path)) || !(p->tmp = strdup(tmp))) {
+        if (p) {
+            free(p->path);
+            free(p);
+        }
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    p->base.ops = &put_ops;
+    p->replace = (flags & WS_PUT_REPLACE) != 0;
+    p->fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (p->fd < 0) {
+        int rc = ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not create file \"%s\"", tmp);
+        put_destroy(&p->base);
+        return rc;
+    }
+    *out = &p->base;
+    return 0;
+}
+
+/* ---- get ---- */
+
+static int p_get(struct ws_storage *s, const char *key, uint64_t offset, uint64_t length,
+                 struct ws_sink *dest, struct ws_error *err)
+{
+    enum { BLOCK = 1 << 20 };
+    struct posix_storage *ps = (struct posix_storage *)s;
+    char path[PATH_MAX];
+    uint8_t *buf = NULL;
+    uint64_t left = length;
+    off_t off = (off_t)offset;
+    int fd, rc = 0;
+
+    if (full_path(ps, key, path, sizeof(path), err) != 0)
+        return err->code;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return ws_error_set(err, WS_ERR_NOT_FOUND, "object \"%s\" not found in repository "
+                                "\"%s\"", key, ps->root);
+        return ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not open file \"%s\"", path);
+    }
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    if (!(buf = malloc(BLOCK))) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    while (left > 0) {
+        size_t want = left < BLOCK ? (size_t)left : BLOCK;
+        ssize_t n = pread(fd, buf, want, off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not read file \"%s\"", path);
+            goto out;
+        }
+        if (n == 0)
+            break;
+        if ((rc = ws_sink_write(dest, buf, (size_t)n, err)) != 0)
+            goto out;
+        off += n;
+        if (length != WS_STORAGE_TO_END)
+            left -= (uint64_t)n;
+    }
+    if (length != WS_STORAGE_TO_END && left > 0)
+        rc = ws_error_set(err, WS_ERR_STORAGE, "file \"%s\" is shorter than expected", path);
+out:
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+/* ---- list ---- */
+
+static int walk(struct posix_storage *ps, const char *rel, const char *prefix,
+                ws_storage_list_cb cb, void *arg, struct ws_error *err)
+{
+    char path[PATH_MAX], child[PATH_MAX];
+    DIR *d;
+    struct dirent *de;
+    int rc = 0;
+
+    snprintf(path, sizeof(path), "%s%s%s", ps->root, *rel ? "/" : "", rel);
+    if (!(d = opendir(path))) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return 0;
+        return ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not open directory \"%s\"", path);
+    }
+    while (rc == 0 && (errno = 0, de = readdir(d)) != NULL) {
+        struct stat st;
+        char full[PATH_MAX];
+        size_t plen = strlen(prefix);
+        if (de->d_name[0] == '.')
+            continue; /* ".", "..", and temp files */
+        if ((size_t)snprintf(child, sizeof(child), "%s%s%s", rel, *rel ? "/" : "", de->d_name) >=
+            sizeof(child))
+            continue;
+        /* Prune subtrees that cannot match the prefix. */
+        if (strncmp(child, prefix, strlen(child) < plen ? strlen(child) : plen) != 0)
+            continue;
+        if ((size_t)snprintf(full, sizeof(full), "%s/%s", ps->root, child) >= sizeof(full))
+            continue;
+        if (lstat(full, &st) != 0) {
+            if (errno == ENOENT)
+                continue;
+            rc = ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not stat file \"%s\"", full);
+        } else if (S_ISDIR(st.st_mode)) {
+            rc = walk(ps, child, prefix, cb, arg, err);
+        } else if (S_ISREG(st.st_mode) && strncmp(child, prefix, plen) == 0) {
+            struct ws_storage_stat ss = {(uint64_t)st.st_size, st.st_mtime};
+            rc = cb(arg, child, &ss, err);
+        }
+    }
+    if (rc == 0 && errno != 0)
+        rc = ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not read directory \"%s\"", path);
+    closedir(d);
+    return rc;
+}
+
+static int p_list(struct ws_storage *s, const char *prefix, ws_storage_list_cb cb, void *arg,
+                  struct ws_error *err)
+{
+    struct posix_storage *ps = (struct posix_storage *)s;
+    char start[PATH_MAX];
+    const char *slash = strrchr(prefix, '/');
+    size_t n = slash ? (size_t)(slash - prefix) : 0;
+
+    /* Start at the deepest directory the prefix names. */
+    memcpy(start, prefix, n);
+    start[n] = '\0';
+    return walk(ps, start, prefix, cb, arg, err);
+}
+
+static int p_remove(struct ws_storage *s, const char *key, struct ws_error *err)
+{
+    struct posix_storage *ps = (struct posix_storage *)s;
+    char path[PATH_MAX];
+
+    if (full_path(ps, key, path, sizeof(path), err) != 0)
+        return err->code;
+    if (unlink(path) != 0) {
+        if (errno == ENOENT)
+            return ws_error_set(err, WS_ERR_NOT_FOUND, "object \"%s\" not found", key);
+        return ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not remove file \"%s\"", path);
+    }
+    if (ws_fsync_parent(path, err) != 0) {
+        err->code = WS_ERR_STORAGE;
+        return err->code;
+    }
+    return 0;
+}
+
+static void p_close(struct ws_storage *s)
+{
+    struct posix_storage *ps = (struct posix_storage *)s;
+    free(ps->root);
+    free(ps->base.location);
+    free(ps);
+}
+
+static const struct ws_storage_ops posix_ops = {"posix", p_stat,   p_open_put, p_get,
+                                                p_list,  p_remove, p_close};
+
+int ws_storage_posix_open(const char *root, struct ws_storage **out, struct ws_error *err)
+{
+    struct posix_storage *ps;
+    struct stat st;
+    size_t n = strlen(root);
+
+    if (root[0] != '/')
+        return ws_error_set(err, WS_ERR_CONFIG, "repository path \"%s\" is not absolute", root);
+    if (stat(root, &st) != 0)
+        return ws_error_setsys(err, WS_ERR_STORAGE, errno,
+                               "could not access repository directory \"%s\" (create it with mode "
+                               "0700, or check that its file system is mounted)",
+                               root);
+    if (!S_ISDIR(st.st_mode))
+        return ws_error_set(err, WS_ERR_STORAGE, "repository \"%s\" is not a directory", root);
+    ps = calloc(1, sizeof(*ps));
+    if (!ps || !(ps->root = strdup(root)) || !(ps->base.location = strdup(root))) {
+        if (ps)
+            free(ps->root);
+        free(ps);
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    while (n > 1 && ps->root[n - 1] == '/')
+        ps->root[--n] = '\0';
+    ps->base.ops = &posix_ops;
+    *out = &ps->base;
+    return 0;
+}
