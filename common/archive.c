@@ -1,0 +1,301 @@
+#include "archive.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "key.h"
+#include "log.h"
+#include "object.h"
+#include "repo.h"
+#include "wal.h"
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* zstd worker threads for one WAL file: they let compression use the cores PostgreSQL's
+ * one-file-at-a-time archiver leaves idle. */
+static int compress_workers(const struct ws_config *cfg)
+{
+    return cfg->parallel > 1 ? (cfg->parallel > 4 ? 4 : cfg->parallel) : 0;
+}
+
+/* Reads header and trailer of a stored object and fills its content length and digest. */
+static int stored_digest(struct ws_repo *repo, const char *key, const struct ws_keyring *kr,
+                         struct ws_object_info *info, struct ws_error *err)
+{
+    struct ws_storage_stat st;
+    struct ws_sink *hdr = NULL, *trl = NULL;
+    const uint8_t *h, *t;
+    size_t hlen, tlen, tsize;
+    uint32_t chunk;
+    int rc;
+
+    if ((rc = ws_storage_stat(repo->st, key, &st, err)) != 0)
+        return rc;
+    if ((rc = ws_buffer_sink_new(WS_OBJECT_HEADER_SIZE, &hdr, err)) != 0)
+        return rc;
+    if ((rc = ws_storage_get(repo->st, key, 0, WS_OBJECT_HEADER_SIZE, hdr, err)) != 0)
+        goto out;
+    h = ws_buffer_sink_data(hdr, &hlen);
+    if (hlen != WS_OBJECT_HEADER_SIZE) {
+        rc = ws_error_set(err, WS_ERR_CORRUPT, "object \"%s\" is truncated", key);
+        goto out;
+    }
+    if ((rc = ws_object_parse_header(h, key, info, &chunk, err)) != 0)
+        goto out;
+    tsize = ws_object_trailer_size(info->cipher);
+    if (st.size < WS_OBJECT_HEADER_SIZE + tsize) {
+        rc = ws_error_set(err, WS_ERR_CORRUPT, "object \"%s\" is truncated", key);
+        goto out;
+    }
+    if ((rc = ws_buffer_sink_new(tsize, &trl, err)) != 0 ||
+        (rc = ws_storage_get(repo->st, key, st.size - tsize, tsize, trl, err)) != 0)
+        goto out;
+    t = ws_buffer_sink_data(trl, &tlen);
+    rc = ws_object_read_footer(h, t, tlen, st.size, key, kr, info, err);
+out:
+    ws_sink_free(hdr);
+    ws_sink_free(trl);
+    return rc;
+}
+
+/* The duplicate policy: identical content is success (with a warning), different is refused. */
+static int compare_with_stored(struct ws_repo *repo, const char *key, const char *path,
+                               const struct ws_keyring *kr, uint64_t len, const uint8_t *digest,
+                               struct ws_push_result *res, struct ws_error *err)
+{
+    struct ws_object_info stored;
+    int rc;
+
+    if ((rc = stored_digest(repo, key, kr, &stored, err)) != 0)
+        return ws_error_prefix(err, "WAL file \"%s\" is already archived as \"%s\" and could not "
+                               "be compared", path, key);
+    if (stored.content_len != len || CRYPTO_memcmp(stored.content_sha256, digest, 32) != 0)
+        return ws_error_set(err, WS_ERR_CONFLICT,
+                            "WAL file \"%s\" is already archived as \"%s\" with different content "
+                            "(%" PRIu64 " bytes stored, %" PRIu64 " bytes here); the stored copy is "
+                            "kept",
+                            path, key, stored.content_len, len);
+    ws_log_warning("WAL file \"%s\" was already archived with identical content; not stored "
+                   "again",
+                   path);
+    res->duplicate = 1;
+    res->bytes = len;
+    res->stored_bytes = stored.stored_len;
+    return 0;
+}
+
+/* For .history and .backup files, which carry no system identifier: when PostgreSQL runs us
+ * (cwd = data directory), global/pg_control starts with the system identifier. */
+static int check_side_file(struct ws_repo *repo, const char *path, struct ws_error *err)
+{
+    struct ws_identity have, want = {0};
+    char what[PATH_MAX + 64];
+    int fd = open("global/pg_control", O_RDONLY | O_CLOEXEC), rc;
+
+    rc = ws_repo_identity_load(repo, &have, err);
+    if (rc == WS_ERR_NOT_FOUND) {
+        if (fd >= 0)
+            close(fd);
+        return 0; /* nothing to check against yet; the first segment records the identity */
+    }
+    if (rc != 0 || fd < 0) {
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    if (ws_pread_full(fd, &want.system_identifier, 8, 0) != 8)
+        want.system_identifier = 0;
+    close(fd);
+    snprintf(what, sizeof(what), "WAL file \"%s\" (by the data directory it is archived from)",
+             path);
+    return ws_repo_identity_compare(repo, &have, &want, what, err);
+}
+
+int ws_archive_push(const struct ws_config *cfg, const char *wal_path,
+                    struct ws_push_result *res, struct ws_error *err)
+{
+    const char *name = base_name(wal_path);
+    int kind = ws_wal_classify(name), fd = -1, rc;
+    struct ws_keyring kr;
+    struct ws_repo repo = {0};
+    struct ws_sink *put = NULL, *w = NULL, *hash = NULL;
+    struct ws_object_params p = {0};
+    struct ws_object_info info;
+    struct ws_storage_stat st_obj;
+    struct stat st;
+    char key[256], what[PATH_MAX + 32];
+
+    memset(res, 0, sizeof(*res));
+    memset(&kr, 0, sizeof(kr));
+    if (kind == WS_WAL_INVALID)
+        return ws_error_set(err, WS_ERR_INVALID,
+                            "\"%s\" is not the name of a WAL segment, .partial, .history or "
+                            ".backup file",
+                            wal_path);
+    if ((fd = open(wal_path, O_RDONLY | O_CLOEXEC)) < 0)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not open WAL file \"%s\"", wal_path);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        rc = ws_error_set(err, WS_ERR_IO, "WAL file \"%s\" is not a regular file", wal_path);
+        goto out;
+    }
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    if ((rc = ws_keyring_load(cfg, &kr, err)) != 0 || (rc = ws_repo_open(cfg, &repo, err)) != 0)
+        goto out;
+    if (ws_repo_wal_key(&repo, name, key, sizeof(key)) != 0) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "could not build the key for \"%s\"", name);
+        goto out;
+    }
+
+    if (kind == WS_WAL_SEGMENT || kind == WS_WAL_PARTIAL) {
+        uint8_t hdr[WS_WAL_LONG_HEADER_SIZE];
+        struct ws_wal_long_header h;
+        struct ws_identity want = {0};
+        ssize_t n = ws_pread_full(fd, hdr, sizeof(hdr), 0);
+        if (n < 0) {
+            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not read WAL file \"%s\"", wal_path);
+            goto out;
+        }
+        if ((rc = ws_wal_check_segment(wal_path, name, hdr, (size_t)n, (uint64_t)st.st_size, &h,
+                                       err)) != 0)
+            goto out;
+        want.system_identifier = h.sysid;
+        want.pg_version = ws_wal_magic_to_major(h.magic);
+        want.wal_segment_size = h.seg_size;
+        snprintf(what, sizeof(what), "WAL file \"%s\"", wal_path);
+        if ((rc = ws_repo_identity_ensure(&repo, &want, what, err)) != 0)
+            goto out;
+    } else if ((rc = check_side_file(&repo, wal_path, err)) != 0) {
+        goto out;
+    }
+
+    /* Already there? Then compare content digests; the stored object is never downloaded. */
+    rc = ws_storage_stat(repo.st, key, &st_obj, err);
+    if (rc == 0) {
+        uint8_t digest[32];
+        uint64_t len;
+        if ((rc = ws_sha256_sink_new(NULL, &hash, err)) != 0 ||
+            (rc = ws_sink_write_file(hash, fd, wal_path, err)) != 0 ||
+            (rc = ws_sink_finish(hash, err)) != 0)
+            goto out;
+        ws_sha256_sink_result(hash, digest, &len);
+        rc = compare_with_stored(&repo, key, wal_path, &kr, len, digest, res, err);
+        goto out;
+    }
+    if (rc != WS_ERR_NOT_FOUND)
+        goto out;
+
+    p.name = key;
+    p.compress = cfg->compress;
+    p.level = cfg->compress_level;
+    p.workers = compress_workers(cfg);
+    p.content_size = st.st_size;
+    p.key = ws_keyring_write_key(&kr);
+    if ((rc = ws_storage_open_put(repo.st, key, 0, &put, err)) != 0)
+        goto out;
+    rc = ws_object_writer_new(put, &p, &w, err);
+    put = NULL; /* owned by the writer now */
+    if (rc != 0 || (rc = ws_sink_write_file(w, fd, wal_path, err)) != 0)
+        goto out;
+    rc = ws_sink_finish(w, err);
+    ws_object_writer_info(w, &info);
+    if (rc == 0 && info.content_len != (uint64_t)st.st_size)
+        rc = ws_error_set(err, WS_ERR_IO, "WAL file \"%s\" changed size while it was read",
+                          wal_path);
+    if (rc == WS_ERR_EXISTS) {
+        /* Another wal-push stored it between our stat and our commit. */
+        ws_sink_free(w);
+        w = NULL;
+        rc = compare_with_stored(&repo, key, wal_path, &kr, info.content_len, info.content_sha256,
+                                 res, err);
+        goto out;
+    }
+    if (rc != 0)
+        goto out;
+    res->bytes = info.content_len;
+    res->stored_bytes = info.stored_len;
+    ws_log_info("archived \"%s\" as \"%s\" (%" PRIu64 " bytes, %" PRIu64 " stored)", wal_path, key,
+                info.content_len, info.stored_len);
+out:
+    ws_sink_free(hash);
+    ws_sink_free(w);
+    ws_sink_free(put);
+    ws_repo_close(&repo);
+    ws_keyring_wipe(&kr);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+int ws_archive_fetch(const struct ws_config *cfg, const char *wal_name, const char *dest_path,
+                     struct ws_error *err)
+{
+    struct ws_keyring kr;
+    struct ws_repo repo = {0};
+    struct ws_sink *out_file = NULL, *reader = NULL;
+    struct ws_storage_stat st;
+    char key[256], idkey[128];
+    int rc;
+
+    memset(&kr, 0, sizeof(kr));
+    if (ws_wal_classify(wal_name) == WS_WAL_INVALID || strchr(wal_name, '/'))
+        return ws_error_set(err, WS_ERR_USAGE,
+                            "\"%s\" is not the name of a WAL segment, .partial, .history or "
+                            ".backup file",
+                            wal_name);
+    if ((rc = ws_keyring_load(cfg, &kr, err)) != 0 || (rc = ws_repo_open(cfg, &repo, err)) != 0)
+        goto out;
+    if (ws_repo_wal_key(&repo, wal_name, key, sizeof(key)) != 0) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "could not build the key for \"%s\"", wal_name);
+        goto out;
+    }
+    /* PostgreSQL's restore directory needs no fsync: after a crash recovery fetches again. */
+    if ((rc = ws_file_sink_new(dest_path, 0600, 0, &out_file, err)) != 0)
+        goto out;
+    rc = ws_object_reader_new(out_file, key, &kr, 0, &reader, err);
+    out_file = NULL;
+    if (rc != 0)
+        goto out;
+    rc = ws_storage_get(repo.st, key, 0, WS_STORAGE_TO_END, reader, err);
+    if (rc == WS_ERR_NOT_FOUND) {
+        /* "Not in the archive" only counts if the archive of this cluster is really there. */
+        struct ws_error e2 = {0};
+        ws_repo_identity_key(&repo, idkey, sizeof(idkey));
+        int rc2 = ws_storage_stat(repo.st, idkey, &st, &e2);
+        if (rc2 == WS_ERR_NOT_FOUND)
+            rc = ws_error_set(err, WS_ERR_CONFIG,
+                              "repository \"%s\" holds no cluster \"%s\" (no identity object); "
+                              "check repo and cluster",
+                              repo.st->location, repo.cluster);
+        else if (rc2 != 0)
+            rc = ws_error_set(err, e2.code, "%s", e2.msg);
+        else
+            ws_error_set(err, WS_ERR_NOT_FOUND, "WAL file \"%s\" is not in the archive (\"%s\")",
+                         wal_name, key);
+        goto out;
+    }
+    if (rc != 0)
+        goto out;
+    rc = ws_sink_finish(reader, err);
+out:
+    if (rc != 0 && rc != WS_ERR_NOT_FOUND && rc != WS_ERR_USAGE && rc != WS_ERR_CONFIG &&
+        strstr(err->msg, wal_name) == NULL)
+        ws_error_prefix(err, "could not fetch WAL file \"%s\"", wal_name);
+    ws_sink_free(reader);
+    ws_sink_free(out_file);
+    ws_repo_close(&repo);
+    ws_keyring_wipe(&kr);
+    return rc;
+}

@@ -1,0 +1,61 @@
+/*
+ * wal-push - PostgreSQL's archive_command: archive_command = 'wal-push %p'
+ *
+ * Exit 0 only when the WAL file is durably in the repository (or an identical copy already
+ * was); 1 for every failure, so PostgreSQL keeps the file and retries. Never above 125.
+ */
+#include <stdio.h>
+
+#include "archive.h"
+#include "cli.h"
+#include "log.h"
+
+static const char usage[] =
+    "wal-push stores one WAL file in the walsafe repository (PostgreSQL's archive_command).\n"
+    "\n"
+    "Usage: wal-push [--config FILE] [--repo URL] [--cluster NAME] [-v] WAL_PATH\n"
+    "  archive_command = 'wal-push %%p'\n"
+    "\n"
+    "Exit status: 0 archived durably (or an identical copy already was); 1 not archived.\n";
+
+int main(int argc, char **argv)
+{
+    struct ws_config cfg;
+    struct ws_cli cli;
+    struct ws_error err = {0};
+    struct ws_push_result res;
+    int action, status = 1;
+
+    ws_cli_start("wal-push");
+    ws_config_init(&cfg);
+    if (ws_cli_parse(argc, argv, &cfg, &cli, NULL, NULL, &action, &err) != 0) {
+        ws_log_error(&err);
+        fprintf(stderr, "Try \"wal-push --help\".\n");
+        goto out;
+    }
+    if (action == WS_CLI_HELP) {
+        printf(usage);
+        status = 0;
+        goto out;
+    }
+    if (action == WS_CLI_VERSION) {
+        printf("wal-push (walsafe) %s\n", WS_VERSION);
+        status = 0;
+        goto out;
+    }
+    if (cli.nargs != 1) {
+        ws_error_set(&err, WS_ERR_USAGE, "expected exactly one argument, WAL_PATH (got %d)",
+                     cli.nargs);
+        ws_log_error(&err);
+        goto out;
+    }
+    if (ws_cli_load_config(&cfg, &cli, &err) != 0 ||
+        ws_archive_push(&cfg, cli.args[0], &res, &err) != 0) {
+        ws_log_error(&err);
+        goto out;
+    }
+    status = 0;
+out:
+    ws_config_free(&cfg);
+    return status;
+}
