@@ -26,6 +26,7 @@ BINS     = $(PROGRAMS:%=$(BUILD)/bin/%)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
+.SECONDARY:
 .PHONY: all check unit integration install clean lint demo bench
 all: $(BINS)
 
