@@ -27,7 +27,7 @@ UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .SECONDARY:
-.PHONY: all check unit integration install clean lint demo bench
+.PHONY: all check unit integration install clean lint demo bench deps
 all: $(BINS)
 
 $(BUILD)/%.o: %.c $(wildcard common/*.h)
@@ -50,17 +50,28 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/unit.o $(LIB)
 unit:
 	$(MAKE) SANITIZE=1 unit-run
 unit-run: $(UNIT_BIN)
-	@tests/unit/run.sh $(UNIT_BIN)
+	@$(SAN_ENV) tests/unit/run.sh $(UNIT_BIN)
+
+# Sanitizer reports must fail loudly, also inside programs PostgreSQL runs for us (exit 66 is
+# neither success nor "not found" for wal-fetch).
+SAN_ENV = ASAN_OPTIONS=exitcode=66:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=66
 
 integration: all
-	tests/integration/run.sh $(BUILD)/bin
+	$(SAN_ENV) tests/integration/run.sh $(BUILD)/bin
 
-check:
+# Everything: unit tests and the integration suite under ASan/UBSan, then the integration
+# suite again on the optimised build that users run.
+check: deps
 	$(MAKE) SANITIZE=1 unit-run
 	$(MAKE) SANITIZE=1 integration
 	$(MAKE) integration
 
-demo: all
+# Installs the Debian packages it needs (as root; a no-op when present).
+deps:
+	scripts/install-deps.sh
+
+demo: deps
+	$(MAKE) all
 	scripts/demo.sh $(BUILD)/bin
 
 bench: all

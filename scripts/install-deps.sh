@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs everything walsafe needs to build, test, run the demo and the benchmarks on Debian 12.
+# Run as root. Idempotent: skips apt-get when every package is already installed.
+set -euo pipefail
+pkgs=(build-essential pkg-config libzstd-dev libcurl4-openssl-dev libssl-dev libpq-dev
+      zstd openssl postgresql-15 postgresql-client-15 procps time)
+[ "${WALSAFE_BENCH:-0}" = 1 ] && pkgs+=(pgbackrest)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's postgresql package creates a default cluster only when it can; walsafe's tests and
+# demo use their own throwaway clusters and never touch it.
+id postgres >/dev/null 2>&1 || { echo "postgres user missing after install" >&2; exit 1; }
