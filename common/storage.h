@@ -84,6 +84,10 @@ int ws_storage_get_all(struct ws_storage *s, const char *key, size_t limit, uint
 /* Drivers. root must be an absolute path to an existing directory. */
 int ws_storage_posix_open(const char *root, struct ws_storage **out, struct ws_error *err);
 
+/* sftp://user@host[:port]/abs/path with the sftp_* keys, timeout and retries of cfg. */
+int ws_storage_sftp_open(const struct ws_config *cfg, struct ws_storage **out,
+                         struct ws_error *err);
+
 /* In-memory driver for tests. Faults: the nth call (1-based) of the operations in op_mask fails
  * with `code`; WS_MEM_TRUNCATE_GET makes get deliver only half of the bytes. */
 enum { WS_MEM_STAT = 1, WS_MEM_PUT_WRITE = 2, WS_MEM_PUT_FINISH = 4, WS_MEM_GET = 8,

@@ -1,0 +1,696 @@
+/*
+ * storage_sftp.c - a repository on an SFTP server, over libcurl's sftp:// (libssh2).
+ *
+ * One curl multi handle and one easy handle live as long as the storage: libcurl keeps the SSH
+ * session in the multi handle's connection cache, so every operation of a process shares one
+ * session, and a session the server dropped is re-established by libcurl on the next request.
+ *
+ * Host keys are verified strictly: against sftp_known_hosts (a key callback accepts only an
+ * exact match) or the sftp_host_key_sha256 pin. An unknown or changed key is refused with the
+ * presented SHA-256 fingerprint. There is no trust on first use.
+ *
+ * Publication: upload to "<dir>/.walsafe-tmp.<name>.<pid>.<random>" (0600, parents 0700), then
+ * rename. SFTP's rename refuses an existing target, which is exactly the no-replace rule; a
+ * killed upload leaves only the temp name, which readers never see. Durability is the server's:
+ * SFTP version 3 as libcurl speaks it has no fsync, so the server's file system decides when the
+ * renamed file is on disk (documented in README).
+ *
+ * Uploads stream: the put sink feeds libcurl's read callback through pause/unpause, so an
+ * object is never held whole in memory.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "storage.h"
+
+struct sftp_storage {
+    struct ws_storage base;
+    CURLM *multi;
+    CURL *easy;
+    char *origin; /* sftp://user@host:port */
+    char *root;   /* /abs/path, no trailing slash */
+    char *identity, *known_hosts, *pin;
+    long timeout;
+    int retries;
+    /* set by the host key callback */
+    int key_rejected;
+    char presented[128];
+};
+
+/* ---- helpers ---- */
+
+static int url_of(struct sftp_storage *s, const char *key, char *out, size_t outsz)
+{
+    int n = snprintf(out, outsz, "%s%s/%s", s->origin, s->root, key ? key : "");
+    return n > 0 && (size_t)n < outsz ? 0 : -1;
+}
+
+static void path_of(struct sftp_storage *s, const char *key, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "%s/%s", s->root, key);
+}
+
+static void b64(const unsigned char *in, int len, char *out)
+{
+    int n = EVP_EncodeBlock((unsigned char *)out, in, len);
+    while (n > 0 && out[n - 1] == '=') /* OpenSSH prints fingerprints unpadded */
+        out[--n] = '\0';
+}
+
+static int keyfunc(CURL *easy, const struct curl_khkey *known, const struct curl_khkey *found,
+                   enum curl_khmatch match, void *arg)
+{
+    struct sftp_storage *s = arg;
+    unsigned char raw[8192], md[32];
+    unsigned int mdlen = 0;
+    int rawlen = 0;
+
+    (void)easy, (void)known;
+    if (found && found->len > 0 && found->len <= sizeof(raw)) {
+        memcpy(raw, found->key, found->len);
+        rawlen = (int)found->len;
+    } else if (found && found->key) {
+        rawlen = EVP_DecodeBlock(raw, (const unsigned char *)found->key, (int)strlen(found->key));
+        size_t klen = strlen(found->key);
+        while (klen > 0 && found->key[klen - 1] == '=' && rawlen > 0)
+            rawlen--, klen--;
+    }
+    if (rawlen > 0 && EVP_Digest(raw, (size_t)rawlen, md, &mdlen, EVP_sha256(), NULL) == 1) {
+        char fp[64];
+        b64(md, (int)mdlen, fp);
+        snprintf(s->presented, sizeof(s->presented), "SHA256:%s", fp);
+    }
+    if (match == CURLKHMATCH_OK)
+        return CURLKHSTAT_FINE;
+    s->key_rejected = match == CURLKHMATCH_MISMATCH ? 2 : 1;
+    return CURLKHSTAT_REJECT;
+}
+
+/* Sets the options every request needs. */
+static void base_opts(struct sftp_storage *s, const char *url)
+{
+    CURL *e = s->easy;
+    curl_easy_reset(e);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "sftp");
+    curl_easy_setopt(e, CURLOPT_SSH_AUTH_TYPES, (long)CURLSSH_AUTH_PUBLICKEY);
+    curl_easy_setopt(e, CURLOPT_SSH_PRIVATE_KEYFILE, s->identity);
+    if (s->pin) {
+        curl_easy_setopt(e, CURLOPT_SSH_HOST_PUBLIC_KEY_SHA256, s->pin);
+    } else {
+        curl_easy_setopt(e, CURLOPT_SSH_KNOWNHOSTS, s->known_hosts);
+        curl_easy_setopt(e, CURLOPT_SSH_KEYFUNCTION, keyfunc);
+        curl_easy_setopt(e, CURLOPT_SSH_KEYDATA, s);
+    }
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, s->timeout);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, s->timeout);
+    curl_easy_setopt(e, CURLOPT_NEW_FILE_PERMS, 0600L);
+    curl_easy_setopt(e, CURLOPT_NEW_DIRECTORY_PERMS, 0700L);
+}
+
+/* Runs the prepared request to completion (or until *stop_when becomes true with the transfer
+ * paused, for uploads). Returns the CURLcode of the finished transfer, or -1 when stopped. */
+static int drive(struct sftp_storage *s, const int *stop_when)
+{
+    for (;;) {
+        int running = 0, left = 0;
+        CURLMsg *msg;
+        CURLMcode mc = curl_multi_perform(s->multi, &running);
+        if (mc != CURLM_OK)
+            return CURLE_FAILED_INIT;
+        while ((msg = curl_multi_info_read(s->multi, &left)) != NULL)
+            if (msg->msg == CURLMSG_DONE && msg->easy_handle == s->easy)
+                return (int)msg->data.result;
+        if (stop_when && *stop_when)
+            return -1;
+        if (!running)
+            return CURLE_OK;
+        curl_multi_poll(s->multi, NULL, 0, 100, NULL);
+    }
+}
+
+static int run(struct sftp_storage *s)
+{
+    int rc;
+    curl_multi_add_handle(s->multi, s->easy);
+    rc = drive(s, NULL);
+    curl_multi_remove_handle(s->multi, s->easy);
+    return rc;
+}
+
+/* Maps a failed transfer to an error; NOT_FOUND only for a missing remote file. */
+static int curl_error(struct sftp_storage *s, int cc, const char *what, const char *key,
+                      struct ws_error *err)
+{
+    if (cc == CURLE_REMOTE_FILE_NOT_FOUND)
+        return ws_error_set(err, WS_ERR_NOT_FOUND, "object \"%s\" not found in repository \"%s\"",
+                            key, s->base.location);
+    if (s->key_rejected)
+        return ws_error_set(err, WS_ERR_STORAGE,
+                            "SFTP server of repository \"%s\" presented %s host key %s; refusing "
+                            "it. If it is right, add the server's key to %s (e.g. with "
+                            "ssh-keyscan) or set sftp_host_key_sha256",
+                            s->base.location, s->key_rejected == 2 ? "a CHANGED" : "an unknown",
+                            s->presented[0] ? s->presented : "(unknown fingerprint)",
+                            s->known_hosts);
+    if (cc == CURLE_PEER_FAILED_VERIFICATION && s->pin)
+        return ws_error_set(err, WS_ERR_STORAGE,
+                            "SFTP server of repository \"%s\" presented a host key that does not "
+                            "match sftp_host_key_sha256",
+                            s->base.location);
+    if (cc == CURLE_LOGIN_DENIED)
+        return ws_error_set(err, WS_ERR_STORAGE,
+                            "SFTP login to repository \"%s\" was refused with identity file "
+                            "\"%s\"",
+                            s->base.location, s->identity);
+    return ws_error_set(err, WS_ERR_STORAGE, "could not %s \"%s\" in repository \"%s\": %s", what,
+                        key, s->base.location, curl_easy_strerror((CURLcode)cc));
+}
+
+static int retryable(int cc)
+{
+    return cc == CURLE_COULDNT_CONNECT || cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_SSH ||
+           cc == CURLE_SEND_ERROR || cc == CURLE_RECV_ERROR || cc == CURLE_PARTIAL_FILE ||
+           cc == CURLE_GOT_NOTHING || cc == CURLE_COULDNT_RESOLVE_HOST || cc == CURLE_AGAIN;
+}
+
+static void backoff(int attempt)
+{
+    unsigned char r = 0;
+    RAND_bytes(&r, 1);
+    usleep((useconds_t)((100000u << (attempt < 6 ? attempt : 6)) + r * 1000u));
+}
+
+/* ---- stat ---- */
+
+static int sf_stat(struct ws_storage *st, const char *key, struct ws_storage_stat *out,
+                   struct ws_error *err)
+{
+    struct sftp_storage *s = (struct sftp_storage *)st;
+    char url[4096];
+    int cc = 0;
+
+    if (url_of(s, key, url, sizeof(url)) != 0)
+        return ws_error_set(err, WS_ERR_STORAGE, "key too long: \"%s\"", key);
+    for (int attempt = 0; attempt < s->retries; attempt++) {
+        curl_off_t len = -1;
+        long ftime = -1;
+        s->key_rejected = 0;
+        base_opts(s, url);
+        curl_easy_setopt(s->easy, CURLOPT_NOBODY, 1L);
+        curl_easy_setopt(s->easy, CURLOPT_FILETIME, 1L);
+        cc = run(s);
+        if (cc == CURLE_OK) {
+            curl_easy_getinfo(s->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
+            curl_easy_getinfo(s->easy, CURLINFO_FILETIME, &ftime);
+            out->size = len >= 0 ? (uint64_t)len : 0;
+            out->mtime = ftime;
+            return 0;
+        }
+        if (!retryable(cc) || s->key_rejected)
+            break;
+        backoff(attempt);
+    }
+    return curl_error(s, cc, "stat", key, err);
+}
+
+/* ---- get ---- */
+
+struct get_ctx {
+    struct ws_sink *dest;
+    struct ws_error *err;
+    uint64_t got;
+    int failed;
+};
+
+static size_t get_write(char *ptr, size_t size, size_t n, void *arg)
+{
+    struct get_ctx *g = arg;
+    if (ws_sink_write(g->dest, ptr, size * n, g->err) != 0) {
+        g->failed = 1;
+        return 0;
+    }
+    g->got += size * n;
+    return size * n;
+}
+
+static int sf_get(struct ws_storage *st, const char *key, uint64_t offset, uint64_t length,
+                  struct ws_sink *dest, struct ws_error *err)
+{
+    struct sftp_storage *s = (struct sftp_storage *)st;
+    char url[4096], range[64];
+    int cc = 0;
+
+    if (url_of(s, key, url, sizeof(url)) != 0)
+        return ws_error_set(err, WS_ERR_STORAGE, "key too long: \"%s\"", key);
+    for (int attempt = 0; attempt < s->retries; attempt++) {
+        struct get_ctx g = {dest, err, 0, 0};
+        curl_off_t announced = -1;
+        s->key_rejected = 0;
+        base_opts(s, url);
+        if (offset || length != WS_STORAGE_TO_END) {
+            if (length == WS_STORAGE_TO_END)
+                snprintf(range, sizeof(range), "%llu-", (unsigned long long)offset);
+            else if (length == 0)
+                return 0;
+            else
+                snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)offset,
+                         (unsigned long long)(offset + length - 1));
+            curl_easy_setopt(s->easy, CURLOPT_RANGE, range);
+        }
+        curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, get_write);
+        curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, &g);
+        cc = run(s);
+        if (g.failed)
+            return err->code; /* the sink's own error */
+        if (cc == CURLE_OK) {
+            curl_easy_getinfo(s->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
+            if ((length != WS_STORAGE_TO_END && g.got != length) ||
+                (length == WS_STORAGE_TO_END && announced >= 0 && offset == 0 &&
+                 g.got != (uint64_t)announced))
+                return ws_error_set(err, WS_ERR_STORAGE,
+                                    "short read of \"%s\" from repository \"%s\": %llu bytes",
+                                    key, s->base.location, (unsigned long long)g.got);
+            return 0;
+        }
+        /* Retry only while nothing reached the sink: it cannot take bytes back. */
+        if (g.got > 0 || !retryable(cc) || s->key_rejected)
+            break;
+        backoff(attempt);
+    }
+    return curl_error(s, cc, "read", key, err);
+}
+
+/* ---- quote commands (rename, rm) ---- */
+
+static int quote(struct sftp_storage *s, const char *dir_key, const char *cmd, int *cc_out)
+{
+    char url[4096];
+    struct curl_slist *q = curl_slist_append(NULL, cmd);
+    int cc;
+
+    if (!q)
+        return CURLE_OUT_OF_MEMORY;
+    url_of(s, dir_key, url, sizeof(url));
+    s->key_rejected = 0;
+    base_opts(s, url);
+    curl_easy_setopt(s->easy, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(s->easy, CURLOPT_QUOTE, q);
+    curl_easy_setopt(s->easy, CURLOPT_DIRLISTONLY, 1L);
+    cc = run(s);
+    curl_easy_setopt(s->easy, CURLOPT_QUOTE, NULL);
+    curl_slist_free_all(q);
+    *cc_out = cc;
+    return cc;
+}
+
+/* ---- put ---- */
+
+struct sftp_put {
+    struct ws_sink base;
+    struct sftp_storage *s;
+    char *key, *tmpkey;
+    int replace, started, done, result;
+    const uint8_t *pending;
+    size_t pending_len;
+    int finishing, paused, need_data;
+    uint64_t sent;
+};
+
+static size_t put_read(char *buf, size_t size, size_t n, void *arg)
+{
+    struct sftp_put *p = arg;
+    size_t room = size * n, take = p->pending_len < room ? p->pending_len : room;
+
+    if (take > 0) {
+        memcpy(buf, p->pending, take);
+        p->pending += take;
+        p->pending_len -= take;
+        p->sent += take;
+        return take;
+    }
+    if (p->finishing)
+        return 0; /* end of upload */
+    p->need_data = 1;
+    p->paused = 1;
+    return CURL_READFUNC_PAUSE;
+}
+
+static int put_start(struct sftp_put *p, struct ws_error *err)
+{
+    struct sftp_storage *s = p->s;
+    char url[4096];
+
+    if (url_of(s, p->tmpkey, url, sizeof(url)) != 0)
+        return ws_error_set(err, WS_ERR_STORAGE, "key too long: \"%s\"", p->key);
+    s->key_rejected = 0;
+    base_opts(s, url);
+    curl_easy_setopt(s->easy, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(s->easy, CURLOPT_READFUNCTION, put_read);
+    curl_easy_setopt(s->easy, CURLOPT_READDATA, p);
+    curl_easy_setopt(s->easy, CURLOPT_FTP_CREATE_MISSING_DIRS, (long)CURLFTP_CREATE_DIR_RETRY);
+    curl_multi_add_handle(s->multi, s->easy);
+    p->started = 1;
+    return 0;
+}
+
+/* Lets curl consume p->pending (or reach the end when finishing). */
+static int put_pump(struct sftp_put *p, struct ws_error *err)
+{
+    struct sftp_storage *s = p->s;
+    int cc;
+
+    p->need_data = 0;
+    if (p->paused) {
+        p->paused = 0;
+        curl_easy_pause(s->easy, CURLPAUSE_CONT);
+    }
+    cc = drive(s, &p->need_data);
+    if (cc == -1)
+        return 0; /* consumed everything, paused for more */
+    curl_multi_remove_handle(s->multi, s->easy);
+    p->started = 0;
+    p->done = 1;
+    p->result = cc;
+    if (cc != CURLE_OK)
+        return curl_error(s, cc, "write", p->key, err);
+    if (!p->finishing)
+        return ws_error_set(err, WS_ERR_STORAGE, "upload of \"%s\" ended early", p->key);
+    return 0;
+}
+
+static int sp_write(struct ws_sink *sink, const void *buf, size_t len, struct ws_error *err)
+{
+    struct sftp_put *p = (struct sftp_put *)sink;
+
+    if (len == 0)
+        return 0;
+    if (p->done)
+        return ws_error_set(err, WS_ERR_STORAGE, "upload of \"%s\" already ended", p->key);
+    if (!p->started && put_start(p, err) != 0)
+        return err->code;
+    p->pending = buf;
+    p->pending_len = len;
+    return put_pump(p, err);
+}
+
+static int sp_finish(struct ws_sink *sink, struct ws_error *err)
+{
+    struct sftp_put *p = (struct sftp_put *)sink;
+    struct sftp_storage *s = p->s;
+    char cmd[8400], from[4096], to[4096];
+    struct ws_storage_stat st;
+    int cc;
+
+    if (!p->started && !p->done && put_start(p, err) != 0)
+        return err->code;
+    p->finishing = 1;
+    p->pending_len = 0;
+    if (!p->done && put_pump(p, err) != 0)
+        return err->code;
+    path_of(s, p->tmpkey, from, sizeof(from));
+    path_of(s, p->key, to, sizeof(to));
+    if (p->replace) {
+        snprintf(cmd, sizeof(cmd), "*rm \"%s\"", to);
+        quote(s, NULL, cmd, &cc);
+    }
+    snprintf(cmd, sizeof(cmd), "rename \"%s\" \"%s\"", from, to);
+    if (quote(s, NULL, cmd, &cc) == CURLE_OK)
+        return 0;
+    /* SFTP's rename does not replace: find out whether that is why it failed. */
+    if (cc == CURLE_QUOTE_ERROR && sf_stat(&s->base, p->key, &st, err) == 0)
+        return ws_error_set(err, WS_ERR_EXISTS, "object \"%s\" already exists in repository "
+                            "\"%s\"", p->key, s->base.location);
+    return curl_error(s, cc, "publish", p->key, err);
+}
+
+static void sp_abort(struct ws_sink *sink)
+{
+    struct sftp_put *p = (struct sftp_put *)sink;
+    struct sftp_storage *s = p->s;
+    char cmd[4200], path[4096];
+    int cc;
+
+    if (p->started) {
+        curl_multi_remove_handle(s->multi, s->easy);
+        p->started = 0;
+    }
+    /* A temp file that cannot be removed now is harmless: never listed, cleaned by age. */
+    path_of(s, p->tmpkey, path, sizeof(path));
+    snprintf(cmd, sizeof(cmd), "*rm \"%s\"", path);
+    quote(s, NULL, cmd, &cc);
+}
+
+static void sp_destroy(struct ws_sink *sink)
+{
+    struct sftp_put *p = (struct sftp_put *)sink;
+    free(p->key);
+    free(p->tmpkey);
+    free(p);
+}
+
+static const struct ws_sink_ops sftp_put_ops = {"sftp-put", sp_write, sp_finish, sp_abort,
+                                                sp_destroy};
+
+static int sf_open_put(struct ws_storage *st, const char *key, int flags, struct ws_sink **out,
+                       struct ws_error *err)
+{
+    struct sftp_storage *s = (struct sftp_storage *)st;
+    struct sftp_put *p = calloc(1, sizeof(*p));
+    const char *slash = strrchr(key, '/');
+    unsigned char rnd[6];
+    char tmp[2048];
+
+    if (!p || !(p->key = strdup(key)))
+        goto nomem;
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+        goto nomem;
+    snprintf(tmp, sizeof(tmp), "%.*s.walsafe-tmp.%s.%ld.%02x%02x%02x%02x%02x%02x",
+             slash ? (int)(slash - key + 1) : 0, key, slash ? slash + 1 : key, (long)getpid(),
+             rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
+    if (!(p->tmpkey = strdup(tmp)))
+        goto nomem;
+    p->base.ops = &sftp_put_ops;
+    p->s = s;
+    p->replace = (flags & WS_PUT_REPLACE) != 0;
+    *out = &p->base;
+    return 0;
+nomem:
+    if (p) {
+        free(p->key);
+        free(p);
+    }
+    return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+}
+
+/* ---- list ---- */
+
+struct list_buf {
+    char *data;
+    size_t len, cap;
+};
+
+static size_t list_write(char *ptr, size_t size, size_t n, void *arg)
+{
+    struct list_buf *b = arg;
+    size_t add = size * n;
+    if (b->len + add + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 8192;
+        char *d;
+        while (cap < b->len + add + 1)
+            cap *= 2;
+        if (!(d = realloc(b->data, cap)))
+            return 0;
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, ptr, add);
+    b->len += add;
+    b->data[b->len] = '\0';
+    return add;
+}
+
+static int list_dir(struct sftp_storage *s, const char *rel, const char *prefix,
+                    ws_storage_list_cb cb, void *arg, struct ws_error *err)
+{
+    char url[4096];
+    struct list_buf b = {0};
+    char *line, *save = NULL;
+    int cc = 0, rc = 0;
+
+    snprintf(url, sizeof(url), "%s%s/%s%s", s->origin, s->root, rel, *rel ? "/" : "");
+    for (int attempt = 0; attempt < s->retries; attempt++) {
+        b.len = 0;
+        s->key_rejected = 0;
+        base_opts(s, url);
+        curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, list_write);
+        curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, &b);
+        cc = run(s);
+        if (cc == CURLE_OK || !retryable(cc) || s->key_rejected)
+            break;
+        backoff(attempt);
+    }
+    if (cc == CURLE_REMOTE_FILE_NOT_FOUND) {
+        free(b.data);
+        return 0;
+    }
+    if (cc != CURLE_OK) {
+        free(b.data);
+        return curl_error(s, cc, "list", *rel ? rel : "/", err);
+    }
+    /* Lines look like "ls -l": perms links owner group size month day time|year name. */
+    for (line = b.data ? strtok_r(b.data, "\r\n", &save) : NULL; line && rc == 0;
+         line = strtok_r(NULL, "\r\n", &save)) {
+        char perms[16], name[1024], child[2048];
+        unsigned long long size;
+        int consumed = 0;
+        size_t plen = strlen(prefix), clen;
+        if (sscanf(line, "%15s %*s %*s %*s %llu %*s %*s %*s %n", perms, &size, &consumed) < 2 ||
+            consumed == 0)
+            continue;
+        snprintf(name, sizeof(name), "%s", line + consumed);
+        if (name[0] == '.' || strchr(name, '/'))
+            continue;
+        snprintf(child, sizeof(child), "%s%s%s", rel, *rel ? "/" : "", name);
+        clen = strlen(child);
+        if (strncmp(child, prefix, clen < plen ? clen : plen) != 0)
+            continue;
+        if (perms[0] == 'd') {
+            rc = list_dir(s, child, prefix, cb, arg, err);
+        } else if (perms[0] == '-' && strncmp(child, prefix, plen) == 0) {
+            struct ws_storage_stat st = {size, 0};
+            rc = cb(arg, child, &st, err);
+        }
+    }
+    free(b.data);
+    return rc;
+}
+
+static int sf_list(struct ws_storage *st, const char *prefix, ws_storage_list_cb cb, void *arg,
+                   struct ws_error *err)
+{
+    char start[2048];
+    const char *slash = strrchr(prefix, '/');
+    size_t n = slash ? (size_t)(slash - prefix) : 0;
+
+    snprintf(start, sizeof(start), "%.*s", (int)n, prefix);
+    return list_dir((struct sftp_storage *)st, start, prefix, cb, arg, err);
+}
+
+static int sf_remove(struct ws_storage *st, const char *key, struct ws_error *err)
+{
+    struct sftp_storage *s = (struct sftp_storage *)st;
+    struct ws_storage_stat stt;
+    char cmd[4200], path[4096];
+    int cc, rc;
+
+    if ((rc = sf_stat(st, key, &stt, err)) != 0)
+        return rc;
+    path_of(s, key, path, sizeof(path));
+    snprintf(cmd, sizeof(cmd), "rm \"%s\"", path);
+    if (quote(s, NULL, cmd, &cc) != CURLE_OK)
+        return curl_error(s, cc, "remove", key, err);
+    return 0;
+}
+
+static void sf_close(struct ws_storage *st)
+{
+    struct sftp_storage *s = (struct sftp_storage *)st;
+    curl_easy_cleanup(s->easy);
+    curl_multi_cleanup(s->multi);
+    free(s->origin);
+    free(s->root);
+    free(s->identity);
+    free(s->known_hosts);
+    free(s->pin);
+    free(s->base.location);
+    free(s);
+}
+
+static const struct ws_storage_ops sftp_ops = {"sftp", sf_stat, sf_open_put, sf_get,
+                                               sf_list, sf_remove, sf_close};
+
+static char *home_file(const char *name)
+{
+    const char *home = getenv("HOME");
+    char buf[4096];
+    snprintf(buf, sizeof(buf), "%s/.ssh/%s", home && *home ? home : "/root", name);
+    return strdup(buf);
+}
+
+int ws_storage_sftp_open(const struct ws_config *cfg, struct ws_storage **out,
+                         struct ws_error *err)
+{
+    const char *url = cfg->repo, *hostpart = url + 7, *path;
+    const curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
+    struct sftp_storage *s;
+    int has_sftp = 0;
+    size_t n;
+
+    for (const char *const *p = vi->protocols; p && *p; p++)
+        if (strcmp(*p, "sftp") == 0)
+            has_sftp = 1;
+    if (!has_sftp)
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "repo \"%s\": this libcurl (%s) was built without SFTP support",
+                            url, vi->version);
+    path = strchr(hostpart, '/');
+    if (!strchr(hostpart, '@') || !path || strchr(hostpart, '@') > path || path[1] == '\0')
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "invalid repo \"%s\": expected sftp://user@host[:port]/abs/path", url);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return ws_error_set(err, WS_ERR_INTERNAL, "could not initialise libcurl");
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    s->base.ops = &sftp_ops;
+    s->timeout = cfg->timeout;
+    s->retries = cfg->retries > 0 ? cfg->retries : 1;
+    s->origin = strndup(url, (size_t)(path - url));
+    s->root = strdup(path);
+    s->base.location = strdup(url);
+    s->identity = cfg->sftp_identity_file ? strdup(cfg->sftp_identity_file) : home_file("id_ed25519");
+    s->known_hosts = cfg->sftp_known_hosts ? strdup(cfg->sftp_known_hosts) : home_file("known_hosts");
+    if (cfg->sftp_host_key_sha256) {
+        const char *pin = cfg->sftp_host_key_sha256;
+        if (strncmp(pin, "SHA256:", 7) == 0)
+            pin += 7;
+        s->pin = strdup(pin);
+    }
+    s->multi = curl_multi_init();
+    s->easy = curl_easy_init();
+    if (!s->origin || !s->root || !s->base.location || !s->identity || !s->known_hosts ||
+        (cfg->sftp_host_key_sha256 && !s->pin) || !s->multi || !s->easy) {
+        sf_close(&s->base);
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    n = strlen(s->root);
+    while (n > 1 && s->root[n - 1] == '/')
+        s->root[--n] = '\0';
+    if (access(s->identity, R_OK) != 0) {
+        int e = errno;
+        ws_error_setsys(err, WS_ERR_CONFIG, e, "could not read sftp_identity_file \"%s\"",
+                        s->identity);
+        sf_close(&s->base);
+        return WS_ERR_CONFIG;
+    }
+    if (!s->pin && access(s->known_hosts, R_OK) != 0) {
+        int e = errno;
+        ws_error_setsys(err, WS_ERR_CONFIG, e,
+                        "could not read sftp_known_hosts \"%s\" (needed to verify the server's "
+                        "host key; or set sftp_host_key_sha256)",
+                        s->known_hosts);
+        sf_close(&s->base);
+        return WS_ERR_CONFIG;
+    }
+    *out = &s->base;
+    return 0;
+}
