@@ -117,8 +117,8 @@ static int check_side_file(struct ws_repo *repo, const char *path, struct ws_err
     return ws_repo_identity_compare(repo, &have, &want, what, err);
 }
 
-int ws_archive_push(const struct ws_config *cfg, const char *wal_path,
-                    struct ws_push_result *res, struct ws_error *err)
+static int push_once(const struct ws_config *cfg, const char *wal_path,
+                     struct ws_push_result *res, struct ws_error *err)
 {
     const char *name = base_name(wal_path);
     int kind = ws_wal_classify(name), fd = -1, rc;
@@ -234,8 +234,8 @@ out:
     return rc;
 }
 
-int ws_archive_fetch(const struct ws_config *cfg, const char *wal_name, const char *dest_path,
-                     struct ws_error *err)
+static int fetch_once(const struct ws_config *cfg, const char *wal_name, const char *dest_path,
+                      struct ws_error *err)
 {
     struct ws_keyring kr;
     struct ws_repo repo = {0};
@@ -293,4 +293,42 @@ out:
     ws_repo_close(&repo);
     ws_keyring_wipe(&kr);
     return rc;
+}
+
+/* Exponential backoff with jitter between whole-operation attempts: 0.5 s, 1 s, 2 s, ... 16 s. */
+static void retry_pause(int attempt)
+{
+    unsigned int ms = 500u << (attempt < 5 ? attempt : 5);
+    usleep((useconds_t)(ms + (unsigned)(rand() % 250)) * 1000u);
+}
+
+/*
+ * Transient network failures (flagged retryable by the driver) repeat the whole operation, with
+ * fresh sinks: a failed attempt made nothing visible, so a repeat is always safe. Local errors,
+ * verification failures and "not found" are final at once.
+ */
+int ws_archive_push(const struct ws_config *cfg, const char *wal_path,
+                    struct ws_push_result *res, struct ws_error *err)
+{
+    int rc;
+    for (int attempt = 1;; attempt++) {
+        rc = push_once(cfg, wal_path, res, err);
+        if (rc != WS_ERR_STORAGE || !err->retryable || attempt >= cfg->retries)
+            return rc;
+        ws_log_warning("%s (attempt %d of %d, retrying)", err->msg, attempt, cfg->retries);
+        retry_pause(attempt - 1);
+    }
+}
+
+int ws_archive_fetch(const struct ws_config *cfg, const char *wal_name, const char *dest_path,
+                     struct ws_error *err)
+{
+    int rc;
+    for (int attempt = 1;; attempt++) {
+        rc = fetch_once(cfg, wal_name, dest_path, err);
+        if (rc != WS_ERR_STORAGE || !err->retryable || attempt >= cfg->retries)
+            return rc;
+        ws_log_warning("%s (attempt %d of %d, retrying)", err->msg, attempt, cfg->retries);
+        retry_pause(attempt - 1);
+    }
 }

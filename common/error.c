@@ -16,6 +16,7 @@ int ws_error_set(struct ws_error *err, int code, const char *fmt, ...)
         va_start(ap, fmt);
         err->code = code;
         err->sys_errno = 0;
+        err->retryable = 0;
         set_msg(err, fmt, ap);
         va_end(ap);
     }
@@ -30,6 +31,7 @@ int ws_error_setsys(struct ws_error *err, int code, int errnum, const char *fmt,
         va_start(ap, fmt);
         err->code = code;
         err->sys_errno = errnum;
+        err->retryable = 0;
         set_msg(err, fmt, ap);
         va_end(ap);
         len = strlen(err->msg);

@@ -37,6 +37,7 @@ enum ws_code {
 struct ws_error {
     int code;
     int sys_errno;
+    int retryable; /* a network driver's transient failure: worth repeating the operation */
     char msg[1024];
 };
 

@@ -15,6 +15,9 @@
  * SFTP version 3 as libcurl speaks it has no fsync, so the server's file system decides when the
  * renamed file is on disk (documented in README).
  *
+ * Every call makes one attempt; failures libcurl reports as transient are flagged retryable and
+ * the caller repeats the whole operation (archive.c), so attempts never multiply.
+ *
  * Uploads stream: the put sink feeds libcurl's read callback through pause/unpause, so an
  * object is never held whole in memory.
  */
@@ -37,7 +40,6 @@ struct sftp_storage {
     char *root;   /* /abs/path, no trailing slash */
     char *identity, *known_hosts, *pin;
     long timeout;
-    int retries;
     /* set by the host key callback */
     int key_rejected;
     char presented[128];
@@ -146,6 +148,13 @@ static int run(struct sftp_storage *s)
     return rc;
 }
 
+static int retryable(int cc)
+{
+    return cc == CURLE_COULDNT_CONNECT || cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_SSH ||
+           cc == CURLE_SEND_ERROR || cc == CURLE_RECV_ERROR || cc == CURLE_PARTIAL_FILE ||
+           cc == CURLE_GOT_NOTHING || cc == CURLE_COULDNT_RESOLVE_HOST || cc == CURLE_AGAIN;
+}
+
 /* Maps a failed transfer to an error; NOT_FOUND only for a missing remote file. */
 static int curl_error(struct sftp_storage *s, int cc, const char *what, const char *key,
                       struct ws_error *err)
@@ -171,22 +180,10 @@ static int curl_error(struct sftp_storage *s, int cc, const char *what, const ch
                             "SFTP login to repository \"%s\" was refused with identity file "
                             "\"%s\"",
                             s->base.location, s->identity);
-    return ws_error_set(err, WS_ERR_STORAGE, "could not %s \"%s\" in repository \"%s\": %s", what,
-                        key, s->base.location, curl_easy_strerror((CURLcode)cc));
-}
-
-static int retryable(int cc)
-{
-    return cc == CURLE_COULDNT_CONNECT || cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_SSH ||
-           cc == CURLE_SEND_ERROR || cc == CURLE_RECV_ERROR || cc == CURLE_PARTIAL_FILE ||
-           cc == CURLE_GOT_NOTHING || cc == CURLE_COULDNT_RESOLVE_HOST || cc == CURLE_AGAIN;
-}
-
-static void backoff(int attempt)
-{
-    unsigned char r = 0;
-    RAND_bytes(&r, 1);
-    usleep((useconds_t)((100000u << (attempt < 6 ? attempt : 6)) + r * 1000u));
+    ws_error_set(err, WS_ERR_STORAGE, "could not %s \"%s\" in repository \"%s\": %s", what, key,
+                 s->base.location, curl_easy_strerror((CURLcode)cc));
+    err->retryable = retryable(cc);
+    return err->code;
 }
 
 /* ---- stat ---- */
@@ -196,30 +193,24 @@ static int sf_stat(struct ws_storage *st, const char *key, struct ws_storage_sta
 {
     struct sftp_storage *s = (struct sftp_storage *)st;
     char url[4096];
-    int cc = 0;
+    curl_off_t len = -1;
+    long ftime = -1;
+    int cc;
 
     if (url_of(s, key, url, sizeof(url)) != 0)
         return ws_error_set(err, WS_ERR_STORAGE, "key too long: \"%s\"", key);
-    for (int attempt = 0; attempt < s->retries; attempt++) {
-        curl_off_t len = -1;
-        long ftime = -1;
-        s->key_rejected = 0;
-        base_opts(s, url);
-        curl_easy_setopt(s->easy, CURLOPT_NOBODY, 1L);
-        curl_easy_setopt(s->easy, CURLOPT_FILETIME, 1L);
-        cc = run(s);
-        if (cc == CURLE_OK) {
-            curl_easy_getinfo(s->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
-            curl_easy_getinfo(s->easy, CURLINFO_FILETIME, &ftime);
-            out->size = len >= 0 ? (uint64_t)len : 0;
-            out->mtime = ftime;
-            return 0;
-        }
-        if (!retryable(cc) || s->key_rejected)
-            break;
-        backoff(attempt);
-    }
-    return curl_error(s, cc, "stat", key, err);
+    s->key_rejected = 0;
+    base_opts(s, url);
+    curl_easy_setopt(s->easy, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(s->easy, CURLOPT_FILETIME, 1L);
+    cc = run(s);
+    if (cc != CURLE_OK)
+        return curl_error(s, cc, "stat", key, err);
+    curl_easy_getinfo(s->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
+    curl_easy_getinfo(s->easy, CURLINFO_FILETIME, &ftime);
+    out->size = len >= 0 ? (uint64_t)len : 0;
+    out->mtime = ftime;
+    return 0;
 }
 
 /* ---- get ---- */
@@ -247,46 +238,42 @@ static int sf_get(struct ws_storage *st, const char *key, uint64_t offset, uint6
 {
     struct sftp_storage *s = (struct sftp_storage *)st;
     char url[4096], range[64];
-    int cc = 0;
+    struct get_ctx g = {dest, err, 0, 0};
+    curl_off_t announced = -1;
+    int cc;
 
     if (url_of(s, key, url, sizeof(url)) != 0)
         return ws_error_set(err, WS_ERR_STORAGE, "key too long: \"%s\"", key);
-    for (int attempt = 0; attempt < s->retries; attempt++) {
-        struct get_ctx g = {dest, err, 0, 0};
-        curl_off_t announced = -1;
-        s->key_rejected = 0;
-        base_opts(s, url);
-        if (offset || length != WS_STORAGE_TO_END) {
-            if (length == WS_STORAGE_TO_END)
-                snprintf(range, sizeof(range), "%llu-", (unsigned long long)offset);
-            else if (length == 0)
-                return 0;
-            else
-                snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)offset,
-                         (unsigned long long)(offset + length - 1));
-            curl_easy_setopt(s->easy, CURLOPT_RANGE, range);
-        }
-        curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, get_write);
-        curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, &g);
-        cc = run(s);
-        if (g.failed)
-            return err->code; /* the sink's own error */
-        if (cc == CURLE_OK) {
-            curl_easy_getinfo(s->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
-            if ((length != WS_STORAGE_TO_END && g.got != length) ||
-                (length == WS_STORAGE_TO_END && announced >= 0 && offset == 0 &&
-                 g.got != (uint64_t)announced))
-                return ws_error_set(err, WS_ERR_STORAGE,
-                                    "short read of \"%s\" from repository \"%s\": %llu bytes",
-                                    key, s->base.location, (unsigned long long)g.got);
+    s->key_rejected = 0;
+    base_opts(s, url);
+    if (offset || length != WS_STORAGE_TO_END) {
+        if (length == 0)
             return 0;
-        }
-        /* Retry only while nothing reached the sink: it cannot take bytes back. */
-        if (g.got > 0 || !retryable(cc) || s->key_rejected)
-            break;
-        backoff(attempt);
+        if (length == WS_STORAGE_TO_END)
+            snprintf(range, sizeof(range), "%llu-", (unsigned long long)offset);
+        else
+            snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)offset,
+                     (unsigned long long)(offset + length - 1));
+        curl_easy_setopt(s->easy, CURLOPT_RANGE, range);
     }
-    return curl_error(s, cc, "read", key, err);
+    curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, get_write);
+    curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, &g);
+    cc = run(s);
+    if (g.failed)
+        return err->code; /* the sink's own error */
+    if (cc != CURLE_OK)
+        return curl_error(s, cc, "read", key, err);
+    /* A transfer cut by a clean close can look successful: compare with what was announced. */
+    curl_easy_getinfo(s->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
+    if ((length != WS_STORAGE_TO_END && g.got != length) ||
+        (length == WS_STORAGE_TO_END && announced >= 0 && offset == 0 &&
+         g.got != (uint64_t)announced)) {
+        ws_error_set(err, WS_ERR_STORAGE, "short read of \"%s\" from repository \"%s\": %llu bytes",
+                     key, s->base.location, (unsigned long long)g.got);
+        err->retryable = 1;
+        return err->code;
+    }
+    return 0;
 }
 
 /* ---- quote commands (rename, rm) ---- */
@@ -524,20 +511,14 @@ static int list_dir(struct sftp_storage *s, const char *rel, const char *prefix,
     char url[4096];
     struct list_buf b = {0};
     char *line, *save = NULL;
-    int cc = 0, rc = 0;
+    int cc, rc = 0;
 
     snprintf(url, sizeof(url), "%s%s/%s%s", s->origin, s->root, rel, *rel ? "/" : "");
-    for (int attempt = 0; attempt < s->retries; attempt++) {
-        b.len = 0;
-        s->key_rejected = 0;
-        base_opts(s, url);
-        curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, list_write);
-        curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, &b);
-        cc = run(s);
-        if (cc == CURLE_OK || !retryable(cc) || s->key_rejected)
-            break;
-        backoff(attempt);
-    }
+    s->key_rejected = 0;
+    base_opts(s, url);
+    curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, list_write);
+    curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, &b);
+    cc = run(s);
     if (cc == CURLE_REMOTE_FILE_NOT_FOUND) {
         free(b.data);
         return 0;
@@ -653,7 +634,6 @@ int ws_storage_sftp_open(const struct ws_config *cfg, struct ws_storage **out,
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     s->base.ops = &sftp_ops;
     s->timeout = cfg->timeout;
-    s->retries = cfg->retries > 0 ? cfg->retries : 1;
     s->origin = strndup(url, (size_t)(path - url));
     s->root = strdup(path);
     s->base.location = strdup(url);
