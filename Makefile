@@ -4,11 +4,12 @@
 PREFIX  ?= /usr/local
 DESTDIR ?=
 CC      ?= cc
-PKGS     = libzstd libcrypto libcurl
+PKGS     = libzstd libcrypto
 CFLAGS  ?= -O2 -g
+# libcurl: headers only; common/curl_api.c loads the library when a network repo is used.
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 -Icommon \
-           $(shell pkg-config --cflags $(PKGS))
-LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lpthread
+           $(shell pkg-config --cflags $(PKGS) libcurl)
+LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lpthread -ldl
 
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

@@ -521,6 +521,12 @@ int ws_config_load(struct ws_config *cfg, const char *path, struct ws_error *err
         return ws_error_set(err, WS_ERR_CONFIG, "configuration file \"%s\" does not set \"repo\"",
                             cfg->config_file ? cfg->config_file : path ? path : env_path);
     }
+    if (cfg->repo[0] != '/' && strncmp(cfg->repo, "file:///", 8) != 0 &&
+        strncmp(cfg->repo, "s3://", 5) != 0 && strncmp(cfg->repo, "sftp://", 7) != 0)
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "invalid repo \"%s\": expected /abs/path, file:///abs/path, "
+                            "s3://bucket[/prefix] or sftp://user@host[:port]/abs/path",
+                            cfg->repo);
     if ((rc = take_default(&cfg->cluster, "main", err)) != 0 ||
         (rc = take_default(&cfg->pgdata, getenv("PGDATA"), err)) != 0 ||
         (rc = take_default(&cfg->spool_dir, "/var/spool/walsafe", err)) != 0 ||

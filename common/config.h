@@ -13,8 +13,8 @@
  *     ...
  *     ws_config_free(&cfg);
  *
- * Values set with ws_config_set() before ws_config_load() win over file and environment.
- * The struct owns its strings.
+ * Values set with ws_config_set_cli() before ws_config_load() win over file and environment;
+ * plain ws_config_set() values are overridden by them. The struct owns its strings.
  */
 #ifndef WS_CONFIG_H
 #define WS_CONFIG_H

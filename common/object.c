@@ -320,6 +320,13 @@ int ws_object_writer_new(struct ws_sink *dest, const struct ws_object_params *p,
     struct ws_sink *chain;
     uint32_t namelen_be;
 
+    /* Readers accept only this range; a smaller chunk could not even hold the footer. */
+    if (p->key && p->chunk_size && (p->chunk_size < MIN_CHUNK || p->chunk_size > MAX_CHUNK)) {
+        free(f);
+        ws_sink_free(dest);
+        return ws_error_set(err, WS_ERR_INTERNAL, "invalid chunk size %u for object \"%s\"",
+                            p->chunk_size, p->name);
+    }
     if (!f) {
         ws_sink_free(dest);
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
@@ -423,7 +430,7 @@ struct obj_reader {
     EVP_MD_CTX *objmd;
     uint8_t *buf, *plain;
     size_t fill;
-    uint64_t index, payload_len;
+    uint64_t index, payload_len, stored_len;
     struct ws_sink *pending; /* check -> dest, until the header says what goes before it */
     struct content_check *check;
 };
@@ -529,6 +536,7 @@ static int reader_write(struct ws_sink *s, const void *buf, size_t len, struct w
     struct obj_reader *r = (struct obj_reader *)s;
     const uint8_t *p = buf;
 
+    r->stored_len += len;
     if (!r->have_header) {
         size_t take = WS_OBJECT_HEADER_SIZE - r->hfill;
         if (take > len)
@@ -604,7 +612,7 @@ static int reader_finish(struct ws_sink *s, struct ws_error *err)
                         WS_OBJECT_FOOTER_SIZE, footer, err) != 0) {
         return err->code;
     }
-    r->info.stored_len = WS_OBJECT_HEADER_SIZE; /* informational only */
+    r->info.stored_len = r->stored_len;
     return footer_decode(r, footer, err);
 }
 

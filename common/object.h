@@ -80,9 +80,12 @@ int ws_object_writer_new(struct ws_sink *dest, const struct ws_object_params *p,
 void ws_object_writer_info(const struct ws_sink *writer, struct ws_object_info *info);
 
 /*
- * A sink that takes stored object bytes and writes the verified content into dest. Content
- * reaches dest only in authenticated pieces; the whole object is verified when finish returns 0
- * (before dest is finished). verify_digest also recomputes the content SHA-256.
+ * A sink that takes stored object bytes and writes the content into dest; the whole object is
+ * verified when finish returns 0 (before dest is finished). Encrypted objects reach dest only in
+ * authenticated chunks. Unencrypted objects are checked against their checksum only at finish,
+ * so dest may have received damaged bytes when finish fails: dest must stage its output and
+ * publish it only in its own finish (as the file sink and storage writers do).
+ * verify_digest also recomputes the content SHA-256.
  */
 int ws_object_reader_new(struct ws_sink *dest, const char *name, const struct ws_keyring *kr,
                          int verify_digest, struct ws_sink **out, struct ws_error *err);

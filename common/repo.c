@@ -159,10 +159,12 @@ int ws_repo_identity_ensure(struct ws_repo *repo, const struct ws_identity *want
     p.name = key;
     p.compress = WS_COMPRESS_NONE;
     p.content_size = n;
-    if ((rc = ws_storage_open_put(repo->st, key, 0, &put, err)) != 0 ||
-        (rc = ws_object_writer_new(put, &p, &w, err)) != 0)
+    if ((rc = ws_storage_open_put(repo->st, key, 0, &put, err)) != 0)
         goto out;
-    put = NULL;
+    rc = ws_object_writer_new(put, &p, &w, err);
+    put = NULL; /* owned by the writer now, even when it failed */
+    if (rc != 0)
+        goto out;
     if ((rc = ws_sink_write(w, text, (size_t)n, err)) != 0)
         goto out;
     rc = ws_sink_finish(w, err);

@@ -46,7 +46,9 @@ struct ws_storage_ops {
                 struct ws_error *err);
     int (*open_put)(struct ws_storage *s, const char *key, int flags, struct ws_sink **out,
                     struct ws_error *err);
-    /* Writes bytes [offset, offset+length) into dest; does not finish dest. */
+    /* Writes bytes [offset, offset+length) into dest; does not finish dest. A range that does
+     * not lie within the object is WS_ERR_STORAGE (a silent short read would hide truncation);
+     * length WS_STORAGE_TO_END reads to the end, and offset == size then yields nothing. */
     int (*get)(struct ws_storage *s, const char *key, uint64_t offset, uint64_t length,
                struct ws_sink *dest, struct ws_error *err);
     /* Every object whose key starts with prefix, in no particular order. */

@@ -167,8 +167,12 @@ static int m_get(struct ws_storage *s, const char *key, uint64_t offset, uint64_
     if (offset > o->len)
         return ws_error_set(err, WS_ERR_STORAGE, "offset beyond the end of \"%s\"", key);
     n = o->len - (size_t)offset;
-    if (length != WS_STORAGE_TO_END && length < n)
+    if (length != WS_STORAGE_TO_END) {
+        if (length > n)
+            return ws_error_set(err, WS_ERR_STORAGE, "\"%s\" is shorter than the range asked for",
+                                key);
         n = (size_t)length;
+    }
     if (m->fault_mask & WS_MEM_TRUNCATE_GET)
         n /= 2;
     /* Deliver in uneven pieces, as a network would. */

@@ -49,6 +49,9 @@ static int p_stat(struct ws_storage *s, const char *key, struct ws_storage_stat 
                                 "\"%s\"", key, ps->root);
         return ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not stat file \"%s\"", path);
     }
+    if (S_ISDIR(st.st_mode)) /* a key prefix, not an object */
+        return ws_error_set(err, WS_ERR_NOT_FOUND, "object \"%s\" not found in repository "
+                            "\"%s\"", key, ps->root);
     if (!S_ISREG(st.st_mode))
         return ws_error_set(err, WS_ERR_STORAGE, "\"%s\" is not a regular file", path);
     out->size = (uint64_t)st.st_size;
@@ -186,6 +189,7 @@ static int p_get(struct ws_storage *s, const char *key, uint64_t offset, uint64_
     uint8_t *buf = NULL;
     uint64_t left = length;
     off_t off = (off_t)offset;
+    struct stat st;
     int fd, rc = 0;
 
     if (full_path(ps, key, path, sizeof(path), err) != 0)
@@ -196,6 +200,18 @@ static int p_get(struct ws_storage *s, const char *key, uint64_t offset, uint64_
             return ws_error_set(err, WS_ERR_NOT_FOUND, "object \"%s\" not found in repository "
                                 "\"%s\"", key, ps->root);
         return ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not open file \"%s\"", path);
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        if (S_ISDIR(st.st_mode))
+            return ws_error_set(err, WS_ERR_NOT_FOUND, "object \"%s\" not found in repository "
+                                "\"%s\"", key, ps->root);
+        return ws_error_set(err, WS_ERR_STORAGE, "\"%s\" is not a regular file", path);
+    }
+    if (offset > (uint64_t)st.st_size) {
+        close(fd);
+        return ws_error_set(err, WS_ERR_STORAGE, "offset %llu is beyond the end of \"%s\"",
+                            (unsigned long long)offset, path);
     }
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     if (!(buf = malloc(BLOCK))) {
@@ -247,8 +263,9 @@ static int walk(struct posix_storage *ps, const char *rel, const char *prefix,
         struct stat st;
         char full[PATH_MAX];
         size_t plen = strlen(prefix);
-        if (de->d_name[0] == '.')
-            continue; /* ".", "..", and temp files */
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+            strncmp(de->d_name, ".walsafe-tmp", 12) == 0)
+            continue; /* temp files are never objects */
         if ((size_t)snprintf(child, sizeof(child), "%s%s%s", rel, *rel ? "/" : "", de->d_name) >=
             sizeof(child))
             continue;
@@ -296,7 +313,7 @@ static int p_remove(struct ws_storage *s, const char *key, struct ws_error *err)
     if (full_path(ps, key, path, sizeof(path), err) != 0)
         return err->code;
     if (unlink(path) != 0) {
-        if (errno == ENOENT)
+        if (errno == ENOENT || errno == ENOTDIR || errno == EISDIR)
             return ws_error_set(err, WS_ERR_NOT_FOUND, "object \"%s\" not found", key);
         return ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not remove file \"%s\"", path);
     }

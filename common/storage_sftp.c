@@ -21,7 +21,6 @@
  * Uploads stream: the put sink feeds libcurl's read callback through pause/unpause, so an
  * object is never held whole in memory.
  */
-#include <curl/curl.h>
 #include <errno.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -30,7 +29,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "curl_api.h"
 #include "storage.h"
+
+/* libcurl, loaded by ws_storage_sftp_open() before any other function here runs. */
+static const struct ws_curl *cu;
 
 struct sftp_storage {
     struct ws_storage base;
@@ -98,24 +101,24 @@ static int keyfunc(CURL *easy, const struct curl_khkey *known, const struct curl
 static void base_opts(struct sftp_storage *s, const char *url)
 {
     CURL *e = s->easy;
-    curl_easy_reset(e);
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "sftp");
-    curl_easy_setopt(e, CURLOPT_SSH_AUTH_TYPES, (long)CURLSSH_AUTH_PUBLICKEY);
-    curl_easy_setopt(e, CURLOPT_SSH_PRIVATE_KEYFILE, s->identity);
+    cu->easy_reset(e);
+    cu->easy_setopt(e, CURLOPT_URL, url);
+    cu->easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    cu->easy_setopt(e, CURLOPT_PROTOCOLS_STR, "sftp");
+    cu->easy_setopt(e, CURLOPT_SSH_AUTH_TYPES, (long)CURLSSH_AUTH_PUBLICKEY);
+    cu->easy_setopt(e, CURLOPT_SSH_PRIVATE_KEYFILE, s->identity);
     if (s->pin) {
-        curl_easy_setopt(e, CURLOPT_SSH_HOST_PUBLIC_KEY_SHA256, s->pin);
+        cu->easy_setopt(e, CURLOPT_SSH_HOST_PUBLIC_KEY_SHA256, s->pin);
     } else {
-        curl_easy_setopt(e, CURLOPT_SSH_KNOWNHOSTS, s->known_hosts);
-        curl_easy_setopt(e, CURLOPT_SSH_KEYFUNCTION, keyfunc);
-        curl_easy_setopt(e, CURLOPT_SSH_KEYDATA, s);
+        cu->easy_setopt(e, CURLOPT_SSH_KNOWNHOSTS, s->known_hosts);
+        cu->easy_setopt(e, CURLOPT_SSH_KEYFUNCTION, keyfunc);
+        cu->easy_setopt(e, CURLOPT_SSH_KEYDATA, s);
     }
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, s->timeout);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, s->timeout);
-    curl_easy_setopt(e, CURLOPT_NEW_FILE_PERMS, 0600L);
-    curl_easy_setopt(e, CURLOPT_NEW_DIRECTORY_PERMS, 0700L);
+    cu->easy_setopt(e, CURLOPT_CONNECTTIMEOUT, s->timeout);
+    cu->easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    cu->easy_setopt(e, CURLOPT_LOW_SPEED_TIME, s->timeout);
+    cu->easy_setopt(e, CURLOPT_NEW_FILE_PERMS, 0600L);
+    cu->easy_setopt(e, CURLOPT_NEW_DIRECTORY_PERMS, 0700L);
 }
 
 /* Runs the prepared request to completion (or until *stop_when becomes true with the transfer
@@ -125,26 +128,26 @@ static int drive(struct sftp_storage *s, const int *stop_when)
     for (;;) {
         int running = 0, left = 0;
         CURLMsg *msg;
-        CURLMcode mc = curl_multi_perform(s->multi, &running);
+        CURLMcode mc = cu->multi_perform(s->multi, &running);
         if (mc != CURLM_OK)
             return CURLE_FAILED_INIT;
-        while ((msg = curl_multi_info_read(s->multi, &left)) != NULL)
+        while ((msg = cu->multi_info_read(s->multi, &left)) != NULL)
             if (msg->msg == CURLMSG_DONE && msg->easy_handle == s->easy)
                 return (int)msg->data.result;
         if (stop_when && *stop_when)
             return -1;
         if (!running)
             return CURLE_OK;
-        curl_multi_poll(s->multi, NULL, 0, 100, NULL);
+        cu->multi_poll(s->multi, NULL, 0, 100, NULL);
     }
 }
 
 static int run(struct sftp_storage *s)
 {
     int rc;
-    curl_multi_add_handle(s->multi, s->easy);
+    cu->multi_add_handle(s->multi, s->easy);
     rc = drive(s, NULL);
-    curl_multi_remove_handle(s->multi, s->easy);
+    cu->multi_remove_handle(s->multi, s->easy);
     return rc;
 }
 
@@ -181,7 +184,7 @@ static int curl_error(struct sftp_storage *s, int cc, const char *what, const ch
                             "\"%s\"",
                             s->base.location, s->identity);
     ws_error_set(err, WS_ERR_STORAGE, "could not %s \"%s\" in repository \"%s\": %s", what, key,
-                 s->base.location, curl_easy_strerror((CURLcode)cc));
+                 s->base.location, cu->easy_strerror((CURLcode)cc));
     err->retryable = retryable(cc);
     return err->code;
 }
@@ -201,13 +204,13 @@ static int sf_stat(struct ws_storage *st, const char *key, struct ws_storage_sta
         return ws_error_set(err, WS_ERR_STORAGE, "key too long: \"%s\"", key);
     s->key_rejected = 0;
     base_opts(s, url);
-    curl_easy_setopt(s->easy, CURLOPT_NOBODY, 1L);
-    curl_easy_setopt(s->easy, CURLOPT_FILETIME, 1L);
+    cu->easy_setopt(s->easy, CURLOPT_NOBODY, 1L);
+    cu->easy_setopt(s->easy, CURLOPT_FILETIME, 1L);
     cc = run(s);
     if (cc != CURLE_OK)
         return curl_error(s, cc, "stat", key, err);
-    curl_easy_getinfo(s->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
-    curl_easy_getinfo(s->easy, CURLINFO_FILETIME, &ftime);
+    cu->easy_getinfo(s->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
+    cu->easy_getinfo(s->easy, CURLINFO_FILETIME, &ftime);
     out->size = len >= 0 ? (uint64_t)len : 0;
     out->mtime = ftime;
     return 0;
@@ -254,17 +257,17 @@ static int sf_get(struct ws_storage *st, const char *key, uint64_t offset, uint6
         else
             snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)offset,
                      (unsigned long long)(offset + length - 1));
-        curl_easy_setopt(s->easy, CURLOPT_RANGE, range);
+        cu->easy_setopt(s->easy, CURLOPT_RANGE, range);
     }
-    curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, get_write);
-    curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, &g);
+    cu->easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, get_write);
+    cu->easy_setopt(s->easy, CURLOPT_WRITEDATA, &g);
     cc = run(s);
     if (g.failed)
         return err->code; /* the sink's own error */
     if (cc != CURLE_OK)
         return curl_error(s, cc, "read", key, err);
     /* A transfer cut by a clean close can look successful: compare with what was announced. */
-    curl_easy_getinfo(s->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
+    cu->easy_getinfo(s->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
     if ((length != WS_STORAGE_TO_END && g.got != length) ||
         (length == WS_STORAGE_TO_END && announced >= 0 && offset == 0 &&
          g.got != (uint64_t)announced)) {
@@ -281,7 +284,7 @@ static int sf_get(struct ws_storage *st, const char *key, uint64_t offset, uint6
 static int quote(struct sftp_storage *s, const char *dir_key, const char *cmd, int *cc_out)
 {
     char url[4096];
-    struct curl_slist *q = curl_slist_append(NULL, cmd);
+    struct curl_slist *q = cu->slist_append(NULL, cmd);
     int cc;
 
     if (!q)
@@ -289,12 +292,12 @@ static int quote(struct sftp_storage *s, const char *dir_key, const char *cmd, i
     url_of(s, dir_key, url, sizeof(url));
     s->key_rejected = 0;
     base_opts(s, url);
-    curl_easy_setopt(s->easy, CURLOPT_NOBODY, 1L);
-    curl_easy_setopt(s->easy, CURLOPT_QUOTE, q);
-    curl_easy_setopt(s->easy, CURLOPT_DIRLISTONLY, 1L);
+    cu->easy_setopt(s->easy, CURLOPT_NOBODY, 1L);
+    cu->easy_setopt(s->easy, CURLOPT_QUOTE, q);
+    cu->easy_setopt(s->easy, CURLOPT_DIRLISTONLY, 1L);
     cc = run(s);
-    curl_easy_setopt(s->easy, CURLOPT_QUOTE, NULL);
-    curl_slist_free_all(q);
+    cu->easy_setopt(s->easy, CURLOPT_QUOTE, NULL);
+    cu->slist_free_all(q);
     *cc_out = cc;
     return cc;
 }
@@ -340,11 +343,11 @@ static int put_start(struct sftp_put *p, struct ws_error *err)
         return ws_error_set(err, WS_ERR_STORAGE, "key too long: \"%s\"", p->key);
     s->key_rejected = 0;
     base_opts(s, url);
-    curl_easy_setopt(s->easy, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(s->easy, CURLOPT_READFUNCTION, put_read);
-    curl_easy_setopt(s->easy, CURLOPT_READDATA, p);
-    curl_easy_setopt(s->easy, CURLOPT_FTP_CREATE_MISSING_DIRS, (long)CURLFTP_CREATE_DIR_RETRY);
-    curl_multi_add_handle(s->multi, s->easy);
+    cu->easy_setopt(s->easy, CURLOPT_UPLOAD, 1L);
+    cu->easy_setopt(s->easy, CURLOPT_READFUNCTION, put_read);
+    cu->easy_setopt(s->easy, CURLOPT_READDATA, p);
+    cu->easy_setopt(s->easy, CURLOPT_FTP_CREATE_MISSING_DIRS, (long)CURLFTP_CREATE_DIR_RETRY);
+    cu->multi_add_handle(s->multi, s->easy);
     p->started = 1;
     return 0;
 }
@@ -358,12 +361,12 @@ static int put_pump(struct sftp_put *p, struct ws_error *err)
     p->need_data = 0;
     if (p->paused) {
         p->paused = 0;
-        curl_easy_pause(s->easy, CURLPAUSE_CONT);
+        cu->easy_pause(s->easy, CURLPAUSE_CONT);
     }
     cc = drive(s, &p->need_data);
     if (cc == -1)
         return 0; /* consumed everything, paused for more */
-    curl_multi_remove_handle(s->multi, s->easy);
+    cu->multi_remove_handle(s->multi, s->easy);
     p->started = 0;
     p->done = 1;
     p->result = cc;
@@ -427,7 +430,7 @@ static void sp_abort(struct ws_sink *sink)
     int cc;
 
     if (p->started) {
-        curl_multi_remove_handle(s->multi, s->easy);
+        cu->multi_remove_handle(s->multi, s->easy);
         p->started = 0;
     }
     /* A temp file that cannot be removed now is harmless: never listed, cleaned by age. */
@@ -516,8 +519,8 @@ static int list_dir(struct sftp_storage *s, const char *rel, const char *prefix,
     snprintf(url, sizeof(url), "%s%s/%s%s", s->origin, s->root, rel, *rel ? "/" : "");
     s->key_rejected = 0;
     base_opts(s, url);
-    curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, list_write);
-    curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, &b);
+    cu->easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, list_write);
+    cu->easy_setopt(s->easy, CURLOPT_WRITEDATA, &b);
     cc = run(s);
     if (cc == CURLE_REMOTE_FILE_NOT_FOUND) {
         free(b.data);
@@ -585,8 +588,8 @@ static int sf_remove(struct ws_storage *st, const char *key, struct ws_error *er
 static void sf_close(struct ws_storage *st)
 {
     struct sftp_storage *s = (struct sftp_storage *)st;
-    curl_easy_cleanup(s->easy);
-    curl_multi_cleanup(s->multi);
+    cu->easy_cleanup(s->easy);
+    cu->multi_cleanup(s->multi);
     free(s->origin);
     free(s->root);
     free(s->identity);
@@ -611,7 +614,7 @@ int ws_storage_sftp_open(const struct ws_config *cfg, struct ws_storage **out,
                          struct ws_error *err)
 {
     const char *url = cfg->repo, *hostpart = url + 7, *path;
-    const curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
+    const curl_version_info_data *vi = cu->version_info(CURLVERSION_NOW);
     struct sftp_storage *s;
     int has_sftp = 0;
     size_t n;
@@ -627,8 +630,6 @@ int ws_storage_sftp_open(const struct ws_config *cfg, struct ws_storage **out,
     if (!strchr(hostpart, '@') || !path || strchr(hostpart, '@') > path || path[1] == '\0')
         return ws_error_set(err, WS_ERR_CONFIG,
                             "invalid repo \"%s\": expected sftp://user@host[:port]/abs/path", url);
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-        return ws_error_set(err, WS_ERR_INTERNAL, "could not initialise libcurl");
     s = calloc(1, sizeof(*s));
     if (!s)
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
@@ -645,8 +646,8 @@ int ws_storage_sftp_open(const struct ws_config *cfg, struct ws_storage **out,
             pin += 7;
         s->pin = strdup(pin);
     }
-    s->multi = curl_multi_init();
-    s->easy = curl_easy_init();
+    s->multi = cu->multi_init();
+    s->easy = cu->easy_init();
     if (!s->origin || !s->root || !s->base.location || !s->identity || !s->known_hosts ||
         (cfg->sftp_host_key_sha256 && !s->pin) || !s->multi || !s->easy) {
         sf_close(&s->base);

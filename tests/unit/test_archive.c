@@ -1,0 +1,864 @@
+/*
+ * wal-push and wal-fetch as library calls (archive.h) against a posix repository in a scratch
+ * directory, with synthetic 1 MiB WAL segments: round trips with and without compression and
+ * encryption, duplicates, conflicts, foreign systems, invalid files, missing and corrupt objects,
+ * and .history files. On every fetch failure DEST_PATH must stay absent (or untouched) with no
+ * temp file left beside it.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "archive.h"
+#include "config.h"
+#include "unit.h"
+#include "wal.h"
+
+#define SEG (1u << 20)
+#define SYSID1 UINT64_C(7000000000000000001)
+#define SYSID2 UINT64_C(7111111111111111112)
+#define PLAIN_TRAILER 80
+
+static const char KEYHEX[] = "3c1f5e0a9b8d7c6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e";
+static const char KEYHEX2[] = "aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbbccccccccccccccccdddddddddddddddd";
+
+struct file {
+    uint8_t *data;
+    size_t len;
+};
+
+static void file_free(struct file *f)
+{
+    free(f->data);
+    f->data = NULL;
+    f->len = 0;
+}
+
+static int read_all(const char *path, struct file *f)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), ok;
+
+    memset(f, 0, sizeof(*f));
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return -1;
+    }
+    f->len = (size_t)st.st_size;
+    f->data = malloc(f->len ? f->len : 1);
+    ok = f->data && read(fd, f->data, f->len) == (ssize_t)f->len;
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+static int write_all(const char *path, const void *p, size_t n, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), ok;
+    if (fd < 0)
+        return -1;
+    ok = write(fd, p, n) == (ssize_t)n && fchmod(fd, mode) == 0;
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+static int same_file(const char *a, const char *b)
+{
+    struct file fa, fb;
+    int ok = read_all(a, &fa) == 0 && read_all(b, &fb) == 0 && fa.len == fb.len &&
+             memcmp(fa.data, fb.data, fa.len) == 0;
+    file_free(&fa);
+    file_free(&fb);
+    return ok;
+}
+
+/* Number of directory entries other than "." and ".." (not recursive). */
+static int entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int n = 0;
+    if (!d)
+        return -1;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* Entries whose name contains `part`, recursively. */
+static int count_matching(const char *dir, const char *part)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int n = 0;
+    if (!d)
+        return 0;
+    while ((de = readdir(d)) != NULL) {
+        char path[1024];
+        struct stat st;
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        if (strstr(de->d_name, part))
+            n++;
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            n += count_matching(path, part);
+    }
+    closedir(d);
+    return n;
+}
+
+/* A fresh directory under the scratch directory. */
+static const char *fresh_dir(const char *name)
+{
+    static char bufs[16][512];
+    static int next;
+    char *p = bufs[next++ % 16];
+    snprintf(p, 512, "%s/%s", unit_tmpdir(), name);
+    if (mkdir(p, 0700) != 0 && errno != EEXIST)
+        unit_fail(__FILE__, __LINE__, "mkdir");
+    return p;
+}
+
+/* ---- synthetic WAL ---- */
+
+struct seg_opts {
+    uint16_t magic;
+    uint32_t seg_size_hdr; /* in the header */
+    size_t file_size;
+    uint64_t pageaddr_segno; /* segno the page address claims */
+    uint64_t sysid;
+};
+
+/* Writes segment `segno` of timeline 1 into dir; returns its path in out. */
+static int make_segment_ex(const char *dir, uint64_t segno, uint32_t seed, const struct seg_opts *o,
+                           char *out, size_t outsz)
+{
+    char name[WS_WAL_NAME_LEN + 1];
+    uint8_t *buf = malloc(o->file_size ? o->file_size : 1);
+    uint16_t info = WS_XLP_LONG_HEADER;
+    uint32_t tli = 1, blcksz = 8192;
+    uint64_t pageaddr = o->pageaddr_segno * (uint64_t)o->seg_size_hdr;
+    int rc;
+
+    if (!buf)
+        return -1;
+    unit_random(buf, o->file_size, seed);
+    if (o->file_size >= WS_WAL_LONG_HEADER_SIZE) {
+        memset(buf, 0, WS_WAL_LONG_HEADER_SIZE);
+        memcpy(buf + 0, &o->magic, 2);
+        memcpy(buf + 2, &info, 2);
+        memcpy(buf + 4, &tli, 4);
+        memcpy(buf + 8, &pageaddr, 8);
+        memcpy(buf + 24, &o->sysid, 8);
+        memcpy(buf + 32, &o->seg_size_hdr, 4);
+        memcpy(buf + 36, &blcksz, 4);
+    }
+    ws_wal_format_name(name, 1, segno, SEG);
+    snprintf(out, outsz, "%s/%s", dir, name);
+    rc = write_all(out, buf, o->file_size, 0600);
+    free(buf);
+    return rc;
+}
+
+static int make_segment(const char *dir, uint64_t segno, uint64_t sysid, uint32_t seed, char *out,
+                        size_t outsz)
+{
+    struct seg_opts o = {0xD110, SEG, SEG, segno, sysid};
+    return make_segment_ex(dir, segno, seed, &o, out, outsz);
+}
+
+static void seg_name(uint64_t segno, char name[WS_WAL_NAME_LEN + 1])
+{
+    ws_wal_format_name(name, 1, segno, SEG);
+}
+
+/* ---- configuration ---- */
+
+struct env {
+    struct ws_config cfg;
+    char repo[512];
+    char cluster[65];
+    char wal[512];     /* where segments are made */
+    char restore[512]; /* where fetched files go */
+};
+
+static const char *key_file(const char *hex, const char *name)
+{
+    static char paths[4][512];
+    static int next;
+    char text[80], *p = paths[next++ % 4];
+    snprintf(p, 512, "%s/%s", unit_tmpdir(), name);
+    snprintf(text, sizeof(text), "%s\n", hex);
+    if (write_all(p, text, strlen(text), 0600) != 0)
+        unit_fail(__FILE__, __LINE__, "key file");
+    return p;
+}
+
+static int setup(struct env *e, const char *tag, const char *compress, const char *keyfile,
+                 const char *parallel)
+{
+    struct ws_error err = {0};
+    char sub[128];
+
+    memset(e, 0, sizeof(*e));
+    snprintf(sub, sizeof(sub), "repo-%s", tag);
+    snprintf(e->repo, sizeof(e->repo), "%s", fresh_dir(sub));
+    snprintf(sub, sizeof(sub), "wal-%s", tag);
+    snprintf(e->wal, sizeof(e->wal), "%s", fresh_dir(sub));
+    snprintf(sub, sizeof(sub), "restore-%s", tag);
+    snprintf(e->restore, sizeof(e->restore), "%s", fresh_dir(sub));
+    snprintf(e->cluster, sizeof(e->cluster), "cl-%s", tag);
+    ws_config_init(&e->cfg);
+    if (ws_config_set(&e->cfg, "repo", e->repo, "test", &err) != 0 ||
+        ws_config_set(&e->cfg, "cluster", e->cluster, "test", &err) != 0 ||
+        ws_config_set(&e->cfg, "compress", compress, "test", &err) != 0 ||
+        ws_config_set(&e->cfg, "parallel", parallel, "test", &err) != 0 ||
+        (keyfile && ws_config_set(&e->cfg, "encrypt_key_file", keyfile, "test", &err) != 0)) {
+        fprintf(stderr, "    setup: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void object_path(const struct env *e, const char *walname, char *out, size_t outsz)
+{
+    if (strstr(walname, ".history"))
+        snprintf(out, outsz, "%s/%s/wal/%s", e->repo, e->cluster, walname);
+    else
+        snprintf(out, outsz, "%s/%s/wal/%.16s/%s", e->repo, e->cluster, walname, walname);
+}
+
+static void dest_path(const struct env *e, const char *name, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "%s/%s", e->restore, name);
+}
+
+/* ---- tests ---- */
+
+static void roundtrip(const char *compress, int encrypt, const char *parallel)
+{
+    struct env e;
+    struct ws_error err = {0};
+    struct ws_push_result res;
+    char tag[64], seg[600], dest[600], obj[700], name[WS_WAL_NAME_LEN + 1];
+    static const uint64_t segnos[] = {1, 4096, 4097};
+    struct file stored;
+
+    snprintf(tag, sizeof(tag), "rt-%s-%d-%s", compress, encrypt, parallel);
+    REQUIRE(setup(&e, tag, compress, encrypt ? key_file(KEYHEX, "rt.key") : NULL, parallel) == 0);
+    for (size_t i = 0; i < sizeof(segnos) / sizeof(segnos[0]); i++) {
+        seg_name(segnos[i], name);
+        REQUIRE(make_segment(e.wal, segnos[i], SYSID1, (uint32_t)(100 + i), seg, sizeof(seg)) == 0);
+        memset(&err, 0, sizeof(err));
+        if (ws_archive_push(&e.cfg, seg, &res, &err) != 0)
+            unit_fail(__FILE__, __LINE__, err.msg);
+        CHECK(res.duplicate == 0);
+        CHECK(res.bytes == SEG);
+
+        object_path(&e, name, obj, sizeof(obj));
+        REQUIRE(read_all(obj, &stored) == 0);
+        CHECK(res.stored_bytes == stored.len);
+        CHECK(stored.len > 64 && memcmp(stored.data, "WSAFEOBJ", 8) == 0);
+        CHECK(stored.data[9] == (strcmp(compress, "zstd") == 0 ? 1 : 0));
+        CHECK(stored.data[10] == (encrypt ? 1 : 0));
+        if (!encrypt && strcmp(compress, "none") == 0)
+            CHECK(stored.len == 64 + SEG + PLAIN_TRAILER);
+        {
+            struct stat st;
+            CHECK(stat(obj, &st) == 0 && (st.st_mode & 07777) == 0600);
+        }
+        file_free(&stored);
+
+        dest_path(&e, name, dest, sizeof(dest));
+        memset(&err, 0, sizeof(err));
+        if (ws_archive_fetch(&e.cfg, name, dest, &err) != 0)
+            unit_fail(__FILE__, __LINE__, err.msg);
+        CHECK(same_file(seg, dest));
+    }
+    /* only the fetched files in the restore directory: no temp files */
+    CHECK(entries(e.restore) == 3);
+    CHECK(count_matching(e.repo, ".walsafe-tmp") == 0);
+    /* the identity was recorded */
+    {
+        char id[700];
+        snprintf(id, sizeof(id), "%s/%s/identity", e.repo, e.cluster);
+        CHECK(exists(id));
+    }
+    ws_config_free(&e.cfg);
+}
+
+static void test_roundtrip(void)
+{
+    roundtrip("none", 0, "1");
+    roundtrip("zstd", 0, "1");
+    roundtrip("none", 1, "1");
+    roundtrip("zstd", 1, "1");
+    roundtrip("zstd", 1, "4"); /* zstd worker threads */
+}
+
+static void test_duplicate_and_conflict(void)
+{
+    for (int encrypt = 0; encrypt <= 1; encrypt++) {
+        struct env e;
+        struct ws_error err = {0};
+        struct ws_push_result res;
+        struct file before, after;
+        char seg[600], other_dir[600], other[600], obj[700], dest[600];
+        char name[WS_WAL_NAME_LEN + 1];
+
+        REQUIRE(setup(&e, encrypt ? "dup-enc" : "dup", "zstd",
+                      encrypt ? key_file(KEYHEX, "dup.key") : NULL, "1") == 0);
+        seg_name(5, name);
+        REQUIRE(make_segment(e.wal, 5, SYSID1, 5, seg, sizeof(seg)) == 0);
+        REQUIRE(ws_archive_push(&e.cfg, seg, &res, &err) == 0);
+        object_path(&e, name, obj, sizeof(obj));
+        REQUIRE(read_all(obj, &before) == 0);
+
+        /* identical content again: success, marked as duplicate, object untouched */
+        memset(&res, 0xFF, sizeof(res));
+        CHECK(ws_archive_push(&e.cfg, seg, &res, &err) == 0);
+        CHECK(res.duplicate == 1);
+        CHECK(res.bytes == SEG);
+        REQUIRE(read_all(obj, &after) == 0);
+        CHECK(after.len == before.len && memcmp(after.data, before.data, before.len) == 0);
+        file_free(&after);
+        /* also after compress changed: the content digest is what counts */
+        REQUIRE(ws_config_set(&e.cfg, "compress", "none", "t", &err) == 0);
+        memset(&res, 0, sizeof(res));
+        CHECK(ws_archive_push(&e.cfg, seg, &res, &err) == 0);
+        CHECK(res.duplicate == 1);
+        REQUIRE(ws_config_set(&e.cfg, "compress", "zstd", "t", &err) == 0);
+
+        /* different content under the same name: refused, stored copy kept */
+        snprintf(other_dir, sizeof(other_dir), "%s/other", e.wal);
+        REQUIRE(mkdir(other_dir, 0700) == 0);
+        REQUIRE(make_segment(other_dir, 5, SYSID1, 6, other, sizeof(other)) == 0);
+        memset(&err, 0, sizeof(err));
+        CHECK(ws_archive_push(&e.cfg, other, &res, &err) == WS_ERR_CONFLICT);
+        CHECK(strstr(err.msg, other) != NULL);
+        CHECK(res.duplicate == 0);
+        REQUIRE(read_all(obj, &after) == 0);
+        CHECK(after.len == before.len && memcmp(after.data, before.data, before.len) == 0);
+        file_free(&after);
+        CHECK(count_matching(e.repo, ".walsafe-tmp") == 0);
+
+        /* and fetch still returns the original */
+        dest_path(&e, name, dest, sizeof(dest));
+        CHECK(ws_archive_fetch(&e.cfg, name, dest, &err) == 0);
+        CHECK(same_file(seg, dest));
+        file_free(&before);
+        ws_config_free(&e.cfg);
+    }
+}
+
+static void test_foreign(void)
+{
+    struct env e;
+    struct ws_error err = {0};
+    struct ws_push_result res;
+    char seg[600], obj[700], name[WS_WAL_NAME_LEN + 1], id1[32], id2[32];
+
+    REQUIRE(setup(&e, "foreign", "zstd", NULL, "1") == 0);
+    REQUIRE(make_segment(e.wal, 1, SYSID1, 1, seg, sizeof(seg)) == 0);
+    REQUIRE(ws_archive_push(&e.cfg, seg, &res, &err) == 0);
+
+    /* another system's segment */
+    REQUIRE(make_segment(e.wal, 2, SYSID2, 2, seg, sizeof(seg)) == 0);
+    memset(&err, 0, sizeof(err));
+    CHECK(ws_archive_push(&e.cfg, seg, &res, &err) == WS_ERR_FOREIGN);
+    snprintf(id1, sizeof(id1), "%" PRIu64, SYSID1);
+    snprintf(id2, sizeof(id2), "%" PRIu64, SYSID2);
+    CHECK(strstr(err.msg, id1) != NULL);
+    CHECK(strstr(err.msg, id2) != NULL);
+    seg_name(2, name);
+    object_path(&e, name, obj, sizeof(obj));
+    CHECK(!exists(obj));
+
+    /* the same system with another segment size */
+    {
+        struct seg_opts o = {0xD110, 2u << 20, 2u << 20, 2, SYSID1};
+        char dir2[600];
+        snprintf(dir2, sizeof(dir2), "%s/big", e.wal);
+        REQUIRE(mkdir(dir2, 0700) == 0);
+        /* segment 2 of 2 MiB segments has the name of segment 2 of 1 MiB ones */
+        REQUIRE(make_segment_ex(dir2, 2, 3, &o, seg, sizeof(seg)) == 0);
+        memset(&err, 0, sizeof(err));
+        CHECK(ws_archive_push(&e.cfg, seg, &res, &err) == WS_ERR_FOREIGN);
+        CHECK(!exists(obj));
+    }
+    /* another PostgreSQL version */
+    {
+        struct seg_opts o = {0xD113, SEG, SEG, 2, SYSID1};
+        REQUIRE(make_segment_ex(e.wal, 2, 4, &o, seg, sizeof(seg)) == 0);
+        memset(&err, 0, sizeof(err));
+        CHECK(ws_archive_push(&e.cfg, seg, &res, &err) == WS_ERR_FOREIGN);
+        CHECK(!exists(obj));
+    }
+    CHECK(count_matching(e.repo, ".walsafe-tmp") == 0);
+    ws_config_free(&e.cfg);
+}
+
+static void test_invalid_segments(void)
+{
+    struct env e;
+    struct ws_error err = {0};
+    struct ws_push_result res;
+    char seg[600], obj[700], name[WS_WAL_NAME_LEN + 1], id[700];
+    static const struct {
+        struct seg_opts o;
+        const char *what;
+    } cases[] = {
+        {{0xD110, SEG, SEG - 1, 3, SYSID1}, "truncated"},
+        {{0xD110, SEG, SEG + 8192, 3, SYSID1}, "too long"},
+        {{0xD110, SEG, 20, 3, SYSID1}, "tiny"},
+        {{0xD110, SEG, 0, 3, SYSID1}, "empty"},
+        {{0xD110, 2u << 20, SEG, 3, SYSID1}, "header says 2 MiB"},
+        {{0xD110, 3u << 20, 3u << 20, 3, SYSID1}, "not a power of two"},
+        {{0xD110, SEG, SEG, 4, SYSID1}, "page address of another segment"},
+        {{0x1234, SEG, SEG, 3, SYSID1}, "bad magic"},
+    };
+
+    REQUIRE(setup(&e, "invalid", "zstd", NULL, "1") == 0);
+    seg_name(3, name);
+    object_path(&e, name, obj, sizeof(obj));
+    snprintf(id, sizeof(id), "%s/%s/identity", e.repo, e.cluster);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        REQUIRE(make_segment_ex(e.wal, 3, (uint32_t)i, &cases[i].o, seg, sizeof(seg)) == 0);
+        memset(&err, 0, sizeof(err));
+        CHECK(ws_archive_push(&e.cfg, seg, &res, &err) == WS_ERR_INVALID);
+        if (err.code != WS_ERR_INVALID)
+            fprintf(stderr, "    %s: %s: %s\n", cases[i].what, ws_code_name(err.code), err.msg);
+        CHECK(strstr(err.msg, seg) != NULL || strstr(err.msg, name) != NULL);
+        CHECK(!exists(obj));
+        /* nothing was recorded from an invalid file */
+        CHECK(!exists(id));
+    }
+    /* a file that is not named like a WAL file */
+    {
+        char bad[600];
+        snprintf(bad, sizeof(bad), "%s/RECOVERYXLOG", e.wal);
+        REQUIRE(write_all(bad, "x", 1, 0600) == 0);
+        CHECK(ws_archive_push(&e.cfg, bad, &res, &err) == WS_ERR_INVALID);
+        snprintf(bad, sizeof(bad), "%s/missing/000000010000000000000003", e.wal);
+        CHECK(ws_archive_push(&e.cfg, bad, &res, &err) == WS_ERR_IO);
+    }
+    CHECK(count_matching(e.repo, ".walsafe-tmp") == 0);
+    ws_config_free(&e.cfg);
+}
+
+static void test_fetch_missing(void)
+{
+    struct env e;
+    struct ws_error err = {0};
+    struct ws_push_result res;
+    char seg[600], dest[600], name[WS_WAL_NAME_LEN + 1];
+
+    REQUIRE(setup(&e, "missing", "zstd", NULL, "1") == 0);
+    REQUIRE(make_segment(e.wal, 1, SYSID1, 1, seg, sizeof(seg)) == 0);
+    REQUIRE(ws_archive_push(&e.cfg, seg, &res, &err) == 0);
+
+    /* a segment never archived: "not in the archive" */
+    seg_name(99, name);
+    dest_path(&e, "RECOVERYXLOG", dest, sizeof(dest));
+    memset(&err, 0, sizeof(err));
+    CHECK(ws_archive_fetch(&e.cfg, name, dest, &err) == WS_ERR_NOT_FOUND);
+    CHECK(strstr(err.msg, name) != NULL);
+    CHECK(!exists(dest));
+    CHECK(entries(e.restore) == 0);
+    /* also a history file and a segment of another timeline directory */
+    CHECK(ws_archive_fetch(&e.cfg, "00000005.history", dest, &err) == WS_ERR_NOT_FOUND);
+    CHECK(ws_archive_fetch(&e.cfg, "000000050000000000000001", dest, &err) == WS_ERR_NOT_FOUND);
+    CHECK(!exists(dest));
+    CHECK(entries(e.restore) == 0);
+
+    /* a cluster that holds nothing (no identity) is a configuration problem, not "missing" */
+    {
+        struct ws_error err2 = {0};
+        struct ws_config cfg2;
+        int rc;
+        ws_config_init(&cfg2);
+        REQUIRE(ws_config_set(&cfg2, "repo", e.repo, "t", &err2) == 0);
+        REQUIRE(ws_config_set(&cfg2, "cluster", "nosuchcluster", "t", &err2) == 0);
+        seg_name(1, name);
+        rc = ws_archive_fetch(&cfg2, name, dest, &err2);
+        CHECK(rc != 0 && rc != WS_ERR_NOT_FOUND);
+        CHECK(!exists(dest));
+        ws_config_free(&cfg2);
+    }
+    /* a repository that is not there (unmounted) is not "missing" either */
+    {
+        struct ws_error err2 = {0};
+        struct ws_config cfg2;
+        char gone[600];
+        int rc;
+        snprintf(gone, sizeof(gone), "%s/not-mounted", unit_tmpdir());
+        ws_config_init(&cfg2);
+        REQUIRE(ws_config_set(&cfg2, "repo", gone, "t", &err2) == 0);
+        REQUIRE(ws_config_set(&cfg2, "cluster", e.cluster, "t", &err2) == 0);
+        rc = ws_archive_fetch(&cfg2, name, dest, &err2);
+        CHECK(rc != 0 && rc != WS_ERR_NOT_FOUND);
+        CHECK(!exists(dest));
+        ws_config_free(&cfg2);
+    }
+    /* names that are not WAL files */
+    CHECK(ws_archive_fetch(&e.cfg, "../000000010000000000000001", dest, &err) == WS_ERR_USAGE);
+    CHECK(ws_archive_fetch(&e.cfg, "pg_control", dest, &err) == WS_ERR_USAGE);
+    CHECK(!exists(dest));
+    CHECK(entries(e.restore) == 0);
+    ws_config_free(&e.cfg);
+}
+
+/* Damage the stored object in several ways; fetch must fail with CORRUPT and leave no file. */
+static void test_fetch_corrupt(void)
+{
+    for (int encrypt = 0; encrypt <= 1; encrypt++) {
+        for (int compress = 0; compress <= 1; compress++) {
+            struct env e;
+            struct ws_error err = {0};
+            struct ws_push_result res;
+            struct file orig, other;
+            char tag[32], seg[600], seg2[600], obj[700], obj2[700], dest[600];
+            char name[WS_WAL_NAME_LEN + 1], name2[WS_WAL_NAME_LEN + 1];
+
+            snprintf(tag, sizeof(tag), "corrupt-%d-%d", encrypt, compress);
+            REQUIRE(setup(&e, tag, compress ? "zstd" : "none",
+                          encrypt ? key_file(KEYHEX, "corrupt.key") : NULL, "1") == 0);
+            REQUIRE(make_segment(e.wal, 7, SYSID1, 7, seg, sizeof(seg)) == 0);
+            REQUIRE(make_segment(e.wal, 8, SYSID1, 8, seg2, sizeof(seg2)) == 0);
+            REQUIRE(ws_archive_push(&e.cfg, seg, &res, &err) == 0);
+            REQUIRE(ws_archive_push(&e.cfg, seg2, &res, &err) == 0);
+            seg_name(7, name);
+            seg_name(8, name2);
+            object_path(&e, name, obj, sizeof(obj));
+            object_path(&e, name2, obj2, sizeof(obj2));
+            REQUIRE(read_all(obj, &orig) == 0);
+            REQUIRE(read_all(obj2, &other) == 0);
+
+            for (int how = 0; how < 7; how++) {
+                struct file f;
+                size_t len = orig.len;
+                int rc;
+                f.data = malloc(orig.len + 100);
+                REQUIRE(f.data);
+                memcpy(f.data, orig.data, orig.len);
+                switch (how) {
+                case 0:
+                    f.data[orig.len / 2] ^= 0x04;
+                    break; /* body */
+                case 1:
+                    f.data[10] ^= 0x01;
+                    break; /* header */
+                case 2:
+                    f.data[orig.len - 3] ^= 0x80;
+                    break; /* trailer */
+                case 3:
+                    len = orig.len - 1;
+                    break; /* truncated */
+                case 4:
+                    f.data[len++] = 0;
+                    break; /* appended */
+                case 5:
+                    len = orig.len - 64 - 16 - 1000;
+                    break; /* cut mid-body */
+                case 6:    /* another segment's object under this name */
+                    free(f.data);
+                    f.data = malloc(other.len);
+                    REQUIRE(f.data);
+                    memcpy(f.data, other.data, other.len);
+                    len = other.len;
+                    break;
+                }
+                REQUIRE(write_all(obj, f.data, len, 0600) == 0);
+                free(f.data);
+
+                /* with no file at DEST_PATH */
+                dest_path(&e, "RECOVERYXLOG", dest, sizeof(dest));
+                memset(&err, 0, sizeof(err));
+                rc = ws_archive_fetch(&e.cfg, name, dest, &err);
+                CHECK(rc == WS_ERR_CORRUPT);
+                if (rc != WS_ERR_CORRUPT)
+                    fprintf(stderr, "    encrypt=%d compress=%d how=%d: %s: %s\n", encrypt,
+                            compress, how, ws_code_name(rc), err.msg);
+                CHECK(strstr(err.msg, name) != NULL);
+                CHECK(!exists(dest));
+                CHECK(entries(e.restore) == 0); /* no temp file beside DEST_PATH */
+
+                /* with an older file at DEST_PATH: left as it was */
+                REQUIRE(write_all(dest, "previous", 8, 0600) == 0);
+                rc = ws_archive_fetch(&e.cfg, name, dest, &err);
+                CHECK(rc == WS_ERR_CORRUPT);
+                {
+                    struct file now;
+                    CHECK(read_all(dest, &now) == 0 && now.len == 8 &&
+                          memcmp(now.data, "previous", 8) == 0);
+                    file_free(&now);
+                }
+                CHECK(entries(e.restore) == 1);
+                unlink(dest);
+            }
+            /* restored: fetch works again */
+            REQUIRE(write_all(obj, orig.data, orig.len, 0600) == 0);
+            dest_path(&e, name, dest, sizeof(dest));
+            CHECK(ws_archive_fetch(&e.cfg, name, dest, &err) == 0);
+            CHECK(same_file(seg, dest));
+            file_free(&orig);
+            file_free(&other);
+            ws_config_free(&e.cfg);
+        }
+    }
+}
+
+static void test_keys(void)
+{
+    struct env e;
+    struct ws_error err = {0};
+    struct ws_push_result res;
+    char seg[600], dest[600], name[WS_WAL_NAME_LEN + 1];
+    const char *k1 = key_file(KEYHEX, "keys1.key"), *k2 = key_file(KEYHEX2, "keys2.key");
+
+    REQUIRE(setup(&e, "keys", "zstd", k1, "1") == 0);
+    REQUIRE(make_segment(e.wal, 1, SYSID1, 1, seg, sizeof(seg)) == 0);
+    REQUIRE(ws_archive_push(&e.cfg, seg, &res, &err) == 0);
+    seg_name(1, name);
+    dest_path(&e, name, dest, sizeof(dest));
+
+    /* no key configured */
+    free(e.cfg.encrypt_key_file);
+    e.cfg.encrypt_key_file = NULL;
+    memset(&err, 0, sizeof(err));
+    CHECK(ws_archive_fetch(&e.cfg, name, dest, &err) == WS_ERR_KEY);
+    CHECK(!exists(dest) && entries(e.restore) == 0);
+    /* another key */
+    REQUIRE(ws_config_set(&e.cfg, "encrypt_key_file", k2, "t", &err) == 0);
+    CHECK(ws_archive_fetch(&e.cfg, name, dest, &err) == WS_ERR_KEY);
+    CHECK(!exists(dest) && entries(e.restore) == 0);
+    /* after rotation: new write key, old one for reading */
+    REQUIRE(ws_config_set(&e.cfg, "decrypt_key_files", k1, "t", &err) == 0);
+    CHECK(ws_archive_fetch(&e.cfg, name, dest, &err) == 0);
+    CHECK(same_file(seg, dest));
+    /* re-pushing the old segment after rotation is still recognised as a duplicate */
+    CHECK(ws_archive_push(&e.cfg, seg, &res, &err) == 0);
+    CHECK(res.duplicate == 1);
+    /* a key file readable by others is a configuration error */
+    {
+        const char *open_key = key_file(KEYHEX2, "keys-open.key");
+        REQUIRE(chmod(open_key, 0644) == 0);
+        REQUIRE(ws_config_set(&e.cfg, "encrypt_key_file", open_key, "t", &err) == 0);
+        unlink(dest);
+        CHECK(ws_archive_fetch(&e.cfg, name, dest, &err) == WS_ERR_CONFIG);
+        CHECK(!exists(dest));
+        CHECK(ws_archive_push(&e.cfg, seg, &res, &err) == WS_ERR_CONFIG);
+    }
+    ws_config_free(&e.cfg);
+}
+
+static void test_history(void)
+{
+    for (int encrypt = 0; encrypt <= 1; encrypt++) {
+        struct env e;
+        struct ws_error err = {0};
+        struct ws_push_result res;
+        char hist[600], dest[600], obj[700], seg[600];
+        struct file before, after;
+        static const char text[] = "1\t0/3000000\tno recovery target specified\n";
+        static const char text2[] = "1\t0/4000000\tno recovery target specified\n";
+
+        REQUIRE(setup(&e, encrypt ? "hist-enc" : "hist", "zstd",
+                      encrypt ? key_file(KEYHEX, "hist.key") : NULL, "1") == 0);
+        /* before any segment (no identity yet) and after one */
+        snprintf(hist, sizeof(hist), "%s/00000002.history", e.wal);
+        REQUIRE(write_all(hist, text, strlen(text), 0600) == 0);
+        memset(&err, 0, sizeof(err));
+        if (ws_archive_push(&e.cfg, hist, &res, &err) != 0)
+            unit_fail(__FILE__, __LINE__, err.msg);
+        CHECK(res.duplicate == 0 && res.bytes == strlen(text));
+        REQUIRE(make_segment(e.wal, 1, SYSID1, 1, seg, sizeof(seg)) == 0);
+        REQUIRE(ws_archive_push(&e.cfg, seg, &res, &err) == 0);
+
+        object_path(&e, "00000002.history", obj, sizeof(obj));
+        REQUIRE(read_all(obj, &before) == 0);
+        CHECK(before.data[10] == (encrypt ? 1 : 0));
+
+        dest_path(&e, "00000002.history", dest, sizeof(dest));
+        CHECK(ws_archive_fetch(&e.cfg, "00000002.history", dest, &err) == 0);
+        CHECK(same_file(hist, dest));
+
+        /* the same again: a duplicate */
+        CHECK(ws_archive_push(&e.cfg, hist, &res, &err) == 0);
+        CHECK(res.duplicate == 1);
+
+        /* different content: never replaced */
+        REQUIRE(write_all(hist, text2, strlen(text2), 0600) == 0);
+        memset(&err, 0, sizeof(err));
+        CHECK(ws_archive_push(&e.cfg, hist, &res, &err) == WS_ERR_CONFLICT);
+        /* not even by one that is only longer */
+        {
+            char longer[200];
+            snprintf(longer, sizeof(longer), "%s2\t0/5000000\tbefore 2024-01-01\n", text);
+            REQUIRE(write_all(hist, longer, strlen(longer), 0600) == 0);
+            CHECK(ws_archive_push(&e.cfg, hist, &res, &err) == WS_ERR_CONFLICT);
+        }
+        REQUIRE(read_all(obj, &after) == 0);
+        CHECK(after.len == before.len && memcmp(after.data, before.data, before.len) == 0);
+        file_free(&after);
+        file_free(&before);
+        unlink(dest);
+        CHECK(ws_archive_fetch(&e.cfg, "00000002.history", dest, &err) == 0);
+        {
+            struct file f;
+            CHECK(read_all(dest, &f) == 0 && f.len == strlen(text) &&
+                  memcmp(f.data, text, f.len) == 0);
+            file_free(&f);
+        }
+        CHECK(count_matching(e.repo, ".walsafe-tmp") == 0);
+        ws_config_free(&e.cfg);
+    }
+}
+
+/*
+ * .history files carry no system identifier; when run from a data directory (PostgreSQL's
+ * working directory for archive_command) its pg_control is checked against the identity.
+ */
+static void test_history_foreign_datadir(void)
+{
+    struct env e;
+    struct ws_error err = {0};
+    struct ws_push_result res;
+    char seg[600], hist[600], pgdata[600], ctl[700], cwd[1024], obj[700], id1[32], id2[32];
+    uint8_t control[512];
+    uint64_t sysid;
+
+    REQUIRE(getcwd(cwd, sizeof(cwd)) != NULL);
+    REQUIRE(setup(&e, "histdd", "zstd", NULL, "1") == 0);
+    REQUIRE(make_segment(e.wal, 1, SYSID1, 1, seg, sizeof(seg)) == 0);
+    REQUIRE(ws_archive_push(&e.cfg, seg, &res, &err) == 0);
+    snprintf(hist, sizeof(hist), "%s/00000003.history", e.wal);
+    REQUIRE(write_all(hist, "2\t0/5000000\tno recovery target specified\n", 42, 0600) == 0);
+    object_path(&e, "00000003.history", obj, sizeof(obj));
+
+    snprintf(pgdata, sizeof(pgdata), "%s", fresh_dir("histdd-pgdata"));
+    snprintf(ctl, sizeof(ctl), "%s/global", pgdata);
+    REQUIRE(mkdir(ctl, 0700) == 0);
+    snprintf(ctl, sizeof(ctl), "%s/global/pg_control", pgdata);
+    unit_random(control, sizeof(control), 3);
+
+    /* the data directory of another system */
+    sysid = SYSID2;
+    memcpy(control, &sysid, 8);
+    REQUIRE(write_all(ctl, control, sizeof(control), 0600) == 0);
+    REQUIRE(chdir(pgdata) == 0);
+    memset(&err, 0, sizeof(err));
+    CHECK(ws_archive_push(&e.cfg, hist, &res, &err) == WS_ERR_FOREIGN);
+    snprintf(id1, sizeof(id1), "%" PRIu64, SYSID1);
+    snprintf(id2, sizeof(id2), "%" PRIu64, SYSID2);
+    CHECK(strstr(err.msg, id1) != NULL && strstr(err.msg, id2) != NULL);
+    CHECK(!exists(obj));
+
+    /* our own */
+    sysid = SYSID1;
+    memcpy(control, &sysid, 8);
+    REQUIRE(write_all(ctl, control, sizeof(control), 0600) == 0);
+    CHECK(ws_archive_push(&e.cfg, hist, &res, &err) == 0);
+    CHECK(exists(obj));
+    CHECK(chdir(cwd) == 0);
+    ws_config_free(&e.cfg);
+}
+
+/* A damaged identity object is never silently replaced. */
+static void test_damaged_identity(void)
+{
+    struct env e;
+    struct ws_error err = {0};
+    struct ws_push_result res;
+    char seg[600], id[700];
+    struct file f;
+
+    REQUIRE(setup(&e, "badid", "zstd", NULL, "1") == 0);
+    REQUIRE(make_segment(e.wal, 1, SYSID1, 1, seg, sizeof(seg)) == 0);
+    REQUIRE(ws_archive_push(&e.cfg, seg, &res, &err) == 0);
+    snprintf(id, sizeof(id), "%s/%s/identity", e.repo, e.cluster);
+    REQUIRE(read_all(id, &f) == 0);
+    f.data[f.len / 2] ^= 0x01;
+    REQUIRE(write_all(id, f.data, f.len, 0600) == 0);
+    REQUIRE(make_segment(e.wal, 2, SYSID1, 2, seg, sizeof(seg)) == 0);
+    memset(&err, 0, sizeof(err));
+    CHECK(ws_archive_push(&e.cfg, seg, &res, &err) == WS_ERR_CORRUPT);
+    {
+        struct file now;
+        CHECK(read_all(id, &now) == 0 && now.len == f.len && memcmp(now.data, f.data, f.len) == 0);
+        file_free(&now);
+    }
+    file_free(&f);
+    ws_config_free(&e.cfg);
+}
+
+/* One repository, two clusters: each sees only its own WAL, even with the same names. */
+static void test_two_clusters(void)
+{
+    struct env a, b;
+    struct ws_error err = {0};
+    struct ws_push_result res;
+    char sega[600], segb[600], dest[600], name[WS_WAL_NAME_LEN + 1];
+
+    REQUIRE(setup(&a, "twoA", "zstd", NULL, "1") == 0);
+    REQUIRE(setup(&b, "twoB", "zstd", NULL, "1") == 0);
+    /* b shares a's repository */
+    free(b.cfg.repo);
+    b.cfg.repo = strdup(a.repo);
+    snprintf(b.repo, sizeof(b.repo), "%s", a.repo);
+    REQUIRE(make_segment(a.wal, 1, SYSID1, 1, sega, sizeof(sega)) == 0);
+    REQUIRE(make_segment(b.wal, 1, SYSID2, 2, segb, sizeof(segb)) == 0);
+    CHECK(ws_archive_push(&a.cfg, sega, &res, &err) == 0);
+    CHECK(ws_archive_push(&b.cfg, segb, &res, &err) == 0);
+    seg_name(1, name);
+    dest_path(&a, name, dest, sizeof(dest));
+    CHECK(ws_archive_fetch(&a.cfg, name, dest, &err) == 0 && same_file(sega, dest));
+    dest_path(&b, name, dest, sizeof(dest));
+    CHECK(ws_archive_fetch(&b.cfg, name, dest, &err) == 0 && same_file(segb, dest));
+    /* a's object copied into b's place is detected */
+    {
+        char oa[700], ob[700];
+        struct file f;
+        object_path(&a, name, oa, sizeof(oa));
+        object_path(&b, name, ob, sizeof(ob));
+        REQUIRE(read_all(oa, &f) == 0);
+        REQUIRE(write_all(ob, f.data, f.len, 0600) == 0);
+        file_free(&f);
+        unlink(dest);
+        CHECK(ws_archive_fetch(&b.cfg, name, dest, &err) == WS_ERR_CORRUPT);
+        CHECK(!exists(dest));
+    }
+    ws_config_free(&a.cfg);
+    ws_config_free(&b.cfg);
+}
+
+const struct unit_test unit_tests[] = {
+    {"roundtrip", test_roundtrip},
+    {"duplicate_and_conflict", test_duplicate_and_conflict},
+    {"foreign", test_foreign},
+    {"invalid_segments", test_invalid_segments},
+    {"fetch_missing", test_fetch_missing},
+    {"fetch_corrupt", test_fetch_corrupt},
+    {"keys", test_keys},
+    {"history", test_history},
+    {"history_foreign_datadir", test_history_foreign_datadir},
+    {"damaged_identity", test_damaged_identity},
+    {"two_clusters", test_two_clusters},
+    {NULL, NULL},
+};

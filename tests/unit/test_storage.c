@@ -1,0 +1,820 @@
+/*
+ * The storage contract (storage.h), run against every driver that needs no server: posix (in a
+ * scratch directory) and mem. Then what only one driver has: posix file modes and temp files,
+ * mem fault injection.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "storage.h"
+#include "unit.h"
+
+struct driver {
+    const char *name;
+    struct ws_storage *st;
+    char root[512]; /* posix only, else "" */
+};
+
+static int open_driver(int posix, const char *sub, struct driver *d)
+{
+    struct ws_error err = {0};
+
+    memset(d, 0, sizeof(*d));
+    d->name = posix ? "posix" : "mem";
+    if (!posix)
+        return ws_storage_mem_open(&d->st, &err);
+    snprintf(d->root, sizeof(d->root), "%s/%s", unit_tmpdir(), sub);
+    if (mkdir(d->root, 0700) != 0 && errno != EEXIST)
+        return -1;
+    return ws_storage_posix_open(d->root, &d->st, &err);
+}
+
+static int put(struct ws_storage *st, const char *key, int flags, const void *data, size_t len,
+               struct ws_error *err)
+{
+    struct ws_sink *s = NULL;
+    int rc = ws_storage_open_put(st, key, flags, &s, err);
+    if (rc == 0) {
+        /* in two pieces, to have more than one write */
+        rc = ws_sink_write(s, data, len / 2, err);
+        if (rc == 0)
+            rc = ws_sink_write(s, (const uint8_t *)data + len / 2, len - len / 2, err);
+        if (rc == 0)
+            rc = ws_sink_finish(s, err);
+    }
+    ws_sink_free(s);
+    return rc;
+}
+
+/* get into a buffer; returns rc, *out malloc'd (also on error: what was delivered) */
+static int get(struct ws_storage *st, const char *key, uint64_t off, uint64_t len, uint8_t **out,
+               size_t *outlen, struct ws_error *err)
+{
+    struct ws_sink *b = NULL;
+    const uint8_t *p;
+    int rc;
+
+    *out = NULL;
+    *outlen = 0;
+    if ((rc = ws_buffer_sink_new(SIZE_MAX, &b, err)) != 0)
+        return rc;
+    rc = ws_storage_get(st, key, off, len, b, err);
+    p = ws_buffer_sink_data(b, outlen);
+    *out = malloc(*outlen ? *outlen : 1);
+    if (*outlen)
+        memcpy(*out, p, *outlen);
+    ws_sink_free(b);
+    return rc;
+}
+
+static int same(struct ws_storage *st, const char *key, const uint8_t *want, size_t wantlen)
+{
+    struct ws_error err = {0};
+    uint8_t *got;
+    size_t n;
+    int rc = get(st, key, 0, WS_STORAGE_TO_END, &got, &n, &err);
+    int ok = rc == 0 && n == wantlen && (n == 0 || memcmp(got, want, n) == 0);
+    free(got);
+    return ok;
+}
+
+/* Counts entries under dir (recursively) whose name starts with prefix. */
+static int count_named(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int n = 0;
+
+    if (!d)
+        return 0;
+    while ((de = readdir(d)) != NULL) {
+        char path[1024];
+        struct stat st;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (strncmp(de->d_name, prefix, strlen(prefix)) == 0)
+            n++;
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            n += count_named(path, prefix);
+    }
+    closedir(d);
+    return n;
+}
+
+static int temp_files(const struct driver *d)
+{
+    return d->root[0] ? count_named(d->root, ".walsafe-tmp") : 0;
+}
+
+/* ---- listing helper ---- */
+
+struct listing {
+    char keys[64][256];
+    uint64_t sizes[64];
+    int n;
+    int stop_after; /* 0 = never */
+};
+
+static int collect(void *arg, const char *key, const struct ws_storage_stat *st,
+                   struct ws_error *err)
+{
+    struct listing *l = arg;
+    if (l->n < 64) {
+        snprintf(l->keys[l->n], sizeof(l->keys[0]), "%s", key);
+        l->sizes[l->n] = st->size;
+    }
+    l->n++;
+    if (l->stop_after && l->n >= l->stop_after)
+        return ws_error_set(err, WS_ERR_CONFLICT, "stop here");
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+/* Lists prefix and compares with the expected keys (any order). */
+static int list_is(struct ws_storage *st, const char *prefix, const char *const *want, int nwant)
+{
+    static struct listing l;
+    struct ws_error err = {0};
+    char sorted[64][256];
+
+    memset(&l, 0, sizeof(l));
+    if (ws_storage_list(st, prefix, collect, &l, &err) != 0 || l.n != nwant || l.n > 64) {
+        fprintf(stderr, "    list \"%s\": %d keys, want %d (%s)\n", prefix, l.n, nwant, err.msg);
+        return 0;
+    }
+    qsort(l.keys, (size_t)l.n, sizeof(l.keys[0]), cmp_str);
+    for (int i = 0; i < nwant; i++)
+        snprintf(sorted[i], sizeof(sorted[0]), "%s", want[i]);
+    qsort(sorted, (size_t)nwant, sizeof(sorted[0]), cmp_str);
+    for (int i = 0; i < nwant; i++) {
+        if (strcmp(l.keys[i], sorted[i]) != 0) {
+            fprintf(stderr, "    list \"%s\": got \"%s\", want \"%s\"\n", prefix, l.keys[i],
+                    sorted[i]);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* ---- the contract ---- */
+
+static void contract_put_get(struct driver *d)
+{
+    struct ws_storage *st = d->st;
+    struct ws_error err = {0};
+    struct ws_storage_stat ss;
+    enum { LEN = 100000 };
+    uint8_t *data = malloc(LEN), *got;
+    size_t n;
+
+    REQUIRE(data);
+    unit_random(data, LEN, 1);
+    REQUIRE(put(st, "c/a/b/obj1", 0, data, LEN, &err) == 0);
+    CHECK(ws_storage_stat(st, "c/a/b/obj1", &ss, &err) == 0);
+    CHECK(ss.size == LEN);
+    CHECK(ss.mtime > 0);
+    CHECK(same(st, "c/a/b/obj1", data, LEN));
+
+    /* ranges */
+    static const struct {
+        uint64_t off, len;
+        size_t want_off, want_len;
+    } ranges[] = {
+        {0, 10, 0, 10},
+        {100, 1000, 100, 1000},
+        {LEN - 5, 5, LEN - 5, 5},
+        {LEN - 5, WS_STORAGE_TO_END, LEN - 5, 5},
+        {0, LEN, 0, LEN},
+        {12345, WS_STORAGE_TO_END, 12345, LEN - 12345},
+        {LEN, WS_STORAGE_TO_END, LEN, 0},
+        {7, 0, 7, 0},
+    };
+    for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
+        CHECK(get(st, "c/a/b/obj1", ranges[i].off, ranges[i].len, &got, &n, &err) == 0);
+        CHECK(n == ranges[i].want_len);
+        CHECK(n == ranges[i].want_len &&
+              (n == 0 || memcmp(got, data + ranges[i].want_off, n) == 0));
+        free(got);
+    }
+
+    /* an empty object */
+    CHECK(put(st, "c/empty", 0, data, 0, &err) == 0);
+    CHECK(ws_storage_stat(st, "c/empty", &ss, &err) == 0 && ss.size == 0);
+    CHECK(same(st, "c/empty", data, 0));
+
+    /* ws_storage_get_all and its limit */
+    {
+        uint8_t *all = NULL;
+        size_t alen = 0;
+        CHECK(ws_storage_get_all(st, "c/a/b/obj1", LEN, &all, &alen, &err) == 0);
+        CHECK(alen == LEN && all && memcmp(all, data, LEN) == 0);
+        free(all);
+        all = NULL;
+        CHECK(ws_storage_get_all(st, "c/a/b/obj1", LEN - 1, &all, &alen, &err) != 0);
+        free(all);
+        all = NULL;
+        CHECK(ws_storage_get_all(st, "c/nothing", LEN, &all, &alen, &err) == WS_ERR_NOT_FOUND);
+        free(all);
+    }
+    CHECK(temp_files(d) == 0);
+    free(data);
+}
+
+static void contract_abandoned_put(struct driver *d)
+{
+    struct ws_storage *st = d->st;
+    struct ws_error err = {0};
+    struct ws_storage_stat ss;
+    struct ws_sink *s = NULL;
+    uint8_t data[5000];
+
+    unit_random(data, sizeof(data), 2);
+    /* written, never finished */
+    REQUIRE(ws_storage_open_put(st, "ab/x/obj", 0, &s, &err) == 0);
+    CHECK(ws_sink_write(s, data, sizeof(data), &err) == 0);
+    CHECK(ws_storage_stat(st, "ab/x/obj", &ss, &err) == WS_ERR_NOT_FOUND);
+    CHECK(list_is(st, "ab/", NULL, 0)); /* not visible while being written */
+    ws_sink_free(s);
+    CHECK(ws_storage_stat(st, "ab/x/obj", &ss, &err) == WS_ERR_NOT_FOUND);
+    CHECK(list_is(st, "ab/", NULL, 0));
+    CHECK(temp_files(d) == 0);
+
+    /* opened and dropped without a write */
+    s = NULL;
+    REQUIRE(ws_storage_open_put(st, "ab/y", 0, &s, &err) == 0);
+    ws_sink_free(s);
+    CHECK(ws_storage_stat(st, "ab/y", &ss, &err) == WS_ERR_NOT_FOUND);
+    CHECK(temp_files(d) == 0);
+
+    /* an abandoned replacement leaves the old object */
+    REQUIRE(put(st, "ab/z", 0, "old", 3, &err) == 0);
+    s = NULL;
+    REQUIRE(ws_storage_open_put(st, "ab/z", WS_PUT_REPLACE, &s, &err) == 0);
+    CHECK(ws_sink_write(s, "new content", 11, &err) == 0);
+    ws_sink_free(s);
+    CHECK(same(st, "ab/z", (const uint8_t *)"old", 3));
+    CHECK(temp_files(d) == 0);
+}
+
+static void contract_no_replace(struct driver *d)
+{
+    struct ws_storage *st = d->st;
+    struct ws_error err = {0};
+    struct ws_sink *s1 = NULL, *s2 = NULL;
+
+    REQUIRE(put(st, "nr/dup", 0, "first", 5, &err) == 0);
+    memset(&err, 0, sizeof(err));
+    CHECK(put(st, "nr/dup", 0, "second!", 7, &err) == WS_ERR_EXISTS);
+    CHECK(err.code == WS_ERR_EXISTS);
+    CHECK(same(st, "nr/dup", (const uint8_t *)"first", 5));
+    CHECK(temp_files(d) == 0);
+
+    CHECK(put(st, "nr/dup", WS_PUT_REPLACE, "second!", 7, &err) == 0);
+    CHECK(same(st, "nr/dup", (const uint8_t *)"second!", 7));
+    CHECK(put(st, "nr/dup", WS_PUT_REPLACE, "", 0, &err) == 0);
+    CHECK(same(st, "nr/dup", (const uint8_t *)"", 0));
+    /* replace also creates */
+    CHECK(put(st, "nr/new", WS_PUT_REPLACE, "n", 1, &err) == 0);
+    CHECK(same(st, "nr/new", (const uint8_t *)"n", 1));
+
+    /* two writers of one key: the first to finish wins, the second gets EXISTS */
+    REQUIRE(ws_storage_open_put(st, "nr/race", 0, &s1, &err) == 0);
+    REQUIRE(ws_storage_open_put(st, "nr/race", 0, &s2, &err) == 0);
+    CHECK(ws_sink_write(s1, "one", 3, &err) == 0);
+    CHECK(ws_sink_write(s2, "two!", 4, &err) == 0);
+    CHECK(ws_sink_finish(s2, &err) == 0);
+    CHECK(ws_sink_finish(s1, &err) == WS_ERR_EXISTS);
+    ws_sink_free(s1);
+    ws_sink_free(s2);
+    CHECK(same(st, "nr/race", (const uint8_t *)"two!", 4));
+    CHECK(temp_files(d) == 0);
+}
+
+static void contract_missing(struct driver *d)
+{
+    struct ws_storage *st = d->st;
+    struct ws_error err = {0};
+    struct ws_storage_stat ss;
+    uint8_t *got;
+    size_t n;
+
+    REQUIRE(put(st, "ms/present", 0, "x", 1, &err) == 0);
+    static const char *const missing[] = {"ms/absent", "nowhere/at/all", "ms/absen"};
+    for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
+        memset(&err, 0, sizeof(err));
+        CHECK(ws_storage_stat(st, missing[i], &ss, &err) == WS_ERR_NOT_FOUND);
+        CHECK(err.code == WS_ERR_NOT_FOUND && strstr(err.msg, missing[i]) != NULL);
+        CHECK(get(st, missing[i], 0, WS_STORAGE_TO_END, &got, &n, &err) == WS_ERR_NOT_FOUND);
+        CHECK(n == 0);
+        free(got);
+        CHECK(ws_storage_remove(st, missing[i], &err) == WS_ERR_NOT_FOUND);
+    }
+    /* remove, then it is gone */
+    CHECK(ws_storage_remove(st, "ms/present", &err) == 0);
+    CHECK(ws_storage_stat(st, "ms/present", &ss, &err) == WS_ERR_NOT_FOUND);
+    CHECK(ws_storage_remove(st, "ms/present", &err) == WS_ERR_NOT_FOUND);
+    /* and can be written again without REPLACE */
+    CHECK(put(st, "ms/present", 0, "yz", 2, &err) == 0);
+    CHECK(same(st, "ms/present", (const uint8_t *)"yz", 2));
+}
+
+static void contract_list(struct driver *d)
+{
+    struct ws_storage *st = d->st;
+    struct ws_error err = {0};
+    struct ws_sink *pending = NULL;
+    static const char *const keys[] = {
+        "ls/c1/wal/0000000100000000/000000010000000000000001",
+        "ls/c1/wal/0000000100000000/000000010000000000000002",
+        "ls/c1/wal/0000000100000001/000000010000000100000000",
+        "ls/c1/wal/00000002.history",
+        "ls/c1/identity",
+        "ls/c10/identity",
+        "ls/c2/identity",
+        "ls/top",
+    };
+    enum { NKEYS = sizeof(keys) / sizeof(keys[0]) };
+
+    for (int i = 0; i < NKEYS; i++)
+        REQUIRE(put(st, keys[i], 0, keys[i], strlen(keys[i]), &err) == 0);
+    /* a write in progress is never listed */
+    REQUIRE(ws_storage_open_put(st, "ls/c1/wal/0000000100000000/000000010000000000000003", 0,
+                                &pending, &err) == 0);
+    CHECK(ws_sink_write(pending, "partial", 7, &err) == 0);
+
+    CHECK(list_is(st, "ls/", keys, NKEYS));
+    CHECK(list_is(st, "ls", keys, NKEYS));
+    {
+        const char *const want[] = {keys[0], keys[1], keys[2], keys[3], keys[4]};
+        CHECK(list_is(st, "ls/c1/", want, 5));
+    }
+    {
+        const char *const want[] = {keys[0], keys[1], keys[2], keys[3], keys[4], keys[5]};
+        CHECK(list_is(st, "ls/c1", want, 6));
+    }
+    CHECK(list_is(st, "ls/c1/wal/", keys, 4));
+    CHECK(list_is(st, "ls/c1/wal/0000000100000000/", keys, 2));
+    CHECK(list_is(st, "ls/c1/wal/0000000100000000/0000000100000000000000", keys, 2));
+    CHECK(list_is(st, "ls/c1/wal/0000000100000000/000000010000000000000002", keys + 1, 1));
+    CHECK(list_is(st, "ls/c1/wal/000000010000000", keys, 3));
+    CHECK(list_is(st, "ls/c1/wal/00000002", keys + 3, 1));
+    CHECK(list_is(st, "ls/c1/identity", keys + 4, 1));
+    CHECK(list_is(st, "ls/t", keys + 7, 1));
+    CHECK(list_is(st, "ls/nope/", NULL, 0));
+    CHECK(list_is(st, "ls/c3", NULL, 0));
+    CHECK(list_is(st, "ls/c1/identityX", NULL, 0));
+    ws_sink_free(pending);
+
+    /* sizes are reported */
+    {
+        static struct listing l;
+        memset(&l, 0, sizeof(l));
+        CHECK(ws_storage_list(st, "ls/c2/", collect, &l, &err) == 0);
+        CHECK(l.n == 1 && l.sizes[0] == strlen(keys[6]));
+    }
+    /* a callback error stops the listing and is returned */
+    {
+        static struct listing l;
+        memset(&l, 0, sizeof(l));
+        l.stop_after = 2;
+        memset(&err, 0, sizeof(err));
+        CHECK(ws_storage_list(st, "ls/", collect, &l, &err) == WS_ERR_CONFLICT);
+        CHECK(l.n == 2);
+        CHECK(strcmp(err.msg, "stop here") == 0);
+    }
+    /* removal shows in the listing */
+    CHECK(ws_storage_remove(st, keys[7], &err) == 0);
+    CHECK(list_is(st, "ls/t", NULL, 0));
+    CHECK(temp_files(d) == 0);
+}
+
+/*
+ * A range the object cannot supply is an error, the same with every driver: a silently short
+ * read is how truncation goes unnoticed. Reading from exactly the end gives nothing, no error.
+ */
+static void contract_range_past_end(struct driver *d)
+{
+    struct ws_storage *st = d->st;
+    struct ws_error err = {0};
+    uint8_t *got;
+    size_t n;
+    int rc;
+
+    REQUIRE(put(st, "rg/obj", 0, "0123456789", 10, &err) == 0);
+    CHECK(get(st, "rg/obj", 10, WS_STORAGE_TO_END, &got, &n, &err) == 0 && n == 0);
+    free(got);
+    rc = get(st, "rg/obj", 5, 10, &got, &n, &err);
+    CHECK(rc != 0 && rc != WS_ERR_NOT_FOUND);
+    if (rc == 0)
+        fprintf(stderr, "    %s: get [5, 15) of a 10-byte object succeeded with %zu bytes\n",
+                d->name, n);
+    free(got);
+    rc = get(st, "rg/obj", 11, WS_STORAGE_TO_END, &got, &n, &err);
+    CHECK(rc != 0 && rc != WS_ERR_NOT_FOUND);
+    if (rc == 0)
+        fprintf(stderr, "    %s: get from offset 11 of a 10-byte object succeeded\n", d->name);
+    free(got);
+}
+
+/* Keys that name a "directory" (a prefix of other keys) or lie below an object are absent
+ * objects like any other: NOT_FOUND, as an object store would answer. */
+static void contract_key_vs_prefix(struct driver *d)
+{
+    struct ws_storage *st = d->st;
+    struct ws_error err = {0};
+    struct ws_storage_stat ss;
+    uint8_t *got;
+    size_t n;
+    static const char *const missing[] = {"kp", "kp/dir", "kp/dir/obj/below"};
+
+    REQUIRE(put(st, "kp/dir/obj", 0, "x", 1, &err) == 0);
+    for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
+        int rc;
+        memset(&err, 0, sizeof(err));
+        rc = ws_storage_stat(st, missing[i], &ss, &err);
+        CHECK(rc == WS_ERR_NOT_FOUND);
+        if (rc != WS_ERR_NOT_FOUND)
+            fprintf(stderr, "    %s: stat \"%s\": %s: %s\n", d->name, missing[i], ws_code_name(rc),
+                    err.msg);
+        rc = get(st, missing[i], 0, WS_STORAGE_TO_END, &got, &n, &err);
+        CHECK(rc == WS_ERR_NOT_FOUND);
+        if (rc != WS_ERR_NOT_FOUND)
+            fprintf(stderr, "    %s: get \"%s\": %s: %s\n", d->name, missing[i], ws_code_name(rc),
+                    err.msg);
+        free(got);
+        rc = ws_storage_remove(st, missing[i], &err);
+        CHECK(rc == WS_ERR_NOT_FOUND);
+        if (rc != WS_ERR_NOT_FOUND)
+            fprintf(stderr, "    %s: remove \"%s\": %s: %s\n", d->name, missing[i],
+                    ws_code_name(rc), err.msg);
+    }
+    CHECK(same(st, "kp/dir/obj", (const uint8_t *)"x", 1));
+}
+
+/* Keys whose components start with a dot (but not ".walsafe-tmp") are valid keys: listable too. */
+static void contract_dot_keys(struct driver *d)
+{
+    struct ws_storage *st = d->st;
+    struct ws_error err = {0};
+    static const char *const keys[] = {"dk/.hidden", "dk/.d/obj", "dk/...", "dk/a.walsafe-tmp"};
+
+    for (int i = 0; i < 4; i++) {
+        CHECK(ws_storage_key_valid(keys[i]));
+        CHECK(put(st, keys[i], 0, "v", 1, &err) == 0);
+        CHECK(same(st, keys[i], (const uint8_t *)"v", 1));
+    }
+    CHECK(list_is(st, "dk/", keys, 4));
+}
+
+static void contract_invalid_keys(struct driver *d)
+{
+    struct ws_storage *st = d->st;
+    static const char *const bad[] = {
+        "/abs",
+        "/",
+        "..",
+        "../escape",
+        "a/../b",
+        "a/..",
+        ".",
+        "./a",
+        "a/./b",
+        "a//b",
+        "a/",
+        "",
+        ".walsafe-tmp",
+        ".walsafe-tmp.x",
+        "a/.walsafe-tmp.obj.1.2",
+        "a b",
+        "a\\b",
+        "a:b",
+        "a\nb",
+        "\xc3\xa4",
+        "a*",
+        "a?b",
+        "a/b/",
+        "//",
+        "a\tb",
+        "~x",
+        "a%2fb",
+    };
+    char longkey[1100];
+    struct ws_error err = {0};
+    struct ws_storage_stat ss;
+    struct ws_sink *s;
+    uint8_t *got;
+    size_t n;
+
+    memset(longkey, 'k', 1025);
+    longkey[1025] = '\0';
+    for (size_t i = 0; i <= sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *k = i < sizeof(bad) / sizeof(bad[0]) ? bad[i] : longkey;
+        int rc;
+        CHECK(!ws_storage_key_valid(k));
+        rc = ws_storage_stat(st, k, &ss, &err);
+        CHECK(rc != 0 && rc != WS_ERR_NOT_FOUND);
+        s = NULL;
+        rc = ws_storage_open_put(st, k, WS_PUT_REPLACE, &s, &err);
+        CHECK(rc != 0 && s == NULL);
+        if (s) {
+            ws_sink_free(s);
+            fprintf(stderr, "    %s: open_put accepted \"%s\"\n", d->name, k);
+        }
+        rc = get(st, k, 0, WS_STORAGE_TO_END, &got, &n, &err);
+        CHECK(rc != 0 && rc != WS_ERR_NOT_FOUND && n == 0);
+        free(got);
+        rc = ws_storage_remove(st, k, &err);
+        CHECK(rc != 0 && rc != WS_ERR_NOT_FOUND);
+    }
+    CHECK(ws_storage_key_valid("a"));
+    CHECK(ws_storage_key_valid("a/b"));
+    CHECK(ws_storage_key_valid("A-Z_0.9/x-y_z.partial"));
+    CHECK(ws_storage_key_valid("main/wal/0000000100000000/000000010000000000000001"));
+    longkey[1024] = '\0';
+    CHECK(ws_storage_key_valid(longkey));
+    if (d->root[0]) {
+        /* nothing escaped the root */
+        char esc[600];
+        struct stat sb;
+        snprintf(esc, sizeof(esc), "%s/../escape", d->root);
+        CHECK(stat(esc, &sb) != 0);
+        snprintf(esc, sizeof(esc), "%s/b", d->root);
+        CHECK(stat(esc, &sb) != 0);
+    }
+}
+
+static void run_contract(void (*fn)(struct driver *), const char *sub)
+{
+    for (int posix = 1; posix >= 0; posix--) {
+        struct driver d;
+        char name[64];
+        int before = unit_failures;
+        snprintf(name, sizeof(name), "%s-%s", sub, posix ? "posix" : "mem");
+        if (open_driver(posix, name, &d) != 0) {
+            unit_fail(__FILE__, __LINE__, "open_driver");
+            continue;
+        }
+        fn(&d);
+        if (unit_failures != before)
+            fprintf(stderr, "    ^ with the %s driver\n", d.name);
+        ws_storage_close(d.st);
+    }
+}
+
+static void test_put_get(void)
+{
+    run_contract(contract_put_get, "putget");
+}
+static void test_abandoned_put(void)
+{
+    run_contract(contract_abandoned_put, "abandon");
+}
+static void test_no_replace(void)
+{
+    run_contract(contract_no_replace, "noreplace");
+}
+static void test_missing(void)
+{
+    run_contract(contract_missing, "missing");
+}
+static void test_list(void)
+{
+    run_contract(contract_list, "list");
+}
+static void test_range_past_end(void)
+{
+    run_contract(contract_range_past_end, "range");
+}
+static void test_key_vs_prefix(void)
+{
+    run_contract(contract_key_vs_prefix, "keyprefix");
+}
+static void test_dot_keys(void)
+{
+    run_contract(contract_dot_keys, "dotkeys");
+}
+static void test_invalid_keys(void)
+{
+    run_contract(contract_invalid_keys, "invalid");
+}
+
+/* ---- posix only ---- */
+
+static void test_posix_modes(void)
+{
+    struct driver d;
+    struct ws_error err = {0};
+    struct stat sb;
+    char path[1024];
+    mode_t old = umask(0);
+
+    REQUIRE(open_driver(1, "modes", &d) == 0);
+    CHECK(put(d.st, "m/p/q/obj", 0, "data", 4, &err) == 0);
+    CHECK(put(d.st, "m/p/q/obj2", WS_PUT_REPLACE, "data", 4, &err) == 0);
+    umask(old);
+    snprintf(path, sizeof(path), "%s/m/p/q/obj", d.root);
+    CHECK(stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && (sb.st_mode & 07777) == 0600);
+    snprintf(path, sizeof(path), "%s/m/p/q/obj2", d.root);
+    CHECK(stat(path, &sb) == 0 && (sb.st_mode & 07777) == 0600);
+    static const char *const dirs[] = {"m", "m/p", "m/p/q"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s/%s", d.root, dirs[i]);
+        CHECK(stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) && (sb.st_mode & 07777) == 0700);
+    }
+    /* the object is a plain file with the bytes under the key's path */
+    {
+        FILE *f;
+        char buf[16] = "";
+        snprintf(path, sizeof(path), "%s/m/p/q/obj", d.root);
+        f = fopen(path, "rb");
+        CHECK(f && fread(buf, 1, sizeof(buf), f) == 4 && memcmp(buf, "data", 4) == 0);
+        if (f)
+            fclose(f);
+    }
+    ws_storage_close(d.st);
+}
+
+static void test_posix_open(void)
+{
+    struct ws_storage *st = NULL;
+    struct ws_error err = {0};
+    char path[600];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/no-such-dir", unit_tmpdir());
+    CHECK(ws_storage_posix_open(path, &st, &err) == WS_ERR_STORAGE);
+    CHECK(strstr(err.msg, path) != NULL);
+    snprintf(path, sizeof(path), "%s/no-such-dir/deeper", unit_tmpdir());
+    CHECK(ws_storage_posix_open(path, &st, &err) == WS_ERR_STORAGE);
+    /* a file is not a repository */
+    snprintf(path, sizeof(path), "%s/plainfile", unit_tmpdir());
+    f = fopen(path, "w");
+    REQUIRE(f);
+    fclose(f);
+    CHECK(ws_storage_posix_open(path, &st, &err) == WS_ERR_STORAGE);
+    /* relative paths are refused */
+    CHECK(ws_storage_posix_open("relative/dir", &st, &err) != 0);
+
+    /* a trailing slash is fine and names the same place */
+    snprintf(path, sizeof(path), "%s/slash", unit_tmpdir());
+    REQUIRE(mkdir(path, 0700) == 0);
+    {
+        struct ws_storage *a = NULL, *b = NULL;
+        struct ws_storage_stat ss;
+        char withslash[620];
+        snprintf(withslash, sizeof(withslash), "%s/", path);
+        REQUIRE(ws_storage_posix_open(withslash, &a, &err) == 0);
+        REQUIRE(ws_storage_posix_open(path, &b, &err) == 0);
+        CHECK(put(a, "k/obj", 0, "1", 1, &err) == 0);
+        CHECK(ws_storage_stat(b, "k/obj", &ss, &err) == 0 && ss.size == 1);
+        CHECK(list_is(a, "k/", (const char *const[]){"k/obj"}, 1));
+        ws_storage_close(a);
+        ws_storage_close(b);
+    }
+
+    /* ws_storage_open picks the driver from the repo URL */
+    {
+        struct ws_config cfg;
+        ws_config_init(&cfg);
+        cfg.repo = path;
+        CHECK(ws_storage_open(&cfg, &st, &err) == 0);
+        ws_storage_close(st);
+        {
+            char url[700];
+            snprintf(url, sizeof(url), "file://%s", path);
+            cfg.repo = url;
+            CHECK(ws_storage_open(&cfg, &st, &err) == 0);
+            ws_storage_close(st);
+        }
+        cfg.repo = (char *)"file://relative";
+        CHECK(ws_storage_open(&cfg, &st, &err) == WS_ERR_CONFIG);
+        cfg.repo = (char *)"relative/path";
+        CHECK(ws_storage_open(&cfg, &st, &err) == WS_ERR_CONFIG);
+        cfg.repo = NULL;
+    }
+}
+
+/* The temp file of a put in progress lives beside the target and goes away on abort. */
+static void test_posix_temp_files(void)
+{
+    struct driver d;
+    struct ws_error err = {0};
+    struct ws_sink *s = NULL;
+    char dir[700];
+
+    REQUIRE(open_driver(1, "temps", &d) == 0);
+    REQUIRE(ws_storage_open_put(d.st, "t/u/obj", 0, &s, &err) == 0);
+    CHECK(ws_sink_write(s, "abc", 3, &err) == 0);
+    snprintf(dir, sizeof(dir), "%s/t/u", d.root);
+    CHECK(count_named(dir, ".walsafe-tmp") == 1);
+    ws_sink_free(s);
+    CHECK(count_named(d.root, ".walsafe-tmp") == 0);
+    CHECK(count_named(d.root, "obj") == 0);
+
+    /* after a successful put only the object is there */
+    CHECK(put(d.st, "t/u/obj", 0, "abc", 3, &err) == 0);
+    CHECK(count_named(d.root, ".walsafe-tmp") == 0);
+    CHECK(count_named(dir, "") == 1);
+    /* and after a refused one too */
+    CHECK(put(d.st, "t/u/obj", 0, "abcd", 4, &err) == WS_ERR_EXISTS);
+    CHECK(count_named(dir, "") == 1);
+    ws_storage_close(d.st);
+}
+
+/* ---- mem only: faults ---- */
+
+static void test_mem_faults(void)
+{
+    struct ws_storage *st = NULL;
+    struct ws_error err = {0};
+    struct ws_storage_stat ss;
+    struct ws_sink *s = NULL;
+    uint8_t *got;
+    size_t n;
+
+    REQUIRE(ws_storage_mem_open(&st, &err) == 0);
+
+    /* a failing commit leaves nothing visible */
+    ws_storage_mem_fault(st, WS_MEM_PUT_FINISH, 1, WS_ERR_STORAGE);
+    CHECK(put(st, "f/x", 0, "data", 4, &err) == WS_ERR_STORAGE);
+    CHECK(ws_storage_stat(st, "f/x", &ss, &err) == WS_ERR_NOT_FOUND);
+    CHECK(list_is(st, "f/", NULL, 0));
+    CHECK(ws_storage_mem_object(st, "f/x", &n) == NULL);
+    /* the next one works */
+    CHECK(put(st, "f/x", 0, "data", 4, &err) == 0);
+    CHECK(same(st, "f/x", (const uint8_t *)"data", 4));
+
+    /* a failing replacement keeps the old content */
+    ws_storage_mem_fault(st, WS_MEM_PUT_FINISH, 1, WS_ERR_STORAGE);
+    CHECK(put(st, "f/x", WS_PUT_REPLACE, "new!", 4, &err) == WS_ERR_STORAGE);
+    CHECK(same(st, "f/x", (const uint8_t *)"data", 4));
+
+    /* a failing write, then the sink is freed */
+    ws_storage_mem_fault(st, WS_MEM_PUT_WRITE, 2, WS_ERR_STORAGE);
+    REQUIRE(ws_storage_open_put(st, "f/w", 0, &s, &err) == 0);
+    CHECK(ws_sink_write(s, "ab", 2, &err) == 0);
+    CHECK(ws_sink_write(s, "cd", 2, &err) == WS_ERR_STORAGE);
+    ws_sink_free(s);
+    CHECK(ws_storage_stat(st, "f/w", &ss, &err) == WS_ERR_NOT_FOUND);
+
+    /* get, stat, list, remove faults pass their code through */
+    ws_storage_mem_fault(st, WS_MEM_GET, 1, WS_ERR_STORAGE);
+    CHECK(get(st, "f/x", 0, WS_STORAGE_TO_END, &got, &n, &err) == WS_ERR_STORAGE);
+    free(got);
+    ws_storage_mem_fault(st, WS_MEM_STAT, 1, WS_ERR_STORAGE);
+    CHECK(ws_storage_stat(st, "f/x", &ss, &err) == WS_ERR_STORAGE);
+    CHECK(ws_storage_stat(st, "f/x", &ss, &err) == 0);
+    ws_storage_mem_fault(st, WS_MEM_LIST, 1, WS_ERR_STORAGE);
+    {
+        static struct listing l;
+        memset(&l, 0, sizeof(l));
+        CHECK(ws_storage_list(st, "f/", collect, &l, &err) == WS_ERR_STORAGE);
+    }
+    ws_storage_mem_fault(st, WS_MEM_REMOVE, 1, WS_ERR_STORAGE);
+    CHECK(ws_storage_remove(st, "f/x", &err) == WS_ERR_STORAGE);
+    CHECK(same(st, "f/x", (const uint8_t *)"data", 4));
+
+    /* a truncating get delivers less */
+    ws_storage_mem_fault(st, WS_MEM_TRUNCATE_GET, 0, 0);
+    CHECK(get(st, "f/x", 0, WS_STORAGE_TO_END, &got, &n, &err) == 0);
+    CHECK(n == 2);
+    free(got);
+    ws_storage_mem_fault(st, 0, 0, 0);
+
+    /* direct access */
+    {
+        size_t len = 0;
+        uint8_t *p = ws_storage_mem_object(st, "f/x", &len);
+        CHECK(p && len == 4 && memcmp(p, "data", 4) == 0);
+        CHECK(ws_storage_mem_set_object(st, "f/y", (const uint8_t *)"zz", 2) == 0);
+        CHECK(same(st, "f/y", (const uint8_t *)"zz", 2));
+    }
+    ws_storage_close(st);
+}
+
+const struct unit_test unit_tests[] = {
+    {"put_get", test_put_get},
+    {"abandoned_put", test_abandoned_put},
+    {"no_replace", test_no_replace},
+    {"missing", test_missing},
+    {"list", test_list},
+    {"range_past_end", test_range_past_end},
+    {"key_vs_prefix", test_key_vs_prefix},
+    {"dot_keys", test_dot_keys},
+    {"invalid_keys", test_invalid_keys},
+    {"posix_modes", test_posix_modes},
+    {"posix_open", test_posix_open},
+    {"posix_temp_files", test_posix_temp_files},
+    {"mem_faults", test_mem_faults},
+    {NULL, NULL},
+};
