@@ -614,11 +614,14 @@ int ws_storage_sftp_open(const struct ws_config *cfg, struct ws_storage **out,
                          struct ws_error *err)
 {
     const char *url = cfg->repo, *hostpart = url + 7, *path;
-    const curl_version_info_data *vi = cu->version_info(CURLVERSION_NOW);
+    const curl_version_info_data *vi;
     struct sftp_storage *s;
     int has_sftp = 0;
     size_t n;
 
+    if (ws_curl_load(&cu, err) != 0)
+        return err->code;
+    vi = cu->version_info(CURLVERSION_NOW);
     for (const char *const *p = vi->protocols; p && *p; p++)
         if (strcmp(*p, "sftp") == 0)
             has_sftp = 1;
