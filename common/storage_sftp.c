@@ -43,6 +43,7 @@ struct sftp_storage {
     char *root;   /* /abs/path, no trailing slash */
     char *identity, *known_hosts, *pin;
     long timeout;
+    int connected; /* the last request succeeded, so the next one reuses its session */
     /* set by the host key callback */
     int key_rejected;
     char presented[128];
@@ -142,13 +143,41 @@ static int drive(struct sftp_storage *s, const int *stop_when)
     }
 }
 
-static int run(struct sftp_storage *s)
+static int dropped_connection(int cc)
+{
+    return cc == CURLE_SSH || cc == CURLE_SEND_ERROR || cc == CURLE_RECV_ERROR ||
+           cc == CURLE_GOT_NOTHING;
+}
+
+/*
+ * Runs one request. A server may drop a session that sat idle; libcurl finds out only when it
+ * reuses it. So a request on a reused session that fails at the connection level, before any
+ * byte was delivered (*delivered == 0), is repeated once on a fresh session.
+ */
+static int run_delivering(struct sftp_storage *s, const uint64_t *delivered)
 {
     int rc;
-    cu->multi_add_handle(s->multi, s->easy);
-    rc = drive(s, NULL);
-    cu->multi_remove_handle(s->multi, s->easy);
-    return rc;
+
+    for (int attempt = 0;; attempt++) {
+        int reused;
+        cu->multi_add_handle(s->multi, s->easy);
+        rc = drive(s, NULL);
+        cu->multi_remove_handle(s->multi, s->easy);
+        if (rc == CURLE_OK) {
+            s->connected = 1;
+            return rc;
+        }
+        reused = s->connected;
+        s->connected = 0;
+        if (attempt > 0 || !reused || !dropped_connection(rc) || (delivered && *delivered > 0))
+            return rc;
+        cu->easy_setopt(s->easy, CURLOPT_FRESH_CONNECT, 1L);
+    }
+}
+
+static int run(struct sftp_storage *s)
+{
+    return run_delivering(s, NULL);
 }
 
 static int retryable(int cc)
@@ -261,7 +290,7 @@ static int sf_get(struct ws_storage *st, const char *key, uint64_t offset, uint6
     }
     cu->easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, get_write);
     cu->easy_setopt(s->easy, CURLOPT_WRITEDATA, &g);
-    cc = run(s);
+    cc = run_delivering(s, &g.got);
     if (g.failed)
         return err->code; /* the sink's own error */
     if (cc != CURLE_OK)
@@ -370,6 +399,7 @@ static int put_pump(struct sftp_put *p, struct ws_error *err)
     p->started = 0;
     p->done = 1;
     p->result = cc;
+    s->connected = cc == CURLE_OK;
     if (cc != CURLE_OK)
         return curl_error(s, cc, "write", p->key, err);
     if (!p->finishing)
