@@ -4,7 +4,7 @@
 # and we show that exactly the rows committed before that time are there.
 # Usage: scripts/demo.sh [BIN_DIR]   (make demo builds first and passes build/release/bin)
 set -euo pipefail
-BIN=$(cd "${1:-build/release/bin}" && pwd)
+SRC_BIN=$(cd "${1:-build/release/bin}" && pwd)
 PGBIN=/usr/lib/postgresql/15/bin
 step() { printf '\n==> %s\n' "$*"; }
 as_pg() { runuser -u postgres -- "$@"; }
@@ -12,6 +12,9 @@ as_pg() { runuser -u postgres -- "$@"; }
 [ "$(id -u)" = 0 ] || { echo "demo: run as root (it starts PostgreSQL as the postgres user)" >&2; exit 1; }
 DIR=$(mktemp -d /tmp/walsafe-demo.XXXXXX)
 chmod 755 "$DIR"
+# PostgreSQL runs the programs as postgres, which may not reach the build tree (e.g. under /root).
+BIN=$DIR/bin
+install -d -m 755 "$BIN" && install -m 755 "$SRC_BIN/wal-push" "$SRC_BIN/wal-fetch" "$BIN/"
 PRIMARY_PORT=$((20000 + RANDOM % 20000)); COPY_PORT=$((PRIMARY_PORT + 1))
 cleanup() {
     for d in "$DIR/primary" "$DIR/restored"; do
