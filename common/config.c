@@ -76,7 +76,7 @@ void ws_config_init(struct ws_config *cfg)
     cfg->fetch_error = WS_FETCH_ERROR_AUTO;
     cfg->log_level = WS_LOG_WARNING;
     cfg->s3_verify_tls = 1;
-    cfg->s3_part_size = 16 << 20;
+    cfg->s3_part_size = 8 << 20;
 }
 
 void ws_config_free(struct ws_config *cfg)

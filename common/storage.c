@@ -52,10 +52,7 @@ int ws_storage_open(const struct ws_config *cfg, struct ws_storage **out, struct
     if (strncmp(repo, "sftp://", 7) == 0)
         return ws_storage_sftp_open(cfg, out, err);
     if (strncmp(repo, "s3://", 5) == 0)
-        return ws_error_set(err, WS_ERR_CONFIG,
-                            "repo \"%s\": this build of walsafe does not support S3 repositories "
-                            "yet",
-                            repo);
+        return ws_storage_s3_open(cfg, out, err);
     return ws_error_set(err, WS_ERR_CONFIG,
                         "invalid repo \"%s\": expected /abs/path, file:///abs/path, "
                         "s3://bucket[/prefix] or sftp://user@host[:port]/abs/path",

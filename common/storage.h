@@ -90,6 +90,9 @@ int ws_storage_posix_open(const char *root, struct ws_storage **out, struct ws_e
 int ws_storage_sftp_open(const struct ws_config *cfg, struct ws_storage **out,
                          struct ws_error *err);
 
+/* s3://bucket[/prefix] with the s3_* keys, timeout and parallel of cfg. */
+int ws_storage_s3_open(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err);
+
 /* In-memory driver for tests. Faults: the nth call (1-based) of the operations in op_mask fails
  * with `code`; WS_MEM_TRUNCATE_GET makes get deliver only half of the bytes. */
 enum { WS_MEM_STAT = 1, WS_MEM_PUT_WRITE = 2, WS_MEM_PUT_FINISH = 4, WS_MEM_GET = 8,

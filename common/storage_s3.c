@@ -1,0 +1,954 @@
+/*
+ * storage_s3.c - a repository in an S3 bucket (AWS or any S3-compatible server), over libcurl
+ * with our own SigV4 signer (sigv4.c).
+ *
+ * Requests: HEAD (stat), GET with Range (get; the body is streamed into the sink and its length
+ * checked against Content-Length, because a connection closed cleanly mid-body can look like
+ * success), ListObjectsV2 with continuation (list), DELETE (remove), PUT or multipart upload
+ * (put). Every request carries x-amz-content-sha256 (the body's hash, which is signed) and has a
+ * deadline for lack of progress (`timeout`).
+ *
+ * Writing: the put sink buffers up to s3_part_size. An object that fits is one signed PUT. A
+ * larger one becomes a multipart upload whose parts (each buffered, hashed and signed) are sent
+ * up to `parallel` at a time, so memory stays near part size x parallel. Nothing is visible
+ * before the single PUT or the CompleteMultipartUpload succeeds; a failed or abandoned multipart
+ * upload is aborted so no parts stay behind. Without WS_PUT_REPLACE the object must not exist: a
+ * HEAD just before the commit, plus If-None-Match: * (honoured by AWS, ignored by servers that do
+ * not know it), turn an existing key into WS_ERR_EXISTS.
+ *
+ * Errors name bucket, key, HTTP status and S3 error code; never credentials or signatures.
+ * Transport failures, 5xx, 429 and SlowDown are flagged retryable; the caller repeats the whole
+ * operation (archive.c). 404 is WS_ERR_NOT_FOUND only for NoSuchKey (or a HEAD), never for a
+ * missing bucket.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "curl_api.h"
+#include "sigv4.h"
+#include "storage.h"
+
+static const struct ws_curl *cu;
+
+#define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define MAX_PARALLEL_PARTS 16
+#define MAX_ERROR_BODY 16384
+
+struct s3_storage {
+    struct ws_storage base;
+    CURLM *multi;
+    CURL *easy;
+    char *scheme;   /* "https" or "http" */
+    char *host;     /* endpoint host[:port] */
+    char *bucket;
+    char *prefix;   /* "" or "dir/" */
+    int path_style;
+    char *region, *akid, *secret, *token, *ca_file;
+    int verify_tls;
+    long timeout;
+    size_t part_size;
+    int parallel;
+};
+
+/* ---- one request ---- */
+
+struct s3_resp {
+    long status;
+    struct ws_sink *dest; /* 2xx body goes here when set */
+    struct ws_error *err;
+    int sink_failed;
+    uint64_t got;
+    char *body; /* otherwise (and for errors) collected here */
+    size_t len, cap;
+    char etag[128];
+};
+
+struct s3_req {
+    const char *method;
+    const char *key;   /* object key under the prefix, or NULL for the bucket */
+    const char *query; /* "a=b&c=d" already encoded, or "" */
+    const uint8_t *body;
+    size_t bodylen;
+    const char *body_sha; /* hex, for body */
+    const char *range;
+    int if_none_match;
+    int nobody; /* HEAD */
+};
+
+struct upload_src {
+    const uint8_t *p;
+    size_t left;
+};
+
+static size_t read_mem(char *buf, size_t size, size_t n, void *arg)
+{
+    struct upload_src *u = arg;
+    size_t take = size * n < u->left ? size * n : u->left;
+    memcpy(buf, u->p, take);
+    u->p += take;
+    u->left -= take;
+    return take;
+}
+
+static int collect(struct s3_resp *r, const char *p, size_t n)
+{
+    if (r->len + n + 1 > r->cap) {
+        size_t cap = r->cap ? r->cap : 4096;
+        char *b;
+        while (cap < r->len + n + 1)
+            cap *= 2;
+        if (!(b = realloc(r->body, cap)))
+            return -1;
+        r->body = b;
+        r->cap = cap;
+    }
+    memcpy(r->body + r->len, p, n);
+    r->len += n;
+    r->body[r->len] = '\0';
+    return 0;
+}
+
+static size_t write_resp(char *p, size_t size, size_t n, void *arg)
+{
+    struct s3_resp *r = arg;
+    size_t len = size * n;
+
+    if (r->dest && r->status >= 200 && r->status < 300) {
+        if (ws_sink_write(r->dest, p, len, r->err) != 0) {
+            r->sink_failed = 1;
+            return 0;
+        }
+        r->got += len;
+        return len;
+    }
+    if (r->len < MAX_ERROR_BODY || !r->dest) {
+        if (collect(r, p, len) != 0)
+            return 0;
+    }
+    return len;
+}
+
+static size_t header_resp(char *p, size_t size, size_t n, void *arg)
+{
+    struct s3_resp *r = arg;
+    size_t len = size * n;
+
+    if (len > 9 && strncmp(p, "HTTP/", 5) == 0) {
+        const char *sp = memchr(p, ' ', len);
+        r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+    } else if (len > 5 && strncasecmp(p, "ETag:", 5) == 0) {
+        size_t i = 5, j = 0;
+        while (i < len && (p[i] == ' ' || p[i] == '\t'))
+            i++;
+        while (i < len && p[i] != '\r' && p[i] != '\n' && j + 1 < sizeof(r->etag))
+            r->etag[j++] = p[i++];
+        r->etag[j] = '\0';
+    }
+    return len;
+}
+
+/* Value of <tag>...</tag> in xml (first occurrence after *from), XML entities decoded. */
+static int xml_value(const char *xml, const char *tag, const char **from, char *out, size_t outsz)
+{
+    char open[64], close[64];
+    const char *a, *b;
+    size_t o = 0;
+
+    snprintf(open, sizeof(open), "<%s>", tag);
+    snprintf(close, sizeof(close), "</%s>", tag);
+    if (!xml || !(a = strstr(from && *from ? *from : xml, open)))
+        return -1;
+    a += strlen(open);
+    if (!(b = strstr(a, close)))
+        return -1;
+    if (from)
+        *from = b + strlen(close);
+    while (a < b && o + 1 < outsz) {
+        static const struct { const char *ent; char c; } ents[] = {
+            {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
+        int done = 0;
+        for (size_t i = 0; i < sizeof(ents) / sizeof(ents[0]) && !done; i++) {
+            size_t l = strlen(ents[i].ent);
+            if ((size_t)(b - a) >= l && strncmp(a, ents[i].ent, l) == 0) {
+                out[o++] = ents[i].c;
+                a += l;
+                done = 1;
+            }
+        }
+        if (!done)
+            out[o++] = *a++;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+static void amz_now(char out[17])
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 17, "%Y%m%dT%H%M%SZ", &tm);
+}
+
+/* Builds URL, canonical path and Host for key (NULL: the bucket). */
+static int locate(struct s3_storage *s, const char *key, char *url, size_t urlsz, char *path,
+                  size_t pathsz, char *host, size_t hostsz)
+{
+    char full[2048], enc[4096];
+    int n;
+
+    if (key) {
+        if ((size_t)snprintf(full, sizeof(full), "%s%s", s->prefix, key) >= sizeof(full) ||
+            ws_uri_encode(full, 1, enc, sizeof(enc)) != 0)
+            return -1;
+    } else {
+        enc[0] = '\0';
+    }
+    if (s->path_style) {
+        snprintf(host, hostsz, "%s", s->host);
+        /* bucket-level requests without a trailing slash: some servers sign "/bucket/" wrong */
+        n = snprintf(path, pathsz, "/%s%s%s", s->bucket, key ? "/" : "", enc);
+    } else {
+        snprintf(host, hostsz, "%s.%s", s->bucket, s->host);
+        n = snprintf(path, pathsz, "/%s", enc);
+    }
+    if (n < 0 || (size_t)n >= pathsz)
+        return -1;
+    n = snprintf(url, urlsz, "%s://%s%s", s->scheme, host, path);
+    return n > 0 && (size_t)n < urlsz ? 0 : -1;
+}
+
+/* Prepares easy handle e for request q; headers returned for the caller to free after. */
+static int prepare(struct s3_storage *s, CURL *e, const struct s3_req *q, struct s3_resp *resp,
+                   struct upload_src *src, struct curl_slist **hdrs, struct ws_error *err)
+{
+    char url[8192], path[4096], host[512], date[17], auth[1024], line[2200], fullurl[8300];
+    const char *sha = q->body ? q->body_sha : EMPTY_SHA256;
+    struct curl_slist *h = NULL;
+
+    if (locate(s, q->key, url, sizeof(url), path, sizeof(path), host, sizeof(host)) != 0)
+        return ws_error_set(err, WS_ERR_STORAGE, "S3 key too long: \"%s\"", q->key);
+    snprintf(fullurl, sizeof(fullurl), "%s%s%s", url, q->query && *q->query ? "?" : "",
+             q->query ? q->query : "");
+    amz_now(date);
+    cu->easy_reset(e);
+    cu->easy_setopt(e, CURLOPT_URL, fullurl);
+    cu->easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    cu->easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    cu->easy_setopt(e, CURLOPT_CONNECTTIMEOUT, s->timeout);
+    cu->easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    cu->easy_setopt(e, CURLOPT_LOW_SPEED_TIME, s->timeout);
+    cu->easy_setopt(e, CURLOPT_SSL_VERIFYPEER, s->verify_tls ? 1L : 0L);
+    cu->easy_setopt(e, CURLOPT_SSL_VERIFYHOST, s->verify_tls ? 2L : 0L);
+    if (s->ca_file)
+        cu->easy_setopt(e, CURLOPT_CAINFO, s->ca_file);
+    cu->easy_setopt(e, CURLOPT_WRITEFUNCTION, write_resp);
+    cu->easy_setopt(e, CURLOPT_WRITEDATA, resp);
+    cu->easy_setopt(e, CURLOPT_HEADERFUNCTION, header_resp);
+    cu->easy_setopt(e, CURLOPT_HEADERDATA, resp);
+    cu->easy_setopt(e, CURLOPT_FILETIME, 1L);
+
+    snprintf(line, sizeof(line), "Host: %s", host);
+    h = cu->slist_append(h, line);
+    snprintf(line, sizeof(line), "x-amz-date: %s", date);
+    h = cu->slist_append(h, line);
+    snprintf(line, sizeof(line), "x-amz-content-sha256: %s", sha);
+    h = cu->slist_append(h, line);
+    h = cu->slist_append(h, "Expect:");
+    if (q->range) {
+        snprintf(line, sizeof(line), "Range: %s", q->range);
+        h = cu->slist_append(h, line);
+    }
+    if (q->if_none_match)
+        h = cu->slist_append(h, "If-None-Match: *");
+    if (s->token) {
+        snprintf(line, sizeof(line), "x-amz-security-token: %s", s->token);
+        h = cu->slist_append(h, line);
+    }
+    if (s->akid && s->secret) {
+        struct ws_sigv4_request r = {q->method, path, q->query ? q->query : "", host, sha, date,
+                                     s->token, q->range};
+        struct ws_sigv4_creds c = {s->akid, s->secret, s->region, "s3"};
+        if (ws_sigv4_sign(&r, &c, auth, sizeof(auth), err) != 0) {
+            cu->slist_free_all(h);
+            return err->code;
+        }
+        snprintf(line, sizeof(line), "Authorization: %s", auth);
+        h = cu->slist_append(h, line);
+        memset(auth, 0, sizeof(auth));
+        memset(line, 0, sizeof(line));
+    }
+    if (!h)
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    cu->easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    if (q->nobody) {
+        cu->easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else if (strcmp(q->method, "PUT") == 0) {
+        src->p = q->body;
+        src->left = q->bodylen;
+        cu->easy_setopt(e, CURLOPT_UPLOAD, 1L);
+        cu->easy_setopt(e, CURLOPT_READFUNCTION, read_mem);
+        cu->easy_setopt(e, CURLOPT_READDATA, src);
+        cu->easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)q->bodylen);
+    } else if (strcmp(q->method, "POST") == 0) {
+        cu->easy_setopt(e, CURLOPT_POST, 1L);
+        cu->easy_setopt(e, CURLOPT_POSTFIELDS, q->body ? (const char *)q->body : "");
+        cu->easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->bodylen);
+    } else if (strcmp(q->method, "GET") != 0) {
+        cu->easy_setopt(e, CURLOPT_CUSTOMREQUEST, q->method);
+    }
+    *hdrs = h;
+    return 0;
+}
+
+static int retryable_status(long status, const char *code)
+{
+    return status >= 500 || status == 429 || (code && strcmp(code, "SlowDown") == 0) ||
+           (code && strcmp(code, "RequestTimeout") == 0);
+}
+
+/* Turns a finished transfer into 0 or an error naming bucket, key, status and S3 code. */
+static int outcome(struct s3_storage *s, const struct s3_req *q, int cc, struct s3_resp *r,
+                   const char *what, struct ws_error *err)
+{
+    char code[128] = "", msg[256] = "";
+    const char *key = q->key ? q->key : "";
+
+    if (r->sink_failed)
+        return err->code;
+    if (cc != CURLE_OK) {
+        ws_error_set(err, WS_ERR_STORAGE, "could not %s \"%s%s\" in S3 bucket \"%s\": %s", what,
+                     s->prefix, key, s->bucket, cu->easy_strerror((CURLcode)cc));
+        err->retryable = cc != CURLE_SSL_CACERT && cc != CURLE_PEER_FAILED_VERIFICATION &&
+                         cc != CURLE_URL_MALFORMAT && cc != CURLE_UNSUPPORTED_PROTOCOL;
+        return err->code;
+    }
+    if (r->body) {
+        xml_value(r->body, "Code", NULL, code, sizeof(code));
+        xml_value(r->body, "Message", NULL, msg, sizeof(msg));
+    }
+    if (r->status >= 200 && r->status < 300 && !code[0])
+        return 0;
+    if (r->status == 404 && (strcmp(code, "NoSuchKey") == 0 || (q->nobody && q->key)))
+        return ws_error_set(err, WS_ERR_NOT_FOUND, "object \"%s%s\" not found in S3 bucket \"%s\"",
+                            s->prefix, key, s->bucket);
+    if (r->status == 412 && q->if_none_match)
+        return ws_error_set(err, WS_ERR_EXISTS, "object \"%s%s\" already exists in S3 bucket "
+                            "\"%s\"", s->prefix, key, s->bucket);
+    ws_error_set(err, WS_ERR_STORAGE, "could not %s \"%s%s\" in S3 bucket \"%s\": HTTP %ld%s%s%s%s",
+                 what, s->prefix, key, s->bucket, r->status, code[0] ? " " : "", code,
+                 msg[0] ? ": " : "", msg);
+    err->retryable = retryable_status(r->status, code);
+    return err->code;
+}
+
+/* Runs q on the storage's own handle to completion. */
+static int perform(struct s3_storage *s, const struct s3_req *q, struct s3_resp *r,
+                   const char *what, struct ws_error *err)
+{
+    struct curl_slist *h = NULL;
+    struct upload_src src;
+    int cc, running;
+
+    r->err = err;
+    if (prepare(s, s->easy, q, r, &src, &h, err) != 0)
+        return err->code;
+    cu->multi_add_handle(s->multi, s->easy);
+    cc = CURLE_OK;
+    for (;;) {
+        CURLMsg *m;
+        int left;
+        if (cu->multi_perform(s->multi, &running) != CURLM_OK) {
+            cc = CURLE_FAILED_INIT;
+            break;
+        }
+        if ((m = cu->multi_info_read(s->multi, &left)) != NULL && m->msg == CURLMSG_DONE &&
+            m->easy_handle == s->easy) {
+            cc = (int)m->data.result;
+            break;
+        }
+        if (!running)
+            break;
+        cu->multi_poll(s->multi, NULL, 0, 100, NULL);
+    }
+    cu->multi_remove_handle(s->multi, s->easy);
+    cu->easy_setopt(s->easy, CURLOPT_HTTPHEADER, NULL);
+    cu->slist_free_all(h);
+    return outcome(s, q, cc, r, what, err);
+}
+
+static void resp_free(struct s3_resp *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+/* ---- stat, get, remove ---- */
+
+static int s3_stat(struct ws_storage *st, const char *key, struct ws_storage_stat *out,
+                   struct ws_error *err)
+{
+    struct s3_storage *s = (struct s3_storage *)st;
+    struct s3_req q = {"HEAD", key, "", NULL, 0, NULL, NULL, 0, 1};
+    struct s3_resp r = {0};
+    curl_off_t len = -1;
+    long ft = -1;
+    int rc = perform(s, &q, &r, "stat", err);
+
+    if (rc == 0) {
+        cu->easy_getinfo(s->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
+        cu->easy_getinfo(s->easy, CURLINFO_FILETIME, &ft);
+        out->size = len >= 0 ? (uint64_t)len : 0;
+        out->mtime = ft;
+    }
+    resp_free(&r);
+    return rc;
+}
+
+static int s3_get(struct ws_storage *st, const char *key, uint64_t offset, uint64_t length,
+                  struct ws_sink *dest, struct ws_error *err)
+{
+    struct s3_storage *s = (struct s3_storage *)st;
+    char range[80];
+    struct s3_req q = {"GET", key, "", NULL, 0, NULL, NULL, 0, 0};
+    struct s3_resp r = {0};
+    curl_off_t announced = -1;
+    int rc;
+
+    if (length == 0)
+        return 0;
+    if (offset || length != WS_STORAGE_TO_END) {
+        if (length == WS_STORAGE_TO_END)
+            snprintf(range, sizeof(range), "bytes=%llu-", (unsigned long long)offset);
+        else
+            snprintf(range, sizeof(range), "bytes=%llu-%llu", (unsigned long long)offset,
+                     (unsigned long long)(offset + length - 1));
+        q.range = range;
+    }
+    r.dest = dest;
+    rc = perform(s, &q, &r, "read", err);
+    if (rc == 0) {
+        cu->easy_getinfo(s->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
+        if ((announced >= 0 && r.got != (uint64_t)announced) ||
+            (length != WS_STORAGE_TO_END && r.got != length)) {
+            rc = ws_error_set(err, WS_ERR_STORAGE,
+                              "short read of \"%s%s\" from S3 bucket \"%s\": %llu of %lld bytes",
+                              s->prefix, key, s->bucket, (unsigned long long)r.got,
+                              (long long)(length != WS_STORAGE_TO_END ? (curl_off_t)length
+                                                                      : announced));
+            err->retryable = 1;
+        }
+    } else if (rc == WS_ERR_STORAGE && r.status == 416) {
+        rc = ws_error_set(err, WS_ERR_STORAGE, "range %s is outside \"%s%s\" in S3 bucket \"%s\"",
+                          range, s->prefix, key, s->bucket);
+    }
+    resp_free(&r);
+    return rc;
+}
+
+static int s3_remove(struct ws_storage *st, const char *key, struct ws_error *err)
+{
+    struct s3_storage *s = (struct s3_storage *)st;
+    struct ws_storage_stat stt;
+    struct s3_req q = {"DELETE", key, "", NULL, 0, NULL, NULL, 0, 0};
+    struct s3_resp r = {0};
+    int rc;
+
+    /* S3 answers 204 for missing keys too; the contract wants NOT_FOUND. */
+    if ((rc = s3_stat(st, key, &stt, err)) != 0)
+        return rc;
+    rc = perform(s, &q, &r, "remove", err);
+    resp_free(&r);
+    return rc;
+}
+
+/* ---- list ---- */
+
+static int s3_list(struct ws_storage *st, const char *prefix, ws_storage_list_cb cb, void *arg,
+                   struct ws_error *err)
+{
+    struct s3_storage *s = (struct s3_storage *)st;
+    char token[2048] = "", query[8320], full[2048], enc[4096], enctok[4096];
+    size_t plen = strlen(s->prefix);
+    int rc = 0;
+
+    snprintf(full, sizeof(full), "%s%s", s->prefix, prefix);
+    if (ws_uri_encode(full, 0, enc, sizeof(enc)) != 0)
+        return ws_error_set(err, WS_ERR_STORAGE, "S3 prefix too long");
+    do {
+        struct s3_req q = {"GET", NULL, query, NULL, 0, NULL, NULL, 0, 0};
+        struct s3_resp r = {0};
+        char truncated[16] = "", key[2048], size[32];
+        const char *pos = NULL;
+
+        if (token[0]) {
+            if (ws_uri_encode(token, 0, enctok, sizeof(enctok)) != 0)
+                return ws_error_set(err, WS_ERR_STORAGE, "S3 continuation token too long");
+            snprintf(query, sizeof(query), "continuation-token=%s&list-type=2&prefix=%s", enctok,
+                     enc);
+        } else {
+            snprintf(query, sizeof(query), "list-type=2&prefix=%s", enc);
+        }
+        if ((rc = perform(s, &q, &r, "list", err)) != 0) {
+            resp_free(&r);
+            return rc;
+        }
+        while (rc == 0 && r.body && (pos = strstr(pos ? pos : r.body, "<Contents>")) != NULL) {
+            const char *end = strstr(pos, "</Contents>");
+            char one[4096];
+            size_t n;
+            if (!end)
+                break;
+            n = (size_t)(end - pos) < sizeof(one) - 1 ? (size_t)(end - pos) : sizeof(one) - 1;
+            memcpy(one, pos, n);
+            one[n] = '\0';
+            pos = end;
+            if (xml_value(one, "Key", NULL, key, sizeof(key)) != 0 ||
+                xml_value(one, "Size", NULL, size, sizeof(size)) != 0 ||
+                strncmp(key, s->prefix, plen) != 0)
+                continue;
+            {
+                const char *rel = key + plen, *base = strrchr(rel, '/');
+                struct ws_storage_stat sst = {strtoull(size, NULL, 10), 0};
+                if (strncmp(base ? base + 1 : rel, ".walsafe-tmp", 12) == 0)
+                    continue;
+                rc = cb(arg, rel, &sst, err);
+            }
+        }
+        token[0] = '\0';
+        xml_value(r.body, "IsTruncated", NULL, truncated, sizeof(truncated));
+        if (strcmp(truncated, "true") == 0 &&
+            xml_value(r.body, "NextContinuationToken", NULL, token, sizeof(token)) != 0)
+            rc = rc ? rc : ws_error_set(err, WS_ERR_STORAGE, "S3 listing of bucket \"%s\" is "
+                                        "truncated without a continuation token", s->bucket);
+        resp_free(&r);
+    } while (rc == 0 && token[0]);
+    return rc;
+}
+
+/* ---- put ---- */
+
+struct part {
+    CURL *easy;
+    struct curl_slist *hdrs;
+    struct upload_src src;
+    struct s3_resp resp;
+    uint8_t *buf;
+    size_t len;
+    int number, busy;
+    char sha[65];
+};
+
+struct s3_put {
+    struct ws_sink base;
+    struct s3_storage *s;
+    char *key;
+    int replace;
+    uint8_t *buf; /* filling part */
+    size_t fill;
+    char upload_id[1024];
+    int next_part;
+    struct part parts[MAX_PARALLEL_PARTS];
+    int nparts;
+    char (*etags)[128]; /* by part number - 1 */
+    int etag_cap;
+    struct ws_error part_err;
+    int part_failed;
+};
+
+static int put_etag(struct s3_put *p, int number, const char *etag)
+{
+    if (number > p->etag_cap) {
+        int cap = p->etag_cap ? p->etag_cap * 2 : 64;
+        char(*e)[128];
+        while (cap < number)
+            cap *= 2;
+        if (!(e = realloc(p->etags, (size_t)cap * sizeof(*e))))
+            return -1;
+        p->etags = e;
+        p->etag_cap = cap;
+    }
+    snprintf(p->etags[number - 1], 128, "%s", etag);
+    return 0;
+}
+
+/* Drives the part transfers; waits for one to finish when wait_one, else for all. */
+static int parts_drive(struct s3_put *p, int wait_one, struct ws_error *err)
+{
+    struct s3_storage *s = p->s;
+
+    for (;;) {
+        int running = 0, left, busy = 0;
+        CURLMsg *m;
+        if (cu->multi_perform(s->multi, &running) != CURLM_OK)
+            return ws_error_set(err, WS_ERR_STORAGE, "S3 transfer engine failed");
+        while ((m = cu->multi_info_read(s->multi, &left)) != NULL) {
+            if (m->msg != CURLMSG_DONE)
+                continue;
+            for (int i = 0; i < p->nparts; i++) {
+                struct part *pt = &p->parts[i];
+                struct s3_req q = {"PUT", p->key, "", NULL, 0, NULL, NULL, 0, 0};
+                if (!pt->busy || pt->easy != m->easy_handle)
+                    continue;
+                cu->multi_remove_handle(s->multi, pt->easy);
+                pt->busy = 0;
+                cu->slist_free_all(pt->hdrs);
+                pt->hdrs = NULL;
+                if (!p->part_failed &&
+                    (outcome(s, &q, (int)m->data.result, &pt->resp, "upload a part of",
+                             &p->part_err) != 0 ||
+                     put_etag(p, pt->number, pt->resp.etag) != 0 || !pt->resp.etag[0])) {
+                    if (p->part_err.code == 0)
+                        ws_error_set(&p->part_err, WS_ERR_STORAGE,
+                                     "S3 gave no ETag for part %d of \"%s\"", pt->number, p->key);
+                    p->part_failed = 1;
+                }
+                resp_free(&pt->resp);
+            }
+        }
+        if (p->part_failed) {
+            *err = p->part_err;
+            return err->code;
+        }
+        for (int i = 0; i < p->nparts; i++)
+            busy += p->parts[i].busy;
+        if (busy == 0 || (wait_one && busy < p->nparts))
+            return 0;
+        cu->multi_poll(s->multi, NULL, 0, 100, NULL);
+    }
+}
+
+static int start_multipart(struct s3_put *p, struct ws_error *err)
+{
+    struct s3_req q = {"POST", p->key, "uploads=", NULL, 0, NULL, NULL, 0, 0};
+    struct s3_resp r = {0};
+    int rc = perform(p->s, &q, &r, "start a multipart upload of", err);
+
+    if (rc == 0 && xml_value(r.body, "UploadId", NULL, p->upload_id, sizeof(p->upload_id)) != 0)
+        rc = ws_error_set(err, WS_ERR_STORAGE, "S3 gave no UploadId for \"%s\"", p->key);
+    resp_free(&r);
+    return rc;
+}
+
+/* Sends the filled buffer as the next part (in the background). */
+static int send_part(struct s3_put *p, struct ws_error *err)
+{
+    struct s3_storage *s = p->s;
+    struct part *pt = NULL;
+    char query[1200], encid[1100];
+    struct s3_req q = {"PUT", p->key, query, NULL, 0, NULL, NULL, 0, 0};
+    uint8_t *swap;
+
+    if (!p->upload_id[0] && start_multipart(p, err) != 0)
+        return err->code;
+    for (int i = 0; i < p->nparts && !pt; i++)
+        if (!p->parts[i].busy)
+            pt = &p->parts[i];
+    if (!pt) {
+        if (parts_drive(p, 1, err) != 0)
+            return err->code;
+        for (int i = 0; i < p->nparts && !pt; i++)
+            if (!p->parts[i].busy)
+                pt = &p->parts[i];
+    }
+    if (!pt->easy && !(pt->easy = cu->easy_init()))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    if (!pt->buf && !(pt->buf = malloc(s->part_size)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    /* The filled buffer becomes the part's; the part's old buffer is filled next. */
+    swap = pt->buf;
+    pt->buf = p->buf;
+    p->buf = swap;
+    pt->len = p->fill;
+    p->fill = 0;
+    pt->number = ++p->next_part;
+    ws_sha256_hex(pt->buf, pt->len, pt->sha);
+    ws_uri_encode(p->upload_id, 0, encid, sizeof(encid));
+    snprintf(query, sizeof(query), "partNumber=%d&uploadId=%s", pt->number, encid);
+    q.body = pt->buf;
+    q.bodylen = pt->len;
+    q.body_sha = pt->sha;
+    memset(&pt->resp, 0, sizeof(pt->resp));
+    pt->resp.err = &p->part_err;
+    if (prepare(s, pt->easy, &q, &pt->resp, &pt->src, &pt->hdrs, err) != 0)
+        return err->code;
+    cu->multi_add_handle(s->multi, pt->easy);
+    pt->busy = 1;
+    return parts_drive(p, 1, err) != 0 ? err->code : 0;
+}
+
+static int s3p_write(struct ws_sink *sink, const void *buf, size_t len, struct ws_error *err)
+{
+    struct s3_put *p = (struct s3_put *)sink;
+    const uint8_t *in = buf;
+
+    while (len > 0) {
+        size_t take = p->s->part_size - p->fill;
+        if (take > len)
+            take = len;
+        memcpy(p->buf + p->fill, in, take);
+        p->fill += take;
+        in += take;
+        len -= take;
+        /* Only send a full part once more data shows it is not the last one. */
+        if (p->fill == p->s->part_size && len > 0 && send_part(p, err) != 0)
+            return err->code;
+    }
+    return 0;
+}
+
+static int exists_check(struct s3_put *p, struct ws_error *err)
+{
+    struct ws_storage_stat st;
+    int rc;
+
+    if (p->replace)
+        return 0;
+    rc = s3_stat(&p->s->base, p->key, &st, err);
+    if (rc == 0)
+        return ws_error_set(err, WS_ERR_EXISTS, "object \"%s%s\" already exists in S3 bucket "
+                            "\"%s\"", p->s->prefix, p->key, p->s->bucket);
+    return rc == WS_ERR_NOT_FOUND ? 0 : rc;
+}
+
+static int s3p_finish(struct ws_sink *sink, struct ws_error *err)
+{
+    struct s3_put *p = (struct s3_put *)sink;
+    struct s3_storage *s = p->s;
+    char sha[65], encid[1100], query[1200];
+    char *xml = NULL;
+    size_t xlen = 0, xcap = 0;
+    int rc;
+
+    if (!p->upload_id[0]) {
+        struct s3_req q = {"PUT", p->key, "", p->buf, p->fill, sha, NULL, !p->replace, 0};
+        struct s3_resp r = {0};
+        if ((rc = exists_check(p, err)) != 0)
+            return rc;
+        ws_sha256_hex(p->buf, p->fill, sha);
+        rc = perform(s, &q, &r, "write", err);
+        resp_free(&r);
+        return rc;
+    }
+    if (p->fill > 0 && send_part(p, err) != 0)
+        return err->code;
+    if (parts_drive(p, 0, err) != 0)
+        return err->code;
+    if ((rc = exists_check(p, err)) != 0)
+        return rc;
+    for (int i = 0; i <= p->next_part; i++) {
+        char item[256];
+        int n = i == 0 ? snprintf(item, sizeof(item), "<CompleteMultipartUpload>")
+                       : snprintf(item, sizeof(item),
+                                  "<Part><PartNumber>%d</PartNumber><ETag>%s</ETag></Part>", i,
+                                  p->etags[i - 1]);
+        if (xlen + (size_t)n + 64 > xcap) {
+            char *x = realloc(xml, xcap = (xcap ? xcap * 2 : 8192) + (size_t)n + 64);
+            if (!x) {
+                free(xml);
+                return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+            }
+            xml = x;
+        }
+        memcpy(xml + xlen, item, (size_t)n);
+        xlen += (size_t)n;
+    }
+    memcpy(xml + xlen, "</CompleteMultipartUpload>", 26);
+    xlen += 26;
+    xml[xlen] = '\0';
+    ws_sha256_hex(xml, xlen, sha);
+    ws_uri_encode(p->upload_id, 0, encid, sizeof(encid));
+    snprintf(query, sizeof(query), "uploadId=%s", encid);
+    {
+        struct s3_req q = {"POST", p->key, query, (uint8_t *)xml, xlen, sha, NULL, !p->replace, 0};
+        struct s3_resp r = {0};
+        rc = perform(s, &q, &r, "complete the multipart upload of", err);
+        /* S3 may answer 200 and still report an error in the body (outcome() checks <Code>). */
+        if (rc == 0 && (!r.body || !strstr(r.body, "CompleteMultipartUploadResult")))
+            rc = ws_error_set(err, WS_ERR_STORAGE,
+                              "S3 did not confirm the multipart upload of \"%s%s\" in bucket "
+                              "\"%s\"",
+                              s->prefix, p->key, s->bucket);
+        resp_free(&r);
+    }
+    free(xml);
+    if (rc == 0)
+        p->upload_id[0] = '\0'; /* completed: nothing to abort */
+    return rc;
+}
+
+static void s3p_abort(struct ws_sink *sink)
+{
+    struct s3_put *p = (struct s3_put *)sink;
+    struct s3_storage *s = p->s;
+
+    for (int i = 0; i < p->nparts; i++) {
+        if (p->parts[i].busy) {
+            cu->multi_remove_handle(s->multi, p->parts[i].easy);
+            p->parts[i].busy = 0;
+        }
+    }
+    if (p->upload_id[0]) {
+        /* Best effort: an upload that cannot be aborted now is invisible and expires by the
+         * bucket's lifecycle rules; nothing of it is ever read. */
+        char encid[1100], query[1200];
+        struct ws_error e2 = {0};
+        struct s3_req q = {"DELETE", p->key, query, NULL, 0, NULL, NULL, 0, 0};
+        struct s3_resp r = {0};
+        ws_uri_encode(p->upload_id, 0, encid, sizeof(encid));
+        snprintf(query, sizeof(query), "uploadId=%s", encid);
+        perform(s, &q, &r, "abort the multipart upload of", &e2);
+        resp_free(&r);
+        p->upload_id[0] = '\0';
+    }
+}
+
+static void s3p_destroy(struct ws_sink *sink)
+{
+    struct s3_put *p = (struct s3_put *)sink;
+    for (int i = 0; i < p->nparts; i++) {
+        cu->slist_free_all(p->parts[i].hdrs);
+        if (p->parts[i].easy)
+            cu->easy_cleanup(p->parts[i].easy);
+        free(p->parts[i].buf);
+        resp_free(&p->parts[i].resp);
+    }
+    free(p->etags);
+    free(p->buf);
+    free(p->key);
+    free(p);
+}
+
+static const struct ws_sink_ops s3_put_ops = {"s3-put", s3p_write, s3p_finish, s3p_abort,
+                                              s3p_destroy};
+
+static int s3_open_put(struct ws_storage *st, const char *key, int flags, struct ws_sink **out,
+                       struct ws_error *err)
+{
+    struct s3_storage *s = (struct s3_storage *)st;
+    struct s3_put *p = calloc(1, sizeof(*p));
+
+    if (!p || !(p->key = strdup(key)) || !(p->buf = malloc(s->part_size))) {
+        if (p)
+            free(p->key);
+        free(p);
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    p->base.ops = &s3_put_ops;
+    p->s = s;
+    p->replace = (flags & WS_PUT_REPLACE) != 0;
+    p->nparts = s->parallel;
+    *out = &p->base;
+    return 0;
+}
+
+static void s3_close(struct ws_storage *st)
+{
+    struct s3_storage *s = (struct s3_storage *)st;
+    if (s->easy)
+        cu->easy_cleanup(s->easy);
+    if (s->multi)
+        cu->multi_cleanup(s->multi);
+    if (s->secret)
+        memset(s->secret, 0, strlen(s->secret));
+    if (s->token)
+        memset(s->token, 0, strlen(s->token));
+    free(s->scheme);
+    free(s->host);
+    free(s->bucket);
+    free(s->prefix);
+    free(s->region);
+    free(s->akid);
+    free(s->secret);
+    free(s->token);
+    free(s->ca_file);
+    free(s->base.location);
+    free(s);
+}
+
+static const struct ws_storage_ops s3_ops = {"s3", s3_stat, s3_open_put, s3_get,
+                                             s3_list, s3_remove, s3_close};
+
+static char *dup_or_null(const char *v)
+{
+    return v && *v ? strdup(v) : NULL;
+}
+
+int ws_storage_s3_open(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err)
+{
+    const char *url = cfg->repo, *b = url + 5, *slash = strchr(b, '/');
+    const char *ep = cfg->s3_endpoint;
+    struct s3_storage *s;
+    char buf[512];
+    size_t blen = slash ? (size_t)(slash - b) : strlen(b);
+
+    if (blen < 3 || blen > 63)
+        return ws_error_set(err, WS_ERR_CONFIG, "invalid repo \"%s\": bucket names have 3 to 63 "
+                            "characters", url);
+    if (cfg->s3_access_key_id && !cfg->s3_secret_access_key)
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "s3_access_key_id is set but s3_secret_access_key is not");
+    if (ep && strncmp(ep, "https://", 8) != 0 && strncmp(ep, "http://", 7) != 0)
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "invalid s3_endpoint \"%s\": expected https://host[:port] or "
+                            "http://host[:port]",
+                            ep);
+    if (cfg->s3_uri_style && strcmp(cfg->s3_uri_style, "virtual") != 0 &&
+        strcmp(cfg->s3_uri_style, "path") != 0)
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "invalid s3_uri_style \"%s\": expected virtual or path",
+                            cfg->s3_uri_style);
+    if (ws_curl_load(&cu, err) != 0)
+        return err->code;
+    if (!(s = calloc(1, sizeof(*s))))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    s->base.ops = &s3_ops;
+    s->bucket = strndup(b, blen);
+    /* prefix without leading/trailing slashes, then "prefix/" */
+    if (slash && slash[1]) {
+        const char *ps = slash + 1;
+        size_t pl = strlen(ps);
+        while (pl > 0 && ps[pl - 1] == '/')
+            pl--;
+        snprintf(buf, sizeof(buf), "%.*s/", (int)pl, ps);
+        s->prefix = strdup(pl ? buf : "");
+    } else {
+        s->prefix = strdup("");
+    }
+    if (ep) {
+        const char *h = strstr(ep, "://") + 3;
+        size_t hl = strcspn(h, "/");
+        s->scheme = strndup(ep, (size_t)(strstr(ep, "://") - ep));
+        s->host = strndup(h, hl);
+        s->path_style = !cfg->s3_uri_style || strcmp(cfg->s3_uri_style, "path") == 0;
+    } else {
+        snprintf(buf, sizeof(buf), "s3.%s.amazonaws.com", cfg->s3_region);
+        s->scheme = strdup("https");
+        s->host = strdup(buf);
+        s->path_style = cfg->s3_uri_style && strcmp(cfg->s3_uri_style, "path") == 0;
+    }
+    s->region = strdup(cfg->s3_region ? cfg->s3_region : "us-east-1");
+    s->akid = dup_or_null(cfg->s3_access_key_id);
+    s->secret = dup_or_null(cfg->s3_secret_access_key);
+    s->token = dup_or_null(cfg->s3_session_token);
+    s->ca_file = dup_or_null(cfg->s3_ca_file);
+    s->verify_tls = cfg->s3_verify_tls;
+    s->timeout = cfg->timeout;
+    s->part_size = (size_t)cfg->s3_part_size;
+    s->parallel = cfg->parallel < 1 ? 1 : cfg->parallel > MAX_PARALLEL_PARTS ? MAX_PARALLEL_PARTS
+                                                                             : cfg->parallel;
+    s->base.location = strdup(url);
+    s->multi = cu->multi_init();
+    s->easy = cu->easy_init();
+    if (!s->bucket || !s->prefix || !s->scheme || !s->host || !s->region || !s->base.location ||
+        !s->multi || !s->easy || (cfg->s3_access_key_id && (!s->akid || !s->secret))) {
+        s3_close(&s->base);
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    *out = &s->base;
+    return 0;
+}
