@@ -26,6 +26,9 @@ PROGRAMS = wal-push wal-fetch
 BINS     = $(PROGRAMS:%=$(BUILD)/bin/%)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# Helper programs the integration tests run (fault proxy, ...): one .c file each.
+TOOL_SRC = $(wildcard tests/tools/*.c)
+TOOL_BIN = $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
 .SECONDARY:
 .PHONY: all check unit integration install clean lint demo bench deps
@@ -47,6 +50,10 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/unit.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/tests/tools/%: tests/tools/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
 # Unit tests run under ASan/UBSan; integration tests use the release build of the programs.
 unit:
 	$(MAKE) SANITIZE=1 unit-run
@@ -57,7 +64,7 @@ unit-run: $(UNIT_BIN)
 # neither success nor "not found" for wal-fetch).
 SAN_ENV = ASAN_OPTIONS=exitcode=66:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=66
 
-integration: all
+integration: all $(TOOL_BIN) $(BUILD)/tests/test_storage
 	$(SAN_ENV) tests/integration/run.sh $(BUILD)/bin
 
 # Everything: unit tests and the integration suite under ASan/UBSan, then the integration
