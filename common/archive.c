@@ -224,6 +224,9 @@ static int push_once(const struct ws_config *cfg, const char *wal_path,
     ws_log_info("archived \"%s\" as \"%s\" (%" PRIu64 " bytes, %" PRIu64 " stored)", wal_path, key,
                 info.content_len, info.stored_len);
 out:
+    /* Every failure line names the WAL file (it lands in PostgreSQL's log). */
+    if (rc != 0 && strstr(err->msg, wal_path) == NULL)
+        ws_error_prefix(err, "could not archive WAL file \"%s\"", wal_path);
     ws_sink_free(hash);
     ws_sink_free(w);
     ws_sink_free(put);

@@ -293,7 +293,7 @@ static int parse_line(const char *p, char *key, size_t keysz, char *val, size_t 
             *why = "key name too long";
             return -1;
         }
-        key[n++] = *p++;
+        key[n++] = (char)tolower((unsigned char)*p++); /* case-insensitive, as PostgreSQL's */
     }
     key[n] = '\0';
     while (*p == ' ' || *p == '\t')

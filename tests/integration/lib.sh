@@ -1,0 +1,419 @@
+# lib.sh - helpers shared by the integration tests (sourced by every t_*.sh).
+#
+# Rules every test follows through these helpers:
+#   - all files live in one mktemp directory ($T), owned by postgres, removed on exit;
+#   - every server is started with pg_start, which registers it first, and the EXIT trap stops
+#     each registered server by the PID in its postmaster.pid (pg_ctl -m immediate, then
+#     SIGKILL of that PID if it is still our postmaster); nothing is ever killed by name;
+#   - servers use a private socket directory inside $T, a private port and listen_addresses = '';
+#   - tmpfs mounts made with mount_tmpfs are unmounted by the trap.
+# An assertion that fails prints "FAIL: <case>: <what>" with details and counts; `finish` exits
+# non-zero if any failed. `die` stops the test at once (for broken preconditions).
+
+set -u
+set -o pipefail
+
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+if [ -z "${BIN_DIR:-}" ] || [ ! -x "${BIN_DIR}/wal-push" ] || [ ! -x "${BIN_DIR}/wal-fetch" ]; then
+    echo "FAIL: BIN_DIR (${BIN_DIR:-unset}) does not hold wal-push and wal-fetch"
+    exit 1
+fi
+BIN_DIR=$(cd "$BIN_DIR" && pwd)
+WAL_PUSH=$BIN_DIR/wal-push
+WAL_FETCH=$BIN_DIR/wal-fetch
+
+TEST_NAME=$(basename "$0" .sh)
+FAILURES=0
+CASE=""
+T=""
+SOCK=""
+SERVERS=()
+MOUNTS=()
+SECRETS=() # strings that must never appear in any output (key file contents, passwords)
+
+# ---- reporting ----
+
+note() { echo "  $*"; }
+
+fail() {
+    echo "FAIL: ${CASE:+$CASE: }$*"
+    FAILURES=$((FAILURES + 1))
+}
+
+# Fails and shows the last command's stderr (see run).
+fail_cmd() {
+    fail "$*"
+    if [ -n "${T:-}" ] && [ -s "$T/.last.err" ]; then
+        sed 's/^/      stderr: /' "$T/.last.err" | head -20
+    fi
+}
+
+die() {
+    echo "FAIL: ${CASE:+$CASE: }$* (test aborted)"
+    FAILURES=$((FAILURES + 1))
+    exit 1
+}
+
+finish() {
+    if [ "$FAILURES" -gt 0 ]; then
+        echo "$TEST_NAME: $FAILURES assertion(s) failed"
+        exit 1
+    fi
+    exit 0
+}
+
+# ---- temp dir, cleanup ----
+
+cleanup() {
+    local rc=$? d m
+    trap - EXIT INT TERM
+    for d in "${SERVERS[@]+"${SERVERS[@]}"}"; do
+        pg_stop_immediate "$d"
+    done
+    for m in "${MOUNTS[@]+"${MOUNTS[@]}"}"; do
+        mountpoint -q "$m" && { umount "$m" || umount -l "$m"; }
+    done
+    # Sanitizer reports in server logs (from programs PostgreSQL ran for us) fail the test.
+    if [ -n "$T" ] && [ -d "$T" ]; then
+        if grep -l -E 'ERROR: (Address|Leak|UndefinedBehavior)Sanitizer|runtime error:' \
+            "$T"/*.log >/dev/null 2>&1; then
+            echo "FAIL: sanitizer report in a server log:"
+            grep -h -B2 -A10 -E 'ERROR: (Address|Leak|UndefinedBehavior)Sanitizer|runtime error:' \
+                "$T"/*.log | head -40 | sed 's/^/      /'
+            rc=1
+        fi
+        local before=$FAILURES
+        check_no_secrets "$T"/*.log
+        [ "$FAILURES" -eq "$before" ] || rc=1
+        if [ -n "${KEEP_TMP:-}" ]; then
+            echo "  (kept $T)"
+        else
+            rm -rf "$T"
+        fi
+    fi
+    [ "$rc" -eq 0 ] && [ "$FAILURES" -gt 0 ] && rc=1
+    exit "$rc"
+}
+
+setup_tmp() {
+    T=$(mktemp -d /tmp/walsafe-it.XXXXXX) || { echo "FAIL: mktemp"; exit 1; }
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    chown postgres: "$T" || die "could not chown $T to postgres"
+    chmod 700 "$T"
+    SOCK=$T/sock
+    mkdir "$SOCK" && chown postgres: "$SOCK" || die "could not create socket dir"
+}
+
+# ---- walsafe set-up ----
+
+# make_key FILE: a fresh 256-bit key, 0600, owned by postgres.
+make_key() {
+    (umask 077 && openssl rand -hex 32 >"$1") || die "openssl rand failed"
+    chown postgres: "$1"
+    chmod 600 "$1"
+    add_secret "$(cat "$1")"
+}
+
+# add_secret STRING: STRING, and for a hex key also each half of it, must never be printed.
+add_secret() {
+    SECRETS+=("$1")
+    if [ ${#1} -ge 32 ]; then
+        SECRETS+=("${1:0:16}" "${1:$((${#1} - 16))}")
+    fi
+}
+
+# make_repo DIR: an empty repository root (it must exist before the first wal-push).
+make_repo() {
+    mkdir -p "$1" && chown postgres: "$1" && chmod 700 "$1" || die "could not create repo $1"
+}
+
+# write_conf FILE LINE...: a walsafe configuration file readable by postgres.
+write_conf() {
+    local f=$1
+    shift
+    printf '%s\n' "# walsafe test configuration" "$@" >"$f" || die "could not write $f"
+    chown postgres: "$f"
+    chmod 600 "$f"
+}
+
+# ---- running the programs ----
+
+# run CMD...: runs a command with stdout/stderr captured in $T/.last.out / $T/.last.err;
+# sets RC and ELAPSED_MS. A sanitizer report on stderr is a failure by itself.
+run() {
+    local t0 t1
+    t0=$(date +%s%N)
+    "$@" >"$T/.last.out" 2>"$T/.last.err"
+    RC=$?
+    t1=$(date +%s%N)
+    ELAPSED_MS=$(((t1 - t0) / 1000000))
+    if [ -n "${IT_VERBOSE:-}" ]; then
+        echo "  [${CASE}] rc=$RC ${ELAPSED_MS}ms: ${*##*/}"
+        sed 's/^/      | /' "$T/.last.err"
+    fi
+    if grep -q -E 'ERROR: (Address|Leak|UndefinedBehavior)Sanitizer|runtime error:' "$T/.last.err"; then
+        fail_cmd "sanitizer report from: $*"
+    fi
+    check_no_secrets "$T/.last.out" "$T/.last.err"
+    return 0
+}
+
+# check_no_secrets FILE...: none of SECRETS (nor its upper-case form) appears in the files.
+check_no_secrets() {
+    local sec f
+    for sec in "${SECRETS[@]+"${SECRETS[@]}"}"; do
+        for f in "$@"; do
+            [ -f "$f" ] || continue
+            if grep -q -i -F -- "$sec" "$f"; then
+                fail "a secret (${sec:0:4}...) appears in ${f##*/}"
+            fi
+        done
+    done
+}
+
+last_err() { cat "$T/.last.err"; }
+
+# Assertions about the last run.
+assert_rc() { # EXPECTED WHAT
+    if [ "$RC" != "$1" ]; then
+        fail_cmd "$2: exit status $RC, expected $1"
+        return 1
+    fi
+    return 0
+}
+
+assert_err_contains() { # STRING WHAT  (fixed string, case-sensitive)
+    if ! grep -q -F -- "$1" "$T/.last.err"; then
+        fail_cmd "$2: stderr does not mention \"$1\""
+        return 1
+    fi
+    return 0
+}
+
+assert_err_regex() { # ERE WHAT (case-insensitive)
+    if ! grep -q -i -E -- "$1" "$T/.last.err"; then
+        fail_cmd "$2: stderr does not match /$1/"
+        return 1
+    fi
+    return 0
+}
+
+# Exactly one non-empty line on stderr (an error must be one clear line).
+assert_err_one_line() { # WHAT
+    local n
+    n=$(grep -c . "$T/.last.err")
+    if [ "$n" -ne 1 ]; then
+        fail_cmd "$1: expected exactly one line on stderr, got $n"
+        return 1
+    fi
+    return 0
+}
+
+assert_err_empty() { # WHAT
+    if [ -s "$T/.last.err" ]; then
+        fail_cmd "$1: expected nothing on stderr"
+        return 1
+    fi
+    return 0
+}
+
+assert_eq() { # ACTUAL EXPECTED WHAT
+    if [ "$1" != "$2" ]; then
+        fail "$3: got \"$1\", expected \"$2\""
+        return 1
+    fi
+    return 0
+}
+
+assert_absent() { # PATH WHAT
+    if [ -e "$1" ] || [ -L "$1" ]; then
+        fail "$2: $1 exists but must not"
+        return 1
+    fi
+    return 0
+}
+
+# The directory holds nothing at all (no file, no temp file).
+assert_dir_empty() { # DIR WHAT
+    local c
+    c=$(ls -A "$1" 2>&1)
+    if [ -n "$c" ]; then
+        fail "$2: directory $1 is not empty: $(echo $c)"
+        return 1
+    fi
+    return 0
+}
+
+# No walsafe temp file anywhere under DIR.
+assert_no_temp_files() { # DIR WHAT
+    local c
+    c=$(find "$1" \( -name '.walsafe-tmp*' -o -name '*.walsafe.*' \) -print 2>/dev/null)
+    if [ -n "$c" ]; then
+        fail "$2: temp files left under $1: $(echo $c)"
+        return 1
+    fi
+    return 0
+}
+
+# A fresh empty directory and a DEST_PATH inside it, as PostgreSQL's pg_wal/RECOVERYXLOG.
+DEST_SEQ=0
+new_dest() {
+    DEST_SEQ=$((DEST_SEQ + 1))
+    DEST_DIR=$T/dest.$DEST_SEQ
+    mkdir -p "$DEST_DIR" || die "mkdir $DEST_DIR"
+    DEST=$DEST_DIR/RECOVERYXLOG
+}
+
+# repo_state DIR: one digest of every path, mode and content under DIR.
+repo_state() {
+    (cd "$1" && find . \( -type f -printf '%p %m %s\n' \) -o -printf '%p %m\n' | LC_ALL=C sort &&
+        find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum) | sha256sum | cut -c1-64
+}
+
+file_sha() { sha256sum "$1" | cut -c1-64; }
+
+# flip_byte FILE OFFSET: inverts every bit of one byte in place.
+flip_byte() {
+    local b
+    b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' \n')
+    [ -n "$b" ] || die "flip_byte: $1 has no byte at offset $2"
+    # shellcheck disable=SC2059
+    printf "$(printf '\\%03o' $((b ^ 255)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
+# ---- WAL names ----
+
+# seg_num NAME SEG_MB -> segment number (decimal); seg_name TLI SEGNO SEG_MB -> name.
+seg_num() {
+    local per=$((4096 / $2))
+    echo $(((16#${1:8:8}) * per + (16#${1:16:8})))
+}
+seg_name() {
+    local per=$((4096 / $3))
+    printf '%08X%08X%08X\n' "$1" $(($2 / per)) $(($2 % per))
+}
+
+# ---- PostgreSQL ----
+
+free_port() {
+    local p i
+    for i in $(seq 1 50); do
+        p=$((54000 + RANDOM % 1000))
+        if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q . &&
+            [ ! -e "$SOCK/.s.PGSQL.$p" ] && [ ! -e "/var/run/postgresql/.s.PGSQL.$p" ] &&
+            [ ! -e "/tmp/.s.PGSQL.$p" ]; then
+            echo "$p"
+            return 0
+        fi
+    done
+    die "no free port found"
+}
+
+# pg_init DIR [initdb options...]
+pg_init() {
+    local d=$1
+    shift
+    runuser -u postgres -- "$PGBIN/initdb" -D "$d" -A trust -U postgres --no-sync \
+        --no-instructions "$@" >"$d.initdb.log" 2>&1 ||
+        { cat "$d.initdb.log"; die "initdb $d failed"; }
+}
+
+# pg_conf DIR PORT [setting lines...]: private socket dir and port, no TCP.
+pg_conf() {
+    local d=$1 port=$2
+    shift 2
+    {
+        echo "# integration test settings"
+        echo "port = $port"
+        echo "listen_addresses = ''"
+        echo "unix_socket_directories = '$SOCK'"
+        echo "wal_level = replica"
+        echo "max_wal_senders = 4"
+        echo "log_line_prefix = '%m [%p] '"
+        printf '%s\n' "$@"
+    } >>"$d/postgresql.conf" || die "could not write $d/postgresql.conf"
+}
+
+# pg_start DIR: starts the server (registered for the trap before it starts), log in DIR.log.
+pg_start() {
+    local d=$1
+    SERVERS+=("$d")
+    touch "$d.log" && chown postgres: "$d.log"
+    if ! runuser -u postgres -- "$PGBIN/pg_ctl" -D "$d" -l "$d.log" -w -t 60 start \
+        >"$d.pg_ctl.log" 2>&1; then
+        echo "--- $d.log (tail) ---"
+        tail -30 "$d.log"
+        die "could not start server in $d"
+    fi
+}
+
+# Is PID the postmaster of data directory DIR?
+is_postmaster_of() {
+    local pid=$1 d=$2
+    [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] &&
+        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -F -- "$d"
+}
+
+# pg_stop_immediate DIR: stops the server of DIR by the PID in its postmaster.pid.
+pg_stop_immediate() {
+    local d=$1 pid i
+    [ -f "$d/postmaster.pid" ] || return 0
+    pid=$(head -1 "$d/postmaster.pid" 2>/dev/null)
+    is_postmaster_of "$pid" "$d" || return 0
+    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$d" -m immediate -w -t 20 stop >/dev/null 2>&1
+    for i in $(seq 1 100); do
+        is_postmaster_of "$pid" "$d" || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+    for i in $(seq 1 50); do
+        is_postmaster_of "$pid" "$d" || return 0
+        sleep 0.1
+    done
+}
+
+# pg_stop DIR: fast (clean) shutdown, by data directory; the trap still covers failures.
+pg_stop() {
+    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$1" -m fast -w -t 60 stop >/dev/null 2>&1 ||
+        { pg_stop_immediate "$1"; fail "clean shutdown of $1 failed"; }
+}
+
+# sql PORT QUERY: one query, unaligned tuples-only output; non-zero on error.
+sql() {
+    "$PGBIN/psql" -h "$SOCK" -p "$1" -U postgres -d postgres -X -A -t -q -v ON_ERROR_STOP=1 \
+        -c "$2"
+}
+
+sysid_of() {
+    "$PGBIN/pg_controldata" -D "$1" | sed -n 's/^Database system identifier: *//p'
+}
+
+redo_wal_of() {
+    "$PGBIN/pg_controldata" -D "$1" | sed -n "s/^Latest checkpoint's REDO WAL file: *//p"
+}
+
+# wait_archived PORT SEGNAME TIMEOUT_S: until pg_stat_archiver.last_archived_wal >= SEGNAME.
+wait_archived() {
+    local port=$1 want=$2 limit=$3 start last
+    start=$(date +%s)
+    while :; do
+        last=$(sql "$port" "select coalesce(last_archived_wal, '') from pg_stat_archiver")
+        if [ -n "$last" ] && [[ ! "$last" < "$want" ]]; then
+            return 0
+        fi
+        if [ $(($(date +%s) - start)) -ge "$limit" ]; then
+            fail "archiving did not reach $want within ${limit}s (last archived: ${last:-none}," \
+                "archiver: $(sql "$port" "select failed_count, last_failed_wal from pg_stat_archiver"))"
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+# show_log FILE [N]: the tail of a server log, indented (for failure reports).
+show_log() {
+    echo "    --- ${1##*/} (last ${2:-25} lines) ---"
+    tail -"${2:-25}" "$1" | sed 's/^/    /'
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Runs every tests/integration/t_*.sh against the programs in BIN_DIR and prints one line per
+# test, then "integration: N passed, N failed". Exits non-zero if any test failed.
+#
+#   tests/integration/run.sh BIN_DIR [t_name ...]
+#
+# Needs root (PostgreSQL is run as the postgres user through runuser; one case mounts a tmpfs)
+# and PostgreSQL 15 server binaries (PGBIN, default /usr/lib/postgresql/15/bin).
+# KEEP_TMP=1 keeps each test's temp directory; IT_VERBOSE=1 shows every command's stderr.
+set -u
+
+if [ $# -lt 1 ] || [ ! -d "$1" ]; then
+    echo "usage: $0 BIN_DIR [t_name ...]" >&2
+    exit 2
+fi
+BIN_DIR=$(cd "$1" && pwd)
+shift
+export BIN_DIR
+export PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+# Hermetic: the caller's walsafe and libpq settings must not leak into the tests.
+for v in $(compgen -e); do
+    case "$v" in WALSAFE_*) unset "$v" ;; PG*) [ "$v" = PGBIN ] || unset "$v" ;; esac
+done
+# A sanitizer report must never pass as an ordinary exit status (1 is "not in the archive" for
+# wal-fetch), also when this script is run without the Makefile's settings.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-exitcode=66:detect_leaks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1:exitcode=66}
+# Per-test time limit (seconds); the whole suite must stay well under 3 minutes.
+TEST_TIMEOUT=${TEST_TIMEOUT:-120}
+
+here=$(cd "$(dirname "$0")" && pwd)
+passed=0
+failed=0
+
+problem=""
+[ "$(id -u)" -eq 0 ] || problem="must run as root (servers run as postgres via runuser)"
+id postgres >/dev/null 2>&1 || problem="no postgres user"
+[ -x "$PGBIN/postgres" ] || problem="no PostgreSQL server binaries in $PGBIN"
+[ -x "$BIN_DIR/wal-push" ] && [ -x "$BIN_DIR/wal-fetch" ] || problem="no wal-push/wal-fetch in $BIN_DIR"
+if [ -n "$problem" ]; then
+    echo "FAIL integration set-up: $problem"
+    echo "integration: 0 passed, 1 failed"
+    exit 1
+fi
+# The binaries are run by the postgres user: every directory above them must be searchable.
+if ! runuser -u postgres -- test -x "$BIN_DIR/wal-push"; then
+    echo "FAIL integration set-up: the postgres user cannot execute $BIN_DIR/wal-push"
+    echo "integration: 0 passed, 1 failed"
+    exit 1
+fi
+
+if [ $# -gt 0 ]; then
+    tests=()
+    for n in "$@"; do tests+=("$here/${n%.sh}.sh"); done
+else
+    tests=("$here"/t_*.sh)
+fi
+
+suite_start=$(date +%s)
+for t in "${tests[@]}"; do
+    name=$(basename "$t" .sh)
+    log=$(mktemp /tmp/walsafe-it-log.XXXXXX)
+    start=$(date +%s)
+    timeout -k 20 "$TEST_TIMEOUT" bash "$t" >"$log" 2>&1
+    rc=$?
+    secs=$(($(date +%s) - start))
+    if [ $rc -eq 0 ] && ! grep -q '^FAIL' "$log"; then
+        passed=$((passed + 1))
+        echo "ok   $name (${secs}s)"
+        grep -i '^skip' "$log" | sed 's/^/     /'
+    else
+        failed=$((failed + 1))
+        [ $rc -eq 124 ] && echo "     (timed out after ${TEST_TIMEOUT}s)" >>"$log"
+        echo "FAIL $name (${secs}s, exit $rc)"
+        sed 's/^/     /' "$log"
+    fi
+    rm -f "$log"
+done
+echo "integration ($(basename "$(dirname "$BIN_DIR")")/$(basename "$BIN_DIR"), $(($(date +%s) - suite_start))s)"
+echo "integration: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
