@@ -42,7 +42,17 @@ if [ -n "$problem" ]; then
     echo "integration: 0 passed, 1 failed"
     exit 1
 fi
-# The binaries are run by the postgres user: every directory above them must be searchable.
+# The binaries are run by the postgres user, which may not reach the build tree (a CI clone
+# under /root, say): run copies of bin/ and tests/ from a directory everyone can read.
+SRC_BUILD=$(dirname "$BIN_DIR")
+BUILD_NAME=$(basename "$SRC_BUILD")
+RUN_BUILD=$(mktemp -d /tmp/walsafe-it-build.XXXXXX)
+trap 'rm -rf "$RUN_BUILD"' EXIT
+chmod 755 "$RUN_BUILD"
+cp -a "$BIN_DIR" "$RUN_BUILD/bin"
+[ -d "$SRC_BUILD/tests" ] && cp -a "$SRC_BUILD/tests" "$RUN_BUILD/tests"
+chmod -R a+rX "$RUN_BUILD"
+BIN_DIR=$RUN_BUILD/bin
 if ! runuser -u postgres -- test -x "$BIN_DIR/wal-push"; then
     echo "FAIL integration set-up: the postgres user cannot execute $BIN_DIR/wal-push"
     echo "integration: 0 passed, 1 failed"
@@ -76,6 +86,6 @@ for t in "${tests[@]}"; do
     fi
     rm -f "$log"
 done
-echo "integration ($(basename "$(dirname "$BIN_DIR")")/$(basename "$BIN_DIR"), $(($(date +%s) - suite_start))s)"
+echo "integration ($BUILD_NAME/bin, $(($(date +%s) - suite_start))s)"
 echo "integration: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
