@@ -73,12 +73,15 @@ static int compare_with_stored(struct ws_repo *repo, const char *key, const char
     int rc;
 
     if ((rc = stored_digest(repo, key, kr, &stored, err)) != 0)
-        return ws_error_prefix(err, "WAL file \"%s\" is already archived as \"%s\" and could not "
-                               "be compared", path, key);
+        return ws_error_prefix(err,
+                               "WAL file \"%s\" is already archived as \"%s\" and could not "
+                               "be compared",
+                               path, key);
     if (stored.content_len != len || CRYPTO_memcmp(stored.content_sha256, digest, 32) != 0)
         return ws_error_set(err, WS_ERR_CONFLICT,
                             "WAL file \"%s\" is already archived as \"%s\" with different content "
-                            "(%" PRIu64 " bytes stored, %" PRIu64 " bytes here); the stored copy is "
+                            "(%" PRIu64 " bytes stored, %" PRIu64
+                            " bytes here); the stored copy is "
                             "kept",
                             path, key, stored.content_len, len);
     ws_log_warning("WAL file \"%s\" was already archived with identical content; not stored "
@@ -117,8 +120,8 @@ static int check_side_file(struct ws_repo *repo, const char *path, struct ws_err
     return ws_repo_identity_compare(repo, &have, &want, what, err);
 }
 
-static int push_once(const struct ws_config *cfg, const char *wal_path,
-                     struct ws_push_result *res, struct ws_error *err)
+static int push_once(const struct ws_config *cfg, const char *wal_path, struct ws_push_result *res,
+                     struct ws_error *err)
 {
     const char *name = base_name(wal_path);
     int kind = ws_wal_classify(name), fd = -1, rc;
@@ -310,8 +313,8 @@ static void retry_pause(int attempt)
  * fresh sinks: a failed attempt made nothing visible, so a repeat is always safe. Local errors,
  * verification failures and "not found" are final at once.
  */
-int ws_archive_push(const struct ws_config *cfg, const char *wal_path,
-                    struct ws_push_result *res, struct ws_error *err)
+int ws_archive_push(const struct ws_config *cfg, const char *wal_path, struct ws_push_result *res,
+                    struct ws_error *err)
 {
     int rc;
     for (int attempt = 1;; attempt++) {

@@ -22,8 +22,8 @@ struct ws_push_result {
     uint64_t stored_bytes;
 };
 
-int ws_archive_push(const struct ws_config *cfg, const char *wal_path,
-                    struct ws_push_result *res, struct ws_error *err);
+int ws_archive_push(const struct ws_config *cfg, const char *wal_path, struct ws_push_result *res,
+                    struct ws_error *err);
 int ws_archive_fetch(const struct ws_config *cfg, const char *wal_name, const char *dest_path,
                      struct ws_error *err);
 

@@ -121,8 +121,10 @@ static int parse_int64(const char *s, int64_t *out, char **end)
 
 int ws_parse_size(const char *s, int64_t *out)
 {
-    static const struct { const char *unit; int shift; } units[] = {
-        {"B", 0}, {"kB", 10}, {"MB", 20}, {"GB", 30}, {"TB", 40}, {"", 0}};
+    static const struct {
+        const char *unit;
+        int shift;
+    } units[] = {{"B", 0}, {"kB", 10}, {"MB", 20}, {"GB", 30}, {"TB", 40}, {"", 0}};
     char *end;
     int64_t v;
 
@@ -141,8 +143,10 @@ int ws_parse_size(const char *s, int64_t *out)
 
 int ws_parse_duration(const char *s, int64_t *out)
 {
-    static const struct { char unit; int64_t mult; } units[] = {
-        {'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}, {'w', 604800}};
+    static const struct {
+        char unit;
+        int64_t mult;
+    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}, {'w', 604800}};
     char *end;
     int64_t v;
 
@@ -320,10 +324,18 @@ static int parse_line(const char *p, char *key, size_t keysz, char *val, size_t 
             } else if (c == '\\') {
                 c = *p++;
                 switch (c) {
-                case 'n': c = '\n'; break;
-                case 't': c = '\t'; break;
-                case 'r': c = '\r'; break;
-                case '\\': case '\'': break;
+                case 'n':
+                    c = '\n';
+                    break;
+                case 't':
+                    c = '\t';
+                    break;
+                case 'r':
+                    c = '\r';
+                    break;
+                case '\\':
+                case '\'':
+                    break;
                 default:
                     *why = "invalid escape in quoted string";
                     return -1;
@@ -392,8 +404,8 @@ int ws_config_parse_text(struct ws_config *cfg, const char *text, const char *fn
         if (r > 0)
             continue;
         if (!find_key(key, &idx))
-            return ws_error_set(err, WS_ERR_CONFIG, "%s: unknown configuration key \"%s\"",
-                                source, key);
+            return ws_error_set(err, WS_ERR_CONFIG, "%s: unknown configuration key \"%s\"", source,
+                                key);
         if (seen & (UINT64_C(1) << idx))
             ws_log_warning("%s: \"%s\" is set again; the last value wins", source, key);
         seen |= UINT64_C(1) << idx;
@@ -419,8 +431,10 @@ static int read_config_file(struct ws_config *cfg, const char *path, int must_ex
     if (fd < 0) {
         if (errno == ENOENT && !must_exist)
             return 0;
-        return ws_error_setsys(err, WS_ERR_CONFIG, errno, "could not open configuration file "
-                               "\"%s\"", path);
+        return ws_error_setsys(err, WS_ERR_CONFIG, errno,
+                               "could not open configuration file "
+                               "\"%s\"",
+                               path);
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (1 << 20)) {
         rc = ws_error_set(err, WS_ERR_CONFIG,
@@ -440,8 +454,8 @@ static int read_config_file(struct ws_config *cfg, const char *path, int must_ex
     }
     text[n] = '\0';
     if (strlen(text) != (size_t)n) {
-        rc = ws_error_set(err, WS_ERR_CONFIG, "configuration file \"%s\" contains a NUL byte",
-                          path);
+        rc =
+            ws_error_set(err, WS_ERR_CONFIG, "configuration file \"%s\" contains a NUL byte", path);
         goto out;
     }
     if ((rc = ws_config_parse_text(cfg, text, path, err)) != 0)
@@ -519,7 +533,9 @@ int ws_config_load(struct ws_config *cfg, const char *path, struct ws_error *err
                                 "or with --repo",
                                 WS_DEFAULT_CONFIG);
         return ws_error_set(err, WS_ERR_CONFIG, "configuration file \"%s\" does not set \"repo\"",
-                            cfg->config_file ? cfg->config_file : path ? path : env_path);
+                            cfg->config_file ? cfg->config_file
+                            : path           ? path
+                                             : env_path);
     }
     if (cfg->repo[0] != '/' && strncmp(cfg->repo, "file:///", 8) != 0 &&
         strncmp(cfg->repo, "s3://", 5) != 0 && strncmp(cfg->repo, "sftp://", 7) != 0)
@@ -533,7 +549,8 @@ int ws_config_load(struct ws_config *cfg, const char *path, struct ws_error *err
         (rc = take_default(&cfg->s3_region, getenv("AWS_REGION"), err)) != 0 ||
         (rc = take_default(&cfg->s3_region, "us-east-1", err)) != 0 ||
         (rc = take_default(&cfg->s3_access_key_id, getenv("AWS_ACCESS_KEY_ID"), err)) != 0 ||
-        (rc = take_default(&cfg->s3_secret_access_key, getenv("AWS_SECRET_ACCESS_KEY"), err)) != 0 ||
+        (rc = take_default(&cfg->s3_secret_access_key, getenv("AWS_SECRET_ACCESS_KEY"), err)) !=
+            0 ||
         (rc = take_default(&cfg->s3_session_token, getenv("AWS_SESSION_TOKEN"), err)) != 0)
         return rc;
     ws_log_set_level(cfg->log_level > ws_log_get_level() ? cfg->log_level : ws_log_get_level());

@@ -39,7 +39,7 @@ struct ws_config {
     char *pg_conninfo;
     int parallel;
     char *spool_dir;
-    int timeout;   /* seconds */
+    int timeout; /* seconds */
     int retries;
     int fetch_error;
     int retain_full;     /* 0 = not set */

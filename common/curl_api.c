@@ -10,7 +10,10 @@ static const struct {
     const char *name;
     size_t off;
 } syms[] = {
-#define SYM(field, name) {name, offsetof(struct ws_curl, field)}
+#define SYM(field, name)                                                                           \
+    {                                                                                              \
+        name, offsetof(struct ws_curl, field)                                                      \
+    }
     SYM(global_init, "curl_global_init"),
     SYM(version_info, "curl_version_info"),
     SYM(easy_init, "curl_easy_init"),

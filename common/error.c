@@ -58,8 +58,8 @@ int ws_error_prefix(struct ws_error *err, const char *fmt, ...)
 const char *ws_code_name(int code)
 {
     static const char *const names[] = {
-        "OK",       "INTERNAL", "USAGE",   "CONFIG",  "IO",  "INVALID",  "NOT_FOUND",
-        "EXISTS",   "STORAGE",  "CORRUPT", "KEY",     "FOREIGN", "CONFLICT",
+        "OK",     "INTERNAL", "USAGE",   "CONFIG", "IO",      "INVALID",  "NOT_FOUND",
+        "EXISTS", "STORAGE",  "CORRUPT", "KEY",    "FOREIGN", "CONFLICT",
     };
     if (code < 0 || (size_t)code >= sizeof(names) / sizeof(names[0]))
         return "?";

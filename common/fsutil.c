@@ -85,7 +85,7 @@ int ws_mkdir_p(const char *dir, int mode, struct ws_error *err)
         return ws_error_set(err, WS_ERR_IO, "\"%s\" exists and is not a directory", dir);
     }
     memcpy(buf, dir, len + 1);
-    for (char *p = buf + 1; ; p++) {
+    for (char *p = buf + 1;; p++) {
         if (*p == '/' || *p == '\0') {
             char c = *p;
             *p = '\0';

@@ -90,8 +90,8 @@ int ws_key_load(const char *path, const char *cfgkey, struct ws_key *key, struct
     }
     n = ws_pread_full(fd, buf, sizeof(buf), 0);
     if (n < 0) {
-        rc = ws_error_setsys(err, WS_ERR_CONFIG, errno, "could not read key file \"%s\" (%s)",
-                             path, cfgkey);
+        rc = ws_error_setsys(err, WS_ERR_CONFIG, errno, "could not read key file \"%s\" (%s)", path,
+                             cfgkey);
         goto out;
     }
     len = (size_t)n;
@@ -108,8 +108,7 @@ int ws_key_load(const char *path, const char *cfgkey, struct ws_key *key, struct
         int hi = hexval((unsigned char)buf[2 * i]), lo = hexval((unsigned char)buf[2 * i + 1]);
         if (hi < 0 || lo < 0) {
             rc = ws_error_set(err, WS_ERR_CONFIG,
-                              "key file \"%s\" (%s) must hold exactly 64 hex digits", path,
-                              cfgkey);
+                              "key file \"%s\" (%s) must hold exactly 64 hex digits", path, cfgkey);
             goto out;
         }
         key->key[i] = (uint8_t)(hi << 4 | lo);

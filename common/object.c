@@ -74,8 +74,7 @@ static int gcm_ctx_new(EVP_CIPHER_CTX **out, const struct ws_key *key, const uin
     return 0;
 }
 
-static int gcm_aad(EVP_CIPHER_CTX *c, const uint8_t *hdr, const char *name, uint64_t idx,
-                   int final)
+static int gcm_aad(EVP_CIPHER_CTX *c, const uint8_t *hdr, const char *name, uint64_t idx, int final)
 {
     uint8_t nonce[12] = {0}, meta[9];
     int outl;
@@ -94,8 +93,7 @@ static int gcm_seal(EVP_CIPHER_CTX *c, const uint8_t *hdr, const char *name, uin
                     int final, const uint8_t *in, size_t len, uint8_t *out, struct ws_error *err)
 {
     int n1 = 0, n2 = 0;
-    if (!gcm_aad(c, hdr, name, idx, final) ||
-        EVP_CipherUpdate(c, out, &n1, in, (int)len) != 1 ||
+    if (!gcm_aad(c, hdr, name, idx, final) || EVP_CipherUpdate(c, out, &n1, in, (int)len) != 1 ||
         EVP_CipherFinal_ex(c, out + n1, &n2) != 1 ||
         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TAG_LEN, out + len) != 1)
         return ws_error_set(err, WS_ERR_INTERNAL, "AES-256-GCM encryption failed");
@@ -108,8 +106,7 @@ static int gcm_open(EVP_CIPHER_CTX *c, const uint8_t *hdr, const char *name, uin
                     int final, const uint8_t *in, size_t len, uint8_t *out, struct ws_error *err)
 {
     int n1 = 0, n2 = 0;
-    if (!gcm_aad(c, hdr, name, idx, final) ||
-        EVP_CipherUpdate(c, out, &n1, in, (int)len) != 1 ||
+    if (!gcm_aad(c, hdr, name, idx, final) || EVP_CipherUpdate(c, out, &n1, in, (int)len) != 1 ||
         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_LEN, (void *)(in + len)) != 1)
         return ws_error_set(err, WS_ERR_INTERNAL, "AES-256-GCM decryption failed");
     if (EVP_CipherFinal_ex(c, out + n1, &n2) != 1)
@@ -128,8 +125,8 @@ int ws_object_parse_header(const uint8_t *h, const char *name, struct ws_object_
     static const uint8_t zero[32];
 
     if (memcmp(h, MAGIC, 8) != 0)
-        return ws_error_set(err, WS_ERR_CORRUPT, "object \"%s\" is not a walsafe object (bad magic)",
-                            name);
+        return ws_error_set(err, WS_ERR_CORRUPT,
+                            "object \"%s\" is not a walsafe object (bad magic)", name);
     if (h[8] != WS_OBJECT_VERSION)
         return ws_error_set(err, WS_ERR_CORRUPT,
                             "object \"%s\" has format version %u; this walsafe reads version %d",
@@ -359,7 +356,8 @@ int ws_object_writer_new(struct ws_sink *dest, const struct ws_object_params *p,
     } else {
         namelen_be = 0;
         put_be32((uint8_t *)&namelen_be, (uint32_t)strlen(p->name));
-        if (!(f->objmd = EVP_MD_CTX_new()) || EVP_DigestInit_ex(f->objmd, EVP_sha256(), NULL) != 1 ||
+        if (!(f->objmd = EVP_MD_CTX_new()) ||
+            EVP_DigestInit_ex(f->objmd, EVP_sha256(), NULL) != 1 ||
             EVP_DigestUpdate(f->objmd, f->header, WS_OBJECT_HEADER_SIZE) != 1 ||
             EVP_DigestUpdate(f->objmd, &namelen_be, 4) != 1 ||
             EVP_DigestUpdate(f->objmd, p->name, strlen(p->name)) != 1)
@@ -451,10 +449,9 @@ static int check_finish(struct ws_sink *s, struct ws_error *err)
     unsigned int n;
 
     if (c->len != c->r->info.content_len)
-        return ws_error_set(err, WS_ERR_CORRUPT,
-                            "object \"%s\" decoded to %llu bytes but was stored with %llu",
-                            c->r->name, (unsigned long long)c->len,
-                            (unsigned long long)c->r->info.content_len);
+        return ws_error_set(
+            err, WS_ERR_CORRUPT, "object \"%s\" decoded to %llu bytes but was stored with %llu",
+            c->r->name, (unsigned long long)c->len, (unsigned long long)c->r->info.content_len);
     if (c->md && (EVP_DigestFinal_ex(c->md, d, &n) != 1 ||
                   CRYPTO_memcmp(d, c->r->info.content_sha256, 32) != 0))
         return ws_error_set(err, WS_ERR_CORRUPT,
@@ -493,7 +490,8 @@ static int reader_start(struct obj_reader *r, struct ws_error *err)
         r->unit = 256 * 1024;
         r->trailer = PLAIN_TRAILER;
         put_be32((uint8_t *)&namelen_be, (uint32_t)strlen(r->name));
-        if (!(r->objmd = EVP_MD_CTX_new()) || EVP_DigestInit_ex(r->objmd, EVP_sha256(), NULL) != 1 ||
+        if (!(r->objmd = EVP_MD_CTX_new()) ||
+            EVP_DigestInit_ex(r->objmd, EVP_sha256(), NULL) != 1 ||
             EVP_DigestUpdate(r->objmd, r->header, WS_OBJECT_HEADER_SIZE) != 1 ||
             EVP_DigestUpdate(r->objmd, &namelen_be, 4) != 1 ||
             EVP_DigestUpdate(r->objmd, r->name, strlen(r->name)) != 1)
@@ -574,10 +572,9 @@ static int footer_decode(struct obj_reader *r, const uint8_t *footer, struct ws_
     r->info.content_len = get_be64(footer);
     memcpy(r->info.content_sha256, footer + 8, 32);
     if (payload != r->payload_len)
-        return ws_error_set(err, WS_ERR_CORRUPT,
-                            "object \"%s\" holds %llu payload bytes but its footer says %llu",
-                            r->name, (unsigned long long)r->payload_len,
-                            (unsigned long long)payload);
+        return ws_error_set(
+            err, WS_ERR_CORRUPT, "object \"%s\" holds %llu payload bytes but its footer says %llu",
+            r->name, (unsigned long long)r->payload_len, (unsigned long long)payload);
     return 0;
 }
 
@@ -640,8 +637,8 @@ int ws_object_reader_new(struct ws_sink *dest, const char *name, const struct ws
     struct content_check *c = calloc(1, sizeof(*c));
 
     if (!r || !c || !(r->name = strdup(name)) ||
-        (verify_digest && (!(c->md = EVP_MD_CTX_new()) ||
-                           EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) != 1))) {
+        (verify_digest &&
+         (!(c->md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) != 1))) {
         if (r)
             free(r->name);
         if (c)

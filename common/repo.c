@@ -41,14 +41,14 @@ void ws_repo_identity_key(const struct ws_repo *repo, char *out, size_t outsz)
 
 int ws_identity_format(const struct ws_identity *id, char *out, size_t outsz)
 {
-    int n = snprintf(out, outsz,
-                     "# walsafe cluster identity\n"
-                     "format_version = %d\n"
-                     "system_identifier = %" PRIu64 "\n"
-                     "pg_version = %d\n"
-                     "wal_segment_size = %" PRIu32 "\n",
-                     id->format_version, id->system_identifier, id->pg_version,
-                     id->wal_segment_size);
+    int n =
+        snprintf(out, outsz,
+                 "# walsafe cluster identity\n"
+                 "format_version = %d\n"
+                 "system_identifier = %" PRIu64 "\n"
+                 "pg_version = %d\n"
+                 "wal_segment_size = %" PRIu32 "\n",
+                 id->format_version, id->system_identifier, id->pg_version, id->wal_segment_size);
     return n > 0 && (size_t)n < outsz ? n : -1;
 }
 
@@ -99,8 +99,10 @@ int ws_repo_identity_load(struct ws_repo *repo, struct ws_identity *id, struct w
         goto out;
     data = ws_buffer_sink_data(buf, &len);
     if (ws_identity_parse((const char *)data, len, id) != 0)
-        rc = ws_error_set(err, WS_ERR_CORRUPT, "identity of cluster \"%s\" in repository \"%s\" "
-                          "cannot be parsed", repo->cluster, repo->st->location);
+        rc = ws_error_set(err, WS_ERR_CORRUPT,
+                          "identity of cluster \"%s\" in repository \"%s\" "
+                          "cannot be parsed",
+                          repo->cluster, repo->st->location);
     else if (id->format_version != WS_REPO_FORMAT)
         rc = ws_error_set(err, WS_ERR_CONFIG,
                           "cluster \"%s\" in repository \"%s\" has repository format %d; this "
@@ -112,8 +114,7 @@ out:
 }
 
 int ws_repo_identity_compare(const struct ws_repo *repo, const struct ws_identity *have,
-                             const struct ws_identity *want, const char *what,
-                             struct ws_error *err)
+                             const struct ws_identity *want, const char *what, struct ws_error *err)
 {
     if (want->system_identifier && have->system_identifier != want->system_identifier)
         return ws_error_set(err, WS_ERR_FOREIGN,
@@ -136,8 +137,8 @@ int ws_repo_identity_compare(const struct ws_repo *repo, const struct ws_identit
     return 0;
 }
 
-int ws_repo_identity_ensure(struct ws_repo *repo, const struct ws_identity *want,
-                            const char *what, struct ws_error *err)
+int ws_repo_identity_ensure(struct ws_repo *repo, const struct ws_identity *want, const char *what,
+                            struct ws_error *err)
 {
     struct ws_identity have;
     struct ws_sink *put = NULL, *w = NULL;

@@ -47,8 +47,8 @@ void ws_repo_identity_key(const struct ws_repo *repo, char *out, size_t outsz);
 int ws_repo_identity_load(struct ws_repo *repo, struct ws_identity *id, struct ws_error *err);
 /* Loads the identity, or records `want` if there is none; WS_ERR_FOREIGN on mismatch, with a
  * message naming both systems. `what` names the thing checked, e.g. "WAL file \"...\"". */
-int ws_repo_identity_ensure(struct ws_repo *repo, const struct ws_identity *want,
-                            const char *what, struct ws_error *err);
+int ws_repo_identity_ensure(struct ws_repo *repo, const struct ws_identity *want, const char *what,
+                            struct ws_error *err);
 /* Compares only the fields set in want (non-zero). */
 int ws_repo_identity_compare(const struct ws_repo *repo, const struct ws_identity *have,
                              const struct ws_identity *want, const char *what,

@@ -23,8 +23,8 @@ int ws_uri_encode(const char *in, int keep_slash, char *out, size_t outsz)
 
     for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
         int plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-                    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' ||
-                    *p == '~' || (keep_slash && *p == '/');
+                    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' || *p == '~' ||
+                    (keep_slash && *p == '/');
         if (o + (plain ? 1 : 3) >= outsz)
             return -1;
         if (plain) {
@@ -73,9 +73,8 @@ static int canonical_query(const char *q, char *out, size_t outsz)
 static const char *signed_headers(const struct ws_sigv4_request *r)
 {
     if (r->range)
-        return r->session_token
-                   ? "host;range;x-amz-content-sha256;x-amz-date;x-amz-security-token"
-                   : "host;range;x-amz-content-sha256;x-amz-date";
+        return r->session_token ? "host;range;x-amz-content-sha256;x-amz-date;x-amz-security-token"
+                                : "host;range;x-amz-content-sha256;x-amz-date";
     return r->session_token ? "host;x-amz-content-sha256;x-amz-date;x-amz-security-token"
                             : "host;x-amz-content-sha256;x-amz-date";
 }
@@ -114,8 +113,9 @@ int ws_sigv4_string_to_sign(const struct ws_sigv4_request *r, const struct ws_si
 static int hmac(const void *key, size_t keylen, const char *msg, unsigned char out[32])
 {
     unsigned int n = 0;
-    return HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)msg, strlen(msg), out,
-                &n) != NULL && n == 32
+    return HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)msg, strlen(msg), out, &n) !=
+                       NULL &&
+                   n == 32
                ? 0
                : -1;
 }
@@ -131,8 +131,7 @@ int ws_sigv4_signature(const struct ws_sigv4_creds *c, const char *date8, const 
         return -1;
     snprintf(date, sizeof(date), "%.8s", date8);
     rc = hmac(secret, strlen(secret), date, k1) || hmac(k1, 32, c->region, k2) ||
-         hmac(k2, 32, c->service, k3) || hmac(k3, 32, "aws4_request", k4) ||
-         hmac(k4, 32, sts, sig);
+         hmac(k2, 32, c->service, k3) || hmac(k3, 32, "aws4_request", k4) || hmac(k4, 32, sts, sig);
     OPENSSL_cleanse(secret, sizeof(secret));
     OPENSSL_cleanse(k1, 32), OPENSSL_cleanse(k2, 32), OPENSSL_cleanse(k3, 32);
     OPENSSL_cleanse(k4, 32);

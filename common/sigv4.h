@@ -16,12 +16,12 @@
 #include "error.h"
 
 struct ws_sigv4_request {
-    const char *method;       /* "GET", "PUT", ... */
-    const char *path;         /* already URI-encoded absolute path, e.g. "/bucket/a%20b" */
-    const char *query;        /* raw "k=v&k2=v2" with encoded values, or "" (sorted here) */
-    const char *host;         /* "host" or "host:port" as sent */
-    const char *payload_hash; /* hex SHA-256 of the body, or "UNSIGNED-PAYLOAD" */
-    const char *amz_date;     /* "20130524T000000Z" */
+    const char *method;        /* "GET", "PUT", ... */
+    const char *path;          /* already URI-encoded absolute path, e.g. "/bucket/a%20b" */
+    const char *query;         /* raw "k=v&k2=v2" with encoded values, or "" (sorted here) */
+    const char *host;          /* "host" or "host:port" as sent */
+    const char *payload_hash;  /* hex SHA-256 of the body, or "UNSIGNED-PAYLOAD" */
+    const char *amz_date;      /* "20130524T000000Z" */
     const char *session_token; /* NULL if none */
     const char *range;         /* "bytes=0-9" to sign a Range header, NULL if none */
 };

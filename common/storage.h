@@ -95,8 +95,15 @@ int ws_storage_s3_open(const struct ws_config *cfg, struct ws_storage **out, str
 
 /* In-memory driver for tests. Faults: the nth call (1-based) of the operations in op_mask fails
  * with `code`; WS_MEM_TRUNCATE_GET makes get deliver only half of the bytes. */
-enum { WS_MEM_STAT = 1, WS_MEM_PUT_WRITE = 2, WS_MEM_PUT_FINISH = 4, WS_MEM_GET = 8,
-       WS_MEM_LIST = 16, WS_MEM_REMOVE = 32, WS_MEM_TRUNCATE_GET = 64 };
+enum {
+    WS_MEM_STAT = 1,
+    WS_MEM_PUT_WRITE = 2,
+    WS_MEM_PUT_FINISH = 4,
+    WS_MEM_GET = 8,
+    WS_MEM_LIST = 16,
+    WS_MEM_REMOVE = 32,
+    WS_MEM_TRUNCATE_GET = 64
+};
 int ws_storage_mem_open(struct ws_storage **out, struct ws_error *err);
 void ws_storage_mem_fault(struct ws_storage *s, int op_mask, int nth, int code);
 /* Direct access for corruption tests: the stored bytes of key (NULL if absent). */

@@ -32,8 +32,7 @@ static int fault(struct mem_storage *m, int op, struct ws_error *err)
         return 0;
     if (++m->calls != m->fault_nth)
         return 0;
-    return ws_error_set(err, m->fault_code, "injected fault (operation %d, call %d)", op,
-                        m->calls);
+    return ws_error_set(err, m->fault_code, "injected fault (operation %d, call %d)", op, m->calls);
 }
 
 static struct mem_obj *find(struct mem_storage *m, const char *key)
@@ -133,8 +132,7 @@ static void mput_destroy(struct ws_sink *s)
     free(p);
 }
 
-static const struct ws_sink_ops mput_ops = {"mem-put", mput_write, mput_finish, NULL,
-                                            mput_destroy};
+static const struct ws_sink_ops mput_ops = {"mem-put", mput_write, mput_finish, NULL, mput_destroy};
 
 static int m_open_put(struct ws_storage *s, const char *key, int flags, struct ws_sink **out,
                       struct ws_error *err)
@@ -229,7 +227,7 @@ static void m_close(struct ws_storage *s)
     free(m);
 }
 
-static const struct ws_storage_ops mem_ops = {"mem", m_stat, m_open_put, m_get,
+static const struct ws_storage_ops mem_ops = {"mem",  m_stat,   m_open_put, m_get,
                                               m_list, m_remove, m_close};
 
 int ws_storage_mem_open(struct ws_storage **out, struct ws_error *err)

@@ -45,13 +45,17 @@ static int p_stat(struct ws_storage *s, const char *key, struct ws_storage_stat 
         return err->code;
     if (stat(path, &st) != 0) {
         if (errno == ENOENT || errno == ENOTDIR)
-            return ws_error_set(err, WS_ERR_NOT_FOUND, "object \"%s\" not found in repository "
-                                "\"%s\"", key, ps->root);
+            return ws_error_set(err, WS_ERR_NOT_FOUND,
+                                "object \"%s\" not found in repository "
+                                "\"%s\"",
+                                key, ps->root);
         return ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not stat file \"%s\"", path);
     }
     if (S_ISDIR(st.st_mode)) /* a key prefix, not an object */
-        return ws_error_set(err, WS_ERR_NOT_FOUND, "object \"%s\" not found in repository "
-                            "\"%s\"", key, ps->root);
+        return ws_error_set(err, WS_ERR_NOT_FOUND,
+                            "object \"%s\" not found in repository "
+                            "\"%s\"",
+                            key, ps->root);
     if (!S_ISREG(st.st_mode))
         return ws_error_set(err, WS_ERR_STORAGE, "\"%s\" is not a regular file", path);
     out->size = (uint64_t)st.st_size;
@@ -102,8 +106,10 @@ static int put_finish(struct ws_sink *s, struct ws_error *err)
         if (link(p->tmp, p->path) != 0) {
             if (errno == EEXIST)
                 return ws_error_set(err, WS_ERR_EXISTS, "file \"%s\" already exists", p->path);
-            return ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not link file \"%s\" to "
-                                   "\"%s\"", p->tmp, p->path);
+            return ws_error_setsys(err, WS_ERR_STORAGE, errno,
+                                   "could not link file \"%s\" to "
+                                   "\"%s\"",
+                                   p->tmp, p->path);
         }
         unlink(p->tmp);
     }
@@ -197,15 +203,19 @@ static int p_get(struct ws_storage *s, const char *key, uint64_t offset, uint64_
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT || errno == ENOTDIR)
-            return ws_error_set(err, WS_ERR_NOT_FOUND, "object \"%s\" not found in repository "
-                                "\"%s\"", key, ps->root);
+            return ws_error_set(err, WS_ERR_NOT_FOUND,
+                                "object \"%s\" not found in repository "
+                                "\"%s\"",
+                                key, ps->root);
         return ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not open file \"%s\"", path);
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
         if (S_ISDIR(st.st_mode))
-            return ws_error_set(err, WS_ERR_NOT_FOUND, "object \"%s\" not found in repository "
-                                "\"%s\"", key, ps->root);
+            return ws_error_set(err, WS_ERR_NOT_FOUND,
+                                "object \"%s\" not found in repository "
+                                "\"%s\"",
+                                key, ps->root);
         return ws_error_set(err, WS_ERR_STORAGE, "\"%s\" is not a regular file", path);
     }
     if (offset > (uint64_t)st.st_size) {

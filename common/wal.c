@@ -140,9 +140,12 @@ void ws_wal_decode_long_header(const uint8_t buf[WS_WAL_LONG_HEADER_SIZE],
 
 int ws_wal_magic_to_major(uint16_t magic)
 {
-    static const struct { uint16_t magic; int major; } known[] = {
-        {0xD101, 12}, {0xD106, 13}, {0xD10D, 14},
-        {0xD110, 15}, {0xD113, 16}, {0xD116, 17}, {0xD118, 18},
+    static const struct {
+        uint16_t magic;
+        int major;
+    } known[] = {
+        {0xD101, 12}, {0xD106, 13}, {0xD10D, 14}, {0xD110, 15},
+        {0xD113, 16}, {0xD116, 17}, {0xD118, 18},
     };
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         if (known[i].magic == magic)
@@ -186,9 +189,10 @@ int ws_wal_check_segment(const char *path, const char *name, const uint8_t *buf,
                             name, h->seg_size);
     if (h->pageaddr != ws_wal_segno_to_lsn(segno, h->seg_size)) {
         ws_wal_format_lsn(lsn, h->pageaddr);
-        return ws_error_set(err, WS_ERR_INVALID,
-                            "WAL file \"%s\" starts at LSN %s, which does not belong to segment %.24s",
-                            path, lsn, name);
+        return ws_error_set(
+            err, WS_ERR_INVALID,
+            "WAL file \"%s\" starts at LSN %s, which does not belong to segment %.24s", path, lsn,
+            name);
     }
     return 0;
 }

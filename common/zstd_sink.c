@@ -145,8 +145,7 @@ static void zd_destroy(struct ws_sink *s)
     free(z);
 }
 
-static const struct ws_sink_ops zd_ops = {"zstd-decompress", zd_write, zd_finish, NULL,
-                                          zd_destroy};
+static const struct ws_sink_ops zd_ops = {"zstd-decompress", zd_write, zd_finish, NULL, zd_destroy};
 
 int ws_zstd_decompress_sink_new(struct ws_sink *next, struct ws_sink **out, struct ws_error *err)
 {

@@ -172,9 +172,11 @@ static void test_unknown_key(void)
     CHECK(contains(err.msg, "bogus_key"));
     CHECK(contains(err.msg, "/etc/walsafe-test.conf"));
     CHECK(contains(err.msg, "line 4"));
-    /* key names are case sensitive, as in PostgreSQL's walsafe.conf documentation */
-    CHECK(ws_config_parse_text(&cfg, "REPO = /a\n", "f.conf", &err) == WS_ERR_CONFIG);
-    CHECK(contains(err.msg, "REPO") && contains(err.msg, "line 1"));
+    /* key names are case-insensitive, as PostgreSQL's parameter names are */
+    CHECK(ws_config_parse_text(&cfg, "REPO = /upper\nCompress_Level = 7\n", "f.conf", &err) == 0);
+    CHECK(cfg.repo && strcmp(cfg.repo, "/upper") == 0 && cfg.compress_level == 7);
+    CHECK(ws_config_parse_text(&cfg, "REPOS = /a\n", "f.conf", &err) == WS_ERR_CONFIG);
+    CHECK(contains(err.msg, "repos") && contains(err.msg, "line 1"));
     CHECK(ws_config_set(&cfg, "no_such_key", "1", "test source", &err) == WS_ERR_CONFIG);
     CHECK(contains(err.msg, "no_such_key") && contains(err.msg, "test source"));
     CHECK(ws_config_set_cli(&cfg, "no_such_key", "1", &err) == WS_ERR_CONFIG);

@@ -5,15 +5,15 @@
 #include "sigv4.h"
 #include "unit.h"
 
-static const struct ws_sigv4_creds creds = {"AKIAIOSFODNN7EXAMPLE",
-                                            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-                                            "us-east-1", "s3"};
+static const struct ws_sigv4_creds creds = {
+    "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "us-east-1", "s3"};
 #define EMPTY_SHA "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 static void test_get_object(void)
 {
-    struct ws_sigv4_request r = {"GET", "/test.txt", "", "examplebucket.s3.amazonaws.com",
-                                 EMPTY_SHA, "20130524T000000Z", NULL, "bytes=0-9"};
+    struct ws_sigv4_request r = {
+        "GET",     "/test.txt",        "",   "examplebucket.s3.amazonaws.com",
+        EMPTY_SHA, "20130524T000000Z", NULL, "bytes=0-9"};
     char canonical[2048], sts[512], sig[65], auth[512];
     struct ws_error err = {0};
 
@@ -28,15 +28,18 @@ static void test_get_object(void)
     REQUIRE(ws_sigv4_signature(&creds, r.amz_date, sts, sig) == 0);
     CHECK(strcmp(sig, "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41") == 0);
     REQUIRE(ws_sigv4_sign(&r, &creds, auth, sizeof(auth), &err) == 0);
-    CHECK(strstr(auth, "Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request") != NULL);
-    CHECK(strstr(auth, "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"));
+    CHECK(strstr(auth, "Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request") !=
+          NULL);
+    CHECK(
+        strstr(auth, "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"));
     CHECK(strstr(auth, creds.secret_access_key) == NULL);
 }
 
 static void test_get_lifecycle(void)
 {
-    struct ws_sigv4_request r = {"GET", "/", "lifecycle", "examplebucket.s3.amazonaws.com",
-                                 EMPTY_SHA, "20130524T000000Z", NULL, NULL};
+    struct ws_sigv4_request r = {
+        "GET", "/", "lifecycle", "examplebucket.s3.amazonaws.com", EMPTY_SHA, "20130524T000000Z",
+        NULL,  NULL};
     char canonical[2048], sts[512], sig[65];
 
     REQUIRE(ws_sigv4_canonical_request(&r, canonical, sizeof(canonical)) == 0);
@@ -49,9 +52,14 @@ static void test_get_lifecycle(void)
 static void test_list_objects(void)
 {
     /* query given unsorted: the signer sorts it */
-    struct ws_sigv4_request r = {"GET", "/", "prefix=J&max-keys=2",
-                                 "examplebucket.s3.amazonaws.com", EMPTY_SHA, "20130524T000000Z",
-                                 NULL, NULL};
+    struct ws_sigv4_request r = {"GET",
+                                 "/",
+                                 "prefix=J&max-keys=2",
+                                 "examplebucket.s3.amazonaws.com",
+                                 EMPTY_SHA,
+                                 "20130524T000000Z",
+                                 NULL,
+                                 NULL};
     char canonical[2048], sts[512], sig[65];
 
     REQUIRE(ws_sigv4_canonical_request(&r, canonical, sizeof(canonical)) == 0);

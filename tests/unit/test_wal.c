@@ -126,9 +126,6 @@ static void test_check_segment(void)
 }
 
 const struct unit_test unit_tests[] = {
-    {"classify", test_classify},
-    {"names", test_names},
-    {"lsn", test_lsn},
-    {"check_segment", test_check_segment},
-    {NULL, NULL},
+    {"classify", test_classify},           {"names", test_names}, {"lsn", test_lsn},
+    {"check_segment", test_check_segment}, {NULL, NULL},
 };
