@@ -19,7 +19,9 @@
  * the caller repeats the whole operation (archive.c), so attempts never multiply.
  *
  * Uploads stream: the put sink feeds libcurl's read callback through pause/unpause, so an
- * object is never held whole in memory.
+ * object is never held whole in memory. An open put sink has its own easy handle, because other
+ * operations (and other puts) may run while it waits for data: those get a second session
+ * from libcurl while the first is busy with the upload.
  */
 #include <errno.h>
 #include <openssl/evp.h>
@@ -35,10 +37,21 @@
 /* libcurl, loaded by ws_storage_sftp_open() before any other function here runs. */
 static const struct ws_curl *cu;
 
+/*
+ * The outcome of one transfer on the shared multi handle. Every easy handle points to its own
+ * (CURLOPT_PRIVATE), and drive() files each finished transfer's result there, whichever request
+ * it was driving: a paused upload can fail while a stat is being driven, and that failure must
+ * not be lost (the upload would then look complete).
+ */
+struct xfer {
+    int done, result;
+};
+
 struct sftp_storage {
     struct ws_storage base;
     CURLM *multi;
-    CURL *easy;
+    CURL *easy; /* for every request but uploads */
+    struct xfer xfer;
     char *origin; /* sftp://user@host:port */
     char *root;   /* /abs/path, no trailing slash */
     char *identity, *known_hosts, *pin;
@@ -98,11 +111,12 @@ static int keyfunc(CURL *easy, const struct curl_khkey *known, const struct curl
     return CURLKHSTAT_REJECT;
 }
 
-/* Sets the options every request needs. */
-static void base_opts(struct sftp_storage *s, const char *url)
+/* Sets the options every request needs, on easy handle e whose result goes to x. */
+static void base_opts(struct sftp_storage *s, CURL *e, struct xfer *x, const char *url)
 {
-    CURL *e = s->easy;
     cu->easy_reset(e);
+    x->done = 0;
+    cu->easy_setopt(e, CURLOPT_PRIVATE, (void *)x);
     cu->easy_setopt(e, CURLOPT_URL, url);
     cu->easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     cu->easy_setopt(e, CURLOPT_PROTOCOLS_STR, "sftp");
@@ -122,9 +136,10 @@ static void base_opts(struct sftp_storage *s, const char *url)
     cu->easy_setopt(e, CURLOPT_NEW_DIRECTORY_PERMS, 0700L);
 }
 
-/* Runs the prepared request to completion (or until *stop_when becomes true with the transfer
- * paused, for uploads). Returns the CURLcode of the finished transfer, or -1 when stopped. */
-static int drive(struct sftp_storage *s, const int *stop_when)
+/* Runs the prepared request whose result goes to x to completion (or until *stop_when becomes
+ * true with the transfer paused, for uploads). Returns the CURLcode of the finished transfer,
+ * or -1 when stopped. */
+static int drive(struct sftp_storage *s, struct xfer *x, const int *stop_when)
 {
     for (;;) {
         int running = 0, left = 0;
@@ -132,13 +147,22 @@ static int drive(struct sftp_storage *s, const int *stop_when)
         CURLMcode mc = cu->multi_perform(s->multi, &running);
         if (mc != CURLM_OK)
             return CURLE_FAILED_INIT;
-        while ((msg = cu->multi_info_read(s->multi, &left)) != NULL)
-            if (msg->msg == CURLMSG_DONE && msg->easy_handle == s->easy)
-                return (int)msg->data.result;
+        while ((msg = cu->multi_info_read(s->multi, &left)) != NULL) {
+            char *owner = NULL;
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            cu->easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &owner);
+            if (owner) {
+                ((struct xfer *)owner)->done = 1;
+                ((struct xfer *)owner)->result = (int)msg->data.result;
+            }
+        }
+        if (x->done)
+            return x->result;
         if (stop_when && *stop_when)
             return -1;
         if (!running)
-            return CURLE_OK;
+            return CURLE_FAILED_INIT; /* not on the multi handle: never report that as success */
         cu->multi_poll(s->multi, NULL, 0, 100, NULL);
     }
 }
@@ -160,8 +184,9 @@ static int run_delivering(struct sftp_storage *s, const uint64_t *delivered)
 
     for (int attempt = 0;; attempt++) {
         int reused;
+        s->xfer.done = 0;
         cu->multi_add_handle(s->multi, s->easy);
-        rc = drive(s, NULL);
+        rc = drive(s, &s->xfer, NULL);
         cu->multi_remove_handle(s->multi, s->easy);
         if (rc == CURLE_OK) {
             s->connected = 1;
@@ -220,6 +245,33 @@ static int curl_error(struct sftp_storage *s, int cc, const char *what, const ch
 
 /* ---- stat ---- */
 
+static size_t discard(char *ptr, size_t size, size_t n, void *arg)
+{
+    (void)ptr, (void)arg;
+    return size * n;
+}
+
+/*
+ * SFTP opens and stats a directory like a file, and libcurl does not say which it found; but a
+ * key that names a directory (a prefix of other keys) is an absent object, as in an object
+ * store. Listing "key/" tells: it fails with "no such file" for a file. Returns 1 for a
+ * directory, 0 for anything else (a failed probe included: the caller then reports its own
+ * error). Only asked after a request succeeded or failed in a way a directory explains.
+ */
+static int is_directory(struct sftp_storage *s, const char *key)
+{
+    char url[4096];
+    int n = snprintf(url, sizeof(url), "%s%s/%s/", s->origin, s->root, key);
+
+    if (n <= 0 || (size_t)n >= sizeof(url))
+        return 0;
+    s->key_rejected = 0;
+    base_opts(s, s->easy, &s->xfer, url);
+    cu->easy_setopt(s->easy, CURLOPT_DIRLISTONLY, 1L);
+    cu->easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, discard);
+    return run(s) == CURLE_OK;
+}
+
 static int sf_stat(struct ws_storage *st, const char *key, struct ws_storage_stat *out,
                    struct ws_error *err)
 {
@@ -232,7 +284,7 @@ static int sf_stat(struct ws_storage *st, const char *key, struct ws_storage_sta
     if (url_of(s, key, url, sizeof(url)) != 0)
         return ws_error_set(err, WS_ERR_STORAGE, "key too long: \"%s\"", key);
     s->key_rejected = 0;
-    base_opts(s, url);
+    base_opts(s, s->easy, &s->xfer, url);
     cu->easy_setopt(s->easy, CURLOPT_NOBODY, 1L);
     cu->easy_setopt(s->easy, CURLOPT_FILETIME, 1L);
     cc = run(s);
@@ -240,6 +292,8 @@ static int sf_stat(struct ws_storage *st, const char *key, struct ws_storage_sta
         return curl_error(s, cc, "stat", key, err);
     cu->easy_getinfo(s->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
     cu->easy_getinfo(s->easy, CURLINFO_FILETIME, &ftime);
+    if (is_directory(s, key))
+        return curl_error(s, CURLE_REMOTE_FILE_NOT_FOUND, "stat", key, err);
     out->size = len >= 0 ? (uint64_t)len : 0;
     out->mtime = ftime;
     return 0;
@@ -277,7 +331,7 @@ static int sf_get(struct ws_storage *st, const char *key, uint64_t offset, uint6
     if (url_of(s, key, url, sizeof(url)) != 0)
         return ws_error_set(err, WS_ERR_STORAGE, "key too long: \"%s\"", key);
     s->key_rejected = 0;
-    base_opts(s, url);
+    base_opts(s, s->easy, &s->xfer, url);
     if (offset || length != WS_STORAGE_TO_END) {
         if (length == 0)
             return 0;
@@ -293,6 +347,9 @@ static int sf_get(struct ws_storage *st, const char *key, uint64_t offset, uint6
     cc = run_delivering(s, &g.got);
     if (g.failed)
         return err->code; /* the sink's own error */
+    /* a directory opens like a file and fails at the first read */
+    if (cc == CURLE_SSH && g.got == 0 && is_directory(s, key))
+        cc = CURLE_REMOTE_FILE_NOT_FOUND;
     if (cc != CURLE_OK)
         return curl_error(s, cc, "read", key, err);
     /* A transfer cut by a clean close can look successful: compare with what was announced. */
@@ -320,7 +377,7 @@ static int quote(struct sftp_storage *s, const char *dir_key, const char *cmd, i
         return CURLE_OUT_OF_MEMORY;
     url_of(s, dir_key, url, sizeof(url));
     s->key_rejected = 0;
-    base_opts(s, url);
+    base_opts(s, s->easy, &s->xfer, url);
     cu->easy_setopt(s->easy, CURLOPT_NOBODY, 1L);
     cu->easy_setopt(s->easy, CURLOPT_QUOTE, q);
     cu->easy_setopt(s->easy, CURLOPT_DIRLISTONLY, 1L);
@@ -336,6 +393,8 @@ static int quote(struct sftp_storage *s, const char *dir_key, const char *cmd, i
 struct sftp_put {
     struct ws_sink base;
     struct sftp_storage *s;
+    CURL *easy; /* the upload's own: it stays on the multi handle while paused */
+    struct xfer xfer;
     char *key, *tmpkey;
     int replace, started, done, result;
     const uint8_t *pending;
@@ -371,12 +430,12 @@ static int put_start(struct sftp_put *p, struct ws_error *err)
     if (url_of(s, p->tmpkey, url, sizeof(url)) != 0)
         return ws_error_set(err, WS_ERR_STORAGE, "key too long: \"%s\"", p->key);
     s->key_rejected = 0;
-    base_opts(s, url);
-    cu->easy_setopt(s->easy, CURLOPT_UPLOAD, 1L);
-    cu->easy_setopt(s->easy, CURLOPT_READFUNCTION, put_read);
-    cu->easy_setopt(s->easy, CURLOPT_READDATA, p);
-    cu->easy_setopt(s->easy, CURLOPT_FTP_CREATE_MISSING_DIRS, (long)CURLFTP_CREATE_DIR_RETRY);
-    cu->multi_add_handle(s->multi, s->easy);
+    base_opts(s, p->easy, &p->xfer, url);
+    cu->easy_setopt(p->easy, CURLOPT_UPLOAD, 1L);
+    cu->easy_setopt(p->easy, CURLOPT_READFUNCTION, put_read);
+    cu->easy_setopt(p->easy, CURLOPT_READDATA, p);
+    cu->easy_setopt(p->easy, CURLOPT_FTP_CREATE_MISSING_DIRS, (long)CURLFTP_CREATE_DIR_RETRY);
+    cu->multi_add_handle(s->multi, p->easy);
     p->started = 1;
     return 0;
 }
@@ -390,12 +449,12 @@ static int put_pump(struct sftp_put *p, struct ws_error *err)
     p->need_data = 0;
     if (p->paused) {
         p->paused = 0;
-        cu->easy_pause(s->easy, CURLPAUSE_CONT);
+        cu->easy_pause(p->easy, CURLPAUSE_CONT);
     }
-    cc = drive(s, &p->need_data);
+    cc = drive(s, &p->xfer, &p->need_data);
     if (cc == -1)
         return 0; /* consumed everything, paused for more */
-    cu->multi_remove_handle(s->multi, s->easy);
+    cu->multi_remove_handle(s->multi, p->easy);
     p->started = 0;
     p->done = 1;
     p->result = cc;
@@ -460,7 +519,7 @@ static void sp_abort(struct ws_sink *sink)
     int cc;
 
     if (p->started) {
-        cu->multi_remove_handle(s->multi, s->easy);
+        cu->multi_remove_handle(s->multi, p->easy);
         p->started = 0;
     }
     /* A temp file that cannot be removed now is harmless: never listed, cleaned by age. */
@@ -472,6 +531,7 @@ static void sp_abort(struct ws_sink *sink)
 static void sp_destroy(struct ws_sink *sink)
 {
     struct sftp_put *p = (struct sftp_put *)sink;
+    cu->easy_cleanup(p->easy);
     free(p->key);
     free(p->tmpkey);
     free(p);
@@ -489,7 +549,7 @@ static int sf_open_put(struct ws_storage *st, const char *key, int flags, struct
     unsigned char rnd[6];
     char tmp[2048];
 
-    if (!p || !(p->key = strdup(key)))
+    if (!p || !(p->key = strdup(key)) || !(p->easy = cu->easy_init()))
         goto nomem;
     if (RAND_bytes(rnd, sizeof(rnd)) != 1)
         goto nomem;
@@ -505,6 +565,8 @@ static int sf_open_put(struct ws_storage *st, const char *key, int flags, struct
     return 0;
 nomem:
     if (p) {
+        if (p->easy)
+            cu->easy_cleanup(p->easy);
         free(p->key);
         free(p);
     }
@@ -548,7 +610,7 @@ static int list_dir(struct sftp_storage *s, const char *rel, const char *prefix,
 
     snprintf(url, sizeof(url), "%s%s/%s%s", s->origin, s->root, rel, *rel ? "/" : "");
     s->key_rejected = 0;
-    base_opts(s, url);
+    base_opts(s, s->easy, &s->xfer, url);
     cu->easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, list_write);
     cu->easy_setopt(s->easy, CURLOPT_WRITEDATA, &b);
     cc = run(s);
@@ -571,7 +633,9 @@ static int list_dir(struct sftp_storage *s, const char *rel, const char *prefix,
             consumed == 0)
             continue;
         snprintf(name, sizeof(name), "%s", line + consumed);
-        if (name[0] == '.' || strchr(name, '/'))
+        /* dot names are keys too (".hidden"); only ".", ".." and temp files are not */
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
+            strncmp(name, ".walsafe-tmp", 12) == 0 || strchr(name, '/'))
             continue;
         snprintf(child, sizeof(child), "%s%s%s", rel, *rel ? "/" : "", name);
         clen = strlen(child);

@@ -3,7 +3,12 @@
 # Run as root. Idempotent: skips apt-get when every package is already installed.
 set -euo pipefail
 pkgs=(build-essential pkg-config libzstd-dev libcurl4-openssl-dev libssl-dev libpq-dev
-      zstd openssl postgresql-15 postgresql-client-15 procps time)
+      zstd openssl postgresql-15 postgresql-client-15 procps time awscli)
+# Node.js runs the S3 test server (tests/s3). Debian's nodejs/npm only where none is installed:
+# a newer Node.js (NodeSource's nodejs provides npm and conflicts with Debian's npm package)
+# stays, and asking apt for npm there would fail.
+command -v node >/dev/null || pkgs+=(nodejs)
+command -v npm >/dev/null || pkgs+=(npm)
 [ "${WALSAFE_BENCH:-0}" = 1 ] && pkgs+=(pgbackrest)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -14,6 +19,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The S3 test server, pinned by tests/s3/package-lock.json.
+root=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -f "$root/tests/s3/node_modules/@20minutes/s3rver/lib/cli.js" ]; then
+    echo "installing the S3 test server: npm ci --prefix tests/s3"
+    npm ci --prefix "$root/tests/s3" --no-audit --no-fund
 fi
 # Debian's postgresql package creates a default cluster only when it can; walsafe's tests and
 # demo use their own throwaway clusters and never touch it.

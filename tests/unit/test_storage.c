@@ -1,33 +1,168 @@
 /*
  * The storage contract (storage.h), run against every driver that needs no server: posix (in a
- * scratch directory) and mem. Then what only one driver has: posix file modes and temp files,
- * mem fault injection.
+ * scratch directory) and mem; and against sftp when the environment names a test server. Then
+ * what only one driver has: posix file modes and temp files, mem fault injection, sftp sessions
+ * and host keys.
+ *
+ * SFTP (tests/integration/t_sftp.sh sets these; without them only posix and mem run):
+ *   WALSAFE_TEST_SFTP_REPO         sftp://user@127.0.0.1:PORT/abs/path, a directory of THIS
+ *                                  machine, so the tests can look at what the server wrote
+ *   WALSAFE_TEST_SFTP_IDENTITY     an authorized client key (ed25519 or ecdsa)
+ *   WALSAFE_TEST_SFTP_KNOWN_HOSTS  a known_hosts file holding the server's key (one line)
+ *   WALSAFE_TEST_SSHD_PID          optional: the sshd listener; the reconnect test kills the
+ *                                  per-connection processes below it (by PID, from /proc)
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "storage.h"
 #include "unit.h"
 
+extern char **environ;
+
+enum driver_kind { DRV_POSIX, DRV_MEM, DRV_SFTP };
+
 struct driver {
     const char *name;
     struct ws_storage *st;
-    char root[512]; /* posix only, else "" */
+    char root[512]; /* posix and sftp: the local directory of the repository, else "" */
 };
 
-static int open_driver(int posix, const char *sub, struct driver *d)
+/* ---- the sftp test server, from the environment ---- */
+
+struct sftp_env {
+    const char *repo, *identity, *known_hosts;
+    char url[700];   /* this process's scratch directory in the repository, as a URL */
+    char local[400]; /* the same directory on this machine */
+};
+
+static char sftp_scratch[400]; /* removed at exit */
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void sftp_cleanup(void)
+{
+    if (sftp_scratch[0])
+        nftw(sftp_scratch, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/*
+ * 1 when the environment names a server, 0 when it names none, -1 when it is half set up or
+ * unusable. Every run works in a fresh directory of the repository (made here, once, and owned
+ * like the repository, since the server may log in as another user), so runs never collide.
+ */
+static int sftp_env(struct sftp_env *e)
+{
+    const char *path;
+    char base[512];
+    struct stat sb;
+    size_t n;
+
+    memset(e, 0, sizeof(*e));
+    e->repo = getenv("WALSAFE_TEST_SFTP_REPO");
+    e->identity = getenv("WALSAFE_TEST_SFTP_IDENTITY");
+    e->known_hosts = getenv("WALSAFE_TEST_SFTP_KNOWN_HOSTS");
+    if (!e->repo && !e->identity && !e->known_hosts)
+        return 0;
+    if (!e->repo || !e->identity || !e->known_hosts || strncmp(e->repo, "sftp://", 7) != 0 ||
+        !(path = strchr(e->repo + 7, '/')) || path[1] == '\0') {
+        fprintf(stderr, "    WALSAFE_TEST_SFTP_REPO (sftp://user@host:port/abs/path), "
+                        "WALSAFE_TEST_SFTP_IDENTITY and WALSAFE_TEST_SFTP_KNOWN_HOSTS must be set "
+                        "together\n");
+        return -1;
+    }
+    snprintf(base, sizeof(base), "%s", path);
+    for (n = strlen(base); n > 1 && base[n - 1] == '/'; n--)
+        base[n - 1] = '\0';
+    if (!sftp_scratch[0]) {
+        snprintf(sftp_scratch, sizeof(sftp_scratch), "%s/walsafe-unit.XXXXXX", base);
+        if (stat(base, &sb) != 0 || !mkdtemp(sftp_scratch) ||
+            chown(sftp_scratch, sb.st_uid, sb.st_gid) != 0) {
+            fprintf(stderr, "    cannot make a scratch directory in %s (the path of "
+                            "WALSAFE_TEST_SFTP_REPO must be a directory of this machine): %s\n",
+                    base, strerror(errno));
+            sftp_scratch[0] = '\0';
+            return -1;
+        }
+        atexit(sftp_cleanup);
+    }
+    snprintf(e->local, sizeof(e->local), "%s", sftp_scratch);
+    snprintf(e->url, sizeof(e->url), "%.*s%s", (int)(path - e->repo), e->repo, sftp_scratch);
+    return 1;
+}
+
+/* The server logs in as a user that may not be us: its directories belong to that user. */
+static int sftp_mkdir(const struct sftp_env *e, const char *sub, char *local, size_t localsz)
+{
+    struct stat sb;
+
+    snprintf(local, localsz, "%s/%s", e->local, sub);
+    if (stat(e->local, &sb) != 0 || (mkdir(local, 0700) != 0 && errno != EEXIST))
+        return -1;
+    return chown(local, sb.st_uid, sb.st_gid);
+}
+
+/* Opens the sftp driver on <repo>/<sub>; NULL identity / known_hosts mean the environment's. */
+static int sftp_open_at(const struct sftp_env *e, const char *sub, const char *identity,
+                        const char *known_hosts, const char *pin, struct ws_storage **out,
+                        struct ws_error *err)
+{
+    struct ws_config cfg;
+    char url[1100];
+    int rc;
+
+    ws_config_init(&cfg);
+    snprintf(url, sizeof(url), "%s/%s", e->url, sub);
+    cfg.repo = strdup(url);
+    cfg.sftp_identity_file = strdup(identity ? identity : e->identity);
+    cfg.sftp_known_hosts = strdup(known_hosts ? known_hosts : e->known_hosts);
+    cfg.sftp_host_key_sha256 = pin ? strdup(pin) : NULL;
+    cfg.timeout = 10;
+    cfg.retries = 1;
+    *out = NULL;
+    if (!cfg.repo || !cfg.sftp_identity_file || !cfg.sftp_known_hosts || (pin && !cfg.sftp_host_key_sha256))
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    else
+        rc = ws_storage_sftp_open(&cfg, out, err);
+    ws_config_free(&cfg);
+    return rc;
+}
+
+static int open_driver(enum driver_kind kind, const char *sub, struct driver *d)
+{
+    static const char *const names[] = {"posix", "mem", "sftp"};
     struct ws_error err = {0};
+    struct sftp_env e;
+    int rc;
 
     memset(d, 0, sizeof(*d));
-    d->name = posix ? "posix" : "mem";
-    if (!posix)
+    d->name = names[kind];
+    if (kind == DRV_MEM)
         return ws_storage_mem_open(&d->st, &err);
+    if (kind == DRV_SFTP) {
+        if (sftp_env(&e) != 1 || sftp_mkdir(&e, sub, d->root, sizeof(d->root)) != 0)
+            return -1;
+        rc = sftp_open_at(&e, sub, NULL, NULL, NULL, &d->st, &err);
+        if (rc != 0)
+            fprintf(stderr, "    sftp: %s\n", err.msg);
+        return rc;
+    }
     snprintf(d->root, sizeof(d->root), "%s/%s", unit_tmpdir(), sub);
     if (mkdir(d->root, 0700) != 0 && errno != EEXIST)
         return -1;
@@ -555,12 +690,18 @@ static void contract_invalid_keys(struct driver *d)
 
 static void run_contract(void (*fn)(struct driver *), const char *sub)
 {
-    for (int posix = 1; posix >= 0; posix--) {
+    struct sftp_env e;
+    int sftp = sftp_env(&e);
+
+    if (sftp < 0)
+        unit_fail(__FILE__, __LINE__, "incomplete WALSAFE_TEST_SFTP_* environment");
+    for (int kind = DRV_POSIX; kind <= (sftp == 1 ? DRV_SFTP : DRV_MEM); kind++) {
         struct driver d;
         char name[64];
         int before = unit_failures;
-        snprintf(name, sizeof(name), "%s-%s", sub, posix ? "posix" : "mem");
-        if (open_driver(posix, name, &d) != 0) {
+        snprintf(name, sizeof(name), "%s-%s", sub,
+                 kind == DRV_POSIX ? "posix" : kind == DRV_MEM ? "mem" : "sftp");
+        if (open_driver(kind, name, &d) != 0) {
             unit_fail(__FILE__, __LINE__, "open_driver");
             continue;
         }
@@ -618,7 +759,7 @@ static void test_posix_modes(void)
     char path[1024];
     mode_t old = umask(0);
 
-    REQUIRE(open_driver(1, "modes", &d) == 0);
+    REQUIRE(open_driver(DRV_POSIX, "modes", &d) == 0);
     CHECK(put(d.st, "m/p/q/obj", 0, "data", 4, &err) == 0);
     CHECK(put(d.st, "m/p/q/obj2", WS_PUT_REPLACE, "data", 4, &err) == 0);
     umask(old);
@@ -712,7 +853,7 @@ static void test_posix_temp_files(void)
     struct ws_sink *s = NULL;
     char dir[700];
 
-    REQUIRE(open_driver(1, "temps", &d) == 0);
+    REQUIRE(open_driver(DRV_POSIX, "temps", &d) == 0);
     REQUIRE(ws_storage_open_put(d.st, "t/u/obj", 0, &s, &err) == 0);
     CHECK(ws_sink_write(s, "abc", 3, &err) == 0);
     snprintf(dir, sizeof(dir), "%s/t/u", d.root);
@@ -802,6 +943,470 @@ static void test_mem_faults(void)
     ws_storage_close(st);
 }
 
+/* ---- sftp only: sessions and host keys (only when the environment names a server) ---- */
+
+/* Returns 1 with *e filled when the sftp tests can run; otherwise says why, once. */
+static int sftp_ready(struct sftp_env *e)
+{
+    static int said;
+    int rc = sftp_env(e);
+
+    if (rc < 0)
+        unit_fail(__FILE__, __LINE__, "incomplete WALSAFE_TEST_SFTP_* environment");
+    else if (rc == 0 && !said++)
+        fprintf(stderr, "    sftp tests skipped: WALSAFE_TEST_SFTP_REPO is not set "
+                        "(tests/integration/t_sftp.sh runs them)\n");
+    return rc == 1;
+}
+
+/* Base64 as OpenSSH prints fingerprints: no padding. */
+static void b64_unpadded(const unsigned char *in, int len, char *out)
+{
+    int n = EVP_EncodeBlock((unsigned char *)out, in, len);
+    while (n > 0 && out[n - 1] == '=')
+        out[--n] = '\0';
+}
+
+/*
+ * Reads the first line of a known_hosts file: its host field (e.g. "[127.0.0.1]:2222") and the
+ * SHA-256 fingerprint of its key, computed here from the key blob (independently of the driver).
+ */
+static int known_host(const char *file, char *host, size_t hostsz, char *fp, size_t fpsz)
+{
+    char line[4096], h[512], type[64], blob[2048];
+    unsigned char raw[2048], md[32];
+    unsigned int mdlen = 0;
+    FILE *f = fopen(file, "r");
+    int rawlen, ok;
+    size_t blen;
+
+    if (!f)
+        return -1;
+    ok = fgets(line, sizeof(line), f) != NULL &&
+         sscanf(line, "%511s %63s %2047s", h, type, blob) == 3;
+    fclose(f);
+    if (!ok || fpsz < 64)
+        return -1;
+    blen = strlen(blob);
+    rawlen = EVP_DecodeBlock(raw, (const unsigned char *)blob, (int)blen);
+    while (blen > 0 && blob[blen - 1] == '=' && rawlen > 0)
+        blen--, rawlen--;
+    if (rawlen <= 0 || EVP_Digest(raw, (size_t)rawlen, md, &mdlen, EVP_sha256(), NULL) != 1)
+        return -1;
+    snprintf(host, hostsz, "%s", h);
+    b64_unpadded(md, (int)mdlen, fp);
+    return 0;
+}
+
+/* The fingerprint a message names after "SHA256:" (empty if none). */
+static void fp_in(const char *msg, char *out, size_t outsz)
+{
+    const char *p = strstr(msg, "SHA256:");
+    size_t n = 0;
+
+    if (p)
+        for (p += 7; n + 1 < outsz && p[n] &&
+                     (strchr("+/", p[n]) || (p[n] >= 'A' && p[n] <= 'Z') ||
+                      (p[n] >= 'a' && p[n] <= 'z') || (p[n] >= '0' && p[n] <= '9'));
+             n++)
+            out[n] = p[n];
+    out[n] = '\0';
+}
+
+static int write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    int ok = f && fputs(text, f) >= 0;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    return ok ? 0 : -1;
+}
+
+/* Runs argv (found in PATH), quietly; returns its exit status or -1. */
+static int spawn_wait(char *const argv[])
+{
+    posix_spawn_file_actions_t fa;
+    pid_t pid;
+    int status = 0, rc;
+
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0)
+        return -1;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Every operation of the driver against st fails with `code`, the message containing `want`;
+ * nothing appears in local (the repository's directory). */
+static void all_ops_fail(struct ws_storage *st, const char *local, int code, const char *want)
+{
+    struct ws_error err = {0};
+    struct ws_storage_stat ss;
+    struct ws_sink *s = NULL;
+    static struct listing l;
+    uint8_t *got, data[70000];
+    size_t n;
+    int rc;
+
+    unit_random(data, sizeof(data), 9);
+    CHECK(ws_storage_stat(st, "h/obj", &ss, &err) == code);
+    CHECK(strstr(err.msg, want) != NULL);
+    if (!strstr(err.msg, want))
+        fprintf(stderr, "    stat: \"%s\" does not mention \"%s\"\n", err.msg, want);
+    CHECK(!err.retryable); /* a refusal is final: repeating it cannot help */
+    memset(&err, 0, sizeof(err));
+    CHECK(get(st, "h/obj", 0, WS_STORAGE_TO_END, &got, &n, &err) == code);
+    CHECK(n == 0 && strstr(err.msg, want) != NULL);
+    free(got);
+    memset(&err, 0, sizeof(err));
+    memset(&l, 0, sizeof(l));
+    CHECK(ws_storage_list(st, "h/", collect, &l, &err) == code);
+    CHECK(l.n == 0 && strstr(err.msg, want) != NULL);
+    memset(&err, 0, sizeof(err));
+    CHECK(ws_storage_remove(st, "h/obj", &err) == code);
+    CHECK(strstr(err.msg, want) != NULL);
+    memset(&err, 0, sizeof(err));
+    REQUIRE(ws_storage_open_put(st, "h/new", 0, &s, &err) == 0);
+    rc = ws_sink_write(s, data, sizeof(data), &err);
+    if (rc == 0)
+        rc = ws_sink_finish(s, &err);
+    CHECK(rc == code);
+    CHECK(strstr(err.msg, want) != NULL);
+    if (!strstr(err.msg, want))
+        fprintf(stderr, "    put: \"%s\" does not mention \"%s\"\n", err.msg, want);
+    ws_sink_free(s);
+    CHECK(count_named(local, "") == 0);
+}
+
+/* A key that is not authorized: refused, and the message names the identity file. */
+static void test_sftp_wrong_client_key(void)
+{
+    struct sftp_env e;
+    struct ws_storage *st = NULL;
+    struct ws_error err = {0};
+    char key[600], local[600];
+
+    if (!sftp_ready(&e))
+        return;
+    snprintf(key, sizeof(key), "%s/stranger_ed25519", unit_tmpdir());
+    {
+        char *argv[] = {"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "walsafe-stranger",
+                        "-f", key, NULL};
+        REQUIRE(spawn_wait(argv) == 0);
+    }
+    REQUIRE(sftp_mkdir(&e, "wrongkey", local, sizeof(local)) == 0);
+    REQUIRE(sftp_open_at(&e, "wrongkey", key, NULL, NULL, &st, &err) == 0);
+    all_ops_fail(st, local, WS_ERR_STORAGE, key);
+    ws_storage_close(st);
+
+    /* an identity file that cannot be read is a configuration error, found at open */
+    snprintf(key, sizeof(key), "%s/no-such-key", unit_tmpdir());
+    memset(&err, 0, sizeof(err));
+    CHECK(sftp_open_at(&e, "wrongkey", key, NULL, NULL, &st, &err) == WS_ERR_CONFIG);
+    CHECK(strstr(err.msg, key) != NULL);
+}
+
+/* Unknown and changed host keys are refused, naming the key the server presented. */
+static void test_sftp_host_key(void)
+{
+    /* any ed25519 key that is not the server's */
+    static const char other[] =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICniPthxbA02oHlJT8LRogH8jGoKETOJSJybwUdcAO2G";
+    static const char other_fp[] = "Xv2j1rlUqk2AsR6PP6fq868WKODouSA9+8s7oDIh3Lg";
+    struct sftp_env e;
+    struct ws_storage *st = NULL;
+    struct ws_error err = {0};
+    struct ws_storage_stat ss;
+    char host[512], fp[64], shown[128], kh[600], line[1200], local[600], want[80];
+
+    if (!sftp_ready(&e))
+        return;
+    REQUIRE(known_host(e.known_hosts, host, sizeof(host), fp, sizeof(fp)) == 0);
+    REQUIRE(strcmp(fp, other_fp) != 0);
+    snprintf(want, sizeof(want), "SHA256:%s", fp);
+    REQUIRE(sftp_mkdir(&e, "hostkey", local, sizeof(local)) == 0);
+    snprintf(kh, sizeof(kh), "%s/known_hosts.test", unit_tmpdir());
+
+    /* the environment's known_hosts works */
+    REQUIRE(sftp_open_at(&e, "hostkey", NULL, NULL, NULL, &st, &err) == 0);
+    CHECK(ws_storage_stat(st, "h/obj", &ss, &err) == WS_ERR_NOT_FOUND);
+    ws_storage_close(st);
+
+    static const struct {
+        const char *what, *says;
+        int empty, other_port;
+    } cases[] = {
+        {"empty known_hosts", "unknown", 1, 0},
+        {"the server's key under another port", "unknown", 0, 1},
+        {"another key for this host", "CHANGED", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int before = unit_failures;
+        if (cases[i].empty)
+            line[0] = '\0';
+        else if (cases[i].other_port) {
+            char blob[1100] = "";
+            FILE *f = fopen(e.known_hosts, "r");
+            if (f) {
+                if (!fgets(blob, sizeof(blob), f))
+                    blob[0] = '\0';
+                fclose(f);
+            }
+            /* "[127.0.0.1]:PORT ssh-ed25519 AAAA..." -> "[127.0.0.1]:1 ssh-ed25519 AAAA..." */
+            snprintf(line, sizeof(line), "[127.0.0.1]:1 %s", strchr(blob, ' ') ? strchr(blob, ' ') + 1 : "");
+        } else
+            snprintf(line, sizeof(line), "%s %s\n", host, other);
+        REQUIRE(write_text(kh, line) == 0);
+        memset(&err, 0, sizeof(err));
+        REQUIRE(sftp_open_at(&e, "hostkey", NULL, kh, NULL, &st, &err) == 0);
+        all_ops_fail(st, local, WS_ERR_STORAGE, want);
+        memset(&err, 0, sizeof(err));
+        CHECK(ws_storage_stat(st, "h/obj", &ss, &err) == WS_ERR_STORAGE);
+        fp_in(err.msg, shown, sizeof(shown));
+        CHECK(strcmp(shown, fp) == 0); /* exactly the server's key, not a prefix of something */
+        CHECK(strstr(err.msg, cases[i].says) != NULL);
+        CHECK(strstr(err.msg, kh) != NULL); /* where to add the key */
+        if (unit_failures != before)
+            fprintf(stderr, "    ^ with %s (real fingerprint %s): %s\n", cases[i].what, fp,
+                    err.msg);
+        ws_storage_close(st);
+    }
+
+    /* a known_hosts file that cannot be read is a configuration error, found at open */
+    snprintf(kh, sizeof(kh), "%s/no-such-known-hosts", unit_tmpdir());
+    memset(&err, 0, sizeof(err));
+    CHECK(sftp_open_at(&e, "hostkey", NULL, kh, NULL, &st, &err) == WS_ERR_CONFIG);
+    CHECK(strstr(err.msg, kh) != NULL);
+}
+
+/* sftp_host_key_sha256 pins the key instead of known_hosts: the right pin works (as ssh-keygen
+ * prints it, with "SHA256:", with base64 padding), a wrong one is refused. */
+static void test_sftp_pin(void)
+{
+    struct sftp_env e;
+    struct ws_storage *st = NULL;
+    struct ws_error err = {0};
+    struct ws_storage_stat ss;
+    char host[512], fp[64], nokh[600], local[600];
+
+    if (!sftp_ready(&e))
+        return;
+    REQUIRE(known_host(e.known_hosts, host, sizeof(host), fp, sizeof(fp)) == 0);
+    REQUIRE(sftp_mkdir(&e, "pin", local, sizeof(local)) == 0);
+    /* no known_hosts at all: the pin is enough */
+    snprintf(nokh, sizeof(nokh), "%s/no-such-known-hosts", unit_tmpdir());
+    for (int i = 0; i < 3; i++) {
+        static const char *const keys[] = {"p/a", "p/b", "p/c"};
+        char pin[80];
+        snprintf(pin, sizeof(pin), "%s%s%s", i == 1 ? "SHA256:" : "", fp, i == 2 ? "=" : "");
+        memset(&err, 0, sizeof(err));
+        REQUIRE(sftp_open_at(&e, "pin", NULL, nokh, pin, &st, &err) == 0);
+        CHECK(put(st, keys[i], 0, "pinned", 6, &err) == 0);
+        CHECK(same(st, keys[i], (const uint8_t *)"pinned", 6));
+        CHECK(ws_storage_stat(st, keys[i], &ss, &err) == 0 && ss.size == 6);
+        if (err.msg[0])
+            fprintf(stderr, "    pin \"%s\": %s\n", pin, err.msg);
+        ws_storage_close(st);
+    }
+    CHECK(count_named(local, "") == 4); /* p, p/a, p/b, p/c */
+
+    /* wrong pins: another key's, the right one with its first or its last character changed */
+    {
+        char first[64], last[64];
+        const char *wrong[] = {"Xv2j1rlUqk2AsR6PP6fq868WKODouSA9+8s7oDIh3Lg", first, last};
+        size_t n = strlen(fp);
+        snprintf(first, sizeof(first), "%s", fp);
+        first[0] = first[0] == 'A' ? 'B' : 'A';
+        snprintf(last, sizeof(last), "%s", fp);
+        last[n - 1] = last[n - 1] == 'A' ? 'E' : 'A'; /* the last of 43 digits holds 4 bits */
+        for (int i = 0; i < 3; i++) {
+            char sub[64], wlocal[600];
+            int before = unit_failures;
+            snprintf(sub, sizeof(sub), "pin-wrong%d", i);
+            REQUIRE(sftp_mkdir(&e, sub, wlocal, sizeof(wlocal)) == 0);
+            memset(&err, 0, sizeof(err));
+            REQUIRE(sftp_open_at(&e, sub, NULL, nokh, wrong[i], &st, &err) == 0);
+            all_ops_fail(st, wlocal, WS_ERR_STORAGE, "sftp_host_key_sha256");
+            if (unit_failures != before)
+                fprintf(stderr, "    ^ with the wrong pin %s (right: %s)\n", wrong[i], fp);
+            ws_storage_close(st);
+        }
+    }
+}
+
+/* ---- killing the server's per-connection processes (by PID, from /proc) ---- */
+
+/* Appends every process below pid to out[n..max); returns the new n. */
+static int descendants(long pid, long *out, int n, int max)
+{
+    char path[128];
+    DIR *d;
+    struct dirent *de;
+
+    snprintf(path, sizeof(path), "/proc/%ld/task", pid);
+    if (!(d = opendir(path)))
+        return n;
+    while ((de = readdir(d)) != NULL) {
+        char cpath[600], buf[4096], *p, *end;
+        FILE *f;
+        size_t len;
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(cpath, sizeof(cpath), "%s/%s/children", path, de->d_name);
+        if (!(f = fopen(cpath, "r")))
+            continue;
+        len = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        for (p = buf;; p = end) {
+            long c = strtol(p, &end, 10);
+            if (end == p)
+                break;
+            if (n < max) {
+                out[n++] = c;
+                n = descendants(c, out, n, max);
+            }
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+static int alive(long pid)
+{
+    char path[64], buf[512], *p;
+    FILE *f;
+    size_t len;
+
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    if (!(f = fopen(path, "r")))
+        return 0;
+    len = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    p = strrchr(buf, ')');
+    return !(p && p[1] == ' ' && p[2] == 'Z'); /* a zombie is gone for our purposes */
+}
+
+/* SIGKILLs every process below the sshd listener and waits until they are gone; returns how
+ * many there were, -1 if the listener is not running. */
+static int kill_sessions(long listener)
+{
+    long pids[256];
+    int n;
+
+    if (!alive(listener))
+        return -1;
+    n = descendants(listener, pids, 0, 256);
+    for (int i = 0; i < n; i++)
+        kill((pid_t)pids[i], SIGKILL);
+    for (int tries = 0; tries < 500; tries++) {
+        int left = 0;
+        for (int i = 0; i < n; i++)
+            left += alive(pids[i]);
+        if (!left)
+            break;
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
+    return n;
+}
+
+/*
+ * The server drops the session between requests: the driver keeps one session per storage, and
+ * must notice and work on a fresh one, for every operation. A drop in the middle of an upload
+ * fails that upload and leaves nothing behind; the next one works.
+ */
+static void test_sftp_reconnect(void)
+{
+    struct sftp_env e;
+    struct driver d;
+    struct ws_error err = {0};
+    struct ws_storage_stat ss;
+    struct ws_sink *s = NULL;
+    const char *pidenv = getenv("WALSAFE_TEST_SSHD_PID");
+    long listener = pidenv ? strtol(pidenv, NULL, 10) : 0;
+    enum { LEN = 300000 };
+    uint8_t *data = malloc(LEN), *got;
+    size_t n;
+    int rc;
+
+    if (!sftp_ready(&e) || !data) {
+        free(data);
+        return;
+    }
+    if (listener <= 0) {
+        fprintf(stderr, "    sftp_reconnect skipped: WALSAFE_TEST_SSHD_PID is not set\n");
+        free(data);
+        return;
+    }
+    unit_random(data, LEN, 5);
+    REQUIRE(open_driver(DRV_SFTP, "reconnect", &d) == 0);
+    CHECK(put(d.st, "r/obj", 0, data, LEN, &err) == 0);
+    CHECK(ws_storage_stat(d.st, "r/obj", &ss, &err) == 0 && ss.size == LEN);
+
+    for (int op = 0; op < 6; op++) {
+        static const char *const names[] = {"stat", "get", "range get", "put", "list", "remove"};
+        int killed = kill_sessions(listener), before = unit_failures;
+        CHECK(killed >= 1); /* the session was kept open, and is gone now */
+        memset(&err, 0, sizeof(err));
+        switch (op) {
+        case 0:
+            CHECK(ws_storage_stat(d.st, "r/obj", &ss, &err) == 0 && ss.size == LEN);
+            break;
+        case 1:
+            CHECK(same(d.st, "r/obj", data, LEN));
+            break;
+        case 2:
+            CHECK(get(d.st, "r/obj", 1000, 5000, &got, &n, &err) == 0 && n == 5000 &&
+                  memcmp(got, data + 1000, 5000) == 0);
+            free(got);
+            break;
+        case 3:
+            CHECK(put(d.st, "r/obj2", 0, data, LEN, &err) == 0);
+            CHECK(same(d.st, "r/obj2", data, LEN));
+            break;
+        case 4:
+            CHECK(list_is(d.st, "r/", (const char *const[]){"r/obj", "r/obj2"}, 2));
+            break;
+        case 5:
+            CHECK(ws_storage_remove(d.st, "r/obj2", &err) == 0);
+            CHECK(ws_storage_stat(d.st, "r/obj2", &ss, &err) == WS_ERR_NOT_FOUND);
+            break;
+        }
+        if (unit_failures != before)
+            fprintf(stderr, "    ^ %s after the session was killed (%d processes): %s\n",
+                    names[op], killed, err.msg);
+    }
+    CHECK(alive(listener)); /* only the sessions were killed */
+
+    /* killed in the middle of an upload: that put fails, nothing is visible, no temp file */
+    REQUIRE(ws_storage_open_put(d.st, "r/cut", 0, &s, &err) == 0);
+    CHECK(ws_sink_write(s, data, LEN / 2, &err) == 0);
+    CHECK(count_named(d.root, ".walsafe-tmp") == 1);
+    CHECK(kill_sessions(listener) >= 1);
+    memset(&err, 0, sizeof(err));
+    rc = ws_sink_write(s, data + LEN / 2, LEN - LEN / 2, &err);
+    if (rc == 0)
+        rc = ws_sink_finish(s, &err);
+    CHECK(rc == WS_ERR_STORAGE);
+    CHECK(err.retryable); /* the whole operation may be repeated */
+    ws_sink_free(s);
+    CHECK(ws_storage_stat(d.st, "r/cut", &ss, &err) == WS_ERR_NOT_FOUND);
+    CHECK(count_named(d.root, "cut") == 0);
+    CHECK(temp_files(&d) == 0);
+    /* and the repeat works */
+    CHECK(put(d.st, "r/cut", 0, data, LEN, &err) == 0);
+    CHECK(same(d.st, "r/cut", data, LEN));
+    CHECK(temp_files(&d) == 0);
+    ws_storage_close(d.st);
+    free(data);
+}
+
 const struct unit_test unit_tests[] = {
     {"put_get", test_put_get},
     {"abandoned_put", test_abandoned_put},
@@ -816,5 +1421,9 @@ const struct unit_test unit_tests[] = {
     {"posix_open", test_posix_open},
     {"posix_temp_files", test_posix_temp_files},
     {"mem_faults", test_mem_faults},
+    {"sftp_wrong_client_key", test_sftp_wrong_client_key},
+    {"sftp_host_key", test_sftp_host_key},
+    {"sftp_pin", test_sftp_pin},
+    {"sftp_reconnect", test_sftp_reconnect},
     {NULL, NULL},
 };
