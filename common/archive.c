@@ -308,33 +308,49 @@ static void retry_pause(int attempt)
     usleep((useconds_t)(ms + (unsigned)(rand() % 250)) * 1000u);
 }
 
+struct attempt {
+    const struct ws_config *cfg;
+    const char *a, *b; /* push: wal_path; fetch: wal_name, dest_path */
+    struct ws_push_result *res;
+};
+
+static int push_attempt(const struct attempt *t, struct ws_error *err)
+{
+    return push_once(t->cfg, t->a, t->res, err);
+}
+
+static int fetch_attempt(const struct attempt *t, struct ws_error *err)
+{
+    return fetch_once(t->cfg, t->a, t->b, err);
+}
+
 /*
  * Transient network failures (flagged retryable by the driver) repeat the whole operation, with
  * fresh sinks: a failed attempt made nothing visible, so a repeat is always safe. Local errors,
  * verification failures and "not found" are final at once.
  */
+static int with_retries(const struct attempt *t,
+                        int (*fn)(const struct attempt *, struct ws_error *), struct ws_error *err)
+{
+    for (int n = 1;; n++) {
+        int rc = fn(t, err);
+        if (rc != WS_ERR_STORAGE || !err->retryable || n >= t->cfg->retries)
+            return rc;
+        ws_log_warning("%s (attempt %d of %d, retrying)", err->msg, n, t->cfg->retries);
+        retry_pause(n - 1);
+    }
+}
+
 int ws_archive_push(const struct ws_config *cfg, const char *wal_path, struct ws_push_result *res,
                     struct ws_error *err)
 {
-    int rc;
-    for (int attempt = 1;; attempt++) {
-        rc = push_once(cfg, wal_path, res, err);
-        if (rc != WS_ERR_STORAGE || !err->retryable || attempt >= cfg->retries)
-            return rc;
-        ws_log_warning("%s (attempt %d of %d, retrying)", err->msg, attempt, cfg->retries);
-        retry_pause(attempt - 1);
-    }
+    struct attempt t = {cfg, wal_path, NULL, res};
+    return with_retries(&t, push_attempt, err);
 }
 
 int ws_archive_fetch(const struct ws_config *cfg, const char *wal_name, const char *dest_path,
                      struct ws_error *err)
 {
-    int rc;
-    for (int attempt = 1;; attempt++) {
-        rc = fetch_once(cfg, wal_name, dest_path, err);
-        if (rc != WS_ERR_STORAGE || !err->retryable || attempt >= cfg->retries)
-            return rc;
-        ws_log_warning("%s (attempt %d of %d, retrying)", err->msg, attempt, cfg->retries);
-        retry_pause(attempt - 1);
-    }
+    struct attempt t = {cfg, wal_name, dest_path, NULL};
+    return with_retries(&t, fetch_attempt, err);
 }
