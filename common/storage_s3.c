@@ -80,8 +80,8 @@ struct s3_req {
 };
 
 struct upload_src {
-    const uint8_t *p;
-    size_t left;
+    const uint8_t *start, *p;
+    size_t len, left;
 };
 
 static size_t read_mem(char *buf, size_t size, size_t n, void *arg)
@@ -92,6 +92,21 @@ static size_t read_mem(char *buf, size_t size, size_t n, void *arg)
     u->p += take;
     u->left -= take;
     return take;
+}
+
+/* Lets libcurl rewind a body in memory. When a reused keep-alive connection turns out dead
+ * before any answer (the server closed it just as the request went out), libcurl resends the
+ * request on a fresh connection, but only if it can rewind the body; without this it fails the
+ * transfer with CURLE_SEND_FAIL_REWIND and the whole operation has to be retried. */
+static int seek_mem(void *arg, curl_off_t offset, int origin)
+{
+    struct upload_src *u = arg;
+
+    if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > u->len)
+        return CURL_SEEKFUNC_CANTSEEK;
+    u->p = u->start + offset;
+    u->left = u->len - (size_t)offset;
+    return CURL_SEEKFUNC_OK;
 }
 
 static int collect(struct s3_resp *r, const char *p, size_t n)
@@ -288,11 +303,13 @@ static int prepare(struct s3_storage *s, CURL *e, const struct s3_req *q, struct
     if (q->nobody) {
         cu->easy_setopt(e, CURLOPT_NOBODY, 1L);
     } else if (strcmp(q->method, "PUT") == 0) {
-        src->p = q->body;
-        src->left = q->bodylen;
+        src->start = src->p = q->body;
+        src->len = src->left = q->bodylen;
         cu->easy_setopt(e, CURLOPT_UPLOAD, 1L);
         cu->easy_setopt(e, CURLOPT_READFUNCTION, read_mem);
         cu->easy_setopt(e, CURLOPT_READDATA, src);
+        cu->easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_mem);
+        cu->easy_setopt(e, CURLOPT_SEEKDATA, src);
         cu->easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)q->bodylen);
     } else if (strcmp(q->method, "POST") == 0) {
         cu->easy_setopt(e, CURLOPT_POST, 1L);
