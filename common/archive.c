@@ -37,6 +37,9 @@ static int stored_digest(struct ws_repo *repo, const char *key, const struct ws_
 
     if ((rc = ws_storage_stat(repo->st, key, &st, err)) != 0)
         return rc;
+    if (st.size < WS_OBJECT_HEADER_SIZE)
+        return ws_error_set(err, WS_ERR_CORRUPT, "object \"%s\" is truncated (%llu bytes)", key,
+                            (unsigned long long)st.size);
     if ((rc = ws_buffer_sink_new(WS_OBJECT_HEADER_SIZE, &hdr, err)) != 0)
         return rc;
     if ((rc = ws_storage_get(repo->st, key, 0, WS_OBJECT_HEADER_SIZE, hdr, err)) != 0)
@@ -127,10 +130,9 @@ static int push_once(const struct ws_config *cfg, const char *wal_path, struct w
     int kind = ws_wal_classify(name), fd = -1, rc;
     struct ws_keyring kr;
     struct ws_repo repo = {0};
-    struct ws_sink *put = NULL, *w = NULL, *hash = NULL;
+    struct ws_sink *put = NULL, *w = NULL;
     struct ws_object_params p = {0};
     struct ws_object_info info;
-    struct ws_storage_stat st_obj;
     struct stat st;
     char key[256], what[PATH_MAX + 32];
 
@@ -177,22 +179,11 @@ static int push_once(const struct ws_config *cfg, const char *wal_path, struct w
         goto out;
     }
 
-    /* Already there? Then compare content digests; the stored object is never downloaded. */
-    rc = ws_storage_stat(repo.st, key, &st_obj, err);
-    if (rc == 0) {
-        uint8_t digest[32];
-        uint64_t len;
-        if ((rc = ws_sha256_sink_new(NULL, &hash, err)) != 0 ||
-            (rc = ws_sink_write_file(hash, fd, wal_path, err)) != 0 ||
-            (rc = ws_sink_finish(hash, err)) != 0)
-            goto out;
-        ws_sha256_sink_result(hash, digest, &len);
-        rc = compare_with_stored(&repo, key, wal_path, &kr, len, digest, res, err);
-        goto out;
-    }
-    if (rc != WS_ERR_NOT_FOUND)
-        goto out;
-
+    /*
+     * No existence check first: the storage writer refuses to replace (WS_ERR_EXISTS at
+     * commit), and then the digest computed on the way is compared with the stored footer. That
+     * saves a round trip on every push; only the rare re-archive pays for a wasted compression.
+     */
     p.name = key;
     p.compress = cfg->compress;
     p.level = cfg->compress_level;
@@ -213,7 +204,7 @@ static int push_once(const struct ws_config *cfg, const char *wal_path, struct w
         rc = ws_error_set(err, WS_ERR_IO, "WAL file \"%s\" changed size while it was read",
                           wal_path);
     if (rc == WS_ERR_EXISTS) {
-        /* Another wal-push stored it between our stat and our commit. */
+        /* Already archived (by an earlier call, or a concurrent one): same content or not? */
         ws_sink_free(w);
         w = NULL;
         rc = compare_with_stored(&repo, key, wal_path, &kr, info.content_len, info.content_sha256,
@@ -230,7 +221,6 @@ out:
     /* Every failure line names the WAL file (it lands in PostgreSQL's log). */
     if (rc != 0 && strstr(err->msg, wal_path) == NULL)
         ws_error_prefix(err, "could not archive WAL file \"%s\"", wal_path);
-    ws_sink_free(hash);
     ws_sink_free(w);
     ws_sink_free(put);
     ws_repo_close(&repo);
