@@ -7,6 +7,10 @@
 #   SEGMENTS=N   number of 16 MiB WAL segments to push and fetch (default 100)
 #   SCALE=N      pgbench -i scale of the throwaway cluster (default 50)
 #   KEEP=1       keep the temporary directory (printed at the end) instead of removing it
+#   MODE=local   walsafe against a repository directory on the same disk (default); MODE=sftp
+#                also runs walsafe against an sftp:// repository on a private sshd on loopback
+#                (tests/integration/sshd.sh; same disk, same settings), interleaved with the
+#                other tools, and adds its rows and the ratio sftp/local
 #   WALSAFE_*    reach wal-push/wal-fetch unchanged (e.g. WALSAFE_PARALLEL=1)
 #
 # It prints figures; it asserts nothing about them. It exits non-zero only when the run itself
@@ -36,6 +40,7 @@ export LC_ALL=C
 BIN=$(cd "${1:-build/release/bin}" && pwd)
 SEGMENTS=${SEGMENTS:-100}
 SCALE=${SCALE:-50}
+MODE=${MODE:-local}
 PGBIN=/usr/lib/postgresql/15/bin
 TIME=/usr/bin/time
 
@@ -46,6 +51,12 @@ as_pg() { runuser -u postgres -- "$@"; }
 [ "$(id -u)" = 0 ] || die "run as root (PostgreSQL and pgBackRest are run as the postgres user)"
 [[ $SEGMENTS =~ ^[1-9][0-9]*$ ]] || die "SEGMENTS must be a positive integer (got '$SEGMENTS')"
 [[ $SCALE =~ ^[1-9][0-9]*$ ]] || die "SCALE must be a positive integer (got '$SCALE')"
+[[ $MODE =~ ^(local|sftp)$ ]] || die "MODE must be local or sftp (got '$MODE')"
+if [ "$MODE" = sftp ]; then
+    [ -x /usr/sbin/sshd ] || die "MODE=sftp needs openssh-server (/usr/sbin/sshd)"
+    # shellcheck source=../tests/integration/sshd.sh
+    . "$(cd "$(dirname "$0")/.." && pwd)/tests/integration/sshd.sh"
+fi
 for f in "$BIN/wal-push" "$BIN/wal-fetch" "$PGBIN/initdb" "$PGBIN/pg_ctl" "$PGBIN/pgbench" "$PGBIN/psql"; do
     [ -x "$f" ] || die "missing $f"
 done
@@ -60,6 +71,8 @@ PORT=$((20000 + RANDOM % 20000)) # names the socket file only: listen_addresses 
 
 cleanup() {
     local rc=$?
+    # the private sshd (MODE=sftp): stopped by the PID in its pid file, never by name
+    if declare -F sshd_stop_all >/dev/null; then sshd_stop_all; fi
     if [ -f "$PGDATA_DIR/postmaster.pid" ]; then
         # pg_ctl stops the postmaster named in postmaster.pid; nothing is killed by name.
         as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w -t 60 stop >/dev/null 2>&1 ||
@@ -187,6 +200,30 @@ CONF
 chown postgres: "$DIR/ws.key" "$DIR/walsafe.conf"
 chmod 600 "$DIR/ws.key" "$DIR/walsafe.conf"
 
+# walsafe over SFTP: the same settings, the repository a directory of the same disk, served by a
+# private sshd on 127.0.0.1 (login as root: Debian locks the postgres account's password, and
+# sshd without PAM refuses locked accounts even for keys; the key files belong to postgres, who
+# runs the tools).
+SFTP_CMDS_PUSH=() SFTP_CMDS_FETCH=() SFTP_NAMES=()
+if [ "$MODE" = sftp ]; then
+    note "start a private sshd on 127.0.0.1"
+    SSHD_USERS=root SSHD_KEY_OWNER=postgres sshd_start "$DIR/sshd" || die "could not start sshd"
+    mkdir -m 700 "$DIR/ws-sftp-repo"
+    cat >"$DIR/walsafe-sftp.conf" <<CONF
+repo = 'sftp://root@127.0.0.1:$SSHD_PORT$DIR/ws-sftp-repo'
+cluster = 'main'
+encrypt_key_file = '$DIR/ws.key'
+compress_level = 3
+sftp_identity_file = '$SSHD_CLIENT_KEY'
+sftp_known_hosts = '$SSHD_KNOWN_HOSTS'
+CONF
+    chown postgres: "$DIR/walsafe-sftp.conf"
+    chmod 600 "$DIR/walsafe-sftp.conf"
+    SFTP_NAMES=(walsafe-sftp-push walsafe-sftp-fetch)
+    SFTP_CMDS_PUSH=(walsafe-sftp-push "$WAL_PUSH --config $DIR/walsafe-sftp.conf")
+    SFTP_CMDS_FETCH=(walsafe-sftp-fetch "$WAL_FETCH --config $DIR/walsafe-sftp.conf")
+fi
+
 # ---- 2. timed phases --------------------------------------------------------------------------
 # Runs as postgres: one call per segment and tool, serially, as PostgreSQL's archiver and startup
 # process do. The tools are interleaved segment by segment (and take turns going first), so a
@@ -234,7 +271,8 @@ run_phase() { # CWD MODE NAME PREFIX [NAME PREFIX]...
     sync # the previous phase's writeback must not land in this one
     cat "$DIR"/push/pg_wal/* >/dev/null # same page-cache-warm inputs (and fetch references) for all
     if [ "$mode" = fetch ]; then
-        find "$DIR/ws-repo" "$DIR/pgbr/repo" -type f -exec cat {} + >/dev/null
+        find "$DIR/ws-repo" "$DIR/pgbr/repo" ${SFTP_NAMES[0]:+"$DIR/ws-sftp-repo"} -type f \
+            -exec cat {} + >/dev/null
     fi
     as_pg bash -c "$(declare -f timed_loop); timed_loop \"\$@\"" timed_loop \
         "$cwd" "$DIR/segments" "$mode" "$DIR/push/pg_wal" "$DIR/results" "$@"
@@ -245,10 +283,12 @@ run_phase() { # CWD MODE NAME PREFIX [NAME PREFIX]...
 run_phase "$DIR/push" push \
     walsafe-push "$WAL_PUSH --config $DIR/walsafe.conf" \
     pgbackrest-push "pgbackrest --config=$PGBR_CONF --stanza=bench --pg1-path=$DIR/push archive-push" \
-    zstd-cli "zstd -3 -q -c >/dev/null"
+    zstd-cli "zstd -3 -q -c >/dev/null" \
+    "${SFTP_CMDS_PUSH[@]}"
 run_phase "$DIR/fetch" fetch \
     walsafe-fetch "$WAL_FETCH --config $DIR/walsafe.conf" \
-    pgbackrest-get "pgbackrest --config=$PGBR_CONF --stanza=bench --pg1-path=$DIR/fetch archive-get"
+    pgbackrest-get "pgbackrest --config=$PGBR_CONF --stanza=bench --pg1-path=$DIR/fetch archive-get" \
+    "${SFTP_CMDS_FETCH[@]}"
 
 # ---- 3. figures -------------------------------------------------------------------------------
 # stats FILE -> "calls failed segs_per_s median_ms p90_ms max_ms peak_rss_kb identical"
@@ -283,17 +323,24 @@ printf 'settings: both zstd level 3 and encrypted (walsafe: its cipher, key file
 printf '          one process per segment via sh -c, cwd = data directory, as postgres; serial, tools interleaved;\n'
 printf '          walsafe parallel = %s; pgBackRest process-max = 1, archive-async = n, file log at info\n' \
     "${WALSAFE_PARALLEL:-default}"
-printf '\n%-17s %6s %6s %10s %11s %8s %8s %8s %12s %9s\n' phase calls failed segments/s \
+if [ "$MODE" = sftp ]; then
+    printf 'sftp: walsafe-sftp-* = the same walsafe settings against sftp://root@127.0.0.1:%s (private sshd,\n' "$SSHD_PORT"
+    printf '      %s, %s), the repository on the same disk; one SSH session per call\n' \
+        "$(ssh -V 2>&1 | cut -d, -f1)" "$(curl --version | grep -o 'libssh2/[0-9.]*' || echo 'libssh2 ?')"
+fi
+PW=17 # width of the phase column; walsafe-sftp-fetch needs one more
+[ "$MODE" = sftp ] && PW=18
+printf "\n%-${PW}s %6s %6s %10s %11s %8s %8s %8s %12s %9s\n" phase calls failed segments/s \
     "1/median" "median ms" "p90 ms" "max ms" "peak RSS KB" identical
 declare -A SPS MPS
 bad=0
-for name in walsafe-push pgbackrest-push walsafe-fetch pgbackrest-get zstd-cli; do
+for name in walsafe-push pgbackrest-push walsafe-fetch pgbackrest-get zstd-cli "${SFTP_NAMES[@]}"; do
     read -r n failed sps med p90 max rss ident <<<"$(stats "$DIR/results/$name")"
     SPS[$name]=$sps
     MPS[$name]=$(awk -v m="$med" 'BEGIN {printf "%.2f", 1000 / m}')
     label=$name
     [ "$name" = zstd-cli ] && label="(ref) zstd -3"
-    printf '%-17s %6s %6s %10s %11s %8s %8s %8s %12s %9s\n' "$label" "$n" "$failed" "$sps" \
+    printf "%-${PW}s %6s %6s %10s %11s %8s %8s %8s %12s %9s\n" "$label" "$n" "$failed" "$sps" \
         "${MPS[$name]}" "$med" "$p90" "$max" "$rss" "$ident"
     [ "$failed" = 0 ] || bad=1
     [[ $ident != */* ]] || [ "${ident%/*}" = "${ident#*/}" ] || bad=1
@@ -305,6 +352,14 @@ printf 'ratio walsafe/pgBackRest (>1: walsafe faster)   segments/s: push %s, fet
     "$(ratio "${SPS[walsafe-fetch]}" "${SPS[pgbackrest-get]}")" \
     "$(ratio "${MPS[walsafe-push]}" "${MPS[pgbackrest-push]}")" \
     "$(ratio "${MPS[walsafe-fetch]}" "${MPS[pgbackrest-get]}")"
+if [ "$MODE" = sftp ]; then
+    # time per segment over SFTP divided by time per segment to the local directory
+    printf 'ratio walsafe sftp/local, time per segment (>1: sftp slower)   mean: push %s, fetch %s;   median: push %s, fetch %s\n' \
+        "$(ratio "${SPS[walsafe-push]}" "${SPS[walsafe-sftp-push]}")" \
+        "$(ratio "${SPS[walsafe-fetch]}" "${SPS[walsafe-sftp-fetch]}")" \
+        "$(ratio "${MPS[walsafe-push]}" "${MPS[walsafe-sftp-push]}")" \
+        "$(ratio "${MPS[walsafe-fetch]}" "${MPS[walsafe-sftp-fetch]}")"
+fi
 
 raw=$((SEGMENTS * 16777216))
 ws_bytes=$(du -sb "$DIR/ws-repo" | cut -f1)
@@ -314,8 +369,13 @@ printf '  walsafe     %12d  (%.1f%% of the WAL, %d files)\n' "$ws_bytes" \
     "$(awk -v s="$ws_bytes" -v r="$raw" 'BEGIN {print 100 * s / r}')" "$(find "$DIR/ws-repo" -type f | wc -l)"
 printf '  pgBackRest  %12d  (%.1f%% of the WAL, %d files)\n' "$br_bytes" \
     "$(awk -v s="$br_bytes" -v r="$raw" 'BEGIN {print 100 * s / r}')" "$(find "$DIR/pgbr/repo" -type f | wc -l)"
+if [ "$MODE" = sftp ]; then
+    sf_bytes=$(du -sb "$DIR/ws-sftp-repo" | cut -f1)
+    printf '  walsafe-sftp %11d  (%.1f%% of the WAL, %d files)\n' "$sf_bytes" \
+        "$(awk -v s="$sf_bytes" -v r="$raw" 'BEGIN {print 100 * s / r}')" "$(find "$DIR/ws-sftp-repo" -type f | wc -l)"
+fi
 
-for name in walsafe-push pgbackrest-push walsafe-fetch pgbackrest-get; do
+for name in walsafe-push pgbackrest-push walsafe-fetch pgbackrest-get "${SFTP_NAMES[@]}"; do
     f=$DIR/results/$name.err
     if [ -s "$f" ]; then
         printf '\nstderr of %s (%d lines, first 5):\n' "$name" "$(wc -l <"$f")"

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "curl_api.h"
@@ -174,6 +175,25 @@ static int dropped_connection(int cc)
 }
 
 /*
+ * libcurl (7.88, libssh2 backend) turns ANY failure to open a file for reading into the SFTP
+ * status of the session's last failed request: on a session that once answered "no such file",
+ * a connection that dies while a stat or get opens its file reports "no such file" again. Such a
+ * "not found" would end a recovery early, so it is believed only while the session's socket is
+ * still open with nothing to read; otherwise it counts as a dropped connection (a live session
+ * with a keepalive or rekey message waiting just costs a repeat on a fresh session).
+ */
+static int session_alive(CURL *e)
+{
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    char c;
+
+    if (cu->easy_getinfo(e, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD)
+        return 0;
+    return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
+           (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/*
  * Runs one request. A server may drop a session that sat idle; libcurl finds out only when it
  * reuses it. So a request on a reused session that fails at the connection level, before any
  * byte was delivered (*delivered == 0), is repeated once on a fresh session.
@@ -183,17 +203,18 @@ static int run_delivering(struct sftp_storage *s, const uint64_t *delivered)
     int rc;
 
     for (int attempt = 0;; attempt++) {
-        int reused;
+        int reused, alive;
         s->xfer.done = 0;
         cu->multi_add_handle(s->multi, s->easy);
         rc = drive(s, &s->xfer, NULL);
+        alive = rc == CURLE_OK || session_alive(s->easy);
+        if (rc == CURLE_REMOTE_FILE_NOT_FOUND && !alive)
+            rc = CURLE_RECV_ERROR;
         cu->multi_remove_handle(s->multi, s->easy);
-        if (rc == CURLE_OK) {
-            s->connected = 1;
-            return rc;
-        }
         reused = s->connected;
-        s->connected = 0;
+        s->connected = alive; /* a failed request on a live session leaves it usable */
+        if (rc == CURLE_OK)
+            return rc;
         if (attempt > 0 || !reused || !dropped_connection(rc) || (delivered && *delivered > 0))
             return rc;
         cu->easy_setopt(s->easy, CURLOPT_FRESH_CONNECT, 1L);
@@ -397,6 +418,7 @@ struct sftp_put {
     struct xfer xfer;
     char *key, *tmpkey;
     int replace, started, done, result;
+    int reused; /* the upload started on a cached session */
     const uint8_t *pending;
     size_t pending_len;
     int finishing, paused, need_data;
@@ -422,7 +444,8 @@ static size_t put_read(char *buf, size_t size, size_t n, void *arg)
     return CURL_READFUNC_PAUSE;
 }
 
-static int put_start(struct sftp_put *p, struct ws_error *err)
+/* Starts the upload; fresh: on a new session, not a cached one. */
+static int put_start(struct sftp_put *p, int fresh, struct ws_error *err)
 {
     struct sftp_storage *s = p->s;
     char url[4096];
@@ -431,6 +454,9 @@ static int put_start(struct sftp_put *p, struct ws_error *err)
         return ws_error_set(err, WS_ERR_STORAGE, "key too long: \"%s\"", p->key);
     s->key_rejected = 0;
     base_opts(s, p->easy, &p->xfer, url);
+    if (fresh)
+        cu->easy_setopt(p->easy, CURLOPT_FRESH_CONNECT, 1L);
+    p->reused = !fresh && s->connected;
     cu->easy_setopt(p->easy, CURLOPT_UPLOAD, 1L);
     cu->easy_setopt(p->easy, CURLOPT_READFUNCTION, put_read);
     cu->easy_setopt(p->easy, CURLOPT_READDATA, p);
@@ -454,11 +480,18 @@ static int put_pump(struct sftp_put *p, struct ws_error *err)
     cc = drive(s, &p->xfer, &p->need_data);
     if (cc == -1)
         return 0; /* consumed everything, paused for more */
+    s->connected = cc == CURLE_OK || session_alive(p->easy);
     cu->multi_remove_handle(s->multi, p->easy);
     p->started = 0;
+    /* run_delivering()'s rule for uploads: a reused session that died before the upload took a
+     * byte of ours (all of it is still pending) is given up for a fresh one, once. */
+    if (cc != CURLE_OK && p->reused && p->sent == 0 && dropped_connection(cc)) {
+        if (put_start(p, 1, err) != 0)
+            return err->code;
+        return put_pump(p, err);
+    }
     p->done = 1;
     p->result = cc;
-    s->connected = cc == CURLE_OK;
     if (cc != CURLE_OK)
         return curl_error(s, cc, "write", p->key, err);
     if (!p->finishing)
@@ -474,7 +507,7 @@ static int sp_write(struct ws_sink *sink, const void *buf, size_t len, struct ws
         return 0;
     if (p->done)
         return ws_error_set(err, WS_ERR_STORAGE, "upload of \"%s\" already ended", p->key);
-    if (!p->started && put_start(p, err) != 0)
+    if (!p->started && put_start(p, 0, err) != 0)
         return err->code;
     p->pending = buf;
     p->pending_len = len;
@@ -489,7 +522,7 @@ static int sp_finish(struct ws_sink *sink, struct ws_error *err)
     struct ws_storage_stat st;
     int cc;
 
-    if (!p->started && !p->done && put_start(p, err) != 0)
+    if (!p->started && !p->done && put_start(p, 0, err) != 0)
         return err->code;
     p->finishing = 1;
     p->pending_len = 0;
@@ -506,8 +539,8 @@ static int sp_finish(struct ws_sink *sink, struct ws_error *err)
         return 0;
     /* SFTP's rename does not replace: find out whether that is why it failed. */
     if (cc == CURLE_QUOTE_ERROR && sf_stat(&s->base, p->key, &st, err) == 0)
-        return ws_error_set(err, WS_ERR_EXISTS, "object \"%s\" already exists in repository "
-                            "\"%s\"", p->key, s->base.location);
+        return ws_error_set(err, WS_ERR_EXISTS, "object \"%s\" already exists in repository \"%s\"",
+                            p->key, s->base.location);
     return curl_error(s, cc, "publish", p->key, err);
 }
 
@@ -693,7 +726,7 @@ static void sf_close(struct ws_storage *st)
     free(s);
 }
 
-static const struct ws_storage_ops sftp_ops = {"sftp", sf_stat, sf_open_put, sf_get,
+static const struct ws_storage_ops sftp_ops = {"sftp",  sf_stat,   sf_open_put, sf_get,
                                                sf_list, sf_remove, sf_close};
 
 static char *home_file(const char *name)
@@ -704,8 +737,7 @@ static char *home_file(const char *name)
     return strdup(buf);
 }
 
-int ws_storage_sftp_open(const struct ws_config *cfg, struct ws_storage **out,
-                         struct ws_error *err)
+int ws_storage_sftp_open(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err)
 {
     const char *url = cfg->repo, *hostpart = url + 7, *path;
     const curl_version_info_data *vi;
@@ -721,8 +753,8 @@ int ws_storage_sftp_open(const struct ws_config *cfg, struct ws_storage **out,
             has_sftp = 1;
     if (!has_sftp)
         return ws_error_set(err, WS_ERR_CONFIG,
-                            "repo \"%s\": this libcurl (%s) was built without SFTP support",
-                            url, vi->version);
+                            "repo \"%s\": this libcurl (%s) was built without SFTP support", url,
+                            vi->version);
     path = strchr(hostpart, '/');
     if (!strchr(hostpart, '@') || !path || strchr(hostpart, '@') > path || path[1] == '\0')
         return ws_error_set(err, WS_ERR_CONFIG,
@@ -735,8 +767,10 @@ int ws_storage_sftp_open(const struct ws_config *cfg, struct ws_storage **out,
     s->origin = strndup(url, (size_t)(path - url));
     s->root = strdup(path);
     s->base.location = strdup(url);
-    s->identity = cfg->sftp_identity_file ? strdup(cfg->sftp_identity_file) : home_file("id_ed25519");
-    s->known_hosts = cfg->sftp_known_hosts ? strdup(cfg->sftp_known_hosts) : home_file("known_hosts");
+    s->identity =
+        cfg->sftp_identity_file ? strdup(cfg->sftp_identity_file) : home_file("id_ed25519");
+    s->known_hosts =
+        cfg->sftp_known_hosts ? strdup(cfg->sftp_known_hosts) : home_file("known_hosts");
     if (cfg->sftp_host_key_sha256) {
         const char *pin = cfg->sftp_host_key_sha256;
         if (strncmp(pin, "SHA256:", 7) == 0)

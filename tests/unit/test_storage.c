@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -94,8 +95,9 @@ static int sftp_env(struct sftp_env *e)
         snprintf(sftp_scratch, sizeof(sftp_scratch), "%s/walsafe-unit.XXXXXX", base);
         if (stat(base, &sb) != 0 || !mkdtemp(sftp_scratch) ||
             chown(sftp_scratch, sb.st_uid, sb.st_gid) != 0) {
-            fprintf(stderr, "    cannot make a scratch directory in %s (the path of "
-                            "WALSAFE_TEST_SFTP_REPO must be a directory of this machine): %s\n",
+            fprintf(stderr,
+                    "    cannot make a scratch directory in %s (the path of "
+                    "WALSAFE_TEST_SFTP_REPO must be a directory of this machine): %s\n",
                     base, strerror(errno));
             sftp_scratch[0] = '\0';
             return -1;
@@ -136,7 +138,8 @@ static int sftp_open_at(const struct sftp_env *e, const char *sub, const char *i
     cfg.timeout = 10;
     cfg.retries = 1;
     *out = NULL;
-    if (!cfg.repo || !cfg.sftp_identity_file || !cfg.sftp_known_hosts || (pin && !cfg.sftp_host_key_sha256))
+    if (!cfg.repo || !cfg.sftp_identity_file || !cfg.sftp_known_hosts ||
+        (pin && !cfg.sftp_host_key_sha256))
         rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     else
         rc = ws_storage_sftp_open(&cfg, out, err);
@@ -700,7 +703,9 @@ static void run_contract(void (*fn)(struct driver *), const char *sub)
         char name[64];
         int before = unit_failures;
         snprintf(name, sizeof(name), "%s-%s", sub,
-                 kind == DRV_POSIX ? "posix" : kind == DRV_MEM ? "mem" : "sftp");
+                 kind == DRV_POSIX ? "posix"
+                 : kind == DRV_MEM ? "mem"
+                                   : "sftp");
         if (open_driver(kind, name, &d) != 0) {
             unit_fail(__FILE__, __LINE__, "open_driver");
             continue;
@@ -1095,8 +1100,8 @@ static void test_sftp_wrong_client_key(void)
         return;
     snprintf(key, sizeof(key), "%s/stranger_ed25519", unit_tmpdir());
     {
-        char *argv[] = {"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "walsafe-stranger",
-                        "-f", key, NULL};
+        char *argv[] = {"ssh-keygen",       "-q", "-t", "ed25519", "-N", "", "-C",
+                        "walsafe-stranger", "-f", key,  NULL};
         REQUIRE(spawn_wait(argv) == 0);
     }
     REQUIRE(sftp_mkdir(&e, "wrongkey", local, sizeof(local)) == 0);
@@ -1158,7 +1163,8 @@ static void test_sftp_host_key(void)
                 fclose(f);
             }
             /* "[127.0.0.1]:PORT ssh-ed25519 AAAA..." -> "[127.0.0.1]:1 ssh-ed25519 AAAA..." */
-            snprintf(line, sizeof(line), "[127.0.0.1]:1 %s", strchr(blob, ' ') ? strchr(blob, ' ') + 1 : "");
+            snprintf(line, sizeof(line), "[127.0.0.1]:1 %s",
+                     strchr(blob, ' ') ? strchr(blob, ' ') + 1 : "");
         } else
             snprintf(line, sizeof(line), "%s %s\n", host, other);
         REQUIRE(write_text(kh, line) == 0);
@@ -1316,6 +1322,59 @@ static int kill_sessions(long listener)
     return n;
 }
 
+/* A drop that only the next request can notice: the session processes are frozen (SIGSTOP, so
+ * the socket stays open and quiet, and libcurl reuses it) and killed by a thread a little later,
+ * while that request waits for its answer. */
+struct killer {
+    long pids[256];
+    int n;
+    pthread_t thread;
+};
+
+enum { KILL_AFTER_MS = 300 };
+
+static void *kill_later(void *arg)
+{
+    struct killer *k = arg;
+    nanosleep(&(struct timespec){0, KILL_AFTER_MS * 1000000L}, NULL);
+    for (int i = 0; i < k->n; i++)
+        kill((pid_t)k->pids[i], SIGKILL);
+    return NULL;
+}
+
+static int freeze_then_kill(long listener, struct killer *k)
+{
+    k->n = descendants(listener, k->pids, 0, 256);
+    for (int i = 0; i < k->n; i++)
+        kill((pid_t)k->pids[i], SIGSTOP);
+    if (pthread_create(&k->thread, NULL, kill_later, k) != 0) {
+        for (int i = 0; i < k->n; i++)
+            kill((pid_t)k->pids[i], SIGKILL);
+        return -1;
+    }
+    return k->n;
+}
+
+static void join_killer(struct killer *k)
+{
+    pthread_join(k->thread, NULL);
+    for (int tries = 0; tries < 500; tries++) {
+        int left = 0;
+        for (int i = 0; i < k->n; i++)
+            left += alive(k->pids[i]);
+        if (!left)
+            break;
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
+}
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1000 + (double)t.tv_nsec / 1e6;
+}
+
 /*
  * The server drops the session between requests: the driver keeps one session per storage, and
  * must notice and work on a fresh one, for every operation. A drop in the middle of an upload
@@ -1379,10 +1438,62 @@ static void test_sftp_reconnect(void)
             break;
         }
         if (unit_failures != before)
-            fprintf(stderr, "    ^ %s after the session was killed (%d processes): %s\n",
-                    names[op], killed, err.msg);
+            fprintf(stderr, "    ^ %s after the session was killed (%d processes): %s\n", names[op],
+                    killed, err.msg);
     }
     CHECK(alive(listener)); /* only the sessions were killed */
+
+    /*
+     * Dropped while the request waits (the session looked alive): the driver must repeat the
+     * request on a fresh session, and must not believe a "no such file" that libcurl derives
+     * from the session's previous error (each case starts with a genuine "not found").
+     */
+    for (int op = 0; op < 6; op++) {
+        static const char *const names[] = {"stat",  "stat of a missing key", "get", "list", "put",
+                                            "remove"};
+        struct killer k;
+        int before = unit_failures, frozen;
+        double t0, ms;
+        CHECK(ws_storage_stat(d.st, "r/none", &ss, &err) == WS_ERR_NOT_FOUND);
+        frozen = freeze_then_kill(listener, &k);
+        REQUIRE(frozen >= 1);
+        memset(&err, 0, sizeof(err));
+        t0 = now_ms();
+        switch (op) {
+        case 0:
+            rc = ws_storage_stat(d.st, "r/obj", &ss, &err);
+            CHECK(rc == 0 && ss.size == LEN);
+            break;
+        case 1:
+            rc = ws_storage_stat(d.st, "r/none", &ss, &err);
+            CHECK(rc == WS_ERR_NOT_FOUND);
+            break;
+        case 2:
+            rc = get(d.st, "r/obj", 0, WS_STORAGE_TO_END, &got, &n, &err);
+            CHECK(rc == 0 && n == LEN && memcmp(got, data, LEN) == 0);
+            free(got);
+            break;
+        case 3:
+            CHECK(list_is(d.st, "r/", (const char *const[]){"r/obj"}, 1));
+            break;
+        case 4:
+            CHECK(put(d.st, "r/obj3", 0, data, 1000, &err) == 0);
+            CHECK(same(d.st, "r/obj3", data, 1000));
+            break;
+        case 5:
+            CHECK(ws_storage_remove(d.st, "r/obj3", &err) == 0);
+            CHECK(ws_storage_stat(d.st, "r/obj3", &ss, &err) == WS_ERR_NOT_FOUND);
+            break;
+        }
+        ms = now_ms() - t0;
+        join_killer(&k);
+        CHECK(ms >= KILL_AFTER_MS - 50); /* it did wait on the dead session */
+        if (unit_failures != before)
+            fprintf(stderr,
+                    "    ^ %s on a session dropped mid-request (%d processes, %.0f ms): %s\n",
+                    names[op], frozen, ms, err.msg);
+    }
+    CHECK(alive(listener));
 
     /* killed in the middle of an upload: that put fails, nothing is visible, no temp file */
     REQUIRE(ws_storage_open_put(d.st, "r/cut", 0, &s, &err) == 0);
