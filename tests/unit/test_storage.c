@@ -11,6 +11,11 @@
  *   WALSAFE_TEST_SFTP_KNOWN_HOSTS  a known_hosts file holding the server's key (one line)
  *   WALSAFE_TEST_SSHD_PID          optional: the sshd listener; the reconnect test kills the
  *                                  per-connection processes below it (by PID, from /proc)
+ *   WALSAFE_TEST_SFTP_IDLE_PORT    optional: a second sshd on the same host, same keys, serving
+ *                                  the same directory, that drops idle sessions (sshd's
+ *                                  ClientAliveInterval/CountMax), with
+ *   WALSAFE_TEST_SSHD_IDLE_PID     its listener: the test waits until no session is left below
+ *   WALSAFE_TEST_SFTP_IDLE_S       it, for at most this many seconds (without the PID: sleeps)
  */
 #include <dirent.h>
 #include <errno.h>
@@ -1518,6 +1523,76 @@ static void test_sftp_reconnect(void)
     free(data);
 }
 
+/* Sits idle until the server dropped our session (no process below its listener), at most
+ * `seconds`; without a listener PID just sleeps that long. 1 if it was dropped (or unknown). */
+static int wait_idle_drop(long listener, long seconds)
+{
+    long pids[256];
+
+    if (listener <= 0) {
+        sleep((unsigned)seconds);
+        return 1;
+    }
+    for (long waited = 0; waited < seconds * 10; waited++) {
+        nanosleep(&(struct timespec){0, 100000000}, NULL);
+        if (descendants(listener, pids, 0, 256) == 0)
+            return 1;
+    }
+    fprintf(stderr, "    the idle session was not dropped within %ld s\n", seconds);
+    return 0;
+}
+
+/*
+ * A server that drops idle sessions (sshd's ClientAliveInterval: libssh2 answers the server's
+ * keepalives only while it reads, so an idle client looks dead): every operation after the drop
+ * works, on a new session.
+ */
+static void test_sftp_idle(void)
+{
+    const char *port = getenv("WALSAFE_TEST_SFTP_IDLE_PORT");
+    const char *secs = getenv("WALSAFE_TEST_SFTP_IDLE_S");
+    const char *pidenv = getenv("WALSAFE_TEST_SSHD_IDLE_PID");
+    long idle = secs ? strtol(secs, NULL, 10) : 0, listener = pidenv ? strtol(pidenv, NULL, 10) : 0;
+    struct sftp_env e, ie;
+    struct ws_storage *st = NULL;
+    struct ws_error err = {0};
+    struct ws_storage_stat ss;
+    char local[600];
+    const char *path, *colon;
+    uint8_t data[50000];
+
+    if (!sftp_ready(&e))
+        return;
+    if (!port || idle <= 0) {
+        fprintf(stderr, "    sftp_idle skipped: WALSAFE_TEST_SFTP_IDLE_PORT and _IDLE_S are not "
+                        "set\n");
+        return;
+    }
+    /* the same URL with the idle server's port: sftp://user@host:PORT/... */
+    ie = e;
+    path = strchr(e.url + 7, '/');
+    colon = strrchr(e.url, ':');
+    REQUIRE(path && colon && colon > strchr(e.url, '@') && colon < path);
+    snprintf(ie.url, sizeof(ie.url), "%.*s:%s%s", (int)(colon - e.url), e.url, port, path);
+    unit_random(data, sizeof(data), 11);
+    REQUIRE(sftp_mkdir(&e, "idle", local, sizeof(local)) == 0);
+    REQUIRE(sftp_open_at(&ie, "idle", NULL, NULL, NULL, &st, &err) == 0);
+    CHECK(put(st, "i/obj", 0, data, sizeof(data), &err) == 0);
+    CHECK(ws_storage_stat(st, "i/obj", &ss, &err) == 0);
+    if (listener > 0)
+        CHECK(descendants(listener, (long[256]){0}, 0, 256) >= 1); /* the session is open */
+    CHECK(wait_idle_drop(listener, idle));
+    memset(&err, 0, sizeof(err));
+    CHECK(ws_storage_stat(st, "i/obj", &ss, &err) == 0 && ss.size == sizeof(data));
+    CHECK(same(st, "i/obj", data, sizeof(data)));
+    CHECK(wait_idle_drop(listener, idle));
+    CHECK(put(st, "i/obj2", 0, data, 100, &err) == 0);
+    CHECK(list_is(st, "i/", (const char *const[]){"i/obj", "i/obj2"}, 2));
+    if (err.msg[0])
+        fprintf(stderr, "    idle: %s\n", err.msg);
+    ws_storage_close(st);
+}
+
 const struct unit_test unit_tests[] = {
     {"put_get", test_put_get},
     {"abandoned_put", test_abandoned_put},
@@ -1536,5 +1611,6 @@ const struct unit_test unit_tests[] = {
     {"sftp_host_key", test_sftp_host_key},
     {"sftp_pin", test_sftp_pin},
     {"sftp_reconnect", test_sftp_reconnect},
+    {"sftp_idle", test_sftp_idle},
     {NULL, NULL},
 };
