@@ -12,8 +12,8 @@
 
 #include "sink.h"
 
-/* level 1..19; workers > 1 uses zstd's own threads; exact_size < 0 when unknown, else the input
- * must be exactly that long (zstd fails otherwise). */
+/* level 1..19; workers > 0 compresses on that many zstd threads in 1 MiB jobs; exact_size < 0 when
+ * unknown, else the input must be exactly that long (zstd fails otherwise). */
 int ws_zstd_compress_sink_new(struct ws_sink *next, int level, int workers, int64_t exact_size,
                               struct ws_sink **out, struct ws_error *err);
 int ws_zstd_decompress_sink_new(struct ws_sink *next, struct ws_sink **out, struct ws_error *err);
