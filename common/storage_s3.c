@@ -460,8 +460,14 @@ static int s3_get(struct ws_storage *st, const char *key, uint64_t offset, uint6
             err->retryable = 1;
         }
     } else if (rc == WS_ERR_STORAGE && r.status == 416) {
-        rc = ws_error_set(err, WS_ERR_STORAGE, "range %s is outside \"%s%s\" in S3 bucket \"%s\"",
-                          range, s->prefix, key, s->bucket);
+        /* S3 refuses an empty range; reading from the very end is the contract's "nothing". */
+        struct ws_storage_stat st2;
+        if (length == WS_STORAGE_TO_END && s3_stat(st, key, &st2, err) == 0 && st2.size == offset)
+            rc = 0;
+        else
+            rc = ws_error_set(err, WS_ERR_STORAGE,
+                              "range %s is outside \"%s%s\" in S3 bucket \"%s\"", range,
+                              s->prefix, key, s->bucket);
     }
     resp_free(&r);
     return rc;

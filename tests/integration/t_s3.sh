@@ -39,6 +39,20 @@ s3_start "$T/s3" "$BUCKET" 2>"$T/s3start.err" || die "could not start the S3 tes
 note "S3 server pid $S3_PID on $S3_ENDPOINT, data in $S3_DATA"
 make_key "$KEY"
 
+# ---- the storage contract (tests/unit/test_storage.c) against the s3 driver ----
+CASE="storage contract (s3)"
+TEST_STORAGE=$(dirname "$BIN_DIR")/tests/test_storage
+[ -x "$TEST_STORAGE" ] || die "no storage contract binary at $TEST_STORAGE (make builds it)"
+run env WALSAFE_TEST_S3_ENDPOINT="$S3_ENDPOINT" WALSAFE_TEST_S3_BUCKET="$BUCKET" \
+    WALSAFE_TEST_S3_KEY="$S3_ACCESS_KEY" WALSAFE_TEST_S3_SECRET="$S3_SECRET_KEY" "$TEST_STORAGE"
+if [ "$RC" != 0 ]; then
+    fail "test_storage against s3: exit status $RC"
+    grep -E '^(FAIL|    )' "$T/.last.out" "$T/.last.err" | sed 's/^[^:]*://; s/^/      /' | head -40
+fi
+grep -q 'with the s3 driver' "$T/.last.err" && fail "contract failures with the s3 driver"
+ls "$S3_DATA/$BUCKET" 2>/dev/null | grep -q '^unit-' || fail "the contract tests never reached the S3 server"
+note "$(tail -1 "$T/.last.out" | sed 's|.*/||') (${ELAPSED_MS} ms)"
+
 # s3_conf FILE PREFIX ENDPOINT [extra lines...]: an encrypted repository in the test bucket.
 s3_conf() {
     local f=$1 prefix=$2 ep=$3

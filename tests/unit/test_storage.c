@@ -16,6 +16,11 @@
  *                                  ClientAliveInterval/CountMax), with
  *   WALSAFE_TEST_SSHD_IDLE_PID     its listener: the test waits until no session is left below
  *   WALSAFE_TEST_SFTP_IDLE_S       it, for at most this many seconds (without the PID: sleeps)
+ *
+ * S3 (tests/integration/t_s3.sh sets these; the contract then runs against the s3 driver too):
+ *   WALSAFE_TEST_S3_ENDPOINT       http://127.0.0.1:PORT of an S3-compatible server
+ *   WALSAFE_TEST_S3_BUCKET         an existing bucket; each run works under its own prefix
+ *   WALSAFE_TEST_S3_KEY, _SECRET   credentials (S3RVER / S3RVER when unset)
  */
 #include <dirent.h>
 #include <errno.h>
@@ -38,7 +43,7 @@
 
 extern char **environ;
 
-enum driver_kind { DRV_POSIX, DRV_MEM, DRV_SFTP };
+enum driver_kind { DRV_POSIX, DRV_MEM, DRV_SFTP, DRV_S3 };
 
 struct driver {
     const char *name;
@@ -152,9 +157,40 @@ static int sftp_open_at(const struct sftp_env *e, const char *sub, const char *i
     return rc;
 }
 
+/* Opens the s3 driver under a prefix unique to this process and contract test. */
+static int s3_open(const char *sub, struct ws_storage **out, struct ws_error *err)
+{
+    const char *ep = getenv("WALSAFE_TEST_S3_ENDPOINT"), *bucket = getenv("WALSAFE_TEST_S3_BUCKET");
+    const char *key = getenv("WALSAFE_TEST_S3_KEY"), *secret = getenv("WALSAFE_TEST_S3_SECRET");
+    struct ws_config cfg;
+    char repo[512];
+    int rc;
+
+    snprintf(repo, sizeof(repo), "s3://%s/unit-%ld-%ld/%s", bucket, (long)getpid(),
+             (long)time(NULL), sub);
+    ws_config_init(&cfg);
+    if (ws_config_set(&cfg, "repo", repo, "test", err) != 0 ||
+        ws_config_set(&cfg, "s3_endpoint", ep, "test", err) != 0 ||
+        ws_config_set(&cfg, "s3_access_key_id", key ? key : "S3RVER", "test", err) != 0 ||
+        ws_config_set(&cfg, "s3_secret_access_key", secret ? secret : "S3RVER", "test", err) != 0 ||
+        ws_config_set(&cfg, "s3_region", "us-east-1", "test", err) != 0 ||
+        ws_config_set(&cfg, "timeout", "10", "test", err) != 0) {
+        ws_config_free(&cfg);
+        return err->code;
+    }
+    rc = ws_storage_s3_open(&cfg, out, err);
+    ws_config_free(&cfg);
+    return rc;
+}
+
+static int s3_enabled(void)
+{
+    return getenv("WALSAFE_TEST_S3_ENDPOINT") && getenv("WALSAFE_TEST_S3_BUCKET");
+}
+
 static int open_driver(enum driver_kind kind, const char *sub, struct driver *d)
 {
-    static const char *const names[] = {"posix", "mem", "sftp"};
+    static const char *const names[] = {"posix", "mem", "sftp", "s3"};
     struct ws_error err = {0};
     struct sftp_env e;
     int rc;
@@ -163,6 +199,13 @@ static int open_driver(enum driver_kind kind, const char *sub, struct driver *d)
     d->name = names[kind];
     if (kind == DRV_MEM)
         return ws_storage_mem_open(&d->st, &err);
+    if (kind == DRV_S3) {
+        /* root stays "": S3 needs no temp names, so there is nothing local to inspect */
+        rc = s3_open(sub, &d->st, &err);
+        if (rc != 0)
+            fprintf(stderr, "    s3: %s\n", err.msg);
+        return rc;
+    }
     if (kind == DRV_SFTP) {
         if (sftp_env(&e) != 1 || sftp_mkdir(&e, sub, d->root, sizeof(d->root)) != 0)
             return -1;
@@ -703,14 +746,14 @@ static void run_contract(void (*fn)(struct driver *), const char *sub)
 
     if (sftp < 0)
         unit_fail(__FILE__, __LINE__, "incomplete WALSAFE_TEST_SFTP_* environment");
-    for (int kind = DRV_POSIX; kind <= (sftp == 1 ? DRV_SFTP : DRV_MEM); kind++) {
+    for (int kind = DRV_POSIX; kind <= DRV_S3; kind++) {
+        static const char *const suffix[] = {"posix", "mem", "sftp", "s3"};
         struct driver d;
         char name[64];
         int before = unit_failures;
-        snprintf(name, sizeof(name), "%s-%s", sub,
-                 kind == DRV_POSIX ? "posix"
-                 : kind == DRV_MEM ? "mem"
-                                   : "sftp");
+        if ((kind == DRV_SFTP && sftp != 1) || (kind == DRV_S3 && !s3_enabled()))
+            continue;
+        snprintf(name, sizeof(name), "%s-%s", sub, suffix[kind]);
         if (open_driver(kind, name, &d) != 0) {
             unit_fail(__FILE__, __LINE__, "open_driver");
             continue;
