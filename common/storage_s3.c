@@ -42,10 +42,10 @@ struct s3_storage {
     struct ws_storage base;
     CURLM *multi;
     CURL *easy;
-    char *scheme;   /* "https" or "http" */
-    char *host;     /* endpoint host[:port] */
+    char *scheme; /* "https" or "http" */
+    char *host;   /* endpoint host[:port] */
     char *bucket;
-    char *prefix;   /* "" or "dir/" */
+    char *prefix; /* "" or "dir/" */
     int path_style;
     char *region, *akid, *secret, *token, *ca_file;
     int verify_tls;
@@ -183,7 +183,10 @@ static int xml_value(const char *xml, const char *tag, const char **from, char *
     if (from)
         *from = b + strlen(close);
     while (a < b && o + 1 < outsz) {
-        static const struct { const char *ent; char c; } ents[] = {
+        static const struct {
+            const char *ent;
+            char c;
+        } ents[] = {
             {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
         int done = 0;
         for (size_t i = 0; i < sizeof(ents) / sizeof(ents[0]) && !done; i++) {
@@ -285,8 +288,8 @@ static int prepare(struct s3_storage *s, CURL *e, const struct s3_req *q, struct
         h = cu->slist_append(h, line);
     }
     if (s->akid && s->secret) {
-        struct ws_sigv4_request r = {q->method, path, q->query ? q->query : "", host, sha, date,
-                                     s->token, q->range};
+        struct ws_sigv4_request r = {q->method, path,    q->query ? q->query : "", host, sha, date,
+                                     s->token,  q->range};
         struct ws_sigv4_creds c = {s->akid, s->secret, s->region, "s3"};
         if (ws_sigv4_sign(&r, &c, auth, sizeof(auth), err) != 0) {
             cu->slist_free_all(h);
@@ -354,8 +357,10 @@ static int outcome(struct s3_storage *s, const struct s3_req *q, int cc, struct 
         return ws_error_set(err, WS_ERR_NOT_FOUND, "object \"%s%s\" not found in S3 bucket \"%s\"",
                             s->prefix, key, s->bucket);
     if (r->status == 412 && q->if_none_match)
-        return ws_error_set(err, WS_ERR_EXISTS, "object \"%s%s\" already exists in S3 bucket "
-                            "\"%s\"", s->prefix, key, s->bucket);
+        return ws_error_set(err, WS_ERR_EXISTS,
+                            "object \"%s%s\" already exists in S3 bucket "
+                            "\"%s\"",
+                            s->prefix, key, s->bucket);
     ws_error_set(err, WS_ERR_STORAGE, "could not %s \"%s%s\" in S3 bucket \"%s\": HTTP %ld%s%s%s%s",
                  what, s->prefix, key, s->bucket, r->status, code[0] ? " " : "", code,
                  msg[0] ? ": " : "", msg);
@@ -452,11 +457,11 @@ static int s3_get(struct ws_storage *st, const char *key, uint64_t offset, uint6
         cu->easy_getinfo(s->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
         if ((announced >= 0 && r.got != (uint64_t)announced) ||
             (length != WS_STORAGE_TO_END && r.got != length)) {
-            rc = ws_error_set(err, WS_ERR_STORAGE,
-                              "short read of \"%s%s\" from S3 bucket \"%s\": %llu of %lld bytes",
-                              s->prefix, key, s->bucket, (unsigned long long)r.got,
-                              (long long)(length != WS_STORAGE_TO_END ? (curl_off_t)length
-                                                                      : announced));
+            rc = ws_error_set(
+                err, WS_ERR_STORAGE,
+                "short read of \"%s%s\" from S3 bucket \"%s\": %llu of %lld bytes", s->prefix, key,
+                s->bucket, (unsigned long long)r.got,
+                (long long)(length != WS_STORAGE_TO_END ? (curl_off_t)length : announced));
             err->retryable = 1;
         }
     } else if (rc == WS_ERR_STORAGE && r.status == 416) {
@@ -466,8 +471,8 @@ static int s3_get(struct ws_storage *st, const char *key, uint64_t offset, uint6
             rc = 0;
         else
             rc = ws_error_set(err, WS_ERR_STORAGE,
-                              "range %s is outside \"%s%s\" in S3 bucket \"%s\"", range,
-                              s->prefix, key, s->bucket);
+                              "range %s is outside \"%s%s\" in S3 bucket \"%s\"", range, s->prefix,
+                              key, s->bucket);
     }
     resp_free(&r);
     return rc;
@@ -546,8 +551,11 @@ static int s3_list(struct ws_storage *st, const char *prefix, ws_storage_list_cb
         xml_value(r.body, "IsTruncated", NULL, truncated, sizeof(truncated));
         if (strcmp(truncated, "true") == 0 &&
             xml_value(r.body, "NextContinuationToken", NULL, token, sizeof(token)) != 0)
-            rc = rc ? rc : ws_error_set(err, WS_ERR_STORAGE, "S3 listing of bucket \"%s\" is "
-                                        "truncated without a continuation token", s->bucket);
+            rc = rc ? rc
+                    : ws_error_set(err, WS_ERR_STORAGE,
+                                   "S3 listing of bucket \"%s\" is "
+                                   "truncated without a continuation token",
+                                   s->bucket);
         resp_free(&r);
     } while (rc == 0 && token[0]);
     return rc;
@@ -733,8 +741,10 @@ static int exists_check(struct s3_put *p, struct ws_error *err)
         return 0;
     rc = s3_stat(&p->s->base, p->key, &st, err);
     if (rc == 0)
-        return ws_error_set(err, WS_ERR_EXISTS, "object \"%s%s\" already exists in S3 bucket "
-                            "\"%s\"", p->s->prefix, p->key, p->s->bucket);
+        return ws_error_set(err, WS_ERR_EXISTS,
+                            "object \"%s%s\" already exists in S3 bucket "
+                            "\"%s\"",
+                            p->s->prefix, p->key, p->s->bucket);
     return rc == WS_ERR_NOT_FOUND ? 0 : rc;
 }
 
@@ -893,7 +903,7 @@ static void s3_close(struct ws_storage *st)
     free(s);
 }
 
-static const struct ws_storage_ops s3_ops = {"s3", s3_stat, s3_open_put, s3_get,
+static const struct ws_storage_ops s3_ops = {"s3",    s3_stat,   s3_open_put, s3_get,
                                              s3_list, s3_remove, s3_close};
 
 static char *dup_or_null(const char *v)
@@ -910,8 +920,10 @@ int ws_storage_s3_open(const struct ws_config *cfg, struct ws_storage **out, str
     size_t blen = slash ? (size_t)(slash - b) : strlen(b);
 
     if (blen < 3 || blen > 63)
-        return ws_error_set(err, WS_ERR_CONFIG, "invalid repo \"%s\": bucket names have 3 to 63 "
-                            "characters", url);
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "invalid repo \"%s\": bucket names have 3 to 63 "
+                            "characters",
+                            url);
     if (cfg->s3_access_key_id && !cfg->s3_secret_access_key)
         return ws_error_set(err, WS_ERR_CONFIG,
                             "s3_access_key_id is set but s3_secret_access_key is not");
@@ -962,8 +974,9 @@ int ws_storage_s3_open(const struct ws_config *cfg, struct ws_storage **out, str
     s->verify_tls = cfg->s3_verify_tls;
     s->timeout = cfg->timeout;
     s->part_size = (size_t)cfg->s3_part_size;
-    s->parallel = cfg->parallel < 1 ? 1 : cfg->parallel > MAX_PARALLEL_PARTS ? MAX_PARALLEL_PARTS
-                                                                             : cfg->parallel;
+    s->parallel = cfg->parallel < 1                    ? 1
+                  : cfg->parallel > MAX_PARALLEL_PARTS ? MAX_PARALLEL_PARTS
+                                                       : cfg->parallel;
     s->base.location = strdup(url);
     s->multi = cu->multi_init();
     s->easy = cu->easy_init();

@@ -27,6 +27,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -56,6 +57,7 @@ struct sftp_storage {
     char *origin; /* sftp://user@host:port */
     char *root;   /* /abs/path, no trailing slash */
     char *identity, *known_hosts, *pin;
+    char *passphrase; /* of an encrypted identity file, or NULL; wiped on close */
     long timeout;
     int connected; /* the last request succeeded, so the next one reuses its session */
     /* set by the host key callback */
@@ -123,6 +125,8 @@ static void base_opts(struct sftp_storage *s, CURL *e, struct xfer *x, const cha
     cu->easy_setopt(e, CURLOPT_PROTOCOLS_STR, "sftp");
     cu->easy_setopt(e, CURLOPT_SSH_AUTH_TYPES, (long)CURLSSH_AUTH_PUBLICKEY);
     cu->easy_setopt(e, CURLOPT_SSH_PRIVATE_KEYFILE, s->identity);
+    if (s->passphrase)
+        cu->easy_setopt(e, CURLOPT_KEYPASSWD, s->passphrase);
     if (s->pin) {
         cu->easy_setopt(e, CURLOPT_SSH_HOST_PUBLIC_KEY_SHA256, s->pin);
     } else {
@@ -256,7 +260,8 @@ static int curl_error(struct sftp_storage *s, int cc, const char *what, const ch
     if (cc == CURLE_LOGIN_DENIED)
         return ws_error_set(err, WS_ERR_STORAGE,
                             "SFTP login to repository \"%s\" was refused with identity file "
-                            "\"%s\"",
+                            "\"%s\" (an encrypted key needs WALSAFE_SFTP_PASSPHRASE_FILE or "
+                            "WALSAFE_SFTP_PASSPHRASE)",
                             s->base.location, s->identity);
     ws_error_set(err, WS_ERR_STORAGE, "could not %s \"%s\" in repository \"%s\": %s", what, key,
                  s->base.location, cu->easy_strerror((CURLcode)cc));
@@ -715,6 +720,10 @@ static int sf_remove(struct ws_storage *st, const char *key, struct ws_error *er
 static void sf_close(struct ws_storage *st)
 {
     struct sftp_storage *s = (struct sftp_storage *)st;
+
+    if (s->passphrase)
+        memset(s->passphrase, 0, strlen(s->passphrase));
+    free(s->passphrase);
     cu->easy_cleanup(s->easy);
     cu->multi_cleanup(s->multi);
     free(s->origin);
@@ -735,6 +744,43 @@ static char *home_file(const char *name)
     char buf[4096];
     snprintf(buf, sizeof(buf), "%s/.ssh/%s", home && *home ? home : "/root", name);
     return strdup(buf);
+}
+
+/*
+ * The passphrase of an encrypted identity file: from the file named by
+ * WALSAFE_SFTP_PASSPHRASE_FILE (mode 0600 or stricter, first line), else from
+ * WALSAFE_SFTP_PASSPHRASE. Neither is a configuration key, so no config file has to hold it.
+ */
+static int load_passphrase(struct sftp_storage *s, struct ws_error *err)
+{
+    const char *path = getenv("WALSAFE_SFTP_PASSPHRASE_FILE"), *env;
+    char buf[1024];
+    struct stat st;
+    FILE *f;
+
+    if (path && *path) {
+        if (!(f = fopen(path, "re")))
+            return ws_error_setsys(err, WS_ERR_CONFIG, errno,
+                                   "could not open WALSAFE_SFTP_PASSPHRASE_FILE \"%s\"", path);
+        if (fstat(fileno(f), &st) != 0 || (st.st_mode & 077)) {
+            fclose(f);
+            return ws_error_set(err, WS_ERR_CONFIG,
+                                "passphrase file \"%s\" is readable by group or others; run "
+                                "chmod 600 on it",
+                                path);
+        }
+        if (!fgets(buf, sizeof(buf), f))
+            buf[0] = '\0';
+        fclose(f);
+        buf[strcspn(buf, "\r\n")] = '\0';
+        s->passphrase = strdup(buf);
+        memset(buf, 0, sizeof(buf));
+    } else if ((env = getenv("WALSAFE_SFTP_PASSPHRASE")) != NULL) {
+        s->passphrase = strdup(env);
+    } else {
+        return 0;
+    }
+    return s->passphrase ? 0 : ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
 }
 
 int ws_storage_sftp_open(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err)
@@ -802,6 +848,10 @@ int ws_storage_sftp_open(const struct ws_config *cfg, struct ws_storage **out, s
                         s->known_hosts);
         sf_close(&s->base);
         return WS_ERR_CONFIG;
+    }
+    if (load_passphrase(s, err) != 0) {
+        sf_close(&s->base);
+        return err->code;
     }
     *out = &s->base;
     return 0;

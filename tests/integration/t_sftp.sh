@@ -168,6 +168,35 @@ grep -l -a -F "$(echo -n 1 | md5sum | cut -c1-32)" "$REPO"/main/wal/*/* >/dev/nu
     fail "an object holds table content in the clear"
 
 # ---- 3. host keys ----
+CASE="encrypted client key"
+# an ed25519 key under a passphrase, authorized next to the plain one
+ssh-keygen -q -t ed25519 -N 'correct horse' -C walsafe-enc -f "$T/enc_key" </dev/null >/dev/null ||
+    die "ssh-keygen failed"
+cat "$T/enc_key.pub" >>"$SSHD_DIR/authorized_keys.root"
+chown postgres "$T/enc_key"
+sftp_conf "$T/enc.conf" "sftp_identity_file = '$T/enc_key'"
+new_dest
+run "$WAL_FETCH" --config "$T/enc.conf" "$(seg_name 1 "$n_first" $SEG_MB)" "$DEST"
+assert_rc 255 "wal-fetch with an encrypted key and no passphrase"
+grep -q 'WALSAFE_SFTP_PASSPHRASE' "$T/.last.err" || fail "no passphrase hint: $(head -2 "$T/.last.err")"
+new_dest
+run env WALSAFE_SFTP_PASSPHRASE='correct horse' "$WAL_FETCH" --config "$T/enc.conf" \
+    "$(seg_name 1 "$n_first" $SEG_MB)" "$DEST"
+assert_rc 0 "wal-fetch with the passphrase in WALSAFE_SFTP_PASSPHRASE"
+printf 'correct horse\n' >"$T/passphrase"
+chmod 600 "$T/passphrase"
+new_dest
+run env WALSAFE_SFTP_PASSPHRASE_FILE="$T/passphrase" "$WAL_FETCH" --config "$T/enc.conf" \
+    "$(seg_name 1 "$n_first" $SEG_MB)" "$DEST"
+assert_rc 0 "wal-fetch with the passphrase in WALSAFE_SFTP_PASSPHRASE_FILE"
+grep -q 'correct horse' "$T/.last.err" "$T/.last.out" && fail "the passphrase was printed"
+chmod 644 "$T/passphrase"
+new_dest
+run env WALSAFE_SFTP_PASSPHRASE_FILE="$T/passphrase" "$WAL_FETCH" --config "$T/enc.conf" \
+    "$(seg_name 1 "$n_first" $SEG_MB)" "$DEST"
+assert_rc 255 "wal-fetch with a passphrase file of mode 0644"
+grep -q 'group or others' "$T/.last.err" || fail "mode 0644 not named: $(head -2 "$T/.last.err")"
+
 CASE="unknown host key"
 : >"$T/known_hosts.empty" && chown postgres: "$T/known_hosts.empty"
 sftp_conf "$T/unknown.conf" "sftp_known_hosts = '$T/known_hosts.empty'"
