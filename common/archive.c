@@ -198,11 +198,9 @@ static int push_once(const struct ws_config *cfg, const char *wal_path, struct w
     put = NULL; /* owned by the writer now */
     if (rc != 0 || (rc = ws_sink_write_file(w, fd, wal_path, err)) != 0)
         goto out;
+    /* The writer checks the length against content_size before anything is committed. */
     rc = ws_sink_finish(w, err);
     ws_object_writer_info(w, &info);
-    if (rc == 0 && info.content_len != (uint64_t)st.st_size)
-        rc = ws_error_set(err, WS_ERR_IO, "WAL file \"%s\" changed size while it was read",
-                          wal_path);
     if (rc == WS_ERR_EXISTS) {
         /* Already archived (by an earlier call, or a concurrent one): same content or not? */
         ws_sink_free(w);

@@ -174,6 +174,7 @@ struct obj_frame;
 struct obj_writer {
     struct ws_sink base;
     EVP_MD_CTX *md;
+    int64_t expected_len; /* -1: unknown */
     uint64_t content_len;
     uint8_t digest[32];
     struct obj_frame *frame;
@@ -294,6 +295,12 @@ static int writer_finish(struct ws_sink *s, struct ws_error *err)
 {
     struct obj_writer *w = (struct obj_writer *)s;
     unsigned int n;
+
+    /* Checked before anything downstream commits: a short or long read never becomes an object. */
+    if (w->expected_len >= 0 && w->content_len != (uint64_t)w->expected_len)
+        return ws_error_set(err, WS_ERR_IO, "content of \"%s\" is %llu bytes, expected %lld",
+                            w->frame->name, (unsigned long long)w->content_len,
+                            (long long)w->expected_len);
     if (EVP_DigestFinal_ex(w->md, w->digest, &n) != 1)
         return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
     return 0;
@@ -381,6 +388,7 @@ int ws_object_writer_new(struct ws_sink *dest, const struct ws_object_params *p,
     }
     w->base.ops = &writer_ops;
     w->base.next = chain;
+    w->expected_len = p->content_size;
     w->frame = f;
     f->head = w;
     *out = &w->base;

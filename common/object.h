@@ -59,7 +59,7 @@ struct ws_object_params {
     int compress;             /* enum ws_compress */
     int level;                /* zstd level */
     int workers;              /* zstd threads, <= 1 for none */
-    int64_t content_size;     /* exact content length if known, else -1 */
+    int64_t content_size;     /* exact content length if known (enforced at finish), else -1 */
     const struct ws_key *key; /* NULL: no encryption */
     uint32_t chunk_size;      /* 0: WS_OBJECT_CHUNK_SIZE (tests use small ones) */
 };
