@@ -269,7 +269,7 @@ static int fetch_once(const struct ws_config *cfg, const char *wal_name, const c
                               "check repo and cluster",
                               repo.st->location, repo.cluster);
         else if (rc2 != 0)
-            rc = ws_error_set(err, e2.code, "%s", e2.msg);
+            *err = e2, rc = rc2; /* keeps its retryable flag */
         else
             ws_error_set(err, WS_ERR_NOT_FOUND, "WAL file \"%s\" is not in the archive (\"%s\")",
                          wal_name, key);
@@ -279,8 +279,7 @@ static int fetch_once(const struct ws_config *cfg, const char *wal_name, const c
         goto out;
     rc = ws_sink_finish(reader, err);
 out:
-    if (rc != 0 && rc != WS_ERR_NOT_FOUND && rc != WS_ERR_USAGE && rc != WS_ERR_CONFIG &&
-        strstr(err->msg, wal_name) == NULL)
+    if (rc != 0 && rc != WS_ERR_NOT_FOUND && strstr(err->msg, wal_name) == NULL)
         ws_error_prefix(err, "could not fetch WAL file \"%s\"", wal_name);
     ws_sink_free(reader);
     ws_sink_free(out_file);
