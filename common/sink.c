@@ -129,7 +129,7 @@ int ws_null_sink_new(struct ws_sink **out, struct ws_error *err)
 struct file_sink {
     struct ws_sink base;
     int fd;
-    int do_fsync;
+    struct ws_file_opts o;
     char *path;
     char *tmp;
 };
@@ -138,28 +138,52 @@ static int file_write(struct ws_sink *s, const void *buf, size_t len, struct ws_
 {
     struct file_sink *f = (struct file_sink *)s;
     if (ws_write_all(f->fd, buf, len) != 0)
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s\"", f->tmp);
+        return ws_error_setsys(err, f->o.err_code, errno, "could not write file \"%s\"", f->tmp);
+    return 0;
+}
+
+/* rename without replacing: RENAME_NOREPLACE, or link() where the file system lacks it (link
+ * also refuses an existing target). WS_ERR_EXISTS when the name is taken. */
+static int rename_noreplace(const char *from, const char *to, int code, struct ws_error *err)
+{
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno == EEXIST)
+        return ws_error_set(err, WS_ERR_EXISTS, "file \"%s\" already exists", to);
+    if (errno != EINVAL && errno != ENOSYS)
+        return ws_error_setsys(err, code, errno, "could not rename file \"%s\" to \"%s\"", from,
+                               to);
+    if (link(from, to) != 0) {
+        if (errno == EEXIST)
+            return ws_error_set(err, WS_ERR_EXISTS, "file \"%s\" already exists", to);
+        return ws_error_setsys(err, code, errno, "could not link file \"%s\" to \"%s\"", from, to);
+    }
+    unlink(from);
     return 0;
 }
 
 static int file_finish(struct ws_sink *s, struct ws_error *err)
 {
     struct file_sink *f = (struct file_sink *)s;
-    int fd = f->fd;
+    int fd = f->fd, code = f->o.err_code, rc;
 
     f->fd = -1;
-    if (f->do_fsync && fsync(fd) != 0) {
+    if (f->o.fsync && fsync(fd) != 0) {
         int e = errno;
         close(fd);
-        return ws_error_setsys(err, WS_ERR_IO, e, "could not fsync file \"%s\"", f->tmp);
+        return ws_error_setsys(err, code, e, "could not fsync file \"%s\"", f->tmp);
     }
     if (close(fd) != 0)
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not close file \"%s\"", f->tmp);
-    if (rename(f->tmp, f->path) != 0)
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not rename file \"%s\" to \"%s\"",
-                               f->tmp, f->path);
-    if (f->do_fsync)
-        return ws_fsync_parent(f->path, err);
+        return ws_error_setsys(err, code, errno, "could not close file \"%s\"", f->tmp);
+    if (f->o.no_replace) {
+        if ((rc = rename_noreplace(f->tmp, f->path, code, err)) != 0)
+            return rc;
+    } else if (rename(f->tmp, f->path) != 0) {
+        return ws_error_setsys(err, code, errno, "could not rename file \"%s\" to \"%s\"", f->tmp,
+                               f->path);
+    }
+    if (f->o.fsync && ws_fsync_parent(f->path, err) != 0)
+        return err->code = code;
     return 0;
 }
 
@@ -183,8 +207,8 @@ static void file_destroy(struct ws_sink *s)
 static const struct ws_sink_ops file_ops = {"file", file_write, file_finish, file_abort,
                                             file_destroy};
 
-int ws_file_sink_new(const char *path, int mode, int do_fsync, struct ws_sink **out,
-                     struct ws_error *err)
+int ws_file_sink_open(const char *path, const struct ws_file_opts *o, struct ws_sink **out,
+                      struct ws_error *err)
 {
     struct file_sink *f = calloc(1, sizeof(*f));
     const char *slash = strrchr(path, '/');
@@ -195,23 +219,39 @@ int ws_file_sink_new(const char *path, int mode, int do_fsync, struct ws_sink **
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     f->base.ops = &file_ops;
     f->fd = -1;
-    f->do_fsync = do_fsync;
+    f->o = *o;
+    if (!f->o.err_code)
+        f->o.err_code = WS_ERR_IO;
     f->path = strdup(path);
-    f->tmp = malloc(tmplen);
+    f->tmp = o->tmp_path ? strdup(o->tmp_path) : malloc(tmplen);
     if (!f->path || !f->tmp) {
         file_destroy(&f->base);
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     }
-    snprintf(f->tmp, tmplen, "%.*s.%s.walsafe.%ld", (int)dirlen, path, path + dirlen,
-             (long)getpid());
-    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    f->o.tmp_path = NULL; /* not ours to keep */
+    if (!o->tmp_path)
+        snprintf(f->tmp, tmplen, "%.*s.%s.walsafe.%ld", (int)dirlen, path, path + dirlen,
+                 (long)getpid());
+    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, o->mode);
+    if (f->fd < 0 && errno == EEXIST && !o->tmp_path) {
+        /* a leftover of a killed earlier run of this pid: ours to replace */
+        unlink(f->tmp);
+        f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, o->mode);
+    }
     if (f->fd < 0) {
-        int rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not create file \"%s\"", f->tmp);
+        int rc = ws_error_setsys(err, f->o.err_code, errno, "could not create file \"%s\"", f->tmp);
         file_destroy(&f->base);
         return rc;
     }
     *out = &f->base;
     return 0;
+}
+
+int ws_file_sink_new(const char *path, int mode, int do_fsync, struct ws_sink **out,
+                     struct ws_error *err)
+{
+    struct ws_file_opts o = {mode, do_fsync, 0, WS_ERR_IO, NULL};
+    return ws_file_sink_open(path, &o, out, err);
 }
 
 /* ---- sha256 sink ---- */

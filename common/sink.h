@@ -56,10 +56,21 @@ const uint8_t *ws_buffer_sink_data(const struct ws_sink *s, size_t *len);
 int ws_null_sink_new(struct ws_sink **out, struct ws_error *err);
 
 /*
- * Writes a local file as "<dir>/.<base>.walsafe.<pid>" beside `path`, mode `mode`; finish
- * (optionally fsyncs and) renames it to `path`, replacing what is there; abort unlinks the
- * temp file. With fsync set, finish also fsyncs the directory.
+ * Writes a local file under a temp name and publishes it as `path` in finish: (fsync,) close,
+ * rename (without replacing when no_replace: WS_ERR_EXISTS if `path` exists), (fsync of the
+ * directory). Abort unlinks the temp file. This is the one implementation of durable local
+ * publication; the posix storage driver uses it too.
  */
+struct ws_file_opts {
+    int mode;             /* of the new file */
+    int fsync;            /* fsync file and directory: durable when finish returns 0 */
+    int no_replace;       /* never replace an existing `path` */
+    int err_code;         /* code for I/O errors (0: WS_ERR_IO) */
+    const char *tmp_path; /* temp name (same directory); NULL: "<dir>/.<base>.walsafe.<pid>" */
+};
+int ws_file_sink_open(const char *path, const struct ws_file_opts *o, struct ws_sink **out,
+                      struct ws_error *err);
+/* The common case: replace, optional fsync, WS_ERR_IO. */
 int ws_file_sink_new(const char *path, int mode, int do_fsync, struct ws_sink **out,
                      struct ws_error *err);
 

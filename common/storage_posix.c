@@ -1,11 +1,12 @@
 /*
  * storage_posix.c - a repository in a local (or mounted) directory.
  *
- * Publication: the object is written to "<dir>/.walsafe-tmp.<name>.<pid>.<random>" (mode 0600),
- * fsynced, renamed to its key with RENAME_NOREPLACE (or link+unlink where the file system lacks
- * it), and the directory is fsynced. Directories are created 0700 and made durable in their
- * parents. The repository root itself must exist: a missing root is more likely an unmounted
- * file system than a new repository, and writing into the mount point would lose WAL.
+ * Publication (ws_file_sink_open in sink.c): the object is written to
+ * "<dir>/.walsafe-tmp.<name>.<pid>.<random>" (mode 0600), fsynced, renamed to its key with
+ * RENAME_NOREPLACE (or link+unlink where the file system lacks it), and the directory is fsynced.
+ * Directories are created 0700 and made durable in their parents. The repository root itself must
+ * exist: a missing root is more likely an unmounted file system than a new repository, and writing
+ * into the mount point would lose WAL.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -65,88 +66,12 @@ static int p_stat(struct ws_storage *s, const char *key, struct ws_storage_stat 
 
 /* ---- put ---- */
 
-struct posix_put {
-    struct ws_sink base;
-    char *path, *tmp;
-    int fd, replace;
-};
-
-static int put_write(struct ws_sink *s, const void *buf, size_t len, struct ws_error *err)
-{
-    struct posix_put *p = (struct posix_put *)s;
-    if (ws_write_all(p->fd, buf, len) != 0)
-        return ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not write file \"%s\"", p->tmp);
-    return 0;
-}
-
-static int put_finish(struct ws_sink *s, struct ws_error *err)
-{
-    struct posix_put *p = (struct posix_put *)s;
-    int fd = p->fd;
-
-    p->fd = -1;
-    if (fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        return ws_error_setsys(err, WS_ERR_STORAGE, e, "could not fsync file \"%s\"", p->tmp);
-    }
-    if (close(fd) != 0)
-        return ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not close file \"%s\"", p->tmp);
-    if (p->replace) {
-        if (rename(p->tmp, p->path) != 0)
-            return ws_error_setsys(err, WS_ERR_STORAGE, errno,
-                                   "could not rename file \"%s\" to \"%s\"", p->tmp, p->path);
-    } else if (renameat2(AT_FDCWD, p->tmp, AT_FDCWD, p->path, RENAME_NOREPLACE) != 0) {
-        if (errno == EEXIST)
-            return ws_error_set(err, WS_ERR_EXISTS, "file \"%s\" already exists", p->path);
-        if (errno != EINVAL && errno != ENOSYS)
-            return ws_error_setsys(err, WS_ERR_STORAGE, errno,
-                                   "could not rename file \"%s\" to \"%s\"", p->tmp, p->path);
-        /* File systems without RENAME_NOREPLACE: link() also refuses to replace. */
-        if (link(p->tmp, p->path) != 0) {
-            if (errno == EEXIST)
-                return ws_error_set(err, WS_ERR_EXISTS, "file \"%s\" already exists", p->path);
-            return ws_error_setsys(err, WS_ERR_STORAGE, errno,
-                                   "could not link file \"%s\" to "
-                                   "\"%s\"",
-                                   p->tmp, p->path);
-        }
-        unlink(p->tmp);
-    }
-    if (ws_fsync_parent(p->path, err) != 0) {
-        err->code = WS_ERR_STORAGE;
-        return err->code;
-    }
-    return 0;
-}
-
-static void put_abort(struct ws_sink *s)
-{
-    struct posix_put *p = (struct posix_put *)s;
-    if (p->fd >= 0)
-        close(p->fd);
-    p->fd = -1;
-    unlink(p->tmp);
-}
-
-static void put_destroy(struct ws_sink *s)
-{
-    struct posix_put *p = (struct posix_put *)s;
-    free(p->path);
-    free(p->tmp);
-    free(p);
-}
-
-static const struct ws_sink_ops put_ops = {"posix-put", put_write, put_finish, put_abort,
-                                           put_destroy};
-
 static int p_open_put(struct ws_storage *s, const char *key, int flags, struct ws_sink **out,
                       struct ws_error *err)
 {
     struct posix_storage *ps = (struct posix_storage *)s;
     char path[PATH_MAX], dir[PATH_MAX], tmp[PATH_MAX + 64];
     const char *slash;
-    struct posix_put *p;
     uint8_t rnd[6];
     char rhex[13];
 
@@ -164,24 +89,11 @@ static int p_open_put(struct ws_storage *s, const char *key, int flags, struct w
     for (size_t i = 0; i < sizeof(rnd); i++)
         snprintf(rhex + 2 * i, 3, "%02x", rnd[i]);
     snprintf(tmp, sizeof(tmp), "%s/.walsafe-tmp.%s.%ld.%s", dir, slash + 1, (long)getpid(), rhex);
-    p = calloc(1, sizeof(*p));
-    if (!p || !(p->path = strdup(path)) || !(p->tmp = strdup(tmp))) {
-        if (p) {
-            free(p->path);
-            free(p);
-        }
-        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    /* Temp names start with .walsafe-tmp so listings skip them and wal-prune can find them. */
+    {
+        struct ws_file_opts o = {0600, 1, !(flags & WS_PUT_REPLACE), WS_ERR_STORAGE, tmp};
+        return ws_file_sink_open(path, &o, out, err);
     }
-    p->base.ops = &put_ops;
-    p->replace = (flags & WS_PUT_REPLACE) != 0;
-    p->fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (p->fd < 0) {
-        int rc = ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not create file \"%s\"", tmp);
-        put_destroy(&p->base);
-        return rc;
-    }
-    *out = &p->base;
-    return 0;
 }
 
 /* ---- get ---- */
