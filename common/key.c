@@ -31,7 +31,7 @@ int ws_hkdf_sha256(const uint8_t *ikm, size_t ikmlen, const uint8_t *salt, size_
                    const char *info, uint8_t *out, size_t outlen, struct ws_error *err)
 {
     static const uint8_t zeros[32];
-    uint8_t prk[32], t[32], msg[32 + 256 + 1];
+    uint8_t prk[32], t[32] = {0}, msg[32 + 256 + 1];
     size_t infolen = strlen(info), tlen = 0, done = 0;
     unsigned int n = 0;
     int rc = 0;
