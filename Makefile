@@ -70,6 +70,7 @@ integration: all $(TOOL_BIN) $(BUILD)/tests/test_storage
 # Everything: unit tests and the integration suite under ASan/UBSan, then the integration
 # suite again on the optimised build that users run.
 check: deps
+	scripts/banned.sh
 	$(MAKE) SANITIZE=1 unit-run
 	$(MAKE) SANITIZE=1 integration
 	$(MAKE) integration
