@@ -30,6 +30,7 @@ SOCK=""
 SERVERS=()
 MOUNTS=()
 SECRETS=() # strings that must never appear in any output (key file contents, passwords)
+STOP_HOOKS=() # functions cleanup calls after the PostgreSQL servers (repo_setup's servers)
 
 # ---- reporting ----
 
@@ -69,6 +70,9 @@ cleanup() {
     trap - EXIT INT TERM
     for d in "${SERVERS[@]+"${SERVERS[@]}"}"; do
         pg_stop_immediate "$d"
+    done
+    for d in "${STOP_HOOKS[@]+"${STOP_HOOKS[@]}"}"; do
+        "$d"
     done
     for m in "${MOUNTS[@]+"${MOUNTS[@]}"}"; do
         mountpoint -q "$m" && { umount "$m" || umount -l "$m"; }
@@ -136,6 +140,90 @@ write_conf() {
     printf '%s\n' "# walsafe test configuration" "$@" >"$f" || die "could not write $f"
     chown postgres: "$f"
     chmod 600 "$f"
+}
+
+# ---- repositories on every backend ----
+# A scenario that takes its repository from repo_setup runs unchanged against a local directory,
+# an S3 bucket (s3.sh's server, which verifies SigV4) or an SFTP server (sshd.sh's private sshd);
+# thin wrappers (t_pitr_s3.sh ...) set REPO_KIND and source the scenario.
+#
+# repo_setup KIND: a fresh, empty repository of KIND (local, s3 or sftp) for this test. For s3
+# and sftp it first starts the server on 127.0.0.1 with its files in $T (registered before it
+# starts, stopped by its PID from cleanup, also when the test fails). Sets
+#   REPO_KIND   KIND
+#   REPO_CONF   (array) the configuration lines that name and reach the repository: repo, and
+#               s3_endpoint, s3_uri_style, s3_access_key_id, s3_secret_access_key (s3) or
+#               sftp_identity_file, sftp_known_hosts (sftp). With write_conf the file is 0600 and
+#               owned by postgres, which reads it in archive_command / restore_command; the sftp
+#               client key and known_hosts are owned by postgres too.
+#   REPO_FILES  the directory in which the repository's objects are plain files: the repository
+#               itself (local; sftp, whose server is this machine) or its prefix in the S3
+#               server's data directory (s3). For checks and damage only; the programs use
+#               REPO_CONF.
+# repo_file KEY: the file that holds object KEY (e.g. main/wal/00000002.history) in REPO_FILES.
+repo_setup() {
+    local here
+    here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+    REPO_KIND=$1
+    case "$REPO_KIND" in
+    local)
+        make_repo "$T/repo"
+        REPO_FILES=$T/repo
+        REPO_CONF=("repo = '$T/repo'")
+        ;;
+    s3)
+        # shellcheck source=s3.sh
+        . "$here/s3.sh"
+        STOP_HOOKS+=(s3_stop_all)
+        s3_start "$T/s3" walsafe-test 2>"$T/s3start.err" ||
+            die "could not start the S3 test server: $(cat "$T/s3start.err")"
+        note "S3 server pid $S3_PID on $S3_ENDPOINT"
+        REPO_FILES=$S3_DATA/$S3_BUCKET/it/$TEST_NAME
+        REPO_CONF=("repo = 's3://$S3_BUCKET/it/$TEST_NAME'" "s3_endpoint = '$S3_ENDPOINT'"
+            "s3_uri_style = 'path'" "s3_access_key_id = '$S3_ACCESS_KEY'"
+            "s3_secret_access_key = '$S3_SECRET_KEY'")
+        ;;
+    sftp)
+        # shellcheck source=sshd.sh
+        . "$here/sshd.sh"
+        STOP_HOOKS+=(sshd_stop_all)
+        # Log in as root: with UsePAM no, sshd refuses postgres (locked password) even with a key.
+        # The client key and known_hosts belong to postgres, who runs archive_command.
+        SSHD_USERS=root SSHD_KEY_OWNER=postgres sshd_start "$T/sshd" 2>"$T/sshdstart.err" ||
+            die "could not start sshd: $(cat "$T/sshdstart.err")"
+        note "sshd pid $SSHD_PID on 127.0.0.1:$SSHD_PORT"
+        make_repo "$T/repo"
+        REPO_FILES=$T/repo
+        REPO_CONF=("repo = 'sftp://root@127.0.0.1:$SSHD_PORT$T/repo'"
+            "sftp_identity_file = '$SSHD_CLIENT_KEY'" "sftp_known_hosts = '$SSHD_KNOWN_HOSTS'")
+        ;;
+    *) die "repo_setup: unknown repository kind '$REPO_KIND' (local, s3 or sftp)" ;;
+    esac
+}
+
+repo_file() {
+    if [ "$REPO_KIND" = s3 ]; then
+        echo "$REPO_FILES/$1._S3rver_object"
+    else
+        echo "$REPO_FILES/$1"
+    fi
+}
+
+# assert_repo_clean WHAT: no temp object is left in the repository, and what the backend stores
+# is private: modes 0700 (directories) / 0600 (files) where objects are files of ours (local,
+# sftp); no multipart upload left open on the S3 server (object files there are the server's).
+assert_repo_clean() {
+    local bad
+    [ -d "$REPO_FILES" ] || { fail "$1: no repository at $REPO_FILES"; return 1; }
+    assert_no_temp_files "$REPO_FILES" "$1"
+    if [ "$REPO_KIND" = s3 ]; then
+        bad=$(find "$S3_DATA/$S3_BUCKET/._S3rver_uploads" -mindepth 1 -maxdepth 1 2>/dev/null)
+        [ -z "$bad" ] || fail "$1: multipart uploads left open on the S3 server: $(echo $bad)"
+    else
+        bad=$(find "$REPO_FILES" \( \( -type d ! -perm 700 \) -o \( -type f ! -perm 600 \) \) \
+            -printf '%m %p\n')
+        [ -z "$bad" ] || fail "$1: wrong modes: $bad"
+    fi
 }
 
 # ---- running the programs ----

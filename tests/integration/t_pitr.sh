@@ -2,6 +2,8 @@
 # t_pitr: point-in-time recovery of a pg_basebackup copy (taken without WAL) whose WAL comes
 # only from the encrypted repository through wal-fetch as restore_command. Exactly the rows
 # committed before the target time must be present after promotion.
+# The repository is REPO_KIND (local, s3 or sftp; default local): t_pitr_s3.sh and t_pitr_sftp.sh
+# run this scenario against the S3 and SFTP test servers (lib.sh: repo_setup).
 . "$(dirname "$0")/lib.sh"
 setup_tmp
 
@@ -9,13 +11,13 @@ SEG_MB=1
 ROWS=4000
 
 KEY=$T/walsafe.key
-REPO=$T/repo
 CONF=$T/walsafe.conf
 PGD=$T/primary
 COPY=$T/copy
+CASE="repository (${REPO_KIND:-local})"
 make_key "$KEY"
-make_repo "$REPO"
-write_conf "$CONF" "repo = '$REPO'" "encrypt_key_file = '$KEY'"
+repo_setup "${REPO_KIND:-local}"
+write_conf "$CONF" "${REPO_CONF[@]}" "encrypt_key_file = '$KEY'"
 
 CASE="primary"
 pg_init "$PGD" --wal-segsize=$SEG_MB
@@ -73,8 +75,8 @@ CASE="backup history file"
 bfile=$(cd "$PGD/pg_wal" && ls -1 -- *.backup 2>/dev/null | head -1)
 if [ -z "$bfile" ]; then
     fail "no .backup file in the primary's pg_wal after pg_basebackup"
-elif [ ! -f "$REPO/main/wal/${bfile:0:16}/$bfile" ]; then
-    fail "$bfile was not archived to $REPO/main/wal/${bfile:0:16}/"
+elif [ ! -f "$(repo_file "main/wal/${bfile:0:16}/$bfile")" ]; then
+    fail "$bfile was not archived to $REPO_KIND repository main/wal/${bfile:0:16}/"
 else
     new_dest
     run "$WAL_FETCH" --config "$CONF" "$bfile" "$DEST"
@@ -127,7 +129,8 @@ if grep -q -E 'wal-fetch: (ERROR|FATAL)' "$COPY.log"; then
     grep -E 'wal-fetch' "$COPY.log" | head -10 | sed 's/^/      /'
 fi
 # The promoted copy must not have written into the repository (archive_mode = off).
-[ -z "$(find "$REPO" -name '00000002*')" ] || fail "the recovered copy archived into the repository"
+[ -d "$REPO_FILES" ] || fail "no repository files at $REPO_FILES"
+[ -z "$(find "$REPO_FILES" -name '00000002*')" ] || fail "the recovered copy archived into the repository"
 note "$restored WAL files restored from the archive"
 
 pg_stop "$COPY"
@@ -137,7 +140,7 @@ pg_stop "$COPY"
 # recovery target is set, so ending recovery at the damaged segment would look like success.
 CASE="damaged archive stops recovery"
 COPY2=$T/copy2
-OBJ=$REPO/main/wal/${MID:0:16}/$MID
+OBJ=$(repo_file "main/wal/${MID:0:16}/$MID")
 [ -f "$OBJ" ] || die "no object for $MID"
 cp -p "$OBJ" "$T/mid.orig"
 flip_byte "$OBJ" $(($(stat -c %s "$OBJ") / 2))

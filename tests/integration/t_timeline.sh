@@ -3,19 +3,21 @@
 # recovered to a point in time and promoted keeps archiving into the same repository (same
 # system): its .history file and timeline-2 segments are archived. A second copy from the same base backup then recovers to the end of
 # the archive, following the history file onto timeline 2.
+# The repository is REPO_KIND (local, s3 or sftp; default local): t_timeline_s3.sh and
+# t_timeline_sftp.sh run this scenario against the S3 and SFTP test servers (lib.sh: repo_setup).
 . "$(dirname "$0")/lib.sh"
 setup_tmp
 
 ROWS=2000
 KEY=$T/walsafe.key
-REPO=$T/repo
 CONF=$T/walsafe.conf
 PGD=$T/primary
 COPY=$T/copy
 COPY2=$T/copy2
+CASE="repository (${REPO_KIND:-local})"
 make_key "$KEY"
-make_repo "$REPO"
-write_conf "$CONF" "repo = '$REPO'" "encrypt_key_file = '$KEY'"
+repo_setup "${REPO_KIND:-local}"
+write_conf "$CONF" "${REPO_CONF[@]}" "encrypt_key_file = '$KEY'"
 ARCHIVE="archive_command = '$WAL_PUSH --config $CONF %p'"
 RESTORE="restore_command = '$WAL_FETCH --config $CONF %f %p'"
 
@@ -47,7 +49,7 @@ assert_eq "$(sql "$PORT" "select failed_count from pg_stat_archiver")" 0 "primar
 
 # Compared while the primary runs: its shutdown checkpoint would recycle the segment.
 CASE="fetch of a 16 MiB segment"
-[ -f "$REPO/main/wal/${last:0:16}/$last" ] || fail "$last is not in the repository"
+[ -f "$(repo_file "main/wal/${last:0:16}/$last")" ] || fail "$last is not in the repository"
 new_dest
 run "$WAL_FETCH" --config "$CONF" "$last" "$DEST"
 assert_rc 0 "wal-fetch $last" &&
@@ -86,14 +88,14 @@ last2=$(sql "$CPORT" "select pg_walfile_name(pg_switch_wal())") || die "pg_switc
 wait_archived "$CPORT" "$last2" 90 || show_log "$COPY.log"
 assert_eq "$(sql "$CPORT" "select failed_count from pg_stat_archiver")" 0 "copy archiver failures"
 
-[ -f "$REPO/main/wal/00000002.history" ] || fail "00000002.history was not archived"
+[ -f "$(repo_file main/wal/00000002.history)" ] || fail "00000002.history was not archived"
 new_dest
 run "$WAL_FETCH" --config "$CONF" 00000002.history "$DEST"
 assert_rc 0 "wal-fetch 00000002.history" &&
     { cmp -s "$DEST" "$COPY/pg_wal/00000002.history" || fail "fetched 00000002.history differs"; }
 # (No .partial here: PostgreSQL archives the old timeline's last segment as .partial only when
 # it did not come from the archive; t_bad_inputs pushes a .partial file directly.)
-[ -f "$REPO/main/wal/${last2:0:16}/$last2" ] || fail "timeline-2 segment $last2 not archived"
+[ -f "$(repo_file "main/wal/${last2:0:16}/$last2")" ] || fail "timeline-2 segment $last2 not archived"
 pg_stop "$COPY"
 
 CASE="recovery to the end of the archive across timelines"
@@ -118,8 +120,6 @@ fi
 pg_stop "$COPY2"
 
 CASE="repository"
-assert_no_temp_files "$REPO" "repository"
-bad=$(find "$REPO" \( -type d ! -perm 700 \) -o \( -type f ! -perm 600 \) -printf '%m %p\n')
-[ -z "$bad" ] || fail "wrong modes: $bad"
+assert_repo_clean "repository"
 
 finish
