@@ -437,6 +437,21 @@ pg_start() {
     fi
 }
 
+# archiving_cluster PGDATA CONFIG [initdb options...]: initdb, archive every WAL file with
+# wal-push --config CONFIG (no timed checkpoints, room for WAL), start; sets PORT.
+archiving_cluster() {
+    local pgd=$1 conf=$2
+    shift 2
+    pg_init "$pgd" "$@"
+    PORT=$(free_port)
+    pg_conf "$pgd" "$PORT" \
+        "archive_mode = on" \
+        "archive_command = '$WAL_PUSH --config $conf %p'" \
+        "checkpoint_timeout = '1h'" \
+        "max_wal_size = '1GB'"
+    pg_start "$pgd"
+}
+
 # Is PID the postmaster of data directory DIR?
 is_postmaster_of() {
     local pid=$1 d=$2

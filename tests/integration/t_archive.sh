@@ -18,14 +18,7 @@ make_repo "$REPO"
 write_conf "$CONF" "repo = '$REPO'" "encrypt_key_file = '$KEY'"
 
 CASE="setup"
-pg_init "$PGD" --wal-segsize=$SEG_MB
-PORT=$(free_port)
-pg_conf "$PGD" "$PORT" \
-    "archive_mode = on" \
-    "archive_command = '$WAL_PUSH --config $CONF %p'" \
-    "checkpoint_timeout = '1h'" \
-    "max_wal_size = '1GB'"
-pg_start "$PGD"
+archiving_cluster "$PGD" "$CONF" --wal-segsize=$SEG_MB
 SYSID=$(sysid_of "$PGD")
 
 first=$(sql "$PORT" "select pg_walfile_name(pg_current_wal_lsn())") || die "psql failed"

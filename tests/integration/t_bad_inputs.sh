@@ -18,14 +18,7 @@ write_conf "$CONF" "repo = '$REPO'" "encrypt_key_file = '$KEY'"
 
 # ---- a real cluster whose archive we then abuse ----
 CASE="setup"
-pg_init "$A" --wal-segsize=$SEG_MB
-PORT=$(free_port)
-pg_conf "$A" "$PORT" \
-    "archive_mode = on" \
-    "archive_command = '$WAL_PUSH --config $CONF %p'" \
-    "checkpoint_timeout = '1h'" \
-    "max_wal_size = '1GB'"
-pg_start "$A"
+archiving_cluster "$A" "$CONF" --wal-segsize=$SEG_MB
 sql "$PORT" "create table t (id int, pad text)" || die "create table failed"
 for r in 1 2 3; do
     sql "$PORT" "insert into t select g, repeat(md5(g::text), 3) from generate_series(1, 3000) g" ||

@@ -77,14 +77,8 @@ CASE="archive"
 PREFIX=it/archive
 CONF=$T/walsafe.conf
 s3_conf "$CONF" "$PREFIX" "$S3_ENDPOINT" "timeout = 10" "retries = 3"
-pg_init "$PGD" # 16 MiB segments: the multipart case needs a full-size real segment
-PORT=$(free_port)
-pg_conf "$PGD" "$PORT" \
-    "archive_mode = on" \
-    "archive_command = '$WAL_PUSH --config $CONF %p'" \
-    "checkpoint_timeout = '1h'" \
-    "max_wal_size = '1GB'"
-pg_start "$PGD"
+# 16 MiB segments: the multipart case needs a full-size real segment
+archiving_cluster "$PGD" "$CONF"
 first=$(sql "$PORT" "select pg_walfile_name(pg_current_wal_lsn())") || die "psql failed"
 sql "$PORT" "create table t (id int primary key, pad text)" || die "create table failed"
 # ~40 MB of WAL made of table rows (segments that fill up by themselves), then two switched

@@ -106,14 +106,7 @@ sftp_conf "$CONF"
 
 CASE="archiving over sftp"
 PGD=$T/pg
-pg_init "$PGD" --wal-segsize=$SEG_MB
-PORT=$(free_port)
-pg_conf "$PGD" "$PORT" \
-    "archive_mode = on" \
-    "archive_command = '$WAL_PUSH --config $CONF %p'" \
-    "checkpoint_timeout = '1h'" \
-    "max_wal_size = '1GB'"
-pg_start "$PGD"
+archiving_cluster "$PGD" "$CONF" --wal-segsize=$SEG_MB
 first=$(sql "$PORT" "select pg_walfile_name(pg_current_wal_lsn())") || die "psql failed"
 sql "$PORT" "create table t (id int primary key, pad text)" || die "create table failed"
 # Round 1 fills segments to their natural end; the later ones end at pg_switch_wal.
