@@ -129,14 +129,32 @@ int ws_null_sink_new(struct ws_sink **out, struct ws_error *err)
 struct file_sink {
     struct ws_sink base;
     int fd;
+    int derived_tmp; /* the temp name is ours (derived from path and pid) */
+    int created;     /* the temp file exists (abort must remove it) */
     struct ws_file_opts o;
     char *path;
     char *tmp;
 };
 
+static int file_create(struct file_sink *f, struct ws_error *err)
+{
+    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, f->o.mode);
+    if (f->fd < 0 && errno == EEXIST && f->derived_tmp) {
+        /* a leftover of a killed earlier run of this pid: ours to replace */
+        unlink(f->tmp);
+        f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, f->o.mode);
+    }
+    if (f->fd < 0)
+        return ws_error_setsys(err, f->o.err_code, errno, "could not create file \"%s\"", f->tmp);
+    f->created = 1;
+    return 0;
+}
+
 static int file_write(struct ws_sink *s, const void *buf, size_t len, struct ws_error *err)
 {
     struct file_sink *f = (struct file_sink *)s;
+    if (f->fd < 0 && file_create(f, err) != 0)
+        return err->code;
     if (ws_write_all(f->fd, buf, len) != 0)
         return ws_error_setsys(err, f->o.err_code, errno, "could not write file \"%s\"", f->tmp);
     return 0;
@@ -165,8 +183,11 @@ static int rename_noreplace(const char *from, const char *to, int code, struct w
 static int file_finish(struct ws_sink *s, struct ws_error *err)
 {
     struct file_sink *f = (struct file_sink *)s;
-    int fd = f->fd, code = f->o.err_code, rc;
+    int fd, code = f->o.err_code, rc;
 
+    if (f->fd < 0 && file_create(f, err) != 0) /* empty content: the file still appears */
+        return err->code;
+    fd = f->fd;
     f->fd = -1;
     if (f->o.fsync && fsync(fd) != 0) {
         int e = errno;
@@ -190,6 +211,8 @@ static int file_finish(struct ws_sink *s, struct ws_error *err)
 static void file_abort(struct ws_sink *s)
 {
     struct file_sink *f = (struct file_sink *)s;
+    if (!f->created)
+        return; /* nothing was created: nothing to remove */
     if (f->fd >= 0)
         close(f->fd);
     f->fd = -1;
@@ -232,16 +255,10 @@ int ws_file_sink_open(const char *path, const struct ws_file_opts *o, struct ws_
     if (!o->tmp_path)
         snprintf(f->tmp, tmplen, "%.*s.%s.walsafe.%ld", (int)dirlen, path, path + dirlen,
                  (long)getpid());
-    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, o->mode);
-    if (f->fd < 0 && errno == EEXIST && !o->tmp_path) {
-        /* a leftover of a killed earlier run of this pid: ours to replace */
-        unlink(f->tmp);
-        f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, o->mode);
-    }
-    if (f->fd < 0) {
-        int rc = ws_error_setsys(err, f->o.err_code, errno, "could not create file \"%s\"", f->tmp);
+    f->derived_tmp = !o->tmp_path;
+    if (!o->create_on_write && file_create(f, err) != 0) {
         file_destroy(&f->base);
-        return rc;
+        return err->code;
     }
     *out = &f->base;
     return 0;
@@ -250,7 +267,8 @@ int ws_file_sink_open(const char *path, const struct ws_file_opts *o, struct ws_
 int ws_file_sink_new(const char *path, int mode, int do_fsync, struct ws_sink **out,
                      struct ws_error *err)
 {
-    struct ws_file_opts o = {mode, do_fsync, 0, WS_ERR_IO, NULL};
+    struct ws_file_opts o = {
+        .mode = mode, .fsync = do_fsync, .err_code = WS_ERR_IO, .create_on_write = 1};
     return ws_file_sink_open(path, &o, out, err);
 }
 

@@ -67,10 +67,13 @@ struct ws_file_opts {
     int no_replace;       /* never replace an existing `path` */
     int err_code;         /* code for I/O errors (0: WS_ERR_IO) */
     const char *tmp_path; /* temp name (same directory); NULL: "<dir>/.<base>.walsafe.<pid>" */
+    int create_on_write;  /* create the temp file at the first write (or at finish), not now:
+                             an abandoned sink then touches nothing */
 };
 int ws_file_sink_open(const char *path, const struct ws_file_opts *o, struct ws_sink **out,
                       struct ws_error *err);
-/* The common case: replace, optional fsync, WS_ERR_IO. */
+/* The common case: replace, optional fsync, WS_ERR_IO, created on first write (wal-fetch: a
+ * WAL file that is not in the archive costs no file creation in pg_wal). */
 int ws_file_sink_new(const char *path, int mode, int do_fsync, struct ws_sink **out,
                      struct ws_error *err);
 

@@ -91,7 +91,11 @@ static int p_open_put(struct ws_storage *s, const char *key, int flags, struct w
     snprintf(tmp, sizeof(tmp), "%s/.walsafe-tmp.%s.%ld.%s", dir, slash + 1, (long)getpid(), rhex);
     /* Temp names start with .walsafe-tmp so listings skip them and wal-prune can find them. */
     {
-        struct ws_file_opts o = {0600, 1, !(flags & WS_PUT_REPLACE), WS_ERR_STORAGE, tmp};
+        struct ws_file_opts o = {.mode = 0600,
+                                 .fsync = 1,
+                                 .no_replace = !(flags & WS_PUT_REPLACE),
+                                 .err_code = WS_ERR_STORAGE,
+                                 .tmp_path = tmp};
         return ws_file_sink_open(path, &o, out, err);
     }
 }
