@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,7 +293,12 @@ out:
 static void retry_pause(int attempt)
 {
     unsigned int ms = 500u << (attempt < 5 ? attempt : 5);
-    usleep((useconds_t)(ms + (unsigned)(rand() % 250)) * 1000u);
+    unsigned char r = 0;
+
+    /* Real randomness: unseeded rand() gives every process the same "jitter", and processes
+     * that failed together would retry together. */
+    (void)RAND_bytes(&r, 1);
+    usleep((useconds_t)(ms + r) * 1000u);
 }
 
 struct attempt {
