@@ -55,10 +55,11 @@ static int buffer_write(struct ws_sink *s, const void *buf, size_t len, struct w
 
     if (len > b->limit - b->len)
         return ws_error_set(err, WS_ERR_INVALID, "data exceeds the limit of %zu bytes", b->limit);
-    if (b->len + len > b->cap) {
+    /* one spare byte keeps the content NUL-terminated for ws_buffer_sink_text() */
+    if (b->len + len + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         uint8_t *p;
-        while (cap < b->len + len)
+        while (cap < b->len + len + 1)
             cap *= 2;
         p = realloc(b->data, cap);
         if (!p)
@@ -69,6 +70,7 @@ static int buffer_write(struct ws_sink *s, const void *buf, size_t len, struct w
     if (len)
         memcpy(b->data + b->len, buf, len);
     b->len += len;
+    b->data[b->len] = '\0';
     return 0;
 }
 
@@ -88,8 +90,18 @@ int ws_buffer_sink_new(size_t limit, struct ws_sink **out, struct ws_error *err)
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     b->base.ops = &buffer_ops;
     b->limit = limit;
+    if (!(b->data = calloc(1, 1))) {
+        free(b);
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    b->cap = 1;
     *out = &b->base;
     return 0;
+}
+
+char *ws_buffer_sink_text(struct ws_sink *s)
+{
+    return (char *)((struct buffer_sink *)s)->data;
 }
 
 const uint8_t *ws_buffer_sink_data(const struct ws_sink *s, size_t *len)

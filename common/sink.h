@@ -51,6 +51,8 @@ void ws_sink_free(struct ws_sink *s);
 /* Writes into a growable buffer, failing beyond `limit` bytes. Owns the buffer. */
 int ws_buffer_sink_new(size_t limit, struct ws_sink **out, struct ws_error *err);
 const uint8_t *ws_buffer_sink_data(const struct ws_sink *s, size_t *len);
+/* The content as a NUL-terminated string (never NULL; writable, e.g. for strtok_r). */
+char *ws_buffer_sink_text(struct ws_sink *s);
 
 /* Discards everything; useful to verify an object without keeping its content. */
 int ws_null_sink_new(struct ws_sink **out, struct ws_error *err);

@@ -62,8 +62,7 @@ struct s3_resp {
     struct ws_error *err;
     int sink_failed;
     uint64_t got;
-    char *body; /* otherwise (and for errors) collected here */
-    size_t len, cap;
+    struct ws_sink *body; /* otherwise (and for errors) collected here; NULL until data comes */
     char etag[128];
 };
 
@@ -109,27 +108,16 @@ static int seek_mem(void *arg, curl_off_t offset, int origin)
     return CURL_SEEKFUNC_OK;
 }
 
-static int collect(struct s3_resp *r, const char *p, size_t n)
+/* The collected body as text, or NULL if there was none. */
+static const char *resp_text(struct s3_resp *r)
 {
-    if (r->len + n + 1 > r->cap) {
-        size_t cap = r->cap ? r->cap : 4096;
-        char *b;
-        while (cap < r->len + n + 1)
-            cap *= 2;
-        if (!(b = realloc(r->body, cap)))
-            return -1;
-        r->body = b;
-        r->cap = cap;
-    }
-    memcpy(r->body + r->len, p, n);
-    r->len += n;
-    r->body[r->len] = '\0';
-    return 0;
+    return r->body ? ws_buffer_sink_text(r->body) : NULL;
 }
 
 static size_t write_resp(char *p, size_t size, size_t n, void *arg)
 {
     struct s3_resp *r = arg;
+    struct ws_error e = {0};
     size_t len = size * n;
 
     if (r->dest && r->status >= 200 && r->status < 300) {
@@ -140,10 +128,12 @@ static size_t write_resp(char *p, size_t size, size_t n, void *arg)
         r->got += len;
         return len;
     }
-    if (r->len < MAX_ERROR_BODY || !r->dest) {
-        if (collect(r, p, len) != 0)
-            return 0;
-    }
+    /* Responses we parse (listings, upload ids) may be large; an error body that replaces a
+     * GET's content only needs its first bytes for the code and message. */
+    if (!r->body && ws_buffer_sink_new(r->dest ? MAX_ERROR_BODY : (64u << 20), &r->body, &e) != 0)
+        return 0;
+    if (ws_sink_write(r->body, p, len, &e) != 0 && !r->dest)
+        return 0;
     return len;
 }
 
@@ -347,10 +337,8 @@ static int outcome(struct s3_storage *s, const struct s3_req *q, int cc, struct 
                          cc != CURLE_URL_MALFORMAT && cc != CURLE_UNSUPPORTED_PROTOCOL;
         return err->code;
     }
-    if (r->body) {
-        xml_value(r->body, "Code", NULL, code, sizeof(code));
-        xml_value(r->body, "Message", NULL, msg, sizeof(msg));
-    }
+    xml_value(resp_text(r), "Code", NULL, code, sizeof(code));
+    xml_value(resp_text(r), "Message", NULL, msg, sizeof(msg));
     if (r->status >= 200 && r->status < 300 && !code[0])
         return 0;
     if (r->status == 404 && (strcmp(code, "NoSuchKey") == 0 || (q->nobody && q->key)))
@@ -405,7 +393,7 @@ static int perform(struct s3_storage *s, const struct s3_req *q, struct s3_resp 
 
 static void resp_free(struct s3_resp *r)
 {
-    free(r->body);
+    ws_sink_free(r->body);
     r->body = NULL;
 }
 
@@ -525,7 +513,8 @@ static int s3_list(struct ws_storage *st, const char *prefix, ws_storage_list_cb
             resp_free(&r);
             return rc;
         }
-        while (rc == 0 && r.body && (pos = strstr(pos ? pos : r.body, "<Contents>")) != NULL) {
+        while (rc == 0 && resp_text(&r) &&
+               (pos = strstr(pos ? pos : resp_text(&r), "<Contents>")) != NULL) {
             const char *end = strstr(pos, "</Contents>");
             char one[4096];
             size_t n;
@@ -548,9 +537,9 @@ static int s3_list(struct ws_storage *st, const char *prefix, ws_storage_list_cb
             }
         }
         token[0] = '\0';
-        xml_value(r.body, "IsTruncated", NULL, truncated, sizeof(truncated));
+        xml_value(resp_text(&r), "IsTruncated", NULL, truncated, sizeof(truncated));
         if (strcmp(truncated, "true") == 0 &&
-            xml_value(r.body, "NextContinuationToken", NULL, token, sizeof(token)) != 0)
+            xml_value(resp_text(&r), "NextContinuationToken", NULL, token, sizeof(token)) != 0)
             rc = rc ? rc
                     : ws_error_set(err, WS_ERR_STORAGE,
                                    "S3 listing of bucket \"%s\" is "
@@ -659,7 +648,8 @@ static int start_multipart(struct s3_put *p, struct ws_error *err)
     struct s3_resp r = {0};
     int rc = perform(p->s, &q, &r, "start a multipart upload of", err);
 
-    if (rc == 0 && xml_value(r.body, "UploadId", NULL, p->upload_id, sizeof(p->upload_id)) != 0)
+    if (rc == 0 &&
+        xml_value(resp_text(&r), "UploadId", NULL, p->upload_id, sizeof(p->upload_id)) != 0)
         rc = ws_error_set(err, WS_ERR_STORAGE, "S3 gave no UploadId for \"%s\"", p->key);
     resp_free(&r);
     return rc;
@@ -801,7 +791,7 @@ static int s3p_finish(struct ws_sink *sink, struct ws_error *err)
         struct s3_resp r = {0};
         rc = perform(s, &q, &r, "complete the multipart upload of", err);
         /* S3 may answer 200 and still report an error in the body (outcome() checks <Code>). */
-        if (rc == 0 && (!r.body || !strstr(r.body, "CompleteMultipartUploadResult")))
+        if (rc == 0 && (!resp_text(&r) || !strstr(resp_text(&r), "CompleteMultipartUploadResult")))
             rc = ws_error_set(err, WS_ERR_STORAGE,
                               "S3 did not confirm the multipart upload of \"%s%s\" in bucket "
                               "\"%s\"",

@@ -613,55 +613,36 @@ nomem:
 
 /* ---- list ---- */
 
-struct list_buf {
-    char *data;
-    size_t len, cap;
-};
-
 static size_t list_write(char *ptr, size_t size, size_t n, void *arg)
 {
-    struct list_buf *b = arg;
-    size_t add = size * n;
-    if (b->len + add + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 8192;
-        char *d;
-        while (cap < b->len + add + 1)
-            cap *= 2;
-        if (!(d = realloc(b->data, cap)))
-            return 0;
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, ptr, add);
-    b->len += add;
-    b->data[b->len] = '\0';
-    return add;
+    struct ws_error e = {0};
+    return ws_sink_write(arg, ptr, size * n, &e) == 0 ? size * n : 0;
 }
 
 static int list_dir(struct sftp_storage *s, const char *rel, const char *prefix,
                     ws_storage_list_cb cb, void *arg, struct ws_error *err)
 {
     char url[4096];
-    struct list_buf b = {0};
+    struct ws_sink *b = NULL;
     char *line, *save = NULL;
     int cc, rc = 0;
 
     snprintf(url, sizeof(url), "%s%s/%s%s", s->origin, s->root, rel, *rel ? "/" : "");
+    if ((rc = ws_buffer_sink_new(64u << 20, &b, err)) != 0)
+        return rc;
     s->key_rejected = 0;
     base_opts(s, s->easy, &s->xfer, url);
     cu->easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, list_write);
-    cu->easy_setopt(s->easy, CURLOPT_WRITEDATA, &b);
+    cu->easy_setopt(s->easy, CURLOPT_WRITEDATA, b);
     cc = run(s);
-    if (cc == CURLE_REMOTE_FILE_NOT_FOUND) {
-        free(b.data);
-        return 0;
-    }
+    if (cc == CURLE_REMOTE_FILE_NOT_FOUND)
+        goto out; /* no such directory: nothing under this prefix */
     if (cc != CURLE_OK) {
-        free(b.data);
-        return curl_error(s, cc, "list", *rel ? rel : "/", err);
+        rc = curl_error(s, cc, "list", *rel ? rel : "/", err);
+        goto out;
     }
     /* Lines look like "ls -l": perms links owner group size month day time|year name. */
-    for (line = b.data ? strtok_r(b.data, "\r\n", &save) : NULL; line && rc == 0;
+    for (line = strtok_r(ws_buffer_sink_text(b), "\r\n", &save); line && rc == 0;
          line = strtok_r(NULL, "\r\n", &save)) {
         char perms[16], name[1024], child[2048];
         unsigned long long size;
@@ -686,7 +667,8 @@ static int list_dir(struct sftp_storage *s, const char *rel, const char *prefix,
             rc = cb(arg, child, &st, err);
         }
     }
-    free(b.data);
+out:
+    ws_sink_free(b);
     return rc;
 }
 
