@@ -8,7 +8,7 @@ PKGS     = libzstd libcrypto
 CFLAGS  ?= -O2 -g
 # libcurl: headers only; common/curl_api.c loads the library when a network repo is used.
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 -Icommon \
-           $(shell pkg-config --cflags $(PKGS) libcurl)
+           $(shell pkg-config --cflags $(PKGS) libcurl libpq)
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lpthread -ldl
 
 ifeq ($(SANITIZE),1)
@@ -22,7 +22,7 @@ endif
 LIB_SRC  = $(wildcard common/*.c)
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      = $(BUILD)/libwalsafe.a
-PROGRAMS = wal-push wal-fetch
+PROGRAMS = wal-push wal-fetch basebackup
 BINS     = $(PROGRAMS:%=$(BUILD)/bin/%)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -45,6 +45,11 @@ $(LIB): $(LIB_OBJ)
 $(BUILD)/bin/%: $(BUILD)/%/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Only basebackup talks to PostgreSQL, so only it links libpq.
+$(BUILD)/bin/basebackup: $(BUILD)/basebackup/main.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libpq) $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/unit.o $(LIB)
 	@mkdir -p $(dir $@)

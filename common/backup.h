@@ -1,0 +1,233 @@
+/*
+ * backup.h - base backups: their repository layout, the manifest, and the catalog.
+ *
+ * Layout (keys relative to the repository; every object in the format of object.h):
+ *
+ *   <cluster>/backup/<ID>/data/<NNNNNN>   bundles: the concatenated contents of many files
+ *   <cluster>/backup/<ID>/manifest        the manifest, written last (no replace)
+ *
+ * <ID> is the UTC start time, YYYYMMDDTHHMMSSZ, so ids sort by time. A bundle's content is the
+ * plain concatenation of whole files (no framing); the manifest says which file lies at which
+ * offset of which bundle. Bundling makes thousands of small files cost a few storage round
+ * trips; each worker of `create` fills its own bundle and starts a new one after
+ * WS_BUNDLE_TARGET bytes, so a large file is never split and a small one never travels alone.
+ *
+ * A backup is complete when its manifest exists AND every WAL segment from its start to its
+ * stop segment is in the repository (SPEC.md, Backups). The catalog computes that from the
+ * repository alone: a backup whose WAL went missing stops being complete, and wal-prune makes
+ * a backup incomplete (manifest first) before it deletes any of its bundles.
+ *
+ * Manifest: UTF-8 text, one record per line, fields separated by one space. Strings are
+ * escaped: every byte outside [A-Za-z0-9._/+:@,=~-] is written %XX, so no field holds a space.
+ *
+ *   walsafe-manifest 1
+ *   id 20261122T101500Z
+ *   label Nightly%20backup
+ *   start_time 2026-11-22T10:15:00Z          stop_time ...   (ISO 8601 UTC)
+ *   start_lsn 0/2000028                       stop_lsn ...
+ *   timeline 1
+ *   pg_version 150004                         (server_version_num)
+ *   system_identifier 7311142436245338543
+ *   wal_segment_size 16777216
+ *   data_checksums 1
+ *   bytes N  stored_bytes N  bundles N
+ *   tablespace <oid> <escaped original location>
+ *   dir <mode octal> <escaped path>
+ *   file <escaped path> <mode octal> <mtime> <size> <sha256 hex> <bundle> <offset>
+ *   badpage <escaped path> <block>
+ *   end <number of file records>
+ *
+ * Each key line appears once, in this order; `tablespace`, `dir`, `file` and `badpage` lines
+ * repeat. Paths are relative to the data directory; a tablespace's files are under
+ * pg_tblspc/<oid>/ as PostgreSQL sees them through the link. backup_label (and tablespace_map
+ * when there is one) are ordinary file records holding what pg_backup_stop returned.
+ *
+ * Ownership: a ws_manifest owns all its strings and arrays; ws_manifest_free() releases them.
+ */
+#ifndef WS_BACKUP_H
+#define WS_BACKUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "error.h"
+#include "key.h"
+#include "repo.h"
+
+#define WS_BACKUP_ID_LEN 16
+#define WS_BUNDLE_TARGET (64u << 20)
+#define WS_MANIFEST_LIMIT (1u << 30)
+
+struct ws_bfile {
+    char *path;
+    uint32_t mode;
+    int64_t mtime;
+    uint64_t size;
+    uint8_t sha256[32];
+    uint32_t bundle;
+    uint64_t offset;
+};
+
+struct ws_bdir {
+    char *path;
+    uint32_t mode;
+};
+
+struct ws_btblspc {
+    uint32_t oid;
+    char *location;
+};
+
+struct ws_badpage {
+    char *path;
+    uint32_t block;
+};
+
+struct ws_manifest {
+    char id[WS_BACKUP_ID_LEN + 1];
+    char *label;
+    int64_t start_time, stop_time; /* seconds since the epoch, UTC */
+    uint64_t start_lsn, stop_lsn;
+    uint32_t timeline;
+    int pg_version;
+    uint64_t system_identifier;
+    uint32_t wal_segment_size;
+    int data_checksums;
+    uint64_t bytes, stored_bytes;
+    uint32_t bundles;
+    struct ws_btblspc *tblspc;
+    size_t ntblspc;
+    struct ws_bdir *dirs;
+    size_t ndirs;
+    struct ws_bfile *files;
+    size_t nfiles;
+    struct ws_badpage *badpages;
+    size_t nbadpages;
+};
+
+void ws_manifest_free(struct ws_manifest *m);
+/* Appends a record; the manifest copies the strings. */
+int ws_manifest_add_file(struct ws_manifest *m, const struct ws_bfile *f, struct ws_error *err);
+int ws_manifest_add_dir(struct ws_manifest *m, const char *path, uint32_t mode,
+                        struct ws_error *err);
+int ws_manifest_add_tblspc(struct ws_manifest *m, uint32_t oid, const char *location,
+                           struct ws_error *err);
+int ws_manifest_add_badpage(struct ws_manifest *m, const char *path, uint32_t block,
+                            struct ws_error *err);
+/* Text form; *out is malloc'ed (caller frees). */
+int ws_manifest_format(const struct ws_manifest *m, char **out, size_t *outlen,
+                       struct ws_error *err);
+/* Parses the text form; `what` names it in messages. WS_ERR_CORRUPT on any deviation. */
+int ws_manifest_parse(const char *text, size_t len, const char *what, struct ws_manifest *m,
+                      struct ws_error *err);
+
+/* The stop segment: the one holding the last byte before stop_lsn. */
+uint64_t ws_manifest_start_segno(const struct ws_manifest *m);
+uint64_t ws_manifest_stop_segno(const struct ws_manifest *m);
+
+/* "2026-11-22T10:15:00Z" <-> seconds; parse also accepts what recovery_target_time takes is
+ * NOT attempted here (only this exact form). */
+void ws_format_utc(int64_t t, char out[21]);
+int ws_parse_utc(const char *s, int64_t *t);
+/* Valid backup id (YYYYMMDDTHHMMSSZ). */
+int ws_backup_id_valid(const char *id);
+void ws_backup_id_from_time(int64_t t, char out[WS_BACKUP_ID_LEN + 1]);
+
+/* Keys. */
+void ws_backup_prefix(const struct ws_repo *repo, char *out, size_t outsz); /* "<c>/backup/" */
+void ws_backup_manifest_key(const struct ws_repo *repo, const char *id, char *out, size_t outsz);
+void ws_backup_bundle_key(const struct ws_repo *repo, const char *id, uint32_t bundle, char *out,
+                          size_t outsz);
+
+/* Reads and verifies a backup's manifest. WS_ERR_NOT_FOUND if it has none. */
+int ws_manifest_load(struct ws_repo *repo, const struct ws_keyring *kr, const char *id,
+                     struct ws_manifest *m, struct ws_error *err);
+
+/*
+ * The catalog: what the repository holds for a cluster, read from listings alone.
+ * Backups are sorted by id; `status` is one of "complete", "incomplete" (manifest present,
+ * WAL missing; `missing_wal` names the first missing segment) or "running/failed" (no
+ * manifest: a backup still being written or one that died; wal-prune removes old ones).
+ */
+struct ws_catalog_backup {
+    char id[WS_BACKUP_ID_LEN + 1];
+    int has_manifest;
+    int complete;
+    struct ws_manifest m;   /* loaded when has_manifest */
+    char missing_wal[32];   /* first missing segment of an incomplete backup */
+    uint64_t stored_objects; /* bytes of its objects in storage (from the listing) */
+    int64_t newest_mtime;    /* of its objects */
+};
+
+struct ws_wal_seg {
+    uint32_t tli;
+    uint64_t segno;
+};
+
+struct ws_catalog {
+    struct ws_identity identity;
+    int has_identity;
+    struct ws_catalog_backup *backups;
+    size_t nbackups;
+    struct ws_wal_seg *segs; /* sorted by (tli, segno) */
+    size_t nsegs;
+    uint32_t *histories; /* timelines with a .history file, sorted */
+    size_t nhistories;
+};
+
+/* Lists and loads everything (manifests need the keyring when encrypted). */
+int ws_catalog_load(struct ws_repo *repo, const struct ws_keyring *kr, struct ws_catalog *cat,
+                    struct ws_error *err);
+void ws_catalog_free(struct ws_catalog *cat);
+int ws_catalog_has_seg(const struct ws_catalog *cat, uint32_t tli, uint64_t segno);
+/* The newest complete backup, or NULL. */
+const struct ws_catalog_backup *ws_catalog_latest(const struct ws_catalog *cat);
+
+/* ---- the commands (basebackup/main.c is a thin wrapper around these) ---- */
+
+struct ws_backup_opts {
+    const char *label;
+    int fast;       /* request an immediate checkpoint */
+    int parallel;   /* 0: cfg->parallel */
+    int progress;   /* show progress when stderr is a terminal */
+};
+/* Takes a backup; prints its id on stdout when complete. */
+int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_opts *o,
+                     struct ws_error *err);
+
+int ws_backup_list(const struct ws_config *cfg, int json, struct ws_error *err);
+
+enum ws_target_kind {
+    WS_TARGET_NONE = 0,
+    WS_TARGET_TIME,
+    WS_TARGET_LSN,
+    WS_TARGET_XID,
+    WS_TARGET_NAME,
+    WS_TARGET_IMMEDIATE
+};
+struct ws_tblspc_map {
+    const char *from, *to;
+};
+struct ws_restore_opts {
+    const char *pgdata;
+    const char *backup;  /* id, "latest" or NULL */
+    int target_kind;
+    const char *target;  /* the value as given */
+    const char *target_action; /* NULL: PostgreSQL's default (pause) */
+    int parallel;
+    int force;
+    int progress;
+    struct ws_tblspc_map *maps;
+    size_t nmaps;
+    const char *config_path; /* the config file in use, for restore_command (may be NULL) */
+};
+int ws_backup_restore(const struct ws_config *cfg, const struct ws_restore_opts *o,
+                      struct ws_error *err);
+
+/* Exit 1 (WS_ERR_CORRUPT) with a list on stderr of what is missing or corrupt. */
+int ws_backup_verify(const struct ws_config *cfg, const char *id, int all, struct ws_error *err);
+
+int ws_backup_check(const struct ws_config *cfg, struct ws_error *err);
+
+#endif
