@@ -1,12 +1,14 @@
 # shellcheck shell=bash
-# lib.sh - what bench/wal.sh and bench/s3.sh share (sourced: . "$(dirname "$0")/lib.sh").
+# lib.sh - what bench/wal.sh, bench/s3.sh and bench/backup.sh share (sourced:
+# . "$(dirname "$0")/lib.sh").
 #
 # A benchmark script sets -euo pipefail (everything here works under it), sources this file, sets
 # BIN, SEGMENTS and SCALE, and then goes through the steps of its Method:
-#   need_root WHAT; need_count SEGMENTS SCALE ...; need_tools     checks, die on failure
+#   need_root WHAT; need_count SEGMENTS SCALE ...; need_tools [PROGRAM...]   checks, die on failure
 #   bench_tmpdir PREFIX; trap 'bench_cleanup its_stop_all' EXIT   (INT, TERM: exit 130 / 143)
 #   bench_layout [SUBDIR...]                                        $DIR, private binaries
 #   make_wal; stage_segments                                        1. and 2.: the data set
+#     (bench/backup.sh: cluster_start and pgbench_load, the pieces make_wal starts with)
 #   its own run_phase: phase_prepare + phase_time (timed_loop)      3.
 #   print_machine, print_data, print_table, print_stderr, bench_finish     4.: the figures
 # Servers are stopped only by PID (PostgreSQL by the postmaster named in its postmaster.pid, via
@@ -36,11 +38,15 @@ need_count() {
     done
 }
 
-# need_tools: dies unless $BIN holds wal-push and wal-fetch and PostgreSQL 15 ($PGBIN), GNU time
-# ($TIME) and openssl are installed.
+# need_tools [PROGRAM]... : dies unless $BIN holds each PROGRAM (default: wal-push wal-fetch) and
+# PostgreSQL 15 ($PGBIN), GNU time ($TIME) and openssl are installed. Sets BENCH_PROGRAMS (the
+# PROGRAMs, which bench_layout copies).
+# shellcheck disable=SC2120 # wal.sh and s3.sh take the default
 need_tools() {
     local f
-    for f in "$BIN/wal-push" "$BIN/wal-fetch" "$PGBIN/initdb" "$PGBIN/pg_ctl" "$PGBIN/pgbench" "$PGBIN/psql"; do
+    BENCH_PROGRAMS=("$@")
+    [ $# -gt 0 ] || BENCH_PROGRAMS=(wal-push wal-fetch)
+    for f in "${BENCH_PROGRAMS[@]/#/$BIN/}" "$PGBIN/initdb" "$PGBIN/pg_ctl" "$PGBIN/pgbench" "$PGBIN/psql"; do
         [ -x "$f" ] || die "missing $f"
     done
     [ -x "$TIME" ] || die "$TIME is missing (apt-get install -y time)"
@@ -82,15 +88,15 @@ bench_cleanup() {
 
 # bench_layout [SUBDIR]... : creates in $DIR what every run uses (sock, wal-all, the data-directory
 # look-alikes push/ and fetch/ with global/ and pg_wal/, results, bin, ws-repo with mode 700) and
-# the SUBDIRs (relative to $DIR); copies wal-push and wal-fetch from $BIN to $DIR/bin and gives
-# $DIR (mode 700) to postgres. Sets WAL_PUSH and WAL_FETCH (the copies), LOAD_START (the load
-# average now) and BUILD_REV (git describe of the tree BIN is in, or unknown).
+# the SUBDIRs (relative to $DIR); copies the programs need_tools checked from $BIN to $DIR/bin and
+# gives $DIR (mode 700) to postgres. Sets WAL_PUSH and WAL_FETCH (the copies' paths), LOAD_START
+# (the load average now) and BUILD_REV (git describe of the tree BIN is in, or unknown).
 bench_layout() {
     mkdir -p "$SOCK" "$DIR/wal-all" "$DIR/push/global" "$DIR/push/pg_wal" "$DIR/fetch/global" \
         "$DIR/fetch/pg_wal" "$DIR/results" "$DIR/bin" "${@/#/$DIR/}"
     mkdir -m 700 "$DIR/ws-repo"
     # A private copy of the binaries: a rebuild during the run must not change (or break) them.
-    cp "$BIN/wal-push" "$BIN/wal-fetch" "$DIR/bin/"
+    cp "${BENCH_PROGRAMS[@]/#/$BIN/}" "$DIR/bin/"
     # shellcheck disable=SC2034 # WAL_FETCH, BUILD_REV: read by the scripts
     WAL_PUSH=$DIR/bin/wal-push WAL_FETCH=$DIR/bin/wal-fetch
     LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -111,6 +117,42 @@ seg_after() {
     printf '%s%08X%08X' "$TLI" $((n / 256)) $((n % 256))
 }
 
+# cluster_start ARCHIVE_COMMAND [SETTING]... : initdb (INITDB_ARGS: more initdb options) and start
+# of the throwaway cluster in $PGDATA_DIR: socket in $SOCK, port $PORT, listen_addresses = '',
+# wal_level replica, archive_mode on with ARCHIVE_COMMAND, fsync and synchronous_commit off,
+# max_wal_size 1GB, then each SETTING ("name = value", wins over those) in postgresql.conf.
+cluster_start() {
+    local archive_command=${1//\'/\'\'}
+    shift
+    note "initdb + start PostgreSQL 15 in $PGDATA_DIR"
+    # shellcheck disable=SC2086 # INITDB_ARGS: words
+    as_pg "$PGBIN/initdb" -D "$PGDATA_DIR" -A trust -U postgres --no-sync ${INITDB_ARGS:-} >/dev/null
+    {
+        cat <<CONF
+port = $PORT
+listen_addresses = ''
+unix_socket_directories = '$SOCK'
+wal_level = replica
+archive_mode = on
+archive_command = '$archive_command'
+# a throwaway cluster: do not wait for the disk while loading it
+fsync = off
+synchronous_commit = off
+max_wal_size = 1GB
+CONF
+        [ $# -eq 0 ] || printf '%s\n' "$@"
+    } >>"$PGDATA_DIR/postgresql.conf"
+    as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$DIR/postgres.log" -w start >/dev/null
+}
+
+# pgbench_load: pgbench -i -s $SCALE (which ends with a VACUUM), then a CHECKPOINT.
+pgbench_load() {
+    note "pgbench -i -s $SCALE"
+    as_pg "$PGBIN/pgbench" -h "$SOCK" -p "$PORT" -i -q -s "$SCALE" postgres >/dev/null 2>"$DIR/pgbench-init.log" ||
+        { cat "$DIR/pgbench-init.log" >&2; die "pgbench -i failed"; }
+    psql_q -c "CHECKPOINT" >/dev/null
+}
+
 # make_wal: initdb and start of the throwaway cluster in $PGDATA_DIR (its archive_command copies
 # each completed segment to $DIR/wal-all), pgbench -i -s $SCALE, a CHECKPOINT, then pgbench
 # (TPC-B) until the $SEGMENTS segments after the checkpoint's are archived (dies after 20
@@ -118,26 +160,8 @@ seg_after() {
 # data set). The cluster keeps running.
 make_wal() {
     local deadline cur archived
-    note "initdb + start PostgreSQL 15 in $PGDATA_DIR"
-    as_pg "$PGBIN/initdb" -D "$PGDATA_DIR" -A trust -U postgres --no-sync >/dev/null
-    cat >>"$PGDATA_DIR/postgresql.conf" <<CONF
-port = $PORT
-listen_addresses = ''
-unix_socket_directories = '$SOCK'
-wal_level = replica
-archive_mode = on
-archive_command = 'test ! -f $DIR/wal-all/%f && cp %p $DIR/wal-all/%f'
-# only the WAL matters: do not wait for the disk while generating it
-fsync = off
-synchronous_commit = off
-max_wal_size = 1GB
-CONF
-    as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$DIR/postgres.log" -w start >/dev/null
-
-    note "pgbench -i -s $SCALE"
-    as_pg "$PGBIN/pgbench" -h "$SOCK" -p "$PORT" -i -q -s "$SCALE" postgres >/dev/null 2>"$DIR/pgbench-init.log" ||
-        { cat "$DIR/pgbench-init.log" >&2; die "pgbench -i failed"; }
-    psql_q -c "CHECKPOINT" >/dev/null
+    cluster_start "test ! -f $DIR/wal-all/%f && cp %p $DIR/wal-all/%f"
+    pgbench_load
     # The segment that holds the checkpoint is closed here; the data set is the SEGMENTS after it.
     BOUNDARY=$(psql_q -c "SELECT pg_walfile_name(pg_switch_wal())")
     TLI=${BOUNDARY:0:8}
@@ -232,8 +256,13 @@ phase_prepare() {
     sync # the previous phase's writeback must not land in this one
     cat "$DIR"/push/pg_wal/* >/dev/null # same page-cache-warm inputs (and fetch references) for all
     if [ "$mode" = fetch ]; then
-        find "$@" -type f -exec cat {} + >/dev/null
+        warm_read "$@"
     fi
+}
+
+# warm_read DIR... : reads every file below the DIRs once (into the page cache).
+warm_read() {
+    find "$@" -type f -exec cat {} + >/dev/null
 }
 
 # phase_time CWD MODE SEGMENT_LIST NAME PREFIX [NAME PREFIX]... : timed_loop as postgres, the
@@ -322,10 +351,12 @@ print_stderr() {
     done
 }
 
-# bench_finish: exits 1 with a message on stderr if print_table set BAD.
+# bench_finish [MESSAGE]: exits 1 with MESSAGE (default: that of print_table) on stderr if BAD is
+# set (print_table sets it).
+# shellcheck disable=SC2120 # wal.sh and s3.sh take the default
 bench_finish() {
     if [ "$BAD" != 0 ]; then
-        echo "bench: some calls failed or fetched different bytes: the figures above are not valid" >&2
+        echo "bench: ${1:-some calls failed or fetched different bytes}: the figures above are not valid" >&2
         exit 1
     fi
 }

@@ -1,0 +1,436 @@
+#!/usr/bin/env bash
+# walsafe base backup benchmark: basebackup create / restore against pgBackRest backup / restore
+# and (backup only) pg_basebackup, on the same PostgreSQL 15 data directory, on the same disk.
+#
+# Usage: bench/backup.sh [BIN_DIR]     (default build/release/bin: run make first)
+# Environment:
+#   SCALE=N      pgbench -i scale of the data set (default 70: about 1.1 GB)
+#   RUNS=N       timed runs of each command; the table shows medians (default 3)
+#   TOOLS=LIST   the tools to run, a subset of "walsafe pgbackrest pg_basebackup" (default all);
+#                ratios are printed only between tools that ran
+#   CHECKSUMS=1  initdb --data-checksums (default off, as initdb): every tool then also verifies
+#                the page checksums
+#   KEEP=1       keep the temporary directory (printed at the end) instead of removing it
+#   WALSAFE_*    reach wal-push and basebackup unchanged
+#
+# It prints figures; it asserts nothing about them. It exits non-zero only when the run itself
+# broke (setup failed, or a backup or restore failed, which makes the figures meaningless).
+#
+# Method
+#   1. A throwaway cluster (private socket dir, listen_addresses = '', autovacuum off so the
+#      data directory does not change between runs) is loaded with pgbench -i -s SCALE (which
+#      ends with a VACUUM) while archive_command = 'wal-push %p && pgbackrest archive-push %p'
+#      fills both repositories; a CHECKPOINT follows, then the archiver catches up.
+#   2. Each backup runs with its own tool's archive_command, the way a site that uses that tool
+#      alone runs: wal-push for walsafe, pgbackrest archive-push for pgBackRest, and the
+#      documentation's 'test ! -f DIR/%f && cp %p DIR/%f' for pg_basebackup -X none (ALTER
+#      SYSTEM + reload before the run, not timed, once the archiver is idle). All three wait
+#      until the WAL up to the backup's stop segment is archived (walsafe and pgBackRest poll
+#      their repository, pg_backup_stop polls the archiver once per second for pg_basebackup),
+#      so each row pays its own archiving and none pays another tool's. (One archive_command
+#      pushing to both would make the tool whose push runs second wait for both; archive-check
+#      = n would let pgBackRest alone skip the wait.)
+#   3. Both repositories are local directories on the disk of the data directory; both encrypt
+#      and compress with zstd level 3 using 2 processes/threads. Every command runs as the
+#      postgres user with cwd = the run's directory, under GNU time (wall, user+sys CPU of the
+#      command and its children, peak RSS of its largest process). "server CPU" is the CPU time
+#      the PostgreSQL processes used from the start of the command until the archiver is idle
+#      after it (backends, walsender, checkpointer, archiver and its archive_command), from
+#      /proc: pg_basebackup --compress=server-zstd compresses there, and archiving runs there.
+#      All backups request an immediate checkpoint (walsafe --fast, pgBackRest start-fast,
+#      pg_basebackup --checkpoint=fast); on the idle cluster it has nothing to write anyway.
+#   4. No page-cache drop: one warm-up read of every file of the data directory before the
+#      backups (and of both repositories before the restores) gives every tool a warm cache.
+#      Before each timed command: sync, so one command's writeback does not land in the next.
+#   5. Backups: RUNS rounds, each tool once per round, taking turns going first. pg_basebackup's
+#      output is deleted after each run (not timed); the other backups stay in their
+#      repositories. Then the cluster is stopped.
+#   6. Restores of the newest backup: RUNS rounds, walsafe and pgBackRest taking turns going
+#      first, each into a new empty directory (not started; deleted after the run, not timed).
+#      After the last round base/ of each restored directory is compared with the source's.
+#   7. Per column the median of the RUNS runs; MB/s = bytes of the data directory without
+#      pg_wal (what every tool copies) / median wall seconds, MB = 10^6 bytes.
+
+# shellcheck source-path=SCRIPTDIR
+set -euo pipefail
+export LC_ALL=C
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+BIN=$(cd "${1:-build/release/bin}" && pwd)
+SCALE=${SCALE:-70}
+RUNS=${RUNS:-3}
+TOOLS=${TOOLS:-walsafe pgbackrest pg_basebackup}
+CHECKSUMS=${CHECKSUMS:-0}
+PARALLEL=2   # walsafe parallel, pgBackRest process-max
+ZSTD_LEVEL=3 # all three tools
+
+need_root "the backup tools"
+need_count SCALE RUNS
+for t in $TOOLS; do
+    [[ $t =~ ^(walsafe|pgbackrest|pg_basebackup)$ ]] || die "TOOLS: unknown tool '$t' (walsafe pgbackrest pg_basebackup)"
+done
+[ -n "${TOOLS// /}" ] || die "TOOLS is empty"
+[[ $CHECKSUMS =~ ^[01]$ ]] || die "CHECKSUMS must be 0 or 1 (got '$CHECKSUMS')"
+# has TOOL: whether TOOL is to run.
+has() { [[ " $TOOLS " == *" $1 "* ]]; }
+if has walsafe; then need_tools wal-push basebackup; else need_tools wal-push; fi
+if has pgbackrest; then
+    command -v pgbackrest >/dev/null || die "pgbackrest is not installed (apt-get install -y pgbackrest)"
+fi
+[ -x "$PGBIN/pg_basebackup" ] || die "missing $PGBIN/pg_basebackup"
+command -v jq >/dev/null || die "jq is missing (apt-get install -y jq)"
+INITDB_ARGS= # for cluster_start
+[ "$CHECKSUMS" = 0 ] || INITDB_ARGS=--data-checksums
+
+bench_tmpdir walsafe-bench-backup
+# PostgreSQL is stopped by the postmaster named in its postmaster.pid; nothing else keeps running.
+trap 'bench_cleanup' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+bench_layout pgbr/repo pgbr/log pgbr/lock pgbr/spool pgbb pgbb-wal restore
+BASEBACKUP=$DIR/bin/basebackup
+CLK_TCK=$(getconf CLK_TCK)
+
+# ---- 1. the configurations and the cluster -----------------------------------------------------
+WS_CONF=$DIR/walsafe.conf
+openssl rand -hex 32 >"$DIR/ws.key"
+cat >"$WS_CONF" <<CONF
+repo = '$DIR/ws-repo'
+encrypt_key_file = '$DIR/ws.key'
+compress_level = $ZSTD_LEVEL
+parallel = $PARALLEL
+pgdata = '$PGDATA_DIR'
+pg_conninfo = 'host=$SOCK port=$PORT user=postgres dbname=postgres'
+CONF
+
+PGBR_CONF=$DIR/pgbr/pgbackrest.conf
+PGBR=(pgbackrest --config="$PGBR_CONF" --stanza=bench)
+cat >"$PGBR_CONF" <<CONF
+[global]
+repo1-path=$DIR/pgbr/repo
+repo1-cipher-type=aes-256-cbc
+repo1-cipher-pass=$(openssl rand -base64 48 | tr -d '\n')
+# the backups of all runs stay (restore takes the newest): no expiry
+repo1-retention-full=9999999
+compress-type=zst
+compress-level=$ZSTD_LEVEL
+start-fast=y
+archive-async=n
+log-level-console=warn
+log-path=$DIR/pgbr/log
+lock-path=$DIR/pgbr/lock
+spool-path=$DIR/pgbr/spool
+
+[bench]
+pg1-path=$PGDATA_DIR
+pg1-socket-path=$SOCK
+pg1-port=$PORT
+CONF
+chown postgres: "$DIR/ws.key" "$WS_CONF" "$PGBR_CONF"
+chmod 600 "$DIR/ws.key" "$WS_CONF" "$PGBR_CONF"
+
+# each tool's archive_command (see Method 2); the load pushes into both repositories
+declare -A ARCHIVE_CMD=(
+    [walsafe]="$WAL_PUSH --config $WS_CONF %p"
+    [pgbackrest]="${PGBR[*]} archive-push %p"
+    [pg_basebackup]="test ! -f $DIR/pgbb-wal/%f && cp %p $DIR/pgbb-wal/%f"
+)
+load_archive=${ARCHIVE_CMD[walsafe]}
+if has pgbackrest; then load_archive+=" && ${ARCHIVE_CMD[pgbackrest]}"; fi
+cluster_start "$load_archive" "autovacuum = off"
+if has pgbackrest; then
+    # before the first segment is complete, so that archive-push finds the stanza
+    note "pgbackrest stanza-create"
+    (cd "$DIR" && as_pg "${PGBR[@]}" stanza-create)
+fi
+pgbench_load
+
+# archiver_idle SECONDS: waits until no segment waits for the archiver (dies after SECONDS).
+archiver_idle() {
+    local deadline=$((SECONDS + $1))
+    while compgen -G "$PGDATA_DIR/pg_wal/archive_status/*.ready" >/dev/null; do
+        [ $SECONDS -lt $deadline ] || die "the archiver did not catch up in $1 s: $(psql_q -c \
+            "SELECT failed_count || ' failures, last ' || coalesce(last_failed_wal, '-') FROM pg_stat_archiver") (see $DIR/postgres.log; KEEP=1 keeps it)"
+        sleep 0.05
+    done
+}
+note "wait for the archiver"
+archiver_idle 600
+
+# data bytes: the data directory without pg_wal, which none of the tools copies
+DATA_BYTES=$(($(du -sb "$PGDATA_DIR" | cut -f1) - $(du -sb "$PGDATA_DIR/pg_wal" | cut -f1)))
+DATA_FILES=$(find "$PGDATA_DIR" -path "$PGDATA_DIR/pg_wal" -prune -o -type f -print | wc -l)
+WAL_BYTES=$(du -sb "$PGDATA_DIR/pg_wal" | cut -f1)
+
+# ---- 2. measuring ------------------------------------------------------------------------------
+# server_ticks: CPU clock ticks the cluster's processes have used so far (the postmaster and its
+# children, each with its reaped children: an exited child moves into its parent's cutime/cstime),
+# or - when the cluster is not running.
+server_ticks() {
+    local pm
+    [ -f "$PGDATA_DIR/postmaster.pid" ] || { echo -; return; }
+    pm=$(head -n 1 "$PGDATA_DIR/postmaster.pid")
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v pm="$pm" '
+        # fields after "pid (comm) ": 1 state, 2 ppid, 12 utime, 13 stime, 14 cutime, 15 cstime
+        { pid = $1; sub(/^[0-9]+ \(.*\) /, ""); if (pid == pm || $2 == pm) t += $12 + $13 + $14 + $15 }
+        END { print t + 0 }'
+}
+
+# timed NAME COMMAND [ARG]... : after a sync, COMMAND as postgres (cwd $DIR) under GNU time; appends
+# "wall_s user_s sys_s max_rss_kb server_cpu_s exit_status" to $DIR/results/NAME, its stdout and
+# stderr to NAME.out and NAME.err. Returns COMMAND's exit status; a failure is also shown at once.
+timed() {
+    local name=$1 res=$DIR/results/$1 c0 c1 rc=0 cpu=-
+    shift
+    sync
+    c0=$(server_ticks)
+    echo "== run $(($(runs_of "$name") + 1)): $*" >>"$res.err"
+    (cd "$DIR" && as_pg "$TIME" -f '%e %U %S %M' -o "$res.time" "$@") >>"$res.out" 2>>"$res.err" || rc=$?
+    # the archive_command that ran for this command is reaped (in the archiver's cutime) once
+    # its segment is marked done
+    if [ "$c0" != - ]; then archiver_idle 120; fi
+    c1=$(server_ticks)
+    echo "$rc" >>"$res.rc"
+    if [ "$c0" != - ] && [ "$c1" != - ]; then
+        cpu=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", t / hz}')
+    fi
+    echo "$(tail -n 1 "$res.time") $cpu $rc" >>"$res"
+    if [ $rc != 0 ]; then
+        note "FAILED (exit $rc): $*"
+        # this run's stderr: from its "== run" line on
+        awk '/^== run / {buf = ""} {buf = buf "    " $0 "\n"} END {printf "%s", buf}' "$res.err" | tail -n 20 >&2
+    fi
+    return $rc
+}
+# runs_of NAME: how many runs of NAME timed has made so far.
+runs_of() { if [ -f "$DIR/results/$1.rc" ]; then wc -l <"$DIR/results/$1.rc"; else echo 0; fi; }
+
+# stored bytes per tool, from the last backup of each
+declare -A STORED=()
+
+# use_archive TOOL: once the archiver is idle, archive_command = TOOL's (ALTER SYSTEM, reload).
+use_archive() {
+    local cmd=${ARCHIVE_CMD[$1]}
+    archiver_idle 120
+    psql_q -c "ALTER SYSTEM SET archive_command = '${cmd//\'/\'\'}'" -c "SELECT pg_reload_conf()" >/dev/null
+    sleep 0.5 # the archiver has the new setting well before the next segment is complete
+}
+
+backup_walsafe() {
+    use_archive walsafe
+    timed walsafe-backup "$BASEBACKUP" --config "$WS_CONF" create --fast --parallel "$PARALLEL" || return 0
+}
+backup_pgbackrest() {
+    use_archive pgbackrest
+    timed pgbackrest-backup "${PGBR[@]}" --type=full --process-max="$PARALLEL" backup || return 0
+}
+backup_pg_basebackup() {
+    local out
+    out=$DIR/pgbb/run-$(runs_of pg_basebackup)
+    use_archive pg_basebackup
+    timed pg_basebackup "$PGBIN/pg_basebackup" -h "$SOCK" -p "$PORT" -U postgres -Ft \
+        --compress=server-zstd:$ZSTD_LEVEL -X none --checkpoint=fast -D "$out" || true
+    if [ -d "$out" ]; then
+        STORED[pg_basebackup]=$(du -sb "$out" | cut -f1)
+        rm -rf "$out"
+    fi
+}
+
+# restore_into TOOL NAME COMMAND... : timed restore into a new empty directory (COMMAND's words
+# "@DEST@" become its path); keeps the directory of the last run for the comparison.
+restore_into() {
+    local tool=$1 name=$2 dest
+    shift 2
+    dest=$DIR/restore/$tool
+    rm -rf "$dest"
+    mkdir -m 700 "$dest"
+    chown postgres: "$dest"
+    timed "$name" "${@//@DEST@/$dest}" || true
+}
+restore_walsafe() {
+    restore_into walsafe walsafe-restore "$BASEBACKUP" --config "$WS_CONF" restore --pgdata @DEST@ --parallel "$PARALLEL"
+}
+restore_pgbackrest() {
+    restore_into pgbackrest pgbackrest-restore "${PGBR[@]}" --pg1-path=@DEST@ --process-max="$PARALLEL" restore
+}
+
+# rounds PREFIX RUNS TOOL... : RUNS rounds of PREFIX_TOOL for each TOOL, taking turns going first.
+rounds() {
+    local prefix=$1 runs=$2 r j n
+    shift 2
+    n=$#
+    local -a tools=("$@")
+    for ((r = 0; r < runs; r++)); do
+        for ((j = 0; j < n; j++)); do
+            note "$prefix: run $((r + 1))/$runs: ${tools[(r + j) % n]}"
+            "${prefix}_${tools[(r + j) % n]}"
+        done
+    done
+}
+
+# ---- 3. backups --------------------------------------------------------------------------------
+BACKUP_TOOLS=() RESTORE_TOOLS=()
+for t in walsafe pgbackrest pg_basebackup; do
+    if has "$t"; then BACKUP_TOOLS+=("$t"); fi
+done
+for t in walsafe pgbackrest; do
+    if has "$t"; then RESTORE_TOOLS+=("$t"); fi
+done
+
+note "warm-up read of the data directory ($DATA_BYTES bytes without pg_wal)"
+warm_read "$PGDATA_DIR" 2>/dev/null || true # a file may vanish meanwhile
+rounds backup "$RUNS" "${BACKUP_TOOLS[@]}"
+
+if has walsafe; then
+    STORED[walsafe]=$( (cd "$DIR" && as_pg "$BASEBACKUP" --config "$WS_CONF" list --json) 2>/dev/null |
+        jq -r '.backups | map(select(.status == "complete")) | last | .stored_bytes // "?"' 2>/dev/null || echo '?')
+fi
+if has pgbackrest; then
+    STORED[pgbackrest]=$( (cd "$DIR" && as_pg "${PGBR[@]}" --output=json info) 2>/dev/null |
+        jq -r '.[0].backup | last | .info.repository.size // "?"' 2>/dev/null || echo '?')
+fi
+
+note "stop PostgreSQL"
+as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w stop >/dev/null
+
+# ---- 4. restores -------------------------------------------------------------------------------
+if [ ${#RESTORE_TOOLS[@]} -gt 0 ]; then
+    note "warm-up read of the repositories"
+    warm_read "$DIR/ws-repo" "$DIR/pgbr/repo"
+    rounds restore "$RUNS" "${RESTORE_TOOLS[@]}"
+fi
+
+# same_base TOOL: how base/ of the last restore of TOOL compares with the source's.
+declare -A SAME=()
+for t in "${RESTORE_TOOLS[@]}"; do
+    d=$DIR/restore/$t
+    if [ ! -d "$d/base" ]; then
+        SAME[$t]="no base/"
+        continue
+    fi
+    n=$(find "$PGDATA_DIR/base" -name pgsql_tmp -prune -o -type f ! -name pg_internal.init -print | wc -l)
+    differ=$(diff -rq -x pg_internal.init -x pgsql_tmp "$PGDATA_DIR/base" "$d/base" | wc -l || true)
+    if [ "$differ" = 0 ]; then SAME[$t]="identical ($n files)"; else SAME[$t]="$differ of $n files differ or are missing"; fi
+done
+
+# ---- 5. figures --------------------------------------------------------------------------------
+# summary NAME -> "runs failed wall_med wall_min wall_max cpu_med server_med rss_med_kb" over the
+# runs that succeeded (- when none did)
+summary() {
+    awk '
+        function med(a, n,   i, j, t) {
+            for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+            return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
+        { runs++ }
+        $6 != 0 { failed++; next }
+        { n++; w[n] = $1; c[n] = $2 + $3; r[n] = $4; s[n] = $5; if ($5 == "-") nos = 1
+          if (n == 1 || $1 < lo) lo = $1; if (n == 1 || $1 > hi) hi = $1 }
+        END {
+            if (!n) { printf "%d %d - - - - - -\n", runs, failed + 0; exit }
+            printf "%d %d %.2f %.2f %.2f %.2f %s %d\n", runs, failed + 0, med(w, n), lo, hi, med(c, n),
+                   nos ? "-" : sprintf("%.2f", med(s, n)), med(r, n)
+        }' "$DIR/results/$1"
+}
+
+declare -A WALL=() TOTAL=() PEAK=() MBS=()
+# row LABEL NAME: a line of the table; sets WALL, TOTAL (CPU + server CPU), PEAK and MBS for NAME.
+row() {
+    local label=$1 name=$2 runs failed wall lo hi cpu srv rss
+    read -r runs failed wall lo hi cpu srv rss <<<"$(summary "$name")"
+    [ "$failed" = 0 ] || BAD=1
+    if [ "$wall" = - ]; then
+        printf '%-20s %4s %6s %8s %13s %8s %8s %10s %8s\n' "$label" "$runs" "$failed" - - - - - -
+        return
+    fi
+    WALL[$name]=$wall PEAK[$name]=$rss
+    MBS[$name]=$(awk -v b="$DATA_BYTES" -v w="$wall" 'BEGIN {printf "%.1f", b / 1e6 / w}')
+    TOTAL[$name]=$(awk -v c="$cpu" -v s="$srv" 'BEGIN {printf "%.2f", c + (s == "-" ? 0 : s)}')
+    printf '%-20s %4s %6s %8s %13s %8s %8s %10s %8.1f\n' "$label" "$runs" "$failed" "$wall" "$lo..$hi" \
+        "${MBS[$name]}" "$cpu" "$srv" "$(awk -v k="$rss" 'BEGIN {print k / 1024}')"
+}
+
+# ratios WHAT A B: "speed x, CPU x, peak RSS x" of A against B, or "-" without figures for both.
+ratios() {
+    local a=$1 b=$2
+    if [ -z "${WALL[$a]:-}" ] || [ -z "${WALL[$b]:-}" ]; then
+        echo "-"
+        return
+    fi
+    printf 'speed %s, CPU %s, peak RSS %s' "$(ratio "${MBS[$a]}" "${MBS[$b]}")" \
+        "$(ratio "${TOTAL[$a]}" "${TOTAL[$b]}")" "$(ratio "${PEAK[$a]}" "${PEAK[$b]}")"
+}
+
+fmt_bytes() { # BYTES -> "N bytes (x.x% of the data)"
+    if [[ $1 =~ ^[0-9]+$ ]]; then
+        awk -v s="$1" -v d="$DATA_BYTES" 'BEGIN {printf "%12d  (%.1f%% of the data)", s, 100 * s / d}'
+    else
+        printf '%12s' "$1"
+    fi
+}
+
+printf '\n'
+printf 'walsafe base backup benchmark (%s)\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+print_machine "data directory, repositories, backups and restores"
+versions=("$("$WAL_PUSH" --version)")
+if has walsafe; then versions=("$("$BASEBACKUP" --version)"); fi
+if has pgbackrest; then versions+=("$(pgbackrest version)"); fi
+versions+=("$("$PGBIN/postgres" --version)")
+printf 'versions: %s (source tree %s at start)' "${versions[0]}" "$BUILD_REV"
+printf '; %s' "${versions[@]:1}"
+printf '\n'
+printf 'data: pgbench -i -s %s: %d bytes in %d files without pg_wal (pg_wal: %d bytes, not copied); data checksums %s\n' \
+    "$SCALE" "$DATA_BYTES" "$DATA_FILES" "$WAL_BYTES" "$([ "$CHECKSUMS" = 1 ] && echo on || echo off)"
+printf 'method: %d runs of each, rounds with the tools taking turns going first; medians; sync before each;\n' "$RUNS"
+printf '        warm page cache (one read of the data directory before the backups, of the repositories\n'
+printf '        before the restores; no cache drop); all as postgres; repositories local, same disk;\n'
+printf '        each backup with its own tool'"'"'s archive_command (wal-push / pgbackrest archive-push / cp for\n'
+printf '        pg_basebackup -X none) and waiting until its WAL is archived (pg_backup_stop checks once a second);\n'
+printf '        immediate checkpoint for all; cluster idle, autovacuum off\n'
+printf 'settings: walsafe  create --fast --parallel %d / restore --parallel %d, zstd %d, encrypted (key file)\n' \
+    "$PARALLEL" "$PARALLEL" "$ZSTD_LEVEL"
+printf '          pgBackRest  backup --type=full / restore, process-max %d, zst %d, aes-256-cbc, start-fast,\n' \
+    "$PARALLEL" "$ZSTD_LEVEL"
+printf '                      file log at info\n'
+printf '          pg_basebackup  -Ft --compress=server-zstd:%d -X none --checkpoint=fast (compresses in the\n' "$ZSTD_LEVEL"
+printf '                      server: see server CPU; not encrypted; backup manifest with CRC32C)\n'
+printf '          restores are not started (no WAL replay); base/ of the last restore compared with the source\n'
+
+printf '\n%-20s %4s %6s %8s %13s %8s %8s %10s %8s\n' phase runs failed "wall s" "wall min..max" "MB/s" "CPU s" \
+    "server CPU" "RSS MB"
+has walsafe && row "walsafe backup" walsafe-backup
+has pgbackrest && row "pgBackRest backup" pgbackrest-backup
+has pg_basebackup && row "pg_basebackup" pg_basebackup
+has walsafe && row "walsafe restore" walsafe-restore
+has pgbackrest && row "pgBackRest restore" pgbackrest-restore
+printf '\nwall s, CPU s (user+sys of the command and its children), server CPU s (PostgreSQL processes incl.\n'
+printf 'archive_command, from the start until the archiver is idle; - when stopped) and RSS MB (peak of the\n'
+printf 'largest process): medians; MB/s = data bytes / wall\n'
+printf '\nratios walsafe/other: speed = MB/s ratio (>1: walsafe faster); CPU = (CPU + server CPU) ratio and\n'
+printf 'peak RSS ratio (<1: walsafe uses less)\n'
+if has walsafe && has pgbackrest; then
+    printf '  walsafe/pgBackRest     backup: %s\n' "$(ratios walsafe-backup pgbackrest-backup)"
+    printf '  walsafe/pgBackRest     restore: %s\n' "$(ratios walsafe-restore pgbackrest-restore)"
+fi
+if has walsafe && has pg_basebackup; then
+    printf '  walsafe/pg_basebackup  backup: %s\n' "$(ratios walsafe-backup pg_basebackup)"
+fi
+
+printf '\nstored bytes of one backup (data: %d bytes)\n' "$DATA_BYTES"
+has walsafe && printf '  walsafe        %s  (list --json stored_bytes)\n' "$(fmt_bytes "${STORED[walsafe]:-?}")"
+has pgbackrest && printf '  pgBackRest     %s  (info: repository size)\n' "$(fmt_bytes "${STORED[pgbackrest]:-?}")"
+has pg_basebackup && printf '  pg_basebackup  %s  (base.tar.zst + backup_manifest)\n' "$(fmt_bytes "${STORED[pg_basebackup]:-?}")"
+if [ ${#RESTORE_TOOLS[@]} -gt 0 ]; then
+    printf '\nrestored base/ against the source\n'
+    for t in "${RESTORE_TOOLS[@]}"; do printf '  %-13s  %s\n' "$t" "${SAME[$t]}"; done
+fi
+
+for name in walsafe-backup pgbackrest-backup pg_basebackup walsafe-restore pgbackrest-restore; do
+    f=$DIR/results/$name.err
+    if [ -s "$f" ] && grep -qv '^== run ' "$f"; then
+        printf '\nstderr of %s (%d lines, first 5):\n' "$name" "$(grep -cv '^== run ' "$f")"
+        grep -v '^== run ' "$f" | head -n 5 | sed 's/^/  /'
+    fi
+done
+bench_finish "some runs failed (see above)"
