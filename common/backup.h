@@ -147,12 +147,15 @@ int ws_manifest_load(struct ws_repo *repo, const struct ws_keyring *kr, const ch
 /*
  * The catalog: what the repository holds for a cluster, read from listings alone.
  * Backups are sorted by id; `status` is one of "complete", "incomplete" (manifest present,
- * WAL missing; `missing_wal` names the first missing segment) or "running/failed" (no
- * manifest: a backup still being written or one that died; wal-prune removes old ones).
+ * WAL missing; `missing_wal` names the first missing segment), "invalid" (the manifest does not
+ * verify: damaged, or written with a key we do not have) or "running" (no manifest: a backup
+ * still being written or one that died; wal-prune removes old ones).
  */
 struct ws_catalog_backup {
     char id[WS_BACKUP_ID_LEN + 1];
-    int has_manifest;
+    int has_manifest;       /* present and valid */
+    int bad_manifest;       /* present but unreadable: manifest_error says why */
+    char manifest_error[300];
     int complete;
     struct ws_manifest m;   /* loaded when has_manifest */
     char missing_wal[32];   /* first missing segment of an incomplete backup */

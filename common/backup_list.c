@@ -27,7 +27,10 @@ static void json_string(FILE *f, const char *s)
 
 static const char *status_of(const struct ws_catalog_backup *b)
 {
-    return b->complete ? "complete" : b->has_manifest ? "incomplete" : "running";
+    return b->complete       ? "complete"
+           : b->has_manifest ? "incomplete"
+           : b->bad_manifest ? "invalid"
+                             : "running";
 }
 
 /* Calls fn for each run of consecutive segments [first, last] of timeline index range. */
@@ -130,6 +133,10 @@ static void print_json(const struct ws_repo *repo, const struct ws_catalog *cat)
                 printf(", \"missing_wal\": \"%s\"", bk->missing_wal);
         } else {
             printf(", \"stored_bytes\": %" PRIu64, bk->stored_objects);
+            if (bk->bad_manifest) {
+                printf(", \"error\": ");
+                json_string(stdout, bk->manifest_error);
+            }
         }
         printf("}");
     }
@@ -180,8 +187,10 @@ static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
         char wal[64], dur[16];
         if (!bk->has_manifest) {
             human(bk->stored_objects, st, sizeof(st));
-            printf("%-16s  %-10s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", bk->id, "running",
-                   "-", "-", "-", "-", st, "-", "(no manifest: still running, or failed)");
+            printf("%-16s  %-10s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", bk->id,
+                   status_of(bk), "-", "-", "-", "-", st, "-",
+                   bk->bad_manifest ? bk->manifest_error
+                                    : "(no manifest: still running, or failed)");
             continue;
         }
         ws_format_utc(m->start_time, a);

@@ -146,6 +146,8 @@ static int choose_backup(const struct ws_catalog *cat, const struct ws_restore_o
         if (!b)
             return ws_error_set(err, WS_ERR_NOT_FOUND, "backup %s is not in the repository",
                                 o->backup);
+        if (b->bad_manifest)
+            return ws_error_set(err, WS_ERR_CORRUPT, "backup %s: %s", b->id, b->manifest_error);
         if (!b->has_manifest)
             return ws_error_set(err, WS_ERR_INVALID,
                                 "backup %s has no manifest: it is still running or it failed",
@@ -168,8 +170,7 @@ static int choose_backup(const struct ws_catalog *cat, const struct ws_restore_o
     }
     if (!oldest)
         return ws_error_set(err, WS_ERR_NOT_FOUND,
-                            "the repository holds no complete backup of cluster \"%s\"",
-                            "this cluster");
+                            "the repository holds no complete backup of this cluster");
     for (i = cat->nbackups; i-- > 0;) {
         const struct ws_catalog_backup *c = &cat->backups[i];
         if (!c->complete)

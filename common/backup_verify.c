@@ -96,7 +96,11 @@ static int verify_backup(struct ws_repo *repo, const struct ws_keyring *kr,
     int rc = 0;
 
     if (!b->has_manifest) {
-        ws_log(WS_LOG_ERROR, "backup %s has no manifest: it is still running or it failed", b->id);
+        if (b->bad_manifest)
+            ws_log(WS_LOG_ERROR, "backup %s: %s", b->id, b->manifest_error);
+        else
+            ws_log(WS_LOG_ERROR, "backup %s has no manifest: it is still running or it failed",
+                   b->id);
         return ws_error_set(err, WS_ERR_CORRUPT, "backup %s is not complete", b->id);
     }
     if (!(files = malloc((m->nfiles + 1) * sizeof(*files))))
@@ -191,6 +195,12 @@ int ws_backup_verify(const struct ws_config *cfg, const char *id, int all, struc
         for (i = 0; i < cat.nbackups; i++) {
             if (cat.backups[i].has_manifest && !oldest)
                 oldest = &cat.backups[i];
+            if (cat.backups[i].bad_manifest) {
+                ws_log(WS_LOG_ERROR, "backup %s: %s", cat.backups[i].id,
+                       cat.backups[i].manifest_error);
+                failed++;
+                continue;
+            }
             if (!cat.backups[i].has_manifest) {
                 ws_log_warning("backup %s has no manifest (running or failed); skipped",
                                cat.backups[i].id);

@@ -165,7 +165,16 @@ int ws_catalog_load(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
 
         if (!b->has_manifest)
             continue;
-        if ((rc = ws_manifest_load(repo, kr, b->id, &b->m, err)) != 0)
+        rc = ws_manifest_load(repo, kr, b->id, &b->m, err);
+        if (rc == WS_ERR_CORRUPT || rc == WS_ERR_KEY || rc == WS_ERR_NOT_FOUND) {
+            /* one damaged manifest must not hide the other backups */
+            b->has_manifest = 0;
+            b->bad_manifest = 1;
+            snprintf(b->manifest_error, sizeof(b->manifest_error), "%.299s", err->msg);
+            rc = 0;
+            continue;
+        }
+        if (rc)
             goto out;
         if (b->m.system_identifier != cat->identity.system_identifier) {
             rc = ws_error_set(err, WS_ERR_FOREIGN,
