@@ -348,6 +348,7 @@ static int bundle_open(struct worker *w, struct ws_error *err)
     p.workers = j->zstd_workers;
     p.content_size = -1;
     p.key = j->key;
+    p.no_digest = 1; /* every file's SHA-256 is in the manifest */
     if ((rc = ws_object_writer_new(put, &p, &w->bundle, err)) != 0)
         return rc;
     w->bundle_len = 0;
@@ -797,7 +798,9 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_opts *o
     j.files = w.files;
     j.nfiles = w.nfiles;
     j.m = &m;
-    j.zstd_workers = 0;
+    /* Every bundle compresses on `parallel` zstd threads: files are never split, so near the
+     * end one large relation segment may be all that is left, and it still uses every core. */
+    j.zstd_workers = nworkers > 1 ? nworkers : 0;
     if (!(j.results = calloc(w.nfiles + 1, sizeof(*j.results)))) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
         goto out;

@@ -34,7 +34,9 @@
  *
  * Readers also check the payload and content lengths against the footer; zstd checks its own
  * XXH64 content checksum. The content SHA-256 is what duplicate detection compares: it is read
- * from the trailer alone (ws_object_read_footer), without downloading the object.
+ * from the trailer alone (ws_object_read_footer), without downloading the object. An all-zero
+ * content SHA-256 means "not recorded" (backup bundles, see backup.h); the footer itself is
+ * still authenticated (cipher 1) or checksummed (cipher 0) like every other byte.
  *
  * Ownership: writer and reader constructors take ownership of `dest` (the next sink), as all
  * sinks do. Nothing here logs; errors carry the object name.
@@ -62,6 +64,9 @@ struct ws_object_params {
     int64_t content_size;     /* exact content length if known (enforced at finish), else -1 */
     const struct ws_key *key; /* NULL: no encryption */
     uint32_t chunk_size;      /* 0: WS_OBJECT_CHUNK_SIZE (tests use small ones) */
+    int no_digest;            /* do not compute the content SHA-256: the footer holds zeros.
+                                 For backup bundles, whose files' digests are in the manifest;
+                                 it saves a second SHA-256 pass over every byte. */
 };
 
 struct ws_object_info {
