@@ -469,10 +469,18 @@ out:
 
 /* ---- recovery settings -------------------------------------------------------------------- */
 
-/* Appends s to out, quoted for the shell (single quotes). */
+/* Appends s to out, quoted for the shell (single quotes) unless it needs none. */
 static void shell_quote(char *out, size_t outsz, const char *s)
 {
     size_t n = strlen(out);
+    const char *c;
+
+    for (c = s; *c && (isalnum((unsigned char)*c) || strchr("/._+:@=,-", *c)); c++)
+        ;
+    if (*s && !*c) {
+        strncat(out, s, outsz - n - 1);
+        return;
+    }
 
     if (n + 1 < outsz)
         out[n++] = '\'';

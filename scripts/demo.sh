@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # walsafe demo: a throwaway PostgreSQL 15 cluster archives its WAL with wal-push into an
-# encrypted local repository; a copy of it is then recovered with wal-fetch to a point in time,
-# and we show that exactly the rows committed before that time are there.
+# encrypted local repository; basebackup takes a base backup; after more writes, basebackup
+# restore brings the cluster back to a point in time (its WAL through wal-fetch), and we show
+# that exactly the rows committed before that time are there.
 # Usage: scripts/demo.sh [BIN_DIR]   (make demo builds first and passes build/release/bin)
 set -euo pipefail
 SRC_BIN=$(cd "${1:-build/release/bin}" && pwd)
@@ -14,7 +15,7 @@ DIR=$(mktemp -d /tmp/walsafe-demo.XXXXXX)
 chmod 755 "$DIR"
 # PostgreSQL runs the programs as postgres, which may not reach the build tree (e.g. under /root).
 BIN=$DIR/bin
-install -d -m 755 "$BIN" && install -m 755 "$SRC_BIN/wal-push" "$SRC_BIN/wal-fetch" "$BIN/"
+install -d -m 755 "$BIN" && install -m 755 "$SRC_BIN/wal-push" "$SRC_BIN/wal-fetch" "$SRC_BIN/basebackup" "$BIN/"
 PRIMARY_PORT=$((20000 + RANDOM % 20000)); COPY_PORT=$((PRIMARY_PORT + 1))
 cleanup() {
     for d in "$DIR/primary" "$DIR/restored"; do
@@ -36,6 +37,8 @@ cat > "$DIR/walsafe.conf" <<CONF
 repo = '$DIR/repo'
 cluster = 'demo'
 encrypt_key_file = '$DIR/repo.key'
+pgdata = '$DIR/primary'
+pg_conninfo = 'host=$DIR port=$PRIMARY_PORT user=postgres dbname=postgres'
 CONF
 chmod 600 "$DIR/walsafe.conf"
 chown -R postgres "$DIR"
@@ -53,8 +56,10 @@ archive_timeout = 0
 CONF
 as_pg "$PGBIN/pg_ctl" -D "$DIR/primary" -l "$DIR/primary.log" -w start >/dev/null
 
-step "Taking a base backup (pg_basebackup -X none: the WAL comes from the archive)"
-as_pg "$PGBIN/pg_basebackup" -h "$DIR" -p "$PRIMARY_PORT" -U postgres -D "$DIR/restored" -X none -c fast
+step "Taking a base backup with basebackup create (it returns once its WAL is archived too)"
+BACKUP=$(as_pg "$BIN/basebackup" --config "$DIR/walsafe.conf" create --fast --label "demo")
+echo "    backup id: $BACKUP"
+as_pg "$BIN/basebackup" --config "$DIR/walsafe.conf" list | sed 's/^/    /'
 
 step "Writing 1000 rows, then noting the time"
 psql_p -c "CREATE TABLE orders (id int PRIMARY KEY, note text); INSERT INTO orders SELECT g, 'before' FROM generate_series(1, 1000) g;"
@@ -77,15 +82,16 @@ echo "    repository: $(find "$DIR/repo" -type f | wc -l) objects, $(du -sh "$DI
 step "Stopping the primary (as if the server were lost)"
 as_pg "$PGBIN/pg_ctl" -D "$DIR/primary" -m fast stop >/dev/null
 
-step "Recovering the copy with restore_command = 'wal-fetch %f %p' to $TARGET"
+step "Restoring backup $BACKUP into a new directory, to recover to $TARGET"
+as_pg "$BIN/basebackup" --config "$DIR/walsafe.conf" restore --pgdata "$DIR/restored" \
+    --target-time "$TARGET" --target-action promote
+grep -E '^(restore_command|recovery_target)' "$DIR/restored/postgresql.auto.conf" | sed 's/^/    /'
+
+step "Starting the restored copy on its own port, not archiving (it replays WAL via wal-fetch)"
 cat >> "$DIR/restored/postgresql.conf" <<CONF
 port = $COPY_PORT
 archive_mode = off
-restore_command = '$BIN/wal-fetch --config $DIR/walsafe.conf %f %p'
-recovery_target_time = '$TARGET'
-recovery_target_action = 'promote'
 CONF
-touch "$DIR/restored/recovery.signal"; chown postgres "$DIR/restored/recovery.signal"
 as_pg "$PGBIN/pg_ctl" -D "$DIR/restored" -l "$DIR/restored.log" -w start >/dev/null
 for _ in $(seq 1 150); do
     [ "$(psql_c -c 'SELECT pg_is_in_recovery()' 2>/dev/null)" = f ] && break
