@@ -545,7 +545,6 @@ static double now_sec(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-void ws_progress_line(uint64_t done, uint64_t total, double elapsed, int final);
 void ws_progress_line(uint64_t done, uint64_t total, double elapsed, int final)
 {
     char d[32], t[32], r[32], eta[32] = "";

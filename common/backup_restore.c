@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -304,7 +305,8 @@ struct rjob {
     uint32_t next;
     int failed;
     struct ws_error first_err;
-    uint64_t done;
+    atomic_uint_fast64_t done; /* bytes of the bundles restored so far (for --progress) */
+    atomic_int finished_workers;
 };
 
 struct rworker {
@@ -330,6 +332,13 @@ static int restore_bundle(struct rworker *w, uint32_t b, struct ws_error *err)
         (rc = ws_sink_finish(reader, err)) != 0)
         ws_error_prefix(err, "backup %s, bundle %s", j->m->id, key);
     ws_sink_free(reader);
+    if (rc == 0) {
+        size_t i;
+        uint64_t n = 0;
+        for (i = j->first[b]; i < j->first[b + 1]; i++)
+            n += j->by_bundle[i]->size;
+        atomic_fetch_add(&j->done, n);
+    }
     return rc;
 }
 
@@ -356,7 +365,16 @@ static void *rworker_main(void *arg)
             break;
         }
     }
+    atomic_fetch_add(&j->finished_workers, 1);
     return NULL;
+}
+
+static double now_sec(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static int cmp_bundle_offset(const void *a, const void *b)
@@ -447,6 +465,14 @@ static int run_restore_workers(const struct ws_config *cfg, const struct ws_keyr
             break;
         }
         started++;
+    }
+    if (o->progress && isatty(STDERR_FILENO)) {
+        double t0 = now_sec();
+        while (atomic_load(&j.finished_workers) < started) {
+            ws_progress_line(atomic_load(&j.done), m->bytes, now_sec() - t0, 0);
+            usleep(250 * 1000);
+        }
+        ws_progress_line(atomic_load(&j.done), m->bytes, now_sec() - t0, 1);
     }
     for (i = 0; i < (size_t)started; i++)
         pthread_join(w[i].thread, NULL);
