@@ -178,7 +178,8 @@ static int walk_dir(struct walk *w, const char *rel, int depth, struct ws_error 
         rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not read directory \"%s\"", abs);
         goto out;
     }
-    qsort(names, n, sizeof(*names), cmp_name);
+    if (n > 1)
+        qsort(names, n, sizeof(*names), cmp_name);
 
     /* A database directory (base/<oid>, pg_tblspc/<oid>/PG_*\/<oid>): unlogged relations are
      * those with an _init fork; only the init fork is copied. */
@@ -773,7 +774,8 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_opts *o
     w.m = &m;
     if ((rc = walk_dir(&w, "", 0, err)) != 0)
         goto out;
-    qsort(w.files, w.nfiles, sizeof(*w.files), cmp_size_desc);
+    if (w.nfiles > 1)
+        qsort(w.files, w.nfiles, sizeof(*w.files), cmp_size_desc);
 
     {
         int n = o->parallel > 0 ? o->parallel : cfg->parallel;

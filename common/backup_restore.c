@@ -429,7 +429,8 @@ static int run_restore_workers(const struct ws_config *cfg, const struct ws_keyr
     }
     for (i = 0; i < m->nfiles; i++)
         j.by_bundle[i] = &m->files[i];
-    qsort(j.by_bundle, m->nfiles, sizeof(*j.by_bundle), cmp_bundle_offset);
+    if (m->nfiles > 1)
+        qsort(j.by_bundle, m->nfiles, sizeof(*j.by_bundle), cmp_bundle_offset);
     for (i = 0, k = 0; k <= m->bundles; k++) {
         while (i < m->nfiles && j.by_bundle[i]->bundle < k)
             i++;

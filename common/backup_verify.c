@@ -107,7 +107,8 @@ static int verify_backup(struct ws_repo *repo, const struct ws_keyring *kr,
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     for (i = 0; i < m->nfiles; i++)
         files[i] = &m->files[i];
-    qsort(files, m->nfiles, sizeof(*files), cmp_bundle_offset);
+    if (m->nfiles > 1)
+        qsort(files, m->nfiles, sizeof(*files), cmp_bundle_offset);
     for (bn = 0, i = 0; bn < m->bundles; bn++) {
         struct ws_bundle_opts bo = {0};
         struct ws_sink *split = NULL, *reader = NULL;

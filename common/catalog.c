@@ -150,14 +150,17 @@ int ws_catalog_load(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
     snprintf(prefix, sizeof(prefix), "%s/wal/", repo->cluster);
     if ((rc = ws_storage_list(repo->st, prefix, on_wal_key, &sc, err)) != 0)
         goto out;
-    qsort(cat->segs, cat->nsegs, sizeof(*cat->segs), cmp_seg);
-    qsort(cat->histories, cat->nhistories, sizeof(*cat->histories), cmp_u32);
+    if (cat->nsegs > 1)
+        qsort(cat->segs, cat->nsegs, sizeof(*cat->segs), cmp_seg);
+    if (cat->nhistories > 1)
+        qsort(cat->histories, cat->nhistories, sizeof(*cat->histories), cmp_u32);
 
     ws_backup_prefix(repo, prefix, sizeof(prefix));
     sc.prefix_len = strlen(prefix);
     if ((rc = ws_storage_list(repo->st, prefix, on_backup_key, &sc, err)) != 0)
         goto out;
-    qsort(cat->backups, cat->nbackups, sizeof(*cat->backups), cmp_backup);
+    if (cat->nbackups > 1)
+        qsort(cat->backups, cat->nbackups, sizeof(*cat->backups), cmp_backup);
 
     for (i = 0; i < cat->nbackups; i++) {
         struct ws_catalog_backup *b = &cat->backups[i];
