@@ -74,7 +74,8 @@ done
 [[ $CHECKSUMS =~ ^[01]$ ]] || die "CHECKSUMS must be 0 or 1 (got '$CHECKSUMS')"
 # has TOOL: whether TOOL is to run.
 has() { [[ " $TOOLS " == *" $1 "* ]]; }
-if has walsafe; then need_tools wal-push basebackup; else need_tools wal-push; fi
+# wal-fetch: restore writes its path (next to basebackup) into restore_command
+if has walsafe; then need_tools wal-push wal-fetch basebackup; else need_tools wal-push; fi
 if has pgbackrest; then
     command -v pgbackrest >/dev/null || die "pgbackrest is not installed (apt-get install -y pgbackrest)"
 fi
