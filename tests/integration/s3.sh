@@ -36,6 +36,8 @@ S3_SECRET_KEY=S3RVER
 S3_AWS=${S3_AWS:-/usr/bin/aws}
 S3_STARTED=()
 FP_STARTED=()
+# DIR -> PID as started: a server is still stopped when DIR (with its pid file) is gone.
+declare -gA S3_PIDS FP_PIDS
 
 _s3_alive() { # PID: alive and not a zombie
     local stat
@@ -84,6 +86,7 @@ s3_start() {
     pid=$!
     disown "$pid" 2>/dev/null # no job notice when it is stopped
     echo "$pid" >"$dir/s3rver.pid"
+    S3_PIDS[$dir]=$pid
     S3_STARTED+=("$dir")
     for i in $(seq 1 300); do
         port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$dir/s3rver.log" | head -1)
@@ -104,12 +107,14 @@ s3_start() {
 # s3_stop [DIR]: SIGTERM (then SIGKILL) the server started in DIR, by its recorded PID.
 s3_stop() {
     local dir=${1:-$S3_DIR} pid
-    pid=$(cat "$dir/s3rver.pid" 2>/dev/null) || return 0
+    pid=$(cat "$dir/s3rver.pid" 2>/dev/null) || pid=${S3_PIDS[$dir]:-}
+    [ -n "$pid" ] || return 0
     if _s3_is_ours "$pid" "$dir/data"; then
         kill -TERM "$pid" 2>/dev/null
         _s3_wait_gone "$pid" || { kill -KILL "$pid" 2>/dev/null; _s3_wait_gone "$pid"; }
     fi
     rm -f "$dir/s3rver.pid"
+    unset "S3_PIDS[$dir]"
 }
 
 s3_stop_all() {
@@ -147,6 +152,7 @@ fp_start() {
     pid=$!
     disown "$pid" 2>/dev/null
     echo "$pid" >"$dir/faultproxy.pid"
+    FP_PIDS[$dir]=$pid
     FP_STARTED+=("$dir")
     for i in $(seq 1 100); do
         port=$(sed -n "s/^faultproxy pid $pid port \([0-9][0-9]*\)$/\1/p" "$dir/faultproxy.out")
@@ -174,12 +180,14 @@ fp_mode() {
 
 fp_stop() {
     local dir=${1:-$FP_DIR} pid
-    pid=$(cat "$dir/faultproxy.pid" 2>/dev/null) || return 0
+    pid=$(cat "$dir/faultproxy.pid" 2>/dev/null) || pid=${FP_PIDS[$dir]:-}
+    [ -n "$pid" ] || return 0
     if _s3_is_ours "$pid" "$dir/mode"; then
         kill -TERM "$pid" 2>/dev/null
         _s3_wait_gone "$pid" || { kill -KILL "$pid" 2>/dev/null; _s3_wait_gone "$pid"; }
     fi
     rm -f "$dir/faultproxy.pid"
+    unset "FP_PIDS[$dir]"
 }
 
 fp_stop_all() {
