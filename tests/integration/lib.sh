@@ -520,3 +520,200 @@ show_log() {
     echo "    --- ${1##*/} (last ${2:-25} lines) ---"
     tail -"${2:-25}" "$1" | sed 's/^/    /'
 }
+
+# ---- background jobs ----
+# bg_start LOG CMD...: runs CMD in the background (stdout/stderr to LOG), registered so that
+# cleanup ends it by its PID if it is still running; sets BG_PID.
+BG_PIDS=()
+bg_start() {
+    local log=$1
+    shift
+    "$@" </dev/null >"$log" 2>&1 &
+    BG_PID=$!
+    BG_PIDS+=("$BG_PID")
+    [ ${#BG_PIDS[@]} -eq 1 ] && STOP_HOOKS=(bg_stop_all "${STOP_HOOKS[@]+"${STOP_HOOKS[@]}"}")
+    return 0
+}
+
+# bg_wait PID LIMIT_S: waits for a job of bg_start; its exit status, or 124 (and the job is
+# ended) when it is still running after LIMIT_S seconds.
+bg_wait() {
+    local pid=$1 limit=$2 start
+    start=$(date +%s)
+    while kill -0 "$pid" 2>/dev/null && [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" != Z ]; do
+        if [ $(($(date +%s) - start)) -ge "$limit" ]; then
+            kill -TERM "$pid" 2>/dev/null
+            wait "$pid" 2>/dev/null
+            return 124
+        fi
+        sleep 0.2
+    done
+    wait "$pid"
+}
+
+# Ends every job of bg_start that still runs (by its PID: only children of this shell).
+bg_stop_all() {
+    local p
+    for p in "${BG_PIDS[@]+"${BG_PIDS[@]}"}"; do
+        kill -0 "$p" 2>/dev/null || continue
+        kill -TERM "$p" 2>/dev/null
+        sleep 0.2
+        kill -KILL "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+}
+
+# ---- base backups (basebackup) ----
+BASEBACKUP=$BIN_DIR/basebackup
+
+# backup_conf FILE PGDATA PORT [LINE...]: a configuration for basebackup (and wal-push /
+# wal-fetch) of the server on PORT whose data directory is PGDATA, in the repository of
+# repo_setup (REPO_CONF).
+backup_conf() {
+    local f=$1 pgd=$2 port=$3
+    shift 3
+    # Written beside and renamed: a running archiver's wal-push may be reading FILE.
+    write_conf "$f.new" "${REPO_CONF[@]}" \
+        "pg_conninfo = 'host=$SOCK port=$port user=postgres dbname=postgres'" \
+        "pgdata = '$pgd'" "$@"
+    mv -f "$f.new" "$f" || die "could not rename $f.new"
+}
+
+# bb ARGS...: basebackup ARGS, run as postgres (as PostgreSQL runs), through run (RC, last_err,
+# $T/.last.out).
+bb() {
+    run runuser -u postgres -- "$BASEBACKUP" "$@"
+}
+
+# bb_create CONF [ARGS...]: `basebackup --config CONF create --fast ARGS`, which must succeed and
+# print exactly one backup id on stdout; sets BACKUP_ID. Dies otherwise.
+bb_create() {
+    local conf=$1 t0
+    shift
+    t0=$(date +%s)
+    bb --config "$conf" create --fast "$@"
+    assert_rc 0 "basebackup create" || die "basebackup create failed"
+    BACKUP_ID=$(cat "$T/.last.out")
+    [[ "$BACKUP_ID" =~ ^[0-9]{8}T[0-9]{6}Z$ ]] ||
+        die "basebackup create printed \"$(head -c 200 "$T/.last.out")\", not one backup id"
+    note "backup $BACKUP_ID created in $(($(date +%s) - t0))s"
+}
+
+# bb_list CONF: `list --json` into $T/list.json; fails (and returns 1) unless it exits 0 with a
+# valid JSON document.
+bb_list() {
+    bb --config "$1" list --json
+    assert_rc 0 "basebackup list --json" || return 1
+    cp "$T/.last.out" "$T/list.json"
+    json_eval "$T/list.json" 'typeof j.backups' >/dev/null ||
+        { fail "basebackup list --json printed no valid JSON: $(head -c 300 "$T/list.json")"; return 1; }
+}
+
+# json_eval FILE EXPR: prints the JavaScript expression EXPR evaluated with j = FILE's JSON
+# (strings bare, everything else as JSON), by node (which the S3 test server needs anyway).
+# If the file is not JSON or EXPR throws: prints "<json_eval: error>" (so that no comparison
+# passes by accident) and returns 1.
+json_eval() {
+    node -e '
+        const fs = require("fs");
+        try {
+            const j = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
+            const v = eval(process.argv[2]);
+            console.log(typeof v === "string" ? v : JSON.stringify(v));
+        } catch (e) {
+            console.log("<json_eval: " + String(e.message).split("\n")[0] + ">");
+            process.exit(1);
+        }' "$1" "$2"
+}
+
+# backup_status ID: the status of backup ID in $T/list.json (bb_list), or "absent".
+backup_status() {
+    json_eval "$T/list.json" \
+        "(j.backups.find(b => b.id === '$1') || {status: 'absent'}).status"
+}
+
+# backup_label_of DIR: the LABEL line of the backup_label in a restored data directory.
+backup_label_of() {
+    sed -n 's/^LABEL: //p' "$1/backup_label" 2>/dev/null
+}
+
+# bb_restore CONF DIR [ARGS...]: `restore --pgdata DIR ARGS`, which must succeed and leave a data
+# directory with recovery.signal; fails (returns 1) otherwise.
+bb_restore() {
+    local conf=$1 dir=$2 t0
+    shift 2
+    t0=$(date +%s)
+    bb --config "$conf" restore --pgdata "$dir" "$@"
+    assert_rc 0 "basebackup restore --pgdata ${dir##*/} $*" || return 1
+    [ -f "$dir/PG_VERSION" ] || { fail "restore into $dir left no PG_VERSION"; return 1; }
+    [ -f "$dir/recovery.signal" ] || { fail "restore into $dir wrote no recovery.signal"; return 1; }
+    note "restored into ${dir##*/} in $(($(date +%s) - t0))s ($*)"
+}
+
+# start_restored DIR [LINE...]: starts a restored data directory on a port of its own (sets
+# RPORT) with the private socket directory; archive_mode = off unless LINEs say otherwise (a
+# restored copy must never archive into the repository by accident). The settings go into
+# postgresql.conf (the copy's own, from the backup), after the primary's.
+start_restored() {
+    local d=$1
+    shift
+    RPORT=$(free_port)
+    pg_conf "$d" "$RPORT" "archive_mode = off" "archive_command = ''" "$@"
+    pg_start "$d"
+}
+
+# pg_wait_promoted PORT DIR [LIMIT_S]: until the server has left recovery; 1 (and its log shown)
+# if it has not within LIMIT_S seconds (default 90) or its postmaster is gone.
+pg_wait_promoted() {
+    local port=$1 d=$2 limit=${3:-90} start r
+    start=$(date +%s)
+    while :; do
+        r=$(sql "$port" "select pg_is_in_recovery()" 2>/dev/null)
+        [ "$r" = "f" ] && return 0
+        if [ $(($(date +%s) - start)) -ge "$limit" ] || [ ! -f "$d/postmaster.pid" ]; then
+            fail "${d##*/} did not finish recovery within ${limit}s (pg_is_in_recovery: ${r:-no answer})"
+            show_log "$d.log" 30
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+# pg_wait_paused PORT DIR [LIMIT_S]: until recovery has paused at its target.
+pg_wait_paused() {
+    local port=$1 d=$2 limit=${3:-90} start r
+    start=$(date +%s)
+    while :; do
+        r=$(sql "$port" "select pg_get_wal_replay_pause_state()" 2>/dev/null)
+        [ "$r" = "paused" ] && return 0
+        if [ $(($(date +%s) - start)) -ge "$limit" ] || [ ! -f "$d/postmaster.pid" ]; then
+            fail "${d##*/} did not pause at its recovery target within ${limit}s (state: ${r:-no answer})"
+            show_log "$d.log" 30
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+# pgbench_run PORT ARGS...: PostgreSQL's pgbench against database postgres of the server on
+# PORT, output in $T/pgbench.log; non-zero (and the log shown) if it fails. Its sessions use
+# synchronous_commit = off (speed; the WAL and its order are the same). In the background:
+# bg_start LOG env PGOPTIONS="$PGBENCH_OPTIONS" "$PGBIN/pgbench" -h "$SOCK" -p PORT -U postgres ARGS... postgres
+PGBENCH_OPTIONS="-c synchronous_commit=off"
+pgbench_run() {
+    local port=$1
+    shift
+    PGOPTIONS=$PGBENCH_OPTIONS "$PGBIN/pgbench" -h "$SOCK" -p "$port" -U postgres "$@" postgres \
+        >"$T/pgbench.log" 2>&1 ||
+        { sed 's/^/      pgbench: /' "$T/pgbench.log" | tail -10; return 1; }
+}
+
+# pgbench_sums PORT: one md5 per pgbench table, over every row in a fixed order.
+pgbench_sums() {
+    sql "$1" "select concat_ws(' ',
+        (select md5(coalesce(string_agg(t::text, ',' order by aid), '')) from pgbench_accounts t),
+        (select md5(coalesce(string_agg(t::text, ',' order by bid), '')) from pgbench_branches t),
+        (select md5(coalesce(string_agg(t::text, ',' order by tid), '')) from pgbench_tellers t),
+        (select md5(coalesce(string_agg(t::text, ',' order by t::text), '')) from pgbench_history t),
+        (select count(*) from pgbench_history))"
+}
