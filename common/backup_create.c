@@ -33,6 +33,7 @@
 #include "object.h"
 #include "pgconn.h"
 #include "pgpage.h"
+#include "progress.h"
 #include "fsutil.h"
 #include "wal.h"
 
@@ -524,45 +525,6 @@ static int cmp_size_desc(const void *a, const void *b)
     return strcmp(x->path, y->path);
 }
 
-/* ---- progress ----------------------------------------------------------------------------- */
-
-static void fmt_bytes(double b, char *out, size_t n)
-{
-    const char *u[] = {"B", "kB", "MB", "GB", "TB"};
-    int i = 0;
-
-    while (b >= 1024 && i < 4) {
-        b /= 1024;
-        i++;
-    }
-    snprintf(out, n, i ? "%.1f %s" : "%.0f %s", b, u[i]);
-}
-
-static double now_sec(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-void ws_progress_line(uint64_t done, uint64_t total, double elapsed, int final)
-{
-    char d[32], t[32], r[32], eta[32] = "";
-    double rate = elapsed > 0 ? (double)done / elapsed : 0;
-
-    fmt_bytes((double)done, d, sizeof(d));
-    fmt_bytes((double)total, t, sizeof(t));
-    fmt_bytes(rate, r, sizeof(r));
-    if (!final && rate > 0 && total > done) {
-        long s = (long)((double)(total - done) / rate);
-        snprintf(eta, sizeof(eta), ", ETA %ldm%02lds", s / 60, s % 60);
-    }
-    fprintf(stderr, "\r%s / %s (%d%%), %s/s%s\033[K%s", d, t,
-            total ? (int)(100.0 * (double)done / (double)total) : 100, r, eta, final ? "\n" : "");
-    fflush(stderr);
-}
-
 /* ---- the command -------------------------------------------------------------------------- */
 
 static int store_small_file(struct job *j, const char *name, const char *text,
@@ -617,7 +579,7 @@ static int wait_for_wal(struct ws_repo *repo, const struct ws_manifest *m, int t
                         struct ws_error *err)
 {
     uint64_t s = ws_manifest_start_segno(m), last = ws_manifest_stop_segno(m);
-    double since = now_sec();
+    double since = ws_now_monotonic();
     char name[WS_WAL_NAME_LEN + 1], key[256];
     int rc;
 
@@ -628,12 +590,12 @@ static int wait_for_wal(struct ws_repo *repo, const struct ws_manifest *m, int t
         rc = ws_storage_stat(repo->st, key, &st, err);
         if (rc == 0) {
             s++;
-            since = now_sec();
+            since = ws_now_monotonic();
             continue;
         }
         if (rc != WS_ERR_NOT_FOUND)
             return rc;
-        if (now_sec() - since > timeout)
+        if (ws_now_monotonic() - since > timeout)
             return ws_error_set(err, WS_ERR_STORAGE,
                                 "WAL file %s needed by backup %s did not reach the repository "
                                 "within %d s (timeout); check archive_command and "
@@ -823,7 +785,7 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_opts *o
             goto out;
         wk->repo.st = wk->st;
     }
-    t0 = now_sec();
+    t0 = ws_now_monotonic();
     for (i = 0; i < (size_t)nworkers; i++) {
         if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
             struct ws_error e;
@@ -834,13 +796,13 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_opts *o
         started++;
     }
     while (tty && atomic_load(&j.finished_workers) < started) {
-        ws_progress_line(atomic_load(&j.done_bytes), w.total, now_sec() - t0, 0);
+        ws_progress_line(atomic_load(&j.done_bytes), w.total, ws_now_monotonic() - t0, 0);
         usleep(250 * 1000);
     }
     for (i = 0; i < (size_t)started; i++)
         pthread_join(workers[i].thread, NULL);
     if (tty)
-        ws_progress_line(atomic_load(&j.done_bytes), w.total, now_sec() - t0, 1);
+        ws_progress_line(atomic_load(&j.done_bytes), w.total, ws_now_monotonic() - t0, 1);
     if (j.failed || started < nworkers) {
         *err = j.first_err;
         rc = err->code ? err->code : WS_ERR_INTERNAL;

@@ -29,6 +29,7 @@
 #include "fsutil.h"
 #include "log.h"
 #include "object.h"
+#include "progress.h"
 #include "wal.h"
 
 /* ---- choosing the backup ------------------------------------------------------------------ */
@@ -60,9 +61,11 @@ int ws_parse_target_time(const char *s, double *out)
         p = q;
     }
     if (*p == '.') {
-        char *end;
-        frac = strtod(p, &end);
-        p = end;
+        double scale = 0.1;
+        if (!isdigit((unsigned char)p[1]))
+            return -1;
+        for (p++; isdigit((unsigned char)*p); p++, scale /= 10)
+            frac += (*p - '0') * scale;
     }
     while (*p == ' ')
         p++;
@@ -369,13 +372,6 @@ static void *rworker_main(void *arg)
     return NULL;
 }
 
-static double now_sec(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int cmp_bundle_offset(const void *a, const void *b)
 {
@@ -468,12 +464,12 @@ static int run_restore_workers(const struct ws_config *cfg, const struct ws_keyr
         started++;
     }
     if (o->progress && isatty(STDERR_FILENO)) {
-        double t0 = now_sec();
+        double t0 = ws_now_monotonic();
         while (atomic_load(&j.finished_workers) < started) {
-            ws_progress_line(atomic_load(&j.done), m->bytes, now_sec() - t0, 0);
+            ws_progress_line(atomic_load(&j.done), m->bytes, ws_now_monotonic() - t0, 0);
             usleep(250 * 1000);
         }
-        ws_progress_line(atomic_load(&j.done), m->bytes, now_sec() - t0, 1);
+        ws_progress_line(atomic_load(&j.done), m->bytes, ws_now_monotonic() - t0, 1);
     }
     for (i = 0; i < (size_t)started; i++)
         pthread_join(w[i].thread, NULL);

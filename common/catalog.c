@@ -126,6 +126,8 @@ int ws_catalog_has_seg(const struct ws_catalog *cat, uint32_t tli, uint64_t segn
 {
     struct ws_wal_seg key = {tli, segno};
 
+    if (cat->nsegs == 0)
+        return 0;
     return bsearch(&key, cat->segs, cat->nsegs, sizeof(key), cmp_seg) != NULL;
 }
 

@@ -310,18 +310,23 @@ static int unhex(const char *s, uint8_t *out, size_t n)
     return 0;
 }
 
-/* Splits line (modified) at spaces into at most max fields; returns the count. */
+/* Splits line (modified) at single spaces into at most max fields; returns the count, or
+ * max + 1 for too many fields or an empty one (two spaces, a leading or trailing space). */
 static int split(char *line, char **f, int max)
 {
     int n = 0;
-    char *save = NULL, *t;
+    char *p = line;
 
-    for (t = strtok_r(line, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
-        if (n == max)
+    for (;;) {
+        char *sp = strchr(p, ' ');
+        if (n == max || (sp ? sp == p : *p == '\0'))
             return max + 1;
-        f[n++] = t;
+        f[n++] = p;
+        if (!sp)
+            return n;
+        *sp = '\0';
+        p = sp + 1;
     }
-    return n;
 }
 
 static const char *const header_keys[] = {
@@ -529,11 +534,15 @@ int ws_parse_utc(const char *s, int64_t *t)
 
     if (strlen(s) != 20)
         return -1;
+    char back[21];
+
     end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
     if (!end || *end)
         return -1;
     *t = (int64_t)timegm(&tm);
-    return 0;
+    /* strptime takes day 31 in any month and second 61: only dates that exist round-trip */
+    ws_format_utc(*t, back);
+    return strcmp(back, s) == 0 ? 0 : -1;
 }
 
 int ws_backup_id_valid(const char *id)

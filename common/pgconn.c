@@ -147,7 +147,7 @@ int ws_pg_get_info(struct ws_pg *pg, struct ws_pg_info *info, struct ws_error *e
                                                "identifier and WAL segment size");
         goto out;
     }
-    info->version = atoi(v[0]);
+    info->version = (int)strtol(v[0], NULL, 10);
     info->system_identifier = strtoull(v[1], NULL, 10);
     info->wal_segment_size = (uint32_t)strtoul(v[2], NULL, 10);
     info->data_checksums = strcmp(v[3], "on") == 0;
