@@ -389,13 +389,14 @@ printf '        before the restores; no cache drop); all as postgres; repositori
 printf '        each backup with its own tool'"'"'s archive_command (wal-push / pgbackrest archive-push / cp for\n'
 printf '        pg_basebackup -X none) and waiting until its WAL is archived (pg_backup_stop checks once a second);\n'
 printf '        immediate checkpoint for all; cluster idle, autovacuum off\n'
-printf 'settings: walsafe  create --fast --parallel %d / restore --parallel %d, zstd %d, encrypted (key file)\n' \
+printf 'settings: walsafe        create --fast --parallel %d / restore --parallel %d; zstd %d; encrypted (key file)\n' \
     "$PARALLEL" "$PARALLEL" "$ZSTD_LEVEL"
-printf '          pgBackRest  backup --type=full / restore, process-max %d, zst %d, aes-256-cbc, start-fast,\n' \
+printf '          pgBackRest     backup --type=full / restore; process-max %d; zst %d; aes-256-cbc; start-fast;\n' \
     "$PARALLEL" "$ZSTD_LEVEL"
-printf '                      file log at info\n'
-printf '          pg_basebackup  -Ft --compress=server-zstd:%d -X none --checkpoint=fast (compresses in the\n' "$ZSTD_LEVEL"
-printf '                      server: see server CPU; not encrypted; backup manifest with CRC32C)\n'
+printf '                         file log at info\n'
+printf '          pg_basebackup  -Ft --compress=server-zstd:%d -X none --checkpoint=fast; not encrypted; manifest\n' \
+    "$ZSTD_LEVEL"
+printf '                         with CRC32C; compresses in the server (CPU: in server CPU; memory: in no column)\n'
 printf '          restores are not started (no WAL replay); base/ of the last restore compared with the source\n'
 
 printf '\n%-20s %4s %6s %8s %13s %8s %8s %10s %8s\n' phase runs failed "wall s" "wall min..max" "MB/s" "CPU s" \
