@@ -22,7 +22,7 @@ endif
 LIB_SRC  = $(wildcard common/*.c)
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      = $(BUILD)/libwalsafe.a
-PROGRAMS = wal-push wal-fetch basebackup
+PROGRAMS = wal-push wal-fetch basebackup wal-prune
 BINS     = $(PROGRAMS:%=$(BUILD)/bin/%)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)

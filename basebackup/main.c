@@ -1,6 +1,6 @@
 /*
  * basebackup - full snapshots of a data directory, and what to do with them:
- *   basebackup [create] | list | restore | verify | check
+ *   basebackup [create] | list | restore | verify | check | keep
  *
  * Exit status: 0 success, 1 failure, 2 usage error.
  */
@@ -25,6 +25,8 @@ static const char usage[] =
     "             [--tablespace-map OLDDIR=NEWDIR]... [--progress]\n"
     "  basebackup [OPTIONS] verify [ID | --all]\n"
     "  basebackup [OPTIONS] check\n"
+    "  basebackup [OPTIONS] keep ID [--unset]   pin a backup: wal-prune keeps it (and the WAL\n"
+    "                                            from its start) until --unset\n"
     "\n"
     "OPTIONS: --config FILE, --repo URL, --cluster NAME, -v, --help, --version\n"
     "\n"
@@ -39,6 +41,8 @@ struct opts {
     struct ws_tblspc_map maps[MAX_MAPS];
     int json, all, ntargets;
     const char *verify_id;
+    int unset;
+    const char *keep_id;
 };
 
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out,
@@ -77,6 +81,8 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
         return o->json = 1;
     if (strcmp(opt, "--all") == 0)
         return o->all = 1;
+    if (strcmp(opt, "--unset") == 0)
+        return o->unset = 1;
     if (strcmp(opt, "--force") == 0)
         return o->restore.force = 1;
     if (strcmp(opt, "--target-immediate") == 0) {
@@ -158,6 +164,8 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
         return usage_error(err, "--json applies to list, not to %s", c);
     if (o->all && strcmp(c, "verify") != 0)
         return usage_error(err, "--all applies to verify, not to %s", c);
+    if (o->unset && strcmp(c, "keep") != 0)
+        return usage_error(err, "--unset applies to keep, not to %s", c);
     if (!is_restore && (o->restore.pgdata || o->restore.backup || o->ntargets ||
                         o->restore.target_action || o->restore.force || o->restore.nmaps))
         return usage_error(err, "restore options (--pgdata, --backup, --target-*, --force, "
@@ -182,6 +190,12 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
                                    cli->args[0]);
             o->verify_id = cli->args[0];
         }
+    } else if (strcmp(c, "keep") == 0) {
+        if (cli->nargs != 1)
+            return usage_error(err, "keep takes one backup id");
+        if (!ws_backup_id_valid(cli->args[0]))
+            return usage_error(err, "\"%s\" is not a backup id (YYYYMMDDTHHMMSSZ)", cli->args[0]);
+        o->keep_id = cli->args[0];
     } else if (cli->nargs > 0) {
         return usage_error(err, "unexpected argument \"%s\"", cli->args[0]);
     }
@@ -190,7 +204,8 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
 
 int main(int argc, char **argv)
 {
-    static const char *const cmds[] = {"create", "list", "restore", "verify", "check", NULL};
+    static const char *const cmds[] = {"create", "list",  "restore", "verify",
+                                       "check",  "keep", NULL};
     struct ws_config cfg;
     struct ws_cli cli, sub;
     struct ws_error err = {0};
@@ -211,7 +226,7 @@ int main(int argc, char **argv)
                 break;
         if (!cmds[i]) {
             ws_error_set(&err, WS_ERR_USAGE, "unknown command \"%s\" (create, list, restore, "
-                                             "verify or check)",
+                                             "verify, check or keep)",
                          cli.args[0]);
             goto usage;
         }
@@ -249,6 +264,8 @@ int main(int argc, char **argv)
         rc = ws_backup_restore(&cfg, &o.restore, &err);
     else if (strcmp(o.cmd, "verify") == 0)
         rc = ws_backup_verify(&cfg, o.verify_id, o.all, &err);
+    else if (strcmp(o.cmd, "keep") == 0)
+        rc = ws_backup_keep(&cfg, o.keep_id, o.unset, &err);
     else
         rc = ws_backup_check(&cfg, &err);
     if (rc != 0) {

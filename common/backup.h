@@ -5,6 +5,8 @@
  *
  *   <cluster>/backup/<ID>/data/<NNNNNN>   bundles: the concatenated contents of many files
  *   <cluster>/backup/<ID>/manifest        the manifest, written last (no replace)
+ *   <cluster>/backup/<ID>/keep            pin (basebackup keep); see the end of this file
+ *   <cluster>/backup/<ID>/deleting        tombstone of an unfinished wal-prune (prune.h)
  *
  * <ID> is the UTC start time, YYYYMMDDTHHMMSSZ, so ids sort by time. A bundle's content is the
  * plain concatenation of whole files (no framing); the manifest says which file lies at which
@@ -148,8 +150,9 @@ int ws_manifest_load(struct ws_repo *repo, const struct ws_keyring *kr, const ch
  * The catalog: what the repository holds for a cluster, read from listings alone.
  * Backups are sorted by id; `status` is one of "complete", "incomplete" (manifest present,
  * WAL missing; `missing_wal` names the first missing segment), "invalid" (the manifest does not
- * verify: damaged, or written with a key we do not have) or "running" (no manifest: a backup
- * still being written or one that died; wal-prune removes old ones).
+ * verify: damaged, or written with a key we do not have), "running" (no manifest: a backup
+ * still being written or one that died; wal-prune removes old ones) or "deleting" (wal-prune
+ * began deleting it: never complete, whatever is left). `pinned` is independent of status.
  */
 struct ws_catalog_backup {
     char id[WS_BACKUP_ID_LEN + 1];
@@ -161,6 +164,8 @@ struct ws_catalog_backup {
     char missing_wal[32];   /* first missing segment of an incomplete backup */
     uint64_t stored_objects; /* bytes of its objects in storage (from the listing) */
     int64_t newest_mtime;    /* of its objects */
+    int pinned;   /* <ID>/keep exists: `basebackup keep ID`; wal-prune never deletes it */
+    int deleting; /* <ID>/deleting exists: wal-prune began deleting it; never complete */
 };
 
 struct ws_wal_seg {
@@ -235,5 +240,23 @@ int ws_backup_restore(const struct ws_config *cfg, const struct ws_restore_opts 
 int ws_backup_verify(const struct ws_config *cfg, const char *id, int all, struct ws_error *err);
 
 int ws_backup_check(const struct ws_config *cfg, struct ws_error *err);
+
+/*
+ * Pins and tombstones: two small objects beside a backup's manifest, whose presence is what
+ * counts (content: one informative text line, unencrypted, checksummed like the identity).
+ *   <cluster>/backup/<ID>/keep      pinned by `basebackup keep ID`: wal-prune keeps it forever
+ *   <cluster>/backup/<ID>/deleting  written by wal-prune before it deletes anything of the
+ *                                   backup, removed last (see prune.h)
+ */
+#define WS_BACKUP_KEEP "keep"
+#define WS_BACKUP_DELETING "deleting"
+/* "<cluster>/backup/<ID>/<name>" */
+void ws_backup_object_key(const struct ws_repo *repo, const char *id, const char *name, char *out,
+                          size_t outsz);
+/* Stores a small marker object (no replace; an existing one is success). */
+int ws_backup_put_marker(struct ws_repo *repo, const char *id, const char *name, const char *text,
+                         struct ws_error *err);
+/* `basebackup keep ID [--unset]`: pins a complete backup, or removes the pin. */
+int ws_backup_keep(const struct ws_config *cfg, const char *id, int unset, struct ws_error *err);
 
 #endif

@@ -28,6 +28,7 @@ static void json_string(FILE *f, const char *s)
 static const char *status_of(const struct ws_catalog_backup *b)
 {
     return b->complete       ? "complete"
+           : b->deleting     ? "deleting"
            : b->has_manifest ? "incomplete"
            : b->bad_manifest ? "invalid"
                              : "running";
@@ -111,7 +112,8 @@ static void print_json(const struct ws_repo *repo, const struct ws_catalog *cat)
     for (i = 0; i < cat->nbackups; i++) {
         const struct ws_catalog_backup *bk = &cat->backups[i];
         const struct ws_manifest *m = &bk->m;
-        printf("%s\n  {\"id\": \"%s\", \"status\": \"%s\"", i ? "," : "", bk->id, status_of(bk));
+        printf("%s\n  {\"id\": \"%s\", \"status\": \"%s\", \"pinned\": %s", i ? "," : "", bk->id,
+               status_of(bk), bk->pinned ? "true" : "false");
         if (bk->has_manifest) {
             char l1[24], l2[24];
             ws_format_utc(m->start_time, a);
@@ -129,7 +131,7 @@ static void print_json(const struct ws_repo *repo, const struct ws_catalog *cat)
             ws_wal_format_name(b, m->timeline, ws_manifest_stop_segno(m), m->wal_segment_size);
             printf(", \"wal_start\": \"%s\", \"wal_stop\": \"%s\", \"bad_pages\": %zu", a, b,
                    m->nbadpages);
-            if (!bk->complete)
+            if (!bk->complete && bk->missing_wal[0])
                 printf(", \"missing_wal\": \"%s\"", bk->missing_wal);
         } else {
             printf(", \"stored_bytes\": %" PRIu64, bk->stored_objects);
@@ -179,17 +181,19 @@ static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
     if (!cat->nbackups)
         printf("no backups\n");
     else
-        printf("%-16s  %-10s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", "ID", "STATUS",
-               "START (UTC)", "STOP (UTC)", "DURATION", "SIZE", "STORED", "WAL", "LABEL");
+        printf("%-16s  %-10s  %-6s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", "ID", "STATUS",
+               "PINNED", "START (UTC)", "STOP (UTC)", "DURATION", "SIZE", "STORED", "WAL",
+               "LABEL");
     for (i = 0; i < cat->nbackups; i++) {
         const struct ws_catalog_backup *bk = &cat->backups[i];
         const struct ws_manifest *m = &bk->m;
         char wal[64], dur[16];
         if (!bk->has_manifest) {
             human(bk->stored_objects, st, sizeof(st));
-            printf("%-16s  %-10s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", bk->id,
-                   status_of(bk), "-", "-", "-", "-", st, "-",
+            printf("%-16s  %-10s  %-6s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", bk->id,
+                   status_of(bk), bk->pinned ? "yes" : "", "-", "-", "-", "-", st, "-",
                    bk->bad_manifest ? bk->manifest_error
+                   : bk->deleting   ? "(wal-prune began deleting it; the next run finishes)"
                                     : "(no manifest: still running, or failed)");
             continue;
         }
@@ -204,10 +208,13 @@ static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
             ws_wal_format_name(w2, m->timeline, ws_manifest_stop_segno(m), m->wal_segment_size);
             snprintf(wal, sizeof(wal), "%s-%s", w1, w2 + 16);
         }
-        printf("%-16s  %-10s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", bk->id, status_of(bk), a,
-               b, dur, sz, st, wal, m->label ? m->label : "");
-        if (!bk->complete)
+        printf("%-16s  %-10s  %-6s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", bk->id,
+               status_of(bk), bk->pinned ? "yes" : "", a, b, dur, sz, st, wal,
+               m->label ? m->label : "");
+        if (!bk->complete && bk->missing_wal[0])
             printf("%16s  WAL file %s is missing\n", "", bk->missing_wal);
+        else if (bk->deleting)
+            printf("%16s  wal-prune began deleting it; the next run finishes\n", "");
     }
     printf("\nWAL archive:");
     if (!cat->nsegs)

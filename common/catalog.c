@@ -54,6 +54,10 @@ static int on_backup_key(void *arg, const char *key, const struct ws_storage_sta
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     if (strcmp(rest + WS_BACKUP_ID_LEN + 1, "manifest") == 0)
         b->has_manifest = 1;
+    else if (strcmp(rest + WS_BACKUP_ID_LEN + 1, WS_BACKUP_KEEP) == 0)
+        b->pinned = 1;
+    else if (strcmp(rest + WS_BACKUP_ID_LEN + 1, WS_BACKUP_DELETING) == 0)
+        b->deleting = 1;
     b->stored_objects += st->size;
     if (st->mtime > b->newest_mtime)
         b->newest_mtime = st->mtime;
@@ -191,7 +195,7 @@ int ws_catalog_load(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
         }
         first = ws_manifest_start_segno(&b->m);
         last = ws_manifest_stop_segno(&b->m);
-        b->complete = 1;
+        b->complete = !b->deleting; /* a prune began deleting it: never restore it */
         for (s = first; s <= last; s++) {
             if (!ws_catalog_has_seg(cat, b->m.timeline, s)) {
                 b->complete = 0;

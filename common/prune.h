@@ -1,0 +1,243 @@
+/*
+ * prune.h - retention: which backups and WAL files a repository can do without, and removing
+ * them in an order that a kill at any moment cannot turn into a backup that looks complete but
+ * is not (`wal-prune`, SPEC.md "retain_full", "retain_time").
+ *
+ * Two halves:
+ *   - the planner, ws_prune_plan_make(): a pure function of its input (the catalog's backups,
+ *     the WAL files, the latest timeline's history, "now" and the policies). No I/O, no clock,
+ *     so every rule below is unit-tested with an injected "now";
+ *   - the executor, ws_prune_gather() / ws_prune_execute() / ws_prune(): reads the repository
+ *     into a planner input, and deletes what the plan says.
+ *
+ * Rules of the planner (each kept or deleted backup records why, as a bit of enum ws_prune_why):
+ *   - Backups are ordered by start time, then start LSN, then id; never by name alone. "Newest"
+ *     always means last in that order.
+ *   - retain_full = N keeps the N newest complete backups. retain_time = D keeps what restores
+ *     to any moment of the last D: every complete backup that ended inside the window, and the
+ *     newest one that ended before the window opened (so the newest backup that started before
+ *     the window is always kept, and, when that one was still running as the window opened, the
+ *     one before it too, because a restore can only stop after its backup's end). Both set:
+ *     the union. Neither set: WS_ERR_CONFIG, nothing is planned.
+ *   - The newest complete backup is never deleted, whatever the policies say.
+ *   - Pinned backups (`basebackup keep ID`) are kept, whatever their status.
+ *   - Timelines: when no kept backup can reach the latest timeline (the highest one in the
+ *     archive, which restore follows), the newest complete backup that can is kept as well. A
+ *     backup reaches timeline L when it is on L, or on an ancestor of L (from L's history file)
+ *     and ended before L's line left that ancestor. After a point-in-time restore of an old
+ *     backup that was promoted and became the production server, the newest backup by time can
+ *     sit on an abandoned timeline; this rule keeps a base for the timeline that is running.
+ *   - Backups that are not complete: "running" (no manifest) and "incomplete" (manifest, WAL
+ *     missing) are removed once nothing of them has been written for the age limit
+ *     (WS_PRUNE_INCOMPLETE_AGE, 24 h, or the `timeout` if that is longer; a live backup writes a
+ *     bundle every few seconds and waits at most `timeout` for its WAL). An incomplete backup
+ *     newer than every complete one is kept even then: its WAL may still arrive from an archiver
+ *     that is behind, and the backup then becomes complete. "invalid" backups (a manifest we
+ *     cannot read: damaged, or written with a key this configuration lacks) are never deleted
+ *     automatically; a missing decrypt_key_files entry must not cost backups. "deleting" backups
+ *     (an earlier prune began to delete them and was interrupted) are finished.
+ *   - WAL: segments, .partial and .backup files, on every timeline, whose segment number is
+ *     below the start segment of the oldest kept backup are deleted. Segment numbers are compared
+ *     as numbers with the timeline apart, never as names (a name sorts by timeline first). WAL
+ *     replay only moves forward, so no kept backup can need a segment before its own start on any
+ *     timeline, and everything from the newest complete backup's start on is never touched. A
+ *     kept backup whose position is unknown (running, invalid) holds WAL from the start of the
+ *     newest backup that started before it, or all WAL when there is none. Without a complete
+ *     backup no WAL is deleted.
+ *   - .history files are always kept: they are tiny; recovery asks for every one of them to
+ *     find the latest timeline; and PostgreSQL chooses a new timeline id on promotion by probing
+ *     the archive for history files, so a deleted one lets a later promotion reuse its id and
+ *     write WAL whose names collide with archived segments of the old timeline.
+ *
+ * Deletion order (executor), so that SIGKILL at any point leaves a consistent repository that
+ * the next run finishes:
+ *   1. backups, oldest first; for each: the tombstone <cluster>/backup/<ID>/deleting (from then
+ *      on the catalog no longer calls it complete and the next prune finishes it), the manifest,
+ *      every other object (bundles), the pin, and last the tombstone;
+ *   2. then WAL, per timeline in ascending segment order, so an interruption leaves a shorter
+ *      archive and never a hole; a kept backup's WAL is never touched.
+ *
+ * A change of database system (re-initdb, pg_upgrade) under the same cluster name never reaches
+ * the planner: the repository identity (repo.c) refuses WAL and backups of another system with a
+ * message naming both identifiers, so LSNs of two systems are never compared. The operator gives
+ * the new system a new `cluster` name; the old one keeps its backups until removed.
+ *
+ * Ownership: the input is borrowed (the planner copies nothing it keeps beyond the call except
+ * indexes); a plan owns its arrays and strings, released by ws_prune_plan_free(). ws_prune_state
+ * owns everything it gathered, released by ws_prune_state_free().
+ *
+ *     struct ws_prune_plan plan;
+ *     if (ws_prune_plan_make(&in, &plan, &err) == 0) {
+ *         for (i = 0; i < in.nbackups; i++)
+ *             if (!plan.keep[i]) ...  plan.why[i] says why
+ *         ws_prune_plan_free(&plan);
+ *     }
+ */
+#ifndef WS_PRUNE_H
+#define WS_PRUNE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "backup.h"
+#include "config.h"
+#include "error.h"
+#include "key.h"
+#include "repo.h"
+
+#define WS_PRUNE_INCOMPLETE_AGE (24 * 3600)
+
+enum ws_prune_status {
+    WS_PRUNE_COMPLETE = 0,
+    WS_PRUNE_INCOMPLETE, /* manifest, WAL missing */
+    WS_PRUNE_RUNNING,    /* no manifest: still being written, or died */
+    WS_PRUNE_INVALID,    /* the manifest cannot be read */
+    WS_PRUNE_DELETING    /* an interrupted prune began deleting it */
+};
+
+/* Why a backup is kept (low bits) or deleted (high bits); a backup may have several. */
+enum ws_prune_why {
+    WS_KEEP_NEWEST = 1u << 0,      /* the newest complete backup */
+    WS_KEEP_FULL = 1u << 1,        /* one of the retain_full newest complete backups */
+    WS_KEEP_WINDOW = 1u << 2,      /* ended inside the retain_time window */
+    WS_KEEP_WINDOW_BASE = 1u << 3, /* newest that ended before the window opened */
+    WS_KEEP_PINNED = 1u << 4,      /* basebackup keep */
+    WS_KEEP_TIMELINE = 1u << 5,    /* newest that reaches the latest timeline */
+    WS_KEEP_YOUNG = 1u << 6,       /* not complete, written to within the age limit */
+    WS_KEEP_PENDING = 1u << 7,     /* incomplete, newer than every complete backup */
+    WS_KEEP_UNREADABLE = 1u << 8,  /* invalid: never deleted automatically */
+    WS_DROP_RETENTION = 1u << 16,  /* complete, kept by no rule */
+    WS_DROP_ABANDONED = 1u << 17,  /* not complete, untouched for the age limit */
+    WS_DROP_DELETING = 1u << 18,   /* an interrupted prune began deleting it */
+};
+#define WS_PRUNE_KEEP_MASK 0xffffu
+
+struct ws_prune_backup {
+    char id[WS_BACKUP_ID_LEN + 1];
+    int status;   /* enum ws_prune_status */
+    int pinned;
+    int has_position; /* start/stop fields below are known (the manifest was read) */
+    int64_t start_time, stop_time; /* seconds since the epoch, UTC */
+    uint64_t start_lsn, stop_lsn;
+    uint32_t timeline;
+    int64_t last_write;    /* newest modification time of its objects */
+    uint64_t stored_bytes; /* of all its objects */
+    const char *problem;   /* invalid: why the manifest cannot be read (borrowed, may be NULL) */
+};
+
+struct ws_prune_wal {
+    const char *name; /* bare file name (borrowed) */
+    const char *key;  /* its storage key (borrowed); NULL: the canonical key of name */
+    int kind;         /* enum ws_wal_kind */
+    uint32_t tli;
+    uint64_t segno; /* 0 for .history */
+    uint64_t size;
+};
+
+/* One line of the latest timeline's history file: timeline `tli` ended at `end_lsn`. */
+struct ws_prune_switch {
+    uint32_t tli;
+    uint64_t end_lsn;
+};
+
+struct ws_prune_input {
+    const struct ws_prune_backup *backups;
+    size_t nbackups;
+    const struct ws_prune_wal *wal;
+    size_t nwal;
+    uint32_t wal_segment_size;
+    /* ancestors of the latest timeline, from its history file (empty: unknown or timeline 1) */
+    const struct ws_prune_switch *history;
+    size_t nhistory;
+    int64_t now;
+    int retain_full;        /* 0: not set */
+    int64_t retain_time;    /* seconds, 0: not set */
+    int64_t incomplete_age; /* seconds; below WS_PRUNE_INCOMPLETE_AGE means that */
+};
+
+struct ws_prune_plan {
+    /* per input backup (same index) */
+    int *keep;
+    unsigned *why;
+    size_t *order; /* backup indexes, oldest first (start time, start LSN, id) */
+    size_t nbackups_delete;
+    uint64_t backup_bytes; /* stored bytes of the backups to delete */
+    /* WAL: indexes into input.wal, sorted by timeline, segment number, name */
+    size_t *wal_delete;
+    size_t nwal_delete;
+    uint64_t wal_bytes;
+    /* segments below this number go, on every timeline; 0 when no WAL is deleted */
+    uint64_t wal_cutoff;
+    long cutoff_backup; /* index of the backup that sets the cutoff, -1 if none */
+    uint32_t latest_tli;
+    /* one line each (no trailing newline); for stderr and the JSON */
+    char **warnings;
+    size_t nwarnings;
+};
+
+int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *plan,
+                       struct ws_error *err);
+void ws_prune_plan_free(struct ws_prune_plan *plan);
+
+/* Short names of the bits of `why`, e.g. "retain_full", for text and JSON. */
+const char *ws_prune_why_name(unsigned bit);
+/* One phrase for a backup's decision, e.g. "one of the 2 newest complete backups
+ * (retain_full = 2)"; the most telling reason first. */
+void ws_prune_why_text(const struct ws_prune_input *in, const struct ws_prune_plan *plan,
+                       unsigned why, char *out, size_t outsz);
+const char *ws_prune_status_name(int status);
+
+/* Parses a timeline history file's text ("parent<TAB>lsn<TAB>reason" lines). *out is malloc'ed.
+ * WS_ERR_CORRUPT (naming `what`) on a malformed line. */
+int ws_prune_parse_history(const char *text, size_t len, const char *what,
+                           struct ws_prune_switch **out, size_t *n, struct ws_error *err);
+
+/* ---- executor ---- */
+
+/* The planner's input as read from a repository, and what owns it. */
+struct ws_prune_state {
+    struct ws_catalog cat;
+    struct ws_prune_backup *backups;
+    size_t nbackups;
+    struct ws_prune_wal *wal; /* each key is malloc'ed; name points into it */
+    size_t nwal;
+    struct ws_prune_switch *history;
+    size_t nhistory;
+    uint32_t latest_tli;
+    char history_warning[512]; /* set when the latest timeline's history could not be read */
+};
+
+/* Reads the catalog, lists the WAL and reads the latest timeline's history. An empty cluster
+ * (no identity yet) gathers nothing: st->cat.has_identity is 0. */
+int ws_prune_gather(struct ws_repo *repo, const struct ws_keyring *kr, struct ws_prune_state *st,
+                    struct ws_error *err);
+void ws_prune_state_free(struct ws_prune_state *st);
+/* The planner input over a gathered state (borrows it). */
+void ws_prune_input_from_state(const struct ws_prune_state *st, struct ws_prune_input *in);
+
+struct ws_prune_result {
+    size_t backups_deleted;
+    uint64_t backup_bytes;
+    size_t wal_deleted;
+    uint64_t wal_bytes;
+    size_t temp_deleted; /* stale temp files of killed uploads */
+    int *backup_done;    /* per input backup: fully deleted (malloc'ed; ws_prune_result_free) */
+};
+void ws_prune_result_free(struct ws_prune_result *res);
+
+/* Deletes what plan says, in the order above. `report` (may be NULL) gets one line per deleted
+ * backup, as each one is gone. On failure res says what was done up to then. */
+int ws_prune_execute(struct ws_repo *repo, const struct ws_prune_input *in,
+                     const struct ws_prune_plan *plan, FILE *report, struct ws_prune_result *res,
+                     struct ws_error *err);
+
+struct ws_prune_opts {
+    int dry_run;
+    int json;
+};
+/* The command: gather, plan with cfg's policies and the current time, print (text, or JSON
+ * with o->json), execute unless o->dry_run. */
+int ws_prune(const struct ws_config *cfg, const struct ws_prune_opts *o, struct ws_error *err);
+
+#endif

@@ -1,0 +1,957 @@
+/*
+ * Retention (prune.h). First the pure planner, with an injected "now": retain_full, retain_time
+ * (the backup just before the window, and the one before that when it straddles the window),
+ * both, no policy, pins, ordering by time and LSN rather than by name, timelines (failover, a
+ * promoted point-in-time restore of an old backup, numbers versus names), backups that are not
+ * complete (running, incomplete, invalid, interrupted deletes, the age limit), WAL gaps, and the
+ * rule that the newest complete backup always stays. Then the executor over an in-memory
+ * repository, including a failure injected at every single storage call of a prune: after each
+ * one no backup is listed complete that misses an object or WAL, and the next run finishes.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backup.h"
+#include "object.h"
+#include "prune.h"
+#include "unit.h"
+#include "wal.h"
+
+#define SEG (16u << 20)
+#define SYSID UINT64_C(7311142436245338543)
+#define NOW INT64_C(1795342500) /* 2026-11-22T10:15:00Z */
+#define MIN 60
+#define HOUR 3600
+#define DAY 86400
+
+/* ---- planner fixtures ---- */
+
+struct fx {
+    struct ws_prune_backup b[32];
+    size_t nb;
+    struct ws_prune_wal w[600];
+    char names[600][48];
+    size_t nw;
+    struct ws_prune_switch h[8];
+    size_t nh;
+    struct ws_prune_input in;
+    struct ws_prune_plan plan;
+    struct ws_error err;
+};
+
+static void fx_init(struct fx *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->in.now = NOW;
+    f->in.wal_segment_size = SEG;
+    f->in.incomplete_age = 60;
+}
+
+/* A backup that started at `start`, ran `dur` seconds, from segment s0 to s1 of timeline tli. */
+static size_t add_backup(struct fx *f, int status, int64_t start, int64_t dur, uint32_t tli,
+                         uint64_t s0, uint64_t s1)
+{
+    struct ws_prune_backup *b = &f->b[f->nb];
+
+    memset(b, 0, sizeof(*b));
+    ws_backup_id_from_time(start, b->id);
+    b->status = status;
+    b->has_position = status == WS_PRUNE_COMPLETE || status == WS_PRUNE_INCOMPLETE;
+    b->start_time = start;
+    b->stop_time = start + dur;
+    b->start_lsn = s0 * SEG + 0x28;
+    b->stop_lsn = s1 * SEG + 0x100;
+    b->timeline = tli;
+    b->last_write = start + dur;
+    b->stored_bytes = 1000;
+    return f->nb++;
+}
+
+static void add_name(struct fx *f, const char *name, uint64_t size)
+{
+    struct ws_prune_wal *w = &f->w[f->nw];
+
+    snprintf(f->names[f->nw], sizeof(f->names[0]), "%s", name);
+    memset(w, 0, sizeof(*w));
+    w->name = f->names[f->nw];
+    w->kind = ws_wal_classify(name);
+    if (w->kind == WS_WAL_HISTORY)
+        w->tli = (uint32_t)strtoul(name, NULL, 16);
+    else if (ws_wal_parse_name(name, SEG, &w->tli, &w->segno) != 0)
+        unit_fail(__FILE__, __LINE__, name);
+    w->size = size;
+    f->nw++;
+}
+
+static void seg_name(char out[WS_WAL_NAME_LEN + 1], uint32_t tli, uint64_t segno)
+{
+    ws_wal_format_name(out, tli, segno, SEG);
+}
+
+/* Segments s0..s1 (inclusive) of a timeline. */
+static void add_segs(struct fx *f, uint32_t tli, uint64_t s0, uint64_t s1)
+{
+    char n[WS_WAL_NAME_LEN + 1];
+
+    for (uint64_t s = s0; s <= s1; s++) {
+        seg_name(n, tli, s);
+        add_name(f, n, SEG);
+    }
+}
+
+static int run_plan(struct fx *f)
+{
+    f->in.backups = f->b;
+    f->in.nbackups = f->nb;
+    f->in.wal = f->w;
+    f->in.nwal = f->nw;
+    f->in.history = f->h;
+    f->in.nhistory = f->nh;
+    ws_prune_plan_free(&f->plan);
+    return ws_prune_plan_make(&f->in, &f->plan, &f->err);
+}
+
+static int wal_goes(const struct fx *f, const char *name)
+{
+    for (size_t j = 0; j < f->plan.nwal_delete; j++)
+        if (strcmp(f->w[f->plan.wal_delete[j]].name, name) == 0)
+            return 1;
+    return 0;
+}
+
+static int seg_goes(const struct fx *f, uint32_t tli, uint64_t segno)
+{
+    char n[WS_WAL_NAME_LEN + 1];
+    seg_name(n, tli, segno);
+    return wal_goes(f, n);
+}
+
+/* Exactly the segments below `cutoff` go (of those in the fixture), and nothing else. */
+static int only_below(const struct fx *f, uint64_t cutoff)
+{
+    size_t expect = 0;
+
+    for (size_t i = 0; i < f->nw; i++) {
+        int goes = wal_goes(f, f->w[i].name);
+        int should = f->w[i].kind != WS_WAL_HISTORY && f->w[i].segno < cutoff;
+        if (goes != should) {
+            fprintf(stderr, "    WAL %s: goes %d, expected %d\n", f->w[i].name, goes, should);
+            return 0;
+        }
+        expect += should;
+    }
+    return expect == f->plan.nwal_delete;
+}
+
+static int has_warning(const struct fx *f, const char *needle)
+{
+    for (size_t i = 0; i < f->plan.nwarnings; i++)
+        if (strstr(f->plan.warnings[i], needle))
+            return 1;
+    return 0;
+}
+
+/* Five daily complete backups (oldest first), 10 segments apart, one hour long. */
+static void five_daily(struct fx *f)
+{
+    for (int k = 4; k >= 0; k--)
+        add_backup(f, WS_PRUNE_COMPLETE, NOW - k * DAY - 2 * HOUR, HOUR, 1, 10 + 10 * (4 - k),
+                   11 + 10 * (4 - k));
+    add_segs(f, 1, 5, 60);
+}
+
+/* ---- planner tests ---- */
+
+static void test_no_policy(void)
+{
+    struct fx f;
+
+    fx_init(&f);
+    five_daily(&f);
+    CHECK(run_plan(&f) == WS_ERR_CONFIG);
+    CHECK(strstr(f.err.msg, "retain_full") && strstr(f.err.msg, "retain_time"));
+    CHECK(f.plan.keep == NULL && f.plan.nwal_delete == 0);
+    ws_prune_plan_free(&f.plan);
+}
+
+static void test_retain_full(void)
+{
+    struct fx f;
+    char n[64], s[WS_WAL_NAME_LEN + 1];
+
+    fx_init(&f);
+    five_daily(&f);
+    /* a .backup and a .partial beside old and new segments */
+    seg_name(s, 1, 12);
+    snprintf(n, sizeof(n), "%s.00000028.backup", s);
+    add_name(&f, n, 300);
+    seg_name(s, 1, 42);
+    snprintf(n, sizeof(n), "%s.00000028.backup", s);
+    add_name(&f, n, 300);
+    seg_name(s, 1, 29);
+    snprintf(n, sizeof(n), "%s.partial", s);
+    add_name(&f, n, SEG);
+    seg_name(s, 1, 30);
+    snprintf(n, sizeof(n), "%s.partial", s);
+    add_name(&f, n, SEG);
+    /* timeline 2 was just created (its history is archived, no segment yet): it left timeline 1
+     * at segment 60, so every backup here reaches it */
+    add_name(&f, "00000002.history", 40);
+    f.h[0].tli = 1;
+    f.h[0].end_lsn = 60 * (uint64_t)SEG;
+    f.nh = 1;
+
+    f.in.retain_full = 2;
+    REQUIRE(run_plan(&f) == 0);
+    /* b[3] (segment 40) and b[4] (segment 50) stay */
+    CHECK(!f.plan.keep[0] && !f.plan.keep[1] && !f.plan.keep[2]);
+    CHECK(f.plan.keep[3] && f.plan.keep[4]);
+    CHECK(f.plan.why[4] == (WS_KEEP_NEWEST | WS_KEEP_FULL));
+    CHECK(f.plan.why[3] == WS_KEEP_FULL);
+    CHECK(f.plan.why[0] == WS_DROP_RETENTION);
+    CHECK(f.plan.nbackups_delete == 3 && f.plan.backup_bytes == 3000);
+    CHECK(f.plan.wal_cutoff == 40 && f.plan.cutoff_backup == 3);
+    CHECK(only_below(&f, 40));
+    /* .backup and .partial go with their segments; the history file stays */
+    seg_name(s, 1, 12);
+    snprintf(n, sizeof(n), "%s.00000028.backup", s);
+    CHECK(wal_goes(&f, n));
+    seg_name(s, 1, 42);
+    snprintf(n, sizeof(n), "%s.00000028.backup", s);
+    CHECK(!wal_goes(&f, n));
+    CHECK(!wal_goes(&f, "00000002.history"));
+    /* deletion order: by timeline, then segment number */
+    for (size_t j = 1; j < f.plan.nwal_delete; j++) {
+        const struct ws_prune_wal *a = &f.w[f.plan.wal_delete[j - 1]], *b = &f.w[f.plan.wal_delete[j]];
+        CHECK(a->tli < b->tli || (a->tli == b->tli && a->segno <= b->segno));
+    }
+    CHECK(f.plan.nwarnings == 0);
+
+    /* more than there are: everything stays, WAL from the oldest backup's start */
+    f.in.retain_full = 9;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.nbackups_delete == 0 && f.plan.wal_cutoff == 10 && only_below(&f, 10));
+    /* retain_full = 1: only the newest */
+    f.in.retain_full = 1;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.nbackups_delete == 4 && f.plan.keep[4] && only_below(&f, 50));
+    ws_prune_plan_free(&f.plan);
+}
+
+static void test_order_by_time_and_lsn(void)
+{
+    struct fx f;
+    size_t a, b, c;
+
+    fx_init(&f);
+    /* same start second, told apart by LSN: b is newer although its id is the same text */
+    a = add_backup(&f, WS_PRUNE_COMPLETE, NOW - DAY, 60, 1, 20, 21);
+    b = add_backup(&f, WS_PRUNE_COMPLETE, NOW - DAY, 60, 1, 30, 31);
+    memcpy(f.b[b].id, "20260101T000000Z", WS_BACKUP_ID_LEN + 1); /* its name sorts first */
+    /* a manifest whose start time is older than its id says: its time decides */
+    c = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 3 * DAY, 60, 1, 10, 11);
+    memcpy(f.b[c].id, "20991231T235959Z", WS_BACKUP_ID_LEN + 1); /* sorts last by name */
+    add_segs(&f, 1, 10, 40);
+    f.in.retain_full = 1;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.keep[b] && !f.plan.keep[a] && !f.plan.keep[c]);
+    CHECK(f.plan.order[0] == c && f.plan.order[1] == a && f.plan.order[2] == b);
+    CHECK(f.plan.wal_cutoff == 30);
+    f.in.retain_full = 2;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.keep[a] && f.plan.keep[b] && !f.plan.keep[c] && f.plan.wal_cutoff == 20);
+    ws_prune_plan_free(&f.plan);
+}
+
+static void test_retain_time(void)
+{
+    struct fx f;
+    size_t i;
+
+    fx_init(&f);
+    /* daily backups (k = 9..0 days ago, index 9 - k), from 2 h to 1 h before that moment */
+    for (int k = 9; k >= 0; k--)
+        add_backup(&f, WS_PRUNE_COMPLETE, NOW - k * DAY - 2 * HOUR, HOUR, 1, 100 - 10 * k,
+                   101 - 10 * k);
+    add_segs(&f, 1, 5, 105);
+    /* the window opens at NOW - 3d - 30min: the backups of k = 0..2 ended inside it; k = 3
+     * (ended NOW - 3d - 1h) is the newest that ended before it opened */
+    f.in.retain_time = 3 * DAY + 30 * MIN;
+    REQUIRE(run_plan(&f) == 0);
+    for (i = 0; i < 10; i++) {
+        int k = 9 - (int)i;
+        CHECK(f.plan.keep[i] == (k <= 3));
+    }
+    CHECK(f.plan.why[6] == WS_KEEP_WINDOW_BASE); /* k = 3 */
+    CHECK(f.plan.why[7] == WS_KEEP_WINDOW);      /* k = 2 */
+    CHECK(f.plan.why[5] == WS_DROP_RETENTION);   /* k = 4 */
+    CHECK(f.plan.wal_cutoff == 70 && f.plan.cutoff_backup == 6 && only_below(&f, 70));
+
+    /* the window opens (NOW - 3d - 90 min) while the k = 3 backup runs: it ended inside the
+     * window, but a restore to the window's first moment needs the one before it (k = 4) */
+    f.in.retain_time = 3 * DAY + 90 * MIN;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.why[6] == WS_KEEP_WINDOW && f.plan.why[5] == WS_KEEP_WINDOW_BASE);
+    CHECK(!f.plan.keep[4] && f.plan.wal_cutoff == 60);
+
+    /* a window shorter than the time since the newest backup: it alone stays */
+    f.in.retain_time = 10 * MIN;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.nbackups_delete == 9 && f.plan.keep[9]);
+    CHECK(f.plan.why[9] == (WS_KEEP_NEWEST | WS_KEEP_WINDOW_BASE));
+    CHECK(f.plan.wal_cutoff == 100);
+    ws_prune_plan_free(&f.plan);
+}
+
+static void test_both_union(void)
+{
+    struct fx f;
+
+    fx_init(&f);
+    for (int k = 9; k >= 0; k--)
+        add_backup(&f, WS_PRUNE_COMPLETE, NOW - k * DAY - 2 * HOUR, HOUR, 1, 100 - 10 * k,
+                   101 - 10 * k);
+    add_segs(&f, 1, 10, 105);
+    /* retain_full keeps 4 (k = 0..3); retain_time 1d keeps k = 0, 1 (base) */
+    f.in.retain_full = 4;
+    f.in.retain_time = DAY;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.nbackups_delete == 6 && f.plan.keep[6] && !f.plan.keep[5]);
+    CHECK(f.plan.why[8] == (WS_KEEP_FULL | WS_KEEP_WINDOW_BASE));
+    /* retain_time reaches further than retain_full: k = 0..6 */
+    f.in.retain_full = 2;
+    f.in.retain_time = 6 * DAY - HOUR;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.nbackups_delete == 3 && f.plan.keep[3] && !f.plan.keep[2]);
+    CHECK(f.plan.wal_cutoff == 40 && only_below(&f, 40));
+    ws_prune_plan_free(&f.plan);
+}
+
+static void test_newest_complete_never_deleted(void)
+{
+    struct fx f;
+    size_t old, newest, inc, run;
+
+    fx_init(&f);
+    old = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 30 * DAY, HOUR, 1, 10, 11);
+    newest = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 20 * DAY, HOUR, 1, 20, 21);
+    /* newer backups that are not complete do not count */
+    inc = add_backup(&f, WS_PRUNE_INCOMPLETE, NOW - 2 * DAY, HOUR, 1, 30, 31);
+    run = add_backup(&f, WS_PRUNE_RUNNING, NOW - 2 * HOUR, HOUR, 0, 0, 0);
+    add_segs(&f, 1, 10, 29);
+    /* a one-minute window in which nothing ended */
+    f.in.retain_time = MIN;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.keep[newest] && (f.plan.why[newest] & WS_KEEP_NEWEST));
+    CHECK(!f.plan.keep[old]);
+    CHECK(f.plan.keep[inc] && f.plan.why[inc] == WS_KEEP_PENDING); /* 2 days, but newest */
+    CHECK(f.plan.keep[run] && f.plan.why[run] == WS_KEEP_YOUNG);
+    CHECK(f.plan.wal_cutoff == 20);
+    CHECK(has_warning(&f, f.b[inc].id));
+    /* the same with retain_full = 1 */
+    f.in.retain_time = 0;
+    f.in.retain_full = 1;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.keep[newest] && !f.plan.keep[old]);
+    ws_prune_plan_free(&f.plan);
+}
+
+static void test_pins(void)
+{
+    struct fx f;
+
+    fx_init(&f);
+    five_daily(&f);
+    f.b[0].pinned = 1; /* the oldest */
+    f.in.retain_full = 2;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.keep[0] && f.plan.why[0] == WS_KEEP_PINNED);
+    CHECK(!f.plan.keep[1] && !f.plan.keep[2] && f.plan.keep[3] && f.plan.keep[4]);
+    /* the pin holds the WAL from its start */
+    CHECK(f.plan.wal_cutoff == 10 && f.plan.cutoff_backup == 0 && only_below(&f, 10));
+    /* a pin among the newest: counted by retain_full as any complete backup */
+    f.b[0].pinned = 0;
+    f.b[4].pinned = 1;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.why[4] == (WS_KEEP_PINNED | WS_KEEP_NEWEST | WS_KEEP_FULL));
+    CHECK(f.plan.keep[3] && !f.plan.keep[2]);
+    /* a pinned backup that lost WAL (incomplete) or was half deleted stays */
+    f.b[4].pinned = 0;
+    f.b[1].pinned = 1;
+    f.b[1].status = WS_PRUNE_INCOMPLETE;
+    f.b[2].pinned = 1;
+    f.b[2].status = WS_PRUNE_DELETING;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.keep[1] && f.plan.why[1] == WS_KEEP_PINNED);
+    CHECK(f.plan.keep[2] && f.plan.why[2] == WS_KEEP_PINNED);
+    CHECK(!f.plan.keep[0] && f.plan.wal_cutoff == 20);
+    ws_prune_plan_free(&f.plan);
+}
+
+static void test_timelines_failover(void)
+{
+    struct fx f;
+    char n[64], s[WS_WAL_NAME_LEN + 1];
+
+    fx_init(&f);
+    /* timeline 1: segments 10..30, promoted at 30 (30.partial on 1), timeline 2 from 30 on */
+    add_backup(&f, WS_PRUNE_COMPLETE, NOW - 3 * DAY, HOUR, 1, 10, 11);
+    add_backup(&f, WS_PRUNE_COMPLETE, NOW - 2 * DAY, HOUR, 1, 20, 21);
+    add_segs(&f, 1, 5, 29);
+    seg_name(s, 1, 30);
+    snprintf(n, sizeof(n), "%s.partial", s);
+    add_name(&f, n, SEG);
+    add_segs(&f, 2, 30, 40);
+    /* lower segment numbers on the higher timeline (a name sorts them after every segment of
+     * timeline 1) */
+    add_segs(&f, 2, 3, 4);
+    add_name(&f, "00000002.history", 40);
+    f.h[0].tli = 1;
+    f.h[0].end_lsn = 30 * (uint64_t)SEG + 0x5000;
+    f.nh = 1;
+    f.in.retain_full = 1;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.latest_tli == 2);
+    CHECK(!f.plan.keep[0] && f.plan.keep[1] && f.plan.why[1] == (WS_KEEP_NEWEST | WS_KEEP_FULL));
+    CHECK(f.plan.wal_cutoff == 20 && only_below(&f, 20));
+    CHECK(seg_goes(&f, 2, 3) && seg_goes(&f, 1, 19) && !seg_goes(&f, 1, 20));
+    CHECK(!wal_goes(&f, n) && !seg_goes(&f, 2, 30));
+    CHECK(f.plan.nwarnings == 0);
+    ws_prune_plan_free(&f.plan);
+}
+
+static void test_timelines_promoted_restore(void)
+{
+    struct fx f;
+    size_t b1, b2;
+
+    fx_init(&f);
+    /* b1 on timeline 1 at segment 10; timeline 2 left timeline 1 at segment 80 and b2 was taken
+     * on it at 100; then b1 was restored to segment 50 and promoted: timeline 3 (history: left
+     * timeline 1 at segment 50) is the production server now */
+    b1 = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 10 * DAY, HOUR, 1, 10, 11);
+    b2 = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 3 * DAY, HOUR, 2, 100, 101);
+    add_segs(&f, 1, 10, 80);
+    add_segs(&f, 2, 80, 110);
+    add_segs(&f, 3, 50, 60);
+    add_name(&f, "00000002.history", 40);
+    add_name(&f, "00000003.history", 80);
+    f.h[0].tli = 1;
+    f.h[0].end_lsn = 50 * (uint64_t)SEG + 0x100;
+    f.nh = 1;
+    f.in.retain_full = 1;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.latest_tli == 3);
+    CHECK(f.plan.keep[b2] && f.plan.keep[b1] && f.plan.why[b1] == WS_KEEP_TIMELINE);
+    CHECK(f.plan.wal_cutoff == 10 && f.plan.nwal_delete == 0);
+    CHECK(!seg_goes(&f, 3, 55));
+
+    /* without timeline 3's history nothing is known to reach it: a warning, and the policy */
+    f.nh = 0;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(!f.plan.keep[b1] && f.plan.keep[b2] && has_warning(&f, "timeline 3"));
+    /* WAL of timeline 3 is below the cutoff and goes with the rest: no backup can use it */
+    CHECK(f.plan.wal_cutoff == 100 && seg_goes(&f, 3, 55) && only_below(&f, 100));
+
+    /* a backup that ended after timeline 1 was left at segment 50 cannot follow timeline 3 */
+    f.nh = 1;
+    f.b[b1].stop_lsn = 51 * (uint64_t)SEG;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(!f.plan.keep[b1] && has_warning(&f, "timeline 3"));
+    ws_prune_plan_free(&f.plan);
+}
+
+static void test_incomplete_backups(void)
+{
+    struct fx f;
+    size_t oldc, run_old, run_young, inc_old, inc_young, inv, del, newc, run_30h;
+
+    fx_init(&f);
+    oldc = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 10 * DAY, HOUR, 1, 10, 11);
+    run_old = add_backup(&f, WS_PRUNE_RUNNING, NOW - 9 * DAY, HOUR, 0, 0, 0);
+    inc_old = add_backup(&f, WS_PRUNE_INCOMPLETE, NOW - 8 * DAY, HOUR, 1, 20, 21);
+    inv = add_backup(&f, WS_PRUNE_INVALID, NOW - 7 * DAY, HOUR, 0, 0, 0);
+    f.b[inv].problem = "manifest main/backup/x/manifest: no key with id 0123456789abcdef";
+    del = add_backup(&f, WS_PRUNE_DELETING, NOW - 6 * DAY, HOUR, 1, 30, 31);
+    newc = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 5 * DAY, HOUR, 1, 40, 41);
+    /* younger than a day: may still be running */
+    run_young = add_backup(&f, WS_PRUNE_RUNNING, NOW - 2 * DAY, HOUR, 0, 0, 0);
+    f.b[run_young].last_write = NOW - 23 * HOUR;
+    inc_young = add_backup(&f, WS_PRUNE_INCOMPLETE, NOW - 20 * HOUR, HOUR, 1, 60, 61);
+    run_30h = add_backup(&f, WS_PRUNE_RUNNING, NOW - 30 * HOUR, MIN, 0, 0, 0);
+    add_segs(&f, 1, 5, 70);
+    f.in.retain_full = 1;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.why[oldc] == WS_DROP_RETENTION);
+    CHECK(f.plan.why[run_old] == WS_DROP_ABANDONED);
+    CHECK(f.plan.why[inc_old] == WS_DROP_ABANDONED); /* a newer complete backup exists */
+    CHECK(f.plan.why[inv] == WS_KEEP_UNREADABLE && has_warning(&f, "no key with id"));
+    CHECK(f.plan.why[del] == WS_DROP_DELETING);
+    CHECK(f.plan.why[newc] == (WS_KEEP_NEWEST | WS_KEEP_FULL));
+    CHECK(f.plan.why[run_young] == WS_KEEP_YOUNG);
+    CHECK(f.plan.why[inc_young] == WS_KEEP_YOUNG);
+    CHECK(f.plan.why[run_30h] == WS_DROP_ABANDONED);
+    /* the invalid backup (position unknown) holds WAL from the newest backup with a position
+     * that started before it: inc_old, segment 20 */
+    CHECK(f.plan.wal_cutoff == 20 && only_below(&f, 20));
+
+    /* the age is never below a day, even with a short timeout, and follows a longer one */
+    f.in.incomplete_age = 36 * HOUR;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.why[run_30h] == WS_KEEP_YOUNG);
+    f.in.incomplete_age = 0;
+    f.b[inv].status = WS_PRUNE_RUNNING; /* now an old running backup */
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.why[inv] == WS_DROP_ABANDONED);
+    /* the young running backup started (NOW - 2d) after newc: the cutoff is newc's start */
+    CHECK(f.plan.wal_cutoff == 40 && only_below(&f, 40));
+    ws_prune_plan_free(&f.plan);
+}
+
+static void test_running_before_newest(void)
+{
+    struct fx f;
+    size_t run;
+
+    fx_init(&f);
+    add_backup(&f, WS_PRUNE_COMPLETE, NOW - 3 * DAY, HOUR, 1, 10, 11);
+    add_backup(&f, WS_PRUNE_COMPLETE, NOW - 2 * DAY, HOUR, 1, 20, 21);
+    /* a long backup that started before the newest complete one and is still writing */
+    run = add_backup(&f, WS_PRUNE_RUNNING, NOW - 2 * DAY - HOUR, HOUR, 0, 0, 0);
+    f.b[run].last_write = NOW - MIN;
+    add_backup(&f, WS_PRUNE_COMPLETE, NOW - DAY, HOUR, 1, 30, 31);
+    add_segs(&f, 1, 10, 40);
+    f.in.retain_full = 1;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.keep[run] && f.plan.nbackups_delete == 2);
+    /* it started after the backup of segment 10 (and before that of 20): its WAL may begin
+     * anywhere from 10 on */
+    CHECK(f.plan.wal_cutoff == 10 && f.plan.nwal_delete == 0);
+    /* no backup with a position before it: no WAL goes at all */
+    f.b[run].id[0] = '1'; /* 1026: before everything */
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.wal_cutoff == 0 && f.plan.nwal_delete == 0);
+    ws_prune_plan_free(&f.plan);
+}
+
+static void test_no_complete_backup(void)
+{
+    struct fx f;
+    size_t old;
+
+    fx_init(&f);
+    old = add_backup(&f, WS_PRUNE_RUNNING, NOW - 9 * DAY, HOUR, 0, 0, 0);
+    add_backup(&f, WS_PRUNE_INCOMPLETE, NOW - 8 * DAY, HOUR, 1, 20, 21);
+    add_segs(&f, 1, 5, 30);
+    f.in.retain_full = 3;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(!f.plan.keep[old] && f.plan.keep[1] && f.plan.why[1] == WS_KEEP_PENDING);
+    CHECK(f.plan.wal_cutoff == 0 && f.plan.nwal_delete == 0);
+    CHECK(has_warning(&f, "no complete backup"));
+    /* an empty repository */
+    ws_prune_plan_free(&f.plan);
+    fx_init(&f);
+    f.in.retain_time = DAY;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.nbackups_delete == 0 && f.plan.nwal_delete == 0 && f.plan.nwarnings == 0);
+    ws_prune_plan_free(&f.plan);
+}
+
+static void test_wal_gaps(void)
+{
+    struct fx f;
+    char a[WS_WAL_NAME_LEN + 1];
+    size_t inc;
+
+    fx_init(&f);
+    add_backup(&f, WS_PRUNE_COMPLETE, NOW - 3 * DAY, HOUR, 1, 10, 11);
+    add_backup(&f, WS_PRUNE_COMPLETE, NOW - 2 * DAY, HOUR, 1, 20, 21);
+    /* the newest lost its WAL (the catalog calls it incomplete): not one of the newest complete
+     * backups; 30 h old, it is kept only because it is newer than every complete one */
+    inc = add_backup(&f, WS_PRUNE_INCOMPLETE, NOW - 30 * HOUR, HOUR, 1, 30, 31);
+    add_segs(&f, 1, 5, 14);
+    add_segs(&f, 1, 18, 29); /* 15..17 missing: before the cutoff */
+    add_segs(&f, 1, 33, 40); /* 30..32 missing: after it */
+    f.in.retain_full = 1;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.keep[1] && !f.plan.keep[0] && f.plan.why[inc] == WS_KEEP_PENDING);
+    CHECK(f.plan.wal_cutoff == 20 && only_below(&f, 20));
+    seg_name(a, 1, 30);
+    CHECK(has_warning(&f, a) && has_warning(&f, "gap"));
+    seg_name(a, 1, 15);
+    CHECK(!has_warning(&f, a)); /* that gap goes with the WAL before it */
+    /* with both kept, the older gap is reported too */
+    f.in.retain_full = 2;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(has_warning(&f, a) && f.plan.wal_cutoff == 10);
+    ws_prune_plan_free(&f.plan);
+}
+
+static void test_why_text(void)
+{
+    struct fx f;
+    char t[1024];
+
+    fx_init(&f);
+    five_daily(&f);
+    f.in.retain_full = 2;
+    f.in.retain_time = 30 * DAY;
+    REQUIRE(run_plan(&f) == 0);
+    ws_prune_why_text(&f.in, &f.plan, WS_DROP_RETENTION, t, sizeof(t));
+    CHECK(strstr(t, "not one of the 2 newest") && strstr(t, "30d"));
+    ws_prune_why_text(&f.in, &f.plan, WS_KEEP_PINNED | WS_KEEP_NEWEST, t, sizeof(t));
+    CHECK(strncmp(t, "pinned", 6) == 0 && strstr(t, "; the newest complete backup"));
+    ws_prune_why_text(&f.in, &f.plan, WS_DROP_ABANDONED, t, sizeof(t));
+    CHECK(strstr(t, "1d") != NULL);
+    CHECK(strcmp(ws_prune_why_name(WS_KEEP_FULL), "retain_full") == 0);
+    CHECK(strcmp(ws_prune_status_name(WS_PRUNE_DELETING), "deleting") == 0);
+    /* a tiny buffer is cut, not overrun */
+    ws_prune_why_text(&f.in, &f.plan, WS_PRUNE_KEEP_MASK, t, 8);
+    CHECK(strlen(t) == 7);
+    ws_prune_plan_free(&f.plan);
+}
+
+static void test_history_parse(void)
+{
+    static const char good[] = "# comment\n"
+                               "1\t0/3000158\tno recovery target specified\n"
+                               "\n"
+                               "2\t1/A0000000\tat restore point \"x\"\n"
+                               "  5 2/0 before 2000-01-01 00:00:00+00";
+    static const char *const bad[] = {
+        "1 0/3000158\n0 1/0\n",       /* timeline 0 */
+        "2\t0/1\tx\n1\t0/2\tx\n",     /* not increasing */
+        "1\tnot-an-lsn\tx\n",         /* LSN */
+        "x\t0/1\n",                   /* no number */
+        "1\n",                        /* no LSN */
+        "1\t0/1\tok\n3\t\n",          /* second line without LSN */
+    };
+    struct ws_prune_switch *v = NULL;
+    struct ws_error err = {0};
+    size_t n = 0, i;
+
+    REQUIRE(ws_prune_parse_history(good, strlen(good), "00000006.history", &v, &n, &err) == 0);
+    REQUIRE(n == 3);
+    CHECK(v[0].tli == 1 && v[0].end_lsn == 0x3000158);
+    CHECK(v[1].tli == 2 && v[1].end_lsn == UINT64_C(0x1A0000000));
+    CHECK(v[2].tli == 5 && v[2].end_lsn == UINT64_C(0x200000000));
+    free(v);
+    REQUIRE(ws_prune_parse_history("", 0, "e", &v, &n, &err) == 0);
+    CHECK(n == 0);
+    free(v);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = NULL;
+        CHECK(ws_prune_parse_history(bad[i], strlen(bad[i]), "00000009.history", &v, &n, &err) ==
+              WS_ERR_CORRUPT);
+        CHECK(strstr(err.msg, "00000009.history") != NULL);
+        CHECK(v == NULL);
+    }
+}
+
+/* ---- executor over an in-memory repository ---- */
+
+static void put_object(struct ws_repo *repo, const char *key, const char *text)
+{
+    struct ws_object_params p = {0};
+    struct ws_sink *put = NULL, *w = NULL;
+    struct ws_error err = {0};
+    int rc;
+
+    p.name = key;
+    p.compress = WS_COMPRESS_NONE;
+    p.content_size = (int64_t)strlen(text);
+    rc = ws_storage_open_put(repo->st, key, WS_PUT_REPLACE, &put, &err);
+    if (rc == 0) {
+        rc = ws_object_writer_new(put, &p, &w, &err);
+        put = NULL;
+    }
+    if (rc == 0)
+        rc = ws_sink_write(w, text, strlen(text), &err);
+    if (rc == 0)
+        rc = ws_sink_finish(w, &err);
+    ws_sink_free(w);
+    if (rc != 0)
+        unit_fail(__FILE__, __LINE__, key);
+}
+
+static void put_wal(struct ws_repo *repo, const char *name, const char *text)
+{
+    char key[256];
+
+    if (ws_repo_wal_key(repo, name, key, sizeof(key)) != 0)
+        unit_fail(__FILE__, __LINE__, name);
+    put_object(repo, key, text);
+}
+
+/* A complete backup with two bundles: manifest, data/000000, data/000001. */
+static void put_backup(struct ws_repo *repo, int64_t start, uint64_t s0, uint64_t s1,
+                       char id[WS_BACKUP_ID_LEN + 1])
+{
+    struct ws_manifest m = {0};
+    struct ws_error err = {0};
+    char key[256], *text = NULL;
+    size_t len;
+
+    ws_backup_id_from_time(start, m.id);
+    memcpy(id, m.id, WS_BACKUP_ID_LEN + 1);
+    m.label = "test";
+    m.start_time = start;
+    m.stop_time = start + 60;
+    m.start_lsn = s0 * SEG + 0x28;
+    m.stop_lsn = s1 * SEG + 0x100;
+    m.timeline = 1;
+    m.pg_version = 150004;
+    m.system_identifier = SYSID;
+    m.wal_segment_size = SEG;
+    m.bundles = 2;
+    if (ws_manifest_format(&m, &text, &len, &err) != 0)
+        unit_fail(__FILE__, __LINE__, err.msg);
+    ws_backup_bundle_key(repo, m.id, 0, key, sizeof(key));
+    put_object(repo, key, "bundle zero");
+    ws_backup_bundle_key(repo, m.id, 1, key, sizeof(key));
+    put_object(repo, key, "bundle one");
+    ws_backup_manifest_key(repo, m.id, key, sizeof(key));
+    put_object(repo, key, text);
+    free(text);
+}
+
+/* Identity, three daily backups (segments 10, 20, 30), WAL 5..40 with a .backup file per
+ * backup, a history file, and a pin on nothing. */
+static void make_repo(struct ws_repo *repo, char ids[3][WS_BACKUP_ID_LEN + 1])
+{
+    struct ws_identity id = {0};
+    struct ws_error err = {0};
+    char n[64], s[WS_WAL_NAME_LEN + 1];
+
+    memset(repo, 0, sizeof(*repo));
+    snprintf(repo->cluster, sizeof(repo->cluster), "main");
+    if (ws_storage_mem_open(&repo->st, &err) != 0)
+        unit_fail(__FILE__, __LINE__, err.msg);
+    id.system_identifier = SYSID;
+    id.pg_version = 15;
+    id.wal_segment_size = SEG;
+    if (ws_repo_identity_ensure(repo, &id, "test", &err) != 0)
+        unit_fail(__FILE__, __LINE__, err.msg);
+    for (int k = 0; k < 3; k++) {
+        put_backup(repo, NOW - (3 - k) * DAY, 10 + 10 * (uint64_t)k, 11 + 10 * (uint64_t)k,
+                   ids[k]);
+        seg_name(s, 1, 10 + 10 * (uint64_t)k);
+        snprintf(n, sizeof(n), "%s.00000028.backup", s);
+        put_wal(repo, n, "backup history");
+    }
+    for (uint64_t g = 5; g <= 40; g++) {
+        seg_name(s, 1, g);
+        put_wal(repo, s, "segment");
+    }
+    put_wal(repo, "00000002.history", "1\t0/28000000\tno recovery target specified\n");
+}
+
+static int exists(struct ws_repo *repo, const char *key)
+{
+    struct ws_storage_stat st;
+    struct ws_error err = {0};
+
+    return ws_storage_stat(repo->st, key, &st, &err) == 0;
+}
+
+/* No backup is complete in the catalog unless every object its manifest names, and every WAL
+ * file from its start to its stop, is there. Returns the number of complete backups. */
+static int consistent(struct ws_repo *repo, size_t *ncomplete)
+{
+    struct ws_catalog cat;
+    struct ws_error err = {0};
+    size_t i;
+    int ok = 1;
+
+    if (ws_catalog_load(repo, NULL, &cat, &err) != 0) {
+        fprintf(stderr, "    catalog: %s\n", err.msg);
+        return 0;
+    }
+    *ncomplete = 0;
+    for (i = 0; i < cat.nbackups; i++) {
+        const struct ws_catalog_backup *b = &cat.backups[i];
+        char key[256];
+        if (!b->complete)
+            continue;
+        (*ncomplete)++;
+        for (uint32_t k = 0; k < b->m.bundles; k++) {
+            ws_backup_bundle_key(repo, b->id, k, key, sizeof(key));
+            if (!exists(repo, key)) {
+                fprintf(stderr, "    backup %s is complete but %s is gone\n", b->id, key);
+                ok = 0;
+            }
+        }
+        for (uint64_t s = ws_manifest_start_segno(&b->m); s <= ws_manifest_stop_segno(&b->m);
+             s++)
+            if (!ws_catalog_has_seg(&cat, 1, s))
+                ok = 0;
+    }
+    ws_catalog_free(&cat);
+    return ok;
+}
+
+/* gather, plan (retain_full = 2) and execute; the storage fault, if any, is already armed. */
+static int prune_once(struct ws_repo *repo, struct ws_prune_plan *plan_out, struct ws_error *err)
+{
+    struct ws_prune_state st;
+    struct ws_prune_input in;
+    struct ws_prune_plan plan;
+    struct ws_prune_result res;
+    int rc;
+
+    if ((rc = ws_prune_gather(repo, NULL, &st, err)) != 0)
+        return rc;
+    ws_prune_input_from_state(&st, &in);
+    in.now = NOW;
+    in.retain_full = 2;
+    if ((rc = ws_prune_plan_make(&in, &plan, err)) == 0) {
+        rc = ws_prune_execute(repo, &in, &plan, NULL, &res, err);
+        if (plan_out) {
+            plan_out->nbackups_delete = plan.nbackups_delete;
+            plan_out->nwal_delete = plan.nwal_delete;
+            plan_out->wal_cutoff = plan.wal_cutoff;
+        }
+        ws_prune_result_free(&res);
+        ws_prune_plan_free(&plan);
+    }
+    ws_prune_state_free(&st);
+    return rc;
+}
+
+static size_t count_objects_cb_n;
+static int count_cb(void *arg, const char *key, const struct ws_storage_stat *st,
+                    struct ws_error *err)
+{
+    (void)arg, (void)key, (void)st, (void)err;
+    count_objects_cb_n++;
+    return 0;
+}
+
+static size_t count_objects(struct ws_repo *repo, const char *prefix)
+{
+    struct ws_error err = {0};
+
+    count_objects_cb_n = 0;
+    if (ws_storage_list(repo->st, prefix, count_cb, NULL, &err) != 0)
+        unit_fail(__FILE__, __LINE__, err.msg);
+    return count_objects_cb_n;
+}
+
+/* The state after a finished prune with retain_full = 2 of make_repo. */
+static void check_final(struct ws_repo *repo, char ids[3][WS_BACKUP_ID_LEN + 1])
+{
+    char key[256], s[WS_WAL_NAME_LEN + 1], prefix[128];
+    size_t n = 0;
+
+    snprintf(prefix, sizeof(prefix), "main/backup/%s/", ids[0]);
+    CHECK(count_objects(repo, prefix) == 0);
+    snprintf(prefix, sizeof(prefix), "main/backup/%s/", ids[1]);
+    CHECK(count_objects(repo, prefix) == 3);
+    snprintf(prefix, sizeof(prefix), "main/backup/%s/", ids[2]);
+    CHECK(count_objects(repo, prefix) == 3);
+    /* WAL: 20..40 (21 segments), two .backup files, the history file */
+    CHECK(count_objects(repo, "main/wal/") == 21 + 2 + 1);
+    seg_name(s, 1, 19);
+    ws_repo_wal_key(repo, s, key, sizeof(key));
+    CHECK(!exists(repo, key));
+    seg_name(s, 1, 20);
+    ws_repo_wal_key(repo, s, key, sizeof(key));
+    CHECK(exists(repo, key));
+    CHECK(consistent(repo, &n) && n == 2);
+}
+
+static void test_execute(void)
+{
+    struct ws_repo repo;
+    struct ws_prune_plan p = {0};
+    struct ws_error err = {0};
+    char ids[3][WS_BACKUP_ID_LEN + 1], key[256];
+    size_t n;
+
+    make_repo(&repo, ids);
+    CHECK(consistent(&repo, &n) && n == 3);
+    REQUIRE(prune_once(&repo, &p, &err) == 0);
+    CHECK(p.nbackups_delete == 1 && p.nwal_delete == 15 + 1 && p.wal_cutoff == 20);
+    check_final(&repo, ids);
+    /* a second run has nothing to do */
+    REQUIRE(prune_once(&repo, &p, &err) == 0);
+    CHECK(p.nbackups_delete == 0 && p.nwal_delete == 0);
+    check_final(&repo, ids);
+
+    /* a pin: the pinned oldest of the two stays when retain_full would drop it */
+    ws_backup_object_key(&repo, ids[1], WS_BACKUP_KEEP, key, sizeof(key));
+    put_object(&repo, key, "pinned\n");
+    {
+        char id4[WS_BACKUP_ID_LEN + 1];
+        char s[WS_WAL_NAME_LEN + 1];
+        put_backup(&repo, NOW - HOUR, 40, 40, id4);
+        REQUIRE(prune_once(&repo, &p, &err) == 0);
+        CHECK(p.nbackups_delete == 0); /* ids[1] pinned, ids[2] and id4 the 2 newest */
+        CHECK(exists(&repo, key));
+        seg_name(s, 1, 20);
+        ws_repo_wal_key(&repo, s, key, sizeof(key));
+        CHECK(exists(&repo, key));
+    }
+    ws_repo_close(&repo);
+}
+
+/* A failure at the nth storage call of the given kind: an interrupted prune. */
+static void test_execute_interrupted(void)
+{
+    static const int ops[] = {WS_MEM_REMOVE, WS_MEM_PUT_FINISH, WS_MEM_LIST};
+    size_t o, interrupted = 0;
+
+    for (o = 0; o < sizeof(ops) / sizeof(ops[0]); o++) {
+        for (int nth = 1; nth < 40; nth++) {
+            struct ws_repo repo;
+            struct ws_error err = {0};
+            char ids[3][WS_BACKUP_ID_LEN + 1];
+            size_t n;
+            int rc;
+
+            make_repo(&repo, ids);
+            ws_storage_mem_fault(repo.st, ops[o], nth, WS_ERR_STORAGE);
+            rc = prune_once(&repo, NULL, &err);
+            ws_storage_mem_fault(repo.st, 0, 0, 0);
+            if (!consistent(&repo, &n) || n < 2) {
+                fprintf(stderr, "    after a fault at call %d of op %d (rc %d: %s)\n", nth, ops[o],
+                        rc, err.msg);
+                unit_fail(__FILE__, __LINE__, "inconsistent after an interrupted prune");
+            }
+            /* the next run finishes */
+            if (prune_once(&repo, NULL, &err) != 0)
+                unit_fail(__FILE__, __LINE__, err.msg);
+            check_final(&repo, ids);
+            ws_repo_close(&repo);
+            if (rc == 0)
+                break; /* the fault came after the last call */
+            interrupted++;
+        }
+    }
+    /* 21 removes (manifest, 2 bundles, pin, tombstone, 16 WAL files), 1 put (the tombstone),
+     * 4 listings */
+    CHECK(interrupted == 21 + 1 + 4);
+}
+
+const struct unit_test unit_tests[] = {
+    {"no_policy", test_no_policy},
+    {"retain_full", test_retain_full},
+    {"order_by_time_and_lsn", test_order_by_time_and_lsn},
+    {"retain_time", test_retain_time},
+    {"both_union", test_both_union},
+    {"newest_complete_never_deleted", test_newest_complete_never_deleted},
+    {"pins", test_pins},
+    {"timelines_failover", test_timelines_failover},
+    {"timelines_promoted_restore", test_timelines_promoted_restore},
+    {"incomplete_backups", test_incomplete_backups},
+    {"running_before_newest", test_running_before_newest},
+    {"no_complete_backup", test_no_complete_backup},
+    {"wal_gaps", test_wal_gaps},
+    {"why_text", test_why_text},
+    {"history_parse", test_history_parse},
+    {"execute", test_execute},
+    {"execute_interrupted", test_execute_interrupted},
+    {NULL, NULL},
+};

@@ -1,0 +1,103 @@
+/*
+ * wal-prune - deletes the backups and WAL files that the retention policy (retain_full,
+ * retain_time) no longer needs, and backups that died half-written. Run it after the nightly
+ * `basebackup create` (scripts/ has cron and systemd examples).
+ *
+ * Exit status: 0 success (also when there was nothing to delete); 1 failure; 2 usage error.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "log.h"
+#include "prune.h"
+
+static const char usage[] =
+    "wal-prune deletes the backups and WAL files that the retention policy no longer needs.\n"
+    "\n"
+    "Usage: wal-prune [OPTIONS] [--dry-run] [--retain-full N] [--retain-time DURATION] [--json]\n"
+    "\n"
+    "  --dry-run               print exactly what would be deleted, and delete nothing\n"
+    "  --retain-full N         keep the N newest complete backups (overrides retain_full)\n"
+    "  --retain-time DURATION  keep what restores to any moment of the last DURATION, e.g. 30d\n"
+    "                          (units s m h d w; overrides retain_time)\n"
+    "  --json                  print the plan (with --dry-run) or the result as JSON\n"
+    "\n"
+    "OPTIONS: --config FILE, --repo URL, --cluster NAME, -v, --help, --version\n"
+    "\n"
+    "With both policies set, what either keeps is kept. The newest complete backup and pinned\n"
+    "backups (basebackup keep ID) are never deleted; .history files are always kept.\n"
+    "\n"
+    "Exit status: 0 success; 1 failure; 2 usage error.\n";
+
+struct opts {
+    struct ws_prune_opts prune;
+    struct ws_config *cfg;
+};
+
+static int extra(void *arg, const char *opt, const char *next, int *used, struct ws_error *err)
+{
+    struct opts *o = arg;
+    const char *key;
+
+    *used = 0;
+    if (strcmp(opt, "--dry-run") == 0)
+        return o->prune.dry_run = 1;
+    if (strcmp(opt, "--json") == 0)
+        return o->prune.json = 1;
+    if (strcmp(opt, "--retain-full") == 0)
+        key = "retain_full";
+    else if (strcmp(opt, "--retain-time") == 0)
+        key = "retain_time";
+    else
+        return 0;
+    if (!next)
+        return ws_error_set(err, WS_ERR_USAGE, "option %s needs a value", opt);
+    *used = 1;
+    if (ws_config_set_cli(o->cfg, key, next, err) != 0)
+        return err->code = WS_ERR_USAGE;
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    struct ws_config cfg;
+    struct ws_cli cli;
+    struct ws_error err = {0};
+    struct opts o;
+    int action, status = 1;
+
+    memset(&o, 0, sizeof(o));
+    ws_cli_start("wal-prune");
+    ws_config_init(&cfg);
+    o.cfg = &cfg;
+    if (ws_cli_parse(argc, argv, &cfg, &cli, extra, &o, &action, &err) != 0)
+        goto usage;
+    if (action == WS_CLI_HELP) {
+        printf(usage);
+        status = 0;
+        goto out;
+    }
+    if (action == WS_CLI_VERSION) {
+        printf("wal-prune (walsafe) %s\n", WS_VERSION);
+        status = 0;
+        goto out;
+    }
+    if (cli.nargs > 0) {
+        ws_error_set(&err, WS_ERR_USAGE, "unexpected argument \"%s\"", cli.args[0]);
+        goto usage;
+    }
+    if (ws_cli_load_config(&cfg, &cli, &err) != 0 || ws_prune(&cfg, &o.prune, &err) != 0) {
+        ws_log_error(&err);
+        goto out;
+    }
+    status = 0;
+    goto out;
+usage:
+    ws_log_error(&err);
+    fprintf(stderr, "Try \"wal-prune --help\".\n");
+    status = 2;
+out:
+    ws_config_free(&cfg);
+    return status;
+}
