@@ -39,6 +39,7 @@ struct opts {
     struct ws_backup_opts create;
     struct ws_restore_opts restore;
     struct ws_tblspc_map maps[MAX_MAPS];
+    char map_from[MAX_MAPS][4096]; /* the OLDDIR part of each --tablespace-map */
     int json, all, ntargets;
     const char *verify_id;
     int unset;
@@ -139,7 +140,11 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
                                 next);
         if (o->restore.nmaps == MAX_MAPS)
             return ws_error_set(err, WS_ERR_USAGE, "too many --tablespace-map options");
-        o->maps[o->restore.nmaps].from = next;
+        if ((size_t)(eq - next) >= sizeof(o->map_from[0]))
+            return ws_error_set(err, WS_ERR_USAGE, "--tablespace-map: OLDDIR is too long");
+        memcpy(o->map_from[o->restore.nmaps], next, (size_t)(eq - next));
+        o->map_from[o->restore.nmaps][eq - next] = '\0';
+        o->maps[o->restore.nmaps].from = o->map_from[o->restore.nmaps];
         o->maps[o->restore.nmaps].to = eq + 1;
         o->restore.nmaps++;
     }

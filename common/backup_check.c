@@ -148,9 +148,9 @@ int ws_backup_check(const struct ws_config *cfg, struct ws_error *err)
     if (have_repo && have_pg) {
         rc = ws_repo_identity_load(&repo, &id, err);
         if (rc == WS_ERR_NOT_FOUND)
-            failed += report(0, "repository identity matches this cluster",
-                             "the repository holds nothing for this cluster yet (nothing "
-                             "archived)");
+            failed += report(1, "repository identity matches this cluster",
+                             "nothing archived yet: the first wal-push (the WAL switch below) "
+                             "records it");
         else if (rc)
             failed += report(0, "repository identity matches this cluster", err->msg);
         else if (id.system_identifier != info.system_identifier) {
@@ -179,7 +179,10 @@ int ws_backup_check(const struct ws_config *cfg, struct ws_error *err)
                  info.archive_command ? info.archive_command : "");
         failed += report(ok, "archive_command calls wal-push", detail);
     }
-    if (have_pg && have_repo && !info.in_recovery) {
+    if (have_pg && !(info.archive_command && strstr(info.archive_command, "wal-push"))) {
+        failed += report(0, "a forced WAL switch reaches the repository",
+                         "not tried: archive_command does not call wal-push");
+    } else if (have_pg && have_repo && !info.in_recovery) {
         char *seg = NULL;
         /* a WAL record first: pg_switch_wal() does nothing on an idle server */
         rc = ws_pg_query_value(pg, "SELECT pg_walfile_name(pg_switch_wal()) FROM "

@@ -672,6 +672,61 @@ static const char *mapped_location(const struct ws_restore_opts *o, const char *
     return loc;
 }
 
+/*
+ * PostgreSQL recreates the pg_tblspc links from tablespace_map when it starts from a backup,
+ * so a moved tablespace must be moved there too: otherwise the restored server would write
+ * into the original location (perhaps the live primary's tablespace). Lines are "<oid> <path>".
+ */
+static int remap_tablespace_map(const char *pgdata, const struct ws_restore_opts *o, uid_t uid,
+                                gid_t gid, int do_chown, struct ws_error *err)
+{
+    char path[PATH_MAX], tmp[PATH_MAX];
+    FILE *in, *out;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int fd, rc = 0;
+
+    if (o->nmaps == 0)
+        return 0;
+    snprintf(path, sizeof(path), "%s/tablespace_map", pgdata);
+    snprintf(tmp, sizeof(tmp), "%s/tablespace_map.walsafe", pgdata);
+    if (!(in = fopen(path, "r")))
+        return errno == ENOENT ? 0
+                               : ws_error_setsys(err, WS_ERR_IO, errno, "could not open \"%s\"",
+                                                 path);
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0 ||
+        !(out = fdopen(fd, "w"))) {
+        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not create file \"%s\"", tmp);
+        if (fd >= 0)
+            close(fd);
+        fclose(in);
+        return rc;
+    }
+    while ((n = getline(&line, &cap, in)) > 0) {
+        char *sp = strchr(line, ' ');
+        if (n > 0 && line[n - 1] == '\n')
+            line[--n] = '\0';
+        if (sp) {
+            *sp = '\0';
+            fprintf(out, "%s %s\n", line, mapped_location(o, sp + 1));
+        } else {
+            fprintf(out, "%s\n", line);
+        }
+    }
+    free(line);
+    fclose(in);
+    if (fflush(out) != 0 || (do_chown && fchown(fileno(out), uid, gid) != 0) ||
+        fsync(fileno(out)) != 0) {
+        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s\"", tmp);
+        fclose(out);
+        return rc;
+    }
+    if (fclose(out) != 0 || rename(tmp, path) != 0)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s\"", path);
+    return 0;
+}
+
 static void report_problem(void *arg, const struct ws_bfile *f, const char *msg)
 {
     (void)arg;
@@ -798,7 +853,8 @@ int ws_backup_restore(const struct ws_config *cfg, const struct ws_restore_opts 
                 m->bytes, m->nfiles, pgdata);
     if ((rc = run_restore_workers(cfg, &kr, &repo, m, o, &bo, err)) != 0)
         goto out;
-    if ((rc = sync_fs_of(pgdata, err)) != 0)
+    if ((rc = remap_tablespace_map(pgdata, o, bo.uid, bo.gid, bo.chown_files, err)) != 0 ||
+        (rc = sync_fs_of(pgdata, err)) != 0)
         goto out;
     for (i = 0; i < m->ntblspc; i++)
         if ((rc = sync_fs_of(mapped_location(o, m->tblspc[i].location), err)) != 0)
