@@ -31,7 +31,7 @@ TOOL_SRC = $(wildcard tests/tools/*.c)
 TOOL_BIN = $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
 .SECONDARY:
-.PHONY: all check unit integration install clean lint demo bench deps
+.PHONY: all check unit integration install clean lint demo bench bench-backup deps
 all: $(BINS)
 
 $(BUILD)/%.o: %.c $(wildcard common/*.h)
@@ -90,6 +90,9 @@ demo: deps
 
 bench: all
 	bench/wal.sh $(BUILD)/bin
+
+bench-backup: all
+	bench/backup.sh $(BUILD)/bin
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
