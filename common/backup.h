@@ -14,6 +14,12 @@
  * trips; each worker of `create` fills its own bundle and starts a new one after
  * WS_BUNDLE_TARGET bytes, so a large file is never split and a small one never travels alone.
  *
+ * Files larger than WS_PIECE_SIZE are stored in pieces of that size (the worker that reads the
+ * file closes its bundle at every piece boundary), so a restore writes one large relation file
+ * with several workers. Piece 0 is where the file record points; each later piece has its own
+ * record. A bundle never holds two pieces of one file, and a file's pieces are in bundles of
+ * increasing number.
+ *
  * A backup is complete when its manifest exists AND every WAL segment from its start to its
  * stop segment is in the repository (SPEC.md, Backups). The catalog computes that from the
  * repository alone: a backup whose WAL went missing stops being complete, and wal-prune makes
@@ -36,11 +42,14 @@
  *   tablespace <oid> <escaped original location>
  *   dir <mode octal> <escaped path>
  *   file <escaped path> <mode octal> <mtime> <size> <sha256 hex> <bundle> <offset>
+ *   piece <file offset> <length> <bundle> <offset>   (after its file line, in file order)
  *   badpage <escaped path> <block>
  *   end <number of file records>
  *
- * Each key line appears once, in this order; `tablespace`, `dir`, `file` and `badpage` lines
- * repeat. Paths are relative to the data directory; a tablespace's files are under
+ * Each key line appears once, in this order; `tablespace`, `dir`, `file`, `piece` and
+ * `badpage` lines repeat. A file with pieces holds bytes [0, first piece's file offset) at its
+ * own bundle and offset; its pieces are contiguous and end at its size. The SHA-256 is always
+ * of the whole file. Paths are relative to the data directory; a tablespace's files are under
  * pg_tblspc/<oid>/ as PostgreSQL sees them through the link. backup_label (and tablespace_map
  * when there is one) are ordinary file records holding what pg_backup_stop returned.
  *
@@ -59,7 +68,15 @@
 
 #define WS_BACKUP_ID_LEN 16
 #define WS_BUNDLE_TARGET (64u << 20)
+#define WS_PIECE_SIZE (64u << 20)
 #define WS_MANIFEST_LIMIT (1u << 30)
+
+struct ws_bpiece {
+    uint64_t file_offset; /* > 0 */
+    uint64_t length;
+    uint32_t bundle;
+    uint64_t offset; /* in the bundle's content */
+};
 
 struct ws_bfile {
     char *path;
@@ -67,8 +84,10 @@ struct ws_bfile {
     int64_t mtime;
     uint64_t size;
     uint8_t sha256[32];
-    uint32_t bundle;
+    uint32_t bundle; /* of the file's first bytes (all of them when npieces is 0) */
     uint64_t offset;
+    struct ws_bpiece *pieces; /* pieces after the first, owned by the record */
+    size_t npieces;
 };
 
 struct ws_bdir {
@@ -109,7 +128,7 @@ struct ws_manifest {
 };
 
 void ws_manifest_free(struct ws_manifest *m);
-/* Appends a record; the manifest copies the strings. */
+/* Appends a record; the manifest copies the strings and the pieces. */
 int ws_manifest_add_file(struct ws_manifest *m, const struct ws_bfile *f, struct ws_error *err);
 int ws_manifest_add_dir(struct ws_manifest *m, const char *path, uint32_t mode,
                         struct ws_error *err);

@@ -414,6 +414,26 @@ static void on_bad_page(void *arg, uint32_t block)
     c->count++;
 }
 
+/* A large file continues in a new bundle at every WS_PIECE_SIZE boundary (backup.h), so that
+ * restore can write its pieces in parallel. */
+static int next_piece(struct worker *w, struct ws_bfile *r, uint64_t off, struct ws_error *err)
+{
+    struct ws_bpiece *p;
+    int rc;
+
+    if ((rc = bundle_close(w, err)) != 0 || (rc = bundle_open(w, err)) != 0)
+        return rc;
+    if (!(p = realloc(r->pieces, (r->npieces + 1) * sizeof(*p))))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    r->pieces = p;
+    p[r->npieces].file_offset = off;
+    p[r->npieces].length = 0;
+    p[r->npieces].bundle = w->bundle_no;
+    p[r->npieces].offset = 0;
+    r->npieces++;
+    return 0;
+}
+
 /* Copies one file into the worker's bundle. A file that vanished is skipped (path stays NULL). */
 static int copy_file(struct worker *w, size_t idx, struct ws_error *err)
 {
@@ -445,6 +465,8 @@ static int copy_file(struct worker *w, size_t idx, struct ws_error *err)
         rc = ws_error_set(err, WS_ERR_INTERNAL, "could not initialize SHA-256");
         goto out;
     }
+    r->bundle = w->bundle_no;
+    r->offset = w->bundle_len;
     for (;;) {
         ssize_t n = ws_pread_full(fd, w->buf, READ_BLOCK, (off_t)off);
         if (n < 0) {
@@ -460,8 +482,13 @@ static int copy_file(struct worker *w, size_t idx, struct ws_error *err)
             rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
             goto out;
         }
+        if (off > 0 && off % WS_PIECE_SIZE == 0 && (rc = next_piece(w, r, off, err)) != 0)
+            goto out;
         if ((rc = ws_sink_write(w->bundle, w->buf, (size_t)n, err)) != 0)
             goto out;
+        w->bundle_len += (uint64_t)n;
+        if (r->npieces)
+            r->pieces[r->npieces - 1].length += (uint64_t)n;
         off += (uint64_t)n;
         atomic_fetch_add(&j->done_bytes, (uint64_t)n);
         if ((size_t)n < READ_BLOCK)
@@ -477,9 +504,6 @@ static int copy_file(struct worker *w, size_t idx, struct ws_error *err)
     r->mode = e->mode;
     r->mtime = fstat(fd, &st) == 0 ? st.st_mtime : e->mtime;
     r->size = off;
-    r->bundle = w->bundle_no;
-    r->offset = w->bundle_len;
-    w->bundle_len += off;
     if (w->bundle_len >= WS_BUNDLE_TARGET)
         rc = bundle_close(w, err);
 out:
@@ -891,6 +915,9 @@ done:
     }
     if (lock_init)
         pthread_mutex_destroy(&j.lock);
+    if (j.results)
+        for (i = 0; i < w.nfiles; i++)
+            free(j.results[i].pieces);
     free(j.results);
     for (i = 0; i < w.nfiles; i++)
         free(w.files[i].path);

@@ -301,8 +301,9 @@ struct rjob {
     const struct ws_keyring *kr;
     const struct ws_manifest *m;
     const char *root;
-    const struct ws_bfile **by_bundle; /* files sorted by (bundle, offset) */
-    size_t *first;                     /* first index in by_bundle of each bundle (+1 sentinel) */
+    struct ws_bextent *ext; /* extents sorted by (bundle, offset) */
+    size_t next_count;
+    size_t *first; /* first index in ext of each bundle (+1 sentinel) */
     struct ws_bundle_opts bo;
     pthread_mutex_t lock;
     uint32_t next;
@@ -326,8 +327,8 @@ static int restore_bundle(struct rworker *w, uint32_t b, struct ws_error *err)
     int rc;
 
     ws_backup_bundle_key(&w->repo, j->m->id, b, key, sizeof(key));
-    if ((rc = ws_bundle_splitter_new(j->by_bundle + j->first[b], j->first[b + 1] - j->first[b],
-                                     &j->bo, &split, err)) != 0)
+    if ((rc = ws_bundle_splitter_new_ext(j->ext + j->first[b], j->first[b + 1] - j->first[b],
+                                         &j->bo, &split, err)) != 0)
         return rc;
     if ((rc = ws_object_reader_new(split, key, j->kr, 0, &reader, err)) != 0)
         return rc;
@@ -339,7 +340,7 @@ static int restore_bundle(struct rworker *w, uint32_t b, struct ws_error *err)
         size_t i;
         uint64_t n = 0;
         for (i = j->first[b]; i < j->first[b + 1]; i++)
-            n += j->by_bundle[i]->size;
+            n += j->ext[i].length;
         atomic_fetch_add(&j->done, n);
     }
     return rc;
@@ -373,17 +374,6 @@ static void *rworker_main(void *arg)
 }
 
 
-static int cmp_bundle_offset(const void *a, const void *b)
-{
-    const struct ws_bfile *x = *(const struct ws_bfile *const *)a;
-    const struct ws_bfile *y = *(const struct ws_bfile *const *)b;
-
-    if (x->bundle != y->bundle)
-        return x->bundle < y->bundle ? -1 : 1;
-    if (x->offset != y->offset)
-        return x->offset < y->offset ? -1 : 1;
-    return x->size < y->size ? -1 : x->size > y->size; /* empty files first at one offset */
-}
 
 /* Paths from a manifest must stay inside the data directory. */
 static int safe_relpath(const char *p)
@@ -411,27 +401,15 @@ static int run_restore_workers(const struct ws_config *cfg, const struct ws_keyr
 {
     struct rjob j = {0};
     struct rworker *w = NULL;
-    size_t i, k, nw;
+    size_t i, nw;
     int rc = 0, started = 0, lock_init = 0;
 
     j.cfg = cfg;
     j.kr = kr;
     j.m = m;
     j.bo = *bo;
-    if (!(j.by_bundle = malloc((m->nfiles + 1) * sizeof(*j.by_bundle))) ||
-        !(j.first = calloc((size_t)m->bundles + 1, sizeof(*j.first)))) {
-        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    if ((rc = ws_bundle_extents(m, &j.ext, &j.first, &j.next_count, err)) != 0)
         goto out;
-    }
-    for (i = 0; i < m->nfiles; i++)
-        j.by_bundle[i] = &m->files[i];
-    if (m->nfiles > 1)
-        qsort(j.by_bundle, m->nfiles, sizeof(*j.by_bundle), cmp_bundle_offset);
-    for (i = 0, k = 0; k <= m->bundles; k++) {
-        while (i < m->nfiles && j.by_bundle[i]->bundle < k)
-            i++;
-        j.first[k] = i;
-    }
     nw = (size_t)(o->parallel > 0 ? o->parallel : cfg->parallel);
     if (nw < 1)
         nw = 1;
@@ -485,7 +463,7 @@ out:
     free(w);
     if (lock_init)
         pthread_mutex_destroy(&j.lock);
-    free(j.by_bundle);
+    free(j.ext);
     free(j.first);
     return rc;
 }
@@ -727,6 +705,44 @@ static int remap_tablespace_map(const char *pgdata, const struct ws_restore_opts
     return 0;
 }
 
+/* Files in pieces are written by several workers with pwrite: create them first (exclusively,
+ * at their full size) and give them their attributes after every piece is in. */
+static int split_files(const char *pgdata, const struct ws_manifest *m,
+                       const struct ws_bundle_opts *bo, int finish, struct ws_error *err)
+{
+    char path[PATH_MAX];
+    size_t i;
+
+    for (i = 0; i < m->nfiles; i++) {
+        const struct ws_bfile *f = &m->files[i];
+        int fd, rc = 0;
+        if (!f->npieces)
+            continue;
+        if ((size_t)snprintf(path, sizeof(path), "%s/%s", pgdata, f->path) >= sizeof(path))
+            return ws_error_set(err, WS_ERR_INVALID, "path too long: \"%s/%s\"", pgdata,
+                                f->path);
+        if (!finish) {
+            if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
+                return ws_error_setsys(err, WS_ERR_IO, errno, "could not create file \"%s\"",
+                                       path);
+            if (ftruncate(fd, (off_t)f->size) != 0)
+                rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not extend file \"%s\"",
+                                     path);
+            close(fd);
+        } else {
+            struct timespec ts[2] = {{f->mtime, 0}, {f->mtime, 0}};
+            if (chmod(path, f->mode & 07777) != 0 ||
+                (bo->chown_files && chown(path, bo->uid, bo->gid) != 0) ||
+                utimensat(AT_FDCWD, path, ts, 0) != 0)
+                rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not set attributes of \"%s\"",
+                                     path);
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 static void report_problem(void *arg, const struct ws_bfile *f, const char *msg)
 {
     (void)arg;
@@ -851,7 +867,9 @@ int ws_backup_restore(const struct ws_config *cfg, const struct ws_restore_opts 
     bo.problem = report_problem;
     ws_log_info("restoring backup %s (%" PRIu64 " bytes in %zu files) into \"%s\"", b->id,
                 m->bytes, m->nfiles, pgdata);
-    if ((rc = run_restore_workers(cfg, &kr, &repo, m, o, &bo, err)) != 0)
+    if ((rc = split_files(pgdata, m, &bo, 0, err)) != 0 ||
+        (rc = run_restore_workers(cfg, &kr, &repo, m, o, &bo, err)) != 0 ||
+        (rc = split_files(pgdata, m, &bo, 1, err)) != 0)
         goto out;
     if ((rc = remap_tablespace_map(pgdata, o, bo.uid, bo.gid, bo.chown_files, err)) != 0 ||
         (rc = sync_fs_of(pgdata, err)) != 0)

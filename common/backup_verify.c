@@ -8,6 +8,7 @@
  * Each problem is one line on stderr; the result is WS_ERR_CORRUPT when there was any.
  */
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,17 +46,6 @@ static void file_problem(void *arg, const struct ws_bfile *f, const char *msg)
             msg);
 }
 
-static int cmp_bundle_offset(const void *a, const void *b)
-{
-    const struct ws_bfile *x = *(const struct ws_bfile *const *)a;
-    const struct ws_bfile *y = *(const struct ws_bfile *const *)b;
-
-    if (x->bundle != y->bundle)
-        return x->bundle < y->bundle ? -1 : 1;
-    if (x->offset != y->offset)
-        return x->offset < y->offset ? -1 : 1;
-    return x->size < y->size ? -1 : x->size > y->size;
-}
 
 /* Reads and verifies one WAL object. */
 static int verify_wal(struct ws_repo *repo, const struct ws_keyring *kr, const char *name,
@@ -88,9 +78,11 @@ static int verify_backup(struct ws_repo *repo, const struct ws_keyring *kr,
                          const struct ws_catalog_backup *b, struct ws_error *err)
 {
     const struct ws_manifest *m = &b->m;
-    const struct ws_bfile **files = NULL;
+    struct ws_bextent *ext = NULL;
+    size_t *first = NULL, next = 0;
+    EVP_MD_CTX **mds = NULL; /* one running SHA-256 per file in pieces */
     struct vctx v = {b->id, 0};
-    size_t i, k;
+    size_t i, f;
     uint32_t bn;
     uint64_t s;
     int rc = 0;
@@ -103,42 +95,54 @@ static int verify_backup(struct ws_repo *repo, const struct ws_keyring *kr,
                    b->id);
         return ws_error_set(err, WS_ERR_CORRUPT, "backup %s is not complete", b->id);
     }
-    if (!(files = malloc((m->nfiles + 1) * sizeof(*files))))
-        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    for (i = 0; i < m->nfiles; i++)
-        files[i] = &m->files[i];
-    if (m->nfiles > 1)
-        qsort(files, m->nfiles, sizeof(*files), cmp_bundle_offset);
-    for (bn = 0, i = 0; bn < m->bundles; bn++) {
+    if ((rc = ws_bundle_extents(m, &ext, &first, &next, err)) != 0)
+        return rc;
+    if (!(mds = calloc(m->nfiles + 1, sizeof(*mds)))) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    /* a file's pieces lie in bundles of increasing number: feeding bundles in order hashes
+     * each such file from its first byte to its last */
+    for (i = 0; i < next; i++) {
+        const struct ws_bfile *bf = ext[i].file;
+        size_t idx = (size_t)(bf - m->files);
+        if (!bf->npieces)
+            continue;
+        if (!mds[idx] && (!(mds[idx] = EVP_MD_CTX_new()) ||
+                          EVP_DigestInit_ex(mds[idx], EVP_sha256(), NULL) != 1)) {
+            rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+            goto out;
+        }
+        ext[i].md = mds[idx];
+    }
+    for (bn = 0; bn < m->bundles; bn++) {
         struct ws_bundle_opts bo = {0};
         struct ws_sink *split = NULL, *reader = NULL;
         char key[256];
+        size_t a = first[bn], z = first[bn + 1];
 
-        for (k = i; k < m->nfiles && files[k]->bundle == bn;)
-            k++;
         bo.problem = file_problem;
         bo.arg = &v;
         ws_backup_bundle_key(repo, b->id, bn, key, sizeof(key));
-        if ((rc = ws_bundle_splitter_new(files + i, k - i, &bo, &split, err)) != 0 ||
+        if ((rc = ws_bundle_splitter_new_ext(ext + a, z - a, &bo, &split, err)) != 0 ||
             (rc = ws_object_reader_new(split, key, kr, 0, &reader, err)) != 0)
             goto out;
         rc = ws_storage_get(repo->st, key, 0, WS_STORAGE_TO_END, reader, err);
         if (rc == 0)
             rc = ws_sink_finish(reader, err);
         if (rc == WS_ERR_NOT_FOUND || rc == WS_ERR_CORRUPT || rc == WS_ERR_KEY) {
-            size_t f;
             problem(&v, "backup %s: bundle %s: %s", b->id, key,
                     rc == WS_ERR_NOT_FOUND ? "missing from the repository" : err->msg);
-            for (f = i; f < k && f < i + 20; f++)
-                problem(&v, "backup %s: file \"%s\" is in that bundle", b->id, files[f]->path);
-            if (k - i > 20)
-                problem(&v, "backup %s: ... and %zu more files in that bundle", b->id, k - i - 20);
+            for (f = a; f < z && f < a + 20; f++)
+                problem(&v, "backup %s: file \"%s\" is in that bundle", b->id,
+                        ext[f].file->path);
+            if (z - a > 20)
+                problem(&v, "backup %s: ... and %zu more files in that bundle", b->id, z - a - 20);
             rc = 0;
         }
         ws_sink_free(reader);
         if (rc)
             goto out;
-        i = k;
     }
     for (s = ws_manifest_start_segno(m); s <= ws_manifest_stop_segno(m); s++) {
         char name[WS_WAL_NAME_LEN + 1];
@@ -153,7 +157,12 @@ static int verify_backup(struct ws_repo *repo, const struct ws_keyring *kr,
         printf("backup %s: OK (%zu files, %" PRIu64 " bytes, WAL %s)\n", b->id, m->nfiles,
                m->bytes, "present and valid");
 out:
-    free(files);
+    if (mds)
+        for (i = 0; i < m->nfiles; i++)
+            EVP_MD_CTX_free(mds[i]);
+    free(mds);
+    free(ext);
+    free(first);
     return rc;
 }
 

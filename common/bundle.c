@@ -16,18 +16,23 @@
 
 struct splitter {
     struct ws_sink base;
-    const struct ws_bfile *const *files;
-    size_t nfiles;
+    struct ws_bextent *ext;
+    size_t next;
     struct ws_bundle_opts o;
-    size_t cur;        /* index of the file being filled */
+    size_t cur;        /* index of the extent being filled */
     uint64_t pos;      /* bytes of content consumed */
-    uint64_t cur_done; /* bytes of the current file seen */
-    int cur_open;      /* the current file has been started */
+    uint64_t cur_done; /* bytes of the current extent seen */
+    int cur_open;      /* the current extent has been started */
     int fd;
-    uint64_t flushed; /* bytes of the current file handed to writeback */
-    EVP_MD_CTX *md;
+    uint64_t flushed; /* bytes of the current extent handed to writeback */
+    EVP_MD_CTX *md;   /* whole files */
     size_t good, bad;
 };
+
+static int whole(const struct ws_bextent *e)
+{
+    return e->file_offset == 0 && e->length == e->file->size;
+}
 
 static void problem(struct splitter *sp, const struct ws_bfile *f, const char *msg)
 {
@@ -45,46 +50,53 @@ static int fail(struct splitter *sp, const struct ws_bfile *f, const char *msg,
     return 0;
 }
 
-static int start_file(struct splitter *sp, struct ws_error *err)
+static int start_extent(struct splitter *sp, struct ws_error *err)
 {
-    const struct ws_bfile *f = sp->files[sp->cur];
+    const struct ws_bextent *e = &sp->ext[sp->cur];
     char path[4096];
 
-    if (EVP_DigestInit_ex(sp->md, EVP_sha256(), NULL) != 1)
-        return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
     sp->cur_open = 1;
     sp->cur_done = 0;
+    sp->flushed = 0;
+    if (whole(e) && EVP_DigestInit_ex(sp->md, EVP_sha256(), NULL) != 1)
+        return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
     if (!sp->o.root)
         return 0;
-    if ((size_t)snprintf(path, sizeof(path), "%s/%s", sp->o.root, f->path) >= sizeof(path))
-        return ws_error_set(err, WS_ERR_INVALID, "path too long: \"%s/%s\"", sp->o.root, f->path);
-    sp->flushed = 0;
-    sp->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", sp->o.root, e->file->path) >= sizeof(path))
+        return ws_error_set(err, WS_ERR_INVALID, "path too long: \"%s/%s\"", sp->o.root,
+                            e->file->path);
+    if (whole(e))
+        sp->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    else
+        sp->fd = open(path, O_WRONLY | O_CLOEXEC); /* created by the caller */
     if (sp->fd < 0)
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not create file \"%s\"", path);
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not %s file \"%s\"",
+                               whole(e) ? "create" : "open", path);
     return 0;
 }
 
-static int end_file(struct splitter *sp, struct ws_error *err)
+static int end_extent(struct splitter *sp, struct ws_error *err)
 {
-    const struct ws_bfile *f = sp->files[sp->cur];
+    const struct ws_bextent *e = &sp->ext[sp->cur];
+    const struct ws_bfile *f = e->file;
     uint8_t digest[32];
     char path[4096];
     int rc = 0;
 
     sp->cur_open = 0;
-    if (EVP_DigestFinal_ex(sp->md, digest, NULL) != 1)
-        return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
     if (sp->fd >= 0) {
-        struct timespec ts[2] = {{f->mtime, 0}, {f->mtime, 0}};
-        if (f->size > sp->flushed)
-            sync_file_range(sp->fd, (off_t)sp->flushed, 0, SYNC_FILE_RANGE_WRITE);
         snprintf(path, sizeof(path), "%s/%s", sp->o.root, f->path);
-        if (fchmod(sp->fd, f->mode & 07777) != 0 ||
-            (sp->o.chown_files && fchown(sp->fd, sp->o.uid, sp->o.gid) != 0) ||
-            futimens(sp->fd, ts) != 0)
-            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not set attributes of \"%s\"",
-                                 path);
+        if (e->length > sp->flushed)
+            sync_file_range(sp->fd, (off_t)(e->file_offset + sp->flushed), 0,
+                            SYNC_FILE_RANGE_WRITE);
+        if (whole(e)) {
+            struct timespec ts[2] = {{f->mtime, 0}, {f->mtime, 0}};
+            if (fchmod(sp->fd, f->mode & 07777) != 0 ||
+                (sp->o.chown_files && fchown(sp->fd, sp->o.uid, sp->o.gid) != 0) ||
+                futimens(sp->fd, ts) != 0)
+                rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not set attributes of \"%s\"",
+                                     path);
+        }
         if (close(sp->fd) != 0 && rc == 0)
             rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s\"", path);
         sp->fd = -1;
@@ -92,6 +104,15 @@ static int end_file(struct splitter *sp, struct ws_error *err)
             return rc;
     }
     sp->cur++;
+    if (whole(e)) {
+        if (EVP_DigestFinal_ex(sp->md, digest, NULL) != 1)
+            return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+    } else if (e->md && e->file_offset + e->length == f->size) {
+        if (EVP_DigestFinal_ex(e->md, digest, NULL) != 1)
+            return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+    } else {
+        return 0; /* a piece: authenticated with its object, digest not checked here */
+    }
     if (memcmp(digest, f->sha256, 32) != 0)
         return fail(sp, f, "SHA-256 differs from the manifest", err);
     sp->good++;
@@ -104,32 +125,38 @@ static int splitter_write(struct ws_sink *s, const void *buf, size_t len, struct
     const uint8_t *p = buf;
     int rc;
 
-    while (len > 0 || (sp->cur < sp->nfiles && !sp->cur_open &&
-                       sp->files[sp->cur]->offset == sp->pos &&
-                       sp->files[sp->cur]->size == 0)) {
-        const struct ws_bfile *f;
+    while (len > 0 || (sp->cur < sp->next && !sp->cur_open && sp->ext[sp->cur].offset == sp->pos &&
+                       sp->ext[sp->cur].length == 0)) {
+        const struct ws_bextent *e;
         uint64_t want;
         size_t n;
 
-        if (sp->cur >= sp->nfiles)
+        if (sp->cur >= sp->next)
             return ws_error_set(err, WS_ERR_CORRUPT, "bundle holds more bytes than its files");
-        f = sp->files[sp->cur];
+        e = &sp->ext[sp->cur];
         if (!sp->cur_open) {
-            if (f->offset != sp->pos)
+            if (e->offset != sp->pos)
                 return ws_error_set(err, WS_ERR_CORRUPT,
                                     "bundle offset of \"%s\" does not follow the previous file",
-                                    f->path);
-            if ((rc = start_file(sp, err)) != 0)
+                                    e->file->path);
+            if ((rc = start_extent(sp, err)) != 0)
                 return rc;
         }
-        want = f->size - sp->cur_done;
+        want = e->length - sp->cur_done;
         n = want < len ? (size_t)want : len;
         if (n > 0) {
-            if (EVP_DigestUpdate(sp->md, p, n) != 1)
+            EVP_MD_CTX *md = whole(e) ? sp->md : e->md;
+            if (md && EVP_DigestUpdate(md, p, n) != 1)
                 return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
-            if (sp->fd >= 0 && ws_write_all(sp->fd, p, n) != 0)
-                return ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s/%s\"",
-                                       sp->o.root, f->path);
+            if (sp->fd >= 0) {
+                int wrc = whole(e) ? ws_write_all(sp->fd, p, n)
+                                   : (ws_pwrite_all(sp->fd, p, n,
+                                                    (off_t)(e->file_offset + sp->cur_done)));
+                if (wrc != 0)
+                    return ws_error_setsys(err, WS_ERR_IO, errno,
+                                           "could not write file \"%s/%s\"", sp->o.root,
+                                           e->file->path);
+            }
             p += n;
             len -= n;
             sp->pos += n;
@@ -137,12 +164,12 @@ static int splitter_write(struct ws_sink *s, const void *buf, size_t len, struct
             /* Start writeback as we go: the caller's final sync then waits for little, and
              * the disk works while we decompress. */
             if (sp->fd >= 0 && sp->cur_done - sp->flushed >= WRITEBACK_STEP) {
-                sync_file_range(sp->fd, (off_t)sp->flushed, (off_t)(sp->cur_done - sp->flushed),
-                                SYNC_FILE_RANGE_WRITE);
+                sync_file_range(sp->fd, (off_t)(e->file_offset + sp->flushed),
+                                (off_t)(sp->cur_done - sp->flushed), SYNC_FILE_RANGE_WRITE);
                 sp->flushed = sp->cur_done;
             }
         }
-        if (sp->cur_done == f->size && (rc = end_file(sp, err)) != 0)
+        if (sp->cur_done == e->length && (rc = end_extent(sp, err)) != 0)
             return rc;
     }
     return 0;
@@ -156,12 +183,12 @@ static int splitter_finish(struct ws_sink *s, struct ws_error *err)
     /* trailing empty files */
     if ((rc = splitter_write(s, NULL, 0, err)) != 0)
         return rc;
-    if (sp->cur < sp->nfiles) {
+    if (sp->cur < sp->next) {
         size_t i;
-        for (i = sp->cur; i < sp->nfiles; i++)
-            problem(sp, sp->files[i], "missing from its bundle (bundle is shorter)");
+        for (i = sp->cur; i < sp->next; i++)
+            problem(sp, sp->ext[i].file, "missing from its bundle (bundle is shorter)");
         return ws_error_set(err, WS_ERR_CORRUPT, "bundle ends before file \"%s\"",
-                            sp->files[sp->cur]->path);
+                            sp->ext[sp->cur].file->path);
     }
     if (sp->bad && sp->o.root)
         return ws_error_set(err, WS_ERR_CORRUPT, "bundle holds damaged files");
@@ -185,30 +212,55 @@ static void splitter_destroy(struct ws_sink *s)
     if (sp->fd >= 0)
         close(sp->fd);
     EVP_MD_CTX_free(sp->md);
+    free(sp->ext);
     free(sp);
 }
 
 static const struct ws_sink_ops splitter_ops = {"bundle", splitter_write, splitter_finish,
                                                 splitter_abort, splitter_destroy};
 
-int ws_bundle_splitter_new(const struct ws_bfile *const *files, size_t nfiles,
-                           const struct ws_bundle_opts *o, struct ws_sink **out,
-                           struct ws_error *err)
+int ws_bundle_splitter_new_ext(const struct ws_bextent *ext, size_t next,
+                               const struct ws_bundle_opts *o, struct ws_sink **out,
+                               struct ws_error *err)
 {
     struct splitter *sp = calloc(1, sizeof(*sp));
 
     *out = NULL;
-    if (!sp || !(sp->md = EVP_MD_CTX_new())) {
+    if (!sp || !(sp->md = EVP_MD_CTX_new()) ||
+        !(sp->ext = malloc((next ? next : 1) * sizeof(*ext)))) {
+        if (sp)
+            EVP_MD_CTX_free(sp->md);
         free(sp);
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     }
+    if (next)
+        memcpy(sp->ext, ext, next * sizeof(*ext));
     sp->base.ops = &splitter_ops;
-    sp->files = files;
-    sp->nfiles = nfiles;
+    sp->next = next;
     sp->o = *o;
     sp->fd = -1;
     *out = &sp->base;
     return 0;
+}
+
+int ws_bundle_splitter_new(const struct ws_bfile *const *files, size_t nfiles,
+                           const struct ws_bundle_opts *o, struct ws_sink **out,
+                           struct ws_error *err)
+{
+    struct ws_bextent *ext = calloc(nfiles ? nfiles : 1, sizeof(*ext));
+    size_t i;
+    int rc;
+
+    if (!ext)
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    for (i = 0; i < nfiles; i++) {
+        ext[i].file = files[i];
+        ext[i].length = files[i]->size;
+        ext[i].offset = files[i]->offset;
+    }
+    rc = ws_bundle_splitter_new_ext(ext, nfiles, o, out, err);
+    free(ext);
+    return rc;
 }
 
 size_t ws_bundle_splitter_good(const struct ws_sink *s)
@@ -219,4 +271,65 @@ size_t ws_bundle_splitter_good(const struct ws_sink *s)
 size_t ws_bundle_splitter_bad(const struct ws_sink *s)
 {
     return ((const struct splitter *)s)->bad;
+}
+
+struct sortable {
+    struct ws_bextent e;
+    uint32_t bundle;
+};
+
+static int cmp_extent(const void *a, const void *b)
+{
+    const struct sortable *x = a, *y = b;
+
+    if (x->bundle != y->bundle)
+        return x->bundle < y->bundle ? -1 : 1;
+    if (x->e.offset != y->e.offset)
+        return x->e.offset < y->e.offset ? -1 : 1;
+    return x->e.length < y->e.length ? -1 : x->e.length > y->e.length; /* empty files first */
+}
+
+int ws_bundle_extents(const struct ws_manifest *m, struct ws_bextent **ext, size_t **first,
+                      size_t *next, struct ws_error *err)
+{
+    struct sortable *s = NULL;
+    size_t n = m->nfiles, i, k, x = 0;
+
+    *ext = NULL;
+    *first = NULL;
+    for (i = 0; i < m->nfiles; i++)
+        n += m->files[i].npieces;
+    if (!(s = calloc(n ? n : 1, sizeof(*s))) || !(*ext = malloc((n ? n : 1) * sizeof(**ext))) ||
+        !(*first = calloc((size_t)m->bundles + 1, sizeof(**first)))) {
+        free(s);
+        free(*ext);
+        *ext = NULL;
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    for (i = 0; i < m->nfiles; i++) {
+        const struct ws_bfile *f = &m->files[i];
+        s[x].e.file = f;
+        s[x].e.length = f->npieces ? f->pieces[0].file_offset : f->size;
+        s[x].e.offset = f->offset;
+        s[x++].bundle = f->bundle;
+        for (k = 0; k < f->npieces; k++) {
+            s[x].e.file = f;
+            s[x].e.file_offset = f->pieces[k].file_offset;
+            s[x].e.length = f->pieces[k].length;
+            s[x].e.offset = f->pieces[k].offset;
+            s[x++].bundle = f->pieces[k].bundle;
+        }
+    }
+    if (n > 1)
+        qsort(s, n, sizeof(*s), cmp_extent);
+    for (i = 0, k = 0; k <= m->bundles; k++) {
+        while (i < n && s[i].bundle < k)
+            i++;
+        (*first)[k] = i;
+    }
+    for (i = 0; i < n; i++)
+        (*ext)[i] = s[i].e;
+    free(s);
+    *next = n;
+    return 0;
 }

@@ -11,7 +11,15 @@
  * counted; in restore mode the first problem also fails the sink (WS_ERR_CORRUPT). In verify
  * mode the splitter continues so that one run lists everything that is wrong.
  *
- * Ownership: the splitter does not own `files` (pointers into a manifest, sorted by offset).
+ * A bundle may also hold pieces of a large file (backup.h): an extent is then a range of the
+ * file. In restore mode a piece is written with pwrite into the file, which the caller created
+ * beforehand (and whose attributes the caller sets after all pieces); the whole-file SHA-256 of
+ * a file in pieces cannot be checked by one worker, so restore relies on the objects'
+ * authentication for pieces (each piece's length is checked). In verify mode the caller passes
+ * one running SHA-256 per file in pieces (`md`) and feeds the bundles in order: the digest is
+ * compared when the last piece ends.
+ *
+ * Ownership: the splitter copies the extents array; the files and md stay the caller's.
  */
 #ifndef WS_BUNDLE_H
 #define WS_BUNDLE_H
@@ -20,6 +28,8 @@
 
 #include "backup.h"
 #include "sink.h"
+
+struct ws_bextent;
 
 typedef void (*ws_bundle_problem_fn)(void *arg, const struct ws_bfile *f, const char *msg);
 
@@ -32,9 +42,29 @@ struct ws_bundle_opts {
     void *arg;
 };
 
+struct ws_bextent {
+    const struct ws_bfile *file;
+    uint64_t file_offset; /* 0 and length == size: the whole file */
+    uint64_t length;
+    uint64_t offset; /* in the bundle's content; extents are given sorted by it */
+    void *md;        /* verify mode, file in pieces: its running SHA-256 (EVP_MD_CTX *) */
+};
+
+int ws_bundle_splitter_new_ext(const struct ws_bextent *ext, size_t next,
+                               const struct ws_bundle_opts *o, struct ws_sink **out,
+                               struct ws_error *err);
+/* Whole files only (sorted by offset). */
 int ws_bundle_splitter_new(const struct ws_bfile *const *files, size_t nfiles,
                            const struct ws_bundle_opts *o, struct ws_sink **out,
                            struct ws_error *err);
+/*
+ * Every extent of a manifest (whole files, and first parts plus pieces of large ones), sorted by
+ * (bundle, offset); (*first)[b] .. (*first)[b + 1] are the extents of bundle b. The caller frees
+ * *ext and *first.
+ */
+int ws_bundle_extents(const struct ws_manifest *m, struct ws_bextent **ext, size_t **first,
+                      size_t *next, struct ws_error *err);
+
 /* Files whose size and SHA-256 matched (valid after finish or failure). */
 size_t ws_bundle_splitter_good(const struct ws_sink *s);
 size_t ws_bundle_splitter_bad(const struct ws_sink *s);

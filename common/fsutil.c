@@ -103,3 +103,21 @@ int ws_mkdir_p(const char *dir, int mode, struct ws_error *err)
     }
     return 0;
 }
+
+int ws_pwrite_all(int fd, const void *buf, size_t len, off_t off)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+        off += n;
+    }
+    return 0;
+}

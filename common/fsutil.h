@@ -14,6 +14,8 @@
 
 /* write() all of buf, retrying on EINTR and short writes. Returns 0 or -1 with errno set. */
 int ws_write_all(int fd, const void *buf, size_t len);
+/* pwrite() all of buf at off, retrying on EINTR and short writes. Returns 0 or -1 with errno. */
+int ws_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 /* pread() exactly len bytes at off; returns bytes read (short only at EOF) or -1. */
 ssize_t ws_pread_full(int fd, void *buf, size_t len, off_t off);
 /* fsync the directory that holds path. */

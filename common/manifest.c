@@ -23,8 +23,10 @@ void ws_manifest_free(struct ws_manifest *m)
         free(m->tblspc[i].location);
     for (i = 0; i < m->ndirs; i++)
         free(m->dirs[i].path);
-    for (i = 0; i < m->nfiles; i++)
+    for (i = 0; i < m->nfiles; i++) {
         free(m->files[i].path);
+        free(m->files[i].pieces);
+    }
     for (i = 0; i < m->nbadpages; i++)
         free(m->badpages[i].path);
     free(m->tblspc);
@@ -63,8 +65,20 @@ int ws_manifest_add_file(struct ws_manifest *m, const struct ws_bfile *f, struct
     if ((rc = grow((void **)&m->files, m->nfiles, sizeof(*m->files), err)) != 0)
         return rc;
     m->files[m->nfiles] = *f;
+    m->files[m->nfiles].pieces = NULL;
+    m->files[m->nfiles].npieces = 0;
     if ((rc = dup_str(f->path, &m->files[m->nfiles].path, err)) != 0)
         return rc;
+    if (f->npieces) {
+        struct ws_bpiece *p = malloc(f->npieces * sizeof(*p));
+        if (!p) {
+            free(m->files[m->nfiles].path);
+            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        }
+        memcpy(p, f->pieces, f->npieces * sizeof(*p));
+        m->files[m->nfiles].pieces = p;
+        m->files[m->nfiles].npieces = f->npieces;
+    }
     m->nfiles++;
     return 0;
 }
@@ -186,7 +200,7 @@ int ws_manifest_format(const struct ws_manifest *m, char **out, size_t *outlen,
 {
     struct out o = {0};
     char t1[21], t2[21], l1[24], l2[24], hex[65];
-    size_t i;
+    size_t i, k;
 
     ws_format_utc(m->start_time, t1);
     ws_format_utc(m->stop_time, t2);
@@ -218,6 +232,10 @@ int ws_manifest_format(const struct ws_manifest *m, char **out, size_t *outlen,
         ws_hex(f->sha256, 32, hex);
         putf(&o, " %o %" PRId64 " %" PRIu64 " %s %" PRIu32 " %" PRIu64 "\n", (unsigned)f->mode,
              f->mtime, f->size, hex, f->bundle, f->offset);
+        for (k = 0; k < f->npieces; k++)
+            putf(&o, "piece %" PRIu64 " %" PRIu64 " %" PRIu32 " %" PRIu64 "\n",
+                 f->pieces[k].file_offset, f->pieces[k].length, f->pieces[k].bundle,
+                 f->pieces[k].offset);
     }
     for (i = 0; i < m->nbadpages; i++) {
         put(&o, "badpage ", 8);
@@ -436,6 +454,29 @@ static int parse_line(struct ws_manifest *m, char *line, size_t *nheader, int *e
         free(bf.path);
         return rc ? -2 : 0;
     }
+    if (strcmp(f[0], "piece") == 0 && n == 5) {
+        struct ws_bfile *last = m->nfiles ? &m->files[m->nfiles - 1] : NULL;
+        struct ws_bpiece pc;
+        uint64_t b, want;
+        void *p;
+        if (!last || m->nbadpages || parse_u64(f[1], 10, &pc.file_offset) ||
+            parse_u64(f[2], 10, &pc.length) || parse_u64(f[3], 10, &b) || b >= m->bundles ||
+            parse_u64(f[4], 10, &pc.offset) || pc.length == 0)
+            return -1;
+        want = last->npieces ? last->pieces[last->npieces - 1].file_offset +
+                                   last->pieces[last->npieces - 1].length
+                             : pc.file_offset;
+        /* contiguous, inside the file, and never at offset 0 (that is the file record) */
+        if (pc.file_offset == 0 || pc.file_offset != want || pc.file_offset >= last->size ||
+            pc.length > last->size - pc.file_offset)
+            return -1;
+        pc.bundle = (uint32_t)b;
+        if (!(p = realloc(last->pieces, (last->npieces + 1) * sizeof(pc))))
+            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory"), -2;
+        last->pieces = p;
+        last->pieces[last->npieces++] = pc;
+        return 0;
+    }
     if (strcmp(f[0], "badpage") == 0 && n == 3) {
         char *p;
         if (parse_u64(f[2], 10, &u) || u > UINT32_MAX || unescape(f[1], &p))
@@ -445,8 +486,15 @@ static int parse_line(struct ws_manifest *m, char *line, size_t *nheader, int *e
         return rc ? -2 : 0;
     }
     if (strcmp(f[0], "end") == 0 && n == 2) {
+        size_t i;
         if (parse_u64(f[1], 10, &u) || u != m->nfiles)
             return -1;
+        for (i = 0; i < m->nfiles; i++) {
+            const struct ws_bfile *bf = &m->files[i];
+            const struct ws_bpiece *lp = bf->npieces ? &bf->pieces[bf->npieces - 1] : NULL;
+            if (lp && lp->file_offset + lp->length != bf->size)
+                return -1; /* the pieces must end at the file's size */
+        }
         *ended = 1;
         return 0;
     }
