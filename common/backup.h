@@ -6,7 +6,7 @@
  *   <cluster>/backup/<ID>/data/<NNNNNN>   bundles: the concatenated contents of many files
  *   <cluster>/backup/<ID>/manifest        the manifest, written last (no replace)
  *   <cluster>/backup/<ID>/keep            pin (basebackup keep); see the end of this file
- *   <cluster>/backup/<ID>/deleting        tombstone of an unfinished wal-prune (prune.h)
+ *   <cluster>/backup/<ID>.deleting        tombstone of an unfinished wal-prune (prune.h)
  *
  * <ID> is the UTC start time, YYYYMMDDTHHMMSSZ, so ids sort by time. A bundle's content is the
  * plain concatenation of whole files (no framing); the manifest says which file lies at which
@@ -184,7 +184,7 @@ struct ws_catalog_backup {
     uint64_t stored_objects; /* bytes of its objects in storage (from the listing) */
     int64_t newest_mtime;    /* of its objects */
     int pinned;   /* <ID>/keep exists: `basebackup keep ID`; wal-prune never deletes it */
-    int deleting; /* <ID>/deleting exists: wal-prune began deleting it; never complete */
+    int deleting; /* <ID>.deleting exists: wal-prune began deleting it; never complete */
 };
 
 struct ws_wal_seg {
@@ -261,19 +261,23 @@ int ws_backup_verify(const struct ws_config *cfg, const char *id, int all, struc
 int ws_backup_check(const struct ws_config *cfg, struct ws_error *err);
 
 /*
- * Pins and tombstones: two small objects beside a backup's manifest, whose presence is what
- * counts (content: one informative text line, unencrypted, checksummed like the identity).
+ * Pins and tombstones: two small objects whose presence is what counts (content: one
+ * informative text line, unencrypted, checksummed like the identity).
  *   <cluster>/backup/<ID>/keep      pinned by `basebackup keep ID`: wal-prune keeps it forever
- *   <cluster>/backup/<ID>/deleting  written by wal-prune before it deletes anything of the
- *                                   backup, removed last (see prune.h)
+ *   <cluster>/backup/<ID>.deleting  written by wal-prune before it deletes anything of the
+ *                                   backup, removed last, after the backup's directory (where
+ *                                   the storage has directories), so the tombstone outlives
+ *                                   every trace it has to account for (see prune.h)
  */
 #define WS_BACKUP_KEEP "keep"
-#define WS_BACKUP_DELETING "deleting"
-/* "<cluster>/backup/<ID>/<name>" */
+#define WS_BACKUP_DELETING_SUFFIX ".deleting"
+/* "<cluster>/backup/<ID>/<name>" ("" gives the prefix of the backup's objects) */
 void ws_backup_object_key(const struct ws_repo *repo, const char *id, const char *name, char *out,
                           size_t outsz);
-/* Stores a small marker object (no replace; an existing one is success). */
-int ws_backup_put_marker(struct ws_repo *repo, const char *id, const char *name, const char *text,
+/* "<cluster>/backup/<ID>.deleting" */
+void ws_backup_tombstone_key(const struct ws_repo *repo, const char *id, char *out, size_t outsz);
+/* Stores a small marker object under key (no replace; an existing one is success). */
+int ws_backup_put_marker(struct ws_repo *repo, const char *key, const char *text,
                          struct ws_error *err);
 /* `basebackup keep ID [--unset]`: pins a complete backup, or removes the pin. */
 int ws_backup_keep(const struct ws_config *cfg, const char *id, int unset, struct ws_error *err);

@@ -21,16 +21,19 @@ void ws_backup_object_key(const struct ws_repo *repo, const char *id, const char
     snprintf(out, outsz, "%s/backup/%s/%s", repo->cluster, id, name);
 }
 
-int ws_backup_put_marker(struct ws_repo *repo, const char *id, const char *name, const char *text,
+void ws_backup_tombstone_key(const struct ws_repo *repo, const char *id, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "%s/backup/%s%s", repo->cluster, id, WS_BACKUP_DELETING_SUFFIX);
+}
+
+int ws_backup_put_marker(struct ws_repo *repo, const char *key, const char *text,
                          struct ws_error *err)
 {
     struct ws_object_params p = {0};
     struct ws_sink *put = NULL, *w = NULL;
-    char key[256];
     size_t len = strlen(text);
     int rc;
 
-    ws_backup_object_key(repo, id, name, key, sizeof(key));
     p.name = key;
     p.compress = WS_COMPRESS_NONE;
     p.content_size = (int64_t)len;
@@ -104,7 +107,8 @@ int ws_backup_keep(const struct ws_config *cfg, const char *id, int unset, struc
     }
     ws_format_utc(time(NULL), when);
     snprintf(text, sizeof(text), "pinned by basebackup keep at %s\n", when);
-    if ((rc = ws_backup_put_marker(&repo, id, WS_BACKUP_KEEP, text, err)) != 0)
+    ws_backup_object_key(&repo, id, WS_BACKUP_KEEP, key, sizeof(key));
+    if ((rc = ws_backup_put_marker(&repo, key, text, err)) != 0)
         goto out;
     printf("backup %s is pinned: wal-prune keeps it, and all WAL from its start on, until "
            "\"basebackup keep --unset %s\"\n",

@@ -44,7 +44,9 @@ static int on_backup_key(void *arg, const char *key, const struct ws_storage_sta
     char id[WS_BACKUP_ID_LEN + 1];
     struct ws_catalog_backup *b;
 
-    if (strlen(rest) < WS_BACKUP_ID_LEN + 1 || rest[WS_BACKUP_ID_LEN] != '/')
+    if (strlen(rest) < WS_BACKUP_ID_LEN + 1 ||
+        (rest[WS_BACKUP_ID_LEN] != '/' &&
+         strcmp(rest + WS_BACKUP_ID_LEN, WS_BACKUP_DELETING_SUFFIX) != 0))
         return 0;
     memcpy(id, rest, WS_BACKUP_ID_LEN);
     id[WS_BACKUP_ID_LEN] = '\0';
@@ -52,12 +54,12 @@ static int on_backup_key(void *arg, const char *key, const struct ws_storage_sta
         return 0;
     if (!(b = backup_entry(sc, id)))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    if (strcmp(rest + WS_BACKUP_ID_LEN + 1, "manifest") == 0)
+    if (rest[WS_BACKUP_ID_LEN] != '/')
+        b->deleting = 1; /* the tombstone beside the backup's directory */
+    else if (strcmp(rest + WS_BACKUP_ID_LEN + 1, "manifest") == 0)
         b->has_manifest = 1;
     else if (strcmp(rest + WS_BACKUP_ID_LEN + 1, WS_BACKUP_KEEP) == 0)
         b->pinned = 1;
-    else if (strcmp(rest + WS_BACKUP_ID_LEN + 1, WS_BACKUP_DELETING) == 0)
-        b->deleting = 1;
     b->stored_objects += st->size;
     if (st->mtime > b->newest_mtime)
         b->newest_mtime = st->mtime;

@@ -697,6 +697,71 @@ static int read_history(struct ws_repo *repo, const struct ws_keyring *kr,
     return rc;
 }
 
+struct key_list {
+    char **keys;
+    size_t n, cap;
+};
+
+static int on_backup_object(void *arg, const char *key, const struct ws_storage_stat *st,
+                            struct ws_error *err)
+{
+    struct key_list *l = arg;
+
+    (void)st;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        void *p = realloc(l->keys, cap * sizeof(*l->keys));
+        if (!p)
+            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        l->keys = p;
+        l->cap = cap;
+    }
+    if (!(l->keys[l->n] = strdup(key)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    l->n++;
+    return 0;
+}
+
+static void key_list_free(struct key_list *l)
+{
+    size_t i;
+
+    for (i = 0; i < l->n; i++)
+        free(l->keys[i]);
+    free(l->keys);
+    memset(l, 0, sizeof(*l));
+}
+
+/* The age of a backup that is not complete decides whether it is abandoned. Listings of some
+ * drivers carry no modification times (SFTP): ask each of its objects. */
+static int last_write_by_stat(struct ws_repo *repo, struct ws_prune_backup *b,
+                              struct ws_error *err)
+{
+    struct key_list l = {0};
+    char prefix[128];
+    size_t i;
+    int rc;
+
+    ws_backup_object_key(repo, b->id, "", prefix, sizeof(prefix));
+    if ((rc = ws_storage_list(repo->st, prefix, on_backup_object, &l, err)) != 0)
+        goto out;
+    for (i = 0; i < l.n; i++) {
+        struct ws_storage_stat sst;
+        rc = ws_storage_stat(repo->st, l.keys[i], &sst, err);
+        if (rc == WS_ERR_NOT_FOUND) {
+            rc = 0;
+            continue;
+        }
+        if (rc)
+            goto out;
+        if (sst.mtime > b->last_write)
+            b->last_write = sst.mtime;
+    }
+out:
+    key_list_free(&l);
+    return rc;
+}
+
 int ws_prune_gather(struct ws_repo *repo, const struct ws_keyring *kr, struct ws_prune_state *st,
                     struct ws_error *err)
 {
@@ -739,6 +804,12 @@ int ws_prune_gather(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
         b->last_write = c->newest_mtime;
         b->stored_bytes = c->stored_objects;
         b->problem = c->bad_manifest ? c->manifest_error : NULL;
+    }
+    for (i = 0; i < st->nbackups; i++) {
+        struct ws_prune_backup *b = &st->backups[i];
+        if (b->status != WS_PRUNE_COMPLETE && b->last_write <= 0 &&
+            (rc = last_write_by_stat(repo, b, err)) != 0)
+            goto out;
     }
     for (i = 0; i < st->nwal; i++)
         if (st->wal[i].tli > st->latest_tli)
@@ -785,31 +856,6 @@ static int remove_object(struct ws_repo *repo, const char *key, struct ws_error 
     return rc == WS_ERR_NOT_FOUND ? 0 : rc; /* gone already: a concurrent or earlier prune */
 }
 
-struct key_list {
-    char **keys;
-    size_t n, cap;
-};
-
-static int on_backup_object(void *arg, const char *key, const struct ws_storage_stat *st,
-                            struct ws_error *err)
-{
-    struct key_list *l = arg;
-
-    (void)st;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        void *p = realloc(l->keys, cap * sizeof(*l->keys));
-        if (!p)
-            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-        l->keys = p;
-        l->cap = cap;
-    }
-    if (!(l->keys[l->n] = strdup(key)))
-        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    l->n++;
-    return 0;
-}
-
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -827,14 +873,15 @@ static int delete_backup(struct ws_repo *repo, const struct ws_prune_backup *b,
                          struct ws_error *err)
 {
     struct key_list l = {0};
-    char key[256], prefix[256], text[96], when[21];
+    char key[256], prefix[256], tomb[256], text[96], when[21];
     size_t i;
     int rc = 0;
 
+    ws_backup_tombstone_key(repo, b->id, tomb, sizeof(tomb));
     if (b->status != WS_PRUNE_DELETING) {
         ws_format_utc(time(NULL), when);
         snprintf(text, sizeof(text), "wal-prune began deleting this backup at %s\n", when);
-        if ((rc = ws_backup_put_marker(repo, b->id, WS_BACKUP_DELETING, text, err)) != 0)
+        if ((rc = ws_backup_put_marker(repo, tomb, text, err)) != 0)
             goto out;
     }
     ws_backup_manifest_key(repo, b->id, key, sizeof(key));
@@ -846,7 +893,7 @@ static int delete_backup(struct ws_repo *repo, const struct ws_prune_backup *b,
     if (l.n > 1)
         qsort(l.keys, l.n, sizeof(*l.keys), cmp_str);
     for (i = 0; i < l.n; i++) {
-        if (ends_with(l.keys[i], "/" WS_BACKUP_KEEP) || ends_with(l.keys[i], "/" WS_BACKUP_DELETING))
+        if (ends_with(l.keys[i], "/" WS_BACKUP_KEEP))
             continue;
         if ((rc = remove_object(repo, l.keys[i], err)) != 0)
             goto out;
@@ -854,12 +901,24 @@ static int delete_backup(struct ws_repo *repo, const struct ws_prune_backup *b,
     ws_backup_object_key(repo, b->id, WS_BACKUP_KEEP, key, sizeof(key));
     if ((rc = remove_object(repo, key, err)) != 0)
         goto out;
-    ws_backup_object_key(repo, b->id, WS_BACKUP_DELETING, key, sizeof(key));
-    rc = remove_object(repo, key, err);
+    /* temp files of uploads into it that were killed (a backup's, or this tombstone's): nothing
+     * writes into a backup that is being deleted; then its empty directories */
+    {
+        size_t ntemp = 0;
+        uint64_t tbytes = 0;
+        char start[128]; /* "<cluster>/backup/<ID>": its directory and its tombstone */
+        snprintf(start, sizeof(start), "%.*s", (int)strlen(prefix) - 1, prefix);
+        if ((rc = ws_storage_clean_temp(repo->st, start, INT64_MAX, 0, &ntemp, &tbytes, err)) != 0)
+            goto out;
+    }
+    ws_backup_object_key(repo, b->id, "data/", key, sizeof(key));
+    if ((rc = ws_storage_remove_dir(repo->st, key, err)) != 0 ||
+        (rc = ws_storage_remove_dir(repo->st, prefix, err)) != 0)
+        goto out;
+    /* last: with the tombstone gone, nothing of the backup is left to account for */
+    rc = remove_object(repo, tomb, err);
 out:
-    for (i = 0; i < l.n; i++)
-        free(l.keys[i]);
-    free(l.keys);
+    key_list_free(&l);
     if (rc)
         ws_error_prefix(err, "could not delete backup %s", b->id);
     return rc;
@@ -888,6 +947,22 @@ void ws_prune_result_free(struct ws_prune_result *res)
 {
     free(res->backup_done);
     memset(res, 0, sizeof(*res));
+}
+
+/* Does the next WAL file to delete after plan->wal_delete[j] live in the same directory? */
+static int is_same_dir(const struct ws_prune_input *in, const struct ws_prune_plan *plan,
+                       size_t j)
+{
+    const struct ws_prune_wal *a = &in->wal[plan->wal_delete[j]], *b;
+
+    if (j + 1 >= plan->nwal_delete)
+        return 0;
+    b = &in->wal[plan->wal_delete[j + 1]];
+    if (a->key && b->key) {
+        const char *x = strrchr(a->key, '/'), *y = strrchr(b->key, '/');
+        return x - a->key == y - b->key && strncmp(a->key, b->key, (size_t)(x - a->key)) == 0;
+    }
+    return strncmp(a->name, b->name, 16) == 0; /* canonical layout: by the first 16 digits */
 }
 
 int ws_prune_execute(struct ws_repo *repo, const struct ws_prune_input *in,
@@ -930,6 +1005,16 @@ int ws_prune_execute(struct ws_repo *repo, const struct ws_prune_input *in,
             return ws_error_prefix(err, "could not delete WAL file %s", w->name);
         res->wal_deleted++;
         res->wal_bytes += w->size;
+        /* the directory of a 4 GiB range, once its last file went (the next file in deletion
+         * order lives elsewhere) */
+        if (!is_same_dir(in, plan, j)) {
+            const char *slash = strrchr(k2, '/');
+            char dir[256];
+            snprintf(dir, sizeof(dir), "%.*s", (int)(slash - k2 + 1), k2);
+            if (strcmp(dir + strlen(repo->cluster), "/wal/") != 0 &&
+                (rc = ws_storage_remove_dir(repo->st, dir, err)) != 0)
+                return rc;
+        }
     }
     return 0;
 }
@@ -1001,23 +1086,35 @@ static void cutoff_text(const struct ws_prune_input *in, const struct ws_prune_p
         snprintf(out, outsz, "WAL kept from %s on every timeline", lsn);
 }
 
-static void print_summary(FILE *f, const struct ws_prune_input *in,
-                          const struct ws_prune_plan *plan, const struct ws_prune_result *res)
+/* The counts: what was done (dry_run 0), or what would be (from the plan). */
+static void totals(const struct ws_prune_plan *plan, const struct ws_prune_result *res,
+                   int dry_run, size_t *nb, size_t *nw, uint64_t *bb, uint64_t *wb)
 {
-    char b1[32], b2[32], b3[32], cut[256];
-    size_t nb = res ? res->backups_deleted : plan->nbackups_delete;
-    size_t nw = res ? res->wal_deleted : plan->nwal_delete;
-    uint64_t bb = res ? res->backup_bytes : plan->backup_bytes;
-    uint64_t wb = res ? res->wal_bytes : plan->wal_bytes;
+    *nb = dry_run ? plan->nbackups_delete : res->backups_deleted;
+    *nw = dry_run ? plan->nwal_delete : res->wal_deleted;
+    *bb = dry_run ? plan->backup_bytes : res->backup_bytes;
+    *wb = (dry_run ? plan->wal_bytes : res->wal_bytes) + res->temp_bytes;
+}
 
+static void print_summary(FILE *f, const struct ws_prune_input *in,
+                          const struct ws_prune_plan *plan, const struct ws_prune_result *res,
+                          int dry_run)
+{
+    char b1[32], b2[32], b3[32], cut[256], temp[96] = "";
+    size_t nb, nw;
+    uint64_t bb, wb;
+
+    totals(plan, res, dry_run, &nb, &nw, &bb, &wb);
     human_bytes(bb, b1, sizeof(b1));
     human_bytes(wb, b2, sizeof(b2));
     human_bytes(bb + wb, b3, sizeof(b3));
     cutoff_text(in, plan, cut, sizeof(cut));
-    fprintf(f, "summary: %s %zu backup(s) (%s) and %zu WAL file(s) (%s), %s %s; kept %zu "
+    if (res->temp_deleted)
+        snprintf(temp, sizeof(temp), " and %zu temp file(s) of killed uploads", res->temp_deleted);
+    fprintf(f, "summary: %s %zu backup(s) (%s), %zu WAL file(s)%s (%s), %s %s; kept %zu "
                "backup(s); %s\n",
-            res ? "deleted" : "would delete", nb, b1, nw, b2, b3, res ? "freed" : "would be freed",
-            in->nbackups - plan->nbackups_delete, cut);
+            dry_run ? "would delete" : "deleted", nb, b1, nw, temp, b2, b3,
+            dry_run ? "would be freed" : "freed", in->nbackups - plan->nbackups_delete, cut);
 }
 
 static void print_json(FILE *f, const struct ws_config *cfg, const struct ws_repo *repo,
@@ -1069,8 +1166,7 @@ static void print_json(FILE *f, const struct ws_config *cfg, const struct ws_rep
         ws_prune_why_text(in, plan, plan->why[i], why, sizeof(why));
         fprintf(f, "], \"reason\": ");
         json_string(f, why);
-        fprintf(f, ", \"deleted\": %s}", res && res->backup_done && res->backup_done[i] ? "true"
-                                                                                         : "false");
+        fprintf(f, ", \"deleted\": %s}", res->backup_done && res->backup_done[i] ? "true" : "false");
     }
     fprintf(f, "%s], \"wal\": {\"latest_timeline\": %" PRIu32 ", \"keep_from_lsn\": ",
             in->nbackups ? "\n" : "", plan->latest_tli);
@@ -1087,7 +1183,7 @@ static void print_json(FILE *f, const struct ws_config *cfg, const struct ws_rep
     else
         fprintf(f, "null");
     fprintf(f, ", \"files\": %zu, \"bytes\": %" PRIu64 ", \"deleted_files\": %zu, \"delete\": [",
-            plan->nwal_delete, plan->wal_bytes, res ? res->wal_deleted : 0);
+            plan->nwal_delete, plan->wal_bytes, res->wal_deleted);
     for (j = 0; j < plan->nwal_delete; j++)
         fprintf(f, "%s\"%s\"", j ? ", " : "", in->wal[plan->wal_delete[j]].name);
     fprintf(f, "]}, \"warnings\": [");
@@ -1095,12 +1191,15 @@ static void print_json(FILE *f, const struct ws_config *cfg, const struct ws_rep
         fprintf(f, "%s", j ? ", " : "");
         json_string(f, plan->warnings[j]);
     }
-    fprintf(f, "], \"summary\": {\"backups_deleted\": %zu, \"wal_files_deleted\": %zu, "
-               "\"bytes_freed\": %" PRIu64 ", \"backups_kept\": %zu}, \"error\": ",
-            res ? res->backups_deleted : plan->nbackups_delete,
-            res ? res->wal_deleted : plan->nwal_delete,
-            res ? res->backup_bytes + res->wal_bytes : plan->backup_bytes + plan->wal_bytes,
-            in->nbackups - plan->nbackups_delete);
+    {
+        size_t nb, nw;
+        uint64_t bb, wb;
+        totals(plan, res, dry_run, &nb, &nw, &bb, &wb);
+        fprintf(f, "], \"summary\": {\"backups_deleted\": %zu, \"wal_files_deleted\": %zu, "
+                   "\"temp_files_deleted\": %zu, \"bytes_freed\": %" PRIu64
+                   ", \"backups_kept\": %zu}, \"error\": ",
+                nb, nw, res->temp_deleted, bb + wb, in->nbackups - plan->nbackups_delete);
+    }
     if (error)
         json_string(f, error);
     else
@@ -1117,6 +1216,7 @@ int ws_prune(const struct ws_config *cfg, const struct ws_prune_opts *o, struct 
     struct ws_prune_plan plan = {0};
     struct ws_prune_result res = {0};
     int rc, tty = isatty(STDOUT_FILENO);
+    char prefix[128];
     size_t k, j;
 
     if (!cfg->retain_full && !cfg->retain_time) {
@@ -1158,25 +1258,33 @@ int ws_prune(const struct ws_config *cfg, const struct ws_prune_opts *o, struct 
                 backup_line(stdout, o->dry_run ? "would keep" : "keeping", &in, &plan,
                             plan.order[k]);
     }
+    snprintf(prefix, sizeof(prefix), "%s/", repo.cluster);
     if (o->dry_run) {
+        if ((rc = ws_storage_clean_temp(repo.st, prefix, in.now - effective_age(&in), 1,
+                                        &res.temp_deleted, &res.temp_bytes, err)) != 0)
+            goto out;
         if (o->json) {
-            print_json(stdout, cfg, &repo, &in, &plan, NULL, 1, NULL);
+            print_json(stdout, cfg, &repo, &in, &plan, &res, 1, NULL);
         } else {
             for (k = 0; k < in.nbackups; k++)
                 if (!plan.keep[plan.order[k]])
                     backup_line(stdout, "would delete", &in, &plan, plan.order[k]);
             print_wal(stdout, "would delete", &in, &plan);
-            print_summary(stdout, &in, &plan, NULL);
+            print_summary(stdout, &in, &plan, &res, 1);
         }
         goto out;
     }
     rc = ws_prune_execute(&repo, &in, &plan, o->json ? NULL : stdout, &res, err);
+    /* temp files of uploads killed more than the age limit ago: none of them can finish */
+    if (rc == 0)
+        rc = ws_storage_clean_temp(repo.st, prefix, in.now - effective_age(&in), 0,
+                                   &res.temp_deleted, &res.temp_bytes, err);
     if (o->json) {
         print_json(stdout, cfg, &repo, &in, &plan, &res, 0, rc ? err->msg : NULL);
     } else {
         if (tty && rc == 0)
             print_wal(stdout, "deleted", &in, &plan);
-        print_summary(stdout, &in, &plan, &res);
+        print_summary(stdout, &in, &plan, &res, 0);
     }
 out:
     if (fflush(stdout) != 0 && rc == 0)

@@ -51,9 +51,11 @@
  *
  * Deletion order (executor), so that SIGKILL at any point leaves a consistent repository that
  * the next run finishes:
- *   1. backups, oldest first; for each: the tombstone <cluster>/backup/<ID>/deleting (from then
- *      on the catalog no longer calls it complete and the next prune finishes it), the manifest,
- *      every other object (bundles), the pin, and last the tombstone;
+ *   1. backups, oldest first; for each: the tombstone <cluster>/backup/<ID>.deleting (from then
+ *      on the catalog no longer calls it complete and the next prune finishes it), the manifest
+ *      (so even a reader that ignores tombstones stops seeing a complete backup), every other
+ *      object (bundles), the pin, temp files of killed uploads into it, its empty directories,
+ *      and last the tombstone;
  *   2. then WAL, per timeline in ascending segment order, so an interruption leaves a shorter
  *      archive and never a hole; a kept backup's WAL is never touched.
  *
@@ -221,7 +223,8 @@ struct ws_prune_result {
     uint64_t backup_bytes;
     size_t wal_deleted;
     uint64_t wal_bytes;
-    size_t temp_deleted; /* stale temp files of killed uploads */
+    size_t temp_deleted; /* stale temp files of killed uploads (ws_prune; counted in a dry run) */
+    uint64_t temp_bytes;
     int *backup_done;    /* per input backup: fully deleted (malloc'ed; ws_prune_result_free) */
 };
 void ws_prune_result_free(struct ws_prune_result *res);

@@ -102,6 +102,39 @@ int ws_storage_remove(struct ws_storage *s, const char *key, struct ws_error *er
     return s->ops->remove(s, key, err);
 }
 
+/* A prefix of keys: a valid key, followed by one '/' when dir_only is not set, then must be. */
+static int prefix_valid(const char *prefix, int need_slash, char *out, size_t outsz)
+{
+    size_t n = strlen(prefix);
+
+    if (n < 2 || n >= outsz || (need_slash && prefix[n - 1] != '/'))
+        return 0;
+    memcpy(out, prefix, n);
+    out[prefix[n - 1] == '/' ? n - 1 : n] = '\0';
+    return ws_storage_key_valid(out);
+}
+
+int ws_storage_remove_dir(struct ws_storage *s, const char *prefix, struct ws_error *err)
+{
+    char dir[1100];
+
+    if (!prefix_valid(prefix, 1, dir, sizeof(dir)))
+        return bad_key(prefix, err);
+    return s->hk && s->hk->remove_dir ? s->hk->remove_dir(s, prefix, err) : 0;
+}
+
+int ws_storage_clean_temp(struct ws_storage *s, const char *prefix, int64_t before, int dry_run,
+                          size_t *count, uint64_t *bytes, struct ws_error *err)
+{
+    char dir[1100];
+
+    if (!prefix_valid(prefix, 0, dir, sizeof(dir)))
+        return bad_key(prefix, err);
+    return s->hk && s->hk->clean_temp
+               ? s->hk->clean_temp(s, prefix, before, dry_run, count, bytes, err)
+               : 0;
+}
+
 int ws_storage_get_all(struct ws_storage *s, const char *key, size_t limit, uint8_t **data,
                        size_t *len, struct ws_error *err)
 {

@@ -58,9 +58,23 @@ struct ws_storage_ops {
     void (*close)(struct ws_storage *s);
 };
 
+/* Optional housekeeping, for drivers whose objects are files in directories; used by
+ * wal-prune. Each member may be NULL. */
+struct ws_storage_housekeeping {
+    /* Removes the directory holding the keys under prefix ("a/b/" is directory a/b) when it is
+     * empty; an absent or non-empty directory is not an error. */
+    int (*remove_dir)(struct ws_storage *s, const char *prefix, struct ws_error *err);
+    /* Removes the temp files of killed uploads to keys that start with prefix (as list() would
+     * match them: "a/b" covers a/b.x and everything under a/b/), last modified before `before`
+     * (epoch seconds); with dry_run only counts them. Adds to *count and *bytes. */
+    int (*clean_temp)(struct ws_storage *s, const char *prefix, int64_t before, int dry_run,
+                      size_t *count, uint64_t *bytes, struct ws_error *err);
+};
+
 struct ws_storage {
     const struct ws_storage_ops *ops;
     char *location; /* for messages: the repository URL without credentials */
+    const struct ws_storage_housekeeping *hk; /* NULL: none */
 };
 
 /* Opens the driver for cfg->repo. */
@@ -78,6 +92,10 @@ int ws_storage_get(struct ws_storage *s, const char *key, uint64_t offset, uint6
 int ws_storage_list(struct ws_storage *s, const char *prefix, ws_storage_list_cb cb, void *arg,
                     struct ws_error *err);
 int ws_storage_remove(struct ws_storage *s, const char *key, struct ws_error *err);
+/* The housekeeping operations; 0 without doing anything where the driver has none. */
+int ws_storage_remove_dir(struct ws_storage *s, const char *prefix, struct ws_error *err);
+int ws_storage_clean_temp(struct ws_storage *s, const char *prefix, int64_t before, int dry_run,
+                          size_t *count, uint64_t *bytes, struct ws_error *err);
 
 /* Reads a whole (small) object into a new buffer of at most limit bytes; caller frees *data. */
 int ws_storage_get_all(struct ws_storage *s, const char *key, size_t limit, uint8_t **data,

@@ -250,6 +250,99 @@ static int p_remove(struct ws_storage *s, const char *key, struct ws_error *err)
     return 0;
 }
 
+/* ---- housekeeping (wal-prune) ---- */
+
+static int p_remove_dir(struct ws_storage *s, const char *prefix, struct ws_error *err)
+{
+    struct posix_storage *ps = (struct posix_storage *)s;
+    char path[PATH_MAX];
+
+    if ((size_t)snprintf(path, sizeof(path), "%s/%.*s", ps->root, (int)strlen(prefix) - 1,
+                         prefix) >= sizeof(path))
+        return ws_error_set(err, WS_ERR_STORAGE, "path too long for prefix \"%s\"", prefix);
+    if (rmdir(path) != 0) {
+        if (errno == ENOENT || errno == ENOTEMPTY || errno == EEXIST || errno == ENOTDIR)
+            return 0;
+        return ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not remove directory \"%s\"",
+                               path);
+    }
+    if (ws_fsync_parent(path, err) != 0)
+        return err->code = WS_ERR_STORAGE;
+    return 0;
+}
+
+struct temp_walk {
+    int64_t before;
+    int dry_run;
+    size_t *count;
+    uint64_t *bytes;
+    int depth;
+};
+
+/* Temp files ("<dir>/.walsafe-tmp.<name>.<pid>.<random>", see p_open_put) in dir whose <name>
+ * starts with `start`, and every one in the subdirectories whose name starts with it. */
+static int clean_dir(const char *dir, const char *start, struct temp_walk *tw,
+                     struct ws_error *err)
+{
+    char child[PATH_MAX];
+    struct dirent *de;
+    size_t sl = strlen(start);
+    DIR *d;
+    int rc = 0;
+
+    if (!(d = opendir(dir))) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return 0;
+        return ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not open directory \"%s\"", dir);
+    }
+    while (rc == 0 && (errno = 0, de = readdir(d)) != NULL) {
+        struct stat st;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if ((size_t)snprintf(child, sizeof(child), "%s/%s", dir, de->d_name) >= sizeof(child))
+            continue;
+        if (lstat(child, &st) != 0)
+            continue; /* gone meanwhile */
+        if (S_ISDIR(st.st_mode)) {
+            if (tw->depth < 16 && strncmp(de->d_name, start, sl) == 0) {
+                tw->depth++;
+                rc = clean_dir(child, "", tw, err);
+                tw->depth--;
+            }
+        } else if (S_ISREG(st.st_mode) && strncmp(de->d_name, ".walsafe-tmp.", 13) == 0 &&
+                   strncmp(de->d_name + 13, start, sl) == 0 && (int64_t)st.st_mtime < tw->before) {
+            if (!tw->dry_run && unlink(child) != 0) {
+                if (errno != ENOENT)
+                    rc = ws_error_setsys(err, WS_ERR_STORAGE, errno,
+                                         "could not remove temp file \"%s\"", child);
+                continue;
+            }
+            (*tw->count)++;
+            *tw->bytes += (uint64_t)st.st_size;
+        }
+    }
+    if (rc == 0 && errno != 0)
+        rc = ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not read directory \"%s\"", dir);
+    closedir(d);
+    return rc;
+}
+
+static int p_clean_temp(struct ws_storage *s, const char *prefix, int64_t before, int dry_run,
+                        size_t *count, uint64_t *bytes, struct ws_error *err)
+{
+    struct posix_storage *ps = (struct posix_storage *)s;
+    struct temp_walk tw = {before, dry_run, count, bytes, 0};
+    const char *slash = strrchr(prefix, '/');
+    size_t n = slash ? (size_t)(slash - prefix) : 0;
+    char path[PATH_MAX];
+
+    /* the deepest directory the prefix names, and the start of names in it */
+    if ((size_t)snprintf(path, sizeof(path), "%s%s%.*s", ps->root, n ? "/" : "", (int)n, prefix) >=
+        sizeof(path))
+        return ws_error_set(err, WS_ERR_STORAGE, "path too long for prefix \"%s\"", prefix);
+    return clean_dir(path, slash ? slash + 1 : prefix, &tw, err);
+}
+
 static void p_close(struct ws_storage *s)
 {
     struct posix_storage *ps = (struct posix_storage *)s;
@@ -260,6 +353,7 @@ static void p_close(struct ws_storage *s)
 
 static const struct ws_storage_ops posix_ops = {"posix", p_stat,   p_open_put, p_get,
                                                 p_list,  p_remove, p_close};
+static const struct ws_storage_housekeeping posix_hk = {p_remove_dir, p_clean_temp};
 
 int ws_storage_posix_open(const char *root, struct ws_storage **out, struct ws_error *err)
 {
@@ -286,6 +380,7 @@ int ws_storage_posix_open(const char *root, struct ws_storage **out, struct ws_e
     while (n > 1 && ps->root[n - 1] == '/')
         ps->root[--n] = '\0';
     ps->base.ops = &posix_ops;
+    ps->base.hk = &posix_hk;
     *out = &ps->base;
     return 0;
 }
