@@ -157,8 +157,11 @@ void ws_prune_why_text(const struct ws_prune_input *in, const struct ws_prune_pl
             snprintf(phrase, sizeof(phrase), "the newest complete backup");
             break;
         case WS_KEEP_FULL:
-            snprintf(phrase, sizeof(phrase), "one of the %d newest complete backups (retain_full)",
-                     in->retain_full);
+            if (in->retain_full == 1)
+                snprintf(phrase, sizeof(phrase), "kept by retain_full = 1");
+            else
+                snprintf(phrase, sizeof(phrase),
+                         "one of the %d newest complete backups (retain_full)", in->retain_full);
             break;
         case WS_KEEP_WINDOW:
             snprintf(phrase, sizeof(phrase), "ended within the last %s (retain_time)", d);
@@ -1111,10 +1114,11 @@ static void print_summary(FILE *f, const struct ws_prune_input *in,
     cutoff_text(in, plan, cut, sizeof(cut));
     if (res->temp_deleted)
         snprintf(temp, sizeof(temp), " and %zu temp file(s) of killed uploads", res->temp_deleted);
-    fprintf(f, "summary: %s %zu backup(s) (%s), %zu WAL file(s)%s (%s), %s %s; kept %zu "
+    fprintf(f, "summary: %s %zu backup(s) (%s), %zu WAL file(s)%s (%s), %s %s; %s %zu "
                "backup(s); %s\n",
             dry_run ? "would delete" : "deleted", nb, b1, nw, temp, b2, b3,
-            dry_run ? "would be freed" : "freed", in->nbackups - plan->nbackups_delete, cut);
+            dry_run ? "would be freed" : "freed", dry_run ? "would keep" : "kept",
+            in->nbackups - plan->nbackups_delete, cut);
 }
 
 static void print_json(FILE *f, const struct ws_config *cfg, const struct ws_repo *repo,

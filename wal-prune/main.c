@@ -54,8 +54,13 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
     if (!next)
         return ws_error_set(err, WS_ERR_USAGE, "option %s needs a value", opt);
     *used = 1;
-    if (ws_config_set_cli(o->cfg, key, next, err) != 0)
-        return err->code = WS_ERR_USAGE;
+    if (ws_config_set_cli(o->cfg, key, next, err) != 0) {
+        /* name the option as it was given, not the config key */
+        const char *why = strstr(err->msg, "invalid value");
+        char msg[sizeof(err->msg)];
+        snprintf(msg, sizeof(msg), "%s", why ? why : err->msg);
+        return ws_error_set(err, WS_ERR_USAGE, "option %s: %s", opt, msg);
+    }
     return 1;
 }
 

@@ -259,4 +259,21 @@ assert_eq "$(find "$REPO_FILES/main/backup" -mindepth 1 -maxdepth 1 | wc -l)" 1 
 bb --config "$CONF" verify --all
 assert_rc 0 "verify --all at the end"
 assert_repo_clean "repository at the end"
+
+CASE="monitoring check (scripts/walsafe-check-backup-age.sh)"
+if command -v jq >/dev/null; then
+    CHECK=$T/walsafe-check-backup-age.sh
+    install -m 755 "$(dirname "$0")/../../scripts/walsafe-check-backup-age.sh" "$CHECK"
+    sleep 1
+    run runuser -u postgres -- env WALSAFE_BIN="$BIN_DIR" "$CHECK" --config "$CONF"
+    assert_rc 0 "the check with a fresh backup"
+    grep -q "^OK: the newest complete backup, $ID6, ended 0 h 0 min ago$" "$T/.last.out" ||
+        fail_cmd "unexpected check output: $(cat "$T/.last.out")"
+    run runuser -u postgres -- env WALSAFE_BIN="$BIN_DIR" "$CHECK" --config "$CONF" --max-age 0
+    assert_rc 2 "the check with --max-age 0"
+    grep -q "^CRITICAL: the newest complete backup, $ID6, ended" "$T/.last.out" ||
+        fail_cmd "unexpected check output: $(cat "$T/.last.out")"
+else
+    echo "skip: monitoring check (no jq)"
+fi
 finish
