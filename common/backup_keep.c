@@ -69,8 +69,9 @@ int ws_backup_keep(const struct ws_config *cfg, const char *id, int unset, struc
         if (strcmp(cat.backups[i].id, id) == 0)
             b = &cat.backups[i];
     if (!b) {
-        rc = ws_error_set(err, WS_ERR_NOT_FOUND, "backup %s is not in the repository of cluster "
-                                                 "\"%s\"",
+        rc = ws_error_set(err, WS_ERR_NOT_FOUND,
+                          "backup %s is not in the repository of cluster "
+                          "\"%s\"",
                           id, repo.cluster);
         goto out;
     }

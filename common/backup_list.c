@@ -182,8 +182,7 @@ static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
         printf("no backups\n");
     else
         printf("%-16s  %-10s  %-6s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", "ID", "STATUS",
-               "PINNED", "START (UTC)", "STOP (UTC)", "DURATION", "SIZE", "STORED", "WAL",
-               "LABEL");
+               "PINNED", "START (UTC)", "STOP (UTC)", "DURATION", "SIZE", "STORED", "WAL", "LABEL");
     for (i = 0; i < cat->nbackups; i++) {
         const struct ws_catalog_backup *bk = &cat->backups[i];
         const struct ws_manifest *m = &bk->m;

@@ -444,9 +444,9 @@ int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *pl
     /* WAL: the cutoff is the oldest start segment a kept backup needs */
     if (newest < 0) {
         cutoff = 0; /* no complete backup: nothing of the WAL can go */
-        if (in->nwal &&
-            (rc = add_warning(plan, err, "the repository holds no complete backup: no WAL is "
-                                         "deleted")) != 0)
+        if (in->nwal && (rc = add_warning(plan, err,
+                                          "the repository holds no complete backup: no WAL is "
+                                          "deleted")) != 0)
             goto out;
     }
     for (k = 0; k < n && cutoff; k++) {
@@ -685,8 +685,8 @@ static int read_history(struct ws_repo *repo, const struct ws_keyring *kr,
         rc = ws_sink_finish(reader, &e);
     if (rc == 0) {
         data = ws_buffer_sink_data(buf, &len);
-        rc = ws_prune_parse_history((const char *)data, len, h->name, &st->history,
-                                    &st->nhistory, &e);
+        rc = ws_prune_parse_history((const char *)data, len, h->name, &st->history, &st->nhistory,
+                                    &e);
     }
     if (rc == WS_ERR_STORAGE || rc == WS_ERR_INTERNAL) {
         *err = e;
@@ -737,8 +737,7 @@ static void key_list_free(struct key_list *l)
 
 /* The age of a backup that is not complete decides whether it is abandoned. Listings of some
  * drivers carry no modification times (SFTP): ask each of its objects. */
-static int last_write_by_stat(struct ws_repo *repo, struct ws_prune_backup *b,
-                              struct ws_error *err)
+static int last_write_by_stat(struct ws_repo *repo, struct ws_prune_backup *b, struct ws_error *err)
 {
     struct key_list l = {0};
     char prefix[128];
@@ -953,8 +952,7 @@ void ws_prune_result_free(struct ws_prune_result *res)
 }
 
 /* Does the next WAL file to delete after plan->wal_delete[j] live in the same directory? */
-static int is_same_dir(const struct ws_prune_input *in, const struct ws_prune_plan *plan,
-                       size_t j)
+static int is_same_dir(const struct ws_prune_input *in, const struct ws_prune_plan *plan, size_t j)
 {
     const struct ws_prune_wal *a = &in->wal[plan->wal_delete[j]], *b;
 
@@ -1090,8 +1088,8 @@ static void cutoff_text(const struct ws_prune_input *in, const struct ws_prune_p
 }
 
 /* The counts: what was done (dry_run 0), or what would be (from the plan). */
-static void totals(const struct ws_prune_plan *plan, const struct ws_prune_result *res,
-                   int dry_run, size_t *nb, size_t *nw, uint64_t *bb, uint64_t *wb)
+static void totals(const struct ws_prune_plan *plan, const struct ws_prune_result *res, int dry_run,
+                   size_t *nb, size_t *nw, uint64_t *bb, uint64_t *wb)
 {
     *nb = dry_run ? plan->nbackups_delete : res->backups_deleted;
     *nw = dry_run ? plan->nwal_delete : res->wal_deleted;
@@ -1114,8 +1112,9 @@ static void print_summary(FILE *f, const struct ws_prune_input *in,
     cutoff_text(in, plan, cut, sizeof(cut));
     if (res->temp_deleted)
         snprintf(temp, sizeof(temp), " and %zu temp file(s) of killed uploads", res->temp_deleted);
-    fprintf(f, "summary: %s %zu backup(s) (%s), %zu WAL file(s)%s (%s), %s %s; %s %zu "
-               "backup(s); %s\n",
+    fprintf(f,
+            "summary: %s %zu backup(s) (%s), %zu WAL file(s)%s (%s), %s %s; %s %zu "
+            "backup(s); %s\n",
             dry_run ? "would delete" : "deleted", nb, b1, nw, temp, b2, b3,
             dry_run ? "would be freed" : "freed", dry_run ? "would keep" : "kept",
             in->nbackups - plan->nbackups_delete, cut);
@@ -1148,15 +1147,16 @@ static void print_json(FILE *f, const struct ws_config *cfg, const struct ws_rep
         size_t i = plan->order[k];
         const struct ws_prune_backup *b = &in->backups[i];
         int first = 1;
-        fprintf(f, "%s\n  {\"id\": \"%s\", \"status\": \"%s\", \"pinned\": %s", k ? "," : "",
-                b->id, ws_prune_status_name(b->status), b->pinned ? "true" : "false");
+        fprintf(f, "%s\n  {\"id\": \"%s\", \"status\": \"%s\", \"pinned\": %s", k ? "," : "", b->id,
+                ws_prune_status_name(b->status), b->pinned ? "true" : "false");
         if (b->has_position) {
             char a[21], c[21], l[24];
             ws_format_utc(b->start_time, a);
             ws_format_utc(b->stop_time, c);
             ws_wal_format_lsn(l, b->start_lsn);
-            fprintf(f, ", \"start_time\": \"%s\", \"stop_time\": \"%s\", \"start_lsn\": \"%s\", "
-                       "\"timeline\": %" PRIu32,
+            fprintf(f,
+                    ", \"start_time\": \"%s\", \"stop_time\": \"%s\", \"start_lsn\": \"%s\", "
+                    "\"timeline\": %" PRIu32,
                     a, c, l, b->timeline);
         }
         fprintf(f, ", \"stored_bytes\": %" PRIu64 ", \"action\": \"%s\", \"reasons\": [",
@@ -1170,7 +1170,8 @@ static void print_json(FILE *f, const struct ws_config *cfg, const struct ws_rep
         ws_prune_why_text(in, plan, plan->why[i], why, sizeof(why));
         fprintf(f, "], \"reason\": ");
         json_string(f, why);
-        fprintf(f, ", \"deleted\": %s}", res->backup_done && res->backup_done[i] ? "true" : "false");
+        fprintf(f, ", \"deleted\": %s}",
+                res->backup_done && res->backup_done[i] ? "true" : "false");
     }
     fprintf(f, "%s], \"wal\": {\"latest_timeline\": %" PRIu32 ", \"keep_from_lsn\": ",
             in->nbackups ? "\n" : "", plan->latest_tli);
@@ -1199,9 +1200,10 @@ static void print_json(FILE *f, const struct ws_config *cfg, const struct ws_rep
         size_t nb, nw;
         uint64_t bb, wb;
         totals(plan, res, dry_run, &nb, &nw, &bb, &wb);
-        fprintf(f, "], \"summary\": {\"backups_deleted\": %zu, \"wal_files_deleted\": %zu, "
-                   "\"temp_files_deleted\": %zu, \"bytes_freed\": %" PRIu64
-                   ", \"backups_kept\": %zu}, \"error\": ",
+        fprintf(f,
+                "], \"summary\": {\"backups_deleted\": %zu, \"wal_files_deleted\": %zu, "
+                "\"temp_files_deleted\": %zu, \"bytes_freed\": %" PRIu64
+                ", \"backups_kept\": %zu}, \"error\": ",
                 nb, nw, res->temp_deleted, bb + wb, in->nbackups - plan->nbackups_delete);
     }
     if (error)

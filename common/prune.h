@@ -117,9 +117,9 @@ enum ws_prune_why {
 
 struct ws_prune_backup {
     char id[WS_BACKUP_ID_LEN + 1];
-    int status;   /* enum ws_prune_status */
+    int status; /* enum ws_prune_status */
     int pinned;
-    int has_position; /* start/stop fields below are known (the manifest was read) */
+    int has_position;              /* start/stop fields below are known (the manifest was read) */
     int64_t start_time, stop_time; /* seconds since the epoch, UTC */
     uint64_t start_lsn, stop_lsn;
     uint32_t timeline;
@@ -225,7 +225,7 @@ struct ws_prune_result {
     uint64_t wal_bytes;
     size_t temp_deleted; /* stale temp files of killed uploads (ws_prune; counted in a dry run) */
     uint64_t temp_bytes;
-    int *backup_done;    /* per input backup: fully deleted (malloc'ed; ws_prune_result_free) */
+    int *backup_done; /* per input backup: fully deleted (malloc'ed; ws_prune_result_free) */
 };
 void ws_prune_result_free(struct ws_prune_result *res);
 

@@ -281,8 +281,7 @@ struct temp_walk {
 
 /* Temp files ("<dir>/.walsafe-tmp.<name>.<pid>.<random>", see p_open_put) in dir whose <name>
  * starts with `start`, and every one in the subdirectories whose name starts with it. */
-static int clean_dir(const char *dir, const char *start, struct temp_walk *tw,
-                     struct ws_error *err)
+static int clean_dir(const char *dir, const char *start, struct temp_walk *tw, struct ws_error *err)
 {
     char child[PATH_MAX];
     struct dirent *de;

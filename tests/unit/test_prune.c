@@ -224,7 +224,8 @@ static void test_retain_full(void)
     CHECK(!wal_goes(&f, "00000002.history"));
     /* deletion order: by timeline, then segment number */
     for (size_t j = 1; j < f.plan.nwal_delete; j++) {
-        const struct ws_prune_wal *a = &f.w[f.plan.wal_delete[j - 1]], *b = &f.w[f.plan.wal_delete[j]];
+        const struct ws_prune_wal *a = &f.w[f.plan.wal_delete[j - 1]],
+                                  *b = &f.w[f.plan.wal_delete[j]];
         CHECK(a->tli < b->tli || (a->tli == b->tli && a->segno <= b->segno));
     }
     CHECK(f.plan.nwarnings == 0);
@@ -621,12 +622,12 @@ static void test_history_parse(void)
                                "2\t1/A0000000\tat restore point \"x\"\n"
                                "  5 2/0 before 2000-01-01 00:00:00+00";
     static const char *const bad[] = {
-        "1 0/3000158\n0 1/0\n",       /* timeline 0 */
-        "2\t0/1\tx\n1\t0/2\tx\n",     /* not increasing */
-        "1\tnot-an-lsn\tx\n",         /* LSN */
-        "x\t0/1\n",                   /* no number */
-        "1\n",                        /* no LSN */
-        "1\t0/1\tok\n3\t\n",          /* second line without LSN */
+        "1 0/3000158\n0 1/0\n",   /* timeline 0 */
+        "2\t0/1\tx\n1\t0/2\tx\n", /* not increasing */
+        "1\tnot-an-lsn\tx\n",     /* LSN */
+        "x\t0/1\n",               /* no number */
+        "1\n",                    /* no LSN */
+        "1\t0/1\tok\n3\t\n",      /* second line without LSN */
     };
     struct ws_prune_switch *v = NULL;
     struct ws_error err = {0};
@@ -735,8 +736,7 @@ static void make_repo(struct ws_repo *repo, char ids[3][WS_BACKUP_ID_LEN + 1])
     if (ws_repo_identity_ensure(repo, &id, "test", &err) != 0)
         unit_fail(__FILE__, __LINE__, err.msg);
     for (int k = 0; k < 3; k++) {
-        put_backup(repo, NOW - (3 - k) * DAY, 10 + 10 * (uint64_t)k, 11 + 10 * (uint64_t)k,
-                   ids[k]);
+        put_backup(repo, NOW - (3 - k) * DAY, 10 + 10 * (uint64_t)k, 11 + 10 * (uint64_t)k, ids[k]);
         seg_name(s, 1, 10 + 10 * (uint64_t)k);
         snprintf(n, sizeof(n), "%s.00000028.backup", s);
         put_wal(repo, n, "backup history");
@@ -783,8 +783,7 @@ static int consistent(struct ws_repo *repo, size_t *ncomplete)
                 ok = 0;
             }
         }
-        for (uint64_t s = ws_manifest_start_segno(&b->m); s <= ws_manifest_stop_segno(&b->m);
-             s++)
+        for (uint64_t s = ws_manifest_start_segno(&b->m); s <= ws_manifest_stop_segno(&b->m); s++)
             if (!ws_catalog_has_seg(&cat, 1, s))
                 ok = 0;
     }
