@@ -197,9 +197,11 @@ void ws_prune_why_text(const struct ws_prune_input *in, const struct ws_prune_pl
             snprintf(phrase, sizeof(phrase), "not complete and untouched for more than %s", age);
             break;
         default: {
-            char f[64] = "", t[64] = "";
-            if (in->retain_full)
-                snprintf(f, sizeof(f), "not one of the %d newest complete backups",
+            char f[80] = "", t[64] = "";
+            if (in->retain_full == 1)
+                snprintf(f, sizeof(f), "older than the newest complete backup (retain_full = 1)");
+            else if (in->retain_full)
+                snprintf(f, sizeof(f), "older than the %d newest complete backups (retain_full)",
                          in->retain_full);
             if (in->retain_time)
                 snprintf(t, sizeof(t), "%sended before the last %s", f[0] ? ", and " : "", d);

@@ -699,6 +699,21 @@ static int sf_remove(struct ws_storage *st, const char *key, struct ws_error *er
     return 0;
 }
 
+/* An emptied directory (wal-prune): "*" makes a failing rmdir (not empty, absent) no error. */
+static int sf_remove_dir(struct ws_storage *st, const char *prefix, struct ws_error *err)
+{
+    struct sftp_storage *s = (struct sftp_storage *)st;
+    char cmd[4200], path[4096], dir[2048];
+    int cc;
+
+    snprintf(dir, sizeof(dir), "%.*s", (int)strlen(prefix) - 1, prefix);
+    path_of(s, dir, path, sizeof(path));
+    snprintf(cmd, sizeof(cmd), "*rmdir \"%s\"", path);
+    if (quote(s, NULL, cmd, &cc) != CURLE_OK)
+        return curl_error(s, cc, "remove directory", dir, err);
+    return 0;
+}
+
 static void sf_close(struct ws_storage *st)
 {
     struct sftp_storage *s = (struct sftp_storage *)st;
@@ -719,6 +734,7 @@ static void sf_close(struct ws_storage *st)
 
 static const struct ws_storage_ops sftp_ops = {"sftp",  sf_stat,   sf_open_put, sf_get,
                                                sf_list, sf_remove, sf_close};
+static const struct ws_storage_housekeeping sftp_hk = {sf_remove_dir, NULL};
 
 static char *home_file(const char *name)
 {
@@ -791,6 +807,7 @@ int ws_storage_sftp_open(const struct ws_config *cfg, struct ws_storage **out, s
     if (!s)
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     s->base.ops = &sftp_ops;
+    s->base.hk = &sftp_hk;
     s->timeout = cfg->timeout;
     s->origin = strndup(url, (size_t)(path - url));
     s->root = strdup(path);

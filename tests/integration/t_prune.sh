@@ -126,7 +126,7 @@ wp
 assert_rc 0 "wal-prune"
 assert_err_empty "wal-prune"
 assert_eq "$(grep -c . "$T/.last.out")" 2 "lines printed without a terminal (one per backup, a summary)"
-grep -q "^deleted backup $ID1 (complete, started .*): not one of the 2 newest complete backups" \
+grep -q "^deleted backup $ID1 (complete, started .*): older than the 2 newest complete backups" \
     "$T/.last.out" || fail_cmd "no line for the deleted backup: $(cat "$T/.last.out")"
 grep -q -E "^summary: deleted 1 backup\(s\) \([0-9.]+ [kMG]?B\), $(wc -l <"$T/wal.expect_gone") WAL file\(s\) .*freed" \
     "$T/.last.out" || fail "unexpected summary: $(tail -1 "$T/.last.out")"

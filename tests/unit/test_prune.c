@@ -601,7 +601,7 @@ static void test_why_text(void)
     f.in.retain_time = 30 * DAY;
     REQUIRE(run_plan(&f) == 0);
     ws_prune_why_text(&f.in, &f.plan, WS_DROP_RETENTION, t, sizeof(t));
-    CHECK(strstr(t, "not one of the 2 newest") && strstr(t, "30d"));
+    CHECK(strstr(t, "older than the 2 newest") && strstr(t, "30d"));
     ws_prune_why_text(&f.in, &f.plan, WS_KEEP_PINNED | WS_KEEP_NEWEST, t, sizeof(t));
     CHECK(strncmp(t, "pinned", 6) == 0 && strstr(t, "; the newest complete backup"));
     ws_prune_why_text(&f.in, &f.plan, WS_DROP_ABANDONED, t, sizeof(t));
