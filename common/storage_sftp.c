@@ -714,6 +714,101 @@ static int sf_remove_dir(struct ws_storage *st, const char *prefix, struct ws_er
     return 0;
 }
 
+struct temp_clean {
+    int64_t before;
+    int dry_run;
+    size_t *count;
+    uint64_t *bytes;
+    int depth;
+};
+
+/* Temp files of killed uploads (wal-prune): in directory rel those of names that start with
+ * `start`, and every one in the subdirectories whose name starts with it. */
+static int clean_temp_dir(struct sftp_storage *s, const char *rel, const char *start,
+                          struct temp_clean *tc, struct ws_error *err)
+{
+    char url[4096];
+    struct ws_sink *b = NULL;
+    char *line, *save = NULL;
+    size_t sl = strlen(start);
+    int cc, rc = 0;
+
+    snprintf(url, sizeof(url), "%s%s/%s%s", s->origin, s->root, rel, *rel ? "/" : "");
+    if ((rc = ws_buffer_sink_new(64u << 20, &b, err)) != 0)
+        return rc;
+    s->key_rejected = 0;
+    base_opts(s, s->easy, &s->xfer, url);
+    cu->easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, list_write);
+    cu->easy_setopt(s->easy, CURLOPT_WRITEDATA, b);
+    cc = run(s);
+    if (cc == CURLE_REMOTE_FILE_NOT_FOUND)
+        goto out;
+    if (cc != CURLE_OK) {
+        rc = curl_error(s, cc, "list", *rel ? rel : "/", err);
+        goto out;
+    }
+    for (line = strtok_r(ws_buffer_sink_text(b), "\r\n", &save); line && rc == 0;
+         line = strtok_r(NULL, "\r\n", &save)) {
+        char perms[16], name[1024], child[2048], cmd[4200], path[4096];
+        unsigned long long size;
+        struct ws_storage_stat st;
+        int consumed = 0;
+        if (sscanf(line, "%15s %*s %*s %*s %llu %*s %*s %*s %n", perms, &size, &consumed) < 2 ||
+            consumed == 0)
+            continue;
+        snprintf(name, sizeof(name), "%s", line + consumed);
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || strchr(name, '/'))
+            continue;
+        snprintf(child, sizeof(child), "%s%s%s", rel, *rel ? "/" : "", name);
+        if (perms[0] == 'd') {
+            if (tc->depth < 16 && strncmp(name, start, sl) == 0) {
+                tc->depth++;
+                rc = clean_temp_dir(s, child, "", tc, err);
+                tc->depth--;
+            }
+            continue;
+        }
+        if (perms[0] != '-' || strncmp(name, ".walsafe-tmp.", 13) != 0 ||
+            strncmp(name + 13, start, sl) != 0)
+            continue;
+        /* the listing's times are coarse: ask for this one */
+        if (sf_stat(&s->base, child, &st, err) != 0) {
+            if (err->code == WS_ERR_NOT_FOUND)
+                rc = 0; /* its upload just finished or was cleaned */
+            else
+                rc = err->code;
+            continue;
+        }
+        if (st.mtime < 0 || st.mtime >= tc->before)
+            continue;
+        if (!tc->dry_run) {
+            path_of(s, child, path, sizeof(path));
+            snprintf(cmd, sizeof(cmd), "*rm \"%s\"", path);
+            if (quote(s, NULL, cmd, &cc) != CURLE_OK) {
+                rc = curl_error(s, cc, "remove temp file", child, err);
+                continue;
+            }
+        }
+        (*tc->count)++;
+        *tc->bytes += size;
+    }
+out:
+    ws_sink_free(b);
+    return rc;
+}
+
+static int sf_clean_temp(struct ws_storage *st, const char *prefix, int64_t before, int dry_run,
+                         size_t *count, uint64_t *bytes, struct ws_error *err)
+{
+    struct temp_clean tc = {before, dry_run, count, bytes, 0};
+    char start[2048];
+    const char *slash = strrchr(prefix, '/');
+    size_t n = slash ? (size_t)(slash - prefix) : 0;
+
+    snprintf(start, sizeof(start), "%.*s", (int)n, prefix);
+    return clean_temp_dir((struct sftp_storage *)st, start, slash ? slash + 1 : prefix, &tc, err);
+}
+
 static void sf_close(struct ws_storage *st)
 {
     struct sftp_storage *s = (struct sftp_storage *)st;
@@ -734,7 +829,7 @@ static void sf_close(struct ws_storage *st)
 
 static const struct ws_storage_ops sftp_ops = {"sftp",  sf_stat,   sf_open_put, sf_get,
                                                sf_list, sf_remove, sf_close};
-static const struct ws_storage_housekeeping sftp_hk = {sf_remove_dir, NULL};
+static const struct ws_storage_housekeeping sftp_hk = {sf_remove_dir, sf_clean_temp};
 
 static char *home_file(const char *name)
 {

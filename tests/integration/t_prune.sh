@@ -122,13 +122,24 @@ assert_eq "$(repo_state "$REPO_FILES")" "$STATE" "repository after the dry runs"
 
 CASE="retain_full = 2"
 backup_conf "$CONF" "$PGD" "$PORT" "encrypt_key_file = '$KEY'" "retain_full = 2"
+# temp files of killed uploads: one two days old (goes), one fresh (may be a live upload: stays)
+mkdir -p "$WALDIR/0000000100000000" && chown postgres: "$WALDIR/0000000100000000"
+OLD_TMP=$WALDIR/0000000100000000/.walsafe-tmp.0000000100000000000000FF.4242.0123456789ab
+NEW_TMP=$WALDIR/0000000100000000/.walsafe-tmp.0000000100000000000000FE.4243.0123456789ab
+for f in "$OLD_TMP" "$NEW_TMP"; do
+    head -c 1000 /dev/zero >"$f" && chown postgres: "$f" && chmod 600 "$f"
+done
+touch -d '2 days ago' "$OLD_TMP"
 wp
 assert_rc 0 "wal-prune"
 assert_err_empty "wal-prune"
+assert_absent "$OLD_TMP" "a temp file two days old"
+[ -f "$NEW_TMP" ] || fail "a fresh temp file was removed"
+rm -f "$NEW_TMP"
 assert_eq "$(grep -c . "$T/.last.out")" 2 "lines printed without a terminal (one per backup, a summary)"
 grep -q "^deleted backup $ID1 (complete, started .*): older than the 2 newest complete backups" \
     "$T/.last.out" || fail_cmd "no line for the deleted backup: $(cat "$T/.last.out")"
-grep -q -E "^summary: deleted 1 backup\(s\) \([0-9.]+ [kMG]?B\), $(wc -l <"$T/wal.expect_gone") WAL file\(s\) .*freed" \
+grep -q -E "^summary: deleted 1 backup\(s\) \([0-9.]+ [kMG]?B\), $(wc -l <"$T/wal.expect_gone") WAL file\(s\) and 1 temp file\(s\) of killed uploads .*freed" \
     "$T/.last.out" || fail "unexpected summary: $(tail -1 "$T/.last.out")"
 wal_files >"$T/wal.after"
 LC_ALL=C comm -23 "$T/wal.before" "$T/wal.after" >"$T/wal.gone"
