@@ -20,7 +20,9 @@
  *     one before it too, because a restore can only stop after its backup's end). Both set:
  *     the union. Neither set: WS_ERR_CONFIG, nothing is planned.
  *   - The newest complete backup is never deleted, whatever the policies say.
- *   - Pinned backups (`basebackup keep ID`) are kept, whatever their status.
+ *   - Pinned backups (`basebackup keep ID`) are kept, whatever their status, and like any kept
+ *     backup they hold the WAL from their start on (a pin keeps restores to any later moment
+ *     possible; it also keeps that WAL until `basebackup keep --unset`).
  *   - Timelines: when no kept backup can reach the latest timeline (the highest one in the
  *     archive, which restore follows), the newest complete backup that can is kept as well. A
  *     backup reaches timeline L when it is on L, or on an ancestor of L (from L's history file)
@@ -57,11 +59,15 @@
  *      object (bundles), the pin, temp files of killed uploads into it, its empty directories,
  *      and last the tombstone;
  *   2. then WAL, per timeline in ascending segment order, so an interruption leaves a shorter
- *      archive and never a hole; a kept backup's WAL is never touched.
+ *      archive and never a hole; a kept backup's WAL is never touched; a 4 GiB-range directory
+ *      goes with its last file;
+ *   3. then (ws_prune) temp files of uploads killed longer ago than the age limit, anywhere under
+ *      <cluster>/ (drivers with housekeeping: posix, sftp; S3 needs a lifecycle rule).
  *
- * A change of database system (re-initdb, pg_upgrade) under the same cluster name never reaches
- * the planner: the repository identity (repo.c) refuses WAL and backups of another system with a
- * message naming both identifiers, so LSNs of two systems are never compared. The operator gives
+ * A change of database system (re-initdb, major upgrade) under the same cluster name never
+ * reaches the planner: the repository identity (repo.c) refuses WAL and backups of another system
+ * (or PostgreSQL major version) with a message naming both, so LSNs of two systems are never
+ * compared. The operator gives
  * the new system a new `cluster` name; the old one keeps its backups until removed.
  *
  * Ownership: the input is borrowed (the planner copies nothing it keeps beyond the call except
