@@ -209,7 +209,7 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
 
 int main(int argc, char **argv)
 {
-    static const char *const cmds[] = {"create", "list",  "restore", "verify",
+    static const char *const cmds[] = {"create", "list", "restore", "verify",
                                        "check",  "keep", NULL};
     struct ws_config cfg;
     struct ws_cli cli, sub;
