@@ -6,6 +6,8 @@
  * anything else, which makes PostgreSQL stop instead of promoting at the wrong point.
  * fetch_error = auto turns "storage unreachable" into 1 on a standby (standby.signal in the
  * working directory, which PostgreSQL sets to the data directory), because a standby retries.
+ * With parallel > 1 a request for a segment also keeps the following ones coming in the
+ * background (prefetch.h).
  */
 #include <stdio.h>
 #include <unistd.h>
@@ -13,6 +15,7 @@
 #include "archive.h"
 #include "cli.h"
 #include "log.h"
+#include "prefetch.h"
 
 enum { EXIT_FETCHED = 0, EXIT_MISSING = 1, EXIT_ABORT = 255 };
 
@@ -24,7 +27,10 @@ static const char usage[] =
     "  restore_command = 'wal-fetch %%f %%p'\n"
     "\n"
     "Exit status: 0 restored and verified; 1 not in the archive; 255 any other failure\n"
-    "(see fetch_error).\n";
+    "(see fetch_error).\n"
+    "\n"
+    "With parallel > 1, a request for a segment also prefetches the following segments of its\n"
+    "timeline in the background into spool_dir, verified before they are served.\n";
 
 static int failure_status(const struct ws_config *cfg, int code)
 {
@@ -73,6 +79,12 @@ int main(int argc, char **argv)
     /* A bad configuration always stops recovery, whatever fetch_error says. */
     if (ws_cli_load_config(&cfg, &cli, &err) != 0) {
         ws_log_error(&err);
+        goto out;
+    }
+    /* parallel > 1: a verified copy from the prefetch spool, and the next segments on their way
+     * (prefetch.h); anything else about the spool means "fetch as without it". */
+    if (ws_prefetch_serve(&cfg, cli.args[0], cli.args[1])) {
+        status = EXIT_FETCHED;
         goto out;
     }
     if (ws_archive_fetch(&cfg, cli.args[0], cli.args[1], &err) != 0) {
