@@ -594,33 +594,28 @@ static int copy_entry(const char *from, const char *dest_path, struct ws_error *
     return rc;
 }
 
-/* The entry name the stored object of wal_name has now (stat + one ranged read of its tail). */
-static int current_entry_name(const struct ws_config *cfg, const struct ws_keyring *kr,
-                              const char *wal_name, char entry[WS_PREFETCH_ENTRY_LEN + 1],
-                              struct ws_error *err)
+/* The entry name the stored object of wal_name has now in repo (stat + one ranged read of its
+ * last bytes, no download). */
+static int entry_name_now(struct ws_repo *repo, const uint8_t kr_fp[32], const char *boot_id,
+                          const char *wal_name, char entry[WS_PREFETCH_ENTRY_LEN + 1],
+                          struct ws_error *err)
 {
-    struct ws_repo repo = {0};
     struct ws_storage_stat st;
     struct ws_sink *buf = NULL;
     struct ws_prefetch_binding b = {0};
-    char key[256], boot_id[64];
+    char key[256];
     size_t len = 0;
     int rc;
 
-    read_boot_id(boot_id);
     if (!boot_id[0])
         return ws_error_set(err, WS_ERR_IO, "no boot id: spool entries cannot be trusted");
-    if ((rc = ws_repo_open(cfg, &repo, err)) != 0)
+    if (ws_repo_wal_key(repo, wal_name, key, sizeof(key)) != 0)
+        return ws_error_set(err, WS_ERR_INTERNAL, "could not build the key for \"%s\"", wal_name);
+    if ((rc = ws_storage_stat(repo->st, key, &st, err)) != 0)
         return rc;
-    if (ws_repo_wal_key(&repo, wal_name, key, sizeof(key)) != 0) {
-        rc = ws_error_set(err, WS_ERR_INTERNAL, "could not build the key for \"%s\"", wal_name);
-        goto out;
-    }
-    if ((rc = ws_storage_stat(repo.st, key, &st, err)) != 0)
-        goto out;
     b.tail_len = st.size < WS_PREFETCH_TAIL ? (size_t)st.size : WS_PREFETCH_TAIL;
     if ((rc = ws_buffer_sink_new(WS_PREFETCH_TAIL, &buf, err)) != 0 ||
-        (rc = ws_storage_get(repo.st, key, st.size - b.tail_len, b.tail_len, buf, err)) != 0)
+        (rc = ws_storage_get(repo->st, key, st.size - b.tail_len, b.tail_len, buf, err)) != 0)
         goto out;
     b.tail = ws_buffer_sink_data(buf, &len);
     if (len != b.tail_len) {
@@ -628,14 +623,30 @@ static int current_entry_name(const struct ws_config *cfg, const struct ws_keyri
         goto out;
     }
     b.boot_id = boot_id;
-    b.location = repo.st->location;
+    b.location = repo->st->location;
     b.key = key;
-    ws_prefetch_keyring_fp(kr, b.keyring_fp);
+    memcpy(b.keyring_fp, kr_fp, 32);
     b.size = st.size;
     b.mtime = st.mtime;
     rc = ws_prefetch_entry_name(wal_name, &b, entry, err);
 out:
     ws_sink_free(buf);
+    return rc;
+}
+
+static int current_entry_name(const struct ws_config *cfg, const struct ws_keyring *kr,
+                              const char *wal_name, char entry[WS_PREFETCH_ENTRY_LEN + 1],
+                              struct ws_error *err)
+{
+    struct ws_repo repo = {0};
+    uint8_t fp[32];
+    char boot_id[64];
+    int rc;
+
+    read_boot_id(boot_id);
+    ws_prefetch_keyring_fp(kr, fp);
+    if ((rc = ws_repo_open(cfg, &repo, err)) == 0)
+        rc = entry_name_now(&repo, fp, boot_id, wal_name, entry, err);
     ws_repo_close(&repo);
     return rc;
 }
@@ -989,6 +1000,30 @@ static int sweep(struct daemon *d, const char *wanted, char present[][WS_WAL_NAM
     return n;
 }
 
+/* A new prefetcher adopts the entries of an earlier one only if they are still bound to the
+ * stored objects (a killed prefetcher's spool from before a repository was replaced, say). */
+static void drop_unbound(struct daemon *d, struct ws_repo *repo)
+{
+    DIR *dir = opendir(d->spool);
+    struct dirent *de;
+    char entry[WS_PREFETCH_ENTRY_LEN + 1], name[WS_WAL_NAME_LEN + 1], path[PATH_MAX];
+
+    if (!dir)
+        return;
+    while ((de = readdir(dir)) != NULL) {
+        struct ws_error e = {0};
+        if (!is_entry_name(de->d_name))
+            continue;
+        memcpy(name, de->d_name, WS_WAL_NAME_LEN);
+        name[WS_WAL_NAME_LEN] = '\0';
+        if ((entry_name_now(repo, d->kr_fp, d->boot_id, name, entry, &e) != 0 ||
+             strcmp(entry, de->d_name) != 0) &&
+            path_join(path, sizeof(path), d->spool, de->d_name) == 0)
+            unlink(path);
+    }
+    closedir(dir);
+}
+
 static int space_ok(const struct daemon *d)
 {
     struct statvfs sv;
@@ -1073,7 +1108,6 @@ int ws_prefetch_run(const struct ws_config *cfg, const struct ws_keyring *kr, co
         goto out;
     }
     d.seg_size = id.wal_segment_size;
-    ws_repo_close(&repo);
     ws_prefetch_limits(cfg->parallel, d.seg_size, &d.ahead, &d.nworkers);
     if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) != 0) {
         rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not create a pipe");
@@ -1090,6 +1124,8 @@ int ws_prefetch_run(const struct ws_config *cfg, const struct ws_keyring *kr, co
     }
     read_wanted(spool, cur.name, &cur.mtime);
     sweep(&d, cur.name, present); /* a dead prefetcher's temp files, old and foreign entries */
+    drop_unbound(&d, &repo);
+    ws_repo_close(&repo);
     for (int i = 0; i < d.nworkers; i++) {
         workers[i].d = &d;
         if (pthread_create(&workers[i].th, NULL, worker_main, &workers[i]) != 0)

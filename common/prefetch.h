@@ -59,7 +59,8 @@
  *   - removes every entry outside [N, N+k] of N's timeline (behind the newest request, other
  *     timelines after a switch, too far ahead after a restart from an earlier point), temp
  *     files of dead writers, and entries not in the current boot or older than 10 minutes;
- *     cancels running fetches that left the window;
+ *     when it starts, it keeps an earlier prefetcher's entries only if their names still match
+ *     the stored objects; it cancels running fetches that left the window;
  *   - stops at the first segment that is not in the archive (the end of the archive) and asks
  *     for it again only on a new request; a failed fetch (corrupt object, storage error) is
  *     logged, its entry simply never appears, and it is retried after 1, 2, 4 ... 30 s;
