@@ -2,7 +2,10 @@
  * The bundle splitter (bundle.h) in verify mode (root NULL) and restore mode (a fresh directory):
  * files of awkward sizes back to back, fed in slices from 1 byte to all at once; damaged,
  * short and long content; empty files at both ends; offsets that do not follow; and a restore
- * onto a file that already exists.
+ * onto a file that already exists. Files in pieces (extents): a file in three bundles restored
+ * by three splitters in any order into the file the caller created, verify with one running
+ * SHA-256 across the bundles (a flipped byte named when the last piece ends), and
+ * ws_bundle_extents.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +17,7 @@
 #include <unistd.h>
 
 #include "bundle.h"
+#include "fsutil.h"
 #include "unit.h"
 
 #define MAXF 16
@@ -524,6 +528,552 @@ static void test_missing_directory(void)
     fixture_free(&fx);
 }
 
+/* ---- files in pieces ---- */
+
+/*
+ * A file in pieces between whole files, in three bundles as backup_create writes them:
+ *   bundle 0: w0 | big[0, a)
+ *   bundle 1: big[a, b)
+ *   bundle 2: big[b, size) | w1 | w2 (empty)
+ * big's record holds bundle 0 and the offset after w0; its pieces are [a, b) and [b, size).
+ */
+struct pfix {
+    struct ws_bfile w0, big, w1, w2;
+    struct ws_bpiece pieces[2];
+    uint8_t *w0c, *bigc, *w1c;
+    uint8_t *bundle[3];
+    size_t blen[3];
+    struct ws_bextent ext[3][3];
+    size_t next[3];
+};
+
+static void pfile(struct ws_bfile *f, const char *path, uint32_t mode, size_t size,
+                  const uint8_t *content, uint32_t bundle, uint64_t offset)
+{
+    memset(f, 0, sizeof(*f));
+    f->path = (char *)path;
+    f->mode = mode;
+    f->mtime = 1700000000 + (int64_t)size % 1000;
+    f->size = size;
+    f->bundle = bundle;
+    f->offset = offset;
+    EVP_Digest(content, size, f->sha256, NULL, EVP_sha256(), NULL);
+}
+
+static void pext(struct ws_bextent *e, const struct ws_bfile *f, uint64_t file_offset,
+                 uint64_t length, uint64_t offset)
+{
+    memset(e, 0, sizeof(*e));
+    e->file = f;
+    e->file_offset = file_offset;
+    e->length = length;
+    e->offset = offset;
+}
+
+static void pfix_init(struct pfix *px, size_t a, size_t b, size_t size, uint32_t seed)
+{
+    const size_t n0 = 1000, n1 = 777;
+    uint8_t *all;
+
+    memset(px, 0, sizeof(*px));
+    if (!(all = malloc(n0 + size + n1)) || !(px->bundle[0] = malloc(n0 + a)) ||
+        !(px->bundle[1] = malloc(b - a)) || !(px->bundle[2] = malloc(size - b + n1)))
+        abort();
+    unit_random(all, n0 + size + n1, seed);
+    px->w0c = all;
+    px->bigc = all + n0;
+    px->w1c = all + n0 + size;
+    pfile(&px->w0, "base/1/w0", 0640, n0, px->w0c, 0, 0);
+    pfile(&px->big, "base/1/big", 0600, size, px->bigc, 0, n0);
+    pfile(&px->w1, "base/1/w1", 0604, n1, px->w1c, 2, size - b);
+    pfile(&px->w2, "base/1/w2", 0644, 0, px->w1c, 2, size - b + n1);
+    px->pieces[0] = (struct ws_bpiece){a, b - a, 1, 0};
+    px->pieces[1] = (struct ws_bpiece){b, size - b, 2, 0};
+    px->big.pieces = px->pieces;
+    px->big.npieces = 2;
+
+    memcpy(px->bundle[0], px->w0c, n0);
+    memcpy(px->bundle[0] + n0, px->bigc, a);
+    px->blen[0] = n0 + a;
+    memcpy(px->bundle[1], px->bigc + a, b - a);
+    px->blen[1] = b - a;
+    memcpy(px->bundle[2], px->bigc + b, size - b);
+    memcpy(px->bundle[2] + size - b, px->w1c, n1);
+    px->blen[2] = size - b + n1;
+
+    pext(&px->ext[0][0], &px->w0, 0, n0, 0);
+    pext(&px->ext[0][1], &px->big, 0, a, n0);
+    px->next[0] = 2;
+    pext(&px->ext[1][0], &px->big, a, b - a, 0);
+    px->next[1] = 1;
+    pext(&px->ext[2][0], &px->big, b, size - b, 0);
+    pext(&px->ext[2][1], &px->w1, 0, n1, size - b);
+    pext(&px->ext[2][2], &px->w2, 0, 0, size - b + n1);
+    px->next[2] = 3;
+}
+
+static void pfix_free(struct pfix *px)
+{
+    free(px->w0c);
+    for (int i = 0; i < 3; i++)
+        free(px->bundle[i]);
+    memset(px, 0, sizeof(*px));
+}
+
+/* Attaches md to every extent of big (verify mode, as backup_verify does). */
+static void pfix_set_md(struct pfix *px, EVP_MD_CTX *md)
+{
+    for (int b = 0; b < 3; b++)
+        for (size_t i = 0; i < px->next[b]; i++)
+            px->ext[b][i].md = px->ext[b][i].file == &px->big ? md : NULL;
+}
+
+static EVP_MD_CTX *new_sha256(void)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+        abort();
+    return md;
+}
+
+/* run() for extents: feeds content[0..len) in slices, then finishes. */
+static void run_ext(const struct ws_bextent *ext, size_t next, const uint8_t *content, size_t len,
+                    const char *root, size_t slice, struct result *res)
+{
+    struct ws_bundle_opts o = {0};
+    struct ws_sink *s = NULL;
+    size_t done = 0;
+
+    memset(res, 0, sizeof(*res));
+    o.root = root;
+    o.problem = on_problem;
+    o.arg = &res->rep;
+    if ((res->rc = ws_bundle_splitter_new_ext(ext, next, &o, &s, &res->err)) != 0)
+        return;
+    while (done < len) {
+        size_t n = slice == 0 || len - done < slice ? len - done : slice;
+        if ((res->rc = ws_sink_write(s, content + done, n, &res->err)) != 0)
+            break;
+        done += n;
+    }
+    if (res->rc == 0)
+        res->rc = ws_sink_finish(s, &res->err);
+    res->good = ws_bundle_splitter_good(s);
+    res->bad = ws_bundle_splitter_bad(s);
+    ws_sink_free(s);
+}
+
+/* What split_files does before the workers run: the file, exclusively, at its full size. */
+static int precreate(const char *root, const struct ws_bfile *f)
+{
+    char path[700];
+    int fd, ok;
+
+    snprintf(path, sizeof(path), "%s/%s", root, f->path);
+    if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
+        return -1;
+    ok = ftruncate(fd, (off_t)f->size) == 0;
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+/* 1 when root/path holds exactly want[0..size) (attributes are the caller's for pieces). */
+static int content_ok(const char *root, const struct ws_bfile *f, const uint8_t *want)
+{
+    char path[700];
+    uint8_t *buf;
+    ssize_t n;
+    int fd, ok;
+
+    snprintf(path, sizeof(path), "%s/%s", root, f->path);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return 0;
+    buf = malloc(f->size + 1);
+    n = buf ? ws_pread_full(fd, buf, f->size + 1, 0) : -1;
+    ok = n == (ssize_t)f->size && memcmp(buf, want, f->size) == 0;
+    free(buf);
+    close(fd);
+    return ok;
+}
+
+static void test_pieces_restore_any_order(void)
+{
+    static const int orders[][3] = {{2, 0, 1}, {2, 1, 0}, {0, 1, 2}, {1, 2, 0}};
+    static const size_t slices[] = {7, 4096, 0};
+    struct pfix px;
+    struct result r;
+
+    pfix_init(&px, 10007, 20011, 25013, 21);
+    for (size_t oi = 0; oi < sizeof(orders) / sizeof(orders[0]); oi++) {
+        for (size_t si = 0; si < sizeof(slices) / sizeof(slices[0]); si++) {
+            const char *root = fresh_root();
+            char what[64];
+            snprintf(what, sizeof(what), "order %d%d%d, slice %zu", orders[oi][0], orders[oi][1],
+                     orders[oi][2], slices[si]);
+            if (precreate(root, &px.big) != 0) {
+                unit_fail(__FILE__, __LINE__, what);
+                continue;
+            }
+            /* three splitters, one per bundle, as three restore workers would run them */
+            for (int k = 0; k < 3; k++) {
+                int b = orders[oi][k];
+                run_ext(px.ext[b], px.next[b], px.bundle[b], px.blen[b], root, slices[si], &r);
+                if (r.rc != 0 || r.bad != 0 || r.rep.calls != 0) {
+                    fprintf(stderr, "    (%s, bundle %d: rc %d: %s)\n", what, b, r.rc, r.err.msg);
+                    unit_fail(__FILE__, __LINE__, what);
+                }
+            }
+            if (!content_ok(root, &px.big, px.bigc))
+                unit_fail(__FILE__, __LINE__, what);
+            if (!restored_ok(root, &px.w0, px.w0c) || !restored_ok(root, &px.w1, px.w1c) ||
+                !restored_ok(root, &px.w2, NULL))
+                unit_fail(__FILE__, __LINE__, what);
+        }
+    }
+    pfix_free(&px);
+}
+
+static void test_pieces_restore_large(void)
+{
+    /* pieces above the splitter's 8 MiB writeback step, at odd offsets */
+    struct pfix px;
+    struct result r;
+    static const size_t slices[] = {65536 + 3, 0};
+
+    pfix_init(&px, (9u << 20) + 4097, (19u << 20) + 1, (21u << 20) + 12345, 22);
+    for (size_t si = 0; si < sizeof(slices) / sizeof(slices[0]); si++) {
+        const char *root = fresh_root();
+        REQUIRE(precreate(root, &px.big) == 0);
+        for (int b = 2; b >= 0; b--) {
+            run_ext(px.ext[b], px.next[b], px.bundle[b], px.blen[b], root, slices[si], &r);
+            CHECK(r.rc == 0 && r.bad == 0 && r.rep.calls == 0);
+        }
+        CHECK(content_ok(root, &px.big, px.bigc));
+        CHECK(restored_ok(root, &px.w0, px.w0c) && restored_ok(root, &px.w1, px.w1c));
+    }
+    pfix_free(&px);
+}
+
+static void test_pieces_restore_one_piece(void)
+{
+    struct pfix px;
+    struct result r;
+    const char *root = fresh_root();
+    uint8_t *want;
+    struct stat st;
+    char path[700];
+
+    /* one piece alone: written at its place, the file neither truncated nor extended */
+    pfix_init(&px, 10007, 20011, 25013, 23);
+    REQUIRE(precreate(root, &px.big) == 0);
+    run_ext(px.ext[1], px.next[1], px.bundle[1], px.blen[1], root, 4096, &r);
+    CHECK(r.rc == 0 && r.bad == 0 && r.rep.calls == 0);
+    want = calloc(1, px.big.size);
+    REQUIRE(want != NULL);
+    memcpy(want + 10007, px.bigc + 10007, 20011 - 10007);
+    CHECK(content_ok(root, &px.big, want));
+    snprintf(path, sizeof(path), "%s/%s", root, px.big.path);
+    CHECK(stat(path, &st) == 0 && (uint64_t)st.st_size == px.big.size);
+    free(want);
+    pfix_free(&px);
+}
+
+static void test_pieces_restore_needs_created_file(void)
+{
+    struct pfix px;
+    struct result r;
+    const char *root = fresh_root();
+
+    /* a piece goes into the file the caller created: without it, an error naming the file, and
+     * the splitter creates nothing */
+    pfix_init(&px, 10007, 20011, 25013, 24);
+    run_ext(px.ext[1], px.next[1], px.bundle[1], px.blen[1], root, 0, &r);
+    CHECK(r.rc == WS_ERR_IO && r.err.sys_errno == ENOENT);
+    CHECK(strstr(r.err.msg, "base/1/big") != NULL);
+    CHECK(!exists(root, "base/1/big"));
+    /* the same for the file's first bytes, after a whole file that is restored */
+    run_ext(px.ext[0], px.next[0], px.bundle[0], px.blen[0], root, 0, &r);
+    CHECK(r.rc == WS_ERR_IO && r.err.sys_errno == ENOENT);
+    CHECK(!exists(root, "base/1/big"));
+    CHECK(restored_ok(root, &px.w0, px.w0c));
+    pfix_free(&px);
+}
+
+static void test_pieces_short_and_long(void)
+{
+    struct pfix px;
+    struct result r;
+    uint8_t *more;
+    int mode;
+
+    pfix_init(&px, 10007, 20011, 25013, 25);
+    more = malloc(px.blen[1] + 1);
+    REQUIRE(more != NULL);
+    memcpy(more, px.bundle[1], px.blen[1]);
+    more[px.blen[1]] = 0;
+    for (mode = 0; mode < 2; mode++) {
+        const char *root = mode ? fresh_root() : NULL;
+        EVP_MD_CTX *md = mode ? NULL : new_sha256();
+        if (root)
+            REQUIRE(precreate(root, &px.big) == 0);
+        pfix_set_md(&px, md);
+        /* a piece one byte short: the bundle ends before it does, the file is named */
+        run_ext(px.ext[1], px.next[1], px.bundle[1], px.blen[1] - 1, root, 0, &r);
+        CHECK(r.rc == WS_ERR_CORRUPT && strstr(r.err.msg, "base/1/big") != NULL);
+        CHECK(r.bad == 1 && r.rep.calls == 1 && strcmp(r.rep.paths[0], "base/1/big") == 0);
+        /* one byte too many after the piece */
+        run_ext(px.ext[1], px.next[1], more, px.blen[1] + 1, root, 1000, &r);
+        CHECK(r.rc == WS_ERR_CORRUPT);
+        /* the last piece short: the whole file after it is missing too */
+        run_ext(px.ext[2], px.next[2], px.bundle[2], 5000 - 1, root, 0, &r);
+        CHECK(r.rc == WS_ERR_CORRUPT && r.rep.calls == 3);
+        CHECK(strcmp(r.rep.paths[0], "base/1/big") == 0);
+        EVP_MD_CTX_free(md);
+    }
+    free(more);
+    pfix_free(&px);
+}
+
+static void test_pieces_verify_good(void)
+{
+    static const size_t slices[] = {1, 4096, 0};
+    struct pfix px;
+    struct result r[3];
+
+    pfix_init(&px, 10007, 20011, 25013, 26);
+    for (size_t si = 0; si < sizeof(slices) / sizeof(slices[0]); si++) {
+        EVP_MD_CTX *md = new_sha256();
+        pfix_set_md(&px, md);
+        for (int b = 0; b < 3; b++)
+            run_ext(px.ext[b], px.next[b], px.bundle[b], px.blen[b], NULL, slices[si], &r[b]);
+        for (int b = 0; b < 3; b++)
+            CHECK(r[b].rc == 0 && r[b].bad == 0 && r[b].rep.calls == 0);
+        /* big counts where its last piece ends */
+        CHECK(r[0].good == 1 && r[1].good == 0 && r[2].good == 3);
+        EVP_MD_CTX_free(md);
+    }
+    CHECK(access("base/1/big", F_OK) != 0 && access("(null)/base/1/big", F_OK) != 0);
+    pfix_free(&px);
+}
+
+/* Verify mode over the three bundles with one byte of bundle `fb` at `fo` flipped: the first two
+ * bundles in full, then bundle 2 up to `stop` bytes, checking that nothing was reported yet,
+ * then the rest. */
+static void verify_flipped(struct pfix *px, int fb, size_t fo, size_t stop, struct result *r)
+{
+    struct ws_bundle_opts o = {0};
+    struct ws_sink *s = NULL;
+    EVP_MD_CTX *md = new_sha256();
+    uint8_t *copy = malloc(px->blen[fb]), *save = px->bundle[fb];
+    int b;
+
+    if (!copy)
+        abort();
+    memcpy(copy, save, px->blen[fb]);
+    copy[fo] ^= 0x10;
+    px->bundle[fb] = copy;
+    pfix_set_md(px, md);
+    for (b = 0; b < 2; b++)
+        run_ext(px->ext[b], px->next[b], px->bundle[b], px->blen[b], NULL, 0, &r[b]);
+    memset(&r[2], 0, sizeof(r[2]));
+    o.problem = on_problem;
+    o.arg = &r[2].rep;
+    if (ws_bundle_splitter_new_ext(px->ext[2], px->next[2], &o, &s, &r[2].err) != 0)
+        abort();
+    r[2].rc = ws_sink_write(s, px->bundle[2], stop, &r[2].err);
+    if (r[2].rep.calls != 0)
+        unit_fail(__FILE__, __LINE__, "reported before the last piece ended");
+    if (r[2].rc == 0)
+        r[2].rc = ws_sink_write(s, px->bundle[2] + stop, px->blen[2] - stop, &r[2].err);
+    if (r[2].rc == 0)
+        r[2].rc = ws_sink_finish(s, &r[2].err);
+    r[2].good = ws_bundle_splitter_good(s);
+    r[2].bad = ws_bundle_splitter_bad(s);
+    ws_sink_free(s);
+    EVP_MD_CTX_free(md);
+    px->bundle[fb] = save;
+    free(copy);
+}
+
+static void test_pieces_verify_flipped_byte(void)
+{
+    struct pfix px;
+    struct result r[3];
+    const size_t last = 25013 - 20011; /* big's bytes in bundle 2 */
+    static const struct {
+        int bundle;
+        size_t offset;
+    } flips[] = {
+        {1, 5000},         /* the middle piece */
+        {0, 1000},         /* big's first byte (in its record's bundle, after w0) */
+        {0, 1000 + 10006}, /* the last byte before the first piece */
+        {1, 0},            /* the first byte of a piece */
+        {2, 0},            /* the first byte of the last piece */
+        {2, 5001},         /* its last byte */
+    };
+
+    pfix_init(&px, 10007, 20011, 25013, 27);
+    for (size_t i = 0; i < sizeof(flips) / sizeof(flips[0]); i++) {
+        char what[64];
+        snprintf(what, sizeof(what), "flip in bundle %d at %zu", flips[i].bundle, flips[i].offset);
+        verify_flipped(&px, flips[i].bundle, flips[i].offset, last - 1, r);
+        /* nothing before the last piece ends; then big is named, once, and the run goes on
+         * (w1 and w2 after it are good) */
+        if (r[0].rc || r[1].rc || r[0].rep.calls || r[1].rep.calls || r[0].good != 1)
+            unit_fail(__FILE__, __LINE__, what);
+        if (r[2].rc != 0 || r[2].bad != 1 || r[2].good != 2 || r[2].rep.calls != 1 ||
+            strcmp(r[2].rep.paths[0], "base/1/big") != 0 || !strstr(r[2].rep.msg, "SHA-256"))
+            unit_fail(__FILE__, __LINE__, what);
+    }
+    /* a flipped byte in the whole file after the last piece: that file, not big */
+    verify_flipped(&px, 2, last + 3, last, r);
+    CHECK(r[2].rc == 0 && r[2].bad == 1 && r[2].good == 2 && r[2].rep.calls == 1);
+    CHECK(strcmp(r[2].rep.paths[0], "base/1/w1") == 0);
+    /* ... and in w0, before big's first bytes */
+    verify_flipped(&px, 0, 999, last, r);
+    CHECK(r[0].bad == 1 && r[0].rep.calls == 1 && strcmp(r[0].rep.paths[0], "base/1/w0") == 0);
+    CHECK(r[2].rc == 0 && r[2].bad == 0 && r[2].good == 3);
+    pfix_free(&px);
+}
+
+/* ws_bundle_extents: records in manifest order, extents sorted by (bundle, offset). */
+static void test_extents(void)
+{
+    struct ws_manifest m = {0};
+    struct ws_bfile f[7];
+    struct ws_bpiece p1[2] = {{100, 100, 1, 0}, {200, 50, 4, 0}}, p6[1] = {{64, 6, 4, 53}};
+    struct ws_bextent *ext = NULL;
+    size_t *first = NULL, next = 0, i;
+    struct ws_error err = {0};
+    static const struct {
+        int file;
+        uint64_t file_offset, length, offset;
+    } want[] = {
+        /* bundle 0 */
+        {2, 0, 5, 0},
+        {1, 0, 100, 5},
+        {3, 0, 0, 105}, /* empty file before the one at the same offset */
+        {4, 0, 7, 105},
+        /* bundle 1 */
+        {1, 100, 100, 0},
+        /* bundle 2 */
+        {0, 0, 10, 0},
+        {6, 0, 64, 10},
+        /* bundle 3: none */
+        /* bundle 4 */
+        {1, 200, 50, 0},
+        {5, 0, 3, 50},
+        {6, 64, 6, 53},
+        /* bundle 5: none */
+    };
+    static const size_t want_first[] = {0, 4, 5, 7, 7, 10, 10};
+    static const struct {
+        uint32_t bundle;
+        uint64_t offset, size;
+    } rec[7] = {{2, 0, 10},  {0, 5, 250}, {0, 0, 5},  {0, 105, 0},
+                {0, 105, 7}, {4, 50, 3},  {2, 10, 70}};
+
+    memset(f, 0, sizeof(f));
+    for (i = 0; i < 7; i++) {
+        static const char *const names[] = {"f0", "f1", "f2", "f3", "f4", "f5", "f6"};
+        f[i].path = (char *)names[i];
+        f[i].bundle = rec[i].bundle;
+        f[i].offset = rec[i].offset;
+        f[i].size = rec[i].size;
+    }
+    f[1].pieces = p1;
+    f[1].npieces = 2;
+    f[6].pieces = p6;
+    f[6].npieces = 1;
+    m.files = f;
+    m.nfiles = 7;
+    m.bundles = 6;
+    REQUIRE(ws_bundle_extents(&m, &ext, &first, &next, &err) == 0);
+    REQUIRE(ext != NULL && first != NULL);
+    CHECK(next == sizeof(want) / sizeof(want[0]));
+    for (i = 0; i < next && i < sizeof(want) / sizeof(want[0]); i++) {
+        char what[32];
+        snprintf(what, sizeof(what), "extent %zu", i);
+        if (ext[i].file != &f[want[i].file] || ext[i].file_offset != want[i].file_offset ||
+            ext[i].length != want[i].length || ext[i].offset != want[i].offset || ext[i].md != NULL)
+            unit_fail(__FILE__, __LINE__, what);
+    }
+    for (i = 0; i <= 6; i++) {
+        char what[32];
+        snprintf(what, sizeof(what), "first[%zu]", i);
+        if (first[i] != want_first[i])
+            unit_fail(__FILE__, __LINE__, what);
+    }
+    free(ext);
+    free(first);
+
+    /* no files: first[] all 0 for every bundle (empty bundles are legal) */
+    m.files = NULL;
+    m.nfiles = 0;
+    m.bundles = 3;
+    REQUIRE(ws_bundle_extents(&m, &ext, &first, &next, &err) == 0);
+    CHECK(next == 0 && first[0] == 0 && first[1] == 0 && first[2] == 0 && first[3] == 0);
+    free(ext);
+    free(first);
+    m.bundles = 0;
+    REQUIRE(ws_bundle_extents(&m, &ext, &first, &next, &err) == 0);
+    CHECK(next == 0 && first[0] == 0);
+    free(ext);
+    free(first);
+}
+
+/* The path restore and verify take: the manifest's records through ws_bundle_extents into one
+ * splitter per bundle. */
+static void test_extents_feed_splitters(void)
+{
+    struct pfix px;
+    struct ws_manifest m = {0};
+    struct ws_bfile files[4];
+    struct ws_bextent *ext = NULL;
+    size_t *first = NULL, next = 0;
+    struct ws_error err = {0};
+    struct result r;
+    const char *root = fresh_root();
+    EVP_MD_CTX *md;
+    int b;
+
+    pfix_init(&px, 10007, 20011, 25013, 28);
+    /* manifest order is not bundle order */
+    files[0] = px.w1;
+    files[1] = px.big;
+    files[2] = px.w2;
+    files[3] = px.w0;
+    m.files = files;
+    m.nfiles = 4;
+    m.bundles = 3;
+    REQUIRE(ws_bundle_extents(&m, &ext, &first, &next, &err) == 0);
+    CHECK(next == 6 && first[0] == 0 && first[1] == 2 && first[2] == 3 && first[3] == 6);
+
+    /* restore, last bundle first */
+    REQUIRE(precreate(root, &px.big) == 0);
+    for (b = 2; b >= 0; b--) {
+        run_ext(ext + first[b], first[b + 1] - first[b], px.bundle[b], px.blen[b], root, 1000, &r);
+        CHECK(r.rc == 0 && r.bad == 0 && r.rep.calls == 0);
+    }
+    CHECK(content_ok(root, &px.big, px.bigc));
+    CHECK(restored_ok(root, &px.w0, px.w0c) && restored_ok(root, &px.w1, px.w1c));
+    CHECK(restored_ok(root, &px.w2, NULL));
+
+    /* verify, bundles in order, one running SHA-256 for the file in pieces */
+    md = new_sha256();
+    for (size_t i = 0; i < next; i++)
+        ext[i].md = ext[i].file->npieces ? md : NULL;
+    for (b = 0; b < 3; b++) {
+        run_ext(ext + first[b], first[b + 1] - first[b], px.bundle[b], px.blen[b], NULL, 0, &r);
+        CHECK(r.rc == 0 && r.bad == 0 && r.rep.calls == 0);
+        CHECK(r.good == (b == 0 ? 1u : b == 1 ? 0u : 3u));
+    }
+    EVP_MD_CTX_free(md);
+    free(ext);
+    free(first);
+    pfix_free(&px);
+}
+
 const struct unit_test unit_tests[] = {
     {"good_all_slices", test_good_all_slices},
     {"verify_writes_nothing", test_verify_writes_nothing},
@@ -537,5 +1087,14 @@ const struct unit_test unit_tests[] = {
     {"offsets_must_follow", test_offsets_must_follow},
     {"restore_onto_existing_file", test_restore_onto_existing_file},
     {"missing_directory", test_missing_directory},
+    {"pieces_restore_any_order", test_pieces_restore_any_order},
+    {"pieces_restore_large", test_pieces_restore_large},
+    {"pieces_restore_one_piece", test_pieces_restore_one_piece},
+    {"pieces_restore_needs_created_file", test_pieces_restore_needs_created_file},
+    {"pieces_short_and_long", test_pieces_short_and_long},
+    {"pieces_verify_good", test_pieces_verify_good},
+    {"pieces_verify_flipped_byte", test_pieces_verify_flipped_byte},
+    {"extents", test_extents},
+    {"extents_feed_splitters", test_extents_feed_splitters},
     {NULL, NULL},
 };
