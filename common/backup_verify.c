@@ -42,8 +42,12 @@ static void file_problem(void *arg, const struct ws_bfile *f, const char *msg)
 {
     struct vctx *v = arg;
 
-    problem(v, "backup %s: file \"%s\" (bundle %06" PRIu32 "): %s", v->id, f->path, f->bundle,
-            msg);
+    if (f->npieces)
+        problem(v, "backup %s: file \"%s\" (bundles %06" PRIu32 " to %06" PRIu32 "): %s", v->id,
+                f->path, f->bundle, f->pieces[f->npieces - 1].bundle, msg);
+    else
+        problem(v, "backup %s: file \"%s\" (bundle %06" PRIu32 "): %s", v->id, f->path,
+                f->bundle, msg);
 }
 
 

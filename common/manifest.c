@@ -466,9 +466,11 @@ static int parse_line(struct ws_manifest *m, char *line, size_t *nheader, int *e
         want = last->npieces ? last->pieces[last->npieces - 1].file_offset +
                                    last->pieces[last->npieces - 1].length
                              : pc.file_offset;
-        /* contiguous, inside the file, and never at offset 0 (that is the file record) */
+        /* contiguous, inside the file, and never at offset 0 (that is the file record); each
+         * piece in a later bundle than the file's bytes before it (verify relies on it) */
         if (pc.file_offset == 0 || pc.file_offset != want || pc.file_offset >= last->size ||
-            pc.length > last->size - pc.file_offset)
+            pc.length > last->size - pc.file_offset ||
+            b <= (last->npieces ? last->pieces[last->npieces - 1].bundle : last->bundle))
             return -1;
         pc.bundle = (uint32_t)b;
         if (!(p = realloc(last->pieces, (last->npieces + 1) * sizeof(pc))))
