@@ -124,13 +124,21 @@ static int check_side_file(struct ws_repo *repo, const char *path, struct ws_err
     return ws_repo_identity_compare(repo, &have, &want, what, err);
 }
 
-static int push_once(const struct ws_config *cfg, const char *wal_path, struct ws_push_result *res,
-                     struct ws_error *err)
+/*
+ * One attempt. repo_in and kr_in are the caller's (push-ahead workers share a keyring and keep one
+ * storage handle each) or NULL: then they are opened here, after the file, and closed again.
+ * zstd_workers < 0 picks the default for one file at a time.
+ */
+static int push_once(const struct ws_config *cfg, struct ws_repo *repo_in,
+                     const struct ws_keyring *kr_in, int zstd_workers, const char *wal_path,
+                     struct ws_push_result *res, struct ws_error *err)
 {
     const char *name = base_name(wal_path);
     int kind = ws_wal_classify(name), fd = -1, rc;
-    struct ws_keyring kr;
-    struct ws_repo repo = {0};
+    struct ws_keyring own_kr = {0};
+    struct ws_repo own_repo = {0};
+    struct ws_repo *repo = repo_in ? repo_in : &own_repo;
+    const struct ws_keyring *kr = kr_in ? kr_in : &own_kr;
     struct ws_sink *put = NULL, *w = NULL;
     struct ws_object_params p = {0};
     struct ws_object_info info;
@@ -138,7 +146,6 @@ static int push_once(const struct ws_config *cfg, const char *wal_path, struct w
     char key[256], what[PATH_MAX + 32];
 
     memset(res, 0, sizeof(*res));
-    memset(&kr, 0, sizeof(kr));
     if (kind == WS_WAL_INVALID)
         return ws_error_set(err, WS_ERR_INVALID,
                             "\"%s\" is not the name of a WAL segment, .partial, .history or "
@@ -151,9 +158,10 @@ static int push_once(const struct ws_config *cfg, const char *wal_path, struct w
         goto out;
     }
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    if ((rc = ws_keyring_load(cfg, &kr, err)) != 0 || (rc = ws_repo_open(cfg, &repo, err)) != 0)
+    if ((!kr_in && (rc = ws_keyring_load(cfg, &own_kr, err)) != 0) ||
+        (!repo_in && (rc = ws_repo_open(cfg, &own_repo, err)) != 0))
         goto out;
-    if (ws_repo_wal_key(&repo, name, key, sizeof(key)) != 0) {
+    if (ws_repo_wal_key(repo, name, key, sizeof(key)) != 0) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "could not build the key for \"%s\"", name);
         goto out;
     }
@@ -173,10 +181,11 @@ static int push_once(const struct ws_config *cfg, const char *wal_path, struct w
         want.system_identifier = h.sysid;
         want.pg_version = ws_wal_magic_to_major(h.magic);
         want.wal_segment_size = h.seg_size;
+        res->system_identifier = h.sysid;
         snprintf(what, sizeof(what), "WAL file \"%s\"", wal_path);
-        if ((rc = ws_repo_identity_ensure(&repo, &want, what, err)) != 0)
+        if ((rc = ws_repo_identity_ensure(repo, &want, what, err)) != 0)
             goto out;
-    } else if ((rc = check_side_file(&repo, wal_path, err)) != 0) {
+    } else if ((rc = check_side_file(repo, wal_path, err)) != 0) {
         goto out;
     }
 
@@ -191,9 +200,11 @@ static int push_once(const struct ws_config *cfg, const char *wal_path, struct w
     /* PostgreSQL archives one file at a time: zstd threads put the other cores to work on it
      * (see WS_ZSTD_JOB_SIZE for the figures). */
     p.workers = cfg->parallel > 1 ? (cfg->parallel > 4 ? 4 : cfg->parallel) : 0;
+    if (zstd_workers >= 0)
+        p.workers = zstd_workers;
     p.content_size = st.st_size;
-    p.key = ws_keyring_write_key(&kr);
-    if ((rc = ws_storage_open_put(repo.st, key, 0, &put, err)) != 0)
+    p.key = ws_keyring_write_key(kr);
+    if ((rc = ws_storage_open_put(repo->st, key, 0, &put, err)) != 0)
         goto out;
     rc = ws_object_writer_new(put, &p, &w, err);
     put = NULL; /* owned by the writer now */
@@ -202,11 +213,12 @@ static int push_once(const struct ws_config *cfg, const char *wal_path, struct w
     /* The writer checks the length against content_size before anything is committed. */
     rc = ws_sink_finish(w, err);
     ws_object_writer_info(w, &info);
+    memcpy(res->sha256, info.content_sha256, sizeof(res->sha256));
     if (rc == WS_ERR_EXISTS) {
         /* Already archived (by an earlier call, or a concurrent one): same content or not? */
         ws_sink_free(w);
         w = NULL;
-        rc = compare_with_stored(&repo, key, wal_path, &kr, info.content_len, info.content_sha256,
+        rc = compare_with_stored(repo, key, wal_path, kr, info.content_len, info.content_sha256,
                                  res, err);
         goto out;
     }
@@ -222,8 +234,8 @@ out:
         ws_error_prefix(err, "could not archive WAL file \"%s\"", wal_path);
     ws_sink_free(w);
     ws_sink_free(put);
-    ws_repo_close(&repo);
-    ws_keyring_wipe(&kr);
+    ws_repo_close(&own_repo);
+    ws_keyring_wipe(&own_kr);
     if (fd >= 0)
         close(fd);
     return rc;
@@ -309,7 +321,7 @@ struct attempt {
 
 static int push_attempt(const struct attempt *t, struct ws_error *err)
 {
-    return push_once(t->cfg, t->a, t->res, err);
+    return push_once(t->cfg, NULL, NULL, -1, t->a, t->res, err);
 }
 
 static int fetch_attempt(const struct attempt *t, struct ws_error *err)
@@ -346,4 +358,41 @@ int ws_archive_fetch(const struct ws_config *cfg, const char *wal_name, const ch
 {
     struct attempt t = {cfg, wal_name, dest_path, NULL};
     return with_retries(&t, fetch_attempt, err);
+}
+
+/*
+ * Push-ahead (pushahead.h) pushes many files with one storage handle per worker thread. Its own
+ * retry loop instead of with_retries(): the handle is the caller's and stays open between
+ * attempts (a failed attempt made nothing visible, as above).
+ */
+int ws_archive_push_in(const struct ws_config *cfg, struct ws_repo *repo,
+                       const struct ws_keyring *kr, int zstd_workers, int attempts,
+                       const char *wal_path, struct ws_push_result *res, struct ws_error *err)
+{
+    for (int n = 1;; n++) {
+        int rc = push_once(cfg, repo, kr, zstd_workers, wal_path, res, err);
+        if (rc != WS_ERR_STORAGE || !err->retryable || n >= attempts)
+            return rc;
+        ws_log_warning("%s (attempt %d of %d, retrying)", err->msg, n, attempts);
+        retry_pause(n - 1);
+    }
+}
+
+int ws_archive_check_stored(struct ws_repo *repo, const struct ws_keyring *kr, const char *wal_name,
+                            uint64_t len, const uint8_t sha256[32], struct ws_error *err)
+{
+    struct ws_object_info stored;
+    char key[256];
+    int rc;
+
+    if (ws_repo_wal_key(repo, wal_name, key, sizeof(key)) != 0)
+        return ws_error_set(err, WS_ERR_INVALID, "\"%s\" is not the name of a WAL file", wal_name);
+    if ((rc = stored_digest(repo, key, kr, &stored, err)) != 0)
+        return rc;
+    if (stored.content_len != len || CRYPTO_memcmp(stored.content_sha256, sha256, 32) != 0)
+        return ws_error_set(err, WS_ERR_CONFLICT,
+                            "the repository holds other content as \"%s\" (%" PRIu64
+                            " bytes stored, %" PRIu64 " bytes here)",
+                            key, stored.content_len, len);
+    return 0;
 }

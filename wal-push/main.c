@@ -3,18 +3,23 @@
  *
  * Exit 0 only when the WAL file is durably in the repository (or an identical copy already
  * was); 1 for every failure, so PostgreSQL keeps the file and retries. Never above 125.
+ * With parallel > 1 the call also archives other ready files ahead (pushahead.h).
  */
 #include <stdio.h>
 
 #include "archive.h"
 #include "cli.h"
 #include "log.h"
+#include "pushahead.h"
 
 static const char usage[] =
     "wal-push stores one WAL file in the walsafe repository (PostgreSQL's archive_command).\n"
     "\n"
     "Usage: wal-push [--config FILE] [--repo URL] [--cluster NAME] [-v] WAL_PATH\n"
     "  archive_command = 'wal-push %%p'\n"
+    "\n"
+    "With parallel > 1, other ready files in pg_wal/archive_status are archived ahead, and\n"
+    "their records in spool_dir let PostgreSQL's later calls return after a content check.\n"
     "\n"
     "Exit status: 0 archived durably (or an identical copy already was); 1 not archived.\n";
 
@@ -50,7 +55,7 @@ int main(int argc, char **argv)
         goto out;
     }
     if (ws_cli_load_config(&cfg, &cli, &err) != 0 ||
-        ws_archive_push(&cfg, cli.args[0], &res, &err) != 0) {
+        ws_pushahead_push(&cfg, cli.args[0], &res, &err) != 0) {
         ws_log_error(&err);
         goto out;
     }

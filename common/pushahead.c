@@ -1,0 +1,853 @@
+#include "pushahead.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "key.h"
+#include "log.h"
+#include "repo.h"
+#include "sink.h"
+#include "wal.h"
+
+#define RECORD_MAGIC "walsafe push-ahead record 1"
+#define TEMP_MAX_AGE 3600 /* seconds: temp files of killed record writers, lock files */
+#define LOCK_POLL_US 10000
+
+/* ---- pure parts: order, records, binding ---- */
+
+int ws_pushahead_ready_cmp(const char *a, const char *b)
+{
+    int ha = ws_wal_classify(a) == WS_WAL_HISTORY, hb = ws_wal_classify(b) == WS_WAL_HISTORY;
+
+    /* pgarch.c: timeline history files always go first, then older files before newer. */
+    if (ha != hb)
+        return ha ? -1 : 1;
+    return strcmp(a, b);
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return ws_pushahead_ready_cmp(*(char *const *)a, *(char *const *)b);
+}
+
+size_t ws_pushahead_order(char **names, size_t n, const char *current)
+{
+    size_t keep = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (ws_wal_classify(names[i]) == WS_WAL_INVALID ||
+            (current && strcmp(names[i], current) == 0))
+            continue;
+        char *t = names[keep];
+        names[keep++] = names[i];
+        names[i] = t;
+    }
+    if (keep > 1)
+        qsort(names, keep, sizeof(*names), cmp_names);
+    return keep;
+}
+
+size_t ws_pushahead_batch_max(int parallel)
+{
+    size_t n = (size_t)(parallel > 1 ? parallel : 1) * WS_PUSHAHEAD_PER_WORKER;
+    return n < WS_PUSHAHEAD_MAX_BATCH ? n : WS_PUSHAHEAD_MAX_BATCH;
+}
+
+static int sha256_hex_of(const char *text, size_t len, char hex[65])
+{
+    uint8_t d[32];
+    unsigned int dlen = 0;
+
+    if (EVP_Digest(text, len, d, &dlen, EVP_sha256(), NULL) != 1 || dlen != 32)
+        return -1;
+    ws_hex(d, 32, hex);
+    return 0;
+}
+
+int ws_pushahead_record_format(const struct ws_pushahead_record *r, char *out, size_t outsz)
+{
+    char sha[65], check[65];
+    int n, m;
+
+    if (ws_wal_classify(r->name) == WS_WAL_INVALID || strpbrk(r->repo, "\r\n") || !r->repo[0] ||
+        strpbrk(r->cluster, "\r\n") || !r->cluster[0])
+        return -1;
+    ws_hex(r->sha256, 32, sha);
+    n = snprintf(out, outsz,
+                 RECORD_MAGIC "\nname = %s\nrepo = %s\ncluster = %s\nsystem_identifier = %" PRIu64
+                              "\nsize = %" PRIu64 "\nsha256 = %s\npushed_at = %" PRId64 "\n",
+                 r->name, r->repo, r->cluster, r->system_identifier, r->size, sha, r->pushed_at);
+    if (n < 0 || (size_t)n >= outsz || sha256_hex_of(out, (size_t)n, check) != 0)
+        return -1;
+    m = snprintf(out + n, outsz - (size_t)n, "check = %s\n", check);
+    if (m < 0 || (size_t)m >= outsz - (size_t)n)
+        return -1;
+    return n + m;
+}
+
+/* One "key = value\n" line at *pos; value points into text, NUL-terminated in place. */
+static int take_line(char *text, size_t len, size_t *pos, const char *key, char **value)
+{
+    size_t klen = strlen(key), start = *pos;
+    char *nl;
+
+    if (start >= len || !(nl = memchr(text + start, '\n', len - start)))
+        return -1;
+    if ((size_t)(nl - (text + start)) < klen + 3 || memcmp(text + start, key, klen) != 0 ||
+        memcmp(text + start + klen, " = ", 3) != 0)
+        return -1;
+    *nl = '\0';
+    *value = text + start + klen + 3;
+    *pos = (size_t)(nl - text) + 1;
+    return 0;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (!*s || (s[0] == '0' && s[1]))
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+            return -1;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_hex32(const char *s, uint8_t out[32])
+{
+    if (strlen(s) != 64)
+        return -1;
+    for (int i = 0; i < 32; i++) {
+        int v = 0;
+        for (int j = 0; j < 2; j++) {
+            char c = s[2 * i + j];
+            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            if (d < 0)
+                return -1;
+            v = v * 16 + d;
+        }
+        out[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+int ws_pushahead_record_parse(const char *text, size_t len, struct ws_pushahead_record *r)
+{
+    char buf[WS_PUSHAHEAD_RECORD_SIZE], check[65];
+    char *name, *repo, *cluster, *sysid, *size, *sha, *at, *chk;
+    size_t pos = sizeof(RECORD_MAGIC), body;
+    uint64_t t;
+
+    memset(r, 0, sizeof(*r));
+    if (len >= sizeof(buf) || len < pos || memcmp(text, RECORD_MAGIC "\n", pos) != 0 ||
+        memchr(text, '\0', len))
+        return -1;
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    if (take_line(buf, len, &pos, "name", &name) || take_line(buf, len, &pos, "repo", &repo) ||
+        take_line(buf, len, &pos, "cluster", &cluster) ||
+        take_line(buf, len, &pos, "system_identifier", &sysid) ||
+        take_line(buf, len, &pos, "size", &size) || take_line(buf, len, &pos, "sha256", &sha) ||
+        take_line(buf, len, &pos, "pushed_at", &at))
+        return -1;
+    body = pos;
+    if (take_line(buf, len, &pos, "check", &chk) || pos != len)
+        return -1;
+    /* the check covers the text as written, before take_line cut it into strings */
+    if (sha256_hex_of(text, body, check) != 0 || strcmp(check, chk) != 0)
+        return -1;
+    if (strlen(name) >= sizeof(r->name) || ws_wal_classify(name) == WS_WAL_INVALID ||
+        strlen(repo) >= sizeof(r->repo) || !*repo || strlen(cluster) >= sizeof(r->cluster) ||
+        !*cluster || parse_u64(sysid, &r->system_identifier) || parse_u64(size, &r->size) ||
+        parse_hex32(sha, r->sha256) || parse_u64(at, &t) || t > INT64_MAX)
+        return -1;
+    snprintf(r->name, sizeof(r->name), "%s", name);
+    snprintf(r->repo, sizeof(r->repo), "%s", repo);
+    snprintf(r->cluster, sizeof(r->cluster), "%s", cluster);
+    r->pushed_at = (int64_t)t;
+    return 0;
+}
+
+const char *ws_pushahead_record_mismatch(const struct ws_pushahead_record *rec,
+                                         const struct ws_pushahead_record *now)
+{
+    if (strcmp(rec->name, now->name) != 0)
+        return "it names another file";
+    if (strcmp(rec->repo, now->repo) != 0)
+        return "it is for another repository";
+    if (strcmp(rec->cluster, now->cluster) != 0)
+        return "it is for another cluster";
+    if (rec->system_identifier != now->system_identifier)
+        return "it is for another database system";
+    if (rec->size != now->size)
+        return "the size differs";
+    if (CRYPTO_memcmp(rec->sha256, now->sha256, 32) != 0)
+        return "the content differs";
+    return NULL;
+}
+
+int ws_pushahead_hash_file(const char *path, int segment, uint8_t sha256[32], uint64_t *size,
+                           uint64_t *system_identifier, struct ws_error *err)
+{
+    /* 128 KiB: larger buffers cost ~6 ms of first-touch page faults per process here, half of
+     * what hashing a 16 MiB segment takes. */
+    enum { BLOCK = 128 << 10 };
+    uint8_t *buf = NULL;
+    EVP_MD_CTX *md = NULL;
+    uint64_t total = 0;
+    unsigned int dlen = 0;
+    int fd, rc = 0;
+
+    *size = 0;
+    *system_identifier = 0;
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not open WAL file \"%s\"", path);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    if (!(buf = malloc(BLOCK)) || !(md = EVP_MD_CTX_new()) ||
+        EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    for (;;) {
+        ssize_t n = read(fd, buf, BLOCK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not read WAL file \"%s\"", path);
+            goto out;
+        }
+        if (n == 0)
+            break;
+        if (total == 0 && segment && n >= WS_WAL_LONG_HEADER_SIZE) {
+            struct ws_wal_long_header h;
+            ws_wal_decode_long_header(buf, &h);
+            *system_identifier = h.sysid;
+        }
+        if (EVP_DigestUpdate(md, buf, (size_t)n) != 1) {
+            rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+            goto out;
+        }
+        total += (uint64_t)n;
+    }
+    if (EVP_DigestFinal_ex(md, sha256, &dlen) != 1 || dlen != 32) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+        goto out;
+    }
+    *size = total;
+out:
+    EVP_MD_CTX_free(md);
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+/* ---- the spool ---- */
+
+struct spool {
+    char waldir[PATH_MAX]; /* directory of the WAL file, as given ("pg_wal") */
+    char status[PATH_MAX]; /* waldir/archive_status */
+    char pushed[PATH_MAX]; /* records */
+    char locks[PATH_MAX];  /* lock files */
+};
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+static int path_join(char *out, size_t outsz, const char *dir, const char *name)
+{
+    int n = snprintf(out, outsz, "%s/%s", dir, name);
+    return n < 0 || (size_t)n >= outsz ? -1 : 0;
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+/* realpath() of path, or of its longest existing ancestor with the rest appended (the spool
+ * need not exist yet). */
+static int resolve(const char *path, char out[PATH_MAX])
+{
+    char head[PATH_MAX], rest[PATH_MAX] = "", t[PATH_MAX];
+    char *slash;
+
+    if (snprintf(head, sizeof(head), "%s", path) >= (int)sizeof(head))
+        return -1;
+    for (;;) {
+        if (realpath(head[0] ? head : "/", out)) {
+            size_t n = strlen(out);
+            if (rest[0] && snprintf(out + n, PATH_MAX - n, "%s%s", n > 1 ? "/" : "", rest) >=
+                               (int)(PATH_MAX - n))
+                return -1;
+            return 0;
+        }
+        if (errno != ENOENT || !(slash = strrchr(head, '/')))
+            return -1;
+        if (snprintf(t, sizeof(t), "%s%s%s", slash + 1, rest[0] ? "/" : "", rest) >= (int)sizeof(t))
+            return -1;
+        memcpy(rest, t, sizeof(rest));
+        *slash = '\0';
+    }
+}
+
+static int inside(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    if (n == 1 && dir[0] == '/')
+        return 1;
+    return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/*
+ * 0: push-ahead applies and the spool is ready; 1: it does not apply (quietly); -1: it applies
+ * but the spool is refused or unusable (one WARNING was logged).
+ */
+static int spool_open(const struct ws_config *cfg, const char *wal_path, struct spool *sp)
+{
+    const char *name = base_name(wal_path), *slash;
+    char path[PATH_MAX], spool[PATH_MAX], real[PATH_MAX], datadir[PATH_MAX], waldir[PATH_MAX];
+    struct ws_error e = {0};
+    int n;
+
+    if (cfg->parallel <= 1 || ws_wal_classify(name) == WS_WAL_INVALID)
+        return 1;
+    /* waldir: "pg_wal" for "pg_wal/X"; the data directory is its parent by name ("." here),
+     * not by realpath, because pg_wal may be a link to another file system. */
+    if (name == wal_path)
+        n = snprintf(sp->waldir, sizeof(sp->waldir), ".");
+    else if (name - wal_path == 1)
+        n = snprintf(sp->waldir, sizeof(sp->waldir), "/");
+    else
+        n = snprintf(sp->waldir, sizeof(sp->waldir), "%.*s", (int)(name - wal_path - 1), wal_path);
+    if (n < 0 || n >= (int)sizeof(sp->waldir))
+        return 1;
+    if (!(slash = strrchr(sp->waldir, '/')))
+        n = snprintf(path, sizeof(path), ".");
+    else if (slash == sp->waldir)
+        n = snprintf(path, sizeof(path), "/");
+    else
+        n = snprintf(path, sizeof(path), "%.*s", (int)(slash - sp->waldir), sp->waldir);
+    if (n < 0 || n >= (int)sizeof(path) || !realpath(path, datadir) ||
+        !realpath(sp->waldir, waldir))
+        return 1;
+    if (path_join(sp->status, sizeof(sp->status), sp->waldir, "archive_status") != 0 ||
+        snprintf(path, sizeof(path), "%s/%s.ready", sp->status, name) >= (int)sizeof(path) ||
+        !exists(path))
+        return 1; /* not the archiver's call: nothing to push ahead */
+
+    if (!cfg->spool_dir || !*cfg->spool_dir) {
+        ws_log_warning("push-ahead is disabled: spool_dir is empty");
+        return -1;
+    }
+    if (snprintf(spool, sizeof(spool), "%s/%s", cfg->spool_dir, cfg->cluster) >=
+            (int)sizeof(spool) ||
+        path_join(sp->pushed, sizeof(sp->pushed), spool, "pushed") != 0 ||
+        path_join(sp->locks, sizeof(sp->locks), spool, "pushing") != 0 || resolve(spool, real)) {
+        ws_log_warning("push-ahead is disabled: could not resolve spool_dir \"%s\"",
+                       cfg->spool_dir);
+        return -1;
+    }
+    if (inside(real, datadir) || inside(real, waldir)) {
+        ws_log_warning("push-ahead is disabled: spool_dir \"%s\" is inside %s \"%s\"; set "
+                       "spool_dir to a directory outside of the data directory",
+                       cfg->spool_dir, inside(real, waldir) ? "pg_wal" : "the data directory",
+                       inside(real, waldir) ? waldir : datadir);
+        return -1;
+    }
+    if (ws_mkdir_p(sp->pushed, 0700, &e) != 0 || ws_mkdir_p(sp->locks, 0700, &e) != 0) {
+        ws_log_warning("push-ahead is disabled: %s; set spool_dir to a directory the PostgreSQL "
+                       "user can write (or parallel = 1)",
+                       e.msg);
+        return -1;
+    }
+    if (access(sp->pushed, W_OK | X_OK) != 0 || access(sp->locks, W_OK | X_OK) != 0) {
+        ws_log_warning("push-ahead is disabled: spool directory \"%s\" is not writable: %s; set "
+                       "spool_dir to a directory the PostgreSQL user can write (or parallel = 1)",
+                       spool, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- locks: one flock()ed file per WAL file being pushed ---- */
+
+/* Locks `name`; waits up to wait_s seconds (0: not at all). The fd, or -1 when busy or broken. */
+static int lock_take(const struct spool *sp, const char *name, double wait_s)
+{
+    char path[PATH_MAX];
+    struct timespec t0, t;
+
+    if (path_join(path, sizeof(path), sp->locks, name) != 0)
+        return -1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        struct stat a, b;
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+            return -1;
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            /* Still the file at the path? (its holder unlinks it before unlocking) */
+            if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+                a.st_ino == b.st_ino)
+                return fd;
+            close(fd);
+            continue;
+        }
+        close(fd);
+        if (errno != EWOULDBLOCK)
+            return -1;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 >= wait_s)
+            return -1;
+        usleep(LOCK_POLL_US);
+    }
+}
+
+static void lock_release(const struct spool *sp, const char *name, int fd)
+{
+    char path[PATH_MAX];
+
+    if (fd < 0)
+        return;
+    if (path_join(path, sizeof(path), sp->locks, name) == 0)
+        unlink(path); /* while locked: see lock_take */
+    close(fd);
+}
+
+/* ---- records ---- */
+
+/* 0 and *r filled; 1 no record; -1 unreadable or damaged. */
+static int record_read(const struct spool *sp, const char *name, struct ws_pushahead_record *r)
+{
+    char path[PATH_MAX], buf[WS_PUSHAHEAD_RECORD_SIZE];
+    ssize_t n;
+    int fd;
+
+    if (path_join(path, sizeof(path), sp->pushed, name) != 0)
+        return -1;
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+        return errno == ENOENT ? 1 : -1;
+    n = ws_pread_full(fd, buf, sizeof(buf), 0);
+    close(fd);
+    if (n < 0 || (size_t)n >= sizeof(buf))
+        return -1;
+    return ws_pushahead_record_parse(buf, (size_t)n, r) == 0 ? 0 : -1;
+}
+
+static void record_remove(const struct spool *sp, const char *name)
+{
+    char path[PATH_MAX];
+    if (path_join(path, sizeof(path), sp->pushed, name) == 0)
+        unlink(path);
+}
+
+static int record_exists(const struct spool *sp, const char *name)
+{
+    char path[PATH_MAX];
+    return path_join(path, sizeof(path), sp->pushed, name) != 0 || exists(path);
+}
+
+/* Durably records that `name` is stored with this content; a failure is one WARNING. */
+static void record_write(const struct ws_config *cfg, const struct spool *sp, const char *name,
+                         const struct ws_push_result *res)
+{
+    struct ws_pushahead_record r;
+    struct ws_file_opts o = {0};
+    struct ws_sink *s = NULL;
+    struct ws_error e = {0};
+    char path[PATH_MAX], text[WS_PUSHAHEAD_RECORD_SIZE];
+    int n, rc;
+
+    memset(&r, 0, sizeof(r));
+    if (strlen(name) >= sizeof(r.name) || strlen(cfg->repo) >= sizeof(r.repo) ||
+        path_join(path, sizeof(path), sp->pushed, name) != 0)
+        return;
+    snprintf(r.name, sizeof(r.name), "%s", name);
+    snprintf(r.repo, sizeof(r.repo), "%s", cfg->repo);
+    snprintf(r.cluster, sizeof(r.cluster), "%s", cfg->cluster);
+    r.system_identifier = res->system_identifier;
+    r.size = res->bytes;
+    memcpy(r.sha256, res->sha256, 32);
+    r.pushed_at = (int64_t)time(NULL);
+    if ((n = ws_pushahead_record_format(&r, text, sizeof(text))) < 0) {
+        ws_log_warning("could not write push-ahead record \"%s\": the repo setting cannot be "
+                       "recorded",
+                       path);
+        return;
+    }
+    o.mode = 0600;
+    o.fsync = 1;
+    if ((rc = ws_file_sink_open(path, &o, &s, &e)) == 0 &&
+        (rc = ws_sink_write(s, text, (size_t)n, &e)) == 0)
+        rc = ws_sink_finish(s, &e);
+    ws_sink_free(s);
+    if (rc != 0)
+        ws_log_warning("could not write push-ahead record: %s", e.msg);
+}
+
+/* ---- housekeeping ---- */
+
+static int older_than(const struct stat *st, time_t now, int64_t age)
+{
+    return (int64_t)now - (int64_t)st->st_mtime > age;
+}
+
+/*
+ * Records whose .ready is gone (PostgreSQL has archived the file: the record served or is of no
+ * use) or that are older than a day; temp files of killed record writers; abandoned lock files.
+ * Records of another repo or cluster (a spool shared by two servers) are left to the age rule.
+ */
+static void spool_clean(const struct ws_config *cfg, const struct spool *sp)
+{
+    time_t now = time(NULL);
+    DIR *d;
+    struct dirent *de;
+    char path[PATH_MAX], ready[PATH_MAX];
+    struct stat st;
+
+    if ((d = opendir(sp->pushed))) {
+        while ((de = readdir(d))) {
+            struct ws_pushahead_record r;
+            int rc;
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+                path_join(path, sizeof(path), sp->pushed, de->d_name) != 0 || lstat(path, &st) != 0)
+                continue;
+            if (de->d_name[0] == '.') {
+                if (older_than(&st, now, TEMP_MAX_AGE))
+                    unlink(path);
+                continue;
+            }
+            if (older_than(&st, now, WS_PUSHAHEAD_RECORD_MAX_AGE)) {
+                unlink(path);
+                continue;
+            }
+            if (snprintf(ready, sizeof(ready), "%s/%s.ready", sp->status, de->d_name) >=
+                    (int)sizeof(ready) ||
+                exists(ready))
+                continue;
+            rc = record_read(sp, de->d_name, &r);
+            if (rc < 0 ||
+                (rc == 0 && strcmp(r.repo, cfg->repo) == 0 && strcmp(r.cluster, cfg->cluster) == 0))
+                unlink(path);
+        }
+        closedir(d);
+    }
+    if ((d = opendir(sp->locks))) {
+        while ((de = readdir(d))) {
+            int fd;
+            if (de->d_name[0] == '.' || path_join(path, sizeof(path), sp->locks, de->d_name) ||
+                lstat(path, &st) != 0 || !older_than(&st, now, TEMP_MAX_AGE))
+                continue;
+            if ((fd = lock_take(sp, de->d_name, 0)) >= 0)
+                lock_release(sp, de->d_name, fd);
+        }
+        closedir(d);
+    }
+}
+
+/* ---- step 3: PostgreSQL's call for a file with a record ---- */
+
+/* 1 when X is verified as archived (res filled), else 0 (push it normally). */
+static int verify_record(const struct ws_config *cfg, const struct spool *sp, const char *wal_path,
+                         struct ws_repo *repo, const struct ws_keyring *kr,
+                         struct ws_push_result *res)
+{
+    const char *name = base_name(wal_path);
+    struct ws_pushahead_record rec, now;
+    struct ws_error e = {0};
+    const char *why;
+    int kind = ws_wal_classify(name), rc;
+
+    rc = record_read(sp, name, &rec);
+    if (rc == 1)
+        return 0;
+    if (rc < 0) {
+        ws_log_warning("ignoring damaged push-ahead record \"%s/%s\"; archiving \"%s\"", sp->pushed,
+                       name, wal_path);
+        record_remove(sp, name);
+        return 0;
+    }
+    memset(&now, 0, sizeof(now));
+    snprintf(now.name, sizeof(now.name), "%s", name);
+    snprintf(now.repo, sizeof(now.repo), "%s", cfg->repo);
+    snprintf(now.cluster, sizeof(now.cluster), "%s", cfg->cluster);
+    if (ws_pushahead_hash_file(wal_path, kind == WS_WAL_SEGMENT || kind == WS_WAL_PARTIAL,
+                               now.sha256, &now.size, &now.system_identifier, &e) != 0) {
+        record_remove(sp, name);
+        return 0; /* the push reports the file's problem */
+    }
+    if ((why = ws_pushahead_record_mismatch(&rec, &now)) != NULL) {
+        /* A record of another repository or cluster may be another server's (shared spool). */
+        if (strcmp(rec.repo, now.repo) == 0 && strcmp(rec.cluster, now.cluster) == 0) {
+            ws_log_warning("push-ahead record \"%s/%s\" does not match WAL file \"%s\" (%s); "
+                           "archiving it normally",
+                           sp->pushed, name, wal_path, why);
+            record_remove(sp, name);
+        }
+        return 0;
+    }
+    rc = ws_archive_check_stored(repo, kr, name, now.size, now.sha256, &e);
+    if (rc != 0) {
+        if (rc == WS_ERR_NOT_FOUND || rc == WS_ERR_CONFLICT || rc == WS_ERR_CORRUPT) {
+            ws_log_warning("push-ahead record \"%s/%s\" is not backed by the repository (%s); "
+                           "archiving \"%s\" normally",
+                           sp->pushed, name, e.msg, wal_path);
+            record_remove(sp, name);
+        }
+        return 0;
+    }
+    record_remove(sp, name);
+    memset(res, 0, sizeof(*res));
+    res->pushed_ahead = 1;
+    res->bytes = now.size;
+    res->system_identifier = now.system_identifier;
+    memcpy(res->sha256, now.sha256, 32);
+    ws_log_info("WAL file \"%s\" was archived ahead by an earlier call (record verified: same "
+                "content, in the repository)",
+                wal_path);
+    return 1;
+}
+
+/* ---- step 4: the batch ---- */
+
+/* The ready files to push ahead of `current`, in order, at most max; caller frees. */
+static char **ready_batch(const struct spool *sp, const char *current, size_t max, size_t *count)
+{
+    DIR *d = opendir(sp->status);
+    struct dirent *de;
+    char **all = NULL, **out = NULL;
+    size_t n = 0, cap = 0, keep, taken = 0;
+
+    *count = 0;
+    if (!d)
+        return NULL;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (len <= 6 || strcmp(de->d_name + len - 6, ".ready") != 0)
+            continue;
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 64;
+            char **t = realloc(all, nc * sizeof(*all));
+            if (!t)
+                break;
+            all = t;
+            cap = nc;
+        }
+        if (!(all[n] = strndup(de->d_name, len - 6)))
+            break;
+        n++;
+    }
+    closedir(d);
+    keep = ws_pushahead_order(all, n, current);
+    if (keep > 0 && (out = calloc(max ? max : 1, sizeof(*out)))) {
+        for (size_t i = 0; i < keep && taken < max; i++) {
+            if (record_exists(sp, all[i]))
+                continue; /* pushed ahead already, waiting for PostgreSQL's call */
+            out[taken++] = all[i];
+            all[i] = NULL;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(all[i]);
+    free(all);
+    *count = taken;
+    return out;
+}
+
+struct batch {
+    const struct ws_config *cfg;
+    const struct spool *sp;
+    const struct ws_keyring *kr;
+    char **names;
+    size_t n;
+    pthread_mutex_t lock;
+    size_t next;
+    int stop; /* storage trouble: start no more */
+    size_t pushed, failed, skipped;
+};
+
+struct worker {
+    struct batch *b;
+    struct ws_repo repo;
+    pthread_t thread;
+    int started;
+};
+
+static void push_ahead_one(struct batch *b, struct ws_repo *repo, const char *name)
+{
+    struct ws_push_result res;
+    struct ws_error e = {0};
+    char path[PATH_MAX], ready[PATH_MAX];
+    int fd, rc, outcome = 0; /* 0 skipped, 1 pushed, 2 failed */
+
+    if (path_join(path, sizeof(path), b->sp->waldir, name) != 0 ||
+        snprintf(ready, sizeof(ready), "%s/%s.ready", b->sp->status, name) >= (int)sizeof(ready))
+        return;
+    if ((fd = lock_take(b->sp, name, 0)) < 0)
+        goto count; /* another wal-push has it */
+    /* Re-checked under the lock: pushed by someone else meanwhile, or archived by PostgreSQL. */
+    if (record_exists(b->sp, name) || !exists(ready))
+        goto count;
+    rc = ws_archive_push_in(b->cfg, repo, b->kr, 0, 1, path, &res, &e);
+    if (rc == 0) {
+        record_write(b->cfg, b->sp, name, &res);
+        outcome = 1;
+    } else {
+        ws_log_warning("push-ahead: %s; PostgreSQL's own call will archive it", e.msg);
+        outcome = 2;
+        if (rc == WS_ERR_STORAGE) {
+            pthread_mutex_lock(&b->lock);
+            b->stop = 1;
+            pthread_mutex_unlock(&b->lock);
+        }
+    }
+count:
+    lock_release(b->sp, name, fd);
+    pthread_mutex_lock(&b->lock);
+    if (outcome == 1)
+        b->pushed++;
+    else if (outcome == 2)
+        b->failed++;
+    else
+        b->skipped++;
+    pthread_mutex_unlock(&b->lock);
+}
+
+static void work(struct batch *b, struct ws_repo *repo)
+{
+    for (;;) {
+        const char *name = NULL;
+        pthread_mutex_lock(&b->lock);
+        if (!b->stop && b->next < b->n)
+            name = b->names[b->next++];
+        pthread_mutex_unlock(&b->lock);
+        if (!name)
+            return;
+        push_ahead_one(b, repo, name);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    work(w->b, &w->repo);
+    return NULL;
+}
+
+/* ---- the call ---- */
+
+int ws_pushahead_push(const struct ws_config *cfg, const char *wal_path, struct ws_push_result *res,
+                      struct ws_error *err)
+{
+    const char *name = base_name(wal_path);
+    struct spool sp;
+    struct ws_keyring kr;
+    struct batch b;
+    struct worker *workers = NULL;
+    struct ws_error e = {0};
+    size_t nworkers = 0, i;
+    int lockfd = -1, rc, lock_init = 0;
+
+    memset(&sp, 0, sizeof(sp));
+    memset(&kr, 0, sizeof(kr));
+    memset(&b, 0, sizeof(b));
+    if (spool_open(cfg, wal_path, &sp) != 0)
+        return ws_archive_push(cfg, wal_path, res, err);
+
+    /* A concurrent push of this very file finishes first; then its record is checked. */
+    if ((lockfd = lock_take(&sp, name, cfg->timeout)) < 0)
+        ws_log_info("could not lock \"%s/%s\"; archiving \"%s\" without the lock", sp.locks, name,
+                    wal_path);
+
+    /* Worker 0 is this thread; its storage handle also serves the record check. */
+    b.n = 0;
+    if (ws_keyring_load(cfg, &kr, &e) != 0 || !(workers = calloc(1, sizeof(*workers))) ||
+        ws_repo_open(cfg, &workers[0].repo, &e) != 0) {
+        /* The plain push reports the problem (key file, repository) in its own words. */
+        rc = ws_archive_push(cfg, wal_path, res, err);
+        goto out;
+    }
+    nworkers = 1;
+    if (verify_record(cfg, &sp, wal_path, &workers[0].repo, &kr, res)) {
+        rc = 0;
+        goto out;
+    }
+
+    spool_clean(cfg, &sp);
+    b.names = ready_batch(&sp, name, ws_pushahead_batch_max(cfg->parallel), &b.n);
+    b.cfg = cfg;
+    b.sp = &sp;
+    b.kr = &kr;
+    pthread_mutex_init(&b.lock, NULL);
+    lock_init = 1;
+    if (b.n > 0) {
+        size_t want = (size_t)cfg->parallel < b.n + 1 ? (size_t)cfg->parallel : b.n + 1;
+        struct worker *t = realloc(workers, want * sizeof(*workers));
+        if (t) {
+            workers = t;
+            memset(workers + 1, 0, (want - 1) * sizeof(*workers));
+            /* Handles are opened here, before any thread starts (network drivers load their
+             * library on first use). */
+            for (i = 1; i < want; i++) {
+                if (ws_repo_open(cfg, &workers[i].repo, &e) != 0) {
+                    ws_log_warning("push-ahead: %s", e.msg);
+                    break;
+                }
+            }
+            nworkers = i;
+        }
+        for (i = 1; i < nworkers; i++) {
+            workers[i].b = &b;
+            workers[i].started =
+                pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) == 0;
+        }
+    }
+
+    /* X first, with its retries and a fresh storage handle per attempt, as without push-ahead;
+     * one zstd thread when the batch keeps the other cores busy. */
+    rc = ws_archive_push_in(cfg, NULL, NULL, b.n > 0 ? 0 : -1, cfg->retries, wal_path, res, err);
+    if (rc == 0)
+        record_write(cfg, &sp, name, res);
+    work(&b, &workers[0].repo);
+    for (i = 1; i < nworkers; i++)
+        if (workers[i].started)
+            pthread_join(workers[i].thread, NULL);
+    if (b.n > 0)
+        ws_log_info("push-ahead: %zu of %zu ready WAL files archived ahead of \"%s\" with %zu "
+                    "workers (%zu failed, %zu skipped)",
+                    b.pushed, b.n, wal_path, nworkers, b.failed, b.skipped + (b.n - b.next));
+out:
+    for (i = 0; i < nworkers; i++)
+        ws_repo_close(&workers[i].repo);
+    free(workers);
+    for (i = 0; i < b.n; i++)
+        free(b.names[i]);
+    free(b.names);
+    if (lock_init)
+        pthread_mutex_destroy(&b.lock);
+    ws_keyring_wipe(&kr);
+    lock_release(&sp, name, lockfd);
+    return rc;
+}

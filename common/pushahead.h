@@ -1,0 +1,141 @@
+/*
+ * pushahead.h - push-ahead in wal-push: archive the backlog with `parallel` workers while
+ * PostgreSQL calls archive_command one file at a time.
+ *
+ * PostgreSQL's archiver runs `wal-push pg_wal/X` for one ready file, waits, marks it done and
+ * runs the next. When WAL is written faster than one process can compress, encrypt and store it,
+ * pg_wal fills up. With `parallel` > 1 (the default on a machine with more than one CPU), the call
+ * for X therefore also archives the next ready files, and leaves a record of each in the spool so
+ * that PostgreSQL's own later call for that file returns after a cheap check instead of a push.
+ *
+ * What one call for X does (ws_pushahead_push):
+ *   1. Applies only when `parallel` > 1 and pg_wal/archive_status/X.ready exists beside X (so the
+ *      archiver runs us, with the data directory as working directory); otherwise it is
+ *      ws_archive_push(). The spool is <spool_dir>/<cluster>/pushed (records) and .../pushing
+ *      (lock files), directories 0700, created on first use. A spool_dir inside the data
+ *      directory or inside pg_wal (symlinks resolved) is refused, and a spool that cannot be
+ *      created or written switches push-ahead off: one WARNING line, then X alone as without
+ *      push-ahead. The spool never makes X fail.
+ *   2. Takes X's lock (below), waiting up to `timeout` seconds for a concurrent push of X.
+ *   3. If a record for X exists, it is checked; when every check passes, the record is removed
+ *      and the call returns 0 without pushing (res->pushed_ahead). The checks:
+ *        - the record parses and its own SHA-256 line matches (a torn or damaged record fails);
+ *        - it names X, this `repo` and this `cluster`;
+ *        - X is re-read now and hashed: size, SHA-256 and (for segments) the system identifier
+ *          in its page header equal the record's. SHA-256 runs at ~1.5 GB/s, a few per cent of
+ *          what compressing, encrypting and storing costs;
+ *        - the repository holds an object under X's name whose authenticated footer carries the
+ *          same length and SHA-256 (ws_archive_check_stored: header and trailer, no download).
+ *      Any failure removes the record (WARNING when it contradicts the file or the repository)
+ *      and X is pushed normally, where the duplicate policy applies: identical content already
+ *      stored is success, different content is refused (exit 1). So a reused name, a restored
+ *      cluster, a re-created repository or a stale spool never turn into a false "archived".
+ *   4. Otherwise: housekeeping (records whose .ready is gone or older than a day, temp files of
+ *      killed writers, abandoned lock files), then the batch: the ready files in the archiver's
+ *      order (.history files first, then by name, which is timeline then segment number, the
+ *      order of PostgreSQL's pgarch.c), without X, without those that already have a record,
+ *      at most min(8 * parallel, 64). X and the batch are pushed by `parallel` workers: the
+ *      calling thread pushes X first (with `retries`), then helps with the batch; the other
+ *      threads take batch files in order, each with its own storage handle (one session each on
+ *      S3/SFTP). Every file is compressed on one zstd thread: the workers share the cores.
+ *      A batch file gets one attempt; a storage failure stops the batch (X must not wait on an
+ *      outage), any failure is one WARNING line and leaves the file to PostgreSQL's own call.
+ *   5. For every file that ws_archive_push_in() reports durably stored (or already stored with
+ *      identical content), X included, a record is written with the file sink (temp, fsync,
+ *      rename, directory fsync). The call returns X's own status; batch files never change it.
+ *
+ * The record, <spool_dir>/<cluster>/pushed/<name>, 0600, text (ws_pushahead_record_format):
+ *     walsafe push-ahead record 1
+ *     name = 000000010000000A000000F3
+ *     repo = /srv/walsafe                 the `repo` setting as configured
+ *     cluster = main
+ *     system_identifier = 7312345678901234567       (0 for .history and .backup files)
+ *     size = 16777216
+ *     sha256 = <64 hex>                   the content digest the object writer computed
+ *     pushed_at = 1732300000              seconds since the epoch
+ *     check = <64 hex>                    SHA-256 of the lines above
+ * It is written only after the object is durable, so a push killed at any point (SIGKILL
+ * included) leaves no record for what it did not store: PostgreSQL's own call pushes that file.
+ *
+ * Two wal-push processes at once (an archiver restarted while an orphaned wal-push still runs,
+ * an operator's manual run): each file being pushed is locked with flock() on
+ * <spool_dir>/<cluster>/pushing/<name>; the lock file is unlinked while still locked and a
+ * locker checks that the path still names the inode it locked, so a lock is never split. A
+ * batch skips files locked by someone else; the call for X waits for X. Should two pushes of
+ * one file still meet (a lock wait that timed out, a spool shared over NFS), the repository
+ * decides: the second commit finds the name taken and compares digests, identical content is
+ * success. Records are never trusted without the checks of step 3 in any case.
+ *
+ * PostgreSQL's archive_status files are only read, never created, renamed or removed.
+ *
+ * Error rules: ws_pushahead_push() returns what ws_archive_push() would for X (0 only when X is
+ * durably in the repository); everything about the spool and the batch is logged, never
+ * returned. The pure functions below are exposed for tests.
+ *
+ *     struct ws_push_result res;
+ *     if (ws_pushahead_push(&cfg, "pg_wal/000000010000000A000000F3", &res, &err) != 0)
+ *         ws_log_error(&err);
+ */
+#ifndef WS_PUSHAHEAD_H
+#define WS_PUSHAHEAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "archive.h"
+#include "config.h"
+#include "error.h"
+
+#define WS_PUSHAHEAD_PER_WORKER 8 /* batch files per worker */
+#define WS_PUSHAHEAD_MAX_BATCH 64
+#define WS_PUSHAHEAD_RECORD_MAX_AGE (24 * 3600) /* seconds */
+#define WS_PUSHAHEAD_REPO_MAX 4096
+#define WS_PUSHAHEAD_RECORD_SIZE (WS_PUSHAHEAD_REPO_MAX + 1024) /* enough for any record */
+
+struct ws_pushahead_record {
+    char name[64];
+    char repo[WS_PUSHAHEAD_REPO_MAX];
+    char cluster[65];
+    uint64_t system_identifier;
+    uint64_t size;
+    uint8_t sha256[32];
+    int64_t pushed_at;
+};
+
+/* What wal-push does for wal_path: ws_archive_push() plus push-ahead when it applies. */
+int ws_pushahead_push(const struct ws_config *cfg, const char *wal_path, struct ws_push_result *res,
+                      struct ws_error *err);
+
+/* The archiver's order of ready files: .history files first, then by name. strcmp-like. */
+int ws_pushahead_ready_cmp(const char *a, const char *b);
+
+/*
+ * Keeps the names that are WAL file names other than `current` (which may be NULL), sorts them
+ * in the archiver's order and returns their count; the others are moved behind it (not freed:
+ * names stays a permutation of its input).
+ */
+size_t ws_pushahead_order(char **names, size_t n, const char *current);
+
+/* Batch size for `parallel` workers. */
+size_t ws_pushahead_batch_max(int parallel);
+
+/* The record's text into out; its length, or -1 when it does not fit or a field cannot be
+ * written (a newline in repo, an invalid name). */
+int ws_pushahead_record_format(const struct ws_pushahead_record *r, char *out, size_t outsz);
+/* Parses a record; 0, or -1 for anything but a complete, intact record. */
+int ws_pushahead_record_parse(const char *text, size_t len, struct ws_pushahead_record *r);
+
+/*
+ * The content binding: NULL when `rec` stands for the file described by `now` (name, repo,
+ * cluster, system identifier, size, SHA-256; pushed_at is ignored), else a short reason for
+ * messages ("the content differs", ...).
+ */
+const char *ws_pushahead_record_mismatch(const struct ws_pushahead_record *rec,
+                                         const struct ws_pushahead_record *now);
+
+/* Reads path once: size, SHA-256 and, when `segment` is set and the file is long enough, the
+ * system identifier of its long page header (else 0). */
+int ws_pushahead_hash_file(const char *path, int segment, uint8_t sha256[32], uint64_t *size,
+                           uint64_t *system_identifier, struct ws_error *err);
+
+#endif

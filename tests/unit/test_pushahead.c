@@ -1,0 +1,702 @@
+/*
+ * Push-ahead (pushahead.h): the archiver's order of ready files, the record's text form and its
+ * refusal of every damage, the content binding, and ws_pushahead_push() against a posix
+ * repository with a synthetic pg_wal (1 MiB segments, .ready files in archive_status): a batch
+ * records exactly what it stored, a later call is answered from a verified record, and a stale,
+ * damaged, foreign or unbacked record, a busy lock, a failing file and an unusable spool never
+ * produce a false "archived".
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "archive.h"
+#include "config.h"
+#include "pushahead.h"
+#include "unit.h"
+#include "wal.h"
+
+#define SEG (1u << 20)
+#define SYSID1 UINT64_C(7000000000000000001)
+
+static const char KEYHEX[] = "3c1f5e0a9b8d7c6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e";
+
+/* ---- helpers ---- */
+
+static int write_file(const char *path, const void *p, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), ok;
+    if (fd < 0)
+        return -1;
+    ok = write(fd, p, n) == (ssize_t)n;
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int n = 0;
+    if (!d)
+        return -1;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void seg_name(uint64_t segno, char name[WS_WAL_NAME_LEN + 1])
+{
+    ws_wal_format_name(name, 1, segno, SEG);
+}
+
+/* Segment `segno` of timeline 1 with a valid long page header and pseudo-random content. */
+static int make_segment(const char *dir, uint64_t segno, uint32_t seed, char *out, size_t outsz)
+{
+    char name[WS_WAL_NAME_LEN + 1];
+    uint8_t *buf = malloc(SEG);
+    uint16_t magic = 0xD110, info = WS_XLP_LONG_HEADER;
+    uint32_t tli = 1, blcksz = 8192, segsz = SEG;
+    uint64_t pageaddr = segno * (uint64_t)SEG, sysid = SYSID1;
+    int rc;
+
+    if (!buf)
+        return -1;
+    unit_random(buf, SEG, seed);
+    memset(buf, 0, WS_WAL_LONG_HEADER_SIZE);
+    memcpy(buf + 0, &magic, 2);
+    memcpy(buf + 2, &info, 2);
+    memcpy(buf + 4, &tli, 4);
+    memcpy(buf + 8, &pageaddr, 8);
+    memcpy(buf + 24, &sysid, 8);
+    memcpy(buf + 32, &segsz, 4);
+    memcpy(buf + 36, &blcksz, 4);
+    seg_name(segno, name);
+    snprintf(out, outsz, "%s/%s", dir, name);
+    rc = write_file(out, buf, SEG);
+    free(buf);
+    return rc;
+}
+
+/* A data directory look-alike with pg_wal/archive_status, a repository and a spool. */
+struct env {
+    struct ws_config cfg;
+    char root[512], wal[600], status[700], repo[600], spool[600], pushed[700], locks[700];
+};
+
+static int setup(struct env *e, const char *tag, const char *parallel)
+{
+    struct ws_error err = {0};
+    char key[600], text[80];
+
+    memset(e, 0, sizeof(*e));
+    snprintf(e->root, sizeof(e->root), "%s/%s", unit_tmpdir(), tag);
+    snprintf(e->wal, sizeof(e->wal), "%s/data/pg_wal", e->root);
+    snprintf(e->status, sizeof(e->status), "%s/archive_status", e->wal);
+    snprintf(e->repo, sizeof(e->repo), "%s/repo", e->root);
+    snprintf(e->spool, sizeof(e->spool), "%s/spool", e->root);
+    snprintf(e->pushed, sizeof(e->pushed), "%s/main/pushed", e->spool);
+    snprintf(e->locks, sizeof(e->locks), "%s/main/pushing", e->spool);
+    snprintf(key, sizeof(key), "%s/key", e->root);
+    snprintf(text, sizeof(text), "%s\n", KEYHEX);
+    if (mkdir(e->root, 0700) != 0 || mkdir(e->repo, 0700) != 0)
+        return -1;
+    {
+        char d[600];
+        snprintf(d, sizeof(d), "%s/data", e->root);
+        if (mkdir(d, 0700) != 0 || mkdir(e->wal, 0700) != 0 || mkdir(e->status, 0700) != 0)
+            return -1;
+    }
+    snprintf(text, sizeof(text), "%s\n", KEYHEX);
+    if (write_file(key, text, strlen(text)) != 0)
+        return -1;
+    ws_config_init(&e->cfg);
+    if (ws_config_set(&e->cfg, "repo", e->repo, "test", &err) != 0 ||
+        ws_config_set(&e->cfg, "cluster", "main", "test", &err) != 0 ||
+        ws_config_set(&e->cfg, "parallel", parallel, "test", &err) != 0 ||
+        ws_config_set(&e->cfg, "spool_dir", e->spool, "test", &err) != 0 ||
+        ws_config_set(&e->cfg, "encrypt_key_file", key, "test", &err) != 0) {
+        fprintf(stderr, "    setup: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Segments first..first+n-1 in pg_wal, each with its .ready. */
+static int add_ready(struct env *e, uint64_t first, int n)
+{
+    char path[800], name[WS_WAL_NAME_LEN + 1], ready[800];
+    for (int i = 0; i < n; i++) {
+        seg_name(first + (uint64_t)i, name);
+        snprintf(ready, sizeof(ready), "%s/%s.ready", e->status, name);
+        if (make_segment(e->wal, first + (uint64_t)i, (uint32_t)(first + (uint64_t)i), path,
+                         sizeof(path)) != 0 ||
+            write_file(ready, "", 0) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* What the archiver does after a 0: .ready becomes .done. */
+static void mark_done(struct env *e, const char *name)
+{
+    char a[800], b[800];
+    snprintf(a, sizeof(a), "%s/%s.ready", e->status, name);
+    snprintf(b, sizeof(b), "%s/%s.done", e->status, name);
+    if (rename(a, b) != 0)
+        unit_fail(__FILE__, __LINE__, "rename .ready");
+}
+
+static void wal_path(const struct env *e, uint64_t segno, char *out, size_t outsz)
+{
+    char name[WS_WAL_NAME_LEN + 1];
+    seg_name(segno, name);
+    snprintf(out, outsz, "%s/%s", e->wal, name);
+}
+
+static int has_record(const struct env *e, uint64_t segno)
+{
+    char name[WS_WAL_NAME_LEN + 1], path[800];
+    seg_name(segno, name);
+    snprintf(path, sizeof(path), "%s/%s", e->pushed, name);
+    return exists(path);
+}
+
+static int in_repo(const struct env *e, uint64_t segno)
+{
+    char name[WS_WAL_NAME_LEN + 1], path[800];
+    seg_name(segno, name);
+    snprintf(path, sizeof(path), "%s/main/wal/%.16s/%s", e->repo, name, name);
+    return exists(path);
+}
+
+static int push(struct env *e, uint64_t segno, struct ws_push_result *res, struct ws_error *err)
+{
+    char path[800];
+    wal_path(e, segno, path, sizeof(path));
+    memset(err, 0, sizeof(*err));
+    return ws_pushahead_push(&e->cfg, path, res, err);
+}
+
+/* Every file in pg_wal archived to the repository is byte-identical when fetched back. */
+static int fetch_same(struct env *e, uint64_t segno)
+{
+    char name[WS_WAL_NAME_LEN + 1], src[800], dst[800];
+    struct ws_error err = {0};
+    uint8_t *a = malloc(SEG), *b = malloc(SEG);
+    int fa, fb, ok = 0;
+
+    seg_name(segno, name);
+    wal_path(e, segno, src, sizeof(src));
+    snprintf(dst, sizeof(dst), "%s/fetched", e->root);
+    unlink(dst);
+    if (a && b && ws_archive_fetch(&e->cfg, name, dst, &err) == 0 &&
+        (fa = open(src, O_RDONLY)) >= 0) {
+        if ((fb = open(dst, O_RDONLY)) >= 0) {
+            ok = read(fa, a, SEG) == SEG && read(fb, b, SEG) == SEG && memcmp(a, b, SEG) == 0;
+            close(fb);
+        }
+        close(fa);
+    }
+    free(a);
+    free(b);
+    return ok;
+}
+
+/* ---- pure parts ---- */
+
+static void test_order(void)
+{
+    const char *in[] = {"000000020000000000000003",
+                        "junk",
+                        "00000002.history",
+                        "000000010000000000000005.00000028.backup",
+                        "000000010000000000000005",
+                        "000000010000000100000000",
+                        "000000010000000000000004",
+                        "000000010000000000000006.partial",
+                        "00000003.history",
+                        "000000010000000000000004",
+                        "000000010000000000000007.ready",
+                        ""};
+    const char *want[] = {"00000002.history",
+                          "00000003.history",
+                          "000000010000000000000005",
+                          "000000010000000000000005.00000028.backup",
+                          "000000010000000000000006.partial",
+                          "000000010000000100000000",
+                          "000000020000000000000003"};
+    size_t n = sizeof(in) / sizeof(in[0]), k;
+    char *names[sizeof(in) / sizeof(in[0])];
+    int seen_junk = 0;
+
+    for (size_t i = 0; i < n; i++)
+        names[i] = (char *)in[i];
+    /* "current" (X) is dropped wherever it is, also twice */
+    k = ws_pushahead_order(names, n, "000000010000000000000004");
+    REQUIRE(k == sizeof(want) / sizeof(want[0]));
+    for (size_t i = 0; i < k; i++)
+        CHECK(strcmp(names[i], want[i]) == 0);
+    /* a permutation: what was dropped is behind */
+    for (size_t i = k; i < n; i++)
+        seen_junk += strcmp(names[i], "junk") == 0;
+    CHECK(seen_junk == 1);
+
+    CHECK(ws_pushahead_ready_cmp("00000009.history", "000000010000000000000001") < 0);
+    CHECK(ws_pushahead_ready_cmp("000000010000000000000001", "00000009.history") > 0);
+    CHECK(ws_pushahead_ready_cmp("000000010000000000000001", "000000010000000000000001") == 0);
+    CHECK(ws_pushahead_order(names, 0, NULL) == 0);
+
+    CHECK(ws_pushahead_batch_max(1) == 8);
+    CHECK(ws_pushahead_batch_max(2) == 16);
+    CHECK(ws_pushahead_batch_max(8) == 64);
+    CHECK(ws_pushahead_batch_max(256) == WS_PUSHAHEAD_MAX_BATCH);
+}
+
+static void sample_record(struct ws_pushahead_record *r)
+{
+    memset(r, 0, sizeof(*r));
+    snprintf(r->name, sizeof(r->name), "000000010000000A000000F3");
+    snprintf(r->repo, sizeof(r->repo), "s3://bucket/some prefix = odd");
+    snprintf(r->cluster, sizeof(r->cluster), "main");
+    r->system_identifier = UINT64_MAX;
+    r->size = 16777216;
+    for (int i = 0; i < 32; i++)
+        r->sha256[i] = (uint8_t)(i * 7 + 1);
+    r->pushed_at = 1732300000;
+}
+
+static void test_record_roundtrip(void)
+{
+    struct ws_pushahead_record r, back;
+    char text[WS_PUSHAHEAD_RECORD_SIZE];
+    int n;
+
+    sample_record(&r);
+    n = ws_pushahead_record_format(&r, text, sizeof(text));
+    REQUIRE(n > 0);
+    CHECK(strncmp(text, "walsafe push-ahead record 1\nname = 000000010000000A000000F3\n", 59) == 0);
+    REQUIRE(ws_pushahead_record_parse(text, (size_t)n, &back) == 0);
+    CHECK(strcmp(back.name, r.name) == 0 && strcmp(back.repo, r.repo) == 0 &&
+          strcmp(back.cluster, r.cluster) == 0);
+    CHECK(back.system_identifier == r.system_identifier && back.size == r.size &&
+          back.pushed_at == r.pushed_at && memcmp(back.sha256, r.sha256, 32) == 0);
+    CHECK(ws_pushahead_record_mismatch(&back, &r) == NULL);
+
+    /* other WAL file kinds */
+    snprintf(r.name, sizeof(r.name), "00000002.history");
+    r.system_identifier = 0;
+    n = ws_pushahead_record_format(&r, text, sizeof(text));
+    CHECK(n > 0 && ws_pushahead_record_parse(text, (size_t)n, &back) == 0);
+
+    /* what cannot be written */
+    sample_record(&r);
+    snprintf(r.repo, sizeof(r.repo), "/srv/a\nname = x");
+    CHECK(ws_pushahead_record_format(&r, text, sizeof(text)) == -1);
+    sample_record(&r);
+    snprintf(r.name, sizeof(r.name), "../../etc/passwd");
+    CHECK(ws_pushahead_record_format(&r, text, sizeof(text)) == -1);
+    sample_record(&r);
+    r.repo[0] = '\0';
+    CHECK(ws_pushahead_record_format(&r, text, sizeof(text)) == -1);
+    sample_record(&r);
+    CHECK(ws_pushahead_record_format(&r, text, 100) == -1);
+}
+
+/* Every truncation, every flipped bit and every appended byte is refused. */
+static void test_record_damage(void)
+{
+    struct ws_pushahead_record r, back;
+    char text[WS_PUSHAHEAD_RECORD_SIZE], bad[WS_PUSHAHEAD_RECORD_SIZE + 8];
+    int n, refused = 0, total = 0;
+
+    sample_record(&r);
+    n = ws_pushahead_record_format(&r, text, sizeof(text));
+    REQUIRE(n > 0);
+    for (int len = 0; len < n; len++)
+        CHECK(ws_pushahead_record_parse(text, (size_t)len, &back) == -1);
+    for (int i = 0; i < n; i++) {
+        for (int bit = 0; bit < 8; bit++) {
+            memcpy(bad, text, (size_t)n);
+            bad[i] = (char)(bad[i] ^ (1 << bit));
+            total++;
+            refused += ws_pushahead_record_parse(bad, (size_t)n, &back) == -1;
+        }
+    }
+    CHECK(refused == total);
+    memcpy(bad, text, (size_t)n);
+    memcpy(bad + n, "x\n", 2);
+    CHECK(ws_pushahead_record_parse(bad, (size_t)n + 2, &back) == -1);
+    CHECK(ws_pushahead_record_parse(bad, (size_t)n + 1, &back) == -1);
+    /* a NUL inside */
+    memcpy(bad, text, (size_t)n);
+    bad[40] = '\0';
+    CHECK(ws_pushahead_record_parse(bad, (size_t)n, &back) == -1);
+    /* a record re-made with a wrong value but a correct check still fails on the value */
+    {
+        char forged[WS_PUSHAHEAD_RECORD_SIZE];
+        const char *p = strstr(text, "size = ");
+        REQUIRE(p);
+        int m = snprintf(forged, sizeof(forged), "%.*ssize = 0123\n", (int)(p - text), text);
+        const char *rest = strchr(p, '\n') + 1;
+        const char *chk = strstr(rest, "check = ");
+        m += snprintf(forged + m, sizeof(forged) - (size_t)m, "%.*s", (int)(chk - rest), rest);
+        {
+            uint8_t d[32];
+            unsigned int dl;
+            char hex[65];
+            EVP_Digest(forged, (size_t)m, d, &dl, EVP_sha256(), NULL);
+            for (int i = 0; i < 32; i++)
+                snprintf(hex + 2 * i, 3, "%02x", d[i]);
+            m += snprintf(forged + m, sizeof(forged) - (size_t)m, "check = %s\n", hex);
+        }
+        CHECK(ws_pushahead_record_parse(forged, (size_t)m, &back) == -1); /* leading zero */
+    }
+}
+
+static void test_record_binding(void)
+{
+    struct ws_pushahead_record r, now;
+
+    sample_record(&r);
+    now = r;
+    now.pushed_at = 1; /* when it was pushed does not matter */
+    CHECK(ws_pushahead_record_mismatch(&r, &now) == NULL);
+    now = r;
+    now.sha256[31] ^= 1;
+    CHECK(ws_pushahead_record_mismatch(&r, &now) &&
+          strcmp(ws_pushahead_record_mismatch(&r, &now), "the content differs") == 0);
+    now = r;
+    now.size--;
+    CHECK(strcmp(ws_pushahead_record_mismatch(&r, &now), "the size differs") == 0);
+    now = r;
+    now.system_identifier = 1;
+    CHECK(strcmp(ws_pushahead_record_mismatch(&r, &now), "it is for another database system") == 0);
+    now = r;
+    snprintf(now.repo, sizeof(now.repo), "s3://bucket/other");
+    CHECK(strcmp(ws_pushahead_record_mismatch(&r, &now), "it is for another repository") == 0);
+    now = r;
+    snprintf(now.cluster, sizeof(now.cluster), "main2");
+    CHECK(strcmp(ws_pushahead_record_mismatch(&r, &now), "it is for another cluster") == 0);
+    now = r;
+    snprintf(now.name, sizeof(now.name), "000000010000000A000000F4");
+    CHECK(strcmp(ws_pushahead_record_mismatch(&r, &now), "it names another file") == 0);
+}
+
+static void test_hash_file(void)
+{
+    char dir[600], path[800];
+    uint8_t d[32], want[32];
+    uint64_t size, sysid;
+    unsigned int dl;
+    struct ws_error err = {0};
+    uint8_t *buf = malloc(SEG);
+
+    REQUIRE(buf);
+    snprintf(dir, sizeof(dir), "%s/hash", unit_tmpdir());
+    REQUIRE(mkdir(dir, 0700) == 0);
+    REQUIRE(make_segment(dir, 5, 77, path, sizeof(path)) == 0);
+    {
+        int fd = open(path, O_RDONLY);
+        REQUIRE(fd >= 0);
+        CHECK(read(fd, buf, SEG) == SEG);
+        close(fd);
+    }
+    EVP_Digest(buf, SEG, want, &dl, EVP_sha256(), NULL);
+    CHECK(ws_pushahead_hash_file(path, 1, d, &size, &sysid, &err) == 0);
+    CHECK(size == SEG && sysid == SYSID1 && memcmp(d, want, 32) == 0);
+    CHECK(ws_pushahead_hash_file(path, 0, d, &size, &sysid, &err) == 0);
+    CHECK(sysid == 0 && memcmp(d, want, 32) == 0);
+    /* an empty file, and a missing one */
+    snprintf(path, sizeof(path), "%s/empty", dir);
+    REQUIRE(write_file(path, "", 0) == 0);
+    EVP_Digest("", 0, want, &dl, EVP_sha256(), NULL);
+    CHECK(ws_pushahead_hash_file(path, 1, d, &size, &sysid, &err) == 0);
+    CHECK(size == 0 && sysid == 0 && memcmp(d, want, 32) == 0);
+    snprintf(path, sizeof(path), "%s/missing", dir);
+    CHECK(ws_pushahead_hash_file(path, 1, d, &size, &sysid, &err) == WS_ERR_IO);
+    CHECK(strstr(err.msg, "missing") != NULL);
+    free(buf);
+}
+
+/* ---- ws_pushahead_push ---- */
+
+/* A backlog drained the way PostgreSQL does it: every call 0, every file stored once, records
+ * consumed, the spool empty of records at the end. */
+static void test_backlog(void)
+{
+    struct env e;
+    struct ws_push_result res;
+    struct ws_error err;
+    int ahead = 0, n = 40;
+
+    REQUIRE(setup(&e, "backlog", "2") == 0);
+    REQUIRE(add_ready(&e, 1, n) == 0);
+    for (int i = 1; i <= n; i++) {
+        if (push(&e, (uint64_t)i, &res, &err) != 0)
+            unit_fail(__FILE__, __LINE__, err.msg);
+        CHECK(res.bytes == SEG && res.duplicate == 0);
+        ahead += res.pushed_ahead;
+        if (i == 1) {
+            /* the first call pushed X and a batch of 2 * 8, each recorded */
+            for (int k = 1; k <= 17; k++)
+                CHECK(in_repo(&e, (uint64_t)k) && has_record(&e, (uint64_t)k));
+            CHECK(!in_repo(&e, 18) && !has_record(&e, 18));
+        }
+        char name[WS_WAL_NAME_LEN + 1];
+        seg_name((uint64_t)i, name);
+        mark_done(&e, name);
+        if (res.pushed_ahead)
+            CHECK(!has_record(&e, (uint64_t)i)); /* used once */
+    }
+    /* 40 = 17 + 17 + 6: three calls pushed, the others were answered from records */
+    CHECK(ahead == n - 3);
+    for (int i = 1; i <= n; i++)
+        CHECK(fetch_same(&e, (uint64_t)i));
+    /* what is left: at most the record of the last X, removed by the next batch */
+    CHECK(count_entries(e.pushed) <= 1);
+    CHECK(count_entries(e.locks) == 0);
+    /* PostgreSQL's files were not touched */
+    CHECK(count_entries(e.status) == n);
+    ws_config_free(&e.cfg);
+}
+
+/* Content changed under a pushed-ahead name: the record is not trusted, the push refuses. */
+static void test_stale_record(void)
+{
+    struct env e;
+    struct ws_push_result res;
+    struct ws_error err;
+    char path[800], name[WS_WAL_NAME_LEN + 1];
+
+    REQUIRE(setup(&e, "stale", "2") == 0);
+    REQUIRE(add_ready(&e, 1, 4) == 0);
+    CHECK(push(&e, 1, &res, &err) == 0);
+    CHECK(has_record(&e, 3));
+    /* segment 3 is re-made with other content (a restored cluster reusing the name) */
+    REQUIRE(make_segment(e.wal, 3, 999, path, sizeof(path)) == 0);
+    seg_name(1, name);
+    mark_done(&e, name);
+    CHECK(push(&e, 2, &res, &err) == 0 && res.pushed_ahead);
+    CHECK(push(&e, 3, &res, &err) == WS_ERR_CONFLICT);
+    CHECK(!res.pushed_ahead);
+    CHECK(!has_record(&e, 3));
+    /* the stored copy is the original */
+    REQUIRE(make_segment(e.wal, 3, 3, path, sizeof(path)) == 0);
+    CHECK(fetch_same(&e, 3));
+    ws_config_free(&e.cfg);
+}
+
+/* Records that are damaged, of another repository, or not backed by the repository. */
+static void test_untrusted_records(void)
+{
+    struct env e;
+    struct ws_push_result res;
+    struct ws_error err;
+    char rec[800], name[WS_WAL_NAME_LEN + 1], obj[900];
+
+    REQUIRE(setup(&e, "untrusted", "2") == 0);
+    REQUIRE(add_ready(&e, 1, 6) == 0);
+    CHECK(push(&e, 1, &res, &err) == 0);
+    for (int i = 2; i <= 6; i++)
+        CHECK(has_record(&e, (uint64_t)i));
+
+    /* damaged: ignored and removed; the normal push finds the identical copy */
+    seg_name(2, name);
+    snprintf(rec, sizeof(rec), "%s/%s", e.pushed, name);
+    CHECK(write_file(rec, "walsafe push-ahead record 1\nname = x\n", 38) == 0);
+    CHECK(push(&e, 2, &res, &err) == 0 && !res.pushed_ahead && res.duplicate);
+
+    /* the object is gone from the repository (a repository re-created at the same place) */
+    seg_name(3, name);
+    snprintf(obj, sizeof(obj), "%s/main/wal/%.16s/%s", e.repo, name, name);
+    CHECK(unlink(obj) == 0);
+    CHECK(push(&e, 3, &res, &err) == 0 && !res.pushed_ahead && !res.duplicate);
+    CHECK(fetch_same(&e, 3));
+
+    /* the repository holds other content under the name */
+    {
+        char other[900];
+        seg_name(5, name);
+        snprintf(other, sizeof(other), "%s/main/wal/%.16s/%s", e.repo, name, name);
+        CHECK(rename(obj, other) == 0); /* segment 3's object as segment 5's: bound to its key */
+        CHECK(push(&e, 5, &res, &err) != 0 && !res.pushed_ahead);
+        CHECK(!has_record(&e, 5));
+    }
+
+    /* another repo setting: not this configuration's record, so not used (and left alone) */
+    {
+        struct ws_config saved = e.cfg;
+        char other_repo[700];
+        snprintf(other_repo, sizeof(other_repo), "file://%s", e.repo);
+        e.cfg.repo = other_repo;
+        CHECK(push(&e, 4, &res, &err) == 0 && !res.pushed_ahead && res.duplicate);
+        e.cfg = saved;
+    }
+    CHECK(push(&e, 6, &res, &err) == 0 && res.pushed_ahead);
+    ws_config_free(&e.cfg);
+}
+
+/* A batch file that fails leaves no record and does not change X's status; a locked file is
+ * skipped; X's failure is X's alone. */
+static void test_failures(void)
+{
+    struct env e;
+    struct ws_push_result res;
+    struct ws_error err;
+    char path[800], name[WS_WAL_NAME_LEN + 1], lock[800];
+    int fd;
+
+    REQUIRE(setup(&e, "failures", "3") == 0);
+    REQUIRE(add_ready(&e, 1, 6) == 0);
+    /* segment 3 is cut short: not a segment; segment 4 is locked by another wal-push */
+    wal_path(&e, 3, path, sizeof(path));
+    REQUIRE(truncate(path, 1000) == 0);
+    REQUIRE(mkdir(e.spool, 0700) == 0);
+    {
+        char d[700];
+        snprintf(d, sizeof(d), "%s/main", e.spool);
+        REQUIRE(mkdir(d, 0700) == 0 && mkdir(e.locks, 0700) == 0);
+    }
+    seg_name(4, name);
+    snprintf(lock, sizeof(lock), "%s/%s", e.locks, name);
+    fd = open(lock, O_RDWR | O_CREAT, 0600);
+    REQUIRE(fd >= 0 && flock(fd, LOCK_EX) == 0);
+    CHECK(push(&e, 1, &res, &err) == 0);
+    CHECK(has_record(&e, 1) && has_record(&e, 2) && !has_record(&e, 3) && !has_record(&e, 4) &&
+          has_record(&e, 5) && has_record(&e, 6));
+    CHECK(!in_repo(&e, 3) && !in_repo(&e, 4));
+    CHECK(exists(lock)); /* someone else's lock is not removed */
+    close(fd);
+    /* PostgreSQL's own calls: 2 from its record, 3 fails as it would without push-ahead, and
+     * its batch (4, no longer locked, and 7) still runs */
+    seg_name(1, name);
+    mark_done(&e, name);
+    CHECK(push(&e, 2, &res, &err) == 0 && res.pushed_ahead);
+    seg_name(2, name);
+    mark_done(&e, name);
+    REQUIRE(add_ready(&e, 7, 1) == 0);
+    CHECK(push(&e, 3, &res, &err) == WS_ERR_INVALID);
+    CHECK(strstr(err.msg, "000000010000000000000003") != NULL);
+    CHECK(!has_record(&e, 3) && has_record(&e, 4) && has_record(&e, 7));
+    ws_config_free(&e.cfg);
+}
+
+/* When push-ahead does not apply or the spool cannot be used, X alone is pushed as before. */
+static void test_not_applied(void)
+{
+    struct env e;
+    struct ws_push_result res;
+    struct ws_error err;
+    char spool[800];
+
+    /* parallel = 1 */
+    REQUIRE(setup(&e, "serial", "1") == 0);
+    REQUIRE(add_ready(&e, 1, 3) == 0);
+    CHECK(push(&e, 1, &res, &err) == 0 && in_repo(&e, 1) && !in_repo(&e, 2));
+    CHECK(!exists(e.spool));
+    ws_config_free(&e.cfg);
+
+    /* no .ready beside the file: not the archiver's call */
+    REQUIRE(setup(&e, "noready", "2") == 0);
+    REQUIRE(add_ready(&e, 1, 3) == 0);
+    {
+        char ready[800], name[WS_WAL_NAME_LEN + 1];
+        seg_name(1, name);
+        snprintf(ready, sizeof(ready), "%s/%s.ready", e.status, name);
+        REQUIRE(unlink(ready) == 0);
+    }
+    CHECK(push(&e, 1, &res, &err) == 0 && in_repo(&e, 1) && !in_repo(&e, 2));
+    CHECK(!exists(e.spool));
+    ws_config_free(&e.cfg);
+
+    /* a spool inside the data directory, also through pg_wal */
+    for (int via_wal = 0; via_wal <= 1; via_wal++) {
+        char tag[32];
+        snprintf(tag, sizeof(tag), "inside%d", via_wal);
+        REQUIRE(setup(&e, tag, "2") == 0);
+        REQUIRE(add_ready(&e, 1, 3) == 0);
+        snprintf(spool, sizeof(spool), "%s/%s/spool", via_wal ? e.wal : e.root,
+                 via_wal ? "archive_status/.." : "data");
+        REQUIRE(ws_config_set(&e.cfg, "spool_dir", spool, "test", &err) == 0);
+        CHECK(push(&e, 1, &res, &err) == 0 && in_repo(&e, 1) && !in_repo(&e, 2));
+        CHECK(!exists(spool));
+        ws_config_free(&e.cfg);
+    }
+
+    /* a spool that cannot be created (a file in the way) */
+    REQUIRE(setup(&e, "unwritable", "2") == 0);
+    REQUIRE(add_ready(&e, 1, 3) == 0);
+    REQUIRE(write_file(e.spool, "x", 1) == 0);
+    CHECK(push(&e, 1, &res, &err) == 0 && in_repo(&e, 1) && !in_repo(&e, 2));
+    ws_config_free(&e.cfg);
+}
+
+/* Housekeeping: records whose .ready is gone or that are a day old, temp files of killed record
+ * writers, abandoned lock files. */
+static void test_clean(void)
+{
+    struct env e;
+    struct ws_push_result res;
+    struct ws_error err;
+    char name[WS_WAL_NAME_LEN + 1], path[800], tmp[800], lock[800];
+    struct timeval old[2] = {{1000000000, 0}, {1000000000, 0}};
+
+    REQUIRE(setup(&e, "clean", "2") == 0);
+    REQUIRE(add_ready(&e, 1, 3) == 0);
+    CHECK(push(&e, 1, &res, &err) == 0);
+    CHECK(has_record(&e, 1) && has_record(&e, 2) && has_record(&e, 3));
+    seg_name(1, name);
+    mark_done(&e, name);
+    /* a day-old record (its file is not even in pg_wal: the batch fails on it and records
+     * nothing); a temp record and a lock file of killed processes */
+    seg_name(0x50, name);
+    snprintf(path, sizeof(path), "%s/%s", e.pushed, name);
+    CHECK(write_file(path, "x", 1) == 0 && utimes(path, old) == 0);
+    snprintf(tmp, sizeof(tmp), "%s/%s.ready", e.status, name);
+    CHECK(write_file(tmp, "", 0) == 0);
+    snprintf(tmp, sizeof(tmp), "%s/.%s.walsafe.99999", e.pushed, name);
+    snprintf(lock, sizeof(lock), "%s/000000010000000000000099", e.locks);
+    CHECK(write_file(tmp, "x", 1) == 0 && utimes(tmp, old) == 0);
+    CHECK(write_file(lock, "", 0) == 0 && utimes(lock, old) == 0);
+    REQUIRE(add_ready(&e, 4, 1) == 0);
+    /* 4 is pushed with a batch: housekeeping runs first */
+    CHECK(push(&e, 4, &res, &err) == 0 && !res.pushed_ahead);
+    CHECK(!has_record(&e, 1) && !has_record(&e, 0x50));
+    CHECK(has_record(&e, 2) && has_record(&e, 3) && has_record(&e, 4));
+    CHECK(!exists(tmp) && !exists(lock));
+    CHECK(push(&e, 2, &res, &err) == 0 && res.pushed_ahead);
+    CHECK(push(&e, 3, &res, &err) == 0 && res.pushed_ahead);
+    ws_config_free(&e.cfg);
+}
+
+const struct unit_test unit_tests[] = {
+    {"ready files in the archiver's order", test_order},
+    {"record: text round trip", test_record_roundtrip},
+    {"record: every truncation, flipped bit, appended byte refused", test_record_damage},
+    {"record: content binding", test_record_binding},
+    {"hash of a WAL file", test_hash_file},
+    {"backlog drained through records", test_backlog},
+    {"stale record: content changed under the name", test_stale_record},
+    {"damaged, foreign and unbacked records", test_untrusted_records},
+    {"failing and locked batch files, failing X", test_failures},
+    {"no push-ahead: serial, no .ready, spool refused or unusable", test_not_applied},
+    {"spool housekeeping", test_clean},
+    {NULL, NULL},
+};
