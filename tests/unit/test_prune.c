@@ -297,6 +297,18 @@ static void test_retain_time(void)
     CHECK(f.plan.why[6] == WS_KEEP_WINDOW && f.plan.why[5] == WS_KEEP_WINDOW_BASE);
     CHECK(!f.plan.keep[4] && f.plan.wal_cutoff == 60);
 
+    /* finding 8: the window opens exactly when the k = 3 backup ended: a restore to that moment
+     * cannot start from it (it needs stop_time + 1 <= target), so k = 4 is the base */
+    f.in.retain_time = 3 * DAY + HOUR;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.keep[6] && (f.plan.why[6] & WS_KEEP_WINDOW));
+    CHECK(f.plan.keep[5] && (f.plan.why[5] & WS_KEEP_WINDOW_BASE) && !f.plan.keep[4]);
+    CHECK(f.plan.wal_cutoff == 60);
+    /* a second later it is the base itself */
+    f.in.retain_time = 3 * DAY + HOUR + 1;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.why[6] == WS_KEEP_WINDOW_BASE && !f.plan.keep[5]);
+
     /* a window shorter than the time since the newest backup: it alone stays */
     f.in.retain_time = 10 * MIN;
     REQUIRE(run_plan(&f) == 0);
@@ -449,18 +461,123 @@ static void test_timelines_promoted_restore(void)
     CHECK(f.plan.wal_cutoff == 10 && f.plan.nwal_delete == 0);
     CHECK(!seg_goes(&f, 3, 55));
 
-    /* without timeline 3's history nothing is known to reach it: a warning, and the policy */
+    /* without timeline 3's history it is unknown which backups reach it: fail closed, b1 (the
+     * only one that does) stays and nothing of timeline 3 goes */
     f.nh = 0;
     REQUIRE(run_plan(&f) == 0);
-    CHECK(!f.plan.keep[b1] && f.plan.keep[b2] && has_warning(&f, "timeline 3"));
-    /* WAL of timeline 3 is below the cutoff and goes with the rest: no backup can use it */
-    CHECK(f.plan.wal_cutoff == 100 && seg_goes(&f, 3, 55) && only_below(&f, 100));
+    CHECK(f.plan.keep[b1] && f.plan.keep[b2] && f.plan.nbackups_delete == 0);
+    CHECK(!seg_goes(&f, 3, 50) && !seg_goes(&f, 3, 55) && !seg_goes(&f, 3, 60));
 
     /* a backup that ended after timeline 1 was left at segment 50 cannot follow timeline 3 */
     f.nh = 1;
     f.b[b1].stop_lsn = 51 * (uint64_t)SEG;
     REQUIRE(run_plan(&f) == 0);
     CHECK(!f.plan.keep[b1] && has_warning(&f, "timeline 3"));
+    ws_prune_plan_free(&f.plan);
+}
+
+/* Finding 2: a stray promoted copy (timeline 2, forked from timeline 1 at segment 6, before
+ * every backup) keeps archiving; no kept backup reaches it, and it is no ancestor of a kept
+ * backup's timeline: none of its WAL goes, although its segment numbers are below the cutoff. */
+static void test_stray_timeline(void)
+{
+    struct fx f;
+
+    fx_init(&f);
+    add_backup(&f, WS_PRUNE_COMPLETE, NOW - 3 * DAY, HOUR, 1, 10, 11);
+    add_backup(&f, WS_PRUNE_COMPLETE, NOW - 2 * DAY, HOUR, 1, 20, 21);
+    add_backup(&f, WS_PRUNE_COMPLETE, NOW - 1 * DAY, HOUR, 1, 30, 31);
+    add_segs(&f, 1, 5, 40);
+    add_segs(&f, 2, 6, 25);
+    add_name(&f, "00000002.history", 40);
+    f.h[0].tli = 1;
+    f.h[0].end_lsn = 6 * (uint64_t)SEG + 0x100;
+    f.nh = 1;
+    f.in.retain_full = 2;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(!f.plan.keep[0] && f.plan.keep[1] && f.plan.keep[2]);
+    CHECK(seg_goes(&f, 1, 19) && !seg_goes(&f, 1, 20));
+    for (uint64_t s = 6; s <= 25; s++)
+        CHECK(!seg_goes(&f, 2, s));
+    CHECK(has_warning(&f, "timeline 2"));
+    ws_prune_plan_free(&f.plan);
+}
+
+/* Finding 2: a kept backup whose position is unknown (its manifest cannot be read) must not
+ * be given a guessed position: it was taken on timeline 2 at segment 35, but its id (a wrong
+ * clock) puts it after the backup of segment 40. The WAL of every timeline is kept from the
+ * lowest start that is known. */
+static void test_unknown_position_kept(void)
+{
+    struct fx f;
+    size_t inv;
+
+    fx_init(&f);
+    add_backup(&f, WS_PRUNE_COMPLETE, NOW - 5 * DAY, HOUR, 1, 10, 11);
+    add_backup(&f, WS_PRUNE_COMPLETE, NOW - 3 * DAY, HOUR, 2, 40, 41);
+    inv = add_backup(&f, WS_PRUNE_INVALID, NOW - 2 * DAY, HOUR, 0, 0, 0);
+    add_backup(&f, WS_PRUNE_COMPLETE, NOW - 1 * DAY, HOUR, 2, 60, 61);
+    add_segs(&f, 1, 5, 29);
+    add_segs(&f, 2, 30, 70);
+    add_name(&f, "00000002.history", 40);
+    f.h[0].tli = 1;
+    f.h[0].end_lsn = 30 * (uint64_t)SEG + 0x100;
+    f.nh = 1;
+    f.in.retain_full = 1;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.keep[inv] && f.plan.keep[3] && !f.plan.keep[0] && !f.plan.keep[1]);
+    /* nothing of timeline 2 goes (all of it is from segment 30 on); timeline 1 below 10 */
+    for (uint64_t s = 30; s <= 70; s++)
+        CHECK(!seg_goes(&f, 2, s));
+    CHECK(seg_goes(&f, 1, 9) && !seg_goes(&f, 1, 10));
+    ws_prune_plan_free(&f.plan);
+}
+
+/* Finding 3: retain_time after a promoted restore. b1 (timeline 1) was restored and promoted:
+ * timeline 3 left timeline 1 at segment 50. The newest backup that ended before the window
+ * opened is b2 on timeline 2, the abandoned line; a restore to the window's first moments along
+ * timeline 3 needs b1. */
+static void test_retain_time_timelines(void)
+{
+    struct fx f;
+    size_t b1, b2, b3;
+
+    fx_init(&f);
+    b1 = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 10 * DAY, HOUR, 1, 10, 11);
+    b2 = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 3 * DAY, HOUR, 2, 100, 101);
+    b3 = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 1 * DAY, HOUR, 3, 70, 71);
+    add_segs(&f, 1, 10, 80);
+    add_segs(&f, 2, 80, 110);
+    add_segs(&f, 3, 50, 75);
+    add_name(&f, "00000002.history", 40);
+    add_name(&f, "00000003.history", 40);
+    f.h[0].tli = 1;
+    f.h[0].end_lsn = 50 * (uint64_t)SEG + 0x100;
+    f.nh = 1;
+    f.in.retain_time = 2 * DAY;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.keep[b3] && f.plan.keep[b2] && f.plan.keep[b1]);
+    CHECK(!seg_goes(&f, 1, 10) && !seg_goes(&f, 3, 50));
+    ws_prune_plan_free(&f.plan);
+}
+
+/* Finding 4: a backup whose clock was wrong (stamped 2000-01-01) has the highest start LSN on
+ * the timeline: time order and WAL order disagree, so no backup is deleted. Backups on lines
+ * that forked apart are not compared. */
+static void test_clock_disagreement(void)
+{
+    struct fx f;
+    size_t bad;
+
+    fx_init(&f);
+    add_backup(&f, WS_PRUNE_COMPLETE, NOW - 3 * DAY, HOUR, 1, 10, 11);
+    add_backup(&f, WS_PRUNE_COMPLETE, NOW - 2 * DAY, HOUR, 1, 20, 21);
+    bad = add_backup(&f, WS_PRUNE_COMPLETE, INT64_C(946684800), HOUR, 1, 30, 31);
+    add_segs(&f, 1, 5, 40);
+    f.in.retain_full = 2;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.keep[bad] && f.plan.nbackups_delete == 0);
+    CHECK(!seg_goes(&f, 1, 10) && seg_goes(&f, 1, 9));
     ws_prune_plan_free(&f.plan);
 }
 
@@ -896,6 +1013,24 @@ static void test_execute(void)
     ws_repo_close(&repo);
 }
 
+/* Finding 5: a full repository refuses the tombstone (the only object a prune writes). The
+ * backup is made incomplete by removing its manifest first, and the run goes on. */
+static void test_execute_tombstone_fails(void)
+{
+    struct ws_repo repo;
+    struct ws_error err = {0};
+    char ids[3][WS_BACKUP_ID_LEN + 1];
+    int rc;
+
+    make_repo(&repo, ids);
+    ws_storage_mem_fault(repo.st, WS_MEM_PUT_FINISH, 1, WS_ERR_STORAGE);
+    rc = prune_once(&repo, NULL, &err);
+    ws_storage_mem_fault(repo.st, 0, 0, 0);
+    CHECK(rc == 0);
+    check_final(&repo, ids);
+    ws_repo_close(&repo);
+}
+
 /* A failure at the nth storage call of the given kind: an interrupted prune. */
 static void test_execute_interrupted(void)
 {
@@ -944,6 +1079,10 @@ const struct unit_test unit_tests[] = {
     {"pins", test_pins},
     {"timelines_failover", test_timelines_failover},
     {"timelines_promoted_restore", test_timelines_promoted_restore},
+    {"stray_timeline", test_stray_timeline},
+    {"unknown_position_kept", test_unknown_position_kept},
+    {"retain_time_timelines", test_retain_time_timelines},
+    {"clock_disagreement", test_clock_disagreement},
     {"incomplete_backups", test_incomplete_backups},
     {"running_before_newest", test_running_before_newest},
     {"no_complete_backup", test_no_complete_backup},
@@ -951,6 +1090,7 @@ const struct unit_test unit_tests[] = {
     {"why_text", test_why_text},
     {"history_parse", test_history_parse},
     {"execute", test_execute},
+    {"execute_tombstone_fails", test_execute_tombstone_fails},
     {"execute_interrupted", test_execute_interrupted},
     {NULL, NULL},
 };
