@@ -31,7 +31,7 @@ TOOL_SRC = $(wildcard tests/tools/*.c)
 TOOL_BIN = $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
 .SECONDARY:
-.PHONY: all check unit integration install clean lint demo bench bench-backup deps
+.PHONY: all check unit integration install clean lint demo bench bench-backup bench-recovery deps
 all: $(BINS)
 
 $(BUILD)/%.o: %.c $(wildcard common/*.h)
@@ -93,6 +93,11 @@ bench: all
 
 bench-backup: all
 	bench/backup.sh $(BUILD)/bin
+
+# A real PostgreSQL replaying RECOVERY_GB (default 3) GiB of archived WAL: wal-fetch with and
+# without prefetch against pgBackRest async archive-get.
+bench-recovery: all
+	bench/recovery.sh $(BUILD)/bin
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -10,7 +10,10 @@
 #   MODE=local   walsafe against a repository directory on the same disk (default); MODE=sftp
 #                also runs walsafe against an sftp:// repository on a private sshd on loopback
 #                (tests/integration/sshd.sh; same disk, same settings), interleaved with the
-#                other tools, and adds its rows and the ratio sftp/local
+#                other tools, and adds its rows and the ratio sftp/local; MODE=prefetch
+#                instead serves the segments in order through wal-fetch with prefetch against
+#                pgBackRest's async archive-get (bench/wal_prefetch.sh: its method, ROUNDS and
+#                PREFETCH_PARALLEL)
 #   WALSAFE_*    reach wal-push/wal-fetch unchanged (e.g. WALSAFE_PARALLEL=1)
 #
 # It prints figures; it asserts nothing about them. It exits non-zero only when the run itself
@@ -48,7 +51,7 @@ MODE=${MODE:-local}
 
 need_root pgBackRest
 need_count SEGMENTS SCALE
-[[ $MODE =~ ^(local|sftp)$ ]] || die "MODE must be local or sftp (got '$MODE')"
+[[ $MODE =~ ^(local|sftp|prefetch)$ ]] || die "MODE must be local, sftp or prefetch (got '$MODE')"
 if [ "$MODE" = sftp ]; then
     [ -x /usr/sbin/sshd ] || die "MODE=sftp needs openssh-server (/usr/sbin/sshd)"
     # shellcheck source=../tests/integration/sshd.sh
@@ -127,7 +130,15 @@ CONF
     chmod 600 "$DIR/walsafe-sftp.conf"
     SFTP_NAMES=(walsafe-sftp-push walsafe-sftp-fetch)
     SFTP_CMDS_PUSH=(walsafe-sftp-push "$WAL_PUSH --config $DIR/walsafe-sftp.conf")
-    SFTP_CMDS_FETCH=(walsafe-sftp-fetch "$WAL_FETCH --config $DIR/walsafe-sftp.conf")
+    SFTP_CMDS_FETCH=(walsafe-sftp-fetch "WALSAFE_PARALLEL=1 $WAL_FETCH --config $DIR/walsafe-sftp.conf")
+fi
+
+if [ "$MODE" = prefetch ]; then
+    # shellcheck source=wal_prefetch.sh
+    . "$(dirname "$0")/wal_prefetch.sh"
+    prefetch_bench
+    bench_finish
+    exit 0
 fi
 
 # ---- 2. timed phases --------------------------------------------------------------------------
@@ -146,8 +157,10 @@ run_phase "$DIR/push" push \
     pgbackrest-push "pgbackrest --config=$PGBR_CONF --stanza=bench --pg1-path=$DIR/push archive-push" \
     zstd-cli "zstd -3 -q -c >/dev/null" \
     "${SFTP_CMDS_PUSH[@]}"
+# One wal-fetch call per segment on its own, like archive-get without async: parallel = 1 keeps
+# prefetch (which MODE=prefetch measures) out of this phase.
 run_phase "$DIR/fetch" fetch \
-    walsafe-fetch "$WAL_FETCH --config $DIR/walsafe.conf" \
+    walsafe-fetch "WALSAFE_PARALLEL=1 $WAL_FETCH --config $DIR/walsafe.conf" \
     pgbackrest-get "pgbackrest --config=$PGBR_CONF --stanza=bench --pg1-path=$DIR/fetch archive-get" \
     "${SFTP_CMDS_FETCH[@]}"
 
@@ -160,7 +173,7 @@ printf 'versions: %s (source tree %s at start); %s; %s; %s\n' "$("$WAL_PUSH" --v
 print_data
 printf 'settings: both zstd level 3 and encrypted (walsafe: its cipher, key file; pgBackRest: aes-256-cbc, pass);\n'
 printf '          one process per segment via sh -c, cwd = data directory, as postgres; serial, tools interleaved;\n'
-printf '          walsafe parallel = %s; pgBackRest process-max = 1, archive-async = n, file log at info\n' \
+printf '          walsafe parallel = %s (wal-fetch: 1, no prefetch; see MODE=prefetch); pgBackRest process-max = 1, archive-async = n, file log at info\n' \
     "${WALSAFE_PARALLEL:-default}"
 if [ "$MODE" = sftp ]; then
     printf 'sftp: walsafe-sftp-* = the same walsafe settings against sftp://root@127.0.0.1:%s (private sshd,\n' "$SSHD_PORT"

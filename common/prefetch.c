@@ -1080,6 +1080,7 @@ int ws_prefetch_run(const struct ws_config *cfg, const struct ws_keyring *kr, co
 
     memset(&d, 0, sizeof(d));
     memset(workers, 0, sizeof(workers));
+    memset(&lock_st, 0, sizeof(lock_st));
     d.cfg = cfg;
     d.kr = kr;
     d.spool = spool;
@@ -1100,6 +1101,7 @@ int ws_prefetch_run(const struct ws_config *cfg, const struct ws_keyring *kr, co
         rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not stat the lock of \"%s\"", spool);
         goto out;
     }
+    read_wanted(spool, cur.name, &cur.mtime);
     if ((rc = ws_repo_open(cfg, &repo, err)) != 0 ||
         (rc = ws_repo_identity_load(&repo, &id, err)) != 0)
         goto out;
@@ -1122,7 +1124,6 @@ int ws_prefetch_run(const struct ws_config *cfg, const struct ws_keyring *kr, co
         close(ifd);
         ifd = -1;
     }
-    read_wanted(spool, cur.name, &cur.mtime);
     sweep(&d, cur.name, present); /* a dead prefetcher's temp files, old and foreign entries */
     drop_unbound(&d, &repo);
     ws_repo_close(&repo);
@@ -1273,8 +1274,9 @@ out:
     for (int i = 0; i < nstarted; i++)
         pthread_join(workers[i].th, NULL);
     ws_repo_close(&repo);
-    if (end == END_IDLE) {
-        /* Recovery stopped asking: the spool is of no more use. */
+    if (end == END_IDLE || end == 0) {
+        /* Recovery stopped asking, or this prefetcher cannot work (no identity, say): the spool
+         * is of no more use; the next request starts afresh. */
         char wanted_path[PATH_MAX], lock_path[PATH_MAX];
         struct stamp last;
         sweep(&d, "", present);

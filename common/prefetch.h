@@ -66,9 +66,10 @@
  *     logged, its entry simply never appears, and it is retried after 1, 2, 4 ... 30 s;
  *   - starts a fetch only while the spool's file system keeps min(5 %, 4 GiB) plus one segment
  *     free (pg_wal is often on the same file system and must never fill up because of us);
- *   - exits when no request came for 30 s (then it empties the spool and removes it), or after
- *     5 minutes in any case (entries are kept; the next request starts a fresh prefetcher),
- *     or when its spool directory or lock file disappears.
+ *   - exits when no request came for 30 s, or when it cannot work (no cluster identity, say),
+ *     and then empties the spool and removes it; after 5 minutes in any case (entries are
+ *     kept; the next request starts a fresh prefetcher); or when its spool directory or lock
+ *     file disappears.
  * WALSAFE_PREFETCH_IDLE_TIMEOUT=<seconds> (1..300) shortens or lengthens the idle timeout; it
  * exists for tests and is not a configuration key.
  *

@@ -561,9 +561,45 @@ static void test_prefetcher(void)
     REQUIRE(chdir(start_cwd) == 0);
 }
 
+/* A prefetcher that cannot work (the repository holds no such cluster) leaves no spool behind. */
+static void test_prefetcher_no_identity(void)
+{
+    struct ws_config cfg;
+    struct ws_error err = {0};
+    struct ws_prefetch_opts o = {2, 60, 0};
+    struct ws_keyring kr;
+    char repo[PATH_MAX], spoolcfg[PATH_MAX], spool[PATH_MAX], data[PATH_MAX];
+    char dest[PATH_MAX + 32];
+    struct stat st;
+    int fd = -1;
+
+    snprintf(repo, sizeof(repo), "%s/ni-repo", unit_tmpdir());
+    snprintf(spoolcfg, sizeof(spoolcfg), "%s/ni-spool", unit_tmpdir());
+    snprintf(data, sizeof(data), "%s/ni-data", unit_tmpdir());
+    REQUIRE(mkdir(repo, 0700) == 0 && mkdir(data, 0700) == 0);
+    REQUIRE(getcwd(start_cwd, sizeof(start_cwd)) != NULL);
+    REQUIRE(chdir(data) == 0);
+    config_for(&cfg, repo, spoolcfg, "2", NULL);
+    snprintf(dest, sizeof(dest), "%s/RECOVERYXLOG", data);
+    CHECK(ws_prefetch_serve_opts(&cfg, "000000010000000000000003", dest, &o) == 0);
+    REQUIRE(ws_prefetch_spool_dir(&cfg, dest, spool, &err) == 0);
+    REQUIRE(ws_keyring_load(&cfg, &kr, &err) == 0);
+    REQUIRE(ws_prefetch_lock(spool, &fd, &err) == 0);
+    CHECK(ws_prefetch_run(&cfg, &kr, spool, fd, &o, &err) == WS_ERR_NOT_FOUND);
+    CHECK(stat(spool, &st) != 0);
+    ws_keyring_wipe(&kr);
+    ws_config_free(&cfg);
+    REQUIRE(chdir(start_cwd) == 0);
+}
+
 const struct unit_test unit_tests[] = {
-    {"limits", test_limits},         {"next_name", test_next_name},
-    {"classify", test_classify},     {"entry_name", test_entry_name},
-    {"paths", test_paths},           {"spool_dir", test_spool_dir},
-    {"prefetcher", test_prefetcher}, {NULL, NULL},
+    {"limits", test_limits},
+    {"next_name", test_next_name},
+    {"classify", test_classify},
+    {"entry_name", test_entry_name},
+    {"paths", test_paths},
+    {"spool_dir", test_spool_dir},
+    {"prefetcher", test_prefetcher},
+    {"prefetcher_no_identity", test_prefetcher_no_identity},
+    {NULL, NULL},
 };
