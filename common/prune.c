@@ -115,6 +115,10 @@ const char *ws_prune_why_name(unsigned bit)
         return "pending_wal";
     case WS_KEEP_UNREADABLE:
         return "unreadable";
+    case WS_KEEP_WINDOW_TL:
+        return "retain_time_base_timeline";
+    case WS_KEEP_HELD:
+        return "held";
     case WS_DROP_RETENTION:
         return "expired";
     case WS_DROP_ABANDONED:
@@ -136,10 +140,11 @@ void ws_prune_why_text(const struct ws_prune_input *in, const struct ws_prune_pl
                        unsigned why, char *out, size_t outsz)
 {
     /* most telling first */
-    static const unsigned order[] = {WS_KEEP_PINNED,   WS_KEEP_NEWEST,      WS_KEEP_FULL,
-                                     WS_KEEP_WINDOW,   WS_KEEP_WINDOW_BASE, WS_KEEP_TIMELINE,
-                                     WS_KEEP_PENDING,  WS_KEEP_YOUNG,       WS_KEEP_UNREADABLE,
-                                     WS_DROP_DELETING, WS_DROP_ABANDONED,   WS_DROP_RETENTION};
+    static const unsigned order[] = {WS_KEEP_PINNED,     WS_KEEP_NEWEST,      WS_KEEP_FULL,
+                                     WS_KEEP_WINDOW,     WS_KEEP_WINDOW_BASE, WS_KEEP_WINDOW_TL,
+                                     WS_KEEP_TIMELINE,   WS_KEEP_PENDING,     WS_KEEP_YOUNG,
+                                     WS_KEEP_UNREADABLE, WS_KEEP_HELD,        WS_DROP_DELETING,
+                                     WS_DROP_ABANDONED,  WS_DROP_RETENTION};
     char d[32], age[32], phrase[256];
     size_t i, used = 0;
 
@@ -171,6 +176,21 @@ void ws_prune_why_text(const struct ws_prune_input *in, const struct ws_prune_pl
                      "the newest backup that ended before the %s window opened (retain_time): "
                      "restores to the window's first moments start from it",
                      d);
+            break;
+        case WS_KEEP_WINDOW_TL:
+            snprintf(phrase, sizeof(phrase),
+                     "the newest backup that ended before the %s window opened and can reach "
+                     "timeline %" PRIu32 ", the latest (retain_time): restores along it to the "
+                     "window's first moments start from it",
+                     d, plan ? plan->latest_tli : 0);
+            break;
+        case WS_KEEP_HELD:
+            snprintf(phrase, sizeof(phrase),
+                     "the policy would delete it, but wal-prune deletes "
+                     "none while %s",
+                     plan && (plan->hold & WS_HOLD_LINEAGE)
+                         ? "a timeline's history cannot be read"
+                         : "backup times and WAL positions disagree");
             break;
         case WS_KEEP_TIMELINE:
             snprintf(phrase, sizeof(phrase),
@@ -254,19 +274,137 @@ static int cmp_wkey(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-/* Can backup b reach timeline `latest` (prune.h, "Timelines")? */
-static int reaches(const struct ws_prune_input *in, const struct ws_prune_backup *b,
-                   uint32_t latest)
+/* ---- timelines (prune.h, "Timelines", "Unknown lineage", "WAL") ---- */
+
+static const struct ws_prune_history *history_of(const struct ws_prune_input *in, uint32_t tli)
 {
     size_t i;
 
+    for (i = 0; i < in->nhistories; i++)
+        if (in->histories[i].tli == tli)
+            return &in->histories[i];
+    return NULL;
+}
+
+/* Timeline 1, or one whose history file was read. */
+static int lineage_known(const struct ws_prune_input *in, uint32_t tli)
+{
+    const struct ws_prune_history *h;
+
+    if (tli <= 1)
+        return 1;
+    h = history_of(in, tli);
+    return h && !h->problem;
+}
+
+/* Is `anc` a proper ancestor of timeline `tli` (known from tli's history)? *end: where tli's
+ * line left it. */
+static int left_at(const struct ws_prune_input *in, uint32_t tli, uint32_t anc, uint64_t *end)
+{
+    const struct ws_prune_history *h;
+    size_t i;
+
+    if (tli <= 1 || anc == tli || !lineage_known(in, tli))
+        return 0;
+    h = history_of(in, tli);
+    for (i = 0; i < h->nsw; i++) {
+        if (h->sw[i].tli == anc) {
+            *end = h->sw[i].end_lsn;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Can a restore of b follow timeline tli: b is on it, or on an ancestor and ended before the
+ * line left that ancestor? */
+static int restorable_to(const struct ws_prune_input *in, const struct ws_prune_backup *b,
+                         uint32_t tli)
+{
+    uint64_t end;
+
     if (!b->has_position)
         return 0;
-    if (b->timeline == latest)
+    if (b->timeline == tli)
         return 1;
-    for (i = 0; i < in->nhistory; i++)
-        if (in->history[i].tli == b->timeline)
-            return b->stop_lsn <= in->history[i].end_lsn;
+    return left_at(in, tli, b->timeline, &end) && b->stop_lsn <= end;
+}
+
+/* Does b need WAL of timeline tli: b is on it, or on an ancestor that tli's line left at or
+ * after b's start (wider than restorable_to: a backup that ended after the switch keeps it too)? */
+static int needs_wal_of(const struct ws_prune_input *in, const struct ws_prune_backup *b,
+                        uint32_t tli)
+{
+    uint64_t end;
+
+    if (!b->has_position)
+        return 0;
+    if (b->timeline == tli)
+        return 1;
+    return left_at(in, tli, b->timeline, &end) && b->start_lsn <= end;
+}
+
+/* Do the starts of a and b lie on one line of history, so that their LSNs compare? */
+static int one_line(const struct ws_prune_input *in, const struct ws_prune_backup *a,
+                    const struct ws_prune_backup *b)
+{
+    uint64_t end;
+
+    if (a->timeline == b->timeline)
+        return 1;
+    if (left_at(in, b->timeline, a->timeline, &end) && a->start_lsn <= end)
+        return 1;
+    return left_at(in, a->timeline, b->timeline, &end) && b->start_lsn <= end;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Sorts v[0..n) and drops repeats; returns the new count. */
+static size_t sort_unique(uint32_t *v, size_t n)
+{
+    size_t i, m = 0;
+
+    if (n > 1)
+        qsort(v, n, sizeof(*v), cmp_u32);
+    for (i = 0; i < n; i++)
+        if (m == 0 || v[m - 1] != v[i])
+            v[m++] = v[i];
+    return m;
+}
+
+/* Appends to a fixed buffer, cutting (never overrunning). */
+static void cat(char *buf, size_t sz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void cat(char *buf, size_t sz, const char *fmt, ...)
+{
+    size_t used = strlen(buf);
+    va_list ap;
+
+    if (used + 1 >= sz)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(buf + used, sz - used, fmt, ap);
+    va_end(ap);
+}
+
+static int set_hold(struct ws_prune_plan *plan, unsigned bit, const char *msg, struct ws_error *err)
+{
+    char *m;
+    size_t a = plan->hold_msg ? strlen(plan->hold_msg) : 0, b = strlen(msg);
+
+    if (!(m = malloc(a + b + 16)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    if (plan->hold_msg)
+        snprintf(m, a + b + 16, "%s; also, %s", plan->hold_msg, msg);
+    else
+        snprintf(m, a + b + 16, "%s", msg);
+    free(plan->hold_msg);
+    plan->hold_msg = m;
+    plan->hold |= bit;
     return 0;
 }
 
@@ -275,17 +413,31 @@ static int64_t order_time(const struct ws_prune_backup *b)
     return b->has_position ? b->start_time : id_time(b->id);
 }
 
+static struct ws_prune_tl *tl_of(const struct ws_prune_plan *plan, uint32_t tli)
+{
+    size_t i;
+
+    for (i = 0; i < plan->ntls; i++)
+        if (plan->tls[i].tli == tli)
+            return &plan->tls[i];
+    return NULL;
+}
+
 int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *plan,
                        struct ws_error *err)
 {
     const size_t n = in->nbackups;
     struct okey *ok = NULL;
     struct wkey *wk = NULL;
-    size_t i, k, nw = 0;
+    uint32_t *tlv = NULL;
+    size_t i, k, nw = 0, ntl = 0;
     long newest = -1; /* position in order of the newest complete backup */
-    int nfull = 0, base_found = 0, rc = 0;
+    long base = -1, base_tl = -1;
+    long global_from = -1, lowest_from = -1, floor_from = -1;
+    int nfull = 0, rc = 0, latest_warned = 0;
     int64_t age = effective_age(in), window_open = in->now - in->retain_time;
-    uint64_t cutoff = UINT64_MAX, ss = in->wal_segment_size;
+    uint64_t ss = in->wal_segment_size;
+    uint64_t global = UINT64_MAX, lowest_known = UINT64_MAX, floor = UINT64_MAX;
 
     memset(plan, 0, sizeof(*plan));
     plan->cutoff_backup = -1;
@@ -300,9 +452,12 @@ int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *pl
     plan->why = calloc(n + 1, sizeof(*plan->why));
     plan->order = calloc(n + 1, sizeof(*plan->order));
     plan->wal_delete = calloc(in->nwal + 1, sizeof(*plan->wal_delete));
+    plan->tls = calloc(in->nwal + 1, sizeof(*plan->tls));
     ok = calloc(n + 1, sizeof(*ok));
     wk = calloc(in->nwal + 1, sizeof(*wk));
-    if (!plan->keep || !plan->why || !plan->order || !plan->wal_delete || !ok || !wk) {
+    tlv = calloc(in->nwal + n + 2, sizeof(*tlv));
+    if (!plan->keep || !plan->why || !plan->order || !plan->wal_delete || !plan->tls || !ok ||
+        !wk || !tlv) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
         goto out;
     }
@@ -320,10 +475,88 @@ int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *pl
     for (k = 0; k < n; k++)
         plan->order[k] = ok[k].index;
 
+    /* the latest timeline: the highest of the archive (history files included) and the backups */
+    for (i = 0; i < in->nwal; i++)
+        if (in->wal[i].tli > plan->latest_tli)
+            plan->latest_tli = in->wal[i].tli;
+    for (i = 0; i < n; i++)
+        if (in->backups[i].has_position && in->backups[i].timeline > plan->latest_tli)
+            plan->latest_tli = in->backups[i].timeline;
+
+    /* unknown lineage: every timeline with WAL, with a backup on it, and the latest */
+    for (i = 0; i < in->nwal; i++)
+        if (in->wal[i].kind != WS_WAL_HISTORY && in->wal[i].kind != WS_WAL_INVALID)
+            tlv[ntl++] = in->wal[i].tli;
+    for (i = 0; i < n; i++)
+        if (in->backups[i].has_position)
+            tlv[ntl++] = in->backups[i].timeline;
+    if (plan->latest_tli)
+        tlv[ntl++] = plan->latest_tli;
+    ntl = sort_unique(tlv, ntl);
+    {
+        char list[256] = "", why[1024] = "", first[16] = "", msg[1024];
+        size_t nunknown = 0;
+        for (i = 0; i < ntl; i++) {
+            const struct ws_prune_history *h;
+            if (lineage_known(in, tlv[i]))
+                continue;
+            h = history_of(in, tlv[i]);
+            cat(list, sizeof(list), "%s%" PRIu32, nunknown ? ", " : "", tlv[i]);
+            cat(why, sizeof(why), "%s%08" PRIX32 ".history: %.200s", nunknown ? "; " : "", tlv[i],
+                h ? h->problem : "not in the repository");
+            if (!nunknown)
+                snprintf(first, sizeof(first), "%08" PRIX32, tlv[i]);
+            nunknown++;
+        }
+        if (nunknown) {
+            snprintf(msg, sizeof(msg),
+                     "wal-prune deletes no backups by retention and no WAL of timeline%s %s: the "
+                     "history of %s cannot be read (%s), so which backups can restore along it "
+                     "is unknown; archive the history file again (as postgres: wal-push "
+                     "<data directory>/pg_wal/%s.history), or remove the timeline's WAL from "
+                     "the repository by hand if it is a stray",
+                     nunknown > 1 ? "s" : "", list, nunknown > 1 ? "these timelines" : "it", why,
+                     first);
+            if ((rc = set_hold(plan, WS_HOLD_LINEAGE, msg, err)) != 0)
+                goto out;
+        }
+    }
+
+    /* time order against WAL order, for backups whose starts lie on one line of history */
+    for (k = 0; k < n && !(plan->hold & WS_HOLD_ORDER); k++) {
+        const struct ws_prune_backup *a = &in->backups[plan->order[k]];
+        size_t m;
+        if (!a->has_position || a->status == WS_PRUNE_DELETING)
+            continue;
+        for (m = k + 1; m < n; m++) {
+            const struct ws_prune_backup *b = &in->backups[plan->order[m]];
+            char ta[21], tb[21], la[24], lb[24], msg[1024];
+            if (!b->has_position || b->status == WS_PRUNE_DELETING ||
+                a->start_lsn <= b->start_lsn || !one_line(in, a, b))
+                continue;
+            ws_format_utc(a->start_time, ta);
+            ws_format_utc(b->start_time, tb);
+            ws_wal_format_lsn(la, a->start_lsn);
+            ws_wal_format_lsn(lb, b->start_lsn);
+            snprintf(msg, sizeof(msg),
+                     "wal-prune deletes no backups: backup %s (started %s, timeline %" PRIu32
+                     ", start LSN %s) is older than backup %s (started %s, timeline %" PRIu32
+                     ", start LSN %s) by its time but newer by its WAL position on the same line "
+                     "of history, so a clock was wrong and which backups are oldest is in doubt; "
+                     "check the database server's clock, and remove the backup whose time is "
+                     "wrong from the repository by hand once it is not needed",
+                     a->id, ta, a->timeline, la, b->id, tb, b->timeline, lb);
+            if ((rc = set_hold(plan, WS_HOLD_ORDER, msg, err)) != 0)
+                goto out;
+            break;
+        }
+    }
+
     /* complete backups, newest first: the policies */
     for (k = n; k-- > 0;) {
-        const struct ws_prune_backup *b = &in->backups[plan->order[k]];
-        unsigned *why = &plan->why[plan->order[k]];
+        size_t bi = plan->order[k];
+        const struct ws_prune_backup *b = &in->backups[bi];
+        unsigned *why = &plan->why[bi];
         if (b->status != WS_PRUNE_COMPLETE)
             continue;
         if (newest < 0) {
@@ -335,11 +568,19 @@ int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *pl
             nfull++;
         }
         if (in->retain_time) {
-            if (b->stop_time > window_open) {
+            /* a restore to the moment T can start from b when b->stop_time + 1 <= T */
+            if (b->stop_time + 1 > window_open) {
                 *why |= WS_KEEP_WINDOW;
-            } else if (!base_found) {
+                continue;
+            }
+            if (base < 0) {
                 *why |= WS_KEEP_WINDOW_BASE;
-                base_found = 1;
+                base = (long)bi;
+            }
+            if (base_tl < 0 && restorable_to(in, b, plan->latest_tli)) {
+                if (base != (long)bi)
+                    *why |= WS_KEEP_WINDOW_TL;
+                base_tl = (long)bi;
             }
         }
     }
@@ -385,15 +626,12 @@ int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *pl
     }
 
     /* the latest timeline must stay reachable from some kept backup */
-    for (i = 0; i < in->nwal; i++)
-        if (in->wal[i].tli > plan->latest_tli)
-            plan->latest_tli = in->wal[i].tli;
     if (plan->latest_tli && newest >= 0) {
         long found = -1;
         for (k = 0; k < n; k++) {
             size_t bi = plan->order[k];
             if (in->backups[bi].status != WS_PRUNE_COMPLETE ||
-                !reaches(in, &in->backups[bi], plan->latest_tli))
+                !restorable_to(in, &in->backups[bi], plan->latest_tli))
                 continue;
             if (plan->why[bi] & WS_PRUNE_KEEP_MASK) {
                 found = -2; /* a kept one reaches it */
@@ -403,14 +641,25 @@ int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *pl
         }
         if (found >= 0) {
             plan->why[found] = WS_KEEP_TIMELINE;
-        } else if (found == -1) {
+        } else if (found == -1 && lineage_known(in, plan->latest_tli)) {
+            latest_warned = 1;
             if ((rc = add_warning(plan, err,
                                   "no complete backup can reach timeline %" PRIu32
                                   ", the latest in the archive: recovery to its newest WAL is "
                                   "impossible until a base backup of it is taken "
-                                  "(basebackup create)",
+                                  "(basebackup create); none of its WAL is deleted",
                                   plan->latest_tli)) != 0)
                 goto out;
+        }
+    }
+
+    /* a held plan deletes no backup by retention (and, when the order is in doubt, no
+     * incomplete one either: "newer than every complete backup" depends on it) */
+    if (plan->hold) {
+        for (i = 0; i < n; i++) {
+            if ((plan->why[i] & WS_DROP_RETENTION) ||
+                ((plan->hold & WS_HOLD_ORDER) && (plan->why[i] & WS_DROP_ABANDONED)))
+                plan->why[i] = WS_KEEP_HELD;
         }
     }
 
@@ -422,6 +671,17 @@ int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *pl
         }
     }
 
+    /* the lowest start segment known of any backup; a kept backup whose position is unknown
+     * keeps every timeline's WAL from there (or all of it when nothing known precedes it) */
+    for (k = 0; k < n; k++) {
+        size_t bi = plan->order[k];
+        const struct ws_prune_backup *b = &in->backups[bi];
+        if (b->has_position && ws_wal_lsn_to_segno(b->start_lsn, ss) < lowest_known) {
+            lowest_known = ws_wal_lsn_to_segno(b->start_lsn, ss);
+            lowest_from = (long)bi;
+        }
+    }
+
     /* warnings about what is kept against the rules' grain */
     for (k = 0; k < n; k++) {
         size_t bi = plan->order[k];
@@ -429,9 +689,10 @@ int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *pl
         if (plan->why[bi] & WS_KEEP_UNREADABLE)
             rc = add_warning(plan, err,
                              "backup %s: its manifest cannot be read (%s); wal-prune never deletes "
-                             "it, and keeps the WAL from the newest backup that started before it. "
-                             "Add the key it was written with to decrypt_key_files, or, if it is "
-                             "damaged and not needed, remove %s/ from the repository by hand",
+                             "it, and keeps the WAL of every timeline from the oldest start known "
+                             "of any backup. Add the key it was written with to decrypt_key_files, "
+                             "or, if it is damaged and not needed, remove %s/ from the repository "
+                             "by hand",
                              b->id, b->problem ? b->problem : "invalid", b->id);
         else if (plan->why[bi] & WS_KEEP_PENDING)
             rc = add_warning(plan, err,
@@ -443,44 +704,111 @@ int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *pl
             goto out;
     }
 
-    /* WAL: the cutoff is the oldest start segment a kept backup needs */
+    /* WAL: the global cutoff, and the floor set by kept backups whose position is unknown */
     if (newest < 0) {
-        cutoff = 0; /* no complete backup: nothing of the WAL can go */
         if (in->nwal && (rc = add_warning(plan, err,
                                           "the repository holds no complete backup: no WAL is "
                                           "deleted")) != 0)
             goto out;
     }
-    for (k = 0; k < n && cutoff; k++) {
+    for (k = 0; k < n; k++) {
         size_t bi = plan->order[k], j;
         const struct ws_prune_backup *b = &in->backups[bi];
-        uint64_t start = 0;
-        long from = (long)bi;
-
         if (!plan->keep[bi])
             continue;
         if (b->has_position) {
-            start = ws_wal_lsn_to_segno(b->start_lsn, ss);
-        } else {
-            /* position unknown: it started after the newest backup that started before it */
-            from = -1;
-            for (j = k; j-- > 0;) {
-                const struct ws_prune_backup *p = &in->backups[plan->order[j]];
-                if (p->has_position) {
-                    start = ws_wal_lsn_to_segno(p->start_lsn, ss);
-                    from = (long)plan->order[j];
-                    break;
-                }
+            uint64_t s = ws_wal_lsn_to_segno(b->start_lsn, ss);
+            if (s < global) {
+                global = s;
+                global_from = (long)bi;
             }
+            continue;
         }
-        if (start < cutoff) {
-            cutoff = start;
-            plan->cutoff_backup = from;
+        /* never a guessed position: the lowest start known, or everything when no backup with
+         * a position precedes it */
+        for (j = 0; j < k; j++)
+            if (in->backups[plan->order[j]].has_position)
+                break;
+        if (j == k) {
+            floor = 0;
+            floor_from = -1;
+        } else if (lowest_known < floor) {
+            floor = lowest_known;
+            floor_from = lowest_from;
         }
     }
-    if (cutoff == UINT64_MAX)
-        cutoff = 0;
-    plan->wal_cutoff = cutoff;
+    if (floor < global) {
+        global = floor;
+        global_from = floor_from;
+    }
+    if (newest < 0 || global == UINT64_MAX) {
+        global = 0;
+        global_from = -1;
+    }
+    plan->wal_cutoff = global;
+    plan->cutoff_backup = global ? global_from : -1;
+
+    /* per timeline with WAL */
+    ntl = 0;
+    for (i = 0; i < in->nwal; i++)
+        if (in->wal[i].kind != WS_WAL_HISTORY && in->wal[i].kind != WS_WAL_INVALID)
+            tlv[ntl++] = in->wal[i].tli;
+    ntl = sort_unique(tlv, ntl);
+    for (i = 0; i < ntl; i++) {
+        struct ws_prune_tl *t = &plan->tls[plan->ntls++];
+        uint64_t c = UINT64_MAX;
+        long from = -1;
+        t->tli = tlv[i];
+        t->backup = -1;
+        if (newest < 0) {
+            t->rule = WS_TL_NO_BACKUP;
+            continue;
+        }
+        if (!lineage_known(in, t->tli)) {
+            t->rule = WS_TL_UNKNOWN;
+            continue;
+        }
+        for (k = 0; k < n; k++) {
+            size_t bi = plan->order[k];
+            const struct ws_prune_backup *b = &in->backups[bi];
+            if (plan->keep[bi] && needs_wal_of(in, b, t->tli) &&
+                ws_wal_lsn_to_segno(b->start_lsn, ss) < c) {
+                c = ws_wal_lsn_to_segno(b->start_lsn, ss);
+                from = (long)bi;
+            }
+        }
+        if (c != UINT64_MAX) {
+            t->rule = WS_TL_REACHED;
+            if (floor < c) {
+                c = floor;
+                from = floor_from;
+            }
+            t->cutoff = c;
+            t->backup = c ? from : -1;
+            continue;
+        }
+        for (k = 0; k < n; k++) {
+            const struct ws_prune_backup *b = &in->backups[k];
+            uint64_t end;
+            if (plan->keep[k] && b->has_position && left_at(in, b->timeline, t->tli, &end))
+                break;
+        }
+        if (k < n) {
+            t->rule = WS_TL_ANCESTOR;
+            t->cutoff = global;
+            t->backup = plan->cutoff_backup;
+            continue;
+        }
+        t->rule = WS_TL_UNREACHED;
+        if (!(t->tli == plan->latest_tli && latest_warned) && !(plan->hold & WS_HOLD_LINEAGE) &&
+            (rc = add_warning(plan, err,
+                              "timeline %" PRIu32 ": no kept backup restores along it and it is "
+                              "no ancestor of a kept backup's timeline, so none of its WAL is "
+                              "deleted; if it is a stray (a promoted copy that archived into this "
+                              "repository), remove its WAL from the repository by hand",
+                              t->tli)) != 0)
+            goto out;
+    }
 
     for (i = 0; i < in->nwal; i++) {
         const struct ws_prune_wal *w = &in->wal[i];
@@ -495,7 +823,8 @@ int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *pl
     if (nw > 1)
         qsort(wk, nw, sizeof(*wk), cmp_wkey);
     for (i = 0; i < nw; i++) {
-        if (wk[i].segno < cutoff) {
+        const struct ws_prune_tl *t = tl_of(plan, wk[i].tli);
+        if (t && wk[i].segno < t->cutoff) {
             plan->wal_delete[plan->nwal_delete++] = wk[i].index;
             plan->wal_bytes += in->wal[wk[i].index].size;
         }
@@ -506,7 +835,8 @@ int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *pl
         size_t prev = SIZE_MAX;
         for (i = 0; i < nw; i++) {
             const struct ws_prune_wal *w = &in->wal[wk[i].index];
-            if (w->kind != WS_WAL_SEGMENT || w->segno < cutoff)
+            const struct ws_prune_tl *t = tl_of(plan, w->tli);
+            if (w->kind != WS_WAL_SEGMENT || (t && w->segno < t->cutoff))
                 continue;
             if (prev != SIZE_MAX && in->wal[prev].tli == w->tli &&
                 w->segno > in->wal[prev].segno + 1) {
@@ -525,6 +855,7 @@ int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *pl
 out:
     free(ok);
     free(wk);
+    free(tlv);
     if (rc)
         ws_prune_plan_free(plan);
     return rc;
@@ -538,6 +869,8 @@ void ws_prune_plan_free(struct ws_prune_plan *plan)
     free(plan->why);
     free(plan->order);
     free(plan->wal_delete);
+    free(plan->tls);
+    free(plan->hold_msg);
     for (i = 0; i < plan->nwarnings; i++)
         free(plan->warnings[i]);
     free(plan->warnings);
@@ -656,50 +989,57 @@ static int on_wal_object(void *arg, const char *key, const struct ws_storage_sta
     return 0;
 }
 
-/* Reads the latest timeline's history file; problems other than storage failures only leave
- * st->history_warning set (the planner then knows fewer ancestors, which keeps more). */
+/* Reads the history file of timeline tli into a new entry of st->histories. Problems other than
+ * storage failures (missing, damaged, a key we lack, malformed) are recorded as the entry's
+ * problem: the planner then treats the timeline's lineage as unknown and holds (prune.h). */
 static int read_history(struct ws_repo *repo, const struct ws_keyring *kr,
-                        struct ws_prune_state *st, struct ws_error *err)
+                        struct ws_prune_state *st, uint32_t tli, struct ws_error *err)
 {
     struct ws_sink *buf = NULL, *reader = NULL;
     const struct ws_prune_wal *h = NULL;
+    struct ws_prune_history *e = &st->histories[st->nhistories];
+    struct ws_prune_switch *sw = NULL;
     const uint8_t *data;
-    struct ws_error e = {0};
-    size_t i, len;
+    struct ws_error e2 = {0};
+    size_t i, len, nsw = 0;
     int rc;
 
+    memset(e, 0, sizeof(*e));
+    e->tli = tli;
     for (i = 0; i < st->nwal; i++)
-        if (st->wal[i].kind == WS_WAL_HISTORY && st->wal[i].tli == st->latest_tli)
+        if (st->wal[i].kind == WS_WAL_HISTORY && st->wal[i].tli == tli)
             h = &st->wal[i];
     if (!h) {
-        snprintf(st->history_warning, sizeof(st->history_warning),
-                 "timeline %" PRIu32 " has WAL but no history file in the repository: only "
-                 "backups taken on it count as reaching it",
-                 st->latest_tli);
+        if (!(e->problem = strdup("not in the repository")))
+            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        st->nhistories++;
         return 0;
     }
     if ((rc = ws_buffer_sink_new(1u << 20, &buf, err)) != 0)
         return rc;
     if ((rc = ws_object_reader_new(buf, h->key, kr, 1, &reader, err)) != 0)
         return rc; /* the reader freed buf */
-    rc = ws_storage_get(repo->st, h->key, 0, WS_STORAGE_TO_END, reader, &e);
+    rc = ws_storage_get(repo->st, h->key, 0, WS_STORAGE_TO_END, reader, &e2);
     if (rc == 0)
-        rc = ws_sink_finish(reader, &e);
+        rc = ws_sink_finish(reader, &e2);
     if (rc == 0) {
         data = ws_buffer_sink_data(buf, &len);
-        rc = ws_prune_parse_history((const char *)data, len, h->name, &st->history, &st->nhistory,
-                                    &e);
-    }
-    if (rc == WS_ERR_STORAGE || rc == WS_ERR_INTERNAL) {
-        *err = e;
-    } else if (rc) {
-        snprintf(st->history_warning, sizeof(st->history_warning),
-                 "%.300s; only backups taken on timeline %" PRIu32 " count as reaching it", e.msg,
-                 st->latest_tli);
-        rc = 0;
+        rc = ws_prune_parse_history((const char *)data, len, h->name, &sw, &nsw, &e2);
     }
     ws_sink_free(reader);
-    return rc;
+    if (rc == WS_ERR_STORAGE || rc == WS_ERR_INTERNAL) {
+        *err = e2;
+        return rc;
+    }
+    if (rc) {
+        if (!(e->problem = strdup(e2.msg)))
+            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    } else {
+        e->sw = sw;
+        e->nsw = nsw;
+    }
+    st->nhistories++;
+    return 0;
 }
 
 struct key_list {
@@ -815,11 +1155,38 @@ int ws_prune_gather(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
             (rc = last_write_by_stat(repo, b, err)) != 0)
             goto out;
     }
-    for (i = 0; i < st->nwal; i++)
-        if (st->wal[i].tli > st->latest_tli)
-            st->latest_tli = st->wal[i].tli;
-    if (st->latest_tli > 1)
-        rc = read_history(repo, kr, st, err);
+    /* the history files the planner needs: of every timeline above 1 with WAL, with a backup
+     * on it, or the latest (the planner's rule, prune.h "Unknown lineage") */
+    {
+        size_t ntl = 0;
+        uint32_t *tlv = calloc(st->nwal + st->nbackups + 2, sizeof(*tlv));
+        if (!tlv) {
+            rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+            goto out;
+        }
+        for (i = 0; i < st->nwal; i++) {
+            if (st->wal[i].tli > st->latest_tli)
+                st->latest_tli = st->wal[i].tli;
+            if (st->wal[i].kind != WS_WAL_HISTORY)
+                tlv[ntl++] = st->wal[i].tli;
+        }
+        for (i = 0; i < st->nbackups; i++) {
+            if (!st->backups[i].has_position)
+                continue;
+            if (st->backups[i].timeline > st->latest_tli)
+                st->latest_tli = st->backups[i].timeline;
+            tlv[ntl++] = st->backups[i].timeline;
+        }
+        tlv[ntl++] = st->latest_tli;
+        ntl = sort_unique(tlv, ntl);
+        st->histories = calloc(ntl + 1, sizeof(*st->histories));
+        if (!st->histories)
+            rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        for (i = 0; i < ntl && rc == 0; i++)
+            if (tlv[i] > 1)
+                rc = read_history(repo, kr, st, tlv[i], err);
+        free(tlv);
+    }
 out:
     if (rc)
         ws_prune_state_free(st);
@@ -834,7 +1201,11 @@ void ws_prune_state_free(struct ws_prune_state *st)
         free((char *)st->wal[i].key);
     free(st->wal);
     free(st->backups);
-    free(st->history);
+    for (i = 0; i < st->nhistories; i++) {
+        free((struct ws_prune_switch *)st->histories[i].sw);
+        free((char *)st->histories[i].problem);
+    }
+    free(st->histories);
     ws_catalog_free(&st->cat);
     memset(st, 0, sizeof(*st));
 }
@@ -847,8 +1218,8 @@ void ws_prune_input_from_state(const struct ws_prune_state *st, struct ws_prune_
     in->wal = st->wal;
     in->nwal = st->nwal;
     in->wal_segment_size = st->cat.identity.wal_segment_size;
-    in->history = st->history;
-    in->nhistory = st->nhistory;
+    in->histories = st->histories;
+    in->nhistories = st->nhistories;
 }
 
 /* ---- deleting ----------------------------------------------------------------------------- */
@@ -885,8 +1256,21 @@ static int delete_backup(struct ws_repo *repo, const struct ws_prune_backup *b,
     if (b->status != WS_PRUNE_DELETING) {
         ws_format_utc(time(NULL), when);
         snprintf(text, sizeof(text), "wal-prune began deleting this backup at %s\n", when);
-        if ((rc = ws_backup_put_marker(repo, tomb, text, err)) != 0)
-            goto out;
+        if ((rc = ws_backup_put_marker(repo, tomb, text, err)) != 0) {
+            /* A full repository (ENOSPC) refuses even this small object. Removing the manifest
+             * alone also ends the backup's being complete (the catalog then sees a backup
+             * without manifest, which a later prune removes as abandoned), and what follows
+             * frees space: go on without the tombstone. If the manifest cannot go either,
+             * stop with the first error. */
+            struct ws_error e2 = {0};
+            ws_backup_manifest_key(repo, b->id, key, sizeof(key));
+            if (remove_object(repo, key, &e2) != 0)
+                goto out;
+            ws_log_warning("backup %s: could not write its tombstone (%s); its manifest was "
+                           "deleted first instead",
+                           b->id, err->msg);
+            rc = 0;
+        }
     }
     ws_backup_manifest_key(repo, b->id, key, sizeof(key));
     if ((rc = remove_object(repo, key, err)) != 0)
@@ -1075,18 +1459,34 @@ static void print_wal(FILE *f, const char *verb, const struct ws_prune_input *in
 static void cutoff_text(const struct ws_prune_input *in, const struct ws_prune_plan *plan,
                         char *out, size_t outsz)
 {
-    char lsn[24];
+    size_t i;
 
-    if (!plan->wal_cutoff) {
+    out[0] = '\0';
+    if (!plan->ntls) {
+        snprintf(out, outsz, "no WAL in the repository");
+        return;
+    }
+    if (plan->tls[0].rule == WS_TL_NO_BACKUP) {
         snprintf(out, outsz, "all WAL kept");
         return;
     }
-    ws_wal_format_lsn(lsn, ws_wal_segno_to_lsn(plan->wal_cutoff, in->wal_segment_size));
-    if (plan->cutoff_backup >= 0)
-        snprintf(out, outsz, "WAL kept from %s on every timeline (the start segment of backup %s)",
-                 lsn, in->backups[plan->cutoff_backup].id);
-    else
-        snprintf(out, outsz, "WAL kept from %s on every timeline", lsn);
+    cat(out, outsz, "WAL kept");
+    for (i = 0; i < plan->ntls; i++) {
+        const struct ws_prune_tl *t = &plan->tls[i];
+        char lsn[24];
+        cat(out, outsz, "%s timeline %" PRIu32, i ? ";" : ":", t->tli);
+        if (!t->cutoff) {
+            cat(out, outsz, " all%s",
+                t->rule == WS_TL_UNKNOWN     ? " (history unknown)"
+                : t->rule == WS_TL_UNREACHED ? " (no kept backup follows it)"
+                                             : "");
+            continue;
+        }
+        ws_wal_format_lsn(lsn, ws_wal_segno_to_lsn(t->cutoff, in->wal_segment_size));
+        cat(out, outsz, " from %s", lsn);
+        if (t->backup >= 0)
+            cat(out, outsz, " (the start segment of backup %s)", in->backups[t->backup].id);
+    }
 }
 
 /* The counts: what was done (dry_run 0), or what would be (from the plan). */
@@ -1099,11 +1499,18 @@ static void totals(const struct ws_prune_plan *plan, const struct ws_prune_resul
     *wb = (dry_run ? plan->wal_bytes : res->wal_bytes) + res->temp_bytes;
 }
 
+/* What stays: of the plan (dry run), or of what was deleted (a failed run deletes fewer). */
+static size_t kept_count(const struct ws_prune_input *in, const struct ws_prune_plan *plan,
+                         const struct ws_prune_result *res, int dry_run)
+{
+    return in->nbackups - (dry_run ? plan->nbackups_delete : res->backups_deleted);
+}
+
 static void print_summary(FILE *f, const struct ws_prune_input *in,
                           const struct ws_prune_plan *plan, const struct ws_prune_result *res,
                           int dry_run)
 {
-    char b1[32], b2[32], b3[32], cut[256], temp[96] = "";
+    char b1[32], b2[32], b3[32], cut[1024], temp[96] = "";
     size_t nb, nw;
     uint64_t bb, wb;
 
@@ -1119,7 +1526,7 @@ static void print_summary(FILE *f, const struct ws_prune_input *in,
             "backup(s); %s\n",
             dry_run ? "would delete" : "deleted", nb, b1, nw, temp, b2, b3,
             dry_run ? "would be freed" : "freed", dry_run ? "would keep" : "kept",
-            in->nbackups - plan->nbackups_delete, cut);
+            kept_count(in, plan, res, dry_run), cut);
 }
 
 static void print_json(FILE *f, const struct ws_config *cfg, const struct ws_repo *repo,
@@ -1189,11 +1596,31 @@ static void print_json(FILE *f, const struct ws_config *cfg, const struct ws_rep
         fprintf(f, "\"%s\"", in->backups[plan->cutoff_backup].id);
     else
         fprintf(f, "null");
-    fprintf(f, ", \"files\": %zu, \"bytes\": %" PRIu64 ", \"deleted_files\": %zu, \"delete\": [",
+    fprintf(f, ", \"timelines\": [");
+    for (j = 0; j < plan->ntls; j++) {
+        static const char *const rules[] = {"no_backup", "reached", "ancestor", "unreached",
+                                            "lineage_unknown"};
+        const struct ws_prune_tl *t = &plan->tls[j];
+        fprintf(f, "%s{\"timeline\": %" PRIu32 ", \"rule\": \"%s\", \"keep_from_lsn\": ",
+                j ? ", " : "", t->tli, rules[t->rule]);
+        if (t->cutoff) {
+            char l[24];
+            ws_wal_format_lsn(l, ws_wal_segno_to_lsn(t->cutoff, in->wal_segment_size));
+            fprintf(f, "\"%s\"}", l);
+        } else {
+            fprintf(f, "null}");
+        }
+    }
+    fprintf(f, "], \"files\": %zu, \"bytes\": %" PRIu64 ", \"deleted_files\": %zu, \"delete\": [",
             plan->nwal_delete, plan->wal_bytes, res->wal_deleted);
     for (j = 0; j < plan->nwal_delete; j++)
         fprintf(f, "%s\"%s\"", j ? ", " : "", in->wal[plan->wal_delete[j]].name);
-    fprintf(f, "]}, \"warnings\": [");
+    fprintf(f, "]}, \"hold\": ");
+    if (plan->hold_msg)
+        json_string(f, plan->hold_msg);
+    else
+        fprintf(f, "null");
+    fprintf(f, ", \"warnings\": [");
     for (j = 0; j < plan->nwarnings; j++) {
         fprintf(f, "%s", j ? ", " : "");
         json_string(f, plan->warnings[j]);
@@ -1206,7 +1633,7 @@ static void print_json(FILE *f, const struct ws_config *cfg, const struct ws_rep
                 "], \"summary\": {\"backups_deleted\": %zu, \"wal_files_deleted\": %zu, "
                 "\"temp_files_deleted\": %zu, \"bytes_freed\": %" PRIu64
                 ", \"backups_kept\": %zu}, \"error\": ",
-                nb, nw, res->temp_deleted, bb + wb, in->nbackups - plan->nbackups_delete);
+                nb, nw, res->temp_deleted, bb + wb, kept_count(in, plan, res, dry_run));
     }
     if (error)
         json_string(f, error);
@@ -1255,8 +1682,6 @@ int ws_prune(const struct ws_config *cfg, const struct ws_prune_opts *o, struct 
     in.incomplete_age = cfg->timeout;
     if ((rc = ws_prune_plan_make(&in, &plan, err)) != 0)
         goto out;
-    if (st.history_warning[0])
-        ws_log_warning("%s", st.history_warning);
     for (j = 0; j < plan.nwarnings; j++)
         ws_log_warning("%s", plan.warnings[j]);
 
@@ -1272,7 +1697,7 @@ int ws_prune(const struct ws_config *cfg, const struct ws_prune_opts *o, struct 
                                         &res.temp_deleted, &res.temp_bytes, err)) != 0)
             goto out;
         if (o->json) {
-            print_json(stdout, cfg, &repo, &in, &plan, &res, 1, NULL);
+            print_json(stdout, cfg, &repo, &in, &plan, &res, 1, plan.hold_msg);
         } else {
             for (k = 0; k < in.nbackups; k++)
                 if (!plan.keep[plan.order[k]])
@@ -1280,7 +1705,7 @@ int ws_prune(const struct ws_config *cfg, const struct ws_prune_opts *o, struct 
             print_wal(stdout, "would delete", &in, &plan);
             print_summary(stdout, &in, &plan, &res, 1);
         }
-        goto out;
+        goto held;
     }
     rc = ws_prune_execute(&repo, &in, &plan, o->json ? NULL : stdout, &res, err);
     /* temp files of uploads killed more than the age limit ago: none of them can finish */
@@ -1288,12 +1713,17 @@ int ws_prune(const struct ws_config *cfg, const struct ws_prune_opts *o, struct 
         rc = ws_storage_clean_temp(repo.st, prefix, in.now - effective_age(&in), 0,
                                    &res.temp_deleted, &res.temp_bytes, err);
     if (o->json) {
-        print_json(stdout, cfg, &repo, &in, &plan, &res, 0, rc ? err->msg : NULL);
+        print_json(stdout, cfg, &repo, &in, &plan, &res, 0, rc ? err->msg : plan.hold_msg);
     } else {
         if (tty && rc == 0)
             print_wal(stdout, "deleted", &in, &plan);
         print_summary(stdout, &in, &plan, &res, 0);
     }
+held:
+    /* a held plan: what could be done is done (or, in a dry run, shown); say why the rest is
+     * not, and fail, so that monitoring sees it */
+    if (rc == 0 && plan.hold_msg)
+        rc = ws_error_set(err, WS_ERR_INVALID, "%s", plan.hold_msg);
 out:
     if (fflush(stdout) != 0 && rc == 0)
         rc = ws_error_set(err, WS_ERR_IO, "could not write to standard output");

@@ -5,20 +5,29 @@
  *
  * Two halves:
  *   - the planner, ws_prune_plan_make(): a pure function of its input (the catalog's backups,
- *     the WAL files, the latest timeline's history, "now" and the policies). No I/O, no clock,
+ *     the WAL files, the timelines' history files, "now" and the policies). No I/O, no clock,
  *     so every rule below is unit-tested with an injected "now";
  *   - the executor, ws_prune_gather() / ws_prune_execute() / ws_prune(): reads the repository
  *     into a planner input, and deletes what the plan says.
  *
  * Rules of the planner (each kept or deleted backup records why, as a bit of enum ws_prune_why):
  *   - Backups are ordered by start time, then start LSN, then id; never by name alone. "Newest"
- *     always means last in that order.
+ *     always means last in that order. When that order and the WAL order disagree for two
+ *     backups on one line of history (a server clock was wrong: a backup stamped 2000-01-01
+ *     with the highest start LSN), no backup is deleted at all (the hold below): which one is
+ *     oldest is in doubt. Backups on lines that forked apart are not compared (after a promoted
+ *     restore, a newer backup can have a lower LSN than one on the abandoned line).
  *   - retain_full = N keeps the N newest complete backups. retain_time = D keeps what restores
- *     to any moment of the last D: every complete backup that ended inside the window, and the
- *     newest one that ended before the window opened (so the newest backup that started before
- *     the window is always kept, and, when that one was still running as the window opened, the
- *     one before it too, because a restore can only stop after its backup's end). Both set:
- *     the union. Neither set: WS_ERR_CONFIG, nothing is planned.
+ *     to any moment of the last D, the window: every complete backup that could serve a restore
+ *     to a moment inside it (stop_time + 1 > window opening: a restore can only stop after its
+ *     backup's end, at stop_time + 1 at the earliest), and the newest one that cannot (ended at
+ *     least a second before the window opened): restores to the window's first moments start
+ *     from it. So the newest backup that started before the window is always kept, and, when
+ *     that one was still running as the window opened, the one before it too. Also kept: the
+ *     newest complete backup that ended before the window opened AND reaches the latest
+ *     timeline (after a promoted restore, the backup before the window by time may sit on the
+ *     abandoned line). Both policies set: the union. Neither set: WS_ERR_CONFIG, nothing is
+ *     planned.
  *   - The newest complete backup is never deleted, whatever the policies say.
  *   - Pinned backups (`basebackup keep ID`) are kept, whatever their status, and like any kept
  *     backup they hold the WAL from their start on (a pin keeps restores to any later moment
@@ -29,6 +38,14 @@
  *     and ended before L's line left that ancestor. After a point-in-time restore of an old
  *     backup that was promoted and became the production server, the newest backup by time can
  *     sit on an abandoned timeline; this rule keeps a base for the timeline that is running.
+ *   - Unknown lineage fails closed. Every timeline above 1 that has WAL (other than its history
+ *     file), that a backup is on, or that is the latest needs its history file (which names all
+ *     its ancestors). When one of them is missing or cannot be read, the plan is held
+ *     (WS_HOLD_LINEAGE): no backup is deleted by retention (WS_KEEP_HELD), none of the WAL of
+ *     such a timeline goes, and the command exits 1 with one message naming the timelines and
+ *     how to repair (archive the history file again with wal-push). Everything the rules still
+ *     allow is done: abandoned backups, interrupted deletes, and WAL of timelines whose lineage
+ *     is known (by the rules below, with every complete backup kept).
  *   - Backups that are not complete: "running" (no manifest) and "incomplete" (manifest, WAL
  *     missing) are removed once nothing of them has been written for the age limit
  *     (WS_PRUNE_INCOMPLETE_AGE, 24 h, or the `timeout` if that is longer; a live backup writes a
@@ -38,14 +55,24 @@
  *     cannot read: damaged, or written with a key this configuration lacks) are never deleted
  *     automatically; a missing decrypt_key_files entry must not cost backups. "deleting" backups
  *     (an earlier prune began to delete them and was interrupted) are finished.
- *   - WAL: segments, .partial and .backup files, on every timeline, whose segment number is
- *     below the start segment of the oldest kept backup are deleted. Segment numbers are compared
- *     as numbers with the timeline apart, never as names (a name sorts by timeline first). WAL
- *     replay only moves forward, so no kept backup can need a segment before its own start on any
- *     timeline, and everything from the newest complete backup's start on is never touched. A
- *     kept backup whose position is unknown (running, invalid) holds WAL from the start of the
- *     newest backup that started before it, or all WAL when there is none. Without a complete
- *     backup no WAL is deleted.
+ *   - WAL (segments, .partial and .backup files), with a cutoff per timeline T, from the history
+ *     files; segment numbers are compared as numbers with the timeline apart, never as names (a
+ *     name sorts by timeline first):
+ *       - a kept backup B needs WAL of T when B is on T, or B's timeline is an ancestor of T and
+ *         T's line left it at or after B's start. When kept backups need T, its segments below
+ *         the lowest start segment of those backups go (WAL replay only moves forward, so none
+ *         of them needs a segment before its own start);
+ *       - when none needs T but T is a proper ancestor of a kept backup's timeline, its segments
+ *         below the global cutoff (the lowest start segment of all kept backups) go;
+ *       - otherwise (a stray promoted copy archiving into the repository, or a line that no kept
+ *         backup can follow) none of T's WAL goes, with a warning; nor any of a timeline whose
+ *         lineage is unknown (above).
+ *     A kept backup whose position is unknown (invalid: a manifest that cannot be read; running)
+ *     is given no guessed position: every timeline keeps its WAL from the lowest start segment
+ *     known of any backup in the repository (also of backups deleted in this run: the next run
+ *     releases that WAL), or all of it when no backup with a known position precedes it. Without
+ *     a complete backup no WAL is deleted. Everything from the newest complete backup's start on
+ *     its timeline and the timelines it reaches is never touched.
  *   - .history files are always kept: they are tiny; recovery asks for every one of them to
  *     find the latest timeline; and PostgreSQL chooses a new timeline id on promotion by probing
  *     the archive for history files, so a deleted one lets a later promotion reuse its id and
@@ -57,7 +84,10 @@
  *      on the catalog no longer calls it complete and the next prune finishes it), the manifest
  *      (so even a reader that ignores tombstones stops seeing a complete backup), every other
  *      object (bundles), the pin, temp files of killed uploads into it, its empty directories,
- *      and last the tombstone;
+ *      and last the tombstone. When the tombstone cannot be written (a full repository:
+ *      ENOSPC), the manifest is removed first all the same, with a warning: without it the
+ *      backup is not complete either (the catalog sees a backup without manifest, which a
+ *      later prune removes as abandoned), and the deletions that follow free the space;
  *   2. then WAL, per timeline in ascending segment order, so an interruption leaves a shorter
  *      archive and never a hole; a kept backup's WAL is never touched; a 4 GiB-range directory
  *      goes with its last file;
@@ -115,6 +145,9 @@ enum ws_prune_why {
     WS_KEEP_YOUNG = 1u << 6,       /* not complete, written to within the age limit */
     WS_KEEP_PENDING = 1u << 7,     /* incomplete, newer than every complete backup */
     WS_KEEP_UNREADABLE = 1u << 8,  /* invalid: never deleted automatically */
+    WS_KEEP_WINDOW_TL = 1u << 9,   /* newest that ended before the window and reaches the latest
+                                      timeline (when that is not the WS_KEEP_WINDOW_BASE one) */
+    WS_KEEP_HELD = 1u << 10,       /* would go, but the plan is held (WS_HOLD_*) */
     WS_DROP_RETENTION = 1u << 16,  /* complete, kept by no rule */
     WS_DROP_ABANDONED = 1u << 17,  /* not complete, untouched for the age limit */
     WS_DROP_DELETING = 1u << 18,   /* an interrupted prune began deleting it */
@@ -143,10 +176,41 @@ struct ws_prune_wal {
     uint64_t size;
 };
 
-/* One line of the latest timeline's history file: timeline `tli` ended at `end_lsn`. */
+/* One line of a timeline's history file: the line left its ancestor `tli` at `end_lsn`. */
 struct ws_prune_switch {
     uint32_t tli;
     uint64_t end_lsn;
+};
+
+/* A timeline's history file: all its ancestors, oldest first. A timeline above 1 without an
+ * entry, or whose entry has a problem, has an unknown lineage. */
+struct ws_prune_history {
+    uint32_t tli;
+    const struct ws_prune_switch *sw;
+    size_t nsw;
+    const char *problem; /* NULL: read; else why it could not be (e.g. "not in the repository") */
+};
+
+/* How a timeline's WAL is treated (prune.h, "WAL"). */
+enum ws_prune_tl_rule {
+    WS_TL_NO_BACKUP = 0, /* no complete backup in the repository: none of it goes */
+    WS_TL_REACHED,       /* kept backups need it: below the lowest start of those */
+    WS_TL_ANCESTOR,      /* an ancestor of kept backups' timelines only: below the global cutoff */
+    WS_TL_UNREACHED,     /* neither: none of it goes (warning) */
+    WS_TL_UNKNOWN,       /* its history cannot be read: none of it goes (hold) */
+};
+
+struct ws_prune_tl {
+    uint32_t tli;
+    int rule;        /* enum ws_prune_tl_rule */
+    uint64_t cutoff; /* its segments below this number go; 0: none */
+    long backup;     /* the backup whose start sets the cutoff, -1 if none */
+};
+
+/* Why a plan is held back (deletes no backup by retention; exit 1). */
+enum ws_prune_hold {
+    WS_HOLD_LINEAGE = 1u << 0, /* a needed history file is missing or cannot be read */
+    WS_HOLD_ORDER = 1u << 1,   /* time order and WAL order of backups on one line disagree */
 };
 
 struct ws_prune_input {
@@ -155,9 +219,9 @@ struct ws_prune_input {
     const struct ws_prune_wal *wal;
     size_t nwal;
     uint32_t wal_segment_size;
-    /* ancestors of the latest timeline, from its history file (empty: unknown or timeline 1) */
-    const struct ws_prune_switch *history;
-    size_t nhistory;
+    /* history files of the timelines (any order); timeline 1 needs none */
+    const struct ws_prune_history *histories;
+    size_t nhistories;
     int64_t now;
     int retain_full;        /* 0: not set */
     int64_t retain_time;    /* seconds, 0: not set */
@@ -175,10 +239,18 @@ struct ws_prune_plan {
     size_t *wal_delete;
     size_t nwal_delete;
     uint64_t wal_bytes;
-    /* segments below this number go, on every timeline; 0 when no WAL is deleted */
+    /* the global cutoff: the lowest start segment of the kept backups (or lower, for a kept
+     * backup whose position is unknown); 0 when no WAL can go */
     uint64_t wal_cutoff;
     long cutoff_backup; /* index of the backup that sets the cutoff, -1 if none */
+    /* per timeline that has WAL other than history files, ascending: its own cutoff */
+    struct ws_prune_tl *tls;
+    size_t ntls;
     uint32_t latest_tli;
+    /* held (WS_HOLD_* bits): no backup deleted by retention (WS_KEEP_HELD); hold_msg says why
+     * in one line, and wal-prune exits 1 after doing the rest */
+    unsigned hold;
+    char *hold_msg;
     /* one line each (no trailing newline); for stderr and the JSON */
     char **warnings;
     size_t nwarnings;
@@ -210,14 +282,15 @@ struct ws_prune_state {
     size_t nbackups;
     struct ws_prune_wal *wal; /* each key is malloc'ed; name points into it */
     size_t nwal;
-    struct ws_prune_switch *history;
-    size_t nhistory;
+    struct ws_prune_history *histories; /* sw and problem malloc'ed */
+    size_t nhistories;
     uint32_t latest_tli;
-    char history_warning[512]; /* set when the latest timeline's history could not be read */
 };
 
-/* Reads the catalog, lists the WAL and reads the latest timeline's history. An empty cluster
- * (no identity yet) gathers nothing: st->cat.has_identity is 0. */
+/* Reads the catalog, lists the WAL and reads the history file of every timeline above 1 that
+ * has WAL, that a backup is on, or that is the latest (a missing or unreadable one is recorded
+ * as a problem for the planner; a storage failure fails). An empty cluster (no identity yet)
+ * gathers nothing: st->cat.has_identity is 0. */
 int ws_prune_gather(struct ws_repo *repo, const struct ws_keyring *kr, struct ws_prune_state *st,
                     struct ws_error *err);
 void ws_prune_state_free(struct ws_prune_state *st);
@@ -246,7 +319,8 @@ struct ws_prune_opts {
     int json;
 };
 /* The command: gather, plan with cfg's policies and the current time, print (text, or JSON
- * with o->json), execute unless o->dry_run. */
+ * with o->json), execute unless o->dry_run. A held plan (WS_HOLD_*) fails with its message
+ * (WS_ERR_INVALID, exit 1) after the rest was done (or printed, with o->dry_run). */
 int ws_prune(const struct ws_config *cfg, const struct ws_prune_opts *o, struct ws_error *err);
 
 #endif

@@ -34,8 +34,9 @@ struct fx {
     struct ws_prune_wal w[600];
     char names[600][48];
     size_t nw;
-    struct ws_prune_switch h[8];
-    size_t nh;
+    struct ws_prune_switch hsw[8][8];
+    struct ws_prune_history hist[8];
+    size_t nhist;
     struct ws_prune_input in;
     struct ws_prune_plan plan;
     struct ws_error err;
@@ -101,14 +102,54 @@ static void add_segs(struct fx *f, uint32_t tli, uint64_t s0, uint64_t s1)
     }
 }
 
+/* The history entry of timeline tli (created empty when missing). */
+static struct ws_prune_history *hist_entry(struct fx *f, uint32_t tli)
+{
+    size_t i;
+
+    for (i = 0; i < f->nhist; i++)
+        if (f->hist[i].tli == tli)
+            return &f->hist[i];
+    memset(&f->hist[i], 0, sizeof(f->hist[i]));
+    f->hist[i].tli = tli;
+    f->hist[i].sw = f->hsw[i];
+    f->nhist++;
+    return &f->hist[i];
+}
+
+/* A line of timeline tli's history file: it left its ancestor `parent` at end_lsn (lines are
+ * added oldest first, as PostgreSQL writes them). */
+static void hist_line(struct fx *f, uint32_t tli, uint32_t parent, uint64_t end_lsn)
+{
+    struct ws_prune_history *h = hist_entry(f, tli);
+    struct ws_prune_switch *sw = (struct ws_prune_switch *)h->sw;
+
+    sw[h->nsw].tli = parent;
+    sw[h->nsw].end_lsn = end_lsn;
+    h->nsw++;
+}
+
+/* Timeline tli's history file is gone from the input (as if not in the repository). */
+static void hist_drop(struct fx *f, uint32_t tli)
+{
+    size_t i;
+
+    for (i = 0; i < f->nhist; i++) {
+        if (f->hist[i].tli == tli) {
+            f->hist[i].tli = 0xFFFFFFFFu; /* matches no timeline */
+            return;
+        }
+    }
+}
+
 static int run_plan(struct fx *f)
 {
     f->in.backups = f->b;
     f->in.nbackups = f->nb;
     f->in.wal = f->w;
     f->in.nwal = f->nw;
-    f->in.history = f->h;
-    f->in.nhistory = f->nh;
+    f->in.histories = f->hist;
+    f->in.nhistories = f->nhist;
     ws_prune_plan_free(&f->plan);
     return ws_prune_plan_make(&f->in, &f->plan, &f->err);
 }
@@ -199,9 +240,7 @@ static void test_retain_full(void)
     /* timeline 2 was just created (its history is archived, no segment yet): it left timeline 1
      * at segment 60, so every backup here reaches it */
     add_name(&f, "00000002.history", 40);
-    f.h[0].tli = 1;
-    f.h[0].end_lsn = 60 * (uint64_t)SEG;
-    f.nh = 1;
+    hist_line(&f, 2, 1, 60 * (uint64_t)SEG);
 
     f.in.retain_full = 2;
     REQUIRE(run_plan(&f) == 0);
@@ -304,8 +343,8 @@ static void test_retain_time(void)
     CHECK(f.plan.keep[6] && (f.plan.why[6] & WS_KEEP_WINDOW));
     CHECK(f.plan.keep[5] && (f.plan.why[5] & WS_KEEP_WINDOW_BASE) && !f.plan.keep[4]);
     CHECK(f.plan.wal_cutoff == 60);
-    /* a second later it is the base itself */
-    f.in.retain_time = 3 * DAY + HOUR + 1;
+    /* a second earlier it is the base itself */
+    f.in.retain_time = 3 * DAY + HOUR - 1;
     REQUIRE(run_plan(&f) == 0);
     CHECK(f.plan.why[6] == WS_KEEP_WINDOW_BASE && !f.plan.keep[5]);
 
@@ -361,7 +400,9 @@ static void test_newest_complete_never_deleted(void)
     CHECK(!f.plan.keep[old]);
     CHECK(f.plan.keep[inc] && f.plan.why[inc] == WS_KEEP_PENDING); /* 2 days, but newest */
     CHECK(f.plan.keep[run] && f.plan.why[run] == WS_KEEP_YOUNG);
-    CHECK(f.plan.wal_cutoff == 20);
+    /* the running backup's position is unknown: WAL is kept from the lowest start known (old's,
+     * although old goes now; the next run releases it), never from a guessed position */
+    CHECK(f.plan.wal_cutoff == 10 && f.plan.cutoff_backup == (long)old);
     CHECK(has_warning(&f, f.b[inc].id));
     /* the same with retain_full = 1 */
     f.in.retain_time = 0;
@@ -421,9 +462,7 @@ static void test_timelines_failover(void)
      * timeline 1) */
     add_segs(&f, 2, 3, 4);
     add_name(&f, "00000002.history", 40);
-    f.h[0].tli = 1;
-    f.h[0].end_lsn = 30 * (uint64_t)SEG + 0x5000;
-    f.nh = 1;
+    hist_line(&f, 2, 1, 30 * (uint64_t)SEG + 0x5000);
     f.in.retain_full = 1;
     REQUIRE(run_plan(&f) == 0);
     CHECK(f.plan.latest_tli == 2);
@@ -446,33 +485,67 @@ static void test_timelines_promoted_restore(void)
      * timeline 1 at segment 50) is the production server now */
     b1 = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 10 * DAY, HOUR, 1, 10, 11);
     b2 = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 3 * DAY, HOUR, 2, 100, 101);
-    add_segs(&f, 1, 10, 80);
+    add_segs(&f, 1, 5, 80); /* 5..9: older than every backup */
     add_segs(&f, 2, 80, 110);
     add_segs(&f, 3, 50, 60);
     add_name(&f, "00000002.history", 40);
     add_name(&f, "00000003.history", 80);
-    f.h[0].tli = 1;
-    f.h[0].end_lsn = 50 * (uint64_t)SEG + 0x100;
-    f.nh = 1;
+    hist_line(&f, 2, 1, 80 * (uint64_t)SEG);
+    hist_line(&f, 3, 1, 50 * (uint64_t)SEG + 0x100);
     f.in.retain_full = 1;
     REQUIRE(run_plan(&f) == 0);
-    CHECK(f.plan.latest_tli == 3);
+    CHECK(f.plan.latest_tli == 3 && f.plan.hold == 0 && f.plan.hold_msg == NULL);
     CHECK(f.plan.keep[b2] && f.plan.keep[b1] && f.plan.why[b1] == WS_KEEP_TIMELINE);
-    CHECK(f.plan.wal_cutoff == 10 && f.plan.nwal_delete == 0);
+    CHECK(f.plan.wal_cutoff == 10 && only_below(&f, 10));
     CHECK(!seg_goes(&f, 3, 55));
+    /* b2 (segment 100) is newer than b1 (segment 10) by time and by WAL on timeline 2's line;
+     * b2 and a later backup on timeline 3 at a lower LSN are on lines that forked apart */
+    CHECK(f.plan.nwarnings == 0);
 
-    /* without timeline 3's history it is unknown which backups reach it: fail closed, b1 (the
-     * only one that does) stays and nothing of timeline 3 goes */
-    f.nh = 0;
+    /* without timeline 3's history it is unknown which backups reach it (finding 1): fail
+     * closed. b1, the only one that does, is held, none of timeline 3's WAL goes, and the
+     * plan says why in one message; WAL of known lines below every backup still goes */
+    hist_drop(&f, 3);
     REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.hold == WS_HOLD_LINEAGE && f.plan.hold_msg != NULL);
     CHECK(f.plan.keep[b1] && f.plan.keep[b2] && f.plan.nbackups_delete == 0);
+    CHECK(f.plan.why[b1] == WS_KEEP_HELD);
     CHECK(!seg_goes(&f, 3, 50) && !seg_goes(&f, 3, 55) && !seg_goes(&f, 3, 60));
+    CHECK(only_below(&f, 10));
+    CHECK(f.plan.ntls == 3 && f.plan.tls[2].tli == 3 && f.plan.tls[2].rule == WS_TL_UNKNOWN);
+    CHECK(f.plan.tls[0].rule == WS_TL_REACHED && f.plan.tls[0].cutoff == 10);
+    CHECK(strstr(f.plan.hold_msg, "00000003.history: not in the repository") &&
+          strstr(f.plan.hold_msg, "wal-push") && strstr(f.plan.hold_msg, "timeline 3"));
+    CHECK(f.plan.nwarnings == 0); /* the hold message alone */
+    {
+        char t[1024];
+        ws_prune_why_text(&f.in, &f.plan, f.plan.why[b1], t, sizeof(t));
+        CHECK(strstr(t, "history cannot be read") != NULL);
+    }
+    /* the same when it is there but cannot be read */
+    hist_entry(&f, 3)->problem = "invalid data in history file 00000003.history, line 2";
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.hold == WS_HOLD_LINEAGE && f.plan.keep[b1] && f.plan.nbackups_delete == 0);
+    CHECK(strstr(f.plan.hold_msg, "line 2") && !seg_goes(&f, 3, 50));
+    /* an unreadable history of timeline 2 (b2 on it, WAL on it) holds as well */
+    hist_entry(&f, 3)->problem = NULL;
+    hist_entry(&f, 3)->nsw = 0;
+    hist_line(&f, 3, 1, 50 * (uint64_t)SEG + 0x100);
+    hist_entry(&f, 2)->problem = "no key with id 0123456789abcdef";
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.hold == WS_HOLD_LINEAGE && strstr(f.plan.hold_msg, "00000002.history"));
+    CHECK(!seg_goes(&f, 2, 80) && only_below(&f, 10));
+    hist_entry(&f, 2)->problem = NULL;
 
-    /* a backup that ended after timeline 1 was left at segment 50 cannot follow timeline 3 */
-    f.nh = 1;
+    /* a backup that ended after timeline 1 was left at segment 50 cannot follow timeline 3:
+     * nothing kept reaches timeline 3, and none of its WAL goes */
     f.b[b1].stop_lsn = 51 * (uint64_t)SEG;
     REQUIRE(run_plan(&f) == 0);
-    CHECK(!f.plan.keep[b1] && has_warning(&f, "timeline 3"));
+    CHECK(f.plan.hold == 0);
+    CHECK(!f.plan.keep[b1] && has_warning(&f, "timeline 3") && has_warning(&f, "none of its WAL"));
+    CHECK(!seg_goes(&f, 3, 50) && !seg_goes(&f, 3, 60) && f.plan.tls[2].rule == WS_TL_UNREACHED);
+    /* timeline 1 is an ancestor of b2's: its WAL goes below b2's start, as before */
+    CHECK(f.plan.tls[0].rule == WS_TL_ANCESTOR && seg_goes(&f, 1, 80));
     ws_prune_plan_free(&f.plan);
 }
 
@@ -490,16 +563,31 @@ static void test_stray_timeline(void)
     add_segs(&f, 1, 5, 40);
     add_segs(&f, 2, 6, 25);
     add_name(&f, "00000002.history", 40);
-    f.h[0].tli = 1;
-    f.h[0].end_lsn = 6 * (uint64_t)SEG + 0x100;
-    f.nh = 1;
+    hist_line(&f, 2, 1, 6 * (uint64_t)SEG + 0x100);
     f.in.retain_full = 2;
     REQUIRE(run_plan(&f) == 0);
     CHECK(!f.plan.keep[0] && f.plan.keep[1] && f.plan.keep[2]);
     CHECK(seg_goes(&f, 1, 19) && !seg_goes(&f, 1, 20));
     for (uint64_t s = 6; s <= 25; s++)
         CHECK(!seg_goes(&f, 2, s));
-    CHECK(has_warning(&f, "timeline 2"));
+    CHECK(f.plan.hold == 0 && f.plan.ntls == 2);
+    CHECK(f.plan.tls[0].rule == WS_TL_REACHED && f.plan.tls[0].cutoff == 20);
+    CHECK(f.plan.tls[1].rule == WS_TL_UNREACHED && f.plan.tls[1].cutoff == 0);
+    /* it is the latest timeline: one warning says no backup reaches it and its WAL stays */
+    CHECK(has_warning(&f, "timeline 2, the latest") && has_warning(&f, "none of its WAL"));
+    CHECK(f.plan.nwarnings == 1);
+
+    /* production fails over to timeline 3 (left timeline 1 at segment 35): the stray is no
+     * longer the latest, and still none of it goes */
+    add_segs(&f, 3, 35, 45);
+    add_name(&f, "00000003.history", 40);
+    hist_line(&f, 3, 1, 35 * (uint64_t)SEG + 0x100);
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.latest_tli == 3 && f.plan.hold == 0);
+    CHECK(!f.plan.keep[0] && f.plan.keep[1] && f.plan.keep[2]);
+    CHECK(!seg_goes(&f, 2, 6) && !seg_goes(&f, 2, 19) && seg_goes(&f, 1, 19));
+    CHECK(f.plan.tls[2].rule == WS_TL_REACHED && f.plan.tls[2].cutoff == 20);
+    CHECK(has_warning(&f, "timeline 2: no kept backup restores along it"));
     ws_prune_plan_free(&f.plan);
 }
 
@@ -520,9 +608,7 @@ static void test_unknown_position_kept(void)
     add_segs(&f, 1, 5, 29);
     add_segs(&f, 2, 30, 70);
     add_name(&f, "00000002.history", 40);
-    f.h[0].tli = 1;
-    f.h[0].end_lsn = 30 * (uint64_t)SEG + 0x100;
-    f.nh = 1;
+    hist_line(&f, 2, 1, 30 * (uint64_t)SEG + 0x100);
     f.in.retain_full = 1;
     REQUIRE(run_plan(&f) == 0);
     CHECK(f.plan.keep[inv] && f.plan.keep[3] && !f.plan.keep[0] && !f.plan.keep[1]);
@@ -530,6 +616,16 @@ static void test_unknown_position_kept(void)
     for (uint64_t s = 30; s <= 70; s++)
         CHECK(!seg_goes(&f, 2, s));
     CHECK(seg_goes(&f, 1, 9) && !seg_goes(&f, 1, 10));
+    CHECK(f.plan.wal_cutoff == 10 && f.plan.cutoff_backup == 0);
+    CHECK(f.plan.tls[0].rule == WS_TL_ANCESTOR && f.plan.tls[0].cutoff == 10);
+    CHECK(f.plan.tls[1].rule == WS_TL_REACHED && f.plan.tls[1].cutoff == 10);
+    CHECK(has_warning(&f, "oldest start known"));
+    /* without it, timeline 2 keeps WAL from the kept backup's start only */
+    f.b[inv].status = WS_PRUNE_RUNNING;
+    f.b[inv].last_write = NOW - 3 * DAY;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(!f.plan.keep[inv] && f.plan.tls[1].cutoff == 60 && seg_goes(&f, 2, 59));
+    CHECK(!seg_goes(&f, 2, 60) && f.plan.tls[0].cutoff == 60 && seg_goes(&f, 1, 29));
     ws_prune_plan_free(&f.plan);
 }
 
@@ -551,13 +647,26 @@ static void test_retain_time_timelines(void)
     add_segs(&f, 3, 50, 75);
     add_name(&f, "00000002.history", 40);
     add_name(&f, "00000003.history", 40);
-    f.h[0].tli = 1;
-    f.h[0].end_lsn = 50 * (uint64_t)SEG + 0x100;
-    f.nh = 1;
+    hist_line(&f, 2, 1, 80 * (uint64_t)SEG);
+    hist_line(&f, 3, 1, 50 * (uint64_t)SEG + 0x100);
     f.in.retain_time = 2 * DAY;
     REQUIRE(run_plan(&f) == 0);
     CHECK(f.plan.keep[b3] && f.plan.keep[b2] && f.plan.keep[b1]);
     CHECK(!seg_goes(&f, 1, 10) && !seg_goes(&f, 3, 50));
+    CHECK(f.plan.why[b3] == (WS_KEEP_NEWEST | WS_KEEP_WINDOW));
+    CHECK(f.plan.why[b2] == WS_KEEP_WINDOW_BASE && f.plan.why[b1] == WS_KEEP_WINDOW_TL);
+    CHECK(f.plan.hold == 0 && f.plan.nwal_delete == 0);
+    {
+        char t[1024];
+        ws_prune_why_text(&f.in, &f.plan, WS_KEEP_WINDOW_TL, t, sizeof(t));
+        CHECK(strstr(t, "timeline 3, the latest") && strstr(t, "2d"));
+    }
+    /* the newest backup before the window (by time) reaches timeline 3 itself: no other one */
+    f.b[b2].timeline = 3;
+    f.b[b2].start_lsn = 60 * (uint64_t)SEG;
+    f.b[b2].stop_lsn = 61 * (uint64_t)SEG;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.keep[b2] && !f.plan.keep[b1] && f.plan.why[b2] == WS_KEEP_WINDOW_BASE);
     ws_prune_plan_free(&f.plan);
 }
 
@@ -578,6 +687,44 @@ static void test_clock_disagreement(void)
     REQUIRE(run_plan(&f) == 0);
     CHECK(f.plan.keep[bad] && f.plan.nbackups_delete == 0);
     CHECK(!seg_goes(&f, 1, 10) && seg_goes(&f, 1, 9));
+    CHECK(f.plan.hold == WS_HOLD_ORDER && f.plan.why[bad] == WS_KEEP_HELD);
+    CHECK(strstr(f.plan.hold_msg, f.b[bad].id) && strstr(f.plan.hold_msg, f.b[0].id) &&
+          strstr(f.plan.hold_msg, "clock"));
+    /* an incomplete backup that would go as abandoned is held too ("newer than every complete
+     * backup" depends on the order) */
+    {
+        size_t inc = add_backup(&f, WS_PRUNE_INCOMPLETE, NOW - 4 * DAY, HOUR, 1, 8, 9);
+        REQUIRE(run_plan(&f) == 0);
+        CHECK(f.plan.keep[inc] && f.plan.why[inc] == WS_KEEP_HELD && f.plan.nbackups_delete == 0);
+        f.nb--;
+    }
+    /* a correct clock: no hold, the oldest goes */
+    f.b[bad].start_time = NOW - 1 * DAY;
+    f.b[bad].stop_time = NOW - 1 * DAY + HOUR;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.hold == 0 && f.plan.hold_msg == NULL && !f.plan.keep[0] && f.plan.keep[bad]);
+    ws_prune_plan_free(&f.plan);
+
+    /* lines that forked apart are not compared: after timeline 3 left timeline 1 at segment 50,
+     * a backup on it (segment 60) is newer than one at segment 100 on timeline 2 (which left
+     * timeline 1 at 80) */
+    fx_init(&f);
+    add_backup(&f, WS_PRUNE_COMPLETE, NOW - 10 * DAY, HOUR, 1, 10, 11);
+    add_backup(&f, WS_PRUNE_COMPLETE, NOW - 3 * DAY, HOUR, 2, 100, 101);
+    add_backup(&f, WS_PRUNE_COMPLETE, NOW - 1 * DAY, HOUR, 3, 60, 61);
+    add_segs(&f, 1, 10, 80);
+    add_segs(&f, 2, 80, 110);
+    add_segs(&f, 3, 50, 65);
+    hist_line(&f, 2, 1, 80 * (uint64_t)SEG);
+    hist_line(&f, 3, 1, 50 * (uint64_t)SEG + 0x100);
+    f.in.retain_full = 2;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.hold == 0 && !f.plan.keep[0] && f.plan.keep[1] && f.plan.keep[2]);
+    /* but on one line they are: a backup on timeline 1 at segment 40 (before timeline 3 left
+     * it at 50) stamped after the one at segment 60 of timeline 3 */
+    add_backup(&f, WS_PRUNE_COMPLETE, NOW - 1 * DAY + MIN, HOUR, 1, 40, 41);
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.hold == WS_HOLD_ORDER && f.plan.nbackups_delete == 0);
     ws_prune_plan_free(&f.plan);
 }
 
@@ -611,9 +758,9 @@ static void test_incomplete_backups(void)
     CHECK(f.plan.why[run_young] == WS_KEEP_YOUNG);
     CHECK(f.plan.why[inc_young] == WS_KEEP_YOUNG);
     CHECK(f.plan.why[run_30h] == WS_DROP_ABANDONED);
-    /* the invalid backup (position unknown) holds WAL from the newest backup with a position
-     * that started before it: inc_old, segment 20 */
-    CHECK(f.plan.wal_cutoff == 20 && only_below(&f, 20));
+    /* the invalid backup (position unknown) holds WAL from the lowest start known of any
+     * backup (oldc, segment 10, deleted in this run), not from a guess of its position */
+    CHECK(f.plan.wal_cutoff == 10 && only_below(&f, 10) && f.plan.cutoff_backup == (long)oldc);
 
     /* the age is never below a day, even with a short timeout, and follows a longer one */
     f.in.incomplete_age = 36 * HOUR;
@@ -623,8 +770,13 @@ static void test_incomplete_backups(void)
     f.b[inv].status = WS_PRUNE_RUNNING; /* now an old running backup */
     REQUIRE(run_plan(&f) == 0);
     CHECK(f.plan.why[inv] == WS_DROP_ABANDONED);
-    /* the young running backup started (NOW - 2d) after newc: the cutoff is newc's start */
-    CHECK(f.plan.wal_cutoff == 40 && only_below(&f, 40));
+    /* the young running backup (position unknown) still holds WAL from the lowest start known */
+    CHECK(f.plan.wal_cutoff == 10 && only_below(&f, 10));
+    /* once it is abandoned too, the cutoff is newc's start */
+    f.b[run_young].last_write = NOW - 25 * HOUR;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.why[run_young] == WS_DROP_ABANDONED);
+    CHECK(f.plan.wal_cutoff == 40 && only_below(&f, 40) && f.plan.cutoff_backup == (long)newc);
     ws_prune_plan_free(&f.plan);
 }
 
@@ -1013,6 +1165,82 @@ static void test_execute(void)
     ws_repo_close(&repo);
 }
 
+/* gather reads the history file of every timeline that needs one; a damaged or missing one is
+ * a problem the planner holds on (finding 1), and nothing of the backups goes. */
+static void test_gather_histories(void)
+{
+    struct ws_repo repo;
+    struct ws_error err = {0};
+    char ids[3][WS_BACKUP_ID_LEN + 1], s[WS_WAL_NAME_LEN + 1];
+    struct ws_prune_state st;
+    struct ws_prune_input in;
+    struct ws_prune_plan plan;
+    struct ws_prune_result res;
+
+    make_repo(&repo, ids);
+    /* timeline 2 (left timeline 1 at 0/28000000, segment 40) has WAL now */
+    seg_name(s, 2, 40);
+    put_wal(&repo, s, "segment");
+    seg_name(s, 2, 41);
+    put_wal(&repo, s, "segment");
+    REQUIRE(ws_prune_gather(&repo, NULL, &st, &err) == 0);
+    CHECK(st.latest_tli == 2 && st.nhistories == 1 && st.histories[0].tli == 2);
+    CHECK(st.histories[0].problem == NULL && st.histories[0].nsw == 1);
+    CHECK(st.histories[0].sw[0].tli == 1 && st.histories[0].sw[0].end_lsn == 0x28000000);
+    ws_prune_input_from_state(&st, &in);
+    in.now = NOW;
+    in.retain_full = 2;
+    REQUIRE(ws_prune_plan_make(&in, &plan, &err) == 0);
+    CHECK(plan.hold == 0 && plan.nbackups_delete == 1 && plan.ntls == 2);
+    CHECK(plan.tls[1].tli == 2 && plan.tls[1].rule == WS_TL_REACHED);
+    ws_prune_plan_free(&plan);
+    ws_prune_state_free(&st);
+
+    /* damaged: held, nothing deleted by retention, timeline 2's WAL stays */
+    put_wal(&repo, "00000002.history", "this is not a history file\n");
+    REQUIRE(ws_prune_gather(&repo, NULL, &st, &err) == 0);
+    CHECK(st.nhistories == 1 && st.histories[0].problem &&
+          strstr(st.histories[0].problem, "00000002.history"));
+    ws_prune_input_from_state(&st, &in);
+    in.now = NOW;
+    in.retain_full = 2;
+    REQUIRE(ws_prune_plan_make(&in, &plan, &err) == 0);
+    CHECK(plan.hold == WS_HOLD_LINEAGE && plan.nbackups_delete == 0);
+    CHECK(plan.tls[1].rule == WS_TL_UNKNOWN && plan.tls[1].cutoff == 0);
+    REQUIRE(ws_prune_execute(&repo, &in, &plan, NULL, &res, &err) == 0);
+    CHECK(res.backups_deleted == 0);
+    ws_prune_result_free(&res);
+    ws_prune_plan_free(&plan);
+    ws_prune_state_free(&st);
+    {
+        char key[256];
+        size_t n = 0;
+        seg_name(s, 2, 40);
+        ws_repo_wal_key(&repo, s, key, sizeof(key));
+        CHECK(exists(&repo, key));
+        CHECK(consistent(&repo, &n) && n == 3);
+    }
+
+    /* missing: the same */
+    {
+        char key[256];
+        ws_repo_wal_key(&repo, "00000002.history", key, sizeof(key));
+        REQUIRE(ws_storage_remove(repo.st, key, &err) == 0);
+    }
+    REQUIRE(ws_prune_gather(&repo, NULL, &st, &err) == 0);
+    CHECK(st.nhistories == 1 && st.histories[0].problem &&
+          strcmp(st.histories[0].problem, "not in the repository") == 0);
+    ws_prune_input_from_state(&st, &in);
+    in.now = NOW;
+    in.retain_full = 2;
+    REQUIRE(ws_prune_plan_make(&in, &plan, &err) == 0);
+    CHECK(plan.hold == WS_HOLD_LINEAGE && plan.nbackups_delete == 0);
+    CHECK(strstr(plan.hold_msg, "00000002.history: not in the repository") != NULL);
+    ws_prune_plan_free(&plan);
+    ws_prune_state_free(&st);
+    ws_repo_close(&repo);
+}
+
 /* Finding 5: a full repository refuses the tombstone (the only object a prune writes). The
  * backup is made incomplete by removing its manifest first, and the run goes on. */
 static void test_execute_tombstone_fails(void)
@@ -1064,9 +1292,10 @@ static void test_execute_interrupted(void)
             interrupted++;
         }
     }
-    /* 21 removes (manifest, 2 bundles, pin, tombstone, 16 WAL files), 1 put (the tombstone),
-     * 4 listings */
-    CHECK(interrupted == 21 + 1 + 4);
+    /* 21 removes (manifest, 2 bundles, pin, tombstone, 16 WAL files), 4 listings; a refused
+     * tombstone (the one put) does not interrupt: the manifest goes first instead
+     * (execute_tombstone_fails) */
+    CHECK(interrupted == 21 + 4);
 }
 
 const struct unit_test unit_tests[] = {
@@ -1090,6 +1319,7 @@ const struct unit_test unit_tests[] = {
     {"why_text", test_why_text},
     {"history_parse", test_history_parse},
     {"execute", test_execute},
+    {"gather_histories", test_gather_histories},
     {"execute_tombstone_fails", test_execute_tombstone_fails},
     {"execute_interrupted", test_execute_interrupted},
     {NULL, NULL},
