@@ -13,7 +13,10 @@
 #                other tools, and adds its rows and the ratio sftp/local; MODE=prefetch
 #                instead serves the segments in order through wal-fetch with prefetch against
 #                pgBackRest's async archive-get (bench/wal_prefetch.sh: its method, ROUNDS and
-#                PREFETCH_PARALLEL)
+#                PREFETCH_PARALLEL); MODE=pushahead instead drains a backlog of SEGMENTS (>= 200)
+#                ready segments the way PostgreSQL's archiver does, wal-push with push-ahead
+#                against pgBackRest's async archive-push (bench/wal_pushahead.sh: its method,
+#                ROUNDS and PUSHAHEAD_PARALLEL)
 #   WALSAFE_*    reach wal-push/wal-fetch unchanged (e.g. WALSAFE_PARALLEL=1)
 #
 # It prints figures; it asserts nothing about them. It exits non-zero only when the run itself
@@ -51,7 +54,9 @@ MODE=${MODE:-local}
 
 need_root pgBackRest
 need_count SEGMENTS SCALE
-[[ $MODE =~ ^(local|sftp|prefetch)$ ]] || die "MODE must be local, sftp or prefetch (got '$MODE')"
+[[ $MODE =~ ^(local|sftp|prefetch|pushahead)$ ]] ||
+    die "MODE must be local, sftp, prefetch or pushahead (got '$MODE')"
+[ "$MODE" != pushahead ] || [ "$SEGMENTS" -ge 200 ] || die "MODE=pushahead needs SEGMENTS >= 200"
 if [ "$MODE" = sftp ]; then
     [ -x /usr/sbin/sshd ] || die "MODE=sftp needs openssh-server (/usr/sbin/sshd)"
     # shellcheck source=../tests/integration/sshd.sh
@@ -137,6 +142,13 @@ if [ "$MODE" = prefetch ]; then
     # shellcheck source=wal_prefetch.sh
     . "$(dirname "$0")/wal_prefetch.sh"
     prefetch_bench
+    bench_finish
+    exit 0
+fi
+if [ "$MODE" = pushahead ]; then
+    # shellcheck source=wal_pushahead.sh
+    . "$(dirname "$0")/wal_pushahead.sh"
+    pushahead_bench
     bench_finish
     exit 0
 fi
