@@ -377,22 +377,3 @@ int ws_archive_push_in(const struct ws_config *cfg, struct ws_repo *repo,
         retry_pause(n - 1);
     }
 }
-
-int ws_archive_check_stored(struct ws_repo *repo, const struct ws_keyring *kr, const char *wal_name,
-                            uint64_t len, const uint8_t sha256[32], struct ws_error *err)
-{
-    struct ws_object_info stored;
-    char key[256];
-    int rc;
-
-    if (ws_repo_wal_key(repo, wal_name, key, sizeof(key)) != 0)
-        return ws_error_set(err, WS_ERR_INVALID, "\"%s\" is not the name of a WAL file", wal_name);
-    if ((rc = stored_digest(repo, key, kr, &stored, err)) != 0)
-        return rc;
-    if (stored.content_len != len || CRYPTO_memcmp(stored.content_sha256, sha256, 32) != 0)
-        return ws_error_set(err, WS_ERR_CONFLICT,
-                            "the repository holds other content as \"%s\" (%" PRIu64
-                            " bytes stored, %" PRIu64 " bytes here)",
-                            key, stored.content_len, len);
-    return 0;
-}

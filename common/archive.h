@@ -32,18 +32,14 @@ int ws_archive_fetch(const struct ws_config *cfg, const char *wal_name, const ch
 
 /*
  * For push-ahead (pushahead.h). ws_archive_push_in() is ws_archive_push() with the caller's open
- * repository and keyring (one storage handle per thread; the keyring may be shared), zstd_workers
- * threads for this file (-1: the default) and at most `attempts` attempts.
- * ws_archive_check_stored() answers whether the repository holds wal_name with exactly this
- * content, from the object's authenticated footer (no download): 0 yes, WS_ERR_NOT_FOUND,
- * WS_ERR_CONFLICT (other content), or another error.
+ * repository and keyring (one storage handle per thread; the keyring may be shared; NULL for
+ * both: opened per attempt, as ws_archive_push() does), zstd_workers threads for this file (-1:
+ * the default) and at most `attempts` attempts.
  */
 struct ws_repo;
 struct ws_keyring;
 int ws_archive_push_in(const struct ws_config *cfg, struct ws_repo *repo,
                        const struct ws_keyring *kr, int zstd_workers, int attempts,
                        const char *wal_path, struct ws_push_result *res, struct ws_error *err);
-int ws_archive_check_stored(struct ws_repo *repo, const struct ws_keyring *kr, const char *wal_name,
-                            uint64_t len, const uint8_t sha256[32], struct ws_error *err);
 
 #endif

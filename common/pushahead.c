@@ -569,9 +569,12 @@ static void spool_clean(const struct ws_config *cfg, const struct spool *sp)
 
 /* ---- step 3: PostgreSQL's call for a file with a record ---- */
 
-/* 1 when X is verified as archived (res filled), else 0 (push it normally). */
+/*
+ * 1 when X is verified as archived (res filled), else 0 (push it normally). No storage request:
+ * on S3 or SFTP that would cost round trips or a session per call, the very cost push-ahead
+ * saves (see pushahead.h on what the record proves).
+ */
 static int verify_record(const struct ws_config *cfg, const struct spool *sp, const char *wal_path,
-                         struct ws_repo *repo, const struct ws_keyring *kr,
                          struct ws_push_result *res)
 {
     const char *name = base_name(wal_path);
@@ -608,16 +611,6 @@ static int verify_record(const struct ws_config *cfg, const struct spool *sp, co
         }
         return 0;
     }
-    rc = ws_archive_check_stored(repo, kr, name, now.size, now.sha256, &e);
-    if (rc != 0) {
-        if (rc == WS_ERR_NOT_FOUND || rc == WS_ERR_CONFLICT || rc == WS_ERR_CORRUPT) {
-            ws_log_warning("push-ahead record \"%s/%s\" is not backed by the repository (%s); "
-                           "archiving \"%s\" normally",
-                           sp->pushed, name, e.msg, wal_path);
-            record_remove(sp, name);
-        }
-        return 0;
-    }
     record_remove(sp, name);
     memset(res, 0, sizeof(*res));
     res->pushed_ahead = 1;
@@ -625,7 +618,7 @@ static int verify_record(const struct ws_config *cfg, const struct spool *sp, co
     res->system_identifier = now.system_identifier;
     memcpy(res->sha256, now.sha256, 32);
     ws_log_info("WAL file \"%s\" was archived ahead by an earlier call (record verified: same "
-                "content, in the repository)",
+                "content)",
                 wal_path);
     return 1;
 }
@@ -781,8 +774,11 @@ int ws_pushahead_push(const struct ws_config *cfg, const char *wal_path, struct 
         ws_log_info("could not lock \"%s/%s\"; archiving \"%s\" without the lock", sp.locks, name,
                     wal_path);
 
-    /* Worker 0 is this thread; its storage handle also serves the record check. */
-    b.n = 0;
+    if (verify_record(cfg, &sp, wal_path, res)) {
+        rc = 0;
+        goto out;
+    }
+    /* Worker 0 is this thread. */
     if (ws_keyring_load(cfg, &kr, &e) != 0 || !(workers = calloc(1, sizeof(*workers))) ||
         ws_repo_open(cfg, &workers[0].repo, &e) != 0) {
         /* The plain push reports the problem (key file, repository) in its own words. */
@@ -790,10 +786,6 @@ int ws_pushahead_push(const struct ws_config *cfg, const char *wal_path, struct 
         goto out;
     }
     nworkers = 1;
-    if (verify_record(cfg, &sp, wal_path, &workers[0].repo, &kr, res)) {
-        rc = 0;
-        goto out;
-    }
 
     spool_clean(cfg, &sp);
     b.names = ready_batch(&sp, name, ws_pushahead_batch_max(cfg->parallel), &b.n);

@@ -22,14 +22,21 @@
  *        - the record parses and its own SHA-256 line matches (a torn or damaged record fails);
  *        - it names X, this `repo` and this `cluster`;
  *        - X is re-read now and hashed: size, SHA-256 and (for segments) the system identifier
- *          in its page header equal the record's. SHA-256 runs at ~1.5 GB/s, a few per cent of
- *          what compressing, encrypting and storing costs;
- *        - the repository holds an object under X's name whose authenticated footer carries the
- *          same length and SHA-256 (ws_archive_check_stored: header and trailer, no download).
- *      Any failure removes the record (WARNING when it contradicts the file or the repository)
- *      and X is pushed normally, where the duplicate policy applies: identical content already
- *      stored is success, different content is refused (exit 1). So a reused name, a restored
- *      cluster, a re-created repository or a stale spool never turn into a false "archived".
+ *          in its page header equal the record's. SHA-256 runs at ~1.5 GB/s, a fraction of
+ *          what compressing, encrypting and storing costs.
+ *      Any failure removes the record (WARNING when it contradicts the file) and X is pushed
+ *      normally, where the duplicate policy applies: identical content already stored is
+ *      success, different content is refused (exit 1) and the stored copy kept. So a reused
+ *      name, a restored cluster or a stale spool never turn into a false "archived": a record
+ *      proves that this exact content was durably stored in this repository and cluster by a
+ *      wal-push that had the same checks as without push-ahead (header, identity, duplicate
+ *      policy), and it is written only after that store was durable.
+ *      The check makes no storage request: on S3 a round trip, on SFTP a whole SSH session per
+ *      call is what push-ahead exists to save. An object removed from the repository after it
+ *      was stored is outside what any exit 0 can promise, with or without push-ahead; and a
+ *      repository re-created under the same `repo` while records exist only misses segments
+ *      completed before it was re-created, which no backup taken into it needs (its WAL starts
+ *      after).
  *   4. Otherwise: housekeeping (records whose .ready is gone or older than a day, temp files of
  *      killed writers, abandoned lock files), then the batch: the ready files in the archiver's
  *      order (.history files first, then by name, which is timeline then segment number, the
