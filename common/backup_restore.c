@@ -150,6 +150,12 @@ static int choose_backup(const struct ws_catalog *cat, const struct ws_restore_o
         if (!b)
             return ws_error_set(err, WS_ERR_NOT_FOUND, "backup %s is not in the repository",
                                 o->backup);
+        if (b->deleting)
+            return ws_error_set(err, WS_ERR_INVALID,
+                                "backup %s is being deleted (wal-prune began deleting it; if "
+                                "that run was interrupted, the next one finishes): it cannot be "
+                                "restored",
+                                b->id);
         if (b->bad_manifest)
             return ws_error_set(err, WS_ERR_CORRUPT, "backup %s: %s", b->id, b->manifest_error);
         if (!b->has_manifest)

@@ -510,13 +510,15 @@ int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *pl
         }
         if (nunknown) {
             snprintf(msg, sizeof(msg),
-                     "wal-prune deletes no backups by retention and no WAL of timeline%s %s: the "
-                     "history of %s cannot be read (%s), so which backups can restore along it "
-                     "is unknown; archive the history file again (as postgres: wal-push "
-                     "<data directory>/pg_wal/%s.history), or remove the timeline's WAL from "
-                     "the repository by hand if it is a stray",
-                     nunknown > 1 ? "s" : "", list, nunknown > 1 ? "these timelines" : "it", why,
-                     first);
+                     "wal-prune deletes no backups by retention and no WAL of timeline%s %s: %s "
+                     "history file%s cannot be read (%s), so which backups can restore along %s "
+                     "is unknown; archive %s again from the server (as postgres: wal-push "
+                     "<data directory>/pg_wal/%s.history, after removing a damaged copy from the "
+                     "repository), or remove the WAL of a stray timeline from the repository by "
+                     "hand",
+                     nunknown > 1 ? "s" : "", list, nunknown > 1 ? "their" : "its",
+                     nunknown > 1 ? "s" : "", why, nunknown > 1 ? "them" : "it",
+                     nunknown > 1 ? "each" : "it", first);
             if ((rc = set_hold(plan, WS_HOLD_LINEAGE, msg, err)) != 0)
                 goto out;
         }

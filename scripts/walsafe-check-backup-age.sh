@@ -21,8 +21,11 @@ while [ $# -gt 0 ]; do
 done
 command -v jq >/dev/null 2>&1 || { echo "UNKNOWN: jq is not installed"; exit 3; }
 bb=${bin:+$bin/}basebackup
-if ! out=$("$bb" --config "$conf" list --json 2>&1); then
-    echo "UNKNOWN: basebackup list failed: $(printf '%s' "$out" | tail -1)"
+# stdout is the JSON document; stderr (warnings, or the error) is kept apart from it
+errf=$(mktemp) || { echo "UNKNOWN: mktemp failed"; exit 3; }
+trap 'rm -f "$errf"' EXIT
+if ! out=$("$bb" --config "$conf" list --json 2>"$errf"); then
+    echo "UNKNOWN: basebackup list failed: $(grep . "$errf" | tail -1)"
     exit 3
 fi
 newest=$(printf '%s' "$out" | jq -r '[.backups[] | select(.status == "complete")] | max_by(.stop_time) | if . == null then "" else .id + " " + .stop_time end') ||

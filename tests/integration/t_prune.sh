@@ -9,6 +9,11 @@
 #   - retain_time (no retain_full) keeps the backup that ended just before the window opened,
 #     deletes the one before it;
 #   - pins: a pinned backup survives a policy that would delete it; list shows the pin;
+#   - a timeline whose history file is missing or damaged (finding 1 of the safety review):
+#     exit 1 with one line naming it, nothing deleted, --dry-run and --json say the same;
+#   - a prune that fails part-way (a backup directory it cannot write): the summary counts the
+#     backups that are left; restore --backup of the half-deleted one says it is being deleted;
+#   - --dry-run with a stale temp file present deletes nothing (the temp file stays);
 #   - SIGKILL at many points of a prune that deletes three backups and their WAL: after every
 #     kill no backup is listed complete that misses anything (verify --all passes), and the next
 #     run finishes the job.
@@ -130,6 +135,13 @@ for f in "$OLD_TMP" "$NEW_TMP"; do
     head -c 1000 /dev/zero >"$f" && chown postgres: "$f" && chmod 600 "$f"
 done
 touch -d '2 days ago' "$OLD_TMP"
+STATE=$(repo_state "$REPO_FILES")
+wp --dry-run
+assert_rc 0 "wal-prune --dry-run with a stale temp file"
+[ -f "$OLD_TMP" ] || fail "the dry run removed a stale temp file"
+grep -q "^summary: would delete 1 backup(s) .* and 1 temp file(s) of killed uploads" "$T/.last.out" ||
+    fail "the dry run does not count the stale temp file: $(tail -1 "$T/.last.out")"
+assert_eq "$(repo_state "$REPO_FILES")" "$STATE" "repository after a dry run with temp files"
 wp
 assert_rc 0 "wal-prune"
 assert_err_empty "wal-prune"
@@ -209,6 +221,43 @@ assert_rc 0 "basebackup keep --unset $ID3"
 bb_list "$CONF" && assert_eq "$(json_eval "$T/list.json" "String(j.backups.find(b => b.id === '$ID3').pinned)")" \
     false "pinned after --unset"
 
+CASE="a timeline whose history cannot be read"
+# WAL of timeline 2 (as a stray promoted copy would archive it) without its history file: which
+# backups can restore along it is unknown, so nothing may go by retention (exit 1, one line)
+TL2_DIR=$WALDIR/0000000200000000
+TL2_SEG=$TL2_DIR/000000020000000000000030
+mkdir -p "$TL2_DIR" && head -c 1000 /dev/zero >"$TL2_SEG" && chown -R postgres: "$TL2_DIR"
+STATE=$(repo_state "$REPO_FILES")
+wp --retain-full 1
+assert_rc 1 "wal-prune with timeline 2's history missing"
+assert_err_one_line "the refusal to delete by retention"
+assert_err_contains "00000002.history: not in the repository" "the refusal"
+assert_err_contains "wal-push" "the refusal"
+assert_eq "$(repo_state "$REPO_FILES")" "$STATE" "repository after the held run"
+grep -q "^summary: deleted 0 backup(s)" "$T/.last.out" || fail "unexpected summary: $(cat "$T/.last.out")"
+# damaged (not a walsafe object): the same
+head -c 100 /dev/urandom >"$WALDIR/00000002.history" && chown postgres: "$WALDIR/00000002.history"
+STATE=$(repo_state "$REPO_FILES")
+wp --retain-full 1 --dry-run
+assert_rc 1 "wal-prune --dry-run with timeline 2's history damaged"
+assert_err_one_line "the refusal (dry run)"
+assert_err_contains "00000002.history" "the refusal (dry run)"
+grep -q "^would keep backup $ID3 .*the policy would delete it" "$T/.last.out" ||
+    fail_cmd "the dry run does not say why $ID3 stays: $(cat "$T/.last.out")"
+wp --retain-full 1 --json
+assert_rc 1 "wal-prune --json with timeline 2's history damaged"
+cp "$T/.last.out" "$T/held.json"
+assert_eq "$(json_eval "$T/held.json" "j.backups.find(b => b.id === '$ID3').reasons.join(',')")" \
+    "held" "why $ID3 is kept"
+assert_eq "$(json_eval "$T/held.json" "j.backups.filter(b => b.action === 'delete').length")" 0 \
+    "backups the held plan deletes"
+assert_eq "$(json_eval "$T/held.json" "j.wal.timelines.map(t => t.timeline + ':' + t.rule).join(',')")" \
+    "1:reached,2:lineage_unknown" "timelines in the JSON"
+json_eval "$T/held.json" "j.hold" | grep -q "00000002.history" || fail "no hold in the JSON"
+json_eval "$T/held.json" "j.error" | grep -q "00000002.history" || fail "no error in the JSON"
+assert_eq "$(repo_state "$REPO_FILES")" "$STATE" "repository after the held runs"
+rm -rf "$TL2_DIR" "$WALDIR/00000002.history"
+
 CASE="SIGKILL part-way"
 insert_batch 6
 more_wal 20
@@ -218,6 +267,25 @@ more_wal 20
 bb_create "$CONF" --label six
 ID6=$BACKUP_ID
 more_wal 2
+
+CASE="a prune that fails part-way"
+# ID4's directory cannot be written: ID3 goes, ID4 fails after its tombstone; the summary
+# counts the 3 backups that are left (ID4, being deleted, ID5, ID6)
+MODE4=$(stat -c %a "$REPO_FILES/main/backup/$ID4")
+chmod 555 "$REPO_FILES/main/backup/$ID4"
+wp --retain-full 1
+chmod "$MODE4" "$REPO_FILES/main/backup/$ID4"
+assert_rc 1 "wal-prune with $ID4 not writable"
+assert_err_contains "$ID4" "the failure"
+grep -q "^deleted backup $ID3 " "$T/.last.out" || fail_cmd "no line for $ID3: $(cat "$T/.last.out")"
+grep -q "^summary: deleted 1 backup(s) .*; kept 3 backup(s)" "$T/.last.out" ||
+    fail "unexpected summary: $(tail -1 "$T/.last.out")"
+bb_list "$CONF" && assert_eq "$(backup_status "$ID4")" deleting "status of $ID4"
+bb --config "$CONF" restore --pgdata "$T/r_deleting" --backup "$ID4"
+assert_rc 1 "restore --backup of a backup being deleted"
+assert_err_contains "backup $ID4 is being deleted" "restore of $ID4"
+grep -q "WAL file  is" "$T/.last.err" && fail "restore names an empty WAL file"
+CASE="SIGKILL part-way"
 bb_list "$CONF" || die "list failed"
 S6=$(start_seg "$ID6")
 wal_files >"$T/wal.before"
@@ -284,6 +352,15 @@ if command -v jq >/dev/null; then
     assert_rc 2 "the check with --max-age 0"
     grep -q "^CRITICAL: the newest complete backup, $ID6, ended" "$T/.last.out" ||
         fail_cmd "unexpected check output: $(cat "$T/.last.out")"
+    # warnings on basebackup's stderr must not reach jq
+    mkdir -p "$T/warnbin"
+    printf '#!/bin/sh\necho "basebackup: WARNING: a warning" >&2\nexec "%s/basebackup" "$@"\n' \
+        "$BIN_DIR" >"$T/warnbin/basebackup"
+    chmod 755 "$T/warnbin" "$T/warnbin/basebackup"
+    run runuser -u postgres -- env WALSAFE_BIN="$T/warnbin" "$CHECK" --config "$CONF"
+    assert_rc 0 "the check when basebackup list warns"
+    grep -q "^OK: the newest complete backup, $ID6, ended" "$T/.last.out" ||
+        fail_cmd "unexpected check output with a warning: $(cat "$T/.last.out")"
 else
     echo "skip: monitoring check (no jq)"
 fi
