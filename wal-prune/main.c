@@ -3,7 +3,9 @@
  * retain_time) no longer needs, and backups that died half-written. Run it after the nightly
  * `basebackup create` (scripts/ has cron and systemd examples).
  *
- * Exit status: 0 success (also when there was nothing to delete); 1 failure; 2 usage error.
+ * Exit status: 0 success (also when there was nothing to delete); 1 failure, or a run that held
+ * back (a timeline's history file missing or unreadable, or backup times that disagree with their
+ * WAL positions: no backup deleted by retention, the rest done; prune.h); 2 usage error.
  */
 #include <stdio.h>
 #include <string.h>
@@ -26,9 +28,11 @@ static const char usage[] =
     "OPTIONS: --config FILE, --repo URL, --cluster NAME, -v, --help, --version\n"
     "\n"
     "With both policies set, what either keeps is kept. The newest complete backup and pinned\n"
-    "backups (basebackup keep ID) are never deleted; .history files are always kept.\n"
+    "backups (basebackup keep ID) are never deleted; .history files are always kept. When a\n"
+    "timeline's history file cannot be read, or backup times disagree with their WAL positions,\n"
+    "no backup is deleted by retention and the exit status is 1.\n"
     "\n"
-    "Exit status: 0 success; 1 failure; 2 usage error.\n";
+    "Exit status: 0 success; 1 failure, or deletions held back (see the message); 2 usage error.\n";
 
 struct opts {
     struct ws_prune_opts prune;
