@@ -806,8 +806,9 @@ int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *pl
             (rc = add_warning(plan, err,
                               "timeline %" PRIu32 ": no kept backup restores along it and it is "
                               "no ancestor of a kept backup's timeline, so none of its WAL is "
-                              "deleted; if it is a stray (a promoted copy that archived into this "
-                              "repository), remove its WAL from the repository by hand",
+                              "deleted; if nothing needs it (a stray promoted copy that archived "
+                              "into this repository, or a line abandoned by a point-in-time "
+                              "restore), remove its WAL from the repository by hand",
                               t->tli)) != 0)
             goto out;
     }

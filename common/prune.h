@@ -14,9 +14,11 @@
  *   - Backups are ordered by start time, then start LSN, then id; never by name alone. "Newest"
  *     always means last in that order. When that order and the WAL order disagree for two
  *     backups on one line of history (a server clock was wrong: a backup stamped 2000-01-01
- *     with the highest start LSN), no backup is deleted at all (the hold below): which one is
- *     oldest is in doubt. Backups on lines that forked apart are not compared (after a promoted
- *     restore, a newer backup can have a lower LSN than one on the abandoned line).
+ *     with the highest start LSN), the plan is held (WS_HOLD_ORDER): no backup is deleted, by
+ *     retention or as abandoned (only interrupted deletes are finished), and the command exits 1
+ *     with one message naming the two backups: which one is oldest is in doubt. Backups on
+ *     lines that forked apart are not compared (after a promoted restore, a newer backup can
+ *     have a lower LSN than one on the abandoned line).
  *   - retain_full = N keeps the N newest complete backups. retain_time = D keeps what restores
  *     to any moment of the last D, the window: every complete backup that could serve a restore
  *     to a moment inside it (stop_time + 1 > window opening: a restore can only stop after its
