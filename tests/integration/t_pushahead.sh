@@ -10,7 +10,9 @@
 #   (c) a record whose file changed under the same name is not trusted: the call pushes, the
 #       duplicate policy refuses the different content (exit 1) and keeps the stored copy;
 #   (d) a real cluster archives a backlog through wal-push with push-ahead (pg_stat_archiver
-#       shows no failure) and a point-in-time recovery from that archive ends at its target.
+#       shows no failure) and a point-in-time recovery from that archive ends at its target;
+#   (e) a backlog drained into an SFTP repository (a private sshd; one SSH session per worker,
+#       none for the calls answered from records), every segment back byte-identical.
 . "$(dirname "$0")/lib.sh"
 setup_tmp
 
@@ -278,4 +280,32 @@ assert_eq "$(sql "$RPORT" "select count(*), max(id) from r")" "30000|30000" \
 assert_eq "$(sql "$RPORT" "select count(*) from r where pad = repeat(md5(id::text), 4)")" 30000 \
     "rows intact"
 pg_stop "$COPY"
+
+# ---- (e) SFTP ----------------------------------------------------------------------------------
+CASE="(e) SFTP"
+E=$T/e
+NE=24
+lookalike "$E" $NE
+repo_setup sftp
+write_conf "$T/e.conf" "${REPO_CONF[@]}" "encrypt_key_file = '$KEY'" "parallel = 2" \
+    "spool_dir = '$T/e-spool'"
+write_conf "$FETCH_CONF" "${REPO_CONF[@]}" "encrypt_key_file = '$KEY'" "parallel = 1"
+t0=$(date +%s%N)
+drain "$E" "$T/e.conf" "$T/e.calls"
+ms=$((($(date +%s%N) - t0) / 1000000))
+bad=$(awk '$2 != 0' "$T/e.calls")
+[ -z "$bad" ] || { fail "calls that did not exit 0: $(echo $bad)"; head -5 "$T/e.calls.err"; }
+from_records=$(grep -c 'was archived ahead by an earlier call' "$T/e.calls.err")
+assert_eq "$from_records" $((NE - (NE + 16) / 17)) "calls answered from a verified record"
+sessions=$(grep -c 'Accepted publickey' "$SSHD_LOG")
+# two calls pushed (X and a batch each): at most one session per worker and call, plus retries
+[ "$sessions" -le 8 ] || fail "$sessions SSH sessions for $NE calls (records must not open one)"
+note "$NE segments drained over SFTP in ${ms} ms, $from_records from records, $sessions SSH sessions"
+for s in "${SEGS[@]:0:$NE}"; do
+    new_dest
+    run "$WAL_FETCH" --config "$FETCH_CONF" "$s" "$DEST"
+    { [ "$RC" = 0 ] && cmp -s "$DEST" "$SRC/pg_wal/$s"; } || fail_cmd "$s: not archived intact over SFTP"
+    rm -rf "$DEST_DIR"
+done
+assert_repo_clean "(e)"
 finish
