@@ -17,8 +17,9 @@
 # Method
 #   1. A throwaway cluster (bench/lib.sh cluster_start: fsync off, archive_command copies each
 #      segment) is loaded with pgbench -i -s SCALE; pg_basebackup -X none -c fast takes the base
-#      backup; pgbench (TPC-B) runs until RECOVERY_GB GiB of WAL after the backup's start
-#      segment are archived. The cluster is stopped.
+#      backup; rounds of pgbench (TPC-B, 5 s) and an UPDATE of a tenth of pgbench_accounts run
+#      until RECOVERY_GB GiB of WAL after the backup's start segment are archived (TPC-B alone
+#      makes WAL too slowly on a small machine). The cluster is stopped.
 #   2. Both repositories receive those segments (not timed; two at a time): wal-push with
 #      parallel = 1, pgBackRest archive-push; both zstd level 3 and encrypted.
 #   3. For each tool: a fresh copy of the base backup, recovery.signal, restore_command through
@@ -73,14 +74,17 @@ START_SEG=$(sed -n 's/^START WAL LOCATION: .*(file \([0-9A-F]*\))$/\1/p' "$DIR/b
 TLI=${START_SEG:0:8}
 FIRST=$START_SEG
 LAST=$(seg_after "$START_SEG" $((SEGMENTS - 1)))
-note "pgbench (TPC-B) until $FIRST .. $LAST ($SEGMENTS segments) are archived"
+note "pgbench (TPC-B) and bulk updates until $FIRST .. $LAST ($SEGMENTS segments) are archived"
 deadline=$((SECONDS + 3600))
+round=0
 while :; do
     cur=$(psql_q -c "SELECT pg_walfile_name(pg_current_wal_insert_lsn())")
     [[ $cur > $LAST ]] && break
     [ $SECONDS -lt $deadline ] || die "WAL generation did not reach $LAST in an hour (at $cur)"
-    as_pg "$PGBIN/pgbench" -h "$SOCK" -p "$PORT" -n -c 4 -j 2 -T 10 postgres >/dev/null 2>>"$DIR/pgbench-run.log" ||
+    as_pg "$PGBIN/pgbench" -h "$SOCK" -p "$PORT" -n -c 4 -j 2 -T 5 postgres >/dev/null 2>>"$DIR/pgbench-run.log" ||
         { cat "$DIR/pgbench-run.log" >&2; die "pgbench failed"; }
+    psql_q -c "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 10 = $((round % 10))" >/dev/null
+    round=$((round + 1))
 done
 while :; do
     archived=$(psql_q -c "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
@@ -114,7 +118,7 @@ as_pg pgbackrest --config="$PGBR_CONF" --stanza=bench stanza-create
 note "stop PostgreSQL"
 as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w stop >/dev/null
 
-openssl rand -hex 32 >"$DIR/ws.key"
+(umask 077 && openssl rand -hex 32 >"$DIR/ws.key")
 for v in prefetch serial; do
     cat >"$DIR/walsafe-$v.conf" <<CONF
 repo = '$DIR/ws-repo'
@@ -124,6 +128,7 @@ compress_level = 3
 spool_dir = '$DIR/ws-spool'
 parallel = $([ $v = prefetch ] && echo "$PF_PARALLEL" || echo 1)
 CONF
+    chmod 600 "$DIR/walsafe-$v.conf"
 done
 # pg_control for the push look-alike: wal-push checks .backup files against it (none here).
 cp "$PGDATA_DIR/global/pg_control" "$DIR/push/global/pg_control"
@@ -223,7 +228,7 @@ printf '\nwalsafe recovery benchmark (%s)\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 print_machine "repositories, spools, base backup and the recovering cluster"
 printf 'versions: %s (source tree %s at start); %s; %s\n' "$("$WAL_FETCH" --version)" "$BUILD_REV" \
     "$(pgbackrest version)" "$("$PGBIN/postgres" --version)"
-printf 'data: pg_basebackup -X none of pgbench -s %s, then %d real 16 MiB WAL segments %s..%s (%.2f GiB, pgbench TPC-B)\n' \
+printf 'data: pg_basebackup -X none of pgbench -s %s, then %d real 16 MiB WAL segments %s..%s (%.2f GiB, TPC-B + bulk UPDATEs)\n' \
     "$SCALE" "$SEGMENTS" "$FIRST" "$LAST" "$(awk -v b="$WAL_BYTES" 'BEGIN {print b / 1073741824}')"
 printf 'settings: both zstd level 3 and encrypted; recovery to the end of the archive, then promotion;\n'
 printf '          walsafe-prefetch: parallel = %s; pgbackrest-async: archive-async=y, archive-get-queue-max=1GiB,\n' "$PF_PARALLEL"
