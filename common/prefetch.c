@@ -1348,7 +1348,7 @@ static _Noreturn void prefetcher_main(const struct ws_config *cfg, const struct 
     close_other_fds(lock_fd);
     ws_log_init("wal-fetch prefetch");
     ws_log_set_file(cfg->log_file);
-    prctl(PR_SET_NAME, "walsafe-prefetch", 0, 0, 0);
+    prctl(PR_SET_NAME, "wal-prefetch", 0, 0, 0); /* 15 characters at most */
     n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
     if (ftruncate(lock_fd, 0) != 0 || pwrite(lock_fd, pid, (size_t)n, 0) != n) {
         /* the PID is for operators and tests; the lock works without it */

@@ -16,7 +16,8 @@
  * one host never share a spool. A spool_dir inside pg_wal (or DEST_PATH's directory), symlinks
  * resolved, is refused: one WARNING line and no prefetch.
  *
- *   lock                     flock()ed by the prefetcher for its whole life; holds its PID
+ *   lock                     flock()ed by the prefetcher ("wal-prefetch" in ps) for its whole
+ *                            life; holds its PID
  *   wanted                   the segment PostgreSQL asked for last: "<WALNAME>\n", replaced by
  *                            rename for a new name, touched (mtime) for the same name
  *   .<WALNAME>.tmp / .ready  being written by the prefetcher (in flight)

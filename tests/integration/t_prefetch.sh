@@ -36,7 +36,7 @@ write_conf "$T/p2info.conf" "repo = '$REPO'" "encrypt_key_file = '$KEY'" "parall
 # ---- prefetcher processes ----
 # is_prefetcher PID: PID is a prefetcher started by this test (its command line names $T).
 is_prefetcher() {
-    [ -n "$1" ] && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "walsafe-prefetc" ] &&
+    [ -n "$1" ] && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "wal-prefetch" ] &&
         tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q -F -- "$T/"
 }
 # The PIDs in the lock files of every spool of this test.
