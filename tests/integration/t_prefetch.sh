@@ -86,9 +86,16 @@ pg_start "$PGD"
 runuser -u postgres -- "$PGBIN/pg_basebackup" -h "$SOCK" -p "$PORT" -U postgres -X none \
     -c fast -D "$T/copyA" >"$T/basebackup.log" 2>&1 ||
     { cat "$T/basebackup.log"; die "pg_basebackup failed"; }
-cp -a "$T/copyA" "$T/copyB" || die "could not copy the base backup"
+for c in copyB copyC copyD; do
+    cp -a "$T/copyA" "$T/$c" || die "could not copy the base backup"
+done
 pgbench_run "$PORT" -i -q -s 4 || die "pgbench -i failed"
-pgbench_run "$PORT" -n -c 2 -T 3 || die "pgbench failed"
+# (b) timeline switch: the point where a copy leaves timeline 1, with several segments after it
+TARGET_LSN=$(sql "$PORT" "select pg_current_wal_lsn()") || die "psql failed"
+for i in 1 2 3; do
+    pgbench_run "$PORT" -n -c 2 -T 1 || die "pgbench failed"
+    sql "$PORT" "select pg_switch_wal()" >/dev/null || die "pg_switch_wal failed"
+done
 SUMS=$(pgbench_sums "$PORT") || die "checksums failed"
 last=$(sql "$PORT" "select pg_walfile_name(pg_switch_wal())") || die "pg_switch_wal failed"
 wait_archived "$PORT" "$last" 90 || { show_log "$PGD.log"; die "archiving did not finish"; }
@@ -250,14 +257,16 @@ done
 rm -f "$FD2/pg_wal/RECOVERYXLOG"
 
 # ---- (b) recovery with and without prefetch ----
-# recover DIR CONF: starts the base backup copy DIR with restore_command through CONF, no
-# target (to the end of the archive), waits until it has promoted; sets RPORT and SECS.
+# Starts the base backup copy DIR with restore_command through CONF, no target (to the end of
+# the archive) unless LINEs set one, waits until it has promoted; sets RPORT and SECS.
+# recover DIR CONF [LINE...]: LINEs replace "archive_mode = off" and add settings.
 recover() {
     local d=$1 conf=$2 t0
+    shift 2
+    [ $# -gt 0 ] || set -- "archive_mode = off" "archive_command = ''"
     RPORT=$(free_port)
     while [ "$RPORT" = "$PORT" ] || [ "$RPORT" = "$BPORT" ]; do RPORT=$(free_port); done
-    pg_conf "$d" "$RPORT" "archive_mode = off" "archive_command = ''" \
-        "restore_command = '$WAL_FETCH --config $conf %f %p'"
+    pg_conf "$d" "$RPORT" "$@" "restore_command = '$WAL_FETCH --config $conf %f %p'"
     touch "$d/recovery.signal" && chown postgres: "$d/recovery.signal"
     t0=$(date +%s%N)
     pg_start "$d"
@@ -288,6 +297,41 @@ assert_eq "$SUMS_B" "$SUMS" "pgbench checksums after recovery without prefetch"
 assert_eq "$SUMS_A" "$SUMS_B" "checksums with prefetch vs without"
 note "recovered without prefetch in ${SECS}s"
 pg_stop "$T/copyB"
+
+# ---- (b) recovery across a timeline switch ----
+# C recovers to the middle of A's WAL, promotes to timeline 2 and archives into the same
+# repository (A's timeline 1 goes on beyond the switch there). D, another copy of the base
+# backup, follows the latest timeline through prefetch: it must end with C's data, so no
+# segment of timeline 1 after the switch may ever be served in place of timeline 2's.
+CASE="(b) timeline switch"
+recover "$T/copyC" "$T/p1.conf" "archive_mode = on" \
+    "archive_command = '$WAL_PUSH --config $T/push.conf %p'" \
+    "recovery_target_lsn = '$TARGET_LSN'" "recovery_target_action = 'promote'" ||
+    die "point-in-time recovery to $TARGET_LSN failed"
+CPORT=$RPORT
+assert_eq "$(sql "$CPORT" "select timeline_id from pg_control_checkpoint()")" 2 \
+    "timeline of the promoted copy"
+for i in 1 2 3 4 5; do # several segments on timeline 2
+    pgbench_run "$CPORT" -n -c 2 -T 1 || die "pgbench on timeline 2 failed"
+    lastC=$(sql "$CPORT" "select pg_walfile_name(pg_switch_wal())") || die "switch on timeline 2 failed"
+done
+SUMS_C=$(pgbench_sums "$CPORT") || die "checksums on timeline 2 failed"
+wait_archived "$CPORT" "$lastC" 60 || { show_log "$T/copyC.log"; die "timeline 2 was not archived"; }
+pg_stop "$T/copyC"
+[ "$SUMS_C" != "$SUMS" ] || die "timeline 2 ends with the same data as timeline 1: no test"
+[ -f "$REPO/main/wal/00000002.history" ] || die "no 00000002.history in the repository"
+recover "$T/copyD" "$T/p2info.conf" "archive_mode = off" "archive_command = ''" \
+    "recovery_target_timeline = 'latest'" || die "recovery along the latest timeline failed"
+assert_eq "$(sql "$RPORT" "select timeline_id from pg_control_checkpoint()")" 3 \
+    "timeline after recovery along timeline 2 and promotion"
+assert_eq "$(pgbench_sums "$RPORT")" "$SUMS_C" "pgbench checksums after following timeline 2 with prefetch"
+t1=$(grep -c 'restored log file "00000001' "$T/copyD.log")
+t2=$(grep -c 'restored log file "00000002' "$T/copyD.log")
+s2=$(grep -c '"00000002[0-9A-F]*" from the prefetch spool' "$T/copyD.log")
+note "timeline switch: $t1 segments of timeline 1 and $t2 of timeline 2 restored, $s2 of them from the spool, in ${SECS}s"
+[ "$t2" -ge 2 ] || fail "only $t2 segments of timeline 2 were restored"
+[ "$s2" -ge 1 ] || fail "no segment of timeline 2 came from the prefetch spool"
+pg_stop "$T/copyD"
 
 CASE="(c) no prefetcher left"
 start=$(date +%s)
