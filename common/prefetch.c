@@ -342,11 +342,16 @@ int ws_prefetch_spool_dir(const struct ws_config *cfg, const char *dest_path, ch
     ws_hex(md, 8, tag);
     if ((rc = ws_prefetch_resolve(cfg->spool_dir, spool, err)) != 0)
         return rc;
-    /* Never inside pg_wal (PostgreSQL owns every file there) nor beside DEST_PATH. */
+    /* Never inside pg_wal (PostgreSQL owns every file there), nor elsewhere in the data
+     * directory (base backups would copy the spool), nor beside DEST_PATH. */
     if (stat("pg_wal", &st) == 0 && ws_prefetch_resolve("pg_wal", other, err) == 0 &&
         ws_prefetch_path_inside(spool, other))
         return ws_error_set(err, WS_ERR_CONFIG, "spool_dir \"%s\" is inside pg_wal (\"%s\")",
                             cfg->spool_dir, other);
+    if (stat("PG_VERSION", &st) == 0 && ws_prefetch_path_inside(spool, cwd))
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "spool_dir \"%s\" is inside the data directory \"%s\"", cfg->spool_dir,
+                            cwd);
     slash = strrchr(dest_path, '/');
     n = slash ? snprintf(cwd, sizeof(cwd), "%.*s", (int)(slash - dest_path), dest_path)
               : snprintf(cwd, sizeof(cwd), ".");

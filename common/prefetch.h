@@ -13,8 +13,9 @@
  * Where: <spool_dir>/<cluster>/prefetch-<tag>/, 0700 and owned by us (else refused), with
  * tag = SHA-256(repository location, cluster, data directory)[:8] in hex, the data directory
  * being wal-fetch's working directory (PostgreSQL runs restore_command there): two restores on
- * one host never share a spool. A spool_dir inside pg_wal (or DEST_PATH's directory), symlinks
- * resolved, is refused: one WARNING line and no prefetch.
+ * one host never share a spool. A spool_dir inside pg_wal, inside the data directory (a working
+ * directory holding PG_VERSION) or inside DEST_PATH's directory, symlinks resolved, is refused:
+ * one WARNING line and no prefetch (as push-ahead does).
  *
  *   lock                     flock()ed by the prefetcher ("wal-prefetch" in ps) for its whole
  *                            life; holds its PID

@@ -277,6 +277,12 @@ static void test_spool_dir(void)
     CHECK(ws_prefetch_spool_dir(&cfg, "pg_wal/RECOVERYXLOG", out, &err) == WS_ERR_CONFIG);
     ws_config_free(&cfg);
 
+    /* inside the data directory (it holds PG_VERSION) */
+    REQUIRE(write_file("PG_VERSION", "15\n", 3, 0600) == 0);
+    config_for(&cfg, "/nonexistent-repo", "walsafe-spool", "2", NULL);
+    CHECK(ws_prefetch_spool_dir(&cfg, "pg_wal/RECOVERYXLOG", out, &err) == WS_ERR_CONFIG);
+    CHECK(strstr(err.msg, "data directory") != NULL);
+    ws_config_free(&cfg);
     /* elsewhere: created 0700, per repository, cluster and data directory */
     snprintf(spool, sizeof(spool), "%s/spool", unit_tmpdir());
     config_for(&cfg, "/nonexistent-repo", spool, "2", NULL);
