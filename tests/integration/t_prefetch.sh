@@ -54,7 +54,7 @@ prefetchers_stop() {
 }
 STOP_HOOKS+=(prefetchers_stop)
 
-# spool_files DIR_GLOB: the files in this test's prefetch spools.
+# spool_entries: the entry files ("<segment>.<hex>") in this test's prefetch spools.
 spool_entries() {
     find "$SPOOL" -path '*/prefetch-*' -type f -name '[0-9A-F]*.*' -printf '%f\n' 2>/dev/null | sort
 }
