@@ -23,8 +23,9 @@
 #      Rows:
 #        walsafe-pushahead  parallel = PUSHAHEAD_PARALLEL: push-ahead on, spool on the same disk
 #        pgbackrest-async   archive-async=y, process-max = PUSHAHEAD_PARALLEL, spool-path in $DIR
-#        walsafe-serial     parallel = 1: one file per call (reference; MODE=local measures the
-#                           serial tools against each other)
+#        walsafe-serial     the same parallel with spool_dir = '': no push-ahead, one file per
+#                           call on `parallel` zstd threads (what wal-push did before push-ahead;
+#                           MODE=local measures the serial tools against each other)
 #      Before each drain: a fresh repository (walsafe: an empty directory; pgBackRest: a copy of
 #      the stanza made by wal.sh before anything was pushed, so no segment is ever a duplicate),
 #      no spool, every .ready back, the previous drain's background process gone, sync, and a
@@ -122,8 +123,8 @@ pushahead_bench() {
     for v in pushahead serial; do
         cp "$DIR/walsafe.conf" "$DIR/walsafe-pa-$v.conf"
         sed -i "s|^repo = .*|repo = '$DIR/ws-pa-repo'|" "$DIR/walsafe-pa-$v.conf"
-        printf "spool_dir = '%s'\nparallel = %s\n" "$DIR/ws-pa-spool" \
-            "$([ $v = pushahead ] && echo "$PA_PARALLEL" || echo 1)" >>"$DIR/walsafe-pa-$v.conf"
+        printf "spool_dir = '%s'\nparallel = %s\n" \
+            "$([ $v = pushahead ] && echo "$DIR/ws-pa-spool")" "$PA_PARALLEL" >>"$DIR/walsafe-pa-$v.conf"
     done
     chown postgres: "$DIR/pgbr/pa.conf" "$DIR"/walsafe-pa-*.conf
     chmod 600 "$DIR/pgbr/pa.conf" "$DIR"/walsafe-pa-*.conf
@@ -183,7 +184,7 @@ pa_report() {
     printf '          a backlog of %s .ready segments drained as the archiver does: one call at a time, oldest first,\n' "$SEGMENTS"
     printf '          via sh -c, cwd = data directory, as postgres, .ready -> .done after each 0; %s rounds,\n' "$ROUNDS"
     printf '          each tool alone in its drain, the order rotating per round, a fresh repository per drain;\n'
-    printf '          walsafe-pushahead: parallel = %s (push-ahead on); walsafe-serial: parallel = 1;\n' "$PA_PARALLEL"
+    printf '          walsafe-pushahead: parallel = %s (push-ahead on); walsafe-serial: the same, spool_dir = '"''"' (push-ahead off);\n' "$PA_PARALLEL"
     printf '          pgbackrest-async: archive-async=y, process-max=%s, file log at info\n' "$PA_PARALLEL"
     printf '\n%-18s %6s %6s %14s %14s %11s %11s %11s\n' tool calls failed "segments/s" "(wall, range)" \
         "per latency" "median ms" "CPU s"

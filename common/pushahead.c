@@ -358,8 +358,8 @@ static int spool_open(const struct ws_config *cfg, const char *wal_path, struct 
         return 1; /* not the archiver's call: nothing to push ahead */
 
     if (!cfg->spool_dir || !*cfg->spool_dir) {
-        ws_log_warning("push-ahead is disabled: spool_dir is empty");
-        return -1;
+        ws_log_info("push-ahead is off: spool_dir is empty");
+        return 1; /* the operator's choice: X alone, quietly */
     }
     if (snprintf(spool, sizeof(spool), "%s/%s", cfg->spool_dir, cfg->cluster) >=
             (int)sizeof(spool) ||
@@ -822,6 +822,12 @@ int ws_pushahead_push(const struct ws_config *cfg, const char *wal_path, struct 
     rc = ws_archive_push_in(cfg, NULL, NULL, b.n > 0 ? 0 : -1, cfg->retries, wal_path, res, err);
     if (rc == 0)
         record_write(cfg, &sp, name, res);
+    else if (rc == WS_ERR_STORAGE) {
+        /* the storage failed X after its retries: start no more batch files */
+        pthread_mutex_lock(&b.lock);
+        b.stop = 1;
+        pthread_mutex_unlock(&b.lock);
+    }
     work(&b, &workers[0].repo);
     for (i = 1; i < nworkers; i++)
         if (workers[i].started)

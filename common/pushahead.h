@@ -15,7 +15,8 @@
  *      (lock files), directories 0700, created on first use. A spool_dir inside the data
  *      directory or inside pg_wal (symlinks resolved) is refused, and a spool that cannot be
  *      created or written switches push-ahead off: one WARNING line, then X alone as without
- *      push-ahead. The spool never makes X fail.
+ *      push-ahead. The spool never makes X fail. `spool_dir = ''` turns push-ahead off quietly
+ *      (X alone, with `parallel` zstd threads as without push-ahead).
  *   2. Takes X's lock (below), waiting up to `timeout` seconds for a concurrent push of X.
  *   3. If a record for X exists, it is checked; when every check passes, the record is removed
  *      and the call returns 0 without pushing (res->pushed_ahead). The checks:

@@ -623,6 +623,14 @@ static void test_not_applied(void)
         ws_config_free(&e.cfg);
     }
 
+    /* spool_dir = '': off */
+    REQUIRE(setup(&e, "nospool", "2") == 0);
+    REQUIRE(add_ready(&e, 1, 3) == 0);
+    REQUIRE(ws_config_set(&e.cfg, "spool_dir", "", "test", &err) == 0);
+    CHECK(push(&e, 1, &res, &err) == 0 && in_repo(&e, 1) && !in_repo(&e, 2));
+    CHECK(!exists(e.spool));
+    ws_config_free(&e.cfg);
+
     /* a spool that cannot be created (a file in the way) */
     REQUIRE(setup(&e, "unwritable", "2") == 0);
     REQUIRE(add_ready(&e, 1, 3) == 0);
@@ -679,7 +687,7 @@ const struct unit_test unit_tests[] = {
     {"stale record: content changed under the name", test_stale_record},
     {"damaged and foreign records", test_untrusted_records},
     {"failing and locked batch files, failing X", test_failures},
-    {"no push-ahead: serial, no .ready, spool refused or unusable", test_not_applied},
+    {"no push-ahead: serial, no .ready, no spool, spool refused or unusable", test_not_applied},
     {"spool housekeeping", test_clean},
     {NULL, NULL},
 };
