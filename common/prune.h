@@ -96,7 +96,7 @@
  *   3. then (ws_prune) temp files of uploads killed longer ago than the age limit, anywhere under
  *      <cluster>/ (drivers with housekeeping: posix, sftp; S3 needs a lifecycle rule).
  *
- * A change of database system (re-initdb, major upgrade) under the same cluster name never
+ * A new database system, after re-initdb or a major upgrade, under the same cluster name never
  * reaches the planner: the repository identity (repo.c) refuses WAL and backups of another system
  * (or PostgreSQL major version) with a message naming both, so LSNs of two systems are never
  * compared. The operator gives
