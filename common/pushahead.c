@@ -8,13 +8,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <pthread.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -207,93 +204,57 @@ const char *ws_pushahead_record_mismatch(const struct ws_pushahead_record *rec,
     return NULL;
 }
 
-/*
- * The file is hashed through a read-only mapping: read() into a buffer costs here almost as much
- * again as SHA-256 itself (the copy out of the page cache; ~26 ms instead of ~15 ms for 16 MiB).
- * A file cut short while mapped raises SIGBUS on the missing pages; that must not kill wal-push
- * (PostgreSQL reads a death by signal as an exit status above 125), so SIGBUS jumps back here
- * and counts as "changed while read". The handler is process-wide: hashing runs in the call's
- * only thread (verify_record), never in batch workers.
- */
-static sigjmp_buf *volatile bus_jump;
-
-static void on_sigbus(int sig)
-{
-    (void)sig;
-    if (bus_jump)
-        siglongjmp(*bus_jump, 1);
-    signal(SIGBUS, SIG_DFL);
-    raise(SIGBUS);
-}
-
-static int hash_mapped(int fd, uint64_t len, EVP_MD_CTX *md, int segment, uint64_t *sysid)
-{
-    struct sigaction sa, old;
-    sigjmp_buf env;
-    uint8_t *volatile p;
-    volatile int ok = 0;
-
-    p = mmap(NULL, (size_t)len, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (p == MAP_FAILED)
-        return -1;
-    (void)madvise(p, (size_t)len, MADV_SEQUENTIAL);
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_sigbus;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGBUS, &sa, &old);
-    if (sigsetjmp(env, 1) == 0) {
-        bus_jump = &env;
-        if (segment && len >= WS_WAL_LONG_HEADER_SIZE) {
-            struct ws_wal_long_header h;
-            ws_wal_decode_long_header(p, &h);
-            *sysid = h.sysid;
-        }
-        ok = EVP_DigestUpdate(md, p, (size_t)len) == 1;
-    }
-    bus_jump = NULL;
-    sigaction(SIGBUS, &old, NULL);
-    munmap(p, (size_t)len);
-    return ok ? 0 : 1;
-}
-
 int ws_pushahead_hash_file(const char *path, int segment, uint8_t sha256[32], uint64_t *size,
                            uint64_t *system_identifier, struct ws_error *err)
 {
+    /* 128 KiB: larger buffers cost ~6 ms of first-touch page faults per process here, half of
+     * what hashing a 16 MiB segment takes. */
+    enum { BLOCK = 128 << 10 };
+    uint8_t *buf = NULL;
     EVP_MD_CTX *md = NULL;
-    struct stat st;
+    uint64_t total = 0;
     unsigned int dlen = 0;
-    int fd, rc = 0, m;
+    int fd, rc = 0;
 
     *size = 0;
     *system_identifier = 0;
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
         return ws_error_setsys(err, WS_ERR_IO, errno, "could not open WAL file \"%s\"", path);
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        rc = ws_error_set(err, WS_ERR_IO, "WAL file \"%s\" is not a regular file", path);
-        goto out;
-    }
-    if (!(md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    if (!(buf = malloc(BLOCK)) || !(md = EVP_MD_CTX_new()) ||
+        EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
         goto out;
     }
-    if (st.st_size > 0 && (uint64_t)st.st_size <= SIZE_MAX) {
-        m = hash_mapped(fd, (uint64_t)st.st_size, md, segment, system_identifier);
-        if (m < 0) {
-            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not map WAL file \"%s\"", path);
+    for (;;) {
+        ssize_t n = read(fd, buf, BLOCK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not read WAL file \"%s\"", path);
             goto out;
         }
-        if (m > 0) {
-            rc = ws_error_set(err, WS_ERR_IO, "WAL file \"%s\" changed while it was read", path);
+        if (n == 0)
+            break;
+        if (total == 0 && segment && n >= WS_WAL_LONG_HEADER_SIZE) {
+            struct ws_wal_long_header h;
+            ws_wal_decode_long_header(buf, &h);
+            *system_identifier = h.sysid;
+        }
+        if (EVP_DigestUpdate(md, buf, (size_t)n) != 1) {
+            rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
             goto out;
         }
+        total += (uint64_t)n;
     }
     if (EVP_DigestFinal_ex(md, sha256, &dlen) != 1 || dlen != 32) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
         goto out;
     }
-    *size = (uint64_t)st.st_size;
+    *size = total;
 out:
     EVP_MD_CTX_free(md);
+    free(buf);
     close(fd);
     return rc;
 }
