@@ -219,8 +219,6 @@ struct ws_backup_opts {
     int parallel;   /* 0: cfg->parallel */
     int progress;   /* show progress when stderr is a terminal */
 };
-/* One progress line on stderr (a terminal): "done / total (pct), rate/s, ETA"; final ends it. */
-void ws_progress_line(uint64_t done, uint64_t total, double elapsed, int final);
 
 /* Takes a backup; prints its id on stdout when complete. */
 int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_opts *o,
