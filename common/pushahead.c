@@ -669,16 +669,23 @@ static char **ready_batch(const struct spool *sp, const char *current, size_t ma
     return out;
 }
 
+/*
+ * A batch: files already locked by the caller (fds), pushed by `parallel` workers in the detached
+ * process of batch_start().
+ */
 struct batch {
     const struct ws_config *cfg;
     const struct spool *sp;
     const struct ws_keyring *kr;
+    struct ws_keyring keyring; /* what kr points to */
     char **names;
+    int *fds; /* each file's lock */
     size_t n;
     pthread_mutex_t lock;
     size_t next;
-    int stop; /* storage trouble: start no more */
-    size_t pushed, failed, skipped;
+    int stop;    /* storage trouble: start no more */
+    int slot_fd; /* the .batch lock: given up when the last file is taken */
+    size_t pushed, failed;
 };
 
 struct worker {
@@ -688,21 +695,18 @@ struct worker {
     int started;
 };
 
-static void push_ahead_one(struct batch *b, struct ws_repo *repo, const char *name)
+static void push_ahead_one(struct batch *b, struct ws_repo *repo, const char *name, int fd)
 {
     struct ws_push_result res;
     struct ws_error e = {0};
     char path[PATH_MAX], ready[PATH_MAX];
-    int fd, rc, outcome = 0; /* 0 skipped, 1 pushed, 2 failed */
+    int rc = 0, outcome = 0; /* 0 skipped, 1 pushed, 2 failed */
 
-    if (path_join(path, sizeof(path), b->sp->waldir, name) != 0 ||
-        snprintf(ready, sizeof(ready), "%s/%s.ready", b->sp->status, name) >= (int)sizeof(ready))
-        return;
-    if ((fd = lock_take(b->sp, name, 0)) < 0)
-        goto count; /* another wal-push has it */
     /* Re-checked under the lock: pushed by someone else meanwhile, or archived by PostgreSQL. */
-    if (record_exists(b->sp, name) || !exists(ready))
-        goto count;
+    if (path_join(path, sizeof(path), b->sp->waldir, name) != 0 ||
+        snprintf(ready, sizeof(ready), "%s/%s.ready", b->sp->status, name) >= (int)sizeof(ready) ||
+        record_exists(b->sp, name) || !exists(ready))
+        goto out;
     rc = ws_archive_push_in(b->cfg, repo, b->kr, 0, 1, path, &res, &e);
     if (rc == 0) {
         record_write(b->cfg, b->sp, name, &res);
@@ -710,21 +714,16 @@ static void push_ahead_one(struct batch *b, struct ws_repo *repo, const char *na
     } else {
         ws_log_warning("push-ahead: %s; PostgreSQL's own call will archive it", e.msg);
         outcome = 2;
-        if (rc == WS_ERR_STORAGE) {
-            pthread_mutex_lock(&b->lock);
-            b->stop = 1;
-            pthread_mutex_unlock(&b->lock);
-        }
     }
-count:
+out:
     lock_release(b->sp, name, fd);
     pthread_mutex_lock(&b->lock);
     if (outcome == 1)
         b->pushed++;
     else if (outcome == 2)
         b->failed++;
-    else
-        b->skipped++;
+    if (outcome == 2 && rc == WS_ERR_STORAGE)
+        b->stop = 1;
     pthread_mutex_unlock(&b->lock);
 }
 
@@ -732,13 +731,21 @@ static void work(struct batch *b, struct ws_repo *repo)
 {
     for (;;) {
         const char *name = NULL;
+        int fd = -1;
         pthread_mutex_lock(&b->lock);
-        if (!b->stop && b->next < b->n)
+        if (!b->stop && b->next < b->n) {
+            fd = b->fds[b->next];
             name = b->names[b->next++];
+        }
+        if ((!name || b->next == b->n) && b->slot_fd >= 0) {
+            /* Every file is taken: the next batch may be chosen while these finish. */
+            close(b->slot_fd);
+            b->slot_fd = -1;
+        }
         pthread_mutex_unlock(&b->lock);
         if (!name)
             return;
-        push_ahead_one(b, repo, name);
+        push_ahead_one(b, repo, name, fd);
     }
 }
 
@@ -749,6 +756,126 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* The detached process: push the batch, release what it did not start, exit. */
+static void batch_run(struct batch *b)
+{
+    const struct ws_config *cfg = b->cfg;
+    struct worker *w = NULL;
+    struct ws_error e = {0};
+    size_t nw = (size_t)cfg->parallel < b->n ? (size_t)cfg->parallel : b->n, i = 0;
+
+    b->kr = &b->keyring;
+    pthread_mutex_init(&b->lock, NULL);
+    if (ws_keyring_load(cfg, &b->keyring, &e) != 0 || !(w = calloc(nw, sizeof(*w)))) {
+        ws_log_warning("push-ahead: %s", e.msg[0] ? e.msg : "out of memory");
+        nw = 0;
+    }
+    for (i = 0; i < nw; i++) {
+        if (ws_repo_open(cfg, &w[i].repo, &e) != 0) {
+            ws_log_warning("push-ahead: %s", e.msg);
+            break;
+        }
+    }
+    nw = i;
+    for (i = 1; i < nw; i++) {
+        w[i].b = b;
+        w[i].started = pthread_create(&w[i].thread, NULL, worker_main, &w[i]) == 0;
+    }
+    if (nw > 0)
+        work(b, &w[0].repo);
+    for (i = 1; i < nw; i++)
+        if (w[i].started)
+            pthread_join(w[i].thread, NULL);
+    for (i = b->next; i < b->n; i++)
+        lock_release(b->sp, b->names[i], b->fds[i]);
+    ws_log_info("push-ahead: %zu of %zu ready WAL files archived ahead by process %d with %zu "
+                "workers (%zu failed)",
+                b->pushed, b->n, (int)getpid(), nw, b->failed);
+    for (i = 0; i < nw; i++)
+        ws_repo_close(&w[i].repo);
+    ws_keyring_wipe(&b->keyring);
+}
+
+/*
+ * Starts a batch of the ready files after `current` in a detached process, unless one is being
+ * chosen already: every file is locked here, before the call returns, so PostgreSQL's next call
+ * finds it in flight (and waits) instead of pushing it a second time. xfd, the caller's lock of
+ * `current`, is not the batch's: the new process closes its copy. 1 when a batch started.
+ */
+static int batch_start(const struct ws_config *cfg, const struct spool *sp, const char *current,
+                       int xfd)
+{
+    struct batch b;
+    char path[PATH_MAX], alive[PATH_MAX];
+    size_t n = 0, k = 0, i;
+    int slot = -1, live = -1, started = 0;
+    pid_t pid = -1;
+
+    memset(&b, 0, sizeof(b));
+    if (path_join(path, sizeof(path), sp->locks, ".batch") != 0 ||
+        path_join(alive, sizeof(alive), sp->locks, ".alive") != 0 ||
+        (slot = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0 ||
+        flock(slot, LOCK_EX | LOCK_NB) != 0 ||
+        (live = open(alive, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0 ||
+        flock(live, LOCK_SH | LOCK_NB) != 0)
+        goto out; /* a batch is being chosen and started by someone else */
+    spool_clean(cfg, sp);
+    b.names = ready_batch(sp, current, ws_pushahead_batch_max(cfg->parallel), &n);
+    if (n == 0 || !(b.fds = calloc(n, sizeof(*b.fds))))
+        goto out;
+    for (i = 0; i < n; i++) {
+        int fd = lock_take(sp, b.names[i], 0);
+        if (fd < 0 || record_exists(sp, b.names[i])) {
+            lock_release(sp, b.names[i], fd);
+            free(b.names[i]);
+            continue;
+        }
+        b.names[k] = b.names[i];
+        b.fds[k++] = fd;
+    }
+    n = k;
+    if (n == 0 || (pid = fork()) < 0)
+        goto out;
+    if (pid == 0) {
+        int dn = open("/dev/null", O_RDWR | O_CLOEXEC);
+        /* Detached: PostgreSQL's signals to the archiver's process group and its log pipe are
+         * not ours; lines go to log_file only. The locks are this process's now. */
+        (void)setsid();
+        if (dn >= 0) {
+            dup2(dn, STDIN_FILENO);
+            dup2(dn, STDOUT_FILENO);
+            dup2(dn, STDERR_FILENO);
+            close(dn);
+        }
+        if (xfd >= 0)
+            close(xfd);
+        b.cfg = cfg;
+        b.sp = sp;
+        b.n = n;
+        b.slot_fd = slot;
+        batch_run(&b);
+        _exit(0);
+    }
+    started = 1;
+    ws_log_info("push-ahead: %zu ready WAL files after \"%s\" are being archived by process %d", n,
+                current, (int)pid);
+out:
+    for (i = 0; i < n; i++) {
+        if (b.fds && started)
+            close(b.fds[i]); /* the new process holds these locks */
+        else if (b.fds)
+            lock_release(sp, b.names[i], b.fds[i]);
+        free(b.names[i]);
+    }
+    free(b.names);
+    free(b.fds);
+    if (slot >= 0)
+        close(slot);
+    if (live >= 0)
+        close(live);
+    return started;
+}
+
 /* ---- the call ---- */
 
 int ws_pushahead_push(const struct ws_config *cfg, const char *wal_path, struct ws_push_result *res,
@@ -756,96 +883,30 @@ int ws_pushahead_push(const struct ws_config *cfg, const char *wal_path, struct 
 {
     const char *name = base_name(wal_path);
     struct spool sp;
-    struct ws_keyring kr;
-    struct batch b;
-    struct worker *workers = NULL;
-    struct ws_error e = {0};
-    size_t nworkers = 0, i;
-    int lockfd = -1, rc, lock_init = 0;
+    int lockfd = -1, rc, batch;
 
     memset(&sp, 0, sizeof(sp));
-    memset(&kr, 0, sizeof(kr));
-    memset(&b, 0, sizeof(b));
     if (spool_open(cfg, wal_path, &sp) != 0)
         return ws_archive_push(cfg, wal_path, res, err);
 
-    /* A concurrent push of this very file finishes first; then its record is checked. */
+    /* A concurrent push of this very file (a batch's) finishes first; then its record is
+     * checked. */
     if ((lockfd = lock_take(&sp, name, cfg->timeout)) < 0)
         ws_log_info("could not lock \"%s/%s\"; archiving \"%s\" without the lock", sp.locks, name,
                     wal_path);
-
     if (verify_record(cfg, &sp, wal_path, res)) {
+        /* Keep the next files coming while PostgreSQL works through these. */
+        (void)batch_start(cfg, &sp, name, lockfd);
         rc = 0;
         goto out;
     }
-    /* Worker 0 is this thread. */
-    if (ws_keyring_load(cfg, &kr, &e) != 0 || !(workers = calloc(1, sizeof(*workers))) ||
-        ws_repo_open(cfg, &workers[0].repo, &e) != 0) {
-        /* The plain push reports the problem (key file, repository) in its own words. */
-        rc = ws_archive_push(cfg, wal_path, res, err);
-        goto out;
-    }
-    nworkers = 1;
-
-    spool_clean(cfg, &sp);
-    b.names = ready_batch(&sp, name, ws_pushahead_batch_max(cfg->parallel), &b.n);
-    b.cfg = cfg;
-    b.sp = &sp;
-    b.kr = &kr;
-    pthread_mutex_init(&b.lock, NULL);
-    lock_init = 1;
-    if (b.n > 0) {
-        size_t want = (size_t)cfg->parallel < b.n + 1 ? (size_t)cfg->parallel : b.n + 1;
-        struct worker *t = realloc(workers, want * sizeof(*workers));
-        if (t) {
-            workers = t;
-            memset(workers + 1, 0, (want - 1) * sizeof(*workers));
-            /* Handles are opened here, before any thread starts (network drivers load their
-             * library on first use). */
-            for (i = 1; i < want; i++) {
-                if (ws_repo_open(cfg, &workers[i].repo, &e) != 0) {
-                    ws_log_warning("push-ahead: %s", e.msg);
-                    break;
-                }
-            }
-            nworkers = i;
-        }
-        for (i = 1; i < nworkers; i++) {
-            workers[i].b = &b;
-            workers[i].started =
-                pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) == 0;
-        }
-    }
-
-    /* X first, with its retries and a fresh storage handle per attempt, as without push-ahead;
-     * one zstd thread when the batch keeps the other cores busy. */
-    rc = ws_archive_push_in(cfg, NULL, NULL, b.n > 0 ? 0 : -1, cfg->retries, wal_path, res, err);
+    /* X itself, with its retries and a fresh storage handle per attempt, as without push-ahead;
+     * one zstd thread when a batch keeps the other cores busy. */
+    batch = batch_start(cfg, &sp, name, lockfd);
+    rc = ws_archive_push_in(cfg, NULL, NULL, batch ? 0 : -1, cfg->retries, wal_path, res, err);
     if (rc == 0)
         record_write(cfg, &sp, name, res);
-    else if (rc == WS_ERR_STORAGE) {
-        /* the storage failed X after its retries: start no more batch files */
-        pthread_mutex_lock(&b.lock);
-        b.stop = 1;
-        pthread_mutex_unlock(&b.lock);
-    }
-    work(&b, &workers[0].repo);
-    for (i = 1; i < nworkers; i++)
-        if (workers[i].started)
-            pthread_join(workers[i].thread, NULL);
-    if (b.n > 0)
-        ws_log_info("push-ahead: %zu of %zu ready WAL files archived ahead of \"%s\" with %zu "
-                    "workers (%zu failed, %zu skipped)",
-                    b.pushed, b.n, wal_path, nworkers, b.failed, b.skipped + (b.n - b.next));
 out:
-    for (i = 0; i < nworkers; i++)
-        ws_repo_close(&workers[i].repo);
-    free(workers);
-    for (i = 0; i < b.n; i++)
-        free(b.names[i]);
-    free(b.names);
-    if (lock_init)
-        pthread_mutex_destroy(&b.lock);
-    ws_keyring_wipe(&kr);
     lock_release(&sp, name, lockfd);
     return rc;
 }

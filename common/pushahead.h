@@ -5,8 +5,9 @@
  * PostgreSQL's archiver runs `wal-push pg_wal/X` for one ready file, waits, marks it done and
  * runs the next. When WAL is written faster than one process can compress, encrypt and store it,
  * pg_wal fills up. With `parallel` > 1 (the default on a machine with more than one CPU), the call
- * for X therefore also archives the next ready files, and leaves a record of each in the spool so
- * that PostgreSQL's own later call for that file returns after a cheap check instead of a push.
+ * for X therefore also starts archiving the next ready files, and leaves a record of each in the
+ * spool so that PostgreSQL's own later call for that file returns after a cheap check instead of
+ * a push.
  *
  * What one call for X does (ws_pushahead_push):
  *   1. Applies only when `parallel` > 1 and pg_wal/archive_status/X.ready exists beside X (so the
@@ -17,7 +18,7 @@
  *      created or written switches push-ahead off: one WARNING line, then X alone as without
  *      push-ahead. The spool never makes X fail. `spool_dir = ''` turns push-ahead off quietly
  *      (X alone, with `parallel` zstd threads as without push-ahead).
- *   2. Takes X's lock (below), waiting up to `timeout` seconds for a concurrent push of X.
+ *   2. Takes X's lock (below), waiting up to `timeout` seconds while a batch is pushing X.
  *   3. If a record for X exists, it is checked; when every check passes, the record is removed
  *      and the call returns 0 without pushing (res->pushed_ahead). The checks:
  *        - the record parses and its own SHA-256 line matches (a torn or damaged record fails);
@@ -38,20 +39,30 @@
  *      repository re-created under the same `repo` while records exist only misses segments
  *      completed before it was re-created, which no backup taken into it needs (its WAL starts
  *      after).
- *   4. Otherwise: housekeeping (records whose .ready is gone or older than a day, temp files of
- *      killed writers, abandoned lock files), then the batch: the ready files in the archiver's
- *      order (.history files first, then by name, which is timeline then segment number, the
- *      order of PostgreSQL's pgarch.c), without X, without those that already have a record,
- *      at most min(8 * parallel, 64). X and the batch are pushed by `parallel` workers: the
- *      calling thread pushes X first (with `retries`), then helps with the batch; the other
- *      threads take batch files in order, each with its own storage handle (one session each on
- *      S3/SFTP). Every file is compressed on one zstd thread: the workers share the cores.
- *      A batch file gets one attempt; a storage failure stops the batch (X must not wait on an
- *      outage), any failure is one WARNING line and leaves the file to PostgreSQL's own call.
- *   5. For every file that ws_archive_push_in() reports durably stored (or already stored with
- *      identical content), X included, a record is written with the file sink (temp, fsync,
- *      rename, directory fsync). The call returns X's own status; batch files never change it.
- *
+ *   4. Starts a batch (both after a verified record, to keep the next files coming, and before
+ *      pushing X), unless one is being started or still taking files (the `.batch` lock):
+ *      housekeeping first (records whose .ready is gone or older than a day, temp files of killed
+ *      writers, abandoned lock files), then the ready files in the archiver's order (.history
+ *      files first, then by name, which is timeline then segment number, the order of
+ *      PostgreSQL's pgarch.c), without X and without those that have a record or are locked,
+ *      at most min(8 * parallel, 64). Each is locked here, then a detached process (fork,
+ *      setsid, stdio on /dev/null: its lines go to log_file only) takes over the locks and
+ *      pushes the files with `parallel` worker threads, each with its own storage handle (one
+ *      session each on S3/SFTP) and one zstd thread per file, one attempt per file; a storage
+ *      failure stops it. It gives up `.batch` when its last file is taken (the next batch can
+ *      be chosen while these finish), holds `.alive` shared for its whole life, and exits when
+ *      its files are done: its life is bounded by its batch. PostgreSQL's next calls meet its
+ *      files locked (in flight) and wait, or find their records.
+ *      Why a process of its own: PostgreSQL's call must re-read and hash each file anyway, and
+ *      with the batch inside the call that work and the call's start-up ran while the other
+ *      cores idled; measured on 2 cores with a local repository, that made a backlog drain
+ *      slower than without push-ahead (bench/wal.sh MODE=pushahead).
+ *   5. Otherwise (no valid record) pushes X itself, with `retries` and a fresh storage handle
+ *      per attempt as without push-ahead (one zstd thread when a batch runs), and returns X's
+ *      own status: a batch never changes it, and the batch's files are never reported by it.
+ *   For every file durably stored (or already stored with identical content) by the batch or
+ *   as X, a record is written with the file sink (temp, fsync, rename, directory fsync).
+
  * The record, <spool_dir>/<cluster>/pushed/<name>, 0600, text (ws_pushahead_record_format):
  *     walsafe push-ahead record 1
  *     name = 000000010000000A000000F3
@@ -65,11 +76,11 @@
  * It is written only after the object is durable, so a push killed at any point (SIGKILL
  * included) leaves no record for what it did not store: PostgreSQL's own call pushes that file.
  *
- * Two wal-push processes at once (an archiver restarted while an orphaned wal-push still runs,
- * an operator's manual run): each file being pushed is locked with flock() on
- * <spool_dir>/<cluster>/pushing/<name>; the lock file is unlinked while still locked and a
- * locker checks that the path still names the inode it locked, so a lock is never split. A
- * batch skips files locked by someone else; the call for X waits for X. Should two pushes of
+ * Two wal-push processes at once (a batch and PostgreSQL's call, an archiver restarted while an
+ * orphaned wal-push still runs, an operator's manual run): each file being pushed is locked with
+ * flock() on <spool_dir>/<cluster>/pushing/<name>; the lock file is unlinked while still locked
+ * and a locker checks that the path still names the inode it locked, so a lock is never split.
+ * A batch skips files locked by someone else; the call for X waits for X. Should two pushes of
  * one file still meet (a lock wait that timed out, a spool shared over NFS), the repository
  * decides: the second commit finds the name taken and compares digests, identical content is
  * success. Records are never trusted without the checks of step 3 in any case.

@@ -4,9 +4,9 @@
 #       makes (oldest first, .ready renamed to .done after each 0): every call exits 0, most are
 #       answered from verified records, PostgreSQL's archive_status files are never touched by
 #       wal-push, and every segment comes back byte-identical through wal-fetch;
-#   (b) push-ahead killed with SIGKILL in the middle of its batch, several times: every record
-#       left stands for an object that is in the repository with exactly that content, and the
-#       archiver's calls afterwards still all succeed;
+#   (b) push-ahead killed with SIGKILL in the middle of its batch (the call and the batch's
+#       process), several times: every record left stands for an object that is in the
+#       repository with exactly that content, and the archiver's calls afterwards all succeed;
 #   (c) a record whose file changed under the same name is not trusted: the call pushes, the
 #       duplicate policy refuses the different content (exit 1) and keeps the stored copy;
 #   (d) a real cluster archives a backlog through wal-push with push-ahead (pg_stat_archiver
@@ -40,6 +40,14 @@ conf_for() {
 
 # as_pg CMD...: CMD as postgres by exec (no process in between, so a signal reaches CMD).
 as_pg() { setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }
+
+# settle SPOOL: waits (at most 60 s) until no batch process of SPOOL runs: each holds
+# pushing/.alive shared for its life.
+settle() {
+    local f=$1/main/pushing/.alive
+    [ -e "$f" ] || return 0
+    timeout 60 flock "$f" true || fail "a push-ahead batch of $1 still runs after 60 s"
+}
 
 # ---- real WAL: 200 ready segments ------------------------------------------------------------
 CASE="real WAL"
@@ -119,29 +127,34 @@ A=$T/a
 lookalike "$A" $N
 conf_for a
 t0=$(date +%s%N)
-# The first call alone: it pushes X and a batch ahead, and leaves archive_status as it was.
+# The first call alone: it pushes X and starts a batch of the next 16 (8 per worker), and leaves
+# archive_status as it was.
 before=$(cd "$A/pg_wal/archive_status" && ls -l --time-style=+%s.%N | sha256sum)
 run as_pg sh -c "cd '$A' && exec '$WAL_PUSH' --config '$CONF' -v 'pg_wal/${SEGS[0]}'"
 assert_rc 0 "first call (${SEGS[0]})"
-assert_err_contains "push-ahead: 16 of 16 ready WAL files archived ahead" "first call"
+assert_err_regex "push-ahead: 16 ready WAL files after .* are being archived by process [0-9]+" "first call"
+settle "$T/a-spool"
 after=$(cd "$A/pg_wal/archive_status" && ls -l --time-style=+%s.%N | sha256sum)
 assert_eq "$after" "$before" "archive_status after a call with push-ahead (names, sizes, times)"
 assert_eq "$(ls "$PUSHED" | wc -l)" 17 "records after the first call (X and 16 ahead)"
 mv "$A/pg_wal/archive_status/${SEGS[0]}.ready" "$A/pg_wal/archive_status/${SEGS[0]}.done"
 drain "$A" "$CONF" "$T/a.calls"
+settle "$T/a-spool"
 ms=$((($(date +%s%N) - t0) / 1000000))
 calls=$(wc -l <"$T/a.calls")
 bad=$(awk '$2 != 0' "$T/a.calls")
 assert_eq "$calls" $((N - 1)) "calls of the archiver after the first"
 [ -z "$bad" ] || { fail "calls that did not exit 0: $(echo $bad | head -c 300)"; head -5 "$T/a.calls.err"; }
 from_records=$(grep -c 'was archived ahead by an earlier call' "$T/a.calls.err")
-batches=$(grep -c 'push-ahead: .* ready WAL files archived ahead' "$T/a.calls.err")
-# A call without a record pushes X and the next 16 (batch of 8 per worker): ceil(N / 17) such
-# calls, the first included; every other call is answered from a record.
-pushing=$(((N + 16) / 17))
-assert_eq "$from_records" $((N - pushing)) "calls answered from a verified record"
-assert_eq "$batches" $((pushing - 1)) "further calls that pushed a batch"
+batches=$(grep -c 'ready WAL files after .* are being archived by process' "$T/a.calls.err")
+# Calls answered from records start the next batches while PostgreSQL works through the current
+# one, so nearly every call after the first is answered from a record (a call that arrives
+# before the next batch took its file pushes that file itself, which is fine, just slower).
+[ "$from_records" -ge $((N - 11)) ] ||
+    fail "only $from_records of $((N - 1)) calls were answered from a verified record"
 grep -E 'WARNING|ERROR' "$T/a.calls.err" | head -5 | sed 's/^/      unexpected: /'
+# no warning at all: in particular no "already archived with identical content" (no file was
+# pushed twice)
 [ -z "$(grep -E 'WARNING|ERROR' "$T/a.calls.err")" ] || fail "warnings or errors while draining"
 note "$N segments drained in ${ms} ms ($from_records calls from records, $((batches + 1)) batches)"
 assert_eq "$(ls "$A/pg_wal/archive_status" | grep -c '\.done$')" $N ".done files"
@@ -172,11 +185,27 @@ for delay in 0.15 0.3 0.45 0.6 0.75 0.9; do
     make_repo "$REPO"
     # Not through the as_pg function: $! must be wal-push itself (setpriv and sh exec it).
     setpriv --reuid=postgres --regid=postgres --init-groups -- \
-        sh -c "cd '$B' && exec '$WAL_PUSH' --config '$CONF' 'pg_wal/${SEGS[0]}'" >/dev/null 2>&1 &
+        sh -c "cd '$B' && exec '$WAL_PUSH' --config '$CONF' -v 'pg_wal/${SEGS[0]}'" \
+        >/dev/null 2>"$T/b.err" &
     pid=$!
+    # the batch's own process, which the call names as it starts it
+    bpid=""
+    for _ in $(seq 1 100); do
+        bpid=$(sed -n 's/.*are being archived by process \([0-9]*\).*/\1/p' "$T/b.err")
+        [ -n "$bpid" ] && break
+        sleep 0.02
+    done
+    [ -n "$bpid" ] || { fail "kill after ${delay}s: the call named no batch process"; cat "$T/b.err"; }
     sleep "$delay"
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
+    # both: the call (pushing X) and the batch, each by its PID, the batch only if it is ours
+    {
+        kill -KILL "$pid"
+        if [ -n "$bpid" ] && tr '\0' ' ' <"/proc/$bpid/cmdline" | grep -q -F "$WAL_PUSH"; then
+            kill -KILL "$bpid"
+        fi
+        wait "$pid"
+    } 2>/dev/null
+    settle "$T/b-spool"
     objects=$(find "$REPO/main/wal" -type f -name '0*' 2>/dev/null | wc -l)
     inflight=$(find "$REPO" -name '.walsafe-tmp*' 2>/dev/null | wc -l)
     check_records "kill after ${delay}s"
@@ -188,6 +217,7 @@ done
 [ "$mid" -ge 1 ] || fail "no kill landed in the middle of a batch (uploads in flight)"
 # What the archiver does next: every call succeeds, every file is there.
 drain "$B" "$CONF" "$T/b.calls"
+settle "$T/b-spool"
 bad=$(awk '$2 != 0' "$T/b.calls")
 [ -z "$bad" ] || { fail "calls after the kill that did not exit 0: $(echo $bad)"; head -5 "$T/b.calls.err"; }
 assert_eq "$(find "$REPO/main/wal" -type f -name '0*' | wc -l)" $NB "objects after the archiver's calls"
@@ -205,6 +235,7 @@ lookalike "$C" 20 copy
 conf_for c
 run as_pg sh -c "cd '$C' && exec '$WAL_PUSH' --config '$CONF' 'pg_wal/${SEGS[0]}'"
 assert_rc 0 "first call"
+settle "$T/c-spool"
 mv "$C/pg_wal/archive_status/${SEGS[0]}.ready" "$C/pg_wal/archive_status/${SEGS[0]}.done"
 S5=${SEGS[4]}
 [ -f "$PUSHED/$S5" ] || die "no record for $S5 after the first call"
@@ -227,6 +258,7 @@ run "$WAL_FETCH" --config "$FETCH_CONF" "$S5" "$DEST"
 cp "$SRC/pg_wal/$S5" "$C/pg_wal/$S5"
 run as_pg sh -c "cd '$C' && exec '$WAL_PUSH' --config '$CONF' 'pg_wal/$S5'"
 assert_rc 0 "call for $S5 with its original content"
+settle "$T/c-spool"
 
 # ---- (d) a real cluster archiving through push-ahead, and PITR ---------------------------------
 CASE="(d) real cluster"
@@ -267,6 +299,7 @@ if grep -q -E 'wal-push: (ERROR|FATAL)|archive command failed' "$PGD.log"; then
 fi
 note "$archived files archived, $ahead of them by push-ahead records"
 pg_stop "$PGD"
+settle "$T/d-spool"
 
 RPORT=$(free_port)
 pg_conf "$COPY" "$RPORT" "archive_mode = off" "archive_command = ''" \
@@ -292,13 +325,14 @@ write_conf "$T/e.conf" "${REPO_CONF[@]}" "encrypt_key_file = '$KEY'" "parallel =
 write_conf "$FETCH_CONF" "${REPO_CONF[@]}" "encrypt_key_file = '$KEY'" "parallel = 1"
 t0=$(date +%s%N)
 drain "$E" "$T/e.conf" "$T/e.calls"
+settle "$T/e-spool"
 ms=$((($(date +%s%N) - t0) / 1000000))
 bad=$(awk '$2 != 0' "$T/e.calls")
 [ -z "$bad" ] || { fail "calls that did not exit 0: $(echo $bad)"; head -5 "$T/e.calls.err"; }
 from_records=$(grep -c 'was archived ahead by an earlier call' "$T/e.calls.err")
-assert_eq "$from_records" $((NE - (NE + 16) / 17)) "calls answered from a verified record"
+[ "$from_records" -ge $((NE - 3)) ] || fail "only $from_records of $NE calls were answered from records"
 sessions=$(grep -c 'Accepted publickey' "$SSHD_LOG")
-# two calls pushed (X and a batch each): at most one session per worker and call, plus retries
+# the first call's X, and a session per worker for each of the (two or three) batches
 [ "$sessions" -le 8 ] || fail "$sessions SSH sessions for $NE calls (records must not open one)"
 note "$NE segments drained over SFTP in ${ms} ms, $from_records from records, $sessions SSH sessions"
 for s in "${SEGS[@]:0:$NE}"; do

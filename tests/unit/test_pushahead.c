@@ -16,6 +16,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "archive.h"
@@ -186,12 +187,33 @@ static int in_repo(const struct env *e, uint64_t segno)
     return exists(path);
 }
 
+/* Waits until every batch process of the spool has exited (each holds .alive shared). */
+static void settle(const struct env *e)
+{
+    char path[800];
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/.alive", e->locks);
+    if ((fd = open(path, O_RDWR)) >= 0) {
+        if (flock(fd, LOCK_EX) != 0)
+            unit_fail(__FILE__, __LINE__, "flock .alive");
+        close(fd);
+    }
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ;
+}
+
+/* The archiver's call; then the batch it started, if any, is waited for. */
 static int push(struct env *e, uint64_t segno, struct ws_push_result *res, struct ws_error *err)
 {
     char path[800];
+    int rc;
+
     wal_path(e, segno, path, sizeof(path));
     memset(err, 0, sizeof(*err));
-    return ws_pushahead_push(&e->cfg, path, res, err);
+    rc = ws_pushahead_push(&e->cfg, path, res, err);
+    settle(e);
+    return rc;
 }
 
 /* Every file in pg_wal archived to the repository is byte-identical when fetched back. */
@@ -454,26 +476,56 @@ static void test_backlog(void)
         CHECK(res.bytes == SEG && res.duplicate == 0);
         ahead += res.pushed_ahead;
         if (i == 1) {
-            /* the first call pushed X and a batch of 2 * 8, each recorded */
+            /* the first call pushed X and started a batch of 2 * 8, each recorded */
             for (int k = 1; k <= 17; k++)
                 CHECK(in_repo(&e, (uint64_t)k) && has_record(&e, (uint64_t)k));
             CHECK(!in_repo(&e, 18) && !has_record(&e, 18));
         }
+        if (i == 2) /* answered from its record, it started the next batch */
+            CHECK(has_record(&e, 33) && !in_repo(&e, 34));
         char name[WS_WAL_NAME_LEN + 1];
         seg_name((uint64_t)i, name);
         mark_done(&e, name);
         if (res.pushed_ahead)
             CHECK(!has_record(&e, (uint64_t)i)); /* used once */
     }
-    /* 40 = 17 + 17 + 6: three calls pushed, the others were answered from records */
-    CHECK(ahead == n - 3);
+    /* only the first call pushed; the batches it and the next two calls started did the rest */
+    CHECK(ahead == n - 1);
     for (int i = 1; i <= n; i++)
         CHECK(fetch_same(&e, (uint64_t)i));
     /* what is left: at most the record of the last X, removed by the next batch */
     CHECK(count_entries(e.pushed) <= 1);
-    CHECK(count_entries(e.locks) == 0);
+    CHECK(count_entries(e.locks) == 2); /* .batch and .alive: no file lock left */
     /* PostgreSQL's files were not touched */
     CHECK(count_entries(e.status) == n);
+    ws_config_free(&e.cfg);
+}
+
+/* The archiver's next call comes while the batch still pushes: it waits for that file's lock, then
+ * its record answers. */
+static void test_in_flight(void)
+{
+    struct env e;
+    struct ws_push_result res;
+    struct ws_error err = {0};
+    char path[800], name[WS_WAL_NAME_LEN + 1];
+
+    REQUIRE(setup(&e, "inflight", "2") == 0);
+    REQUIRE(add_ready(&e, 1, 12) == 0);
+    wal_path(&e, 1, path, sizeof(path));
+    CHECK(ws_pushahead_push(&e.cfg, path, &res, &err) == 0); /* no settle: the batch runs on */
+    seg_name(1, name);
+    mark_done(&e, name);
+    for (int i = 2; i <= 12; i++) {
+        wal_path(&e, (uint64_t)i, path, sizeof(path));
+        memset(&err, 0, sizeof(err));
+        CHECK(ws_pushahead_push(&e.cfg, path, &res, &err) == 0 && res.pushed_ahead);
+        seg_name((uint64_t)i, name);
+        mark_done(&e, name);
+    }
+    settle(&e);
+    for (int i = 1; i <= 12; i++)
+        CHECK(fetch_same(&e, (uint64_t)i));
     ws_config_free(&e.cfg);
 }
 
@@ -684,6 +736,7 @@ const struct unit_test unit_tests[] = {
     {"record: content binding", test_record_binding},
     {"hash of a WAL file", test_hash_file},
     {"backlog drained through records", test_backlog},
+    {"the next call waits for the file in flight", test_in_flight},
     {"stale record: content changed under the name", test_stale_record},
     {"damaged and foreign records", test_untrusted_records},
     {"failing and locked batch files, failing X", test_failures},
