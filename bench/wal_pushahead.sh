@@ -72,13 +72,17 @@ pa_drain() {
 }
 
 # pa_quiet: waits until pgBackRest's async archive-push of an earlier drain has ended (watched by
-# its command line, never killed).
+# its command line, never killed) and so has every push-ahead batch process of walsafe (each
+# holds its spool's pushing/.alive shared for its life).
 pa_quiet() {
-    local deadline=$((SECONDS + 120))
+    local deadline=$((SECONDS + 120)) alive=$DIR/ws-pa-spool/main/pushing/.alive
     while pgrep -u postgres -f -- "--config=$DIR/pgbr/pa.conf" >/dev/null; do
         [ $SECONDS -lt $deadline ] || die "pgBackRest's async archive-push did not end in 120s"
         sleep 0.2
     done
+    if [ -e "$alive" ]; then
+        timeout 120 flock "$alive" true || die "a walsafe push-ahead batch did not end in 120s"
+    fi
 }
 
 # pa_reset NAME: a fresh repository and spool for NAME's drain, every .ready back.

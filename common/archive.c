@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fingerprint.h"
 #include "fsutil.h"
 #include "key.h"
 #include "log.h"
@@ -130,8 +131,8 @@ static int check_side_file(struct ws_repo *repo, const char *path, struct ws_err
  * zstd_workers < 0 picks the default for one file at a time.
  */
 static int push_once(const struct ws_config *cfg, struct ws_repo *repo_in,
-                     const struct ws_keyring *kr_in, int zstd_workers, const char *wal_path,
-                     struct ws_push_result *res, struct ws_error *err)
+                     const struct ws_keyring *kr_in, int zstd_workers, int want_fingerprint,
+                     const char *wal_path, struct ws_push_result *res, struct ws_error *err)
 {
     const char *name = base_name(wal_path);
     int kind = ws_wal_classify(name), fd = -1, rc;
@@ -139,7 +140,7 @@ static int push_once(const struct ws_config *cfg, struct ws_repo *repo_in,
     struct ws_repo own_repo = {0};
     struct ws_repo *repo = repo_in ? repo_in : &own_repo;
     const struct ws_keyring *kr = kr_in ? kr_in : &own_kr;
-    struct ws_sink *put = NULL, *w = NULL;
+    struct ws_sink *put = NULL, *w = NULL, *fp = NULL;
     struct ws_object_params p = {0};
     struct ws_object_info info;
     struct stat st;
@@ -208,16 +209,31 @@ static int push_once(const struct ws_config *cfg, struct ws_repo *repo_in,
         goto out;
     rc = ws_object_writer_new(put, &p, &w, err);
     put = NULL; /* owned by the writer now */
-    if (rc != 0 || (rc = ws_sink_write_file(w, fd, wal_path, err)) != 0)
+    if (rc != 0)
+        goto out;
+    /* Push-ahead's records bind the content by its fingerprint too (fingerprint.h): taken from
+     * the very bytes the writer stores, in the same pass. */
+    if (want_fingerprint) {
+        struct ws_sink *wr = w;
+        w = NULL;
+        if ((rc = ws_fingerprint_sink_new(wr, &fp, err)) != 0)
+            goto out;
+    }
+    if ((rc = ws_sink_write_file(fp ? fp : w, fd, wal_path, err)) != 0)
         goto out;
     /* The writer checks the length against content_size before anything is committed. */
-    rc = ws_sink_finish(w, err);
-    ws_object_writer_info(w, &info);
+    rc = ws_sink_finish(fp ? fp : w, err);
+    ws_object_writer_info(fp ? fp->next : w, &info);
     memcpy(res->sha256, info.content_sha256, sizeof(res->sha256));
+    if (fp && (rc == 0 || rc == WS_ERR_EXISTS)) {
+        uint64_t fplen = 0;
+        ws_fingerprint_sink_result(fp, res->fingerprint, &fplen);
+        res->fingerprinted = fplen == info.content_len;
+    }
     if (rc == WS_ERR_EXISTS) {
         /* Already archived (by an earlier call, or a concurrent one): same content or not? */
-        ws_sink_free(w);
-        w = NULL;
+        ws_sink_free(fp ? fp : w);
+        w = fp = NULL;
         rc = compare_with_stored(repo, key, wal_path, kr, info.content_len, info.content_sha256,
                                  res, err);
         goto out;
@@ -232,7 +248,7 @@ out:
     /* Every failure line names the WAL file (it lands in PostgreSQL's log). */
     if (rc != 0 && strstr(err->msg, wal_path) == NULL)
         ws_error_prefix(err, "could not archive WAL file \"%s\"", wal_path);
-    ws_sink_free(w);
+    ws_sink_free(fp ? fp : w);
     ws_sink_free(put);
     ws_repo_close(&own_repo);
     ws_keyring_wipe(&own_kr);
@@ -321,7 +337,7 @@ struct attempt {
 
 static int push_attempt(const struct attempt *t, struct ws_error *err)
 {
-    return push_once(t->cfg, NULL, NULL, -1, t->a, t->res, err);
+    return push_once(t->cfg, NULL, NULL, -1, 0, t->a, t->res, err);
 }
 
 static int fetch_attempt(const struct attempt *t, struct ws_error *err)
@@ -370,7 +386,7 @@ int ws_archive_push_in(const struct ws_config *cfg, struct ws_repo *repo,
                        const char *wal_path, struct ws_push_result *res, struct ws_error *err)
 {
     for (int n = 1;; n++) {
-        int rc = push_once(cfg, repo, kr, zstd_workers, wal_path, res, err);
+        int rc = push_once(cfg, repo, kr, zstd_workers, 1, wal_path, res, err);
         if (rc != WS_ERR_STORAGE || !err->retryable || n >= attempts)
             return rc;
         ws_log_warning("%s (attempt %d of %d, retrying)", err->msg, n, attempts);

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fingerprint.h"
 #include "fsutil.h"
 #include "key.h"
 #include "log.h"
@@ -23,7 +24,7 @@
 #include "sink.h"
 #include "wal.h"
 
-#define RECORD_MAGIC "walsafe push-ahead record 1"
+#define RECORD_MAGIC "walsafe push-ahead record 2"
 #define TEMP_MAX_AGE 3600 /* seconds: temp files of killed record writers, lock files */
 #define LOCK_POLL_US 10000
 
@@ -80,17 +81,20 @@ static int sha256_hex_of(const char *text, size_t len, char hex[65])
 
 int ws_pushahead_record_format(const struct ws_pushahead_record *r, char *out, size_t outsz)
 {
-    char sha[65], check[65];
+    char sha[65], fp[2 * WS_FINGERPRINT_SIZE + 1], check[65];
     int n, m;
 
     if (ws_wal_classify(r->name) == WS_WAL_INVALID || strpbrk(r->repo, "\r\n") || !r->repo[0] ||
         strpbrk(r->cluster, "\r\n") || !r->cluster[0])
         return -1;
     ws_hex(r->sha256, 32, sha);
+    ws_hex(r->fingerprint, WS_FINGERPRINT_SIZE, fp);
     n = snprintf(out, outsz,
                  RECORD_MAGIC "\nname = %s\nrepo = %s\ncluster = %s\nsystem_identifier = %" PRIu64
-                              "\nsize = %" PRIu64 "\nsha256 = %s\npushed_at = %" PRId64 "\n",
-                 r->name, r->repo, r->cluster, r->system_identifier, r->size, sha, r->pushed_at);
+                              "\nsize = %" PRIu64 "\nsha256 = %s\nfingerprint = %s\npushed_at = %" PRId64
+                              "\n",
+                 r->name, r->repo, r->cluster, r->system_identifier, r->size, sha, fp,
+                 r->pushed_at);
     if (n < 0 || (size_t)n >= outsz || sha256_hex_of(out, (size_t)n, check) != 0)
         return -1;
     m = snprintf(out + n, outsz - (size_t)n, "check = %s\n", check);
@@ -131,11 +135,11 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
-static int parse_hex32(const char *s, uint8_t out[32])
+static int parse_hex(const char *s, uint8_t *out, size_t len)
 {
-    if (strlen(s) != 64)
+    if (strlen(s) != 2 * len)
         return -1;
-    for (int i = 0; i < 32; i++) {
+    for (size_t i = 0; i < len; i++) {
         int v = 0;
         for (int j = 0; j < 2; j++) {
             char c = s[2 * i + j];
@@ -152,7 +156,7 @@ static int parse_hex32(const char *s, uint8_t out[32])
 int ws_pushahead_record_parse(const char *text, size_t len, struct ws_pushahead_record *r)
 {
     char buf[WS_PUSHAHEAD_RECORD_SIZE], check[65];
-    char *name, *repo, *cluster, *sysid, *size, *sha, *at, *chk;
+    char *name, *repo, *cluster, *sysid, *size, *sha, *fp, *at, *chk;
     size_t pos = sizeof(RECORD_MAGIC), body;
     uint64_t t;
 
@@ -166,6 +170,7 @@ int ws_pushahead_record_parse(const char *text, size_t len, struct ws_pushahead_
         take_line(buf, len, &pos, "cluster", &cluster) ||
         take_line(buf, len, &pos, "system_identifier", &sysid) ||
         take_line(buf, len, &pos, "size", &size) || take_line(buf, len, &pos, "sha256", &sha) ||
+        take_line(buf, len, &pos, "fingerprint", &fp) ||
         take_line(buf, len, &pos, "pushed_at", &at))
         return -1;
     body = pos;
@@ -177,7 +182,8 @@ int ws_pushahead_record_parse(const char *text, size_t len, struct ws_pushahead_
     if (strlen(name) >= sizeof(r->name) || ws_wal_classify(name) == WS_WAL_INVALID ||
         strlen(repo) >= sizeof(r->repo) || !*repo || strlen(cluster) >= sizeof(r->cluster) ||
         !*cluster || parse_u64(sysid, &r->system_identifier) || parse_u64(size, &r->size) ||
-        parse_hex32(sha, r->sha256) || parse_u64(at, &t) || t > INT64_MAX)
+        parse_hex(sha, r->sha256, 32) || parse_hex(fp, r->fingerprint, WS_FINGERPRINT_SIZE) ||
+        parse_u64(at, &t) || t > INT64_MAX)
         return -1;
     snprintf(r->name, sizeof(r->name), "%s", name);
     snprintf(r->repo, sizeof(r->repo), "%s", repo);
@@ -199,21 +205,21 @@ const char *ws_pushahead_record_mismatch(const struct ws_pushahead_record *rec,
         return "it is for another database system";
     if (rec->size != now->size)
         return "the size differs";
-    if (CRYPTO_memcmp(rec->sha256, now->sha256, 32) != 0)
+    if (CRYPTO_memcmp(rec->fingerprint, now->fingerprint, WS_FINGERPRINT_SIZE) != 0)
         return "the content differs";
     return NULL;
 }
 
-int ws_pushahead_hash_file(const char *path, int segment, uint8_t sha256[32], uint64_t *size,
-                           uint64_t *system_identifier, struct ws_error *err)
+int ws_pushahead_fingerprint_file(const char *path, int segment,
+                                  uint8_t fingerprint[WS_FINGERPRINT_SIZE], uint64_t *size,
+                                  uint64_t *system_identifier, struct ws_error *err)
 {
-    /* 128 KiB: larger buffers cost ~6 ms of first-touch page faults per process here, half of
-     * what hashing a 16 MiB segment takes. */
+    /* 128 KiB: larger buffers cost ~6 ms of first-touch page faults per process here, more than
+     * fingerprinting a 16 MiB segment takes. */
     enum { BLOCK = 128 << 10 };
     uint8_t *buf = NULL;
-    EVP_MD_CTX *md = NULL;
+    struct ws_sink *fp = NULL;
     uint64_t total = 0;
-    unsigned int dlen = 0;
     int fd, rc = 0;
 
     *size = 0;
@@ -221,11 +227,12 @@ int ws_pushahead_hash_file(const char *path, int segment, uint8_t sha256[32], ui
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
         return ws_error_setsys(err, WS_ERR_IO, errno, "could not open WAL file \"%s\"", path);
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    if (!(buf = malloc(BLOCK)) || !(md = EVP_MD_CTX_new()) ||
-        EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+    if (!(buf = malloc(BLOCK))) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
         goto out;
     }
+    if ((rc = ws_fingerprint_sink_new(NULL, &fp, err)) != 0)
+        goto out;
     for (;;) {
         ssize_t n = read(fd, buf, BLOCK);
         if (n < 0 && errno == EINTR)
@@ -241,19 +248,16 @@ int ws_pushahead_hash_file(const char *path, int segment, uint8_t sha256[32], ui
             ws_wal_decode_long_header(buf, &h);
             *system_identifier = h.sysid;
         }
-        if (EVP_DigestUpdate(md, buf, (size_t)n) != 1) {
-            rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+        if ((rc = ws_sink_write(fp, buf, (size_t)n, err)) != 0)
             goto out;
-        }
         total += (uint64_t)n;
     }
-    if (EVP_DigestFinal_ex(md, sha256, &dlen) != 1 || dlen != 32) {
-        rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+    if ((rc = ws_sink_finish(fp, err)) != 0)
         goto out;
-    }
+    ws_fingerprint_sink_result(fp, fingerprint, NULL);
     *size = total;
 out:
-    EVP_MD_CTX_free(md);
+    ws_sink_free(fp);
     free(buf);
     close(fd);
     return rc;
@@ -489,7 +493,10 @@ static void record_write(const struct ws_config *cfg, const struct spool *sp, co
     snprintf(r.cluster, sizeof(r.cluster), "%s", cfg->cluster);
     r.system_identifier = res->system_identifier;
     r.size = res->bytes;
+    if (!res->fingerprinted)
+        return; /* only ws_archive_push_in() results bind the content; none is then no record */
     memcpy(r.sha256, res->sha256, 32);
+    memcpy(r.fingerprint, res->fingerprint, WS_FINGERPRINT_SIZE);
     r.pushed_at = (int64_t)time(NULL);
     if ((n = ws_pushahead_record_format(&r, text, sizeof(text))) < 0) {
         ws_log_warning("could not write push-ahead record \"%s\": the repo setting cannot be "
@@ -596,8 +603,9 @@ static int verify_record(const struct ws_config *cfg, const struct spool *sp, co
     snprintf(now.name, sizeof(now.name), "%s", name);
     snprintf(now.repo, sizeof(now.repo), "%s", cfg->repo);
     snprintf(now.cluster, sizeof(now.cluster), "%s", cfg->cluster);
-    if (ws_pushahead_hash_file(wal_path, kind == WS_WAL_SEGMENT || kind == WS_WAL_PARTIAL,
-                               now.sha256, &now.size, &now.system_identifier, &e) != 0) {
+    if (ws_pushahead_fingerprint_file(wal_path, kind == WS_WAL_SEGMENT || kind == WS_WAL_PARTIAL,
+                                      now.fingerprint, &now.size, &now.system_identifier,
+                                      &e) != 0) {
         record_remove(sp, name);
         return 0; /* the push reports the file's problem */
     }
@@ -616,7 +624,7 @@ static int verify_record(const struct ws_config *cfg, const struct spool *sp, co
     res->pushed_ahead = 1;
     res->bytes = now.size;
     res->system_identifier = now.system_identifier;
-    memcpy(res->sha256, now.sha256, 32);
+    memcpy(res->sha256, rec.sha256, 32); /* the digest of the object stored for it */
     ws_log_info("WAL file \"%s\" was archived ahead by an earlier call (record verified: same "
                 "content)",
                 wal_path);
@@ -670,21 +678,24 @@ static char **ready_batch(const struct spool *sp, const char *current, size_t ma
 }
 
 /*
- * A batch: files already locked by the caller (fds), pushed by `parallel` workers in the detached
- * process of batch_start().
+ * The queue of the detached process of batch_start(): files locked before they are queued (fds),
+ * pushed in order by `parallel` workers. The first files are chosen and locked by the call that
+ * starts the process; when a worker finds the queue empty, it looks for more ready files
+ * (refill) for WS_PUSHAHEAD_PROCESS_SECONDS, so a long backlog is pushed by one process with its
+ * workers always busy, not by a process per batch with the cores idle in between.
  */
 struct batch {
     const struct ws_config *cfg;
     const struct spool *sp;
     const struct ws_keyring *kr;
     struct ws_keyring keyring; /* what kr points to */
-    char **names;
-    int *fds; /* each file's lock */
-    size_t n;
+    char **names;              /* every file ever queued: a failed one is never taken again */
+    int *fds;                  /* each queued file's lock, until it is done */
+    size_t n, cap;
     pthread_mutex_t lock;
     size_t next;
-    int stop;    /* storage trouble: start no more */
-    int slot_fd; /* the .batch lock: given up when the last file is taken */
+    int stop;               /* storage trouble: start no more */
+    struct timespec start;  /* of the process: refills end WS_PUSHAHEAD_PROCESS_SECONDS later */
     size_t pushed, failed;
 };
 
@@ -694,6 +705,62 @@ struct worker {
     pthread_t thread;
     int started;
 };
+
+/* Appends name (taken over) with its lock fd to the queue; -1 when out of memory. */
+static int queue_add(struct batch *b, char *name, int fd)
+{
+    if (b->n == b->cap) {
+        size_t nc = b->cap ? b->cap * 2 : 32;
+        char **nn = realloc(b->names, nc * sizeof(*nn));
+        if (!nn)
+            return -1;
+        b->names = nn;
+        int *nf = realloc(b->fds, nc * sizeof(*nf));
+        if (!nf)
+            return -1;
+        b->fds = nf;
+        b->cap = nc;
+    }
+    b->names[b->n] = name;
+    b->fds[b->n++] = fd;
+    return 0;
+}
+
+static int queued(const struct batch *b, const char *name)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (strcmp(b->names[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * Queues up to `max` more ready files after `current` (NULL: any), in the archiver's order: those
+ * without a record, never queued before, and not locked by anyone (a locked one is being pushed
+ * by a call of PostgreSQL's or another wal-push). Each is locked before it is queued and checked
+ * for a record again under the lock. The number queued.
+ */
+static size_t queue_fill(struct batch *b, const char *current, size_t max)
+{
+    size_t n = 0, added = 0, i;
+    /* look further than max: files that failed or are locked do not count */
+    char **names = ready_batch(b->sp, current, max + WS_PUSHAHEAD_MAX_BATCH, &n);
+
+    for (i = 0; i < n; i++) {
+        int fd = -1;
+        if (added < max && !queued(b, names[i]) && (fd = lock_take(b->sp, names[i], 0)) >= 0 &&
+            !record_exists(b->sp, names[i]) && queue_add(b, names[i], fd) == 0) {
+            names[i] = NULL;
+            added++;
+            continue;
+        }
+        if (fd >= 0)
+            lock_release(b->sp, names[i], fd);
+        free(names[i]);
+    }
+    free(names);
+    return added;
+}
 
 static void push_ahead_one(struct batch *b, struct ws_repo *repo, const char *name, int fd)
 {
@@ -727,20 +794,25 @@ out:
     pthread_mutex_unlock(&b->lock);
 }
 
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
 static void work(struct batch *b, struct ws_repo *repo)
 {
     for (;;) {
         const char *name = NULL;
         int fd = -1;
         pthread_mutex_lock(&b->lock);
+        if (!b->stop && b->next == b->n && seconds_since(&b->start) < WS_PUSHAHEAD_PROCESS_SECONDS)
+            queue_fill(b, NULL, ws_pushahead_batch_max(b->cfg->parallel));
         if (!b->stop && b->next < b->n) {
             fd = b->fds[b->next];
+            b->fds[b->next] = -1;
             name = b->names[b->next++];
-        }
-        if ((!name || b->next == b->n) && b->slot_fd >= 0) {
-            /* Every file is taken: the next batch may be chosen while these finish. */
-            close(b->slot_fd);
-            b->slot_fd = -1;
         }
         pthread_mutex_unlock(&b->lock);
         if (!name)
@@ -756,13 +828,13 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* The detached process: push the batch, release what it did not start, exit. */
+/* The detached process: push the queue and what refills bring, release what it did not start. */
 static void batch_run(struct batch *b)
 {
     const struct ws_config *cfg = b->cfg;
     struct worker *w = NULL;
     struct ws_error e = {0};
-    size_t nw = (size_t)cfg->parallel < b->n ? (size_t)cfg->parallel : b->n, i = 0;
+    size_t nw = (size_t)(cfg->parallel > 1 ? cfg->parallel : 1), i = 0;
 
     b->kr = &b->keyring;
     pthread_mutex_init(&b->lock, NULL);
@@ -789,25 +861,27 @@ static void batch_run(struct batch *b)
     for (i = b->next; i < b->n; i++)
         lock_release(b->sp, b->names[i], b->fds[i]);
     ws_log_info("push-ahead: %zu of %zu ready WAL files archived ahead by process %d with %zu "
-                "workers (%zu failed)",
-                b->pushed, b->n, (int)getpid(), nw, b->failed);
+                "workers in %.1f s (%zu failed)",
+                b->pushed, b->n, (int)getpid(), nw, seconds_since(&b->start), b->failed);
     for (i = 0; i < nw; i++)
         ws_repo_close(&w[i].repo);
+    free(w);
     ws_keyring_wipe(&b->keyring);
 }
 
 /*
- * Starts a batch of the ready files after `current` in a detached process, unless one is being
- * chosen already: every file is locked here, before the call returns, so PostgreSQL's next call
- * finds it in flight (and waits) instead of pushing it a second time. xfd, the caller's lock of
- * `current`, is not the batch's: the new process closes its copy. 1 when a batch started.
+ * Starts the detached push-ahead process for the ready files after `current`, unless one runs
+ * (it holds the `.batch` lock for its life): the first files are locked here, before the call
+ * returns, so PostgreSQL's next call finds its file in flight (and waits) instead of pushing it a
+ * second time. xfd, the caller's lock of `current`, is not the process's: it closes its copy.
+ * 1 when a process started.
  */
 static int batch_start(const struct ws_config *cfg, const struct spool *sp, const char *current,
                        int xfd)
 {
     struct batch b;
     char path[PATH_MAX], alive[PATH_MAX];
-    size_t n = 0, k = 0, i;
+    size_t i;
     int slot = -1, live = -1, started = 0;
     pid_t pid = -1;
 
@@ -818,28 +892,17 @@ static int batch_start(const struct ws_config *cfg, const struct spool *sp, cons
         flock(slot, LOCK_EX | LOCK_NB) != 0 ||
         (live = open(alive, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0 ||
         flock(live, LOCK_SH | LOCK_NB) != 0)
-        goto out; /* a batch is being chosen and started by someone else */
+        goto out; /* a push-ahead process runs (or is being started) */
     spool_clean(cfg, sp);
-    b.names = ready_batch(sp, current, ws_pushahead_batch_max(cfg->parallel), &n);
-    if (n == 0 || !(b.fds = calloc(n, sizeof(*b.fds))))
-        goto out;
-    for (i = 0; i < n; i++) {
-        int fd = lock_take(sp, b.names[i], 0);
-        if (fd < 0 || record_exists(sp, b.names[i])) {
-            lock_release(sp, b.names[i], fd);
-            free(b.names[i]);
-            continue;
-        }
-        b.names[k] = b.names[i];
-        b.fds[k++] = fd;
-    }
-    n = k;
-    if (n == 0 || (pid = fork()) < 0)
+    b.cfg = cfg;
+    b.sp = sp;
+    if (queue_fill(&b, current, ws_pushahead_batch_max(cfg->parallel)) == 0 || (pid = fork()) < 0)
         goto out;
     if (pid == 0) {
         int dn = open("/dev/null", O_RDWR | O_CLOEXEC);
         /* Detached: PostgreSQL's signals to the archiver's process group and its log pipe are
-         * not ours; lines go to log_file only. The locks are this process's now. */
+         * not ours; lines go to log_file only. The locks are this process's now: the files',
+         * .batch (one such process per spool) and .alive (shared, for the process's life). */
         (void)setsid();
         if (dn >= 0) {
             dup2(dn, STDIN_FILENO);
@@ -849,21 +912,18 @@ static int batch_start(const struct ws_config *cfg, const struct spool *sp, cons
         }
         if (xfd >= 0)
             close(xfd);
-        b.cfg = cfg;
-        b.sp = sp;
-        b.n = n;
-        b.slot_fd = slot;
+        clock_gettime(CLOCK_MONOTONIC, &b.start);
         batch_run(&b);
         _exit(0);
     }
     started = 1;
-    ws_log_info("push-ahead: %zu ready WAL files after \"%s\" are being archived by process %d", n,
+    ws_log_info("push-ahead: %zu ready WAL files after \"%s\" are being archived by process %d", b.n,
                 current, (int)pid);
 out:
-    for (i = 0; i < n; i++) {
-        if (b.fds && started)
+    for (i = 0; i < b.n; i++) {
+        if (started)
             close(b.fds[i]); /* the new process holds these locks */
-        else if (b.fds)
+        else
             lock_release(sp, b.names[i], b.fds[i]);
         free(b.names[i]);
     }

@@ -23,9 +23,11 @@
  *      and the call returns 0 without pushing (res->pushed_ahead). The checks:
  *        - the record parses and its own SHA-256 line matches (a torn or damaged record fails);
  *        - it names X, this `repo` and this `cluster`;
- *        - X is re-read now and hashed: size, SHA-256 and (for segments) the system identifier
- *          in its page header equal the record's. SHA-256 runs at ~1.5 GB/s, a fraction of
- *          what compressing, encrypting and storing costs.
+ *        - X is re-read now and fingerprinted (fingerprint.h: XXH3-128 of the whole content):
+ *          size, fingerprint and (for segments) the system identifier in its page header equal
+ *          the record's. The fingerprint was taken from the very bytes the push stored. This
+ *          check is on PostgreSQL's critical path once per file: with SHA-256 it cost ~13 ms per
+ *          16 MiB segment here, with XXH3-128 ~3.7 ms, most of it the read.
  *      Any failure removes the record (WARNING when it contradicts the file) and X is pushed
  *      normally, where the duplicate policy applies: identical content already stored is
  *      success, different content is refused (exit 1) and the stored copy kept. So a reused
@@ -39,40 +41,47 @@
  *      repository re-created under the same `repo` while records exist only misses segments
  *      completed before it was re-created, which no backup taken into it needs (its WAL starts
  *      after).
- *   4. Starts a batch (both after a verified record, to keep the next files coming, and before
- *      pushing X), unless one is being started or still taking files (the `.batch` lock):
+ *   4. Starts the push-ahead process (both after a verified record, to keep the next files
+ *      coming, and before pushing X), unless one runs (it holds the `.batch` lock for its life):
  *      housekeeping first (records whose .ready is gone or older than a day, temp files of killed
- *      writers, abandoned lock files), then the ready files in the archiver's order (.history
- *      files first, then by name, which is timeline then segment number, the order of
+ *      writers, abandoned lock files), then the first ready files in the archiver's order
+ *      (.history files first, then by name, which is timeline then segment number, the order of
  *      PostgreSQL's pgarch.c), without X and without those that have a record or are locked,
  *      at most min(8 * parallel, 64). Each is locked here, then a detached process (fork,
  *      setsid, stdio on /dev/null: its lines go to log_file only) takes over the locks and
  *      pushes the files with `parallel` worker threads, each with its own storage handle (one
  *      session each on S3/SFTP) and one zstd thread per file, one attempt per file; a storage
- *      failure stops it. It gives up `.batch` when its last file is taken (the next batch can
- *      be chosen while these finish), holds `.alive` shared for its whole life, and exits when
- *      its files are done: its life is bounded by its batch. PostgreSQL's next calls meet its
- *      files locked (in flight) and wait, or find their records.
- *      Why a process of its own: PostgreSQL's call must re-read and hash each file anyway, and
- *      with the batch inside the call that work and the call's start-up ran while the other
- *      cores idled; measured on 2 cores with a local repository, that made a backlog drain
- *      slower than without push-ahead (bench/wal.sh MODE=pushahead).
+ *      failure stops it. A worker that finds the queue empty looks for more ready files the same
+ *      way (locked before they are queued; a file it failed is never taken again), for
+ *      WS_PUSHAHEAD_PROCESS_SECONDS after the process started; the process exits when the queue
+ *      is empty then, so its life is bounded (a later call starts the next one, with the
+ *      configuration and keys of that moment). It holds `.alive` shared for its whole life (tests
+ *      and benchmarks wait on it). PostgreSQL's next calls meet its files locked (in flight) and
+ *      wait, or find their records.
+ *      Why a process of its own: PostgreSQL's call must re-read each file anyway, and with the
+ *      batch inside the call that work and the call's start-up ran while the other cores idled;
+ *      measured on 2 cores with a local repository, that made a backlog drain slower than
+ *      without push-ahead (bench/wal.sh MODE=pushahead). A process per batch of 16 left the
+ *      cores idle between batches.
  *   5. Otherwise (no valid record) pushes X itself, with `retries` and a fresh storage handle
  *      per attempt as without push-ahead (one zstd thread when a batch runs), and returns X's
  *      own status: a batch never changes it, and the batch's files are never reported by it.
  *   For every file durably stored (or already stored with identical content) by the batch or
  *   as X, a record is written with the file sink (temp, fsync, rename, directory fsync).
-
+ *
  * The record, <spool_dir>/<cluster>/pushed/<name>, 0600, text (ws_pushahead_record_format):
- *     walsafe push-ahead record 1
+ *     walsafe push-ahead record 2
  *     name = 000000010000000A000000F3
  *     repo = /srv/walsafe                 the `repo` setting as configured
  *     cluster = main
  *     system_identifier = 7312345678901234567       (0 for .history and .backup files)
  *     size = 16777216
  *     sha256 = <64 hex>                   the content digest the object writer computed
+ *     fingerprint = <32 hex>              XXH3-128 of the same content (what step 3 compares)
  *     pushed_at = 1732300000              seconds since the epoch
  *     check = <64 hex>                    SHA-256 of the lines above
+ * Records of format 1 (SHA-256 only) are not read: such a record counts as damaged, and the file
+ * is pushed again, where the duplicate policy finds the identical copy.
  * It is written only after the object is durable, so a push killed at any point (SIGKILL
  * included) leaves no record for what it did not store: PostgreSQL's own call pushes that file.
  *
@@ -104,9 +113,11 @@
 #include "archive.h"
 #include "config.h"
 #include "error.h"
+#include "fingerprint.h"
 
 #define WS_PUSHAHEAD_PER_WORKER 8 /* batch files per worker */
 #define WS_PUSHAHEAD_MAX_BATCH 64
+#define WS_PUSHAHEAD_PROCESS_SECONDS 60 /* a push-ahead process takes no new files after this */
 #define WS_PUSHAHEAD_RECORD_MAX_AGE (24 * 3600) /* seconds */
 #define WS_PUSHAHEAD_REPO_MAX 4096
 #define WS_PUSHAHEAD_RECORD_SIZE (WS_PUSHAHEAD_REPO_MAX + 1024) /* enough for any record */
@@ -117,7 +128,8 @@ struct ws_pushahead_record {
     char cluster[65];
     uint64_t system_identifier;
     uint64_t size;
-    uint8_t sha256[32];
+    uint8_t sha256[32];                         /* of the content, as the object's footer has it */
+    uint8_t fingerprint[WS_FINGERPRINT_SIZE];   /* of the content: what the check compares */
     int64_t pushed_at;
 };
 
@@ -152,9 +164,10 @@ int ws_pushahead_record_parse(const char *text, size_t len, struct ws_pushahead_
 const char *ws_pushahead_record_mismatch(const struct ws_pushahead_record *rec,
                                          const struct ws_pushahead_record *now);
 
-/* Reads path once: size, SHA-256 and, when `segment` is set and the file is long enough, the
- * system identifier of its long page header (else 0). */
-int ws_pushahead_hash_file(const char *path, int segment, uint8_t sha256[32], uint64_t *size,
-                           uint64_t *system_identifier, struct ws_error *err);
+/* Reads path once: size, fingerprint (fingerprint.h) and, when `segment` is set and the file is
+ * long enough, the system identifier of its long page header (else 0). */
+int ws_pushahead_fingerprint_file(const char *path, int segment,
+                                  uint8_t fingerprint[WS_FINGERPRINT_SIZE], uint64_t *size,
+                                  uint64_t *system_identifier, struct ws_error *err);
 
 #endif

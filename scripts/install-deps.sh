@@ -2,7 +2,7 @@
 # Installs everything walsafe needs to build, test, run the demo and the benchmarks on Debian 12.
 # Run as root. Idempotent: skips apt-get when every package is already installed.
 set -euo pipefail
-pkgs=(build-essential pkg-config libzstd-dev libcurl4-openssl-dev libssl-dev libpq-dev
+pkgs=(build-essential pkg-config libzstd-dev libxxhash-dev libcurl4-openssl-dev libssl-dev libpq-dev
       zstd openssl postgresql-15 postgresql-client-15 procps time awscli openssh-server openssh-client)
 # Node.js runs the S3 test server (tests/s3). Debian's nodejs/npm only where none is installed:
 # a newer Node.js (NodeSource's nodejs provides npm and conflicts with Debian's npm package)
