@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -505,7 +506,10 @@ static void record_write(const struct ws_config *cfg, const struct spool *sp, co
         return;
     }
     o.mode = 0600;
-    o.fsync = 1;
+    /* No fsync: the record is written after the object is durable, so what it claims holds
+     * whether or not the record itself survives a crash; one lost or torn by a crash only means
+     * that PostgreSQL's call pushes the file again and finds the identical copy (a WARNING). */
+    o.fsync = 0;
     if ((rc = ws_file_sink_open(path, &o, &s, &e)) == 0 &&
         (rc = ws_sink_write(s, text, (size_t)n, &e)) == 0)
         rc = ws_sink_finish(s, &e);
@@ -619,7 +623,9 @@ static int verify_record(const struct ws_config *cfg, const struct spool *sp, co
         }
         return 0;
     }
-    record_remove(sp, name);
+    /* The record stays until PostgreSQL has marked X done (spool_clean): removed now, the
+     * push-ahead process could find X still .ready, without a record, and push it again. A
+     * repeated call for X (the archiver restarted before it marked X done) checks it again. */
     memset(res, 0, sizeof(*res));
     res->pushed_ahead = 1;
     res->bytes = now.size;
@@ -743,8 +749,11 @@ static int queued(const struct batch *b, const char *name)
 static size_t queue_fill(struct batch *b, const char *current, size_t max)
 {
     size_t n = 0, added = 0, i;
+    char **names;
+
+    spool_clean(b->cfg, b->sp); /* records of files PostgreSQL has marked done go first */
     /* look further than max: files that failed or are locked do not count */
-    char **names = ready_batch(b->sp, current, max + WS_PUSHAHEAD_MAX_BATCH, &n);
+    names = ready_batch(b->sp, current, max + WS_PUSHAHEAD_MAX_BATCH, &n);
 
     for (i = 0; i < n; i++) {
         int fd = -1;
@@ -893,7 +902,6 @@ static int batch_start(const struct ws_config *cfg, const struct spool *sp, cons
         (live = open(alive, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0 ||
         flock(live, LOCK_SH | LOCK_NB) != 0)
         goto out; /* a push-ahead process runs (or is being started) */
-    spool_clean(cfg, sp);
     b.cfg = cfg;
     b.sp = sp;
     if (queue_fill(&b, current, ws_pushahead_batch_max(cfg->parallel)) == 0 || (pid = fork()) < 0)
@@ -904,6 +912,7 @@ static int batch_start(const struct ws_config *cfg, const struct spool *sp, cons
          * not ours; lines go to log_file only. The locks are this process's now: the files',
          * .batch (one such process per spool) and .alive (shared, for the process's life). */
         (void)setsid();
+        prctl(PR_SET_NAME, "wal-push-ahead", 0, 0, 0); /* what ps and top show */
         if (dn >= 0) {
             dup2(dn, STDIN_FILENO);
             dup2(dn, STDOUT_FILENO);

@@ -19,8 +19,8 @@
  *      push-ahead. The spool never makes X fail. `spool_dir = ''` turns push-ahead off quietly
  *      (X alone, with `parallel` zstd threads as without push-ahead).
  *   2. Takes X's lock (below), waiting up to `timeout` seconds while a batch is pushing X.
- *   3. If a record for X exists, it is checked; when every check passes, the record is removed
- *      and the call returns 0 without pushing (res->pushed_ahead). The checks:
+ *   3. If a record for X exists, it is checked; when every check passes, the call returns 0
+ *      without pushing (res->pushed_ahead). The checks:
  *        - the record parses and its own SHA-256 line matches (a torn or damaged record fails);
  *        - it names X, this `repo` and this `cluster`;
  *        - X is re-read now and fingerprinted (fingerprint.h: XXH3-128 of the whole content):
@@ -67,7 +67,11 @@
  *      per attempt as without push-ahead (one zstd thread when a batch runs), and returns X's
  *      own status: a batch never changes it, and the batch's files are never reported by it.
  *   For every file durably stored (or already stored with identical content) by the batch or
- *   as X, a record is written with the file sink (temp, fsync, rename, directory fsync).
+ *   as X, a record is written with the file sink (temp, rename; no fsync: what a record claims
+ *   was durable before it was written, and a record lost or torn by a crash only costs a second
+ *   push that finds the identical copy). A record stays until PostgreSQL has marked its file done
+ *   (housekeeping removes it then): removed at once, the push-ahead process could meet the
+ *   file still .ready and push it a second time.
  *
  * The record, <spool_dir>/<cluster>/pushed/<name>, 0600, text (ws_pushahead_record_format):
  *     walsafe push-ahead record 2
