@@ -37,6 +37,7 @@ cat > "$DIR/walsafe.conf" <<CONF
 repo = '$DIR/repo'
 cluster = 'demo'
 encrypt_key_file = '$DIR/repo.key'
+spool_dir = '$DIR/spool'
 pgdata = '$DIR/primary'
 pg_conninfo = 'host=$DIR port=$PRIMARY_PORT user=postgres dbname=postgres'
 CONF

@@ -7,6 +7,10 @@
 # Needs root (PostgreSQL is run as the postgres user through runuser; one case mounts a tmpfs)
 # and PostgreSQL 15 server binaries (PGBIN, default /usr/lib/postgresql/15/bin).
 # KEEP_TMP=1 keeps each test's temp directory; IT_VERBOSE=1 shows every command's stderr.
+# IT_JOBS=N runs N tests at once (default 2). The tests spend most of their time waiting on
+# servers and timeouts, and nothing they start can collide: PostgreSQL listens only on a socket
+# in the test's own directory, s3rver and the fault proxy bind port 0, sshd retries a taken port.
+# Each test's lines are printed whole when it ends, in the order the tests end.
 set -u
 
 if [ $# -lt 1 ] || [ ! -d "$1" ]; then
@@ -66,25 +70,63 @@ else
     tests=("$here"/t_*.sh)
 fi
 
-suite_start=$(date +%s)
-for t in "${tests[@]}"; do
+IT_JOBS=${IT_JOBS:-2}
+case $IT_JOBS in '' | *[!0-9]* | 0) echo "run.sh: IT_JOBS must be a positive number, got '$IT_JOBS'" >&2; exit 2 ;; esac
+RESULTS=$(mktemp -d /tmp/walsafe-it-results.XXXXXX)
+trap 'rm -rf "$RUN_BUILD" "$RESULTS"' EXIT
+
+# run_one T N: runs test T; its report goes to $RESULTS/N.out, its verdict to $RESULTS/N.rc.
+run_one() {
+    local t=$1 n=$2 name log start rc secs
     name=$(basename "$t" .sh)
-    log=$(mktemp /tmp/walsafe-it-log.XXXXXX)
+    log=$RESULTS/$n.log
     start=$(date +%s)
-    timeout -k 20 "$TEST_TIMEOUT" bash "$t" >"$log" 2>&1
+    timeout -k 20 "$TEST_TIMEOUT" bash "$t" >"$log" 2>&1 </dev/null
     rc=$?
     secs=$(($(date +%s) - start))
     if [ $rc -eq 0 ] && ! grep -q '^FAIL' "$log"; then
-        passed=$((passed + 1))
-        echo "ok   $name (${secs}s)"
-        grep -i '^skip' "$log" | sed 's/^/     /'
+        {
+            echo "ok   $name (${secs}s)"
+            grep -i '^skip' "$log" | sed 's/^/     /'
+        } >"$RESULTS/$n.out"
+        echo 0 >"$RESULTS/$n.rc"
     else
-        failed=$((failed + 1))
         [ $rc -eq 124 ] && echo "     (timed out after ${TEST_TIMEOUT}s)" >>"$log"
-        echo "FAIL $name (${secs}s, exit $rc)"
-        sed 's/^/     /' "$log"
+        {
+            echo "FAIL $name (${secs}s, exit $rc)"
+            sed 's/^/     /' "$log"
+        } >"$RESULTS/$n.out"
+        echo 1 >"$RESULTS/$n.rc"
     fi
-    rm -f "$log"
+}
+
+# report N: prints test N's lines once it has ended and counts it.
+report() {
+    cat "$RESULTS/$1.out"
+    if [ "$(cat "$RESULTS/$1.rc")" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+}
+
+suite_start=$(date +%s)
+declare -A running=() # pid -> test number
+n=0
+for t in "${tests[@]}"; do
+    while [ ${#running[@]} -ge "$IT_JOBS" ]; do
+        wait -n
+        for pid in "${!running[@]}"; do
+            if ! kill -0 "$pid" 2>/dev/null; then
+                wait "$pid"
+                report "${running[$pid]}"
+                unset "running[$pid]"
+            fi
+        done
+    done
+    n=$((n + 1))
+    run_one "$t" "$n" &
+    running[$!]=$n
+done
+for pid in "${!running[@]}"; do
+    wait "$pid"
+    report "${running[$pid]}"
 done
 echo "integration ($BUILD_NAME/bin, $(($(date +%s) - suite_start))s)"
 echo "integration: $passed passed, $failed failed"
