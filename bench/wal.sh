@@ -16,7 +16,7 @@
 #                PREFETCH_PARALLEL); MODE=pushahead instead drains a backlog of SEGMENTS (>= 200)
 #                ready segments the way PostgreSQL's archiver does, wal-push with push-ahead
 #                against pgBackRest's async archive-push (bench/wal_pushahead.sh: its method,
-#                ROUNDS and PUSHAHEAD_PARALLEL)
+#                ROUNDS, PUSHAHEAD_PARALLEL and PUSHAHEAD_REPOS)
 #   WALSAFE_*    reach wal-push/wal-fetch unchanged (e.g. WALSAFE_PARALLEL=1)
 #
 # It prints figures; it asserts nothing about them. It exits non-zero only when the run itself
@@ -57,18 +57,29 @@ need_count SEGMENTS SCALE
 [[ $MODE =~ ^(local|sftp|prefetch|pushahead)$ ]] ||
     die "MODE must be local, sftp, prefetch or pushahead (got '$MODE')"
 [ "$MODE" != pushahead ] || [ "$SEGMENTS" -ge 200 ] || die "MODE=pushahead needs SEGMENTS >= 200"
-if [ "$MODE" = sftp ]; then
+PA_REPOS=${PUSHAHEAD_REPOS:-local}
+[ "$MODE" = pushahead ] || PA_REPOS=local
+for r in $PA_REPOS; do
+    [[ $r =~ ^(local|sftp|s3)$ ]] || die "PUSHAHEAD_REPOS: local, sftp or s3 (got '$r')"
+done
+if [ "$MODE" = sftp ] || [[ " $PA_REPOS " == *" sftp "* ]]; then
     [ -x /usr/sbin/sshd ] || die "MODE=sftp needs openssh-server (/usr/sbin/sshd)"
     # shellcheck source=../tests/integration/sshd.sh
     . "$(cd "$(dirname "$0")/.." && pwd)/tests/integration/sshd.sh"
+fi
+if [[ " $PA_REPOS " == *" s3 "* ]]; then
+    # shellcheck source=../tests/integration/s3.sh
+    . "$(cd "$(dirname "$0")/.." && pwd)/tests/integration/s3.sh"
+    s3_check_deps || die "the S3 test server cannot run (see above)"
 fi
 need_tools
 command -v pgbackrest >/dev/null || die "pgbackrest is not installed (apt-get install -y pgbackrest)"
 
 bench_tmpdir walsafe-bench
-# The private sshd (MODE=sftp) is stopped by the PID in its pid file, never by name; PostgreSQL by
-# the postmaster named in its postmaster.pid.
-trap 'bench_cleanup sshd_stop_all' EXIT
+# The private sshd (MODE=sftp, PUSHAHEAD_REPOS with sftp) is stopped by the PID in its pid file and
+# the S3 test server by the PID it recorded, never by name; PostgreSQL by the postmaster named in
+# its postmaster.pid.
+trap 'bench_cleanup sshd_stop_all s3_stop_all' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 bench_layout pgbr/repo pgbr/log pgbr/lock pgbr/spool
@@ -119,7 +130,7 @@ chmod 600 "$DIR/ws.key" "$DIR/walsafe.conf"
 # sshd without PAM refuses locked accounts even for keys; the key files belong to postgres, who
 # runs the tools).
 SFTP_CMDS_PUSH=() SFTP_CMDS_FETCH=() SFTP_NAMES=()
-if [ "$MODE" = sftp ]; then
+if [ "$MODE" = sftp ] || [[ " $PA_REPOS " == *" sftp "* ]]; then
     note "start a private sshd on 127.0.0.1"
     SSHD_USERS=root SSHD_KEY_OWNER=postgres sshd_start "$DIR/sshd" || die "could not start sshd"
     mkdir -m 700 "$DIR/ws-sftp-repo"
@@ -133,9 +144,28 @@ sftp_known_hosts = '$SSHD_KNOWN_HOSTS'
 CONF
     chown postgres: "$DIR/walsafe-sftp.conf"
     chmod 600 "$DIR/walsafe-sftp.conf"
-    SFTP_NAMES=(walsafe-sftp-push walsafe-sftp-fetch)
+    if [ "$MODE" = sftp ]; then SFTP_NAMES=(walsafe-sftp-push walsafe-sftp-fetch); fi
     SFTP_CMDS_PUSH=(walsafe-sftp-push "$WAL_PUSH --config $DIR/walsafe-sftp.conf")
     SFTP_CMDS_FETCH=(walsafe-sftp-fetch "WALSAFE_PARALLEL=1 $WAL_FETCH --config $DIR/walsafe-sftp.conf")
+fi
+
+# walsafe over S3 (PUSHAHEAD_REPOS with s3): the npm test server on 127.0.0.1, its data on the
+# same disk.
+if [[ " $PA_REPOS " == *" s3 "* ]]; then
+    note "start the S3 test server on 127.0.0.1"
+    s3_start "$DIR/s3" walsafe-bench >/dev/null || die "could not start the S3 test server"
+    cat >"$DIR/walsafe-s3.conf" <<CONF
+repo = 's3://walsafe-bench/pa'
+cluster = 'main'
+encrypt_key_file = '$DIR/ws.key'
+compress_level = 3
+s3_endpoint = '$S3_ENDPOINT'
+s3_uri_style = 'path'
+s3_access_key_id = '$S3_ACCESS_KEY'
+s3_secret_access_key = '$S3_SECRET_KEY'
+CONF
+    chown postgres: "$DIR/walsafe-s3.conf"
+    chmod 600 "$DIR/walsafe-s3.conf"
 fi
 
 if [ "$MODE" = prefetch ]; then

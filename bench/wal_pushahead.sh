@@ -8,6 +8,11 @@
 #   ROUNDS=N              drains per tool, rotating which tool goes first (default 3)
 #   PUSHAHEAD_PARALLEL=N  walsafe's parallel for the push-ahead row and pgBackRest's process-max
 #                         for its async row (default 2)
+#   PUSHAHEAD_REPOS="local sftp s3"  also drain into an sftp:// repository (private sshd on
+#                         127.0.0.1, repository directory on the same disk) and an s3://
+#                         repository (the npm S3 test server on 127.0.0.1, data on the same disk):
+#                         rows walsafe-pushahead-sftp / walsafe-serial-sftp and -s3, and the ratios
+#                         of their drains to the local ones (default: local only)
 #
 # Method
 #   1. The backlog: a data-directory look-alike ($DIR/pa: global/pg_control, pg_wal with hard
@@ -40,6 +45,9 @@
 PA_PARALLEL=${PUSHAHEAD_PARALLEL:-2}
 ROUNDS=${ROUNDS:-3}
 PA_NAMES=(walsafe-pushahead pgbackrest-async walsafe-serial)
+for r in $PA_REPOS; do
+    [ "$r" = local ] || PA_NAMES+=("walsafe-pushahead-$r" "walsafe-serial-$r")
+done
 declare -gA PA_CMD=() PA_CPU=() PA_WALL=()
 
 # pa_cpu_ticks: the machine's busy CPU time so far (user nice system irq softirq steal), ticks.
@@ -88,20 +96,23 @@ pa_quiet() {
 # pa_reset NAME: a fresh repository and spool for NAME's drain, every .ready back.
 pa_reset() {
     local s
-    rm -rf "$DIR/ws-pa-repo" "$DIR/ws-pa-spool" "$DIR/pgbr/pa-repo" "$DIR/pgbr/pa-spool"
-    mkdir -m 700 "$DIR/ws-pa-repo" "$DIR/ws-pa-spool"
+    rm -rf "$DIR/ws-pa-repo" "$DIR/ws-pa-spool" "$DIR/pgbr/pa-repo" "$DIR/pgbr/pa-spool" \
+        "$DIR/ws-pa-sftp-repo" ${S3_DATA:+"$S3_DATA/walsafe-bench/pa"}
+    mkdir -m 700 "$DIR/ws-pa-repo" "$DIR/ws-pa-spool" "$DIR/ws-pa-sftp-repo"
     cp -a "$DIR/pgbr/pa-template" "$DIR/pgbr/pa-repo"
     mkdir -m 750 "$DIR/pgbr/pa-spool"
     rm -rf "$DIR/pa/pg_wal/archive_status"
     mkdir "$DIR/pa/pg_wal/archive_status"
     while read -r s; do : >"$DIR/pa/pg_wal/archive_status/$s.ready"; done <"$DIR/segments"
     chown -R postgres: "$DIR/ws-pa-repo" "$DIR/ws-pa-spool" "$DIR/pgbr/pa-repo" \
-        "$DIR/pgbr/pa-spool" "$DIR/pa"
+        "$DIR/pgbr/pa-spool" "$DIR/pa" "$DIR/ws-pa-sftp-repo"
 }
 
 # pa_stored NAME: how many segments NAME's repository holds.
 pa_stored() {
     case $1 in
+    walsafe-*-sftp) find "$DIR/ws-pa-sftp-repo" -type f -name '0*' | wc -l ;;
+    walsafe-*-s3) find "$S3_DATA/walsafe-bench/pa" -type f -name '0*._S3rver_object' | wc -l ;;
     walsafe-*) find "$DIR/ws-pa-repo" -type f -name '0*' | wc -l ;;
     pgbackrest-*) find "$DIR/pgbr/pa-repo/archive" -type f -name '0*-*' | wc -l ;;
     esac
@@ -132,6 +143,22 @@ pushahead_bench() {
     done
     chown postgres: "$DIR/pgbr/pa.conf" "$DIR"/walsafe-pa-*.conf
     chmod 600 "$DIR/pgbr/pa.conf" "$DIR"/walsafe-pa-*.conf
+    for r in $PA_REPOS; do
+        [ "$r" != local ] || continue
+        for v in pushahead serial; do
+            if [ "$r" = sftp ]; then
+                sed "s|^repo = .*|repo = 'sftp://root@127.0.0.1:$SSHD_PORT$DIR/ws-pa-sftp-repo'|" \
+                    "$DIR/walsafe-sftp.conf" >"$DIR/walsafe-pa-$v-$r.conf"
+            else
+                cp "$DIR/walsafe-s3.conf" "$DIR/walsafe-pa-$v-$r.conf"
+            fi
+            printf "spool_dir = '%s'\nparallel = %s\n" \
+                "$([ $v = pushahead ] && echo "$DIR/ws-pa-spool")" "$PA_PARALLEL" >>"$DIR/walsafe-pa-$v-$r.conf"
+            chown postgres: "$DIR/walsafe-pa-$v-$r.conf"
+            chmod 600 "$DIR/walsafe-pa-$v-$r.conf"
+            PA_CMD[walsafe-$v-$r]="$WAL_PUSH --config $DIR/walsafe-pa-$v-$r.conf"
+        done
+    done
     PA_CMD[walsafe-pushahead]="$WAL_PUSH --config $DIR/walsafe-pa-pushahead.conf"
     PA_CMD[pgbackrest-async]="pgbackrest --config=$DIR/pgbr/pa.conf --stanza=bench archive-push"
     PA_CMD[walsafe-serial]="$WAL_PUSH --config $DIR/walsafe-pa-serial.conf"
@@ -190,7 +217,7 @@ pa_report() {
     printf '          each tool alone in its drain, the order rotating per round, a fresh repository per drain;\n'
     printf '          walsafe-pushahead: parallel = %s (push-ahead on); walsafe-serial: the same, spool_dir = '"''"' (push-ahead off);\n' "$PA_PARALLEL"
     printf '          pgbackrest-async: archive-async=y, process-max=%s, file log at info\n' "$PA_PARALLEL"
-    printf '\n%-18s %6s %6s %14s %14s %11s %11s %11s\n' tool calls failed "segments/s" "(wall, range)" \
+    printf '\n%-24s %6s %6s %14s %14s %11s %11s %11s\n' tool calls failed "segments/s" "(wall, range)" \
         "per latency" "median ms" "CPU s"
     for name in "${PA_NAMES[@]}"; do
         w=() l=()
@@ -204,7 +231,7 @@ pa_report() {
         read -r calls failed _ lat _ <<<"$(stats "$DIR/results/$name")"
         # shellcheck disable=SC2034 # BAD: read by bench_finish (lib.sh)
         [ "$failed" = 0 ] || BAD=1
-        printf '%-18s %6s %6s %14s %14s %11s %11s %11s\n' "$name" "$calls" "$failed" "${MED[$name]}" \
+        printf '%-24s %6s %6s %14s %14s %11s %11s %11s\n' "$name" "$calls" "$failed" "${MED[$name]}" \
             "$(printf '%s\n' "${w[@]}" | sort -g | sed -n '1p;$p' | paste -sd- -)" "${MEDL[$name]}" "$lat" \
             "$(for ((r = 1; r <= ROUNDS; r++)); do echo "${PA_CPU[$name.$r]}"; done | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')"
     done
@@ -226,5 +253,12 @@ pa_report() {
         "$(ratio "${MEDL[walsafe-pushahead]}" "${MEDL[pgbackrest-async]}")"
     printf ' walsafe-pushahead/walsafe-serial %s\n' \
         "$(ratio "${MED[walsafe-pushahead]}" "${MED[walsafe-serial]}")"
+    for r in $PA_REPOS; do
+        [ "$r" != local ] || continue
+        printf 'per segment, %s against local (>1: %s slower): push-ahead %s, serial %s; %s push-ahead/serial %s\n' \
+            "$r" "$r" "$(ratio "${MED[walsafe-pushahead]}" "${MED[walsafe-pushahead-$r]}")" \
+            "$(ratio "${MED[walsafe-serial]}" "${MED[walsafe-serial-$r]}")" "$r" \
+            "$(ratio "${MED[walsafe-pushahead-$r]}" "${MED[walsafe-serial-$r]}")"
+    done
     print_stderr "${PA_NAMES[@]}"
 }
