@@ -23,8 +23,8 @@ struct ws_push_result {
     uint8_t sha256[32];         /* SHA-256 of the content pushed (also for a duplicate) */
     uint64_t system_identifier; /* from a segment's page header; 0 for other files */
     int pushed_ahead;           /* pushahead.h: an earlier call had stored it (record verified) */
-    uint8_t fingerprint[16];    /* fingerprint.h, of the content pushed: ws_archive_push_in() only */
-    int fingerprinted;          /* fingerprint is set */
+    uint8_t fingerprint[16]; /* fingerprint.h, of the content pushed: ws_archive_push_in() only */
+    int fingerprinted;       /* fingerprint is set */
 };
 
 int ws_archive_push(const struct ws_config *cfg, const char *wal_path, struct ws_push_result *res,

@@ -92,8 +92,8 @@ int ws_pushahead_record_format(const struct ws_pushahead_record *r, char *out, s
     ws_hex(r->fingerprint, WS_FINGERPRINT_SIZE, fp);
     n = snprintf(out, outsz,
                  RECORD_MAGIC "\nname = %s\nrepo = %s\ncluster = %s\nsystem_identifier = %" PRIu64
-                              "\nsize = %" PRIu64 "\nsha256 = %s\nfingerprint = %s\npushed_at = %" PRId64
-                              "\n",
+                              "\nsize = %" PRIu64
+                              "\nsha256 = %s\nfingerprint = %s\npushed_at = %" PRId64 "\n",
                  r->name, r->repo, r->cluster, r->system_identifier, r->size, sha, fp,
                  r->pushed_at);
     if (n < 0 || (size_t)n >= outsz || sha256_hex_of(out, (size_t)n, check) != 0)
@@ -700,8 +700,8 @@ struct batch {
     size_t n, cap;
     pthread_mutex_t lock;
     size_t next;
-    int stop;               /* storage trouble: start no more */
-    struct timespec start;  /* of the process: refills end WS_PUSHAHEAD_PROCESS_SECONDS later */
+    int stop;              /* storage trouble: start no more */
+    struct timespec start; /* of the process: refills end WS_PUSHAHEAD_PROCESS_SECONDS later */
     size_t pushed, failed;
 };
 
@@ -926,8 +926,8 @@ static int batch_start(const struct ws_config *cfg, const struct spool *sp, cons
         _exit(0);
     }
     started = 1;
-    ws_log_info("push-ahead: %zu ready WAL files after \"%s\" are being archived by process %d", b.n,
-                current, (int)pid);
+    ws_log_info("push-ahead: %zu ready WAL files after \"%s\" are being archived by process %d",
+                b.n, current, (int)pid);
 out:
     for (i = 0; i < b.n; i++) {
         if (started)

@@ -132,8 +132,8 @@ struct ws_pushahead_record {
     char cluster[65];
     uint64_t system_identifier;
     uint64_t size;
-    uint8_t sha256[32];                         /* of the content, as the object's footer has it */
-    uint8_t fingerprint[WS_FINGERPRINT_SIZE];   /* of the content: what the check compares */
+    uint8_t sha256[32];                       /* of the content, as the object's footer has it */
+    uint8_t fingerprint[WS_FINGERPRINT_SIZE]; /* of the content: what the check compares */
     int64_t pushed_at;
 };
 
