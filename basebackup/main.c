@@ -46,15 +46,15 @@ struct opts {
     const char *keep_id;
 };
 
-static int parse_int(const char *opt, const char *v, int lo, int hi, int *out,
-                     struct ws_error *err)
+static int parse_int(const char *opt, const char *v, int lo, int hi, int *out, struct ws_error *err)
 {
     char *end;
     long n = strtol(v, &end, 10);
 
     if (!*v || *end || n < lo || n > hi)
-        return ws_error_set(err, WS_ERR_USAGE, "option %s needs a number from %d to %d (got "
-                                               "\"%s\")",
+        return ws_error_set(err, WS_ERR_USAGE,
+                            "option %s needs a number from %d to %d (got "
+                            "\"%s\")",
                             opt, lo, hi, v);
     *out = (int)n;
     return 0;
@@ -122,21 +122,24 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
         o->restore.pgdata = next;
     } else if (strcmp(opt, "--backup") == 0) {
         if (strcmp(next, "latest") != 0 && !ws_backup_id_valid(next))
-            return ws_error_set(err, WS_ERR_USAGE, "--backup needs a backup id "
-                                                   "(YYYYMMDDTHHMMSSZ) or \"latest\" (got \"%s\")",
+            return ws_error_set(err, WS_ERR_USAGE,
+                                "--backup needs a backup id "
+                                "(YYYYMMDDTHHMMSSZ) or \"latest\" (got \"%s\")",
                                 next);
         o->restore.backup = next;
     } else if (strcmp(opt, "--target-action") == 0) {
         if (strcmp(next, "pause") && strcmp(next, "promote") && strcmp(next, "shutdown"))
-            return ws_error_set(err, WS_ERR_USAGE, "--target-action must be pause, promote or "
-                                                   "shutdown (got \"%s\")",
+            return ws_error_set(err, WS_ERR_USAGE,
+                                "--target-action must be pause, promote or "
+                                "shutdown (got \"%s\")",
                                 next);
         o->restore.target_action = next;
     } else {
         const char *eq = strchr(next, '=');
         if (!eq || eq == next || !eq[1] || next[0] != '/' || eq[1] != '/')
-            return ws_error_set(err, WS_ERR_USAGE, "--tablespace-map needs OLDDIR=NEWDIR with "
-                                                   "absolute paths (got \"%s\")",
+            return ws_error_set(err, WS_ERR_USAGE,
+                                "--tablespace-map needs OLDDIR=NEWDIR with "
+                                "absolute paths (got \"%s\")",
                                 next);
         if (o->restore.nmaps == MAX_MAPS)
             return ws_error_set(err, WS_ERR_USAGE, "too many --tablespace-map options");
@@ -173,16 +176,18 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
         return usage_error(err, "--unset applies to keep, not to %s", c);
     if (!is_restore && (o->restore.pgdata || o->restore.backup || o->ntargets ||
                         o->restore.target_action || o->restore.force || o->restore.nmaps))
-        return usage_error(err, "restore options (--pgdata, --backup, --target-*, --force, "
-                                "--tablespace-map) do not apply to %s",
+        return usage_error(err,
+                           "restore options (--pgdata, --backup, --target-*, --force, "
+                           "--tablespace-map) do not apply to %s",
                            c);
     if (is_restore) {
         if (!o->restore.pgdata)
             return ws_error_set(err, WS_ERR_USAGE, "restore needs --pgdata DIR");
         if (o->ntargets > 1)
-            return ws_error_set(err, WS_ERR_USAGE, "give at most one of --target-time, "
-                                                   "--target-lsn, --target-xid, --target-name, "
-                                                   "--target-immediate");
+            return ws_error_set(err, WS_ERR_USAGE,
+                                "give at most one of --target-time, "
+                                "--target-lsn, --target-xid, --target-name, "
+                                "--target-immediate");
         if (o->restore.target_action && o->restore.target_kind == WS_TARGET_NONE)
             return ws_error_set(err, WS_ERR_USAGE, "--target-action needs a recovery target");
     }
@@ -230,8 +235,9 @@ int main(int argc, char **argv)
             if (strcmp(cli.args[0], cmds[i]) == 0)
                 break;
         if (!cmds[i]) {
-            ws_error_set(&err, WS_ERR_USAGE, "unknown command \"%s\" (create, list, restore, "
-                                             "verify, check or keep)",
+            ws_error_set(&err, WS_ERR_USAGE,
+                         "unknown command \"%s\" (create, list, restore, "
+                         "verify, check or keep)",
                          cli.args[0]);
             goto usage;
         }

@@ -175,12 +175,12 @@ int ws_manifest_load(struct ws_repo *repo, const struct ws_keyring *kr, const ch
  */
 struct ws_catalog_backup {
     char id[WS_BACKUP_ID_LEN + 1];
-    int has_manifest;       /* present and valid */
-    int bad_manifest;       /* present but unreadable: manifest_error says why */
+    int has_manifest; /* present and valid */
+    int bad_manifest; /* present but unreadable: manifest_error says why */
     char manifest_error[300];
     int complete;
-    struct ws_manifest m;   /* loaded when has_manifest */
-    char missing_wal[32];   /* first missing segment of an incomplete backup */
+    struct ws_manifest m;    /* loaded when has_manifest */
+    char missing_wal[32];    /* first missing segment of an incomplete backup */
     uint64_t stored_objects; /* bytes of its objects in storage (from the listing) */
     int64_t newest_mtime;    /* of its objects */
     int pinned;   /* <ID>/keep exists: `basebackup keep ID`; wal-prune never deletes it */
@@ -215,9 +215,9 @@ const struct ws_catalog_backup *ws_catalog_latest(const struct ws_catalog *cat);
 
 struct ws_backup_opts {
     const char *label;
-    int fast;       /* request an immediate checkpoint */
-    int parallel;   /* 0: cfg->parallel */
-    int progress;   /* show progress when stderr is a terminal */
+    int fast;     /* request an immediate checkpoint */
+    int parallel; /* 0: cfg->parallel */
+    int progress; /* show progress when stderr is a terminal */
 };
 
 /* Takes a backup; prints its id on stdout when complete. */
@@ -239,9 +239,9 @@ struct ws_tblspc_map {
 };
 struct ws_restore_opts {
     const char *pgdata;
-    const char *backup;  /* id, "latest" or NULL */
+    const char *backup; /* id, "latest" or NULL */
     int target_kind;
-    const char *target;  /* the value as given */
+    const char *target;        /* the value as given */
     const char *target_action; /* NULL: PostgreSQL's default (pause) */
     int parallel;
     int force;

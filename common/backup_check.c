@@ -32,8 +32,7 @@ static int check_writable(struct ws_repo *repo, char *detail, size_t n)
     char key[128];
     int rc;
 
-    snprintf(key, sizeof(key), "%s/check-%ld-%ld", repo->cluster, (long)getpid(),
-             (long)time(NULL));
+    snprintf(key, sizeof(key), "%s/check-%ld-%ld", repo->cluster, (long)getpid(), (long)time(NULL));
     rc = ws_storage_open_put(repo->st, key, WS_PUT_REPLACE, &put, &err);
     if (rc == 0)
         rc = ws_sink_write(put, "walsafe check\n", 14, &err);
@@ -169,8 +168,8 @@ int ws_backup_check(const struct ws_config *cfg, struct ws_error *err)
         failed += report(rc == 0, "encryption key matches the repository", detail);
     }
     if (have_pg) {
-        int ok = info.archive_mode && (strcmp(info.archive_mode, "on") == 0 ||
-                                       strcmp(info.archive_mode, "always") == 0);
+        int ok = info.archive_mode &&
+                 (strcmp(info.archive_mode, "on") == 0 || strcmp(info.archive_mode, "always") == 0);
         snprintf(detail, sizeof(detail), "archive_mode = %s",
                  info.archive_mode ? info.archive_mode : "?");
         failed += report(ok, "archive_mode is on", detail);
@@ -185,8 +184,9 @@ int ws_backup_check(const struct ws_config *cfg, struct ws_error *err)
     } else if (have_pg && have_repo && !info.in_recovery) {
         char *seg = NULL;
         /* a WAL record first: pg_switch_wal() does nothing on an idle server */
-        rc = ws_pg_query_value(pg, "SELECT pg_walfile_name(pg_switch_wal()) FROM "
-                                   "(SELECT pg_logical_emit_message(false, 'walsafe', 'check')) m",
+        rc = ws_pg_query_value(pg,
+                               "SELECT pg_walfile_name(pg_switch_wal()) FROM "
+                               "(SELECT pg_logical_emit_message(false, 'walsafe', 'check')) m",
                                &seg, err);
         if (rc == 0 && seg) {
             char key[256];

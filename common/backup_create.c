@@ -60,16 +60,16 @@ struct walk {
 
 /* Directories whose contents are skipped (the directory itself is kept). */
 static const char *const skip_contents[] = {
-    "pg_wal", "pg_dynshmem", "pg_notify", "pg_replslot", "pg_serial",
+    "pg_wal",       "pg_dynshmem", "pg_notify",   "pg_replslot", "pg_serial",
     "pg_snapshots", "pg_stat_tmp", "pg_subtrans", NULL,
 };
 
 /* Files of the top-level directory that are never copied. backup_label and tablespace_map come
  * from pg_backup_stop instead; the signal files are written by restore. */
 static const char *const skip_top_files[] = {
-    "postmaster.pid", "postmaster.opts", "backup_label", "tablespace_map", "backup_manifest",
-    "backup_label.old", "tablespace_map.old", "postgresql.auto.conf.tmp", "current_logfiles",
-    "recovery.signal", "standby.signal", NULL,
+    "postmaster.pid",   "postmaster.opts",  "backup_label",       "tablespace_map",
+    "backup_manifest",  "backup_label.old", "tablespace_map.old", "postgresql.auto.conf.tmp",
+    "current_logfiles", "recovery.signal",  "standby.signal",     NULL,
 };
 
 static int in_list(const char *const *list, const char *s)
@@ -551,8 +551,8 @@ static int cmp_size_desc(const void *a, const void *b)
 
 /* ---- the command -------------------------------------------------------------------------- */
 
-static int store_small_file(struct job *j, const char *name, const char *text,
-                            struct ws_bfile *out, struct ws_error *err)
+static int store_small_file(struct job *j, const char *name, const char *text, struct ws_bfile *out,
+                            struct ws_error *err)
 {
     struct worker w = {0};
     EVP_MD_CTX *md = NULL;
@@ -692,8 +692,9 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_opts *o
     else if (info.data_directory)
         pgdata = realpath(info.data_directory, NULL);
     else {
-        rc = ws_error_set(err, WS_ERR_CONFIG, "pgdata is not set and the server did not tell its "
-                                              "data directory: set pgdata (or PGDATA)");
+        rc = ws_error_set(err, WS_ERR_CONFIG,
+                          "pgdata is not set and the server did not tell its "
+                          "data directory: set pgdata (or PGDATA)");
         goto out;
     }
     if (!pgdata) {
@@ -838,8 +839,9 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_opts *o
     in_backup = 0;
     m.stop_time = time(NULL);
     if (parse_label_timeline(labelfile, &m.timeline) != 0) {
-        rc = ws_error_set(err, WS_ERR_INVALID, "backup_label from the server has no START "
-                                               "TIMELINE line");
+        rc = ws_error_set(err, WS_ERR_INVALID,
+                          "backup_label from the server has no START "
+                          "TIMELINE line");
         goto out;
     }
     for (i = 0; i < w.nfiles; i++)

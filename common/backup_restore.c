@@ -173,8 +173,8 @@ static int choose_backup(const struct ws_catalog *cat, const struct ws_restore_o
                                 o->target);
         }
         if (o->target_kind == WS_TARGET_LSN && b->m.stop_lsn > tlsn)
-            return ws_error_set(err, WS_ERR_INVALID,
-                                "backup %s ends after --target-lsn %s", b->id, o->target);
+            return ws_error_set(err, WS_ERR_INVALID, "backup %s ends after --target-lsn %s", b->id,
+                                o->target);
         *out = b;
         return 0;
     }
@@ -379,8 +379,6 @@ static void *rworker_main(void *arg)
     return NULL;
 }
 
-
-
 /* Paths from a manifest must stay inside the data directory. */
 static int safe_relpath(const char *p)
 {
@@ -538,8 +536,8 @@ static int find_wal_fetch(char *out, size_t outsz, struct ws_error *err)
 
 static int recovery_key(const char *line)
 {
-    static const char *const keys[] = {"restore_command", "recovery_target",
-                                       "recovery_end_command", NULL};
+    static const char *const keys[] = {"restore_command", "recovery_target", "recovery_end_command",
+                                       NULL};
     const char *const *k;
 
     while (*line == ' ' || *line == '\t')
@@ -640,8 +638,8 @@ static int sync_fs_of(const char *dir, struct ws_error *err)
     if (fd < 0)
         return ws_error_setsys(err, WS_ERR_IO, errno, "could not open directory \"%s\"", dir);
     if (syncfs(fd) != 0)
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not sync the file system of \"%s\"",
-                             dir);
+        rc =
+            ws_error_setsys(err, WS_ERR_IO, errno, "could not sync the file system of \"%s\"", dir);
     close(fd);
     return rc;
 }
@@ -676,9 +674,9 @@ static int remap_tablespace_map(const char *pgdata, const struct ws_restore_opts
     snprintf(path, sizeof(path), "%s/tablespace_map", pgdata);
     snprintf(tmp, sizeof(tmp), "%s/tablespace_map.walsafe", pgdata);
     if (!(in = fopen(path, "r")))
-        return errno == ENOENT ? 0
-                               : ws_error_setsys(err, WS_ERR_IO, errno, "could not open \"%s\"",
-                                                 path);
+        return errno == ENOENT
+                   ? 0
+                   : ws_error_setsys(err, WS_ERR_IO, errno, "could not open \"%s\"", path);
     if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0 ||
         !(out = fdopen(fd, "w"))) {
         rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not create file \"%s\"", tmp);
@@ -725,15 +723,12 @@ static int split_files(const char *pgdata, const struct ws_manifest *m,
         if (!f->npieces)
             continue;
         if ((size_t)snprintf(path, sizeof(path), "%s/%s", pgdata, f->path) >= sizeof(path))
-            return ws_error_set(err, WS_ERR_INVALID, "path too long: \"%s/%s\"", pgdata,
-                                f->path);
+            return ws_error_set(err, WS_ERR_INVALID, "path too long: \"%s/%s\"", pgdata, f->path);
         if (!finish) {
             if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
-                return ws_error_setsys(err, WS_ERR_IO, errno, "could not create file \"%s\"",
-                                       path);
+                return ws_error_setsys(err, WS_ERR_IO, errno, "could not create file \"%s\"", path);
             if (ftruncate(fd, (off_t)f->size) != 0)
-                rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not extend file \"%s\"",
-                                     path);
+                rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not extend file \"%s\"", path);
             close(fd);
         } else {
             struct timespec ts[2] = {{f->mtime, 0}, {f->mtime, 0}};
@@ -774,8 +769,8 @@ int ws_backup_restore(const struct ws_config *cfg, const struct ws_restore_opts 
         goto out;
     if (!cat.has_identity) {
         rc = ws_error_set(err, WS_ERR_NOT_FOUND,
-                          "the repository %s holds nothing for cluster \"%s\"",
-                          repo.st->location, repo.cluster);
+                          "the repository %s holds nothing for cluster \"%s\"", repo.st->location,
+                          repo.cluster);
         goto out;
     }
     if ((rc = choose_backup(&cat, o, &b, err)) != 0)
@@ -840,8 +835,7 @@ int ws_backup_restore(const struct ws_config *cfg, const struct ws_restore_opts 
         }
         if (chmod(path, m->dirs[i].mode & 07777) != 0 ||
             (bo.chown_files && chown(path, bo.uid, bo.gid) != 0)) {
-            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not set attributes of \"%s\"",
-                                 path);
+            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not set attributes of \"%s\"", path);
             goto out;
         }
         /* pg_tblspc exists now: link the tablespaces before their contents are created */
@@ -871,8 +865,8 @@ int ws_backup_restore(const struct ws_config *cfg, const struct ws_restore_opts 
     }
     bo.root = pgdata;
     bo.problem = report_problem;
-    ws_log_info("restoring backup %s (%" PRIu64 " bytes in %zu files) into \"%s\"", b->id,
-                m->bytes, m->nfiles, pgdata);
+    ws_log_info("restoring backup %s (%" PRIu64 " bytes in %zu files) into \"%s\"", b->id, m->bytes,
+                m->nfiles, pgdata);
     if ((rc = split_files(pgdata, m, &bo, 0, err)) != 0 ||
         (rc = run_restore_workers(cfg, &kr, &repo, m, o, &bo, err)) != 0 ||
         (rc = split_files(pgdata, m, &bo, 1, err)) != 0)
@@ -888,8 +882,9 @@ int ws_backup_restore(const struct ws_config *cfg, const struct ws_restore_opts 
     ws_log_info("backup %s restored into \"%s\"; start PostgreSQL to recover", b->id, pgdata);
 out:
     if (rc && files_started)
-        ws_error_prefix(err, "restore into \"%s\" failed, do not start it (run the restore again "
-                             "with --force)",
+        ws_error_prefix(err,
+                        "restore into \"%s\" failed, do not start it (run the restore again "
+                        "with --force)",
                         pgdata ? pgdata : o->pgdata);
     free(pgdata);
     ws_catalog_free(&cat);

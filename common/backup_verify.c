@@ -46,10 +46,9 @@ static void file_problem(void *arg, const struct ws_bfile *f, const char *msg)
         problem(v, "backup %s: file \"%s\" (bundles %06" PRIu32 " to %06" PRIu32 "): %s", v->id,
                 f->path, f->bundle, f->pieces[f->npieces - 1].bundle, msg);
     else
-        problem(v, "backup %s: file \"%s\" (bundle %06" PRIu32 "): %s", v->id, f->path,
-                f->bundle, msg);
+        problem(v, "backup %s: file \"%s\" (bundle %06" PRIu32 "): %s", v->id, f->path, f->bundle,
+                msg);
 }
-
 
 /* Reads and verifies one WAL object. */
 static int verify_wal(struct ws_repo *repo, const struct ws_keyring *kr, const char *name,
@@ -138,8 +137,7 @@ static int verify_backup(struct ws_repo *repo, const struct ws_keyring *kr,
             problem(&v, "backup %s: bundle %s: %s", b->id, key,
                     rc == WS_ERR_NOT_FOUND ? "missing from the repository" : err->msg);
             for (f = a; f < z && f < a + 20; f++)
-                problem(&v, "backup %s: file \"%s\" is in that bundle", b->id,
-                        ext[f].file->path);
+                problem(&v, "backup %s: file \"%s\" is in that bundle", b->id, ext[f].file->path);
             if (z - a > 20)
                 problem(&v, "backup %s: ... and %zu more files in that bundle", b->id, z - a - 20);
             rc = 0;
@@ -158,8 +156,8 @@ static int verify_backup(struct ws_repo *repo, const struct ws_keyring *kr,
         rc = ws_error_set(err, WS_ERR_CORRUPT, "backup %s failed verification: %zu problem(s)",
                           b->id, v.problems);
     else
-        printf("backup %s: OK (%zu files, %" PRIu64 " bytes, WAL %s)\n", b->id, m->nfiles,
-               m->bytes, "present and valid");
+        printf("backup %s: OK (%zu files, %" PRIu64 " bytes, WAL %s)\n", b->id, m->nfiles, m->bytes,
+               "present and valid");
 out:
     if (mds)
         for (i = 0; i < m->nfiles; i++)
@@ -186,8 +184,7 @@ static size_t check_continuity(const struct ws_catalog *cat, const struct ws_cat
             continue; /* before the oldest backup: not needed */
         ws_wal_format_name(x, a->tli, a->segno + 1, ss);
         ws_wal_format_name(y, b->tli, b->segno - 1, ss);
-        ws_log(WS_LOG_ERROR, "WAL gap on timeline %" PRIu32 ": %s to %s are missing", a->tli, x,
-               y);
+        ws_log(WS_LOG_ERROR, "WAL gap on timeline %" PRIu32 ": %s to %s are missing", a->tli, x, y);
         gaps++;
     }
     return gaps;
@@ -251,8 +248,9 @@ int ws_backup_verify(const struct ws_config *cfg, const char *id, int all, struc
             if (cat.backups[i].has_manifest)
                 b = &cat.backups[i];
         if (!b) {
-            rc = ws_error_set(err, WS_ERR_NOT_FOUND, "the repository holds no backup of cluster "
-                                                     "\"%s\"",
+            rc = ws_error_set(err, WS_ERR_NOT_FOUND,
+                              "the repository holds no backup of cluster "
+                              "\"%s\"",
                               repo.cluster);
             goto out;
         }

@@ -149,13 +149,13 @@ static int splitter_write(struct ws_sink *s, const void *buf, size_t len, struct
             if (md && EVP_DigestUpdate(md, p, n) != 1)
                 return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
             if (sp->fd >= 0) {
-                int wrc = whole(e) ? ws_write_all(sp->fd, p, n)
-                                   : (ws_pwrite_all(sp->fd, p, n,
-                                                    (off_t)(e->file_offset + sp->cur_done)));
+                int wrc =
+                    whole(e)
+                        ? ws_write_all(sp->fd, p, n)
+                        : (ws_pwrite_all(sp->fd, p, n, (off_t)(e->file_offset + sp->cur_done)));
                 if (wrc != 0)
-                    return ws_error_setsys(err, WS_ERR_IO, errno,
-                                           "could not write file \"%s/%s\"", sp->o.root,
-                                           e->file->path);
+                    return ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s/%s\"",
+                                           sp->o.root, e->file->path);
             }
             p += n;
             len -= n;

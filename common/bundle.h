@@ -34,8 +34,8 @@ struct ws_bextent;
 typedef void (*ws_bundle_problem_fn)(void *arg, const struct ws_bfile *f, const char *msg);
 
 struct ws_bundle_opts {
-    const char *root;  /* NULL: verify only, write nothing */
-    uid_t uid;         /* chown restored files when chown_files */
+    const char *root; /* NULL: verify only, write nothing */
+    uid_t uid;        /* chown restored files when chown_files */
     gid_t gid;
     int chown_files;
     ws_bundle_problem_fn problem;

@@ -348,9 +348,20 @@ static int split(char *line, char **f, int max)
 }
 
 static const char *const header_keys[] = {
-    "id",       "label",     "start_time",       "stop_time",        "start_lsn",
-    "stop_lsn", "timeline",  "pg_version",       "system_identifier", "wal_segment_size",
-    "data_checksums", "bytes", "stored_bytes",   "bundles",
+    "id",
+    "label",
+    "start_time",
+    "stop_time",
+    "start_lsn",
+    "stop_lsn",
+    "timeline",
+    "pg_version",
+    "system_identifier",
+    "wal_segment_size",
+    "data_checksums",
+    "bytes",
+    "stored_bytes",
+    "bundles",
 };
 #define NHEADER (sizeof(header_keys) / sizeof(header_keys[0]))
 
@@ -536,8 +547,8 @@ int ws_manifest_parse(const char *text, size_t len, const char *what, struct ws_
         *nl = '\0';
         if ((r = parse_line(m, line, &nheader, &ended, err)) != 0) {
             rc = r == -2 ? err->code
-                         : ws_error_set(err, WS_ERR_CORRUPT, "manifest %s: invalid line %zu",
-                                        what, lineno);
+                         : ws_error_set(err, WS_ERR_CORRUPT, "manifest %s: invalid line %zu", what,
+                                        lineno);
             goto out;
         }
     }

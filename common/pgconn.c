@@ -68,8 +68,8 @@ static int run(struct ws_pg *pg, const char *sql, int nparams, const char *const
     PGresult *res = PQexecParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0);
     char buf[512];
 
-    if (!res || (PQresultStatus(res) != PGRES_TUPLES_OK &&
-                 PQresultStatus(res) != PGRES_COMMAND_OK)) {
+    if (!res ||
+        (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK)) {
         const char *m = res ? PQresultErrorMessage(res) : NULL;
         if (m && *m) {
             snprintf(buf, sizeof(buf), "%s", m);
@@ -125,13 +125,12 @@ int ws_pg_query_param(struct ws_pg *pg, const char *sql, const char *param, char
 
 int ws_pg_get_info(struct ws_pg *pg, struct ws_pg_info *info, struct ws_error *err)
 {
-    static const char sql[] =
-        "SELECT current_setting('server_version_num'), "
-        "(SELECT system_identifier FROM pg_control_system()), "
-        "(SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'), "
-        "current_setting('data_checksums'), pg_is_in_recovery(), "
-        "(SELECT setting FROM pg_settings WHERE name = 'data_directory'), "
-        "current_setting('archive_mode'), current_setting('archive_command')";
+    static const char sql[] = "SELECT current_setting('server_version_num'), "
+                              "(SELECT system_identifier FROM pg_control_system()), "
+                              "(SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'), "
+                              "current_setting('data_checksums'), pg_is_in_recovery(), "
+                              "(SELECT setting FROM pg_settings WHERE name = 'data_directory'), "
+                              "current_setting('archive_mode'), current_setting('archive_command')";
     PGresult *res = NULL;
     char *v[8] = {0};
     int rc, i;
@@ -143,8 +142,9 @@ int ws_pg_get_info(struct ws_pg *pg, struct ws_pg_info *info, struct ws_error *e
         if ((rc = one_value(res, i, sql, &v[i], err)) != 0)
             goto out;
     if (!v[0] || !v[1] || !v[2] || !v[3] || !v[4]) {
-        rc = ws_error_set(err, WS_ERR_STORAGE, "the server did not report its version, system "
-                                               "identifier and WAL segment size");
+        rc = ws_error_set(err, WS_ERR_STORAGE,
+                          "the server did not report its version, system "
+                          "identifier and WAL segment size");
         goto out;
     }
     info->version = (int)strtol(v[0], NULL, 10);
@@ -181,11 +181,10 @@ void ws_pg_info_free(struct ws_pg_info *info)
 int ws_pg_backup_start(struct ws_pg *pg, int version, const char *label, int fast,
                        uint64_t *start_lsn, struct ws_error *err)
 {
-    const char *sql = version >= 150000
-                          ? (fast ? "SELECT pg_backup_start($1, true)"
-                                  : "SELECT pg_backup_start($1, false)")
-                          : (fast ? "SELECT pg_start_backup($1, true, false)"
-                                  : "SELECT pg_start_backup($1, false, false)");
+    const char *sql = version >= 150000 ? (fast ? "SELECT pg_backup_start($1, true)"
+                                                : "SELECT pg_backup_start($1, false)")
+                                        : (fast ? "SELECT pg_start_backup($1, true, false)"
+                                                : "SELECT pg_start_backup($1, false, false)");
     char *v = NULL;
     int rc;
 
