@@ -637,6 +637,39 @@ static int verify_record(const struct ws_config *cfg, const struct spool *sp, co
     return 1;
 }
 
+/*
+ * `.stopped` in the lock directory: written by a push-ahead process that stopped on a storage
+ * failure, removed by the next call whose own push succeeds. While it is younger than
+ * WS_PUSHAHEAD_OUTAGE_PAUSE seconds no new process starts, so an outage does not cost a process
+ * and a failing request per call of PostgreSQL's on top of the call's own.
+ */
+static void outage_mark(const struct spool *sp, int on)
+{
+    char path[PATH_MAX];
+    int fd;
+
+    if (path_join(path, sizeof(path), sp->locks, ".stopped") != 0)
+        return;
+    if (!on) {
+        unlink(path);
+        return;
+    }
+    if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)) >= 0) {
+        futimens(fd, NULL);
+        close(fd);
+    }
+}
+
+static int outage_pause(const struct spool *sp)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    time_t now = time(NULL);
+
+    return path_join(path, sizeof(path), sp->locks, ".stopped") == 0 && lstat(path, &st) == 0 &&
+           st.st_mtime <= now && now - st.st_mtime < WS_PUSHAHEAD_OUTAGE_PAUSE;
+}
+
 /* ---- step 4: the batch ---- */
 
 /* The ready files to push ahead of `current`, in order, at most max; caller frees. */
@@ -869,6 +902,8 @@ static void batch_run(struct batch *b)
             pthread_join(w[i].thread, NULL);
     for (i = b->next; i < b->n; i++)
         lock_release(b->sp, b->names[i], b->fds[i]);
+    if (b->stop)
+        outage_mark(b->sp, 1);
     ws_log_info("push-ahead: %zu of %zu ready WAL files archived ahead by process %d with %zu "
                 "workers in %.1f s (%zu failed)",
                 b->pushed, b->n, (int)getpid(), nw, seconds_since(&b->start), b->failed);
@@ -895,6 +930,8 @@ static int batch_start(const struct ws_config *cfg, const struct spool *sp, cons
     pid_t pid = -1;
 
     memset(&b, 0, sizeof(b));
+    if (outage_pause(sp))
+        return 0; /* the last process stopped on a storage failure moments ago */
     if (path_join(path, sizeof(path), sp->locks, ".batch") != 0 ||
         path_join(alive, sizeof(alive), sp->locks, ".alive") != 0 ||
         (slot = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0 ||
@@ -973,8 +1010,10 @@ int ws_pushahead_push(const struct ws_config *cfg, const char *wal_path, struct 
      * one zstd thread when a batch keeps the other cores busy. */
     batch = batch_start(cfg, &sp, name, lockfd);
     rc = ws_archive_push_in(cfg, NULL, NULL, batch ? 0 : -1, cfg->retries, wal_path, res, err);
-    if (rc == 0)
+    if (rc == 0) {
         record_write(cfg, &sp, name, res);
+        outage_mark(&sp, 0); /* the storage works: push-ahead may start again */
+    }
 out:
     lock_release(&sp, name, lockfd);
     return rc;

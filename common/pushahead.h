@@ -51,8 +51,10 @@
  *      setsid, stdio on /dev/null: its lines go to log_file only) takes over the locks and
  *      pushes the files with `parallel` worker threads, each with its own storage handle (one
  *      session each on S3/SFTP) and one zstd thread per file, one attempt per file; a storage
- *      failure stops it. A worker that finds the queue empty looks for more ready files the same
- *      way (locked before they are queued; a file it failed is never taken again), for
+ *      failure stops it, and then no new process starts for WS_PUSHAHEAD_OUTAGE_PAUSE seconds
+ *      unless a call's own push succeeds first (the `.stopped` file). A worker that finds the
+ *      queue empty looks for more ready files the same way (locked before they are queued; a file
+ *      it failed is never taken again), for
  *      WS_PUSHAHEAD_PROCESS_SECONDS after the process started; the process exits when the queue
  *      is empty then, so its life is bounded (a later call starts the next one, with the
  *      configuration and keys of that moment). It holds `.alive` shared for its whole life (tests
@@ -121,6 +123,7 @@
 
 #define WS_PUSHAHEAD_PER_WORKER 8 /* batch files per worker */
 #define WS_PUSHAHEAD_MAX_BATCH 64
+#define WS_PUSHAHEAD_OUTAGE_PAUSE 30    /* seconds without a new process after a storage failure */
 #define WS_PUSHAHEAD_PROCESS_SECONDS 60 /* a push-ahead process takes no new files after this */
 #define WS_PUSHAHEAD_RECORD_MAX_AGE (24 * 3600) /* seconds */
 #define WS_PUSHAHEAD_REPO_MAX 4096

@@ -672,6 +672,44 @@ static void test_failures(void)
     ws_config_free(&e.cfg);
 }
 
+/* After a push-ahead process stopped on a storage failure (`.stopped`, fresh), no new one starts
+ * until a call's own push succeeds; an old `.stopped` holds nothing back. */
+static void test_outage_pause(void)
+{
+    struct env e;
+    struct ws_push_result res;
+    struct ws_error err;
+    char name[WS_WAL_NAME_LEN + 1], stopped[800];
+    struct timeval old[2] = {{1000000000, 0}, {1000000000, 0}};
+
+    REQUIRE(setup(&e, "outage", "2") == 0);
+    REQUIRE(add_ready(&e, 1, 6) == 0);
+    REQUIRE(mkdir(e.spool, 0700) == 0);
+    {
+        char d[700];
+        snprintf(d, sizeof(d), "%s/main", e.spool);
+        REQUIRE(mkdir(d, 0700) == 0 && mkdir(e.locks, 0700) == 0);
+    }
+    snprintf(stopped, sizeof(stopped), "%s/.stopped", e.locks);
+    REQUIRE(write_file(stopped, "", 0) == 0);
+    CHECK(push(&e, 1, &res, &err) == 0 && !res.pushed_ahead);
+    CHECK(has_record(&e, 1) && !has_record(&e, 2) && !in_repo(&e, 2)); /* no process */
+    CHECK(!exists(stopped)); /* X went through: the storage works */
+    seg_name(1, name);
+    mark_done(&e, name);
+    CHECK(push(&e, 2, &res, &err) == 0 && !res.pushed_ahead);
+    for (int i = 3; i <= 6; i++)
+        CHECK(has_record(&e, (uint64_t)i));
+    seg_name(2, name);
+    mark_done(&e, name);
+    /* an old mark: a verified call starts the next process as usual */
+    REQUIRE(add_ready(&e, 7, 2) == 0);
+    REQUIRE(write_file(stopped, "", 0) == 0 && utimes(stopped, old) == 0);
+    CHECK(push(&e, 3, &res, &err) == 0 && res.pushed_ahead);
+    CHECK(has_record(&e, 7) && has_record(&e, 8));
+    ws_config_free(&e.cfg);
+}
+
 /* When push-ahead does not apply or the spool cannot be used, X alone is pushed as before. */
 static void test_not_applied(void)
 {
@@ -779,6 +817,7 @@ const struct unit_test unit_tests[] = {
     {"stale record: content changed under the name", test_stale_record},
     {"damaged and foreign records", test_untrusted_records},
     {"failing and locked batch files, failing X", test_failures},
+    {"no new process for a while after a storage failure", test_outage_pause},
     {"no push-ahead: serial, no .ready, no spool, spool refused or unusable", test_not_applied},
     {"spool housekeeping", test_clean},
     {NULL, NULL},
