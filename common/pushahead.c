@@ -8,6 +8,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -637,6 +638,36 @@ static int verify_record(const struct ws_config *cfg, const struct spool *sp, co
     return 1;
 }
 
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* Closes every descriptor above 2 that is not in keep (which it sorts). */
+static void close_fds_except(int *keep, size_t n)
+{
+    unsigned int from = 3;
+
+    qsort(keep, n, sizeof(*keep), cmp_int);
+    for (size_t i = 0; i <= n; i++) {
+        unsigned int upto =
+            i < n ? (unsigned int)keep[i] : ~0U; /* exclusive, but ~0U: to the end */
+        if (i < n && (keep[i] < 3 || (unsigned int)keep[i] < from))
+            continue;
+        if (upto > from) {
+            unsigned int last = i < n ? upto - 1 : ~0U;
+            if (close_range(from, last, 0) != 0) {
+                long max = sysconf(_SC_OPEN_MAX);
+                for (long fd = from; fd <= (long)last && fd < (max > 0 ? max : 1024); fd++)
+                    close((int)fd);
+            }
+        }
+        if (i < n)
+            from = upto + 1;
+    }
+}
+
 /*
  * `.stopped` in the lock directory: written by a push-ahead process that stopped on a storage
  * failure, removed by the next call whose own push succeeds. While it is younger than
@@ -958,6 +989,23 @@ static int batch_start(const struct ws_config *cfg, const struct spool *sp, cons
         }
         if (xfd >= 0)
             close(xfd);
+        signal(SIGPIPE, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        signal(SIGINT, SIG_IGN);
+        /* Nothing inherited from PostgreSQL's archiver (a pipe to its logger, say) stays open for
+         * this process's life: every descriptor but stdio and the locks is closed, log_file is
+         * opened again. */
+        ws_log_set_file(NULL);
+        {
+            int keep[WS_PUSHAHEAD_MAX_BATCH + 2];
+            size_t nk = 0;
+            keep[nk++] = slot;
+            keep[nk++] = live;
+            for (i = 0; i < b.n && nk < sizeof(keep) / sizeof(keep[0]); i++)
+                keep[nk++] = b.fds[i];
+            close_fds_except(keep, nk);
+        }
+        ws_log_set_file(b.cfg->log_file);
         clock_gettime(CLOCK_MONOTONIC, &b.start);
         batch_run(&b);
         _exit(0);
