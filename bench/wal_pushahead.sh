@@ -13,6 +13,8 @@
 #                         repository (the npm S3 test server on 127.0.0.1, data on the same disk):
 #                         rows walsafe-pushahead-sftp / walsafe-serial-sftp and -s3, and the ratios
 #                         of their drains to the local ones (default: local only)
+#   PUSHAHEAD_TRICKLE=N   with sftp or s3 in PUSHAHEAD_REPOS, also N segments (default 40) made
+#                         ready one at a time, TRICKLE_GAP seconds apart (default 0.2): method 4
 #
 # Method
 #   1. The backlog: a data-directory look-alike ($DIR/pa: global/pg_control, pg_wal with hard
@@ -41,6 +43,15 @@
 #      its drains and the ratio of the medians. Also shown: segments / summed call latency (the
 #      measure of MODE=local, blind to work done between calls) and the machine's CPU seconds
 #      during the drain (/proc/stat, every process, background ones included).
+#   4. Trickle (the steady state: a segment completes now and then, no backlog): another
+#      look-alike ($DIR/tr) with a postmaster.pid standing for a running postmaster (a network
+#      repository's push-ahead process waits for new files only while that file stays; it is
+#      removed after each trickle, which ends the process). Each segment in turn: TRICKLE_GAP
+#      seconds of nothing, then its .ready is created and the archiver's call made at once, timed
+#      from the .ready to the call's exit (what a lone segment costs PostgreSQL), .ready -> .done.
+#      Rows walsafe-trickle-pa[-REPO] (push-ahead on) and walsafe-trickle-serial[-REPO]
+#      (spool_dir = ''), each ROUNDS times with a fresh repository and spool; the figure is the
+#      median call, and the ratios compare each network row with the local ones.
 
 PA_PARALLEL=${PUSHAHEAD_PARALLEL:-2}
 ROUNDS=${ROUNDS:-3}
@@ -49,6 +60,13 @@ for r in $PA_REPOS; do
     [ "$r" = local ] || PA_NAMES+=("walsafe-pushahead-$r" "walsafe-serial-$r")
 done
 declare -gA PA_CMD=() PA_CPU=() PA_WALL=()
+TR_N=${PUSHAHEAD_TRICKLE:-40}
+TR_GAP=${TRICKLE_GAP:-0.2}
+TR_NAMES=()
+for r in $PA_REPOS; do
+    [ "$r" = local ] || TR_NAMES+=("walsafe-trickle-pa-$r" "walsafe-trickle-serial-$r")
+done
+[ ${#TR_NAMES[@]} = 0 ] || TR_NAMES=(walsafe-trickle-pa walsafe-trickle-serial "${TR_NAMES[@]}")
 
 # pa_cpu_ticks: the machine's busy CPU time so far (user nice system irq softirq steal), ticks.
 pa_cpu_ticks() {
@@ -77,6 +95,24 @@ pa_drain() {
     done <"$list"
     t1=$EPOCHREALTIME
     echo $((${t1/./} - ${start/./})) >"$res.wall"
+}
+
+# pa_trickle CWD SEGMENT_LIST RESULT COMMAND_PREFIX GAP: method 4's calls (run as postgres); RESULT
+# as pa_drain's.
+pa_trickle() {
+    local cwd=$1 list=$2 res=$3 prefix=$4 gap=$5 seg t0 t1 rc
+    cd "$cwd" || return 1
+    : >"$res"
+    while read -r seg; do
+        sleep "$gap"
+        t0=$EPOCHREALTIME
+        : >"pg_wal/archive_status/$seg.ready"
+        sh -c "$prefix pg_wal/$seg" 2>>"$res.err"
+        rc=$?
+        t1=$EPOCHREALTIME
+        echo "$seg $rc $((${t1/./} - ${t0/./})) - -" >>"$res"
+        [ $rc = 0 ] && mv "pg_wal/archive_status/$seg.ready" "pg_wal/archive_status/$seg.done"
+    done <"$list"
 }
 
 # pa_quiet: waits until pgBackRest's async archive-push of an earlier drain has ended (watched by
@@ -193,6 +229,82 @@ pushahead_bench() {
         done
     done
     pa_report
+    [ ${#TR_NAMES[@]} = 0 ] || trickle_bench
+}
+
+# trickle_bench: method 4, after the drains (their configurations and commands).
+trickle_bench() {
+    local r i name s stored
+    local -A cmd=()
+    need_count TR_N
+    [ "$TR_N" -le "$SEGMENTS" ] || die "PUSHAHEAD_TRICKLE ($TR_N) exceeds SEGMENTS ($SEGMENTS)"
+    mkdir -p "$DIR/tr/global" "$DIR/tr/pg_wal"
+    cp "$DIR/push/global/pg_control" "$DIR/tr/global/"
+    head -n "$TR_N" "$DIR/segments" >"$DIR/tr-segments"
+    while read -r s; do ln "$DIR/push/pg_wal/$s" "$DIR/tr/pg_wal/$s"; done <"$DIR/tr-segments"
+    for name in "${TR_NAMES[@]}"; do
+        case $name in
+        walsafe-trickle-pa) cmd[$name]=${PA_CMD[walsafe-pushahead]} ;;
+        walsafe-trickle-serial) cmd[$name]=${PA_CMD[walsafe-serial]} ;;
+        walsafe-trickle-pa-*) cmd[$name]=${PA_CMD[walsafe-pushahead-${name##*-}]} ;;
+        walsafe-trickle-serial-*) cmd[$name]=${PA_CMD[walsafe-serial-${name##*-}]} ;;
+        esac
+    done
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for ((i = 0; i < ${#TR_NAMES[@]}; i++)); do
+            name=${TR_NAMES[(i + r - 1) % ${#TR_NAMES[@]}]}
+            pa_quiet
+            pa_reset "$name"
+            rm -rf "$DIR/tr/pg_wal/archive_status"
+            mkdir "$DIR/tr/pg_wal/archive_status"
+            echo "$$" >"$DIR/tr/postmaster.pid"
+            chown -R postgres: "$DIR/tr"
+            note "pushahead: trickle round $r of $ROUNDS, $name, $TR_N segments ${TR_GAP}s apart"
+            sync
+            cat "$DIR"/tr/pg_wal/0* >/dev/null
+            as_pg bash -c "$(declare -f pa_trickle); pa_trickle \"\$@\"" pa_trickle \
+                "$DIR/tr" "$DIR/tr-segments" "$DIR/results/$name.$r" "${cmd[$name]}" "$TR_GAP"
+            rm -f "$DIR/tr/postmaster.pid"
+            pa_quiet
+            stored=$(pa_stored "$name")
+            if [ "$stored" != "$TR_N" ]; then
+                echo "bench: $name, round $r: $stored of $TR_N segments in the repository" >&2
+                BAD=1
+            fi
+        done
+    done
+    for name in "${TR_NAMES[@]}"; do
+        : >"$DIR/results/$name"
+        : >"$DIR/results/$name.err"
+        for ((r = 1; r <= ROUNDS; r++)); do
+            cat "$DIR/results/$name.$r" >>"$DIR/results/$name"
+            cat "$DIR/results/$name.$r.err" >>"$DIR/results/$name.err" 2>/dev/null || true
+        done
+    done
+    tr_report
+}
+
+tr_report() {
+    local name calls failed sps med p90 max r
+    local -A MED=()
+    printf '\ntrickle: %s segments made ready one at a time, %ss apart, each call timed from its .ready to its exit;\n' "$TR_N" "$TR_GAP"
+    printf '         %s rounds, a fresh repository and spool per round; -pa: push-ahead on (parallel = %s), -serial: spool_dir = '"''"'\n' "$ROUNDS" "$PA_PARALLEL"
+    printf '\n%-30s %6s %6s %11s %9s %9s %12s\n' tool calls failed "median ms" "p90 ms" "max ms" "per latency"
+    for name in "${TR_NAMES[@]}"; do
+        read -r calls failed sps med p90 max _ <<<"$(stats "$DIR/results/$name")"
+        [ "$failed" = 0 ] || BAD=1
+        MED[$name]=$med
+        printf '%-30s %6s %6s %11s %9s %9s %12s\n' "$name" "$calls" "$failed" "$med" "$p90" "$max" "$sps"
+    done
+    printf '\nper segment (median call) against a local directory (>1: slower):\n'
+    for r in $PA_REPOS; do
+        [ "$r" != local ] || continue
+        printf '  %s: push-ahead %s (against local push-ahead %s), serial %s (against local serial)\n' "$r" \
+            "$(ratio "${MED[walsafe-trickle-pa-$r]}" "${MED[walsafe-trickle-serial]}")" \
+            "$(ratio "${MED[walsafe-trickle-pa-$r]}" "${MED[walsafe-trickle-pa]}")" \
+            "$(ratio "${MED[walsafe-trickle-serial-$r]}" "${MED[walsafe-trickle-serial]}")"
+    done
+    print_stderr "${TR_NAMES[@]}"
 }
 
 # pa_median VALUE...: the median of the numbers.

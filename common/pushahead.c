@@ -7,12 +7,14 @@
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -28,7 +30,7 @@
 
 #define RECORD_MAGIC "walsafe push-ahead record 2"
 #define TEMP_MAX_AGE 3600 /* seconds: temp files of killed record writers, lock files */
-#define LOCK_POLL_US 10000
+#define LOCK_POLL_US 1000 /* PostgreSQL's call waits this long at most after a worker's push */
 
 /* ---- pure parts: order, records, binding ---- */
 
@@ -268,10 +270,11 @@ out:
 /* ---- the spool ---- */
 
 struct spool {
-    char waldir[PATH_MAX]; /* directory of the WAL file, as given ("pg_wal") */
-    char status[PATH_MAX]; /* waldir/archive_status */
-    char pushed[PATH_MAX]; /* records */
-    char locks[PATH_MAX];  /* lock files */
+    char datadir[PATH_MAX]; /* its parent, by name ("."): the data directory */
+    char waldir[PATH_MAX];  /* directory of the WAL file, as given ("pg_wal") */
+    char status[PATH_MAX];  /* waldir/archive_status */
+    char pushed[PATH_MAX];  /* records */
+    char locks[PATH_MAX];   /* lock files */
 };
 
 static const char *base_name(const char *path)
@@ -358,6 +361,7 @@ static int spool_open(const struct ws_config *cfg, const char *wal_path, struct 
     if (n < 0 || n >= (int)sizeof(path) || !realpath(path, datadir) ||
         !realpath(sp->waldir, waldir))
         return 1;
+    memcpy(sp->datadir, path, sizeof(sp->datadir));
     if (path_join(sp->status, sizeof(sp->status), sp->waldir, "archive_status") != 0 ||
         snprintf(path, sizeof(path), "%s/%s.ready", sp->status, name) >= (int)sizeof(path) ||
         !exists(path))
@@ -767,6 +771,12 @@ struct batch {
     int stop;              /* storage trouble: start no more */
     struct timespec start; /* of the process: refills end WS_PUSHAHEAD_PROCESS_SECONDS later */
     size_t pushed, failed;
+    size_t busy; /* workers pushing a file now */
+    /* Network repositories: with the queue empty, the workers wait for new ready files (with
+     * their sessions open) while the postmaster that was running at the start still runs. */
+    int linger;
+    int watch;         /* inotify on the archive_status directory, or -1 (then: poll) */
+    struct stat pmpid; /* postmaster.pid at the start */
 };
 
 struct worker {
@@ -835,7 +845,9 @@ static size_t queue_fill(struct batch *b, const char *current, size_t max)
     return added;
 }
 
-static void push_ahead_one(struct batch *b, struct ws_repo *repo, const char *name, int fd)
+/* zstd_workers: as ws_archive_push_in's (-1: the default for a file alone). */
+static void push_ahead_one(struct batch *b, struct ws_repo *repo, const char *name, int fd,
+                           int zstd_workers)
 {
     struct ws_push_result res;
     struct ws_error e = {0};
@@ -847,7 +859,7 @@ static void push_ahead_one(struct batch *b, struct ws_repo *repo, const char *na
         snprintf(ready, sizeof(ready), "%s/%s.ready", b->sp->status, name) >= (int)sizeof(ready) ||
         record_exists(b->sp, name) || !exists(ready))
         goto out;
-    rc = ws_archive_push_in(b->cfg, repo, b->kr, 0, 1, path, &res, &e);
+    rc = ws_archive_push_in(b->cfg, repo, b->kr, zstd_workers, 1, path, &res, &e);
     if (rc == 0) {
         record_write(b->cfg, b->sp, name, &res);
         outcome = 1;
@@ -858,6 +870,7 @@ static void push_ahead_one(struct batch *b, struct ws_repo *repo, const char *na
 out:
     lock_release(b->sp, name, fd);
     pthread_mutex_lock(&b->lock);
+    b->busy--;
     if (outcome == 1)
         b->pushed++;
     else if (outcome == 2)
@@ -874,29 +887,73 @@ static double seconds_since(const struct timespec *t0)
     return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
+/* Is the postmaster that ran when the process started still running? (PostgreSQL removes
+ * postmaster.pid when it stops; a new postmaster writes a new file.) */
+static int postmaster_same(const struct batch *b)
+{
+    char path[PATH_MAX];
+    struct stat st;
+
+    return path_join(path, sizeof(path), b->sp->datadir, "postmaster.pid") == 0 &&
+           stat(path, &st) == 0 && st.st_dev == b->pmpid.st_dev && st.st_ino == b->pmpid.st_ino;
+}
+
+/* Waits up to `left` seconds (at most one) for a change in archive_status. */
+static void wait_ready(struct batch *b, double left)
+{
+    int ms = left < 1.0 ? (int)(left * 1000.0) + 1 : 1000;
+
+    if (b->watch >= 0) {
+        struct pollfd pfd = {.fd = b->watch, .events = POLLIN};
+        char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+        if (poll(&pfd, 1, ms) > 0)
+            while (read(b->watch, buf, sizeof(buf)) > 0)
+                ; /* the events only wake us: the directory is read again anyway */
+    } else {
+        usleep(ms < 50 ? (useconds_t)ms * 1000u : 50000u);
+    }
+}
+
 static void work(struct batch *b, struct ws_repo *repo)
 {
     for (;;) {
         const char *name = NULL;
-        int fd = -1;
+        int fd = -1, alone = 0, stop;
+        double age;
         pthread_mutex_lock(&b->lock);
-        if (!b->stop && b->next == b->n && seconds_since(&b->start) < WS_PUSHAHEAD_PROCESS_SECONDS)
+        age = seconds_since(&b->start);
+        if (!b->stop && b->next == b->n && age < WS_PUSHAHEAD_PROCESS_SECONDS)
             queue_fill(b, NULL, ws_pushahead_batch_max(b->cfg->parallel));
         if (!b->stop && b->next < b->n) {
             fd = b->fds[b->next];
             b->fds[b->next] = -1;
             name = b->names[b->next++];
+            /* A file alone (nothing queued behind it, no other worker busy) gets the zstd
+             * threads PostgreSQL's own call would use: its call is waiting for it. */
+            alone = b->next == b->n && b->busy == 0;
+            b->busy++;
         }
+        stop = b->stop;
         pthread_mutex_unlock(&b->lock);
-        if (!name)
+        if (name) {
+            push_ahead_one(b, repo, name, fd, alone ? -1 : 0);
+            continue;
+        }
+        if (stop || !b->linger || age >= WS_PUSHAHEAD_PROCESS_SECONDS || !postmaster_same(b))
             return;
-        push_ahead_one(b, repo, name, fd);
+        wait_ready(b, WS_PUSHAHEAD_PROCESS_SECONDS - age);
     }
 }
 
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    if (w->b->linger) {
+        /* Open the session now (and keep the identity), so the first file waits for neither. */
+        struct ws_identity id;
+        struct ws_error e = {0};
+        (void)ws_repo_identity_load(&w->repo, &id, &e);
+    }
     work(w->b, &w->repo);
     return NULL;
 }
@@ -920,14 +977,21 @@ static void batch_run(struct batch *b)
             ws_log_warning("push-ahead: %s", e.msg);
             break;
         }
+        w[i].repo.keep_identity = 1; /* one read per worker, not one per file */
     }
     nw = i;
-    for (i = 1; i < nw; i++) {
-        w[i].b = b;
-        w[i].started = pthread_create(&w[i].thread, NULL, worker_main, &w[i]) == 0;
+    b->watch = -1;
+    if (b->linger && nw > 0 && (b->watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) >= 0 &&
+        inotify_add_watch(b->watch, b->sp->status, IN_CREATE | IN_MOVED_TO) < 0) {
+        close(b->watch);
+        b->watch = -1;
     }
+    for (i = 0; i < nw; i++)
+        w[i].b = b;
+    for (i = 1; i < nw; i++)
+        w[i].started = pthread_create(&w[i].thread, NULL, worker_main, &w[i]) == 0;
     if (nw > 0)
-        work(b, &w[0].repo);
+        worker_main(&w[0]);
     for (i = 1; i < nw; i++)
         if (w[i].started)
             pthread_join(w[i].thread, NULL);
@@ -941,6 +1005,8 @@ static void batch_run(struct batch *b)
     for (i = 0; i < nw; i++)
         ws_repo_close(&w[i].repo);
     free(w);
+    if (b->watch >= 0)
+        close(b->watch);
     ws_keyring_wipe(&b->keyring);
 }
 
@@ -972,7 +1038,13 @@ static int batch_start(const struct ws_config *cfg, const struct spool *sp, cons
         goto out; /* a push-ahead process runs (or is being started) */
     b.cfg = cfg;
     b.sp = sp;
-    if (queue_fill(&b, current, ws_pushahead_batch_max(cfg->parallel)) == 0 || (pid = fork()) < 0)
+    /* A network repository: the process also serves files that become ready while it runs,
+     * with its sessions open (see `linger`), so it starts even with nothing to push yet. */
+    b.linger = (strncmp(cfg->repo, "s3://", 5) == 0 || strncmp(cfg->repo, "sftp://", 7) == 0) &&
+               path_join(path, sizeof(path), sp->datadir, "postmaster.pid") == 0 &&
+               stat(path, &b.pmpid) == 0;
+    if ((queue_fill(&b, current, ws_pushahead_batch_max(cfg->parallel)) == 0 && !b.linger) ||
+        (pid = fork()) < 0)
         goto out;
     if (pid == 0) {
         int dn = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -1011,8 +1083,9 @@ static int batch_start(const struct ws_config *cfg, const struct spool *sp, cons
         _exit(0);
     }
     started = 1;
-    ws_log_info("push-ahead: %zu ready WAL files after \"%s\" are being archived by process %d",
-                b.n, current, (int)pid);
+    ws_log_info("push-ahead: %zu ready WAL files after \"%s\" are being archived by process %d%s",
+                b.n, current, (int)pid,
+                b.linger ? ", which also takes the files that become ready while it runs" : "");
 out:
     for (i = 0; i < b.n; i++) {
         if (started)

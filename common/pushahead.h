@@ -57,7 +57,21 @@
  *      it failed is never taken again), for
  *      WS_PUSHAHEAD_PROCESS_SECONDS after the process started; the process exits when the queue
  *      is empty then, so its life is bounded (a later call starts the next one, with the
- *      configuration and keys of that moment). It holds `.alive` shared for its whole life (tests
+ *      configuration and keys of that moment).
+ *      On a network repository (s3://, sftp://) the process starts even with nothing to push
+ *      yet, and its workers, with the queue empty, wait for new .ready files (inotify on
+ *      archive_status) instead of exiting, with their sessions open, for the rest of those
+ *      WS_PUSHAHEAD_PROCESS_SECONDS, and only while the postmaster that ran at its start still
+ *      runs (postmaster.pid is still the same file: stopping PostgreSQL ends the process within
+ *      a second). A file that becomes ready alone is then locked by the process within a
+ *      millisecond and pushed on an open session with the zstd threads the call would have used;
+ *      PostgreSQL's call, which needs a fork, an exec and the configuration first, meets it
+ *      locked, waits and finds its record. That saves each lone call its own connection: an SSH
+ *      handshake and authentication (~35 ms on loopback), a TLS or TCP set-up and the identity
+ *      read (S3). Measured with one segment made ready every 0.2 s (16 MiB, loopback servers,
+ *      median call): SFTP 45 ms and S3 47 ms against 37 ms for a local directory; without the
+ *      waiting process 76 ms and 44 ms. A local repository has no session to keep, and there
+ *      the call pushes a lone file itself as before. It holds `.alive` shared for its whole life (tests
  *      and benchmarks wait on it). PostgreSQL's next calls meet its files locked (in flight) and
  *      wait, or find their records.
  *      Why a process of its own: PostgreSQL's call must re-read each file anyway, and with the

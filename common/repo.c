@@ -89,6 +89,10 @@ int ws_repo_identity_load(struct ws_repo *repo, struct ws_identity *id, struct w
     size_t len;
     int rc;
 
+    if (repo->have_identity) {
+        *id = repo->identity;
+        return 0;
+    }
     ws_repo_identity_key(repo, key, sizeof(key));
     if ((rc = ws_buffer_sink_new(4096, &buf, err)) != 0)
         return rc;
@@ -108,6 +112,8 @@ int ws_repo_identity_load(struct ws_repo *repo, struct ws_identity *id, struct w
                           "cluster \"%s\" in repository \"%s\" has repository format %d; this "
                           "walsafe supports format %d",
                           repo->cluster, repo->st->location, id->format_version, WS_REPO_FORMAT);
+    else if (repo->keep_identity)
+        repo->identity = *id, repo->have_identity = 1;
 out:
     ws_sink_free(reader); /* frees buf too */
     return rc;
@@ -169,6 +175,8 @@ int ws_repo_identity_ensure(struct ws_repo *repo, const struct ws_identity *want
     if ((rc = ws_sink_write(w, text, (size_t)n, err)) != 0)
         goto out;
     rc = ws_sink_finish(w, err);
+    if (rc == 0 && repo->keep_identity)
+        repo->identity = have, repo->have_identity = 1;
     if (rc == WS_ERR_EXISTS) {
         /* Another process recorded it first: check against what it wrote. */
         ws_sink_free(w);

@@ -24,16 +24,25 @@
 
 #define WS_REPO_FORMAT 1
 
-struct ws_repo {
-    struct ws_storage *st;
-    char cluster[65];
-};
-
 struct ws_identity {
     int format_version;
     uint64_t system_identifier;
     int pg_version;
     uint32_t wal_segment_size;
+};
+
+/*
+ * An open repository. The identity object is written once and never replaced, so a handle with
+ * keep_identity set (by its owner, after ws_repo_open) keeps the first one it loaded or wrote: a
+ * process that pushes many files through one handle (push-ahead's workers) reads it once, not
+ * once per file.
+ */
+struct ws_repo {
+    struct ws_storage *st;
+    char cluster[65];
+    int keep_identity;
+    int have_identity;
+    struct ws_identity identity;
 };
 
 int ws_repo_open(const struct ws_config *cfg, struct ws_repo *repo, struct ws_error *err);
