@@ -57,7 +57,9 @@
  *      it failed is never taken again), for
  *      WS_PUSHAHEAD_PROCESS_SECONDS after the process started; the process exits when the queue
  *      is empty then, so its life is bounded (a later call starts the next one, with the
- *      configuration and keys of that moment).
+ *      configuration and keys of that moment). It holds `.alive` shared for its whole life
+ *      (tests and benchmarks wait on it). PostgreSQL's next calls meet its files locked (in
+ *      flight) and wait, or find their records.
  *      On a network repository (s3://, sftp://) the process starts even with nothing to push
  *      yet, and its workers, with the queue empty, wait for new .ready files (inotify on
  *      archive_status) instead of exiting, with their sessions open, for the rest of those
@@ -71,9 +73,7 @@
  *      read (S3). Measured with one segment made ready every 0.2 s (16 MiB, loopback servers,
  *      median call): SFTP 45 ms and S3 47 ms against 37 ms for a local directory; without the
  *      waiting process 76 ms and 44 ms. A local repository has no session to keep, and there
- *      the call pushes a lone file itself as before. It holds `.alive` shared for its whole life (tests
- *      and benchmarks wait on it). PostgreSQL's next calls meet its files locked (in flight) and
- *      wait, or find their records.
+ *      the call pushes a lone file itself as before.
  *      Why a process of its own: PostgreSQL's call must re-read each file anyway, and with the
  *      batch inside the call that work and the call's start-up ran while the other cores idled;
  *      measured on 2 cores with a local repository, that made a backlog drain slower than
