@@ -1283,10 +1283,16 @@ static int delete_backup(struct ws_repo *repo, const struct ws_prune_backup *b,
         goto out;
     if (l.n > 1)
         qsort(l.keys, l.n, sizeof(*l.keys), cmp_str);
-    for (i = 0; i < l.n; i++) {
-        if (ends_with(l.keys[i], "/" WS_BACKUP_KEEP))
-            continue;
-        if ((rc = remove_object(repo, l.keys[i], err)) != 0)
+    {
+        /* the bundles (and anything else but the pin), in batches where the storage can */
+        size_t n = 0;
+        for (i = 0; i < l.n; i++)
+            if (!ends_with(l.keys[i], "/" WS_BACKUP_KEEP))
+                l.keys[n++] = l.keys[i];
+            else
+                free(l.keys[i]);
+        l.n = n;
+        if ((rc = ws_storage_remove_many(repo->st, (const char *const *)l.keys, l.n, err)) != 0)
             goto out;
     }
     ws_backup_object_key(repo, b->id, WS_BACKUP_KEEP, key, sizeof(key));
@@ -1361,10 +1367,16 @@ int ws_prune_execute(struct ws_repo *repo, const struct ws_prune_input *in,
 {
     size_t k, j;
     int rc = 0;
+    char(*keybuf)[256] = NULL;
+    const char **keys = NULL;
 
     memset(res, 0, sizeof(*res));
-    if (!(res->backup_done = calloc(in->nbackups + 1, sizeof(*res->backup_done))))
+    if (!(res->backup_done = calloc(in->nbackups + 1, sizeof(*res->backup_done))) ||
+        !(keybuf = calloc(WS_STORAGE_REMOVE_BATCH, sizeof(*keybuf))) ||
+        !(keys = calloc(WS_STORAGE_REMOVE_BATCH, sizeof(*keys)))) {
+        free(keybuf);
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
     /* backups first, oldest first: a kill leaves at most one of them half-deleted, and its
      * tombstone tells the catalog and the next run */
     for (k = 0; k < in->nbackups; k++) {
@@ -1372,7 +1384,7 @@ int ws_prune_execute(struct ws_repo *repo, const struct ws_prune_input *in,
         if (plan->keep[i])
             continue;
         if ((rc = delete_backup(repo, &in->backups[i], err)) != 0)
-            return rc;
+            goto out;
         res->backup_done[i] = 1;
         res->backups_deleted++;
         res->backup_bytes += in->backups[i].stored_bytes;
@@ -1381,32 +1393,52 @@ int ws_prune_execute(struct ws_repo *repo, const struct ws_prune_input *in,
             fflush(report);
         }
     }
-    /* then WAL, oldest first per timeline: an interruption shortens the archive, never holes it */
-    for (j = 0; j < plan->nwal_delete; j++) {
-        const struct ws_prune_wal *w = &in->wal[plan->wal_delete[j]];
-        char key[256];
-        const char *k2 = w->key;
-        if (!k2) {
-            if (ws_repo_wal_key(repo, w->name, key, sizeof(key)) != 0)
-                continue;
-            k2 = key;
+    /* then WAL, oldest first per timeline, one directory (a 4 GiB range of 16 MiB segments) at
+     * a time: its files in batches (one request each on S3: DeleteObjects), then the directory.
+     * An interruption leaves gaps at most in the one batch it hit, all of it older than what is
+     * kept; the archive is shortened, never holed where it is still needed, and the next run
+     * removes the rest. */
+    for (j = 0; j < plan->nwal_delete;) {
+        size_t n = 0, first = j;
+        char dir[256];
+        for (;;) {
+            const struct ws_prune_wal *w = &in->wal[plan->wal_delete[j]];
+            if (w->key)
+                snprintf(keybuf[n], sizeof(keybuf[n]), "%s", w->key);
+            else if (ws_repo_wal_key(repo, w->name, keybuf[n], sizeof(keybuf[n])) != 0)
+                keybuf[n][0] = '\0'; /* not a WAL name (cannot happen: the catalog parsed it) */
+            if (keybuf[n][0]) {
+                keys[n] = keybuf[n];
+                n++;
+            }
+            j++;
+            if (n == WS_STORAGE_REMOVE_BATCH || !is_same_dir(in, plan, j - 1))
+                break;
         }
-        if ((rc = remove_object(repo, k2, err)) != 0)
-            return ws_error_prefix(err, "could not delete WAL file %s", w->name);
-        res->wal_deleted++;
-        res->wal_bytes += w->size;
-        /* the directory of a 4 GiB range, once its last file went (the next file in deletion
-         * order lives elsewhere) */
-        if (!is_same_dir(in, plan, j)) {
-            const char *slash = strrchr(k2, '/');
-            char dir[256];
-            snprintf(dir, sizeof(dir), "%.*s", (int)(slash - k2 + 1), k2);
+        if (n > 0 && (rc = ws_storage_remove_many(repo->st, keys, n, err)) != 0) {
+            ws_error_prefix(err, "could not delete WAL files %s .. %s",
+                            in->wal[plan->wal_delete[first]].name,
+                            in->wal[plan->wal_delete[j - 1]].name);
+            goto out;
+        }
+        for (size_t m = first; m < j; m++) {
+            res->wal_deleted++;
+            res->wal_bytes += in->wal[plan->wal_delete[m]].size;
+        }
+        /* the directory, once its last file went (the next file in deletion order lives
+         * elsewhere) */
+        if (n > 0 && !is_same_dir(in, plan, j - 1)) {
+            const char *slash = strrchr(keys[n - 1], '/');
+            snprintf(dir, sizeof(dir), "%.*s", (int)(slash - keys[n - 1] + 1), keys[n - 1]);
             if (strcmp(dir + strlen(repo->cluster), "/wal/") != 0 &&
                 (rc = ws_storage_remove_dir(repo->st, dir, err)) != 0)
-                return rc;
+                goto out;
         }
     }
-    return 0;
+out:
+    free(keybuf);
+    free(keys);
+    return rc;
 }
 
 /* ---- the command -------------------------------------------------------------------------- */

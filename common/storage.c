@@ -135,6 +135,29 @@ int ws_storage_clean_temp(struct ws_storage *s, const char *prefix, int64_t befo
                : 0;
 }
 
+int ws_storage_remove_many(struct ws_storage *s, const char *const *keys, size_t n,
+                           struct ws_error *err)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!ws_storage_key_valid(keys[i]))
+            return bad_key(keys[i], err);
+    if (s->hk && s->hk->remove_many) {
+        for (size_t i = 0; i < n; i += WS_STORAGE_REMOVE_BATCH) {
+            size_t k = n - i < WS_STORAGE_REMOVE_BATCH ? n - i : WS_STORAGE_REMOVE_BATCH;
+            int rc = s->hk->remove_many(s, keys + i, k, err);
+            if (rc != 0)
+                return rc;
+        }
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int rc = s->ops->remove(s, keys[i], err);
+        if (rc != 0 && rc != WS_ERR_NOT_FOUND)
+            return rc;
+    }
+    return 0;
+}
+
 int ws_storage_get_all(struct ws_storage *s, const char *key, size_t limit, uint8_t **data,
                        size_t *len, struct ws_error *err)
 {

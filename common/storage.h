@@ -69,6 +69,10 @@ struct ws_storage_housekeeping {
      * (epoch seconds); with dry_run only counts them. Adds to *count and *bytes. */
     int (*clean_temp)(struct ws_storage *s, const char *prefix, int64_t before, int dry_run,
                       size_t *count, uint64_t *bytes, struct ws_error *err);
+    /* Removes up to WS_STORAGE_REMOVE_BATCH keys in one request (S3 DeleteObjects); a key that
+     * is already absent is no error. On failure any subset may have been removed. */
+    int (*remove_many)(struct ws_storage *s, const char *const *keys, size_t n,
+                       struct ws_error *err);
 };
 
 struct ws_storage {
@@ -96,6 +100,13 @@ int ws_storage_remove(struct ws_storage *s, const char *key, struct ws_error *er
 int ws_storage_remove_dir(struct ws_storage *s, const char *prefix, struct ws_error *err);
 int ws_storage_clean_temp(struct ws_storage *s, const char *prefix, int64_t before, int dry_run,
                           size_t *count, uint64_t *bytes, struct ws_error *err);
+
+#define WS_STORAGE_REMOVE_BATCH 1000 /* keys per request at most (S3's DeleteObjects limit) */
+/* Removes every key of keys[0..n); an absent key is no error (wal-prune: a concurrent or earlier
+ * run removed it). In batches where the driver can (remove_many), else one by one in order. At
+ * the first failure it stops, and then any of the keys may or may not be gone. */
+int ws_storage_remove_many(struct ws_storage *s, const char *const *keys, size_t n,
+                           struct ws_error *err);
 
 /* Reads a whole (small) object into a new buffer of at most limit bytes; caller frees *data. */
 int ws_storage_get_all(struct ws_storage *s, const char *key, size_t limit, uint8_t **data,

@@ -352,7 +352,7 @@ static void p_close(struct ws_storage *s)
 
 static const struct ws_storage_ops posix_ops = {"posix", p_stat,   p_open_put, p_get,
                                                 p_list,  p_remove, p_close};
-static const struct ws_storage_housekeeping posix_hk = {p_remove_dir, p_clean_temp};
+static const struct ws_storage_housekeeping posix_hk = {p_remove_dir, p_clean_temp, NULL};
 
 int ws_storage_posix_open(const char *root, struct ws_storage **out, struct ws_error *err)
 {

@@ -28,6 +28,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
 #include "curl_api.h"
 #include "sigv4.h"
 #include "storage.h"
@@ -75,7 +77,8 @@ struct s3_req {
     const char *body_sha; /* hex, for body */
     const char *range;
     int if_none_match;
-    int nobody; /* HEAD */
+    int nobody;              /* HEAD */
+    const char *content_md5; /* base64, for body (DeleteObjects requires it), or NULL */
 };
 
 struct upload_src {
@@ -273,6 +276,10 @@ static int prepare(struct s3_storage *s, CURL *e, const struct s3_req *q, struct
     }
     if (q->if_none_match)
         h = cu->slist_append(h, "If-None-Match: *");
+    if (q->content_md5) {
+        snprintf(line, sizeof(line), "Content-MD5: %s", q->content_md5);
+        h = cu->slist_append(h, line);
+    }
     if (s->token) {
         snprintf(line, sizeof(line), "x-amz-security-token: %s", s->token);
         h = cu->slist_append(h, line);
@@ -403,7 +410,7 @@ static int s3_stat(struct ws_storage *st, const char *key, struct ws_storage_sta
                    struct ws_error *err)
 {
     struct s3_storage *s = (struct s3_storage *)st;
-    struct s3_req q = {"HEAD", key, "", NULL, 0, NULL, NULL, 0, 1};
+    struct s3_req q = {"HEAD", key, "", NULL, 0, NULL, NULL, 0, 1, NULL};
     struct s3_resp r = {0};
     curl_off_t len = -1;
     long ft = -1;
@@ -424,7 +431,7 @@ static int s3_get(struct ws_storage *st, const char *key, uint64_t offset, uint6
 {
     struct s3_storage *s = (struct s3_storage *)st;
     char range[80];
-    struct s3_req q = {"GET", key, "", NULL, 0, NULL, NULL, 0, 0};
+    struct s3_req q = {"GET", key, "", NULL, 0, NULL, NULL, 0, 0, NULL};
     struct s3_resp r = {0};
     curl_off_t announced = -1;
     int rc;
@@ -470,7 +477,7 @@ static int s3_remove(struct ws_storage *st, const char *key, struct ws_error *er
 {
     struct s3_storage *s = (struct s3_storage *)st;
     struct ws_storage_stat stt;
-    struct s3_req q = {"DELETE", key, "", NULL, 0, NULL, NULL, 0, 0};
+    struct s3_req q = {"DELETE", key, "", NULL, 0, NULL, NULL, 0, 0, NULL};
     struct s3_resp r = {0};
     int rc;
 
@@ -479,6 +486,130 @@ static int s3_remove(struct ws_storage *st, const char *key, struct ws_error *er
         return rc;
     rc = perform(s, &q, &r, "remove", err);
     resp_free(&r);
+    return rc;
+}
+
+/* A growing text buffer for request bodies. */
+struct text {
+    char *p;
+    size_t len, cap;
+    int oom;
+};
+
+/* Appends s; with xml set, XML's five special characters escaped. */
+static void text_add(struct text *t, const char *s, int xml)
+{
+    for (; *s && !t->oom; s++) {
+        const char *rep = NULL;
+        size_t n = 1;
+        if (xml) {
+            switch (*s) {
+            case '&':
+                rep = "&amp;";
+                break;
+            case '<':
+                rep = "&lt;";
+                break;
+            case '>':
+                rep = "&gt;";
+                break;
+            case '"':
+                rep = "&quot;";
+                break;
+            case '\'':
+                rep = "&apos;";
+                break;
+            default:
+                break;
+            }
+        }
+        if (rep)
+            n = strlen(rep);
+        if (t->len + n + 1 > t->cap) {
+            size_t nc = t->cap ? t->cap * 2 : 16384;
+            char *b = realloc(t->p, nc);
+            if (!b) {
+                t->oom = 1;
+                return;
+            }
+            t->p = b;
+            t->cap = nc;
+        }
+        memcpy(t->p + t->len, rep ? rep : s, n);
+        t->len += n;
+        t->p[t->len] = '\0';
+    }
+}
+
+/*
+ * DeleteObjects (POST ?delete) for up to WS_STORAGE_REMOVE_BATCH keys, quiet: the answer lists
+ * only the keys S3 could not delete, each with its own <Error>; any of them fails the call with
+ * the first such key and code. Missing keys count as deleted, as the contract wants here.
+ */
+static int s3_remove_many(struct ws_storage *st, const char *const *keys, size_t n,
+                          struct ws_error *err)
+{
+    struct s3_storage *s = (struct s3_storage *)st;
+    struct text t = {0};
+    char sha[65], md5b64[32], what[600];
+    unsigned char md5[16];
+    const char *xml;
+    size_t len;
+    int rc = 0;
+
+    if (n == 0)
+        return 0;
+    text_add(&t, "<Delete><Quiet>true</Quiet>", 0);
+    for (size_t i = 0; i < n; i++) {
+        text_add(&t, "<Object><Key>", 0);
+        text_add(&t, s->prefix, 1);
+        text_add(&t, keys[i], 1);
+        text_add(&t, "</Key></Object>", 0);
+    }
+    text_add(&t, "</Delete>", 0);
+    if (t.oom) {
+        free(t.p);
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    xml = t.p;
+    len = t.len;
+    ws_sha256_hex(xml, len, sha);
+    if (!EVP_Digest(xml, len, md5, NULL, EVP_md5(), NULL)) {
+        free(t.p);
+        return ws_error_set(err, WS_ERR_INTERNAL, "could not compute an MD5 digest");
+    }
+    EVP_EncodeBlock((unsigned char *)md5b64, md5, 16);
+    {
+        struct s3_req q = {"POST", NULL, "delete=", (const uint8_t *)xml, len, sha, NULL,
+                           0,      0,    md5b64};
+        struct s3_resp r = {0};
+        const char *text, *from = NULL;
+        char key[1100] = "", code[128] = "", msg[256] = "";
+        rc = perform(s, &q, &r, "delete a batch of objects under", err);
+        text = resp_text(&r);
+        if (text && strstr(text, "<DeleteResult") && (from = strstr(text, "<Error>")) != NULL) {
+            /* 200, but some keys were not deleted: name the first */
+            xml_value(from, "Key", NULL, key, sizeof(key));
+            xml_value(from, "Code", NULL, code, sizeof(code));
+            xml_value(from, "Message", NULL, msg, sizeof(msg));
+            rc = ws_error_set(err, WS_ERR_STORAGE,
+                              "could not delete \"%s\" in S3 bucket \"%s\" (one of %zu in a "
+                              "batch): %s%s%s",
+                              key, s->bucket, n, code, msg[0] ? ": " : "", msg);
+            err->retryable = retryable_status(0, code) || strcmp(code, "InternalError") == 0;
+        } else if (rc == 0 && (!text || !strstr(text, "<DeleteResult"))) {
+            rc = ws_error_set(err, WS_ERR_STORAGE,
+                              "could not delete %zu objects (\"%s%s\" first) in S3 bucket \"%s\": "
+                              "no DeleteResult in the answer",
+                              n, s->prefix, keys[0], s->bucket);
+        } else if (rc != 0) {
+            snprintf(what, sizeof(what), "deleting %zu objects (\"%s%s\" first)", n, s->prefix,
+                     keys[0]);
+            ws_error_prefix(err, "%s", what);
+        }
+        resp_free(&r);
+    }
+    free(t.p);
     return rc;
 }
 
@@ -496,7 +627,7 @@ static int s3_list(struct ws_storage *st, const char *prefix, ws_storage_list_cb
     if (ws_uri_encode(full, 0, enc, sizeof(enc)) != 0)
         return ws_error_set(err, WS_ERR_STORAGE, "S3 prefix too long");
     do {
-        struct s3_req q = {"GET", NULL, query, NULL, 0, NULL, NULL, 0, 0};
+        struct s3_req q = {"GET", NULL, query, NULL, 0, NULL, NULL, 0, 0, NULL};
         struct s3_resp r = {0};
         char truncated[16] = "", key[2048], size[32];
         const char *pos = NULL;
@@ -611,7 +742,7 @@ static int parts_drive(struct s3_put *p, int wait_one, struct ws_error *err)
                 continue;
             for (int i = 0; i < p->nparts; i++) {
                 struct part *pt = &p->parts[i];
-                struct s3_req q = {"PUT", p->key, "", NULL, 0, NULL, NULL, 0, 0};
+                struct s3_req q = {"PUT", p->key, "", NULL, 0, NULL, NULL, 0, 0, NULL};
                 if (!pt->busy || pt->easy != m->easy_handle)
                     continue;
                 cu->multi_remove_handle(s->multi, pt->easy);
@@ -644,7 +775,7 @@ static int parts_drive(struct s3_put *p, int wait_one, struct ws_error *err)
 
 static int start_multipart(struct s3_put *p, struct ws_error *err)
 {
-    struct s3_req q = {"POST", p->key, "uploads=", NULL, 0, NULL, NULL, 0, 0};
+    struct s3_req q = {"POST", p->key, "uploads=", NULL, 0, NULL, NULL, 0, 0, NULL};
     struct s3_resp r = {0};
     int rc = perform(p->s, &q, &r, "start a multipart upload of", err);
 
@@ -661,7 +792,7 @@ static int send_part(struct s3_put *p, struct ws_error *err)
     struct s3_storage *s = p->s;
     struct part *pt = NULL;
     char query[1200], encid[1100];
-    struct s3_req q = {"PUT", p->key, query, NULL, 0, NULL, NULL, 0, 0};
+    struct s3_req q = {"PUT", p->key, query, NULL, 0, NULL, NULL, 0, 0, NULL};
     uint8_t *swap;
 
     if (!p->upload_id[0] && start_multipart(p, err) != 0)
@@ -748,7 +879,7 @@ static int s3p_finish(struct ws_sink *sink, struct ws_error *err)
     int rc;
 
     if (!p->upload_id[0]) {
-        struct s3_req q = {"PUT", p->key, "", p->buf, p->fill, sha, NULL, !p->replace, 0};
+        struct s3_req q = {"PUT", p->key, "", p->buf, p->fill, sha, NULL, !p->replace, 0, NULL};
         struct s3_resp r = {0};
         if ((rc = exists_check(p, err)) != 0)
             return rc;
@@ -787,7 +918,8 @@ static int s3p_finish(struct ws_sink *sink, struct ws_error *err)
     ws_uri_encode(p->upload_id, 0, encid, sizeof(encid));
     snprintf(query, sizeof(query), "uploadId=%s", encid);
     {
-        struct s3_req q = {"POST", p->key, query, (uint8_t *)xml, xlen, sha, NULL, !p->replace, 0};
+        struct s3_req q = {"POST",      p->key, query, (uint8_t *)xml, xlen, sha, NULL,
+                           !p->replace, 0,      NULL};
         struct s3_resp r = {0};
         rc = perform(s, &q, &r, "complete the multipart upload of", err);
         /* S3 may answer 200 and still report an error in the body (outcome() checks <Code>). */
@@ -820,7 +952,7 @@ static void s3p_abort(struct ws_sink *sink)
          * bucket's lifecycle rules; nothing of it is ever read. */
         char encid[1100], query[1200];
         struct ws_error e2 = {0};
-        struct s3_req q = {"DELETE", p->key, query, NULL, 0, NULL, NULL, 0, 0};
+        struct s3_req q = {"DELETE", p->key, query, NULL, 0, NULL, NULL, 0, 0, NULL};
         struct s3_resp r = {0};
         ws_uri_encode(p->upload_id, 0, encid, sizeof(encid));
         snprintf(query, sizeof(query), "uploadId=%s", encid);
@@ -893,6 +1025,7 @@ static void s3_close(struct ws_storage *st)
     free(s);
 }
 
+static const struct ws_storage_housekeeping s3_hk = {NULL, NULL, s3_remove_many};
 static const struct ws_storage_ops s3_ops = {"s3",    s3_stat,   s3_open_put, s3_get,
                                              s3_list, s3_remove, s3_close};
 
@@ -932,6 +1065,7 @@ int ws_storage_s3_open(const struct ws_config *cfg, struct ws_storage **out, str
     if (!(s = calloc(1, sizeof(*s))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     s->base.ops = &s3_ops;
+    s->base.hk = &s3_hk;
     s->bucket = strndup(b, blen);
     /* prefix without leading/trailing slashes, then "prefix/" */
     if (slash && slash[1]) {

@@ -882,7 +882,7 @@ static void sf_close(struct ws_storage *st)
 
 static const struct ws_storage_ops sftp_ops = {"sftp",  sf_stat,   sf_open_put, sf_get,
                                                sf_list, sf_remove, sf_close};
-static const struct ws_storage_housekeeping sftp_hk = {sf_remove_dir, sf_clean_temp};
+static const struct ws_storage_housekeeping sftp_hk = {sf_remove_dir, sf_clean_temp, NULL};
 
 static char *home_file(const char *name)
 {

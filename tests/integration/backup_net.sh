@@ -186,5 +186,36 @@ else
     assert_err_regex "${BIG#data/}|file \"" "the restore error names the bundle or a file in it"
 fi
 assert_absent "$R2/recovery.signal" "a failed restore"
+
+# ---- retention ----
+CASE="wal-prune"
+pg_start "$PGD"
+bb_create "$CONF" --label "net2-$REPO_KIND"
+ID2=$BACKUP_ID
+last=$(sql "$PORT" "select pg_walfile_name(pg_switch_wal())") || die "pg_switch_wal failed"
+wait_archived "$PORT" "$last" 60 || { show_log "$PGD.log"; die "archiving did not finish"; }
+pg_stop "$PGD"
+wal_objects() { find "$REPO_FILES/main/wal" -type f -name '0000000*' ! -name '*.history*' | wc -l; }
+before=$(wal_objects)
+deletes0=0
+[ "$REPO_KIND" = s3 ] && deletes0=$(grep -a -c '?delete= 200' "$S3_LOG")
+run "$BIN_DIR/wal-prune" --config "$CONF" --retain-full 1
+assert_rc 0 "wal-prune --retain-full 1"
+after=$(wal_objects)
+[ "$after" -lt "$before" ] || fail "wal-prune removed no WAL file ($before before, $after after)"
+if bb_list "$CONF"; then
+    assert_eq "$(json_eval "$T/list.json" "j.backups.map(b => b.id).join(' ')")" "$ID2" \
+        "backups after wal-prune --retain-full 1"
+fi
+[ -z "$(find "$REPO_FILES/$BPREFIX" -type f 2>/dev/null)" ] || fail "objects of $ID are left after wal-prune"
+bb --config "$CONF" verify "$ID2"
+assert_rc 0 "basebackup verify $ID2 after wal-prune"
+if [ "$REPO_KIND" = s3 ]; then
+    # the bundles of $ID and the WAL files: batches, one DeleteObjects request each
+    deletes=$(($(grep -a -c '?delete= 200' "$S3_LOG") - deletes0))
+    [ "$deletes" -ge 2 ] && [ "$deletes" -le 4 ] ||
+        fail "$deletes DeleteObjects requests for one backup's bundles and $((before - after)) WAL files"
+fi
+note "wal-prune: backup $ID and $((before - after)) of $before WAL files deleted"
 assert_repo_clean "repository at the end"
 finish

@@ -51,6 +51,8 @@ if [ "$RC" != 0 ]; then
 fi
 grep -q 'with the s3 driver' "$T/.last.err" && fail "contract failures with the s3 driver"
 ls "$S3_DATA/$BUCKET" 2>/dev/null | grep -q '^unit-' || fail "the contract tests never reached the S3 server"
+# remove_many's 1004 keys went as DeleteObjects batches of at most 1000: two requests.
+assert_eq "$(grep -a -c '?delete= 200' "$S3_LOG")" 2 "DeleteObjects requests in the server log"
 note "$(tail -1 "$T/.last.out" | sed 's|.*/||') (${ELAPSED_MS} ms)"
 
 # s3_conf FILE PREFIX ENDPOINT [extra lines...]: an encrypted repository in the test bucket.

@@ -514,6 +514,44 @@ static void contract_missing(struct driver *d)
     CHECK(same(st, "ms/present", (const uint8_t *)"yz", 2));
 }
 
+/* Many keys at once (S3: DeleteObjects batches): absent ones are no error, others untouched. */
+static void contract_remove_many(struct driver *d)
+{
+    struct ws_storage *st = d->st;
+    struct ws_error err = {0};
+    struct ws_storage_stat ss;
+    enum { N = WS_STORAGE_REMOVE_BATCH + 5 }; /* two batches */
+    static char names[N][64];
+    static const char *keys[N + 1];
+    size_t i;
+
+    for (i = 0; i < 12; i++) {
+        snprintf(names[i], sizeof(names[i]), "rm/d%zu/obj.%zu", i % 3, i);
+        REQUIRE(put(st, names[i], 0, "x", 1, &err) == 0);
+    }
+    for (i = 12; i < N; i++)
+        snprintf(names[i], sizeof(names[i]), "rm/absent/%zu", i); /* never written */
+    REQUIRE(put(st, "rm/keep", 0, "k", 1, &err) == 0);
+    for (i = 0; i < N; i++)
+        keys[i] = names[i];
+    /* the first 11 written keys and every absent one, spread over both batches */
+    keys[11] = names[N - 1];
+    CHECK(ws_storage_remove_many(st, keys, N - 1, &err) == 0);
+    for (i = 0; i < 11; i++)
+        CHECK(ws_storage_stat(st, names[i], &ss, &err) == WS_ERR_NOT_FOUND);
+    CHECK(ws_storage_stat(st, names[11], &ss, &err) == 0);
+    CHECK(same(st, "rm/keep", (const uint8_t *)"k", 1));
+    /* nothing at all, and an invalid key refused before anything is removed */
+    CHECK(ws_storage_remove_many(st, keys, 0, &err) == 0);
+    {
+        const char *bad[] = {"rm/keep", "../escape"};
+        memset(&err, 0, sizeof(err));
+        CHECK(ws_storage_remove_many(st, bad, 2, &err) != 0 && err.msg[0]);
+        CHECK(same(st, "rm/keep", (const uint8_t *)"k", 1));
+    }
+    CHECK(temp_files(d) == 0);
+}
+
 static void contract_list(struct driver *d)
 {
     struct ws_storage *st = d->st;
@@ -784,6 +822,10 @@ static void test_missing(void)
 static void test_list(void)
 {
     run_contract(contract_list, "list");
+}
+static void test_remove_many(void)
+{
+    run_contract(contract_remove_many, "removemany");
 }
 static void test_range_past_end(void)
 {
@@ -1642,6 +1684,7 @@ const struct unit_test unit_tests[] = {
     {"no_replace", test_no_replace},
     {"missing", test_missing},
     {"list", test_list},
+    {"remove_many", test_remove_many},
     {"range_past_end", test_range_past_end},
     {"key_vs_prefix", test_key_vs_prefix},
     {"dot_keys", test_dot_keys},
