@@ -6,8 +6,13 @@
 # Environment:
 #   SCALE=N      pgbench -i scale of the data set (default 70: about 1.1 GB)
 #   RUNS=N       timed runs of each command; the table shows medians (default 3)
-#   TOOLS=LIST   the tools to run, a subset of "walsafe pgbackrest pg_basebackup" (default all);
-#                ratios are printed only between tools that ran
+#   TOOLS=LIST   the tools to run, a subset of "walsafe pgbackrest pg_basebackup walsafe-s3
+#                walsafe-sftp" (default: the first three); ratios are printed only between tools
+#                that ran. walsafe-s3 is walsafe with an s3:// repository on the npm S3 test server
+#                (tests/integration/s3.sh) and walsafe-sftp with an sftp:// repository on a
+#                private sshd (tests/integration/sshd.sh), both on 127.0.0.1 with their data on
+#                the same disk; they are compared with walsafe's local rows (pgBackRest insists on
+#                TLS for S3, which the test server does not offer)
 #   CHECKSUMS=1  initdb --data-checksums (default off, as initdb): every tool then also verifies
 #                the page checksums
 #   KEEP=1       keep the temporary directory (printed at the end) instead of removing it
@@ -61,6 +66,7 @@ BIN=$(cd "${1:-build/release/bin}" && pwd)
 SCALE=${SCALE:-70}
 RUNS=${RUNS:-3}
 TOOLS=${TOOLS:-walsafe pgbackrest pg_basebackup}
+NET_TOOLS=() # walsafe-s3, walsafe-sftp: those of TOOLS
 CHECKSUMS=${CHECKSUMS:-0}
 PARALLEL=2   # walsafe parallel, pgBackRest process-max
 ZSTD_LEVEL=3 # all three tools
@@ -68,14 +74,30 @@ ZSTD_LEVEL=3 # all three tools
 need_root "the backup tools"
 need_count SCALE RUNS
 for t in $TOOLS; do
-    [[ $t =~ ^(walsafe|pgbackrest|pg_basebackup)$ ]] || die "TOOLS: unknown tool '$t' (walsafe pgbackrest pg_basebackup)"
+    [[ $t =~ ^(walsafe|pgbackrest|pg_basebackup|walsafe-s3|walsafe-sftp)$ ]] ||
+        die "TOOLS: unknown tool '$t' (walsafe pgbackrest pg_basebackup walsafe-s3 walsafe-sftp)"
+    [[ $t != walsafe-* ]] || NET_TOOLS+=("$t")
 done
 [ -n "${TOOLS// /}" ] || die "TOOLS is empty"
 [[ $CHECKSUMS =~ ^[01]$ ]] || die "CHECKSUMS must be 0 or 1 (got '$CHECKSUMS')"
 # has TOOL: whether TOOL is to run.
 has() { [[ " $TOOLS " == *" $1 "* ]]; }
 # wal-fetch: restore writes its path (next to basebackup) into restore_command
-if has walsafe; then need_tools wal-push wal-fetch basebackup; else need_tools wal-push; fi
+if has walsafe || [ ${#NET_TOOLS[@]} -gt 0 ]; then
+    need_tools wal-push wal-fetch basebackup
+else
+    need_tools wal-push
+fi
+if has walsafe-s3; then
+    # shellcheck source=../tests/integration/s3.sh
+    . "$(cd "$(dirname "$0")/.." && pwd)/tests/integration/s3.sh"
+    s3_check_deps || die "the S3 test server cannot run (see above)"
+fi
+if has walsafe-sftp; then
+    [ -x /usr/sbin/sshd ] || die "walsafe-sftp needs openssh-server (/usr/sbin/sshd)"
+    # shellcheck source=../tests/integration/sshd.sh
+    . "$(cd "$(dirname "$0")/.." && pwd)/tests/integration/sshd.sh"
+fi
 if has pgbackrest; then
     command -v pgbackrest >/dev/null || die "pgbackrest is not installed (apt-get install -y pgbackrest)"
 fi
@@ -85,8 +107,9 @@ INITDB_ARGS= # for cluster_start
 [ "$CHECKSUMS" = 0 ] || INITDB_ARGS=--data-checksums
 
 bench_tmpdir walsafe-bench-backup
-# PostgreSQL is stopped by the postmaster named in its postmaster.pid; nothing else keeps running.
-trap 'bench_cleanup' EXIT
+# PostgreSQL is stopped by the postmaster named in its postmaster.pid, the S3 test server and the
+# sshd (walsafe-s3, walsafe-sftp) by the PIDs they recorded; nothing is killed by name.
+trap 'bench_cleanup sshd_stop_all s3_stop_all' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 bench_layout pgbr/repo pgbr/log pgbr/lock pgbr/spool pgbb pgbb-wal restore
@@ -131,13 +154,45 @@ CONF
 chown postgres: "$DIR/ws.key" "$WS_CONF" "$PGBR_CONF"
 chmod 600 "$DIR/ws.key" "$WS_CONF" "$PGBR_CONF"
 
+# walsafe-s3 / walsafe-sftp: walsafe's configuration with a network repository
+declare -A NET_CONF=() NET_FILES=() # tool -> its configuration / where its objects are files
+if has walsafe-s3; then
+    note "start the S3 test server on 127.0.0.1"
+    s3_start "$DIR/s3" walsafe-bench >/dev/null || die "could not start the S3 test server"
+    NET_CONF[walsafe-s3]=$DIR/walsafe-s3.conf
+    NET_FILES[walsafe-s3]=$S3_DATA/walsafe-bench
+    {
+        grep -v '^repo = ' "$WS_CONF"
+        printf "repo = 's3://walsafe-bench/bb'\ns3_endpoint = '%s'\ns3_uri_style = 'path'\n" "$S3_ENDPOINT"
+        printf "s3_access_key_id = '%s'\ns3_secret_access_key = '%s'\n" "$S3_ACCESS_KEY" "$S3_SECRET_KEY"
+    } >"${NET_CONF[walsafe-s3]}"
+fi
+if has walsafe-sftp; then
+    note "start a private sshd on 127.0.0.1"
+    SSHD_USERS=root SSHD_KEY_OWNER=postgres sshd_start "$DIR/sshd" || die "could not start sshd"
+    mkdir -m 700 "$DIR/ws-sftp-repo"
+    NET_CONF[walsafe-sftp]=$DIR/walsafe-sftp.conf
+    NET_FILES[walsafe-sftp]=$DIR/ws-sftp-repo
+    {
+        grep -v '^repo = ' "$WS_CONF"
+        printf "repo = 'sftp://root@127.0.0.1:%s%s'\n" "$SSHD_PORT" "$DIR/ws-sftp-repo"
+        printf "sftp_identity_file = '%s'\nsftp_known_hosts = '%s'\n" "$SSHD_CLIENT_KEY" "$SSHD_KNOWN_HOSTS"
+    } >"${NET_CONF[walsafe-sftp]}"
+fi
+for t in "${NET_TOOLS[@]}"; do
+    chown postgres: "${NET_CONF[$t]}"
+    chmod 600 "${NET_CONF[$t]}"
+done
+
 # each tool's archive_command (see Method 2); the load pushes into both repositories
 declare -A ARCHIVE_CMD=(
     [walsafe]="$WAL_PUSH --config $WS_CONF %p"
     [pgbackrest]="${PGBR[*]} archive-push %p"
     [pg_basebackup]="test ! -f $DIR/pgbb-wal/%f && cp %p $DIR/pgbb-wal/%f"
 )
+for t in "${NET_TOOLS[@]}"; do ARCHIVE_CMD[$t]="$WAL_PUSH --config ${NET_CONF[$t]} %p"; done
 load_archive=${ARCHIVE_CMD[walsafe]}
+for t in "${NET_TOOLS[@]}"; do load_archive+=" && ${ARCHIVE_CMD[$t]}"; done
 if has pgbackrest; then load_archive+=" && ${ARCHIVE_CMD[pgbackrest]}"; fi
 cluster_start "$load_archive" "autovacuum = off"
 if has pgbackrest; then
@@ -222,6 +277,12 @@ backup_walsafe() {
     use_archive walsafe
     timed walsafe-backup "$BASEBACKUP" --config "$WS_CONF" create --fast --parallel "$PARALLEL" || return 0
 }
+backup_net() { # TOOL
+    use_archive "$1"
+    timed "$1-backup" "$BASEBACKUP" --config "${NET_CONF[$1]}" create --fast --parallel "$PARALLEL" || return 0
+}
+backup_walsafe-s3() { backup_net walsafe-s3; }
+backup_walsafe-sftp() { backup_net walsafe-sftp; }
 backup_pgbackrest() {
     use_archive pgbackrest
     timed pgbackrest-backup "${PGBR[@]}" --type=full --process-max="$PARALLEL" backup || return 0
@@ -252,6 +313,12 @@ restore_into() {
 restore_walsafe() {
     restore_into walsafe walsafe-restore "$BASEBACKUP" --config "$WS_CONF" restore --pgdata @DEST@ --parallel "$PARALLEL"
 }
+restore_walsafe-s3() {
+    restore_into walsafe-s3 walsafe-s3-restore "$BASEBACKUP" --config "${NET_CONF[walsafe-s3]}" restore --pgdata @DEST@ --parallel "$PARALLEL"
+}
+restore_walsafe-sftp() {
+    restore_into walsafe-sftp walsafe-sftp-restore "$BASEBACKUP" --config "${NET_CONF[walsafe-sftp]}" restore --pgdata @DEST@ --parallel "$PARALLEL"
+}
 restore_pgbackrest() {
     restore_into pgbackrest pgbackrest-restore "${PGBR[@]}" --pg1-path=@DEST@ --process-max="$PARALLEL" restore
 }
@@ -272,10 +339,10 @@ rounds() {
 
 # ---- 3. backups --------------------------------------------------------------------------------
 BACKUP_TOOLS=() RESTORE_TOOLS=()
-for t in walsafe pgbackrest pg_basebackup; do
+for t in walsafe pgbackrest pg_basebackup walsafe-s3 walsafe-sftp; do
     if has "$t"; then BACKUP_TOOLS+=("$t"); fi
 done
-for t in walsafe pgbackrest; do
+for t in walsafe pgbackrest walsafe-s3 walsafe-sftp; do
     if has "$t"; then RESTORE_TOOLS+=("$t"); fi
 done
 
@@ -287,6 +354,10 @@ if has walsafe; then
     STORED[walsafe]=$( (cd "$DIR" && as_pg "$BASEBACKUP" --config "$WS_CONF" list --json) 2>/dev/null |
         jq -r '.backups | map(select(.status == "complete")) | last | .stored_bytes // "?"' 2>/dev/null || echo '?')
 fi
+for t in "${NET_TOOLS[@]}"; do
+    STORED[$t]=$( (cd "$DIR" && as_pg "$BASEBACKUP" --config "${NET_CONF[$t]}" list --json) 2>/dev/null |
+        jq -r '.backups | map(select(.status == "complete")) | last | .stored_bytes // "?"' 2>/dev/null || echo '?')
+done
 if has pgbackrest; then
     STORED[pgbackrest]=$( (cd "$DIR" && as_pg "${PGBR[@]}" --output=json info) 2>/dev/null |
         jq -r '.[0].backup | last | .info.repository.size // "?"' 2>/dev/null || echo '?')
@@ -298,7 +369,7 @@ as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w stop >/dev/null
 # ---- 4. restores -------------------------------------------------------------------------------
 if [ ${#RESTORE_TOOLS[@]} -gt 0 ]; then
     note "warm-up read of the repositories"
-    warm_read "$DIR/ws-repo" "$DIR/pgbr/repo"
+    warm_read "$DIR/ws-repo" "$DIR/pgbr/repo" "${NET_FILES[@]}"
     rounds restore "$RUNS" "${RESTORE_TOOLS[@]}"
 fi
 
@@ -406,6 +477,10 @@ has pgbackrest && row "pgBackRest backup" pgbackrest-backup
 has pg_basebackup && row "pg_basebackup" pg_basebackup
 has walsafe && row "walsafe restore" walsafe-restore
 has pgbackrest && row "pgBackRest restore" pgbackrest-restore
+for t in "${NET_TOOLS[@]}"; do
+    row "${t#walsafe-} backup" "$t-backup"
+    row "${t#walsafe-} restore" "$t-restore"
+done
 printf '\nwall s, CPU s (user+sys of the command and its children), server CPU s (PostgreSQL processes incl.\n'
 printf 'archive_command, from the start until the archiver is idle; - when stopped) and RSS MB (peak of the\n'
 printf 'largest process): medians; MB/s = data bytes / wall\n'
@@ -418,17 +493,25 @@ fi
 if has walsafe && has pg_basebackup; then
     printf '  walsafe/pg_basebackup  backup: %s\n' "$(ratios walsafe-backup pg_basebackup)"
 fi
+if has walsafe; then
+    for t in "${NET_TOOLS[@]}"; do
+        printf '  %-22s backup: %s\n' "${t#walsafe-}/local" "$(ratios "$t-backup" walsafe-backup)"
+        printf '  %-22s restore: %s\n' "${t#walsafe-}/local" "$(ratios "$t-restore" walsafe-restore)"
+    done
+fi
 
 printf '\nstored bytes of one backup (data: %d bytes)\n' "$DATA_BYTES"
 has walsafe && printf '  walsafe        %s  (list --json stored_bytes)\n' "$(fmt_bytes "${STORED[walsafe]:-?}")"
 has pgbackrest && printf '  pgBackRest     %s  (info: repository size)\n' "$(fmt_bytes "${STORED[pgbackrest]:-?}")"
 has pg_basebackup && printf '  pg_basebackup  %s  (base.tar.zst + backup_manifest)\n' "$(fmt_bytes "${STORED[pg_basebackup]:-?}")"
+for t in "${NET_TOOLS[@]}"; do printf '  %-13s  %s  (list --json stored_bytes)\n' "${t#walsafe-}" "$(fmt_bytes "${STORED[$t]:-?}")"; done
 if [ ${#RESTORE_TOOLS[@]} -gt 0 ]; then
     printf '\nrestored base/ against the source\n'
     for t in "${RESTORE_TOOLS[@]}"; do printf '  %-13s  %s\n' "$t" "${SAME[$t]}"; done
 fi
 
-for name in walsafe-backup pgbackrest-backup pg_basebackup walsafe-restore pgbackrest-restore; do
+for name in walsafe-backup pgbackrest-backup pg_basebackup walsafe-restore pgbackrest-restore \
+    "${NET_TOOLS[@]/%/-backup}" "${NET_TOOLS[@]/%/-restore}"; do
     f=$DIR/results/$name.err
     if [ -s "$f" ] && grep -qv '^== run ' "$f"; then
         printf '\nstderr of %s (%d lines, first 5):\n' "$name" "$(grep -cv '^== run ' "$f")"
