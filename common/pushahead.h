@@ -70,10 +70,10 @@
  *      PostgreSQL's call, which needs a fork, an exec and the configuration first, meets it
  *      locked, waits and finds its record. That saves each lone call its own connection: an SSH
  *      handshake and authentication (~35 ms on loopback), a TLS or TCP set-up and the identity
- *      read (S3). Measured with one segment made ready every 0.2 s (16 MiB, loopback servers,
- *      median call): SFTP 45 ms and S3 47 ms against 37 ms for a local directory; without the
- *      waiting process 76 ms and 44 ms. A local repository has no session to keep, and there
- *      the call pushes a lone file itself as before.
+ *      read (S3). Measured (bench/wal.sh MODE=pushahead, trickle: 16 MiB segments made ready
+ *      0.2 s apart, loopback servers, median call from .ready to exit): SFTP 60 ms and S3 57 ms
+ *      against 45.5 ms for a local directory; with push-ahead off 117 ms and 66 ms. A local
+ *      repository has no session to keep, and there the call pushes a lone file itself.
  *      Why a process of its own: PostgreSQL's call must re-read each file anyway, and with the
  *      batch inside the call that work and the call's start-up ran while the other cores idled;
  *      measured on 2 cores with a local repository, that made a backlog drain slower than
