@@ -69,12 +69,20 @@ out:
     return rc;
 }
 
-/* The duplicate policy: identical content is success (with a warning), different is refused. */
-static int compare_with_stored(struct ws_repo *repo, const char *key, const char *path,
-                               const struct ws_keyring *kr, uint64_t len, const uint8_t *digest,
+/*
+ * The duplicate policy: identical content is success (with a warning), different is refused.
+ * `here` is what the writer computed for the file (fd): its length and content digest. An object
+ * stored with the other digest (object.h: SHA-256 before WAL objects used XXH3-128) is compared
+ * with the file's digest of that kind, read again from fd.
+ */
+static int compare_with_stored(struct ws_repo *repo, const char *key, const char *path, int fd,
+                               const struct ws_keyring *kr, const struct ws_object_info *here,
                                struct ws_push_result *res, struct ws_error *err)
 {
     struct ws_object_info stored;
+    uint8_t digest[WS_OBJECT_DIGEST_SIZE];
+    uint64_t len = here->content_len;
+    char what[PATH_MAX + 32];
     int rc;
 
     if ((rc = stored_digest(repo, key, kr, &stored, err)) != 0)
@@ -82,7 +90,18 @@ static int compare_with_stored(struct ws_repo *repo, const char *key, const char
                                "WAL file \"%s\" is already archived as \"%s\" and could not "
                                "be compared",
                                path, key);
-    if (stored.content_len != len || CRYPTO_memcmp(stored.content_sha256, digest, 32) != 0)
+    memcpy(digest, here->content_digest, sizeof(digest));
+    if (stored.digest != here->digest) {
+        uint64_t again = 0;
+        snprintf(what, sizeof(what), "WAL file \"%s\"", path);
+        if ((rc = ws_object_digest_fd(fd, stored.digest, what, digest, &again, err)) != 0)
+            return rc;
+        if (again != len)
+            return ws_error_set(err, WS_ERR_IO, "WAL file \"%s\" changed while it was archived",
+                                path);
+    }
+    if (stored.content_len != len ||
+        CRYPTO_memcmp(stored.content_digest, digest, WS_OBJECT_DIGEST_SIZE) != 0)
         return ws_error_set(err, WS_ERR_CONFLICT,
                             "WAL file \"%s\" is already archived as \"%s\" with different content "
                             "(%" PRIu64 " bytes stored, %" PRIu64
@@ -131,8 +150,8 @@ static int check_side_file(struct ws_repo *repo, const char *path, struct ws_err
  * zstd_workers < 0 picks the default for one file at a time.
  */
 static int push_once(const struct ws_config *cfg, struct ws_repo *repo_in,
-                     const struct ws_keyring *kr_in, int zstd_workers, int want_fingerprint,
-                     const char *wal_path, struct ws_push_result *res, struct ws_error *err)
+                     const struct ws_keyring *kr_in, int zstd_workers, const char *wal_path,
+                     struct ws_push_result *res, struct ws_error *err)
 {
     const char *name = base_name(wal_path);
     int kind = ws_wal_classify(name), fd = -1, rc;
@@ -140,7 +159,7 @@ static int push_once(const struct ws_config *cfg, struct ws_repo *repo_in,
     struct ws_repo own_repo = {0};
     struct ws_repo *repo = repo_in ? repo_in : &own_repo;
     const struct ws_keyring *kr = kr_in ? kr_in : &own_kr;
-    struct ws_sink *put = NULL, *w = NULL, *fp = NULL;
+    struct ws_sink *put = NULL, *w = NULL;
     struct ws_object_params p = {0};
     struct ws_object_info info;
     struct stat st;
@@ -204,6 +223,8 @@ static int push_once(const struct ws_config *cfg, struct ws_repo *repo_in,
     if (zstd_workers >= 0)
         p.workers = zstd_workers;
     p.content_size = st.st_size;
+    /* XXH3-128: what duplicate detection compares, and push-ahead's fingerprint (object.h). */
+    p.digest = WS_DIGEST_XXH3_128;
     p.key = ws_keyring_write_key(kr);
     if ((rc = ws_storage_open_put(repo->st, key, 0, &put, err)) != 0)
         goto out;
@@ -211,31 +232,24 @@ static int push_once(const struct ws_config *cfg, struct ws_repo *repo_in,
     put = NULL; /* owned by the writer now */
     if (rc != 0)
         goto out;
-    /* Push-ahead's records bind the content by its fingerprint too (fingerprint.h): taken from
-     * the very bytes the writer stores, in the same pass. */
-    if (want_fingerprint) {
-        struct ws_sink *wr = w;
-        w = NULL;
-        if ((rc = ws_fingerprint_sink_new(wr, &fp, err)) != 0)
-            goto out;
-    }
-    if ((rc = ws_sink_write_file(fp ? fp : w, fd, wal_path, err)) != 0)
+    if ((rc = ws_sink_write_file(w, fd, wal_path, err)) != 0)
         goto out;
     /* The writer checks the length against content_size before anything is committed. */
-    rc = ws_sink_finish(fp ? fp : w, err);
-    ws_object_writer_info(fp ? fp->next : w, &info);
-    memcpy(res->sha256, info.content_sha256, sizeof(res->sha256));
-    if (fp && (rc == 0 || rc == WS_ERR_EXISTS)) {
-        uint64_t fplen = 0;
-        ws_fingerprint_sink_result(fp, res->fingerprint, &fplen);
-        res->fingerprinted = fplen == info.content_len;
+    rc = ws_sink_finish(w, err);
+    ws_object_writer_info(w, &info);
+    memcpy(res->digest, info.content_digest, sizeof(res->digest));
+    /* The digest is push-ahead's fingerprint too (fingerprint.h): XXH3-128 of the very bytes the
+     * writer stored, taken in the same pass. */
+    if ((rc == 0 || rc == WS_ERR_EXISTS) && info.digest == WS_DIGEST_XXH3_128 &&
+        info.content_len == (uint64_t)st.st_size) {
+        memcpy(res->fingerprint, info.content_digest, WS_FINGERPRINT_SIZE);
+        res->fingerprinted = 1;
     }
     if (rc == WS_ERR_EXISTS) {
         /* Already archived (by an earlier call, or a concurrent one): same content or not? */
-        ws_sink_free(fp ? fp : w);
-        w = fp = NULL;
-        rc = compare_with_stored(repo, key, wal_path, kr, info.content_len, info.content_sha256,
-                                 res, err);
+        ws_sink_free(w);
+        w = NULL;
+        rc = compare_with_stored(repo, key, wal_path, fd, kr, &info, res, err);
         goto out;
     }
     if (rc != 0)
@@ -248,7 +262,7 @@ out:
     /* Every failure line names the WAL file (it lands in PostgreSQL's log). */
     if (rc != 0 && strstr(err->msg, wal_path) == NULL)
         ws_error_prefix(err, "could not archive WAL file \"%s\"", wal_path);
-    ws_sink_free(fp ? fp : w);
+    ws_sink_free(w);
     ws_sink_free(put);
     ws_repo_close(&own_repo);
     ws_keyring_wipe(&own_kr);
@@ -337,7 +351,7 @@ struct attempt {
 
 static int push_attempt(const struct attempt *t, struct ws_error *err)
 {
-    return push_once(t->cfg, NULL, NULL, -1, 0, t->a, t->res, err);
+    return push_once(t->cfg, NULL, NULL, -1, t->a, t->res, err);
 }
 
 static int fetch_attempt(const struct attempt *t, struct ws_error *err)
@@ -386,7 +400,7 @@ int ws_archive_push_in(const struct ws_config *cfg, struct ws_repo *repo,
                        const char *wal_path, struct ws_push_result *res, struct ws_error *err)
 {
     for (int n = 1;; n++) {
-        int rc = push_once(cfg, repo, kr, zstd_workers, 1, wal_path, res, err);
+        int rc = push_once(cfg, repo, kr, zstd_workers, wal_path, res, err);
         if (rc != WS_ERR_STORAGE || !err->retryable || n >= attempts)
             return rc;
         ws_log_warning("%s (attempt %d of %d, retrying)", err->msg, n, attempts);

@@ -20,11 +20,11 @@ struct ws_push_result {
     int duplicate;
     uint64_t bytes;
     uint64_t stored_bytes;
-    uint8_t sha256[32];         /* SHA-256 of the content pushed (also for a duplicate) */
+    uint8_t digest[32];         /* content digest of the object (object.h), also for a duplicate */
     uint64_t system_identifier; /* from a segment's page header; 0 for other files */
     int pushed_ahead;           /* pushahead.h: an earlier call had stored it (record verified) */
-    uint8_t fingerprint[16]; /* fingerprint.h, of the content pushed: ws_archive_push_in() only */
-    int fingerprinted;       /* fingerprint is set */
+    uint8_t fingerprint[16];    /* fingerprint.h, of the content pushed (its XXH3-128 digest) */
+    int fingerprinted;          /* fingerprint is set */
 };
 
 int ws_archive_push(const struct ws_config *cfg, const char *wal_path, struct ws_push_result *res,

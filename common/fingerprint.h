@@ -10,7 +10,10 @@
  * except with a probability of about 2^-128 for contents that were not built to collide. That
  * covers what the binding is there for (a reused name, a restored cluster, a stale spool).
  * XXH3 is not a cryptographic hash: it is not meant to stop someone who can write pg_wal (who
- * could corrupt the WAL itself) and it never replaces the SHA-256 of objects and manifests.
+ * could corrupt the WAL itself). For the same reasons it is the content digest of WAL objects
+ * (object.h: what duplicate detection compares), so a push takes the fingerprint from its object
+ * writer at no extra cost; manifests, backup files and every digest checked on read stay
+ * SHA-256.
  *
  * The sink passes bytes through to next (NULL: fingerprint only); results are valid after
  * finish. Errors: WS_ERR_INTERNAL (out of memory), WS_ERR_IO for the file.

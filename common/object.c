@@ -1,12 +1,15 @@
 #include "object.h"
 
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
+#include "fingerprint.h"
 #include "zstd_sink.h"
 
 static const uint8_t MAGIC[8] = {'W', 'S', 'A', 'F', 'E', 'O', 'B', 'J'};
@@ -47,8 +50,106 @@ static void encode_footer(uint8_t *f, uint64_t content_len, const uint8_t *diges
                           uint64_t payload_len)
 {
     put_be64(f, content_len);
-    memcpy(f + 8, digest, 32);
+    memcpy(f + 8, digest, WS_OBJECT_DIGEST_SIZE);
     put_be64(f + 40, payload_len);
+}
+
+/* ---- the content digest (header byte 11) ---- */
+
+struct content_digest {
+    int alg;           /* enum ws_digest */
+    EVP_MD_CTX *md;    /* SHA-256 */
+    struct ws_sink *x; /* XXH3-128: a fingerprint sink without a next (fingerprint.h) */
+};
+
+static int digest_init(struct content_digest *d, int alg, struct ws_error *err)
+{
+    d->alg = alg;
+    if (alg == WS_DIGEST_XXH3_128)
+        return ws_fingerprint_sink_new(NULL, &d->x, err);
+    if (!(d->md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(d->md, EVP_sha256(), NULL) != 1)
+        return ws_error_set(err, WS_ERR_INTERNAL, "could not set up SHA-256");
+    return 0;
+}
+
+static int digest_update(struct content_digest *d, const void *buf, size_t len,
+                         struct ws_error *err)
+{
+    if (len == 0)
+        return 0;
+    if (d->x)
+        return ws_sink_write(d->x, buf, len, err);
+    if (EVP_DigestUpdate(d->md, buf, len) != 1)
+        return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 update failed");
+    return 0;
+}
+
+static int digest_final(struct content_digest *d, uint8_t out[WS_OBJECT_DIGEST_SIZE],
+                        struct ws_error *err)
+{
+    unsigned int n;
+
+    memset(out, 0, WS_OBJECT_DIGEST_SIZE);
+    if (d->x) {
+        if (ws_sink_finish(d->x, err) != 0)
+            return err->code;
+        ws_fingerprint_sink_result(d->x, out, NULL);
+        return 0;
+    }
+    if (EVP_DigestFinal_ex(d->md, out, &n) != 1)
+        return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+    return 0;
+}
+
+static void digest_free(struct content_digest *d)
+{
+    EVP_MD_CTX_free(d->md);
+    ws_sink_free(d->x);
+    d->md = NULL;
+    d->x = NULL;
+}
+
+static int digest_active(const struct content_digest *d)
+{
+    return d->md || d->x;
+}
+
+int ws_object_digest_fd(int fd, int digest, const char *what, uint8_t out[WS_OBJECT_DIGEST_SIZE],
+                        uint64_t *len, struct ws_error *err)
+{
+    enum { BLOCK = 128 << 10 };
+    struct content_digest d = {0};
+    uint8_t *buf = NULL;
+    uint64_t off = 0;
+    int rc;
+
+    if ((rc = digest_init(&d, digest, err)) != 0)
+        goto out;
+    if (!(buf = malloc(BLOCK))) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    for (;;) {
+        ssize_t n = pread(fd, buf, BLOCK, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not read %s", what);
+            goto out;
+        }
+        if (n == 0)
+            break;
+        if ((rc = digest_update(&d, buf, (size_t)n, err)) != 0)
+            goto out;
+        off += (uint64_t)n;
+    }
+    if ((rc = digest_final(&d, out, err)) != 0)
+        goto out;
+    *len = off;
+out:
+    digest_free(&d);
+    free(buf);
+    return rc;
 }
 
 /* ---- AES-256-GCM chunks ---- */
@@ -127,16 +228,19 @@ int ws_object_parse_header(const uint8_t *h, const char *name, struct ws_object_
     if (memcmp(h, MAGIC, 8) != 0)
         return ws_error_set(err, WS_ERR_CORRUPT,
                             "object \"%s\" is not a walsafe object (bad magic)", name);
-    if (h[8] != WS_OBJECT_VERSION)
+    if (h[8] != WS_OBJECT_VERSION && h[8] != WS_OBJECT_VERSION_2)
         return ws_error_set(err, WS_ERR_CORRUPT,
-                            "object \"%s\" has format version %u; this walsafe reads version %d",
-                            name, h[8], WS_OBJECT_VERSION);
+                            "object \"%s\" has format version %u; this walsafe reads versions %d "
+                            "and %d",
+                            name, h[8], WS_OBJECT_VERSION, WS_OBJECT_VERSION_2);
     memset(info, 0, sizeof(*info));
     info->compress = h[9];
     info->cipher = h[10];
+    info->digest = h[11];
     memcpy(info->key_id, h + 16, WS_KEY_ID_LEN);
     *chunk_size = get_be32(h + 12);
-    if (info->compress > WS_COMPRESS_ZSTD || info->cipher > WS_CIPHER_AES256GCM || h[11] != 0 ||
+    if (info->compress > WS_COMPRESS_ZSTD || info->cipher > WS_CIPHER_AES256GCM ||
+        (h[8] == WS_OBJECT_VERSION ? h[11] != WS_DIGEST_SHA256 : h[11] != WS_DIGEST_XXH3_128) ||
         memcmp(h + 56, zero, 8) != 0)
         return ws_error_set(err, WS_ERR_CORRUPT, "object \"%s\" has an invalid header", name);
     if (info->cipher == WS_CIPHER_NONE &&
@@ -173,10 +277,10 @@ struct obj_frame;
 
 struct obj_writer {
     struct ws_sink base;
-    EVP_MD_CTX *md;
-    int64_t expected_len; /* -1: unknown */
+    struct content_digest d; /* none with no_digest */
+    int64_t expected_len;    /* -1: unknown */
     uint64_t content_len;
-    uint8_t digest[32];
+    uint8_t digest[WS_OBJECT_DIGEST_SIZE];
     struct obj_frame *frame;
 };
 
@@ -285,8 +389,8 @@ static const struct ws_sink_ops frame_ops = {"object-frame", frame_write, frame_
 static int writer_write(struct ws_sink *s, const void *buf, size_t len, struct ws_error *err)
 {
     struct obj_writer *w = (struct obj_writer *)s;
-    if (len && w->md && EVP_DigestUpdate(w->md, buf, len) != 1)
-        return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 update failed");
+    if (digest_active(&w->d) && digest_update(&w->d, buf, len, err) != 0)
+        return err->code;
     w->content_len += len;
     return ws_sink_write(s->next, buf, len, err);
 }
@@ -294,22 +398,21 @@ static int writer_write(struct ws_sink *s, const void *buf, size_t len, struct w
 static int writer_finish(struct ws_sink *s, struct ws_error *err)
 {
     struct obj_writer *w = (struct obj_writer *)s;
-    unsigned int n;
 
     /* Checked before anything downstream commits: a short or long read never becomes an object. */
     if (w->expected_len >= 0 && w->content_len != (uint64_t)w->expected_len)
         return ws_error_set(err, WS_ERR_IO, "content of \"%s\" is %llu bytes, expected %lld",
                             w->frame->name, (unsigned long long)w->content_len,
                             (long long)w->expected_len);
-    if (w->md && EVP_DigestFinal_ex(w->md, w->digest, &n) != 1)
-        return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
-    return 0; /* without md the digest stays all zero: "not recorded" */
+    if (digest_active(&w->d) && digest_final(&w->d, w->digest, err) != 0)
+        return err->code;
+    return 0; /* without a digest the footer's stays all zero: "not recorded" */
 }
 
 static void writer_destroy(struct ws_sink *s)
 {
     struct obj_writer *w = (struct obj_writer *)s;
-    EVP_MD_CTX_free(w->md);
+    digest_free(&w->d);
     free(w);
 }
 
@@ -342,9 +445,10 @@ int ws_object_writer_new(struct ws_sink *dest, const struct ws_object_params *p,
     f->cipher = p->key ? WS_CIPHER_AES256GCM : WS_CIPHER_NONE;
     f->chunk_size = p->key ? (p->chunk_size ? p->chunk_size : WS_OBJECT_CHUNK_SIZE) : 0;
     memcpy(f->header, MAGIC, 8);
-    f->header[8] = WS_OBJECT_VERSION;
+    f->header[8] = p->digest == WS_DIGEST_XXH3_128 ? WS_OBJECT_VERSION_2 : WS_OBJECT_VERSION;
     f->header[9] = (uint8_t)(p->compress == WS_COMPRESS_ZSTD ? 1 : 0);
     f->header[10] = (uint8_t)f->cipher;
+    f->header[11] = (uint8_t)(p->digest == WS_DIGEST_XXH3_128 ? WS_DIGEST_XXH3_128 : 0);
     put_be32(f->header + 12, f->chunk_size);
     if (!f->name)
         goto nomem;
@@ -378,14 +482,15 @@ int ws_object_writer_new(struct ws_sink *dest, const struct ws_object_params *p,
     if (p->compress == WS_COMPRESS_ZSTD &&
         ws_zstd_compress_sink_new(chain, p->level, p->workers, p->content_size, &chain, err) != 0)
         return err->code;
-    if (!(w = calloc(1, sizeof(*w))) ||
-        (!p->no_digest &&
-         (!(w->md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(w->md, EVP_sha256(), NULL) != 1))) {
-        if (w)
-            EVP_MD_CTX_free(w->md);
-        free(w);
+    if (!(w = calloc(1, sizeof(*w)))) {
         ws_sink_free(chain);
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    if (!p->no_digest && digest_init(&w->d, f->header[11], err) != 0) {
+        digest_free(&w->d);
+        free(w);
+        ws_sink_free(chain);
+        return err->code;
     }
     w->base.ops = &writer_ops;
     w->base.next = chain;
@@ -405,9 +510,10 @@ void ws_object_writer_info(const struct ws_sink *writer, struct ws_object_info *
     memset(info, 0, sizeof(*info));
     info->compress = w->frame->header[9];
     info->cipher = w->frame->cipher;
+    info->digest = w->frame->header[11];
     memcpy(info->key_id, w->frame->header + 16, WS_KEY_ID_LEN);
     info->content_len = w->content_len;
-    memcpy(info->content_sha256, w->digest, 32);
+    memcpy(info->content_digest, w->digest, WS_OBJECT_DIGEST_SIZE);
     info->stored_len = w->frame->stored_len;
 }
 
@@ -419,7 +525,8 @@ struct obj_reader;
 struct content_check {
     struct ws_sink base;
     struct obj_reader *r;
-    EVP_MD_CTX *md; /* only with verify_digest */
+    int verify;              /* verify_digest */
+    struct content_digest d; /* set up once the header names the digest */
     uint64_t len;
 };
 
@@ -445,8 +552,8 @@ struct obj_reader {
 static int check_write(struct ws_sink *s, const void *buf, size_t len, struct ws_error *err)
 {
     struct content_check *c = (struct content_check *)s;
-    if (c->md && len && EVP_DigestUpdate(c->md, buf, len) != 1)
-        return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 update failed");
+    if (digest_active(&c->d) && digest_update(&c->d, buf, len, err) != 0)
+        return err->code;
     c->len += len;
     return ws_sink_write(s->next, buf, len, err);
 }
@@ -454,29 +561,32 @@ static int check_write(struct ws_sink *s, const void *buf, size_t len, struct ws
 static int check_finish(struct ws_sink *s, struct ws_error *err)
 {
     struct content_check *c = (struct content_check *)s;
-    uint8_t d[32];
-    unsigned int n;
+    uint8_t d[WS_OBJECT_DIGEST_SIZE];
 
     if (c->len != c->r->info.content_len)
         return ws_error_set(
             err, WS_ERR_CORRUPT, "object \"%s\" decoded to %llu bytes but was stored with %llu",
             c->r->name, (unsigned long long)c->len, (unsigned long long)c->r->info.content_len);
-    static const uint8_t none[32];
+    static const uint8_t none[WS_OBJECT_DIGEST_SIZE];
 
-    if (c->md && CRYPTO_memcmp(none, c->r->info.content_sha256, 32) != 0 &&
-        (EVP_DigestFinal_ex(c->md, d, &n) != 1 ||
-         CRYPTO_memcmp(d, c->r->info.content_sha256, 32) != 0))
+    if (!digest_active(&c->d) ||
+        CRYPTO_memcmp(none, c->r->info.content_digest, WS_OBJECT_DIGEST_SIZE) == 0)
+        return 0;
+    if (digest_final(&c->d, d, err) != 0)
+        return err->code;
+    if (CRYPTO_memcmp(d, c->r->info.content_digest, WS_OBJECT_DIGEST_SIZE) != 0)
         return ws_error_set(err, WS_ERR_CORRUPT,
-                            "object \"%s\" decoded to content whose SHA-256 differs from the "
+                            "object \"%s\" decoded to content whose %s differs from the "
                             "stored one",
-                            c->r->name);
+                            c->r->name,
+                            c->r->info.digest == WS_DIGEST_XXH3_128 ? "XXH3-128" : "SHA-256");
     return 0;
 }
 
 static void check_destroy(struct ws_sink *s)
 {
     struct content_check *c = (struct content_check *)s;
-    EVP_MD_CTX_free(c->md);
+    digest_free(&c->d);
     free(c);
 }
 
@@ -489,6 +599,8 @@ static int reader_start(struct obj_reader *r, struct ws_error *err)
     uint32_t namelen_be = 0;
 
     if (ws_object_parse_header(r->header, r->name, &r->info, &r->chunk_size, err) != 0)
+        return err->code;
+    if (r->check->verify && digest_init(&r->check->d, r->info.digest, err) != 0)
         return err->code;
     if (r->info.cipher == WS_CIPHER_AES256GCM) {
         if (key_for(r->kr, r->info.key_id, r->name, &key, err) != 0 ||
@@ -582,7 +694,7 @@ static int footer_decode(struct obj_reader *r, const uint8_t *footer, struct ws_
 {
     uint64_t payload = get_be64(footer + 40);
     r->info.content_len = get_be64(footer);
-    memcpy(r->info.content_sha256, footer + 8, 32);
+    memcpy(r->info.content_digest, footer + 8, WS_OBJECT_DIGEST_SIZE);
     if (payload != r->payload_len)
         return ws_error_set(
             err, WS_ERR_CORRUPT, "object \"%s\" holds %llu payload bytes but its footer says %llu",
@@ -648,13 +760,9 @@ int ws_object_reader_new(struct ws_sink *dest, const char *name, const struct ws
     struct obj_reader *r = calloc(1, sizeof(*r));
     struct content_check *c = calloc(1, sizeof(*c));
 
-    if (!r || !c || !(r->name = strdup(name)) ||
-        (verify_digest &&
-         (!(c->md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) != 1))) {
+    if (!r || !c || !(r->name = strdup(name))) {
         if (r)
             free(r->name);
-        if (c)
-            EVP_MD_CTX_free(c->md);
         free(r);
         free(c);
         ws_sink_free(dest);
@@ -663,6 +771,7 @@ int ws_object_reader_new(struct ws_sink *dest, const char *name, const struct ws
     c->base.ops = &check_ops;
     c->base.next = dest;
     c->r = r;
+    c->verify = verify_digest;
     r->base.ops = &reader_ops;
     r->kr = kr;
     r->pending = &c->base;
@@ -706,7 +815,7 @@ int ws_object_read_footer(const uint8_t *hdr, const uint8_t *trailer, size_t tra
             return rc;
     }
     info->content_len = get_be64(footer);
-    memcpy(info->content_sha256, footer + 8, 32);
+    memcpy(info->content_digest, footer + 8, WS_OBJECT_DIGEST_SIZE);
     info->stored_len = stored_len;
     return 0;
 }

@@ -501,7 +501,7 @@ static void record_write(const struct ws_config *cfg, const struct spool *sp, co
     r.size = res->bytes;
     if (!res->fingerprinted)
         return; /* only ws_archive_push_in() results bind the content; none is then no record */
-    memcpy(r.sha256, res->sha256, 32);
+    memcpy(r.sha256, res->digest, 32);
     memcpy(r.fingerprint, res->fingerprint, WS_FINGERPRINT_SIZE);
     r.pushed_at = (int64_t)time(NULL);
     if ((n = ws_pushahead_record_format(&r, text, sizeof(text))) < 0) {
@@ -635,7 +635,7 @@ static int verify_record(const struct ws_config *cfg, const struct spool *sp, co
     res->pushed_ahead = 1;
     res->bytes = now.size;
     res->system_identifier = now.system_identifier;
-    memcpy(res->sha256, rec.sha256, 32); /* the digest of the object stored for it */
+    memcpy(res->digest, rec.sha256, 32); /* the digest of the object stored for it */
     ws_log_info("WAL file \"%s\" was archived ahead by an earlier call (record verified: same "
                 "content)",
                 wal_path);

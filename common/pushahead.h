@@ -96,7 +96,9 @@
  *     cluster = main
  *     system_identifier = 7312345678901234567       (0 for .history and .backup files)
  *     size = 16777216
- *     sha256 = <64 hex>                   the content digest the object writer computed
+ *     sha256 = <64 hex>                   the object's content digest (its footer's; the key's
+ *                                         name is historical: WAL objects' is the XXH3-128
+ *                                         fingerprint, zero-padded, object.h); informative
  *     fingerprint = <32 hex>              XXH3-128 of the same content (what step 3 compares)
  *     pushed_at = 1732300000              seconds since the epoch
  *     check = <64 hex>                    SHA-256 of the lines above
@@ -179,7 +181,7 @@ int ws_pushahead_record_parse(const char *text, size_t len, struct ws_pushahead_
 
 /*
  * The content binding: NULL when `rec` stands for the file described by `now` (name, repo,
- * cluster, system identifier, size, SHA-256; pushed_at is ignored), else a short reason for
+ * cluster, system identifier, size, fingerprint; pushed_at is ignored), else a short reason for
  * messages ("the content differs", ...).
  */
 const char *ws_pushahead_record_mismatch(const struct ws_pushahead_record *rec,

@@ -17,6 +17,11 @@
 
 #include "archive.h"
 #include "config.h"
+#include "fingerprint.h"
+#include "key.h"
+#include "object.h"
+#include "repo.h"
+#include "storage.h"
 #include "unit.h"
 #include "wal.h"
 
@@ -363,6 +368,115 @@ static void test_duplicate_and_conflict(void)
         CHECK(ws_archive_fetch(&e.cfg, name, dest, &err) == 0);
         CHECK(same_file(seg, dest));
         file_free(&before);
+        ws_config_free(&e.cfg);
+    }
+}
+
+/* Stores `path` under its WAL key as a walsafe from before XXH3-128 digests did: format 1, the
+ * content's SHA-256 in the footer. */
+static int put_sha256_object(const struct env *e, const char *path, const char *name)
+{
+    struct ws_error err = {0};
+    struct ws_repo repo = {0};
+    struct ws_keyring kr = {0};
+    struct ws_object_params p = {0};
+    struct ws_sink *put = NULL, *w = NULL;
+    struct stat st;
+    char key[256];
+    int fd = open(path, O_RDONLY), rc = -1;
+
+    if (fd < 0 || fstat(fd, &st) != 0 || ws_keyring_load(&e->cfg, &kr, &err) != 0 ||
+        ws_repo_open(&e->cfg, &repo, &err) != 0 ||
+        ws_repo_wal_key(&repo, name, key, sizeof(key)) != 0 ||
+        ws_storage_open_put(repo.st, key, 0, &put, &err) != 0)
+        goto out;
+    p.name = key;
+    p.compress = WS_COMPRESS_ZSTD;
+    p.level = 3;
+    p.content_size = st.st_size;
+    p.key = ws_keyring_write_key(&kr);
+    p.digest = WS_DIGEST_SHA256;
+    rc = ws_object_writer_new(put, &p, &w, &err);
+    put = NULL;
+    if (rc != 0 || (rc = ws_sink_write_file(w, fd, path, &err)) != 0 ||
+        (rc = ws_sink_finish(w, &err)) != 0)
+        rc = -1;
+out:
+    if (err.msg[0])
+        fprintf(stderr, "    put_sha256_object: %s\n", err.msg);
+    ws_sink_free(w);
+    ws_sink_free(put);
+    ws_repo_close(&repo);
+    ws_keyring_wipe(&kr);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* WAL objects carry an XXH3-128 content digest (format 2); one stored with a SHA-256 digest by an
+ * older walsafe is still compared correctly, and still fetched. */
+static void test_duplicate_across_digests(void)
+{
+    for (int encrypt = 0; encrypt <= 1; encrypt++) {
+        struct env e;
+        struct ws_error err = {0};
+        struct ws_push_result res;
+        struct file obj, before, after;
+        char seg[600], seg2[600], other_dir[600], other[600], path[700], dest[600];
+        char name[WS_WAL_NAME_LEN + 1], name2[WS_WAL_NAME_LEN + 1];
+        uint8_t fp[WS_FINGERPRINT_SIZE];
+
+        REQUIRE(setup(&e, encrypt ? "digests-enc" : "digests", "zstd",
+                      encrypt ? key_file(KEYHEX, "digests.key") : NULL, "1") == 0);
+        /* a new push: format 2, digest 1, the fingerprint of the content */
+        seg_name(4, name2);
+        REQUIRE(make_segment(e.wal, 4, SYSID1, 4, seg2, sizeof(seg2)) == 0);
+        REQUIRE(ws_archive_push(&e.cfg, seg2, &res, &err) == 0);
+        object_path(&e, name2, path, sizeof(path));
+        REQUIRE(read_all(path, &obj) == 0);
+        CHECK(obj.data[8] == 2 && obj.data[11] == WS_DIGEST_XXH3_128);
+        REQUIRE(read_all(seg2, &before) == 0);
+        ws_fingerprint(before.data, before.len, fp);
+        CHECK(memcmp(res.digest, fp, sizeof(fp)) == 0);
+        CHECK(res.fingerprinted && memcmp(res.fingerprint, fp, sizeof(fp)) == 0);
+        file_free(&before);
+        file_free(&obj);
+
+        /* an older object: format 1, SHA-256 */
+        seg_name(5, name);
+        REQUIRE(make_segment(e.wal, 5, SYSID1, 5, seg, sizeof(seg)) == 0);
+        REQUIRE(put_sha256_object(&e, seg, name) == 0);
+        object_path(&e, name, path, sizeof(path));
+        REQUIRE(read_all(path, &before) == 0);
+        CHECK(before.data[8] == 1 && before.data[11] == WS_DIGEST_SHA256);
+
+        /* the same content pushed now: recognised (its SHA-256 recomputed), object untouched */
+        memset(&res, 0, sizeof(res));
+        CHECK(ws_archive_push(&e.cfg, seg, &res, &err) == 0);
+        CHECK(res.duplicate == 1 && res.bytes == SEG);
+        REQUIRE(read_all(path, &after) == 0);
+        CHECK(after.len == before.len && memcmp(after.data, before.data, before.len) == 0);
+        file_free(&after);
+
+        /* different content under its name: refused, the stored copy kept */
+        snprintf(other_dir, sizeof(other_dir), "%s/other", e.wal);
+        REQUIRE(mkdir(other_dir, 0700) == 0);
+        REQUIRE(make_segment(other_dir, 5, SYSID1, 6, other, sizeof(other)) == 0);
+        memset(&err, 0, sizeof(err));
+        CHECK(ws_archive_push(&e.cfg, other, &res, &err) == WS_ERR_CONFLICT);
+        CHECK(strstr(err.msg, other) != NULL);
+        REQUIRE(read_all(path, &after) == 0);
+        CHECK(after.len == before.len && memcmp(after.data, before.data, before.len) == 0);
+        file_free(&after);
+        file_free(&before);
+
+        /* both formats fetch back byte-identical */
+        dest_path(&e, name, dest, sizeof(dest));
+        CHECK(ws_archive_fetch(&e.cfg, name, dest, &err) == 0);
+        CHECK(same_file(seg, dest));
+        dest_path(&e, name2, dest, sizeof(dest));
+        CHECK(ws_archive_fetch(&e.cfg, name2, dest, &err) == 0);
+        CHECK(same_file(seg2, dest));
         ws_config_free(&e.cfg);
     }
 }
@@ -851,6 +965,7 @@ static void test_two_clusters(void)
 const struct unit_test unit_tests[] = {
     {"roundtrip", test_roundtrip},
     {"duplicate_and_conflict", test_duplicate_and_conflict},
+    {"duplicate_across_digests", test_duplicate_across_digests},
     {"foreign", test_foreign},
     {"invalid_segments", test_invalid_segments},
     {"fetch_missing", test_fetch_missing},

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fingerprint.h"
 #include "key.h"
 #include "object.h"
 #include "unit.h"
@@ -189,7 +190,7 @@ static void check_roundtrip(const uint8_t *in, size_t len, size_t wslice, int co
 
     sha256(in, len, digest);
     CHECK(winfo.content_len == len);
-    CHECK(memcmp(winfo.content_sha256, digest, 32) == 0);
+    CHECK(memcmp(winfo.content_digest, digest, 32) == 0);
     CHECK(winfo.stored_len == obj.len);
     CHECK(winfo.compress == compress);
     CHECK(winfo.cipher == (key ? WS_CIPHER_AES256GCM : WS_CIPHER_NONE));
@@ -219,7 +220,7 @@ static void check_roundtrip(const uint8_t *in, size_t len, size_t wslice, int co
     CHECK(rr.out.len == len);
     CHECK(rr.out.len == len && (len == 0 || memcmp(rr.out.data, in, len) == 0));
     CHECK(rr.info.content_len == winfo.content_len);
-    CHECK(memcmp(rr.info.content_sha256, winfo.content_sha256, 32) == 0);
+    CHECK(memcmp(rr.info.content_digest, winfo.content_digest, 32) == 0);
     CHECK(rr.info.compress == winfo.compress && rr.info.cipher == winfo.cipher);
     CHECK(memcmp(rr.info.key_id, winfo.key_id, WS_KEY_ID_LEN) == 0);
     if (unit_failures != before && roundtrip_failures++ < 5)
@@ -939,6 +940,105 @@ static void test_plain_tampering(void)
     }
 }
 
+/* ---- the XXH3-128 content digest (format 2) ---- */
+
+static void test_xxh3_digest(void)
+{
+    enum { LEN = 300000 };
+    uint8_t *content = malloc(LEN), fp[WS_FINGERPRINT_SIZE], zero[16] = {0}, hdr[64];
+    struct ws_key key;
+    struct ws_keyring kr;
+    struct ws_object_info info, hinfo;
+    struct ws_error err = {0};
+    struct read_result rr;
+    uint32_t chunk;
+
+    REQUIRE(content);
+    unit_random(content, LEN / 2, 51);
+    make_text(content + LEN / 2, LEN - LEN / 2, 52);
+    ws_fingerprint(content, LEN, fp);
+    make_key(&key, 53);
+    keyring_of(&kr, &key, 1);
+    for (int enc = 0; enc <= 1; enc++)
+        for (int compress = 0; compress <= 1; compress++) {
+            struct ws_object_params p = {0};
+            struct blob obj;
+            p.name = NAME;
+            p.compress = compress;
+            p.level = 3;
+            p.content_size = LEN;
+            p.key = enc ? &key : NULL;
+            p.digest = WS_DIGEST_XXH3_128;
+            REQUIRE(write_object(content, LEN, 4093, &p, &obj, &info) == 0);
+            CHECK(obj.data[8] == 2 && obj.data[11] == WS_DIGEST_XXH3_128);
+            CHECK(info.digest == WS_DIGEST_XXH3_128);
+            CHECK(memcmp(info.content_digest, fp, 16) == 0 &&
+                  memcmp(info.content_digest + 16, zero, 16) == 0);
+            read_object(obj.data, obj.len, NAME, &kr, P_VARIED, 1, &rr);
+            CHECK(rr.rc == 0 && rr.out.len == LEN && memcmp(rr.out.data, content, LEN) == 0);
+            CHECK(rr.info.digest == WS_DIGEST_XXH3_128 &&
+                  memcmp(rr.info.content_digest, info.content_digest, 32) == 0);
+            blob_free(&rr.out);
+            if (!enc && !compress) {
+                /* a footer digest that does not match the content, behind a valid checksum:
+                 * only the recomputed digest can tell */
+                uint8_t *footer = obj.data + obj.len - PLAIN_TRAILER, nl[4];
+                size_t namelen = strlen(NAME);
+                EVP_MD_CTX *md = EVP_MD_CTX_new();
+                unsigned int n = 32;
+                footer[8] ^= 1;
+                nl[0] = (uint8_t)(namelen >> 24), nl[1] = (uint8_t)(namelen >> 16);
+                nl[2] = (uint8_t)(namelen >> 8), nl[3] = (uint8_t)namelen;
+                REQUIRE(md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1);
+                EVP_DigestUpdate(md, obj.data, WS_OBJECT_HEADER_SIZE);
+                EVP_DigestUpdate(md, nl, 4);
+                EVP_DigestUpdate(md, NAME, namelen);
+                EVP_DigestUpdate(md, obj.data + WS_OBJECT_HEADER_SIZE, LEN);
+                EVP_DigestUpdate(md, footer, WS_OBJECT_FOOTER_SIZE);
+                EVP_DigestFinal_ex(md, footer + WS_OBJECT_FOOTER_SIZE, &n);
+                EVP_MD_CTX_free(md);
+                read_object(obj.data, obj.len, NAME, NULL, P_WHOLE, 0, &rr);
+                CHECK(rr.rc == 0); /* the checksum holds: without verify_digest it passes */
+                blob_free(&rr.out);
+                read_object(obj.data, obj.len, NAME, NULL, P_WHOLE, 1, &rr);
+                CHECK(rr.rc == WS_ERR_CORRUPT && strstr(rr.err.msg, "XXH3-128") != NULL);
+                blob_free(&rr.out);
+            }
+            /* the version and the digest byte go together */
+            memcpy(hdr, obj.data, sizeof(hdr));
+            CHECK(ws_object_parse_header(hdr, NAME, &hinfo, &chunk, &err) == 0 &&
+                  hinfo.digest == WS_DIGEST_XXH3_128);
+            hdr[8] = 1; /* version 1 has no digest byte */
+            CHECK(ws_object_parse_header(hdr, NAME, &hinfo, &chunk, &err) == WS_ERR_CORRUPT);
+            hdr[8] = 2, hdr[11] = 0;
+            CHECK(ws_object_parse_header(hdr, NAME, &hinfo, &chunk, &err) == WS_ERR_CORRUPT);
+            hdr[11] = 2;
+            CHECK(ws_object_parse_header(hdr, NAME, &hinfo, &chunk, &err) == WS_ERR_CORRUPT);
+            hdr[8] = 3, hdr[11] = 1;
+            CHECK(ws_object_parse_header(hdr, NAME, &hinfo, &chunk, &err) == WS_ERR_CORRUPT &&
+                  strstr(err.msg, "format version 3") != NULL);
+            blob_free(&obj);
+        }
+    /* ws_object_digest_fd: both kinds, as a writer records them */
+    {
+        char path[] = "/tmp/walsafe-test-digest-XXXXXX";
+        uint8_t d[32], want[32] = {0};
+        uint64_t n = 0;
+        int fd = mkstemp(path);
+        REQUIRE(fd >= 0);
+        unlink(path);
+        REQUIRE(write(fd, content, LEN) == LEN);
+        CHECK(ws_object_digest_fd(fd, WS_DIGEST_XXH3_128, "test file", d, &n, &err) == 0);
+        memcpy(want, fp, 16);
+        CHECK(n == LEN && memcmp(d, want, 32) == 0);
+        CHECK(ws_object_digest_fd(fd, WS_DIGEST_SHA256, "test file", d, &n, &err) == 0);
+        sha256(content, LEN, want);
+        CHECK(n == LEN && memcmp(d, want, 32) == 0);
+        close(fd);
+    }
+    free(content);
+}
+
 /* ---- footer alone ---- */
 
 static void test_read_footer(void)
@@ -978,7 +1078,7 @@ static void test_read_footer(void)
                 CHECK(ws_object_read_footer(obj.data, trailer, tsize, obj.len, NAME, &kr, &finfo,
                                             &err) == 0);
                 CHECK(finfo.content_len == winfo.content_len && finfo.content_len == lens[i]);
-                CHECK(memcmp(finfo.content_sha256, winfo.content_sha256, 32) == 0);
+                CHECK(memcmp(finfo.content_digest, winfo.content_digest, 32) == 0);
                 CHECK(finfo.cipher == winfo.cipher && finfo.compress == winfo.compress);
                 CHECK(finfo.stored_len == obj.len);
                 /* wrong trailer size, object shorter than header + trailer */
@@ -1132,6 +1232,7 @@ const struct unit_test unit_tests[] = {
     {"aead_zstd_tampering", test_aead_zstd_tampering},
     {"plain_tampering", test_plain_tampering},
     {"read_footer", test_read_footer},
+    {"xxh3_digest", test_xxh3_digest},
     {"key_rotation", test_key_rotation},
     {"ciphertext_hides_content", test_ciphertext_hides_content},
     {NULL, NULL},
