@@ -331,16 +331,10 @@ out:
     return rc;
 }
 
-/* Exponential backoff with jitter between whole-operation attempts: 0.5 s, 1 s, 2 s, ... 16 s. */
+/* Between whole-operation attempts: exponential backoff with jitter. */
 static void retry_pause(int attempt)
 {
-    unsigned int ms = 500u << (attempt < 5 ? attempt : 5);
-    unsigned char r = 0;
-
-    /* Real randomness: unseeded rand() gives every process the same "jitter", and processes
-     * that failed together would retry together. */
-    (void)RAND_bytes(&r, 1);
-    usleep((useconds_t)(ms + r) * 1000u);
+    ws_storage_retry_pause(attempt);
 }
 
 struct attempt {

@@ -1,7 +1,11 @@
 #include "storage.h"
 
+#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "log.h"
 
 int ws_storage_key_valid(const char *key)
 {
@@ -35,7 +39,18 @@ static int bad_key(const char *key, struct ws_error *err)
     return ws_error_set(err, WS_ERR_INTERNAL, "invalid storage key \"%s\"", key ? key : "(null)");
 }
 
-int ws_storage_open(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err)
+void ws_storage_retry_pause(int attempt)
+{
+    unsigned int ms = 500u << (attempt < 5 ? attempt : 5);
+    unsigned char r = 0;
+
+    /* Real randomness: unseeded rand() gives every process the same "jitter", and processes
+     * that failed together would retry together. */
+    (void)RAND_bytes(&r, 1);
+    usleep((useconds_t)(ms + r) * 1000u);
+}
+
+static int open_driver(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err)
 {
     const char *repo = cfg->repo;
 
@@ -57,6 +72,14 @@ int ws_storage_open(const struct ws_config *cfg, struct ws_storage **out, struct
                         "invalid repo \"%s\": expected /abs/path, file:///abs/path, "
                         "s3://bucket[/prefix] or sftp://user@host[:port]/abs/path",
                         repo);
+}
+
+int ws_storage_open(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err)
+{
+    int rc = open_driver(cfg, out, err);
+    if (rc == 0)
+        (*out)->attempts = cfg->retries;
+    return rc;
 }
 
 void ws_storage_close(struct ws_storage *s)
@@ -95,11 +118,28 @@ int ws_storage_list(struct ws_storage *s, const char *prefix, ws_storage_list_cb
     return s->ops->list(s, prefix, cb, arg, err);
 }
 
+/* One delete request (kind: what remove_with_retries does), repeated while it fails transiently. */
+enum { DEL_ONE, DEL_DIR, DEL_MANY };
+
+static int remove_with_retries(struct ws_storage *s, int kind, const char *const *keys, size_t n,
+                               struct ws_error *err)
+{
+    for (int attempt = 1;; attempt++) {
+        int rc = kind == DEL_ONE   ? s->ops->remove(s, keys[0], err)
+                 : kind == DEL_DIR ? s->hk->remove_dir(s, keys[0], err)
+                                   : s->hk->remove_many(s, keys, n, err);
+        if (rc != WS_ERR_STORAGE || !err->retryable || attempt >= s->attempts)
+            return rc;
+        ws_log_warning("%s (attempt %d of %d, retrying)", err->msg, attempt, s->attempts);
+        ws_storage_retry_pause(attempt - 1);
+    }
+}
+
 int ws_storage_remove(struct ws_storage *s, const char *key, struct ws_error *err)
 {
     if (!ws_storage_key_valid(key))
         return bad_key(key, err);
-    return s->ops->remove(s, key, err);
+    return remove_with_retries(s, DEL_ONE, &key, 1, err);
 }
 
 /* A prefix of keys: a valid key, followed by one '/' when dir_only is not set, then must be. */
@@ -120,7 +160,7 @@ int ws_storage_remove_dir(struct ws_storage *s, const char *prefix, struct ws_er
 
     if (!prefix_valid(prefix, 1, dir, sizeof(dir)))
         return bad_key(prefix, err);
-    return s->hk && s->hk->remove_dir ? s->hk->remove_dir(s, prefix, err) : 0;
+    return s->hk && s->hk->remove_dir ? remove_with_retries(s, DEL_DIR, &prefix, 1, err) : 0;
 }
 
 int ws_storage_clean_temp(struct ws_storage *s, const char *prefix, int64_t before, int dry_run,
@@ -144,14 +184,14 @@ int ws_storage_remove_many(struct ws_storage *s, const char *const *keys, size_t
     if (s->hk && s->hk->remove_many) {
         for (size_t i = 0; i < n; i += WS_STORAGE_REMOVE_BATCH) {
             size_t k = n - i < WS_STORAGE_REMOVE_BATCH ? n - i : WS_STORAGE_REMOVE_BATCH;
-            int rc = s->hk->remove_many(s, keys + i, k, err);
+            int rc = remove_with_retries(s, DEL_MANY, keys + i, k, err);
             if (rc != 0)
                 return rc;
         }
         return 0;
     }
     for (size_t i = 0; i < n; i++) {
-        int rc = s->ops->remove(s, keys[i], err);
+        int rc = remove_with_retries(s, DEL_ONE, keys + i, 1, err);
         if (rc != 0 && rc != WS_ERR_NOT_FOUND)
             return rc;
     }

@@ -79,7 +79,11 @@ struct ws_storage {
     const struct ws_storage_ops *ops;
     char *location; /* for messages: the repository URL without credentials */
     const struct ws_storage_housekeeping *hk; /* NULL: none */
+    int attempts; /* deletes (below): tries of a transient failure; cfg->retries, <= 1: one */
 };
+
+/* Exponential backoff with jitter before attempt `attempt` + 1: 0.5 s, 1 s, 2 s, ... 16 s. */
+void ws_storage_retry_pause(int attempt);
 
 /* Opens the driver for cfg->repo. */
 int ws_storage_open(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err);
@@ -95,6 +99,12 @@ int ws_storage_get(struct ws_storage *s, const char *key, uint64_t offset, uint6
                    struct ws_sink *dest, struct ws_error *err);
 int ws_storage_list(struct ws_storage *s, const char *prefix, ws_storage_list_cb cb, void *arg,
                     struct ws_error *err);
+/*
+ * Deletes are idempotent, so ws_storage_remove, ws_storage_remove_dir and ws_storage_remove_many
+ * repeat a request that failed transiently (err->retryable: a reset, a timeout, a 5xx) up to
+ * s->attempts times with ws_storage_retry_pause, logging a warning per retry. The other
+ * operations make one attempt: wal-push and wal-fetch repeat whole operations (archive.c).
+ */
 int ws_storage_remove(struct ws_storage *s, const char *key, struct ws_error *err);
 /* The housekeeping operations; 0 without doing anything where the driver has none. */
 int ws_storage_remove_dir(struct ws_storage *s, const char *prefix, struct ws_error *err);
@@ -131,7 +141,8 @@ enum {
     WS_MEM_GET = 8,
     WS_MEM_LIST = 16,
     WS_MEM_REMOVE = 32,
-    WS_MEM_TRUNCATE_GET = 64
+    WS_MEM_TRUNCATE_GET = 64,
+    WS_MEM_RETRYABLE = 128 /* the injected fault is flagged transient (err->retryable) */
 };
 int ws_storage_mem_open(struct ws_storage **out, struct ws_error *err);
 void ws_storage_mem_fault(struct ws_storage *s, int op_mask, int nth, int code);

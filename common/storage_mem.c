@@ -32,7 +32,9 @@ static int fault(struct mem_storage *m, int op, struct ws_error *err)
         return 0;
     if (++m->calls != m->fault_nth)
         return 0;
-    return ws_error_set(err, m->fault_code, "injected fault (operation %d, call %d)", op, m->calls);
+    ws_error_set(err, m->fault_code, "injected fault (operation %d, call %d)", op, m->calls);
+    err->retryable = (m->fault_mask & WS_MEM_RETRYABLE) != 0;
+    return m->fault_code;
 }
 
 static struct mem_obj *find(struct mem_storage *m, const char *key)

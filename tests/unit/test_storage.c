@@ -969,6 +969,37 @@ static void test_posix_temp_files(void)
 
 /* ---- mem only: faults ---- */
 
+/* Deletes repeat a transient failure up to `attempts` times; a permanent one fails at once. */
+static void test_delete_retries(void)
+{
+    static const char *const keys[] = {"r/a", "r/b", "r/c"};
+    struct ws_storage *st = NULL;
+    struct ws_error err = {0};
+    struct ws_storage_stat ss;
+
+    REQUIRE(ws_storage_mem_open(&st, &err) == 0);
+    for (int i = 0; i < 3; i++)
+        REQUIRE(put(st, keys[i], 0, "x", 1, &err) == 0);
+    st->attempts = 3;
+    /* the second delete request fails once, transiently: repeated, every key gone */
+    ws_storage_mem_fault(st, WS_MEM_REMOVE | WS_MEM_RETRYABLE, 2, WS_ERR_STORAGE);
+    CHECK(ws_storage_remove_many(st, keys, 3, &err) == 0);
+    for (int i = 0; i < 3; i++)
+        CHECK(ws_storage_stat(st, keys[i], &ss, &err) == WS_ERR_NOT_FOUND);
+    /* a permanent failure is reported at once */
+    REQUIRE(put(st, "r/a", 0, "x", 1, &err) == 0);
+    ws_storage_mem_fault(st, WS_MEM_REMOVE, 1, WS_ERR_STORAGE);
+    CHECK(ws_storage_remove(st, "r/a", &err) == WS_ERR_STORAGE && !err.retryable);
+    CHECK(ws_storage_stat(st, "r/a", &ss, &err) == 0);
+    /* so is a transient one when no attempt is left */
+    st->attempts = 1;
+    ws_storage_mem_fault(st, WS_MEM_REMOVE | WS_MEM_RETRYABLE, 1, WS_ERR_STORAGE);
+    CHECK(ws_storage_remove(st, "r/a", &err) == WS_ERR_STORAGE && err.retryable);
+    CHECK(ws_storage_stat(st, "r/a", &ss, &err) == 0);
+    ws_storage_mem_fault(st, 0, 0, 0);
+    ws_storage_close(st);
+}
+
 static void test_mem_faults(void)
 {
     struct ws_storage *st = NULL;
@@ -1693,6 +1724,7 @@ const struct unit_test unit_tests[] = {
     {"posix_open", test_posix_open},
     {"posix_temp_files", test_posix_temp_files},
     {"mem_faults", test_mem_faults},
+    {"delete_retries", test_delete_retries},
     {"sftp_wrong_client_key", test_sftp_wrong_client_key},
     {"sftp_host_key", test_sftp_host_key},
     {"sftp_pin", test_sftp_pin},
