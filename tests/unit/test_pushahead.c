@@ -495,6 +495,27 @@ static void test_fingerprint_file(void)
     snprintf(path, sizeof(path), "%s/missing", dir);
     CHECK(ws_pushahead_fingerprint_file(path, 1, d, &size, &sysid, &err) == WS_ERR_IO);
     CHECK(strstr(err.msg, "missing") != NULL);
+    /* mapped: the whole segment, and a file that shrank below the size taken (its pages past the
+     * end raise SIGBUS, caught: -1, and the process lives on) */
+    REQUIRE(make_segment(dir, 6, 77, path, sizeof(path)) == 0);
+    {
+        int fd = open(path, O_RDONLY);
+        REQUIRE(fd >= 0);
+        CHECK(read(fd, buf, SEG) == SEG);
+        ws_fingerprint(buf, SEG, want);
+        CHECK(ws_pushahead_fingerprint_mapped(fd, SEG, 1, d, &sysid) == 0);
+        CHECK(sysid == SYSID1 && memcmp(d, want, sizeof(d)) == 0);
+        REQUIRE(truncate(path, SEG / 2) == 0);
+        sysid = 1;
+        CHECK(ws_pushahead_fingerprint_mapped(fd, SEG, 1, d, &sysid) == -1);
+        CHECK(ws_pushahead_fingerprint_mapped(fd, SEG, 1, d, &sysid) == -1); /* again */
+        CHECK(ws_pushahead_fingerprint_mapped(fd, 0, 1, d, &sysid) == -1);
+        close(fd);
+        /* and the file's fingerprint is that of what it now holds */
+        ws_fingerprint(buf, SEG / 2, want);
+        CHECK(ws_pushahead_fingerprint_file(path, 1, d, &size, &sysid, &err) == 0);
+        CHECK(size == SEG / 2 && memcmp(d, want, sizeof(d)) == 0);
+    }
     free(buf);
 }
 
