@@ -181,6 +181,8 @@ static int push_once(const struct ws_config *cfg, struct ws_repo *repo_in,
     if ((!kr_in && (rc = ws_keyring_load(cfg, &own_kr, err)) != 0) ||
         (!repo_in && (rc = ws_repo_open(cfg, &own_repo, err)) != 0))
         goto out;
+    if (!repo_in)
+        own_repo.st->attempts = 1; /* the whole push is what repeats (with_retries) */
     if (ws_repo_wal_key(repo, name, key, sizeof(key)) != 0) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "could not build the key for \"%s\"", name);
         goto out;
@@ -289,6 +291,7 @@ static int fetch_once(const struct ws_config *cfg, const char *wal_name, const c
                             wal_name);
     if ((rc = ws_keyring_load(cfg, &kr, err)) != 0 || (rc = ws_repo_open(cfg, &repo, err)) != 0)
         goto out;
+    repo.st->attempts = 1; /* the whole fetch is what repeats (with_retries) */
     if (ws_repo_wal_key(&repo, wal_name, key, sizeof(key)) != 0) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "could not build the key for \"%s\"", wal_name);
         goto out;

@@ -650,8 +650,10 @@ static int current_entry_name(const struct ws_config *cfg, const struct ws_keyri
 
     read_boot_id(boot_id);
     ws_prefetch_keyring_fp(kr, fp);
-    if ((rc = ws_repo_open(cfg, &repo, err)) == 0)
+    if ((rc = ws_repo_open(cfg, &repo, err)) == 0) {
+        repo.st->attempts = 1; /* a failure means "fetch as without the spool", which retries */
         rc = entry_name_now(&repo, fp, boot_id, wal_name, entry, err);
+    }
     ws_repo_close(&repo);
     return rc;
 }
@@ -848,6 +850,7 @@ static int fetch_one(struct daemon *d, struct worker *w, struct slot *sl, struct
     if (!w->repo_open) {
         if ((rc = ws_repo_open(d->cfg, &w->repo, err)) != 0)
             return rc;
+        w->repo.st->attempts = 1; /* the scheduler retries a failed file itself, later */
         w->repo_open = 1;
     }
     if (ws_repo_wal_key(&w->repo, sl->name, key, sizeof(key)) != 0)

@@ -1036,6 +1036,7 @@ static void batch_run(struct batch *b)
             break;
         }
         w[i].repo.keep_identity = 1; /* one read per worker, not one per file */
+        w[i].repo.st->attempts = 1;  /* ws_archive_push_in repeats whole pushes */
     }
     nw = i;
     b->watch = -1;

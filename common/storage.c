@@ -39,7 +39,7 @@ static int bad_key(const char *key, struct ws_error *err)
     return ws_error_set(err, WS_ERR_INTERNAL, "invalid storage key \"%s\"", key ? key : "(null)");
 }
 
-void ws_storage_retry_pause(int attempt)
+unsigned int ws_storage_retry_delay_ms(int attempt)
 {
     unsigned int ms = 500u << (attempt < 5 ? attempt : 5);
     unsigned char r = 0;
@@ -47,7 +47,21 @@ void ws_storage_retry_pause(int attempt)
     /* Real randomness: unseeded rand() gives every process the same "jitter", and processes
      * that failed together would retry together. */
     (void)RAND_bytes(&r, 1);
-    usleep((useconds_t)(ms + r) * 1000u);
+    return ms + r;
+}
+
+void ws_storage_retry_pause(int attempt)
+{
+    usleep((useconds_t)ws_storage_retry_delay_ms(attempt) * 1000u);
+}
+
+int ws_storage_try_again(struct ws_storage *s, int rc, int attempt, const struct ws_error *err)
+{
+    if (rc != WS_ERR_STORAGE || !err->retryable || attempt >= s->attempts)
+        return 0;
+    ws_log_warning("%s (attempt %d of %d, retrying)", err->msg, attempt, s->attempts);
+    ws_storage_retry_pause(attempt - 1);
+    return 1;
 }
 
 static int open_driver(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err)
@@ -91,9 +105,15 @@ void ws_storage_close(struct ws_storage *s)
 int ws_storage_stat(struct ws_storage *s, const char *key, struct ws_storage_stat *out,
                     struct ws_error *err)
 {
+    int rc;
+
     if (!ws_storage_key_valid(key))
         return bad_key(key, err);
-    return s->ops->stat(s, key, out, err);
+    for (int attempt = 1;; attempt++) {
+        rc = s->ops->stat(s, key, out, err);
+        if (!ws_storage_try_again(s, rc, attempt, err))
+            return rc;
+    }
 }
 
 int ws_storage_open_put(struct ws_storage *s, const char *key, int flags, struct ws_sink **out,
@@ -104,18 +124,81 @@ int ws_storage_open_put(struct ws_storage *s, const char *key, int flags, struct
     return s->ops->open_put(s, key, flags, out, err);
 }
 
+/* Between the driver and the caller's sink of a get: counts what reached dest, and remembers
+ * whether dest itself failed (then the sink is spent and nothing may be repeated). */
+struct counting_sink {
+    struct ws_sink base;
+    struct ws_sink *dest;
+    uint64_t delivered;
+    int dest_failed;
+};
+
+static int counting_write(struct ws_sink *sink, const void *buf, size_t len, struct ws_error *err)
+{
+    struct counting_sink *c = (struct counting_sink *)sink;
+
+    if (ws_sink_write(c->dest, buf, len, err) != 0) {
+        c->dest_failed = 1;
+        return err->code;
+    }
+    c->delivered += len;
+    return 0;
+}
+
+static const struct ws_sink_ops counting_ops = {"storage-get", counting_write, NULL, NULL, NULL};
+
 int ws_storage_get(struct ws_storage *s, const char *key, uint64_t offset, uint64_t length,
                    struct ws_sink *dest, struct ws_error *err)
 {
+    struct counting_sink c = {{&counting_ops, NULL, 0}, dest, 0, 0};
+    int rc;
+
     if (!ws_storage_key_valid(key))
         return bad_key(key, err);
-    return s->ops->get(s, key, offset, length, dest, err);
+    if (s->attempts <= 1)
+        return s->ops->get(s, key, offset, length, dest, err);
+    for (int attempt = 1;; attempt++) {
+        uint64_t before = c.delivered;
+        uint64_t left = length == WS_STORAGE_TO_END ? length : length - c.delivered;
+        rc = s->ops->get(s, key, offset + c.delivered, left, &c.base, err);
+        if (c.dest_failed)
+            return rc;
+        if (c.delivered > before)
+            attempt = 1; /* a try that made progress starts the count again */
+        if (!ws_storage_try_again(s, rc, attempt, err))
+            return rc;
+    }
+}
+
+/* Passes keys on to the caller's callback, counting them. */
+struct counting_list {
+    ws_storage_list_cb cb;
+    void *arg;
+    size_t delivered;
+};
+
+static int counting_cb(void *arg, const char *key, const struct ws_storage_stat *st,
+                       struct ws_error *err)
+{
+    struct counting_list *c = arg;
+
+    c->delivered++;
+    return c->cb(c->arg, key, st, err);
 }
 
 int ws_storage_list(struct ws_storage *s, const char *prefix, ws_storage_list_cb cb, void *arg,
                     struct ws_error *err)
 {
-    return s->ops->list(s, prefix, cb, arg, err);
+    struct counting_list c = {cb, arg, 0};
+    int rc;
+
+    for (int attempt = 1;; attempt++) {
+        rc = s->ops->list(s, prefix, counting_cb, &c, err);
+        /* A listing that already delivered keys cannot start over: the callback would see them
+         * twice. (The S3 driver repeats a failed continuation page itself.) */
+        if (c.delivered > 0 || !ws_storage_try_again(s, rc, attempt, err))
+            return rc;
+    }
 }
 
 /* One delete request (kind: what remove_with_retries does), repeated while it fails transiently. */
@@ -128,10 +211,8 @@ static int remove_with_retries(struct ws_storage *s, int kind, const char *const
         int rc = kind == DEL_ONE   ? s->ops->remove(s, keys[0], err)
                  : kind == DEL_DIR ? s->hk->remove_dir(s, keys[0], err)
                                    : s->hk->remove_many(s, keys, n, err);
-        if (rc != WS_ERR_STORAGE || !err->retryable || attempt >= s->attempts)
+        if (!ws_storage_try_again(s, rc, attempt, err))
             return rc;
-        ws_log_warning("%s (attempt %d of %d, retrying)", err->msg, attempt, s->attempts);
-        ws_storage_retry_pause(attempt - 1);
     }
 }
 

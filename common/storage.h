@@ -79,11 +79,19 @@ struct ws_storage {
     const struct ws_storage_ops *ops;
     char *location; /* for messages: the repository URL without credentials */
     const struct ws_storage_housekeeping *hk; /* NULL: none */
-    int attempts; /* deletes (below): tries of a transient failure; cfg->retries, <= 1: one */
+    /* Tries of a request that fails transiently (below); ws_storage_open sets cfg->retries.
+     * Callers that repeat whole operations themselves (wal-push and wal-fetch in archive.c,
+     * the push-ahead and prefetch workers) set 1, so attempts never multiply. <= 1: one. */
+    int attempts;
 };
 
-/* Exponential backoff with jitter before attempt `attempt` + 1: 0.5 s, 1 s, 2 s, ... 16 s. */
+/* Exponential backoff with jitter before attempt `attempt` + 1: 0.5 s, 1 s, 2 s, ... 16 s
+ * (plus up to 255 ms). _delay_ms only computes it, for drivers that wait without sleeping. */
 void ws_storage_retry_pause(int attempt);
+unsigned int ws_storage_retry_delay_ms(int attempt);
+/* After try `attempt` (1-based) of a request ended in rc: 1, after a warning and the pause, if
+ * it failed transiently and s->attempts allows another try; else 0. For drivers too. */
+int ws_storage_try_again(struct ws_storage *s, int rc, int attempt, const struct ws_error *err);
 
 /* Opens the driver for cfg->repo. */
 int ws_storage_open(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err);
@@ -91,6 +99,19 @@ void ws_storage_close(struct ws_storage *s);
 
 int ws_storage_key_valid(const char *key);
 
+/*
+ * Retries. A request that failed transiently (WS_ERR_STORAGE with err->retryable: a reset, a
+ * timeout, a 5xx, a body cut short) is repeated up to s->attempts tries in all, with
+ * ws_storage_retry_pause between them and a warning per retry:
+ *   - stat, remove, remove_dir and remove_many: the same request again (all idempotent);
+ *   - get: resumes after the bytes dest already took (objects are never rewritten in place;
+ *     what is read is authenticated by its reader), unless dest itself failed;
+ *   - list: only while no key has reached the callback (it must not see a key twice); the S3
+ *     driver repeats a failed continuation page itself;
+ *   - put: inside the driver, where the data is still at hand: S3 repeats a single PUT, each
+ *     multipart part and the completion from memory, and verifies a PUT whose outcome was
+ *     unknown by its ETag. An SFTP upload streams and is one attempt (documented in README).
+ */
 int ws_storage_stat(struct ws_storage *s, const char *key, struct ws_storage_stat *out,
                     struct ws_error *err);
 int ws_storage_open_put(struct ws_storage *s, const char *key, int flags, struct ws_sink **out,
@@ -99,12 +120,6 @@ int ws_storage_get(struct ws_storage *s, const char *key, uint64_t offset, uint6
                    struct ws_sink *dest, struct ws_error *err);
 int ws_storage_list(struct ws_storage *s, const char *prefix, ws_storage_list_cb cb, void *arg,
                     struct ws_error *err);
-/*
- * Deletes are idempotent, so ws_storage_remove, ws_storage_remove_dir and ws_storage_remove_many
- * repeat a request that failed transiently (err->retryable: a reset, a timeout, a 5xx) up to
- * s->attempts times with ws_storage_retry_pause, logging a warning per retry. The other
- * operations make one attempt: wal-push and wal-fetch repeat whole operations (archive.c).
- */
 int ws_storage_remove(struct ws_storage *s, const char *key, struct ws_error *err);
 /* The housekeeping operations; 0 without doing anything where the driver has none. */
 int ws_storage_remove_dir(struct ws_storage *s, const char *prefix, struct ws_error *err);
@@ -142,7 +157,8 @@ enum {
     WS_MEM_LIST = 16,
     WS_MEM_REMOVE = 32,
     WS_MEM_TRUNCATE_GET = 64,
-    WS_MEM_RETRYABLE = 128 /* the injected fault is flagged transient (err->retryable) */
+    WS_MEM_RETRYABLE = 128, /* the injected fault is flagged transient (err->retryable) */
+    WS_MEM_CUT_GET = 256    /* the nth get delivers half of its range, then fails with `code` */
 };
 int ws_storage_mem_open(struct ws_storage **out, struct ws_error *err);
 void ws_storage_mem_fault(struct ws_storage *s, int op_mask, int nth, int code);

@@ -159,8 +159,11 @@ static int m_get(struct ws_storage *s, const char *key, uint64_t offset, uint64_
     struct mem_storage *m = (struct mem_storage *)s;
     struct mem_obj *o;
     size_t n;
+    int cut = 0;
 
-    if (fault(m, WS_MEM_GET, err))
+    if ((m->fault_mask & WS_MEM_CUT_GET) && ++m->calls == m->fault_nth)
+        cut = 1;
+    else if (!(m->fault_mask & WS_MEM_CUT_GET) && fault(m, WS_MEM_GET, err))
         return err->code;
     if (!(o = find(m, key)))
         return ws_error_set(err, WS_ERR_NOT_FOUND, "object \"%s\" not found", key);
@@ -173,7 +176,7 @@ static int m_get(struct ws_storage *s, const char *key, uint64_t offset, uint64_
                                 key);
         n = (size_t)length;
     }
-    if (m->fault_mask & WS_MEM_TRUNCATE_GET)
+    if ((m->fault_mask & WS_MEM_TRUNCATE_GET) || cut)
         n /= 2;
     /* Deliver in uneven pieces, as a network would. */
     for (size_t done = 0; done < n;) {
@@ -183,6 +186,11 @@ static int m_get(struct ws_storage *s, const char *key, uint64_t offset, uint64_
         if (ws_sink_write(dest, o->data + offset + done, piece, err) != 0)
             return err->code;
         done += piece;
+    }
+    if (cut) {
+        ws_error_set(err, m->fault_code, "injected cut after %zu bytes of \"%s\"", n, key);
+        err->retryable = (m->fault_mask & WS_MEM_RETRYABLE) != 0;
+        return m->fault_code;
     }
     return 0;
 }

@@ -17,8 +17,16 @@
  * not know it), turn an existing key into WS_ERR_EXISTS.
  *
  * Errors name bucket, key, HTTP status and S3 error code; never credentials or signatures.
- * Transport failures, 5xx, 429 and SlowDown are flagged retryable; the caller repeats the whole
- * operation (archive.c). 404 is WS_ERR_NOT_FOUND only for NoSuchKey (or a HEAD), never for a
+ * Transport failures, 5xx, 429, SlowDown and a body cut short are flagged retryable. stat, get,
+ * remove and the first page of a listing are repeated by storage.c; this driver repeats what
+ * only it can, up to base.attempts tries: a continuation page, the single PUT and every
+ * multipart part from the memory that holds them (a part waits out its backoff while the other
+ * parts go on), the start and the completion of a multipart upload. A PUT or completion whose
+ * outcome is unknown (the answer was lost) may have landed: before it is repeated, and once
+ * more if it still fails, a HEAD compares the stored ETag with the one the content implies
+ * (the MD5 of a single PUT; for multipart the MD5 of the parts' MD5s, "-N"). Only a match counts
+ * as success; a server whose ETags are not MD5s (SSE-KMS) then gets an error, never an
+ * unverified success. 404 is WS_ERR_NOT_FOUND only for NoSuchKey (or a HEAD), never for a
  * missing bucket.
  */
 #include <errno.h>
@@ -31,6 +39,7 @@
 #include <openssl/evp.h>
 
 #include "curl_api.h"
+#include "log.h"
 #include "sigv4.h"
 #include "storage.h"
 
@@ -406,10 +415,10 @@ static void resp_free(struct s3_resp *r)
 
 /* ---- stat, get, remove ---- */
 
-static int s3_stat(struct ws_storage *st, const char *key, struct ws_storage_stat *out,
-                   struct ws_error *err)
+/* HEAD; etag (may be NULL) gets the object's ETag as sent, quotes included. */
+static int head(struct s3_storage *s, const char *key, struct ws_storage_stat *out, char *etag,
+                size_t etagsz, struct ws_error *err)
 {
-    struct s3_storage *s = (struct s3_storage *)st;
     struct s3_req q = {"HEAD", key, "", NULL, 0, NULL, NULL, 0, 1, NULL};
     struct s3_resp r = {0};
     curl_off_t len = -1;
@@ -421,9 +430,17 @@ static int s3_stat(struct ws_storage *st, const char *key, struct ws_storage_sta
         cu->easy_getinfo(s->easy, CURLINFO_FILETIME, &ft);
         out->size = len >= 0 ? (uint64_t)len : 0;
         out->mtime = ft;
+        if (etag)
+            snprintf(etag, etagsz, "%s", r.etag);
     }
     resp_free(&r);
     return rc;
+}
+
+static int s3_stat(struct ws_storage *st, const char *key, struct ws_storage_stat *out,
+                   struct ws_error *err)
+{
+    return head((struct s3_storage *)st, key, out, NULL, 0, err);
 }
 
 static int s3_get(struct ws_storage *st, const char *key, uint64_t offset, uint64_t length,
@@ -640,9 +657,14 @@ static int s3_list(struct ws_storage *st, const char *prefix, ws_storage_list_cb
         } else {
             snprintf(query, sizeof(query), "list-type=2&prefix=%s", enc);
         }
-        if ((rc = perform(s, &q, &r, "list", err)) != 0) {
+        /* The first page is storage.c's to repeat; a later one only this loop can. */
+        for (int attempt = 1;; attempt++) {
+            if ((rc = perform(s, &q, &r, "list", err)) == 0)
+                break;
             resp_free(&r);
-            return rc;
+            memset(&r, 0, sizeof(r));
+            if (!token[0] || !ws_storage_try_again(&s->base, rc, attempt, err))
+                return rc;
         }
         while (rc == 0 && resp_text(&r) &&
                (pos = strstr(pos ? pos : resp_text(&r), "<Contents>")) != NULL) {
@@ -690,7 +712,9 @@ struct part {
     struct s3_resp resp;
     uint8_t *buf;
     size_t len;
-    int number, busy;
+    int number, busy; /* busy: in flight, or waiting to be sent again */
+    int tries;        /* sends of this part so far */
+    int64_t retry_at; /* > 0: not in flight; send again at this time (mono_ms) */
     char sha[65];
 };
 
@@ -709,6 +733,8 @@ struct s3_put {
     int etag_cap;
     struct ws_error part_err;
     int part_failed;
+    EVP_MD_CTX *md5;    /* MD5 of all parts, for verifying a lost completion (with retries) */
+    char whole_md5[33]; /* its hex, once the last part is sent */
 };
 
 static int put_etag(struct s3_put *p, int number, const char *etag)
@@ -727,6 +753,65 @@ static int put_etag(struct s3_put *p, int number, const char *etag)
     return 0;
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Puts part pt (buffer, length, number and hash set) on the wire. */
+static int part_send(struct s3_put *p, struct part *pt, struct ws_error *err)
+{
+    char query[1200], encid[1100];
+    struct s3_req q = {"PUT", p->key, query, pt->buf, pt->len, pt->sha, NULL, 0, 0, NULL};
+
+    ws_uri_encode(p->upload_id, 0, encid, sizeof(encid));
+    snprintf(query, sizeof(query), "partNumber=%d&uploadId=%s", pt->number, encid);
+    memset(&pt->resp, 0, sizeof(pt->resp));
+    pt->resp.err = &p->part_err;
+    if (prepare(p->s, pt->easy, &q, &pt->resp, &pt->src, &pt->hdrs, err) != 0)
+        return err->code;
+    cu->multi_add_handle(p->s->multi, pt->easy);
+    pt->busy = 1;
+    pt->retry_at = 0;
+    pt->tries++;
+    return 0;
+}
+
+/* A part transfer ended with libcurl's result cc: records its ETag, or schedules it again when it
+ * failed transiently and tries are left, or fails the upload. */
+static void part_done(struct s3_put *p, struct part *pt, int cc)
+{
+    struct s3_storage *s = p->s;
+    struct s3_req q = {"PUT", p->key, "", NULL, 0, NULL, NULL, 0, 0, NULL};
+    struct ws_error e = {0};
+    int rc;
+
+    cu->multi_remove_handle(s->multi, pt->easy);
+    cu->slist_free_all(pt->hdrs);
+    pt->hdrs = NULL;
+    pt->busy = 0;
+    rc = outcome(s, &q, cc, &pt->resp, "upload a part of", &e);
+    if (rc == 0 && !pt->resp.etag[0])
+        rc = ws_error_set(&e, WS_ERR_STORAGE, "S3 gave no ETag for part %d of \"%s%s\"", pt->number,
+                          s->prefix, p->key);
+    else if (rc == 0 && put_etag(p, pt->number, pt->resp.etag) != 0)
+        rc = ws_error_set(&e, WS_ERR_INTERNAL, "out of memory");
+    resp_free(&pt->resp);
+    if (rc == 0 || p->part_failed)
+        return;
+    if (rc == WS_ERR_STORAGE && e.retryable && pt->tries < s->base.attempts) {
+        ws_log_warning("%s (part %d, attempt %d of %d, retrying)", e.msg, pt->number, pt->tries,
+                       s->base.attempts);
+        pt->busy = 1;
+        pt->retry_at = mono_ms() + ws_storage_retry_delay_ms(pt->tries - 1);
+        return;
+    }
+    p->part_err = e;
+    p->part_failed = 1;
+}
+
 /* Drives the part transfers; waits for one to finish when wait_one, else for all. */
 static int parts_drive(struct s3_put *p, int wait_one, struct ws_error *err)
 {
@@ -734,6 +819,7 @@ static int parts_drive(struct s3_put *p, int wait_one, struct ws_error *err)
 
     for (;;) {
         int running = 0, left, busy = 0;
+        int64_t now;
         CURLMsg *m;
         if (cu->multi_perform(s->multi, &running) != CURLM_OK)
             return ws_error_set(err, WS_ERR_STORAGE, "S3 transfer engine failed");
@@ -742,48 +828,46 @@ static int parts_drive(struct s3_put *p, int wait_one, struct ws_error *err)
                 continue;
             for (int i = 0; i < p->nparts; i++) {
                 struct part *pt = &p->parts[i];
-                struct s3_req q = {"PUT", p->key, "", NULL, 0, NULL, NULL, 0, 0, NULL};
-                if (!pt->busy || pt->easy != m->easy_handle)
-                    continue;
-                cu->multi_remove_handle(s->multi, pt->easy);
-                pt->busy = 0;
-                cu->slist_free_all(pt->hdrs);
-                pt->hdrs = NULL;
-                if (!p->part_failed &&
-                    (outcome(s, &q, (int)m->data.result, &pt->resp, "upload a part of",
-                             &p->part_err) != 0 ||
-                     put_etag(p, pt->number, pt->resp.etag) != 0 || !pt->resp.etag[0])) {
-                    if (p->part_err.code == 0)
-                        ws_error_set(&p->part_err, WS_ERR_STORAGE,
-                                     "S3 gave no ETag for part %d of \"%s\"", pt->number, p->key);
-                    p->part_failed = 1;
+                if (pt->busy && !pt->retry_at && pt->easy == m->easy_handle) {
+                    part_done(p, pt, (int)m->data.result);
+                    break;
                 }
-                resp_free(&pt->resp);
             }
         }
         if (p->part_failed) {
             *err = p->part_err;
             return err->code;
         }
-        for (int i = 0; i < p->nparts; i++)
-            busy += p->parts[i].busy;
+        now = mono_ms();
+        for (int i = 0; i < p->nparts; i++) {
+            struct part *pt = &p->parts[i];
+            if (pt->busy && pt->retry_at && now >= pt->retry_at && part_send(p, pt, err) != 0)
+                return err->code;
+            busy += pt->busy;
+        }
         if (busy == 0 || (wait_one && busy < p->nparts))
             return 0;
         cu->multi_poll(s->multi, NULL, 0, 100, NULL);
     }
 }
 
+/* Repeating a start whose answer was lost leaves an empty upload behind, which holds no parts
+ * and is never read (a bucket lifecycle rule for incomplete uploads removes it). */
 static int start_multipart(struct s3_put *p, struct ws_error *err)
 {
     struct s3_req q = {"POST", p->key, "uploads=", NULL, 0, NULL, NULL, 0, 0, NULL};
-    struct s3_resp r = {0};
-    int rc = perform(p->s, &q, &r, "start a multipart upload of", err);
+    int rc;
 
-    if (rc == 0 &&
-        xml_value(resp_text(&r), "UploadId", NULL, p->upload_id, sizeof(p->upload_id)) != 0)
-        rc = ws_error_set(err, WS_ERR_STORAGE, "S3 gave no UploadId for \"%s\"", p->key);
-    resp_free(&r);
-    return rc;
+    for (int attempt = 1;; attempt++) {
+        struct s3_resp r = {0};
+        rc = perform(p->s, &q, &r, "start a multipart upload of", err);
+        if (rc == 0 &&
+            xml_value(resp_text(&r), "UploadId", NULL, p->upload_id, sizeof(p->upload_id)) != 0)
+            rc = ws_error_set(err, WS_ERR_STORAGE, "S3 gave no UploadId for \"%s\"", p->key);
+        resp_free(&r);
+        if (!ws_storage_try_again(&p->s->base, rc, attempt, err))
+            return rc;
+    }
 }
 
 /* Sends the filled buffer as the next part (in the background). */
@@ -791,8 +875,6 @@ static int send_part(struct s3_put *p, struct ws_error *err)
 {
     struct s3_storage *s = p->s;
     struct part *pt = NULL;
-    char query[1200], encid[1100];
-    struct s3_req q = {"PUT", p->key, query, NULL, 0, NULL, NULL, 0, 0, NULL};
     uint8_t *swap;
 
     if (!p->upload_id[0] && start_multipart(p, err) != 0)
@@ -818,18 +900,16 @@ static int send_part(struct s3_put *p, struct ws_error *err)
     pt->len = p->fill;
     p->fill = 0;
     pt->number = ++p->next_part;
+    pt->tries = 0;
     ws_sha256_hex(pt->buf, pt->len, pt->sha);
-    ws_uri_encode(p->upload_id, 0, encid, sizeof(encid));
-    snprintf(query, sizeof(query), "partNumber=%d&uploadId=%s", pt->number, encid);
-    q.body = pt->buf;
-    q.bodylen = pt->len;
-    q.body_sha = pt->sha;
-    memset(&pt->resp, 0, sizeof(pt->resp));
-    pt->resp.err = &p->part_err;
-    if (prepare(s, pt->easy, &q, &pt->resp, &pt->src, &pt->hdrs, err) != 0)
+    if (s->base.attempts > 1) {
+        if (!p->md5 &&
+            (!(p->md5 = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(p->md5, EVP_md5(), NULL)))
+            return ws_error_set(err, WS_ERR_INTERNAL, "could not set up MD5");
+        EVP_DigestUpdate(p->md5, pt->buf, pt->len);
+    }
+    if (part_send(p, pt, err) != 0)
         return err->code;
-    cu->multi_add_handle(s->multi, pt->easy);
-    pt->busy = 1;
     return parts_drive(p, 1, err) != 0 ? err->code : 0;
 }
 
@@ -860,7 +940,11 @@ static int exists_check(struct s3_put *p, struct ws_error *err)
 
     if (p->replace)
         return 0;
-    rc = s3_stat(&p->s->base, p->key, &st, err);
+    for (int attempt = 1;; attempt++) {
+        rc = s3_stat(&p->s->base, p->key, &st, err);
+        if (!ws_storage_try_again(&p->s->base, rc, attempt, err))
+            break;
+    }
     if (rc == 0)
         return ws_error_set(err, WS_ERR_EXISTS,
                             "object \"%s%s\" already exists in S3 bucket "
@@ -869,10 +953,123 @@ static int exists_check(struct s3_put *p, struct ws_error *err)
     return rc == WS_ERR_NOT_FOUND ? 0 : rc;
 }
 
+static void hex16(const unsigned char *md, char out[33])
+{
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* Whether etag (as S3 sends it, quoted) is the one the object has if it holds what this sink
+ * uploaded: the MD5 of a single PUT's body; for multipart AWS's MD5 of the parts' MD5s with
+ * "-N", or the MD5 of the whole content, which some S3-compatible servers (s3rver) give. */
+static int etag_matches(struct s3_put *p, const char *etag)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    char want[64], got[64], hex[33];
+    size_t n = 0;
+
+    for (const char *c = etag; *c && n + 1 < sizeof(got); c++)
+        if (*c != '"')
+            got[n++] = *c;
+    got[n] = '\0';
+    if (!p->next_part) {
+        if (!EVP_Digest(p->buf, p->fill, md, NULL, EVP_md5(), NULL))
+            return 0;
+        hex16(md, want);
+        return strcasecmp(want, got) == 0;
+    }
+    if (p->whole_md5[0] && strcasecmp(p->whole_md5, got) == 0)
+        return 1;
+    {
+        EVP_MD_CTX *c = EVP_MD_CTX_new();
+        int ok = c && EVP_DigestInit_ex(c, EVP_md5(), NULL);
+        for (int i = 0; ok && i < p->next_part; i++) {
+            unsigned char part[16];
+            const char *e = p->etags[i];
+            int k = 0;
+            while (*e == '"')
+                e++;
+            for (; k < 16 && sscanf(e + 2 * k, "%2hhx", &part[k]) == 1; k++)
+                ;
+            ok = k == 16 && EVP_DigestUpdate(c, part, 16);
+        }
+        ok = ok && EVP_DigestFinal_ex(c, md, NULL);
+        EVP_MD_CTX_free(c);
+        if (!ok)
+            return 0;
+        hex16(md, hex);
+        snprintf(want, sizeof(want), "%s-%d", hex, p->next_part);
+        return strcasecmp(want, got) == 0;
+    }
+}
+
+/*
+ * After a failed PUT or completion, which may have landed all the same (the answer was lost):
+ * 1 if the object now holds this upload (verified by its ETag), 0 if it is worth sending again
+ * (absent; or, replacing, not ours), else an error: the object exists with other content and
+ * may not be replaced, or the HEAD failed.
+ */
+static int landed(struct s3_put *p, struct ws_error *err)
+{
+    struct ws_storage_stat st;
+    char etag[128] = "";
+    int rc = head(p->s, p->key, &st, etag, sizeof(etag), err);
+
+    if (rc == WS_ERR_NOT_FOUND)
+        return 0;
+    if (rc != 0)
+        return -1;
+    if (etag_matches(p, etag))
+        return 1;
+    if (p->replace)
+        return 0;
+    ws_error_set(err, WS_ERR_EXISTS,
+                 "object \"%s%s\" in S3 bucket \"%s\" appeared during a failed upload and does "
+                 "not hold its content (ETag %s)",
+                 p->s->prefix, p->key, p->s->bucket, etag);
+    return -1;
+}
+
+/* Sends q (a single PUT, or a completion when complete) until it succeeds or the tries are
+ * spent; before a repeat, and once more at the end, landed() checks whether an earlier try
+ * took effect after all. */
+static int commit(struct s3_put *p, const struct s3_req *q, int complete, struct ws_error *err)
+{
+    struct s3_storage *s = p->s;
+    const char *what = complete ? "complete the multipart upload of" : "write";
+    int rc, l = 0, attempt;
+
+    for (attempt = 1;; attempt++) {
+        struct s3_resp r = {0};
+        rc = perform(s, q, &r, what, err);
+        /* S3 may answer 200 and still report an error in the body (outcome() checks <Code>). */
+        if (rc == 0 && complete &&
+            (!resp_text(&r) || !strstr(resp_text(&r), "CompleteMultipartUploadResult"))) {
+            rc = ws_error_set(err, WS_ERR_STORAGE,
+                              "S3 did not confirm the multipart upload of \"%s%s\" in bucket "
+                              "\"%s\"",
+                              s->prefix, p->key, s->bucket);
+            err->retryable = 1;
+        }
+        resp_free(&r);
+        if (rc == 0 || !ws_storage_try_again(&s->base, rc, attempt, err))
+            break;
+        if ((l = landed(p, err)) != 0)
+            return l > 0 ? 0 : err->code;
+    }
+    if (rc != 0 && attempt > 1 && rc != WS_ERR_EXISTS) {
+        /* A repeat may fail only because an earlier try succeeded (a completed upload id is
+         * gone); the stored object then tells. */
+        struct ws_error e2 = {0};
+        if (landed(p, &e2) > 0)
+            return 0;
+    }
+    return rc;
+}
+
 static int s3p_finish(struct ws_sink *sink, struct ws_error *err)
 {
     struct s3_put *p = (struct s3_put *)sink;
-    struct s3_storage *s = p->s;
     char sha[65], encid[1100], query[1200];
     char *xml = NULL;
     size_t xlen = 0, xcap = 0;
@@ -880,18 +1077,20 @@ static int s3p_finish(struct ws_sink *sink, struct ws_error *err)
 
     if (!p->upload_id[0]) {
         struct s3_req q = {"PUT", p->key, "", p->buf, p->fill, sha, NULL, !p->replace, 0, NULL};
-        struct s3_resp r = {0};
         if ((rc = exists_check(p, err)) != 0)
             return rc;
         ws_sha256_hex(p->buf, p->fill, sha);
-        rc = perform(s, &q, &r, "write", err);
-        resp_free(&r);
-        return rc;
+        return commit(p, &q, 0, err);
     }
     if (p->fill > 0 && send_part(p, err) != 0)
         return err->code;
     if (parts_drive(p, 0, err) != 0)
         return err->code;
+    if (p->md5) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        if (EVP_DigestFinal_ex(p->md5, md, NULL))
+            hex16(md, p->whole_md5);
+    }
     if ((rc = exists_check(p, err)) != 0)
         return rc;
     for (int i = 0; i <= p->next_part; i++) {
@@ -920,15 +1119,7 @@ static int s3p_finish(struct ws_sink *sink, struct ws_error *err)
     {
         struct s3_req q = {"POST",      p->key, query, (uint8_t *)xml, xlen, sha, NULL,
                            !p->replace, 0,      NULL};
-        struct s3_resp r = {0};
-        rc = perform(s, &q, &r, "complete the multipart upload of", err);
-        /* S3 may answer 200 and still report an error in the body (outcome() checks <Code>). */
-        if (rc == 0 && (!resp_text(&r) || !strstr(resp_text(&r), "CompleteMultipartUploadResult")))
-            rc = ws_error_set(err, WS_ERR_STORAGE,
-                              "S3 did not confirm the multipart upload of \"%s%s\" in bucket "
-                              "\"%s\"",
-                              s->prefix, p->key, s->bucket);
-        resp_free(&r);
+        rc = commit(p, &q, 1, err);
     }
     free(xml);
     if (rc == 0)
@@ -972,6 +1163,7 @@ static void s3p_destroy(struct ws_sink *sink)
         free(p->parts[i].buf);
         resp_free(&p->parts[i].resp);
     }
+    EVP_MD_CTX_free(p->md5);
     free(p->etags);
     free(p->buf);
     free(p->key);

@@ -332,6 +332,72 @@ assert_rc 1 "wal-push to a stalled server"
 note "stall: wal-push exit $RC after ${ELAPSED_MS} ms"
 fp_mode "$FP_DIR" pass
 
+# ---- retries inside the storage layer ------------------------------------------------------
+# basebackup and wal-prune rely on them (wal-push and wal-fetch repeat whole operations instead).
+# tests/tools/storecat drives one put or get through the storage layer with retries = 4.
+STORECAT=${BIN_DIR}/../tests/tools/storecat
+[ -x "$STORECAT" ] || die "no storecat binary at $STORECAT"
+CONF_R=$T/retry-mp.conf CONF_R1=$T/retry-one.conf
+s3_conf "$CONF_R" "$F_PREFIX" "$FP_EP" "timeout = 3" "retries = 4" "s3_part_size = '5MB'" "parallel = 2"
+s3_conf "$CONF_R1" "$F_PREFIX" "$FP_EP" "timeout = 3" "retries = 4" "s3_part_size = '32MB'"
+BLOB=$T/blob
+head -c $((30 * 1024 * 1024)) /dev/urandom >"$BLOB"
+head -c $((3 * 1024 * 1024)) /dev/urandom >"$BLOB.small"
+# aws_same KEY FILE WHAT: the object under $F_PREFIX/KEY, downloaded by /usr/bin/aws, is FILE.
+aws_same() {
+    rm -f "$T/aws.out"
+    s3_aws s3 cp --quiet "s3://$BUCKET/$F_PREFIX/$1" "$T/aws.out" 2>"$T/aws.err" ||
+        { fail "$3: aws s3 cp of $1 failed: $(cat "$T/aws.err")"; return; }
+    cmp -s "$T/aws.out" "$2" || fail "$3: $1 as aws downloads it differs from what was put"
+}
+
+CASE="storage retry: multipart parts cut"
+# The first three connections are reset 3 MB into what the client sends. The small requests
+# (start, HEAD, completion) fit; every part that goes out first is cut, at least two of them on
+# a fresh connection, where libcurl does not resend by itself: only the driver's part retry
+# (from the part's buffer, on a new connection) completes the upload.
+uploads0=$(find "$S3_DATA/$BUCKET/._S3rver_uploads" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+fp_mode "$FP_DIR" reset-after 3000000 first 3
+run "$STORECAT" "$CONF_R" put retry/multipart <"$BLOB"
+assert_rc 0 "storecat put of 30 MB in 5 MB parts with the first three connections cut"
+assert_err_regex "part [0-9]+, attempt 1 of 4, retrying" "a part is sent again"
+fp_mode "$FP_DIR" pass
+aws_same retry/multipart "$BLOB" "multipart upload with parts sent again"
+open_uploads=$(find "$S3_DATA/$BUCKET/._S3rver_uploads" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+assert_eq "$((open_uploads - uploads0))" 0 "multipart uploads left open after parts were sent again"
+
+CASE="storage retry: answer to a PUT lost"
+# The server stores the PUT; its answer is cut after 100 bytes on the first connection. The
+# outcome is unknown: the driver must find the object by a HEAD whose ETag is the MD5 of what it
+# sent, and not send it again.
+# (s3rver logs 'Stored object "KEY"' once per PUT it stores)
+puts0=$(grep -a -c -F "Stored object \"$F_PREFIX/retry/one\"" "$S3_LOG")
+fp_mode "$FP_DIR" reset-after-down 100 first 1
+run "$STORECAT" "$CONF_R1" put --replace retry/one <"$BLOB.small"
+assert_rc 0 "storecat put of 3 MB whose answer is lost"
+assert_err_regex "attempt 1 of 4, retrying" "the lost answer is reported as a retry"
+fp_mode "$FP_DIR" pass
+assert_eq "$(($(grep -a -c -F "Stored object \"$F_PREFIX/retry/one\"" "$S3_LOG") - puts0))" 1 \
+    "PUT requests of retry/one the server saw (verified by ETag, not sent twice)"
+aws_same retry/one "$BLOB.small" "PUT verified after a lost answer"
+
+CASE="storage retry: download cut again and again"
+# Every connection is reset 8 MB into the answer: each try resumes where the last one was cut
+# (a try that made progress does not count against retries).
+fp_mode "$FP_DIR" reset-after-down 8000000
+run "$STORECAT" "$CONF_R" get retry/multipart
+assert_rc 0 "storecat get of 30 MB cut every 8 MB"
+cmp -s "$T/.last.out" "$BLOB" ||
+    fail "the resumed download differs from the object ($(stat -c %s "$T/.last.out") bytes)"
+[ "$(grep -c 'retrying' "$T/.last.err")" -ge 3 ] || fail "fewer than 3 resumed tries: $(cat "$T/.last.err")"
+CASE="storage retry: download that makes no progress"
+fp_mode "$FP_DIR" reset-after-down 100
+run "$STORECAT" "$CONF_R" get retry/multipart
+assert_rc 1 "storecat get when every answer is cut after 100 bytes"
+assert_err_contains "retry/multipart" "the error names the key"
+[ "$(grep -c 'retrying' "$T/.last.err")" = 3 ] || fail "not 3 retries before giving up: $(cat "$T/.last.err")"
+fp_mode "$FP_DIR" pass
+
 CASE="corrupt object"
 [ -f "$FILE_A" ] || die "no stored object file $FILE_A"
 flip_byte "$FILE_A" $(($(stat -c %s "$FILE_A") / 2))

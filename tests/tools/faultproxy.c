@@ -22,7 +22,9 @@
  *   stall                 accept and forward nothing (read and discard what the client sends)
  *
  * Counts are per connection. MODE defaults to pass. With -f, the first line of MODE_FILE
- * ("MODE [N]") overrides the command line: it is read again for every new connection and every
+ * ("MODE [N] [first K]") overrides the command line; "first K" damages only the first K
+ * connections accepted since the line last changed, and passes the later ones (a fault that
+ * hits once, so a client's own retry on a fresh connection goes through): it is read again for every new connection and every
  * 100 ms while the listener is closed by `refuse`, so a test switches faults by rewriting the
  * file between commands (write a temp file and rename it over MODE_FILE). A missing or empty
  * file means the command-line mode. An unparsable file is reported on stderr and treated as
@@ -74,6 +76,7 @@ static const struct {
 struct setting {
     enum mode mode;
     unsigned long long n;
+    unsigned long long first; /* 0: every connection */
 };
 
 static volatile sig_atomic_t stop;
@@ -102,6 +105,7 @@ static int parse_mode(const char *name, const char *count, struct setting *out)
             continue;
         out->mode = modes[i].mode;
         out->n = 0;
+        out->first = 0;
         if (modes[i].needs_n)
             return parse_count(count, &out->n);
         return count ? -1 : 0;
@@ -112,7 +116,7 @@ static int parse_mode(const char *name, const char *count, struct setting *out)
 /* The mode in force: the file's, if there is one, else the command line's. */
 static struct setting current(const char *file, const struct setting *cmdline)
 {
-    char line[256], *save = NULL, *name, *count, *extra;
+    char line[256], *save = NULL, *name, *count, *extra, *k = NULL;
     struct setting s;
     FILE *f;
 
@@ -127,8 +131,19 @@ static struct setting current(const char *file, const struct setting *cmdline)
     if (!name)
         return *cmdline;
     count = strtok_r(NULL, " \t\r\n", &save);
-    extra = strtok_r(NULL, " \t\r\n", &save);
-    if (extra || parse_mode(name, count, &s) != 0) {
+    if (count && strcmp(count, "first") == 0) {
+        extra = count;
+        count = NULL;
+    } else {
+        extra = strtok_r(NULL, " \t\r\n", &save);
+    }
+    if (extra && strcmp(extra, "first") == 0) {
+        k = strtok_r(NULL, " \t\r\n", &save);
+        extra = k ? strtok_r(NULL, " \t\r\n", &save) : extra; /* "first" alone: unparsable */
+    }
+    s.first = 0;
+    if (extra || parse_mode(name, count, &s) != 0 ||
+        (k && (parse_count(k, &s.first) != 0 || s.first == 0))) {
         static char reported[256]; /* once per bad line, not every 100 ms */
         if (strcmp(reported, name) != 0) {
             fprintf(stderr, "faultproxy: %s: cannot parse mode \"%s\"; refusing connections\n",
@@ -137,6 +152,7 @@ static struct setting current(const char *file, const struct setting *cmdline)
         }
         s.mode = M_REFUSE;
         s.n = 0;
+        s.first = 0;
     }
     return s;
 }
@@ -323,7 +339,8 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     const char *file = NULL;
-    struct setting cmdline = {M_PASS, 0}, s;
+    struct setting cmdline = {M_PASS, 0, 0}, s, last = {M_PASS, 0, 0};
+    unsigned long long accepted = 0; /* connections under `last` so far */
     struct sigaction sa;
     unsigned long long v;
     int listen_port, target_port, port = 0, lfd = -1, opt;
@@ -402,6 +419,11 @@ int main(int argc, char **argv)
             reset_close(cfd);
             continue;
         }
+        if (s.mode != last.mode || s.n != last.n || s.first != last.first)
+            accepted = 0;
+        last = s;
+        if (s.first && ++accepted > s.first)
+            s.mode = M_PASS;
         child = fork();
         if (child == 0) {
             prctl(PR_SET_PDEATHSIG, SIGTERM);

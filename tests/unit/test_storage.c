@@ -1000,6 +1000,93 @@ static void test_delete_retries(void)
     ws_storage_close(st);
 }
 
+/* A destination that fails every write with an error that looks transient, counting them. */
+struct failing_sink {
+    struct ws_sink base;
+    int writes;
+};
+
+static int failing_write(struct ws_sink *s, const void *buf, size_t len, struct ws_error *err)
+{
+    (void)buf, (void)len;
+    ((struct failing_sink *)s)->writes++;
+    ws_error_set(err, WS_ERR_STORAGE, "destination failed");
+    err->retryable = 1;
+    return err->code;
+}
+
+static int stop_after_one(void *arg, const char *key, const struct ws_storage_stat *st,
+                          struct ws_error *err)
+{
+    (void)key, (void)st;
+    ++*(int *)arg;
+    ws_error_set(err, WS_ERR_STORAGE, "callback failed");
+    err->retryable = 1;
+    return err->code;
+}
+
+/* stat, get and list repeat a transient failure up to `attempts` tries; get resumes after the
+ * bytes its destination already took; a get whose destination failed, or a listing that
+ * already delivered a key, is never repeated. */
+static void test_read_retries(void)
+{
+    static const struct ws_sink_ops failing_ops = {"failing", failing_write, NULL, NULL, NULL};
+    static const char *const both[] = {"g/obj", "g/two"};
+    struct ws_storage *st = NULL;
+    struct ws_error err = {0};
+    struct ws_storage_stat ss;
+    struct failing_sink failing = {{&failing_ops, NULL, 0}, 0};
+    uint8_t data[10000], *got = NULL;
+    size_t n = 0;
+    int calls = 0;
+
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 7 + i / 251);
+    REQUIRE(ws_storage_mem_open(&st, &err) == 0);
+    REQUIRE(put(st, "g/obj", 0, data, sizeof(data), &err) == 0);
+    REQUIRE(put(st, "g/two", 0, "x", 1, &err) == 0);
+    st->attempts = 3;
+
+    ws_storage_mem_fault(st, WS_MEM_STAT | WS_MEM_RETRYABLE, 1, WS_ERR_STORAGE);
+    CHECK(ws_storage_stat(st, "g/obj", &ss, &err) == 0 && ss.size == sizeof(data));
+
+    /* cut half-way: resumed, every byte exactly once, for a whole object and for a range */
+    ws_storage_mem_fault(st, WS_MEM_CUT_GET | WS_MEM_RETRYABLE, 1, WS_ERR_STORAGE);
+    CHECK(get(st, "g/obj", 0, WS_STORAGE_TO_END, &got, &n, &err) == 0);
+    CHECK(n == sizeof(data) && got && memcmp(got, data, n) == 0);
+    free(got);
+    got = NULL;
+    ws_storage_mem_fault(st, WS_MEM_CUT_GET | WS_MEM_RETRYABLE, 1, WS_ERR_STORAGE);
+    CHECK(get(st, "g/obj", 1000, 5001, &got, &n, &err) == 0);
+    CHECK(n == 5001 && got && memcmp(got, data + 1000, n) == 0);
+    free(got);
+    got = NULL;
+    /* a permanent failure is not repeated; nor a transient one without tries left */
+    ws_storage_mem_fault(st, WS_MEM_CUT_GET, 1, WS_ERR_STORAGE);
+    CHECK(get(st, "g/obj", 0, WS_STORAGE_TO_END, &got, &n, &err) == WS_ERR_STORAGE);
+    free(got);
+    got = NULL;
+    st->attempts = 1;
+    ws_storage_mem_fault(st, WS_MEM_GET | WS_MEM_RETRYABLE, 1, WS_ERR_STORAGE);
+    CHECK(get(st, "g/obj", 0, WS_STORAGE_TO_END, &got, &n, &err) == WS_ERR_STORAGE);
+    free(got);
+    got = NULL;
+    st->attempts = 3;
+    /* the destination's own failure ends the get: it is never written again */
+    ws_storage_mem_fault(st, 0, 0, 0);
+    CHECK(ws_storage_get(st, "g/obj", 0, WS_STORAGE_TO_END, &failing.base, &err) == WS_ERR_STORAGE);
+    CHECK(failing.writes == 1);
+
+    /* a listing that failed before any key is repeated */
+    ws_storage_mem_fault(st, WS_MEM_LIST | WS_MEM_RETRYABLE, 1, WS_ERR_STORAGE);
+    CHECK(list_is(st, "g/", both, 2));
+    /* one whose callback saw a key is not (the callback would see it twice) */
+    ws_storage_mem_fault(st, 0, 0, 0);
+    CHECK(ws_storage_list(st, "g/", stop_after_one, &calls, &err) == WS_ERR_STORAGE);
+    CHECK(calls == 1);
+    ws_storage_close(st);
+}
+
 static void test_mem_faults(void)
 {
     struct ws_storage *st = NULL;
@@ -1725,6 +1812,7 @@ const struct unit_test unit_tests[] = {
     {"posix_temp_files", test_posix_temp_files},
     {"mem_faults", test_mem_faults},
     {"delete_retries", test_delete_retries},
+    {"read_retries", test_read_retries},
     {"sftp_wrong_client_key", test_sftp_wrong_client_key},
     {"sftp_host_key", test_sftp_host_key},
     {"sftp_pin", test_sftp_pin},
