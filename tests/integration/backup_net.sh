@@ -70,6 +70,26 @@ CASE="verify"
 bb --config "$CONF" verify "$ID"
 assert_rc 0 "basebackup verify $ID"
 note "verify of $ID: ${ELAPSED_MS} ms"
+if [ "$REPO_KIND" = s3 ]; then
+    # The same verify through tests/tools/faultproxy, which resets every connection 4 MB into
+    # what the server sends: each cut read (the largest bundle is over 5 MB) resumes where it
+    # stopped, on a new connection, and verify still exits 0.
+    CASE="verify through resets"
+    STOP_HOOKS+=(fp_stop_all)
+    fp_start "$T/fp" "$S3_PORT" pass 2>"$T/fpstart.err" ||
+        die "could not start faultproxy: $(cat "$T/fpstart.err")"
+    CONF_FP=$T/walsafe-fp.conf
+    sed "s|$S3_ENDPOINT|http://127.0.0.1:$FP_PORT|" "$CONF" >"$T/fp.conf.tmp" ||
+        die "could not write $CONF_FP"
+    write_conf "$CONF_FP" "$(cat "$T/fp.conf.tmp")"
+    grep -q "127.0.0.1:$FP_PORT" "$CONF_FP" || die "$CONF_FP does not point at the proxy"
+    fp_mode "$FP_DIR" reset-after-down 4000000
+    bb --config "$CONF_FP" verify "$ID"
+    assert_rc 0 "basebackup verify $ID with every connection reset after 4 MB"
+    assert_err_regex "attempt [0-9]+ of [0-9]+, retrying" "verify resumed a cut read"
+    note "verify through resets: $(grep -c retrying "$T/.last.err") resumed reads, ${ELAPSED_MS} ms"
+    fp_stop "$FP_DIR"
+fi
 
 # ---- the stored objects, seen by an independent client ----
 CASE="objects"
