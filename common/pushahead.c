@@ -229,7 +229,9 @@ int ws_pushahead_fingerprint_mapped(int fd, uint64_t len, int segment,
                                     uint64_t *system_identifier)
 {
     struct sigaction sa, old;
+    sigset_t bus, old_mask;
     volatile int done = 0;
+    struct stat st;
     void *map;
 
     if (len == 0 || len > SIZE_MAX)
@@ -244,6 +246,10 @@ int ws_pushahead_fingerprint_mapped(int fd, uint64_t len, int segment,
         munmap(map, (size_t)len);
         return -1;
     }
+    /* A SIGBUS blocked in the mask inherited from the caller would kill the process. */
+    sigemptyset(&bus);
+    sigaddset(&bus, SIGBUS);
+    sigprocmask(SIG_UNBLOCK, &bus, &old_mask);
     /* A page past the file's end (it shrank since its size was taken) raises SIGBUS: back here,
      * and the caller reads the file instead. */
     if (sigsetjmp(bus_jump, 1) == 0) {
@@ -256,8 +262,12 @@ int ws_pushahead_fingerprint_mapped(int fd, uint64_t len, int segment,
         ws_fingerprint(map, (size_t)len, fingerprint);
         done = 1;
     }
+    sigprocmask(SIG_SETMASK, &old_mask, NULL);
     sigaction(SIGBUS, &old, NULL);
     munmap(map, (size_t)len);
+    /* A file that shrank within its last page reads as zeros there instead of faulting. */
+    if (done && (fstat(fd, &st) != 0 || (uint64_t)st.st_size != len))
+        done = 0;
     return done ? 0 : -1;
 }
 
@@ -288,6 +298,7 @@ int ws_pushahead_fingerprint_file(const char *path, int segment,
             return 0;
         }
     }
+    *system_identifier = 0; /* the mapped attempt may have set it */
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     if (!(buf = malloc(BLOCK))) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
@@ -1036,7 +1047,7 @@ static void batch_run(struct batch *b)
             break;
         }
         w[i].repo.keep_identity = 1; /* one read per worker, not one per file */
-        w[i].repo.st->attempts = 1;  /* ws_archive_push_in repeats whole pushes */
+        w[i].repo.st->attempts = 1;  /* one try per request: a file that fails is X's to push */
     }
     nw = i;
     b->watch = -1;

@@ -199,9 +199,10 @@ int ws_pushahead_fingerprint_file(const char *path, int segment,
  * mapping: the page cache's pages are hashed where they are. Copying a 16 MiB segment out with
  * read() cost ~6.7 ms of kernel time per call while push-ahead's workers kept both cores busy
  * (perf), four times the hashing; mapped, a 200-segment drain ran 14% faster. 0, or -1 when it
- * could not map or the file is shorter than len: a page past the end raises SIGBUS, which is
- * caught for the duration (the handler is process-wide: call it only while no other thread
- * runs, as PostgreSQL's call does before it starts anything).
+ * could not map or the file's size is no longer len: a page past the end raises SIGBUS, which
+ * is unblocked and caught for the duration (the handler is process-wide: call it only while no
+ * other thread runs, as PostgreSQL's call does before it starts anything), and a file that
+ * shrank within its last page (read as zeros there) is caught by an fstat afterwards.
  */
 int ws_pushahead_fingerprint_mapped(int fd, uint64_t len, int segment,
                                     uint8_t fingerprint[WS_FINGERPRINT_SIZE],

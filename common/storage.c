@@ -147,6 +147,8 @@ static int counting_write(struct ws_sink *sink, const void *buf, size_t len, str
 
 static const struct ws_sink_ops counting_ops = {"storage-get", counting_write, NULL, NULL, NULL};
 
+#define RESUME_PROGRESS (1u << 20)
+
 int ws_storage_get(struct ws_storage *s, const char *key, uint64_t offset, uint64_t length,
                    struct ws_sink *dest, struct ws_error *err)
 {
@@ -163,8 +165,10 @@ int ws_storage_get(struct ws_storage *s, const char *key, uint64_t offset, uint6
         rc = s->ops->get(s, key, offset + c.delivered, left, &c.base, err);
         if (c.dest_failed)
             return rc;
-        if (c.delivered > before)
-            attempt = 1; /* a try that made progress starts the count again */
+        /* A try that made real progress starts the count again (a server that cuts every
+         * few bytes still runs out of tries). */
+        if (c.delivered - before >= RESUME_PROGRESS)
+            attempt = 1;
         if (!ws_storage_try_again(s, rc, attempt, err))
             return rc;
     }

@@ -105,7 +105,8 @@ int ws_storage_key_valid(const char *key);
  * ws_storage_retry_pause between them and a warning per retry:
  *   - stat, remove, remove_dir and remove_many: the same request again (all idempotent);
  *   - get: resumes after the bytes dest already took (objects are never rewritten in place;
- *     what is read is authenticated by its reader), unless dest itself failed;
+ *     what is read is authenticated by its reader), unless dest itself failed; a try that
+ *     moved at least 1 MiB does not count against the tries;
  *   - list: only while no key has reached the callback (it must not see a key twice); the S3
  *     driver repeats a failed continuation page itself;
  *   - put: inside the driver, where the data is still at hand: S3 repeats a single PUT, each

@@ -333,8 +333,10 @@ static int prepare(struct s3_storage *s, CURL *e, const struct s3_req *q, struct
 
 static int retryable_status(long status, const char *code)
 {
+    /* InternalError also comes in a 200 answer (CompleteMultipartUpload, DeleteObjects). */
     return status >= 500 || status == 429 || (code && strcmp(code, "SlowDown") == 0) ||
-           (code && strcmp(code, "RequestTimeout") == 0);
+           (code && strcmp(code, "RequestTimeout") == 0) ||
+           (code && strcmp(code, "InternalError") == 0);
 }
 
 /* Turns a finished transfer into 0 or an error naming bucket, key, status and S3 code. */
@@ -465,7 +467,14 @@ static int s3_get(struct ws_storage *st, const char *key, uint64_t offset, uint6
     }
     r.dest = dest;
     rc = perform(s, &q, &r, "read", err);
-    if (rc == 0) {
+    if (rc == 0 && q.range && r.status != 206) {
+        /* The whole object instead of the range (a server or proxy that ignores Range): its
+         * length could even match what a resumed read expects. */
+        rc = ws_error_set(err, WS_ERR_STORAGE,
+                          "S3 answered HTTP %ld, not 206, to a range read (%s) of \"%s%s\" in "
+                          "bucket \"%s\"",
+                          r.status, range, s->prefix, key, s->bucket);
+    } else if (rc == 0) {
         cu->easy_getinfo(s->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
         if ((announced >= 0 && r.got != (uint64_t)announced) ||
             (length != WS_STORAGE_TO_END && r.got != length)) {
@@ -663,8 +672,12 @@ static int s3_list(struct ws_storage *st, const char *prefix, ws_storage_list_cb
                 break;
             resp_free(&r);
             memset(&r, 0, sizeof(r));
-            if (!token[0] || !ws_storage_try_again(&s->base, rc, attempt, err))
+            if (!token[0])
                 return rc;
+            if (!ws_storage_try_again(&s->base, rc, attempt, err)) {
+                err->retryable = 0; /* tried here already: storage.c must not start over */
+                return rc;
+            }
         }
         while (rc == 0 && resp_text(&r) &&
                (pos = strstr(pos ? pos : resp_text(&r), "<Contents>")) != NULL) {
@@ -1024,23 +1037,28 @@ static int landed(struct s3_put *p, struct ws_error *err)
     if (p->replace)
         return 0;
     ws_error_set(err, WS_ERR_EXISTS,
-                 "object \"%s%s\" in S3 bucket \"%s\" appeared during a failed upload and does "
-                 "not hold its content (ETag %s)",
+                 "object \"%s%s\" in S3 bucket \"%s\" appeared during a failed upload and could "
+                 "not be verified as its content (ETag %s is not the MD5 of what was sent)",
                  p->s->prefix, p->key, p->s->bucket, etag);
     return -1;
 }
 
 /* Sends q (a single PUT, or a completion when complete) until it succeeds or the tries are
  * spent; before a repeat, and once more at the end, landed() checks whether an earlier try
- * took effect after all. */
-static int commit(struct s3_put *p, const struct s3_req *q, int complete, struct ws_error *err)
+ * took effect after all (then *by_head is set). A HEAD that fails leaves the request's own
+ * error in place and the request is sent again. */
+static int commit(struct s3_put *p, const struct s3_req *q, int complete, int *by_head,
+                  struct ws_error *err)
 {
     struct s3_storage *s = p->s;
     const char *what = complete ? "complete the multipart upload of" : "write";
-    int rc, l = 0, attempt;
+    int rc, attempt;
 
+    *by_head = 0;
     for (attempt = 1;; attempt++) {
         struct s3_resp r = {0};
+        struct ws_error e2 = {0};
+        int l;
         rc = perform(s, q, &r, what, err);
         /* S3 may answer 200 and still report an error in the body (outcome() checks <Code>). */
         if (rc == 0 && complete &&
@@ -1054,18 +1072,28 @@ static int commit(struct s3_put *p, const struct s3_req *q, int complete, struct
         resp_free(&r);
         if (rc == 0 || !ws_storage_try_again(&s->base, rc, attempt, err))
             break;
-        if ((l = landed(p, err)) != 0)
-            return l > 0 ? 0 : err->code;
-    }
-    if (rc != 0 && attempt > 1 && rc != WS_ERR_EXISTS) {
-        /* A repeat may fail only because an earlier try succeeded (a completed upload id is
-         * gone); the stored object then tells. */
-        struct ws_error e2 = {0};
-        if (landed(p, &e2) > 0)
+        if ((l = landed(p, &e2)) > 0) {
+            *by_head = 1;
             return 0;
+        }
+        if (l < 0 && e2.code == WS_ERR_EXISTS) {
+            *err = e2;
+            return err->code;
+        }
+    }
+    if (rc != 0 && attempt > 1) {
+        /* A repeat may fail only because an earlier try succeeded (a completed upload id is
+         * gone; a PUT that landed after the last HEAD meets If-None-Match): the object tells. */
+        struct ws_error e2 = {0};
+        if (landed(p, &e2) > 0) {
+            *by_head = 1;
+            return 0;
+        }
     }
     return rc;
 }
+
+static void abort_upload(struct s3_put *p);
 
 static int s3p_finish(struct ws_sink *sink, struct ws_error *err)
 {
@@ -1077,10 +1105,11 @@ static int s3p_finish(struct ws_sink *sink, struct ws_error *err)
 
     if (!p->upload_id[0]) {
         struct s3_req q = {"PUT", p->key, "", p->buf, p->fill, sha, NULL, !p->replace, 0, NULL};
+        int by_head;
         if ((rc = exists_check(p, err)) != 0)
             return rc;
         ws_sha256_hex(p->buf, p->fill, sha);
-        return commit(p, &q, 0, err);
+        return commit(p, &q, 0, &by_head, err);
     }
     if (p->fill > 0 && send_part(p, err) != 0)
         return err->code;
@@ -1119,12 +1148,36 @@ static int s3p_finish(struct ws_sink *sink, struct ws_error *err)
     {
         struct s3_req q = {"POST",      p->key, query, (uint8_t *)xml, xlen, sha, NULL,
                            !p->replace, 0,      NULL};
-        rc = commit(p, &q, 1, err);
+        int by_head = 0;
+        rc = commit(p, &q, 1, &by_head, err);
+        /* Found by its ETag: the object holds this content, but with `replace` an identical
+         * older object matches too, and then the upload is still open: abort it (for one that
+         * did complete, S3 answers NoSuchUpload). */
+        if (rc == 0 && by_head)
+            abort_upload(p);
     }
     free(xml);
     if (rc == 0)
-        p->upload_id[0] = '\0'; /* completed: nothing to abort */
+        p->upload_id[0] = '\0'; /* completed or aborted: nothing to abort */
     return rc;
+}
+
+/* Best effort: an upload that cannot be aborted now is invisible and expires by the bucket's
+ * lifecycle rules; nothing of it is ever read. */
+static void abort_upload(struct s3_put *p)
+{
+    char encid[1100], query[1200];
+    struct ws_error e2 = {0};
+    struct s3_req q = {"DELETE", p->key, query, NULL, 0, NULL, NULL, 0, 0, NULL};
+    struct s3_resp r = {0};
+
+    if (!p->upload_id[0])
+        return;
+    ws_uri_encode(p->upload_id, 0, encid, sizeof(encid));
+    snprintf(query, sizeof(query), "uploadId=%s", encid);
+    perform(p->s, &q, &r, "abort the multipart upload of", &e2);
+    resp_free(&r);
+    p->upload_id[0] = '\0';
 }
 
 static void s3p_abort(struct ws_sink *sink)
@@ -1138,19 +1191,7 @@ static void s3p_abort(struct ws_sink *sink)
             p->parts[i].busy = 0;
         }
     }
-    if (p->upload_id[0]) {
-        /* Best effort: an upload that cannot be aborted now is invisible and expires by the
-         * bucket's lifecycle rules; nothing of it is ever read. */
-        char encid[1100], query[1200];
-        struct ws_error e2 = {0};
-        struct s3_req q = {"DELETE", p->key, query, NULL, 0, NULL, NULL, 0, 0, NULL};
-        struct s3_resp r = {0};
-        ws_uri_encode(p->upload_id, 0, encid, sizeof(encid));
-        snprintf(query, sizeof(query), "uploadId=%s", encid);
-        perform(s, &q, &r, "abort the multipart upload of", &e2);
-        resp_free(&r);
-        p->upload_id[0] = '\0';
-    }
+    abort_upload(p);
 }
 
 static void s3p_destroy(struct ws_sink *sink)

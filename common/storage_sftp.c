@@ -431,11 +431,11 @@ static int sf_get(struct ws_storage *st, const char *key, uint64_t offset, uint6
         cc = CURLE_REMOTE_FILE_NOT_FOUND;
     if (cc != CURLE_OK)
         return curl_error(s, cc, "read", key, err);
-    /* A transfer cut by a clean close can look successful: compare with what was announced. */
+    /* A transfer cut by a clean close can look successful: compare with what was announced
+     * (for a range, libcurl announces the bytes from offset to the end). */
     cu->easy_getinfo(s->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
     if ((length != WS_STORAGE_TO_END && g.got != length) ||
-        (length == WS_STORAGE_TO_END && announced >= 0 && offset == 0 &&
-         g.got != (uint64_t)announced)) {
+        (length == WS_STORAGE_TO_END && announced >= 0 && g.got != (uint64_t)announced)) {
         ws_error_set(err, WS_ERR_STORAGE, "short read of \"%s\" from repository \"%s\": %llu bytes",
                      key, s->base.location, (unsigned long long)g.got);
         err->retryable = 1;
