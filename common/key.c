@@ -82,6 +82,19 @@ static int hexval(int c)
     return -1;
 }
 
+int ws_unhex(const char *s, uint8_t *out, size_t n)
+{
+    if (strlen(s) != 2 * n)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        int hi = hexval((unsigned char)s[2 * i]), lo = hexval((unsigned char)s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
 int ws_key_load(const char *path, const char *cfgkey, struct ws_key *key, struct ws_error *err)
 {
     char buf[130];

@@ -46,5 +46,7 @@ int ws_hkdf_sha256(const uint8_t *ikm, size_t ikmlen, const uint8_t *salt, size_
                    const char *info, uint8_t *out, size_t outlen, struct ws_error *err);
 /* Lower-case hex of n bytes into out (2n+1). */
 void ws_hex(const uint8_t *in, size_t n, char *out);
+/* The reverse: exactly 2n hex digits (either case), then the end of s; 0 or -1. */
+int ws_unhex(const char *s, uint8_t *out, size_t n);
 
 #endif

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "backup.h"
+#include "key.h"
 #include "object.h"
 #include "wal.h"
 
@@ -312,22 +313,6 @@ static int parse_i64(const char *s, int64_t *v)
     return errno || *end ? -1 : 0;
 }
 
-static int unhex(const char *s, uint8_t *out, size_t n)
-{
-    size_t i;
-
-    if (strlen(s) != 2 * n)
-        return -1;
-    for (i = 0; i < n; i++) {
-        unsigned v;
-        if (!isxdigit((unsigned char)s[2 * i]) || !isxdigit((unsigned char)s[2 * i + 1]) ||
-            sscanf(s + 2 * i, "%2x", &v) != 1)
-            return -1;
-        out[i] = (uint8_t)v;
-    }
-    return 0;
-}
-
 /* Splits line (modified) at single spaces into at most max fields; returns the count, or
  * max + 1 for too many fields or an empty one (two spaces, a leading or trailing space). */
 static int split(char *line, char **f, int max)
@@ -455,7 +440,7 @@ static int parse_line(struct ws_manifest *m, char *line, size_t *nheader, int *e
         struct ws_bfile bf = {0};
         uint64_t mode, b;
         if (parse_u64(f[2], 8, &mode) || mode > 07777 || parse_i64(f[3], &bf.mtime) ||
-            parse_u64(f[4], 10, &bf.size) || unhex(f[5], bf.sha256, 32) ||
+            parse_u64(f[4], 10, &bf.size) || ws_unhex(f[5], bf.sha256, 32) ||
             parse_u64(f[6], 10, &b) || b >= m->bundles || parse_u64(f[7], 10, &bf.offset) ||
             unescape(f[1], &bf.path))
             return -1;

@@ -24,7 +24,8 @@
  * parts go on), the start and the completion of a multipart upload. A PUT or completion whose
  * outcome is unknown (the answer was lost) may have landed: before it is repeated, and once
  * more if it still fails, a HEAD compares the stored ETag with the one the content implies
- * (the MD5 of a single PUT; for multipart the MD5 of the parts' MD5s, "-N"). Only a match counts
+ * (the MD5 of a single PUT; for multipart the MD5 of the parts' MD5s with "-N", or of the
+ * whole content, as some S3-compatible servers give it). Only a match counts
  * as success; a server whose ETags are not MD5s (SSE-KMS) then gets an error, never an
  * unverified success. 404 is WS_ERR_NOT_FOUND only for NoSuchKey (or a HEAD), never for a
  * missing bucket.
@@ -39,6 +40,7 @@
 #include <openssl/evp.h>
 
 #include "curl_api.h"
+#include "key.h"
 #include "log.h"
 #include "sigv4.h"
 #include "storage.h"
@@ -953,11 +955,7 @@ static int exists_check(struct s3_put *p, struct ws_error *err)
 
     if (p->replace)
         return 0;
-    for (int attempt = 1;; attempt++) {
-        rc = s3_stat(&p->s->base, p->key, &st, err);
-        if (!ws_storage_try_again(&p->s->base, rc, attempt, err))
-            break;
-    }
+    rc = ws_storage_stat(&p->s->base, p->key, &st, err); /* with its retries */
     if (rc == 0)
         return ws_error_set(err, WS_ERR_EXISTS,
                             "object \"%s%s\" already exists in S3 bucket "
@@ -966,10 +964,15 @@ static int exists_check(struct s3_put *p, struct ws_error *err)
     return rc == WS_ERR_NOT_FOUND ? 0 : rc;
 }
 
-static void hex16(const unsigned char *md, char out[33])
+/* etag without its quotes into out (ETags come quoted: "\"abc\""). */
+static void unquote(const char *etag, char *out, size_t outsz)
 {
-    for (int i = 0; i < 16; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    size_t n = 0;
+
+    for (; *etag && n + 1 < outsz; etag++)
+        if (*etag != '"')
+            out[n++] = *etag;
+    out[n] = '\0';
 }
 
 /* Whether etag (as S3 sends it, quoted) is the one the object has if it holds what this sink
@@ -978,42 +981,33 @@ static void hex16(const unsigned char *md, char out[33])
 static int etag_matches(struct s3_put *p, const char *etag)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
-    char want[64], got[64], hex[33];
-    size_t n = 0;
+    char want[64], got[128], hex[33];
+    EVP_MD_CTX *c;
+    int ok;
 
-    for (const char *c = etag; *c && n + 1 < sizeof(got); c++)
-        if (*c != '"')
-            got[n++] = *c;
-    got[n] = '\0';
+    unquote(etag, got, sizeof(got));
     if (!p->next_part) {
         if (!EVP_Digest(p->buf, p->fill, md, NULL, EVP_md5(), NULL))
             return 0;
-        hex16(md, want);
+        ws_hex(md, 16, want);
         return strcasecmp(want, got) == 0;
     }
     if (p->whole_md5[0] && strcasecmp(p->whole_md5, got) == 0)
         return 1;
-    {
-        EVP_MD_CTX *c = EVP_MD_CTX_new();
-        int ok = c && EVP_DigestInit_ex(c, EVP_md5(), NULL);
-        for (int i = 0; ok && i < p->next_part; i++) {
-            unsigned char part[16];
-            const char *e = p->etags[i];
-            int k = 0;
-            while (*e == '"')
-                e++;
-            for (; k < 16 && sscanf(e + 2 * k, "%2hhx", &part[k]) == 1; k++)
-                ;
-            ok = k == 16 && EVP_DigestUpdate(c, part, 16);
-        }
-        ok = ok && EVP_DigestFinal_ex(c, md, NULL);
-        EVP_MD_CTX_free(c);
-        if (!ok)
-            return 0;
-        hex16(md, hex);
-        snprintf(want, sizeof(want), "%s-%d", hex, p->next_part);
-        return strcasecmp(want, got) == 0;
+    ok = (c = EVP_MD_CTX_new()) != NULL && EVP_DigestInit_ex(c, EVP_md5(), NULL);
+    for (int i = 0; ok && i < p->next_part; i++) {
+        uint8_t part[16];
+        char e[128];
+        unquote(p->etags[i], e, sizeof(e));
+        ok = ws_unhex(e, part, sizeof(part)) == 0 && EVP_DigestUpdate(c, part, sizeof(part));
     }
+    ok = ok && EVP_DigestFinal_ex(c, md, NULL);
+    EVP_MD_CTX_free(c);
+    if (!ok)
+        return 0;
+    ws_hex(md, 16, hex);
+    snprintf(want, sizeof(want), "%s-%d", hex, p->next_part);
+    return strcasecmp(want, got) == 0;
 }
 
 /*
@@ -1043,18 +1037,44 @@ static int landed(struct s3_put *p, struct ws_error *err)
     return -1;
 }
 
+/* Best effort: an upload that cannot be aborted now is invisible and expires by the bucket's
+ * lifecycle rules; nothing of it is ever read. */
+static void abort_upload(struct s3_put *p)
+{
+    char encid[1100], query[1200];
+    struct ws_error e2 = {0};
+    struct s3_req q = {"DELETE", p->key, query, NULL, 0, NULL, NULL, 0, 0, NULL};
+    struct s3_resp r = {0};
+
+    if (!p->upload_id[0])
+        return;
+    ws_uri_encode(p->upload_id, 0, encid, sizeof(encid));
+    snprintf(query, sizeof(query), "uploadId=%s", encid);
+    perform(p->s, &q, &r, "abort the multipart upload of", &e2);
+    resp_free(&r);
+    p->upload_id[0] = '\0';
+}
+
+/* landed() found the object holding this upload's content. For a completion, with `replace` an
+ * identical older object matches too, and then the upload is still open: abort it (one that
+ * did complete answers NoSuchUpload). */
+static int found_by_head(struct s3_put *p, int complete)
+{
+    if (complete)
+        abort_upload(p);
+    return 0;
+}
+
 /* Sends q (a single PUT, or a completion when complete) until it succeeds or the tries are
  * spent; before a repeat, and once more at the end, landed() checks whether an earlier try
- * took effect after all (then *by_head is set). A HEAD that fails leaves the request's own
- * error in place and the request is sent again. */
-static int commit(struct s3_put *p, const struct s3_req *q, int complete, int *by_head,
-                  struct ws_error *err)
+ * took effect after all. A HEAD that fails leaves the request's own error in place and the
+ * request is sent again. */
+static int commit(struct s3_put *p, const struct s3_req *q, int complete, struct ws_error *err)
 {
     struct s3_storage *s = p->s;
     const char *what = complete ? "complete the multipart upload of" : "write";
     int rc, attempt;
 
-    *by_head = 0;
     for (attempt = 1;; attempt++) {
         struct s3_resp r = {0};
         struct ws_error e2 = {0};
@@ -1072,10 +1092,8 @@ static int commit(struct s3_put *p, const struct s3_req *q, int complete, int *b
         resp_free(&r);
         if (rc == 0 || !ws_storage_try_again(&s->base, rc, attempt, err))
             break;
-        if ((l = landed(p, &e2)) > 0) {
-            *by_head = 1;
-            return 0;
-        }
+        if ((l = landed(p, &e2)) > 0)
+            return found_by_head(p, complete);
         if (l < 0 && e2.code == WS_ERR_EXISTS) {
             *err = e2;
             return err->code;
@@ -1085,15 +1103,11 @@ static int commit(struct s3_put *p, const struct s3_req *q, int complete, int *b
         /* A repeat may fail only because an earlier try succeeded (a completed upload id is
          * gone; a PUT that landed after the last HEAD meets If-None-Match): the object tells. */
         struct ws_error e2 = {0};
-        if (landed(p, &e2) > 0) {
-            *by_head = 1;
-            return 0;
-        }
+        if (landed(p, &e2) > 0)
+            return found_by_head(p, complete);
     }
     return rc;
 }
-
-static void abort_upload(struct s3_put *p);
 
 static int s3p_finish(struct ws_sink *sink, struct ws_error *err)
 {
@@ -1105,11 +1119,10 @@ static int s3p_finish(struct ws_sink *sink, struct ws_error *err)
 
     if (!p->upload_id[0]) {
         struct s3_req q = {"PUT", p->key, "", p->buf, p->fill, sha, NULL, !p->replace, 0, NULL};
-        int by_head;
         if ((rc = exists_check(p, err)) != 0)
             return rc;
         ws_sha256_hex(p->buf, p->fill, sha);
-        return commit(p, &q, 0, &by_head, err);
+        return commit(p, &q, 0, err);
     }
     if (p->fill > 0 && send_part(p, err) != 0)
         return err->code;
@@ -1118,7 +1131,7 @@ static int s3p_finish(struct ws_sink *sink, struct ws_error *err)
     if (p->md5) {
         unsigned char md[EVP_MAX_MD_SIZE];
         if (EVP_DigestFinal_ex(p->md5, md, NULL))
-            hex16(md, p->whole_md5);
+            ws_hex(md, 16, p->whole_md5);
     }
     if ((rc = exists_check(p, err)) != 0)
         return rc;
@@ -1148,36 +1161,12 @@ static int s3p_finish(struct ws_sink *sink, struct ws_error *err)
     {
         struct s3_req q = {"POST",      p->key, query, (uint8_t *)xml, xlen, sha, NULL,
                            !p->replace, 0,      NULL};
-        int by_head = 0;
-        rc = commit(p, &q, 1, &by_head, err);
-        /* Found by its ETag: the object holds this content, but with `replace` an identical
-         * older object matches too, and then the upload is still open: abort it (for one that
-         * did complete, S3 answers NoSuchUpload). */
-        if (rc == 0 && by_head)
-            abort_upload(p);
+        rc = commit(p, &q, 1, err);
     }
     free(xml);
     if (rc == 0)
         p->upload_id[0] = '\0'; /* completed or aborted: nothing to abort */
     return rc;
-}
-
-/* Best effort: an upload that cannot be aborted now is invisible and expires by the bucket's
- * lifecycle rules; nothing of it is ever read. */
-static void abort_upload(struct s3_put *p)
-{
-    char encid[1100], query[1200];
-    struct ws_error e2 = {0};
-    struct s3_req q = {"DELETE", p->key, query, NULL, 0, NULL, NULL, 0, 0, NULL};
-    struct s3_resp r = {0};
-
-    if (!p->upload_id[0])
-        return;
-    ws_uri_encode(p->upload_id, 0, encid, sizeof(encid));
-    snprintf(query, sizeof(query), "uploadId=%s", encid);
-    perform(p->s, &q, &r, "abort the multipart upload of", &e2);
-    resp_free(&r);
-    p->upload_id[0] = '\0';
 }
 
 static void s3p_abort(struct ws_sink *sink)
