@@ -157,127 +157,164 @@ static int follow(const char *resolved, const char *target, const char *rest, ch
                : 0;
 }
 
+/* A walk from / to spool_dir: the directory reached so far and what it has passed. */
+struct walker {
+    const char *spool_dir; /* as configured, for messages */
+    const struct forbidden *fb;
+    char path[PATH_MAX];            /* the absolute, normalised path being walked */
+    char resolved[PATH_MAX];        /* the directories entered so far */
+    int fd;                         /* the last of them (O_PATH), or -1 */
+    struct stat st;                 /* its stat */
+    const struct forbidden *inside; /* the innermost forbidden place entered, or NULL */
+    int links;
+};
+
+static int too_long(const struct walker *w, struct ws_error *err)
+{
+    return ws_error_set(err, WS_ERR_CONFIG, "spool_dir \"%s\" is too long", w->spool_dir);
+}
+
+static int foreign_in_sticky(const char *path, uid_t uid, struct ws_error *err)
+{
+    return ws_error_set(err, WS_ERR_CONFIG,
+                        "\"%s\" is owned by user %u in a directory others may write", path,
+                        (unsigned)uid);
+}
+
+/* Starts (again) at /. */
+static int walk_root(struct walker *w, struct ws_error *err)
+{
+    if (w->fd >= 0)
+        close(w->fd);
+    snprintf(w->resolved, sizeof(w->resolved), "/");
+    w->inside = NULL;
+    if ((w->fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 || fstat(w->fd, &w->st) != 0)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not open directory \"/\"");
+    w->inside = forbidden_match(w->fb, &w->st);
+    return check_walked("/", &w->st, err);
+}
+
+/* The entry `name` of the current directory, created 0700 if missing (never inside a forbidden
+ * place), into *lst. */
+static int walk_lookup(struct walker *w, const char *name, struct stat *lst, struct ws_error *err)
+{
+    if (fstatat(w->fd, name, lst, AT_SYMLINK_NOFOLLOW) == 0)
+        return 0;
+    if (errno != ENOENT)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not stat \"%s\"", w->resolved);
+    if (w->inside)
+        return refuse_inside(w->spool_dir, w->inside, err);
+    if (mkdirat(w->fd, name, 0700) != 0 && errno != EEXIST)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not create directory \"%s\"",
+                               w->resolved);
+    if (fstatat(w->fd, name, lst, AT_SYMLINK_NOFOLLOW) != 0)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not stat \"%s\"", w->resolved);
+    return 0;
+}
+
+/* The link `name` (at w->resolved) with `rest` still to walk: w->path becomes the new path. */
+static int walk_link(struct walker *w, const char *name, const char *rest, struct ws_error *err)
+{
+    char target[PATH_MAX], dir[PATH_MAX];
+    ssize_t n = readlinkat(w->fd, name, target, sizeof(target) - 1);
+
+    if (n < 0 || ++w->links > MAX_LINKS)
+        return ws_error_setsys(err, WS_ERR_CONFIG, n < 0 ? errno : ELOOP,
+                               "could not follow link \"%s\"", w->resolved);
+    target[n] = '\0';
+    snprintf(dir, sizeof(dir), "%s", w->resolved);
+    *strrchr(dir, '/') = '\0';
+    return follow(dir[0] ? dir : "/", target, rest, w->path) == 0 ? 0 : too_long(w, err);
+}
+
+/* Enters directory `name` of the current one. */
+static int walk_enter(struct walker *w, const char *name, struct ws_error *err)
+{
+    struct stat parent = w->st;
+    int fd = openat(w->fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), rc;
+
+    if (fd < 0 || fstat(fd, &w->st) != 0) {
+        rc = ws_error_setsys(err, errno == ENOTDIR ? WS_ERR_CONFIG : WS_ERR_IO, errno,
+                             "could not open directory \"%s\"", w->resolved);
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    close(w->fd);
+    w->fd = fd;
+    if ((rc = check_walked(w->resolved, &w->st, err)) != 0)
+        return rc;
+    if (sticky_open(&parent) && !trusted_owner(w->st.st_uid))
+        return foreign_in_sticky(w->resolved, w->st.st_uid, err);
+    if (forbidden_match(w->fb, &w->st))
+        w->inside = forbidden_match(w->fb, &w->st); /* the innermost names it best */
+    return 0;
+}
+
+/* One component from *p: 0 entered, 1 a link (walk w->path again from /), else an error. */
+static int walk_step(struct walker *w, const char **p, struct ws_error *err)
+{
+    char name[NAME_MAX + 1];
+    size_t n = strcspn(*p, "/");
+    struct stat lst;
+    int rc;
+
+    if (n > NAME_MAX)
+        return too_long(w, err);
+    memcpy(name, *p, n);
+    name[n] = '\0';
+    *p += n;
+    if (append(w->resolved, name, n) != 0)
+        return too_long(w, err);
+    if ((rc = walk_lookup(w, name, &lst, err)) != 0)
+        return rc;
+    if (sticky_open(&w->st) && !trusted_owner(lst.st_uid))
+        return foreign_in_sticky(w->resolved, lst.st_uid, err);
+    if (S_ISLNK(lst.st_mode))
+        return (rc = walk_link(w, name, *p, err)) != 0 ? rc : 1;
+    return walk_enter(w, name, err);
+}
+
 /*
  * Opens directory `norm` (absolute, normalised) component by component from /, creating
- * missing ones 0700, following links only as the rule allows; *fd is an O_PATH descriptor.
+ * missing ones 0700, following links only as the rule allows; *out is an O_PATH descriptor.
  */
 static int walk(const char *spool_dir, const char *norm, const struct forbidden fb[3], int *out,
                 struct ws_error *err)
 {
-    char path[PATH_MAX], resolved[PATH_MAX];
-    int links = 0, fd = -1, rc = 0;
+    struct walker w;
+    int rc = 0;
 
-    snprintf(path, sizeof(path), "%s", norm);
-restart : {
-    const struct forbidden *inside = NULL;
-    struct stat st;
-    const char *p = path;
-
-    if (fd >= 0)
-        close(fd);
-    snprintf(resolved, sizeof(resolved), "/");
-    if ((fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0) {
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not open directory \"/\"");
-        goto out;
-    }
-    if ((rc = check_walked("/", &st, err)) != 0)
-        goto out;
-    inside = forbidden_match(fb, &st);
+    memset(&w, 0, sizeof(w));
+    w.spool_dir = spool_dir;
+    w.fb = fb;
+    w.fd = -1;
+    snprintf(w.path, sizeof(w.path), "%s", norm);
+    *out = -1;
     for (;;) {
-        struct stat parent = st, lst;
-        char name[NAME_MAX + 1];
-        size_t n;
-        int nfd;
-
+        char path[PATH_MAX];
+        const char *p = path;
+        memcpy(path, w.path, sizeof(path)); /* walk_link replaces w.path */
+        if ((rc = walk_root(&w, err)) != 0)
+            break;
         while (*p == '/')
             p++;
-        if (!*p)
-            break;
-        n = strcspn(p, "/");
-        if (n > NAME_MAX) {
-            rc = ws_error_set(err, WS_ERR_CONFIG, "spool_dir \"%s\" is too long", spool_dir);
-            goto out;
-        }
-        memcpy(name, p, n);
-        name[n] = '\0';
-        p += n;
-        if (fstatat(fd, name, &lst, AT_SYMLINK_NOFOLLOW) != 0) {
-            if (errno != ENOENT) {
-                append(resolved, name, n);
-                rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not stat \"%s\"", resolved);
-                goto out;
-            }
-            if (inside) { /* never create anything there */
-                rc = refuse_inside(spool_dir, inside, err);
-                goto out;
-            }
-            if (mkdirat(fd, name, 0700) != 0 && errno != EEXIST) {
-                append(resolved, name, n);
-                rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not create directory \"%s\"",
-                                     resolved);
-                goto out;
-            }
-            if (fstatat(fd, name, &lst, AT_SYMLINK_NOFOLLOW) != 0)
-                lst.st_mode = 0;
-        }
-        if (append(resolved, name, n) != 0) {
-            rc = ws_error_set(err, WS_ERR_CONFIG, "spool_dir \"%s\" is too long", spool_dir);
-            goto out;
-        }
-        if (lst.st_mode && sticky_open(&parent) && !trusted_owner(lst.st_uid)) {
-            rc = ws_error_set(err, WS_ERR_CONFIG,
-                              "\"%s\" is owned by user %u in a directory others may write",
-                              resolved, (unsigned)lst.st_uid);
-            goto out;
-        }
-        if (S_ISLNK(lst.st_mode)) {
-            char target[PATH_MAX], dir[PATH_MAX];
-            ssize_t tl = readlinkat(fd, name, target, sizeof(target) - 1);
-            if (tl < 0 || ++links > MAX_LINKS) {
-                rc = ws_error_setsys(err, WS_ERR_CONFIG, tl < 0 ? errno : ELOOP,
-                                     "could not follow link \"%s\"", resolved);
-                goto out;
-            }
-            target[tl] = '\0';
-            snprintf(dir, sizeof(dir), "%s", resolved);
-            *strrchr(dir, '/') = '\0';
-            if (follow(dir[0] ? dir : "/", target, p, path) != 0) {
-                rc = ws_error_set(err, WS_ERR_CONFIG, "spool_dir \"%s\" is too long", spool_dir);
-                goto out;
-            }
-            goto restart;
-        }
-        nfd = openat(fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (nfd < 0 || fstat(nfd, &st) != 0) {
-            rc = ws_error_setsys(err, errno == ENOTDIR ? WS_ERR_CONFIG : WS_ERR_IO, errno,
-                                 "could not open directory \"%s\"", resolved);
-            if (nfd >= 0)
-                close(nfd);
-            goto out;
-        }
-        close(fd);
-        fd = nfd;
-        if ((rc = check_walked(resolved, &st, err)) != 0 ||
-            (sticky_open(&parent) && !trusted_owner(st.st_uid) &&
-             (rc = ws_error_set(err, WS_ERR_CONFIG,
-                                "\"%s\" is owned by user %u in a directory others may write",
-                                resolved, (unsigned)st.st_uid))))
-            goto out;
-        if (forbidden_match(fb, &st))
-            inside = forbidden_match(fb, &st); /* the innermost names it best */
+        while (*p && (rc = walk_step(&w, &p, err)) == 0)
+            while (*p == '/')
+                p++;
+        if (rc == 1)
+            continue; /* a link: its target from / */
+        if (rc == 0 && w.inside)
+            rc = refuse_inside(spool_dir, w.inside, err);
+        break;
     }
-    if (inside) {
-        rc = refuse_inside(spool_dir, inside, err);
-        goto out;
+    if (rc != 0) {
+        if (w.fd >= 0)
+            close(w.fd);
+        return rc;
     }
-}
-out:
-    if (rc != 0 && fd >= 0) {
-        close(fd);
-        fd = -1;
-    }
-    *out = fd;
-    return rc;
+    *out = w.fd;
+    return 0;
 }
 
 /* ---- the directories below spool_dir ---- */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -152,6 +153,17 @@ static void test_sink(void)
     s = NULL;
     CHECK(ws_spool_sink_new(d, "x", ".x.tmp", &s, &err) == WS_ERR_IO && s == NULL);
     CHECK(!exists("/nonexistent-walsafe-target"));
+    /* a watch on the opened directory sees what happens in it */
+    {
+        int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+        REQUIRE(ifd >= 0);
+        CHECK(ws_spool_watch(ifd, d, IN_CREATE) >= 0);
+        snprintf(path, sizeof(path), "%s/new", dir);
+        REQUIRE(write_file(path, "", 0) == 0);
+        CHECK(read(ifd, buf, sizeof(buf)) > 0);
+        close(ifd);
+    }
     close(d);
 }
 
