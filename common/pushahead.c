@@ -1014,16 +1014,24 @@ static int batch_start(const struct ws_config *cfg, const struct spool *sp, cons
          * and .alive (shared, for the process's life). The caller's lock of `current` is not the
          * process's: it is closed with every other descriptor. */
         int keep[WS_PUSHAHEAD_MAX_BATCH + 5];
+        struct spool own = *sp; /* its descriptors as ws_spool_detach() leaves them */
         size_t nk = 0;
         (void)setsid();
         keep[nk++] = slot;
         keep[nk++] = live;
-        keep[nk++] = sp->sp.cluster.fd;
-        keep[nk++] = sp->pushed;
-        keep[nk++] = sp->locks;
+        keep[nk++] = own.sp.cluster.fd;
+        keep[nk++] = own.pushed;
+        keep[nk++] = own.locks;
         for (i = 0; i < b.n && nk < sizeof(keep) / sizeof(keep[0]); i++)
-            keep[nk++] = b.fds[i];
+            keep[nk++] = b.fds[i]; /* b.n <= WS_PUSHAHEAD_MAX_BATCH: all of them */
         ws_spool_detach(keep, nk, NULL, "wal-push-ahead", b.cfg->log_file);
+        /* Those that sat on 0..2 (stdio closed by whoever started wal-push) were moved up. */
+        own.sp.cluster.fd = keep[2];
+        own.pushed = own.sp.sub[0].fd = keep[3];
+        own.locks = own.sp.sub[1].fd = keep[4];
+        for (i = 0; i + 5 < nk; i++)
+            b.fds[i] = keep[5 + i];
+        b.sp = &own;
         clock_gettime(CLOCK_MONOTONIC, &b.start);
         batch_run(&b);
         _exit(0);

@@ -910,6 +910,41 @@ static void test_foreign_lock(void)
     ws_config_free(&e.cfg);
 }
 
+/* wal-push started with stdin, stdout and stderr closed (a cron job, `<&- >&- 2>&-`): the spool's
+ * directories then sit on descriptors 0..2, which the push-ahead process replaces with /dev/null;
+ * it must go on with the copies it moved them to, and record what it pushed. */
+static void test_closed_stdio(void)
+{
+    struct env e;
+    struct ws_error err = {0};
+    struct ws_push_result res;
+    char path[800];
+    int status = -1;
+    pid_t pid;
+
+    REQUIRE(setup(&e, "closedstdio", "2") == 0);
+    REQUIRE(add_ready(&e, 1, 6) == 0);
+    wal_path(&e, 1, path, sizeof(path));
+    fflush(NULL);
+    REQUIRE((pid = fork()) >= 0);
+    if (pid == 0) {
+        close(0);
+        close(1);
+        close(2);
+        _exit(ws_pushahead_push(&e.cfg, path, &res, &err) == 0 ? 0 : 1);
+    }
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    settle(&e);
+    for (uint64_t k = 1; k <= 6; k++)
+        CHECK(in_repo(&e, k));
+    /* the push-ahead process recorded each file it pushed, and released its lock files */
+    for (uint64_t k = 2; k <= 6; k++)
+        CHECK(has_record(&e, k));
+    CHECK(count_entries(e.locks) == 2); /* .batch and .alive */
+    ws_config_free(&e.cfg);
+}
+
 const struct unit_test unit_tests[] = {
     {"ready files in the archiver's order", test_order},
     {"record: text round trip", test_record_roundtrip},
@@ -926,5 +961,6 @@ const struct unit_test unit_tests[] = {
     {"spool housekeeping", test_clean},
     {"housekeeping: own names only, links never followed", test_clean_own_names},
     {"another user's lock file is not waited for", test_foreign_lock},
+    {"started with stdin, stdout and stderr closed", test_closed_stdio},
     {NULL, NULL},
 };
