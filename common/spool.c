@@ -333,10 +333,15 @@ static int subdir(int parent, const char *parent_path, const char *name, int pri
         return ws_error_set(err, WS_ERR_CONFIG, "spool_dir \"%s\" is too long", spool_dir);
     if (!name[0] || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
         return ws_error_set(err, WS_ERR_CONFIG, "\"%s\" is not a valid spool directory name", name);
-    if (mkdirat(parent, name, 0700) != 0 && errno != EEXIST)
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not create directory \"%s\"",
-                               out->path);
-    fd = openat(parent, name, flags | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    for (int attempt = 0;; attempt++) {
+        if (mkdirat(parent, name, 0700) != 0 && errno != EEXIST)
+            return ws_error_setsys(err, WS_ERR_IO, errno, "could not create directory \"%s\"",
+                                   out->path);
+        fd = openat(parent, name, flags | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        /* ENOENT: removed since mkdirat (an idle prefetcher removes its own): make it again */
+        if (fd >= 0 || errno != ENOENT || attempt == 2)
+            break;
+    }
     if (fd < 0) {
         int e = errno;
         if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))

@@ -17,6 +17,7 @@
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +35,22 @@
 #define SEG (1u << 20)
 #define SYSID UINT64_C(7000000000000000001)
 #define OTHER_UID 65534 /* nobody */
+
+/* Fault injection: this many of the next mkdirat() calls for a "prefetch-*" name are followed at
+ * once by the removal of that directory, as an idle prefetcher removes its own (prefetch.h). */
+static int rmdir_after_mkdirat;
+
+int mkdirat(int dirfd, const char *path, mode_t mode)
+{
+    int rc = (int)syscall(SYS_mkdirat, dirfd, path, mode), e = errno;
+
+    if (rmdir_after_mkdirat > 0 && strncmp(path, "prefetch-", 9) == 0) {
+        rmdir_after_mkdirat--;
+        (void)syscall(SYS_unlinkat, dirfd, path, AT_REMOVEDIR);
+    }
+    errno = e;
+    return rc;
+}
 
 static const char KEYHEX[] = "3c1f5e0a9b8d7c6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e";
 
@@ -688,10 +705,39 @@ static void test_table(void)
     ws_log_set_level(level);
 }
 
+/* The idle prefetcher removes its directory while a wal-fetch opens it (between the mkdirat() that
+ * finds it and the openat()): the directory is made again, not refused with a WARNING. */
+static void test_removed_while_opened(void)
+{
+    static const char *const subs[] = {"prefetch-0123456789abcdef"};
+    struct ws_config cfg;
+    struct ws_error err = {0};
+    struct ws_spool sp;
+    char dir[PATH_MAX];
+
+    snprintf(dir, sizeof(dir), "%s/removed", unit_tmpdir());
+    ws_config_init(&cfg);
+    REQUIRE(ws_config_set(&cfg, "spool_dir", dir, "test", &err) == 0 &&
+            ws_config_set(&cfg, "cluster", "main", "test", &err) == 0);
+    REQUIRE(ws_spool_open(&cfg, NULL, subs, 1, 1, &sp, &err) == 0); /* it exists now */
+    ws_spool_close(&sp);
+    rmdir_after_mkdirat = 1;
+    memset(&err, 0, sizeof(err));
+    CHECK(ws_spool_open(&cfg, NULL, subs, 1, 1, &sp, &err) == 0);
+    if (err.msg[0])
+        fprintf(stderr, "    %s\n", err.msg);
+    CHECK(rmdir_after_mkdirat == 0); /* it was removed once */
+    CHECK(sp.nsub == 1 && sp.sub[0].fd >= 0);
+    ws_spool_close(&sp);
+    rmdir_after_mkdirat = 0;
+    ws_config_free(&cfg);
+}
+
 const struct unit_test unit_tests[] = {
     {"lexical normalisation", test_normalise},
     {"lock files", test_lock},
     {"spool file sink", test_sink},
+    {"a directory removed while it is opened", test_removed_while_opened},
     {"spool_dir edge cases, answered alike by push-ahead and prefetch", test_table},
     {NULL, NULL},
 };
