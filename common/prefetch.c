@@ -7,14 +7,12 @@
 #include <openssl/evp.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -26,6 +24,7 @@
 #include "object.h"
 #include "repo.h"
 #include "sink.h"
+#include "spool.h"
 #include "storage.h"
 
 #define LOCK_FILE "lock"
@@ -69,12 +68,6 @@ static int is_entry_name(const char *s)
 {
     return strlen(s) == WS_PREFETCH_ENTRY_LEN && is_hex_upper(s, WS_WAL_NAME_LEN) &&
            s[WS_WAL_NAME_LEN] == '.' && is_hex_lower(s + WS_WAL_NAME_LEN + 1, 32);
-}
-
-static int path_join(char *out, size_t outsz, const char *dir, const char *name)
-{
-    int n = snprintf(out, outsz, "%s/%s", dir, name);
-    return n > 0 && (size_t)n < outsz ? 0 : -1;
 }
 
 static void read_boot_id(char out[64])
@@ -172,7 +165,7 @@ int ws_prefetch_classify(const char *file, const char *wanted, uint64_t seg_size
         return WS_PREFETCH_TEMP;
     }
     if (!is_entry_name(file))
-        return WS_PREFETCH_REMOVE;
+        return WS_PREFETCH_OTHER; /* not a name of ours: left alone */
     memcpy(name_out, file, WS_WAL_NAME_LEN);
     name_out[WS_WAL_NAME_LEN] = '\0';
     if (!wanted || ws_wal_classify(wanted) != WS_WAL_SEGMENT ||
@@ -236,98 +229,23 @@ void ws_prefetch_keyring_fp(const struct ws_keyring *kr, uint8_t out[32])
     EVP_MD_CTX_free(c);
 }
 
-int ws_prefetch_path_inside(const char *path, const char *dir)
-{
-    size_t n = strlen(dir);
-
-    if (n == 1 && dir[0] == '/')
-        return path[0] == '/';
-    while (n > 1 && dir[n - 1] == '/')
-        n--;
-    return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
-}
-
-/* Appends the components of rest to out (an absolute, resolved path), dropping "." and
- * applying "..". */
-static int append_components(char out[PATH_MAX], const char *rest)
-{
-    const char *p = rest;
-
-    while (*p) {
-        size_t n = strcspn(p, "/"), len = strlen(out);
-        if (n == 0 || (n == 1 && p[0] == '.')) {
-            /* nothing */
-        } else if (n == 2 && p[0] == '.' && p[1] == '.') {
-            char *slash = strrchr(out, '/');
-            if (slash && slash != out)
-                *slash = '\0';
-            else
-                out[1] = '\0';
-        } else {
-            int need_slash = !(len == 1 && out[0] == '/');
-            if (len + need_slash + n >= PATH_MAX)
-                return -1;
-            if (need_slash)
-                out[len++] = '/';
-            memcpy(out + len, p, n);
-            out[len + n] = '\0';
-        }
-        p += n;
-        while (*p == '/')
-            p++;
-    }
-    return 0;
-}
-
-int ws_prefetch_resolve(const char *path, char out[PATH_MAX], struct ws_error *err)
-{
-    char buf[PATH_MAX], cwd[PATH_MAX];
-    int n;
-
-    if (path[0] == '/') {
-        n = snprintf(buf, sizeof(buf), "%s", path);
-    } else {
-        if (!getcwd(cwd, sizeof(cwd)))
-            return ws_error_setsys(err, WS_ERR_IO, errno,
-                                   "could not determine the working directory");
-        n = snprintf(buf, sizeof(buf), "%s/%s", cwd, path);
-    }
-    if (n < 0 || (size_t)n >= sizeof(buf))
-        return ws_error_set(err, WS_ERR_IO, "path \"%s\" is too long", path);
-    /* The longest prefix that exists is resolved by the kernel; the rest is lexical. */
-    for (size_t cut = strlen(buf);;) {
-        char save = buf[cut];
-        buf[cut] = '\0';
-        if (realpath(cut ? buf : "/", out)) {
-            buf[cut] = save;
-            if (append_components(out, buf + cut) != 0)
-                return ws_error_set(err, WS_ERR_IO, "path \"%s\" is too long", path);
-            return 0;
-        }
-        buf[cut] = save;
-        if (cut == 0)
-            return ws_error_setsys(err, WS_ERR_IO, errno, "could not resolve path \"%s\"", path);
-        while (cut > 0 && buf[cut - 1] != '/')
-            cut--;
-        while (cut > 1 && buf[cut - 1] == '/')
-            cut--;
-        if (cut == 1)
-            cut = 0;
-    }
-}
-
 /* ---- the spool directory ---- */
 
-int ws_prefetch_spool_dir(const struct ws_config *cfg, const char *dest_path, char out[PATH_MAX],
-                          struct ws_error *err)
+#define DIR_FD(s) ((s)->sp.sub[0].fd)
+#define DIR_PATH(s) ((s)->sp.sub[0].path)
+
+/* Where this repository's, cluster's and data directory's spool is, and where it must not be. */
+static int spool_place(const struct ws_config *cfg, const char *dest_path,
+                       char name[WS_PREFETCH_DIR_LEN + 1], char destdir[PATH_MAX],
+                       struct ws_spool_place *place, struct ws_error *err)
 {
-    char cwd[PATH_MAX], spool[PATH_MAX], other[PATH_MAX], tag[17];
+    char cwd[PATH_MAX], tag[17];
     uint8_t md[32];
     unsigned int mdlen = 0;
     EVP_MD_CTX *c;
     struct stat st;
-    const char *slash;
-    int rc, ok, n;
+    const char *slash = strrchr(dest_path, '/');
+    int ok, n;
 
     if (!getcwd(cwd, sizeof(cwd)))
         return ws_error_setsys(err, WS_ERR_IO, errno, "could not determine the working directory");
@@ -340,57 +258,74 @@ int ws_prefetch_spool_dir(const struct ws_config *cfg, const char *dest_path, ch
     if (!ok)
         return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
     ws_hex(md, 8, tag);
-    if ((rc = ws_prefetch_resolve(cfg->spool_dir, spool, err)) != 0)
-        return rc;
+    snprintf(name, WS_PREFETCH_DIR_LEN + 1, "prefetch-%s", tag);
     /* Never inside pg_wal (PostgreSQL owns every file there), nor elsewhere in the data
      * directory (base backups would copy the spool), nor beside DEST_PATH. */
-    if (stat("pg_wal", &st) == 0 && ws_prefetch_resolve("pg_wal", other, err) == 0 &&
-        ws_prefetch_path_inside(spool, other))
-        return ws_error_set(err, WS_ERR_CONFIG, "spool_dir \"%s\" is inside pg_wal (\"%s\")",
-                            cfg->spool_dir, other);
-    if (stat("PG_VERSION", &st) == 0 && ws_prefetch_path_inside(spool, cwd))
-        return ws_error_set(err, WS_ERR_CONFIG,
-                            "spool_dir \"%s\" is inside the data directory \"%s\"", cfg->spool_dir,
-                            cwd);
-    slash = strrchr(dest_path, '/');
-    n = slash ? snprintf(cwd, sizeof(cwd), "%.*s", (int)(slash - dest_path), dest_path)
-              : snprintf(cwd, sizeof(cwd), ".");
-    if (n > 0 && (size_t)n < sizeof(cwd) &&
-        ws_prefetch_resolve(*cwd ? cwd : "/", other, err) == 0 &&
-        ws_prefetch_path_inside(spool, other))
-        return ws_error_set(err, WS_ERR_CONFIG,
-                            "spool_dir \"%s\" is inside the directory of DEST_PATH (\"%s\")",
-                            cfg->spool_dir, other);
-    n = snprintf(out, PATH_MAX, "%s/%s/prefetch-%s", strcmp(spool, "/") ? spool : "", cfg->cluster,
-                 tag);
+    n = !slash ? snprintf(destdir, PATH_MAX, ".")
+        : slash == dest_path
+            ? snprintf(destdir, PATH_MAX, "/")
+            : snprintf(destdir, PATH_MAX, "%.*s", (int)(slash - dest_path), dest_path);
     if (n < 0 || n >= PATH_MAX)
-        return ws_error_set(err, WS_ERR_CONFIG, "spool_dir \"%s\" is too long", cfg->spool_dir);
-    if ((rc = ws_mkdir_p(out, 0700, err)) != 0)
-        return rc;
-    if (lstat(out, &st) != 0)
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not stat directory \"%s\"", out);
-    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0)
-        return ws_error_set(err, WS_ERR_CONFIG,
-                            "spool directory \"%s\" must be a directory owned by this user "
-                            "with no access for group or others",
-                            out);
+        return ws_error_set(err, WS_ERR_IO, "path \"%s\" is too long", dest_path);
+    place->datadir = stat("PG_VERSION", &st) == 0 ? "." : NULL;
+    place->waldir = "pg_wal";
+    place->destdir = destdir;
     return 0;
 }
 
-/* Reads the wanted file: its name (empty if absent or not a segment name) and its mtime. */
-static void read_wanted(const char *spool, char name[WS_WAL_NAME_LEN + 1], struct timespec *mtime)
+int ws_prefetch_spool_open(const struct ws_config *cfg, const char *dest_path,
+                           struct ws_prefetch_spool *s, struct ws_error *err)
 {
-    char path[PATH_MAX], buf[64];
+    const char *subs[1];
+    struct ws_spool_place place;
+    char destdir[PATH_MAX];
+    int rc;
+
+    memset(s, 0, sizeof(*s));
+    s->sp.cluster.fd = -1;
+    subs[0] = s->name;
+    if ((rc = spool_place(cfg, dest_path, s->name, destdir, &place, err)) != 0)
+        return rc;
+    return ws_spool_open(cfg, &place, subs, 1, 1, &s->sp, err);
+}
+
+void ws_prefetch_spool_close(struct ws_prefetch_spool *s)
+{
+    ws_spool_close(&s->sp);
+}
+
+/* What wal-fetch does: the spool, or -1 after one WARNING (INFO for spool_dir = ''). */
+static int spool_use(const struct ws_config *cfg, const char *dest_path,
+                     struct ws_prefetch_spool *s)
+{
+    const char *subs[1];
+    struct ws_spool_place place = {NULL, NULL, NULL};
+    struct ws_error err = {0};
+    char destdir[PATH_MAX];
+
+    memset(s, 0, sizeof(*s));
+    s->sp.cluster.fd = -1;
+    subs[0] = s->name;
+    if (cfg->spool_dir && cfg->spool_dir[0] &&
+        spool_place(cfg, dest_path, s->name, destdir, &place, &err) != 0) {
+        ws_log_warning("prefetch is disabled: %s", err.msg);
+        return -1;
+    }
+    return ws_spool_use(cfg, "prefetch", &place, subs, 1, 1, &s->sp);
+}
+
+/* Reads the wanted file: its name (empty if absent or not a segment name) and its mtime. */
+static void read_wanted(int dir, char name[WS_WAL_NAME_LEN + 1], struct timespec *mtime)
+{
+    struct ws_error e = {0};
+    char buf[64];
     struct stat st;
     ssize_t n = -1;
     int fd;
 
     name[0] = '\0';
     memset(mtime, 0, sizeof(*mtime));
-    if (path_join(path, sizeof(path), spool, WANTED_FILE) != 0)
-        return;
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
+    if (ws_spool_openat(dir, WANTED_FILE, O_RDONLY, &fd, &e) != 0)
         return;
     if (fstat(fd, &st) == 0) {
         *mtime = st.st_mtim;
@@ -404,85 +339,78 @@ static void read_wanted(const char *spool, char name[WS_WAL_NAME_LEN + 1], struc
     }
 }
 
+/* Writes the wanted file anew (temp + rename); errno set on failure. */
+static int write_wanted(int dir, const char *wal_name)
+{
+    char tmp[64], line[WS_WAL_NAME_LEN + 2];
+    struct ws_error e = {0};
+    int fd, ok, saved;
+
+    snprintf(tmp, sizeof(tmp), ".wanted.%ld", (long)getpid());
+    snprintf(line, sizeof(line), "%s\n", wal_name);
+    if (ws_spool_openat(dir, tmp, O_WRONLY | O_CREAT | O_TRUNC, &fd, &e) != 0) {
+        errno = e.sys_errno ? e.sys_errno : EPERM;
+        return -1;
+    }
+    ok = ws_write_all(fd, line, strlen(line)) == 0;
+    saved = errno;
+    close(fd);
+    if (ok && renameat(dir, tmp, dir, WANTED_FILE) == 0)
+        return 0;
+    saved = ok ? errno : saved;
+    unlinkat(dir, tmp, 0);
+    errno = saved;
+    return -1;
+}
+
 /*
- * Records a request for wal_name: a new name replaces the wanted file (temp + rename), the same
- * name touches it (its mtime is the time of the last request). *changed = 1 for a new name.
+ * Records a request for wal_name: a new name replaces the wanted file, the same name touches it
+ * (its mtime is the time of the last request). *changed = 1 for a new name. The prefetcher
+ * removes an idle spool directory: if it went away under us, it is opened (created) again.
  */
-static int record_request(const char *spool, const char *wal_name, int *changed,
+static int record_request(const struct ws_config *cfg, const char *dest_path,
+                          struct ws_prefetch_spool *s, const char *wal_name, int *changed,
                           struct ws_error *err)
 {
-    char path[PATH_MAX], tmp[PATH_MAX], have[WS_WAL_NAME_LEN + 1], line[WS_WAL_NAME_LEN + 2];
+    char have[WS_WAL_NAME_LEN + 1];
     struct timespec mt;
-    int fd;
 
     *changed = 0;
-    if (path_join(path, sizeof(path), spool, WANTED_FILE) != 0 ||
-        snprintf(tmp, sizeof(tmp), "%s/.wanted.%ld", spool, (long)getpid()) >= (int)sizeof(tmp))
-        return ws_error_set(err, WS_ERR_IO, "spool path \"%s\" is too long", spool);
-    read_wanted(spool, have, &mt);
-    if (strcmp(have, wal_name) == 0 && utimensat(AT_FDCWD, path, NULL, AT_SYMLINK_NOFOLLOW) == 0)
+    read_wanted(DIR_FD(s), have, &mt);
+    if (strcmp(have, wal_name) == 0 &&
+        utimensat(DIR_FD(s), WANTED_FILE, NULL, AT_SYMLINK_NOFOLLOW) == 0)
         return 0;
-    snprintf(line, sizeof(line), "%s\n", wal_name);
-    /* The prefetcher removes an idle spool directory: if it went away under us, recreate it. */
     for (int attempt = 0;; attempt++) {
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd >= 0) {
-            int ok = ws_write_all(fd, line, strlen(line)) == 0;
-            close(fd);
-            if (ok && rename(tmp, path) == 0) {
-                *changed = 1;
-                return 0;
-            }
-            unlink(tmp);
+        int rc;
+        if (write_wanted(DIR_FD(s), wal_name) == 0) {
+            *changed = 1;
+            return 0;
         }
         if (errno != ENOENT || attempt >= 2)
-            return ws_error_setsys(err, WS_ERR_IO, errno, "could not write \"%s\"", path);
-        if (ws_mkdir_p(spool, 0700, err) != 0)
-            return err->code;
+            return ws_error_setsys(err, WS_ERR_IO, errno, "could not write \"%s/%s\"", DIR_PATH(s),
+                                   WANTED_FILE);
+        ws_prefetch_spool_close(s);
+        if ((rc = ws_prefetch_spool_open(cfg, dest_path, s, err)) != 0)
+            return rc;
     }
 }
 
-int ws_prefetch_lock(const char *spool, int *out, struct ws_error *err)
+int ws_prefetch_lock(const struct ws_prefetch_spool *s, int *out, struct ws_error *err)
 {
-    char path[PATH_MAX];
-    struct stat a, b;
-
-    *out = -1;
-    if (path_join(path, sizeof(path), spool, LOCK_FILE) != 0)
-        return ws_error_set(err, WS_ERR_IO, "spool path \"%s\" is too long", spool);
-    /* Whoever holds the lock may unlink it on exit: a lock on a file that is no longer at the
-     * path is no lock at all, so check the path still names what we locked. */
-    for (int attempt = 0; attempt < 5; attempt++) {
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0)
-            return ws_error_setsys(err, WS_ERR_IO, errno, "could not open lock file \"%s\"", path);
-        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-            int e = errno;
-            close(fd);
-            if (e == EWOULDBLOCK)
-                return ws_error_set(err, WS_ERR_EXISTS, "a prefetcher holds \"%s\"", path);
-            return ws_error_setsys(err, WS_ERR_IO, e, "could not lock \"%s\"", path);
-        }
-        if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
-            a.st_ino == b.st_ino) {
-            *out = fd;
-            return 0;
-        }
-        close(fd);
-    }
-    return ws_error_set(err, WS_ERR_EXISTS, "lock file \"%s\" keeps changing", path);
+    int rc = ws_spool_lock(DIR_FD(s), LOCK_FILE, 0, out, err);
+    if (rc == WS_ERR_EXISTS)
+        return ws_error_set(err, WS_ERR_EXISTS, "a prefetcher holds \"%s/%s\"", DIR_PATH(s),
+                            LOCK_FILE);
+    return rc;
 }
 
 /* Is a prefetcher alive on this spool (does someone hold its lock)? */
-static int lock_held(const char *spool)
+static int lock_held(int dir)
 {
-    char path[PATH_MAX];
+    struct ws_error e = {0};
     int fd, held;
 
-    if (path_join(path, sizeof(path), spool, LOCK_FILE) != 0)
-        return 0;
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
+    if (ws_spool_openat(dir, LOCK_FILE, O_RDONLY, &fd, &e) != 0)
         return 0;
     held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
     close(fd); /* also releases our shared lock */
@@ -494,12 +422,12 @@ static int lock_held(const char *spool)
 struct spool_scan {
     int entry;    /* some "<name>.<hex>" exists */
     int inflight; /* ".<name>.tmp" or ".<name>.ready" exists */
-    char inflight_path[PATH_MAX];
+    char inflight_name[NAME_MAX + 1];
 };
 
-static void scan_for(const char *spool, const char *wal_name, struct spool_scan *s)
+static void scan_for(int dir, const char *wal_name, struct spool_scan *s)
 {
-    DIR *d = opendir(spool);
+    DIR *d = ws_spool_opendir(dir);
     struct dirent *de;
 
     memset(s, 0, sizeof(*s));
@@ -512,25 +440,23 @@ static void scan_for(const char *spool, const char *wal_name, struct spool_scan 
         } else if (f[0] == '.' && strncmp(f + 1, wal_name, WS_WAL_NAME_LEN) == 0 &&
                    (segment_then(f + 1, ".tmp") || segment_then(f + 1, ".ready"))) {
             s->inflight = 1;
-            path_join(s->inflight_path, sizeof(s->inflight_path), spool, f);
+            snprintf(s->inflight_name, sizeof(s->inflight_name), "%s", f);
         }
     }
     closedir(d);
 }
 
 /* Removes every entry of wal_name (used when none of them may be served). */
-static void remove_entries(const char *spool, const char *wal_name)
+static void remove_entries(int dir, const char *wal_name)
 {
-    DIR *d = opendir(spool);
+    DIR *d = ws_spool_opendir(dir);
     struct dirent *de;
-    char path[PATH_MAX];
 
     if (!d)
         return;
     while ((de = readdir(d)) != NULL)
-        if (strncmp(de->d_name, wal_name, WS_WAL_NAME_LEN) == 0 && is_entry_name(de->d_name) &&
-            path_join(path, sizeof(path), spool, de->d_name) == 0)
-            unlink(path);
+        if (strncmp(de->d_name, wal_name, WS_WAL_NAME_LEN) == 0 && is_entry_name(de->d_name))
+            unlinkat(dir, de->d_name, 0);
     closedir(d);
 }
 
@@ -539,15 +465,15 @@ static void remove_entries(const char *spool, const char *wal_name)
  * is gone without an entry, the prefetcher died, or the temp file made no progress for
  * `timeout` seconds (0).
  */
-static int wait_inflight(const char *spool, const char *wal_name, int timeout)
+static int wait_inflight(int dir, const char *wal_name, int timeout)
 {
     int ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK), found = 0;
     int64_t last_progress = mono_ms();
     off_t last_size = -1;
     struct spool_scan s;
 
-    if (ifd >= 0 && inotify_add_watch(
-                        ifd, spool, IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CLOSE_WRITE) < 0) {
+    if (ifd >= 0 &&
+        ws_spool_watch(ifd, dir, IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CLOSE_WRITE) < 0) {
         close(ifd);
         ifd = -1;
     }
@@ -556,14 +482,15 @@ static int wait_inflight(const char *spool, const char *wal_name, int timeout)
         struct pollfd pfd = {ifd, POLLIN, 0};
         char buf[4096];
 
-        scan_for(spool, wal_name, &s);
+        scan_for(dir, wal_name, &s);
         if (s.entry) {
             found = 1;
             break;
         }
-        if (!s.inflight || !lock_held(spool))
+        if (!s.inflight || !lock_held(dir))
             break;
-        if (stat(s.inflight_path, &st) == 0 && st.st_size != last_size) {
+        if (fstatat(dir, s.inflight_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            st.st_size != last_size) {
             last_size = st.st_size;
             last_progress = mono_ms();
         }
@@ -584,15 +511,15 @@ static int wait_inflight(const char *spool, const char *wal_name, int timeout)
 
 /* Copies a spool entry to dest_path through a temp file beside it (spool on another file
  * system). */
-static int copy_entry(const char *from, const char *dest_path, struct ws_error *err)
+static int copy_entry(int dir, const char *entry, const char *dest_path, struct ws_error *err)
 {
     struct ws_sink *out = NULL;
-    int fd = open(from, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), rc;
+    int fd, rc;
 
-    if (fd < 0)
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not open \"%s\"", from);
+    if ((rc = ws_spool_openat(dir, entry, O_RDONLY, &fd, err)) != 0)
+        return rc;
     if ((rc = ws_file_sink_new(dest_path, 0600, 0, &out, err)) == 0 &&
-        (rc = ws_sink_write_file(out, fd, from, err)) == 0)
+        (rc = ws_sink_write_file(out, fd, entry, err)) == 0)
         rc = ws_sink_finish(out, err);
     ws_sink_free(out);
     close(fd);
@@ -660,73 +587,75 @@ static int current_entry_name(const struct ws_config *cfg, const struct ws_keyri
 
 /* Serves wal_name from the spool if a matching entry is there (or in flight); 1 if served. */
 static int take_from_spool(const struct ws_config *cfg, const struct ws_keyring *kr,
-                           const char *spool, const char *wal_name, const char *dest_path)
+                           const struct ws_prefetch_spool *sp, const char *wal_name,
+                           const char *dest_path)
 {
     struct spool_scan s;
     struct ws_error err = {0};
-    char entry[WS_PREFETCH_ENTRY_LEN + 1], path[PATH_MAX];
-    int e;
+    char entry[WS_PREFETCH_ENTRY_LEN + 1];
+    int e, dir = DIR_FD(sp);
 
-    scan_for(spool, wal_name, &s);
-    if (!s.entry && !(s.inflight && wait_inflight(spool, wal_name, cfg->timeout)))
+    scan_for(dir, wal_name, &s);
+    if (!s.entry && !(s.inflight && wait_inflight(dir, wal_name, cfg->timeout)))
         return 0;
     if (current_entry_name(cfg, kr, wal_name, entry, &err) != 0) {
         /* Not there any more, unreachable, damaged at its end: the repository decides. */
         ws_log_info("prefetched copy of \"%s\" not used: %s", wal_name, err.msg);
-        remove_entries(spool, wal_name);
+        remove_entries(dir, wal_name);
         return 0;
     }
-    if (path_join(path, sizeof(path), spool, entry) != 0)
-        return 0;
-    if (rename(path, dest_path) == 0) {
-        ws_log_info("restored WAL file \"%s\" from the prefetch spool \"%s\"", wal_name, spool);
+    if (renameat(dir, entry, AT_FDCWD, dest_path) == 0) {
+        ws_log_info("restored WAL file \"%s\" from the prefetch spool \"%s\"", wal_name,
+                    DIR_PATH(sp));
         return 1;
     }
     e = errno;
     if (e == EXDEV) {
-        if (copy_entry(path, dest_path, &err) == 0) {
-            unlink(path);
+        if (copy_entry(dir, entry, dest_path, &err) == 0) {
+            unlinkat(dir, entry, 0);
             ws_log_info("restored WAL file \"%s\" from the prefetch spool \"%s\" (copied)",
-                        wal_name, spool);
+                        wal_name, DIR_PATH(sp));
             return 1;
         }
         ws_log_info("%s", err.msg);
     } else if (e == ENOENT) {
         ws_log_info("the spool holds no copy of \"%s\" bound to its stored object", wal_name);
     } else {
-        ws_log_info("could not move \"%s\" to \"%s\": %s", path, dest_path, strerror(e));
+        ws_log_info("could not move \"%s/%s\" to \"%s\": %s", DIR_PATH(sp), entry, dest_path,
+                    strerror(e));
     }
-    remove_entries(spool, wal_name);
+    remove_entries(dir, wal_name);
     return 0;
 }
 
 static void start_prefetcher(const struct ws_config *cfg, const struct ws_keyring *kr,
-                             const char *spool, const struct ws_prefetch_opts *o);
+                             const struct ws_prefetch_spool *sp, const struct ws_prefetch_opts *o);
 
 int ws_prefetch_serve_opts(const struct ws_config *cfg, const char *wal_name, const char *dest_path,
                            const struct ws_prefetch_opts *o)
 {
-    char spool[PATH_MAX];
+    struct ws_prefetch_spool sp;
     struct ws_keyring kr;
     struct ws_error err = {0};
     int changed = 0, served = 0;
 
     if (cfg->parallel < 2 || ws_wal_classify(wal_name) != WS_WAL_SEGMENT)
         return 0;
-    if (ws_prefetch_spool_dir(cfg, dest_path, spool, &err) != 0 ||
-        record_request(spool, wal_name, &changed, &err) != 0) {
-        ws_log_warning("prefetch disabled: %s (set spool_dir to a directory of this user outside "
-                       "pg_wal, or parallel = 1)",
-                       err.msg);
-        return 0;
+    if (spool_use(cfg, dest_path, &sp) != 0)
+        return 0; /* logged */
+    if (record_request(cfg, dest_path, &sp, wal_name, &changed, &err) != 0) {
+        ws_log_warning("prefetch is disabled: %s", err.msg);
+        goto out;
     }
     /* A bad key file is the repository fetch's to report, with its own exit status. */
     if (ws_keyring_load(cfg, &kr, &err) != 0)
-        return 0;
+        goto out;
     if (o->spawn && changed)
-        start_prefetcher(cfg, &kr, spool, o);
-    served = take_from_spool(cfg, &kr, spool, wal_name, dest_path);
+        start_prefetcher(cfg, &kr, &sp, o);
+    served = take_from_spool(cfg, &kr, &sp, wal_name, dest_path);
     ws_keyring_wipe(&kr);
+out:
+    ws_prefetch_spool_close(&sp);
     return served;
 }
 
@@ -764,7 +693,9 @@ struct stamp {
 struct daemon {
     const struct ws_config *cfg;
     const struct ws_keyring *kr;
-    const char *spool;
+    const struct ws_prefetch_spool *sp;
+    int dir;          /* the spool directory */
+    const char *path; /* its path, for messages */
     char boot_id[64];
     uint8_t kr_fp[32];
     int64_t btime;
@@ -839,12 +770,10 @@ static int fetch_one(struct daemon *d, struct worker *w, struct slot *sl, struct
 {
     struct ws_storage_stat st;
     struct ws_sink *file = NULL, *reader = NULL, *chain = NULL;
-    struct ws_file_opts fo = {0};
     struct ws_object_info info;
     struct ws_prefetch_binding b = {0};
     struct tail_sink *t;
-    char key[256], tmp[PATH_MAX], ready[PATH_MAX], entry[WS_PREFETCH_ENTRY_LEN + 1];
-    char final[PATH_MAX];
+    char key[256], tmp[64], ready[64], entry[WS_PREFETCH_ENTRY_LEN + 1];
     int rc;
 
     if (!w->repo_open) {
@@ -857,12 +786,9 @@ static int fetch_one(struct daemon *d, struct worker *w, struct slot *sl, struct
         return ws_error_set(err, WS_ERR_INTERNAL, "could not build the key for \"%s\"", sl->name);
     if ((rc = ws_storage_stat(w->repo.st, key, &st, err)) != 0)
         return rc;
-    if (snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", d->spool, sl->name) >= (int)sizeof(tmp) ||
-        snprintf(ready, sizeof(ready), "%s/.%s.ready", d->spool, sl->name) >= (int)sizeof(ready))
-        return ws_error_set(err, WS_ERR_IO, "spool path \"%s\" is too long", d->spool);
-    fo.mode = 0600;
-    fo.tmp_path = tmp;
-    if ((rc = ws_file_sink_open(ready, &fo, &file, err)) != 0)
+    snprintf(tmp, sizeof(tmp), ".%s.tmp", sl->name);
+    snprintf(ready, sizeof(ready), ".%s.ready", sl->name);
+    if ((rc = ws_spool_sink_new(d->dir, ready, tmp, &file, err)) != 0)
         return rc;
     rc = ws_object_reader_new(file, key, d->kr, 0, &reader, err);
     file = NULL; /* owned by the reader */
@@ -877,7 +803,7 @@ static int fetch_one(struct daemon *d, struct worker *w, struct slot *sl, struct
         goto out;
     ws_object_reader_info(reader, &info);
     if (info.content_len != d->seg_size) {
-        unlink(ready);
+        unlinkat(d->dir, ready, 0);
         rc = ws_error_set(err, WS_ERR_CORRUPT,
                           "object \"%s\" holds %" PRIu64 " bytes, not a segment of %" PRIu64, key,
                           info.content_len, d->seg_size);
@@ -892,15 +818,13 @@ static int fetch_one(struct daemon *d, struct worker *w, struct slot *sl, struct
     b.mtime = st.mtime;
     b.tail_len = t->count < WS_PREFETCH_TAIL ? (size_t)t->count : WS_PREFETCH_TAIL;
     b.tail = t->tail + WS_PREFETCH_TAIL - b.tail_len;
-    if ((rc = ws_prefetch_entry_name(sl->name, &b, entry, err)) != 0 ||
-        path_join(final, sizeof(final), d->spool, entry) != 0) {
-        unlink(ready);
-        rc = rc ? rc : ws_error_set(err, WS_ERR_IO, "spool path \"%s\" is too long", d->spool);
+    if ((rc = ws_prefetch_entry_name(sl->name, &b, entry, err)) != 0) {
+        unlinkat(d->dir, ready, 0);
         goto out;
     }
-    if (rename(ready, final) != 0) {
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not rename \"%s\"", ready);
-        unlink(ready);
+    if (renameat(d->dir, ready, d->dir, entry) != 0) {
+        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not rename \"%s/%s\"", d->path, ready);
+        unlinkat(d->dir, ready, 0);
     }
 out:
     ws_sink_free(chain);
@@ -971,13 +895,14 @@ static int job_running(struct daemon *d, const char *name)
 /*
  * Tidies the spool for the wanted segment (empty: nothing is wanted) and lists the entries
  * kept in present[] (names). Removes entries outside the window, from before the last boot or
- * too old, junk, and temp files nobody is writing.
+ * too old, and temp files nobody is writing; names it does not know are left alone, and every
+ * removal is an unlinkat() of the name (a link is removed, never followed).
  */
 static int sweep(struct daemon *d, const char *wanted, char present[][WS_WAL_NAME_LEN + 1])
 {
-    DIR *dir = opendir(d->spool);
+    DIR *dir = ws_spool_opendir(d->dir);
     struct dirent *de;
-    char name[WS_WAL_NAME_LEN + 1], path[PATH_MAX];
+    char name[WS_WAL_NAME_LEN + 1];
     time_t now = time(NULL);
     int n = 0;
 
@@ -985,24 +910,22 @@ static int sweep(struct daemon *d, const char *wanted, char present[][WS_WAL_NAM
         return 0;
     while ((de = readdir(dir)) != NULL) {
         struct stat st;
-        int v;
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        v = ws_prefetch_classify(de->d_name, wanted, d->seg_size, d->ahead, name);
-        if (v == WS_PREFETCH_OTHER || path_join(path, sizeof(path), d->spool, de->d_name) != 0)
+        int v = ws_prefetch_classify(de->d_name, wanted, d->seg_size, d->ahead, name);
+        if (v == WS_PREFETCH_OTHER)
             continue;
         if (v == WS_PREFETCH_TEMP) {
             if (!job_running(d, name))
-                unlink(path);
+                unlinkat(d->dir, de->d_name, 0);
             continue;
         }
-        if (v == WS_PREFETCH_KEEP && lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
-            st.st_mtime >= d->btime && now - st.st_mtime < WS_PREFETCH_STALE_AGE) {
+        if (v == WS_PREFETCH_KEEP && fstatat(d->dir, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISREG(st.st_mode) && st.st_mtime >= d->btime &&
+            now - st.st_mtime < WS_PREFETCH_STALE_AGE) {
             if (n < MAX_PRESENT)
                 memcpy(present[n++], name, sizeof(name));
             continue;
         }
-        unlink(path);
+        unlinkat(d->dir, de->d_name, 0);
     }
     closedir(dir);
     return n;
@@ -1012,9 +935,9 @@ static int sweep(struct daemon *d, const char *wanted, char present[][WS_WAL_NAM
  * stored objects (a killed prefetcher's spool from before a repository was replaced, say). */
 static void drop_unbound(struct daemon *d, struct ws_repo *repo)
 {
-    DIR *dir = opendir(d->spool);
+    DIR *dir = ws_spool_opendir(d->dir);
     struct dirent *de;
-    char entry[WS_PREFETCH_ENTRY_LEN + 1], name[WS_WAL_NAME_LEN + 1], path[PATH_MAX];
+    char entry[WS_PREFETCH_ENTRY_LEN + 1], name[WS_WAL_NAME_LEN + 1];
 
     if (!dir)
         return;
@@ -1024,10 +947,9 @@ static void drop_unbound(struct daemon *d, struct ws_repo *repo)
             continue;
         memcpy(name, de->d_name, WS_WAL_NAME_LEN);
         name[WS_WAL_NAME_LEN] = '\0';
-        if ((entry_name_now(repo, d->kr_fp, d->boot_id, name, entry, &e) != 0 ||
-             strcmp(entry, de->d_name) != 0) &&
-            path_join(path, sizeof(path), d->spool, de->d_name) == 0)
-            unlink(path);
+        if (entry_name_now(repo, d->kr_fp, d->boot_id, name, entry, &e) != 0 ||
+            strcmp(entry, de->d_name) != 0)
+            unlinkat(d->dir, de->d_name, 0);
     }
     closedir(dir);
 }
@@ -1037,7 +959,7 @@ static int space_ok(const struct daemon *d)
     struct statvfs sv;
     uint64_t avail, total, reserve;
 
-    if (statvfs(d->spool, &sv) != 0)
+    if (fstatvfs(d->dir, &sv) != 0)
         return 0;
     avail = (uint64_t)sv.f_bavail * sv.f_frsize;
     total = (uint64_t)sv.f_blocks * sv.f_frsize;
@@ -1053,13 +975,12 @@ static struct failure *find_failure(struct failure *f, int n, const char *name)
     return NULL;
 }
 
-/* Does the lock file at its path still name the file we locked? */
-static int still_ours(const char *spool, const struct stat *lock_st)
+/* Does the lock file at its name (in a directory that still exists) name the file we locked? */
+static int still_ours(int dir, const struct stat *lock_st)
 {
-    char path[PATH_MAX];
     struct stat st;
-    return path_join(path, sizeof(path), spool, LOCK_FILE) == 0 && stat(path, &st) == 0 &&
-           st.st_dev == lock_st->st_dev && st.st_ino == lock_st->st_ino;
+    return fstatat(dir, LOCK_FILE, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == lock_st->st_dev &&
+           st.st_ino == lock_st->st_ino;
 }
 
 static int same_stamp(const struct stamp *a, const struct stamp *b)
@@ -1070,8 +991,9 @@ static int same_stamp(const struct stamp *a, const struct stamp *b)
 
 enum { END_IDLE = 1, END_OLD, END_GONE };
 
-int ws_prefetch_run(const struct ws_config *cfg, const struct ws_keyring *kr, const char *spool,
-                    int lock_fd, const struct ws_prefetch_opts *o, struct ws_error *err)
+int ws_prefetch_run(const struct ws_config *cfg, const struct ws_keyring *kr,
+                    const struct ws_prefetch_spool *sp, int lock_fd,
+                    const struct ws_prefetch_opts *o, struct ws_error *err)
 {
     struct daemon d;
     struct worker workers[WS_PREFETCH_MAX_AHEAD];
@@ -1091,7 +1013,9 @@ int ws_prefetch_run(const struct ws_config *cfg, const struct ws_keyring *kr, co
     memset(&lock_st, 0, sizeof(lock_st));
     d.cfg = cfg;
     d.kr = kr;
-    d.spool = spool;
+    d.sp = sp;
+    d.dir = DIR_FD(sp);
+    d.path = DIR_PATH(sp);
     d.pipe_r = d.pipe_w = -1;
     atomic_init(&d.stop, 0);
     for (int i = 0; i < WS_PREFETCH_MAX_AHEAD; i++)
@@ -1106,10 +1030,10 @@ int ws_prefetch_run(const struct ws_config *cfg, const struct ws_keyring *kr, co
         goto out;
     }
     if (fstat(lock_fd, &lock_st) != 0) {
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not stat the lock of \"%s\"", spool);
+        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not stat the lock of \"%s\"", d.path);
         goto out;
     }
-    read_wanted(spool, cur.name, &cur.mtime);
+    read_wanted(d.dir, cur.name, &cur.mtime);
     if ((rc = ws_repo_open(cfg, &repo, err)) != 0 ||
         (rc = ws_repo_identity_load(&repo, &id, err)) != 0)
         goto out;
@@ -1126,9 +1050,9 @@ int ws_prefetch_run(const struct ws_config *cfg, const struct ws_keyring *kr, co
     d.pipe_r = pipefd[0];
     d.pipe_w = pipefd[1];
     ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    if (ifd >= 0 && inotify_add_watch(ifd, spool,
-                                      IN_MOVED_TO | IN_MOVED_FROM | IN_ATTRIB | IN_CLOSE_WRITE |
-                                          IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF) < 0) {
+    if (ifd >= 0 && ws_spool_watch(ifd, d.dir,
+                                   IN_MOVED_TO | IN_MOVED_FROM | IN_ATTRIB | IN_CLOSE_WRITE |
+                                       IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF) < 0) {
         close(ifd);
         ifd = -1;
     }
@@ -1145,7 +1069,7 @@ int ws_prefetch_run(const struct ws_config *cfg, const struct ws_keyring *kr, co
         rc = ws_error_set(err, WS_ERR_INTERNAL, "could not start prefetch workers");
         goto out;
     }
-    ws_log_debug("prefetcher started on \"%s\": %d ahead, %d workers", spool, d.ahead, d.nworkers);
+    ws_log_debug("prefetcher started on \"%s\": %d ahead, %d workers", d.path, d.ahead, d.nworkers);
 
     for (;;) {
         struct stamp again;
@@ -1192,11 +1116,11 @@ int ws_prefetch_run(const struct ws_config *cfg, const struct ws_keyring *kr, co
             end = END_OLD;
             break;
         }
-        if (!still_ours(spool, &lock_st)) {
+        if (!still_ours(d.dir, &lock_st)) {
             end = END_GONE;
             break;
         }
-        read_wanted(spool, cur.name, &cur.mtime);
+        read_wanted(d.dir, cur.name, &cur.mtime);
         last_request = cur.mtime.tv_sec ? cur.mtime.tv_sec : start_wall;
         idle_left = (int64_t)o->idle_timeout - (wall - last_request);
         if (idle_left <= 0) {
@@ -1206,7 +1130,7 @@ int ws_prefetch_run(const struct ws_config *cfg, const struct ws_keyring *kr, co
         /* Tidy first, then look at `wanted` again: an entry that vanished during the sweep was
          * taken by a request we must see before deciding what is missing. */
         npresent = sweep(&d, cur.name, present);
-        read_wanted(spool, again.name, &again.mtime);
+        read_wanted(d.dir, again.name, &again.mtime);
         if (!same_stamp(&cur, &again))
             continue;
 
@@ -1285,22 +1209,19 @@ out:
     if (end == END_IDLE || end == 0) {
         /* Recovery stopped asking, or this prefetcher cannot work (no identity, say): the spool
          * is of no more use; the next request starts afresh. */
-        char wanted_path[PATH_MAX], lock_path[PATH_MAX];
         struct stamp last;
         sweep(&d, "", present);
-        read_wanted(spool, last.name, &last.mtime);
-        if (path_join(wanted_path, sizeof(wanted_path), spool, WANTED_FILE) == 0 &&
-            path_join(lock_path, sizeof(lock_path), spool, LOCK_FILE) == 0 &&
-            same_stamp(&last, &cur)) {
-            unlink(wanted_path);
-            if (still_ours(spool, &lock_st))
-                unlink(lock_path);
-            rmdir(spool);
+        read_wanted(d.dir, last.name, &last.mtime);
+        if (same_stamp(&last, &cur)) {
+            unlinkat(d.dir, WANTED_FILE, 0);
+            if (still_ours(d.dir, &lock_st))
+                unlinkat(d.dir, LOCK_FILE, 0);
+            unlinkat(sp->sp.cluster.fd, sp->name, AT_REMOVEDIR);
         }
     } else if (end == END_OLD) {
         sweep(&d, cur.name, present); /* keeps valid entries for the next prefetcher */
     }
-    ws_log_debug("prefetcher on \"%s\" ends (%s)", spool,
+    ws_log_debug("prefetcher on \"%s\" ends (%s)", d.path,
                  end == END_IDLE  ? "idle"
                  : end == END_OLD ? "lifetime"
                  : end            ? "spool gone"
@@ -1317,63 +1238,39 @@ out:
     return rc;
 }
 
-/* Closes every descriptor but 0, 1, 2 and keep. */
-static void close_other_fds(int keep)
-{
-    if (keep > 3)
-        close_range(3, (unsigned int)keep - 1, 0);
-    if (close_range((unsigned int)keep + 1, ~0U, 0) != 0) {
-        for (int fd = keep + 1; fd < 1024; fd++)
-            close(fd);
-    }
-}
-
 static _Noreturn void prefetcher_main(const struct ws_config *cfg, const struct ws_keyring *kr,
-                                      const char *spool, int lock_fd,
+                                      const struct ws_prefetch_spool *spool, int lock_fd,
                                       const struct ws_prefetch_opts *o)
 {
+    struct ws_prefetch_spool sp = *spool;
     struct ws_error err = {0};
     char pid[32];
-    int null = open("/dev/null", O_RDWR), n;
+    int keep[3] = {lock_fd, DIR_FD(&sp), sp.sp.cluster.fd}, n;
 
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
-    signal(SIGINT, SIG_IGN);
-    if (null >= 0) {
-        dup2(null, 0);
-        dup2(null, 1);
-        dup2(null, 2);
-        if (null > 2)
-            close(null);
-    }
-    ws_log_set_file(NULL);
-    if (lock_fd < 3) {
-        int moved = fcntl(lock_fd, F_DUPFD_CLOEXEC, 3);
-        lock_fd = moved; /* the lock stays with the shared open file description */
-    }
-    if (lock_fd < 0)
+    /* the lock stays with the shared open file description, also when it moves */
+    ws_spool_detach(keep, 3, "wal-fetch prefetch", "wal-prefetch", cfg->log_file);
+    lock_fd = keep[0];
+    DIR_FD(&sp) = keep[1];
+    sp.sp.cluster.fd = keep[2];
+    if (lock_fd < 3 || DIR_FD(&sp) < 3 || sp.sp.cluster.fd < 3)
         _exit(1);
-    close_other_fds(lock_fd);
-    ws_log_init("wal-fetch prefetch");
-    ws_log_set_file(cfg->log_file);
-    prctl(PR_SET_NAME, "wal-prefetch", 0, 0, 0); /* 15 characters at most */
     n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
     if (ftruncate(lock_fd, 0) != 0 || pwrite(lock_fd, pid, (size_t)n, 0) != n) {
         /* the PID is for operators and tests; the lock works without it */
     }
-    if (ws_prefetch_run(cfg, kr, spool, lock_fd, o, &err) != 0)
-        ws_log_warning("prefetcher on \"%s\" stopped: %s", spool, err.msg);
+    if (ws_prefetch_run(cfg, kr, &sp, lock_fd, o, &err) != 0)
+        ws_log_warning("prefetcher on \"%s\" stopped: %s", DIR_PATH(&sp), err.msg);
     _exit(0);
 }
 
 static void start_prefetcher(const struct ws_config *cfg, const struct ws_keyring *kr,
-                             const char *spool, const struct ws_prefetch_opts *o)
+                             const struct ws_prefetch_spool *sp, const struct ws_prefetch_opts *o)
 {
     struct ws_error err = {0};
     int fd, status;
     pid_t pid;
 
-    if (ws_prefetch_lock(spool, &fd, &err) != 0) {
+    if (ws_prefetch_lock(sp, &fd, &err) != 0) {
         if (err.code != WS_ERR_EXISTS)
             ws_log_info("prefetch: %s", err.msg);
         return;
@@ -1393,7 +1290,7 @@ static void start_prefetcher(const struct ws_config *cfg, const struct ws_keyrin
         p2 = fork();
         if (p2 != 0)
             _exit(p2 < 0 ? 1 : 0);
-        prefetcher_main(cfg, kr, spool, fd, o);
+        prefetcher_main(cfg, kr, sp, fd, o);
     }
     close(fd);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)

@@ -10,12 +10,15 @@
  * (always decided against the repository), 255 otherwise. The spool is a cache: every problem
  * with it means "fetch from the repository as without prefetch", never a failure.
  *
- * Where: <spool_dir>/<cluster>/prefetch-<tag>/, 0700 and owned by us (else refused), with
- * tag = SHA-256(repository location, cluster, data directory)[:8] in hex, the data directory
- * being wal-fetch's working directory (PostgreSQL runs restore_command there): two restores on
- * one host never share a spool. A spool_dir inside pg_wal, inside the data directory (a working
- * directory holding PG_VERSION) or inside DEST_PATH's directory, symlinks resolved, is refused:
- * one WARNING line and no prefetch (as push-ahead does).
+ * Where: <spool_dir>/<cluster>/prefetch-<tag>/, with tag = SHA-256(repository location,
+ * cluster, data directory)[:8] in hex, the data directory being wal-fetch's working directory
+ * (PostgreSQL runs restore_command there): two restores on one host never share a spool. It is
+ * opened under the rule of spool.h, as push-ahead's: created 0700, owned by us with no access
+ * for group or others, never a link, and neither it nor its parents may be foreign or open to
+ * others; inside pg_wal, the data directory (a working directory holding PG_VERSION) or
+ * DEST_PATH's directory it is refused. A refusal is one WARNING line and no prefetch;
+ * `spool_dir = ''` turns prefetch off quietly. Every file in it is reached relative to the
+ * opened directory.
  *
  *   lock                     flock()ed by the prefetcher ("wal-prefetch" in ps) for its whole
  *                            life; holds its PID
@@ -104,6 +107,7 @@
 #include "config.h"
 #include "error.h"
 #include "key.h"
+#include "spool.h"
 #include "wal.h"
 
 #define WS_PREFETCH_MAX_AHEAD 32
@@ -114,6 +118,7 @@
 #define WS_PREFETCH_STALE_AGE 600
 /* "<24-character name>.<32 hex>" */
 #define WS_PREFETCH_ENTRY_LEN (WS_WAL_NAME_LEN + 1 + 32)
+#define WS_PREFETCH_DIR_LEN 25 /* "prefetch-<16 hex>" */
 
 struct ws_prefetch_opts {
     int idle_timeout; /* seconds without a request before the prefetcher exits */
@@ -166,16 +171,15 @@ int ws_prefetch_entry_name(const char *wal_name, const struct ws_prefetch_bindin
 /* SHA-256 over the key ids of a keyring, in order. */
 void ws_prefetch_keyring_fp(const struct ws_keyring *kr, uint8_t out[32]);
 
-/* 1 if path is dir or lies below it (both absolute and normalised). */
-int ws_prefetch_path_inside(const char *path, const char *dir);
-/* An absolute path with symlinks of its existing part resolved and "." / ".." removed from the
- * rest (the rest may not exist yet). */
-int ws_prefetch_resolve(const char *path, char out[PATH_MAX], struct ws_error *err);
-
-/* The spool directory of this repository, cluster and working directory; checked against
- * pg_wal and dest_path's directory, created 0700, owner and mode verified. */
-int ws_prefetch_spool_dir(const struct ws_config *cfg, const char *dest_path, char out[PATH_MAX],
-                          struct ws_error *err);
+/* The spool of this repository, cluster and working directory (spool.h): <spool_dir>/<cluster>/
+ * prefetch-<tag>, checked against pg_wal, the data directory and dest_path's directory. */
+struct ws_prefetch_spool {
+    struct ws_spool sp; /* sp.sub[0]: prefetch-<tag> */
+    char name[WS_PREFETCH_DIR_LEN + 1];
+};
+int ws_prefetch_spool_open(const struct ws_config *cfg, const char *dest_path,
+                           struct ws_prefetch_spool *s, struct ws_error *err);
+void ws_prefetch_spool_close(struct ws_prefetch_spool *s);
 
 /*
  * The prefetcher's main loop in the calling process, until it is idle or old (see above).
@@ -183,10 +187,11 @@ int ws_prefetch_spool_dir(const struct ws_config *cfg, const char *dest_path, ch
  * kr: the keyring (not copied; must live until return). Used by the detached process and,
  * directly, by the unit tests.
  */
-int ws_prefetch_run(const struct ws_config *cfg, const struct ws_keyring *kr, const char *spool,
-                    int lock_fd, const struct ws_prefetch_opts *o, struct ws_error *err);
+int ws_prefetch_run(const struct ws_config *cfg, const struct ws_keyring *kr,
+                    const struct ws_prefetch_spool *sp, int lock_fd,
+                    const struct ws_prefetch_opts *o, struct ws_error *err);
 
 /* Takes the spool's lock without waiting: the fd, WS_ERR_EXISTS if another process holds it. */
-int ws_prefetch_lock(const char *spool, int *fd, struct ws_error *err);
+int ws_prefetch_lock(const struct ws_prefetch_spool *sp, int *fd, struct ws_error *err);
 
 #endif

@@ -17,7 +17,6 @@
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +27,7 @@
 #include "log.h"
 #include "repo.h"
 #include "sink.h"
+#include "spool.h"
 #include "wal.h"
 
 #define RECORD_MAGIC "walsafe push-ahead record 2"
@@ -336,14 +336,14 @@ out:
     return rc;
 }
 
-/* ---- the spool ---- */
+/* ---- the spool (spool.h): <spool_dir>/<cluster>/pushed (records), .../pushing (locks) ---- */
 
 struct spool {
     char datadir[PATH_MAX]; /* its parent, by name ("."): the data directory */
     char waldir[PATH_MAX];  /* directory of the WAL file, as given ("pg_wal") */
     char status[PATH_MAX];  /* waldir/archive_status */
-    char pushed[PATH_MAX];  /* records */
-    char locks[PATH_MAX];   /* lock files */
+    struct ws_spool sp;     /* sub[0]: pushed, sub[1]: pushing */
+    int pushed, locks;      /* their descriptors */
 };
 
 static const char *base_name(const char *path)
@@ -364,51 +364,20 @@ static int exists(const char *path)
     return lstat(path, &st) == 0;
 }
 
-/* realpath() of path, or of its longest existing ancestor with the rest appended (the spool
- * need not exist yet). */
-static int resolve(const char *path, char out[PATH_MAX])
-{
-    char head[PATH_MAX], rest[PATH_MAX] = "", t[PATH_MAX];
-    char *slash;
-
-    if (snprintf(head, sizeof(head), "%s", path) >= (int)sizeof(head))
-        return -1;
-    for (;;) {
-        if (realpath(head[0] ? head : "/", out)) {
-            size_t n = strlen(out);
-            if (rest[0] && snprintf(out + n, PATH_MAX - n, "%s%s", n > 1 ? "/" : "", rest) >=
-                               (int)(PATH_MAX - n))
-                return -1;
-            return 0;
-        }
-        if (errno != ENOENT || !(slash = strrchr(head, '/')))
-            return -1;
-        if (snprintf(t, sizeof(t), "%s%s%s", slash + 1, rest[0] ? "/" : "", rest) >= (int)sizeof(t))
-            return -1;
-        memcpy(rest, t, sizeof(rest));
-        *slash = '\0';
-    }
-}
-
-static int inside(const char *path, const char *dir)
-{
-    size_t n = strlen(dir);
-    if (n == 1 && dir[0] == '/')
-        return 1;
-    return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
-}
-
 /*
- * 0: push-ahead applies and the spool is ready; 1: it does not apply (quietly); -1: it applies
- * but the spool is refused or unusable (one WARNING was logged).
+ * 0: push-ahead applies and the spool is ready; 1: it does not apply (quietly, or with the
+ * INFO line of spool_dir = ''); -1: it applies but the spool is refused or unusable (one
+ * WARNING was logged).
  */
 static int spool_open(const struct ws_config *cfg, const char *wal_path, struct spool *sp)
 {
+    static const char *const subs[] = {"pushed", "pushing"};
     const char *name = base_name(wal_path), *slash;
-    char path[PATH_MAX], spool[PATH_MAX], real[PATH_MAX], datadir[PATH_MAX], waldir[PATH_MAX];
-    struct ws_error e = {0};
+    char path[PATH_MAX];
+    struct ws_spool_place place;
     int n;
 
+    sp->sp.cluster.fd = sp->pushed = sp->locks = -1;
     if (cfg->parallel <= 1 || ws_wal_classify(name) == WS_WAL_INVALID)
         return 1;
     /* waldir: "pg_wal" for "pg_wal/X"; the data directory is its parent by name ("." here),
@@ -422,112 +391,57 @@ static int spool_open(const struct ws_config *cfg, const char *wal_path, struct 
     if (n < 0 || n >= (int)sizeof(sp->waldir))
         return 1;
     if (!(slash = strrchr(sp->waldir, '/')))
-        n = snprintf(path, sizeof(path), ".");
+        n = snprintf(sp->datadir, sizeof(sp->datadir), ".");
     else if (slash == sp->waldir)
-        n = snprintf(path, sizeof(path), "/");
+        n = snprintf(sp->datadir, sizeof(sp->datadir), "/");
     else
-        n = snprintf(path, sizeof(path), "%.*s", (int)(slash - sp->waldir), sp->waldir);
-    if (n < 0 || n >= (int)sizeof(path) || !realpath(path, datadir) ||
-        !realpath(sp->waldir, waldir))
-        return 1;
-    memcpy(sp->datadir, path, sizeof(sp->datadir));
-    if (path_join(sp->status, sizeof(sp->status), sp->waldir, "archive_status") != 0 ||
+        n = snprintf(sp->datadir, sizeof(sp->datadir), "%.*s", (int)(slash - sp->waldir),
+                     sp->waldir);
+    if (n < 0 || n >= (int)sizeof(sp->datadir) ||
+        path_join(sp->status, sizeof(sp->status), sp->waldir, "archive_status") != 0 ||
         snprintf(path, sizeof(path), "%s/%s.ready", sp->status, name) >= (int)sizeof(path) ||
         !exists(path))
         return 1; /* not the archiver's call: nothing to push ahead */
-
-    if (!cfg->spool_dir || !*cfg->spool_dir) {
-        ws_log_info("push-ahead is off: spool_dir is empty");
-        return 1; /* the operator's choice: X alone, quietly */
-    }
-    if (snprintf(spool, sizeof(spool), "%s/%s", cfg->spool_dir, cfg->cluster) >=
-            (int)sizeof(spool) ||
-        path_join(sp->pushed, sizeof(sp->pushed), spool, "pushed") != 0 ||
-        path_join(sp->locks, sizeof(sp->locks), spool, "pushing") != 0 || resolve(spool, real)) {
-        ws_log_warning("push-ahead is disabled: could not resolve spool_dir \"%s\"",
-                       cfg->spool_dir);
-        return -1;
-    }
-    if (inside(real, datadir) || inside(real, waldir)) {
-        ws_log_warning("push-ahead is disabled: spool_dir \"%s\" is inside %s \"%s\"; set "
-                       "spool_dir to a directory outside of the data directory",
-                       cfg->spool_dir, inside(real, waldir) ? "pg_wal" : "the data directory",
-                       inside(real, waldir) ? waldir : datadir);
-        return -1;
-    }
-    if (ws_mkdir_p(sp->pushed, 0700, &e) != 0 || ws_mkdir_p(sp->locks, 0700, &e) != 0) {
-        ws_log_warning("push-ahead is disabled: %s; set spool_dir to a directory the PostgreSQL "
-                       "user can write (or parallel = 1)",
-                       e.msg);
-        return -1;
-    }
-    if (access(sp->pushed, W_OK | X_OK) != 0 || access(sp->locks, W_OK | X_OK) != 0) {
-        ws_log_warning("push-ahead is disabled: spool directory \"%s\" is not writable: %s; set "
-                       "spool_dir to a directory the PostgreSQL user can write (or parallel = 1)",
-                       spool, strerror(errno));
-        return -1;
-    }
+    place.datadir = sp->datadir;
+    place.waldir = sp->waldir;
+    place.destdir = NULL;
+    if (ws_spool_use(cfg, "push-ahead", &place, subs, 2, 0, &sp->sp) != 0)
+        return cfg->spool_dir && cfg->spool_dir[0] ? -1 : 1;
+    sp->pushed = sp->sp.sub[0].fd;
+    sp->locks = sp->sp.sub[1].fd;
     return 0;
 }
 
 /* ---- locks: one flock()ed file per WAL file being pushed ---- */
 
-/* Locks `name`; waits up to wait_s seconds (0: not at all). The fd, or -1 when busy or broken. */
+/* Locks `name`; waits up to wait_s seconds (0: not at all) while someone holds it. The fd, or
+ * -1 when busy, broken, or the lock file is not ours (then at once: never waits for another
+ * user's lock). */
 static int lock_take(const struct spool *sp, const char *name, double wait_s)
 {
-    char path[PATH_MAX];
-    struct timespec t0, t;
+    struct ws_error e = {0};
+    int fd;
 
-    if (path_join(path, sizeof(path), sp->locks, name) != 0)
-        return -1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        struct stat a, b;
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0)
-            return -1;
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-            /* Still the file at the path? (its holder unlinks it before unlocking) */
-            if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
-                a.st_ino == b.st_ino)
-                return fd;
-            close(fd);
-            continue;
-        }
-        close(fd);
-        if (errno != EWOULDBLOCK)
-            return -1;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 >= wait_s)
-            return -1;
-        usleep(LOCK_POLL_US);
-    }
+    return ws_spool_lock(sp->locks, name, wait_s, &fd, &e) == 0 ? fd : -1;
 }
 
 static void lock_release(const struct spool *sp, const char *name, int fd)
 {
-    char path[PATH_MAX];
-
-    if (fd < 0)
-        return;
-    if (path_join(path, sizeof(path), sp->locks, name) == 0)
-        unlink(path); /* while locked: see lock_take */
-    close(fd);
+    ws_spool_unlock(sp->locks, name, fd);
 }
 
 /* ---- records ---- */
 
-/* 0 and *r filled; 1 no record; -1 unreadable or damaged. */
+/* 0 and *r filled; 1 no record; -1 unreadable, damaged, or not a file of ours. */
 static int record_read(const struct spool *sp, const char *name, struct ws_pushahead_record *r)
 {
-    char path[PATH_MAX], buf[WS_PUSHAHEAD_RECORD_SIZE];
+    char buf[WS_PUSHAHEAD_RECORD_SIZE];
+    struct ws_error e = {0};
     ssize_t n;
-    int fd;
+    int fd, rc;
 
-    if (path_join(path, sizeof(path), sp->pushed, name) != 0)
-        return -1;
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
-        return errno == ENOENT ? 1 : -1;
+    if ((rc = ws_spool_openat(sp->pushed, name, O_RDONLY, &fd, &e)) != 0)
+        return rc == WS_ERR_NOT_FOUND ? 1 : -1;
     n = ws_pread_full(fd, buf, sizeof(buf), 0);
     close(fd);
     if (n < 0 || (size_t)n >= sizeof(buf))
@@ -537,31 +451,27 @@ static int record_read(const struct spool *sp, const char *name, struct ws_pusha
 
 static void record_remove(const struct spool *sp, const char *name)
 {
-    char path[PATH_MAX];
-    if (path_join(path, sizeof(path), sp->pushed, name) == 0)
-        unlink(path);
+    unlinkat(sp->pushed, name, 0);
 }
 
 static int record_exists(const struct spool *sp, const char *name)
 {
-    char path[PATH_MAX];
-    return path_join(path, sizeof(path), sp->pushed, name) != 0 || exists(path);
+    struct stat st;
+    return fstatat(sp->pushed, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-/* Durably records that `name` is stored with this content; a failure is one WARNING. */
+/* Records that `name` is durably stored with this content; a failure is one WARNING. */
 static void record_write(const struct ws_config *cfg, const struct spool *sp, const char *name,
                          const struct ws_push_result *res)
 {
     struct ws_pushahead_record r;
-    struct ws_file_opts o = {0};
     struct ws_sink *s = NULL;
     struct ws_error e = {0};
-    char path[PATH_MAX], text[WS_PUSHAHEAD_RECORD_SIZE];
+    char text[WS_PUSHAHEAD_RECORD_SIZE];
     int n, rc;
 
     memset(&r, 0, sizeof(r));
-    if (strlen(name) >= sizeof(r.name) || strlen(cfg->repo) >= sizeof(r.repo) ||
-        path_join(path, sizeof(path), sp->pushed, name) != 0)
+    if (strlen(name) >= sizeof(r.name) || strlen(cfg->repo) >= sizeof(r.repo))
         return;
     snprintf(r.name, sizeof(r.name), "%s", name);
     snprintf(r.repo, sizeof(r.repo), "%s", cfg->repo);
@@ -574,22 +484,21 @@ static void record_write(const struct ws_config *cfg, const struct spool *sp, co
     memcpy(r.fingerprint, res->fingerprint, WS_FINGERPRINT_SIZE);
     r.pushed_at = (int64_t)time(NULL);
     if ((n = ws_pushahead_record_format(&r, text, sizeof(text))) < 0) {
-        ws_log_warning("could not write push-ahead record \"%s\": the repo setting cannot be "
+        ws_log_warning("could not write push-ahead record \"%s/%s\": the repo setting cannot be "
                        "recorded",
-                       path);
+                       sp->sp.sub[0].path, name);
         return;
     }
-    o.mode = 0600;
     /* No fsync: the record is written after the object is durable, so what it claims holds
      * whether or not the record itself survives a crash; one lost or torn by a crash only means
      * that PostgreSQL's call pushes the file again and finds the identical copy (a WARNING). */
-    o.fsync = 0;
-    if ((rc = ws_file_sink_open(path, &o, &s, &e)) == 0 &&
+    if ((rc = ws_spool_sink_new(sp->pushed, name, NULL, &s, &e)) == 0 &&
         (rc = ws_sink_write(s, text, (size_t)n, &e)) == 0)
         rc = ws_sink_finish(s, &e);
     ws_sink_free(s);
     if (rc != 0)
-        ws_log_warning("could not write push-ahead record: %s", e.msg);
+        ws_log_warning("could not write push-ahead record in \"%s\": %s", sp->sp.sub[0].path,
+                       e.msg);
 }
 
 /* ---- housekeeping ---- */
@@ -599,53 +508,70 @@ static int older_than(const struct stat *st, time_t now, int64_t age)
     return (int64_t)now - (int64_t)st->st_mtime > age;
 }
 
+/* ".<WAL file name>.walsafe.<digits>": the temp file of a record writer (ws_spool_sink_new). */
+static int is_temp_record(const char *s)
+{
+    const char *tag = s[0] == '.' ? strstr(s + 1, ".walsafe.") : NULL;
+    char name[64];
+
+    if (!tag || (size_t)(tag - s - 1) >= sizeof(name) || !tag[9])
+        return 0;
+    memcpy(name, s + 1, (size_t)(tag - s - 1));
+    name[tag - s - 1] = '\0';
+    return ws_wal_classify(name) != WS_WAL_INVALID &&
+           strspn(tag + 9, "0123456789") == strlen(tag + 9);
+}
+
 /*
  * Records whose .ready is gone (PostgreSQL has archived the file: the record served or is of no
  * use) or that are older than a day; temp files of killed record writers; abandoned lock files.
  * Records of another repo or cluster (a spool shared by two servers) are left to the age rule.
+ * Only names this module creates are touched, each by unlinkat() of the name: an entry that is
+ * a link is removed as a link, never followed; anything else is left alone.
  */
 static void spool_clean(const struct ws_config *cfg, const struct spool *sp)
 {
     time_t now = time(NULL);
     DIR *d;
     struct dirent *de;
-    char path[PATH_MAX], ready[PATH_MAX];
+    char ready[PATH_MAX];
     struct stat st;
 
-    if ((d = opendir(sp->pushed))) {
+    if ((d = ws_spool_opendir(sp->pushed))) {
         while ((de = readdir(d))) {
             struct ws_pushahead_record r;
-            int rc;
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-                path_join(path, sizeof(path), sp->pushed, de->d_name) != 0 || lstat(path, &st) != 0)
+            int rc, temp = is_temp_record(de->d_name);
+            if ((!temp && ws_wal_classify(de->d_name) == WS_WAL_INVALID) ||
+                fstatat(sp->pushed, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
                 continue;
-            if (de->d_name[0] == '.') {
-                if (older_than(&st, now, TEMP_MAX_AGE))
-                    unlink(path);
-                continue;
-            }
-            if (older_than(&st, now, WS_PUSHAHEAD_RECORD_MAX_AGE)) {
-                unlink(path);
+            if (S_ISLNK(st.st_mode) ||
+                (S_ISREG(st.st_mode) &&
+                 older_than(&st, now, temp ? TEMP_MAX_AGE : WS_PUSHAHEAD_RECORD_MAX_AGE))) {
+                record_remove(sp, de->d_name);
                 continue;
             }
-            if (snprintf(ready, sizeof(ready), "%s/%s.ready", sp->status, de->d_name) >=
+            if (temp || !S_ISREG(st.st_mode) ||
+                snprintf(ready, sizeof(ready), "%s/%s.ready", sp->status, de->d_name) >=
                     (int)sizeof(ready) ||
                 exists(ready))
                 continue;
             rc = record_read(sp, de->d_name, &r);
             if (rc < 0 ||
                 (rc == 0 && strcmp(r.repo, cfg->repo) == 0 && strcmp(r.cluster, cfg->cluster) == 0))
-                unlink(path);
+                record_remove(sp, de->d_name);
         }
         closedir(d);
     }
-    if ((d = opendir(sp->locks))) {
+    if ((d = ws_spool_opendir(sp->locks))) {
         while ((de = readdir(d))) {
             int fd;
-            if (de->d_name[0] == '.' || path_join(path, sizeof(path), sp->locks, de->d_name) ||
-                lstat(path, &st) != 0 || !older_than(&st, now, TEMP_MAX_AGE))
+            if (ws_wal_classify(de->d_name) == WS_WAL_INVALID ||
+                fstatat(sp->locks, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
                 continue;
-            if ((fd = lock_take(sp, de->d_name, 0)) >= 0)
+            if (S_ISLNK(st.st_mode))
+                unlinkat(sp->locks, de->d_name, 0);
+            else if (S_ISREG(st.st_mode) && older_than(&st, now, TEMP_MAX_AGE) &&
+                     (fd = lock_take(sp, de->d_name, 0)) >= 0)
                 lock_release(sp, de->d_name, fd);
         }
         closedir(d);
@@ -672,8 +598,8 @@ static int verify_record(const struct ws_config *cfg, const struct spool *sp, co
     if (rc == 1)
         return 0;
     if (rc < 0) {
-        ws_log_warning("ignoring damaged push-ahead record \"%s/%s\"; archiving \"%s\"", sp->pushed,
-                       name, wal_path);
+        ws_log_warning("ignoring damaged push-ahead record \"%s/%s\"; archiving \"%s\"",
+                       sp->sp.sub[0].path, name, wal_path);
         record_remove(sp, name);
         return 0;
     }
@@ -692,7 +618,7 @@ static int verify_record(const struct ws_config *cfg, const struct spool *sp, co
         if (strcmp(rec.repo, now.repo) == 0 && strcmp(rec.cluster, now.cluster) == 0) {
             ws_log_warning("push-ahead record \"%s/%s\" does not match WAL file \"%s\" (%s); "
                            "archiving it normally",
-                           sp->pushed, name, wal_path, why);
+                           sp->sp.sub[0].path, name, wal_path, why);
             record_remove(sp, name);
         }
         return 0;
@@ -711,36 +637,6 @@ static int verify_record(const struct ws_config *cfg, const struct spool *sp, co
     return 1;
 }
 
-static int cmp_int(const void *a, const void *b)
-{
-    int x = *(const int *)a, y = *(const int *)b;
-    return (x > y) - (x < y);
-}
-
-/* Closes every descriptor above 2 that is not in keep (which it sorts). */
-static void close_fds_except(int *keep, size_t n)
-{
-    unsigned int from = 3;
-
-    qsort(keep, n, sizeof(*keep), cmp_int);
-    for (size_t i = 0; i <= n; i++) {
-        unsigned int upto =
-            i < n ? (unsigned int)keep[i] : ~0U; /* exclusive, but ~0U: to the end */
-        if (i < n && (keep[i] < 3 || (unsigned int)keep[i] < from))
-            continue;
-        if (upto > from) {
-            unsigned int last = i < n ? upto - 1 : ~0U;
-            if (close_range(from, last, 0) != 0) {
-                long max = sysconf(_SC_OPEN_MAX);
-                for (long fd = from; fd <= (long)last && fd < (max > 0 ? max : 1024); fd++)
-                    close((int)fd);
-            }
-        }
-        if (i < n)
-            from = upto + 1;
-    }
-}
-
 /*
  * `.stopped` in the lock directory: written by a push-ahead process that stopped on a storage
  * failure, removed by the next call whose own push succeeds. While it is younger than
@@ -749,16 +645,14 @@ static void close_fds_except(int *keep, size_t n)
  */
 static void outage_mark(const struct spool *sp, int on)
 {
-    char path[PATH_MAX];
+    struct ws_error e = {0};
     int fd;
 
-    if (path_join(path, sizeof(path), sp->locks, ".stopped") != 0)
-        return;
     if (!on) {
-        unlink(path);
+        unlinkat(sp->locks, ".stopped", 0);
         return;
     }
-    if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)) >= 0) {
+    if (ws_spool_openat(sp->locks, ".stopped", O_WRONLY | O_CREAT | O_TRUNC, &fd, &e) == 0) {
         futimens(fd, NULL);
         close(fd);
     }
@@ -766,11 +660,10 @@ static void outage_mark(const struct spool *sp, int on)
 
 static int outage_pause(const struct spool *sp)
 {
-    char path[PATH_MAX];
     struct stat st;
     time_t now = time(NULL);
 
-    return path_join(path, sizeof(path), sp->locks, ".stopped") == 0 && lstat(path, &st) == 0 &&
+    return fstatat(sp->locks, ".stopped", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
            st.st_mtime <= now && now - st.st_mtime < WS_PUSHAHEAD_OUTAGE_PAUSE;
 }
 
@@ -1084,14 +977,14 @@ static void batch_run(struct batch *b)
  * Starts the detached push-ahead process for the ready files after `current`, unless one runs
  * (it holds the `.batch` lock for its life): the first files are locked here, before the call
  * returns, so PostgreSQL's next call finds its file in flight (and waits) instead of pushing it a
- * second time. xfd, the caller's lock of `current`, is not the process's: it closes its copy.
+ * second time. The caller's lock of `current` is not the process's: it closes its copy.
  * 1 when a process started.
  */
-static int batch_start(const struct ws_config *cfg, const struct spool *sp, const char *current,
-                       int xfd)
+static int batch_start(const struct ws_config *cfg, const struct spool *sp, const char *current)
 {
     struct batch b;
-    char path[PATH_MAX], alive[PATH_MAX];
+    struct ws_error e = {0};
+    char path[PATH_MAX];
     size_t i;
     int slot = -1, live = -1, started = 0;
     pid_t pid = -1;
@@ -1099,11 +992,9 @@ static int batch_start(const struct ws_config *cfg, const struct spool *sp, cons
     memset(&b, 0, sizeof(b));
     if (outage_pause(sp))
         return 0; /* the last process stopped on a storage failure moments ago */
-    if (path_join(path, sizeof(path), sp->locks, ".batch") != 0 ||
-        path_join(alive, sizeof(alive), sp->locks, ".alive") != 0 ||
-        (slot = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0 ||
+    if (ws_spool_openat(sp->locks, ".batch", O_RDWR | O_CREAT, &slot, &e) != 0 ||
         flock(slot, LOCK_EX | LOCK_NB) != 0 ||
-        (live = open(alive, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0 ||
+        ws_spool_openat(sp->locks, ".alive", O_RDWR | O_CREAT, &live, &e) != 0 ||
         flock(live, LOCK_SH | LOCK_NB) != 0)
         goto out; /* a push-ahead process runs (or is being started) */
     b.cfg = cfg;
@@ -1117,37 +1008,30 @@ static int batch_start(const struct ws_config *cfg, const struct spool *sp, cons
         (pid = fork()) < 0)
         goto out;
     if (pid == 0) {
-        int dn = open("/dev/null", O_RDWR | O_CLOEXEC);
         /* Detached: PostgreSQL's signals to the archiver's process group and its log pipe are
-         * not ours; lines go to log_file only. The locks are this process's now: the files',
-         * .batch (one such process per spool) and .alive (shared, for the process's life). */
+         * not ours; lines go to log_file only. What it keeps: the spool's directories and the
+         * locks, which are this process's now: the files', .batch (one such process per spool)
+         * and .alive (shared, for the process's life). The caller's lock of `current` is not the
+         * process's: it is closed with every other descriptor. */
+        int keep[WS_PUSHAHEAD_MAX_BATCH + 5];
+        struct spool own = *sp; /* its descriptors as ws_spool_detach() leaves them */
+        size_t nk = 0;
         (void)setsid();
-        prctl(PR_SET_NAME, "wal-push-ahead", 0, 0, 0); /* what ps and top show */
-        if (dn >= 0) {
-            dup2(dn, STDIN_FILENO);
-            dup2(dn, STDOUT_FILENO);
-            dup2(dn, STDERR_FILENO);
-            close(dn);
-        }
-        if (xfd >= 0)
-            close(xfd);
-        signal(SIGPIPE, SIG_IGN);
-        signal(SIGHUP, SIG_IGN);
-        signal(SIGINT, SIG_IGN);
-        /* Nothing inherited from PostgreSQL's archiver (a pipe to its logger, say) stays open for
-         * this process's life: every descriptor but stdio and the locks is closed, log_file is
-         * opened again. */
-        ws_log_set_file(NULL);
-        {
-            int keep[WS_PUSHAHEAD_MAX_BATCH + 2];
-            size_t nk = 0;
-            keep[nk++] = slot;
-            keep[nk++] = live;
-            for (i = 0; i < b.n && nk < sizeof(keep) / sizeof(keep[0]); i++)
-                keep[nk++] = b.fds[i];
-            close_fds_except(keep, nk);
-        }
-        ws_log_set_file(b.cfg->log_file);
+        keep[nk++] = slot;
+        keep[nk++] = live;
+        keep[nk++] = own.sp.cluster.fd;
+        keep[nk++] = own.pushed;
+        keep[nk++] = own.locks;
+        for (i = 0; i < b.n && nk < sizeof(keep) / sizeof(keep[0]); i++)
+            keep[nk++] = b.fds[i]; /* b.n <= WS_PUSHAHEAD_MAX_BATCH: all of them */
+        ws_spool_detach(keep, nk, NULL, "wal-push-ahead", b.cfg->log_file);
+        /* Those that sat on 0..2 (stdio closed by whoever started wal-push) were moved up. */
+        own.sp.cluster.fd = keep[2];
+        own.pushed = own.sp.sub[0].fd = keep[3];
+        own.locks = own.sp.sub[1].fd = keep[4];
+        for (i = 0; i + 5 < nk; i++)
+            b.fds[i] = keep[5 + i];
+        b.sp = &own;
         clock_gettime(CLOCK_MONOTONIC, &b.start);
         batch_run(&b);
         _exit(0);
@@ -1183,23 +1067,25 @@ int ws_pushahead_push(const struct ws_config *cfg, const char *wal_path, struct 
     int lockfd = -1, rc, batch;
 
     memset(&sp, 0, sizeof(sp));
-    if (spool_open(cfg, wal_path, &sp) != 0)
+    if (spool_open(cfg, wal_path, &sp) != 0) {
+        ws_spool_close(&sp.sp);
         return ws_archive_push(cfg, wal_path, res, err);
+    }
 
     /* A concurrent push of this very file (a batch's) finishes first; then its record is
      * checked. */
     if ((lockfd = lock_take(&sp, name, cfg->timeout)) < 0)
-        ws_log_info("could not lock \"%s/%s\"; archiving \"%s\" without the lock", sp.locks, name,
-                    wal_path);
+        ws_log_info("could not lock \"%s/%s\"; archiving \"%s\" without the lock",
+                    sp.sp.sub[1].path, name, wal_path);
     if (verify_record(cfg, &sp, wal_path, res)) {
         /* Keep the next files coming while PostgreSQL works through these. */
-        (void)batch_start(cfg, &sp, name, lockfd);
+        (void)batch_start(cfg, &sp, name);
         rc = 0;
         goto out;
     }
     /* X itself, with its retries and a fresh storage handle per attempt, as without push-ahead;
      * one zstd thread when a batch keeps the other cores busy. */
-    batch = batch_start(cfg, &sp, name, lockfd);
+    batch = batch_start(cfg, &sp, name);
     rc = ws_archive_push_in(cfg, NULL, NULL, batch ? 0 : -1, cfg->retries, wal_path, res, err);
     if (rc == 0) {
         record_write(cfg, &sp, name, res);
@@ -1207,5 +1093,6 @@ int ws_pushahead_push(const struct ws_config *cfg, const char *wal_path, struct 
     }
 out:
     lock_release(&sp, name, lockfd);
+    ws_spool_close(&sp.sp);
     return rc;
 }

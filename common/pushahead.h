@@ -13,11 +13,11 @@
  *   1. Applies only when `parallel` > 1 and pg_wal/archive_status/X.ready exists beside X (so the
  *      archiver runs us, with the data directory as working directory); otherwise it is
  *      ws_archive_push(). The spool is <spool_dir>/<cluster>/pushed (records) and .../pushing
- *      (lock files), directories 0700, created on first use. A spool_dir inside the data
- *      directory or inside pg_wal (symlinks resolved) is refused, and a spool that cannot be
- *      created or written switches push-ahead off: one WARNING line, then X alone as without
- *      push-ahead. The spool never makes X fail. `spool_dir = ''` turns push-ahead off quietly
- *      (X alone, with `parallel` zstd threads as without push-ahead).
+ *      (lock files), opened under the rule of spool.h (created 0700 on first use; owner, mode,
+ *      links and the data directory and pg_wal checked; all later work relative to the opened
+ *      directories). A spool refused or unusable switches push-ahead off: one WARNING line,
+ *      then X alone as without push-ahead. The spool never makes X fail. `spool_dir = ''` turns
+ *      push-ahead off quietly (X alone, with `parallel` zstd threads as without push-ahead).
  *   2. Takes X's lock (below), waiting up to `timeout` seconds while a batch is pushing X.
  *   3. If a record for X exists, it is checked; when every check passes, the call returns 0
  *      without pushing (res->pushed_ahead). The checks:
@@ -109,8 +109,9 @@
  *
  * Two wal-push processes at once (a batch and PostgreSQL's call, an archiver restarted while an
  * orphaned wal-push still runs, an operator's manual run): each file being pushed is locked with
- * flock() on <spool_dir>/<cluster>/pushing/<name>; the lock file is unlinked while still locked
- * and a locker checks that the path still names the inode it locked, so a lock is never split.
+ * flock() on <spool_dir>/<cluster>/pushing/<name> (ws_spool_lock: the lock file is unlinked while
+ * still locked, a locker checks that the name still names the inode it locked, so a lock is never
+ * split; a lock file that is not the effective user's is never waited for).
  * A batch skips files locked by someone else; the call for X waits for X. Should two pushes of
  * one file still meet (a lock wait that timed out, a spool shared over NFS), the repository
  * decides: the second commit finds the name taken and compares digests, identical content is

@@ -5,8 +5,10 @@
 #       answered from verified records, PostgreSQL's archive_status files are never touched by
 #       wal-push, and every segment comes back byte-identical through wal-fetch;
 #   (b) push-ahead killed with SIGKILL in the middle of its batch (the call and the batch's
-#       process), several times: every record left stands for an object that is in the
-#       repository with exactly that content, and the archiver's calls afterwards all succeed;
+#       process, at fixed delays; then the push-ahead process alone, at random moments, while
+#       the call goes on and must succeed), several times: every record left stands for an
+#       object that is in the repository with exactly that content, and the archiver's calls
+#       afterwards all succeed;
 #   (c) a record whose file changed under the same name is not trusted: the call pushes, the
 #       duplicate policy refuses the different content (exit 1) and keeps the stored copy;
 #   (d) a real cluster archives a backlog through wal-push with push-ahead (pg_stat_archiver
@@ -183,7 +185,7 @@ lookalike "$B" $NB
 conf_for b "compress_level = 19"
 mid=0
 # Short delays too: on a fast machine the 40 files are all stored 0.45 s after the start.
-for delay in 0.02 0.05 0.1 0.15 0.3 0.45 0.6 0.9; do
+for delay in 0.02 0.1 0.3 0.45 0.6 0.9; do
     rm -rf "$REPO" "$T/b-spool"
     make_repo "$REPO"
     # Not through the as_pg function: $! must be wal-push itself (setpriv and sh exec it).
@@ -218,6 +220,48 @@ for delay in 0.02 0.05 0.1 0.15 0.3 0.45 0.6 0.9; do
     [ "$objects" -lt $NB ] && [ "$inflight" -gt 0 ] && mid=$((mid + 1))
 done
 [ "$mid" -ge 1 ] || fail "no kill landed in the middle of a batch (uploads in flight)"
+# The push-ahead process alone, killed at random moments while the call that started it goes
+# on: the call still succeeds, and every record left stands for a stored, identical object.
+# PA_SEED=<n> repeats a run.
+seed=${PA_SEED:-$((RANDOM % 10000))}
+RANDOM=$seed
+note "random kills of the push-ahead process alone (PA_SEED=$seed)"
+mid=0
+for trial in 1 2 3 4; do
+    delay=$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.02 + r / 32767 * 0.9 }')
+    rm -rf "$REPO" "$T/b-spool"
+    make_repo "$REPO"
+    setpriv --reuid=postgres --regid=postgres --init-groups -- \
+        sh -c "cd '$B' && exec '$WAL_PUSH' --config '$CONF' -v 'pg_wal/${SEGS[0]}'" \
+        >/dev/null 2>"$T/b.err" &
+    pid=$!
+    bpid=""
+    for _ in $(seq 1 100); do
+        bpid=$(sed -n 's/.*are being archived by process \([0-9]*\).*/\1/p' "$T/b.err")
+        [ -n "$bpid" ] && break
+        sleep 0.02
+    done
+    sleep "$delay"
+    # by its PID, and only if it is the push-ahead process this call started
+    if [ -n "$bpid" ] && [ "$(cat "/proc/$bpid/comm" 2>/dev/null)" = wal-push-ahead ] &&
+        tr '\0' ' ' <"/proc/$bpid/cmdline" 2>/dev/null | grep -q -F "$WAL_PUSH"; then
+        kill -KILL "$bpid" 2>/dev/null
+        killed=yes
+    else
+        killed="no (it had ended)"
+    fi
+    wait "$pid"
+    rc=$?
+    [ "$rc" = 0 ] || { fail "trial $trial: the call exited $rc after its push-ahead process was killed"; cat "$T/b.err"; }
+    settle "$T/b-spool"
+    objects=$(find "$REPO/main/wal" -type f -name '0*' 2>/dev/null | wc -l)
+    inflight=$(find "$REPO" -name '.walsafe-tmp*' 2>/dev/null | wc -l)
+    check_records "trial $trial (kill after ${delay}s)"
+    [ "$RECORDS" -le "$objects" ] || fail "trial $trial: $RECORDS records but $objects objects"
+    note "trial $trial: killed after ${delay}s: $killed; $objects objects, $RECORDS records, $inflight uploads cut"
+    [ "$objects" -lt $NB ] && mid=$((mid + 1))
+done
+[ "$mid" -ge 1 ] || fail "no random kill landed before the backlog was stored"
 # What the archiver does next: every call succeeds, every file is there.
 drain "$B" "$CONF" "$T/b.calls"
 settle "$T/b-spool"

@@ -97,8 +97,7 @@ static void test_classify(void)
           strcmp(name, "000000010000000100000001") == 0);
     CHECK(ws_prefetch_classify(".000000010000000100000001.ready", w, s, 4, name) ==
           WS_PREFETCH_TEMP);
-    CHECK(ws_prefetch_classify(".00000001000000010000000.tmp", w, s, 4, name) ==
-          WS_PREFETCH_REMOVE);
+    CHECK(ws_prefetch_classify(".00000001000000010000000.tmp", w, s, 4, name) == WS_PREFETCH_OTHER);
     /* the wanted one and k after it are kept, across the log boundary */
     snprintf(f, sizeof(f), "%s.%s", w, h);
     CHECK(ws_prefetch_classify(f, w, s, 4, name) == WS_PREFETCH_KEEP && strcmp(name, w) == 0);
@@ -115,13 +114,15 @@ static void test_classify(void)
     snprintf(f, sizeof(f), "0000000100000000000000FF.%s", h);
     CHECK(ws_prefetch_classify(f, "", s, 4, name) == WS_PREFETCH_REMOVE);
     CHECK(ws_prefetch_classify(f, w, s, 4, name) == WS_PREFETCH_KEEP);
-    /* malformed entries are junk */
+    /* names that are not ours are left alone (the spool never deletes what it did not make) */
     CHECK(ws_prefetch_classify("0000000100000000000000FF.0123456789ABCDEF0123456789abcdef", w, s, 4,
-                               name) == WS_PREFETCH_REMOVE);
+                               name) == WS_PREFETCH_OTHER);
     CHECK(ws_prefetch_classify("0000000100000000000000FF.0123", w, s, 4, name) ==
-          WS_PREFETCH_REMOVE);
-    CHECK(ws_prefetch_classify("0000000100000000000000FF", w, s, 4, name) == WS_PREFETCH_REMOVE);
-    CHECK(ws_prefetch_classify("RECOVERYXLOG", w, s, 4, name) == WS_PREFETCH_REMOVE);
+          WS_PREFETCH_OTHER);
+    CHECK(ws_prefetch_classify("0000000100000000000000FF", w, s, 4, name) == WS_PREFETCH_OTHER);
+    CHECK(ws_prefetch_classify("RECOVERYXLOG", w, s, 4, name) == WS_PREFETCH_OTHER);
+    CHECK(ws_prefetch_classify(".", w, s, 4, name) == WS_PREFETCH_OTHER);
+    CHECK(ws_prefetch_classify("..", w, s, 4, name) == WS_PREFETCH_OTHER);
 }
 
 static void test_entry_name(void)
@@ -190,37 +191,6 @@ static void test_entry_name(void)
     CHECK(ws_prefetch_entry_name("00000002.history", &b, other, &err) != 0);
 }
 
-static void test_paths(void)
-{
-    struct ws_error err = {0};
-    char out[PATH_MAX], real[PATH_MAX], link_path[PATH_MAX], want[PATH_MAX + 8];
-    char in[PATH_MAX + 32];
-
-    CHECK(ws_prefetch_path_inside("/a/b", "/a/b"));
-    CHECK(ws_prefetch_path_inside("/a/b/c", "/a/b"));
-    CHECK(ws_prefetch_path_inside("/a/b/c", "/a/b/"));
-    CHECK(!ws_prefetch_path_inside("/a/bc", "/a/b"));
-    CHECK(!ws_prefetch_path_inside("/a", "/a/b"));
-    CHECK(ws_prefetch_path_inside("/anything", "/"));
-
-    /* a symlinked existing prefix is resolved, the missing rest is taken lexically */
-    snprintf(real, sizeof(real), "%s/real", unit_tmpdir());
-    snprintf(link_path, sizeof(link_path), "%s/link", unit_tmpdir());
-    REQUIRE(mkdir(real, 0700) == 0 && symlink(real, link_path) == 0);
-    REQUIRE(realpath(real, out) != NULL);
-    snprintf(want, sizeof(want), "%s/y/z", out);
-    snprintf(in, sizeof(in), "%s/x/../y/./z", link_path);
-    REQUIRE(ws_prefetch_resolve(in, real, &err) == 0);
-    CHECK(strcmp(real, want) == 0);
-    snprintf(in, sizeof(in), "%s//y/z/", link_path);
-    REQUIRE(ws_prefetch_resolve(in, real, &err) == 0);
-    CHECK(strcmp(real, want) == 0);
-    REQUIRE(ws_prefetch_resolve("/", real, &err) == 0);
-    CHECK(strcmp(real, "/") == 0);
-    REQUIRE(ws_prefetch_resolve("/nonexistent-walsafe/../etc", real, &err) == 0);
-    CHECK(strcmp(real, "/etc") == 0);
-}
-
 /* ---- the spool directory rules ---- */
 
 static char start_cwd[PATH_MAX];
@@ -253,8 +223,8 @@ static void test_spool_dir(void)
 {
     struct ws_config cfg;
     struct ws_error err = {0};
+    struct ws_prefetch_spool sp, sp2;
     char data[PATH_MAX], walreal[PATH_MAX], link_path[PATH_MAX + 16], spool[PATH_MAX + 16];
-    char out[PATH_MAX], out2[PATH_MAX];
     struct stat st;
 
     REQUIRE(getcwd(start_cwd, sizeof(start_cwd)) != NULL);
@@ -268,43 +238,52 @@ static void test_spool_dir(void)
     /* inside pg_wal, reached through its symlink target */
     snprintf(spool, sizeof(spool), "%s/spool", walreal);
     config_for(&cfg, "/nonexistent-repo", spool, "2", NULL);
-    CHECK(ws_prefetch_spool_dir(&cfg, "pg_wal/RECOVERYXLOG", out, &err) == WS_ERR_CONFIG);
+    CHECK(ws_prefetch_spool_open(&cfg, "pg_wal/RECOVERYXLOG", &sp, &err) == WS_ERR_CONFIG);
     CHECK(strstr(err.msg, "pg_wal") != NULL);
     CHECK(stat(spool, &st) != 0); /* refused before anything was created */
     ws_config_free(&cfg);
-    /* relative, through the link */
+    /* relative: refused, whatever it would resolve to */
     config_for(&cfg, "/nonexistent-repo", "pg_wal/x/../spool", "2", NULL);
-    CHECK(ws_prefetch_spool_dir(&cfg, "pg_wal/RECOVERYXLOG", out, &err) == WS_ERR_CONFIG);
+    CHECK(ws_prefetch_spool_open(&cfg, "pg_wal/RECOVERYXLOG", &sp, &err) == WS_ERR_CONFIG);
+    CHECK(strstr(err.msg, "not an absolute path") != NULL);
     ws_config_free(&cfg);
 
     /* inside the data directory (it holds PG_VERSION) */
     REQUIRE(write_file("PG_VERSION", "15\n", 3, 0600) == 0);
-    config_for(&cfg, "/nonexistent-repo", "walsafe-spool", "2", NULL);
-    CHECK(ws_prefetch_spool_dir(&cfg, "pg_wal/RECOVERYXLOG", out, &err) == WS_ERR_CONFIG);
+    snprintf(spool, sizeof(spool), "%s/walsafe-spool", data);
+    config_for(&cfg, "/nonexistent-repo", spool, "2", NULL);
+    CHECK(ws_prefetch_spool_open(&cfg, "pg_wal/RECOVERYXLOG", &sp, &err) == WS_ERR_CONFIG);
     CHECK(strstr(err.msg, "data directory") != NULL);
+    CHECK(stat(spool, &st) != 0);
     ws_config_free(&cfg);
     /* elsewhere: created 0700, per repository, cluster and data directory */
     snprintf(spool, sizeof(spool), "%s/spool", unit_tmpdir());
     config_for(&cfg, "/nonexistent-repo", spool, "2", NULL);
-    REQUIRE(ws_prefetch_spool_dir(&cfg, "pg_wal/RECOVERYXLOG", out, &err) == 0);
-    CHECK(strncmp(out, spool, strlen(spool)) == 0 && strstr(out, "/main/prefetch-") != NULL);
-    CHECK(stat(out, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700);
-    REQUIRE(ws_prefetch_spool_dir(&cfg, "pg_wal/RECOVERYXLOG", out2, &err) == 0);
-    CHECK(strcmp(out, out2) == 0);
+    REQUIRE(ws_prefetch_spool_open(&cfg, "pg_wal/RECOVERYXLOG", &sp, &err) == 0);
+    CHECK(strncmp(sp.sp.sub[0].path, spool, strlen(spool)) == 0 &&
+          strstr(sp.sp.sub[0].path, "/main/prefetch-") != NULL);
+    CHECK(stat(sp.sp.sub[0].path, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700);
+    REQUIRE(ws_prefetch_spool_open(&cfg, "pg_wal/RECOVERYXLOG", &sp2, &err) == 0);
+    CHECK(strcmp(sp.sp.sub[0].path, sp2.sp.sub[0].path) == 0);
+    ws_prefetch_spool_close(&sp2);
     ws_config_free(&cfg);
     config_for(&cfg, "/other-repo", spool, "2", NULL);
-    REQUIRE(ws_prefetch_spool_dir(&cfg, "pg_wal/RECOVERYXLOG", out2, &err) == 0);
-    CHECK(strcmp(out, out2) != 0);
+    REQUIRE(ws_prefetch_spool_open(&cfg, "pg_wal/RECOVERYXLOG", &sp2, &err) == 0);
+    CHECK(strcmp(sp.sp.sub[0].path, sp2.sp.sub[0].path) != 0);
+    ws_prefetch_spool_close(&sp2);
     REQUIRE(chdir(walreal) == 0);
     ws_config_free(&cfg);
     config_for(&cfg, "/nonexistent-repo", spool, "2", NULL);
-    REQUIRE(ws_prefetch_spool_dir(&cfg, "RECOVERYXLOG", out2, &err) == 0);
-    CHECK(strcmp(out, out2) != 0);
+    REQUIRE(ws_prefetch_spool_open(&cfg, "RECOVERYXLOG", &sp2, &err) == 0);
+    CHECK(strcmp(sp.sp.sub[0].path, sp2.sp.sub[0].path) != 0);
+    ws_prefetch_spool_close(&sp2);
     REQUIRE(chdir(data) == 0);
     /* open to others: refused */
-    REQUIRE(chmod(out, 0755) == 0);
-    CHECK(ws_prefetch_spool_dir(&cfg, "pg_wal/RECOVERYXLOG", out2, &err) == WS_ERR_CONFIG);
-    REQUIRE(chmod(out, 0700) == 0);
+    REQUIRE(chmod(sp.sp.sub[0].path, 0750) == 0);
+    CHECK(ws_prefetch_spool_open(&cfg, "pg_wal/RECOVERYXLOG", &sp2, &err) == WS_ERR_CONFIG);
+    CHECK(strstr(err.msg, "accessible by group or others") != NULL);
+    REQUIRE(chmod(sp.sp.sub[0].path, 0700) == 0);
+    ws_prefetch_spool_close(&sp);
     /* not a segment, or parallel 1: no spool work at all */
     ws_config_free(&cfg);
     snprintf(spool, sizeof(spool), "%s/spool-none", unit_tmpdir());
@@ -316,6 +295,15 @@ static void test_spool_dir(void)
     config_for(&cfg, "/nonexistent-repo", spool, "1", NULL);
     CHECK(ws_prefetch_serve(&cfg, "000000010000000000000001", "pg_wal/RECOVERYXLOG") == 0);
     CHECK(stat(spool, &st) != 0);
+    ws_config_free(&cfg);
+    /* spool_dir = '': off, nothing created in the working directory (it is not resolved) */
+    config_for(&cfg, "/nonexistent-repo", "", "2", NULL);
+    CHECK(ws_prefetch_spool_open(&cfg, "pg_wal/RECOVERYXLOG", &sp, &err) == WS_ERR_CONFIG);
+    CHECK(ws_prefetch_serve(&cfg, "000000010000000000000001", "pg_wal/RECOVERYXLOG") == 0);
+    CHECK(stat("main", &st) != 0);
+    REQUIRE(chdir(unit_tmpdir()) == 0);
+    CHECK(ws_prefetch_serve(&cfg, "000000010000000000000001", "pgdata/RECOVERYXLOG") == 0);
+    CHECK(stat("main", &st) != 0);
     ws_config_free(&cfg);
     REQUIRE(chdir(start_cwd) == 0);
 }
@@ -401,7 +389,7 @@ static int wait_entries(const char *spool, const char *seg, int want, int second
 struct run_arg {
     const struct ws_config *cfg;
     struct ws_keyring kr;
-    const char *spool;
+    const struct ws_prefetch_spool *sp;
     int lock_fd;
     struct ws_prefetch_opts o;
     int rc;
@@ -411,7 +399,7 @@ struct run_arg {
 static void *run_thread(void *p)
 {
     struct run_arg *a = p;
-    a->rc = ws_prefetch_run(a->cfg, &a->kr, a->spool, a->lock_fd, &a->o, &a->err);
+    a->rc = ws_prefetch_run(a->cfg, &a->kr, a->sp, a->lock_fd, &a->o, &a->err);
     return NULL;
 }
 
@@ -442,8 +430,9 @@ static void test_prefetcher(void)
     struct run_arg ra;
     pthread_t th;
     char repo[PATH_MAX], wal[PATH_MAX], data[PATH_MAX], keyf[PATH_MAX], spoolcfg[PATH_MAX];
-    char spool[PATH_MAX], seg[9][PATH_MAX + 32], name[9][WS_WAL_NAME_LEN + 1],
-        obj[9][PATH_MAX + 64];
+    struct ws_prefetch_spool sp;
+    const char *spool;
+    char seg[9][PATH_MAX + 32], name[9][WS_WAL_NAME_LEN + 1], obj[9][PATH_MAX + 64];
     char dest[PATH_MAX + 32], path[PATH_MAX + 128], text[80];
     struct stat st;
     int started = 0;
@@ -470,7 +459,8 @@ static void test_prefetcher(void)
     REQUIRE(getcwd(start_cwd, sizeof(start_cwd)) != NULL);
     REQUIRE(chdir(data) == 0);
     snprintf(dest, sizeof(dest), "%s/pg_wal/RECOVERYXLOG", data);
-    REQUIRE(ws_prefetch_spool_dir(&cfg, dest, spool, &err) == 0);
+    REQUIRE(ws_prefetch_spool_open(&cfg, dest, &sp, &err) == 0);
+    spool = sp.sp.sub[0].path;
 
     /* A planted entry under the right segment name but another binding: never served, and
      * removed by the request that finds it. */
@@ -487,13 +477,13 @@ static void test_prefetcher(void)
 
     memset(&ra, 0, sizeof(ra));
     ra.cfg = &cfg;
-    ra.spool = spool;
+    ra.sp = &sp;
     ra.o = o;
     REQUIRE(ws_keyring_load(&cfg, &ra.kr, &err) == 0);
-    REQUIRE(ws_prefetch_lock(spool, &ra.lock_fd, &err) == 0);
+    REQUIRE(ws_prefetch_lock(&sp, &ra.lock_fd, &err) == 0);
     {
         int fd2 = -1;
-        CHECK(ws_prefetch_lock(spool, &fd2, &err) == WS_ERR_EXISTS && fd2 == -1);
+        CHECK(ws_prefetch_lock(&sp, &fd2, &err) == WS_ERR_EXISTS && fd2 == -1);
     }
     REQUIRE(pthread_create(&th, NULL, run_thread, &ra) == 0);
     started = 1;
@@ -563,6 +553,7 @@ static void test_prefetcher(void)
     ws_keyring_wipe(&ra.kr);
     if (started)
         pthread_join(th, NULL);
+    ws_prefetch_spool_close(&sp);
     ws_config_free(&cfg);
     REQUIRE(chdir(start_cwd) == 0);
 }
@@ -574,7 +565,8 @@ static void test_prefetcher_no_identity(void)
     struct ws_error err = {0};
     struct ws_prefetch_opts o = {2, 60, 0};
     struct ws_keyring kr;
-    char repo[PATH_MAX], spoolcfg[PATH_MAX], spool[PATH_MAX], data[PATH_MAX];
+    char repo[PATH_MAX], spoolcfg[PATH_MAX], data[PATH_MAX];
+    struct ws_prefetch_spool sp;
     char dest[PATH_MAX + 32];
     struct stat st;
     int fd = -1;
@@ -588,11 +580,12 @@ static void test_prefetcher_no_identity(void)
     config_for(&cfg, repo, spoolcfg, "2", NULL);
     snprintf(dest, sizeof(dest), "%s/RECOVERYXLOG", data);
     CHECK(ws_prefetch_serve_opts(&cfg, "000000010000000000000003", dest, &o) == 0);
-    REQUIRE(ws_prefetch_spool_dir(&cfg, dest, spool, &err) == 0);
+    REQUIRE(ws_prefetch_spool_open(&cfg, dest, &sp, &err) == 0);
     REQUIRE(ws_keyring_load(&cfg, &kr, &err) == 0);
-    REQUIRE(ws_prefetch_lock(spool, &fd, &err) == 0);
-    CHECK(ws_prefetch_run(&cfg, &kr, spool, fd, &o, &err) == WS_ERR_NOT_FOUND);
-    CHECK(stat(spool, &st) != 0);
+    REQUIRE(ws_prefetch_lock(&sp, &fd, &err) == 0);
+    CHECK(ws_prefetch_run(&cfg, &kr, &sp, fd, &o, &err) == WS_ERR_NOT_FOUND);
+    CHECK(stat(sp.sp.sub[0].path, &st) != 0);
+    ws_prefetch_spool_close(&sp);
     ws_keyring_wipe(&kr);
     ws_config_free(&cfg);
     REQUIRE(chdir(start_cwd) == 0);
@@ -603,7 +596,6 @@ const struct unit_test unit_tests[] = {
     {"next_name", test_next_name},
     {"classify", test_classify},
     {"entry_name", test_entry_name},
-    {"paths", test_paths},
     {"spool_dir", test_spool_dir},
     {"prefetcher", test_prefetcher},
     {"prefetcher_no_identity", test_prefetcher_no_identity},

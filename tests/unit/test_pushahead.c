@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "archive.h"
@@ -827,6 +828,123 @@ static void test_clean(void)
     ws_config_free(&e.cfg);
 }
 
+/* Housekeeping touches only names it creates, and a link is removed as a link, never followed:
+ * not the files a link named like a record or a lock points to, not names it does not know. */
+static void test_clean_own_names(void)
+{
+    struct env e;
+    struct ws_push_result res;
+    struct ws_error err;
+    char name[WS_WAL_NAME_LEN + 1], victim[800], path[800], foreign[800], link[800];
+    struct timeval old[2] = {{1000000000, 0}, {1000000000, 0}};
+
+    REQUIRE(setup(&e, "ownnames", "2") == 0);
+    REQUIRE(add_ready(&e, 1, 2) == 0);
+    CHECK(push(&e, 1, &res, &err) == 0);
+    seg_name(1, name);
+    mark_done(&e, name);
+    snprintf(victim, sizeof(victim), "%s/victim", e.root);
+    REQUIRE(write_file(victim, "canary", 6) == 0);
+    /* an old file of another name, in both directories: not ours, left alone */
+    snprintf(foreign, sizeof(foreign), "%s/PG_VERSION", e.pushed);
+    REQUIRE(write_file(foreign, "15", 2) == 0 && utimes(foreign, old) == 0);
+    snprintf(path, sizeof(path), "%s/notes.txt", e.locks);
+    REQUIRE(write_file(path, "x", 1) == 0 && utimes(path, old) == 0);
+    /* links named like a record, a temp record and a lock */
+    seg_name(0x60, name);
+    snprintf(link, sizeof(link), "%s/%s", e.pushed, name);
+    REQUIRE(symlink(victim, link) == 0);
+    snprintf(link, sizeof(link), "%s/.%s.walsafe.77", e.pushed, name);
+    REQUIRE(symlink(victim, link) == 0);
+    snprintf(link, sizeof(link), "%s/%s", e.locks, name);
+    REQUIRE(symlink(victim, link) == 0);
+    REQUIRE(add_ready(&e, 3, 1) == 0);
+    CHECK(push(&e, 3, &res, &err) == 0); /* a batch: housekeeping runs */
+    CHECK(exists(victim) && exists(foreign) && exists(path));
+    CHECK(count_entries(e.locks) == 3); /* .batch, .alive, notes.txt: the link is gone */
+    snprintf(link, sizeof(link), "%s/%s", e.pushed, name);
+    CHECK(!exists(link));
+    snprintf(link, sizeof(link), "%s/.%s.walsafe.77", e.pushed, name);
+    CHECK(!exists(link));
+    {
+        FILE *f = fopen(victim, "r");
+        char buf[16] = "";
+        CHECK(f && fgets(buf, sizeof(buf), f) && strcmp(buf, "canary") == 0);
+        if (f)
+            fclose(f);
+    }
+    ws_config_free(&e.cfg);
+}
+
+/* A lock file of another user (only root can put one there) is never waited for: the call
+ * archives X without it at once instead of after `timeout` seconds. */
+static void test_foreign_lock(void)
+{
+    struct env e;
+    struct ws_push_result res;
+    struct ws_error err;
+    char name[WS_WAL_NAME_LEN + 1], lock[800], d[700];
+    struct timespec t0, t1;
+    int fd;
+
+    if (geteuid() != 0) {
+        printf("    (not root: skipped)\n");
+        return;
+    }
+    REQUIRE(setup(&e, "foreignlock", "2") == 0);
+    REQUIRE(ws_config_set(&e.cfg, "timeout", "20", "test", &err) == 0);
+    REQUIRE(add_ready(&e, 1, 1) == 0);
+    snprintf(d, sizeof(d), "%s/main", e.spool);
+    REQUIRE(mkdir(e.spool, 0700) == 0 && mkdir(d, 0700) == 0 && mkdir(e.locks, 0700) == 0);
+    seg_name(1, name);
+    snprintf(lock, sizeof(lock), "%s/%s", e.locks, name);
+    REQUIRE(write_file(lock, "", 0) == 0 && chown(lock, 65534, 65534) == 0);
+    fd = open(lock, O_RDWR);
+    REQUIRE(fd >= 0 && flock(fd, LOCK_EX) == 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK(push(&e, 1, &res, &err) == 0 && in_repo(&e, 1));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK(t1.tv_sec - t0.tv_sec < 5);
+    CHECK(exists(lock)); /* not ours: not removed either */
+    close(fd);
+    ws_config_free(&e.cfg);
+}
+
+/* wal-push started with stdin, stdout and stderr closed (a cron job, `<&- >&- 2>&-`): the spool's
+ * directories then sit on descriptors 0..2, which the push-ahead process replaces with /dev/null;
+ * it must go on with the copies it moved them to, and record what it pushed. */
+static void test_closed_stdio(void)
+{
+    struct env e;
+    struct ws_error err = {0};
+    struct ws_push_result res;
+    char path[800];
+    int status = -1;
+    pid_t pid;
+
+    REQUIRE(setup(&e, "closedstdio", "2") == 0);
+    REQUIRE(add_ready(&e, 1, 6) == 0);
+    wal_path(&e, 1, path, sizeof(path));
+    fflush(NULL);
+    REQUIRE((pid = fork()) >= 0);
+    if (pid == 0) {
+        close(0);
+        close(1);
+        close(2);
+        _exit(ws_pushahead_push(&e.cfg, path, &res, &err) == 0 ? 0 : 1);
+    }
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    settle(&e);
+    for (uint64_t k = 1; k <= 6; k++)
+        CHECK(in_repo(&e, k));
+    /* the push-ahead process recorded each file it pushed, and released its lock files */
+    for (uint64_t k = 2; k <= 6; k++)
+        CHECK(has_record(&e, k));
+    CHECK(count_entries(e.locks) == 2); /* .batch and .alive */
+    ws_config_free(&e.cfg);
+}
+
 const struct unit_test unit_tests[] = {
     {"ready files in the archiver's order", test_order},
     {"record: text round trip", test_record_roundtrip},
@@ -841,5 +959,8 @@ const struct unit_test unit_tests[] = {
     {"no new process for a while after a storage failure", test_outage_pause},
     {"no push-ahead: serial, no .ready, no spool, spool refused or unusable", test_not_applied},
     {"spool housekeeping", test_clean},
+    {"housekeeping: own names only, links never followed", test_clean_own_names},
+    {"another user's lock file is not waited for", test_foreign_lock},
+    {"started with stdin, stdout and stderr closed", test_closed_stdio},
     {NULL, NULL},
 };
