@@ -84,8 +84,11 @@ done
 F1=$(archiver failed_count)
 DURING=$(archiver last_archived_wal)
 CURRENT=$(sql "$PORT" "select pg_walfile_name(pg_current_wal_lsn())")
-[ -n "$rose" ] && note "failed_count rose ${rose}s into the outage ($F0 -> $F1 after ${OUTAGE_S}s)" ||
+if [ -n "$rose" ]; then
+    note "failed_count rose ${rose}s into the outage ($F0 -> $F1 after ${OUTAGE_S}s)"
+else
     fail "pg_stat_archiver.failed_count did not rise during a ${OUTAGE_S}s outage ($F0 -> $F1)"
+fi
 note "during the outage: last archived $DURING (before: $BEFORE), WAL now at $CURRENT," \
     "last failed $(archiver last_failed_wal)"
 kill -0 "$PGBENCH_PID" 2>/dev/null || fail "pgbench stopped during the outage"
