@@ -263,13 +263,31 @@ for p in "${planted[@]}"; do
     grep -q "^$p running$" "$T/status.before" || fail "the planted dead run $p is not listed as running"
 done
 
+# plan_of FILE ID: "action reasons" of backup ID in a wal-prune --json document.
+plan_of() {
+    json_eval "$1" "(b => b ? b.action + ' ' + b.reasons.join(',') : 'absent')(j.backups.find(b => b.id === '$2'))"
+}
+
+CASE="wal-prune now"
+# retain_full keeps every complete backup; the age rule decides about the others: today they
+# may still be written to (a live backup writes every few seconds), so they stay.
+run runuser -u postgres -- "$WAL_PRUNE" --config "$CONF" --retain-full 1000 --dry-run --json
+assert_rc 0 "wal-prune --dry-run"
+cp "$T/.last.out" "$T/plan.now.json"
+while read -r id st; do
+    assert_eq "$(plan_of "$T/plan.now.json" "$id")" "keep recent" "plan for $id ($st) today"
+done <"$T/not_complete"
+
 CASE="wal-prune two days later"
 if command -v faketime >/dev/null; then
-    # retain_full keeps every complete backup; the age rule decides about the others. Only the
-    # clock moves: NO_FAKE_STAT keeps the files' real modification times.
+    # Only the clock moves: NO_FAKE_STAT keeps the files' real modification times.
     run runuser -u postgres -- env NO_FAKE_STAT=1 faketime -f '+2d' \
-        "$WAL_PRUNE" --config "$CONF" --retain-full 1000
+        "$WAL_PRUNE" --config "$CONF" --retain-full 1000 --json
     assert_rc 0 "wal-prune with the clock two days ahead"
+    cp "$T/.last.out" "$T/plan.later.json"
+    while read -r id st; do
+        assert_eq "$(plan_of "$T/plan.later.json" "$id")" "delete abandoned" "plan for $id ($st) two days later"
+    done <"$T/not_complete"
     bb_list "$CONF" || die "list failed"
     json_eval "$T/list.json" "j.backups.map(b => b.id + ' ' + b.status).join('\n')" >"$T/status.after"
     assert_eq "$(cat "$T/status.after")" "$(cat "$T/complete")" \
