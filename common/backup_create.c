@@ -599,6 +599,30 @@ static void remove_backup_objects(struct ws_repo *repo, const char *id, uint32_t
     }
 }
 
+static int note_object(void *arg, const char *key, const struct ws_storage_stat *st,
+                       struct ws_error *err)
+{
+    (void)key;
+    (void)st;
+    (void)err;
+    *(int *)arg = 1;
+    return 0;
+}
+
+/* Does any object of backup `id` exist: a bundle, the manifest, the pin or a tombstone? A run
+ * killed between the renames of its bundles can leave bundle 1 stored and bundle 0 not, so
+ * looking for bundle 0 and the manifest alone is not enough: a new backup under that id would
+ * fail on the dead run's bundle (and remove it as its own). */
+static int id_taken(struct ws_repo *repo, const char *id, int *taken, struct ws_error *err)
+{
+    char base[128], prefix[160];
+
+    ws_backup_prefix(repo, base, sizeof(base));
+    snprintf(prefix, sizeof(prefix), "%s%s", base, id); /* "<cluster>/backup/<ID>" */
+    *taken = 0;
+    return ws_storage_list(repo->st, prefix, note_object, taken, err);
+}
+
 static int wait_for_wal(struct ws_repo *repo, const struct ws_manifest *m, int timeout,
                         struct ws_error *err)
 {
@@ -722,22 +746,15 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_opts *o
     /* the id: the start time, made unique in the repository */
     m.start_time = time(NULL);
     for (;;) {
-        struct ws_storage_stat st;
+        int taken = 0;
         ws_backup_id_from_time(m.start_time, m.id);
-        ws_backup_bundle_key(&repo, m.id, 0, key, sizeof(key));
-        rc = ws_storage_stat(repo.st, key, &st, err);
-        if (rc == WS_ERR_NOT_FOUND) {
-            ws_backup_manifest_key(&repo, m.id, key, sizeof(key));
-            rc = ws_storage_stat(repo.st, key, &st, err);
-        }
-        if (rc == WS_ERR_NOT_FOUND)
-            break;
-        if (rc != 0)
+        if ((rc = id_taken(&repo, m.id, &taken, err)) != 0)
             goto out;
+        if (!taken)
+            break;
         sleep(1);
         m.start_time = time(NULL);
     }
-    rc = 0;
     snprintf(deflabel, sizeof(deflabel), "walsafe %s", m.id);
     if (!(m.label = strdup(o->label ? o->label : deflabel))) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");

@@ -4,6 +4,8 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config libzstd-dev libxxhash-dev libcurl4-openssl-dev libssl-dev libpq-dev
       zstd openssl postgresql-15 postgresql-client-15 procps time awscli openssh-server openssh-client)
+# faketime: t_backup_kill runs wal-prune with its clock two days ahead (abandoned backups go after 24 h).
+pkgs+=(faketime)
 # Node.js runs the S3 test server (tests/s3). Debian's nodejs/npm only where none is installed:
 # a newer Node.js (NodeSource's nodejs provides npm and conflicts with Debian's npm package)
 # stays, and asking apt for npm there would fail.

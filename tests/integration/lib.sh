@@ -226,6 +226,28 @@ assert_repo_clean() {
     fi
 }
 
+# repo_server_stop: stops the server of a network repository of repo_setup (s3: the S3 server;
+# sftp: sshd and its sessions), by its PID, abruptly as in an outage. repo_server_restart: starts
+# it again on the same port with the same data (objects, host key, authorized keys), so that
+# REPO_CONF still reaches it. Both die on a local repository, which has no server.
+repo_server_stop() {
+    case "$REPO_KIND" in
+    s3) s3_stop "$S3_DIR" ;;
+    sftp) sshd_stop "$SSHD_DIR" ;;
+    *) die "repo_server_stop: a $REPO_KIND repository has no server" ;;
+    esac
+}
+
+repo_server_restart() {
+    case "$REPO_KIND" in
+    s3) s3_restart "$S3_DIR" 2>"$T/s3start.err" ||
+        die "could not restart the S3 test server: $(cat "$T/s3start.err")" ;;
+    sftp) SSHD_USERS=root SSHD_KEY_OWNER=postgres sshd_start "$SSHD_DIR" 2>"$T/sshdstart.err" ||
+        die "could not restart sshd: $(cat "$T/sshdstart.err")" ;;
+    *) die "repo_server_restart: a $REPO_KIND repository has no server" ;;
+    esac
+}
+
 # ---- running the programs ----
 
 # run CMD...: runs a command with stdout/stderr captured in $T/.last.out / $T/.last.err;

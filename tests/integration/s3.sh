@@ -26,6 +26,9 @@
 # connection). Sets FP_PORT FP_PID FP_DIR. FAULTPROXY names the binary (default: the one the
 # Makefile builds next to BIN_DIR, i.e. $BIN_DIR/../tests/tools/faultproxy).
 #
+# s3_stop DIR, then s3_restart DIR: an outage; the server comes back on the same port with the
+# same objects.
+#
 # Servers are stopped only by the PID recorded when they were started (and checked against
 # /proc/PID/cmdline first); nothing is ever killed by name.
 
@@ -100,6 +103,40 @@ s3_start() {
     done
     echo "s3_start: the S3 server did not start in $dir; its log:" >&2
     tail -20 "$dir/s3rver.log" | sed 's/^/    /' >&2
+    s3_stop "$dir"
+    return 1
+}
+
+# s3_restart [DIR]: starts the server of DIR again after s3_stop (an outage): the same port, the
+# same data directory (objects and buckets kept), registered and stopped like the first start;
+# returns once the log says "listening" again. Sets S3_PID; non-zero (the reason on stderr and
+# nothing left running) if it does not come up, e.g. when the port was taken meanwhile.
+s3_restart() {
+    local dir=${1:-$S3_DIR} bucket=${S3_BUCKET:-walsafe-test} port pid from i
+    if _s3_is_ours "$(cat "$dir/s3rver.pid" 2>/dev/null)" "$dir/data"; then
+        echo "s3_restart: the server in $dir still runs" >&2
+        return 1
+    fi
+    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$dir/s3rver.log" | head -1)
+    [ -n "$port" ] && [ -d "$dir/data" ] ||
+        { echo "s3_restart: no earlier start in $dir (no port in its log or no data)" >&2; return 1; }
+    from=$(($(wc -l <"$dir/s3rver.log") + 1))
+    node "$S3_LAUNCHER" -d "$dir/data" -a 127.0.0.1 -p "$port" --configure-bucket "$bucket" \
+        </dev/null >>"$dir/s3rver.log" 2>&1 &
+    pid=$!
+    disown "$pid" 2>/dev/null
+    echo "$pid" >"$dir/s3rver.pid"
+    S3_PIDS[$dir]=$pid
+    for i in $(seq 1 300); do
+        if tail -n +"$from" "$dir/s3rver.log" | grep -q "listening on 127\.0\.0\.1:$port"; then
+            S3_PID=$pid
+            return 0
+        fi
+        _s3_alive "$pid" || break
+        sleep 0.05
+    done
+    echo "s3_restart: the S3 server did not start again on port $port in $dir; its log:" >&2
+    tail -n +"$from" "$dir/s3rver.log" | tail -20 | sed 's/^/    /' >&2
     s3_stop "$dir"
     return 1
 }
