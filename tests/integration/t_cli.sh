@@ -224,6 +224,30 @@ assert_err_one_line "wal-push of a path with escape sequences"
 grep -q $'\e' "$T/.last.err" && fail "an ESC byte reached stderr"
 assert_err_contains '\x1b[2J' "wal-push of a path with escape sequences"
 
+CASE="closed stderr"
+# PostgreSQL's logging collector may go away: a message written to a pipe nobody reads must
+# not kill the program with SIGPIPE (141, above 125 for wal-push; not a wal-fetch status).
+# closed_stderr CMD...: runs CMD with stderr a pipe whose reader has exited; sets RC.
+closed_stderr() {
+    rm -f "$T/.closed.rc"
+    { sleep 0.3; "$@" 2>&1 >/dev/null; echo $? >"$T/.closed.rc"; } | true
+    RC=$(cat "$T/.closed.rc")
+}
+closed_stderr "$WAL_PUSH" --config "$CONF" "$T/nonexistent/$SEG"
+assert_rc 1 "wal-push of a missing file, stderr closed"
+closed_stderr "$WAL_PUSH" --config "$CONF" "$D/pg_wal/$SEG"
+assert_rc 0 "identical re-push (a warning), stderr closed"
+closed_stderr "$WAL_PUSH" -v --config "$CONF" "$D/pg_wal/$SEG"
+assert_rc 0 "identical re-push with -v, stderr closed"
+new_dest
+closed_stderr "$WAL_FETCH" -v --config "$CONF" 000000010000000000000099 "$DEST"
+assert_rc 1 "wal-fetch -v of a missing segment, stderr closed"
+closed_stderr "$WAL_FETCH" --config "$CONF" "bad-name" "$DEST"
+assert_rc 255 "wal-fetch of a bad name, stderr closed"
+closed_stderr "$WAL_FETCH" -v --config "$CONF" "$SEG" "$DEST"
+assert_rc 0 "wal-fetch -v of $SEG, stderr closed" &&
+    { cmp -s "$DEST" "$D/pg_wal/$SEG" || fail "fetched $SEG differs"; }
+
 CASE="destination problems"
 run "$WAL_FETCH" --config "$CONF" "$SEG" "$T/no-such-dir/RECOVERYXLOG"
 assert_rc 255 "wal-fetch into a missing directory"
