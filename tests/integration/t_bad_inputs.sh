@@ -253,7 +253,30 @@ push_refused "identity" "push while the cluster identity is damaged" \
     "$WAL_PUSH" --config "$CONF" "$A/pg_wal/$CUR"
 # SPEC: every failure's line names the file, the object and the cause.
 assert_err_contains "$CUR" "push while the cluster identity is damaged (the WAL file must be named)"
+# "Not in the archive" (1) only once the identity was read: damaged, it is an error (255).
+NOSUCH=$(seg_name 1 $(($(seg_num "$CUR" $SEG_MB) + 200)) $SEG_MB)
+new_dest
+fetch_refused 255 "fetch of a missing segment while the cluster identity is damaged" \
+    env -C "$T" "$WAL_FETCH" --config "$CONF" "$NOSUCH" "$DEST"
+assert_err_contains "identity" "fetch of a missing segment while the cluster identity is damaged"
+new_dest
+fetch_refused 255 "fetch of a missing history file while the cluster identity is damaged" \
+    env -C "$T" "$WAL_FETCH" --config "$CONF" 00000042.history "$DEST"
 cp -p "$T/identity.orig" "$ID"
+CASE="(e) unreadable identity"
+chmod 000 "$ID"
+new_dest
+chmod 777 "$DEST_DIR"
+fetch_refused 255 "fetch (as postgres) of a missing segment while the identity is unreadable" \
+    runuser -u postgres -- env -C "$T" WALSAFE_PARALLEL=1 "$WAL_FETCH" --config "$CONF" "$NOSUCH" "$DEST"
+new_dest
+chmod 777 "$DEST_DIR"
+fetch_refused 255 "fetch (as postgres) of a missing history file while the identity is unreadable" \
+    runuser -u postgres -- env -C "$T" WALSAFE_PARALLEL=1 "$WAL_FETCH" --config "$CONF" 00000042.history "$DEST"
+chmod 600 "$ID"
+new_dest
+run "$WAL_FETCH" --config "$CONF" "$NOSUCH" "$DEST"
+assert_rc 1 "fetch of a missing segment once the identity is readable again"
 
 # ---- (e) chunk-level damage: an uncompressed encrypted object has several AEAD chunks ----
 CASE="(e) chunks"
@@ -341,6 +364,36 @@ assert_rc 0 "fetch of the restored unencrypted object" &&
 new_dest
 run "$WAL_FETCH" --config "$CONF" --repo "$REPO3" "$S1" "$DEST"
 assert_rc 0 "fetch of an unencrypted object with encrypt_key_file set"
+
+# ---- (e) a small object that decodes to far more than any WAL file ----
+# Someone who can write to an unencrypted repository plants ~8 KiB of zstd that decode to
+# 256 MiB. wal-fetch must stop at the cluster's segment size (1 MiB here), never filling pg_wal:
+# run under a file size limit of one segment, a write beyond it would kill it (SIGXFSZ, 153).
+CASE="(e) decompression bomb"
+OBJFORGE=${OBJFORGE:-$BIN_DIR/../tests/tools/objforge}
+[ -x "$OBJFORGE" ] || die "no objforge at $OBJFORGE (make <BUILD>/tests/tools/objforge)"
+bomb_fetch() { # NAME OBJECT_KEY BYTES WHAT
+    run "$OBJFORGE" "$T/cnoenc.conf" "$2" "$3"
+    assert_rc 0 "objforge $2" || die "cannot forge $2"
+    [ "$(cat "$T/.last.out")" -le 16384 ] || fail "$4: the forged object has $(cat "$T/.last.out") bytes"
+    new_dest
+    fetch_refused 255 "$4" bash -c 'ulimit -f "$0" && exec "$@"' $((SEG_BYTES / 1024)) \
+        "$WAL_FETCH" --config "$T/cnoenc.conf" "$1" "$DEST"
+    assert_err_contains "more than" "$4"
+    [ "$ELAPSED_MS" -lt 5000 ] || fail "$4: took ${ELAPSED_MS} ms"
+}
+bomb_fetch "$S1" "main/wal/${S1:0:16}/$S1" $((256 << 20)) "segment object decoding to 256 MiB"
+cp -p "$T/U1.orig" "$U1"
+bomb_fetch "$S1.partial" "main/wal/${S1:0:16}/$S1.partial" $((SEG_BYTES + 1)) \
+    ".partial object decoding to one byte more than a segment"
+bomb_fetch 00000007.history main/wal/00000007.history $((64 << 20)) \
+    ".history object decoding to 64 MiB"
+bomb_fetch "$S1.00000028.backup" "main/wal/${S1:0:16}/$S1.00000028.backup" $((2 << 20)) \
+    ".backup object decoding to 2 MiB"
+new_dest
+run "$WAL_FETCH" --config "$T/cnoenc.conf" "$S1" "$DEST"
+assert_rc 0 "fetch of $S1 after the bomb was replaced by the real object" &&
+    { cmp -s "$DEST" "$A/pg_wal/$S1" || fail "fetched $S1 differs from pg_wal's"; }
 
 # ---- (f) wrong or missing key ----
 CASE="(f) wrong key"
