@@ -277,6 +277,13 @@ chmod 600 "$ID"
 new_dest
 run "$WAL_FETCH" --config "$CONF" "$NOSUCH" "$DEST"
 assert_rc 1 "fetch of a missing segment once the identity is readable again"
+CASE="(e) directory at an object key"
+# A directory where a segment's object belongs is damage, not "not in the archive".
+mkdir -p "$(obj_of "$NOSUCH")"
+new_dest
+fetch_refused 255 "fetch of a segment whose object key is a directory" \
+    env -C "$T" "$WAL_FETCH" --config "$CONF" "$NOSUCH" "$DEST"
+rmdir "$(obj_of "$NOSUCH")"
 
 # ---- (e) chunk-level damage: an uncompressed encrypted object has several AEAD chunks ----
 CASE="(e) chunks"

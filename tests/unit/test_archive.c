@@ -1042,6 +1042,28 @@ static void test_fetch_missing_bad_identity(void)
     ws_config_free(&e.cfg);
 }
 
+/* A directory where a segment's object belongs is damage: never "not in the archive". */
+static void test_fetch_directory_at_key(void)
+{
+    struct env e;
+    struct ws_error err = {0};
+    struct ws_push_result res;
+    char seg[600], dest[600], obj[700], name[WS_WAL_NAME_LEN + 1];
+
+    REQUIRE(setup(&e, "dirkey", "zstd", NULL, "1") == 0);
+    REQUIRE(make_segment(e.wal, 1, SYSID1, 1, seg, sizeof(seg)) == 0);
+    REQUIRE(ws_archive_push(&e.cfg, seg, &res, &err) == 0);
+    seg_name(2, name);
+    object_path(&e, name, obj, sizeof(obj));
+    REQUIRE(mkdir(obj, 0700) == 0);
+    dest_path(&e, "RECOVERYXLOG", dest, sizeof(dest));
+    memset(&err, 0, sizeof(err));
+    CHECK(ws_archive_fetch(&e.cfg, name, dest, &err) == WS_ERR_CORRUPT);
+    CHECK(strstr(err.msg, "directory") != NULL && strstr(err.msg, name) != NULL);
+    CHECK(!exists(dest) && entries(e.restore) == 0);
+    ws_config_free(&e.cfg);
+}
+
 /* A damaged identity object is never silently replaced. */
 static void test_damaged_identity(void)
 {
@@ -1125,5 +1147,6 @@ const struct unit_test unit_tests[] = {
     {"two_clusters", test_two_clusters},
     {"fetch_bounded", test_fetch_bounded},
     {"fetch_missing_bad_identity", test_fetch_missing_bad_identity},
+    {"fetch_directory_at_key", test_fetch_directory_at_key},
     {NULL, NULL},
 };
