@@ -117,6 +117,30 @@ static int compare_with_stored(struct ws_repo *repo, const char *key, const char
     return 0;
 }
 
+/*
+ * The repository refused to take the file (read-only, no permission: the temp file cannot even
+ * be created). If an identical copy is already stored there is nothing to do, as for any
+ * duplicate; if the object is not there (or cannot be compared), the refusal stands. Asked only
+ * after a refusal: the normal path pays no extra round trip.
+ */
+static int refused_but_stored(struct ws_repo *repo, const char *key, const char *path, int fd,
+                              const struct ws_keyring *kr, uint64_t size,
+                              struct ws_push_result *res, struct ws_error *err)
+{
+    struct ws_object_info here = {0};
+    struct ws_storage_stat sst;
+    struct ws_error e2 = {0};
+    int refused = err->code;
+
+    if (err->sys_errno != EACCES && err->sys_errno != EROFS && err->sys_errno != EPERM)
+        return refused;
+    if (ws_storage_stat(repo->st, key, &sst, &e2) != 0)
+        return refused;
+    here.digest = -1; /* none computed: compare_with_stored reads the file's */
+    here.content_len = size;
+    return compare_with_stored(repo, key, path, fd, kr, &here, res, err);
+}
+
 /* For .history and .backup files, which carry no system identifier: when PostgreSQL runs us
  * (cwd = data directory), global/pg_control starts with the system identifier. */
 static int check_side_file(struct ws_repo *repo, const char *path, struct ws_error *err)
@@ -228,8 +252,10 @@ static int push_once(const struct ws_config *cfg, struct ws_repo *repo_in,
     /* XXH3-128: what duplicate detection compares, and push-ahead's fingerprint (object.h). */
     p.digest = WS_DIGEST_XXH3_128;
     p.key = ws_keyring_write_key(kr);
-    if ((rc = ws_storage_open_put(repo->st, key, 0, &put, err)) != 0)
+    if ((rc = ws_storage_open_put(repo->st, key, 0, &put, err)) != 0) {
+        rc = refused_but_stored(repo, key, wal_path, fd, kr, (uint64_t)st.st_size, res, err);
         goto out;
+    }
     rc = ws_object_writer_new(put, &p, &w, err);
     put = NULL; /* owned by the writer now */
     if (rc != 0)

@@ -444,6 +444,20 @@ cp "$A/pg_wal/$CUR" "$f"
 chmod 644 "$f"
 push_refused "" "push as postgres into a read-only wal directory" \
     runuser -u postgres -- "$WAL_PUSH" --config "$CONF" "$f"
+# What is already there needs no write: an identical re-push succeeds (with the warning), a
+# different one is still refused.
+g=$(in_path "$S1")
+cp "$A/pg_wal/$S1" "$g"
+chmod 644 "$g"
+before=$(repo_state "$REPO")
+run runuser -u postgres -- "$WAL_PUSH" --config "$CONF" "$g"
+assert_rc 0 "identical re-push of $S1 as postgres into a read-only wal directory"
+assert_err_one_line "identical re-push into a read-only wal directory"
+assert_err_regex "warning.*identical" "identical re-push into a read-only wal directory"
+assert_eq "$(repo_state "$REPO")" "$before" "repository after the identical re-push (read-only)"
+flip_byte "$g" $((SEG_BYTES - 100))
+push_refused "$S1" "different content as $S1 into a read-only wal directory" \
+    runuser -u postgres -- "$WAL_PUSH" --config "$CONF" "$g"
 chmod 700 "$WALD" "$WALD/${CUR:0:16}"
 # Nothing lost: once writable, the same push as the same user succeeds and round-trips.
 run runuser -u postgres -- "$WAL_PUSH" --config "$CONF" "$f"
