@@ -550,6 +550,74 @@ new_dest
 fetch_refused 255 "fetch with an unknown config key" "$WAL_FETCH" --config "$T/cbogus.conf" "$S1" "$DEST"
 assert_err_contains "bogus_key" "fetch with an unknown config key"
 assert_err_contains "line 3" "fetch with an unknown config key"
+CASE="(k) config hygiene"
+# config_refused FILE TEXT WHAT: wal-push 1 and wal-fetch 255, one line naming FILE and TEXT.
+config_refused() {
+    push_refused "$1" "push with $3" "$WAL_PUSH" --config "$1" "$A/pg_wal/$CUR"
+    assert_err_contains "$2" "push with $3"
+    new_dest
+    fetch_refused 255 "fetch with $3" "$WAL_FETCH" --config "$1" "$S1" "$DEST"
+    assert_err_contains "$1" "fetch with $3"
+}
+TOKEN=FwoGZXIvYXdzEBYaDHqa0AP1tokenTOKENtoken
+add_secret "$TOKEN"
+write_conf "$T/ctoken.conf" "repo = '$REPO'" "encrypt_key_file = '$KEY'" "s3_session_token = '$TOKEN'"
+chmod 644 "$T/ctoken.conf"
+config_refused "$T/ctoken.conf" s3_session_token "a 0644 config holding s3_session_token"
+add_secret "hunter2secret"
+write_conf "$T/cpgpw.conf" "repo = '$REPO'" "encrypt_key_file = '$KEY'" \
+    "pg_conninfo = 'host=/tmp user=backup password=hunter2secret'"
+chmod 640 "$T/cpgpw.conf"
+config_refused "$T/cpgpw.conf" pg_conninfo "a 0640 config with a password in pg_conninfo"
+write_conf "$T/cpguri.conf" "repo = '$REPO'" "encrypt_key_file = '$KEY'" \
+    "pg_conninfo = 'postgresql://backup:hunter2secret@db/postgres'"
+chmod 604 "$T/cpguri.conf"
+config_refused "$T/cpguri.conf" pg_conninfo "a 0604 config with a postgresql:// URI password"
+# without a password a readable conninfo is fine
+write_conf "$T/cpgok.conf" "repo = '$REPO'" "encrypt_key_file = '$KEY'" \
+    "pg_conninfo = 'host=/tmp user=backup'"
+chmod 644 "$T/cpgok.conf"
+new_dest
+run "$WAL_FETCH" --config "$T/cpgok.conf" "$S1" "$DEST"
+assert_rc 0 "fetch with a 0644 config whose pg_conninfo holds no password"
+# anyone who can change the file decides where WAL goes: refused, secret or not
+write_conf "$T/cwrite.conf" "repo = '$REPO'" "encrypt_key_file = '$KEY'"
+for m in 620 602 666; do
+    chmod "$m" "$T/cwrite.conf"
+    config_refused "$T/cwrite.conf" "writable by group or others" "a $m config"
+done
+# ... and so could anyone who can write to its directory (sticky /tmp-like directories excepted)
+mkdir "$T/opendir"
+write_conf "$T/opendir/walsafe.conf" "repo = '$REPO'" "encrypt_key_file = '$KEY'"
+chmod 777 "$T/opendir"
+config_refused "$T/opendir/walsafe.conf" "$T/opendir" "a config in a directory anyone can write to"
+chmod 1777 "$T/opendir"
+new_dest
+run "$WAL_FETCH" --config "$T/opendir/walsafe.conf" "$S1" "$DEST"
+assert_rc 0 "fetch with a config in a sticky world-writable directory"
+chmod 700 "$T/opendir"
+# key files: writable by others is refused (and said so); a link to a good key is fine
+chmod 602 "$KEY"
+push_refused "$KEY" "push with a key file writable by others" \
+    "$WAL_PUSH" --config "$CONF" "$A/pg_wal/$CUR"
+assert_err_contains "writable" "push with a key file writable by others"
+new_dest
+fetch_refused 255 "fetch with a key file writable by others" "$WAL_FETCH" --config "$CONF" "$S1" "$DEST"
+chmod 600 "$KEY"
+ln -s "$KEY" "$T/key.link"
+write_conf "$T/clink.conf" "repo = '$REPO'" "encrypt_key_file = '$T/key.link'"
+new_dest
+run "$WAL_FETCH" --config "$T/clink.conf" "$S1" "$DEST"
+assert_rc 0 "fetch with encrypt_key_file a symbolic link to a 0600 key"
+# a FIFO as config or key file is refused at once (reading it would hang the archiver)
+mkfifo -m 600 "$T/cfifo.conf" "$T/kfifo.key"
+push_refused "$T/cfifo.conf" "push with a FIFO as config file" \
+    timeout 10 "$WAL_PUSH" --config "$T/cfifo.conf" "$A/pg_wal/$CUR"
+write_conf "$T/ckfifo.conf" "repo = '$REPO'" "encrypt_key_file = '$T/kfifo.key'"
+new_dest
+fetch_refused 255 "fetch with a FIFO as key file" \
+    timeout 10 "$WAL_FETCH" --config "$T/ckfifo.conf" "$S1" "$DEST"
+
 CASE="(k) precedence"
 printf '%s\n' "encrypt_key_file = '$KEY'" >"$T/cnorepo.conf"
 new_dest
