@@ -4,6 +4,9 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config libzstd-dev libxxhash-dev libcurl4-openssl-dev libssl-dev libpq-dev
       zstd openssl postgresql-15 postgresql-client-15 procps time awscli openssh-server openssh-client)
+# The fuzzing harnesses (make fuzz-check, part of make check): clang and libFuzzer's runtime
+# (libclang_rt.fuzzer, in libclang-rt-14-dev on Debian 12).
+pkgs+=(clang libclang-rt-14-dev)
 # Node.js runs the S3 test server (tests/s3). Debian's nodejs/npm only where none is installed:
 # a newer Node.js (NodeSource's nodejs provides npm and conflicts with Debian's npm package)
 # stays, and asking apt for npm there would fail.
