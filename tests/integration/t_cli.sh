@@ -227,10 +227,17 @@ assert_err_contains '\x1b[2J' "wal-push of a path with escape sequences"
 CASE="closed stderr"
 # PostgreSQL's logging collector may go away: a message written to a pipe nobody reads must
 # not kill the program with SIGPIPE (141, above 125 for wal-push; not a wal-fetch status).
-# closed_stderr CMD...: runs CMD with stderr a pipe whose reader has exited; sets RC.
+# closed_stderr CMD...: runs CMD with stderr a pipe whose reader has exited (the shell first
+# writes to it, SIGPIPE ignored, until that fails; CMD then runs with SIGPIPE's default); sets RC.
 closed_stderr() {
     rm -f "$T/.closed.rc"
-    { sleep 0.3; "$@" 2>&1 >/dev/null; echo $? >"$T/.closed.rc"; } | true
+    {
+        trap '' PIPE
+        while printf x 2>/dev/null; do sleep 0.05; done
+        trap - PIPE
+        "$@" 2>&1 >/dev/null
+        echo $? >"$T/.closed.rc"
+    } | true
     RC=$(cat "$T/.closed.rc")
 }
 closed_stderr "$WAL_PUSH" --config "$CONF" "$T/nonexistent/$SEG"
