@@ -11,7 +11,14 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 -Ico
            $(shell pkg-config --cflags $(PKGS) libcurl libpq)
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lpthread -ldl
 
-ifeq ($(SANITIZE),1)
+ifeq ($(FUZZ),1)
+# libFuzzer (tests/fuzz): the library instrumented for coverage under ASan + UBSan, built with
+# clang; each harness is linked with libFuzzer's main.
+CC       = clang
+CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+           -fno-sanitize-recover=all
+BUILD   ?= build/fuzz
+else ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=address,undefined
 BUILD   ?= build/asan
@@ -29,9 +36,15 @@ UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 # Helper programs the integration tests run (fault proxy, ...): one .c file each.
 TOOL_SRC = $(wildcard tests/tools/*.c)
 TOOL_BIN = $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
+# Fuzzing harnesses: tests/fuzz/fuzz_<name>.c, seeds in tests/fuzz/corpus/<name>/, an optional
+# dictionary tests/fuzz/<name>.dict (tests/fuzz/run.sh).
+FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/tests/fuzz/%)
+FUZZ_SECONDS ?=
 
 .SECONDARY:
-.PHONY: all check unit integration install clean lint demo bench bench-backup bench-recovery deps
+.PHONY: all check unit integration install clean lint demo bench bench-backup bench-recovery deps \
+        fuzz fuzz-check fuzz-build
 all: $(BINS)
 
 $(BUILD)/%.o: %.c $(wildcard common/*.h)
@@ -59,6 +72,20 @@ $(BUILD)/tests/tools/%: tests/tools/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
+build/fuzz/tests/fuzz/%: tests/fuzz/%.c build/fuzz/libwalsafe.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< build/fuzz/libwalsafe.a $(LDLIBS)
+
+# fuzz-check: each harness FUZZ_SECONDS (default 20) on a copy of its committed corpus, failing
+# on any crash (part of `make check`). fuzz: long runs (default 600 s each) that keep what they
+# find in build/fuzz/corpus/<name>/ (tests/fuzz/run.sh says how to adopt new seeds).
+fuzz-build:
+	$(MAKE) FUZZ=1 $(FUZZ_BIN)
+fuzz-check: fuzz-build
+	tests/fuzz/run.sh check $(or $(FUZZ_SECONDS),20) $(FUZZ_BIN)
+fuzz: fuzz-build
+	tests/fuzz/run.sh long $(or $(FUZZ_SECONDS),600) $(FUZZ_BIN)
+
 # Unit tests run under ASan/UBSan; integration tests use the release build of the programs.
 unit:
 	$(MAKE) SANITIZE=1 unit-run
@@ -77,6 +104,7 @@ integration: all $(TOOL_BIN) $(BUILD)/tests/test_storage
 check: deps
 	scripts/banned.sh
 	$(MAKE) SANITIZE=1 unit-run
+	$(MAKE) fuzz-check
 	$(MAKE) SANITIZE=1 integration
 	$(MAKE) integration
 
@@ -104,7 +132,7 @@ install: all
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 
 lint:
-	clang-format --dry-run --Werror common/*.[ch] */main.c tests/unit/*.[ch]
+	clang-format --dry-run --Werror common/*.[ch] */main.c tests/unit/*.[ch] tests/fuzz/*.[ch]
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr -Icommon common */main.c
 	scripts/banned.sh
 

@@ -117,6 +117,30 @@ static int compare_with_stored(struct ws_repo *repo, const char *key, const char
     return 0;
 }
 
+/*
+ * The repository refused to take the file (read-only, no permission: the temp file cannot even
+ * be created). If an identical copy is already stored there is nothing to do, as for any
+ * duplicate; if the object is not there (or cannot be compared), the refusal stands. Asked only
+ * after a refusal: the normal path pays no extra round trip.
+ */
+static int refused_but_stored(struct ws_repo *repo, const char *key, const char *path, int fd,
+                              const struct ws_keyring *kr, uint64_t size,
+                              struct ws_push_result *res, struct ws_error *err)
+{
+    struct ws_object_info here = {0};
+    struct ws_storage_stat sst;
+    struct ws_error e2 = {0};
+    int refused = err->code;
+
+    if (err->sys_errno != EACCES && err->sys_errno != EROFS && err->sys_errno != EPERM)
+        return refused;
+    if (ws_storage_stat(repo->st, key, &sst, &e2) != 0)
+        return refused;
+    here.digest = -1; /* none computed: compare_with_stored reads the file's */
+    here.content_len = size;
+    return compare_with_stored(repo, key, path, fd, kr, &here, res, err);
+}
+
 /* For .history and .backup files, which carry no system identifier: when PostgreSQL runs us
  * (cwd = data directory), global/pg_control starts with the system identifier. */
 static int check_side_file(struct ws_repo *repo, const char *path, struct ws_error *err)
@@ -228,8 +252,10 @@ static int push_once(const struct ws_config *cfg, struct ws_repo *repo_in,
     /* XXH3-128: what duplicate detection compares, and push-ahead's fingerprint (object.h). */
     p.digest = WS_DIGEST_XXH3_128;
     p.key = ws_keyring_write_key(kr);
-    if ((rc = ws_storage_open_put(repo->st, key, 0, &put, err)) != 0)
+    if ((rc = ws_storage_open_put(repo->st, key, 0, &put, err)) != 0) {
+        rc = refused_but_stored(repo, key, wal_path, fd, kr, (uint64_t)st.st_size, res, err);
         goto out;
+    }
     rc = ws_object_writer_new(put, &p, &w, err);
     put = NULL; /* owned by the writer now */
     if (rc != 0)
@@ -273,18 +299,59 @@ out:
     return rc;
 }
 
+int ws_archive_wal_reader_new(struct ws_sink *dest, const char *key, const char *wal_name,
+                              const struct ws_keyring *kr, uint64_t seg_size, struct ws_sink **out,
+                              struct ws_error *err)
+{
+    int kind = ws_wal_classify(wal_name), rc;
+
+    if (kind == WS_WAL_INVALID ||
+        ((kind == WS_WAL_SEGMENT || kind == WS_WAL_PARTIAL) && !ws_wal_seg_size_valid(seg_size))) {
+        ws_sink_free(dest);
+        return ws_error_set(err, WS_ERR_CORRUPT,
+                            "cannot bound WAL file \"%s\": segment size %llu is not valid",
+                            wal_name, (unsigned long long)seg_size);
+    }
+    if ((rc = ws_object_reader_new(dest, key, kr, 0, out, err)) != 0)
+        return rc;
+    ws_object_reader_set_limit(*out, ws_wal_max_size(kind, seg_size));
+    return 0;
+}
+
+/*
+ * The cluster's identity, for wal-fetch. None at all means a wrong repo or cluster, which must
+ * never pass for "not in the archive" (WS_ERR_CONFIG); a damaged or unreadable one is an error
+ * of its own, never "not found" either.
+ */
+static int fetch_identity(struct ws_repo *repo, struct ws_identity *id, struct ws_error *err)
+{
+    int rc = ws_repo_identity_load(repo, id, err);
+
+    if (rc == WS_ERR_NOT_FOUND)
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "repository \"%s\" holds no cluster \"%s\" (no identity object); "
+                            "check repo and cluster",
+                            repo->st->location, repo->cluster);
+    if (rc == 0 && !ws_wal_seg_size_valid(id->wal_segment_size))
+        return ws_error_set(err, WS_ERR_CORRUPT,
+                            "identity of cluster \"%s\" in repository \"%s\" names an invalid WAL "
+                            "segment size %" PRIu32,
+                            repo->cluster, repo->st->location, id->wal_segment_size);
+    return rc;
+}
+
 static int fetch_once(const struct ws_config *cfg, const char *wal_name, const char *dest_path,
                       struct ws_error *err)
 {
     struct ws_keyring kr;
     struct ws_repo repo = {0};
+    struct ws_identity id = {0};
     struct ws_sink *out_file = NULL, *reader = NULL;
-    struct ws_storage_stat st;
-    char key[256], idkey[128];
-    int rc;
+    int kind = ws_wal_classify(wal_name), have_id = 0, rc;
+    char key[256];
 
     memset(&kr, 0, sizeof(kr));
-    if (ws_wal_classify(wal_name) == WS_WAL_INVALID || strchr(wal_name, '/'))
+    if (kind == WS_WAL_INVALID || strchr(wal_name, '/'))
         return ws_error_set(err, WS_ERR_USAGE,
                             "\"%s\" is not the name of a WAL segment, .partial, .history or "
                             ".backup file",
@@ -296,10 +363,17 @@ static int fetch_once(const struct ws_config *cfg, const char *wal_name, const c
         rc = ws_error_set(err, WS_ERR_INTERNAL, "could not build the key for \"%s\"", wal_name);
         goto out;
     }
+    /* A segment (or .partial) is never written beyond the cluster's segment size, so its identity
+     * comes first; .history and .backup files have a fixed cap and need it only when missing. */
+    if (kind == WS_WAL_SEGMENT || kind == WS_WAL_PARTIAL) {
+        if ((rc = fetch_identity(&repo, &id, err)) != 0)
+            goto out;
+        have_id = 1;
+    }
     /* PostgreSQL's restore directory needs no fsync: after a crash recovery fetches again. */
     if ((rc = ws_file_sink_new(dest_path, 0600, 0, &out_file, err)) != 0)
         goto out;
-    rc = ws_object_reader_new(out_file, key, &kr, 0, &reader, err);
+    rc = ws_archive_wal_reader_new(out_file, key, wal_name, &kr, id.wal_segment_size, &reader, err);
     out_file = NULL;
     if (rc != 0)
         goto out;
@@ -307,14 +381,8 @@ static int fetch_once(const struct ws_config *cfg, const char *wal_name, const c
     if (rc == WS_ERR_NOT_FOUND) {
         /* "Not in the archive" only counts if the archive of this cluster is really there. */
         struct ws_error e2 = {0};
-        ws_repo_identity_key(&repo, idkey, sizeof(idkey));
-        int rc2 = ws_storage_stat(repo.st, idkey, &st, &e2);
-        if (rc2 == WS_ERR_NOT_FOUND)
-            rc = ws_error_set(err, WS_ERR_CONFIG,
-                              "repository \"%s\" holds no cluster \"%s\" (no identity object); "
-                              "check repo and cluster",
-                              repo.st->location, repo.cluster);
-        else if (rc2 != 0)
+        int rc2 = have_id ? 0 : fetch_identity(&repo, &id, &e2);
+        if (rc2 != 0)
             *err = e2, rc = rc2; /* keeps its retryable flag */
         else
             ws_error_set(err, WS_ERR_NOT_FOUND, "WAL file \"%s\" is not in the archive (\"%s\")",

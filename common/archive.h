@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "error.h"
+#include "sink.h"
 
 struct ws_push_result {
     int duplicate;
@@ -33,13 +34,24 @@ int ws_archive_fetch(const struct ws_config *cfg, const char *wal_name, const ch
                      struct ws_error *err);
 
 /*
+ * The reader of WAL file wal_name's object `key`, for wal-fetch and the prefetcher: an object
+ * reader (object.h, taking ownership of dest) whose content is capped at ws_wal_max_size() for
+ * the name's kind, seg_size being the cluster's (its identity): a small object that decodes to
+ * more fails with WS_ERR_CORRUPT before a byte beyond the cap reaches dest. A segment or
+ * .partial name with an invalid seg_size is WS_ERR_CORRUPT (dest freed).
+ */
+struct ws_keyring;
+int ws_archive_wal_reader_new(struct ws_sink *dest, const char *key, const char *wal_name,
+                              const struct ws_keyring *kr, uint64_t seg_size, struct ws_sink **out,
+                              struct ws_error *err);
+
+/*
  * For push-ahead (pushahead.h). ws_archive_push_in() is ws_archive_push() with the caller's open
  * repository and keyring (one storage handle per thread; the keyring may be shared; NULL for
  * both: opened per attempt, as ws_archive_push() does), zstd_workers threads for this file (-1:
  * the default) and at most `attempts` attempts.
  */
 struct ws_repo;
-struct ws_keyring;
 int ws_archive_push_in(const struct ws_config *cfg, struct ws_repo *repo,
                        const struct ws_keyring *kr, int zstd_workers, int attempts,
                        const char *wal_path, struct ws_push_result *res, struct ws_error *err);

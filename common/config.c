@@ -270,6 +270,139 @@ int ws_config_set(struct ws_config *cfg, const char *key, const char *value, con
     return 0;
 }
 
+/* ---- secrets in pg_conninfo ---- */
+
+static int hexdig(int c)
+{
+    return isdigit(c) ? c - '0' : isxdigit(c) ? tolower(c) - 'a' + 10 : -1;
+}
+
+/* URI query keyword [p, end), percent-decoded, is "password". */
+static int uri_key_is_password(const char *p, const char *end)
+{
+    static const char want[] = "password";
+    size_t n = 0;
+
+    while (p < end) {
+        int c = (unsigned char)*p++;
+        if (c == '%' && end - p >= 2 && hexdig((unsigned char)p[0]) >= 0 &&
+            hexdig((unsigned char)p[1]) >= 0) {
+            c = hexdig((unsigned char)p[0]) * 16 + hexdig((unsigned char)p[1]);
+            p += 2;
+        }
+        if (n >= sizeof(want) - 1 || c != want[n++])
+            return 0;
+    }
+    return n == sizeof(want) - 1;
+}
+
+/* postgresql://[user[:password]@]host...[/dbname][?key=value&...], as libpq reads it. */
+static int uri_has_password(const char *s)
+{
+    const char *p = s, *q;
+
+    while (*p && *p != '@' && *p != '/') /* libpq looks for the credentials this way */
+        p++;
+    if (*p == '@') {
+        for (q = s; q < p; q++)
+            if (*q == ':' && q + 1 < p)
+                return 1;
+    }
+    if (!(q = strchr(s, '?')))
+        return 0;
+    for (q++; *q;) {
+        const char *amp = strchr(q, '&'), *end = amp ? amp : q + strlen(q);
+        const char *eq = memchr(q, '=', (size_t)(end - q));
+        if (uri_key_is_password(q, eq ? eq : end))
+            return 1;
+        q = amp ? amp + 1 : end;
+    }
+    return 0;
+}
+
+static int conninfo_check(const char *s, int depth);
+
+/* key = value pairs as libpq's conninfo_parse reads them; -1 if it would not parse. */
+static int keyvalue_has_password(const char *s, int depth)
+{
+    char key[64], val[4096];
+
+    for (const char *p = s;;) {
+        size_t kn = 0, vn = 0;
+        while (isspace((unsigned char)*p))
+            p++;
+        if (!*p)
+            return 0;
+        while (*p && *p != '=' && !isspace((unsigned char)*p)) {
+            if (kn + 1 < sizeof(key))
+                key[kn] = *p;
+            kn++, p++;
+        }
+        key[kn < sizeof(key) ? kn : sizeof(key) - 1] = '\0';
+        while (isspace((unsigned char)*p))
+            p++;
+        if (*p++ != '=')
+            return -1;
+        while (isspace((unsigned char)*p))
+            p++;
+        if (*p == '\'') {
+            for (p++; *p != '\''; p++) {
+                if (*p == '\\')
+                    p++;
+                if (!*p)
+                    return -1; /* unterminated */
+                if (vn + 1 < sizeof(val))
+                    val[vn++] = *p;
+            }
+            p++;
+        } else {
+            for (; *p && !isspace((unsigned char)*p); p++) {
+                if (*p == '\\' && p[1])
+                    p++;
+                if (vn + 1 < sizeof(val))
+                    val[vn++] = *p;
+            }
+        }
+        val[vn] = '\0';
+        if (strcmp(key, "password") == 0)
+            return 1;
+        /* libpq expands a dbname that is itself a connection string */
+        if (strcmp(key, "dbname") == 0 && conninfo_check(val, depth + 1) != 0)
+            return 1;
+    }
+}
+
+static int conninfo_check(const char *s, int depth)
+{
+    int r;
+
+    if (depth > 2)
+        return strstr(s, "password") != NULL;
+    if (strncmp(s, "postgresql://", 13) == 0)
+        return uri_has_password(s + 13);
+    if (strncmp(s, "postgres://", 11) == 0)
+        return uri_has_password(s + 11);
+    if (depth > 0 && !strchr(s, '='))
+        return 0; /* a plain database name */
+    r = keyvalue_has_password(s, depth);
+    return r < 0 ? strstr(s, "password") != NULL : r;
+}
+
+int ws_conninfo_has_password(const char *conninfo)
+{
+    return conninfo_check(conninfo, 0);
+}
+
+/* Whether this value of key k is a secret that a readable file must not hold. */
+static int holds_secret(const struct key_def *k, const char *value)
+{
+    if (!k->secret || !value[0])
+        return 0;
+    if (k->off == OFF(pg_conninfo))
+        return ws_conninfo_has_password(value);
+    return 1;
+}
+
 /* ---- file syntax ---- */
 
 static int is_key_char(int c)
@@ -409,6 +542,8 @@ int ws_config_parse_text(struct ws_config *cfg, const char *text, const char *fn
         if (seen & (UINT64_C(1) << idx))
             ws_log_warning("%s: \"%s\" is set again; the last value wins", source, key);
         seen |= UINT64_C(1) << idx;
+        if (!cfg->file_secret && holds_secret(&keys[idx], val))
+            cfg->file_secret = keys[idx].name; /* the file holds it, whatever overrides it */
         if (cfg->set_by_cli & (UINT64_C(1) << idx))
             continue;
         r = ws_config_set(cfg, key, val, source, err);
@@ -419,10 +554,47 @@ int ws_config_parse_text(struct ws_config *cfg, const char *text, const char *fn
     return 0;
 }
 
+/*
+ * Who may change the configuration decides where WAL goes and which key encrypts it: the file
+ * must not be writable by group or others, nor its directory by others (unless sticky, as /tmp:
+ * then only the owner of the file can replace it).
+ */
+static int check_config_writers(const char *path, const struct stat *st, struct ws_error *err)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[PATH_MAX];
+    struct stat ds;
+
+    if (st->st_mode & 022)
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "configuration file \"%s\" is writable by group or others (mode "
+                            "%04o): anyone could redirect repo or encrypt_key_file; run chmod "
+                            "go-w on it",
+                            path, (unsigned)(st->st_mode & 07777));
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == path)
+        snprintf(dir, sizeof(dir), "/");
+    else if ((size_t)(slash - path) < sizeof(dir))
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    else
+        return ws_error_set(err, WS_ERR_CONFIG, "configuration file path \"%s\" is too long", path);
+    if (stat(dir, &ds) != 0)
+        return ws_error_setsys(err, WS_ERR_CONFIG, errno, "could not stat directory \"%s\"", dir);
+    if ((ds.st_mode & S_IWOTH) && !(ds.st_mode & S_ISVTX))
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "configuration file \"%s\" is in directory \"%s\", which anyone can "
+                            "write to (mode %04o): anyone could replace the file; move it, or "
+                            "run chmod o-w on the directory",
+                            path, dir, (unsigned)(ds.st_mode & 07777));
+    return 0;
+}
+
 static int read_config_file(struct ws_config *cfg, const char *path, int must_exist,
                             struct ws_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO at the path must not hang the archiver (it is refused below) */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     struct stat st;
     char *text = NULL;
     int rc = 0;
@@ -441,6 +613,8 @@ static int read_config_file(struct ws_config *cfg, const char *path, int must_ex
                           "configuration file \"%s\" is not a regular file of at most 1MB", path);
         goto out;
     }
+    if ((rc = check_config_writers(path, &st, err)) != 0)
+        goto out;
     text = calloc(1, (size_t)st.st_size + 1);
     if (!text) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
@@ -460,11 +634,13 @@ static int read_config_file(struct ws_config *cfg, const char *path, int must_ex
     }
     if ((rc = ws_config_parse_text(cfg, text, path, err)) != 0)
         goto out;
-    if (cfg->s3_secret_access_key && (st.st_mode & 077)) {
-        rc = ws_error_set(err, WS_ERR_CONFIG,
-                          "configuration file \"%s\" holds s3_secret_access_key but is readable "
-                          "by group or others (mode %04o); run chmod 600 on it",
-                          path, (unsigned)(st.st_mode & 07777));
+    if (cfg->file_secret && (st.st_mode & 044)) {
+        rc =
+            ws_error_set(err, WS_ERR_CONFIG,
+                         "configuration file \"%s\" holds %s%s but is readable by group or "
+                         "others (mode %04o); run chmod 600 on it",
+                         path, strcmp(cfg->file_secret, "pg_conninfo") == 0 ? "a password in " : "",
+                         cfg->file_secret, (unsigned)(st.st_mode & 07777));
         goto out;
     }
     if (!(cfg->config_file = strdup(path)))

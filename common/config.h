@@ -15,6 +15,13 @@
  *
  * Values set with ws_config_set_cli() before ws_config_load() win over file and environment;
  * plain ws_config_set() values are overridden by them. The struct owns its strings.
+ *
+ * The file must be a regular file of at most 1 MB, not writable by group or others (anyone could
+ * redirect repo or drop in encrypt_key_file), in a directory that others cannot write to unless
+ * it has the sticky bit (/tmp); if it holds a secret (s3_secret_access_key, s3_session_token, a
+ * password in pg_conninfo) it must not be readable by group or others either. A symbolic link
+ * is followed: the file it leads to is checked. Refusals are WS_ERR_CONFIG naming the file (and
+ * the key). A file without secrets may be readable by everyone, as postgresql.conf is.
  */
 #ifndef WS_CONFIG_H
 #define WS_CONFIG_H
@@ -60,6 +67,8 @@ struct ws_config {
     char *sftp_host_key_sha256;
 
     char *config_file; /* the file that was read, or NULL */
+    /* internal: the first key of the file read that holds a secret (a static name), or NULL */
+    const char *file_secret;
     /* internal: which keys were set on the command line (bit per key index) */
     uint64_t set_by_cli;
 };
@@ -85,6 +94,13 @@ int ws_config_load(struct ws_config *cfg, const char *path, struct ws_error *err
 /* Parses config text (exposed for tests). `fname` is used in messages. */
 int ws_config_parse_text(struct ws_config *cfg, const char *text, const char *fname,
                          struct ws_error *err);
+
+/*
+ * Whether a libpq connection string holds a password: a `password` keyword (key = value form,
+ * or a URI query parameter), or a postgresql:// URI with user:password@. Text it cannot parse
+ * counts as holding one when it mentions "password" (exposed for tests).
+ */
+int ws_conninfo_has_password(const char *conninfo);
 
 /* Strict parsers (exposed for tests): "16MB" (B kB MB GB TB, 1024-based) and "30d" (s m h d w). */
 int ws_parse_size(const char *s, int64_t *out);

@@ -103,13 +103,22 @@ int ws_key_load(const char *path, const char *cfgkey, struct ws_key *key, struct
     size_t len;
     int fd, rc = 0;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO at the path must not hang us (it is refused below). Links are
+     * followed (/etc/walsafe.key -> /secure/...): what is checked is the file read, via fd. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return ws_error_setsys(err, WS_ERR_CONFIG, errno, "could not open key file \"%s\" (%s)",
                                path, cfgkey);
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         rc = ws_error_set(err, WS_ERR_CONFIG, "key file \"%s\" (%s) is not a regular file", path,
                           cfgkey);
+        goto out;
+    }
+    if (st.st_mode & 022) {
+        rc = ws_error_set(err, WS_ERR_CONFIG,
+                          "key file \"%s\" (%s) is writable by group or others (mode %04o): "
+                          "anyone could replace the key; run chmod 600 on it",
+                          path, cfgkey, (unsigned)(st.st_mode & 07777));
         goto out;
     }
     if (st.st_mode & 077) {

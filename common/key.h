@@ -2,10 +2,13 @@
  * key.h - master keys for object encryption.
  *
  * A key file holds 64 hex digits (256 bits), optionally followed by a newline; it must be a
- * regular file not readable by group or others. Each key has an 8-byte id derived from it with
- * HKDF (so objects name their key without revealing anything about it). The keyring holds the
- * key used for writing (encrypt_key_file) and every key accepted for reading (that one plus
- * decrypt_key_files). Key bytes are wiped on free and never printed.
+ * regular file with no permission for group or others (neither readable nor writable). A
+ * symbolic link is followed and the file it leads to is checked (a link such as
+ * /etc/walsafe.key -> /secure/walsafe.key is common); the checks apply to the file actually read.
+ * Each key has an 8-byte id derived from it with HKDF (so objects name their key without revealing
+ * anything about it). The keyring holds the key used for writing (encrypt_key_file) and every key
+ * accepted for reading (that one plus decrypt_key_files). Key bytes are wiped on free and never
+ * printed.
  */
 #ifndef WS_KEY_H
 #define WS_KEY_H

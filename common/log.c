@@ -1,5 +1,7 @@
 #include "log.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,21 +28,47 @@ int ws_log_get_level(void)
     return cur_level;
 }
 
-void ws_log_set_file(const char *path)
+char *ws_log_escape(const char *in, char *out, size_t outsz)
 {
-    if (log_fp) {
-        fclose(log_fp);
-        log_fp = NULL;
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    if (outsz == 0)
+        return out;
+    for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+        char e[4];
+        size_t n = 0;
+        if (*p == '\n')
+            e[n++] = '\\', e[n++] = 'n';
+        else if (*p == '\r')
+            e[n++] = '\\', e[n++] = 'r';
+        else if (*p == '\t')
+            e[n++] = '\\', e[n++] = 't';
+        else if (*p < 0x20 || *p == 0x7f)
+            e[n++] = '\\', e[n++] = 'x', e[n++] = hex[*p >> 4], e[n++] = hex[*p & 15];
+        else
+            e[n++] = (char)*p;
+        if (o + n >= outsz) { /* no room: end in "..." */
+            int dots = 0;
+            if (outsz >= 4 && o > outsz - 4)
+                o = outsz - 4;
+            while (o + 1 < outsz && dots++ < 3)
+                out[o++] = '.';
+            break;
+        }
+        memcpy(out + o, e, n);
+        o += n;
     }
-    if (path && *path) {
-        log_fp = fopen(path, "ae");
-        if (!log_fp)
-            fprintf(stderr, "%s: WARNING: could not open log file \"%s\": %m\n", prog, path);
-    }
+    out[o] = '\0';
+    return out;
 }
 
-static void emit(int level, const char *line)
+/* Every line goes out here, escaped (log.h). */
+static void emit(int level, const char *text)
 {
+    char line[8192];
+
+    ws_log_escape(text, line, sizeof(line));
     fprintf(stderr, "%s: %s: %s\n", prog, level_names[level], line);
     if (log_fp) {
         char ts[32];
@@ -50,6 +78,22 @@ static void emit(int level, const char *line)
         strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
         fprintf(log_fp, "%s %s: %s: %s\n", ts, prog, level_names[level], line);
         fflush(log_fp);
+    }
+}
+
+void ws_log_set_file(const char *path)
+{
+    if (log_fp) {
+        fclose(log_fp);
+        log_fp = NULL;
+    }
+    if (path && *path) {
+        log_fp = fopen(path, "ae");
+        if (!log_fp) {
+            char msg[PATH_MAX + 256];
+            snprintf(msg, sizeof(msg), "could not open log file \"%s\": %s", path, strerror(errno));
+            emit(WS_LOG_WARNING, msg);
+        }
     }
 }
 

@@ -4,6 +4,12 @@
  *
  * Lines look like "wal-push: WARNING: ..." so an operator can grep the server log. Messages
  * never contain secrets: callers pass file names, object keys and causes only.
+ *
+ * Every line is written through ws_log_escape() at this one output point, so text from outside
+ * (file names, S3 error messages, manifest paths) can never start a line of its own: a newline
+ * in a file name cannot forge a PostgreSQL log line, an ESC cannot drive the operator's
+ * terminal. Our own format strings hold no control characters, so escaping the whole line
+ * changes only what came from outside.
  */
 #ifndef WS_LOG_H
 #define WS_LOG_H
@@ -25,5 +31,12 @@ void ws_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 #define ws_log_debug(...) ws_log(WS_LOG_DEBUG, __VA_ARGS__)
 /* Logs err->msg at ERROR level. */
 void ws_log_error(const struct ws_error *err);
+
+/*
+ * Copies `in` into out[outsz] (always NUL-terminated) with every control character (bytes below
+ * 0x20, and 0x7f) written as an escape: \n, \r, \t, else \xHH (ESC is \x1b). Other bytes,
+ * UTF-8 included, pass unchanged. Output that does not fit ends in "..." instead. Returns out.
+ */
+char *ws_log_escape(const char *in, char *out, size_t outsz);
 
 #endif

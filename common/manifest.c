@@ -648,6 +648,7 @@ int ws_manifest_load(struct ws_repo *repo, const struct ws_keyring *kr, const ch
     /* the reader owns buf from here */
     if ((rc = ws_object_reader_new(buf, key, kr, 1, &reader, err)) != 0)
         return rc;
+    ws_object_reader_set_limit(reader, WS_MANIFEST_LIMIT);
     if ((rc = ws_storage_get(repo->st, key, 0, WS_STORAGE_TO_END, reader, err)) != 0 ||
         (rc = ws_sink_finish(reader, err)) != 0)
         goto out;

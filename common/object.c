@@ -528,6 +528,7 @@ struct content_check {
     int verify;              /* verify_digest */
     struct content_digest d; /* set up once the header names the digest */
     uint64_t len;
+    uint64_t limit; /* 0: none */
 };
 
 struct obj_reader {
@@ -552,6 +553,11 @@ struct obj_reader {
 static int check_write(struct ws_sink *s, const void *buf, size_t len, struct ws_error *err)
 {
     struct content_check *c = (struct content_check *)s;
+    if (c->limit && len > c->limit - c->len)
+        return ws_error_set(err, WS_ERR_CORRUPT,
+                            "object \"%s\" decodes to more than %llu bytes, the most it may hold: "
+                            "it is damaged or not what its name says",
+                            c->r->name, (unsigned long long)c->limit);
     if (digest_active(&c->d) && digest_update(&c->d, buf, len, err) != 0)
         return err->code;
     c->len += len;
@@ -778,6 +784,11 @@ int ws_object_reader_new(struct ws_sink *dest, const char *name, const struct ws
     r->check = c;
     *out = &r->base;
     return 0;
+}
+
+void ws_object_reader_set_limit(struct ws_sink *reader, uint64_t max_content)
+{
+    ((struct obj_reader *)reader)->check->limit = max_content;
 }
 
 void ws_object_reader_info(const struct ws_sink *reader, struct ws_object_info *info)

@@ -114,6 +114,13 @@ void ws_object_writer_info(const struct ws_sink *writer, struct ws_object_info *
  */
 int ws_object_reader_new(struct ws_sink *dest, const char *name, const struct ws_keyring *kr,
                          int verify_digest, struct ws_sink **out, struct ws_error *err);
+/*
+ * Caps the content: the reader fails with WS_ERR_CORRUPT as soon as the content would exceed
+ * max_content bytes, before any byte beyond the cap reaches dest (a few KiB of zstd decode to
+ * gigabytes, and an unencrypted object's checksum is only checked at finish). 0: no cap (the
+ * default). Call before the first write.
+ */
+void ws_object_reader_set_limit(struct ws_sink *reader, uint64_t max_content);
 void ws_object_reader_info(const struct ws_sink *reader, struct ws_object_info *info);
 
 /* Size of the trailer for an object with this header (for reading the footer alone). */

@@ -8,6 +8,8 @@
 #include "object.h"
 #include "wal.h"
 
+#define WS_IDENTITY_MAX 4096 /* an identity is ~130 bytes of text */
+
 int ws_repo_open(const struct ws_config *cfg, struct ws_repo *repo, struct ws_error *err)
 {
     memset(repo, 0, sizeof(*repo));
@@ -94,10 +96,11 @@ int ws_repo_identity_load(struct ws_repo *repo, struct ws_identity *id, struct w
         return 0;
     }
     ws_repo_identity_key(repo, key, sizeof(key));
-    if ((rc = ws_buffer_sink_new(4096, &buf, err)) != 0)
+    if ((rc = ws_buffer_sink_new(WS_IDENTITY_MAX, &buf, err)) != 0)
         return rc;
     if ((rc = ws_object_reader_new(buf, key, NULL, 1, &reader, err)) != 0)
         return rc;
+    ws_object_reader_set_limit(reader, WS_IDENTITY_MAX);
     if ((rc = ws_storage_get(repo->st, key, 0, WS_STORAGE_TO_END, reader, err)) != 0 ||
         (rc = ws_sink_finish(reader, err)) != 0)
         goto out;

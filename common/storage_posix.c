@@ -7,6 +7,11 @@
  * Directories are created 0700 and made durable in their parents. The repository root itself must
  * exist: a missing root is more likely an unmounted file system than a new repository, and writing
  * into the mount point would lose WAL.
+ *
+ * A key whose path is a directory is a prefix of other keys, as on an object store: stat and
+ * remove answer WS_ERR_NOT_FOUND. Reading it (get) is WS_ERR_CORRUPT: an object was expected
+ * there, and wal-fetch must not take damage for "not in the archive" (nor, on a standby, for an
+ * unreachable repository).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -125,14 +130,17 @@ static int p_get(struct ws_storage *s, const char *key, uint64_t offset, uint64_
                                 key, ps->root);
         return ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not open file \"%s\"", path);
     }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
+        rc = ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not stat file \"%s\"", path);
         close(fd);
-        if (S_ISDIR(st.st_mode))
-            return ws_error_set(err, WS_ERR_NOT_FOUND,
-                                "object \"%s\" not found in repository "
-                                "\"%s\"",
-                                key, ps->root);
-        return ws_error_set(err, WS_ERR_STORAGE, "\"%s\" is not a regular file", path);
+        return rc;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        /* An object's place holds a directory (or anything but a file): damage, not "no such
+         * object" (see the top of this file). */
+        close(fd);
+        return ws_error_set(err, WS_ERR_CORRUPT, "\"%s\" is %s, not an object file", path,
+                            S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
     }
     if (offset > (uint64_t)st.st_size) {
         close(fd);

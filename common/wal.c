@@ -32,6 +32,20 @@ int ws_wal_classify(const char *name)
     return WS_WAL_INVALID;
 }
 
+uint64_t ws_wal_max_size(int kind, uint64_t seg_size)
+{
+    switch (kind) {
+    case WS_WAL_SEGMENT:
+    case WS_WAL_PARTIAL:
+        return seg_size;
+    case WS_WAL_HISTORY:
+    case WS_WAL_BACKUP:
+        return WS_WAL_SIDE_FILE_MAX;
+    default:
+        return 0;
+    }
+}
+
 int ws_wal_seg_size_valid(uint64_t seg_size)
 {
     return seg_size >= WS_WAL_MIN_SEG_SIZE && seg_size <= WS_WAL_MAX_SEG_SIZE &&

@@ -31,6 +31,13 @@ enum ws_wal_kind {
 /* Classifies a bare file name (no directory). */
 int ws_wal_classify(const char *name);
 
+/* The most a .history or .backup file may hold: PostgreSQL writes a few hundred bytes per
+ * timeline switch (history) or one small label (backup). */
+#define WS_WAL_SIDE_FILE_MAX (1u << 20)
+/* The most content a WAL file of this kind may hold: seg_size for a segment or .partial file,
+ * WS_WAL_SIDE_FILE_MAX for .history and .backup; 0 for WS_WAL_INVALID. */
+uint64_t ws_wal_max_size(int kind, uint64_t seg_size);
+
 int ws_wal_seg_size_valid(uint64_t seg_size);
 uint64_t ws_wal_segs_per_id(uint64_t seg_size);
 

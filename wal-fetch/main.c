@@ -9,6 +9,7 @@
  * With parallel > 1 a request for a segment also keeps the following ones coming in the
  * background (prefetch.h).
  */
+#include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -56,6 +57,10 @@ int main(int argc, char **argv)
     int action, status = EXIT_ABORT;
 
     ws_cli_start("wal-fetch");
+    /* A closed stderr (PostgreSQL's logging collector gone) makes writes fail with EPIPE instead
+     * of killing us with SIGPIPE: status 141 means nothing to PostgreSQL's archiver or
+     * recovery. Inherited by the push-ahead and prefetch processes we start. */
+    signal(SIGPIPE, SIG_IGN);
     ws_config_init(&cfg);
     if (ws_cli_parse(argc, argv, &cfg, &cli, NULL, NULL, &action, &err) != 0) {
         ws_log_error(&err);

@@ -5,6 +5,7 @@
  * was); 1 for every failure, so PostgreSQL keeps the file and retries. Never above 125.
  * With parallel > 1 the call also archives other ready files ahead (pushahead.h).
  */
+#include <signal.h>
 #include <stdio.h>
 
 #include "archive.h"
@@ -32,6 +33,10 @@ int main(int argc, char **argv)
     int action, status = 1;
 
     ws_cli_start("wal-push");
+    /* A closed stderr (PostgreSQL's logging collector gone) makes writes fail with EPIPE instead
+     * of killing us with SIGPIPE: status 141 means nothing to PostgreSQL's archiver or
+     * recovery. Inherited by the push-ahead and prefetch processes we start. */
+    signal(SIGPIPE, SIG_IGN);
     ws_config_init(&cfg);
     if (ws_cli_parse(argc, argv, &cfg, &cli, NULL, NULL, &action, &err) != 0) {
         ws_log_error(&err);

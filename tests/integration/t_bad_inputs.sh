@@ -253,7 +253,37 @@ push_refused "identity" "push while the cluster identity is damaged" \
     "$WAL_PUSH" --config "$CONF" "$A/pg_wal/$CUR"
 # SPEC: every failure's line names the file, the object and the cause.
 assert_err_contains "$CUR" "push while the cluster identity is damaged (the WAL file must be named)"
+# "Not in the archive" (1) only once the identity was read: damaged, it is an error (255).
+NOSUCH=$(seg_name 1 $(($(seg_num "$CUR" $SEG_MB) + 200)) $SEG_MB)
+new_dest
+fetch_refused 255 "fetch of a missing segment while the cluster identity is damaged" \
+    env -C "$T" "$WAL_FETCH" --config "$CONF" "$NOSUCH" "$DEST"
+assert_err_contains "identity" "fetch of a missing segment while the cluster identity is damaged"
+new_dest
+fetch_refused 255 "fetch of a missing history file while the cluster identity is damaged" \
+    env -C "$T" "$WAL_FETCH" --config "$CONF" 00000042.history "$DEST"
 cp -p "$T/identity.orig" "$ID"
+CASE="(e) unreadable identity"
+chmod 000 "$ID"
+new_dest
+chmod 777 "$DEST_DIR"
+fetch_refused 255 "fetch (as postgres) of a missing segment while the identity is unreadable" \
+    runuser -u postgres -- env -C "$T" WALSAFE_PARALLEL=1 "$WAL_FETCH" --config "$CONF" "$NOSUCH" "$DEST"
+new_dest
+chmod 777 "$DEST_DIR"
+fetch_refused 255 "fetch (as postgres) of a missing history file while the identity is unreadable" \
+    runuser -u postgres -- env -C "$T" WALSAFE_PARALLEL=1 "$WAL_FETCH" --config "$CONF" 00000042.history "$DEST"
+chmod 600 "$ID"
+new_dest
+run "$WAL_FETCH" --config "$CONF" "$NOSUCH" "$DEST"
+assert_rc 1 "fetch of a missing segment once the identity is readable again"
+CASE="(e) directory at an object key"
+# A directory where a segment's object belongs is damage, not "not in the archive".
+mkdir -p "$(obj_of "$NOSUCH")"
+new_dest
+fetch_refused 255 "fetch of a segment whose object key is a directory" \
+    env -C "$T" "$WAL_FETCH" --config "$CONF" "$NOSUCH" "$DEST"
+rmdir "$(obj_of "$NOSUCH")"
 
 # ---- (e) chunk-level damage: an uncompressed encrypted object has several AEAD chunks ----
 CASE="(e) chunks"
@@ -342,6 +372,36 @@ new_dest
 run "$WAL_FETCH" --config "$CONF" --repo "$REPO3" "$S1" "$DEST"
 assert_rc 0 "fetch of an unencrypted object with encrypt_key_file set"
 
+# ---- (e) a small object that decodes to far more than any WAL file ----
+# Someone who can write to an unencrypted repository plants ~8 KiB of zstd that decode to
+# 256 MiB. wal-fetch must stop at the cluster's segment size (1 MiB here), never filling pg_wal:
+# run under a file size limit of one segment, a write beyond it would kill it (SIGXFSZ, 153).
+CASE="(e) decompression bomb"
+OBJFORGE=${OBJFORGE:-$BIN_DIR/../tests/tools/objforge}
+[ -x "$OBJFORGE" ] || die "no objforge at $OBJFORGE (make <BUILD>/tests/tools/objforge)"
+bomb_fetch() { # NAME OBJECT_KEY BYTES WHAT
+    run "$OBJFORGE" "$T/cnoenc.conf" "$2" "$3"
+    assert_rc 0 "objforge $2" || die "cannot forge $2"
+    [ "$(cat "$T/.last.out")" -le 16384 ] || fail "$4: the forged object has $(cat "$T/.last.out") bytes"
+    new_dest
+    fetch_refused 255 "$4" bash -c 'ulimit -f "$0" && exec "$@"' $((SEG_BYTES / 1024)) \
+        "$WAL_FETCH" --config "$T/cnoenc.conf" "$1" "$DEST"
+    assert_err_contains "more than" "$4"
+    [ "$ELAPSED_MS" -lt 5000 ] || fail "$4: took ${ELAPSED_MS} ms"
+}
+bomb_fetch "$S1" "main/wal/${S1:0:16}/$S1" $((256 << 20)) "segment object decoding to 256 MiB"
+cp -p "$T/U1.orig" "$U1"
+bomb_fetch "$S1.partial" "main/wal/${S1:0:16}/$S1.partial" $((SEG_BYTES + 1)) \
+    ".partial object decoding to one byte more than a segment"
+bomb_fetch 00000007.history main/wal/00000007.history $((64 << 20)) \
+    ".history object decoding to 64 MiB"
+bomb_fetch "$S1.00000028.backup" "main/wal/${S1:0:16}/$S1.00000028.backup" $((2 << 20)) \
+    ".backup object decoding to 2 MiB"
+new_dest
+run "$WAL_FETCH" --config "$T/cnoenc.conf" "$S1" "$DEST"
+assert_rc 0 "fetch of $S1 after the bomb was replaced by the real object" &&
+    { cmp -s "$DEST" "$A/pg_wal/$S1" || fail "fetched $S1 differs from pg_wal's"; }
+
 # ---- (f) wrong or missing key ----
 CASE="(f) wrong key"
 KEY2=$T/other.key
@@ -384,6 +444,20 @@ cp "$A/pg_wal/$CUR" "$f"
 chmod 644 "$f"
 push_refused "" "push as postgres into a read-only wal directory" \
     runuser -u postgres -- "$WAL_PUSH" --config "$CONF" "$f"
+# What is already there needs no write: an identical re-push succeeds (with the warning), a
+# different one is still refused.
+g=$(in_path "$S1")
+cp "$A/pg_wal/$S1" "$g"
+chmod 644 "$g"
+before=$(repo_state "$REPO")
+run runuser -u postgres -- "$WAL_PUSH" --config "$CONF" "$g"
+assert_rc 0 "identical re-push of $S1 as postgres into a read-only wal directory"
+assert_err_one_line "identical re-push into a read-only wal directory"
+assert_err_regex "warning.*identical" "identical re-push into a read-only wal directory"
+assert_eq "$(repo_state "$REPO")" "$before" "repository after the identical re-push (read-only)"
+flip_byte "$g" $((SEG_BYTES - 100))
+push_refused "$S1" "different content as $S1 into a read-only wal directory" \
+    runuser -u postgres -- "$WAL_PUSH" --config "$CONF" "$g"
 chmod 700 "$WALD" "$WALD/${CUR:0:16}"
 # Nothing lost: once writable, the same push as the same user succeeds and round-trips.
 run runuser -u postgres -- "$WAL_PUSH" --config "$CONF" "$f"
@@ -476,6 +550,74 @@ new_dest
 fetch_refused 255 "fetch with an unknown config key" "$WAL_FETCH" --config "$T/cbogus.conf" "$S1" "$DEST"
 assert_err_contains "bogus_key" "fetch with an unknown config key"
 assert_err_contains "line 3" "fetch with an unknown config key"
+CASE="(k) config hygiene"
+# config_refused FILE TEXT WHAT: wal-push 1 and wal-fetch 255, one line naming FILE and TEXT.
+config_refused() {
+    push_refused "$1" "push with $3" "$WAL_PUSH" --config "$1" "$A/pg_wal/$CUR"
+    assert_err_contains "$2" "push with $3"
+    new_dest
+    fetch_refused 255 "fetch with $3" "$WAL_FETCH" --config "$1" "$S1" "$DEST"
+    assert_err_contains "$1" "fetch with $3"
+}
+TOKEN=FwoGZXIvYXdzEBYaDHqa0AP1tokenTOKENtoken
+add_secret "$TOKEN"
+write_conf "$T/ctoken.conf" "repo = '$REPO'" "encrypt_key_file = '$KEY'" "s3_session_token = '$TOKEN'"
+chmod 644 "$T/ctoken.conf"
+config_refused "$T/ctoken.conf" s3_session_token "a 0644 config holding s3_session_token"
+add_secret "hunter2secret"
+write_conf "$T/cpgpw.conf" "repo = '$REPO'" "encrypt_key_file = '$KEY'" \
+    "pg_conninfo = 'host=/tmp user=backup password=hunter2secret'"
+chmod 640 "$T/cpgpw.conf"
+config_refused "$T/cpgpw.conf" pg_conninfo "a 0640 config with a password in pg_conninfo"
+write_conf "$T/cpguri.conf" "repo = '$REPO'" "encrypt_key_file = '$KEY'" \
+    "pg_conninfo = 'postgresql://backup:hunter2secret@db/postgres'"
+chmod 604 "$T/cpguri.conf"
+config_refused "$T/cpguri.conf" pg_conninfo "a 0604 config with a postgresql:// URI password"
+# without a password a readable conninfo is fine
+write_conf "$T/cpgok.conf" "repo = '$REPO'" "encrypt_key_file = '$KEY'" \
+    "pg_conninfo = 'host=/tmp user=backup'"
+chmod 644 "$T/cpgok.conf"
+new_dest
+run "$WAL_FETCH" --config "$T/cpgok.conf" "$S1" "$DEST"
+assert_rc 0 "fetch with a 0644 config whose pg_conninfo holds no password"
+# anyone who can change the file decides where WAL goes: refused, secret or not
+write_conf "$T/cwrite.conf" "repo = '$REPO'" "encrypt_key_file = '$KEY'"
+for m in 620 602 666; do
+    chmod "$m" "$T/cwrite.conf"
+    config_refused "$T/cwrite.conf" "writable by group or others" "a $m config"
+done
+# ... and so could anyone who can write to its directory (sticky /tmp-like directories excepted)
+mkdir "$T/opendir"
+write_conf "$T/opendir/walsafe.conf" "repo = '$REPO'" "encrypt_key_file = '$KEY'"
+chmod 777 "$T/opendir"
+config_refused "$T/opendir/walsafe.conf" "$T/opendir" "a config in a directory anyone can write to"
+chmod 1777 "$T/opendir"
+new_dest
+run "$WAL_FETCH" --config "$T/opendir/walsafe.conf" "$S1" "$DEST"
+assert_rc 0 "fetch with a config in a sticky world-writable directory"
+chmod 700 "$T/opendir"
+# key files: writable by others is refused (and said so); a link to a good key is fine
+chmod 602 "$KEY"
+push_refused "$KEY" "push with a key file writable by others" \
+    "$WAL_PUSH" --config "$CONF" "$A/pg_wal/$CUR"
+assert_err_contains "writable" "push with a key file writable by others"
+new_dest
+fetch_refused 255 "fetch with a key file writable by others" "$WAL_FETCH" --config "$CONF" "$S1" "$DEST"
+chmod 600 "$KEY"
+ln -s "$KEY" "$T/key.link"
+write_conf "$T/clink.conf" "repo = '$REPO'" "encrypt_key_file = '$T/key.link'"
+new_dest
+run "$WAL_FETCH" --config "$T/clink.conf" "$S1" "$DEST"
+assert_rc 0 "fetch with encrypt_key_file a symbolic link to a 0600 key"
+# a FIFO as config or key file is refused at once (reading it would hang the archiver)
+mkfifo -m 600 "$T/cfifo.conf" "$T/kfifo.key"
+push_refused "$T/cfifo.conf" "push with a FIFO as config file" \
+    timeout 10 "$WAL_PUSH" --config "$T/cfifo.conf" "$A/pg_wal/$CUR"
+write_conf "$T/ckfifo.conf" "repo = '$REPO'" "encrypt_key_file = '$T/kfifo.key'"
+new_dest
+fetch_refused 255 "fetch with a FIFO as key file" \
+    timeout 10 "$WAL_FETCH" --config "$T/ckfifo.conf" "$S1" "$DEST"
+
 CASE="(k) precedence"
 printf '%s\n' "encrypt_key_file = '$KEY'" >"$T/cnorepo.conf"
 new_dest

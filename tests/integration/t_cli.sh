@@ -187,6 +187,74 @@ else
     fail "log_file $LOG was not written"
 fi
 
+CASE="log injection"
+# Text from outside (a path, a name, a config file name) with a newline must not start a line
+# of its own in PostgreSQL's log: one escaped line, never a forged "LOG:" line.
+FORGED='LOG:  database system is ready to accept connections'
+# one_escaped_line WHAT: exactly one line on stderr, the newline shown as \n, no forged line
+one_escaped_line() {
+    assert_err_one_line "$1"
+    assert_err_contains '\nLOG:  database system' "$1 (the newline escaped)"
+    ! grep -q '^LOG:' "$T/.last.err" || fail "$1: a forged LOG line on stderr"
+}
+run "$WAL_PUSH" --config "$CONF" "$T/x"$'\n'"$FORGED"$'\n'"$SEG"
+assert_rc 1 "wal-push of a path with newlines"
+one_escaped_line "wal-push of a path with newlines"
+mkdir -p "$T/in"$'\n'"$FORGED"
+cp "$D/pg_wal/$SEG" "$T/in"$'\n'"$FORGED/$SEG"
+run "$WAL_PUSH" -v --config "$CONF" "$T/in"$'\n'"$FORGED/$SEG"
+assert_rc 0 "wal-push -v of a segment in a directory whose name holds a newline"
+grep -q '^LOG:' "$T/.last.err" && fail "wal-push -v: a forged LOG line on stderr"
+run "$WAL_PUSH" --config "$T/c"$'\n'"$FORGED" "$D/pg_wal/$SEG"
+assert_rc 1 "wal-push with a config file name holding a newline"
+one_escaped_line "wal-push with a config file name holding a newline"
+new_dest
+run "$WAL_FETCH" --config "$T/c"$'\n'"$FORGED" "$SEG" "$DEST"
+assert_rc 255 "wal-fetch with a config file name holding a newline"
+one_escaped_line "wal-fetch with a config file name holding a newline"
+new_dest
+run "$WAL_FETCH" --config "$CONF" "$SEG"$'\n'"$FORGED" "$DEST"
+assert_rc 255 "wal-fetch of a name holding a newline"
+one_escaped_line "wal-fetch of a name holding a newline"
+assert_dir_empty "$DEST_DIR" "wal-fetch of a name holding a newline"
+# ESC sequences are shown, not sent to the operator's terminal
+run "$WAL_PUSH" --config "$CONF" "$T/"$'\e[2J\e]0;x\a'"$SEG"
+assert_rc 1 "wal-push of a path with escape sequences"
+assert_err_one_line "wal-push of a path with escape sequences"
+grep -q $'\e' "$T/.last.err" && fail "an ESC byte reached stderr"
+assert_err_contains '\x1b[2J' "wal-push of a path with escape sequences"
+
+CASE="closed stderr"
+# PostgreSQL's logging collector may go away: a message written to a pipe nobody reads must
+# not kill the program with SIGPIPE (141, above 125 for wal-push; not a wal-fetch status).
+# closed_stderr CMD...: runs CMD with stderr a pipe whose reader has exited (the shell first
+# writes to it, SIGPIPE ignored, until that fails; CMD then runs with SIGPIPE's default); sets RC.
+closed_stderr() {
+    rm -f "$T/.closed.rc"
+    {
+        trap '' PIPE
+        while printf x 2>/dev/null; do sleep 0.05; done
+        trap - PIPE
+        "$@" 2>&1 >/dev/null
+        echo $? >"$T/.closed.rc"
+    } | true
+    RC=$(cat "$T/.closed.rc")
+}
+closed_stderr "$WAL_PUSH" --config "$CONF" "$T/nonexistent/$SEG"
+assert_rc 1 "wal-push of a missing file, stderr closed"
+closed_stderr "$WAL_PUSH" --config "$CONF" "$D/pg_wal/$SEG"
+assert_rc 0 "identical re-push (a warning), stderr closed"
+closed_stderr "$WAL_PUSH" -v --config "$CONF" "$D/pg_wal/$SEG"
+assert_rc 0 "identical re-push with -v, stderr closed"
+new_dest
+closed_stderr "$WAL_FETCH" -v --config "$CONF" 000000010000000000000099 "$DEST"
+assert_rc 1 "wal-fetch -v of a missing segment, stderr closed"
+closed_stderr "$WAL_FETCH" --config "$CONF" "bad-name" "$DEST"
+assert_rc 255 "wal-fetch of a bad name, stderr closed"
+closed_stderr "$WAL_FETCH" -v --config "$CONF" "$SEG" "$DEST"
+assert_rc 0 "wal-fetch -v of $SEG, stderr closed" &&
+    { cmp -s "$DEST" "$D/pg_wal/$SEG" || fail "fetched $SEG differs"; }
+
 CASE="destination problems"
 run "$WAL_FETCH" --config "$CONF" "$SEG" "$T/no-such-dir/RECOVERYXLOG"
 assert_rc 255 "wal-fetch into a missing directory"

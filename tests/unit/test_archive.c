@@ -894,6 +894,176 @@ static void test_history_foreign_datadir(void)
     ws_config_free(&e.cfg);
 }
 
+/* Stores under the object key of walname an unencrypted zstd object of `bytes` zero bytes. */
+static int plant_zeros(const struct env *e, const char *walname, uint64_t bytes)
+{
+    static const uint8_t zeros[64 * 1024];
+    struct ws_storage *st = NULL;
+    struct ws_sink *put = NULL, *w = NULL;
+    struct ws_object_params p = {0};
+    struct ws_error err = {0};
+    char key[256];
+    int rc;
+
+    if (strstr(walname, ".history"))
+        snprintf(key, sizeof(key), "%s/wal/%s", e->cluster, walname);
+    else
+        snprintf(key, sizeof(key), "%s/wal/%.16s/%s", e->cluster, walname, walname);
+    p.name = key;
+    p.compress = WS_COMPRESS_ZSTD;
+    p.level = 3;
+    p.content_size = (int64_t)bytes;
+    if ((rc = ws_storage_open(&e->cfg, &st, &err)) != 0 ||
+        (rc = ws_storage_open_put(st, key, WS_PUT_REPLACE, &put, &err)) != 0)
+        goto out;
+    rc = ws_object_writer_new(put, &p, &w, &err);
+    put = NULL;
+    for (uint64_t done = 0; rc == 0 && done < bytes; done += sizeof(zeros))
+        rc = ws_sink_write(w, zeros, bytes - done < sizeof(zeros) ? bytes - done : sizeof(zeros),
+                           &err);
+    if (rc == 0)
+        rc = ws_sink_finish(w, &err);
+out:
+    if (rc)
+        fprintf(stderr, "    plant %s: %s\n", key, err.msg);
+    ws_sink_free(w);
+    ws_sink_free(put);
+    ws_storage_close(st);
+    return rc;
+}
+
+/* An object that decodes to more than a WAL file of its kind holds is refused before more than
+ * that reaches DEST_PATH's temp file: segments and .partial files at the cluster's segment size,
+ * .history and .backup files at WS_WAL_SIDE_FILE_MAX. */
+static void test_fetch_bounded(void)
+{
+    struct env e;
+    struct ws_error err = {0};
+    struct ws_push_result res;
+    char seg[600], dest[600], name[WS_WAL_NAME_LEN + 1];
+    static const struct {
+        int segno;
+        const char *suffix;
+        uint64_t bytes;
+        int ok;
+    } cases[] = {
+        {2, "", 64 * SEG, 0},
+        {3, "", SEG + 1, 0},
+        {4, "", SEG, 1}, /* exactly a segment: the cap is inclusive */
+        {5, ".partial", SEG + 1, 0},
+        {6, ".partial", SEG, 1},
+        {7, ".00000028.backup", WS_WAL_SIDE_FILE_MAX + 1, 0},
+        {8, ".00000028.backup", 1000, 1},
+    };
+
+    REQUIRE(setup(&e, "bounded", "zstd", NULL, "1") == 0);
+    REQUIRE(make_segment(e.wal, 1, SYSID1, 1, seg, sizeof(seg)) == 0);
+    REQUIRE(ws_archive_push(&e.cfg, seg, &res, &err) == 0);
+    dest_path(&e, "RECOVERYXLOG", dest, sizeof(dest));
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char n[64];
+        int rc;
+        seg_name((uint64_t)cases[i].segno, name);
+        snprintf(n, sizeof(n), "%s%s", name, cases[i].suffix);
+        REQUIRE(plant_zeros(&e, n, cases[i].bytes) == 0);
+        memset(&err, 0, sizeof(err));
+        rc = ws_archive_fetch(&e.cfg, n, dest, &err);
+        if (cases[i].ok) {
+            struct stat st;
+            CHECK(rc == 0);
+            CHECK(stat(dest, &st) == 0 && (uint64_t)st.st_size == cases[i].bytes);
+            unlink(dest);
+        } else {
+            CHECK(rc == WS_ERR_CORRUPT);
+            CHECK(strstr(err.msg, "more than") != NULL && strstr(err.msg, n) != NULL);
+            CHECK(!exists(dest));
+        }
+        CHECK(entries(e.restore) == 0);
+    }
+    snprintf(name, sizeof(name), "00000009.history");
+    REQUIRE(plant_zeros(&e, name, WS_WAL_SIDE_FILE_MAX + 1) == 0);
+    CHECK(ws_archive_fetch(&e.cfg, name, dest, &err) == WS_ERR_CORRUPT);
+    CHECK(!exists(dest) && entries(e.restore) == 0);
+    snprintf(name, sizeof(name), "0000000A.history");
+    REQUIRE(plant_zeros(&e, name, WS_WAL_SIDE_FILE_MAX) == 0);
+    CHECK(ws_archive_fetch(&e.cfg, name, dest, &err) == 0);
+    ws_config_free(&e.cfg);
+}
+
+/* A missing file is "not in the archive" only when the cluster's identity was read: a damaged
+ * one is an error (wal-fetch 255), for segments and for history files alike. */
+static void test_fetch_missing_bad_identity(void)
+{
+    struct env e;
+    struct ws_error err = {0};
+    struct ws_push_result res;
+    char seg[600], dest[600], id[700], name[WS_WAL_NAME_LEN + 1];
+    struct file f;
+
+    REQUIRE(setup(&e, "missbadid", "zstd", NULL, "1") == 0);
+    REQUIRE(make_segment(e.wal, 1, SYSID1, 1, seg, sizeof(seg)) == 0);
+    REQUIRE(ws_archive_push(&e.cfg, seg, &res, &err) == 0);
+    dest_path(&e, "RECOVERYXLOG", dest, sizeof(dest));
+    seg_name(2, name);
+    CHECK(ws_archive_fetch(&e.cfg, name, dest, &err) == WS_ERR_NOT_FOUND);
+    snprintf(id, sizeof(id), "%s/%s/identity", e.repo, e.cluster);
+    REQUIRE(read_all(id, &f) == 0);
+    f.data[f.len / 2] ^= 0x01;
+    REQUIRE(write_all(id, f.data, f.len, 0600) == 0);
+    file_free(&f);
+    memset(&err, 0, sizeof(err));
+    CHECK(ws_archive_fetch(&e.cfg, name, dest, &err) == WS_ERR_CORRUPT);
+    CHECK(strstr(err.msg, "identity") != NULL);
+    memset(&err, 0, sizeof(err));
+    CHECK(ws_archive_fetch(&e.cfg, "00000002.history", dest, &err) == WS_ERR_CORRUPT);
+    /* an identity that parses but names an impossible segment size bounds nothing: refused */
+    {
+        struct ws_storage *st = NULL;
+        struct ws_sink *put = NULL, *w = NULL;
+        struct ws_object_params p = {0};
+        char key[128], text[512];
+        struct ws_identity bad = {WS_REPO_FORMAT, SYSID1, 15, 12345};
+        int n = ws_identity_format(&bad, text, sizeof(text));
+        snprintf(key, sizeof(key), "%s/identity", e.cluster);
+        p.name = key;
+        p.content_size = n;
+        REQUIRE(n > 0 && ws_storage_open(&e.cfg, &st, &err) == 0);
+        REQUIRE(ws_storage_open_put(st, key, WS_PUT_REPLACE, &put, &err) == 0);
+        REQUIRE(ws_object_writer_new(put, &p, &w, &err) == 0);
+        CHECK(ws_sink_write(w, text, (size_t)n, &err) == 0 && ws_sink_finish(w, &err) == 0);
+        ws_sink_free(w);
+        ws_storage_close(st);
+        memset(&err, 0, sizeof(err));
+        seg_name(1, name);
+        CHECK(ws_archive_fetch(&e.cfg, name, dest, &err) == WS_ERR_CORRUPT);
+        CHECK(strstr(err.msg, "segment size") != NULL);
+    }
+    CHECK(!exists(dest) && entries(e.restore) == 0);
+    ws_config_free(&e.cfg);
+}
+
+/* A directory where a segment's object belongs is damage: never "not in the archive". */
+static void test_fetch_directory_at_key(void)
+{
+    struct env e;
+    struct ws_error err = {0};
+    struct ws_push_result res;
+    char seg[600], dest[600], obj[700], name[WS_WAL_NAME_LEN + 1];
+
+    REQUIRE(setup(&e, "dirkey", "zstd", NULL, "1") == 0);
+    REQUIRE(make_segment(e.wal, 1, SYSID1, 1, seg, sizeof(seg)) == 0);
+    REQUIRE(ws_archive_push(&e.cfg, seg, &res, &err) == 0);
+    seg_name(2, name);
+    object_path(&e, name, obj, sizeof(obj));
+    REQUIRE(mkdir(obj, 0700) == 0);
+    dest_path(&e, "RECOVERYXLOG", dest, sizeof(dest));
+    memset(&err, 0, sizeof(err));
+    CHECK(ws_archive_fetch(&e.cfg, name, dest, &err) == WS_ERR_CORRUPT);
+    CHECK(strstr(err.msg, "directory") != NULL && strstr(err.msg, name) != NULL);
+    CHECK(!exists(dest) && entries(e.restore) == 0);
+    ws_config_free(&e.cfg);
+}
+
 /* A damaged identity object is never silently replaced. */
 static void test_damaged_identity(void)
 {
@@ -975,5 +1145,8 @@ const struct unit_test unit_tests[] = {
     {"history_foreign_datadir", test_history_foreign_datadir},
     {"damaged_identity", test_damaged_identity},
     {"two_clusters", test_two_clusters},
+    {"fetch_bounded", test_fetch_bounded},
+    {"fetch_missing_bad_identity", test_fetch_missing_bad_identity},
+    {"fetch_directory_at_key", test_fetch_directory_at_key},
     {NULL, NULL},
 };

@@ -578,6 +578,138 @@ static void test_secret_permissions(void)
     ws_config_free(&cfg);
 }
 
+/* Secrets other than s3_secret_access_key, and files that others could change. */
+static void test_config_hygiene(void)
+{
+    static const struct {
+        const char *line;
+        const char *key; /* named in the refusal of a readable file; NULL: no secret */
+    } cases[] = {
+        {"s3_session_token = 'FwoGZXIvYXdzEBYaDHq'", "s3_session_token"},
+        {"pg_conninfo = 'host=db user=backup password=hunter2'", "pg_conninfo"},
+        {"pg_conninfo = 'postgresql://backup:hunter2@db/postgres'", "pg_conninfo"},
+        {"pg_conninfo = 'host=db user=backup'", NULL},
+        {"pg_conninfo = 'postgresql://backup@db/postgres'", NULL},
+        {"s3_access_key_id = AKIA", NULL},
+    };
+    struct ws_config cfg;
+    struct ws_error err = {0};
+    char text[512], dir[600], path2[700];
+    const char *path;
+
+    clear_env();
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(text, sizeof(text), "repo = /r\n%s\n", cases[i].line);
+        for (int m = 0; m < 2; m++) {
+            mode_t mode = m ? 0640 : 0604;
+            REQUIRE((path = write_file("hyg.conf", text, mode)));
+            ws_config_init(&cfg);
+            memset(&err, 0, sizeof(err));
+            if (cases[i].key) {
+                CHECK(ws_config_load(&cfg, path, &err) == WS_ERR_CONFIG);
+                CHECK(contains(err.msg, path) && contains(err.msg, cases[i].key));
+                CHECK(contains(err.msg, "readable by group or others"));
+                CHECK(!contains(err.msg, "hunter2") && !contains(err.msg, "FwoGZ"));
+            } else {
+                CHECK(ws_config_load(&cfg, path, &err) == 0);
+            }
+            ws_config_free(&cfg);
+        }
+        REQUIRE((path = write_file("hyg.conf", text, 0600)));
+        ws_config_init(&cfg);
+        CHECK(ws_config_load(&cfg, path, &err) == 0);
+        ws_config_free(&cfg);
+    }
+
+    /* writable by group or others: refused with or without a secret */
+    static const mode_t writable[] = {0620, 0602, 0622, 0664, 0666};
+    for (size_t i = 0; i < sizeof(writable) / sizeof(writable[0]); i++) {
+        REQUIRE((path = write_file("w.conf", "repo = /r\n", writable[i])));
+        ws_config_init(&cfg);
+        memset(&err, 0, sizeof(err));
+        CHECK(ws_config_load(&cfg, path, &err) == WS_ERR_CONFIG);
+        CHECK(contains(err.msg, path) && contains(err.msg, "writable by group or others"));
+        ws_config_free(&cfg);
+    }
+
+    /* a directory anyone can write to: refused unless sticky; a group-writable one is fine */
+    static const struct {
+        mode_t mode;
+        int ok;
+    } dirs[] = {{0777, 0}, {0773, 0}, {01777, 1}, {0775, 1}, {0755, 1}};
+    snprintf(dir, sizeof(dir), "%s/confdir", unit_tmpdir());
+    REQUIRE(mkdir(dir, 0700) == 0);
+    snprintf(path2, sizeof(path2), "%s/c.conf", dir);
+    {
+        int fd = open(path2, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        REQUIRE(fd >= 0);
+        CHECK(write(fd, "repo = /r\n", 10) == 10);
+        close(fd);
+    }
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        REQUIRE(chmod(dir, dirs[i].mode) == 0);
+        ws_config_init(&cfg);
+        memset(&err, 0, sizeof(err));
+        if (dirs[i].ok) {
+            CHECK(ws_config_load(&cfg, path2, &err) == 0);
+        } else {
+            CHECK(ws_config_load(&cfg, path2, &err) == WS_ERR_CONFIG);
+            CHECK(contains(err.msg, path2) && contains(err.msg, "anyone can write"));
+        }
+        ws_config_free(&cfg);
+    }
+    chmod(dir, 0700);
+
+    /* a FIFO is refused at once, not read (which would hang the archiver) */
+    snprintf(path2, sizeof(path2), "%s/fifo.conf", unit_tmpdir());
+    REQUIRE(mkfifo(path2, 0600) == 0);
+    ws_config_init(&cfg);
+    CHECK(ws_config_load(&cfg, path2, &err) == WS_ERR_CONFIG);
+    CHECK(contains(err.msg, "not a regular file"));
+    ws_config_free(&cfg);
+}
+
+static void test_conninfo_password(void)
+{
+    static const struct {
+        const char *conninfo;
+        int has;
+    } cases[] = {
+        {"", 0},
+        {"host=db user=backup dbname=postgres", 0},
+        {"password=x", 1},
+        {"host=db password = 'a b'", 1},
+        {"host=db   password='it''s'", 1},
+        {"host=db password='unterminated", 1}, /* unparsable and mentions it: counted */
+        {"host=db passfile=/home/pg/.pgpass", 0},
+        {"host=db dbname='password'", 0},
+        {"host=db application_name=password", 0},
+        {"user=x dbname='host=db password=s'", 1}, /* libpq expands such a dbname */
+        {"dbname=postgresql://u:p@h/d", 1},
+        {"dbname=postgresql://u@h/d", 0},
+        {"host='a\\'b' password=x", 1},
+        {"postgresql://u:secret@db:5432/postgres", 1},
+        {"postgres://u:secret@db/postgres", 1},
+        {"postgresql://u@db/postgres", 0},
+        {"postgresql://u:@db/postgres", 0}, /* an empty password */
+        {"postgresql://db/postgres?user=u&password=secret", 1},
+        {"postgresql://db/postgres?user=u&pass%77ord=secret", 1},
+        {"postgresql://db/postgres?sslmode=require", 0},
+        {"postgresql://db/a:b@c", 0}, /* '@' after the path: not credentials */
+        {"postgresql://h1:5432,h2:5433/db?target_session_attrs=any", 0},
+        {"postgresql:///postgres?host=/run/postgresql", 0},
+        {"host", 0},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int got = ws_conninfo_has_password(cases[i].conninfo);
+        CHECK(got == cases[i].has);
+        if (got != cases[i].has)
+            fprintf(stderr, "    conninfo \"%s\": %d, expected %d\n", cases[i].conninfo, got,
+                    cases[i].has);
+    }
+}
+
 /* ---- key files ---- */
 
 static const char HEX1[] = "00112233445566778899aabbccddeeff0123456789abcdeffedcba9876543210";
@@ -641,6 +773,31 @@ static void test_key_load(void)
         CHECK(contains(err.msg, path));
         CHECK(contains(err.msg, "group or others"));
         CHECK(!contains(err.msg, HEX1));
+    }
+
+    /* writable by group or others says so */
+    snprintf(text, sizeof(text), "%s\n", HEX1);
+    REQUIRE((path = write_file("w.key", text, 0602)));
+    CHECK(ws_key_load(path, "encrypt_key_file", &k, &err) == WS_ERR_CONFIG);
+    CHECK(contains(err.msg, path) && contains(err.msg, "writable"));
+    /* a link is followed; the file it leads to is what is checked */
+    {
+        char link[600], target[600];
+        snprintf(target, sizeof(target), "%s", write_file("target.key", text, 0600));
+        snprintf(link, sizeof(link), "%s/link.key", unit_tmpdir());
+        REQUIRE(symlink(target, link) == 0);
+        CHECK(ws_key_load(link, "encrypt_key_file", &k, &err) == 0);
+        CHECK(chmod(target, 0644) == 0);
+        CHECK(ws_key_load(link, "encrypt_key_file", &k, &err) == WS_ERR_CONFIG);
+        CHECK(contains(err.msg, link) && contains(err.msg, "group or others"));
+    }
+    /* a FIFO is refused at once (opening it for reading would wait for a writer) */
+    {
+        char fifo[600];
+        snprintf(fifo, sizeof(fifo), "%s/fifo.key", unit_tmpdir());
+        REQUIRE(mkfifo(fifo, 0600) == 0);
+        CHECK(ws_key_load(fifo, "encrypt_key_file", &k, &err) == WS_ERR_CONFIG);
+        CHECK(contains(err.msg, "not a regular file"));
     }
 
     /* wrong length or not hex */
@@ -759,6 +916,8 @@ const struct unit_test unit_tests[] = {
     {"precedence", test_precedence},
     {"missing_files", test_missing_files},
     {"secret_permissions", test_secret_permissions},
+    {"config_hygiene", test_config_hygiene},
+    {"conninfo_password", test_conninfo_password},
     {"key_load", test_key_load},
     {"keyring_load", test_keyring_load},
     {NULL, NULL},

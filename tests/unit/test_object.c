@@ -128,6 +128,9 @@ static const size_t P_VARIED[] = {1, 13, 63,    64, 65,          1023, 1040, 409
                                   5, 80, 65539, 2,  262144 + 80, MIB,  3,    0};
 static const size_t P_CHUNKY[] = {1040, 64, 1, 1039, 2080, 17, 0};
 
+/* Content cap the next read_object() sets on its reader (0: none). */
+static uint64_t read_limit;
+
 static void read_object(const uint8_t *obj, size_t len, const char *name,
                         const struct ws_keyring *kr, const size_t *pattern, int verify_digest,
                         struct read_result *res)
@@ -141,6 +144,8 @@ static void read_object(const uint8_t *obj, size_t len, const char *name,
         return;
     if ((res->rc = ws_object_reader_new(dest, name, kr, verify_digest, &r, &res->err)) != 0)
         return;
+    if (read_limit)
+        ws_object_reader_set_limit(r, read_limit);
     while (off < len) {
         size_t s = pattern[pi];
         if (s > len - off)
@@ -1198,6 +1203,58 @@ static void test_key_rotation(void)
 }
 
 /* An encrypted object is not readable as plain text anywhere in its body. */
+/* A small object that decodes to much more content: the cap stops it before a byte beyond the
+ * cap reaches dest, with or without encryption, whatever the slices. */
+static void test_content_limit(void)
+{
+    enum { BIG = 8 * MIB };
+    uint8_t *zeros = calloc(1, BIG);
+    struct ws_key key;
+    struct ws_keyring kr;
+    static const size_t *const patterns[] = {P_ONE, P_VARIED, P_WHOLE};
+
+    REQUIRE(zeros != NULL);
+    make_key(&key, 77);
+    keyring_of(&kr, &key, 1);
+    for (int enc = 0; enc <= 1; enc++) {
+        struct ws_object_params p = {0};
+        struct ws_object_info info;
+        struct blob obj;
+        struct read_result rr;
+
+        p.name = NAME;
+        p.compress = WS_COMPRESS_ZSTD;
+        p.level = 3;
+        p.content_size = -1;
+        p.key = enc ? &key : NULL;
+        REQUIRE(write_object(zeros, BIG, MIB, &p, &obj, &info) == 0);
+        CHECK(obj.len < 16384); /* 8 MiB of zeros: a few KiB stored */
+        for (size_t i = 0; i < sizeof(patterns) / sizeof(patterns[0]); i++) {
+            if (patterns[i] == P_ONE && enc)
+                continue; /* byte by byte through GCM chunks: slow, and P_VARIED covers it */
+            read_limit = MIB;
+            read_object(obj.data, obj.len, NAME, &kr, patterns[i], 0, &rr);
+            CHECK(rr.rc == WS_ERR_CORRUPT);
+            CHECK(rr.out.len <= MIB); /* stopped at the cap, not after decoding it all */
+            CHECK(strstr(rr.err.msg, "more than 1048576 bytes") != NULL);
+            CHECK(strstr(rr.err.msg, NAME) != NULL);
+            blob_free(&rr.out);
+        }
+        /* exactly at the cap, and one byte above it */
+        read_limit = BIG;
+        read_object(obj.data, obj.len, NAME, &kr, P_VARIED, 1, &rr);
+        CHECK(rr.rc == 0 && rr.out.len == BIG);
+        blob_free(&rr.out);
+        read_limit = BIG - 1;
+        read_object(obj.data, obj.len, NAME, &kr, P_WHOLE, 0, &rr);
+        CHECK(rr.rc == WS_ERR_CORRUPT && rr.out.len <= BIG - 1);
+        blob_free(&rr.out);
+        read_limit = 0;
+        blob_free(&obj);
+    }
+    free(zeros);
+}
+
 static void test_ciphertext_hides_content(void)
 {
     uint8_t content[8192];
@@ -1235,5 +1292,6 @@ const struct unit_test unit_tests[] = {
     {"xxh3_digest", test_xxh3_digest},
     {"key_rotation", test_key_rotation},
     {"ciphertext_hides_content", test_ciphertext_hides_content},
+    {"content_limit", test_content_limit},
     {NULL, NULL},
 };

@@ -125,7 +125,19 @@ static void test_check_segment(void)
     CHECK(ws_wal_check_segment(name, name, b, sizeof(b), 1ull << 30, &h, &err) == 0);
 }
 
+/* What wal-fetch lets a WAL file of each kind grow to (archive.h). */
+static void test_max_size(void)
+{
+    CHECK(ws_wal_max_size(ws_wal_classify("000000010000000000000001"), 16u << 20) == 16u << 20);
+    CHECK(ws_wal_max_size(ws_wal_classify("000000010000000000000001.partial"), 1u << 20) ==
+          1u << 20);
+    CHECK(ws_wal_max_size(ws_wal_classify("00000002.history"), 16u << 20) == WS_WAL_SIDE_FILE_MAX);
+    CHECK(ws_wal_max_size(ws_wal_classify("000000010000000000000001.00000028.backup"), 1u << 30) ==
+          WS_WAL_SIDE_FILE_MAX);
+    CHECK(ws_wal_max_size(ws_wal_classify("RECOVERYXLOG"), 16u << 20) == 0);
+}
+
 const struct unit_test unit_tests[] = {
-    {"classify", test_classify},           {"names", test_names}, {"lsn", test_lsn},
-    {"check_segment", test_check_segment}, {NULL, NULL},
+    {"classify", test_classify},           {"names", test_names},       {"lsn", test_lsn},
+    {"check_segment", test_check_segment}, {"max_size", test_max_size}, {NULL, NULL},
 };
