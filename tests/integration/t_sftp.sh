@@ -7,6 +7,9 @@
 #      archived segment comes back byte-identical through wal-fetch, modes 0600/0700, no temp
 #      files; a segment not in the archive is exit 1;
 #   3. an unknown or changed host key is refused (push 1, fetch 255) naming the key's SHA-256;
+#      known_hosts is read as OpenSSH reads it: an entry for the plain host (port 22's) does not
+#      vouch for this server on its own port, a @revoked key is refused naming the file, a
+#      hashed entry (ssh-keygen -H) works; an identity file readable by others is refused;
 #   4. sshd stopped: wal-push exits 1 within timeout x retries, wal-fetch 255 (1 with
 #      standby.signal), nothing written; sshd hung (listener stopped): the same, bounded by the
 #      timeout; sshd back on the same port and key: the push succeeds; pushed again, identical
@@ -214,6 +217,57 @@ assert_rc 1 "wal-push to a server whose host key changed"
 assert_err_contains "SHA256:$SSHD_HOST_FP" "the refusal names the presented key"
 assert_err_regex "changed" "the refusal says the key changed"
 assert_eq "$(repo_state "$REPO")" "$before" "repository after refused host keys"
+
+CASE="known_hosts entry without the port"
+# "127.0.0.1 KEY" is what ssh writes for port 22; this server listens on another port.
+echo "127.0.0.1 $(cut -d' ' -f1-2 "$SSHD_HOST_KEY.pub")" >"$T/known_hosts.noport"
+chown postgres: "$T/known_hosts.noport"
+sftp_conf "$T/noport.conf" "sftp_known_hosts = '$T/known_hosts.noport'"
+run "$WAL_PUSH" --config "$T/noport.conf" "$PGD/pg_wal/$NEW"
+assert_rc 1 "wal-push with the server's key listed for port 22 only"
+assert_err_contains "unknown host key SHA256:$SSHD_HOST_FP" "the refusal names the presented key"
+assert_err_contains "[127.0.0.1]:$SSHD_PORT" "the refusal names the entry it needs"
+
+CASE="revoked host key"
+{ cat "$SSHD_KNOWN_HOSTS"; echo "@revoked * $(cut -d' ' -f1-2 "$SSHD_HOST_KEY.pub")"; } \
+    >"$T/known_hosts.revoked"
+chown postgres: "$T/known_hosts.revoked"
+sftp_conf "$T/revoked.conf" "sftp_known_hosts = '$T/known_hosts.revoked'"
+run "$WAL_PUSH" --config "$T/revoked.conf" "$PGD/pg_wal/$NEW"
+assert_rc 1 "wal-push to a server whose host key is @revoked"
+assert_err_contains "SHA256:$SSHD_HOST_FP, which $T/known_hosts.revoked marks @revoked (line 2)" \
+    "the refusal names the key, the file and the line"
+assert_err_one_line "wal-push refused a revoked host key"
+new_dest
+run "$WAL_FETCH" --config "$T/revoked.conf" "$last" "$DEST"
+assert_rc 255 "wal-fetch from a server whose host key is @revoked"
+assert_absent "$DEST" "destination after a revoked host key"
+assert_eq "$(repo_state "$REPO")" "$before" "repository after refused host keys"
+
+CASE="hashed known_hosts"
+cp "$SSHD_KNOWN_HOSTS" "$T/known_hosts.hashed" &&
+    ssh-keygen -q -H -f "$T/known_hosts.hashed" >/dev/null 2>&1 ||
+    die "ssh-keygen -H failed"
+grep -q '^|1|' "$T/known_hosts.hashed" || die "ssh-keygen -H wrote no hashed entry"
+chown postgres: "$T/known_hosts.hashed"
+sftp_conf "$T/hashed.conf" "sftp_known_hosts = '$T/known_hosts.hashed'"
+new_dest
+run "$WAL_FETCH" --config "$T/hashed.conf" "$last" "$DEST"
+assert_rc 0 "wal-fetch with the server's entry hashed" &&
+    { cmp -s "$DEST" "$PGD/pg_wal/$last" || fail "fetched $last differs"; }
+
+CASE="identity file readable by others"
+cp "$SSHD_CLIENT_KEY" "$T/open_key" && chown postgres: "$T/open_key" && chmod 644 "$T/open_key" ||
+    die "could not copy the client key"
+sftp_conf "$T/openkey.conf" "sftp_identity_file = '$T/open_key'"
+run "$WAL_PUSH" --config "$T/openkey.conf" "$PGD/pg_wal/$NEW"
+assert_rc 1 "wal-push with an identity file of mode 0644"
+assert_err_contains "permissions 0644 for sftp_identity_file \"$T/open_key\" are too open" \
+    "the refusal names the mode and the file"
+chmod 600 "$T/open_key"
+new_dest
+run "$WAL_FETCH" --config "$T/openkey.conf" "$last" "$DEST"
+assert_rc 0 "wal-fetch with the same identity file at mode 0600"
 
 CASE="host key pin"
 sftp_conf "$T/pin.conf" "sftp_known_hosts = '$T/no-such-file'" "sftp_host_key_sha256 = 'SHA256:$SSHD_HOST_FP'"

@@ -1,0 +1,407 @@
+/* known_hosts.c - OpenSSH's known_hosts matching (see known_hosts.h). */
+#include "known_hosts.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#define NAME_MAX_LEN 1100 /* "[host]:port" of the longest host we look up */
+#define BLOB_MAX 16384    /* decoded key blob (an RSA key of 16384 bits is ~2 KB) */
+#define SHA1_LEN 20
+
+enum marker { MARK_NONE, MARK_CA, MARK_REVOKED };
+
+/* One line, as pointers into the text. */
+struct kh_line {
+    unsigned int no;
+    enum marker marker;
+    const char *hosts, *type, *b64;
+    size_t hostslen, typelen, b64len;
+};
+
+/* ---- tokens ---- */
+
+static int blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* The next blank-separated word of [*p, end): 0 with *w, *wl set and *p after it, -1 if none. */
+static int word(const char **p, const char *end, const char **w, size_t *wl)
+{
+    while (*p < end && blank(**p))
+        (*p)++;
+    if (*p >= end)
+        return -1;
+    *w = *p;
+    while (*p < end && !blank(**p))
+        (*p)++;
+    *wl = (size_t)(*p - *w);
+    return 0;
+}
+
+/*
+ * Parses the line [p, end) into l: 0 if it has a marker (optional), hosts, a key type and a
+ * key; -1 for blank lines, comments and lines ssh would skip (an unknown marker, a missing
+ * field, the old RSA1 format "bits exponent modulus").
+ */
+static int parse_line(const char *p, const char *end, struct kh_line *l)
+{
+    const char *w;
+    size_t wl;
+
+    if (word(&p, end, &w, &wl) != 0 || *w == '#')
+        return -1;
+    l->marker = MARK_NONE;
+    if (*w == '@') {
+        if (wl == 15 && memcmp(w, "@cert-authority", 15) == 0)
+            l->marker = MARK_CA;
+        else if (wl == 8 && memcmp(w, "@revoked", 8) == 0)
+            l->marker = MARK_REVOKED;
+        else
+            return -1;
+        if (word(&p, end, &w, &wl) != 0)
+            return -1;
+    }
+    l->hosts = w;
+    l->hostslen = wl;
+    if (word(&p, end, &l->type, &l->typelen) != 0 || word(&p, end, &l->b64, &l->b64len) != 0 ||
+        isdigit((unsigned char)l->type[0]))
+        return -1;
+    return 0;
+}
+
+/* ---- base64 ---- */
+
+static int b64_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Strict base64 (padding optional, nothing else): the decoded length, or -1. */
+static long b64_decode(const char *in, size_t len, uint8_t *out, size_t outsz)
+{
+    uint32_t acc = 0;
+    size_t o = 0;
+    int bits = 0;
+
+    while (len > 0 && in[len - 1] == '=')
+        len--;
+    if (len % 4 == 1)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        int v = b64_value(in[i]);
+        if (v < 0)
+            return -1;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o >= outsz)
+                return -1;
+            out[o++] = (uint8_t)(acc >> bits);
+        }
+    }
+    return (long)o;
+}
+
+/* The key type named inside a wire-format blob (a uint32 length, then the name), or -1. */
+static int blob_type(const uint8_t *blob, size_t len, const uint8_t **type, size_t *typelen)
+{
+    uint32_t n;
+
+    if (len < 4)
+        return -1;
+    n = (uint32_t)blob[0] << 24 | (uint32_t)blob[1] << 16 | (uint32_t)blob[2] << 8 | blob[3];
+    if (n == 0 || n > len - 4)
+        return -1;
+    *type = blob + 4;
+    *typelen = n;
+    return 0;
+}
+
+/* Whether blob[0..len) is what every SSH public key is: length-prefixed fields (the type name,
+ * then at least one more) that fill it exactly. */
+static int blob_ok(const uint8_t *blob, size_t len)
+{
+    size_t pos = 0, fields = 0;
+
+    while (pos < len) {
+        uint32_t n;
+        if (len - pos < 4)
+            return 0;
+        n = (uint32_t)blob[pos] << 24 | (uint32_t)blob[pos + 1] << 16 |
+            (uint32_t)blob[pos + 2] << 8 | blob[pos + 3];
+        pos += 4;
+        if (n > len - pos)
+            return 0;
+        pos += n;
+        fields++;
+    }
+    return fields >= 2;
+}
+
+/* The line's key, decoded into blob, if it is a well-formed key blob whose type is the line's
+ * type field: its length, or -1. */
+static long line_key(const struct kh_line *l, uint8_t *blob, size_t blobsz)
+{
+    const uint8_t *t;
+    size_t tl;
+    long n = b64_decode(l->b64, l->b64len, blob, blobsz);
+
+    if (n <= 0 || !blob_ok(blob, (size_t)n) || blob_type(blob, (size_t)n, &t, &tl) != 0 ||
+        tl != l->typelen || memcmp(t, l->type, tl) != 0)
+        return -1;
+    return n;
+}
+
+/* ---- host names ---- */
+
+/* The host as known_hosts names it: "host" on port 22 (or 0), else "[host]:port". */
+static int host_port(const char *host, int port, char *out, size_t outsz)
+{
+    int n = port == 22 || port == 0 ? snprintf(out, outsz, "%s", host)
+                                    : snprintf(out, outsz, "[%s]:%d", host, port);
+
+    return n < 0 || (size_t)n >= outsz ? -1 : 0;
+}
+
+/* The name ssh looks up: host_port() in lower case. */
+static int lookup_name(const char *host, int port, char *out, size_t outsz)
+{
+    if (host_port(host, port, out, outsz) != 0)
+        return -1;
+    for (char *c = out; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    return 0;
+}
+
+/* Whether name matches the glob pat[0..plen) (* any run, ? any one character), ignoring case. */
+static int glob(const char *name, const char *pat, size_t plen)
+{
+    const char *n = name, *star_n = NULL;
+    size_t p = 0, star_p = 0;
+    int star = 0;
+
+    while (*n) {
+        if (p < plen && pat[p] == '*') {
+            star = 1;
+            star_p = ++p;
+            star_n = n;
+        } else if (p < plen &&
+                   (pat[p] == '?' || tolower((unsigned char)pat[p]) == (unsigned char)*n)) {
+            p++;
+            n++;
+        } else if (star) {
+            p = star_p;
+            n = ++star_n;
+        } else {
+            return 0;
+        }
+    }
+    while (p < plen && pat[p] == '*')
+        p++;
+    return p == plen;
+}
+
+/* OpenSSH's match_hostname(): 1 if a pattern of the list matches and no negated one does. */
+static int patterns_match(const char *name, const char *list, size_t len)
+{
+    int positive = 0;
+    size_t i = 0;
+
+    while (i < len) {
+        size_t j = i;
+        int neg;
+        while (j < len && list[j] != ',')
+            j++;
+        neg = j > i && list[i] == '!';
+        if (j - i - (size_t)neg < 1024 && glob(name, list + i + neg, j - i - (size_t)neg)) {
+            if (neg)
+                return 0;
+            positive = 1;
+        }
+        i = j + 1;
+    }
+    return positive;
+}
+
+/* "|1|base64(salt)|base64(HMAC-SHA1(salt, name))" for name. */
+static int hashed_match(const char *name, const char *h, size_t len)
+{
+    const char *bar;
+    uint8_t salt[64], want[64], got[EVP_MAX_MD_SIZE];
+    unsigned int glen = 0;
+    long sl, wl;
+
+    h += 3;
+    len -= 3;
+    if (!(bar = memchr(h, '|', len)))
+        return 0;
+    sl = b64_decode(h, (size_t)(bar - h), salt, sizeof(salt));
+    wl = b64_decode(bar + 1, len - (size_t)(bar - h) - 1, want, sizeof(want));
+    if (sl != SHA1_LEN || wl != SHA1_LEN)
+        return 0;
+    if (!HMAC(EVP_sha1(), salt, (int)sl, (const unsigned char *)name, strlen(name), got, &glen) ||
+        glen != SHA1_LEN)
+        return 0;
+    return memcmp(got, want, SHA1_LEN) == 0;
+}
+
+static int host_matches(const char *name, const struct kh_line *l)
+{
+    if (l->hostslen > 3 && memcmp(l->hosts, "|1|", 3) == 0)
+        return hashed_match(name, l->hosts, l->hostslen);
+    return patterns_match(name, l->hosts, l->hostslen);
+}
+
+/* ---- the file ---- */
+
+/* Calls fn for every parsed line that names host:port; stops when fn returns non-zero. */
+static void each_line(const char *text, size_t len, const char *name,
+                      int (*fn)(void *arg, const struct kh_line *l), void *arg)
+{
+    const char *p = text, *end = text + len;
+    unsigned int no = 0;
+
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
+        struct kh_line l;
+        no++;
+        if (e > p && e[-1] == '\r')
+            e--;
+        if (parse_line(p, e, &l) == 0) {
+            l.no = no;
+            if (host_matches(name, &l) && fn(arg, &l))
+                return;
+        }
+        p = nl ? nl + 1 : end;
+    }
+}
+
+struct check {
+    const uint8_t *key;
+    size_t keylen;
+    const uint8_t *type;
+    size_t typelen;
+    int pass; /* 0: revocations, 1: host keys */
+    struct ws_kh_result *res;
+    uint8_t *blob; /* BLOB_MAX bytes */
+};
+
+static int check_line(void *arg, const struct kh_line *l)
+{
+    struct check *c = arg;
+    const uint8_t *t;
+    size_t tl;
+    long n;
+
+    if (l->marker == MARK_CA) {
+        c->res->cert_authority = 1;
+        return 0;
+    }
+    if ((c->pass == 0) != (l->marker == MARK_REVOKED))
+        return 0;
+    if ((n = line_key(l, c->blob, BLOB_MAX)) < 0)
+        return 0;
+    if ((size_t)n == c->keylen && memcmp(c->blob, c->key, c->keylen) == 0) {
+        c->res->verdict = c->pass == 0 ? WS_KH_REVOKED : WS_KH_MATCH;
+        c->res->line = l->no;
+        return 1;
+    }
+    if (c->pass == 1 && c->type && blob_type(c->blob, (size_t)n, &t, &tl) == 0 &&
+        tl == c->typelen && memcmp(t, c->type, tl) == 0 && c->res->verdict == WS_KH_UNKNOWN) {
+        c->res->verdict = WS_KH_CHANGED;
+        c->res->line = l->no;
+    }
+    return 0;
+}
+
+/* The verdict for the lookup name (see lookup_name). */
+static void check_name(const char *text, size_t len, const char *name, const uint8_t *key,
+                       size_t keylen, struct ws_kh_result *res)
+{
+    struct check c = {key, keylen, NULL, 0, 0, res, NULL};
+
+    memset(res, 0, sizeof(*res));
+    if (!text || !key || !(c.blob = malloc(BLOB_MAX)))
+        return; /* unknown: refused */
+    if (blob_type(key, keylen, &c.type, &c.typelen) != 0)
+        c.type = NULL;
+    for (c.pass = 0; c.pass < 2 && res->verdict != WS_KH_REVOKED && res->verdict != WS_KH_MATCH;
+         c.pass++)
+        each_line(text, len, name, check_line, &c);
+    free(c.blob);
+}
+
+void ws_known_hosts_check(const char *text, size_t len, const char *host, int port,
+                          const uint8_t *key, size_t keylen, struct ws_kh_result *res)
+{
+    char name[NAME_MAX_LEN];
+
+    memset(res, 0, sizeof(*res));
+    if (host && lookup_name(host, port, name, sizeof(name)) == 0)
+        check_name(text, len, name, key, keylen, res);
+}
+
+struct plain {
+    const char *text;
+    size_t len;
+    const char *name, *shown; /* looked up; written (the host's case kept, for libcurl) */
+    char *out;
+    size_t outsz, need;
+    uint8_t *blob; /* BLOB_MAX bytes */
+};
+
+static int plain_line(void *arg, const struct kh_line *l)
+{
+    struct plain *p = arg;
+    struct ws_kh_result res = {WS_KH_UNKNOWN, 0, 0};
+    long n;
+    int w;
+
+    if (l->marker != MARK_NONE || (n = line_key(l, p->blob, BLOB_MAX)) < 0)
+        return 0;
+    check_name(p->text, p->len, p->name, p->blob, (size_t)n, &res);
+    if (res.verdict == WS_KH_REVOKED)
+        return 0;
+    w = snprintf(NULL, 0, "%s %.*s %.*s\n", p->shown, (int)l->typelen, l->type, (int)l->b64len,
+                 l->b64);
+    if (w <= 0)
+        return 0;
+    if (p->out && p->need + (size_t)w < p->outsz)
+        snprintf(p->out + p->need, p->outsz - p->need, "%s %.*s %.*s\n", p->shown, (int)l->typelen,
+                 l->type, (int)l->b64len, l->b64);
+    else if (p->out)
+        p->out = NULL; /* full: what was written stays whole lines */
+    p->need += (size_t)w;
+    return 0;
+}
+
+size_t ws_known_hosts_plain(const char *text, size_t len, const char *host, int port, char *out,
+                            size_t outsz)
+{
+    struct plain p = {text, len, NULL, NULL, outsz > 0 ? out : NULL, outsz, 0, NULL};
+    char name[NAME_MAX_LEN], shown[NAME_MAX_LEN];
+
+    if (out && outsz > 0)
+        out[0] = '\0';
+    if (!text || !host || lookup_name(host, port, name, sizeof(name)) != 0 ||
+        host_port(host, port, shown, sizeof(shown)) != 0 || !(p.blob = malloc(BLOB_MAX)))
+        return 0;
+    p.name = name;
+    p.shown = shown;
+    each_line(text, len, name, plain_line, &p);
+    free(p.blob);
+    return p.need;
+}
