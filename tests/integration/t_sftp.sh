@@ -9,7 +9,8 @@
 #   3. an unknown or changed host key is refused (push 1, fetch 255) naming the key's SHA-256;
 #      known_hosts is read as OpenSSH reads it: an entry for the plain host (port 22's) does not
 #      vouch for this server on its own port, a @revoked key is refused naming the file, a
-#      hashed entry (ssh-keygen -H) works; an identity file readable by others is refused;
+#      hashed entry (ssh-keygen -H) works, also when the file's first hashed entry is another
+#      host's key of a type this server lacks; an identity file readable by others is refused;
 #   4. sshd stopped: wal-push exits 1 within timeout x retries, wal-fetch 255 (1 with
 #      standby.signal), nothing written; sshd hung (listener stopped): the same, bounded by the
 #      timeout; sshd back on the same port and key: the push succeeds; pushed again, identical
@@ -425,6 +426,33 @@ fi
 
 CASE="sshd"
 [ "$(sshd_pid_of "$T/sshd")" = "$SSHD_PID" ] || fail "the sshd listener died during the test"
+MAIN_SSHD_PID=$SSHD_PID
+
+CASE="hashed known_hosts, server with several host key types"
+# libcurl asks the server for the key type of the first known_hosts entry it takes for this
+# host, and takes any hashed entry: here another host's RSA key, which this server does not
+# have (the handshake failed). walsafe gives libcurl this host's entries only. The server also
+# has an ECDSA key, which libssh2 would ask for first without any entry.
+mkdir -p "$T/sshd-multi" && cp -p "$T/sshd"/{host,client}_ed25519{,.pub} "$T/sshd-multi/" ||
+    die "could not copy the keys"
+ssh-keygen -q -t ecdsa -N '' -f "$T/sshd-multi/host_ecdsa" </dev/null >/dev/null ||
+    die "ssh-keygen failed"
+ssh-keygen -q -t rsa -b 2048 -N '' -f "$T/other_rsa" </dev/null >/dev/null || die "ssh-keygen failed"
+sshd_start "$T/sshd-multi" "HostKey $T/sshd-multi/host_ecdsa" || die "could not start sshd"
+{
+    echo "other.example $(cut -d' ' -f1-2 "$T/other_rsa.pub")"
+    echo "[127.0.0.1]:$SSHD_PORT $(cut -d' ' -f1-2 "$T/sshd-multi/host_ed25519.pub")"
+} >"$T/known_hosts.multi"
+ssh-keygen -q -H -f "$T/known_hosts.multi" >/dev/null 2>&1 || die "ssh-keygen -H failed"
+chown postgres: "$T/known_hosts.multi"
+sftp_conf "$T/multi.conf" "repo = 'sftp://root@127.0.0.1:$SSHD_PORT$REPO'" \
+    "sftp_known_hosts = '$T/known_hosts.multi'"
+new_dest
+run "$WAL_FETCH" --config "$T/multi.conf" "$last" "$DEST"
+assert_rc 0 "wal-fetch with a hashed known_hosts whose first entry is another host's RSA key" &&
+    { cmp -s "$DEST" "$PGD/pg_wal/$last" || fail "fetched $last differs"; }
+sshd_stop "$T/sshd-multi"
+SSHD_PID=$MAIN_SSHD_PID
 grep -E 'ERROR: (Address|Leak|UndefinedBehavior)Sanitizer|runtime error:' "$T"/cut.*.err &&
     fail "sanitizer report from a background wal-push"
 finish
