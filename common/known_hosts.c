@@ -12,6 +12,7 @@
 #define NAME_MAX_LEN 1100 /* "[host]:port" of the longest host we look up */
 #define BLOB_MAX 16384    /* decoded key blob (an RSA key of 16384 bits is ~2 KB) */
 #define SHA1_LEN 20
+#define PATTERN_MAX 1023 /* match.c's match_pattern_list() takes shorter patterns only */
 
 enum marker { MARK_NONE, MARK_CA, MARK_REVOKED };
 
@@ -214,7 +215,9 @@ static int glob(const char *name, const char *pat, size_t plen)
     return p == plen;
 }
 
-/* OpenSSH's match_hostname(): 1 if a pattern of the list matches and no negated one does. */
+/* OpenSSH's match_hostname(): 1 if a pattern of the list matches and no negated one does. As
+ * there, the list is read from the left and a pattern of PATTERN_MAX or more characters ends it
+ * as matching nothing (even after a match: ssh does not use such a line at all). */
 static int patterns_match(const char *name, const char *list, size_t len)
 {
     int positive = 0;
@@ -226,7 +229,9 @@ static int patterns_match(const char *name, const char *list, size_t len)
         while (j < len && list[j] != ',')
             j++;
         neg = j > i && list[i] == '!';
-        if (j - i - (size_t)neg < 1024 && glob(name, list + i + neg, j - i - (size_t)neg)) {
+        if (j - i - (size_t)neg >= PATTERN_MAX)
+            return 0;
+        if (glob(name, list + i + neg, j - i - (size_t)neg)) {
             if (neg)
                 return 0;
             positive = 1;

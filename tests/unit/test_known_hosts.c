@@ -85,6 +85,29 @@ static void test_ports(void)
     CHECK(verdict(text, "::1", 22, 1, &r) == WS_KH_MATCH && r.line == 2);
 }
 
+/*
+ * ssh (match.c, match_pattern_list) reads a host list from the left and gives up on the whole
+ * line, as matching nothing, at a pattern of 1023 or more characters: the names before it and a
+ * "*" after it vouch for nothing.
+ */
+static void test_long_patterns(const char *k)
+{
+    struct ws_kh_result r;
+    char text[4000], longpat[1100];
+
+    memset(longpat, 'a', sizeof(longpat));
+    for (size_t n = 1021; n <= 1024; n++) {
+        int ssh_matches = n < 1023;
+        snprintf(text, sizeof(text), "h,%.*s %s\n", (int)n, longpat, k);
+        CHECK(verdict(text, "h", 22, 1, &r) == (ssh_matches ? WS_KH_MATCH : WS_KH_UNKNOWN));
+        snprintf(text, sizeof(text), "x,!%.*s,* %s\n", (int)n, longpat, k);
+        CHECK(verdict(text, "h", 22, 1, &r) == (ssh_matches ? WS_KH_MATCH : WS_KH_UNKNOWN));
+    }
+    /* a negation that matches before the long pattern still excludes the line */
+    snprintf(text, sizeof(text), "!h,%.*s,h %s\n", 1100, longpat, k);
+    CHECK(verdict(text, "h", 22, 1, &r) == WS_KH_UNKNOWN);
+}
+
 static void test_patterns(void)
 {
     struct ws_kh_result r;
@@ -123,6 +146,7 @@ static void test_patterns(void)
             fprintf(stderr, "    pattern \"%s\" vs %s port %d: verdict %d\n", cases[i].hosts,
                     cases[i].host, cases[i].port, v);
     }
+    test_long_patterns(k);
 }
 
 /* "|1|salt|hash" for name, computed here (HMAC-SHA1 keyed with the salt). */
