@@ -241,31 +241,36 @@ static int patterns_match(const char *name, const char *list, size_t len)
     return positive;
 }
 
-/* "|1|base64(salt)|base64(HMAC-SHA1(salt, name))" for name. */
+/*
+ * OpenSSH's match_maybe_hashed() for a host field that starts with '|': it is
+ * "|1|" base64(salt) "|" base64(HMAC-SHA1(salt, name)) with a 20-byte salt, compared as a whole
+ * with what ssh-keygen -H writes for name. Any other field starting with '|' matches nothing
+ * (ssh skips the line), whatever patterns follow.
+ */
 static int hashed_match(const char *name, const char *h, size_t len)
 {
     const char *bar;
-    uint8_t salt[64], want[64], got[EVP_MAX_MD_SIZE];
-    unsigned int glen = 0;
-    long sl, wl;
+    uint8_t salt[64], mac[EVP_MAX_MD_SIZE];
+    char want[3 + 4 * ((SHA1_LEN + 2) / 3) + 1 + 4 * ((SHA1_LEN + 2) / 3) + 1];
+    unsigned int mlen = 0;
+    size_t n = 3;
 
-    h += 3;
-    len -= 3;
-    if (!(bar = memchr(h, '|', len)))
+    if (len < 3 || memcmp(h, "|1|", 3) != 0 || !(bar = memchr(h + 3, '|', len - 3)) ||
+        b64_decode(h + 3, (size_t)(bar - h - 3), salt, sizeof(salt)) != SHA1_LEN)
         return 0;
-    sl = b64_decode(h, (size_t)(bar - h), salt, sizeof(salt));
-    wl = b64_decode(bar + 1, len - (size_t)(bar - h) - 1, want, sizeof(want));
-    if (sl != SHA1_LEN || wl != SHA1_LEN)
+    if (!HMAC(EVP_sha1(), salt, SHA1_LEN, (const unsigned char *)name, strlen(name), mac, &mlen) ||
+        mlen != SHA1_LEN)
         return 0;
-    if (!HMAC(EVP_sha1(), salt, (int)sl, (const unsigned char *)name, strlen(name), got, &glen) ||
-        glen != SHA1_LEN)
-        return 0;
-    return memcmp(got, want, SHA1_LEN) == 0;
+    memcpy(want, "|1|", 3);
+    n += (size_t)EVP_EncodeBlock((unsigned char *)want + n, salt, SHA1_LEN);
+    want[n++] = '|';
+    n += (size_t)EVP_EncodeBlock((unsigned char *)want + n, mac, SHA1_LEN);
+    return n == len && memcmp(want, h, len) == 0;
 }
 
 static int host_matches(const char *name, const struct kh_line *l)
 {
-    if (l->hostslen > 3 && memcmp(l->hosts, "|1|", 3) == 0)
+    if (l->hosts[0] == '|')
         return hashed_match(name, l->hosts, l->hostslen);
     return patterns_match(name, l->hosts, l->hostslen);
 }
