@@ -285,9 +285,11 @@ static void each_line(const char *text, size_t len, const char *name,
     unsigned int no = 0;
 
     while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
+        const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end, *nul;
         struct kh_line l;
         no++;
+        if ((nul = memchr(p, '\0', (size_t)(e - p))) != NULL)
+            e = nul; /* ssh reads lines as C strings: a NUL ends the line */
         if (e > p && e[-1] == '\r')
             e--;
         if (parse_line(p, e, &l) == 0) {

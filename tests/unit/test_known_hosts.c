@@ -301,6 +301,20 @@ static void test_malformed(void)
              "h 2048 65537 12345\nh ssh-ed25519 %.20s\nh ssh-ed25519 A\r\n  h\t%s",
              k, b64, b64, k);
     CHECK(verdict(text, "h", 22, 1, &r) == WS_KH_MATCH && r.line == 11);
+    /* ssh reads a line up to a NUL: what follows one vouches for nothing ("x" is all the
+     * host field there is), and garbage after one is no part of the key */
+    {
+        uint8_t blob[64];
+        size_t n = ed25519_blob(1, blob), len;
+        len = (size_t)snprintf(text, sizeof(text), "x#,h %s\n", k);
+        *strchr(text, '#') = '\0';
+        ws_known_hosts_check(text, len, "h", 22, blob, n, &r);
+        CHECK(r.verdict == WS_KH_UNKNOWN);
+        len = (size_t)snprintf(text, sizeof(text), "h %s# junk\n", k);
+        *strchr(text, '#') = '\0';
+        ws_known_hosts_check(text, len, "h", 22, blob, n, &r);
+        CHECK(r.verdict == WS_KH_MATCH);
+    }
     /* none of them alone matches */
     snprintf(text, sizeof(text), "h ssh-rsa %s\nh ssh-ed25519 %.20s\n", b64, b64);
     CHECK(verdict(text, "h", 22, 1, &r) == WS_KH_UNKNOWN);
