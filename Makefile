@@ -29,6 +29,8 @@ UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 # Helper programs the integration tests run (fault proxy, ...): one .c file each.
 TOOL_SRC = $(wildcard tests/tools/*.c)
 TOOL_BIN = $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
+# A stand-in libcurl.so.4 (tests/shim) that t_sftp loads through LD_LIBRARY_PATH.
+SHIM_LIB = $(BUILD)/tests/shim/libcurl.so.4
 
 .SECONDARY:
 .PHONY: all check unit integration install clean lint demo bench bench-backup bench-recovery deps
@@ -59,6 +61,12 @@ $(BUILD)/tests/tools/%: tests/tools/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
+# Not instrumented: it only passes calls on to the real libcurl.
+$(SHIM_LIB): tests/shim/libcurl_no_host_keys.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -fPIC -shared \
+	    $(shell pkg-config --cflags libcurl) -o $@ $< -ldl
+
 # Unit tests run under ASan/UBSan; integration tests use the release build of the programs.
 unit:
 	$(MAKE) SANITIZE=1 unit-run
@@ -69,7 +77,7 @@ unit-run: $(UNIT_BIN)
 # neither success nor "not found" for wal-fetch).
 SAN_ENV = ASAN_OPTIONS=exitcode=66:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=66
 
-integration: all $(TOOL_BIN) $(BUILD)/tests/test_storage
+integration: all $(TOOL_BIN) $(SHIM_LIB) $(BUILD)/tests/test_storage
 	$(SAN_ENV) tests/integration/run.sh $(BUILD)/bin
 
 # Everything: unit tests and the integration suite under ASan/UBSan, then the integration

@@ -10,7 +10,8 @@
  * for ports other than 22, hashed names, @revoked keys refused, @cert-authority keys never taken
  * for host keys); libcurl and libssh2 decide nothing (libssh2 also accepts an entry for plain
  * "host" on any port, and ignores @revoked). An unknown, changed or revoked key is refused with
- * the presented SHA-256 fingerprint. There is no trust on first use.
+ * the presented SHA-256 fingerprint. There is no trust on first use. A libcurl that does not
+ * take the options that make this so (before 7.84, or built on libssh) is refused at open.
  *
  * The identity file must not be accessible by group or others when it is ours, nor readable by
  * others whoever owns it (OpenSSH refuses the first; the second exposes the key to everyone).
@@ -987,6 +988,29 @@ static int identity_check(const char *path, struct ws_error *err)
     return 0;
 }
 
+/*
+ * Whether the libcurl loaded at run time takes the options that make the host key check ours
+ * (CURLOPT_SSH_HOSTKEYFUNCTION: libcurl >= 7.84) or the pin's (CURLOPT_SSH_HOST_PUBLIC_KEY_SHA256:
+ * >= 7.80), both only when built on libssh2. One that does not answers CURLE_UNKNOWN_OPTION and
+ * goes on without: with a pin and no known_hosts it would accept any host key.
+ */
+static int host_key_options(struct sftp_storage *s, const curl_version_info_data *vi,
+                            struct ws_error *err)
+{
+    CURLcode cc = s->pin ? cu->easy_setopt(s->easy, CURLOPT_SSH_HOST_PUBLIC_KEY_SHA256, s->pin)
+                         : cu->easy_setopt(s->easy, CURLOPT_SSH_HOSTKEYFUNCTION, hostkey_cb);
+
+    cu->easy_reset(s->easy);
+    if (cc == CURLE_OK)
+        return 0;
+    return ws_error_set(err, WS_ERR_CONFIG,
+                        "repo \"%s\": this libcurl (%s, SSH by %s) cannot check the server's host "
+                        "key %s; it needs libcurl 7.84 or later built with libssh2",
+                        s->base.location, vi->version,
+                        vi->libssh_version ? vi->libssh_version : "nothing",
+                        s->pin ? "against sftp_host_key_sha256" : "as walsafe checks it");
+}
+
 #define KNOWN_HOSTS_MAX (16u << 20)
 
 /*
@@ -1146,8 +1170,8 @@ int ws_storage_sftp_open(const struct ws_config *cfg, struct ws_storage **out, s
     n = strlen(s->root);
     while (n > 1 && s->root[n - 1] == '/')
         s->root[--n] = '\0';
-    if (host_of(s, hostpart, path, err) != 0 || identity_check(s->identity, err) != 0 ||
-        (!s->pin && known_hosts_load(s, err) != 0)) {
+    if (host_of(s, hostpart, path, err) != 0 || host_key_options(s, vi, err) != 0 ||
+        identity_check(s->identity, err) != 0 || (!s->pin && known_hosts_load(s, err) != 0)) {
         sf_close(&s->base);
         return err->code;
     }

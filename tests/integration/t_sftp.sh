@@ -11,6 +11,7 @@
 #      vouch for this server on its own port, a @revoked key is refused naming the file, a
 #      hashed entry (ssh-keygen -H) works, also when the file's first hashed entry is another
 #      host's key of a type this server lacks; an identity file readable by others is refused;
+#      a libcurl that ignores the host key options (older, or built on libssh) is refused;
 #   4. sshd stopped: wal-push exits 1 within timeout x retries, wal-fetch 255 (1 with
 #      standby.signal), nothing written; sshd hung (listener stopped): the same, bounded by the
 #      timeout; sshd back on the same port and key: the push succeeds; pushed again, identical
@@ -281,6 +282,33 @@ sftp_conf "$T/pin-wrong.conf" "sftp_host_key_sha256 = '$fp'"
 run "$WAL_PUSH" --config "$T/pin-wrong.conf" "$PGD/pg_wal/$NEW"
 assert_rc 1 "wal-push with a wrong sftp_host_key_sha256"
 assert_err_contains "sftp_host_key_sha256" "the refusal names the pin"
+
+CASE="libcurl without the host key options"
+# A libcurl older than 7.84 (7.80 for the pin), or one built on libssh, answers
+# CURLE_UNKNOWN_OPTION to CURLOPT_SSH_HOSTKEYFUNCTION and CURLOPT_SSH_HOST_PUBLIC_KEY_SHA256 and
+# goes on without them: with a pin and no known_hosts it accepted any host key. The stand-in
+# libcurl (tests/shim) answers so and passes everything else on to the real one.
+SHIM_DIR=$BUILD_DIR/tests/shim
+case "$BUILD_DIR" in
+"$ROOT"/*)
+    make -C "$ROOT" "${SHIM_DIR#"$ROOT"/}/libcurl.so.4" >"$T/make.log" 2>&1 ||
+        { tail -20 "$T/make.log"; die "could not build the libcurl stand-in"; }
+    ;;
+esac
+REAL_CURL=$(ldconfig -p | awk '$1 == "libcurl.so.4" && /x86-64/ {print $NF; exit}')
+[ -f "$SHIM_DIR/libcurl.so.4" ] && [ -f "$REAL_CURL" ] || die "no libcurl stand-in or real libcurl"
+new_dest
+run env LD_LIBRARY_PATH="$SHIM_DIR" WALSAFE_TEST_REAL_LIBCURL="$REAL_CURL" \
+    "$WAL_FETCH" --config "$T/pin-wrong.conf" "$last" "$DEST"
+assert_rc 255 "wal-fetch with a wrong pin through a libcurl without the pin option"
+assert_absent "$DEST" "destination with a wrong pin through a libcurl without the pin option"
+assert_err_contains "cannot check the server's host key against sftp_host_key_sha256" \
+    "the refusal says why"
+run env LD_LIBRARY_PATH="$SHIM_DIR" WALSAFE_TEST_REAL_LIBCURL="$REAL_CURL" \
+    "$WAL_PUSH" --config "$CONF" "$PGD/pg_wal/$NEW"
+assert_rc 1 "wal-push through a libcurl without the host key callback"
+assert_err_contains "cannot check the server's host key as walsafe checks it" "the refusal says why"
+assert_eq "$(repo_state "$REPO")" "$before" "repository after pushes through that libcurl"
 
 # ---- 4. server down, server hung, server back ----
 CASE="sshd stopped"
