@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #define NAME_MAX_LEN 1100 /* "[host]:port" of the longest host we look up */
 #define BLOB_MAX 16384    /* decoded key blob (an RSA key of 16384 bits is ~2 KB) */
@@ -241,25 +240,76 @@ static int patterns_match(const char *name, const char *list, size_t len)
     return positive;
 }
 
+/* The name looked up, and an HMAC-SHA1 for hashed names: SHA-1 fetched once per lookup (at the
+ * first hashed name), since OpenSSL's one-shot HMAC() fetches it again for every line (4 us a
+ * line, against under 1). */
+struct lookup {
+    const char *name;
+    size_t namelen;
+    int fetched;
+    EVP_MD *sha1; /* NULL if it could not be fetched: no hashed name matches */
+    EVP_MD_CTX *ctx;
+};
+
+static void lookup_init(struct lookup *lk, const char *name)
+{
+    lk->name = name;
+    lk->namelen = strlen(name);
+}
+
+static void lookup_free(struct lookup *lk)
+{
+    EVP_MD_CTX_free(lk->ctx);
+    EVP_MD_free(lk->sha1);
+}
+
+/* HMAC-SHA1(key, name) (RFC 2104; a 20-byte key needs no hashing first): 0, else -1. */
+static int hmac_sha1(struct lookup *lk, const uint8_t key[SHA1_LEN], uint8_t out[SHA1_LEN])
+{
+    uint8_t ipad[64], opad[64], inner[SHA1_LEN];
+    unsigned int n = 0;
+
+    if (!lk->fetched) {
+        lk->fetched = 1;
+        lk->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+        lk->ctx = EVP_MD_CTX_new();
+    }
+    if (!lk->sha1 || !lk->ctx)
+        return -1;
+    memset(ipad, 0x36, sizeof(ipad));
+    memset(opad, 0x5c, sizeof(opad));
+    for (size_t i = 0; i < SHA1_LEN; i++) {
+        ipad[i] ^= key[i];
+        opad[i] ^= key[i];
+    }
+    if (EVP_DigestInit_ex(lk->ctx, lk->sha1, NULL) != 1 ||
+        EVP_DigestUpdate(lk->ctx, ipad, sizeof(ipad)) != 1 ||
+        EVP_DigestUpdate(lk->ctx, lk->name, lk->namelen) != 1 ||
+        EVP_DigestFinal_ex(lk->ctx, inner, &n) != 1 || n != SHA1_LEN ||
+        EVP_DigestInit_ex(lk->ctx, lk->sha1, NULL) != 1 ||
+        EVP_DigestUpdate(lk->ctx, opad, sizeof(opad)) != 1 ||
+        EVP_DigestUpdate(lk->ctx, inner, sizeof(inner)) != 1 ||
+        EVP_DigestFinal_ex(lk->ctx, out, &n) != 1 || n != SHA1_LEN)
+        return -1;
+    return 0;
+}
+
 /*
  * OpenSSH's match_maybe_hashed() for a host field that starts with '|': it is
  * "|1|" base64(salt) "|" base64(HMAC-SHA1(salt, name)) with a 20-byte salt, compared as a whole
  * with what ssh-keygen -H writes for name. Any other field starting with '|' matches nothing
  * (ssh skips the line), whatever patterns follow.
  */
-static int hashed_match(const char *name, const char *h, size_t len)
+static int hashed_match(struct lookup *lk, const char *h, size_t len)
 {
     const char *bar;
-    uint8_t salt[64], mac[EVP_MAX_MD_SIZE];
+    uint8_t salt[64], mac[SHA1_LEN];
     char want[3 + 4 * ((SHA1_LEN + 2) / 3) + 1 + 4 * ((SHA1_LEN + 2) / 3) + 1];
-    unsigned int mlen = 0;
     size_t n = 3;
 
     if (len < 3 || memcmp(h, "|1|", 3) != 0 || !(bar = memchr(h + 3, '|', len - 3)) ||
-        b64_decode(h + 3, (size_t)(bar - h - 3), salt, sizeof(salt)) != SHA1_LEN)
-        return 0;
-    if (!HMAC(EVP_sha1(), salt, SHA1_LEN, (const unsigned char *)name, strlen(name), mac, &mlen) ||
-        mlen != SHA1_LEN)
+        b64_decode(h + 3, (size_t)(bar - h - 3), salt, sizeof(salt)) != SHA1_LEN ||
+        hmac_sha1(lk, salt, mac) != 0)
         return 0;
     memcpy(want, "|1|", 3);
     n += (size_t)EVP_EncodeBlock((unsigned char *)want + n, salt, SHA1_LEN);
@@ -268,17 +318,18 @@ static int hashed_match(const char *name, const char *h, size_t len)
     return n == len && memcmp(want, h, len) == 0;
 }
 
-static int host_matches(const char *name, const struct kh_line *l)
+static int host_matches(struct lookup *lk, const struct kh_line *l)
 {
     if (l->hosts[0] == '|')
-        return hashed_match(name, l->hosts, l->hostslen);
-    return patterns_match(name, l->hosts, l->hostslen);
+        return hashed_match(lk, l->hosts, l->hostslen);
+    return patterns_match(lk->name, l->hosts, l->hostslen);
 }
 
 /* ---- the file ---- */
 
-/* Calls fn for every parsed line that names host:port; stops when fn returns non-zero. */
-static void each_line(const char *text, size_t len, const char *name,
+/* Calls fn for every parsed line that names the host looked up; stops when fn returns non-zero.
+ * Each line's host field is matched once. */
+static void each_line(const char *text, size_t len, struct lookup *lk,
                       int (*fn)(void *arg, const struct kh_line *l), void *arg)
 {
     const char *p = text, *end = text + len;
@@ -294,19 +345,21 @@ static void each_line(const char *text, size_t len, const char *name,
             e--;
         if (parse_line(p, e, &l) == 0) {
             l.no = no;
-            if (host_matches(name, &l) && fn(arg, &l))
+            if (host_matches(lk, &l) && fn(arg, &l))
                 return;
         }
         p = nl ? nl + 1 : end;
     }
 }
 
+/* One pass: a @revoked line for the host holding the key decides at once; otherwise the first
+ * line holding it is the match, and the first holding another key of its type the change. */
 struct check {
     const uint8_t *key;
     size_t keylen;
-    const uint8_t *type;
+    const uint8_t *type; /* inside key; NULL if the key has none */
     size_t typelen;
-    int pass; /* 0: revocations, 1: host keys */
+    unsigned int match, changed; /* lines, 0 if none */
     struct ws_kh_result *res;
     uint8_t *blob; /* BLOB_MAX bytes */
 };
@@ -317,103 +370,136 @@ static int check_line(void *arg, const struct kh_line *l)
     const uint8_t *t;
     size_t tl;
     long n;
+    int same;
 
     if (l->marker == MARK_CA) {
         c->res->cert_authority = 1;
         return 0;
     }
-    if ((c->pass == 0) != (l->marker == MARK_REVOKED))
-        return 0;
     if ((n = line_key(l, c->blob, BLOB_MAX)) < 0)
         return 0;
-    if ((size_t)n == c->keylen && memcmp(c->blob, c->key, c->keylen) == 0) {
-        c->res->verdict = c->pass == 0 ? WS_KH_REVOKED : WS_KH_MATCH;
+    same = (size_t)n == c->keylen && memcmp(c->blob, c->key, c->keylen) == 0;
+    if (l->marker == MARK_REVOKED) {
+        if (!same)
+            return 0;
+        c->res->verdict = WS_KH_REVOKED;
         c->res->line = l->no;
         return 1;
     }
-    if (c->pass == 1 && c->type && blob_type(c->blob, (size_t)n, &t, &tl) == 0 &&
-        tl == c->typelen && memcmp(t, c->type, tl) == 0 && c->res->verdict == WS_KH_UNKNOWN) {
-        c->res->verdict = WS_KH_CHANGED;
-        c->res->line = l->no;
-    }
+    if (same && !c->match)
+        c->match = l->no;
+    else if (!same && !c->changed && c->type && blob_type(c->blob, (size_t)n, &t, &tl) == 0 &&
+             tl == c->typelen && memcmp(t, c->type, tl) == 0)
+        c->changed = l->no;
     return 0;
-}
-
-/* The verdict for the lookup name (see lookup_name). */
-static void check_name(const char *text, size_t len, const char *name, const uint8_t *key,
-                       size_t keylen, struct ws_kh_result *res)
-{
-    struct check c = {key, keylen, NULL, 0, 0, res, NULL};
-
-    memset(res, 0, sizeof(*res));
-    if (!text || !key || !(c.blob = malloc(BLOB_MAX)))
-        return; /* unknown: refused */
-    if (blob_type(key, keylen, &c.type, &c.typelen) != 0)
-        c.type = NULL;
-    for (c.pass = 0; c.pass < 2 && res->verdict != WS_KH_REVOKED && res->verdict != WS_KH_MATCH;
-         c.pass++)
-        each_line(text, len, name, check_line, &c);
-    free(c.blob);
 }
 
 void ws_known_hosts_check(const char *text, size_t len, const char *host, int port,
                           const uint8_t *key, size_t keylen, struct ws_kh_result *res)
 {
     char name[NAME_MAX_LEN];
+    struct check c = {key, keylen, NULL, 0, 0, 0, res, NULL};
+    struct lookup lk = {NULL, 0, 0, NULL, NULL};
 
     memset(res, 0, sizeof(*res));
-    if (host && lookup_name(host, port, name, sizeof(name)) == 0)
-        check_name(text, len, name, key, keylen, res);
+    if (!text || !key || !host || lookup_name(host, port, name, sizeof(name)) != 0 ||
+        !(c.blob = malloc(BLOB_MAX)))
+        goto out; /* unknown: refused */
+    lookup_init(&lk, name);
+    if (blob_type(key, keylen, &c.type, &c.typelen) != 0)
+        c.type = NULL;
+    each_line(text, len, &lk, check_line, &c);
+    if (res->verdict != WS_KH_REVOKED && (c.match || c.changed)) {
+        res->verdict = c.match ? WS_KH_MATCH : WS_KH_CHANGED;
+        res->line = c.match ? c.match : c.changed;
+    }
+out:
+    free(c.blob);
+    lookup_free(&lk);
 }
 
-struct plain {
-    const char *text;
-    size_t len;
-    const char *name, *shown; /* looked up; written (the host's case kept, for libcurl) */
-    char *out;
-    size_t outsz, need;
-    uint8_t *blob; /* BLOB_MAX bytes */
+/* The host's key lines (no @cert-authority), collected in one pass. */
+struct host_lines {
+    struct kh_line *l;
+    size_t n, cap;
+    int failed; /* out of memory */
 };
 
-static int plain_line(void *arg, const struct kh_line *l)
+static int collect_line(void *arg, const struct kh_line *l)
 {
-    struct plain *p = arg;
-    struct ws_kh_result res = {WS_KH_UNKNOWN, 0, 0};
-    long n;
-    int w;
+    struct host_lines *h = arg;
 
-    if (l->marker != MARK_NONE || (n = line_key(l, p->blob, BLOB_MAX)) < 0)
+    if (l->marker == MARK_CA)
         return 0;
-    check_name(p->text, p->len, p->name, p->blob, (size_t)n, &res);
-    if (res.verdict == WS_KH_REVOKED)
-        return 0;
-    w = snprintf(NULL, 0, "%s %.*s %.*s\n", p->shown, (int)l->typelen, l->type, (int)l->b64len,
-                 l->b64);
-    if (w <= 0)
-        return 0;
-    if (p->out && p->need + (size_t)w < p->outsz)
-        snprintf(p->out + p->need, p->outsz - p->need, "%s %.*s %.*s\n", p->shown, (int)l->typelen,
-                 l->type, (int)l->b64len, l->b64);
-    else if (p->out)
-        p->out = NULL; /* full: what was written stays whole lines */
-    p->need += (size_t)w;
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 16;
+        struct kh_line *p = realloc(h->l, cap * sizeof(*p));
+        if (!p) {
+            h->failed = 1;
+            return 1;
+        }
+        h->l = p;
+        h->cap = cap;
+    }
+    h->l[h->n++] = *l;
+    return 0;
+}
+
+/* Whether key[0..n) is the key of a @revoked line among the host's lines. */
+static int revoked(const struct host_lines *h, const uint8_t *key, size_t n, uint8_t *blob)
+{
+    for (size_t i = 0; i < h->n; i++) {
+        long m;
+        if (h->l[i].marker == MARK_REVOKED && (m = line_key(&h->l[i], blob, BLOB_MAX)) >= 0 &&
+            (size_t)m == n && memcmp(blob, key, n) == 0)
+            return 1;
+    }
     return 0;
 }
 
 size_t ws_known_hosts_plain(const char *text, size_t len, const char *host, int port, char *out,
                             size_t outsz)
 {
-    struct plain p = {text, len, NULL, NULL, outsz > 0 ? out : NULL, outsz, 0, NULL};
-    char name[NAME_MAX_LEN], shown[NAME_MAX_LEN];
+    char name[NAME_MAX_LEN], shown[NAME_MAX_LEN]; /* looked up; written (case kept, for libcurl) */
+    struct host_lines h = {NULL, 0, 0, 0};
+    struct lookup lk = {NULL, 0, 0, NULL, NULL};
+    uint8_t *key = NULL, *blob = NULL;
+    size_t need = 0;
 
     if (out && outsz > 0)
         out[0] = '\0';
+    else
+        out = NULL;
     if (!text || !host || lookup_name(host, port, name, sizeof(name)) != 0 ||
-        host_port(host, port, shown, sizeof(shown)) != 0 || !(p.blob = malloc(BLOB_MAX)))
-        return 0;
-    p.name = name;
-    p.shown = shown;
-    each_line(text, len, name, plain_line, &p);
-    free(p.blob);
-    return p.need;
+        host_port(host, port, shown, sizeof(shown)) != 0 || !(key = malloc(BLOB_MAX)) ||
+        !(blob = malloc(BLOB_MAX)))
+        goto out;
+    lookup_init(&lk, name);
+    each_line(text, len, &lk, collect_line, &h);
+    if (h.failed)
+        goto out;
+    for (size_t i = 0; i < h.n; i++) {
+        const struct kh_line *l = &h.l[i];
+        long n;
+        int w;
+        if (l->marker != MARK_NONE || (n = line_key(l, key, BLOB_MAX)) < 0 ||
+            revoked(&h, key, (size_t)n, blob))
+            continue;
+        w = snprintf(NULL, 0, "%s %.*s %.*s\n", shown, (int)l->typelen, l->type, (int)l->b64len,
+                     l->b64);
+        if (w <= 0)
+            continue;
+        if (out && need + (size_t)w < outsz)
+            snprintf(out + need, outsz - need, "%s %.*s %.*s\n", shown, (int)l->typelen, l->type,
+                     (int)l->b64len, l->b64);
+        else
+            out = NULL; /* full: what was written stays whole lines */
+        need += (size_t)w;
+    }
+out:
+    free(blob);
+    free(key);
+    free(h.l);
+    lookup_free(&lk);
+    return need;
 }

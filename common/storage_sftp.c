@@ -116,7 +116,7 @@ static int hostkey_cb(void *arg, int keytype, const char *key, size_t keylen)
     struct sftp_storage *s = arg;
     unsigned char md[32];
     unsigned int mdlen = 0;
-    struct ws_kh_result res;
+    struct ws_kh_result res = {WS_KH_UNKNOWN, 0, 0};
 
     (void)keytype;
     s->presented[0] = '\0';
