@@ -57,6 +57,7 @@ static const struct ws_curl *cu;
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define MAX_PARALLEL_PARTS 16
 #define MAX_ERROR_BODY 16384
+#define UPLOAD_ID_ENC_MAX 1100 /* an UploadId URL-encoded, with its NUL (AWS's are ~100 bytes) */
 
 struct s3_storage {
     struct ws_storage base;
@@ -831,10 +832,11 @@ static int64_t mono_ms(void)
 /* Puts part pt (buffer, length, number and hash set) on the wire. */
 static int part_send(struct s3_put *p, struct part *pt, struct ws_error *err)
 {
-    char query[1200], encid[1100];
+    char query[UPLOAD_ID_ENC_MAX + 100], encid[UPLOAD_ID_ENC_MAX];
     struct s3_req q = {"PUT", p->key, query, pt->buf, pt->len, pt->sha, NULL, 0, 0, NULL};
 
-    ws_uri_encode(p->upload_id, 0, encid, sizeof(encid));
+    if (ws_uri_encode(p->upload_id, 0, encid, sizeof(encid)) != 0)
+        return ws_error_set(err, WS_ERR_INTERNAL, "UploadId of \"%s\" too long", p->key);
     snprintf(query, sizeof(query), "partNumber=%d&uploadId=%s", pt->number, encid);
     memset(&pt->resp, 0, sizeof(pt->resp));
     pt->resp.err = &p->part_err;
@@ -924,6 +926,7 @@ static int parts_drive(struct s3_put *p, int wait_one, struct ws_error *err)
 static int start_multipart(struct s3_put *p, struct ws_error *err)
 {
     struct s3_req q = {"POST", p->key, "uploads=", NULL, 0, NULL, NULL, 0, 0, NULL};
+    char encid[UPLOAD_ID_ENC_MAX];
     int rc;
 
     for (int attempt = 1;; attempt++) {
@@ -932,10 +935,14 @@ static int start_multipart(struct s3_put *p, struct ws_error *err)
         size_t blen;
         rc = perform(p->s, &q, &r, "start a multipart upload of", err);
         body = resp_body(&r, &blen);
-        if (rc == 0 && (ws_s3_xml_value(body, blen, NULL, "UploadId", p->upload_id,
-                                        sizeof(p->upload_id)) != 0 ||
-                        !p->upload_id[0]))
+        /* Every later request of the upload carries it URL-encoded: it must fit encoded too. */
+        if (rc == 0 &&
+            (ws_s3_xml_value(body, blen, NULL, "UploadId", p->upload_id, sizeof(p->upload_id)) !=
+                 0 ||
+             !p->upload_id[0] || ws_uri_encode(p->upload_id, 0, encid, sizeof(encid)) != 0)) {
+            p->upload_id[0] = '\0'; /* nothing to abort or complete */
             rc = ws_error_set(err, WS_ERR_STORAGE, "S3 gave no valid UploadId for \"%s\"", p->key);
+        }
         resp_free(&r);
         if (!ws_storage_try_again(&p->s->base, rc, attempt, err))
             return rc;
@@ -1098,14 +1105,13 @@ static int landed(struct s3_put *p, struct ws_error *err)
  * lifecycle rules; nothing of it is ever read. */
 static void abort_upload(struct s3_put *p)
 {
-    char encid[1100], query[1200];
+    char encid[UPLOAD_ID_ENC_MAX], query[UPLOAD_ID_ENC_MAX + 100];
     struct ws_error e2 = {0};
     struct s3_req q = {"DELETE", p->key, query, NULL, 0, NULL, NULL, 0, 0, NULL};
     struct s3_resp r = {0};
 
-    if (!p->upload_id[0])
+    if (!p->upload_id[0] || ws_uri_encode(p->upload_id, 0, encid, sizeof(encid)) != 0)
         return;
-    ws_uri_encode(p->upload_id, 0, encid, sizeof(encid));
     snprintf(query, sizeof(query), "uploadId=%s", encid);
     perform(p->s, &q, &r, "abort the multipart upload of", &e2);
     resp_free(&r);
@@ -1169,7 +1175,7 @@ static int commit(struct s3_put *p, const struct s3_req *q, int complete, struct
 static int s3p_finish(struct ws_sink *sink, struct ws_error *err)
 {
     struct s3_put *p = (struct s3_put *)sink;
-    char sha[65], encid[1100], query[1200];
+    char sha[65], encid[UPLOAD_ID_ENC_MAX], query[UPLOAD_ID_ENC_MAX + 100];
     char *xml = NULL;
     size_t xlen = 0, xcap = 0;
     int rc;
@@ -1213,7 +1219,10 @@ static int s3p_finish(struct ws_sink *sink, struct ws_error *err)
     xlen += 26;
     xml[xlen] = '\0';
     ws_sha256_hex(xml, xlen, sha);
-    ws_uri_encode(p->upload_id, 0, encid, sizeof(encid));
+    if (ws_uri_encode(p->upload_id, 0, encid, sizeof(encid)) != 0) {
+        free(xml);
+        return ws_error_set(err, WS_ERR_INTERNAL, "UploadId of \"%s\" too long", p->key);
+    }
     snprintf(query, sizeof(query), "uploadId=%s", encid);
     {
         struct s3_req q = {"POST",      p->key, query, (uint8_t *)xml, xlen, sha, NULL,

@@ -13,6 +13,7 @@
 #              stalled server, a corrupted stored object, a missing segment: never exit 0 with
 #              wrong or short content, DEST_PATH absent on every failure, bounded time
 #   bucket     a nonexistent bucket is 255 for wal-fetch, not "not in the archive"
+#   upload id  an UploadId too long to send back is refused (it was read past its buffer)
 #   listing    through faultproxy's listing modes (pages of 2 keys): a server that repeats one
 #              continuation token, one that alternates between two, one that serves page 2
 #              again and again with fresh tokens: basebackup list fails within seconds naming
@@ -404,6 +405,16 @@ run "$STORECAT" "$CONF_R" get retry/multipart
 assert_rc 1 "storecat get when every answer is cut after 100 bytes"
 assert_err_contains "retry/multipart" "the error names the key"
 [ "$(grep -c 'retrying' "$T/.last.err")" = 3 ] || fail "not 3 retries before giving up: $(cat "$T/.last.err")"
+fp_mode "$FP_DIR" pass
+
+CASE="storage: an UploadId too long to send back"
+# The UploadId of a CreateMultipartUpload answer goes back URL-encoded in every later request
+# of the upload. One whose encoding does not fit (here 400 '+', 1200 bytes encoded) was used
+# unterminated: a read past the end of a stack buffer (AddressSanitizer: stack-buffer-overflow).
+fp_mode "$FP_DIR" upload-id 400
+run "$STORECAT" "$CONF_R" put uploadid/long <"$BLOB"
+assert_rc 1 "storecat put in parts when the UploadId is 400 '+'"
+assert_err_contains "S3 gave no valid UploadId" "the error says why"
 fp_mode "$FP_DIR" pass
 
 # ---- listings: repeated tokens, pages served again, keys outside the prefix --------------------

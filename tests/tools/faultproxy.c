@@ -35,6 +35,9 @@
  *                         token the server makes (s3rver's tokens are random)
  *   list-widen N          the prefix parameter loses its last N '/'-separated components, so
  *                         the server also lists keys outside the prefix the client asked for
+ * And an S3 answer mode (requests pass unchanged, so they may be signed):
+ *   upload-id N           the <UploadId> of every answer to a CreateMultipartUpload request
+ *                         (POST ...?uploads) becomes N '+' characters
  *
  * Counts are per connection. MODE defaults to pass. With -f, the first line of MODE_FILE
  * ("MODE [N] [first K]") overrides the command line; "first K" damages only the first K
@@ -74,7 +77,8 @@ enum mode {
     M_STALL,
     M_LIST_REPEAT_TOKEN,
     M_LIST_REPLAY_PAGE,
-    M_LIST_WIDEN
+    M_LIST_WIDEN,
+    M_UPLOAD_ID
 };
 
 static const struct {
@@ -94,6 +98,7 @@ static const struct {
     {"list-repeat-token", M_LIST_REPEAT_TOKEN, 1},
     {"list-replay-page", M_LIST_REPLAY_PAGE, 0},
     {"list-widen", M_LIST_WIDEN, 1},
+    {"upload-id", M_UPLOAD_ID, 1},
 };
 
 struct setting {
@@ -254,7 +259,7 @@ struct http_relay {
     unsigned long long cbody, sbody; /* body bytes still to forward as they are */
     int raw; /* framing lost (chunked, no length): forward everything unchanged from now on */
     struct {
-        int head, list;
+        int head, list, uploads;
     } fifo[FIFO]; /* requests whose answers are due, oldest first */
     int nfifo;
     char first_token[4096]; /* list-repeat-token: decoded; list-replay-page: as sent */
@@ -425,7 +430,7 @@ static int relay_requests(struct http_relay *h, int server)
             h->raw = 1;
         else if (header_num(h->cbuf, end, "Content-Length", &cl) != 0)
             cl = 0;
-        if (strncmp(line, "GET ", 4) == 0 && qm &&
+        if (h->s.mode != M_UPLOAD_ID && strncmp(line, "GET ", 4) == 0 && qm &&
             memmem(qm, (size_t)(sp2 - qm), "list-type=2", 11)) {
             is_list = 1;
             rewrite_list_query(h, qm + 1, (size_t)(sp2 - qm - 1), query, sizeof(query));
@@ -439,6 +444,8 @@ static int relay_requests(struct http_relay *h, int server)
         if (h->nfifo < FIFO) {
             h->fifo[h->nfifo].head = strncmp(line, "HEAD ", 5) == 0;
             h->fifo[h->nfifo].list = is_list;
+            h->fifo[h->nfifo].uploads = strncmp(line, "POST ", 5) == 0 && qm &&
+                                        memmem(qm, (size_t)(sp2 - qm), "uploads", 7);
             h->nfifo++;
         } else {
             h->raw = 1;
@@ -450,25 +457,35 @@ static int relay_requests(struct http_relay *h, int server)
     return 0;
 }
 
-/* A list answer with its NextContinuationToken replaced and Content-Length fixed. */
+/* An answer with the text of its first <tag> replaced (list-repeat-token: the
+ * NextContinuationToken by a fake one; upload-id: the UploadId by N '+') and Content-Length
+ * fixed. */
 static int send_rewritten_answer(struct http_relay *h, int client, size_t end,
                                  unsigned long long cl)
 {
-    static const char open_tag[] = "<NextContinuationToken>",
-                      close_tag[] = "</NextContinuationToken>";
-    char *body = h->sbuf + end, *a, *b, fake[64], *out;
-    size_t n = 0, cap = end + (size_t)cl + 256;
+    const char *tag = h->s.mode == M_UPLOAD_ID ? "UploadId" : "NextContinuationToken";
+    char *body = h->sbuf + end, *a, *b, fake[4096], *out, open_tag[64], close_tag[64];
+    size_t n = 0, cap;
     const char *p;
     int rc;
 
-    a = memmem(body, (size_t)cl, open_tag, sizeof(open_tag) - 1);
-    b = a ? memmem(a, (size_t)cl - (size_t)(a - body), close_tag, sizeof(close_tag) - 1) : NULL;
+    snprintf(open_tag, sizeof(open_tag), "<%s>", tag);
+    snprintf(close_tag, sizeof(close_tag), "</%s>", tag);
+    a = memmem(body, (size_t)cl, open_tag, strlen(open_tag));
+    b = a ? memmem(a, (size_t)cl - (size_t)(a - body), close_tag, strlen(close_tag)) : NULL;
     if (!a || !b)
         return write_all(client, h->sbuf, end + (size_t)cl);
-    a += sizeof(open_tag) - 1;
-    if (!h->first_token[0])
-        snprintf(h->first_token, sizeof(h->first_token), "%.*s", (int)(b - a), a);
-    snprintf(fake, sizeof(fake), "walsafe-fake-%llu", h->answers++ % (h->s.n ? h->s.n : 1));
+    a += strlen(open_tag);
+    if (h->s.mode == M_UPLOAD_ID) {
+        size_t k = h->s.n < sizeof(fake) ? (size_t)h->s.n : sizeof(fake) - 1;
+        memset(fake, '+', k);
+        fake[k] = '\0';
+    } else {
+        if (!h->first_token[0])
+            snprintf(h->first_token, sizeof(h->first_token), "%.*s", (int)(b - a), a);
+        snprintf(fake, sizeof(fake), "walsafe-fake-%llu", h->answers++ % (h->s.n ? h->s.n : 1));
+    }
+    cap = end + (size_t)cl + strlen(fake) + 256;
     if (!(out = malloc(cap)))
         return -1;
     /* the head without its Content-Length line, then ours */
@@ -523,7 +540,9 @@ static int relay_answers(struct http_relay *h, int client)
         }
         if (no_body)
             cl = 0;
-        if (h->s.mode == M_LIST_REPEAT_TOKEN && h->nfifo > 0 && h->fifo[0].list && status == 200) {
+        if (h->nfifo > 0 && status == 200 &&
+            ((h->s.mode == M_LIST_REPEAT_TOKEN && h->fifo[0].list) ||
+             (h->s.mode == M_UPLOAD_ID && h->fifo[0].uploads))) {
             if (h->slen < end + cl) {
                 if (end + cl > HTTP_BUF)
                     h->raw = 1;
@@ -634,7 +653,8 @@ static int serve(int client, int target_port, struct setting s)
         reset_close(client);
         return 1;
     }
-    if (s.mode == M_LIST_REPEAT_TOKEN || s.mode == M_LIST_REPLAY_PAGE || s.mode == M_LIST_WIDEN)
+    if (s.mode == M_LIST_REPEAT_TOKEN || s.mode == M_LIST_REPLAY_PAGE || s.mode == M_LIST_WIDEN ||
+        s.mode == M_UPLOAD_ID)
         return serve_http(client, server, s);
     while (!client_eof || !server_eof) {
         struct pollfd p[2] = {{client, client_eof ? 0 : POLLIN, 0},
@@ -724,7 +744,7 @@ static void usage(void)
             "usage: faultproxy [-f MODE_FILE] LISTEN_PORT TARGET_PORT [MODE [N]]\n"
             "modes: pass, refuse, reset, reset-after N, close-after N, reset-after-down N,\n"
             "       close-after-down N, reset-request K, stall,\n"
-            "       list-repeat-token K, list-replay-page, list-widen N\n");
+            "       list-repeat-token K, list-replay-page, list-widen N, upload-id N\n");
 }
 
 int main(int argc, char **argv)
