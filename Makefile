@@ -42,6 +42,9 @@ FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/tests/fuzz/%)
 FUZZ_SECONDS ?=
 
+# A stand-in libcurl.so.4 (tests/shim) that t_sftp loads through LD_LIBRARY_PATH.
+SHIM_LIB = $(BUILD)/tests/shim/libcurl.so.4
+
 .SECONDARY:
 .PHONY: all check unit integration install clean lint demo bench bench-backup bench-recovery deps \
         fuzz fuzz-check fuzz-build
@@ -86,6 +89,12 @@ fuzz-check: fuzz-build
 fuzz: fuzz-build
 	tests/fuzz/run.sh long $(or $(FUZZ_SECONDS),600) $(FUZZ_BIN)
 
+# Not instrumented: it only passes calls on to the real libcurl.
+$(SHIM_LIB): tests/shim/libcurl_no_host_keys.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -fPIC -shared \
+	    $(shell pkg-config --cflags libcurl) -o $@ $< -ldl
+
 # Unit tests run under ASan/UBSan; integration tests use the release build of the programs.
 unit:
 	$(MAKE) SANITIZE=1 unit-run
@@ -96,7 +105,7 @@ unit-run: $(UNIT_BIN)
 # neither success nor "not found" for wal-fetch).
 SAN_ENV = ASAN_OPTIONS=exitcode=66:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=66
 
-integration: all $(TOOL_BIN) $(BUILD)/tests/test_storage
+integration: all $(TOOL_BIN) $(SHIM_LIB) $(BUILD)/tests/test_storage
 	$(SAN_ENV) tests/integration/run.sh $(BUILD)/bin
 
 # Everything: unit tests and the integration suite under ASan/UBSan, then the integration

@@ -10,6 +10,7 @@
 
 struct scan {
     struct ws_catalog *cat;
+    const char *prefix; /* of the backup listing */
     size_t prefix_len;
     size_t cap_b, cap_s, cap_h;
     struct ws_error *err;
@@ -40,10 +41,15 @@ static int on_backup_key(void *arg, const char *key, const struct ws_storage_sta
                          struct ws_error *err)
 {
     struct scan *sc = arg;
-    const char *rest = key + sc->prefix_len;
+    const char *rest;
     char id[WS_BACKUP_ID_LEN + 1];
     struct ws_catalog_backup *b;
 
+    /* Drivers list only keys under the prefix; one that does not must not make us read past
+     * the end of a shorter key. */
+    if (strncmp(key, sc->prefix, sc->prefix_len) != 0)
+        return 0;
+    rest = key + sc->prefix_len;
     if (strlen(rest) < WS_BACKUP_ID_LEN + 1 ||
         (rest[WS_BACKUP_ID_LEN] != '/' &&
          strcmp(rest + WS_BACKUP_ID_LEN, WS_BACKUP_DELETING_SUFFIX) != 0))
@@ -164,6 +170,7 @@ int ws_catalog_load(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
         qsort(cat->histories, cat->nhistories, sizeof(*cat->histories), cmp_u32);
 
     ws_backup_prefix(repo, prefix, sizeof(prefix));
+    sc.prefix = prefix;
     sc.prefix_len = strlen(prefix);
     if ((rc = ws_storage_list(repo->st, prefix, on_backup_key, &sc, err)) != 0)
         goto out;

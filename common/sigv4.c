@@ -25,8 +25,11 @@ int ws_uri_encode(const char *in, int keep_slash, char *out, size_t outsz)
         int plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
                     (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' || *p == '~' ||
                     (keep_slash && *p == '/');
-        if (o + (plain ? 1 : 3) >= outsz)
+        if (o + (plain ? 1 : 3) >= outsz) {
+            if (outsz > 0)
+                out[o] = '\0'; /* what fitted, terminated: never an unterminated buffer */
             return -1;
+        }
         if (plain) {
             out[o++] = (char)*p;
         } else {

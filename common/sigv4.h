@@ -44,7 +44,8 @@ int ws_sigv4_signature(const struct ws_sigv4_creds *c, const char *date8, const 
 int ws_sigv4_sign(const struct ws_sigv4_request *r, const struct ws_sigv4_creds *c, char *auth,
                   size_t authsz, struct ws_error *err);
 
-/* Percent-encodes per RFC 3986 (unreserved kept); '/' kept when keep_slash. */
+/* Percent-encodes per RFC 3986 (unreserved kept); '/' kept when keep_slash. 0, or -1 when the
+ * result does not fit outsz (out then holds what fitted, NUL-terminated). */
 int ws_uri_encode(const char *in, int keep_slash, char *out, size_t outsz);
 /* Lower-case hex SHA-256 of data. */
 void ws_sha256_hex(const void *data, size_t len, char out[65]);

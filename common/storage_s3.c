@@ -4,9 +4,15 @@
  *
  * Requests: HEAD (stat), GET with Range (get; the body is streamed into the sink and its length
  * checked against Content-Length, because a connection closed cleanly mid-body can look like
- * success), ListObjectsV2 with continuation (list), DELETE (remove), PUT or multipart upload
- * (put). Every request carries x-amz-content-sha256 (the body's hash, which is signed) and has a
- * deadline for lack of progress (`timeout`).
+ * success, and a 206's Content-Range must be the range asked for), ListObjectsV2 with
+ * continuation (list), DELETE (remove), PUT or multipart upload (put). Every request carries
+ * x-amz-content-sha256 (the body's hash, which is signed) and has a deadline for lack of
+ * progress (`timeout`). What servers send back is read by s3_parse.c, bounded by length.
+ *
+ * Listing: a listing ends. A continuation token the server already sent in this listing, or
+ * WS_S3_LIST_STALL_PAGES pages in a row without a key not seen before, fail it naming bucket
+ * and prefix; a key served again is passed on once; a key outside the prefix asked for is
+ * never passed on (one warning per listing), since callers take every key for one under it.
  *
  * Writing: the put sink buffers up to s3_part_size. An object that fits is one signed PUT. A
  * larger one becomes a multipart upload whose parts (each buffered, hashed and signed) are sent
@@ -42,6 +48,7 @@
 #include "curl_api.h"
 #include "key.h"
 #include "log.h"
+#include "s3_parse.h"
 #include "sigv4.h"
 #include "storage.h"
 
@@ -50,6 +57,7 @@ static const struct ws_curl *cu;
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define MAX_PARALLEL_PARTS 16
 #define MAX_ERROR_BODY 16384
+#define UPLOAD_ID_ENC_MAX 1100 /* an UploadId URL-encoded, with its NUL (AWS's are ~100 bytes) */
 
 struct s3_storage {
     struct ws_storage base;
@@ -70,13 +78,12 @@ struct s3_storage {
 /* ---- one request ---- */
 
 struct s3_resp {
-    long status;
-    struct ws_sink *dest; /* 2xx body goes here when set */
+    struct ws_s3_headers h; /* the answer's status line and the headers we use */
+    struct ws_sink *dest;   /* 2xx body goes here when set */
     struct ws_error *err;
     int sink_failed;
     uint64_t got;
     struct ws_sink *body; /* otherwise (and for errors) collected here; NULL until data comes */
-    char etag[128];
 };
 
 struct s3_req {
@@ -128,13 +135,20 @@ static const char *resp_text(struct s3_resp *r)
     return r->body ? ws_buffer_sink_text(r->body) : NULL;
 }
 
+/* The collected body and its length (NULL and 0 if there was none). */
+static const char *resp_body(const struct s3_resp *r, size_t *len)
+{
+    *len = 0;
+    return r->body ? (const char *)ws_buffer_sink_data(r->body, len) : NULL;
+}
+
 static size_t write_resp(char *p, size_t size, size_t n, void *arg)
 {
     struct s3_resp *r = arg;
     struct ws_error e = {0};
     size_t len = size * n;
 
-    if (r->dest && r->status >= 200 && r->status < 300) {
+    if (r->dest && r->h.status >= 200 && r->h.status < 300) {
         if (ws_sink_write(r->dest, p, len, r->err) != 0) {
             r->sink_failed = 1;
             return 0;
@@ -154,58 +168,9 @@ static size_t write_resp(char *p, size_t size, size_t n, void *arg)
 static size_t header_resp(char *p, size_t size, size_t n, void *arg)
 {
     struct s3_resp *r = arg;
-    size_t len = size * n;
 
-    if (len > 9 && strncmp(p, "HTTP/", 5) == 0) {
-        const char *sp = memchr(p, ' ', len);
-        r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
-    } else if (len > 5 && strncasecmp(p, "ETag:", 5) == 0) {
-        size_t i = 5, j = 0;
-        while (i < len && (p[i] == ' ' || p[i] == '\t'))
-            i++;
-        while (i < len && p[i] != '\r' && p[i] != '\n' && j + 1 < sizeof(r->etag))
-            r->etag[j++] = p[i++];
-        r->etag[j] = '\0';
-    }
-    return len;
-}
-
-/* Value of <tag>...</tag> in xml (first occurrence after *from), XML entities decoded. */
-static int xml_value(const char *xml, const char *tag, const char **from, char *out, size_t outsz)
-{
-    char open[64], close[64];
-    const char *a, *b;
-    size_t o = 0;
-
-    snprintf(open, sizeof(open), "<%s>", tag);
-    snprintf(close, sizeof(close), "</%s>", tag);
-    if (!xml || !(a = strstr(from && *from ? *from : xml, open)))
-        return -1;
-    a += strlen(open);
-    if (!(b = strstr(a, close)))
-        return -1;
-    if (from)
-        *from = b + strlen(close);
-    while (a < b && o + 1 < outsz) {
-        static const struct {
-            const char *ent;
-            char c;
-        } ents[] = {
-            {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
-        int done = 0;
-        for (size_t i = 0; i < sizeof(ents) / sizeof(ents[0]) && !done; i++) {
-            size_t l = strlen(ents[i].ent);
-            if ((size_t)(b - a) >= l && strncmp(a, ents[i].ent, l) == 0) {
-                out[o++] = ents[i].c;
-                a += l;
-                done = 1;
-            }
-        }
-        if (!done)
-            out[o++] = *a++;
-    }
-    out[o] = '\0';
-    return 0;
+    ws_s3_header_line(&r->h, p, size * n);
+    return size * n;
 }
 
 static void amz_now(char out[17])
@@ -345,8 +310,9 @@ static int retryable_status(long status, const char *code)
 static int outcome(struct s3_storage *s, const struct s3_req *q, int cc, struct s3_resp *r,
                    const char *what, struct ws_error *err)
 {
-    char code[128] = "", msg[256] = "";
-    const char *key = q->key ? q->key : "";
+    struct ws_s3_error e;
+    const char *key = q->key ? q->key : "", *body;
+    size_t blen;
 
     if (r->sink_failed)
         return err->code;
@@ -357,22 +323,27 @@ static int outcome(struct s3_storage *s, const struct s3_req *q, int cc, struct 
                          cc != CURLE_URL_MALFORMAT && cc != CURLE_UNSUPPORTED_PROTOCOL;
         return err->code;
     }
-    xml_value(resp_text(r), "Code", NULL, code, sizeof(code));
-    xml_value(resp_text(r), "Message", NULL, msg, sizeof(msg));
-    if (r->status >= 200 && r->status < 300 && !code[0])
+    body = resp_body(r, &blen);
+    ws_s3_error_parse(body, blen, &e);
+    if (r->h.status >= 200 && r->h.status < 300 && !e.code[0] && r->h.bad)
+        return ws_error_set(err, WS_ERR_STORAGE,
+                            "could not %s \"%s%s\" in S3 bucket \"%s\": the answer has an "
+                            "invalid %s header",
+                            what, s->prefix, key, s->bucket, r->h.bad);
+    if (r->h.status >= 200 && r->h.status < 300 && !e.code[0])
         return 0;
-    if (r->status == 404 && (strcmp(code, "NoSuchKey") == 0 || (q->nobody && q->key)))
+    if (r->h.status == 404 && (strcmp(e.code, "NoSuchKey") == 0 || (q->nobody && q->key)))
         return ws_error_set(err, WS_ERR_NOT_FOUND, "object \"%s%s\" not found in S3 bucket \"%s\"",
                             s->prefix, key, s->bucket);
-    if (r->status == 412 && q->if_none_match)
+    if (r->h.status == 412 && q->if_none_match)
         return ws_error_set(err, WS_ERR_EXISTS,
                             "object \"%s%s\" already exists in S3 bucket "
                             "\"%s\"",
                             s->prefix, key, s->bucket);
     ws_error_set(err, WS_ERR_STORAGE, "could not %s \"%s%s\" in S3 bucket \"%s\": HTTP %ld%s%s%s%s",
-                 what, s->prefix, key, s->bucket, r->status, code[0] ? " " : "", code,
-                 msg[0] ? ": " : "", msg);
-    err->retryable = retryable_status(r->status, code);
+                 what, s->prefix, key, s->bucket, r->h.status, e.code[0] ? " " : "", e.code,
+                 e.message[0] ? ": " : "", e.message);
+    err->retryable = retryable_status(r->h.status, e.code);
     return err->code;
 }
 
@@ -425,17 +396,19 @@ static int head(struct s3_storage *s, const char *key, struct ws_storage_stat *o
 {
     struct s3_req q = {"HEAD", key, "", NULL, 0, NULL, NULL, 0, 1, NULL};
     struct s3_resp r = {0};
-    curl_off_t len = -1;
     long ft = -1;
     int rc = perform(s, &q, &r, "stat", err);
 
-    if (rc == 0) {
-        cu->easy_getinfo(s->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
+    if (rc == 0 && r.h.content_length < 0) {
+        rc = ws_error_set(err, WS_ERR_STORAGE,
+                          "S3 gave no Content-Length for \"%s%s\" in bucket \"%s\"", s->prefix, key,
+                          s->bucket);
+    } else if (rc == 0) {
         cu->easy_getinfo(s->easy, CURLINFO_FILETIME, &ft);
-        out->size = len >= 0 ? (uint64_t)len : 0;
+        out->size = (uint64_t)r.h.content_length;
         out->mtime = ft;
         if (etag)
-            snprintf(etag, etagsz, "%s", r.etag);
+            snprintf(etag, etagsz, "%s", r.h.etag);
     }
     resp_free(&r);
     return rc;
@@ -447,6 +420,15 @@ static int s3_stat(struct ws_storage *st, const char *key, struct ws_storage_sta
     return head((struct s3_storage *)st, key, out, NULL, 0, err);
 }
 
+/* A 206 answer's Content-Range is the range asked for: it starts at offset and, unless the read
+ * goes to the end, ends at offset + length - 1. */
+static int range_matches(const struct ws_s3_headers *h, uint64_t offset, uint64_t length)
+{
+    if (!h->has_range || h->range_first != offset)
+        return 0;
+    return length == WS_STORAGE_TO_END || h->range_last == offset + length - 1;
+}
+
 static int s3_get(struct ws_storage *st, const char *key, uint64_t offset, uint64_t length,
                   struct ws_sink *dest, struct ws_error *err)
 {
@@ -454,7 +436,7 @@ static int s3_get(struct ws_storage *st, const char *key, uint64_t offset, uint6
     char range[80];
     struct s3_req q = {"GET", key, "", NULL, 0, NULL, NULL, 0, 0, NULL};
     struct s3_resp r = {0};
-    curl_off_t announced = -1;
+    int64_t announced;
     int rc;
 
     if (length == 0)
@@ -469,25 +451,32 @@ static int s3_get(struct ws_storage *st, const char *key, uint64_t offset, uint6
     }
     r.dest = dest;
     rc = perform(s, &q, &r, "read", err);
-    if (rc == 0 && q.range && r.status != 206) {
+    announced = r.h.content_length;
+    if (rc == 0 && q.range && r.h.status != 206) {
         /* The whole object instead of the range (a server or proxy that ignores Range): its
          * length could even match what a resumed read expects. */
         rc = ws_error_set(err, WS_ERR_STORAGE,
                           "S3 answered HTTP %ld, not 206, to a range read (%s) of \"%s%s\" in "
                           "bucket \"%s\"",
-                          r.status, range, s->prefix, key, s->bucket);
+                          r.h.status, range, s->prefix, key, s->bucket);
+    } else if (rc == 0 && q.range && !range_matches(&r.h, offset, length)) {
+        /* Another range than the one asked for (a confused proxy or cache): its bytes would
+         * land at the wrong offset of what the caller assembles. */
+        rc = ws_error_set(err, WS_ERR_STORAGE,
+                          "S3 answered a range read (%s) of \"%s%s\" in bucket \"%s\" with "
+                          "another range",
+                          range, s->prefix, key, s->bucket);
     } else if (rc == 0) {
-        cu->easy_getinfo(s->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
         if ((announced >= 0 && r.got != (uint64_t)announced) ||
             (length != WS_STORAGE_TO_END && r.got != length)) {
             rc = ws_error_set(
                 err, WS_ERR_STORAGE,
                 "short read of \"%s%s\" from S3 bucket \"%s\": %llu of %lld bytes", s->prefix, key,
                 s->bucket, (unsigned long long)r.got,
-                (long long)(length != WS_STORAGE_TO_END ? (curl_off_t)length : announced));
+                (long long)(length != WS_STORAGE_TO_END ? (int64_t)length : announced));
             err->retryable = 1;
         }
-    } else if (rc == WS_ERR_STORAGE && r.status == 416) {
+    } else if (rc == WS_ERR_STORAGE && r.h.status == 416) {
         /* S3 refuses an empty range; reading from the very end is the contract's "nothing". */
         struct ws_storage_stat st2;
         if (length == WS_STORAGE_TO_END && s3_stat(st, key, &st2, err) == 0 && st2.size == offset)
@@ -612,19 +601,21 @@ static int s3_remove_many(struct ws_storage *st, const char *const *keys, size_t
                            0,      0,    md5b64};
         struct s3_resp r = {0};
         const char *text, *from = NULL;
-        char key[1100] = "", code[128] = "", msg[256] = "";
+        char key[WS_S3_KEY_MAX + 1], shown[200];
+        struct ws_s3_error e;
         rc = perform(s, &q, &r, "delete a batch of objects under", err);
         text = resp_text(&r);
         if (text && strstr(text, "<DeleteResult") && (from = strstr(text, "<Error>")) != NULL) {
             /* 200, but some keys were not deleted: name the first */
-            xml_value(from, "Key", NULL, key, sizeof(key));
-            xml_value(from, "Code", NULL, code, sizeof(code));
-            xml_value(from, "Message", NULL, msg, sizeof(msg));
+            size_t rest = strlen(from);
+            (void)ws_s3_xml_value(from, rest, NULL, "Key", key, sizeof(key));
+            ws_s3_printable(key, strlen(key), shown, sizeof(shown));
+            ws_s3_error_parse(from, rest, &e);
             rc = ws_error_set(err, WS_ERR_STORAGE,
                               "could not delete \"%s\" in S3 bucket \"%s\" (one of %zu in a "
                               "batch): %s%s%s",
-                              key, s->bucket, n, code, msg[0] ? ": " : "", msg);
-            err->retryable = retryable_status(0, code) || strcmp(code, "InternalError") == 0;
+                              shown, s->bucket, n, e.code, e.message[0] ? ": " : "", e.message);
+            err->retryable = retryable_status(0, e.code);
         } else if (rc == 0 && (!text || !strstr(text, "<DeleteResult"))) {
             rc = ws_error_set(err, WS_ERR_STORAGE,
                               "could not delete %zu objects (\"%s%s\" first) in S3 bucket \"%s\": "
@@ -643,78 +634,141 @@ static int s3_remove_many(struct ws_storage *st, const char *const *keys, size_t
 
 /* ---- list ---- */
 
+/* One listing: what its pages are checked against (s3_parse.h's guard) and where keys go. */
+struct listing {
+    struct s3_storage *s;
+    const char *prefix; /* asked for, relative to the repository */
+    ws_storage_list_cb cb;
+    void *arg;
+    struct ws_s3_list_guard guard;
+    size_t new_keys; /* of the current page */
+    int warned;      /* about a key outside the prefix */
+    int cb_failed;   /* the error is the callback's own */
+};
+
+/* A key of a page: the caller gets it (relative to the repository) if it lies under the prefix
+ * asked for, is no temp file, and was not in an earlier page. */
+static int on_listed(void *arg, const char *key, uint64_t size, struct ws_error *err)
+{
+    struct listing *l = arg;
+    struct s3_storage *s = l->s;
+    size_t plen = strlen(s->prefix);
+    const char *rel = key + plen, *base;
+    struct ws_storage_stat st = {size, 0};
+    int fresh;
+
+    if (strncmp(key, s->prefix, plen) != 0 || strncmp(rel, l->prefix, strlen(l->prefix)) != 0) {
+        /* Never passed on: callers take every key for one under their prefix. */
+        if (!l->warned++) {
+            char shown[200];
+            ws_s3_printable(key, strlen(key), shown, sizeof(shown));
+            ws_log_warning("S3 listing of \"%s%s\" in bucket \"%s\" returned key \"%s\", which is "
+                           "outside that prefix; ignoring it and any others",
+                           s->prefix, l->prefix, s->bucket, shown);
+        }
+        return 0;
+    }
+    base = strrchr(rel, '/');
+    if (strncmp(base ? base + 1 : rel, ".walsafe-tmp", 12) == 0)
+        return 0;
+    if ((fresh = ws_s3_list_guard_key(&l->guard, key)) < 0)
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    if (!fresh)
+        return 0; /* a page served again: each key reaches the caller once */
+    l->new_keys++;
+    if (l->cb(l->arg, rel, &st, err) != 0) {
+        l->cb_failed = 1;
+        return err->code;
+    }
+    return 0;
+}
+
+/* Fetches the page after token ("" for the first) into r; a continuation page is repeated here
+ * while it fails transiently (the first page is storage.c's to repeat). */
+static int list_page(struct listing *l, const char *enc, const char *token, struct s3_resp *r,
+                     struct ws_error *err)
+{
+    struct s3_storage *s = l->s;
+    char query[8320], enctok[4096];
+    struct s3_req q = {"GET", NULL, query, NULL, 0, NULL, NULL, 0, 0, NULL};
+    int rc;
+
+    if (token[0]) {
+        if (ws_uri_encode(token, 0, enctok, sizeof(enctok)) != 0)
+            return ws_error_set(err, WS_ERR_STORAGE, "S3 continuation token too long");
+        snprintf(query, sizeof(query), "continuation-token=%s&list-type=2&prefix=%s", enctok, enc);
+    } else {
+        snprintf(query, sizeof(query), "list-type=2&prefix=%s", enc);
+    }
+    for (int attempt = 1;; attempt++) {
+        if ((rc = perform(s, &q, r, "list", err)) == 0)
+            return 0;
+        resp_free(r);
+        memset(r, 0, sizeof(*r));
+        if (!token[0])
+            return rc;
+        if (!ws_storage_try_again(&s->base, rc, attempt, err)) {
+            err->retryable = 0; /* tried here already: storage.c must not start over */
+            return rc;
+        }
+    }
+}
+
+/*
+ * ListObjectsV2, page after page. A listing must end: a continuation token the server sent
+ * before in this listing (a server or proxy that serves a page again, or alternates between
+ * pages) fails it, and so do WS_S3_LIST_STALL_PAGES pages in a row that bring no new key.
+ */
 static int s3_list(struct ws_storage *st, const char *prefix, ws_storage_list_cb cb, void *arg,
                    struct ws_error *err)
 {
     struct s3_storage *s = (struct s3_storage *)st;
-    char token[2048] = "", query[8320], full[2048], enc[4096], enctok[4096];
-    size_t plen = strlen(s->prefix);
+    struct listing l = {s, prefix, cb, arg, {{NULL, 0, 0}, {NULL, 0, 0}, 0, 0}, 0, 0, 0};
+    struct ws_s3_list_page *page = NULL;
+    char token[WS_S3_TOKEN_MAX + 1] = "", full[2048], enc[4096];
     int rc = 0;
 
     snprintf(full, sizeof(full), "%s%s", s->prefix, prefix);
     if (ws_uri_encode(full, 0, enc, sizeof(enc)) != 0)
         return ws_error_set(err, WS_ERR_STORAGE, "S3 prefix too long");
+    if (!(page = malloc(sizeof(*page))))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     do {
-        struct s3_req q = {"GET", NULL, query, NULL, 0, NULL, NULL, 0, 0, NULL};
         struct s3_resp r = {0};
-        char truncated[16] = "", key[2048], size[32];
-        const char *pos = NULL;
-
-        if (token[0]) {
-            if (ws_uri_encode(token, 0, enctok, sizeof(enctok)) != 0)
-                return ws_error_set(err, WS_ERR_STORAGE, "S3 continuation token too long");
-            snprintf(query, sizeof(query), "continuation-token=%s&list-type=2&prefix=%s", enctok,
-                     enc);
-        } else {
-            snprintf(query, sizeof(query), "list-type=2&prefix=%s", enc);
-        }
-        /* The first page is storage.c's to repeat; a later one only this loop can. */
-        for (int attempt = 1;; attempt++) {
-            if ((rc = perform(s, &q, &r, "list", err)) == 0)
-                break;
-            resp_free(&r);
-            memset(&r, 0, sizeof(r));
-            if (!token[0])
-                return rc;
-            if (!ws_storage_try_again(&s->base, rc, attempt, err)) {
-                err->retryable = 0; /* tried here already: storage.c must not start over */
-                return rc;
-            }
-        }
-        while (rc == 0 && resp_text(&r) &&
-               (pos = strstr(pos ? pos : resp_text(&r), "<Contents>")) != NULL) {
-            const char *end = strstr(pos, "</Contents>");
-            char one[4096];
-            size_t n;
-            if (!end)
-                break;
-            n = (size_t)(end - pos) < sizeof(one) - 1 ? (size_t)(end - pos) : sizeof(one) - 1;
-            memcpy(one, pos, n);
-            one[n] = '\0';
-            pos = end;
-            if (xml_value(one, "Key", NULL, key, sizeof(key)) != 0 ||
-                xml_value(one, "Size", NULL, size, sizeof(size)) != 0 ||
-                strncmp(key, s->prefix, plen) != 0)
-                continue;
-            {
-                const char *rel = key + plen, *base = strrchr(rel, '/');
-                struct ws_storage_stat sst = {strtoull(size, NULL, 10), 0};
-                if (strncmp(base ? base + 1 : rel, ".walsafe-tmp", 12) == 0)
-                    continue;
-                rc = cb(arg, rel, &sst, err);
-            }
-        }
-        token[0] = '\0';
-        xml_value(resp_text(&r), "IsTruncated", NULL, truncated, sizeof(truncated));
-        if (strcmp(truncated, "true") == 0 &&
-            xml_value(resp_text(&r), "NextContinuationToken", NULL, token, sizeof(token)) != 0)
-            rc = rc ? rc
-                    : ws_error_set(err, WS_ERR_STORAGE,
-                                   "S3 listing of bucket \"%s\" is "
-                                   "truncated without a continuation token",
-                                   s->bucket);
+        const char *body;
+        size_t blen;
+        if ((rc = list_page(&l, enc, token, &r, err)) != 0)
+            break;
+        body = resp_body(&r, &blen);
+        l.new_keys = 0;
+        rc = ws_s3_list_parse(body, blen, on_listed, &l, page, err);
         resp_free(&r);
-    } while (rc == 0 && token[0]);
+        if (rc != 0) {
+            if (!l.cb_failed)
+                ws_error_prefix(err, "S3 listing of \"%s\" in bucket \"%s\", page %zu", full,
+                                s->bucket, l.guard.pages + 1);
+            break;
+        }
+        if (page->truncated && (rc = ws_s3_list_guard_token(&l.guard, page->next_token)) != 0) {
+            rc = rc < 0 ? ws_error_set(err, WS_ERR_INTERNAL, "out of memory")
+                        : ws_error_set(err, WS_ERR_STORAGE,
+                                       "S3 listing of \"%s\" in bucket \"%s\" does not end: "
+                                       "page %zu repeats a continuation token of an earlier "
+                                       "page",
+                                       full, s->bucket, l.guard.pages + 1);
+            break;
+        }
+        if (page->truncated && ws_s3_list_guard_page(&l.guard, l.new_keys)) {
+            rc = ws_error_set(err, WS_ERR_STORAGE,
+                              "S3 listing of \"%s\" in bucket \"%s\" does not end: %d pages in a "
+                              "row (up to page %zu) brought no new key",
+                              full, s->bucket, WS_S3_LIST_STALL_PAGES, l.guard.pages);
+            break;
+        }
+        snprintf(token, sizeof(token), "%s", page->truncated ? page->next_token : "");
+    } while (token[0]);
+    ws_s3_list_guard_free(&l.guard);
+    free(page);
     return rc;
 }
 
@@ -778,10 +832,11 @@ static int64_t mono_ms(void)
 /* Puts part pt (buffer, length, number and hash set) on the wire. */
 static int part_send(struct s3_put *p, struct part *pt, struct ws_error *err)
 {
-    char query[1200], encid[1100];
+    char query[UPLOAD_ID_ENC_MAX + 100], encid[UPLOAD_ID_ENC_MAX];
     struct s3_req q = {"PUT", p->key, query, pt->buf, pt->len, pt->sha, NULL, 0, 0, NULL};
 
-    ws_uri_encode(p->upload_id, 0, encid, sizeof(encid));
+    if (ws_uri_encode(p->upload_id, 0, encid, sizeof(encid)) != 0)
+        return ws_error_set(err, WS_ERR_INTERNAL, "UploadId of \"%s\" too long", p->key);
     snprintf(query, sizeof(query), "partNumber=%d&uploadId=%s", pt->number, encid);
     memset(&pt->resp, 0, sizeof(pt->resp));
     pt->resp.err = &p->part_err;
@@ -808,10 +863,10 @@ static void part_done(struct s3_put *p, struct part *pt, int cc)
     pt->hdrs = NULL;
     pt->busy = 0;
     rc = outcome(s, &q, cc, &pt->resp, "upload a part of", &e);
-    if (rc == 0 && !pt->resp.etag[0])
+    if (rc == 0 && !pt->resp.h.etag[0])
         rc = ws_error_set(&e, WS_ERR_STORAGE, "S3 gave no ETag for part %d of \"%s%s\"", pt->number,
                           s->prefix, p->key);
-    else if (rc == 0 && put_etag(p, pt->number, pt->resp.etag) != 0)
+    else if (rc == 0 && put_etag(p, pt->number, pt->resp.h.etag) != 0)
         rc = ws_error_set(&e, WS_ERR_INTERNAL, "out of memory");
     resp_free(&pt->resp);
     if (rc == 0 || p->part_failed)
@@ -871,14 +926,23 @@ static int parts_drive(struct s3_put *p, int wait_one, struct ws_error *err)
 static int start_multipart(struct s3_put *p, struct ws_error *err)
 {
     struct s3_req q = {"POST", p->key, "uploads=", NULL, 0, NULL, NULL, 0, 0, NULL};
+    char encid[UPLOAD_ID_ENC_MAX];
     int rc;
 
     for (int attempt = 1;; attempt++) {
         struct s3_resp r = {0};
+        const char *body;
+        size_t blen;
         rc = perform(p->s, &q, &r, "start a multipart upload of", err);
+        body = resp_body(&r, &blen);
+        /* Every later request of the upload carries it URL-encoded: it must fit encoded too. */
         if (rc == 0 &&
-            xml_value(resp_text(&r), "UploadId", NULL, p->upload_id, sizeof(p->upload_id)) != 0)
-            rc = ws_error_set(err, WS_ERR_STORAGE, "S3 gave no UploadId for \"%s\"", p->key);
+            (ws_s3_xml_value(body, blen, NULL, "UploadId", p->upload_id, sizeof(p->upload_id)) !=
+                 0 ||
+             !p->upload_id[0] || ws_uri_encode(p->upload_id, 0, encid, sizeof(encid)) != 0)) {
+            p->upload_id[0] = '\0'; /* nothing to abort or complete */
+            rc = ws_error_set(err, WS_ERR_STORAGE, "S3 gave no valid UploadId for \"%s\"", p->key);
+        }
         resp_free(&r);
         if (!ws_storage_try_again(&p->s->base, rc, attempt, err))
             return rc;
@@ -1041,14 +1105,13 @@ static int landed(struct s3_put *p, struct ws_error *err)
  * lifecycle rules; nothing of it is ever read. */
 static void abort_upload(struct s3_put *p)
 {
-    char encid[1100], query[1200];
+    char encid[UPLOAD_ID_ENC_MAX], query[UPLOAD_ID_ENC_MAX + 100];
     struct ws_error e2 = {0};
     struct s3_req q = {"DELETE", p->key, query, NULL, 0, NULL, NULL, 0, 0, NULL};
     struct s3_resp r = {0};
 
-    if (!p->upload_id[0])
+    if (!p->upload_id[0] || ws_uri_encode(p->upload_id, 0, encid, sizeof(encid)) != 0)
         return;
-    ws_uri_encode(p->upload_id, 0, encid, sizeof(encid));
     snprintf(query, sizeof(query), "uploadId=%s", encid);
     perform(p->s, &q, &r, "abort the multipart upload of", &e2);
     resp_free(&r);
@@ -1112,7 +1175,7 @@ static int commit(struct s3_put *p, const struct s3_req *q, int complete, struct
 static int s3p_finish(struct ws_sink *sink, struct ws_error *err)
 {
     struct s3_put *p = (struct s3_put *)sink;
-    char sha[65], encid[1100], query[1200];
+    char sha[65], encid[UPLOAD_ID_ENC_MAX], query[UPLOAD_ID_ENC_MAX + 100];
     char *xml = NULL;
     size_t xlen = 0, xcap = 0;
     int rc;
@@ -1156,7 +1219,10 @@ static int s3p_finish(struct ws_sink *sink, struct ws_error *err)
     xlen += 26;
     xml[xlen] = '\0';
     ws_sha256_hex(xml, xlen, sha);
-    ws_uri_encode(p->upload_id, 0, encid, sizeof(encid));
+    if (ws_uri_encode(p->upload_id, 0, encid, sizeof(encid)) != 0) {
+        free(xml);
+        return ws_error_set(err, WS_ERR_INTERNAL, "UploadId of \"%s\" too long", p->key);
+    }
     snprintf(query, sizeof(query), "uploadId=%s", encid);
     {
         struct s3_req q = {"POST",      p->key, query, (uint8_t *)xml, xlen, sha, NULL,

@@ -5,9 +5,16 @@
  * session in the multi handle's connection cache, so every operation of a process shares one
  * session, and a session the server dropped is re-established by libcurl on the next request.
  *
- * Host keys are verified strictly: against sftp_known_hosts (a key callback accepts only an
- * exact match) or the sftp_host_key_sha256 pin. An unknown or changed key is refused with the
- * presented SHA-256 fingerprint. There is no trust on first use.
+ * Host keys are verified strictly: against sftp_known_hosts or the sftp_host_key_sha256 pin. The
+ * known_hosts file is read here and matched as OpenSSH matches it (known_hosts.h: "[host]:port"
+ * for ports other than 22, hashed names, @revoked keys refused, @cert-authority keys never taken
+ * for host keys); libcurl and libssh2 decide nothing (libssh2 also accepts an entry for plain
+ * "host" on any port, and ignores @revoked). An unknown, changed or revoked key is refused with
+ * the presented SHA-256 fingerprint. There is no trust on first use. A libcurl that does not
+ * take the options that make this so (before 7.84, or built on libssh) is refused at open.
+ *
+ * The identity file must not be accessible by group or others when it is ours, nor readable by
+ * others whoever owns it (OpenSSH refuses the first; the second exposes the key to everyone).
  *
  * Publication: upload to "<dir>/.walsafe-tmp.<name>.<pid>.<random>" (0600, parents 0700), then
  * rename. SFTP's rename refuses an existing target, which is exactly the no-replace rule; a
@@ -24,6 +31,7 @@
  * from libcurl while the first is busy with the upload.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -32,10 +40,13 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "curl_api.h"
+#include "fsutil.h"
+#include "known_hosts.h"
 #include "storage.h"
 
 /* libcurl, loaded by ws_storage_sftp_open() before any other function here runs. */
@@ -60,13 +71,21 @@ struct sftp_storage {
     struct xfer xfer;
     char *origin; /* sftp://user@host:port */
     char *root;   /* /abs/path, no trailing slash */
+    char *host;   /* as in the URL, IPv6 without brackets */
+    int port;
     char *identity, *known_hosts, *pin;
-    char *passphrase; /* of an encrypted identity file, or NULL; wiped on close */
+    char *kh_text; /* the known_hosts file, read at open */
+    size_t kh_len;
+    int kh_fd;           /* memfd with the host's plain entries, for libcurl's key type choice */
+    char kh_proc[40];    /* /proc/self/fd/<kh_fd> */
+    const char *kh_curl; /* what libcurl reads: kh_proc, or known_hosts without a memfd */
+    char *passphrase;    /* of an encrypted identity file, or NULL; wiped on close */
     long timeout;
     int connected;           /* the last request succeeded, so the next one reuses its session */
     int socks[SFTP_SOCKETS]; /* the connections' sockets (-1: free slot), for ack_now() */
     /* set by the host key callback */
-    int key_rejected;
+    int key_rejected;             /* 0, or the ws_kh_verdict that refused the key */
+    struct ws_kh_result rejected; /* the line that decided, @cert-authority seen */
     char presented[128];
 };
 
@@ -90,33 +109,29 @@ static void b64(const unsigned char *in, int len, char *out)
         out[--n] = '\0';
 }
 
-static int keyfunc(CURL *easy, const struct curl_khkey *known, const struct curl_khkey *found,
-                   enum curl_khmatch match, void *arg)
+/* libcurl's host key check: the key the server presented against the known_hosts file, as ssh
+ * would match it (known_hosts.h). Anything but a match is refused. */
+static int hostkey_cb(void *arg, int keytype, const char *key, size_t keylen)
 {
     struct sftp_storage *s = arg;
-    unsigned char raw[8192], md[32];
+    unsigned char md[32];
     unsigned int mdlen = 0;
-    int rawlen = 0;
+    struct ws_kh_result res = {WS_KH_UNKNOWN, 0, 0};
 
-    (void)easy, (void)known;
-    if (found && found->len > 0 && found->len <= sizeof(raw)) {
-        memcpy(raw, found->key, found->len);
-        rawlen = (int)found->len;
-    } else if (found && found->key) {
-        rawlen = EVP_DecodeBlock(raw, (const unsigned char *)found->key, (int)strlen(found->key));
-        size_t klen = strlen(found->key);
-        while (klen > 0 && found->key[klen - 1] == '=' && rawlen > 0)
-            rawlen--, klen--;
-    }
-    if (rawlen > 0 && EVP_Digest(raw, (size_t)rawlen, md, &mdlen, EVP_sha256(), NULL) == 1) {
+    (void)keytype;
+    s->presented[0] = '\0';
+    if (key && keylen > 0 && EVP_Digest(key, keylen, md, &mdlen, EVP_sha256(), NULL) == 1) {
         char fp[64];
         b64(md, (int)mdlen, fp);
         snprintf(s->presented, sizeof(s->presented), "SHA256:%s", fp);
     }
-    if (match == CURLKHMATCH_OK)
-        return CURLKHSTAT_FINE;
-    s->key_rejected = match == CURLKHMATCH_MISMATCH ? 2 : 1;
-    return CURLKHSTAT_REJECT;
+    ws_known_hosts_check(s->kh_text, s->kh_len, s->host, s->port, (const uint8_t *)key, keylen,
+                         &res);
+    if (res.verdict == WS_KH_MATCH)
+        return CURLKHMATCH_OK;
+    s->key_rejected = res.verdict == WS_KH_UNKNOWN ? -1 : (int)res.verdict;
+    s->rejected = res;
+    return CURLKHMATCH_MISMATCH;
 }
 
 /*
@@ -178,9 +193,10 @@ static void base_opts(struct sftp_storage *s, CURL *e, struct xfer *x, const cha
     if (s->pin) {
         cu->easy_setopt(e, CURLOPT_SSH_HOST_PUBLIC_KEY_SHA256, s->pin);
     } else {
-        cu->easy_setopt(e, CURLOPT_SSH_KNOWNHOSTS, s->known_hosts);
-        cu->easy_setopt(e, CURLOPT_SSH_KEYFUNCTION, keyfunc);
-        cu->easy_setopt(e, CURLOPT_SSH_KEYDATA, s);
+        /* Only for libcurl's choice of the host key type to ask for; hostkey_cb decides. */
+        cu->easy_setopt(e, CURLOPT_SSH_KNOWNHOSTS, s->kh_curl);
+        cu->easy_setopt(e, CURLOPT_SSH_HOSTKEYFUNCTION, hostkey_cb);
+        cu->easy_setopt(e, CURLOPT_SSH_HOSTKEYDATA, s);
     }
     cu->easy_setopt(e, CURLOPT_CONNECTTIMEOUT, s->timeout);
     cu->easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -290,6 +306,42 @@ static int retryable(int cc)
            cc == CURLE_GOT_NOTHING || cc == CURLE_COULDNT_RESOLVE_HOST || cc == CURLE_AGAIN;
 }
 
+/* The refusal of the server's host key, naming the key, the file and what to do. */
+static int host_key_error(struct sftp_storage *s, struct ws_error *err)
+{
+    const char *fp = s->presented[0] ? s->presented : "(unknown fingerprint)";
+    char entry[600], scan[640];
+
+    if (s->port == 22) {
+        snprintf(entry, sizeof(entry), "%s", s->host);
+        snprintf(scan, sizeof(scan), "ssh-keyscan %s", s->host);
+    } else {
+        snprintf(entry, sizeof(entry), "[%s]:%d", s->host, s->port);
+        snprintf(scan, sizeof(scan), "ssh-keyscan -p %d %s", s->port, s->host);
+    }
+    if (s->key_rejected == WS_KH_REVOKED)
+        return ws_error_set(err, WS_ERR_STORAGE,
+                            "SFTP server of repository \"%s\" presented host key %s, which %s "
+                            "marks @revoked (line %u); refusing it",
+                            s->base.location, fp, s->known_hosts, s->rejected.line);
+    if (s->key_rejected == WS_KH_CHANGED)
+        return ws_error_set(err, WS_ERR_STORAGE,
+                            "SFTP server of repository \"%s\" presented a CHANGED host key %s "
+                            "(%s line %u holds another key of its type for %s); refusing it. If "
+                            "it is right, replace that entry (e.g. with %s) or set "
+                            "sftp_host_key_sha256",
+                            s->base.location, fp, s->known_hosts, s->rejected.line, entry, scan);
+    return ws_error_set(err, WS_ERR_STORAGE,
+                        "SFTP server of repository \"%s\" presented an unknown host key %s; "
+                        "refusing it. If it is right, add the server's key to %s as \"%s\" "
+                        "(e.g. with %s) or set sftp_host_key_sha256%s",
+                        s->base.location, fp, s->known_hosts, entry, scan,
+                        s->rejected.cert_authority
+                            ? " (@cert-authority lines match this host, but host certificates "
+                              "are not supported)"
+                            : "");
+}
+
 /* Maps a failed transfer to an error; NOT_FOUND only for a missing remote file. */
 static int curl_error(struct sftp_storage *s, int cc, const char *what, const char *key,
                       struct ws_error *err)
@@ -298,13 +350,7 @@ static int curl_error(struct sftp_storage *s, int cc, const char *what, const ch
         return ws_error_set(err, WS_ERR_NOT_FOUND, "object \"%s\" not found in repository \"%s\"",
                             key, s->base.location);
     if (s->key_rejected)
-        return ws_error_set(err, WS_ERR_STORAGE,
-                            "SFTP server of repository \"%s\" presented %s host key %s; refusing "
-                            "it. If it is right, add the server's key to %s (e.g. with "
-                            "ssh-keyscan) or set sftp_host_key_sha256",
-                            s->base.location, s->key_rejected == 2 ? "a CHANGED" : "an unknown",
-                            s->presented[0] ? s->presented : "(unknown fingerprint)",
-                            s->known_hosts);
+        return host_key_error(s, err);
     if (cc == CURLE_PEER_FAILED_VERIFICATION && s->pin)
         return ws_error_set(err, WS_ERR_STORAGE,
                             "SFTP server of repository \"%s\" presented a host key that does not "
@@ -871,6 +917,10 @@ static void sf_close(struct ws_storage *st)
     free(s->passphrase);
     cu->easy_cleanup(s->easy);
     cu->multi_cleanup(s->multi);
+    if (s->kh_fd >= 0)
+        close(s->kh_fd);
+    free(s->kh_text);
+    free(s->host);
     free(s->origin);
     free(s->root);
     free(s->identity);
@@ -883,6 +933,143 @@ static void sf_close(struct ws_storage *st)
 static const struct ws_storage_ops sftp_ops = {"sftp",  sf_stat,   sf_open_put, sf_get,
                                                sf_list, sf_remove, sf_close};
 static const struct ws_storage_housekeeping sftp_hk = {sf_remove_dir, sf_clean_temp, NULL};
+
+/* host and port of "user@host[:port]" (hostpart up to path); "[v6]" brackets are dropped. */
+static int host_of(struct sftp_storage *s, const char *hostpart, const char *path,
+                   struct ws_error *err)
+{
+    const char *h = strchr(hostpart, '@') + 1, *end = path, *colon = NULL;
+    char *num_end;
+    long port = 22;
+
+    if (*h == '[') {
+        const char *close = memchr(h, ']', (size_t)(path - h));
+        if (!close)
+            goto bad;
+        colon = close[1] == ':' ? close + 1 : NULL;
+        if (close + 1 != path && !colon)
+            goto bad;
+        end = close;
+        h++;
+    } else if ((colon = memchr(h, ':', (size_t)(path - h))) != NULL) {
+        end = colon;
+    }
+    if (colon) {
+        errno = 0;
+        port = strtol(colon + 1, &num_end, 10);
+        if (num_end != path || errno || port < 1 || port > 65535)
+            goto bad;
+    }
+    if (end == h || !(s->host = strndup(h, (size_t)(end - h))))
+        goto bad;
+    s->port = (int)port;
+    return 0;
+bad:
+    return ws_error_set(err, WS_ERR_CONFIG,
+                        "invalid repo \"%s\": expected sftp://user@host[:port]/abs/path",
+                        s->base.location);
+}
+
+/* The identity file: readable, not accessible by group or others if it is ours (as OpenSSH
+ * requires), not readable by others whoever owns it. */
+static int identity_check(const char *path, struct ws_error *err)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0 || access(path, R_OK) != 0)
+        return ws_error_setsys(err, WS_ERR_CONFIG, errno,
+                               "could not read sftp_identity_file \"%s\"", path);
+    if ((st.st_uid == geteuid() && (st.st_mode & 077)) || (st.st_mode & 004))
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "permissions %04o for sftp_identity_file \"%s\" are too open: a "
+                            "private key must not be accessible by group or others; run chmod "
+                            "600 on it",
+                            (unsigned)(st.st_mode & 07777), path);
+    return 0;
+}
+
+/*
+ * Whether the libcurl loaded at run time takes the options that make the host key check ours
+ * (CURLOPT_SSH_HOSTKEYFUNCTION: libcurl >= 7.84) or the pin's (CURLOPT_SSH_HOST_PUBLIC_KEY_SHA256:
+ * >= 7.80), both only when built on libssh2. One that does not answers CURLE_UNKNOWN_OPTION and
+ * goes on without: with a pin and no known_hosts it would accept any host key.
+ */
+static int host_key_options(struct sftp_storage *s, const curl_version_info_data *vi,
+                            struct ws_error *err)
+{
+    CURLcode cc = s->pin ? cu->easy_setopt(s->easy, CURLOPT_SSH_HOST_PUBLIC_KEY_SHA256, s->pin)
+                         : cu->easy_setopt(s->easy, CURLOPT_SSH_HOSTKEYFUNCTION, hostkey_cb);
+
+    cu->easy_reset(s->easy);
+    if (cc == CURLE_OK)
+        return 0;
+    return ws_error_set(err, WS_ERR_CONFIG,
+                        "repo \"%s\": this libcurl (%s, SSH by %s) cannot check the server's host "
+                        "key %s; it needs libcurl 7.84 or later built with libssh2",
+                        s->base.location, vi->version,
+                        vi->libssh_version ? vi->libssh_version : "nothing",
+                        s->pin ? "against sftp_host_key_sha256" : "as walsafe checks it");
+}
+
+#define KNOWN_HOSTS_MAX (16u << 20)
+
+/*
+ * Reads the known_hosts file, and gives libcurl (which uses it only to choose which of the
+ * server's host key types to ask for) the usable plain entries for this host in a memfd: it
+ * cannot then be misled by hashed names, markers or lines libssh2 cannot parse.
+ */
+static int known_hosts_load(struct sftp_storage *s, struct ws_error *err)
+{
+    struct ws_sink *buf = NULL;
+    const uint8_t *data;
+    char chunk[65536], *plain = NULL;
+    size_t len, need;
+    ssize_t r;
+    int fd = open(s->known_hosts, O_RDONLY | O_CLOEXEC), rc = 0;
+
+    if (fd < 0)
+        return ws_error_setsys(err, WS_ERR_CONFIG, errno,
+                               "could not read sftp_known_hosts \"%s\" (needed to verify the "
+                               "server's host key; or set sftp_host_key_sha256)",
+                               s->known_hosts);
+    if ((rc = ws_buffer_sink_new(KNOWN_HOSTS_MAX, &buf, err)) != 0)
+        goto out;
+    while ((r = read(fd, chunk, sizeof(chunk))) != 0) {
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = ws_error_setsys(err, WS_ERR_CONFIG, errno,
+                                 "could not read sftp_known_hosts \"%s\"", s->known_hosts);
+            goto out;
+        }
+        if (ws_sink_write(buf, chunk, (size_t)r, err) != 0) {
+            rc = ws_error_set(err, WS_ERR_CONFIG, "sftp_known_hosts \"%s\" is larger than %u MB",
+                              s->known_hosts, KNOWN_HOSTS_MAX >> 20);
+            goto out;
+        }
+    }
+    data = ws_buffer_sink_data(buf, &len);
+    if (!(s->kh_text = malloc(len ? len : 1))) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    memcpy(s->kh_text, data, len);
+    s->kh_len = len;
+    s->kh_curl = s->known_hosts;
+    need = ws_known_hosts_plain(s->kh_text, len, s->host, s->port, NULL, 0);
+    if ((plain = malloc(need + 1)) != NULL &&
+        ws_known_hosts_plain(s->kh_text, len, s->host, s->port, plain, need + 1) == need &&
+        (s->kh_fd = memfd_create("walsafe-known-hosts", MFD_CLOEXEC)) >= 0 &&
+        ws_write_all(s->kh_fd, plain, need) == 0) {
+        snprintf(s->kh_proc, sizeof(s->kh_proc), "/proc/self/fd/%d", s->kh_fd);
+        s->kh_curl = s->kh_proc;
+    }
+out:
+    free(plain);
+    ws_sink_free(buf);
+    close(fd);
+    return rc;
+}
 
 static char *home_file(const char *name)
 {
@@ -958,6 +1145,7 @@ int ws_storage_sftp_open(const struct ws_config *cfg, struct ws_storage **out, s
     s->base.hk = &sftp_hk;
     for (int i = 0; i < SFTP_SOCKETS; i++)
         s->socks[i] = -1;
+    s->kh_fd = -1;
     s->timeout = cfg->timeout;
     s->origin = strndup(url, (size_t)(path - url));
     s->root = strdup(path);
@@ -982,21 +1170,10 @@ int ws_storage_sftp_open(const struct ws_config *cfg, struct ws_storage **out, s
     n = strlen(s->root);
     while (n > 1 && s->root[n - 1] == '/')
         s->root[--n] = '\0';
-    if (access(s->identity, R_OK) != 0) {
-        int e = errno;
-        ws_error_setsys(err, WS_ERR_CONFIG, e, "could not read sftp_identity_file \"%s\"",
-                        s->identity);
+    if (host_of(s, hostpart, path, err) != 0 || host_key_options(s, vi, err) != 0 ||
+        identity_check(s->identity, err) != 0 || (!s->pin && known_hosts_load(s, err) != 0)) {
         sf_close(&s->base);
-        return WS_ERR_CONFIG;
-    }
-    if (!s->pin && access(s->known_hosts, R_OK) != 0) {
-        int e = errno;
-        ws_error_setsys(err, WS_ERR_CONFIG, e,
-                        "could not read sftp_known_hosts \"%s\" (needed to verify the server's "
-                        "host key; or set sftp_host_key_sha256)",
-                        s->known_hosts);
-        sf_close(&s->base);
-        return WS_ERR_CONFIG;
+        return err->code;
     }
     if (load_passphrase(s, err) != 0) {
         sf_close(&s->base);

@@ -13,6 +13,12 @@
 #              stalled server, a corrupted stored object, a missing segment: never exit 0 with
 #              wrong or short content, DEST_PATH absent on every failure, bounded time
 #   bucket     a nonexistent bucket is 255 for wal-fetch, not "not in the archive"
+#   upload id  an UploadId too long to send back is refused (it was read past its buffer)
+#   listing    through faultproxy's listing modes (pages of 2 keys): a server that repeats one
+#              continuation token, one that alternates between two, one that serves page 2
+#              again and again with fresh tokens: basebackup list fails within seconds naming
+#              the bucket and prefix (it looped forever before); a server that lists keys
+#              outside the prefix (another cluster's WAL): they are skipped with one warning
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/s3.sh"
 setup_tmp
@@ -35,6 +41,9 @@ SEG_SIZE=16777216
 
 CASE="setup"
 command -v "$S3_AWS" >/dev/null || die "$S3_AWS is missing (apt-get install awscli)"
+# s3rver makes its continuation tokens with DES, which node's OpenSSL 3 has only in its legacy
+# provider: without it any listing longer than one page fails with an InternalError.
+export NODE_OPTIONS="${NODE_OPTIONS:+$NODE_OPTIONS }--openssl-legacy-provider"
 s3_start "$T/s3" "$BUCKET" 2>"$T/s3start.err" || die "could not start the S3 test server: $(cat "$T/s3start.err")"
 note "S3 server pid $S3_PID on $S3_ENDPOINT, data in $S3_DATA"
 make_key "$KEY"
@@ -397,6 +406,64 @@ assert_rc 1 "storecat get when every answer is cut after 100 bytes"
 assert_err_contains "retry/multipart" "the error names the key"
 [ "$(grep -c 'retrying' "$T/.last.err")" = 3 ] || fail "not 3 retries before giving up: $(cat "$T/.last.err")"
 fp_mode "$FP_DIR" pass
+
+CASE="storage: an UploadId too long to send back"
+# The UploadId of a CreateMultipartUpload answer goes back URL-encoded in every later request
+# of the upload. One whose encoding does not fit (here 400 '+', 1200 bytes encoded) was used
+# unterminated: a read past the end of a stack buffer (AddressSanitizer: stack-buffer-overflow).
+fp_mode "$FP_DIR" upload-id 400
+run "$STORECAT" "$CONF_R" put uploadid/long <"$BLOB"
+assert_rc 1 "storecat put in parts when the UploadId is 400 '+'"
+assert_err_contains "S3 gave no valid UploadId" "the error says why"
+fp_mode "$FP_DIR" pass
+
+# ---- listings: repeated tokens, pages served again, keys outside the prefix --------------------
+# The proxy rewrites ListObjectsV2 requests (pages of 2 keys), so the requests go unsigned (the
+# server accepts anonymous requests). The repository is the archive case's: identity + WAL.
+CONF_L=$T/list.conf
+write_conf "$CONF_L" "repo = 's3://$BUCKET/$PREFIX'" "s3_endpoint = '$FP_EP'" \
+    "s3_uri_style = 'path'" "encrypt_key_file = '$KEY'" "timeout = 5" "retries = 2"
+WAL_PREFIX="$PREFIX/main/wal/"
+# list_json MODE: basebackup list --json through the proxy in MODE, bounded by `timeout 30`
+# (before the fix a listing that does not end ran until killed: exit 124).
+list_json() {
+    fp_mode "$FP_DIR" "$@"
+    run timeout 30 "$BASEBACKUP" --config "$CONF_L" list --json
+    fp_mode "$FP_DIR" pass
+}
+
+CASE="listing in pages of 2"
+list_json list-widen 0
+assert_rc 0 "basebackup list through pages of 2 keys"
+cp "$T/.last.out" "$T/list-paged.json"
+assert_eq "$(json_eval "$T/list-paged.json" 'j.wal.last')" "$last" "last WAL segment listed"
+assert_eq "$(json_eval "$T/list-paged.json" 'j.wal.first')" "$first" "first WAL segment listed"
+assert_err_empty "basebackup list through pages of 2 keys"
+
+for mode in "list-repeat-token 1" "list-repeat-token 2" "list-replay-page"; do
+    CASE="listing: $mode"
+    list_json $mode
+    assert_rc 1 "basebackup list from a server in $mode (124: it did not end)"
+    [ "$ELAPSED_MS" -lt 15000 ] || fail "the listing took ${ELAPSED_MS} ms to fail"
+    assert_err_contains "does not end" "basebackup list from a server in $mode"
+    assert_err_contains "\"$WAL_PREFIX\" in bucket \"$BUCKET\"" "the error names prefix and bucket"
+    assert_err_one_line "basebackup list from a server in $mode"
+    note "$mode: exit $RC after ${ELAPSED_MS} ms: $(head -c 200 "$T/.last.err")"
+done
+
+CASE="listing: keys outside the prefix"
+# Another cluster's WAL beside this one's: a server that answers for a wider prefix than asked
+# must not put its segments into this cluster's catalog (nor hand them to wal-prune).
+printf 'not ours' >"$T/other.obj"
+run "$STORECAT" "$CONF_L" put other/wal/0000000100000000/0000000100000000000000FF <"$T/other.obj"
+assert_rc 0 "storecat put of another cluster's segment"
+list_json list-widen 2
+assert_rc 0 "basebackup list from a server that lists a wider prefix"
+cp "$T/.last.out" "$T/list-wide.json"
+assert_eq "$(json_eval "$T/list-wide.json" 'j.wal.last')" "$last" "last WAL segment listed"
+assert_eq "$(grep -c 'outside that prefix' "$T/.last.err")" 2 \
+    "warnings about keys outside the prefix (one per listing: WAL and backups)"
+assert_err_contains "\"$WAL_PREFIX\" in bucket \"$BUCKET\"" "the warning names prefix and bucket"
 
 CASE="corrupt object"
 [ -f "$FILE_A" ] || die "no stored object file $FILE_A"

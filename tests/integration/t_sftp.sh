@@ -7,6 +7,11 @@
 #      archived segment comes back byte-identical through wal-fetch, modes 0600/0700, no temp
 #      files; a segment not in the archive is exit 1;
 #   3. an unknown or changed host key is refused (push 1, fetch 255) naming the key's SHA-256;
+#      known_hosts is read as OpenSSH reads it: an entry for the plain host (port 22's) does not
+#      vouch for this server on its own port, a @revoked key is refused naming the file, a
+#      hashed entry (ssh-keygen -H) works, also when the file's first hashed entry is another
+#      host's key of a type this server lacks; an identity file readable by others is refused;
+#      a libcurl that ignores the host key options (older, or built on libssh) is refused;
 #   4. sshd stopped: wal-push exits 1 within timeout x retries, wal-fetch 255 (1 with
 #      standby.signal), nothing written; sshd hung (listener stopped): the same, bounded by the
 #      timeout; sshd back on the same port and key: the push succeeds; pushed again, identical
@@ -215,6 +220,57 @@ assert_err_contains "SHA256:$SSHD_HOST_FP" "the refusal names the presented key"
 assert_err_regex "changed" "the refusal says the key changed"
 assert_eq "$(repo_state "$REPO")" "$before" "repository after refused host keys"
 
+CASE="known_hosts entry without the port"
+# "127.0.0.1 KEY" is what ssh writes for port 22; this server listens on another port.
+echo "127.0.0.1 $(cut -d' ' -f1-2 "$SSHD_HOST_KEY.pub")" >"$T/known_hosts.noport"
+chown postgres: "$T/known_hosts.noport"
+sftp_conf "$T/noport.conf" "sftp_known_hosts = '$T/known_hosts.noport'"
+run "$WAL_PUSH" --config "$T/noport.conf" "$PGD/pg_wal/$NEW"
+assert_rc 1 "wal-push with the server's key listed for port 22 only"
+assert_err_contains "unknown host key SHA256:$SSHD_HOST_FP" "the refusal names the presented key"
+assert_err_contains "[127.0.0.1]:$SSHD_PORT" "the refusal names the entry it needs"
+
+CASE="revoked host key"
+{ cat "$SSHD_KNOWN_HOSTS"; echo "@revoked * $(cut -d' ' -f1-2 "$SSHD_HOST_KEY.pub")"; } \
+    >"$T/known_hosts.revoked"
+chown postgres: "$T/known_hosts.revoked"
+sftp_conf "$T/revoked.conf" "sftp_known_hosts = '$T/known_hosts.revoked'"
+run "$WAL_PUSH" --config "$T/revoked.conf" "$PGD/pg_wal/$NEW"
+assert_rc 1 "wal-push to a server whose host key is @revoked"
+assert_err_contains "SHA256:$SSHD_HOST_FP, which $T/known_hosts.revoked marks @revoked (line 2)" \
+    "the refusal names the key, the file and the line"
+assert_err_one_line "wal-push refused a revoked host key"
+new_dest
+run "$WAL_FETCH" --config "$T/revoked.conf" "$last" "$DEST"
+assert_rc 255 "wal-fetch from a server whose host key is @revoked"
+assert_absent "$DEST" "destination after a revoked host key"
+assert_eq "$(repo_state "$REPO")" "$before" "repository after refused host keys"
+
+CASE="hashed known_hosts"
+cp "$SSHD_KNOWN_HOSTS" "$T/known_hosts.hashed" &&
+    ssh-keygen -q -H -f "$T/known_hosts.hashed" >/dev/null 2>&1 ||
+    die "ssh-keygen -H failed"
+grep -q '^|1|' "$T/known_hosts.hashed" || die "ssh-keygen -H wrote no hashed entry"
+chown postgres: "$T/known_hosts.hashed"
+sftp_conf "$T/hashed.conf" "sftp_known_hosts = '$T/known_hosts.hashed'"
+new_dest
+run "$WAL_FETCH" --config "$T/hashed.conf" "$last" "$DEST"
+assert_rc 0 "wal-fetch with the server's entry hashed" &&
+    { cmp -s "$DEST" "$PGD/pg_wal/$last" || fail "fetched $last differs"; }
+
+CASE="identity file readable by others"
+cp "$SSHD_CLIENT_KEY" "$T/open_key" && chown postgres: "$T/open_key" && chmod 644 "$T/open_key" ||
+    die "could not copy the client key"
+sftp_conf "$T/openkey.conf" "sftp_identity_file = '$T/open_key'"
+run "$WAL_PUSH" --config "$T/openkey.conf" "$PGD/pg_wal/$NEW"
+assert_rc 1 "wal-push with an identity file of mode 0644"
+assert_err_contains "permissions 0644 for sftp_identity_file \"$T/open_key\" are too open" \
+    "the refusal names the mode and the file"
+chmod 600 "$T/open_key"
+new_dest
+run "$WAL_FETCH" --config "$T/openkey.conf" "$last" "$DEST"
+assert_rc 0 "wal-fetch with the same identity file at mode 0600"
+
 CASE="host key pin"
 sftp_conf "$T/pin.conf" "sftp_known_hosts = '$T/no-such-file'" "sftp_host_key_sha256 = 'SHA256:$SSHD_HOST_FP'"
 new_dest
@@ -226,6 +282,33 @@ sftp_conf "$T/pin-wrong.conf" "sftp_host_key_sha256 = '$fp'"
 run "$WAL_PUSH" --config "$T/pin-wrong.conf" "$PGD/pg_wal/$NEW"
 assert_rc 1 "wal-push with a wrong sftp_host_key_sha256"
 assert_err_contains "sftp_host_key_sha256" "the refusal names the pin"
+
+CASE="libcurl without the host key options"
+# A libcurl older than 7.84 (7.80 for the pin), or one built on libssh, answers
+# CURLE_UNKNOWN_OPTION to CURLOPT_SSH_HOSTKEYFUNCTION and CURLOPT_SSH_HOST_PUBLIC_KEY_SHA256 and
+# goes on without them: with a pin and no known_hosts it accepted any host key. The stand-in
+# libcurl (tests/shim) answers so and passes everything else on to the real one.
+SHIM_DIR=$BUILD_DIR/tests/shim
+case "$BUILD_DIR" in
+"$ROOT"/*)
+    make -C "$ROOT" "${SHIM_DIR#"$ROOT"/}/libcurl.so.4" >"$T/make.log" 2>&1 ||
+        { tail -20 "$T/make.log"; die "could not build the libcurl stand-in"; }
+    ;;
+esac
+REAL_CURL=$(ldconfig -p | awk '$1 == "libcurl.so.4" && /x86-64/ {print $NF; exit}')
+[ -f "$SHIM_DIR/libcurl.so.4" ] && [ -f "$REAL_CURL" ] || die "no libcurl stand-in or real libcurl"
+new_dest
+run env LD_LIBRARY_PATH="$SHIM_DIR" WALSAFE_TEST_REAL_LIBCURL="$REAL_CURL" \
+    "$WAL_FETCH" --config "$T/pin-wrong.conf" "$last" "$DEST"
+assert_rc 255 "wal-fetch with a wrong pin through a libcurl without the pin option"
+assert_absent "$DEST" "destination with a wrong pin through a libcurl without the pin option"
+assert_err_contains "cannot check the server's host key against sftp_host_key_sha256" \
+    "the refusal says why"
+run env LD_LIBRARY_PATH="$SHIM_DIR" WALSAFE_TEST_REAL_LIBCURL="$REAL_CURL" \
+    "$WAL_PUSH" --config "$CONF" "$PGD/pg_wal/$NEW"
+assert_rc 1 "wal-push through a libcurl without the host key callback"
+assert_err_contains "cannot check the server's host key as walsafe checks it" "the refusal says why"
+assert_eq "$(repo_state "$REPO")" "$before" "repository after pushes through that libcurl"
 
 # ---- 4. server down, server hung, server back ----
 CASE="sshd stopped"
@@ -371,6 +454,33 @@ fi
 
 CASE="sshd"
 [ "$(sshd_pid_of "$T/sshd")" = "$SSHD_PID" ] || fail "the sshd listener died during the test"
+MAIN_SSHD_PID=$SSHD_PID
+
+CASE="hashed known_hosts, server with several host key types"
+# libcurl asks the server for the key type of the first known_hosts entry it takes for this
+# host, and takes any hashed entry: here another host's RSA key, which this server does not
+# have (the handshake failed). walsafe gives libcurl this host's entries only. The server also
+# has an ECDSA key, which libssh2 would ask for first without any entry.
+mkdir -p "$T/sshd-multi" && cp -p "$T/sshd"/{host,client}_ed25519{,.pub} "$T/sshd-multi/" ||
+    die "could not copy the keys"
+ssh-keygen -q -t ecdsa -N '' -f "$T/sshd-multi/host_ecdsa" </dev/null >/dev/null ||
+    die "ssh-keygen failed"
+ssh-keygen -q -t rsa -b 2048 -N '' -f "$T/other_rsa" </dev/null >/dev/null || die "ssh-keygen failed"
+sshd_start "$T/sshd-multi" "HostKey $T/sshd-multi/host_ecdsa" || die "could not start sshd"
+{
+    echo "other.example $(cut -d' ' -f1-2 "$T/other_rsa.pub")"
+    echo "[127.0.0.1]:$SSHD_PORT $(cut -d' ' -f1-2 "$T/sshd-multi/host_ed25519.pub")"
+} >"$T/known_hosts.multi"
+ssh-keygen -q -H -f "$T/known_hosts.multi" >/dev/null 2>&1 || die "ssh-keygen -H failed"
+chown postgres: "$T/known_hosts.multi"
+sftp_conf "$T/multi.conf" "repo = 'sftp://root@127.0.0.1:$SSHD_PORT$REPO'" \
+    "sftp_known_hosts = '$T/known_hosts.multi'"
+new_dest
+run "$WAL_FETCH" --config "$T/multi.conf" "$last" "$DEST"
+assert_rc 0 "wal-fetch with a hashed known_hosts whose first entry is another host's RSA key" &&
+    { cmp -s "$DEST" "$PGD/pg_wal/$last" || fail "fetched $last differs"; }
+sshd_stop "$T/sshd-multi"
+SSHD_PID=$MAIN_SSHD_PID
 grep -E 'ERROR: (Address|Leak|UndefinedBehavior)Sanitizer|runtime error:' "$T"/cut.*.err &&
     fail "sanitizer report from a background wal-push"
 finish

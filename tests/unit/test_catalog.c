@@ -338,6 +338,47 @@ static void test_empty(void)
     ws_storage_close(repo.st);
 }
 
+/* A driver that also hands the listing callback keys outside the prefix it was asked for, as
+ * a misbehaving server can: here shorter than the prefix, in buffers of exactly their size. */
+static int (*real_list)(struct ws_storage *, const char *, ws_storage_list_cb, void *,
+                        struct ws_error *);
+
+static int leaky_list(struct ws_storage *st, const char *prefix, ws_storage_list_cb cb, void *arg,
+                      struct ws_error *err)
+{
+    static const char *const strays[] = {"main/b", "m", "main/backup"};
+    struct ws_storage_stat sst = {1, 0};
+    int rc = real_list(st, prefix, cb, arg, err);
+
+    for (size_t i = 0; rc == 0 && i < sizeof(strays) / sizeof(strays[0]); i++) {
+        char *k = strdup(strays[i]);
+        if (!k)
+            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        rc = cb(arg, k, &sst, err);
+        free(k);
+    }
+    return rc;
+}
+
+static void test_keys_outside_prefix(void)
+{
+    struct ws_repo repo;
+    struct ws_catalog cat;
+    struct ws_error err = {0};
+    struct ws_storage_ops ops;
+
+    REQUIRE(open_repo(&repo, "main", SYSID) == 0);
+    put_bundle(&repo, ID_A, 0, 10);
+    ops = *repo.st->ops;
+    real_list = ops.list;
+    ops.list = leaky_list;
+    repo.st->ops = &ops;
+    REQUIRE(ws_catalog_load(&repo, NULL, &cat, &err) == 0);
+    CHECK(cat.nbackups == 1 && strcmp(cat.backups[0].id, ID_A) == 0);
+    ws_catalog_free(&cat);
+    ws_storage_close(repo.st);
+}
+
 static void test_bad_manifests(void)
 {
     struct ws_repo repo;
@@ -637,6 +678,7 @@ static void test_target_time_fraction_digits_only(void)
 const struct unit_test unit_tests[] = {
     {"scenario", test_scenario},
     {"empty", test_empty},
+    {"keys_outside_prefix", test_keys_outside_prefix},
     {"bad_manifests", test_bad_manifests},
     {"encrypted_manifest", test_encrypted_manifest},
     {"foreign_manifest", test_foreign_manifest},

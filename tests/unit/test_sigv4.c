@@ -76,6 +76,9 @@ static void test_uri_encode(void)
           strcmp(out, "a%20b/c~d_e.f-g") == 0);
     CHECK(ws_uri_encode("a/b=c+", 0, out, sizeof(out)) == 0 && strcmp(out, "a%2Fb%3Dc%2B") == 0);
     CHECK(ws_uri_encode("abc", 0, out, 3) != 0);
+    /* what does not fit is refused with a terminated buffer, never an unterminated one */
+    memset(out, 'x', sizeof(out));
+    CHECK(ws_uri_encode("++++", 0, out, 8) != 0 && strcmp(out, "%2B%2B") == 0);
 }
 
 const struct unit_test unit_tests[] = {

@@ -1247,6 +1247,7 @@ static int spawn_wait(char *const argv[])
 
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
     rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0)
@@ -1327,7 +1328,109 @@ static void test_sftp_wrong_client_key(void)
     CHECK(strstr(err.msg, key) != NULL);
 }
 
-/* Unknown and changed host keys are refused, naming the key the server presented. */
+/* An identity file (here our own) accessible by group or others is refused at open, as OpenSSH
+ * refuses it, naming its mode and path; 0600 and 0400 are fine. */
+static void test_sftp_identity_mode(void)
+{
+    struct sftp_env e;
+    struct ws_storage *st = NULL;
+    struct ws_error err = {0};
+    struct ws_storage_stat ss;
+    char key[600], local[600], mode[16];
+    static const mode_t bad[] = {0644, 0640, 0604, 0660, 0610, 0601};
+    int in, out;
+    ssize_t n;
+    char buf[8192];
+
+    if (!sftp_ready(&e))
+        return;
+    snprintf(key, sizeof(key), "%s/identity_copy", unit_tmpdir());
+    REQUIRE((in = open(e.identity, O_RDONLY)) >= 0);
+    REQUIRE((out = open(key, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >= 0);
+    while ((n = read(in, buf, sizeof(buf))) > 0)
+        REQUIRE(write(out, buf, (size_t)n) == n);
+    close(in);
+    close(out);
+    REQUIRE(sftp_mkdir(&e, "idmode", local, sizeof(local)) == 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        REQUIRE(chmod(key, bad[i]) == 0);
+        snprintf(mode, sizeof(mode), "%04o", (unsigned)bad[i]);
+        memset(&err, 0, sizeof(err));
+        CHECK(sftp_open_at(&e, "idmode", key, NULL, NULL, &st, &err) == WS_ERR_CONFIG);
+        CHECK(strstr(err.msg, key) != NULL && strstr(err.msg, mode) != NULL &&
+              strstr(err.msg, "too open") != NULL);
+        if (st) {
+            fprintf(stderr, "    identity file of mode %s accepted\n", mode);
+            ws_storage_close(st);
+            st = NULL;
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        REQUIRE(chmod(key, i ? 0400 : 0600) == 0);
+        memset(&err, 0, sizeof(err));
+        REQUIRE(sftp_open_at(&e, "idmode", key, NULL, NULL, &st, &err) == 0);
+        CHECK(ws_storage_stat(st, "h/obj", &ss, &err) == WS_ERR_NOT_FOUND);
+        if (err.code != WS_ERR_NOT_FOUND)
+            fprintf(stderr, "    identity file of mode %o: %s\n", i ? 0400 : 0600, err.msg);
+        ws_storage_close(st);
+    }
+}
+
+/* Expands a known_hosts template: %H the server as the environment's known_hosts names it
+ * ("[127.0.0.1]:PORT"), %h the bare host, %K the server's "type base64", %B its base64 alone,
+ * %O another key. */
+static void expand(const char *tmpl, const char *H, const char *h, const char *K, const char *O,
+                   char *out, size_t outsz)
+{
+    const char *B = strchr(K, ' ') ? strchr(K, ' ') + 1 : K;
+    size_t o = 0;
+
+    for (; *tmpl && o + 1 < outsz; tmpl++) {
+        const char *v = NULL;
+        if (tmpl[0] == '%' && tmpl[1])
+            v = tmpl[1] == 'H'   ? H
+                : tmpl[1] == 'h' ? h
+                : tmpl[1] == 'K' ? K
+                : tmpl[1] == 'B' ? B
+                : tmpl[1] == 'O' ? O
+                                 : NULL;
+        if (v) {
+            o += (size_t)snprintf(out + o, outsz - o, "%s", v);
+            tmpl++;
+        } else {
+            out[o++] = *tmpl;
+        }
+        if (o >= outsz)
+            o = outsz - 1;
+    }
+    out[o] = '\0';
+}
+
+/* The first line's host field and "type base64" key of a known_hosts file. */
+static int known_line(const char *file, char *host, size_t hostsz, char *key, size_t keysz)
+{
+    char line[4096], h[512], type[64], blob[2048];
+    FILE *f = fopen(file, "r");
+    int ok;
+
+    if (!f)
+        return -1;
+    ok = fgets(line, sizeof(line), f) != NULL &&
+         sscanf(line, "%511s %63s %2047s", h, type, blob) == 3;
+    fclose(f);
+    if (!ok)
+        return -1;
+    snprintf(host, hostsz, "%s", h);
+    snprintf(key, keysz, "%s %s", type, blob);
+    return 0;
+}
+
+/*
+ * Host keys as OpenSSH checks them (the server listens on a port other than 22): unknown,
+ * changed and revoked keys are refused naming the key the server presented and the file; an
+ * entry for the plain host (port 22's) or a CA key does not vouch for the server; hashed names
+ * (made by ssh-keygen -H itself) and patterns are accepted.
+ */
 static void test_sftp_host_key(void)
 {
     /* any ed25519 key that is not the server's */
@@ -1338,12 +1441,18 @@ static void test_sftp_host_key(void)
     struct ws_storage *st = NULL;
     struct ws_error err = {0};
     struct ws_storage_stat ss;
-    char host[512], fp[64], shown[128], kh[600], line[1200], local[600], want[80];
+    char host[512], bare[512], key[2200], fp[64], shown[128], kh[600], text[8192], local[600];
+    char want[80];
+    const char *colon;
 
     if (!sftp_ready(&e))
         return;
     REQUIRE(known_host(e.known_hosts, host, sizeof(host), fp, sizeof(fp)) == 0);
+    REQUIRE(known_line(e.known_hosts, host, sizeof(host), key, sizeof(key)) == 0);
     REQUIRE(strcmp(fp, other_fp) != 0);
+    /* "[127.0.0.1]:PORT" -> "127.0.0.1" */
+    REQUIRE(host[0] == '[' && (colon = strstr(host, "]:")) != NULL);
+    snprintf(bare, sizeof(bare), "%.*s", (int)(colon - host - 1), host + 1);
     snprintf(want, sizeof(want), "SHA256:%s", fp);
     REQUIRE(sftp_mkdir(&e, "hostkey", local, sizeof(local)) == 0);
     snprintf(kh, sizeof(kh), "%s/known_hosts.test", unit_tmpdir());
@@ -1354,31 +1463,25 @@ static void test_sftp_host_key(void)
     ws_storage_close(st);
 
     static const struct {
-        const char *what, *says;
-        int empty, other_port;
-    } cases[] = {
-        {"empty known_hosts", "unknown", 1, 0},
-        {"the server's key under another port", "unknown", 0, 1},
-        {"another key for this host", "CHANGED", 0, 0},
+        const char *what, *tmpl, *says;
+    } refused[] = {
+        {"empty known_hosts", "", "unknown"},
+        {"the server's key under another port", "[%h]:1 %K\n", "unknown"},
+        {"the server's key for the plain host (port 22's entry)", "%h %K\n", "unknown"},
+        {"the server's key for the plain host, by a pattern", "127.0.0.*,localhost %K\n",
+         "unknown"},
+        {"another key for this host", "%H %O\n", "CHANGED"},
+        {"the server's key, also @revoked for all hosts", "%H %K\n@revoked * %K\n", "@revoked"},
+        {"the server's key @revoked for this host (after the entry)",
+         "# comment\n%H %K\n@revoked %H %K\n", "@revoked"},
+        {"the server's key only as a @cert-authority", "@cert-authority %H %K\n", "unknown"},
+        {"the server's key, the host excluded by !pattern", "!%H,[127.0.0.*]:* %K\n", "unknown"},
+        {"the server's key under the wrong type name", "%H ssh-rsa %B\n", "unknown"},
     };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
         int before = unit_failures;
-        if (cases[i].empty)
-            line[0] = '\0';
-        else if (cases[i].other_port) {
-            char blob[1100] = "";
-            FILE *f = fopen(e.known_hosts, "r");
-            if (f) {
-                if (!fgets(blob, sizeof(blob), f))
-                    blob[0] = '\0';
-                fclose(f);
-            }
-            /* "[127.0.0.1]:PORT ssh-ed25519 AAAA..." -> "[127.0.0.1]:1 ssh-ed25519 AAAA..." */
-            snprintf(line, sizeof(line), "[127.0.0.1]:1 %s",
-                     strchr(blob, ' ') ? strchr(blob, ' ') + 1 : "");
-        } else
-            snprintf(line, sizeof(line), "%s %s\n", host, other);
-        REQUIRE(write_text(kh, line) == 0);
+        expand(refused[i].tmpl, host, bare, key, other, text, sizeof(text));
+        REQUIRE(write_text(kh, text) == 0);
         memset(&err, 0, sizeof(err));
         REQUIRE(sftp_open_at(&e, "hostkey", NULL, kh, NULL, &st, &err) == 0);
         all_ops_fail(st, local, WS_ERR_STORAGE, want);
@@ -1386,11 +1489,47 @@ static void test_sftp_host_key(void)
         CHECK(ws_storage_stat(st, "h/obj", &ss, &err) == WS_ERR_STORAGE);
         fp_in(err.msg, shown, sizeof(shown));
         CHECK(strcmp(shown, fp) == 0); /* exactly the server's key, not a prefix of something */
-        CHECK(strstr(err.msg, cases[i].says) != NULL);
-        CHECK(strstr(err.msg, kh) != NULL); /* where to add the key */
+        CHECK(strstr(err.msg, refused[i].says) != NULL);
+        CHECK(strstr(err.msg, kh) != NULL); /* where to add the key, or what revoked it */
+        if (strcmp(refused[i].says, "unknown") == 0)
+            CHECK(strstr(err.msg, host) != NULL); /* the entry it needs: "[127.0.0.1]:PORT" */
         if (unit_failures != before)
-            fprintf(stderr, "    ^ with %s (real fingerprint %s): %s\n", cases[i].what, fp,
+            fprintf(stderr, "    ^ with %s (real fingerprint %s): %s\n", refused[i].what, fp,
                     err.msg);
+        ws_storage_close(st);
+    }
+
+    static const struct {
+        const char *what, *tmpl;
+        int hash;
+    } accepted[] = {
+        {"the server's entry after others", "# comment\n\n%h %O\n[%h]:1 %O\n%H %K\n", 0},
+        {"CRLF line ends, no final newline", "%h %O\r\n%H %K", 0},
+        {"a pattern list", "other.example,[127.0.0.?]:* %K\n", 0},
+        {"a revoked key of another type",
+         "%H %K\n@revoked * ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAAQE=\n", 0},
+        {"the entry hashed by ssh-keygen -H", "%H %K\n", 1},
+    };
+    for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++) {
+        int before = unit_failures;
+        expand(accepted[i].tmpl, host, bare, key, other, text, sizeof(text));
+        REQUIRE(write_text(kh, text) == 0);
+        if (accepted[i].hash) {
+            char *argv[] = {"ssh-keygen", "-q", "-H", "-f", kh, NULL};
+            char got[4096] = "";
+            FILE *f;
+            REQUIRE(spawn_wait(argv) == 0);
+            REQUIRE((f = fopen(kh, "r")) != NULL);
+            if (!fgets(got, sizeof(got), f))
+                got[0] = '\0';
+            fclose(f);
+            CHECK(strncmp(got, "|1|", 3) == 0); /* really hashed */
+        }
+        memset(&err, 0, sizeof(err));
+        REQUIRE(sftp_open_at(&e, "hostkey", NULL, kh, NULL, &st, &err) == 0);
+        CHECK(ws_storage_stat(st, "h/obj", &ss, &err) == WS_ERR_NOT_FOUND);
+        if (unit_failures != before)
+            fprintf(stderr, "    ^ with %s: %s\n", accepted[i].what, err.msg);
         ws_storage_close(st);
     }
 
@@ -1818,6 +1957,7 @@ const struct unit_test unit_tests[] = {
     {"read_retries", test_read_retries},
     {"sftp_wrong_client_key", test_sftp_wrong_client_key},
     {"sftp_host_key", test_sftp_host_key},
+    {"sftp_identity_mode", test_sftp_identity_mode},
     {"sftp_pin", test_sftp_pin},
     {"sftp_reconnect", test_sftp_reconnect},
     {"sftp_idle", test_sftp_idle},
