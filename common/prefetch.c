@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "archive.h"
 #include "fsutil.h"
 #include "log.h"
 #include "object.h"
@@ -790,7 +791,7 @@ static int fetch_one(struct daemon *d, struct worker *w, struct slot *sl, struct
     snprintf(ready, sizeof(ready), ".%s.ready", sl->name);
     if ((rc = ws_spool_sink_new(d->dir, ready, tmp, &file, err)) != 0)
         return rc;
-    rc = ws_object_reader_new(file, key, d->kr, 0, &reader, err);
+    rc = ws_archive_wal_reader_new(file, key, sl->name, d->kr, d->seg_size, &reader, err);
     file = NULL; /* owned by the reader */
     if (rc != 0)
         return rc;

@@ -402,6 +402,39 @@ run "$WAL_FETCH" --config "$T/cnoenc.conf" "$S1" "$DEST"
 assert_rc 0 "fetch of $S1 after the bomb was replaced by the real object" &&
     { cmp -s "$DEST" "$A/pg_wal/$S1" || fail "fetched $S1 differs from pg_wal's"; }
 
+# The prefetcher meets the bomb first when it fetches ahead: it must stop at the segment size
+# too (before writing beyond it into its spool), not check the size after decoding 256 MiB.
+CASE="(e) decompression bomb met by the prefetcher"
+PFSPOOL=$T/pfspool
+PFLOG=$T/pfspool.log
+install -d -m 700 -o postgres -g postgres "$PFSPOOL" || die "could not create $PFSPOOL"
+write_conf "$T/cpf.conf" "repo = '$REPO3'" "parallel = 2" "spool_dir = '$PFSPOOL'" \
+    "log_file = '$PFLOG'"
+cp -p "$U2" "$T/U2.orig"
+run "$OBJFORGE" "$T/cnoenc.conf" "main/wal/${S2:0:16}/$S2" $((256 << 20))
+assert_rc 0 "objforge $S2" || die "cannot forge $S2"
+chown -R postgres: "$REPO3"
+new_dest
+chown postgres: "$DEST_DIR"
+run runuser -u postgres -- "$WAL_FETCH" --config "$T/cpf.conf" "$S1" "$DEST"
+assert_rc 0 "fetch of $S1 that starts the prefetcher"
+pf_pid=""
+for i in $(seq 150); do
+    grep -q "could not prefetch WAL file \"$S2\"" "$PFLOG" 2>/dev/null && break
+    sleep 0.1
+done
+for f in "$PFSPOOL"/main/prefetch-*/lock; do [ -f "$f" ] && pf_pid=$(head -1 "$f"); done
+if [ -n "$pf_pid" ] && [ "$(cat "/proc/$pf_pid/comm" 2>/dev/null)" = wal-prefetch ]; then
+    kill -KILL "$pf_pid"
+fi
+line=$(grep -m1 "could not prefetch WAL file \"$S2\"" "$PFLOG")
+case "$line" in
+*"more than"*) ;;
+"") fail "the prefetcher did not report the bomb at $S2 within 15 s" ;;
+*) fail "the prefetcher decoded the whole bomb before refusing it: $line" ;;
+esac
+cp -p "$T/U2.orig" "$U2"
+
 # ---- (f) wrong or missing key ----
 CASE="(f) wrong key"
 KEY2=$T/other.key
@@ -619,7 +652,7 @@ fetch_refused 255 "fetch with a FIFO as key file" \
     timeout 10 "$WAL_FETCH" --config "$T/ckfifo.conf" "$S1" "$DEST"
 
 CASE="(k) precedence"
-printf '%s\n' "encrypt_key_file = '$KEY'" >"$T/cnorepo.conf"
+printf '%s\n' "encrypt_key_file = '$KEY'" "spool_dir = ''" >"$T/cnorepo.conf"
 new_dest
 run env WALSAFE_REPO="$REPO" "$WAL_FETCH" --config "$T/cnorepo.conf" "$S1" "$DEST"
 assert_rc 0 "fetch with repo from WALSAFE_REPO"
