@@ -135,9 +135,13 @@ make_repo() {
 
 # write_conf FILE LINE...: a walsafe configuration file readable by postgres.
 write_conf() {
-    local f=$1
+    local f=$1 l
+    local spool=("spool_dir = ''")
     shift
-    printf '%s\n' "# walsafe test configuration" "$@" >"$f" || die "could not write $f"
+    # A test never uses the default spool (/var/spool/walsafe): push-ahead and prefetch are off
+    # unless the test names a spool_dir of its own, in $T.
+    for l in "$@"; do case "$l" in spool_dir*) spool=() ;; esac; done
+    printf '%s\n' "# walsafe test configuration" "$@" "${spool[@]+"${spool[@]}"}" >"$f" || die "could not write $f"
     chown postgres: "$f"
     chmod 600 "$f"
 }

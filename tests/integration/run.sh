@@ -106,6 +106,16 @@ report() {
     if [ "$(cat "$RESULTS/$1.rc")" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 }
 
+# `make check` leaves the machine as it found it: nothing may appear or change under the default
+# spool, /etc or /var/lib because of a test (the suite fails otherwise).
+machine_state() {
+    find /var/spool/walsafe /etc /var/lib -xdev \( -path /var/lib/apt -o -path /var/lib/dpkg \
+        -o -path /var/lib/postgresql \) -prune -o -newer "$RESULTS/.start" -print 2>/dev/null |
+        LC_ALL=C sort
+    [ -e /var/spool/walsafe ] && echo "/var/spool/walsafe exists"
+}
+touch "$RESULTS/.start"
+state_before=$(machine_state)
 suite_start=$(date +%s)
 declare -A running=() # pid -> test number
 n=0
@@ -128,6 +138,12 @@ for pid in "${!running[@]}"; do
     wait "$pid"
     report "${running[$pid]}"
 done
+state_after=$(machine_state)
+if [ "$state_after" != "$state_before" ]; then
+    echo "FAIL machine state: the suite left these behind (new or changed since it started):"
+    diff <(echo "$state_before") <(echo "$state_after") | sed -n 's/^> /     /p'
+    failed=$((failed + 1))
+fi
 echo "integration ($BUILD_NAME/bin, $(($(date +%s) - suite_start))s)"
 echo "integration: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

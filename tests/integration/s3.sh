@@ -84,7 +84,10 @@ s3_start() {
     fi
     rm -rf "$dir/data"
     : >"$dir/s3rver.log"
-    node "$S3_LAUNCHER" -d "$dir/data" -a 127.0.0.1 -p 0 --configure-bucket "$bucket" \
+    # --openssl-legacy-provider: s3rver makes continuation tokens with DES, which node's OpenSSL 3
+    # has only there; without it any listing longer than one page fails with an InternalError.
+    node --openssl-legacy-provider "$S3_LAUNCHER" -d "$dir/data" -a 127.0.0.1 -p 0 \
+        --configure-bucket "$bucket" \
         </dev/null >>"$dir/s3rver.log" 2>&1 &
     pid=$!
     disown "$pid" 2>/dev/null # no job notice when it is stopped
@@ -121,7 +124,7 @@ s3_restart() {
     [ -n "$port" ] && [ -d "$dir/data" ] ||
         { echo "s3_restart: no earlier start in $dir (no port in its log or no data)" >&2; return 1; }
     from=$(($(wc -l <"$dir/s3rver.log") + 1))
-    node "$S3_LAUNCHER" -d "$dir/data" -a 127.0.0.1 -p "$port" --configure-bucket "$bucket" \
+    node --openssl-legacy-provider "$S3_LAUNCHER" -d "$dir/data" -a 127.0.0.1 -p "$port" --configure-bucket "$bucket" \
         </dev/null >>"$dir/s3rver.log" 2>&1 &
     pid=$!
     disown "$pid" 2>/dev/null

@@ -41,9 +41,6 @@ SEG_SIZE=16777216
 
 CASE="setup"
 command -v "$S3_AWS" >/dev/null || die "$S3_AWS is missing (apt-get install awscli)"
-# s3rver makes its continuation tokens with DES, which node's OpenSSL 3 has only in its legacy
-# provider: without it any listing longer than one page fails with an InternalError.
-export NODE_OPTIONS="${NODE_OPTIONS:+$NODE_OPTIONS }--openssl-legacy-provider"
 s3_start "$T/s3" "$BUCKET" 2>"$T/s3start.err" || die "could not start the S3 test server: $(cat "$T/s3start.err")"
 note "S3 server pid $S3_PID on $S3_ENDPOINT, data in $S3_DATA"
 make_key "$KEY"
