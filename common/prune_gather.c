@@ -226,26 +226,13 @@ out:
     return rc;
 }
 
-int ws_prune_gather(struct ws_repo *repo, const struct ws_keyring *kr, struct ws_prune_state *st,
-                    struct ws_error *err)
+/* The planner's view of each backup the catalog found. */
+static int backups_from_catalog(struct ws_prune_state *st, struct ws_error *err)
 {
-    struct wal_scan sc = {0};
-    char prefix[128];
     size_t i;
-    int rc;
 
-    memset(st, 0, sizeof(*st));
-    if ((rc = ws_catalog_load(repo, kr, &st->cat, err)) != 0 || !st->cat.has_identity)
-        return rc;
-    sc.st = st;
-    sc.seg_size = st->cat.identity.wal_segment_size;
-    snprintf(prefix, sizeof(prefix), "%s/wal/", repo->cluster);
-    if ((rc = ws_storage_list(repo->st, prefix, on_wal_object, &sc, err)) != 0)
-        goto out;
-    if (!(st->backups = calloc(st->cat.nbackups + 1, sizeof(*st->backups)))) {
-        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-        goto out;
-    }
+    if (!(st->backups = calloc(st->cat.nbackups + 1, sizeof(*st->backups))))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     st->nbackups = st->cat.nbackups;
     for (i = 0; i < st->cat.nbackups; i++) {
         const struct ws_catalog_backup *c = &st->cat.backups[i];
@@ -269,44 +256,56 @@ int ws_prune_gather(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
         b->stored_bytes = c->stored_objects;
         b->problem = c->bad_manifest ? c->manifest_error : NULL;
     }
-    for (i = 0; i < st->nbackups; i++) {
-        struct ws_prune_backup *b = &st->backups[i];
-        if (b->status != WS_PRUNE_COMPLETE && b->last_write <= 0 &&
-            (rc = last_write_by_stat(repo, b, err)) != 0)
-            goto out;
-    }
-    /* the history files the planner needs: of every timeline above 1 with WAL, with a backup
-     * on it, or the latest (the planner's rule, prune.h "Unknown lineage") */
-    {
-        size_t ntl = 0;
-        uint32_t *tlv = calloc(st->nwal + st->nbackups + 2, sizeof(*tlv));
-        if (!tlv) {
-            rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-            goto out;
-        }
-        for (i = 0; i < st->nwal; i++) {
-            if (st->wal[i].tli > st->latest_tli)
-                st->latest_tli = st->wal[i].tli;
-            if (st->wal[i].kind != WS_WAL_HISTORY)
-                tlv[ntl++] = st->wal[i].tli;
-        }
-        for (i = 0; i < st->nbackups; i++) {
-            if (!st->backups[i].has_position)
-                continue;
-            if (st->backups[i].timeline > st->latest_tli)
-                st->latest_tli = st->backups[i].timeline;
-            tlv[ntl++] = st->backups[i].timeline;
-        }
-        tlv[ntl++] = st->latest_tli;
-        ntl = ws_prune_sort_tlis(tlv, ntl);
-        st->histories = calloc(ntl + 1, sizeof(*st->histories));
-        if (!st->histories)
-            rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-        for (i = 0; i < ntl && rc == 0; i++)
-            if (tlv[i] > 1)
-                rc = read_history(repo, kr, st, tlv[i], err);
-        free(tlv);
-    }
+    return 0;
+}
+
+/* The history files the planner needs (ws_prune_lineage_tlis): of every timeline above 1 with
+ * WAL, with a backup on it, or the latest. */
+static int read_histories(struct ws_repo *repo, const struct ws_keyring *kr,
+                          struct ws_prune_state *st, struct ws_error *err)
+{
+    struct ws_prune_input in;
+    uint32_t *tlv = calloc(st->nwal + st->nbackups + 2, sizeof(*tlv));
+    size_t i, ntl;
+    int rc = 0;
+
+    if (!tlv)
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    ws_prune_input_from_state(st, &in);
+    st->latest_tli = ws_prune_latest_tli(&in);
+    ntl = ws_prune_lineage_tlis(&in, st->latest_tli, tlv);
+    st->histories = calloc(ntl + 1, sizeof(*st->histories));
+    if (!st->histories)
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    for (i = 0; i < ntl && rc == 0; i++)
+        if (tlv[i] > 1)
+            rc = read_history(repo, kr, st, tlv[i], err);
+    free(tlv);
+    return rc;
+}
+
+int ws_prune_gather(struct ws_repo *repo, const struct ws_keyring *kr, struct ws_prune_state *st,
+                    struct ws_error *err)
+{
+    struct wal_scan sc = {0};
+    char prefix[128];
+    size_t i;
+    int rc;
+
+    memset(st, 0, sizeof(*st));
+    if ((rc = ws_catalog_load(repo, kr, &st->cat, err)) != 0 || !st->cat.has_identity)
+        return rc;
+    sc.st = st;
+    sc.seg_size = st->cat.identity.wal_segment_size;
+    snprintf(prefix, sizeof(prefix), "%s/wal/", repo->cluster);
+    if ((rc = ws_storage_list(repo->st, prefix, on_wal_object, &sc, err)) != 0 ||
+        (rc = backups_from_catalog(st, err)) != 0)
+        goto out;
+    for (i = 0; i < st->nbackups && rc == 0; i++)
+        if (st->backups[i].status != WS_PRUNE_COMPLETE && st->backups[i].last_write <= 0)
+            rc = last_write_by_stat(repo, &st->backups[i], err);
+    if (rc == 0)
+        rc = read_histories(repo, kr, st, err);
 out:
     if (rc)
         ws_prune_state_free(st);
