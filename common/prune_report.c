@@ -89,6 +89,91 @@ const char *ws_prune_why_name(unsigned bit)
     }
 }
 
+/* The phrase of an expired backup: the policies it falls outside of. */
+static void expired_phrase(const struct ws_prune_input *in, const char *window, char *out,
+                           size_t outsz)
+{
+    char f[80] = "", t[64] = "";
+
+    if (in->retain_full == 1)
+        snprintf(f, sizeof(f), "older than the newest complete backup (retain_full = 1)");
+    else if (in->retain_full)
+        snprintf(f, sizeof(f), "older than the %d newest complete backups (retain_full)",
+                 in->retain_full);
+    if (in->retain_time)
+        snprintf(t, sizeof(t), "%sended before the last %s", f[0] ? ", and " : "", window);
+    snprintf(out, outsz, "%s%s", f, t);
+}
+
+/* The phrase of one bit of `why`; window and age are the durations as text. */
+static void why_phrase(const struct ws_prune_input *in, const struct ws_prune_plan *plan,
+                       unsigned bit, const char *window, const char *age, char *out, size_t outsz)
+{
+    uint32_t latest = plan ? plan->latest_tli : 0;
+
+    switch (bit) {
+    case WS_KEEP_PINNED:
+        snprintf(out, outsz, "pinned (basebackup keep)");
+        break;
+    case WS_KEEP_NEWEST:
+        snprintf(out, outsz, "the newest complete backup");
+        break;
+    case WS_KEEP_FULL:
+        if (in->retain_full == 1)
+            snprintf(out, outsz, "kept by retain_full = 1");
+        else
+            snprintf(out, outsz, "one of the %d newest complete backups (retain_full)",
+                     in->retain_full);
+        break;
+    case WS_KEEP_WINDOW:
+        snprintf(out, outsz, "ended within the last %s (retain_time)", window);
+        break;
+    case WS_KEEP_WINDOW_BASE:
+        snprintf(out, outsz,
+                 "the newest backup that ended before the %s window opened (retain_time): "
+                 "restores to the window's first moments start from it",
+                 window);
+        break;
+    case WS_KEEP_WINDOW_TL:
+        snprintf(out, outsz,
+                 "the newest backup that ended before the %s window opened and can reach "
+                 "timeline %" PRIu32 ", the latest (retain_time): restores along it to the "
+                 "window's first moments start from it",
+                 window, latest);
+        break;
+    case WS_KEEP_HELD:
+        snprintf(out, outsz, "the policy would delete it, but wal-prune deletes none while %s",
+                 plan && (plan->hold & WS_HOLD_LINEAGE)
+                     ? "a timeline's history cannot be read"
+                     : "backup times and WAL positions disagree");
+        break;
+    case WS_KEEP_TIMELINE:
+        snprintf(out, outsz, "the newest backup that can reach timeline %" PRIu32 ", the latest",
+                 latest);
+        break;
+    case WS_KEEP_PENDING:
+        snprintf(out, outsz,
+                 "incomplete but newer than every complete backup: its WAL may still arrive");
+        break;
+    case WS_KEEP_YOUNG:
+        snprintf(out, outsz,
+                 "not complete, but written to within the last %s: it may still be running", age);
+        break;
+    case WS_KEEP_UNREADABLE:
+        snprintf(out, outsz, "its manifest cannot be read: never deleted automatically");
+        break;
+    case WS_DROP_DELETING:
+        snprintf(out, outsz, "an interrupted wal-prune had begun deleting it");
+        break;
+    case WS_DROP_ABANDONED:
+        snprintf(out, outsz, "not complete and untouched for more than %s", age);
+        break;
+    default:
+        expired_phrase(in, window, out, outsz);
+        break;
+    }
+}
+
 void ws_prune_why_text(const struct ws_prune_input *in, const struct ws_prune_plan *plan,
                        unsigned why, char *out, size_t outsz)
 {
@@ -98,94 +183,18 @@ void ws_prune_why_text(const struct ws_prune_input *in, const struct ws_prune_pl
                                      WS_KEEP_TIMELINE,   WS_KEEP_PENDING,     WS_KEEP_YOUNG,
                                      WS_KEEP_UNREADABLE, WS_KEEP_HELD,        WS_DROP_DELETING,
                                      WS_DROP_ABANDONED,  WS_DROP_RETENTION};
-    char d[32], age[32], phrase[256];
+    char window[32], age[32], phrase[256];
     size_t i, used = 0;
 
-    format_duration(in->retain_time, d, sizeof(d));
+    format_duration(in->retain_time, window, sizeof(window));
     format_duration(ws_prune_age_limit(in), age, sizeof(age));
     out[0] = '\0';
-    for (i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+    for (i = 0; i < sizeof(order) / sizeof(order[0]) && used < outsz; i++) {
         if (!(why & order[i]))
             continue;
-        switch (order[i]) {
-        case WS_KEEP_PINNED:
-            snprintf(phrase, sizeof(phrase), "pinned (basebackup keep)");
-            break;
-        case WS_KEEP_NEWEST:
-            snprintf(phrase, sizeof(phrase), "the newest complete backup");
-            break;
-        case WS_KEEP_FULL:
-            if (in->retain_full == 1)
-                snprintf(phrase, sizeof(phrase), "kept by retain_full = 1");
-            else
-                snprintf(phrase, sizeof(phrase),
-                         "one of the %d newest complete backups (retain_full)", in->retain_full);
-            break;
-        case WS_KEEP_WINDOW:
-            snprintf(phrase, sizeof(phrase), "ended within the last %s (retain_time)", d);
-            break;
-        case WS_KEEP_WINDOW_BASE:
-            snprintf(phrase, sizeof(phrase),
-                     "the newest backup that ended before the %s window opened (retain_time): "
-                     "restores to the window's first moments start from it",
-                     d);
-            break;
-        case WS_KEEP_WINDOW_TL:
-            snprintf(phrase, sizeof(phrase),
-                     "the newest backup that ended before the %s window opened and can reach "
-                     "timeline %" PRIu32 ", the latest (retain_time): restores along it to the "
-                     "window's first moments start from it",
-                     d, plan ? plan->latest_tli : 0);
-            break;
-        case WS_KEEP_HELD:
-            snprintf(phrase, sizeof(phrase),
-                     "the policy would delete it, but wal-prune deletes "
-                     "none while %s",
-                     plan && (plan->hold & WS_HOLD_LINEAGE)
-                         ? "a timeline's history cannot be read"
-                         : "backup times and WAL positions disagree");
-            break;
-        case WS_KEEP_TIMELINE:
-            snprintf(phrase, sizeof(phrase),
-                     "the newest backup that can reach timeline %" PRIu32 ", the latest",
-                     plan ? plan->latest_tli : 0);
-            break;
-        case WS_KEEP_PENDING:
-            snprintf(phrase, sizeof(phrase),
-                     "incomplete but newer than every complete backup: its WAL may still arrive");
-            break;
-        case WS_KEEP_YOUNG:
-            snprintf(phrase, sizeof(phrase),
-                     "not complete, but written to within the last %s: it may still be running",
-                     age);
-            break;
-        case WS_KEEP_UNREADABLE:
-            snprintf(phrase, sizeof(phrase),
-                     "its manifest cannot be read: never deleted automatically");
-            break;
-        case WS_DROP_DELETING:
-            snprintf(phrase, sizeof(phrase), "an interrupted wal-prune had begun deleting it");
-            break;
-        case WS_DROP_ABANDONED:
-            snprintf(phrase, sizeof(phrase), "not complete and untouched for more than %s", age);
-            break;
-        default: {
-            char f[80] = "", t[64] = "";
-            if (in->retain_full == 1)
-                snprintf(f, sizeof(f), "older than the newest complete backup (retain_full = 1)");
-            else if (in->retain_full)
-                snprintf(f, sizeof(f), "older than the %d newest complete backups (retain_full)",
-                         in->retain_full);
-            if (in->retain_time)
-                snprintf(t, sizeof(t), "%sended before the last %s", f[0] ? ", and " : "", d);
-            snprintf(phrase, sizeof(phrase), "%s%s", f, t);
-            break;
-        }
-        }
+        why_phrase(in, plan, order[i], window, age, phrase, sizeof(phrase));
         used += (size_t)snprintf(out + used, used < outsz ? outsz - used : 0, "%s%s",
                                  used ? "; " : "", phrase);
-        if (used >= outsz)
-            break;
     }
 }
 
@@ -330,13 +339,100 @@ void ws_prune_print_summary(FILE *f, const struct ws_prune_input *in,
             kept_count(in, plan, res, dry_run), cut);
 }
 
+/* A JSON string, or null when s is NULL. */
+static void json_string_or_null(FILE *f, const char *s)
+{
+    if (s)
+        json_string(f, s);
+    else
+        fprintf(f, "null");
+}
+
+/* The LSN where segment segno begins, as a JSON string; null for 0 (nothing cut). */
+static void json_segno_lsn(FILE *f, const struct ws_prune_input *in, uint64_t segno)
+{
+    char l[24];
+
+    if (!segno) {
+        fprintf(f, "null");
+        return;
+    }
+    ws_wal_format_lsn(l, ws_wal_segno_to_lsn(segno, in->wal_segment_size));
+    fprintf(f, "\"%s\"", l);
+}
+
+/* Backup i as a JSON object. */
+static void json_backup(FILE *f, const struct ws_prune_input *in, const struct ws_prune_plan *plan,
+                        const struct ws_prune_result *res, size_t i)
+{
+    const struct ws_prune_backup *b = &in->backups[i];
+    char why[1024];
+    unsigned bit;
+    int first = 1;
+
+    fprintf(f, "{\"id\": \"%s\", \"status\": \"%s\", \"pinned\": %s", b->id,
+            ws_prune_status_name(b->status), b->pinned ? "true" : "false");
+    if (b->has_position) {
+        char a[21], c[21], l[24];
+        ws_format_utc(b->start_time, a);
+        ws_format_utc(b->stop_time, c);
+        ws_wal_format_lsn(l, b->start_lsn);
+        fprintf(f,
+                ", \"start_time\": \"%s\", \"stop_time\": \"%s\", \"start_lsn\": \"%s\", "
+                "\"timeline\": %" PRIu32,
+                a, c, l, b->timeline);
+    }
+    fprintf(f, ", \"stored_bytes\": %" PRIu64 ", \"action\": \"%s\", \"reasons\": [",
+            b->stored_bytes, plan->keep[i] ? "keep" : "delete");
+    for (bit = 1; bit; bit <<= 1) {
+        if (plan->why[i] & bit) {
+            fprintf(f, "%s\"%s\"", first ? "" : ", ", ws_prune_why_name(bit));
+            first = 0;
+        }
+    }
+    ws_prune_why_text(in, plan, plan->why[i], why, sizeof(why));
+    fprintf(f, "], \"reason\": ");
+    json_string(f, why);
+    fprintf(f, ", \"deleted\": %s}", res->backup_done && res->backup_done[i] ? "true" : "false");
+}
+
+/* The "wal" object: cutoffs, per timeline, and the files. */
+static void json_wal(FILE *f, const struct ws_prune_input *in, const struct ws_prune_plan *plan,
+                     const struct ws_prune_result *res)
+{
+    static const char *const rules[] = {"no_backup", "reached", "ancestor", "unreached",
+                                        "lineage_unknown"};
+    size_t j;
+
+    fprintf(f, "{\"latest_timeline\": %" PRIu32 ", \"keep_from_lsn\": ", plan->latest_tli);
+    json_segno_lsn(f, in, plan->wal_cutoff);
+    fprintf(f, ", \"keep_from_backup\": ");
+    if (plan->cutoff_backup >= 0)
+        fprintf(f, "\"%s\"", in->backups[plan->cutoff_backup].id);
+    else
+        fprintf(f, "null");
+    fprintf(f, ", \"timelines\": [");
+    for (j = 0; j < plan->ntls; j++) {
+        const struct ws_prune_tl *t = &plan->tls[j];
+        fprintf(f, "%s{\"timeline\": %" PRIu32 ", \"rule\": \"%s\", \"keep_from_lsn\": ",
+                j ? ", " : "", t->tli, rules[t->rule]);
+        json_segno_lsn(f, in, t->cutoff);
+        fprintf(f, "}");
+    }
+    fprintf(f, "], \"files\": %zu, \"bytes\": %" PRIu64 ", \"deleted_files\": %zu, \"delete\": [",
+            plan->nwal_delete, plan->wal_bytes, res->wal_deleted);
+    for (j = 0; j < plan->nwal_delete; j++)
+        fprintf(f, "%s\"%s\"", j ? ", " : "", in->wal[plan->wal_delete[j]].name);
+    fprintf(f, "]}");
+}
+
 void ws_prune_print_json(FILE *f, const struct ws_config *cfg, const struct ws_repo *repo,
                          const struct ws_prune_input *in, const struct ws_prune_plan *plan,
                          const struct ws_prune_result *res, int dry_run, const char *error)
 {
-    char when[21], why[1024];
-    size_t k, j;
-    unsigned bit;
+    char when[21];
+    size_t k, nb, nw;
+    uint64_t bb, wb;
 
     ws_format_utc(in->now, when);
     fprintf(f, "{\"cluster\": ");
@@ -354,92 +450,25 @@ void ws_prune_print_json(FILE *f, const struct ws_config *cfg, const struct ws_r
         fprintf(f, "null");
     fprintf(f, ", \"backups\": [");
     for (k = 0; k < in->nbackups; k++) {
-        size_t i = plan->order[k];
-        const struct ws_prune_backup *b = &in->backups[i];
-        int first = 1;
-        fprintf(f, "%s\n  {\"id\": \"%s\", \"status\": \"%s\", \"pinned\": %s", k ? "," : "", b->id,
-                ws_prune_status_name(b->status), b->pinned ? "true" : "false");
-        if (b->has_position) {
-            char a[21], c[21], l[24];
-            ws_format_utc(b->start_time, a);
-            ws_format_utc(b->stop_time, c);
-            ws_wal_format_lsn(l, b->start_lsn);
-            fprintf(f,
-                    ", \"start_time\": \"%s\", \"stop_time\": \"%s\", \"start_lsn\": \"%s\", "
-                    "\"timeline\": %" PRIu32,
-                    a, c, l, b->timeline);
-        }
-        fprintf(f, ", \"stored_bytes\": %" PRIu64 ", \"action\": \"%s\", \"reasons\": [",
-                b->stored_bytes, plan->keep[i] ? "keep" : "delete");
-        for (bit = 1; bit; bit <<= 1) {
-            if (plan->why[i] & bit) {
-                fprintf(f, "%s\"%s\"", first ? "" : ", ", ws_prune_why_name(bit));
-                first = 0;
-            }
-        }
-        ws_prune_why_text(in, plan, plan->why[i], why, sizeof(why));
-        fprintf(f, "], \"reason\": ");
-        json_string(f, why);
-        fprintf(f, ", \"deleted\": %s}",
-                res->backup_done && res->backup_done[i] ? "true" : "false");
+        fprintf(f, "%s\n  ", k ? "," : "");
+        json_backup(f, in, plan, res, plan->order[k]);
     }
-    fprintf(f, "%s], \"wal\": {\"latest_timeline\": %" PRIu32 ", \"keep_from_lsn\": ",
-            in->nbackups ? "\n" : "", plan->latest_tli);
-    if (plan->wal_cutoff) {
-        char l[24];
-        ws_wal_format_lsn(l, ws_wal_segno_to_lsn(plan->wal_cutoff, in->wal_segment_size));
-        fprintf(f, "\"%s\"", l);
-    } else {
-        fprintf(f, "null");
-    }
-    fprintf(f, ", \"keep_from_backup\": ");
-    if (plan->cutoff_backup >= 0)
-        fprintf(f, "\"%s\"", in->backups[plan->cutoff_backup].id);
-    else
-        fprintf(f, "null");
-    fprintf(f, ", \"timelines\": [");
-    for (j = 0; j < plan->ntls; j++) {
-        static const char *const rules[] = {"no_backup", "reached", "ancestor", "unreached",
-                                            "lineage_unknown"};
-        const struct ws_prune_tl *t = &plan->tls[j];
-        fprintf(f, "%s{\"timeline\": %" PRIu32 ", \"rule\": \"%s\", \"keep_from_lsn\": ",
-                j ? ", " : "", t->tli, rules[t->rule]);
-        if (t->cutoff) {
-            char l[24];
-            ws_wal_format_lsn(l, ws_wal_segno_to_lsn(t->cutoff, in->wal_segment_size));
-            fprintf(f, "\"%s\"}", l);
-        } else {
-            fprintf(f, "null}");
-        }
-    }
-    fprintf(f, "], \"files\": %zu, \"bytes\": %" PRIu64 ", \"deleted_files\": %zu, \"delete\": [",
-            plan->nwal_delete, plan->wal_bytes, res->wal_deleted);
-    for (j = 0; j < plan->nwal_delete; j++)
-        fprintf(f, "%s\"%s\"", j ? ", " : "", in->wal[plan->wal_delete[j]].name);
-    fprintf(f, "]}, \"hold\": ");
-    if (plan->hold_msg)
-        json_string(f, plan->hold_msg);
-    else
-        fprintf(f, "null");
+    fprintf(f, "%s], \"wal\": ", in->nbackups ? "\n" : "");
+    json_wal(f, in, plan, res);
+    fprintf(f, ", \"hold\": ");
+    json_string_or_null(f, plan->hold_msg);
     fprintf(f, ", \"warnings\": [");
-    for (j = 0; j < plan->nwarnings; j++) {
-        fprintf(f, "%s", j ? ", " : "");
-        json_string(f, plan->warnings[j]);
+    for (k = 0; k < plan->nwarnings; k++) {
+        fprintf(f, "%s", k ? ", " : "");
+        json_string(f, plan->warnings[k]);
     }
-    {
-        size_t nb, nw;
-        uint64_t bb, wb;
-        totals(plan, res, dry_run, &nb, &nw, &bb, &wb);
-        fprintf(f,
-                "], \"summary\": {\"backups_deleted\": %zu, \"wal_files_deleted\": %zu, "
-                "\"temp_files_deleted\": %zu, \"bytes_freed\": %" PRIu64
-                ", \"backups_kept\": %zu}, \"error\": ",
-                nb, nw, res->temp_deleted, bb + wb, kept_count(in, plan, res, dry_run));
-    }
-    if (error)
-        json_string(f, error);
-    else
-        fprintf(f, "null");
+    totals(plan, res, dry_run, &nb, &nw, &bb, &wb);
+    fprintf(f,
+            "], \"summary\": {\"backups_deleted\": %zu, \"wal_files_deleted\": %zu, "
+            "\"temp_files_deleted\": %zu, \"bytes_freed\": %" PRIu64
+            ", \"backups_kept\": %zu}, \"error\": ",
+            nb, nw, res->temp_deleted, bb + wb, kept_count(in, plan, res, dry_run));
+    json_string_or_null(f, error);
     fprintf(f, "}\n");
 }
 
