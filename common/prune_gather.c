@@ -116,7 +116,7 @@ static int on_wal_object(void *arg, const char *key, const struct ws_storage_sta
 
 /* Reads the history file of timeline tli into a new entry of st->histories. Problems other than
  * storage failures (missing, damaged, a key we lack, malformed) are recorded as the entry's
- * problem: the planner then treats the timeline's lineage as unknown and holds (prune.h). */
+ * problem: the planner then treats the timeline's lineage as unknown and holds. */
 static int read_history(struct ws_repo *repo, const struct ws_keyring *kr,
                         struct ws_prune_state *st, uint32_t tli, struct ws_error *err)
 {
