@@ -7,10 +7,25 @@
 #include "object.h"
 #include "wal.h"
 
+/* Room for element n of arr (cap of them allocated, each size bytes): arr itself, or arr grown
+ * (doubling, from `first`), or NULL when out of memory (arr is then still valid). */
+static void *grow(void *arr, size_t n, size_t *cap, size_t size, size_t first)
+{
+    size_t nc = *cap ? *cap * 2 : first;
+    void *p;
+
+    if (n < *cap)
+        return arr;
+    if (!(p = realloc(arr, nc * size)))
+        return NULL;
+    *cap = nc;
+    return p;
+}
+
 int ws_prune_parse_history(const char *text, size_t len, const char *what,
                            struct ws_prune_switch **out, size_t *n, struct ws_error *err)
 {
-    struct ws_prune_switch *v = NULL;
+    struct ws_prune_switch *v = NULL, *q;
     size_t cap = 0, cnt = 0, pos = 0, lineno = 0;
     int rc = 0;
 
@@ -47,16 +62,11 @@ int ws_prune_parse_history(const char *text, size_t len, const char *what,
             goto bad;
         if (cnt && tli <= v[cnt - 1].tli)
             goto bad; /* PostgreSQL: timeline IDs must be in increasing sequence */
-        if (cnt == cap) {
-            size_t nc = cap ? cap * 2 : 8;
-            void *q = realloc(v, nc * sizeof(*v));
-            if (!q) {
-                rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-                goto out;
-            }
-            v = q;
-            cap = nc;
+        if (!(q = grow(v, cnt, &cap, sizeof(*v), 8))) {
+            rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+            goto out;
         }
+        v = q;
         v[cnt].tli = (uint32_t)tli;
         v[cnt].end_lsn = l;
         cnt++;
@@ -88,6 +98,7 @@ static int on_wal_object(void *arg, const char *key, const struct ws_storage_sta
     struct ws_prune_wal w = {0};
     const char *name = strrchr(key, '/');
     char *copy;
+    void *p;
 
     name = name ? name + 1 : key;
     w.kind = ws_wal_classify(name);
@@ -97,14 +108,9 @@ static int on_wal_object(void *arg, const char *key, const struct ws_storage_sta
         w.tli = (uint32_t)strtoul(name, NULL, 16);
     else if (ws_wal_parse_name(name, sc->seg_size, &w.tli, &w.segno) != 0)
         return 0;
-    if (st->nwal == sc->cap) {
-        size_t cap = sc->cap ? sc->cap * 2 : 256;
-        void *p = realloc(st->wal, cap * sizeof(*st->wal));
-        if (!p)
-            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-        st->wal = p;
-        sc->cap = cap;
-    }
+    if (!(p = grow(st->wal, st->nwal, &sc->cap, sizeof(*st->wal), 256)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    st->wal = p;
     if (!(copy = strdup(key)))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     w.key = copy;
@@ -171,16 +177,12 @@ int ws_prune_on_key(void *arg, const char *key, const struct ws_storage_stat *st
                     struct ws_error *err)
 {
     struct ws_prune_keys *l = arg;
+    void *p;
 
     (void)st;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        void *p = realloc(l->keys, cap * sizeof(*l->keys));
-        if (!p)
-            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-        l->keys = p;
-        l->cap = cap;
-    }
+    if (!(p = grow(l->keys, l->n, &l->cap, sizeof(*l->keys), 64)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    l->keys = p;
     if (!(l->keys[l->n] = strdup(key)))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     l->n++;

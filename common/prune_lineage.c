@@ -43,8 +43,10 @@ int ws_prune_left_at(const struct ws_prune_input *in, uint32_t tli, uint32_t anc
     return 0;
 }
 
-int ws_prune_restorable_to(const struct ws_prune_input *in, const struct ws_prune_backup *b,
-                           uint32_t tli)
+/* b is on timeline tli, or on an ancestor of it that tli's line left at or after `at` (a
+ * position of b's). */
+static int on_line_at(const struct ws_prune_input *in, const struct ws_prune_backup *b,
+                      uint32_t tli, uint64_t at)
 {
     uint64_t end;
 
@@ -52,19 +54,19 @@ int ws_prune_restorable_to(const struct ws_prune_input *in, const struct ws_prun
         return 0;
     if (b->timeline == tli)
         return 1;
-    return ws_prune_left_at(in, tli, b->timeline, &end) && b->stop_lsn <= end;
+    return ws_prune_left_at(in, tli, b->timeline, &end) && at <= end;
+}
+
+int ws_prune_restorable_to(const struct ws_prune_input *in, const struct ws_prune_backup *b,
+                           uint32_t tli)
+{
+    return on_line_at(in, b, tli, b->stop_lsn);
 }
 
 int ws_prune_needs_wal_of(const struct ws_prune_input *in, const struct ws_prune_backup *b,
                           uint32_t tli)
 {
-    uint64_t end;
-
-    if (!b->has_position)
-        return 0;
-    if (b->timeline == tli)
-        return 1;
-    return ws_prune_left_at(in, tli, b->timeline, &end) && b->start_lsn <= end;
+    return on_line_at(in, b, tli, b->start_lsn);
 }
 
 int ws_prune_one_line(const struct ws_prune_input *in, const struct ws_prune_backup *a,
