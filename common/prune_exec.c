@@ -207,27 +207,21 @@ static int remove_wal_dir(struct ws_repo *repo, const char *key, struct ws_error
  * time: its files in batches (one request each on S3: DeleteObjects), then the directory. An
  * interruption leaves gaps at most in the one batch it hit, all of it older than what is kept;
  * the archive is shortened, never holed where it is still needed, and the next run removes the
- * rest. */
+ * rest. keybuf and keys: room for a batch. */
 static int delete_wal(struct ws_repo *repo, const struct ws_prune_input *in,
-                      const struct ws_prune_plan *plan, struct ws_prune_result *res,
-                      struct ws_error *err)
+                      const struct ws_prune_plan *plan, char (*keybuf)[256], const char **keys,
+                      struct ws_prune_result *res, struct ws_error *err)
 {
-    char(*keybuf)[256] = calloc(WS_STORAGE_REMOVE_BATCH, sizeof(*keybuf));
-    const char **keys = calloc(WS_STORAGE_REMOVE_BATCH, sizeof(*keys));
     size_t j, m;
-    int rc = 0;
+    int rc;
 
-    if (!keybuf || !keys) {
-        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-        goto out;
-    }
     for (j = 0; j < plan->nwal_delete;) {
         size_t first = j, n = wal_batch(repo, in, plan, &j, keybuf, keys);
         if (n > 0 && (rc = ws_storage_remove_many(repo->st, keys, n, err)) != 0) {
             ws_error_prefix(err, "could not delete WAL files %s .. %s",
                             in->wal[plan->wal_delete[first]].name,
                             in->wal[plan->wal_delete[j - 1]].name);
-            goto out;
+            return rc;
         }
         for (m = first; m < j; m++) {
             res->wal_deleted++;
@@ -236,24 +230,30 @@ static int delete_wal(struct ws_repo *repo, const struct ws_prune_input *in,
         /* the directory, once its last file went (the next one lives elsewhere) */
         if (n > 0 && !is_same_dir(in, plan, j - 1) &&
             (rc = remove_wal_dir(repo, keys[n - 1], err)) != 0)
-            goto out;
+            return rc;
     }
-out:
-    free(keybuf);
-    free(keys);
-    return rc;
+    return 0;
 }
 
 int ws_prune_execute(struct ws_repo *repo, const struct ws_prune_input *in,
                      const struct ws_prune_plan *plan, FILE *report, struct ws_prune_result *res,
                      struct ws_error *err)
 {
+    char(*keybuf)[256] = NULL;
+    const char **keys = NULL;
     int rc;
 
     memset(res, 0, sizeof(*res));
-    if (!(res->backup_done = calloc(in->nbackups + 1, sizeof(*res->backup_done))))
-        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    if ((rc = delete_backups(repo, in, plan, report, res, err)) != 0)
-        return rc;
-    return delete_wal(repo, in, plan, res, err);
+    if (!(res->backup_done = calloc(in->nbackups + 1, sizeof(*res->backup_done))) ||
+        !(keybuf = calloc(WS_STORAGE_REMOVE_BATCH, sizeof(*keybuf))) ||
+        !(keys = calloc(WS_STORAGE_REMOVE_BATCH, sizeof(*keys)))) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    if ((rc = delete_backups(repo, in, plan, report, res, err)) == 0)
+        rc = delete_wal(repo, in, plan, keybuf, keys, res, err);
+out:
+    free(keybuf);
+    free(keys);
+    return rc;
 }

@@ -1,7 +1,7 @@
 /*
- * prune_int.h - what the units of wal-prune share (prune.c, prune_gather.c, prune_plan.c,
- * prune_exec.c, prune_report.c) and what test_prune reaches directly. Not for other modules:
- * they use prune.h.
+ * prune_int.h - what the units of wal-prune share (prune.c, prune_gather.c, prune_lineage.c,
+ * prune_plan.c, prune_exec.c, prune_report.c) and what test_prune reaches directly. Not for
+ * other modules: they use prune.h.
  */
 #ifndef WS_PRUNE_INT_H
 #define WS_PRUNE_INT_H
@@ -11,7 +11,7 @@
 
 #include "prune.h"
 
-/* ---- helpers ---- */
+/* ---- helpers (prune_plan.c, prune_gather.c) ---- */
 
 /* The age after which a backup that is not complete is abandoned: in->incomplete_age, at least
  * WS_PRUNE_INCOMPLETE_AGE. */
