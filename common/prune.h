@@ -1,115 +1,40 @@
 /*
- * prune.h - retention: which backups and WAL files a repository can do without, and removing
- * them in an order that a kill at any moment cannot turn into a backup that looks complete but
- * is not (`wal-prune`, SPEC.md "retain_full", "retain_time").
+ * prune.h - wal-prune: which backups and WAL files the retention policies (retain_full,
+ * retain_time) let go, and deleting them. The rules in full, and why: docs/design/prune.md.
  *
- * Two halves:
- *   - the planner, ws_prune_plan_make(): a pure function of its input (the catalog's backups,
- *     the WAL files, the timelines' history files, "now" and the policies). No I/O, no clock,
- *     so every rule below is unit-tested with an injected "now";
- *   - the executor, ws_prune_gather() / ws_prune_execute() / ws_prune(): reads the repository
- *     into a planner input, and deletes what the plan says.
+ * Three parts, each usable alone, and the command that runs them (ws_prune):
+ *   - ws_prune_gather() reads a repository into a planner input (struct ws_prune_state);
+ *   - ws_prune_plan_make() is the planner: a pure function of its input (no I/O, no clock:
+ *     "now" is part of the input); the same input always gives the same plan;
+ *   - ws_prune_execute() deletes what a plan says.
  *
- * Rules of the planner (each kept or deleted backup records why, as a bit of enum ws_prune_why):
- *   - Backups are ordered by start time, then start LSN, then id; never by name alone. "Newest"
- *     always means last in that order. When that order and the WAL order disagree for two
- *     backups on one line of history (a server clock was wrong: a backup stamped 2000-01-01
- *     with the highest start LSN), the plan is held (WS_HOLD_ORDER): no backup is deleted, by
- *     retention or as abandoned (only interrupted deletes are finished), and the command exits 1
- *     with one message naming the two backups: which one is oldest is in doubt. Backups on
- *     lines that forked apart are not compared (after a promoted restore, a newer backup can
- *     have a lower LSN than one on the abandoned line).
- *   - retain_full = N keeps the N newest complete backups. retain_time = D keeps what restores
- *     to any moment of the last D, the window: every complete backup that could serve a restore
- *     to a moment inside it (stop_time + 1 > window opening: a restore can only stop after its
- *     backup's end, at stop_time + 1 at the earliest), and the newest one that cannot (ended at
- *     least a second before the window opened): restores to the window's first moments start
- *     from it. So the newest backup that started before the window is always kept, and, when
- *     that one was still running as the window opened, the one before it too. Also kept: the
- *     newest complete backup that ended before the window opened AND reaches the latest
- *     timeline (after a promoted restore, the backup before the window by time may sit on the
- *     abandoned line). Both policies set: the union. Neither set: WS_ERR_CONFIG, nothing is
- *     planned.
- *   - The newest complete backup is never deleted, whatever the policies say.
- *   - Pinned backups (`basebackup keep ID`) are kept, whatever their status, and like any kept
- *     backup they hold the WAL from their start on (a pin keeps restores to any later moment
- *     possible; it also keeps that WAL until `basebackup keep --unset`).
- *   - Timelines: when no kept backup can reach the latest timeline (the highest one in the
- *     archive, which restore follows), the newest complete backup that can is kept as well. A
- *     backup reaches timeline L when it is on L, or on an ancestor of L (from L's history file)
- *     and ended before L's line left that ancestor. After a point-in-time restore of an old
- *     backup that was promoted and became the production server, the newest backup by time can
- *     sit on an abandoned timeline; this rule keeps a base for the timeline that is running.
- *   - Unknown lineage fails closed. Every timeline above 1 that has WAL (other than its history
- *     file), that a backup is on, or that is the latest needs its history file (which names all
- *     its ancestors). When one of them is missing or cannot be read, the plan is held
- *     (WS_HOLD_LINEAGE): no backup is deleted by retention (WS_KEEP_HELD), none of the WAL of
- *     such a timeline goes, and the command exits 1 with one message naming the timelines and
- *     how to repair (archive the history file again with wal-push). Everything the rules still
- *     allow is done: abandoned backups, interrupted deletes, and WAL of timelines whose lineage
- *     is known (by the rules below, with every complete backup kept).
- *   - Backups that are not complete: "running" (no manifest) and "incomplete" (manifest, WAL
- *     missing) are removed once nothing of them has been written for the age limit
- *     (WS_PRUNE_INCOMPLETE_AGE, 24 h, or the `timeout` if that is longer; a live backup writes a
- *     bundle every few seconds and waits at most `timeout` for its WAL). An incomplete backup
- *     newer than every complete one is kept even then: its WAL may still arrive from an archiver
- *     that is behind, and the backup then becomes complete. "invalid" backups (a manifest we
- *     cannot read: damaged, or written with a key this configuration lacks) are never deleted
- *     automatically; a missing decrypt_key_files entry must not cost backups. "deleting" backups
- *     (an earlier prune began to delete them and was interrupted) are finished.
- *   - WAL (segments, .partial and .backup files), with a cutoff per timeline T, from the history
- *     files; segment numbers are compared as numbers with the timeline apart, never as names (a
- *     name sorts by timeline first):
- *       - a kept backup B needs WAL of T when B is on T, or B's timeline is an ancestor of T and
- *         T's line left it at or after B's start. When kept backups need T, its segments below
- *         the lowest start segment of those backups go (WAL replay only moves forward, so none
- *         of them needs a segment before its own start);
- *       - when none needs T but T is a proper ancestor of a kept backup's timeline, its segments
- *         below the global cutoff (the lowest start segment of all kept backups) go;
- *       - otherwise (a stray promoted copy archiving into the repository, or a line that no kept
- *         backup can follow) none of T's WAL goes, with a warning; nor any of a timeline whose
- *         lineage is unknown (above).
- *     A kept backup whose position is unknown (invalid: a manifest that cannot be read; running)
- *     is given no guessed position: every timeline keeps its WAL from the lowest start segment
- *     known of any backup in the repository (also of backups deleted in this run: the next run
- *     releases that WAL), or all of it when no backup with a known position precedes it. Without
- *     a complete backup no WAL is deleted. Everything from the newest complete backup's start on
- *     its timeline and the timelines it reaches is never touched.
- *   - .history files are always kept: they are tiny; recovery asks for every one of them to
- *     find the latest timeline; and PostgreSQL chooses a new timeline id on promotion by probing
- *     the archive for history files, so a deleted one lets a later promotion reuse its id and
- *     write WAL whose names collide with archived segments of the old timeline.
+ * A plan guarantees (each backup's reasons are bits of enum ws_prune_why):
+ *   - the newest complete backup, pinned backups and unreadable (invalid) ones are kept;
+ *   - "newest" is by start time, then start LSN, then id (plan->order), never by name alone;
+ *   - .history files are never deleted; WAL goes only below its timeline's cutoff (plan->tls),
+ *     never from a kept backup's start on, and none goes without a complete backup;
+ *   - a held plan (plan->hold, hold_msg) deletes no backup by retention: when a needed history
+ *     file is missing or unreadable (WS_HOLD_LINEAGE, no WAL of that timeline goes either) or
+ *     backup times and WAL positions disagree (WS_HOLD_ORDER); the rest of it still stands.
  *
- * Deletion order (executor), so that SIGKILL at any point leaves a consistent repository that
- * the next run finishes:
- *   1. backups, oldest first; for each: the tombstone <cluster>/backup/<ID>.deleting (from then
- *      on the catalog no longer calls it complete and the next prune finishes it), the manifest
- *      (so even a reader that ignores tombstones stops seeing a complete backup), every other
- *      object (bundles), the pin, temp files of killed uploads into it, its empty directories,
- *      and last the tombstone. When the tombstone cannot be written (a full repository:
- *      ENOSPC), the manifest is removed first all the same, with a warning: without it the
- *      backup is not complete either (the catalog sees a backup without manifest, which a
- *      later prune removes as abandoned), and the deletions that follow free the space;
- *   2. then WAL, per timeline in ascending segment order, so an interruption leaves a shorter
- *      archive and never a hole; a kept backup's WAL is never touched; a 4 GiB-range directory
- *      goes with its last file;
- *   3. then (ws_prune) temp files of uploads killed longer ago than the age limit, anywhere under
- *      <cluster>/ (drivers with housekeeping: posix, sftp; S3 needs a lifecycle rule).
+ * The executor guarantees that a kill at any moment leaves no backup the catalog calls complete
+ * while an object of it is gone, and that the next run finishes the work: backups first, oldest
+ * first, each as tombstone <cluster>/backup/<ID>.deleting, manifest, other objects, pin, temp
+ * files, directories, tombstone (the manifest first when the tombstone cannot be written); then
+ * WAL per timeline in ascending order, so an interruption shortens the archive, never holes it.
  *
- * A new database system, after re-initdb or a major upgrade, under the same cluster name never
- * reaches the planner: the repository identity (repo.c) refuses WAL and backups of another system
- * (or PostgreSQL major version) with a message naming both, so LSNs of two systems are never
- * compared. The operator gives
- * the new system a new `cluster` name; the old one keeps its backups until removed.
+ * Errors: ws_prune_plan_make() fails with WS_ERR_CONFIG when neither policy is set, else only
+ * with WS_ERR_INTERNAL. ws_prune_gather() and ws_prune_execute() pass on the catalog's and the
+ * storage's errors (a missing or unreadable history file is no error: the planner holds on it).
+ * ws_prune() adds WS_ERR_INVALID for a held plan, after doing (or, dry, showing) the rest.
  *
- * Ownership: the input is borrowed (the planner copies nothing it keeps beyond the call except
- * indexes); a plan owns its arrays and strings, released by ws_prune_plan_free(). ws_prune_state
- * owns everything it gathered, released by ws_prune_state_free().
+ * Ownership: the planner borrows its input and keeps nothing of it but indexes; a plan owns its
+ * arrays and strings (ws_prune_plan_free(); a failed ws_prune_plan_make() leaves none). A
+ * ws_prune_state owns what it gathered (ws_prune_state_free()); an input made from it borrows
+ * it. A ws_prune_result owns backup_done (ws_prune_result_free()).
  *
- *     struct ws_prune_plan plan;
  *     if (ws_prune_plan_make(&in, &plan, &err) == 0) {
- *         for (i = 0; i < in.nbackups; i++)
- *             if (!plan.keep[i]) ...  plan.why[i] says why
+ *         ... plan.keep[i], plan.why[i] for in.backups[i]; plan.wal_delete ...
  *         ws_prune_plan_free(&plan);
  *     }
  */
@@ -193,7 +118,7 @@ struct ws_prune_history {
     const char *problem; /* NULL: read; else why it could not be (e.g. "not in the repository") */
 };
 
-/* How a timeline's WAL is treated (prune.h, "WAL"). */
+/* How a timeline's WAL is treated (docs/design/prune.md, "WAL"). */
 enum ws_prune_tl_rule {
     WS_TL_NO_BACKUP = 0, /* no complete backup in the repository: none of it goes */
     WS_TL_REACHED,       /* kept backups need it: below the lowest start of those */

@@ -4,7 +4,8 @@
  * both, no policy, pins, ordering by time and LSN rather than by name, timelines (failover, a
  * promoted point-in-time restore of an old backup, numbers versus names), backups that are not
  * complete (running, incomplete, invalid, interrupted deletes, the age limit), WAL gaps, and the
- * rule that the newest complete backup always stays. Then the executor over an in-memory
+ * rule that the newest complete backup always stays. Then each step of the planner alone
+ * (prune_int.h), on a plan as the steps before it leave it. Then the executor over an in-memory
  * repository, including a failure injected at every single storage call of a prune: after each
  * one no backup is listed complete that misses an object or WAL, and the next run finishes.
  */
@@ -16,6 +17,7 @@
 #include "backup.h"
 #include "object.h"
 #include "prune.h"
+#include "prune_int.h"
 #include "unit.h"
 #include "wal.h"
 
@@ -142,7 +144,7 @@ static void hist_drop(struct fx *f, uint32_t tli)
     }
 }
 
-static int run_plan(struct fx *f)
+static void fx_input(struct fx *f)
 {
     f->in.backups = f->b;
     f->in.nbackups = f->nb;
@@ -150,6 +152,11 @@ static int run_plan(struct fx *f)
     f->in.nwal = f->nw;
     f->in.histories = f->hist;
     f->in.nhistories = f->nhist;
+}
+
+static int run_plan(struct fx *f)
+{
+    fx_input(f);
     ws_prune_plan_free(&f->plan);
     return ws_prune_plan_make(&f->in, &f->plan, &f->err);
 }
@@ -920,6 +927,489 @@ static void test_history_parse(void)
     }
 }
 
+/* ---- the planner's steps, one at a time (prune_int.h) ---- */
+
+/* The fixture's input, and a plan as ws_prune_plan_make has it before its first rule: allocated,
+ * with the latest timeline and the order. A policy must be set. */
+static void step_begin(struct fx *f)
+{
+    fx_input(f);
+    ws_prune_plan_free(&f->plan);
+    if (ws_prune_plan_init(&f->in, &f->plan, &f->err) != 0 ||
+        ws_prune_order(&f->in, &f->plan, &f->err) != 0)
+        unit_fail(__FILE__, __LINE__, f->err.msg);
+    f->plan.latest_tli = ws_prune_latest_tli(&f->in);
+}
+
+/* By start time (the id's time when the manifest was not read), then start LSN, then id. */
+static void test_step_order(void)
+{
+    struct fx f;
+    size_t later, earlier, run, old, garbled;
+
+    fx_init(&f);
+    f.in.retain_full = 1;
+    /* the same time and LSN: the id decides */
+    later = add_backup(&f, WS_PRUNE_COMPLETE, NOW - DAY, HOUR, 1, 30, 31);
+    earlier = add_backup(&f, WS_PRUNE_COMPLETE, NOW - DAY, HOUR, 1, 30, 31);
+    memcpy(f.b[earlier].id, "20261121T101459Z", WS_BACKUP_ID_LEN + 1);
+    /* no manifest: the time its id encodes, whatever the (unread) start fields hold */
+    run = add_backup(&f, WS_PRUNE_RUNNING, NOW - 2 * DAY, HOUR, 1, 0, 0);
+    f.b[run].start_time = NOW;
+    /* the oldest by time, although its LSN is the highest */
+    old = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 3 * DAY, HOUR, 1, 50, 51);
+    /* an id that encodes no time: time 0, first */
+    garbled = add_backup(&f, WS_PRUNE_RUNNING, NOW - HOUR, HOUR, 1, 0, 0);
+    memcpy(f.b[garbled].id, "not-a-backup-id!", WS_BACKUP_ID_LEN + 1);
+    step_begin(&f);
+    CHECK(f.plan.order[0] == garbled && f.plan.order[1] == old && f.plan.order[2] == run);
+    CHECK(f.plan.order[3] == earlier && f.plan.order[4] == later);
+    CHECK(ws_prune_newest(&f.in, &f.plan) == 4);
+    /* the newest complete backup is found by the order, not by the index */
+    f.b[later].status = WS_PRUNE_INCOMPLETE;
+    CHECK(ws_prune_newest(&f.in, &f.plan) == 3);
+    ws_prune_plan_free(&f.plan);
+}
+
+/* The latest timeline counts history files and positioned backups; the timelines whose lineage
+ * must be known are those with WAL, with a backup on them, and the latest. */
+static void test_step_latest_timeline(void)
+{
+    struct fx f;
+    uint32_t tlv[16];
+    size_t n, run;
+
+    fx_init(&f);
+    add_segs(&f, 1, 5, 6);
+    add_segs(&f, 3, 7, 7);
+    add_segs(&f, 1, 7, 7);
+    add_name(&f, "00000005.history", 40); /* promoted, nothing archived on it yet */
+    add_backup(&f, WS_PRUNE_COMPLETE, NOW - DAY, HOUR, 4, 8, 9);
+    run = add_backup(&f, WS_PRUNE_RUNNING, NOW - HOUR, HOUR, 9, 0, 0);
+    fx_input(&f);
+    CHECK(f.b[run].timeline == 9 && ws_prune_latest_tli(&f.in) == 5); /* 9: position unknown */
+    n = ws_prune_wal_tlis(&f.in, tlv);
+    CHECK(n == 2 && tlv[0] == 1 && tlv[1] == 3);
+    n = ws_prune_lineage_tlis(&f.in, 5, tlv);
+    CHECK(n == 4 && tlv[0] == 1 && tlv[1] == 3 && tlv[2] == 4 && tlv[3] == 5);
+    n = ws_prune_lineage_tlis(&f.in, 0, tlv);
+    CHECK(n == 3 && tlv[2] == 4);
+    /* nothing at all */
+    fx_init(&f);
+    fx_input(&f);
+    CHECK(ws_prune_latest_tli(&f.in) == 0 && ws_prune_lineage_tlis(&f.in, 0, tlv) == 0);
+}
+
+/* Timeline 2 left timeline 1 at segment 50: which backups can restore along it, which need its
+ * WAL, and which starts lie on one line. */
+static void test_step_lineage(void)
+{
+    struct fx f;
+    uint64_t end = 0;
+    size_t before, across, after, on2;
+
+    fx_init(&f);
+    before = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 4 * DAY, HOUR, 1, 10, 11);
+    across = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 3 * DAY, HOUR, 1, 49, 51);
+    after = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 2 * DAY, HOUR, 1, 60, 61);
+    on2 = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 1 * DAY, HOUR, 2, 70, 71);
+    hist_line(&f, 2, 1, 50 * (uint64_t)SEG + 0x100);
+    fx_input(&f);
+    CHECK(ws_prune_lineage_known(&f.in, 1) && ws_prune_lineage_known(&f.in, 2));
+    CHECK(!ws_prune_lineage_known(&f.in, 3) && ws_prune_history_of(&f.in, 3) == NULL);
+    CHECK(ws_prune_left_at(&f.in, 2, 1, &end) && end == 50 * (uint64_t)SEG + 0x100);
+    CHECK(!ws_prune_left_at(&f.in, 1, 2, &end) && !ws_prune_left_at(&f.in, 2, 2, &end));
+    CHECK(ws_prune_restorable_to(&f.in, &f.b[before], 2));
+    CHECK(ws_prune_needs_wal_of(&f.in, &f.b[before], 2));
+    /* started before the switch, ended after it: needs timeline 2's WAL, cannot follow it */
+    CHECK(!ws_prune_restorable_to(&f.in, &f.b[across], 2));
+    CHECK(ws_prune_needs_wal_of(&f.in, &f.b[across], 2));
+    CHECK(!ws_prune_restorable_to(&f.in, &f.b[after], 2));
+    CHECK(!ws_prune_needs_wal_of(&f.in, &f.b[after], 2));
+    CHECK(ws_prune_restorable_to(&f.in, &f.b[on2], 2) &&
+          !ws_prune_restorable_to(&f.in, &f.b[on2], 1));
+    CHECK(ws_prune_one_line(&f.in, &f.b[before], &f.b[on2]));
+    CHECK(ws_prune_one_line(&f.in, &f.b[on2], &f.b[across]));
+    CHECK(!ws_prune_one_line(&f.in, &f.b[after], &f.b[on2]));
+    /* a backup whose position is unknown reaches nothing */
+    f.b[before].has_position = 0;
+    CHECK(!ws_prune_restorable_to(&f.in, &f.b[before], 1));
+    CHECK(!ws_prune_needs_wal_of(&f.in, &f.b[before], 1));
+}
+
+static void test_step_hold_lineage(void)
+{
+    struct fx f;
+
+    fx_init(&f);
+    f.in.retain_full = 1;
+    add_backup(&f, WS_PRUNE_COMPLETE, NOW - DAY, HOUR, 1, 10, 11);
+    add_segs(&f, 1, 10, 20);
+    add_segs(&f, 2, 20, 25);
+    add_segs(&f, 3, 25, 26);
+    hist_line(&f, 2, 1, 20 * (uint64_t)SEG);
+    step_begin(&f);
+    REQUIRE(ws_prune_hold_lineage(&f.in, &f.plan, &f.err) == 0);
+    CHECK(f.plan.hold == WS_HOLD_LINEAGE && f.plan.hold_msg);
+    CHECK(strstr(f.plan.hold_msg, "timeline 3: its history file cannot be read") &&
+          strstr(f.plan.hold_msg, "00000003.history: not in the repository"));
+    CHECK(!strstr(f.plan.hold_msg, "00000002.history"));
+    /* with it: no hold */
+    hist_line(&f, 3, 2, 25 * (uint64_t)SEG);
+    step_begin(&f);
+    REQUIRE(ws_prune_hold_lineage(&f.in, &f.plan, &f.err) == 0);
+    CHECK(f.plan.hold == 0 && f.plan.hold_msg == NULL);
+    /* the latest timeline needs its history even with no segment on it yet */
+    add_name(&f, "00000004.history", 40);
+    hist_entry(&f, 4)->problem = "invalid data in history file 00000004.history, line 1";
+    step_begin(&f);
+    CHECK(f.plan.latest_tli == 4);
+    REQUIRE(ws_prune_hold_lineage(&f.in, &f.plan, &f.err) == 0);
+    CHECK(f.plan.hold == WS_HOLD_LINEAGE && strstr(f.plan.hold_msg, "timeline 4:") &&
+          strstr(f.plan.hold_msg, "line 1"));
+    ws_prune_plan_free(&f.plan);
+}
+
+static void test_step_hold_order(void)
+{
+    struct fx f;
+    size_t a, b;
+
+    fx_init(&f);
+    f.in.retain_full = 1;
+    a = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 2 * DAY, HOUR, 1, 30, 31);
+    b = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 1 * DAY, HOUR, 1, 20, 21);
+    step_begin(&f);
+    REQUIRE(ws_prune_hold_order(&f.in, &f.plan, &f.err) == 0);
+    CHECK(f.plan.hold == WS_HOLD_ORDER && f.plan.hold_msg);
+    /* the one older by time is named first */
+    CHECK(strstr(f.plan.hold_msg, f.b[a].id) && strstr(f.plan.hold_msg, f.b[b].id) &&
+          strstr(f.plan.hold_msg, f.b[a].id) < strstr(f.plan.hold_msg, f.b[b].id));
+    /* an interrupted delete is not compared */
+    f.b[b].status = WS_PRUNE_DELETING;
+    step_begin(&f);
+    REQUIRE(ws_prune_hold_order(&f.in, &f.plan, &f.err) == 0);
+    CHECK(f.plan.hold == 0);
+    /* nor are lines that forked apart: timeline 2 left timeline 1 at segment 10, before a */
+    f.b[b].status = WS_PRUNE_COMPLETE;
+    f.b[b].timeline = 2;
+    hist_line(&f, 2, 1, 10 * (uint64_t)SEG);
+    step_begin(&f);
+    REQUIRE(ws_prune_hold_order(&f.in, &f.plan, &f.err) == 0);
+    CHECK(f.plan.hold == 0 && f.plan.hold_msg == NULL);
+    ws_prune_plan_free(&f.plan);
+}
+
+/* Each policy adds its own bit and nothing else. */
+static void test_step_policies(void)
+{
+    struct fx f;
+    size_t inc;
+
+    fx_init(&f);
+    five_daily(&f); /* b[0..4], ended 4d1h .. 1h ago */
+    inc = add_backup(&f, WS_PRUNE_INCOMPLETE, NOW - HOUR, 30 * MIN, 1, 62, 63);
+    f.in.retain_full = 2;
+    f.in.retain_time = 2 * DAY;
+    step_begin(&f);
+    ws_prune_keep_newest(&f.in, &f.plan);
+    CHECK(f.plan.why[4] == WS_KEEP_NEWEST && f.plan.why[3] == 0 && f.plan.why[inc] == 0);
+    ws_prune_keep_full(&f.in, &f.plan);
+    CHECK(f.plan.why[4] == (WS_KEEP_NEWEST | WS_KEEP_FULL) && f.plan.why[3] == WS_KEEP_FULL);
+    CHECK(f.plan.why[2] == 0 && f.plan.why[inc] == 0); /* not complete: not counted */
+    ws_prune_keep_window(&f.in, &f.plan);
+    CHECK(f.plan.why[3] == (WS_KEEP_FULL | WS_KEEP_WINDOW));
+    CHECK(f.plan.why[2] == WS_KEEP_WINDOW_BASE); /* ended 2d1h ago: before the window opened */
+    CHECK(f.plan.why[1] == 0 && f.plan.why[0] == 0 && f.plan.why[inc] == 0);
+    f.b[0].pinned = 1;
+    ws_prune_keep_pinned(&f.in, &f.plan);
+    CHECK(f.plan.why[0] == WS_KEEP_PINNED && f.plan.why[1] == 0);
+    ws_prune_expire(&f.in, &f.plan);
+    CHECK(f.plan.why[1] == WS_DROP_RETENTION && f.plan.why[0] == WS_KEEP_PINNED);
+    CHECK(f.plan.why[inc] == 0); /* not complete: not the policies' to judge */
+    /* without retain_time the window step does nothing */
+    f.in.retain_time = 0;
+    step_begin(&f);
+    ws_prune_keep_window(&f.in, &f.plan);
+    for (size_t i = 0; i < f.nb; i++)
+        CHECK(f.plan.why[i] == 0);
+    ws_prune_plan_free(&f.plan);
+}
+
+static void test_step_judge_incomplete(void)
+{
+    struct fx f;
+    size_t c1, c2, old, young, pend, run_old, run_young, inv, del, pinned;
+
+    fx_init(&f);
+    f.in.retain_full = 1;
+    f.in.incomplete_age = 0; /* the default: 24 h */
+    c1 = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 3 * DAY, HOUR, 1, 20, 21);
+    old = add_backup(&f, WS_PRUNE_INCOMPLETE, NOW - 4 * DAY, HOUR, 1, 10, 11);
+    c2 = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 2 * DAY, HOUR, 1, 30, 31);
+    pend = add_backup(&f, WS_PRUNE_INCOMPLETE, NOW - 36 * HOUR, HOUR, 1, 40, 41);
+    young = add_backup(&f, WS_PRUNE_INCOMPLETE, NOW - 30 * HOUR, HOUR, 1, 50, 51);
+    f.b[young].last_write = NOW - 23 * HOUR; /* its WAL wait still writes */
+    run_old = add_backup(&f, WS_PRUNE_RUNNING, NOW - 5 * DAY, HOUR, 1, 0, 0);
+    f.b[run_old].last_write = 0;
+    run_young = add_backup(&f, WS_PRUNE_RUNNING, NOW - HOUR, HOUR, 1, 0, 0);
+    f.b[run_young].last_write = 0; /* no write time known: the id's time counts */
+    inv = add_backup(&f, WS_PRUNE_INVALID, NOW - 6 * DAY, HOUR, 1, 0, 0);
+    del = add_backup(&f, WS_PRUNE_DELETING, NOW - 7 * DAY, HOUR, 1, 0, 0);
+    pinned = add_backup(&f, WS_PRUNE_RUNNING, NOW - 8 * DAY, HOUR, 1, 0, 0);
+    f.b[pinned].pinned = 1;
+    step_begin(&f);
+    ws_prune_keep_pinned(&f.in, &f.plan);
+    ws_prune_judge_incomplete(&f.in, &f.plan);
+    CHECK(f.plan.why[c1] == 0 && f.plan.why[c2] == 0);
+    CHECK(f.plan.why[old] == WS_DROP_ABANDONED);
+    CHECK(f.plan.why[pend] == WS_KEEP_PENDING);
+    CHECK(f.plan.why[young] == WS_KEEP_YOUNG);
+    CHECK(f.plan.why[run_old] == WS_DROP_ABANDONED && f.plan.why[run_young] == WS_KEEP_YOUNG);
+    CHECK(f.plan.why[inv] == WS_KEEP_UNREADABLE && f.plan.why[del] == WS_DROP_DELETING);
+    CHECK(f.plan.why[pinned] == WS_KEEP_PINNED); /* a pin wins over abandoned */
+    /* a longer timeout lengthens the age limit */
+    f.in.incomplete_age = 6 * DAY;
+    step_begin(&f);
+    ws_prune_judge_incomplete(&f.in, &f.plan);
+    CHECK(f.plan.why[run_old] == WS_KEEP_YOUNG && f.plan.why[old] == WS_KEEP_YOUNG);
+    /* no complete backup: an old incomplete one is pending, not abandoned */
+    f.in.incomplete_age = 0;
+    f.b[c1].status = f.b[c2].status = WS_PRUNE_INVALID;
+    step_begin(&f);
+    ws_prune_judge_incomplete(&f.in, &f.plan);
+    CHECK(f.plan.why[old] == WS_KEEP_PENDING);
+    ws_prune_plan_free(&f.plan);
+}
+
+static void test_step_latest_reachable(void)
+{
+    struct fx f;
+    size_t b1, b2;
+    int warned = -1;
+
+    fx_init(&f);
+    f.in.retain_full = 1;
+    b1 = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 10 * DAY, HOUR, 1, 10, 11);
+    b2 = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 3 * DAY, HOUR, 2, 100, 101);
+    add_segs(&f, 3, 50, 60);
+    hist_line(&f, 2, 1, 80 * (uint64_t)SEG);
+    hist_line(&f, 3, 1, 50 * (uint64_t)SEG + 0x100);
+    step_begin(&f);
+    ws_prune_keep_full(&f.in, &f.plan);
+    ws_prune_expire(&f.in, &f.plan);
+    CHECK(f.plan.why[b1] == WS_DROP_RETENTION);
+    REQUIRE(ws_prune_keep_latest_reachable(&f.in, &f.plan, &warned, &f.err) == 0);
+    CHECK(f.plan.latest_tli == 3 && f.plan.why[b1] == WS_KEEP_TIMELINE && warned == 0);
+    CHECK(f.plan.why[b2] == WS_KEEP_FULL && f.plan.nwarnings == 0);
+    /* none can: a warning, and nothing kept for it */
+    f.b[b1].stop_lsn = 51 * (uint64_t)SEG;
+    step_begin(&f);
+    ws_prune_keep_full(&f.in, &f.plan);
+    ws_prune_expire(&f.in, &f.plan);
+    REQUIRE(ws_prune_keep_latest_reachable(&f.in, &f.plan, &warned, &f.err) == 0);
+    CHECK(warned == 1 && f.plan.why[b1] == WS_DROP_RETENTION && has_warning(&f, "timeline 3"));
+    /* ... unless timeline 3's lineage is unknown: the hold speaks instead */
+    hist_drop(&f, 3);
+    step_begin(&f);
+    REQUIRE(ws_prune_keep_latest_reachable(&f.in, &f.plan, &warned, &f.err) == 0);
+    CHECK(warned == 0 && f.plan.nwarnings == 0);
+    ws_prune_plan_free(&f.plan);
+}
+
+static void test_step_hold_and_tally(void)
+{
+    static const unsigned why[] = {WS_DROP_RETENTION, WS_DROP_ABANDONED, WS_DROP_DELETING,
+                                   WS_KEEP_FULL};
+    struct fx f;
+    size_t i;
+
+    fx_init(&f);
+    f.in.retain_full = 1;
+    for (i = 0; i < 4; i++)
+        add_backup(&f, WS_PRUNE_COMPLETE, NOW - (int64_t)(4 - i) * DAY, HOUR, 1, 10 * i, 10 * i);
+    step_begin(&f);
+    memcpy(f.plan.why, why, sizeof(why));
+    ws_prune_apply_hold(&f.in, &f.plan);
+    CHECK(memcmp(f.plan.why, why, sizeof(why)) == 0); /* not held: unchanged */
+    f.plan.hold = WS_HOLD_LINEAGE;
+    ws_prune_apply_hold(&f.in, &f.plan);
+    CHECK(f.plan.why[0] == WS_KEEP_HELD && f.plan.why[1] == WS_DROP_ABANDONED);
+    CHECK(f.plan.why[2] == WS_DROP_DELETING && f.plan.why[3] == WS_KEEP_FULL);
+    ws_prune_tally(&f.in, &f.plan);
+    CHECK(f.plan.keep[0] && !f.plan.keep[1] && !f.plan.keep[2] && f.plan.keep[3]);
+    CHECK(f.plan.nbackups_delete == 2 && f.plan.backup_bytes == 2000);
+    /* the order in doubt: abandoned ones are held too; interrupted deletes are finished */
+    memcpy(f.plan.why, why, sizeof(why));
+    f.plan.hold = WS_HOLD_ORDER;
+    ws_prune_apply_hold(&f.in, &f.plan);
+    CHECK(f.plan.why[0] == WS_KEEP_HELD && f.plan.why[1] == WS_KEEP_HELD);
+    CHECK(f.plan.why[2] == WS_DROP_DELETING);
+    ws_prune_plan_free(&f.plan);
+}
+
+static void test_step_wal_cutoff(void)
+{
+    struct fx f;
+    size_t b0, inv, b2;
+    uint64_t floor;
+    long from = 0;
+
+    fx_init(&f);
+    f.in.retain_full = 1;
+    b0 = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 3 * DAY, HOUR, 1, 10, 11);
+    inv = add_backup(&f, WS_PRUNE_INVALID, NOW - 2 * DAY, HOUR, 1, 0, 0);
+    b2 = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 1 * DAY, HOUR, 1, 40, 41);
+    step_begin(&f);
+    /* b0 goes; the unreadable one stays and holds WAL from the lowest start known (b0's) */
+    f.plan.keep[inv] = f.plan.keep[b2] = 1;
+    floor = ws_prune_wal_floor(&f.in, &f.plan, &from);
+    CHECK(floor == 10 && from == (long)b0);
+    ws_prune_global_cutoff(&f.in, &f.plan, floor, from);
+    CHECK(f.plan.wal_cutoff == 10 && f.plan.cutoff_backup == (long)b0);
+    /* without it: b2's start */
+    f.plan.keep[inv] = 0;
+    floor = ws_prune_wal_floor(&f.in, &f.plan, &from);
+    CHECK(floor == UINT64_MAX && from == -1);
+    ws_prune_global_cutoff(&f.in, &f.plan, floor, from);
+    CHECK(f.plan.wal_cutoff == 40 && f.plan.cutoff_backup == (long)b2);
+    /* before every backup with a position: all WAL stays */
+    f.b[inv].id[3] = '0'; /* 2026 -> 2020 */
+    step_begin(&f);
+    CHECK(f.plan.order[0] == inv);
+    f.plan.keep[inv] = f.plan.keep[b2] = 1;
+    floor = ws_prune_wal_floor(&f.in, &f.plan, &from);
+    CHECK(floor == 0 && from == -1);
+    ws_prune_global_cutoff(&f.in, &f.plan, floor, from);
+    CHECK(f.plan.wal_cutoff == 0 && f.plan.cutoff_backup == -1);
+    /* no complete backup: no cutoff */
+    f.b[b0].status = f.b[b2].status = WS_PRUNE_INCOMPLETE;
+    step_begin(&f);
+    f.plan.keep[b0] = f.plan.keep[b2] = 1;
+    ws_prune_global_cutoff(&f.in, &f.plan, UINT64_MAX, -1);
+    CHECK(f.plan.wal_cutoff == 0 && f.plan.cutoff_backup == -1);
+    ws_prune_plan_free(&f.plan);
+}
+
+static const struct ws_prune_tl *tl_rule_of(const struct fx *f, uint32_t tli)
+{
+    for (size_t i = 0; i < f->plan.ntls; i++)
+        if (f->plan.tls[i].tli == tli)
+            return &f->plan.tls[i];
+    unit_fail(__FILE__, __LINE__, "timeline missing");
+    return &f->plan.tls[0];
+}
+
+static void test_step_timeline_cutoffs(void)
+{
+    struct fx f;
+    size_t b1, b2, across;
+
+    fx_init(&f);
+    f.in.retain_full = 1;
+    /* b1 on 1 (segment 10); 2 left 1 at 80 (b2 at 100); 3 left 1 at 50; 4 left 1 at 3, before
+     * every backup (a stray copy); 5 has no history */
+    b1 = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 10 * DAY, HOUR, 1, 10, 11);
+    b2 = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 3 * DAY, HOUR, 2, 100, 101);
+    across = add_backup(&f, WS_PRUNE_COMPLETE, NOW - 9 * DAY, HOUR, 1, 45, 52);
+    add_segs(&f, 1, 5, 80);
+    add_segs(&f, 2, 80, 110);
+    add_segs(&f, 3, 50, 60);
+    add_segs(&f, 4, 3, 20);
+    add_segs(&f, 5, 90, 91);
+    hist_line(&f, 2, 1, 80 * (uint64_t)SEG);
+    hist_line(&f, 3, 1, 50 * (uint64_t)SEG);
+    hist_line(&f, 4, 1, 3 * (uint64_t)SEG);
+    step_begin(&f);
+    f.plan.keep[b1] = f.plan.keep[b2] = 1;
+    ws_prune_global_cutoff(&f.in, &f.plan, UINT64_MAX, -1);
+    REQUIRE(ws_prune_timeline_cutoffs(&f.in, &f.plan, UINT64_MAX, -1, 0, &f.err) == 0);
+    CHECK(f.plan.ntls == 5);
+    CHECK(tl_rule_of(&f, 1)->rule == WS_TL_REACHED && tl_rule_of(&f, 1)->cutoff == 10 &&
+          tl_rule_of(&f, 1)->backup == (long)b1);
+    CHECK(tl_rule_of(&f, 2)->rule == WS_TL_REACHED && tl_rule_of(&f, 2)->cutoff == 10);
+    CHECK(tl_rule_of(&f, 3)->rule == WS_TL_REACHED && tl_rule_of(&f, 3)->cutoff == 10);
+    CHECK(tl_rule_of(&f, 4)->rule == WS_TL_UNREACHED && tl_rule_of(&f, 4)->cutoff == 0);
+    CHECK(tl_rule_of(&f, 5)->rule == WS_TL_UNKNOWN && tl_rule_of(&f, 5)->cutoff == 0);
+    CHECK(f.plan.nwarnings == 1 && has_warning(&f, "timeline 4: no kept backup"));
+    /* b2 alone: timeline 1 is its ancestor (the global cutoff), 3 and 4 unreached */
+    step_begin(&f);
+    f.plan.keep[b2] = 1;
+    ws_prune_global_cutoff(&f.in, &f.plan, UINT64_MAX, -1);
+    REQUIRE(ws_prune_timeline_cutoffs(&f.in, &f.plan, UINT64_MAX, -1, 0, &f.err) == 0);
+    CHECK(tl_rule_of(&f, 1)->rule == WS_TL_ANCESTOR && tl_rule_of(&f, 1)->cutoff == 100 &&
+          tl_rule_of(&f, 1)->backup == (long)b2);
+    CHECK(tl_rule_of(&f, 2)->rule == WS_TL_REACHED && tl_rule_of(&f, 2)->cutoff == 100);
+    CHECK(tl_rule_of(&f, 3)->rule == WS_TL_UNREACHED && f.plan.nwarnings == 2);
+    /* a floor (a kept backup whose position is unknown) lowers the reached ones */
+    step_begin(&f);
+    f.plan.keep[b2] = 1;
+    REQUIRE(ws_prune_timeline_cutoffs(&f.in, &f.plan, 7, (long)b1, 0, &f.err) == 0);
+    CHECK(tl_rule_of(&f, 2)->cutoff == 7 && tl_rule_of(&f, 2)->backup == (long)b1);
+    /* a backup that started on 1 before 3 left it but ended after: it cannot restore along 3,
+     * and still needs 3's WAL from its start */
+    step_begin(&f);
+    f.plan.keep[across] = 1;
+    REQUIRE(ws_prune_timeline_cutoffs(&f.in, &f.plan, UINT64_MAX, -1, 0, &f.err) == 0);
+    CHECK(!ws_prune_restorable_to(&f.in, &f.b[across], 3));
+    CHECK(tl_rule_of(&f, 3)->rule == WS_TL_REACHED && tl_rule_of(&f, 3)->cutoff == 45 &&
+          tl_rule_of(&f, 3)->backup == (long)across);
+    /* the latest timeline (5 here has no history; make 4 the latest) warned of already */
+    f.nw -= 2;
+    step_begin(&f);
+    f.plan.keep[b1] = f.plan.keep[b2] = 1;
+    REQUIRE(ws_prune_timeline_cutoffs(&f.in, &f.plan, UINT64_MAX, -1, 1, &f.err) == 0);
+    CHECK(f.plan.latest_tli == 4 && f.plan.nwarnings == 0);
+    /* no complete backup: every timeline keeps all, one warning */
+    f.b[b1].status = f.b[b2].status = f.b[across].status = WS_PRUNE_INCOMPLETE;
+    step_begin(&f);
+    REQUIRE(ws_prune_timeline_cutoffs(&f.in, &f.plan, UINT64_MAX, -1, 0, &f.err) == 0);
+    CHECK(f.plan.ntls == 4 && tl_rule_of(&f, 1)->rule == WS_TL_NO_BACKUP &&
+          tl_rule_of(&f, 2)->rule == WS_TL_NO_BACKUP && tl_rule_of(&f, 1)->cutoff == 0);
+    CHECK(f.plan.nwarnings == 1 && has_warning(&f, "no complete backup"));
+    ws_prune_plan_free(&f.plan);
+}
+
+static void test_step_select_wal(void)
+{
+    struct fx f;
+    char n[64], s[WS_WAL_NAME_LEN + 1];
+    size_t j;
+
+    fx_init(&f);
+    f.in.retain_full = 1;
+    for (uint64_t g = 5; g <= 20; g++)
+        if (g != 7 && g != 12) /* holes: 7 (below the cutoff), 12 (above) */
+            add_segs(&f, 1, g, g);
+    seg_name(s, 1, 9);
+    snprintf(n, sizeof(n), "%s.partial", s);
+    add_name(&f, n, 77);
+    add_segs(&f, 2, 3, 6);
+    add_segs(&f, 3, 1, 2); /* no rule for timeline 3: nothing of it goes */
+    add_name(&f, "00000002.history", 40);
+    step_begin(&f);
+    f.plan.tls[0] = (struct ws_prune_tl){1, WS_TL_REACHED, 10, -1};
+    f.plan.tls[1] = (struct ws_prune_tl){2, WS_TL_ANCESTOR, 5, -1};
+    f.plan.ntls = 2;
+    REQUIRE(ws_prune_select_wal(&f.in, &f.plan, &f.err) == 0);
+    /* timeline 1: 5, 6, 8, 9, 9.partial; timeline 2: 3, 4 */
+    CHECK(f.plan.nwal_delete == 7 && f.plan.wal_bytes == 6 * (uint64_t)SEG + 77);
+    CHECK(seg_goes(&f, 1, 9) && wal_goes(&f, n) && !seg_goes(&f, 1, 10));
+    CHECK(seg_goes(&f, 2, 4) && !seg_goes(&f, 2, 5) && !seg_goes(&f, 3, 1));
+    CHECK(!wal_goes(&f, "00000002.history"));
+    for (j = 1; j < f.plan.nwal_delete; j++) {
+        const struct ws_prune_wal *a = &f.w[f.plan.wal_delete[j - 1]],
+                                  *b = &f.w[f.plan.wal_delete[j]];
+        CHECK(a->tli < b->tli || (a->tli == b->tli && a->segno < b->segno) ||
+              (a->tli == b->tli && a->segno == b->segno && strcmp(a->name, b->name) < 0));
+    }
+    CHECK(strcmp(f.w[f.plan.wal_delete[4]].name, n) == 0); /* after its segment */
+    /* one gap warning: the hole at 12, in what stays; not the one at 7 */
+    seg_name(s, 1, 12);
+    CHECK(f.plan.nwarnings == 1 && has_warning(&f, "WAL gap on timeline 1") && has_warning(&f, s));
+    ws_prune_plan_free(&f.plan);
+}
+
 /* ---- executor over an in-memory repository ---- */
 
 static void put_object(struct ws_repo *repo, const char *key, const char *text)
@@ -1318,6 +1808,18 @@ const struct unit_test unit_tests[] = {
     {"wal_gaps", test_wal_gaps},
     {"why_text", test_why_text},
     {"history_parse", test_history_parse},
+    {"step_order", test_step_order},
+    {"step_latest_timeline", test_step_latest_timeline},
+    {"step_lineage", test_step_lineage},
+    {"step_hold_lineage", test_step_hold_lineage},
+    {"step_hold_order", test_step_hold_order},
+    {"step_policies", test_step_policies},
+    {"step_judge_incomplete", test_step_judge_incomplete},
+    {"step_latest_reachable", test_step_latest_reachable},
+    {"step_hold_and_tally", test_step_hold_and_tally},
+    {"step_wal_cutoff", test_step_wal_cutoff},
+    {"step_timeline_cutoffs", test_step_timeline_cutoffs},
+    {"step_select_wal", test_step_select_wal},
     {"execute", test_execute},
     {"gather_histories", test_gather_histories},
     {"execute_tombstone_fails", test_execute_tombstone_fails},
