@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -11,6 +12,14 @@
 void ws_cli_start(const char *progname)
 {
     struct rlimit no_core = {0, 0};
+    int fd;
+
+    /* Descriptors 0, 1 and 2 are open before anything else is (/dev/null where the caller
+     * closed them): otherwise the next file opened would become stdout or stderr, and a log
+     * line would be written into it. */
+    for (fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) < 0)
+            break;
 
     ws_log_init(progname);
     setrlimit(RLIMIT_CORE, &no_core);

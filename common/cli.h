@@ -6,8 +6,8 @@
  * options are handed to `extra` (may be NULL), which returns 1 if it consumed the option (and
  * *used_arg if it also took the next argument), 0 if unknown, or an error code.
  *
- * ws_cli_start() also makes the process safe for secrets: no core dumps, not dumpable, and
- * umask 077.
+ * ws_cli_start() comes first in every main(): descriptors 0, 1 and 2 open (on /dev/null where
+ * they were closed), and the process safe for secrets: no core dumps, not dumpable, umask 077.
  */
 #ifndef WS_CLI_H
 #define WS_CLI_H
