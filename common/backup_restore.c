@@ -8,19 +8,31 @@
  * A failed restore leaves a directory that must not be started: recovery.signal and the
  * recovery settings are written only after every file is in place and synced, and the message
  * says to run the restore again with --force.
+ *
+ * Writing safely into a directory another user owns (docs/design/restore-safety.md): run as
+ * root, the restore itself runs in a child process with the target owner's user and groups;
+ * every directory, file and link is created through directory descriptors, never following a
+ * link (fsutil.h); manifest paths, tablespace locations and modes are checked or masked
+ * before anything is touched; --force empties only the data directory and --tablespace-map
+ * destinations, never a tablespace's original location.
  */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -208,105 +220,477 @@ static int choose_backup(const struct ws_catalog *cat, const struct ws_restore_o
     }
 }
 
-/* ---- the target directories --------------------------------------------------------------- */
+/* ---- what the restore may write: checked before anything is touched ----------------------- */
 
-static int dir_is_empty(const char *path, int *empty, struct ws_error *err)
+/* PostgreSQL's FirstNormalObjectId: every tablespace users create has an oid from here on. */
+#define FIRST_NORMAL_OID 16384u
+
+struct rdir {
+    const char *path;      /* as named: --pgdata (absolute), a location or a map destination */
+    uint32_t oid;          /* of a tablespace; 0 for the data directory */
+    int mapped;            /* a --tablespace-map destination */
+    int clearable;         /* --force may empty it */
+    struct ws_dir_ref ref; /* looked up (fsutil.h) */
+    int fd;                /* opened for reading, once it exists */
+    int empty, has_pid;    /* what it held before the restore */
+    char pg[NAME_MAX + 1]; /* a PG_<version>_<catversion> directory in it ("" if none) */
+};
+
+struct restore {
+    const struct ws_config *cfg;
+    const struct ws_restore_opts *o;
+    const struct ws_keyring *kr;
+    const struct ws_manifest *m;
+    char pgdata[PATH_MAX]; /* --pgdata made absolute (lexically), for checks and messages */
+    char cmd[8192];        /* restore_command */
+    struct rdir data;
+    struct rdir *ts; /* one per tablespace of the manifest, in its order */
+    int group_access;
+    int started; /* something was removed or written: a failure leaves a directory not to start */
+};
+
+static int has_control(const char *s)
 {
-    DIR *d = opendir(path);
-    struct dirent *de;
-
-    *empty = 1;
-    if (!d)
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not open directory \"%s\"", path);
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-            *empty = 0;
-            break;
-        }
-    closedir(d);
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 1;
     return 0;
 }
 
-/* rm -r of what is inside dir (not dir itself); links are removed, never followed. */
-static int clear_dir(const char *dir, struct ws_error *err)
+/* inner is outer or lies below it (both clean absolute paths). */
+static int path_within(const char *inner, const char *outer)
 {
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    char path[PATH_MAX];
-    int rc = 0;
+    size_t n = strlen(outer);
 
-    if (!d)
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not open directory \"%s\"", dir);
-    while (rc == 0 && (de = readdir(d)) != NULL) {
-        struct stat st;
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= sizeof(path)) {
-            rc = ws_error_set(err, WS_ERR_IO, "path too long in \"%s\"", dir);
-            break;
-        }
-        if (lstat(path, &st) != 0) {
-            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not stat \"%s\"", path);
-            break;
-        }
-        if (S_ISDIR(st.st_mode)) {
-            if ((rc = clear_dir(path, err)) != 0)
-                break;
-            if (rmdir(path) != 0)
-                rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not remove \"%s\"", path);
-        } else if (unlink(path) != 0) {
-            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not remove \"%s\"", path);
-        }
+    return strncmp(inner, outer, n) == 0 && (inner[n] == '\0' || inner[n] == '/');
+}
+
+/* p made absolute against the working directory, with ".", ".." and "//" resolved lexically. */
+static int absolute_path(const char *p, char *out, size_t outsz, struct ws_error *err)
+{
+    char buf[PATH_MAX * 2], cwd[PATH_MAX];
+    const char *s;
+    size_t n = 0;
+
+    if (p[0] == '/') {
+        if ((size_t)snprintf(buf, sizeof(buf), "%s", p) >= sizeof(buf))
+            return ws_error_set(err, WS_ERR_USAGE, "--pgdata is too long");
+    } else {
+        if (!getcwd(cwd, sizeof(cwd)))
+            return ws_error_setsys(err, WS_ERR_IO, errno, "could not get the working directory");
+        if ((size_t)snprintf(buf, sizeof(buf), "%s/%s", cwd, p) >= sizeof(buf))
+            return ws_error_set(err, WS_ERR_USAGE, "--pgdata is too long");
     }
-    closedir(d);
+    out[0] = '\0';
+    for (s = buf; *s;) {
+        const char *e = strchr(s, '/');
+        size_t len = e ? (size_t)(e - s) : strlen(s);
+        if (len == 2 && s[0] == '.' && s[1] == '.') {
+            while (n > 0 && out[n - 1] != '/')
+                n--;
+            if (n > 0)
+                n--;
+            out[n] = '\0';
+        } else if (len > 0 && !(len == 1 && s[0] == '.')) {
+            if (n + 1 + len >= outsz)
+                return ws_error_set(err, WS_ERR_USAGE, "--pgdata is too long");
+            out[n++] = '/';
+            memcpy(out + n, s, len);
+            n += len;
+            out[n] = '\0';
+        }
+        s += len;
+        if (*s == '/')
+            s++;
+    }
+    if (n == 0)
+        snprintf(out, outsz, "/");
+    return 0;
+}
+
+static const char *mapped_location(const struct ws_restore_opts *o, const char *loc)
+{
+    size_t i;
+
+    for (i = 0; i < o->nmaps; i++)
+        if (strcmp(o->maps[i].from, loc) == 0)
+            return o->maps[i].to;
+    return loc;
+}
+
+/* Paths from a manifest must stay inside the data directory. */
+static int safe_relpath(const char *p)
+{
+    const char *s = p;
+
+    if (!*p || *p == '/')
+        return 0;
+    while (*s) {
+        const char *e = strchr(s, '/');
+        size_t n = e ? (size_t)(e - s) : strlen(s);
+        if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+            return 0;
+        s += n;
+        if (*s == '/')
+            s++;
+    }
+    return 1;
+}
+
+/* Recovery targets end up in postgresql.auto.conf: a line break there would end the setting. */
+static int check_target(const struct ws_restore_opts *o, struct ws_error *err)
+{
+    static const char *const names[] = {
+        "", "--target-time", "--target-lsn", "--target-xid", "--target-name", "--target-immediate"};
+
+    if (o->target && has_control(o->target))
+        return ws_error_set(err, WS_ERR_USAGE, "%s must not contain control characters",
+                            o->target_kind >= 0 && o->target_kind <= WS_TARGET_IMMEDIATE
+                                ? names[o->target_kind]
+                                : "the recovery target");
+    return 0;
+}
+
+static int check_manifest_paths(const struct ws_manifest *m, struct ws_error *err)
+{
+    size_t i;
+
+    for (i = 0; i < m->nfiles; i++)
+        if (!safe_relpath(m->files[i].path))
+            return ws_error_set(err, WS_ERR_CORRUPT, "backup %s: unsafe path \"%s\" in manifest",
+                                m->id, m->files[i].path);
+    for (i = 0; i < m->ndirs; i++)
+        if (!safe_relpath(m->dirs[i].path))
+            return ws_error_set(err, WS_ERR_CORRUPT, "backup %s: unsafe path \"%s\" in manifest",
+                                m->id, m->dirs[i].path);
+    return 0;
+}
+
+/* The tablespaces of the manifest and the --tablespace-map options: sane oids and locations,
+ * and where each tablespace goes (r->ts), which must lie apart from the data directory and
+ * from the others. */
+static int check_tablespaces(struct restore *r, struct ws_error *err)
+{
+    const struct ws_manifest *m = r->m;
+    const struct ws_restore_opts *o = r->o;
+    size_t t, u, i;
+
+    for (t = 0; t < m->ntblspc; t++) {
+        const struct ws_btblspc *b = &m->tblspc[t];
+        if (b->oid < FIRST_NORMAL_OID)
+            return ws_error_set(err, WS_ERR_CORRUPT,
+                                "backup %s: tablespace oid %" PRIu32 " is not a user tablespace's",
+                                m->id, b->oid);
+        for (u = 0; u < t; u++)
+            if (m->tblspc[u].oid == b->oid)
+                return ws_error_set(err, WS_ERR_CORRUPT,
+                                    "backup %s: tablespace %" PRIu32 " is listed twice", m->id,
+                                    b->oid);
+        if (!ws_path_clean_absolute(b->location))
+            return ws_error_set(err, WS_ERR_CORRUPT,
+                                "backup %s: tablespace %" PRIu32
+                                " has location \"%s\", which is not an absolute normalised path",
+                                m->id, b->oid, b->location);
+    }
+    for (i = 0; i < o->nmaps; i++) {
+        const struct ws_tblspc_map *mp = &o->maps[i];
+        for (t = 0; t < m->ntblspc && strcmp(m->tblspc[t].location, mp->from) != 0; t++)
+            ;
+        if (t == m->ntblspc)
+            return ws_error_set(err, WS_ERR_USAGE,
+                                "--tablespace-map \"%s\": backup %s has no tablespace there",
+                                mp->from, m->id);
+        for (u = 0; u < i; u++)
+            if (strcmp(o->maps[u].from, mp->from) == 0)
+                return ws_error_set(err, WS_ERR_USAGE, "--tablespace-map \"%s\" is given twice",
+                                    mp->from);
+        if (!ws_path_clean_absolute(mp->to))
+            return ws_error_set(err, WS_ERR_USAGE,
+                                "--tablespace-map \"%s\": NEWDIR must be an absolute path without "
+                                "\".\", \"..\", \"//\" or a trailing slash, and not \"/\"",
+                                mp->to);
+    }
+    for (t = 0; t < m->ntblspc; t++) {
+        struct rdir *d = &r->ts[t];
+        d->oid = m->tblspc[t].oid;
+        d->path = mapped_location(o, m->tblspc[t].location);
+        d->mapped = d->path != m->tblspc[t].location;
+        /* --force empties only a destination named on this command line that is no
+         * tablespace's original location (the primary may be using that one) */
+        d->clearable = d->mapped;
+        for (u = 0; u < m->ntblspc; u++)
+            if (path_within(d->path, m->tblspc[u].location) ||
+                path_within(m->tblspc[u].location, d->path))
+                d->clearable = 0;
+        if (path_within(d->path, r->pgdata) || path_within(r->pgdata, d->path))
+            return ws_error_set(err, d->mapped ? WS_ERR_USAGE : WS_ERR_INVALID,
+                                "tablespace directory \"%s\" (tablespace %" PRIu32
+                                ") and the data directory \"%s\" must lie apart%s",
+                                d->path, d->oid, r->pgdata,
+                                d->mapped ? "" : "; move the tablespace with --tablespace-map");
+        for (u = 0; u < t; u++)
+            if (path_within(d->path, r->ts[u].path) || path_within(r->ts[u].path, d->path))
+                return ws_error_set(err, WS_ERR_USAGE,
+                                    "tablespaces %" PRIu32 " and %" PRIu32
+                                    " would share the directory \"%s\"",
+                                    r->ts[u].oid, d->oid, d->path);
+    }
+    return 0;
+}
+
+/* PostgreSQL decides on group access from the data directory's mode; the manifest has the
+ * mode of "global", which it creates alike. */
+static int manifest_group_access(const struct ws_manifest *m)
+{
+    size_t i;
+
+    for (i = 0; i < m->ndirs; i++)
+        if (strcmp(m->dirs[i].path, "global") == 0)
+            return (m->dirs[i].mode & 0050) == 0050;
+    return 0;
+}
+
+/* What a restored directory gets: the manifest's mode masked to 0700 (0750 with group
+ * access), and always 0700 for its owner (the restore writes into it). */
+static mode_t dir_mode(const struct restore *r, uint32_t manifest_mode)
+{
+    return (mode_t)((manifest_mode & (r->group_access ? 0750u : 0700u)) | 0700u);
+}
+
+/* ---- the target directories --------------------------------------------------------------- */
+
+/* What directory fd holds: anything at all, a postmaster.pid, a PG_* directory. */
+static int scan_dir(struct rdir *d, struct ws_error *err)
+{
+    int fd = openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *dir;
+    struct dirent *de;
+
+    d->empty = 1;
+    d->has_pid = 0;
+    d->pg[0] = '\0';
+    if (fd < 0 || !(dir = fdopendir(fd))) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return ws_error_setsys(err, WS_ERR_IO, e, "could not open directory \"%s\"", d->path);
+    }
+    while ((de = readdir(dir)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        d->empty = 0;
+        if (strcmp(de->d_name, "postmaster.pid") == 0)
+            d->has_pid = 1;
+        if (strncmp(de->d_name, "PG_", 3) == 0 && !d->pg[0])
+            snprintf(d->pg, sizeof(d->pg), "%s", de->d_name);
+    }
+    closedir(dir);
+    return 0;
+}
+
+/* Opens a directory that exists (d->ref found it) for reading and looks at what it holds. */
+static int inspect_dir(struct rdir *d, struct ws_error *err)
+{
+    d->empty = 1;
+    if (d->ref.missing[0])
+        return 0;
+    if ((d->fd = openat(d->ref.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not open directory \"%s\"", d->path);
+    return scan_dir(d, err);
+}
+
+/* A directory the restore fills must be ours (PostgreSQL wants its directories so, and we
+ * change nothing that belongs to someone else). */
+static int check_mine(const struct rdir *d, const char *what, struct ws_error *err)
+{
+    struct stat st;
+
+    if (d->fd < 0)
+        return 0;
+    if (fstat(d->fd, &st) != 0)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not stat \"%s\"", d->path);
+    if (st.st_uid != geteuid())
+        return ws_error_set(err, WS_ERR_INVALID,
+                            "%s \"%s\" belongs to user %u, not to user %u who restores into it",
+                            what, d->path, (unsigned)st.st_uid, (unsigned)geteuid());
+    return 0;
+}
+
+/* The data directory and every tablespace directory: refused unless each is empty, missing,
+ * or one --force may empty. Nothing is changed yet. */
+static int inspect_targets(struct restore *r, struct ws_error *err)
+{
+    struct rdir *d = &r->data;
+    size_t t;
+    int rc;
+
+    if ((rc = inspect_dir(d, err)) != 0 || (rc = check_mine(d, "data directory", err)) != 0)
+        return rc;
+    if (!d->empty && !r->o->force)
+        return ws_error_set(err, WS_ERR_INVALID,
+                            "data directory \"%s\" is not empty; restore into an empty directory "
+                            "or add --force to replace its contents",
+                            d->path);
+    if (d->has_pid)
+        return ws_error_set(err, WS_ERR_INVALID,
+                            "data directory \"%s\" holds postmaster.pid: stop the server (or "
+                            "remove a stale postmaster.pid) before restoring over it",
+                            d->path);
+    for (t = 0; t < r->m->ntblspc; t++) {
+        d = &r->ts[t];
+        if ((rc = ws_dir_lookup(d->path, &d->ref, err)) != 0 || (rc = inspect_dir(d, err)) != 0 ||
+            (rc = check_mine(d, "tablespace directory", err)) != 0)
+            return ws_error_prefix(err, "tablespace %" PRIu32, d->oid);
+        if (d->empty)
+            continue;
+        if (!d->clearable) {
+            char held[NAME_MAX + 80] = "";
+            if (d->pg[0])
+                snprintf(held, sizeof(held),
+                         " (it holds \"%s\": a tablespace of a cluster, perhaps the one backed up)",
+                         d->pg);
+            return ws_error_set(err, WS_ERR_INVALID,
+                                "tablespace directory \"%s\" of tablespace %" PRIu32
+                                " is not empty%s; --force never empties a tablespace's original "
+                                "location: restore the tablespace elsewhere with "
+                                "--tablespace-map %s=NEWDIR",
+                                d->path, d->oid, held, r->m->tblspc[t].location);
+        }
+        if (!r->o->force)
+            return ws_error_set(err, WS_ERR_INVALID,
+                                "tablespace directory \"%s\" (--tablespace-map) is not empty; use "
+                                "an empty directory or add --force to replace its contents",
+                                d->path);
+    }
+    return 0;
+}
+
+/* inner is outer or lies below it, by device and inode (links and mounts make paths lie). */
+static int dir_within(int inner, int outer, int *within, struct ws_error *err)
+{
+    struct stat o, st, pst;
+    int fd = openat(inner, ".", O_PATH | O_DIRECTORY | O_CLOEXEC), depth, rc = 0;
+
+    *within = 0;
+    if (fd < 0 || fstat(outer, &o) != 0) {
+        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not stat a target directory");
+        goto out;
+    }
+    for (depth = 0; depth < 4096; depth++) {
+        int up;
+        if (fstat(fd, &st) != 0) {
+            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not stat a target directory");
+            goto out;
+        }
+        if (st.st_dev == o.st_dev && st.st_ino == o.st_ino) {
+            *within = 1;
+            goto out;
+        }
+        if ((up = openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 || fstat(up, &pst) != 0) {
+            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not open a parent directory");
+            if (up >= 0)
+                close(up);
+            goto out;
+        }
+        close(fd);
+        fd = up;
+        if (pst.st_dev == st.st_dev && pst.st_ino == st.st_ino)
+            goto out; /* "/" */
+    }
+out:
+    if (fd >= 0)
+        close(fd);
     return rc;
 }
 
-/* Makes `dir` an empty directory: created 0700 if missing; refused if it holds anything unless
- * force (then emptied, but never while a postmaster.pid says a server may use it). */
-static int prepare_dir(const char *dir, int force, const char *what, struct ws_error *err)
+static int apart(const struct rdir *a, const struct rdir *b, struct ws_error *err)
 {
-    struct stat st;
-    char pid[PATH_MAX];
-    int empty, rc;
+    int in1, in2, rc;
 
-    if (stat(dir, &st) != 0) {
-        if (errno != ENOENT)
-            return ws_error_setsys(err, WS_ERR_IO, errno, "could not stat %s \"%s\"", what, dir);
-        return ws_mkdir_p(dir, 0700, err);
-    }
-    if (!S_ISDIR(st.st_mode))
-        return ws_error_set(err, WS_ERR_INVALID, "%s \"%s\" is not a directory", what, dir);
-    if ((rc = dir_is_empty(dir, &empty, err)) != 0)
+    if ((rc = dir_within(a->fd, b->fd, &in1, err)) != 0 ||
+        (rc = dir_within(b->fd, a->fd, &in2, err)) != 0)
         return rc;
-    if (!empty) {
-        if (!force)
-            return ws_error_set(err, WS_ERR_INVALID,
-                                "%s \"%s\" is not empty; restore into an empty directory or add "
-                                "--force to replace its contents",
-                                what, dir);
-        snprintf(pid, sizeof(pid), "%s/postmaster.pid", dir);
-        if (access(pid, F_OK) == 0)
-            return ws_error_set(err, WS_ERR_INVALID,
-                                "%s \"%s\" holds postmaster.pid: stop the server (or remove a "
-                                "stale postmaster.pid) before restoring over it",
-                                what, dir);
-        ws_log_warning("--force: removing the contents of %s \"%s\"", what, dir);
-        if ((rc = clear_dir(dir, err)) != 0)
-            return rc;
-    }
-    if (chmod(dir, 0700) != 0)
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not chmod %s \"%s\"", what, dir);
+    if (in1 || in2)
+        return ws_error_set(err, WS_ERR_INVALID,
+                            "\"%s\" and \"%s\" are the same directory or one holds the other: a "
+                            "data directory and its tablespaces must lie apart",
+                            a->path, b->path);
     return 0;
 }
 
+/* Creates what is missing (each directory as it is named, links of others refused) and checks
+ * by inode that the directories lie apart. The "/" of the file system is never a target. */
+static int create_targets(struct restore *r, struct ws_error *err)
+{
+    size_t t, u;
+    int rc, top;
+
+    for (t = 0; t <= r->m->ntblspc; t++) {
+        struct rdir *d = t == 0 ? &r->data : &r->ts[t - 1];
+        if (!d->ref.missing[0])
+            continue;
+        if ((rc = ws_dir_create(&d->ref, d->path, 0700, err)) != 0)
+            return rc;
+        if ((d->fd = openat(d->ref.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+            return ws_error_setsys(err, WS_ERR_IO, errno, "could not open directory \"%s\"",
+                                   d->path);
+    }
+    {
+        int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (root < 0)
+            return ws_error_setsys(err, WS_ERR_IO, errno, "could not open \"/\"");
+        rc = dir_within(root, r->data.fd, &top, err);
+        close(root);
+        if (rc == 0 && top)
+            rc = ws_error_set(err, WS_ERR_INVALID, "data directory \"%s\" is the root directory",
+                              r->data.path);
+        if (rc)
+            return rc;
+    }
+    for (t = 0; t < r->m->ntblspc; t++) {
+        if ((rc = apart(&r->ts[t], &r->data, err)) != 0)
+            return rc;
+        for (u = 0; u < t; u++)
+            if ((rc = apart(&r->ts[t], &r->ts[u], err)) != 0)
+                return rc;
+    }
+    return 0;
+}
+
+/* --force: empties what inspect_targets allowed; then the modes PostgreSQL wants. */
+static int empty_targets(struct restore *r, struct ws_error *err)
+{
+    mode_t mode = r->group_access ? 0750 : 0700;
+    size_t t;
+    int rc;
+
+    for (t = 0; t <= r->m->ntblspc; t++) {
+        struct rdir *d = t == 0 ? &r->data : &r->ts[t - 1];
+        if (!d->empty) {
+            ws_log_warning("--force: removing the contents of %s \"%s\"",
+                           t == 0 ? "data directory" : "tablespace directory", d->path);
+            if ((rc = ws_dir_clear(d->fd, d->path, err)) != 0)
+                return rc;
+        }
+        if (fchmod(d->fd, mode) != 0)
+            return ws_error_setsys(err, WS_ERR_IO, errno, "could not chmod \"%s\"", d->path);
+    }
+    return 0;
+}
+
+static void close_rdir(struct rdir *d)
+{
+    if (d->fd >= 0)
+        close(d->fd);
+    d->fd = -1;
+    ws_dir_ref_close(&d->ref);
+}
 /* ---- parallel restore of bundles ---------------------------------------------------------- */
 
 struct rjob {
     const struct ws_config *cfg;
     const struct ws_keyring *kr;
     const struct ws_manifest *m;
-    const char *root;
     struct ws_bextent *ext; /* extents sorted by (bundle, offset) */
     size_t next_count;
     size_t *first; /* first index in ext of each bundle (+1 sentinel) */
@@ -377,25 +761,6 @@ static void *rworker_main(void *arg)
     }
     atomic_fetch_add(&j->finished_workers, 1);
     return NULL;
-}
-
-/* Paths from a manifest must stay inside the data directory. */
-static int safe_relpath(const char *p)
-{
-    const char *s = p;
-
-    if (!*p || *p == '/')
-        return 0;
-    while (*s) {
-        const char *e = strchr(s, '/');
-        size_t n = e ? (size_t)(e - s) : strlen(s);
-        if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
-            return 0;
-        s += n;
-        if (*s == '/')
-            s++;
-    }
-    return 1;
 }
 
 static int run_restore_workers(const struct ws_config *cfg, const struct ws_keyring *kr,
@@ -474,41 +839,42 @@ out:
 
 /* ---- recovery settings -------------------------------------------------------------------- */
 
-/* Appends s to out, quoted for the shell (single quotes) unless it needs none. */
+/* Appends s to out, quoted for the shell (single quotes) unless it needs none; a "%" is doubled
+ * (PostgreSQL replaces %f, %p, %r and %% in restore_command). */
 static void shell_quote(char *out, size_t outsz, const char *s)
 {
     size_t n = strlen(out);
     const char *c;
+    int quote;
 
     for (c = s; *c && (isalnum((unsigned char)*c) || strchr("/._+:@=,-", *c)); c++)
         ;
-    if (*s && !*c) {
-        strncat(out, s, outsz - n - 1);
-        return;
-    }
-
-    if (n + 1 < outsz)
+    quote = !*s || *c;
+    if (quote && n + 1 < outsz)
         out[n++] = '\'';
-    for (; *s && n + 5 < outsz; s++) {
+    for (; *s && n + 6 < outsz; s++) {
         if (*s == '\'') {
             memcpy(out + n, "'\\''", 4);
             n += 4;
         } else {
+            if (*s == '%')
+                out[n++] = '%';
             out[n++] = *s;
         }
     }
-    if (n + 1 < outsz)
+    if (quote && n + 1 < outsz)
         out[n++] = '\'';
     out[n] = '\0';
 }
 
-/* One postgresql.conf line: key = 'value' with quotes doubled. */
+/* One postgresql.conf line: key = 'value', quoted as PostgreSQL's configuration file parser
+ * reads it (a quote or a backslash doubled). Values hold no control character (checked). */
 static void conf_line(FILE *f, const char *key, const char *value)
 {
     fprintf(f, "%s = '", key);
     for (; *value; value++) {
-        if (*value == '\'')
-            fputc('\'', f);
+        if (*value == '\'' || *value == '\\')
+            fputc(*value, f);
         fputc(*value, f);
     }
     fputs("'\n", f);
@@ -534,6 +900,39 @@ static int find_wal_fetch(char *out, size_t outsz, struct ws_error *err)
                         n > 0 ? self : "?");
 }
 
+/* restore_command: wal-fetch beside this program, with the configuration in use. */
+static int make_restore_command(struct restore *r, struct ws_error *err)
+{
+    char fetch[PATH_MAX], cfgabs[PATH_MAX];
+    char *cmd = r->cmd;
+    size_t sz = sizeof(r->cmd);
+    int rc;
+
+    cmd[0] = '\0';
+    if ((rc = find_wal_fetch(fetch, sizeof(fetch), err)) != 0)
+        return rc;
+    shell_quote(cmd, sz, fetch);
+    if (r->o->config_path) {
+        if (!realpath(r->o->config_path, cfgabs))
+            return ws_error_setsys(err, WS_ERR_CONFIG, errno, "could not resolve \"%s\"",
+                                   r->o->config_path);
+        strncat(cmd, " --config ", sz - strlen(cmd) - 1);
+        shell_quote(cmd, sz, cfgabs);
+    }
+    strncat(cmd, " --repo ", sz - strlen(cmd) - 1);
+    shell_quote(cmd, sz, r->cfg->repo);
+    strncat(cmd, " --cluster ", sz - strlen(cmd) - 1);
+    shell_quote(cmd, sz, r->cfg->cluster);
+    strncat(cmd, " %f %p", sz - strlen(cmd) - 1);
+    if (strlen(cmd) > sz - 16)
+        return ws_error_set(err, WS_ERR_CONFIG, "restore_command would be too long");
+    if (has_control(cmd))
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "restore_command would hold a control character (from the path of "
+                            "wal-fetch or of the configuration file, repo or cluster)");
+    return 0;
+}
+
 static int recovery_key(const char *line)
 {
     static const char *const keys[] = {"restore_command", "recovery_target", "recovery_end_command",
@@ -548,47 +947,98 @@ static int recovery_key(const char *line)
     return 0;
 }
 
-static int write_recovery(const struct ws_config *cfg, const struct ws_restore_opts *o,
-                          const char *pgdata, const char *id, uid_t uid, gid_t gid, int do_chown,
-                          struct ws_error *err)
+/* Opens name in the data directory for reading if it is there: never through a link, only a
+ * regular file with one name (*in NULL when there is none). */
+static int open_regular(const struct restore *r, const char *name, FILE **in, struct ws_error *err)
 {
-    char path[PATH_MAX], tmp[PATH_MAX], fetch[PATH_MAX], cmd[8192] = "", cfgabs[PATH_MAX];
-    FILE *in = NULL, *out = NULL;
-    char *line = NULL;
-    size_t cap = 0;
+    int fd = openat(r->data.fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+
+    *in = NULL;
+    if (fd < 0 && errno == ELOOP)
+        return ws_error_set(err, WS_ERR_INVALID, "\"%s/%s\" is a symbolic link: not read",
+                            r->data.path, name);
+    if (fd < 0)
+        return errno == ENOENT ? 0
+                               : ws_error_setsys(err, WS_ERR_IO, errno, "could not open \"%s/%s\"",
+                                                 r->data.path, name);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+        close(fd);
+        return ws_error_set(err, WS_ERR_INVALID,
+                            "\"%s/%s\" is not a regular file (with one name): not read",
+                            r->data.path, name);
+    }
+    if (!(*in = fdopen(fd, "r"))) {
+        close(fd);
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not open \"%s/%s\"", r->data.path,
+                               name);
+    }
+    return 0;
+}
+
+/* Writes name in the data directory through name.walsafe: created exclusively (a leftover of
+ * an earlier run removed first), never through a link, synced, then renamed over name. */
+static int write_small_file(const struct restore *r, const char *name, const char *text, size_t len,
+                            struct ws_error *err)
+{
+    char tmp[NAME_MAX + 1];
     int fd, rc = 0;
 
-    if ((rc = find_wal_fetch(fetch, sizeof(fetch), err)) != 0)
-        return rc;
-    shell_quote(cmd, sizeof(cmd), fetch);
-    if (o->config_path) {
-        if (!realpath(o->config_path, cfgabs))
-            return ws_error_setsys(err, WS_ERR_CONFIG, errno, "could not resolve \"%s\"",
-                                   o->config_path);
-        strncat(cmd, " --config ", sizeof(cmd) - strlen(cmd) - 1);
-        shell_quote(cmd, sizeof(cmd), cfgabs);
-    }
-    strncat(cmd, " --repo ", sizeof(cmd) - strlen(cmd) - 1);
-    shell_quote(cmd, sizeof(cmd), cfg->repo);
-    strncat(cmd, " --cluster ", sizeof(cmd) - strlen(cmd) - 1);
-    shell_quote(cmd, sizeof(cmd), cfg->cluster);
-    strncat(cmd, " %f %p", sizeof(cmd) - strlen(cmd) - 1);
-    if (strlen(cmd) > sizeof(cmd) - 16)
-        return ws_error_set(err, WS_ERR_CONFIG, "restore_command would be too long");
+    snprintf(tmp, sizeof(tmp), "%s.walsafe", name);
+    if (unlinkat(r->data.fd, tmp, 0) != 0 && errno != ENOENT)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not remove \"%s/%s\"", r->data.path,
+                               tmp);
+    fd = openat(r->data.fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not create file \"%s/%s\"",
+                               r->data.path, tmp);
+    if (ws_write_all(fd, text, len) != 0 || fsync(fd) != 0)
+        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s/%s\"", r->data.path,
+                             tmp);
+    if (close(fd) != 0 && rc == 0)
+        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s/%s\"", r->data.path,
+                             tmp);
+    if (rc == 0 && renameat(r->data.fd, tmp, r->data.fd, name) != 0)
+        rc =
+            ws_error_setsys(err, WS_ERR_IO, errno, "could not rename \"%s/%s\"", r->data.path, tmp);
+    return rc;
+}
 
-    snprintf(path, sizeof(path), "%s/postgresql.auto.conf", pgdata);
-    snprintf(tmp, sizeof(tmp), "%s/postgresql.auto.conf.walsafe", pgdata);
-    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0 ||
-        !(out = fdopen(fd, "w")))
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not create file \"%s\"", tmp);
-    if ((in = fopen(path, "r")) != NULL) {
+/* Ends a text built with open_memstream; 0 when it is complete. */
+static int close_text(FILE *f, struct ws_error *err)
+{
+    int bad = ferror(f);
+
+    if (fclose(f) != 0 || bad)
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    return 0;
+}
+
+static int write_recovery(struct restore *r, struct ws_error *err)
+{
+    const struct ws_restore_opts *o = r->o;
+    FILE *in = NULL, *out;
+    char *text = NULL, *line = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+
+    if (!(out = open_memstream(&text, &len)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    if ((rc = open_regular(r, "postgresql.auto.conf", &in, err)) != 0) {
+        fclose(out);
+        free(text);
+        return rc;
+    }
+    if (in) {
         while (getline(&line, &cap, in) > 0)
             if (!recovery_key(line))
                 fputs(line, out);
         fclose(in);
+        free(line);
     }
-    fprintf(out, "# recovery settings written by walsafe basebackup restore of backup %s\n", id);
-    conf_line(out, "restore_command", cmd);
+    fprintf(out, "# recovery settings written by walsafe basebackup restore of backup %s\n",
+            r->m->id);
+    conf_line(out, "restore_command", r->cmd);
     switch (o->target_kind) {
     case WS_TARGET_TIME:
         conf_line(out, "recovery_target_time", o->target);
@@ -609,145 +1059,373 @@ static int write_recovery(const struct ws_config *cfg, const struct ws_restore_o
     if (o->target_action)
         conf_line(out, "recovery_target_action", o->target_action);
     conf_line(out, "recovery_target_timeline", "latest");
-    free(line);
-    if (fflush(out) != 0 || fsync(fileno(out)) != 0 ||
-        (do_chown && fchown(fileno(out), uid, gid) != 0)) {
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s\"", tmp);
-        fclose(out);
-        return rc;
-    }
-    if (fclose(out) != 0 || rename(tmp, path) != 0)
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s\"", path);
-
-    snprintf(path, sizeof(path), "%s/recovery.signal", pgdata);
-    if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not create file \"%s\"", path);
-    if ((do_chown && fchown(fd, uid, gid) != 0) || fsync(fd) != 0) {
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s\"", path);
-        close(fd);
-        return rc;
-    }
-    close(fd);
-    return ws_fsync_dir(pgdata, err);
-}
-
-static int sync_fs_of(const char *dir, struct ws_error *err)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
-
-    if (fd < 0)
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not open directory \"%s\"", dir);
-    if (syncfs(fd) != 0)
-        rc =
-            ws_error_setsys(err, WS_ERR_IO, errno, "could not sync the file system of \"%s\"", dir);
-    close(fd);
+    if ((rc = close_text(out, err)) == 0 &&
+        (rc = write_small_file(r, "postgresql.auto.conf", text, len, err)) == 0 &&
+        (rc = write_small_file(r, "recovery.signal", "", 0, err)) == 0 && fsync(r->data.fd) != 0)
+        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not fsync directory \"%s\"",
+                             r->data.path);
+    free(text);
     return rc;
 }
 
-static const char *mapped_location(const struct ws_restore_opts *o, const char *loc)
+static int sync_fs_of(const struct rdir *d, struct ws_error *err)
 {
-    size_t i;
+    if (syncfs(d->fd) != 0)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not sync the file system of \"%s\"",
+                               d->path);
+    return 0;
+}
 
-    for (i = 0; i < o->nmaps; i++)
-        if (strcmp(o->maps[i].from, loc) == 0)
-            return o->maps[i].to;
-    return loc;
+/* tablespace_map lines are "<oid> <path>", the path with "\" before any "\", CR or LF. */
+static void unescape_map_path(const char *in, char *out, size_t outsz)
+{
+    size_t n = 0;
+
+    for (; *in && n + 1 < outsz; in++) {
+        if (*in == '\\' && in[1])
+            in++;
+        out[n++] = *in;
+    }
+    out[n] = '\0';
+}
+
+static void escape_map_path(FILE *f, const char *p)
+{
+    for (; *p; p++) {
+        if (*p == '\\' || *p == '\n' || *p == '\r')
+            fputc('\\', f);
+        fputc(*p, f);
+    }
 }
 
 /*
  * PostgreSQL recreates the pg_tblspc links from tablespace_map when it starts from a backup,
  * so a moved tablespace must be moved there too: otherwise the restored server would write
- * into the original location (perhaps the live primary's tablespace). Lines are "<oid> <path>".
+ * into the original location (perhaps the live primary's tablespace).
  */
-static int remap_tablespace_map(const char *pgdata, const struct ws_restore_opts *o, uid_t uid,
-                                gid_t gid, int do_chown, struct ws_error *err)
+static int remap_tablespace_map(struct restore *r, struct ws_error *err)
 {
-    char path[PATH_MAX], tmp[PATH_MAX];
-    FILE *in, *out;
-    char *line = NULL;
-    size_t cap = 0;
+    FILE *in = NULL, *out;
+    char *text = NULL, *line = NULL, loc[PATH_MAX * 2];
+    size_t len = 0, cap = 0;
     ssize_t n;
-    int fd, rc = 0;
+    int rc;
 
-    if (o->nmaps == 0)
+    if (r->o->nmaps == 0)
         return 0;
-    snprintf(path, sizeof(path), "%s/tablespace_map", pgdata);
-    snprintf(tmp, sizeof(tmp), "%s/tablespace_map.walsafe", pgdata);
-    if (!(in = fopen(path, "r")))
-        return errno == ENOENT
-                   ? 0
-                   : ws_error_setsys(err, WS_ERR_IO, errno, "could not open \"%s\"", path);
-    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0 ||
-        !(out = fdopen(fd, "w"))) {
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not create file \"%s\"", tmp);
-        if (fd >= 0)
-            close(fd);
-        fclose(in);
+    if ((rc = open_regular(r, "tablespace_map", &in, err)) != 0 || !in)
         return rc;
+    if (!(out = open_memstream(&text, &len))) {
+        fclose(in);
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     }
     while ((n = getline(&line, &cap, in)) > 0) {
         char *sp = strchr(line, ' ');
-        if (n > 0 && line[n - 1] == '\n')
+        if (line[n - 1] == '\n')
             line[--n] = '\0';
         if (sp) {
+            const char *to;
             *sp = '\0';
-            fprintf(out, "%s %s\n", line, mapped_location(o, sp + 1));
+            unescape_map_path(sp + 1, loc, sizeof(loc));
+            to = mapped_location(r->o, loc);
+            fprintf(out, "%s ", line);
+            if (to != loc)
+                escape_map_path(out, to);
+            else
+                fputs(sp + 1, out);
+            fputc('\n', out);
         } else {
             fprintf(out, "%s\n", line);
         }
     }
     free(line);
     fclose(in);
-    if (fflush(out) != 0 || (do_chown && fchown(fileno(out), uid, gid) != 0) ||
-        fsync(fileno(out)) != 0) {
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s\"", tmp);
-        fclose(out);
-        return rc;
+    if ((rc = close_text(out, err)) == 0)
+        rc = write_small_file(r, "tablespace_map", text, len, err);
+    free(text);
+    return rc;
+}
+/* ---- filling the data directory ----------------------------------------------------------- */
+
+/* Every directory of the manifest, then the pg_tblspc links to the tablespace directories. */
+static int make_dirs(struct restore *r, const struct ws_tree *tree, struct ws_error *err)
+{
+    struct ws_tree_cursor c = WS_TREE_CURSOR_INIT;
+    char rel[64];
+    size_t i;
+    int rc = 0;
+
+    for (i = 0; i < r->m->ndirs && rc == 0; i++)
+        rc = ws_tree_mkdir(tree, &c, r->m->dirs[i].path, dir_mode(r, r->m->dirs[i].mode), err);
+    for (i = 0; i < r->m->ntblspc && rc == 0; i++) {
+        snprintf(rel, sizeof(rel), "pg_tblspc/%" PRIu32, r->ts[i].oid);
+        rc = ws_tree_symlink(tree, &c, r->ts[i].path, rel, err);
     }
-    if (fclose(out) != 0 || rename(tmp, path) != 0)
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s\"", path);
-    return 0;
+    ws_tree_cursor_close(&c);
+    return rc;
 }
 
 /* Files in pieces are written by several workers with pwrite: create them first (exclusively,
  * at their full size) and give them their attributes after every piece is in. */
-static int split_files(const char *pgdata, const struct ws_manifest *m,
-                       const struct ws_bundle_opts *bo, int finish, struct ws_error *err)
+static int split_files(struct restore *r, const struct ws_tree *tree, int finish,
+                       struct ws_error *err)
 {
-    char path[PATH_MAX];
+    struct ws_tree_cursor c = WS_TREE_CURSOR_INIT;
     size_t i;
+    int rc = 0;
 
-    for (i = 0; i < m->nfiles; i++) {
-        const struct ws_bfile *f = &m->files[i];
-        int fd, rc = 0;
+    for (i = 0; i < r->m->nfiles && rc == 0; i++) {
+        const struct ws_bfile *f = &r->m->files[i];
+        struct timespec ts[2] = {{f->mtime, 0}, {f->mtime, 0}};
+        int fd;
         if (!f->npieces)
             continue;
-        if ((size_t)snprintf(path, sizeof(path), "%s/%s", pgdata, f->path) >= sizeof(path))
-            return ws_error_set(err, WS_ERR_INVALID, "path too long: \"%s/%s\"", pgdata, f->path);
         if (!finish) {
-            if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
-                return ws_error_setsys(err, WS_ERR_IO, errno, "could not create file \"%s\"", path);
+            if ((rc = ws_tree_open(tree, &c, f->path, O_WRONLY | O_CREAT | O_EXCL, 0600, &fd,
+                                   err)) != 0)
+                break;
             if (ftruncate(fd, (off_t)f->size) != 0)
-                rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not extend file \"%s\"", path);
-            close(fd);
+                rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not extend file \"%s/%s\"",
+                                     tree->name, f->path);
         } else {
-            struct timespec ts[2] = {{f->mtime, 0}, {f->mtime, 0}};
-            if (chmod(path, f->mode & 07777) != 0 ||
-                (bo->chown_files && chown(path, bo->uid, bo->gid) != 0) ||
-                utimensat(AT_FDCWD, path, ts, 0) != 0)
-                rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not set attributes of \"%s\"",
-                                     path);
+            if ((rc = ws_tree_open(tree, &c, f->path, O_RDONLY | O_NONBLOCK, 0, &fd, err)) != 0)
+                break;
+            if (fchmod(fd, ws_bundle_file_mode(f->mode, r->group_access)) != 0 ||
+                futimens(fd, ts) != 0)
+                rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not set attributes of \"%s/%s\"",
+                                     tree->name, f->path);
         }
-        if (rc)
-            return rc;
+        close(fd);
     }
-    return 0;
+    ws_tree_cursor_close(&c);
+    return rc;
 }
 
 static void report_problem(void *arg, const struct ws_bfile *f, const char *msg)
 {
     (void)arg;
     ws_log(WS_LOG_ERROR, "file \"%s\": %s", f->path, msg);
+}
+
+/*
+ * The restore proper, with the privileges it runs with (the target owner's, see
+ * ws_backup_restore): checks the target directories, empties what --force allows, then writes
+ * every directory, link and file through descriptors (fsutil.h), syncs, and writes the recovery
+ * settings last.
+ */
+static int restore_into(struct restore *r, struct ws_error *err)
+{
+    const struct ws_manifest *m = r->m;
+    struct ws_repo repo = {0};
+    struct ws_bundle_opts bo = {0};
+    struct ws_tree tree = {0};
+    struct ws_tree_mount *mounts = NULL;
+    size_t i;
+    int rc;
+
+    if ((rc = ws_repo_open(r->cfg, &repo, err)) != 0 || (rc = inspect_targets(r, err)) != 0 ||
+        (rc = create_targets(r, err)) != 0)
+        goto out;
+    r->started = 1;
+    if ((rc = empty_targets(r, err)) != 0)
+        goto out;
+    if (m->ntblspc && !(mounts = calloc(m->ntblspc, sizeof(*mounts)))) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    for (i = 0; i < m->ntblspc; i++) {
+        char *prefix = malloc(32);
+        if (!prefix) {
+            rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+            goto out;
+        }
+        snprintf(prefix, 32, "pg_tblspc/%" PRIu32, r->ts[i].oid);
+        mounts[i].prefix = prefix;
+        mounts[i].fd = r->ts[i].fd;
+    }
+    tree.fd = r->data.fd;
+    tree.name = r->data.path;
+    tree.mounts = mounts;
+    tree.nmounts = m->ntblspc;
+    bo.tree = &tree;
+    bo.group_access = r->group_access;
+    bo.problem = report_problem;
+    ws_log_info("restoring backup %s (%" PRIu64 " bytes in %zu files) into \"%s\"", m->id, m->bytes,
+                m->nfiles, r->data.path);
+    if ((rc = make_dirs(r, &tree, err)) != 0 || (rc = split_files(r, &tree, 0, err)) != 0 ||
+        (rc = run_restore_workers(r->cfg, r->kr, &repo, m, r->o, &bo, err)) != 0 ||
+        (rc = split_files(r, &tree, 1, err)) != 0 || (rc = remap_tablespace_map(r, err)) != 0 ||
+        (rc = sync_fs_of(&r->data, err)) != 0)
+        goto out;
+    for (i = 0; i < m->ntblspc; i++)
+        if ((rc = sync_fs_of(&r->ts[i], err)) != 0)
+            goto out;
+    if ((rc = write_recovery(r, err)) != 0)
+        goto out;
+    ws_log_info("backup %s restored into \"%s\"; start PostgreSQL to recover", m->id, r->data.path);
+out:
+    if (rc && r->started)
+        ws_error_prefix(err,
+                        "restore into \"%s\" failed, do not start it (run the restore again "
+                        "with --force)",
+                        r->data.path);
+    if (mounts)
+        for (i = 0; i < m->ntblspc; i++)
+            free((char *)mounts[i].prefix);
+    free(mounts);
+    if (repo.st)
+        ws_repo_close(&repo);
+    return rc;
+}
+
+/* ---- as root: the restore runs as the target's owner -------------------------------------- */
+
+/*
+ * Who gets the restored files: the owner of the data directory; of its parent when root owns
+ * it (an empty root-owned data directory is then given to that user first: the one thing done
+ * as root); of its deepest existing ancestor when it does not exist yet.
+ */
+static int target_owner(struct restore *r, uid_t *uid, gid_t *gid, struct ws_error *err)
+{
+    struct rdir *d = &r->data;
+    struct stat st, pst;
+    int pfd;
+
+    if (fstat(d->ref.fd, &st) != 0)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not stat \"%s\"", d->path);
+    *uid = st.st_uid;
+    *gid = st.st_gid;
+    if (d->ref.missing[0] || st.st_uid != 0)
+        return 0;
+    if ((pfd = openat(d->ref.fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+        fstat(pfd, &pst) != 0) {
+        int e = errno;
+        if (pfd >= 0)
+            close(pfd);
+        return ws_error_setsys(err, WS_ERR_IO, e, "could not stat the parent of \"%s\"", d->path);
+    }
+    close(pfd);
+    if (pst.st_uid == 0)
+        return 0;
+    if (inspect_dir(d, err) != 0)
+        return err->code;
+    if (d->empty) {
+        if (fchown(d->fd, pst.st_uid, pst.st_gid) != 0)
+            return ws_error_setsys(err, WS_ERR_IO, errno, "could not chown \"%s\"", d->path);
+        *uid = pst.st_uid;
+        *gid = pst.st_gid;
+    }
+    close(d->fd);
+    d->fd = -1;
+    return 0;
+}
+
+/* The supplementary groups of uid's user (just gid when it has no passwd entry). */
+static int groups_of(uid_t uid, gid_t gid, gid_t **groups, int *n, struct ws_error *err)
+{
+    struct passwd pw, *res = NULL;
+    char buf[4096];
+    int want = 0;
+
+    if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0)
+        res = NULL;
+    if (res)
+        getgrouplist(res->pw_name, gid, NULL, &want); /* only counts: want is 0 */
+    if (want < 1)
+        want = 1;
+    if (!(*groups = calloc((size_t)want, sizeof(**groups))))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    (*groups)[0] = gid;
+    *n = want;
+    if (!res || getgrouplist(res->pw_name, gid, *groups, n) < 0) {
+        (*groups)[0] = gid;
+        *n = 1;
+    }
+    return 0;
+}
+
+static void child_main(struct restore *r, uid_t uid, gid_t gid, const gid_t *groups, int ngroups,
+                       pid_t parent, int report)
+{
+    struct ws_error cerr = {0};
+    int rc;
+
+    if (setgroups((size_t)ngroups, groups) != 0 || setresgid(gid, gid, gid) != 0 ||
+        setresuid(uid, uid, uid) != 0)
+        rc = ws_error_setsys(&cerr, WS_ERR_INTERNAL, errno,
+                             "could not become user %u (group %u) for the restore", (unsigned)uid,
+                             (unsigned)gid);
+    else if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+        rc = ws_error_set(&cerr, WS_ERR_INTERNAL, "the restore's parent process ended");
+    else
+        rc = restore_into(r, &cerr);
+    if (rc) {
+        if (!cerr.code)
+            cerr.code = rc;
+        if (ws_write_all(report, &cerr, sizeof(cerr)) != 0)
+            rc = WS_ERR_INTERNAL;
+    }
+    _exit(rc ? 1 : 0);
+}
+
+/* Runs restore_into in a child process with the target owner's user, group and supplementary
+ * groups, and returns its error. */
+static int restore_as(struct restore *r, uid_t uid, gid_t gid, struct ws_error *err)
+{
+    gid_t *groups = NULL;
+    int ngroups, p[2] = {-1, -1}, status = 0, rc;
+    pid_t pid, self = getpid();
+    ssize_t got = 0;
+
+    if ((rc = groups_of(uid, gid, &groups, &ngroups, err)) != 0)
+        return rc;
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        rc = ws_error_setsys(err, WS_ERR_INTERNAL, errno, "could not create a pipe");
+        goto out;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    if ((pid = fork()) < 0) {
+        rc = ws_error_setsys(err, WS_ERR_INTERNAL, errno, "could not start the restore process");
+        goto out;
+    }
+    if (pid == 0) {
+        close(p[0]);
+        child_main(r, uid, gid, groups, ngroups, self, p[1]);
+    }
+    close(p[1]);
+    p[1] = -1;
+    memset(err, 0, sizeof(*err));
+    while ((size_t)got < sizeof(*err)) {
+        ssize_t n = read(p[0], (char *)err + got, sizeof(*err) - (size_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += n;
+    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if ((size_t)got == sizeof(*err)) {
+        err->msg[sizeof(err->msg) - 1] = '\0';
+        rc = err->code ? err->code : WS_ERR_INTERNAL;
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        rc = 0;
+    } else {
+        rc = ws_error_set(err, WS_ERR_INTERNAL,
+                          "restore into \"%s\" failed, do not start it (run the restore again "
+                          "with --force): the restore process (user %u) ended %s %d",
+                          r->data.path, (unsigned)uid,
+                          WIFSIGNALED(status) ? "by signal" : "with status",
+                          WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    }
+out:
+    if (p[0] >= 0)
+        close(p[0]);
+    if (p[1] >= 0)
+        close(p[1]);
+    free(groups);
+    return rc;
 }
 
 int ws_backup_restore(const struct ws_config *cfg, const struct ws_restore_opts *o,
@@ -757,13 +1435,25 @@ int ws_backup_restore(const struct ws_config *cfg, const struct ws_restore_opts 
     struct ws_keyring kr = {0};
     struct ws_catalog cat = {0};
     const struct ws_catalog_backup *b = NULL;
-    const struct ws_manifest *m;
-    struct ws_bundle_opts bo = {0};
-    char *pgdata = NULL, path[PATH_MAX];
-    struct stat st;
+    struct restore r = {0};
     size_t i;
-    int rc, files_started = 0;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    int rc;
 
+    r.cfg = cfg;
+    r.o = o;
+    r.kr = &kr;
+    r.data.fd = -1;
+    r.data.ref.fd = -1;
+    if ((rc = check_target(o, err)) != 0 ||
+        (rc = absolute_path(o->pgdata, r.pgdata, sizeof(r.pgdata), err)) != 0)
+        goto out;
+    if (strcmp(r.pgdata, "/") == 0) {
+        rc = ws_error_set(err, WS_ERR_USAGE, "--pgdata must not be the root directory");
+        goto out;
+    }
+    r.data.path = r.pgdata;
     if ((rc = ws_keyring_load(cfg, &kr, err)) != 0 || (rc = ws_repo_open(cfg, &repo, err)) != 0 ||
         (rc = ws_catalog_load(&repo, &kr, &cat, err)) != 0)
         goto out;
@@ -773,122 +1463,36 @@ int ws_backup_restore(const struct ws_config *cfg, const struct ws_restore_opts 
                           repo.cluster);
         goto out;
     }
+    ws_repo_close(&repo); /* the restore opens its own (in the process that does it) */
     if ((rc = choose_backup(&cat, o, &b, err)) != 0)
         goto out;
-    m = &b->m;
-    for (i = 0; i < o->nmaps; i++) {
-        size_t t;
-        for (t = 0; t < m->ntblspc; t++)
-            if (strcmp(m->tblspc[t].location, o->maps[i].from) == 0)
-                break;
-        if (t == m->ntblspc) {
-            rc = ws_error_set(err, WS_ERR_USAGE,
-                              "--tablespace-map \"%s\": backup %s has no tablespace there",
-                              o->maps[i].from, b->id);
-            goto out;
-        }
-    }
-    for (i = 0; i < m->nfiles; i++)
-        if (!safe_relpath(m->files[i].path)) {
-            rc = ws_error_set(err, WS_ERR_CORRUPT, "backup %s: unsafe path \"%s\" in manifest",
-                              b->id, m->files[i].path);
-            goto out;
-        }
-    for (i = 0; i < m->ndirs; i++)
-        if (!safe_relpath(m->dirs[i].path)) {
-            rc = ws_error_set(err, WS_ERR_CORRUPT, "backup %s: unsafe path \"%s\" in manifest",
-                              b->id, m->dirs[i].path);
-            goto out;
-        }
-
-    /* the data directory and the tablespaces */
-    if ((rc = prepare_dir(o->pgdata, o->force, "data directory", err)) != 0)
-        goto out;
-    if (!(pgdata = realpath(o->pgdata, NULL))) {
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not resolve \"%s\"", o->pgdata);
+    r.m = &b->m;
+    r.group_access = manifest_group_access(r.m);
+    if (r.m->ntblspc && !(r.ts = calloc(r.m->ntblspc, sizeof(*r.ts)))) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
         goto out;
     }
-    /* as root, the files belong to whoever owns the target directory (or its parent) */
-    if (geteuid() == 0 && stat(pgdata, &st) == 0) {
-        struct stat pst;
-        char parent[PATH_MAX], *slash;
-        snprintf(parent, sizeof(parent), "%s", pgdata);
-        slash = strrchr(parent, '/');
-        if (slash && slash != parent)
-            *slash = '\0';
-        if (st.st_uid == 0 && stat(parent, &pst) == 0 && pst.st_uid != 0)
-            st = pst;
-        bo.uid = st.st_uid;
-        bo.gid = st.st_gid;
-        bo.chown_files = st.st_uid != 0;
-        if (bo.chown_files && chown(pgdata, bo.uid, bo.gid) != 0) {
-            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not chown \"%s\"", pgdata);
-            goto out;
-        }
-    }
-    files_started = 1;
-    for (i = 0; i < m->ndirs; i++) {
-        snprintf(path, sizeof(path), "%s/%s", pgdata, m->dirs[i].path);
-        if (mkdir(path, m->dirs[i].mode & 07777) != 0 && errno != EEXIST) {
-            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not create directory \"%s\"", path);
-            goto out;
-        }
-        if (chmod(path, m->dirs[i].mode & 07777) != 0 ||
-            (bo.chown_files && chown(path, bo.uid, bo.gid) != 0)) {
-            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not set attributes of \"%s\"", path);
-            goto out;
-        }
-        /* pg_tblspc exists now: link the tablespaces before their contents are created */
-        if (strcmp(m->dirs[i].path, "pg_tblspc") == 0) {
-            size_t t;
-            for (t = 0; t < m->ntblspc; t++) {
-                const char *loc = mapped_location(o, m->tblspc[t].location);
-                char link[PATH_MAX];
-                if ((rc = prepare_dir(loc, o->force, "tablespace directory", err)) != 0)
-                    goto out;
-                if (bo.chown_files && chown(loc, bo.uid, bo.gid) != 0) {
-                    rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not chown \"%s\"", loc);
-                    goto out;
-                }
-                snprintf(link, sizeof(link), "%s/pg_tblspc/%" PRIu32, pgdata, m->tblspc[t].oid);
-                if (symlink(loc, link) != 0) {
-                    rc = ws_error_setsys(err, WS_ERR_IO, errno,
-                                         "could not create tablespace link \"%s\"", link);
-                    goto out;
-                }
-                if (bo.chown_files && lchown(link, bo.uid, bo.gid) != 0) {
-                    rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not chown \"%s\"", link);
-                    goto out;
-                }
-            }
-        }
-    }
-    bo.root = pgdata;
-    bo.problem = report_problem;
-    ws_log_info("restoring backup %s (%" PRIu64 " bytes in %zu files) into \"%s\"", b->id, m->bytes,
-                m->nfiles, pgdata);
-    if ((rc = split_files(pgdata, m, &bo, 0, err)) != 0 ||
-        (rc = run_restore_workers(cfg, &kr, &repo, m, o, &bo, err)) != 0 ||
-        (rc = split_files(pgdata, m, &bo, 1, err)) != 0)
+    for (i = 0; i < r.m->ntblspc; i++)
+        r.ts[i].fd = r.ts[i].ref.fd = -1;
+    if ((rc = check_manifest_paths(r.m, err)) != 0 || (rc = check_tablespaces(&r, err)) != 0 ||
+        (rc = make_restore_command(&r, err)) != 0 ||
+        (rc = ws_dir_lookup(o->pgdata, &r.data.ref, err)) != 0)
         goto out;
-    if ((rc = remap_tablespace_map(pgdata, o, bo.uid, bo.gid, bo.chown_files, err)) != 0 ||
-        (rc = sync_fs_of(pgdata, err)) != 0)
+    if (geteuid() == 0 && (rc = target_owner(&r, &uid, &gid, err)) != 0)
         goto out;
-    for (i = 0; i < m->ntblspc; i++)
-        if ((rc = sync_fs_of(mapped_location(o, m->tblspc[i].location), err)) != 0)
-            goto out;
-    if ((rc = write_recovery(cfg, o, pgdata, b->id, bo.uid, bo.gid, bo.chown_files, err)) != 0)
-        goto out;
-    ws_log_info("backup %s restored into \"%s\"; start PostgreSQL to recover", b->id, pgdata);
+    if (geteuid() == 0 && uid != 0)
+        rc = restore_as(&r, uid, gid, err);
+    else
+        rc = restore_into(&r, err);
 out:
-    if (rc && files_started)
-        ws_error_prefix(err,
-                        "restore into \"%s\" failed, do not start it (run the restore again "
-                        "with --force)",
-                        pgdata ? pgdata : o->pgdata);
-    free(pgdata);
+    close_rdir(&r.data);
+    if (r.ts)
+        for (i = 0; i < r.m->ntblspc; i++)
+            close_rdir(&r.ts[i]);
+    free(r.ts);
     ws_catalog_free(&cat);
-    ws_repo_close(&repo);
+    if (repo.st)
+        ws_repo_close(&repo);
     ws_keyring_wipe(&kr);
     return rc;
 }
