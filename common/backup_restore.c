@@ -516,6 +516,31 @@ static int check_mine(const struct rdir *d, const char *what, struct ws_error *e
     return 0;
 }
 
+/* A link in the data directory's pg_tblspc (as it was before the restore) leads to d: d is a
+ * tablespace of the cluster that --force replaces. */
+static int linked_from_data(const struct restore *r, const struct rdir *d)
+{
+    struct stat want, st;
+    struct dirent *de;
+    DIR *dir;
+    int fd, found = 0;
+
+    if (r->data.fd < 0 || fstat(d->fd, &want) != 0)
+        return 0;
+    if ((fd = openat(r->data.fd, "pg_tblspc", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+        return 0;
+    if (!(dir = fdopendir(fd))) {
+        close(fd);
+        return 0;
+    }
+    while (!found && (de = readdir(dir)) != NULL)
+        found = strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
+                fstatat(fd, de->d_name, &st, 0) == 0 && st.st_dev == want.st_dev &&
+                st.st_ino == want.st_ino;
+    closedir(dir);
+    return found;
+}
+
 /* The data directory and every tablespace directory: refused unless each is empty, missing,
  * or one --force may empty. Nothing is changed yet. */
 static int inspect_targets(struct restore *r, struct ws_error *err)
@@ -561,6 +586,18 @@ static int inspect_targets(struct restore *r, struct ws_error *err)
                                 "tablespace directory \"%s\" (--tablespace-map) is not empty; use "
                                 "an empty directory or add --force to replace its contents",
                                 d->path);
+        if (d->has_pid)
+            return ws_error_set(err, WS_ERR_INVALID,
+                                "tablespace directory \"%s\" (--tablespace-map) holds "
+                                "postmaster.pid: it is a data directory, not emptied",
+                                d->path);
+        if (d->pg[0] && !linked_from_data(r, d))
+            return ws_error_set(err, WS_ERR_INVALID,
+                                "tablespace directory \"%s\" (--tablespace-map) holds \"%s\", a "
+                                "tablespace that no link in \"%s/pg_tblspc\" points to (another "
+                                "cluster's?): --force empties only the tablespaces of the data "
+                                "directory it replaces; choose another directory",
+                                d->path, d->pg, r->data.path);
     }
     return 0;
 }
@@ -634,6 +671,9 @@ static int create_targets(struct restore *r, struct ws_error *err)
         if ((d->fd = openat(d->ref.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
             return ws_error_setsys(err, WS_ERR_IO, errno, "could not open directory \"%s\"",
                                    d->path);
+        /* someone else may have made it first */
+        if ((rc = check_mine(d, t == 0 ? "data directory" : "tablespace directory", err)) != 0)
+            return rc;
     }
     {
         int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -657,18 +697,20 @@ static int create_targets(struct restore *r, struct ws_error *err)
     return 0;
 }
 
-/* --force: empties what inspect_targets allowed; then the modes PostgreSQL wants. */
+/* --force: empties what inspect_targets allowed; then the modes PostgreSQL wants. The
+ * tablespace directories go first: while the data directory keeps its pg_tblspc links, a
+ * restore killed meanwhile can be repeated (see linked_from_data). */
 static int empty_targets(struct restore *r, struct ws_error *err)
 {
     mode_t mode = r->group_access ? 0750 : 0700;
-    size_t t;
+    size_t t, n = r->m->ntblspc;
     int rc;
 
-    for (t = 0; t <= r->m->ntblspc; t++) {
-        struct rdir *d = t == 0 ? &r->data : &r->ts[t - 1];
+    for (t = 0; t <= n; t++) {
+        struct rdir *d = t == n ? &r->data : &r->ts[t];
         if (!d->empty) {
             ws_log_warning("--force: removing the contents of %s \"%s\"",
-                           t == 0 ? "data directory" : "tablespace directory", d->path);
+                           t == n ? "data directory" : "tablespace directory", d->path);
             if ((rc = ws_dir_clear(d->fd, d->path, err)) != 0)
                 return rc;
         }
@@ -1147,20 +1189,30 @@ static int remap_tablespace_map(struct restore *r, struct ws_error *err)
 }
 /* ---- filling the data directory ----------------------------------------------------------- */
 
-/* Every directory of the manifest, then the pg_tblspc links to the tablespace directories. */
+/* Every directory of the manifest, and the pg_tblspc links to the tablespace directories as
+ * soon as pg_tblspc is there: before anything is written into a tablespace directory, the data
+ * directory says it is its own (what a --force after a killed restore relies on). */
 static int make_dirs(struct restore *r, const struct ws_tree *tree, struct ws_error *err)
 {
     struct ws_tree_cursor c = WS_TREE_CURSOR_INIT;
     char rel[64];
-    size_t i;
-    int rc = 0;
+    size_t i, t;
+    int rc = 0, linked = 0;
 
-    for (i = 0; i < r->m->ndirs && rc == 0; i++)
+    for (i = 0; i < r->m->ndirs && rc == 0; i++) {
         rc = ws_tree_mkdir(tree, &c, r->m->dirs[i].path, dir_mode(r, r->m->dirs[i].mode), err);
-    for (i = 0; i < r->m->ntblspc && rc == 0; i++) {
-        snprintf(rel, sizeof(rel), "pg_tblspc/%" PRIu32, r->ts[i].oid);
-        rc = ws_tree_symlink(tree, &c, r->ts[i].path, rel, err);
+        if (rc || linked || strcmp(r->m->dirs[i].path, "pg_tblspc") != 0)
+            continue;
+        for (t = 0; t < r->m->ntblspc && rc == 0; t++) {
+            snprintf(rel, sizeof(rel), "pg_tblspc/%" PRIu32, r->ts[t].oid);
+            rc = ws_tree_symlink(tree, &c, r->ts[t].path, rel, err);
+        }
+        linked = 1;
     }
+    if (rc == 0 && !linked && r->m->ntblspc)
+        rc = ws_error_set(err, WS_ERR_CORRUPT,
+                          "backup %s has tablespaces but no pg_tblspc directory in its manifest",
+                          r->m->id);
     ws_tree_cursor_close(&c);
     return rc;
 }
@@ -1357,8 +1409,9 @@ static void child_main(struct restore *r, uid_t uid, gid_t gid, const gid_t *gro
                              (unsigned)gid);
     else if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
         rc = ws_error_set(&cerr, WS_ERR_INTERNAL, "the restore's parent process ended");
-    else
-        rc = restore_into(r, &cerr);
+    else if ((rc = restore_into(r, &cerr)) != 0 &&
+             (cerr.sys_errno == EACCES || cerr.sys_errno == EPERM))
+        ws_error_prefix(&cerr, "restoring as user %u (the target's owner)", (unsigned)uid);
     if (rc) {
         if (!cerr.code)
             cerr.code = rc;

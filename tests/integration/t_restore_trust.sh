@@ -20,7 +20,8 @@
 #   - malformed --tablespace-map options: usage errors; one into the data directory: refused;
 #   - the primary's host, a new target without --tablespace-map: refused with a hint to
 #     --tablespace-map, also with --force; the primary's tablespace is untouched and the primary
-#     still has every row after a restart;
+#     still has every row after a restart; --force with a --tablespace-map destination holding
+#     another cluster's PG_* directory: refused, untouched;
 #   - a config path with a quote and --target-name with a backslash: the restored server starts,
 #     shows the intended restore_command and stops at that restore point; a line break in
 #     --target-name is a usage error (exit 2) naming the option.
@@ -64,6 +65,9 @@ head -c $((100 * 1024 * 1024)) /dev/urandom >"$PGD/zz_padding" && chown postgres
     die "could not write $PGD/zz_padding"
 bb_create "$CONF" --label trust
 ID=$BACKUP_ID
+# The primary's tablespace goes on after the backup (a restore over it would lose these rows).
+sql "$PORT" "insert into in_ts select g, md5(g::text) from generate_series($((ROWS_TS + 1)), $((2 * ROWS_TS))) g" &&
+    sql "$PORT" "checkpoint" || die "could not write more rows into in_ts"
 # (one statement per call: psql -c runs a string of statements as one transaction)
 for q in "create table marker (id int)" "insert into marker select generate_series(1, 100)" \
     "select pg_create_restore_point('rp\\one')" "insert into marker select generate_series(101, 200)"; do
@@ -251,10 +255,21 @@ for force in "" --force; do
 done
 bb --config "$CONF" restore --pgdata "$T/r_same2" --force
 assert_rc 1 "restore --force as postgres onto the primary's tablespace"
+# A --tablespace-map destination that holds another cluster's tablespace (no link of the target
+# points to it): not emptied by --force either.
+OTHER=$PGZONE/other_ts
+mkdir -p "$OTHER/PG_15_202209061/5" && echo "other cluster" >"$OTHER/PG_15_202209061/5/16500" &&
+    chown -R postgres: "$OTHER" || die "could not make $OTHER"
+OTHER_STATE=$(repo_state "$OTHER")
+pg_dir "$T/r_other"
+restore_root --pgdata "$T/r_other" --tablespace-map "$TS=$OTHER" --force
+assert_rc 1 "restore --force onto another cluster's tablespace" &&
+    assert_err_contains "another cluster" "restore --force onto another cluster's tablespace"
+assert_eq "$(repo_state "$OTHER")" "$OTHER_STATE" "another cluster's tablespace directory"
 assert_eq "$(repo_state "$TS")" "$TS_STATE" "the primary's tablespace directory"
 pg_stop "$PGD"
 pg_start "$PGD"
-assert_eq "$(sql "$PORT" "select count(*) from in_ts")" "$ROWS_TS" "rows of the primary's table in the tablespace after a restart"
+assert_eq "$(sql "$PORT" "select count(*) from in_ts")" "$((2 * ROWS_TS))" "rows of the primary's table in the tablespace after a restart"
 
 CASE="settings PostgreSQL must read back"
 QDIR="$T/it's here"
