@@ -228,6 +228,7 @@ static int choose_backup(const struct ws_catalog *cat, const struct ws_restore_o
 struct rdir {
     const char *path;      /* as named: --pgdata (absolute), a location or a map destination */
     uint32_t oid;          /* of a tablespace; 0 for the data directory */
+    char link[32];         /* a tablespace's "pg_tblspc/<oid>" */
     int mapped;            /* a --tablespace-map destination */
     int clearable;         /* --force may empty it */
     struct ws_dir_ref ref; /* looked up (fsutil.h) */
@@ -413,6 +414,7 @@ static int check_tablespaces(struct restore *r, struct ws_error *err)
     for (t = 0; t < m->ntblspc; t++) {
         struct rdir *d = &r->ts[t];
         d->oid = m->tblspc[t].oid;
+        snprintf(d->link, sizeof(d->link), "pg_tblspc/%" PRIu32, d->oid);
         d->path = mapped_location(o, m->tblspc[t].location);
         d->mapped = d->path != m->tblspc[t].location;
         /* --force empties only a destination named on this command line that is no
@@ -1195,7 +1197,6 @@ static int remap_tablespace_map(struct restore *r, struct ws_error *err)
 static int make_dirs(struct restore *r, const struct ws_tree *tree, struct ws_error *err)
 {
     struct ws_tree_cursor c = WS_TREE_CURSOR_INIT;
-    char rel[64];
     size_t i, t;
     int rc = 0, linked = 0;
 
@@ -1203,10 +1204,8 @@ static int make_dirs(struct restore *r, const struct ws_tree *tree, struct ws_er
         rc = ws_tree_mkdir(tree, &c, r->m->dirs[i].path, dir_mode(r, r->m->dirs[i].mode), err);
         if (rc || linked || strcmp(r->m->dirs[i].path, "pg_tblspc") != 0)
             continue;
-        for (t = 0; t < r->m->ntblspc && rc == 0; t++) {
-            snprintf(rel, sizeof(rel), "pg_tblspc/%" PRIu32, r->ts[t].oid);
-            rc = ws_tree_symlink(tree, &c, r->ts[t].path, rel, err);
-        }
+        for (t = 0; t < r->m->ntblspc && rc == 0; t++)
+            rc = ws_tree_symlink(tree, &c, r->ts[t].path, r->ts[t].link, err);
         linked = 1;
     }
     if (rc == 0 && !linked && r->m->ntblspc)
@@ -1286,13 +1285,7 @@ static int restore_into(struct restore *r, struct ws_error *err)
         goto out;
     }
     for (i = 0; i < m->ntblspc; i++) {
-        char *prefix = malloc(32);
-        if (!prefix) {
-            rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-            goto out;
-        }
-        snprintf(prefix, 32, "pg_tblspc/%" PRIu32, r->ts[i].oid);
-        mounts[i].prefix = prefix;
+        mounts[i].prefix = r->ts[i].link;
         mounts[i].fd = r->ts[i].fd;
     }
     tree.fd = r->data.fd;
@@ -1321,9 +1314,6 @@ out:
                         "restore into \"%s\" failed, do not start it (run the restore again "
                         "with --force)",
                         r->data.path);
-    if (mounts)
-        for (i = 0; i < m->ntblspc; i++)
-            free((char *)mounts[i].prefix);
     free(mounts);
     if (repo.st)
         ws_repo_close(&repo);
