@@ -372,8 +372,17 @@ static int clear_at(int dir, const char *path, int depth, struct ws_error *err)
 static int clear_entry(int dir, const char *name, const char *path, int depth, struct ws_error *err)
 {
     int sub = openat(dir, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), rc;
+    struct stat st, dst;
 
     if (sub >= 0) {
+        /* another file system mounted here is not ours to empty */
+        if (fstat(sub, &st) != 0 || fstat(dir, &dst) != 0 || st.st_dev != dst.st_dev) {
+            close(sub);
+            return ws_error_set(err, WS_ERR_INVALID,
+                                "\"%s\" in \"%s\" is a mount point (or could not be checked): "
+                                "not emptied",
+                                name, path);
+        }
         rc = clear_at(sub, path, depth + 1, err);
         close(sub);
         if (rc == 0 && unlinkat(dir, name, AT_REMOVEDIR) != 0 && errno != ENOENT)

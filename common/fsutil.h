@@ -55,7 +55,8 @@ void ws_dir_ref_close(struct ws_dir_ref *ref);
 
 /* Removes everything inside directory dirfd (not the directory itself), through descriptors:
  * links are removed, never followed, and a directory swapped for a link meanwhile is removed
- * as the link. `path` names dirfd in messages. */
+ * as the link. A directory on another file system (a mount point) is refused, not entered.
+ * `path` names dirfd in messages. */
 int ws_dir_clear(int dirfd, const char *path, struct ws_error *err);
 
 /*

@@ -5,7 +5,7 @@
  *     the way refused, ".." in the missing part refused;
  *   - ws_dir_create: the missing components, a link planted in their place refused;
  *   - ws_dir_clear: a nested tree emptied, links removed and never followed (what they point to
- *     keeps its content);
+ *     keeps its content); a mount point inside refused, not entered (as root);
  *   - ws_tree: files and directories created below the root and below a mount, a link at a
  *     directory or file of the tree refused, invalid relative paths refused, the cursor reused.
  */
@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -220,6 +221,33 @@ static void test_clear(void)
     CHECK(file_is(q, "precious") && entries(outside) == 1);
 }
 
+/* A file system mounted inside is refused, its files kept (needs root to mount). */
+static void test_clear_mount_point(void)
+{
+    const char *d = fresh_dir();
+    char p[700];
+    struct ws_error err = {0};
+    int fd;
+
+    path_of(p, sizeof(p), d, "m");
+    REQUIRE(mkdir(p, 0700) == 0);
+    if (mount("walsafe-unit", p, "tmpfs", 0, "size=1m") != 0) {
+        printf("    (cannot mount a tmpfs: %s; mount points not tested)\n", strerror(errno));
+        return;
+    }
+    CHECK(make_file(p, "keep", "on another file system") == 0);
+    /* (no REQUIRE until the umount below: a failure must not leave the mount behind) */
+    fd = open(d, O_RDONLY | O_DIRECTORY);
+    CHECK(fd >= 0);
+    CHECK(ws_dir_clear(fd, d, &err) == WS_ERR_INVALID && strstr(err.msg, "mount point") != NULL);
+    if (fd >= 0)
+        close(fd);
+    path_of(p, sizeof(p), d, "m/keep");
+    CHECK(file_is(p, "on another file system"));
+    path_of(p, sizeof(p), d, "m");
+    CHECK(umount(p) == 0);
+}
+
 static void test_tree(void)
 {
     const char *root = fresh_dir(), *ts = fresh_dir(), *elsewhere = fresh_dir();
@@ -304,6 +332,7 @@ const struct unit_test unit_tests[] = {
     {"lookup_foreign_link", test_lookup_foreign_link},
     {"create_refuses_planted_link", test_create_refuses_planted_link},
     {"clear", test_clear},
+    {"clear_mount_point", test_clear_mount_point},
     {"tree", test_tree},
     {NULL, NULL},
 };
