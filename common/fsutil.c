@@ -369,14 +369,27 @@ static int clear_at(int dir, const char *path, int depth, struct ws_error *err)
     return rc;
 }
 
+/* 1 when directories a and b lie on the same mount: same device, and the same mount id where
+ * the kernel reports one (a bind mount of a directory of the same file system keeps st_dev). */
+static int same_mount(int a, int b)
+{
+    struct statx sa, sb;
+
+    if (statx(a, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_MNT_ID, &sa) != 0 ||
+        statx(b, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_MNT_ID, &sb) != 0)
+        return 0;
+    if (sa.stx_dev_major != sb.stx_dev_major || sa.stx_dev_minor != sb.stx_dev_minor)
+        return 0;
+    return !(sa.stx_mask & sb.stx_mask & STATX_MNT_ID) || sa.stx_mnt_id == sb.stx_mnt_id;
+}
+
 static int clear_entry(int dir, const char *name, const char *path, int depth, struct ws_error *err)
 {
     int sub = openat(dir, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), rc;
-    struct stat st, dst;
 
     if (sub >= 0) {
-        /* another file system mounted here is not ours to empty */
-        if (fstat(sub, &st) != 0 || fstat(dir, &dst) != 0 || st.st_dev != dst.st_dev) {
+        /* another file system (or a bind mount) here is not ours to empty */
+        if (!same_mount(sub, dir)) {
             close(sub);
             return ws_error_set(err, WS_ERR_INVALID,
                                 "\"%s\" in \"%s\" is a mount point (or could not be checked): "

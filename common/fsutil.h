@@ -55,7 +55,8 @@ void ws_dir_ref_close(struct ws_dir_ref *ref);
 
 /* Removes everything inside directory dirfd (not the directory itself), through descriptors:
  * links are removed, never followed, and a directory swapped for a link meanwhile is removed
- * as the link. A directory on another file system (a mount point) is refused, not entered.
+ * as the link. A mount point inside (another file system, or a bind mount of a directory of
+ * the same one) is refused, not entered.
  * `path` names dirfd in messages. */
 int ws_dir_clear(int dirfd, const char *path, struct ws_error *err);
 

@@ -5,7 +5,8 @@
  *     the way refused, ".." in the missing part refused;
  *   - ws_dir_create: the missing components, a link planted in their place refused;
  *   - ws_dir_clear: a nested tree emptied, links removed and never followed (what they point to
- *     keeps its content); a mount point inside refused, not entered (as root);
+ *     keeps its content); a mount point inside refused, not entered (as root), a bind mount
+ *     of a directory of the same file system too;
  *   - ws_tree: files and directories created below the root and below a mount, a link at a
  *     directory or file of the tree refused, invalid relative paths refused, the cursor reused.
  */
@@ -248,6 +249,36 @@ static void test_clear_mount_point(void)
     CHECK(umount(p) == 0);
 }
 
+/* A bind mount of a directory of the same file system (same st_dev) is refused as well: the
+ * directory it shows lies outside the tree being cleared. */
+static void test_clear_bind_mount(void)
+{
+    const char *d = fresh_dir(), *outside = fresh_dir();
+    char p[700];
+    struct ws_error err = {0};
+    int fd;
+
+    REQUIRE(make_file(outside, "precious", "outside the cleared tree") == 0);
+    path_of(p, sizeof(p), d, "sub");
+    REQUIRE(mkdir(p, 0700) == 0);
+    path_of(p, sizeof(p), d, "sub/b");
+    REQUIRE(mkdir(p, 0700) == 0);
+    if (mount(outside, p, NULL, MS_BIND, NULL) != 0) {
+        printf("    (cannot bind-mount: %s; bind mounts not tested)\n", strerror(errno));
+        return;
+    }
+    /* (no REQUIRE until the umount below: a failure must not leave the mount behind) */
+    fd = open(d, O_RDONLY | O_DIRECTORY);
+    CHECK(fd >= 0);
+    CHECK(ws_dir_clear(fd, d, &err) == WS_ERR_INVALID && strstr(err.msg, "mount point") != NULL);
+    if (fd >= 0)
+        close(fd);
+    path_of(p, sizeof(p), outside, "precious");
+    CHECK(file_is(p, "outside the cleared tree"));
+    path_of(p, sizeof(p), d, "sub/b");
+    CHECK(umount(p) == 0);
+}
+
 static void test_tree(void)
 {
     const char *root = fresh_dir(), *ts = fresh_dir(), *elsewhere = fresh_dir();
@@ -333,6 +364,7 @@ const struct unit_test unit_tests[] = {
     {"create_refuses_planted_link", test_create_refuses_planted_link},
     {"clear", test_clear},
     {"clear_mount_point", test_clear_mount_point},
+    {"clear_bind_mount", test_clear_bind_mount},
     {"tree", test_tree},
     {NULL, NULL},
 };
