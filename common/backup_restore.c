@@ -1352,6 +1352,10 @@ static int target_owner(struct restore *r, uid_t *uid, gid_t *gid, struct ws_err
     if (inspect_dir(d, err) != 0)
         return err->code;
     if (d->empty) {
+        struct passwd pw, *res = NULL;
+        char buf[4096];
+        if (getpwuid_r(pst.st_uid, &pw, buf, sizeof(buf), &res) == 0 && res)
+            pst.st_gid = res->pw_gid;
         if (fchown(d->fd, pst.st_uid, pst.st_gid) != 0)
             return ws_error_setsys(err, WS_ERR_IO, errno, "could not chown \"%s\"", d->path);
         *uid = pst.st_uid;
@@ -1362,15 +1366,27 @@ static int target_owner(struct restore *r, uid_t *uid, gid_t *gid, struct ws_err
     return 0;
 }
 
-/* The supplementary groups of uid's user (just gid when it has no passwd entry). */
-static int groups_of(uid_t uid, gid_t gid, gid_t **groups, int *n, struct ws_error *err)
+/* The group and supplementary groups of uid's user: its own group from the user database (not
+ * the directory's, which may be a group the user is not in, root's say); without an entry, the
+ * directory's group *gid unless that is root's, and no supplementary group. */
+static int groups_of(uid_t uid, gid_t *gidp, gid_t **groups, int *n, struct ws_error *err)
 {
     struct passwd pw, *res = NULL;
     char buf[4096];
     int want = 0;
+    gid_t gid;
 
     if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0)
         res = NULL;
+    if (res)
+        *gidp = res->pw_gid;
+    else if (*gidp == 0)
+        return ws_error_set(err, WS_ERR_INVALID,
+                            "the target belongs to user %u, who has no entry in the user "
+                            "database, and to group 0: the restore runs with the owner's group; "
+                            "give the directory the owner's group",
+                            (unsigned)uid);
+    gid = *gidp;
     if (res)
         getgrouplist(res->pw_name, gid, NULL, &want); /* only counts: want is 0 */
     if (want < 1)
@@ -1413,14 +1429,15 @@ static void child_main(struct restore *r, uid_t uid, gid_t gid, const gid_t *gro
 
 /* Runs restore_into in a child process with the target owner's user, group and supplementary
  * groups, and returns its error. */
-static int restore_as(struct restore *r, uid_t uid, gid_t gid, struct ws_error *err)
+static int restore_as(struct restore *r, uid_t uid, gid_t dir_gid, struct ws_error *err)
 {
+    gid_t gid = dir_gid;
     gid_t *groups = NULL;
     int ngroups, p[2] = {-1, -1}, status = 0, rc;
     pid_t pid, self = getpid();
     ssize_t got = 0;
 
-    if ((rc = groups_of(uid, gid, &groups, &ngroups, err)) != 0)
+    if ((rc = groups_of(uid, &gid, &groups, &ngroups, err)) != 0)
         return rc;
     if (pipe2(p, O_CLOEXEC) != 0) {
         rc = ws_error_setsys(err, WS_ERR_INTERNAL, errno, "could not create a pipe");

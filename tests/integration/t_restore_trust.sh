@@ -5,6 +5,7 @@
 # settings are quoted as PostgreSQL reads them (docs/design/restore-safety.md). The restores run
 # as root into directories postgres owns, while postgres (the attacker: it owns the target and
 # can write the repository) plants what the review of issue #15 used:
+#   - a target of postgres in root's group: the restore runs with postgres's own group;
 #   - modes 6755 (file) and 1777 (directory) in the manifest: restored 0600 / 0700, also into a
 #     root-owned target (no setuid root file, no world-writable directory);
 #   - a postgres-owned link at a --tablespace-map destination to a root-owned directory: refused,
@@ -142,6 +143,20 @@ for owner in postgres root; do
     fi
 done
 restore_manifest
+
+CASE="the group the restore runs with"
+# A target of postgres in root's group (mkdir + chown postgres, as admins do): the restore runs
+# with postgres's own group, never with the directory's (root's).
+R=$T/r_group
+mkdir -m 700 "$R" && chown postgres:root "$R" || die "mkdir $R"
+restore_root --pgdata "$R" --tablespace-map "$TS=$PGZONE/ts_group"
+if assert_rc 0 "restore as root into a target of postgres:root"; then
+    PGGROUP=$(id -gn postgres)
+    assert_eq "$(stat -c '%U:%G' "$R/PG_VERSION")" "postgres:$PGGROUP" "owner and group of a restored file"
+    assert_eq "$(stat -c '%U:%G' "$PGZONE/ts_group")" "postgres:$PGGROUP" "owner and group of the tablespace directory"
+    [ -z "$(find "$R" "$PGZONE/ts_group" -gid 0 | head -1)" ] ||
+        fail "files of root's group in the restore: $(find "$R" -gid 0 | head -3)"
+fi
 
 CASE="a link at a --tablespace-map destination"
 mkdir -m 755 "$ROOTZONE/tsdir" || die "mkdir"
