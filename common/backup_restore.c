@@ -248,6 +248,8 @@ struct restore {
     struct rdir *ts; /* one per tablespace of the manifest, in its order */
     int group_access;
     int started; /* something was removed or written: a failure leaves a directory not to start */
+    char as_user[64];       /* the user a root-started restore runs as ("" otherwise) */
+    char as_home[PATH_MAX]; /* and that user's home */
 };
 
 static int has_control(const char *s)
@@ -1264,18 +1266,16 @@ static void report_problem(void *arg, const struct ws_bfile *f, const char *msg)
  * every directory, link and file through descriptors (fsutil.h), syncs, and writes the recovery
  * settings last.
  */
-static int restore_into(struct restore *r, struct ws_error *err)
+static int restore_into(struct restore *r, struct ws_repo *repo, struct ws_error *err)
 {
     const struct ws_manifest *m = r->m;
-    struct ws_repo repo = {0};
     struct ws_bundle_opts bo = {0};
     struct ws_tree tree = {0};
     struct ws_tree_mount *mounts = NULL;
     size_t i;
     int rc;
 
-    if ((rc = ws_repo_open(r->cfg, &repo, err)) != 0 || (rc = inspect_targets(r, err)) != 0 ||
-        (rc = create_targets(r, err)) != 0)
+    if ((rc = inspect_targets(r, err)) != 0 || (rc = create_targets(r, err)) != 0)
         goto out;
     r->started = 1;
     if ((rc = empty_targets(r, err)) != 0)
@@ -1298,7 +1298,7 @@ static int restore_into(struct restore *r, struct ws_error *err)
     ws_log_info("restoring backup %s (%" PRIu64 " bytes in %zu files) into \"%s\"", m->id, m->bytes,
                 m->nfiles, r->data.path);
     if ((rc = make_dirs(r, &tree, err)) != 0 || (rc = split_files(r, &tree, 0, err)) != 0 ||
-        (rc = run_restore_workers(r->cfg, r->kr, &repo, m, r->o, &bo, err)) != 0 ||
+        (rc = run_restore_workers(r->cfg, r->kr, repo, m, r->o, &bo, err)) != 0 ||
         (rc = split_files(r, &tree, 1, err)) != 0 || (rc = remap_tablespace_map(r, err)) != 0 ||
         (rc = sync_fs_of(&r->data, err)) != 0)
         goto out;
@@ -1315,6 +1315,61 @@ out:
                         "with --force)",
                         r->data.path);
     free(mounts);
+    return rc;
+}
+
+/*
+ * Everything that reads the repository, run by the process that restores (as the target's owner
+ * when root started it, so that no repository content is parsed with root's rights): the
+ * catalog, the backup to restore, the checks of its manifest against the options, then the
+ * restore itself.
+ */
+static int plan_and_restore(struct restore *r, struct ws_error *err)
+{
+    const struct ws_config *cfg = r->cfg;
+    struct ws_repo repo = {0};
+    struct ws_catalog cat = {0};
+    const struct ws_catalog_backup *b = NULL;
+    size_t i;
+    int rc;
+
+    if ((rc = ws_repo_open(cfg, &repo, err)) != 0) {
+        if (r->as_user[0])
+            ws_error_prefix(err,
+                            "the restore runs as user \"%s\" (the owner of \"%s\"; HOME=%s) and "
+                            "could not open the repository",
+                            r->as_user, r->data.path, r->as_home);
+        goto out;
+    }
+    if ((rc = ws_catalog_load(&repo, r->kr, &cat, err)) != 0)
+        goto out;
+    if (!cat.has_identity) {
+        rc = ws_error_set(err, WS_ERR_NOT_FOUND,
+                          "the repository %s holds nothing for cluster \"%s\"", repo.st->location,
+                          repo.cluster);
+        goto out;
+    }
+    if ((rc = choose_backup(&cat, r->o, &b, err)) != 0)
+        goto out;
+    r->m = &b->m;
+    r->group_access = manifest_group_access(r->m);
+    if (r->m->ntblspc && !(r->ts = calloc(r->m->ntblspc, sizeof(*r->ts)))) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    for (i = 0; i < r->m->ntblspc; i++)
+        r->ts[i].fd = r->ts[i].ref.fd = -1;
+    if ((rc = check_manifest_paths(r->m, err)) != 0 || (rc = check_tablespaces(r, err)) != 0 ||
+        (rc = make_restore_command(r, err)) != 0)
+        goto out;
+    rc = restore_into(r, &repo, err);
+out:
+    if (r->ts)
+        for (i = 0; i < r->m->ntblspc; i++)
+            close_rdir(&r->ts[i]);
+    free(r->ts);
+    r->ts = NULL;
+    ws_catalog_free(&cat);
     if (repo.st)
         ws_repo_close(&repo);
     return rc;
@@ -1322,17 +1377,29 @@ out:
 
 /* ---- as root: the restore runs as the target's owner -------------------------------------- */
 
+/* Whom the restore runs as: a user with their own group, supplementary groups and home. */
+struct owner {
+    uid_t uid;
+    gid_t gid;
+    gid_t *groups;
+    int ngroups;
+    char name[64];
+    char home[PATH_MAX];
+};
+
 /*
- * Who gets the restored files: the owner of the data directory; of its parent when root owns
- * it (an empty root-owned data directory is then given to that user first: the one thing done
- * as root); of its deepest existing ancestor when it does not exist yet.
+ * Whose the data directory is: the owner of the data directory; of its parent when root owns it
+ * (an empty root-owned data directory is then given to that user, see give_data_dir); of its
+ * deepest existing ancestor when it does not exist yet. *give is set when the data directory
+ * must be given to *uid.
  */
-static int target_owner(struct restore *r, uid_t *uid, gid_t *gid, struct ws_error *err)
+static int target_owner(struct restore *r, uid_t *uid, gid_t *gid, int *give, struct ws_error *err)
 {
     struct rdir *d = &r->data;
     struct stat st, pst;
     int pfd;
 
+    *give = 0;
     if (fstat(d->ref.fd, &st) != 0)
         return ws_error_setsys(err, WS_ERR_IO, errno, "could not stat \"%s\"", d->path);
     *uid = st.st_uid;
@@ -1352,72 +1419,88 @@ static int target_owner(struct restore *r, uid_t *uid, gid_t *gid, struct ws_err
     if (inspect_dir(d, err) != 0)
         return err->code;
     if (d->empty) {
-        struct passwd pw, *res = NULL;
-        char buf[4096];
-        if (getpwuid_r(pst.st_uid, &pw, buf, sizeof(buf), &res) == 0 && res)
-            pst.st_gid = res->pw_gid;
-        if (fchown(d->fd, pst.st_uid, pst.st_gid) != 0)
-            return ws_error_setsys(err, WS_ERR_IO, errno, "could not chown \"%s\"", d->path);
         *uid = pst.st_uid;
         *gid = pst.st_gid;
+        *give = 1;
     }
-    close(d->fd);
-    d->fd = -1;
     return 0;
 }
 
-/* The group and supplementary groups of uid's user: its own group from the user database (not
- * the directory's, which may be a group the user is not in, root's say); without an entry, the
- * directory's group *gid unless that is root's, and no supplementary group. */
-static int groups_of(uid_t uid, gid_t *gidp, gid_t **groups, int *n, struct ws_error *err)
+/* The one write done as root: the empty root-owned data directory goes to its new owner. */
+static int give_data_dir(struct restore *r, const struct owner *ow, struct ws_error *err)
+{
+    int rc = 0;
+
+    if (fchown(r->data.fd, ow->uid, ow->gid) != 0)
+        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not chown \"%s\"", r->data.path);
+    close(r->data.fd);
+    r->data.fd = -1;
+    return rc;
+}
+
+/*
+ * Whom uid is, from the user database: its own group (not the directory's, which may be a group
+ * the user is not in, root's say), supplementary groups and home. A uid without an entry gets
+ * the directory's group, unless that is root's, and no supplementary group.
+ */
+static int owner_of(uid_t uid, gid_t dir_gid, const char *dir, struct owner *ow,
+                    struct ws_error *err)
 {
     struct passwd pw, *res = NULL;
     char buf[4096];
     int want = 0;
-    gid_t gid;
 
-    if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0)
-        res = NULL;
-    if (res)
-        *gidp = res->pw_gid;
-    else if (*gidp == 0)
-        return ws_error_set(err, WS_ERR_INVALID,
-                            "the target belongs to user %u, who has no entry in the user "
-                            "database, and to group 0: the restore runs with the owner's group; "
-                            "give the directory the owner's group",
-                            (unsigned)uid);
-    gid = *gidp;
-    if (res)
-        getgrouplist(res->pw_name, gid, NULL, &want); /* only counts: want is 0 */
+    ow->uid = uid;
+    if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0 || !res) {
+        if (dir_gid == 0)
+            return ws_error_set(err, WS_ERR_INVALID,
+                                "\"%s\" belongs to user %u, who has no entry in the user "
+                                "database, and to group 0: the restore runs with the owner's "
+                                "group; give the directory the owner's group",
+                                dir, (unsigned)uid);
+        snprintf(ow->name, sizeof(ow->name), "%u", (unsigned)uid);
+        snprintf(ow->home, sizeof(ow->home), "/");
+        ow->gid = dir_gid;
+        if (!(ow->groups = calloc(1, sizeof(*ow->groups))))
+            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        ow->groups[0] = dir_gid;
+        ow->ngroups = 1;
+        return 0;
+    }
+    ow->gid = res->pw_gid;
+    snprintf(ow->name, sizeof(ow->name), "%s", res->pw_name);
+    snprintf(ow->home, sizeof(ow->home), "%s", res->pw_dir);
+    getgrouplist(res->pw_name, ow->gid, NULL, &want); /* only counts */
     if (want < 1)
         want = 1;
-    if (!(*groups = calloc((size_t)want, sizeof(**groups))))
+    if (!(ow->groups = calloc((size_t)want, sizeof(*ow->groups))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    (*groups)[0] = gid;
-    *n = want;
-    if (!res || getgrouplist(res->pw_name, gid, *groups, n) < 0) {
-        (*groups)[0] = gid;
-        *n = 1;
+    ow->ngroups = want;
+    if (getgrouplist(res->pw_name, ow->gid, ow->groups, &ow->ngroups) < 0) {
+        ow->groups[0] = ow->gid;
+        ow->ngroups = 1;
     }
     return 0;
 }
 
-static void child_main(struct restore *r, uid_t uid, gid_t gid, const gid_t *groups, int ngroups,
-                       pid_t parent, int report)
+static void child_main(struct restore *r, const struct owner *ow, pid_t parent, int report)
 {
     struct ws_error cerr = {0};
     int rc;
 
-    if (setgroups((size_t)ngroups, groups) != 0 || setresgid(gid, gid, gid) != 0 ||
-        setresuid(uid, uid, uid) != 0)
+    if (setgroups((size_t)ow->ngroups, ow->groups) != 0 ||
+        setresgid(ow->gid, ow->gid, ow->gid) != 0 || setresuid(ow->uid, ow->uid, ow->uid) != 0)
         rc = ws_error_setsys(&cerr, WS_ERR_INTERNAL, errno,
-                             "could not become user %u (group %u) for the restore", (unsigned)uid,
-                             (unsigned)gid);
+                             "could not become user \"%s\" (%u, group %u) for the restore",
+                             ow->name, (unsigned)ow->uid, (unsigned)ow->gid);
     else if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
         rc = ws_error_set(&cerr, WS_ERR_INTERNAL, "the restore's parent process ended");
-    else if ((rc = restore_into(r, &cerr)) != 0 &&
+    else if (setenv("HOME", ow->home, 1) != 0 || setenv("USER", ow->name, 1) != 0 ||
+             setenv("LOGNAME", ow->name, 1) != 0)
+        rc = ws_error_set(&cerr, WS_ERR_INTERNAL, "out of memory");
+    else if ((rc = plan_and_restore(r, &cerr)) != 0 &&
              (cerr.sys_errno == EACCES || cerr.sys_errno == EPERM))
-        ws_error_prefix(&cerr, "restoring as user %u (the target's owner)", (unsigned)uid);
+        ws_error_prefix(&cerr, "restoring as user \"%s\" (the target's owner)", ow->name);
     if (rc) {
         if (!cerr.code)
             cerr.code = rc;
@@ -1427,22 +1510,18 @@ static void child_main(struct restore *r, uid_t uid, gid_t gid, const gid_t *gro
     _exit(rc ? 1 : 0);
 }
 
-/* Runs restore_into in a child process with the target owner's user, group and supplementary
- * groups, and returns its error. */
-static int restore_as(struct restore *r, uid_t uid, gid_t dir_gid, struct ws_error *err)
+/* Runs plan_and_restore in a child process with the owner's user, group, supplementary groups
+ * and HOME (USER, LOGNAME), and returns its error. */
+static int restore_as(struct restore *r, const struct owner *ow, struct ws_error *err)
 {
-    gid_t gid = dir_gid;
-    gid_t *groups = NULL;
-    int ngroups, p[2] = {-1, -1}, status = 0, rc;
+    int p[2] = {-1, -1}, status = 0, rc;
     pid_t pid, self = getpid();
     ssize_t got = 0;
 
-    if ((rc = groups_of(uid, &gid, &groups, &ngroups, err)) != 0)
-        return rc;
-    if (pipe2(p, O_CLOEXEC) != 0) {
-        rc = ws_error_setsys(err, WS_ERR_INTERNAL, errno, "could not create a pipe");
-        goto out;
-    }
+    snprintf(r->as_user, sizeof(r->as_user), "%s", ow->name);
+    snprintf(r->as_home, sizeof(r->as_home), "%s", ow->home);
+    if (pipe2(p, O_CLOEXEC) != 0)
+        return ws_error_setsys(err, WS_ERR_INTERNAL, errno, "could not create a pipe");
     fflush(stdout);
     fflush(stderr);
     if ((pid = fork()) < 0) {
@@ -1451,7 +1530,7 @@ static int restore_as(struct restore *r, uid_t uid, gid_t dir_gid, struct ws_err
     }
     if (pid == 0) {
         close(p[0]);
-        child_main(r, uid, gid, groups, ngroups, self, p[1]);
+        child_main(r, ow, self, p[1]);
     }
     close(p[1]);
     p[1] = -1;
@@ -1472,11 +1551,11 @@ static int restore_as(struct restore *r, uid_t uid, gid_t dir_gid, struct ws_err
     } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         rc = 0;
     } else {
+        memset(err, 0, sizeof(*err));
         rc = ws_error_set(err, WS_ERR_INTERNAL,
                           "restore into \"%s\" failed, do not start it (run the restore again "
-                          "with --force): the restore process (user %u) ended %s %d",
-                          r->data.path, (unsigned)uid,
-                          WIFSIGNALED(status) ? "by signal" : "with status",
+                          "with --force): the restore process (user \"%s\") ended %s %d",
+                          r->data.path, ow->name, WIFSIGNALED(status) ? "by signal" : "with status",
                           WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
     }
 out:
@@ -1484,22 +1563,23 @@ out:
         close(p[0]);
     if (p[1] >= 0)
         close(p[1]);
-    free(groups);
     return rc;
 }
 
+/*
+ * As root, only what needs root happens here: the data directory is looked up and its owner
+ * decided; the key is loaded (its file may be root's: the keyring goes to the child in memory).
+ * Everything that reads the repository happens in plan_and_restore, in the child.
+ */
 int ws_backup_restore(const struct ws_config *cfg, const struct ws_restore_opts *o,
                       struct ws_error *err)
 {
-    struct ws_repo repo = {0};
     struct ws_keyring kr = {0};
-    struct ws_catalog cat = {0};
-    const struct ws_catalog_backup *b = NULL;
     struct restore r = {0};
-    size_t i;
+    struct owner ow = {0};
     uid_t uid = 0;
     gid_t gid = 0;
-    int rc;
+    int rc, give = 0;
 
     r.cfg = cfg;
     r.o = o;
@@ -1514,45 +1594,22 @@ int ws_backup_restore(const struct ws_config *cfg, const struct ws_restore_opts 
         goto out;
     }
     r.data.path = r.pgdata;
-    if ((rc = ws_keyring_load(cfg, &kr, err)) != 0 || (rc = ws_repo_open(cfg, &repo, err)) != 0 ||
-        (rc = ws_catalog_load(&repo, &kr, &cat, err)) != 0)
-        goto out;
-    if (!cat.has_identity) {
-        rc = ws_error_set(err, WS_ERR_NOT_FOUND,
-                          "the repository %s holds nothing for cluster \"%s\"", repo.st->location,
-                          repo.cluster);
-        goto out;
-    }
-    ws_repo_close(&repo); /* the restore opens its own (in the process that does it) */
-    if ((rc = choose_backup(&cat, o, &b, err)) != 0)
-        goto out;
-    r.m = &b->m;
-    r.group_access = manifest_group_access(r.m);
-    if (r.m->ntblspc && !(r.ts = calloc(r.m->ntblspc, sizeof(*r.ts)))) {
-        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-        goto out;
-    }
-    for (i = 0; i < r.m->ntblspc; i++)
-        r.ts[i].fd = r.ts[i].ref.fd = -1;
-    if ((rc = check_manifest_paths(r.m, err)) != 0 || (rc = check_tablespaces(&r, err)) != 0 ||
-        (rc = make_restore_command(&r, err)) != 0 ||
+    if ((rc = ws_keyring_load(cfg, &kr, err)) != 0 ||
         (rc = ws_dir_lookup(o->pgdata, &r.data.ref, err)) != 0)
         goto out;
-    if (geteuid() == 0 && (rc = target_owner(&r, &uid, &gid, err)) != 0)
+    if (geteuid() == 0 && (rc = target_owner(&r, &uid, &gid, &give, err)) != 0)
         goto out;
-    if (geteuid() == 0 && uid != 0)
-        rc = restore_as(&r, uid, gid, err);
-    else
-        rc = restore_into(&r, err);
+    if (geteuid() == 0 && uid != 0) {
+        if ((rc = owner_of(uid, gid, r.pgdata, &ow, err)) != 0 ||
+            (give && (rc = give_data_dir(&r, &ow, err)) != 0))
+            goto out;
+        rc = restore_as(&r, &ow, err);
+    } else {
+        rc = plan_and_restore(&r, err);
+    }
 out:
     close_rdir(&r.data);
-    if (r.ts)
-        for (i = 0; i < r.m->ntblspc; i++)
-            close_rdir(&r.ts[i]);
-    free(r.ts);
-    ws_catalog_free(&cat);
-    if (repo.st)
-        ws_repo_close(&repo);
+    free(ow.groups);
     ws_keyring_wipe(&kr);
     return rc;
 }
