@@ -442,6 +442,29 @@ static int check_tablespaces(struct restore *r, struct ws_error *err)
     return 0;
 }
 
+/* Root restoring into a root-owned target (no privilege drop) creates and fills each
+ * tablespace directory as root: a location from the manifest, which whoever writes the
+ * repository chooses ("/root/.ssh"), is not enough; the command line must name it. */
+static int check_root_tablespaces(const struct restore *r, struct ws_error *err)
+{
+    size_t t;
+
+    if (geteuid() != 0)
+        return 0;
+    for (t = 0; t < r->m->ntblspc; t++)
+        if (!r->ts[t].mapped)
+            return ws_error_set(err, WS_ERR_INVALID,
+                                "tablespace %" PRIu32 ": the restore runs as root (root owns "
+                                "\"%s\" or what holds it), and the location \"%s\" comes from "
+                                "the backup's manifest, which whoever writes the repository "
+                                "chooses: name the directory with --tablespace-map %s=DIR (DIR "
+                                "may be that location), or restore into a directory the database "
+                                "user owns",
+                                r->ts[t].oid, r->pgdata, r->m->tblspc[t].location,
+                                r->m->tblspc[t].location);
+    return 0;
+}
+
 /* PostgreSQL decides on group access from the data directory's mode; the manifest has the
  * mode of "global", which it creates alike. */
 static int manifest_group_access(const struct ws_manifest *m)
@@ -1360,7 +1383,7 @@ static int plan_and_restore(struct restore *r, struct ws_error *err)
     for (i = 0; i < r->m->ntblspc; i++)
         r->ts[i].fd = r->ts[i].ref.fd = -1;
     if ((rc = check_manifest_paths(r->m, err)) != 0 || (rc = check_tablespaces(r, err)) != 0 ||
-        (rc = make_restore_command(r, err)) != 0)
+        (rc = check_root_tablespaces(r, err)) != 0 || (rc = make_restore_command(r, err)) != 0)
         goto out;
     rc = restore_into(r, &repo, err);
 out:

@@ -8,6 +8,8 @@
 #   - a target of postgres in root's group: the restore runs with postgres's own group;
 #   - modes 6755 (file) and 1777 (directory) in the manifest: restored 0600 / 0700, also into a
 #     root-owned target (no setuid root file, no world-writable directory);
+#   - a root-owned target (no privilege drop) with a tablespace location from the manifest, a
+#     root-only place holding a file "authorized_keys": refused, nothing created;
 #   - a postgres-owned link at a --tablespace-map destination to a root-owned directory: refused,
 #     the directory keeps its owner;
 #   - recovery.signal, postgresql.auto.conf.walsafe and tablespace_map.walsafe planted as links
@@ -226,6 +228,22 @@ note "restore with base/5 swapped: exit $rc ($(grep -v '^$' "$T/restore.log" | t
 assert_dir_empty "$ROOTZONE/elsewhere" "root's directory that base/5 was pointed at"
 assert_eq "$(stat -c '%U %a' "$ROOTZONE/elsewhere")" "root 755" "owner and mode of root's directory"
 
+CASE="a root-owned target: tablespace locations from the manifest"
+# Root restoring into a directory of its own (no privilege drop): the manifest (postgres writes
+# the repository) names a missing root-only place as a tablespace and puts a file there, as an
+# attacker would with /root/.ssh/authorized_keys. Refused, nothing created: as root, every
+# tablespace directory must be named with --tablespace-map.
+enc() { printf '%s' "$1" | sed 's/%/%25/g; s/ /%20/g'; }
+craft "s#^tablespace $TS_OID .*#tablespace $TS_OID $(enc "$ROOTZONE/sshdir")#;
+       0,/^file pg_tblspc\/$TS_OID\/[^ ]* /s##file pg_tblspc/$TS_OID/authorized_keys #"
+grep -q "^file pg_tblspc/$TS_OID/authorized_keys " "$T/manifest.new" || die "craft: no authorized_keys"
+restore_root --pgdata "$ROOTZONE/r_rootts"
+assert_rc 1 "restore as root into a root-owned target, tablespace location from the manifest" &&
+    assert_err_contains "--tablespace-map $ROOTZONE/sshdir=DIR" "restore as root, tablespace location from the manifest"
+assert_absent "$ROOTZONE/sshdir" "the manifest's tablespace location (root-owned target)"
+assert_absent "$ROOTZONE/r_rootts" "the refused root-owned target"
+restore_manifest
+
 CASE="tablespace locations from the manifest"
 mkdir -m 700 "$T/cwd" && chown postgres: "$T/cwd" || die "mkdir cwd"
 n=0
@@ -243,7 +261,6 @@ bad_location() {
     assert_absent "$dir" "$what: the target"
     assert_dir_empty "$T/cwd" "$what: the working directory"
 }
-enc() { printf '%s' "$1" | sed 's/%/%25/g; s/ /%20/g'; }
 bad_location "s#^tablespace $TS_OID .*#tablespace $TS_OID ts_rel#" 'not an absolute normalised path' "a relative location"
 bad_location "s#^tablespace $TS_OID .*#tablespace $TS_OID /#" 'not an absolute normalised path' "location /"
 bad_location "s#^tablespace $TS_OID .*#tablespace $TS_OID $(enc "$T")/x/../ts_two#" 'not an absolute normalised path' "a location with .."
