@@ -1145,19 +1145,8 @@ static int sync_fs_of(const struct rdir *d, struct ws_error *err)
     return 0;
 }
 
-/* tablespace_map lines are "<oid> <path>", the path with "\" before any "\", CR or LF. */
-static void unescape_map_path(const char *in, char *out, size_t outsz)
-{
-    size_t n = 0;
-
-    for (; *in && n + 1 < outsz; in++) {
-        if (*in == '\\' && in[1])
-            in++;
-        out[n++] = *in;
-    }
-    out[n] = '\0';
-}
-
+/* tablespace_map lines are "<oid> <path>", the path with a backslash before any backslash, CR or LF
+ * (as PostgreSQL's do_pg_backup_start writes them). */
 static void escape_map_path(FILE *f, const char *p)
 {
     for (; *p; p++) {
@@ -1168,47 +1157,34 @@ static void escape_map_path(FILE *f, const char *p)
 }
 
 /*
- * PostgreSQL recreates the pg_tblspc links from tablespace_map when it starts from a backup,
- * so a moved tablespace must be moved there too: otherwise the restored server would write
- * into the original location (perhaps the live primary's tablespace).
+ * PostgreSQL recreates the pg_tblspc links from tablespace_map when it starts from a backup, so
+ * that file decides where the restored server's tablespaces are: the one restored from the
+ * backup (whatever it says, it is the repository's) is replaced by one that lists exactly the
+ * tablespace directories this restore checked and filled, moved ones included. Otherwise the
+ * restored server could write into another directory (the live primary's tablespace, say).
  */
-static int remap_tablespace_map(struct restore *r, struct ws_error *err)
+static int write_tablespace_map(struct restore *r, struct ws_error *err)
 {
-    FILE *in = NULL, *out;
-    char *text = NULL, *line = NULL, loc[PATH_MAX * 2];
-    size_t len = 0, cap = 0;
-    ssize_t n;
+    FILE *out;
+    char *text = NULL;
+    size_t len = 0, t;
+    struct stat st;
     int rc;
 
-    if (r->o->nmaps == 0)
-        return 0;
-    if ((rc = open_regular(r, "tablespace_map", &in, err)) != 0 || !in)
-        return rc;
-    if (!(out = open_memstream(&text, &len))) {
-        fclose(in);
+    if (r->m->ntblspc == 0) {
+        if (fstatat(r->data.fd, "tablespace_map", &st, AT_SYMLINK_NOFOLLOW) != 0)
+            return errno == ENOENT
+                       ? 0
+                       : ws_error_setsys(err, WS_ERR_IO, errno,
+                                         "could not stat \"%s/tablespace_map\"", r->data.path);
+    }
+    if (!(out = open_memstream(&text, &len)))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    for (t = 0; t < r->m->ntblspc; t++) {
+        fprintf(out, "%" PRIu32 " ", r->ts[t].oid);
+        escape_map_path(out, r->ts[t].path);
+        fputc('\n', out);
     }
-    while ((n = getline(&line, &cap, in)) > 0) {
-        char *sp = strchr(line, ' ');
-        if (line[n - 1] == '\n')
-            line[--n] = '\0';
-        if (sp) {
-            const char *to;
-            *sp = '\0';
-            unescape_map_path(sp + 1, loc, sizeof(loc));
-            to = mapped_location(r->o, loc);
-            fprintf(out, "%s ", line);
-            if (to != loc)
-                escape_map_path(out, to);
-            else
-                fputs(sp + 1, out);
-            fputc('\n', out);
-        } else {
-            fprintf(out, "%s\n", line);
-        }
-    }
-    free(line);
-    fclose(in);
     if ((rc = close_text(out, err)) == 0)
         rc = write_small_file(r, "tablespace_map", text, len, err);
     free(text);
@@ -1322,7 +1298,7 @@ static int restore_into(struct restore *r, struct ws_repo *repo, struct ws_error
                 m->nfiles, r->data.path);
     if ((rc = make_dirs(r, &tree, err)) != 0 || (rc = split_files(r, &tree, 0, err)) != 0 ||
         (rc = run_restore_workers(r->cfg, r->kr, repo, m, r->o, &bo, err)) != 0 ||
-        (rc = split_files(r, &tree, 1, err)) != 0 || (rc = remap_tablespace_map(r, err)) != 0 ||
+        (rc = split_files(r, &tree, 1, err)) != 0 || (rc = write_tablespace_map(r, err)) != 0 ||
         (rc = sync_fs_of(&r->data, err)) != 0)
         goto out;
     for (i = 0; i < m->ntblspc; i++)

@@ -10,6 +10,8 @@
 #     root-owned target (no setuid root file, no world-writable directory);
 #   - a root-owned target (no privilege drop) with a tablespace location from the manifest, a
 #     root-only place holding a file "authorized_keys": refused, nothing created;
+#   - a manifest whose tablespace location differs from the backup's tablespace_map (the
+#     primary's tablespace): the restored tablespace_map names what the restore filled;
 #   - a postgres-owned link at a --tablespace-map destination to a root-owned directory: refused,
 #     the directory keeps its owner;
 #   - recovery.signal, postgresql.auto.conf.walsafe and tablespace_map.walsafe planted as links
@@ -242,6 +244,21 @@ assert_rc 1 "restore as root into a root-owned target, tablespace location from 
     assert_err_contains "--tablespace-map $ROOTZONE/sshdir=DIR" "restore as root, tablespace location from the manifest"
 assert_absent "$ROOTZONE/sshdir" "the manifest's tablespace location (root-owned target)"
 assert_absent "$ROOTZONE/r_rootts" "the refused root-owned target"
+restore_manifest
+
+CASE="tablespace_map from the backup"
+# PostgreSQL relinks pg_tblspc from tablespace_map when it starts: a manifest whose location
+# differs from the backup's tablespace_map (which names the primary's tablespace) must not give
+# the restored server the primary's tablespace. The restore writes tablespace_map from what it
+# checked and filled.
+craft "s#^tablespace $TS_OID .*#tablespace $TS_OID $(enc "$PGZONE/ts_moved")#"
+R=$T/r_tsmap
+pg_dir "$R"
+restore_root --pgdata "$R"
+if assert_rc 0 "restore of a manifest whose tablespace location differs from tablespace_map"; then
+    assert_eq "$(cat "$R/tablespace_map")" "$TS_OID $PGZONE/ts_moved" "tablespace_map of the restore"
+    assert_eq "$(readlink "$R/pg_tblspc/$TS_OID")" "$PGZONE/ts_moved" "the tablespace link"
+fi
 restore_manifest
 
 CASE="tablespace locations from the manifest"
