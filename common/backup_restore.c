@@ -230,7 +230,8 @@ struct rdir {
     uint32_t oid;          /* of a tablespace; 0 for the data directory */
     char link[32];         /* a tablespace's "pg_tblspc/<oid>" */
     int mapped;            /* a --tablespace-map destination */
-    int clearable;         /* --force may empty it */
+    int clearable;         /* --force may empty it (also the replaced cluster's own, see
+                              inspect_targets) */
     struct ws_dir_ref ref; /* looked up (fsutil.h) */
     int fd;                /* opened for reading, once it exists */
     int empty, has_pid;    /* what it held before the restore */
@@ -419,8 +420,9 @@ static int check_tablespaces(struct restore *r, struct ws_error *err)
         snprintf(d->link, sizeof(d->link), "pg_tblspc/%" PRIu32, d->oid);
         d->path = mapped_location(o, m->tblspc[t].location);
         d->mapped = d->path != m->tblspc[t].location;
-        /* --force empties only a destination named on this command line that is no
-         * tablespace's original location (the primary may be using that one) */
+        /* --force empties a destination named on this command line that is no tablespace's
+         * original location (the primary may be using that one); an original location only
+         * when the replaced data directory links to it (inspect_targets) */
         d->clearable = d->mapped;
         for (u = 0; u < m->ntblspc; u++)
             if (path_within(d->path, m->tblspc[u].location) ||
@@ -574,7 +576,7 @@ static int inspect_targets(struct restore *r, struct ws_error *err)
 {
     struct rdir *d = &r->data;
     size_t t;
-    int rc;
+    int rc, ours;
 
     if ((rc = inspect_dir(d, err)) != 0 || (rc = check_mine(d, "data directory", err)) != 0)
         return rc;
@@ -595,7 +597,9 @@ static int inspect_targets(struct restore *r, struct ws_error *err)
             return ws_error_prefix(err, "tablespace %" PRIu32, d->oid);
         if (d->empty)
             continue;
-        if (!d->clearable) {
+        /* the data directory --force replaces links to it: that cluster's own tablespace */
+        ours = r->o->force && linked_from_data(r, d);
+        if (!d->clearable && !(ours && strcmp(d->path, r->m->tblspc[t].location) == 0)) {
             char held[NAME_MAX + 80] = "";
             if (d->pg[0])
                 snprintf(held, sizeof(held),
@@ -603,9 +607,9 @@ static int inspect_targets(struct restore *r, struct ws_error *err)
                          d->pg);
             return ws_error_set(err, WS_ERR_INVALID,
                                 "tablespace directory \"%s\" of tablespace %" PRIu32
-                                " is not empty%s; --force never empties a tablespace's original "
-                                "location: restore the tablespace elsewhere with "
-                                "--tablespace-map %s=NEWDIR",
+                                " is not empty%s; --force empties a tablespace's original "
+                                "location only when the data directory it replaces links to it: "
+                                "restore the tablespace elsewhere with --tablespace-map %s=NEWDIR",
                                 d->path, d->oid, held, r->m->tblspc[t].location);
         }
         if (!r->o->force)
@@ -615,10 +619,10 @@ static int inspect_targets(struct restore *r, struct ws_error *err)
                                 d->path);
         if (d->has_pid)
             return ws_error_set(err, WS_ERR_INVALID,
-                                "tablespace directory \"%s\" (--tablespace-map) holds "
-                                "postmaster.pid: it is a data directory, not emptied",
+                                "tablespace directory \"%s\" holds postmaster.pid: it is a data "
+                                "directory, not emptied",
                                 d->path);
-        if (d->pg[0] && !linked_from_data(r, d))
+        if (d->pg[0] && !ours)
             return ws_error_set(err, WS_ERR_INVALID,
                                 "tablespace directory \"%s\" (--tablespace-map) holds \"%s\", a "
                                 "tablespace that no link in \"%s/pg_tblspc\" points to (another "

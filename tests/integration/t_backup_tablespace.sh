@@ -4,7 +4,8 @@
 # at the original location (once it is free). Rows written after the backup reach the
 # tablespace through WAL replay (restores without a target: to the end of the archive). A
 # restore whose tablespace directory is not empty is refused and leaves it untouched, also with
-# --force (which never empties a tablespace's original location).
+# --force (which empties a tablespace's original location only when the replaced data directory
+# links to it: a new target never does).
 # Uncompressed and unencrypted (the other backup scenarios use zstd and a key).
 # The repository is REPO_KIND (local, s3 or sftp; default local).
 . "$(dirname "$0")/lib.sh"
@@ -81,8 +82,8 @@ pg_stop "$PGD"
 TS_STATE=$(repo_state "$TS")
 
 CASE="restore into a tablespace directory that is not empty"
-# --force empties the target data directory, never a tablespace's original location; the
-# message points to --tablespace-map, not to --force.
+# --force into a new data directory never empties a tablespace's original location (no link of
+# the target leads there); the message points to --tablespace-map, not to --force.
 for force in "" --force; do
     bb --config "$CONF" restore --pgdata "$T/r_busy" $force
     if [ "$RC" -eq 0 ]; then

@@ -4,6 +4,9 @@
 # paths, types, modes, owners, sizes, link targets and contents (tablespace included, moved with
 # --tablespace-map). A killed restore never leaves recovery.signal behind unless it had finished,
 # and, run as root, its child (which does the work as the target's owner) ends with it.
+# Without --tablespace-map too: a restore killed with files in the tablespace's original location
+# is repeated with --force (the data directory it replaces links there, so that location is its
+# own).
 # Kills alternate between a restore run as root (the parent is killed) and one run as postgres.
 . "$(dirname "$0")/lib.sh"
 setup_tmp
@@ -114,6 +117,35 @@ if ! cmp -s "$T/ref.list" "$T/final.list"; then
     diff "$T/ref.list" "$T/final.list" | head -20 | sed 's/^/      /'
 fi
 note "compared $(grep -c . "$T/ref.list") lines of listing"
+
+CASE="killed without --tablespace-map, then --force"
+# As on another host, the tablespace goes to its original location (the stopped primary's moves
+# aside). A restore killed once files are in it leaves that location non-empty; the data directory
+# it replaces links there (links are made first), so --force empties it as the cluster's own.
+mv "$TS" "$TS.primary" || die "mv $TS"
+R2=$T/r_nomap
+bg_start "$T/nomap.log" "$BASEBACKUP" --config "$CONF" restore --pgdata "$R2"
+pid=$BG_PID
+for _ in $(seq 1 2000); do
+    [ -n "$(find "$TS" -type f 2>/dev/null | head -1)" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.005
+done
+kill -KILL "$pid" 2>/dev/null && note "restore without --tablespace-map killed with files in $TS"
+wait "$pid" 2>/dev/null
+for _ in $(seq 1 40); do
+    pgrep -f -- "--pgdata $R2\$" >/dev/null || break
+    sleep 0.05
+done
+[ -n "$(find "$TS" -type f 2>/dev/null | head -1)" ] || die "the killed restore put nothing into $TS"
+run "$BASEBACKUP" --config "$CONF" restore --pgdata "$R2" --force
+if assert_rc 0 "restore --force over a killed restore's original tablespace location"; then
+    listing "$R2" "$TS" >"$T/nomap.list"
+    if ! cmp -s "$T/ref.list" "$T/nomap.list"; then
+        fail "the directory differs from an uninterrupted restore's:"
+        diff "$T/ref.list" "$T/nomap.list" | head -20 | sed 's/^/      /'
+    fi
+fi
 
 CASE="the restored copy starts"
 start_restored "$R"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # t_restore_trust: `basebackup restore` writes only inside its targets, never through a link,
 # and never with more rights than the target's owner; --force never empties a tablespace's
-# original location; the manifest's tablespace locations and modes are checked; the recovery
+# original location that the data directory it replaces does not link to; the manifest's tablespace locations and modes are checked; the recovery
 # settings are quoted as PostgreSQL reads them (docs/design/restore-safety.md). The restores run
 # as root into directories postgres owns, while postgres (the attacker: it owns the target and
 # can write the repository) plants what the review of issue #15 used:
