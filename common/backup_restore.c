@@ -1496,6 +1496,13 @@ static void child_main(struct restore *r, const struct owner *ow, pid_t parent, 
         rc = ws_error_setsys(&cerr, WS_ERR_INTERNAL, errno,
                              "could not become user \"%s\" (%u, group %u) for the restore",
                              ow->name, (unsigned)ow->uid, (unsigned)ow->gid);
+    /* changing uids reset dumpability to fs.suid_dumpable (1 would let the owner ptrace the
+     * keyring and whatever root read out of this process): non-dumpable again, as cli.c made
+     * it; and the parent-death signal, which the change cleared, is set only now */
+    else if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        rc = ws_error_setsys(&cerr, WS_ERR_INTERNAL, errno,
+                             "could not make the restore process "
+                             "non-dumpable");
     else if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
         rc = ws_error_set(&cerr, WS_ERR_INTERNAL, "the restore's parent process ended");
     else if (setenv("HOME", ow->home, 1) != 0 || setenv("USER", ow->name, 1) != 0 ||
