@@ -1363,7 +1363,7 @@ static int plan_and_restore(struct restore *r, struct ws_error *err)
     for (i = 0; i < r->m->ntblspc; i++)
         r->ts[i].fd = r->ts[i].ref.fd = -1;
     if ((rc = check_manifest_paths(r->m, err)) != 0 || (rc = check_tablespaces(r, err)) != 0 ||
-        (rc = check_root_tablespaces(r, err)) != 0 || (rc = make_restore_command(r, err)) != 0)
+        (rc = check_root_tablespaces(r, err)) != 0)
         goto out;
     rc = restore_into(r, &repo, err);
 out:
@@ -1578,7 +1578,8 @@ out:
 
 /*
  * As root, only what needs root happens here: the data directory is looked up and its owner
- * decided; the key is loaded (its file may be root's: the keyring goes to the child in memory).
+ * decided; the key is loaded (its file may be root's: the keyring goes to the child in memory);
+ * restore_command is built (from the paths of wal-fetch and of the configuration in use).
  * Everything that reads the repository happens in plan_and_restore, in the child.
  */
 int ws_backup_restore(const struct ws_config *cfg, const struct ws_restore_opts *o,
@@ -1604,7 +1605,7 @@ int ws_backup_restore(const struct ws_config *cfg, const struct ws_restore_opts 
         goto out;
     }
     r.data.path = r.pgdata;
-    if ((rc = ws_keyring_load(cfg, &kr, err)) != 0 ||
+    if ((rc = ws_keyring_load(cfg, &kr, err)) != 0 || (rc = make_restore_command(&r, err)) != 0 ||
         (rc = ws_dir_lookup(o->pgdata, &r.data.ref, err)) != 0)
         goto out;
     if (geteuid() == 0 && (rc = target_owner(&r, &uid, &gid, &give, err)) != 0)
