@@ -1511,12 +1511,13 @@ static void child_main(struct restore *r, const struct owner *ow, pid_t parent, 
     else if ((rc = plan_and_restore(r, &cerr)) != 0 &&
              (cerr.sys_errno == EACCES || cerr.sys_errno == EPERM))
         ws_error_prefix(&cerr, "restoring as user \"%s\" (the target's owner)", ow->name);
-    if (rc) {
-        if (!cerr.code)
-            cerr.code = rc;
-        if (ws_write_all(report, &cerr, sizeof(cerr)) != 0)
-            rc = WS_ERR_INTERNAL;
-    }
+    /* always a whole record, code 0 for success: a child that ends without one failed */
+    if (rc && !cerr.code)
+        cerr.code = rc;
+    if (!rc)
+        memset(&cerr, 0, sizeof(cerr));
+    if (ws_write_all(report, &cerr, sizeof(cerr)) != 0)
+        rc = WS_ERR_INTERNAL;
     _exit(rc ? 1 : 0);
 }
 
@@ -1525,7 +1526,7 @@ static void child_main(struct restore *r, const struct owner *ow, pid_t parent, 
 static int restore_as(struct restore *r, const struct owner *ow, struct ws_error *err)
 {
     int p[2] = {-1, -1}, status = 0, rc;
-    pid_t pid, self = getpid();
+    pid_t pid, waited, self = getpid();
     ssize_t got = 0;
 
     snprintf(r->as_user, sizeof(r->as_user), "%s", ow->name);
@@ -1553,20 +1554,23 @@ static int restore_as(struct restore *r, const struct owner *ow, struct ws_error
             break;
         got += n;
     }
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    /* (with SIGCHLD ignored, as a caller may leave it, waitpid fails with ECHILD: the record
+     * alone then tells how the child ended) */
+    while ((waited = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
         ;
     if ((size_t)got == sizeof(*err)) {
         err->msg[sizeof(err->msg) - 1] = '\0';
-        rc = err->code ? err->code : WS_ERR_INTERNAL;
-    } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        rc = 0;
+        rc = err->code;
     } else {
+        char how[64] = "without saying how it ended";
+        if (waited == pid)
+            snprintf(how, sizeof(how), "%s %d", WIFSIGNALED(status) ? "by signal" : "with status",
+                     WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
         memset(err, 0, sizeof(*err));
         rc = ws_error_set(err, WS_ERR_INTERNAL,
                           "restore into \"%s\" failed, do not start it (run the restore again "
-                          "with --force): the restore process (user \"%s\") ended %s %d",
-                          r->data.path, ow->name, WIFSIGNALED(status) ? "by signal" : "with status",
-                          WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+                          "with --force): the restore process (user \"%s\") ended %s",
+                          r->data.path, ow->name, how);
     }
 out:
     if (p[0] >= 0)

@@ -4,7 +4,8 @@
 # paths, types, modes, owners, sizes, link targets and contents (tablespace included, moved with
 # --tablespace-map). A killed restore never leaves recovery.signal behind unless it had finished,
 # and, run as root, its child (which does the work as the target's owner) ends with it.
-# Without --tablespace-map too: a restore killed with files in the tablespace's original location
+# A root restore whose child is killed fails also when SIGCHLD is ignored. Without
+# --tablespace-map too: a restore killed with files in the tablespace's original location
 # is repeated with --force (the data directory it replaces links there, so that location is its
 # own).
 # Kills alternate between a restore run as root (the parent is killed) and one run as postgres.
@@ -117,6 +118,32 @@ if ! cmp -s "$T/ref.list" "$T/final.list"; then
     diff "$T/ref.list" "$T/final.list" | head -20 | sed 's/^/      /'
 fi
 note "compared $(grep -c . "$T/ref.list") lines of listing"
+
+CASE="the child killed, SIGCHLD ignored"
+# A caller may leave SIGCHLD ignored (inherited through exec): waitpid then cannot tell how the
+# child ended. Root's restore whose child (postgres's: the owner can kill it) is killed midway
+# must still fail, never exit 0 with an incomplete directory.
+R3=$T/r_chld
+bg_start "$T/chld.log" perl -e '$SIG{CHLD} = "IGNORE"; exec @ARGV or die "exec: $!"' \
+    "$BASEBACKUP" --config "$CONF" restore --pgdata "$R3" --tablespace-map "$TS=$T/ts_chld"
+pid=$BG_PID
+child=""
+for _ in $(seq 1 2000); do
+    child=$(pgrep -P "$pid" | head -1)
+    [ -n "$child" ] && [ -e "$R3/base" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.005
+done
+if [ -n "$child" ] && kill -KILL "$child" 2>/dev/null; then
+    wait "$pid" 2>/dev/null
+    st=$?
+    [ "$st" -ne 0 ] || fail "restore whose child was killed (SIGCHLD ignored) exited 0: $(tail -1 "$T/chld.log")"
+    assert_absent "$R3/recovery.signal" "a restore whose child was killed"
+    note "restore whose child was killed, SIGCHLD ignored: exit $st ($(grep -v '^$' "$T/chld.log" | tail -1))"
+else
+    wait "$pid" 2>/dev/null
+    die "could not kill the restore's child in time (the case proves nothing)"
+fi
 
 CASE="killed without --tablespace-map, then --force"
 # As on another host, the tablespace goes to its original location (the stopped primary's moves
