@@ -1424,7 +1424,10 @@ static int target_owner(struct restore *r, uid_t *uid, gid_t *gid, int *give, st
     if (d->empty) {
         *uid = pst.st_uid;
         *gid = pst.st_gid;
-        *give = 1;
+        *give = 1; /* give_data_dir closes d->fd */
+    } else {
+        close(d->fd);
+        d->fd = -1;
     }
     return 0;
 }
