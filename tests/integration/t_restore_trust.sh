@@ -24,7 +24,8 @@
 #     directory, a duplicate or a system oid: refused, nothing created (not even in the cwd);
 #   - malformed --tablespace-map options: usage errors; one into the data directory: refused;
 #   - the primary's host, a new target without --tablespace-map: refused with a hint to
-#     --tablespace-map, also with --force; the primary's tablespace is untouched and the primary
+#     --tablespace-map, also with --force, also over an existing data directory whose pg_tblspc
+#     link leads elsewhere; the primary's tablespace is untouched and the primary
 #     still has every row after a restart; --force with a --tablespace-map destination holding
 #     another cluster's PG_* directory: refused, untouched;
 #   - a config path with a quote and --target-name with a backslash: the restored server starts,
@@ -305,6 +306,16 @@ for force in "" --force; do
 done
 bb --config "$CONF" restore --pgdata "$T/r_same2" --force
 assert_rc 1 "restore --force as postgres onto the primary's tablespace"
+# --force over an existing data directory whose pg_tblspc link leads elsewhere: the primary's
+# tablespace is not that directory's, so it is refused too, and nothing is removed.
+R=$T/r_old
+pg_dir "$R"
+runuser -u postgres -- bash -c "mkdir -p '$R/pg_tblspc' '$PGZONE/old_ts' && echo old >'$R/PG_VERSION' &&
+    ln -s '$PGZONE/old_ts' '$R/pg_tblspc/$TS_OID'" || die "could not make $R"
+restore_root --pgdata "$R" --force
+assert_rc 1 "restore --force over a data directory that links elsewhere, onto the primary's tablespace" &&
+    assert_err_contains "--tablespace-map $TS=NEWDIR" "restore --force over a data directory that links elsewhere"
+assert_eq "$(cat "$R/PG_VERSION")" old "the data directory of a refused --force"
 # A --tablespace-map destination that holds another cluster's tablespace (no link of the target
 # points to it): not emptied by --force either.
 OTHER=$PGZONE/other_ts
