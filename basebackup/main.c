@@ -10,6 +10,7 @@
 
 #include "backup.h"
 #include "cli.h"
+#include "fsutil.h"
 #include "log.h"
 
 static const char usage[] =
@@ -96,6 +97,13 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
         if (strcmp(opt, targets[i].name) == 0) {
             if (!next)
                 return ws_error_set(err, WS_ERR_USAGE, "option %s needs a value", opt);
+            const char *c;
+            for (c = next; *c; c++)
+                if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                    return ws_error_set(err, WS_ERR_USAGE,
+                                        "%s must not contain control characters (it goes into "
+                                        "postgresql.auto.conf)",
+                                        opt);
             o->restore.target_kind = targets[i].kind;
             o->restore.target = next;
             o->ntargets++;
@@ -147,6 +155,13 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
             return ws_error_set(err, WS_ERR_USAGE, "--tablespace-map: OLDDIR is too long");
         memcpy(o->map_from[o->restore.nmaps], next, (size_t)(eq - next));
         o->map_from[o->restore.nmaps][eq - next] = '\0';
+        if (!ws_path_clean_absolute(o->map_from[o->restore.nmaps]) ||
+            !ws_path_clean_absolute(eq + 1))
+            return ws_error_set(err, WS_ERR_USAGE,
+                                "--tablespace-map \"%s\": OLDDIR and NEWDIR must be absolute "
+                                "paths without \".\", \"..\", \"//\" or a trailing slash, and "
+                                "not \"/\"",
+                                next);
         o->maps[o->restore.nmaps].from = o->map_from[o->restore.nmaps];
         o->maps[o->restore.nmaps].to = eq + 1;
         o->restore.nmaps++;

@@ -246,10 +246,19 @@ struct ws_restore_opts {
     int parallel;
     int force;
     int progress;
-    struct ws_tblspc_map *maps;
+    struct ws_tblspc_map *maps; /* absolute normalised paths, each OLDDIR once */
     size_t nmaps;
     const char *config_path; /* the config file in use, for restore_command (may be NULL) */
 };
+/*
+ * Restores a backup into o->pgdata (and its tablespaces) and writes the recovery settings.
+ * The data directory and --tablespace-map destinations must be empty or missing unless
+ * o->force; a tablespace's original location must be empty or missing even with force. Run as
+ * root, the work is done by a child process as the target's owner (the data directory's, its
+ * parent's when root owns an empty one, its nearest existing ancestor's when it is missing):
+ * that user reads the repository and creates the tablespace directories. The catalog is read
+ * before, as the caller. Installs no signal handler. WS_ERR_USAGE for bad targets or maps.
+ */
 int ws_backup_restore(const struct ws_config *cfg, const struct ws_restore_opts *o,
                       struct ws_error *err);
 

@@ -24,8 +24,9 @@ struct splitter {
     uint64_t cur_done; /* bytes of the current extent seen */
     int cur_open;      /* the current extent has been started */
     int fd;
-    uint64_t flushed; /* bytes of the current extent handed to writeback */
-    EVP_MD_CTX *md;   /* whole files */
+    struct ws_tree_cursor dir; /* the directory of the last file opened */
+    uint64_t flushed;          /* bytes of the current extent handed to writeback */
+    EVP_MD_CTX *md;            /* whole files */
     size_t good, bad;
 };
 
@@ -45,34 +46,30 @@ static int fail(struct splitter *sp, const struct ws_bfile *f, const char *msg,
                 struct ws_error *err)
 {
     problem(sp, f, msg);
-    if (sp->o.root)
+    if (sp->o.tree)
         return ws_error_set(err, WS_ERR_CORRUPT, "restored file \"%s\": %s", f->path, msg);
     return 0;
+}
+
+unsigned ws_bundle_file_mode(uint32_t manifest_mode, int group_access)
+{
+    return manifest_mode & (group_access ? 0640u : 0600u);
 }
 
 static int start_extent(struct splitter *sp, struct ws_error *err)
 {
     const struct ws_bextent *e = &sp->ext[sp->cur];
-    char path[4096];
 
     sp->cur_open = 1;
     sp->cur_done = 0;
     sp->flushed = 0;
     if (whole(e) && EVP_DigestInit_ex(sp->md, EVP_sha256(), NULL) != 1)
         return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
-    if (!sp->o.root)
+    if (!sp->o.tree)
         return 0;
-    if ((size_t)snprintf(path, sizeof(path), "%s/%s", sp->o.root, e->file->path) >= sizeof(path))
-        return ws_error_set(err, WS_ERR_INVALID, "path too long: \"%s/%s\"", sp->o.root,
-                            e->file->path);
-    if (whole(e))
-        sp->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    else
-        sp->fd = open(path, O_WRONLY | O_CLOEXEC); /* created by the caller */
-    if (sp->fd < 0)
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not %s file \"%s\"",
-                               whole(e) ? "create" : "open", path);
-    return 0;
+    /* a file in pieces was created by the caller */
+    return ws_tree_open(sp->o.tree, &sp->dir, e->file->path,
+                        whole(e) ? O_WRONLY | O_CREAT | O_EXCL : O_WRONLY, 0600, &sp->fd, err);
 }
 
 static int end_extent(struct splitter *sp, struct ws_error *err)
@@ -80,25 +77,23 @@ static int end_extent(struct splitter *sp, struct ws_error *err)
     const struct ws_bextent *e = &sp->ext[sp->cur];
     const struct ws_bfile *f = e->file;
     uint8_t digest[32];
-    char path[4096];
     int rc = 0;
 
     sp->cur_open = 0;
     if (sp->fd >= 0) {
-        snprintf(path, sizeof(path), "%s/%s", sp->o.root, f->path);
         if (e->length > sp->flushed)
             sync_file_range(sp->fd, (off_t)(e->file_offset + sp->flushed), 0,
                             SYNC_FILE_RANGE_WRITE);
         if (whole(e)) {
             struct timespec ts[2] = {{f->mtime, 0}, {f->mtime, 0}};
-            if (fchmod(sp->fd, f->mode & 07777) != 0 ||
-                (sp->o.chown_files && fchown(sp->fd, sp->o.uid, sp->o.gid) != 0) ||
+            if (fchmod(sp->fd, ws_bundle_file_mode(f->mode, sp->o.group_access)) != 0 ||
                 futimens(sp->fd, ts) != 0)
-                rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not set attributes of \"%s\"",
-                                     path);
+                rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not set attributes of \"%s/%s\"",
+                                     sp->o.tree->name, f->path);
         }
         if (close(sp->fd) != 0 && rc == 0)
-            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s\"", path);
+            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s/%s\"",
+                                 sp->o.tree->name, f->path);
         sp->fd = -1;
         if (rc)
             return rc;
@@ -155,7 +150,7 @@ static int splitter_write(struct ws_sink *s, const void *buf, size_t len, struct
                         : (ws_pwrite_all(sp->fd, p, n, (off_t)(e->file_offset + sp->cur_done)));
                 if (wrc != 0)
                     return ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s/%s\"",
-                                           sp->o.root, e->file->path);
+                                           sp->o.tree->name, e->file->path);
             }
             p += n;
             len -= n;
@@ -190,7 +185,7 @@ static int splitter_finish(struct ws_sink *s, struct ws_error *err)
         return ws_error_set(err, WS_ERR_CORRUPT, "bundle ends before file \"%s\"",
                             sp->ext[sp->cur].file->path);
     }
-    if (sp->bad && sp->o.root)
+    if (sp->bad && sp->o.tree)
         return ws_error_set(err, WS_ERR_CORRUPT, "bundle holds damaged files");
     return 0;
 }
@@ -203,6 +198,7 @@ static void splitter_abort(struct ws_sink *s)
         close(sp->fd);
         sp->fd = -1;
     }
+    ws_tree_cursor_close(&sp->dir);
 }
 
 static void splitter_destroy(struct ws_sink *s)
@@ -211,6 +207,7 @@ static void splitter_destroy(struct ws_sink *s)
 
     if (sp->fd >= 0)
         close(sp->fd);
+    ws_tree_cursor_close(&sp->dir);
     EVP_MD_CTX_free(sp->md);
     free(sp->ext);
     free(sp);
@@ -239,6 +236,7 @@ int ws_bundle_splitter_new_ext(const struct ws_bextent *ext, size_t next,
     sp->next = next;
     sp->o = *o;
     sp->fd = -1;
+    sp->dir.fd = -1;
     *out = &sp->base;
     return 0;
 }

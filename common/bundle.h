@@ -5,7 +5,9 @@
  * that content (from an object reader, so it is already authenticated chunk by chunk when
  * encrypted) and cuts it at the offsets the manifest gives. For every file it recomputes the
  * SHA-256 and compares size and digest with the manifest; in restore mode it also writes the
- * file under `root` (created exclusively, with the recorded mode and mtime).
+ * file into `tree` (fsutil.h: through directory descriptors, never following a link; created
+ * exclusively, with the recorded mtime and the recorded mode masked to what PostgreSQL itself
+ * gives its files: at most 0600, or 0640 with `group_access`).
  *
  * Problems are reported through `problem` (one call per file, message names the file) and
  * counted; in restore mode the first problem also fails the sink (WS_ERR_CORRUPT). In verify
@@ -27,6 +29,7 @@
 #include <sys/types.h>
 
 #include "backup.h"
+#include "fsutil.h"
 #include "sink.h"
 
 struct ws_bextent;
@@ -34,10 +37,8 @@ struct ws_bextent;
 typedef void (*ws_bundle_problem_fn)(void *arg, const struct ws_bfile *f, const char *msg);
 
 struct ws_bundle_opts {
-    const char *root; /* NULL: verify only, write nothing */
-    uid_t uid;        /* chown restored files when chown_files */
-    gid_t gid;
-    int chown_files;
+    const struct ws_tree *tree; /* NULL: verify only, write nothing */
+    int group_access;           /* files at most 0640 instead of 0600 */
     ws_bundle_problem_fn problem;
     void *arg;
 };
@@ -53,6 +54,8 @@ struct ws_bextent {
 int ws_bundle_splitter_new_ext(const struct ws_bextent *ext, size_t next,
                                const struct ws_bundle_opts *o, struct ws_sink **out,
                                struct ws_error *err);
+/* The mode a restored file gets: the manifest's, masked to 0600 (0640 with group access). */
+unsigned ws_bundle_file_mode(uint32_t manifest_mode, int group_access);
 /* Whole files only (sorted by offset). */
 int ws_bundle_splitter_new(const struct ws_bfile *const *files, size_t nfiles,
                            const struct ws_bundle_opts *o, struct ws_sink **out,

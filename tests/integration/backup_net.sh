@@ -14,6 +14,8 @@
 #            --target-action promote --parallel 2`; the copy, started on its own port with
 #            archive_mode = off, holds exactly the rows before T and intact pgbench tables and
 #            incompressible rows
+#   as root  a restore run as root works (as postgres, who owns the target); without
+#            sftp_identity_file, the default key is postgres's ~/.ssh one, the message says so
 #   damage   one byte of the largest stored bundle inverted: `verify` exits 1 naming the bundle
 #            or a file in it; `restore` into a fresh directory fails and leaves no
 #            recovery.signal (the directory must not be started)
@@ -187,6 +189,32 @@ fi
 pg_stop "$R"
 # The promoted copy (timeline 2, archive_mode = off) wrote nothing into the repository.
 [ -z "$(find "$REPO_FILES" -name '00000002*')" ] || fail "the restored copy archived into the repository"
+
+# ---- run as root ----
+# Root's restore reads the repository as the target's owner (postgres), with postgres's HOME:
+# with the repository settings postgres uses, it works; without sftp_identity_file and
+# sftp_known_hosts, the defaults are postgres's ~/.ssh files (those restore_command's wal-fetch
+# will use), never root's, and the message says as whom the repository was opened.
+CASE="restore as root"
+R3=$T/restored_root
+run "$BASEBACKUP" --config "$CONF" restore --pgdata "$R3" --parallel 2
+assert_rc 0 "restore as root into a new directory in postgres's $T" &&
+    assert_eq "$(stat -c %U "$R3/PG_VERSION")" postgres "owner of what a restore run as root writes"
+if [ "$REPO_KIND" = sftp ]; then
+    PGHOME=$(getent passwd postgres | cut -d: -f6)
+    grep -v -E '^sftp_(identity_file|known_hosts) ' "$CONF" >"$T/home.conf.tmp" ||
+        die "could not write $T/home.conf.tmp"
+    write_conf "$T/walsafe-home.conf" "$(cat "$T/home.conf.tmp")"
+    if [ -e "$PGHOME/.ssh/id_ed25519" ]; then
+        note "(postgres has $PGHOME/.ssh/id_ed25519: the default identity file is not tested)"
+    else
+        HOME=/root run "$BASEBACKUP" --config "$T/walsafe-home.conf" restore --pgdata "$T/restored_home"
+        assert_rc 1 "restore as root from sftp without sftp_identity_file, postgres having no key" &&
+            assert_err_contains "\"$PGHOME/.ssh/id_ed25519\"" "the default identity file of a restore run as root" &&
+            assert_err_contains 'as user "postgres"' "the message of a restore run as root"
+        assert_absent "$T/restored_home" "a restore that could not open the repository"
+    fi
+fi
 
 # ---- a damaged bundle ----
 CASE="damaged bundle"

@@ -3,7 +3,9 @@
 # relocated with --tablespace-map OLDDIR=NEWDIR (while the original tablespace is in use) and
 # at the original location (once it is free). Rows written after the backup reach the
 # tablespace through WAL replay (restores without a target: to the end of the archive). A
-# restore whose tablespace directory is not empty is refused and leaves it untouched.
+# restore whose tablespace directory is not empty is refused and leaves it untouched, also with
+# --force (which empties a tablespace's original location only when the replaced data directory
+# links to it: a new target never does).
 # Uncompressed and unencrypted (the other backup scenarios use zstd and a key).
 # The repository is REPO_KIND (local, s3 or sftp; default local).
 . "$(dirname "$0")/lib.sh"
@@ -80,15 +82,19 @@ pg_stop "$PGD"
 TS_STATE=$(repo_state "$TS")
 
 CASE="restore into a tablespace directory that is not empty"
-bb --config "$CONF" restore --pgdata "$T/r_busy"
-if [ "$RC" -eq 0 ]; then
-    fail "restore to $TS, which holds the primary's tablespace, succeeded"
-else
-    assert_rc 1 "restore onto a tablespace directory in use"
-    assert_err_regex "$TS|tablespace" "restore onto a tablespace directory in use"
-fi
-assert_eq "$(repo_state "$TS")" "$TS_STATE" "the occupied tablespace directory is untouched"
-[ -e "$T/r_busy/recovery.signal" ] && fail "the refused restore left a startable $T/r_busy (recovery.signal)"
+# --force into a new data directory never empties a tablespace's original location (no link of
+# the target leads there); the message points to --tablespace-map, not to --force.
+for force in "" --force; do
+    bb --config "$CONF" restore --pgdata "$T/r_busy" $force
+    if [ "$RC" -eq 0 ]; then
+        fail "restore ${force:-without --force} to $TS, which holds the primary's tablespace, succeeded"
+    else
+        assert_rc 1 "restore ${force:-without --force} onto a tablespace directory in use"
+        assert_err_contains "--tablespace-map $TS=NEWDIR" "restore ${force:-without --force} onto a tablespace directory in use"
+    fi
+    assert_eq "$(repo_state "$TS")" "$TS_STATE" "the occupied tablespace directory after a restore ${force:-without --force}"
+    [ -e "$T/r_busy/recovery.signal" ] && fail "the refused restore left a startable $T/r_busy (recovery.signal)"
+done
 
 CASE="restore to the original location"
 mv "$TS" "$TS.primary" || die "could not move the primary's tablespace away"

@@ -1,11 +1,12 @@
 /*
  * The bundle splitter (bundle.h) in verify mode (root NULL) and restore mode (a fresh directory):
  * files of awkward sizes back to back, fed in slices from 1 byte to all at once; damaged,
- * short and long content; empty files at both ends; offsets that do not follow; and a restore
- * onto a file that already exists. Files in pieces (extents): a file in three bundles restored
- * by three splitters in any order into the file the caller created, verify with one running
- * SHA-256 across the bundles (a flipped byte named when the last piece ends), and
- * ws_bundle_extents.
+ * short and long content; empty files at both ends; offsets that do not follow; a restore
+ * onto a file that already exists; modes masked to 0600 / 0640 (setuid, sticky and world bits
+ * never restored); a link planted at a directory or a file of the tree never followed. Files in
+ * pieces (extents): a file in three bundles restored by three splitters in any order into the file
+ * the caller created, verify with one running SHA-256 across the bundles (a flipped byte named when
+ * the last piece ends), and ws_bundle_extents.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -93,20 +94,42 @@ struct result {
     struct ws_error err;
 };
 
+/* The tree of directory root (NULL: none, verify mode); close_tree() after the run. */
+static const struct ws_tree *open_tree(const char *root, struct ws_tree *t)
+{
+    if (!root)
+        return NULL;
+    memset(t, 0, sizeof(*t));
+    t->name = root;
+    t->fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (t->fd < 0)
+        unit_fail(__FILE__, __LINE__, "open root");
+    return t;
+}
+
+static void close_tree(const struct ws_tree *t)
+{
+    if (t && t->fd >= 0)
+        close(t->fd);
+}
+
 /* Feeds content[0..len) in slices of `slice` bytes (0: all at once), then finishes. */
 static void run(const struct fixture *fx, const uint8_t *content, size_t len, const char *root,
                 size_t slice, struct result *res)
 {
     struct ws_bundle_opts o = {0};
+    struct ws_tree tree;
     struct ws_sink *s = NULL;
     size_t done = 0;
 
     memset(res, 0, sizeof(*res));
-    o.root = root;
+    o.tree = open_tree(root, &tree);
     o.problem = on_problem;
     o.arg = &res->rep;
-    if ((res->rc = ws_bundle_splitter_new(fx->fp, fx->n, &o, &s, &res->err)) != 0)
+    if ((res->rc = ws_bundle_splitter_new(fx->fp, fx->n, &o, &s, &res->err)) != 0) {
+        close_tree(o.tree);
         return;
+    }
     while (done < len) {
         size_t n = slice == 0 || len - done < slice ? len - done : slice;
         if ((res->rc = ws_sink_write(s, content + done, n, &res->err)) != 0)
@@ -118,6 +141,7 @@ static void run(const struct fixture *fx, const uint8_t *content, size_t len, co
     res->good = ws_bundle_splitter_good(s);
     res->bad = ws_bundle_splitter_bad(s);
     ws_sink_free(s);
+    close_tree(o.tree);
 }
 
 /* A fresh empty directory with base/1 in it. */
@@ -140,7 +164,7 @@ static const char *fresh_root(void)
     return p;
 }
 
-/* 1 when root/path exists with exactly these bytes, mode and mtime. */
+/* 1 when root/path exists with exactly these bytes, the mode restore gives it, and mtime. */
 static int restored_ok(const char *root, const struct ws_bfile *f, const uint8_t *want)
 {
     char path[700];
@@ -151,8 +175,8 @@ static int restored_ok(const char *root, const struct ws_bfile *f, const uint8_t
     snprintf(path, sizeof(path), "%s/%s", root, f->path);
     if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
         return 0;
-    if ((uint32_t)(st.st_mode & 07777) != f->mode || st.st_mtim.tv_sec != f->mtime ||
-        st.st_mtim.tv_nsec != 0 || (uint64_t)st.st_size != f->size)
+    if ((unsigned)(st.st_mode & 07777) != ws_bundle_file_mode(f->mode, 0) ||
+        st.st_mtim.tv_sec != f->mtime || st.st_mtim.tv_nsec != 0 || (uint64_t)st.st_size != f->size)
         return 0;
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
         return 0;
@@ -233,27 +257,82 @@ static void test_verify_writes_nothing(void)
     fixture_free(&fx);
 }
 
-static void test_chown(void)
+/* Modes as PostgreSQL creates files: 0600, or 0640 with group access; never setuid, setgid,
+ * sticky, or anything for others. */
+static void test_modes_masked(void)
 {
+    static const size_t sizes[] = {5, 3, 0};
+    static const uint32_t wild[] = {06755, 01777, 0644};
+    static const unsigned want[2][3] = {{0600, 0600, 0600}, {0640, 0640, 0640}};
     struct fixture fx;
+    struct ws_tree tree;
     struct ws_bundle_opts o = {0};
     struct ws_sink *s = NULL;
     struct ws_error err = {0};
-    const char *root = fresh_root();
-    static const size_t sizes[] = {5, 0};
 
-    fixture_init(&fx, sizes, 2, 3);
-    o.root = root;
-    o.chown_files = 1;
-    o.uid = getuid();
-    o.gid = getgid();
-    REQUIRE(ws_bundle_splitter_new(fx.fp, fx.n, &o, &s, &err) == 0);
-    CHECK(ws_sink_write(s, fx.content, fx.len, &err) == 0);
-    CHECK(ws_sink_finish(s, &err) == 0);
-    CHECK(ws_bundle_splitter_good(s) == 2);
-    ws_sink_free(s);
-    CHECK(restored_ok(root, &fx.f[0], fx.content));
-    CHECK(restored_ok(root, &fx.f[1], fx.content));
+    CHECK(ws_bundle_file_mode(0400, 0) == 0400 && ws_bundle_file_mode(0440, 1) == 0440);
+    for (int group = 0; group < 2; group++) {
+        const char *root = fresh_root();
+        fixture_init(&fx, sizes, 3, 3);
+        for (int i = 0; i < 3; i++)
+            fx.f[i].mode = wild[i];
+        o.tree = open_tree(root, &tree);
+        o.group_access = group;
+        REQUIRE(ws_bundle_splitter_new(fx.fp, fx.n, &o, &s, &err) == 0);
+        CHECK(ws_sink_write(s, fx.content, fx.len, &err) == 0);
+        CHECK(ws_sink_finish(s, &err) == 0);
+        CHECK(ws_bundle_splitter_good(s) == 3);
+        ws_sink_free(s);
+        close_tree(o.tree);
+        for (int i = 0; i < 3; i++) {
+            char path[700];
+            struct stat st;
+            snprintf(path, sizeof(path), "%s/%s", root, fx.f[i].path);
+            CHECK(stat(path, &st) == 0 && (unsigned)(st.st_mode & 07777) == want[group][i]);
+        }
+        fixture_free(&fx);
+    }
+}
+
+/* base/1 replaced by a link, or a file name taken by a link: the splitter writes nothing
+ * through either (the restore would otherwise write wherever the link points). */
+static void test_links_never_followed(void)
+{
+    static const size_t sizes[] = {5, 7};
+    struct fixture fx;
+    struct result r;
+    const char *root = fresh_root(), *elsewhere = fresh_root();
+    char path[700], target[700], buf[16];
+    struct stat st;
+    int fd;
+
+    fixture_init(&fx, sizes, 2, 4);
+    /* base/1 -> elsewhere/base/1 */
+    snprintf(path, sizeof(path), "%s/base/1", root);
+    REQUIRE(rmdir(path) == 0);
+    snprintf(target, sizeof(target), "%s/base/1", elsewhere);
+    REQUIRE(symlink(target, path) == 0);
+    run(&fx, fx.content, fx.len, root, 0, &r);
+    CHECK(r.rc == WS_ERR_INVALID && r.err.sys_errno == ENOTDIR);
+    CHECK(strstr(r.err.msg, "base/1") != NULL);
+    CHECK(count_files(elsewhere) == 0);
+
+    /* base/1/f1 -> a file outside, which must keep its content */
+    root = fresh_root();
+    snprintf(target, sizeof(target), "%s/outside", elsewhere);
+    fd = open(target, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    REQUIRE(fd >= 0 && write(fd, "canary", 6) == 6);
+    close(fd);
+    snprintf(path, sizeof(path), "%s/base/1/f1", root);
+    REQUIRE(symlink(target, path) == 0);
+    run(&fx, fx.content, fx.len, root, 0, &r);
+    CHECK(r.rc == WS_ERR_IO && r.err.sys_errno == EEXIST);
+    CHECK(stat(target, &st) == 0 && st.st_size == 6 && (st.st_mode & 07777) == 0644);
+    fd = open(target, O_RDONLY);
+    REQUIRE(fd >= 0);
+    CHECK(read(fd, buf, sizeof(buf)) == 6 && memcmp(buf, "canary", 6) == 0);
+    close(fd);
+    CHECK(lstat(path, &st) == 0 && S_ISLNK(st.st_mode));
     fixture_free(&fx);
 }
 
@@ -521,7 +600,8 @@ static void test_missing_directory(void)
     char root[600];
 
     /* the restore creates directories first; the splitter does not invent them */
-    snprintf(root, sizeof(root), "%s/no-such-dir", unit_tmpdir());
+    snprintf(root, sizeof(root), "%s/no-base.XXXXXX", unit_tmpdir());
+    REQUIRE(mkdtemp(root) != NULL);
     fixture_init(&fx, sizes, 1, 14);
     run(&fx, fx.content, fx.len, root, 0, &r);
     CHECK(r.rc == WS_ERR_IO && r.err.sys_errno == ENOENT);
@@ -641,15 +721,18 @@ static void run_ext(const struct ws_bextent *ext, size_t next, const uint8_t *co
                     const char *root, size_t slice, struct result *res)
 {
     struct ws_bundle_opts o = {0};
+    struct ws_tree tree;
     struct ws_sink *s = NULL;
     size_t done = 0;
 
     memset(res, 0, sizeof(*res));
-    o.root = root;
+    o.tree = open_tree(root, &tree);
     o.problem = on_problem;
     o.arg = &res->rep;
-    if ((res->rc = ws_bundle_splitter_new_ext(ext, next, &o, &s, &res->err)) != 0)
+    if ((res->rc = ws_bundle_splitter_new_ext(ext, next, &o, &s, &res->err)) != 0) {
+        close_tree(o.tree);
         return;
+    }
     while (done < len) {
         size_t n = slice == 0 || len - done < slice ? len - done : slice;
         if ((res->rc = ws_sink_write(s, content + done, n, &res->err)) != 0)
@@ -661,6 +744,7 @@ static void run_ext(const struct ws_bextent *ext, size_t next, const uint8_t *co
     res->good = ws_bundle_splitter_good(s);
     res->bad = ws_bundle_splitter_bad(s);
     ws_sink_free(s);
+    close_tree(o.tree);
 }
 
 /* What split_files does before the workers run: the file, exclusively, at its full size. */
@@ -1077,7 +1161,8 @@ static void test_extents_feed_splitters(void)
 const struct unit_test unit_tests[] = {
     {"good_all_slices", test_good_all_slices},
     {"verify_writes_nothing", test_verify_writes_nothing},
-    {"chown", test_chown},
+    {"modes_masked", test_modes_masked},
+    {"links_never_followed", test_links_never_followed},
     {"flipped_byte", test_flipped_byte},
     {"wrong_digest_of_empty_file", test_wrong_digest_of_empty_file},
     {"short_content", test_short_content},
