@@ -263,14 +263,23 @@ static void lookup_free(struct lookup *lk)
     EVP_MD_free(lk->sha1);
 }
 
+static _Thread_local struct ws_kh_stats stats;
+
+void ws_known_hosts_stats(struct ws_kh_stats *out)
+{
+    *out = stats;
+}
+
 /* HMAC-SHA1(key, name) (RFC 2104; a 20-byte key needs no hashing first): 0, else -1. */
 static int hmac_sha1(struct lookup *lk, const uint8_t key[SHA1_LEN], uint8_t out[SHA1_LEN])
 {
     uint8_t ipad[64], opad[64], inner[SHA1_LEN];
     unsigned int n = 0;
 
+    stats.hmacs++;
     if (!lk->fetched) {
         lk->fetched = 1;
+        stats.sha1_fetches++;
         lk->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
         lk->ctx = EVP_MD_CTX_new();
     }

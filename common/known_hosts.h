@@ -46,4 +46,12 @@ void ws_known_hosts_check(const char *text, size_t len, const char *host, int po
 size_t ws_known_hosts_plain(const char *text, size_t len, const char *host, int port, char *out,
                             size_t outsz);
 
+/* What the calls of this thread have cost so far: the HMACs of hashed names computed (each
+ * call computes one per hashed line at most) and the SHA-1 implementations fetched from OpenSSL
+ * (one per call at most; a fetch costs more than the HMAC itself). */
+struct ws_kh_stats {
+    unsigned long hmacs, sha1_fetches;
+};
+void ws_known_hosts_stats(struct ws_kh_stats *out);
+
 #endif
