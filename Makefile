@@ -6,7 +6,7 @@ DESTDIR ?=
 CC      ?= cc
 PKGS     = libzstd libcrypto
 CFLAGS  ?= -O2 -g
-# libcurl: headers only; common/curl_api.c loads the library when a network repo is used.
+# libcurl: headers only; common/storage/curl_api.c loads the library when a network repo is used.
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 -Icommon \
            $(shell pkg-config --cflags $(PKGS) libcurl libpq)
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lpthread -ldl
@@ -26,7 +26,7 @@ else
 BUILD   ?= build/release
 endif
 
-LIB_SRC  = $(wildcard common/*.c)
+LIB_SRC  = $(wildcard common/*/*.c)
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      = $(BUILD)/libwalsafe.a
 PROGRAMS = wal-push wal-fetch basebackup wal-prune
@@ -50,7 +50,7 @@ SHIM_LIB = $(BUILD)/tests/shim/libcurl.so.4
         fuzz fuzz-check fuzz-build
 all: $(BINS)
 
-$(BUILD)/%.o: %.c $(wildcard common/*.h)
+$(BUILD)/%.o: %.c $(wildcard common/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -67,7 +67,8 @@ $(BUILD)/bin/basebackup: $(BUILD)/basebackup/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libpq) $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/unit.o $(LIB)
+# The in-memory storage driver (fault injection) is the unit tests' own, not the library's.
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/unit.o $(BUILD)/tests/unit/storage_mem.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -112,6 +113,7 @@ integration: all $(TOOL_BIN) $(SHIM_LIB) $(BUILD)/tests/test_storage
 # suite again on the optimised build that users run.
 check: deps
 	scripts/banned.sh
+	scripts/layers.sh
 	$(MAKE) SANITIZE=1 unit-run
 	$(MAKE) fuzz-check
 	$(MAKE) SANITIZE=1 integration
@@ -141,8 +143,9 @@ install: all
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 
 lint:
-	clang-format --dry-run --Werror common/*.[ch] */main.c tests/unit/*.[ch] tests/fuzz/*.[ch]
+	clang-format --dry-run --Werror common/*/*.[ch] */main.c tests/unit/*.[ch] tests/fuzz/*.[ch]
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr -Icommon common */main.c
+	scripts/layers.sh
 	scripts/banned.sh
 
 clean:

@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backup.h"
-#include "cli.h"
-#include "fsutil.h"
-#include "log.h"
+#include "backup/backup.h"
+#include "base/cli.h"
+#include "base/fs.h"
+#include "base/log.h"
 
 static const char usage[] =
     "basebackup takes, lists, restores and verifies base backups in the walsafe repository.\n"

@@ -13,10 +13,10 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "archive.h"
-#include "cli.h"
-#include "log.h"
-#include "prefetch.h"
+#include "archive/archive.h"
+#include "archive/prefetch.h"
+#include "base/cli.h"
+#include "base/log.h"
 
 enum { EXIT_FETCHED = 0, EXIT_MISSING = 1, EXIT_ABORT = 255 };
 

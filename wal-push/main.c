@@ -8,10 +8,10 @@
 #include <signal.h>
 #include <stdio.h>
 
-#include "archive.h"
-#include "cli.h"
-#include "log.h"
-#include "pushahead.h"
+#include "archive/archive.h"
+#include "archive/pushahead.h"
+#include "base/cli.h"
+#include "base/log.h"
 
 static const char usage[] =
     "wal-push stores one WAL file in the walsafe repository (PostgreSQL's archive_command).\n"

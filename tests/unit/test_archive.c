@@ -15,15 +15,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "archive.h"
-#include "config.h"
-#include "fingerprint.h"
-#include "key.h"
-#include "object.h"
-#include "repo.h"
-#include "storage.h"
+#include "archive/archive.h"
+#include "base/config.h"
+#include "io/fingerprint.h"
+#include "io/key.h"
+#include "io/object.h"
+#include "pg/wal.h"
+#include "repo/repo.h"
+#include "storage/storage.h"
 #include "unit.h"
-#include "wal.h"
 
 #define SEG (1u << 20)
 #define SYSID1 UINT64_C(7000000000000000001)

@@ -17,8 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bundle.h"
-#include "fsutil.h"
+#include "base/fs.h"
+#include "repo/bundle.h"
 #include "unit.h"
 
 #define MAXF 16

@@ -3,7 +3,7 @@
  * present AND every WAL segment from start to stop archived), which are incomplete and why,
  * backups without a manifest, damaged, foreign and encrypted manifests, storage failures, the
  * sorted segment and history lists, and the newest complete backup. Then ws_parse_target_time
- * (backup_restore.c), which picks the backup for a --target-time.
+ * (backup/restore.c), which picks the backup for a --target-time.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,12 +12,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backup.h"
-#include "object.h"
+#include "io/object.h"
+#include "pg/wal.h"
+#include "repo/catalog.h"
 #include "unit.h"
-#include "wal.h"
 
-/* backup_restore.c */
+/* backup/restore.c */
 int ws_parse_target_time(const char *s, double *out);
 
 #define SEG (16u << 20)
@@ -665,7 +665,7 @@ static void test_target_time(void)
 }
 
 /*
- * BUG (backup_restore.c, ws_parse_target_time): the fraction is read with strtod(), which
+ * BUG (backup/restore.c, ws_parse_target_time): the fraction is read with strtod(), which
  * also takes an exponent, so "10:15:00.5e3Z" is accepted as 10:23:20 instead of refused.
  */
 static void test_target_time_fraction_digits_only(void)

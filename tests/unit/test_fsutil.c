@@ -1,5 +1,5 @@
 /*
- * Directories reached through descriptors (fsutil.h), what a restore writes with:
+ * Directories reached through descriptors (base/fs.h), what a restore writes with:
  *   - ws_dir_lookup: an existing directory, one with missing components (nothing created), a
  *     link of our own followed, a link of another user refused (when run as root), a file on
  *     the way refused, ".." in the missing part refused;
@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fsutil.h"
+#include "base/fs.h"
 #include "unit.h"
 
 static const char *fresh_dir(void)

@@ -14,10 +14,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "fingerprint.h"
-#include "key.h"
-#include "object.h"
+#include "base/config.h"
+#include "io/fingerprint.h"
+#include "io/key.h"
+#include "io/object.h"
 #include "unit.h"
 
 #define MIB (1u << 20)

@@ -17,11 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "archive.h"
-#include "config.h"
-#include "prefetch.h"
+#include "archive/archive.h"
+#include "archive/prefetch.h"
+#include "base/config.h"
+#include "pg/wal.h"
 #include "unit.h"
-#include "wal.h"
 
 #define SEG (1u << 20)
 #define SYSID UINT64_C(7000000000000000001)

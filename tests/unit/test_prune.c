@@ -14,12 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backup.h"
-#include "object.h"
-#include "prune.h"
-#include "prune_int.h"
+#include "io/object.h"
+#include "pg/wal.h"
+#include "prune/prune.h"
+#include "prune/prune_int.h"
+#include "repo/catalog.h"
 #include "unit.h"
-#include "wal.h"
 
 #define SEG (16u << 20)
 #define SYSID UINT64_C(7311142436245338543)

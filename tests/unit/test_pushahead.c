@@ -20,14 +20,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "archive.h"
-#include "config.h"
-#include "fingerprint.h"
-#include "key.h"
-#include "pushahead.h"
-#include "sink.h"
+#include "archive/archive.h"
+#include "archive/pushahead.h"
+#include "base/config.h"
+#include "base/util.h"
+#include "io/fingerprint.h"
+#include "io/key.h"
+#include "io/sink.h"
+#include "pg/wal.h"
 #include "unit.h"
-#include "wal.h"
 
 #define SEG (1u << 20)
 #define SYSID1 UINT64_C(7000000000000000001)

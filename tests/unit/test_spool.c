@@ -22,15 +22,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "archive.h"
-#include "config.h"
-#include "log.h"
-#include "prefetch.h"
-#include "pushahead.h"
-#include "sink.h"
-#include "spool.h"
+#include "archive/archive.h"
+#include "archive/prefetch.h"
+#include "archive/pushahead.h"
+#include "archive/spool.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "io/sink.h"
+#include "pg/wal.h"
 #include "unit.h"
-#include "wal.h"
 
 #define SEG (1u << 20)
 #define SYSID UINT64_C(7000000000000000001)

@@ -38,7 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "storage.h"
+#include "storage/storage.h"
 #include "unit.h"
 
 extern char **environ;
@@ -671,7 +671,7 @@ static void contract_key_vs_prefix(struct driver *d)
             fprintf(stderr, "    %s: stat \"%s\": %s: %s\n", d->name, missing[i], ws_code_name(rc),
                     err.msg);
         /* A prefix may instead be refused as damage by a driver with directories, which finds
-         * one where an object was asked for (storage_posix.c); it is never read as an object. */
+         * one where an object was asked for (storage/posix.c); it is never read as an object. */
         rc = get(st, missing[i], 0, WS_STORAGE_TO_END, &got, &n, &err);
         ok = rc == WS_ERR_NOT_FOUND || (i < 2 && rc == WS_ERR_CORRUPT);
         CHECK(ok);

@@ -1,8 +1,8 @@
 /* WAL names and LSN arithmetic for 1 MiB, 16 MiB and 1 GiB segments, and the segment check. */
 #include <string.h>
 
+#include "pg/wal.h"
 #include "unit.h"
-#include "wal.h"
 
 static void test_classify(void)
 {

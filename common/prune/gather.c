@@ -1,0 +1,344 @@
+/* prune/gather.c - reads a repository into the planner's input (prune.h, ws_prune_gather). */
+#include "prune/prune_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/object.h"
+#include "pg/wal.h"
+
+/* Room for element n of arr (cap of them allocated, each size bytes): arr itself, or arr grown
+ * (doubling, from `first`), or NULL when out of memory (arr is then still valid). */
+static void *grow(void *arr, size_t n, size_t *cap, size_t size, size_t first)
+{
+    size_t nc = *cap ? *cap * 2 : first;
+    void *p;
+
+    if (n < *cap)
+        return arr;
+    if (!(p = realloc(arr, nc * size)))
+        return NULL;
+    *cap = nc;
+    return p;
+}
+
+int ws_prune_parse_history(const char *text, size_t len, const char *what,
+                           struct ws_prune_switch **out, size_t *n, struct ws_error *err)
+{
+    struct ws_prune_switch *v = NULL, *q;
+    size_t cap = 0, cnt = 0, pos = 0, lineno = 0;
+    int rc = 0;
+
+    *out = NULL;
+    *n = 0;
+    while (pos < len) {
+        const char *line = text + pos, *nl = memchr(line, '\n', len - pos);
+        size_t ll = nl ? (size_t)(nl - line) : len - pos;
+        char buf[128], lsn[64];
+        unsigned long tli;
+        char *p = buf, *end;
+        uint64_t l;
+
+        pos += ll + (nl ? 1 : 0);
+        lineno++;
+        while (ll && (line[0] == ' ' || line[0] == '\t'))
+            line++, ll--;
+        if (ll == 0 || line[0] == '#')
+            continue;
+        if (ll >= sizeof(buf))
+            ll = sizeof(buf) - 1; /* the reason may be long; only the first fields count */
+        memcpy(buf, line, ll);
+        buf[ll] = '\0';
+        tli = strtoul(p, &end, 10);
+        if (end == p || (*end != '\t' && *end != ' ') || tli == 0 || tli > UINT32_MAX)
+            goto bad;
+        p = end + strspn(end, " \t");
+        ll = strcspn(p, " \t");
+        if (ll == 0 || ll >= sizeof(lsn))
+            goto bad;
+        memcpy(lsn, p, ll);
+        lsn[ll] = '\0';
+        if (ws_wal_parse_lsn(lsn, &l) != 0)
+            goto bad;
+        if (cnt && tli <= v[cnt - 1].tli)
+            goto bad; /* PostgreSQL: timeline IDs must be in increasing sequence */
+        if (!(q = grow(v, cnt, &cap, sizeof(*v), 8))) {
+            rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+            goto out;
+        }
+        v = q;
+        v[cnt].tli = (uint32_t)tli;
+        v[cnt].end_lsn = l;
+        cnt++;
+        continue;
+    bad:
+        rc = ws_error_set(err, WS_ERR_CORRUPT, "invalid data in history file %s, line %zu", what,
+                          lineno);
+        goto out;
+    }
+    *out = v;
+    *n = cnt;
+    v = NULL;
+out:
+    free(v);
+    return rc;
+}
+
+struct wal_scan {
+    struct ws_prune_state *st;
+    size_t cap;
+    uint32_t seg_size;
+};
+
+static int on_wal_object(void *arg, const char *key, const struct ws_storage_stat *sst,
+                         struct ws_error *err)
+{
+    struct wal_scan *sc = arg;
+    struct ws_prune_state *st = sc->st;
+    struct ws_prune_wal w = {0};
+    const char *name = strrchr(key, '/');
+    char *copy;
+    void *p;
+
+    name = name ? name + 1 : key;
+    w.kind = ws_wal_classify(name);
+    if (w.kind == WS_WAL_INVALID)
+        return 0; /* not ours to judge */
+    if (w.kind == WS_WAL_HISTORY)
+        w.tli = (uint32_t)strtoul(name, NULL, 16);
+    else if (ws_wal_parse_name(name, sc->seg_size, &w.tli, &w.segno) != 0)
+        return 0;
+    if (!(p = grow(st->wal, st->nwal, &sc->cap, sizeof(*st->wal), 256)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    st->wal = p;
+    if (!(copy = strdup(key)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    w.key = copy;
+    w.name = copy + (name - key);
+    w.size = sst->size;
+    st->wal[st->nwal++] = w;
+    return 0;
+}
+
+/* Reads the history file of timeline tli into a new entry of st->histories. Problems other than
+ * storage failures (missing, damaged, a key we lack, malformed) are recorded as the entry's
+ * problem: the planner then treats the timeline's lineage as unknown and holds. */
+static int read_history(struct ws_repo *repo, const struct ws_keyring *kr,
+                        struct ws_prune_state *st, uint32_t tli, struct ws_error *err)
+{
+    struct ws_sink *buf = NULL, *reader = NULL;
+    const struct ws_prune_wal *h = NULL;
+    struct ws_prune_history *e = &st->histories[st->nhistories];
+    struct ws_prune_switch *sw = NULL;
+    const uint8_t *data;
+    struct ws_error e2 = {0};
+    size_t i, len, nsw = 0;
+    int rc;
+
+    memset(e, 0, sizeof(*e));
+    e->tli = tli;
+    for (i = 0; i < st->nwal; i++)
+        if (st->wal[i].kind == WS_WAL_HISTORY && st->wal[i].tli == tli)
+            h = &st->wal[i];
+    if (!h) {
+        if (!(e->problem = strdup("not in the repository")))
+            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        st->nhistories++;
+        return 0;
+    }
+    if ((rc = ws_buffer_sink_new(1u << 20, &buf, err)) != 0)
+        return rc;
+    if ((rc = ws_object_reader_new(buf, h->key, kr, 1, &reader, err)) != 0)
+        return rc; /* the reader freed buf */
+    rc = ws_storage_get(repo->st, h->key, 0, WS_STORAGE_TO_END, reader, &e2);
+    if (rc == 0)
+        rc = ws_sink_finish(reader, &e2);
+    if (rc == 0) {
+        data = ws_buffer_sink_data(buf, &len);
+        rc = ws_prune_parse_history((const char *)data, len, h->name, &sw, &nsw, &e2);
+    }
+    ws_sink_free(reader);
+    if (rc == WS_ERR_STORAGE || rc == WS_ERR_INTERNAL) {
+        *err = e2;
+        return rc;
+    }
+    if (rc) {
+        if (!(e->problem = strdup(e2.msg)))
+            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    } else {
+        e->sw = sw;
+        e->nsw = nsw;
+    }
+    st->nhistories++;
+    return 0;
+}
+
+int ws_prune_on_key(void *arg, const char *key, const struct ws_storage_stat *st,
+                    struct ws_error *err)
+{
+    struct ws_prune_keys *l = arg;
+    void *p;
+
+    (void)st;
+    if (!(p = grow(l->keys, l->n, &l->cap, sizeof(*l->keys), 64)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    l->keys = p;
+    if (!(l->keys[l->n] = strdup(key)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    l->n++;
+    return 0;
+}
+
+void ws_prune_keys_free(struct ws_prune_keys *l)
+{
+    size_t i;
+
+    for (i = 0; i < l->n; i++)
+        free(l->keys[i]);
+    free(l->keys);
+    memset(l, 0, sizeof(*l));
+}
+
+/* The age of a backup that is not complete decides whether it is abandoned. Listings of some
+ * drivers carry no modification times (SFTP): ask each of its objects. */
+static int last_write_by_stat(struct ws_repo *repo, struct ws_prune_backup *b, struct ws_error *err)
+{
+    struct ws_prune_keys l = {0};
+    char prefix[128];
+    size_t i;
+    int rc;
+
+    ws_backup_object_key(repo, b->id, "", prefix, sizeof(prefix));
+    if ((rc = ws_storage_list(repo->st, prefix, ws_prune_on_key, &l, err)) != 0)
+        goto out;
+    for (i = 0; i < l.n; i++) {
+        struct ws_storage_stat sst;
+        rc = ws_storage_stat(repo->st, l.keys[i], &sst, err);
+        if (rc == WS_ERR_NOT_FOUND) {
+            rc = 0;
+            continue;
+        }
+        if (rc)
+            goto out;
+        if (sst.mtime > b->last_write)
+            b->last_write = sst.mtime;
+    }
+out:
+    ws_prune_keys_free(&l);
+    return rc;
+}
+
+/* The planner's view of each backup the catalog found. */
+static int backups_from_catalog(struct ws_prune_state *st, struct ws_error *err)
+{
+    size_t i;
+
+    if (!(st->backups = calloc(st->cat.nbackups + 1, sizeof(*st->backups))))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    st->nbackups = st->cat.nbackups;
+    for (i = 0; i < st->cat.nbackups; i++) {
+        const struct ws_catalog_backup *c = &st->cat.backups[i];
+        struct ws_prune_backup *b = &st->backups[i];
+        memcpy(b->id, c->id, sizeof(b->id));
+        b->status = c->deleting       ? WS_PRUNE_DELETING
+                    : c->complete     ? WS_PRUNE_COMPLETE
+                    : c->has_manifest ? WS_PRUNE_INCOMPLETE
+                    : c->bad_manifest ? WS_PRUNE_INVALID
+                                      : WS_PRUNE_RUNNING;
+        b->pinned = c->pinned;
+        b->has_position = c->has_manifest;
+        if (c->has_manifest) {
+            b->start_time = c->m.start_time;
+            b->stop_time = c->m.stop_time;
+            b->start_lsn = c->m.start_lsn;
+            b->stop_lsn = c->m.stop_lsn;
+            b->timeline = c->m.timeline;
+        }
+        b->last_write = c->newest_mtime;
+        b->stored_bytes = c->stored_objects;
+        b->problem = c->bad_manifest ? c->manifest_error : NULL;
+    }
+    return 0;
+}
+
+/* The history files the planner needs (ws_prune_lineage_tlis): of every timeline above 1 with
+ * WAL, with a backup on it, or the latest. */
+static int read_histories(struct ws_repo *repo, const struct ws_keyring *kr,
+                          struct ws_prune_state *st, struct ws_error *err)
+{
+    struct ws_prune_input in;
+    uint32_t *tlv = calloc(st->nwal + st->nbackups + 2, sizeof(*tlv));
+    size_t i, ntl;
+    int rc = 0;
+
+    if (!tlv)
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    ws_prune_input_from_state(st, &in);
+    st->latest_tli = ws_prune_latest_tli(&in);
+    ntl = ws_prune_lineage_tlis(&in, st->latest_tli, tlv);
+    st->histories = calloc(ntl + 1, sizeof(*st->histories));
+    if (!st->histories)
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    for (i = 0; i < ntl && rc == 0; i++)
+        if (tlv[i] > 1)
+            rc = read_history(repo, kr, st, tlv[i], err);
+    free(tlv);
+    return rc;
+}
+
+int ws_prune_gather(struct ws_repo *repo, const struct ws_keyring *kr, struct ws_prune_state *st,
+                    struct ws_error *err)
+{
+    struct wal_scan sc = {0};
+    char prefix[128];
+    size_t i;
+    int rc;
+
+    memset(st, 0, sizeof(*st));
+    if ((rc = ws_catalog_load(repo, kr, &st->cat, err)) != 0 || !st->cat.has_identity)
+        return rc;
+    sc.st = st;
+    sc.seg_size = st->cat.identity.wal_segment_size;
+    snprintf(prefix, sizeof(prefix), "%s/wal/", repo->cluster);
+    if ((rc = ws_storage_list(repo->st, prefix, on_wal_object, &sc, err)) != 0 ||
+        (rc = backups_from_catalog(st, err)) != 0)
+        goto out;
+    for (i = 0; i < st->nbackups && rc == 0; i++)
+        if (st->backups[i].status != WS_PRUNE_COMPLETE && st->backups[i].last_write <= 0)
+            rc = last_write_by_stat(repo, &st->backups[i], err);
+    if (rc == 0)
+        rc = read_histories(repo, kr, st, err);
+out:
+    if (rc)
+        ws_prune_state_free(st);
+    return rc;
+}
+
+void ws_prune_state_free(struct ws_prune_state *st)
+{
+    size_t i;
+
+    for (i = 0; i < st->nwal; i++)
+        free((char *)st->wal[i].key);
+    free(st->wal);
+    free(st->backups);
+    for (i = 0; i < st->nhistories; i++) {
+        free((struct ws_prune_switch *)st->histories[i].sw);
+        free((char *)st->histories[i].problem);
+    }
+    free(st->histories);
+    ws_catalog_free(&st->cat);
+    memset(st, 0, sizeof(*st));
+}
+
+void ws_prune_input_from_state(const struct ws_prune_state *st, struct ws_prune_input *in)
+{
+    memset(in, 0, sizeof(*in));
+    in->backups = st->backups;
+    in->nbackups = st->nbackups;
+    in->wal = st->wal;
+    in->nwal = st->nwal;
+    in->wal_segment_size = st->cat.identity.wal_segment_size;
+    in->histories = st->histories;
+    in->nhistories = st->nhistories;
+}
