@@ -23,7 +23,8 @@ run "$WAL_PUSH" --config "$CONF" "$D/pg_wal/$SEG"
 assert_rc 0 "push of $SEG" || die "cannot go on"
 
 # Runs without any configuration source except what the test passes.
-noenv() { env -u WALSAFE_CONFIG -u WALSAFE_REPO -u WALSAFE_ENCRYPT_KEY_FILE "$@"; }
+# (no spool: run as root, the default /var/spool/walsafe would be used)
+noenv() { env -u WALSAFE_CONFIG -u WALSAFE_REPO -u WALSAFE_ENCRYPT_KEY_FILE WALSAFE_SPOOL_DIR= "$@"; }
 
 CASE="--help and --version"
 for p in "$WAL_PUSH" "$WAL_FETCH"; do

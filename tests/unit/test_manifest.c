@@ -701,6 +701,16 @@ static void test_pieces_parse_known(void)
     free(text);
 }
 
+/* Pieces compared field by field (the struct has padding a parser leaves undefined). */
+static int same_pieces(const struct ws_bpiece *a, const struct ws_bpiece *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i].file_offset != b[i].file_offset || a[i].length != b[i].length ||
+            a[i].bundle != b[i].bundle || a[i].offset != b[i].offset)
+            return 0;
+    return 1;
+}
+
 static void test_pieces_round_trip(void)
 {
     /* whole files around and between a file with 1 piece and one with 3 (one file in pieces
@@ -768,9 +778,9 @@ static void test_pieces_round_trip(void)
 
     REQUIRE(m.nfiles == 4);
     REQUIRE(m.files[1].npieces == 1 && m.files[1].pieces != scratch);
-    CHECK(memcmp(m.files[1].pieces, one, sizeof(one)) == 0);
+    CHECK(same_pieces(m.files[1].pieces, one, 1));
     REQUIRE(m.files[3].npieces == 3 && m.files[3].pieces != scratch);
-    CHECK(memcmp(m.files[3].pieces, three, sizeof(three)) == 0);
+    CHECK(same_pieces(m.files[3].pieces, three, 3));
     CHECK(m.files[0].npieces == 0 && m.files[0].pieces == NULL);
 
     REQUIRE(ws_manifest_format(&m, &text, &len, &err) == 0);
@@ -783,8 +793,8 @@ static void test_pieces_round_trip(void)
     REQUIRE(ws_manifest_parse(text, len, "rt", &p, &err) == 0);
     same_manifest(&m, &p);
     REQUIRE(p.nfiles == 4 && p.files[1].npieces == 1 && p.files[3].npieces == 3);
-    CHECK(memcmp(p.files[1].pieces, one, sizeof(one)) == 0);
-    CHECK(memcmp(p.files[3].pieces, three, sizeof(three)) == 0);
+    CHECK(same_pieces(p.files[1].pieces, one, 1));
+    CHECK(same_pieces(p.files[3].pieces, three, 3));
     CHECK(p.files[0].pieces == NULL && p.files[2].pieces == NULL);
     REQUIRE(ws_manifest_format(&p, &text2, &len2, &err) == 0);
     CHECK(len2 == len && memcmp(text, text2, len) == 0);
