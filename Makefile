@@ -67,8 +67,11 @@ $(BUILD)/bin/basebackup: $(BUILD)/basebackup/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libpq) $(LDLIBS)
 
-# The in-memory storage driver (fault injection) is the unit tests' own, not the library's.
-$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/unit.o $(BUILD)/tests/unit/storage_mem.o $(LIB)
+# The in-memory storage driver (fault injection) is the unit tests' own, not the library's;
+# fixture.o is their shared set-up (tests/unit/fixture.h).
+UNIT_LIB = $(BUILD)/tests/unit/unit.o $(BUILD)/tests/unit/fixture.o $(BUILD)/tests/unit/storage_mem.o
+$(UNIT_SRC:%.c=$(BUILD)/%.o) $(UNIT_LIB): $(wildcard tests/unit/*.h)
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(UNIT_LIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
