@@ -15,6 +15,7 @@
 #include "io/object.h"
 #include "pg/wal.h"
 #include "repo/catalog.h"
+#include "fixture.h"
 #include "unit.h"
 
 /* backup/restore.c */
@@ -26,21 +27,15 @@ int ws_parse_target_time(const char *s, double *out);
 
 /* ---- a repository ---- */
 
+/* An in-memory repository; with sysid (not 0) its identity recorded. */
 static int open_repo(struct ws_repo *repo, const char *cluster, uint64_t sysid)
 {
-    struct ws_error err = {0};
     struct ws_identity id = {0};
 
-    memset(repo, 0, sizeof(*repo));
-    snprintf(repo->cluster, sizeof(repo->cluster), "%s", cluster);
-    if (ws_storage_mem_open(&repo->st, &err) != 0)
-        return -1;
-    if (!sysid)
-        return 0;
     id.system_identifier = sysid;
     id.pg_version = 150004;
     id.wal_segment_size = SEG;
-    return ws_repo_identity_ensure(repo, &id, "test", &err) == 0 ? 0 : -1;
+    return unit_mem_repo(repo, cluster, sysid ? &id : NULL);
 }
 
 static void seg_key(const struct ws_repo *repo, uint32_t tli, uint64_t segno, const char *suffix,
@@ -104,7 +99,6 @@ static void put_manifest(struct ws_repo *repo, const struct mspec *s)
     struct ws_manifest m = {0};
     struct ws_error err = {0};
     struct ws_object_params p = {0};
-    struct ws_sink *put = NULL, *w = NULL;
     struct ws_bfile f = {0};
     char key[256], *text = NULL;
     size_t len = 0;
@@ -131,7 +125,6 @@ static void put_manifest(struct ws_repo *repo, const struct mspec *s)
     f.size = 3;
 
     ws_backup_manifest_key(repo, s->key_id ? s->key_id : s->id, key, sizeof(key));
-    p.name = key;
     p.compress = WS_COMPRESS_NONE;
     p.key = s->key;
     p.chunk_size = 1024;
@@ -139,12 +132,7 @@ static void put_manifest(struct ws_repo *repo, const struct mspec *s)
         unit_fail(__FILE__, __LINE__, err.msg);
         return;
     }
-    p.content_size = (int64_t)len;
-    if (ws_storage_open_put(repo->st, key, 0, &put, &err) != 0 ||
-        ws_object_writer_new(put, &p, &w, &err) != 0 || ws_sink_write(w, text, len, &err) != 0 ||
-        ws_sink_finish(w, &err) != 0)
-        unit_fail(__FILE__, __LINE__, err.msg);
-    ws_sink_free(w);
+    unit_put_object(repo->st, key, 0, text, len, &p);
     free(text);
 }
 
