@@ -19,6 +19,7 @@
 #include "prune/prune.h"
 #include "prune/prune_int.h"
 #include "repo/catalog.h"
+#include "fixture.h"
 #include "unit.h"
 
 #define SEG (16u << 20)
@@ -1414,26 +1415,7 @@ static void test_step_select_wal(void)
 
 static void put_object(struct ws_repo *repo, const char *key, const char *text)
 {
-    struct ws_object_params p = {0};
-    struct ws_sink *put = NULL, *w = NULL;
-    struct ws_error err = {0};
-    int rc;
-
-    p.name = key;
-    p.compress = WS_COMPRESS_NONE;
-    p.content_size = (int64_t)strlen(text);
-    rc = ws_storage_open_put(repo->st, key, WS_PUT_REPLACE, &put, &err);
-    if (rc == 0) {
-        rc = ws_object_writer_new(put, &p, &w, &err);
-        put = NULL;
-    }
-    if (rc == 0)
-        rc = ws_sink_write(w, text, strlen(text), &err);
-    if (rc == 0)
-        rc = ws_sink_finish(w, &err);
-    ws_sink_free(w);
-    if (rc != 0)
-        unit_fail(__FILE__, __LINE__, key);
+    unit_put_object(repo->st, key, WS_PUT_REPLACE, text, strlen(text), NULL);
 }
 
 static void put_wal(struct ws_repo *repo, const char *name, const char *text)
@@ -1482,18 +1464,12 @@ static void put_backup(struct ws_repo *repo, int64_t start, uint64_t s0, uint64_
 static void make_repo(struct ws_repo *repo, char ids[3][WS_BACKUP_ID_LEN + 1])
 {
     struct ws_identity id = {0};
-    struct ws_error err = {0};
     char n[64], s[WS_WAL_NAME_LEN + 1];
 
-    memset(repo, 0, sizeof(*repo));
-    snprintf(repo->cluster, sizeof(repo->cluster), "main");
-    if (ws_storage_mem_open(&repo->st, &err) != 0)
-        unit_fail(__FILE__, __LINE__, err.msg);
     id.system_identifier = SYSID;
     id.pg_version = 15;
     id.wal_segment_size = SEG;
-    if (ws_repo_identity_ensure(repo, &id, "test", &err) != 0)
-        unit_fail(__FILE__, __LINE__, err.msg);
+    unit_mem_repo(repo, "main", &id);
     for (int k = 0; k < 3; k++) {
         put_backup(repo, NOW - (3 - k) * DAY, 10 + 10 * (uint64_t)k, 11 + 10 * (uint64_t)k, ids[k]);
         seg_name(s, 1, 10 + 10 * (uint64_t)k);
