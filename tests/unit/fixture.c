@@ -201,29 +201,34 @@ int unit_config(struct ws_config *cfg, ...)
     return fixture_fail("configuration", err.msg);
 }
 
+void unit_wal_header(uint8_t *b, uint16_t magic, uint16_t info, uint64_t pageaddr, uint64_t sysid,
+                     uint32_t seg_size, uint32_t blcksz)
+{
+    uint32_t tli = 1;
+
+    memset(b, 0, WS_WAL_LONG_HEADER_SIZE);
+    memcpy(b + 0, &magic, 2);
+    memcpy(b + 2, &info, 2);
+    memcpy(b + 4, &tli, 4);
+    memcpy(b + 8, &pageaddr, 8);
+    memcpy(b + 24, &sysid, 8);
+    memcpy(b + 32, &seg_size, 4);
+    memcpy(b + 36, &blcksz, 4);
+}
+
 int unit_wal_segment_ex(const char *dir, uint64_t segno, uint32_t seed, const struct unit_seg *o,
                         char *out, size_t outsz)
 {
     char name[WS_WAL_NAME_LEN + 1];
     uint8_t *buf = malloc(o->file_size ? o->file_size : 1);
-    uint16_t info = WS_XLP_LONG_HEADER;
-    uint32_t tli = 1, blcksz = 8192;
-    uint64_t pageaddr = o->pageaddr_segno * (uint64_t)o->seg_size_hdr;
     int rc = -1, n;
 
     if (!buf)
         return fixture_fail("segment", "out of memory");
     unit_random(buf, o->file_size, seed);
-    if (o->file_size >= WS_WAL_LONG_HEADER_SIZE) {
-        memset(buf, 0, WS_WAL_LONG_HEADER_SIZE);
-        memcpy(buf + 0, &o->magic, 2);
-        memcpy(buf + 2, &info, 2);
-        memcpy(buf + 4, &tli, 4);
-        memcpy(buf + 8, &pageaddr, 8);
-        memcpy(buf + 24, &o->sysid, 8);
-        memcpy(buf + 32, &o->seg_size_hdr, 4);
-        memcpy(buf + 36, &blcksz, 4);
-    }
+    if (o->file_size >= WS_WAL_LONG_HEADER_SIZE)
+        unit_wal_header(buf, o->magic, WS_XLP_LONG_HEADER, o->pageaddr_segno * o->seg_size_hdr,
+                        o->sysid, o->seg_size_hdr, 8192);
     ws_wal_format_name(name, 1, segno, UNIT_SEG);
     n = snprintf(out, outsz, "%s/%s", dir, name);
     if (n < 0 || (size_t)n >= outsz)

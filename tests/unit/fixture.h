@@ -62,6 +62,9 @@ void unit_keyring(struct ws_keyring *kr, const struct ws_key *keys, size_t n);
  */
 int unit_config(struct ws_config *cfg, ...) __attribute__((sentinel));
 
+/* The long header of a WAL file's first page (WS_WAL_LONG_HEADER_SIZE bytes at b), timeline 1. */
+void unit_wal_header(uint8_t *b, uint16_t magic, uint16_t info, uint64_t pageaddr, uint64_t sysid,
+                     uint32_t seg_size, uint32_t blcksz);
 /* A synthetic WAL segment file: the first page's long header (magic, timeline 1, page address,
  * system identifier, segment size in the header, block size 8192), the rest pseudo-random. */
 struct unit_seg {
