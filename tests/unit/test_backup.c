@@ -770,19 +770,30 @@ static void test_roundtrip_three_workers(void)
 
 /* ---- create's failures ------------------------------------------------------------------- */
 
+/* Runs a create that must fail with code, its message holding msg: backup mode ended as often
+ * as it began (started: 0 or 1), no object of the backup left. */
+static void create_fails(struct cluster *c, int code, const char *msg, int started)
+{
+    struct ws_error err = {0};
+    char id[WS_BACKUP_ID_LEN + 1], prefix[128];
+
+    CHECK(create(c, id, &err) == code);
+    CHECK(strstr(err.msg, msg) != NULL);
+    CHECK(fake.starts == started && fake.stops == started && fake.connects == 1);
+    snprintf(prefix, sizeof(prefix), "%s/backup/", c->cluster);
+    CHECK(count_objects(prefix) == 0);
+}
+
 /* A data directory of another system than the server's: nothing started, nothing stored. */
 static void test_create_foreign_data_dir(void)
 {
     struct cluster c;
-    struct ws_error err = {0};
-    char id[WS_BACKUP_ID_LEN + 1], prefix[128];
+    char prefix[128];
 
     mem_begin();
     cluster_init(&c, "foreign", 2);
     fake.sysid = SYSID + 1;
-    CHECK(create(&c, id, &err) == WS_ERR_FOREIGN);
-    CHECK(strstr(err.msg, "belongs to database system") != NULL);
-    CHECK(fake.starts == 0 && fake.stops == 0 && fake.connects == 1);
+    create_fails(&c, WS_ERR_FOREIGN, "belongs to database system", 0);
     snprintf(prefix, sizeof(prefix), "%s/", c.cluster);
     CHECK(count_objects(prefix) == 0);
     cluster_free(&c);
@@ -795,8 +806,7 @@ static void test_create_storage_failure(void)
 {
     for (int nth = 2; nth <= 5; nth++) {
         struct cluster c;
-        struct ws_error err = {0};
-        char id[WS_BACKUP_ID_LEN + 1], tag[32], prefix[128];
+        char tag[32];
 
         mem_begin();
         snprintf(tag, sizeof(tag), "fail%d", nth);
@@ -804,11 +814,7 @@ static void test_create_storage_failure(void)
         CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
         /* put 1 is the cluster's identity */
         ws_storage_mem_fault(mem, WS_MEM_PUT_FINISH, nth, WS_ERR_STORAGE);
-        CHECK(create(&c, id, &err) == WS_ERR_STORAGE);
-        CHECK(strstr(err.msg, "injected") != NULL);
-        CHECK(fake.starts == 1 && fake.stops == 1);
-        snprintf(prefix, sizeof(prefix), "%s/backup/", c.cluster);
-        CHECK(count_objects(prefix) == 0);
+        create_fails(&c, WS_ERR_STORAGE, "injected", 1);
         cluster_free(&c);
         mem_end();
     }
@@ -818,17 +824,11 @@ static void test_create_storage_failure(void)
 static void test_create_worker_handle_fails(void)
 {
     struct cluster c;
-    struct ws_error err = {0};
-    char id[WS_BACKUP_ID_LEN + 1], prefix[128];
 
     mem_begin();
     cluster_init(&c, "handle", 3);
     atomic_store(&fail_open_at, 3); /* the main handle, worker 1's, then worker 2's */
-    CHECK(create(&c, id, &err) == WS_ERR_STORAGE);
-    CHECK(strstr(err.msg, "could not open handle 3") != NULL);
-    CHECK(fake.starts == 1 && fake.stops == 1);
-    snprintf(prefix, sizeof(prefix), "%s/backup/", c.cluster);
-    CHECK(count_objects(prefix) == 0);
+    create_fails(&c, WS_ERR_STORAGE, "could not open handle 3", 1);
     cluster_free(&c);
     mem_end();
 }
