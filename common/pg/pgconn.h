@@ -41,7 +41,7 @@ struct ws_pg_info {
 };
 
 struct ws_pg_ops {
-    /* Sets *out to a session whose ops are these (ws_pg_connect sets them too). */
+    /* A new session in *out (ws_pg_connect sets its ops). */
     int (*connect)(const char *conninfo, struct ws_pg **out, struct ws_error *err);
     void (*close)(struct ws_pg *pg);
     int (*get_info)(struct ws_pg *pg, struct ws_pg_info *info, struct ws_error *err);

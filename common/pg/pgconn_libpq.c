@@ -52,7 +52,6 @@ static int pq_connect(const char *conninfo, struct ws_pg **out, struct ws_error 
         pq_close(&pg->base);
         return err->code;
     }
-    pg->base.ops = &ws_pg_libpq;
     *out = &pg->base;
     return 0;
 }
