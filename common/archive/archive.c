@@ -15,7 +15,6 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/util.h"
-#include "io/fingerprint.h"
 #include "io/key.h"
 #include "io/object.h"
 #include "pg/wal.h"
@@ -131,7 +130,7 @@ static int refused_but_stored(struct ws_repo *repo, const char *key, const char 
         return refused;
     if (ws_storage_stat(repo->st, key, &sst, &e2) != 0)
         return refused;
-    here.digest = -1; /* none computed: compare_with_stored reads the file's */
+    here.digest = WS_DIGEST_NONE; /* none computed: compare_with_stored reads the file's */
     here.content_len = size;
     return compare_with_stored(repo, key, path, fd, kr, &here, res, err);
 }
@@ -237,13 +236,11 @@ static int store(const struct ws_config *cfg, struct ws_repo *repo, const struct
     /* The writer checks the length against content_size before anything is committed. */
     rc = ws_sink_finish(w, err);
     ws_object_writer_info(w, &info);
-    memcpy(res->digest, info.content_digest, sizeof(res->digest));
-    /* The digest is push-ahead's fingerprint too (fingerprint.h): XXH3-128 of the very bytes the
-     * writer stored, taken in the same pass. */
-    if ((rc == 0 || rc == WS_ERR_EXISTS) && info.digest == WS_DIGEST_XXH3_128 &&
-        info.content_len == size) {
-        memcpy(res->fingerprint, info.content_digest, WS_FINGERPRINT_SIZE);
-        res->fingerprinted = 1;
+    /* The digest of the very bytes the writer stored, taken in the same pass (for push-ahead's
+     * records: fingerprint.h). */
+    if ((rc == 0 || rc == WS_ERR_EXISTS) && info.content_len == size) {
+        res->digest = info.digest;
+        memcpy(res->content_digest, info.content_digest, sizeof(res->content_digest));
     }
     if (rc == WS_ERR_EXISTS) {
         /* Already archived (by an earlier call, or a concurrent one): same content or not? */
@@ -282,6 +279,7 @@ static int push_once(const struct ws_config *cfg, struct ws_repo *repo_in,
     char key[256];
 
     memset(res, 0, sizeof(*res));
+    res->digest = WS_DIGEST_NONE;
     if (kind == WS_WAL_INVALID)
         return ws_error_set(err, WS_ERR_INVALID,
                             "\"%s\" is not the name of a WAL segment, .partial, .history or "

@@ -15,17 +15,17 @@
 
 #include "base/config.h"
 #include "base/error.h"
+#include "io/object.h"
 #include "io/sink.h"
 
+/* What a push did. */
 struct ws_push_result {
-    int duplicate;
-    uint64_t bytes;
-    uint64_t stored_bytes;
-    uint8_t digest[32];         /* content digest of the object (object.h), also for a duplicate */
+    int duplicate;              /* an identical copy was already stored: nothing was written */
+    uint64_t bytes;             /* the file's length */
+    uint64_t stored_bytes;      /* the length of the object in the repository */
     uint64_t system_identifier; /* from a segment's page header; 0 for other files */
-    int pushed_ahead;           /* pushahead.h: an earlier call had stored it (record verified) */
-    uint8_t fingerprint[16];    /* fingerprint.h, of the content pushed (its XXH3-128 digest) */
-    int fingerprinted;          /* fingerprint is set */
+    int digest;                 /* enum ws_digest of content_digest; WS_DIGEST_NONE: not known */
+    uint8_t content_digest[WS_OBJECT_DIGEST_SIZE]; /* of the `bytes` bytes read and stored */
 };
 
 int ws_archive_push(const struct ws_config *cfg, const char *wal_path, struct ws_push_result *res,

@@ -137,6 +137,7 @@
 #include "base/config.h"
 #include "base/error.h"
 #include "io/fingerprint.h"
+#include "io/object.h"
 
 #define WS_PUSHAHEAD_PER_WORKER 8 /* batch files per worker */
 #define WS_PUSHAHEAD_MAX_BATCH 64
@@ -152,14 +153,19 @@ struct ws_pushahead_record {
     char cluster[65];
     uint64_t system_identifier;
     uint64_t size;
-    uint8_t sha256[32];                       /* of the content, as the object's footer has it */
-    uint8_t fingerprint[WS_FINGERPRINT_SIZE]; /* of the content: what the check compares */
+    uint8_t content_digest[WS_OBJECT_DIGEST_SIZE]; /* the object's footer's (object.h) */
+    uint8_t fingerprint[WS_FINGERPRINT_SIZE];      /* of the content: what the check compares */
     int64_t pushed_at;
 };
 
+struct ws_pushahead_result {
+    struct ws_push_result push; /* X's push; with pushed_ahead, what X's verified record says */
+    int pushed_ahead;           /* an earlier call stored X (its record verified): nothing pushed */
+};
+
 /* What wal-push does for wal_path: ws_archive_push() plus push-ahead when it applies. */
-int ws_pushahead_push(const struct ws_config *cfg, const char *wal_path, struct ws_push_result *res,
-                      struct ws_error *err);
+int ws_pushahead_push(const struct ws_config *cfg, const char *wal_path,
+                      struct ws_pushahead_result *res, struct ws_error *err);
 
 /* The archiver's order of ready files: .history files first, then by name. strcmp-like. */
 int ws_pushahead_ready_cmp(const char *a, const char *b);

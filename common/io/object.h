@@ -69,7 +69,8 @@
 #define WS_OBJECT_VERSION_2 2 /* the digest of byte 11 */
 #define WS_OBJECT_DIGEST_SIZE 32
 
-enum ws_digest { WS_DIGEST_SHA256 = 0, WS_DIGEST_XXH3_128 = 1 };
+/* Byte 11 of the header; WS_DIGEST_NONE is never stored: "no digest known" in results. */
+enum ws_digest { WS_DIGEST_NONE = -1, WS_DIGEST_SHA256 = 0, WS_DIGEST_XXH3_128 = 1 };
 #define WS_OBJECT_CHUNK_SIZE (256 * 1024)
 
 enum ws_cipher { WS_CIPHER_NONE = 0, WS_CIPHER_AES256GCM = 1 };

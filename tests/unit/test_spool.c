@@ -657,7 +657,7 @@ static void run_case(const struct spool_case *c, int idx, int push, const char *
     victim_entries = count_entries(f.victim);
     capture_begin(&saved, err_path, sizeof(err_path));
     if (push) {
-        struct ws_push_result res;
+        struct ws_pushahead_result res;
         struct ws_error err = {0};
         snprintf(wal, sizeof(wal), "pg_wal/%s", f.seg[0]);
         rc = ws_pushahead_push(&f.cfg, wal, &res, &err);
