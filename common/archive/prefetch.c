@@ -462,20 +462,14 @@ static void remove_entries(int dir, const char *wal_name)
  */
 static int wait_inflight(int dir, const char *wal_name, int timeout)
 {
-    int ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK), found = 0;
+    int ifd = ws_spool_watch(dir, IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CLOSE_WRITE);
     int64_t last_progress = ws_mono_ms();
     off_t last_size = -1;
     struct spool_scan s;
+    int found = 0;
 
-    if (ifd >= 0 &&
-        ws_spool_watch(ifd, dir, IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CLOSE_WRITE) < 0) {
-        close(ifd);
-        ifd = -1;
-    }
     for (;;) {
         struct stat st;
-        struct pollfd pfd = {ifd, POLLIN, 0};
-        char buf[4096];
 
         scan_for(dir, wal_name, &s);
         if (s.entry) {
@@ -491,13 +485,7 @@ static int wait_inflight(int dir, const char *wal_name, int timeout)
         }
         if (ws_mono_ms() - last_progress > (int64_t)timeout * 1000)
             break;
-        if (ifd >= 0) {
-            if (poll(&pfd, 1, 250) > 0)
-                while (read(ifd, buf, sizeof(buf)) > 0)
-                    ;
-        } else {
-            usleep(5000);
-        }
+        ws_spool_watch_wait(ifd, ifd >= 0 ? 250 : 5);
     }
     if (ifd >= 0)
         close(ifd);
@@ -1042,13 +1030,8 @@ static int open_wakeups(struct dispatcher *r, struct ws_error *err)
         return ws_error_setsys(err, WS_ERR_IO, errno, "could not create a pipe");
     r->d.pipe_r = pipefd[0];
     r->d.pipe_w = pipefd[1];
-    r->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    if (r->ifd >= 0 && ws_spool_watch(r->ifd, r->d.dir,
-                                      IN_MOVED_TO | IN_MOVED_FROM | IN_ATTRIB | IN_CLOSE_WRITE |
-                                          IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF) < 0) {
-        close(r->ifd);
-        r->ifd = -1;
-    }
+    r->ifd = ws_spool_watch(r->d.dir, IN_MOVED_TO | IN_MOVED_FROM | IN_ATTRIB | IN_CLOSE_WRITE |
+                                          IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF);
     return 0;
 }
 
@@ -1351,36 +1334,29 @@ int ws_prefetch_run(const struct ws_config *cfg, const struct ws_keyring *kr,
     return rc;
 }
 
+/* The background process (ws_spool_spawn()): records its PID in the lock file, runs, exits. */
 static _Noreturn void prefetcher_main(const struct ws_config *cfg, const struct ws_keyring *kr,
-                                      const struct ws_prefetch_spool *spool, int lock_fd,
+                                      const struct ws_prefetch_spool *sp, int lock_fd,
                                       const struct ws_prefetch_opts *o)
 {
-    struct ws_prefetch_spool sp = *spool;
     struct ws_error err = {0};
     char pid[32];
-    int keep[3] = {lock_fd, DIR_FD(&sp), sp.sp.cluster.fd}, n;
+    int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
 
-    /* the lock stays with the shared open file description, also when it moves */
-    ws_spool_detach(keep, 3, "wal-fetch prefetch", "wal-prefetch", cfg->log_file);
-    lock_fd = keep[0];
-    DIR_FD(&sp) = keep[1];
-    sp.sp.cluster.fd = keep[2];
-    if (lock_fd < 3 || DIR_FD(&sp) < 3 || sp.sp.cluster.fd < 3)
-        _exit(1);
-    n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
     if (ftruncate(lock_fd, 0) != 0 || pwrite(lock_fd, pid, (size_t)n, 0) != n) {
         /* the PID is for operators and tests; the lock works without it */
     }
-    if (ws_prefetch_run(cfg, kr, &sp, lock_fd, o, &err) != 0)
-        ws_log_warning("prefetcher on \"%s\" stopped: %s", DIR_PATH(&sp), err.msg);
+    if (ws_prefetch_run(cfg, kr, sp, lock_fd, o, &err) != 0)
+        ws_log_warning("prefetcher on \"%s\" stopped: %s", DIR_PATH(sp), err.msg);
     _exit(0);
 }
 
 static void start_prefetcher(const struct ws_config *cfg, const struct ws_keyring *kr,
                              const struct ws_prefetch_spool *sp, const struct ws_prefetch_opts *o)
 {
+    struct ws_prefetch_spool own = *sp; /* its descriptors as ws_spool_spawn() leaves them */
     struct ws_error err = {0};
-    int fd, status;
+    int fd = -1, *keep[3] = {&fd, &DIR_FD(&own), &own.sp.cluster.fd};
     pid_t pid;
 
     if (ws_prefetch_lock(sp, &fd, &err) != 0) {
@@ -1390,22 +1366,10 @@ static void start_prefetcher(const struct ws_config *cfg, const struct ws_keyrin
     }
     /* Detached: a new session, re-parented to init, so PostgreSQL waits only for us. The lock
      * travels with the open file description: no moment without it. */
-    pid = fork();
-    if (pid < 0) {
+    pid = ws_spool_spawn(keep, 3, 1, "wal-fetch prefetch", "wal-prefetch", cfg->log_file);
+    if (pid == 0)
+        prefetcher_main(cfg, kr, &own, fd, o);
+    if (pid < 0)
         ws_log_info("could not start the prefetcher: %s", strerror(errno));
-        close(fd);
-        return;
-    }
-    if (pid == 0) {
-        pid_t p2;
-        if (setsid() < 0)
-            _exit(1);
-        p2 = fork();
-        if (p2 != 0)
-            _exit(p2 < 0 ? 1 : 0);
-        prefetcher_main(cfg, kr, sp, fd, o);
-    }
     close(fd);
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
 }

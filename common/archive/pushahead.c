@@ -7,7 +7,6 @@
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -843,15 +842,7 @@ static void wait_ready(struct batch *b, double left)
 {
     int ms = left < 1.0 ? (int)(left * 1000.0) + 1 : 1000;
 
-    if (b->watch >= 0) {
-        struct pollfd pfd = {.fd = b->watch, .events = POLLIN};
-        char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-        if (poll(&pfd, 1, ms) > 0)
-            while (read(b->watch, buf, sizeof(buf)) > 0)
-                ; /* the events only wake us: the directory is read again anyway */
-    } else {
-        usleep(ms < 50 ? (useconds_t)ms * 1000u : 50000u);
-    }
+    ws_spool_watch_wait(b->watch, b->watch >= 0 || ms < 50 ? ms : 50); /* unwatched: polled */
 }
 
 static void work(struct batch *b, struct ws_repo *repo)
@@ -898,6 +889,18 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* inotify on archive_status (new .ready files), or -1. */
+static int watch_status(const struct spool *sp)
+{
+    int dir = open(sp->status, O_PATH | O_DIRECTORY | O_CLOEXEC), watch;
+
+    if (dir < 0)
+        return -1;
+    watch = ws_spool_watch(dir, IN_CREATE | IN_MOVED_TO);
+    close(dir);
+    return watch;
+}
+
 /* The detached process: push the queue and what refills bring, release what it did not start. */
 static void batch_run(struct batch *b)
 {
@@ -921,12 +924,7 @@ static void batch_run(struct batch *b)
         w[i].repo.st->attempts = 1;  /* one try per request: a file that fails is X's to push */
     }
     nw = i;
-    b->watch = -1;
-    if (b->linger && nw > 0 && (b->watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) >= 0 &&
-        inotify_add_watch(b->watch, b->sp->status, IN_CREATE | IN_MOVED_TO) < 0) {
-        close(b->watch);
-        b->watch = -1;
-    }
+    b->watch = b->linger && nw > 0 ? watch_status(b->sp) : -1;
     for (i = 0; i < nw; i++)
         w[i].b = b;
     for (i = 1; i < nw; i++)
@@ -961,9 +959,11 @@ static void batch_run(struct batch *b)
 static int batch_start(const struct ws_config *cfg, const struct spool *sp, const char *current)
 {
     struct batch b;
+    struct spool own; /* the process's: its descriptors as ws_spool_spawn() leaves them */
     struct ws_error e = {0};
     char path[PATH_MAX];
-    size_t i;
+    int *keep[WS_PUSHAHEAD_MAX_BATCH + 5];
+    size_t i, nk = 0;
     int slot = -1, live = -1, started = 0;
     pid_t pid = -1;
 
@@ -982,33 +982,25 @@ static int batch_start(const struct ws_config *cfg, const struct spool *sp, cons
     b.linger = (strncmp(cfg->repo, "s3://", 5) == 0 || strncmp(cfg->repo, "sftp://", 7) == 0) &&
                ws_path_join(path, sizeof(path), sp->datadir, "postmaster.pid") == 0 &&
                stat(path, &b.pmpid) == 0;
-    if ((queue_fill(&b, current, ws_pushahead_batch_max(cfg->parallel)) == 0 && !b.linger) ||
-        (pid = fork()) < 0)
+    if (queue_fill(&b, current, ws_pushahead_batch_max(cfg->parallel)) == 0 && !b.linger)
+        goto out;
+    /* What the process keeps: the spool's directories and the locks, which are its own from now
+     * on: the files', .batch (one such process per spool) and .alive (shared, for the process's
+     * life). The caller's lock of `current` is not the process's: it is closed with every other
+     * descriptor. Its lines go to log_file only. */
+    own = *sp;
+    keep[nk++] = &slot;
+    keep[nk++] = &live;
+    keep[nk++] = &own.sp.cluster.fd;
+    keep[nk++] = &own.sp.sub[0].fd;
+    keep[nk++] = &own.sp.sub[1].fd;
+    for (i = 0; i < b.n && nk < sizeof(keep) / sizeof(keep[0]); i++)
+        keep[nk++] = &b.fds[i]; /* b.n <= WS_PUSHAHEAD_MAX_BATCH: all of them */
+    if ((pid = ws_spool_spawn(keep, nk, 0, NULL, "wal-push-ahead", cfg->log_file)) < 0)
         goto out;
     if (pid == 0) {
-        /* Detached: PostgreSQL's signals to the archiver's process group and its log pipe are
-         * not ours; lines go to log_file only. What it keeps: the spool's directories and the
-         * locks, which are this process's now: the files', .batch (one such process per spool)
-         * and .alive (shared, for the process's life). The caller's lock of `current` is not the
-         * process's: it is closed with every other descriptor. */
-        int keep[WS_PUSHAHEAD_MAX_BATCH + 5];
-        struct spool own = *sp; /* its descriptors as ws_spool_detach() leaves them */
-        size_t nk = 0;
-        (void)setsid();
-        keep[nk++] = slot;
-        keep[nk++] = live;
-        keep[nk++] = own.sp.cluster.fd;
-        keep[nk++] = own.pushed;
-        keep[nk++] = own.locks;
-        for (i = 0; i < b.n && nk < sizeof(keep) / sizeof(keep[0]); i++)
-            keep[nk++] = b.fds[i]; /* b.n <= WS_PUSHAHEAD_MAX_BATCH: all of them */
-        ws_spool_detach(keep, nk, NULL, "wal-push-ahead", b.cfg->log_file);
-        /* Those that sat on 0..2 (stdio closed by whoever started wal-push) were moved up. */
-        own.sp.cluster.fd = keep[2];
-        own.pushed = own.sp.sub[0].fd = keep[3];
-        own.locks = own.sp.sub[1].fd = keep[4];
-        for (i = 0; i + 5 < nk; i++)
-            b.fds[i] = keep[5 + i];
+        own.pushed = own.sp.sub[0].fd;
+        own.locks = own.sp.sub[1].fd;
         b.sp = &own;
         b.start = ws_now_monotonic();
         batch_run(&b);
