@@ -1,14 +1,20 @@
 /*
  * archive.h - the WAL archive: what wal-push and wal-fetch do, as library calls.
  *
- * ws_archive_push() stores one WAL file durably; it returns 0 only when the object is complete
- * and durable in the repository (or an identical copy already was, then *duplicate = 1). It reads
- * the file once: the content is hashed while it is compressed and encrypted.
+ * ws_archive_push() stores one WAL file (segment, .partial, .history, .backup) durably: it
+ * returns 0 only when the object is complete and durable in the repository, or an identical
+ * copy already was (res->duplicate). It reads the file once: the content digest is taken while
+ * the content is compressed and encrypted. A segment's page header must match its name and size
+ * (else WS_ERR_INVALID) and the cluster identity (else WS_ERR_FOREIGN); different content already
+ * stored under the name is WS_ERR_CONFLICT, and the stored copy is kept. A transient storage
+ * failure repeats the whole push, `retries` attempts in all (then WS_ERR_STORAGE); a failed
+ * attempt leaves nothing visible. Every error message names the WAL file.
  *
  * ws_archive_fetch() restores one WAL file into dest_path: the object is authenticated,
  * decrypted and decompressed into a temp file beside dest_path, which is renamed into place only
  * after the whole object verified. WS_ERR_NOT_FOUND means the repository was reached, holds this
- * cluster, and does not hold the file; every other error leaves dest_path untouched.
+ * cluster, and does not hold the file (a repository without this cluster is WS_ERR_CONFIG);
+ * every other error leaves dest_path untouched. Retries as for a push.
  */
 #ifndef WS_ARCHIVE_H
 #define WS_ARCHIVE_H
@@ -25,7 +31,7 @@ struct ws_push_result {
     uint64_t stored_bytes;      /* the length of the object in the repository */
     uint64_t system_identifier; /* from a segment's page header; 0 for other files */
     int digest;                 /* enum ws_digest of content_digest; WS_DIGEST_NONE: not known */
-    uint8_t content_digest[WS_OBJECT_DIGEST_SIZE]; /* of the `bytes` bytes read and stored */
+    uint8_t content_digest[WS_OBJECT_DIGEST_SIZE]; /* of the file's `bytes` bytes, as read */
 };
 
 int ws_archive_push(const struct ws_config *cfg, const char *wal_path, struct ws_push_result *res,

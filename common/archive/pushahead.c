@@ -565,7 +565,7 @@ static void spool_clean(const struct ws_config *cfg, const struct spool *sp)
 /*
  * 1 when X is verified as archived (res filled), else 0 (push it normally). No storage request:
  * on S3 or SFTP that would cost round trips or a session per call, the very cost push-ahead
- * saves (see pushahead.h on what the record proves).
+ * saves (docs/design/pushahead.md: what a record proves).
  */
 static int verify_record(const struct ws_config *cfg, const struct spool *sp, const char *wal_path,
                          struct ws_pushahead_result *res)

@@ -17,9 +17,14 @@
  * directory swapped after the checks is not followed. Files in the spool are opened O_NOFOLLOW
  * and trusted only when they are regular files owned by the effective user.
  *
+ * The module also holds what both programs' background processes share: lock files, files
+ * written under a temp name, inotify watches, and starting the process itself (ws_spool_spawn).
+ *
  * Errors: functions return a ws_code and fill err; a refusal is WS_ERR_CONFIG, naming the
  * directory and what is wrong with it. ws_spool_use() is what both programs call: it logs
  * one WARNING (or, for spool_dir = '', one INFO line) and returns -1 when there is no spool.
+ * Ownership: an open struct ws_spool owns its descriptors until ws_spool_close(); a failed open
+ * leaves it closed.
  */
 #ifndef WS_SPOOL_H
 #define WS_SPOOL_H
