@@ -1,7 +1,7 @@
 /*
  * prefetch.h - wal-fetch's prefetch: a background process keeps the next segments of the
  * requested timeline, fetched and verified, in a local spool, where wal-fetch's request for one
- * takes it with a rename. Reasons and measurements: docs/design/prefetch.md.
+ * takes it with a rename. Reasons: docs/design/prefetch.md.
  *
  * ws_prefetch_serve(cfg, N, DEST_PATH) returns 1 when DEST_PATH now holds segment N, complete and
  * authenticated, else 0: the caller fetches from the repository as without prefetch (which alone
@@ -31,11 +31,11 @@
  * leaves [N, N+k], entries older than WS_PREFETCH_STALE_AGE s or from before the boot, and temp
  * files nobody writes; stops at the end of the archive until a new request; retries a failed
  * fetch after 1, 2, 4 ... 30 s; fetches only while the file system keeps min(5 %, 4 GiB) plus a
- * segment free; exits after WS_PREFETCH_IDLE_TIMEOUT s without a request (or when it cannot work:
- * it then empties and removes the spool), after WS_PREFETCH_MAX_LIFE s (entries kept), or when
- * its spool or lock file is gone. WALSAFE_PREFETCH_IDLE_TIMEOUT=<1..300> sets the idle timeout
- * (for tests). The other functions are its pieces, exposed for tests: they return a ws_code and
- * fill err.
+ * segment free. It exits, emptying and removing the spool, after WS_PREFETCH_IDLE_TIMEOUT s
+ * without a request or when it cannot work (no cluster identity, say); keeping its entries, after
+ * WS_PREFETCH_MAX_LIFE s; and when its spool or lock file is gone. The environment variable
+ * WALSAFE_PREFETCH_IDLE_TIMEOUT=<1..300> sets the idle timeout (for tests). The other functions
+ * are its pieces, exposed for tests: they return a ws_code and fill err.
  */
 #ifndef WS_PREFETCH_H
 #define WS_PREFETCH_H

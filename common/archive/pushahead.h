@@ -12,9 +12,9 @@
  * With push-ahead the call locks X (waiting up to `timeout` s while another push holds it), then:
  *   - returns 0 with pushed_ahead when X's record is intact, names X, this `repo` and `cluster`,
  *     and X read now has the record's size, fingerprint (fingerprint.h) and, for segments, the
- *     system identifier of its page header. This check makes no storage request. Any mismatch
- *     removes the record (a WARNING when it is of this repo and cluster) and X is pushed;
- *   - else pushes X itself (`retries`, a fresh storage handle per attempt);
+ *     system identifier of its page header. This check makes no storage request;
+ *   - else pushes X itself (`retries`, a fresh storage handle per attempt), after removing a
+ *     damaged record or one of this repo and cluster that does not match X (a WARNING);
  *   - either way starts the background process (ps: wal-push-ahead) unless one runs. It pushes
  *     the next ready files in the archiver's order, each locked before it is taken, one attempt
  *     each on `parallel` workers, and takes more for WS_PUSHAHEAD_PROCESS_SECONDS (on s3:// and
