@@ -1,5 +1,5 @@
 /*
- * config.h - the one configuration of every walsafe program (SPEC.md, "Configuration").
+ * config.h - the one configuration of every walsafe program (README.md, "Configuration").
  *
  * Sources, lowest precedence first: built-in defaults, the file (--config FILE, else
  * $WALSAFE_CONFIG, else /etc/walsafe.conf), the environment (WALSAFE_<KEY>), the command line

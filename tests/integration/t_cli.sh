@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# t_cli: the command-line and configuration contract of wal-push and wal-fetch (SPEC.md,
-# "Programs", "Configuration", "Exit status"): --help/--version, usage errors and their exit
+# t_cli: the command-line and configuration contract of wal-push and wal-fetch (README.md: the
+# programs, "Configuration", "Exit status"): --help/--version, usage errors and their exit
 # statuses, option order, config sources and precedence, invalid names that could escape the
 # repository, config files holding secrets, log_file, and that secrets are never printed.
 . "$(dirname "$0")/lib.sh"
