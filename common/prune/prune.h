@@ -48,6 +48,7 @@
 #include "base/config.h"
 #include "base/error.h"
 #include "io/key.h"
+#include "pg/timeline.h"
 #include "repo/catalog.h"
 #include "repo/repo.h"
 
@@ -103,17 +104,11 @@ struct ws_prune_wal {
     uint64_t size;
 };
 
-/* One line of a timeline's history file: the line left its ancestor `tli` at `end_lsn`. */
-struct ws_prune_switch {
-    uint32_t tli;
-    uint64_t end_lsn;
-};
-
 /* A timeline's history file: all its ancestors, oldest first. A timeline above 1 without an
  * entry, or whose entry has a problem, has an unknown lineage. */
 struct ws_prune_history {
     uint32_t tli;
-    const struct ws_prune_switch *sw;
+    const struct ws_timeline_switch *sw;
     size_t nsw;
     const char *problem; /* NULL: read; else why it could not be (e.g. "not in the repository") */
 };
@@ -194,11 +189,6 @@ const char *ws_prune_why_name(unsigned bit);
 void ws_prune_why_text(const struct ws_prune_input *in, const struct ws_prune_plan *plan,
                        unsigned why, char *out, size_t outsz);
 const char *ws_prune_status_name(int status);
-
-/* Parses a timeline history file's text ("parent<TAB>lsn<TAB>reason" lines). *out is malloc'ed.
- * WS_ERR_CORRUPT (naming `what`) on a malformed line. */
-int ws_prune_parse_history(const char *text, size_t len, const char *what,
-                           struct ws_prune_switch **out, size_t *n, struct ws_error *err);
 
 /* ---- executor ---- */
 

@@ -36,7 +36,7 @@ struct fx {
     struct ws_prune_wal w[600];
     char names[600][48];
     size_t nw;
-    struct ws_prune_switch hsw[8][8];
+    struct ws_timeline_switch hsw[8][8];
     struct ws_prune_history hist[8];
     size_t nhist;
     struct ws_prune_input in;
@@ -124,7 +124,7 @@ static struct ws_prune_history *hist_entry(struct fx *f, uint32_t tli)
 static void hist_line(struct fx *f, uint32_t tli, uint32_t parent, uint64_t end_lsn)
 {
     struct ws_prune_history *h = hist_entry(f, tli);
-    struct ws_prune_switch *sw = (struct ws_prune_switch *)h->sw;
+    struct ws_timeline_switch *sw = (struct ws_timeline_switch *)h->sw;
 
     sw[h->nsw].tli = parent;
     sw[h->nsw].end_lsn = end_lsn;
@@ -888,43 +888,6 @@ static void test_why_text(void)
     ws_prune_why_text(&f.in, &f.plan, WS_PRUNE_KEEP_MASK, t, 8);
     CHECK(strlen(t) == 7);
     ws_prune_plan_free(&f.plan);
-}
-
-static void test_history_parse(void)
-{
-    static const char good[] = "# comment\n"
-                               "1\t0/3000158\tno recovery target specified\n"
-                               "\n"
-                               "2\t1/A0000000\tat restore point \"x\"\n"
-                               "  5 2/0 before 2000-01-01 00:00:00+00";
-    static const char *const bad[] = {
-        "1 0/3000158\n0 1/0\n",   /* timeline 0 */
-        "2\t0/1\tx\n1\t0/2\tx\n", /* not increasing */
-        "1\tnot-an-lsn\tx\n",     /* LSN */
-        "x\t0/1\n",               /* no number */
-        "1\n",                    /* no LSN */
-        "1\t0/1\tok\n3\t\n",      /* second line without LSN */
-    };
-    struct ws_prune_switch *v = NULL;
-    struct ws_error err = {0};
-    size_t n = 0, i;
-
-    REQUIRE(ws_prune_parse_history(good, strlen(good), "00000006.history", &v, &n, &err) == 0);
-    REQUIRE(n == 3);
-    CHECK(v[0].tli == 1 && v[0].end_lsn == 0x3000158);
-    CHECK(v[1].tli == 2 && v[1].end_lsn == UINT64_C(0x1A0000000));
-    CHECK(v[2].tli == 5 && v[2].end_lsn == UINT64_C(0x200000000));
-    free(v);
-    REQUIRE(ws_prune_parse_history("", 0, "e", &v, &n, &err) == 0);
-    CHECK(n == 0);
-    free(v);
-    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        v = NULL;
-        CHECK(ws_prune_parse_history(bad[i], strlen(bad[i]), "00000009.history", &v, &n, &err) ==
-              WS_ERR_CORRUPT);
-        CHECK(strstr(err.msg, "00000009.history") != NULL);
-        CHECK(v == NULL);
-    }
 }
 
 /* ---- the planner's steps, one at a time (prune_int.h) ---- */
@@ -1807,7 +1770,6 @@ const struct unit_test unit_tests[] = {
     {"no_complete_backup", test_no_complete_backup},
     {"wal_gaps", test_wal_gaps},
     {"why_text", test_why_text},
-    {"history_parse", test_history_parse},
     {"step_order", test_step_order},
     {"step_latest_timeline", test_step_latest_timeline},
     {"step_lineage", test_step_lineage},
