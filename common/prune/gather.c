@@ -178,11 +178,7 @@ static int backups_from_catalog(struct ws_prune_state *st, struct ws_error *err)
         const struct ws_catalog_backup *c = &st->cat.backups[i];
         struct ws_prune_backup *b = &st->backups[i];
         memcpy(b->id, c->id, sizeof(b->id));
-        b->status = c->deleting       ? WS_PRUNE_DELETING
-                    : c->complete     ? WS_PRUNE_COMPLETE
-                    : c->has_manifest ? WS_PRUNE_INCOMPLETE
-                    : c->bad_manifest ? WS_PRUNE_INVALID
-                                      : WS_PRUNE_RUNNING;
+        b->status = c->status;
         b->pinned = c->pinned;
         b->has_position = c->has_manifest;
         if (c->has_manifest) {
@@ -242,7 +238,7 @@ int ws_prune_gather(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
         (rc = backups_from_catalog(st, err)) != 0)
         goto out;
     for (i = 0; i < st->nbackups && rc == 0; i++)
-        if (st->backups[i].status != WS_PRUNE_COMPLETE && st->backups[i].last_write <= 0)
+        if (st->backups[i].status != WS_BACKUP_COMPLETE && st->backups[i].last_write <= 0)
             rc = last_write_by_stat(repo, &st->backups[i], err);
     if (rc == 0)
         rc = read_histories(repo, kr, st, err);

@@ -54,14 +54,6 @@
 
 #define WS_PRUNE_INCOMPLETE_AGE (24 * 3600)
 
-enum ws_prune_status {
-    WS_PRUNE_COMPLETE = 0,
-    WS_PRUNE_INCOMPLETE, /* manifest, WAL missing */
-    WS_PRUNE_RUNNING,    /* no manifest: still being written, or died */
-    WS_PRUNE_INVALID,    /* the manifest cannot be read */
-    WS_PRUNE_DELETING    /* an interrupted prune began deleting it */
-};
-
 /* Why a backup is kept (low bits) or deleted (high bits); a backup may have several. */
 enum ws_prune_why {
     WS_KEEP_NEWEST = 1u << 0,      /* the newest complete backup */
@@ -84,7 +76,7 @@ enum ws_prune_why {
 
 struct ws_prune_backup {
     char id[WS_BACKUP_ID_LEN + 1];
-    int status; /* enum ws_prune_status */
+    enum ws_backup_status status;
     int pinned;
     int has_position;              /* start/stop fields below are known (the manifest was read) */
     int64_t start_time, stop_time; /* seconds since the epoch, UTC */
@@ -188,7 +180,6 @@ const char *ws_prune_why_name(unsigned bit);
  * (retain_full = 2)"; the most telling reason first. */
 void ws_prune_why_text(const struct ws_prune_input *in, const struct ws_prune_plan *plan,
                        unsigned why, char *out, size_t outsz);
-const char *ws_prune_status_name(int status);
 
 /* ---- executor ---- */
 

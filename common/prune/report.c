@@ -38,22 +38,6 @@ static void human_bytes(uint64_t v, char *out, size_t n)
     snprintf(out, n, i ? "%.1f %s" : "%.0f %s", d, u[i]);
 }
 
-const char *ws_prune_status_name(int status)
-{
-    switch (status) {
-    case WS_PRUNE_COMPLETE:
-        return "complete";
-    case WS_PRUNE_INCOMPLETE:
-        return "incomplete";
-    case WS_PRUNE_RUNNING:
-        return "running";
-    case WS_PRUNE_INVALID:
-        return "invalid";
-    default:
-        return "deleting";
-    }
-}
-
 const char *ws_prune_why_name(unsigned bit)
 {
     switch (bit) {
@@ -210,11 +194,11 @@ void ws_prune_print_backup(FILE *f, const char *verb, const struct ws_prune_inpu
     if (b->has_position) {
         ws_format_utc(b->start_time, when);
         fprintf(f, "%s backup %s (%s%s, started %s, timeline %" PRIu32 ", %s stored): %s\n", verb,
-                b->id, ws_prune_status_name(b->status), b->pinned ? ", pinned" : "", when,
+                b->id, ws_backup_status_name(b->status), b->pinned ? ", pinned" : "", when,
                 b->timeline, size, why);
     } else {
         fprintf(f, "%s backup %s (%s%s, %s stored): %s\n", verb, b->id,
-                ws_prune_status_name(b->status), b->pinned ? ", pinned" : "", size, why);
+                ws_backup_status_name(b->status), b->pinned ? ", pinned" : "", size, why);
     }
 }
 
@@ -357,7 +341,7 @@ static void json_backup(FILE *f, const struct ws_prune_input *in, const struct w
     int first = 1;
 
     fprintf(f, "{\"id\": \"%s\", \"status\": \"%s\", \"pinned\": %s", b->id,
-            ws_prune_status_name(b->status), b->pinned ? "true" : "false");
+            ws_backup_status_name(b->status), b->pinned ? "true" : "false");
     if (b->has_position) {
         char a[21], c[21], l[24];
         ws_format_utc(b->start_time, a);

@@ -1,5 +1,5 @@
 /*
- * The catalog (backup.h) over an in-memory repository: which backups are complete (manifest
+ * The catalog (catalog.h) over an in-memory repository: which backups are complete (manifest
  * present AND every WAL segment from start to stop archived), which are incomplete and why,
  * backups without a manifest, damaged, foreign and encrypted manifests, storage failures, the
  * sorted segment and history lists, and the newest complete backup. Then ws_parse_target_time
@@ -234,16 +234,17 @@ static void test_scenario(void)
     d = find(&cat, ID_D), e = find(&cat, ID_E), f = find(&cat, ID_F);
     REQUIRE(a && b && c && d && e && f);
 
-    CHECK(a->has_manifest && !a->bad_manifest && a->complete && a->missing_wal[0] == '\0');
+    CHECK(a->has_manifest && !a->bad_manifest && a->status == WS_BACKUP_COMPLETE &&
+          a->missing_wal[0] == '\0');
     CHECK(strcmp(a->m.id, ID_A) == 0 && a->m.start_lsn == 0x2000028 && a->m.nfiles == 1);
     CHECK(a->m.label && strcmp(a->m.label, "test backup") == 0);
-    CHECK(b->has_manifest && b->complete);
-    CHECK(f->has_manifest && f->complete);
-    CHECK(c->has_manifest && !c->complete);
+    CHECK(b->has_manifest && b->status == WS_BACKUP_COMPLETE);
+    CHECK(f->has_manifest && f->status == WS_BACKUP_COMPLETE);
+    CHECK(c->has_manifest && c->status == WS_BACKUP_INCOMPLETE);
     CHECK(strcmp(c->missing_wal, "00000001000000000000000B") == 0);
-    CHECK(d->has_manifest && !d->complete);
+    CHECK(d->has_manifest && d->status == WS_BACKUP_INCOMPLETE);
     CHECK(strcmp(d->missing_wal, "000000020000000000000002") == 0);
-    CHECK(!e->has_manifest && !e->bad_manifest && !e->complete);
+    CHECK(!e->has_manifest && !e->bad_manifest && e->status == WS_BACKUP_RUNNING);
     CHECK(e->m.nfiles == 0 && e->m.label == NULL);
 
     /* sizes and times come from the listing */
@@ -280,7 +281,7 @@ static void test_scenario(void)
     REQUIRE(ws_catalog_load(&repo, NULL, &cat, &err) == 0);
     a = find(&cat, ID_A);
     REQUIRE(a != NULL);
-    CHECK(a->has_manifest && !a->complete);
+    CHECK(a->has_manifest && a->status == WS_BACKUP_INCOMPLETE);
     CHECK(strcmp(a->missing_wal, "000000010000000000000003") == 0);
     CHECK(ws_catalog_latest(&cat) == find(&cat, ID_B));
     ws_catalog_free(&cat);
@@ -290,7 +291,8 @@ static void test_scenario(void)
     REQUIRE(ws_catalog_load(&repo, NULL, &cat, &err) == 0);
     b = find(&cat, ID_B);
     REQUIRE(b != NULL);
-    CHECK(!b->complete && strcmp(b->missing_wal, "000000010000000000000007") == 0);
+    CHECK(b->status == WS_BACKUP_INCOMPLETE &&
+          strcmp(b->missing_wal, "000000010000000000000007") == 0);
     CHECK(ws_catalog_latest(&cat) == find(&cat, ID_F));
     ws_catalog_free(&cat);
 
@@ -299,7 +301,8 @@ static void test_scenario(void)
     REQUIRE(ws_catalog_load(&repo, NULL, &cat, &err) == 0);
     f = find(&cat, ID_F);
     REQUIRE(f != NULL);
-    CHECK(!f->complete && strcmp(f->missing_wal, "000000010000000100000000") == 0);
+    CHECK(f->status == WS_BACKUP_INCOMPLETE &&
+          strcmp(f->missing_wal, "000000010000000100000000") == 0);
     CHECK(ws_catalog_latest(&cat) == NULL);
     ws_catalog_free(&cat);
 
@@ -308,7 +311,7 @@ static void test_scenario(void)
     REQUIRE(ws_catalog_load(&repo, NULL, &cat, &err) == 0);
     c = find(&cat, ID_C);
     REQUIRE(c != NULL);
-    CHECK(c->complete && c->missing_wal[0] == '\0');
+    CHECK(c->status == WS_BACKUP_COMPLETE && c->missing_wal[0] == '\0');
     CHECK(ws_catalog_latest(&cat) == c);
     ws_catalog_free(&cat);
     ws_storage_close(repo.st);
@@ -408,12 +411,13 @@ static void test_bad_manifests(void)
     REQUIRE(cat.nbackups == 4);
     a = find(&cat, ID_A), b = find(&cat, ID_B), c = find(&cat, ID_C), d = find(&cat, ID_E);
     REQUIRE(a && b && c && d);
-    CHECK(a->has_manifest && !a->bad_manifest && a->complete);
-    CHECK(!b->has_manifest && b->bad_manifest && !b->complete && b->manifest_error[0]);
+    CHECK(a->has_manifest && !a->bad_manifest && a->status == WS_BACKUP_COMPLETE);
+    CHECK(!b->has_manifest && b->bad_manifest && b->status == WS_BACKUP_INVALID &&
+          b->manifest_error[0]);
     CHECK(strstr(b->manifest_error, ID_B) != NULL);
-    CHECK(!c->has_manifest && c->bad_manifest && !c->complete);
+    CHECK(!c->has_manifest && c->bad_manifest && c->status == WS_BACKUP_INVALID);
     CHECK(strstr(c->manifest_error, ID_D) != NULL); /* "names backup <D>" */
-    CHECK(!d->has_manifest && d->bad_manifest && !d->complete);
+    CHECK(!d->has_manifest && d->bad_manifest && d->status == WS_BACKUP_INVALID);
     CHECK(ws_catalog_latest(&cat) == a);
     ws_catalog_free(&cat);
     ws_storage_close(repo.st);
@@ -446,20 +450,20 @@ static void test_encrypted_manifest(void)
     REQUIRE(ws_catalog_load(&repo, &kr, &cat, &err) == 0);
     a = find(&cat, ID_A);
     REQUIRE(a != NULL);
-    CHECK(a->has_manifest && a->complete && a->m.start_lsn == 0x2000028);
+    CHECK(a->has_manifest && a->status == WS_BACKUP_COMPLETE && a->m.start_lsn == 0x2000028);
     ws_catalog_free(&cat);
 
     /* without the key, or with another one: listed, invalid, never complete */
     REQUIRE(ws_catalog_load(&repo, NULL, &cat, &err) == 0);
     a = find(&cat, ID_A);
     REQUIRE(a != NULL);
-    CHECK(!a->has_manifest && a->bad_manifest && !a->complete);
+    CHECK(!a->has_manifest && a->bad_manifest && a->status == WS_BACKUP_INVALID);
     CHECK(ws_catalog_latest(&cat) == NULL);
     ws_catalog_free(&cat);
     REQUIRE(ws_catalog_load(&repo, &wrong, &cat, &err) == 0);
     a = find(&cat, ID_A);
     REQUIRE(a != NULL);
-    CHECK(!a->has_manifest && a->bad_manifest && !a->complete);
+    CHECK(!a->has_manifest && a->bad_manifest && a->status == WS_BACKUP_INVALID);
     ws_catalog_free(&cat);
     ws_storage_close(repo.st);
 }
@@ -509,9 +513,87 @@ static void test_storage_failures(void)
     }
     ws_storage_mem_fault(repo.st, 0, 0, 0);
     REQUIRE(ws_catalog_load(&repo, NULL, &cat, &err) == 0);
-    CHECK(cat.nbackups == 1 && cat.backups[0].complete);
+    CHECK(cat.nbackups == 1 && cat.backups[0].status == WS_BACKUP_COMPLETE);
     ws_catalog_free(&cat);
     ws_storage_close(repo.st);
+}
+
+static void put_marker_object(struct ws_repo *repo, const char *key)
+{
+    if (ws_storage_mem_set_object(repo->st, key, (const uint8_t *)"marker", 6) != 0)
+        unit_fail(__FILE__, __LINE__, key);
+}
+
+/*
+ * The status of every backup is computed once, by the loader: a tombstone (<ID>.deleting) decides
+ * over everything else, a complete manifest and all its WAL included (a deleting backup is never
+ * complete); its manifest, missing WAL, manifest error and pin are still reported.
+ */
+static void test_deleting(void)
+{
+    struct ws_repo repo;
+    struct ws_catalog cat;
+    struct ws_error err = {0};
+    const struct ws_catalog_backup *a, *b, *c, *d, *f;
+    char key[256];
+    const struct mspec whole = {ID_A, NULL, 1, 0x2000028, 0x2000100, 0, NULL};
+    const struct mspec short_wal = {ID_B, NULL, 1, 0x2000028, 0x3000100, 0, NULL};
+    const struct mspec damaged = {ID_C, NULL, 1, 0x2000028, 0x2000100, 0, NULL};
+    const struct mspec kept = {ID_F, NULL, 1, 0x2000028, 0x2000100, 0, NULL};
+    const char *ids[] = {ID_A, ID_B, ID_C, ID_D};
+    uint8_t *p;
+    size_t i, len;
+
+    REQUIRE(open_repo(&repo, "main", SYSID) == 0);
+    put_seg(&repo, 1, 2, "");
+    put_manifest(&repo, &whole);
+    put_manifest(&repo, &short_wal);
+    put_manifest(&repo, &damaged);
+    put_manifest(&repo, &kept);
+    ws_backup_manifest_key(&repo, ID_C, key, sizeof(key));
+    p = ws_storage_mem_object(repo.st, key, &len);
+    REQUIRE(p != NULL && len > 100);
+    p[70] ^= 0x20;
+    for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        ws_backup_tombstone_key(&repo, ids[i], key, sizeof(key));
+        put_marker_object(&repo, key);
+    }
+    ws_backup_object_key(&repo, ID_D, WS_BACKUP_KEEP, key, sizeof(key));
+    put_marker_object(&repo, key);
+
+    REQUIRE(ws_catalog_load(&repo, NULL, &cat, &err) == 0);
+    REQUIRE(cat.nbackups == 5);
+    a = find(&cat, ID_A), b = find(&cat, ID_B), c = find(&cat, ID_C);
+    d = find(&cat, ID_D), f = find(&cat, ID_F);
+    REQUIRE(a && b && c && d && f);
+    CHECK(a->status == WS_BACKUP_DELETING && a->has_manifest && a->missing_wal[0] == '\0');
+    CHECK(b->status == WS_BACKUP_DELETING && b->has_manifest &&
+          strcmp(b->missing_wal, "000000010000000000000003") == 0);
+    CHECK(c->status == WS_BACKUP_DELETING && !c->has_manifest && c->bad_manifest &&
+          strstr(c->manifest_error, ID_C) != NULL);
+    CHECK(d->status == WS_BACKUP_DELETING && !d->has_manifest && !d->bad_manifest && d->pinned);
+    CHECK(f->status == WS_BACKUP_COMPLETE && !f->pinned);
+    CHECK(ws_catalog_latest(&cat) == f);
+    ws_catalog_free(&cat);
+
+    /* without its tombstone A is complete again, and the newest */
+    ws_backup_tombstone_key(&repo, ID_A, key, sizeof(key));
+    REQUIRE(ws_storage_remove(repo.st, key, &err) == 0);
+    REQUIRE(ws_catalog_load(&repo, NULL, &cat, &err) == 0);
+    a = find(&cat, ID_A);
+    REQUIRE(a != NULL);
+    CHECK(a->status == WS_BACKUP_COMPLETE && ws_catalog_latest(&cat) == a);
+    ws_catalog_free(&cat);
+    ws_storage_close(repo.st);
+}
+
+static void test_status_names(void)
+{
+    CHECK(strcmp(ws_backup_status_name(WS_BACKUP_COMPLETE), "complete") == 0);
+    CHECK(strcmp(ws_backup_status_name(WS_BACKUP_INCOMPLETE), "incomplete") == 0);
+    CHECK(strcmp(ws_backup_status_name(WS_BACKUP_INVALID), "invalid") == 0);
+    CHECK(strcmp(ws_backup_status_name(WS_BACKUP_RUNNING), "running") == 0);
+    CHECK(strcmp(ws_backup_status_name(WS_BACKUP_DELETING), "deleting") == 0);
 }
 
 /* Runs fn in a child process, so that a sanitizer abort fails this test and not the binary. */
@@ -546,7 +628,7 @@ static void no_wal_yet(void)
     put_manifest(&repo, &s);
     REQUIRE(ws_catalog_load(&repo, NULL, &cat, &err) == 0);
     REQUIRE(cat.nbackups == 1);
-    CHECK(cat.backups[0].has_manifest && !cat.backups[0].complete);
+    CHECK(cat.backups[0].has_manifest && cat.backups[0].status == WS_BACKUP_INCOMPLETE);
     CHECK(strcmp(cat.backups[0].missing_wal, "000000010000000000000002") == 0);
     CHECK(!ws_catalog_has_seg(&cat, 1, 2));
     ws_catalog_free(&cat);
@@ -683,6 +765,8 @@ const struct unit_test unit_tests[] = {
     {"encrypted_manifest", test_encrypted_manifest},
     {"foreign_manifest", test_foreign_manifest},
     {"storage_failures", test_storage_failures},
+    {"deleting", test_deleting},
+    {"status_names", test_status_names},
     {"no_wal_at_all_is_incomplete", test_no_wal_at_all_is_incomplete},
     {"target_time", test_target_time},
     {"target_time_fraction_digits_only", test_target_time_fraction_digits_only},
