@@ -881,21 +881,12 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_opts *o
         goto out;
     {
         struct ws_object_params p = {0};
-        struct ws_sink *put = NULL, *wr = NULL;
         ws_backup_manifest_key(&repo, m.id, key, sizeof(key));
-        p.name = key;
         p.compress = cfg->compress;
         p.level = cfg->compress_level;
-        p.content_size = (int64_t)textlen;
         p.key = j.key;
-        if ((rc = ws_storage_open_put(repo.st, key, 0, &put, err)) != 0 ||
-            (rc = ws_object_writer_new(put, &p, &wr, err)) != 0 ||
-            (rc = ws_sink_write(wr, text, textlen, err)) != 0 ||
-            (rc = ws_sink_finish(wr, err)) != 0) {
-            ws_sink_free(wr);
+        if ((rc = ws_repo_put_small(&repo, key, text, textlen, &p, err)) != 0)
             goto out;
-        }
-        ws_sink_free(wr);
     }
     ws_log_info("backup %s: files stored, waiting for its WAL to be archived", m.id);
     if ((rc = wait_for_wal(&repo, &m, cfg->timeout, err)) != 0)

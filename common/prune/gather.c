@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/object.h"
 #include "pg/wal.h"
 
 /* Room for element n of arr (cap of them allocated, each size bytes): arr itself, or arr grown
@@ -64,11 +63,10 @@ static int on_wal_object(void *arg, const char *key, const struct ws_storage_sta
 static int read_history(struct ws_repo *repo, const struct ws_keyring *kr,
                         struct ws_prune_state *st, uint32_t tli, struct ws_error *err)
 {
-    struct ws_sink *buf = NULL, *reader = NULL;
     const struct ws_prune_wal *h = NULL;
     struct ws_prune_history *e = &st->histories[st->nhistories];
     struct ws_timeline_switch *sw = NULL;
-    const uint8_t *data;
+    char *text = NULL;
     struct ws_error e2 = {0};
     size_t i, len, nsw = 0;
     int rc;
@@ -84,18 +82,10 @@ static int read_history(struct ws_repo *repo, const struct ws_keyring *kr,
         st->nhistories++;
         return 0;
     }
-    if ((rc = ws_buffer_sink_new(1u << 20, &buf, err)) != 0)
-        return rc;
-    if ((rc = ws_object_reader_new(buf, h->key, kr, 1, &reader, err)) != 0)
-        return rc; /* the reader freed buf */
-    rc = ws_storage_get(repo->st, h->key, 0, WS_STORAGE_TO_END, reader, &e2);
+    rc = ws_repo_get_small(repo, h->key, kr, WS_WAL_SIDE_FILE_MAX, &text, &len, &e2);
     if (rc == 0)
-        rc = ws_sink_finish(reader, &e2);
-    if (rc == 0) {
-        data = ws_buffer_sink_data(buf, &len);
-        rc = ws_timeline_history_parse((const char *)data, len, h->name, &sw, &nsw, &e2);
-    }
-    ws_sink_free(reader);
+        rc = ws_timeline_history_parse(text, len, h->name, &sw, &nsw, &e2);
+    free(text);
     if (rc == WS_ERR_STORAGE || rc == WS_ERR_INTERNAL) {
         *err = e2;
         return rc;

@@ -20,6 +20,8 @@
 #include <stdint.h>
 
 #include "base/config.h"
+#include "io/key.h"
+#include "io/object.h"
 #include "storage/storage.h"
 
 #define WS_REPO_FORMAT 1
@@ -62,6 +64,24 @@ int ws_repo_identity_ensure(struct ws_repo *repo, const struct ws_identity *want
 int ws_repo_identity_compare(const struct ws_repo *repo, const struct ws_identity *have,
                              const struct ws_identity *want, const char *what,
                              struct ws_error *err);
+
+/*
+ * Small objects, read or written whole in memory: the identity, manifests, markers, history files.
+ * ws_repo_get_small() reads the object at key and verifies it (decrypting with kr; NULL reads
+ * unencrypted objects only) into *data: malloc'ed, NUL-terminated after its *len bytes, the
+ * caller's to free; NULL after a failure. Content over cap bytes fails with WS_ERR_CORRUPT before
+ * more than cap is held. Errors: WS_ERR_NOT_FOUND, the storage's, the object format's
+ * (WS_ERR_CORRUPT, WS_ERR_KEY).
+ */
+int ws_repo_get_small(struct ws_repo *repo, const char *key, const struct ws_keyring *kr,
+                      size_t cap, char **data, size_t *len, struct ws_error *err);
+/*
+ * Stores len bytes as the object at key, never replacing one: WS_ERR_EXISTS (nothing changed)
+ * when the key is taken. p sets compression and encryption (NULL: neither); its name and
+ * content_size are ignored (key and len).
+ */
+int ws_repo_put_small(struct ws_repo *repo, const char *key, const void *data, size_t len,
+                      const struct ws_object_params *p, struct ws_error *err);
 
 /* Encode/decode of the identity text (exposed for tests). */
 int ws_identity_format(const struct ws_identity *id, char *out, size_t outsz);

@@ -2,7 +2,8 @@
  * The catalog (catalog.h) over an in-memory repository: which backups are complete (manifest
  * present AND every WAL segment from start to stop archived), which are incomplete and why,
  * backups without a manifest, damaged, foreign and encrypted manifests, storage failures, the
- * sorted segment and history lists, and the newest complete backup. Then ws_parse_target_time
+ * sorted segment and history lists, the newest complete backup, and the small-object calls of
+ * repo.h (read and write whole, capped, never replaced). Then ws_parse_target_time
  * (backup/restore.c), which picks the backup for a --target-time.
  */
 #include <stdio.h>
@@ -98,13 +99,12 @@ struct mspec {
     const struct ws_key *key;
 };
 
-/* Writes a manifest through the object writer, as basebackup create does. */
+/* Writes a manifest as basebackup create does. */
 static void put_manifest(struct ws_repo *repo, const struct mspec *s)
 {
     struct ws_manifest m = {0};
     struct ws_error err = {0};
     struct ws_object_params p = {0};
-    struct ws_sink *put = NULL, *w = NULL;
     struct ws_bfile f = {0};
     char key[256], *text = NULL;
     size_t len = 0;
@@ -131,20 +131,11 @@ static void put_manifest(struct ws_repo *repo, const struct mspec *s)
     f.size = 3;
 
     ws_backup_manifest_key(repo, s->key_id ? s->key_id : s->id, key, sizeof(key));
-    p.name = key;
-    p.compress = WS_COMPRESS_NONE;
     p.key = s->key;
     p.chunk_size = 1024;
-    if (ws_manifest_format(&m, &text, &len, &err) != 0) {
+    if (ws_manifest_format(&m, &text, &len, &err) != 0 ||
+        ws_repo_put_small(repo, key, text, len, &p, &err) != 0)
         unit_fail(__FILE__, __LINE__, err.msg);
-        return;
-    }
-    p.content_size = (int64_t)len;
-    if (ws_storage_open_put(repo->st, key, 0, &put, &err) != 0 ||
-        ws_object_writer_new(put, &p, &w, &err) != 0 || ws_sink_write(w, text, len, &err) != 0 ||
-        ws_sink_finish(w, &err) != 0)
-        unit_fail(__FILE__, __LINE__, err.msg);
-    ws_sink_free(w);
     free(text);
 }
 
@@ -596,6 +587,102 @@ static void test_status_names(void)
     CHECK(strcmp(ws_backup_status_name(WS_BACKUP_DELETING), "deleting") == 0);
 }
 
+/*
+ * ws_repo_get_small / ws_repo_put_small: whole objects in memory, verified, capped, never
+ * replaced; what the identity, manifests, markers and history files are read and written with.
+ */
+static void test_small_objects(void)
+{
+    static const char text[] = "line one\nline two\n";
+    struct ws_repo repo;
+    struct ws_error err = {0};
+    struct ws_object_params p = {0};
+    struct ws_key k = {0};
+    struct ws_keyring kr = {0};
+    char *data = NULL, big[4096];
+    size_t len = 0;
+    uint8_t *raw;
+
+    REQUIRE(open_repo(&repo, "main", 0) == 0);
+    /* plain: read back whole, NUL-terminated */
+    REQUIRE(ws_repo_put_small(&repo, "main/a", text, strlen(text), NULL, &err) == 0);
+    REQUIRE(ws_repo_get_small(&repo, "main/a", NULL, 4096, &data, &len, &err) == 0);
+    CHECK(len == strlen(text) && memcmp(data, text, len) == 0 && data[len] == '\0');
+    free(data);
+    /* never replaced: the first content stays */
+    CHECK(ws_repo_put_small(&repo, "main/a", "other", 5, NULL, &err) == WS_ERR_EXISTS);
+    REQUIRE(ws_repo_get_small(&repo, "main/a", NULL, 4096, &data, &len, &err) == 0);
+    CHECK(len == strlen(text) && memcmp(data, text, len) == 0);
+    free(data);
+    /* empty content */
+    REQUIRE(ws_repo_put_small(&repo, "main/empty", "", 0, NULL, &err) == 0);
+    REQUIRE(ws_repo_get_small(&repo, "main/empty", NULL, 16, &data, &len, &err) == 0);
+    CHECK(len == 0 && data && data[0] == '\0');
+    free(data);
+
+    /* the cap: exactly cap bytes pass, one more is refused, and nothing is returned */
+    memset(big, 'x', sizeof(big));
+    REQUIRE(ws_repo_put_small(&repo, "main/big", big, sizeof(big), NULL, &err) == 0);
+    REQUIRE(ws_repo_get_small(&repo, "main/big", NULL, sizeof(big), &data, &len, &err) == 0);
+    CHECK(len == sizeof(big));
+    free(data);
+    data = (char *)&err;
+    CHECK(ws_repo_get_small(&repo, "main/big", NULL, sizeof(big) - 1, &data, &len, &err) ==
+          WS_ERR_CORRUPT);
+    CHECK(data == NULL && len == 0);
+
+    /* missing, damaged, bound to its key */
+    data = (char *)&err;
+    CHECK(ws_repo_get_small(&repo, "main/none", NULL, 16, &data, &len, &err) == WS_ERR_NOT_FOUND);
+    CHECK(data == NULL);
+    raw = ws_storage_mem_object(repo.st, "main/a", &len);
+    REQUIRE(raw != NULL);
+    CHECK(ws_storage_mem_set_object(repo.st, "main/b", raw, len) == 0);
+    CHECK(ws_repo_get_small(&repo, "main/b", NULL, 4096, &data, &len, &err) == WS_ERR_CORRUPT);
+    CHECK(data == NULL);
+    raw = ws_storage_mem_object(repo.st, "main/a", &len);
+    raw[len - 1] ^= 1;
+    CHECK(ws_repo_get_small(&repo, "main/a", NULL, 4096, &data, &len, &err) == WS_ERR_CORRUPT);
+
+    /* encrypted and compressed: needs the key */
+    unit_random(k.key, WS_KEY_LEN, 7);
+    REQUIRE(ws_key_derive_id(&k, &err) == 0);
+    kr.keys[0] = k;
+    kr.n = 1;
+    kr.has_write_key = 1;
+    p.key = &k;
+    p.compress = WS_COMPRESS_ZSTD;
+    p.level = 3;
+    p.chunk_size = 1024;
+    p.name = "ignored";
+    p.content_size = 1;
+    REQUIRE(ws_repo_put_small(&repo, "main/enc", big, sizeof(big), &p, &err) == 0);
+    REQUIRE(ws_repo_get_small(&repo, "main/enc", &kr, sizeof(big), &data, &len, &err) == 0);
+    CHECK(len == sizeof(big) && memcmp(data, big, len) == 0);
+    free(data);
+    CHECK(ws_repo_get_small(&repo, "main/enc", NULL, sizeof(big), &data, &len, &err) != 0);
+    CHECK(data == NULL);
+
+    /* storage failures pass through, and a failed put leaves nothing */
+    ws_storage_mem_fault(repo.st, WS_MEM_GET, 1, WS_ERR_STORAGE);
+    CHECK(ws_repo_get_small(&repo, "main/big", NULL, sizeof(big), &data, &len, &err) ==
+          WS_ERR_STORAGE);
+    CHECK(data == NULL);
+    ws_storage_mem_fault(repo.st, WS_MEM_PUT_FINISH, 1, WS_ERR_STORAGE);
+    CHECK(ws_repo_put_small(&repo, "main/c", text, strlen(text), NULL, &err) == WS_ERR_STORAGE);
+    CHECK(ws_storage_mem_object(repo.st, "main/c", &len) == NULL);
+    ws_storage_mem_fault(repo.st, 0, 0, 0);
+
+    /* a marker: present once, a second put is success */
+    CHECK(ws_backup_put_marker(&repo, "main/backup/" ID_A "/keep", "pinned\n", &err) == 0);
+    CHECK(ws_backup_put_marker(&repo, "main/backup/" ID_A "/keep", "again\n", &err) == 0);
+    REQUIRE(ws_repo_get_small(&repo, "main/backup/" ID_A "/keep", NULL, 64, &data, &len, &err) ==
+            0);
+    CHECK(strcmp(data, "pinned\n") == 0);
+    free(data);
+    ws_storage_close(repo.st);
+}
+
 /* Runs fn in a child process, so that a sanitizer abort fails this test and not the binary. */
 static int in_child(void (*fn)(void))
 {
@@ -767,6 +854,7 @@ const struct unit_test unit_tests[] = {
     {"storage_failures", test_storage_failures},
     {"deleting", test_deleting},
     {"status_names", test_status_names},
+    {"small_objects", test_small_objects},
     {"no_wal_at_all_is_incomplete", test_no_wal_at_all_is_incomplete},
     {"target_time", test_target_time},
     {"target_time_fraction_digits_only", test_target_time_fraction_digits_only},

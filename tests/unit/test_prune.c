@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/object.h"
 #include "pg/wal.h"
 #include "prune/prune.h"
 #include "prune/prune_int.h"
@@ -1375,27 +1374,14 @@ static void test_step_select_wal(void)
 
 /* ---- executor over an in-memory repository ---- */
 
+/* Stores text as the object at key, replacing what is there. */
 static void put_object(struct ws_repo *repo, const char *key, const char *text)
 {
-    struct ws_object_params p = {0};
-    struct ws_sink *put = NULL, *w = NULL;
     struct ws_error err = {0};
-    int rc;
+    int rc = ws_storage_remove(repo->st, key, &err);
 
-    p.name = key;
-    p.compress = WS_COMPRESS_NONE;
-    p.content_size = (int64_t)strlen(text);
-    rc = ws_storage_open_put(repo->st, key, WS_PUT_REPLACE, &put, &err);
-    if (rc == 0) {
-        rc = ws_object_writer_new(put, &p, &w, &err);
-        put = NULL;
-    }
-    if (rc == 0)
-        rc = ws_sink_write(w, text, strlen(text), &err);
-    if (rc == 0)
-        rc = ws_sink_finish(w, &err);
-    ws_sink_free(w);
-    if (rc != 0)
+    if ((rc != 0 && rc != WS_ERR_NOT_FOUND) ||
+        ws_repo_put_small(repo, key, text, strlen(text), NULL, &err) != 0)
         unit_fail(__FILE__, __LINE__, key);
 }
 
