@@ -8,7 +8,8 @@
  *     "now" is part of the input); the same input always gives the same plan;
  *   - ws_prune_execute() deletes what a plan says.
  *
- * A plan guarantees (each backup's reasons are bits of enum ws_prune_why):
+ * A plan guarantees (each backup's reasons are bits of enum ws_prune_why; its status is the
+ * catalog's, catalog.h):
  *   - the newest complete backup, pinned backups and unreadable (invalid) ones are kept;
  *   - "newest" is by start time, then start LSN, then id (plan->order), never by name alone;
  *   - .history files are never deleted; WAL goes only below its timeline's cutoff (plan->tls),
@@ -32,11 +33,6 @@
  * arrays and strings (ws_prune_plan_free(); a failed ws_prune_plan_make() leaves none). A
  * ws_prune_state owns what it gathered (ws_prune_state_free()); an input made from it borrows
  * it. A ws_prune_result owns backup_done (ws_prune_result_free()).
- *
- *     if (ws_prune_plan_make(&in, &plan, &err) == 0) {
- *         ... plan.keep[i], plan.why[i] for in.backups[i]; plan.wal_delete ...
- *         ws_prune_plan_free(&plan);
- *     }
  */
 #ifndef WS_PRUNE_H
 #define WS_PRUNE_H

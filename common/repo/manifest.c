@@ -1,4 +1,4 @@
-/* manifest.c - the backup manifest: records, text form, keys and loading (see backup.h). */
+/* manifest.c - the backup manifest: records, text form, keys and loading (manifest.h). */
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>

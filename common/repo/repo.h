@@ -1,17 +1,22 @@
 /*
- * repo.h - the layout of a repository and the identity of each cluster in it.
+ * repo.h - the layout of a repository, the identity of each cluster in it, and reading and
+ * writing its small objects.
  *
  *   <repo>/<cluster>/identity                      who this cluster is (written once)
  *   <repo>/<cluster>/wal/<TTTTTTTTXXXXXXXX>/<name> segments, .partial and .backup files,
  *                                                  grouped by timeline and 4 GiB "log" id
  *   <repo>/<cluster>/wal/<TTTTTTTT>.history        timeline history files
+ *   <repo>/<cluster>/backup/...                    base backups (manifest.h)
  *
- * Every object is in the object format of object.h, bound to its key, so an object copied
+ * Every object is in the object format (io/object.h), bound to its key, so an object copied
  * under another key or into another cluster fails verification.
  *
- * The identity object (unencrypted, checksummed) holds text lines "key = value":
- * format_version, system_identifier, pg_version, wal_segment_size. The first wal-push (or
- * basebackup) writes it with no-replace semantics, so concurrent first writers agree on one.
+ * The identity object (unencrypted, checksummed, at most 4 KiB) holds text lines
+ * "key = value": format_version, system_identifier, pg_version, wal_segment_size. The first
+ * wal-push (or basebackup) writes it with no-replace semantics, so concurrent first writers agree
+ * on one. Errors of the identity calls: WS_ERR_NOT_FOUND (none yet), WS_ERR_CORRUPT (it does not
+ * parse), WS_ERR_CONFIG (another repository format), WS_ERR_FOREIGN (another system), and the
+ * storage's.
  */
 #ifndef WS_REPO_H
 #define WS_REPO_H
