@@ -64,19 +64,6 @@ static void text_run(void *arg, uint32_t tli, uint64_t first, uint64_t last, int
     printf("%s%s - %s", is_first ? "" : ", ", a, b);
 }
 
-static void human(uint64_t v, char *out, size_t n)
-{
-    const char *u[] = {"B", "kB", "MB", "GB", "TB", "PB"};
-    double d = (double)v;
-    int i = 0;
-
-    while (d >= 1024 && i < 5) {
-        d /= 1024;
-        i++;
-    }
-    snprintf(out, n, i ? "%.1f %s" : "%.0f %s", d, u[i]);
-}
-
 static void print_json(const struct ws_repo *repo, const struct ws_catalog *cat)
 {
     size_t i, t;
@@ -174,7 +161,7 @@ static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
         const struct ws_manifest *m = &bk->m;
         char wal[64], dur[16];
         if (!bk->has_manifest) {
-            human(bk->stored_objects, st, sizeof(st));
+            ws_format_bytes(bk->stored_objects, st, sizeof(st));
             printf("%-16s  %-10s  %-6s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", bk->id,
                    ws_backup_status_name(bk->status), bk->pinned ? "yes" : "", "-", "-", "-", "-",
                    st, "-", no_manifest_note(bk));
@@ -182,8 +169,8 @@ static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
         }
         ws_format_utc(m->start_time, a);
         ws_format_utc(m->stop_time, b);
-        human(m->bytes, sz, sizeof(sz));
-        human(m->stored_bytes, st, sizeof(st));
+        ws_format_bytes(m->bytes, sz, sizeof(sz));
+        ws_format_bytes(m->stored_bytes, st, sizeof(st));
         snprintf(dur, sizeof(dur), "%" PRId64 "s", m->stop_time - m->start_time);
         {
             char w1[32], w2[32];

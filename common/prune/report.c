@@ -25,19 +25,6 @@ static void format_duration(int64_t s, char *out, size_t outsz)
     snprintf(out, outsz, "%" PRId64 "s", s);
 }
 
-static void human_bytes(uint64_t v, char *out, size_t n)
-{
-    static const char *const u[] = {"B", "kB", "MB", "GB", "TB", "PB"};
-    double d = (double)v;
-    int i = 0;
-
-    while (d >= 1024 && i < 5) {
-        d /= 1024;
-        i++;
-    }
-    snprintf(out, n, i ? "%.1f %s" : "%.0f %s", d, u[i]);
-}
-
 const char *ws_prune_why_name(unsigned bit)
 {
     switch (bit) {
@@ -190,7 +177,7 @@ void ws_prune_print_backup(FILE *f, const char *verb, const struct ws_prune_inpu
     char why[1024], when[21], size[32];
 
     ws_prune_why_text(in, plan, plan->why[i], why, sizeof(why));
-    human_bytes(b->stored_bytes, size, sizeof(size));
+    ws_format_bytes(b->stored_bytes, size, sizeof(size));
     if (b->has_position) {
         ws_format_utc(b->start_time, when);
         fprintf(f, "%s backup %s (%s%s, started %s, timeline %" PRIu32 ", %s stored): %s\n", verb,
@@ -295,9 +282,9 @@ void ws_prune_print_summary(FILE *f, const struct ws_prune_input *in,
     uint64_t bb, wb;
 
     totals(plan, res, dry_run, &nb, &nw, &bb, &wb);
-    human_bytes(bb, b1, sizeof(b1));
-    human_bytes(wb, b2, sizeof(b2));
-    human_bytes(bb + wb, b3, sizeof(b3));
+    ws_format_bytes(bb, b1, sizeof(b1));
+    ws_format_bytes(wb, b2, sizeof(b2));
+    ws_format_bytes(bb + wb, b3, sizeof(b3));
     cutoff_text(in, plan, cut, sizeof(cut));
     if (res->temp_deleted)
         snprintf(temp, sizeof(temp), " and %zu temp file(s) of killed uploads", res->temp_deleted);

@@ -883,6 +883,17 @@ static void test_why_text(void)
     CHECK(strstr(t, "1d") != NULL);
     CHECK(strcmp(ws_prune_why_name(WS_KEEP_FULL), "retain_full") == 0);
     CHECK(strcmp(ws_backup_status_name(WS_BACKUP_DELETING), "deleting") == 0);
+    /* sizes as the report prints them (base/util.h) */
+    ws_format_bytes(0, t, sizeof(t));
+    CHECK(strcmp(t, "0 B") == 0);
+    ws_format_bytes(1023, t, sizeof(t));
+    CHECK(strcmp(t, "1023 B") == 0);
+    ws_format_bytes(1536, t, sizeof(t));
+    CHECK(strcmp(t, "1.5 kB") == 0);
+    ws_format_bytes(UINT64_C(3) << 40, t, sizeof(t));
+    CHECK(strcmp(t, "3.0 TB") == 0);
+    ws_format_bytes(UINT64_MAX, t, sizeof(t));
+    CHECK(strcmp(t, "16384.0 PB") == 0);
     /* a tiny buffer is cut, not overrun */
     ws_prune_why_text(&f.in, &f.plan, WS_PRUNE_KEEP_MASK, t, 8);
     CHECK(strlen(t) == 7);
