@@ -13,7 +13,6 @@
 
 #include "backup/backup.h"
 #include "base/log.h"
-#include "io/object.h"
 
 int ws_backup_keep(const struct ws_config *cfg, const char *id, int unset, struct ws_error *err)
 {

@@ -10,7 +10,6 @@
 
 #include "base/util.h"
 #include "io/key.h"
-#include "io/object.h"
 #include "pg/wal.h"
 #include "repo/manifest.h"
 
