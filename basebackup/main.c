@@ -231,6 +231,8 @@ int main(int argc, char **argv)
 {
     static const char *const cmds[] = {"create", "list", "restore", "verify",
                                        "check",  "keep", NULL};
+    /* the real PostgreSQL session (the one reference to libpq) and the real storage */
+    static const struct ws_backup_env env = {&ws_pg_libpq, NULL, NULL};
     struct ws_config cfg;
     struct ws_cli cli, sub;
     struct ws_error err = {0};
@@ -283,17 +285,17 @@ int main(int argc, char **argv)
     }
     o.restore.config_path = cfg.config_file;
     if (strcmp(o.cmd, "create") == 0)
-        rc = ws_backup_create(&cfg, &o.create, &err);
+        rc = ws_backup_create(&cfg, &env, &o.create, &err);
     else if (strcmp(o.cmd, "list") == 0)
         rc = ws_backup_list(&cfg, o.json, &err);
     else if (strcmp(o.cmd, "restore") == 0)
-        rc = ws_backup_restore(&cfg, &o.restore, &err);
+        rc = ws_backup_restore(&cfg, &env, &o.restore, &err);
     else if (strcmp(o.cmd, "verify") == 0)
-        rc = ws_backup_verify(&cfg, o.verify_id, o.all, &err);
+        rc = ws_backup_verify(&cfg, &env, o.verify_id, o.all, &err);
     else if (strcmp(o.cmd, "keep") == 0)
         rc = ws_backup_keep(&cfg, o.keep_id, o.unset, &err);
     else
-        rc = ws_backup_check(&cfg, &err);
+        rc = ws_backup_check(&cfg, &env, &err);
     if (rc != 0) {
         ws_log_error(&err);
         goto out;
