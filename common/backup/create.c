@@ -896,9 +896,7 @@ static int stop_backup(struct create *c, struct ws_error *err)
 /* The manifest, last: its presence makes the backup listed (complete once its WAL is in). */
 static int store_manifest(struct create *c, struct ws_error *err)
 {
-    const struct ws_config *cfg = c->cfg;
     struct ws_object_params p = {0};
-    struct ws_sink *put = NULL, *wr = NULL;
     char *text = NULL, key[256];
     size_t textlen;
     int rc;
@@ -906,16 +904,10 @@ static int store_manifest(struct create *c, struct ws_error *err)
     if ((rc = ws_manifest_format(&c->m, &text, &textlen, err)) != 0)
         return rc;
     ws_backup_manifest_key(&c->repo, c->m.id, key, sizeof(key));
-    p.name = key;
-    p.compress = cfg->compress;
-    p.level = cfg->compress_level;
-    p.content_size = (int64_t)textlen;
+    p.compress = c->cfg->compress;
+    p.level = c->cfg->compress_level;
     p.key = c->j.key;
-    if ((rc = ws_storage_open_put(c->repo.st, key, 0, &put, err)) == 0 &&
-        (rc = ws_object_writer_new(put, &p, &wr, err)) == 0 &&
-        (rc = ws_sink_write(wr, text, textlen, err)) == 0)
-        rc = ws_sink_finish(wr, err);
-    ws_sink_free(wr);
+    rc = ws_repo_put_small(&c->repo, key, text, textlen, &p, err);
     free(text);
     return rc;
 }

@@ -160,7 +160,7 @@ static int named_backup(const struct ws_catalog *cat, const struct ws_restore_op
             b = &cat->backups[i];
     if (!b)
         return ws_error_set(err, WS_ERR_NOT_FOUND, "backup %s is not in the repository", o->backup);
-    if (b->deleting)
+    if (b->status == WS_BACKUP_DELETING)
         return ws_error_set(err, WS_ERR_INVALID,
                             "backup %s is being deleted (wal-prune began deleting it; if "
                             "that run was interrupted, the next one finishes): it cannot be "
@@ -171,7 +171,7 @@ static int named_backup(const struct ws_catalog *cat, const struct ws_restore_op
     if (!b->has_manifest)
         return ws_error_set(err, WS_ERR_INVALID,
                             "backup %s has no manifest: it is still running or it failed", b->id);
-    if (!b->complete)
+    if (b->status != WS_BACKUP_COMPLETE)
         return ws_error_set(err, WS_ERR_INVALID,
                             "backup %s is not complete: WAL file %s is not in the repository",
                             b->id, b->missing_wal);
@@ -200,7 +200,7 @@ static int choose_backup(const struct ws_catalog *cat, const struct ws_restore_o
     if ((rc = parse_target(o, &ttime, &tlsn, err)) != 0)
         return rc;
     for (i = 0; i < cat->nbackups; i++)
-        if (cat->backups[i].complete && !oldest)
+        if (cat->backups[i].status == WS_BACKUP_COMPLETE && !oldest)
             oldest = &cat->backups[i];
     if (o->backup && strcmp(o->backup, "latest") != 0)
         return named_backup(cat, o, ttime, tlsn, out, err);
@@ -209,7 +209,7 @@ static int choose_backup(const struct ws_catalog *cat, const struct ws_restore_o
                             "the repository holds no complete backup of this cluster");
     for (i = cat->nbackups; i-- > 0;) {
         const struct ws_catalog_backup *c = &cat->backups[i];
-        if (!c->complete)
+        if (c->status != WS_BACKUP_COMPLETE)
             continue;
         if (o->target_kind == WS_TARGET_TIME && (double)c->m.stop_time + 1 > ttime)
             continue;

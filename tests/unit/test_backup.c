@@ -722,7 +722,7 @@ static void roundtrip(const char *tag, int parallel)
     /* one handle per worker: the main one and parallel - 1 more */
     CHECK(atomic_load(&handles_opened) == 2 + parallel);
     REQUIRE(load_backup(&c, id, &cat, &b) == 0);
-    CHECK(b->complete);
+    CHECK(b->status == WS_BACKUP_COMPLETE);
     check_manifest(&c, &b->m);
 
     if (restore(&c, parallel, 0, &err) != 0)
@@ -860,7 +860,7 @@ static void test_create_waits_for_wal(void)
     CHECK(create(&c, id, &err) == 0);
     pthread_join(t, NULL);
     REQUIRE(load_backup(&c, id, &cat, &b) == 0);
-    CHECK(b->complete);
+    CHECK(b->status == WS_BACKUP_COMPLETE);
     ws_catalog_free(&cat);
     cluster_free(&c);
     mem_end();
