@@ -1311,9 +1311,14 @@ static const struct ws_storage_housekeeping s3_hk = {NULL, NULL, s3_remove_many}
 static const struct ws_storage_ops s3_ops = {"s3",    s3_stat,   s3_open_put, s3_get,
                                              s3_list, s3_remove, s3_close};
 
+static int nonempty(const char *v)
+{
+    return v && *v;
+}
+
 static char *dup_or_null(const char *v)
 {
-    return v && *v ? strdup(v) : NULL;
+    return nonempty(v) ? strdup(v) : NULL;
 }
 
 int ws_storage_s3_open(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err)
@@ -1329,7 +1334,8 @@ int ws_storage_s3_open(const struct ws_config *cfg, struct ws_storage **out, str
                             "invalid repo \"%s\": bucket names have 3 to 63 "
                             "characters",
                             url);
-    if (cfg->s3_access_key_id && !cfg->s3_secret_access_key)
+    /* An empty value is an unset one (WALSAFE_S3_ACCESS_KEY_ID= in the environment). */
+    if (nonempty(cfg->s3_access_key_id) && !nonempty(cfg->s3_secret_access_key))
         return ws_error_set(err, WS_ERR_CONFIG,
                             "s3_access_key_id is set but s3_secret_access_key is not");
     if (ep && strncmp(ep, "https://", 8) != 0 && strncmp(ep, "http://", 7) != 0)
@@ -1387,7 +1393,7 @@ int ws_storage_s3_open(const struct ws_config *cfg, struct ws_storage **out, str
     s->multi = cu->multi_init();
     s->easy = cu->easy_init();
     if (!s->bucket || !s->prefix || !s->scheme || !s->host || !s->region || !s->base.location ||
-        !s->multi || !s->easy || (cfg->s3_access_key_id && (!s->akid || !s->secret))) {
+        !s->multi || !s->easy || (nonempty(cfg->s3_access_key_id) && (!s->akid || !s->secret))) {
         s3_close(&s->base);
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     }

@@ -943,6 +943,39 @@ static void test_posix_open(void)
     }
 }
 
+/* An empty credential is an unset one (WALSAFE_S3_ACCESS_KEY_ID= in the environment): it opens
+ * anonymously, or names the missing secret; never "out of memory". Opening sends no request. */
+static void test_s3_empty_credentials(void)
+{
+    static const struct {
+        const char *akid, *secret;
+        int rc;
+    } cases[] = {{"", "", 0},
+                 {"", "secret", 0},
+                 {NULL, "", 0},
+                 {"AKID", "", WS_ERR_CONFIG},
+                 {"AKID", NULL, WS_ERR_CONFIG},
+                 {"AKID", "secret", 0}};
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct ws_storage *st = NULL;
+        struct ws_error err = {0};
+        struct ws_config cfg;
+        ws_config_init(&cfg);
+        REQUIRE(ws_config_set(&cfg, "repo", "s3://walsafe-test/p", "test", &err) == 0);
+        REQUIRE(ws_config_set(&cfg, "s3_endpoint", "http://127.0.0.1:9", "test", &err) == 0);
+        if (cases[i].akid)
+            REQUIRE(ws_config_set(&cfg, "s3_access_key_id", cases[i].akid, "t", &err) == 0);
+        if (cases[i].secret)
+            REQUIRE(ws_config_set(&cfg, "s3_secret_access_key", cases[i].secret, "t", &err) == 0);
+        CHECK(ws_storage_s3_open(&cfg, &st, &err) == cases[i].rc);
+        if (cases[i].rc == WS_ERR_CONFIG)
+            CHECK(strstr(err.msg, "s3_secret_access_key is not") != NULL);
+        ws_storage_close(st);
+        ws_config_free(&cfg);
+    }
+}
+
 /* The temp file of a put in progress lives beside the target and goes away on abort. */
 static void test_posix_temp_files(void)
 {
@@ -1952,6 +1985,7 @@ const struct unit_test unit_tests[] = {
     {"posix_modes", test_posix_modes},
     {"posix_open", test_posix_open},
     {"posix_temp_files", test_posix_temp_files},
+    {"s3_empty_credentials", test_s3_empty_credentials},
     {"mem_faults", test_mem_faults},
     {"delete_retries", test_delete_retries},
     {"read_retries", test_read_retries},
