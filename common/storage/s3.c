@@ -51,7 +51,7 @@
 #include "storage/curl_api.h"
 #include "storage/s3_parse.h"
 #include "storage/sigv4.h"
-#include "storage/storage.h"
+#include "storage/params.h"
 
 static const struct ws_curl *cu;
 
@@ -1311,89 +1311,44 @@ static const struct ws_storage_housekeeping s3_hk = {NULL, NULL, s3_remove_many}
 static const struct ws_storage_ops s3_ops = {"s3",    s3_stat,   s3_open_put, s3_get,
                                              s3_list, s3_remove, s3_close};
 
-static int nonempty(const char *v)
-{
-    return v && *v;
-}
-
 static char *dup_or_null(const char *v)
 {
-    return nonempty(v) ? strdup(v) : NULL;
+    return v ? strdup(v) : NULL;
 }
 
-int ws_storage_s3_open(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err)
+int ws_storage_s3_open(const struct ws_s3_params *p, struct ws_storage **out, struct ws_error *err)
 {
-    const char *url = cfg->repo, *b = url + 5, *slash = strchr(b, '/');
-    const char *ep = cfg->s3_endpoint;
     struct s3_storage *s;
-    char buf[512];
-    size_t blen = slash ? (size_t)(slash - b) : strlen(b);
 
-    if (blen < 3 || blen > 63)
-        return ws_error_set(err, WS_ERR_CONFIG,
-                            "invalid repo \"%s\": bucket names have 3 to 63 "
-                            "characters",
-                            url);
-    /* An empty value is an unset one (WALSAFE_S3_ACCESS_KEY_ID= in the environment). */
-    if (nonempty(cfg->s3_access_key_id) && !nonempty(cfg->s3_secret_access_key))
-        return ws_error_set(err, WS_ERR_CONFIG,
-                            "s3_access_key_id is set but s3_secret_access_key is not");
-    if (ep && strncmp(ep, "https://", 8) != 0 && strncmp(ep, "http://", 7) != 0)
-        return ws_error_set(err, WS_ERR_CONFIG,
-                            "invalid s3_endpoint \"%s\": expected https://host[:port] or "
-                            "http://host[:port]",
-                            ep);
-    if (cfg->s3_uri_style && strcmp(cfg->s3_uri_style, "virtual") != 0 &&
-        strcmp(cfg->s3_uri_style, "path") != 0)
-        return ws_error_set(err, WS_ERR_CONFIG,
-                            "invalid s3_uri_style \"%s\": expected virtual or path",
-                            cfg->s3_uri_style);
     if (ws_curl_load(&cu, err) != 0)
         return err->code;
     if (!(s = calloc(1, sizeof(*s))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     s->base.ops = &s3_ops;
     s->base.hk = &s3_hk;
-    s->bucket = strndup(b, blen);
-    /* prefix without leading/trailing slashes, then "prefix/" */
-    if (slash && slash[1]) {
-        const char *ps = slash + 1;
-        size_t pl = strlen(ps);
-        while (pl > 0 && ps[pl - 1] == '/')
-            pl--;
-        snprintf(buf, sizeof(buf), "%.*s/", (int)pl, ps);
-        s->prefix = strdup(pl ? buf : "");
-    } else {
-        s->prefix = strdup("");
-    }
-    if (ep) {
-        const char *h = strstr(ep, "://") + 3;
-        size_t hl = strcspn(h, "/");
-        s->scheme = strndup(ep, (size_t)(strstr(ep, "://") - ep));
-        s->host = strndup(h, hl);
-        s->path_style = !cfg->s3_uri_style || strcmp(cfg->s3_uri_style, "path") == 0;
-    } else {
-        snprintf(buf, sizeof(buf), "s3.%s.amazonaws.com", cfg->s3_region);
-        s->scheme = strdup("https");
-        s->host = strdup(buf);
-        s->path_style = cfg->s3_uri_style && strcmp(cfg->s3_uri_style, "path") == 0;
-    }
-    s->region = strdup(cfg->s3_region ? cfg->s3_region : "us-east-1");
-    s->akid = dup_or_null(cfg->s3_access_key_id);
-    s->secret = dup_or_null(cfg->s3_secret_access_key);
-    s->token = dup_or_null(cfg->s3_session_token);
-    s->ca_file = dup_or_null(cfg->s3_ca_file);
-    s->verify_tls = cfg->s3_verify_tls;
-    s->timeout = cfg->timeout;
-    s->part_size = (size_t)cfg->s3_part_size;
-    s->parallel = cfg->parallel < 1                    ? 1
-                  : cfg->parallel > MAX_PARALLEL_PARTS ? MAX_PARALLEL_PARTS
-                                                       : cfg->parallel;
-    s->base.location = strdup(url);
+    s->base.caps = WS_S3_CAPS;
+    s->base.location = strdup(p->location);
+    s->scheme = strdup(p->scheme);
+    s->host = strdup(p->host);
+    s->bucket = strdup(p->bucket);
+    s->prefix = strdup(p->prefix);
+    s->path_style = p->path_style;
+    s->region = strdup(p->region);
+    s->akid = dup_or_null(p->access_key_id);
+    s->secret = dup_or_null(p->secret_access_key);
+    s->token = dup_or_null(p->session_token);
+    s->ca_file = dup_or_null(p->ca_file);
+    s->verify_tls = p->verify_tls;
+    s->timeout = p->timeout;
+    s->part_size = p->part_size;
+    s->parallel = p->parallel < 1                    ? 1
+                  : p->parallel > MAX_PARALLEL_PARTS ? MAX_PARALLEL_PARTS
+                                                     : p->parallel;
     s->multi = cu->multi_init();
     s->easy = cu->easy_init();
     if (!s->bucket || !s->prefix || !s->scheme || !s->host || !s->region || !s->base.location ||
-        !s->multi || !s->easy || (nonempty(cfg->s3_access_key_id) && (!s->akid || !s->secret))) {
+        !s->multi || !s->easy || (p->access_key_id && (!s->akid || !s->secret)) ||
+        (p->session_token && !s->token) || (p->ca_file && !s->ca_file)) {
         s3_close(&s->base);
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     }

@@ -47,7 +47,7 @@
 #include "base/fs.h"
 #include "storage/curl_api.h"
 #include "storage/known_hosts.h"
-#include "storage/storage.h"
+#include "storage/params.h"
 
 /* libcurl, loaded by ws_storage_sftp_open() before any other function here runs. */
 static const struct ws_curl *cu;
@@ -934,42 +934,6 @@ static const struct ws_storage_ops sftp_ops = {"sftp",  sf_stat,   sf_open_put, 
                                                sf_list, sf_remove, sf_close};
 static const struct ws_storage_housekeeping sftp_hk = {sf_remove_dir, sf_clean_temp, NULL};
 
-/* host and port of "user@host[:port]" (hostpart up to path); "[v6]" brackets are dropped. */
-static int host_of(struct sftp_storage *s, const char *hostpart, const char *path,
-                   struct ws_error *err)
-{
-    const char *h = strchr(hostpart, '@') + 1, *end = path, *colon = NULL;
-    char *num_end;
-    long port = 22;
-
-    if (*h == '[') {
-        const char *close = memchr(h, ']', (size_t)(path - h));
-        if (!close)
-            goto bad;
-        colon = close[1] == ':' ? close + 1 : NULL;
-        if (close + 1 != path && !colon)
-            goto bad;
-        end = close;
-        h++;
-    } else if ((colon = memchr(h, ':', (size_t)(path - h))) != NULL) {
-        end = colon;
-    }
-    if (colon) {
-        errno = 0;
-        port = strtol(colon + 1, &num_end, 10);
-        if (num_end != path || errno || port < 1 || port > 65535)
-            goto bad;
-    }
-    if (end == h || !(s->host = strndup(h, (size_t)(end - h))))
-        goto bad;
-    s->port = (int)port;
-    return 0;
-bad:
-    return ws_error_set(err, WS_ERR_CONFIG,
-                        "invalid repo \"%s\": expected sftp://user@host[:port]/abs/path",
-                        s->base.location);
-}
-
 /* The identity file: readable, not accessible by group or others if it is ours (as OpenSSH
  * requires), not readable by others whoever owns it. */
 static int identity_check(const char *path, struct ws_error *err)
@@ -1071,14 +1035,6 @@ out:
     return rc;
 }
 
-static char *home_file(const char *name)
-{
-    const char *home = getenv("HOME");
-    char buf[4096];
-    snprintf(buf, sizeof(buf), "%s/.ssh/%s", home && *home ? home : "/root", name);
-    return strdup(buf);
-}
-
 /*
  * The passphrase of an encrypted identity file: from the file named by
  * WALSAFE_SFTP_PASSPHRASE_FILE (mode 0600 or stricter, first line), else from
@@ -1116,66 +1072,59 @@ static int load_passphrase(struct sftp_storage *s, struct ws_error *err)
     return s->passphrase ? 0 : ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
 }
 
-int ws_storage_sftp_open(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err)
+/* Whether the libcurl loaded at run time speaks SFTP; vi is its version. */
+static int curl_has_sftp(const curl_version_info_data *vi)
 {
-    const char *url = cfg->repo, *hostpart = url + 7, *path;
+    for (const char *const *p = vi->protocols; p && *p; p++)
+        if (strcmp(*p, "sftp") == 0)
+            return 1;
+    return 0;
+}
+
+static char *dup_or_null(const char *v)
+{
+    return v ? strdup(v) : NULL;
+}
+
+int ws_storage_sftp_open(const struct ws_sftp_params *p, struct ws_storage **out,
+                         struct ws_error *err)
+{
     const curl_version_info_data *vi;
     struct sftp_storage *s;
-    int has_sftp = 0;
-    size_t n;
 
     if (ws_curl_load(&cu, err) != 0)
         return err->code;
     vi = cu->version_info(CURLVERSION_NOW);
-    for (const char *const *p = vi->protocols; p && *p; p++)
-        if (strcmp(*p, "sftp") == 0)
-            has_sftp = 1;
-    if (!has_sftp)
+    if (!curl_has_sftp(vi))
         return ws_error_set(err, WS_ERR_CONFIG,
-                            "repo \"%s\": this libcurl (%s) was built without SFTP support", url,
-                            vi->version);
-    path = strchr(hostpart, '/');
-    if (!strchr(hostpart, '@') || !path || strchr(hostpart, '@') > path || path[1] == '\0')
-        return ws_error_set(err, WS_ERR_CONFIG,
-                            "invalid repo \"%s\": expected sftp://user@host[:port]/abs/path", url);
-    s = calloc(1, sizeof(*s));
-    if (!s)
+                            "repo \"%s\": this libcurl (%s) was built without SFTP support",
+                            p->location, vi->version);
+    if (!(s = calloc(1, sizeof(*s))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     s->base.ops = &sftp_ops;
     s->base.hk = &sftp_hk;
+    s->base.caps = WS_SFTP_CAPS;
     for (int i = 0; i < SFTP_SOCKETS; i++)
         s->socks[i] = -1;
     s->kh_fd = -1;
-    s->timeout = cfg->timeout;
-    s->origin = strndup(url, (size_t)(path - url));
-    s->root = strdup(path);
-    s->base.location = strdup(url);
-    s->identity =
-        cfg->sftp_identity_file ? strdup(cfg->sftp_identity_file) : home_file("id_ed25519");
-    s->known_hosts =
-        cfg->sftp_known_hosts ? strdup(cfg->sftp_known_hosts) : home_file("known_hosts");
-    if (cfg->sftp_host_key_sha256) {
-        const char *pin = cfg->sftp_host_key_sha256;
-        if (strncmp(pin, "SHA256:", 7) == 0)
-            pin += 7;
-        s->pin = strdup(pin);
-    }
+    s->timeout = p->timeout;
+    s->port = p->port;
+    s->base.location = strdup(p->location);
+    s->origin = strdup(p->origin);
+    s->root = strdup(p->root);
+    s->host = strdup(p->host);
+    s->identity = strdup(p->identity_file);
+    s->known_hosts = strdup(p->known_hosts);
+    s->pin = dup_or_null(p->host_key_sha256);
     s->multi = cu->multi_init();
     s->easy = cu->easy_init();
-    if (!s->origin || !s->root || !s->base.location || !s->identity || !s->known_hosts ||
-        (cfg->sftp_host_key_sha256 && !s->pin) || !s->multi || !s->easy) {
+    if (!s->origin || !s->root || !s->host || !s->base.location || !s->identity ||
+        !s->known_hosts || (p->host_key_sha256 && !s->pin) || !s->multi || !s->easy) {
         sf_close(&s->base);
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     }
-    n = strlen(s->root);
-    while (n > 1 && s->root[n - 1] == '/')
-        s->root[--n] = '\0';
-    if (host_of(s, hostpart, path, err) != 0 || host_key_options(s, vi, err) != 0 ||
-        identity_check(s->identity, err) != 0 || (!s->pin && known_hosts_load(s, err) != 0)) {
-        sf_close(&s->base);
-        return err->code;
-    }
-    if (load_passphrase(s, err) != 0) {
+    if (host_key_options(s, vi, err) != 0 || identity_check(s->identity, err) != 0 ||
+        (!s->pin && known_hosts_load(s, err) != 0) || load_passphrase(s, err) != 0) {
         sf_close(&s->base);
         return err->code;
     }
