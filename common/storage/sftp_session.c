@@ -220,7 +220,7 @@ int ws_sftp_quote(struct sftp_storage *s, const char *cmd, int *cc_out)
     int cc;
 
     if (!q)
-        return CURLE_OUT_OF_MEMORY;
+        return *cc_out = CURLE_OUT_OF_MEMORY;
     ws_sftp_url_of(s, NULL, url, sizeof(url));
     s->key_rejected = 0;
     ws_sftp_base_opts(s, s->easy, &s->xfer, url);
