@@ -100,7 +100,7 @@ struct ws_storage_housekeeping {
 
 struct ws_storage {
     const struct ws_storage_ops *ops;
-    char *location; /* for messages: the repository URL without credentials */
+    char *location; /* for messages: the repository's path or URL (URLs hold no credentials) */
     const struct ws_storage_housekeeping *hk; /* NULL: none */
     unsigned int caps;                        /* WS_STORAGE_*, set by the driver */
     /* Tries of a request that fails transiently (below); ws_storage_open sets cfg->retries.
@@ -167,8 +167,9 @@ int ws_storage_remove_many(struct ws_storage *s, const char *const *keys, size_t
 int ws_storage_get_all(struct ws_storage *s, const char *key, size_t limit, uint8_t **data,
                        size_t *len, struct ws_error *err);
 
-/* In-memory driver for tests. Faults: the nth call (1-based) of the operations in op_mask fails
- * with `code`; WS_MEM_TRUNCATE_GET makes get deliver only half of the bytes. */
+/* The in-memory driver (tests/unit/storage_mem.c, linked into the unit tests only; caps 0).
+ * Faults: the nth call (1-based) of the operations in op_mask fails with `code`;
+ * WS_MEM_TRUNCATE_GET makes get deliver only half of the bytes. */
 enum {
     WS_MEM_STAT = 1,
     WS_MEM_PUT_WRITE = 2,
