@@ -87,7 +87,8 @@ int ws_storage_params_from_config(const struct ws_config *cfg, struct ws_storage
                                   struct ws_error *err);
 void ws_storage_params_free(struct ws_storage_params *p);
 
-/* Opens the driver of p->kind and sets the storage's attempts. */
+/* Opens the driver of p->kind (p as ws_storage_params_from_config() filled it in) and sets the
+ * storage's attempts. */
 int ws_storage_open_params(const struct ws_storage_params *p, struct ws_storage **out,
                            struct ws_error *err);
 
