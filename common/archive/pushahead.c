@@ -979,7 +979,7 @@ static int batch_start(const struct ws_config *cfg, const struct spool *sp, cons
     b.sp = sp;
     /* A network repository: the process also serves files that become ready while it runs,
      * with its sessions open (see `linger`), so it starts even with nothing to push yet. */
-    b.linger = (strncmp(cfg->repo, "s3://", 5) == 0 || strncmp(cfg->repo, "sftp://", 7) == 0) &&
+    b.linger = (ws_storage_caps_of(cfg->repo) & WS_STORAGE_REMOTE) &&
                ws_path_join(path, sizeof(path), sp->datadir, "postmaster.pid") == 0 &&
                stat(path, &b.pmpid) == 0;
     if (queue_fill(&b, current, ws_pushahead_batch_max(cfg->parallel)) == 0 && !b.linger)
