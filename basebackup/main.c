@@ -1,6 +1,6 @@
 /*
  * basebackup - full snapshots of a data directory, and what to do with them:
- *   basebackup [create] | list | restore | verify | check | keep
+ *   basebackup create | list | restore | verify | check | keep   (a command is required)
  *
  * Exit status: 0 success, 1 failure, 2 usage error.
  */
@@ -17,7 +17,7 @@ static const char usage[] =
     "basebackup takes, lists, restores and verifies base backups in the walsafe repository.\n"
     "\n"
     "Usage:\n"
-    "  basebackup [OPTIONS] [create] [--label TEXT] [--fast] [--parallel N] [--progress]\n"
+    "  basebackup [OPTIONS] create [--label TEXT] [--fast] [--parallel N] [--progress]\n"
     "  basebackup [OPTIONS] list [--json]\n"
     "  basebackup [OPTIONS] restore --pgdata DIR [--backup ID|latest]\n"
     "             [--target-time TS | --target-lsn LSN | --target-xid XID |\n"
@@ -246,8 +246,12 @@ int main(int argc, char **argv)
     /* options, then an optional subcommand, then its options */
     if (ws_cli_parse(argc, argv, &cfg, &cli, extra, &o, &action, &err) != 0)
         goto usage;
-    o.cmd = "create";
-    if (action == WS_CLI_RUN && cli.nargs > 0) {
+    if (action == WS_CLI_RUN && cli.nargs == 0) {
+        ws_error_set(&err, WS_ERR_USAGE,
+                     "a command is required (create, list, restore, verify, check or keep)");
+        goto usage;
+    }
+    if (action == WS_CLI_RUN) {
         for (i = 0; cmds[i]; i++)
             if (strcmp(cli.args[0], cmds[i]) == 0)
                 break;
