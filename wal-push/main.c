@@ -29,7 +29,7 @@ int main(int argc, char **argv)
     struct ws_config cfg;
     struct ws_cli cli;
     struct ws_error err = {0};
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     int action, status = 1;
 
     ws_cli_start("wal-push");

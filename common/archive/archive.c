@@ -15,7 +15,6 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/util.h"
-#include "io/fingerprint.h"
 #include "io/key.h"
 #include "io/object.h"
 #include "pg/wal.h"
@@ -131,7 +130,7 @@ static int refused_but_stored(struct ws_repo *repo, const char *key, const char 
         return refused;
     if (ws_storage_stat(repo->st, key, &sst, &e2) != 0)
         return refused;
-    here.digest = -1; /* none computed: compare_with_stored reads the file's */
+    here.digest = WS_DIGEST_NONE; /* none computed: compare_with_stored reads the file's */
     here.content_len = size;
     return compare_with_stored(repo, key, path, fd, kr, &here, res, err);
 }
@@ -164,6 +163,104 @@ static int check_side_file(struct ws_repo *repo, const char *path, struct ws_err
 }
 
 /*
+ * What the file's own bytes say about its cluster, against the repository's identity: a segment
+ * (or .partial) by its long page header (checked against its name and size first), which also
+ * gives res->system_identifier; a .history or .backup file by the data directory's pg_control.
+ */
+static int check_origin(struct ws_repo *repo, const char *wal_path, int kind, int fd, uint64_t size,
+                        struct ws_push_result *res, struct ws_error *err)
+{
+    const char *name = ws_base_name(wal_path);
+    uint8_t hdr[WS_WAL_LONG_HEADER_SIZE];
+    struct ws_wal_long_header h;
+    struct ws_identity want = {0};
+    char what[PATH_MAX + 32];
+    ssize_t n;
+    int rc;
+
+    if (kind != WS_WAL_SEGMENT && kind != WS_WAL_PARTIAL)
+        return check_side_file(repo, wal_path, err);
+    if ((n = ws_pread_full(fd, hdr, sizeof(hdr), 0)) < 0)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not read WAL file \"%s\"", wal_path);
+    if ((rc = ws_wal_check_segment(wal_path, name, hdr, (size_t)n, size, &h, err)) != 0)
+        return rc;
+    want.system_identifier = h.sysid;
+    want.pg_version = ws_wal_magic_to_major(h.magic);
+    want.wal_segment_size = h.seg_size;
+    res->system_identifier = h.sysid;
+    snprintf(what, sizeof(what), "WAL file \"%s\"", wal_path);
+    return ws_repo_identity_ensure(repo, &want, what, err);
+}
+
+/* How the object of a file of `size` bytes is written (key: its repository key). */
+static void object_params(const struct ws_config *cfg, const struct ws_keyring *kr, const char *key,
+                          int zstd_workers, uint64_t size, struct ws_object_params *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->name = key;
+    p->compress = cfg->compress;
+    p->level = cfg->compress_level;
+    /* PostgreSQL archives one file at a time: zstd threads put the other cores to work on it
+     * (see WS_ZSTD_JOB_SIZE for the figures). */
+    p->workers = cfg->parallel > 1 ? (cfg->parallel > 4 ? 4 : cfg->parallel) : 0;
+    if (zstd_workers >= 0)
+        p->workers = zstd_workers;
+    p->content_size = (int64_t)size;
+    /* XXH3-128: what duplicate detection compares, and push-ahead's fingerprint (object.h). */
+    p->digest = WS_DIGEST_XXH3_128;
+    p->key = ws_keyring_write_key(kr);
+}
+
+/*
+ * The push proper, in one read of fd: file -> object writer -> storage writer, committed without
+ * replacing. No existence check first: the storage writer refuses to replace (WS_ERR_EXISTS at
+ * commit), and then the digest computed on the way is compared with the stored footer. That
+ * saves a round trip on every push; only the rare re-archive pays for a wasted compression.
+ */
+static int store(const struct ws_config *cfg, struct ws_repo *repo, const struct ws_keyring *kr,
+                 int zstd_workers, const char *wal_path, const char *key, int fd, uint64_t size,
+                 struct ws_push_result *res, struct ws_error *err)
+{
+    struct ws_sink *put = NULL, *w = NULL;
+    struct ws_object_params p;
+    struct ws_object_info info;
+    int rc;
+
+    object_params(cfg, kr, key, zstd_workers, size, &p);
+    if ((rc = ws_storage_open_put(repo->st, key, 0, &put, err)) != 0)
+        return refused_but_stored(repo, key, wal_path, fd, kr, size, res, err);
+    if ((rc = ws_object_writer_new(put, &p, &w, err)) != 0) /* owns put now */
+        return rc;
+    if ((rc = ws_sink_write_file(w, fd, wal_path, err)) != 0)
+        goto out;
+    /* The writer checks the length against content_size before anything is committed. */
+    rc = ws_sink_finish(w, err);
+    ws_object_writer_info(w, &info);
+    /* The digest of the very bytes the writer stored, taken in the same pass (for push-ahead's
+     * records: fingerprint.h). */
+    if ((rc == 0 || rc == WS_ERR_EXISTS) && info.content_len == size) {
+        res->digest = info.digest;
+        memcpy(res->content_digest, info.content_digest, sizeof(res->content_digest));
+    }
+    if (rc == WS_ERR_EXISTS) {
+        /* Already archived (by an earlier call, or a concurrent one): same content or not? */
+        ws_sink_free(w);
+        w = NULL;
+        rc = compare_with_stored(repo, key, wal_path, fd, kr, &info, res, err);
+        goto out;
+    }
+    if (rc != 0)
+        goto out;
+    res->bytes = info.content_len;
+    res->stored_bytes = info.stored_len;
+    ws_log_info("archived \"%s\" as \"%s\" (%" PRIu64 " bytes, %" PRIu64 " stored)", wal_path, key,
+                info.content_len, info.stored_len);
+out:
+    ws_sink_free(w);
+    return rc;
+}
+
+/*
  * One attempt. repo_in and kr_in are the caller's (push-ahead workers share a keyring and keep one
  * storage handle each) or NULL: then they are opened here, after the file, and closed again.
  * zstd_workers < 0 picks the default for one file at a time.
@@ -178,13 +275,11 @@ static int push_once(const struct ws_config *cfg, struct ws_repo *repo_in,
     struct ws_repo own_repo = {0};
     struct ws_repo *repo = repo_in ? repo_in : &own_repo;
     const struct ws_keyring *kr = kr_in ? kr_in : &own_kr;
-    struct ws_sink *put = NULL, *w = NULL;
-    struct ws_object_params p = {0};
-    struct ws_object_info info;
     struct stat st;
-    char key[256], what[PATH_MAX + 32];
+    char key[256];
 
     memset(res, 0, sizeof(*res));
+    res->digest = WS_DIGEST_NONE;
     if (kind == WS_WAL_INVALID)
         return ws_error_set(err, WS_ERR_INVALID,
                             "\"%s\" is not the name of a WAL segment, .partial, .history or "
@@ -206,87 +301,13 @@ static int push_once(const struct ws_config *cfg, struct ws_repo *repo_in,
         rc = ws_error_set(err, WS_ERR_INTERNAL, "could not build the key for \"%s\"", name);
         goto out;
     }
-
-    if (kind == WS_WAL_SEGMENT || kind == WS_WAL_PARTIAL) {
-        uint8_t hdr[WS_WAL_LONG_HEADER_SIZE];
-        struct ws_wal_long_header h;
-        struct ws_identity want = {0};
-        ssize_t n = ws_pread_full(fd, hdr, sizeof(hdr), 0);
-        if (n < 0) {
-            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not read WAL file \"%s\"", wal_path);
-            goto out;
-        }
-        if ((rc = ws_wal_check_segment(wal_path, name, hdr, (size_t)n, (uint64_t)st.st_size, &h,
-                                       err)) != 0)
-            goto out;
-        want.system_identifier = h.sysid;
-        want.pg_version = ws_wal_magic_to_major(h.magic);
-        want.wal_segment_size = h.seg_size;
-        res->system_identifier = h.sysid;
-        snprintf(what, sizeof(what), "WAL file \"%s\"", wal_path);
-        if ((rc = ws_repo_identity_ensure(repo, &want, what, err)) != 0)
-            goto out;
-    } else if ((rc = check_side_file(repo, wal_path, err)) != 0) {
+    if ((rc = check_origin(repo, wal_path, kind, fd, (uint64_t)st.st_size, res, err)) != 0)
         goto out;
-    }
-
-    /*
-     * No existence check first: the storage writer refuses to replace (WS_ERR_EXISTS at
-     * commit), and then the digest computed on the way is compared with the stored footer. That
-     * saves a round trip on every push; only the rare re-archive pays for a wasted compression.
-     */
-    p.name = key;
-    p.compress = cfg->compress;
-    p.level = cfg->compress_level;
-    /* PostgreSQL archives one file at a time: zstd threads put the other cores to work on it
-     * (see WS_ZSTD_JOB_SIZE for the figures). */
-    p.workers = cfg->parallel > 1 ? (cfg->parallel > 4 ? 4 : cfg->parallel) : 0;
-    if (zstd_workers >= 0)
-        p.workers = zstd_workers;
-    p.content_size = st.st_size;
-    /* XXH3-128: what duplicate detection compares, and push-ahead's fingerprint (object.h). */
-    p.digest = WS_DIGEST_XXH3_128;
-    p.key = ws_keyring_write_key(kr);
-    if ((rc = ws_storage_open_put(repo->st, key, 0, &put, err)) != 0) {
-        rc = refused_but_stored(repo, key, wal_path, fd, kr, (uint64_t)st.st_size, res, err);
-        goto out;
-    }
-    rc = ws_object_writer_new(put, &p, &w, err);
-    put = NULL; /* owned by the writer now */
-    if (rc != 0)
-        goto out;
-    if ((rc = ws_sink_write_file(w, fd, wal_path, err)) != 0)
-        goto out;
-    /* The writer checks the length against content_size before anything is committed. */
-    rc = ws_sink_finish(w, err);
-    ws_object_writer_info(w, &info);
-    memcpy(res->digest, info.content_digest, sizeof(res->digest));
-    /* The digest is push-ahead's fingerprint too (fingerprint.h): XXH3-128 of the very bytes the
-     * writer stored, taken in the same pass. */
-    if ((rc == 0 || rc == WS_ERR_EXISTS) && info.digest == WS_DIGEST_XXH3_128 &&
-        info.content_len == (uint64_t)st.st_size) {
-        memcpy(res->fingerprint, info.content_digest, WS_FINGERPRINT_SIZE);
-        res->fingerprinted = 1;
-    }
-    if (rc == WS_ERR_EXISTS) {
-        /* Already archived (by an earlier call, or a concurrent one): same content or not? */
-        ws_sink_free(w);
-        w = NULL;
-        rc = compare_with_stored(repo, key, wal_path, fd, kr, &info, res, err);
-        goto out;
-    }
-    if (rc != 0)
-        goto out;
-    res->bytes = info.content_len;
-    res->stored_bytes = info.stored_len;
-    ws_log_info("archived \"%s\" as \"%s\" (%" PRIu64 " bytes, %" PRIu64 " stored)", wal_path, key,
-                info.content_len, info.stored_len);
+    rc = store(cfg, repo, kr, zstd_workers, wal_path, key, fd, (uint64_t)st.st_size, res, err);
 out:
     /* Every failure line names the WAL file (it lands in PostgreSQL's log). */
     if (rc != 0 && strstr(err->msg, wal_path) == NULL)
         ws_error_prefix(err, "could not archive WAL file \"%s\"", wal_path);
-    ws_sink_free(w);
-    ws_sink_free(put);
     ws_repo_close(&own_repo);
     ws_keyring_wipe(&own_kr);
     if (fd >= 0)

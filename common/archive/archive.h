@@ -1,31 +1,37 @@
 /*
  * archive.h - the WAL archive: what wal-push and wal-fetch do, as library calls.
  *
- * ws_archive_push() stores one WAL file durably; it returns 0 only when the object is complete
- * and durable in the repository (or an identical copy already was, then *duplicate = 1). It reads
- * the file once: the content is hashed while it is compressed and encrypted.
+ * ws_archive_push() stores one WAL file (segment, .partial, .history, .backup) durably: it
+ * returns 0 only when the object is complete and durable in the repository, or an identical
+ * copy already was (res->duplicate). It reads the file once: the content digest is taken while
+ * the content is compressed and encrypted. A segment's page header must match its name and size
+ * (else WS_ERR_INVALID) and the cluster identity (else WS_ERR_FOREIGN); different content already
+ * stored under the name is WS_ERR_CONFLICT, and the stored copy is kept. A transient storage
+ * failure repeats the whole push, `retries` attempts in all (then WS_ERR_STORAGE); a failed
+ * attempt leaves nothing visible. Every error message names the WAL file.
  *
  * ws_archive_fetch() restores one WAL file into dest_path: the object is authenticated,
  * decrypted and decompressed into a temp file beside dest_path, which is renamed into place only
  * after the whole object verified. WS_ERR_NOT_FOUND means the repository was reached, holds this
- * cluster, and does not hold the file; every other error leaves dest_path untouched.
+ * cluster, and does not hold the file (a repository without this cluster is WS_ERR_CONFIG);
+ * every other error leaves dest_path untouched. Retries as for a push.
  */
 #ifndef WS_ARCHIVE_H
 #define WS_ARCHIVE_H
 
 #include "base/config.h"
 #include "base/error.h"
+#include "io/object.h"
 #include "io/sink.h"
 
+/* What a push did. */
 struct ws_push_result {
-    int duplicate;
-    uint64_t bytes;
-    uint64_t stored_bytes;
-    uint8_t digest[32];         /* content digest of the object (object.h), also for a duplicate */
+    int duplicate;              /* an identical copy was already stored: nothing was written */
+    uint64_t bytes;             /* the file's length */
+    uint64_t stored_bytes;      /* the length of the object in the repository */
     uint64_t system_identifier; /* from a segment's page header; 0 for other files */
-    int pushed_ahead;           /* pushahead.h: an earlier call had stored it (record verified) */
-    uint8_t fingerprint[16];    /* fingerprint.h, of the content pushed (its XXH3-128 digest) */
-    int fingerprinted;          /* fingerprint is set */
+    int digest;                 /* enum ws_digest of content_digest; WS_DIGEST_NONE: not known */
+    uint8_t content_digest[WS_OBJECT_DIGEST_SIZE]; /* of the file's `bytes` bytes, as read */
 };
 
 int ws_archive_push(const struct ws_config *cfg, const char *wal_path, struct ws_push_result *res,

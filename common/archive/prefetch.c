@@ -462,20 +462,14 @@ static void remove_entries(int dir, const char *wal_name)
  */
 static int wait_inflight(int dir, const char *wal_name, int timeout)
 {
-    int ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK), found = 0;
+    int ifd = ws_spool_watch(dir, IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CLOSE_WRITE);
     int64_t last_progress = ws_mono_ms();
     off_t last_size = -1;
     struct spool_scan s;
+    int found = 0;
 
-    if (ifd >= 0 &&
-        ws_spool_watch(ifd, dir, IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CLOSE_WRITE) < 0) {
-        close(ifd);
-        ifd = -1;
-    }
     for (;;) {
         struct stat st;
-        struct pollfd pfd = {ifd, POLLIN, 0};
-        char buf[4096];
 
         scan_for(dir, wal_name, &s);
         if (s.entry) {
@@ -491,13 +485,7 @@ static int wait_inflight(int dir, const char *wal_name, int timeout)
         }
         if (ws_mono_ms() - last_progress > (int64_t)timeout * 1000)
             break;
-        if (ifd >= 0) {
-            if (poll(&pfd, 1, 250) > 0)
-                while (read(ifd, buf, sizeof(buf)) > 0)
-                    ;
-        } else {
-            usleep(5000);
-        }
+        ws_spool_watch_wait(ifd, ifd >= 0 ? 250 : 5);
     }
     if (ifd >= 0)
         close(ifd);
@@ -986,283 +974,389 @@ static int same_stamp(const struct stamp *a, const struct stamp *b)
 
 enum { END_IDLE = 1, END_OLD, END_GONE };
 
-int ws_prefetch_run(const struct ws_config *cfg, const struct ws_keyring *kr,
-                    const struct ws_prefetch_spool *sp, int lock_fd,
-                    const struct ws_prefetch_opts *o, struct ws_error *err)
-{
-    struct daemon d;
+/* The dispatcher: the prefetcher's main thread, which decides what the workers fetch. */
+struct dispatcher {
+    struct daemon d; /* what the workers share */
+    const struct ws_prefetch_opts *o;
     struct worker workers[WS_PREFETCH_MAX_AHEAD];
+    int nstarted;
     struct failure fails[2 * WS_PREFETCH_MAX_AHEAD];
-    char present[MAX_PRESENT][WS_WAL_NAME_LEN + 1];
-    struct stamp cur = {0}, missing_at = {0};
-    char missing[WS_WAL_NAME_LEN + 1] = "";
+    int nfails;
+    char present[MAX_PRESENT][WS_WAL_NAME_LEN + 1]; /* the entries the last sweep kept */
+    int npresent;
+    struct stamp cur;                  /* the request being served */
+    char missing[WS_WAL_NAME_LEN + 1]; /* the end of the archive, as found ... */
+    struct stamp missing_at;           /* ... while serving this request */
+    struct stat lock_st;               /* the lock file we hold */
+    int64_t start;                     /* mono_ms */
+    time_t start_wall;
+    int ifd; /* inotify on the spool, or -1 (then: polled) */
+};
+
+/* Everything that cannot fail, so that the end of ws_prefetch_run() can release it all. */
+static void dispatcher_init(struct dispatcher *r, const struct ws_config *cfg,
+                            const struct ws_keyring *kr, const struct ws_prefetch_spool *sp,
+                            const struct ws_prefetch_opts *o)
+{
+    struct daemon *d = &r->d;
+
+    memset(r, 0, sizeof(*r));
+    r->o = o;
+    r->start = ws_mono_ms();
+    r->start_wall = time(NULL);
+    r->ifd = -1;
+    d->cfg = cfg;
+    d->kr = kr;
+    d->sp = sp;
+    d->dir = DIR_FD(sp);
+    d->path = DIR_PATH(sp);
+    d->pipe_r = d->pipe_w = -1;
+    atomic_init(&d->stop, 0);
+    for (int i = 0; i < WS_PREFETCH_MAX_AHEAD; i++)
+        atomic_init(&d->slots[i].cancel, 0);
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->cv, NULL);
+    read_boot_id(d->boot_id);
+    d->btime = boot_time();
+    ws_prefetch_keyring_fp(kr, d->kr_fp);
+}
+
+/* The pipe through which workers wake the dispatcher, and inotify on the spool. */
+static int open_wakeups(struct dispatcher *r, struct ws_error *err)
+{
+    int pipefd[2];
+
+    if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) != 0)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not create a pipe");
+    r->d.pipe_r = pipefd[0];
+    r->d.pipe_w = pipefd[1];
+    r->ifd = ws_spool_watch(r->d.dir, IN_MOVED_TO | IN_MOVED_FROM | IN_ATTRIB | IN_CLOSE_WRITE |
+                                          IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF);
+    return 0;
+}
+
+/* The segment size (the cluster identity), the window that follows from it, and the spool as
+ * an earlier prefetcher left it: tidied, its entries kept only while still bound. */
+static int dispatcher_start(struct dispatcher *r, int lock_fd, struct ws_error *err)
+{
+    struct daemon *d = &r->d;
     struct ws_repo repo = {0};
     struct ws_identity id;
-    struct stat lock_st;
-    int64_t start = ws_mono_ms();
-    time_t start_wall = time(NULL);
-    int pipefd[2] = {-1, -1}, ifd = -1, nstarted = 0, nfails = 0, rc = 0, end = 0;
+    int rc;
 
-    memset(&d, 0, sizeof(d));
-    memset(workers, 0, sizeof(workers));
-    memset(&lock_st, 0, sizeof(lock_st));
-    d.cfg = cfg;
-    d.kr = kr;
-    d.sp = sp;
-    d.dir = DIR_FD(sp);
-    d.path = DIR_PATH(sp);
-    d.pipe_r = d.pipe_w = -1;
-    atomic_init(&d.stop, 0);
-    for (int i = 0; i < WS_PREFETCH_MAX_AHEAD; i++)
-        atomic_init(&d.slots[i].cancel, 0);
-    pthread_mutex_init(&d.mu, NULL);
-    pthread_cond_init(&d.cv, NULL);
-    read_boot_id(d.boot_id);
-    d.btime = boot_time();
-    ws_prefetch_keyring_fp(kr, d.kr_fp);
-    if (!d.boot_id[0]) {
-        rc = ws_error_set(err, WS_ERR_IO, "no boot id: spool entries could not be bound");
-        goto out;
-    }
-    if (fstat(lock_fd, &lock_st) != 0) {
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not stat the lock of \"%s\"", d.path);
-        goto out;
-    }
-    read_wanted(d.dir, cur.name, &cur.mtime);
-    if ((rc = ws_repo_open(cfg, &repo, err)) != 0 ||
+    if (!d->boot_id[0])
+        return ws_error_set(err, WS_ERR_IO, "no boot id: spool entries could not be bound");
+    if (fstat(lock_fd, &r->lock_st) != 0)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not stat the lock of \"%s\"", d->path);
+    read_wanted(d->dir, r->cur.name, &r->cur.mtime);
+    if ((rc = ws_repo_open(d->cfg, &repo, err)) != 0 ||
         (rc = ws_repo_identity_load(&repo, &id, err)) != 0)
         goto out;
     if (!ws_wal_seg_size_valid(id.wal_segment_size)) {
         rc = ws_error_set(err, WS_ERR_CORRUPT, "cluster identity names an invalid segment size");
         goto out;
     }
-    d.seg_size = id.wal_segment_size;
-    ws_prefetch_limits(cfg->parallel, d.seg_size, &d.ahead, &d.nworkers);
-    if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) != 0) {
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not create a pipe");
+    d->seg_size = id.wal_segment_size;
+    ws_prefetch_limits(d->cfg->parallel, d->seg_size, &d->ahead, &d->nworkers);
+    if ((rc = open_wakeups(r, err)) != 0)
         goto out;
-    }
-    d.pipe_r = pipefd[0];
-    d.pipe_w = pipefd[1];
-    ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    if (ifd >= 0 && ws_spool_watch(ifd, d.dir,
-                                   IN_MOVED_TO | IN_MOVED_FROM | IN_ATTRIB | IN_CLOSE_WRITE |
-                                       IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF) < 0) {
-        close(ifd);
-        ifd = -1;
-    }
-    sweep(&d, cur.name, present); /* a dead prefetcher's temp files, old and foreign entries */
-    drop_unbound(&d, &repo);
+    sweep(d, r->cur.name, r->present); /* a dead prefetcher's temp files, old and foreign ones */
+    drop_unbound(d, &repo);
+out:
     ws_repo_close(&repo);
-    for (int i = 0; i < d.nworkers; i++) {
-        workers[i].d = &d;
-        if (pthread_create(&workers[i].th, NULL, worker_main, &workers[i]) != 0)
+    return rc;
+}
+
+static int start_workers(struct dispatcher *r, struct ws_error *err)
+{
+    for (int i = 0; i < r->d.nworkers; i++) {
+        r->workers[i].d = &r->d;
+        if (pthread_create(&r->workers[i].th, NULL, worker_main, &r->workers[i]) != 0)
             break;
-        nstarted++;
+        r->nstarted++;
     }
-    if (nstarted == 0) {
-        rc = ws_error_set(err, WS_ERR_INTERNAL, "could not start prefetch workers");
-        goto out;
+    if (r->nstarted == 0)
+        return ws_error_set(err, WS_ERR_INTERNAL, "could not start prefetch workers");
+    ws_log_debug("prefetcher started on \"%s\": %d ahead, %d workers", r->d.path, r->d.ahead,
+                 r->d.nworkers);
+    return 0;
+}
+
+/* A failed fetch of `name` (not a cancelled one): tried again after 1, 2, 4 ... 30 s. */
+static void note_failure(struct dispatcher *r, const char *name, int64_t now)
+{
+    struct failure *f = find_failure(r->fails, r->nfails, name);
+
+    if (!f) {
+        f = find_failure(r->fails, r->nfails, "");
+        if (!f && r->nfails < (int)(sizeof(r->fails) / sizeof(r->fails[0])))
+            f = &r->fails[r->nfails++];
+        if (!f)
+            f = &r->fails[0];
+        memcpy(f->name, name, sizeof(f->name));
+        f->attempts = 0;
     }
-    ws_log_debug("prefetcher started on \"%s\": %d ahead, %d workers", d.path, d.ahead, d.nworkers);
+    f->attempts++;
+    f->retry_at = now + (f->attempts >= 6 ? 30000 : 1000 << (f->attempts - 1));
+}
 
-    for (;;) {
-        struct stamp again;
-        int64_t now = ws_mono_ms(), wait_ms = 1000, idle_left;
-        time_t wall = time(NULL), last_request;
-        struct pollfd pfd[2] = {{d.pipe_r, POLLIN, 0}, {ifd, POLLIN, 0}};
-        int npresent, outstanding = 0, queued = 0;
-        char buf[4096];
+/* Frees the slots of finished fetches: a success forgets the file's failures, "not in the
+ * archive" marks the end of the archive for the current request, any other failure is logged
+ * and tried again later. */
+static void collect_results(struct dispatcher *r, int64_t now)
+{
+    struct daemon *d = &r->d;
 
-        /* Results of finished jobs. */
-        pthread_mutex_lock(&d.mu);
-        for (int i = 0; i < WS_PREFETCH_MAX_AHEAD; i++) {
-            struct slot *sl = &d.slots[i];
-            struct failure *f;
-            if (sl->state != SLOT_DONE)
-                continue;
-            f = find_failure(fails, nfails, sl->name);
-            if (sl->rc == 0) {
-                if (f)
-                    f->name[0] = '\0';
-            } else if (sl->rc == WS_ERR_NOT_FOUND) {
-                memcpy(missing, sl->name, sizeof(missing));
-                missing_at = cur;
-            } else if (!atomic_load(&sl->cancel) && !atomic_load(&d.stop)) {
-                if (!f) {
-                    f = find_failure(fails, nfails, "");
-                    if (!f && nfails < (int)(sizeof(fails) / sizeof(fails[0])))
-                        f = &fails[nfails++];
-                    if (!f)
-                        f = &fails[0];
-                    memcpy(f->name, sl->name, sizeof(f->name));
-                    f->attempts = 0;
-                }
-                f->attempts++;
-                f->retry_at = now + (f->attempts >= 6 ? 30000 : 1000 << (f->attempts - 1));
-                ws_log_warning("could not prefetch WAL file \"%s\": %s", sl->name, sl->err.msg);
-            }
-            sl->state = SLOT_FREE;
-            atomic_store(&sl->cancel, 0);
-        }
-        pthread_mutex_unlock(&d.mu);
-
-        if (now - start >= (int64_t)o->max_life * 1000) {
-            end = END_OLD;
-            break;
-        }
-        if (!still_ours(d.dir, &lock_st)) {
-            end = END_GONE;
-            break;
-        }
-        read_wanted(d.dir, cur.name, &cur.mtime);
-        last_request = cur.mtime.tv_sec ? cur.mtime.tv_sec : start_wall;
-        idle_left = (int64_t)o->idle_timeout - (wall - last_request);
-        if (idle_left <= 0) {
-            end = END_IDLE;
-            break;
-        }
-        /* Tidy first, then look at `wanted` again: an entry that vanished during the sweep was
-         * taken by a request we must see before deciding what is missing. */
-        npresent = sweep(&d, cur.name, present);
-        read_wanted(d.dir, again.name, &again.mtime);
-        if (!same_stamp(&cur, &again))
+    pthread_mutex_lock(&d->mu);
+    for (int i = 0; i < WS_PREFETCH_MAX_AHEAD; i++) {
+        struct slot *sl = &d->slots[i];
+        struct failure *f;
+        if (sl->state != SLOT_DONE)
             continue;
-
-        pthread_mutex_lock(&d.mu);
-        for (int i = 0; i < WS_PREFETCH_MAX_AHEAD; i++) {
-            struct slot *sl = &d.slots[i];
-            if (sl->state == SLOT_QUEUED && !in_window(&d, sl->name, cur.name, 0))
-                sl->state = SLOT_FREE;
-            else if (sl->state == SLOT_RUNNING && !in_window(&d, sl->name, cur.name, 1))
-                atomic_store(&sl->cancel, 1);
-            if (sl->state == SLOT_QUEUED || sl->state == SLOT_RUNNING)
-                outstanding++;
+        if (sl->rc == 0) {
+            if ((f = find_failure(r->fails, r->nfails, sl->name)) != NULL)
+                f->name[0] = '\0';
+        } else if (sl->rc == WS_ERR_NOT_FOUND) {
+            memcpy(r->missing, sl->name, sizeof(r->missing));
+            r->missing_at = r->cur;
+        } else if (!atomic_load(&sl->cancel) && !atomic_load(&d->stop)) {
+            note_failure(r, sl->name, now);
+            ws_log_warning("could not prefetch WAL file \"%s\": %s", sl->name, sl->err.msg);
         }
-        for (int i = 1; cur.name[0] && i <= d.ahead && outstanding < d.nworkers; i++) {
-            char name[WS_WAL_NAME_LEN + 1];
-            struct failure *f;
-            struct slot *free_slot = NULL;
-            int busy = 0, have = 0;
+        sl->state = SLOT_FREE;
+        atomic_store(&sl->cancel, 0);
+    }
+    pthread_mutex_unlock(&d->mu);
+}
 
-            if (ws_prefetch_next_name(cur.name, d.seg_size, i, name) != 0)
-                break;
-            for (int j = 0; j < npresent && !have; j++)
-                have = strcmp(present[j], name) == 0;
-            for (int j = 0; j < WS_PREFETCH_MAX_AHEAD; j++) {
-                if (d.slots[j].state != SLOT_FREE && strcmp(d.slots[j].name, name) == 0)
-                    busy = 1;
-                if (d.slots[j].state == SLOT_FREE && !free_slot)
-                    free_slot = &d.slots[j];
-            }
-            if (have || busy)
-                continue;
-            /* The end of the archive: look again only on a new request. */
-            if (missing[0] && same_stamp(&missing_at, &cur) && strncmp(name, missing, 8) == 0 &&
-                strcmp(name, missing) >= 0)
-                break;
-            f = find_failure(fails, nfails, name);
-            if (f && now < f->retry_at) {
-                if (f->retry_at - now < wait_ms)
-                    wait_ms = f->retry_at - now;
-                continue;
-            }
-            if (!free_slot || !space_ok(&d))
-                break;
-            memcpy(free_slot->name, name, sizeof(name));
-            atomic_store(&free_slot->cancel, 0);
-            free_slot->state = SLOT_QUEUED;
+/* Why the prefetcher ends now (END_*), else 0 with the current request in r->cur and the
+ * seconds until it is idle in *idle_left. */
+static int end_reason(struct dispatcher *r, int64_t now, time_t wall, int64_t *idle_left)
+{
+    time_t last_request;
+
+    if (now - r->start >= (int64_t)r->o->max_life * 1000)
+        return END_OLD;
+    if (!still_ours(r->d.dir, &r->lock_st))
+        return END_GONE;
+    read_wanted(r->d.dir, r->cur.name, &r->cur.mtime);
+    last_request = r->cur.mtime.tv_sec ? r->cur.mtime.tv_sec : r->start_wall;
+    *idle_left = (int64_t)r->o->idle_timeout - (wall - last_request);
+    return *idle_left <= 0 ? END_IDLE : 0;
+}
+
+/* Drops queued jobs and cancels running ones that left the window of `wanted` (d->mu held);
+ * the number still queued or running. */
+static int cancel_outside(struct daemon *d, const char *wanted)
+{
+    int outstanding = 0;
+
+    for (int i = 0; i < WS_PREFETCH_MAX_AHEAD; i++) {
+        struct slot *sl = &d->slots[i];
+        if (sl->state == SLOT_QUEUED && !in_window(d, sl->name, wanted, 0))
+            sl->state = SLOT_FREE;
+        else if (sl->state == SLOT_RUNNING && !in_window(d, sl->name, wanted, 1))
+            atomic_store(&sl->cancel, 1);
+        if (sl->state == SLOT_QUEUED || sl->state == SLOT_RUNNING)
+            outstanding++;
+    }
+    return outstanding;
+}
+
+enum { QUEUE_SKIP, QUEUE_STOP, QUEUE_ADDED };
+
+/* Segment `name` of the window (d->mu held): skipped when the spool has it, a job has it, or
+ * it failed and its retry is not due (*wait_ms then ends no later than the retry); the window
+ * stops at the end of the archive, with no free slot, or short of space; else it is queued. */
+static int queue_one(struct dispatcher *r, const char *name, int64_t now, int64_t *wait_ms)
+{
+    struct daemon *d = &r->d;
+    struct slot *free_slot = NULL;
+    struct failure *f;
+    int busy = 0, have = 0;
+
+    for (int j = 0; j < r->npresent && !have; j++)
+        have = strcmp(r->present[j], name) == 0;
+    for (int j = 0; j < WS_PREFETCH_MAX_AHEAD; j++) {
+        if (d->slots[j].state != SLOT_FREE && strcmp(d->slots[j].name, name) == 0)
+            busy = 1;
+        if (d->slots[j].state == SLOT_FREE && !free_slot)
+            free_slot = &d->slots[j];
+    }
+    if (have || busy)
+        return QUEUE_SKIP;
+    /* The end of the archive: look again only on a new request. */
+    if (r->missing[0] && same_stamp(&r->missing_at, &r->cur) && strncmp(name, r->missing, 8) == 0 &&
+        strcmp(name, r->missing) >= 0)
+        return QUEUE_STOP;
+    f = find_failure(r->fails, r->nfails, name);
+    if (f && now < f->retry_at) {
+        if (f->retry_at - now < *wait_ms)
+            *wait_ms = f->retry_at - now;
+        return QUEUE_SKIP;
+    }
+    if (!free_slot || !space_ok(d))
+        return QUEUE_STOP;
+    memcpy(free_slot->name, name, sizeof(free_slot->name));
+    atomic_store(&free_slot->cancel, 0);
+    free_slot->state = SLOT_QUEUED;
+    return QUEUE_ADDED;
+}
+
+/* Brings the jobs in line with the current request: N+1 ... N+k, lowest first, while workers
+ * are free. */
+static void schedule(struct dispatcher *r, int64_t now, int64_t *wait_ms)
+{
+    struct daemon *d = &r->d;
+    int outstanding, queued = 0, v;
+
+    pthread_mutex_lock(&d->mu);
+    outstanding = cancel_outside(d, r->cur.name);
+    for (int i = 1; r->cur.name[0] && i <= d->ahead && outstanding < d->nworkers; i++) {
+        char name[WS_WAL_NAME_LEN + 1];
+        if (ws_prefetch_next_name(r->cur.name, d->seg_size, i, name) != 0 ||
+            (v = queue_one(r, name, now, wait_ms)) == QUEUE_STOP)
+            break;
+        if (v == QUEUE_ADDED) {
             outstanding++;
             queued++;
         }
-        if (queued)
-            pthread_cond_broadcast(&d.cv);
-        pthread_mutex_unlock(&d.mu);
-
-        if (idle_left * 1000 < wait_ms)
-            wait_ms = idle_left * 1000;
-        if (wait_ms < 10)
-            wait_ms = 10;
-        if (ifd < 0 && wait_ms > 20)
-            wait_ms = 20; /* no inotify: poll the spool */
-        if (poll(pfd, ifd >= 0 ? 2 : 1, (int)wait_ms) > 0) {
-            while (read(d.pipe_r, buf, sizeof(buf)) > 0)
-                ;
-            while (ifd >= 0 && read(ifd, buf, sizeof(buf)) > 0)
-                ;
-        }
     }
+    if (queued)
+        pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
 
-out:
-    atomic_store(&d.stop, 1);
-    pthread_mutex_lock(&d.mu);
-    pthread_cond_broadcast(&d.cv);
-    pthread_mutex_unlock(&d.mu);
-    for (int i = 0; i < nstarted; i++)
-        pthread_join(workers[i].th, NULL);
-    ws_repo_close(&repo);
-    if (end == END_IDLE || end == 0) {
-        /* Recovery stopped asking, or this prefetcher cannot work (no identity, say): the spool
-         * is of no more use; the next request starts afresh. */
-        struct stamp last;
-        sweep(&d, "", present);
-        read_wanted(d.dir, last.name, &last.mtime);
-        if (same_stamp(&last, &cur)) {
-            unlinkat(d.dir, WANTED_FILE, 0);
-            if (still_ours(d.dir, &lock_st))
-                unlinkat(d.dir, LOCK_FILE, 0);
-            unlinkat(sp->sp.cluster.fd, sp->name, AT_REMOVEDIR);
-        }
-    } else if (end == END_OLD) {
-        sweep(&d, cur.name, present); /* keeps valid entries for the next prefetcher */
+/* Sleeps until a worker finishes, the spool changes, or wait_ms (bounded by the idle time
+ * left) passes. */
+static void wait_events(struct dispatcher *r, int64_t wait_ms, int64_t idle_left)
+{
+    struct pollfd pfd[2] = {{r->d.pipe_r, POLLIN, 0}, {r->ifd, POLLIN, 0}};
+    char buf[4096];
+
+    if (idle_left * 1000 < wait_ms)
+        wait_ms = idle_left * 1000;
+    if (wait_ms < 10)
+        wait_ms = 10;
+    if (r->ifd < 0 && wait_ms > 20)
+        wait_ms = 20; /* no inotify: poll the spool */
+    if (poll(pfd, r->ifd >= 0 ? 2 : 1, (int)wait_ms) > 0) {
+        while (read(r->d.pipe_r, buf, sizeof(buf)) > 0)
+            ;
+        while (r->ifd >= 0 && read(r->ifd, buf, sizeof(buf)) > 0)
+            ;
     }
-    ws_log_debug("prefetcher on \"%s\" ends (%s)", d.path,
+}
+
+/* The main loop; returns why it ended (END_*). */
+static int dispatch(struct dispatcher *r)
+{
+    for (;;) {
+        struct stamp again;
+        int64_t now = ws_mono_ms(), wait_ms = 1000, idle_left = 0;
+        time_t wall = time(NULL);
+        int end;
+
+        collect_results(r, now);
+        if ((end = end_reason(r, now, wall, &idle_left)) != 0)
+            return end;
+        /* Tidy first, then look at `wanted` again: an entry that vanished during the sweep was
+         * taken by a request we must see before deciding what is missing. */
+        r->npresent = sweep(&r->d, r->cur.name, r->present);
+        read_wanted(r->d.dir, again.name, &again.mtime);
+        if (!same_stamp(&r->cur, &again))
+            continue;
+        schedule(r, now, &wait_ms);
+        wait_events(r, wait_ms, idle_left);
+    }
+}
+
+static void stop_workers(struct dispatcher *r)
+{
+    atomic_store(&r->d.stop, 1);
+    pthread_mutex_lock(&r->d.mu);
+    pthread_cond_broadcast(&r->d.cv);
+    pthread_mutex_unlock(&r->d.mu);
+    for (int i = 0; i < r->nstarted; i++)
+        pthread_join(r->workers[i].th, NULL);
+}
+
+/* What stays in the spool after the end (END_*, 0 for an error). */
+static void leave_spool(struct dispatcher *r, int end)
+{
+    struct daemon *d = &r->d;
+    struct stamp last;
+
+    if (end == END_OLD) {
+        sweep(d, r->cur.name, r->present); /* keeps valid entries for the next prefetcher */
+        return;
+    }
+    if (end != END_IDLE && end != 0)
+        return;
+    /* Recovery stopped asking, or this prefetcher cannot work (no identity, say): the spool is
+     * of no more use; the next request starts afresh. */
+    sweep(d, "", r->present);
+    read_wanted(d->dir, last.name, &last.mtime);
+    if (same_stamp(&last, &r->cur)) {
+        unlinkat(d->dir, WANTED_FILE, 0);
+        if (still_ours(d->dir, &r->lock_st))
+            unlinkat(d->dir, LOCK_FILE, 0);
+        unlinkat(d->sp->sp.cluster.fd, d->sp->name, AT_REMOVEDIR);
+    }
+}
+
+int ws_prefetch_run(const struct ws_config *cfg, const struct ws_keyring *kr,
+                    const struct ws_prefetch_spool *sp, int lock_fd,
+                    const struct ws_prefetch_opts *o, struct ws_error *err)
+{
+    struct dispatcher run, *r = &run;
+    int rc, end = 0;
+
+    dispatcher_init(r, cfg, kr, sp, o);
+    if ((rc = dispatcher_start(r, lock_fd, err)) == 0 && (rc = start_workers(r, err)) == 0)
+        end = dispatch(r);
+    stop_workers(r);
+    leave_spool(r, end);
+    ws_log_debug("prefetcher on \"%s\" ends (%s)", r->d.path,
                  end == END_IDLE  ? "idle"
                  : end == END_OLD ? "lifetime"
                  : end            ? "spool gone"
                                   : "error");
-    if (ifd >= 0)
-        close(ifd);
-    if (pipefd[0] >= 0)
-        close(pipefd[0]);
-    if (pipefd[1] >= 0)
-        close(pipefd[1]);
-    pthread_cond_destroy(&d.cv);
-    pthread_mutex_destroy(&d.mu);
+    if (r->ifd >= 0)
+        close(r->ifd);
+    if (r->d.pipe_r >= 0)
+        close(r->d.pipe_r);
+    if (r->d.pipe_w >= 0)
+        close(r->d.pipe_w);
+    pthread_cond_destroy(&r->d.cv);
+    pthread_mutex_destroy(&r->d.mu);
     close(lock_fd);
     return rc;
 }
 
+/* The background process (ws_spool_spawn()): records its PID in the lock file, runs, exits. */
 static _Noreturn void prefetcher_main(const struct ws_config *cfg, const struct ws_keyring *kr,
-                                      const struct ws_prefetch_spool *spool, int lock_fd,
+                                      const struct ws_prefetch_spool *sp, int lock_fd,
                                       const struct ws_prefetch_opts *o)
 {
-    struct ws_prefetch_spool sp = *spool;
     struct ws_error err = {0};
     char pid[32];
-    int keep[3] = {lock_fd, DIR_FD(&sp), sp.sp.cluster.fd}, n;
+    int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
 
-    /* the lock stays with the shared open file description, also when it moves */
-    ws_spool_detach(keep, 3, "wal-fetch prefetch", "wal-prefetch", cfg->log_file);
-    lock_fd = keep[0];
-    DIR_FD(&sp) = keep[1];
-    sp.sp.cluster.fd = keep[2];
-    if (lock_fd < 3 || DIR_FD(&sp) < 3 || sp.sp.cluster.fd < 3)
-        _exit(1);
-    n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
     if (ftruncate(lock_fd, 0) != 0 || pwrite(lock_fd, pid, (size_t)n, 0) != n) {
         /* the PID is for operators and tests; the lock works without it */
     }
-    if (ws_prefetch_run(cfg, kr, &sp, lock_fd, o, &err) != 0)
-        ws_log_warning("prefetcher on \"%s\" stopped: %s", DIR_PATH(&sp), err.msg);
+    if (ws_prefetch_run(cfg, kr, sp, lock_fd, o, &err) != 0)
+        ws_log_warning("prefetcher on \"%s\" stopped: %s", DIR_PATH(sp), err.msg);
     _exit(0);
 }
 
 static void start_prefetcher(const struct ws_config *cfg, const struct ws_keyring *kr,
                              const struct ws_prefetch_spool *sp, const struct ws_prefetch_opts *o)
 {
+    struct ws_prefetch_spool own = *sp; /* its descriptors as ws_spool_spawn() leaves them */
     struct ws_error err = {0};
-    int fd, status;
+    int fd = -1, *keep[3] = {&fd, &DIR_FD(&own), &own.sp.cluster.fd};
     pid_t pid;
 
     if (ws_prefetch_lock(sp, &fd, &err) != 0) {
@@ -1272,22 +1366,10 @@ static void start_prefetcher(const struct ws_config *cfg, const struct ws_keyrin
     }
     /* Detached: a new session, re-parented to init, so PostgreSQL waits only for us. The lock
      * travels with the open file description: no moment without it. */
-    pid = fork();
-    if (pid < 0) {
+    pid = ws_spool_spawn(keep, 3, 1, "wal-fetch prefetch", "wal-prefetch", cfg->log_file);
+    if (pid == 0)
+        prefetcher_main(cfg, kr, &own, fd, o);
+    if (pid < 0)
         ws_log_info("could not start the prefetcher: %s", strerror(errno));
-        close(fd);
-        return;
-    }
-    if (pid == 0) {
-        pid_t p2;
-        if (setsid() < 0)
-            _exit(1);
-        p2 = fork();
-        if (p2 != 0)
-            _exit(p2 < 0 ? 1 : 0);
-        prefetcher_main(cfg, kr, sp, fd, o);
-    }
     close(fd);
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
 }

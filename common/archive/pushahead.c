@@ -7,7 +7,6 @@
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -32,6 +31,9 @@
 #include "repo/repo.h"
 
 #define RECORD_MAGIC "walsafe push-ahead record 2"
+/* The key of the content digest's line: the format's historical name, kept so that records stay
+ * byte for byte what they were (it holds the object's content digest, XXH3-128 for WAL). */
+#define DIGEST_KEY "sha256"
 #define TEMP_MAX_AGE 3600 /* seconds: temp files of killed record writers, lock files */
 #define LOCK_POLL_US 1000 /* PostgreSQL's call waits this long at most after a worker's push */
 
@@ -88,19 +90,19 @@ static int sha256_hex_of(const char *text, size_t len, char hex[65])
 
 int ws_pushahead_record_format(const struct ws_pushahead_record *r, char *out, size_t outsz)
 {
-    char sha[65], fp[2 * WS_FINGERPRINT_SIZE + 1], check[65];
+    char digest[2 * WS_OBJECT_DIGEST_SIZE + 1], fp[2 * WS_FINGERPRINT_SIZE + 1], check[65];
     int n, m;
 
     if (ws_wal_classify(r->name) == WS_WAL_INVALID || strpbrk(r->repo, "\r\n") || !r->repo[0] ||
         strpbrk(r->cluster, "\r\n") || !r->cluster[0])
         return -1;
-    ws_hex(r->sha256, 32, sha);
+    ws_hex(r->content_digest, WS_OBJECT_DIGEST_SIZE, digest);
     ws_hex(r->fingerprint, WS_FINGERPRINT_SIZE, fp);
     n = snprintf(out, outsz,
                  RECORD_MAGIC "\nname = %s\nrepo = %s\ncluster = %s\nsystem_identifier = %" PRIu64
-                              "\nsize = %" PRIu64
-                              "\nsha256 = %s\nfingerprint = %s\npushed_at = %" PRId64 "\n",
-                 r->name, r->repo, r->cluster, r->system_identifier, r->size, sha, fp,
+                              "\nsize = %" PRIu64 "\n" DIGEST_KEY
+                              " = %s\nfingerprint = %s\npushed_at = %" PRId64 "\n",
+                 r->name, r->repo, r->cluster, r->system_identifier, r->size, digest, fp,
                  r->pushed_at);
     if (n < 0 || (size_t)n >= outsz || sha256_hex_of(out, (size_t)n, check) != 0)
         return -1;
@@ -142,28 +144,16 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
+/* Exactly 2 * len lower-case hex digits, as ws_pushahead_record_format() writes them. */
 static int parse_hex(const char *s, uint8_t *out, size_t len)
 {
-    if (strlen(s) != 2 * len)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        int v = 0;
-        for (int j = 0; j < 2; j++) {
-            char c = s[2 * i + j];
-            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-            if (d < 0)
-                return -1;
-            v = v * 16 + d;
-        }
-        out[i] = (uint8_t)v;
-    }
-    return 0;
+    return strspn(s, "0123456789abcdef") == 2 * len ? ws_unhex(s, out, len) : -1;
 }
 
 int ws_pushahead_record_parse(const char *text, size_t len, struct ws_pushahead_record *r)
 {
     char buf[WS_PUSHAHEAD_RECORD_SIZE], check[65];
-    char *name, *repo, *cluster, *sysid, *size, *sha, *fp, *at, *chk;
+    char *name, *repo, *cluster, *sysid, *size, *digest, *fp, *at, *chk;
     size_t pos = sizeof(RECORD_MAGIC), body;
     uint64_t t;
 
@@ -176,7 +166,8 @@ int ws_pushahead_record_parse(const char *text, size_t len, struct ws_pushahead_
     if (take_line(buf, len, &pos, "name", &name) || take_line(buf, len, &pos, "repo", &repo) ||
         take_line(buf, len, &pos, "cluster", &cluster) ||
         take_line(buf, len, &pos, "system_identifier", &sysid) ||
-        take_line(buf, len, &pos, "size", &size) || take_line(buf, len, &pos, "sha256", &sha) ||
+        take_line(buf, len, &pos, "size", &size) ||
+        take_line(buf, len, &pos, DIGEST_KEY, &digest) ||
         take_line(buf, len, &pos, "fingerprint", &fp) ||
         take_line(buf, len, &pos, "pushed_at", &at))
         return -1;
@@ -189,8 +180,8 @@ int ws_pushahead_record_parse(const char *text, size_t len, struct ws_pushahead_
     if (strlen(name) >= sizeof(r->name) || ws_wal_classify(name) == WS_WAL_INVALID ||
         strlen(repo) >= sizeof(r->repo) || !*repo || strlen(cluster) >= sizeof(r->cluster) ||
         !*cluster || parse_u64(sysid, &r->system_identifier) || parse_u64(size, &r->size) ||
-        parse_hex(sha, r->sha256, 32) || parse_hex(fp, r->fingerprint, WS_FINGERPRINT_SIZE) ||
-        parse_u64(at, &t) || t > INT64_MAX)
+        parse_hex(digest, r->content_digest, WS_OBJECT_DIGEST_SIZE) ||
+        parse_hex(fp, r->fingerprint, WS_FINGERPRINT_SIZE) || parse_u64(at, &t) || t > INT64_MAX)
         return -1;
     snprintf(r->name, sizeof(r->name), "%s", name);
     snprintf(r->repo, sizeof(r->repo), "%s", repo);
@@ -467,10 +458,12 @@ static void record_write(const struct ws_config *cfg, const struct spool *sp, co
     snprintf(r.cluster, sizeof(r.cluster), "%s", cfg->cluster);
     r.system_identifier = res->system_identifier;
     r.size = res->bytes;
-    if (!res->fingerprinted)
-        return; /* only ws_archive_push_in() results bind the content; none is then no record */
-    memcpy(r.sha256, res->digest, 32);
-    memcpy(r.fingerprint, res->fingerprint, WS_FINGERPRINT_SIZE);
+    /* The fingerprint (fingerprint.h) is the XXH3-128 content digest the push took of the file's
+     * `bytes` bytes; a push that took none (or another) binds no content: then no record. */
+    if (res->digest != WS_DIGEST_XXH3_128)
+        return;
+    memcpy(r.content_digest, res->content_digest, WS_OBJECT_DIGEST_SIZE);
+    memcpy(r.fingerprint, res->content_digest, WS_FINGERPRINT_SIZE);
     r.pushed_at = (int64_t)time(NULL);
     if ((n = ws_pushahead_record_format(&r, text, sizeof(text))) < 0) {
         ws_log_warning("could not write push-ahead record \"%s/%s\": the repo setting cannot be "
@@ -572,10 +565,10 @@ static void spool_clean(const struct ws_config *cfg, const struct spool *sp)
 /*
  * 1 when X is verified as archived (res filled), else 0 (push it normally). No storage request:
  * on S3 or SFTP that would cost round trips or a session per call, the very cost push-ahead
- * saves (see pushahead.h on what the record proves).
+ * saves (docs/design/pushahead.md: what a record proves).
  */
 static int verify_record(const struct ws_config *cfg, const struct spool *sp, const char *wal_path,
-                         struct ws_push_result *res)
+                         struct ws_pushahead_result *res)
 {
     const char *name = ws_base_name(wal_path);
     struct ws_pushahead_record rec, now;
@@ -617,9 +610,11 @@ static int verify_record(const struct ws_config *cfg, const struct spool *sp, co
      * repeated call for X (the archiver restarted before it marked X done) checks it again. */
     memset(res, 0, sizeof(*res));
     res->pushed_ahead = 1;
-    res->bytes = now.size;
-    res->system_identifier = now.system_identifier;
-    memcpy(res->digest, rec.sha256, 32); /* the digest of the object stored for it */
+    res->push.bytes = now.size;
+    res->push.system_identifier = now.system_identifier;
+    /* the content digest of the object stored for it (records are written for XXH3-128 only) */
+    res->push.digest = WS_DIGEST_XXH3_128;
+    memcpy(res->push.content_digest, rec.content_digest, WS_OBJECT_DIGEST_SIZE);
     ws_log_info("WAL file \"%s\" was archived ahead by an earlier call (record verified: same "
                 "content)",
                 wal_path);
@@ -847,15 +842,7 @@ static void wait_ready(struct batch *b, double left)
 {
     int ms = left < 1.0 ? (int)(left * 1000.0) + 1 : 1000;
 
-    if (b->watch >= 0) {
-        struct pollfd pfd = {.fd = b->watch, .events = POLLIN};
-        char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-        if (poll(&pfd, 1, ms) > 0)
-            while (read(b->watch, buf, sizeof(buf)) > 0)
-                ; /* the events only wake us: the directory is read again anyway */
-    } else {
-        usleep(ms < 50 ? (useconds_t)ms * 1000u : 50000u);
-    }
+    ws_spool_watch_wait(b->watch, b->watch >= 0 || ms < 50 ? ms : 50); /* unwatched: polled */
 }
 
 static void work(struct batch *b, struct ws_repo *repo)
@@ -902,6 +889,18 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* inotify on archive_status (new .ready files), or -1. */
+static int watch_status(const struct spool *sp)
+{
+    int dir = open(sp->status, O_PATH | O_DIRECTORY | O_CLOEXEC), watch;
+
+    if (dir < 0)
+        return -1;
+    watch = ws_spool_watch(dir, IN_CREATE | IN_MOVED_TO);
+    close(dir);
+    return watch;
+}
+
 /* The detached process: push the queue and what refills bring, release what it did not start. */
 static void batch_run(struct batch *b)
 {
@@ -925,12 +924,7 @@ static void batch_run(struct batch *b)
         w[i].repo.st->attempts = 1;  /* one try per request: a file that fails is X's to push */
     }
     nw = i;
-    b->watch = -1;
-    if (b->linger && nw > 0 && (b->watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) >= 0 &&
-        inotify_add_watch(b->watch, b->sp->status, IN_CREATE | IN_MOVED_TO) < 0) {
-        close(b->watch);
-        b->watch = -1;
-    }
+    b->watch = b->linger && nw > 0 ? watch_status(b->sp) : -1;
     for (i = 0; i < nw; i++)
         w[i].b = b;
     for (i = 1; i < nw; i++)
@@ -965,9 +959,11 @@ static void batch_run(struct batch *b)
 static int batch_start(const struct ws_config *cfg, const struct spool *sp, const char *current)
 {
     struct batch b;
+    struct spool own; /* the process's: its descriptors as ws_spool_spawn() leaves them */
     struct ws_error e = {0};
     char path[PATH_MAX];
-    size_t i;
+    int *keep[WS_PUSHAHEAD_MAX_BATCH + 5];
+    size_t i, nk = 0;
     int slot = -1, live = -1, started = 0;
     pid_t pid = -1;
 
@@ -983,36 +979,28 @@ static int batch_start(const struct ws_config *cfg, const struct spool *sp, cons
     b.sp = sp;
     /* A network repository: the process also serves files that become ready while it runs,
      * with its sessions open (see `linger`), so it starts even with nothing to push yet. */
-    b.linger = (strncmp(cfg->repo, "s3://", 5) == 0 || strncmp(cfg->repo, "sftp://", 7) == 0) &&
+    b.linger = (ws_storage_caps_of(cfg->repo) & WS_STORAGE_REMOTE) &&
                ws_path_join(path, sizeof(path), sp->datadir, "postmaster.pid") == 0 &&
                stat(path, &b.pmpid) == 0;
-    if ((queue_fill(&b, current, ws_pushahead_batch_max(cfg->parallel)) == 0 && !b.linger) ||
-        (pid = fork()) < 0)
+    if (queue_fill(&b, current, ws_pushahead_batch_max(cfg->parallel)) == 0 && !b.linger)
+        goto out;
+    /* What the process keeps: the spool's directories and the locks, which are its own from now
+     * on: the files', .batch (one such process per spool) and .alive (shared, for the process's
+     * life). The caller's lock of `current` is not the process's: it is closed with every other
+     * descriptor. Its lines go to log_file only. */
+    own = *sp;
+    keep[nk++] = &slot;
+    keep[nk++] = &live;
+    keep[nk++] = &own.sp.cluster.fd;
+    keep[nk++] = &own.sp.sub[0].fd;
+    keep[nk++] = &own.sp.sub[1].fd;
+    for (i = 0; i < b.n && nk < sizeof(keep) / sizeof(keep[0]); i++)
+        keep[nk++] = &b.fds[i]; /* b.n <= WS_PUSHAHEAD_MAX_BATCH: all of them */
+    if ((pid = ws_spool_spawn(keep, nk, 0, NULL, "wal-push-ahead", cfg->log_file)) < 0)
         goto out;
     if (pid == 0) {
-        /* Detached: PostgreSQL's signals to the archiver's process group and its log pipe are
-         * not ours; lines go to log_file only. What it keeps: the spool's directories and the
-         * locks, which are this process's now: the files', .batch (one such process per spool)
-         * and .alive (shared, for the process's life). The caller's lock of `current` is not the
-         * process's: it is closed with every other descriptor. */
-        int keep[WS_PUSHAHEAD_MAX_BATCH + 5];
-        struct spool own = *sp; /* its descriptors as ws_spool_detach() leaves them */
-        size_t nk = 0;
-        (void)setsid();
-        keep[nk++] = slot;
-        keep[nk++] = live;
-        keep[nk++] = own.sp.cluster.fd;
-        keep[nk++] = own.pushed;
-        keep[nk++] = own.locks;
-        for (i = 0; i < b.n && nk < sizeof(keep) / sizeof(keep[0]); i++)
-            keep[nk++] = b.fds[i]; /* b.n <= WS_PUSHAHEAD_MAX_BATCH: all of them */
-        ws_spool_detach(keep, nk, NULL, "wal-push-ahead", b.cfg->log_file);
-        /* Those that sat on 0..2 (stdio closed by whoever started wal-push) were moved up. */
-        own.sp.cluster.fd = keep[2];
-        own.pushed = own.sp.sub[0].fd = keep[3];
-        own.locks = own.sp.sub[1].fd = keep[4];
-        for (i = 0; i + 5 < nk; i++)
-            b.fds[i] = keep[5 + i];
+        own.pushed = own.sp.sub[0].fd;
+        own.locks = own.sp.sub[1].fd;
         b.sp = &own;
         b.start = ws_now_monotonic();
         batch_run(&b);
@@ -1041,17 +1029,18 @@ out:
 
 /* ---- the call ---- */
 
-int ws_pushahead_push(const struct ws_config *cfg, const char *wal_path, struct ws_push_result *res,
-                      struct ws_error *err)
+int ws_pushahead_push(const struct ws_config *cfg, const char *wal_path,
+                      struct ws_pushahead_result *res, struct ws_error *err)
 {
     const char *name = ws_base_name(wal_path);
     struct spool sp;
     int lockfd = -1, rc, batch;
 
+    memset(res, 0, sizeof(*res));
     memset(&sp, 0, sizeof(sp));
     if (spool_open(cfg, wal_path, &sp) != 0) {
         ws_spool_close(&sp.sp);
-        return ws_archive_push(cfg, wal_path, res, err);
+        return ws_archive_push(cfg, wal_path, &res->push, err);
     }
 
     /* A concurrent push of this very file (a batch's) finishes first; then its record is
@@ -1068,9 +1057,10 @@ int ws_pushahead_push(const struct ws_config *cfg, const char *wal_path, struct 
     /* X itself, with its retries and a fresh storage handle per attempt, as without push-ahead;
      * one zstd thread when a batch keeps the other cores busy. */
     batch = batch_start(cfg, &sp, name);
-    rc = ws_archive_push_in(cfg, NULL, NULL, batch ? 0 : -1, cfg->retries, wal_path, res, err);
+    rc = ws_archive_push_in(cfg, NULL, NULL, batch ? 0 : -1, cfg->retries, wal_path, &res->push,
+                            err);
     if (rc == 0) {
-        record_write(cfg, &sp, name, res);
+        record_write(cfg, &sp, name, &res->push);
         outage_mark(&sp, 0); /* the storage works: push-ahead may start again */
     }
 out:

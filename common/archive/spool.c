@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -599,12 +601,31 @@ int ws_spool_sink_new(int dir, const char *name, const char *tmp_name, struct ws
     return 0;
 }
 
-int ws_spool_watch(int inotify_fd, int dir, unsigned int mask)
+int ws_spool_watch(int dir, unsigned int mask)
 {
+    int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     char path[64];
 
     snprintf(path, sizeof(path), "/proc/self/fd/%d", dir);
-    return inotify_add_watch(inotify_fd, path, mask);
+    if (ifd >= 0 && inotify_add_watch(ifd, path, mask) < 0) {
+        close(ifd);
+        ifd = -1;
+    }
+    return ifd;
+}
+
+void ws_spool_watch_wait(int watch, int ms)
+{
+    struct pollfd pfd = {.fd = watch, .events = POLLIN};
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+
+    if (watch < 0) {
+        usleep((useconds_t)ms * 1000u);
+        return;
+    }
+    if (poll(&pfd, 1, ms) > 0)
+        while (read(watch, buf, sizeof(buf)) > 0)
+            ; /* the events only wake the caller, who looks again anyway */
 }
 
 /* ---- background processes ---- */
@@ -637,22 +658,27 @@ static void close_fds_except(const int *keep, size_t n)
     }
 }
 
-void ws_spool_detach(int *keep, size_t nkeep, const char *progname, const char *comm,
-                     const char *log_file)
+/* Makes the calling process (a fresh child) a background one: see ws_spool_spawn(). 0, or -1
+ * when a descriptor to keep could not be moved above 2. */
+static int detach(int *const *keep, size_t nkeep, const char *progname, const char *comm,
+                  const char *log_file)
 {
-    int dn = open("/dev/null", O_RDWR | O_CLOEXEC), sorted[WS_SPOOL_DETACH_KEEP];
+    int dn, sorted[WS_SPOOL_DETACH_KEEP] = {0};
 
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     signal(SIGINT, SIG_IGN);
+    if (nkeep > WS_SPOOL_DETACH_KEEP)
+        nkeep = WS_SPOOL_DETACH_KEEP; /* callers keep fewer: see spool.h */
     /* Descriptors to keep that sit on 0..2 move up before stdio is replaced. */
     for (size_t i = 0; i < nkeep; i++)
-        if (keep[i] >= 0 && keep[i] < 3) {
-            int moved = fcntl(keep[i], F_DUPFD_CLOEXEC, 3);
-            if (moved >= 0)
-                keep[i] = moved; /* a lock stays with the shared open file description */
+        if (*keep[i] >= 0 && *keep[i] < 3) {
+            int moved = fcntl(*keep[i], F_DUPFD_CLOEXEC, 3);
+            if (moved < 0)
+                return -1;
+            *keep[i] = moved; /* a lock stays with the shared open file description */
         }
-    if (dn >= 0) {
+    if ((dn = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0) {
         dup2(dn, STDIN_FILENO);
         dup2(dn, STDOUT_FILENO);
         dup2(dn, STDERR_FILENO);
@@ -662,9 +688,8 @@ void ws_spool_detach(int *keep, size_t nkeep, const char *progname, const char *
     /* Nothing inherited (PostgreSQL's pipe to its logger, say) stays open for the process's
      * life; log_file is opened again after. */
     ws_log_set_file(NULL);
-    if (nkeep > WS_SPOOL_DETACH_KEEP)
-        nkeep = WS_SPOOL_DETACH_KEEP; /* callers keep fewer: see spool.h */
-    memcpy(sorted, keep, nkeep * sizeof(*sorted));
+    for (size_t i = 0; i < nkeep; i++)
+        sorted[i] = *keep[i];
     qsort(sorted, nkeep, sizeof(*sorted), cmp_int);
     close_fds_except(sorted, nkeep);
     if (progname)
@@ -672,4 +697,27 @@ void ws_spool_detach(int *keep, size_t nkeep, const char *progname, const char *
     ws_log_set_file(log_file);
     if (comm)
         prctl(PR_SET_NAME, comm, 0, 0, 0); /* what ps and top show (15 characters) */
+    return 0;
+}
+
+pid_t ws_spool_spawn(int *const *keep, size_t nkeep, int orphan, const char *progname,
+                     const char *comm, const char *log_file)
+{
+    pid_t pid = fork(), middle;
+    int status;
+
+    if (pid != 0) {
+        while (orphan && pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        return pid;
+    }
+    /* The child: a session of its own, so the signals PostgreSQL sends to the process group
+     * of its archiver or startup process are not ours. */
+    if (setsid() < 0)
+        _exit(1);
+    if (orphan && (middle = fork()) != 0)
+        _exit(middle < 0 ? 1 : 0); /* re-parents the process below to init */
+    if (detach(keep, nkeep, progname, comm, log_file) != 0)
+        _exit(1);
+    return 0;
 }

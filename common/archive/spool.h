@@ -17,22 +17,28 @@
  * directory swapped after the checks is not followed. Files in the spool are opened O_NOFOLLOW
  * and trusted only when they are regular files owned by the effective user.
  *
+ * The module also holds what both programs' background processes share: lock files, files
+ * written under a temp name, inotify watches, and starting the process itself (ws_spool_spawn).
+ *
  * Errors: functions return a ws_code and fill err; a refusal is WS_ERR_CONFIG, naming the
  * directory and what is wrong with it. ws_spool_use() is what both programs call: it logs
  * one WARNING (or, for spool_dir = '', one INFO line) and returns -1 when there is no spool.
+ * Ownership: an open struct ws_spool owns its descriptors until ws_spool_close(); a failed open
+ * leaves it closed.
  */
 #ifndef WS_SPOOL_H
 #define WS_SPOOL_H
 
 #include <limits.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "base/config.h"
 #include "base/error.h"
 #include "io/sink.h"
 
 #define WS_SPOOL_MAX_SUB 2
-#define WS_SPOOL_DETACH_KEEP 128 /* descriptors ws_spool_detach() keeps at most */
+#define WS_SPOOL_DETACH_KEEP 128 /* descriptors ws_spool_spawn() keeps at most */
 
 /* Where a spool must never be; each a path (links followed) or NULL. */
 struct ws_spool_place {
@@ -85,16 +91,25 @@ void ws_spool_unlock(int dir, const char *name, int fd);
 int ws_spool_sink_new(int dir, const char *name, const char *tmp_name, struct ws_sink **out,
                       struct ws_error *err);
 
-/* inotify_add_watch() on an open directory; the watch descriptor or -1. */
-int ws_spool_watch(int inotify_fd, int dir, unsigned int mask);
+/* An inotify descriptor (non-blocking, close-on-exec) watching the open directory dir for
+ * `mask`, or -1. */
+int ws_spool_watch(int dir, unsigned int mask);
+/* Returns after an event on watch (all pending ones are read: events only wake the caller) or
+ * after ms milliseconds; with watch < 0 it sleeps ms. */
+void ws_spool_watch_wait(int watch, int ms);
 
 /*
- * Turns a freshly forked child into a background process (after the caller's setsid): SIGPIPE,
- * SIGHUP, SIGINT ignored; stdio on /dev/null; every descriptor but keep[] (at most
- * WS_SPOOL_DETACH_KEEP) closed, those below 3 first moved up (keep[] updated); log lines go to
- * log_file only (as `progname`, if not NULL); `comm` is the name ps shows.
+ * Starts a background process, as fork() does: the child's pid (or -1, errno set) in the caller,
+ * 0 in the background process. The child starts a session of its own (setsid) and, with
+ * `orphan`, forks once more and exits (reaped before this returns), so that the process which
+ * returns 0 is re-parented to init at once. Before it returns 0, the process is detached: SIGPIPE,
+ * SIGHUP and SIGINT ignored; stdio on /dev/null; every descriptor closed but *keep[0..nkeep)
+ * (at most WS_SPOOL_DETACH_KEEP), which are moved above 2 when they sit on 0..2 and updated in
+ * place (a flock() stays with its open file description); log lines go to log_file only (as
+ * `progname`, if not NULL); `comm` is the name ps shows. A child that cannot do all of this
+ * exits with status 1 instead of returning.
  */
-void ws_spool_detach(int *keep, size_t nkeep, const char *progname, const char *comm,
-                     const char *log_file);
+pid_t ws_spool_spawn(int *const *keep, size_t nkeep, int orphan, const char *progname,
+                     const char *comm, const char *log_file);
 
 #endif

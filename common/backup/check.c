@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "backup/backup.h"
+#include "backup/pool.h"
 #include "base/util.h"
 #include "io/object.h"
 #include "pg/pgconn.h"
@@ -118,19 +119,104 @@ static int check_key(struct ws_repo *repo, const struct ws_keyring *kr, char *de
     return 0;
 }
 
-int ws_backup_check(const struct ws_config *cfg, struct ws_error *err)
+/* The repository's identity against the server's system identifier. */
+static int check_identity(struct ws_repo *repo, const struct ws_pg_info *info)
+{
+    struct ws_error err = {0};
+    struct ws_identity id;
+    char detail[1200];
+    int rc;
+
+    rc = ws_repo_identity_load(repo, &id, &err);
+    if (rc == WS_ERR_NOT_FOUND)
+        return report(1, "repository identity matches this cluster",
+                      "nothing archived yet: the first wal-push (the WAL switch below) "
+                      "records it");
+    if (rc)
+        return report(0, "repository identity matches this cluster", err.msg);
+    if (id.system_identifier != info->system_identifier) {
+        snprintf(detail, sizeof(detail),
+                 "repository cluster \"%s\" is database system %" PRIu64
+                 ", this server is %" PRIu64,
+                 repo->cluster, id.system_identifier, info->system_identifier);
+        return report(0, "repository identity matches this cluster", detail);
+    }
+    snprintf(detail, sizeof(detail), "system %" PRIu64, id.system_identifier);
+    return report(1, "repository identity matches this cluster", detail);
+}
+
+static int calls_wal_push(const struct ws_pg_info *info)
+{
+    return info->archive_command && strstr(info->archive_command, "wal-push") != NULL;
+}
+
+/* archive_mode and archive_command. */
+static int check_archiving(const struct ws_pg_info *info)
+{
+    char detail[1200];
+    int failed = 0, ok;
+
+    ok = info->archive_mode &&
+         (strcmp(info->archive_mode, "on") == 0 || strcmp(info->archive_mode, "always") == 0);
+    snprintf(detail, sizeof(detail), "archive_mode = %s",
+             info->archive_mode ? info->archive_mode : "?");
+    failed += report(ok, "archive_mode is on", detail);
+    snprintf(detail, sizeof(detail), "archive_command = '%s'",
+             info->archive_command ? info->archive_command : "");
+    failed += report(calls_wal_push(info), "archive_command calls wal-push", detail);
+    return failed;
+}
+
+/* A forced WAL switch, then the segment it closed must reach the repository within timeout. */
+static int check_wal_switch(const struct ws_config *cfg, struct ws_pg *pg, struct ws_repo *repo,
+                            struct ws_error *err)
+{
+    char detail[1200], *seg = NULL;
+    int rc;
+
+    rc = ws_pg_switch_wal(pg, &seg, err);
+    if (rc == 0 && seg) {
+        char key[256];
+        struct ws_storage_stat st;
+        time_t start = time(NULL);
+        ws_repo_wal_key(repo, seg, key, sizeof(key));
+        for (;;) {
+            rc = ws_storage_stat(repo->st, key, &st, err);
+            if (rc != WS_ERR_NOT_FOUND || time(NULL) - start > cfg->timeout)
+                break;
+            usleep(200 * 1000);
+        }
+        if (rc == 0)
+            snprintf(detail, sizeof(detail), "%s archived in %ld s", seg,
+                     (long)(time(NULL) - start));
+        else if (rc == WS_ERR_NOT_FOUND)
+            snprintf(detail, sizeof(detail),
+                     "%s did not reach the repository within %d s (timeout); see "
+                     "pg_stat_archiver and the server log",
+                     seg, cfg->timeout);
+        else
+            snprintf(detail, sizeof(detail), "%s", err->msg);
+    } else {
+        snprintf(detail, sizeof(detail), "%s", rc ? err->msg : "no WAL file name returned");
+        rc = rc ? rc : 1;
+    }
+    free(seg);
+    return report(rc == 0, "a forced WAL switch reaches the repository", detail);
+}
+
+int ws_backup_check(const struct ws_config *cfg, const struct ws_backup_env *env,
+                    struct ws_error *err)
 {
     struct ws_repo repo = {0};
     struct ws_keyring kr = {0};
     struct ws_pg *pg = NULL;
     struct ws_pg_info info = {0};
-    struct ws_identity id;
     char detail[1200];
     int failed = 0, rc, have_repo = 0, have_pg = 0;
 
     rc = ws_keyring_load(cfg, &kr, err);
     failed += report(rc == 0, "encryption key file readable", rc ? err->msg : "");
-    rc = ws_repo_open(cfg, &repo, err);
+    rc = ws_backup_repo_open(env, cfg, &repo, err);
     if (rc == 0) {
         have_repo = 1;
         rc = check_writable(&repo, detail, sizeof(detail));
@@ -138,88 +224,29 @@ int ws_backup_check(const struct ws_config *cfg, struct ws_error *err)
     } else {
         failed += report(0, "repository reachable and writable", err->msg);
     }
-    rc = ws_pg_connect(cfg->pg_conninfo, &pg, err);
+    rc = ws_pg_connect(env ? env->pg : NULL, cfg->pg_conninfo, &pg, err);
     if (rc == 0)
         rc = ws_pg_get_info(pg, &info, err);
     if (rc == 0)
         have_pg = 1;
     failed += report(rc == 0, "database server reachable", rc ? err->msg : "");
 
-    if (have_repo && have_pg) {
-        rc = ws_repo_identity_load(&repo, &id, err);
-        if (rc == WS_ERR_NOT_FOUND)
-            failed += report(1, "repository identity matches this cluster",
-                             "nothing archived yet: the first wal-push (the WAL switch below) "
-                             "records it");
-        else if (rc)
-            failed += report(0, "repository identity matches this cluster", err->msg);
-        else if (id.system_identifier != info.system_identifier) {
-            snprintf(detail, sizeof(detail),
-                     "repository cluster \"%s\" is database system %" PRIu64
-                     ", this server is %" PRIu64,
-                     repo.cluster, id.system_identifier, info.system_identifier);
-            failed += report(0, "repository identity matches this cluster", detail);
-        } else {
-            snprintf(detail, sizeof(detail), "system %" PRIu64, id.system_identifier);
-            failed += report(1, "repository identity matches this cluster", detail);
-        }
-    }
+    if (have_repo && have_pg)
+        failed += check_identity(&repo, &info);
     if (have_repo) {
         rc = check_key(&repo, &kr, detail, sizeof(detail));
         failed += report(rc == 0, "encryption key matches the repository", detail);
     }
-    if (have_pg) {
-        int ok = info.archive_mode &&
-                 (strcmp(info.archive_mode, "on") == 0 || strcmp(info.archive_mode, "always") == 0);
-        snprintf(detail, sizeof(detail), "archive_mode = %s",
-                 info.archive_mode ? info.archive_mode : "?");
-        failed += report(ok, "archive_mode is on", detail);
-        ok = info.archive_command && strstr(info.archive_command, "wal-push") != NULL;
-        snprintf(detail, sizeof(detail), "archive_command = '%s'",
-                 info.archive_command ? info.archive_command : "");
-        failed += report(ok, "archive_command calls wal-push", detail);
-    }
-    if (have_pg && !(info.archive_command && strstr(info.archive_command, "wal-push"))) {
+    if (have_pg)
+        failed += check_archiving(&info);
+    if (have_pg && !calls_wal_push(&info))
         failed += report(0, "a forced WAL switch reaches the repository",
                          "not tried: archive_command does not call wal-push");
-    } else if (have_pg && have_repo && !info.in_recovery) {
-        char *seg = NULL;
-        /* a WAL record first: pg_switch_wal() does nothing on an idle server */
-        rc = ws_pg_query_value(pg,
-                               "SELECT pg_walfile_name(pg_switch_wal()) FROM "
-                               "(SELECT pg_logical_emit_message(false, 'walsafe', 'check')) m",
-                               &seg, err);
-        if (rc == 0 && seg) {
-            char key[256];
-            struct ws_storage_stat st;
-            time_t start = time(NULL);
-            ws_repo_wal_key(&repo, seg, key, sizeof(key));
-            for (;;) {
-                rc = ws_storage_stat(repo.st, key, &st, err);
-                if (rc != WS_ERR_NOT_FOUND || time(NULL) - start > cfg->timeout)
-                    break;
-                usleep(200 * 1000);
-            }
-            if (rc == 0)
-                snprintf(detail, sizeof(detail), "%s archived in %ld s", seg,
-                         (long)(time(NULL) - start));
-            else if (rc == WS_ERR_NOT_FOUND)
-                snprintf(detail, sizeof(detail),
-                         "%s did not reach the repository within %d s (timeout); see "
-                         "pg_stat_archiver and the server log",
-                         seg, cfg->timeout);
-            else
-                snprintf(detail, sizeof(detail), "%s", err->msg);
-        } else {
-            snprintf(detail, sizeof(detail), "%s", rc ? err->msg : "no WAL file name returned");
-            rc = rc ? rc : 1;
-        }
-        free(seg);
-        failed += report(rc == 0, "a forced WAL switch reaches the repository", detail);
-    } else if (have_pg && info.in_recovery) {
+    else if (have_pg && have_repo && !info.in_recovery)
+        failed += check_wal_switch(cfg, pg, &repo, err);
+    else if (have_pg && info.in_recovery)
         failed += report(0, "a forced WAL switch reaches the repository",
                          "the server is in recovery (check runs on the primary)");
-    }
     ws_pg_info_free(&info);
     ws_pg_close(pg);
     ws_repo_close(&repo);

@@ -13,7 +13,6 @@
 
 #include "backup/backup.h"
 #include "base/log.h"
-#include "io/object.h"
 
 int ws_backup_keep(const struct ws_config *cfg, const char *id, int unset, struct ws_error *err)
 {
@@ -56,17 +55,17 @@ int ws_backup_keep(const struct ws_config *cfg, const char *id, int unset, struc
         printf("backup %s is already pinned\n", id);
         goto out;
     }
-    if (b->deleting) {
+    if (b->status == WS_BACKUP_DELETING) {
         rc = ws_error_set(err, WS_ERR_INVALID,
                           "backup %s cannot be pinned: wal-prune has begun deleting it", id);
         goto out;
     }
-    if (!b->complete) {
-        rc = ws_error_set(err, WS_ERR_INVALID,
-                          "backup %s cannot be pinned: it is not complete (%s)", id,
-                          b->bad_manifest   ? b->manifest_error
-                          : b->has_manifest ? "WAL missing from the repository"
-                                            : "no manifest: still running, or failed");
+    if (b->status != WS_BACKUP_COMPLETE) {
+        rc = ws_error_set(
+            err, WS_ERR_INVALID, "backup %s cannot be pinned: it is not complete (%s)", id,
+            b->status == WS_BACKUP_INVALID      ? b->manifest_error
+            : b->status == WS_BACKUP_INCOMPLETE ? "WAL missing from the repository"
+                                                : "no manifest: still running, or failed");
         goto out;
     }
     ws_format_utc(time(NULL), when);

@@ -11,15 +11,6 @@
 #include "base/util.h"
 #include "pg/wal.h"
 
-static const char *status_of(const struct ws_catalog_backup *b)
-{
-    return b->complete       ? "complete"
-           : b->deleting     ? "deleting"
-           : b->has_manifest ? "incomplete"
-           : b->bad_manifest ? "invalid"
-                             : "running";
-}
-
 /* Calls fn for each run of consecutive segments [first, last] of timeline index range. */
 typedef void (*run_fn)(void *arg, uint32_t tli, uint64_t first, uint64_t last, int is_first_run);
 
@@ -73,19 +64,6 @@ static void text_run(void *arg, uint32_t tli, uint64_t first, uint64_t last, int
     printf("%s%s - %s", is_first ? "" : ", ", a, b);
 }
 
-static void human(uint64_t v, char *out, size_t n)
-{
-    const char *u[] = {"B", "kB", "MB", "GB", "TB", "PB"};
-    double d = (double)v;
-    int i = 0;
-
-    while (d >= 1024 && i < 5) {
-        d /= 1024;
-        i++;
-    }
-    snprintf(out, n, i ? "%.1f %s" : "%.0f %s", d, u[i]);
-}
-
 static void print_json(const struct ws_repo *repo, const struct ws_catalog *cat)
 {
     size_t i, t;
@@ -99,7 +77,7 @@ static void print_json(const struct ws_repo *repo, const struct ws_catalog *cat)
         const struct ws_catalog_backup *bk = &cat->backups[i];
         const struct ws_manifest *m = &bk->m;
         printf("%s\n  {\"id\": \"%s\", \"status\": \"%s\", \"pinned\": %s", i ? "," : "", bk->id,
-               status_of(bk), bk->pinned ? "true" : "false");
+               ws_backup_status_name(bk->status), bk->pinned ? "true" : "false");
         if (bk->has_manifest) {
             char l1[24], l2[24];
             ws_format_utc(m->start_time, a);
@@ -116,7 +94,7 @@ static void print_json(const struct ws_repo *repo, const struct ws_catalog *cat)
             ws_wal_format_name(b, m->timeline, ws_manifest_stop_segno(m), m->wal_segment_size);
             printf(", \"wal_start\": \"%s\", \"wal_stop\": \"%s\", \"bad_pages\": %zu", a, b,
                    m->nbadpages);
-            if (!bk->complete && bk->missing_wal[0])
+            if (bk->missing_wal[0])
                 printf(", \"missing_wal\": \"%s\"", bk->missing_wal);
         } else {
             printf(", \"stored_bytes\": %" PRIu64, bk->stored_objects);
@@ -156,6 +134,16 @@ static void print_json(const struct ws_repo *repo, const struct ws_catalog *cat)
     printf("}}\n");
 }
 
+/* The LABEL column of a backup without a readable manifest. */
+static const char *no_manifest_note(const struct ws_catalog_backup *bk)
+{
+    if (bk->bad_manifest)
+        return bk->manifest_error;
+    if (bk->status == WS_BACKUP_DELETING)
+        return "(wal-prune began deleting it; the next run finishes)";
+    return "(no manifest: still running, or failed)";
+}
+
 static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
 {
     size_t i;
@@ -173,18 +161,16 @@ static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
         const struct ws_manifest *m = &bk->m;
         char wal[64], dur[16];
         if (!bk->has_manifest) {
-            human(bk->stored_objects, st, sizeof(st));
+            ws_format_bytes(bk->stored_objects, st, sizeof(st));
             printf("%-16s  %-10s  %-6s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", bk->id,
-                   status_of(bk), bk->pinned ? "yes" : "", "-", "-", "-", "-", st, "-",
-                   bk->bad_manifest ? bk->manifest_error
-                   : bk->deleting   ? "(wal-prune began deleting it; the next run finishes)"
-                                    : "(no manifest: still running, or failed)");
+                   ws_backup_status_name(bk->status), bk->pinned ? "yes" : "", "-", "-", "-", "-",
+                   st, "-", no_manifest_note(bk));
             continue;
         }
         ws_format_utc(m->start_time, a);
         ws_format_utc(m->stop_time, b);
-        human(m->bytes, sz, sizeof(sz));
-        human(m->stored_bytes, st, sizeof(st));
+        ws_format_bytes(m->bytes, sz, sizeof(sz));
+        ws_format_bytes(m->stored_bytes, st, sizeof(st));
         snprintf(dur, sizeof(dur), "%" PRId64 "s", m->stop_time - m->start_time);
         {
             char w1[32], w2[32];
@@ -193,11 +179,11 @@ static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
             snprintf(wal, sizeof(wal), "%s-%s", w1, w2 + 16);
         }
         printf("%-16s  %-10s  %-6s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", bk->id,
-               status_of(bk), bk->pinned ? "yes" : "", a, b, dur, sz, st, wal,
+               ws_backup_status_name(bk->status), bk->pinned ? "yes" : "", a, b, dur, sz, st, wal,
                m->label ? m->label : "");
-        if (!bk->complete && bk->missing_wal[0])
+        if (bk->missing_wal[0])
             printf("%16s  WAL file %s is missing\n", "", bk->missing_wal);
-        else if (bk->deleting)
+        else if (bk->status == WS_BACKUP_DELETING)
             printf("%16s  wal-prune began deleting it; the next run finishes\n", "");
     }
     printf("\nWAL archive:");

@@ -23,10 +23,8 @@
 #include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,9 +35,9 @@
 #include <unistd.h>
 
 #include "backup/backup.h"
+#include "backup/pool.h"
 #include "base/fs.h"
 #include "base/log.h"
-#include "base/progress.h"
 #include "base/util.h"
 #include "io/object.h"
 #include "pg/wal.h"
@@ -118,17 +116,12 @@ int ws_parse_target_time(const char *s, double *out)
     return no_zone;
 }
 
-static int choose_backup(const struct ws_catalog *cat, const struct ws_restore_opts *o,
-                         const struct ws_catalog_backup **out, struct ws_error *err)
+/* The recovery target as given: *ttime for --target-time, *tlsn for --target-lsn. */
+static int parse_target(const struct ws_restore_opts *o, double *ttime, uint64_t *tlsn,
+                        struct ws_error *err)
 {
-    const struct ws_catalog_backup *b = NULL, *oldest = NULL;
-    double ttime = 0;
-    uint64_t tlsn = 0;
-    size_t i;
-    char when[32];
-
     if (o->target_kind == WS_TARGET_TIME) {
-        int r = ws_parse_target_time(o->target, &ttime);
+        int r = ws_parse_target_time(o->target, ttime);
         if (r < 0)
             return ws_error_set(err, WS_ERR_USAGE,
                                 "--target-time \"%s\" is not a time stamp like \"2026-11-22 "
@@ -138,7 +131,7 @@ static int choose_backup(const struct ws_catalog *cat, const struct ws_restore_o
             ws_log_warning("--target-time \"%s\" has no time zone: this machine's is assumed "
                            "(PostgreSQL will use its timezone setting)",
                            o->target);
-    } else if (o->target_kind == WS_TARGET_LSN && ws_wal_parse_lsn(o->target, &tlsn) != 0) {
+    } else if (o->target_kind == WS_TARGET_LSN && ws_wal_parse_lsn(o->target, tlsn) != 0) {
         return ws_error_set(err, WS_ERR_USAGE, "--target-lsn \"%s\" is not an LSN like 0/16B3748",
                             o->target);
     } else if (o->target_kind == WS_TARGET_XID) {
@@ -151,52 +144,72 @@ static int choose_backup(const struct ws_catalog *cat, const struct ws_restore_o
     } else if (o->target_kind == WS_TARGET_NAME && !*o->target) {
         return ws_error_set(err, WS_ERR_USAGE, "--target-name is empty");
     }
+    return 0;
+}
+
+/* --backup ID: that backup, if it can be restored and ends before the target. */
+static int named_backup(const struct ws_catalog *cat, const struct ws_restore_opts *o, double ttime,
+                        uint64_t tlsn, const struct ws_catalog_backup **out, struct ws_error *err)
+{
+    const struct ws_catalog_backup *b = NULL;
+    size_t i;
+    char when[32];
 
     for (i = 0; i < cat->nbackups; i++)
-        if (cat->backups[i].complete && !oldest)
-            oldest = &cat->backups[i];
-
-    if (o->backup && strcmp(o->backup, "latest") != 0) {
-        for (i = 0; i < cat->nbackups; i++)
-            if (strcmp(cat->backups[i].id, o->backup) == 0)
-                b = &cat->backups[i];
-        if (!b)
-            return ws_error_set(err, WS_ERR_NOT_FOUND, "backup %s is not in the repository",
-                                o->backup);
-        if (b->deleting)
-            return ws_error_set(err, WS_ERR_INVALID,
-                                "backup %s is being deleted (wal-prune began deleting it; if "
-                                "that run was interrupted, the next one finishes): it cannot be "
-                                "restored",
-                                b->id);
-        if (b->bad_manifest)
-            return ws_error_set(err, WS_ERR_CORRUPT, "backup %s: %s", b->id, b->manifest_error);
-        if (!b->has_manifest)
-            return ws_error_set(err, WS_ERR_INVALID,
-                                "backup %s has no manifest: it is still running or it failed",
-                                b->id);
-        if (!b->complete)
-            return ws_error_set(err, WS_ERR_INVALID,
-                                "backup %s is not complete: WAL file %s is not in the repository",
-                                b->id, b->missing_wal);
-        if (o->target_kind == WS_TARGET_TIME && (double)b->m.stop_time + 1 > ttime) {
-            ws_format_utc(b->m.stop_time, when);
-            return ws_error_set(err, WS_ERR_INVALID,
-                                "backup %s ends at %s, after --target-time \"%s\"", b->id, when,
-                                o->target);
-        }
-        if (o->target_kind == WS_TARGET_LSN && b->m.stop_lsn > tlsn)
-            return ws_error_set(err, WS_ERR_INVALID, "backup %s ends after --target-lsn %s", b->id,
-                                o->target);
-        *out = b;
-        return 0;
+        if (strcmp(cat->backups[i].id, o->backup) == 0)
+            b = &cat->backups[i];
+    if (!b)
+        return ws_error_set(err, WS_ERR_NOT_FOUND, "backup %s is not in the repository", o->backup);
+    if (b->status == WS_BACKUP_DELETING)
+        return ws_error_set(err, WS_ERR_INVALID,
+                            "backup %s is being deleted (wal-prune began deleting it; if "
+                            "that run was interrupted, the next one finishes): it cannot be "
+                            "restored",
+                            b->id);
+    if (b->bad_manifest)
+        return ws_error_set(err, WS_ERR_CORRUPT, "backup %s: %s", b->id, b->manifest_error);
+    if (!b->has_manifest)
+        return ws_error_set(err, WS_ERR_INVALID,
+                            "backup %s has no manifest: it is still running or it failed", b->id);
+    if (b->status != WS_BACKUP_COMPLETE)
+        return ws_error_set(err, WS_ERR_INVALID,
+                            "backup %s is not complete: WAL file %s is not in the repository",
+                            b->id, b->missing_wal);
+    if (o->target_kind == WS_TARGET_TIME && (double)b->m.stop_time + 1 > ttime) {
+        ws_format_utc(b->m.stop_time, when);
+        return ws_error_set(err, WS_ERR_INVALID, "backup %s ends at %s, after --target-time \"%s\"",
+                            b->id, when, o->target);
     }
+    if (o->target_kind == WS_TARGET_LSN && b->m.stop_lsn > tlsn)
+        return ws_error_set(err, WS_ERR_INVALID, "backup %s ends after --target-lsn %s", b->id,
+                            o->target);
+    *out = b;
+    return 0;
+}
+
+static int choose_backup(const struct ws_catalog *cat, const struct ws_restore_opts *o,
+                         const struct ws_catalog_backup **out, struct ws_error *err)
+{
+    const struct ws_catalog_backup *oldest = NULL;
+    double ttime = 0;
+    uint64_t tlsn = 0;
+    size_t i;
+    char when[32];
+    int rc;
+
+    if ((rc = parse_target(o, &ttime, &tlsn, err)) != 0)
+        return rc;
+    for (i = 0; i < cat->nbackups; i++)
+        if (cat->backups[i].status == WS_BACKUP_COMPLETE && !oldest)
+            oldest = &cat->backups[i];
+    if (o->backup && strcmp(o->backup, "latest") != 0)
+        return named_backup(cat, o, ttime, tlsn, out, err);
     if (!oldest)
         return ws_error_set(err, WS_ERR_NOT_FOUND,
                             "the repository holds no complete backup of this cluster");
     for (i = cat->nbackups; i-- > 0;) {
         const struct ws_catalog_backup *c = &cat->backups[i];
-        if (!c->complete)
+        if (c->status != WS_BACKUP_COMPLETE)
             continue;
         if (o->target_kind == WS_TARGET_TIME && (double)c->m.stop_time + 1 > ttime)
             continue;
@@ -241,6 +254,7 @@ struct rdir {
 
 struct restore {
     const struct ws_config *cfg;
+    const struct ws_backup_env *env;
     const struct ws_restore_opts *o;
     const struct ws_keyring *kr;
     const struct ws_manifest *m;
@@ -762,35 +776,22 @@ static void close_rdir(struct rdir *d)
 /* ---- parallel restore of bundles ---------------------------------------------------------- */
 
 struct rjob {
-    const struct ws_config *cfg;
     const struct ws_keyring *kr;
     const struct ws_manifest *m;
     struct ws_bextent *ext; /* extents sorted by (bundle, offset) */
-    size_t next_count;
-    size_t *first; /* first index in ext of each bundle (+1 sentinel) */
+    size_t *first;          /* first index in ext of each bundle (+1 sentinel) */
     struct ws_bundle_opts bo;
-    pthread_mutex_t lock;
-    uint32_t next;
-    int failed;
-    struct ws_error first_err;
-    atomic_uint_fast64_t done; /* bytes of the bundles restored so far (for --progress) */
-    atomic_int finished_workers;
 };
 
-struct rworker {
-    struct rjob *job;
-    pthread_t thread;
-    struct ws_repo repo;
-};
-
-static int restore_bundle(struct rworker *w, uint32_t b, struct ws_error *err)
+/* A pool task: bundle b through its reader and splitter into the tree. */
+static int restore_bundle(void *arg, struct ws_pool_worker *w, size_t b, struct ws_error *err)
 {
-    struct rjob *j = w->job;
+    struct rjob *j = arg;
     struct ws_sink *split = NULL, *reader = NULL;
     char key[256];
     int rc;
 
-    ws_backup_bundle_key(&w->repo, j->m->id, b, key, sizeof(key));
+    ws_backup_bundle_key(&w->repo, j->m->id, (uint32_t)b, key, sizeof(key));
     if ((rc = ws_bundle_splitter_new_ext(j->ext + j->first[b], j->first[b + 1] - j->first[b],
                                          &j->bo, &split, err)) != 0)
         return rc;
@@ -805,107 +806,36 @@ static int restore_bundle(struct rworker *w, uint32_t b, struct ws_error *err)
         uint64_t n = 0;
         for (i = j->first[b]; i < j->first[b + 1]; i++)
             n += j->ext[i].length;
-        atomic_fetch_add(&j->done, n);
+        ws_pool_progress(w, n);
     }
     return rc;
 }
 
-static void *rworker_main(void *arg)
-{
-    struct rworker *w = arg;
-    struct rjob *j = w->job;
-    struct ws_error err = {0};
-
-    for (;;) {
-        uint32_t b;
-        pthread_mutex_lock(&j->lock);
-        b = j->failed ? j->m->bundles : j->next++;
-        pthread_mutex_unlock(&j->lock);
-        if (b >= j->m->bundles)
-            break;
-        if (restore_bundle(w, b, &err) != 0) {
-            pthread_mutex_lock(&j->lock);
-            if (!j->failed) {
-                j->failed = 1;
-                j->first_err = err;
-            }
-            pthread_mutex_unlock(&j->lock);
-            break;
-        }
-    }
-    atomic_fetch_add(&j->finished_workers, 1);
-    return NULL;
-}
-
-static int run_restore_workers(const struct ws_config *cfg, const struct ws_keyring *kr,
-                               struct ws_repo *repo, const struct ws_manifest *m,
-                               const struct ws_restore_opts *o, const struct ws_bundle_opts *bo,
-                               struct ws_error *err)
+static int run_restore_workers(const struct restore *r, struct ws_repo *repo,
+                               const struct ws_bundle_opts *bo, struct ws_error *err)
 {
     struct rjob j = {0};
-    struct rworker *w = NULL;
-    size_t i, nw;
-    int rc = 0, started = 0, lock_init = 0;
+    struct ws_pool_params pp = {0};
+    size_t next_count = 0;
+    int rc;
 
-    j.cfg = cfg;
-    j.kr = kr;
-    j.m = m;
+    j.kr = r->kr;
+    j.m = r->m;
     j.bo = *bo;
-    if ((rc = ws_bundle_extents(m, &j.ext, &j.first, &j.next_count, err)) != 0)
+    if ((rc = ws_bundle_extents(r->m, &j.ext, &j.first, &next_count, err)) != 0)
         goto out;
-    nw = (size_t)(o->parallel > 0 ? o->parallel : cfg->parallel);
-    if (nw < 1)
-        nw = 1;
-    if (nw > m->bundles)
-        nw = m->bundles ? m->bundles : 1;
-    if (!(w = calloc(nw, sizeof(*w)))) {
-        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-        goto out;
-    }
-    for (i = 0; i < nw; i++) {
-        w[i].job = &j;
-        w[i].repo = *repo;
-        if (i > 0 && (rc = ws_storage_open(cfg, &w[i].repo.st, err)) != 0) {
-            w[i].repo.st = NULL;
-            goto out;
-        }
-    }
-    pthread_mutex_init(&j.lock, NULL);
-    lock_init = 1;
-    for (i = 0; i < nw; i++) {
-        if (pthread_create(&w[i].thread, NULL, rworker_main, &w[i]) != 0) {
-            pthread_mutex_lock(&j.lock);
-            if (!j.failed) {
-                j.failed = 1;
-                ws_error_set(&j.first_err, WS_ERR_INTERNAL, "could not start a worker thread");
-            }
-            pthread_mutex_unlock(&j.lock);
-            break;
-        }
-        started++;
-    }
-    if (o->progress && isatty(STDERR_FILENO)) {
-        double t0 = ws_now_monotonic();
-        while (atomic_load(&j.finished_workers) < started) {
-            ws_progress_line(atomic_load(&j.done), m->bytes, ws_now_monotonic() - t0, 0);
-            usleep(250 * 1000);
-        }
-        ws_progress_line(atomic_load(&j.done), m->bytes, ws_now_monotonic() - t0, 1);
-    }
-    for (i = 0; i < (size_t)started; i++)
-        pthread_join(w[i].thread, NULL);
-    if (j.failed) {
-        *err = j.first_err;
-        rc = err->code ? err->code : WS_ERR_INTERNAL;
-    }
+    pp.cfg = r->cfg;
+    pp.env = r->env;
+    pp.repo = repo;
+    pp.workers =
+        ws_pool_size(r->o->parallel > 0 ? r->o->parallel : r->cfg->parallel, r->m->bundles);
+    pp.ntasks = r->m->bundles;
+    pp.task = restore_bundle;
+    pp.arg = &j;
+    pp.progress = r->o->progress;
+    pp.total_bytes = r->m->bytes;
+    rc = ws_pool_run(&pp, err);
 out:
-    if (w)
-        for (i = 1; i < nw; i++)
-            if (w[i].repo.st)
-                ws_storage_close(w[i].repo.st);
-    free(w);
-    if (lock_init)
-        pthread_mutex_destroy(&j.lock);
     free(j.ext);
     free(j.first);
     return rc;
@@ -983,7 +913,9 @@ static int make_restore_command(struct restore *r, struct ws_error *err)
     int rc;
 
     cmd[0] = '\0';
-    if ((rc = find_wal_fetch(fetch, sizeof(fetch), err)) != 0)
+    if (r->env && r->env->wal_fetch)
+        snprintf(fetch, sizeof(fetch), "%s", r->env->wal_fetch);
+    else if ((rc = find_wal_fetch(fetch, sizeof(fetch), err)) != 0)
         return rc;
     shell_quote(cmd, sz, fetch);
     if (r->o->config_path) {
@@ -1302,7 +1234,7 @@ static int restore_into(struct restore *r, struct ws_repo *repo, struct ws_error
     ws_log_info("restoring backup %s (%" PRIu64 " bytes in %zu files) into \"%s\"", m->id, m->bytes,
                 m->nfiles, r->data.path);
     if ((rc = make_dirs(r, &tree, err)) != 0 || (rc = split_files(r, &tree, 0, err)) != 0 ||
-        (rc = run_restore_workers(r->cfg, r->kr, repo, m, r->o, &bo, err)) != 0 ||
+        (rc = run_restore_workers(r, repo, &bo, err)) != 0 ||
         (rc = split_files(r, &tree, 1, err)) != 0 || (rc = write_tablespace_map(r, err)) != 0 ||
         (rc = sync_fs_of(&r->data, err)) != 0)
         goto out;
@@ -1337,7 +1269,7 @@ static int plan_and_restore(struct restore *r, struct ws_error *err)
     size_t i;
     int rc;
 
-    if ((rc = ws_repo_open(cfg, &repo, err)) != 0) {
+    if ((rc = ws_backup_repo_open(r->env, cfg, &repo, err)) != 0) {
         if (r->as_user[0])
             ws_error_prefix(err,
                             "the restore runs as user \"%s\" (the owner of \"%s\"; HOME=%s) and "
@@ -1590,8 +1522,8 @@ out:
  * restore_command is built (from the paths of wal-fetch and of the configuration in use).
  * Everything that reads the repository happens in plan_and_restore, in the child.
  */
-int ws_backup_restore(const struct ws_config *cfg, const struct ws_restore_opts *o,
-                      struct ws_error *err)
+int ws_backup_restore(const struct ws_config *cfg, const struct ws_backup_env *env,
+                      const struct ws_restore_opts *o, struct ws_error *err)
 {
     struct ws_keyring kr = {0};
     struct restore r = {0};
@@ -1601,6 +1533,7 @@ int ws_backup_restore(const struct ws_config *cfg, const struct ws_restore_opts 
     int rc, give = 0;
 
     r.cfg = cfg;
+    r.env = env;
     r.o = o;
     r.kr = &kr;
     r.data.fd = -1;

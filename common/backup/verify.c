@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "backup/backup.h"
+#include "backup/pool.h"
 #include "base/log.h"
 #include "io/object.h"
 #include "pg/wal.h"
@@ -77,16 +78,78 @@ static int verify_wal(struct ws_repo *repo, const struct ws_keyring *kr, const c
     return rc;
 }
 
-static int verify_backup(struct ws_repo *repo, const struct ws_keyring *kr,
+struct vjob {
+    const struct ws_keyring *kr;
+    const struct ws_catalog_backup *b;
+    struct ws_bextent *ext; /* sorted by (bundle, offset) */
+    size_t *first;          /* first index in ext of each bundle (+1 sentinel) */
+    struct vctx v;
+};
+
+/* Reads bundle bn through the splitter in verify mode; what is missing or damaged is a
+ * problem, not an error. */
+static int verify_bundle(void *arg, struct ws_pool_worker *w, size_t bn, struct ws_error *err)
+{
+    struct vjob *j = arg;
+    const char *id = j->b->id;
+    struct ws_bundle_opts bo = {0};
+    struct ws_sink *split = NULL, *reader = NULL;
+    char key[256];
+    size_t a = j->first[bn], z = j->first[bn + 1], f;
+    int rc;
+
+    bo.problem = file_problem;
+    bo.arg = &j->v;
+    ws_backup_bundle_key(&w->repo, id, (uint32_t)bn, key, sizeof(key));
+    if ((rc = ws_bundle_splitter_new_ext(j->ext + a, z - a, &bo, &split, err)) != 0 ||
+        (rc = ws_object_reader_new(split, key, j->kr, 0, &reader, err)) != 0)
+        return rc;
+    rc = ws_storage_get(w->repo.st, key, 0, WS_STORAGE_TO_END, reader, err);
+    if (rc == 0)
+        rc = ws_sink_finish(reader, err);
+    if (rc == WS_ERR_NOT_FOUND || rc == WS_ERR_CORRUPT || rc == WS_ERR_KEY) {
+        problem(&j->v, "backup %s: bundle %s: %s", id, key,
+                rc == WS_ERR_NOT_FOUND ? "missing from the repository" : err->msg);
+        for (f = a; f < z && f < a + 20; f++)
+            problem(&j->v, "backup %s: file \"%s\" is in that bundle", id, j->ext[f].file->path);
+        if (z - a > 20)
+            problem(&j->v, "backup %s: ... and %zu more files in that bundle", id, z - a - 20);
+        rc = 0;
+    }
+    ws_sink_free(reader);
+    return rc;
+}
+
+/* One running SHA-256 per file in pieces, set on its extents. A file's pieces lie in bundles
+ * of increasing number: fed in bundle order, each such file is hashed from its first byte to
+ * its last (which is why verify runs its pool with one worker). */
+static int piece_digests(const struct ws_manifest *m, struct ws_bextent *ext, size_t next,
+                         EVP_MD_CTX **mds, struct ws_error *err)
+{
+    size_t i;
+
+    for (i = 0; i < next; i++) {
+        const struct ws_bfile *bf = ext[i].file;
+        size_t idx = (size_t)(bf - m->files);
+        if (!bf->npieces)
+            continue;
+        if (!mds[idx] && (!(mds[idx] = EVP_MD_CTX_new()) ||
+                          EVP_DigestInit_ex(mds[idx], EVP_sha256(), NULL) != 1))
+            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        ext[i].md = mds[idx];
+    }
+    return 0;
+}
+
+static int verify_backup(const struct ws_config *cfg, const struct ws_backup_env *env,
+                         struct ws_repo *repo, const struct ws_keyring *kr,
                          const struct ws_catalog_backup *b, struct ws_error *err)
 {
     const struct ws_manifest *m = &b->m;
-    struct ws_bextent *ext = NULL;
-    size_t *first = NULL, next = 0;
+    struct vjob j = {kr, b, NULL, NULL, {b->id, 0}};
+    struct ws_pool_params pp = {0};
+    size_t next = 0, i;
     EVP_MD_CTX **mds = NULL; /* one running SHA-256 per file in pieces */
-    struct vctx v = {b->id, 0};
-    size_t i, f;
-    uint32_t bn;
     uint64_t s;
     int rc = 0;
 
@@ -98,63 +161,32 @@ static int verify_backup(struct ws_repo *repo, const struct ws_keyring *kr,
                    b->id);
         return ws_error_set(err, WS_ERR_CORRUPT, "backup %s is not complete", b->id);
     }
-    if ((rc = ws_bundle_extents(m, &ext, &first, &next, err)) != 0)
+    if ((rc = ws_bundle_extents(m, &j.ext, &j.first, &next, err)) != 0)
         return rc;
     if (!(mds = calloc(m->nfiles + 1, sizeof(*mds)))) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
         goto out;
     }
-    /* a file's pieces lie in bundles of increasing number: feeding bundles in order hashes
-     * each such file from its first byte to its last */
-    for (i = 0; i < next; i++) {
-        const struct ws_bfile *bf = ext[i].file;
-        size_t idx = (size_t)(bf - m->files);
-        if (!bf->npieces)
-            continue;
-        if (!mds[idx] && (!(mds[idx] = EVP_MD_CTX_new()) ||
-                          EVP_DigestInit_ex(mds[idx], EVP_sha256(), NULL) != 1)) {
-            rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-            goto out;
-        }
-        ext[i].md = mds[idx];
-    }
-    for (bn = 0; bn < m->bundles; bn++) {
-        struct ws_bundle_opts bo = {0};
-        struct ws_sink *split = NULL, *reader = NULL;
-        char key[256];
-        size_t a = first[bn], z = first[bn + 1];
-
-        bo.problem = file_problem;
-        bo.arg = &v;
-        ws_backup_bundle_key(repo, b->id, bn, key, sizeof(key));
-        if ((rc = ws_bundle_splitter_new_ext(ext + a, z - a, &bo, &split, err)) != 0 ||
-            (rc = ws_object_reader_new(split, key, kr, 0, &reader, err)) != 0)
-            goto out;
-        rc = ws_storage_get(repo->st, key, 0, WS_STORAGE_TO_END, reader, err);
-        if (rc == 0)
-            rc = ws_sink_finish(reader, err);
-        if (rc == WS_ERR_NOT_FOUND || rc == WS_ERR_CORRUPT || rc == WS_ERR_KEY) {
-            problem(&v, "backup %s: bundle %s: %s", b->id, key,
-                    rc == WS_ERR_NOT_FOUND ? "missing from the repository" : err->msg);
-            for (f = a; f < z && f < a + 20; f++)
-                problem(&v, "backup %s: file \"%s\" is in that bundle", b->id, ext[f].file->path);
-            if (z - a > 20)
-                problem(&v, "backup %s: ... and %zu more files in that bundle", b->id, z - a - 20);
-            rc = 0;
-        }
-        ws_sink_free(reader);
-        if (rc)
-            goto out;
-    }
+    if ((rc = piece_digests(m, j.ext, next, mds, err)) != 0)
+        goto out;
+    pp.cfg = cfg;
+    pp.env = env;
+    pp.repo = repo;
+    pp.workers = 1;
+    pp.ntasks = m->bundles;
+    pp.task = verify_bundle;
+    pp.arg = &j;
+    if ((rc = ws_pool_run(&pp, err)) != 0)
+        goto out;
     for (s = ws_manifest_start_segno(m); s <= ws_manifest_stop_segno(m); s++) {
         char name[WS_WAL_NAME_LEN + 1];
         ws_wal_format_name(name, m->timeline, s, m->wal_segment_size);
-        if ((rc = verify_wal(repo, kr, name, &v, err)) != 0)
+        if ((rc = verify_wal(repo, kr, name, &j.v, err)) != 0)
             goto out;
     }
-    if (v.problems)
+    if (j.v.problems)
         rc = ws_error_set(err, WS_ERR_CORRUPT, "backup %s failed verification: %zu problem(s)",
-                          b->id, v.problems);
+                          b->id, j.v.problems);
     else
         printf("backup %s: OK (%zu files, %" PRIu64 " bytes, WAL %s)\n", b->id, m->nfiles, m->bytes,
                "present and valid");
@@ -163,8 +195,8 @@ out:
         for (i = 0; i < m->nfiles; i++)
             EVP_MD_CTX_free(mds[i]);
     free(mds);
-    free(ext);
-    free(first);
+    free(j.ext);
+    free(j.first);
     return rc;
 }
 
@@ -190,72 +222,89 @@ static size_t check_continuity(const struct ws_catalog *cat, const struct ws_cat
     return gaps;
 }
 
-int ws_backup_verify(const struct ws_config *cfg, const char *id, int all, struct ws_error *err)
+/* --all: every backup, then WAL continuity. */
+static int verify_all(const struct ws_config *cfg, const struct ws_backup_env *env,
+                      struct ws_repo *repo, const struct ws_keyring *kr,
+                      const struct ws_catalog *cat, struct ws_error *err)
+{
+    const struct ws_catalog_backup *oldest = NULL;
+    size_t i, failed = 0, gaps;
+    int rc;
+
+    for (i = 0; i < cat->nbackups; i++) {
+        const struct ws_catalog_backup *b = &cat->backups[i];
+        if (b->has_manifest && !oldest)
+            oldest = b;
+        if (b->bad_manifest) {
+            ws_log(WS_LOG_ERROR, "backup %s: %s", b->id, b->manifest_error);
+            failed++;
+            continue;
+        }
+        if (!b->has_manifest) {
+            ws_log_warning("backup %s has no manifest (running or failed); skipped", b->id);
+            continue;
+        }
+        rc = verify_backup(cfg, env, repo, kr, b, err);
+        if (rc == WS_ERR_CORRUPT) {
+            ws_log_error(err);
+            failed++;
+        } else if (rc) {
+            return rc;
+        }
+    }
+    gaps = check_continuity(cat, oldest);
+    if (failed || gaps)
+        return ws_error_set(err, WS_ERR_CORRUPT,
+                            "verification failed: %zu backup(s) with problems, %zu WAL gap(s)",
+                            failed, gaps);
+    printf("all %zu backup(s) and the WAL archive verified\n", cat->nbackups);
+    return 0;
+}
+
+/* The backup `id`, else the newest complete one, else the newest with a manifest. */
+static int pick_backup(const struct ws_catalog *cat, const struct ws_repo *repo, const char *id,
+                       const struct ws_catalog_backup **out, struct ws_error *err)
+{
+    const struct ws_catalog_backup *b = NULL;
+    size_t i;
+
+    if (id) {
+        for (i = 0; i < cat->nbackups; i++)
+            if (strcmp(cat->backups[i].id, id) == 0)
+                b = &cat->backups[i];
+        if (!b)
+            return ws_error_set(err, WS_ERR_NOT_FOUND, "backup %s is not in the repository", id);
+    } else if (!(b = ws_catalog_latest(cat))) {
+        for (i = cat->nbackups; i-- > 0 && !b;)
+            if (cat->backups[i].has_manifest)
+                b = &cat->backups[i];
+        if (!b)
+            return ws_error_set(err, WS_ERR_NOT_FOUND,
+                                "the repository holds no backup of cluster "
+                                "\"%s\"",
+                                repo->cluster);
+    }
+    *out = b;
+    return 0;
+}
+
+int ws_backup_verify(const struct ws_config *cfg, const struct ws_backup_env *env, const char *id,
+                     int all, struct ws_error *err)
 {
     struct ws_repo repo = {0};
     struct ws_keyring kr = {0};
     struct ws_catalog cat = {0};
-    const struct ws_catalog_backup *b = NULL, *oldest = NULL;
-    size_t i, failed = 0, gaps;
+    const struct ws_catalog_backup *b = NULL;
     int rc;
 
-    if ((rc = ws_keyring_load(cfg, &kr, err)) != 0 || (rc = ws_repo_open(cfg, &repo, err)) != 0 ||
+    if ((rc = ws_keyring_load(cfg, &kr, err)) != 0 ||
+        (rc = ws_backup_repo_open(env, cfg, &repo, err)) != 0 ||
         (rc = ws_catalog_load(&repo, &kr, &cat, err)) != 0)
         goto out;
-    if (all) {
-        for (i = 0; i < cat.nbackups; i++) {
-            if (cat.backups[i].has_manifest && !oldest)
-                oldest = &cat.backups[i];
-            if (cat.backups[i].bad_manifest) {
-                ws_log(WS_LOG_ERROR, "backup %s: %s", cat.backups[i].id,
-                       cat.backups[i].manifest_error);
-                failed++;
-                continue;
-            }
-            if (!cat.backups[i].has_manifest) {
-                ws_log_warning("backup %s has no manifest (running or failed); skipped",
-                               cat.backups[i].id);
-                continue;
-            }
-            rc = verify_backup(&repo, &kr, &cat.backups[i], err);
-            if (rc == WS_ERR_CORRUPT) {
-                ws_log_error(err);
-                failed++;
-            } else if (rc) {
-                goto out;
-            }
-        }
-        gaps = check_continuity(&cat, oldest);
-        rc = 0;
-        if (failed || gaps)
-            rc = ws_error_set(err, WS_ERR_CORRUPT,
-                              "verification failed: %zu backup(s) with problems, %zu WAL gap(s)",
-                              failed, gaps);
-        else
-            printf("all %zu backup(s) and the WAL archive verified\n", cat.nbackups);
-        goto out;
-    }
-    if (id) {
-        for (i = 0; i < cat.nbackups; i++)
-            if (strcmp(cat.backups[i].id, id) == 0)
-                b = &cat.backups[i];
-        if (!b) {
-            rc = ws_error_set(err, WS_ERR_NOT_FOUND, "backup %s is not in the repository", id);
-            goto out;
-        }
-    } else if (!(b = ws_catalog_latest(&cat))) {
-        for (i = cat.nbackups; i-- > 0 && !b;)
-            if (cat.backups[i].has_manifest)
-                b = &cat.backups[i];
-        if (!b) {
-            rc = ws_error_set(err, WS_ERR_NOT_FOUND,
-                              "the repository holds no backup of cluster "
-                              "\"%s\"",
-                              repo.cluster);
-            goto out;
-        }
-    }
-    rc = verify_backup(&repo, &kr, b, err);
+    if (all)
+        rc = verify_all(cfg, env, &repo, &kr, &cat, err);
+    else if ((rc = pick_backup(&cat, &repo, id, &b, err)) == 0)
+        rc = verify_backup(cfg, env, &repo, &kr, b, err);
 out:
     ws_catalog_free(&cat);
     ws_repo_close(&repo);

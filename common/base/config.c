@@ -686,6 +686,16 @@ static int take_default(char **field, const char *value, struct ws_error *err)
     return 0;
 }
 
+/* An absolute path or a URL ("scheme://..."). Which URLs name a storage is the storage layer's
+ * to say: ws_storage_open() refuses the others with the same message. */
+static int repo_form_ok(const char *repo)
+{
+    size_t n = strspn(repo, "abcdefghijklmnopqrstuvwxyz0123456789+.-");
+
+    return repo[0] == '/' ||
+           (n > 0 && islower((unsigned char)repo[0]) && strncmp(repo + n, "://", 3) == 0);
+}
+
 int ws_config_load(struct ws_config *cfg, const char *path, struct ws_error *err)
 {
     const char *env_path = getenv("WALSAFE_CONFIG");
@@ -713,8 +723,7 @@ int ws_config_load(struct ws_config *cfg, const char *path, struct ws_error *err
                             : path           ? path
                                              : env_path);
     }
-    if (cfg->repo[0] != '/' && strncmp(cfg->repo, "file:///", 8) != 0 &&
-        strncmp(cfg->repo, "s3://", 5) != 0 && strncmp(cfg->repo, "sftp://", 7) != 0)
+    if (!repo_form_ok(cfg->repo))
         return ws_error_set(err, WS_ERR_CONFIG,
                             "invalid repo \"%s\": expected /abs/path, file:///abs/path, "
                             "s3://bucket[/prefix] or sftp://user@host[:port]/abs/path",

@@ -1,5 +1,5 @@
 /*
- * config.h - the one configuration of every walsafe program (SPEC.md, "Configuration").
+ * config.h - the one configuration of every walsafe program (README.md, "Configuration").
  *
  * Sources, lowest precedence first: built-in defaults, the file (--config FILE, else
  * $WALSAFE_CONFIG, else /etc/walsafe.conf), the environment (WALSAFE_<KEY>), the command line
@@ -87,7 +87,8 @@ int ws_config_set_cli(struct ws_config *cfg, const char *key, const char *value,
 /*
  * Reads the file (explicit path, else $WALSAFE_CONFIG, else the default, which may be missing
  * when repo comes from elsewhere), then WALSAFE_* variables, and checks the result (repo is
- * required and valid). Command-line values already set are kept.
+ * required: an absolute path or a URL, whose scheme ws_storage_open() checks). Command-line
+ * values already set are kept.
  */
 int ws_config_load(struct ws_config *cfg, const char *path, struct ws_error *err);
 

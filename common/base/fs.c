@@ -10,11 +10,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int ws_write_all(int fd, const void *buf, size_t len)
+/* write() (off < 0) or pwrite() at off until len bytes are written: 0, else -1 with errno. */
+static int write_loop(int fd, const void *buf, size_t len, off_t off)
 {
     const char *p = buf;
+
     while (len > 0) {
-        ssize_t n = write(fd, p, len);
+        ssize_t n = off < 0 ? write(fd, p, len) : pwrite(fd, p, len, off);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -22,8 +24,15 @@ int ws_write_all(int fd, const void *buf, size_t len)
         }
         p += n;
         len -= (size_t)n;
+        if (off >= 0)
+            off += n;
     }
     return 0;
+}
+
+int ws_write_all(int fd, const void *buf, size_t len)
+{
+    return write_loop(fd, buf, len, -1);
 }
 
 ssize_t ws_pread_full(int fd, void *buf, size_t len, off_t off)
@@ -108,20 +117,7 @@ int ws_mkdir_p(const char *dir, int mode, struct ws_error *err)
 
 int ws_pwrite_all(int fd, const void *buf, size_t len, off_t off)
 {
-    const char *p = buf;
-
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-        off += n;
-    }
-    return 0;
+    return off < 0 ? (errno = EINVAL, -1) : write_loop(fd, buf, len, off);
 }
 
 int ws_path_clean_absolute(const char *p)

@@ -9,8 +9,8 @@
  * names, and a ws_tree resolves relative paths below it one component at a time with
  * O_NOFOLLOW, so a symbolic link planted anywhere below is refused, never followed.
  */
-#ifndef WS_FSUTIL_H
-#define WS_FSUTIL_H
+#ifndef WS_BASE_FS_H
+#define WS_BASE_FS_H
 
 #include <limits.h>
 #include <stddef.h>

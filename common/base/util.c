@@ -52,6 +52,19 @@ const char *ws_base_name(const char *path)
     return slash ? slash + 1 : path;
 }
 
+void ws_format_bytes(uint64_t v, char *out, size_t n)
+{
+    static const char *const u[] = {"B", "kB", "MB", "GB", "TB", "PB"};
+    double d = (double)v;
+    int i = 0;
+
+    while (d >= 1024 && i < 5) {
+        d /= 1024;
+        i++;
+    }
+    snprintf(out, n, i ? "%.1f %s" : "%.0f %s", d, u[i]);
+}
+
 void ws_json_string(FILE *f, const char *s)
 {
     fputc('"', f);

@@ -1,6 +1,7 @@
 /*
- * util.h - the small helpers every layer uses, each written once: hex, paths, JSON strings,
- * clocks and UTC time stamps. Pure functions (no allocation, no errors beyond the return value).
+ * util.h - the small helpers every layer uses, each written once: hex, paths, sizes, JSON
+ * strings, clocks and UTC time stamps. Pure functions (no allocation, no errors beyond the return
+ * value).
  */
 #ifndef WS_BASE_UTIL_H
 #define WS_BASE_UTIL_H
@@ -18,6 +19,9 @@ int ws_unhex(const char *s, uint8_t *out, size_t n);
 int ws_path_join(char *out, size_t outsz, const char *dir, const char *name);
 /* What follows the last '/' of path (path itself without one). */
 const char *ws_base_name(const char *path);
+
+/* A size for people: "512 B", "1.5 kB" ... "2.0 PB" (powers of 1024, one decimal above bytes). */
+void ws_format_bytes(uint64_t v, char *out, size_t n);
 
 /* s as a JSON string literal, quotes included ("\u00XX" for control characters). */
 void ws_json_string(FILE *f, const char *s);

@@ -8,7 +8,8 @@
  * Each key has an 8-byte id derived from it with HKDF (so objects name their key without revealing
  * anything about it). The keyring holds the key used for writing (encrypt_key_file) and every key
  * accepted for reading (that one plus decrypt_key_files). Key bytes are wiped on free and never
- * printed.
+ * printed. Errors: WS_ERR_CONFIG for a key file that is missing, unsafe or malformed (naming the
+ * file and its configuration key); WS_ERR_INTERNAL for a failed derivation.
  */
 #ifndef WS_KEY_H
 #define WS_KEY_H

@@ -1,7 +1,6 @@
 /*
- * object.h - the self-describing, always-verified object format of a walsafe repository.
- *
- * Every stored object (WAL file, later backup files and manifests) is:
+ * object.h - the object format of a walsafe repository: every stored object (WAL files, the
+ * cluster identity, backup bundles, manifests, markers) is self-describing and always verified:
  *
  *   header (64 bytes) | body | trailer
  *
@@ -13,45 +12,27 @@
  *    10   1  cipher: 0 none, 1 AES-256-GCM
  *    11   1  content digest: 0 SHA-256 (version 1), 1 XXH3-128 (version 2)
  *    12   4  chunk size: plaintext bytes per AEAD chunk (1 KiB..16 MiB); 0 when cipher is none
- *    16   8  key id of the master key (see key.h); zero when cipher is none
+ *    16   8  key id of the master key (key.h); zero when cipher is none
  *    24  32  salt, random per object; zero when cipher is none
  *    56   8  reserved, 0
- *
- * "payload" is the content after compression. The footer is 48 bytes:
+ * The payload is the content after compression. The footer (48 bytes) is
  *   content length (u64) | content digest (32) | payload length (u64)
- * The content digest is the SHA-256 of the content, or with byte 11 = 1 its XXH3-128 in canonical
- * (big-endian) form followed by 16 zero bytes.
+ * with the content's SHA-256, or with byte 11 = 1 its XXH3-128 in canonical (big-endian) form
+ * followed by 16 zero bytes; an all-zero digest means "not recorded" (backup bundles).
+ * cipher 0: body = payload; trailer = footer | SHA-256(header | u32 name length | name |
+ *   payload | footer).
+ * cipher 1: object key = HKDF-SHA256(master key, salt, "walsafe object v1"). The payload is cut
+ *   into chunks of `chunk size` bytes (the last may be shorter, never empty); chunk i is stored
+ *   as ciphertext | 16-byte tag, with nonce = 0x00000000 | u64 i and AAD = header | u8 final |
+ *   u64 i | name. The trailer is one more chunk, index n (the count of data chunks), holding the
+ *   footer, with final = 1 (64 bytes stored).
  *
- * cipher 0 (none): body = payload; trailer = footer | SHA-256(header | u32 name length | name |
- *   payload | footer). The object name is bound into the checksum, so an object served under
- *   another name fails, as do flipped bits, truncation and appended bytes.
- *
- * cipher 1 (AES-256-GCM): object key = HKDF-SHA256(master key, salt, "walsafe object v1").
- *   The payload is cut into chunks of `chunk size` bytes (the last may be shorter, never empty);
- *   chunk i is stored as ciphertext | 16-byte tag with nonce = 0x00000000 | u64 i and
- *   AAD = header | u8 final | u64 i | name. The trailer is one more chunk, index n (the count of
- *   data chunks), holding the footer, with final = 1 (64 bytes stored). Truncation at a chunk
- *   boundary, reordered chunks, appended bytes, another object's chunks and a wrong key all fail
- *   a tag; no plaintext leaves the reader before its chunk's tag verified.
- *
- * Readers also check the payload and content lengths against the footer; zstd checks its own
- * XXH64 content checksum. The content digest is what duplicate detection compares: it is read
- * from the trailer alone (ws_object_read_footer), without downloading the object. An all-zero
- * content digest means "not recorded" (backup bundles, see backup.h); the footer itself is
- * still authenticated (cipher 1) or checksummed (cipher 0) like every other byte.
- *
- * Which digest: SHA-256 (the default) for manifests and every object whose digest is checked on
- * read. WAL objects use XXH3-128 (wal-push asks for it): there the digest only answers "is the
- * file PostgreSQL archives again the one stored under its name?" (wal-fetch does not recompute
- * it: the tags or the checksum, zstd's checksum and the lengths verify what it delivers). For
- * that question XXH3-128 is what push-ahead's records already rely on (fingerprint.h: a miss
- * probability of about 2^-128 for contents not built to collide; someone able to build them
- * would have to write pg_wal), and it costs ~0.5 ms per 16 MiB segment instead of SHA-256's
- * ~10 ms, a quarter of wal-push's CPU time here. An object of either digest stays readable, and
- * duplicate detection against an object of the other digest recomputes the local file's
- * (ws_object_digest_fd). Version 2 makes a walsafe that predates XXH3 digests refuse such an
- * object by its version, not as damaged.
- *
+ * What a reader guarantees: the object name is bound in, so an object served under another name
+ * fails, as do flipped bits, truncation (also at a chunk boundary), reordered or appended chunks,
+ * another object's chunks and a wrong key; payload and content lengths are checked against the
+ * footer and zstd checks its XXH64. The footer alone (ws_object_read_footer) gives the content
+ * digest without a download: duplicate detection compares it. WAL objects use XXH3-128, all else
+ * SHA-256; why, and the history: docs/design/object-format.md.
  * Ownership: writer and reader constructors take ownership of `dest` (the next sink), as all
  * sinks do. Nothing here logs; errors carry the object name.
  */
@@ -69,7 +50,8 @@
 #define WS_OBJECT_VERSION_2 2 /* the digest of byte 11 */
 #define WS_OBJECT_DIGEST_SIZE 32
 
-enum ws_digest { WS_DIGEST_SHA256 = 0, WS_DIGEST_XXH3_128 = 1 };
+/* Byte 11 of the header; WS_DIGEST_NONE is never stored: "no digest known" in results. */
+enum ws_digest { WS_DIGEST_NONE = -1, WS_DIGEST_SHA256 = 0, WS_DIGEST_XXH3_128 = 1 };
 #define WS_OBJECT_CHUNK_SIZE (256 * 1024)
 
 enum ws_cipher { WS_CIPHER_NONE = 0, WS_CIPHER_AES256GCM = 1 };

@@ -73,7 +73,8 @@ int ws_wal_magic_to_major(uint16_t magic);
 /*
  * Checks that `buf` (the first bytes of file `name`, file size `file_size`) is the start of a
  * real segment for that name: known magic, long header, valid segment and block size, file size
- * equal to the segment size, and page address equal to the segment's start LSN.
+ * equal to the segment size, and page address equal to the segment's start LSN. Anything else
+ * is WS_ERR_INVALID, with a message naming `path`.
  */
 int ws_wal_check_segment(const char *path, const char *name, const uint8_t *buf, size_t buflen,
                          uint64_t file_size, struct ws_wal_long_header *h, struct ws_error *err);

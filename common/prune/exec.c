@@ -36,7 +36,7 @@ static int begin_delete(struct ws_repo *repo, const struct ws_prune_backup *b, c
     struct ws_error e2 = {0};
     int rc;
 
-    if (b->status == WS_PRUNE_DELETING)
+    if (b->status == WS_BACKUP_DELETING)
         return 0;
     ws_format_utc(time(NULL), when);
     snprintf(text, sizeof(text), "wal-prune began deleting this backup at %s\n", when);

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/object.h"
 #include "pg/wal.h"
 
 /* Room for element n of arr (cap of them allocated, each size bytes): arr itself, or arr grown
@@ -20,68 +19,6 @@ static void *grow(void *arr, size_t n, size_t *cap, size_t size, size_t first)
         return NULL;
     *cap = nc;
     return p;
-}
-
-int ws_prune_parse_history(const char *text, size_t len, const char *what,
-                           struct ws_prune_switch **out, size_t *n, struct ws_error *err)
-{
-    struct ws_prune_switch *v = NULL, *q;
-    size_t cap = 0, cnt = 0, pos = 0, lineno = 0;
-    int rc = 0;
-
-    *out = NULL;
-    *n = 0;
-    while (pos < len) {
-        const char *line = text + pos, *nl = memchr(line, '\n', len - pos);
-        size_t ll = nl ? (size_t)(nl - line) : len - pos;
-        char buf[128], lsn[64];
-        unsigned long tli;
-        char *p = buf, *end;
-        uint64_t l;
-
-        pos += ll + (nl ? 1 : 0);
-        lineno++;
-        while (ll && (line[0] == ' ' || line[0] == '\t'))
-            line++, ll--;
-        if (ll == 0 || line[0] == '#')
-            continue;
-        if (ll >= sizeof(buf))
-            ll = sizeof(buf) - 1; /* the reason may be long; only the first fields count */
-        memcpy(buf, line, ll);
-        buf[ll] = '\0';
-        tli = strtoul(p, &end, 10);
-        if (end == p || (*end != '\t' && *end != ' ') || tli == 0 || tli > UINT32_MAX)
-            goto bad;
-        p = end + strspn(end, " \t");
-        ll = strcspn(p, " \t");
-        if (ll == 0 || ll >= sizeof(lsn))
-            goto bad;
-        memcpy(lsn, p, ll);
-        lsn[ll] = '\0';
-        if (ws_wal_parse_lsn(lsn, &l) != 0)
-            goto bad;
-        if (cnt && tli <= v[cnt - 1].tli)
-            goto bad; /* PostgreSQL: timeline IDs must be in increasing sequence */
-        if (!(q = grow(v, cnt, &cap, sizeof(*v), 8))) {
-            rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-            goto out;
-        }
-        v = q;
-        v[cnt].tli = (uint32_t)tli;
-        v[cnt].end_lsn = l;
-        cnt++;
-        continue;
-    bad:
-        rc = ws_error_set(err, WS_ERR_CORRUPT, "invalid data in history file %s, line %zu", what,
-                          lineno);
-        goto out;
-    }
-    *out = v;
-    *n = cnt;
-    v = NULL;
-out:
-    free(v);
-    return rc;
 }
 
 struct wal_scan {
@@ -126,11 +63,10 @@ static int on_wal_object(void *arg, const char *key, const struct ws_storage_sta
 static int read_history(struct ws_repo *repo, const struct ws_keyring *kr,
                         struct ws_prune_state *st, uint32_t tli, struct ws_error *err)
 {
-    struct ws_sink *buf = NULL, *reader = NULL;
     const struct ws_prune_wal *h = NULL;
     struct ws_prune_history *e = &st->histories[st->nhistories];
-    struct ws_prune_switch *sw = NULL;
-    const uint8_t *data;
+    struct ws_timeline_switch *sw = NULL;
+    char *text = NULL;
     struct ws_error e2 = {0};
     size_t i, len, nsw = 0;
     int rc;
@@ -146,18 +82,10 @@ static int read_history(struct ws_repo *repo, const struct ws_keyring *kr,
         st->nhistories++;
         return 0;
     }
-    if ((rc = ws_buffer_sink_new(1u << 20, &buf, err)) != 0)
-        return rc;
-    if ((rc = ws_object_reader_new(buf, h->key, kr, 1, &reader, err)) != 0)
-        return rc; /* the reader freed buf */
-    rc = ws_storage_get(repo->st, h->key, 0, WS_STORAGE_TO_END, reader, &e2);
+    rc = ws_repo_get_small(repo, h->key, kr, WS_WAL_SIDE_FILE_MAX, &text, &len, &e2);
     if (rc == 0)
-        rc = ws_sink_finish(reader, &e2);
-    if (rc == 0) {
-        data = ws_buffer_sink_data(buf, &len);
-        rc = ws_prune_parse_history((const char *)data, len, h->name, &sw, &nsw, &e2);
-    }
-    ws_sink_free(reader);
+        rc = ws_timeline_history_parse(text, len, h->name, &sw, &nsw, &e2);
+    free(text);
     if (rc == WS_ERR_STORAGE || rc == WS_ERR_INTERNAL) {
         *err = e2;
         return rc;
@@ -240,11 +168,7 @@ static int backups_from_catalog(struct ws_prune_state *st, struct ws_error *err)
         const struct ws_catalog_backup *c = &st->cat.backups[i];
         struct ws_prune_backup *b = &st->backups[i];
         memcpy(b->id, c->id, sizeof(b->id));
-        b->status = c->deleting       ? WS_PRUNE_DELETING
-                    : c->complete     ? WS_PRUNE_COMPLETE
-                    : c->has_manifest ? WS_PRUNE_INCOMPLETE
-                    : c->bad_manifest ? WS_PRUNE_INVALID
-                                      : WS_PRUNE_RUNNING;
+        b->status = c->status;
         b->pinned = c->pinned;
         b->has_position = c->has_manifest;
         if (c->has_manifest) {
@@ -304,7 +228,7 @@ int ws_prune_gather(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
         (rc = backups_from_catalog(st, err)) != 0)
         goto out;
     for (i = 0; i < st->nbackups && rc == 0; i++)
-        if (st->backups[i].status != WS_PRUNE_COMPLETE && st->backups[i].last_write <= 0)
+        if (st->backups[i].status != WS_BACKUP_COMPLETE && st->backups[i].last_write <= 0)
             rc = last_write_by_stat(repo, &st->backups[i], err);
     if (rc == 0)
         rc = read_histories(repo, kr, st, err);
@@ -323,7 +247,7 @@ void ws_prune_state_free(struct ws_prune_state *st)
     free(st->wal);
     free(st->backups);
     for (i = 0; i < st->nhistories; i++) {
-        free((struct ws_prune_switch *)st->histories[i].sw);
+        free((struct ws_timeline_switch *)st->histories[i].sw);
         free((char *)st->histories[i].problem);
     }
     free(st->histories);

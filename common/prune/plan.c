@@ -171,7 +171,7 @@ long ws_prune_newest(const struct ws_prune_input *in, const struct ws_prune_plan
     size_t k;
 
     for (k = in->nbackups; k-- > 0;)
-        if (in->backups[plan->order[k]].status == WS_PRUNE_COMPLETE)
+        if (in->backups[plan->order[k]].status == WS_BACKUP_COMPLETE)
             return (long)k;
     return -1;
 }
@@ -222,7 +222,7 @@ int ws_prune_hold_lineage(const struct ws_prune_input *in, struct ws_prune_plan 
 static int out_of_order(const struct ws_prune_input *in, const struct ws_prune_backup *a,
                         const struct ws_prune_backup *b)
 {
-    return b->has_position && b->status != WS_PRUNE_DELETING && a->start_lsn > b->start_lsn &&
+    return b->has_position && b->status != WS_BACKUP_DELETING && a->start_lsn > b->start_lsn &&
            ws_prune_one_line(in, a, b);
 }
 
@@ -254,7 +254,7 @@ int ws_prune_hold_order(const struct ws_prune_input *in, struct ws_prune_plan *p
 
     for (k = 0; k < n; k++) {
         const struct ws_prune_backup *a = &in->backups[plan->order[k]];
-        if (!a->has_position || a->status == WS_PRUNE_DELETING)
+        if (!a->has_position || a->status == WS_BACKUP_DELETING)
             continue;
         for (m = k + 1; m < n; m++)
             if (out_of_order(in, a, &in->backups[plan->order[m]]))
@@ -280,7 +280,7 @@ void ws_prune_keep_full(const struct ws_prune_input *in, struct ws_prune_plan *p
 
     for (k = in->nbackups; k-- > 0 && nfull < in->retain_full;) {
         size_t bi = plan->order[k];
-        if (in->backups[bi].status != WS_PRUNE_COMPLETE)
+        if (in->backups[bi].status != WS_BACKUP_COMPLETE)
             continue;
         plan->why[bi] |= WS_KEEP_FULL;
         nfull++;
@@ -298,7 +298,7 @@ void ws_prune_keep_window(const struct ws_prune_input *in, struct ws_prune_plan 
     for (k = in->nbackups; k-- > 0;) {
         size_t bi = plan->order[k];
         const struct ws_prune_backup *b = &in->backups[bi];
-        if (b->status != WS_PRUNE_COMPLETE)
+        if (b->status != WS_BACKUP_COMPLETE)
             continue;
         /* a restore to the moment T can start from b when b->stop_time + 1 <= T */
         if (b->stop_time + 1 > window_open) {
@@ -331,7 +331,7 @@ void ws_prune_expire(const struct ws_prune_input *in, struct ws_prune_plan *plan
     size_t i;
 
     for (i = 0; i < in->nbackups; i++)
-        if (in->backups[i].status == WS_PRUNE_COMPLETE && !(plan->why[i] & WS_PRUNE_KEEP_MASK))
+        if (in->backups[i].status == WS_BACKUP_COMPLETE && !(plan->why[i] & WS_PRUNE_KEEP_MASK))
             plan->why[i] |= WS_DROP_RETENTION;
 }
 
@@ -342,17 +342,17 @@ static unsigned judge_one(const struct ws_prune_input *in, const struct ws_prune
     int64_t last = b->last_write, age = ws_prune_age_limit(in);
 
     switch (b->status) {
-    case WS_PRUNE_INCOMPLETE:
+    case WS_BACKUP_INCOMPLETE:
         if (b->stop_time > last)
             last = b->stop_time;
         if (in->now - last < age)
             return WS_KEEP_YOUNG;
         return newest < 0 || k > newest ? WS_KEEP_PENDING : WS_DROP_ABANDONED;
-    case WS_PRUNE_RUNNING:
+    case WS_BACKUP_RUNNING:
         if (id_time(b->id) > last)
             last = id_time(b->id);
         return in->now - last < age ? WS_KEEP_YOUNG : WS_DROP_ABANDONED;
-    case WS_PRUNE_INVALID:
+    case WS_BACKUP_INVALID:
         return WS_KEEP_UNREADABLE;
     default:
         return WS_DROP_DELETING;
@@ -367,7 +367,7 @@ void ws_prune_judge_incomplete(const struct ws_prune_input *in, struct ws_prune_
     for (k = 0; k < in->nbackups; k++) {
         size_t bi = plan->order[k];
         unsigned *why = &plan->why[bi];
-        if (in->backups[bi].status == WS_PRUNE_COMPLETE)
+        if (in->backups[bi].status == WS_BACKUP_COMPLETE)
             continue;
         *why |= judge_one(in, &in->backups[bi], (long)k, newest);
         if (*why & WS_PRUNE_KEEP_MASK)
@@ -386,7 +386,7 @@ int ws_prune_keep_latest_reachable(const struct ws_prune_input *in, struct ws_pr
         return 0;
     for (k = 0; k < in->nbackups; k++) {
         size_t bi = plan->order[k];
-        if (in->backups[bi].status != WS_PRUNE_COMPLETE ||
+        if (in->backups[bi].status != WS_BACKUP_COMPLETE ||
             !ws_prune_restorable_to(in, &in->backups[bi], plan->latest_tli))
             continue;
         if (plan->why[bi] & WS_PRUNE_KEEP_MASK)

@@ -8,7 +8,8 @@
  *     "now" is part of the input); the same input always gives the same plan;
  *   - ws_prune_execute() deletes what a plan says.
  *
- * A plan guarantees (each backup's reasons are bits of enum ws_prune_why):
+ * A plan guarantees (each backup's reasons are bits of enum ws_prune_why; its status is the
+ * catalog's, catalog.h):
  *   - the newest complete backup, pinned backups and unreadable (invalid) ones are kept;
  *   - "newest" is by start time, then start LSN, then id (plan->order), never by name alone;
  *   - .history files are never deleted; WAL goes only below its timeline's cutoff (plan->tls),
@@ -32,11 +33,6 @@
  * arrays and strings (ws_prune_plan_free(); a failed ws_prune_plan_make() leaves none). A
  * ws_prune_state owns what it gathered (ws_prune_state_free()); an input made from it borrows
  * it. A ws_prune_result owns backup_done (ws_prune_result_free()).
- *
- *     if (ws_prune_plan_make(&in, &plan, &err) == 0) {
- *         ... plan.keep[i], plan.why[i] for in.backups[i]; plan.wal_delete ...
- *         ws_prune_plan_free(&plan);
- *     }
  */
 #ifndef WS_PRUNE_H
 #define WS_PRUNE_H
@@ -48,18 +44,11 @@
 #include "base/config.h"
 #include "base/error.h"
 #include "io/key.h"
+#include "pg/timeline.h"
 #include "repo/catalog.h"
 #include "repo/repo.h"
 
 #define WS_PRUNE_INCOMPLETE_AGE (24 * 3600)
-
-enum ws_prune_status {
-    WS_PRUNE_COMPLETE = 0,
-    WS_PRUNE_INCOMPLETE, /* manifest, WAL missing */
-    WS_PRUNE_RUNNING,    /* no manifest: still being written, or died */
-    WS_PRUNE_INVALID,    /* the manifest cannot be read */
-    WS_PRUNE_DELETING    /* an interrupted prune began deleting it */
-};
 
 /* Why a backup is kept (low bits) or deleted (high bits); a backup may have several. */
 enum ws_prune_why {
@@ -83,7 +72,7 @@ enum ws_prune_why {
 
 struct ws_prune_backup {
     char id[WS_BACKUP_ID_LEN + 1];
-    int status; /* enum ws_prune_status */
+    enum ws_backup_status status;
     int pinned;
     int has_position;              /* start/stop fields below are known (the manifest was read) */
     int64_t start_time, stop_time; /* seconds since the epoch, UTC */
@@ -103,17 +92,11 @@ struct ws_prune_wal {
     uint64_t size;
 };
 
-/* One line of a timeline's history file: the line left its ancestor `tli` at `end_lsn`. */
-struct ws_prune_switch {
-    uint32_t tli;
-    uint64_t end_lsn;
-};
-
 /* A timeline's history file: all its ancestors, oldest first. A timeline above 1 without an
  * entry, or whose entry has a problem, has an unknown lineage. */
 struct ws_prune_history {
     uint32_t tli;
-    const struct ws_prune_switch *sw;
+    const struct ws_timeline_switch *sw;
     size_t nsw;
     const char *problem; /* NULL: read; else why it could not be (e.g. "not in the repository") */
 };
@@ -193,12 +176,6 @@ const char *ws_prune_why_name(unsigned bit);
  * (retain_full = 2)"; the most telling reason first. */
 void ws_prune_why_text(const struct ws_prune_input *in, const struct ws_prune_plan *plan,
                        unsigned why, char *out, size_t outsz);
-const char *ws_prune_status_name(int status);
-
-/* Parses a timeline history file's text ("parent<TAB>lsn<TAB>reason" lines). *out is malloc'ed.
- * WS_ERR_CORRUPT (naming `what`) on a malformed line. */
-int ws_prune_parse_history(const char *text, size_t len, const char *what,
-                           struct ws_prune_switch **out, size_t *n, struct ws_error *err);
 
 /* ---- executor ---- */
 

@@ -25,35 +25,6 @@ static void format_duration(int64_t s, char *out, size_t outsz)
     snprintf(out, outsz, "%" PRId64 "s", s);
 }
 
-static void human_bytes(uint64_t v, char *out, size_t n)
-{
-    static const char *const u[] = {"B", "kB", "MB", "GB", "TB", "PB"};
-    double d = (double)v;
-    int i = 0;
-
-    while (d >= 1024 && i < 5) {
-        d /= 1024;
-        i++;
-    }
-    snprintf(out, n, i ? "%.1f %s" : "%.0f %s", d, u[i]);
-}
-
-const char *ws_prune_status_name(int status)
-{
-    switch (status) {
-    case WS_PRUNE_COMPLETE:
-        return "complete";
-    case WS_PRUNE_INCOMPLETE:
-        return "incomplete";
-    case WS_PRUNE_RUNNING:
-        return "running";
-    case WS_PRUNE_INVALID:
-        return "invalid";
-    default:
-        return "deleting";
-    }
-}
-
 const char *ws_prune_why_name(unsigned bit)
 {
     switch (bit) {
@@ -206,15 +177,15 @@ void ws_prune_print_backup(FILE *f, const char *verb, const struct ws_prune_inpu
     char why[1024], when[21], size[32];
 
     ws_prune_why_text(in, plan, plan->why[i], why, sizeof(why));
-    human_bytes(b->stored_bytes, size, sizeof(size));
+    ws_format_bytes(b->stored_bytes, size, sizeof(size));
     if (b->has_position) {
         ws_format_utc(b->start_time, when);
         fprintf(f, "%s backup %s (%s%s, started %s, timeline %" PRIu32 ", %s stored): %s\n", verb,
-                b->id, ws_prune_status_name(b->status), b->pinned ? ", pinned" : "", when,
+                b->id, ws_backup_status_name(b->status), b->pinned ? ", pinned" : "", when,
                 b->timeline, size, why);
     } else {
         fprintf(f, "%s backup %s (%s%s, %s stored): %s\n", verb, b->id,
-                ws_prune_status_name(b->status), b->pinned ? ", pinned" : "", size, why);
+                ws_backup_status_name(b->status), b->pinned ? ", pinned" : "", size, why);
     }
 }
 
@@ -311,9 +282,9 @@ void ws_prune_print_summary(FILE *f, const struct ws_prune_input *in,
     uint64_t bb, wb;
 
     totals(plan, res, dry_run, &nb, &nw, &bb, &wb);
-    human_bytes(bb, b1, sizeof(b1));
-    human_bytes(wb, b2, sizeof(b2));
-    human_bytes(bb + wb, b3, sizeof(b3));
+    ws_format_bytes(bb, b1, sizeof(b1));
+    ws_format_bytes(wb, b2, sizeof(b2));
+    ws_format_bytes(bb + wb, b3, sizeof(b3));
     cutoff_text(in, plan, cut, sizeof(cut));
     if (res->temp_deleted)
         snprintf(temp, sizeof(temp), " and %zu temp file(s) of killed uploads", res->temp_deleted);
@@ -357,7 +328,7 @@ static void json_backup(FILE *f, const struct ws_prune_input *in, const struct w
     int first = 1;
 
     fprintf(f, "{\"id\": \"%s\", \"status\": \"%s\", \"pinned\": %s", b->id,
-            ws_prune_status_name(b->status), b->pinned ? "true" : "false");
+            ws_backup_status_name(b->status), b->pinned ? "true" : "false");
     if (b->has_position) {
         char a[21], c[21], l[24];
         ws_format_utc(b->start_time, a);

@@ -1,7 +1,7 @@
 /*
  * bundle.h - reading a backup bundle back into the files it holds.
  *
- * A bundle's content is whole files back to back (backup.h). The splitter is a sink that takes
+ * A bundle's content is whole files back to back (manifest.h). The splitter is a sink that takes
  * that content (from an object reader, so it is already authenticated chunk by chunk when
  * encrypted) and cuts it at the offsets the manifest gives. For every file it recomputes the
  * SHA-256 and compares size and digest with the manifest; in restore mode it also writes the
@@ -13,7 +13,7 @@
  * counted; in restore mode the first problem also fails the sink (WS_ERR_CORRUPT). In verify
  * mode the splitter continues so that one run lists everything that is wrong.
  *
- * A bundle may also hold pieces of a large file (backup.h): an extent is then a range of the
+ * A bundle may also hold pieces of a large file (manifest.h): an extent is then a range of the
  * file. In restore mode a piece is written with pwrite into the file, which the caller created
  * beforehand (and whose attributes the caller sets after all pieces); the whole-file SHA-256 of
  * a file in pieces cannot be checked by one worker, so restore relies on the objects'

@@ -1,10 +1,9 @@
-/* catalog.c - what a repository holds for one cluster, from its listings (see backup.h). */
+/* catalog.c - what a repository holds for one cluster, from its listings (catalog.h). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/log.h"
 #include "pg/wal.h"
 #include "repo/catalog.h"
 
@@ -61,7 +60,7 @@ static int on_backup_key(void *arg, const char *key, const struct ws_storage_sta
     if (!(b = backup_entry(sc, id)))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     if (rest[WS_BACKUP_ID_LEN] != '/')
-        b->deleting = 1; /* the tombstone beside the backup's directory */
+        b->status = WS_BACKUP_DELETING; /* its tombstone decides, whatever else is there */
     else if (strcmp(rest + WS_BACKUP_ID_LEN + 1, "manifest") == 0)
         b->has_manifest = 1;
     else if (strcmp(rest + WS_BACKUP_ID_LEN + 1, WS_BACKUP_KEEP) == 0)
@@ -143,6 +142,73 @@ int ws_catalog_has_seg(const struct ws_catalog *cat, uint32_t tli, uint64_t segn
     return bsearch(&key, cat->segs, cat->nsegs, sizeof(key), cmp_seg) != NULL;
 }
 
+const char *ws_backup_status_name(enum ws_backup_status status)
+{
+    switch (status) {
+    case WS_BACKUP_COMPLETE:
+        return "complete";
+    case WS_BACKUP_INCOMPLETE:
+        return "incomplete";
+    case WS_BACKUP_INVALID:
+        return "invalid";
+    case WS_BACKUP_DELETING:
+        return "deleting";
+    case WS_BACKUP_RUNNING:
+        break;
+    }
+    return "running";
+}
+
+/* Reads b's manifest when the listing has one: a manifest that does not verify makes the backup
+ * invalid (manifest_error), one of another system fails the load. */
+static int load_manifest(struct ws_repo *repo, const struct ws_keyring *kr,
+                         const struct ws_catalog *cat, struct ws_catalog_backup *b,
+                         struct ws_error *err)
+{
+    int rc;
+
+    if (!b->has_manifest)
+        return 0;
+    rc = ws_manifest_load(repo, kr, b->id, &b->m, err);
+    if (rc == WS_ERR_CORRUPT || rc == WS_ERR_KEY || rc == WS_ERR_NOT_FOUND) {
+        b->has_manifest = 0;
+        b->bad_manifest = 1;
+        snprintf(b->manifest_error, sizeof(b->manifest_error), "%.299s", err->msg);
+        return 0;
+    }
+    if (rc)
+        return rc;
+    if (b->m.system_identifier != cat->identity.system_identifier)
+        return ws_error_set(err, WS_ERR_FOREIGN,
+                            "backup %s belongs to database system %" PRIu64
+                            ", but the repository's cluster \"%s\" is system %" PRIu64,
+                            b->id, b->m.system_identifier, repo->cluster,
+                            cat->identity.system_identifier);
+    return 0;
+}
+
+/* b's missing_wal, then its status (catalog.h; a tombstone was recorded while listing). */
+static void settle_status(const struct ws_catalog *cat, struct ws_catalog_backup *b)
+{
+    uint64_t s, last;
+
+    if (b->has_manifest) {
+        last = ws_manifest_stop_segno(&b->m);
+        for (s = ws_manifest_start_segno(&b->m); s <= last; s++) {
+            if (!ws_catalog_has_seg(cat, b->m.timeline, s)) {
+                ws_wal_format_name(b->missing_wal, b->m.timeline, s, b->m.wal_segment_size);
+                break;
+            }
+        }
+    }
+    if (b->status == WS_BACKUP_DELETING)
+        return;
+    if (b->has_manifest)
+        b->status = b->missing_wal[0] ? WS_BACKUP_INCOMPLETE : WS_BACKUP_COMPLETE;
+    else
+        b->status = b->bad_manifest ? WS_BACKUP_INVALID : WS_BACKUP_RUNNING;
+}
+
 int ws_catalog_load(struct ws_repo *repo, const struct ws_keyring *kr, struct ws_catalog *cat,
                     struct ws_error *err)
 {
@@ -177,42 +243,9 @@ int ws_catalog_load(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
     if (cat->nbackups > 1)
         qsort(cat->backups, cat->nbackups, sizeof(*cat->backups), cmp_backup);
 
-    for (i = 0; i < cat->nbackups; i++) {
-        struct ws_catalog_backup *b = &cat->backups[i];
-        uint64_t s, first, last;
-
-        if (!b->has_manifest)
-            continue;
-        rc = ws_manifest_load(repo, kr, b->id, &b->m, err);
-        if (rc == WS_ERR_CORRUPT || rc == WS_ERR_KEY || rc == WS_ERR_NOT_FOUND) {
-            /* one damaged manifest must not hide the other backups */
-            b->has_manifest = 0;
-            b->bad_manifest = 1;
-            snprintf(b->manifest_error, sizeof(b->manifest_error), "%.299s", err->msg);
-            rc = 0;
-            continue;
-        }
-        if (rc)
-            goto out;
-        if (b->m.system_identifier != cat->identity.system_identifier) {
-            rc = ws_error_set(err, WS_ERR_FOREIGN,
-                              "backup %s belongs to database system %" PRIu64
-                              ", but the repository's cluster \"%s\" is system %" PRIu64,
-                              b->id, b->m.system_identifier, repo->cluster,
-                              cat->identity.system_identifier);
-            goto out;
-        }
-        first = ws_manifest_start_segno(&b->m);
-        last = ws_manifest_stop_segno(&b->m);
-        b->complete = !b->deleting; /* a prune began deleting it: never restore it */
-        for (s = first; s <= last; s++) {
-            if (!ws_catalog_has_seg(cat, b->m.timeline, s)) {
-                b->complete = 0;
-                ws_wal_format_name(b->missing_wal, b->m.timeline, s, b->m.wal_segment_size);
-                break;
-            }
-        }
-    }
+    for (i = 0; i < cat->nbackups && rc == 0; i++)
+        if ((rc = load_manifest(repo, kr, cat, &cat->backups[i], err)) == 0)
+            settle_status(cat, &cat->backups[i]);
 out:
     if (rc)
         ws_catalog_free(cat);
@@ -236,7 +269,7 @@ const struct ws_catalog_backup *ws_catalog_latest(const struct ws_catalog *cat)
     size_t i;
 
     for (i = cat->nbackups; i-- > 0;)
-        if (cat->backups[i].complete)
+        if (cat->backups[i].status == WS_BACKUP_COMPLETE)
             return &cat->backups[i];
     return NULL;
 }

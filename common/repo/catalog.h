@@ -1,10 +1,26 @@
 /*
  * catalog.h - what the repository holds for a cluster (backups, WAL per timeline), read from
- * listings alone, every time: the repository is the catalog.
+ * listings and manifests alone, every time: the repository is the catalog.
  *
- * A backup is complete when its manifest exists AND every WAL segment from its start to its
- * stop segment is in the repository; lost WAL makes a backup incomplete instead of silently
- * unrestorable. Ownership: a ws_catalog owns its arrays and manifests; ws_catalog_free().
+ * Each backup gets one status, computed once by ws_catalog_load() from these facts, in this
+ * order (the first that applies):
+ *   deleting    <ID>.deleting exists: wal-prune began deleting it; whatever is left of it, it
+ *               is never complete (its manifest and missing_wal are still read and reported)
+ *   complete    its manifest verifies AND every WAL segment from its start to its stop segment
+ *               is in the repository (lost WAL makes a backup incomplete instead of silently
+ *               unrestorable)
+ *   incomplete  its manifest verifies, WAL is missing: missing_wal names the first segment
+ *   invalid     a manifest is there but does not verify (damaged, misnamed, or encrypted with a
+ *               key we do not have): manifest_error says why
+ *   running     no manifest: a backup still being written, or one that died
+ * `pinned` (<ID>/keep exists) is independent of the status.
+ *
+ * Errors of ws_catalog_load(): the storage's and the identity's; WS_ERR_FOREIGN for a manifest of
+ * another database system. A manifest that does not verify is no error (the backup is invalid:
+ * one damaged manifest must not hide the others); a cluster without identity is empty, no error.
+ * On failure nothing is left to free.
+ *
+ * Ownership: a ws_catalog owns its arrays and manifests; ws_catalog_free().
  */
 #ifndef WS_REPO_CATALOG_H
 #define WS_REPO_CATALOG_H
@@ -16,26 +32,28 @@
 #include "repo/manifest.h"
 #include "repo/repo.h"
 
-/*
- * The catalog: what the repository holds for a cluster, read from listings alone.
- * Backups are sorted by id; `status` is one of "complete", "incomplete" (manifest present,
- * WAL missing; `missing_wal` names the first missing segment), "invalid" (the manifest does not
- * verify: damaged, or written with a key we do not have), "running" (no manifest: a backup
- * still being written or one that died; wal-prune removes old ones) or "deleting" (wal-prune
- * began deleting it: never complete, whatever is left). `pinned` is independent of status.
- */
+enum ws_backup_status {
+    WS_BACKUP_RUNNING = 0,
+    WS_BACKUP_COMPLETE,
+    WS_BACKUP_INCOMPLETE,
+    WS_BACKUP_INVALID,
+    WS_BACKUP_DELETING,
+};
+
+/* "complete", "incomplete", "invalid", "running" or "deleting": what list and wal-prune print. */
+const char *ws_backup_status_name(enum ws_backup_status status);
+
 struct ws_catalog_backup {
     char id[WS_BACKUP_ID_LEN + 1];
-    int has_manifest; /* present and valid */
+    enum ws_backup_status status;
+    int has_manifest; /* present and valid: m is loaded */
     int bad_manifest; /* present but unreadable: manifest_error says why */
     char manifest_error[300];
-    int complete;
-    struct ws_manifest m;    /* loaded when has_manifest */
-    char missing_wal[32];    /* first missing segment of an incomplete backup */
+    struct ws_manifest m;
+    char missing_wal[32];    /* first missing segment of its WAL range; "" when none is */
     uint64_t stored_objects; /* bytes of its objects in storage (from the listing) */
     int64_t newest_mtime;    /* of its objects */
-    int pinned;   /* <ID>/keep exists: `basebackup keep ID`; wal-prune never deletes it */
-    int deleting; /* <ID>.deleting exists: wal-prune began deleting it; never complete */
+    int pinned; /* <ID>/keep exists: `basebackup keep ID`; wal-prune never deletes it */
 };
 
 struct ws_wal_seg {
@@ -46,7 +64,7 @@ struct ws_wal_seg {
 struct ws_catalog {
     struct ws_identity identity;
     int has_identity;
-    struct ws_catalog_backup *backups;
+    struct ws_catalog_backup *backups; /* sorted by id */
     size_t nbackups;
     struct ws_wal_seg *segs; /* sorted by (tli, segno) */
     size_t nsegs;

@@ -1,4 +1,4 @@
-/* manifest.c - the backup manifest: records, text form, keys and loading (see backup.h). */
+/* manifest.c - the backup manifest: records, text form, keys and loading (manifest.h). */
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -10,7 +10,6 @@
 
 #include "base/util.h"
 #include "io/key.h"
-#include "io/object.h"
 #include "pg/wal.h"
 #include "repo/manifest.h"
 
@@ -609,31 +608,18 @@ void ws_backup_bundle_key(const struct ws_repo *repo, const char *id, uint32_t b
 int ws_manifest_load(struct ws_repo *repo, const struct ws_keyring *kr, const char *id,
                      struct ws_manifest *m, struct ws_error *err)
 {
-    char key[256];
-    struct ws_sink *buf = NULL, *reader = NULL;
-    const uint8_t *data;
+    char key[256], *text = NULL;
     size_t len;
     int rc;
 
     memset(m, 0, sizeof(*m));
     ws_backup_manifest_key(repo, id, key, sizeof(key));
-    if ((rc = ws_buffer_sink_new(WS_MANIFEST_LIMIT, &buf, err)) != 0)
+    if ((rc = ws_repo_get_small(repo, key, kr, WS_MANIFEST_LIMIT, &text, &len, err)) != 0)
         return rc;
-    /* the reader owns buf from here */
-    if ((rc = ws_object_reader_new(buf, key, kr, 1, &reader, err)) != 0)
-        return rc;
-    ws_object_reader_set_limit(reader, WS_MANIFEST_LIMIT);
-    if ((rc = ws_storage_get(repo->st, key, 0, WS_STORAGE_TO_END, reader, err)) != 0 ||
-        (rc = ws_sink_finish(reader, err)) != 0)
-        goto out;
-    data = ws_buffer_sink_data(buf, &len);
-    if ((rc = ws_manifest_parse((const char *)data, len, key, m, err)) != 0)
-        goto out;
-    if (strcmp(m->id, id) != 0) {
+    if ((rc = ws_manifest_parse(text, len, key, m, err)) == 0 && strcmp(m->id, id) != 0) {
         rc = ws_error_set(err, WS_ERR_CORRUPT, "manifest %s names backup %s", key, m->id);
         ws_manifest_free(m);
     }
-out:
-    ws_sink_free(reader);
+    free(text);
     return rc;
 }

@@ -1,59 +1,32 @@
 /*
- * manifest.h - base backups in the repository: their layout, the manifest, the markers.
+ * manifest.h - base backups in the repository: their keys, the manifest, pins and tombstones.
  *
- * Layout (keys relative to the repository; every object in the format of object.h):
+ *   <cluster>/backup/<ID>/data/<NNNNNN>   bundles: whole files back to back, no framing
+ *   <cluster>/backup/<ID>/manifest        the manifest: written last, never replaced
+ *   <cluster>/backup/<ID>/keep            pin (`basebackup keep ID`): wal-prune never deletes it
+ *   <cluster>/backup/<ID>.deleting        tombstone: wal-prune began deleting the backup; written
+ *                                         before anything of it goes, removed last (prune.h)
  *
- *   <cluster>/backup/<ID>/data/<NNNNNN>   bundles: the concatenated contents of many files
- *   <cluster>/backup/<ID>/manifest        the manifest, written last (no replace)
- *   <cluster>/backup/<ID>/keep            pin (basebackup keep); see the end of this file
- *   <cluster>/backup/<ID>.deleting        tombstone of an unfinished wal-prune (prune.h)
+ * <ID> is the UTC start time, YYYYMMDDTHHMMSSZ, so ids sort by time. Every object is in the
+ * object format (io/object.h), bound to its key. Pins and tombstones are small unencrypted
+ * objects whose presence is what counts (their content is one informative text line).
  *
- * <ID> is the UTC start time, YYYYMMDDTHHMMSSZ, so ids sort by time. A bundle's content is the
- * plain concatenation of whole files (no framing); the manifest says which file lies at which
- * offset of which bundle. Bundling makes thousands of small files cost a few storage round
- * trips; each worker of `create` fills its own bundle and starts a new one after
- * WS_BUNDLE_TARGET bytes, so a large file is never split and a small one never travels alone.
+ * The manifest says which file lies at which offset of which bundle. Per file: its path
+ * (relative to the data directory; a tablespace's files under pg_tblspc/<oid>/), mode, mtime,
+ * size, the SHA-256 of the whole file, bundle and offset; also directories, tablespaces (oid and
+ * original location) and pages whose checksum failed. backup_label (and tablespace_map) are
+ * ordinary file records. A file larger than WS_PIECE_SIZE is stored in pieces: its record holds
+ * bytes [0, first piece's file offset); the pieces are contiguous, end at its size, and lie in
+ * bundles of increasing number (never two pieces of one file in one bundle).
  *
- * Files larger than WS_PIECE_SIZE are stored in pieces of that size (the worker that reads the
- * file closes its bundle at every piece boundary), so a restore writes one large relation file
- * with several workers. Piece 0 is where the file record points; each later piece has its own
- * record. A bundle never holds two pieces of one file, and a file's pieces are in bundles of
- * increasing number.
+ * Text form: "walsafe-manifest 1", then one record per line, fields separated by one space,
+ * strings %XX-escaped; at most WS_MANIFEST_LIMIT bytes. The exact format, what
+ * ws_manifest_format() writes and ws_manifest_parse() accepts: docs/design/manifest.md.
+ * Whether a backup is complete is the catalog's business (catalog.h).
  *
- * A backup is complete when its manifest exists AND every WAL segment from its start to its
- * stop segment is in the repository (SPEC.md, Backups). The catalog computes that from the
- * repository alone: a backup whose WAL went missing stops being complete, and wal-prune makes
- * a backup incomplete (manifest first) before it deletes any of its bundles.
- *
- * Manifest: UTF-8 text, one record per line, fields separated by one space. Strings are
- * escaped: every byte outside [A-Za-z0-9._/+:@,=~-] is written %XX, so no field holds a space.
- *
- *   walsafe-manifest 1
- *   id 20261122T101500Z
- *   label Nightly%20backup
- *   start_time 2026-11-22T10:15:00Z          stop_time ...   (ISO 8601 UTC)
- *   start_lsn 0/2000028                       stop_lsn ...
- *   timeline 1
- *   pg_version 150004                         (server_version_num)
- *   system_identifier 7311142436245338543
- *   wal_segment_size 16777216
- *   data_checksums 1
- *   bytes N  stored_bytes N  bundles N
- *   tablespace <oid> <escaped original location>
- *   dir <mode octal> <escaped path>
- *   file <escaped path> <mode octal> <mtime> <size> <sha256 hex> <bundle> <offset>
- *   piece <file offset> <length> <bundle> <offset>   (after its file line, in file order)
- *   badpage <escaped path> <block>
- *   end <number of file records>
- *
- * Each key line appears once, in this order; `tablespace`, `dir`, `file`, `piece` and
- * `badpage` lines repeat. A file with pieces holds bytes [0, first piece's file offset) at its
- * own bundle and offset; its pieces are contiguous and end at its size. The SHA-256 is always
- * of the whole file. Paths are relative to the data directory; a tablespace's files are under
- * pg_tblspc/<oid>/ as PostgreSQL sees them through the link. backup_label (and tablespace_map
- * when there is one) are ordinary file records holding what pg_backup_stop returned.
- *
- * Ownership: a ws_manifest owns all its strings and arrays; ws_manifest_free() releases them.
+ * Errors: the parser and loader fail with WS_ERR_CORRUPT on any deviation (naming the manifest,
+ * and the line); WS_ERR_INTERNAL when out of memory. Ownership: a ws_manifest owns all its
+ * strings and arrays; ws_manifest_free() releases them (and is safe on a zeroed one).
  */
 #ifndef WS_REPO_MANIFEST_H
 #define WS_REPO_MANIFEST_H
@@ -68,9 +41,9 @@
 #include "repo/repo.h"
 
 #define WS_BACKUP_ID_LEN 16
-#define WS_BUNDLE_TARGET (64u << 20)
-#define WS_PIECE_SIZE (64u << 20)
-#define WS_MANIFEST_LIMIT (1u << 30)
+#define WS_BUNDLE_TARGET (64u << 20) /* create starts a new bundle past this many bytes */
+#define WS_PIECE_SIZE (64u << 20)    /* a file is cut into pieces at every multiple of this */
+#define WS_MANIFEST_LIMIT (1u << 30) /* the most a manifest's text may hold */
 
 struct ws_bpiece {
     uint64_t file_offset; /* > 0 */
@@ -158,18 +131,11 @@ void ws_backup_manifest_key(const struct ws_repo *repo, const char *id, char *ou
 void ws_backup_bundle_key(const struct ws_repo *repo, const char *id, uint32_t bundle, char *out,
                           size_t outsz);
 
-/* Reads and verifies a backup's manifest. WS_ERR_NOT_FOUND if it has none. */
+/* Reads and verifies a backup's manifest (ws_repo_get_small); WS_ERR_NOT_FOUND if it has none,
+ * WS_ERR_CORRUPT when it does not parse or names another backup, WS_ERR_KEY without its key. */
 int ws_manifest_load(struct ws_repo *repo, const struct ws_keyring *kr, const char *id,
                      struct ws_manifest *m, struct ws_error *err);
-/*
- * Pins and tombstones: two small objects whose presence is what counts (content: one
- * informative text line, unencrypted, checksummed like the identity).
- *   <cluster>/backup/<ID>/keep      pinned by `basebackup keep ID`: wal-prune keeps it forever
- *   <cluster>/backup/<ID>.deleting  written by wal-prune before it deletes anything of the
- *                                   backup, removed last, after the backup's directory (where
- *                                   the storage has directories), so the tombstone outlives
- *                                   every trace it has to account for (see prune.h)
- */
+/* Pins and tombstones (the keys above). */
 #define WS_BACKUP_KEEP "keep"
 #define WS_BACKUP_DELETING_SUFFIX ".deleting"
 /* "<cluster>/backup/<ID>/<name>" ("" gives the prefix of the backup's objects) */

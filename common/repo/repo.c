@@ -83,11 +83,63 @@ int ws_identity_parse(const char *text, size_t len, struct ws_identity *id)
     return seen == 15 ? 0 : -1;
 }
 
+int ws_repo_get_small(struct ws_repo *repo, const char *key, const struct ws_keyring *kr,
+                      size_t cap, char **data, size_t *len, struct ws_error *err)
+{
+    struct ws_sink *buf = NULL, *reader = NULL;
+    const uint8_t *p;
+    int rc;
+
+    *data = NULL;
+    *len = 0;
+    if ((rc = ws_buffer_sink_new(cap, &buf, err)) != 0)
+        return rc;
+    if ((rc = ws_object_reader_new(buf, key, kr, 1, &reader, err)) != 0)
+        return rc; /* the reader freed buf */
+    ws_object_reader_set_limit(reader, cap);
+    if ((rc = ws_storage_get(repo->st, key, 0, WS_STORAGE_TO_END, reader, err)) != 0 ||
+        (rc = ws_sink_finish(reader, err)) != 0)
+        goto out;
+    p = ws_buffer_sink_data(buf, len);
+    if (!(*data = malloc(*len + 1))) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        *len = 0;
+        goto out;
+    }
+    memcpy(*data, p, *len);
+    (*data)[*len] = '\0';
+out:
+    ws_sink_free(reader); /* frees buf too */
+    return rc;
+}
+
+int ws_repo_put_small(struct ws_repo *repo, const char *key, const void *data, size_t len,
+                      const struct ws_object_params *params, struct ws_error *err)
+{
+    struct ws_object_params p = {0};
+    struct ws_sink *put = NULL, *w = NULL;
+    int rc;
+
+    if (params)
+        p = *params;
+    else
+        p.compress = WS_COMPRESS_NONE;
+    p.name = key;
+    p.content_size = (int64_t)len;
+    if ((rc = ws_storage_open_put(repo->st, key, 0, &put, err)) != 0)
+        return rc;
+    rc = ws_object_writer_new(put, &p, &w, err);
+    if (rc == 0)
+        rc = ws_sink_write(w, data, len, err);
+    if (rc == 0)
+        rc = ws_sink_finish(w, err);
+    ws_sink_free(w); /* aborts it unless finished; it owned put, even when it failed */
+    return rc;
+}
+
 int ws_repo_identity_load(struct ws_repo *repo, struct ws_identity *id, struct ws_error *err)
 {
-    char key[128];
-    struct ws_sink *buf = NULL, *reader = NULL;
-    const uint8_t *data;
+    char key[128], *text = NULL;
     size_t len;
     int rc;
 
@@ -96,16 +148,9 @@ int ws_repo_identity_load(struct ws_repo *repo, struct ws_identity *id, struct w
         return 0;
     }
     ws_repo_identity_key(repo, key, sizeof(key));
-    if ((rc = ws_buffer_sink_new(WS_IDENTITY_MAX, &buf, err)) != 0)
+    if ((rc = ws_repo_get_small(repo, key, NULL, WS_IDENTITY_MAX, &text, &len, err)) != 0)
         return rc;
-    if ((rc = ws_object_reader_new(buf, key, NULL, 1, &reader, err)) != 0)
-        return rc;
-    ws_object_reader_set_limit(reader, WS_IDENTITY_MAX);
-    if ((rc = ws_storage_get(repo->st, key, 0, WS_STORAGE_TO_END, reader, err)) != 0 ||
-        (rc = ws_sink_finish(reader, err)) != 0)
-        goto out;
-    data = ws_buffer_sink_data(buf, &len);
-    if (ws_identity_parse((const char *)data, len, id) != 0)
+    if (ws_identity_parse(text, len, id) != 0)
         rc = ws_error_set(err, WS_ERR_CORRUPT,
                           "identity of cluster \"%s\" in repository \"%s\" "
                           "cannot be parsed",
@@ -117,8 +162,7 @@ int ws_repo_identity_load(struct ws_repo *repo, struct ws_identity *id, struct w
                           repo->cluster, repo->st->location, id->format_version, WS_REPO_FORMAT);
     else if (repo->keep_identity)
         repo->identity = *id, repo->have_identity = 1;
-out:
-    ws_sink_free(reader); /* frees buf too */
+    free(text);
     return rc;
 }
 
@@ -150,8 +194,6 @@ int ws_repo_identity_ensure(struct ws_repo *repo, const struct ws_identity *want
                             struct ws_error *err)
 {
     struct ws_identity have;
-    struct ws_sink *put = NULL, *w = NULL;
-    struct ws_object_params p = {0};
     char key[128], text[512];
     int rc, n;
 
@@ -166,29 +208,13 @@ int ws_repo_identity_ensure(struct ws_repo *repo, const struct ws_identity *want
     have.format_version = WS_REPO_FORMAT;
     if ((n = ws_identity_format(&have, text, sizeof(text))) < 0)
         return ws_error_set(err, WS_ERR_INTERNAL, "identity too long");
-    p.name = key;
-    p.compress = WS_COMPRESS_NONE;
-    p.content_size = n;
-    if ((rc = ws_storage_open_put(repo->st, key, 0, &put, err)) != 0)
-        goto out;
-    rc = ws_object_writer_new(put, &p, &w, err);
-    put = NULL; /* owned by the writer now, even when it failed */
-    if (rc != 0)
-        goto out;
-    if ((rc = ws_sink_write(w, text, (size_t)n, err)) != 0)
-        goto out;
-    rc = ws_sink_finish(w, err);
+    rc = ws_repo_put_small(repo, key, text, (size_t)n, NULL, err);
     if (rc == 0 && repo->keep_identity)
         repo->identity = have, repo->have_identity = 1;
     if (rc == WS_ERR_EXISTS) {
         /* Another process recorded it first: check against what it wrote. */
-        ws_sink_free(w);
-        w = NULL;
         if ((rc = ws_repo_identity_load(repo, &have, err)) == 0)
             rc = ws_repo_identity_compare(repo, &have, want, what, err);
     }
-out:
-    ws_sink_free(w);
-    ws_sink_free(put);
     return rc;
 }

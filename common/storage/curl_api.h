@@ -1,11 +1,11 @@
 /*
- * curl_api.h - libcurl, loaded only when a network repository is used.
+ * storage/curl_api.h - libcurl for the network drivers (s3, sftp), loaded at run time: the
+ * first ws_curl_load() of a process dlopen()s libcurl.so.4 and fills in this table; nothing is
+ * linked, so a process that never opens a network repository never loads libcurl (what that
+ * saves: docs/design/storage.md). Compile-time types come from <curl/curl.h>.
  *
- * Linking libcurl pulls ~30 shared libraries into every process, which costs ~4.4 ms of start-up
- * per call (measured: wal-fetch --version 6.4 ms linked vs 2.0 ms not). wal-push and wal-fetch
- * run once per WAL file and most repositories are local, so the network drivers reach libcurl
- * through this table, filled by dlopen("libcurl.so.4") on first use. Compile-time types come
- * from <curl/curl.h>; nothing is linked.
+ * The table lives as long as the process; its functions are libcurl's own, with libcurl's
+ * contracts.
  *
  *     const struct ws_curl *cu;
  *     if (ws_curl_load(&cu, err) != 0) return err->code;
@@ -39,7 +39,8 @@ struct ws_curl {
     void (*slist_free_all)(struct curl_slist *);
 };
 
-/* Loads libcurl once per process (and runs curl_global_init). WS_ERR_CONFIG if it is missing. */
+/* Loads libcurl once per process (and runs curl_global_init); later calls only hand out the
+ * table. WS_ERR_CONFIG if libcurl.so.4 is missing or lacks a function of the table. */
 int ws_curl_load(const struct ws_curl **out, struct ws_error *err);
 
 #endif

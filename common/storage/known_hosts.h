@@ -1,6 +1,6 @@
 /*
- * known_hosts.h - OpenSSH's known_hosts format, to accept an SSH server's host key exactly when
- * ssh(1) would (sshd(8), "SSH_KNOWN_HOSTS FILE FORMAT"). Pure functions over a buffer and its
+ * storage/known_hosts.h - OpenSSH's known_hosts format, to accept an SSH server's host key exactly
+ * when ssh(1) would (sshd(8), "SSH_KNOWN_HOSTS FILE FORMAT"). Pure functions over a buffer and its
  * length; nothing needs the text to be terminated or well formed (a line that does not parse is
  * skipped, as ssh skips it).
  *

@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #include "base/fs.h"
-#include "storage/storage.h"
+#include "storage/params.h"
 
 struct posix_storage {
     struct ws_storage base;
@@ -362,8 +362,10 @@ static const struct ws_storage_ops posix_ops = {"posix", p_stat,   p_open_put, p
                                                 p_list,  p_remove, p_close};
 static const struct ws_storage_housekeeping posix_hk = {p_remove_dir, p_clean_temp, NULL};
 
-int ws_storage_posix_open(const char *root, struct ws_storage **out, struct ws_error *err)
+int ws_storage_posix_open(const struct ws_posix_params *p, struct ws_storage **out,
+                          struct ws_error *err)
 {
+    const char *root = p->root;
     struct posix_storage *ps;
     struct stat st;
     size_t n = strlen(root);
@@ -388,6 +390,7 @@ int ws_storage_posix_open(const char *root, struct ws_storage **out, struct ws_e
         ps->root[--n] = '\0';
     ps->base.ops = &posix_ops;
     ps->base.hk = &posix_hk;
+    ps->base.caps = WS_POSIX_CAPS;
     *out = &ps->base;
     return 0;
 }

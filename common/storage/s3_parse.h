@@ -1,7 +1,7 @@
 /*
- * s3_parse.h - what the S3 driver reads from a server, as pure functions over a buffer and its
- * length: ListObjectsV2 pages, <Error> bodies, response header lines, and the guard that keeps a
- * listing finite. No I/O. Nothing here needs its input to be terminated, well formed or honest:
+ * storage/s3_parse.h - what the S3 driver reads from a server, as pure functions over a buffer and
+ * its length: ListObjectsV2 pages, <Error> bodies, response header lines, and the guard that keeps
+ * a listing finite. No I/O. Nothing here needs its input to be terminated, well formed or honest:
  * every read is bounded by the length given, every number is checked for overflow, and text
  * that may reach a message (an error's code and message, a key) comes out with control
  * characters replaced by '?'.

@@ -1,12 +1,14 @@
 /*
- * sigv4.h - AWS Signature Version 4 for S3 requests, on OpenSSL's HMAC-SHA256.
+ * storage/sigv4.h - AWS Signature Version 4 for S3 requests, on OpenSSL's HMAC-SHA256.
  *
- * The three stages are separate functions so tests can compare each with AWS's published
- * examples: canonical request -> string to sign -> signature. ws_sigv4_sign() does all three and
- * produces the Authorization header value. Secrets are only read; nothing here logs.
+ * Three stages, each its own function (and each checked against AWS's published examples):
+ * canonical request -> string to sign -> signature; ws_sigv4_sign() does all three and produces
+ * the Authorization header's value. Secrets are only read; nothing here logs.
  *
  * Signed headers are host, range (when given), x-amz-content-sha256, x-amz-date and, when a
- * session token is given, x-amz-security-token (callers send exactly these with the request).
+ * session token is given, x-amz-security-token: callers send exactly these with the request.
+ * The functions that fill a buffer return 0, or -1 when the result does not fit (or OpenSSL
+ * fails); ws_sigv4_sign() says WS_ERR_INTERNAL instead.
  */
 #ifndef WS_SIGV4_H
 #define WS_SIGV4_H

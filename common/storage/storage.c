@@ -64,38 +64,6 @@ int ws_storage_try_again(struct ws_storage *s, int rc, int attempt, const struct
     return 1;
 }
 
-static int open_driver(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err)
-{
-    const char *repo = cfg->repo;
-
-    if (repo[0] == '/')
-        return ws_storage_posix_open(repo, out, err);
-    if (strncmp(repo, "file://", 7) == 0) {
-        if (repo[7] != '/')
-            return ws_error_set(err, WS_ERR_CONFIG,
-                                "invalid repo \"%s\": a file:// URL needs an absolute path "
-                                "(file:///path)",
-                                repo);
-        return ws_storage_posix_open(repo + 7, out, err);
-    }
-    if (strncmp(repo, "sftp://", 7) == 0)
-        return ws_storage_sftp_open(cfg, out, err);
-    if (strncmp(repo, "s3://", 5) == 0)
-        return ws_storage_s3_open(cfg, out, err);
-    return ws_error_set(err, WS_ERR_CONFIG,
-                        "invalid repo \"%s\": expected /abs/path, file:///abs/path, "
-                        "s3://bucket[/prefix] or sftp://user@host[:port]/abs/path",
-                        repo);
-}
-
-int ws_storage_open(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err)
-{
-    int rc = open_driver(cfg, out, err);
-    if (rc == 0)
-        (*out)->attempts = cfg->retries;
-    return rc;
-}
-
 void ws_storage_close(struct ws_storage *s)
 {
     if (s)
@@ -245,7 +213,7 @@ int ws_storage_remove_dir(struct ws_storage *s, const char *prefix, struct ws_er
 
     if (!prefix_valid(prefix, 1, dir, sizeof(dir)))
         return bad_key(prefix, err);
-    return s->hk && s->hk->remove_dir ? remove_with_retries(s, DEL_DIR, &prefix, 1, err) : 0;
+    return s->caps & WS_STORAGE_REMOVE_DIR ? remove_with_retries(s, DEL_DIR, &prefix, 1, err) : 0;
 }
 
 int ws_storage_clean_temp(struct ws_storage *s, const char *prefix, int64_t before, int dry_run,
@@ -255,7 +223,7 @@ int ws_storage_clean_temp(struct ws_storage *s, const char *prefix, int64_t befo
 
     if (!prefix_valid(prefix, 0, dir, sizeof(dir)))
         return bad_key(prefix, err);
-    return s->hk && s->hk->clean_temp
+    return s->caps & WS_STORAGE_CLEAN_TEMP
                ? s->hk->clean_temp(s, prefix, before, dry_run, count, bytes, err)
                : 0;
 }
@@ -266,7 +234,7 @@ int ws_storage_remove_many(struct ws_storage *s, const char *const *keys, size_t
     for (size_t i = 0; i < n; i++)
         if (!ws_storage_key_valid(keys[i]))
             return bad_key(keys[i], err);
-    if (s->hk && s->hk->remove_many) {
+    if (s->caps & WS_STORAGE_REMOVE_MANY) {
         for (size_t i = 0; i < n; i += WS_STORAGE_REMOVE_BATCH) {
             size_t k = n - i < WS_STORAGE_REMOVE_BATCH ? n - i : WS_STORAGE_REMOVE_BATCH;
             int rc = remove_with_retries(s, DEL_MANY, keys + i, k, err);

@@ -1,10 +1,11 @@
 /*
- * storage.h - a repository's storage: a flat namespace of objects under relative keys.
+ * storage/storage.h - a repository's storage: a flat namespace of objects under relative keys,
+ * one front-end over the drivers posix, s3 and sftp (opened from the configuration through
+ * storage/params.h) and mem (the unit tests' own, tests/unit/storage_mem.c).
  *
- * Drivers: posix (/path, file:///path) and mem (tests, with fault injection); s3 and sftp come
- * with their issues. Keys are relative, '/'-separated, made of [A-Za-z0-9._-] components, never
- * "." or "..", never starting with ".walsafe-tmp" (reserved for temp files); every entry point
- * validates them.
+ * Keys are relative, '/'-separated, made of [A-Za-z0-9._-] components, never "." or "..", never
+ * starting with ".walsafe-tmp" (reserved for temp files); every entry point validates them and
+ * refuses an invalid one with WS_ERR_INTERNAL (a caller's bug).
  *
  * Writing: ws_storage_open_put() returns a sink. Nothing is visible under the key until the
  * sink's finish succeeds, and then it is durable. Without WS_PUT_REPLACE, finish fails with
@@ -12,7 +13,16 @@
  * did not finish removes everything it wrote.
  *
  * Errors: WS_ERR_NOT_FOUND means the storage answered and holds no such object; anything that
- * prevents an answer is WS_ERR_STORAGE.
+ * prevents an answer is WS_ERR_STORAGE, with err->retryable set when a later try may succeed.
+ * Messages name the repository (s->location) and the key, never a credential.
+ *
+ * Capabilities: s->caps says what kind of storage a handle is (WS_STORAGE_*, below), and
+ * ws_storage_caps_of() says it of a repository URL before anything is opened, so no caller
+ * needs to look at URL schemes.
+ *
+ * A handle is used by one thread at a time; any number may be open on one repository (the
+ * workers of wal-push, wal-fetch and basebackup each open their own). ws_storage_close()
+ * frees it.
  *
  *     struct ws_sink *put;
  *     if (ws_storage_open_put(st, "main/wal/x", 0, &put, err) == 0) { write...; finish; }
@@ -23,11 +33,24 @@
 
 #include <stdint.h>
 
-#include "base/config.h"
+#include "base/error.h"
 #include "io/sink.h"
+
+struct ws_config;
 
 #define WS_STORAGE_TO_END UINT64_MAX
 #define WS_PUT_REPLACE 0x1
+
+/* Capabilities (s->caps, ws_storage_caps_of). */
+enum {
+    /* Requests are network round trips, and an open handle keeps its session: a process that
+     * keeps one open saves the set-up of each request. */
+    WS_STORAGE_REMOTE = 0x1,
+    WS_STORAGE_DIRS = 0x2,         /* objects are files in directories, which stay when emptied */
+    WS_STORAGE_REMOVE_DIR = 0x4,   /* ws_storage_remove_dir() removes empty directories */
+    WS_STORAGE_CLEAN_TEMP = 0x8,   /* ws_storage_clean_temp() finds the files of killed uploads */
+    WS_STORAGE_REMOVE_MANY = 0x10, /* ws_storage_remove_many() sends batches */
+};
 
 struct ws_storage_stat {
     uint64_t size;
@@ -58,8 +81,8 @@ struct ws_storage_ops {
     void (*close)(struct ws_storage *s);
 };
 
-/* Optional housekeeping, for drivers whose objects are files in directories; used by
- * wal-prune. Each member may be NULL. */
+/* Optional housekeeping, used by wal-prune. A driver fills in the members its caps name
+ * (WS_STORAGE_REMOVE_DIR, _CLEAN_TEMP, _REMOVE_MANY) and leaves the others NULL. */
 struct ws_storage_housekeeping {
     /* Removes the directory holding the keys under prefix ("a/b/" is directory a/b) when it is
      * empty; an absent or non-empty directory is not an error. */
@@ -77,8 +100,9 @@ struct ws_storage_housekeeping {
 
 struct ws_storage {
     const struct ws_storage_ops *ops;
-    char *location; /* for messages: the repository URL without credentials */
+    char *location; /* for messages: the repository's path or URL (URLs hold no credentials) */
     const struct ws_storage_housekeeping *hk; /* NULL: none */
+    unsigned int caps;                        /* WS_STORAGE_*, set by the driver */
     /* Tries of a request that fails transiently (below); ws_storage_open sets cfg->retries.
      * Callers that repeat whole operations themselves (wal-push and wal-fetch in archive.c,
      * the push-ahead and prefetch workers) set 1, so attempts never multiply. <= 1: one. */
@@ -93,9 +117,14 @@ unsigned int ws_storage_retry_delay_ms(int attempt);
  * it failed transiently and s->attempts allows another try; else 0. For drivers too. */
 int ws_storage_try_again(struct ws_storage *s, int rc, int attempt, const struct ws_error *err);
 
-/* Opens the driver for cfg->repo. */
+/* Opens the driver cfg->repo names, with the keys it takes (storage/params.h) and attempts set
+ * to cfg->retries. A repo of no known form is WS_ERR_CONFIG listing the forms. */
 int ws_storage_open(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err);
 void ws_storage_close(struct ws_storage *s);
+
+/* The capabilities of the driver that repo's form names (0: none), without checking the rest of
+ * it or opening anything. */
+unsigned int ws_storage_caps_of(const char *repo);
 
 int ws_storage_key_valid(const char *key);
 
@@ -138,18 +167,9 @@ int ws_storage_remove_many(struct ws_storage *s, const char *const *keys, size_t
 int ws_storage_get_all(struct ws_storage *s, const char *key, size_t limit, uint8_t **data,
                        size_t *len, struct ws_error *err);
 
-/* Drivers. root must be an absolute path to an existing directory. */
-int ws_storage_posix_open(const char *root, struct ws_storage **out, struct ws_error *err);
-
-/* sftp://user@host[:port]/abs/path with the sftp_* keys, timeout and retries of cfg. */
-int ws_storage_sftp_open(const struct ws_config *cfg, struct ws_storage **out,
-                         struct ws_error *err);
-
-/* s3://bucket[/prefix] with the s3_* keys, timeout and parallel of cfg. */
-int ws_storage_s3_open(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err);
-
-/* In-memory driver for tests. Faults: the nth call (1-based) of the operations in op_mask fails
- * with `code`; WS_MEM_TRUNCATE_GET makes get deliver only half of the bytes. */
+/* The in-memory driver (tests/unit/storage_mem.c, linked into the unit tests only; caps 0).
+ * Faults: the nth call (1-based) of the operations in op_mask fails with `code`;
+ * WS_MEM_TRUNCATE_GET makes get deliver only half of the bytes. */
 enum {
     WS_MEM_STAT = 1,
     WS_MEM_PUT_WRITE = 2,

@@ -248,6 +248,7 @@ int ws_storage_mem_open(struct ws_storage **out, struct ws_error *err)
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     }
     m->base.ops = &mem_ops;
+    m->base.caps = 0; /* not remote, no directories, no housekeeping */
     *out = &m->base;
     return 0;
 }

@@ -313,8 +313,11 @@ static void test_duplicate_across_digests(void)
         CHECK(obj.data[8] == 2 && obj.data[11] == WS_DIGEST_XXH3_128);
         REQUIRE(read_all(seg2, &before) == 0);
         ws_fingerprint(before.data, before.len, fp);
-        CHECK(memcmp(res.digest, fp, sizeof(fp)) == 0);
-        CHECK(res.fingerprinted && memcmp(res.fingerprint, fp, sizeof(fp)) == 0);
+        CHECK(res.digest == WS_DIGEST_XXH3_128 && memcmp(res.content_digest, fp, sizeof(fp)) == 0);
+        {
+            static const uint8_t zero[WS_OBJECT_DIGEST_SIZE - WS_FINGERPRINT_SIZE];
+            CHECK(memcmp(res.content_digest + WS_FINGERPRINT_SIZE, zero, sizeof(zero)) == 0);
+        }
         file_free(&before);
         file_free(&obj);
 

@@ -124,24 +124,30 @@ static int in_repo(const struct env *e, uint64_t segno)
     return exists(path);
 }
 
-/* Waits until every batch process of the spool has exited (each holds .alive shared). */
+/* Waits until every batch process of the spool has exited: each holds .alive shared and the one
+ * that runs holds .batch, and an exiting process may release one before the other, so both are
+ * waited for (else the next call can meet .batch still held and start no process). */
 static void settle(const struct env *e)
 {
+    static const char *const names[] = {".alive", ".batch"};
     char path[800];
     int fd;
 
-    snprintf(path, sizeof(path), "%s/.alive", e->locks);
-    if ((fd = open(path, O_RDWR)) >= 0) {
-        if (flock(fd, LOCK_EX) != 0)
-            unit_fail(__FILE__, __LINE__, "flock .alive");
-        close(fd);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", e->locks, names[i]);
+        if ((fd = open(path, O_RDWR)) >= 0) {
+            if (flock(fd, LOCK_EX) != 0)
+                unit_fail(__FILE__, __LINE__, "flock");
+            close(fd);
+        }
     }
     while (waitpid(-1, NULL, WNOHANG) > 0)
         ;
 }
 
 /* The archiver's call; then the batch it started, if any, is waited for. */
-static int push(struct env *e, uint64_t segno, struct ws_push_result *res, struct ws_error *err)
+static int push(struct env *e, uint64_t segno, struct ws_pushahead_result *res,
+                struct ws_error *err)
 {
     char path[800];
     int rc;
@@ -237,11 +243,24 @@ static void sample_record(struct ws_pushahead_record *r)
     r->system_identifier = UINT64_MAX;
     r->size = 16777216;
     for (int i = 0; i < 32; i++)
-        r->sha256[i] = (uint8_t)(i * 7 + 1);
+        r->content_digest[i] = (uint8_t)(i * 7 + 1);
     for (int i = 0; i < WS_FINGERPRINT_SIZE; i++)
         r->fingerprint[i] = (uint8_t)(i * 13 + 5);
     r->pushed_at = 1732300000;
 }
+
+/* sample_record() as written by every walsafe since format 2 (the check is SHA-256 of the rest). */
+static const char golden_record[] =
+    "walsafe push-ahead record 2\n"
+    "name = 000000010000000A000000F3\n"
+    "repo = s3://bucket/some prefix = odd\n"
+    "cluster = main\n"
+    "system_identifier = 18446744073709551615\n"
+    "size = 16777216\n"
+    "sha256 = 01080f161d242b323940474e555c636a71787f868d949ba2a9b0b7bec5ccd3da\n"
+    "fingerprint = 05121f2c394653606d7a8794a1aebbc8\n"
+    "pushed_at = 1732300000\n"
+    "check = d094a8a1a0412adc07a45487239966c8a88d3d6b70d5c5c7814d472899ff28b1\n";
 
 static void test_record_roundtrip(void)
 {
@@ -254,12 +273,14 @@ static void test_record_roundtrip(void)
     REQUIRE(n > 0);
     CHECK(strncmp(text, "walsafe push-ahead record 2\nname = 000000010000000A000000F3\n", 59) == 0);
     CHECK(strstr(text, "\nfingerprint = 05121f2c39465360") != NULL);
+    /* byte for byte what records have always been (the content digest's key stays "sha256") */
+    CHECK((size_t)n == strlen(golden_record) && memcmp(text, golden_record, (size_t)n) == 0);
     REQUIRE(ws_pushahead_record_parse(text, (size_t)n, &back) == 0);
     CHECK(ws_pushahead_record_mismatch(&back, &r) == NULL);
     CHECK(strcmp(back.name, r.name) == 0 && strcmp(back.repo, r.repo) == 0 &&
           strcmp(back.cluster, r.cluster) == 0);
     CHECK(back.system_identifier == r.system_identifier && back.size == r.size &&
-          back.pushed_at == r.pushed_at && memcmp(back.sha256, r.sha256, 32) == 0 &&
+          back.pushed_at == r.pushed_at && memcmp(back.content_digest, r.content_digest, 32) == 0 &&
           memcmp(back.fingerprint, r.fingerprint, WS_FINGERPRINT_SIZE) == 0);
     /* a record of the first format (SHA-256 only, no fingerprint) is not one of these */
     {
@@ -340,6 +361,27 @@ static void test_record_damage(void)
             m += snprintf(forged + m, sizeof(forged) - (size_t)m, "check = %s\n", hex);
         }
         CHECK(ws_pushahead_record_parse(forged, (size_t)m, &back) == -1); /* leading zero */
+    }
+    /* digests are lower-case hex, as written: upper case under a correct check is refused */
+    {
+        char forged[WS_PUSHAHEAD_RECORD_SIZE], *p, *chk;
+        uint8_t d[32];
+        unsigned int dl;
+        char hex[65];
+        int m;
+        memcpy(forged, text, (size_t)n);
+        forged[n] = '\0';
+        REQUIRE((p = strstr(forged, "\nsha256 = ")) != NULL);
+        for (p += 10; *p != '\n'; p++)
+            if (*p >= 'a' && *p <= 'f')
+                *p = (char)(*p - 'a' + 'A');
+        REQUIRE((chk = strstr(forged, "check = ")) != NULL);
+        m = (int)(chk - forged);
+        EVP_Digest(forged, (size_t)m, d, &dl, EVP_sha256(), NULL);
+        for (int i = 0; i < 32; i++)
+            snprintf(hex + 2 * i, 3, "%02x", d[i]);
+        m += snprintf(forged + m, sizeof(forged) - (size_t)m, "check = %s\n", hex);
+        CHECK(ws_pushahead_record_parse(forged, (size_t)m, &back) == -1);
     }
 }
 
@@ -460,7 +502,7 @@ static void test_fingerprint_file(void)
 static void test_backlog(void)
 {
     struct env e;
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     struct ws_error err;
     int ahead = 0, n = 40;
 
@@ -469,7 +511,7 @@ static void test_backlog(void)
     for (int i = 1; i <= n; i++) {
         if (push(&e, (uint64_t)i, &res, &err) != 0)
             unit_fail(__FILE__, __LINE__, err.msg);
-        CHECK(res.bytes == SEG && res.duplicate == 0);
+        CHECK(res.push.bytes == SEG && res.push.duplicate == 0);
         ahead += res.pushed_ahead;
         if (i == 1) {
             /* the first call pushed X and started the push-ahead process, which took the next
@@ -500,7 +542,7 @@ static void test_backlog(void)
 static void test_in_flight(void)
 {
     struct env e;
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     struct ws_error err = {0};
     char path[800], name[WS_WAL_NAME_LEN + 1];
 
@@ -527,7 +569,7 @@ static void test_in_flight(void)
 static void test_stale_record(void)
 {
     struct env e;
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     struct ws_error err;
     char path[800], name[WS_WAL_NAME_LEN + 1];
 
@@ -553,7 +595,7 @@ static void test_stale_record(void)
 static void test_untrusted_records(void)
 {
     struct env e;
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     struct ws_error err;
     char rec[800], name[WS_WAL_NAME_LEN + 1];
 
@@ -567,7 +609,7 @@ static void test_untrusted_records(void)
     seg_name(2, name);
     snprintf(rec, sizeof(rec), "%s/%s", e.pushed, name);
     CHECK(write_file(rec, "walsafe push-ahead record 1\nname = x\n", 38) == 0);
-    CHECK(push(&e, 2, &res, &err) == 0 && !res.pushed_ahead && res.duplicate);
+    CHECK(push(&e, 2, &res, &err) == 0 && !res.pushed_ahead && res.push.duplicate);
 
     /* another repo setting: not this configuration's record, so not used (and left alone) */
     {
@@ -575,7 +617,7 @@ static void test_untrusted_records(void)
         char other_repo[700];
         snprintf(other_repo, sizeof(other_repo), "file://%s", e.repo);
         e.cfg.repo = other_repo;
-        CHECK(push(&e, 4, &res, &err) == 0 && !res.pushed_ahead && res.duplicate);
+        CHECK(push(&e, 4, &res, &err) == 0 && !res.pushed_ahead && res.push.duplicate);
         e.cfg = saved;
     }
     CHECK(push(&e, 6, &res, &err) == 0 && res.pushed_ahead);
@@ -587,7 +629,7 @@ static void test_untrusted_records(void)
 static void test_failures(void)
 {
     struct env e;
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     struct ws_error err;
     char path[800], name[WS_WAL_NAME_LEN + 1], lock[800];
     int fd;
@@ -623,7 +665,9 @@ static void test_failures(void)
     REQUIRE(add_ready(&e, 7, 1) == 0);
     CHECK(push(&e, 3, &res, &err) == WS_ERR_INVALID);
     CHECK(strstr(err.msg, "000000010000000000000003") != NULL);
-    CHECK(!has_record(&e, 3) && has_record(&e, 4) && has_record(&e, 7));
+    CHECK(!has_record(&e, 3));
+    CHECK(has_record(&e, 4));
+    CHECK(has_record(&e, 7));
     ws_config_free(&e.cfg);
 }
 
@@ -632,7 +676,7 @@ static void test_failures(void)
 static void test_outage_pause(void)
 {
     struct env e;
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     struct ws_error err;
     char name[WS_WAL_NAME_LEN + 1], stopped[800];
     struct timeval old[2] = {{1000000000, 0}, {1000000000, 0}};
@@ -669,7 +713,7 @@ static void test_outage_pause(void)
 static void test_not_applied(void)
 {
     struct env e;
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     struct ws_error err;
     char spool[800];
 
@@ -728,7 +772,7 @@ static void test_not_applied(void)
 static void test_clean(void)
 {
     struct env e;
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     struct ws_error err;
     char name[WS_WAL_NAME_LEN + 1], path[800], tmp[800], lock[800];
     struct timeval old[2] = {{1000000000, 0}, {1000000000, 0}};
@@ -766,7 +810,7 @@ static void test_clean(void)
 static void test_clean_own_names(void)
 {
     struct env e;
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     struct ws_error err;
     char name[WS_WAL_NAME_LEN + 1], victim[800], path[800], foreign[800], link[800];
     struct timeval old[2] = {{1000000000, 0}, {1000000000, 0}};
@@ -814,7 +858,7 @@ static void test_clean_own_names(void)
 static void test_foreign_lock(void)
 {
     struct env e;
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     struct ws_error err;
     char name[WS_WAL_NAME_LEN + 1], lock[800], d[700];
     struct timespec t0, t1;
@@ -850,7 +894,7 @@ static void test_closed_stdio(void)
 {
     struct env e;
     struct ws_error err = {0};
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     char path[800];
     int status = -1;
     pid_t pid;

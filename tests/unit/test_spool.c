@@ -28,6 +28,7 @@
 #include "archive/spool.h"
 #include "base/config.h"
 #include "base/log.h"
+#include "base/util.h"
 #include "io/sink.h"
 #include "pg/wal.h"
 #include "fixture.h"
@@ -148,13 +149,21 @@ static void test_sink(void)
     CHECK(!exists("/nonexistent-walsafe-target"));
     /* a watch on the opened directory sees what happens in it */
     {
-        int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        int ifd = ws_spool_watch(d, IN_CREATE);
         char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
         REQUIRE(ifd >= 0);
-        CHECK(ws_spool_watch(ifd, d, IN_CREATE) >= 0);
         snprintf(path, sizeof(path), "%s/new", dir);
         REQUIRE(write_file(path, "", 0) == 0);
         CHECK(read(ifd, buf, sizeof(buf)) > 0);
+        /* ws_spool_watch_wait() returns at an event and reads them all */
+        snprintf(path, sizeof(path), "%s/new2", dir);
+        REQUIRE(write_file(path, "", 0) == 0);
+        {
+            int64_t t0 = ws_mono_ms();
+            ws_spool_watch_wait(ifd, 10000);
+            CHECK(ws_mono_ms() - t0 < 5000);
+            CHECK(read(ifd, buf, sizeof(buf)) < 0 && errno == EAGAIN);
+        }
         close(ifd);
     }
     close(d);
@@ -588,7 +597,7 @@ static void run_case(const struct spool_case *c, int idx, int push, const char *
     victim_entries = count_entries(f.victim);
     capture_begin(&saved, err_path, sizeof(err_path));
     if (push) {
-        struct ws_push_result res;
+        struct ws_pushahead_result res;
         struct ws_error err = {0};
         snprintf(wal, sizeof(wal), "pg_wal/%s", f.seg[0]);
         rc = ws_pushahead_push(&f.cfg, wal, &res, &err);
