@@ -246,7 +246,8 @@ int unit_wal_segment(const char *dir, uint64_t segno, uint64_t sysid, uint32_t s
     return unit_wal_segment_ex(dir, segno, seed, &o, out, outsz);
 }
 
-int unit_wal_ready(const char *pg_wal, uint64_t segno, uint32_t seed, char name[25])
+int unit_wal_ready(const char *pg_wal, uint64_t segno, uint32_t seed,
+                   char name[WS_WAL_NAME_LEN + 1])
 {
     char seg[PATH_MAX], ready[PATH_MAX], own[WS_WAL_NAME_LEN + 1];
 
@@ -273,29 +274,4 @@ int unit_mem_repo(struct ws_repo *repo, const char *cluster, const struct ws_ide
     if (id && ws_repo_identity_ensure(repo, id, "test", &err) != 0)
         return fixture_fail("ws_repo_identity_ensure", err.msg);
     return 0;
-}
-
-int unit_put_object(struct ws_storage *st, const char *key, int put_flags, const void *data,
-                    size_t len, const struct ws_object_params *p)
-{
-    struct ws_object_params op = {0};
-    struct ws_sink *put = NULL, *w = NULL;
-    struct ws_error err = {0};
-    int rc;
-
-    if (p)
-        op = *p;
-    else
-        op.compress = WS_COMPRESS_NONE;
-    op.name = key;
-    op.content_size = (int64_t)len;
-    rc = ws_storage_open_put(st, key, put_flags, &put, &err);
-    if (rc == 0)
-        rc = ws_object_writer_new(put, &op, &w, &err); /* owns put from here, also on failure */
-    if (rc == 0)
-        rc = ws_sink_write(w, data, len, &err);
-    if (rc == 0)
-        rc = ws_sink_finish(w, &err);
-    ws_sink_free(w);
-    return rc == 0 ? 0 : fixture_fail(key, err.msg);
 }

@@ -1,8 +1,8 @@
 /*
  * fixture.h - the set-up the unit tests share: files and directories in the scratch directory
  * (unit_tmpdir()), a key file, a configuration, synthetic WAL segments with their .ready files,
- * keys, and an in-memory repository (storage_mem.c, with its fault injection) with objects
- * written as the programs write them. Names are unit_* as in unit.h.
+ * keys, and an in-memory repository (storage_mem.c, with its fault injection; objects go in with
+ * ws_repo_put_small, as the programs write them). Names are unit_* as in unit.h.
  *
  * A call that makes something returns 0, or -1 after recording the failure with unit_fail() (so
  * a test may REQUIRE() the result or go on); the readers and predicates record nothing. Paths are
@@ -18,7 +18,7 @@
 
 #include "base/config.h"
 #include "io/key.h"
-#include "io/object.h"
+#include "pg/wal.h"
 #include "repo/repo.h"
 #include "storage/storage.h"
 
@@ -83,15 +83,11 @@ int unit_wal_segment(const char *dir, uint64_t segno, uint64_t sysid, uint32_t s
                      size_t outsz);
 /* Segment `segno` of UNIT_SYSID (content from seed) in pg_wal and its archive_status/<name>.ready
  * (archive_status must exist), as PostgreSQL leaves a file for the archiver; name may be NULL. */
-int unit_wal_ready(const char *pg_wal, uint64_t segno, uint32_t seed, char name[25]);
+int unit_wal_ready(const char *pg_wal, uint64_t segno, uint32_t seed,
+                   char name[WS_WAL_NAME_LEN + 1]);
 
 /* An empty in-memory repository for `cluster`; with id (not NULL) its identity recorded as the
  * programs record it. Close it with ws_storage_close(repo->st). */
 int unit_mem_repo(struct ws_repo *repo, const char *cluster, const struct ws_identity *id);
-/* Writes data[0..len) as an object (object.h) under `key` of st, with ws_storage_open_put flags:
- * the object's name is `key`, its content size len; the rest of p (NULL: no compression, no
- * encryption, the default chunk size). */
-int unit_put_object(struct ws_storage *st, const char *key, int put_flags, const void *data,
-                    size_t len, const struct ws_object_params *p);
 
 #endif
