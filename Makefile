@@ -18,6 +18,14 @@ CC       = clang
 CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
            -fno-sanitize-recover=all
 BUILD   ?= build/fuzz
+else ifeq ($(COVERAGE),1)
+# make coverage: gcov counters, no optimisation (each line counts where it is written). Without
+# the optimiser's value ranges -Wformat-truncation flags snprintf calls the other builds accept.
+CFLAGS  += -O0 --coverage -Wno-format-truncation
+LDFLAGS += --coverage
+BUILD   ?= build/coverage
+# Processes that end with _exit() write their counts too (tests/gcov_exit.c, in the library).
+COV_OBJ  = $(BUILD)/tests/gcov_exit.o
 else ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=address,undefined
@@ -27,7 +35,7 @@ BUILD   ?= build/release
 endif
 
 LIB_SRC  = $(wildcard common/*/*.c)
-LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(COV_OBJ)
 LIB      = $(BUILD)/libwalsafe.a
 PROGRAMS = wal-push wal-fetch basebackup wal-prune
 BINS     = $(PROGRAMS:%=$(BUILD)/bin/%)
@@ -47,7 +55,7 @@ SHIM_LIB = $(BUILD)/tests/shim/libcurl.so.4
 
 .SECONDARY:
 .PHONY: all check unit integration install clean lint demo bench bench-backup bench-recovery deps \
-        fuzz fuzz-check fuzz-build
+        fuzz fuzz-check fuzz-build coverage coverage-build
 all: $(BINS)
 
 $(BUILD)/%.o: %.c $(wildcard common/*/*.h)
@@ -67,8 +75,11 @@ $(BUILD)/bin/basebackup: $(BUILD)/basebackup/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libpq) $(LDLIBS)
 
-# The in-memory storage driver (fault injection) is the unit tests' own, not the library's.
-$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/unit.o $(BUILD)/tests/unit/storage_mem.o $(LIB)
+# The in-memory storage driver (fault injection) is the unit tests' own, not the library's;
+# fixture.o is their shared set-up (tests/unit/fixture.h).
+UNIT_LIB = $(BUILD)/tests/unit/unit.o $(BUILD)/tests/unit/fixture.o $(BUILD)/tests/unit/storage_mem.o
+$(UNIT_SRC:%.c=$(BUILD)/%.o) $(UNIT_LIB): $(wildcard tests/unit/*.h)
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(UNIT_LIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -119,6 +130,15 @@ check: deps
 	$(MAKE) SANITIZE=1 integration
 	$(MAKE) integration
 
+# Line coverage of common/, per layer folder, from the unit tests and the integration suite
+# (tests/coverage.sh; lcov is installed on first use, `make check` does not need it). Takes the
+# integration suite's time; IT_JOBS (default 1) and TEST_TIMEOUT (default 300) reach its runner.
+coverage:
+	WALSAFE_COVERAGE=1 scripts/install-deps.sh
+	$(MAKE) COVERAGE=1 coverage-build
+	tests/coverage.sh build/coverage
+coverage-build: all $(UNIT_BIN) $(TOOL_BIN) $(SHIM_LIB)
+
 # Installs the Debian packages it needs (as root; a no-op when present).
 deps:
 	scripts/install-deps.sh
@@ -143,7 +163,8 @@ install: all
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 
 lint:
-	clang-format --dry-run --Werror common/*/*.[ch] */main.c tests/unit/*.[ch] tests/fuzz/*.[ch]
+	clang-format --dry-run --Werror common/*/*.[ch] */main.c tests/unit/*.[ch] tests/fuzz/*.[ch] \
+	    tests/gcov_exit.c
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr -Icommon common */main.c
 	scripts/layers.sh
 	scripts/banned.sh

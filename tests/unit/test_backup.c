@@ -31,6 +31,7 @@
 #include "pg/wal.h"
 #include "repo/catalog.h"
 #include "storage/storage.h"
+#include "fixture.h"
 #include "unit.h"
 
 #define SEG (16u << 20)
@@ -40,7 +41,9 @@
 #define TS_OID 16400
 #define WAL_FETCH "/usr/lib/walsafe-test/wal-fetch"
 
-static const char KEYHEX[] = "3c1f5e0a9b8d7c6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e";
+/* The fixture's calls (fixture.h) under the names the tests below use. */
+#define mkdirs unit_mkdir
+#define write_file unit_write
 
 /* ---- the in-memory store, shared by every handle ----------------------------------------- */
 
@@ -354,32 +357,6 @@ struct cluster {
     struct ws_keyring kr;
 };
 
-static void mkdirs(const char *path)
-{
-    char p[PATH_MAX];
-
-    snprintf(p, sizeof(p), "%s", path);
-    for (char *s = p + 1; *s; s++)
-        if (*s == '/') {
-            *s = '\0';
-            mkdir(p, 0700);
-            *s = '/';
-        }
-    mkdir(p, 0700);
-}
-
-static int write_file(const char *path, const void *data, size_t len, mode_t mode)
-{
-    int fd, ok;
-
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return -1;
-    ok = write(fd, data, len) == (ssize_t)len && fchmod(fd, mode) == 0;
-    close(fd);
-    return ok ? 0 : -1;
-}
-
 /* The content of file i: random, pg_control starting with the system identifier. */
 static uint8_t *content(size_t i)
 {
@@ -432,8 +409,7 @@ static void cluster_init(struct cluster *c, const char *tag, int parallel)
     CHECK(symlink(c->ts_src, p) == 0);
 
     snprintf(key, sizeof(key), "%s/%s/key", unit_tmpdir(), tag);
-    snprintf(p, sizeof(p), "%s\n", KEYHEX);
-    CHECK(write_file(key, p, strlen(p), 0600) == 0);
+    CHECK(unit_key_file(key, NULL) == 0);
     ws_config_init(&c->cfg);
     c->cfg.repo = strdup("mem:");
     c->cfg.cluster = strdup(c->cluster);

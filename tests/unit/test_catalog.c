@@ -16,6 +16,7 @@
 #include "io/object.h"
 #include "pg/wal.h"
 #include "repo/catalog.h"
+#include "fixture.h"
 #include "unit.h"
 
 /* backup/restore.c */
@@ -27,21 +28,15 @@ int ws_parse_target_time(const char *s, double *out);
 
 /* ---- a repository ---- */
 
+/* An in-memory repository; with sysid (not 0) its identity recorded. */
 static int open_repo(struct ws_repo *repo, const char *cluster, uint64_t sysid)
 {
-    struct ws_error err = {0};
     struct ws_identity id = {0};
 
-    memset(repo, 0, sizeof(*repo));
-    snprintf(repo->cluster, sizeof(repo->cluster), "%s", cluster);
-    if (ws_storage_mem_open(&repo->st, &err) != 0)
-        return -1;
-    if (!sysid)
-        return 0;
     id.system_identifier = sysid;
     id.pg_version = 150004;
     id.wal_segment_size = SEG;
-    return ws_repo_identity_ensure(repo, &id, "test", &err) == 0 ? 0 : -1;
+    return unit_mem_repo(repo, cluster, sysid ? &id : NULL);
 }
 
 static void seg_key(const struct ws_repo *repo, uint32_t tli, uint64_t segno, const char *suffix,

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "base/fs.h"
+#include "fixture.h"
 #include "unit.h"
 
 static const char *fresh_dir(void)
@@ -66,20 +67,8 @@ static int file_is(const char *path, const char *text)
     return n == (ssize_t)strlen(text) && memcmp(buf, text, (size_t)n) == 0;
 }
 
-/* Entries in a directory other than "." and "..", -1 if it cannot be read. */
-static int entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    int n = 0;
-
-    if (!d)
-        return -1;
-    while ((de = readdir(d)) != NULL)
-        n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
-    closedir(d);
-    return n;
-}
+/* Entries in a directory other than "." and "..", -1 if it cannot be read (fixture.h). */
+#define entries unit_entries
 
 static int same_dir(int fd, const char *path)
 {

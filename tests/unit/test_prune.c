@@ -18,6 +18,7 @@
 #include "prune/prune.h"
 #include "prune/prune_int.h"
 #include "repo/catalog.h"
+#include "fixture.h"
 #include "unit.h"
 
 #define SEG (16u << 20)
@@ -1442,18 +1443,12 @@ static void put_backup(struct ws_repo *repo, int64_t start, uint64_t s0, uint64_
 static void make_repo(struct ws_repo *repo, char ids[3][WS_BACKUP_ID_LEN + 1])
 {
     struct ws_identity id = {0};
-    struct ws_error err = {0};
     char n[64], s[WS_WAL_NAME_LEN + 1];
 
-    memset(repo, 0, sizeof(*repo));
-    snprintf(repo->cluster, sizeof(repo->cluster), "main");
-    if (ws_storage_mem_open(&repo->st, &err) != 0)
-        unit_fail(__FILE__, __LINE__, err.msg);
     id.system_identifier = SYSID;
     id.pg_version = 15;
     id.wal_segment_size = SEG;
-    if (ws_repo_identity_ensure(repo, &id, "test", &err) != 0)
-        unit_fail(__FILE__, __LINE__, err.msg);
+    unit_mem_repo(repo, "main", &id);
     for (int k = 0; k < 3; k++) {
         put_backup(repo, NOW - (3 - k) * DAY, 10 + 10 * (uint64_t)k, 11 + 10 * (uint64_t)k, ids[k]);
         seg_name(s, 1, 10 + 10 * (uint64_t)k);

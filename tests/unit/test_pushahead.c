@@ -28,43 +28,21 @@
 #include "io/key.h"
 #include "io/sink.h"
 #include "pg/wal.h"
+#include "fixture.h"
 #include "unit.h"
 
-#define SEG (1u << 20)
-#define SYSID1 UINT64_C(7000000000000000001)
-
-static const char KEYHEX[] = "3c1f5e0a9b8d7c6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e";
+#define SEG UNIT_SEG
+#define SYSID1 UNIT_SYSID
 
 /* ---- helpers ---- */
 
+/* The fixture's calls (fixture.h) under the names the tests below use. */
+#define exists unit_exists
+#define count_entries unit_entries
+
 static int write_file(const char *path, const void *p, size_t n)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), ok;
-    if (fd < 0)
-        return -1;
-    ok = write(fd, p, n) == (ssize_t)n;
-    close(fd);
-    return ok ? 0 : -1;
-}
-
-static int exists(const char *path)
-{
-    struct stat st;
-    return lstat(path, &st) == 0;
-}
-
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    int n = 0;
-    if (!d)
-        return -1;
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-            n++;
-    closedir(d);
-    return n;
+    return unit_write(path, p, n, 0600);
 }
 
 static void seg_name(uint64_t segno, char name[WS_WAL_NAME_LEN + 1])
@@ -75,29 +53,7 @@ static void seg_name(uint64_t segno, char name[WS_WAL_NAME_LEN + 1])
 /* Segment `segno` of timeline 1 with a valid long page header and pseudo-random content. */
 static int make_segment(const char *dir, uint64_t segno, uint32_t seed, char *out, size_t outsz)
 {
-    char name[WS_WAL_NAME_LEN + 1];
-    uint8_t *buf = malloc(SEG);
-    uint16_t magic = 0xD110, info = WS_XLP_LONG_HEADER;
-    uint32_t tli = 1, blcksz = 8192, segsz = SEG;
-    uint64_t pageaddr = segno * (uint64_t)SEG, sysid = SYSID1;
-    int rc;
-
-    if (!buf)
-        return -1;
-    unit_random(buf, SEG, seed);
-    memset(buf, 0, WS_WAL_LONG_HEADER_SIZE);
-    memcpy(buf + 0, &magic, 2);
-    memcpy(buf + 2, &info, 2);
-    memcpy(buf + 4, &tli, 4);
-    memcpy(buf + 8, &pageaddr, 8);
-    memcpy(buf + 24, &sysid, 8);
-    memcpy(buf + 32, &segsz, 4);
-    memcpy(buf + 36, &blcksz, 4);
-    seg_name(segno, name);
-    snprintf(out, outsz, "%s/%s", dir, name);
-    rc = write_file(out, buf, SEG);
-    free(buf);
-    return rc;
+    return unit_wal_segment(dir, segno, UNIT_SYSID, seed, out, outsz);
 }
 
 /* A data directory look-alike with pg_wal/archive_status, a repository and a spool. */
@@ -108,11 +64,11 @@ struct env {
 
 static int setup(struct env *e, const char *tag, const char *parallel)
 {
-    struct ws_error err = {0};
-    char key[600], text[80];
+    char key[600];
 
     memset(e, 0, sizeof(*e));
-    snprintf(e->root, sizeof(e->root), "%s/%s", unit_tmpdir(), tag);
+    if (unit_path(e->root, sizeof(e->root), "%s", tag) != 0 || unit_exists(e->root))
+        return -1;
     snprintf(e->wal, sizeof(e->wal), "%s/data/pg_wal", e->root);
     snprintf(e->status, sizeof(e->status), "%s/archive_status", e->wal);
     snprintf(e->repo, sizeof(e->repo), "%s/repo", e->root);
@@ -120,42 +76,18 @@ static int setup(struct env *e, const char *tag, const char *parallel)
     snprintf(e->pushed, sizeof(e->pushed), "%s/main/pushed", e->spool);
     snprintf(e->locks, sizeof(e->locks), "%s/main/pushing", e->spool);
     snprintf(key, sizeof(key), "%s/key", e->root);
-    snprintf(text, sizeof(text), "%s\n", KEYHEX);
-    if (mkdir(e->root, 0700) != 0 || mkdir(e->repo, 0700) != 0)
+    if (unit_mkdir(e->repo) != 0 || unit_mkdir(e->status) != 0 || unit_key_file(key, NULL) != 0)
         return -1;
-    {
-        char d[600];
-        snprintf(d, sizeof(d), "%s/data", e->root);
-        if (mkdir(d, 0700) != 0 || mkdir(e->wal, 0700) != 0 || mkdir(e->status, 0700) != 0)
-            return -1;
-    }
-    snprintf(text, sizeof(text), "%s\n", KEYHEX);
-    if (write_file(key, text, strlen(text)) != 0)
-        return -1;
-    ws_config_init(&e->cfg);
-    if (ws_config_set(&e->cfg, "repo", e->repo, "test", &err) != 0 ||
-        ws_config_set(&e->cfg, "cluster", "main", "test", &err) != 0 ||
-        ws_config_set(&e->cfg, "parallel", parallel, "test", &err) != 0 ||
-        ws_config_set(&e->cfg, "spool_dir", e->spool, "test", &err) != 0 ||
-        ws_config_set(&e->cfg, "encrypt_key_file", key, "test", &err) != 0) {
-        fprintf(stderr, "    setup: %s\n", err.msg);
-        return -1;
-    }
-    return 0;
+    return unit_config(&e->cfg, "repo", e->repo, "cluster", "main", "parallel", parallel,
+                       "spool_dir", e->spool, "encrypt_key_file", key, NULL);
 }
 
 /* Segments first..first+n-1 in pg_wal, each with its .ready. */
 static int add_ready(struct env *e, uint64_t first, int n)
 {
-    char path[800], name[WS_WAL_NAME_LEN + 1], ready[800];
-    for (int i = 0; i < n; i++) {
-        seg_name(first + (uint64_t)i, name);
-        snprintf(ready, sizeof(ready), "%s/%s.ready", e->status, name);
-        if (make_segment(e->wal, first + (uint64_t)i, (uint32_t)(first + (uint64_t)i), path,
-                         sizeof(path)) != 0 ||
-            write_file(ready, "", 0) != 0)
+    for (int i = 0; i < n; i++)
+        if (unit_wal_ready(e->wal, first + (uint64_t)i, (uint32_t)(first + (uint64_t)i), NULL) != 0)
             return -1;
-    }
     return 0;
 }
 

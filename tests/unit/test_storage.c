@@ -42,6 +42,7 @@
 #include "base/config.h"
 #include "storage/params.h"
 #include "storage/storage.h"
+#include "fixture.h"
 #include "unit.h"
 
 extern char **environ;
@@ -237,8 +238,7 @@ static int open_driver(enum driver_kind kind, const char *sub, struct driver *d)
             fprintf(stderr, "    sftp: %s\n", err.msg);
         return rc;
     }
-    snprintf(d->root, sizeof(d->root), "%s/%s", unit_tmpdir(), sub);
-    if (mkdir(d->root, 0700) != 0 && errno != EEXIST)
+    if (unit_path(d->root, sizeof(d->root), "%s", sub) != 0 || unit_mkdir(d->root) != 0)
         return -1;
     return posix_open(d->root, &d->st, &err);
 }
@@ -292,29 +292,8 @@ static int same(struct ws_storage *st, const char *key, const uint8_t *want, siz
     return ok;
 }
 
-/* Counts entries under dir (recursively) whose name starts with prefix. */
-static int count_named(const char *dir, const char *prefix)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    int n = 0;
-
-    if (!d)
-        return 0;
-    while ((de = readdir(d)) != NULL) {
-        char path[1024];
-        struct stat st;
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        if (strncmp(de->d_name, prefix, strlen(prefix)) == 0)
-            n++;
-        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            n += count_named(path, prefix);
-    }
-    closedir(d);
-    return n;
-}
+/* Entries under dir (recursively) whose name contains part (fixture.h). */
+#define count_named unit_count_named
 
 static int temp_files(const struct driver *d)
 {
