@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,68 +281,6 @@ int ws_file_sink_new(const char *path, int mode, int do_fsync, struct ws_sink **
     struct ws_file_opts o = {
         .mode = mode, .fsync = do_fsync, .err_code = WS_ERR_IO, .create_on_write = 1};
     return ws_file_sink_open(path, &o, out, err);
-}
-
-/* ---- sha256 sink ---- */
-
-struct sha_sink {
-    struct ws_sink base;
-    EVP_MD_CTX *ctx;
-    uint64_t len;
-    uint8_t digest[32];
-};
-
-static int sha_write(struct ws_sink *s, const void *buf, size_t len, struct ws_error *err)
-{
-    struct sha_sink *h = (struct sha_sink *)s;
-    if (len && EVP_DigestUpdate(h->ctx, buf, len) != 1)
-        return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 update failed");
-    h->len += len;
-    if (s->next)
-        return ws_sink_write(s->next, buf, len, err);
-    return 0;
-}
-
-static int sha_finish(struct ws_sink *s, struct ws_error *err)
-{
-    struct sha_sink *h = (struct sha_sink *)s;
-    unsigned int n = 0;
-    if (EVP_DigestFinal_ex(h->ctx, h->digest, &n) != 1 || n != 32)
-        return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 final failed");
-    return 0;
-}
-
-static void sha_destroy(struct ws_sink *s)
-{
-    struct sha_sink *h = (struct sha_sink *)s;
-    EVP_MD_CTX_free(h->ctx);
-    free(h);
-}
-
-static const struct ws_sink_ops sha_ops = {"sha256", sha_write, sha_finish, NULL, sha_destroy};
-
-int ws_sha256_sink_new(struct ws_sink *next, struct ws_sink **out, struct ws_error *err)
-{
-    struct sha_sink *h = calloc(1, sizeof(*h));
-    if (!h || !(h->ctx = EVP_MD_CTX_new()) || EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1) {
-        if (h)
-            EVP_MD_CTX_free(h->ctx);
-        free(h);
-        ws_sink_free(next);
-        return ws_error_set(err, WS_ERR_INTERNAL, "could not set up SHA-256");
-    }
-    h->base.ops = &sha_ops;
-    h->base.next = next;
-    *out = &h->base;
-    return 0;
-}
-
-void ws_sha256_sink_result(const struct ws_sink *s, uint8_t digest[32], uint64_t *len)
-{
-    const struct sha_sink *h = (const struct sha_sink *)s;
-    memcpy(digest, h->digest, 32);
-    if (len)
-        *len = h->len;
 }
 
 int ws_sink_write_file(struct ws_sink *s, int fd, const char *path, struct ws_error *err)

@@ -6,7 +6,8 @@
  * fails (then it frees next), so a chain is built without special cases:
  *
  *     struct ws_sink *s = NULL;
- *     if (ws_file_sink_new(path, &s, err) || ws_sha256_sink_new(s, &s, err)) goto out;
+ *     if (ws_file_sink_new(path, 0600, 1, &s, err) || ws_zstd_decompress_sink_new(s, &s, err))
+ *         goto out;
  *     ... ws_sink_write(s, buf, n, err) ...
  *     rc = ws_sink_finish(s, err);      // flush and commit the whole chain, front to back
  *   out:
@@ -78,11 +79,6 @@ int ws_file_sink_open(const char *path, const struct ws_file_opts *o, struct ws_
  * WAL file that is not in the archive costs no file creation in pg_wal). */
 int ws_file_sink_new(const char *path, int mode, int do_fsync, struct ws_sink **out,
                      struct ws_error *err);
-
-/* Passes bytes through to next while computing SHA-256 and counting; results valid after
- * finish. next may be NULL (hash only). */
-int ws_sha256_sink_new(struct ws_sink *next, struct ws_sink **out, struct ws_error *err);
-void ws_sha256_sink_result(const struct ws_sink *s, uint8_t digest[32], uint64_t *len);
 
 /* Reads a local file in large blocks and writes it into s (not finished). */
 int ws_sink_write_file(struct ws_sink *s, int fd, const char *path, struct ws_error *err);
