@@ -6,7 +6,7 @@ DESTDIR ?=
 CC      ?= cc
 PKGS     = libzstd libcrypto
 CFLAGS  ?= -O2 -g
-# libcurl: headers only; common/curl_api.c loads the library when a network repo is used.
+# libcurl: headers only; common/storage/curl_api.c loads the library when a network repo is used.
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 -Icommon \
            $(shell pkg-config --cflags $(PKGS) libcurl libpq)
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lpthread -ldl
@@ -18,6 +18,14 @@ CC       = clang
 CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
            -fno-sanitize-recover=all
 BUILD   ?= build/fuzz
+else ifeq ($(COVERAGE),1)
+# make coverage: gcov counters, no optimisation (each line counts where it is written). Without
+# the optimiser's value ranges -Wformat-truncation flags snprintf calls the other builds accept.
+CFLAGS  += -O0 --coverage -Wno-format-truncation
+LDFLAGS += --coverage
+BUILD   ?= build/coverage
+# Processes that end with _exit() write their counts too (tests/gcov_exit.c, in the library).
+COV_OBJ  = $(BUILD)/tests/gcov_exit.o
 else ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=address,undefined
@@ -26,8 +34,8 @@ else
 BUILD   ?= build/release
 endif
 
-LIB_SRC  = $(wildcard common/*.c)
-LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_SRC  = $(wildcard common/*/*.c)
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(COV_OBJ)
 LIB      = $(BUILD)/libwalsafe.a
 PROGRAMS = wal-push wal-fetch basebackup wal-prune
 BINS     = $(PROGRAMS:%=$(BUILD)/bin/%)
@@ -47,10 +55,10 @@ SHIM_LIB = $(BUILD)/tests/shim/libcurl.so.4
 
 .SECONDARY:
 .PHONY: all check unit integration install clean lint demo bench bench-backup bench-recovery deps \
-        fuzz fuzz-check fuzz-build
+        fuzz fuzz-check fuzz-build coverage coverage-build
 all: $(BINS)
 
-$(BUILD)/%.o: %.c $(wildcard common/*.h)
+$(BUILD)/%.o: %.c $(wildcard common/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -67,7 +75,11 @@ $(BUILD)/bin/basebackup: $(BUILD)/basebackup/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libpq) $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/unit.o $(LIB)
+# The in-memory storage driver (fault injection) is the unit tests' own, not the library's;
+# fixture.o is their shared set-up (tests/unit/fixture.h).
+UNIT_LIB = $(BUILD)/tests/unit/unit.o $(BUILD)/tests/unit/fixture.o $(BUILD)/tests/unit/storage_mem.o
+$(UNIT_SRC:%.c=$(BUILD)/%.o) $(UNIT_LIB): $(wildcard tests/unit/*.h)
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(UNIT_LIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -112,10 +124,20 @@ integration: all $(TOOL_BIN) $(SHIM_LIB) $(BUILD)/tests/test_storage
 # suite again on the optimised build that users run.
 check: deps
 	scripts/banned.sh
+	scripts/layers.sh
 	$(MAKE) SANITIZE=1 unit-run
 	$(MAKE) fuzz-check
 	$(MAKE) SANITIZE=1 integration
 	$(MAKE) integration
+
+# Line coverage of common/, per layer folder, from the unit tests and the integration suite
+# (tests/coverage.sh; lcov is installed on first use, `make check` does not need it). Takes the
+# integration suite's time; IT_JOBS (default 1) and TEST_TIMEOUT (default 300) reach its runner.
+coverage:
+	WALSAFE_COVERAGE=1 scripts/install-deps.sh
+	$(MAKE) COVERAGE=1 coverage-build
+	tests/coverage.sh build/coverage
+coverage-build: all $(UNIT_BIN) $(TOOL_BIN) $(SHIM_LIB)
 
 # Installs the Debian packages it needs (as root; a no-op when present).
 deps:
@@ -141,8 +163,10 @@ install: all
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 
 lint:
-	clang-format --dry-run --Werror common/*.[ch] */main.c tests/unit/*.[ch] tests/fuzz/*.[ch]
+	clang-format --dry-run --Werror common/*/*.[ch] */main.c tests/unit/*.[ch] tests/fuzz/*.[ch] \
+	    tests/gcov_exit.c
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr -Icommon common */main.c
+	scripts/layers.sh
 	scripts/banned.sh
 
 clean:

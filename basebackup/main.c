@@ -1,6 +1,6 @@
 /*
  * basebackup - full snapshots of a data directory, and what to do with them:
- *   basebackup [create] | list | restore | verify | check | keep
+ *   basebackup create | list | restore | verify | check | keep   (a command is required)
  *
  * Exit status: 0 success, 1 failure, 2 usage error.
  */
@@ -8,16 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backup.h"
-#include "cli.h"
-#include "fsutil.h"
-#include "log.h"
+#include "backup/backup.h"
+#include "base/cli.h"
+#include "base/fs.h"
+#include "base/log.h"
 
 static const char usage[] =
     "basebackup takes, lists, restores and verifies base backups in the walsafe repository.\n"
     "\n"
     "Usage:\n"
-    "  basebackup [OPTIONS] [create] [--label TEXT] [--fast] [--parallel N] [--progress]\n"
+    "  basebackup [OPTIONS] create [--label TEXT] [--fast] [--parallel N] [--progress]\n"
     "  basebackup [OPTIONS] list [--json]\n"
     "  basebackup [OPTIONS] restore --pgdata DIR [--backup ID|latest]\n"
     "             [--target-time TS | --target-lsn LSN | --target-xid XID |\n"
@@ -231,6 +231,8 @@ int main(int argc, char **argv)
 {
     static const char *const cmds[] = {"create", "list", "restore", "verify",
                                        "check",  "keep", NULL};
+    /* the real PostgreSQL session (the one reference to libpq) and the real storage */
+    static const struct ws_backup_env env = {&ws_pg_libpq, NULL, NULL};
     struct ws_config cfg;
     struct ws_cli cli, sub;
     struct ws_error err = {0};
@@ -244,8 +246,12 @@ int main(int argc, char **argv)
     /* options, then an optional subcommand, then its options */
     if (ws_cli_parse(argc, argv, &cfg, &cli, extra, &o, &action, &err) != 0)
         goto usage;
-    o.cmd = "create";
-    if (action == WS_CLI_RUN && cli.nargs > 0) {
+    if (action == WS_CLI_RUN && cli.nargs == 0) {
+        ws_error_set(&err, WS_ERR_USAGE,
+                     "a command is required (create, list, restore, verify, check or keep)");
+        goto usage;
+    }
+    if (action == WS_CLI_RUN) {
         for (i = 0; cmds[i]; i++)
             if (strcmp(cli.args[0], cmds[i]) == 0)
                 break;
@@ -283,17 +289,17 @@ int main(int argc, char **argv)
     }
     o.restore.config_path = cfg.config_file;
     if (strcmp(o.cmd, "create") == 0)
-        rc = ws_backup_create(&cfg, &o.create, &err);
+        rc = ws_backup_create(&cfg, &env, &o.create, &err);
     else if (strcmp(o.cmd, "list") == 0)
         rc = ws_backup_list(&cfg, o.json, &err);
     else if (strcmp(o.cmd, "restore") == 0)
-        rc = ws_backup_restore(&cfg, &o.restore, &err);
+        rc = ws_backup_restore(&cfg, &env, &o.restore, &err);
     else if (strcmp(o.cmd, "verify") == 0)
-        rc = ws_backup_verify(&cfg, o.verify_id, o.all, &err);
+        rc = ws_backup_verify(&cfg, &env, o.verify_id, o.all, &err);
     else if (strcmp(o.cmd, "keep") == 0)
         rc = ws_backup_keep(&cfg, o.keep_id, o.unset, &err);
     else
-        rc = ws_backup_check(&cfg, &err);
+        rc = ws_backup_check(&cfg, &env, &err);
     if (rc != 0) {
         ws_log_error(&err);
         goto out;

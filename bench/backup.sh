@@ -364,7 +364,7 @@ if has pgbackrest; then
 fi
 
 note "stop PostgreSQL"
-as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w stop >/dev/null
+pg_stop "$PGDATA_DIR"
 
 # ---- 4. restores -------------------------------------------------------------------------------
 if [ ${#RESTORE_TOOLS[@]} -gt 0 ]; then

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash source-path=SCRIPTDIR
 # lib.sh - what bench/wal.sh, bench/s3.sh and bench/backup.sh share (sourced:
 # . "$(dirname "$0")/lib.sh").
 #
@@ -11,11 +11,14 @@
 #     (bench/backup.sh: cluster_start and pgbench_load, the pieces make_wal starts with)
 #   its own run_phase: phase_prepare + phase_time (timed_loop)      3.
 #   print_machine, print_data, print_table, print_stderr, bench_finish     4.: the figures
+# The throwaway PostgreSQL clusters come from tests/cluster.sh (as in the integration tests).
 # Servers are stopped only by PID (PostgreSQL by the postmaster named in its postmaster.pid, via
-# pg_ctl); nothing is killed by name.
+# pg_ctl, pg_stop_all); nothing is killed by name.
 
 PGBIN=/usr/lib/postgresql/15/bin
 TIME=/usr/bin/time
+# shellcheck source=../tests/cluster.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/cluster.sh"
 
 # die MESSAGE: "bench: MESSAGE" on stderr, exit 1.
 die() { echo "bench: $*" >&2; exit 1; }
@@ -61,23 +64,19 @@ bench_tmpdir() {
     DIR=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
     PGDATA_DIR=$DIR/pgdata
     SOCK=$DIR/sock
-    PORT=$((20000 + RANDOM % 20000)) # names the socket file only: listen_addresses = ''
+    PORT=$(free_port)
 }
 
 # bench_cleanup [STOP_FUNCTION]... : the EXIT trap (trap 'bench_cleanup s3_stop_all' EXIT). Calls
 # each STOP_FUNCTION that is defined (the script's own servers, each stopped by the PID it
-# recorded), stops the cluster, removes $DIR (KEEP=1: keeps it and says where), and exits with
-# the status the script exited with.
+# recorded), stops every PostgreSQL server started with pg_start (pg_stop_all), removes $DIR
+# (KEEP=1: keeps it and says where), and exits with the status the script exited with.
 bench_cleanup() {
     local rc=$? f
     for f in "$@"; do
         if declare -F "$f" >/dev/null; then "$f"; fi
     done
-    if [ -f "$PGDATA_DIR/postmaster.pid" ]; then
-        # pg_ctl stops the postmaster named in postmaster.pid; nothing is killed by name.
-        as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w -t 60 stop >/dev/null 2>&1 ||
-            as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1 || true
-    fi
+    pg_stop_all
     if [ "${KEEP:-0}" = 1 ]; then
         echo "bench: kept $DIR" >&2
     else
@@ -107,9 +106,9 @@ bench_layout() {
 }
 
 # ---- 1. real WAL ------------------------------------------------------------------------------
-# psql_q [PSQL_ARG]...: psql as postgres on the throwaway cluster (SOCK, PORT), unaligned, quiet,
-# stopping at the first error.
-psql_q() { as_pg "$PGBIN/psql" -X -h "$SOCK" -p "$PORT" -d postgres -Atq -v ON_ERROR_STOP=1 "$@"; }
+# psql_q [PSQL_ARG]...: psql on the throwaway cluster (SOCK, PORT), unaligned, quiet, stopping at
+# the first error.
+psql_q() { pg_psql "$PORT" "$@"; }
 
 # seg_after SEGMENT N: name of the segment N after SEGMENT (timeline TLI, 16 MiB segments).
 seg_after() {
@@ -126,23 +125,11 @@ cluster_start() {
     shift
     note "initdb + start PostgreSQL 15 in $PGDATA_DIR"
     # shellcheck disable=SC2086 # INITDB_ARGS: words
-    as_pg "$PGBIN/initdb" -D "$PGDATA_DIR" -A trust -U postgres --no-sync ${INITDB_ARGS:-} >/dev/null
-    {
-        cat <<CONF
-port = $PORT
-listen_addresses = ''
-unix_socket_directories = '$SOCK'
-wal_level = replica
-archive_mode = on
-archive_command = '$archive_command'
-# a throwaway cluster: do not wait for the disk while loading it
-fsync = off
-synchronous_commit = off
-max_wal_size = 1GB
-CONF
-        [ $# -eq 0 ] || printf '%s\n' "$@"
-    } >>"$PGDATA_DIR/postgresql.conf"
-    as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$DIR/postgres.log" -w start >/dev/null
+    pg_init "$PGDATA_DIR" ${INITDB_ARGS:-}
+    # a throwaway cluster: fsync and synchronous_commit off, not waiting for the disk
+    pg_conf "$PGDATA_DIR" "$PORT" "archive_mode = on" "archive_command = '$archive_command'" \
+        "fsync = off" "synchronous_commit = off" "max_wal_size = 1GB" "$@"
+    pg_start "$PGDATA_DIR" "$DIR/postgres.log"
 }
 
 # pgbench_load: pgbench -i -s $SCALE (which ends with a VACUUM), then a CHECKPOINT.
@@ -193,7 +180,7 @@ make_wal() {
 stage_segments() {
     local i seg d
     note "stop PostgreSQL, stage $SEGMENTS segments"
-    as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w stop >/dev/null
+    pg_stop "$PGDATA_DIR"
     for i in $(seq 1 "$SEGMENTS"); do
         seg=$(seg_after "$BOUNDARY" "$i")
         [ "$(stat -c %s "$DIR/wal-all/$seg" 2>/dev/null)" = 16777216 ] || die "segment $seg was not archived whole"

@@ -53,13 +53,9 @@ command -v pgbackrest >/dev/null || die "pgbackrest is not installed (apt-get in
 
 bench_tmpdir walsafe-recovery
 RESTORE=$DIR/restore
-# The restored cluster is stopped by the postmaster in its postmaster.pid (pg_ctl), never by name.
-restore_stop() {
-    if [ -f "$RESTORE/postmaster.pid" ]; then
-        as_pg "$PGBIN/pg_ctl" -D "$RESTORE" -m immediate -w -t 60 stop >/dev/null 2>&1 || true
-    fi
-}
-trap 'bench_cleanup restore_stop' EXIT
+# The restored cluster, started with pg_start, is stopped with the first one (bench_cleanup), by
+# the postmaster in its postmaster.pid, never by name.
+trap 'bench_cleanup' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 bench_layout pgbr/repo pgbr/log pgbr/lock pgbr/spool ws-spool
@@ -116,7 +112,7 @@ chmod 600 "$PGBR_CONF"
 note "pgbackrest stanza-create"
 as_pg pgbackrest --config="$PGBR_CONF" --stanza=bench stanza-create
 note "stop PostgreSQL"
-as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w stop >/dev/null
+pg_stop "$PGDATA_DIR"
 
 (umask 077 && openssl rand -hex 32 >"$DIR/ws.key")
 for v in prefetch serial; do
@@ -189,7 +185,7 @@ CONF
     warm_read "$DIR/ws-repo" "$DIR/pgbr/repo"
     note "recovery $r/$ROUNDS through $name ($RECOVERY_GB GiB of WAL)"
     t0=$(date +%s%N)
-    as_pg "$PGBIN/pg_ctl" -D "$RESTORE" -l "$DIR/restore-$name.$r.log" start >/dev/null
+    pg_start --no-wait "$RESTORE" "$DIR/restore-$name.$r.log"
     while :; do
         state=$(psql_q -c "SELECT pg_is_in_recovery()" 2>/dev/null || true)
         [ "$state" = f ] && break
@@ -197,9 +193,9 @@ CONF
             tail -20 "$DIR/restore-$name.$r.log" >&2
             die "recovery through $name did not finish within an hour"
         fi
-        if ! as_pg "$PGBIN/pg_ctl" -D "$RESTORE" status >/dev/null 2>&1 && [ -z "$state" ]; then
+        if ! pg_running "$RESTORE" && [ -z "$state" ]; then
             sleep 1
-            as_pg "$PGBIN/pg_ctl" -D "$RESTORE" status >/dev/null 2>&1 || {
+            pg_running "$RESTORE" || {
                 tail -20 "$DIR/restore-$name.$r.log" >&2
                 die "the server recovering through $name stopped"
             }
@@ -211,7 +207,7 @@ CONF
     RESTORED[$name.$r]=$(grep -c 'restored log file ".*" from archive' "$DIR/restore-$name.$r.log" || true)
     TOTALS[$name.$r]=$(psql_q -c "SELECT (SELECT sum(abalance) FROM pgbench_accounts) || '/' ||
         (SELECT sum(bbalance) FROM pgbench_branches) || '/' || (SELECT count(*) FROM pgbench_history)")
-    as_pg "$PGBIN/pg_ctl" -D "$RESTORE" -m fast -w stop >/dev/null
+    pg_stop "$RESTORE"
 }
 
 for ((r = 1; r <= ROUNDS; r++)); do

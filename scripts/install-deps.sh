@@ -15,6 +15,8 @@ pkgs+=(clang libclang-rt-14-dev)
 command -v node >/dev/null || pkgs+=(nodejs)
 command -v npm >/dev/null || pkgs+=(npm)
 [ "${WALSAFE_BENCH:-0}" = 1 ] && pkgs+=(pgbackrest)
+# make coverage only: lcov (gcov comes with gcc).
+[ "${WALSAFE_COVERAGE:-0}" = 1 ] && pkgs+=(lcov)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,10 +1,10 @@
 /*
  * wal-fetch - PostgreSQL's restore_command: restore_command = 'wal-fetch %f %p'
  *
- * Exit status is safety-critical (SPEC.md): 0 = DEST_PATH holds the verified file; 1 = the
- * repository was reached and does not hold it (PostgreSQL then ends recovery or waits); 255 =
- * anything else, which makes PostgreSQL stop instead of promoting at the wrong point.
- * fetch_error = auto turns "storage unreachable" into 1 on a standby (standby.signal in the
+ * Exit status is safety-critical (README.md, "Exit status"): 0 = DEST_PATH holds the verified
+ * file; 1 = the repository was reached and does not hold it (PostgreSQL then ends recovery or
+ * waits); 255 = anything else, which makes PostgreSQL stop instead of promoting at the wrong
+ * point. fetch_error = auto turns "storage unreachable" into 1 on a standby (standby.signal in the
  * working directory, which PostgreSQL sets to the data directory), because a standby retries.
  * With parallel > 1 a request for a segment also keeps the following ones coming in the
  * background (prefetch.h).
@@ -13,10 +13,10 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "archive.h"
-#include "cli.h"
-#include "log.h"
-#include "prefetch.h"
+#include "archive/archive.h"
+#include "archive/prefetch.h"
+#include "base/cli.h"
+#include "base/log.h"
 
 enum { EXIT_FETCHED = 0, EXIT_MISSING = 1, EXIT_ABORT = 255 };
 

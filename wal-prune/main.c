@@ -10,9 +10,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
-#include "log.h"
-#include "prune.h"
+#include "base/cli.h"
+#include "base/log.h"
+#include "prune/prune.h"
 
 static const char usage[] =
     "wal-prune deletes the backups and WAL files that the retention policy no longer needs.\n"

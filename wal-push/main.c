@@ -8,10 +8,10 @@
 #include <signal.h>
 #include <stdio.h>
 
-#include "archive.h"
-#include "cli.h"
-#include "log.h"
-#include "pushahead.h"
+#include "archive/archive.h"
+#include "archive/pushahead.h"
+#include "base/cli.h"
+#include "base/log.h"
 
 static const char usage[] =
     "wal-push stores one WAL file in the walsafe repository (PostgreSQL's archive_command).\n"
@@ -29,7 +29,7 @@ int main(int argc, char **argv)
     struct ws_config cfg;
     struct ws_cli cli;
     struct ws_error err = {0};
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     int action, status = 1;
 
     ws_cli_start("wal-push");

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "known_hosts.h"
+#include "storage/known_hosts.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backup.h"
-#include "repo.h"
+#include "repo/manifest.h"
+#include "repo/repo.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

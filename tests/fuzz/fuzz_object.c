@@ -20,9 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "key.h"
-#include "object.h"
+#include "base/config.h"
+#include "io/key.h"
+#include "io/object.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

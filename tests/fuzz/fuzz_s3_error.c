@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "s3_parse.h"
+#include "storage/s3_parse.h"
 
 static void printable_or_abort(const char *s, size_t cap)
 {

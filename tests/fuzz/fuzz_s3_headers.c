@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "s3_parse.h"
+#include "storage/s3_parse.h"
 
 static void check(const struct ws_s3_headers *h)
 {

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "s3_parse.h"
+#include "storage/s3_parse.h"
 
 struct seen {
     struct ws_s3_list_guard guard;

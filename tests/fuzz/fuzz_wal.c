@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "wal.h"
+#include "pg/wal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

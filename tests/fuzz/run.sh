@@ -13,7 +13,8 @@
 # fix the bug, add a unit test, and commit the input to tests/fuzz/corpus/<name>/. To adopt seeds
 # a long run found, minimise them into the committed corpus:
 #   build/fuzz/tests/fuzz/fuzz_<name> -merge=1 tests/fuzz/corpus/<name> build/fuzz/corpus/<name>
-# tests/fuzz/<name>.dict, when present, is passed as the dictionary.
+# tests/fuzz/<name>.dict, when present, is passed as the dictionary. FUZZ_JOBS (default 2, one
+# per core here) harnesses run at once; their lines are printed in the order of the arguments.
 set -u
 
 if [ $# -lt 2 ] || { [ "$1" != check ] && [ "$1" != long ]; }; then
@@ -32,12 +33,13 @@ failed=0
 export ASAN_OPTIONS=${FUZZ_ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
-for bin in "$@"; do
+run_one() { # BIN: its line(s) on stdout; status 1 if it failed
+    local bin=$1 name seeds work corpus args start rc took runs speed cov art
     bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
     name=$(basename "$bin")
     name=${name#fuzz_}
     seeds=$here/corpus/$name
-    [ -d "$seeds" ] || { echo "FAIL fuzz_$name: no seed corpus $seeds"; failed=$((failed + 1)); continue; }
+    [ -d "$seeds" ] || { echo "FAIL fuzz_$name: no seed corpus $seeds"; return 1; }
     work=$(mktemp -d /tmp/walsafe-fuzz.XXXXXX)
     if [ "$mode" = check ]; then
         corpus=$work/corpus
@@ -60,7 +62,6 @@ for bin in "$@"; do
     art=$(find "$work" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' \
         -o -name 'oom-*' -o -name 'slow-unit-*' \) | head -1)
     if [ $rc -ne 0 ] || [ -n "$art" ]; then
-        failed=$((failed + 1))
         echo "FAIL fuzz_$name (${took}s, exit $rc)"
         grep -E 'ERROR|SUMMARY|runtime error|==[0-9]+==' "$work/log" | head -20 | sed 's/^/     /'
         if [ -n "$art" ]; then
@@ -75,6 +76,22 @@ for bin in "$@"; do
              "corpus $(find "$corpus" -type f | wc -l) files"
     fi
     rm -rf "$work"
+    [ $rc -eq 0 ] && [ -z "$art" ]
+}
+
+jobs=${FUZZ_JOBS:-2}
+results=$(mktemp -d /tmp/walsafe-fuzz-results.XXXXXX)
+i=0
+for bin in "$@"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
+    i=$((i + 1))
+    (run_one "$bin" >"$results/$i.out" 2>&1; echo $? >"$results/$i.rc") &
 done
+wait
+for n in $(seq 1 "$i"); do
+    cat "$results/$n.out"
+    [ "$(cat "$results/$n.rc" 2>/dev/null)" = 0 ] || failed=$((failed + 1))
+done
+rm -rf "$results"
 echo "fuzz ($mode): $(($# - failed)) passed, $failed failed"
 [ $failed -eq 0 ]

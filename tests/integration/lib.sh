@@ -2,10 +2,10 @@
 #
 # Rules every test follows through these helpers:
 #   - all files live in one mktemp directory ($T), owned by postgres, removed on exit;
-#   - every server is started with pg_start, which registers it first, and the EXIT trap stops
-#     each registered server by the PID in its postmaster.pid (pg_ctl -m immediate, then
-#     SIGKILL of that PID if it is still our postmaster); nothing is ever killed by name;
-#   - servers use a private socket directory inside $T, a private port and listen_addresses = '';
+#   - PostgreSQL clusters come from tests/cluster.sh (pg_init, pg_conf, pg_start, pg_stop, ...):
+#     a private socket directory inside $T ($SOCK), a private port and listen_addresses = ''; the
+#     EXIT trap stops every server started with pg_start by the PID in its postmaster.pid
+#     (pg_stop_all); nothing is ever killed by name;
 #   - tmpfs mounts made with mount_tmpfs are unmounted by the trap.
 # An assertion that fails prints "FAIL: <case>: <what>" with details and counts; `finish` exits
 # non-zero if any failed. `die` stops the test at once (for broken preconditions).
@@ -13,7 +13,8 @@
 set -u
 set -o pipefail
 
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+# shellcheck source=../cluster.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../cluster.sh"
 if [ -z "${BIN_DIR:-}" ] || [ ! -x "${BIN_DIR}/wal-push" ] || [ ! -x "${BIN_DIR}/wal-fetch" ]; then
     echo "FAIL: BIN_DIR (${BIN_DIR:-unset}) does not hold wal-push and wal-fetch"
     exit 1
@@ -27,7 +28,6 @@ FAILURES=0
 CASE=""
 T=""
 SOCK=""
-SERVERS=()
 MOUNTS=()
 SECRETS=() # strings that must never appear in any output (key file contents, passwords)
 STOP_HOOKS=() # functions cleanup calls after the PostgreSQL servers (repo_setup's servers)
@@ -68,9 +68,7 @@ finish() {
 cleanup() {
     local rc=$? d m
     trap - EXIT INT TERM
-    for d in "${SERVERS[@]+"${SERVERS[@]}"}"; do
-        pg_stop_immediate "$d"
-    done
+    pg_stop_all
     for d in "${STOP_HOOKS[@]+"${STOP_HOOKS[@]}"}"; do
         "$d"
     done
@@ -411,58 +409,6 @@ seg_name() {
 
 # ---- PostgreSQL ----
 
-free_port() {
-    local p i
-    for i in $(seq 1 50); do
-        p=$((54000 + RANDOM % 1000))
-        if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q . &&
-            [ ! -e "$SOCK/.s.PGSQL.$p" ] && [ ! -e "/var/run/postgresql/.s.PGSQL.$p" ] &&
-            [ ! -e "/tmp/.s.PGSQL.$p" ]; then
-            echo "$p"
-            return 0
-        fi
-    done
-    die "no free port found"
-}
-
-# pg_init DIR [initdb options...]
-pg_init() {
-    local d=$1
-    shift
-    runuser -u postgres -- "$PGBIN/initdb" -D "$d" -A trust -U postgres --no-sync \
-        --no-instructions "$@" >"$d.initdb.log" 2>&1 ||
-        { cat "$d.initdb.log"; die "initdb $d failed"; }
-}
-
-# pg_conf DIR PORT [setting lines...]: private socket dir and port, no TCP.
-pg_conf() {
-    local d=$1 port=$2
-    shift 2
-    {
-        echo "# integration test settings"
-        echo "port = $port"
-        echo "listen_addresses = ''"
-        echo "unix_socket_directories = '$SOCK'"
-        echo "wal_level = replica"
-        echo "max_wal_senders = 4"
-        echo "log_line_prefix = '%m [%p] '"
-        printf '%s\n' "$@"
-    } >>"$d/postgresql.conf" || die "could not write $d/postgresql.conf"
-}
-
-# pg_start DIR: starts the server (registered for the trap before it starts), log in DIR.log.
-pg_start() {
-    local d=$1
-    SERVERS+=("$d")
-    touch "$d.log" && chown postgres: "$d.log"
-    if ! runuser -u postgres -- "$PGBIN/pg_ctl" -D "$d" -l "$d.log" -w -t 60 start \
-        >"$d.pg_ctl.log" 2>&1; then
-        echo "--- $d.log (tail) ---"
-        tail -30 "$d.log"
-        die "could not start server in $d"
-    fi
-}
-
 # archiving_cluster PGDATA CONFIG [initdb options...]: initdb, archive every WAL file with
 # wal-push --config CONFIG (no timed checkpoints, room for WAL), start; sets PORT.
 archiving_cluster() {
@@ -478,41 +424,9 @@ archiving_cluster() {
     pg_start "$pgd"
 }
 
-# Is PID the postmaster of data directory DIR?
-is_postmaster_of() {
-    local pid=$1 d=$2
-    [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] &&
-        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -F -- "$d"
-}
-
-# pg_stop_immediate DIR: stops the server of DIR by the PID in its postmaster.pid.
-pg_stop_immediate() {
-    local d=$1 pid i
-    [ -f "$d/postmaster.pid" ] || return 0
-    pid=$(head -1 "$d/postmaster.pid" 2>/dev/null)
-    is_postmaster_of "$pid" "$d" || return 0
-    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$d" -m immediate -w -t 20 stop >/dev/null 2>&1
-    for i in $(seq 1 100); do
-        is_postmaster_of "$pid" "$d" || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-    for i in $(seq 1 50); do
-        is_postmaster_of "$pid" "$d" || return 0
-        sleep 0.1
-    done
-}
-
-# pg_stop DIR: fast (clean) shutdown, by data directory; the trap still covers failures.
-pg_stop() {
-    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$1" -m fast -w -t 60 stop >/dev/null 2>&1 ||
-        { pg_stop_immediate "$1"; fail "clean shutdown of $1 failed"; }
-}
-
 # sql PORT QUERY: one query, unaligned tuples-only output; non-zero on error.
 sql() {
-    "$PGBIN/psql" -h "$SOCK" -p "$1" -U postgres -d postgres -X -A -t -q -v ON_ERROR_STOP=1 \
-        -c "$2"
+    pg_psql "$1" -c "$2"
 }
 
 sysid_of() {

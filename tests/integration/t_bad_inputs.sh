@@ -251,7 +251,7 @@ cp -p "$ID" "$T/identity.orig"
 flip_byte "$ID" $(($(stat -c %s "$ID") / 2))
 push_refused "identity" "push while the cluster identity is damaged" \
     "$WAL_PUSH" --config "$CONF" "$A/pg_wal/$CUR"
-# SPEC: every failure's line names the file, the object and the cause.
+# README.md, "Exit status": every failure's line names the file, the object and the cause.
 assert_err_contains "$CUR" "push while the cluster identity is damaged (the WAL file must be named)"
 # "Not in the archive" (1) only once the identity was read: damaged, it is an error (255).
 NOSUCH=$(seg_name 1 $(($(seg_num "$CUR" $SEG_MB) + 200)) $SEG_MB)

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# t_cli: the command-line and configuration contract of wal-push and wal-fetch (SPEC.md,
-# "Programs", "Configuration", "Exit status"): --help/--version, usage errors and their exit
+# t_cli: the command-line and configuration contract of wal-push and wal-fetch (README.md: the
+# programs, "Configuration", "Exit status"), and the usage errors of basebackup and wal-prune:
+# --help/--version, usage errors and their exit
 # statuses, option order, config sources and precedence, invalid names that could escape the
 # repository, config files holding secrets, log_file, and that secrets are never printed.
 . "$(dirname "$0")/lib.sh"
 setup_tmp
 
+WAL_PRUNE=$BIN_DIR/wal-prune
 KEY=$T/walsafe.key
 REPO=$T/top/repo
 CONF=$T/walsafe.conf
@@ -27,7 +29,7 @@ assert_rc 0 "push of $SEG" || die "cannot go on"
 noenv() { env -u WALSAFE_CONFIG -u WALSAFE_REPO -u WALSAFE_ENCRYPT_KEY_FILE WALSAFE_SPOOL_DIR= "$@"; }
 
 CASE="--help and --version"
-for p in "$WAL_PUSH" "$WAL_FETCH"; do
+for p in "$WAL_PUSH" "$WAL_FETCH" "$BASEBACKUP" "$WAL_PRUNE"; do
     run "$p" --help
     assert_rc 0 "${p##*/} --help"
     grep -q -i 'usage' "$T/.last.out" || fail "${p##*/} --help prints no usage on stdout"
@@ -51,6 +53,17 @@ assert_rc 255 "wal-fetch with one argument"
 run "$WAL_FETCH" --no-such-option "$SEG" "$DEST"
 assert_rc 255 "wal-fetch with an unknown option"
 assert_dir_empty "$DEST_DIR" "wal-fetch with an unknown option"
+# basebackup and wal-prune: usage errors are exit 2, one line naming the problem.
+run "$BASEBACKUP" --config "$CONF"
+assert_rc 2 "basebackup without a command (a bare basebackup must never start a backup)"
+assert_err_contains "a command is required" "basebackup without a command"
+run "$BASEBACKUP" --config "$CONF" frobnicate
+assert_rc 2 "basebackup with an unknown command"
+assert_err_contains "unknown command \"frobnicate\"" "basebackup with an unknown command"
+run "$BASEBACKUP" --config "$CONF" list --fast
+assert_rc 2 "basebackup list --fast"
+run "$WAL_PRUNE" --config "$CONF" --no-such-option
+assert_rc 2 "wal-prune with an unknown option"
 
 CASE="option order"
 new_dest

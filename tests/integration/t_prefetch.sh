@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# t_prefetch: wal-fetch's prefetch (parallel > 1, common/prefetch.h) on real PostgreSQL WAL.
+# t_prefetch: wal-fetch's prefetch (parallel > 1, common/archive/prefetch.h) on real PostgreSQL WAL.
 #   (a) a corrupted object in the middle of a run of archived segments, fetched in order as the
 #       startup process does: that segment exits 255 with nothing in DEST_PATH and never shows
 #       up in the spool; every other one comes back identical to its own object's content,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# t_pushahead: push-ahead in wal-push (common/pushahead.h) with parallel = 2.
+# t_pushahead: push-ahead in wal-push (common/archive/pushahead.h) with parallel = 2.
 #   (a) a backlog of 200 ready segments of real WAL drained by the calls PostgreSQL's archiver
 #       makes (oldest first, .ready renamed to .done after each 0): every call exits 0, most are
 #       answered from verified records, PostgreSQL's archive_status files are never touched by

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # t_pushahead_linger: on a network repository the push-ahead process waits, with its sessions
-# open, for the files PostgreSQL marks ready while it runs (common/pushahead.h, step 4), so the
+# open, for the files PostgreSQL marks ready while it runs (common/archive/pushahead.h, step 4), so the
 # archiver's call of a file that arrives alone finds it pushed (or in flight) instead of opening
 # an SSH or HTTP session of its own. For an SFTP and an S3 repository:
 #   (a) a real cluster archives segments one at a time (each archived before the next is

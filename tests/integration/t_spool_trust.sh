@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# t_spool_trust: the spool (common/spool.h) against another local user. wal-push and wal-fetch
+# t_spool_trust: the spool (common/archive/spool.h) against another local user. wal-push and wal-fetch
 # run as postgres, as under PostgreSQL; the attacker is `nobody`, who may create entries in a
 # shared spool_dir (root-owned, 1777, like /tmp) or in a directory left open to others.
 #   (p1) `<spool>/main/pushed -> a postgres-owned directory` (standing in for base/<db>): after

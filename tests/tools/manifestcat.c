@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backup.h"
-#include "config.h"
-#include "key.h"
-#include "repo.h"
+#include "base/config.h"
+#include "io/key.h"
+#include "repo/manifest.h"
+#include "repo/repo.h"
 
 int main(int argc, char **argv)
 {

@@ -13,12 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backup.h"
-#include "config.h"
-#include "key.h"
-#include "object.h"
-#include "repo.h"
-#include "storage.h"
+#include "base/config.h"
+#include "io/key.h"
+#include "io/object.h"
+#include "repo/manifest.h"
+#include "repo/repo.h"
+#include "storage/storage.h"
 
 int main(int argc, char **argv)
 {

@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "object.h"
-#include "storage.h"
+#include "base/config.h"
+#include "io/object.h"
+#include "storage/storage.h"
 
 int main(int argc, char **argv)
 {

@@ -15,11 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "key.h"
-#include "object.h"
-#include "repo.h"
-#include "storage.h"
+#include "base/config.h"
+#include "io/key.h"
+#include "io/object.h"
+#include "repo/repo.h"
+#include "storage/storage.h"
 
 #define LIMIT (1u << 30)
 

@@ -1,6 +1,6 @@
 /*
  * storecat - raw storage operations from the shell, for the integration tests: the storage layer
- * (common/storage.h) of a configured repository with its retries (`retries` of the config),
+ * (common/storage/storage.h) of a configured repository with its retries (`retries` of the config),
  * without the object format, so a test can drive one request kind through a fault and compare
  * bytes with an independent client.
  *
@@ -16,9 +16,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "log.h"
-#include "storage.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "storage/storage.h"
 
 static int stdout_write(struct ws_sink *s, const void *buf, size_t len, struct ws_error *err)
 {

@@ -15,23 +15,34 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "archive.h"
-#include "config.h"
-#include "fingerprint.h"
-#include "key.h"
-#include "object.h"
-#include "repo.h"
-#include "storage.h"
+#include "archive/archive.h"
+#include "base/config.h"
+#include "io/fingerprint.h"
+#include "io/key.h"
+#include "io/object.h"
+#include "pg/wal.h"
+#include "repo/repo.h"
+#include "storage/storage.h"
+#include "fixture.h"
 #include "unit.h"
-#include "wal.h"
 
-#define SEG (1u << 20)
-#define SYSID1 UINT64_C(7000000000000000001)
+#define SEG UNIT_SEG
+#define SYSID1 UNIT_SYSID
 #define SYSID2 UINT64_C(7111111111111111112)
 #define PLAIN_TRAILER 80
 
-static const char KEYHEX[] = "3c1f5e0a9b8d7c6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e";
+static const char KEYHEX[] = UNIT_KEYHEX;
 static const char KEYHEX2[] = "aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbbccccccccccccccccdddddddddddddddd";
+
+/* The fixture's calls (fixture.h) under the names the tests below use. */
+#define write_all unit_write
+#define exists unit_exists
+#define same_file unit_same_file
+#define entries unit_entries
+#define count_matching unit_count_named
+#define seg_opts unit_seg
+#define make_segment unit_wal_segment
+#define make_segment_ex unit_wal_segment_ex
 
 struct file {
     uint8_t *data;
@@ -47,85 +58,7 @@ static void file_free(struct file *f)
 
 static int read_all(const char *path, struct file *f)
 {
-    struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC), ok;
-
-    memset(f, 0, sizeof(*f));
-    if (fd < 0)
-        return -1;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return -1;
-    }
-    f->len = (size_t)st.st_size;
-    f->data = malloc(f->len ? f->len : 1);
-    ok = f->data && read(fd, f->data, f->len) == (ssize_t)f->len;
-    close(fd);
-    return ok ? 0 : -1;
-}
-
-static int write_all(const char *path, const void *p, size_t n, mode_t mode)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), ok;
-    if (fd < 0)
-        return -1;
-    ok = write(fd, p, n) == (ssize_t)n && fchmod(fd, mode) == 0;
-    close(fd);
-    return ok ? 0 : -1;
-}
-
-static int exists(const char *path)
-{
-    struct stat st;
-    return lstat(path, &st) == 0;
-}
-
-static int same_file(const char *a, const char *b)
-{
-    struct file fa, fb;
-    int ok = read_all(a, &fa) == 0 && read_all(b, &fb) == 0 && fa.len == fb.len &&
-             memcmp(fa.data, fb.data, fa.len) == 0;
-    file_free(&fa);
-    file_free(&fb);
-    return ok;
-}
-
-/* Number of directory entries other than "." and ".." (not recursive). */
-static int entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    int n = 0;
-    if (!d)
-        return -1;
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-            n++;
-    closedir(d);
-    return n;
-}
-
-/* Entries whose name contains `part`, recursively. */
-static int count_matching(const char *dir, const char *part)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    int n = 0;
-    if (!d)
-        return 0;
-    while ((de = readdir(d)) != NULL) {
-        char path[1024];
-        struct stat st;
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        if (strstr(de->d_name, part))
-            n++;
-        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            n += count_matching(path, part);
-    }
-    closedir(d);
-    return n;
+    return unit_read(path, &f->data, &f->len);
 }
 
 /* A fresh directory under the scratch directory. */
@@ -134,58 +67,10 @@ static const char *fresh_dir(const char *name)
     static char bufs[16][512];
     static int next;
     char *p = bufs[next++ % 16];
-    snprintf(p, 512, "%s/%s", unit_tmpdir(), name);
-    if (mkdir(p, 0700) != 0 && errno != EEXIST)
-        unit_fail(__FILE__, __LINE__, "mkdir");
+
+    if (unit_path(p, 512, "%s", name) != 0 || unit_mkdir(p) != 0)
+        p[0] = '\0';
     return p;
-}
-
-/* ---- synthetic WAL ---- */
-
-struct seg_opts {
-    uint16_t magic;
-    uint32_t seg_size_hdr; /* in the header */
-    size_t file_size;
-    uint64_t pageaddr_segno; /* segno the page address claims */
-    uint64_t sysid;
-};
-
-/* Writes segment `segno` of timeline 1 into dir; returns its path in out. */
-static int make_segment_ex(const char *dir, uint64_t segno, uint32_t seed, const struct seg_opts *o,
-                           char *out, size_t outsz)
-{
-    char name[WS_WAL_NAME_LEN + 1];
-    uint8_t *buf = malloc(o->file_size ? o->file_size : 1);
-    uint16_t info = WS_XLP_LONG_HEADER;
-    uint32_t tli = 1, blcksz = 8192;
-    uint64_t pageaddr = o->pageaddr_segno * (uint64_t)o->seg_size_hdr;
-    int rc;
-
-    if (!buf)
-        return -1;
-    unit_random(buf, o->file_size, seed);
-    if (o->file_size >= WS_WAL_LONG_HEADER_SIZE) {
-        memset(buf, 0, WS_WAL_LONG_HEADER_SIZE);
-        memcpy(buf + 0, &o->magic, 2);
-        memcpy(buf + 2, &info, 2);
-        memcpy(buf + 4, &tli, 4);
-        memcpy(buf + 8, &pageaddr, 8);
-        memcpy(buf + 24, &o->sysid, 8);
-        memcpy(buf + 32, &o->seg_size_hdr, 4);
-        memcpy(buf + 36, &blcksz, 4);
-    }
-    ws_wal_format_name(name, 1, segno, SEG);
-    snprintf(out, outsz, "%s/%s", dir, name);
-    rc = write_all(out, buf, o->file_size, 0600);
-    free(buf);
-    return rc;
-}
-
-static int make_segment(const char *dir, uint64_t segno, uint64_t sysid, uint32_t seed, char *out,
-                        size_t outsz)
-{
-    struct seg_opts o = {0xD110, SEG, SEG, segno, sysid};
-    return make_segment_ex(dir, segno, seed, &o, out, outsz);
 }
 
 static void seg_name(uint64_t segno, char name[WS_WAL_NAME_LEN + 1])
@@ -203,22 +88,21 @@ struct env {
     char restore[512]; /* where fetched files go */
 };
 
+/* A key file under the scratch directory. */
 static const char *key_file(const char *hex, const char *name)
 {
     static char paths[4][512];
     static int next;
-    char text[80], *p = paths[next++ % 4];
-    snprintf(p, 512, "%s/%s", unit_tmpdir(), name);
-    snprintf(text, sizeof(text), "%s\n", hex);
-    if (write_all(p, text, strlen(text), 0600) != 0)
-        unit_fail(__FILE__, __LINE__, "key file");
+    char *p = paths[next++ % 4];
+
+    if (unit_path(p, 512, "%s", name) != 0 || unit_key_file(p, hex) != 0)
+        p[0] = '\0';
     return p;
 }
 
 static int setup(struct env *e, const char *tag, const char *compress, const char *keyfile,
                  const char *parallel)
 {
-    struct ws_error err = {0};
     char sub[128];
 
     memset(e, 0, sizeof(*e));
@@ -229,16 +113,8 @@ static int setup(struct env *e, const char *tag, const char *compress, const cha
     snprintf(sub, sizeof(sub), "restore-%s", tag);
     snprintf(e->restore, sizeof(e->restore), "%s", fresh_dir(sub));
     snprintf(e->cluster, sizeof(e->cluster), "cl-%s", tag);
-    ws_config_init(&e->cfg);
-    if (ws_config_set(&e->cfg, "repo", e->repo, "test", &err) != 0 ||
-        ws_config_set(&e->cfg, "cluster", e->cluster, "test", &err) != 0 ||
-        ws_config_set(&e->cfg, "compress", compress, "test", &err) != 0 ||
-        ws_config_set(&e->cfg, "parallel", parallel, "test", &err) != 0 ||
-        (keyfile && ws_config_set(&e->cfg, "encrypt_key_file", keyfile, "test", &err) != 0)) {
-        fprintf(stderr, "    setup: %s\n", err.msg);
-        return -1;
-    }
-    return 0;
+    return unit_config(&e->cfg, "repo", e->repo, "cluster", e->cluster, "compress", compress,
+                       "parallel", parallel, "encrypt_key_file", keyfile, NULL);
 }
 
 static void object_path(const struct env *e, const char *walname, char *out, size_t outsz)
@@ -437,8 +313,11 @@ static void test_duplicate_across_digests(void)
         CHECK(obj.data[8] == 2 && obj.data[11] == WS_DIGEST_XXH3_128);
         REQUIRE(read_all(seg2, &before) == 0);
         ws_fingerprint(before.data, before.len, fp);
-        CHECK(memcmp(res.digest, fp, sizeof(fp)) == 0);
-        CHECK(res.fingerprinted && memcmp(res.fingerprint, fp, sizeof(fp)) == 0);
+        CHECK(res.digest == WS_DIGEST_XXH3_128 && memcmp(res.content_digest, fp, sizeof(fp)) == 0);
+        {
+            static const uint8_t zero[WS_OBJECT_DIGEST_SIZE - WS_FINGERPRINT_SIZE];
+            CHECK(memcmp(res.content_digest + WS_FINGERPRINT_SIZE, zero, sizeof(zero)) == 0);
+        }
         file_free(&before);
         file_free(&obj);
 

@@ -17,8 +17,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bundle.h"
-#include "fsutil.h"
+#include "base/fs.h"
+#include "repo/bundle.h"
+#include "fixture.h"
 #include "unit.h"
 
 #define MAXF 16
@@ -151,17 +152,29 @@ static const char *fresh_root(void)
     static int next;
     char *p = bufs[next++ % 8], sub[600];
 
-    snprintf(p, 512, "%s/root.XXXXXX", unit_tmpdir());
-    if (!mkdtemp(p)) {
+    if (unit_path(p, 512, "root.XXXXXX") != 0 || !mkdtemp(p)) {
         unit_fail(__FILE__, __LINE__, "mkdtemp");
         return p;
     }
-    snprintf(sub, sizeof(sub), "%s/base", p);
-    mkdir(sub, 0700);
     snprintf(sub, sizeof(sub), "%s/base/1", p);
-    if (mkdir(sub, 0700) != 0)
-        unit_fail(__FILE__, __LINE__, "mkdir base/1");
+    unit_mkdir(sub);
     return p;
+}
+
+/* 1 when root/path holds exactly want[0..size). */
+static int content_ok(const char *root, const struct ws_bfile *f, const uint8_t *want)
+{
+    char path[700];
+    uint8_t *got;
+    size_t len;
+    int ok;
+
+    snprintf(path, sizeof(path), "%s/%s", root, f->path);
+    if (unit_read(path, &got, &len) != 0)
+        return 0;
+    ok = len == f->size && (len == 0 || memcmp(got, want, len) == 0);
+    free(got);
+    return ok;
 }
 
 /* 1 when root/path exists with exactly these bytes, the mode restore gives it, and mtime. */
@@ -169,8 +182,6 @@ static int restored_ok(const char *root, const struct ws_bfile *f, const uint8_t
 {
     char path[700];
     struct stat st;
-    uint8_t *buf;
-    int fd, ok;
 
     snprintf(path, sizeof(path), "%s/%s", root, f->path);
     if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
@@ -178,14 +189,7 @@ static int restored_ok(const char *root, const struct ws_bfile *f, const uint8_t
     if ((unsigned)(st.st_mode & 07777) != ws_bundle_file_mode(f->mode, 0) ||
         st.st_mtim.tv_sec != f->mtime || st.st_mtim.tv_nsec != 0 || (uint64_t)st.st_size != f->size)
         return 0;
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-        return 0;
-    buf = malloc(f->size + 1);
-    ok = buf && read(fd, buf, f->size + 1) == (ssize_t)f->size &&
-         (f->size == 0 || memcmp(buf, want, f->size) == 0);
-    free(buf);
-    close(fd);
-    return ok;
+    return content_ok(root, f, want);
 }
 
 static int exists(const char *root, const char *rel)
@@ -759,25 +763,6 @@ static int precreate(const char *root, const struct ws_bfile *f)
     ok = ftruncate(fd, (off_t)f->size) == 0;
     close(fd);
     return ok ? 0 : -1;
-}
-
-/* 1 when root/path holds exactly want[0..size) (attributes are the caller's for pieces). */
-static int content_ok(const char *root, const struct ws_bfile *f, const uint8_t *want)
-{
-    char path[700];
-    uint8_t *buf;
-    ssize_t n;
-    int fd, ok;
-
-    snprintf(path, sizeof(path), "%s/%s", root, f->path);
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-        return 0;
-    buf = malloc(f->size + 1);
-    n = buf ? ws_pread_full(fd, buf, f->size + 1, 0) : -1;
-    ok = n == (ssize_t)f->size && memcmp(buf, want, f->size) == 0;
-    free(buf);
-    close(fd);
-    return ok;
 }
 
 static void test_pieces_restore_any_order(void)

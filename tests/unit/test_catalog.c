@@ -1,9 +1,10 @@
 /*
- * The catalog (backup.h) over an in-memory repository: which backups are complete (manifest
+ * The catalog (catalog.h) over an in-memory repository: which backups are complete (manifest
  * present AND every WAL segment from start to stop archived), which are incomplete and why,
  * backups without a manifest, damaged, foreign and encrypted manifests, storage failures, the
- * sorted segment and history lists, and the newest complete backup. Then ws_parse_target_time
- * (backup_restore.c), which picks the backup for a --target-time.
+ * sorted segment and history lists, the newest complete backup, and the small-object calls of
+ * repo.h (read and write whole, capped, never replaced). Then ws_parse_target_time
+ * (backup/restore.c), which picks the backup for a --target-time.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,12 +13,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backup.h"
-#include "object.h"
+#include "io/object.h"
+#include "pg/wal.h"
+#include "repo/catalog.h"
+#include "fixture.h"
 #include "unit.h"
-#include "wal.h"
 
-/* backup_restore.c */
+/* backup/restore.c */
 int ws_parse_target_time(const char *s, double *out);
 
 #define SEG (16u << 20)
@@ -26,21 +28,15 @@ int ws_parse_target_time(const char *s, double *out);
 
 /* ---- a repository ---- */
 
+/* An in-memory repository; with sysid (not 0) its identity recorded. */
 static int open_repo(struct ws_repo *repo, const char *cluster, uint64_t sysid)
 {
-    struct ws_error err = {0};
     struct ws_identity id = {0};
 
-    memset(repo, 0, sizeof(*repo));
-    snprintf(repo->cluster, sizeof(repo->cluster), "%s", cluster);
-    if (ws_storage_mem_open(&repo->st, &err) != 0)
-        return -1;
-    if (!sysid)
-        return 0;
     id.system_identifier = sysid;
     id.pg_version = 150004;
     id.wal_segment_size = SEG;
-    return ws_repo_identity_ensure(repo, &id, "test", &err) == 0 ? 0 : -1;
+    return unit_mem_repo(repo, cluster, sysid ? &id : NULL);
 }
 
 static void seg_key(const struct ws_repo *repo, uint32_t tli, uint64_t segno, const char *suffix,
@@ -98,13 +94,12 @@ struct mspec {
     const struct ws_key *key;
 };
 
-/* Writes a manifest through the object writer, as basebackup create does. */
+/* Writes a manifest as basebackup create does. */
 static void put_manifest(struct ws_repo *repo, const struct mspec *s)
 {
     struct ws_manifest m = {0};
     struct ws_error err = {0};
     struct ws_object_params p = {0};
-    struct ws_sink *put = NULL, *w = NULL;
     struct ws_bfile f = {0};
     char key[256], *text = NULL;
     size_t len = 0;
@@ -131,20 +126,11 @@ static void put_manifest(struct ws_repo *repo, const struct mspec *s)
     f.size = 3;
 
     ws_backup_manifest_key(repo, s->key_id ? s->key_id : s->id, key, sizeof(key));
-    p.name = key;
-    p.compress = WS_COMPRESS_NONE;
     p.key = s->key;
     p.chunk_size = 1024;
-    if (ws_manifest_format(&m, &text, &len, &err) != 0) {
+    if (ws_manifest_format(&m, &text, &len, &err) != 0 ||
+        ws_repo_put_small(repo, key, text, len, &p, &err) != 0)
         unit_fail(__FILE__, __LINE__, err.msg);
-        return;
-    }
-    p.content_size = (int64_t)len;
-    if (ws_storage_open_put(repo->st, key, 0, &put, &err) != 0 ||
-        ws_object_writer_new(put, &p, &w, &err) != 0 || ws_sink_write(w, text, len, &err) != 0 ||
-        ws_sink_finish(w, &err) != 0)
-        unit_fail(__FILE__, __LINE__, err.msg);
-    ws_sink_free(w);
     free(text);
 }
 
@@ -234,16 +220,17 @@ static void test_scenario(void)
     d = find(&cat, ID_D), e = find(&cat, ID_E), f = find(&cat, ID_F);
     REQUIRE(a && b && c && d && e && f);
 
-    CHECK(a->has_manifest && !a->bad_manifest && a->complete && a->missing_wal[0] == '\0');
+    CHECK(a->has_manifest && !a->bad_manifest && a->status == WS_BACKUP_COMPLETE &&
+          a->missing_wal[0] == '\0');
     CHECK(strcmp(a->m.id, ID_A) == 0 && a->m.start_lsn == 0x2000028 && a->m.nfiles == 1);
     CHECK(a->m.label && strcmp(a->m.label, "test backup") == 0);
-    CHECK(b->has_manifest && b->complete);
-    CHECK(f->has_manifest && f->complete);
-    CHECK(c->has_manifest && !c->complete);
+    CHECK(b->has_manifest && b->status == WS_BACKUP_COMPLETE);
+    CHECK(f->has_manifest && f->status == WS_BACKUP_COMPLETE);
+    CHECK(c->has_manifest && c->status == WS_BACKUP_INCOMPLETE);
     CHECK(strcmp(c->missing_wal, "00000001000000000000000B") == 0);
-    CHECK(d->has_manifest && !d->complete);
+    CHECK(d->has_manifest && d->status == WS_BACKUP_INCOMPLETE);
     CHECK(strcmp(d->missing_wal, "000000020000000000000002") == 0);
-    CHECK(!e->has_manifest && !e->bad_manifest && !e->complete);
+    CHECK(!e->has_manifest && !e->bad_manifest && e->status == WS_BACKUP_RUNNING);
     CHECK(e->m.nfiles == 0 && e->m.label == NULL);
 
     /* sizes and times come from the listing */
@@ -280,7 +267,7 @@ static void test_scenario(void)
     REQUIRE(ws_catalog_load(&repo, NULL, &cat, &err) == 0);
     a = find(&cat, ID_A);
     REQUIRE(a != NULL);
-    CHECK(a->has_manifest && !a->complete);
+    CHECK(a->has_manifest && a->status == WS_BACKUP_INCOMPLETE);
     CHECK(strcmp(a->missing_wal, "000000010000000000000003") == 0);
     CHECK(ws_catalog_latest(&cat) == find(&cat, ID_B));
     ws_catalog_free(&cat);
@@ -290,7 +277,8 @@ static void test_scenario(void)
     REQUIRE(ws_catalog_load(&repo, NULL, &cat, &err) == 0);
     b = find(&cat, ID_B);
     REQUIRE(b != NULL);
-    CHECK(!b->complete && strcmp(b->missing_wal, "000000010000000000000007") == 0);
+    CHECK(b->status == WS_BACKUP_INCOMPLETE &&
+          strcmp(b->missing_wal, "000000010000000000000007") == 0);
     CHECK(ws_catalog_latest(&cat) == find(&cat, ID_F));
     ws_catalog_free(&cat);
 
@@ -299,7 +287,8 @@ static void test_scenario(void)
     REQUIRE(ws_catalog_load(&repo, NULL, &cat, &err) == 0);
     f = find(&cat, ID_F);
     REQUIRE(f != NULL);
-    CHECK(!f->complete && strcmp(f->missing_wal, "000000010000000100000000") == 0);
+    CHECK(f->status == WS_BACKUP_INCOMPLETE &&
+          strcmp(f->missing_wal, "000000010000000100000000") == 0);
     CHECK(ws_catalog_latest(&cat) == NULL);
     ws_catalog_free(&cat);
 
@@ -308,7 +297,7 @@ static void test_scenario(void)
     REQUIRE(ws_catalog_load(&repo, NULL, &cat, &err) == 0);
     c = find(&cat, ID_C);
     REQUIRE(c != NULL);
-    CHECK(c->complete && c->missing_wal[0] == '\0');
+    CHECK(c->status == WS_BACKUP_COMPLETE && c->missing_wal[0] == '\0');
     CHECK(ws_catalog_latest(&cat) == c);
     ws_catalog_free(&cat);
     ws_storage_close(repo.st);
@@ -408,12 +397,13 @@ static void test_bad_manifests(void)
     REQUIRE(cat.nbackups == 4);
     a = find(&cat, ID_A), b = find(&cat, ID_B), c = find(&cat, ID_C), d = find(&cat, ID_E);
     REQUIRE(a && b && c && d);
-    CHECK(a->has_manifest && !a->bad_manifest && a->complete);
-    CHECK(!b->has_manifest && b->bad_manifest && !b->complete && b->manifest_error[0]);
+    CHECK(a->has_manifest && !a->bad_manifest && a->status == WS_BACKUP_COMPLETE);
+    CHECK(!b->has_manifest && b->bad_manifest && b->status == WS_BACKUP_INVALID &&
+          b->manifest_error[0]);
     CHECK(strstr(b->manifest_error, ID_B) != NULL);
-    CHECK(!c->has_manifest && c->bad_manifest && !c->complete);
+    CHECK(!c->has_manifest && c->bad_manifest && c->status == WS_BACKUP_INVALID);
     CHECK(strstr(c->manifest_error, ID_D) != NULL); /* "names backup <D>" */
-    CHECK(!d->has_manifest && d->bad_manifest && !d->complete);
+    CHECK(!d->has_manifest && d->bad_manifest && d->status == WS_BACKUP_INVALID);
     CHECK(ws_catalog_latest(&cat) == a);
     ws_catalog_free(&cat);
     ws_storage_close(repo.st);
@@ -446,20 +436,20 @@ static void test_encrypted_manifest(void)
     REQUIRE(ws_catalog_load(&repo, &kr, &cat, &err) == 0);
     a = find(&cat, ID_A);
     REQUIRE(a != NULL);
-    CHECK(a->has_manifest && a->complete && a->m.start_lsn == 0x2000028);
+    CHECK(a->has_manifest && a->status == WS_BACKUP_COMPLETE && a->m.start_lsn == 0x2000028);
     ws_catalog_free(&cat);
 
     /* without the key, or with another one: listed, invalid, never complete */
     REQUIRE(ws_catalog_load(&repo, NULL, &cat, &err) == 0);
     a = find(&cat, ID_A);
     REQUIRE(a != NULL);
-    CHECK(!a->has_manifest && a->bad_manifest && !a->complete);
+    CHECK(!a->has_manifest && a->bad_manifest && a->status == WS_BACKUP_INVALID);
     CHECK(ws_catalog_latest(&cat) == NULL);
     ws_catalog_free(&cat);
     REQUIRE(ws_catalog_load(&repo, &wrong, &cat, &err) == 0);
     a = find(&cat, ID_A);
     REQUIRE(a != NULL);
-    CHECK(!a->has_manifest && a->bad_manifest && !a->complete);
+    CHECK(!a->has_manifest && a->bad_manifest && a->status == WS_BACKUP_INVALID);
     ws_catalog_free(&cat);
     ws_storage_close(repo.st);
 }
@@ -509,8 +499,182 @@ static void test_storage_failures(void)
     }
     ws_storage_mem_fault(repo.st, 0, 0, 0);
     REQUIRE(ws_catalog_load(&repo, NULL, &cat, &err) == 0);
-    CHECK(cat.nbackups == 1 && cat.backups[0].complete);
+    CHECK(cat.nbackups == 1 && cat.backups[0].status == WS_BACKUP_COMPLETE);
     ws_catalog_free(&cat);
+    ws_storage_close(repo.st);
+}
+
+static void put_marker_object(struct ws_repo *repo, const char *key)
+{
+    if (ws_storage_mem_set_object(repo->st, key, (const uint8_t *)"marker", 6) != 0)
+        unit_fail(__FILE__, __LINE__, key);
+}
+
+/*
+ * The status of every backup is computed once, by the loader: a tombstone (<ID>.deleting) decides
+ * over everything else, a complete manifest and all its WAL included (a deleting backup is never
+ * complete); its manifest, missing WAL, manifest error and pin are still reported.
+ */
+static void test_deleting(void)
+{
+    struct ws_repo repo;
+    struct ws_catalog cat;
+    struct ws_error err = {0};
+    const struct ws_catalog_backup *a, *b, *c, *d, *f;
+    char key[256];
+    const struct mspec whole = {ID_A, NULL, 1, 0x2000028, 0x2000100, 0, NULL};
+    const struct mspec short_wal = {ID_B, NULL, 1, 0x2000028, 0x3000100, 0, NULL};
+    const struct mspec damaged = {ID_C, NULL, 1, 0x2000028, 0x2000100, 0, NULL};
+    const struct mspec kept = {ID_F, NULL, 1, 0x2000028, 0x2000100, 0, NULL};
+    const char *ids[] = {ID_A, ID_B, ID_C, ID_D};
+    uint8_t *p;
+    size_t i, len;
+
+    REQUIRE(open_repo(&repo, "main", SYSID) == 0);
+    put_seg(&repo, 1, 2, "");
+    put_manifest(&repo, &whole);
+    put_manifest(&repo, &short_wal);
+    put_manifest(&repo, &damaged);
+    put_manifest(&repo, &kept);
+    ws_backup_manifest_key(&repo, ID_C, key, sizeof(key));
+    p = ws_storage_mem_object(repo.st, key, &len);
+    REQUIRE(p != NULL && len > 100);
+    p[70] ^= 0x20;
+    for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        ws_backup_tombstone_key(&repo, ids[i], key, sizeof(key));
+        put_marker_object(&repo, key);
+    }
+    ws_backup_object_key(&repo, ID_D, WS_BACKUP_KEEP, key, sizeof(key));
+    put_marker_object(&repo, key);
+
+    REQUIRE(ws_catalog_load(&repo, NULL, &cat, &err) == 0);
+    REQUIRE(cat.nbackups == 5);
+    a = find(&cat, ID_A), b = find(&cat, ID_B), c = find(&cat, ID_C);
+    d = find(&cat, ID_D), f = find(&cat, ID_F);
+    REQUIRE(a && b && c && d && f);
+    CHECK(a->status == WS_BACKUP_DELETING && a->has_manifest && a->missing_wal[0] == '\0');
+    CHECK(b->status == WS_BACKUP_DELETING && b->has_manifest &&
+          strcmp(b->missing_wal, "000000010000000000000003") == 0);
+    CHECK(c->status == WS_BACKUP_DELETING && !c->has_manifest && c->bad_manifest &&
+          strstr(c->manifest_error, ID_C) != NULL);
+    CHECK(d->status == WS_BACKUP_DELETING && !d->has_manifest && !d->bad_manifest && d->pinned);
+    CHECK(f->status == WS_BACKUP_COMPLETE && !f->pinned);
+    CHECK(ws_catalog_latest(&cat) == f);
+    ws_catalog_free(&cat);
+
+    /* without its tombstone A is complete again, and the newest */
+    ws_backup_tombstone_key(&repo, ID_A, key, sizeof(key));
+    REQUIRE(ws_storage_remove(repo.st, key, &err) == 0);
+    REQUIRE(ws_catalog_load(&repo, NULL, &cat, &err) == 0);
+    a = find(&cat, ID_A);
+    REQUIRE(a != NULL);
+    CHECK(a->status == WS_BACKUP_COMPLETE && ws_catalog_latest(&cat) == a);
+    ws_catalog_free(&cat);
+    ws_storage_close(repo.st);
+}
+
+static void test_status_names(void)
+{
+    CHECK(strcmp(ws_backup_status_name(WS_BACKUP_COMPLETE), "complete") == 0);
+    CHECK(strcmp(ws_backup_status_name(WS_BACKUP_INCOMPLETE), "incomplete") == 0);
+    CHECK(strcmp(ws_backup_status_name(WS_BACKUP_INVALID), "invalid") == 0);
+    CHECK(strcmp(ws_backup_status_name(WS_BACKUP_RUNNING), "running") == 0);
+    CHECK(strcmp(ws_backup_status_name(WS_BACKUP_DELETING), "deleting") == 0);
+}
+
+/*
+ * ws_repo_get_small / ws_repo_put_small: whole objects in memory, verified, capped, never
+ * replaced; what the identity, manifests, markers and history files are read and written with.
+ */
+static void test_small_objects(void)
+{
+    static const char text[] = "line one\nline two\n";
+    struct ws_repo repo;
+    struct ws_error err = {0};
+    struct ws_object_params p = {0};
+    struct ws_key k = {0};
+    struct ws_keyring kr = {0};
+    char *data = NULL, big[4096];
+    size_t len = 0;
+    uint8_t *raw;
+
+    REQUIRE(open_repo(&repo, "main", 0) == 0);
+    /* plain: read back whole, NUL-terminated */
+    REQUIRE(ws_repo_put_small(&repo, "main/a", text, strlen(text), NULL, &err) == 0);
+    REQUIRE(ws_repo_get_small(&repo, "main/a", NULL, 4096, &data, &len, &err) == 0);
+    CHECK(len == strlen(text) && memcmp(data, text, len) == 0 && data[len] == '\0');
+    free(data);
+    /* never replaced: the first content stays */
+    CHECK(ws_repo_put_small(&repo, "main/a", "other", 5, NULL, &err) == WS_ERR_EXISTS);
+    REQUIRE(ws_repo_get_small(&repo, "main/a", NULL, 4096, &data, &len, &err) == 0);
+    CHECK(len == strlen(text) && memcmp(data, text, len) == 0);
+    free(data);
+    /* empty content */
+    REQUIRE(ws_repo_put_small(&repo, "main/empty", "", 0, NULL, &err) == 0);
+    REQUIRE(ws_repo_get_small(&repo, "main/empty", NULL, 16, &data, &len, &err) == 0);
+    CHECK(len == 0 && data && data[0] == '\0');
+    free(data);
+
+    /* the cap: exactly cap bytes pass, one more is refused, and nothing is returned */
+    memset(big, 'x', sizeof(big));
+    REQUIRE(ws_repo_put_small(&repo, "main/big", big, sizeof(big), NULL, &err) == 0);
+    REQUIRE(ws_repo_get_small(&repo, "main/big", NULL, sizeof(big), &data, &len, &err) == 0);
+    CHECK(len == sizeof(big));
+    free(data);
+    data = (char *)&err;
+    CHECK(ws_repo_get_small(&repo, "main/big", NULL, sizeof(big) - 1, &data, &len, &err) ==
+          WS_ERR_CORRUPT);
+    CHECK(data == NULL && len == 0);
+
+    /* missing, damaged, bound to its key */
+    data = (char *)&err;
+    CHECK(ws_repo_get_small(&repo, "main/none", NULL, 16, &data, &len, &err) == WS_ERR_NOT_FOUND);
+    CHECK(data == NULL);
+    raw = ws_storage_mem_object(repo.st, "main/a", &len);
+    REQUIRE(raw != NULL);
+    CHECK(ws_storage_mem_set_object(repo.st, "main/b", raw, len) == 0);
+    CHECK(ws_repo_get_small(&repo, "main/b", NULL, 4096, &data, &len, &err) == WS_ERR_CORRUPT);
+    CHECK(data == NULL);
+    raw = ws_storage_mem_object(repo.st, "main/a", &len);
+    raw[len - 1] ^= 1;
+    CHECK(ws_repo_get_small(&repo, "main/a", NULL, 4096, &data, &len, &err) == WS_ERR_CORRUPT);
+
+    /* encrypted and compressed: needs the key */
+    unit_random(k.key, WS_KEY_LEN, 7);
+    REQUIRE(ws_key_derive_id(&k, &err) == 0);
+    kr.keys[0] = k;
+    kr.n = 1;
+    kr.has_write_key = 1;
+    p.key = &k;
+    p.compress = WS_COMPRESS_ZSTD;
+    p.level = 3;
+    p.chunk_size = 1024;
+    p.name = "ignored";
+    p.content_size = 1;
+    REQUIRE(ws_repo_put_small(&repo, "main/enc", big, sizeof(big), &p, &err) == 0);
+    REQUIRE(ws_repo_get_small(&repo, "main/enc", &kr, sizeof(big), &data, &len, &err) == 0);
+    CHECK(len == sizeof(big) && memcmp(data, big, len) == 0);
+    free(data);
+    CHECK(ws_repo_get_small(&repo, "main/enc", NULL, sizeof(big), &data, &len, &err) != 0);
+    CHECK(data == NULL);
+
+    /* storage failures pass through, and a failed put leaves nothing */
+    ws_storage_mem_fault(repo.st, WS_MEM_GET, 1, WS_ERR_STORAGE);
+    CHECK(ws_repo_get_small(&repo, "main/big", NULL, sizeof(big), &data, &len, &err) ==
+          WS_ERR_STORAGE);
+    CHECK(data == NULL);
+    ws_storage_mem_fault(repo.st, WS_MEM_PUT_FINISH, 1, WS_ERR_STORAGE);
+    CHECK(ws_repo_put_small(&repo, "main/c", text, strlen(text), NULL, &err) == WS_ERR_STORAGE);
+    CHECK(ws_storage_mem_object(repo.st, "main/c", &len) == NULL);
+    ws_storage_mem_fault(repo.st, 0, 0, 0);
+
+    /* a marker: present once, a second put is success */
+    CHECK(ws_backup_put_marker(&repo, "main/backup/" ID_A "/keep", "pinned\n", &err) == 0);
+    CHECK(ws_backup_put_marker(&repo, "main/backup/" ID_A "/keep", "again\n", &err) == 0);
+    REQUIRE(ws_repo_get_small(&repo, "main/backup/" ID_A "/keep", NULL, 64, &data, &len, &err) ==
+            0);
+    CHECK(strcmp(data, "pinned\n") == 0);
+    free(data);
     ws_storage_close(repo.st);
 }
 
@@ -546,7 +710,7 @@ static void no_wal_yet(void)
     put_manifest(&repo, &s);
     REQUIRE(ws_catalog_load(&repo, NULL, &cat, &err) == 0);
     REQUIRE(cat.nbackups == 1);
-    CHECK(cat.backups[0].has_manifest && !cat.backups[0].complete);
+    CHECK(cat.backups[0].has_manifest && cat.backups[0].status == WS_BACKUP_INCOMPLETE);
     CHECK(strcmp(cat.backups[0].missing_wal, "000000010000000000000002") == 0);
     CHECK(!ws_catalog_has_seg(&cat, 1, 2));
     ws_catalog_free(&cat);
@@ -665,7 +829,7 @@ static void test_target_time(void)
 }
 
 /*
- * BUG (backup_restore.c, ws_parse_target_time): the fraction is read with strtod(), which
+ * BUG (backup/restore.c, ws_parse_target_time): the fraction is read with strtod(), which
  * also takes an exponent, so "10:15:00.5e3Z" is accepted as 10:23:20 instead of refused.
  */
 static void test_target_time_fraction_digits_only(void)
@@ -683,6 +847,9 @@ const struct unit_test unit_tests[] = {
     {"encrypted_manifest", test_encrypted_manifest},
     {"foreign_manifest", test_foreign_manifest},
     {"storage_failures", test_storage_failures},
+    {"deleting", test_deleting},
+    {"status_names", test_status_names},
+    {"small_objects", test_small_objects},
     {"no_wal_at_all_is_incomplete", test_no_wal_at_all_is_incomplete},
     {"target_time", test_target_time},
     {"target_time_fraction_digits_only", test_target_time_fraction_digits_only},

@@ -4,7 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "base/cli.h"
 #include "unit.h"
 
 /* Runs in a child with 0, 1 and 2 closed: after ws_cli_start they are open on /dev/null, so a

@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "key.h"
+#include "base/config.h"
+#include "io/key.h"
 #include "unit.h"
 
 /* Writes text into <tmpdir>/name with exactly `mode`; returns the path (static storage). */

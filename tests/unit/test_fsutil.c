@@ -1,5 +1,5 @@
 /*
- * Directories reached through descriptors (fsutil.h), what a restore writes with:
+ * Directories reached through descriptors (base/fs.h), what a restore writes with:
  *   - ws_dir_lookup: an existing directory, one with missing components (nothing created), a
  *     link of our own followed, a link of another user refused (when run as root), a file on
  *     the way refused, ".." in the missing part refused;
@@ -20,7 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fsutil.h"
+#include "base/fs.h"
+#include "fixture.h"
 #include "unit.h"
 
 static const char *fresh_dir(void)
@@ -66,20 +67,8 @@ static int file_is(const char *path, const char *text)
     return n == (ssize_t)strlen(text) && memcmp(buf, text, (size_t)n) == 0;
 }
 
-/* Entries in a directory other than "." and "..", -1 if it cannot be read. */
-static int entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    int n = 0;
-
-    if (!d)
-        return -1;
-    while ((de = readdir(d)) != NULL)
-        n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
-    closedir(d);
-    return n;
-}
+/* Entries in a directory other than "." and "..", -1 if it cannot be read (fixture.h). */
+#define entries unit_entries
 
 static int same_dir(int fd, const char *path)
 {

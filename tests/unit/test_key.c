@@ -2,7 +2,7 @@
  * derived with it, so it must be the standard function, byte for byte). */
 #include <string.h>
 
-#include "key.h"
+#include "io/key.h"
 #include "unit.h"
 
 static void unhex(const char *h, uint8_t *out, size_t n)

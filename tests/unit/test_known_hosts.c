@@ -17,7 +17,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "known_hosts.h"
+#include "storage/known_hosts.h"
 #include "unit.h"
 
 extern char **environ;

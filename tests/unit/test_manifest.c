@@ -1,8 +1,8 @@
 /*
- * The backup manifest (backup.h): a known text parsed field by field, format -> parse -> format
+ * The backup manifest (manifest.h): a known text parsed field by field, format -> parse -> format
  * round trips with every record type and awkward strings, a table of texts that must be refused
  * (each one line away from a valid manifest, so a refusal is for that line), UTC time stamps,
- * backup ids, and the first and last WAL segment of a backup. Files in pieces (backup.h, `piece`
+ * backup ids, and the first and last WAL segment of a backup. Files in pieces (manifest.h, `piece`
  * records): round trips of files with 1 and 3 pieces, and refusals one edit away from a valid
  * manifest with pieces.
  */
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backup.h"
+#include "repo/manifest.h"
 #include "unit.h"
 
 #define SEG16 (16u << 20)
@@ -593,7 +593,7 @@ static void test_reject_extra_spaces(void)
 #define MIB64 UINT64_C(67108864)
 
 /*
- * A valid manifest with files in pieces (backup.h): base/1/16385 (64 MiB + 1) is its own record
+ * A valid manifest with files in pieces (manifest.h): base/1/16385 (64 MiB + 1) is its own record
  * plus 1 piece, base/1/16384 (200 MiB) its own record plus 3 pieces and is the last file, so
  * that the check at `end` is the only one its last piece gets. Bundles 0..4; each file's pieces
  * lie in bundles of increasing number, above the bundle of its own record.
@@ -919,7 +919,7 @@ static void test_pieces_reject(void)
 }
 
 /*
- * BUG (manifest.c, parse_line, "piece" records): backup.h says "A bundle never holds two pieces
+ * BUG (manifest.c, parse_line, "piece" records): manifest.h says "A bundle never holds two pieces
  * of one file, and a file's pieces are in bundles of increasing number" (the file record's bytes
  * being piece 0), and ws_manifest_parse promises WS_ERR_CORRUPT on any deviation, but the parser
  * checks only bundle < bundles: all four texts below parse. backup_verify relies on the order to

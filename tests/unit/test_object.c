@@ -14,10 +14,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "fingerprint.h"
-#include "key.h"
-#include "object.h"
+#include "base/config.h"
+#include "io/fingerprint.h"
+#include "io/key.h"
+#include "io/object.h"
+#include "fixture.h"
 #include "unit.h"
 
 #define MIB (1u << 20)
@@ -45,22 +46,9 @@ static void sha256(const uint8_t *p, size_t n, uint8_t out[32])
     EVP_Digest(p, n, out, &len, EVP_sha256(), NULL);
 }
 
-static void make_key(struct ws_key *k, uint32_t seed)
-{
-    struct ws_error err = {0};
-    unit_random(k->key, WS_KEY_LEN, seed);
-    if (ws_key_derive_id(k, &err) != 0)
-        unit_fail(__FILE__, __LINE__, "ws_key_derive_id");
-}
-
-static void keyring_of(struct ws_keyring *kr, const struct ws_key *keys, size_t n)
-{
-    memset(kr, 0, sizeof(*kr));
-    for (size_t i = 0; i < n; i++)
-        kr->keys[i] = keys[i];
-    kr->n = n;
-    kr->has_write_key = n > 0;
-}
+/* The fixture's calls (fixture.h) under the names the tests below use. */
+#define make_key unit_key
+#define keyring_of unit_keyring
 
 /* Text that zstd compresses well. */
 static void make_text(uint8_t *p, size_t n, uint32_t seed)
@@ -412,30 +400,12 @@ static int run_zstd_decompress(const char *in, const char *out)
 
 static int write_file(const char *path, const uint8_t *p, size_t n)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    int ok = fd >= 0 && write(fd, p, n) == (ssize_t)n;
-    if (fd >= 0)
-        close(fd);
-    return ok ? 0 : -1;
+    return unit_write(path, p, n, 0600);
 }
 
 static int read_file(const char *path, struct blob *b)
 {
-    struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    int ok;
-
-    memset(b, 0, sizeof(*b));
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    b->len = (size_t)st.st_size;
-    b->data = malloc(b->len ? b->len : 1);
-    ok = b->data && read(fd, b->data, b->len) == (ssize_t)b->len;
-    close(fd);
-    return ok ? 0 : -1;
+    return unit_read(path, &b->data, &b->len);
 }
 
 static void test_zstd_cli(void)

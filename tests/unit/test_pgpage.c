@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pgpage.h"
+#include "pg/pgpage.h"
 #include "unit.h"
 
 struct real_page {

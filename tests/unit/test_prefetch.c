@@ -17,16 +17,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "archive.h"
-#include "config.h"
-#include "prefetch.h"
+#include "archive/archive.h"
+#include "archive/prefetch.h"
+#include "base/config.h"
+#include "pg/wal.h"
+#include "fixture.h"
 #include "unit.h"
-#include "wal.h"
 
-#define SEG (1u << 20)
-#define SYSID UINT64_C(7000000000000000001)
+#define SEG UNIT_SEG
 
-static const char KEYHEX[] = "3c1f5e0a9b8d7c6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e";
+static const char KEYHEX[] = UNIT_KEYHEX;
+
+/* The fixture's calls (fixture.h) under the names the tests below use. */
+#define write_file unit_write
+#define same_content unit_same_file
 
 /* ---- pure pieces ---- */
 
@@ -195,28 +199,11 @@ static void test_entry_name(void)
 
 static char start_cwd[PATH_MAX];
 
-static int write_file(const char *path, const void *p, size_t n, mode_t mode)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode), ok;
-    if (fd < 0)
-        return -1;
-    ok = write(fd, p, n) == (ssize_t)n;
-    close(fd);
-    return ok ? 0 : -1;
-}
-
 static void config_for(struct ws_config *cfg, const char *repo, const char *spool,
                        const char *parallel, const char *keyfile)
 {
-    struct ws_error err = {0};
-    ws_config_init(cfg);
-    if (ws_config_set(cfg, "repo", repo, "test", &err) != 0 ||
-        ws_config_set(cfg, "cluster", "main", "test", &err) != 0 ||
-        ws_config_set(cfg, "spool_dir", spool, "test", &err) != 0 ||
-        ws_config_set(cfg, "parallel", parallel, "test", &err) != 0 ||
-        ws_config_set(cfg, "timeout", "5", "test", &err) != 0 ||
-        (keyfile && ws_config_set(cfg, "encrypt_key_file", keyfile, "test", &err) != 0))
-        unit_fail(__FILE__, __LINE__, err.msg);
+    unit_config(cfg, "repo", repo, "cluster", "main", "spool_dir", spool, "parallel", parallel,
+                "timeout", "5", "encrypt_key_file", keyfile, NULL);
 }
 
 static void test_spool_dir(void)
@@ -312,52 +299,7 @@ static void test_spool_dir(void)
 
 static int make_segment(const char *dir, uint64_t segno, uint32_t seed, char *out, size_t outsz)
 {
-    /* dir is short: the scratch directory */
-    char name[WS_WAL_NAME_LEN + 1];
-    uint8_t *buf = malloc(SEG);
-    uint16_t magic = 0xD110, info = WS_XLP_LONG_HEADER;
-    uint32_t tli = 1, blcksz = 8192, segsz = SEG;
-    uint64_t pageaddr = segno * (uint64_t)SEG, sysid = SYSID;
-    int rc;
-
-    if (!buf)
-        return -1;
-    unit_random(buf, SEG, seed);
-    memset(buf, 0, WS_WAL_LONG_HEADER_SIZE);
-    memcpy(buf + 0, &magic, 2);
-    memcpy(buf + 2, &info, 2);
-    memcpy(buf + 4, &tli, 4);
-    memcpy(buf + 8, &pageaddr, 8);
-    memcpy(buf + 24, &sysid, 8);
-    memcpy(buf + 32, &segsz, 4);
-    memcpy(buf + 36, &blcksz, 4);
-    ws_wal_format_name(name, 1, segno, SEG);
-    if (snprintf(out, outsz, "%.200s/%s", dir, name) >= (int)outsz) {
-        free(buf);
-        return -1;
-    }
-    rc = write_file(out, buf, SEG, 0600);
-    free(buf);
-    return rc;
-}
-
-static int same_content(const char *a, const char *b)
-{
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    int ok = fa && fb, ca, cb;
-    while (ok) {
-        ca = getc(fa);
-        cb = getc(fb);
-        if (ca != cb)
-            ok = 0;
-        if (ca == EOF || cb == EOF)
-            break;
-    }
-    if (fa)
-        fclose(fa);
-    if (fb)
-        fclose(fb);
-    return ok;
+    return unit_wal_segment(dir, segno, UNIT_SYSID, seed, out, outsz);
 }
 
 /* Entries of the spool whose name starts with seg ("" counts every file). */

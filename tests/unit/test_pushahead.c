@@ -20,50 +20,29 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "archive.h"
-#include "config.h"
-#include "fingerprint.h"
-#include "key.h"
-#include "pushahead.h"
-#include "sink.h"
+#include "archive/archive.h"
+#include "archive/pushahead.h"
+#include "base/config.h"
+#include "base/util.h"
+#include "io/fingerprint.h"
+#include "io/key.h"
+#include "io/sink.h"
+#include "pg/wal.h"
+#include "fixture.h"
 #include "unit.h"
-#include "wal.h"
 
-#define SEG (1u << 20)
-#define SYSID1 UINT64_C(7000000000000000001)
-
-static const char KEYHEX[] = "3c1f5e0a9b8d7c6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e";
+#define SEG UNIT_SEG
+#define SYSID1 UNIT_SYSID
 
 /* ---- helpers ---- */
 
+/* The fixture's calls (fixture.h) under the names the tests below use. */
+#define exists unit_exists
+#define count_entries unit_entries
+
 static int write_file(const char *path, const void *p, size_t n)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), ok;
-    if (fd < 0)
-        return -1;
-    ok = write(fd, p, n) == (ssize_t)n;
-    close(fd);
-    return ok ? 0 : -1;
-}
-
-static int exists(const char *path)
-{
-    struct stat st;
-    return lstat(path, &st) == 0;
-}
-
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    int n = 0;
-    if (!d)
-        return -1;
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-            n++;
-    closedir(d);
-    return n;
+    return unit_write(path, p, n, 0600);
 }
 
 static void seg_name(uint64_t segno, char name[WS_WAL_NAME_LEN + 1])
@@ -74,29 +53,7 @@ static void seg_name(uint64_t segno, char name[WS_WAL_NAME_LEN + 1])
 /* Segment `segno` of timeline 1 with a valid long page header and pseudo-random content. */
 static int make_segment(const char *dir, uint64_t segno, uint32_t seed, char *out, size_t outsz)
 {
-    char name[WS_WAL_NAME_LEN + 1];
-    uint8_t *buf = malloc(SEG);
-    uint16_t magic = 0xD110, info = WS_XLP_LONG_HEADER;
-    uint32_t tli = 1, blcksz = 8192, segsz = SEG;
-    uint64_t pageaddr = segno * (uint64_t)SEG, sysid = SYSID1;
-    int rc;
-
-    if (!buf)
-        return -1;
-    unit_random(buf, SEG, seed);
-    memset(buf, 0, WS_WAL_LONG_HEADER_SIZE);
-    memcpy(buf + 0, &magic, 2);
-    memcpy(buf + 2, &info, 2);
-    memcpy(buf + 4, &tli, 4);
-    memcpy(buf + 8, &pageaddr, 8);
-    memcpy(buf + 24, &sysid, 8);
-    memcpy(buf + 32, &segsz, 4);
-    memcpy(buf + 36, &blcksz, 4);
-    seg_name(segno, name);
-    snprintf(out, outsz, "%s/%s", dir, name);
-    rc = write_file(out, buf, SEG);
-    free(buf);
-    return rc;
+    return unit_wal_segment(dir, segno, UNIT_SYSID, seed, out, outsz);
 }
 
 /* A data directory look-alike with pg_wal/archive_status, a repository and a spool. */
@@ -107,11 +64,11 @@ struct env {
 
 static int setup(struct env *e, const char *tag, const char *parallel)
 {
-    struct ws_error err = {0};
-    char key[600], text[80];
+    char key[600];
 
     memset(e, 0, sizeof(*e));
-    snprintf(e->root, sizeof(e->root), "%s/%s", unit_tmpdir(), tag);
+    if (unit_path(e->root, sizeof(e->root), "%s", tag) != 0 || unit_exists(e->root))
+        return -1;
     snprintf(e->wal, sizeof(e->wal), "%s/data/pg_wal", e->root);
     snprintf(e->status, sizeof(e->status), "%s/archive_status", e->wal);
     snprintf(e->repo, sizeof(e->repo), "%s/repo", e->root);
@@ -119,42 +76,18 @@ static int setup(struct env *e, const char *tag, const char *parallel)
     snprintf(e->pushed, sizeof(e->pushed), "%s/main/pushed", e->spool);
     snprintf(e->locks, sizeof(e->locks), "%s/main/pushing", e->spool);
     snprintf(key, sizeof(key), "%s/key", e->root);
-    snprintf(text, sizeof(text), "%s\n", KEYHEX);
-    if (mkdir(e->root, 0700) != 0 || mkdir(e->repo, 0700) != 0)
+    if (unit_mkdir(e->repo) != 0 || unit_mkdir(e->status) != 0 || unit_key_file(key, NULL) != 0)
         return -1;
-    {
-        char d[600];
-        snprintf(d, sizeof(d), "%s/data", e->root);
-        if (mkdir(d, 0700) != 0 || mkdir(e->wal, 0700) != 0 || mkdir(e->status, 0700) != 0)
-            return -1;
-    }
-    snprintf(text, sizeof(text), "%s\n", KEYHEX);
-    if (write_file(key, text, strlen(text)) != 0)
-        return -1;
-    ws_config_init(&e->cfg);
-    if (ws_config_set(&e->cfg, "repo", e->repo, "test", &err) != 0 ||
-        ws_config_set(&e->cfg, "cluster", "main", "test", &err) != 0 ||
-        ws_config_set(&e->cfg, "parallel", parallel, "test", &err) != 0 ||
-        ws_config_set(&e->cfg, "spool_dir", e->spool, "test", &err) != 0 ||
-        ws_config_set(&e->cfg, "encrypt_key_file", key, "test", &err) != 0) {
-        fprintf(stderr, "    setup: %s\n", err.msg);
-        return -1;
-    }
-    return 0;
+    return unit_config(&e->cfg, "repo", e->repo, "cluster", "main", "parallel", parallel,
+                       "spool_dir", e->spool, "encrypt_key_file", key, NULL);
 }
 
 /* Segments first..first+n-1 in pg_wal, each with its .ready. */
 static int add_ready(struct env *e, uint64_t first, int n)
 {
-    char path[800], name[WS_WAL_NAME_LEN + 1], ready[800];
-    for (int i = 0; i < n; i++) {
-        seg_name(first + (uint64_t)i, name);
-        snprintf(ready, sizeof(ready), "%s/%s.ready", e->status, name);
-        if (make_segment(e->wal, first + (uint64_t)i, (uint32_t)(first + (uint64_t)i), path,
-                         sizeof(path)) != 0 ||
-            write_file(ready, "", 0) != 0)
+    for (int i = 0; i < n; i++)
+        if (unit_wal_ready(e->wal, first + (uint64_t)i, (uint32_t)(first + (uint64_t)i), NULL) != 0)
             return -1;
-    }
     return 0;
 }
 
@@ -191,24 +124,30 @@ static int in_repo(const struct env *e, uint64_t segno)
     return exists(path);
 }
 
-/* Waits until every batch process of the spool has exited (each holds .alive shared). */
+/* Waits until every batch process of the spool has exited: each holds .alive shared and the one
+ * that runs holds .batch, and an exiting process may release one before the other, so both are
+ * waited for (else the next call can meet .batch still held and start no process). */
 static void settle(const struct env *e)
 {
+    static const char *const names[] = {".alive", ".batch"};
     char path[800];
     int fd;
 
-    snprintf(path, sizeof(path), "%s/.alive", e->locks);
-    if ((fd = open(path, O_RDWR)) >= 0) {
-        if (flock(fd, LOCK_EX) != 0)
-            unit_fail(__FILE__, __LINE__, "flock .alive");
-        close(fd);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", e->locks, names[i]);
+        if ((fd = open(path, O_RDWR)) >= 0) {
+            if (flock(fd, LOCK_EX) != 0)
+                unit_fail(__FILE__, __LINE__, "flock");
+            close(fd);
+        }
     }
     while (waitpid(-1, NULL, WNOHANG) > 0)
         ;
 }
 
 /* The archiver's call; then the batch it started, if any, is waited for. */
-static int push(struct env *e, uint64_t segno, struct ws_push_result *res, struct ws_error *err)
+static int push(struct env *e, uint64_t segno, struct ws_pushahead_result *res,
+                struct ws_error *err)
 {
     char path[800];
     int rc;
@@ -304,11 +243,24 @@ static void sample_record(struct ws_pushahead_record *r)
     r->system_identifier = UINT64_MAX;
     r->size = 16777216;
     for (int i = 0; i < 32; i++)
-        r->sha256[i] = (uint8_t)(i * 7 + 1);
+        r->content_digest[i] = (uint8_t)(i * 7 + 1);
     for (int i = 0; i < WS_FINGERPRINT_SIZE; i++)
         r->fingerprint[i] = (uint8_t)(i * 13 + 5);
     r->pushed_at = 1732300000;
 }
+
+/* sample_record() as written by every walsafe since format 2 (the check is SHA-256 of the rest). */
+static const char golden_record[] =
+    "walsafe push-ahead record 2\n"
+    "name = 000000010000000A000000F3\n"
+    "repo = s3://bucket/some prefix = odd\n"
+    "cluster = main\n"
+    "system_identifier = 18446744073709551615\n"
+    "size = 16777216\n"
+    "sha256 = 01080f161d242b323940474e555c636a71787f868d949ba2a9b0b7bec5ccd3da\n"
+    "fingerprint = 05121f2c394653606d7a8794a1aebbc8\n"
+    "pushed_at = 1732300000\n"
+    "check = d094a8a1a0412adc07a45487239966c8a88d3d6b70d5c5c7814d472899ff28b1\n";
 
 static void test_record_roundtrip(void)
 {
@@ -321,12 +273,14 @@ static void test_record_roundtrip(void)
     REQUIRE(n > 0);
     CHECK(strncmp(text, "walsafe push-ahead record 2\nname = 000000010000000A000000F3\n", 59) == 0);
     CHECK(strstr(text, "\nfingerprint = 05121f2c39465360") != NULL);
+    /* byte for byte what records have always been (the content digest's key stays "sha256") */
+    CHECK((size_t)n == strlen(golden_record) && memcmp(text, golden_record, (size_t)n) == 0);
     REQUIRE(ws_pushahead_record_parse(text, (size_t)n, &back) == 0);
     CHECK(ws_pushahead_record_mismatch(&back, &r) == NULL);
     CHECK(strcmp(back.name, r.name) == 0 && strcmp(back.repo, r.repo) == 0 &&
           strcmp(back.cluster, r.cluster) == 0);
     CHECK(back.system_identifier == r.system_identifier && back.size == r.size &&
-          back.pushed_at == r.pushed_at && memcmp(back.sha256, r.sha256, 32) == 0 &&
+          back.pushed_at == r.pushed_at && memcmp(back.content_digest, r.content_digest, 32) == 0 &&
           memcmp(back.fingerprint, r.fingerprint, WS_FINGERPRINT_SIZE) == 0);
     /* a record of the first format (SHA-256 only, no fingerprint) is not one of these */
     {
@@ -407,6 +361,27 @@ static void test_record_damage(void)
             m += snprintf(forged + m, sizeof(forged) - (size_t)m, "check = %s\n", hex);
         }
         CHECK(ws_pushahead_record_parse(forged, (size_t)m, &back) == -1); /* leading zero */
+    }
+    /* digests are lower-case hex, as written: upper case under a correct check is refused */
+    {
+        char forged[WS_PUSHAHEAD_RECORD_SIZE], *p, *chk;
+        uint8_t d[32];
+        unsigned int dl;
+        char hex[65];
+        int m;
+        memcpy(forged, text, (size_t)n);
+        forged[n] = '\0';
+        REQUIRE((p = strstr(forged, "\nsha256 = ")) != NULL);
+        for (p += 10; *p != '\n'; p++)
+            if (*p >= 'a' && *p <= 'f')
+                *p = (char)(*p - 'a' + 'A');
+        REQUIRE((chk = strstr(forged, "check = ")) != NULL);
+        m = (int)(chk - forged);
+        EVP_Digest(forged, (size_t)m, d, &dl, EVP_sha256(), NULL);
+        for (int i = 0; i < 32; i++)
+            snprintf(hex + 2 * i, 3, "%02x", d[i]);
+        m += snprintf(forged + m, sizeof(forged) - (size_t)m, "check = %s\n", hex);
+        CHECK(ws_pushahead_record_parse(forged, (size_t)m, &back) == -1);
     }
 }
 
@@ -527,7 +502,7 @@ static void test_fingerprint_file(void)
 static void test_backlog(void)
 {
     struct env e;
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     struct ws_error err;
     int ahead = 0, n = 40;
 
@@ -536,7 +511,7 @@ static void test_backlog(void)
     for (int i = 1; i <= n; i++) {
         if (push(&e, (uint64_t)i, &res, &err) != 0)
             unit_fail(__FILE__, __LINE__, err.msg);
-        CHECK(res.bytes == SEG && res.duplicate == 0);
+        CHECK(res.push.bytes == SEG && res.push.duplicate == 0);
         ahead += res.pushed_ahead;
         if (i == 1) {
             /* the first call pushed X and started the push-ahead process, which took the next
@@ -567,7 +542,7 @@ static void test_backlog(void)
 static void test_in_flight(void)
 {
     struct env e;
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     struct ws_error err = {0};
     char path[800], name[WS_WAL_NAME_LEN + 1];
 
@@ -594,7 +569,7 @@ static void test_in_flight(void)
 static void test_stale_record(void)
 {
     struct env e;
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     struct ws_error err;
     char path[800], name[WS_WAL_NAME_LEN + 1];
 
@@ -620,7 +595,7 @@ static void test_stale_record(void)
 static void test_untrusted_records(void)
 {
     struct env e;
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     struct ws_error err;
     char rec[800], name[WS_WAL_NAME_LEN + 1];
 
@@ -634,7 +609,7 @@ static void test_untrusted_records(void)
     seg_name(2, name);
     snprintf(rec, sizeof(rec), "%s/%s", e.pushed, name);
     CHECK(write_file(rec, "walsafe push-ahead record 1\nname = x\n", 38) == 0);
-    CHECK(push(&e, 2, &res, &err) == 0 && !res.pushed_ahead && res.duplicate);
+    CHECK(push(&e, 2, &res, &err) == 0 && !res.pushed_ahead && res.push.duplicate);
 
     /* another repo setting: not this configuration's record, so not used (and left alone) */
     {
@@ -642,7 +617,7 @@ static void test_untrusted_records(void)
         char other_repo[700];
         snprintf(other_repo, sizeof(other_repo), "file://%s", e.repo);
         e.cfg.repo = other_repo;
-        CHECK(push(&e, 4, &res, &err) == 0 && !res.pushed_ahead && res.duplicate);
+        CHECK(push(&e, 4, &res, &err) == 0 && !res.pushed_ahead && res.push.duplicate);
         e.cfg = saved;
     }
     CHECK(push(&e, 6, &res, &err) == 0 && res.pushed_ahead);
@@ -654,7 +629,7 @@ static void test_untrusted_records(void)
 static void test_failures(void)
 {
     struct env e;
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     struct ws_error err;
     char path[800], name[WS_WAL_NAME_LEN + 1], lock[800];
     int fd;
@@ -690,7 +665,9 @@ static void test_failures(void)
     REQUIRE(add_ready(&e, 7, 1) == 0);
     CHECK(push(&e, 3, &res, &err) == WS_ERR_INVALID);
     CHECK(strstr(err.msg, "000000010000000000000003") != NULL);
-    CHECK(!has_record(&e, 3) && has_record(&e, 4) && has_record(&e, 7));
+    CHECK(!has_record(&e, 3));
+    CHECK(has_record(&e, 4));
+    CHECK(has_record(&e, 7));
     ws_config_free(&e.cfg);
 }
 
@@ -699,7 +676,7 @@ static void test_failures(void)
 static void test_outage_pause(void)
 {
     struct env e;
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     struct ws_error err;
     char name[WS_WAL_NAME_LEN + 1], stopped[800];
     struct timeval old[2] = {{1000000000, 0}, {1000000000, 0}};
@@ -736,7 +713,7 @@ static void test_outage_pause(void)
 static void test_not_applied(void)
 {
     struct env e;
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     struct ws_error err;
     char spool[800];
 
@@ -795,7 +772,7 @@ static void test_not_applied(void)
 static void test_clean(void)
 {
     struct env e;
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     struct ws_error err;
     char name[WS_WAL_NAME_LEN + 1], path[800], tmp[800], lock[800];
     struct timeval old[2] = {{1000000000, 0}, {1000000000, 0}};
@@ -833,7 +810,7 @@ static void test_clean(void)
 static void test_clean_own_names(void)
 {
     struct env e;
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     struct ws_error err;
     char name[WS_WAL_NAME_LEN + 1], victim[800], path[800], foreign[800], link[800];
     struct timeval old[2] = {{1000000000, 0}, {1000000000, 0}};
@@ -881,7 +858,7 @@ static void test_clean_own_names(void)
 static void test_foreign_lock(void)
 {
     struct env e;
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     struct ws_error err;
     char name[WS_WAL_NAME_LEN + 1], lock[800], d[700];
     struct timespec t0, t1;
@@ -917,7 +894,7 @@ static void test_closed_stdio(void)
 {
     struct env e;
     struct ws_error err = {0};
-    struct ws_push_result res;
+    struct ws_pushahead_result res;
     char path[800];
     int status = -1;
     pid_t pid;

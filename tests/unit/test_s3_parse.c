@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "s3_parse.h"
+#include "storage/s3_parse.h"
 #include "unit.h"
 
 /* text without its NUL, in a buffer of exactly its length (freed by the caller). */

@@ -2,7 +2,7 @@
  * Authorization Header: Transferring Payload in a Single Chunk"). */
 #include <string.h>
 
-#include "sigv4.h"
+#include "storage/sigv4.h"
 #include "unit.h"
 
 static const struct ws_sigv4_creds creds = {

@@ -22,18 +22,18 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "archive.h"
-#include "config.h"
-#include "log.h"
-#include "prefetch.h"
-#include "pushahead.h"
-#include "sink.h"
-#include "spool.h"
+#include "archive/archive.h"
+#include "archive/prefetch.h"
+#include "archive/pushahead.h"
+#include "archive/spool.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "io/sink.h"
+#include "pg/wal.h"
+#include "fixture.h"
 #include "unit.h"
-#include "wal.h"
 
-#define SEG (1u << 20)
-#define SYSID UINT64_C(7000000000000000001)
 #define OTHER_UID 65534 /* nobody */
 
 /* Fault injection: this many of the next mkdirat() calls for a "prefetch-*" name are followed at
@@ -52,36 +52,13 @@ int mkdirat(int dirfd, const char *path, mode_t mode)
     return rc;
 }
 
-static const char KEYHEX[] = "3c1f5e0a9b8d7c6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e";
+/* The fixture's calls (fixture.h) under the names the tests below use. */
+#define exists unit_exists
+#define count_entries unit_entries
 
 static int write_file(const char *path, const void *p, size_t n)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), ok;
-    if (fd < 0)
-        return -1;
-    ok = write(fd, p, n) == (ssize_t)n;
-    close(fd);
-    return ok ? 0 : -1;
-}
-
-static int exists(const char *path)
-{
-    struct stat st;
-    return lstat(path, &st) == 0;
-}
-
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    int n = 0;
-    if (!d)
-        return -1;
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-            n++;
-    closedir(d);
-    return n;
+    return unit_write(path, p, n, 0600);
 }
 
 /* ---- the pieces ---- */
@@ -172,13 +149,21 @@ static void test_sink(void)
     CHECK(!exists("/nonexistent-walsafe-target"));
     /* a watch on the opened directory sees what happens in it */
     {
-        int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        int ifd = ws_spool_watch(d, IN_CREATE);
         char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
         REQUIRE(ifd >= 0);
-        CHECK(ws_spool_watch(ifd, d, IN_CREATE) >= 0);
         snprintf(path, sizeof(path), "%s/new", dir);
         REQUIRE(write_file(path, "", 0) == 0);
         CHECK(read(ifd, buf, sizeof(buf)) > 0);
+        /* ws_spool_watch_wait() returns at an event and reads them all */
+        snprintf(path, sizeof(path), "%s/new2", dir);
+        REQUIRE(write_file(path, "", 0) == 0);
+        {
+            int64_t t0 = ws_mono_ms();
+            ws_spool_watch_wait(ifd, 10000);
+            CHECK(ws_mono_ms() - t0 < 5000);
+            CHECK(read(ifd, buf, sizeof(buf)) < 0 && errno == EAGAIN);
+        }
         close(ifd);
     }
     close(d);
@@ -206,33 +191,6 @@ struct spool_case {
     enum outcome push, fetch;
 };
 
-static int make_segment(const char *dir, uint64_t segno, char name[WS_WAL_NAME_LEN + 1])
-{
-    char path[PATH_MAX + 32];
-    uint8_t *buf = malloc(SEG);
-    uint16_t magic = 0xD110, info = WS_XLP_LONG_HEADER;
-    uint32_t tli = 1, blcksz = 8192, segsz = SEG;
-    uint64_t pageaddr = segno * (uint64_t)SEG, sysid = SYSID;
-    int rc;
-
-    if (!buf)
-        return -1;
-    unit_random(buf, SEG, (uint32_t)segno);
-    memset(buf, 0, WS_WAL_LONG_HEADER_SIZE);
-    memcpy(buf + 0, &magic, 2);
-    memcpy(buf + 2, &info, 2);
-    memcpy(buf + 4, &tli, 4);
-    memcpy(buf + 8, &pageaddr, 8);
-    memcpy(buf + 24, &sysid, 8);
-    memcpy(buf + 32, &segsz, 4);
-    memcpy(buf + 36, &blcksz, 4);
-    ws_wal_format_name(name, 1, segno, SEG);
-    snprintf(path, sizeof(path), "%.4000s/%s", dir, name);
-    rc = write_file(path, buf, SEG);
-    free(buf);
-    return rc;
-}
-
 static void path_of(char *out, const struct fixture *f, const char *rel)
 {
     snprintf(out, PATH_MAX, "%.3000s/%s", f->root, rel);
@@ -242,34 +200,25 @@ static void path_of(char *out, const struct fixture *f, const char *rel)
  * victim directory of files, and spool_dir = root/spool unless the case says otherwise. */
 static int fixture_make(struct fixture *f, int idx)
 {
-    struct ws_error err = {0};
-    char p[PATH_MAX], q[PATH_MAX + 64], key[PATH_MAX], text[80];
+    char p[PATH_MAX], q[PATH_MAX + 64], key[PATH_MAX];
 
     memset(f, 0, sizeof(*f));
-    snprintf(f->root, sizeof(f->root), "%s/case%02d", unit_tmpdir(), idx);
+    if (unit_path(f->root, sizeof(f->root), "case%02d", idx) != 0 || unit_exists(f->root))
+        return -1;
     path_of(f->data, f, "data");
     path_of(f->victim, f, "victim");
     path_of(f->spool_cfg, f, "spool");
     path_of(f->spool_at, f, "spool");
-    if (mkdir(f->root, 0700) != 0 || mkdir(f->data, 0700) != 0 || mkdir(f->victim, 0700) != 0)
+    snprintf(q, sizeof(q), "%s/pg_wal/archive_status", f->data);
+    if (unit_mkdir(q) != 0 || unit_mkdir(f->victim) != 0)
         return -1;
     snprintf(q, sizeof(q), "%s/PG_VERSION", f->data);
     if (write_file(q, "15\n", 3) != 0)
         return -1;
     snprintf(q, sizeof(q), "%s/pg_wal", f->data);
-    if (mkdir(q, 0700) != 0)
-        return -1;
-    snprintf(q, sizeof(q), "%s/pg_wal/archive_status", f->data);
-    if (mkdir(q, 0700) != 0)
-        return -1;
-    for (int i = 0; i < 3; i++) {
-        snprintf(q, sizeof(q), "%s/pg_wal", f->data);
-        if (make_segment(q, (uint64_t)i + 1, f->seg[i]) != 0)
+    for (int i = 0; i < 3; i++)
+        if (unit_wal_ready(q, (uint64_t)i + 1, (uint32_t)i + 1, f->seg[i]) != 0)
             return -1;
-        snprintf(q, sizeof(q), "%s/pg_wal/archive_status/%s.ready", f->data, f->seg[i]);
-        if (write_file(q, "", 0) != 0)
-            return -1;
-    }
     for (int i = 0; i < 3; i++) {
         static const char *const names[] = {"1259", "16384", "PG_VERSION"};
         snprintf(q, sizeof(q), "%s/%s", f->victim, names[i]);
@@ -278,19 +227,10 @@ static int fixture_make(struct fixture *f, int idx)
     }
     path_of(p, f, "repo");
     path_of(key, f, "key");
-    snprintf(text, sizeof(text), "%s\n", KEYHEX);
-    if (mkdir(p, 0700) != 0 || write_file(key, text, strlen(text)) != 0)
+    if (unit_mkdir(p) != 0 || unit_key_file(key, NULL) != 0)
         return -1;
-    ws_config_init(&f->cfg);
-    if (ws_config_set(&f->cfg, "repo", p, "test", &err) != 0 ||
-        ws_config_set(&f->cfg, "cluster", "main", "test", &err) != 0 ||
-        ws_config_set(&f->cfg, "parallel", "2", "test", &err) != 0 ||
-        ws_config_set(&f->cfg, "timeout", "5", "test", &err) != 0 ||
-        ws_config_set(&f->cfg, "encrypt_key_file", key, "test", &err) != 0) {
-        fprintf(stderr, "    fixture: %s\n", err.msg);
-        return -1;
-    }
-    return 0;
+    return unit_config(&f->cfg, "repo", p, "cluster", "main", "parallel", "2", "timeout", "5",
+                       "encrypt_key_file", key, NULL);
 }
 
 /* prefetch-<tag> of f's configuration in f's data directory, learnt from a spool elsewhere. */
@@ -657,7 +597,7 @@ static void run_case(const struct spool_case *c, int idx, int push, const char *
     victim_entries = count_entries(f.victim);
     capture_begin(&saved, err_path, sizeof(err_path));
     if (push) {
-        struct ws_push_result res;
+        struct ws_pushahead_result res;
         struct ws_error err = {0};
         snprintf(wal, sizeof(wal), "pg_wal/%s", f.seg[0]);
         rc = ws_pushahead_push(&f.cfg, wal, &res, &err);

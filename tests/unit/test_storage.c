@@ -30,6 +30,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "storage.h"
+#include "base/config.h"
+#include "storage/params.h"
+#include "storage/storage.h"
+#include "fixture.h"
 #include "unit.h"
 
 extern char **environ;
@@ -130,6 +134,26 @@ static int sftp_mkdir(const struct sftp_env *e, const char *sub, char *local, si
     return chown(local, sb.st_uid, sb.st_gid);
 }
 
+/* The driver cfg->repo names, opened as ws_storage_open() opens it but with attempts left at 0
+ * (one try), as the driver tests expect. */
+static int open_from_config(const struct ws_config *cfg, struct ws_storage **out,
+                            struct ws_error *err)
+{
+    struct ws_storage_params p;
+    int rc = ws_storage_params_from_config(cfg, &p, err);
+
+    if (rc == 0 && (rc = ws_storage_open_params(&p, out, err)) == 0)
+        (*out)->attempts = 0;
+    ws_storage_params_free(&p);
+    return rc;
+}
+
+static int posix_open(const char *root, struct ws_storage **out, struct ws_error *err)
+{
+    struct ws_posix_params p = {(char *)root};
+    return ws_storage_posix_open(&p, out, err);
+}
+
 /* Opens the sftp driver on <repo>/<sub>; NULL identity / known_hosts mean the environment's. */
 static int sftp_open_at(const struct sftp_env *e, const char *sub, const char *identity,
                         const char *known_hosts, const char *pin, struct ws_storage **out,
@@ -152,7 +176,7 @@ static int sftp_open_at(const struct sftp_env *e, const char *sub, const char *i
         (pin && !cfg.sftp_host_key_sha256))
         rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     else
-        rc = ws_storage_sftp_open(&cfg, out, err);
+        rc = open_from_config(&cfg, out, err);
     ws_config_free(&cfg);
     return rc;
 }
@@ -178,7 +202,7 @@ static int s3_open(const char *sub, struct ws_storage **out, struct ws_error *er
         ws_config_free(&cfg);
         return err->code;
     }
-    rc = ws_storage_s3_open(&cfg, out, err);
+    rc = open_from_config(&cfg, out, err);
     ws_config_free(&cfg);
     return rc;
 }
@@ -214,10 +238,9 @@ static int open_driver(enum driver_kind kind, const char *sub, struct driver *d)
             fprintf(stderr, "    sftp: %s\n", err.msg);
         return rc;
     }
-    snprintf(d->root, sizeof(d->root), "%s/%s", unit_tmpdir(), sub);
-    if (mkdir(d->root, 0700) != 0 && errno != EEXIST)
+    if (unit_path(d->root, sizeof(d->root), "%s", sub) != 0 || unit_mkdir(d->root) != 0)
         return -1;
-    return ws_storage_posix_open(d->root, &d->st, &err);
+    return posix_open(d->root, &d->st, &err);
 }
 
 static int put(struct ws_storage *st, const char *key, int flags, const void *data, size_t len,
@@ -269,29 +292,8 @@ static int same(struct ws_storage *st, const char *key, const uint8_t *want, siz
     return ok;
 }
 
-/* Counts entries under dir (recursively) whose name starts with prefix. */
-static int count_named(const char *dir, const char *prefix)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    int n = 0;
-
-    if (!d)
-        return 0;
-    while ((de = readdir(d)) != NULL) {
-        char path[1024];
-        struct stat st;
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        if (strncmp(de->d_name, prefix, strlen(prefix)) == 0)
-            n++;
-        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            n += count_named(path, prefix);
-    }
-    closedir(d);
-    return n;
-}
+/* Entries under dir (recursively) whose name contains part (fixture.h). */
+#define count_named unit_count_named
 
 static int temp_files(const struct driver *d)
 {
@@ -671,7 +673,7 @@ static void contract_key_vs_prefix(struct driver *d)
             fprintf(stderr, "    %s: stat \"%s\": %s: %s\n", d->name, missing[i], ws_code_name(rc),
                     err.msg);
         /* A prefix may instead be refused as damage by a driver with directories, which finds
-         * one where an object was asked for (storage_posix.c); it is never read as an object. */
+         * one where an object was asked for (storage/posix.c); it is never read as an object. */
         rc = get(st, missing[i], 0, WS_STORAGE_TO_END, &got, &n, &err);
         ok = rc == WS_ERR_NOT_FOUND || (i < 2 && rc == WS_ERR_CORRUPT);
         CHECK(ok);
@@ -891,18 +893,18 @@ static void test_posix_open(void)
     FILE *f;
 
     snprintf(path, sizeof(path), "%s/no-such-dir", unit_tmpdir());
-    CHECK(ws_storage_posix_open(path, &st, &err) == WS_ERR_STORAGE);
+    CHECK(posix_open(path, &st, &err) == WS_ERR_STORAGE);
     CHECK(strstr(err.msg, path) != NULL);
     snprintf(path, sizeof(path), "%s/no-such-dir/deeper", unit_tmpdir());
-    CHECK(ws_storage_posix_open(path, &st, &err) == WS_ERR_STORAGE);
+    CHECK(posix_open(path, &st, &err) == WS_ERR_STORAGE);
     /* a file is not a repository */
     snprintf(path, sizeof(path), "%s/plainfile", unit_tmpdir());
     f = fopen(path, "w");
     REQUIRE(f);
     fclose(f);
-    CHECK(ws_storage_posix_open(path, &st, &err) == WS_ERR_STORAGE);
+    CHECK(posix_open(path, &st, &err) == WS_ERR_STORAGE);
     /* relative paths are refused */
-    CHECK(ws_storage_posix_open("relative/dir", &st, &err) != 0);
+    CHECK(posix_open("relative/dir", &st, &err) != 0);
 
     /* a trailing slash is fine and names the same place */
     snprintf(path, sizeof(path), "%s/slash", unit_tmpdir());
@@ -912,8 +914,8 @@ static void test_posix_open(void)
         struct ws_storage_stat ss;
         char withslash[620];
         snprintf(withslash, sizeof(withslash), "%s/", path);
-        REQUIRE(ws_storage_posix_open(withslash, &a, &err) == 0);
-        REQUIRE(ws_storage_posix_open(path, &b, &err) == 0);
+        REQUIRE(posix_open(withslash, &a, &err) == 0);
+        REQUIRE(posix_open(path, &b, &err) == 0);
         CHECK(put(a, "k/obj", 0, "1", 1, &err) == 0);
         CHECK(ws_storage_stat(b, "k/obj", &ss, &err) == 0 && ss.size == 1);
         CHECK(list_is(a, "k/", (const char *const[]){"k/obj"}, 1));
@@ -940,6 +942,187 @@ static void test_posix_open(void)
         cfg.repo = (char *)"relative/path";
         CHECK(ws_storage_open(&cfg, &st, &err) == WS_ERR_CONFIG);
         cfg.repo = NULL;
+    }
+}
+
+/* An empty credential is an unset one (WALSAFE_S3_ACCESS_KEY_ID= in the environment): it opens
+ * anonymously, or names the missing secret; never "out of memory". Opening sends no request. */
+static void test_s3_empty_credentials(void)
+{
+    static const struct {
+        const char *akid, *secret;
+        int rc;
+    } cases[] = {{"", "", 0},
+                 {"", "secret", 0},
+                 {NULL, "", 0},
+                 {"AKID", "", WS_ERR_CONFIG},
+                 {"AKID", NULL, WS_ERR_CONFIG},
+                 {"AKID", "secret", 0}};
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct ws_storage *st = NULL;
+        struct ws_error err = {0};
+        struct ws_config cfg;
+        ws_config_init(&cfg);
+        REQUIRE(ws_config_set(&cfg, "repo", "s3://walsafe-test/p", "test", &err) == 0);
+        REQUIRE(ws_config_set(&cfg, "s3_endpoint", "http://127.0.0.1:9", "test", &err) == 0);
+        if (cases[i].akid)
+            REQUIRE(ws_config_set(&cfg, "s3_access_key_id", cases[i].akid, "t", &err) == 0);
+        if (cases[i].secret)
+            REQUIRE(ws_config_set(&cfg, "s3_secret_access_key", cases[i].secret, "t", &err) == 0);
+        CHECK(open_from_config(&cfg, &st, &err) == cases[i].rc);
+        if (cases[i].rc == WS_ERR_CONFIG)
+            CHECK(strstr(err.msg, "s3_secret_access_key is not") != NULL);
+        ws_storage_close(st);
+        ws_config_free(&cfg);
+    }
+}
+
+/* A configuration with repo and the given keys ("key", "value", ..., NULL). */
+static void config_with(struct ws_config *cfg, const char *repo, ...)
+{
+    struct ws_error err = {0};
+    const char *k;
+    va_list ap;
+
+    ws_config_init(cfg);
+    CHECK(ws_config_set(cfg, "repo", repo, "test", &err) == 0);
+    va_start(ap, repo);
+    while ((k = va_arg(ap, const char *)) != NULL)
+        CHECK(ws_config_set(cfg, k, va_arg(ap, const char *), "test", &err) == 0);
+    va_end(ap);
+}
+
+static int str_is(const char *got, const char *want)
+{
+    return got && strcmp(got, want) == 0;
+}
+
+/* ws_storage_params_from_config: what each driver gets from a configuration. */
+static void test_params(void)
+{
+    struct ws_storage_params p;
+    struct ws_error err = {0};
+    struct ws_config cfg;
+
+    config_with(&cfg, "file:///srv/r/", "retries", "7", NULL);
+    REQUIRE(ws_storage_params_from_config(&cfg, &p, &err) == 0);
+    CHECK(p.kind == WS_STORAGE_POSIX && p.attempts == 7 && str_is(p.posix.root, "/srv/r/"));
+    ws_storage_params_free(&p);
+    ws_config_free(&cfg);
+
+    config_with(&cfg, "s3://bucket/a/b//", "s3_endpoint", "http://h:9000/ignored", "parallel", "3",
+                "timeout", "9", "s3_access_key_id", "AK", "s3_secret_access_key", "SK",
+                "s3_session_token", "", "s3_part_size", "5MB", NULL);
+    REQUIRE(ws_storage_params_from_config(&cfg, &p, &err) == 0);
+    CHECK(p.kind == WS_STORAGE_S3 && str_is(p.s3.location, "s3://bucket/a/b//"));
+    CHECK(str_is(p.s3.scheme, "http") && str_is(p.s3.host, "h:9000") && p.s3.path_style);
+    CHECK(str_is(p.s3.bucket, "bucket") && str_is(p.s3.prefix, "a/b/"));
+    CHECK(str_is(p.s3.region, "us-east-1") && str_is(p.s3.access_key_id, "AK") &&
+          str_is(p.s3.secret_access_key, "SK") && !p.s3.session_token && !p.s3.ca_file);
+    CHECK(p.s3.parallel == 3 && p.s3.timeout == 9 && p.s3.part_size == 5u << 20 && p.s3.verify_tls);
+    ws_storage_params_free(&p);
+    CHECK(!p.s3.secret_access_key && !p.s3.bucket);
+    ws_config_free(&cfg);
+
+    config_with(&cfg, "s3://bucket", "s3_region", "eu-west-3", NULL);
+    REQUIRE(ws_storage_params_from_config(&cfg, &p, &err) == 0);
+    CHECK(str_is(p.s3.scheme, "https") && str_is(p.s3.host, "s3.eu-west-3.amazonaws.com"));
+    CHECK(!p.s3.path_style && str_is(p.s3.prefix, "") && !p.s3.access_key_id);
+    ws_storage_params_free(&p);
+    ws_config_free(&cfg);
+
+    config_with(&cfg, "sftp://u@[::1]:2222/srv/r//", "sftp_host_key_sha256", "SHA256:abc",
+                "sftp_identity_file", "/k", NULL);
+    REQUIRE(ws_storage_params_from_config(&cfg, &p, &err) == 0);
+    CHECK(p.kind == WS_STORAGE_SFTP && str_is(p.sftp.origin, "sftp://u@[::1]:2222"));
+    CHECK(str_is(p.sftp.root, "/srv/r") && str_is(p.sftp.host, "::1") && p.sftp.port == 2222);
+    CHECK(str_is(p.sftp.host_key_sha256, "abc") && str_is(p.sftp.identity_file, "/k"));
+    CHECK(p.sftp.known_hosts && strstr(p.sftp.known_hosts, "/.ssh/known_hosts") != NULL);
+    ws_storage_params_free(&p);
+    ws_config_free(&cfg);
+
+    {
+        static const struct {
+            const char *repo, *key, *value, *msg;
+        } bad[] = {
+            {"ftp://h/x", NULL, NULL, "expected /abs/path, file:///abs/path, s3://"},
+            {"relative/x", NULL, NULL, "expected /abs/path"},
+            {"file://rel", NULL, NULL, "needs an absolute path"},
+            {"s3://ab", NULL, NULL, "3 to 63"},
+            {"s3://bucket", "s3_endpoint", "ftp://h", "invalid s3_endpoint"},
+            {"s3://bucket", "s3_uri_style", "sideways", "invalid s3_uri_style"},
+            {"s3://bucket", "s3_access_key_id", "AK", "s3_secret_access_key is not"},
+            {"sftp://u@h/", NULL, NULL, "expected sftp://"},
+            {"sftp://h/x", NULL, NULL, "expected sftp://"},
+            {"sftp://u@h:0/x", NULL, NULL, "expected sftp://"},
+            {"sftp://u@h:70000/x", NULL, NULL, "expected sftp://"},
+            {"sftp://u@[::1/x", NULL, NULL, "expected sftp://"},
+            {"sftp://u@:22/x", NULL, NULL, "expected sftp://"},
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            struct ws_storage *st = NULL;
+            config_with(&cfg, bad[i].repo, bad[i].key, bad[i].value, NULL);
+            CHECK(ws_storage_params_from_config(&cfg, &p, &err) == WS_ERR_CONFIG);
+            CHECK(strstr(err.msg, bad[i].msg) != NULL);
+            CHECK(p.kind == 0 && !p.s3.bucket && !p.sftp.origin);
+            CHECK(ws_storage_open(&cfg, &st, &err) == WS_ERR_CONFIG && !st);
+            ws_config_free(&cfg);
+        }
+    }
+}
+
+/* Capabilities: what ws_storage_caps_of() says of a URL is what its driver declares, and the
+ * housekeeping operations a driver has are those its capabilities name. */
+static int caps_match_hk(const struct ws_storage *st)
+{
+    const struct ws_storage_housekeeping *hk = st->hk;
+    unsigned int from_hk = (hk && hk->remove_dir ? WS_STORAGE_REMOVE_DIR : 0) |
+                           (hk && hk->clean_temp ? WS_STORAGE_CLEAN_TEMP : 0) |
+                           (hk && hk->remove_many ? WS_STORAGE_REMOVE_MANY : 0);
+
+    return (st->caps & (WS_STORAGE_REMOVE_DIR | WS_STORAGE_CLEAN_TEMP | WS_STORAGE_REMOVE_MANY)) ==
+           from_hk;
+}
+
+static void test_caps(void)
+{
+    struct ws_storage *st = NULL;
+    struct ws_error err = {0};
+    struct ws_config cfg;
+    struct sftp_env e;
+    char url[700];
+
+    CHECK(ws_storage_caps_of("/srv/r") == WS_POSIX_CAPS);
+    CHECK(ws_storage_caps_of("file:///srv/r") == WS_POSIX_CAPS);
+    CHECK(ws_storage_caps_of("s3://b") == WS_S3_CAPS);
+    CHECK(ws_storage_caps_of("sftp://u@h/r") == WS_SFTP_CAPS);
+    CHECK(ws_storage_caps_of("ftp://h/r") == 0 && ws_storage_caps_of("rel") == 0 &&
+          ws_storage_caps_of("S3://b") == 0 && ws_storage_caps_of(NULL) == 0);
+    CHECK(!(WS_POSIX_CAPS & WS_STORAGE_REMOTE) && (WS_S3_CAPS & WS_STORAGE_REMOTE) &&
+          (WS_SFTP_CAPS & WS_STORAGE_REMOTE) && (WS_POSIX_CAPS & WS_STORAGE_DIRS) &&
+          !(WS_S3_CAPS & WS_STORAGE_DIRS) && (WS_SFTP_CAPS & WS_STORAGE_DIRS));
+
+    REQUIRE(posix_open(unit_tmpdir(), &st, &err) == 0);
+    CHECK(st->caps == WS_POSIX_CAPS && caps_match_hk(st));
+    ws_storage_close(st);
+    REQUIRE(ws_storage_mem_open(&st, &err) == 0);
+    CHECK(st->caps == 0 && caps_match_hk(st));
+    ws_storage_close(st);
+    /* opening the s3 driver sends no request */
+    config_with(&cfg, "s3://walsafe-test/p", "s3_endpoint", "http://127.0.0.1:9", NULL);
+    REQUIRE(ws_storage_open(&cfg, &st, &err) == 0);
+    CHECK(st->caps == WS_S3_CAPS && caps_match_hk(st) && st->attempts == cfg.retries);
+    ws_storage_close(st);
+    ws_config_free(&cfg);
+    if (sftp_env(&e) == 1) {
+        snprintf(url, sizeof(url), "%s", e.url);
+        config_with(&cfg, url, "sftp_identity_file", e.identity, "sftp_known_hosts", e.known_hosts,
+                    NULL);
+        REQUIRE(ws_storage_open(&cfg, &st, &err) == 0);
+        CHECK(st->caps == WS_SFTP_CAPS && caps_match_hk(st));
+        ws_storage_close(st);
+        ws_config_free(&cfg);
     }
 }
 
@@ -1952,6 +2135,9 @@ const struct unit_test unit_tests[] = {
     {"posix_modes", test_posix_modes},
     {"posix_open", test_posix_open},
     {"posix_temp_files", test_posix_temp_files},
+    {"s3_empty_credentials", test_s3_empty_credentials},
+    {"params", test_params},
+    {"caps", test_caps},
     {"mem_faults", test_mem_faults},
     {"delete_retries", test_delete_retries},
     {"read_retries", test_read_retries},

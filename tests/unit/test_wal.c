@@ -1,8 +1,9 @@
 /* WAL names and LSN arithmetic for 1 MiB, 16 MiB and 1 GiB segments, and the segment check. */
 #include <string.h>
 
+#include "pg/wal.h"
+#include "fixture.h"
 #include "unit.h"
-#include "wal.h"
 
 static void test_classify(void)
 {
@@ -83,19 +84,8 @@ static void test_lsn(void)
           !ws_wal_seg_size_valid(1ull << 31));
 }
 
-static void make_header(uint8_t *b, uint16_t magic, uint16_t info, uint64_t pageaddr,
-                        uint64_t sysid, uint32_t seg, uint32_t blck)
-{
-    uint32_t tli = 1;
-    memset(b, 0, WS_WAL_LONG_HEADER_SIZE);
-    memcpy(b, &magic, 2);
-    memcpy(b + 2, &info, 2);
-    memcpy(b + 4, &tli, 4);
-    memcpy(b + 8, &pageaddr, 8);
-    memcpy(b + 24, &sysid, 8);
-    memcpy(b + 32, &seg, 4);
-    memcpy(b + 36, &blck, 4);
-}
+/* The fixture's call (fixture.h) under the name the tests below use. */
+#define make_header unit_wal_header
 
 static void test_check_segment(void)
 {

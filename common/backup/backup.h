@@ -1,0 +1,87 @@
+/*
+ * backup.h - the basebackup commands: create, list, restore, verify, check, keep
+ * (basebackup/main.c is a thin wrapper around these). Each returns a ws_code and fills err;
+ * output goes to stdout, one-line messages to the log.
+ *
+ * What the commands reach outside the library comes in a ws_backup_env: the PostgreSQL
+ * session (create and check need one; basebackup passes &ws_pg_libpq, the only reference to
+ * libpq) and how storage handles are opened. The unit tests pass a fake session and the
+ * in-memory storage.
+ */
+#ifndef WS_BACKUP_H
+#define WS_BACKUP_H
+
+#include "base/config.h"
+#include "base/error.h"
+#include "pg/pgconn.h"
+#include "repo/catalog.h"
+#include "repo/manifest.h"
+#include "storage/storage.h"
+
+struct ws_backup_env {
+    const struct ws_pg_ops *pg; /* required by create and check */
+    /* Opens a storage handle for cfg->repo; NULL: ws_storage_open. */
+    int (*open_storage)(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err);
+    /* The program restore_command runs; NULL: the wal-fetch beside this program. */
+    const char *wal_fetch;
+};
+
+struct ws_backup_opts {
+    const char *label;
+    int fast;     /* request an immediate checkpoint */
+    int parallel; /* 0: cfg->parallel */
+    int progress; /* show progress when stderr is a terminal */
+};
+
+/* Takes a backup; prints its id on stdout when complete. */
+int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *env,
+                     const struct ws_backup_opts *o, struct ws_error *err);
+
+int ws_backup_list(const struct ws_config *cfg, int json, struct ws_error *err);
+
+enum ws_target_kind {
+    WS_TARGET_NONE = 0,
+    WS_TARGET_TIME,
+    WS_TARGET_LSN,
+    WS_TARGET_XID,
+    WS_TARGET_NAME,
+    WS_TARGET_IMMEDIATE
+};
+struct ws_tblspc_map {
+    const char *from, *to;
+};
+struct ws_restore_opts {
+    const char *pgdata;
+    const char *backup; /* id, "latest" or NULL */
+    int target_kind;
+    const char *target;        /* the value as given */
+    const char *target_action; /* NULL: PostgreSQL's default (pause) */
+    int parallel;
+    int force;
+    int progress;
+    struct ws_tblspc_map *maps; /* absolute normalised paths, each OLDDIR once */
+    size_t nmaps;
+    const char *config_path; /* the config file in use, for restore_command (may be NULL) */
+};
+/*
+ * Restores a backup into o->pgdata (and its tablespaces) and writes the recovery settings.
+ * The data directory and --tablespace-map destinations must be empty or missing unless
+ * o->force; a tablespace's original location must be empty or missing even with force. Run as
+ * root, the work is done by a child process as the target's owner (the data directory's, its
+ * parent's when root owns an empty one, its nearest existing ancestor's when it is missing):
+ * that user reads the repository and creates the tablespace directories. The catalog is read
+ * before, as the caller. Installs no signal handler. WS_ERR_USAGE for bad targets or maps.
+ */
+int ws_backup_restore(const struct ws_config *cfg, const struct ws_backup_env *env,
+                      const struct ws_restore_opts *o, struct ws_error *err);
+
+/* Exit 1 (WS_ERR_CORRUPT) with a list on stderr of what is missing or corrupt. */
+int ws_backup_verify(const struct ws_config *cfg, const struct ws_backup_env *env, const char *id,
+                     int all, struct ws_error *err);
+
+int ws_backup_check(const struct ws_config *cfg, const struct ws_backup_env *env,
+                    struct ws_error *err);
+/* `basebackup keep ID [--unset]`: pins a complete backup, or removes the pin. */
+int ws_backup_keep(const struct ws_config *cfg, const char *id, int unset, struct ws_error *err);
+
+#endif

@@ -1,0 +1,257 @@
+/*
+ * backup/check.c - `basebackup check`: one OK/FAILED line per precondition of a working backup
+ * set-up, so an operator (or a monitoring job) sees at once what is wrong:
+ *   repository reachable and writable; identity matches this cluster; encryption key matches
+ *   the repository; archive_mode on and archive_command calls wal-push; a forced WAL switch
+ *   reaches the repository within `timeout`.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backup/backup.h"
+#include "backup/pool.h"
+#include "base/util.h"
+#include "io/object.h"
+#include "pg/pgconn.h"
+#include "pg/wal.h"
+
+static int report(int ok, const char *what, const char *detail)
+{
+    printf("%-7s %s%s%s\n", ok ? "OK" : "FAILED", what, detail && *detail ? ": " : "",
+           detail ? detail : "");
+    fflush(stdout);
+    return ok ? 0 : 1;
+}
+
+static int check_writable(struct ws_repo *repo, char *detail, size_t n)
+{
+    struct ws_error err = {0};
+    struct ws_sink *put = NULL;
+    char key[128];
+    int rc;
+
+    snprintf(key, sizeof(key), "%s/check-%ld-%ld", repo->cluster, (long)getpid(), (long)time(NULL));
+    rc = ws_storage_open_put(repo->st, key, WS_PUT_REPLACE, &put, &err);
+    if (rc == 0)
+        rc = ws_sink_write(put, "walsafe check\n", 14, &err);
+    if (rc == 0)
+        rc = ws_sink_finish(put, &err);
+    ws_sink_free(put);
+    if (rc == 0)
+        rc = ws_storage_remove(repo->st, key, &err);
+    if (rc)
+        snprintf(detail, n, "%s", err.msg);
+    else
+        snprintf(detail, n, "%s", repo->st->location);
+    return rc;
+}
+
+struct find_obj {
+    char key[512];
+};
+
+static int first_object(void *arg, const char *key, const struct ws_storage_stat *st,
+                        struct ws_error *err)
+{
+    struct find_obj *f = arg;
+
+    (void)err;
+    if (st->size < WS_OBJECT_HEADER_SIZE || f->key[0])
+        return 0;
+    snprintf(f->key, sizeof(f->key), "%s", key);
+    return 0;
+}
+
+/* Compares the key id in the header of one stored WAL object with the configured key. */
+static int check_key(struct ws_repo *repo, const struct ws_keyring *kr, char *detail, size_t n)
+{
+    struct ws_error err = {0};
+    struct find_obj f = {{0}};
+    struct ws_sink *hdr = NULL;
+    struct ws_object_info info;
+    const uint8_t *h;
+    uint32_t chunk;
+    size_t len;
+    char prefix[128];
+    int rc;
+
+    snprintf(prefix, sizeof(prefix), "%s/wal/", repo->cluster);
+    if ((rc = ws_storage_list(repo->st, prefix, first_object, &f, &err)) != 0) {
+        snprintf(detail, n, "%s", err.msg);
+        return 1;
+    }
+    if (!f.key[0]) {
+        snprintf(detail, n, "no WAL archived yet, nothing to compare");
+        return 0;
+    }
+    if ((rc = ws_buffer_sink_new(WS_OBJECT_HEADER_SIZE, &hdr, &err)) != 0 ||
+        (rc = ws_storage_get(repo->st, f.key, 0, WS_OBJECT_HEADER_SIZE, hdr, &err)) != 0) {
+        snprintf(detail, n, "%s", err.msg);
+        ws_sink_free(hdr);
+        return 1;
+    }
+    h = ws_buffer_sink_data(hdr, &len);
+    rc = ws_object_parse_header(h, f.key, &info, &chunk, &err);
+    ws_sink_free(hdr);
+    if (rc) {
+        snprintf(detail, n, "%s", err.msg);
+        return 1;
+    }
+    if (info.cipher == 0) {
+        if (kr->has_write_key)
+            snprintf(detail, n, "object %s is not encrypted, but encrypt_key_file is set", f.key);
+        else
+            snprintf(detail, n, "no encryption configured, archive unencrypted");
+        return kr->has_write_key ? 1 : 0;
+    }
+    if (!ws_keyring_find(kr, info.key_id)) {
+        char hex[2 * WS_KEY_ID_LEN + 1];
+        ws_hex(info.key_id, WS_KEY_ID_LEN, hex);
+        snprintf(detail, n, "object %s is encrypted with key id %s, which no configured key has",
+                 f.key, hex);
+        return 1;
+    }
+    snprintf(detail, n, "archive encrypted with a configured key");
+    return 0;
+}
+
+/* The repository's identity against the server's system identifier. */
+static int check_identity(struct ws_repo *repo, const struct ws_pg_info *info)
+{
+    struct ws_error err = {0};
+    struct ws_identity id;
+    char detail[1200];
+    int rc;
+
+    rc = ws_repo_identity_load(repo, &id, &err);
+    if (rc == WS_ERR_NOT_FOUND)
+        return report(1, "repository identity matches this cluster",
+                      "nothing archived yet: the first wal-push (the WAL switch below) "
+                      "records it");
+    if (rc)
+        return report(0, "repository identity matches this cluster", err.msg);
+    if (id.system_identifier != info->system_identifier) {
+        snprintf(detail, sizeof(detail),
+                 "repository cluster \"%s\" is database system %" PRIu64
+                 ", this server is %" PRIu64,
+                 repo->cluster, id.system_identifier, info->system_identifier);
+        return report(0, "repository identity matches this cluster", detail);
+    }
+    snprintf(detail, sizeof(detail), "system %" PRIu64, id.system_identifier);
+    return report(1, "repository identity matches this cluster", detail);
+}
+
+static int calls_wal_push(const struct ws_pg_info *info)
+{
+    return info->archive_command && strstr(info->archive_command, "wal-push") != NULL;
+}
+
+/* archive_mode and archive_command. */
+static int check_archiving(const struct ws_pg_info *info)
+{
+    char detail[1200];
+    int failed = 0, ok;
+
+    ok = info->archive_mode &&
+         (strcmp(info->archive_mode, "on") == 0 || strcmp(info->archive_mode, "always") == 0);
+    snprintf(detail, sizeof(detail), "archive_mode = %s",
+             info->archive_mode ? info->archive_mode : "?");
+    failed += report(ok, "archive_mode is on", detail);
+    snprintf(detail, sizeof(detail), "archive_command = '%s'",
+             info->archive_command ? info->archive_command : "");
+    failed += report(calls_wal_push(info), "archive_command calls wal-push", detail);
+    return failed;
+}
+
+/* A forced WAL switch, then the segment it closed must reach the repository within timeout. */
+static int check_wal_switch(const struct ws_config *cfg, struct ws_pg *pg, struct ws_repo *repo,
+                            struct ws_error *err)
+{
+    char detail[1200], *seg = NULL;
+    int rc;
+
+    rc = ws_pg_switch_wal(pg, &seg, err);
+    if (rc == 0 && seg) {
+        char key[256];
+        struct ws_storage_stat st;
+        time_t start = time(NULL);
+        ws_repo_wal_key(repo, seg, key, sizeof(key));
+        for (;;) {
+            rc = ws_storage_stat(repo->st, key, &st, err);
+            if (rc != WS_ERR_NOT_FOUND || time(NULL) - start > cfg->timeout)
+                break;
+            usleep(200 * 1000);
+        }
+        if (rc == 0)
+            snprintf(detail, sizeof(detail), "%s archived in %ld s", seg,
+                     (long)(time(NULL) - start));
+        else if (rc == WS_ERR_NOT_FOUND)
+            snprintf(detail, sizeof(detail),
+                     "%s did not reach the repository within %d s (timeout); see "
+                     "pg_stat_archiver and the server log",
+                     seg, cfg->timeout);
+        else
+            snprintf(detail, sizeof(detail), "%s", err->msg);
+    } else {
+        snprintf(detail, sizeof(detail), "%s", rc ? err->msg : "no WAL file name returned");
+        rc = rc ? rc : 1;
+    }
+    free(seg);
+    return report(rc == 0, "a forced WAL switch reaches the repository", detail);
+}
+
+int ws_backup_check(const struct ws_config *cfg, const struct ws_backup_env *env,
+                    struct ws_error *err)
+{
+    struct ws_repo repo = {0};
+    struct ws_keyring kr = {0};
+    struct ws_pg *pg = NULL;
+    struct ws_pg_info info = {0};
+    char detail[1200];
+    int failed = 0, rc, have_repo = 0, have_pg = 0;
+
+    rc = ws_keyring_load(cfg, &kr, err);
+    failed += report(rc == 0, "encryption key file readable", rc ? err->msg : "");
+    rc = ws_backup_repo_open(env, cfg, &repo, err);
+    if (rc == 0) {
+        have_repo = 1;
+        rc = check_writable(&repo, detail, sizeof(detail));
+        failed += report(rc == 0, "repository reachable and writable", detail);
+    } else {
+        failed += report(0, "repository reachable and writable", err->msg);
+    }
+    rc = ws_pg_connect(env ? env->pg : NULL, cfg->pg_conninfo, &pg, err);
+    if (rc == 0)
+        rc = ws_pg_get_info(pg, &info, err);
+    if (rc == 0)
+        have_pg = 1;
+    failed += report(rc == 0, "database server reachable", rc ? err->msg : "");
+
+    if (have_repo && have_pg)
+        failed += check_identity(&repo, &info);
+    if (have_repo) {
+        rc = check_key(&repo, &kr, detail, sizeof(detail));
+        failed += report(rc == 0, "encryption key matches the repository", detail);
+    }
+    if (have_pg)
+        failed += check_archiving(&info);
+    if (have_pg && !calls_wal_push(&info))
+        failed += report(0, "a forced WAL switch reaches the repository",
+                         "not tried: archive_command does not call wal-push");
+    else if (have_pg && have_repo && !info.in_recovery)
+        failed += check_wal_switch(cfg, pg, &repo, err);
+    else if (have_pg && info.in_recovery)
+        failed += report(0, "a forced WAL switch reaches the repository",
+                         "the server is in recovery (check runs on the primary)");
+    ws_pg_info_free(&info);
+    ws_pg_close(pg);
+    ws_repo_close(&repo);
+    ws_keyring_wipe(&kr);
+    if (failed)
+        return ws_error_set(err, WS_ERR_INVALID, "%d check(s) failed", failed);
+    return 0;
+}

@@ -1,0 +1,55 @@
+/* pgconn.c - the PostgreSQL session calls, through the session's ops (see pgconn.h). No libpq
+ * here: pgconn_libpq.c holds the real session. */
+#include "pg/pgconn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int ws_pg_connect(const struct ws_pg_ops *ops, const char *conninfo, struct ws_pg **out,
+                  struct ws_error *err)
+{
+    int rc;
+
+    *out = NULL;
+    if (!ops)
+        return ws_error_set(err, WS_ERR_INTERNAL, "no PostgreSQL session implementation");
+    if ((rc = ops->connect(conninfo, out, err)) == 0)
+        (*out)->ops = ops;
+    return rc;
+}
+
+void ws_pg_close(struct ws_pg *pg)
+{
+    if (pg)
+        pg->ops->close(pg);
+}
+
+int ws_pg_get_info(struct ws_pg *pg, struct ws_pg_info *info, struct ws_error *err)
+{
+    return pg->ops->get_info(pg, info, err);
+}
+
+void ws_pg_info_free(struct ws_pg_info *info)
+{
+    free(info->data_directory);
+    free(info->archive_mode);
+    free(info->archive_command);
+    memset(info, 0, sizeof(*info));
+}
+
+int ws_pg_switch_wal(struct ws_pg *pg, char **walfile, struct ws_error *err)
+{
+    return pg->ops->switch_wal(pg, walfile, err);
+}
+
+int ws_pg_backup_start(struct ws_pg *pg, int version, const char *label, int fast,
+                       uint64_t *start_lsn, struct ws_error *err)
+{
+    return pg->ops->backup_start(pg, version, label, fast, start_lsn, err);
+}
+
+int ws_pg_backup_stop(struct ws_pg *pg, int version, uint64_t *stop_lsn, char **labelfile,
+                      char **spcmap, struct ws_error *err)
+{
+    return pg->ops->backup_stop(pg, version, stop_lsn, labelfile, spcmap, err);
+}

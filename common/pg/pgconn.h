@@ -1,0 +1,74 @@
+/*
+ * pgconn.h - the PostgreSQL session of `basebackup` (create and check), behind an ops table.
+ *
+ * ws_pg_libpq (pgconn_libpq.c, the only file that calls libpq) is the real session. Only
+ * basebackup/main.c names it, so only basebackup links libpq: the library's other objects never
+ * refer to it, and a static library member that nothing refers to is not linked (the unit tests
+ * link without libpq and put in a fake session of their own).
+ *
+ * The libpq session: the connection string is pg_conninfo; libpq's PG* variables, .pgpass and
+ * unix sockets apply as usual, so a password-less local set-up needs no configuration. Messages
+ * carry libpq's own error text (which never includes a password) prefixed with what we were
+ * doing. Every error is WS_ERR_STORAGE (the server did not answer as needed), WS_ERR_CONFIG
+ * (a server older than PostgreSQL 13) or WS_ERR_INTERNAL (out of memory).
+ *
+ * A non-exclusive backup lives as long as the session: backup_start and backup_stop must run on
+ * the same connection, and closing it aborts the backup.
+ */
+#ifndef WS_PGCONN_H
+#define WS_PGCONN_H
+
+#include <stdint.h>
+
+#include "base/error.h"
+
+struct ws_pg_ops;
+
+/* A session: an implementation's own struct starts with this one. */
+struct ws_pg {
+    const struct ws_pg_ops *ops;
+};
+
+struct ws_pg_info {
+    int version;                /* server_version_num, e.g. 150004 */
+    uint64_t system_identifier; /* from pg_control_system() */
+    uint32_t wal_segment_size;
+    int data_checksums;
+    int in_recovery;
+    char *data_directory; /* NULL when the role may not read it */
+    char *archive_mode;   /* these three: malloc'ed, freed by ws_pg_info_free */
+    char *archive_command;
+};
+
+struct ws_pg_ops {
+    /* A new session in *out (ws_pg_connect sets its ops). */
+    int (*connect)(const char *conninfo, struct ws_pg **out, struct ws_error *err);
+    void (*close)(struct ws_pg *pg);
+    int (*get_info)(struct ws_pg *pg, struct ws_pg_info *info, struct ws_error *err);
+    /* Forces a switch to a new WAL segment (after a WAL record, so that it happens on an idle
+     * server too); *walfile: the name of the segment switched from (malloc'ed; NULL when the
+     * server returned none). */
+    int (*switch_wal)(struct ws_pg *pg, char **walfile, struct ws_error *err);
+    int (*backup_start)(struct ws_pg *pg, int version, const char *label, int fast,
+                        uint64_t *start_lsn, struct ws_error *err);
+    /* Ends the backup without waiting for archiving (we wait on the repository ourselves).
+     * *labelfile and *spcmap are malloc'ed (spcmap may be empty). */
+    int (*backup_stop)(struct ws_pg *pg, int version, uint64_t *stop_lsn, char **labelfile,
+                       char **spcmap, struct ws_error *err);
+};
+
+extern const struct ws_pg_ops ws_pg_libpq;
+
+/* The calls, through the session's ops. ws_pg_close(NULL) does nothing. */
+int ws_pg_connect(const struct ws_pg_ops *ops, const char *conninfo, struct ws_pg **out,
+                  struct ws_error *err);
+void ws_pg_close(struct ws_pg *pg);
+int ws_pg_get_info(struct ws_pg *pg, struct ws_pg_info *info, struct ws_error *err);
+void ws_pg_info_free(struct ws_pg_info *info);
+int ws_pg_switch_wal(struct ws_pg *pg, char **walfile, struct ws_error *err);
+int ws_pg_backup_start(struct ws_pg *pg, int version, const char *label, int fast,
+                       uint64_t *start_lsn, struct ws_error *err);
+int ws_pg_backup_stop(struct ws_pg *pg, int version, uint64_t *stop_lsn, char **labelfile,
+                      char **spcmap, struct ws_error *err);
+
+#endif

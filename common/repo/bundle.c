@@ -1,0 +1,333 @@
+/* bundle.c - splits a bundle's content back into files (see bundle.h). */
+#include "repo/bundle.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/fs.h"
+
+#define WRITEBACK_STEP (8u << 20)
+
+struct splitter {
+    struct ws_sink base;
+    struct ws_bextent *ext;
+    size_t next;
+    struct ws_bundle_opts o;
+    size_t cur;        /* index of the extent being filled */
+    uint64_t pos;      /* bytes of content consumed */
+    uint64_t cur_done; /* bytes of the current extent seen */
+    int cur_open;      /* the current extent has been started */
+    int fd;
+    struct ws_tree_cursor dir; /* the directory of the last file opened */
+    uint64_t flushed;          /* bytes of the current extent handed to writeback */
+    EVP_MD_CTX *md;            /* whole files */
+    size_t good, bad;
+};
+
+static int whole(const struct ws_bextent *e)
+{
+    return e->file_offset == 0 && e->length == e->file->size;
+}
+
+static void problem(struct splitter *sp, const struct ws_bfile *f, const char *msg)
+{
+    sp->bad++;
+    if (sp->o.problem)
+        sp->o.problem(sp->o.arg, f, msg);
+}
+
+static int fail(struct splitter *sp, const struct ws_bfile *f, const char *msg,
+                struct ws_error *err)
+{
+    problem(sp, f, msg);
+    if (sp->o.tree)
+        return ws_error_set(err, WS_ERR_CORRUPT, "restored file \"%s\": %s", f->path, msg);
+    return 0;
+}
+
+unsigned ws_bundle_file_mode(uint32_t manifest_mode, int group_access)
+{
+    return manifest_mode & (group_access ? 0640u : 0600u);
+}
+
+static int start_extent(struct splitter *sp, struct ws_error *err)
+{
+    const struct ws_bextent *e = &sp->ext[sp->cur];
+
+    sp->cur_open = 1;
+    sp->cur_done = 0;
+    sp->flushed = 0;
+    if (whole(e) && EVP_DigestInit_ex(sp->md, EVP_sha256(), NULL) != 1)
+        return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+    if (!sp->o.tree)
+        return 0;
+    /* a file in pieces was created by the caller */
+    return ws_tree_open(sp->o.tree, &sp->dir, e->file->path,
+                        whole(e) ? O_WRONLY | O_CREAT | O_EXCL : O_WRONLY, 0600, &sp->fd, err);
+}
+
+static int end_extent(struct splitter *sp, struct ws_error *err)
+{
+    const struct ws_bextent *e = &sp->ext[sp->cur];
+    const struct ws_bfile *f = e->file;
+    uint8_t digest[32];
+    int rc = 0;
+
+    sp->cur_open = 0;
+    if (sp->fd >= 0) {
+        if (e->length > sp->flushed)
+            sync_file_range(sp->fd, (off_t)(e->file_offset + sp->flushed), 0,
+                            SYNC_FILE_RANGE_WRITE);
+        if (whole(e)) {
+            struct timespec ts[2] = {{f->mtime, 0}, {f->mtime, 0}};
+            if (fchmod(sp->fd, ws_bundle_file_mode(f->mode, sp->o.group_access)) != 0 ||
+                futimens(sp->fd, ts) != 0)
+                rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not set attributes of \"%s/%s\"",
+                                     sp->o.tree->name, f->path);
+        }
+        if (close(sp->fd) != 0 && rc == 0)
+            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s/%s\"",
+                                 sp->o.tree->name, f->path);
+        sp->fd = -1;
+        if (rc)
+            return rc;
+    }
+    sp->cur++;
+    if (whole(e)) {
+        if (EVP_DigestFinal_ex(sp->md, digest, NULL) != 1)
+            return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+    } else if (e->md && e->file_offset + e->length == f->size) {
+        if (EVP_DigestFinal_ex(e->md, digest, NULL) != 1)
+            return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+    } else {
+        return 0; /* a piece: authenticated with its object, digest not checked here */
+    }
+    if (memcmp(digest, f->sha256, 32) != 0)
+        return fail(sp, f, "SHA-256 differs from the manifest", err);
+    sp->good++;
+    return 0;
+}
+
+static int splitter_write(struct ws_sink *s, const void *buf, size_t len, struct ws_error *err)
+{
+    struct splitter *sp = (struct splitter *)s;
+    const uint8_t *p = buf;
+    int rc;
+
+    while (len > 0 || (sp->cur < sp->next && !sp->cur_open && sp->ext[sp->cur].offset == sp->pos &&
+                       sp->ext[sp->cur].length == 0)) {
+        const struct ws_bextent *e;
+        uint64_t want;
+        size_t n;
+
+        if (sp->cur >= sp->next)
+            return ws_error_set(err, WS_ERR_CORRUPT, "bundle holds more bytes than its files");
+        e = &sp->ext[sp->cur];
+        if (!sp->cur_open) {
+            if (e->offset != sp->pos)
+                return ws_error_set(err, WS_ERR_CORRUPT,
+                                    "bundle offset of \"%s\" does not follow the previous file",
+                                    e->file->path);
+            if ((rc = start_extent(sp, err)) != 0)
+                return rc;
+        }
+        want = e->length - sp->cur_done;
+        n = want < len ? (size_t)want : len;
+        if (n > 0) {
+            EVP_MD_CTX *md = whole(e) ? sp->md : e->md;
+            if (md && EVP_DigestUpdate(md, p, n) != 1)
+                return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+            if (sp->fd >= 0) {
+                int wrc =
+                    whole(e)
+                        ? ws_write_all(sp->fd, p, n)
+                        : (ws_pwrite_all(sp->fd, p, n, (off_t)(e->file_offset + sp->cur_done)));
+                if (wrc != 0)
+                    return ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s/%s\"",
+                                           sp->o.tree->name, e->file->path);
+            }
+            p += n;
+            len -= n;
+            sp->pos += n;
+            sp->cur_done += n;
+            /* Start writeback as we go: the caller's final sync then waits for little, and
+             * the disk works while we decompress. */
+            if (sp->fd >= 0 && sp->cur_done - sp->flushed >= WRITEBACK_STEP) {
+                sync_file_range(sp->fd, (off_t)(e->file_offset + sp->flushed),
+                                (off_t)(sp->cur_done - sp->flushed), SYNC_FILE_RANGE_WRITE);
+                sp->flushed = sp->cur_done;
+            }
+        }
+        if (sp->cur_done == e->length && (rc = end_extent(sp, err)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int splitter_finish(struct ws_sink *s, struct ws_error *err)
+{
+    struct splitter *sp = (struct splitter *)s;
+    int rc;
+
+    /* trailing empty files */
+    if ((rc = splitter_write(s, NULL, 0, err)) != 0)
+        return rc;
+    if (sp->cur < sp->next) {
+        size_t i;
+        for (i = sp->cur; i < sp->next; i++)
+            problem(sp, sp->ext[i].file, "missing from its bundle (bundle is shorter)");
+        return ws_error_set(err, WS_ERR_CORRUPT, "bundle ends before file \"%s\"",
+                            sp->ext[sp->cur].file->path);
+    }
+    if (sp->bad && sp->o.tree)
+        return ws_error_set(err, WS_ERR_CORRUPT, "bundle holds damaged files");
+    return 0;
+}
+
+static void splitter_abort(struct ws_sink *s)
+{
+    struct splitter *sp = (struct splitter *)s;
+
+    if (sp->fd >= 0) {
+        close(sp->fd);
+        sp->fd = -1;
+    }
+    ws_tree_cursor_close(&sp->dir);
+}
+
+static void splitter_destroy(struct ws_sink *s)
+{
+    struct splitter *sp = (struct splitter *)s;
+
+    if (sp->fd >= 0)
+        close(sp->fd);
+    ws_tree_cursor_close(&sp->dir);
+    EVP_MD_CTX_free(sp->md);
+    free(sp->ext);
+    free(sp);
+}
+
+static const struct ws_sink_ops splitter_ops = {"bundle", splitter_write, splitter_finish,
+                                                splitter_abort, splitter_destroy};
+
+int ws_bundle_splitter_new_ext(const struct ws_bextent *ext, size_t next,
+                               const struct ws_bundle_opts *o, struct ws_sink **out,
+                               struct ws_error *err)
+{
+    struct splitter *sp = calloc(1, sizeof(*sp));
+
+    *out = NULL;
+    if (!sp || !(sp->md = EVP_MD_CTX_new()) ||
+        !(sp->ext = malloc((next ? next : 1) * sizeof(*ext)))) {
+        if (sp)
+            EVP_MD_CTX_free(sp->md);
+        free(sp);
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    if (next)
+        memcpy(sp->ext, ext, next * sizeof(*ext));
+    sp->base.ops = &splitter_ops;
+    sp->next = next;
+    sp->o = *o;
+    sp->fd = -1;
+    sp->dir.fd = -1;
+    *out = &sp->base;
+    return 0;
+}
+
+int ws_bundle_splitter_new(const struct ws_bfile *const *files, size_t nfiles,
+                           const struct ws_bundle_opts *o, struct ws_sink **out,
+                           struct ws_error *err)
+{
+    struct ws_bextent *ext = calloc(nfiles ? nfiles : 1, sizeof(*ext));
+    size_t i;
+    int rc;
+
+    if (!ext)
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    for (i = 0; i < nfiles; i++) {
+        ext[i].file = files[i];
+        ext[i].length = files[i]->size;
+        ext[i].offset = files[i]->offset;
+    }
+    rc = ws_bundle_splitter_new_ext(ext, nfiles, o, out, err);
+    free(ext);
+    return rc;
+}
+
+size_t ws_bundle_splitter_good(const struct ws_sink *s)
+{
+    return ((const struct splitter *)s)->good;
+}
+
+size_t ws_bundle_splitter_bad(const struct ws_sink *s)
+{
+    return ((const struct splitter *)s)->bad;
+}
+
+struct sortable {
+    struct ws_bextent e;
+    uint32_t bundle;
+};
+
+static int cmp_extent(const void *a, const void *b)
+{
+    const struct sortable *x = a, *y = b;
+
+    if (x->bundle != y->bundle)
+        return x->bundle < y->bundle ? -1 : 1;
+    if (x->e.offset != y->e.offset)
+        return x->e.offset < y->e.offset ? -1 : 1;
+    return x->e.length < y->e.length ? -1 : x->e.length > y->e.length; /* empty files first */
+}
+
+int ws_bundle_extents(const struct ws_manifest *m, struct ws_bextent **ext, size_t **first,
+                      size_t *next, struct ws_error *err)
+{
+    struct sortable *s = NULL;
+    size_t n = m->nfiles, i, k, x = 0;
+
+    *ext = NULL;
+    *first = NULL;
+    for (i = 0; i < m->nfiles; i++)
+        n += m->files[i].npieces;
+    if (!(s = calloc(n ? n : 1, sizeof(*s))) || !(*ext = malloc((n ? n : 1) * sizeof(**ext))) ||
+        !(*first = calloc((size_t)m->bundles + 1, sizeof(**first)))) {
+        free(s);
+        free(*ext);
+        *ext = NULL;
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    for (i = 0; i < m->nfiles; i++) {
+        const struct ws_bfile *f = &m->files[i];
+        s[x].e.file = f;
+        s[x].e.length = f->npieces ? f->pieces[0].file_offset : f->size;
+        s[x].e.offset = f->offset;
+        s[x++].bundle = f->bundle;
+        for (k = 0; k < f->npieces; k++) {
+            s[x].e.file = f;
+            s[x].e.file_offset = f->pieces[k].file_offset;
+            s[x].e.length = f->pieces[k].length;
+            s[x].e.offset = f->pieces[k].offset;
+            s[x++].bundle = f->pieces[k].bundle;
+        }
+    }
+    if (n > 1)
+        qsort(s, n, sizeof(*s), cmp_extent);
+    for (i = 0, k = 0; k <= m->bundles; k++) {
+        while (i < n && s[i].bundle < k)
+            i++;
+        (*first)[k] = i;
+    }
+    for (i = 0; i < n; i++)
+        (*ext)[i] = s[i].e;
+    free(s);
+    *next = n;
+    return 0;
+}

@@ -1,0 +1,275 @@
+/* catalog.c - what a repository holds for one cluster, from its listings (catalog.h). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pg/wal.h"
+#include "repo/catalog.h"
+
+struct scan {
+    struct ws_catalog *cat;
+    const char *prefix; /* of the backup listing */
+    size_t prefix_len;
+    size_t cap_b, cap_s, cap_h;
+    struct ws_error *err;
+};
+
+static struct ws_catalog_backup *backup_entry(struct scan *sc, const char *id)
+{
+    struct ws_catalog *cat = sc->cat;
+    size_t i;
+
+    for (i = cat->nbackups; i-- > 0;)
+        if (strcmp(cat->backups[i].id, id) == 0)
+            return &cat->backups[i];
+    if (cat->nbackups == sc->cap_b) {
+        size_t cap = sc->cap_b ? sc->cap_b * 2 : 16;
+        void *p = realloc(cat->backups, cap * sizeof(*cat->backups));
+        if (!p)
+            return NULL;
+        cat->backups = p;
+        sc->cap_b = cap;
+    }
+    memset(&cat->backups[cat->nbackups], 0, sizeof(cat->backups[0]));
+    memcpy(cat->backups[cat->nbackups].id, id, WS_BACKUP_ID_LEN + 1);
+    return &cat->backups[cat->nbackups++];
+}
+
+static int on_backup_key(void *arg, const char *key, const struct ws_storage_stat *st,
+                         struct ws_error *err)
+{
+    struct scan *sc = arg;
+    const char *rest;
+    char id[WS_BACKUP_ID_LEN + 1];
+    struct ws_catalog_backup *b;
+
+    /* Drivers list only keys under the prefix; one that does not must not make us read past
+     * the end of a shorter key. */
+    if (strncmp(key, sc->prefix, sc->prefix_len) != 0)
+        return 0;
+    rest = key + sc->prefix_len;
+    if (strlen(rest) < WS_BACKUP_ID_LEN + 1 ||
+        (rest[WS_BACKUP_ID_LEN] != '/' &&
+         strcmp(rest + WS_BACKUP_ID_LEN, WS_BACKUP_DELETING_SUFFIX) != 0))
+        return 0;
+    memcpy(id, rest, WS_BACKUP_ID_LEN);
+    id[WS_BACKUP_ID_LEN] = '\0';
+    if (!ws_backup_id_valid(id))
+        return 0;
+    if (!(b = backup_entry(sc, id)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    if (rest[WS_BACKUP_ID_LEN] != '/')
+        b->status = WS_BACKUP_DELETING; /* its tombstone decides, whatever else is there */
+    else if (strcmp(rest + WS_BACKUP_ID_LEN + 1, "manifest") == 0)
+        b->has_manifest = 1;
+    else if (strcmp(rest + WS_BACKUP_ID_LEN + 1, WS_BACKUP_KEEP) == 0)
+        b->pinned = 1;
+    b->stored_objects += st->size;
+    if (st->mtime > b->newest_mtime)
+        b->newest_mtime = st->mtime;
+    return 0;
+}
+
+static int on_wal_key(void *arg, const char *key, const struct ws_storage_stat *st,
+                      struct ws_error *err)
+{
+    struct scan *sc = arg;
+    struct ws_catalog *cat = sc->cat;
+    const char *name = strrchr(key, '/');
+    uint32_t tli;
+    uint64_t segno;
+    int kind;
+
+    (void)st;
+    name = name ? name + 1 : key;
+    kind = ws_wal_classify(name);
+    if (kind == WS_WAL_SEGMENT) {
+        if (ws_wal_parse_name(name, cat->identity.wal_segment_size, &tli, &segno) != 0)
+            return 0;
+        if (cat->nsegs == sc->cap_s) {
+            size_t cap = sc->cap_s ? sc->cap_s * 2 : 256;
+            void *p = realloc(cat->segs, cap * sizeof(*cat->segs));
+            if (!p)
+                return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+            cat->segs = p;
+            sc->cap_s = cap;
+        }
+        cat->segs[cat->nsegs].tli = tli;
+        cat->segs[cat->nsegs].segno = segno;
+        cat->nsegs++;
+    } else if (kind == WS_WAL_HISTORY) {
+        if (cat->nhistories == sc->cap_h) {
+            size_t cap = sc->cap_h ? sc->cap_h * 2 : 16;
+            void *p = realloc(cat->histories, cap * sizeof(*cat->histories));
+            if (!p)
+                return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+            cat->histories = p;
+            sc->cap_h = cap;
+        }
+        cat->histories[cat->nhistories++] = (uint32_t)strtoul(name, NULL, 16);
+    }
+    return 0;
+}
+
+static int cmp_seg(const void *a, const void *b)
+{
+    const struct ws_wal_seg *x = a, *y = b;
+
+    if (x->tli != y->tli)
+        return x->tli < y->tli ? -1 : 1;
+    return x->segno < y->segno ? -1 : x->segno > y->segno;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_backup(const void *a, const void *b)
+{
+    return strcmp(((const struct ws_catalog_backup *)a)->id,
+                  ((const struct ws_catalog_backup *)b)->id);
+}
+
+int ws_catalog_has_seg(const struct ws_catalog *cat, uint32_t tli, uint64_t segno)
+{
+    struct ws_wal_seg key = {tli, segno};
+
+    if (cat->nsegs == 0)
+        return 0;
+    return bsearch(&key, cat->segs, cat->nsegs, sizeof(key), cmp_seg) != NULL;
+}
+
+const char *ws_backup_status_name(enum ws_backup_status status)
+{
+    switch (status) {
+    case WS_BACKUP_COMPLETE:
+        return "complete";
+    case WS_BACKUP_INCOMPLETE:
+        return "incomplete";
+    case WS_BACKUP_INVALID:
+        return "invalid";
+    case WS_BACKUP_DELETING:
+        return "deleting";
+    case WS_BACKUP_RUNNING:
+        break;
+    }
+    return "running";
+}
+
+/* Reads b's manifest when the listing has one: a manifest that does not verify makes the backup
+ * invalid (manifest_error), one of another system fails the load. */
+static int load_manifest(struct ws_repo *repo, const struct ws_keyring *kr,
+                         const struct ws_catalog *cat, struct ws_catalog_backup *b,
+                         struct ws_error *err)
+{
+    int rc;
+
+    if (!b->has_manifest)
+        return 0;
+    rc = ws_manifest_load(repo, kr, b->id, &b->m, err);
+    if (rc == WS_ERR_CORRUPT || rc == WS_ERR_KEY || rc == WS_ERR_NOT_FOUND) {
+        b->has_manifest = 0;
+        b->bad_manifest = 1;
+        snprintf(b->manifest_error, sizeof(b->manifest_error), "%.299s", err->msg);
+        return 0;
+    }
+    if (rc)
+        return rc;
+    if (b->m.system_identifier != cat->identity.system_identifier)
+        return ws_error_set(err, WS_ERR_FOREIGN,
+                            "backup %s belongs to database system %" PRIu64
+                            ", but the repository's cluster \"%s\" is system %" PRIu64,
+                            b->id, b->m.system_identifier, repo->cluster,
+                            cat->identity.system_identifier);
+    return 0;
+}
+
+/* b's missing_wal, then its status (catalog.h; a tombstone was recorded while listing). */
+static void settle_status(const struct ws_catalog *cat, struct ws_catalog_backup *b)
+{
+    uint64_t s, last;
+
+    if (b->has_manifest) {
+        last = ws_manifest_stop_segno(&b->m);
+        for (s = ws_manifest_start_segno(&b->m); s <= last; s++) {
+            if (!ws_catalog_has_seg(cat, b->m.timeline, s)) {
+                ws_wal_format_name(b->missing_wal, b->m.timeline, s, b->m.wal_segment_size);
+                break;
+            }
+        }
+    }
+    if (b->status == WS_BACKUP_DELETING)
+        return;
+    if (b->has_manifest)
+        b->status = b->missing_wal[0] ? WS_BACKUP_INCOMPLETE : WS_BACKUP_COMPLETE;
+    else
+        b->status = b->bad_manifest ? WS_BACKUP_INVALID : WS_BACKUP_RUNNING;
+}
+
+int ws_catalog_load(struct ws_repo *repo, const struct ws_keyring *kr, struct ws_catalog *cat,
+                    struct ws_error *err)
+{
+    struct scan sc = {0};
+    char prefix[128];
+    size_t i;
+    int rc;
+
+    memset(cat, 0, sizeof(*cat));
+    sc.cat = cat;
+    sc.err = err;
+    rc = ws_repo_identity_load(repo, &cat->identity, err);
+    if (rc == WS_ERR_NOT_FOUND)
+        return 0; /* an empty cluster: nothing archived, no backups */
+    if (rc)
+        return rc;
+    cat->has_identity = 1;
+
+    snprintf(prefix, sizeof(prefix), "%s/wal/", repo->cluster);
+    if ((rc = ws_storage_list(repo->st, prefix, on_wal_key, &sc, err)) != 0)
+        goto out;
+    if (cat->nsegs > 1)
+        qsort(cat->segs, cat->nsegs, sizeof(*cat->segs), cmp_seg);
+    if (cat->nhistories > 1)
+        qsort(cat->histories, cat->nhistories, sizeof(*cat->histories), cmp_u32);
+
+    ws_backup_prefix(repo, prefix, sizeof(prefix));
+    sc.prefix = prefix;
+    sc.prefix_len = strlen(prefix);
+    if ((rc = ws_storage_list(repo->st, prefix, on_backup_key, &sc, err)) != 0)
+        goto out;
+    if (cat->nbackups > 1)
+        qsort(cat->backups, cat->nbackups, sizeof(*cat->backups), cmp_backup);
+
+    for (i = 0; i < cat->nbackups && rc == 0; i++)
+        if ((rc = load_manifest(repo, kr, cat, &cat->backups[i], err)) == 0)
+            settle_status(cat, &cat->backups[i]);
+out:
+    if (rc)
+        ws_catalog_free(cat);
+    return rc;
+}
+
+void ws_catalog_free(struct ws_catalog *cat)
+{
+    size_t i;
+
+    for (i = 0; i < cat->nbackups; i++)
+        ws_manifest_free(&cat->backups[i].m);
+    free(cat->backups);
+    free(cat->segs);
+    free(cat->histories);
+    memset(cat, 0, sizeof(*cat));
+}
+
+const struct ws_catalog_backup *ws_catalog_latest(const struct ws_catalog *cat)
+{
+    size_t i;
+
+    for (i = cat->nbackups; i-- > 0;)
+        if (cat->backups[i].status == WS_BACKUP_COMPLETE)
+            return &cat->backups[i];
+    return NULL;
+}

@@ -1,0 +1,83 @@
+/*
+ * catalog.h - what the repository holds for a cluster (backups, WAL per timeline), read from
+ * listings and manifests alone, every time: the repository is the catalog.
+ *
+ * Each backup gets one status, computed once by ws_catalog_load() from these facts, in this
+ * order (the first that applies):
+ *   deleting    <ID>.deleting exists: wal-prune began deleting it; whatever is left of it, it
+ *               is never complete (its manifest and missing_wal are still read and reported)
+ *   complete    its manifest verifies AND every WAL segment from its start to its stop segment
+ *               is in the repository (lost WAL makes a backup incomplete instead of silently
+ *               unrestorable)
+ *   incomplete  its manifest verifies, WAL is missing: missing_wal names the first segment
+ *   invalid     a manifest is there but does not verify (damaged, misnamed, or encrypted with a
+ *               key we do not have): manifest_error says why
+ *   running     no manifest: a backup still being written, or one that died
+ * `pinned` (<ID>/keep exists) is independent of the status.
+ *
+ * Errors of ws_catalog_load(): the storage's and the identity's; WS_ERR_FOREIGN for a manifest of
+ * another database system. A manifest that does not verify is no error (the backup is invalid:
+ * one damaged manifest must not hide the others); a cluster without identity is empty, no error.
+ * On failure nothing is left to free.
+ *
+ * Ownership: a ws_catalog owns its arrays and manifests; ws_catalog_free().
+ */
+#ifndef WS_REPO_CATALOG_H
+#define WS_REPO_CATALOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io/key.h"
+#include "repo/manifest.h"
+#include "repo/repo.h"
+
+enum ws_backup_status {
+    WS_BACKUP_RUNNING = 0,
+    WS_BACKUP_COMPLETE,
+    WS_BACKUP_INCOMPLETE,
+    WS_BACKUP_INVALID,
+    WS_BACKUP_DELETING,
+};
+
+/* "complete", "incomplete", "invalid", "running" or "deleting": what list and wal-prune print. */
+const char *ws_backup_status_name(enum ws_backup_status status);
+
+struct ws_catalog_backup {
+    char id[WS_BACKUP_ID_LEN + 1];
+    enum ws_backup_status status;
+    int has_manifest; /* present and valid: m is loaded */
+    int bad_manifest; /* present but unreadable: manifest_error says why */
+    char manifest_error[300];
+    struct ws_manifest m;
+    char missing_wal[32];    /* first missing segment of its WAL range; "" when none is */
+    uint64_t stored_objects; /* bytes of its objects in storage (from the listing) */
+    int64_t newest_mtime;    /* of its objects */
+    int pinned; /* <ID>/keep exists: `basebackup keep ID`; wal-prune never deletes it */
+};
+
+struct ws_wal_seg {
+    uint32_t tli;
+    uint64_t segno;
+};
+
+struct ws_catalog {
+    struct ws_identity identity;
+    int has_identity;
+    struct ws_catalog_backup *backups; /* sorted by id */
+    size_t nbackups;
+    struct ws_wal_seg *segs; /* sorted by (tli, segno) */
+    size_t nsegs;
+    uint32_t *histories; /* timelines with a .history file, sorted */
+    size_t nhistories;
+};
+
+/* Lists and loads everything (manifests need the keyring when encrypted). */
+int ws_catalog_load(struct ws_repo *repo, const struct ws_keyring *kr, struct ws_catalog *cat,
+                    struct ws_error *err);
+void ws_catalog_free(struct ws_catalog *cat);
+int ws_catalog_has_seg(const struct ws_catalog *cat, uint32_t tli, uint64_t segno);
+/* The newest complete backup, or NULL. */
+const struct ws_catalog_backup *ws_catalog_latest(const struct ws_catalog *cat);
+
+#endif

@@ -1,0 +1,625 @@
+/* manifest.c - the backup manifest: records, text form, keys and loading (manifest.h). */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/util.h"
+#include "io/key.h"
+#include "pg/wal.h"
+#include "repo/manifest.h"
+
+#define MANIFEST_MAGIC "walsafe-manifest 1"
+
+void ws_manifest_free(struct ws_manifest *m)
+{
+    size_t i;
+
+    free(m->label);
+    for (i = 0; i < m->ntblspc; i++)
+        free(m->tblspc[i].location);
+    for (i = 0; i < m->ndirs; i++)
+        free(m->dirs[i].path);
+    for (i = 0; i < m->nfiles; i++) {
+        free(m->files[i].path);
+        free(m->files[i].pieces);
+    }
+    for (i = 0; i < m->nbadpages; i++)
+        free(m->badpages[i].path);
+    free(m->tblspc);
+    free(m->dirs);
+    free(m->files);
+    free(m->badpages);
+    memset(m, 0, sizeof(*m));
+}
+
+/* Makes room for element n of *arr (elements of size sz). Capacity is 8 after the first
+ * element and doubles whenever n reaches a power of two from 8 on. */
+static int grow(void **arr, size_t n, size_t sz, struct ws_error *err)
+{
+    void *p;
+
+    if (n != 0 && (n < 8 || (n & (n - 1)) != 0))
+        return 0;
+    p = realloc(*arr, (n == 0 ? 8 : n * 2) * sz);
+    if (!p)
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    *arr = p;
+    return 0;
+}
+
+static int dup_str(const char *s, char **out, struct ws_error *err)
+{
+    if (!(*out = strdup(s)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    return 0;
+}
+
+int ws_manifest_add_file(struct ws_manifest *m, const struct ws_bfile *f, struct ws_error *err)
+{
+    int rc;
+
+    if ((rc = grow((void **)&m->files, m->nfiles, sizeof(*m->files), err)) != 0)
+        return rc;
+    m->files[m->nfiles] = *f;
+    m->files[m->nfiles].pieces = NULL;
+    m->files[m->nfiles].npieces = 0;
+    if ((rc = dup_str(f->path, &m->files[m->nfiles].path, err)) != 0)
+        return rc;
+    if (f->npieces) {
+        struct ws_bpiece *p = malloc(f->npieces * sizeof(*p));
+        if (!p) {
+            free(m->files[m->nfiles].path);
+            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        }
+        memcpy(p, f->pieces, f->npieces * sizeof(*p));
+        m->files[m->nfiles].pieces = p;
+        m->files[m->nfiles].npieces = f->npieces;
+    }
+    m->nfiles++;
+    return 0;
+}
+
+int ws_manifest_add_dir(struct ws_manifest *m, const char *path, uint32_t mode,
+                        struct ws_error *err)
+{
+    int rc;
+
+    if ((rc = grow((void **)&m->dirs, m->ndirs, sizeof(*m->dirs), err)) != 0)
+        return rc;
+    m->dirs[m->ndirs].mode = mode;
+    if ((rc = dup_str(path, &m->dirs[m->ndirs].path, err)) != 0)
+        return rc;
+    m->ndirs++;
+    return 0;
+}
+
+int ws_manifest_add_tblspc(struct ws_manifest *m, uint32_t oid, const char *location,
+                           struct ws_error *err)
+{
+    int rc;
+
+    if ((rc = grow((void **)&m->tblspc, m->ntblspc, sizeof(*m->tblspc), err)) != 0)
+        return rc;
+    m->tblspc[m->ntblspc].oid = oid;
+    if ((rc = dup_str(location, &m->tblspc[m->ntblspc].location, err)) != 0)
+        return rc;
+    m->ntblspc++;
+    return 0;
+}
+
+int ws_manifest_add_badpage(struct ws_manifest *m, const char *path, uint32_t block,
+                            struct ws_error *err)
+{
+    int rc;
+
+    if ((rc = grow((void **)&m->badpages, m->nbadpages, sizeof(*m->badpages), err)) != 0)
+        return rc;
+    m->badpages[m->nbadpages].block = block;
+    if ((rc = dup_str(path, &m->badpages[m->nbadpages].path, err)) != 0)
+        return rc;
+    m->nbadpages++;
+    return 0;
+}
+
+/* ---- text form ---------------------------------------------------------------------------- */
+
+struct out {
+    char *buf;
+    size_t len, cap;
+    int failed;
+};
+
+static void put(struct out *o, const char *s, size_t n)
+{
+    if (o->failed)
+        return;
+    if (o->len + n + 1 > o->cap) {
+        size_t cap = o->cap ? o->cap : 4096;
+        char *p;
+        while (cap < o->len + n + 1)
+            cap *= 2;
+        if (!(p = realloc(o->buf, cap))) {
+            o->failed = 1;
+            return;
+        }
+        o->buf = p;
+        o->cap = cap;
+    }
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+    o->buf[o->len] = '\0';
+}
+
+static void putf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void putf(struct out *o, const char *fmt, ...)
+{
+    char tmp[256];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(tmp)) {
+        o->failed = 1;
+        return;
+    }
+    put(o, tmp, (size_t)n);
+}
+
+static int plain_char(unsigned char c)
+{
+    return isalnum(c) || strchr("._/+:@,=~-", c) != NULL;
+}
+
+static void put_escaped(struct out *o, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *p = (const unsigned char *)s;
+
+    if (!*p) {
+        put(o, "%", 1); /* the empty string: a lone '%' */
+        return;
+    }
+    for (; *p; p++) {
+        if (plain_char(*p) && *p != 0) {
+            put(o, (const char *)p, 1);
+        } else {
+            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+            put(o, e, 3);
+        }
+    }
+}
+
+int ws_manifest_format(const struct ws_manifest *m, char **out, size_t *outlen,
+                       struct ws_error *err)
+{
+    struct out o = {0};
+    char t1[21], t2[21], l1[24], l2[24], hex[65];
+    size_t i, k;
+
+    ws_format_utc(m->start_time, t1);
+    ws_format_utc(m->stop_time, t2);
+    ws_wal_format_lsn(l1, m->start_lsn);
+    ws_wal_format_lsn(l2, m->stop_lsn);
+    putf(&o, "%s\nid %s\nlabel ", MANIFEST_MAGIC, m->id);
+    put_escaped(&o, m->label ? m->label : "");
+    putf(&o, "\nstart_time %s\nstop_time %s\nstart_lsn %s\nstop_lsn %s\n", t1, t2, l1, l2);
+    putf(&o, "timeline %" PRIu32 "\npg_version %d\nsystem_identifier %" PRIu64 "\n", m->timeline,
+         m->pg_version, m->system_identifier);
+    putf(&o, "wal_segment_size %" PRIu32 "\ndata_checksums %d\n", m->wal_segment_size,
+         m->data_checksums);
+    putf(&o, "bytes %" PRIu64 "\nstored_bytes %" PRIu64 "\nbundles %" PRIu32 "\n", m->bytes,
+         m->stored_bytes, m->bundles);
+    for (i = 0; i < m->ntblspc; i++) {
+        putf(&o, "tablespace %" PRIu32 " ", m->tblspc[i].oid);
+        put_escaped(&o, m->tblspc[i].location);
+        put(&o, "\n", 1);
+    }
+    for (i = 0; i < m->ndirs; i++) {
+        putf(&o, "dir %o ", (unsigned)m->dirs[i].mode);
+        put_escaped(&o, m->dirs[i].path);
+        put(&o, "\n", 1);
+    }
+    for (i = 0; i < m->nfiles; i++) {
+        const struct ws_bfile *f = &m->files[i];
+        put(&o, "file ", 5);
+        put_escaped(&o, f->path);
+        ws_hex(f->sha256, 32, hex);
+        putf(&o, " %o %" PRId64 " %" PRIu64 " %s %" PRIu32 " %" PRIu64 "\n", (unsigned)f->mode,
+             f->mtime, f->size, hex, f->bundle, f->offset);
+        for (k = 0; k < f->npieces; k++)
+            putf(&o, "piece %" PRIu64 " %" PRIu64 " %" PRIu32 " %" PRIu64 "\n",
+                 f->pieces[k].file_offset, f->pieces[k].length, f->pieces[k].bundle,
+                 f->pieces[k].offset);
+    }
+    for (i = 0; i < m->nbadpages; i++) {
+        put(&o, "badpage ", 8);
+        put_escaped(&o, m->badpages[i].path);
+        putf(&o, " %" PRIu32 "\n", m->badpages[i].block);
+    }
+    putf(&o, "end %zu\n", m->nfiles);
+    if (o.failed) {
+        free(o.buf);
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory formatting a manifest");
+    }
+    *out = o.buf;
+    *outlen = o.len;
+    return 0;
+}
+
+/* ---- parsing ------------------------------------------------------------------------------ */
+
+static int unescape(const char *s, char **out)
+{
+    size_t n = strlen(s), i, j = 0;
+    char *r;
+
+    if (strcmp(s, "%") == 0)
+        return (*out = strdup("")) ? 0 : -1;
+    if (!(r = malloc(n + 1)))
+        return -1;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '%') {
+            unsigned v;
+            if (i + 2 >= n) {
+                free(r);
+                return -1;
+            }
+            if (!isxdigit((unsigned char)s[i + 1]) || !isxdigit((unsigned char)s[i + 2]) ||
+                sscanf(s + i + 1, "%2x", &v) != 1 || v == 0) {
+                free(r);
+                return -1;
+            }
+            r[j++] = (char)v;
+            i += 2;
+        } else if (plain_char(c)) {
+            r[j++] = (char)c;
+        } else {
+            free(r);
+            return -1;
+        }
+    }
+    r[j] = '\0';
+    *out = r;
+    return 0;
+}
+
+static int parse_u64(const char *s, int base, uint64_t *v)
+{
+    char *end;
+
+    if (!*s || *s == '-' || *s == '+' || isspace((unsigned char)*s))
+        return -1;
+    errno = 0;
+    *v = strtoull(s, &end, base);
+    return errno || *end ? -1 : 0;
+}
+
+static int parse_i64(const char *s, int64_t *v)
+{
+    char *end;
+
+    if (!*s || isspace((unsigned char)*s))
+        return -1;
+    errno = 0;
+    *v = strtoll(s, &end, 10);
+    return errno || *end ? -1 : 0;
+}
+
+/* Splits line (modified) at single spaces into at most max fields; returns the count, or
+ * max + 1 for too many fields or an empty one (two spaces, a leading or trailing space). */
+static int split(char *line, char **f, int max)
+{
+    int n = 0;
+    char *p = line;
+
+    for (;;) {
+        char *sp = strchr(p, ' ');
+        if (n == max || (sp ? sp == p : *p == '\0'))
+            return max + 1;
+        f[n++] = p;
+        if (!sp)
+            return n;
+        *sp = '\0';
+        p = sp + 1;
+    }
+}
+
+static const char *const header_keys[] = {
+    "id",
+    "label",
+    "start_time",
+    "stop_time",
+    "start_lsn",
+    "stop_lsn",
+    "timeline",
+    "pg_version",
+    "system_identifier",
+    "wal_segment_size",
+    "data_checksums",
+    "bytes",
+    "stored_bytes",
+    "bundles",
+};
+#define NHEADER (sizeof(header_keys) / sizeof(header_keys[0]))
+
+static int set_header(struct ws_manifest *m, size_t k, const char *v)
+{
+    uint64_t u;
+
+    switch (k) {
+    case 0:
+        if (!ws_backup_id_valid(v))
+            return -1;
+        memcpy(m->id, v, WS_BACKUP_ID_LEN + 1);
+        return 0;
+    case 1:
+        return unescape(v, &m->label);
+    case 2:
+        return ws_parse_utc(v, &m->start_time);
+    case 3:
+        return ws_parse_utc(v, &m->stop_time);
+    case 4:
+        return ws_wal_parse_lsn(v, &m->start_lsn);
+    case 5:
+        return ws_wal_parse_lsn(v, &m->stop_lsn);
+    case 6:
+        if (parse_u64(v, 10, &u) || u == 0 || u > UINT32_MAX)
+            return -1;
+        m->timeline = (uint32_t)u;
+        return 0;
+    case 7:
+        if (parse_u64(v, 10, &u) || u < 90000 || u > 9999999)
+            return -1;
+        m->pg_version = (int)u;
+        return 0;
+    case 8:
+        return parse_u64(v, 10, &m->system_identifier);
+    case 9:
+        if (parse_u64(v, 10, &u) || !ws_wal_seg_size_valid(u))
+            return -1;
+        m->wal_segment_size = (uint32_t)u;
+        return 0;
+    case 10:
+        if (strcmp(v, "0") && strcmp(v, "1"))
+            return -1;
+        m->data_checksums = v[0] == '1';
+        return 0;
+    case 11:
+        return parse_u64(v, 10, &m->bytes);
+    case 12:
+        return parse_u64(v, 10, &m->stored_bytes);
+    case 13:
+        if (parse_u64(v, 10, &u) || u > UINT32_MAX)
+            return -1;
+        m->bundles = (uint32_t)u;
+        return 0;
+    }
+    return -1;
+}
+
+static int parse_line(struct ws_manifest *m, char *line, size_t *nheader, int *ended,
+                      struct ws_error *err)
+{
+    char *f[9];
+    int n = split(line, f, 8), rc = 0;
+    uint64_t u;
+
+    if (n < 2 || *ended)
+        return -1;
+    if (*nheader < NHEADER) {
+        if (n != 2 || strcmp(f[0], header_keys[*nheader]) != 0 || set_header(m, *nheader, f[1]))
+            return -1;
+        (*nheader)++;
+        return 0;
+    }
+    if (strcmp(f[0], "tablespace") == 0 && n == 3) {
+        char *loc;
+        if (parse_u64(f[1], 10, &u) || u == 0 || u > UINT32_MAX || unescape(f[2], &loc))
+            return -1;
+        rc = ws_manifest_add_tblspc(m, (uint32_t)u, loc, err);
+        free(loc);
+        return rc ? -2 : 0;
+    }
+    if (strcmp(f[0], "dir") == 0 && n == 3) {
+        char *p;
+        if (parse_u64(f[1], 8, &u) || u > 07777 || unescape(f[2], &p))
+            return -1;
+        rc = ws_manifest_add_dir(m, p, (uint32_t)u, err);
+        free(p);
+        return rc ? -2 : 0;
+    }
+    if (strcmp(f[0], "file") == 0 && n == 8) {
+        struct ws_bfile bf = {0};
+        uint64_t mode, b;
+        if (parse_u64(f[2], 8, &mode) || mode > 07777 || parse_i64(f[3], &bf.mtime) ||
+            parse_u64(f[4], 10, &bf.size) || ws_unhex(f[5], bf.sha256, 32) ||
+            parse_u64(f[6], 10, &b) || b >= m->bundles || parse_u64(f[7], 10, &bf.offset) ||
+            unescape(f[1], &bf.path))
+            return -1;
+        bf.mode = (uint32_t)mode;
+        bf.bundle = (uint32_t)b;
+        rc = ws_manifest_add_file(m, &bf, err);
+        free(bf.path);
+        return rc ? -2 : 0;
+    }
+    if (strcmp(f[0], "piece") == 0 && n == 5) {
+        struct ws_bfile *last = m->nfiles ? &m->files[m->nfiles - 1] : NULL;
+        struct ws_bpiece pc;
+        uint64_t b, want;
+        void *p;
+        if (!last || m->nbadpages || parse_u64(f[1], 10, &pc.file_offset) ||
+            parse_u64(f[2], 10, &pc.length) || parse_u64(f[3], 10, &b) || b >= m->bundles ||
+            parse_u64(f[4], 10, &pc.offset) || pc.length == 0)
+            return -1;
+        want = last->npieces ? last->pieces[last->npieces - 1].file_offset +
+                                   last->pieces[last->npieces - 1].length
+                             : pc.file_offset;
+        /* contiguous, inside the file, and never at offset 0 (that is the file record); each
+         * piece in a later bundle than the file's bytes before it (verify relies on it) */
+        if (pc.file_offset == 0 || pc.file_offset != want || pc.file_offset >= last->size ||
+            pc.length > last->size - pc.file_offset ||
+            b <= (last->npieces ? last->pieces[last->npieces - 1].bundle : last->bundle))
+            return -1;
+        pc.bundle = (uint32_t)b;
+        if (!(p = realloc(last->pieces, (last->npieces + 1) * sizeof(pc))))
+            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory"), -2;
+        last->pieces = p;
+        last->pieces[last->npieces++] = pc;
+        return 0;
+    }
+    if (strcmp(f[0], "badpage") == 0 && n == 3) {
+        char *p;
+        if (parse_u64(f[2], 10, &u) || u > UINT32_MAX || unescape(f[1], &p))
+            return -1;
+        rc = ws_manifest_add_badpage(m, p, (uint32_t)u, err);
+        free(p);
+        return rc ? -2 : 0;
+    }
+    if (strcmp(f[0], "end") == 0 && n == 2) {
+        size_t i;
+        if (parse_u64(f[1], 10, &u) || u != m->nfiles)
+            return -1;
+        for (i = 0; i < m->nfiles; i++) {
+            const struct ws_bfile *bf = &m->files[i];
+            const struct ws_bpiece *lp = bf->npieces ? &bf->pieces[bf->npieces - 1] : NULL;
+            if (lp && lp->file_offset + lp->length != bf->size)
+                return -1; /* the pieces must end at the file's size */
+        }
+        *ended = 1;
+        return 0;
+    }
+    return -1;
+}
+
+int ws_manifest_parse(const char *text, size_t len, const char *what, struct ws_manifest *m,
+                      struct ws_error *err)
+{
+    char *copy = NULL, *line, *nl;
+    size_t nheader = 0, lineno = 1;
+    int ended = 0, rc = 0;
+
+    memset(m, 0, sizeof(*m));
+    if (memchr(text, '\0', len))
+        return ws_error_set(err, WS_ERR_CORRUPT, "manifest %s holds a NUL byte", what);
+    if (!(copy = malloc(len + 1)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    if (len == 0 || copy[len - 1] != '\n') {
+        rc = ws_error_set(err, WS_ERR_CORRUPT, "manifest %s does not end with a newline", what);
+        goto out;
+    }
+    line = copy;
+    nl = strchr(line, '\n');
+    *nl = '\0';
+    if (strcmp(line, MANIFEST_MAGIC) != 0) {
+        rc = ws_error_set(err, WS_ERR_CORRUPT, "manifest %s: not a walsafe manifest (version 1)",
+                          what);
+        goto out;
+    }
+    for (line = nl + 1; *line; line = nl + 1) {
+        int r;
+        lineno++;
+        nl = strchr(line, '\n');
+        *nl = '\0';
+        if ((r = parse_line(m, line, &nheader, &ended, err)) != 0) {
+            rc = r == -2 ? err->code
+                         : ws_error_set(err, WS_ERR_CORRUPT, "manifest %s: invalid line %zu", what,
+                                        lineno);
+            goto out;
+        }
+    }
+    if (!ended)
+        rc = ws_error_set(err, WS_ERR_CORRUPT, "manifest %s is incomplete (no end line)", what);
+out:
+    free(copy);
+    if (rc)
+        ws_manifest_free(m);
+    return rc;
+}
+
+uint64_t ws_manifest_start_segno(const struct ws_manifest *m)
+{
+    return ws_wal_lsn_to_segno(m->start_lsn, m->wal_segment_size);
+}
+
+uint64_t ws_manifest_stop_segno(const struct ws_manifest *m)
+{
+    uint64_t s = ws_wal_lsn_to_segno(m->stop_lsn, m->wal_segment_size);
+
+    /* stop_lsn is the end of the backup-end record: exactly at a boundary, that record ended
+     * in the previous segment. */
+    if (m->stop_lsn % m->wal_segment_size == 0 && s > 0)
+        s--;
+    return s < ws_manifest_start_segno(m) ? ws_manifest_start_segno(m) : s;
+}
+
+/* ---- time and ids ------------------------------------------------------------------------- */
+
+int ws_backup_id_valid(const char *id)
+{
+    int i;
+
+    if (strlen(id) != WS_BACKUP_ID_LEN)
+        return 0;
+    for (i = 0; i < WS_BACKUP_ID_LEN; i++) {
+        char c = id[i];
+        if (i == 8 ? c != 'T' : i == 15 ? c != 'Z' : !isdigit((unsigned char)c))
+            return 0;
+    }
+    return 1;
+}
+
+void ws_backup_id_from_time(int64_t t, char out[WS_BACKUP_ID_LEN + 1])
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+
+    gmtime_r(&tt, &tm);
+    strftime(out, WS_BACKUP_ID_LEN + 1, "%Y%m%dT%H%M%SZ", &tm);
+}
+
+/* ---- keys and loading --------------------------------------------------------------------- */
+
+void ws_backup_prefix(const struct ws_repo *repo, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "%s/backup/", repo->cluster);
+}
+
+void ws_backup_manifest_key(const struct ws_repo *repo, const char *id, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "%s/backup/%s/manifest", repo->cluster, id);
+}
+
+void ws_backup_bundle_key(const struct ws_repo *repo, const char *id, uint32_t bundle, char *out,
+                          size_t outsz)
+{
+    snprintf(out, outsz, "%s/backup/%s/data/%06" PRIu32, repo->cluster, id, bundle);
+}
+
+int ws_manifest_load(struct ws_repo *repo, const struct ws_keyring *kr, const char *id,
+                     struct ws_manifest *m, struct ws_error *err)
+{
+    char key[256], *text = NULL;
+    size_t len;
+    int rc;
+
+    memset(m, 0, sizeof(*m));
+    ws_backup_manifest_key(repo, id, key, sizeof(key));
+    if ((rc = ws_repo_get_small(repo, key, kr, WS_MANIFEST_LIMIT, &text, &len, err)) != 0)
+        return rc;
+    if ((rc = ws_manifest_parse(text, len, key, m, err)) == 0 && strcmp(m->id, id) != 0) {
+        rc = ws_error_set(err, WS_ERR_CORRUPT, "manifest %s names backup %s", key, m->id);
+        ws_manifest_free(m);
+    }
+    free(text);
+    return rc;
+}

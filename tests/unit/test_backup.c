@@ -1,0 +1,1012 @@
+/*
+ * basebackup create, restore, verify and check as library calls (backup.h), with a fake
+ * PostgreSQL session (the pgconn.h ops) that serves a small data directory made in the scratch
+ * directory, into the in-memory storage: every handle the commands open (one per worker) is a
+ * view of one store, behind a lock. Create leaves out what PostgreSQL documents (postmaster.pid,
+ * pg_wal's contents, temporary files, an unlogged relation's main fork), records a tablespace,
+ * stores backup_label and tablespace_map from the fake's stop, and waits for the WAL from start
+ * to stop; restore brings back contents, modes (masked) and mtimes, the tablespace at its
+ * --tablespace-map destination, and the recovery settings; verify finds a damaged bundle. A
+ * storage failure at each write of a create leaves no backup object and ends backup mode once.
+ * The worker pool (pool.h) on its own: each task once, in order on one worker, the first error
+ * wins and stops the handing out, every worker's end runs, per-worker handles are closed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backup/backup.h"
+#include "backup/pool.h"
+#include "io/key.h"
+#include "io/object.h"
+#include "pg/wal.h"
+#include "repo/catalog.h"
+#include "storage/storage.h"
+#include "fixture.h"
+#include "unit.h"
+
+#define SEG (16u << 20)
+#define SYSID UINT64_C(7301234567890123456)
+#define START_LSN UINT64_C(0x2000028) /* segment 2 */
+#define STOP_LSN UINT64_C(0x3000100)  /* segment 3 */
+#define TS_OID 16400
+#define WAL_FETCH "/usr/lib/walsafe-test/wal-fetch"
+
+/* The fixture's calls (fixture.h) under the names the tests below use. */
+#define mkdirs unit_mkdir
+#define write_file unit_write
+
+/* ---- the in-memory store, shared by every handle ----------------------------------------- */
+
+static struct ws_storage *mem; /* the store */
+static pthread_mutex_t mem_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int handles_open, handles_opened, fail_open_at;
+
+struct view {
+    struct ws_storage base;
+};
+
+struct view_put {
+    struct ws_sink base;
+    struct ws_sink *inner;
+};
+
+static int vput_write(struct ws_sink *s, const void *buf, size_t len, struct ws_error *err)
+{
+    struct view_put *p = (struct view_put *)s;
+    int rc;
+
+    pthread_mutex_lock(&mem_lock);
+    rc = ws_sink_write(p->inner, buf, len, err);
+    pthread_mutex_unlock(&mem_lock);
+    return rc;
+}
+
+static int vput_finish(struct ws_sink *s, struct ws_error *err)
+{
+    struct view_put *p = (struct view_put *)s;
+    int rc;
+
+    pthread_mutex_lock(&mem_lock);
+    rc = ws_sink_finish(p->inner, err);
+    pthread_mutex_unlock(&mem_lock);
+    return rc;
+}
+
+static void vput_destroy(struct ws_sink *s)
+{
+    struct view_put *p = (struct view_put *)s;
+
+    ws_sink_free(p->inner);
+    free(p);
+}
+
+static const struct ws_sink_ops vput_ops = {"view-put", vput_write, vput_finish, NULL,
+                                            vput_destroy};
+
+static int v_stat(struct ws_storage *s, const char *key, struct ws_storage_stat *out,
+                  struct ws_error *err)
+{
+    int rc;
+
+    (void)s;
+    pthread_mutex_lock(&mem_lock);
+    rc = mem->ops->stat(mem, key, out, err);
+    pthread_mutex_unlock(&mem_lock);
+    return rc;
+}
+
+static int v_open_put(struct ws_storage *s, const char *key, int flags, struct ws_sink **out,
+                      struct ws_error *err)
+{
+    struct view_put *p = calloc(1, sizeof(*p));
+    int rc;
+
+    (void)s;
+    if (!p)
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    pthread_mutex_lock(&mem_lock);
+    rc = mem->ops->open_put(mem, key, flags, &p->inner, err);
+    pthread_mutex_unlock(&mem_lock);
+    if (rc) {
+        free(p);
+        return rc;
+    }
+    p->base.ops = &vput_ops;
+    *out = &p->base;
+    return 0;
+}
+
+static int v_get(struct ws_storage *s, const char *key, uint64_t offset, uint64_t length,
+                 struct ws_sink *dest, struct ws_error *err)
+{
+    int rc;
+
+    (void)s;
+    pthread_mutex_lock(&mem_lock);
+    rc = mem->ops->get(mem, key, offset, length, dest, err);
+    pthread_mutex_unlock(&mem_lock);
+    return rc;
+}
+
+static int v_list(struct ws_storage *s, const char *prefix, ws_storage_list_cb cb, void *arg,
+                  struct ws_error *err)
+{
+    int rc;
+
+    (void)s;
+    pthread_mutex_lock(&mem_lock);
+    rc = mem->ops->list(mem, prefix, cb, arg, err);
+    pthread_mutex_unlock(&mem_lock);
+    return rc;
+}
+
+static int v_remove(struct ws_storage *s, const char *key, struct ws_error *err)
+{
+    int rc;
+
+    (void)s;
+    pthread_mutex_lock(&mem_lock);
+    rc = mem->ops->remove(mem, key, err);
+    pthread_mutex_unlock(&mem_lock);
+    return rc;
+}
+
+static void v_close(struct ws_storage *s)
+{
+    free(s->location);
+    free(s);
+    atomic_fetch_sub(&handles_open, 1);
+}
+
+static const struct ws_storage_ops view_ops = {"view", v_stat,   v_open_put, v_get,
+                                               v_list, v_remove, v_close};
+
+/* The opener the commands get (ws_backup_env.open_storage); fail_open_at = n fails the nth. */
+static int open_view(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err)
+{
+    struct view *v;
+    int n = atomic_fetch_add(&handles_opened, 1) + 1;
+
+    (void)cfg;
+    if (n == atomic_load(&fail_open_at))
+        return ws_error_set(err, WS_ERR_STORAGE, "injected: could not open handle %d", n);
+    if (!(v = calloc(1, sizeof(*v))) || !(v->base.location = strdup("mem:"))) {
+        free(v);
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    v->base.ops = &view_ops;
+    atomic_fetch_add(&handles_open, 1);
+    *out = &v->base;
+    return 0;
+}
+
+static void mem_begin(void)
+{
+    struct ws_error err = {0};
+
+    if (ws_storage_mem_open(&mem, &err) != 0)
+        abort();
+    atomic_store(&handles_open, 0);
+    atomic_store(&handles_opened, 0);
+    atomic_store(&fail_open_at, 0);
+}
+
+static void mem_end(void)
+{
+    CHECK(atomic_load(&handles_open) == 0);
+    ws_storage_close(mem);
+    mem = NULL;
+}
+
+static int count_one(void *arg, const char *key, const struct ws_storage_stat *st,
+                     struct ws_error *err)
+{
+    (void)key, (void)st, (void)err;
+    ++*(int *)arg;
+    return 0;
+}
+
+/* Number of stored objects whose key starts with prefix (-1: the listing failed). */
+static int count_objects(const char *prefix)
+{
+    struct ws_error err = {0};
+    int n = 0;
+
+    if (mem->ops->list(mem, prefix, count_one, &n, &err) != 0)
+        return -1;
+    return n;
+}
+
+/* ---- the fake PostgreSQL session --------------------------------------------------------- */
+
+static struct {
+    char pgdata[512];
+    uint64_t sysid; /* what get_info reports */
+    char spcmap[1024];
+    char labelfile[1024]; /* what the last stop returned */
+    char backup_label[256];
+    int connects, closes, starts, stops;
+} fake;
+
+static int f_connect(const char *conninfo, struct ws_pg **out, struct ws_error *err)
+{
+    (void)conninfo;
+    if (!(*out = calloc(1, sizeof(**out))))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    fake.connects++;
+    return 0;
+}
+
+static void f_close(struct ws_pg *pg)
+{
+    fake.closes++;
+    free(pg);
+}
+
+static int f_get_info(struct ws_pg *pg, struct ws_pg_info *info, struct ws_error *err)
+{
+    (void)pg;
+    memset(info, 0, sizeof(*info));
+    info->version = 150004;
+    info->system_identifier = fake.sysid;
+    info->wal_segment_size = SEG;
+    info->data_directory = strdup(fake.pgdata);
+    info->archive_mode = strdup("on");
+    info->archive_command = strdup("wal-push %p");
+    if (!info->data_directory || !info->archive_mode || !info->archive_command) {
+        ws_pg_info_free(info);
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    return 0;
+}
+
+static int f_switch_wal(struct ws_pg *pg, char **walfile, struct ws_error *err)
+{
+    (void)pg;
+    if (!(*walfile = strdup("000000010000000000000003")))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    return 0;
+}
+
+static int f_backup_start(struct ws_pg *pg, int version, const char *label, int fast,
+                          uint64_t *start_lsn, struct ws_error *err)
+{
+    (void)pg, (void)version, (void)fast, (void)err;
+    fake.starts++;
+    snprintf(fake.backup_label, sizeof(fake.backup_label), "%s", label);
+    *start_lsn = START_LSN;
+    return 0;
+}
+
+static int f_backup_stop(struct ws_pg *pg, int version, uint64_t *stop_lsn, char **labelfile,
+                         char **spcmap, struct ws_error *err)
+{
+    (void)pg, (void)version;
+    fake.stops++;
+    snprintf(fake.labelfile, sizeof(fake.labelfile),
+             "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n"
+             "CHECKPOINT LOCATION: 0/2000060\nBACKUP METHOD: streamed\nBACKUP FROM: primary\n"
+             "START TIME: 2026-12-07 10:00:00 UTC\nLABEL: %s\nSTART TIMELINE: 1\n",
+             fake.backup_label);
+    *stop_lsn = STOP_LSN;
+    *labelfile = strdup(fake.labelfile);
+    *spcmap = strdup(fake.spcmap);
+    if (!*labelfile || !*spcmap) {
+        free(*labelfile);
+        free(*spcmap);
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    return 0;
+}
+
+static const struct ws_pg_ops fake_pg = {f_connect,    f_close,        f_get_info,
+                                         f_switch_wal, f_backup_start, f_backup_stop};
+static const struct ws_backup_env env = {&fake_pg, open_view, WAL_FETCH};
+
+/* ---- the data directory ------------------------------------------------------------------ */
+
+/* Its files: `kept` ones are in the backup; `ts` ones lie in the tablespace directory. */
+struct src {
+    const char *path;
+    size_t size;
+    mode_t mode;
+    int kept, ts;
+};
+
+static const struct src files[] = {
+    {"PG_VERSION", 3, 0600, 1, 0},
+    {"global/pg_control", 8192, 0600, 1, 0},
+    {"postgresql.conf", 300, 0600, 1, 0},
+    {"postmaster.pid", 60, 0600, 0, 0},
+    {"postmaster.opts", 40, 0600, 0, 0},
+    {"backup_label.old", 40, 0600, 0, 0},
+    {"base/1/16384", 3 * 8192, 0600, 1, 0},
+    {"base/1/16384_fsm", 8192, 0640, 1, 0},
+    {"base/1/16385", 8192, 0600, 0, 0}, /* unlogged: only its init fork */
+    {"base/1/16385_init", 0, 0600, 1, 0},
+    {"base/1/16386", (3u << 20) + 123, 0644, 1, 0}, /* several read blocks */
+    {"base/1/t3_16387", 100, 0600, 0, 0},
+    {"base/1/pg_internal.init", 100, 0600, 0, 0},
+    {"base/pgsql_tmp/pgsql_tmp123.0", 100, 0600, 0, 0},
+    {"pg_wal/000000010000000000000001", 1000, 0600, 0, 0},
+    {"pg_wal/archive_status/000000010000000000000001.done", 0, 0600, 0, 0},
+    {"pg_stat_tmp/global.stat", 100, 0600, 0, 0},
+    {"PG_15_202209061/1/16401", 2 * 8192, 0600, 1, 1},
+};
+#define NFILES (sizeof(files) / sizeof(files[0]))
+
+static const char auto_conf[] = "# Do not edit this file manually!\n"
+                                "work_mem = '8MB'\n"
+                                "restore_command = 'cp /old/%f %p'\n";
+
+struct cluster {
+    struct ws_config cfg;
+    char cluster[65];
+    char pgdata[512], ts_src[512];
+    char target[512], ts_dst[512]; /* restore into */
+    struct ws_keyring kr;
+};
+
+/* The content of file i: random, pg_control starting with the system identifier. */
+static uint8_t *content(size_t i)
+{
+    uint8_t *d = malloc(files[i].size + 8);
+
+    if (!d)
+        abort();
+    unit_random(d, files[i].size, (uint32_t)i + 1);
+    if (strcmp(files[i].path, "global/pg_control") == 0) {
+        uint64_t id = SYSID;
+        memcpy(d, &id, sizeof(id));
+    }
+    return d;
+}
+
+static void src_path(const struct cluster *c, size_t i, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "%s/%s", files[i].ts ? c->ts_src : c->pgdata, files[i].path);
+}
+
+/* A data directory with a tablespace, a key, a configuration and the fake serving them. */
+static void cluster_init(struct cluster *c, const char *tag, int parallel)
+{
+    struct ws_error err = {0};
+    char p[PATH_MAX + 64], key[PATH_MAX];
+
+    memset(c, 0, sizeof(*c));
+    snprintf(c->cluster, sizeof(c->cluster), "cl-%s", tag);
+    snprintf(c->pgdata, sizeof(c->pgdata), "%s/%s/pgdata", unit_tmpdir(), tag);
+    snprintf(c->ts_src, sizeof(c->ts_src), "%s/%s/ts", unit_tmpdir(), tag);
+    snprintf(c->target, sizeof(c->target), "%s/%s/restored", unit_tmpdir(), tag);
+    snprintf(c->ts_dst, sizeof(c->ts_dst), "%s/%s/ts-restored", unit_tmpdir(), tag);
+    for (size_t i = 0; i < NFILES; i++) {
+        uint8_t *d = content(i);
+        src_path(c, i, p, sizeof(p));
+        *strrchr(p, '/') = '\0';
+        mkdirs(p);
+        src_path(c, i, p, sizeof(p));
+        if (write_file(p, d, files[i].size, files[i].mode) != 0)
+            unit_fail(__FILE__, __LINE__, p);
+        free(d);
+    }
+    snprintf(p, sizeof(p), "%s/postgresql.auto.conf", c->pgdata);
+    CHECK(write_file(p, auto_conf, strlen(auto_conf), 0600) == 0);
+    snprintf(p, sizeof(p), "%s/pg_notify", c->pgdata);
+    mkdirs(p);
+    snprintf(p, sizeof(p), "%s/pg_tblspc", c->pgdata);
+    mkdirs(p);
+    snprintf(p, sizeof(p), "%s/pg_tblspc/%d", c->pgdata, TS_OID);
+    CHECK(symlink(c->ts_src, p) == 0);
+
+    snprintf(key, sizeof(key), "%s/%s/key", unit_tmpdir(), tag);
+    CHECK(unit_key_file(key, NULL) == 0);
+    ws_config_init(&c->cfg);
+    c->cfg.repo = strdup("mem:");
+    c->cfg.cluster = strdup(c->cluster);
+    c->cfg.encrypt_key_file = strdup(key);
+    c->cfg.parallel = parallel;
+    c->cfg.timeout = 10;
+    CHECK(ws_keyring_load(&c->cfg, &c->kr, &err) == 0);
+
+    memset(&fake, 0, sizeof(fake));
+    snprintf(fake.pgdata, sizeof(fake.pgdata), "%s", c->pgdata);
+    fake.sysid = SYSID;
+    snprintf(fake.spcmap, sizeof(fake.spcmap), "%d %s\n", TS_OID, c->ts_src);
+}
+
+static void cluster_free(struct cluster *c)
+{
+    ws_keyring_wipe(&c->kr);
+    ws_config_free(&c->cfg);
+}
+
+/* Stores WAL segment segno of timeline 1 as wal-push would (encrypted, bound to its key). */
+static int store_wal(const struct cluster *c, uint64_t segno)
+{
+    struct ws_error err = {0};
+    struct ws_repo repo = {0};
+    struct ws_object_params p = {0};
+    struct ws_sink *put = NULL, *wr = NULL;
+    char name[WS_WAL_NAME_LEN + 1], key[256];
+    uint8_t data[4096];
+    int rc;
+
+    snprintf(repo.cluster, sizeof(repo.cluster), "%s", c->cluster);
+    ws_wal_format_name(name, 1, segno, SEG);
+    ws_repo_wal_key(&repo, name, key, sizeof(key));
+    unit_random(data, sizeof(data), (uint32_t)segno);
+    p.name = key;
+    p.content_size = sizeof(data);
+    p.key = ws_keyring_write_key(&c->kr);
+    if ((rc = open_view(NULL, &repo.st, &err)) != 0)
+        return rc;
+    if ((rc = ws_storage_open_put(repo.st, key, 0, &put, &err)) == 0 &&
+        (rc = ws_object_writer_new(put, &p, &wr, &err)) == 0 &&
+        (rc = ws_sink_write(wr, data, sizeof(data), &err)) == 0)
+        rc = ws_sink_finish(wr, &err);
+    ws_sink_free(wr);
+    ws_storage_close(repo.st);
+    return rc;
+}
+
+/* stdout of a command into buf (the id create prints, verify's verdict). */
+static int saved_stdout = -1, capture_fd = -1;
+
+static void capture_begin(void)
+{
+    char p[PATH_MAX];
+
+    snprintf(p, sizeof(p), "%s/stdout", unit_tmpdir());
+    fflush(stdout);
+    saved_stdout = dup(STDOUT_FILENO);
+    capture_fd = open(p, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (saved_stdout < 0 || capture_fd < 0 || dup2(capture_fd, STDOUT_FILENO) < 0)
+        abort();
+}
+
+static void capture_end(char *buf, size_t bufsz)
+{
+    ssize_t n;
+
+    fflush(stdout);
+    dup2(saved_stdout, STDOUT_FILENO);
+    close(saved_stdout);
+    n = pread(capture_fd, buf, bufsz - 1, 0);
+    buf[n > 0 ? n : 0] = '\0';
+    close(capture_fd);
+}
+
+/* Runs create; *id gets the id it printed. */
+static int create(struct cluster *c, char id[WS_BACKUP_ID_LEN + 1], struct ws_error *err)
+{
+    struct ws_backup_opts o = {0};
+    char out[256];
+    int rc;
+
+    o.label = "unit";
+    capture_begin();
+    rc = ws_backup_create(&c->cfg, &env, &o, err);
+    capture_end(out, sizeof(out));
+    out[strcspn(out, "\n")] = '\0';
+    snprintf(id, WS_BACKUP_ID_LEN + 1, "%.*s", WS_BACKUP_ID_LEN, out);
+    CHECK(rc != 0 || ws_backup_id_valid(id));
+    CHECK(atomic_load(&handles_open) == 0);
+    CHECK(fake.connects == fake.closes);
+    return rc;
+}
+
+/* The catalog entry of backup id. */
+static int load_backup(const struct cluster *c, const char *id, struct ws_catalog *cat,
+                       const struct ws_catalog_backup **b)
+{
+    struct ws_error err = {0};
+    struct ws_repo repo = {0};
+    int rc;
+
+    *b = NULL;
+    if ((rc = ws_backup_repo_open(&env, &c->cfg, &repo, &err)) != 0)
+        return rc;
+    rc = ws_catalog_load(&repo, &c->kr, cat, &err);
+    ws_repo_close(&repo);
+    for (size_t i = 0; rc == 0 && i < cat->nbackups; i++)
+        if (strcmp(cat->backups[i].id, id) == 0)
+            *b = &cat->backups[i];
+    return rc ? rc : *b ? 0 : -1;
+}
+
+/* ---- checks -------------------------------------------------------------------------------- */
+
+static const struct ws_bfile *manifest_file(const struct ws_manifest *m, const char *path)
+{
+    for (size_t i = 0; i < m->nfiles; i++)
+        if (strcmp(m->files[i].path, path) == 0)
+            return &m->files[i];
+    return NULL;
+}
+
+static int manifest_dir(const struct ws_manifest *m, const char *path)
+{
+    for (size_t i = 0; i < m->ndirs; i++)
+        if (strcmp(m->dirs[i].path, path) == 0)
+            return 1;
+    return 0;
+}
+
+static void manifest_path(size_t i, char *out, size_t outsz)
+{
+    if (files[i].ts)
+        snprintf(out, outsz, "pg_tblspc/%d/%s", TS_OID, files[i].path);
+    else
+        snprintf(out, outsz, "%s", files[i].path);
+}
+
+/* What create recorded: the kept files and no other, the directories, the tablespace. */
+static void check_manifest(const struct cluster *c, const struct ws_manifest *m)
+{
+    static const char *const dirs[] = {
+        "global",      "base/1",    "pg_wal",    "pg_wal/archive_status",
+        "pg_stat_tmp", "pg_notify", "pg_tblspc", "pg_tblspc/16400/PG_15_202209061/1"};
+    size_t kept = 3; /* postgresql.auto.conf, backup_label, tablespace_map */
+    char path[PATH_MAX];
+
+    for (size_t i = 0; i < NFILES; i++) {
+        const struct ws_bfile *f;
+        manifest_path(i, path, sizeof(path));
+        f = manifest_file(m, path);
+        kept += files[i].kept;
+        CHECK(!f == !files[i].kept);
+        if (f) {
+            CHECK(f->size == files[i].size);
+            CHECK(f->mode == files[i].mode);
+        }
+    }
+    CHECK(m->nfiles == kept);
+    CHECK(manifest_file(m, "postgresql.auto.conf") != NULL);
+    CHECK(manifest_file(m, "backup_label") && manifest_file(m, "tablespace_map"));
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+        CHECK(manifest_dir(m, dirs[i]));
+    CHECK(!manifest_dir(m, "base/pgsql_tmp"));
+    REQUIRE(m->ntblspc == 1);
+    CHECK(m->tblspc[0].oid == TS_OID && strcmp(m->tblspc[0].location, c->ts_src) == 0);
+    CHECK(m->start_lsn == START_LSN && m->stop_lsn == STOP_LSN && m->timeline == 1);
+    CHECK(m->system_identifier == SYSID && m->wal_segment_size == SEG);
+    CHECK(strcmp(m->label, "unit") == 0 && strcmp(fake.backup_label, "unit") == 0);
+}
+
+static int same_content(const char *path, const void *data, size_t len)
+{
+    uint8_t *buf = malloc(len + 1);
+    int fd = open(path, O_RDONLY | O_CLOEXEC), ok;
+
+    ok =
+        buf && fd >= 0 && pread(fd, buf, len + 1, 0) == (ssize_t)len && memcmp(buf, data, len) == 0;
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    return ok;
+}
+
+static char *read_text(const char *path)
+{
+    static char buf[8192];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? pread(fd, buf, sizeof(buf) - 1, 0) : -1;
+
+    if (fd >= 0)
+        close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    return buf;
+}
+
+/* What restore wrote: every kept file with its content, mode (masked to 0600) and mtime, none
+ * of the others, the tablespace at ts_dst, backup_label, tablespace_map, recovery settings. */
+static void check_restored(const struct cluster *c)
+{
+    char p[PATH_MAX + 64], want[PATH_MAX + 256], link[PATH_MAX];
+    struct stat st, sst;
+    const char *conf;
+    ssize_t n;
+
+    for (size_t i = 0; i < NFILES; i++) {
+        uint8_t *d = content(i);
+        snprintf(p, sizeof(p), "%s/%s", files[i].ts ? c->ts_dst : c->target, files[i].path);
+        if (!files[i].kept) {
+            CHECK(lstat(p, &st) != 0 && errno == ENOENT);
+        } else {
+            CHECK(same_content(p, d, files[i].size));
+            src_path(c, i, want, sizeof(want));
+            CHECK(stat(p, &st) == 0 && stat(want, &sst) == 0);
+            CHECK((st.st_mode & 07777) == 0600);
+            CHECK(st.st_mtime == sst.st_mtime);
+        }
+        free(d);
+    }
+    snprintf(p, sizeof(p), "%s/base/1", c->target);
+    CHECK(stat(p, &st) == 0 && (st.st_mode & 07777) == 0700);
+    snprintf(p, sizeof(p), "%s/pg_wal/archive_status", c->target);
+    CHECK(stat(p, &st) == 0 && S_ISDIR(st.st_mode));
+    snprintf(p, sizeof(p), "%s/base/pgsql_tmp", c->target);
+    CHECK(lstat(p, &st) != 0);
+    snprintf(p, sizeof(p), "%s/pg_tblspc/%d", c->target, TS_OID);
+    n = readlink(p, link, sizeof(link) - 1);
+    CHECK(n > 0 && (size_t)n == strlen(c->ts_dst) && memcmp(link, c->ts_dst, (size_t)n) == 0);
+    snprintf(p, sizeof(p), "%s/backup_label", c->target);
+    CHECK(strcmp(read_text(p), fake.labelfile) == 0);
+    snprintf(p, sizeof(p), "%s/tablespace_map", c->target);
+    snprintf(want, sizeof(want), "%d %s\n", TS_OID, c->ts_dst);
+    CHECK(strcmp(read_text(p), want) == 0);
+    snprintf(p, sizeof(p), "%s/recovery.signal", c->target);
+    CHECK(stat(p, &st) == 0 && st.st_size == 0);
+    snprintf(p, sizeof(p), "%s/postgresql.auto.conf", c->target);
+    conf = read_text(p);
+    snprintf(want, sizeof(want),
+             "work_mem = '8MB'\n# recovery settings written by walsafe basebackup restore of "
+             "backup ");
+    CHECK(strstr(conf, want) != NULL);
+    CHECK(strstr(conf, "cp /old") == NULL);
+    snprintf(want, sizeof(want), "restore_command = '%s --repo mem: --cluster %s %%f %%p'\n",
+             WAL_FETCH, c->cluster);
+    CHECK(strstr(conf, want) != NULL);
+    CHECK(strstr(conf, "recovery_target_timeline = 'latest'\n") != NULL);
+}
+
+static int restore(struct cluster *c, int parallel, int force, struct ws_error *err)
+{
+    struct ws_restore_opts o = {0};
+    struct ws_tblspc_map map = {c->ts_src, c->ts_dst};
+    int rc;
+
+    o.pgdata = c->target;
+    o.parallel = parallel;
+    o.force = force;
+    o.maps = &map;
+    o.nmaps = 1;
+    rc = ws_backup_restore(&c->cfg, &env, &o, err);
+    CHECK(atomic_load(&handles_open) == 0);
+    return rc;
+}
+
+/* ---- create, restore, verify, check -------------------------------------------------------- */
+
+static void roundtrip(const char *tag, int parallel)
+{
+    struct cluster c;
+    struct ws_error err = {0};
+    struct ws_catalog cat = {0};
+    const struct ws_catalog_backup *b = NULL;
+    char id[WS_BACKUP_ID_LEN + 1], out[4096], key[256];
+    struct ws_repo repo = {0};
+    uint8_t *obj;
+    size_t len;
+
+    mem_begin();
+    cluster_init(&c, tag, parallel);
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    if (create(&c, id, &err) != 0)
+        fprintf(stderr, "    create: %s\n", err.msg);
+    CHECK(fake.starts == 1 && fake.stops == 1);
+    /* one handle per worker: the main one and parallel - 1 more */
+    CHECK(atomic_load(&handles_opened) == 2 + parallel);
+    REQUIRE(load_backup(&c, id, &cat, &b) == 0);
+    CHECK(b->status == WS_BACKUP_COMPLETE);
+    check_manifest(&c, &b->m);
+
+    if (restore(&c, parallel, 0, &err) != 0)
+        fprintf(stderr, "    restore: %s\n", err.msg);
+    check_restored(&c);
+    /* a second restore into the filled directories is refused without --force */
+    CHECK(restore(&c, parallel, 0, &err) == WS_ERR_INVALID);
+    CHECK(strstr(err.msg, "is not empty") != NULL);
+    CHECK(restore(&c, parallel, 1, &err) == 0);
+    check_restored(&c);
+
+    capture_begin();
+    CHECK(ws_backup_verify(&c.cfg, &env, NULL, 0, &err) == 0);
+    CHECK(ws_backup_check(&c.cfg, &env, &err) == 0);
+    capture_end(out, sizeof(out));
+    CHECK(strstr(out, ": OK (") != NULL);
+    CHECK(strstr(out, "FAILED") == NULL);
+    CHECK(strstr(out, "a forced WAL switch reaches the repository: 000000010000000000000003 "
+                      "archived") != NULL);
+
+    /* one byte of the first bundle flipped: verify names the problem */
+    snprintf(repo.cluster, sizeof(repo.cluster), "%s", c.cluster);
+    ws_backup_bundle_key(&repo, id, 0, key, sizeof(key));
+    REQUIRE((obj = ws_storage_mem_object(mem, key, &len)) != NULL);
+    obj[len / 2] ^= 0x40;
+    capture_begin();
+    CHECK(ws_backup_verify(&c.cfg, &env, id, 0, &err) == WS_ERR_CORRUPT);
+    capture_end(out, sizeof(out));
+    CHECK(strstr(err.msg, "failed verification") != NULL);
+
+    ws_catalog_free(&cat);
+    cluster_free(&c);
+    mem_end();
+}
+
+static void test_roundtrip_one_worker(void)
+{
+    roundtrip("one", 1);
+}
+
+static void test_roundtrip_three_workers(void)
+{
+    roundtrip("three", 3);
+}
+
+/* ---- create's failures ------------------------------------------------------------------- */
+
+/* Runs a create that must fail with code, its message holding msg: backup mode ended as often
+ * as it began (started: 0 or 1), no object of the backup left. */
+static void create_fails(struct cluster *c, int code, const char *msg, int started)
+{
+    struct ws_error err = {0};
+    char id[WS_BACKUP_ID_LEN + 1], prefix[128];
+
+    CHECK(create(c, id, &err) == code);
+    CHECK(strstr(err.msg, msg) != NULL);
+    CHECK(fake.starts == started && fake.stops == started && fake.connects == 1);
+    snprintf(prefix, sizeof(prefix), "%s/backup/", c->cluster);
+    CHECK(count_objects(prefix) == 0);
+}
+
+/* A data directory of another system than the server's: nothing started, nothing stored. */
+static void test_create_foreign_data_dir(void)
+{
+    struct cluster c;
+    char prefix[128];
+
+    mem_begin();
+    cluster_init(&c, "foreign", 2);
+    fake.sysid = SYSID + 1;
+    create_fails(&c, WS_ERR_FOREIGN, "belongs to database system", 0);
+    snprintf(prefix, sizeof(prefix), "%s/", c.cluster);
+    CHECK(count_objects(prefix) == 0);
+    cluster_free(&c);
+    mem_end();
+}
+
+/* A storage failure at each put of a create (the first bundle, backup_label's, tablespace_map's,
+ * the manifest) fails it, ends backup mode exactly once and leaves no object of the backup. */
+static void test_create_storage_failure(void)
+{
+    for (int nth = 2; nth <= 5; nth++) {
+        struct cluster c;
+        char tag[32];
+
+        mem_begin();
+        snprintf(tag, sizeof(tag), "fail%d", nth);
+        cluster_init(&c, tag, 1);
+        CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+        /* put 1 is the cluster's identity */
+        ws_storage_mem_fault(mem, WS_MEM_PUT_FINISH, nth, WS_ERR_STORAGE);
+        create_fails(&c, WS_ERR_STORAGE, "injected", 1);
+        cluster_free(&c);
+        mem_end();
+    }
+}
+
+/* A worker that cannot open its storage handle fails the create before any file is read. */
+static void test_create_worker_handle_fails(void)
+{
+    struct cluster c;
+
+    mem_begin();
+    cluster_init(&c, "handle", 3);
+    atomic_store(&fail_open_at, 3); /* the main handle, worker 1's, then worker 2's */
+    create_fails(&c, WS_ERR_STORAGE, "could not open handle 3", 1);
+    cluster_free(&c);
+    mem_end();
+}
+
+static void *store_wal_later(void *arg)
+{
+    usleep(300 * 1000);
+    if (store_wal(arg, 3) != 0)
+        unit_fail(__FILE__, __LINE__, "store_wal");
+    return NULL;
+}
+
+/* Create prints the id only once the WAL from start to stop is in the repository: it waits
+ * for a segment that arrives late, and fails after `timeout` for one that never does (the
+ * backup then stays, incomplete). */
+static void test_create_waits_for_wal(void)
+{
+    struct cluster c;
+    struct ws_error err = {0};
+    struct ws_catalog cat = {0};
+    const struct ws_catalog_backup *b = NULL;
+    char id[WS_BACKUP_ID_LEN + 1], prefix[128];
+    pthread_t t;
+
+    mem_begin();
+    cluster_init(&c, "walwait", 2);
+    CHECK(store_wal(&c, 2) == 0);
+    REQUIRE(pthread_create(&t, NULL, store_wal_later, &c) == 0);
+    CHECK(create(&c, id, &err) == 0);
+    pthread_join(t, NULL);
+    REQUIRE(load_backup(&c, id, &cat, &b) == 0);
+    CHECK(b->status == WS_BACKUP_COMPLETE);
+    ws_catalog_free(&cat);
+    cluster_free(&c);
+    mem_end();
+
+    mem_begin();
+    cluster_init(&c, "walmissing", 2);
+    c.cfg.timeout = 1;
+    CHECK(store_wal(&c, 2) == 0);
+    CHECK(create(&c, id, &err) == WS_ERR_STORAGE);
+    CHECK(strstr(err.msg, "WAL file 000000010000000000000003 needed by backup") != NULL);
+    CHECK(id[0] == '\0');
+    snprintf(prefix, sizeof(prefix), "%s/backup/", c.cluster);
+    CHECK(count_objects(prefix) >= 2); /* its bundles and manifest stay */
+    cluster_free(&c);
+    mem_end();
+}
+
+/* ---- the pool ------------------------------------------------------------------------------ */
+
+#define NTASKS 200
+
+static struct {
+    atomic_int runs[NTASKS];
+    atomic_int ends, order_ok, last, fail_at, later_errors;
+    struct ws_storage *handle[8];
+    struct ws_storage *main_st;
+} pt;
+
+static int pool_task(void *arg, struct ws_pool_worker *w, size_t task, struct ws_error *err)
+{
+    (void)arg;
+    atomic_fetch_add(&pt.runs[task], 1);
+    if ((int)task <= atomic_exchange(&pt.last, (int)task))
+        atomic_store(&pt.order_ok, 0);
+    if ((int)task == atomic_load(&pt.fail_at))
+        return ws_error_set(err, WS_ERR_CORRUPT, "task %zu failed", task);
+    if (atomic_load(&pt.fail_at) >= 0 && (int)task > atomic_load(&pt.fail_at)) {
+        /* running while the failing task runs: fails once that failure is recorded */
+        for (int i = 0; i < 5000 && !ws_pool_failed(w); i++)
+            usleep(1000);
+        atomic_fetch_add(&pt.later_errors, 1);
+        return ws_error_set(err, WS_ERR_IO, "a later error");
+    }
+    ws_pool_progress(w, 10);
+    return 0;
+}
+
+static int pool_end(void *arg, struct ws_pool_worker *w, struct ws_error *err)
+{
+    (void)arg;
+    atomic_fetch_add(&pt.ends, 1);
+    if (w->index < 8)
+        pt.handle[w->index] = w->repo.st;
+    if (ws_pool_failed(w))
+        return ws_error_set(err, WS_ERR_IO, "an end's error after the failure");
+    return 0;
+}
+
+static int run_pool(size_t workers, int fail_at, struct ws_error *err)
+{
+    struct ws_config cfg;
+    struct ws_repo repo = {0};
+    struct ws_pool_params p = {0};
+    int rc;
+
+    memset(&pt, 0, sizeof(pt));
+    atomic_store(&pt.order_ok, 1);
+    atomic_store(&pt.last, -1);
+    atomic_store(&pt.fail_at, fail_at);
+    ws_config_init(&cfg);
+    if (open_view(NULL, &repo.st, err) != 0)
+        return -1;
+    pt.main_st = repo.st;
+    p.cfg = &cfg;
+    p.env = &env;
+    p.repo = &repo;
+    p.workers = workers;
+    p.ntasks = NTASKS;
+    p.task = pool_task;
+    p.end = pool_end;
+    p.total_bytes = NTASKS * 10;
+    rc = ws_pool_run(&p, err);
+    CHECK(atomic_load(&handles_open) == 1); /* the workers' own are closed */
+    ws_storage_close(repo.st);
+    return rc;
+}
+
+static void test_pool_size(void)
+{
+    CHECK(ws_pool_size(0, 10) == 1);
+    CHECK(ws_pool_size(-3, 10) == 1);
+    CHECK(ws_pool_size(4, 10) == 4);
+    CHECK(ws_pool_size(4, 3) == 3);
+    CHECK(ws_pool_size(4, 0) == 4);
+}
+
+/* Every task once; on one worker in order; worker 0 on the caller's handle, the others each on
+ * one of their own. */
+static void test_pool_every_task_once(void)
+{
+    struct ws_error err = {0};
+
+    mem_begin();
+    CHECK(run_pool(4, -1, &err) == 0);
+    for (int i = 0; i < NTASKS; i++)
+        CHECK(atomic_load(&pt.runs[i]) == 1);
+    CHECK(atomic_load(&pt.ends) == 4);
+    CHECK(atomic_load(&handles_opened) == 4);
+    CHECK(pt.handle[0] == pt.main_st);
+    for (int i = 1; i < 4; i++) {
+        CHECK(pt.handle[i] != NULL && pt.handle[i] != pt.main_st);
+        for (int k = 1; k < i; k++)
+            CHECK(pt.handle[i] != pt.handle[k]);
+    }
+    CHECK(run_pool(1, -1, &err) == 0);
+    CHECK(atomic_load(&pt.order_ok) == 1);
+    CHECK(atomic_load(&pt.ends) == 1);
+    mem_end();
+}
+
+/* The first error is the pool's; no task starts after it (on one worker: none after the
+ * failed one), later errors (tasks already running, the ends) are dropped. */
+static void test_pool_first_error_wins(void)
+{
+    struct ws_error err = {0};
+    int ran = 0;
+
+    mem_begin();
+    CHECK(run_pool(1, 5, &err) == WS_ERR_CORRUPT);
+    CHECK(strcmp(err.msg, "task 5 failed") == 0);
+    for (int i = 0; i < NTASKS; i++)
+        CHECK(atomic_load(&pt.runs[i]) == (i <= 5));
+    CHECK(atomic_load(&pt.ends) == 1);
+
+    CHECK(run_pool(4, 5, &err) == WS_ERR_CORRUPT);
+    CHECK(strcmp(err.msg, "task 5 failed") == 0);
+    for (int i = 0; i < NTASKS; i++) {
+        CHECK(atomic_load(&pt.runs[i]) == (i <= 5) || (i > 5 && atomic_load(&pt.runs[i]) == 0));
+        ran += atomic_load(&pt.runs[i]);
+    }
+    CHECK(ran <= 5 + 4); /* 0 .. 5 and at most one more on each other worker */
+    CHECK(atomic_load(&pt.ends) == 4);
+    mem_end();
+}
+
+/* A worker handle that cannot be opened: that error, no task run, the opened ones closed. */
+static void test_pool_open_failure(void)
+{
+    struct ws_error err = {0};
+
+    mem_begin();
+    atomic_store(&fail_open_at, 3); /* the caller's, then worker 1's, worker 2's */
+    CHECK(run_pool(4, -1, &err) == WS_ERR_STORAGE);
+    CHECK(strstr(err.msg, "could not open handle 3") != NULL);
+    for (int i = 0; i < NTASKS; i++)
+        CHECK(atomic_load(&pt.runs[i]) == 0);
+    CHECK(atomic_load(&pt.ends) == 0);
+    mem_end();
+}
+
+const struct unit_test unit_tests[] = {
+    {"pool_size", test_pool_size},
+    {"pool_every_task_once", test_pool_every_task_once},
+    {"pool_first_error_wins", test_pool_first_error_wins},
+    {"pool_open_failure", test_pool_open_failure},
+    {"roundtrip_one_worker", test_roundtrip_one_worker},
+    {"roundtrip_three_workers", test_roundtrip_three_workers},
+    {"create_foreign_data_dir", test_create_foreign_data_dir},
+    {"create_storage_failure", test_create_storage_failure},
+    {"create_worker_handle_fails", test_create_worker_handle_fails},
+    {"create_waits_for_wal", test_create_waits_for_wal},
+    {NULL, NULL},
+};
