@@ -8,9 +8,9 @@
 # programs PostgreSQL runs as postgres (archive_command, restore_command) count too. Every
 # counter file is created there beforehand, mode 0666 in directories of mode 0777, so processes of
 # root and postgres add to the same files (libgcov merges under a lock); then they are copied
-# beside the .gcno files for lcov. A process that ends by _exit() or a signal writes no counts:
-# push-ahead's batch process and the detached prefetcher of wal-fetch count only in the unit
-# tests that run them in-process.
+# beside the .gcno files for lcov. A process that ends by _exit() writes its counts too
+# (tests/gcov_exit.c, linked into the coverage build only): push-ahead's batch process, the
+# detached prefetcher and restore's child count. One killed by a signal writes none.
 #
 # IT_JOBS (default 1), TEST_TIMEOUT (default 300: -O0 is slower) and the t_names (default: all)
 # reach tests/integration/run.sh.
