@@ -9,11 +9,20 @@
  * manifest last, then wait until every WAL segment from start to stop is in the repository.
  * Only then is the id printed.
  *
- * Workers share nothing but the pool's file queue, the bundle counter, the byte counters and
- * (under a mutex) the manifest's bad pages; each writes its own bundle through its own storage
- * handle. The first error stops every worker; on failure the objects already written are
- * removed (best effort: wal-prune removes what remains, since a backup without a manifest is
- * never listed as complete).
+ * Every relation file's block digests go to the worker's map object (blockmap.h). A diff or incr
+ * backup first chooses its reference (the catalog; without a usable one it is a full backup and
+ * one warning says why), and then a task is one map object of the reference with the relation
+ * files whose digests it holds (loaded once, one per worker at a time), or one other file. A
+ * relation file is read once: unchanged is a REF record, else its changed blocks (kept in the
+ * worker's nameless temporary file in $TMPDIR meanwhile) are a DELTA extent, or when more than
+ * half changed it is read again and stored whole; another file with the reference's size is read
+ * once for its SHA-256, and again to be stored when that differs (docs/design/incremental.md).
+ *
+ * Workers share nothing but the pool's task queue, the bundle and map counters, the byte counters
+ * and (under a mutex) the manifest's bad pages; each writes its own bundle and map object through
+ * its own storage handle. The first error stops every worker; on failure the objects already
+ * written (bundles, map objects) are removed (best effort: wal-prune removes what remains, since a
+ * backup without a manifest is never listed as complete).
  */
 #include <dirent.h>
 #include <errno.h>
