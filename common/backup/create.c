@@ -58,7 +58,7 @@ struct entry {
     uint64_t size;
     uint32_t mode;
     int64_t mtime;
-    int checksummed; /* relation file whose pages carry checksums */
+    int relation; /* a relation file (pgpage.h): pages with checksums, digested block by block */
     uint32_t segno;
 };
 
@@ -137,7 +137,7 @@ static int add_file(struct walk *w, const char *rel, const struct stat *st)
     e->size = (uint64_t)st->st_size;
     e->mode = st->st_mode & 07777;
     e->mtime = st->st_mtime;
-    e->checksummed = ws_pg_relation_file(rel, &e->segno);
+    e->relation = ws_pg_relation_file(rel, &e->segno);
     w->total += e->size;
     w->nfiles++;
     return 0;
@@ -647,7 +647,7 @@ static int read_pass(struct job *j, struct cworker *cw, struct ws_pool_worker *p
         }
         if (n == 0)
             break;
-        if (p->check && e->checksummed && j->checksums)
+        if (p->check && e->relation && j->checksums)
             ws_pg_check_pages(cw->buf, (size_t)n, e->segno, (uint32_t)(off / WS_PG_BLCKSZ),
                               j->start_lsn, on_bad_page, bp);
         if (EVP_DigestUpdate(md, cw->buf, (size_t)n) != 1) {
@@ -765,8 +765,8 @@ static int copy_if_changed(struct job *j, struct cworker *cw, struct ws_pool_wor
                            const struct entry *e, const struct ws_bfile *ref, struct ws_bfile *r,
                            struct badpage_ctx *bp, const char *abs, struct ws_error *err)
 {
-    struct pass p = {0, 1, e->checksummed, NULL, 0, 1};
-    struct pass whole = {1, 0, e->checksummed, NULL, 0, 0};
+    struct pass p = {0, 1, e->relation, NULL, 0, 1};
+    struct pass whole = {1, 0, e->relation, NULL, 0, 0};
     int rc;
 
     if ((rc = read_pass(j, cw, pw, e, r, bp, abs, &p, err)) != 0)
@@ -788,7 +788,7 @@ static int copy_file(struct job *j, struct cworker *cw, struct ws_pool_worker *p
     struct ws_bfile *r = &j->results[idx];
     const struct ws_bfile *ref = j->ref_of ? j->ref_of[idx] : NULL;
     struct badpage_ctx bp = {j, e->path, -1, e->segno, 0, {0}};
-    struct pass whole = {1, 1, e->checksummed, NULL, 0, 1};
+    struct pass whole = {1, 1, e->relation, NULL, 0, 1};
     char abs[4096];
     int fd, rc = 0;
     struct stat st;
@@ -805,7 +805,7 @@ static int copy_file(struct job *j, struct cworker *cw, struct ws_pool_worker *p
         return ws_error_setsys(err, WS_ERR_IO, errno, "could not open file \"%s\"", abs);
     }
     bp.fd = fd;
-    if (ref && e->checksummed && ref->has_map && cw->refmap)
+    if (ref && e->relation && ref->has_map && cw->refmap)
         rc = copy_relation_incr(j, cw, pw, e, ref, r, &bp, abs, err);
     else if (ref && ref->size == e->size)
         rc = copy_if_changed(j, cw, pw, e, ref, r, &bp, abs, err);
@@ -815,7 +815,7 @@ static int copy_file(struct job *j, struct cworker *cw, struct ws_pool_worker *p
         *err = bp.err;
         rc = err->code;
     }
-    if (rc == 0 && e->checksummed)
+    if (rc == 0 && e->relation)
         rc = map_record(j, cw, r, err);
     if (rc != 0)
         goto out;
@@ -1325,7 +1325,7 @@ static int plan_tasks(struct job *j, struct ws_error *err)
     }
     for (i = 0; i < j->nfiles; i++) {
         const struct ws_bfile *ref = j->ref_of ? j->ref_of[i] : NULL;
-        int grouped = ref && ref->has_map && j->files[i].checksummed;
+        int grouped = ref && ref->has_map && j->files[i].relation;
         s[i].group = grouped ? (int64_t)ref->map : -1;
         s[i].map_index = grouped ? ref->map_index : 0;
         s[i].idx = i;
