@@ -726,6 +726,13 @@ static void test_delta_interrupted(void)
     CHECK(restore(&e, ids[2], dir, 1, 1, &err) == 0);
     check_state_extra(dir, &e.st[2].s, 0);
     CHECK(!exists_in(dir, "global/pg_control.walsafe-delta"));
+    /* killed while pg_control was being written: an empty one beside the saved copy */
+    CHECK(rename(a, b) == 0);
+    CHECK(unit_write(a, "", 0, 0600) == 0);
+    if (restore(&e, ids[2], dir, 1, 1, &err) != 0)
+        fprintf(stderr, "    delta: %s\n", err.msg);
+    check_state_extra(dir, &e.st[2].s, 0);
+    CHECK(!exists_in(dir, "global/pg_control.walsafe-delta"));
     env_free(&e);
 }
 
