@@ -141,9 +141,73 @@ static int piece_digests(const struct ws_manifest *m, struct ws_bextent *ext, si
     return 0;
 }
 
+static int cmp_path(const void *a, const void *b)
+{
+    return strcmp((*(const struct ws_bfile *const *)a)->path,
+                  (*(const struct ws_bfile *const *)b)->path);
+}
+
+/* The DELTA and REF records of b whose base is link (of b's chain): link must hold each path. */
+static int check_base(const struct ws_catalog_backup *b, const struct ws_catalog_backup *link,
+                      struct vctx *v, struct ws_error *err)
+{
+    const struct ws_manifest *lm = &link->m;
+    const struct ws_bfile **idx = calloc(lm->nfiles + 1, sizeof(*idx));
+    size_t i;
+
+    if (!idx)
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    for (i = 0; i < lm->nfiles; i++)
+        idx[i] = &lm->files[i];
+    if (lm->nfiles > 1)
+        qsort(idx, lm->nfiles, sizeof(*idx), cmp_path);
+    for (i = 0; i < b->m.nfiles; i++) {
+        const struct ws_bfile *f = &b->m.files[i], *key = f;
+        if (f->kind == WS_BFILE_WHOLE || strcmp(f->base, link->id) != 0)
+            continue;
+        if (!lm->nfiles || !bsearch(&key, idx, lm->nfiles, sizeof(*idx), cmp_path))
+            problem(v, "backup %s: file \"%s\": its base backup %s does not hold it", b->id,
+                    f->path, link->id);
+    }
+    free(idx);
+    return 0;
+}
+
+/* b's chain: every link there, complete, its manifest loaded (the catalog's); every DELTA and
+ * REF record names a link older than b that holds the same path. */
+static int verify_chain(const struct ws_catalog *cat, const struct ws_catalog_backup *b,
+                        struct vctx *v, struct ws_error *err)
+{
+    const struct ws_catalog_backup **chain = NULL;
+    size_t n = 0, i, k;
+    int rc = ws_catalog_chain(cat, b, &chain, &n, err);
+
+    if (rc == WS_ERR_NOT_FOUND || rc == WS_ERR_CORRUPT) {
+        problem(v, "%s", err->msg);
+        return 0;
+    }
+    for (k = 1; k < n && rc == 0; k++) {
+        if (chain[k]->status != WS_BACKUP_COMPLETE)
+            problem(v, "backup %s: %s, a backup of its chain, is %s", b->id, chain[k]->id,
+                    ws_backup_status_name(chain[k]->status));
+        rc = check_base(b, chain[k], v, err);
+    }
+    for (i = 0; i < b->m.nfiles && rc == 0; i++) {
+        const struct ws_bfile *f = &b->m.files[i];
+        for (k = 1; k < n && strcmp(f->base, chain[k]->id) != 0; k++)
+            ;
+        if (f->kind != WS_BFILE_WHOLE && k == n)
+            problem(v, "backup %s: file \"%s\": its base backup \"%s\" is not in its chain", b->id,
+                    f->path, f->base);
+    }
+    free(chain);
+    return rc;
+}
+
 static int verify_backup(const struct ws_config *cfg, const struct ws_backup_env *env,
                          struct ws_repo *repo, const struct ws_keyring *kr,
-                         const struct ws_catalog_backup *b, struct ws_error *err)
+                         const struct ws_catalog *cat, const struct ws_catalog_backup *b,
+                         struct ws_error *err)
 {
     const struct ws_manifest *m = &b->m;
     struct vjob j = {kr, b, NULL, NULL, {b->id, 0}};
@@ -176,7 +240,7 @@ static int verify_backup(const struct ws_config *cfg, const struct ws_backup_env
     pp.ntasks = m->bundles;
     pp.task = verify_bundle;
     pp.arg = &j;
-    if ((rc = ws_pool_run(&pp, err)) != 0)
+    if ((rc = ws_pool_run(&pp, err)) != 0 || (rc = verify_chain(cat, b, &j.v, err)) != 0)
         goto out;
     for (s = ws_manifest_start_segno(m); s <= ws_manifest_stop_segno(m); s++) {
         char name[WS_WAL_NAME_LEN + 1];
@@ -244,7 +308,7 @@ static int verify_all(const struct ws_config *cfg, const struct ws_backup_env *e
             ws_log_warning("backup %s has no manifest (running or failed); skipped", b->id);
             continue;
         }
-        rc = verify_backup(cfg, env, repo, kr, b, err);
+        rc = verify_backup(cfg, env, repo, kr, cat, b, err);
         if (rc == WS_ERR_CORRUPT) {
             ws_log_error(err);
             failed++;
@@ -304,7 +368,7 @@ int ws_backup_verify(const struct ws_config *cfg, const struct ws_backup_env *en
     if (all)
         rc = verify_all(cfg, env, &repo, &kr, &cat, err);
     else if ((rc = pick_backup(&cat, &repo, id, &b, err)) == 0)
-        rc = verify_backup(cfg, env, &repo, &kr, b, err);
+        rc = verify_backup(cfg, env, &repo, &kr, &cat, b, err);
 out:
     ws_catalog_free(&cat);
     ws_repo_close(&repo);
