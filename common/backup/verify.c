@@ -2,10 +2,14 @@
  * backup/verify.c - `basebackup verify [ID | --all]`: re-reads backups from the repository.
  *
  * For a backup: every bundle is read through the object reader (authentication, checksums) and
- * the bundle splitter in verify mode (each file's size and SHA-256 against the manifest), and
- * every WAL segment from its start to its stop is read and verified too. With --all: every
- * backup, and WAL continuity per timeline from the oldest backup's start to the newest segment.
- * Each problem is one line on stderr; the result is WS_ERR_CORRUPT when there was any.
+ * the bundle splitter in verify mode (each whole file's size and SHA-256 against the manifest,
+ * each delta extent's structure: repo/delta.c), every map object is read and verified and must
+ * hold the block digests its files' map lines point to, and every WAL segment from its start to
+ * its stop is read and verified too. A diff or incr also needs its chain: every link there,
+ * complete (the catalog's status) and its manifest loaded, and every DELTA and REF record's base
+ * a link of its chain that holds the same path. With --all: every backup, and WAL continuity per
+ * timeline from the oldest backup's start to the newest segment. Each problem is one line on
+ * stderr; the result is WS_ERR_CORRUPT when there was any.
  */
 #include <inttypes.h>
 #include <openssl/evp.h>
@@ -19,6 +23,7 @@
 #include "base/log.h"
 #include "io/object.h"
 #include "pg/wal.h"
+#include "repo/blockmap.h"
 #include "repo/bundle.h"
 
 struct vctx {
@@ -100,6 +105,7 @@ static int verify_bundle(void *arg, struct ws_pool_worker *w, size_t bn, struct 
 
     bo.problem = file_problem;
     bo.arg = &j->v;
+    bo.block_size = j->b->m.block_size;
     ws_backup_bundle_key(&w->repo, id, (uint32_t)bn, key, sizeof(key));
     if ((rc = ws_bundle_splitter_new_ext(j->ext + a, z - a, &bo, &split, err)) != 0 ||
         (rc = ws_object_reader_new(split, key, j->kr, 0, &reader, err)) != 0)
@@ -139,6 +145,54 @@ static int piece_digests(const struct ws_manifest *m, struct ws_bextent *ext, si
         ext[i].md = mds[idx];
     }
     return 0;
+}
+
+/* Map objects: each there and verifying, each holding the digests its files' map lines point to
+ * (the file's index plus ws_blockmap_blocks of its size). */
+static int verify_maps(struct ws_repo *repo, const struct ws_keyring *kr,
+                       const struct ws_catalog_backup *b, struct vctx *v, struct ws_error *err)
+{
+    const struct ws_manifest *m = &b->m;
+    uint64_t *need = calloc((size_t)m->maps + 1, sizeof(*need));
+    const struct ws_bfile **by = calloc((size_t)m->maps + 1, sizeof(*by));
+    size_t i, len;
+    uint32_t k;
+    int rc = 0;
+
+    if (!need || !by) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    for (i = 0; i < m->nfiles; i++) {
+        const struct ws_bfile *f = &m->files[i];
+        uint64_t end;
+        if (!f->has_map || f->map >= m->maps) /* the parser allows neither without maps */
+            continue;
+        end = f->map_index + ws_blockmap_blocks(f->size, m->block_size);
+        if (end > need[f->map]) {
+            need[f->map] = end;
+            by[f->map] = f;
+        }
+    }
+    for (k = 0; k < m->maps && rc == 0; k++) {
+        uint8_t *data = NULL;
+        rc = ws_blockmap_load(repo, kr, b->id, k, &data, &len, err);
+        free(data);
+        if (rc == WS_ERR_NOT_FOUND || rc == WS_ERR_CORRUPT || rc == WS_ERR_KEY) {
+            problem(v, "backup %s: map object %06" PRIu32 ": %s", b->id, k,
+                    rc == WS_ERR_NOT_FOUND ? "missing from the repository" : err->msg);
+            rc = 0;
+        } else if (rc == 0 && len / WS_BLOCK_DIGEST_SIZE < need[k]) {
+            problem(v,
+                    "backup %s: map object %06" PRIu32 " holds %zu block digests, but file \"%s\" "
+                    "needs %" PRIu64,
+                    b->id, k, len / WS_BLOCK_DIGEST_SIZE, by[k]->path, need[k]);
+        }
+    }
+out:
+    free(need);
+    free(by);
+    return rc;
 }
 
 static int cmp_path(const void *a, const void *b)
@@ -240,7 +294,8 @@ static int verify_backup(const struct ws_config *cfg, const struct ws_backup_env
     pp.ntasks = m->bundles;
     pp.task = verify_bundle;
     pp.arg = &j;
-    if ((rc = ws_pool_run(&pp, err)) != 0 || (rc = verify_chain(cat, b, &j.v, err)) != 0)
+    if ((rc = ws_pool_run(&pp, err)) != 0 || (rc = verify_maps(repo, kr, b, &j.v, err)) != 0 ||
+        (rc = verify_chain(cat, b, &j.v, err)) != 0)
         goto out;
     for (s = ws_manifest_start_segno(m); s <= ws_manifest_stop_segno(m); s++) {
         char name[WS_WAL_NAME_LEN + 1];
