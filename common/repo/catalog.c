@@ -264,13 +264,12 @@ static void settle_chain(const struct ws_catalog *cat, struct ws_catalog_backup 
     const struct ws_catalog_backup *cur = b, *r = NULL;
     struct ws_error e = {0};
     enum ws_backup_status broken = WS_BACKUP_INCOMPLETE;
-    int rc, depth = 0;
+    int rc;
 
     if (!b->has_manifest)
         return;
     /* down the chain while the next link is broken by its own chain only */
     while ((rc = next_link(cat, cur, &r, &e)) == 0 && r && r->status != WS_BACKUP_COMPLETE) {
-        depth++;
         if (!r->chain_error[0] || r->status == WS_BACKUP_DELETING || r->missing_wal[0])
             break;
         cur = r;
@@ -280,14 +279,16 @@ static void settle_chain(const struct ws_catalog *cat, struct ws_catalog_backup 
     if (rc == WS_ERR_CORRUPT) {
         broken = WS_BACKUP_INVALID;
         snprintf(b->chain_error, sizeof(b->chain_error), "%.299s", e.msg);
-    } else if (rc == WS_ERR_NOT_FOUND) {
-        snprintf(b->chain_error, sizeof(b->chain_error), "%s %s, is missing",
-                 depth ? "a backup of its chain," : "its reference", cur->m.reference);
     } else {
-        broken = r->status == WS_BACKUP_INVALID ? WS_BACKUP_INVALID : WS_BACKUP_INCOMPLETE;
-        snprintf(b->chain_error, sizeof(b->chain_error), "%s %s, is %s",
-                 depth > 1 ? "a backup of its chain," : "its reference", r->id,
-                 link_state(r->status));
+        const char *id = rc == WS_ERR_NOT_FOUND ? cur->m.reference : r->id;
+        if (rc == 0 && r->status == WS_BACKUP_INVALID)
+            broken = WS_BACKUP_INVALID;
+        if (cur == b)
+            snprintf(b->chain_error, sizeof(b->chain_error), "its reference %s is %s", id,
+                     rc ? "missing" : link_state(r->status));
+        else
+            snprintf(b->chain_error, sizeof(b->chain_error), "%s, a backup of its chain, is %s", id,
+                     rc ? "missing" : link_state(r->status));
     }
     if (b->status == WS_BACKUP_COMPLETE || broken == WS_BACKUP_INVALID)
         b->status = b->status == WS_BACKUP_DELETING ? WS_BACKUP_DELETING : broken;

@@ -1062,7 +1062,7 @@ static void test_chain_not_complete(void)
     inc = add_backup(&f, WS_BACKUP_INCOMPLETE, NOW - 5 * DAY, HOUR, 1, 25, 26);
     inv = add_backup(&f, WS_BACKUP_INVALID, NOW - 4 * DAY, HOUR, 1, 27, 28);
     f.b[inv].has_position = 1; /* its manifest was read: a link of its chain is invalid */
-    f.b[inv].problem = "its reference 20261112T101500Z, is invalid";
+    f.b[inv].problem = "its reference 20261112T101500Z is invalid";
     make_link(&f, i1, WS_BACKUP_INCR, f0);
     make_link(&f, inc, WS_BACKUP_INCR, i1);
     make_link(&f, inv, WS_BACKUP_INCR, f0);
