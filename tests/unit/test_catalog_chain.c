@@ -345,6 +345,8 @@ static void check_broken(struct chain *c, enum ws_backup_status want, const char
     if (strcmp(i->chain_error, s1) != 0 || strcmp(i2->chain_error, s2) != 0)
         fprintf(stderr, "    \"%s\"; \"%s\"\n", i->chain_error, i2->chain_error);
     CHECK(i->missing_wal[0] == '\0' && ws_catalog_latest(&cat) != i2);
+    ws_catalog_why(i, s2, sizeof(s2));
+    CHECK(strcmp(s2, s1) == 0);
     if (strcmp(state, "missing") == 0)
         CHECK(ws_catalog_chain(&cat, i2, &v, &n, &err) == WS_ERR_NOT_FOUND && !v &&
               strstr(err.msg, ID_F));
@@ -395,6 +397,9 @@ static void test_chain_broken_links(void)
         CHECK(list(&c, 1, out, sizeof(out)) == 0);
         CHECK(strstr(out, "\"error\": \"its reference " ID_F " is missing\"") != NULL);
     }
+    /* keep refuses it, saying why */
+    CHECK(ws_backup_keep(&c.cfg, ID_I, 0, &err) == WS_ERR_INVALID);
+    CHECK(strstr(err.msg, "not complete (its reference " ID_F " is missing)") != NULL);
     /* verify names it, as today: exit 1 with the list */
     CHECK(verify(&c, ID_I2, &log, &err) == WS_ERR_CORRUPT);
     CHECK(strstr(err.msg, "failed verification") != NULL);
@@ -422,6 +427,13 @@ static void test_chain_link_incomplete(void)
     REQUIRE(i && i2);
     CHECK(i->status == WS_BACKUP_INCOMPLETE && strcmp(i->missing_wal, name) == 0);
     CHECK(i->chain_error[0] == '\0');
+    {
+        char why[128];
+        ws_catalog_why(i, why, sizeof(why));
+        CHECK(strstr(why, "WAL file ") && strstr(why, name) && strstr(why, " is missing"));
+        ws_catalog_why(ws_catalog_find(&cat, ID_F), why, sizeof(why));
+        CHECK(why[0] == '\0');
+    }
     CHECK(i2->status == WS_BACKUP_INCOMPLETE &&
           strcmp(i2->chain_error, "its reference " ID_I " is incomplete") == 0);
     CHECK(ws_catalog_latest(&cat) == ws_catalog_find(&cat, ID_F));
