@@ -34,6 +34,21 @@
 #include "backup/restore_int.h"
 #include "base/log.h"
 
+/* A full backup's files from its own bundles, exactly as before chains existed; a backup of a
+ * chain layer by layer (restore_chain.c). */
+static int fill(struct restore *r, struct ws_repo *repo, const struct ws_tree *tree,
+                const struct ws_bundle_opts *bo, struct ws_error *err)
+{
+    int rc;
+
+    if (r->nchain > 1)
+        return ws_restore_chain(r, repo, tree, bo, NULL, err);
+    if ((rc = ws_restore_split_files(r, tree, NULL, 0, 0, err)) != 0 ||
+        (rc = ws_restore_bundles(r, repo, bo, err)) != 0)
+        return rc;
+    return ws_restore_split_files(r, tree, NULL, 0, 1, err);
+}
+
 /*
  * The restore proper, with the privileges it runs with (the target owner's, see
  * ws_backup_restore): checks the target directories, empties what --force allows, then writes
@@ -45,44 +60,21 @@ static int restore_into(struct restore *r, struct ws_repo *repo, struct ws_error
     const struct ws_manifest *m = r->m;
     struct ws_bundle_opts bo = {0};
     struct ws_tree tree = {0};
-    struct ws_tree_mount *mounts = NULL;
-    size_t i;
     int rc;
 
     if ((rc = ws_restore_inspect_targets(r, err)) != 0 ||
         (rc = ws_restore_create_targets(r, err)) != 0)
         goto out;
     r->started = 1;
-    if ((rc = ws_restore_empty_targets(r, err)) != 0)
+    if ((rc = ws_restore_empty_targets(r, err)) != 0 || (rc = ws_restore_tree(r, &tree, err)) != 0)
         goto out;
-    if (m->ntblspc && !(mounts = calloc(m->ntblspc, sizeof(*mounts)))) {
-        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-        goto out;
-    }
-    for (i = 0; i < m->ntblspc; i++) {
-        mounts[i].prefix = r->ts[i].link;
-        mounts[i].fd = r->ts[i].fd;
-    }
-    tree.fd = r->data.fd;
-    tree.name = r->data.path;
-    tree.mounts = mounts;
-    tree.nmounts = m->ntblspc;
     bo.tree = &tree;
     bo.group_access = r->group_access;
     bo.problem = ws_restore_report_problem;
     ws_log_info("restoring backup %s (%" PRIu64 " bytes in %zu files) into \"%s\"", m->id, m->bytes,
                 m->nfiles, r->data.path);
     if ((rc = ws_restore_make_dirs(r, &tree, err)) != 0 ||
-        (rc = ws_restore_split_files(r, &tree, 0, err)) != 0 ||
-        (rc = ws_restore_bundles(r, repo, &bo, err)) != 0 ||
-        (rc = ws_restore_split_files(r, &tree, 1, err)) != 0 ||
-        (rc = ws_restore_write_tablespace_map(r, err)) != 0 ||
-        (rc = ws_restore_sync_fs_of(&r->data, err)) != 0)
-        goto out;
-    for (i = 0; i < m->ntblspc; i++)
-        if ((rc = ws_restore_sync_fs_of(&r->ts[i], err)) != 0)
-            goto out;
-    if ((rc = ws_restore_write_recovery(r, err)) != 0)
+        (rc = fill(r, repo, &tree, &bo, err)) != 0 || (rc = ws_restore_finish(r, err)) != 0)
         goto out;
     ws_log_info("backup %s restored into \"%s\"; start PostgreSQL to recover", m->id, r->data.path);
 out:
@@ -91,7 +83,7 @@ out:
                         "restore into \"%s\" failed, do not start it (run the restore again "
                         "with --force)",
                         r->data.path);
-    free(mounts);
+    free((void *)tree.mounts);
     return rc;
 }
 
@@ -138,15 +130,19 @@ static int plan_and_restore(struct restore *r, struct ws_error *err)
         r->ts[i].fd = r->ts[i].ref.fd = -1;
     if ((rc = ws_restore_check_manifest_paths(r->m, err)) != 0 ||
         (rc = ws_restore_check_tablespaces(r, err)) != 0 ||
-        (rc = ws_restore_check_root_tablespaces(r, err)) != 0)
+        (rc = ws_restore_check_root_tablespaces(r, err)) != 0 ||
+        (rc = ws_restore_resolve_chain(&cat, r, err)) != 0)
         goto out;
-    rc = restore_into(r, &repo, err);
+    rc = r->o->delta ? ws_restore_delta(r, &repo, err) : restore_into(r, &repo, err);
 out:
     if (r->ts)
         for (i = 0; i < r->m->ntblspc; i++)
             ws_restore_close_rdir(&r->ts[i]);
     free(r->ts);
     r->ts = NULL;
+    free(r->chain);
+    r->chain = NULL;
+    r->nchain = 0;
     ws_catalog_free(&cat);
     if (repo.st)
         ws_repo_close(&repo);
@@ -383,6 +379,10 @@ int ws_backup_restore(const struct ws_config *cfg, const struct ws_backup_env *e
     if ((rc = ws_restore_check_target(o, err)) != 0 ||
         (rc = ws_restore_absolute_path(o->pgdata, r.pgdata, sizeof(r.pgdata), err)) != 0)
         goto out;
+    if (o->delta && o->force) {
+        rc = ws_error_set(err, WS_ERR_USAGE, "--delta and --force exclude each other");
+        goto out;
+    }
     if (strcmp(r.pgdata, "/") == 0) {
         rc = ws_error_set(err, WS_ERR_USAGE, "--pgdata must not be the root directory");
         goto out;

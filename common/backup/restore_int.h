@@ -45,6 +45,9 @@ struct restore {
     struct rdir *ts; /* one per tablespace of the manifest, in its order */
     int group_access;
     int started; /* something was removed or written: a failure leaves a directory not to start */
+    char (*chain)[WS_BACKUP_ID_LEN + 1]; /* the backup's chain, its full backup first, itself
+                                            last (ws_restore_resolve_chain) */
+    size_t nchain;
     char as_user[64];       /* the user a root-started restore runs as ("" otherwise) */
     char as_home[PATH_MAX]; /* and that user's home */
 };
@@ -69,21 +72,59 @@ mode_t ws_restore_dir_mode(const struct restore *r, uint32_t manifest_mode);
 int ws_restore_inspect_dir(struct rdir *d, struct ws_error *err);
 int ws_restore_inspect_targets(struct restore *r, struct ws_error *err);
 int ws_restore_create_targets(struct restore *r, struct ws_error *err);
+/* --delta: the data directory holds something, is ours and no running postmaster's; each
+ * tablespace directory is empty, missing, or one the data directory links to. */
+int ws_restore_inspect_delta_targets(struct restore *r, struct ws_error *err);
 int ws_restore_empty_targets(struct restore *r, struct ws_error *err);
 void ws_restore_close_rdir(struct rdir *d);
 
 /* restore_fill.c */
+/* The data directory with the tablespace directories mounted at their links; the caller frees
+ * tree->mounts. */
+int ws_restore_tree(const struct restore *r, struct ws_tree *tree, struct ws_error *err);
 int ws_restore_make_dirs(struct restore *r, const struct ws_tree *tree, struct ws_error *err);
-int ws_restore_split_files(struct restore *r, const struct ws_tree *tree, int finish,
+/* files NULL: every record of r->m */
+int ws_restore_split_files(const struct restore *r, const struct ws_tree *tree,
+                           const struct ws_bfile *const *files, size_t nfiles, int finish,
                            struct ws_error *err);
+/* Every bundle of r->m, in parallel. */
 int ws_restore_bundles(const struct restore *r, struct ws_repo *repo,
                        const struct ws_bundle_opts *bo, struct ws_error *err);
+/* The bundles of m that hold some of files[0..nfiles) (records of m), those records only. */
+int ws_restore_bundles_of(const struct restore *r, struct ws_repo *repo,
+                          const struct ws_manifest *m, const struct ws_bfile *const *files,
+                          size_t nfiles, const struct ws_bundle_opts *bo, struct ws_error *err);
 void ws_restore_report_problem(void *arg, const struct ws_bfile *f, const char *msg);
+
+/* restore_chain.c: a backup of a chain (docs/design/incremental.md). */
+/* r->chain from r->m through the references: each link in the catalog, complete, older, of the
+ * same system; otherwise an error naming the link (WS_ERR_NOT_FOUND when it is missing). */
+int ws_restore_resolve_chain(const struct ws_catalog *cat, struct restore *r, struct ws_error *err);
+/* Writes the files of r->m that want[i] names (want NULL: all) into tree from r->chain, layer
+ * by layer, then cuts each file not stored whole in r->m itself to its size, gives it its mode
+ * and mtime and reads it back: a SHA-256 that differs is WS_ERR_CORRUPT naming the file. Files
+ * are created exclusively: the caller removed what was there. */
+int ws_restore_chain(const struct restore *r, struct ws_repo *repo, const struct ws_tree *tree,
+                     const struct ws_bundle_opts *bo, const uint8_t *want, struct ws_error *err);
+/* A task of ws_restore_each_file: file i of r->m, with this worker's cursor and 1 MiB buffer. */
+typedef int (*ws_restore_file_fn)(void *arg, const struct ws_tree *tree, struct ws_tree_cursor *c,
+                                  uint8_t *buf, size_t i, struct ws_error *err);
+/* fn for every file of r->m, in parallel (backup/pool.h); the first error wins. */
+int ws_restore_each_file(const struct restore *r, struct ws_repo *repo, const struct ws_tree *tree,
+                         ws_restore_file_fn fn, void *arg, struct ws_error *err);
+/* *match: the file open at fd has f's size and SHA-256; buf holds 1 MiB. */
+int ws_restore_file_matches(int fd, const struct ws_bfile *f, uint8_t *buf, int *match,
+                            struct ws_error *err);
 
 /* restore_recovery.c */
 int ws_restore_command(struct restore *r, struct ws_error *err);
 int ws_restore_write_recovery(struct restore *r, struct ws_error *err);
 int ws_restore_write_tablespace_map(struct restore *r, struct ws_error *err);
 int ws_restore_sync_fs_of(const struct rdir *d, struct ws_error *err);
+/* The end of every restore: tablespace_map, every target synced, the recovery settings. */
+int ws_restore_finish(struct restore *r, struct ws_error *err);
+
+/* restore_delta.c: --delta into an existing data directory of the same system. */
+int ws_restore_delta(struct restore *r, struct ws_repo *repo, struct ws_error *err);
 
 #endif

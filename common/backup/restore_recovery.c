@@ -298,3 +298,16 @@ int ws_restore_write_tablespace_map(struct restore *r, struct ws_error *err)
     free(text);
     return rc;
 }
+
+int ws_restore_finish(struct restore *r, struct ws_error *err)
+{
+    int rc;
+
+    if ((rc = ws_restore_write_tablespace_map(r, err)) != 0 ||
+        (rc = ws_restore_sync_fs_of(&r->data, err)) != 0)
+        return rc;
+    for (size_t i = 0; i < r->m->ntblspc; i++)
+        if ((rc = ws_restore_sync_fs_of(&r->ts[i], err)) != 0)
+            return rc;
+    return ws_restore_write_recovery(r, err);
+}

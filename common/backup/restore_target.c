@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "backup/restore_int.h"
@@ -333,6 +334,15 @@ static int linked_from_data(const struct restore *r, const struct rdir *d)
     return found;
 }
 
+/* A tablespace directory: looked up, looked at, ours. */
+static int inspect_tablespace(struct rdir *d, struct ws_error *err)
+{
+    if (ws_dir_lookup(d->path, &d->ref, err) != 0 || ws_restore_inspect_dir(d, err) != 0 ||
+        check_mine(d, "tablespace directory", err) != 0)
+        return ws_error_prefix(err, "tablespace %" PRIu32, d->oid);
+    return 0;
+}
+
 /* The data directory and every tablespace directory: refused unless each is empty, missing,
  * or one --force may empty. Nothing is changed yet. */
 int ws_restore_inspect_targets(struct restore *r, struct ws_error *err)
@@ -356,10 +366,8 @@ int ws_restore_inspect_targets(struct restore *r, struct ws_error *err)
                             d->path);
     for (t = 0; t < r->m->ntblspc; t++) {
         d = &r->ts[t];
-        if ((rc = ws_dir_lookup(d->path, &d->ref, err)) != 0 ||
-            (rc = ws_restore_inspect_dir(d, err)) != 0 ||
-            (rc = check_mine(d, "tablespace directory", err)) != 0)
-            return ws_error_prefix(err, "tablespace %" PRIu32, d->oid);
+        if ((rc = inspect_tablespace(d, err)) != 0)
+            return rc;
         if (d->empty)
             continue;
         /* the data directory --force replaces links to it: that cluster's own tablespace */
@@ -394,6 +402,61 @@ int ws_restore_inspect_targets(struct restore *r, struct ws_error *err)
                                 "cluster's?): --force empties only the tablespaces of the data "
                                 "directory it replaces; choose another directory",
                                 d->path, d->pg, r->data.path);
+    }
+    return 0;
+}
+
+/* postmaster.pid in the data directory names a process that runs (kill(pid, 0) finds it):
+ * *pid is that process, 0 when the file is missing, stale or unreadable. */
+static void live_postmaster(const struct rdir *d, long *pid)
+{
+    char buf[32] = "", *end;
+    int fd = openat(d->fd, "postmaster.pid", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? ws_pread_full(fd, buf, sizeof(buf) - 1, 0) : -1;
+    long p;
+
+    *pid = 0;
+    if (fd >= 0)
+        close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    errno = 0;
+    p = strtol(buf, &end, 10);
+    if (errno == 0 && end != buf && p > 0 && (*end == '\n' || *end == '\0') &&
+        (kill((pid_t)p, 0) == 0 || errno == EPERM))
+        *pid = p;
+}
+
+int ws_restore_inspect_delta_targets(struct restore *r, struct ws_error *err)
+{
+    struct rdir *d = &r->data;
+    long pid;
+    int rc;
+
+    if ((rc = ws_restore_inspect_dir(d, err)) != 0 ||
+        (rc = check_mine(d, "data directory", err)) != 0)
+        return rc;
+    if (d->empty)
+        return ws_error_set(err, WS_ERR_INVALID,
+                            "--delta: data directory \"%s\" is %s; restore into it without --delta",
+                            d->path, d->ref.missing[0] ? "missing" : "empty");
+    live_postmaster(d, &pid);
+    if (pid)
+        return ws_error_set(err, WS_ERR_INVALID,
+                            "data directory \"%s\" holds postmaster.pid of process %ld, which is "
+                            "running: stop the server before a delta restore",
+                            d->path, pid);
+    for (size_t t = 0; t < r->m->ntblspc; t++) {
+        d = &r->ts[t];
+        if ((rc = inspect_tablespace(d, err)) != 0)
+            return rc;
+        if (!d->empty && (!linked_from_data(r, d) || d->has_pid))
+            return ws_error_set(err, WS_ERR_INVALID,
+                                "--delta: tablespace directory \"%s\" of tablespace %" PRIu32
+                                " is not empty and \"%s/pg_tblspc\" does not link to it: a delta "
+                                "restore rewrites only the data directory's own tablespaces",
+                                d->path, d->oid, r->data.path);
     }
     return 0;
 }
