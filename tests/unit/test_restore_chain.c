@@ -7,8 +7,9 @@
  *
  * Chain: each backup restores to its state (content, size, mode, mtime; removed files absent),
  * with 1 and 3 workers; a malformed delta extent and a well-formed one whose blocks are wrong
- * both fail naming the file; a missing or incomplete link is refused naming it. Delta: files
- * that match are left alone (same inode and mtime), others rewritten, extra files and
+ * both fail naming the file; a missing or incomplete link is refused naming it (the catalog's
+ * chain status), and without --backup the newest backup whose chain is whole is restored. Delta:
+ * files that match are left alone (same inode and mtime), others rewritten, extra files and
  * directories removed, what backups leave out kept; another system identifier, a running
  * postmaster, an empty or missing directory are refused; a run interrupted after pg_control
  * went is finished by a second one; a full backup works too.
@@ -529,11 +530,12 @@ static void test_chain_missing_link(void)
     ws_backup_bundle_key(&repo, ids[1], 0, k[0], sizeof(k[0]));
     ws_backup_bundle_key(&repo, ids[1], 1, k[1], sizeof(k[1]));
     remove_objects(&e, keys, 2);
-    CHECK(restore(&e, ids[2], dir, 0, 1, &err) == WS_ERR_NOT_FOUND);
-    CHECK(strstr(err.msg, ids[1]) && strstr(err.msg, "not in the repository"));
+    CHECK(restore(&e, ids[2], dir, 0, 1, &err) == WS_ERR_INVALID);
+    CHECK(strstr(err.msg, ids[1]) && strstr(err.msg, "missing"));
     CHECK(!unit_exists(dir));
-    /* the full backup still restores */
-    CHECK(restore(&e, ids[0], dir, 0, 1, &err) == 0);
+    /* without --backup: the newest complete backup, the full one */
+    CHECK(restore(&e, NULL, dir, 0, 1, &err) == 0);
+    check_state(dir, &e.st[0].s);
     env_free(&e);
 }
 
