@@ -4,10 +4,13 @@
  * both, no policy, pins, ordering by time and LSN rather than by name, timelines (failover, a
  * promoted point-in-time restore of an old backup, numbers versus names), backups that are not
  * complete (running, incomplete, invalid, interrupted deletes, the age limit), WAL gaps, and the
- * rule that the newest complete backup always stays. Then each step of the planner alone
- * (prune_int.h), on a plan as the steps before it leave it. Then the executor over an in-memory
- * repository, including a failure injected at every single storage call of a prune: after each
- * one no backup is listed complete that misses an object or WAL, and the next run finishes.
+ * rule that the newest complete backup always stays; chains of diff and incr backups (retain_full
+ * counting full backups only, the chain of every kept backup kept, pins on chains, links being
+ * deleted or invalid, the delete order). Then each step of the planner alone (prune_int.h), on a
+ * plan as the steps before it leave it. Then the executor over an in-memory repository,
+ * including a failure injected at every single storage call of a prune: after each one no backup
+ * is listed complete that misses an object or WAL (nor, for a chain, left while its reference
+ * is gone), and the next run finishes.
  */
 #include <inttypes.h>
 #include <stdio.h>
