@@ -7,7 +7,6 @@
 #include "pg/pgpage.h"
 #include "repo/blockmap.h"
 
-_Static_assert(WS_BLOCK_DIGEST_SIZE == WS_FINGERPRINT_SIZE, "a block digest is a fingerprint");
 
 uint64_t ws_blockmap_blocks(uint64_t size, uint32_t block_size)
 {
@@ -16,7 +15,7 @@ uint64_t ws_blockmap_blocks(uint64_t size, uint32_t block_size)
 
 void ws_block_digest(const void *p, size_t n, uint8_t out[WS_BLOCK_DIGEST_SIZE])
 {
-    ws_fingerprint(p, n, out);
+    ws_fingerprint64(p, n, out);
 }
 
 void ws_backup_map_key(const struct ws_repo *repo, const char *id, uint32_t map, char *out,

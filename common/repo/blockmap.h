@@ -2,9 +2,9 @@
  * blockmap.h - what incremental backups add to a backup: block digests and delta extents.
  * Why blocks are compared by digest, and the memory arithmetic: docs/design/incremental.md.
  *
- *   <cluster>/backup/<ID>/map/<NNNNNN>   map objects: 16-byte block digests back to back
+ *   <cluster>/backup/<ID>/map/<NNNNNN>   map objects: 8-byte block digests back to back
  *
- * Block digest: XXH3-128 of the block's bytes, canonical (big-endian) form; the last block of
+ * Block digest: XXH3-64 of the block's bytes, canonical (big-endian) form; the last block of
  * a file whose size is no multiple of the block size is digested over the bytes it has. A
  * relation file's manifest record names its map object and the index of its first digest
  * ("map" line, manifest.h); it has ws_blockmap_blocks(size, block_size) digests there. Every
@@ -35,7 +35,7 @@
 #include "repo/manifest.h"
 #include "repo/repo.h"
 
-#define WS_BLOCK_DIGEST_SIZE 16
+#define WS_BLOCK_DIGEST_SIZE 8
 #define WS_MAP_TARGET (4u << 20) /* a writer starts a new map object past this many bytes */
 #define WS_MAP_LIMIT (64u << 20) /* the most a map object's content may hold */
 #define WS_DELTA_HEADER 12       /* u64 size | u32 count */
