@@ -32,6 +32,9 @@ BACKUPS=$REPO_FILES/main/backup
 CASE="primary"
 archiving_cluster "$PGD" "$CONF" --wal-segsize=1
 backup_conf "$CONF" "$PGD" "$PORT" "encrypt_key_file = '$KEY'" "parallel = 2"
+# fsync off: a throwaway cluster (as its restored copies)
+sql "$PORT" "alter system set fsync = off" && sql "$PORT" "select pg_reload_conf()" >/dev/null ||
+    die "fsync off"
 pgbench_run "$PORT" -i -q -s 1 || die "pgbench -i failed"
 
 CASE="chain"
@@ -60,7 +63,7 @@ for i in 1 2 3 4 5; do
     R=$T/r_$i
     bb_restore "$CONF" "$R" --backup "${IDS[i]}" --target-immediate --target-action promote || continue
     assert_eq "$(backup_label_of "$R")" "chain-$i" "backup_label of the restored copy"
-    start_restored "$R"
+    start_restored "$R" "fsync = off"
     if pg_wait_promoted "$RPORT" "$R"; then
         assert_eq "$(pgbench_sums "$RPORT")" "${SUMS[i]}" "pgbench tables against the snapshot of incremental $i"
     fi

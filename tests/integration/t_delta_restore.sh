@@ -34,7 +34,8 @@ write_conf "$CONF" "${REPO_CONF[@]}" "encrypt_key_file = '$KEY'" "compress = non
 BACKUPS=$REPO_FILES/main/backup
 archiving_cluster "$PGD" "$CONF" --wal-segsize=1
 backup_conf "$CONF" "$PGD" "$PORT" "encrypt_key_file = '$KEY'" "compress = none" "parallel = 2"
-sql "$PORT" "alter system set autovacuum = off; select pg_reload_conf()" >/dev/null || die "autovacuum off"
+sql "$PORT" "alter system set autovacuum = off" && sql "$PORT" "alter system set fsync = off" &&
+    sql "$PORT" "select pg_reload_conf()" >/dev/null || die "could not set autovacuum and fsync off"
 pgbench_run "$PORT" -i -q -s 2 || die "pgbench -i failed"
 sql "$PORT" "create table t_big (id int primary key, pad text);
              insert into t_big select g, repeat(md5(g::text), 4) from generate_series(1, 100000) g;
@@ -53,14 +54,19 @@ backup_dirs() { find "$BACKUPS" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2
 ms_sleep() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
 
 CASE="create killed"
-pgbench_run "$PORT" -n -c 2 -t 100 || die "pgbench failed"
-t0=$(now_ms)
-bb_create "$CONF" --type incr --label measured
-DUR=$(($(now_ms) - t0))
+# DUR: the shorter of two uninterrupted runs (a create whose id is taken waits for the next second)
+DUR=1000000
+for i in 1 2; do
+    pgbench_run "$PORT" -n -c 2 -t 100 || die "pgbench failed"
+    t0=$(now_ms)
+    bb_create "$CONF" --type incr --label "measured-$i"
+    d=$(($(now_ms) - t0))
+    [ "$d" -ge "$DUR" ] || DUR=$d
+done
 killed=0
 for k in $(seq 1 "$KILLS"); do
     pgbench_run "$PORT" -n -c 2 -t 30 || die "pgbench failed"
-    at=$((((k - 1) * DUR + RANDOM % DUR) * 12 / 10 / KILLS))
+    at=$((((k - 1) * DUR + RANDOM % DUR) / KILLS))
     before=$(backup_dirs)
     "${AS_PG[@]}" "$BASEBACKUP" --config "$CONF" -v create --fast --type incr --label "kill-$k" \
         >"$T/kill.out" 2>"$T/kill.err" &
@@ -133,7 +139,7 @@ same_as_ref() {
 }
 # check_copy DIR: starts DIR, which must reach the backup's moment and pass pg_amcheck; stops it.
 check_copy() {
-    start_restored "$1"
+    start_restored "$1" "fsync = off"
     if pg_wait_promoted "$RPORT" "$1"; then
         got=$(table_sums "$RPORT")
         if [ "$got" != "$SNAP" ]; then
@@ -149,7 +155,7 @@ listing "$T/r_ref" >"$T/ref.list"
 CASE="diverged copy"
 D=$T/copy
 bb_restore "$CONF" "$D" "${RARGS[@]}" || die "restore into $D failed"
-start_restored "$D"
+start_restored "$D" "fsync = off"
 pg_wait_promoted "$RPORT" "$D" || die "the copy did not start"
 pgbench_run "$RPORT" -n -c 2 -t 100 || die "pgbench on the copy failed"
 sql "$RPORT" "update t_big set pad = 'diverged' where id % 10 = 0;
@@ -190,7 +196,7 @@ else
 fi
 
 CASE="refusals"
-start_restored "$D"
+start_restored "$D" "fsync = off"
 pg_wait_promoted "$RPORT" "$D" || die "the copy did not start"
 bb --config "$CONF" restore --delta --pgdata "$D" "${RARGS[@]}"
 assert_rc 1 "restore --delta while the copy's postmaster runs"
@@ -238,5 +244,5 @@ if assert_rc 0 "restore --delta after the kills"; then
     same_as_ref "$D" "after the kills and one more restore --delta"
     check_copy "$D"
 fi
-assert_repo_clean "repository"
+# (the killed creates' temp objects stay: wal-prune removes them a day later, t_backup_kill.sh)
 finish

@@ -32,10 +32,12 @@ write_conf "$CONF" "${REPO_CONF[@]}" "encrypt_key_file = '$KEY'"
 archiving_cluster "$PGD" "$CONF" --wal-segsize=1
 backup_conf "$CONF" "$PGD" "$PORT" "encrypt_key_file = '$KEY'" "parallel = 2"
 mkdir -m 700 "$TS" && chown postgres: "$TS" || die "mkdir $TS"
-# autovacuum off: nothing but the scenarios changes a page (nor sets a hint bit)
-sql "$PORT" "alter system set autovacuum = off; select pg_reload_conf()" >/dev/null || die "autovacuum off"
+# autovacuum off: nothing but the scenarios changes a page (nor sets a hint bit); fsync off:
+# a throwaway cluster (as its restored copies)
+sql "$PORT" "alter system set autovacuum = off" && sql "$PORT" "alter system set fsync = off" &&
+    sql "$PORT" "select pg_reload_conf()" >/dev/null || die "could not set autovacuum and fsync off"
+sql "$PORT" "create tablespace ts_one location '$TS'" || die "create tablespace"
 sql "$PORT" "create extension pageinspect;
-    create tablespace ts_one location '$TS';
     create table t_hint (id int, pad text);
     insert into t_hint select g, md5(g::text) from generate_series(1, 3000) g;
     create table t_trunc (id int primary key, pad text);
@@ -92,7 +94,7 @@ incr_case() {
     R=$T/r_$name
     bb_restore "$CONF" "$R" --backup "$id" --target-immediate --target-action promote \
         "${TSMAP[@]/@/$T/ts_$name}" || return 1
-    start_restored "$R"
+    start_restored "$R" "fsync = off"
     pg_wait_promoted "$RPORT" "$R" || return 1
     [ -z "$first" ] || "$first"
     got=$(table_sums "$RPORT")
@@ -129,7 +131,7 @@ if incr_case file-copy; then
 fi
 done_case
 
-sql "$PORT" "delete from t_trunc; vacuum (truncate true) t_trunc" || die "truncate t_trunc"
+sql "$PORT" "delete from t_trunc" && sql "$PORT" "vacuum (truncate true) t_trunc" || die "truncate t_trunc"
 [ "$(sql "$PORT" "select pg_relation_size('t_trunc')")" = 0 ] || die "VACUUM did not truncate t_trunc"
 sql "$PORT" "insert into t_trunc select g, repeat('b', 300) from generate_series(1, 1500) g" ||
     die "re-extend t_trunc"
@@ -137,7 +139,7 @@ incr_case truncation
 done_case
 
 before=$(sql "$PORT" "select pg_relation_filenode('t_vac') || ' ' || pg_relation_filenode('t_clu')")
-sql "$PORT" "vacuum full t_vac; cluster t_clu using t_clu_id" || die "vacuum full / cluster"
+sql "$PORT" "vacuum full t_vac" && sql "$PORT" "cluster t_clu using t_clu_id" || die "vacuum full / cluster"
 after=$(sql "$PORT" "select pg_relation_filenode('t_vac') || ' ' || pg_relation_filenode('t_clu')")
 [ "${before% *}" != "${after% *}" ] && [ "${before#* }" != "${after#* }" ] ||
     die "VACUUM FULL / CLUSTER kept the relfilenodes ($before -> $after)"
@@ -175,7 +177,8 @@ write_conf "$CONF2" "${REPO_CONF[@]}" "encrypt_key_file = '$KEY'"
 archiving_cluster "$PGD2" "$CONF2" --wal-segsize=1 --data-checksums
 PORT2=$PORT
 backup_conf "$CONF2" "$PGD2" "$PORT2" "encrypt_key_file = '$KEY'"
-sql "$PORT2" "alter system set autovacuum = off; select pg_reload_conf()" >/dev/null || die "autovacuum off"
+sql "$PORT2" "alter system set autovacuum = off" && sql "$PORT2" "alter system set fsync = off" &&
+    sql "$PORT2" "select pg_reload_conf()" >/dev/null || die "could not set autovacuum and fsync off"
 sql "$PORT2" "create extension pageinspect; create table t_hint (id int, pad text);
               insert into t_hint select g, md5(g::text) from generate_series(1, 3000) g" ||
     die "could not fill t_hint"
