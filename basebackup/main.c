@@ -22,7 +22,7 @@ static const char usage[] =
     "  basebackup [OPTIONS] restore --pgdata DIR [--backup ID|latest]\n"
     "             [--target-time TS | --target-lsn LSN | --target-xid XID |\n"
     "              --target-name NAME | --target-immediate]\n"
-    "             [--target-action pause|promote|shutdown] [--parallel N] [--force]\n"
+    "             [--target-action pause|promote|shutdown] [--parallel N] [--force | --delta]\n"
     "             [--tablespace-map OLDDIR=NEWDIR]... [--progress]\n"
     "  basebackup [OPTIONS] verify [ID | --all]\n"
     "  basebackup [OPTIONS] check\n"
@@ -87,6 +87,8 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
         return o->unset = 1;
     if (strcmp(opt, "--force") == 0)
         return o->restore.force = 1;
+    if (strcmp(opt, "--delta") == 0)
+        return o->restore.delta = 1;
     if (strcmp(opt, "--target-immediate") == 0) {
         o->restore.target_kind = WS_TARGET_IMMEDIATE;
         o->ntargets++;
@@ -189,15 +191,21 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
         return usage_error(err, "--all applies to verify, not to %s", c);
     if (o->unset && strcmp(c, "keep") != 0)
         return usage_error(err, "--unset applies to keep, not to %s", c);
-    if (!is_restore && (o->restore.pgdata || o->restore.backup || o->ntargets ||
-                        o->restore.target_action || o->restore.force || o->restore.nmaps))
+    if (!is_restore &&
+        (o->restore.pgdata || o->restore.backup || o->ntargets || o->restore.target_action ||
+         o->restore.force || o->restore.delta || o->restore.nmaps))
         return usage_error(err,
-                           "restore options (--pgdata, --backup, --target-*, --force, "
+                           "restore options (--pgdata, --backup, --target-*, --force, --delta, "
                            "--tablespace-map) do not apply to %s",
                            c);
     if (is_restore) {
         if (!o->restore.pgdata)
             return ws_error_set(err, WS_ERR_USAGE, "restore needs --pgdata DIR");
+        if (o->restore.delta && o->restore.force)
+            return ws_error_set(err, WS_ERR_USAGE,
+                                "--delta and --force exclude each other: --delta rewrites what "
+                                "differs in a data directory of the same system, --force empties "
+                                "the directory first");
         if (o->ntargets > 1)
             return ws_error_set(err, WS_ERR_USAGE,
                                 "give at most one of --target-time, "

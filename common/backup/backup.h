@@ -58,6 +58,7 @@ struct ws_restore_opts {
     const char *target_action; /* NULL: PostgreSQL's default (pause) */
     int parallel;
     int force;
+    int delta; /* --delta: into an existing data directory of the same system (not with force) */
     int progress;
     struct ws_tblspc_map *maps; /* absolute normalised paths, each OLDDIR once */
     size_t nmaps;

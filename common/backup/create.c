@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "backup/backup.h"
+#include "backup/exclude.h"
 #include "backup/pool.h"
 #include "base/fs.h"
 #include "base/log.h"
@@ -57,54 +58,6 @@ struct walk {
     uint64_t total;
     struct ws_manifest *m;
 };
-
-/* ---- what a base backup leaves out (PostgreSQL docs, "Backing Up the Data Directory") ---- */
-
-/* Directories whose contents are skipped (the directory itself is kept). */
-static const char *const skip_contents[] = {
-    "pg_wal",       "pg_dynshmem", "pg_notify",   "pg_replslot", "pg_serial",
-    "pg_snapshots", "pg_stat_tmp", "pg_subtrans", NULL,
-};
-
-/* Files of the top-level directory that are never copied. backup_label and tablespace_map come
- * from pg_backup_stop instead; the signal files are written by restore. */
-static const char *const skip_top_files[] = {
-    "postmaster.pid",   "postmaster.opts",  "backup_label",       "tablespace_map",
-    "backup_manifest",  "backup_label.old", "tablespace_map.old", "postgresql.auto.conf.tmp",
-    "current_logfiles", "recovery.signal",  "standby.signal",     NULL,
-};
-
-static int in_list(const char *const *list, const char *s)
-{
-    for (; *list; list++)
-        if (strcmp(*list, s) == 0)
-            return 1;
-    return 0;
-}
-
-/* t<digits>_<digits>[...]: a temporary relation. */
-static int temp_relation(const char *name)
-{
-    const char *p = name;
-
-    if (*p++ != 't' || !(*p >= '0' && *p <= '9'))
-        return 0;
-    while (*p >= '0' && *p <= '9')
-        p++;
-    return *p == '_' && p[1] >= '0' && p[1] <= '9';
-}
-
-/* The relfilenode part of a relation file name ("16384" of "16384_fsm.2"), or 0. */
-static size_t relnode_len(const char *name)
-{
-    size_t n = 0;
-
-    while (name[n] >= '0' && name[n] <= '9')
-        n++;
-    if (n == 0 || (name[n] != '\0' && name[n] != '_' && name[n] != '.'))
-        return 0;
-    return n;
-}
 
 static int add_file(struct walk *w, const char *rel, const struct stat *st)
 {
@@ -192,28 +145,15 @@ out:
     return rc;
 }
 
-/* What a base backup leaves out: the top directory's skipped files, temporary files and
- * relations, and the forks of an unlogged relation other than its init fork (in_db_dir: a
- * database directory, whose unlogged relations are those with an _init fork). */
-static int left_out(const struct walk *w, const char *rel, int depth, int in_db_dir,
-                    const char *name, const struct stat *st)
+/* exclude.h: whether the relation of file `name` in rel has an init fork. */
+static int has_init_fork(void *arg, const char *rel, const char *name, size_t relnode_len)
 {
-    if (depth == 0 && S_ISREG(st->st_mode) && in_list(skip_top_files, name))
-        return 1;
-    if (strncmp(name, "pgsql_tmp", 9) == 0 || strcmp(name, "pg_internal.init") == 0 ||
-        temp_relation(name))
-        return 1;
-    if (in_db_dir && S_ISREG(st->st_mode)) {
-        size_t rl = relnode_len(name);
-        if (rl && strcmp(name + rl, "_init") != 0) {
-            char init[4096];
-            struct stat ist;
-            snprintf(init, sizeof(init), "%s/%s/%.*s_init", w->pgdata, rel, (int)rl, name);
-            if (stat(init, &ist) == 0)
-                return 1; /* an unlogged relation's other forks */
-        }
-    }
-    return 0;
+    const struct walk *w = arg;
+    char init[4096];
+    struct stat ist;
+
+    snprintf(init, sizeof(init), "%s/%s/%.*s_init", w->pgdata, rel, (int)relnode_len, name);
+    return stat(init, &ist) == 0;
 }
 
 /* pg_tblspc/<oid>: a tablespace, recorded with its location and walked. */
@@ -237,7 +177,7 @@ static int walk_tablespace(struct walk *w, const char *abs, const char *child, c
 }
 
 /* One entry `name` of directory `rel`. */
-static int walk_entry(struct walk *w, const char *rel, int depth, int in_db_dir, const char *name,
+static int walk_entry(struct walk *w, const char *rel, int depth, const char *name,
                       struct ws_error *err)
 {
     char abs[4096], child[4096];
@@ -252,7 +192,7 @@ static int walk_entry(struct walk *w, const char *rel, int depth, int in_db_dir,
             return 0;
         return ws_error_setsys(err, WS_ERR_IO, errno, "could not stat file \"%s\"", abs);
     }
-    if (left_out(w, rel, depth, in_db_dir, name, &st))
+    if (ws_exclude_entry(rel, depth, name, st.st_mode, has_init_fork, w))
         return 0;
     if (S_ISLNK(st.st_mode)) {
         if (depth == 1 && strcmp(rel, "pg_tblspc") == 0)
@@ -266,7 +206,7 @@ static int walk_entry(struct walk *w, const char *rel, int depth, int in_db_dir,
     if (S_ISDIR(st.st_mode)) {
         if ((rc = ws_manifest_add_dir(w->m, child, st.st_mode & 07777, err)) != 0)
             return rc;
-        if (depth == 0 && in_list(skip_contents, name))
+        if (ws_exclude_contents(depth, name))
             return strcmp(name, "pg_wal") == 0
                        ? ws_manifest_add_dir(w->m, "pg_wal/archive_status", 0700, err)
                        : 0;
@@ -284,17 +224,14 @@ static int walk_dir(struct walk *w, const char *rel, int depth, struct ws_error 
     char abs[4096];
     char **names = NULL;
     size_t n = 0, i;
-    int rc, in_db_dir;
+    int rc;
 
     snprintf(abs, sizeof(abs), "%s%s%s", w->pgdata, *rel ? "/" : "", rel);
     /* a directory dropped during the backup: replay handles it */
     if ((rc = list_dir(abs, depth > 0, &names, &n, err)) != 0)
         return rc;
-    /* A database directory (base/<oid>, pg_tblspc/<oid>/PG_*\/<oid>) */
-    in_db_dir = (strncmp(rel, "base/", 5) == 0 && depth == 2) ||
-                (strncmp(rel, "pg_tblspc/", 10) == 0 && depth == 4);
     for (i = 0; i < n && rc == 0; i++)
-        rc = walk_entry(w, rel, depth, in_db_dir, names[i], err);
+        rc = walk_entry(w, rel, depth, names[i], err);
     for (i = 0; i < n; i++)
         free(names[i]);
     free(names);

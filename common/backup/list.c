@@ -96,6 +96,10 @@ static void print_json(const struct ws_repo *repo, const struct ws_catalog *cat)
                    m->nbadpages);
             if (bk->missing_wal[0])
                 printf(", \"missing_wal\": \"%s\"", bk->missing_wal);
+            if (bk->chain_error[0]) {
+                printf(", \"error\": ");
+                ws_json_string(stdout, bk->chain_error);
+            }
         } else {
             printf(", \"stored_bytes\": %" PRIu64, bk->stored_objects);
             if (bk->bad_manifest) {
@@ -183,6 +187,8 @@ static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
                m->label ? m->label : "");
         if (bk->missing_wal[0])
             printf("%16s  WAL file %s is missing\n", "", bk->missing_wal);
+        if (bk->chain_error[0])
+            printf("%16s  %s\n", "", bk->chain_error);
         else if (bk->status == WS_BACKUP_DELETING)
             printf("%16s  wal-prune began deleting it; the next run finishes\n", "");
     }

@@ -2,10 +2,14 @@
  * backup/verify.c - `basebackup verify [ID | --all]`: re-reads backups from the repository.
  *
  * For a backup: every bundle is read through the object reader (authentication, checksums) and
- * the bundle splitter in verify mode (each file's size and SHA-256 against the manifest), and
- * every WAL segment from its start to its stop is read and verified too. With --all: every
- * backup, and WAL continuity per timeline from the oldest backup's start to the newest segment.
- * Each problem is one line on stderr; the result is WS_ERR_CORRUPT when there was any.
+ * the bundle splitter in verify mode (each whole file's size and SHA-256 against the manifest,
+ * each delta extent's structure: repo/delta.c), every map object is read and verified and must
+ * hold the block digests its files' map lines point to, and every WAL segment from its start to
+ * its stop is read and verified too. A diff or incr also needs its chain: every link there,
+ * complete (the catalog's status) and its manifest loaded, and every DELTA and REF record's base
+ * a link of its chain that holds the same path. With --all: every backup, and WAL continuity per
+ * timeline from the oldest backup's start to the newest segment. Each problem is one line on
+ * stderr; the result is WS_ERR_CORRUPT when there was any.
  */
 #include <inttypes.h>
 #include <openssl/evp.h>
@@ -19,6 +23,7 @@
 #include "base/log.h"
 #include "io/object.h"
 #include "pg/wal.h"
+#include "repo/blockmap.h"
 #include "repo/bundle.h"
 
 struct vctx {
@@ -100,6 +105,7 @@ static int verify_bundle(void *arg, struct ws_pool_worker *w, size_t bn, struct 
 
     bo.problem = file_problem;
     bo.arg = &j->v;
+    bo.block_size = j->b->m.block_size;
     ws_backup_bundle_key(&w->repo, id, (uint32_t)bn, key, sizeof(key));
     if ((rc = ws_bundle_splitter_new_ext(j->ext + a, z - a, &bo, &split, err)) != 0 ||
         (rc = ws_object_reader_new(split, key, j->kr, 0, &reader, err)) != 0)
@@ -141,9 +147,121 @@ static int piece_digests(const struct ws_manifest *m, struct ws_bextent *ext, si
     return 0;
 }
 
+/* Map objects: each there and verifying, each holding the digests its files' map lines point to
+ * (the file's index plus ws_blockmap_blocks of its size). */
+static int verify_maps(struct ws_repo *repo, const struct ws_keyring *kr,
+                       const struct ws_catalog_backup *b, struct vctx *v, struct ws_error *err)
+{
+    const struct ws_manifest *m = &b->m;
+    uint64_t *need = calloc((size_t)m->maps + 1, sizeof(*need));
+    const struct ws_bfile **by = calloc((size_t)m->maps + 1, sizeof(*by));
+    size_t i, len;
+    uint32_t k;
+    int rc = 0;
+
+    if (!need || !by) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    for (i = 0; i < m->nfiles; i++) {
+        const struct ws_bfile *f = &m->files[i];
+        uint64_t end;
+        if (!f->has_map || f->map >= m->maps) /* the parser allows neither without maps */
+            continue;
+        end = f->map_index + ws_blockmap_blocks(f->size, m->block_size);
+        if (end > need[f->map]) {
+            need[f->map] = end;
+            by[f->map] = f;
+        }
+    }
+    for (k = 0; k < m->maps && rc == 0; k++) {
+        uint8_t *data = NULL;
+        rc = ws_blockmap_load(repo, kr, b->id, k, &data, &len, err);
+        free(data);
+        if (rc == WS_ERR_NOT_FOUND || rc == WS_ERR_CORRUPT || rc == WS_ERR_KEY) {
+            problem(v, "backup %s: map object %06" PRIu32 ": %s", b->id, k,
+                    rc == WS_ERR_NOT_FOUND ? "missing from the repository" : err->msg);
+            rc = 0;
+        } else if (rc == 0 && len / WS_BLOCK_DIGEST_SIZE < need[k]) {
+            problem(v,
+                    "backup %s: map object %06" PRIu32 " holds %zu block digests, but file \"%s\" "
+                    "needs %" PRIu64,
+                    b->id, k, len / WS_BLOCK_DIGEST_SIZE, by[k]->path, need[k]);
+        }
+    }
+out:
+    free(need);
+    free(by);
+    return rc;
+}
+
+static int cmp_path(const void *a, const void *b)
+{
+    return strcmp((*(const struct ws_bfile *const *)a)->path,
+                  (*(const struct ws_bfile *const *)b)->path);
+}
+
+/* The DELTA and REF records of b whose base is link (of b's chain): link must hold each path. */
+static int check_base(const struct ws_catalog_backup *b, const struct ws_catalog_backup *link,
+                      struct vctx *v, struct ws_error *err)
+{
+    const struct ws_manifest *lm = &link->m;
+    const struct ws_bfile **idx = calloc(lm->nfiles + 1, sizeof(*idx));
+    size_t i;
+
+    if (!idx)
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    for (i = 0; i < lm->nfiles; i++)
+        idx[i] = &lm->files[i];
+    if (lm->nfiles > 1)
+        qsort(idx, lm->nfiles, sizeof(*idx), cmp_path);
+    for (i = 0; i < b->m.nfiles; i++) {
+        const struct ws_bfile *f = &b->m.files[i], *key = f;
+        if (f->kind == WS_BFILE_WHOLE || strcmp(f->base, link->id) != 0)
+            continue;
+        if (!lm->nfiles || !bsearch(&key, idx, lm->nfiles, sizeof(*idx), cmp_path))
+            problem(v, "backup %s: file \"%s\": its base backup %s does not hold it", b->id,
+                    f->path, link->id);
+    }
+    free(idx);
+    return 0;
+}
+
+/* b's chain: every link there, complete, its manifest loaded (the catalog's); every DELTA and
+ * REF record names a link older than b that holds the same path. */
+static int verify_chain(const struct ws_catalog *cat, const struct ws_catalog_backup *b,
+                        struct vctx *v, struct ws_error *err)
+{
+    const struct ws_catalog_backup **chain = NULL;
+    size_t n = 0, i, k;
+    int rc = ws_catalog_chain(cat, b, &chain, &n, err);
+
+    if (rc == WS_ERR_NOT_FOUND || rc == WS_ERR_CORRUPT) {
+        problem(v, "%s", err->msg);
+        return 0;
+    }
+    for (k = 1; k < n && rc == 0; k++) {
+        if (chain[k]->status != WS_BACKUP_COMPLETE)
+            problem(v, "backup %s: %s, a backup of its chain, is %s", b->id, chain[k]->id,
+                    ws_backup_status_name(chain[k]->status));
+        rc = check_base(b, chain[k], v, err);
+    }
+    for (i = 0; i < b->m.nfiles && rc == 0; i++) {
+        const struct ws_bfile *f = &b->m.files[i];
+        for (k = 1; k < n && strcmp(f->base, chain[k]->id) != 0; k++)
+            ;
+        if (f->kind != WS_BFILE_WHOLE && k == n)
+            problem(v, "backup %s: file \"%s\": its base backup \"%s\" is not in its chain", b->id,
+                    f->path, f->base);
+    }
+    free(chain);
+    return rc;
+}
+
 static int verify_backup(const struct ws_config *cfg, const struct ws_backup_env *env,
                          struct ws_repo *repo, const struct ws_keyring *kr,
-                         const struct ws_catalog_backup *b, struct ws_error *err)
+                         const struct ws_catalog *cat, const struct ws_catalog_backup *b,
+                         struct ws_error *err)
 {
     const struct ws_manifest *m = &b->m;
     struct vjob j = {kr, b, NULL, NULL, {b->id, 0}};
@@ -176,7 +294,8 @@ static int verify_backup(const struct ws_config *cfg, const struct ws_backup_env
     pp.ntasks = m->bundles;
     pp.task = verify_bundle;
     pp.arg = &j;
-    if ((rc = ws_pool_run(&pp, err)) != 0)
+    if ((rc = ws_pool_run(&pp, err)) != 0 || (rc = verify_maps(repo, kr, b, &j.v, err)) != 0 ||
+        (rc = verify_chain(cat, b, &j.v, err)) != 0)
         goto out;
     for (s = ws_manifest_start_segno(m); s <= ws_manifest_stop_segno(m); s++) {
         char name[WS_WAL_NAME_LEN + 1];
@@ -244,7 +363,7 @@ static int verify_all(const struct ws_config *cfg, const struct ws_backup_env *e
             ws_log_warning("backup %s has no manifest (running or failed); skipped", b->id);
             continue;
         }
-        rc = verify_backup(cfg, env, repo, kr, b, err);
+        rc = verify_backup(cfg, env, repo, kr, cat, b, err);
         if (rc == WS_ERR_CORRUPT) {
             ws_log_error(err);
             failed++;
@@ -304,7 +423,7 @@ int ws_backup_verify(const struct ws_config *cfg, const struct ws_backup_env *en
     if (all)
         rc = verify_all(cfg, env, &repo, &kr, &cat, err);
     else if ((rc = pick_backup(&cat, &repo, id, &b, err)) == 0)
-        rc = verify_backup(cfg, env, &repo, &kr, b, err);
+        rc = verify_backup(cfg, env, &repo, &kr, &cat, b, err);
 out:
     ws_catalog_free(&cat);
     ws_repo_close(&repo);

@@ -141,8 +141,8 @@ static int is_same_dir(const struct ws_prune_input *in, const struct ws_prune_pl
     return strncmp(a->name, b->name, 16) == 0; /* canonical layout: by the first 16 digits */
 }
 
-/* Backups first, oldest first: a kill leaves at most one of them half-deleted, and its
- * tombstone tells the catalog and the next run. */
+/* Backups first, in plan->delete_order (a backup after those that reference it): a kill leaves
+ * at most one of them half-deleted, and its tombstone tells the catalog and the next run. */
 static int delete_backups(struct ws_repo *repo, const struct ws_prune_input *in,
                           const struct ws_prune_plan *plan, FILE *report,
                           struct ws_prune_result *res, struct ws_error *err)
@@ -150,10 +150,8 @@ static int delete_backups(struct ws_repo *repo, const struct ws_prune_input *in,
     size_t k;
     int rc;
 
-    for (k = 0; k < in->nbackups; k++) {
-        size_t i = plan->order[k];
-        if (plan->keep[i])
-            continue;
+    for (k = 0; k < plan->nbackups_delete; k++) {
+        size_t i = plan->delete_order[k];
         if ((rc = delete_backup(repo, &in->backups[i], err)) != 0)
             return rc;
         res->backup_done[i] = 1;

@@ -209,6 +209,125 @@ static void settle_status(const struct ws_catalog *cat, struct ws_catalog_backup
         b->status = b->bad_manifest ? WS_BACKUP_INVALID : WS_BACKUP_RUNNING;
 }
 
+const struct ws_catalog_backup *ws_catalog_find(const struct ws_catalog *cat, const char *id)
+{
+    size_t lo = 0, hi = cat->nbackups;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(cat->backups[mid].id, id);
+        if (c == 0)
+            return &cat->backups[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* The next link after b (which has a manifest): *r = its reference, NULL for a full backup.
+ * WS_ERR_CORRUPT when b names no older reference, WS_ERR_NOT_FOUND when it is not in the
+ * catalog; err says which. */
+static int next_link(const struct ws_catalog *cat, const struct ws_catalog_backup *b,
+                     const struct ws_catalog_backup **r, struct ws_error *err)
+{
+    *r = NULL;
+    if (b->m.type == WS_BACKUP_FULL)
+        return 0;
+    if (!b->m.reference[0] || strcmp(b->m.reference, b->id) >= 0)
+        return ws_error_set(err, WS_ERR_CORRUPT, "backup %s names no older backup as its reference",
+                            b->id);
+    if (!(*r = ws_catalog_find(cat, b->m.reference)))
+        return ws_error_set(err, WS_ERR_NOT_FOUND, "backup %s: its reference %s is missing", b->id,
+                            b->m.reference);
+    return 0;
+}
+
+/* How a link that is not complete breaks the chains it is in. */
+static const char *link_state(enum ws_backup_status status)
+{
+    switch (status) {
+    case WS_BACKUP_DELETING:
+        return "being deleted";
+    case WS_BACKUP_RUNNING:
+        return "running (no manifest)";
+    default:
+        return ws_backup_status_name(status);
+    }
+}
+
+/* Sets b's chain_error and status when its chain does not resolve (catalog.h). Runs after the
+ * status of every older backup is settled: a link that is complete has a complete chain. */
+static void settle_chain(const struct ws_catalog *cat, struct ws_catalog_backup *b)
+{
+    const struct ws_catalog_backup *cur = b, *r = NULL;
+    struct ws_error e = {0};
+    enum ws_backup_status broken = WS_BACKUP_INCOMPLETE;
+    int rc;
+
+    if (!b->has_manifest)
+        return;
+    /* down the chain while the next link is broken by its own chain only */
+    while ((rc = next_link(cat, cur, &r, &e)) == 0 && r && r->status != WS_BACKUP_COMPLETE) {
+        if (!r->chain_error[0] || r->status == WS_BACKUP_DELETING || r->missing_wal[0])
+            break;
+        cur = r;
+    }
+    if (rc == 0 && (!r || r->status == WS_BACKUP_COMPLETE))
+        return;
+    if (rc == WS_ERR_CORRUPT) {
+        broken = WS_BACKUP_INVALID;
+        snprintf(b->chain_error, sizeof(b->chain_error), "%.299s", e.msg);
+    } else {
+        const char *id = rc == WS_ERR_NOT_FOUND ? cur->m.reference : r->id;
+        if (rc == 0 && r->status == WS_BACKUP_INVALID)
+            broken = WS_BACKUP_INVALID;
+        if (cur == b)
+            snprintf(b->chain_error, sizeof(b->chain_error), "its reference %s is %s", id,
+                     rc ? "missing" : link_state(r->status));
+        else
+            snprintf(b->chain_error, sizeof(b->chain_error), "%s, a backup of its chain, is %s", id,
+                     rc ? "missing" : link_state(r->status));
+    }
+    if (b->status == WS_BACKUP_COMPLETE || broken == WS_BACKUP_INVALID)
+        b->status = b->status == WS_BACKUP_DELETING ? WS_BACKUP_DELETING : broken;
+}
+
+int ws_catalog_chain(const struct ws_catalog *cat, const struct ws_catalog_backup *b,
+                     const struct ws_catalog_backup ***out, size_t *n, struct ws_error *err)
+{
+    const struct ws_catalog_backup **v = NULL, *cur = b;
+    size_t cnt = 0;
+    int rc = 0;
+
+    *out = NULL;
+    *n = 0;
+    while (cur) {
+        void *p = realloc(v, (cnt + 1) * sizeof(*v));
+        if (!p) {
+            rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+            goto out;
+        }
+        v = p;
+        v[cnt++] = cur;
+        if (!cur->has_manifest) {
+            rc = ws_error_set(err, WS_ERR_CORRUPT,
+                              "backup %s of the chain of backup %s has no readable manifest",
+                              cur->id, b->id);
+            goto out;
+        }
+        if ((rc = next_link(cat, cur, &cur, err)) != 0)
+            goto out;
+    }
+    *out = v;
+    *n = cnt;
+    v = NULL;
+out:
+    free(v);
+    return rc;
+}
+
 int ws_catalog_load(struct ws_repo *repo, const struct ws_keyring *kr, struct ws_catalog *cat,
                     struct ws_error *err)
 {
@@ -246,6 +365,8 @@ int ws_catalog_load(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
     for (i = 0; i < cat->nbackups && rc == 0; i++)
         if ((rc = load_manifest(repo, kr, cat, &cat->backups[i], err)) == 0)
             settle_status(cat, &cat->backups[i]);
+    for (i = 0; i < cat->nbackups && rc == 0; i++)
+        settle_chain(cat, &cat->backups[i]); /* by id: references first */
 out:
     if (rc)
         ws_catalog_free(cat);

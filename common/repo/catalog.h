@@ -8,11 +8,16 @@
  *               is never complete (its manifest and missing_wal are still read and reported)
  *   complete    its manifest verifies AND every WAL segment from its start to its stop segment
  *               is in the repository (lost WAL makes a backup incomplete instead of silently
- *               unrestorable)
- *   incomplete  its manifest verifies, WAL is missing: missing_wal names the first segment
+ *               unrestorable) AND, for a diff or incr, every link of its chain is complete
  *   invalid     a manifest is there but does not verify (damaged, misnamed, or encrypted with a
- *               key we do not have): manifest_error says why
+ *               key we do not have): manifest_error says why; or a diff/incr whose chain has
+ *               an invalid link, or names no older reference: chain_error says why
+ *   incomplete  its manifest verifies, WAL is missing: missing_wal names the first segment;
+ *               or a diff/incr whose chain has a link missing, incomplete, running or being
+ *               deleted: chain_error names it ("its reference <ID> is missing")
  *   running     no manifest: a backup still being written, or one that died
+ * The chain of a backup is itself, its reference (manifest.h), that one's reference, ... down to
+ * a full backup; a reference is always older (a smaller id).
  * `pinned` (<ID>/keep exists) is independent of the status.
  *
  * Errors of ws_catalog_load(): the storage's and the identity's; WS_ERR_FOREIGN for a manifest of
@@ -51,6 +56,8 @@ struct ws_catalog_backup {
     char manifest_error[300];
     struct ws_manifest m;
     char missing_wal[32];    /* first missing segment of its WAL range; "" when none is */
+    char chain_error[300];   /* why its chain does not resolve, naming the link; "" when it
+                                does (or it is full, or has no manifest) */
     uint64_t stored_objects; /* bytes of its objects in storage (from the listing) */
     int64_t newest_mtime;    /* of its objects */
     int pinned; /* <ID>/keep exists: `basebackup keep ID`; wal-prune never deletes it */
@@ -79,5 +86,13 @@ void ws_catalog_free(struct ws_catalog *cat);
 int ws_catalog_has_seg(const struct ws_catalog *cat, uint32_t tli, uint64_t segno);
 /* The newest complete backup, or NULL. */
 const struct ws_catalog_backup *ws_catalog_latest(const struct ws_catalog *cat);
+/* The backup with this id, or NULL. */
+const struct ws_catalog_backup *ws_catalog_find(const struct ws_catalog *cat, const char *id);
+/* The chain of b, newest first: *out[0] is b, the last its full backup; pointers into cat (the
+ * array is malloc'ed: free it, not the entries). Statuses are not checked (a complete b has a
+ * complete chain). WS_ERR_NOT_FOUND naming the first link not in the catalog, WS_ERR_CORRUPT when
+ * a link has no readable manifest or a reference is not older than its backup. */
+int ws_catalog_chain(const struct ws_catalog *cat, const struct ws_catalog_backup *b,
+                     const struct ws_catalog_backup ***out, size_t *n, struct ws_error *err);
 
 #endif

@@ -19,7 +19,8 @@
  * bytes [0, first piece's file offset); the pieces are contiguous, end at its size, and lie in
  * bundles of increasing number (never two pieces of one file in one bundle).
  *
- * Text form: "walsafe-manifest 1", then one record per line, fields separated by one space,
+ * Text form: "walsafe-manifest 2" (version 1, from before incremental backups, is still read:
+ * version 1, type full, no maps), then one record per line, fields separated by one space,
  * strings %XX-escaped; at most WS_MANIFEST_LIMIT bytes. The exact format, what
  * ws_manifest_format() writes and ws_manifest_parse() accepts: docs/design/manifest.md.
  * Whether a backup is complete is the catalog's business (catalog.h).
@@ -70,13 +71,13 @@ struct ws_bfile {
     uint64_t offset;
     struct ws_bpiece *pieces; /* pieces after the first, owned by the record */
     size_t npieces;
-    int kind;                          /* enum ws_bfile_kind */
-    char base[WS_BACKUP_ID_LEN + 1];   /* DELTA and REF: the backup of the chain holding the
-                                          file's last whole copy; "" for WHOLE */
-    uint64_t length;                   /* DELTA: bytes of the delta extent */
-    int has_map;                       /* block digests recorded ("map" line) */
-    uint32_t map;                      /* their map object, */
-    uint64_t map_index;                /* and the index of the first digest in it */
+    int kind;                        /* enum ws_bfile_kind */
+    char base[WS_BACKUP_ID_LEN + 1]; /* DELTA and REF: the backup of the chain holding the
+                                        file's last whole copy; "" for WHOLE */
+    uint64_t length;                 /* DELTA: bytes of the delta extent */
+    int has_map;                     /* block digests recorded ("map" line) */
+    uint32_t map;                    /* their map object, */
+    uint64_t map_index;              /* and the index of the first digest in it */
 };
 
 struct ws_bdir {
@@ -112,9 +113,9 @@ struct ws_manifest {
     int data_checksums;
     uint64_t bytes, stored_bytes;
     uint32_t bundles;
-    uint32_t maps;              /* map objects, map/000000 .. map/<maps-1> (version 2) */
-    uint32_t block_size;        /* of the block digests and delta extents (version 2) */
-    int type;                   /* enum ws_backup_type; version 1: full */
+    uint32_t maps;                        /* map objects, map/000000 .. map/<maps-1> (version 2) */
+    uint32_t block_size;                  /* of the block digests and delta extents (version 2) */
+    int type;                             /* enum ws_backup_type; version 1: full */
     char reference[WS_BACKUP_ID_LEN + 1]; /* diff/incr: the backup it is relative to */
     struct ws_btblspc *tblspc;
     size_t ntblspc;

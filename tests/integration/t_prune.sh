@@ -149,7 +149,7 @@ assert_absent "$OLD_TMP" "a temp file two days old"
 [ -f "$NEW_TMP" ] || fail "a fresh temp file was removed"
 rm -f "$NEW_TMP"
 assert_eq "$(grep -c . "$T/.last.out")" 2 "lines printed without a terminal (one per backup, a summary)"
-grep -q "^deleted backup $ID1 (complete, started .*): older than the 2 newest complete backups" \
+grep -q "^deleted backup $ID1 (complete, started .*): older than the 2 newest complete full backups" \
     "$T/.last.out" || fail_cmd "no line for the deleted backup: $(cat "$T/.last.out")"
 grep -q -E "^summary: deleted 1 backup\(s\) \([0-9.]+ [kMG]?B\), $(wc -l <"$T/wal.expect_gone") WAL file\(s\) and 1 temp file\(s\) of killed uploads .*freed" \
     "$T/.last.out" || fail "unexpected summary: $(tail -1 "$T/.last.out")"

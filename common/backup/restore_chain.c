@@ -1,0 +1,427 @@
+/*
+ * backup/restore_chain.c - restore of a backup of a chain (full <- diff <- incr ...), layer by
+ * layer, oldest first (docs/design/incremental.md, "Restore of a chain"). Holds the target's
+ * manifest (the caller's) and one layer's manifest at a time, never a block map.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backup/pool.h"
+#include "backup/restore_int.h"
+#include "base/log.h"
+
+#define READ_BUF (1u << 20)
+
+static const struct ws_catalog_backup *find_backup(const struct ws_catalog *cat, const char *id)
+{
+    for (size_t i = 0; i < cat->nbackups; i++)
+        if (strcmp(cat->backups[i].id, id) == 0)
+            return &cat->backups[i];
+    return NULL;
+}
+
+/* Link `id` of the chain of `of` as the catalog knows it: there, complete, its manifest read. */
+static int check_link(const struct ws_catalog *cat, const char *of, const char *id,
+                      const struct ws_catalog_backup **out, struct ws_error *err)
+{
+    const struct ws_catalog_backup *b = find_backup(cat, id);
+
+    *out = b;
+    if (!b)
+        return ws_error_set(err, WS_ERR_NOT_FOUND,
+                            "backup %s cannot be restored: backup %s of its chain is not in the "
+                            "repository",
+                            of, id);
+    if (b->status == WS_BACKUP_DELETING)
+        return ws_error_set(err, WS_ERR_INVALID,
+                            "backup %s cannot be restored: backup %s of its chain is being deleted",
+                            of, id);
+    if (b->bad_manifest)
+        return ws_error_set(err, WS_ERR_CORRUPT,
+                            "backup %s cannot be restored: backup %s of its chain is invalid: %s",
+                            of, id, b->manifest_error);
+    if (!b->has_manifest || b->status != WS_BACKUP_COMPLETE)
+        return ws_error_set(err, WS_ERR_INVALID,
+                            "backup %s cannot be restored: backup %s of its chain is not complete",
+                            of, id);
+    return 0;
+}
+
+/* A link must be older than what refers to it (no cycle) and of the same system and format. */
+static int check_reference(const struct ws_manifest *top, const struct ws_manifest *cur,
+                           const struct ws_manifest *ref, struct ws_error *err)
+{
+    if (ref->system_identifier != top->system_identifier || ref->pg_version != top->pg_version ||
+        ref->block_size != top->block_size || ref->version < 2)
+        return ws_error_set(err, WS_ERR_CORRUPT,
+                            "backup %s cannot be restored: backup %s of its chain is of another "
+                            "database system, PostgreSQL version or block size",
+                            top->id, ref->id);
+    if (strcmp(ref->id, cur->id) >= 0)
+        return ws_error_set(err, WS_ERR_CORRUPT,
+                            "backup %s: its chain refers from %s to %s, which is not older",
+                            top->id, cur->id, ref->id);
+    return 0;
+}
+
+/* Appends id to the chain being gathered. */
+static int add_link(struct restore *r, const char *id, struct ws_error *err)
+{
+    char(*ids)[WS_BACKUP_ID_LEN + 1] = realloc(r->chain, (r->nchain + 1) * sizeof(*ids));
+
+    if (!ids)
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    r->chain = ids;
+    snprintf(r->chain[r->nchain++], WS_BACKUP_ID_LEN + 1, "%s", id);
+    return 0;
+}
+
+int ws_restore_resolve_chain(const struct ws_catalog *cat, struct restore *r, struct ws_error *err)
+{
+    const struct ws_manifest *cur = r->m;
+    int rc;
+
+    /* newest first, then turned around; each link is older than the last, so this ends */
+    for (;;) {
+        const struct ws_catalog_backup *b;
+        if ((rc = add_link(r, cur->id, err)) != 0)
+            return rc;
+        if (cur->type == WS_BACKUP_FULL)
+            break;
+        if (!ws_backup_id_valid(cur->reference))
+            return ws_error_set(err, WS_ERR_CORRUPT, "backup %s: %s backup %s has no reference",
+                                r->m->id, ws_backup_type_name(cur->type), cur->id);
+        if ((rc = check_link(cat, r->m->id, cur->reference, &b, err)) != 0 ||
+            (rc = check_reference(r->m, cur, &b->m, err)) != 0)
+            return rc;
+        cur = &b->m;
+    }
+    for (size_t i = 0; i < r->nchain / 2; i++) {
+        char t[WS_BACKUP_ID_LEN + 1];
+        memcpy(t, r->chain[i], sizeof(t));
+        memcpy(r->chain[i], r->chain[r->nchain - 1 - i], sizeof(t));
+        memcpy(r->chain[r->nchain - 1 - i], t, sizeof(t));
+    }
+    return 0;
+}
+
+/* ---- one layer ---------------------------------------------------------------------------- */
+
+struct layer {
+    const struct restore *r;
+    const struct ws_manifest *m;     /* this layer's manifest (the target's for the last) */
+    size_t k;                        /* its index in r->chain */
+    const struct ws_bfile **by_path; /* m's records sorted by path (older layers) */
+    const struct ws_bfile **sel;     /* the records this layer writes */
+    size_t nsel;
+};
+
+static int cmp_record(const void *a, const void *b)
+{
+    return strcmp((*(const struct ws_bfile *const *)a)->path,
+                  (*(const struct ws_bfile *const *)b)->path);
+}
+
+static const struct ws_bfile *layer_record(const struct layer *l, const char *path)
+{
+    struct ws_bfile key = {0};
+    const struct ws_bfile *kp = &key, **hit;
+
+    key.path = (char *)path;
+    hit = bsearch(&kp, l->by_path, l->m->nfiles, sizeof(*l->by_path), cmp_record);
+    return hit ? *hit : NULL;
+}
+
+/* The index in the chain of the layer holding the last whole copy of the target's file f. */
+static int base_layer(const struct restore *r, const struct ws_bfile *f, size_t *j,
+                      struct ws_error *err)
+{
+    if (f->kind == WS_BFILE_WHOLE) {
+        *j = r->nchain - 1;
+        return 0;
+    }
+    for (*j = 0; *j + 1 < r->nchain; (*j)++)
+        if (strcmp(r->chain[*j], f->base) == 0)
+            return 0;
+    return ws_error_set(err, WS_ERR_CORRUPT,
+                        "backup %s: file \"%s\" has base %s, which is not in its chain", r->m->id,
+                        f->path, f->base);
+}
+
+/* What layer l holds of the target's file tf whose base is layer j (<= l->k): *out is the record
+ * to apply (NULL: nothing), checked against the chain. */
+static int layer_part(const struct layer *l, const struct ws_bfile *tf, size_t j,
+                      const struct ws_bfile **out, struct ws_error *err)
+{
+    const struct ws_bfile *lf = l->k + 1 == l->r->nchain ? tf : layer_record(l, tf->path);
+
+    *out = NULL;
+    if (!lf)
+        return ws_error_set(err, WS_ERR_CORRUPT,
+                            "backup %s (of the chain of %s) does not list file \"%s\"", l->m->id,
+                            l->r->m->id, tf->path);
+    if (l->k == j ? lf->kind != WS_BFILE_WHOLE
+                  : lf->kind == WS_BFILE_WHOLE || strcmp(lf->base, tf->base) != 0)
+        return ws_error_set(err, WS_ERR_CORRUPT,
+                            "backup %s: its record of file \"%s\" does not fit the chain of %s",
+                            l->m->id, tf->path, l->r->m->id);
+    if (lf->kind != WS_BFILE_REF)
+        *out = lf;
+    return 0;
+}
+
+/* The records layer l writes: of the files wanted (want NULL: all) whose base is l or older. */
+static int select_records(struct layer *l, const uint8_t *want, struct ws_error *err)
+{
+    const struct ws_manifest *t = l->r->m;
+    int rc;
+
+    if (!(l->sel = calloc(t->nfiles ? t->nfiles : 1, sizeof(*l->sel))))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    for (size_t i = 0; i < t->nfiles; i++) {
+        const struct ws_bfile *lf;
+        size_t j;
+        if (want && !want[i])
+            continue;
+        if ((rc = base_layer(l->r, &t->files[i], &j, err)) != 0)
+            return rc;
+        if (j > l->k)
+            continue;
+        if ((rc = layer_part(l, &t->files[i], j, &lf, err)) != 0)
+            return rc;
+        if (lf)
+            l->sel[l->nsel++] = lf;
+    }
+    return 0;
+}
+
+/* Writes layer l's records into the tree: files in pieces created first, bundles in parallel. */
+static int apply_layer(struct layer *l, struct ws_repo *repo, const struct ws_tree *tree,
+                       const struct ws_bundle_opts *bo, struct ws_error *err)
+{
+    struct ws_bundle_opts lo = *bo;
+    int rc;
+
+    lo.sparse = 1;
+    lo.block_size = l->m->block_size;
+    if ((rc = ws_restore_split_files(l->r, tree, l->sel, l->nsel, 0, err)) != 0 ||
+        (rc = ws_restore_bundles_of(l->r, repo, l->m, l->sel, l->nsel, &lo, err)) != 0)
+        return rc;
+    return ws_restore_split_files(l->r, tree, l->sel, l->nsel, 1, err);
+}
+
+/* Layer k of the chain: its manifest loaded (the target's is at hand), indexed, applied. */
+static int run_layer(const struct restore *r, size_t k, struct ws_repo *repo,
+                     const struct ws_tree *tree, const struct ws_bundle_opts *bo,
+                     const uint8_t *want, struct ws_error *err)
+{
+    struct ws_manifest m = {0};
+    struct layer l = {0};
+    int rc;
+
+    l.r = r;
+    l.k = k;
+    l.m = r->m;
+    if (k + 1 < r->nchain) {
+        if ((rc = ws_manifest_load(repo, r->kr, r->chain[k], &m, err)) != 0) {
+            ws_error_prefix(err, "backup %s cannot be restored: backup %s of its chain", r->m->id,
+                            r->chain[k]);
+            goto out;
+        }
+        l.m = &m;
+        if (!(l.by_path = malloc((m.nfiles ? m.nfiles : 1) * sizeof(*l.by_path)))) {
+            rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < m.nfiles; i++)
+            l.by_path[i] = &m.files[i];
+        qsort(l.by_path, m.nfiles, sizeof(*l.by_path), cmp_record);
+    }
+    if ((rc = select_records(&l, want, err)) != 0)
+        goto out;
+    ws_log_info("backup %s: applying layer %zu of %zu (backup %s, %zu records)", r->m->id, k + 1,
+                r->nchain, r->chain[k], l.nsel);
+    rc = apply_layer(&l, repo, tree, bo, err);
+out:
+    free(l.sel);
+    free(l.by_path);
+    ws_manifest_free(&m);
+    return rc;
+}
+
+/* ---- the finished files: size, attributes, read back ------------------------------------- */
+
+/* *match: fd's content has f's size and SHA-256. buf: READ_BUF bytes. */
+int ws_restore_file_matches(int fd, const struct ws_bfile *f, uint8_t *buf, int *match,
+                            struct ws_error *err)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    uint8_t digest[32];
+    uint64_t off = 0;
+    int rc = 0;
+
+    *match = 0;
+    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+        goto out;
+    }
+    for (;;) {
+        ssize_t n = ws_pread_full(fd, buf, READ_BUF, (off_t)off);
+        if (n < 0) {
+            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not read file \"%s\"", f->path);
+            goto out;
+        }
+        if (n == 0 || (off += (uint64_t)n) > f->size)
+            break;
+        if (EVP_DigestUpdate(md, buf, (size_t)n) != 1) {
+            rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+            goto out;
+        }
+    }
+    if (off != f->size)
+        goto out;
+    if (EVP_DigestFinal_ex(md, digest, NULL) != 1) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+        goto out;
+    }
+    *match = memcmp(digest, f->sha256, 32) == 0;
+out:
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+struct file_job {
+    const struct restore *r;
+    const struct ws_tree *tree;
+    ws_restore_file_fn fn;
+    void *arg;
+    struct ws_tree_cursor *cursors; /* one per worker */
+    uint8_t **bufs;                 /* one READ_BUF per worker */
+};
+
+static int file_task(void *arg, struct ws_pool_worker *w, size_t i, struct ws_error *err)
+{
+    struct file_job *j = arg;
+    int rc = j->fn(j->arg, j->tree, &j->cursors[w->index], j->bufs[w->index], i, err);
+
+    if (rc == 0)
+        ws_pool_progress(w, j->r->m->files[i].size);
+    return rc;
+}
+
+int ws_restore_each_file(const struct restore *r, struct ws_repo *repo, const struct ws_tree *tree,
+                         ws_restore_file_fn fn, void *arg, struct ws_error *err)
+{
+    struct file_job j = {r, tree, fn, arg, NULL, NULL};
+    struct ws_pool_params pp = {0};
+    size_t workers =
+               ws_pool_size(r->o->parallel > 0 ? r->o->parallel : r->cfg->parallel, r->m->nfiles),
+           i;
+    int rc = 0;
+
+    if (!(j.cursors = calloc(workers, sizeof(*j.cursors))) ||
+        !(j.bufs = calloc(workers, sizeof(*j.bufs)))) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    for (i = 0; i < workers; i++) {
+        j.cursors[i].fd = -1;
+        if (!(j.bufs[i] = malloc(READ_BUF))) {
+            rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+            goto out;
+        }
+    }
+    pp.cfg = r->cfg;
+    pp.env = r->env;
+    pp.repo = repo;
+    pp.workers = workers;
+    pp.ntasks = r->m->nfiles;
+    pp.task = file_task;
+    pp.arg = &j;
+    pp.progress = r->o->progress;
+    pp.total_bytes = r->m->bytes;
+    rc = ws_pool_run(&pp, err);
+out:
+    for (i = 0; j.cursors && i < workers; i++)
+        ws_tree_cursor_close(&j.cursors[i]);
+    for (i = 0; j.bufs && i < workers; i++)
+        free(j.bufs[i]);
+    free(j.cursors);
+    free(j.bufs);
+    return rc;
+}
+
+struct finish {
+    const struct restore *r;
+    const uint8_t *want;
+};
+
+/* File i of the target, when rebuilt from its chain: cut to its size, given its mode and mtime,
+ * and read back against its SHA-256. */
+static int finish_file(void *arg, const struct ws_tree *tree, struct ws_tree_cursor *c,
+                       uint8_t *buf, size_t i, struct ws_error *err)
+{
+    const struct finish *fin = arg;
+    const struct ws_bfile *f = &fin->r->m->files[i];
+    struct timespec ts[2] = {{f->mtime, 0}, {f->mtime, 0}};
+    int fd = -1, rc, match = 0;
+
+    if (f->kind == WS_BFILE_WHOLE || (fin->want && !fin->want[i]))
+        return 0;
+    if ((rc = ws_tree_open(tree, c, f->path, O_RDWR, 0, &fd, err)) != 0)
+        return rc;
+    if (ftruncate(fd, (off_t)f->size) != 0 ||
+        fchmod(fd, ws_bundle_file_mode(f->mode, fin->r->group_access)) != 0) {
+        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not set attributes of \"%s/%s\"",
+                             tree->name, f->path);
+        goto out;
+    }
+    if ((rc = ws_restore_file_matches(fd, f, buf, &match, err)) != 0)
+        goto out;
+    if (!match) {
+        rc = ws_error_set(err, WS_ERR_CORRUPT,
+                          "restored file \"%s\": size or SHA-256 differs from backup %s's record "
+                          "after its chain was applied",
+                          f->path, fin->r->m->id);
+        goto out;
+    }
+    if (futimens(fd, ts) != 0)
+        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not set attributes of \"%s/%s\"",
+                             tree->name, f->path);
+out:
+    if (close(fd) != 0 && rc == 0)
+        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s/%s\"", tree->name,
+                             f->path);
+    return rc;
+}
+
+int ws_restore_chain(const struct restore *r, struct ws_repo *repo, const struct ws_tree *tree,
+                     const struct ws_bundle_opts *bo, const uint8_t *want, struct ws_error *err)
+{
+    size_t first = r->nchain - 1, j;
+    int rc;
+
+    /* layers older than the oldest base of a file wanted have nothing to give */
+    for (size_t i = 0; i < r->m->nfiles; i++) {
+        if (want && !want[i])
+            continue;
+        if ((rc = base_layer(r, &r->m->files[i], &j, err)) != 0)
+            return rc;
+        if (j < first)
+            first = j;
+    }
+    for (size_t k = first; k < r->nchain; k++)
+        if ((rc = run_layer(r, k, repo, tree, bo, want, err)) != 0)
+            return rc;
+    {
+        struct finish fin = {r, want};
+        return ws_restore_each_file(r, repo, tree, finish_file, &fin, err);
+    }
+}
