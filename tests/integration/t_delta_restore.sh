@@ -22,7 +22,7 @@
 . "$(dirname "$0")/lib.sh"
 setup_tmp
 
-KILLS=${KILL_TRIALS:-6}
+KILLS=${KILL_TRIALS:-4}
 KEY=$T/walsafe.key
 CONF=$T/walsafe.conf
 PGD=$T/primary
@@ -36,9 +36,9 @@ archiving_cluster "$PGD" "$CONF" --wal-segsize=1
 backup_conf "$CONF" "$PGD" "$PORT" "encrypt_key_file = '$KEY'" "compress = none" "parallel = 2"
 sql "$PORT" "alter system set autovacuum = off" && sql "$PORT" "alter system set fsync = off" &&
     sql "$PORT" "select pg_reload_conf()" >/dev/null || die "could not set autovacuum and fsync off"
-pgbench_run "$PORT" -i -q -s 2 || die "pgbench -i failed"
+pgbench_run "$PORT" -i -q -s 1 || die "pgbench -i failed"
 sql "$PORT" "create table t_big (id int primary key, pad text);
-             insert into t_big select g, repeat(md5(g::text), 4) from generate_series(1, 100000) g;
+             insert into t_big select g, repeat(md5(g::text), 4) from generate_series(1, 60000) g;
              create table t_keep (id int primary key, pad text);
              insert into t_keep select g, md5(g::text) from generate_series(1, 20000) g;
              create table t_drop (id int, pad text);
@@ -63,10 +63,14 @@ for i in 1 2; do
     d=$(($(now_ms) - t0))
     [ "$d" -ge "$DUR" ] || DUR=$d
 done
-killed=0
-for k in $(seq 1 "$KILLS"); do
+# KILLS kills, the i-th at a moment in the i-th KILLS-th of the span: DUR, but no longer than the
+# earliest moment at which a create had already finished (such a trial is repeated, up to KILLS
+# more times).
+killed=0 fin_min=$DUR k=0
+while [ "$killed" -lt "$KILLS" ] && [ "$k" -lt $((2 * KILLS)) ]; do
+    k=$((k + 1))
     pgbench_run "$PORT" -n -c 2 -t 30 || die "pgbench failed"
-    at=$((((k - 1) * DUR + RANDOM % DUR) / KILLS))
+    at=$(((killed * fin_min + RANDOM % fin_min) / KILLS))
     before=$(backup_dirs)
     "${AS_PG[@]}" "$BASEBACKUP" --config "$CONF" -v create --fast --type incr --label "kill-$k" \
         >"$T/kill.out" 2>"$T/kill.err" &
@@ -88,6 +92,7 @@ for k in $(seq 1 "$KILLS"); do
         fi
     else
         note "create ended before the kill at $at ms (status $st)"
+        [ "$at" -ge "$fin_min" ] || fin_min=$((at > 1 ? at : 1))
     fi
     if [ $((k % 2)) = 1 ]; then type=incr; else type=full; fi
     bb_create "$CONF" --type "$type" --label "after-kill-$k"
@@ -99,7 +104,7 @@ for k in $(seq 1 "$KILLS"); do
         fi
     fi
 done
-[ "$killed" -ge $((KILLS / 2)) ] || fail "only $killed of $KILLS creates were killed while running"
+[ "$killed" -ge $((KILLS / 2)) ] || fail "only $killed of $k creates were killed while running"
 last=$(sql "$PORT" "select pg_walfile_name(pg_switch_wal())") || die "pg_switch_wal failed"
 wait_archived "$PORT" "$last" 60 || die "archiving did not catch up"
 bb --config "$CONF" verify --all
@@ -118,13 +123,14 @@ RARGS=(--backup "$B" --target-immediate --target-action promote)
 bb_restore "$CONF" "$T/r_ref" "${RARGS[@]}" || die "the ordinary restore of $B failed"
 
 # listing DIR: "path type mode size sha256" of everything under DIR but what PostgreSQL leaves
-# out of base backups (create.c's list), sorted.
-EXCLUDED='^(pg_wal|pg_dynshmem|pg_notify|pg_replslot|pg_serial|pg_snapshots|pg_stat_tmp|pg_subtrans)/|^(postmaster\.pid|postmaster\.opts|backup_label\.old|tablespace_map\.old|current_logfiles|standby\.signal)$|(^|/)pg_internal\.init$|(^|/)pgsql_tmp'
+# out of base backups (backup/exclude.c's list), sorted.
+EXCLUDED='^(pg_wal|pg_dynshmem|pg_notify|pg_replslot|pg_serial|pg_snapshots|pg_stat_tmp|pg_subtrans)/|^(postmaster\.pid|postmaster\.opts|backup_label\.old|tablespace_map\.old|current_logfiles|standby\.signal)( |$)|(^|/)pg_internal\.init( |$)|(^|/)pgsql_tmp'
 listing() {
     (cd "$1" && find . -mindepth 1 -printf '%P %y %m %s\n' | grep -v -E "$EXCLUDED" |
-        while read -r p y m s; do
-            if [ "$y" = f ]; then echo "$p f $m $s $(sha256sum <"$p" | cut -c1-64)"; else echo "$p $y $m"; fi
-        done) | LC_ALL=C sort
+        awk '$2 == "f" {print; next} {print $1, $2, $3}' | LC_ALL=C sort >"$T/.meta" &&
+        awk '$2 == "f" {print $1}' "$T/.meta" | tr '\n' '\0' | xargs -0 -r sha256sum |
+        awk '{print $2, $1}' | LC_ALL=C sort >"$T/.sums" &&
+        LC_ALL=C join -a 1 "$T/.meta" "$T/.sums")
 }
 # stamps DIR: "path inode mtime" of every file under DIR, sorted.
 stamps() { (cd "$1" && find . -type f -printf '%P %i %T@\n') | LC_ALL=C sort; }
@@ -162,6 +168,7 @@ sql "$RPORT" "update t_big set pad = 'diverged' where id % 10 = 0;
               create table t_new as select generate_series(1, 3000) id;
               drop table t_drop" || die "could not change the copy"
 KEEP_PATH=$(sql "$RPORT" "select pg_relation_filepath('t_keep')") || die "psql failed"
+BIG_PATH=$(sql "$RPORT" "select pg_relation_filepath('t_big')") || die "psql failed"
 DB_DIR=${KEEP_PATH%/*}
 pg_stop "$D"
 truncate -s 8192 "$D/$KEEP_PATH" || die "truncate $KEEP_PATH"
@@ -171,8 +178,10 @@ chown postgres: "$D/$DB_DIR/999999" "$D/stray.txt"
 CASE="delta restore"
 listing "$D" >"$T/before.list"
 stamps "$D" >"$T/before.stamps"
-# the files that already match the backup's: in both listings with the same line
-LC_ALL=C comm -12 "$T/ref.list" "$T/before.list" | awk '$2 == "f" {print $1}' >"$T/matching"
+# the files that already match the backup's: in both listings with the same line (but
+# postgresql.auto.conf, where every restore writes the recovery settings)
+LC_ALL=C comm -12 "$T/ref.list" "$T/before.list" |
+    awk '$2 == "f" && $1 != "postgresql.auto.conf" {print $1}' >"$T/matching"
 n_match=$(wc -l <"$T/matching")
 n_ref=$(awk '$2 == "f"' "$T/ref.list" | wc -l)
 note "$n_match of $n_ref files of the backup already match in the diverged copy"
@@ -215,9 +224,20 @@ assert_err_regex "system identifier|$SYSID" "restore --delta onto another system
     fail "restore --delta refused another system's directory but changed its pg_control"
 
 CASE="delta restore killed"
-killed=0
-for k in $(seq 1 "$KILLS"); do
-    at=$((((k - 1) * DELTA_MS + RANDOM % DELTA_MS) * 12 / 10 / KILLS))
+# damage: work for every run (a run that finished leaves nothing to do): zz_padding overwritten,
+# t_big's file cut in half (if a killed run has not removed it), as after a bad deploy
+damage() {
+    head -c $((32 * 1024 * 1024)) /dev/urandom >"$D/zz_padding" || die "could not write $D/zz_padding"
+    [ ! -f "$D/$BIG_PATH" ] || truncate -s $(($(stat -c %s "$D/$BIG_PATH") / 16384 * 8192)) "$D/$BIG_PATH" ||
+        die "could not truncate $D/$BIG_PATH"
+}
+# KILLS kills spread over DELTA_MS as the creates' were over DUR (a finished run shortens the span)
+killed=0 fin_min=$DELTA_MS k=0
+while [ "$killed" -lt "$KILLS" ] && [ "$k" -lt $((2 * KILLS)) ]; do
+    k=$((k + 1))
+    damage
+    listing "$D" >"$T/untouched.list"
+    at=$(((killed * fin_min + RANDOM % fin_min) / KILLS))
     "${AS_PG[@]}" "$BASEBACKUP" --config "$CONF" restore --delta --pgdata "$D" "${RARGS[@]}" \
         >"$T/dkill.out" 2>"$T/dkill.err" &
     pid=$!
@@ -228,17 +248,19 @@ for k in $(seq 1 "$KILLS"); do
     if [ "$st" = 137 ]; then
         killed=$((killed + 1))
         note "restore --delta killed after $at ms"
-        # PostgreSQL must not be able to start an unfinished directory
+        # PostgreSQL must not be able to start a directory the run had begun to change
         if [ -e "$D/global/pg_control" ]; then
             listing "$D" >"$T/got.list"
-            cmp -s "$T/ref.list" "$T/got.list" ||
-                fail "a killed restore --delta (after $at ms) left global/pg_control in an unfinished directory"
+            cmp -s "$T/ref.list" "$T/got.list" || cmp -s "$T/untouched.list" "$T/got.list" ||
+                fail "a killed restore --delta (after $at ms) left global/pg_control in a directory it had changed"
         fi
     else
         note "restore --delta ended before the kill at $at ms (status $st: $(head -c 200 "$T/dkill.err"))"
+        [ "$at" -ge "$fin_min" ] || fin_min=$((at > 1 ? at : 1))
     fi
 done
-[ "$killed" -ge $((KILLS / 2)) ] || fail "only $killed of $KILLS delta restores were killed while running"
+[ "$killed" -ge $((KILLS / 2)) ] || fail "only $killed of $k delta restores were killed while running"
+damage
 bb --config "$CONF" restore --delta --pgdata "$D" "${RARGS[@]}"
 if assert_rc 0 "restore --delta after the kills"; then
     same_as_ref "$D" "after the kills and one more restore --delta"
