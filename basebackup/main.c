@@ -17,7 +17,8 @@ static const char usage[] =
     "basebackup takes, lists, restores and verifies base backups in the walsafe repository.\n"
     "\n"
     "Usage:\n"
-    "  basebackup [OPTIONS] create [--label TEXT] [--fast] [--parallel N] [--progress]\n"
+    "  basebackup [OPTIONS] create [--type full|diff|incr] [--label TEXT] [--fast]\n"
+    "             [--parallel N] [--progress]   (--type: default backup_type, else full)\n"
     "  basebackup [OPTIONS] list [--json]\n"
     "  basebackup [OPTIONS] restore --pgdata DIR [--backup ID|latest]\n"
     "             [--target-time TS | --target-lsn LSN | --target-xid XID |\n"
@@ -38,6 +39,7 @@ static const char usage[] =
 struct opts {
     const char *cmd;
     struct ws_backup_opts create;
+    int type; /* --type: an enum ws_backup_type, or -1 */
     struct ws_restore_opts restore;
     struct ws_tblspc_map maps[MAX_MAPS];
     char map_from[MAX_MAPS][4096]; /* the OLDDIR part of each --tablespace-map */
@@ -113,6 +115,13 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
             return 1;
         }
     }
+    if (strcmp(opt, "--type") == 0) {
+        if (!next || (o->type = ws_backup_type_parse(next)) < 0)
+            return ws_error_set(err, WS_ERR_USAGE, "--type must be full, diff or incr (got \"%s\")",
+                                next ? next : "");
+        *used = 1;
+        return 1;
+    }
     if (strcmp(opt, "--label") && strcmp(opt, "--parallel") && strcmp(opt, "--pgdata") &&
         strcmp(opt, "--backup") && strcmp(opt, "--target-action") &&
         strcmp(opt, "--tablespace-map"))
@@ -179,8 +188,8 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
     const char *c = o->cmd;
     int is_create = strcmp(c, "create") == 0, is_restore = strcmp(c, "restore") == 0;
 
-    if ((o->create.label || o->create.fast) && !is_create)
-        return usage_error(err, "--label and --fast apply to create, not to %s", c);
+    if ((o->create.label || o->create.fast || o->type >= 0) && !is_create)
+        return usage_error(err, "--type, --label and --fast apply to create, not to %s", c);
     if (o->create.parallel && !is_create && !is_restore)
         return usage_error(err, "--parallel applies to create and restore, not to %s", c);
     if (o->create.progress && !is_create && !is_restore)
@@ -248,6 +257,7 @@ int main(int argc, char **argv)
     int action, status = 1, i, rc;
 
     memset(&o, 0, sizeof(o));
+    o.type = -1;
     ws_cli_start("basebackup");
     ws_config_init(&cfg);
     o.restore.maps = o.maps;
@@ -296,6 +306,8 @@ int main(int argc, char **argv)
         goto out;
     }
     o.restore.config_path = cfg.config_file;
+    if (o.type >= 0)
+        cfg.backup_type = o.type; /* the option wins over the config key */
     if (strcmp(o.cmd, "create") == 0)
         rc = ws_backup_create(&cfg, &env, &o.create, &err);
     else if (strcmp(o.cmd, "list") == 0)

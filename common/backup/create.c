@@ -9,11 +9,20 @@
  * manifest last, then wait until every WAL segment from start to stop is in the repository.
  * Only then is the id printed.
  *
- * Workers share nothing but the pool's file queue, the bundle counter, the byte counters and
- * (under a mutex) the manifest's bad pages; each writes its own bundle through its own storage
- * handle. The first error stops every worker; on failure the objects already written are
- * removed (best effort: wal-prune removes what remains, since a backup without a manifest is
- * never listed as complete).
+ * Every relation file's block digests go to the worker's map object (blockmap.h). A diff or incr
+ * backup first chooses its reference (the catalog; without a usable one it is a full backup and
+ * one warning says why), and then a task is one map object of the reference with the relation
+ * files whose digests it holds (loaded once, one per worker at a time), or one other file. A
+ * relation file is read once: unchanged is a REF record, else its changed blocks (kept in the
+ * worker's nameless temporary file in $TMPDIR meanwhile) are a DELTA extent, or when more than
+ * half changed it is read again and stored whole; another file with the reference's size is read
+ * once for its SHA-256, and again to be stored when that differs (docs/design/incremental.md).
+ *
+ * Workers share nothing but the pool's task queue, the bundle and map counters, the byte counters
+ * and (under a mutex) the manifest's bad pages; each writes its own bundle and map object through
+ * its own storage handle. The first error stops every worker; on failure the objects already
+ * written (bundles, map objects) are removed (best effort: wal-prune removes what remains, since a
+ * backup without a manifest is never listed as complete).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -38,7 +47,10 @@
 #include "io/object.h"
 #include "pg/pgconn.h"
 #include "pg/pgpage.h"
+#include "pg/timeline.h"
 #include "pg/wal.h"
+#include "repo/blockmap.h"
+#include "repo/catalog.h"
 
 #define READ_BLOCK (1u << 20)
 
@@ -47,7 +59,7 @@ struct entry {
     uint64_t size;
     uint32_t mode;
     int64_t mtime;
-    int checksummed; /* relation file whose pages carry checksums */
+    int relation; /* a relation file (pgpage.h): pages with checksums, digested block by block */
     uint32_t segno;
 };
 
@@ -78,7 +90,7 @@ static int add_file(struct walk *w, const char *rel, const struct stat *st)
     e->size = (uint64_t)st->st_size;
     e->mode = st->st_mode & 07777;
     e->mtime = st->st_mtime;
-    e->checksummed = ws_pg_relation_file(rel, &e->segno);
+    e->relation = ws_pg_relation_file(rel, &e->segno);
     w->total += e->size;
     w->nfiles++;
     return 0;
@@ -248,14 +260,39 @@ struct bundle_out {
     uint64_t len;
 };
 
+/* The map object a worker is writing (blockmap.h): whole files' digests, streamed. */
+struct map_out {
+    struct ws_sink *sink; /* NULL: none open */
+    uint32_t no;
+    uint64_t count; /* digests in it */
+};
+
 struct cworker {
     struct bundle_out out;
-    uint8_t *buf; /* READ_BLOCK bytes */
+    struct map_out map;
+    uint8_t *buf;     /* READ_BLOCK bytes */
+    uint8_t *digests; /* of the file at hand, before they go to the map object */
+    size_t ndigests, capdigests;
+    uint32_t *changed; /* its blocks that differ from the reference's version */
+    size_t nchanged, capchanged;
+    int spill; /* those blocks' bytes (a temporary file), -1: none yet */
+    uint64_t spill_len;
+    uint8_t *refmap; /* the reference's map object of the task at hand */
+    size_t refmap_len;
+};
+
+/* A pool task: files order[first .. first+n) (several: the relation files whose reference
+ * digests lie in map object ref_map, in their order there; else one file, ref_map -1). */
+struct ctask {
+    size_t first, n;
+    int64_t ref_map;
+    uint64_t bytes;
 };
 
 struct job {
     const struct ws_config *cfg;
     const struct ws_key *key;
+    const struct ws_keyring *kr;
     const char *id;
     const char *pgdata;
     uint64_t start_lsn;
@@ -263,54 +300,102 @@ struct job {
     int zstd_workers;
     struct entry *files;
     size_t nfiles;
+    const struct ws_manifest *ref;  /* the reference (diff, incr), or NULL */
+    const struct ws_bfile **ref_of; /* per file: the reference's record of its path, or NULL */
+    size_t *order;
+    struct ctask *tasks;
+    size_t ntasks;
     struct ws_bfile *results; /* one per file; path NULL when the file vanished */
     struct cworker *workers;  /* one per pool worker */
     size_t nworkers;
-    atomic_uint_fast32_t next_bundle;
+    atomic_uint_fast32_t next_bundle, next_map;
     atomic_uint_fast64_t stored_bytes;
     pthread_mutex_t lock; /* bad pages are added to m under it */
     struct ws_manifest *m;
 };
 
-static int bundle_open(struct job *j, struct bundle_out *b, struct ws_error *err)
+/* A new object writer for key into *out (compressed as configured when compress). */
+static int object_open(struct job *j, const struct ws_repo *repo, const char *key, int compress,
+                       struct ws_sink **out, struct ws_error *err)
 {
     struct ws_object_params p = {0};
     struct ws_sink *put = NULL;
-    char key[256];
     int rc;
 
-    b->no = (uint32_t)atomic_fetch_add(&j->next_bundle, 1);
-    ws_backup_bundle_key(b->repo, j->id, b->no, key, sizeof(key));
-    if ((rc = ws_storage_open_put(b->repo->st, key, 0, &put, err)) != 0)
+    if ((rc = ws_storage_open_put(repo->st, key, 0, &put, err)) != 0)
         return rc;
     p.name = key;
-    p.compress = j->cfg->compress;
+    p.compress = compress ? j->cfg->compress : WS_COMPRESS_NONE;
     p.level = j->cfg->compress_level;
-    p.workers = j->zstd_workers;
+    p.workers = compress ? j->zstd_workers : 0;
     p.content_size = -1;
     p.key = j->key;
-    p.no_digest = 1; /* every file's SHA-256 is in the manifest */
-    if ((rc = ws_object_writer_new(put, &p, &b->sink, err)) != 0)
-        return rc;
+    p.no_digest = 1; /* every file's SHA-256 is in the manifest; digests are checked by count */
+    return ws_object_writer_new(put, &p, out, err);
+}
+
+/* Finishes a writer (adding its stored bytes), or frees it unfinished after a failure. */
+static int object_close(struct job *j, struct ws_sink **s, int failed, struct ws_error *err)
+{
+    struct ws_object_info info;
+    int rc = 0;
+
+    if (!*s)
+        return 0;
+    if (!failed && (rc = ws_sink_finish(*s, err)) == 0) {
+        ws_object_writer_info(*s, &info);
+        atomic_fetch_add(&j->stored_bytes, info.stored_len);
+    }
+    ws_sink_free(*s);
+    *s = NULL;
+    return rc;
+}
+
+static int bundle_open(struct job *j, struct bundle_out *b, struct ws_error *err)
+{
+    char key[256];
+
+    b->no = (uint32_t)atomic_fetch_add(&j->next_bundle, 1);
     b->len = 0;
-    return 0;
+    ws_backup_bundle_key(b->repo, j->id, b->no, key, sizeof(key));
+    return object_open(j, b->repo, key, 1, &b->sink, err);
 }
 
 static int bundle_close(struct job *j, struct bundle_out *b, struct ws_error *err)
 {
-    struct ws_object_info info;
+    return object_close(j, &b->sink, 0, err);
+}
+
+/* The worker's bundle, opened when it has none. */
+static int bundle_ready(struct job *j, struct bundle_out *b, struct ws_error *err)
+{
+    return b->sink ? 0 : bundle_open(j, b, err);
+}
+
+/* Appends the file's digests (cw->digests) to the worker's map object and names them in r. */
+static int map_record(struct job *j, struct cworker *cw, struct ws_bfile *r, struct ws_error *err)
+{
+    struct map_out *mo = &cw->map;
+    char key[256];
     int rc;
 
-    if (!b->sink)
-        return 0;
-    rc = ws_sink_finish(b->sink, err);
-    if (rc == 0) {
-        ws_object_writer_info(b->sink, &info);
-        atomic_fetch_add(&j->stored_bytes, info.stored_len);
+    if (!mo->sink) {
+        mo->no = (uint32_t)atomic_fetch_add(&j->next_map, 1);
+        mo->count = 0;
+        ws_backup_map_key(cw->out.repo, j->id, mo->no, key, sizeof(key));
+        if ((rc = object_open(j, cw->out.repo, key, 0, &mo->sink, err)) != 0)
+            return rc;
     }
-    ws_sink_free(b->sink);
-    b->sink = NULL;
-    return rc;
+    if (cw->ndigests &&
+        (rc = ws_sink_write(mo->sink, cw->digests, cw->ndigests * WS_BLOCK_DIGEST_SIZE, err)) != 0)
+        return rc;
+    r->has_map = 1;
+    r->map = mo->no;
+    r->map_index = mo->count;
+    mo->count += cw->ndigests;
+    if (mo->count * WS_BLOCK_DIGEST_SIZE >= WS_MAP_TARGET)
+        return object_close(j, &mo->sink, 0, err);
+    return 0;
 }
 
 struct badpage_ctx {
@@ -373,22 +458,124 @@ static int next_piece(struct job *j, struct bundle_out *b, struct ws_bfile *r, u
     return 0;
 }
 
-/* Reads the open file fd into the worker's bundle: SHA-256, page checksums, pieces. */
-static int copy_content(struct job *j, struct cworker *cw, struct ws_pool_worker *pw,
-                        const struct entry *e, struct ws_bfile *r, struct badpage_ctx *bp,
-                        const char *abs, struct ws_error *err)
+/* What one read of a file does besides its SHA-256. */
+struct pass {
+    int store;          /* append its bytes to the worker's bundle (a whole copy, in pieces) */
+    int check;          /* check page checksums (the first read of a file only) */
+    int digest;         /* a relation file: digest every block into cw->digests */
+    const uint8_t *ref; /* the reference's digests of the file: blocks that differ, or lie past
+                           its nref, go to cw->changed and their bytes to the spill file */
+    uint64_t nref;
+    int progress; /* count the bytes for the progress line (the first read only) */
+};
+
+static int grow_array(void **p, size_t *cap, size_t need, size_t sz, struct ws_error *err)
+{
+    size_t c = *cap ? *cap : 64;
+    void *q;
+
+    if (need <= *cap)
+        return 0;
+    while (c < need)
+        c *= 2;
+    if (!(q = realloc(*p, c * sz)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+/* The spill file: a nameless temporary file in $TMPDIR (else /tmp). */
+static int spill_write(struct cworker *cw, const uint8_t *p, size_t n, struct ws_error *err)
+{
+    const char *dir = getenv("TMPDIR");
+
+    if (!dir || !*dir)
+        dir = "/tmp";
+    if (cw->spill < 0 && (cw->spill = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600)) < 0)
+        return ws_error_setsys(err, WS_ERR_IO, errno,
+                               "could not create a temporary file in \"%s\" (TMPDIR)", dir);
+    while (n > 0) {
+        ssize_t w = pwrite(cw->spill, p, n, (off_t)cw->spill_len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return ws_error_setsys(err, WS_ERR_IO, w < 0 ? errno : ENOSPC,
+                                   "could not write a temporary file in \"%s\"", dir);
+        p += w;
+        n -= (size_t)w;
+        cw->spill_len += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* Digests the blocks of buf (n bytes at file offset off) and, against the reference's, keeps
+ * the blocks that differ. */
+static int digest_blocks(struct cworker *cw, const struct pass *p, uint64_t off, size_t n,
+                         struct ws_error *err)
+{
+    size_t at, nb = (n + WS_PG_BLCKSZ - 1) / WS_PG_BLCKSZ;
+    int rc;
+
+    if ((rc = grow_array((void **)&cw->digests, &cw->capdigests, cw->ndigests + nb,
+                         WS_BLOCK_DIGEST_SIZE, err)) != 0)
+        return rc;
+    for (at = 0; at < n; at += WS_PG_BLCKSZ) {
+        size_t len = n - at < WS_PG_BLCKSZ ? n - at : WS_PG_BLCKSZ;
+        uint64_t block = (off + at) / WS_PG_BLCKSZ;
+        uint8_t *d = cw->digests + cw->ndigests++ * WS_BLOCK_DIGEST_SIZE;
+        ws_block_digest(cw->buf + at, len, d);
+        if (!p->ref || (block < p->nref && memcmp(d, p->ref + block * WS_BLOCK_DIGEST_SIZE,
+                                                  WS_BLOCK_DIGEST_SIZE) == 0))
+            continue;
+        if ((rc = grow_array((void **)&cw->changed, &cw->capchanged, cw->nchanged + 1,
+                             sizeof(*cw->changed), err)) != 0 ||
+            (rc = spill_write(cw, cw->buf + at, len, err)) != 0)
+            return rc;
+        cw->changed[cw->nchanged++] = (uint32_t)block;
+    }
+    return 0;
+}
+
+/* Stores buf (n bytes at file offset off) in the worker's bundle, a new piece at every
+ * WS_PIECE_SIZE boundary. */
+static int store_bytes(struct job *j, struct cworker *cw, struct ws_bfile *r, uint64_t off,
+                       size_t n, struct ws_error *err)
 {
     struct bundle_out *b = &cw->out;
+    int rc;
+
+    if (off > 0 && off % WS_PIECE_SIZE == 0 && (rc = next_piece(j, b, r, off, err)) != 0)
+        return rc;
+    if ((rc = ws_sink_write(b->sink, cw->buf, n, err)) != 0)
+        return rc;
+    b->len += n;
+    if (r->npieces)
+        r->pieces[r->npieces - 1].length += n;
+    return 0;
+}
+
+/* Reads the open file bp->fd once from its start: SHA-256 and size into r, and what p asks. */
+static int read_pass(struct job *j, struct cworker *cw, struct ws_pool_worker *pw,
+                     const struct entry *e, struct ws_bfile *r, struct badpage_ctx *bp,
+                     const char *abs, const struct pass *p, struct ws_error *err)
+{
     EVP_MD_CTX *md = NULL;
     uint64_t off = 0;
     int rc = 0;
 
+    cw->ndigests = cw->nchanged = 0;
+    cw->spill_len = 0;
     if (!(md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "could not initialize SHA-256");
         goto out;
     }
-    r->bundle = b->no;
-    r->offset = b->len;
+    if (p->store) {
+        if ((rc = bundle_ready(j, &cw->out, err)) != 0)
+            goto out;
+        r->bundle = cw->out.no;
+        r->offset = cw->out.len;
+    }
     for (;;) {
         ssize_t n = ws_pread_full(bp->fd, cw->buf, READ_BLOCK, (off_t)off);
         if (n < 0) {
@@ -397,22 +584,19 @@ static int copy_content(struct job *j, struct cworker *cw, struct ws_pool_worker
         }
         if (n == 0)
             break;
-        if (e->checksummed && j->checksums)
+        if (p->check && e->relation && j->checksums)
             ws_pg_check_pages(cw->buf, (size_t)n, e->segno, (uint32_t)(off / WS_PG_BLCKSZ),
                               j->start_lsn, on_bad_page, bp);
         if (EVP_DigestUpdate(md, cw->buf, (size_t)n) != 1) {
             rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
             goto out;
         }
-        if (off > 0 && off % WS_PIECE_SIZE == 0 && (rc = next_piece(j, b, r, off, err)) != 0)
+        if ((p->digest && (rc = digest_blocks(cw, p, off, (size_t)n, err)) != 0) ||
+            (p->store && (rc = store_bytes(j, cw, r, off, (size_t)n, err)) != 0))
             goto out;
-        if ((rc = ws_sink_write(b->sink, cw->buf, (size_t)n, err)) != 0)
-            goto out;
-        b->len += (uint64_t)n;
-        if (r->npieces)
-            r->pieces[r->npieces - 1].length += (uint64_t)n;
         off += (uint64_t)n;
-        ws_pool_progress(pw, (uint64_t)n);
+        if (p->progress)
+            ws_pool_progress(pw, (uint64_t)n);
         if ((size_t)n < READ_BLOCK)
             break;
     }
@@ -426,20 +610,126 @@ out:
     return rc;
 }
 
-/* A pool task: copies file idx into the worker's bundle. A file that vanished is skipped (its
- * result's path stays NULL). */
-static int copy_file(void *arg, struct ws_pool_worker *pw, size_t idx, struct ws_error *err)
+/* The base of a DELTA or REF record whose reference record is ref (manifest.h). */
+static void set_base(const struct job *j, const struct ws_bfile *ref, struct ws_bfile *r)
 {
-    struct job *j = arg;
-    struct cworker *cw = &j->workers[pw->index];
+    memcpy(r->base, ref->kind == WS_BFILE_WHOLE ? j->ref->id : ref->base, sizeof(r->base));
+}
+
+static void put_be(uint8_t *p, uint64_t v, int bytes)
+{
+    while (bytes-- > 0) {
+        p[bytes] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+/* Writes the delta extent (blockmap.h) of the changed blocks, from the spill file, into the
+ * worker's bundle. */
+static int store_delta(struct job *j, struct cworker *cw, struct ws_bfile *r, struct ws_error *err)
+{
+    struct bundle_out *b = &cw->out;
+    uint8_t hdr[WS_DELTA_HEADER], num[4];
+    uint64_t done = 0;
+    size_t i;
+    int rc;
+
+    if ((rc = bundle_ready(j, b, err)) != 0)
+        return rc;
+    r->kind = WS_BFILE_DELTA;
+    r->bundle = b->no;
+    r->offset = b->len;
+    r->length = WS_DELTA_HEADER + 4 * (uint64_t)cw->nchanged + cw->spill_len;
+    put_be(hdr, r->size, 8);
+    put_be(hdr + 8, cw->nchanged, 4);
+    if ((rc = ws_sink_write(b->sink, hdr, sizeof(hdr), err)) != 0)
+        return rc;
+    for (i = 0; i < cw->nchanged; i++) {
+        put_be(num, cw->changed[i], 4);
+        if ((rc = ws_sink_write(b->sink, num, sizeof(num), err)) != 0)
+            return rc;
+    }
+    while (done < cw->spill_len) {
+        size_t want =
+            cw->spill_len - done < READ_BLOCK ? (size_t)(cw->spill_len - done) : READ_BLOCK;
+        if (ws_pread_full(cw->spill, cw->buf, want, (off_t)done) != (ssize_t)want)
+            return ws_error_setsys(err, WS_ERR_IO, errno, "could not read a temporary file");
+        if ((rc = ws_sink_write(b->sink, cw->buf, want, err)) != 0)
+            return rc;
+        done += want;
+    }
+    b->len += r->length;
+    if (cw->spill >= 0 && ftruncate(cw->spill, 0) != 0)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not truncate a temporary file");
+    return 0;
+}
+
+/* A relation file against its reference record ref and digests (cw->refmap): unchanged (REF),
+ * its changed blocks (DELTA), or, when more than half of them changed, whole. */
+static int copy_relation_incr(struct job *j, struct cworker *cw, struct ws_pool_worker *pw,
+                              const struct entry *e, const struct ws_bfile *ref, struct ws_bfile *r,
+                              struct badpage_ctx *bp, const char *abs, struct ws_error *err)
+{
+    uint64_t nref = ws_blockmap_blocks(ref->size, WS_PG_BLCKSZ);
+    struct pass p = {0, 1, 1, NULL, nref, 1};
+    struct pass whole = {1, 0, 1, NULL, 0, 0};
+    int rc;
+
+    if (ref->map_index > cw->refmap_len / WS_BLOCK_DIGEST_SIZE ||
+        nref > cw->refmap_len / WS_BLOCK_DIGEST_SIZE - ref->map_index)
+        return ws_error_set(err, WS_ERR_CORRUPT,
+                            "map object %" PRIu32 " of backup %s does not hold the digests of "
+                            "\"%s\"",
+                            ref->map, j->ref->id, ref->path);
+    p.ref = cw->refmap + ref->map_index * WS_BLOCK_DIGEST_SIZE;
+    if ((rc = read_pass(j, cw, pw, e, r, bp, abs, &p, err)) != 0)
+        return rc;
+    if (cw->nchanged == 0 && r->size == ref->size) {
+        r->kind = WS_BFILE_REF;
+        set_base(j, ref, r);
+        return 0;
+    }
+    if (2 * (uint64_t)cw->nchanged <= ws_blockmap_blocks(r->size, WS_PG_BLCKSZ)) {
+        set_base(j, ref, r);
+        return store_delta(j, cw, r, err);
+    }
+    return read_pass(j, cw, pw, e, r, bp, abs, &whole, err);
+}
+
+/* Any other file with a reference record of the same size: read once for its SHA-256; the same
+ * is a REF, else it is read again and stored whole. */
+static int copy_if_changed(struct job *j, struct cworker *cw, struct ws_pool_worker *pw,
+                           const struct entry *e, const struct ws_bfile *ref, struct ws_bfile *r,
+                           struct badpage_ctx *bp, const char *abs, struct ws_error *err)
+{
+    struct pass p = {0, 1, e->relation, NULL, 0, 1};
+    struct pass whole = {1, 0, e->relation, NULL, 0, 0};
+    int rc;
+
+    if ((rc = read_pass(j, cw, pw, e, r, bp, abs, &p, err)) != 0)
+        return rc;
+    if (r->size == ref->size && memcmp(r->sha256, ref->sha256, sizeof(r->sha256)) == 0) {
+        r->kind = WS_BFILE_REF;
+        set_base(j, ref, r);
+        return 0;
+    }
+    return read_pass(j, cw, pw, e, r, bp, abs, &whole, err);
+}
+
+/* Copies file idx as the reference allows (whole without one); relation files get their
+ * digests recorded. A file that vanished is skipped (its result's path stays NULL). */
+static int copy_file(struct job *j, struct cworker *cw, struct ws_pool_worker *pw, size_t idx,
+                     struct ws_error *err)
+{
     struct entry *e = &j->files[idx];
     struct ws_bfile *r = &j->results[idx];
+    const struct ws_bfile *ref = j->ref_of ? j->ref_of[idx] : NULL;
     struct badpage_ctx bp = {j, e->path, -1, e->segno, 0, {0}};
+    struct pass whole = {1, 1, e->relation, NULL, 0, 1};
     char abs[4096];
     int fd, rc = 0;
     struct stat st;
 
-    cw->out.repo = &pw->repo;
     snprintf(abs, sizeof(abs), "%s/%s", j->pgdata, e->path);
     fd = open(abs, O_RDONLY | O_NOATIME | O_CLOEXEC);
     if (fd < 0 && errno == EPERM)
@@ -452,15 +742,20 @@ static int copy_file(void *arg, struct ws_pool_worker *pw, size_t idx, struct ws
         return ws_error_setsys(err, WS_ERR_IO, errno, "could not open file \"%s\"", abs);
     }
     bp.fd = fd;
-    if (!cw->out.sink && (rc = bundle_open(j, &cw->out, err)) != 0)
-        goto out;
-    if ((rc = copy_content(j, cw, pw, e, r, &bp, abs, err)) != 0)
-        goto out;
-    if (bp.err.code) {
+    if (ref && e->relation && ref->has_map && cw->refmap)
+        rc = copy_relation_incr(j, cw, pw, e, ref, r, &bp, abs, err);
+    else if (ref && ref->size == e->size)
+        rc = copy_if_changed(j, cw, pw, e, ref, r, &bp, abs, err);
+    else
+        rc = read_pass(j, cw, pw, e, r, &bp, abs, &whole, err);
+    if (rc == 0 && bp.err.code) {
         *err = bp.err;
         rc = err->code;
-        goto out;
     }
+    if (rc == 0 && e->relation)
+        rc = map_record(j, cw, r, err);
+    if (rc != 0)
+        goto out;
     if (bp.count)
         ws_log_warning("file \"%s\": %d page(s) failed checksum verification", abs, bp.count);
     r->path = e->path;
@@ -473,18 +768,41 @@ out:
     return rc;
 }
 
-/* A worker's end: its last bundle is finished unless the backup failed; after a failure it is
- * aborted, and nothing of it stays visible. */
+/* A pool task: its files, with the reference's map object they need loaded (one at a time). */
+static int copy_task(void *arg, struct ws_pool_worker *pw, size_t t, struct ws_error *err)
+{
+    struct job *j = arg;
+    struct cworker *cw = &j->workers[pw->index];
+    const struct ctask *task = &j->tasks[t];
+    size_t k;
+    int rc = 0;
+
+    cw->out.repo = &pw->repo;
+    if (task->ref_map >= 0 &&
+        (rc = ws_blockmap_load(&pw->repo, j->kr, j->ref->id, (uint32_t)task->ref_map, &cw->refmap,
+                               &cw->refmap_len, err)) != 0)
+        return rc;
+    for (k = 0; k < task->n && rc == 0; k++)
+        rc = copy_file(j, cw, pw, j->order[task->first + k], err);
+    free(cw->refmap);
+    cw->refmap = NULL;
+    cw->refmap_len = 0;
+    return rc;
+}
+
+/* A worker's end: its last bundle and map object are finished unless the backup failed; after a
+ * failure they are aborted, and nothing of them stays visible. */
 static int copy_end(void *arg, struct ws_pool_worker *pw, struct ws_error *err)
 {
     struct job *j = arg;
     struct cworker *cw = &j->workers[pw->index];
-    int rc = 0;
+    int failed = ws_pool_failed(pw), rc;
 
-    if (!ws_pool_failed(pw))
-        rc = bundle_close(j, &cw->out, err);
-    ws_sink_free(cw->out.sink);
-    cw->out.sink = NULL;
+    rc = object_close(j, &cw->out.sink, failed, err);
+    if (rc == 0)
+        rc = object_close(j, &cw->map.sink, failed, err);
+    else
+        object_close(j, &cw->map.sink, 1, err);
     return rc;
 }
 
@@ -531,8 +849,9 @@ out:
     return rc;
 }
 
-/* Removes what a failed backup wrote (best effort). */
-static void remove_backup_objects(struct ws_repo *repo, const char *id, uint32_t nbundles)
+/* Removes what a failed backup wrote (best effort): its bundles and map objects. */
+static void remove_backup_objects(struct ws_repo *repo, const char *id, uint32_t nbundles,
+                                  uint32_t nmaps)
 {
     struct ws_error e = {0};
     char key[256];
@@ -540,6 +859,10 @@ static void remove_backup_objects(struct ws_repo *repo, const char *id, uint32_t
 
     for (b = 0; b < nbundles; b++) {
         ws_backup_bundle_key(repo, id, b, key, sizeof(key));
+        ws_storage_remove(repo->st, key, &e);
+    }
+    for (b = 0; b < nmaps; b++) {
+        ws_backup_map_key(repo, id, b, key, sizeof(key));
         ws_storage_remove(repo->st, key, &e);
     }
 }
@@ -613,8 +936,14 @@ static int parse_label_timeline(const char *label, uint32_t *tli)
     return 0;
 }
 
-/* The system identifier in global/pg_control (its first 8 bytes, native order). */
-static int control_sysid(const char *pgdata, uint64_t *sysid, struct ws_error *err)
+/* Offsets in global/pg_control (ControlFileData, the same from PostgreSQL 9.3 to 17), native
+ * byte order: the system identifier, and the timeline of the latest checkpoint
+ * (checkPointCopy.ThisTimeLineID). */
+#define CONTROL_SYSID 0
+#define CONTROL_TIMELINE 48
+
+/* len bytes of global/pg_control at off. */
+static int read_control(const char *pgdata, void *buf, size_t len, off_t off, struct ws_error *err)
 {
     char path[4096];
     int fd;
@@ -624,9 +953,9 @@ static int control_sysid(const char *pgdata, uint64_t *sysid, struct ws_error *e
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
         return ws_error_setsys(err, WS_ERR_CONFIG, errno,
                                "could not open file \"%s\" (is pgdata a data directory?)", path);
-    n = ws_pread_full(fd, sysid, sizeof(*sysid), 0);
+    n = ws_pread_full(fd, buf, len, off);
     close(fd);
-    if (n != (ssize_t)sizeof(*sysid))
+    if (n != (ssize_t)len)
         return ws_error_set(err, WS_ERR_CONFIG, "could not read file \"%s\"", path);
     return 0;
 }
@@ -642,6 +971,7 @@ struct create {
     struct ws_pg_info info;
     char *pgdata; /* resolved */
     struct ws_manifest m;
+    struct ws_manifest ref; /* the reference (diff, incr); ref.id "" when none */
     struct walk w;
     struct job j;
     int lock_init;
@@ -668,7 +998,7 @@ static int open_data_dir(struct create *c, struct ws_error *err)
     if (!c->pgdata)
         return ws_error_setsys(err, WS_ERR_CONFIG, errno, "could not resolve data directory \"%s\"",
                                cfg->pgdata && *cfg->pgdata ? cfg->pgdata : c->info.data_directory);
-    if ((rc = control_sysid(c->pgdata, &sysid, err)) != 0)
+    if ((rc = read_control(c->pgdata, &sysid, sizeof(sysid), CONTROL_SYSID, err)) != 0)
         return rc;
     if (sysid != c->info.system_identifier)
         return ws_error_set(err, WS_ERR_FOREIGN,
@@ -734,6 +1064,229 @@ static int start_backup(struct create *c, struct ws_error *err)
     return 0;
 }
 
+/* ---- the reference of a diff or incr backup (docs/design/incremental.md) ------------------ */
+
+/* Whether timeline tli, where a backup stopped at stop_lsn, is the server's timeline `current`
+ * or one it descends from at or after that point (its history file in the repository). */
+static int in_lineage(struct create *c, uint32_t current, uint32_t tli, uint64_t stop_lsn,
+                      struct ws_error *err)
+{
+    struct ws_timeline_switch *sw = NULL;
+    char name[32], key[256], *text = NULL;
+    size_t len = 0, n = 0, i;
+    int found = 0;
+
+    if (tli == current)
+        return 1;
+    snprintf(name, sizeof(name), "%08" PRIX32 ".history", current);
+    if (ws_repo_wal_key(&c->repo, name, key, sizeof(key)) != 0 ||
+        ws_repo_get_small(&c->repo, key, &c->kr, 1u << 20, &text, &len, err) != 0 ||
+        ws_timeline_history_parse(text, len, key, &sw, &n, err) != 0) {
+        free(text);
+        return 0;
+    }
+    for (i = 0; i < n; i++)
+        if (sw[i].tli == tli && sw[i].end_lsn >= stop_lsn)
+            found = 1;
+    free(sw);
+    free(text);
+    return found;
+}
+
+static const struct ws_catalog_backup *catalog_find(const struct ws_catalog *cat, const char *id)
+{
+    size_t i;
+
+    for (i = 0; i < cat->nbackups; i++)
+        if (strcmp(cat->backups[i].id, id) == 0)
+            return &cat->backups[i];
+    return NULL;
+}
+
+/* The newest complete backup (a full one for diff): by start time, then id. */
+static struct ws_catalog_backup *newest_candidate(struct ws_catalog *cat, int type)
+{
+    struct ws_catalog_backup *best = NULL;
+    size_t i;
+
+    for (i = 0; i < cat->nbackups; i++) {
+        struct ws_catalog_backup *b = &cat->backups[i];
+        if (b->status != WS_BACKUP_COMPLETE ||
+            (type == WS_BACKUP_DIFF && b->m.type != WS_BACKUP_FULL))
+            continue;
+        if (!best || b->m.start_time > best->m.start_time ||
+            (b->m.start_time == best->m.start_time && strcmp(b->id, best->id) > 0))
+            best = b;
+    }
+    return best;
+}
+
+/* Why backup b cannot be the reference (into why), or 0 when it can. */
+static int unusable(struct create *c, const struct ws_catalog *cat,
+                    const struct ws_catalog_backup *b, uint32_t tli, char *why, size_t whysz)
+{
+    const struct ws_catalog_backup *link = b;
+    struct ws_error e = {0};
+
+    if (b->m.version < 2 || b->m.block_size == 0)
+        return snprintf(why, whysz, "backup %s has no block digests (manifest version %d)", b->id,
+                        b->m.version);
+    if (b->m.pg_version / 10000 != c->info.version / 10000)
+        return snprintf(why, whysz, "backup %s is of PostgreSQL %d, the server is %d", b->id,
+                        b->m.pg_version / 10000, c->info.version / 10000);
+    if (b->m.block_size != WS_PG_BLCKSZ)
+        return snprintf(why, whysz, "backup %s has block size %" PRIu32 ", not %d", b->id,
+                        b->m.block_size, WS_PG_BLCKSZ);
+    if (!in_lineage(c, tli, b->m.timeline, b->m.stop_lsn, &e))
+        return snprintf(why, whysz,
+                        "backup %s is on timeline %" PRIu32 ", which is not in the history of "
+                        "the server's timeline %" PRIu32,
+                        b->id, b->m.timeline, tli);
+    while (link->m.type != WS_BACKUP_FULL) {
+        const char *next = link->m.reference;
+        if (!(link = catalog_find(cat, next)))
+            return snprintf(why, whysz, "backup %s of its chain is missing", next);
+        if (link->status != WS_BACKUP_COMPLETE)
+            return snprintf(why, whysz, "backup %s of its chain is %s", next,
+                            ws_backup_status_name(link->status));
+    }
+    return 0;
+}
+
+/* diff and incr: the reference (moved from the catalog into c->ref), or a full backup and one
+ * line saying why. */
+static int choose_reference(struct create *c, struct ws_error *err)
+{
+    struct ws_catalog cat = {0};
+    struct ws_catalog_backup *b;
+    int type = c->cfg->backup_type, rc;
+    uint32_t tli = 0;
+    char why[512] = "";
+
+    c->m.type = WS_BACKUP_FULL;
+    if (type == WS_BACKUP_FULL)
+        return 0;
+    if ((rc = read_control(c->pgdata, &tli, sizeof(tli), CONTROL_TIMELINE, err)) != 0 ||
+        (rc = ws_catalog_load(&c->repo, &c->kr, &cat, err)) != 0)
+        return rc;
+    if (!(b = newest_candidate(&cat, type)))
+        snprintf(why, sizeof(why), "no complete %sbackup in the repository",
+                 type == WS_BACKUP_DIFF ? "full " : "");
+    else if (!unusable(c, &cat, b, tli, why, sizeof(why))) {
+        c->ref = b->m; /* moved: the catalog no longer owns it */
+        memset(&b->m, 0, sizeof(b->m));
+        c->m.type = type;
+        memcpy(c->m.reference, c->ref.id, sizeof(c->m.reference));
+    }
+    ws_catalog_free(&cat);
+    if (c->m.type == WS_BACKUP_FULL)
+        ws_log_warning("no usable reference for %s backup (%s): taking a full backup",
+                       type == WS_BACKUP_DIFF ? "a differential" : "an incremental", why);
+    else
+        ws_log_info("backup %s: %s, relative to backup %s", c->m.id, ws_backup_type_name(type),
+                    c->m.reference);
+    return 0;
+}
+
+/* ---- the plan of the copy ------------------------------------------------------------------ */
+
+static int cmp_record_path(const void *a, const void *b)
+{
+    return strcmp((*(const struct ws_bfile *const *)a)->path,
+                  (*(const struct ws_bfile *const *)b)->path);
+}
+
+/* Per file, the reference's record of the same path (j->ref_of). */
+static int match_reference(struct job *j, struct ws_error *err)
+{
+    const struct ws_bfile **sorted;
+    size_t n = j->ref->nfiles, i;
+
+    if (!(sorted = malloc((n ? n : 1) * sizeof(*sorted))) ||
+        !(j->ref_of = calloc(j->nfiles ? j->nfiles : 1, sizeof(*j->ref_of)))) {
+        free(sorted);
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    for (i = 0; i < n; i++)
+        sorted[i] = &j->ref->files[i];
+    qsort(sorted, n, sizeof(*sorted), cmp_record_path);
+    for (i = 0; i < j->nfiles; i++) {
+        struct ws_bfile want = {0};
+        const struct ws_bfile *wp = &want, **hit;
+        want.path = j->files[i].path;
+        hit = bsearch(&wp, sorted, n, sizeof(*sorted), cmp_record_path);
+        j->ref_of[i] = hit ? *hit : NULL;
+    }
+    free(sorted);
+    return 0;
+}
+
+struct slot {
+    int64_t group; /* the reference's map object holding the file's digests, or -1 */
+    uint64_t map_index;
+    size_t idx;
+};
+
+static int cmp_slot(const void *a, const void *b)
+{
+    const struct slot *x = a, *y = b;
+
+    if (x->group != y->group)
+        return x->group < y->group ? -1 : 1;
+    if (x->map_index != y->map_index)
+        return x->map_index < y->map_index ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static int cmp_task_bytes(const void *a, const void *b)
+{
+    const struct ctask *x = a, *y = b;
+
+    if (x->bytes != y->bytes)
+        return x->bytes < y->bytes ? 1 : -1;
+    return x->first < y->first ? -1 : x->first > y->first;
+}
+
+/* The tasks: per map object of the reference, its relation files in order; every other file on
+ * its own. Largest first. */
+static int plan_tasks(struct job *j, struct ws_error *err)
+{
+    struct slot *s = malloc((j->nfiles ? j->nfiles : 1) * sizeof(*s));
+    size_t i;
+
+    j->order = malloc((j->nfiles ? j->nfiles : 1) * sizeof(*j->order));
+    j->tasks = malloc((j->nfiles ? j->nfiles : 1) * sizeof(*j->tasks));
+    if (!s || !j->order || !j->tasks) {
+        free(s);
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    for (i = 0; i < j->nfiles; i++) {
+        const struct ws_bfile *ref = j->ref_of ? j->ref_of[i] : NULL;
+        int grouped = ref && ref->has_map && j->files[i].relation;
+        s[i].group = grouped ? (int64_t)ref->map : -1;
+        s[i].map_index = grouped ? ref->map_index : 0;
+        s[i].idx = i;
+    }
+    qsort(s, j->nfiles, sizeof(*s), cmp_slot);
+    j->ntasks = 0;
+    for (i = 0; i < j->nfiles; i++) {
+        struct ctask *t = j->ntasks ? &j->tasks[j->ntasks - 1] : NULL;
+        j->order[i] = s[i].idx;
+        if (!t || s[i].group < 0 || t->ref_map != s[i].group) {
+            t = &j->tasks[j->ntasks++];
+            t->first = i;
+            t->n = 0;
+            t->ref_map = s[i].group;
+            t->bytes = 0;
+        }
+        t->n++;
+        t->bytes += j->files[s[i].idx].size;
+    }
+    free(s);
+    qsort(j->tasks, j->ntasks, sizeof(*j->tasks), cmp_task_bytes);
+    return 0;
+}
+
 /* The files to copy, largest first. */
 static int walk_files(struct create *c, struct ws_error *err)
 {
@@ -754,10 +1307,13 @@ static int copy_files(struct create *c, struct ws_error *err)
     struct job *j = &c->j;
     struct ws_pool_params pp = {0};
     const struct ws_backup_opts *o = c->o;
-    size_t n = ws_pool_size(o->parallel > 0 ? o->parallel : c->cfg->parallel, c->w.nfiles), i;
+    size_t n, i;
+    int rc;
 
     j->cfg = c->cfg;
     j->key = ws_keyring_write_key(&c->kr);
+    j->kr = &c->kr;
+    j->ref = c->ref.id[0] ? &c->ref : NULL;
     j->id = c->m.id;
     j->pgdata = c->pgdata;
     j->start_lsn = c->m.start_lsn;
@@ -765,6 +1321,9 @@ static int copy_files(struct create *c, struct ws_error *err)
     j->files = c->w.files;
     j->nfiles = c->w.nfiles;
     j->m = &c->m;
+    if ((j->ref && (rc = match_reference(j, err)) != 0) || (rc = plan_tasks(j, err)) != 0)
+        return rc;
+    n = ws_pool_size(o->parallel > 0 ? o->parallel : c->cfg->parallel, j->ntasks);
     /* Every bundle compresses on `parallel` zstd threads: files are never split, so near the
      * end one large relation segment may be all that is left, and it still uses every core. */
     j->zstd_workers = n > 1 ? (int)n : 0;
@@ -772,6 +1331,8 @@ static int copy_files(struct create *c, struct ws_error *err)
         !(j->workers = calloc(n, sizeof(*j->workers))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     j->nworkers = n;
+    for (i = 0; i < n; i++)
+        j->workers[i].spill = -1;
     for (i = 0; i < n; i++)
         if (!(j->workers[i].buf = malloc(READ_BLOCK)))
             return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
@@ -781,8 +1342,8 @@ static int copy_files(struct create *c, struct ws_error *err)
     pp.env = c->env;
     pp.repo = &c->repo;
     pp.workers = n;
-    pp.ntasks = c->w.nfiles;
-    pp.task = copy_file;
+    pp.ntasks = j->ntasks;
+    pp.task = copy_task;
     pp.end = copy_end;
     pp.arg = j;
     pp.progress = o->progress;
@@ -819,6 +1380,8 @@ static int stop_backup(struct create *c, struct ws_error *err)
          (rc = ws_manifest_add_file(m, &bf, err)) != 0))
         return rc;
     m->bundles = (uint32_t)atomic_load(&c->j.next_bundle);
+    m->maps = (uint32_t)atomic_load(&c->j.next_map);
+    m->block_size = WS_PG_BLCKSZ;
     m->bytes = 0;
     for (i = 0; i < m->nfiles; i++)
         m->bytes += m->files[i].size;
@@ -867,10 +1430,19 @@ static void create_free(struct create *c)
     struct job *j = &c->j;
     size_t i;
 
-    if (j->workers)
-        for (i = 0; i < j->nworkers; i++)
-            free(j->workers[i].buf);
+    for (i = 0; j->workers && i < j->nworkers; i++) {
+        struct cworker *cw = &j->workers[i];
+        free(cw->buf);
+        free(cw->digests);
+        free(cw->changed);
+        free(cw->refmap);
+        if (cw->spill >= 0)
+            close(cw->spill);
+    }
     free(j->workers);
+    free(j->ref_of);
+    free(j->order);
+    free(j->tasks);
     if (c->lock_init)
         pthread_mutex_destroy(&j->lock);
     if (j->results)
@@ -884,6 +1456,7 @@ static void create_free(struct create *c)
     free(c->spcmap);
     free(c->pgdata);
     ws_manifest_free(&c->m);
+    ws_manifest_free(&c->ref);
     ws_pg_info_free(&c->info);
     ws_pg_close(c->pg);
     ws_repo_close(&c->repo);
@@ -904,9 +1477,9 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *en
         (rc = ws_pg_connect(env ? env->pg : NULL, cfg->pg_conninfo, &c.pg, err)) != 0 ||
         (rc = ws_pg_get_info(c.pg, &c.info, err)) != 0 || (rc = open_data_dir(&c, err)) != 0 ||
         (rc = claim_repo(&c, err)) != 0 || (rc = name_backup(&c, err)) != 0 ||
-        (rc = start_backup(&c, err)) != 0 || (rc = walk_files(&c, err)) != 0 ||
-        (rc = copy_files(&c, err)) != 0 || (rc = stop_backup(&c, err)) != 0 ||
-        (rc = store_manifest(&c, err)) != 0)
+        (rc = start_backup(&c, err)) != 0 || (rc = choose_reference(&c, err)) != 0 ||
+        (rc = walk_files(&c, err)) != 0 || (rc = copy_files(&c, err)) != 0 ||
+        (rc = stop_backup(&c, err)) != 0 || (rc = store_manifest(&c, err)) != 0)
         goto out;
     ws_log_info("backup %s: files stored, waiting for its WAL to be archived", c.m.id);
     if ((rc = wait_for_wal(&c.repo, &c.m, cfg->timeout, err)) != 0)
@@ -917,8 +1490,9 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *en
 out:
     if (c.in_backup)
         abort_backup(&c);
-    if (c.m.id[0] && atomic_load(&c.j.next_bundle))
-        remove_backup_objects(&c.repo, c.m.id, (uint32_t)atomic_load(&c.j.next_bundle));
+    if (c.m.id[0])
+        remove_backup_objects(&c.repo, c.m.id, (uint32_t)atomic_load(&c.j.next_bundle),
+                              (uint32_t)atomic_load(&c.j.next_map));
 done:
     create_free(&c);
     return rc;

@@ -84,6 +84,11 @@ static void print_json(const struct ws_repo *repo, const struct ws_catalog *cat)
             ws_format_utc(m->stop_time, b);
             ws_wal_format_lsn(l1, m->start_lsn);
             ws_wal_format_lsn(l2, m->stop_lsn);
+            printf(", \"type\": \"%s\", \"reference\": ", ws_backup_type_name(m->type));
+            if (m->type == WS_BACKUP_FULL)
+                printf("null");
+            else
+                printf("\"%s\"", m->reference);
             printf(", \"label\": ");
             ws_json_string(stdout, m->label ? m->label : "");
             printf(", \"start_time\": \"%s\", \"stop_time\": \"%s\", \"start_lsn\": \"%s\", "
@@ -158,17 +163,18 @@ static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
     if (!cat->nbackups)
         printf("no backups\n");
     else
-        printf("%-16s  %-10s  %-6s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", "ID", "STATUS",
-               "PINNED", "START (UTC)", "STOP (UTC)", "DURATION", "SIZE", "STORED", "WAL", "LABEL");
+        printf("%-16s  %-10s  %-4s  %-16s  %-6s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", "ID",
+               "STATUS", "TYPE", "REFERENCE", "PINNED", "START (UTC)", "STOP (UTC)", "DURATION",
+               "SIZE", "STORED", "WAL", "LABEL");
     for (i = 0; i < cat->nbackups; i++) {
         const struct ws_catalog_backup *bk = &cat->backups[i];
         const struct ws_manifest *m = &bk->m;
         char wal[64], dur[16];
         if (!bk->has_manifest) {
             ws_format_bytes(bk->stored_objects, st, sizeof(st));
-            printf("%-16s  %-10s  %-6s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", bk->id,
-                   ws_backup_status_name(bk->status), bk->pinned ? "yes" : "", "-", "-", "-", "-",
-                   st, "-", no_manifest_note(bk));
+            printf("%-16s  %-10s  %-4s  %-16s  %-6s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n",
+                   bk->id, ws_backup_status_name(bk->status), "-", "-", bk->pinned ? "yes" : "",
+                   "-", "-", "-", "-", st, "-", no_manifest_note(bk));
             continue;
         }
         ws_format_utc(m->start_time, a);
@@ -182,9 +188,10 @@ static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
             ws_wal_format_name(w2, m->timeline, ws_manifest_stop_segno(m), m->wal_segment_size);
             snprintf(wal, sizeof(wal), "%s-%s", w1, w2 + 16);
         }
-        printf("%-16s  %-10s  %-6s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", bk->id,
-               ws_backup_status_name(bk->status), bk->pinned ? "yes" : "", a, b, dur, sz, st, wal,
-               m->label ? m->label : "");
+        printf("%-16s  %-10s  %-4s  %-16s  %-6s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", bk->id,
+               ws_backup_status_name(bk->status), ws_backup_type_name(m->type),
+               m->type == WS_BACKUP_FULL ? "-" : m->reference, bk->pinned ? "yes" : "", a, b, dur,
+               sz, st, wal, m->label ? m->label : "");
         if (bk->missing_wal[0])
             printf("%16s  WAL file %s is missing\n", "", bk->missing_wal);
         if (bk->chain_error[0])

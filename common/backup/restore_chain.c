@@ -244,7 +244,7 @@ static int run_layer(const struct restore *r, size_t k, struct ws_repo *repo,
             l.by_path[i] = &m.files[i];
         qsort(l.by_path, m.nfiles, sizeof(*l.by_path), cmp_record);
     }
-    if ((rc = select_records(&l, want, err)) != 0)
+    if ((rc = select_records(&l, want, err)) != 0 || l.nsel == 0)
         goto out;
     ws_log_info("backup %s: applying layer %zu of %zu (backup %s, %zu records)", r->m->id, k + 1,
                 r->nchain, r->chain[k], l.nsel);

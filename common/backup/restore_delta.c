@@ -36,11 +36,12 @@ struct delta {
 
 /* ---- the system identifier and pg_control -------------------------------------------------- */
 
-/* The data directory's system identifier: the first field of pg_control (native byte order), or
- * of the copy an interrupted delta restore left. */
+/* The data directory's system identifier: the first field of pg_control (native byte order), of
+ * the copy an interrupted delta restore left when there is one (its pg_control may be half
+ * written). */
 static int read_sysid(struct delta *d, uint64_t *id, struct ws_error *err)
 {
-    static const char *const names[] = {CONTROL, CONTROL_SAVED};
+    static const char *const names[] = {CONTROL_SAVED, CONTROL};
     struct ws_tree_cursor c = WS_TREE_CURSOR_INIT;
     int rc = 0;
 
@@ -87,16 +88,22 @@ static int check_system(struct delta *d, struct ws_error *err)
 }
 
 /* Renames (to = 1) pg_control to its saved name, or removes the saved copy (to = 0); then syncs
- * global. A missing name is no error (an interrupted run did it already). */
+ * global. A missing name is no error (an interrupted run did it already). A saved copy is never
+ * replaced: it is the directory's own, pg_control may be one an interrupted run half wrote. */
 static int move_control(struct delta *d, int to, struct ws_error *err)
 {
     struct ws_tree_cursor c = WS_TREE_CURSOR_INIT;
+    struct stat st;
     int fd = -1, rc, r;
 
     if ((rc = ws_tree_open(&d->tree, &c, "global", O_RDONLY | O_DIRECTORY, 0, &fd, err)) != 0)
         goto out;
-    r = to ? renameat(fd, "pg_control", fd, "pg_control.walsafe-delta")
-           : unlinkat(fd, "pg_control.walsafe-delta", 0);
+    if (!to)
+        r = unlinkat(fd, "pg_control.walsafe-delta", 0);
+    else if (fstatat(fd, "pg_control.walsafe-delta", &st, AT_SYMLINK_NOFOLLOW) == 0)
+        r = unlinkat(fd, "pg_control", 0);
+    else
+        r = renameat(fd, "pg_control", fd, "pg_control.walsafe-delta");
     if (r != 0 && errno != ENOENT) {
         rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not %s \"%s/%s\"",
                              to ? "rename" : "remove", d->tree.name, to ? CONTROL : CONTROL_SAVED);

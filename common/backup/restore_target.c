@@ -334,6 +334,15 @@ static int linked_from_data(const struct restore *r, const struct rdir *d)
     return found;
 }
 
+/* A tablespace directory: looked up, looked at, ours. */
+static int inspect_tablespace(struct rdir *d, struct ws_error *err)
+{
+    if (ws_dir_lookup(d->path, &d->ref, err) != 0 || ws_restore_inspect_dir(d, err) != 0 ||
+        check_mine(d, "tablespace directory", err) != 0)
+        return ws_error_prefix(err, "tablespace %" PRIu32, d->oid);
+    return 0;
+}
+
 /* The data directory and every tablespace directory: refused unless each is empty, missing,
  * or one --force may empty. Nothing is changed yet. */
 int ws_restore_inspect_targets(struct restore *r, struct ws_error *err)
@@ -357,10 +366,8 @@ int ws_restore_inspect_targets(struct restore *r, struct ws_error *err)
                             d->path);
     for (t = 0; t < r->m->ntblspc; t++) {
         d = &r->ts[t];
-        if ((rc = ws_dir_lookup(d->path, &d->ref, err)) != 0 ||
-            (rc = ws_restore_inspect_dir(d, err)) != 0 ||
-            (rc = check_mine(d, "tablespace directory", err)) != 0)
-            return ws_error_prefix(err, "tablespace %" PRIu32, d->oid);
+        if ((rc = inspect_tablespace(d, err)) != 0)
+            return rc;
         if (d->empty)
             continue;
         /* the data directory --force replaces links to it: that cluster's own tablespace */
@@ -442,10 +449,8 @@ int ws_restore_inspect_delta_targets(struct restore *r, struct ws_error *err)
                             d->path, pid);
     for (size_t t = 0; t < r->m->ntblspc; t++) {
         d = &r->ts[t];
-        if ((rc = ws_dir_lookup(d->path, &d->ref, err)) != 0 ||
-            (rc = ws_restore_inspect_dir(d, err)) != 0 ||
-            (rc = check_mine(d, "tablespace directory", err)) != 0)
-            return ws_error_prefix(err, "tablespace %" PRIu32, d->oid);
+        if ((rc = inspect_tablespace(d, err)) != 0)
+            return rc;
         if (!d->empty && (!linked_from_data(r, d) || d->has_pid))
             return ws_error_set(err, WS_ERR_INVALID,
                                 "--delta: tablespace directory \"%s\" of tablespace %" PRIu32

@@ -600,6 +600,12 @@ int ws_prune_warn_kept(const struct ws_prune_input *in, struct ws_prune_plan *pl
                              "repository by hand",
                              b->id, b->problem ? b->problem : "a link of its chain is invalid",
                              b->id);
+        else if ((plan->why[bi] & WS_KEEP_PENDING) && b->problem)
+            rc = add_warning(plan, err,
+                             "backup %s has been incomplete for more than a day (%s); it is kept "
+                             "because no complete backup is newer: take a full backup "
+                             "(basebackup create --type full)",
+                             b->id, b->problem);
         else if (plan->why[bi] & WS_KEEP_PENDING)
             rc = add_warning(plan, err,
                              "backup %s has been incomplete for more than a day (WAL missing); "

@@ -400,6 +400,13 @@ static size_t file_extents(const struct ws_bfile *f, struct sortable *s)
     return x;
 }
 
+/* Record i: of the pointers given, or of the manifest's array. */
+static const struct ws_bfile *record(const struct ws_bfile *all,
+                                     const struct ws_bfile *const *files, size_t i)
+{
+    return files ? files[i] : all + i;
+}
+
 /* The records m->files (files NULL) or files[0..nfiles) in extents sorted by (bundle, offset). */
 static int extents(const struct ws_bfile *all, const struct ws_bfile *const *files, size_t nfiles,
                    uint32_t bundles, struct ws_bextent **ext, size_t **first, size_t *next,
@@ -411,7 +418,7 @@ static int extents(const struct ws_bfile *all, const struct ws_bfile *const *fil
     *ext = NULL;
     *first = NULL;
     for (i = 0; i < nfiles; i++)
-        n += files ? files[i]->npieces : all[i].npieces;
+        n += record(all, files, i)->npieces;
     if (!(s = calloc(n ? n : 1, sizeof(*s))) || !(*ext = malloc((n ? n : 1) * sizeof(**ext))) ||
         !(*first = calloc((size_t)bundles + 1, sizeof(**first)))) {
         free(s);
@@ -420,7 +427,7 @@ static int extents(const struct ws_bfile *all, const struct ws_bfile *const *fil
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     }
     for (i = 0; i < nfiles; i++)
-        x += file_extents(files ? files[i] : &all[i], s + x);
+        x += file_extents(record(all, files, i), s + x);
     n = x;
     if (n > 1)
         qsort(s, n, sizeof(*s), cmp_extent);

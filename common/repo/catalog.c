@@ -209,6 +209,20 @@ static void settle_status(const struct ws_catalog *cat, struct ws_catalog_backup
         b->status = b->bad_manifest ? WS_BACKUP_INVALID : WS_BACKUP_RUNNING;
 }
 
+void ws_catalog_why(const struct ws_catalog_backup *b, char *out, size_t outsz)
+{
+    if (b->status == WS_BACKUP_DELETING)
+        snprintf(out, outsz, "wal-prune began deleting it");
+    else if (b->bad_manifest)
+        snprintf(out, outsz, "%s", b->manifest_error);
+    else if (!b->has_manifest)
+        snprintf(out, outsz, "no manifest: still running, or failed");
+    else if (b->missing_wal[0])
+        snprintf(out, outsz, "WAL file %s is missing from the repository", b->missing_wal);
+    else
+        snprintf(out, outsz, "%s", b->chain_error);
+}
+
 const struct ws_catalog_backup *ws_catalog_find(const struct ws_catalog *cat, const char *id)
 {
     size_t lo = 0, hi = cat->nbackups;

@@ -86,6 +86,9 @@ void ws_catalog_free(struct ws_catalog *cat);
 int ws_catalog_has_seg(const struct ws_catalog *cat, uint32_t tli, uint64_t segno);
 /* The newest complete backup, or NULL. */
 const struct ws_catalog_backup *ws_catalog_latest(const struct ws_catalog *cat);
+/* Why b is not complete, as one phrase into out: its tombstone, its manifest_error, no manifest,
+ * its missing_wal or its chain_error (in that order); "" when it is complete. */
+void ws_catalog_why(const struct ws_catalog_backup *b, char *out, size_t outsz);
 /* The backup with this id, or NULL. */
 const struct ws_catalog_backup *ws_catalog_find(const struct ws_catalog *cat, const char *id);
 /* The chain of b, newest first: *out[0] is b, the last its full backup; pointers into cat (the

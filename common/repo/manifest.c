@@ -18,11 +18,10 @@
 #define MANIFEST_MAGIC_V1 "walsafe-manifest 1"
 #define MAX_FIELDS 10 /* a delta record */
 
-static const char *const type_names[] = {"full", "diff", "incr"};
-
+/* The names are the config key backup_type's choices (base/config.h): one list. */
 const char *ws_backup_type_name(int type)
 {
-    return type >= WS_BACKUP_FULL && type <= WS_BACKUP_INCR ? type_names[type] : "?";
+    return type >= WS_BACKUP_FULL && type <= WS_BACKUP_INCR ? ws_backup_type_choices[type] : "?";
 }
 
 int ws_backup_type_parse(const char *s)
@@ -30,7 +29,7 @@ int ws_backup_type_parse(const char *s)
     int t;
 
     for (t = WS_BACKUP_FULL; t <= WS_BACKUP_INCR; t++)
-        if (strcmp(s, type_names[t]) == 0)
+        if (strcmp(s, ws_backup_type_choices[t]) == 0)
             return t;
     return -1;
 }

@@ -239,26 +239,29 @@ static int load(struct chain *c, struct ws_catalog *cat)
     return rc;
 }
 
-/* verify of id (NULL: --all); *log gets what it logged (malloc'ed, the caller frees). */
-static int verify(struct chain *c, const char *id, char **log, struct ws_error *err)
+/* The file at path as text into out (cut to fit; "" when it cannot be read). */
+static void read_text(const char *path, char *out, size_t outsz)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+
+    out[0] = '\0';
+    if (unit_read(path, &data, &len) == 0)
+        snprintf(out, outsz, "%.*s", (int)len, (const char *)data);
+    free(data);
+}
+
+/* verify of id (NULL: --all); log gets what it logged. */
+static int verify(struct chain *c, const char *id, char *log, size_t logsz, struct ws_error *err)
 {
     static const struct ws_backup_env env = {NULL, NULL, NULL};
-    uint8_t *data = NULL;
-    char *p;
-    size_t len = 0;
     int rc;
 
     unit_write(c->log, "", 0, 0600);
     ws_log_set_file(c->log);
     rc = ws_backup_verify(&c->cfg, &env, id, id == NULL, err);
     ws_log_set_file(NULL);
-    *log = calloc(1, 1);
-    if (unit_read(c->log, &data, &len) == 0 && (p = realloc(*log, len + 1)) != NULL) {
-        *log = p;
-        memcpy(*log, data, len);
-        (*log)[len] = '\0';
-    }
-    free(data);
+    read_text(c->log, log, logsz);
     return rc;
 }
 
@@ -267,8 +270,6 @@ static int list(struct chain *c, int json, char *out, size_t outsz)
 {
     struct ws_error err = {0};
     char path[600];
-    uint8_t *data = NULL;
-    size_t len = 0;
     int saved, fd, rc;
 
     snprintf(path, sizeof(path), "%s.list", c->dir);
@@ -282,10 +283,7 @@ static int list(struct chain *c, int json, char *out, size_t outsz)
     dup2(saved, STDOUT_FILENO);
     close(saved);
     close(fd);
-    out[0] = '\0';
-    if (unit_read(path, &data, &len) == 0)
-        snprintf(out, outsz, "%.*s", (int)len, (const char *)data);
-    free(data);
+    read_text(path, out, outsz);
     return rc;
 }
 
@@ -298,7 +296,7 @@ static void test_chain_complete(void)
     struct ws_error err = {0};
     const struct ws_catalog_backup *f, *i, **v = NULL;
     size_t n = 0;
-    char *log = NULL;
+    char log[8192];
 
     chain_init(&c, "complete");
     REQUIRE(load(&c, &cat) == 0);
@@ -315,13 +313,11 @@ static void test_chain_complete(void)
     CHECK(n == 1 && v[0] == f);
     free(v);
     ws_catalog_free(&cat);
-    CHECK(verify(&c, ID_I, &log, &err) == 0);
+    CHECK(verify(&c, ID_I, log, sizeof(log), &err) == 0);
     CHECK(log[0] == '\0');
     if (log[0])
         fprintf(stderr, "    logged: %s", log);
-    free(log);
-    CHECK(verify(&c, NULL, &log, &err) == 0);
-    free(log);
+    CHECK(verify(&c, NULL, log, sizeof(log), &err) == 0);
     chain_free(&c);
 }
 
@@ -345,6 +341,8 @@ static void check_broken(struct chain *c, enum ws_backup_status want, const char
     if (strcmp(i->chain_error, s1) != 0 || strcmp(i2->chain_error, s2) != 0)
         fprintf(stderr, "    \"%s\"; \"%s\"\n", i->chain_error, i2->chain_error);
     CHECK(i->missing_wal[0] == '\0' && ws_catalog_latest(&cat) != i2);
+    ws_catalog_why(i, s2, sizeof(s2));
+    CHECK(strcmp(s2, s1) == 0);
     if (strcmp(state, "missing") == 0)
         CHECK(ws_catalog_chain(&cat, i2, &v, &n, &err) == WS_ERR_NOT_FOUND && !v &&
               strstr(err.msg, ID_F));
@@ -360,7 +358,7 @@ static void test_chain_broken_links(void)
     struct ws_catalog cat;
     struct ws_error err = {0};
     char key[256], tomb[256];
-    char *log = NULL;
+    char log[8192];
 
     chain_init(&c, "broken");
     put_incr(&c, ID_I2, ID_I, 30, 0);
@@ -395,11 +393,13 @@ static void test_chain_broken_links(void)
         CHECK(list(&c, 1, out, sizeof(out)) == 0);
         CHECK(strstr(out, "\"error\": \"its reference " ID_F " is missing\"") != NULL);
     }
+    /* keep refuses it, saying why */
+    CHECK(ws_backup_keep(&c.cfg, ID_I, 0, &err) == WS_ERR_INVALID);
+    CHECK(strstr(err.msg, "not complete (its reference " ID_F " is missing)") != NULL);
     /* verify names it, as today: exit 1 with the list */
-    CHECK(verify(&c, ID_I2, &log, &err) == WS_ERR_CORRUPT);
+    CHECK(verify(&c, ID_I2, log, sizeof(log), &err) == WS_ERR_CORRUPT);
     CHECK(strstr(err.msg, "failed verification") != NULL);
     CHECK(strstr(log, "backup " ID_I ": its reference " ID_F " is missing") != NULL);
-    free(log);
     chain_free(&c);
 }
 
@@ -422,6 +422,13 @@ static void test_chain_link_incomplete(void)
     REQUIRE(i && i2);
     CHECK(i->status == WS_BACKUP_INCOMPLETE && strcmp(i->missing_wal, name) == 0);
     CHECK(i->chain_error[0] == '\0');
+    {
+        char why[128];
+        ws_catalog_why(i, why, sizeof(why));
+        CHECK(strstr(why, "WAL file ") && strstr(why, name) && strstr(why, " is missing"));
+        ws_catalog_why(ws_catalog_find(&cat, ID_F), why, sizeof(why));
+        CHECK(why[0] == '\0');
+    }
     CHECK(i2->status == WS_BACKUP_INCOMPLETE &&
           strcmp(i2->chain_error, "its reference " ID_I " is incomplete") == 0);
     CHECK(ws_catalog_latest(&cat) == ws_catalog_find(&cat, ID_F));
@@ -436,36 +443,31 @@ static void test_verify_chain_problems(void)
     struct chain c;
     struct ws_error err = {0};
     uint8_t ext[16 + BLK];
-    char key[256], *log = NULL;
+    char key[256], log[8192];
     size_t len;
 
     chain_init(&c, "verify");
     put_incr(&c, ID_I2, ID_I, 30, 1);
-    CHECK(verify(&c, ID_I2, &log, &err) == WS_ERR_CORRUPT);
+    CHECK(verify(&c, ID_I2, log, sizeof(log), &err) == WS_ERR_CORRUPT);
     CHECK(strstr(log, "file \"global/1262\": its base backup " ID_F " does not hold it") != NULL);
     CHECK(strstr(log, "file \"global/1263\": its base backup \"" ID_NONE "\" is not in its chain"));
     CHECK(strstr(err.msg, "2 problem(s)") != NULL);
-    free(log);
     /* I's delta extent says 2 blocks but holds 1 */
     len = delta_extent(c.rel_i, 1, ext);
     ws_backup_bundle_key(&c.repo, ID_I, 0, key, sizeof(key));
     put(&c, key, ext, len);
-    CHECK(verify(&c, ID_I, &log, &err) == WS_ERR_CORRUPT);
+    CHECK(verify(&c, ID_I, log, sizeof(log), &err) == WS_ERR_CORRUPT);
     CHECK(strstr(log, "base/1/1259") && strstr(log, "delta extent"));
-    free(log);
     put_incr(&c, ID_I, ID_F, 20, 0);
-    CHECK(verify(&c, ID_I, &log, &err) == 0);
-    free(log);
+    CHECK(verify(&c, ID_I, log, sizeof(log), &err) == 0);
     /* I's map object holds 1 digest of the 2 its file needs; then none at all */
     put_map(&c, ID_I, 1);
-    CHECK(verify(&c, ID_I, &log, &err) == WS_ERR_CORRUPT);
+    CHECK(verify(&c, ID_I, log, sizeof(log), &err) == WS_ERR_CORRUPT);
     CHECK(strstr(log, "map object 000000 holds 1 block digests, but file \"base/1/1259\" needs 2"));
-    free(log);
     ws_backup_map_key(&c.repo, ID_I, 0, key, sizeof(key));
     drop(&c, key);
-    CHECK(verify(&c, ID_I, &log, &err) == WS_ERR_CORRUPT);
+    CHECK(verify(&c, ID_I, log, sizeof(log), &err) == WS_ERR_CORRUPT);
     CHECK(strstr(log, "map object 000000: missing from the repository") != NULL);
-    free(log);
     /* F incomplete (its WAL gone): verify of I says so */
     put_map(&c, ID_I, 2);
     {
@@ -474,9 +476,8 @@ static void test_verify_chain_problems(void)
         ws_repo_wal_key(&c.repo, name, key, sizeof(key));
         drop(&c, key);
     }
-    CHECK(verify(&c, ID_I, &log, &err) == WS_ERR_CORRUPT);
+    CHECK(verify(&c, ID_I, log, sizeof(log), &err) == WS_ERR_CORRUPT);
     CHECK(strstr(log, ID_F ", a backup of its chain, is incomplete") != NULL);
-    free(log);
     chain_free(&c);
 }
 

@@ -97,21 +97,41 @@ static int parse_len(const char *text, size_t len, struct ws_manifest *m, struct
     return ws_manifest_parse(text, len, "test", m, err);
 }
 
-/* Parses an edited base text; returns the code and frees everything. */
-static int parse_edit(enum edit_kind kind, size_t at, const char *line)
+/* Parses lines[0..n) with one edit; returns the code, the message in msg (if not NULL), and
+ * frees everything. */
+static int parse_lines_edit(const char *const *lines, size_t n, enum edit_kind kind, size_t at,
+                            const char *line, char *msg, size_t msgsz)
 {
     struct ws_manifest m;
     struct ws_error err = {0};
     size_t len;
-    char *text = edited(kind, at, line, &len);
+    char *text = edited_from(lines, n, kind, at, line, &len);
     int rc = parse_len(text, len, &m, &err);
 
     if (rc == 0)
         ws_manifest_free(&m);
     else if (strstr(err.msg, "test") == NULL) /* messages name the manifest */
         unit_fail(__FILE__, __LINE__, "error message does not name the manifest");
+    if (msg)
+        snprintf(msg, msgsz, "%s", err.msg);
     free(text);
     return rc;
+}
+
+/* Index in lines[0..n) of the first line that starts with `prefix`. */
+static size_t line_at(const char *const *lines, size_t n, const char *prefix)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(lines[i], prefix, strlen(prefix)) == 0)
+            return i;
+    unit_fail(__FILE__, __LINE__, prefix);
+    return 0;
+}
+
+/* Parses an edited base text; returns the code and frees everything. */
+static int parse_edit(enum edit_kind kind, size_t at, const char *line)
+{
+    return parse_lines_edit(base_lines, NBASE, kind, at, line, NULL, 0);
 }
 
 static size_t key_line(const char *key)
@@ -673,35 +693,15 @@ static const char *const piece_lines[] = {
 };
 #define NPIECE (sizeof(piece_lines) / sizeof(piece_lines[0]))
 
-/* Index in piece_lines of the first line that starts with `prefix`. */
 static size_t piece_at(const char *prefix)
 {
-    for (size_t i = 0; i < NPIECE; i++)
-        if (strncmp(piece_lines[i], prefix, strlen(prefix)) == 0)
-            return i;
-    unit_fail(__FILE__, __LINE__, prefix);
-    return 0;
+    return line_at(piece_lines, NPIECE, prefix);
 }
 
-/* Parses piece_lines with one edit; returns the code, the message in msg (if not NULL), and
- * frees everything. */
 static int parse_piece_edit(enum edit_kind kind, size_t at, const char *line, char *msg,
                             size_t msgsz)
 {
-    struct ws_manifest m;
-    struct ws_error err = {0};
-    size_t len;
-    char *text = edited_from(piece_lines, NPIECE, kind, at, line, &len);
-    int rc = parse_len(text, len, &m, &err);
-
-    if (rc == 0)
-        ws_manifest_free(&m);
-    else if (strstr(err.msg, "test") == NULL)
-        unit_fail(__FILE__, __LINE__, "error message does not name the manifest");
-    if (msg)
-        snprintf(msg, msgsz, "%s", err.msg);
-    free(text);
-    return rc;
+    return parse_lines_edit(piece_lines, NPIECE, kind, at, line, msg, msgsz);
 }
 
 static void test_pieces_parse_known(void)
@@ -1036,28 +1036,12 @@ static const char *const incr_lines[] = {
 
 static size_t incr_at(const char *prefix)
 {
-    for (size_t i = 0; i < NINCR; i++)
-        if (strncmp(incr_lines[i], prefix, strlen(prefix)) == 0)
-            return i;
-    unit_fail(__FILE__, __LINE__, prefix);
-    return 0;
+    return line_at(incr_lines, NINCR, prefix);
 }
 
-/* Parses incr_lines with one edit; returns the code and frees everything. */
 static int parse_incr_edit(enum edit_kind kind, size_t at, const char *line)
 {
-    struct ws_manifest m;
-    struct ws_error err = {0};
-    size_t len;
-    char *text = edited_from(incr_lines, NINCR, kind, at, line, &len);
-    int rc = parse_len(text, len, &m, &err);
-
-    if (rc == 0)
-        ws_manifest_free(&m);
-    else if (strstr(err.msg, "test") == NULL)
-        unit_fail(__FILE__, __LINE__, "error message does not name the manifest");
-    free(text);
-    return rc;
+    return parse_lines_edit(incr_lines, NINCR, kind, at, line, NULL, 0);
 }
 
 static void test_incr_parse_known(void)
@@ -1105,37 +1089,16 @@ static void test_incr_base_is_valid(void)
     CHECK(parse_incr_edit(E_REPLACE, incr_at("ref base/1/1261"),
                           "ref base/1/1261 600 1795342400 8192 " HEXB " " REF_ID) == 0);
     CHECK(parse_incr_edit(E_REPLACE, incr_at("map 1 0"), "map 1 18446744073709551615") == 0);
-    /* a full version-2 manifest without delta and ref records */
+    /* a full manifest's file record with a map line */
     {
-        static const char *const full[] = {
-            "walsafe-manifest 2",
-            "id 20261123T101500Z",
-            "label %",
-            "start_time 2026-11-23T10:15:00Z",
-            "stop_time 2026-11-23T10:20:30Z",
-            "start_lsn 0/6000028",
-            "stop_lsn 0/7000100",
-            "timeline 2",
-            "pg_version 150004",
-            "system_identifier 1",
-            "wal_segment_size 16777216",
-            "data_checksums 0",
-            "bytes 0",
-            "stored_bytes 0",
-            "bundles 1",
-            "maps 1",
-            "block_size 8192",
-            "type full",
-            "file base/1/1259 640 1795342400 16384 " HEXB " 0 0",
-            "map 0 7",
-            "end 1",
-        };
         struct ws_manifest m;
         struct ws_error err = {0};
-        size_t len;
-        char *text = edited_from(full, sizeof(full) / sizeof(full[0]), E_NONE, 0, NULL, &len);
+        size_t len, at = line_at(base_lines, NBASE, "file base/1/1259 ");
+        char *text = edited(E_INSERT_AFTER, at, "map 0 7", &len);
         REQUIRE(parse_len(text, len, &m, &err) == 0);
-        CHECK(m.type == WS_BACKUP_FULL && m.reference[0] == '\0' && m.files[0].map_index == 7);
+        CHECK(m.type == WS_BACKUP_FULL && m.reference[0] == '\0');
+        CHECK(m.files[1].has_map && m.files[1].map == 0 && m.files[1].map_index == 7);
+        CHECK(!m.files[0].has_map && !m.files[2].has_map);
         ws_manifest_free(&m);
         free(text);
     }
@@ -1249,26 +1212,14 @@ static void test_incr_reject(void)
 /* Version 1 (no maps, block_size, type): still read, as a full backup without block maps. */
 static void test_version1(void)
 {
-    static const char *const v1[] = {
-        "walsafe-manifest 1",
-        "id 20261122T101500Z",
-        "label %",
-        "start_time 2026-11-22T10:15:00Z",
-        "stop_time 2026-11-22T10:20:30Z",
-        "start_lsn 0/2000028",
-        "stop_lsn 0/4000100",
-        "timeline 1",
-        "pg_version 150004",
-        "system_identifier 7311142436245338543",
-        "wal_segment_size 16777216",
-        "data_checksums 1",
-        "bytes 8192",
-        "stored_bytes 6789",
-        "bundles 1",
-        "file base/1/1259 640 1795342400 8192 " HEXB " 0 0",
-        "end 1",
-    };
-    const size_t n = sizeof(v1) / sizeof(v1[0]);
+    const char *v1[NBASE];
+    size_t n = 0;
+
+    /* the base text as version 1 wrote it: the old magic, no maps, block_size, type */
+    for (size_t i = 0; i < NBASE; i++)
+        if (strncmp(base_lines[i], "maps ", 5) && strncmp(base_lines[i], "block_size ", 11) &&
+            strncmp(base_lines[i], "type ", 5))
+            v1[n++] = i == 0 ? "walsafe-manifest 1" : base_lines[i];
     struct ws_manifest m;
     struct ws_error err = {0};
     size_t len;
@@ -1276,8 +1227,8 @@ static void test_version1(void)
 
     REQUIRE(parse_len(text, len, &m, &err) == 0);
     CHECK(m.version == 1 && m.type == WS_BACKUP_FULL && m.maps == 0 && m.block_size == 0);
-    CHECK(m.reference[0] == '\0' && m.nfiles == 1 && !m.files[0].has_map);
-    CHECK(m.files[0].kind == WS_BFILE_WHOLE);
+    CHECK(m.reference[0] == '\0' && m.nfiles == 3 && !m.files[1].has_map);
+    CHECK(m.files[1].kind == WS_BFILE_WHOLE && m.bundles == 2);
     /* formatted again it is version 2 without block digests ("block_size 0"), which reads back
      * the same and formats to the same text */
     {
@@ -1285,7 +1236,7 @@ static void test_version1(void)
         char *t1 = NULL, *t2 = NULL;
         size_t l1 = 0, l2 = 0;
         REQUIRE(ws_manifest_format(&m, &t1, &l1, &err) == 0);
-        CHECK(strstr(t1, "\nbundles 1\nmaps 0\nblock_size 0\ntype full\nfile ") != NULL);
+        CHECK(strstr(t1, "\nbundles 2\nmaps 0\nblock_size 0\ntype full\ntablespace ") != NULL);
         REQUIRE(ws_manifest_parse(t1, l1, "v1 again", &p, &err) == 0);
         CHECK(p.version == 2 && p.block_size == 0 && p.maps == 0);
         same_manifest(&m, &p);
@@ -1320,7 +1271,8 @@ static void test_version1(void)
             "delta base/1/2 600 1 24576 " HEXA " 20261121T101500Z 0 0 12",
         };
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-            text = edited_from(v1, n, E_INSERT_AFTER, i == 0 ? 14 : 15, bad[i], &len);
+            size_t at = i == 0 ? line_at(v1, n, "bundles ") : line_at(v1, n, "file base/1/1259 ");
+            text = edited_from(v1, n, E_INSERT_AFTER, at, bad[i], &len);
             if (parse_len(text, len, &m, &err) != WS_ERR_CORRUPT)
                 unit_fail(__FILE__, __LINE__, bad[i]);
             free(text);

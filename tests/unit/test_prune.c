@@ -1082,6 +1082,14 @@ static void test_chain_not_complete(void)
     REQUIRE(run_plan(&f) == 0);
     CHECK(f.plan.why[inc] == WS_KEEP_YOUNG && f.plan.why[i1] == WS_KEEP_REFERENCED);
     CHECK(f.plan.referenced_by[i1] == (long)inc && f.plan.keep[full]);
+    /* the newest, its reference gone: pending, and the warning says what it lacks */
+    f.b[inc].last_write = NOW - 2 * DAY;
+    f.b[inc].start_time = f.b[inc].stop_time = NOW - 2 * DAY;
+    f.b[full].status = WS_BACKUP_DELETING;
+    f.b[inc].problem = "its reference 20261119T101500Z is being deleted";
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.why[inc] == WS_KEEP_PENDING);
+    CHECK(has_warning(&f, "(its reference 20261119T101500Z is being deleted); it is kept"));
     ws_prune_plan_free(&f.plan);
 }
 
