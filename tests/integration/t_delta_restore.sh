@@ -52,6 +52,18 @@ bb_create "$CONF" --type full --label full
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 backup_dirs() { find "$BACKUPS" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2>/dev/null | LC_ALL=C sort; }
 ms_sleep() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
+# kill_at MS ARGS...: `basebackup --config CONF ARGS` as postgres (stdout, stderr in $T/kill.out,
+# $T/kill.err), sent SIGKILL MS ms after its start; sets st to its exit status (137: killed).
+kill_at() {
+    local ms=$1 pid
+    shift
+    "${AS_PG[@]}" "$BASEBACKUP" --config "$CONF" "$@" >"$T/kill.out" 2>"$T/kill.err" &
+    pid=$!
+    ms_sleep "$ms"
+    kill -KILL "$pid" 2>/dev/null
+    { wait "$pid"; } 2>/dev/null
+    st=$?
+}
 
 CASE="create killed"
 # DUR: the shorter of two uninterrupted runs (a create whose id is taken waits for the next second)
@@ -72,13 +84,7 @@ while [ "$killed" -lt "$KILLS" ] && [ "$k" -lt $((2 * KILLS)) ]; do
     pgbench_run "$PORT" -n -c 2 -t 30 || die "pgbench failed"
     at=$(((killed * fin_min + RANDOM % fin_min) / KILLS))
     before=$(backup_dirs)
-    "${AS_PG[@]}" "$BASEBACKUP" --config "$CONF" -v create --fast --type incr --label "kill-$k" \
-        >"$T/kill.out" 2>"$T/kill.err" &
-    pid=$!
-    ms_sleep "$at"
-    kill -KILL "$pid" 2>/dev/null
-    { wait "$pid"; } 2>/dev/null
-    st=$?
+    kill_at "$at" create --fast --type incr --label "kill-$k"
     id=$(LC_ALL=C comm -13 <(echo "$before") <(backup_dirs) | head -1)
     if [ "$st" = 137 ]; then
         killed=$((killed + 1))
@@ -196,7 +202,7 @@ if assert_rc 0 "restore --delta onto the diverged copy"; then
     rewritten=$(LC_ALL=C join "$T/before.stamps" "$T/after.stamps" | awk '$2 != $4 || $3 != $5 {print $1}' |
         LC_ALL=C comm -12 - "$T/matching")
     [ -z "$rewritten" ] ||
-        fail "$(echo "$rewritten" | wc -l) files that matched were rewritten: $(echo $rewritten | head -c 300)"
+        fail "$(echo "$rewritten" | wc -l) files that matched were rewritten: $(echo "$rewritten" | tr '\n' ' ' | head -c 300)"
     assert_absent "$D/stray.txt" "a top-level file the backup does not have"
     assert_absent "$D/$DB_DIR/999999" "a relation-like file the backup does not have"
     check_copy "$D"
@@ -238,13 +244,7 @@ while [ "$killed" -lt "$KILLS" ] && [ "$k" -lt $((2 * KILLS)) ]; do
     damage
     listing "$D" >"$T/untouched.list"
     at=$(((killed * fin_min + RANDOM % fin_min) / KILLS))
-    "${AS_PG[@]}" "$BASEBACKUP" --config "$CONF" restore --delta --pgdata "$D" "${RARGS[@]}" \
-        >"$T/dkill.out" 2>"$T/dkill.err" &
-    pid=$!
-    ms_sleep "$at"
-    kill -KILL "$pid" 2>/dev/null
-    { wait "$pid"; } 2>/dev/null
-    st=$?
+    kill_at "$at" restore --delta --pgdata "$D" "${RARGS[@]}"
     if [ "$st" = 137 ]; then
         killed=$((killed + 1))
         note "restore --delta killed after $at ms"
@@ -255,7 +255,7 @@ while [ "$killed" -lt "$KILLS" ] && [ "$k" -lt $((2 * KILLS)) ]; do
                 fail "a killed restore --delta (after $at ms) left global/pg_control in a directory it had changed"
         fi
     else
-        note "restore --delta ended before the kill at $at ms (status $st: $(head -c 200 "$T/dkill.err"))"
+        note "restore --delta ended before the kill at $at ms (status $st: $(head -c 200 "$T/kill.err"))"
         [ "$at" -ge "$fin_min" ] || fin_min=$((at > 1 ? at : 1))
     fi
 done
