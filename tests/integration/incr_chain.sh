@@ -4,7 +4,8 @@
 # (issue 17 items 4, 6 and 8; docs/design/incremental.md).
 #   chain     a full backup, then five `create --type incr`, pgbench -t between them; before each
 #             one a snapshot of the pgbench tables (nothing writes while it is taken, which is
-#             checked); list --json gives each its type and its reference (the one before)
+#             checked); list --json gives each its type and its reference (the one before), and
+#             stored bytes under half the full backup's
 #   restore   each incremental restored (--target-immediate: recovery to its end) into a new
 #             directory, started: its tables equal the snapshot taken at its moment
 #   verify    verify of the newest link and verify --all exit 0; a diff backup refers to the full
@@ -43,7 +44,7 @@ FULL=$BACKUP_ID
 IDS=() SUMS=()
 prev=$FULL
 for i in 1 2 3 4 5; do
-    pgbench_run "$PORT" -n -c 2 -t $((40 * i)) || die "pgbench failed"
+    pgbench_run "$PORT" -n -c 2 -t $((10 * i)) || die "pgbench failed"
     SUMS[i]=$(pgbench_sums "$PORT") || die "checksums failed"
     bb_create "$CONF" --type incr --label "chain-$i"
     IDS[i]=$BACKUP_ID
@@ -52,6 +53,13 @@ for i in 1 2 3 4 5; do
         assert_eq "$(backup_field "${IDS[i]}" status)" complete "status of incremental $i"
         assert_eq "$(backup_field "${IDS[i]}" type)" incr "type of incremental $i"
         assert_eq "$(backup_field "${IDS[i]}" reference)" "$prev" "reference of incremental $i"
+        # block level: a few hundred pgbench transactions change a small part of the pages
+        full_bytes=$(backup_field "$FULL" stored_bytes) incr_bytes=$(backup_field "${IDS[i]}" stored_bytes)
+        if ! [[ $incr_bytes =~ ^[0-9]+$ && $full_bytes =~ ^[0-9]+$ ]] ||
+            [ $((incr_bytes * 2)) -ge "$full_bytes" ]; then
+            fail "incremental $i stores $incr_bytes bytes, not under half the full backup's $full_bytes"
+        fi
+        note "incremental $i: $incr_bytes bytes stored (the full backup: $full_bytes)"
     fi
     prev=${IDS[i]}
 done
