@@ -5,6 +5,9 @@
  *
  * Every byte written comes out of an object reader (authenticated per chunk when encrypted) and
  * through the bundle splitter, which checks each file's size and SHA-256 against the manifest.
+ * A diff or incr backup is rebuilt from its chain (restore_chain.c), every file not stored
+ * whole in it read back against its SHA-256; --delta rewrites only what differs in an existing
+ * data directory of the same system (restore_delta.c).
  * A failed restore leaves a directory that must not be started: recovery.signal and the
  * recovery settings are written only after every file is in place and synced, and the message
  * says to run the restore again with --force.

@@ -19,97 +19,44 @@
 
 #define READ_BUF (1u << 20)
 
-static const struct ws_catalog_backup *find_backup(const struct ws_catalog *cat, const char *id)
-{
-    for (size_t i = 0; i < cat->nbackups; i++)
-        if (strcmp(cat->backups[i].id, id) == 0)
-            return &cat->backups[i];
-    return NULL;
-}
-
-/* Link `id` of the chain of `of` as the catalog knows it: there, complete, its manifest read. */
-static int check_link(const struct ws_catalog *cat, const char *of, const char *id,
-                      const struct ws_catalog_backup **out, struct ws_error *err)
-{
-    const struct ws_catalog_backup *b = find_backup(cat, id);
-
-    *out = b;
-    if (!b)
-        return ws_error_set(err, WS_ERR_NOT_FOUND,
-                            "backup %s cannot be restored: backup %s of its chain is not in the "
-                            "repository",
-                            of, id);
-    if (b->status == WS_BACKUP_DELETING)
-        return ws_error_set(err, WS_ERR_INVALID,
-                            "backup %s cannot be restored: backup %s of its chain is being deleted",
-                            of, id);
-    if (b->bad_manifest)
-        return ws_error_set(err, WS_ERR_CORRUPT,
-                            "backup %s cannot be restored: backup %s of its chain is invalid: %s",
-                            of, id, b->manifest_error);
-    if (!b->has_manifest || b->status != WS_BACKUP_COMPLETE)
-        return ws_error_set(err, WS_ERR_INVALID,
-                            "backup %s cannot be restored: backup %s of its chain is not complete",
-                            of, id);
-    return 0;
-}
-
-/* A link must be older than what refers to it (no cycle) and of the same system and format. */
-static int check_reference(const struct ws_manifest *top, const struct ws_manifest *cur,
-                           const struct ws_manifest *ref, struct ws_error *err)
+/* A link must be of the same system, PostgreSQL version and block size: its blocks are pasted
+ * into the target's files. */
+static int check_link(const struct ws_manifest *top, const struct ws_manifest *ref,
+                      struct ws_error *err)
 {
     if (ref->system_identifier != top->system_identifier || ref->pg_version != top->pg_version ||
-        ref->block_size != top->block_size || ref->version < 2)
+        ref->block_size != top->block_size)
         return ws_error_set(err, WS_ERR_CORRUPT,
                             "backup %s cannot be restored: backup %s of its chain is of another "
                             "database system, PostgreSQL version or block size",
                             top->id, ref->id);
-    if (strcmp(ref->id, cur->id) >= 0)
-        return ws_error_set(err, WS_ERR_CORRUPT,
-                            "backup %s: its chain refers from %s to %s, which is not older",
-                            top->id, cur->id, ref->id);
-    return 0;
-}
-
-/* Appends id to the chain being gathered. */
-static int add_link(struct restore *r, const char *id, struct ws_error *err)
-{
-    char(*ids)[WS_BACKUP_ID_LEN + 1] = realloc(r->chain, (r->nchain + 1) * sizeof(*ids));
-
-    if (!ids)
-        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    r->chain = ids;
-    snprintf(r->chain[r->nchain++], WS_BACKUP_ID_LEN + 1, "%s", id);
     return 0;
 }
 
 int ws_restore_resolve_chain(const struct ws_catalog *cat, struct restore *r, struct ws_error *err)
 {
-    const struct ws_manifest *cur = r->m;
+    const struct ws_catalog_backup *b = ws_catalog_find(cat, r->m->id), **links = NULL;
+    size_t n = 0;
     int rc;
 
-    /* newest first, then turned around; each link is older than the last, so this ends */
-    for (;;) {
-        const struct ws_catalog_backup *b;
-        if ((rc = add_link(r, cur->id, err)) != 0)
-            return rc;
-        if (cur->type == WS_BACKUP_FULL)
-            break;
-        if (!ws_backup_id_valid(cur->reference))
-            return ws_error_set(err, WS_ERR_CORRUPT, "backup %s: %s backup %s has no reference",
-                                r->m->id, ws_backup_type_name(cur->type), cur->id);
-        if ((rc = check_link(cat, r->m->id, cur->reference, &b, err)) != 0 ||
-            (rc = check_reference(r->m, cur, &b->m, err)) != 0)
-            return rc;
-        cur = &b->m;
+    /* the catalog called the backup complete, so its whole chain is (catalog.h) */
+    if (!b)
+        return ws_error_set(err, WS_ERR_NOT_FOUND, "backup %s is not in the repository", r->m->id);
+    if ((rc = ws_catalog_chain(cat, b, &links, &n, err)) != 0)
+        goto out;
+    if (!(r->chain = calloc(n, sizeof(*r->chain)))) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        goto out;
     }
-    for (size_t i = 0; i < r->nchain / 2; i++) {
-        char t[WS_BACKUP_ID_LEN + 1];
-        memcpy(t, r->chain[i], sizeof(t));
-        memcpy(r->chain[i], r->chain[r->nchain - 1 - i], sizeof(t));
-        memcpy(r->chain[r->nchain - 1 - i], t, sizeof(t));
+    r->nchain = n;
+    /* newest first from the catalog, oldest first here */
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        memcpy(r->chain[n - 1 - i], links[i]->id, WS_BACKUP_ID_LEN + 1);
+        rc = check_link(r->m, &links[i]->m, err);
     }
-    return 0;
+out:
+    free(links);
+    return rc;
 }
 
 /* ---- one layer ---------------------------------------------------------------------------- */

@@ -119,13 +119,9 @@ static int parse_target(const struct ws_restore_opts *o, double *ttime, uint64_t
 static int named_backup(const struct ws_catalog *cat, const struct ws_restore_opts *o, double ttime,
                         uint64_t tlsn, const struct ws_catalog_backup **out, struct ws_error *err)
 {
-    const struct ws_catalog_backup *b = NULL;
-    size_t i;
-    char when[32];
+    const struct ws_catalog_backup *b = ws_catalog_find(cat, o->backup);
+    char when[32], why[400];
 
-    for (i = 0; i < cat->nbackups; i++)
-        if (strcmp(cat->backups[i].id, o->backup) == 0)
-            b = &cat->backups[i];
     if (!b)
         return ws_error_set(err, WS_ERR_NOT_FOUND, "backup %s is not in the repository", o->backup);
     if (b->status == WS_BACKUP_DELETING)
@@ -139,10 +135,10 @@ static int named_backup(const struct ws_catalog *cat, const struct ws_restore_op
     if (!b->has_manifest)
         return ws_error_set(err, WS_ERR_INVALID,
                             "backup %s has no manifest: it is still running or it failed", b->id);
-    if (b->status != WS_BACKUP_COMPLETE)
-        return ws_error_set(err, WS_ERR_INVALID,
-                            "backup %s is not complete: WAL file %s is not in the repository",
-                            b->id, b->missing_wal);
+    if (b->status != WS_BACKUP_COMPLETE) {
+        ws_catalog_why(b, why, sizeof(why));
+        return ws_error_set(err, WS_ERR_INVALID, "backup %s is not complete: %s", b->id, why);
+    }
     if (o->target_kind == WS_TARGET_TIME && (double)b->m.stop_time + 1 > ttime) {
         ws_format_utc(b->m.stop_time, when);
         return ws_error_set(err, WS_ERR_INVALID, "backup %s ends at %s, after --target-time \"%s\"",

@@ -97,8 +97,8 @@ int ws_restore_bundles_of(const struct restore *r, struct ws_repo *repo,
 void ws_restore_report_problem(void *arg, const struct ws_bfile *f, const char *msg);
 
 /* restore_chain.c: a backup of a chain (docs/design/incremental.md). */
-/* r->chain from r->m through the references: each link in the catalog, complete, older, of the
- * same system; otherwise an error naming the link (WS_ERR_NOT_FOUND when it is missing). */
+/* r->chain of r->m (complete in the catalog) from ws_catalog_chain, each link of the same
+ * system, PostgreSQL version and block size; otherwise an error naming the link. */
 int ws_restore_resolve_chain(const struct ws_catalog *cat, struct restore *r, struct ws_error *err);
 /* Writes the files of r->m that want[i] names (want NULL: all) into tree from r->chain, layer
  * by layer, then cuts each file not stored whole in r->m itself to its size, gives it its mode

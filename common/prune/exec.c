@@ -80,10 +80,12 @@ out:
 }
 
 /* The pin, temp files of uploads into the backup that were killed (a backup's, or the
- * tombstone's: nothing writes into a backup that is being deleted), its empty directories. */
+ * tombstone's: nothing writes into a backup that is being deleted), its empty directories (of
+ * bundles and of map objects, manifest.h and blockmap.h, then its own). */
 static int remove_leftovers(struct ws_repo *repo, const struct ws_prune_backup *b,
                             const char *prefix, struct ws_error *err)
 {
+    static const char *const subdirs[] = {"data/", "map/"};
     char key[256], start[128]; /* "<cluster>/backup/<ID>": its directory and its tombstone */
     size_t ntemp = 0;
     uint64_t tbytes = 0;
@@ -95,9 +97,11 @@ static int remove_leftovers(struct ws_repo *repo, const struct ws_prune_backup *
     snprintf(start, sizeof(start), "%.*s", (int)strlen(prefix) - 1, prefix);
     if ((rc = ws_storage_clean_temp(repo->st, start, INT64_MAX, 0, &ntemp, &tbytes, err)) != 0)
         return rc;
-    ws_backup_object_key(repo, b->id, "data/", key, sizeof(key));
-    if ((rc = ws_storage_remove_dir(repo->st, key, err)) != 0)
-        return rc;
+    for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
+        ws_backup_object_key(repo, b->id, subdirs[i], key, sizeof(key));
+        if ((rc = ws_storage_remove_dir(repo->st, key, err)) != 0)
+            return rc;
+    }
     return ws_storage_remove_dir(repo->st, prefix, err);
 }
 

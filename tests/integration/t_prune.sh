@@ -212,7 +212,7 @@ assert_rc 0 "basebackup keep $ID3"
 bb_list "$CONF" && assert_eq "$(json_eval "$T/list.json" "String(j.backups.find(b => b.id === '$ID3').pinned)")" \
     true "pinned in list --json"
 bb --config "$CONF" list
-grep -E "^$ID3 +complete +yes " "$T/.last.out" >/dev/null || fail_cmd "the text list does not show the pin"
+grep -E "^$ID3 +complete +full +- +yes " "$T/.last.out" >/dev/null || fail_cmd "the text list does not show the pin"
 wp --retain-full 1
 assert_rc 0 "wal-prune --retain-full 1 with a pin"
 bb_list "$CONF" && assert_eq "$(backup_status "$ID3")" complete "the pinned backup"

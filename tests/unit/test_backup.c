@@ -1362,6 +1362,35 @@ static void test_create_incr_fallback(void)
     mem_end();
 }
 
+/* An incr whose newest candidate's chain has lost a link (the full backup's manifest is gone:
+ * that backup is no longer complete) is a full backup, and the line names the missing link. */
+static void test_create_incr_broken_chain(void)
+{
+    struct cluster c;
+    struct ws_error err = {0};
+    struct ws_manifest m = {0};
+    char id1[WS_BACKUP_ID_LEN + 1], id2[WS_BACKUP_ID_LEN + 1], id3[WS_BACKUP_ID_LEN + 1];
+    char log[4096], key[256], want[128];
+
+    mem_begin();
+    cluster_init(&c, "chain", 1);
+    set_control_timeline(&c, 1);
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    REQUIRE(create_type(&c, WS_BACKUP_FULL, id1, log, sizeof(log), &err) == 0);
+    patch(&c, "base/1/16386", 0, 1, 0x55);
+    REQUIRE(create_type(&c, WS_BACKUP_INCR, id2, log, sizeof(log), &err) == 0);
+    snprintf(key, sizeof(key), "%s/backup/%s/manifest", c.cluster, id1);
+    REQUIRE(mem->ops->remove(mem, key, &err) == 0);
+    REQUIRE(create_type(&c, WS_BACKUP_INCR, id3, log, sizeof(log), &err) == 0);
+    snprintf(want, sizeof(want), "(backup %s of its chain is running): taking a full backup", id1);
+    CHECK(strstr(log, want) != NULL);
+    REQUIRE(load_manifest(&c, id3, &m) == 0);
+    CHECK(m.type == WS_BACKUP_FULL && m.reference[0] == '\0');
+    ws_manifest_free(&m);
+    cluster_free(&c);
+    mem_end();
+}
+
 /* A storage failure at each put of an incr (its bundle, its map object, backup_label's,
  * tablespace_map's, the manifest: one worker) fails it and leaves no object of it: no map object
  * either; the full backup it refers to keeps all of its own. */
@@ -1407,6 +1436,7 @@ const struct unit_test unit_tests[] = {
     {"create_waits_for_wal", test_create_waits_for_wal},
     {"create_incr_records", test_create_incr_records},
     {"create_incr_fallback", test_create_incr_fallback},
+    {"create_incr_broken_chain", test_create_incr_broken_chain},
     {"create_incr_failure_leaves_no_map", test_create_incr_failure_leaves_no_map},
     {NULL, NULL},
 };

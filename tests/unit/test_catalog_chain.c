@@ -5,7 +5,8 @@
  * ws_catalog_find; verify of a chain (a REF and a DELTA record on a full backup: every link
  * there and complete, each record's base holding the path, delta extents' structure, map objects
  * there and long enough); and the planner's input gathered from it (type, reference: the full
- * backup is kept because the kept incremental references it).
+ * backup is kept because the kept incremental references it) and a prune that deletes the chain
+ * (no directory of it left).
  */
 #include <inttypes.h>
 #include <openssl/evp.h>
@@ -138,8 +139,8 @@ static void put_map(struct chain *c, const char *id, size_t n)
     put(c, key, digests, n * WS_BLOCK_DIGEST_SIZE);
 }
 
-/* F: PG_VERSION and base/1/1259 (2 blocks) whole. */
-static void put_full(struct chain *c)
+/* A full backup (F): PG_VERSION and base/1/1259 (2 blocks) whole. */
+static void put_full(struct chain *c, const char *id, uint64_t segno)
 {
     struct ws_manifest m = {0};
     uint8_t bundle[3 + sizeof(c->rel_f)];
@@ -149,10 +150,10 @@ static void put_full(struct chain *c)
     memcpy(bundle + 3, c->rel_f, sizeof(c->rel_f));
     add_file(&m, "PG_VERSION", WS_BFILE_WHOLE, NULL, "15\n", 3, 0, 0, 0);
     add_file(&m, "base/1/1259", WS_BFILE_WHOLE, NULL, c->rel_f, sizeof(c->rel_f), 3, 0, 1);
-    ws_backup_bundle_key(&c->repo, ID_F, 0, key, sizeof(key));
+    ws_backup_bundle_key(&c->repo, id, 0, key, sizeof(key));
     put(c, key, bundle, sizeof(bundle));
-    put_map(c, ID_F, 2);
-    put_manifest(c, &m, ID_F, WS_BACKUP_FULL, NULL, 10);
+    put_map(c, id, 2);
+    put_manifest(c, &m, id, WS_BACKUP_FULL, NULL, segno);
     ws_manifest_free(&m);
 }
 
@@ -216,7 +217,7 @@ static void chain_init(struct chain *c, const char *tag)
     id.wal_segment_size = SEG;
     if (ws_repo_identity_ensure(&c->repo, &id, "test", &err) != 0)
         unit_fail(__FILE__, __LINE__, err.msg);
-    put_full(c);
+    put_full(c, ID_F, 10);
     put_incr(c, ID_I, ID_F, 20, 0);
     for (uint64_t s = 11; s <= 30; s++)
         if (s != 20)
@@ -490,8 +491,9 @@ static void test_prune_gathers_chain(void)
     struct ws_prune_state st;
     struct ws_prune_input in;
     struct ws_prune_plan plan;
+    struct ws_prune_result res;
     size_t f, i;
-    char t[512];
+    char t[700];
 
     chain_init(&c, "prune");
     REQUIRE(ws_prune_gather(&c.repo, NULL, &st, &err) == 0);
@@ -510,6 +512,24 @@ static void test_prune_gathers_chain(void)
     CHECK(plan.nbackups_delete == 0);
     ws_prune_why_text(&in, &plan, f, plan.why[f], t, sizeof(t));
     CHECK(strcmp(t, "kept: referenced by " ID_I) == 0);
+    ws_prune_plan_free(&plan);
+    ws_prune_state_free(&st);
+    /* a newer full backup, retain_full = 1: the chain goes, leaving no directory of it (map/
+     * included) */
+    put_full(&c, ID_I2, 30);
+    REQUIRE(ws_prune_gather(&c.repo, NULL, &st, &err) == 0);
+    ws_prune_input_from_state(&st, &in);
+    in.now = st.backups[2].stop_time + 3600;
+    in.retain_full = 1;
+    REQUIRE(ws_prune_plan_make(&in, &plan, &err) == 0);
+    CHECK(plan.nbackups_delete == 2 && strcmp(in.backups[plan.delete_order[0]].id, ID_I) == 0);
+    REQUIRE(ws_prune_execute(&c.repo, &in, &plan, NULL, &res, &err) == 0);
+    CHECK(res.backups_deleted == 2);
+    snprintf(t, sizeof(t), "%s/main/backup/%s", c.dir, ID_F);
+    CHECK(!unit_exists(t));
+    snprintf(t, sizeof(t), "%s/main/backup/%s", c.dir, ID_I);
+    CHECK(!unit_exists(t));
+    ws_prune_result_free(&res);
     ws_prune_plan_free(&plan);
     ws_prune_state_free(&st);
     chain_free(&c);

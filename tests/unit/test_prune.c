@@ -4,10 +4,13 @@
  * both, no policy, pins, ordering by time and LSN rather than by name, timelines (failover, a
  * promoted point-in-time restore of an old backup, numbers versus names), backups that are not
  * complete (running, incomplete, invalid, interrupted deletes, the age limit), WAL gaps, and the
- * rule that the newest complete backup always stays. Then each step of the planner alone
- * (prune_int.h), on a plan as the steps before it leave it. Then the executor over an in-memory
- * repository, including a failure injected at every single storage call of a prune: after each
- * one no backup is listed complete that misses an object or WAL, and the next run finishes.
+ * rule that the newest complete backup always stays; chains of diff and incr backups (retain_full
+ * counting full backups only, the chain of every kept backup kept, pins on chains, links being
+ * deleted or invalid, the delete order). Then each step of the planner alone (prune_int.h), on a
+ * plan as the steps before it leave it. Then the executor over an in-memory repository,
+ * including a failure injected at every single storage call of a prune: after each one no backup
+ * is listed complete that misses an object or WAL (nor, for a chain, left while its reference
+ * is gone), and the next run finishes.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -1687,8 +1690,17 @@ static void put_wal(struct ws_repo *repo, const char *name, const char *text)
 }
 
 /* A complete backup with two bundles: manifest, data/000000, data/000001. */
+static void put_backup_ref(struct ws_repo *repo, int64_t start, uint64_t s0, uint64_t s1,
+                           const char *reference, char id[WS_BACKUP_ID_LEN + 1]);
 static void put_backup(struct ws_repo *repo, int64_t start, uint64_t s0, uint64_t s1,
                        char id[WS_BACKUP_ID_LEN + 1])
+{
+    put_backup_ref(repo, start, s0, s1, NULL, id);
+}
+
+/* The same, an incr on `reference` (NULL: a full backup). */
+static void put_backup_ref(struct ws_repo *repo, int64_t start, uint64_t s0, uint64_t s1,
+                           const char *reference, char id[WS_BACKUP_ID_LEN + 1])
 {
     struct ws_manifest m = {0};
     struct ws_error err = {0};
@@ -1707,6 +1719,11 @@ static void put_backup(struct ws_repo *repo, int64_t start, uint64_t s0, uint64_
     m.system_identifier = SYSID;
     m.wal_segment_size = SEG;
     m.bundles = 2;
+    if (reference) {
+        m.type = WS_BACKUP_INCR;
+        m.block_size = 8192;
+        memcpy(m.reference, reference, WS_BACKUP_ID_LEN + 1);
+    }
     if (ws_manifest_format(&m, &text, &len, &err) != 0)
         unit_fail(__FILE__, __LINE__, err.msg);
     ws_backup_bundle_key(repo, m.id, 0, key, sizeof(key));
@@ -1785,8 +1802,9 @@ static int consistent(struct ws_repo *repo, size_t *ncomplete)
     return ok;
 }
 
-/* gather, plan (retain_full = 2) and execute; the storage fault, if any, is already armed. */
-static int prune_once(struct ws_repo *repo, struct ws_prune_plan *plan_out, struct ws_error *err)
+/* gather, plan with retain_full and execute; the storage fault, if any, is already armed. */
+static int prune_full(struct ws_repo *repo, int retain_full, struct ws_prune_plan *plan_out,
+                      struct ws_error *err)
 {
     struct ws_prune_state st;
     struct ws_prune_input in;
@@ -1798,7 +1816,7 @@ static int prune_once(struct ws_repo *repo, struct ws_prune_plan *plan_out, stru
         return rc;
     ws_prune_input_from_state(&st, &in);
     in.now = NOW;
-    in.retain_full = 2;
+    in.retain_full = retain_full;
     if ((rc = ws_prune_plan_make(&in, &plan, err)) == 0) {
         rc = ws_prune_execute(repo, &in, &plan, NULL, &res, err);
         if (plan_out) {
@@ -1813,6 +1831,11 @@ static int prune_once(struct ws_repo *repo, struct ws_prune_plan *plan_out, stru
     return rc;
 }
 
+/* gather, plan (retain_full = 2) and execute; the storage fault, if any, is already armed. */
+static int prune_once(struct ws_repo *repo, struct ws_prune_plan *plan_out, struct ws_error *err)
+{
+    return prune_full(repo, 2, plan_out, err);
+}
 static size_t count_objects_cb_n;
 static int count_cb(void *arg, const char *key, const struct ws_storage_stat *st,
                     struct ws_error *err)
@@ -2061,6 +2084,75 @@ static void test_execute_interrupted(void)
     CHECK(interrupted == 21 + 4);
 }
 
+/* F <- I1 <- I2, then a newer full backup: with retain_full = 1 the chain goes, newest first.
+ * A failure at any storage call of that prune leaves no backup with a manifest whose reference
+ * is gone or being deleted, and the next run finishes. */
+static int references_there(struct ws_repo *repo)
+{
+    struct ws_catalog cat;
+    struct ws_error err = {0};
+    int ok = 1;
+
+    if (ws_catalog_load(repo, NULL, &cat, &err) != 0)
+        return 0;
+    for (size_t i = 0; i < cat.nbackups; i++) {
+        const struct ws_catalog_backup *b = &cat.backups[i], *r;
+        if (!b->has_manifest || b->m.type == WS_BACKUP_FULL)
+            continue;
+        r = ws_catalog_find(&cat, b->m.reference);
+        if (!r || r->status == WS_BACKUP_DELETING || !r->has_manifest) {
+            fprintf(stderr, "    backup %s: its reference %s is gone\n", b->id, b->m.reference);
+            ok = 0;
+        }
+    }
+    ws_catalog_free(&cat);
+    return ok;
+}
+
+static void test_execute_chain_interrupted(void)
+{
+    size_t interrupted = 0;
+
+    for (int nth = 1; nth < 60; nth++) {
+        struct ws_repo repo;
+        struct ws_identity id = {0};
+        struct ws_error err = {0};
+        char ids[4][WS_BACKUP_ID_LEN + 1], s[WS_WAL_NAME_LEN + 1];
+        size_t n;
+        int rc;
+
+        id.system_identifier = SYSID;
+        id.pg_version = 15;
+        id.wal_segment_size = SEG;
+        unit_mem_repo(&repo, "main", &id);
+        put_backup_ref(&repo, NOW - 4 * DAY, 10, 11, NULL, ids[0]);
+        put_backup_ref(&repo, NOW - 3 * DAY, 20, 21, ids[0], ids[1]);
+        put_backup_ref(&repo, NOW - 2 * DAY, 30, 31, ids[1], ids[2]);
+        put_backup_ref(&repo, NOW - DAY, 40, 41, NULL, ids[3]);
+        for (uint64_t g = 10; g <= 41; g++) {
+            seg_name(s, 1, g);
+            put_wal(&repo, s, "segment");
+        }
+        REQUIRE(consistent(&repo, &n) && n == 4);
+        ws_storage_mem_fault(repo.st, WS_MEM_REMOVE, nth, WS_ERR_STORAGE);
+        rc = prune_full(&repo, 1, NULL, &err);
+        ws_storage_mem_fault(repo.st, 0, 0, 0);
+        if (!references_there(&repo) || !consistent(&repo, &n)) {
+            fprintf(stderr, "    after a fault at remove %d (rc %d: %s)\n", nth, rc, err.msg);
+            unit_fail(__FILE__, __LINE__, "a reference went before the backups that need it");
+        }
+        if (prune_full(&repo, 1, NULL, &err) != 0)
+            unit_fail(__FILE__, __LINE__, err.msg);
+        CHECK(consistent(&repo, &n) && n == 1);
+        ws_repo_close(&repo);
+        if (rc == 0)
+            break;
+        interrupted++;
+    }
+    /* 3 backups of 5 removes each (manifest, 2 bundles, pin, tombstone) and 30 WAL files */
+    CHECK(interrupted == 3 * 5 + 30);
+}
+
 const struct unit_test unit_tests[] = {
     {"no_policy", test_no_policy},
     {"retain_full", test_retain_full},
@@ -2104,5 +2196,6 @@ const struct unit_test unit_tests[] = {
     {"execute_tombstone_fails", test_execute_tombstone_fails},
     {"execute_delete_order", test_execute_delete_order},
     {"execute_interrupted", test_execute_interrupted},
+    {"execute_chain_interrupted", test_execute_chain_interrupted},
     {NULL, NULL},
 };

@@ -7,8 +7,9 @@
  *
  * Chain: each backup restores to its state (content, size, mode, mtime; removed files absent),
  * with 1 and 3 workers; a malformed delta extent and a well-formed one whose blocks are wrong
- * both fail naming the file; a missing or incomplete link is refused naming it. Delta: files
- * that match are left alone (same inode and mtime), others rewritten, extra files and
+ * both fail naming the file; a missing or incomplete link is refused naming it (the catalog's
+ * chain status), and without --backup the newest backup whose chain is whole is restored. Delta:
+ * files that match are left alone (same inode and mtime), others rewritten, extra files and
  * directories removed, what backups leave out kept; another system identifier, a running
  * postmaster, an empty or missing directory are refused; a run interrupted after pg_control
  * went is finished by a second one; a full backup works too.
@@ -147,7 +148,14 @@ struct env {
     struct stored st[4];
     size_t nst;
     uint64_t next_segno;
+    int ts; /* the backups have tablespace TS_OID, restored at ts_dir */
+    char ts_dir[600];
 };
+
+#define TS_OID 16400
+#define TS_LOCATION "/nonexistent/ts"
+#define TS_PG "pg_tblspc/16400/PG_15_202209061"
+static const char *const ts_dirs[] = {"pg_tblspc", TS_PG, TS_PG "/1"};
 
 static int put_object(struct env *e, const char *key, const uint8_t *data, size_t len)
 {
@@ -337,6 +345,10 @@ static const char *store_backup(struct env *e, const struct state *s, const stru
         memcpy(m.reference, ref->id, sizeof(m.reference));
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
         CHECK(ws_manifest_add_dir(&m, dirs[i], 0700, &err) == 0);
+    for (size_t i = 0; e->ts && i < sizeof(ts_dirs) / sizeof(ts_dirs[0]); i++)
+        CHECK(ws_manifest_add_dir(&m, ts_dirs[i], 0700, &err) == 0);
+    if (e->ts)
+        CHECK(ws_manifest_add_tblspc(&m, TS_OID, TS_LOCATION, &err) == 0);
     for (size_t i = 0; i < me->s.n; i++) {
         add_record(&m, me, i, ref, &b,
                    damage_path && strcmp(me->s.f[i].path, damage_path) == 0 ? damage : 0);
@@ -369,8 +381,11 @@ static int restore(struct env *e, const char *id, const char *dir, int delta, in
                    struct ws_error *err)
 {
     struct ws_restore_opts o = {0};
+    struct ws_tblspc_map map = {TS_LOCATION, e->ts_dir};
 
     memset(err, 0, sizeof(*err));
+    o.maps = e->ts ? &map : NULL;
+    o.nmaps = e->ts ? 1 : 0;
     o.pgdata = dir;
     o.backup = id;
     o.delta = delta;
@@ -401,7 +416,8 @@ static void check_state_extra(const char *dir, const struct state *s, int extra)
     }
     snprintf(p, sizeof(p), "%s/recovery.signal", dir);
     CHECK(unit_exists(p));
-    /* PG_VERSION global base pg_wal recovery.signal postgresql.auto.conf */
+    /* PG_VERSION global base pg_wal recovery.signal postgresql.auto.conf (pg_tblspc and
+     * tablespace_map with a tablespace) */
     CHECK(unit_entries(dir) == 6 + extra);
 }
 
@@ -423,6 +439,8 @@ static void build_chain(struct env *e, const char *damage_path, int damage, cons
     state_put(&s, "base/1/16386", 8 * BS, 6, 0);
     state_put(&s, "base/1/16387", 3 * BS, 7, 0);
     state_put(&s, "base/1/16388", 0, 8, 0);
+    if (e->ts)
+        state_put(&s, TS_PG "/1/16500", 6 * BS, 9, 0);
     ids[0] = store_backup(e, &s, NULL, NULL, 0);
     /* incr 1: changed blocks, truncated, extended, removed, added, non-relation changed */
     state_block(&s, "base/1/16384", 2, 20);
@@ -437,6 +455,8 @@ static void build_chain(struct env *e, const char *damage_path, int damage, cons
     state_block(&s, "base/1/16384", 2, 30);
     state_put(&s, "base/1/16385", 4 * BS + 100, 31, 3 * BS);
     state_block(&s, "base/1/16390", 0, 32);
+    if (e->ts)
+        state_block(&s, TS_PG "/1/16500", 4, 35);
     state_put(&s, "base/1/16391", 2 * BS, 33, 0);
     state_control(&s, UNIT_SYSID, 34);
     ids[2] = store_backup(e, &s, &e->st[1], damage_path, damage);
@@ -529,11 +549,12 @@ static void test_chain_missing_link(void)
     ws_backup_bundle_key(&repo, ids[1], 0, k[0], sizeof(k[0]));
     ws_backup_bundle_key(&repo, ids[1], 1, k[1], sizeof(k[1]));
     remove_objects(&e, keys, 2);
-    CHECK(restore(&e, ids[2], dir, 0, 1, &err) == WS_ERR_NOT_FOUND);
-    CHECK(strstr(err.msg, ids[1]) && strstr(err.msg, "not in the repository"));
+    CHECK(restore(&e, ids[2], dir, 0, 1, &err) == WS_ERR_INVALID);
+    CHECK(strstr(err.msg, ids[1]) && strstr(err.msg, "missing"));
     CHECK(!unit_exists(dir));
-    /* the full backup still restores */
-    CHECK(restore(&e, ids[0], dir, 0, 1, &err) == 0);
+    /* without --backup: the newest complete backup, the full one */
+    CHECK(restore(&e, NULL, dir, 0, 1, &err) == 0);
+    check_state(dir, &e.st[0].s);
     env_free(&e);
 }
 
@@ -736,6 +757,59 @@ static void test_delta_interrupted(void)
     env_free(&e);
 }
 
+/* A tablespace: kept through its link when the data directory links to it, swept there too; a
+ * destination the data directory does not link to is refused when it is not empty. */
+static void test_delta_tablespace(void)
+{
+    struct env e;
+    struct ws_error err = {0};
+    const char *ids[3];
+    char dir[1024], link[1200], p[1200];
+    struct ident id;
+    ssize_t n;
+
+    env_init(&e, "delta-ts");
+    e.ts = 1;
+    snprintf(e.ts_dir, sizeof(e.ts_dir), "%s/ts", e.root);
+    build_chain(&e, NULL, 0, ids);
+    snprintf(dir, sizeof(dir), "%s/pgdata", e.root);
+    REQUIRE(restore(&e, ids[1], dir, 0, 2, &err) == 0);
+    check_state_extra(dir, &e.st[1].s, 2);
+    ident_of(dir, "pg_tblspc/16400", &id);
+    put_text(e.ts_dir, "PG_15_202209061/1/77777", "extra in the tablespace");
+    put_text(e.ts_dir, "stray", "extra at the tablespace's top");
+    if (restore(&e, ids[2], dir, 1, 2, &err) != 0)
+        fprintf(stderr, "    delta: %s\n", err.msg);
+    check_state_extra(dir, &e.st[2].s, 2);
+    snprintf(p, sizeof(p), "%s/PG_15_202209061/1/77777", e.ts_dir);
+    CHECK(!unit_exists(p));
+    snprintf(p, sizeof(p), "%s/stray", e.ts_dir);
+    CHECK(!unit_exists(p));
+    snprintf(p, sizeof(p), "%s/pg_tblspc/16400", dir);
+    n = readlink(p, link, sizeof(link) - 1);
+    CHECK(n > 0 && (size_t)n == strlen(e.ts_dir) && memcmp(link, e.ts_dir, (size_t)n) == 0);
+    /* a link elsewhere is replaced; the directory it named is left alone */
+    snprintf(p, sizeof(p), "%s/elsewhere", e.root);
+    CHECK(unit_mkdir(p) == 0);
+    put_text(p, "keep", "not ours");
+    snprintf(link, sizeof(link), "%s/pg_tblspc/16400", dir);
+    CHECK(unlink(link) == 0 && symlink(p, link) == 0);
+    put_text(dir, "pg_tblspc/99999", "a stray file in pg_tblspc");
+    CHECK(restore(&e, ids[2], dir, 1, 1, &err) == WS_ERR_INVALID); /* ts_dir: not linked now */
+    CHECK(strstr(err.msg, e.ts_dir) && strstr(err.msg, "does not link to it"));
+    {
+        char moved[700];
+        snprintf(moved, sizeof(moved), "%s/ts-old", e.root);
+        CHECK(rename(e.ts_dir, moved) == 0); /* the tablespace directory given up: empty again */
+    }
+    CHECK(restore(&e, ids[2], dir, 1, 1, &err) == 0);
+    check_state_extra(dir, &e.st[2].s, 2);
+    CHECK(!exists_in(dir, "pg_tblspc/99999"));
+    snprintf(p, sizeof(p), "%s/elsewhere/keep", e.root);
+    CHECK(unit_exists(p));
+    env_free(&e);
+}
+
 const struct unit_test unit_tests[] = {
     {"chain", test_chain},
     {"chain_damaged_delta", test_chain_damaged_delta},
@@ -743,5 +817,6 @@ const struct unit_test unit_tests[] = {
     {"delta", test_delta},
     {"delta_refused", test_delta_refused},
     {"delta_interrupted", test_delta_interrupted},
+    {"delta_tablespace", test_delta_tablespace},
     {NULL, NULL},
 };
