@@ -42,17 +42,8 @@ static int in_lineage(struct create *c, uint32_t current, uint32_t tli, uint64_t
     return found;
 }
 
-static const struct ws_catalog_backup *catalog_find(const struct ws_catalog *cat, const char *id)
-{
-    size_t i;
-
-    for (i = 0; i < cat->nbackups; i++)
-        if (strcmp(cat->backups[i].id, id) == 0)
-            return &cat->backups[i];
-    return NULL;
-}
-
-/* The newest complete backup (a full one for diff): by start time, then id. */
+/* The newest complete backup (a full one for diff): by start time, then id. A complete backup's
+ * chain is complete (catalog.h). */
 static struct ws_catalog_backup *newest_candidate(struct ws_catalog *cat, int type)
 {
     struct ws_catalog_backup *best = NULL;
@@ -70,11 +61,33 @@ static struct ws_catalog_backup *newest_candidate(struct ws_catalog *cat, int ty
     return best;
 }
 
-/* Why backup b cannot be the reference (into why), or 0 when it can. */
-static int unusable(struct create *c, const struct ws_catalog *cat,
-                    const struct ws_catalog_backup *b, uint32_t tli, char *why, size_t whysz)
+/* When the newest backup (for diff: the newest full one, by its manifest) is not complete and is
+ * newer than cand (or cand is NULL): its id, status and the catalog's reason into why, before
+ * what why held (then joined by "; "). Else why is left alone. */
+static void say_newer_broken(const struct ws_catalog *cat, const struct ws_catalog_backup *cand,
+                             int type, char *why, size_t whysz)
 {
-    const struct ws_catalog_backup *link = b;
+    const struct ws_catalog_backup *b = NULL;
+    char reason[320], before[512];
+    size_t i = cat->nbackups;
+
+    while (i-- > 0 && !b)
+        if (type != WS_BACKUP_DIFF ||
+            (cat->backups[i].has_manifest && cat->backups[i].m.type == WS_BACKUP_FULL))
+            b = &cat->backups[i];
+    if (!b || b == cand || b->status == WS_BACKUP_COMPLETE || (cand && strcmp(b->id, cand->id) < 0))
+        return;
+    ws_catalog_why(b, reason, sizeof(reason));
+    snprintf(before, sizeof(before), "%s", why);
+    snprintf(why, whysz, "the newest %sbackup %s is %s: %s%s%s",
+             type == WS_BACKUP_DIFF ? "full " : "", b->id, ws_backup_status_name(b->status), reason,
+             *before ? "; " : "", before);
+}
+
+/* Why backup b cannot be the reference (into why), or 0 when it can. */
+static int unusable(struct create *c, const struct ws_catalog_backup *b, uint32_t tli, char *why,
+                    size_t whysz)
+{
     struct ws_error e = {0};
 
     if (b->m.version < 2 || b->m.block_size == 0)
@@ -91,26 +104,18 @@ static int unusable(struct create *c, const struct ws_catalog *cat,
                         "backup %s is on timeline %" PRIu32 ", which is not in the history of "
                         "the server's timeline %" PRIu32,
                         b->id, b->m.timeline, tli);
-    while (link->m.type != WS_BACKUP_FULL) {
-        const char *next = link->m.reference;
-        if (!(link = catalog_find(cat, next)))
-            return snprintf(why, whysz, "backup %s of its chain is missing", next);
-        if (link->status != WS_BACKUP_COMPLETE)
-            return snprintf(why, whysz, "backup %s of its chain is %s", next,
-                            ws_backup_status_name(link->status));
-    }
     return 0;
 }
 
 /* diff and incr: the reference (moved from the catalog into c->ref), or a full backup and one
- * line saying why. */
+ * line saying why; either line names a newer backup that is not complete, and why. */
 int ws_create_choose_reference(struct create *c, struct ws_error *err)
 {
     struct ws_catalog cat = {0};
     struct ws_catalog_backup *b;
     int type = c->cfg->backup_type, rc;
     uint32_t tli = 0;
-    char why[512] = "";
+    char why[1024] = "", newer[1024] = "";
 
     c->m.type = WS_BACKUP_FULL;
     if (type == WS_BACKUP_FULL)
@@ -118,22 +123,26 @@ int ws_create_choose_reference(struct create *c, struct ws_error *err)
     if ((rc = ws_create_read_control(c->pgdata, &tli, sizeof(tli), CONTROL_TIMELINE, err)) != 0 ||
         (rc = ws_catalog_load(&c->repo, &c->kr, &cat, err)) != 0)
         return rc;
-    if (!(b = newest_candidate(&cat, type)))
-        snprintf(why, sizeof(why), "no complete %sbackup in the repository",
-                 type == WS_BACKUP_DIFF ? "full " : "");
-    else if (!unusable(c, &cat, b, tli, why, sizeof(why))) {
+    b = newest_candidate(&cat, type);
+    if (b && !unusable(c, b, tli, why, sizeof(why))) {
+        say_newer_broken(&cat, b, type, newer, sizeof(newer));
         c->ref = b->m; /* moved: the catalog no longer owns it */
         memset(&b->m, 0, sizeof(b->m));
         c->m.type = type;
         memcpy(c->m.reference, c->ref.id, sizeof(c->m.reference));
-    }
+    } else
+        say_newer_broken(&cat, b, type, why, sizeof(why));
+    if (!why[0])
+        snprintf(why, sizeof(why), "no complete %sbackup in the repository",
+                 type == WS_BACKUP_DIFF ? "full " : "");
     ws_catalog_free(&cat);
     if (c->m.type == WS_BACKUP_FULL)
         ws_log_warning("no usable reference for %s backup (%s): taking a full backup",
                        type == WS_BACKUP_DIFF ? "a differential" : "an incremental", why);
     else
-        ws_log_info("backup %s: %s, relative to backup %s", c->m.id, ws_backup_type_name(type),
-                    c->m.reference);
+        ws_log_info("backup %s: %s, relative to backup %s%s%s%s", c->m.id,
+                    ws_backup_type_name(type), c->m.reference, *newer ? " (" : "", newer,
+                    *newer ? ")" : "");
     return 0;
 }
 
