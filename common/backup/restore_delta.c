@@ -30,8 +30,8 @@
 struct delta {
     struct restore *r;
     struct ws_tree tree;
-    const char **files, **dirs; /* the backup's paths, sorted */
-    uint8_t *want;              /* per file of r->m: to be rebuilt */
+    const char **files, **dirs;         /* the backup's paths, sorted */
+    uint8_t *want;                      /* per file of r->m: to be rebuilt */
     struct ws_restore_patches *patches; /* relation files patched block by block */
     size_t removed;
 };
@@ -354,8 +354,8 @@ static int remove_wanted(struct delta *d, struct ws_error *err)
         }
         close(fd);
         if (unlinkat(c.fd, ws_base_name(f->path), 0) != 0)
-            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not remove \"%s/%s\"",
-                                 d->tree.name, f->path);
+            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not remove \"%s/%s\"", d->tree.name,
+                                 f->path);
     }
     ws_tree_cursor_close(&c);
     return rc;

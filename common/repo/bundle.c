@@ -76,7 +76,7 @@ static int patch_write(struct splitter *sp, const struct ws_bfile *f, const uint
                 return ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s/%s\"",
                                        sp->o.tree->name, f->path);
             if (off + k == stop || off + k == end)
-                sp->bits[b / 8] &= (uint8_t)~(1u << (b % 8));
+                sp->bits[b / 8] &= (uint8_t) ~(1u << (b % 8));
         }
         p += k, n -= k, off += k;
     }

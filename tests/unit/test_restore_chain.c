@@ -381,8 +381,8 @@ static const char *store_backup(struct env *e, const struct state *s, const stru
     m.maps = 1;
     snprintf(repo.cluster, sizeof(repo.cluster), "main");
     ws_backup_map_key(&repo, me->id, 0, key, sizeof(key));
-    CHECK(put_object(e, key, b.map ? b.map : (const uint8_t *)"",
-                     b.ndig * WS_BLOCK_DIGEST_SIZE) == 0);
+    CHECK(put_object(e, key, b.map ? b.map : (const uint8_t *)"", b.ndig * WS_BLOCK_DIGEST_SIZE) ==
+          0);
     free(b.map);
     for (uint32_t k = 0; k < 2; k++) {
         ws_backup_bundle_key(&repo, me->id, k, key, sizeof(key));
