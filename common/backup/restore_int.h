@@ -156,11 +156,12 @@ int ws_restore_delta(struct restore *r, struct ws_repo *repo, struct ws_error *e
 struct ws_restore_patches;
 /* Whether file f of r->m is compared block by block (ws_restore_patch_compare's business). */
 int ws_restore_by_blocks(const struct restore *r, const struct ws_bfile *f);
-/* Compares each such file of the tree with the digests of r->m's map objects, one map object per
- * task, in parallel: a file that matches (every digest, size and SHA-256) is left alone; one with
- * a few differing blocks is to be patched (*out holds it); any other (missing, not a regular
- * file, more than half its blocks differing, a digest count that does not fit) gets want[i] = 1
- * (the caller removes and rebuilds it). *out is the caller's to free. */
+/* Compares each such file of the tree with its digests in r->m's map objects, in parallel (the
+ * files in map order, each worker holding the last map object it loaded): a file that matches
+ * (every digest, size and SHA-256) is left alone; one with at most half its blocks differing is
+ * to be patched (*out holds it); any other (missing, not a regular file, more digests than its
+ * map object holds, a map object missing or damaged: a warning) gets want[i] = 1 (the caller
+ * removes and rebuilds it). *out is the caller's to free, also after a failure. */
 int ws_restore_patch_compare(const struct restore *r, struct ws_repo *repo,
                              const struct ws_tree *tree, uint8_t *want,
                              struct ws_restore_patches **out, struct ws_error *err);

@@ -42,14 +42,23 @@ int ws_restore_by_blocks(const struct restore *r, const struct ws_bfile *f)
 
 /* ---- the compare pass --------------------------------------------------------------------- */
 
+/* A worker's: its cursor, read buffer, and the last map object it loaded. */
+struct cworker {
+    struct ws_tree_cursor c;
+    uint8_t *buf;
+    uint8_t *map; /* NULL: none loaded, or map object `mapno` could not be read */
+    size_t maplen;
+    int64_t mapno;
+};
+
 struct cjob {
     const struct restore *r;
     const struct ws_tree *tree;
     uint8_t *want;
     struct ws_restore_patches *ps;
-    size_t *order, *first; /* the files of map object t: order[first[t] .. first[t + 1]) */
-    struct ws_tree_cursor *cursors;
-    uint8_t **bufs;
+    size_t *order; /* the files compared by blocks, by map object: one task each */
+    size_t norder;
+    struct cworker *w;
 };
 
 /* What one file's blocks say. */
@@ -188,55 +197,73 @@ out:
     return rc;
 }
 
-/* A pool task: map object t of r->m and the files whose digests it holds. */
-static int compare_map(void *arg, struct ws_pool_worker *w, size_t t, struct ws_error *err)
+/* Map object t of r->m into w (kept until a file of another one comes). A missing or damaged one
+ * is no failure: its files are compared whole, by rebuilding them. */
+static int load_map(struct cjob *j, struct cworker *w, struct ws_repo *repo, uint32_t t,
+                    struct ws_error *err)
 {
-    struct cjob *j = arg;
-    const struct ws_manifest *m = j->r->m;
-    uint8_t *map = NULL;
-    size_t len = 0;
     int rc;
 
-    if (j->first[t] == j->first[t + 1])
+    if (w->mapno == (int64_t)t)
         return 0;
-    if ((rc = ws_blockmap_load(&w->repo, j->r->kr, m->id, (uint32_t)t, &map, &len, err)) != 0) {
-        ws_error_prefix(err, "backup %s", m->id);
-        return rc;
+    free(w->map);
+    w->map = NULL;
+    w->maplen = 0;
+    w->mapno = t;
+    rc = ws_blockmap_load(repo, j->r->kr, j->r->m->id, t, &w->map, &w->maplen, err);
+    if (rc == WS_ERR_NOT_FOUND || rc == WS_ERR_CORRUPT) {
+        ws_log(WS_LOG_WARNING, "backup %s: %s; its files are compared whole", j->r->m->id,
+               err->msg);
+        memset(err, 0, sizeof(*err));
+        return 0;
     }
-    for (size_t x = j->first[t]; x < j->first[t + 1] && rc == 0; x++) {
-        const struct ws_bfile *f = &m->files[j->order[x]];
-        uint64_t nb = ws_blockmap_blocks(f->size, m->block_size);
-        if (f->map_index > len / WS_BLOCK_DIGEST_SIZE ||
-            nb > len / WS_BLOCK_DIGEST_SIZE - f->map_index)
-            j->want[j->order[x]] = 1; /* digests missing: compared whole by rebuilding */
-        else
-            rc = compare_file(j, &j->cursors[w->index], j->bufs[w->index], j->order[x],
-                              map + f->map_index * WS_BLOCK_DIGEST_SIZE, err);
-        if (rc == 0)
-            ws_pool_progress(w, f->size);
-    }
-    free(map);
+    if (rc)
+        ws_error_prefix(err, "backup %s", j->r->m->id);
     return rc;
 }
 
-/* j->order and j->first: the files compared by blocks, grouped by map object. */
-static int group_by_map(struct cjob *j, struct ws_error *err)
+/* A pool task: file order[x] of r->m against its digests. */
+static int compare_task(void *arg, struct ws_pool_worker *pw, size_t x, struct ws_error *err)
+{
+    struct cjob *j = arg;
+    struct cworker *w = &j->w[pw->index];
+    const struct ws_bfile *f = &j->r->m->files[j->order[x]];
+    uint64_t nb = ws_blockmap_blocks(f->size, j->r->m->block_size), have;
+    int rc;
+
+    if ((rc = load_map(j, w, &pw->repo, f->map, err)) != 0)
+        return rc;
+    have = w->maplen / WS_BLOCK_DIGEST_SIZE;
+    if (!w->map || f->map_index > have || nb > have - f->map_index)
+        j->want[j->order[x]] = 1; /* digests missing: compared whole by rebuilding */
+    else if ((rc = compare_file(j, &w->c, w->buf, j->order[x],
+                                w->map + f->map_index * WS_BLOCK_DIGEST_SIZE, err)) != 0)
+        return rc;
+    ws_pool_progress(pw, f->size);
+    return 0;
+}
+
+static int cmp_by_map(const void *a, const void *b, void *arg)
+{
+    const struct ws_bfile *x = &((const struct ws_manifest *)arg)->files[*(const size_t *)a],
+                          *y = &((const struct ws_manifest *)arg)->files[*(const size_t *)b];
+
+    if (x->map != y->map)
+        return x->map < y->map ? -1 : 1;
+    return x->map_index < y->map_index ? -1 : x->map_index > y->map_index;
+}
+
+/* j->order: the files compared by blocks, by map object (a worker loads each one about once). */
+static int order_by_map(struct cjob *j, struct ws_error *err)
 {
     const struct ws_manifest *m = j->r->m;
-    size_t *at;
 
-    if (!(j->first = calloc((size_t)m->maps + 2, sizeof(*j->first))) ||
-        !(j->order = malloc((m->nfiles ? m->nfiles : 1) * sizeof(*j->order))))
+    if (!(j->order = malloc((m->nfiles ? m->nfiles : 1) * sizeof(*j->order))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     for (size_t i = 0; i < m->nfiles; i++)
         if (ws_restore_by_blocks(j->r, &m->files[i]))
-            j->first[m->files[i].map + 2]++;
-    for (size_t t = 2; t < (size_t)m->maps + 2; t++)
-        j->first[t] += j->first[t - 1];
-    at = j->first + 1; /* at[t]: where the next file of map t goes */
-    for (size_t i = 0; i < m->nfiles; i++)
-        if (ws_restore_by_blocks(j->r, &m->files[i]))
-            j->order[at[m->files[i].map]++] = i;
+            j->order[j->norder++] = i;
+    qsort_r(j->order, j->norder, sizeof(*j->order), cmp_by_map, (void *)m);
     return 0;
 }
 
@@ -251,25 +278,28 @@ int ws_restore_patch_compare(const struct restore *r, struct ws_repo *repo,
                              const struct ws_tree *tree, uint8_t *want,
                              struct ws_restore_patches **out, struct ws_error *err)
 {
-    struct cjob j = {r, tree, want, NULL, NULL, NULL, NULL, NULL};
+    struct cjob j = {0};
     struct ws_pool_params pp = {0};
-    size_t workers = ws_pool_size(r->o->parallel > 0 ? r->o->parallel : r->cfg->parallel,
-                                  r->m->maps ? r->m->maps : 1);
+    size_t workers = 0;
     int rc = 0;
 
+    j.r = r;
+    j.tree = tree;
+    j.want = want;
     if (!(*out = j.ps = calloc(1, sizeof(*j.ps))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     pthread_mutex_init(&j.ps->lock, NULL);
-    if ((rc = group_by_map(&j, err)) != 0)
+    if ((rc = order_by_map(&j, err)) != 0 || j.norder == 0)
         goto out;
-    if (!(j.cursors = calloc(workers, sizeof(*j.cursors))) ||
-        !(j.bufs = calloc(workers, sizeof(*j.bufs)))) {
+    workers = ws_pool_size(r->o->parallel > 0 ? r->o->parallel : r->cfg->parallel, j.norder);
+    if (!(j.w = calloc(workers, sizeof(*j.w)))) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
         goto out;
     }
     for (size_t i = 0; i < workers; i++) {
-        j.cursors[i].fd = -1;
-        if (!(j.bufs[i] = malloc(READ_BUF))) {
+        j.w[i].c.fd = -1;
+        j.w[i].mapno = -1;
+        if (!(j.w[i].buf = malloc(READ_BUF))) {
             rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
             goto out;
         }
@@ -278,22 +308,21 @@ int ws_restore_patch_compare(const struct restore *r, struct ws_repo *repo,
     pp.env = r->env;
     pp.repo = repo;
     pp.workers = workers;
-    pp.ntasks = r->m->maps;
-    pp.task = compare_map;
+    pp.ntasks = j.norder;
+    pp.task = compare_task;
     pp.arg = &j;
     pp.progress = r->o->progress;
     pp.total_bytes = r->m->bytes;
     if ((rc = ws_pool_run(&pp, err)) == 0 && j.ps->n > 1)
         qsort(j.ps->p, j.ps->n, sizeof(*j.ps->p), cmp_patch);
 out:
-    for (size_t i = 0; j.cursors && i < workers; i++)
-        ws_tree_cursor_close(&j.cursors[i]);
-    for (size_t i = 0; j.bufs && i < workers; i++)
-        free(j.bufs[i]);
-    free(j.cursors);
-    free(j.bufs);
+    for (size_t i = 0; j.w && i < workers; i++) {
+        ws_tree_cursor_close(&j.w[i].c);
+        free(j.w[i].buf);
+        free(j.w[i].map);
+    }
+    free(j.w);
     free(j.order);
-    free(j.first);
     return rc;
 }
 
