@@ -319,33 +319,30 @@ struct finish {
     const uint8_t *want;
 };
 
-/* File i of the target, when rebuilt from its chain: cut to its size, given its mode and mtime,
- * and read back against its SHA-256. */
-static int finish_file(void *arg, const struct ws_tree *tree, struct ws_tree_cursor *c,
-                       uint8_t *buf, size_t i, struct ws_error *err)
+int ws_restore_settle_file(const struct restore *r, const struct ws_tree *tree,
+                           struct ws_tree_cursor *c, const struct ws_bfile *f, void *md,
+                           uint64_t off, uint8_t *buf, const char *after, struct ws_error *err)
 {
-    const struct finish *fin = arg;
-    const struct ws_bfile *f = &fin->r->m->files[i];
     struct timespec ts[2] = {{f->mtime, 0}, {f->mtime, 0}};
     int fd = -1, rc, match = 0;
 
-    if (f->kind == WS_BFILE_WHOLE || (fin->want && !fin->want[i]))
-        return 0;
     if ((rc = ws_tree_open(tree, c, f->path, O_RDWR, 0, &fd, err)) != 0)
         return rc;
     if (ftruncate(fd, (off_t)f->size) != 0 ||
-        fchmod(fd, ws_bundle_file_mode(f->mode, fin->r->group_access)) != 0) {
+        fchmod(fd, ws_bundle_file_mode(f->mode, r->group_access)) != 0) {
         rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not set attributes of \"%s/%s\"",
                              tree->name, f->path);
         goto out;
     }
-    if ((rc = ws_restore_file_matches(fd, f, buf, &match, err)) != 0)
+    rc = md ? ws_restore_sha_rest(fd, f, md, off, buf, &match, err)
+            : ws_restore_file_matches(fd, f, buf, &match, err);
+    if (rc)
         goto out;
     if (!match) {
         rc = ws_error_set(err, WS_ERR_CORRUPT,
                           "restored file \"%s\": size or SHA-256 differs from backup %s's record "
-                          "after its chain was applied",
-                          f->path, fin->r->m->id);
+                          "after %s",
+                          f->path, r->m->id, after);
         goto out;
     }
     if (futimens(fd, ts) != 0)
@@ -356,6 +353,18 @@ out:
         rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s/%s\"", tree->name,
                              f->path);
     return rc;
+}
+
+/* File i of the target, when rebuilt from its chain: settled, read back from its start. */
+static int finish_file(void *arg, const struct ws_tree *tree, struct ws_tree_cursor *c,
+                       uint8_t *buf, size_t i, struct ws_error *err)
+{
+    const struct finish *fin = arg;
+    const struct ws_bfile *f = &fin->r->m->files[i];
+
+    if (f->kind == WS_BFILE_WHOLE || (fin->want && !fin->want[i]))
+        return 0;
+    return ws_restore_settle_file(fin->r, tree, c, f, NULL, 0, buf, "its chain was applied", err);
 }
 
 int ws_restore_chain(const struct restore *r, struct ws_repo *repo, const struct ws_tree *tree,

@@ -120,6 +120,13 @@ int ws_restore_file_matches(int fd, const struct ws_bfile *f, uint8_t *buf, int 
  * on; ctx is finished (the caller frees it). */
 int ws_restore_sha_rest(int fd, const struct ws_bfile *f, void *ctx, uint64_t off, uint8_t *buf,
                         int *match, struct ws_error *err);
+/* File f of r->m written into tree: cut or extended to its size, given its mode, read back
+ * (md NULL: from its start; else md holds the SHA-256 of its bytes [0, off), fed on and
+ * finished), then its mtime; a SHA-256 that differs is WS_ERR_CORRUPT naming the file and
+ * saying "after <after>". */
+int ws_restore_settle_file(const struct restore *r, const struct ws_tree *tree,
+                           struct ws_tree_cursor *c, const struct ws_bfile *f, void *md,
+                           uint64_t off, uint8_t *buf, const char *after, struct ws_error *err);
 /* Layer k of r->chain: its manifest (r->m for the last, else loaded: errors name the link),
  * indexed by path. Closing is safe after a failed open. */
 struct ws_restore_layer {

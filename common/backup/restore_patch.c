@@ -444,44 +444,17 @@ struct finish {
     struct ws_restore_patches *ps;
 };
 
-/* File i, when patched: cut to its size, its SHA-256 finished, its mode and mtime set. */
+/* File i, when patched: settled, its SHA-256 finished from the state the compare pass kept. */
 static int finish_file(void *arg, const struct ws_tree *tree, struct ws_tree_cursor *c,
                        uint8_t *buf, size_t i, struct ws_error *err)
 {
     const struct finish *fin = arg;
-    const struct restore *r = fin->r;
     struct patch *p = patch_of(fin->ps, i);
-    const struct ws_bfile *f = &r->m->files[i];
-    struct timespec ts[2] = {{f->mtime, 0}, {f->mtime, 0}};
-    int fd = -1, rc, match = 0;
 
     if (!p)
         return 0;
-    if ((rc = ws_tree_open(tree, c, f->path, O_RDWR, 0, &fd, err)) != 0)
-        return rc;
-    if (ftruncate(fd, (off_t)f->size) != 0 ||
-        fchmod(fd, ws_bundle_file_mode(f->mode, r->group_access)) != 0) {
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not set attributes of \"%s/%s\"",
-                             tree->name, f->path);
-        goto out;
-    }
-    if ((rc = ws_restore_sha_rest(fd, f, p->md, p->sha_off, buf, &match, err)) != 0)
-        goto out;
-    if (!match) {
-        rc = ws_error_set(err, WS_ERR_CORRUPT,
-                          "restored file \"%s\": size or SHA-256 differs from backup %s's record "
-                          "after its differing blocks were patched",
-                          f->path, r->m->id);
-        goto out;
-    }
-    if (futimens(fd, ts) != 0)
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not set attributes of \"%s/%s\"",
-                             tree->name, f->path);
-out:
-    if (close(fd) != 0 && rc == 0)
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s/%s\"", tree->name,
-                             f->path);
-    return rc;
+    return ws_restore_settle_file(fin->r, tree, c, &fin->r->m->files[i], p->md, p->sha_off, buf,
+                                  "its differing blocks were patched", err);
 }
 
 int ws_restore_patch(const struct restore *r, struct ws_repo *repo, const struct ws_tree *tree,
