@@ -12,7 +12,10 @@
  * files that match are left alone (same inode and mtime), others rewritten, extra files and
  * directories removed, what backups leave out kept; another system identifier, a running
  * postmaster, an empty or missing directory are refused; a run interrupted after pg_control
- * went is finished by a second one; a full backup works too.
+ * went is finished by a second one; a full backup works too. Block level: a relation file with a
+ * few differing blocks is patched in place, each block from the newest layer holding it, older
+ * layers' bundles unread when newer ones hold everything; a wrong recorded SHA-256 fails naming
+ * the file; without the target's map object the files are compared whole.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -968,6 +971,30 @@ static void test_delta_wrong_record(void)
     }
 }
 
+/* The target's map object lost: its files are compared whole (a warning), the restore still
+ * comes out right. */
+static void test_delta_no_map(void)
+{
+    struct env e;
+    struct ws_error err = {0};
+    struct ws_repo repo = {0};
+    const char *ids[3];
+    char dir[1024], k[256];
+    const char *keys[1] = {k};
+
+    env_init(&e, "delta-no-map");
+    build_chain(&e, NULL, 0, ids);
+    snprintf(dir, sizeof(dir), "%s/pgdata", e.root);
+    REQUIRE(restore(&e, ids[1], dir, 0, 1, &err) == 0);
+    snprintf(repo.cluster, sizeof(repo.cluster), "main");
+    ws_backup_map_key(&repo, ids[2], 0, k, sizeof(k));
+    remove_objects(&e, keys, 1);
+    if (restore(&e, ids[2], dir, 1, 2, &err) != 0)
+        fprintf(stderr, "    delta: %s\n", err.msg);
+    check_state_extra(dir, &e.st[2].s, 0);
+    env_free(&e);
+}
+
 const struct unit_test unit_tests[] = {
     {"chain", test_chain},
     {"chain_damaged_delta", test_chain_damaged_delta},
@@ -979,5 +1006,6 @@ const struct unit_test unit_tests[] = {
     {"delta_patch", test_delta_patch},
     {"delta_newest_only", test_delta_newest_only},
     {"delta_wrong_record", test_delta_wrong_record},
+    {"delta_no_map", test_delta_no_map},
     {NULL, NULL},
 };
