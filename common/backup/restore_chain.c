@@ -326,7 +326,7 @@ int ws_restore_settle_file(const struct restore *r, const struct ws_tree *tree,
     struct timespec ts[2] = {{f->mtime, 0}, {f->mtime, 0}};
     int fd = -1, rc, match = 0;
 
-    if ((rc = ws_tree_open(tree, c, f->path, O_RDWR, 0, &fd, err)) != 0)
+    if ((rc = ws_tree_open_own(tree, c, f->path, O_RDWR, &fd, err)) != 0)
         return rc;
     if (ftruncate(fd, (off_t)f->size) != 0 ||
         fchmod(fd, ws_bundle_file_mode(f->mode, r->group_access)) != 0) {

@@ -173,9 +173,9 @@ static int compare_file(struct cjob *j, struct ws_tree_cursor *c, uint8_t *buf, 
                              f->path);
         goto out;
     }
-    if (!S_ISREG(st.st_mode) || !(s.bits = calloc(nb / 8 + 1, 1)) || !(s.md = EVP_MD_CTX_new()) ||
-        EVP_DigestInit_ex(s.md, EVP_sha256(), NULL) != 1) {
-        j->want[i] = 1; /* odd, or out of memory: rebuilt whole */
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || !(s.bits = calloc(nb / 8 + 1, 1)) ||
+        !(s.md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(s.md, EVP_sha256(), NULL) != 1) {
+        j->want[i] = 1; /* odd (a hard link too), or out of memory: rebuilt whole */
         goto out;
     }
     if ((rc = scan_file(&s, fd, (uint64_t)st.st_size, f, bs, dg, buf, j->tree->name, err)) != 0)

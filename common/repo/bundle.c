@@ -117,7 +117,7 @@ static int start_extent(struct splitter *sp, struct ws_error *err)
     if (sp->o.patch) {
         if (!(sp->bits = sp->o.patch(sp->o.patch_arg, e->file, &sp->nbits)))
             return 0; /* nothing wanted of it any more */
-        return ws_tree_open(sp->o.tree, &sp->dir, e->file->path, O_WRONLY, 0, &sp->fd, err);
+        return ws_tree_open_own(sp->o.tree, &sp->dir, e->file->path, O_WRONLY, &sp->fd, err);
     }
     /* a file in pieces was created by the caller, a delta's file by an earlier layer */
     return ws_tree_open(sp->o.tree, &sp->dir, e->file->path,

@@ -995,6 +995,43 @@ static void test_delta_no_map(void)
     env_free(&e);
 }
 
+/* A relation file of the data directory hard-linked to a file outside it (a `cp -al` copy, or a
+ * link planted by whoever can write the directory): never patched in place through the link,
+ * rebuilt as a file of its own; the file outside keeps its bytes. */
+static void test_delta_hardlink(void)
+{
+    struct env e;
+    struct ws_error err = {0};
+    const char *ids[3];
+    char dir[1024], in[1100], out[1100], pv[1100], out2[1100];
+    uint8_t *before = NULL, *after = NULL;
+    size_t nbefore = 0, nafter = 0;
+    struct stat st;
+
+    env_init(&e, "delta-hardlink");
+    build_chain(&e, NULL, 0, ids);
+    snprintf(dir, sizeof(dir), "%s/pgdata", e.root);
+    REQUIRE(restore(&e, ids[0], dir, 0, 1, &err) == 0);
+    scribble(dir, "base/1/16384", 5 * BS + 3, 10);
+    snprintf(in, sizeof(in), "%s/base/1/16384", dir);
+    snprintf(out, sizeof(out), "%s/outside", e.root);
+    REQUIRE(link(in, out) == 0);
+    REQUIRE(unit_read(out, &before, &nbefore) == 0);
+    snprintf(pv, sizeof(pv), "%s/PG_VERSION", dir);
+    snprintf(out2, sizeof(out2), "%s/outside-pgv", e.root);
+    REQUIRE(link(pv, out2) == 0); /* matches the backup: still made a file of its own */
+    if (restore(&e, ids[2], dir, 1, 2, &err) != 0)
+        fprintf(stderr, "    delta: %s\n", err.msg);
+    check_state_extra(dir, &e.st[2].s, 0);
+    REQUIRE(unit_read(out, &after, &nafter) == 0);
+    CHECK(nafter == nbefore && memcmp(after, before, nbefore) == 0);
+    CHECK(stat(in, &st) == 0 && st.st_nlink == 1);
+    CHECK(stat(pv, &st) == 0 && st.st_nlink == 1);
+    free(before);
+    free(after);
+    env_free(&e);
+}
+
 const struct unit_test unit_tests[] = {
     {"chain", test_chain},
     {"chain_damaged_delta", test_chain_damaged_delta},
@@ -1007,5 +1044,6 @@ const struct unit_test unit_tests[] = {
     {"delta_newest_only", test_delta_newest_only},
     {"delta_wrong_record", test_delta_wrong_record},
     {"delta_no_map", test_delta_no_map},
+    {"delta_hardlink", test_delta_hardlink},
     {NULL, NULL},
 };
