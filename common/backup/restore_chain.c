@@ -238,6 +238,22 @@ int ws_restore_sha_rest(int fd, const struct ws_bfile *f, void *ctx, uint64_t of
     return 0;
 }
 
+int ws_restore_own_file(const struct stat *st)
+{
+    return S_ISREG(st->st_mode) && st->st_nlink == 1 && st->st_uid == geteuid();
+}
+
+int ws_restore_keep_mode(const struct restore *r, int fd, const struct stat *st,
+                         const struct ws_bfile *f, const char *dir, struct ws_error *err)
+{
+    unsigned mode = ws_bundle_file_mode(f->mode, r->group_access);
+
+    if ((st->st_mode & 07777) != mode && fchmod(fd, mode) != 0)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not set the mode of \"%s/%s\"", dir,
+                               f->path);
+    return 0;
+}
+
 int ws_restore_file_matches(int fd, const struct ws_bfile *f, uint8_t *buf, int *match,
                             struct ws_error *err)
 {

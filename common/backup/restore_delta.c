@@ -299,9 +299,9 @@ static int sweep(struct delta *d, struct ws_error *err)
 
 /* ---- files that differ are rebuilt --------------------------------------------------------- */
 
-/* File i of the backup, unless compared block by block: left alone when it is a regular file
- * with one link (a hard-linked one is made a file of its own) whose size and SHA-256 match, else
- * wanted. */
+/* File i of the backup, unless compared block by block: left alone (given its mode) when it is
+ * a file of our own (ws_restore_own_file: a hard-linked one or another user's is made anew) whose
+ * size and SHA-256 match, else wanted. */
 static int compare_file(void *arg, const struct ws_tree *tree, struct ws_tree_cursor *c,
                         uint8_t *buf, size_t i, struct ws_error *err)
 {
@@ -326,8 +326,9 @@ static int compare_file(void *arg, const struct ws_tree *tree, struct ws_tree_cu
     if (fstat(fd, &st) != 0)
         rc =
             ws_error_setsys(err, WS_ERR_IO, errno, "could not stat \"%s/%s\"", tree->name, f->path);
-    else if (S_ISREG(st.st_mode) && st.st_nlink == 1 && (uint64_t)st.st_size == f->size)
-        rc = ws_restore_file_matches(fd, f, buf, &match, err);
+    else if (ws_restore_own_file(&st) && (uint64_t)st.st_size == f->size &&
+             (rc = ws_restore_file_matches(fd, f, buf, &match, err)) == 0 && match)
+        rc = ws_restore_keep_mode(d->r, fd, &st, f, tree->name, err);
     close(fd);
     if (rc == 0 && !match)
         d->want[i] = 1;

@@ -11,6 +11,7 @@
 
 #include <limits.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "backup/backup.h"
@@ -113,6 +114,12 @@ typedef int (*ws_restore_file_fn)(void *arg, const struct ws_tree *tree, struct 
 /* fn for every file of r->m, in parallel (backup/pool.h); the first error wins. */
 int ws_restore_each_file(const struct restore *r, struct ws_repo *repo, const struct ws_tree *tree,
                          ws_restore_file_fn fn, void *arg, struct ws_error *err);
+/* Whether an existing file of the data directory (st: its fstat) may be kept or changed in place:
+ * a regular file with one link, the restoring user's (as a plain restore would have made it). */
+int ws_restore_own_file(const struct stat *st);
+/* A file kept as it is (fd open on it, st its fstat): given f's mode when it has another. */
+int ws_restore_keep_mode(const struct restore *r, int fd, const struct stat *st,
+                         const struct ws_bfile *f, const char *dir, struct ws_error *err);
 /* *match: the file open at fd has f's size and SHA-256; buf holds 1 MiB. */
 int ws_restore_file_matches(int fd, const struct ws_bfile *f, uint8_t *buf, int *match,
                             struct ws_error *err);

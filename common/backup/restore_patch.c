@@ -173,9 +173,9 @@ static int compare_file(struct cjob *j, struct ws_tree_cursor *c, uint8_t *buf, 
                              f->path);
         goto out;
     }
-    if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || !(s.bits = calloc(nb / 8 + 1, 1)) ||
+    if (!ws_restore_own_file(&st) || !(s.bits = calloc(nb / 8 + 1, 1)) ||
         !(s.md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(s.md, EVP_sha256(), NULL) != 1) {
-        j->want[i] = 1; /* odd (a hard link too), or out of memory: rebuilt whole */
+        j->want[i] = 1; /* odd (hard-linked, another user's), or out of memory: rebuilt whole */
         goto out;
     }
     if ((rc = scan_file(&s, fd, (uint64_t)st.st_size, f, bs, dg, buf, j->tree->name, err)) != 0)
@@ -186,6 +186,8 @@ static int compare_file(struct cjob *j, struct ws_tree_cursor *c, uint8_t *buf, 
         /* every digest matched: the SHA-256 must too (else rebuilt and checked whole) */
         if ((rc = ws_restore_sha_rest(fd, f, s.md, f->size, buf, &match, err)) == 0 && !match)
             j->want[i] = 1;
+        else if (rc == 0)
+            rc = ws_restore_keep_mode(j->r, fd, &st, f, j->tree->name, err);
     } else {
         rc = add_patch(j->ps, i, &s, nb, err);
     }

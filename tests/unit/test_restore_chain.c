@@ -1032,6 +1032,36 @@ static void test_delta_hardlink(void)
     env_free(&e);
 }
 
+/* A file whose bytes match but that is another user's, or has another mode, is not left as it
+ * is: a plain restore would have made it the restoring user's with the record's mode. */
+static void test_delta_attributes(void)
+{
+    static const char *const paths[] = {"PG_VERSION", "global/1262", "base/1/16384",
+                                        "base/1/16386"};
+    struct env e;
+    struct ws_error err = {0};
+    const char *ids[3];
+    char dir[1024], p[1100];
+    struct stat st;
+
+    env_init(&e, "delta-attributes");
+    build_chain(&e, NULL, 0, ids);
+    snprintf(dir, sizeof(dir), "%s/pgdata", e.root);
+    REQUIRE(restore(&e, ids[2], dir, 0, 1, &err) == 0);
+    for (size_t k = 0; k < 4; k++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, paths[k]);
+        REQUIRE(k % 2 ? chown(p, 65534, 65534) == 0 : chmod(p, 0666) == 0);
+    }
+    if (restore(&e, ids[2], dir, 1, 2, &err) != 0)
+        fprintf(stderr, "    delta: %s\n", err.msg);
+    check_state_extra(dir, &e.st[2].s, 0);
+    for (size_t k = 0; k < 4; k++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, paths[k]);
+        CHECK(stat(p, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 07777) == 0600);
+    }
+    env_free(&e);
+}
+
 const struct unit_test unit_tests[] = {
     {"chain", test_chain},
     {"chain_damaged_delta", test_chain_damaged_delta},
@@ -1045,5 +1075,6 @@ const struct unit_test unit_tests[] = {
     {"delta_wrong_record", test_delta_wrong_record},
     {"delta_no_map", test_delta_no_map},
     {"delta_hardlink", test_delta_hardlink},
+    {"delta_attributes", test_delta_attributes},
     {NULL, NULL},
 };
