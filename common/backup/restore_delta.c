@@ -209,6 +209,17 @@ static int right_link(const struct delta *d, int dirfd, const char *name, const 
 
 static int sweep_dir(struct delta *d, int dirfd, const char *rel, int depth, struct ws_error *err);
 
+/*
+ * Left out of backups, but emptied as a plain restore leaves them: the diverged directory's
+ * pg_wal would otherwise offer recovery WAL of another history whenever restore_command finds
+ * no segment (PostgreSQL then reads pg_wal), and its replication slots could hold positions
+ * (a logical slot's confirmed_flush) past the restored point, so a subscriber would skip changes.
+ */
+static int emptied(int depth, const char *name)
+{
+    return depth == 0 && (strcmp(name, "pg_wal") == 0 || strcmp(name, "pg_replslot") == 0);
+}
+
 /* One entry of directory rel: kept, entered or removed. */
 static int sweep_entry(struct delta *d, int dirfd, const char *rel, int depth, const char *name,
                        struct ws_error *err)
@@ -231,11 +242,20 @@ static int sweep_entry(struct delta *d, int dirfd, const char *rel, int depth, c
     if (listed(d->dirs, d->r->m->ndirs, child)) {
         if (!S_ISDIR(st.st_mode))
             return remove_entry(d, dirfd, name, child, &st, err);
-        if (ws_exclude_contents(depth, name))
+        if (ws_exclude_contents(depth, name) && !emptied(depth, name))
             return 0;
         if ((sub = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
             return ws_error_setsys(err, WS_ERR_IO, errno, "could not open directory \"%s/%s\"",
                                    d->tree.name, child);
+        if (emptied(depth, name)) {
+            char path[PATH_MAX];
+            int n = snprintf(path, sizeof(path), "%s/%s", d->tree.name, child);
+            rc = n < 0 || (size_t)n >= sizeof(path)
+                     ? ws_error_set(err, WS_ERR_INVALID, "path too long in \"%s\"", d->tree.name)
+                     : ws_dir_clear(sub, path, err);
+            close(sub);
+            return rc;
+        }
         rc = sweep_dir(d, sub, child, depth + 1, err);
         close(sub);
         return rc;
