@@ -68,7 +68,7 @@ struct ws_delta_reader {
     uint32_t count, idx;
     uint8_t hdr[WS_DELTA_HEADER];
     uint8_t numbuf[4];
-    uint32_t *blocks;
+    uint32_t *blocks, cap; /* grown as numbers arrive: never more than the bytes read make */
 };
 void ws_delta_reader_init(struct ws_delta_reader *r, uint32_t block_size, uint64_t length,
                           const char *what);

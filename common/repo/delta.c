@@ -51,8 +51,6 @@ static int parse_header(struct ws_delta_reader *r, struct ws_error *err)
         return corrupt(r, "more blocks than the file has", err);
     if (r->count > (r->length - WS_DELTA_HEADER) / 4)
         return corrupt(r, "block count too large for the extent's length", err);
-    if (r->count && !(r->blocks = malloc((size_t)r->count * sizeof(*r->blocks))))
-        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     return 0;
 }
 
@@ -67,6 +65,14 @@ static int take_number(struct ws_delta_reader *r, struct ws_error *err)
         return corrupt(r, "block number past the end of the file", err);
     if (r->idx > 0 && n <= r->blocks[r->idx - 1])
         return corrupt(r, "block numbers not increasing", err);
+    if (r->idx == r->cap) { /* the header's count alone never sizes an allocation */
+        uint32_t cap = r->cap ? (r->cap > r->count / 2 ? r->count : r->cap * 2) : 1024;
+        uint32_t *p = realloc(r->blocks, (size_t)(cap < r->count ? cap : r->count) * sizeof(*p));
+        if (!p)
+            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        r->blocks = p;
+        r->cap = cap < r->count ? cap : r->count;
+    }
     r->blocks[r->idx++] = n;
     if (r->idx < r->count)
         return 0;
@@ -153,4 +159,5 @@ void ws_delta_reader_free(struct ws_delta_reader *r)
 {
     free(r->blocks);
     r->blocks = NULL;
+    r->cap = 0;
 }

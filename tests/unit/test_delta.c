@@ -302,6 +302,29 @@ static int split(struct bundle_case *bc, const struct ws_bextent *ext, size_t n,
     return rc;
 }
 
+/* A header that claims 2^32-1 blocks of a huge file, in an extent whose recorded length allows
+ * them, then ends after two numbers: the reader holds what it read, never what the header
+ * claims (16 GiB of block numbers: ASan refuses such an allocation). */
+static void test_claimed_count(void)
+{
+    struct ws_delta_reader r;
+    struct ws_error err = {0};
+    uint8_t buf[WS_DELTA_HEADER + 8];
+    uint64_t size = 0;
+
+    put_be(buf, UINT64_C(1) << 50, 8);
+    put_be(buf + 8, UINT32_MAX, 4);
+    put_be(buf + 12, 1, 4);
+    put_be(buf + 16, 2, 4);
+    ws_delta_reader_init(&r, BS, UINT64_C(1) << 46, "base/5/16384");
+    CHECK(ws_delta_reader_feed(&r, buf, WS_DELTA_HEADER, &err) == 0);
+    CHECK(r.blocks == NULL); /* the header alone allocates nothing */
+    CHECK(ws_delta_reader_feed(&r, buf + WS_DELTA_HEADER, 8, &err) == 0);
+    CHECK(r.blocks != NULL && r.cap <= 1024);
+    CHECK(ws_delta_reader_end(&r, &size, &err) == WS_ERR_CORRUPT);
+    ws_delta_reader_free(&r);
+}
+
 static void test_splitter_delta(void)
 {
     struct bundle_case bc;
@@ -346,6 +369,7 @@ const struct unit_test unit_tests[] = {
     {"wellformed", test_wellformed},
     {"malformed", test_malformed},
     {"callback_error", test_callback_error},
+    {"claimed_count", test_claimed_count},
     {"splitter_delta", test_splitter_delta},
     {"splitter_delta_damaged", test_splitter_delta_damaged},
     {NULL, NULL},
