@@ -105,7 +105,7 @@ static int verify_bundle(void *arg, struct ws_pool_worker *w, size_t bn, struct 
 
     bo.problem = file_problem;
     bo.arg = &j->v;
-    bo.block_size = j->b->m.block_size;
+    bo.block_size = j->b->m.block_size; /* the header's */
     ws_backup_bundle_key(&w->repo, id, (uint32_t)bn, key, sizeof(key));
     if ((rc = ws_bundle_splitter_new_ext(j->ext + a, z - a, &bo, &split, err)) != 0 ||
         (rc = ws_object_reader_new(split, key, j->kr, 0, &reader, err)) != 0)
@@ -150,9 +150,8 @@ static int piece_digests(const struct ws_manifest *m, struct ws_bextent *ext, si
 /* Map objects: each there and verifying, each holding the digests its files' map lines point to
  * (the file's index plus ws_blockmap_blocks of its size). */
 static int verify_maps(struct ws_repo *repo, const struct ws_keyring *kr,
-                       const struct ws_catalog_backup *b, struct vctx *v, struct ws_error *err)
+                       const struct ws_manifest *m, struct vctx *v, struct ws_error *err)
 {
-    const struct ws_manifest *m = &b->m;
     uint64_t *need = calloc((size_t)m->maps + 1, sizeof(*need));
     const struct ws_bfile **by = calloc((size_t)m->maps + 1, sizeof(*by));
     size_t i, len;
@@ -176,17 +175,17 @@ static int verify_maps(struct ws_repo *repo, const struct ws_keyring *kr,
     }
     for (k = 0; k < m->maps && rc == 0; k++) {
         uint8_t *data = NULL;
-        rc = ws_blockmap_load(repo, kr, b->id, k, &data, &len, err);
+        rc = ws_blockmap_load(repo, kr, m->id, k, &data, &len, err);
         free(data);
         if (rc == WS_ERR_NOT_FOUND || rc == WS_ERR_CORRUPT || rc == WS_ERR_KEY) {
-            problem(v, "backup %s: map object %06" PRIu32 ": %s", b->id, k,
+            problem(v, "backup %s: map object %06" PRIu32 ": %s", m->id, k,
                     rc == WS_ERR_NOT_FOUND ? "missing from the repository" : err->msg);
             rc = 0;
         } else if (rc == 0 && len / WS_BLOCK_DIGEST_SIZE < need[k]) {
             problem(v,
                     "backup %s: map object %06" PRIu32 " holds %zu block digests, but file \"%s\" "
                     "needs %" PRIu64,
-                    b->id, k, len / WS_BLOCK_DIGEST_SIZE, by[k]->path, need[k]);
+                    m->id, k, len / WS_BLOCK_DIGEST_SIZE, by[k]->path, need[k]);
         }
     }
 out:
@@ -201,36 +200,51 @@ static int cmp_path(const void *a, const void *b)
                   (*(const struct ws_bfile *const *)b)->path);
 }
 
-/* The DELTA and REF records of b whose base is link (of b's chain): link must hold each path. */
-static int check_base(const struct ws_catalog_backup *b, const struct ws_catalog_backup *link,
+/* The DELTA and REF records of m (the backup's whole manifest) whose base is link (of its
+ * chain): link must hold each path. Loads link's whole manifest, freed before returning; one that
+ * does not load is a problem. */
+static int check_base(struct ws_repo *repo, const struct ws_keyring *kr,
+                      const struct ws_manifest *m, const struct ws_catalog_backup *link,
                       struct vctx *v, struct ws_error *err)
 {
-    const struct ws_manifest *lm = &link->m;
-    const struct ws_bfile **idx = calloc(lm->nfiles + 1, sizeof(*idx));
+    struct ws_manifest lm = {0};
+    const struct ws_bfile **idx = NULL;
     size_t i;
+    int rc = ws_catalog_manifest(repo, kr, link, &lm, err);
 
-    if (!idx)
-        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    for (i = 0; i < lm->nfiles; i++)
-        idx[i] = &lm->files[i];
-    if (lm->nfiles > 1)
-        qsort(idx, lm->nfiles, sizeof(*idx), cmp_path);
-    for (i = 0; i < b->m.nfiles; i++) {
-        const struct ws_bfile *f = &b->m.files[i], *key = f;
+    if (rc == WS_ERR_NOT_FOUND || rc == WS_ERR_CORRUPT || rc == WS_ERR_KEY) {
+        problem(v, "backup %s: %s, a backup of its chain: %s", m->id, link->id, err->msg);
+        return 0;
+    }
+    if (rc)
+        return rc;
+    if (!(idx = calloc(lm.nfiles + 1, sizeof(*idx)))) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    for (i = 0; i < lm.nfiles; i++)
+        idx[i] = &lm.files[i];
+    if (lm.nfiles > 1)
+        qsort(idx, lm.nfiles, sizeof(*idx), cmp_path);
+    for (i = 0; i < m->nfiles; i++) {
+        const struct ws_bfile *f = &m->files[i], *key = f;
         if (f->kind == WS_BFILE_WHOLE || strcmp(f->base, link->id) != 0)
             continue;
-        if (!lm->nfiles || !bsearch(&key, idx, lm->nfiles, sizeof(*idx), cmp_path))
-            problem(v, "backup %s: file \"%s\": its base backup %s does not hold it", b->id,
+        if (!lm.nfiles || !bsearch(&key, idx, lm.nfiles, sizeof(*idx), cmp_path))
+            problem(v, "backup %s: file \"%s\": its base backup %s does not hold it", m->id,
                     f->path, link->id);
     }
+out:
     free(idx);
-    return 0;
+    ws_manifest_free(&lm);
+    return rc;
 }
 
-/* b's chain: every link there, complete, its manifest loaded (the catalog's); every DELTA and
- * REF record names a link older than b that holds the same path. */
-static int verify_chain(const struct ws_catalog *cat, const struct ws_catalog_backup *b,
-                        struct vctx *v, struct ws_error *err)
+/* b's chain (m: b's whole manifest): every link there and complete, each link's whole manifest
+ * loaded in turn; every DELTA and REF record names a link older than b that holds the same path. */
+static int verify_chain(struct ws_repo *repo, const struct ws_keyring *kr,
+                        const struct ws_catalog *cat, const struct ws_catalog_backup *b,
+                        const struct ws_manifest *m, struct vctx *v, struct ws_error *err)
 {
     const struct ws_catalog_backup **chain = NULL;
     size_t n = 0, i, k;
@@ -244,10 +258,10 @@ static int verify_chain(const struct ws_catalog *cat, const struct ws_catalog_ba
         if (chain[k]->status != WS_BACKUP_COMPLETE)
             problem(v, "backup %s: %s, a backup of its chain, is %s", b->id, chain[k]->id,
                     ws_backup_status_name(chain[k]->status));
-        rc = check_base(b, chain[k], v, err);
+        rc = check_base(repo, kr, m, chain[k], v, err);
     }
-    for (i = 0; i < b->m.nfiles && rc == 0; i++) {
-        const struct ws_bfile *f = &b->m.files[i];
+    for (i = 0; i < m->nfiles && rc == 0; i++) {
+        const struct ws_bfile *f = &m->files[i];
         for (k = 1; k < n && strcmp(f->base, chain[k]->id) != 0; k++)
             ;
         if (f->kind != WS_BFILE_WHOLE && k == n)
@@ -263,7 +277,8 @@ static int verify_backup(const struct ws_config *cfg, const struct ws_backup_env
                          const struct ws_catalog *cat, const struct ws_catalog_backup *b,
                          struct ws_error *err)
 {
-    const struct ws_manifest *m = &b->m;
+    struct ws_manifest full = {0};
+    const struct ws_manifest *m = &full;
     struct vjob j = {kr, b, NULL, NULL, {b->id, 0}};
     struct ws_pool_params pp = {0};
     size_t next = 0, i;
@@ -279,8 +294,9 @@ static int verify_backup(const struct ws_config *cfg, const struct ws_backup_env
                    b->id);
         return ws_error_set(err, WS_ERR_CORRUPT, "backup %s is not complete", b->id);
     }
-    if ((rc = ws_bundle_extents(m, &j.ext, &j.first, &next, err)) != 0)
-        return rc;
+    if ((rc = ws_catalog_manifest(repo, kr, b, &full, err)) != 0 ||
+        (rc = ws_bundle_extents(m, &j.ext, &j.first, &next, err)) != 0)
+        goto out;
     if (!(mds = calloc(m->nfiles + 1, sizeof(*mds)))) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
         goto out;
@@ -294,8 +310,8 @@ static int verify_backup(const struct ws_config *cfg, const struct ws_backup_env
     pp.ntasks = m->bundles;
     pp.task = verify_bundle;
     pp.arg = &j;
-    if ((rc = ws_pool_run(&pp, err)) != 0 || (rc = verify_maps(repo, kr, b, &j.v, err)) != 0 ||
-        (rc = verify_chain(cat, b, &j.v, err)) != 0)
+    if ((rc = ws_pool_run(&pp, err)) != 0 || (rc = verify_maps(repo, kr, m, &j.v, err)) != 0 ||
+        (rc = verify_chain(repo, kr, cat, b, m, &j.v, err)) != 0)
         goto out;
     for (s = ws_manifest_start_segno(m); s <= ws_manifest_stop_segno(m); s++) {
         char name[WS_WAL_NAME_LEN + 1];
@@ -316,6 +332,7 @@ out:
     free(mds);
     free(j.ext);
     free(j.first);
+    ws_manifest_free(&full);
     return rc;
 }
 
