@@ -651,9 +651,11 @@ int ws_create_copy_files(struct create *c, struct ws_error *err)
     /* Every bundle compresses on `parallel` zstd threads: files are never split, so near the
      * end one large relation segment may be all that is left, and it still uses every core. */
     j->zstd_workers = n > 1 ? (int)n : 0;
-    if (!(j->results = calloc(c->w.nfiles + 1, sizeof(*j->results))) ||
+    /* room for backup_label and tablespace_map (create.c) */
+    if (!(j->results = calloc(c->w.nfiles + 2, sizeof(*j->results))) ||
         !(j->workers = calloc(n, sizeof(*j->workers))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    j->nresults = c->w.nfiles;
     j->nworkers = n;
     for (i = 0; i < n; i++)
         j->workers[i].spill = -1;

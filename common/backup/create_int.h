@@ -92,7 +92,9 @@ struct job {
     size_t *order;
     struct ctask *tasks;
     size_t ntasks;
-    struct ws_bfile *results; /* one per file; path NULL when the file vanished */
+    struct ws_bfile *results; /* one per file (path: the walk entry's), then backup_label and
+                                 tablespace_map; path NULL when the file vanished */
+    size_t nresults;
     struct cworker *workers;  /* one per pool worker */
     size_t nworkers;
     atomic_uint_fast32_t next_bundle, next_map;
