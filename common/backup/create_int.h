@@ -95,7 +95,7 @@ struct job {
     struct ws_bfile *results; /* one per file (path: the walk entry's), then backup_label and
                                  tablespace_map; path NULL when the file vanished */
     size_t nresults;
-    struct cworker *workers;  /* one per pool worker */
+    struct cworker *workers; /* one per pool worker */
     size_t nworkers;
     atomic_uint_fast32_t next_bundle, next_map;
     atomic_uint_fast64_t stored_bytes;
