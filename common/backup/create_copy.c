@@ -48,7 +48,7 @@ static int object_open(struct job *j, const struct ws_repo *repo, const char *ke
     p.name = key;
     p.compress = compress ? j->cfg->compress : WS_COMPRESS_NONE;
     p.level = j->cfg->compress_level;
-    p.workers = compress ? j->zstd_workers : 0;
+    p.workers = 0; /* the pool's workers are the parallelism (incremental.md, "Memory") */
     p.content_size = -1;
     p.key = j->key;
     p.no_digest = 1; /* every file's SHA-256 is in the manifest; digests are checked by count */
@@ -648,9 +648,6 @@ int ws_create_copy_files(struct create *c, struct ws_error *err)
     if ((j->ref && (rc = ws_create_match_reference(j, err)) != 0) || (rc = plan_tasks(j, err)) != 0)
         return rc;
     n = ws_pool_size(o->parallel > 0 ? o->parallel : c->cfg->parallel, j->ntasks);
-    /* Every bundle compresses on `parallel` zstd threads: files are never split, so near the
-     * end one large relation segment may be all that is left, and it still uses every core. */
-    j->zstd_workers = n > 1 ? (int)n : 0;
     /* room for backup_label and tablespace_map (create.c) */
     if (!(j->results = calloc(c->w.nfiles + 2, sizeof(*j->results))) ||
         !(j->workers = calloc(n, sizeof(*j->workers))))

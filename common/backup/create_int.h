@@ -84,7 +84,6 @@ struct job {
     const char *pgdata;
     uint64_t start_lsn;
     int checksums;
-    int zstd_workers;
     struct entry *files;
     size_t nfiles;
     const struct ws_manifest *ref;  /* the reference (diff, incr), or NULL */
