@@ -272,6 +272,18 @@ static int verify_chain(struct ws_repo *repo, const struct ws_keyring *kr,
     return rc;
 }
 
+/* What reading the bundles needed: the extents and the running digests (mds: n entries). */
+static void free_extents(struct vjob *j, EVP_MD_CTX **mds, size_t n)
+{
+    for (size_t i = 0; mds && i < n; i++)
+        EVP_MD_CTX_free(mds[i]);
+    free(mds);
+    free(j->ext);
+    free(j->first);
+    j->ext = NULL;
+    j->first = NULL;
+}
+
 static int verify_backup(const struct ws_config *cfg, const struct ws_backup_env *env,
                          struct ws_repo *repo, const struct ws_keyring *kr,
                          const struct ws_catalog *cat, const struct ws_catalog_backup *b,
@@ -281,7 +293,7 @@ static int verify_backup(const struct ws_config *cfg, const struct ws_backup_env
     const struct ws_manifest *m = &full;
     struct vjob j = {kr, b, NULL, NULL, {b->id, 0}};
     struct ws_pool_params pp = {0};
-    size_t next = 0, i;
+    size_t next = 0;
     EVP_MD_CTX **mds = NULL; /* one running SHA-256 per file in pieces */
     uint64_t s;
     int rc = 0;
@@ -310,7 +322,11 @@ static int verify_backup(const struct ws_config *cfg, const struct ws_backup_env
     pp.ntasks = m->bundles;
     pp.task = verify_bundle;
     pp.arg = &j;
-    if ((rc = ws_pool_run(&pp, err)) != 0 || (rc = verify_maps(repo, kr, m, &j.v, err)) != 0 ||
+    if ((rc = ws_pool_run(&pp, err)) != 0)
+        goto out;
+    free_extents(&j, mds, m->nfiles); /* before the chain's manifests are loaded */
+    mds = NULL;
+    if ((rc = verify_maps(repo, kr, m, &j.v, err)) != 0 ||
         (rc = verify_chain(repo, kr, cat, b, m, &j.v, err)) != 0)
         goto out;
     for (s = ws_manifest_start_segno(m); s <= ws_manifest_stop_segno(m); s++) {
@@ -326,12 +342,7 @@ static int verify_backup(const struct ws_config *cfg, const struct ws_backup_env
         printf("backup %s: OK (%zu files, %" PRIu64 " bytes, WAL %s)\n", b->id, m->nfiles, m->bytes,
                "present and valid");
 out:
-    if (mds)
-        for (i = 0; i < m->nfiles; i++)
-            EVP_MD_CTX_free(mds[i]);
-    free(mds);
-    free(j.ext);
-    free(j.first);
+    free_extents(&j, mds, m->nfiles);
     ws_manifest_free(&full);
     return rc;
 }
