@@ -61,22 +61,13 @@ out:
 
 /* ---- one layer ---------------------------------------------------------------------------- */
 
-struct layer {
-    const struct restore *r;
-    const struct ws_manifest *m;     /* this layer's manifest (the target's for the last) */
-    size_t k;                        /* its index in r->chain */
-    const struct ws_bfile **by_path; /* m's records sorted by path (older layers) */
-    const struct ws_bfile **sel;     /* the records this layer writes */
-    size_t nsel;
-};
-
 static int cmp_record(const void *a, const void *b)
 {
     return strcmp((*(const struct ws_bfile *const *)a)->path,
                   (*(const struct ws_bfile *const *)b)->path);
 }
 
-static const struct ws_bfile *layer_record(const struct layer *l, const char *path)
+static const struct ws_bfile *layer_record(const struct ws_restore_layer *l, const char *path)
 {
     struct ws_bfile key = {0};
     const struct ws_bfile *kp = &key, **hit;
@@ -86,9 +77,8 @@ static const struct ws_bfile *layer_record(const struct layer *l, const char *pa
     return hit ? *hit : NULL;
 }
 
-/* The index in the chain of the layer holding the last whole copy of the target's file f. */
-static int base_layer(const struct restore *r, const struct ws_bfile *f, size_t *j,
-                      struct ws_error *err)
+int ws_restore_base_layer(const struct restore *r, const struct ws_bfile *f, size_t *j,
+                          struct ws_error *err)
 {
     if (f->kind == WS_BFILE_WHOLE) {
         *j = r->nchain - 1;
@@ -102,10 +92,8 @@ static int base_layer(const struct restore *r, const struct ws_bfile *f, size_t 
                         f->path, f->base);
 }
 
-/* What layer l holds of the target's file tf whose base is layer j (<= l->k): *out is the record
- * to apply (NULL: nothing), checked against the chain. */
-static int layer_part(const struct layer *l, const struct ws_bfile *tf, size_t j,
-                      const struct ws_bfile **out, struct ws_error *err)
+int ws_restore_layer_part(const struct ws_restore_layer *l, const struct ws_bfile *tf, size_t j,
+                          const struct ws_bfile **out, struct ws_error *err)
 {
     const struct ws_bfile *lf = l->k + 1 == l->r->nchain ? tf : layer_record(l, tf->path);
 
@@ -124,33 +112,66 @@ static int layer_part(const struct layer *l, const struct ws_bfile *tf, size_t j
     return 0;
 }
 
+int ws_restore_layer_open(const struct restore *r, struct ws_repo *repo, size_t k,
+                          struct ws_restore_layer *l, struct ws_error *err)
+{
+    int rc;
+
+    memset(l, 0, sizeof(*l));
+    l->r = r;
+    l->k = k;
+    l->m = r->m;
+    if (k + 1 == r->nchain)
+        return 0;
+    if ((rc = ws_manifest_load(repo, r->kr, r->chain[k], &l->own, err)) != 0) {
+        ws_error_prefix(err, "backup %s cannot be restored: backup %s of its chain", r->m->id,
+                        r->chain[k]);
+        return rc;
+    }
+    l->m = &l->own;
+    if (!(l->by_path = malloc((l->own.nfiles ? l->own.nfiles : 1) * sizeof(*l->by_path))))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    for (size_t i = 0; i < l->own.nfiles; i++)
+        l->by_path[i] = &l->own.files[i];
+    qsort(l->by_path, l->own.nfiles, sizeof(*l->by_path), cmp_record);
+    return 0;
+}
+
+void ws_restore_layer_close(struct ws_restore_layer *l)
+{
+    free(l->by_path);
+    l->by_path = NULL;
+    ws_manifest_free(&l->own);
+}
+
 /* The records layer l writes: of the files wanted (want NULL: all) whose base is l or older. */
-static int select_records(struct layer *l, const uint8_t *want, struct ws_error *err)
+static int select_records(const struct ws_restore_layer *l, const uint8_t *want,
+                          const struct ws_bfile **sel, size_t *nsel, struct ws_error *err)
 {
     const struct ws_manifest *t = l->r->m;
     int rc;
 
-    if (!(l->sel = calloc(t->nfiles ? t->nfiles : 1, sizeof(*l->sel))))
-        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     for (size_t i = 0; i < t->nfiles; i++) {
         const struct ws_bfile *lf;
         size_t j;
         if (want && !want[i])
             continue;
-        if ((rc = base_layer(l->r, &t->files[i], &j, err)) != 0)
+        if ((rc = ws_restore_base_layer(l->r, &t->files[i], &j, err)) != 0)
             return rc;
         if (j > l->k)
             continue;
-        if ((rc = layer_part(l, &t->files[i], j, &lf, err)) != 0)
+        if ((rc = ws_restore_layer_part(l, &t->files[i], j, &lf, err)) != 0)
             return rc;
         if (lf)
-            l->sel[l->nsel++] = lf;
+            sel[(*nsel)++] = lf;
     }
     return 0;
 }
 
-/* Writes layer l's records into the tree: files in pieces created first, bundles in parallel. */
-static int apply_layer(struct layer *l, struct ws_repo *repo, const struct ws_tree *tree,
+/* Writes layer l's records sel into the tree: files in pieces created first, bundles in
+ * parallel. */
+static int apply_layer(const struct ws_restore_layer *l, const struct ws_bfile **sel, size_t nsel,
+                       struct ws_repo *repo, const struct ws_tree *tree,
                        const struct ws_bundle_opts *bo, struct ws_error *err)
 {
     struct ws_bundle_opts lo = *bo;
@@ -158,10 +179,10 @@ static int apply_layer(struct layer *l, struct ws_repo *repo, const struct ws_tr
 
     lo.sparse = 1;
     lo.block_size = l->m->block_size;
-    if ((rc = ws_restore_split_files(l->r, tree, l->sel, l->nsel, 0, err)) != 0 ||
-        (rc = ws_restore_bundles_of(l->r, repo, l->m, l->sel, l->nsel, &lo, err)) != 0)
+    if ((rc = ws_restore_split_files(l->r, tree, sel, nsel, 0, err)) != 0 ||
+        (rc = ws_restore_bundles_of(l->r, repo, l->m, sel, nsel, &lo, err)) != 0)
         return rc;
-    return ws_restore_split_files(l->r, tree, l->sel, l->nsel, 1, err);
+    return ws_restore_split_files(l->r, tree, sel, nsel, 1, err);
 }
 
 /* Layer k of the chain: its manifest loaded (the target's is at hand), indexed, applied. */
@@ -169,77 +190,65 @@ static int run_layer(const struct restore *r, size_t k, struct ws_repo *repo,
                      const struct ws_tree *tree, const struct ws_bundle_opts *bo,
                      const uint8_t *want, struct ws_error *err)
 {
-    struct ws_manifest m = {0};
-    struct layer l = {0};
+    struct ws_restore_layer l;
+    const struct ws_bfile **sel = NULL;
+    size_t nsel = 0;
     int rc;
 
-    l.r = r;
-    l.k = k;
-    l.m = r->m;
-    if (k + 1 < r->nchain) {
-        if ((rc = ws_manifest_load(repo, r->kr, r->chain[k], &m, err)) != 0) {
-            ws_error_prefix(err, "backup %s cannot be restored: backup %s of its chain", r->m->id,
-                            r->chain[k]);
-            goto out;
-        }
-        l.m = &m;
-        if (!(l.by_path = malloc((m.nfiles ? m.nfiles : 1) * sizeof(*l.by_path)))) {
-            rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-            goto out;
-        }
-        for (size_t i = 0; i < m.nfiles; i++)
-            l.by_path[i] = &m.files[i];
-        qsort(l.by_path, m.nfiles, sizeof(*l.by_path), cmp_record);
+    if ((rc = ws_restore_layer_open(r, repo, k, &l, err)) != 0)
+        goto out;
+    if (!(sel = calloc(r->m->nfiles ? r->m->nfiles : 1, sizeof(*sel)))) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        goto out;
     }
-    if ((rc = select_records(&l, want, err)) != 0 || l.nsel == 0)
+    if ((rc = select_records(&l, want, sel, &nsel, err)) != 0 || nsel == 0)
         goto out;
     ws_log_info("backup %s: applying layer %zu of %zu (backup %s, %zu records)", r->m->id, k + 1,
-                r->nchain, r->chain[k], l.nsel);
-    rc = apply_layer(&l, repo, tree, bo, err);
+                r->nchain, r->chain[k], nsel);
+    rc = apply_layer(&l, sel, nsel, repo, tree, bo, err);
 out:
-    free(l.sel);
-    free(l.by_path);
-    ws_manifest_free(&m);
+    free(sel);
+    ws_restore_layer_close(&l);
     return rc;
 }
 
 /* ---- the finished files: size, attributes, read back ------------------------------------- */
 
-/* *match: fd's content has f's size and SHA-256. buf: READ_BUF bytes. */
+int ws_restore_sha_rest(int fd, const struct ws_bfile *f, void *ctx, uint64_t off, uint8_t *buf,
+                        int *match, struct ws_error *err)
+{
+    EVP_MD_CTX *md = ctx;
+    uint8_t digest[32];
+
+    *match = 0;
+    for (;;) {
+        ssize_t n = ws_pread_full(fd, buf, READ_BUF, (off_t)off);
+        if (n < 0)
+            return ws_error_setsys(err, WS_ERR_IO, errno, "could not read file \"%s\"", f->path);
+        if (n == 0 || (off += (uint64_t)n) > f->size)
+            break;
+        if (EVP_DigestUpdate(md, buf, (size_t)n) != 1)
+            return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+    }
+    if (off != f->size)
+        return 0;
+    if (EVP_DigestFinal_ex(md, digest, NULL) != 1)
+        return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+    *match = memcmp(digest, f->sha256, 32) == 0;
+    return 0;
+}
+
 int ws_restore_file_matches(int fd, const struct ws_bfile *f, uint8_t *buf, int *match,
                             struct ws_error *err)
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    uint8_t digest[32];
-    uint64_t off = 0;
-    int rc = 0;
+    int rc;
 
     *match = 0;
-    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
         rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
-        goto out;
-    }
-    for (;;) {
-        ssize_t n = ws_pread_full(fd, buf, READ_BUF, (off_t)off);
-        if (n < 0) {
-            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not read file \"%s\"", f->path);
-            goto out;
-        }
-        if (n == 0 || (off += (uint64_t)n) > f->size)
-            break;
-        if (EVP_DigestUpdate(md, buf, (size_t)n) != 1) {
-            rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
-            goto out;
-        }
-    }
-    if (off != f->size)
-        goto out;
-    if (EVP_DigestFinal_ex(md, digest, NULL) != 1) {
-        rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
-        goto out;
-    }
-    *match = memcmp(digest, f->sha256, 32) == 0;
-out:
+    else
+        rc = ws_restore_sha_rest(fd, f, md, 0, buf, match, err);
     EVP_MD_CTX_free(md);
     return rc;
 }
@@ -310,33 +319,30 @@ struct finish {
     const uint8_t *want;
 };
 
-/* File i of the target, when rebuilt from its chain: cut to its size, given its mode and mtime,
- * and read back against its SHA-256. */
-static int finish_file(void *arg, const struct ws_tree *tree, struct ws_tree_cursor *c,
-                       uint8_t *buf, size_t i, struct ws_error *err)
+int ws_restore_settle_file(const struct restore *r, const struct ws_tree *tree,
+                           struct ws_tree_cursor *c, const struct ws_bfile *f, void *md,
+                           uint64_t off, uint8_t *buf, const char *after, struct ws_error *err)
 {
-    const struct finish *fin = arg;
-    const struct ws_bfile *f = &fin->r->m->files[i];
     struct timespec ts[2] = {{f->mtime, 0}, {f->mtime, 0}};
     int fd = -1, rc, match = 0;
 
-    if (f->kind == WS_BFILE_WHOLE || (fin->want && !fin->want[i]))
-        return 0;
     if ((rc = ws_tree_open(tree, c, f->path, O_RDWR, 0, &fd, err)) != 0)
         return rc;
     if (ftruncate(fd, (off_t)f->size) != 0 ||
-        fchmod(fd, ws_bundle_file_mode(f->mode, fin->r->group_access)) != 0) {
+        fchmod(fd, ws_bundle_file_mode(f->mode, r->group_access)) != 0) {
         rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not set attributes of \"%s/%s\"",
                              tree->name, f->path);
         goto out;
     }
-    if ((rc = ws_restore_file_matches(fd, f, buf, &match, err)) != 0)
+    rc = md ? ws_restore_sha_rest(fd, f, md, off, buf, &match, err)
+            : ws_restore_file_matches(fd, f, buf, &match, err);
+    if (rc)
         goto out;
     if (!match) {
         rc = ws_error_set(err, WS_ERR_CORRUPT,
                           "restored file \"%s\": size or SHA-256 differs from backup %s's record "
-                          "after its chain was applied",
-                          f->path, fin->r->m->id);
+                          "after %s",
+                          f->path, r->m->id, after);
         goto out;
     }
     if (futimens(fd, ts) != 0)
@@ -349,6 +355,18 @@ out:
     return rc;
 }
 
+/* File i of the target, when rebuilt from its chain: settled, read back from its start. */
+static int finish_file(void *arg, const struct ws_tree *tree, struct ws_tree_cursor *c,
+                       uint8_t *buf, size_t i, struct ws_error *err)
+{
+    const struct finish *fin = arg;
+    const struct ws_bfile *f = &fin->r->m->files[i];
+
+    if (f->kind == WS_BFILE_WHOLE || (fin->want && !fin->want[i]))
+        return 0;
+    return ws_restore_settle_file(fin->r, tree, c, f, NULL, 0, buf, "its chain was applied", err);
+}
+
 int ws_restore_chain(const struct restore *r, struct ws_repo *repo, const struct ws_tree *tree,
                      const struct ws_bundle_opts *bo, const uint8_t *want, struct ws_error *err)
 {
@@ -359,7 +377,7 @@ int ws_restore_chain(const struct restore *r, struct ws_repo *repo, const struct
     for (size_t i = 0; i < r->m->nfiles; i++) {
         if (want && !want[i])
             continue;
-        if ((rc = base_layer(r, &r->m->files[i], &j, err)) != 0)
+        if ((rc = ws_restore_base_layer(r, &r->m->files[i], &j, err)) != 0)
             return rc;
         if (j < first)
             first = j;

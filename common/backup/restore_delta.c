@@ -6,7 +6,8 @@
  * Order, so that a run killed at any moment leaves a directory PostgreSQL refuses to start and a
  * second --delta run finishes: the system identifier is checked; global/pg_control is renamed to
  * global/pg_control.walsafe-delta (synced); what the backup does not have is removed (except
- * what backups leave out, backup/exclude.h); files that differ are removed and rebuilt from the
+ * what backups leave out, backup/exclude.h); relation files with a few differing blocks are
+ * patched in place (restore_patch.c), other files that differ removed and rebuilt from the
  * chain; tablespace_map, sync, the recovery settings; pg_control last, then the renamed copy goes.
  */
 #include <dirent.h>
@@ -29,8 +30,9 @@
 struct delta {
     struct restore *r;
     struct ws_tree tree;
-    const char **files, **dirs; /* the backup's paths, sorted */
-    uint8_t *want;              /* per file of r->m: to be rebuilt */
+    const char **files, **dirs;         /* the backup's paths, sorted */
+    uint8_t *want;                      /* per file of r->m: to be rebuilt */
+    struct ws_restore_patches *patches; /* relation files patched block by block */
     size_t removed;
 };
 
@@ -297,7 +299,8 @@ static int sweep(struct delta *d, struct ws_error *err)
 
 /* ---- files that differ are rebuilt --------------------------------------------------------- */
 
-/* File i of the backup: left alone when its size and SHA-256 match, else removed and wanted. */
+/* File i of the backup, unless compared block by block: left alone when its size and SHA-256
+ * match, else wanted. */
 static int compare_file(void *arg, const struct ws_tree *tree, struct ws_tree_cursor *c,
                         uint8_t *buf, size_t i, struct ws_error *err)
 {
@@ -306,6 +309,8 @@ static int compare_file(void *arg, const struct ws_tree *tree, struct ws_tree_cu
     struct stat st;
     int fd, rc, match = 0;
 
+    if (ws_restore_by_blocks(d->r, f))
+        return 0;
     if (strcmp(f->path, CONTROL) == 0) {
         d->want[i] = 1; /* renamed away: written last */
         return 0;
@@ -323,13 +328,48 @@ static int compare_file(void *arg, const struct ws_tree *tree, struct ws_tree_cu
     else if (S_ISREG(st.st_mode) && (uint64_t)st.st_size == f->size)
         rc = ws_restore_file_matches(fd, f, buf, &match, err);
     close(fd);
-    if (rc || match)
+    if (rc == 0 && !match)
+        d->want[i] = 1;
+    return rc;
+}
+
+/* Every file wanted (but pg_control, renamed away) goes: the chain creates it anew. */
+static int remove_wanted(struct delta *d, struct ws_error *err)
+{
+    struct ws_tree_cursor c = WS_TREE_CURSOR_INIT;
+    int rc = 0;
+
+    for (size_t i = 0; i < d->r->m->nfiles && rc == 0; i++) {
+        const struct ws_bfile *f = &d->r->m->files[i];
+        int fd;
+        if (!d->want[i] || strcmp(f->path, CONTROL) == 0)
+            continue;
+        /* the parent directory, through the tree (never following a link) */
+        if ((rc = ws_tree_open(&d->tree, &c, f->path, O_RDONLY | O_NONBLOCK, 0, &fd, err)) != 0) {
+            if (err->sys_errno == ENOENT) {
+                memset(err, 0, sizeof(*err));
+                rc = 0;
+            }
+            continue;
+        }
+        close(fd);
+        if (unlinkat(c.fd, ws_base_name(f->path), 0) != 0)
+            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not remove \"%s/%s\"", d->tree.name,
+                                 f->path);
+    }
+    ws_tree_cursor_close(&c);
+    return rc;
+}
+
+/* Which files are left alone, patched, or rebuilt whole (those removed). */
+static int compare(struct delta *d, struct ws_repo *repo, struct ws_error *err)
+{
+    int rc;
+
+    if ((rc = ws_restore_each_file(d->r, repo, &d->tree, compare_file, d, err)) != 0 ||
+        (rc = ws_restore_patch_compare(d->r, repo, &d->tree, d->want, &d->patches, err)) != 0)
         return rc;
-    d->want[i] = 1;
-    if (unlinkat(c->fd, ws_base_name(f->path), 0) != 0)
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not remove \"%s/%s\"", tree->name,
-                               f->path);
-    return 0;
+    return remove_wanted(d, err);
 }
 
 /* ---- the whole ------------------------------------------------------------------------------ */
@@ -353,14 +393,16 @@ static int rebuild(struct delta *d, struct ws_repo *repo, struct ws_error *err)
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     for (size_t i = 0; i < r->m->nfiles; i++)
         n += d->want[i];
-    ws_log_info("delta restore of backup %s into \"%s\": %zu of %zu files to rebuild, %zu entries "
-                "removed",
-                r->m->id, r->data.path, n, r->m->nfiles, d->removed);
+    ws_log_info("delta restore of backup %s into \"%s\": %zu of %zu files to rebuild, %zu to "
+                "patch, %zu entries removed",
+                r->m->id, r->data.path, n, r->m->nfiles, ws_restore_patch_count(d->patches),
+                d->removed);
     bo.tree = &d->tree;
     bo.group_access = r->group_access;
     bo.problem = ws_restore_report_problem;
     want_control(d, sel, 0);
     if ((rc = ws_restore_chain(r, repo, &d->tree, &bo, sel, err)) != 0 ||
+        (rc = ws_restore_patch(r, repo, &d->tree, d->patches, err)) != 0 ||
         (rc = ws_restore_finish(r, err)) != 0)
         goto out;
     want_control(d, sel, 1);
@@ -390,8 +432,7 @@ int ws_restore_delta(struct restore *r, struct ws_repo *repo, struct ws_error *e
     r->started = 1;
     if ((rc = move_control(&d, 1, err)) != 0 || (rc = remove_standby_signal(r, err)) != 0 ||
         (rc = sweep(&d, err)) != 0 || (rc = ws_restore_make_dirs(r, &d.tree, err)) != 0 ||
-        (rc = ws_restore_each_file(r, repo, &d.tree, compare_file, &d, err)) != 0 ||
-        (rc = rebuild(&d, repo, err)) != 0)
+        (rc = compare(&d, repo, err)) != 0 || (rc = rebuild(&d, repo, err)) != 0)
         goto out;
     ws_log_info("backup %s restored into \"%s\" (delta); start PostgreSQL to recover", r->m->id,
                 r->data.path);
@@ -405,5 +446,6 @@ out:
     free(d.files);
     free(d.dirs);
     free(d.want);
+    ws_restore_patches_free(d.patches);
     return rc;
 }

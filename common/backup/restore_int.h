@@ -2,7 +2,8 @@
  * backup/restore_int.h - what the units of `basebackup restore` share: restore.c (the command,
  * root and the owner's child), restore_choose.c (which backup), restore_target.c (the target
  * directories, checked before anything is touched), restore_fill.c (directories and bundles),
- * restore_recovery.c (recovery settings, tablespace_map). Not for other modules: they use
+ * restore_recovery.c (recovery settings, tablespace_map), restore_chain.c (chains),
+ * restore_delta.c and restore_patch.c (--delta). Not for other modules: they use
  * backup.h. Every function returns 0 or a ws_code with err set, unless it says otherwise.
  */
 #ifndef WS_BACKUP_RESTORE_INT_H
@@ -115,6 +116,36 @@ int ws_restore_each_file(const struct restore *r, struct ws_repo *repo, const st
 /* *match: the file open at fd has f's size and SHA-256; buf holds 1 MiB. */
 int ws_restore_file_matches(int fd, const struct ws_bfile *f, uint8_t *buf, int *match,
                             struct ws_error *err);
+/* The same, ctx (an EVP_MD_CTX * holding the SHA-256 of the file's bytes [0, off)) fed from off
+ * on; ctx is finished (the caller frees it). */
+int ws_restore_sha_rest(int fd, const struct ws_bfile *f, void *ctx, uint64_t off, uint8_t *buf,
+                        int *match, struct ws_error *err);
+/* File f of r->m written into tree: cut or extended to its size, given its mode, read back
+ * (md NULL: from its start; else md holds the SHA-256 of its bytes [0, off), fed on and
+ * finished), then its mtime; a SHA-256 that differs is WS_ERR_CORRUPT naming the file and
+ * saying "after <after>". */
+int ws_restore_settle_file(const struct restore *r, const struct ws_tree *tree,
+                           struct ws_tree_cursor *c, const struct ws_bfile *f, void *md,
+                           uint64_t off, uint8_t *buf, const char *after, struct ws_error *err);
+/* Layer k of r->chain: its manifest (r->m for the last, else loaded: errors name the link),
+ * indexed by path. Closing is safe after a failed open. */
+struct ws_restore_layer {
+    const struct restore *r;
+    const struct ws_manifest *m;
+    size_t k;
+    const struct ws_bfile **by_path; /* m's records sorted by path (older layers) */
+    struct ws_manifest own;          /* m, when loaded */
+};
+int ws_restore_layer_open(const struct restore *r, struct ws_repo *repo, size_t k,
+                          struct ws_restore_layer *l, struct ws_error *err);
+void ws_restore_layer_close(struct ws_restore_layer *l);
+/* *j: the index in r->chain of the layer holding the last whole copy of r->m's file f. */
+int ws_restore_base_layer(const struct restore *r, const struct ws_bfile *f, size_t *j,
+                          struct ws_error *err);
+/* What layer l holds of r->m's file tf whose base is layer j (<= l->k): *out the record to
+ * apply (NULL: a REF, nothing); WS_ERR_CORRUPT when it does not fit the chain. */
+int ws_restore_layer_part(const struct ws_restore_layer *l, const struct ws_bfile *tf, size_t j,
+                          const struct ws_bfile **out, struct ws_error *err);
 
 /* restore_recovery.c */
 int ws_restore_command(struct restore *r, struct ws_error *err);
@@ -126,5 +157,28 @@ int ws_restore_finish(struct restore *r, struct ws_error *err);
 
 /* restore_delta.c: --delta into an existing data directory of the same system. */
 int ws_restore_delta(struct restore *r, struct ws_repo *repo, struct ws_error *err);
+
+/* restore_patch.c: --delta's block-level patching of relation files (those with block digests
+ * in r->m's map objects), docs/design/incremental.md "Delta restore". */
+struct ws_restore_patches;
+/* Whether file f of r->m is compared block by block (ws_restore_patch_compare's business). */
+int ws_restore_by_blocks(const struct restore *r, const struct ws_bfile *f);
+/* Compares each such file of the tree with its digests in r->m's map objects, in parallel (the
+ * files in map order, each worker holding the last map object it loaded): a file that matches
+ * (every digest, size and SHA-256) is left alone; one with at most half its blocks differing is
+ * to be patched (*out holds it); any other (missing, not a regular file, more digests than its
+ * map object holds, a map object missing or damaged: a warning) gets want[i] = 1 (the caller
+ * removes and rebuilds it). *out is the caller's to free, also after a failure. */
+int ws_restore_patch_compare(const struct restore *r, struct ws_repo *repo,
+                             const struct ws_tree *tree, uint8_t *want,
+                             struct ws_restore_patches **out, struct ws_error *err);
+/* Writes the differing blocks of the files of p, each from the newest layer of r->chain that
+ * stored it, stopping at the first layer with nothing left to fetch; then each file is cut to
+ * its size, its SHA-256 finished and compared with the record (WS_ERR_CORRUPT naming the file),
+ * given its mode and mtime. */
+int ws_restore_patch(const struct restore *r, struct ws_repo *repo, const struct ws_tree *tree,
+                     struct ws_restore_patches *p, struct ws_error *err);
+size_t ws_restore_patch_count(const struct ws_restore_patches *p);
+void ws_restore_patches_free(struct ws_restore_patches *p);
 
 #endif

@@ -7,7 +7,6 @@
 #include "pg/pgpage.h"
 #include "repo/blockmap.h"
 
-
 uint64_t ws_blockmap_blocks(uint64_t size, uint32_t block_size)
 {
     return size / block_size + (size % block_size != 0);

@@ -30,6 +30,8 @@ struct splitter {
     EVP_MD_CTX *md;            /* whole files */
     struct ws_delta_reader dr; /* a delta extent */
     int dr_bad;                /* verify mode: the delta extent was reported, drop its rest */
+    uint8_t *bits;             /* patch mode: the current file's blocks still wanted */
+    uint64_t nbits;
     size_t good, bad;
 };
 
@@ -59,12 +61,36 @@ unsigned ws_bundle_file_mode(uint32_t manifest_mode, int group_access)
     return manifest_mode & (group_access ? 0640u : 0600u);
 }
 
+/* Patch mode: of bytes [off, off + n) of file f, those of blocks still wanted go in; a block's
+ * bit is cleared with its last byte (end: where the file ends in this layer). */
+static int patch_write(struct splitter *sp, const struct ws_bfile *f, const uint8_t *p, size_t n,
+                       uint64_t off, uint64_t end, struct ws_error *err)
+{
+    uint32_t bs = sp->o.block_size;
+
+    while (n > 0) {
+        uint64_t b = off / bs, stop = (b + 1) * bs;
+        size_t k = stop - off < n ? (size_t)(stop - off) : n;
+        if (b < sp->nbits && (sp->bits[b / 8] >> (b % 8)) & 1) {
+            if (ws_pwrite_all(sp->fd, p, k, (off_t)off) != 0)
+                return ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s/%s\"",
+                                       sp->o.tree->name, f->path);
+            if (off + k == stop || off + k == end)
+                sp->bits[b / 8] &= (uint8_t) ~(1u << (b % 8));
+        }
+        p += k, n -= k, off += k;
+    }
+    return 0;
+}
+
 /* A block of a delta extent: into the file at its offset. */
 static int delta_block(void *arg, uint64_t off, const uint8_t *p, size_t n, struct ws_error *err)
 {
     struct splitter *sp = arg;
     const struct ws_bfile *f = sp->ext[sp->cur].file;
 
+    if (sp->fd >= 0 && sp->o.patch)
+        return patch_write(sp, f, p, n, off, sp->dr.size, err);
     if (sp->fd >= 0 && ws_pwrite_all(sp->fd, p, n, (off_t)off) != 0)
         return ws_error_setsys(err, WS_ERR_IO, errno, "could not write file \"%s/%s\"",
                                sp->o.tree->name, f->path);
@@ -88,6 +114,11 @@ static int start_extent(struct splitter *sp, struct ws_error *err)
     }
     if (!sp->o.tree)
         return 0;
+    if (sp->o.patch) {
+        if (!(sp->bits = sp->o.patch(sp->o.patch_arg, e->file, &sp->nbits)))
+            return 0; /* nothing wanted of it any more */
+        return ws_tree_open(sp->o.tree, &sp->dir, e->file->path, O_WRONLY, 0, &sp->fd, err);
+    }
     /* a file in pieces was created by the caller, a delta's file by an earlier layer */
     return ws_tree_open(sp->o.tree, &sp->dir, e->file->path,
                         whole(e) ? O_WRONLY | O_CREAT | O_EXCL : O_WRONLY, 0600, &sp->fd, err);
@@ -125,7 +156,8 @@ static int end_delta(struct splitter *sp, const struct ws_bextent *e, struct ws_
         sp->dr_bad = 1;
         rc = sp->o.tree ? rc : 0;
     }
-    if (rc == 0 && !sp->dr_bad && sp->fd >= 0 && ftruncate(sp->fd, (off_t)size) != 0)
+    if (rc == 0 && !sp->dr_bad && sp->fd >= 0 && !sp->o.patch &&
+        ftruncate(sp->fd, (off_t)size) != 0)
         rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not truncate file \"%s/%s\"",
                              sp->o.tree->name, f->path);
     if (sp->fd >= 0 && close(sp->fd) != 0 && rc == 0)
@@ -153,7 +185,7 @@ static int end_extent(struct splitter *sp, struct ws_error *err)
         if (e->length > sp->flushed)
             sync_file_range(sp->fd, (off_t)(e->file_offset + sp->flushed), 0,
                             SYNC_FILE_RANGE_WRITE);
-        if (whole(e)) {
+        if (whole(e) && !sp->o.patch) {
             struct timespec ts[2] = {{f->mtime, 0}, {f->mtime, 0}};
             if (fchmod(sp->fd, ws_bundle_file_mode(f->mode, sp->o.group_access)) != 0 ||
                 futimens(sp->fd, ts) != 0)
@@ -230,7 +262,11 @@ static int splitter_write(struct ws_sink *s, const void *buf, size_t len, struct
             EVP_MD_CTX *md = whole(e) ? sp->md : e->md;
             if (md && EVP_DigestUpdate(md, p, n) != 1)
                 return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
-            if (sp->fd >= 0) {
+            if (sp->fd >= 0 && sp->o.patch) {
+                if ((rc = patch_write(sp, e->file, p, n, e->file_offset + sp->cur_done,
+                                      e->file->size, err)) != 0)
+                    return rc;
+            } else if (sp->fd >= 0) {
                 int wrc =
                     whole(e)
                         ? ws_write_all(sp->fd, p, n)
@@ -312,6 +348,10 @@ int ws_bundle_splitter_new_ext(const struct ws_bextent *ext, size_t next,
     struct splitter *sp = calloc(1, sizeof(*sp));
 
     *out = NULL;
+    if (o->patch && o->block_size == 0) {
+        free(sp);
+        return ws_error_set(err, WS_ERR_INTERNAL, "bundle splitter: patch mode without block size");
+    }
     if (!sp || !(sp->md = EVP_MD_CTX_new()) ||
         !(sp->ext = malloc((next ? next : 1) * sizeof(*ext)))) {
         if (sp)

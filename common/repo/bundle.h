@@ -30,11 +30,20 @@
  * With `sparse`, the extents are a subset of the bundle's files: bytes before, between and after
  * them are read and dropped (a layer of a chain, or the files a delta restore rewrites).
  *
+ * With `patch` (restore mode, a delta restore patching files in place): for each extent's file
+ * `patch` gives the bitmap of the blocks (of `block_size`) still wanted, bit b of byte b / 8 for
+ * block b, nbits bits (NULL: nothing wanted, the extent is only read). Only those blocks are
+ * written, with pwrite into the existing file (never created, truncated, nor given attributes),
+ * and each one's bit is cleared once its last byte is in: the first layer to write a block wins.
+ * Whole extents are still checked against their SHA-256. Workers writing pieces of one file
+ * touch distinct bytes of its bitmap (pieces start at multiples of WS_PIECE_SIZE).
+ *
  * Ownership: the splitter copies the extents array; the files and md stay the caller's.
  */
 #ifndef WS_BUNDLE_H
 #define WS_BUNDLE_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "base/fs.h"
@@ -53,6 +62,8 @@ struct ws_bundle_opts {
     void *arg;
     uint32_t block_size; /* the manifest's: delta extents are in blocks of it */
     int sparse;          /* extents are a subset of the bundle's content: skip the rest */
+    uint8_t *(*patch)(void *arg, const struct ws_bfile *f, uint64_t *nbits);
+    void *patch_arg;
 };
 
 struct ws_bextent {

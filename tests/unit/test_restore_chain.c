@@ -12,7 +12,10 @@
  * files that match are left alone (same inode and mtime), others rewritten, extra files and
  * directories removed, what backups leave out kept; another system identifier, a running
  * postmaster, an empty or missing directory are refused; a run interrupted after pg_control
- * went is finished by a second one; a full backup works too.
+ * went is finished by a second one; a full backup works too. Block level: a relation file with a
+ * few differing blocks is patched in place, each block from the newest layer holding it, older
+ * layers' bundles unread when newer ones hold everything; a wrong recorded SHA-256 fails naming
+ * the file; without the target's map object the files are compared whole.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -211,12 +214,32 @@ static void env_free(struct env *e)
     ws_config_free(&e->cfg);
 }
 
-/* The bundles being written: two, files alternating. */
+/* The bundles being written: two, files alternating; and the one map object. */
 struct bundles {
     uint8_t *data[2];
     size_t len[2], cap[2];
     int next;
+    uint8_t *map;
+    size_t ndig;
 };
+
+/* The digests of every block of relation file f into the map object, as create records them. */
+static void map_add(struct bundles *b, const struct mfile *f, struct ws_bfile *r)
+{
+    uint64_t nb = ws_blockmap_blocks(f->size, BS);
+
+    if (!ws_blockmap_is_relation(f->path))
+        return;
+    r->has_map = 1;
+    r->map = 0;
+    r->map_index = b->ndig;
+    b->map = realloc(b->map, (b->ndig + nb + 1) * WS_BLOCK_DIGEST_SIZE);
+    for (uint64_t k = 0; k < nb; k++) {
+        size_t n = f->size - k * BS < BS ? f->size - k * BS : BS;
+        ws_block_digest(f->data + k * BS, n, b->map + (b->ndig + k) * WS_BLOCK_DIGEST_SIZE);
+    }
+    b->ndig += nb;
+}
 
 static uint64_t bundle_add(struct bundles *b, const uint8_t *p, size_t n, uint32_t *which)
 {
@@ -288,6 +311,9 @@ static void add_record(struct ws_manifest *m, struct stored *me, size_t i, const
     r.mtime = f->mtime;
     r.size = f->size;
     EVP_Digest(f->data, f->size, r.sha256, NULL, EVP_sha256(), NULL);
+    if (damage == 3)
+        r.sha256[0] ^= 1; /* a record that no content has */
+    map_add(b, f, &r);
     me->base[i][0] = '\0';
     if (rf) {
         const char *rbase = ref->base[rf - ref->s.f][0] ? ref->base[rf - ref->s.f] : ref->id;
@@ -314,7 +340,7 @@ static void add_record(struct ws_manifest *m, struct stored *me, size_t i, const
 }
 
 /* Stores state s as a backup (full when ref is NULL, else incr relative to ref); damage: of
- * the delta extent of damage_path (1 malformed, 2 wrong bytes). */
+ * the delta extent of damage_path (1 malformed, 2 wrong bytes), or its SHA-256 (3). */
 static const char *store_backup(struct env *e, const struct state *s, const struct stored *ref,
                                 const char *damage_path, int damage)
 {
@@ -355,6 +381,12 @@ static const char *store_backup(struct env *e, const struct state *s, const stru
         m.bytes += me->s.f[i].size;
     }
     m.bundles = 2;
+    m.maps = 1;
+    snprintf(repo.cluster, sizeof(repo.cluster), "main");
+    ws_backup_map_key(&repo, me->id, 0, key, sizeof(key));
+    CHECK(put_object(e, key, b.map ? b.map : (const uint8_t *)"", b.ndig * WS_BLOCK_DIGEST_SIZE) ==
+          0);
+    free(b.map);
     for (uint32_t k = 0; k < 2; k++) {
         ws_backup_bundle_key(&repo, me->id, k, key, sizeof(key));
         snprintf(repo.cluster, sizeof(repo.cluster), "main");
@@ -548,7 +580,8 @@ static void test_chain_missing_link(void)
     /* all of it gone */
     ws_backup_bundle_key(&repo, ids[1], 0, k[0], sizeof(k[0]));
     ws_backup_bundle_key(&repo, ids[1], 1, k[1], sizeof(k[1]));
-    remove_objects(&e, keys, 2);
+    ws_backup_map_key(&repo, ids[1], 0, k[2], sizeof(k[2]));
+    remove_objects(&e, keys, 3);
     CHECK(restore(&e, ids[2], dir, 0, 1, &err) == WS_ERR_INVALID);
     CHECK(strstr(err.msg, ids[1]) && strstr(err.msg, "missing"));
     CHECK(!unit_exists(dir));
@@ -810,6 +843,158 @@ static void test_delta_tablespace(void)
     env_free(&e);
 }
 
+/* Overwrites bytes [off, off + n) of dir/rel with a pattern (extends the file past its end). */
+static void scribble(const char *dir, const char *rel, off_t off, size_t n)
+{
+    char p[2048];
+    uint8_t junk[4 * BS];
+    int fd;
+
+    memset(junk, 0xa5, sizeof(junk));
+    snprintf(p, sizeof(p), "%s/%s", dir, rel);
+    REQUIRE(n <= sizeof(junk) && (fd = open(p, O_WRONLY)) >= 0);
+    CHECK(pwrite(fd, junk, n, off) == (ssize_t)n);
+    close(fd);
+}
+
+/* Replaces the content of backup id's bundles in the (local) repository with junk: any read of
+ * them fails. */
+static void spoil_bundles(struct env *e, const char *id)
+{
+    struct ws_repo repo = {0};
+    char key[256], p[1200];
+
+    snprintf(repo.cluster, sizeof(repo.cluster), "main");
+    for (uint32_t k = 0; k < 2; k++) {
+        ws_backup_bundle_key(&repo, id, k, key, sizeof(key));
+        snprintf(p, sizeof(p), "%s/%s", e->repo, key);
+        REQUIRE(unit_exists(p));
+        CHECK(unit_write(p, "junk", 4, 0600) == 0);
+    }
+}
+
+/* Relation files with a few differing blocks are patched in place: each block from the newest
+ * layer that stored it (block 2 of 16384 changed in both incrementals, 7 in incr 1 only, 5 never:
+ * the full's), a longer file cut, a shorter one completed (a partial last block from incr 1's
+ * whole copy). */
+static void test_delta_patch(void)
+{
+    struct env e;
+    struct ws_error err = {0};
+    const char *ids[3];
+    struct ident i84, i90, i86;
+    char dir[1024];
+
+    env_init(&e, "delta-patch");
+    build_chain(&e, NULL, 0, ids);
+    snprintf(dir, sizeof(dir), "%s/pgdata", e.root);
+    REQUIRE(restore(&e, ids[0], dir, 0, 1, &err) == 0);
+    scribble(dir, "base/1/16384", 5 * BS + 3, 10);
+    ident_of(dir, "base/1/16384", &i84);
+    if (restore(&e, ids[2], dir, 1, 2, &err) != 0)
+        fprintf(stderr, "    delta: %s\n", err.msg);
+    check_state_extra(dir, &e.st[2].s, 0);
+    CHECK(ident_same(dir, "base/1/16384", &i84) == 0); /* mtime set again */
+    {
+        struct ident now;
+        ident_of(dir, "base/1/16384", &now);
+        CHECK(now.ino == i84.ino); /* patched, not rebuilt */
+    }
+    /* longer (cut back), shorter by a partial block (completed from incr 1), a block off */
+    scribble(dir, "base/1/16386", 12 * BS, 2 * BS);
+    {
+        char p[1100];
+        snprintf(p, sizeof(p), "%s/base/1/16390", dir);
+        CHECK(truncate(p, 4 * BS) == 0);
+    }
+    scribble(dir, "base/1/16391", 0, 1);
+    ident_of(dir, "base/1/16384", &i84);
+    ident_of(dir, "base/1/16390", &i90);
+    ident_of(dir, "base/1/16386", &i86);
+    if (restore(&e, ids[2], dir, 1, 1, &err) != 0)
+        fprintf(stderr, "    delta: %s\n", err.msg);
+    check_state_extra(dir, &e.st[2].s, 0);
+    CHECK(ident_same(dir, "base/1/16384", &i84)); /* matched: not touched */
+    {
+        struct ident a, b;
+        ident_of(dir, "base/1/16390", &a);
+        ident_of(dir, "base/1/16386", &b);
+        CHECK(a.ino == i90.ino && b.ino == i86.ino);
+    }
+    env_free(&e);
+}
+
+/* From incr 1's state to incr 2's, every differing block is in incr 2: the full backup's
+ * bundles are never read (spoiled here: a plain restore fails on them). */
+static void test_delta_newest_only(void)
+{
+    struct env e;
+    struct ws_error err = {0};
+    const char *ids[3];
+    char dir[1024], other[1100];
+
+    env_init(&e, "delta-newest");
+    build_chain(&e, NULL, 0, ids);
+    snprintf(dir, sizeof(dir), "%s/pgdata", e.root);
+    REQUIRE(restore(&e, ids[1], dir, 0, 1, &err) == 0);
+    spoil_bundles(&e, ids[0]);
+    snprintf(other, sizeof(other), "%s/plain", e.root);
+    CHECK(restore(&e, ids[2], other, 0, 1, &err) != 0);
+    if (restore(&e, ids[2], dir, 1, 2, &err) != 0)
+        fprintf(stderr, "    delta: %s\n", err.msg);
+    check_state_extra(dir, &e.st[2].s, 0);
+    env_free(&e);
+}
+
+/* A record whose SHA-256 no content has fails the delta restore naming the file, whether the
+ * file was patched (16384) or all its digests matched (16388, empty and unchanged). */
+static void test_delta_wrong_record(void)
+{
+    static const char *const paths[] = {"base/1/16384", "base/1/16388"};
+
+    for (size_t k = 0; k < 2; k++) {
+        struct env e;
+        struct ws_error err = {0};
+        const char *ids[3];
+        char dir[1024], want[64];
+
+        env_init(&e, k ? "delta-wrong-1" : "delta-wrong-0");
+        build_chain(&e, paths[k], 3, ids);
+        snprintf(dir, sizeof(dir), "%s/pgdata", e.root);
+        REQUIRE(restore(&e, ids[1], dir, 0, 1, &err) == 0);
+        CHECK(restore(&e, ids[2], dir, 1, 2, &err) == WS_ERR_CORRUPT);
+        snprintf(want, sizeof(want), "\"%s\"", paths[k]);
+        CHECK(strstr(err.msg, want) && strstr(err.msg, "SHA-256 differs"));
+        CHECK(strstr(err.msg, "do not start it") != NULL);
+        CHECK(exists_in(dir, "global/pg_control.walsafe-delta"));
+        env_free(&e);
+    }
+}
+
+/* The target's map object lost: its files are compared whole (a warning), the restore still
+ * comes out right. */
+static void test_delta_no_map(void)
+{
+    struct env e;
+    struct ws_error err = {0};
+    struct ws_repo repo = {0};
+    const char *ids[3];
+    char dir[1024], k[256];
+    const char *keys[1] = {k};
+
+    env_init(&e, "delta-no-map");
+    build_chain(&e, NULL, 0, ids);
+    snprintf(dir, sizeof(dir), "%s/pgdata", e.root);
+    REQUIRE(restore(&e, ids[1], dir, 0, 1, &err) == 0);
+    snprintf(repo.cluster, sizeof(repo.cluster), "main");
+    ws_backup_map_key(&repo, ids[2], 0, k, sizeof(k));
+    remove_objects(&e, keys, 1);
+    if (restore(&e, ids[2], dir, 1, 2, &err) != 0)
+        fprintf(stderr, "    delta: %s\n", err.msg);
+    check_state_extra(dir, &e.st[2].s, 0);
+    env_free(&e);
+}
+
 const struct unit_test unit_tests[] = {
     {"chain", test_chain},
     {"chain_damaged_delta", test_chain_damaged_delta},
@@ -818,5 +1003,9 @@ const struct unit_test unit_tests[] = {
     {"delta_refused", test_delta_refused},
     {"delta_interrupted", test_delta_interrupted},
     {"delta_tablespace", test_delta_tablespace},
+    {"delta_patch", test_delta_patch},
+    {"delta_newest_only", test_delta_newest_only},
+    {"delta_wrong_record", test_delta_wrong_record},
+    {"delta_no_map", test_delta_no_map},
     {NULL, NULL},
 };
