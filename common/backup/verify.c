@@ -200,12 +200,68 @@ static int cmp_path(const void *a, const void *b)
                   (*(const struct ws_bfile *const *)b)->path);
 }
 
-/* The DELTA and REF records of m (the backup's whole manifest) whose base is link (of its
- * chain): link must hold each path. Loads link's whole manifest, freed before returning; one that
- * does not load is a problem. */
+/* A DELTA or REF record of the backup verified: its path (taken from its manifest) and the index
+ * in its chain of its base. */
+struct vref {
+    char *path;
+    size_t link;
+};
+
+static int cmp_vref(const void *a, const void *b)
+{
+    const struct vref *x = a, *y = b;
+    return x->link < y->link ? -1 : x->link > y->link;
+}
+
+static void free_vrefs(struct vref *refs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(refs[i].path);
+    free(refs);
+}
+
+/* The DELTA and REF records of *m (the whole manifest of chain[0]) into *out, sorted by the link
+ * of chain (n links) that is their base, their paths taken from m; one whose base is not in the
+ * chain is a problem. m is freed (so that only one manifest's records are held while each link's
+ * is loaded), also on failure. */
+static int take_refs(struct ws_manifest *m, const struct ws_catalog_backup **chain, size_t n,
+                     struct vref **out, size_t *nout, struct vctx *v, struct ws_error *err)
+{
+    struct vref *refs = calloc(m->nfiles + 1, sizeof(*refs));
+    size_t i, k, cnt = 0;
+
+    if (!refs) {
+        ws_manifest_free(m);
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    for (i = 0; i < m->nfiles; i++) {
+        struct ws_bfile *f = &m->files[i];
+        if (f->kind == WS_BFILE_WHOLE)
+            continue;
+        for (k = 1; k < n && strcmp(f->base, chain[k]->id) != 0; k++)
+            ;
+        if (k == n) {
+            problem(v, "backup %s: file \"%s\": its base backup \"%s\" is not in its chain", m->id,
+                    f->path, f->base);
+            continue;
+        }
+        refs[cnt].path = f->path;
+        refs[cnt++].link = k;
+        f->path = NULL;
+    }
+    ws_manifest_free(m);
+    if (cnt > 1)
+        qsort(refs, cnt, sizeof(*refs), cmp_vref);
+    *out = refs;
+    *nout = cnt;
+    return 0;
+}
+
+/* refs[0 .. n) (their base is link, chain[0] is b): link must hold each path. Loads link's whole
+ * manifest, freed before returning; one that does not load is a problem. */
 static int check_base(struct ws_repo *repo, const struct ws_keyring *kr,
-                      const struct ws_manifest *m, const struct ws_catalog_backup *link,
-                      struct vctx *v, struct ws_error *err)
+                      const struct ws_catalog_backup *b, const struct vref *refs, size_t n,
+                      const struct ws_catalog_backup *link, struct vctx *v, struct ws_error *err)
 {
     struct ws_manifest lm = {0};
     const struct ws_bfile **idx = NULL;
@@ -213,7 +269,7 @@ static int check_base(struct ws_repo *repo, const struct ws_keyring *kr,
     int rc = ws_catalog_manifest(repo, kr, link, &lm, err);
 
     if (rc == WS_ERR_NOT_FOUND || rc == WS_ERR_CORRUPT || rc == WS_ERR_KEY) {
-        problem(v, "backup %s: %s, a backup of its chain: %s", m->id, link->id, err->msg);
+        problem(v, "backup %s: %s, a backup of its chain: %s", b->id, link->id, err->msg);
         return 0;
     }
     if (rc)
@@ -226,13 +282,13 @@ static int check_base(struct ws_repo *repo, const struct ws_keyring *kr,
         idx[i] = &lm.files[i];
     if (lm.nfiles > 1)
         qsort(idx, lm.nfiles, sizeof(*idx), cmp_path);
-    for (i = 0; i < m->nfiles; i++) {
-        const struct ws_bfile *f = &m->files[i], *key = f;
-        if (f->kind == WS_BFILE_WHOLE || strcmp(f->base, link->id) != 0)
-            continue;
+    for (i = 0; i < n; i++) {
+        struct ws_bfile want = {0};
+        const struct ws_bfile *key = &want;
+        want.path = refs[i].path;
         if (!lm.nfiles || !bsearch(&key, idx, lm.nfiles, sizeof(*idx), cmp_path))
-            problem(v, "backup %s: file \"%s\": its base backup %s does not hold it", m->id,
-                    f->path, link->id);
+            problem(v, "backup %s: file \"%s\": its base backup %s does not hold it", b->id,
+                    refs[i].path, link->id);
     }
 out:
     free(idx);
@@ -240,34 +296,37 @@ out:
     return rc;
 }
 
-/* b's chain (m: b's whole manifest): every link there and complete, each link's whole manifest
- * loaded in turn; every DELTA and REF record names a link older than b that holds the same path. */
+/* b's chain (*m: b's whole manifest, freed here: take_refs): every link there and complete; every
+ * DELTA and REF record names a link older than b that holds the same path (each link's whole
+ * manifest loaded in turn). */
 static int verify_chain(struct ws_repo *repo, const struct ws_keyring *kr,
                         const struct ws_catalog *cat, const struct ws_catalog_backup *b,
-                        const struct ws_manifest *m, struct vctx *v, struct ws_error *err)
+                        struct ws_manifest *m, struct vctx *v, struct ws_error *err)
 {
     const struct ws_catalog_backup **chain = NULL;
-    size_t n = 0, i, k;
+    struct vref *refs = NULL;
+    size_t n = 0, nrefs = 0, i = 0, k, e;
     int rc = ws_catalog_chain(cat, b, &chain, &n, err);
 
     if (rc == WS_ERR_NOT_FOUND || rc == WS_ERR_CORRUPT) {
         problem(v, "%s", err->msg);
+        ws_manifest_free(m);
         return 0;
     }
+    if (rc != 0 || (rc = take_refs(m, chain, n, &refs, &nrefs, v, err)) != 0)
+        goto out;
     for (k = 1; k < n && rc == 0; k++) {
         if (chain[k]->status != WS_BACKUP_COMPLETE)
             problem(v, "backup %s: %s, a backup of its chain, is %s", b->id, chain[k]->id,
                     ws_backup_status_name(chain[k]->status));
-        rc = check_base(repo, kr, m, chain[k], v, err);
-    }
-    for (i = 0; i < m->nfiles && rc == 0; i++) {
-        const struct ws_bfile *f = &m->files[i];
-        for (k = 1; k < n && strcmp(f->base, chain[k]->id) != 0; k++)
+        for (e = i; e < nrefs && refs[e].link == k; e++)
             ;
-        if (f->kind != WS_BFILE_WHOLE && k == n)
-            problem(v, "backup %s: file \"%s\": its base backup \"%s\" is not in its chain", b->id,
-                    f->path, f->base);
+        rc = check_base(repo, kr, b, refs + i, e - i, chain[k], v, err);
+        i = e;
     }
+out:
+    ws_manifest_free(m);
+    free_vrefs(refs, nrefs);
     free(chain);
     return rc;
 }
@@ -327,11 +386,12 @@ static int verify_backup(const struct ws_config *cfg, const struct ws_backup_env
     free_extents(&j, mds, m->nfiles); /* before the chain's manifests are loaded */
     mds = NULL;
     if ((rc = verify_maps(repo, kr, m, &j.v, err)) != 0 ||
-        (rc = verify_chain(repo, kr, cat, b, m, &j.v, err)) != 0)
+        (rc = verify_chain(repo, kr, cat, b, &full, &j.v, err)) != 0)
         goto out;
-    for (s = ws_manifest_start_segno(m); s <= ws_manifest_stop_segno(m); s++) {
+    /* full is freed now: the catalog's header (b->m) has the rest */
+    for (s = ws_manifest_start_segno(&b->m); s <= ws_manifest_stop_segno(&b->m); s++) {
         char name[WS_WAL_NAME_LEN + 1];
-        ws_wal_format_name(name, m->timeline, s, m->wal_segment_size);
+        ws_wal_format_name(name, b->m.timeline, s, b->m.wal_segment_size);
         if ((rc = verify_wal(repo, kr, name, &j.v, err)) != 0)
             goto out;
     }
@@ -339,8 +399,8 @@ static int verify_backup(const struct ws_config *cfg, const struct ws_backup_env
         rc = ws_error_set(err, WS_ERR_CORRUPT, "backup %s failed verification: %zu problem(s)",
                           b->id, j.v.problems);
     else
-        printf("backup %s: OK (%zu files, %" PRIu64 " bytes, WAL %s)\n", b->id, m->nfiles, m->bytes,
-               "present and valid");
+        printf("backup %s: OK (%zu files, %" PRIu64 " bytes, WAL %s)\n", b->id, b->nfiles,
+               b->m.bytes, "present and valid");
 out:
     free_extents(&j, mds, m->nfiles);
     ws_manifest_free(&full);
