@@ -401,7 +401,7 @@ static int copy_relation_incr(struct job *j, struct cworker *cw, struct ws_pool_
         return ws_error_set(err, WS_ERR_CORRUPT,
                             "map object %" PRIu32 " of backup %s does not hold the digests of "
                             "\"%s\"",
-                            ref->map, j->ref->id, ref->path);
+                            ref->map, j->ref->id, e->path);
     p.ref = cw->refmap + ref->map_index * WS_BLOCK_DIGEST_SIZE;
     if ((rc = read_pass(j, cw, pw, e, r, bp, abs, &p, err)) != 0)
         return rc;
@@ -645,7 +645,7 @@ int ws_create_copy_files(struct create *c, struct ws_error *err)
     j->files = c->w.files;
     j->nfiles = c->w.nfiles;
     j->m = &c->m;
-    if ((j->ref && (rc = ws_create_match_reference(j, err)) != 0) || (rc = plan_tasks(j, err)) != 0)
+    if ((j->ref && (rc = ws_create_match_reference(c, err)) != 0) || (rc = plan_tasks(j, err)) != 0)
         return rc;
     n = ws_pool_size(o->parallel > 0 ? o->parallel : c->cfg->parallel, j->ntasks);
     /* room for backup_label and tablespace_map (create.c) */

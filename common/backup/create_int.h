@@ -138,8 +138,9 @@ int ws_create_walk(struct create *c, struct ws_error *err);
 /* create_ref.c: diff and incr: the reference (into c->ref, c->m.type and c->m.reference), or a
  * full backup and one line saying why. */
 int ws_create_choose_reference(struct create *c, struct ws_error *err);
-/* Per file, the reference's record of the same path (j->ref_of). */
-int ws_create_match_reference(struct job *j, struct ws_error *err);
+/* Per file, the reference's record of the same path (j->ref_of). c->ref keeps only those records,
+ * in the walk's order, without their paths (the walk's entry has the same). */
+int ws_create_match_reference(struct create *c, struct ws_error *err);
 
 /* create_copy.c: every file of c->w into bundles with the worker pool (results in c->j). */
 int ws_create_copy_files(struct create *c, struct ws_error *err);

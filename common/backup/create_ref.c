@@ -169,27 +169,52 @@ static int cmp_record_path(const void *a, const void *b)
                   (*(const struct ws_bfile *const *)b)->path);
 }
 
-/* Per file, the reference's record of the same path (j->ref_of). */
-int ws_create_match_reference(struct job *j, struct ws_error *err)
+/* Replaces ref's records by kept[0 .. n) (create_int.h): the others' paths and pieces freed. */
+static void keep_records(struct ws_manifest *ref, struct ws_bfile *kept, size_t n)
 {
-    const struct ws_bfile **sorted;
-    size_t n = j->ref->nfiles, i;
+    for (size_t i = 0; i < ref->nfiles; i++) {
+        free(ref->files[i].path);
+        free(ref->files[i].pieces);
+    }
+    free(ref->files);
+    ref->files = kept;
+    ref->nfiles = n;
+}
+
+/* Per file, the reference's record of the same path (j->ref_of), moved into an array of the
+ * matched records only (a manifest's arrays grow by doubling, and the paths are the walk's too). */
+int ws_create_match_reference(struct create *c, struct ws_error *err)
+{
+    struct job *j = &c->j;
+    struct ws_manifest *ref = &c->ref;
+    struct ws_bfile **sorted = NULL, *kept = NULL;
+    size_t n = ref->nfiles, i, k = 0;
+    int rc = 0;
 
     if (!(sorted = malloc((n ? n : 1) * sizeof(*sorted))) ||
+        !(kept = malloc((j->nfiles ? j->nfiles : 1) * sizeof(*kept))) ||
         !(j->ref_of = calloc(j->nfiles ? j->nfiles : 1, sizeof(*j->ref_of)))) {
-        free(sorted);
-        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        goto out;
     }
     for (i = 0; i < n; i++)
-        sorted[i] = &j->ref->files[i];
+        sorted[i] = &ref->files[i];
     qsort(sorted, n, sizeof(*sorted), cmp_record_path);
     for (i = 0; i < j->nfiles; i++) {
-        struct ws_bfile want = {0};
-        const struct ws_bfile *wp = &want, **hit;
+        struct ws_bfile want = {0}, *wp = &want, **hit;
         want.path = j->files[i].path;
-        hit = bsearch(&wp, sorted, n, sizeof(*sorted), cmp_record_path);
-        j->ref_of[i] = hit ? *hit : NULL;
+        if (!(hit = bsearch(&wp, sorted, n, sizeof(*sorted), cmp_record_path)))
+            continue;
+        kept[k] = **hit;
+        kept[k].path = NULL;
+        (*hit)->pieces = NULL; /* moved */
+        (*hit)->npieces = 0;
+        j->ref_of[i] = &kept[k++];
     }
+    keep_records(ref, kept, k);
+    kept = NULL;
+out:
+    free(kept);
     free(sorted);
-    return 0;
+    return rc;
 }
