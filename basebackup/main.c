@@ -4,6 +4,7 @@
  *
  * Exit status: 0 success, 1 failure, 2 usage error.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -256,6 +257,10 @@ int main(int argc, char **argv)
     struct opts o;
     int action, status = 1, i, rc;
 
+    /* A fixed mmap threshold: glibc's dynamic one rises to the largest block freed (a manifest's
+     * text), after which such blocks come from the heap and their pages stay resident; peak RSS
+     * of restore and verify at 61 000 files 47 MB instead of 77 and 70 (incremental.md). */
+    (void)mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     memset(&o, 0, sizeof(o));
     o.type = -1;
     ws_cli_start("basebackup");

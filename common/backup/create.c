@@ -221,6 +221,60 @@ static int start_backup(struct create *c, struct ws_error *err)
     return 0;
 }
 
+/* After the copy: what only the copy needed (the walk's entries but for their paths, which the
+ * results share, the task plan, the reference's records) goes before the manifest is built. */
+static void free_copy_plan(struct create *c)
+{
+    struct job *j = &c->j;
+    size_t i;
+
+    for (i = 0; i < c->w.nfiles; i++)
+        if (!j->results[i].path)
+            free(c->w.files[i].path); /* vanished: no result shares it */
+    free(c->w.files);
+    c->w.files = NULL;
+    c->w.nfiles = 0;
+    j->files = NULL;
+    free(j->ref_of);
+    j->ref_of = NULL;
+    free(j->order);
+    j->order = NULL;
+    free(j->tasks);
+    j->tasks = NULL;
+    j->ref = NULL;
+    ws_manifest_free(&c->ref);
+}
+
+/* Appends a small file's record (its path a constant: duplicated) to the results, which have room
+ * for two (create_copy.c). */
+static int add_result(struct create *c, const struct ws_bfile *bf, struct ws_error *err)
+{
+    struct ws_bfile *r = &c->j.results[c->j.nresults];
+
+    *r = *bf;
+    if (!(r->path = strdup(bf->path)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    c->j.nresults++;
+    return 0;
+}
+
+/* The results become m's file records, moved, not copied: vanished files (path NULL) dropped, in
+ * the walk's order. Nothing is appended to m->files after this (ws_manifest_add_file grows only
+ * arrays it allocated itself). */
+static void move_results(struct create *c)
+{
+    struct ws_bfile *r = c->j.results;
+    size_t i, n = 0;
+
+    for (i = 0; i < c->j.nresults; i++)
+        if (r[i].path)
+            r[n++] = r[i];
+    c->m.files = r;
+    c->m.nfiles = n;
+    c->j.results = NULL;
+    c->j.nresults = 0;
+}
+
 /* pg_backup_stop, then the manifest's file records: the copied files, backup_label and
  * tablespace_map (stored from what the server returned), and the totals. */
 static int stop_backup(struct create *c, struct ws_error *err)
@@ -239,17 +293,16 @@ static int stop_backup(struct create *c, struct ws_error *err)
         return ws_error_set(err, WS_ERR_INVALID,
                             "backup_label from the server has no START "
                             "TIMELINE line");
-    for (i = 0; i < c->w.nfiles; i++)
-        if (c->j.results[i].path && (rc = ws_manifest_add_file(m, &c->j.results[i], err)) != 0)
-            return rc;
+    free_copy_plan(c);
     if ((rc = ws_create_store_small_file(&c->j, &c->repo, "backup_label", c->labelfile, &bf,
                                          err)) != 0 ||
-        (rc = ws_manifest_add_file(m, &bf, err)) != 0)
+        (rc = add_result(c, &bf, err)) != 0)
         return rc;
     if (*c->spcmap && ((rc = ws_create_store_small_file(&c->j, &c->repo, "tablespace_map",
                                                         c->spcmap, &bf, err)) != 0 ||
-                       (rc = ws_manifest_add_file(m, &bf, err)) != 0))
+                       (rc = add_result(c, &bf, err)) != 0))
         return rc;
+    move_results(c);
     m->bundles = (uint32_t)atomic_load(&c->j.next_bundle);
     m->maps = (uint32_t)atomic_load(&c->j.next_map);
     m->block_size = WS_PG_BLCKSZ;
@@ -316,11 +369,13 @@ static void create_free(struct create *c)
     free(j->tasks);
     if (c->lock_init)
         pthread_mutex_destroy(&j->lock);
-    if (j->results)
-        for (i = 0; i < c->w.nfiles; i++)
-            free(j->results[i].pieces);
+    for (i = 0; j->results && i < j->nresults; i++) {
+        free(j->results[i].pieces);
+        if (!c->w.files) /* the walk is gone: the results own their paths (free_copy_plan) */
+            free(j->results[i].path);
+    }
     free(j->results);
-    for (i = 0; i < c->w.nfiles; i++)
+    for (i = 0; c->w.files && i < c->w.nfiles; i++)
         free(c->w.files[i].path);
     free(c->w.files);
     free(c->labelfile);

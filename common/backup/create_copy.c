@@ -48,7 +48,7 @@ static int object_open(struct job *j, const struct ws_repo *repo, const char *ke
     p.name = key;
     p.compress = compress ? j->cfg->compress : WS_COMPRESS_NONE;
     p.level = j->cfg->compress_level;
-    p.workers = compress ? j->zstd_workers : 0;
+    p.workers = 0; /* the pool's workers are the parallelism (incremental.md, "Memory") */
     p.content_size = -1;
     p.key = j->key;
     p.no_digest = 1; /* every file's SHA-256 is in the manifest; digests are checked by count */
@@ -401,7 +401,7 @@ static int copy_relation_incr(struct job *j, struct cworker *cw, struct ws_pool_
         return ws_error_set(err, WS_ERR_CORRUPT,
                             "map object %" PRIu32 " of backup %s does not hold the digests of "
                             "\"%s\"",
-                            ref->map, j->ref->id, ref->path);
+                            ref->map, j->ref->id, e->path);
     p.ref = cw->refmap + ref->map_index * WS_BLOCK_DIGEST_SIZE;
     if ((rc = read_pass(j, cw, pw, e, r, bp, abs, &p, err)) != 0)
         return rc;
@@ -645,15 +645,14 @@ int ws_create_copy_files(struct create *c, struct ws_error *err)
     j->files = c->w.files;
     j->nfiles = c->w.nfiles;
     j->m = &c->m;
-    if ((j->ref && (rc = ws_create_match_reference(j, err)) != 0) || (rc = plan_tasks(j, err)) != 0)
+    if ((j->ref && (rc = ws_create_match_reference(c, err)) != 0) || (rc = plan_tasks(j, err)) != 0)
         return rc;
     n = ws_pool_size(o->parallel > 0 ? o->parallel : c->cfg->parallel, j->ntasks);
-    /* Every bundle compresses on `parallel` zstd threads: files are never split, so near the
-     * end one large relation segment may be all that is left, and it still uses every core. */
-    j->zstd_workers = n > 1 ? (int)n : 0;
-    if (!(j->results = calloc(c->w.nfiles + 1, sizeof(*j->results))) ||
+    /* room for backup_label and tablespace_map (create.c) */
+    if (!(j->results = calloc(c->w.nfiles + 2, sizeof(*j->results))) ||
         !(j->workers = calloc(n, sizeof(*j->workers))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    j->nresults = c->w.nfiles;
     j->nworkers = n;
     for (i = 0; i < n; i++)
         j->workers[i].spill = -1;

@@ -84,7 +84,6 @@ struct job {
     const char *pgdata;
     uint64_t start_lsn;
     int checksums;
-    int zstd_workers;
     struct entry *files;
     size_t nfiles;
     const struct ws_manifest *ref;  /* the reference (diff, incr), or NULL */
@@ -92,8 +91,10 @@ struct job {
     size_t *order;
     struct ctask *tasks;
     size_t ntasks;
-    struct ws_bfile *results; /* one per file; path NULL when the file vanished */
-    struct cworker *workers;  /* one per pool worker */
+    struct ws_bfile *results; /* one per file (path: the walk entry's), then backup_label and
+                                 tablespace_map; path NULL when the file vanished */
+    size_t nresults;
+    struct cworker *workers; /* one per pool worker */
     size_t nworkers;
     atomic_uint_fast32_t next_bundle, next_map;
     atomic_uint_fast64_t stored_bytes;
@@ -137,8 +138,9 @@ int ws_create_walk(struct create *c, struct ws_error *err);
 /* create_ref.c: diff and incr: the reference (into c->ref, c->m.type and c->m.reference), or a
  * full backup and one line saying why. */
 int ws_create_choose_reference(struct create *c, struct ws_error *err);
-/* Per file, the reference's record of the same path (j->ref_of). */
-int ws_create_match_reference(struct job *j, struct ws_error *err);
+/* Per file, the reference's record of the same path (j->ref_of). c->ref keeps only those records,
+ * in the walk's order, without their paths (the walk's entry has the same). */
+int ws_create_match_reference(struct create *c, struct ws_error *err);
 
 /* create_copy.c: every file of c->w into bundles with the worker pool (results in c->j). */
 int ws_create_copy_files(struct create *c, struct ws_error *err);

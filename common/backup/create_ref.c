@@ -107,13 +107,28 @@ static int unusable(struct create *c, const struct ws_catalog_backup *b, uint32_
     return 0;
 }
 
-/* diff and incr: the reference (moved from the catalog into c->ref), or a full backup and one
- * line saying why; either line names a newer backup that is not complete, and why. */
+/* b's whole manifest into c->ref (*loaded = 1); one that no longer loads makes b unusable (why
+ * says so, *loaded = 0), not an error. */
+static int load_reference(struct create *c, const struct ws_catalog_backup *b, int *loaded,
+                          char *why, size_t whysz, struct ws_error *err)
+{
+    int rc = ws_catalog_manifest(&c->repo, &c->kr, b, &c->ref, err);
+
+    *loaded = rc == 0;
+    if (rc == WS_ERR_CORRUPT || rc == WS_ERR_KEY || rc == WS_ERR_NOT_FOUND) {
+        snprintf(why, whysz, "backup %s does not load: %.900s", b->id, err->msg);
+        rc = 0;
+    }
+    return rc;
+}
+
+/* diff and incr: the reference (its whole manifest in c->ref), or a full backup and one line
+ * saying why; either line names a newer backup that is not complete, and why. */
 int ws_create_choose_reference(struct create *c, struct ws_error *err)
 {
     struct ws_catalog cat = {0};
     struct ws_catalog_backup *b;
-    int type = c->cfg->backup_type, rc;
+    int type = c->cfg->backup_type, rc, loaded = 0;
     uint32_t tli = 0;
     char why[1024] = "", newer[1024] = "";
 
@@ -124,10 +139,11 @@ int ws_create_choose_reference(struct create *c, struct ws_error *err)
         (rc = ws_catalog_load(&c->repo, &c->kr, &cat, err)) != 0)
         return rc;
     b = newest_candidate(&cat, type);
-    if (b && !unusable(c, b, tli, why, sizeof(why))) {
+    if (b && !unusable(c, b, tli, why, sizeof(why)) &&
+        (rc = load_reference(c, b, &loaded, why, sizeof(why), err)) != 0)
+        goto out;
+    if (loaded) {
         say_newer_broken(&cat, b, type, newer, sizeof(newer));
-        c->ref = b->m; /* moved: the catalog no longer owns it */
-        memset(&b->m, 0, sizeof(b->m));
         c->m.type = type;
         memcpy(c->m.reference, c->ref.id, sizeof(c->m.reference));
     } else
@@ -135,7 +151,6 @@ int ws_create_choose_reference(struct create *c, struct ws_error *err)
     if (!why[0])
         snprintf(why, sizeof(why), "no complete %sbackup in the repository",
                  type == WS_BACKUP_DIFF ? "full " : "");
-    ws_catalog_free(&cat);
     if (c->m.type == WS_BACKUP_FULL)
         ws_log_warning("no usable reference for %s backup (%s): taking a full backup",
                        type == WS_BACKUP_DIFF ? "a differential" : "an incremental", why);
@@ -143,7 +158,9 @@ int ws_create_choose_reference(struct create *c, struct ws_error *err)
         ws_log_info("backup %s: %s, relative to backup %s%s%s%s", c->m.id,
                     ws_backup_type_name(type), c->m.reference, *newer ? " (" : "", newer,
                     *newer ? ")" : "");
-    return 0;
+out:
+    ws_catalog_free(&cat);
+    return rc;
 }
 
 static int cmp_record_path(const void *a, const void *b)
@@ -152,27 +169,52 @@ static int cmp_record_path(const void *a, const void *b)
                   (*(const struct ws_bfile *const *)b)->path);
 }
 
-/* Per file, the reference's record of the same path (j->ref_of). */
-int ws_create_match_reference(struct job *j, struct ws_error *err)
+/* Replaces ref's records by kept[0 .. n) (create_int.h): the others' paths and pieces freed. */
+static void keep_records(struct ws_manifest *ref, struct ws_bfile *kept, size_t n)
 {
-    const struct ws_bfile **sorted;
-    size_t n = j->ref->nfiles, i;
+    for (size_t i = 0; i < ref->nfiles; i++) {
+        free(ref->files[i].path);
+        free(ref->files[i].pieces);
+    }
+    free(ref->files);
+    ref->files = kept;
+    ref->nfiles = n;
+}
+
+/* Per file, the reference's record of the same path (j->ref_of), moved into an array of the
+ * matched records only (a manifest's arrays grow by doubling, and the paths are the walk's too). */
+int ws_create_match_reference(struct create *c, struct ws_error *err)
+{
+    struct job *j = &c->j;
+    struct ws_manifest *ref = &c->ref;
+    struct ws_bfile **sorted = NULL, *kept = NULL;
+    size_t n = ref->nfiles, i, k = 0;
+    int rc = 0;
 
     if (!(sorted = malloc((n ? n : 1) * sizeof(*sorted))) ||
+        !(kept = malloc((j->nfiles ? j->nfiles : 1) * sizeof(*kept))) ||
         !(j->ref_of = calloc(j->nfiles ? j->nfiles : 1, sizeof(*j->ref_of)))) {
-        free(sorted);
-        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        goto out;
     }
     for (i = 0; i < n; i++)
-        sorted[i] = &j->ref->files[i];
+        sorted[i] = &ref->files[i];
     qsort(sorted, n, sizeof(*sorted), cmp_record_path);
     for (i = 0; i < j->nfiles; i++) {
-        struct ws_bfile want = {0};
-        const struct ws_bfile *wp = &want, **hit;
+        struct ws_bfile want = {0}, *wp = &want, **hit;
         want.path = j->files[i].path;
-        hit = bsearch(&wp, sorted, n, sizeof(*sorted), cmp_record_path);
-        j->ref_of[i] = hit ? *hit : NULL;
+        if (!(hit = bsearch(&wp, sorted, n, sizeof(*sorted), cmp_record_path)))
+            continue;
+        kept[k] = **hit;
+        kept[k].path = NULL;
+        (*hit)->pieces = NULL; /* moved */
+        (*hit)->npieces = 0;
+        j->ref_of[i] = &kept[k++];
     }
+    keep_records(ref, kept, k);
+    kept = NULL;
+out:
+    free(kept);
     free(sorted);
-    return 0;
+    return rc;
 }

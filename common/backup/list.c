@@ -94,11 +94,11 @@ static void print_json(const struct ws_repo *repo, const struct ws_catalog *cat)
             printf(", \"start_time\": \"%s\", \"stop_time\": \"%s\", \"start_lsn\": \"%s\", "
                    "\"stop_lsn\": \"%s\", \"timeline\": %" PRIu32 ", \"bytes\": %" PRIu64
                    ", \"stored_bytes\": %" PRIu64 ", \"files\": %zu, \"pg_version\": %d",
-                   a, b, l1, l2, m->timeline, m->bytes, m->stored_bytes, m->nfiles, m->pg_version);
+                   a, b, l1, l2, m->timeline, m->bytes, m->stored_bytes, bk->nfiles, m->pg_version);
             ws_wal_format_name(a, m->timeline, ws_manifest_start_segno(m), m->wal_segment_size);
             ws_wal_format_name(b, m->timeline, ws_manifest_stop_segno(m), m->wal_segment_size);
             printf(", \"wal_start\": \"%s\", \"wal_stop\": \"%s\", \"bad_pages\": %zu", a, b,
-                   m->nbadpages);
+                   bk->nbadpages);
             if (bk->missing_wal[0])
                 printf(", \"missing_wal\": \"%s\"", bk->missing_wal);
             if (bk->chain_error[0]) {

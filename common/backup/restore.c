@@ -102,6 +102,7 @@ static int plan_and_restore(struct restore *r, struct ws_error *err)
     struct ws_repo repo = {0};
     struct ws_catalog cat = {0};
     const struct ws_catalog_backup *b = NULL;
+    struct ws_manifest m = {0};
     size_t i;
     int rc;
 
@@ -121,9 +122,10 @@ static int plan_and_restore(struct restore *r, struct ws_error *err)
                           repo.cluster);
         goto out;
     }
-    if ((rc = ws_restore_choose(&cat, r->o, &b, err)) != 0)
+    if ((rc = ws_restore_choose(&cat, r->o, &b, err)) != 0 ||
+        (rc = ws_catalog_manifest(&repo, r->kr, b, &m, err)) != 0)
         goto out;
-    r->m = &b->m;
+    r->m = &m;
     r->group_access = ws_restore_manifest_group_access(r->m);
     if (r->m->ntblspc && !(r->ts = calloc(r->m->ntblspc, sizeof(*r->ts)))) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
@@ -146,6 +148,8 @@ out:
     free(r->chain);
     r->chain = NULL;
     r->nchain = 0;
+    r->m = NULL;
+    ws_manifest_free(&m);
     ws_catalog_free(&cat);
     if (repo.st)
         ws_repo_close(&repo);

@@ -159,6 +159,26 @@ const char *ws_backup_status_name(enum ws_backup_status status)
     return "running";
 }
 
+/* Keeps b's manifest header and the counts list prints; frees its records (catalog.h). */
+static void drop_records(struct ws_catalog_backup *b)
+{
+    struct ws_manifest head = b->m;
+
+    b->nfiles = b->m.nfiles;
+    b->nbadpages = b->m.nbadpages;
+    head.tblspc = NULL;
+    head.ntblspc = 0;
+    head.dirs = NULL;
+    head.ndirs = 0;
+    head.files = NULL;
+    head.nfiles = 0;
+    head.badpages = NULL;
+    head.nbadpages = 0;
+    b->m.label = NULL; /* kept in head */
+    ws_manifest_free(&b->m);
+    b->m = head;
+}
+
 /* Reads b's manifest when the listing has one: a manifest that does not verify makes the backup
  * invalid (manifest_error), one of another system fails the load. */
 static int load_manifest(struct ws_repo *repo, const struct ws_keyring *kr,
@@ -184,6 +204,7 @@ static int load_manifest(struct ws_repo *repo, const struct ws_keyring *kr,
                             ", but the repository's cluster \"%s\" is system %" PRIu64,
                             b->id, b->m.system_identifier, repo->cluster,
                             cat->identity.system_identifier);
+    drop_records(b);
     return 0;
 }
 
@@ -397,6 +418,26 @@ void ws_catalog_free(struct ws_catalog *cat)
     free(cat->segs);
     free(cat->histories);
     memset(cat, 0, sizeof(*cat));
+}
+
+int ws_catalog_manifest(struct ws_repo *repo, const struct ws_keyring *kr,
+                        const struct ws_catalog_backup *b, struct ws_manifest *m,
+                        struct ws_error *err)
+{
+    int rc;
+
+    memset(m, 0, sizeof(*m));
+    if (!b->has_manifest)
+        return ws_error_set(err, WS_ERR_NOT_FOUND, "backup %s has no readable manifest", b->id);
+    if ((rc = ws_manifest_load(repo, kr, b->id, m, err)) != 0)
+        return rc;
+    if (m->nfiles != b->nfiles || m->stop_lsn != b->m.stop_lsn || m->type != b->m.type ||
+        strcmp(m->reference, b->m.reference) != 0) {
+        ws_manifest_free(m);
+        return ws_error_set(err, WS_ERR_CORRUPT,
+                            "the manifest of backup %s changed while it was being read", b->id);
+    }
+    return 0;
 }
 
 const struct ws_catalog_backup *ws_catalog_latest(const struct ws_catalog *cat)

@@ -25,7 +25,12 @@
  * one damaged manifest must not hide the others); a cluster without identity is empty, no error.
  * On failure nothing is left to free.
  *
- * Ownership: a ws_catalog owns its arrays and manifests; ws_catalog_free().
+ * Memory: the catalog holds each backup's manifest header only (`m`: its record arrays are
+ * empty, nfiles and the other counts 0; the file and bad-page counts are in nfiles/nbadpages):
+ * while loading, one manifest's records at a time. ws_catalog_manifest() loads a backup's whole
+ * manifest when a command needs its records.
+ *
+ * Ownership: a ws_catalog owns its arrays and manifest headers; ws_catalog_free().
  */
 #ifndef WS_REPO_CATALOG_H
 #define WS_REPO_CATALOG_H
@@ -54,7 +59,9 @@ struct ws_catalog_backup {
     int has_manifest; /* present and valid: m is loaded */
     int bad_manifest; /* present but unreadable: manifest_error says why */
     char manifest_error[300];
-    struct ws_manifest m;
+    struct ws_manifest m;    /* its header: no records (ws_catalog_manifest for those) */
+    size_t nfiles;           /* its file records */
+    size_t nbadpages;        /* and bad-page records */
     char missing_wal[32];    /* first missing segment of its WAL range; "" when none is */
     char chain_error[300];   /* why its chain does not resolve, naming the link; "" when it
                                 does (or it is full, or has no manifest) */
@@ -84,6 +91,12 @@ int ws_catalog_load(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
                     struct ws_error *err);
 void ws_catalog_free(struct ws_catalog *cat);
 int ws_catalog_has_seg(const struct ws_catalog *cat, uint32_t tli, uint64_t segno);
+/* b's whole manifest, records included, into *m (the caller frees it: ws_manifest_free): the
+ * errors of ws_manifest_load(); WS_ERR_NOT_FOUND when b has no readable manifest, WS_ERR_CORRUPT
+ * when what is read now is not what the catalog read. */
+int ws_catalog_manifest(struct ws_repo *repo, const struct ws_keyring *kr,
+                        const struct ws_catalog_backup *b, struct ws_manifest *m,
+                        struct ws_error *err);
 /* The newest complete backup, or NULL. */
 const struct ws_catalog_backup *ws_catalog_latest(const struct ws_catalog *cat);
 /* Why b is not complete, as one phrase into out: its tombstone, its manifest_error, no manifest,

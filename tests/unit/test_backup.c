@@ -690,7 +690,8 @@ static void roundtrip(const char *tag, int parallel)
     struct ws_catalog cat = {0};
     const struct ws_catalog_backup *b = NULL;
     char id[WS_BACKUP_ID_LEN + 1], out[4096], key[256];
-    struct ws_repo repo = {0};
+    struct ws_repo repo = {0}, opened = {0};
+    struct ws_manifest whole = {0};
     uint8_t *obj;
     size_t len;
 
@@ -704,7 +705,11 @@ static void roundtrip(const char *tag, int parallel)
     CHECK(atomic_load(&handles_opened) == 2 + parallel);
     REQUIRE(load_backup(&c, id, &cat, &b) == 0);
     CHECK(b->status == WS_BACKUP_COMPLETE);
-    check_manifest(&c, &b->m);
+    REQUIRE(ws_backup_repo_open(&env, &c.cfg, &opened, &err) == 0);
+    REQUIRE(ws_catalog_manifest(&opened, &c.kr, b, &whole, &err) == 0);
+    ws_repo_close(&opened);
+    check_manifest(&c, &whole);
+    ws_manifest_free(&whole);
 
     if (restore(&c, parallel, 0, &err) != 0)
         fprintf(stderr, "    restore: %s\n", err.msg);
