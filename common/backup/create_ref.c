@@ -179,6 +179,7 @@ static void keep_records(struct ws_manifest *ref, struct ws_bfile *kept, size_t 
     free(ref->files);
     ref->files = kept;
     ref->nfiles = n;
+    ref->files_cap = n; /* kept has exactly n records */
 }
 
 /* Per file, the reference's record of the same path (j->ref_of), moved into an array of the

@@ -172,6 +172,7 @@ static void drop_records(struct ws_catalog_backup *b)
     head.ndirs = 0;
     head.files = NULL;
     head.nfiles = 0;
+    head.files_cap = head.dirs_cap = 0;
     head.badpages = NULL;
     head.nbadpages = 0;
     b->m.label = NULL; /* kept in head */

@@ -56,18 +56,28 @@ void ws_manifest_free(struct ws_manifest *m)
     memset(m, 0, sizeof(*m));
 }
 
-/* Makes room for element n of *arr (elements of size sz). Capacity is 8 after the first
- * element and doubles whenever n reaches a power of two from 8 on. */
-static int grow(void **arr, size_t n, size_t sz, struct ws_error *err)
+/* Makes room for element n of *arr (elements of size sz). With a capacity (*cap above 0: room the
+ * parser reserved, ws_manifest_parse_inplace) it doubles that when full; without one, capacity is
+ * implicit: 8 after the first element, doubled whenever n reaches a power of two from 8 on (the
+ * rule arrays filled by ws_manifest_add_* and arrays handed over by create rely on). */
+static int grow(void **arr, size_t n, size_t *cap, size_t sz, struct ws_error *err)
 {
+    size_t want;
     void *p;
 
-    if (n != 0 && (n < 8 || (n & (n - 1)) != 0))
+    if (cap && *cap) {
+        if (n < *cap)
+            return 0;
+        want = *cap * 2;
+    } else if (n != 0 && (n < 8 || (n & (n - 1)) != 0))
         return 0;
-    p = realloc(*arr, (n == 0 ? 8 : n * 2) * sz);
-    if (!p)
+    else
+        want = n == 0 ? 8 : n * 2;
+    if (!(p = realloc(*arr, want * sz)))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     *arr = p;
+    if (cap && *cap)
+        *cap = want;
     return 0;
 }
 
@@ -82,7 +92,7 @@ int ws_manifest_add_file(struct ws_manifest *m, const struct ws_bfile *f, struct
 {
     int rc;
 
-    if ((rc = grow((void **)&m->files, m->nfiles, sizeof(*m->files), err)) != 0)
+    if ((rc = grow((void **)&m->files, m->nfiles, &m->files_cap, sizeof(*m->files), err)) != 0)
         return rc;
     m->files[m->nfiles] = *f;
     m->files[m->nfiles].pieces = NULL;
@@ -108,7 +118,7 @@ int ws_manifest_add_dir(struct ws_manifest *m, const char *path, uint32_t mode,
 {
     int rc;
 
-    if ((rc = grow((void **)&m->dirs, m->ndirs, sizeof(*m->dirs), err)) != 0)
+    if ((rc = grow((void **)&m->dirs, m->ndirs, &m->dirs_cap, sizeof(*m->dirs), err)) != 0)
         return rc;
     m->dirs[m->ndirs].mode = mode;
     if ((rc = dup_str(path, &m->dirs[m->ndirs].path, err)) != 0)
@@ -122,7 +132,7 @@ int ws_manifest_add_tblspc(struct ws_manifest *m, uint32_t oid, const char *loca
 {
     int rc;
 
-    if ((rc = grow((void **)&m->tblspc, m->ntblspc, sizeof(*m->tblspc), err)) != 0)
+    if ((rc = grow((void **)&m->tblspc, m->ntblspc, NULL, sizeof(*m->tblspc), err)) != 0)
         return rc;
     m->tblspc[m->ntblspc].oid = oid;
     if ((rc = dup_str(location, &m->tblspc[m->ntblspc].location, err)) != 0)
@@ -136,7 +146,7 @@ int ws_manifest_add_badpage(struct ws_manifest *m, const char *path, uint32_t bl
 {
     int rc;
 
-    if ((rc = grow((void **)&m->badpages, m->nbadpages, sizeof(*m->badpages), err)) != 0)
+    if ((rc = grow((void **)&m->badpages, m->nbadpages, NULL, sizeof(*m->badpages), err)) != 0)
         return rc;
     m->badpages[m->nbadpages].block = block;
     if ((rc = dup_str(path, &m->badpages[m->nbadpages].path, err)) != 0)
@@ -672,26 +682,43 @@ static int parse_line(struct ws_manifest *m, char *line, struct parse_state *st,
     return rc;
 }
 
-int ws_manifest_parse(const char *text, size_t len, const char *what, struct ws_manifest *m,
-                      struct ws_error *err)
+/* Room for every record line of text (file, delta, ref; dir) before the parse: the arrays are
+ * allocated once at their size instead of doubling past it. */
+static int reserve(struct ws_manifest *m, const char *text, struct ws_error *err)
+{
+    size_t nf = 0, nd = 0;
+
+    for (const char *l = text; *l; l = strchr(l, '\n') + 1) {
+        if (strncmp(l, "file ", 5) == 0 || strncmp(l, "delta ", 6) == 0 ||
+            strncmp(l, "ref ", 4) == 0)
+            nf++;
+        else if (strncmp(l, "dir ", 4) == 0)
+            nd++;
+    }
+    if ((nf && !(m->files = malloc(nf * sizeof(*m->files)))) ||
+        (nd && !(m->dirs = malloc(nd * sizeof(*m->dirs)))))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    m->files_cap = nf;
+    m->dirs_cap = nd;
+    return 0;
+}
+
+int ws_manifest_parse_inplace(char *text, size_t len, const char *what, struct ws_manifest *m,
+                              struct ws_error *err)
 {
     struct parse_state st = {0};
-    char *copy = NULL, *line, *nl;
+    char *line, *nl;
     size_t lineno = 1;
     int rc = 0;
 
     memset(m, 0, sizeof(*m));
-    if (memchr(text, '\0', len))
+    if (memchr(text, '\0', len) || text[len] != '\0')
         return ws_error_set(err, WS_ERR_CORRUPT, "manifest %s holds a NUL byte", what);
-    if (!(copy = malloc(len + 1)))
-        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    memcpy(copy, text, len);
-    copy[len] = '\0';
-    if (len == 0 || copy[len - 1] != '\n') {
-        rc = ws_error_set(err, WS_ERR_CORRUPT, "manifest %s does not end with a newline", what);
+    if (len == 0 || text[len - 1] != '\n')
+        return ws_error_set(err, WS_ERR_CORRUPT, "manifest %s does not end with a newline", what);
+    if ((rc = reserve(m, text, err)) != 0)
         goto out;
-    }
-    line = copy;
+    line = text;
     nl = strchr(line, '\n');
     *nl = '\0';
     if (strcmp(line, MANIFEST_MAGIC) == 0)
@@ -718,9 +745,24 @@ int ws_manifest_parse(const char *text, size_t len, const char *what, struct ws_
     if (!st.ended)
         rc = ws_error_set(err, WS_ERR_CORRUPT, "manifest %s is incomplete (no end line)", what);
 out:
-    free(copy);
     if (rc)
         ws_manifest_free(m);
+    return rc;
+}
+
+int ws_manifest_parse(const char *text, size_t len, const char *what, struct ws_manifest *m,
+                      struct ws_error *err)
+{
+    char *copy;
+    int rc;
+
+    memset(m, 0, sizeof(*m));
+    if (!(copy = malloc(len + 1)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    rc = ws_manifest_parse_inplace(copy, len, what, m, err);
+    free(copy);
     return rc;
 }
 
@@ -794,7 +836,7 @@ int ws_manifest_load(struct ws_repo *repo, const struct ws_keyring *kr, const ch
     ws_backup_manifest_key(repo, id, key, sizeof(key));
     if ((rc = ws_repo_get_small(repo, key, kr, WS_MANIFEST_LIMIT, &text, &len, err)) != 0)
         return rc;
-    if ((rc = ws_manifest_parse(text, len, key, m, err)) == 0 && strcmp(m->id, id) != 0) {
+    if ((rc = ws_manifest_parse_inplace(text, len, key, m, err)) == 0 && strcmp(m->id, id) != 0) {
         rc = ws_error_set(err, WS_ERR_CORRUPT, "manifest %s names backup %s", key, m->id);
         ws_manifest_free(m);
     }

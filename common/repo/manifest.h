@@ -123,6 +123,7 @@ struct ws_manifest {
     size_t ndirs;
     struct ws_bfile *files;
     size_t nfiles;
+    size_t files_cap, dirs_cap; /* room reserved by the parser (0: grown by doubling) */
     struct ws_badpage *badpages;
     size_t nbadpages;
 };
@@ -142,6 +143,10 @@ int ws_manifest_format(const struct ws_manifest *m, char **out, size_t *outlen,
 /* Parses the text form; `what` names it in messages. WS_ERR_CORRUPT on any deviation. */
 int ws_manifest_parse(const char *text, size_t len, const char *what, struct ws_manifest *m,
                       struct ws_error *err);
+/* The same on a buffer the parser may change (text[len] must be '\0'): no copy of the text, so
+ * a manifest in memory costs its text once plus its records (ws_manifest_load uses it). */
+int ws_manifest_parse_inplace(char *text, size_t len, const char *what, struct ws_manifest *m,
+                              struct ws_error *err);
 
 /* The stop segment: the one holding the last byte before stop_lsn. */
 uint64_t ws_manifest_start_segno(const struct ws_manifest *m);

@@ -361,8 +361,14 @@ static void test_round_trip(void)
 
     REQUIRE(ws_manifest_parse(text, len, "rt", &p, &err) == 0);
     same_manifest(&m, &p);
+    /* the parser sized the record arrays to the records: no doubling past them */
+    CHECK(p.files_cap == p.nfiles && p.dirs_cap == p.ndirs);
     REQUIRE(ws_manifest_format(&p, &text2, &len2, &err) == 0);
     CHECK(len2 == len && memcmp(text, text2, len) == 0);
+    ws_manifest_free(&p);
+    /* in place (the loader's way): the same manifest */
+    REQUIRE(ws_manifest_parse_inplace(text2, len2, "rt", &p, &err) == 0);
+    same_manifest(&m, &p);
     ws_manifest_free(&p);
     free(text);
     free(text2);
