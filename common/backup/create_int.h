@@ -45,6 +45,7 @@ struct bundle_out {
     struct ws_sink *sink;       /* the object writer at the bundle's front; NULL: none open */
     uint32_t no;
     uint64_t len;
+    int mt; /* compressing on the job's zstd_workers threads (a bundle of a large file) */
 };
 
 /* The map object a worker is writing (blockmap.h): whole files' digests, streamed. */
@@ -84,6 +85,7 @@ struct job {
     const char *pgdata;
     uint64_t start_lsn;
     int checksums;
+    int zstd_workers; /* threads of a large file's bundles (create_copy.c) */
     struct entry *files;
     size_t nfiles;
     const struct ws_manifest *ref;  /* the reference (diff, incr), or NULL */
