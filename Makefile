@@ -150,8 +150,11 @@ demo: deps
 bench: all
 	bench/wal.sh $(BUILD)/bin
 
+# Full backups and restores against pgBackRest and pg_basebackup, then (MODE=incr) incremental
+# backups and delta restores against pgBackRest's.
 bench-backup: all
 	bench/backup.sh $(BUILD)/bin
+	MODE=incr bench/backup.sh $(BUILD)/bin
 
 # A real PostgreSQL replaying RECOVERY_GB (default 3) GiB of archived WAL: wal-fetch with and
 # without prefetch against pgBackRest async archive-get.

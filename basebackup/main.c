@@ -4,6 +4,7 @@
  *
  * Exit status: 0 success, 1 failure, 2 usage error.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,12 +18,13 @@ static const char usage[] =
     "basebackup takes, lists, restores and verifies base backups in the walsafe repository.\n"
     "\n"
     "Usage:\n"
-    "  basebackup [OPTIONS] create [--label TEXT] [--fast] [--parallel N] [--progress]\n"
+    "  basebackup [OPTIONS] create [--type full|diff|incr] [--label TEXT] [--fast]\n"
+    "             [--parallel N] [--progress]   (--type: default backup_type, else full)\n"
     "  basebackup [OPTIONS] list [--json]\n"
     "  basebackup [OPTIONS] restore --pgdata DIR [--backup ID|latest]\n"
     "             [--target-time TS | --target-lsn LSN | --target-xid XID |\n"
     "              --target-name NAME | --target-immediate]\n"
-    "             [--target-action pause|promote|shutdown] [--parallel N] [--force]\n"
+    "             [--target-action pause|promote|shutdown] [--parallel N] [--force | --delta]\n"
     "             [--tablespace-map OLDDIR=NEWDIR]... [--progress]\n"
     "  basebackup [OPTIONS] verify [ID | --all]\n"
     "  basebackup [OPTIONS] check\n"
@@ -38,6 +40,7 @@ static const char usage[] =
 struct opts {
     const char *cmd;
     struct ws_backup_opts create;
+    int type; /* --type: an enum ws_backup_type, or -1 */
     struct ws_restore_opts restore;
     struct ws_tblspc_map maps[MAX_MAPS];
     char map_from[MAX_MAPS][4096]; /* the OLDDIR part of each --tablespace-map */
@@ -87,6 +90,8 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
         return o->unset = 1;
     if (strcmp(opt, "--force") == 0)
         return o->restore.force = 1;
+    if (strcmp(opt, "--delta") == 0)
+        return o->restore.delta = 1;
     if (strcmp(opt, "--target-immediate") == 0) {
         o->restore.target_kind = WS_TARGET_IMMEDIATE;
         o->ntargets++;
@@ -110,6 +115,13 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
             *used = 1;
             return 1;
         }
+    }
+    if (strcmp(opt, "--type") == 0) {
+        if (!next || (o->type = ws_backup_type_parse(next)) < 0)
+            return ws_error_set(err, WS_ERR_USAGE, "--type must be full, diff or incr (got \"%s\")",
+                                next ? next : "");
+        *used = 1;
+        return 1;
     }
     if (strcmp(opt, "--label") && strcmp(opt, "--parallel") && strcmp(opt, "--pgdata") &&
         strcmp(opt, "--backup") && strcmp(opt, "--target-action") &&
@@ -177,8 +189,8 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
     const char *c = o->cmd;
     int is_create = strcmp(c, "create") == 0, is_restore = strcmp(c, "restore") == 0;
 
-    if ((o->create.label || o->create.fast) && !is_create)
-        return usage_error(err, "--label and --fast apply to create, not to %s", c);
+    if ((o->create.label || o->create.fast || o->type >= 0) && !is_create)
+        return usage_error(err, "--type, --label and --fast apply to create, not to %s", c);
     if (o->create.parallel && !is_create && !is_restore)
         return usage_error(err, "--parallel applies to create and restore, not to %s", c);
     if (o->create.progress && !is_create && !is_restore)
@@ -189,15 +201,21 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
         return usage_error(err, "--all applies to verify, not to %s", c);
     if (o->unset && strcmp(c, "keep") != 0)
         return usage_error(err, "--unset applies to keep, not to %s", c);
-    if (!is_restore && (o->restore.pgdata || o->restore.backup || o->ntargets ||
-                        o->restore.target_action || o->restore.force || o->restore.nmaps))
+    if (!is_restore &&
+        (o->restore.pgdata || o->restore.backup || o->ntargets || o->restore.target_action ||
+         o->restore.force || o->restore.delta || o->restore.nmaps))
         return usage_error(err,
-                           "restore options (--pgdata, --backup, --target-*, --force, "
+                           "restore options (--pgdata, --backup, --target-*, --force, --delta, "
                            "--tablespace-map) do not apply to %s",
                            c);
     if (is_restore) {
         if (!o->restore.pgdata)
             return ws_error_set(err, WS_ERR_USAGE, "restore needs --pgdata DIR");
+        if (o->restore.delta && o->restore.force)
+            return ws_error_set(err, WS_ERR_USAGE,
+                                "--delta and --force exclude each other: --delta rewrites what "
+                                "differs in a data directory of the same system, --force empties "
+                                "the directory first");
         if (o->ntargets > 1)
             return ws_error_set(err, WS_ERR_USAGE,
                                 "give at most one of --target-time, "
@@ -239,7 +257,12 @@ int main(int argc, char **argv)
     struct opts o;
     int action, status = 1, i, rc;
 
+    /* A fixed mmap threshold: glibc's dynamic one rises to the largest block freed (a manifest's
+     * text), after which such blocks come from the heap and their pages stay resident; peak RSS
+     * of restore and verify at 61 000 files 47 MB instead of 77 and 70 (incremental.md). */
+    (void)mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     memset(&o, 0, sizeof(o));
+    o.type = -1;
     ws_cli_start("basebackup");
     ws_config_init(&cfg);
     o.restore.maps = o.maps;
@@ -288,6 +311,8 @@ int main(int argc, char **argv)
         goto out;
     }
     o.restore.config_path = cfg.config_file;
+    if (o.type >= 0)
+        cfg.backup_type = o.type; /* the option wins over the config key */
     if (strcmp(o.cmd, "create") == 0)
         rc = ws_backup_create(&cfg, &env, &o.create, &err);
     else if (strcmp(o.cmd, "list") == 0)

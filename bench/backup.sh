@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # walsafe base backup benchmark: basebackup create / restore against pgBackRest backup / restore
 # and (backup only) pg_basebackup, on the same PostgreSQL 15 data directory, on the same disk.
+# MODE=incr: incremental backups and delta restores against pgBackRest's (Method, incremental
+# mode, at the end of this comment).
 #
 # Usage: bench/backup.sh [BIN_DIR]     (default build/release/bin: run make first)
 # Environment:
+#   MODE=full|incr  full backups and restores (default), or incremental backups and delta
+#                restores (TOOLS then a subset of "walsafe pgbackrest", default both)
+#   TX=N         MODE=incr: pgbench transactions between a full backup and its incremental
+#                (default: data bytes / 8 KiB / 200, about 1 % of the pages: a pgbench
+#                transaction changes about two of them)
 #   SCALE=N      pgbench -i scale of the data set (default 70: about 1.1 GB)
 #   RUNS=N       timed runs of each command; the table shows medians (default 3)
 #   TOOLS=LIST   the tools to run, a subset of "walsafe pgbackrest pg_basebackup walsafe-s3
@@ -55,6 +62,20 @@
 #      After the last round base/ of each restored directory is compared with the source's.
 #   7. Per column the median of the RUNS runs; MB/s = bytes of the data directory without
 #      pg_wal (what every tool copies) / median wall seconds, MB = 10^6 bytes.
+#
+# Method, incremental mode (MODE=incr): steps 1 to 4 as above (the cluster idle between rounds),
+# then RUNS rounds of: a full backup with each tool (taking turns going first), pgbench -n -c 2
+# running TX transactions in all (archived into both repositories), an incremental backup with
+# each tool (walsafe create --type incr: block level; pgBackRest --type=incr: file level, 2.45
+# has no block incremental). The cluster is stopped. Then per round, after a restore of the
+# round's full walsafe backup into "prev" (not timed), each tool in turn: a timed restore of its
+# incremental into an empty directory, and a timed delta restore of it (walsafe restore --delta,
+# pgBackRest restore --delta, which compares checksums) onto a copy of prev (the copy not
+# timed): the previous state, as after a bad deploy. Figures: medians as in 7; stored bytes
+# (walsafe list --json stored_bytes, pgBackRest info's repository delta), incremental/full
+# ratios of bytes and wall time, restore/delta wall time, peak RSS; the blocks of base/ that
+# differ between the last round's full and incremental (python3); base/ of each delta restore
+# compared with the restore into an empty directory (a difference fails the run).
 
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
@@ -65,8 +86,14 @@ export LC_ALL=C
 BIN=$(cd "${1:-build/release/bin}" && pwd)
 SCALE=${SCALE:-70}
 RUNS=${RUNS:-3}
-TOOLS=${TOOLS:-walsafe pgbackrest pg_basebackup}
+MODE=${MODE:-full}
+case $MODE in
+full) TOOLS=${TOOLS:-walsafe pgbackrest pg_basebackup} ;;
+incr) TOOLS=${TOOLS:-walsafe pgbackrest} ;;
+*) die "MODE must be full or incr (got '$MODE')" ;;
+esac
 NET_TOOLS=() # walsafe-s3, walsafe-sftp: those of TOOLS
+INCR_TOOLS=() # MODE=incr: walsafe, pgbackrest: those of TOOLS
 CHECKSUMS=${CHECKSUMS:-0}
 PARALLEL=2   # walsafe parallel, pgBackRest process-max
 ZSTD_LEVEL=3 # all three tools
@@ -77,6 +104,8 @@ for t in $TOOLS; do
     [[ $t =~ ^(walsafe|pgbackrest|pg_basebackup|walsafe-s3|walsafe-sftp)$ ]] ||
         die "TOOLS: unknown tool '$t' (walsafe pgbackrest pg_basebackup walsafe-s3 walsafe-sftp)"
     [[ $t != walsafe-* ]] || NET_TOOLS+=("$t")
+    [ "$MODE" = full ] || [[ $t =~ ^(walsafe|pgbackrest)$ ]] || die "TOOLS: MODE=incr runs walsafe and pgbackrest only (got '$t')"
+    [ "$MODE" = full ] || INCR_TOOLS+=("$t")
 done
 [ -n "${TOOLS// /}" ] || die "TOOLS is empty"
 [[ $CHECKSUMS =~ ^[01]$ ]] || die "CHECKSUMS must be 0 or 1 (got '$CHECKSUMS')"
@@ -337,6 +366,270 @@ rounds() {
     done
 }
 
+# ---- figures: the helpers both modes print with ----------------------------------------------
+# summary NAME -> "runs failed wall_med wall_min wall_max cpu_med server_med rss_med_kb" over the
+# runs that succeeded (- when none did)
+summary() {
+    awk '
+        function med(a, n,   i, j, t) {
+            for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+            return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
+        { runs++ }
+        $6 != 0 { failed++; next }
+        { n++; w[n] = $1; c[n] = $2 + $3; r[n] = $4; s[n] = $5; if ($5 == "-") nos = 1
+          if (n == 1 || $1 < lo) lo = $1; if (n == 1 || $1 > hi) hi = $1 }
+        END {
+            if (!n) { printf "%d %d - - - - - -\n", runs, failed + 0; exit }
+            printf "%d %d %.2f %.2f %.2f %.2f %s %d\n", runs, failed + 0, med(w, n), lo, hi, med(c, n),
+                   nos ? "-" : sprintf("%.2f", med(s, n)), med(r, n)
+        }' "$DIR/results/$1"
+}
+
+declare -A WALL=() TOTAL=() PEAK=() MBS=()
+# row LABEL NAME: a line of the table; sets WALL, TOTAL (CPU + server CPU), PEAK and MBS for NAME.
+row() {
+    local label=$1 name=$2 runs failed wall lo hi cpu srv rss
+    read -r runs failed wall lo hi cpu srv rss <<<"$(summary "$name")"
+    [ "$failed" = 0 ] || BAD=1
+    if [ "$wall" = - ]; then
+        printf '%-20s %4s %6s %8s %13s %8s %8s %10s %8s\n' "$label" "$runs" "$failed" - - - - - -
+        return
+    fi
+    WALL[$name]=$wall PEAK[$name]=$rss
+    MBS[$name]=$(awk -v b="$DATA_BYTES" -v w="$wall" 'BEGIN {printf "%.1f", b / 1e6 / w}')
+    TOTAL[$name]=$(awk -v c="$cpu" -v s="$srv" 'BEGIN {printf "%.2f", c + (s == "-" ? 0 : s)}')
+    printf '%-20s %4s %6s %8s %13s %8s %8s %10s %8.1f\n' "$label" "$runs" "$failed" "$wall" "$lo..$hi" \
+        "${MBS[$name]}" "$cpu" "$srv" "$(awk -v k="$rss" 'BEGIN {print k / 1024}')"
+}
+
+# ratios WHAT A B: "speed x, CPU x, peak RSS x" of A against B, or "-" without figures for both.
+ratios() {
+    local a=$1 b=$2
+    if [ -z "${WALL[$a]:-}" ] || [ -z "${WALL[$b]:-}" ]; then
+        echo "-"
+        return
+    fi
+    printf 'speed %s, CPU %s, peak RSS %s' "$(ratio "${MBS[$a]}" "${MBS[$b]}")" \
+        "$(ratio "${TOTAL[$a]}" "${TOTAL[$b]}")" "$(ratio "${PEAK[$a]}" "${PEAK[$b]}")"
+}
+
+# stderr_of NAME...: the first 5 lines each timed NAME wrote on stderr, if any.
+stderr_of() {
+    local name f
+    for name in "$@"; do
+        f=$DIR/results/$name.err
+        if [ -s "$f" ] && grep -qv '^== run ' "$f"; then
+            printf '\nstderr of %s (%d lines, first 5):\n' "$name" "$(grep -cv '^== run ' "$f")"
+            grep -v '^== run ' "$f" | head -n 5 | sed 's/^/  /'
+        fi
+    done
+}
+
+fmt_bytes() { # BYTES -> "N bytes (x.x% of the data)"
+    if [[ $1 =~ ^[0-9]+$ ]]; then
+        awk -v s="$1" -v d="$DATA_BYTES" 'BEGIN {printf "%12d  (%.1f%% of the data)", s, 100 * s / d}'
+    else
+        printf '%12s' "$1"
+    fi
+}
+
+# ---- incremental mode (MODE=incr): its own rounds, restores and figures, then the end ----------
+# changed_pages A B: "changed total": the 8 KiB blocks of the files under A/base, and how many of
+# them differ from the same block under B/base (a block B lacks counts as changed), or "- -"
+# without python3.
+changed_pages() {
+    command -v python3 >/dev/null || { echo "- -"; return; }
+    python3 - "$1" "$2" <<'PY'
+import os, sys
+a, b = sys.argv[1], sys.argv[2]
+changed = total = 0
+for root, _, files in os.walk(os.path.join(a, "base")):
+    for name in files:
+        pa = os.path.join(root, name)
+        pb = os.path.join(b, os.path.relpath(pa, a))
+        fb = open(pb, "rb") if os.path.exists(pb) else None
+        with open(pa, "rb") as fa:
+            while True:
+                blk = fa.read(8192)
+                if not blk:
+                    break
+                total += 1
+                if fb is None or fb.read(8192) != blk:
+                    changed += 1
+        if fb:
+            fb.close()
+print(changed, total)
+PY
+}
+
+# median VALUE...: the median of numbers (the lower middle one of an even count), or ? for none.
+median() {
+    local v
+    v=$(printf '%s\n' "$@" | grep -E '^[0-9]+$' | sort -n | awk '{a[NR] = $1} END {if (NR) print a[int((NR + 1) / 2)]}')
+    echo "${v:-?}"
+}
+
+# incr_backup TOOL TYPE: a timed TOOL-TYPE backup (full or incr) with TOOL's archive_command;
+# appends its id (walsafe) or label (pgBackRest) and its stored bytes to IDS[TOOL-TYPE] and
+# BYTES[TOOL-TYPE] ("?" when it failed).
+declare -A IDS=() BYTES=()
+incr_backup() {
+    local tool=$1 type=$2 name=$1-$2 id='?' bytes='?'
+    use_archive "$tool"
+    if [ "$tool" = walsafe ]; then
+        if timed "$name" "$BASEBACKUP" --config "$WS_CONF" create --fast --parallel "$PARALLEL" --type "$type"; then
+            id=$(tail -n 1 "$DIR/results/$name.out")
+            bytes=$( (cd "$DIR" && as_pg "$BASEBACKUP" --config "$WS_CONF" list --json) 2>/dev/null |
+                jq -r --arg id "$id" '.backups[] | select(.id == $id) | .stored_bytes // "?"' 2>/dev/null || echo '?')
+        fi
+    elif timed "$name" "${PGBR[@]}" --type="$type" --process-max="$PARALLEL" backup; then
+        read -r id bytes < <( (cd "$DIR" && as_pg "${PGBR[@]}" --output=json info) 2>/dev/null |
+            jq -r '.[0].backup | last | "\(.label) \(.info.repository.delta // "?")"' 2>/dev/null || echo '? ?')
+    fi
+    IDS[$name]+="$id " BYTES[$name]+="$bytes "
+}
+
+# incr_restores ROUND: the timed restores of round ROUND's incremental backups: into an empty
+# directory, and as a delta onto a copy of PREV (round ROUND's full walsafe backup restored, not
+# timed), each tool taking its turn going first.
+incr_restores() {
+    local r=$1 j t id prev=$DIR/restore/prev ws_full
+    ws_full=$(echo "${IDS[walsafe-full]}" | cut -d' ' -f$((r + 1)))
+    rm -rf "$prev"
+    (cd "$DIR" && as_pg "$BASEBACKUP" --config "$WS_CONF" restore --pgdata "$prev" --backup "$ws_full" \
+        --parallel "$PARALLEL") >/dev/null 2>"$DIR/results/prev.err" ||
+        die "restore of $ws_full (the previous state) failed: $(cat "$DIR/results/prev.err")"
+    for ((j = 0; j < ${#INCR_TOOLS[@]}; j++)); do
+        t=${INCR_TOOLS[(r + j) % ${#INCR_TOOLS[@]}]}
+        id=$(echo "${IDS[$t-incr]}" | cut -d' ' -f$((r + 1)))
+        note "restores of round $((r + 1))/$RUNS: $t ($id)"
+        rm -rf "$DIR/restore/$t-delta"
+        cp -a "$prev" "$DIR/restore/$t-delta"
+        if [ "$t" = walsafe ]; then
+            restore_into walsafe walsafe-restore "$BASEBACKUP" --config "$WS_CONF" restore --pgdata @DEST@ \
+                --backup "$id" --parallel "$PARALLEL"
+            timed walsafe-delta "$BASEBACKUP" --config "$WS_CONF" restore --delta --pgdata "$DIR/restore/$t-delta" \
+                --backup "$id" --parallel "$PARALLEL" || true
+        else
+            restore_into pgbackrest pgbackrest-restore "${PGBR[@]}" --set="$id" --pg1-path=@DEST@ \
+                --process-max="$PARALLEL" restore
+            timed pgbackrest-delta "${PGBR[@]}" --set="$id" --pg1-path="$DIR/restore/$t-delta" \
+                --process-max="$PARALLEL" --delta restore || true
+        fi
+    done
+}
+
+# incremental_mode: the whole of MODE=incr (Method, incremental mode), figures included.
+incremental_mode() {
+    local r j t pct ws pg
+    ARCHIVE_CMD[load]=$load_archive
+    TX=${TX:-$((DATA_BYTES / 8192 / 200))}
+    need_count TX
+    note "warm-up read of the data directory ($DATA_BYTES bytes without pg_wal)"
+    warm_read "$PGDATA_DIR" 2>/dev/null || true
+    for ((r = 0; r < RUNS; r++)); do
+        for ((j = 0; j < ${#INCR_TOOLS[@]}; j++)); do
+            t=${INCR_TOOLS[(r + j) % ${#INCR_TOOLS[@]}]}
+            note "round $((r + 1))/$RUNS: $t full backup"
+            incr_backup "$t" full
+        done
+        note "round $((r + 1))/$RUNS: pgbench -t: $TX transactions"
+        use_archive load
+        as_pg "$PGBIN/pgbench" -h "$SOCK" -p "$PORT" -n -c 2 -t $((TX / 2)) postgres >/dev/null \
+            2>>"$DIR/pgbench-change.log" || die "pgbench failed (see $DIR/pgbench-change.log; KEEP=1 keeps it)"
+        for ((j = 0; j < ${#INCR_TOOLS[@]}; j++)); do
+            t=${INCR_TOOLS[(r + j) % ${#INCR_TOOLS[@]}]}
+            note "round $((r + 1))/$RUNS: $t incremental backup"
+            incr_backup "$t" incr
+        done
+    done
+    note "stop PostgreSQL"
+    pg_stop "$PGDATA_DIR"
+    has walsafe || die "MODE=incr needs walsafe in TOOLS (its full backup is the delta restores' previous state)"
+    note "warm-up read of the repositories"
+    warm_read "$DIR/ws-repo" "$DIR/pgbr/repo"
+    for ((r = 0; r < RUNS; r++)); do incr_restores "$r"; done
+    read -r CHANGED PAGES <<<"$(changed_pages "$DIR/restore/walsafe" "$DIR/restore/prev")"
+
+    printf '\nwalsafe incremental backup benchmark (%s)\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    print_machine "data directory, repositories, backups and restores"
+    printf 'versions: %s (source tree %s at start)' "$("$BASEBACKUP" --version)" "$BUILD_REV"
+    if has pgbackrest; then printf '; %s' "$(pgbackrest version)"; fi
+    printf '; %s\n' "$("$PGBIN/postgres" --version)"
+    printf 'data: pgbench -i -s %s: %d bytes in %d files without pg_wal; data checksums %s\n' "$SCALE" \
+        "$DATA_BYTES" "$DATA_FILES" "$([ "$CHECKSUMS" = 1 ] && echo on || echo off)"
+    printf 'change: pgbench -n -c 2, %d transactions in all between a full backup and its incremental:\n' "$TX"
+    printf '        %s of %s blocks of base/ differ between the last round'"'"'s full and incremental (%s)\n' \
+        "$CHANGED" "$PAGES" "$(awk -v c="$CHANGED" -v p="$PAGES" 'BEGIN {if (p + 0) printf "%.2f %%", 100 * c / p; else print "-"}')"
+    printf 'method: %d rounds: full backups, the change, incremental backups (tools taking turns going\n' "$RUNS"
+    printf '        first); then per round: restore of the incremental into an empty directory, and delta\n'
+    printf '        restore of it onto a copy of the round'"'"'s full backup restored (the previous state; the\n'
+    printf '        copy is not timed); medians; sync before each; warm page cache; all as postgres; local\n'
+    printf '        repositories on the same disk; restores not started\n'
+    printf 'settings: walsafe     create --type full|incr --fast --parallel %d / restore [--delta] --parallel %d;\n' \
+        "$PARALLEL" "$PARALLEL"
+    printf '                      zstd %d; encrypted; block-level incremental (block digests)\n' "$ZSTD_LEVEL"
+    printf '          pgBackRest  backup --type=full|incr / restore [--delta] --set; process-max %d; zst %d;\n' \
+        "$PARALLEL" "$ZSTD_LEVEL"
+    printf '                      aes-256-cbc; file-level incremental (2.45: no block incremental)\n'
+
+    printf '\n%-20s %4s %6s %8s %13s %8s %8s %10s %8s\n' phase runs failed "wall s" "wall min..max" "MB/s" \
+        "CPU s" "server CPU" "RSS MB"
+    row "walsafe full" walsafe-full
+    row "walsafe incr" walsafe-incr
+    has pgbackrest && row "pgBackRest full" pgbackrest-full
+    has pgbackrest && row "pgBackRest incr" pgbackrest-incr
+    row "walsafe restore" walsafe-restore
+    row "walsafe delta" walsafe-delta
+    has pgbackrest && row "pgBackRest restore" pgbackrest-restore
+    has pgbackrest && row "pgBackRest delta" pgbackrest-delta
+    printf '\nmedians; MB/s = data bytes / wall (also for incrementals and deltas); RSS MB: peak of the\n'
+    printf 'largest process; restore = the incremental into an empty directory; delta = --delta onto\n'
+    printf 'the previous state\n'
+
+    printf '\n%-12s %14s %14s %9s %11s %13s %10s\n' tool "full bytes" "incr bytes" "incr/full" \
+        "incr wall x" "delta speedup" "peak RSS MB"
+    for t in "${INCR_TOOLS[@]}"; do
+        # shellcheck disable=SC2086 # lists of numbers
+        read -r full incr <<<"$(median ${BYTES[$t-full]}) $(median ${BYTES[$t-incr]})"
+        pct=$(awk -v i="$incr" -v f="$full" 'BEGIN {if (f + 0 && i ~ /^[0-9]+$/) printf "%.2f %%", 100 * i / f; else print "-"}')
+        ws=- pg=-
+        [ -z "${WALL[$t-incr]:-}" ] || [ -z "${WALL[$t-full]:-}" ] || ws=$(ratio "${WALL[$t-incr]}" "${WALL[$t-full]}")
+        [ -z "${WALL[$t-delta]:-}" ] || [ -z "${WALL[$t-restore]:-}" ] || pg=$(ratio "${WALL[$t-restore]}" "${WALL[$t-delta]}")
+        printf '%-12s %14s %14s %9s %11s %13s %10s\n' "$t" "$full" "$incr" "$pct" "$ws" "$pg" \
+            "$(for n in full incr restore delta; do echo "${PEAK[$t-$n]:-0}"; done | sort -n | tail -1 |
+                awk '{printf "%.1f", $1 / 1024}')"
+    done
+    printf '\nbytes: stored (walsafe list --json stored_bytes; pgBackRest info repository delta), medians;\n'
+    printf 'incr wall x = incremental / full backup wall time; delta speedup = restore into an empty\n'
+    printf 'directory / delta restore wall time; peak RSS: the largest of the four phases\n'
+    printf 'targets (issue 17): incr bytes <= 5 %% of the full, incr wall <= 0.5x, delta speedup >= 3x,\n'
+    printf 'peak RSS <= 64 MB\n'
+
+    printf '\nrestored base/: delta restore against the restore into an empty directory\n'
+    for t in "${INCR_TOOLS[@]}"; do
+        if [ -d "$DIR/restore/$t/base" ] && [ -d "$DIR/restore/$t-delta/base" ]; then
+            if diff -rq -x pg_internal.init -x pgsql_tmp "$DIR/restore/$t/base" "$DIR/restore/$t-delta/base" >/dev/null; then
+                printf '  %-12s identical\n' "$t"
+            else
+                printf '  %-12s DIFFERENT\n' "$t"
+                BAD=1
+            fi
+        else
+            printf '  %-12s missing\n' "$t"
+            BAD=1
+        fi
+    done
+    stderr_of walsafe-full walsafe-incr pgbackrest-full pgbackrest-incr walsafe-restore walsafe-delta \
+        pgbackrest-restore pgbackrest-delta
+}
+if [ "$MODE" = incr ]; then
+    incremental_mode
+    bench_finish "some runs failed or a delta restore differs (see above)"
+    exit 0
+fi
+
 # ---- 3. backups --------------------------------------------------------------------------------
 BACKUP_TOOLS=() RESTORE_TOOLS=()
 for t in walsafe pgbackrest pg_basebackup walsafe-s3 walsafe-sftp; do
@@ -387,61 +680,6 @@ for t in "${RESTORE_TOOLS[@]}"; do
 done
 
 # ---- 5. figures --------------------------------------------------------------------------------
-# summary NAME -> "runs failed wall_med wall_min wall_max cpu_med server_med rss_med_kb" over the
-# runs that succeeded (- when none did)
-summary() {
-    awk '
-        function med(a, n,   i, j, t) {
-            for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-            return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-        }
-        { runs++ }
-        $6 != 0 { failed++; next }
-        { n++; w[n] = $1; c[n] = $2 + $3; r[n] = $4; s[n] = $5; if ($5 == "-") nos = 1
-          if (n == 1 || $1 < lo) lo = $1; if (n == 1 || $1 > hi) hi = $1 }
-        END {
-            if (!n) { printf "%d %d - - - - - -\n", runs, failed + 0; exit }
-            printf "%d %d %.2f %.2f %.2f %.2f %s %d\n", runs, failed + 0, med(w, n), lo, hi, med(c, n),
-                   nos ? "-" : sprintf("%.2f", med(s, n)), med(r, n)
-        }' "$DIR/results/$1"
-}
-
-declare -A WALL=() TOTAL=() PEAK=() MBS=()
-# row LABEL NAME: a line of the table; sets WALL, TOTAL (CPU + server CPU), PEAK and MBS for NAME.
-row() {
-    local label=$1 name=$2 runs failed wall lo hi cpu srv rss
-    read -r runs failed wall lo hi cpu srv rss <<<"$(summary "$name")"
-    [ "$failed" = 0 ] || BAD=1
-    if [ "$wall" = - ]; then
-        printf '%-20s %4s %6s %8s %13s %8s %8s %10s %8s\n' "$label" "$runs" "$failed" - - - - - -
-        return
-    fi
-    WALL[$name]=$wall PEAK[$name]=$rss
-    MBS[$name]=$(awk -v b="$DATA_BYTES" -v w="$wall" 'BEGIN {printf "%.1f", b / 1e6 / w}')
-    TOTAL[$name]=$(awk -v c="$cpu" -v s="$srv" 'BEGIN {printf "%.2f", c + (s == "-" ? 0 : s)}')
-    printf '%-20s %4s %6s %8s %13s %8s %8s %10s %8.1f\n' "$label" "$runs" "$failed" "$wall" "$lo..$hi" \
-        "${MBS[$name]}" "$cpu" "$srv" "$(awk -v k="$rss" 'BEGIN {print k / 1024}')"
-}
-
-# ratios WHAT A B: "speed x, CPU x, peak RSS x" of A against B, or "-" without figures for both.
-ratios() {
-    local a=$1 b=$2
-    if [ -z "${WALL[$a]:-}" ] || [ -z "${WALL[$b]:-}" ]; then
-        echo "-"
-        return
-    fi
-    printf 'speed %s, CPU %s, peak RSS %s' "$(ratio "${MBS[$a]}" "${MBS[$b]}")" \
-        "$(ratio "${TOTAL[$a]}" "${TOTAL[$b]}")" "$(ratio "${PEAK[$a]}" "${PEAK[$b]}")"
-}
-
-fmt_bytes() { # BYTES -> "N bytes (x.x% of the data)"
-    if [[ $1 =~ ^[0-9]+$ ]]; then
-        awk -v s="$1" -v d="$DATA_BYTES" 'BEGIN {printf "%12d  (%.1f%% of the data)", s, 100 * s / d}'
-    else
-        printf '%12s' "$1"
-    fi
-}
-
 printf '\n'
 printf 'walsafe base backup benchmark (%s)\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 print_machine "data directory, repositories, backups and restores"
@@ -510,12 +748,6 @@ if [ ${#RESTORE_TOOLS[@]} -gt 0 ]; then
     for t in "${RESTORE_TOOLS[@]}"; do printf '  %-13s  %s\n' "$t" "${SAME[$t]}"; done
 fi
 
-for name in walsafe-backup pgbackrest-backup pg_basebackup walsafe-restore pgbackrest-restore \
-    "${NET_TOOLS[@]/%/-backup}" "${NET_TOOLS[@]/%/-restore}"; do
-    f=$DIR/results/$name.err
-    if [ -s "$f" ] && grep -qv '^== run ' "$f"; then
-        printf '\nstderr of %s (%d lines, first 5):\n' "$name" "$(grep -cv '^== run ' "$f")"
-        grep -v '^== run ' "$f" | head -n 5 | sed 's/^/  /'
-    fi
-done
+stderr_of walsafe-backup pgbackrest-backup pg_basebackup walsafe-restore pgbackrest-restore \
+    "${NET_TOOLS[@]/%/-backup}" "${NET_TOOLS[@]/%/-restore}"
 bench_finish "some runs failed (see above)"

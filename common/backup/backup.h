@@ -58,6 +58,7 @@ struct ws_restore_opts {
     const char *target_action; /* NULL: PostgreSQL's default (pause) */
     int parallel;
     int force;
+    int delta; /* --delta: rewrite what differs in an existing data directory; not with force */
     int progress;
     struct ws_tblspc_map *maps; /* absolute normalised paths, each OLDDIR once */
     size_t nmaps;
@@ -71,6 +72,10 @@ struct ws_restore_opts {
  * parent's when root owns an empty one, its nearest existing ancestor's when it is missing):
  * that user reads the repository and creates the tablespace directories. The catalog is read
  * before, as the caller. Installs no signal handler. WS_ERR_USAGE for bad targets or maps.
+ * A diff or incr backup is rebuilt from its chain, which must resolve (else an error naming the
+ * missing, incomplete or invalid link). With o->delta the data directory must hold a data
+ * directory of the backup's system (WS_ERR_FOREIGN otherwise) with no running postmaster: files
+ * that match are left alone, the rest is rewritten or removed (docs/design/incremental.md).
  */
 int ws_backup_restore(const struct ws_config *cfg, const struct ws_backup_env *env,
                       const struct ws_restore_opts *o, struct ws_error *err);

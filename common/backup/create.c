@@ -2,600 +2,37 @@
  * backup/create.c - `basebackup create`: a non-exclusive base backup streamed into bundles.
  *
  * Steps: connect (the PostgreSQL session of the env), check the data directory and the
- * repository identity, pg_backup_start, walk the data directory (exclusions as PostgreSQL
- * documents them, tablespaces through pg_tblspc), copy files on the worker pool (pool.h; each
- * worker reads a file once: SHA-256, page checksum check, and its bundle's object writer:
- * zstd -> AEAD -> storage), pg_backup_stop, store backup_label and tablespace_map, write the
- * manifest last, then wait until every WAL segment from start to stop is in the repository.
- * Only then is the id printed.
+ * repository identity, pg_backup_start, choose the reference of a diff or incr backup
+ * (create_ref.c), walk the data directory (create_walk.c), copy files on the worker pool
+ * (create_copy.c), pg_backup_stop, store backup_label and tablespace_map, write the manifest
+ * last, then wait until every WAL segment from start to stop is in the repository. Only then is
+ * the id printed.
  *
- * Workers share nothing but the pool's file queue, the bundle counter, the byte counters and
- * (under a mutex) the manifest's bad pages; each writes its own bundle through its own storage
- * handle. The first error stops every worker; on failure the objects already written are
- * removed (best effort: wal-prune removes what remains, since a backup without a manifest is
- * never listed as complete).
+ * On failure the objects already written (bundles, map objects) are removed (best effort:
+ * wal-prune removes what remains, since a backup without a manifest is never listed as
+ * complete), and backup mode on the server is ended.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "backup/backup.h"
+#include "backup/create_int.h"
 #include "backup/pool.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/util.h"
-#include "io/object.h"
-#include "pg/pgconn.h"
 #include "pg/pgpage.h"
 #include "pg/wal.h"
+#include "repo/blockmap.h"
 
-#define READ_BLOCK (1u << 20)
-
-struct entry {
-    char *path; /* relative to the data directory */
-    uint64_t size;
-    uint32_t mode;
-    int64_t mtime;
-    int checksummed; /* relation file whose pages carry checksums */
-    uint32_t segno;
-};
-
-struct walk {
-    const char *pgdata;
-    struct entry *files;
-    size_t nfiles, cap;
-    uint64_t total;
-    struct ws_manifest *m;
-};
-
-/* ---- what a base backup leaves out (PostgreSQL docs, "Backing Up the Data Directory") ---- */
-
-/* Directories whose contents are skipped (the directory itself is kept). */
-static const char *const skip_contents[] = {
-    "pg_wal",       "pg_dynshmem", "pg_notify",   "pg_replslot", "pg_serial",
-    "pg_snapshots", "pg_stat_tmp", "pg_subtrans", NULL,
-};
-
-/* Files of the top-level directory that are never copied. backup_label and tablespace_map come
- * from pg_backup_stop instead; the signal files are written by restore. */
-static const char *const skip_top_files[] = {
-    "postmaster.pid",   "postmaster.opts",  "backup_label",       "tablespace_map",
-    "backup_manifest",  "backup_label.old", "tablespace_map.old", "postgresql.auto.conf.tmp",
-    "current_logfiles", "recovery.signal",  "standby.signal",     NULL,
-};
-
-static int in_list(const char *const *list, const char *s)
-{
-    for (; *list; list++)
-        if (strcmp(*list, s) == 0)
-            return 1;
-    return 0;
-}
-
-/* t<digits>_<digits>[...]: a temporary relation. */
-static int temp_relation(const char *name)
-{
-    const char *p = name;
-
-    if (*p++ != 't' || !(*p >= '0' && *p <= '9'))
-        return 0;
-    while (*p >= '0' && *p <= '9')
-        p++;
-    return *p == '_' && p[1] >= '0' && p[1] <= '9';
-}
-
-/* The relfilenode part of a relation file name ("16384" of "16384_fsm.2"), or 0. */
-static size_t relnode_len(const char *name)
-{
-    size_t n = 0;
-
-    while (name[n] >= '0' && name[n] <= '9')
-        n++;
-    if (n == 0 || (name[n] != '\0' && name[n] != '_' && name[n] != '.'))
-        return 0;
-    return n;
-}
-
-static int add_file(struct walk *w, const char *rel, const struct stat *st)
-{
-    struct entry *e;
-
-    if (w->nfiles == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 1024;
-        void *p = realloc(w->files, cap * sizeof(*w->files));
-        if (!p)
-            return -1;
-        w->files = p;
-        w->cap = cap;
-    }
-    e = &w->files[w->nfiles];
-    memset(e, 0, sizeof(*e));
-    if (!(e->path = strdup(rel)))
-        return -1;
-    e->size = (uint64_t)st->st_size;
-    e->mode = st->st_mode & 07777;
-    e->mtime = st->st_mtime;
-    e->checksummed = ws_pg_relation_file(rel, &e->segno);
-    w->total += e->size;
-    w->nfiles++;
-    return 0;
-}
-
-static int cmp_name(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int walk_dir(struct walk *w, const char *rel, int depth, struct ws_error *err);
-
-/* The names in directory abs, sorted (without "." and ".."). A directory that is gone is empty
- * when missing_ok. */
-static int list_dir(const char *abs, int missing_ok, char ***out, size_t *nout,
-                    struct ws_error *err)
-{
-    DIR *d;
-    struct dirent *de;
-    char **names = NULL;
-    size_t n = 0, cap = 0, i;
-    int rc = 0;
-
-    *out = NULL;
-    *nout = 0;
-    if (!(d = opendir(abs))) {
-        if (errno == ENOENT && missing_ok)
-            return 0;
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not open directory \"%s\"", abs);
-    }
-    while ((errno = 0, de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        if (n == cap) {
-            size_t c = cap ? cap * 2 : 64;
-            void *p = realloc(names, c * sizeof(*names));
-            if (!p)
-                goto oom;
-            names = p;
-            cap = c;
-        }
-        if (!(names[n] = strdup(de->d_name)))
-            goto oom;
-        n++;
-    }
-    if (errno) {
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not read directory \"%s\"", abs);
-        goto out;
-    }
-    if (n > 1)
-        qsort(names, n, sizeof(*names), cmp_name);
-    *out = names;
-    *nout = n;
-    names = NULL;
-    goto out;
-oom:
-    rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-out:
-    if (names)
-        for (i = 0; i < n; i++)
-            free(names[i]);
-    free(names);
-    closedir(d);
-    return rc;
-}
-
-/* What a base backup leaves out: the top directory's skipped files, temporary files and
- * relations, and the forks of an unlogged relation other than its init fork (in_db_dir: a
- * database directory, whose unlogged relations are those with an _init fork). */
-static int left_out(const struct walk *w, const char *rel, int depth, int in_db_dir,
-                    const char *name, const struct stat *st)
-{
-    if (depth == 0 && S_ISREG(st->st_mode) && in_list(skip_top_files, name))
-        return 1;
-    if (strncmp(name, "pgsql_tmp", 9) == 0 || strcmp(name, "pg_internal.init") == 0 ||
-        temp_relation(name))
-        return 1;
-    if (in_db_dir && S_ISREG(st->st_mode)) {
-        size_t rl = relnode_len(name);
-        if (rl && strcmp(name + rl, "_init") != 0) {
-            char init[4096];
-            struct stat ist;
-            snprintf(init, sizeof(init), "%s/%s/%.*s_init", w->pgdata, rel, (int)rl, name);
-            if (stat(init, &ist) == 0)
-                return 1; /* an unlogged relation's other forks */
-        }
-    }
-    return 0;
-}
-
-/* pg_tblspc/<oid>: a tablespace, recorded with its location and walked. */
-static int walk_tablespace(struct walk *w, const char *abs, const char *child, const char *name,
-                           int depth, struct ws_error *err)
-{
-    char target[4096];
-    unsigned long oid = strtoul(name, NULL, 10);
-    ssize_t tl;
-    int rc;
-
-    if ((tl = readlink(abs, target, sizeof(target) - 1)) < 0)
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not read link \"%s\"", abs);
-    target[tl] = '\0';
-    if (oid == 0 || oid > UINT32_MAX || target[0] != '/')
-        return ws_error_set(err, WS_ERR_INVALID,
-                            "tablespace link \"%s\" is not <oid> -> /absolute/path", abs);
-    if ((rc = ws_manifest_add_tblspc(w->m, (uint32_t)oid, target, err)) != 0)
-        return rc;
-    return walk_dir(w, child, depth + 1, err);
-}
-
-/* One entry `name` of directory `rel`. */
-static int walk_entry(struct walk *w, const char *rel, int depth, int in_db_dir, const char *name,
-                      struct ws_error *err)
-{
-    char abs[4096], child[4096];
-    struct stat st;
-    int rc;
-
-    if (ws_path_join(child, sizeof(child), rel, name) != 0 ||
-        ws_path_join(abs, sizeof(abs), w->pgdata, child) != 0)
-        return ws_error_set(err, WS_ERR_INVALID, "path too long in \"%s/%s\"", w->pgdata, rel);
-    if (lstat(abs, &st) != 0) {
-        if (errno == ENOENT)
-            return 0;
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not stat file \"%s\"", abs);
-    }
-    if (left_out(w, rel, depth, in_db_dir, name, &st))
-        return 0;
-    if (S_ISLNK(st.st_mode)) {
-        if (depth == 1 && strcmp(rel, "pg_tblspc") == 0)
-            return walk_tablespace(w, abs, child, name, depth, err);
-        /* another link (pg_wal made with initdb -X, ...): copied as what it points to */
-        if (stat(abs, &st) != 0) {
-            ws_log_warning("skipping dangling link \"%s\"", abs);
-            return 0;
-        }
-    }
-    if (S_ISDIR(st.st_mode)) {
-        if ((rc = ws_manifest_add_dir(w->m, child, st.st_mode & 07777, err)) != 0)
-            return rc;
-        if (depth == 0 && in_list(skip_contents, name))
-            return strcmp(name, "pg_wal") == 0
-                       ? ws_manifest_add_dir(w->m, "pg_wal/archive_status", 0700, err)
-                       : 0;
-        return walk_dir(w, child, depth + 1, err);
-    }
-    if (S_ISREG(st.st_mode) && add_file(w, child, &st) != 0)
-        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    /* sockets, fifos, devices: not part of a data directory; ignored */
-    return 0;
-}
-
-/* Walks directory `rel` ("" for the top). depth counts from the data directory. */
-static int walk_dir(struct walk *w, const char *rel, int depth, struct ws_error *err)
-{
-    char abs[4096];
-    char **names = NULL;
-    size_t n = 0, i;
-    int rc, in_db_dir;
-
-    snprintf(abs, sizeof(abs), "%s%s%s", w->pgdata, *rel ? "/" : "", rel);
-    /* a directory dropped during the backup: replay handles it */
-    if ((rc = list_dir(abs, depth > 0, &names, &n, err)) != 0)
-        return rc;
-    /* A database directory (base/<oid>, pg_tblspc/<oid>/PG_*\/<oid>) */
-    in_db_dir = (strncmp(rel, "base/", 5) == 0 && depth == 2) ||
-                (strncmp(rel, "pg_tblspc/", 10) == 0 && depth == 4);
-    for (i = 0; i < n && rc == 0; i++)
-        rc = walk_entry(w, rel, depth, in_db_dir, names[i], err);
-    for (i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-    return rc;
-}
-
-/* ---- the copy ----------------------------------------------------------------------------- */
-
-/* The bundle a worker is writing (or store_small_file). */
-struct bundle_out {
-    const struct ws_repo *repo; /* with the worker's storage handle */
-    struct ws_sink *sink;       /* the object writer at the bundle's front; NULL: none open */
-    uint32_t no;
-    uint64_t len;
-};
-
-struct cworker {
-    struct bundle_out out;
-    uint8_t *buf; /* READ_BLOCK bytes */
-};
-
-struct job {
-    const struct ws_config *cfg;
-    const struct ws_key *key;
-    const char *id;
-    const char *pgdata;
-    uint64_t start_lsn;
-    int checksums;
-    int zstd_workers;
-    struct entry *files;
-    size_t nfiles;
-    struct ws_bfile *results; /* one per file; path NULL when the file vanished */
-    struct cworker *workers;  /* one per pool worker */
-    size_t nworkers;
-    atomic_uint_fast32_t next_bundle;
-    atomic_uint_fast64_t stored_bytes;
-    pthread_mutex_t lock; /* bad pages are added to m under it */
-    struct ws_manifest *m;
-};
-
-static int bundle_open(struct job *j, struct bundle_out *b, struct ws_error *err)
-{
-    struct ws_object_params p = {0};
-    struct ws_sink *put = NULL;
-    char key[256];
-    int rc;
-
-    b->no = (uint32_t)atomic_fetch_add(&j->next_bundle, 1);
-    ws_backup_bundle_key(b->repo, j->id, b->no, key, sizeof(key));
-    if ((rc = ws_storage_open_put(b->repo->st, key, 0, &put, err)) != 0)
-        return rc;
-    p.name = key;
-    p.compress = j->cfg->compress;
-    p.level = j->cfg->compress_level;
-    p.workers = j->zstd_workers;
-    p.content_size = -1;
-    p.key = j->key;
-    p.no_digest = 1; /* every file's SHA-256 is in the manifest */
-    if ((rc = ws_object_writer_new(put, &p, &b->sink, err)) != 0)
-        return rc;
-    b->len = 0;
-    return 0;
-}
-
-static int bundle_close(struct job *j, struct bundle_out *b, struct ws_error *err)
-{
-    struct ws_object_info info;
-    int rc;
-
-    if (!b->sink)
-        return 0;
-    rc = ws_sink_finish(b->sink, err);
-    if (rc == 0) {
-        ws_object_writer_info(b->sink, &info);
-        atomic_fetch_add(&j->stored_bytes, info.stored_len);
-    }
-    ws_sink_free(b->sink);
-    b->sink = NULL;
-    return rc;
-}
-
-struct badpage_ctx {
-    struct job *job;
-    const char *path;
-    int fd;
-    uint32_t segno;
-    int count;
-    struct ws_error err; /* the first failure to record one */
-};
-
-static void still_bad(void *arg, uint32_t block)
-{
-    (void)block;
-    *(int *)arg = 1;
-}
-
-/* A page that failed is read again once: PostgreSQL may have been writing it (a torn read). */
-static void on_bad_page(void *arg, uint32_t block)
-{
-    struct badpage_ctx *c = arg;
-    struct ws_error err = {0};
-    uint8_t page[WS_PG_BLCKSZ];
-    int bad = 0;
-
-    if (ws_pread_full(c->fd, page, sizeof(page), (off_t)block * WS_PG_BLCKSZ) ==
-        (ssize_t)sizeof(page)) {
-        ws_pg_check_pages(page, sizeof(page), c->segno, block, c->job->start_lsn, still_bad, &bad);
-        if (!bad)
-            return;
-    } /* a page that is gone now was truncated away: not worth a warning either */
-    else
-        return;
-
-    pthread_mutex_lock(&c->job->lock);
-    if (ws_manifest_add_badpage(c->job->m, c->path, block, &err) != 0 && !c->err.code)
-        c->err = err;
-    pthread_mutex_unlock(&c->job->lock);
-    c->count++;
-}
-
-/* A large file continues in a new bundle at every WS_PIECE_SIZE boundary (manifest.h), so that
- * restore can write its pieces in parallel. */
-static int next_piece(struct job *j, struct bundle_out *b, struct ws_bfile *r, uint64_t off,
-                      struct ws_error *err)
-{
-    struct ws_bpiece *p;
-    int rc;
-
-    if ((rc = bundle_close(j, b, err)) != 0 || (rc = bundle_open(j, b, err)) != 0)
-        return rc;
-    if (!(p = realloc(r->pieces, (r->npieces + 1) * sizeof(*p))))
-        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    r->pieces = p;
-    p[r->npieces].file_offset = off;
-    p[r->npieces].length = 0;
-    p[r->npieces].bundle = b->no;
-    p[r->npieces].offset = 0;
-    r->npieces++;
-    return 0;
-}
-
-/* Reads the open file fd into the worker's bundle: SHA-256, page checksums, pieces. */
-static int copy_content(struct job *j, struct cworker *cw, struct ws_pool_worker *pw,
-                        const struct entry *e, struct ws_bfile *r, struct badpage_ctx *bp,
-                        const char *abs, struct ws_error *err)
-{
-    struct bundle_out *b = &cw->out;
-    EVP_MD_CTX *md = NULL;
-    uint64_t off = 0;
-    int rc = 0;
-
-    if (!(md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-        rc = ws_error_set(err, WS_ERR_INTERNAL, "could not initialize SHA-256");
-        goto out;
-    }
-    r->bundle = b->no;
-    r->offset = b->len;
-    for (;;) {
-        ssize_t n = ws_pread_full(bp->fd, cw->buf, READ_BLOCK, (off_t)off);
-        if (n < 0) {
-            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not read file \"%s\"", abs);
-            goto out;
-        }
-        if (n == 0)
-            break;
-        if (e->checksummed && j->checksums)
-            ws_pg_check_pages(cw->buf, (size_t)n, e->segno, (uint32_t)(off / WS_PG_BLCKSZ),
-                              j->start_lsn, on_bad_page, bp);
-        if (EVP_DigestUpdate(md, cw->buf, (size_t)n) != 1) {
-            rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
-            goto out;
-        }
-        if (off > 0 && off % WS_PIECE_SIZE == 0 && (rc = next_piece(j, b, r, off, err)) != 0)
-            goto out;
-        if ((rc = ws_sink_write(b->sink, cw->buf, (size_t)n, err)) != 0)
-            goto out;
-        b->len += (uint64_t)n;
-        if (r->npieces)
-            r->pieces[r->npieces - 1].length += (uint64_t)n;
-        off += (uint64_t)n;
-        ws_pool_progress(pw, (uint64_t)n);
-        if ((size_t)n < READ_BLOCK)
-            break;
-    }
-    if (EVP_DigestFinal_ex(md, r->sha256, NULL) != 1) {
-        rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
-        goto out;
-    }
-    r->size = off;
-out:
-    EVP_MD_CTX_free(md);
-    return rc;
-}
-
-/* A pool task: copies file idx into the worker's bundle. A file that vanished is skipped (its
- * result's path stays NULL). */
-static int copy_file(void *arg, struct ws_pool_worker *pw, size_t idx, struct ws_error *err)
-{
-    struct job *j = arg;
-    struct cworker *cw = &j->workers[pw->index];
-    struct entry *e = &j->files[idx];
-    struct ws_bfile *r = &j->results[idx];
-    struct badpage_ctx bp = {j, e->path, -1, e->segno, 0, {0}};
-    char abs[4096];
-    int fd, rc = 0;
-    struct stat st;
-
-    cw->out.repo = &pw->repo;
-    snprintf(abs, sizeof(abs), "%s/%s", j->pgdata, e->path);
-    fd = open(abs, O_RDONLY | O_NOATIME | O_CLOEXEC);
-    if (fd < 0 && errno == EPERM)
-        fd = open(abs, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) {
-            ws_log_info("file \"%s\" vanished during the backup (WAL replay handles it)", abs);
-            return 0;
-        }
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not open file \"%s\"", abs);
-    }
-    bp.fd = fd;
-    if (!cw->out.sink && (rc = bundle_open(j, &cw->out, err)) != 0)
-        goto out;
-    if ((rc = copy_content(j, cw, pw, e, r, &bp, abs, err)) != 0)
-        goto out;
-    if (bp.err.code) {
-        *err = bp.err;
-        rc = err->code;
-        goto out;
-    }
-    if (bp.count)
-        ws_log_warning("file \"%s\": %d page(s) failed checksum verification", abs, bp.count);
-    r->path = e->path;
-    r->mode = e->mode;
-    r->mtime = fstat(fd, &st) == 0 ? st.st_mtime : e->mtime;
-    if (cw->out.len >= WS_BUNDLE_TARGET)
-        rc = bundle_close(j, &cw->out, err);
-out:
-    close(fd);
-    return rc;
-}
-
-/* A worker's end: its last bundle is finished unless the backup failed; after a failure it is
- * aborted, and nothing of it stays visible. */
-static int copy_end(void *arg, struct ws_pool_worker *pw, struct ws_error *err)
-{
-    struct job *j = arg;
-    struct cworker *cw = &j->workers[pw->index];
-    int rc = 0;
-
-    if (!ws_pool_failed(pw))
-        rc = bundle_close(j, &cw->out, err);
-    ws_sink_free(cw->out.sink);
-    cw->out.sink = NULL;
-    return rc;
-}
-
-static int cmp_size_desc(const void *a, const void *b)
-{
-    const struct entry *x = a, *y = b;
-
-    if (x->size != y->size)
-        return x->size < y->size ? 1 : -1;
-    return strcmp(x->path, y->path);
-}
-
-/* ---- the command -------------------------------------------------------------------------- */
-
-static int store_small_file(struct job *j, const struct ws_repo *repo, const char *name,
-                            const char *text, struct ws_bfile *out, struct ws_error *err)
-{
-    struct bundle_out b = {repo, NULL, 0, 0};
-    EVP_MD_CTX *md = NULL;
-    size_t len = strlen(text);
-    unsigned int mdlen;
-    int rc;
-
-    if ((rc = bundle_open(j, &b, err)) != 0)
-        goto out;
-    if ((rc = ws_sink_write(b.sink, text, len, err)) != 0)
-        goto out;
-    memset(out, 0, sizeof(*out));
-    out->path = (char *)name;
-    out->mode = 0600;
-    out->mtime = time(NULL);
-    out->size = len;
-    out->bundle = b.no;
-    out->offset = 0;
-    if (!(md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
-        EVP_DigestUpdate(md, text, len) != 1 || EVP_DigestFinal_ex(md, out->sha256, &mdlen) != 1) {
-        rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
-        goto out;
-    }
-    rc = bundle_close(j, &b, err);
-out:
-    EVP_MD_CTX_free(md);
-    ws_sink_free(b.sink);
-    return rc;
-}
-
-/* Removes what a failed backup wrote (best effort). */
-static void remove_backup_objects(struct ws_repo *repo, const char *id, uint32_t nbundles)
+/* Removes what a failed backup wrote (best effort): its bundles and map objects. */
+static void remove_backup_objects(struct ws_repo *repo, const char *id, uint32_t nbundles,
+                                  uint32_t nmaps)
 {
     struct ws_error e = {0};
     char key[256];
@@ -603,6 +40,10 @@ static void remove_backup_objects(struct ws_repo *repo, const char *id, uint32_t
 
     for (b = 0; b < nbundles; b++) {
         ws_backup_bundle_key(repo, id, b, key, sizeof(key));
+        ws_storage_remove(repo->st, key, &e);
+    }
+    for (b = 0; b < nmaps; b++) {
+        ws_backup_map_key(repo, id, b, key, sizeof(key));
         ws_storage_remove(repo->st, key, &e);
     }
 }
@@ -676,8 +117,9 @@ static int parse_label_timeline(const char *label, uint32_t *tli)
     return 0;
 }
 
-/* The system identifier in global/pg_control (its first 8 bytes, native order). */
-static int control_sysid(const char *pgdata, uint64_t *sysid, struct ws_error *err)
+/* len bytes of global/pg_control at off. */
+int ws_create_read_control(const char *pgdata, void *buf, size_t len, off_t off,
+                           struct ws_error *err)
 {
     char path[4096];
     int fd;
@@ -687,30 +129,12 @@ static int control_sysid(const char *pgdata, uint64_t *sysid, struct ws_error *e
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
         return ws_error_setsys(err, WS_ERR_CONFIG, errno,
                                "could not open file \"%s\" (is pgdata a data directory?)", path);
-    n = ws_pread_full(fd, sysid, sizeof(*sysid), 0);
+    n = ws_pread_full(fd, buf, len, off);
     close(fd);
-    if (n != (ssize_t)sizeof(*sysid))
+    if (n != (ssize_t)len)
         return ws_error_set(err, WS_ERR_CONFIG, "could not read file \"%s\"", path);
     return 0;
 }
-
-/* Everything one create holds (create_free releases it). */
-struct create {
-    const struct ws_config *cfg;
-    const struct ws_backup_env *env;
-    const struct ws_backup_opts *o;
-    struct ws_repo repo;
-    struct ws_keyring kr;
-    struct ws_pg *pg;
-    struct ws_pg_info info;
-    char *pgdata; /* resolved */
-    struct ws_manifest m;
-    struct walk w;
-    struct job j;
-    int lock_init;
-    int in_backup; /* between backup_start and backup_stop */
-    char *labelfile, *spcmap;
-};
 
 /* The data directory: pgdata, else the server's. It must be the server's: the same system
  * identifier in global/pg_control. */
@@ -731,7 +155,7 @@ static int open_data_dir(struct create *c, struct ws_error *err)
     if (!c->pgdata)
         return ws_error_setsys(err, WS_ERR_CONFIG, errno, "could not resolve data directory \"%s\"",
                                cfg->pgdata && *cfg->pgdata ? cfg->pgdata : c->info.data_directory);
-    if ((rc = control_sysid(c->pgdata, &sysid, err)) != 0)
+    if ((rc = ws_create_read_control(c->pgdata, &sysid, sizeof(sysid), CONTROL_SYSID, err)) != 0)
         return rc;
     if (sysid != c->info.system_identifier)
         return ws_error_set(err, WS_ERR_FOREIGN,
@@ -797,60 +221,58 @@ static int start_backup(struct create *c, struct ws_error *err)
     return 0;
 }
 
-/* The files to copy, largest first. */
-static int walk_files(struct create *c, struct ws_error *err)
+/* After the copy: what only the copy needed (the walk's entries but for their paths, which the
+ * results share, the task plan, the reference's records) goes before the manifest is built. */
+static void free_copy_plan(struct create *c)
 {
-    int rc;
+    struct job *j = &c->j;
+    size_t i;
 
-    c->w.pgdata = c->pgdata;
-    c->w.m = &c->m;
-    if ((rc = walk_dir(&c->w, "", 0, err)) != 0)
-        return rc;
-    if (c->w.nfiles > 1)
-        qsort(c->w.files, c->w.nfiles, sizeof(*c->w.files), cmp_size_desc);
+    for (i = 0; i < c->w.nfiles; i++)
+        if (!j->results[i].path)
+            free(c->w.files[i].path); /* vanished: no result shares it */
+    free(c->w.files);
+    c->w.files = NULL;
+    c->w.nfiles = 0;
+    j->files = NULL;
+    free(j->ref_of);
+    j->ref_of = NULL;
+    free(j->order);
+    j->order = NULL;
+    free(j->tasks);
+    j->tasks = NULL;
+    j->ref = NULL;
+    ws_manifest_free(&c->ref);
+}
+
+/* Appends a small file's record (its path a constant: duplicated) to the results, which have room
+ * for two (create_copy.c). */
+static int add_result(struct create *c, const struct ws_bfile *bf, struct ws_error *err)
+{
+    struct ws_bfile *r = &c->j.results[c->j.nresults];
+
+    *r = *bf;
+    if (!(r->path = strdup(bf->path)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    c->j.nresults++;
     return 0;
 }
 
-/* Copies every file into bundles with the worker pool. */
-static int copy_files(struct create *c, struct ws_error *err)
+/* The results become m's file records, moved, not copied: vanished files (path NULL) dropped, in
+ * the walk's order. Nothing is appended to m->files after this (ws_manifest_add_file grows only
+ * arrays it allocated itself). */
+static void move_results(struct create *c)
 {
-    struct job *j = &c->j;
-    struct ws_pool_params pp = {0};
-    const struct ws_backup_opts *o = c->o;
-    size_t n = ws_pool_size(o->parallel > 0 ? o->parallel : c->cfg->parallel, c->w.nfiles), i;
+    struct ws_bfile *r = c->j.results;
+    size_t i, n = 0;
 
-    j->cfg = c->cfg;
-    j->key = ws_keyring_write_key(&c->kr);
-    j->id = c->m.id;
-    j->pgdata = c->pgdata;
-    j->start_lsn = c->m.start_lsn;
-    j->checksums = c->info.data_checksums;
-    j->files = c->w.files;
-    j->nfiles = c->w.nfiles;
-    j->m = &c->m;
-    /* Every bundle compresses on `parallel` zstd threads: files are never split, so near the
-     * end one large relation segment may be all that is left, and it still uses every core. */
-    j->zstd_workers = n > 1 ? (int)n : 0;
-    if (!(j->results = calloc(c->w.nfiles + 1, sizeof(*j->results))) ||
-        !(j->workers = calloc(n, sizeof(*j->workers))))
-        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    j->nworkers = n;
-    for (i = 0; i < n; i++)
-        if (!(j->workers[i].buf = malloc(READ_BLOCK)))
-            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    pthread_mutex_init(&j->lock, NULL);
-    c->lock_init = 1;
-    pp.cfg = c->cfg;
-    pp.env = c->env;
-    pp.repo = &c->repo;
-    pp.workers = n;
-    pp.ntasks = c->w.nfiles;
-    pp.task = copy_file;
-    pp.end = copy_end;
-    pp.arg = j;
-    pp.progress = o->progress;
-    pp.total_bytes = c->w.total;
-    return ws_pool_run(&pp, err);
+    for (i = 0; i < c->j.nresults; i++)
+        if (r[i].path)
+            r[n++] = r[i];
+    c->m.files = r;
+    c->m.nfiles = n;
+    c->j.results = NULL;
+    c->j.nresults = 0;
 }
 
 /* pg_backup_stop, then the manifest's file records: the copied files, backup_label and
@@ -871,17 +293,19 @@ static int stop_backup(struct create *c, struct ws_error *err)
         return ws_error_set(err, WS_ERR_INVALID,
                             "backup_label from the server has no START "
                             "TIMELINE line");
-    for (i = 0; i < c->w.nfiles; i++)
-        if (c->j.results[i].path && (rc = ws_manifest_add_file(m, &c->j.results[i], err)) != 0)
-            return rc;
-    if ((rc = store_small_file(&c->j, &c->repo, "backup_label", c->labelfile, &bf, err)) != 0 ||
-        (rc = ws_manifest_add_file(m, &bf, err)) != 0)
+    free_copy_plan(c);
+    if ((rc = ws_create_store_small_file(&c->j, &c->repo, "backup_label", c->labelfile, &bf,
+                                         err)) != 0 ||
+        (rc = add_result(c, &bf, err)) != 0)
         return rc;
-    if (*c->spcmap &&
-        ((rc = store_small_file(&c->j, &c->repo, "tablespace_map", c->spcmap, &bf, err)) != 0 ||
-         (rc = ws_manifest_add_file(m, &bf, err)) != 0))
+    if (*c->spcmap && ((rc = ws_create_store_small_file(&c->j, &c->repo, "tablespace_map",
+                                                        c->spcmap, &bf, err)) != 0 ||
+                       (rc = add_result(c, &bf, err)) != 0))
         return rc;
+    move_results(c);
     m->bundles = (uint32_t)atomic_load(&c->j.next_bundle);
+    m->maps = (uint32_t)atomic_load(&c->j.next_map);
+    m->block_size = WS_PG_BLCKSZ;
     m->bytes = 0;
     for (i = 0; i < m->nfiles; i++)
         m->bytes += m->files[i].size;
@@ -930,23 +354,35 @@ static void create_free(struct create *c)
     struct job *j = &c->j;
     size_t i;
 
-    if (j->workers)
-        for (i = 0; i < j->nworkers; i++)
-            free(j->workers[i].buf);
+    for (i = 0; j->workers && i < j->nworkers; i++) {
+        struct cworker *cw = &j->workers[i];
+        free(cw->buf);
+        free(cw->digests);
+        free(cw->changed);
+        free(cw->refmap);
+        if (cw->spill >= 0)
+            close(cw->spill);
+    }
     free(j->workers);
+    free(j->ref_of);
+    free(j->order);
+    free(j->tasks);
     if (c->lock_init)
         pthread_mutex_destroy(&j->lock);
-    if (j->results)
-        for (i = 0; i < c->w.nfiles; i++)
-            free(j->results[i].pieces);
+    for (i = 0; j->results && i < j->nresults; i++) {
+        free(j->results[i].pieces);
+        if (!c->w.files) /* the walk is gone: the results own their paths (free_copy_plan) */
+            free(j->results[i].path);
+    }
     free(j->results);
-    for (i = 0; i < c->w.nfiles; i++)
+    for (i = 0; c->w.files && i < c->w.nfiles; i++)
         free(c->w.files[i].path);
     free(c->w.files);
     free(c->labelfile);
     free(c->spcmap);
     free(c->pgdata);
     ws_manifest_free(&c->m);
+    ws_manifest_free(&c->ref);
     ws_pg_info_free(&c->info);
     ws_pg_close(c->pg);
     ws_repo_close(&c->repo);
@@ -967,9 +403,9 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *en
         (rc = ws_pg_connect(env ? env->pg : NULL, cfg->pg_conninfo, &c.pg, err)) != 0 ||
         (rc = ws_pg_get_info(c.pg, &c.info, err)) != 0 || (rc = open_data_dir(&c, err)) != 0 ||
         (rc = claim_repo(&c, err)) != 0 || (rc = name_backup(&c, err)) != 0 ||
-        (rc = start_backup(&c, err)) != 0 || (rc = walk_files(&c, err)) != 0 ||
-        (rc = copy_files(&c, err)) != 0 || (rc = stop_backup(&c, err)) != 0 ||
-        (rc = store_manifest(&c, err)) != 0)
+        (rc = start_backup(&c, err)) != 0 || (rc = ws_create_choose_reference(&c, err)) != 0 ||
+        (rc = ws_create_walk(&c, err)) != 0 || (rc = ws_create_copy_files(&c, err)) != 0 ||
+        (rc = stop_backup(&c, err)) != 0 || (rc = store_manifest(&c, err)) != 0)
         goto out;
     ws_log_info("backup %s: files stored, waiting for its WAL to be archived", c.m.id);
     if ((rc = wait_for_wal(&c.repo, &c.m, cfg->timeout, err)) != 0)
@@ -980,8 +416,9 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *en
 out:
     if (c.in_backup)
         abort_backup(&c);
-    if (c.m.id[0] && atomic_load(&c.j.next_bundle))
-        remove_backup_objects(&c.repo, c.m.id, (uint32_t)atomic_load(&c.j.next_bundle));
+    if (c.m.id[0])
+        remove_backup_objects(&c.repo, c.m.id, (uint32_t)atomic_load(&c.j.next_bundle),
+                              (uint32_t)atomic_load(&c.j.next_map));
 done:
     create_free(&c);
     return rc;

@@ -20,7 +20,7 @@ int ws_backup_keep(const struct ws_config *cfg, const char *id, int unset, struc
     struct ws_keyring kr = {0};
     struct ws_catalog cat = {0};
     const struct ws_catalog_backup *b = NULL;
-    char key[256], text[128], when[21];
+    char key[256], text[128], when[21], why[320];
     size_t i;
     int rc;
 
@@ -61,11 +61,9 @@ int ws_backup_keep(const struct ws_config *cfg, const char *id, int unset, struc
         goto out;
     }
     if (b->status != WS_BACKUP_COMPLETE) {
-        rc = ws_error_set(
-            err, WS_ERR_INVALID, "backup %s cannot be pinned: it is not complete (%s)", id,
-            b->status == WS_BACKUP_INVALID      ? b->manifest_error
-            : b->status == WS_BACKUP_INCOMPLETE ? "WAL missing from the repository"
-                                                : "no manifest: still running, or failed");
+        ws_catalog_why(b, why, sizeof(why));
+        rc = ws_error_set(err, WS_ERR_INVALID,
+                          "backup %s cannot be pinned: it is not complete (%s)", id, why);
         goto out;
     }
     ws_format_utc(time(NULL), when);

@@ -84,18 +84,27 @@ static void print_json(const struct ws_repo *repo, const struct ws_catalog *cat)
             ws_format_utc(m->stop_time, b);
             ws_wal_format_lsn(l1, m->start_lsn);
             ws_wal_format_lsn(l2, m->stop_lsn);
+            printf(", \"type\": \"%s\", \"reference\": ", ws_backup_type_name(m->type));
+            if (m->type == WS_BACKUP_FULL)
+                printf("null");
+            else
+                printf("\"%s\"", m->reference);
             printf(", \"label\": ");
             ws_json_string(stdout, m->label ? m->label : "");
             printf(", \"start_time\": \"%s\", \"stop_time\": \"%s\", \"start_lsn\": \"%s\", "
                    "\"stop_lsn\": \"%s\", \"timeline\": %" PRIu32 ", \"bytes\": %" PRIu64
                    ", \"stored_bytes\": %" PRIu64 ", \"files\": %zu, \"pg_version\": %d",
-                   a, b, l1, l2, m->timeline, m->bytes, m->stored_bytes, m->nfiles, m->pg_version);
+                   a, b, l1, l2, m->timeline, m->bytes, m->stored_bytes, bk->nfiles, m->pg_version);
             ws_wal_format_name(a, m->timeline, ws_manifest_start_segno(m), m->wal_segment_size);
             ws_wal_format_name(b, m->timeline, ws_manifest_stop_segno(m), m->wal_segment_size);
             printf(", \"wal_start\": \"%s\", \"wal_stop\": \"%s\", \"bad_pages\": %zu", a, b,
-                   m->nbadpages);
+                   bk->nbadpages);
             if (bk->missing_wal[0])
                 printf(", \"missing_wal\": \"%s\"", bk->missing_wal);
+            if (bk->chain_error[0]) {
+                printf(", \"error\": ");
+                ws_json_string(stdout, bk->chain_error);
+            }
         } else {
             printf(", \"stored_bytes\": %" PRIu64, bk->stored_objects);
             if (bk->bad_manifest) {
@@ -154,17 +163,18 @@ static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
     if (!cat->nbackups)
         printf("no backups\n");
     else
-        printf("%-16s  %-10s  %-6s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", "ID", "STATUS",
-               "PINNED", "START (UTC)", "STOP (UTC)", "DURATION", "SIZE", "STORED", "WAL", "LABEL");
+        printf("%-16s  %-10s  %-4s  %-16s  %-6s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", "ID",
+               "STATUS", "TYPE", "REFERENCE", "PINNED", "START (UTC)", "STOP (UTC)", "DURATION",
+               "SIZE", "STORED", "WAL", "LABEL");
     for (i = 0; i < cat->nbackups; i++) {
         const struct ws_catalog_backup *bk = &cat->backups[i];
         const struct ws_manifest *m = &bk->m;
         char wal[64], dur[16];
         if (!bk->has_manifest) {
             ws_format_bytes(bk->stored_objects, st, sizeof(st));
-            printf("%-16s  %-10s  %-6s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", bk->id,
-                   ws_backup_status_name(bk->status), bk->pinned ? "yes" : "", "-", "-", "-", "-",
-                   st, "-", no_manifest_note(bk));
+            printf("%-16s  %-10s  %-4s  %-16s  %-6s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n",
+                   bk->id, ws_backup_status_name(bk->status), "-", "-", bk->pinned ? "yes" : "",
+                   "-", "-", "-", "-", st, "-", no_manifest_note(bk));
             continue;
         }
         ws_format_utc(m->start_time, a);
@@ -178,11 +188,14 @@ static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
             ws_wal_format_name(w2, m->timeline, ws_manifest_stop_segno(m), m->wal_segment_size);
             snprintf(wal, sizeof(wal), "%s-%s", w1, w2 + 16);
         }
-        printf("%-16s  %-10s  %-6s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", bk->id,
-               ws_backup_status_name(bk->status), bk->pinned ? "yes" : "", a, b, dur, sz, st, wal,
-               m->label ? m->label : "");
+        printf("%-16s  %-10s  %-4s  %-16s  %-6s  %-20s  %-20s  %8s  %9s  %9s  %-49s  %s\n", bk->id,
+               ws_backup_status_name(bk->status), ws_backup_type_name(m->type),
+               m->type == WS_BACKUP_FULL ? "-" : m->reference, bk->pinned ? "yes" : "", a, b, dur,
+               sz, st, wal, m->label ? m->label : "");
         if (bk->missing_wal[0])
             printf("%16s  WAL file %s is missing\n", "", bk->missing_wal);
+        if (bk->chain_error[0])
+            printf("%16s  %s\n", "", bk->chain_error);
         else if (bk->status == WS_BACKUP_DELETING)
             printf("%16s  wal-prune began deleting it; the next run finishes\n", "");
     }

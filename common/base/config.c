@@ -28,6 +28,7 @@ struct key_def {
 static const char *const compress_choices[] = {"none", "zstd", NULL};
 static const char *const fetch_error_choices[] = {"auto", "abort", "missing", NULL};
 static const char *const log_level_choices[] = {"error", "warning", "info", "debug", NULL};
+const char *const ws_backup_type_choices[] = {"full", "diff", "incr", NULL};
 
 #define OFF(f) offsetof(struct ws_config, f)
 static const struct key_def keys[] = {
@@ -44,6 +45,7 @@ static const struct key_def keys[] = {
     {"timeout", T_DURATION, OFF(timeout), 1, 86400, NULL, 0},
     {"retries", T_INT, OFF(retries), 1, 100, NULL, 0},
     {"fetch_error", T_ENUM, OFF(fetch_error), 0, 0, fetch_error_choices, 0},
+    {"backup_type", T_ENUM, OFF(backup_type), 0, 0, ws_backup_type_choices, 0},
     {"retain_full", T_INT, OFF(retain_full), 1, 1000000, NULL, 0},
     {"retain_time", T_DURATION, OFF(retain_time), 1, INT64_C(1) << 40, NULL, 0},
     {"log_level", T_ENUM, OFF(log_level), 0, 0, log_level_choices, 0},

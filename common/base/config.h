@@ -49,6 +49,7 @@ struct ws_config {
     int timeout; /* seconds */
     int retries;
     int fetch_error;
+    int backup_type;     /* basebackup create's default: an index of ws_backup_type_choices */
     int retain_full;     /* 0 = not set */
     int64_t retain_time; /* seconds, 0 = not set */
     int log_level;
@@ -72,6 +73,9 @@ struct ws_config {
     /* internal: which keys were set on the command line (bit per key index) */
     uint64_t set_by_cli;
 };
+
+/* backup_type's values, NULL-terminated, in the order of enum ws_backup_type (repo/manifest.h). */
+extern const char *const ws_backup_type_choices[];
 
 void ws_config_init(struct ws_config *cfg);
 void ws_config_free(struct ws_config *cfg);

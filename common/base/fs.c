@@ -501,6 +501,27 @@ int ws_tree_open(const struct ws_tree *t, struct ws_tree_cursor *c, const char *
     return 0;
 }
 
+int ws_tree_open_own(const struct ws_tree *t, struct ws_tree_cursor *c, const char *rel, int flags,
+                     int *fd, struct ws_error *err)
+{
+    struct stat st;
+    int rc;
+
+    if ((rc = ws_tree_open(t, c, rel, flags | O_NONBLOCK, 0, fd, err)) != 0)
+        return rc;
+    if (fstat(*fd, &st) != 0)
+        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not stat \"%s/%s\"", t->name, rel);
+    else if (!S_ISREG(st.st_mode) || st.st_nlink != 1)
+        rc = ws_error_set(err, WS_ERR_INVALID,
+                          "\"%s/%s\" is no regular file with one link; not written through it",
+                          t->name, rel);
+    if (rc) {
+        close(*fd);
+        *fd = -1;
+    }
+    return rc;
+}
+
 int ws_tree_mkdir(const struct ws_tree *t, struct ws_tree_cursor *c, const char *rel, mode_t mode,
                   struct ws_error *err)
 {

@@ -92,6 +92,12 @@ void ws_tree_cursor_close(struct ws_tree_cursor *c);
 /* openat(parent, last component, flags | O_NOFOLLOW | O_CLOEXEC, mode) into *fd. */
 int ws_tree_open(const struct ws_tree *t, struct ws_tree_cursor *c, const char *rel, int flags,
                  mode_t mode, int *fd, struct ws_error *err);
+/* Opens an existing file to change it in place (flags: O_WRONLY or O_RDWR; O_NONBLOCK and
+ * O_NOFOLLOW are added): it must be a regular file with one link, so that no write reaches a file
+ * outside the tree through a hard link, and no FIFO blocks the caller (WS_ERR_INVALID otherwise,
+ * *fd -1). */
+int ws_tree_open_own(const struct ws_tree *t, struct ws_tree_cursor *c, const char *rel, int flags,
+                     int *fd, struct ws_error *err);
 /* Creates directory rel (an existing directory is taken as it is; anything else there is
  * refused) and gives it `mode` exactly. */
 int ws_tree_mkdir(const struct ws_tree *t, struct ws_tree_cursor *c, const char *rel, mode_t mode,

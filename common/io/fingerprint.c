@@ -79,3 +79,11 @@ void ws_fingerprint(const void *buf, size_t len, uint8_t fp[WS_FINGERPRINT_SIZE]
 {
     canonical(XXH3_128bits(buf, len), fp);
 }
+
+void ws_fingerprint64(const void *buf, size_t len, uint8_t fp[8])
+{
+    XXH64_canonical_t c;
+
+    XXH64_canonicalFromHash(&c, XXH3_64bits(buf, len));
+    memcpy(fp, c.digest, 8);
+}

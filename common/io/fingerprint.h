@@ -29,5 +29,7 @@ void ws_fingerprint_sink_result(const struct ws_sink *s, uint8_t fp[WS_FINGERPRI
 
 /* Fingerprints a whole buffer. */
 void ws_fingerprint(const void *buf, size_t len, uint8_t fp[WS_FINGERPRINT_SIZE]);
+/* XXH3-64 of a buffer, canonical (big-endian): block digests (repo/blockmap.h). */
+void ws_fingerprint64(const void *buf, size_t len, uint8_t fp[8]);
 
 #endif

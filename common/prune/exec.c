@@ -80,10 +80,12 @@ out:
 }
 
 /* The pin, temp files of uploads into the backup that were killed (a backup's, or the
- * tombstone's: nothing writes into a backup that is being deleted), its empty directories. */
+ * tombstone's: nothing writes into a backup that is being deleted), its empty directories (of
+ * bundles and of map objects, manifest.h and blockmap.h, then its own). */
 static int remove_leftovers(struct ws_repo *repo, const struct ws_prune_backup *b,
                             const char *prefix, struct ws_error *err)
 {
+    static const char *const subdirs[] = {"data/", "map/"};
     char key[256], start[128]; /* "<cluster>/backup/<ID>": its directory and its tombstone */
     size_t ntemp = 0;
     uint64_t tbytes = 0;
@@ -95,9 +97,11 @@ static int remove_leftovers(struct ws_repo *repo, const struct ws_prune_backup *
     snprintf(start, sizeof(start), "%.*s", (int)strlen(prefix) - 1, prefix);
     if ((rc = ws_storage_clean_temp(repo->st, start, INT64_MAX, 0, &ntemp, &tbytes, err)) != 0)
         return rc;
-    ws_backup_object_key(repo, b->id, "data/", key, sizeof(key));
-    if ((rc = ws_storage_remove_dir(repo->st, key, err)) != 0)
-        return rc;
+    for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
+        ws_backup_object_key(repo, b->id, subdirs[i], key, sizeof(key));
+        if ((rc = ws_storage_remove_dir(repo->st, key, err)) != 0)
+            return rc;
+    }
     return ws_storage_remove_dir(repo->st, prefix, err);
 }
 
@@ -141,8 +145,8 @@ static int is_same_dir(const struct ws_prune_input *in, const struct ws_prune_pl
     return strncmp(a->name, b->name, 16) == 0; /* canonical layout: by the first 16 digits */
 }
 
-/* Backups first, oldest first: a kill leaves at most one of them half-deleted, and its
- * tombstone tells the catalog and the next run. */
+/* Backups first, in plan->delete_order (a backup after those that reference it): a kill leaves
+ * at most one of them half-deleted, and its tombstone tells the catalog and the next run. */
 static int delete_backups(struct ws_repo *repo, const struct ws_prune_input *in,
                           const struct ws_prune_plan *plan, FILE *report,
                           struct ws_prune_result *res, struct ws_error *err)
@@ -150,10 +154,8 @@ static int delete_backups(struct ws_repo *repo, const struct ws_prune_input *in,
     size_t k;
     int rc;
 
-    for (k = 0; k < in->nbackups; k++) {
-        size_t i = plan->order[k];
-        if (plan->keep[i])
-            continue;
+    for (k = 0; k < plan->nbackups_delete; k++) {
+        size_t i = plan->delete_order[k];
         if ((rc = delete_backup(repo, &in->backups[i], err)) != 0)
             return rc;
         res->backup_done[i] = 1;

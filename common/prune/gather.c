@@ -177,10 +177,14 @@ static int backups_from_catalog(struct ws_prune_state *st, struct ws_error *err)
             b->start_lsn = c->m.start_lsn;
             b->stop_lsn = c->m.stop_lsn;
             b->timeline = c->m.timeline;
+            b->type = c->m.type;
+            memcpy(b->reference, c->m.reference, sizeof(b->reference));
         }
         b->last_write = c->newest_mtime;
         b->stored_bytes = c->stored_objects;
-        b->problem = c->bad_manifest ? c->manifest_error : NULL;
+        b->problem = c->bad_manifest     ? c->manifest_error
+                     : c->chain_error[0] ? c->chain_error
+                                         : NULL;
     }
     return 0;
 }

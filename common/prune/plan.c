@@ -117,10 +117,16 @@ int ws_prune_plan_init(const struct ws_prune_input *in, struct ws_prune_plan *pl
     plan->order = calloc(n + 1, sizeof(*plan->order));
     plan->wal_delete = calloc(in->nwal + 1, sizeof(*plan->wal_delete));
     plan->tls = calloc(in->nwal + 1, sizeof(*plan->tls));
-    if (!plan->keep || !plan->why || !plan->order || !plan->wal_delete || !plan->tls) {
+    plan->ref = calloc(n + 1, sizeof(*plan->ref));
+    plan->referenced_by = calloc(n + 1, sizeof(*plan->referenced_by));
+    plan->delete_order = calloc(n + 1, sizeof(*plan->delete_order));
+    if (!plan->keep || !plan->why || !plan->order || !plan->wal_delete || !plan->tls ||
+        !plan->ref || !plan->referenced_by || !plan->delete_order) {
         ws_prune_plan_free(plan);
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     }
+    for (size_t i = 0; i < n; i++)
+        plan->ref[i] = plan->referenced_by[i] = -1;
     return 0;
 }
 
@@ -164,6 +170,58 @@ int ws_prune_order(const struct ws_prune_input *in, struct ws_prune_plan *plan,
         plan->order[i] = ok[i].index;
     free(ok);
     return 0;
+}
+
+/* ---- chains ---- */
+
+struct idkey {
+    const char *id;
+    size_t index;
+};
+
+static int cmp_idkey(const void *a, const void *b)
+{
+    return strcmp(((const struct idkey *)a)->id, ((const struct idkey *)b)->id);
+}
+
+int ws_prune_link_chains(const struct ws_prune_input *in, struct ws_prune_plan *plan,
+                         struct ws_error *err)
+{
+    struct idkey *byid = calloc(in->nbackups + 1, sizeof(*byid));
+    size_t i;
+
+    if (!byid)
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    for (i = 0; i < in->nbackups; i++) {
+        byid[i].id = in->backups[i].id;
+        byid[i].index = i;
+    }
+    if (in->nbackups > 1)
+        qsort(byid, in->nbackups, sizeof(*byid), cmp_idkey);
+    for (i = 0; i < in->nbackups; i++) {
+        const struct ws_prune_backup *b = &in->backups[i];
+        struct idkey key = {b->reference, 0};
+        const struct idkey *r;
+        if (!b->has_position || b->type == WS_BACKUP_FULL || !b->reference[0] || !in->nbackups)
+            continue;
+        r = bsearch(&key, byid, in->nbackups, sizeof(*byid), cmp_idkey);
+        if (r && strcmp(r->id, b->id) < 0)
+            plan->ref[i] = (long)r->index;
+    }
+    free(byid);
+    return 0;
+}
+
+long ws_prune_chain_root(const struct ws_prune_input *in, const struct ws_prune_plan *plan,
+                         size_t i)
+{
+    long cur = (long)i;
+
+    while (plan->ref[cur] >= 0)
+        cur = plan->ref[cur]; /* ids strictly decrease along ref: it ends */
+    if (!in->backups[cur].has_position || in->backups[cur].type != WS_BACKUP_FULL)
+        return -1;
+    return cur;
 }
 
 long ws_prune_newest(const struct ws_prune_input *in, const struct ws_prune_plan *plan)
@@ -275,15 +333,23 @@ void ws_prune_keep_newest(const struct ws_prune_input *in, struct ws_prune_plan 
 
 void ws_prune_keep_full(const struct ws_prune_input *in, struct ws_prune_plan *plan)
 {
-    size_t k;
+    size_t k, i;
     int nfull = 0;
 
     for (k = in->nbackups; k-- > 0 && nfull < in->retain_full;) {
         size_t bi = plan->order[k];
-        if (in->backups[bi].status != WS_BACKUP_COMPLETE)
+        if (in->backups[bi].status != WS_BACKUP_COMPLETE || in->backups[bi].type != WS_BACKUP_FULL)
             continue;
         plan->why[bi] |= WS_KEEP_FULL;
         nfull++;
+    }
+    for (i = 0; i < in->nbackups; i++) {
+        long root;
+        if (in->backups[i].status != WS_BACKUP_COMPLETE || in->backups[i].type == WS_BACKUP_FULL)
+            continue;
+        root = ws_prune_chain_root(in, plan, i);
+        if (root >= 0 && (plan->why[root] & WS_KEEP_FULL))
+            plan->why[i] |= WS_KEEP_FULL_CHAIN;
     }
 }
 
@@ -353,7 +419,7 @@ static unsigned judge_one(const struct ws_prune_input *in, const struct ws_prune
             last = id_time(b->id);
         return in->now - last < age ? WS_KEEP_YOUNG : WS_DROP_ABANDONED;
     case WS_BACKUP_INVALID:
-        return WS_KEEP_UNREADABLE;
+        return b->has_position ? WS_KEEP_LINK_INVALID : WS_KEEP_UNREADABLE;
     default:
         return WS_DROP_DELETING;
     }
@@ -408,6 +474,26 @@ int ws_prune_keep_latest_reachable(const struct ws_prune_input *in, struct ws_pr
                        plan->latest_tli);
 }
 
+void ws_prune_keep_referenced(const struct ws_prune_input *in, struct ws_prune_plan *plan)
+{
+    size_t k;
+
+    for (k = in->nbackups; k-- > 0;) {
+        size_t bi = plan->order[k];
+        long by = (long)bi, r;
+        if (!(plan->why[bi] & WS_PRUNE_KEEP_MASK))
+            continue;
+        /* a link already referenced had its own chain walked */
+        for (r = plan->ref[bi]; r >= 0 && !(plan->why[r] & WS_KEEP_REFERENCED); r = plan->ref[r]) {
+            if (in->backups[r].status == WS_BACKUP_DELETING)
+                break; /* partly gone already: nothing to keep */
+            plan->why[r] = (plan->why[r] & WS_PRUNE_KEEP_MASK) | WS_KEEP_REFERENCED;
+            plan->referenced_by[r] = by;
+            by = r;
+        }
+    }
+}
+
 void ws_prune_apply_hold(const struct ws_prune_input *in, struct ws_prune_plan *plan)
 {
     size_t i;
@@ -434,6 +520,61 @@ void ws_prune_tally(const struct ws_prune_input *in, struct ws_prune_plan *plan)
     }
 }
 
+struct dkey {
+    size_t group; /* position in plan->order of the oldest backup to delete in its chain */
+    size_t depth; /* links to delete between it and that one */
+    size_t pos;   /* its own position in plan->order */
+    size_t index;
+};
+
+static int cmp_dkey(const void *a, const void *b)
+{
+    const struct dkey *x = a, *y = b;
+
+    if (x->group != y->group)
+        return x->group < y->group ? -1 : 1;
+    if (x->depth != y->depth)
+        return x->depth > y->depth ? -1 : 1;
+    return x->pos > y->pos ? -1 : x->pos < y->pos;
+}
+
+int ws_prune_delete_order(const struct ws_prune_input *in, struct ws_prune_plan *plan,
+                          struct ws_error *err)
+{
+    struct dkey *dk = calloc(in->nbackups + 1, sizeof(*dk));
+    size_t *pos = calloc(in->nbackups + 1, sizeof(*pos));
+    size_t k, n = 0;
+
+    if (!dk || !pos) {
+        free(dk);
+        free(pos);
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    for (k = 0; k < in->nbackups; k++)
+        pos[plan->order[k]] = k;
+    for (k = 0; k < in->nbackups; k++) {
+        size_t bi = plan->order[k], g = bi, depth = 0;
+        if (plan->keep[bi])
+            continue;
+        while (plan->ref[g] >= 0 && !plan->keep[plan->ref[g]]) {
+            g = (size_t)plan->ref[g];
+            depth++;
+        }
+        dk[n].group = pos[g];
+        dk[n].depth = depth;
+        dk[n].pos = k;
+        dk[n].index = bi;
+        n++;
+    }
+    if (n > 1)
+        qsort(dk, n, sizeof(*dk), cmp_dkey);
+    for (k = 0; k < n; k++)
+        plan->delete_order[k] = dk[k].index;
+    free(dk);
+    free(pos);
+    return 0;
+}
+
 int ws_prune_warn_kept(const struct ws_prune_input *in, struct ws_prune_plan *plan,
                        struct ws_error *err)
 {
@@ -451,6 +592,20 @@ int ws_prune_warn_kept(const struct ws_prune_input *in, struct ws_prune_plan *pl
                              "or, if it is damaged and not needed, remove %s/ from the repository "
                              "by hand",
                              b->id, b->problem ? b->problem : "invalid", b->id);
+        else if (plan->why[bi] & WS_KEEP_LINK_INVALID)
+            rc = add_warning(plan, err,
+                             "backup %s is invalid (%s); wal-prune never deletes it while that "
+                             "link may become readable again (the key it was written with added "
+                             "to decrypt_key_files); if it is not needed, remove %s/ from the "
+                             "repository by hand",
+                             b->id, b->problem ? b->problem : "a link of its chain is invalid",
+                             b->id);
+        else if ((plan->why[bi] & WS_KEEP_PENDING) && b->problem)
+            rc = add_warning(plan, err,
+                             "backup %s has been incomplete for more than a day (%s); it is kept "
+                             "because no complete backup is newer: take a full backup "
+                             "(basebackup create --type full)",
+                             b->id, b->problem);
         else if (plan->why[bi] & WS_KEEP_PENDING)
             rc = add_warning(plan, err,
                              "backup %s has been incomplete for more than a day (WAL missing); "
@@ -694,6 +849,7 @@ int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *pl
         return rc;
     plan->latest_tli = ws_prune_latest_tli(in);
     if ((rc = ws_prune_order(in, plan, err)) != 0 ||
+        (rc = ws_prune_link_chains(in, plan, err)) != 0 ||
         (rc = ws_prune_hold_lineage(in, plan, err)) != 0 ||
         (rc = ws_prune_hold_order(in, plan, err)) != 0)
         goto out;
@@ -705,9 +861,11 @@ int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *pl
     ws_prune_judge_incomplete(in, plan);
     if ((rc = ws_prune_keep_latest_reachable(in, plan, &latest_warned, err)) != 0)
         goto out;
+    ws_prune_keep_referenced(in, plan);
     ws_prune_apply_hold(in, plan);
     ws_prune_tally(in, plan);
-    if ((rc = ws_prune_warn_kept(in, plan, err)) != 0)
+    if ((rc = ws_prune_delete_order(in, plan, err)) != 0 ||
+        (rc = ws_prune_warn_kept(in, plan, err)) != 0)
         goto out;
     floor = ws_prune_wal_floor(in, plan, &floor_from);
     ws_prune_global_cutoff(in, plan, floor, floor_from);
@@ -729,6 +887,9 @@ void ws_prune_plan_free(struct ws_prune_plan *plan)
     free(plan->order);
     free(plan->wal_delete);
     free(plan->tls);
+    free(plan->ref);
+    free(plan->referenced_by);
+    free(plan->delete_order);
     free(plan->hold_msg);
     for (i = 0; i < plan->nwarnings; i++)
         free(plan->warnings[i]);

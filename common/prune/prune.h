@@ -11,6 +11,9 @@
  * A plan guarantees (each backup's reasons are bits of enum ws_prune_why; its status is the
  * catalog's, catalog.h):
  *   - the newest complete backup, pinned backups and unreadable (invalid) ones are kept;
+ *   - retain_full counts full backups: the N newest complete ones and the diffs and incrs on them;
+ *   - the chain of a kept backup is kept (WS_KEEP_REFERENCED), but for links being deleted;
+ *   - delete_order puts a backup after every backup to delete that references it;
  *   - "newest" is by start time, then start LSN, then id (plan->order), never by name alone;
  *   - .history files are never deleted; WAL goes only below its timeline's cutoff (plan->tls),
  *     never from a kept backup's start on, and none goes without a complete backup;
@@ -19,10 +22,11 @@
  *     backup times and WAL positions disagree (WS_HOLD_ORDER); the rest of it still stands.
  *
  * The executor guarantees that a kill at any moment leaves no backup the catalog calls complete
- * while an object of it is gone, and that the next run finishes the work: backups first, oldest
- * first, each as tombstone <cluster>/backup/<ID>.deleting, manifest, other objects, pin, temp
- * files, directories, tombstone (the manifest first when the tombstone cannot be written); then
- * WAL per timeline in ascending order, so an interruption shortens the archive, never holes it.
+ * while an object of it is gone, and that the next run finishes the work: backups first, in
+ * plan->delete_order, each as tombstone <cluster>/backup/<ID>.deleting, manifest, other objects,
+ * pin, temp files, directories, tombstone (the manifest first when the tombstone cannot be
+ * written); then WAL per timeline in ascending order, so an interruption shortens the archive,
+ * never holes it.
  *
  * Errors: ws_prune_plan_make() fails with WS_ERR_CONFIG when neither policy is set, else only
  * with WS_ERR_INTERNAL. ws_prune_gather() and ws_prune_execute() pass on the catalog's and the
@@ -52,21 +56,24 @@
 
 /* Why a backup is kept (low bits) or deleted (high bits); a backup may have several. */
 enum ws_prune_why {
-    WS_KEEP_NEWEST = 1u << 0,      /* the newest complete backup */
-    WS_KEEP_FULL = 1u << 1,        /* one of the retain_full newest complete backups */
-    WS_KEEP_WINDOW = 1u << 2,      /* ended inside the retain_time window */
-    WS_KEEP_WINDOW_BASE = 1u << 3, /* newest that ended before the window opened */
-    WS_KEEP_PINNED = 1u << 4,      /* basebackup keep */
-    WS_KEEP_TIMELINE = 1u << 5,    /* newest that reaches the latest timeline */
-    WS_KEEP_YOUNG = 1u << 6,       /* not complete, written to within the age limit */
-    WS_KEEP_PENDING = 1u << 7,     /* incomplete, newer than every complete backup */
-    WS_KEEP_UNREADABLE = 1u << 8,  /* invalid: never deleted automatically */
-    WS_KEEP_WINDOW_TL = 1u << 9,   /* newest that ended before the window and reaches the latest
-                                      timeline (when that is not the WS_KEEP_WINDOW_BASE one) */
-    WS_KEEP_HELD = 1u << 10,       /* would go, but the plan is held (WS_HOLD_*) */
-    WS_DROP_RETENTION = 1u << 16,  /* complete, kept by no rule */
-    WS_DROP_ABANDONED = 1u << 17,  /* not complete, untouched for the age limit */
-    WS_DROP_DELETING = 1u << 18,   /* an interrupted prune began deleting it */
+    WS_KEEP_NEWEST = 1u << 0,        /* the newest complete backup */
+    WS_KEEP_FULL = 1u << 1,          /* one of the retain_full newest complete full backups */
+    WS_KEEP_WINDOW = 1u << 2,        /* ended inside the retain_time window */
+    WS_KEEP_WINDOW_BASE = 1u << 3,   /* newest that ended before the window opened */
+    WS_KEEP_PINNED = 1u << 4,        /* basebackup keep */
+    WS_KEEP_TIMELINE = 1u << 5,      /* newest that reaches the latest timeline */
+    WS_KEEP_YOUNG = 1u << 6,         /* not complete, written to within the age limit */
+    WS_KEEP_PENDING = 1u << 7,       /* incomplete, newer than every complete backup */
+    WS_KEEP_UNREADABLE = 1u << 8,    /* invalid: never deleted automatically */
+    WS_KEEP_WINDOW_TL = 1u << 9,     /* newest that ended before the window and reaches the latest
+                                        timeline (when that is not the WS_KEEP_WINDOW_BASE one) */
+    WS_KEEP_HELD = 1u << 10,         /* would go, but the plan is held (WS_HOLD_*) */
+    WS_KEEP_FULL_CHAIN = 1u << 11,   /* a diff or incr whose chain ends at a WS_KEEP_FULL backup */
+    WS_KEEP_REFERENCED = 1u << 12,   /* in the chain of a kept backup (plan->referenced_by) */
+    WS_KEEP_LINK_INVALID = 1u << 13, /* invalid through a link of its chain: never deleted */
+    WS_DROP_RETENTION = 1u << 16,    /* complete, kept by no rule */
+    WS_DROP_ABANDONED = 1u << 17,    /* not complete, untouched for the age limit */
+    WS_DROP_DELETING = 1u << 18,     /* an interrupted prune began deleting it */
 };
 #define WS_PRUNE_KEEP_MASK 0xffffu
 
@@ -80,7 +87,10 @@ struct ws_prune_backup {
     uint32_t timeline;
     int64_t last_write;    /* newest modification time of its objects */
     uint64_t stored_bytes; /* of all its objects */
-    const char *problem;   /* invalid: why the manifest cannot be read (borrowed, may be NULL) */
+    const char *problem;   /* invalid: why (borrowed, may be NULL): its manifest cannot be read,
+                              or, has_position set, a link of its chain is invalid */
+    int type;              /* enum ws_backup_type; full unless has_position says otherwise */
+    char reference[WS_BACKUP_ID_LEN + 1]; /* diff/incr: the backup it is relative to; "" */
 };
 
 struct ws_prune_wal {
@@ -142,7 +152,10 @@ struct ws_prune_plan {
     /* per input backup (same index) */
     int *keep;
     unsigned *why;
-    size_t *order; /* backup indexes, oldest first (start time, start LSN, id) */
+    size_t *order;        /* backup indexes, oldest first (start time, start LSN, id) */
+    long *ref;            /* the index of its reference (an input backup with an older id), or -1 */
+    long *referenced_by;  /* WS_KEEP_REFERENCED: the kept backup whose reference it is; else -1 */
+    size_t *delete_order; /* the nbackups_delete backups to delete, in the executor's order */
     size_t nbackups_delete;
     uint64_t backup_bytes; /* stored bytes of the backups to delete */
     /* WAL: indexes into input.wal, sorted by timeline, segment number, name */
@@ -172,9 +185,9 @@ void ws_prune_plan_free(struct ws_prune_plan *plan);
 
 /* Short names of the bits of `why`, e.g. "retain_full", for text and JSON. */
 const char *ws_prune_why_name(unsigned bit);
-/* One phrase for a backup's decision, e.g. "one of the 2 newest complete backups
- * (retain_full = 2)"; the most telling reason first. */
-void ws_prune_why_text(const struct ws_prune_input *in, const struct ws_prune_plan *plan,
+/* One phrase for the reasons `why` of backup i, e.g. "one of the 2 newest complete full backups
+ * (retain_full)" or "kept: referenced by <ID>"; the most telling reason first. */
+void ws_prune_why_text(const struct ws_prune_input *in, const struct ws_prune_plan *plan, size_t i,
                        unsigned why, char *out, size_t outsz);
 
 /* ---- executor ---- */

@@ -73,6 +73,14 @@ int ws_prune_plan_init(const struct ws_prune_input *in, struct ws_prune_plan *pl
  * not read), start LSN, id. */
 int ws_prune_order(const struct ws_prune_input *in, struct ws_prune_plan *plan,
                    struct ws_error *err);
+/* plan->ref: each backup's reference, resolved by id among the input backups; a reference that
+ * is not there, or whose id is not older (a cycle cannot form), resolves to -1. */
+int ws_prune_link_chains(const struct ws_prune_input *in, struct ws_prune_plan *plan,
+                         struct ws_error *err);
+/* The full backup at the end of backup i's chain (i itself when full); -1 when the chain breaks
+ * before one. Reads plan->ref. */
+long ws_prune_chain_root(const struct ws_prune_input *in, const struct ws_prune_plan *plan,
+                         size_t i);
 /* WS_HOLD_LINEAGE, with its message, when a timeline of ws_prune_lineage_tlis has no readable
  * history file. */
 int ws_prune_hold_lineage(const struct ws_prune_input *in, struct ws_prune_plan *plan,
@@ -85,6 +93,8 @@ int ws_prune_hold_order(const struct ws_prune_input *in, struct ws_prune_plan *p
 long ws_prune_newest(const struct ws_prune_input *in, const struct ws_prune_plan *plan);
 /* The policies; each adds its WS_KEEP_* bit to plan->why of the complete backups it keeps. */
 void ws_prune_keep_newest(const struct ws_prune_input *in, struct ws_prune_plan *plan);
+/* retain_full: WS_KEEP_FULL on the N newest complete full backups, WS_KEEP_FULL_CHAIN on the
+ * complete diffs and incrs whose chain ends at one of them. */
 void ws_prune_keep_full(const struct ws_prune_input *in, struct ws_prune_plan *plan);
 /* retain_time: WS_KEEP_WINDOW, WS_KEEP_WINDOW_BASE and WS_KEEP_WINDOW_TL (the last reads
  * plan->latest_tli). */
@@ -99,11 +109,19 @@ void ws_prune_judge_incomplete(const struct ws_prune_input *in, struct ws_prune_
  * WS_KEEP_TIMELINE; when none can (and its lineage is known), a warning and *warned = 1. */
 int ws_prune_keep_latest_reachable(const struct ws_prune_input *in, struct ws_prune_plan *plan,
                                    int *warned, struct ws_error *err);
+/* The chains of the kept backups: every link (not a deleting one) becomes WS_KEEP_REFERENCED,
+ * its dropping reasons cleared, plan->referenced_by naming the kept backup that references it. */
+void ws_prune_keep_referenced(const struct ws_prune_input *in, struct ws_prune_plan *plan);
 /* A held plan: what retention would delete (and, for WS_HOLD_ORDER, abandoned backups) becomes
  * WS_KEEP_HELD. */
 void ws_prune_apply_hold(const struct ws_prune_input *in, struct ws_prune_plan *plan);
 /* plan->keep, nbackups_delete and backup_bytes from plan->why. */
 void ws_prune_tally(const struct ws_prune_input *in, struct ws_prune_plan *plan);
+/* plan->delete_order: the backups to delete, grouped by the oldest of them in their chain
+ * (oldest group first), deepest in the chain first within a group, then newest first: a backup
+ * comes after every backup to delete that references it. */
+int ws_prune_delete_order(const struct ws_prune_input *in, struct ws_prune_plan *plan,
+                          struct ws_error *err);
 /* A warning for each unreadable and each pending backup, oldest first. */
 int ws_prune_warn_kept(const struct ws_prune_input *in, struct ws_prune_plan *plan,
                        struct ws_error *err);

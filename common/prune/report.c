@@ -50,6 +50,12 @@ const char *ws_prune_why_name(unsigned bit)
         return "retain_time_base_timeline";
     case WS_KEEP_HELD:
         return "held";
+    case WS_KEEP_FULL_CHAIN:
+        return "retain_full_chain";
+    case WS_KEEP_REFERENCED:
+        return "referenced";
+    case WS_KEEP_LINK_INVALID:
+        return "link_invalid";
     case WS_DROP_RETENTION:
         return "expired";
     case WS_DROP_ABANDONED:
@@ -65,25 +71,59 @@ const char *ws_prune_why_name(unsigned bit)
 static void expired_phrase(const struct ws_prune_input *in, const char *window, char *out,
                            size_t outsz)
 {
-    char f[80] = "", t[64] = "";
+    char f[160] = "", t[64] = "";
 
     if (in->retain_full == 1)
-        snprintf(f, sizeof(f), "older than the newest complete backup (retain_full = 1)");
+        snprintf(f, sizeof(f),
+                 "older than the newest complete full backup and not of its chain "
+                 "(retain_full = 1)");
     else if (in->retain_full)
-        snprintf(f, sizeof(f), "older than the %d newest complete backups (retain_full)",
+        snprintf(f, sizeof(f),
+                 "older than the %d newest complete full backups and not of their chains "
+                 "(retain_full)",
                  in->retain_full);
     if (in->retain_time)
         snprintf(t, sizeof(t), "%sended before the last %s", f[0] ? ", and " : "", window);
     snprintf(out, outsz, "%s%s", f, t);
 }
 
-/* The phrase of one bit of `why`; window and age are the durations as text. */
-static void why_phrase(const struct ws_prune_input *in, const struct ws_prune_plan *plan,
+/* The id of backup j of the input, or "?" (j out of range: no plan, or none recorded). */
+static const char *id_of(const struct ws_prune_input *in, long j)
+{
+    return j >= 0 && (size_t)j < in->nbackups ? in->backups[j].id : "?";
+}
+
+/* The phrases of the chain rules for backup i. */
+static void chain_phrase(const struct ws_prune_input *in, const struct ws_prune_plan *plan,
+                         size_t i, unsigned bit, char *out, size_t outsz)
+{
+    const int have = plan && plan->ref && i < in->nbackups;
+
+    if (bit == WS_KEEP_REFERENCED)
+        snprintf(out, outsz, "kept: referenced by %s",
+                 id_of(in, have ? plan->referenced_by[i] : -1));
+    else if (bit == WS_KEEP_FULL_CHAIN)
+        snprintf(out, outsz,
+                 "its chain ends at full backup %s, one of the %d newest complete full backups "
+                 "(retain_full)",
+                 id_of(in, have ? ws_prune_chain_root(in, plan, i) : -1), in->retain_full);
+    else
+        snprintf(out, outsz,
+                 "a backup of its chain is invalid: never deleted automatically, like that one");
+}
+
+/* The phrase of one bit of `why` for backup i; window and age are the durations as text. */
+static void why_phrase(const struct ws_prune_input *in, const struct ws_prune_plan *plan, size_t i,
                        unsigned bit, const char *window, const char *age, char *out, size_t outsz)
 {
     uint32_t latest = plan ? plan->latest_tli : 0;
 
     switch (bit) {
+    case WS_KEEP_REFERENCED:
+    case WS_KEEP_FULL_CHAIN:
+    case WS_KEEP_LINK_INVALID:
+        chain_phrase(in, plan, i, bit, out, outsz);
+        break;
     case WS_KEEP_PINNED:
         snprintf(out, outsz, "pinned (basebackup keep)");
         break;
@@ -92,9 +132,9 @@ static void why_phrase(const struct ws_prune_input *in, const struct ws_prune_pl
         break;
     case WS_KEEP_FULL:
         if (in->retain_full == 1)
-            snprintf(out, outsz, "kept by retain_full = 1");
+            snprintf(out, outsz, "the newest complete full backup (retain_full = 1)");
         else
-            snprintf(out, outsz, "one of the %d newest complete backups (retain_full)",
+            snprintf(out, outsz, "one of the %d newest complete full backups (retain_full)",
                      in->retain_full);
         break;
     case WS_KEEP_WINDOW:
@@ -146,25 +186,26 @@ static void why_phrase(const struct ws_prune_input *in, const struct ws_prune_pl
     }
 }
 
-void ws_prune_why_text(const struct ws_prune_input *in, const struct ws_prune_plan *plan,
+void ws_prune_why_text(const struct ws_prune_input *in, const struct ws_prune_plan *plan, size_t i,
                        unsigned why, char *out, size_t outsz)
 {
     /* most telling first */
-    static const unsigned order[] = {WS_KEEP_PINNED,     WS_KEEP_NEWEST,      WS_KEEP_FULL,
-                                     WS_KEEP_WINDOW,     WS_KEEP_WINDOW_BASE, WS_KEEP_WINDOW_TL,
-                                     WS_KEEP_TIMELINE,   WS_KEEP_PENDING,     WS_KEEP_YOUNG,
-                                     WS_KEEP_UNREADABLE, WS_KEEP_HELD,        WS_DROP_DELETING,
-                                     WS_DROP_ABANDONED,  WS_DROP_RETENTION};
+    static const unsigned order[] = {WS_KEEP_PINNED,       WS_KEEP_NEWEST,   WS_KEEP_FULL,
+                                     WS_KEEP_FULL_CHAIN,   WS_KEEP_WINDOW,   WS_KEEP_WINDOW_BASE,
+                                     WS_KEEP_WINDOW_TL,    WS_KEEP_TIMELINE, WS_KEEP_REFERENCED,
+                                     WS_KEEP_PENDING,      WS_KEEP_YOUNG,    WS_KEEP_UNREADABLE,
+                                     WS_KEEP_LINK_INVALID, WS_KEEP_HELD,     WS_DROP_DELETING,
+                                     WS_DROP_ABANDONED,    WS_DROP_RETENTION};
     char window[32], age[32], phrase[256];
-    size_t i, used = 0;
+    size_t k, used = 0;
 
     format_duration(in->retain_time, window, sizeof(window));
     format_duration(ws_prune_age_limit(in), age, sizeof(age));
     out[0] = '\0';
-    for (i = 0; i < sizeof(order) / sizeof(order[0]) && used < outsz; i++) {
-        if (!(why & order[i]))
+    for (k = 0; k < sizeof(order) / sizeof(order[0]) && used < outsz; k++) {
+        if (!(why & order[k]))
             continue;
-        why_phrase(in, plan, order[i], window, age, phrase, sizeof(phrase));
+        why_phrase(in, plan, i, order[k], window, age, phrase, sizeof(phrase));
         used += (size_t)snprintf(out + used, used < outsz ? outsz - used : 0, "%s%s",
                                  used ? "; " : "", phrase);
     }
@@ -176,7 +217,7 @@ void ws_prune_print_backup(FILE *f, const char *verb, const struct ws_prune_inpu
     const struct ws_prune_backup *b = &in->backups[i];
     char why[1024], when[21], size[32];
 
-    ws_prune_why_text(in, plan, plan->why[i], why, sizeof(why));
+    ws_prune_why_text(in, plan, i, plan->why[i], why, sizeof(why));
     ws_format_bytes(b->stored_bytes, size, sizeof(size));
     if (b->has_position) {
         ws_format_utc(b->start_time, when);
@@ -347,9 +388,11 @@ static void json_backup(FILE *f, const struct ws_prune_input *in, const struct w
             first = 0;
         }
     }
-    ws_prune_why_text(in, plan, plan->why[i], why, sizeof(why));
+    ws_prune_why_text(in, plan, i, plan->why[i], why, sizeof(why));
     fprintf(f, "], \"reason\": ");
     ws_json_string(f, why);
+    if (plan->referenced_by && plan->referenced_by[i] >= 0)
+        fprintf(f, ", \"referenced_by\": \"%s\"", in->backups[plan->referenced_by[i]].id);
     fprintf(f, ", \"deleted\": %s}", res->backup_done && res->backup_done[i] ? "true" : "false");
 }
 

@@ -159,6 +159,27 @@ const char *ws_backup_status_name(enum ws_backup_status status)
     return "running";
 }
 
+/* Keeps b's manifest header and the counts list prints; frees its records (catalog.h). */
+static void drop_records(struct ws_catalog_backup *b)
+{
+    struct ws_manifest head = b->m;
+
+    b->nfiles = b->m.nfiles;
+    b->nbadpages = b->m.nbadpages;
+    head.tblspc = NULL;
+    head.ntblspc = 0;
+    head.dirs = NULL;
+    head.ndirs = 0;
+    head.files = NULL;
+    head.nfiles = 0;
+    head.files_cap = head.dirs_cap = 0;
+    head.badpages = NULL;
+    head.nbadpages = 0;
+    b->m.label = NULL; /* kept in head */
+    ws_manifest_free(&b->m);
+    b->m = head;
+}
+
 /* Reads b's manifest when the listing has one: a manifest that does not verify makes the backup
  * invalid (manifest_error), one of another system fails the load. */
 static int load_manifest(struct ws_repo *repo, const struct ws_keyring *kr,
@@ -184,6 +205,7 @@ static int load_manifest(struct ws_repo *repo, const struct ws_keyring *kr,
                             ", but the repository's cluster \"%s\" is system %" PRIu64,
                             b->id, b->m.system_identifier, repo->cluster,
                             cat->identity.system_identifier);
+    drop_records(b);
     return 0;
 }
 
@@ -207,6 +229,139 @@ static void settle_status(const struct ws_catalog *cat, struct ws_catalog_backup
         b->status = b->missing_wal[0] ? WS_BACKUP_INCOMPLETE : WS_BACKUP_COMPLETE;
     else
         b->status = b->bad_manifest ? WS_BACKUP_INVALID : WS_BACKUP_RUNNING;
+}
+
+void ws_catalog_why(const struct ws_catalog_backup *b, char *out, size_t outsz)
+{
+    if (b->status == WS_BACKUP_DELETING)
+        snprintf(out, outsz, "wal-prune began deleting it");
+    else if (b->bad_manifest)
+        snprintf(out, outsz, "%s", b->manifest_error);
+    else if (!b->has_manifest)
+        snprintf(out, outsz, "no manifest: still running, or failed");
+    else if (b->missing_wal[0])
+        snprintf(out, outsz, "WAL file %s is missing from the repository", b->missing_wal);
+    else
+        snprintf(out, outsz, "%s", b->chain_error);
+}
+
+const struct ws_catalog_backup *ws_catalog_find(const struct ws_catalog *cat, const char *id)
+{
+    size_t lo = 0, hi = cat->nbackups;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(cat->backups[mid].id, id);
+        if (c == 0)
+            return &cat->backups[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* The next link after b (which has a manifest): *r = its reference, NULL for a full backup.
+ * WS_ERR_CORRUPT when b names no older reference, WS_ERR_NOT_FOUND when it is not in the
+ * catalog; err says which. */
+static int next_link(const struct ws_catalog *cat, const struct ws_catalog_backup *b,
+                     const struct ws_catalog_backup **r, struct ws_error *err)
+{
+    *r = NULL;
+    if (b->m.type == WS_BACKUP_FULL)
+        return 0;
+    if (!b->m.reference[0] || strcmp(b->m.reference, b->id) >= 0)
+        return ws_error_set(err, WS_ERR_CORRUPT, "backup %s names no older backup as its reference",
+                            b->id);
+    if (!(*r = ws_catalog_find(cat, b->m.reference)))
+        return ws_error_set(err, WS_ERR_NOT_FOUND, "backup %s: its reference %s is missing", b->id,
+                            b->m.reference);
+    return 0;
+}
+
+/* How a link that is not complete breaks the chains it is in. */
+static const char *link_state(enum ws_backup_status status)
+{
+    switch (status) {
+    case WS_BACKUP_DELETING:
+        return "being deleted";
+    case WS_BACKUP_RUNNING:
+        return "running (no manifest)";
+    default:
+        return ws_backup_status_name(status);
+    }
+}
+
+/* Sets b's chain_error and status when its chain does not resolve (catalog.h). Runs after the
+ * status of every older backup is settled: a link that is complete has a complete chain. */
+static void settle_chain(const struct ws_catalog *cat, struct ws_catalog_backup *b)
+{
+    const struct ws_catalog_backup *cur = b, *r = NULL;
+    struct ws_error e = {0};
+    enum ws_backup_status broken = WS_BACKUP_INCOMPLETE;
+    int rc;
+
+    if (!b->has_manifest)
+        return;
+    /* down the chain while the next link is broken by its own chain only */
+    while ((rc = next_link(cat, cur, &r, &e)) == 0 && r && r->status != WS_BACKUP_COMPLETE) {
+        if (!r->chain_error[0] || r->status == WS_BACKUP_DELETING || r->missing_wal[0])
+            break;
+        cur = r;
+    }
+    if (rc == 0 && (!r || r->status == WS_BACKUP_COMPLETE))
+        return;
+    if (rc == WS_ERR_CORRUPT) {
+        broken = WS_BACKUP_INVALID;
+        snprintf(b->chain_error, sizeof(b->chain_error), "%.299s", e.msg);
+    } else {
+        const char *id = rc == WS_ERR_NOT_FOUND ? cur->m.reference : r->id;
+        if (rc == 0 && r->status == WS_BACKUP_INVALID)
+            broken = WS_BACKUP_INVALID;
+        if (cur == b)
+            snprintf(b->chain_error, sizeof(b->chain_error), "its reference %s is %s", id,
+                     rc ? "missing" : link_state(r->status));
+        else
+            snprintf(b->chain_error, sizeof(b->chain_error), "%s, a backup of its chain, is %s", id,
+                     rc ? "missing" : link_state(r->status));
+    }
+    if (b->status == WS_BACKUP_COMPLETE || broken == WS_BACKUP_INVALID)
+        b->status = b->status == WS_BACKUP_DELETING ? WS_BACKUP_DELETING : broken;
+}
+
+int ws_catalog_chain(const struct ws_catalog *cat, const struct ws_catalog_backup *b,
+                     const struct ws_catalog_backup ***out, size_t *n, struct ws_error *err)
+{
+    const struct ws_catalog_backup **v = NULL, *cur = b;
+    size_t cnt = 0;
+    int rc = 0;
+
+    *out = NULL;
+    *n = 0;
+    while (cur) {
+        void *p = realloc(v, (cnt + 1) * sizeof(*v));
+        if (!p) {
+            rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+            goto out;
+        }
+        v = p;
+        v[cnt++] = cur;
+        if (!cur->has_manifest) {
+            rc = ws_error_set(err, WS_ERR_CORRUPT,
+                              "backup %s of the chain of backup %s has no readable manifest",
+                              cur->id, b->id);
+            goto out;
+        }
+        if ((rc = next_link(cat, cur, &cur, err)) != 0)
+            goto out;
+    }
+    *out = v;
+    *n = cnt;
+    v = NULL;
+out:
+    free(v);
+    return rc;
 }
 
 int ws_catalog_load(struct ws_repo *repo, const struct ws_keyring *kr, struct ws_catalog *cat,
@@ -246,6 +401,8 @@ int ws_catalog_load(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
     for (i = 0; i < cat->nbackups && rc == 0; i++)
         if ((rc = load_manifest(repo, kr, cat, &cat->backups[i], err)) == 0)
             settle_status(cat, &cat->backups[i]);
+    for (i = 0; i < cat->nbackups && rc == 0; i++)
+        settle_chain(cat, &cat->backups[i]); /* by id: references first */
 out:
     if (rc)
         ws_catalog_free(cat);
@@ -262,6 +419,26 @@ void ws_catalog_free(struct ws_catalog *cat)
     free(cat->segs);
     free(cat->histories);
     memset(cat, 0, sizeof(*cat));
+}
+
+int ws_catalog_manifest(struct ws_repo *repo, const struct ws_keyring *kr,
+                        const struct ws_catalog_backup *b, struct ws_manifest *m,
+                        struct ws_error *err)
+{
+    int rc;
+
+    memset(m, 0, sizeof(*m));
+    if (!b->has_manifest)
+        return ws_error_set(err, WS_ERR_NOT_FOUND, "backup %s has no readable manifest", b->id);
+    if ((rc = ws_manifest_load(repo, kr, b->id, m, err)) != 0)
+        return rc;
+    if (m->nfiles != b->nfiles || m->stop_lsn != b->m.stop_lsn || m->type != b->m.type ||
+        strcmp(m->reference, b->m.reference) != 0) {
+        ws_manifest_free(m);
+        return ws_error_set(err, WS_ERR_CORRUPT,
+                            "the manifest of backup %s changed while it was being read", b->id);
+    }
+    return 0;
 }
 
 const struct ws_catalog_backup *ws_catalog_latest(const struct ws_catalog *cat)

@@ -8,11 +8,16 @@
  *               is never complete (its manifest and missing_wal are still read and reported)
  *   complete    its manifest verifies AND every WAL segment from its start to its stop segment
  *               is in the repository (lost WAL makes a backup incomplete instead of silently
- *               unrestorable)
- *   incomplete  its manifest verifies, WAL is missing: missing_wal names the first segment
+ *               unrestorable) AND, for a diff or incr, every link of its chain is complete
  *   invalid     a manifest is there but does not verify (damaged, misnamed, or encrypted with a
- *               key we do not have): manifest_error says why
+ *               key we do not have): manifest_error says why; or a diff/incr whose chain has
+ *               an invalid link, or names no older reference: chain_error says why
+ *   incomplete  its manifest verifies, WAL is missing: missing_wal names the first segment;
+ *               or a diff/incr whose chain has a link missing, incomplete, running or being
+ *               deleted: chain_error names it ("its reference <ID> is missing")
  *   running     no manifest: a backup still being written, or one that died
+ * The chain of a backup is itself, its reference (manifest.h), that one's reference, ... down to
+ * a full backup; a reference is always older (a smaller id).
  * `pinned` (<ID>/keep exists) is independent of the status.
  *
  * Errors of ws_catalog_load(): the storage's and the identity's; WS_ERR_FOREIGN for a manifest of
@@ -20,7 +25,12 @@
  * one damaged manifest must not hide the others); a cluster without identity is empty, no error.
  * On failure nothing is left to free.
  *
- * Ownership: a ws_catalog owns its arrays and manifests; ws_catalog_free().
+ * Memory: the catalog holds each backup's manifest header only (`m`: its record arrays are
+ * empty, nfiles and the other counts 0; the file and bad-page counts are in nfiles/nbadpages):
+ * while loading, one manifest's records at a time. ws_catalog_manifest() loads a backup's whole
+ * manifest when a command needs its records.
+ *
+ * Ownership: a ws_catalog owns its arrays and manifest headers; ws_catalog_free().
  */
 #ifndef WS_REPO_CATALOG_H
 #define WS_REPO_CATALOG_H
@@ -49,8 +59,12 @@ struct ws_catalog_backup {
     int has_manifest; /* present and valid: m is loaded */
     int bad_manifest; /* present but unreadable: manifest_error says why */
     char manifest_error[300];
-    struct ws_manifest m;
+    struct ws_manifest m;    /* its header: no records (ws_catalog_manifest for those) */
+    size_t nfiles;           /* its file records */
+    size_t nbadpages;        /* and bad-page records */
     char missing_wal[32];    /* first missing segment of its WAL range; "" when none is */
+    char chain_error[300];   /* why its chain does not resolve, naming the link; "" when it
+                                does (or it is full, or has no manifest) */
     uint64_t stored_objects; /* bytes of its objects in storage (from the listing) */
     int64_t newest_mtime;    /* of its objects */
     int pinned; /* <ID>/keep exists: `basebackup keep ID`; wal-prune never deletes it */
@@ -77,7 +91,24 @@ int ws_catalog_load(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
                     struct ws_error *err);
 void ws_catalog_free(struct ws_catalog *cat);
 int ws_catalog_has_seg(const struct ws_catalog *cat, uint32_t tli, uint64_t segno);
+/* b's whole manifest, records included, into *m (the caller frees it: ws_manifest_free): the
+ * errors of ws_manifest_load(); WS_ERR_NOT_FOUND when b has no readable manifest, WS_ERR_CORRUPT
+ * when what is read now is not what the catalog read. */
+int ws_catalog_manifest(struct ws_repo *repo, const struct ws_keyring *kr,
+                        const struct ws_catalog_backup *b, struct ws_manifest *m,
+                        struct ws_error *err);
 /* The newest complete backup, or NULL. */
 const struct ws_catalog_backup *ws_catalog_latest(const struct ws_catalog *cat);
+/* Why b is not complete, as one phrase into out: its tombstone, its manifest_error, no manifest,
+ * its missing_wal or its chain_error (in that order); "" when it is complete. */
+void ws_catalog_why(const struct ws_catalog_backup *b, char *out, size_t outsz);
+/* The backup with this id, or NULL. */
+const struct ws_catalog_backup *ws_catalog_find(const struct ws_catalog *cat, const char *id);
+/* The chain of b, newest first: *out[0] is b, the last its full backup; pointers into cat (the
+ * array is malloc'ed: free it, not the entries). Statuses are not checked (a complete b has a
+ * complete chain). WS_ERR_NOT_FOUND naming the first link not in the catalog, WS_ERR_CORRUPT when
+ * a link has no readable manifest or a reference is not older than its backup. */
+int ws_catalog_chain(const struct ws_catalog *cat, const struct ws_catalog_backup *b,
+                     const struct ws_catalog_backup ***out, size_t *n, struct ws_error *err);
 
 #endif

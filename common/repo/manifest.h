@@ -19,7 +19,8 @@
  * bytes [0, first piece's file offset); the pieces are contiguous, end at its size, and lie in
  * bundles of increasing number (never two pieces of one file in one bundle).
  *
- * Text form: "walsafe-manifest 1", then one record per line, fields separated by one space,
+ * Text form: "walsafe-manifest 2" (version 1, from before incremental backups, is still read:
+ * version 1, type full, no maps), then one record per line, fields separated by one space,
  * strings %XX-escaped; at most WS_MANIFEST_LIMIT bytes. The exact format, what
  * ws_manifest_format() writes and ws_manifest_parse() accepts: docs/design/manifest.md.
  * Whether a backup is complete is the catalog's business (catalog.h).
@@ -52,16 +53,31 @@ struct ws_bpiece {
     uint64_t offset; /* in the bundle's content */
 };
 
+/* What a backup stores of a file (docs/design/incremental.md). */
+enum ws_bfile_kind {
+    WS_BFILE_WHOLE = 0, /* "file": all its bytes, at bundle/offset (and its pieces) */
+    WS_BFILE_DELTA,     /* "delta": a delta extent (repo/blockmap.h) at bundle/offset, `length`
+                           bytes: the blocks that differ from the reference's version */
+    WS_BFILE_REF,       /* "ref": nothing; its content is the reference's version */
+};
+
 struct ws_bfile {
     char *path;
     uint32_t mode;
     int64_t mtime;
     uint64_t size;
-    uint8_t sha256[32];
-    uint32_t bundle; /* of the file's first bytes (all of them when npieces is 0) */
+    uint8_t sha256[32]; /* always of the whole file as read from the data directory */
+    uint32_t bundle;    /* of the file's first bytes (all of them when npieces is 0) */
     uint64_t offset;
     struct ws_bpiece *pieces; /* pieces after the first, owned by the record */
     size_t npieces;
+    int kind;                        /* enum ws_bfile_kind */
+    char base[WS_BACKUP_ID_LEN + 1]; /* DELTA and REF: the backup of the chain holding the
+                                        file's last whole copy; "" for WHOLE */
+    uint64_t length;                 /* DELTA: bytes of the delta extent */
+    int has_map;                     /* block digests recorded ("map" line) */
+    uint32_t map;                    /* their map object, */
+    uint64_t map_index;              /* and the index of the first digest in it */
 };
 
 struct ws_bdir {
@@ -79,7 +95,13 @@ struct ws_badpage {
     uint32_t block;
 };
 
+enum ws_backup_type { WS_BACKUP_FULL = 0, WS_BACKUP_DIFF, WS_BACKUP_INCR };
+/* "full", "diff", "incr"; ws_backup_type_parse() returns -1 for anything else. */
+const char *ws_backup_type_name(int type);
+int ws_backup_type_parse(const char *s);
+
 struct ws_manifest {
+    int version; /* 1 (no block maps, always full) or 2 */
     char id[WS_BACKUP_ID_LEN + 1];
     char *label;
     int64_t start_time, stop_time; /* seconds since the epoch, UTC */
@@ -91,12 +113,17 @@ struct ws_manifest {
     int data_checksums;
     uint64_t bytes, stored_bytes;
     uint32_t bundles;
+    uint32_t maps;                        /* map objects, map/000000 .. map/<maps-1> (version 2) */
+    uint32_t block_size;                  /* of the block digests and delta extents (version 2) */
+    int type;                             /* enum ws_backup_type; version 1: full */
+    char reference[WS_BACKUP_ID_LEN + 1]; /* diff/incr: the backup it is relative to */
     struct ws_btblspc *tblspc;
     size_t ntblspc;
     struct ws_bdir *dirs;
     size_t ndirs;
     struct ws_bfile *files;
     size_t nfiles;
+    size_t files_cap, dirs_cap; /* room reserved by the parser (0: grown by doubling) */
     struct ws_badpage *badpages;
     size_t nbadpages;
 };
@@ -116,6 +143,10 @@ int ws_manifest_format(const struct ws_manifest *m, char **out, size_t *outlen,
 /* Parses the text form; `what` names it in messages. WS_ERR_CORRUPT on any deviation. */
 int ws_manifest_parse(const char *text, size_t len, const char *what, struct ws_manifest *m,
                       struct ws_error *err);
+/* The same on a buffer the parser may change (text[len] must be '\0'): no copy of the text, so
+ * a manifest in memory costs its text once plus its records (ws_manifest_load uses it). */
+int ws_manifest_parse_inplace(char *text, size_t len, const char *what, struct ws_manifest *m,
+                              struct ws_error *err);
 
 /* The stop segment: the one holding the last byte before stop_lsn. */
 uint64_t ws_manifest_start_segno(const struct ws_manifest *m);

@@ -105,28 +105,35 @@ if [ "$REPO_KIND" = s3 ]; then
     sed "s|^$KPREFIX||; s|\t| |" "$T/objects.raw" | LC_ALL=C sort >"$T/objects"
 else
     # OpenSSH's sftp with the test's client key and known_hosts (not libcurl/libssh2).
-    printf 'ls -1 %s\nls -1 %s\n' "$REPO_FILES/$BPREFIX" "$REPO_FILES/$BPREFIX/data" >"$T/sftp.batch"
+    printf 'ls -1 %s\nls -1 %s\nls -1 %s\n' "$REPO_FILES/$BPREFIX" "$REPO_FILES/$BPREFIX/data" \
+        "$REPO_FILES/$BPREFIX/map" >"$T/sftp.batch"
     sftp -q -b "$T/sftp.batch" -i "$SSHD_CLIENT_KEY" -o BatchMode=yes -o IdentitiesOnly=yes \
         -o UserKnownHostsFile="$SSHD_KNOWN_HOSTS" -o GlobalKnownHostsFile=/dev/null \
         -o StrictHostKeyChecking=yes -P "$SSHD_PORT" root@127.0.0.1 >"$T/sftp.out" 2>"$T/sftp.err" ||
         fail "sftp ls of the backup failed: $(cat "$T/sftp.err")"
     # sftp prints each name with the directory it listed; sizes from the server's file system.
-    grep -v '^sftp>' "$T/sftp.out" | sed "s|^$REPO_FILES/$BPREFIX/||" | grep -v '^data$' |
+    grep -v '^sftp>' "$T/sftp.out" | sed "s|^$REPO_FILES/$BPREFIX/||" | grep -v -E '^(data|map)$' |
         while read -r name; do
             [ -n "$name" ] && echo "$name $(stat -c %s "$REPO_FILES/$BPREFIX/$name" 2>/dev/null)"
         done | LC_ALL=C sort >"$T/objects"
-    printf '%s\n' "$(ls -1 "$REPO_FILES/$BPREFIX/data" | sed 's|^|data/|')" manifest |
+    printf '%s\n' "$(ls -1 "$REPO_FILES/$BPREFIX/data" | sed 's|^|data/|')" \
+        "$(ls -1 "$REPO_FILES/$BPREFIX/map" | sed 's|^|map/|')" manifest |
         LC_ALL=C sort >"$T/objects.fs"
     assert_eq "$(cut -d' ' -f1 "$T/objects" | tr '\n' ' ')" "$(tr '\n' ' ' <"$T/objects.fs")" \
         "names sftp lists vs the server's file system"
 fi
 grep -q '^manifest [0-9]' "$T/objects" || fail "no manifest object under $BPREFIX: $(cat "$T/objects")"
-bad=$(grep -v -E '^(manifest|data/[0-9]{6}) [0-9]+$' "$T/objects")
+bad=$(grep -v -E '^(manifest|data/[0-9]{6}|map/[0-9]{6}) [0-9]+$' "$T/objects")
 [ -z "$bad" ] || fail "unexpected objects under $BPREFIX: $(echo $bad)"
 NB=$(grep -c '^data/' "$T/objects")
 [ "$NB" -ge 2 ] || fail "$NB bundle(s) under $BPREFIX/data, expected one per worker at least (--parallel 2)"
 want=$(for ((i = 0; i < NB; i++)); do printf 'data/%06d ' "$i"; done)
 assert_eq "$(grep '^data/' "$T/objects" | cut -d' ' -f1 | tr '\n' ' ')" "$want" "bundle names"
+# Block digests of the relation files (repo/blockmap.h): one map object per worker at least.
+NM=$(grep -c '^map/' "$T/objects")
+[ "$NM" -ge 1 ] || fail "no map object under $BPREFIX/map"
+want=$(for ((i = 0; i < NM; i++)); do printf 'map/%06d ' "$i"; done)
+assert_eq "$(grep '^map/' "$T/objects" | cut -d' ' -f1 | tr '\n' ' ')" "$want" "map object names"
 read -r BIG BIG_SIZE < <(grep '^data/' "$T/objects" | sort -k2,2n | tail -1)
 note "$NB bundles, the largest $BIG ($BIG_SIZE bytes); $(grep '^manifest' "$T/objects")"
 if [ "$REPO_KIND" = s3 ]; then

@@ -657,3 +657,49 @@ pgbench_sums() {
         (select md5(coalesce(string_agg(t::text, ',' order by t::text), '')) from pgbench_history t),
         (select count(*) from pgbench_history))"
 }
+
+# ---- comparing clusters (incremental backups, delta restore) ----
+
+# table_sums PORT: one line per permanent table of every database that accepts connections
+# (templates left out): "DB.SCHEMA.TABLE ROWS MD5" over every row in a fixed order, sorted.
+# Unlogged tables are left out (a restored copy has them empty: see unlogged_tables).
+table_sums() {
+    local port=$1 db
+    for db in $(pg_psql "$port" -c "select datname from pg_database
+                                    where datallowconn and not datistemplate order by 1"); do
+        "$PGBIN/psql" -h "$SOCK" -p "$port" -U postgres -d "$db" -X -A -t -q -v ON_ERROR_STOP=1 -c "
+            select current_database() || '.' || n.nspname || '.' || c.relname || ' ' ||
+                   (xpath('/row/s/text()', query_to_xml(format(
+                       'select count(*) || '' '' || md5(coalesce(string_agg(t::text, '','' order by t::text), '''')) as s from %s t',
+                       c.oid::regclass), false, true, '')))[1]::text
+            from pg_class c join pg_namespace n on n.oid = c.relnamespace
+            where c.relkind in ('r', 'm') and c.relpersistence = 'p'
+              and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_toast'
+            order by 1" || return 1
+    done
+}
+
+# unlogged_tables PORT DB: "TABLE ROWS" of every unlogged table of DB, sorted.
+unlogged_tables() {
+    "$PGBIN/psql" -h "$SOCK" -p "$1" -U postgres -d "$2" -X -A -t -q -v ON_ERROR_STOP=1 -F ' ' -c "
+        select c.relname, (xpath('/row/n/text()', query_to_xml(format('select count(*) as n from %s',
+                           c.oid::regclass), false, true, '')))[1]::text
+        from pg_class c where c.relkind = 'r' and c.relpersistence = 'u' order by 1"
+}
+
+# amcheck PORT WHAT: pg_amcheck of every database of the server on PORT (heap and btree, with
+# heapallindexed; the amcheck extension installed where missing); fails naming WHAT and showing
+# its report unless it finds nothing.
+amcheck() {
+    if ! "$PGBIN/pg_amcheck" -h "$SOCK" -p "$1" -U postgres --all --install-missing \
+        --heapallindexed >"$T/amcheck.out" 2>&1; then
+        fail "$2: pg_amcheck reports corruption or failed:"
+        head -20 "$T/amcheck.out" | sed 's/^/      /'
+        return 1
+    fi
+}
+
+# backup_field ID FIELD: a field of backup ID in $T/list.json (bb_list), "absent" without one.
+backup_field() {
+    json_eval "$T/list.json" "(b => b && '$2' in b ? b['$2'] : 'absent')(j.backups.find(b => b.id === '$1'))"
+}

@@ -62,6 +62,18 @@ assert_rc 2 "basebackup with an unknown command"
 assert_err_contains "unknown command \"frobnicate\"" "basebackup with an unknown command"
 run "$BASEBACKUP" --config "$CONF" list --fast
 assert_rc 2 "basebackup list --fast"
+before=$(repo_state "$T/top")
+run "$BASEBACKUP" --config "$CONF" create --type bogus
+assert_rc 2 "basebackup create --type bogus"
+assert_err_contains "--type must be full, diff or incr (got \"bogus\")" "basebackup create --type bogus"
+[ "$(grep -c ERROR "$T/.last.err")" -eq 1 ] || fail "basebackup create --type bogus: not one error line"
+run "$BASEBACKUP" --config "$CONF" create --type
+assert_rc 2 "basebackup create --type without a value"
+assert_err_contains "--type must be full, diff or incr" "basebackup create --type without a value"
+run "$BASEBACKUP" --config "$CONF" list --type incr
+assert_rc 2 "basebackup list --type incr"
+assert_err_contains "--type, --label and --fast apply to create, not to list" "basebackup list --type"
+[ "$(repo_state "$T/top")" = "$before" ] || fail "a refused --type changed the repository"
 run "$WAL_PRUNE" --config "$CONF" --no-such-option
 assert_rc 2 "wal-prune with an unknown option"
 

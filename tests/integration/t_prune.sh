@@ -149,7 +149,7 @@ assert_absent "$OLD_TMP" "a temp file two days old"
 [ -f "$NEW_TMP" ] || fail "a fresh temp file was removed"
 rm -f "$NEW_TMP"
 assert_eq "$(grep -c . "$T/.last.out")" 2 "lines printed without a terminal (one per backup, a summary)"
-grep -q "^deleted backup $ID1 (complete, started .*): older than the 2 newest complete backups" \
+grep -q "^deleted backup $ID1 (complete, started .*): older than the 2 newest complete full backups" \
     "$T/.last.out" || fail_cmd "no line for the deleted backup: $(cat "$T/.last.out")"
 grep -q -E "^summary: deleted 1 backup\(s\) \([0-9.]+ [kMG]?B\), $(wc -l <"$T/wal.expect_gone") WAL file\(s\) and 1 temp file\(s\) of killed uploads .*freed" \
     "$T/.last.out" || fail "unexpected summary: $(tail -1 "$T/.last.out")"
@@ -212,7 +212,7 @@ assert_rc 0 "basebackup keep $ID3"
 bb_list "$CONF" && assert_eq "$(json_eval "$T/list.json" "String(j.backups.find(b => b.id === '$ID3').pinned)")" \
     true "pinned in list --json"
 bb --config "$CONF" list
-grep -E "^$ID3 +complete +yes " "$T/.last.out" >/dev/null || fail_cmd "the text list does not show the pin"
+grep -E "^$ID3 +complete +full +- +yes " "$T/.last.out" >/dev/null || fail_cmd "the text list does not show the pin"
 wp --retain-full 1
 assert_rc 0 "wal-prune --retain-full 1 with a pin"
 bb_list "$CONF" && assert_eq "$(backup_status "$ID3")" complete "the pinned backup"

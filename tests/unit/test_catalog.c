@@ -222,8 +222,22 @@ static void test_scenario(void)
 
     CHECK(a->has_manifest && !a->bad_manifest && a->status == WS_BACKUP_COMPLETE &&
           a->missing_wal[0] == '\0');
-    CHECK(strcmp(a->m.id, ID_A) == 0 && a->m.start_lsn == 0x2000028 && a->m.nfiles == 1);
+    CHECK(strcmp(a->m.id, ID_A) == 0 && a->m.start_lsn == 0x2000028 && a->nfiles == 1);
     CHECK(a->m.label && strcmp(a->m.label, "test backup") == 0);
+    /* the catalog holds headers: no manifest's records, their counts kept for list */
+    for (i = 0; i < cat.nbackups; i++) {
+        const struct ws_manifest *m = &cat.backups[i].m;
+        CHECK(!m->files && !m->nfiles && !m->dirs && !m->ndirs && !m->tblspc && !m->ntblspc &&
+              !m->badpages && !m->nbadpages);
+    }
+    {
+        struct ws_manifest whole;
+        CHECK(ws_catalog_manifest(&repo, NULL, a, &whole, &err) == 0);
+        CHECK(whole.nfiles == 1 && whole.files && strcmp(whole.id, ID_A) == 0);
+        ws_manifest_free(&whole);
+        CHECK(ws_catalog_manifest(&repo, NULL, e, &whole, &err) == WS_ERR_NOT_FOUND);
+        CHECK(strstr(err.msg, ID_E) != NULL && whole.files == NULL);
+    }
     CHECK(b->has_manifest && b->status == WS_BACKUP_COMPLETE);
     CHECK(f->has_manifest && f->status == WS_BACKUP_COMPLETE);
     CHECK(c->has_manifest && c->status == WS_BACKUP_INCOMPLETE);
@@ -231,7 +245,7 @@ static void test_scenario(void)
     CHECK(d->has_manifest && d->status == WS_BACKUP_INCOMPLETE);
     CHECK(strcmp(d->missing_wal, "000000020000000000000002") == 0);
     CHECK(!e->has_manifest && !e->bad_manifest && e->status == WS_BACKUP_RUNNING);
-    CHECK(e->m.nfiles == 0 && e->m.label == NULL);
+    CHECK(e->nfiles == 0 && e->m.label == NULL);
 
     /* sizes and times come from the listing */
     ws_backup_manifest_key(&repo, ID_A, key, sizeof(key));

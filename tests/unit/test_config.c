@@ -12,6 +12,7 @@
 
 #include "base/config.h"
 #include "io/key.h"
+#include "repo/manifest.h"
 #include "unit.h"
 
 /* Writes text into <tmpdir>/name with exactly `mode`; returns the path (static storage). */
@@ -266,6 +267,46 @@ static void test_good_values(void)
     CHECK(ws_config_set(&cfg, "s3_verify_tls", "on", "t", &err) == 0 && cfg.s3_verify_tls == 1);
     CHECK(ws_config_set(&cfg, "retain_full", "3", "t", &err) == 0 && cfg.retain_full == 3);
     CHECK(ws_config_set(&cfg, "parallel", "256", "t", &err) == 0 && cfg.parallel == 256);
+    ws_config_free(&cfg);
+}
+
+/* backup_type: full (the default), diff or incr, in the order of enum ws_backup_type; anything
+ * else (other case, the long names, empty) is refused naming the source, the key, the value and
+ * the choices, in a file with its line, and leaves the previous value. */
+static void test_backup_type(void)
+{
+    static const char *const bad[] = {"bogus", "FULL", "incremental", "differential", "", "incr "};
+    struct ws_config cfg;
+    struct ws_error err = {0};
+    char want[256], text[256];
+
+    ws_config_init(&cfg);
+    CHECK(cfg.backup_type == WS_BACKUP_FULL);
+    CHECK(ws_config_set(&cfg, "backup_type", "incr", "t", &err) == 0 &&
+          cfg.backup_type == WS_BACKUP_INCR);
+    CHECK(ws_config_set(&cfg, "backup_type", "diff", "t", &err) == 0 &&
+          cfg.backup_type == WS_BACKUP_DIFF);
+    CHECK(ws_config_set(&cfg, "backup_type", "full", "t", &err) == 0 &&
+          cfg.backup_type == WS_BACKUP_FULL);
+    CHECK(strcmp(ws_backup_type_choices[WS_BACKUP_DIFF], "diff") == 0 &&
+          ws_backup_type_choices[WS_BACKUP_INCR + 1] == NULL);
+    CHECK(ws_config_set(&cfg, "backup_type", "incr", "t", &err) == 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&err, 0, sizeof(err));
+        CHECK(ws_config_set(&cfg, "backup_type", bad[i], "WALSAFE_BACKUP_TYPE", &err) ==
+              WS_ERR_CONFIG);
+        snprintf(want, sizeof(want),
+                 "WALSAFE_BACKUP_TYPE: invalid value \"%s\" for \"backup_type\": expected one of "
+                 "full, diff, incr",
+                 bad[i]);
+        CHECK(strcmp(err.msg, want) == 0);
+        CHECK(cfg.backup_type == WS_BACKUP_INCR);
+    }
+    snprintf(text, sizeof(text), "repo = /a\n\nbackup_type = 'weekly'\n");
+    memset(&err, 0, sizeof(err));
+    CHECK(ws_config_parse_text(&cfg, text, "/etc/w.conf", &err) == WS_ERR_CONFIG);
+    CHECK(contains(err.msg, "/etc/w.conf") && contains(err.msg, "line 3") &&
+          contains(err.msg, "\"weekly\" for \"backup_type\": expected one of full, diff, incr"));
     ws_config_free(&cfg);
 }
 
@@ -910,6 +951,7 @@ const struct unit_test unit_tests[] = {
     {"unknown_key", test_unknown_key},
     {"bad_values", test_bad_values},
     {"good_values", test_good_values},
+    {"backup_type", test_backup_type},
     {"parse_size", test_parse_size},
     {"parse_duration", test_parse_duration},
     {"cluster_names", test_cluster_names},

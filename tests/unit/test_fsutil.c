@@ -337,6 +337,24 @@ static void test_tree(void)
     CHECK(ws_tree_open(&t, &c, "base/5/1262", O_WRONLY | O_CREAT | O_EXCL, 0600, &fd, &err) == 0);
     close(fd);
 
+    /* changed in place only when a regular file of its own: not through a hard link (the file
+     * outside keeps its bytes), never blocked on a FIFO */
+    CHECK(ws_tree_open_own(&t, &c, "base/5/1259", O_RDWR, &fd, &err) == 0 && fd >= 0);
+    close(fd);
+    path_of(p, sizeof(p), root, "base/5/1259");
+    {
+        char q[700];
+        path_of(q, sizeof(q), elsewhere, "linked");
+        REQUIRE(link(p, q) == 0);
+        CHECK(ws_tree_open_own(&t, &c, "base/5/1259", O_WRONLY, &fd, &err) == WS_ERR_INVALID);
+        CHECK(fd == -1 && strstr(err.msg, "base/5/1259") != NULL);
+        CHECK(file_is(q, "abc"));
+    }
+    path_of(p, sizeof(p), root, "base/5/1263");
+    REQUIRE(mkfifo(p, 0600) == 0);
+    CHECK(ws_tree_open_own(&t, &c, "base/5/1263", O_WRONLY, &fd, &err) != 0 && fd == -1);
+    CHECK(ws_tree_open_own(&t, &c, "base/5/1261", O_WRONLY, &fd, &err) == WS_ERR_IO);
+
     /* paths a tree never resolves */
     static const char *const bad[] = {"", "/etc", "a//b", "./a", "a/.", "a/../b", "..", "a/"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)

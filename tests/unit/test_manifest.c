@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "repo/blockmap.h"
 #include "repo/manifest.h"
 #include "unit.h"
 
@@ -21,7 +22,7 @@
 /* ---- a valid manifest as lines, and texts built from it ---- */
 
 static const char *const base_lines[] = {
-    "walsafe-manifest 1",
+    "walsafe-manifest 2",
     "id 20261122T101500Z",
     "label Nightly%20backup",
     "start_time 2026-11-22T10:15:00Z",
@@ -36,6 +37,9 @@ static const char *const base_lines[] = {
     "bytes 12345",
     "stored_bytes 6789",
     "bundles 2",
+    "maps 1",
+    "block_size 8192",
+    "type full",
     "tablespace 16385 /srv/tbs%20one",
     "dir 700 base",
     "dir 750 pg_tblspc/16385/PG_15_202209061",
@@ -46,7 +50,7 @@ static const char *const base_lines[] = {
     "end 3",
 };
 #define NBASE (sizeof(base_lines) / sizeof(base_lines[0]))
-#define FIRST_RECORD 15 /* index of the first line after the header keys */
+#define FIRST_RECORD 18 /* index of the first line after the header keys */
 
 enum edit_kind { E_NONE, E_REPLACE, E_DELETE, E_INSERT_AFTER, E_SWAP_NEXT };
 
@@ -93,21 +97,41 @@ static int parse_len(const char *text, size_t len, struct ws_manifest *m, struct
     return ws_manifest_parse(text, len, "test", m, err);
 }
 
-/* Parses an edited base text; returns the code and frees everything. */
-static int parse_edit(enum edit_kind kind, size_t at, const char *line)
+/* Parses lines[0..n) with one edit; returns the code, the message in msg (if not NULL), and
+ * frees everything. */
+static int parse_lines_edit(const char *const *lines, size_t n, enum edit_kind kind, size_t at,
+                            const char *line, char *msg, size_t msgsz)
 {
     struct ws_manifest m;
     struct ws_error err = {0};
     size_t len;
-    char *text = edited(kind, at, line, &len);
+    char *text = edited_from(lines, n, kind, at, line, &len);
     int rc = parse_len(text, len, &m, &err);
 
     if (rc == 0)
         ws_manifest_free(&m);
     else if (strstr(err.msg, "test") == NULL) /* messages name the manifest */
         unit_fail(__FILE__, __LINE__, "error message does not name the manifest");
+    if (msg)
+        snprintf(msg, msgsz, "%s", err.msg);
     free(text);
     return rc;
+}
+
+/* Index in lines[0..n) of the first line that starts with `prefix`. */
+static size_t line_at(const char *const *lines, size_t n, const char *prefix)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(lines[i], prefix, strlen(prefix)) == 0)
+            return i;
+    unit_fail(__FILE__, __LINE__, prefix);
+    return 0;
+}
+
+/* Parses an edited base text; returns the code and frees everything. */
+static int parse_edit(enum edit_kind kind, size_t at, const char *line)
+{
+    return parse_lines_edit(base_lines, NBASE, kind, at, line, NULL, 0);
 }
 
 static size_t key_line(const char *key)
@@ -155,6 +179,8 @@ static void test_parse_known(void)
     CHECK(m.data_checksums == 1);
     CHECK(m.bytes == 12345 && m.stored_bytes == 6789);
     CHECK(m.bundles == 2);
+    CHECK(m.version == 2 && m.maps == 1 && m.block_size == 8192 && m.type == WS_BACKUP_FULL);
+    CHECK(m.reference[0] == '\0');
     REQUIRE(m.ntblspc == 1);
     CHECK(m.tblspc[0].oid == 16385 && strcmp(m.tblspc[0].location, "/srv/tbs one") == 0);
     REQUIRE(m.ndirs == 2);
@@ -170,6 +196,8 @@ static void test_parse_known(void)
     CHECK(memcmp(m.files[1].sha256, b, 32) == 0);
     CHECK(m.files[1].bundle == 1 && m.files[1].offset == 0);
     CHECK(m.files[2].mtime == -5 && m.files[2].size == 0 && m.files[2].offset == 8192);
+    for (size_t i = 0; i < m.nfiles; i++)
+        CHECK(m.files[i].kind == WS_BFILE_WHOLE && !m.files[i].has_map && !m.files[i].base[0]);
     REQUIRE(m.nbadpages == 1);
     CHECK(strcmp(m.badpages[0].path, "base/1/1259") == 0 && m.badpages[0].block == 0);
 
@@ -221,6 +249,8 @@ static void fill(struct ws_manifest *m)
     m->bytes = UINT64_C(5) << 40;
     m->stored_bytes = 0;
     m->bundles = 3;
+    m->maps = 7;
+    m->block_size = 32768;
     CHECK(ws_manifest_add_tblspc(m, 16385, "/srv/tablespace one", &err) == 0);
     CHECK(ws_manifest_add_tblspc(m, 4294967295u, "/mnt/%d\xc3\xa9j\xc3\xa0 \"vu\"", &err) == 0);
     CHECK(ws_manifest_add_dir(m, "base", 0700, &err) == 0);
@@ -240,6 +270,9 @@ static void fill(struct ws_manifest *m)
         unit_random(f.sha256, 32, (uint32_t)i);
         f.bundle = (uint32_t)(i % 3);
         f.offset = i == 9 ? UINT64_MAX : 12345 * i;
+        f.has_map = i % 4 == 1;
+        f.map = f.has_map ? (uint32_t)(i % 7) : 0;
+        f.map_index = !f.has_map ? 0 : i == 5 ? UINT64_MAX : 1000 * i;
         CHECK(ws_manifest_add_file(m, &f, &err) == 0);
     }
     CHECK(ws_manifest_add_badpage(m, "base/1/file with spaces", 0, &err) == 0);
@@ -263,6 +296,8 @@ static void same_manifest(const struct ws_manifest *a, const struct ws_manifest 
     CHECK(a->system_identifier == b->system_identifier);
     CHECK(a->wal_segment_size == b->wal_segment_size && a->data_checksums == b->data_checksums);
     CHECK(a->bytes == b->bytes && a->stored_bytes == b->stored_bytes && a->bundles == b->bundles);
+    CHECK(a->maps == b->maps && a->block_size == b->block_size && a->type == b->type);
+    CHECK(strcmp(a->reference, b->reference) == 0);
     REQUIRE(a->ntblspc == b->ntblspc && a->ndirs == b->ndirs && a->nfiles == b->nfiles &&
             a->nbadpages == b->nbadpages);
     for (i = 0; i < a->ntblspc; i++)
@@ -275,7 +310,14 @@ static void same_manifest(const struct ws_manifest *a, const struct ws_manifest 
         CHECK(str_eq(x->path, y->path));
         CHECK(x->mode == y->mode && x->mtime == y->mtime && x->size == y->size);
         CHECK(memcmp(x->sha256, y->sha256, 32) == 0);
-        CHECK(x->bundle == y->bundle && x->offset == y->offset);
+        CHECK(x->kind == y->kind && strcmp(x->base, y->base) == 0);
+        if (x->kind != WS_BFILE_REF)
+            CHECK(x->bundle == y->bundle && x->offset == y->offset);
+        if (x->kind == WS_BFILE_DELTA)
+            CHECK(x->length == y->length);
+        CHECK(x->has_map == y->has_map);
+        if (x->has_map)
+            CHECK(x->map == y->map && x->map_index == y->map_index);
         CHECK(x->npieces == y->npieces);
         for (size_t k = 0; k < x->npieces && k < y->npieces; k++)
             CHECK(x->pieces[k].file_offset == y->pieces[k].file_offset &&
@@ -311,11 +353,22 @@ static void test_round_trip(void)
                        "%7Bc%7D%3Cd%3E%7Ce%21%24%5E ") != NULL);
     CHECK(strstr(text, "\nbadpage base/1/100%25%20done 4294967295\n") != NULL);
     CHECK(strstr(text, "\nend 100\n") != NULL && text[len - 1] == '\n');
+    CHECK(strncmp(text, "walsafe-manifest 2\n", 19) == 0);
+    CHECK(strstr(text, "\nbundles 3\nmaps 7\nblock_size 32768\ntype full\ntablespace ") != NULL);
+    CHECK(strstr(text, "\nmap 6 13000\nfile ") != NULL);                /* file 13 */
+    CHECK(strstr(text, "\nmap 5 18446744073709551615\nfile ") != NULL); /* file 5 */
+    CHECK(strstr(text, "reference") == NULL);
 
     REQUIRE(ws_manifest_parse(text, len, "rt", &p, &err) == 0);
     same_manifest(&m, &p);
+    /* the parser sized the record arrays to the records: no doubling past them */
+    CHECK(p.files_cap == p.nfiles && p.dirs_cap == p.ndirs);
     REQUIRE(ws_manifest_format(&p, &text2, &len2, &err) == 0);
     CHECK(len2 == len && memcmp(text, text2, len) == 0);
+    ws_manifest_free(&p);
+    /* in place (the loader's way): the same manifest */
+    REQUIRE(ws_manifest_parse_inplace(text2, len2, "rt", &p, &err) == 0);
+    same_manifest(&m, &p);
     ws_manifest_free(&p);
     free(text);
     free(text2);
@@ -334,11 +387,12 @@ static void test_round_trip_minimal(void)
     m.timeline = 1;
     m.pg_version = 90000;
     m.wal_segment_size = 1u << 20;
+    m.block_size = 1024;
     REQUIRE(ws_manifest_format(&m, &text, &len, &err) == 0);
     CHECK(strstr(text, "\nlabel %\n") != NULL);
     CHECK(strstr(text, "\nstart_time 1970-01-01T00:00:00Z\n") != NULL);
     CHECK(strstr(text, "\nstart_lsn 0/0\n") != NULL);
-    CHECK(strstr(text, "\nbundles 0\nend 0\n") != NULL);
+    CHECK(strstr(text, "\nbundles 0\nmaps 0\nblock_size 1024\ntype full\nend 0\n") != NULL);
     REQUIRE(ws_manifest_parse(text, len, "min", &p, &err) == 0);
     CHECK(p.label && p.label[0] == '\0');
     CHECK(p.nfiles == 0 && p.ndirs == 0 && p.ntblspc == 0 && p.nbadpages == 0);
@@ -376,8 +430,10 @@ static void test_base_is_valid(void)
 static void test_reject_magic(void)
 {
     static const char *const bad[] = {
-        "walsafe-manifest 2",  "walsafe-manifest 1 ", "walsafe-manifest",     "Walsafe-manifest 1",
-        "walsafe-manifest  1", " walsafe-manifest 1", "walsafe-manifest 1\r", "",
+        "walsafe-manifest 3",  "walsafe-manifest 2 ", "walsafe-manifest",     "Walsafe-manifest 2",
+        "walsafe-manifest  2", " walsafe-manifest 2", "walsafe-manifest 2\r", "",
+        "walsafe-manifest 1", /* version 1 has no maps, block_size, type */
+        "walsafe-manifest 02",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (parse_edit(E_REPLACE, 0, bad[i]) != WS_ERR_CORRUPT)
@@ -464,6 +520,19 @@ static void test_reject_values(void)
         {"bundles", 0, "bundles 4294967296"},
         {"bundles", 0, "bundles 1"}, /* a file lies in bundle 1 */
         {"bundles", 0, "bundles 0"},
+        {"maps", 0, "maps -1"},
+        {"maps", 0, "maps 4294967296"},
+        {"maps", 0, "maps"},
+        {"maps", 0, "maps 1 1"},
+        {"block_size", 0, "block_size 0"}, /* with maps 1 */
+        {"block_size", 0, "block_size 512"},
+        {"block_size", 0, "block_size 8000"},
+        {"block_size", 0, "block_size 65536"},
+        {"block_size", 0, "block_size 8k"},
+        {"type", 0, "type Full"},
+        {"type", 0, "type incremental"},
+        {"type", 0, "type"},
+        {"type", 0, "type full full"},
         {NULL, 0, "tablespace 0 /srv/x"},
         {NULL, 0, "tablespace x /srv/x"},
         {NULL, 0, "tablespace 4294967296 /srv/x"},
@@ -599,7 +668,7 @@ static void test_reject_extra_spaces(void)
  * lie in bundles of increasing number, above the bundle of its own record.
  */
 static const char *const piece_lines[] = {
-    "walsafe-manifest 1",
+    "walsafe-manifest 2",
     "id 20261122T101500Z",
     "label Nightly%20backup",
     "start_time 2026-11-22T10:15:00Z",
@@ -614,6 +683,9 @@ static const char *const piece_lines[] = {
     "bytes 276824292",
     "stored_bytes 6789",
     "bundles 5",
+    "maps 0",
+    "block_size 8192",
+    "type full",
     "dir 700 base",
     "file backup_label 600 1795342500 227 " HEXA " 4 1",
     "file base/1/16385 640 1795342401 67108865 " HEXA " 3 8388608",
@@ -627,35 +699,15 @@ static const char *const piece_lines[] = {
 };
 #define NPIECE (sizeof(piece_lines) / sizeof(piece_lines[0]))
 
-/* Index in piece_lines of the first line that starts with `prefix`. */
 static size_t piece_at(const char *prefix)
 {
-    for (size_t i = 0; i < NPIECE; i++)
-        if (strncmp(piece_lines[i], prefix, strlen(prefix)) == 0)
-            return i;
-    unit_fail(__FILE__, __LINE__, prefix);
-    return 0;
+    return line_at(piece_lines, NPIECE, prefix);
 }
 
-/* Parses piece_lines with one edit; returns the code, the message in msg (if not NULL), and
- * frees everything. */
 static int parse_piece_edit(enum edit_kind kind, size_t at, const char *line, char *msg,
                             size_t msgsz)
 {
-    struct ws_manifest m;
-    struct ws_error err = {0};
-    size_t len;
-    char *text = edited_from(piece_lines, NPIECE, kind, at, line, &len);
-    int rc = parse_len(text, len, &m, &err);
-
-    if (rc == 0)
-        ws_manifest_free(&m);
-    else if (strstr(err.msg, "test") == NULL)
-        unit_fail(__FILE__, __LINE__, "error message does not name the manifest");
-    if (msg)
-        snprintf(msg, msgsz, "%s", err.msg);
-    free(text);
-    return rc;
+    return parse_lines_edit(piece_lines, NPIECE, kind, at, line, msg, msgsz);
 }
 
 static void test_pieces_parse_known(void)
@@ -734,6 +786,7 @@ static void test_pieces_round_trip(void)
     m.pg_version = 150004;
     m.wal_segment_size = SEG16;
     m.bundles = 8;
+    m.block_size = 8192;
     REQUIRE(m.label != NULL);
 
     f.path = "base/1/a";
@@ -944,6 +997,366 @@ static void test_pieces_reject_bundle_order(void)
                            0) == WS_ERR_CORRUPT);
 }
 
+/* ---- version 2: incremental records, maps, version 1 ---- */
+
+#define REF_ID "20261122T101500Z"
+#define OLD_ID "20261121T101500Z"
+
+/*
+ * A valid incremental manifest (docs/design/manifest.md): a whole file with a map, a delta with
+ * a map, a ref whose base is older than the reference, and a ref without a map (not a relation
+ * file).
+ */
+static const char *const incr_lines[] = {
+    "walsafe-manifest 2",
+    "id 20261123T101500Z",
+    "label %",
+    "start_time 2026-11-23T10:15:00Z",
+    "stop_time 2026-11-23T10:20:30Z",
+    "start_lsn 0/6000028",
+    "stop_lsn 0/7000100",
+    "timeline 2",
+    "pg_version 150004",
+    "system_identifier 7311142436245338543",
+    "wal_segment_size 16777216",
+    "data_checksums 0",
+    "bytes 49379",
+    "stored_bytes 6789",
+    "bundles 2",
+    "maps 2",
+    "block_size 8192",
+    "type incr",
+    "reference " REF_ID,
+    "dir 700 base",
+    "file backup_label 600 1795342500 227 " HEXA " 0 0",
+    "file base/1/1259 640 1795342400 16384 " HEXB " 1 0",
+    "map 0 0",
+    "delta base/1/1260 600 1795342400 24576 " HEXA " " REF_ID " 1 16384 8204",
+    "map 0 2",
+    "ref base/1/1261 600 1795342400 8192 " HEXB " " OLD_ID,
+    "map 1 0",
+    "ref PG_VERSION 600 1795342400 3 " HEXA " " REF_ID,
+    "end 5",
+};
+#define NINCR (sizeof(incr_lines) / sizeof(incr_lines[0]))
+
+static size_t incr_at(const char *prefix)
+{
+    return line_at(incr_lines, NINCR, prefix);
+}
+
+static int parse_incr_edit(enum edit_kind kind, size_t at, const char *line)
+{
+    return parse_lines_edit(incr_lines, NINCR, kind, at, line, NULL, 0);
+}
+
+static void test_incr_parse_known(void)
+{
+    struct ws_manifest m;
+    struct ws_error err = {0};
+    char *text, *out = NULL;
+    size_t len, outlen = 0;
+    const struct ws_bfile *f;
+
+    text = edited_from(incr_lines, NINCR, E_NONE, 0, NULL, &len);
+    REQUIRE(parse_len(text, len, &m, &err) == 0);
+    CHECK(m.version == 2 && m.type == WS_BACKUP_INCR && strcmp(m.reference, REF_ID) == 0);
+    CHECK(m.maps == 2 && m.block_size == 8192 && m.bundles == 2);
+    REQUIRE(m.nfiles == 5);
+    f = &m.files[0];
+    CHECK(f->kind == WS_BFILE_WHOLE && !f->has_map && f->base[0] == '\0');
+    f = &m.files[1];
+    CHECK(f->kind == WS_BFILE_WHOLE && f->has_map && f->map == 0 && f->map_index == 0);
+    CHECK(f->bundle == 1 && f->offset == 0 && f->size == 16384);
+    f = &m.files[2];
+    CHECK(f->kind == WS_BFILE_DELTA && strcmp(f->base, REF_ID) == 0);
+    CHECK(f->bundle == 1 && f->offset == 16384 && f->length == 8204 && f->size == 24576);
+    CHECK(f->has_map && f->map == 0 && f->map_index == 2);
+    f = &m.files[3];
+    CHECK(f->kind == WS_BFILE_REF && strcmp(f->base, OLD_ID) == 0 && f->size == 8192);
+    CHECK(f->has_map && f->map == 1 && f->map_index == 0);
+    f = &m.files[4];
+    CHECK(f->kind == WS_BFILE_REF && strcmp(f->base, REF_ID) == 0 && !f->has_map);
+    CHECK(strcmp(f->path, "PG_VERSION") == 0 && f->mode == 0600);
+
+    REQUIRE(ws_manifest_format(&m, &out, &outlen, &err) == 0);
+    CHECK(outlen == len && memcmp(out, text, len) == 0);
+    free(out);
+    ws_manifest_free(&m);
+    free(text);
+}
+
+static void test_incr_base_is_valid(void)
+{
+    CHECK(parse_incr_edit(E_NONE, 0, NULL) == 0);
+    /* a diff has the same records; a delta may have no map; a base equal to the reference */
+    CHECK(parse_incr_edit(E_REPLACE, incr_at("type "), "type diff") == 0);
+    CHECK(parse_incr_edit(E_DELETE, incr_at("map 0 2"), NULL) == 0);
+    CHECK(parse_incr_edit(E_REPLACE, incr_at("ref base/1/1261"),
+                          "ref base/1/1261 600 1795342400 8192 " HEXB " " REF_ID) == 0);
+    CHECK(parse_incr_edit(E_REPLACE, incr_at("map 1 0"), "map 1 18446744073709551615") == 0);
+    /* a full manifest's file record with a map line */
+    {
+        struct ws_manifest m;
+        struct ws_error err = {0};
+        size_t len, at = line_at(base_lines, NBASE, "file base/1/1259 ");
+        char *text = edited(E_INSERT_AFTER, at, "map 0 7", &len);
+        REQUIRE(parse_len(text, len, &m, &err) == 0);
+        CHECK(m.type == WS_BACKUP_FULL && m.reference[0] == '\0');
+        CHECK(m.files[1].has_map && m.files[1].map == 0 && m.files[1].map_index == 7);
+        CHECK(!m.files[0].has_map && !m.files[2].has_map);
+        ws_manifest_free(&m);
+        free(text);
+    }
+}
+
+static void test_incr_reject(void)
+{
+    static const struct {
+        enum edit_kind kind;
+        const char *at;   /* prefix of the line edited */
+        const char *line; /* the new line */
+    } bad[] = {
+        /* reference: missing for incr/diff, present for full, not earlier than the id */
+        {E_DELETE, "reference ", NULL},
+        {E_REPLACE, "type ", "type full"},
+        {E_REPLACE, "reference ", "reference 20261123T101500Z"},
+        {E_REPLACE, "reference ", "reference 20261124T101500Z"},
+        {E_REPLACE, "reference ", "reference 20261122T101500"},
+        {E_REPLACE, "reference ", "reference"},
+        {E_REPLACE, "reference ", "reference " REF_ID " " REF_ID},
+        {E_INSERT_AFTER, "reference ", "reference " REF_ID},
+        {E_SWAP_NEXT, "type ", NULL},
+        /* delta: field count, base, bundle, length */
+        {E_REPLACE, "delta ", "delta base/1/1260 600 1795342400 24576 " HEXA " " REF_ID " 1 16384"},
+        {E_REPLACE, "delta ",
+         "delta base/1/1260 600 1795342400 24576 " HEXA " " REF_ID " 1 16384 8204 0"},
+        {E_REPLACE, "delta ", "delta base/1/1260 600 1795342400 24576 " HEXA " 1 16384 8204"},
+        {E_REPLACE, "delta ",
+         "delta base/1/1260 600 1795342400 24576 " HEXA " 20261123T101500Z 1 16384 8204"},
+        {E_REPLACE, "delta ",
+         "delta base/1/1260 600 1795342400 24576 " HEXA " 20261122T101501Z 1 16384 8204"},
+        {E_REPLACE, "delta ",
+         "delta base/1/1260 600 1795342400 24576 " HEXA " 20261122x101500Z 1 16384 8204"},
+        {E_REPLACE, "delta ",
+         "delta base/1/1260 600 1795342400 24576 " HEXA " " REF_ID " 2 16384 8204"},
+        {E_REPLACE, "delta ",
+         "delta base/1/1260 600 1795342400 24576 " HEXA " " REF_ID " 1 16384 11"},
+        {E_REPLACE, "delta ",
+         "delta base/1/1260 600 1795342400 24576 " HEXA " " REF_ID " 1 16384 x"},
+        {E_REPLACE, "delta ",
+         "delta base/1/1260 800 1795342400 24576 " HEXA " " REF_ID " 1 16384 12"},
+        /* ref: field count, base */
+        {E_REPLACE, "ref PG_VERSION", "ref PG_VERSION 600 1795342400 3 " HEXA},
+        {E_REPLACE, "ref PG_VERSION", "ref PG_VERSION 600 1795342400 3 " HEXA " " REF_ID " 0"},
+        {E_REPLACE, "ref PG_VERSION", "ref PG_VERSION 600 1795342400 3 " HEXA " 20261123T101500Z"},
+        {E_REPLACE, "ref PG_VERSION", "ref PG_VERSION 600 1795342400 3 " HEXA " 20261130T101500Z"},
+        {E_REPLACE, "ref PG_VERSION", "ref PG_VERSION 600 1795342400 3 0011 " REF_ID},
+        /* map: map >= maps, fields, twice, not after a record */
+        {E_REPLACE, "map 1 0", "map 2 0"},
+        {E_REPLACE, "map 1 0", "map 4294967296 0"},
+        {E_REPLACE, "map 1 0", "map 1"},
+        {E_REPLACE, "map 1 0", "map 1 0 0"},
+        {E_REPLACE, "map 1 0", "map 1 -1"},
+        {E_REPLACE, "map 1 0", "map x 0"},
+        {E_REPLACE, "map 1 0", "map 1 18446744073709551616"},
+        {E_INSERT_AFTER, "map 1 0", "map 1 0"},
+        {E_INSERT_AFTER, "map 1 0", "map 0 5"},
+        {E_INSERT_AFTER, "dir ", "map 0 0"},
+        {E_INSERT_AFTER, "reference ", "map 0 0"},
+        {E_INSERT_AFTER, "map 1 0", "dir 700 base/2"}, /* fine alone; a map after it is not: */
+        /* a piece after a delta, a ref, or a map line */
+        {E_INSERT_AFTER, "delta ", "piece 8192 8192 1 0"},
+        {E_INSERT_AFTER, "ref base/1/1261", "piece 4096 4096 1 0"},
+        {E_INSERT_AFTER, "map 0 0", "piece 8192 8192 1 8192"},
+        /* end counts file, delta and ref lines (not map lines) */
+        {E_REPLACE, "end ", "end 4"},
+        {E_REPLACE, "end ", "end 7"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        size_t at = incr_at(bad[i].at);
+        int rc;
+        if (strcmp(bad[i].line ? bad[i].line : "", "dir 700 base/2") == 0) {
+            /* the dir line itself is valid; the map line after it is not */
+            char *text, *text2;
+            size_t len;
+            struct ws_manifest m;
+            struct ws_error err = {0};
+            CHECK(parse_incr_edit(E_INSERT_AFTER, at, bad[i].line) == 0);
+            text = edited_from(incr_lines, NINCR, E_INSERT_AFTER, at, bad[i].line, &len);
+            text2 = malloc(len + 16);
+            REQUIRE(text2 != NULL);
+            snprintf(text2, len + 16, "%s", text);
+            /* move "map 1 0" after the dir line: "ref ...\ndir ...\nmap 1 0\n" */
+            {
+                char *mp = strstr(text2, "\nmap 1 0\ndir 700 base/2\n");
+                REQUIRE(mp != NULL);
+                memcpy(mp + 1, "dir 700 base/2\nmap 1 0\n", 23);
+            }
+            CHECK(parse_len(text2, len, &m, &err) == WS_ERR_CORRUPT);
+            free(text);
+            free(text2);
+            continue;
+        }
+        rc = parse_incr_edit(bad[i].kind, at, bad[i].line);
+        if (rc != WS_ERR_CORRUPT)
+            unit_fail(__FILE__, __LINE__, bad[i].line ? bad[i].line : bad[i].at);
+    }
+    /* a map line before any record (maps 1 in the base text) */
+    CHECK(parse_edit(E_INSERT_AFTER, FIRST_RECORD - 1, "map 0 0") == WS_ERR_CORRUPT);
+    /* delta and ref lines in a full manifest */
+    CHECK(parse_edit(E_INSERT_AFTER, NBASE - 3,
+                     "ref PG_VERSION 600 1795342400 3 " HEXA
+                     " 20261121T101500Z") == WS_ERR_CORRUPT);
+    CHECK(parse_edit(E_INSERT_AFTER, NBASE - 3,
+                     "delta base/1/2 600 1 24576 " HEXA
+                     " 20261121T101500Z 1 0 12") == WS_ERR_CORRUPT);
+    /* a map after a badpage line */
+    CHECK(parse_edit(E_INSERT_AFTER, NBASE - 2, "map 0 0") == WS_ERR_CORRUPT);
+}
+
+/* Version 1 (no maps, block_size, type): still read, as a full backup without block maps. */
+static void test_version1(void)
+{
+    const char *v1[NBASE];
+    size_t n = 0;
+
+    /* the base text as version 1 wrote it: the old magic, no maps, block_size, type */
+    for (size_t i = 0; i < NBASE; i++)
+        if (strncmp(base_lines[i], "maps ", 5) && strncmp(base_lines[i], "block_size ", 11) &&
+            strncmp(base_lines[i], "type ", 5))
+            v1[n++] = i == 0 ? "walsafe-manifest 1" : base_lines[i];
+    struct ws_manifest m;
+    struct ws_error err = {0};
+    size_t len;
+    char *text = edited_from(v1, n, E_NONE, 0, NULL, &len);
+
+    REQUIRE(parse_len(text, len, &m, &err) == 0);
+    CHECK(m.version == 1 && m.type == WS_BACKUP_FULL && m.maps == 0 && m.block_size == 0);
+    CHECK(m.reference[0] == '\0' && m.nfiles == 3 && !m.files[1].has_map);
+    CHECK(m.files[1].kind == WS_BFILE_WHOLE && m.bundles == 2);
+    /* formatted again it is version 2 without block digests ("block_size 0"), which reads back
+     * the same and formats to the same text */
+    {
+        struct ws_manifest p;
+        char *t1 = NULL, *t2 = NULL;
+        size_t l1 = 0, l2 = 0;
+        REQUIRE(ws_manifest_format(&m, &t1, &l1, &err) == 0);
+        CHECK(strstr(t1, "\nbundles 2\nmaps 0\nblock_size 0\ntype full\ntablespace ") != NULL);
+        REQUIRE(ws_manifest_parse(t1, l1, "v1 again", &p, &err) == 0);
+        CHECK(p.version == 2 && p.block_size == 0 && p.maps == 0);
+        same_manifest(&m, &p);
+        REQUIRE(ws_manifest_format(&p, &t2, &l2, &err) == 0);
+        CHECK(l1 == l2 && memcmp(t1, t2, l1) == 0);
+        ws_manifest_free(&p);
+        free(t1);
+        free(t2);
+    }
+    ws_manifest_free(&m);
+    free(text);
+    /* block_size 0 only with no maps, in a full backup */
+    CHECK(parse_edit(E_REPLACE, key_line("maps"), "maps 0") == 0);
+    text = edited(E_REPLACE, key_line("maps"), "maps 0", &len);
+    {
+        char *b = strstr(text, "block_size 8192\n");
+        REQUIRE(b != NULL);
+        memcpy(b, "block_size 0000\n", 16);
+        REQUIRE(parse_len(text, len, &m, &err) == 0);
+        CHECK(m.block_size == 0);
+        ws_manifest_free(&m);
+    }
+    free(text);
+    CHECK(parse_incr_edit(E_REPLACE, incr_at("block_size "), "block_size 0") == WS_ERR_CORRUPT);
+    CHECK(parse_incr_edit(E_REPLACE, incr_at("maps "), "maps 0") == WS_ERR_CORRUPT);
+    /* the version-2 lines and records are refused in version 1 */
+    {
+        static const char *const bad[] = {
+            "maps 0",
+            "map 0 0",
+            "ref PG_VERSION 600 1795342400 3 " HEXA " 20261121T101500Z",
+            "delta base/1/2 600 1 24576 " HEXA " 20261121T101500Z 0 0 12",
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            size_t at = i == 0 ? line_at(v1, n, "bundles ") : line_at(v1, n, "file base/1/1259 ");
+            text = edited_from(v1, n, E_INSERT_AFTER, at, bad[i], &len);
+            if (parse_len(text, len, &m, &err) != WS_ERR_CORRUPT)
+                unit_fail(__FILE__, __LINE__, bad[i]);
+            free(text);
+        }
+    }
+}
+
+/* A formatted incremental manifest parses back to the same records (every kind, with and
+ * without maps), and formats to the same text. */
+static void test_incr_round_trip(void)
+{
+    struct ws_manifest m = {0}, p;
+    struct ws_error err = {0};
+    char *text = NULL, *text2 = NULL;
+    size_t len = 0, len2 = 0;
+
+    memcpy(m.id, "20261124T000000Z", WS_BACKUP_ID_LEN + 1);
+    memcpy(m.reference, "20261123T235959Z", WS_BACKUP_ID_LEN + 1);
+    m.type = WS_BACKUP_DIFF;
+    m.label = strdup("diff");
+    REQUIRE(m.label != NULL);
+    m.timeline = 3;
+    m.pg_version = 170000;
+    m.wal_segment_size = SEG16;
+    m.bundles = 4;
+    m.maps = 3;
+    m.block_size = 16384;
+    for (int i = 0; i < 30; i++) {
+        struct ws_bfile f = {0};
+        char p0[64];
+        snprintf(p0, sizeof(p0), "base/5/%d", 16384 + i);
+        f.path = p0;
+        f.mode = 0600;
+        f.mtime = i;
+        f.size = (uint64_t)i * 16384 + 1;
+        unit_random(f.sha256, 32, (uint32_t)i);
+        f.kind = i % 3;
+        if (f.kind != WS_BFILE_WHOLE)
+            snprintf(f.base, sizeof(f.base), "%s", i % 2 ? "20261123T235959Z" : "20200101T000000Z");
+        if (f.kind != WS_BFILE_REF) {
+            f.bundle = (uint32_t)(i % 4);
+            f.offset = (uint64_t)i * 1000;
+        }
+        if (f.kind == WS_BFILE_DELTA)
+            f.length = WS_DELTA_HEADER + (uint64_t)i;
+        f.has_map = i % 5 != 0;
+        if (f.has_map) {
+            f.map = (uint32_t)(i % 3);
+            f.map_index = (uint64_t)i * 7;
+        }
+        CHECK(ws_manifest_add_file(&m, &f, &err) == 0);
+    }
+    REQUIRE(ws_manifest_format(&m, &text, &len, &err) == 0);
+    CHECK(strstr(text, "\ntype diff\nreference 20261123T235959Z\n") != NULL);
+    CHECK(strstr(text, "\ndelta base/5/16385 600 1 16385 ") != NULL);
+    CHECK(strstr(text, " 20261123T235959Z 1 1000 13\nmap 1 7\n") != NULL);
+    REQUIRE(ws_manifest_parse(text, len, "rt", &p, &err) == 0);
+    same_manifest(&m, &p);
+    REQUIRE(ws_manifest_format(&p, &text2, &len2, &err) == 0);
+    CHECK(len2 == len && memcmp(text, text2, len) == 0);
+    ws_manifest_free(&p);
+    ws_manifest_free(&m);
+    free(text);
+    free(text2);
+}
+
+static void test_type_names(void)
+{
+    CHECK(strcmp(ws_backup_type_name(WS_BACKUP_FULL), "full") == 0);
+    CHECK(strcmp(ws_backup_type_name(WS_BACKUP_DIFF), "diff") == 0);
+    CHECK(strcmp(ws_backup_type_name(WS_BACKUP_INCR), "incr") == 0);
+    CHECK(ws_backup_type_parse("full") == WS_BACKUP_FULL);
+    CHECK(ws_backup_type_parse("diff") == WS_BACKUP_DIFF);
+    CHECK(ws_backup_type_parse("incr") == WS_BACKUP_INCR);
+    CHECK(ws_backup_type_parse("") == -1 && ws_backup_type_parse("FULL") == -1);
+    CHECK(ws_backup_type_parse("incremental") == -1 && ws_backup_type_parse("full ") == -1);
+}
+
 /* ---- time stamps and ids ---- */
 
 static void test_utc(void)
@@ -1134,6 +1547,12 @@ const struct unit_test unit_tests[] = {
     {"pieces_base_is_valid", test_pieces_base_is_valid},
     {"pieces_reject", test_pieces_reject},
     {"pieces_reject_bundle_order", test_pieces_reject_bundle_order},
+    {"incr_parse_known", test_incr_parse_known},
+    {"incr_base_is_valid", test_incr_base_is_valid},
+    {"incr_reject", test_incr_reject},
+    {"incr_round_trip", test_incr_round_trip},
+    {"version1", test_version1},
+    {"type_names", test_type_names},
     {"utc", test_utc},
     {"utc_rejects_impossible_dates", test_utc_rejects_impossible_dates},
     {"backup_id", test_backup_id},

@@ -4,10 +4,13 @@
  * both, no policy, pins, ordering by time and LSN rather than by name, timelines (failover, a
  * promoted point-in-time restore of an old backup, numbers versus names), backups that are not
  * complete (running, incomplete, invalid, interrupted deletes, the age limit), WAL gaps, and the
- * rule that the newest complete backup always stays. Then each step of the planner alone
- * (prune_int.h), on a plan as the steps before it leave it. Then the executor over an in-memory
- * repository, including a failure injected at every single storage call of a prune: after each
- * one no backup is listed complete that misses an object or WAL, and the next run finishes.
+ * rule that the newest complete backup always stays; chains of diff and incr backups (retain_full
+ * counting full backups only, the chain of every kept backup kept, pins on chains, links being
+ * deleted or invalid, the delete order). Then each step of the planner alone (prune_int.h), on a
+ * plan as the steps before it leave it. Then the executor over an in-memory repository,
+ * including a failure injected at every single storage call of a prune: after each one no backup
+ * is listed complete that misses an object or WAL (nor, for a chain, left while its reference
+ * is gone), and the next run finishes.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -526,7 +529,7 @@ static void test_timelines_promoted_restore(void)
     CHECK(f.plan.nwarnings == 0); /* the hold message alone */
     {
         char t[1024];
-        ws_prune_why_text(&f.in, &f.plan, f.plan.why[b1], t, sizeof(t));
+        ws_prune_why_text(&f.in, &f.plan, b1, f.plan.why[b1], t, sizeof(t));
         CHECK(strstr(t, "history cannot be read") != NULL);
     }
     /* the same when it is there but cannot be read */
@@ -665,7 +668,7 @@ static void test_retain_time_timelines(void)
     CHECK(f.plan.hold == 0 && f.plan.nwal_delete == 0);
     {
         char t[1024];
-        ws_prune_why_text(&f.in, &f.plan, WS_KEEP_WINDOW_TL, t, sizeof(t));
+        ws_prune_why_text(&f.in, &f.plan, 0, WS_KEEP_WINDOW_TL, t, sizeof(t));
         CHECK(strstr(t, "timeline 3, the latest") && strstr(t, "2d"));
     }
     /* the newest backup before the window (by time) reaches timeline 3 itself: no other one */
@@ -876,11 +879,11 @@ static void test_why_text(void)
     f.in.retain_full = 2;
     f.in.retain_time = 30 * DAY;
     REQUIRE(run_plan(&f) == 0);
-    ws_prune_why_text(&f.in, &f.plan, WS_DROP_RETENTION, t, sizeof(t));
+    ws_prune_why_text(&f.in, &f.plan, 0, WS_DROP_RETENTION, t, sizeof(t));
     CHECK(strstr(t, "older than the 2 newest") && strstr(t, "30d"));
-    ws_prune_why_text(&f.in, &f.plan, WS_KEEP_PINNED | WS_KEEP_NEWEST, t, sizeof(t));
+    ws_prune_why_text(&f.in, &f.plan, 0, WS_KEEP_PINNED | WS_KEEP_NEWEST, t, sizeof(t));
     CHECK(strncmp(t, "pinned", 6) == 0 && strstr(t, "; the newest complete backup"));
-    ws_prune_why_text(&f.in, &f.plan, WS_DROP_ABANDONED, t, sizeof(t));
+    ws_prune_why_text(&f.in, &f.plan, 0, WS_DROP_ABANDONED, t, sizeof(t));
     CHECK(strstr(t, "1d") != NULL);
     CHECK(strcmp(ws_prune_why_name(WS_KEEP_FULL), "retain_full") == 0);
     CHECK(strcmp(ws_backup_status_name(WS_BACKUP_DELETING), "deleting") == 0);
@@ -896,12 +899,10 @@ static void test_why_text(void)
     ws_format_bytes(UINT64_MAX, t, sizeof(t));
     CHECK(strcmp(t, "16384.0 PB") == 0);
     /* a tiny buffer is cut, not overrun */
-    ws_prune_why_text(&f.in, &f.plan, WS_PRUNE_KEEP_MASK, t, 8);
+    ws_prune_why_text(&f.in, &f.plan, 0, WS_PRUNE_KEEP_MASK, t, 8);
     CHECK(strlen(t) == 7);
     ws_prune_plan_free(&f.plan);
 }
-
-/* ---- the planner's steps, one at a time (prune_int.h) ---- */
 
 /* The fixture's input, and a plan as ws_prune_plan_make has it before its first rule: allocated,
  * with the latest timeline and the order. A policy must be set. */
@@ -914,6 +915,288 @@ static void step_begin(struct fx *f)
         unit_fail(__FILE__, __LINE__, f->err.msg);
     f->plan.latest_tli = ws_prune_latest_tli(&f->in);
 }
+
+/* ---- chains: diff and incr backups (docs/design/incremental.md, "Retention and verify") ---- */
+
+/* Backup i becomes a diff or incr relative to backup ref. */
+static void make_link(struct fx *f, size_t i, enum ws_backup_type type, size_t ref)
+{
+    f->b[i].type = type;
+    memcpy(f->b[i].reference, f->b[ref].id, WS_BACKUP_ID_LEN + 1);
+}
+
+/* Does the plan delete backup a before backup b? */
+static int deleted_before(const struct fx *f, size_t a, size_t b)
+{
+    size_t k, pa = SIZE_MAX, pb = SIZE_MAX;
+
+    for (k = 0; k < f->plan.nbackups_delete; k++) {
+        if (f->plan.delete_order[k] == a)
+            pa = k;
+        if (f->plan.delete_order[k] == b)
+            pb = k;
+    }
+    return pa != SIZE_MAX && pb != SIZE_MAX && pa < pb;
+}
+
+/* F1 <- I1 <- I2, F2 <- D3 <- I4: retain_full counts F1 and F2 only; the incrementals and the
+ * diff never count, and each is kept with its full backup. */
+static void test_chain_retain_full_counts_full(void)
+{
+    struct fx f;
+    size_t f1, i1, i2, f2, d3, i4;
+    char t[1024];
+
+    fx_init(&f);
+    f1 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 6 * DAY, HOUR, 1, 10, 11);
+    i1 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 5 * DAY, HOUR, 1, 20, 21);
+    i2 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 4 * DAY, HOUR, 1, 30, 31);
+    f2 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 3 * DAY, HOUR, 1, 40, 41);
+    d3 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 2 * DAY, HOUR, 1, 50, 51);
+    i4 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 1 * DAY, HOUR, 1, 60, 61);
+    make_link(&f, i1, WS_BACKUP_INCR, f1);
+    make_link(&f, i2, WS_BACKUP_INCR, i1);
+    make_link(&f, d3, WS_BACKUP_DIFF, f2);
+    make_link(&f, i4, WS_BACKUP_INCR, d3);
+    add_segs(&f, 1, 5, 65);
+    /* 2 full backups: all six stay (counting every complete backup would keep 3 of them) */
+    f.in.retain_full = 2;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.nbackups_delete == 0 && f.plan.wal_cutoff == 10);
+    CHECK((f.plan.why[f1] & WS_KEEP_FULL) && (f.plan.why[f2] & WS_KEEP_FULL));
+    CHECK(f.plan.why[i2] == WS_KEEP_FULL_CHAIN && (f.plan.why[i1] & WS_KEEP_FULL_CHAIN));
+    CHECK(!(f.plan.why[i4] & WS_KEEP_FULL) && (f.plan.why[i4] & WS_KEEP_FULL_CHAIN));
+    ws_prune_why_text(&f.in, &f.plan, i1, f.plan.why[i1], t, sizeof(t));
+    CHECK(strstr(t, f.b[f1].id) && strstr(t, "2 newest complete full backups"));
+    /* 1: F2 and what depends on it */
+    f.in.retain_full = 1;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.keep[f2] && f.plan.keep[d3] && f.plan.keep[i4]);
+    CHECK(!f.plan.keep[f1] && !f.plan.keep[i1] && !f.plan.keep[i2]);
+    CHECK(f.plan.why[d3] == (WS_KEEP_FULL_CHAIN | WS_KEEP_REFERENCED));
+    CHECK(f.plan.wal_cutoff == 40 && only_below(&f, 40));
+    ws_prune_why_text(&f.in, &f.plan, f1, f.plan.why[f1], t, sizeof(t));
+    CHECK(strstr(t, "older than the newest complete full backup") != NULL);
+    /* the chain goes newest first */
+    CHECK(deleted_before(&f, i2, i1) && deleted_before(&f, i1, f1));
+    ws_prune_plan_free(&f.plan);
+}
+
+/* An old full backup that no policy keeps stays because a kept incremental references it
+ * (through another one): "kept: referenced by <ID>", and its WAL stays from its start. */
+static void test_chain_referenced_old_full(void)
+{
+    struct fx f;
+    size_t lone, f0, i1, i2, i3;
+    char t[1024], want[64];
+
+    fx_init(&f);
+    lone = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 12 * DAY, HOUR, 1, 5, 6);
+    f0 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 10 * DAY, HOUR, 1, 10, 11);
+    i1 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 9 * DAY, HOUR, 1, 20, 21);
+    i2 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 8 * DAY, HOUR, 1, 30, 31);
+    i3 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - DAY, HOUR, 1, 40, 41);
+    make_link(&f, i1, WS_BACKUP_INCR, f0);
+    make_link(&f, i2, WS_BACKUP_INCR, i1);
+    make_link(&f, i3, WS_BACKUP_INCR, i2);
+    add_segs(&f, 1, 5, 45);
+    f.in.retain_time = 2 * DAY; /* keeps i3 (window) and i2 (its base) */
+    REQUIRE(run_plan(&f) == 0);
+    CHECK((f.plan.why[i3] & WS_KEEP_WINDOW) && (f.plan.why[i2] & WS_KEEP_WINDOW_BASE));
+    CHECK(f.plan.why[i1] == WS_KEEP_REFERENCED && f.plan.referenced_by[i1] == (long)i2);
+    CHECK(f.plan.why[f0] == WS_KEEP_REFERENCED && f.plan.referenced_by[f0] == (long)i1);
+    CHECK(!f.plan.keep[lone] && f.plan.nbackups_delete == 1 && f.plan.referenced_by[lone] == -1);
+    CHECK(f.plan.wal_cutoff == 10 && f.plan.cutoff_backup == (long)f0 && only_below(&f, 10));
+    ws_prune_why_text(&f.in, &f.plan, f0, f.plan.why[f0], t, sizeof(t));
+    snprintf(want, sizeof(want), "kept: referenced by %s", f.b[i1].id);
+    CHECK(strcmp(t, want) == 0);
+    /* retain_full = 1 as well: the same */
+    f.in.retain_full = 1;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.keep[f0] && f.plan.keep[i1] && !f.plan.keep[lone]);
+    CHECK(f.plan.why[f0] == (WS_KEEP_FULL | WS_KEEP_REFERENCED));
+    ws_prune_plan_free(&f.plan);
+}
+
+/* A pin keeps the whole chain; a link an interrupted prune began deleting cannot be kept. */
+static void test_chain_pin_and_deleting_link(void)
+{
+    struct fx f;
+    size_t f0, i1, i2, f3, f4;
+
+    fx_init(&f);
+    f0 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 10 * DAY, HOUR, 1, 10, 11);
+    i1 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 9 * DAY, HOUR, 1, 20, 21);
+    i2 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 8 * DAY, HOUR, 1, 30, 31);
+    f3 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 2 * DAY, HOUR, 1, 40, 41);
+    f4 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - DAY, HOUR, 1, 50, 51);
+    make_link(&f, i1, WS_BACKUP_INCR, f0);
+    make_link(&f, i2, WS_BACKUP_INCR, i1);
+    add_segs(&f, 1, 10, 55);
+    f.b[i2].pinned = 1;
+    f.in.retain_full = 1;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.why[i2] == WS_KEEP_PINNED);
+    CHECK(f.plan.why[i1] == WS_KEEP_REFERENCED && f.plan.why[f0] == WS_KEEP_REFERENCED);
+    CHECK(!f.plan.keep[f3] && f.plan.keep[f4] && f.plan.wal_cutoff == 10);
+    /* i1 half deleted: it goes (finished), and so does nothing else of the chain; f0 is no
+     * longer referenced by a kept backup */
+    f.b[i1].status = WS_BACKUP_DELETING;
+    f.b[i2].status = WS_BACKUP_INCOMPLETE; /* the catalog says so: a link is being deleted */
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.why[i2] == WS_KEEP_PINNED && f.plan.why[i1] == WS_DROP_DELETING);
+    CHECK(f.plan.why[f0] == WS_DROP_RETENTION && f.plan.referenced_by[f0] == -1);
+    ws_prune_plan_free(&f.plan);
+}
+
+/* Chain backups that are not complete: judged like any backup that is not complete (young,
+ * pending, abandoned); one invalid through a link stays, with its own phrase and warning; a
+ * young one keeps its chain, an abandoned one does not. */
+static void test_chain_not_complete(void)
+{
+    struct fx f;
+    size_t f0, i1, full, inc, inv;
+    char t[1024];
+
+    fx_init(&f);
+    f0 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 10 * DAY, HOUR, 1, 10, 11);
+    i1 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 9 * DAY, HOUR, 1, 20, 21);
+    full = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 3 * DAY, HOUR, 1, 30, 31);
+    inc = add_backup(&f, WS_BACKUP_INCOMPLETE, NOW - 5 * DAY, HOUR, 1, 25, 26);
+    inv = add_backup(&f, WS_BACKUP_INVALID, NOW - 4 * DAY, HOUR, 1, 27, 28);
+    f.b[inv].has_position = 1; /* its manifest was read: a link of its chain is invalid */
+    f.b[inv].problem = "its reference 20261112T101500Z is invalid";
+    make_link(&f, i1, WS_BACKUP_INCR, f0);
+    make_link(&f, inc, WS_BACKUP_INCR, i1);
+    make_link(&f, inv, WS_BACKUP_INCR, f0);
+    add_segs(&f, 1, 10, 35);
+    f.in.retain_full = 1;
+    f.in.incomplete_age = 0; /* 24 h */
+    REQUIRE(run_plan(&f) == 0);
+    /* inc: untouched for 5 days, older than a complete backup: abandoned; inv stays and keeps
+     * f0, not i1 */
+    CHECK(f.plan.why[inc] == WS_DROP_ABANDONED && f.plan.why[inv] == WS_KEEP_LINK_INVALID);
+    CHECK(f.plan.why[f0] == WS_KEEP_REFERENCED && f.plan.why[i1] == WS_DROP_RETENTION);
+    CHECK(has_warning(&f, f.b[inv].id) && has_warning(&f, "is invalid (its reference"));
+    ws_prune_why_text(&f.in, &f.plan, inv, f.plan.why[inv], t, sizeof(t));
+    CHECK(strstr(t, "chain is invalid") != NULL && strstr(t, "manifest") == NULL);
+    /* written to an hour ago: young, and it keeps its chain */
+    f.b[inc].last_write = NOW - HOUR;
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.why[inc] == WS_KEEP_YOUNG && f.plan.why[i1] == WS_KEEP_REFERENCED);
+    CHECK(f.plan.referenced_by[i1] == (long)inc && f.plan.keep[full]);
+    /* the newest, its reference gone: pending, and the warning says what it lacks */
+    f.b[inc].last_write = NOW - 2 * DAY;
+    f.b[inc].start_time = f.b[inc].stop_time = NOW - 2 * DAY;
+    f.b[full].status = WS_BACKUP_DELETING;
+    f.b[inc].problem = "its reference 20261119T101500Z is being deleted";
+    REQUIRE(run_plan(&f) == 0);
+    CHECK(f.plan.why[inc] == WS_KEEP_PENDING);
+    CHECK(has_warning(&f, "(its reference 20261119T101500Z is being deleted); it is kept"));
+    ws_prune_plan_free(&f.plan);
+}
+
+/* The references resolve by id; one not there, or not older, resolves to nothing. */
+static void test_step_link_chains(void)
+{
+    struct fx f;
+    size_t a, b, c, d, run;
+
+    fx_init(&f);
+    f.in.retain_full = 1;
+    a = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 4 * DAY, HOUR, 1, 10, 11);
+    b = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 3 * DAY, HOUR, 1, 20, 21);
+    c = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 2 * DAY, HOUR, 1, 30, 31);
+    d = add_backup(&f, WS_BACKUP_COMPLETE, NOW - DAY, HOUR, 1, 40, 41);
+    run = add_backup(&f, WS_BACKUP_RUNNING, NOW - HOUR, HOUR, 1, 0, 0);
+    make_link(&f, b, WS_BACKUP_INCR, a);
+    make_link(&f, c, WS_BACKUP_DIFF, d); /* a newer reference: never followed */
+    memcpy(f.b[d].reference, "20200101T000000Z", WS_BACKUP_ID_LEN + 1); /* not there */
+    f.b[d].type = WS_BACKUP_INCR;
+    make_link(&f, run, WS_BACKUP_INCR, a); /* no manifest read: its fields mean nothing */
+    f.b[run].has_position = 0;
+    make_link(&f, a, WS_BACKUP_FULL, b); /* a full backup has no reference to follow */
+    f.b[a].type = WS_BACKUP_FULL;
+    step_begin(&f);
+    REQUIRE(ws_prune_link_chains(&f.in, &f.plan, &f.err) == 0);
+    CHECK(f.plan.ref[b] == (long)a && f.plan.ref[a] == -1 && f.plan.ref[c] == -1);
+    CHECK(f.plan.ref[d] == -1 && f.plan.ref[run] == -1);
+    CHECK(ws_prune_chain_root(&f.in, &f.plan, b) == (long)a);
+    CHECK(ws_prune_chain_root(&f.in, &f.plan, a) == (long)a);
+    CHECK(ws_prune_chain_root(&f.in, &f.plan, d) == -1); /* broken before a full one */
+    ws_prune_plan_free(&f.plan);
+}
+
+/* Deepest in the chain first, whatever the times say; chains oldest first. */
+static void test_step_delete_order(void)
+{
+    struct fx f;
+    size_t f0, i1, i2, d3, lone, kept;
+
+    fx_init(&f);
+    f.in.retain_full = 1;
+    lone = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 20 * DAY, HOUR, 1, 5, 6);
+    f0 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 10 * DAY, HOUR, 1, 10, 11);
+    i1 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 9 * DAY, HOUR, 1, 20, 21);
+    i2 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 8 * DAY, HOUR, 1, 30, 31);
+    d3 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 7 * DAY, HOUR, 1, 40, 41);
+    kept = add_backup(&f, WS_BACKUP_COMPLETE, NOW - DAY, HOUR, 1, 50, 51);
+    make_link(&f, i1, WS_BACKUP_INCR, f0);
+    make_link(&f, i2, WS_BACKUP_INCR, i1);
+    make_link(&f, d3, WS_BACKUP_DIFF, f0);
+    /* i2's clock was behind: by time it is older than i1, its reference */
+    f.b[i2].start_time = f.b[i1].start_time - HOUR;
+    step_begin(&f);
+    REQUIRE(ws_prune_link_chains(&f.in, &f.plan, &f.err) == 0);
+    f.plan.keep[kept] = 1;
+    f.plan.nbackups_delete = 5;
+    REQUIRE(ws_prune_delete_order(&f.in, &f.plan, &f.err) == 0);
+    CHECK(f.plan.delete_order[0] == lone && f.plan.delete_order[1] == i2);
+    CHECK(f.plan.delete_order[2] == d3 && f.plan.delete_order[3] == i1);
+    CHECK(f.plan.delete_order[4] == f0);
+    /* f0 kept: its dependents are chains of their own, oldest first */
+    f.plan.keep[f0] = 1;
+    f.plan.nbackups_delete = 4;
+    REQUIRE(ws_prune_delete_order(&f.in, &f.plan, &f.err) == 0);
+    CHECK(f.plan.delete_order[0] == lone && f.plan.delete_order[1] == i2);
+    CHECK(f.plan.delete_order[2] == i1 && f.plan.delete_order[3] == d3);
+    ws_prune_plan_free(&f.plan);
+}
+
+/* The chain walk: kept backups' links become WS_KEEP_REFERENCED, dropping reasons cleared. */
+static void test_step_keep_referenced(void)
+{
+    struct fx f;
+    size_t f0, i1, i2, other;
+
+    fx_init(&f);
+    f.in.retain_full = 1;
+    f0 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 4 * DAY, HOUR, 1, 10, 11);
+    i1 = add_backup(&f, WS_BACKUP_INCOMPLETE, NOW - 3 * DAY, HOUR, 1, 20, 21);
+    i2 = add_backup(&f, WS_BACKUP_COMPLETE, NOW - 2 * DAY, HOUR, 1, 30, 31);
+    other = add_backup(&f, WS_BACKUP_COMPLETE, NOW - DAY, HOUR, 1, 40, 41);
+    make_link(&f, i1, WS_BACKUP_INCR, f0);
+    make_link(&f, i2, WS_BACKUP_INCR, i1);
+    step_begin(&f);
+    REQUIRE(ws_prune_link_chains(&f.in, &f.plan, &f.err) == 0);
+    f.plan.why[f0] = WS_DROP_RETENTION;
+    f.plan.why[i1] = WS_DROP_ABANDONED;
+    f.plan.why[i2] = WS_KEEP_PINNED;
+    f.plan.why[other] = WS_DROP_RETENTION;
+    ws_prune_keep_referenced(&f.in, &f.plan);
+    CHECK(f.plan.why[i1] == WS_KEEP_REFERENCED && f.plan.referenced_by[i1] == (long)i2);
+    CHECK(f.plan.why[f0] == WS_KEEP_REFERENCED && f.plan.referenced_by[f0] == (long)i1);
+    CHECK(f.plan.why[i2] == WS_KEEP_PINNED && f.plan.why[other] == WS_DROP_RETENTION);
+    /* nothing kept: nothing referenced */
+    step_begin(&f);
+    REQUIRE(ws_prune_link_chains(&f.in, &f.plan, &f.err) == 0);
+    f.plan.why[i2] = WS_DROP_RETENTION;
+    ws_prune_keep_referenced(&f.in, &f.plan);
+    CHECK(f.plan.why[i1] == 0 && f.plan.why[f0] == 0 && f.plan.referenced_by[f0] == -1);
+    ws_prune_plan_free(&f.plan);
+}
+
+/* ---- the planner's steps, one at a time (prune_int.h) ---- */
 
 /* By start time (the id's time when the manifest was not read), then start LSN, then id. */
 static void test_step_order(void)
@@ -1407,8 +1690,17 @@ static void put_wal(struct ws_repo *repo, const char *name, const char *text)
 }
 
 /* A complete backup with two bundles: manifest, data/000000, data/000001. */
+static void put_backup_ref(struct ws_repo *repo, int64_t start, uint64_t s0, uint64_t s1,
+                           const char *reference, char id[WS_BACKUP_ID_LEN + 1]);
 static void put_backup(struct ws_repo *repo, int64_t start, uint64_t s0, uint64_t s1,
                        char id[WS_BACKUP_ID_LEN + 1])
+{
+    put_backup_ref(repo, start, s0, s1, NULL, id);
+}
+
+/* The same, an incr on `reference` (NULL: a full backup). */
+static void put_backup_ref(struct ws_repo *repo, int64_t start, uint64_t s0, uint64_t s1,
+                           const char *reference, char id[WS_BACKUP_ID_LEN + 1])
 {
     struct ws_manifest m = {0};
     struct ws_error err = {0};
@@ -1427,6 +1719,11 @@ static void put_backup(struct ws_repo *repo, int64_t start, uint64_t s0, uint64_
     m.system_identifier = SYSID;
     m.wal_segment_size = SEG;
     m.bundles = 2;
+    if (reference) {
+        m.type = WS_BACKUP_INCR;
+        m.block_size = 8192;
+        memcpy(m.reference, reference, WS_BACKUP_ID_LEN + 1);
+    }
     if (ws_manifest_format(&m, &text, &len, &err) != 0)
         unit_fail(__FILE__, __LINE__, err.msg);
     ws_backup_bundle_key(repo, m.id, 0, key, sizeof(key));
@@ -1505,8 +1802,9 @@ static int consistent(struct ws_repo *repo, size_t *ncomplete)
     return ok;
 }
 
-/* gather, plan (retain_full = 2) and execute; the storage fault, if any, is already armed. */
-static int prune_once(struct ws_repo *repo, struct ws_prune_plan *plan_out, struct ws_error *err)
+/* gather, plan with retain_full and execute; the storage fault, if any, is already armed. */
+static int prune_full(struct ws_repo *repo, int retain_full, struct ws_prune_plan *plan_out,
+                      struct ws_error *err)
 {
     struct ws_prune_state st;
     struct ws_prune_input in;
@@ -1518,7 +1816,7 @@ static int prune_once(struct ws_repo *repo, struct ws_prune_plan *plan_out, stru
         return rc;
     ws_prune_input_from_state(&st, &in);
     in.now = NOW;
-    in.retain_full = 2;
+    in.retain_full = retain_full;
     if ((rc = ws_prune_plan_make(&in, &plan, err)) == 0) {
         rc = ws_prune_execute(repo, &in, &plan, NULL, &res, err);
         if (plan_out) {
@@ -1533,6 +1831,11 @@ static int prune_once(struct ws_repo *repo, struct ws_prune_plan *plan_out, stru
     return rc;
 }
 
+/* gather, plan (retain_full = 2) and execute; the storage fault, if any, is already armed. */
+static int prune_once(struct ws_repo *repo, struct ws_prune_plan *plan_out, struct ws_error *err)
+{
+    return prune_full(repo, 2, plan_out, err);
+}
 static size_t count_objects_cb_n;
 static int count_cb(void *arg, const char *key, const struct ws_storage_stat *st,
                     struct ws_error *err)
@@ -1704,6 +2007,44 @@ static void test_execute_tombstone_fails(void)
     ws_repo_close(&repo);
 }
 
+/* The executor deletes backups in plan->delete_order (the planner's, which puts a backup after
+ * those that reference it), not in time order. */
+static void test_execute_delete_order(void)
+{
+    struct ws_repo repo;
+    struct ws_error err = {0};
+    char ids[3][WS_BACKUP_ID_LEN + 1], line[512];
+    struct ws_prune_state st;
+    struct ws_prune_input in;
+    struct ws_prune_plan plan;
+    struct ws_prune_result res;
+    FILE *report = tmpfile();
+    size_t tmp;
+
+    REQUIRE(report != NULL);
+    make_repo(&repo, ids);
+    REQUIRE(ws_prune_gather(&repo, NULL, &st, &err) == 0);
+    ws_prune_input_from_state(&st, &in);
+    in.now = NOW;
+    in.retain_full = 1;
+    REQUIRE(ws_prune_plan_make(&in, &plan, &err) == 0);
+    REQUIRE(plan.nbackups_delete == 2);
+    CHECK(strcmp(in.backups[plan.delete_order[0]].id, ids[0]) == 0); /* no chains: oldest first */
+    tmp = plan.delete_order[0];
+    plan.delete_order[0] = plan.delete_order[1];
+    plan.delete_order[1] = tmp;
+    REQUIRE(ws_prune_execute(&repo, &in, &plan, report, &res, &err) == 0);
+    CHECK(res.backups_deleted == 2);
+    rewind(report);
+    CHECK(fgets(line, sizeof(line), report) && strstr(line, ids[1]));
+    CHECK(fgets(line, sizeof(line), report) && strstr(line, ids[0]));
+    fclose(report);
+    ws_prune_result_free(&res);
+    ws_prune_plan_free(&plan);
+    ws_prune_state_free(&st);
+    ws_repo_close(&repo);
+}
+
 /* A failure at the nth storage call of the given kind: an interrupted prune. */
 static void test_execute_interrupted(void)
 {
@@ -1743,6 +2084,75 @@ static void test_execute_interrupted(void)
     CHECK(interrupted == 21 + 4);
 }
 
+/* F <- I1 <- I2, then a newer full backup: with retain_full = 1 the chain goes, newest first.
+ * A failure at any storage call of that prune leaves no backup with a manifest whose reference
+ * is gone or being deleted, and the next run finishes. */
+static int references_there(struct ws_repo *repo)
+{
+    struct ws_catalog cat;
+    struct ws_error err = {0};
+    int ok = 1;
+
+    if (ws_catalog_load(repo, NULL, &cat, &err) != 0)
+        return 0;
+    for (size_t i = 0; i < cat.nbackups; i++) {
+        const struct ws_catalog_backup *b = &cat.backups[i], *r;
+        if (!b->has_manifest || b->m.type == WS_BACKUP_FULL)
+            continue;
+        r = ws_catalog_find(&cat, b->m.reference);
+        if (!r || r->status == WS_BACKUP_DELETING || !r->has_manifest) {
+            fprintf(stderr, "    backup %s: its reference %s is gone\n", b->id, b->m.reference);
+            ok = 0;
+        }
+    }
+    ws_catalog_free(&cat);
+    return ok;
+}
+
+static void test_execute_chain_interrupted(void)
+{
+    size_t interrupted = 0;
+
+    for (int nth = 1; nth < 60; nth++) {
+        struct ws_repo repo;
+        struct ws_identity id = {0};
+        struct ws_error err = {0};
+        char ids[4][WS_BACKUP_ID_LEN + 1], s[WS_WAL_NAME_LEN + 1];
+        size_t n;
+        int rc;
+
+        id.system_identifier = SYSID;
+        id.pg_version = 15;
+        id.wal_segment_size = SEG;
+        unit_mem_repo(&repo, "main", &id);
+        put_backup_ref(&repo, NOW - 4 * DAY, 10, 11, NULL, ids[0]);
+        put_backup_ref(&repo, NOW - 3 * DAY, 20, 21, ids[0], ids[1]);
+        put_backup_ref(&repo, NOW - 2 * DAY, 30, 31, ids[1], ids[2]);
+        put_backup_ref(&repo, NOW - DAY, 40, 41, NULL, ids[3]);
+        for (uint64_t g = 10; g <= 41; g++) {
+            seg_name(s, 1, g);
+            put_wal(&repo, s, "segment");
+        }
+        REQUIRE(consistent(&repo, &n) && n == 4);
+        ws_storage_mem_fault(repo.st, WS_MEM_REMOVE, nth, WS_ERR_STORAGE);
+        rc = prune_full(&repo, 1, NULL, &err);
+        ws_storage_mem_fault(repo.st, 0, 0, 0);
+        if (!references_there(&repo) || !consistent(&repo, &n)) {
+            fprintf(stderr, "    after a fault at remove %d (rc %d: %s)\n", nth, rc, err.msg);
+            unit_fail(__FILE__, __LINE__, "a reference went before the backups that need it");
+        }
+        if (prune_full(&repo, 1, NULL, &err) != 0)
+            unit_fail(__FILE__, __LINE__, err.msg);
+        CHECK(consistent(&repo, &n) && n == 1);
+        ws_repo_close(&repo);
+        if (rc == 0)
+            break;
+        interrupted++;
+    }
+    /* 3 backups of 5 removes each (manifest, 2 bundles, pin, tombstone) and 30 WAL files */
+    CHECK(interrupted == 3 * 5 + 30);
+}
+
 const struct unit_test unit_tests[] = {
     {"no_policy", test_no_policy},
     {"retain_full", test_retain_full},
@@ -1762,6 +2172,10 @@ const struct unit_test unit_tests[] = {
     {"no_complete_backup", test_no_complete_backup},
     {"wal_gaps", test_wal_gaps},
     {"why_text", test_why_text},
+    {"chain_retain_full_counts_full", test_chain_retain_full_counts_full},
+    {"chain_referenced_old_full", test_chain_referenced_old_full},
+    {"chain_pin_and_deleting_link", test_chain_pin_and_deleting_link},
+    {"chain_not_complete", test_chain_not_complete},
     {"step_order", test_step_order},
     {"step_latest_timeline", test_step_latest_timeline},
     {"step_lineage", test_step_lineage},
@@ -1771,12 +2185,17 @@ const struct unit_test unit_tests[] = {
     {"step_judge_incomplete", test_step_judge_incomplete},
     {"step_latest_reachable", test_step_latest_reachable},
     {"step_hold_and_tally", test_step_hold_and_tally},
+    {"step_link_chains", test_step_link_chains},
+    {"step_keep_referenced", test_step_keep_referenced},
+    {"step_delete_order", test_step_delete_order},
     {"step_wal_cutoff", test_step_wal_cutoff},
     {"step_timeline_cutoffs", test_step_timeline_cutoffs},
     {"step_select_wal", test_step_select_wal},
     {"execute", test_execute},
     {"gather_histories", test_gather_histories},
     {"execute_tombstone_fails", test_execute_tombstone_fails},
+    {"execute_delete_order", test_execute_delete_order},
     {"execute_interrupted", test_execute_interrupted},
+    {"execute_chain_interrupted", test_execute_chain_interrupted},
     {NULL, NULL},
 };
