@@ -120,6 +120,7 @@ struct create {
     struct job j;
     int lock_init;
     int in_backup; /* between backup_start and backup_stop */
+    int claimed;   /* this run stored the claim of m.id (create.c) */
     char *labelfile, *spcmap;
 };
 

@@ -61,19 +61,22 @@ static struct ws_catalog_backup *newest_candidate(struct ws_catalog *cat, int ty
     return best;
 }
 
-/* When the newest backup (for diff: the newest full one, by its manifest) is not complete and is
- * newer than cand (or cand is NULL): its id, status and the catalog's reason into why, before
- * what why held (then joined by "; "). Else why is left alone. */
-static void say_newer_broken(const struct ws_catalog *cat, const struct ws_catalog_backup *cand,
-                             int type, char *why, size_t whysz)
+/* When the newest backup other than self (the one being taken; for diff: the newest full one, by
+ * its manifest) is not complete and is newer than cand (or cand is NULL): its id, status and the
+ * catalog's reason into why, before what why held (then joined by "; "). Else why is left
+ * alone. */
+static void say_newer_broken(const struct ws_catalog *cat, const char *self,
+                             const struct ws_catalog_backup *cand, int type, char *why,
+                             size_t whysz)
 {
     const struct ws_catalog_backup *b = NULL;
     char reason[320], before[512];
     size_t i = cat->nbackups;
 
     while (i-- > 0 && !b)
-        if (type != WS_BACKUP_DIFF ||
-            (cat->backups[i].has_manifest && cat->backups[i].m.type == WS_BACKUP_FULL))
+        if (strcmp(cat->backups[i].id, self) != 0 &&
+            (type != WS_BACKUP_DIFF ||
+             (cat->backups[i].has_manifest && cat->backups[i].m.type == WS_BACKUP_FULL)))
             b = &cat->backups[i];
     if (!b || b == cand || b->status == WS_BACKUP_COMPLETE || (cand && strcmp(b->id, cand->id) < 0))
         return;
@@ -143,11 +146,11 @@ int ws_create_choose_reference(struct create *c, struct ws_error *err)
         (rc = load_reference(c, b, &loaded, why, sizeof(why), err)) != 0)
         goto out;
     if (loaded) {
-        say_newer_broken(&cat, b, type, newer, sizeof(newer));
+        say_newer_broken(&cat, c->m.id, b, type, newer, sizeof(newer));
         c->m.type = type;
         memcpy(c->m.reference, c->ref.id, sizeof(c->m.reference));
     } else
-        say_newer_broken(&cat, b, type, why, sizeof(why));
+        say_newer_broken(&cat, c->m.id, b, type, why, sizeof(why));
     if (!why[0])
         snprintf(why, sizeof(why), "no complete %sbackup in the repository",
                  type == WS_BACKUP_DIFF ? "full " : "");

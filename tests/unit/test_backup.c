@@ -241,6 +241,7 @@ static struct {
     char labelfile[1024]; /* what the last stop returned */
     char backup_label[256];
     int connects, closes, starts, stops;
+    void (*on_start)(const char *label); /* called once in backup mode, then cleared */
 } fake;
 
 static int f_connect(const char *conninfo, struct ws_pg **out, struct ws_error *err)
@@ -287,9 +288,14 @@ static int f_backup_start(struct ws_pg *pg, int version, const char *label, int 
                           uint64_t *start_lsn, struct ws_error *err)
 {
     (void)pg, (void)version, (void)fast, (void)err;
+    void (*hook)(const char *) = fake.on_start;
+
     fake.starts++;
     snprintf(fake.backup_label, sizeof(fake.backup_label), "%s", label);
     *start_lsn = START_LSN;
+    fake.on_start = NULL;
+    if (hook)
+        hook(label);
     return 0;
 }
 
@@ -786,11 +792,12 @@ static void test_create_foreign_data_dir(void)
     mem_end();
 }
 
-/* A storage failure at each put of a create (the first bundle, backup_label's, tablespace_map's,
- * the manifest) fails it, ends backup mode exactly once and leaves no object of the backup. */
+/* A storage failure at each put of a create (its claim, the first bundle, backup_label's,
+ * tablespace_map's, the manifest) fails it, ends backup mode exactly once (never begun when the
+ * claim fails) and leaves no object of the backup. */
 static void test_create_storage_failure(void)
 {
-    for (int nth = 2; nth <= 5; nth++) {
+    for (int nth = 2; nth <= 6; nth++) {
         struct cluster c;
         char tag[32];
 
@@ -800,7 +807,7 @@ static void test_create_storage_failure(void)
         CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
         /* put 1 is the cluster's identity */
         ws_storage_mem_fault(mem, WS_MEM_PUT_FINISH, nth, WS_ERR_STORAGE);
-        create_fails(&c, WS_ERR_STORAGE, "injected", 1);
+        create_fails(&c, WS_ERR_STORAGE, "injected", nth > 2);
         cluster_free(&c);
         mem_end();
     }
@@ -1437,12 +1444,12 @@ static void test_create_incr_broken_chain(void)
     mem_end();
 }
 
-/* A storage failure at each put of an incr (its bundle, its map object, backup_label's,
+/* A storage failure at each put of an incr (its claim, its bundle, its map object, backup_label's,
  * tablespace_map's, the manifest: one worker) fails it and leaves no object of it: no map object
  * either; the full backup it refers to keeps all of its own. */
 static void test_create_incr_failure_leaves_no_map(void)
 {
-    for (int nth = 1; nth <= 5; nth++) {
+    for (int nth = 1; nth <= 6; nth++) {
         struct cluster c;
         struct ws_error err = {0};
         char tag[32], id1[WS_BACKUP_ID_LEN + 1], id[WS_BACKUP_ID_LEN + 1], log[4096];
@@ -1469,6 +1476,83 @@ static void test_create_incr_failure_leaves_no_map(void)
     }
 }
 
+/* ---- two creates at once --------------------------------------------------------------------- */
+
+static struct {
+    struct cluster *c;
+    int rc, same_second;
+} race;
+
+/* fake.on_start of the first create (label "walsafe <its id>"): a whole second create, in the
+ * same second. */
+static void second_create(const char *label)
+{
+    struct ws_backup_opts o = {0};
+    struct ws_error err = {0};
+    char now[WS_BACKUP_ID_LEN + 1];
+
+    ws_backup_id_from_time(time(NULL), now);
+    race.same_second = strcmp(label + strlen("walsafe "), now) == 0;
+    race.rc = ws_backup_create(&race.c->cfg, &env, &o, &err);
+    if (race.rc)
+        fprintf(stderr, "    second create: %s\n", err.msg);
+}
+
+/* Two creates started in the same second each get an id of their own: the second one, run while
+ * the first is in backup mode, found no object of the first yet and took the same id; it
+ * completed, then the first failed on its bundle (the name taken) and its clean-up removed the
+ * second one's bundle and map object, leaving a manifest listed complete without its data. */
+static void test_create_same_second(void)
+{
+    int attempt;
+
+    for (attempt = 0; attempt < 3; attempt++) {
+        struct cluster c;
+        struct ws_backup_opts o = {0};
+        struct ws_error err = {0};
+        struct ws_catalog cat = {0};
+        struct ws_repo repo = {0};
+        char tag[32], out[512];
+        size_t i, complete = 0;
+        int rc;
+
+        mem_begin();
+        snprintf(tag, sizeof(tag), "race%d", attempt);
+        cluster_init(&c, tag, 1);
+        CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+        race.c = &c;
+        fake.on_start = second_create; /* o.label NULL: the label names the id */
+        capture_begin();
+        rc = ws_backup_create(&c.cfg, &env, &o, &err);
+        capture_end(out, sizeof(out));
+        if (!race.same_second) { /* a second boundary passed: try again */
+            cluster_free(&c);
+            mem_end();
+            continue;
+        }
+        if (rc)
+            fprintf(stderr, "    first create: %s\n", err.msg);
+        CHECK(rc == 0 && race.rc == 0);
+        REQUIRE(ws_backup_repo_open(&env, &c.cfg, &repo, &err) == 0);
+        REQUIRE(ws_catalog_load(&repo, &c.kr, &cat, &err) == 0);
+        for (i = 0; i < cat.nbackups; i++) {
+            if (cat.backups[i].status != WS_BACKUP_COMPLETE)
+                continue;
+            complete++;
+            capture_begin();
+            CHECK(ws_backup_verify(&c.cfg, &env, cat.backups[i].id, 0, &err) == 0);
+            capture_end(out, sizeof(out));
+        }
+        CHECK(complete == 2);
+        ws_catalog_free(&cat);
+        ws_repo_close(&repo);
+        cluster_free(&c);
+        mem_end();
+        break;
+    }
+    CHECK(attempt < 3);
+}
+
 const struct unit_test unit_tests[] = {
     {"pool_size", test_pool_size},
     {"pool_every_task_once", test_pool_every_task_once},
@@ -1484,5 +1568,6 @@ const struct unit_test unit_tests[] = {
     {"create_incr_fallback", test_create_incr_fallback},
     {"create_incr_broken_chain", test_create_incr_broken_chain},
     {"create_incr_failure_leaves_no_map", test_create_incr_failure_leaves_no_map},
+    {"create_same_second", test_create_same_second},
     {NULL, NULL},
 };
