@@ -30,16 +30,29 @@
 #include "pg/wal.h"
 #include "repo/blockmap.h"
 
-/* Removes what a failed backup wrote (best effort): its bundles and map objects, then its claim
- * (only when this run holds it: else the id, and what is under it, is another run's). */
+/* Removes what a failed backup wrote (best effort), only when this run holds the id's claim
+ * (else the id, and what is under it, is another run's): the manifest first when its put was
+ * tried (a put can fail after storing the object: an fsync of the directory after the rename, an
+ * answer lost), then its bundles and map objects, then the claim. A manifest that may be there
+ * and cannot be removed keeps everything else: a listed backup never loses its data. */
 static void remove_backup_objects(struct create *c, uint32_t nbundles, uint32_t nmaps)
 {
     struct ws_error e = {0};
     char key[256];
     uint32_t b;
+    int rc;
 
     if (!c->claimed)
         return;
+    if (c->manifest_tried) {
+        ws_backup_manifest_key(&c->repo, c->m.id, key, sizeof(key));
+        if ((rc = ws_storage_remove(c->repo.st, key, &e)) != 0 && rc != WS_ERR_NOT_FOUND) {
+            ws_log_warning("backup %s: its objects are kept: its manifest may be stored and "
+                           "could not be removed (%s)",
+                           c->m.id, e.msg);
+            return;
+        }
+    }
     for (b = 0; b < nbundles; b++) {
         ws_backup_bundle_key(&c->repo, c->m.id, b, key, sizeof(key));
         ws_storage_remove(c->repo.st, key, &e);
@@ -349,6 +362,7 @@ static int store_manifest(struct create *c, struct ws_error *err)
 
     if ((rc = ws_manifest_format(&c->m, &text, &textlen, err)) != 0)
         return rc;
+    c->manifest_tried = 1;
     ws_backup_manifest_key(&c->repo, c->m.id, key, sizeof(key));
     p.compress = c->cfg->compress;
     p.level = c->cfg->compress_level;

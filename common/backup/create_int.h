@@ -119,8 +119,9 @@ struct create {
     struct walk w;
     struct job j;
     int lock_init;
-    int in_backup; /* between backup_start and backup_stop */
-    int claimed;   /* this run stored the claim of m.id (create.c) */
+    int in_backup;      /* between backup_start and backup_stop */
+    int claimed;        /* this run stored the claim of m.id (create.c) */
+    int manifest_tried; /* its put began: the manifest may be stored, even after a failure */
     char *labelfile, *spcmap;
 };
 

@@ -63,7 +63,12 @@ struct view {
 struct view_put {
     struct ws_sink base;
     struct ws_sink *inner;
+    int fail_after; /* the key ends with fail_after_commit: stored, then an error */
 };
+
+/* A put of a key ending with this is stored, then reported failed (a storage that committed the
+ * object and lost the answer, or an fsync of the directory that failed after the rename). */
+static const char *fail_after_commit;
 
 static int vput_write(struct ws_sink *s, const void *buf, size_t len, struct ws_error *err)
 {
@@ -84,6 +89,8 @@ static int vput_finish(struct ws_sink *s, struct ws_error *err)
     pthread_mutex_lock(&mem_lock);
     rc = ws_sink_finish(p->inner, err);
     pthread_mutex_unlock(&mem_lock);
+    if (rc == 0 && p->fail_after)
+        rc = ws_error_set(err, WS_ERR_STORAGE, "injected: stored, then failed");
     return rc;
 }
 
@@ -127,6 +134,8 @@ static int v_open_put(struct ws_storage *s, const char *key, int flags, struct w
         return rc;
     }
     p->base.ops = &vput_ops;
+    p->fail_after = fail_after_commit && strlen(key) >= strlen(fail_after_commit) &&
+                    strcmp(key + strlen(key) - strlen(fail_after_commit), fail_after_commit) == 0;
     *out = &p->base;
     return 0;
 }
@@ -811,6 +820,26 @@ static void test_create_storage_failure(void)
         cluster_free(&c);
         mem_end();
     }
+}
+
+/* A manifest put that stored the object but reported a failure: the create fails and leaves no
+ * object, the manifest first (it removed the bundles and map objects and left the manifest, a
+ * backup listed complete whose data was gone). */
+static void test_create_manifest_stored_then_failed(void)
+{
+    struct cluster c;
+    char prefix[128];
+
+    mem_begin();
+    cluster_init(&c, "mfail", 2);
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    fail_after_commit = "/manifest";
+    create_fails(&c, WS_ERR_STORAGE, "stored, then failed", 1);
+    fail_after_commit = NULL;
+    snprintf(prefix, sizeof(prefix), "%s/backup/", c.cluster);
+    CHECK(count_objects(prefix) == 0);
+    cluster_free(&c);
+    mem_end();
 }
 
 /* A worker that cannot open its storage handle fails the create before any file is read. */
@@ -1562,6 +1591,7 @@ const struct unit_test unit_tests[] = {
     {"roundtrip_three_workers", test_roundtrip_three_workers},
     {"create_foreign_data_dir", test_create_foreign_data_dir},
     {"create_storage_failure", test_create_storage_failure},
+    {"create_manifest_stored_then_failed", test_create_manifest_stored_then_failed},
     {"create_worker_handle_fails", test_create_worker_handle_fails},
     {"create_waits_for_wal", test_create_waits_for_wal},
     {"create_incr_records", test_create_incr_records},
