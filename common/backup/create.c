@@ -6,7 +6,8 @@
  * the reference of a diff or incr backup (create_ref.c), walk the data directory (create_walk.c),
  * copy files on the worker pool (create_copy.c), pg_backup_stop, store backup_label and
  * tablespace_map, write the manifest last, then wait until every WAL segment from start to stop is
- * in the repository. Only then is the id printed.
+ * in the repository and check that a diff or incr's reference was not pruned meanwhile. Only then
+ * is the id printed.
  *
  * On failure the objects already written (bundles, map objects, the claim) are removed (best
  * effort: wal-prune removes what remains, since a backup without a manifest is never listed as
@@ -444,8 +445,9 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *en
         (rc = stop_backup(&c, err)) != 0 || (rc = store_manifest(&c, err)) != 0)
         goto out;
     ws_log_info("backup %s: files stored, waiting for its WAL to be archived", c.m.id);
-    if ((rc = wait_for_wal(&c.repo, &c.m, cfg->timeout, err)) != 0)
-        goto done; /* the backup stays, incomplete until its WAL arrives */
+    if ((rc = wait_for_wal(&c.repo, &c.m, cfg->timeout, err)) != 0 ||
+        (rc = ws_create_check_reference(&c, err)) != 0)
+        goto done; /* the backup stays, incomplete until its WAL arrives or for good */
     printf("%s\n", c.m.id);
     fflush(stdout);
     goto done;

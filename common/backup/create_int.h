@@ -145,6 +145,9 @@ int ws_create_choose_reference(struct create *c, struct ws_error *err);
 /* Per file, the reference's record of the same path (j->ref_of). c->ref keeps only those records,
  * in the walk's order, without their paths (the walk's entry has the same). */
 int ws_create_match_reference(struct create *c, struct ws_error *err);
+/* After the manifest: a diff or incr's reference is still in the repository (neither its
+ * manifest gone nor its tombstone there), else WS_ERR_INVALID naming both backups. */
+int ws_create_check_reference(struct create *c, struct ws_error *err);
 
 /* create_copy.c: every file of c->w into bundles with the worker pool (results in c->j). */
 int ws_create_copy_files(struct create *c, struct ws_error *err);

@@ -222,3 +222,30 @@ out:
     free(sorted);
     return rc;
 }
+
+/* diff and incr, once the backup is stored: its reference still there (its manifest, no
+ * tombstone). wal-prune cannot know the reference of a backup without a manifest, so a prune
+ * during the copy may have deleted it; the backup is then incomplete in the catalog and must not
+ * be reported taken. */
+int ws_create_check_reference(struct create *c, struct ws_error *err)
+{
+    struct ws_storage_stat st;
+    char key[256];
+    int rc, gone;
+
+    if (c->m.type == WS_BACKUP_FULL)
+        return 0;
+    ws_backup_tombstone_key(&c->repo, c->m.reference, key, sizeof(key));
+    if ((rc = ws_storage_stat(c->repo.st, key, &st, err)) != 0 && rc != WS_ERR_NOT_FOUND)
+        return rc;
+    gone = rc == 0;
+    ws_backup_manifest_key(&c->repo, c->m.reference, key, sizeof(key));
+    if (!gone && (rc = ws_storage_stat(c->repo.st, key, &st, err)) != 0 && rc != WS_ERR_NOT_FOUND)
+        return rc;
+    if (gone || rc == WS_ERR_NOT_FOUND)
+        return ws_error_set(err, WS_ERR_INVALID,
+                            "backup %s is not complete: its reference %s was deleted while it was "
+                            "being taken (wal-prune); take another backup",
+                            c->m.id, c->m.reference);
+    return 0;
+}

@@ -251,6 +251,7 @@ static struct {
     char backup_label[256];
     int connects, closes, starts, stops;
     void (*on_start)(const char *label); /* called once in backup mode, then cleared */
+    void (*on_stop)(void);               /* called once at the stop, then cleared */
 } fake;
 
 static int f_connect(const char *conninfo, struct ws_pg **out, struct ws_error *err)
@@ -311,7 +312,12 @@ static int f_backup_start(struct ws_pg *pg, int version, const char *label, int 
 static int f_backup_stop(struct ws_pg *pg, int version, uint64_t *stop_lsn, char **labelfile,
                          char **spcmap, struct ws_error *err)
 {
+    void (*hook)(void) = fake.on_stop;
+
     (void)pg, (void)version;
+    fake.on_stop = NULL;
+    if (hook)
+        hook();
     fake.stops++;
     snprintf(fake.labelfile, sizeof(fake.labelfile),
              "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n"
@@ -1505,6 +1511,74 @@ static void test_create_incr_failure_leaves_no_map(void)
     }
 }
 
+/* What wal-prune does to backup prune_ref.id while an incr is copied: its tombstone (first step)
+ * or, tombstone and manifest gone, its manifest. */
+static struct {
+    const struct cluster *c;
+    char id[WS_BACKUP_ID_LEN + 1];
+    int manifest;
+} prune_ref;
+
+static void prune_reference(void)
+{
+    struct ws_error err = {0};
+    struct ws_sink *put = NULL;
+    char key[256];
+
+    if (prune_ref.manifest) {
+        snprintf(key, sizeof(key), "%s/backup/%s/manifest", prune_ref.c->cluster, prune_ref.id);
+        CHECK(mem->ops->remove(mem, key, &err) == 0);
+        return;
+    }
+    snprintf(key, sizeof(key), "%s/backup/%s.deleting", prune_ref.c->cluster, prune_ref.id);
+    REQUIRE(mem->ops->open_put(mem, key, 0, &put, &err) == 0);
+    CHECK(ws_sink_write(put, "x", 1, &err) == 0 && ws_sink_finish(put, &err) == 0);
+    ws_sink_free(put);
+}
+
+/* An incr whose reference wal-prune deletes while it is copied (prune cannot know the reference
+ * of a backup without a manifest) fails naming both, prints no id and is not complete: it exited
+ * 0 and printed its id, for a backup the catalog calls incomplete and restore refuses. */
+static void test_create_incr_reference_pruned(void)
+{
+    for (int manifest = 0; manifest <= 1; manifest++) {
+        struct cluster c;
+        struct ws_error err = {0};
+        struct ws_catalog cat = {0};
+        const struct ws_catalog_backup *b = NULL;
+        struct ws_repo repo = {0};
+        char tag[32], id[WS_BACKUP_ID_LEN + 1], log[4096], want[128];
+        size_t i;
+
+        mem_begin();
+        snprintf(tag, sizeof(tag), "refpruned%d", manifest);
+        cluster_init(&c, tag, 1);
+        set_control_timeline(&c, 1);
+        CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+        REQUIRE(create_type(&c, WS_BACKUP_FULL, prune_ref.id, log, sizeof(log), &err) == 0);
+        patch(&c, "base/1/16386", 0, 1, 0x66);
+        prune_ref.c = &c;
+        prune_ref.manifest = manifest;
+        fake.on_stop = prune_reference;
+        CHECK(create_type(&c, WS_BACKUP_INCR, id, log, sizeof(log), &err) == WS_ERR_INVALID);
+        snprintf(want, sizeof(want), "its reference %s was deleted while it was being taken",
+                 prune_ref.id);
+        CHECK(strstr(err.msg, want) != NULL);
+        CHECK(id[0] == '\0');
+        REQUIRE(ws_backup_repo_open(&env, &c.cfg, &repo, &err) == 0);
+        REQUIRE(ws_catalog_load(&repo, &c.kr, &cat, &err) == 0);
+        for (i = 0; i < cat.nbackups; i++)
+            if (strcmp(cat.backups[i].id, prune_ref.id) != 0)
+                b = &cat.backups[i];
+        REQUIRE(b != NULL);
+        CHECK(b->has_manifest && b->status == WS_BACKUP_INCOMPLETE);
+        ws_catalog_free(&cat);
+        ws_repo_close(&repo);
+        cluster_free(&c);
+        mem_end();
+    }
+}
+
 /* ---- two creates at once --------------------------------------------------------------------- */
 
 static struct {
@@ -1599,5 +1673,6 @@ const struct unit_test unit_tests[] = {
     {"create_incr_broken_chain", test_create_incr_broken_chain},
     {"create_incr_failure_leaves_no_map", test_create_incr_failure_leaves_no_map},
     {"create_same_second", test_create_same_second},
+    {"create_incr_reference_pruned", test_create_incr_reference_pruned},
     {NULL, NULL},
 };
