@@ -252,6 +252,7 @@ static struct {
     int connects, closes, starts, stops;
     void (*on_start)(const char *label); /* called once in backup mode, then cleared */
     void (*on_stop)(void);               /* called once at the stop, then cleared */
+    int version;                         /* server_version_num; 0: 150004 */
 } fake;
 
 static int f_connect(const char *conninfo, struct ws_pg **out, struct ws_error *err)
@@ -273,7 +274,7 @@ static int f_get_info(struct ws_pg *pg, struct ws_pg_info *info, struct ws_error
 {
     (void)pg;
     memset(info, 0, sizeof(*info));
-    info->version = 150004;
+    info->version = fake.version ? fake.version : 150004;
     info->system_identifier = fake.sysid;
     info->wal_segment_size = SEG;
     info->data_directory = strdup(fake.pgdata);
@@ -1579,6 +1580,43 @@ static void test_create_incr_reference_pruned(void)
     }
 }
 
+/* An incr taken after a minor upgrade of the server (15.4 to 15.5: the same on-disk format) is
+ * relative to the backup taken before it, and restores: restore refused it, its chain "of another
+ * PostgreSQL version", while the catalog listed it complete. */
+static void test_create_incr_after_minor_upgrade(void)
+{
+    struct cluster c;
+    struct ws_error err = {0};
+    struct ws_manifest m = {0};
+    char id1[WS_BACKUP_ID_LEN + 1], id2[WS_BACKUP_ID_LEN + 1], log[4096];
+    int rc;
+
+    mem_begin();
+    cluster_init(&c, "minor", 2);
+    set_control_timeline(&c, 1);
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    REQUIRE(create_type(&c, WS_BACKUP_FULL, id1, log, sizeof(log), &err) == 0);
+    fake.version = 150005;
+    REQUIRE(create_type(&c, WS_BACKUP_INCR, id2, log, sizeof(log), &err) == 0);
+    REQUIRE(load_manifest(&c, id2, &m) == 0);
+    CHECK(m.type == WS_BACKUP_INCR && strcmp(m.reference, id1) == 0 && m.pg_version == 150005);
+    ws_manifest_free(&m);
+    if ((rc = restore(&c, 2, 0, &err)) != 0)
+        fprintf(stderr, "    restore: %s\n", err.msg);
+    CHECK(rc == 0);
+    for (size_t i = 0; rc == 0 && i < NFILES; i++) {
+        char p[PATH_MAX + 64], want[PATH_MAX];
+        if (!files[i].kept)
+            continue;
+        snprintf(p, sizeof(p), "%s/%s", files[i].ts ? c.ts_dst : c.target, files[i].path);
+        src_path(&c, i, want, sizeof(want));
+        if (!unit_same_file(p, want))
+            unit_fail(__FILE__, __LINE__, files[i].path);
+    }
+    cluster_free(&c);
+    mem_end();
+}
+
 /* ---- two creates at once --------------------------------------------------------------------- */
 
 static struct {
@@ -1674,5 +1712,6 @@ const struct unit_test unit_tests[] = {
     {"create_incr_failure_leaves_no_map", test_create_incr_failure_leaves_no_map},
     {"create_same_second", test_create_same_second},
     {"create_incr_reference_pruned", test_create_incr_reference_pruned},
+    {"create_incr_after_minor_upgrade", test_create_incr_after_minor_upgrade},
     {NULL, NULL},
 };
