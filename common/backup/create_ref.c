@@ -42,16 +42,18 @@ static int in_lineage(struct create *c, uint32_t current, uint32_t tli, uint64_t
     return found;
 }
 
-/* The newest complete backup (a full one for diff): by start time, then id. A complete backup's
- * chain is complete (catalog.h). */
-static struct ws_catalog_backup *newest_candidate(struct ws_catalog *cat, int type)
+/* The newest complete backup (a full one for diff) older than self (the id being taken: a reference
+ * is always older, catalog.h; another create that began after self may have completed since): by
+ * start time, then id. A complete backup's chain is complete (catalog.h). */
+static struct ws_catalog_backup *newest_candidate(struct ws_catalog *cat, const char *self,
+                                                  int type)
 {
     struct ws_catalog_backup *best = NULL;
     size_t i;
 
     for (i = 0; i < cat->nbackups; i++) {
         struct ws_catalog_backup *b = &cat->backups[i];
-        if (b->status != WS_BACKUP_COMPLETE ||
+        if (b->status != WS_BACKUP_COMPLETE || strcmp(b->id, self) >= 0 ||
             (type == WS_BACKUP_DIFF && b->m.type != WS_BACKUP_FULL))
             continue;
         if (!best || b->m.start_time > best->m.start_time ||
@@ -141,7 +143,7 @@ int ws_create_choose_reference(struct create *c, struct ws_error *err)
     if ((rc = ws_create_read_control(c->pgdata, &tli, sizeof(tli), CONTROL_TIMELINE, err)) != 0 ||
         (rc = ws_catalog_load(&c->repo, &c->kr, &cat, err)) != 0)
         return rc;
-    b = newest_candidate(&cat, type);
+    b = newest_candidate(&cat, c->m.id, type);
     if (b && !unusable(c, b, tli, why, sizeof(why)) &&
         (rc = load_reference(c, b, &loaded, why, sizeof(why), err)) != 0)
         goto out;

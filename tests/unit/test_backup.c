@@ -1694,6 +1694,64 @@ static void test_create_same_second(void)
     CHECK(attempt < 3);
 }
 
+/* fake.on_start of an incr: a whole full backup, taken (and complete) before the incr chooses its
+ * reference; with the incr's id claimed, it takes a later id. */
+static void full_meanwhile(const char *label)
+{
+    struct ws_backup_opts o = {0};
+    struct ws_error err = {0};
+    int type = race.c->cfg.backup_type;
+
+    (void)label;
+    race.c->cfg.backup_type = WS_BACKUP_FULL;
+    race.rc = ws_backup_create(&race.c->cfg, &env, &o, &err);
+    race.c->cfg.backup_type = type;
+    if (race.rc)
+        fprintf(stderr, "    full create: %s\n", err.msg);
+}
+
+/* A backup that began after an incr and completed before the incr chose its reference is not its
+ * reference (a reference is older): the incr named it, and the catalog called the incr invalid
+ * ("names no older backup") while create exited 0. */
+static void test_create_incr_newer_backup_meanwhile(void)
+{
+    struct cluster c;
+    struct ws_error err = {0};
+    struct ws_catalog cat = {0};
+    struct ws_repo repo = {0};
+    struct ws_manifest m = {0};
+    char id0[WS_BACKUP_ID_LEN + 1], full[WS_BACKUP_ID_LEN + 1], log[4096];
+    const struct ws_catalog_backup *b = NULL;
+    size_t i;
+
+    mem_begin();
+    cluster_init(&c, "meanwhile", 1);
+    set_control_timeline(&c, 1);
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    REQUIRE(create_type(&c, WS_BACKUP_FULL, id0, log, sizeof(log), &err) == 0);
+    race.c = &c;
+    fake.on_start = full_meanwhile;
+    /* the full backup prints its id first */
+    REQUIRE(create_type(&c, WS_BACKUP_INCR, full, log, sizeof(log), &err) == 0);
+    CHECK(race.rc == 0);
+    REQUIRE(ws_backup_repo_open(&env, &c.cfg, &repo, &err) == 0);
+    REQUIRE(ws_catalog_load(&repo, &c.kr, &cat, &err) == 0);
+    CHECK(cat.nbackups == 3);
+    for (i = 0; i < cat.nbackups; i++)
+        if (strcmp(cat.backups[i].id, id0) != 0 && strcmp(cat.backups[i].id, full) != 0)
+            b = &cat.backups[i];
+    REQUIRE(b != NULL);
+    CHECK(strcmp(b->id, full) < 0); /* the incr began first */
+    CHECK(b->status == WS_BACKUP_COMPLETE);
+    REQUIRE(load_manifest(&c, b->id, &m) == 0);
+    CHECK(m.type == WS_BACKUP_INCR && strcmp(m.reference, id0) == 0);
+    ws_manifest_free(&m);
+    ws_catalog_free(&cat);
+    ws_repo_close(&repo);
+    cluster_free(&c);
+    mem_end();
+}
+
 const struct unit_test unit_tests[] = {
     {"pool_size", test_pool_size},
     {"pool_every_task_once", test_pool_every_task_once},
@@ -1711,6 +1769,7 @@ const struct unit_test unit_tests[] = {
     {"create_incr_broken_chain", test_create_incr_broken_chain},
     {"create_incr_failure_leaves_no_map", test_create_incr_failure_leaves_no_map},
     {"create_same_second", test_create_same_second},
+    {"create_incr_newer_backup_meanwhile", test_create_incr_newer_backup_meanwhile},
     {"create_incr_reference_pruned", test_create_incr_reference_pruned},
     {"create_incr_after_minor_upgrade", test_create_incr_after_minor_upgrade},
     {NULL, NULL},
