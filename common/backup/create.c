@@ -2,14 +2,15 @@
  * backup/create.c - `basebackup create`: a non-exclusive base backup streamed into bundles.
  *
  * Steps: connect (the PostgreSQL session of the env), check the data directory and the
- * repository identity, pg_backup_start, choose the reference of a diff or incr backup
- * (create_ref.c), walk the data directory (create_walk.c), copy files on the worker pool
- * (create_copy.c), pg_backup_stop, store backup_label and tablespace_map, write the manifest
- * last, then wait until every WAL segment from start to stop is in the repository. Only then is
- * the id printed.
+ * repository identity, claim an id (manifest.h: no other run can take it), pg_backup_start, choose
+ * the reference of a diff or incr backup (create_ref.c), walk the data directory (create_walk.c),
+ * copy files on the worker pool (create_copy.c), pg_backup_stop, store backup_label and
+ * tablespace_map, write the manifest last, then wait until every WAL segment from start to stop is
+ * in the repository and check that a diff or incr's reference was not pruned meanwhile. Only then
+ * is the id printed.
  *
- * On failure the objects already written (bundles, map objects) are removed (best effort:
- * wal-prune removes what remains, since a backup without a manifest is never listed as
+ * On failure the objects already written (bundles, map objects, the claim) are removed (best
+ * effort: wal-prune removes what remains, since a backup without a manifest is never listed as
  * complete), and backup mode on the server is ended.
  */
 #include <errno.h>
@@ -30,22 +31,39 @@
 #include "pg/wal.h"
 #include "repo/blockmap.h"
 
-/* Removes what a failed backup wrote (best effort): its bundles and map objects. */
-static void remove_backup_objects(struct ws_repo *repo, const char *id, uint32_t nbundles,
-                                  uint32_t nmaps)
+/* Removes what a failed backup wrote (best effort), only when this run holds the id's claim
+ * (else the id, and what is under it, is another run's): the manifest first when its put was
+ * tried (a put can fail after storing the object: an fsync of the directory after the rename, an
+ * answer lost), then its bundles and map objects, then the claim. A manifest that may be there
+ * and cannot be removed keeps everything else: a listed backup never loses its data. */
+static void remove_backup_objects(struct create *c, uint32_t nbundles, uint32_t nmaps)
 {
     struct ws_error e = {0};
     char key[256];
     uint32_t b;
+    int rc;
 
+    if (!c->claimed)
+        return;
+    if (c->manifest_tried) {
+        ws_backup_manifest_key(&c->repo, c->m.id, key, sizeof(key));
+        if ((rc = ws_storage_remove(c->repo.st, key, &e)) != 0 && rc != WS_ERR_NOT_FOUND) {
+            ws_log_warning("backup %s: its objects are kept: its manifest may be stored and "
+                           "could not be removed (%s)",
+                           c->m.id, e.msg);
+            return;
+        }
+    }
     for (b = 0; b < nbundles; b++) {
-        ws_backup_bundle_key(repo, id, b, key, sizeof(key));
-        ws_storage_remove(repo->st, key, &e);
+        ws_backup_bundle_key(&c->repo, c->m.id, b, key, sizeof(key));
+        ws_storage_remove(c->repo.st, key, &e);
     }
     for (b = 0; b < nmaps; b++) {
-        ws_backup_map_key(repo, id, b, key, sizeof(key));
-        ws_storage_remove(repo->st, key, &e);
+        ws_backup_map_key(&c->repo, c->m.id, b, key, sizeof(key));
+        ws_storage_remove(c->repo.st, key, &e);
     }
+    ws_backup_object_key(&c->repo, c->m.id, WS_BACKUP_CLAIM, key, sizeof(key));
+    ws_storage_remove(c->repo.st, key, &e);
 }
 
 static int note_object(void *arg, const char *key, const struct ws_storage_stat *st,
@@ -179,7 +197,24 @@ static int claim_repo(struct create *c, struct ws_error *err)
     return ws_repo_identity_ensure(&c->repo, &want, what, err);
 }
 
-/* The id (the start time, made unique in the repository), the label and the server's facts. */
+/* Stores the claim of id m.id (manifest.h) without replacing: *claimed = 0 when another run
+ * stored it first. Listing the id's objects (id_taken) is not enough: two creates started in the
+ * same second both find none before either stores a bundle, and the one that then fails on a
+ * bundle name the other took would remove the other's objects as its own. */
+static int claim_id(struct create *c, int *claimed, struct ws_error *err)
+{
+    char key[256], text[64];
+    int rc;
+
+    ws_backup_object_key(&c->repo, c->m.id, WS_BACKUP_CLAIM, key, sizeof(key));
+    snprintf(text, sizeof(text), "basebackup create, process %ld\n", (long)getpid());
+    rc = ws_repo_put_small(&c->repo, key, text, strlen(text), NULL, err);
+    *claimed = rc == 0;
+    return rc == WS_ERR_EXISTS ? 0 : rc;
+}
+
+/* The id (the start time, made unique in the repository and claimed), the label and the
+ * server's facts. */
 static int name_backup(struct create *c, struct ws_error *err)
 {
     struct ws_manifest *m = &c->m;
@@ -190,9 +225,10 @@ static int name_backup(struct create *c, struct ws_error *err)
     for (;;) {
         int taken = 0;
         ws_backup_id_from_time(m->start_time, m->id);
-        if ((rc = id_taken(&c->repo, m->id, &taken, err)) != 0)
+        if ((rc = id_taken(&c->repo, m->id, &taken, err)) != 0 ||
+            (!taken && (rc = claim_id(c, &c->claimed, err)) != 0))
             return rc;
-        if (!taken)
+        if (c->claimed)
             break;
         sleep(1);
         m->start_time = time(NULL);
@@ -327,6 +363,7 @@ static int store_manifest(struct create *c, struct ws_error *err)
 
     if ((rc = ws_manifest_format(&c->m, &text, &textlen, err)) != 0)
         return rc;
+    c->manifest_tried = 1;
     ws_backup_manifest_key(&c->repo, c->m.id, key, sizeof(key));
     p.compress = c->cfg->compress;
     p.level = c->cfg->compress_level;
@@ -408,17 +445,17 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *en
         (rc = stop_backup(&c, err)) != 0 || (rc = store_manifest(&c, err)) != 0)
         goto out;
     ws_log_info("backup %s: files stored, waiting for its WAL to be archived", c.m.id);
-    if ((rc = wait_for_wal(&c.repo, &c.m, cfg->timeout, err)) != 0)
-        goto done; /* the backup stays, incomplete until its WAL arrives */
+    if ((rc = wait_for_wal(&c.repo, &c.m, cfg->timeout, err)) != 0 ||
+        (rc = ws_create_check_reference(&c, err)) != 0)
+        goto done; /* the backup stays, incomplete until its WAL arrives or for good */
     printf("%s\n", c.m.id);
     fflush(stdout);
     goto done;
 out:
     if (c.in_backup)
         abort_backup(&c);
-    if (c.m.id[0])
-        remove_backup_objects(&c.repo, c.m.id, (uint32_t)atomic_load(&c.j.next_bundle),
-                              (uint32_t)atomic_load(&c.j.next_map));
+    remove_backup_objects(&c, (uint32_t)atomic_load(&c.j.next_bundle),
+                          (uint32_t)atomic_load(&c.j.next_map));
 done:
     create_free(&c);
     return rc;

@@ -119,7 +119,9 @@ struct create {
     struct walk w;
     struct job j;
     int lock_init;
-    int in_backup; /* between backup_start and backup_stop */
+    int in_backup;      /* between backup_start and backup_stop */
+    int claimed;        /* this run stored the claim of m.id (create.c) */
+    int manifest_tried; /* its put began: the manifest may be stored, even after a failure */
     char *labelfile, *spcmap;
 };
 
@@ -143,6 +145,9 @@ int ws_create_choose_reference(struct create *c, struct ws_error *err);
 /* Per file, the reference's record of the same path (j->ref_of). c->ref keeps only those records,
  * in the walk's order, without their paths (the walk's entry has the same). */
 int ws_create_match_reference(struct create *c, struct ws_error *err);
+/* After the manifest: a diff or incr's reference is still in the repository (neither its
+ * manifest gone nor its tombstone there), else WS_ERR_INVALID naming both backups. */
+int ws_create_check_reference(struct create *c, struct ws_error *err);
 
 /* create_copy.c: every file of c->w into bundles with the worker pool (results in c->j). */
 int ws_create_copy_files(struct create *c, struct ws_error *err);

@@ -42,16 +42,18 @@ static int in_lineage(struct create *c, uint32_t current, uint32_t tli, uint64_t
     return found;
 }
 
-/* The newest complete backup (a full one for diff): by start time, then id. A complete backup's
- * chain is complete (catalog.h). */
-static struct ws_catalog_backup *newest_candidate(struct ws_catalog *cat, int type)
+/* The newest complete backup (a full one for diff) older than self (the id being taken: a reference
+ * is always older, catalog.h; another create that began after self may have completed since): by
+ * start time, then id. A complete backup's chain is complete (catalog.h). */
+static struct ws_catalog_backup *newest_candidate(struct ws_catalog *cat, const char *self,
+                                                  int type)
 {
     struct ws_catalog_backup *best = NULL;
     size_t i;
 
     for (i = 0; i < cat->nbackups; i++) {
         struct ws_catalog_backup *b = &cat->backups[i];
-        if (b->status != WS_BACKUP_COMPLETE ||
+        if (b->status != WS_BACKUP_COMPLETE || strcmp(b->id, self) >= 0 ||
             (type == WS_BACKUP_DIFF && b->m.type != WS_BACKUP_FULL))
             continue;
         if (!best || b->m.start_time > best->m.start_time ||
@@ -61,19 +63,22 @@ static struct ws_catalog_backup *newest_candidate(struct ws_catalog *cat, int ty
     return best;
 }
 
-/* When the newest backup (for diff: the newest full one, by its manifest) is not complete and is
- * newer than cand (or cand is NULL): its id, status and the catalog's reason into why, before
- * what why held (then joined by "; "). Else why is left alone. */
-static void say_newer_broken(const struct ws_catalog *cat, const struct ws_catalog_backup *cand,
-                             int type, char *why, size_t whysz)
+/* When the newest backup other than self (the one being taken; for diff: the newest full one, by
+ * its manifest) is not complete and is newer than cand (or cand is NULL): its id, status and the
+ * catalog's reason into why, before what why held (then joined by "; "). Else why is left
+ * alone. */
+static void say_newer_broken(const struct ws_catalog *cat, const char *self,
+                             const struct ws_catalog_backup *cand, int type, char *why,
+                             size_t whysz)
 {
     const struct ws_catalog_backup *b = NULL;
     char reason[320], before[512];
     size_t i = cat->nbackups;
 
     while (i-- > 0 && !b)
-        if (type != WS_BACKUP_DIFF ||
-            (cat->backups[i].has_manifest && cat->backups[i].m.type == WS_BACKUP_FULL))
+        if (strcmp(cat->backups[i].id, self) != 0 &&
+            (type != WS_BACKUP_DIFF ||
+             (cat->backups[i].has_manifest && cat->backups[i].m.type == WS_BACKUP_FULL)))
             b = &cat->backups[i];
     if (!b || b == cand || b->status == WS_BACKUP_COMPLETE || (cand && strcmp(b->id, cand->id) < 0))
         return;
@@ -138,16 +143,16 @@ int ws_create_choose_reference(struct create *c, struct ws_error *err)
     if ((rc = ws_create_read_control(c->pgdata, &tli, sizeof(tli), CONTROL_TIMELINE, err)) != 0 ||
         (rc = ws_catalog_load(&c->repo, &c->kr, &cat, err)) != 0)
         return rc;
-    b = newest_candidate(&cat, type);
+    b = newest_candidate(&cat, c->m.id, type);
     if (b && !unusable(c, b, tli, why, sizeof(why)) &&
         (rc = load_reference(c, b, &loaded, why, sizeof(why), err)) != 0)
         goto out;
     if (loaded) {
-        say_newer_broken(&cat, b, type, newer, sizeof(newer));
+        say_newer_broken(&cat, c->m.id, b, type, newer, sizeof(newer));
         c->m.type = type;
         memcpy(c->m.reference, c->ref.id, sizeof(c->m.reference));
     } else
-        say_newer_broken(&cat, b, type, why, sizeof(why));
+        say_newer_broken(&cat, c->m.id, b, type, why, sizeof(why));
     if (!why[0])
         snprintf(why, sizeof(why), "no complete %sbackup in the repository",
                  type == WS_BACKUP_DIFF ? "full " : "");
@@ -218,4 +223,31 @@ out:
     free(kept);
     free(sorted);
     return rc;
+}
+
+/* diff and incr, once the backup is stored: its reference still there (its manifest, no
+ * tombstone). wal-prune cannot know the reference of a backup without a manifest, so a prune
+ * during the copy may have deleted it; the backup is then incomplete in the catalog and must not
+ * be reported taken. */
+int ws_create_check_reference(struct create *c, struct ws_error *err)
+{
+    struct ws_storage_stat st;
+    char key[256];
+    int rc, gone;
+
+    if (c->m.type == WS_BACKUP_FULL)
+        return 0;
+    ws_backup_tombstone_key(&c->repo, c->m.reference, key, sizeof(key));
+    if ((rc = ws_storage_stat(c->repo.st, key, &st, err)) != 0 && rc != WS_ERR_NOT_FOUND)
+        return rc;
+    gone = rc == 0;
+    ws_backup_manifest_key(&c->repo, c->m.reference, key, sizeof(key));
+    if (!gone && (rc = ws_storage_stat(c->repo.st, key, &st, err)) != 0 && rc != WS_ERR_NOT_FOUND)
+        return rc;
+    if (gone || rc == WS_ERR_NOT_FOUND)
+        return ws_error_set(err, WS_ERR_INVALID,
+                            "backup %s is not complete: its reference %s was deleted while it was "
+                            "being taken (wal-prune); take another backup",
+                            c->m.id, c->m.reference);
+    return 0;
 }

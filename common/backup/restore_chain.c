@@ -19,16 +19,17 @@
 
 #define READ_BUF (1u << 20)
 
-/* A link must be of the same system, PostgreSQL version and block size: its blocks are pasted
- * into the target's files. */
+/* A link must be of the same system, PostgreSQL major version (a minor release keeps the on-disk
+ * format, and create takes a reference of the same major version) and block size: its blocks are
+ * pasted into the target's files. */
 static int check_link(const struct ws_manifest *top, const struct ws_manifest *ref,
                       struct ws_error *err)
 {
-    if (ref->system_identifier != top->system_identifier || ref->pg_version != top->pg_version ||
-        ref->block_size != top->block_size)
+    if (ref->system_identifier != top->system_identifier ||
+        ref->pg_version / 10000 != top->pg_version / 10000 || ref->block_size != top->block_size)
         return ws_error_set(err, WS_ERR_CORRUPT,
                             "backup %s cannot be restored: backup %s of its chain is of another "
-                            "database system, PostgreSQL version or block size",
+                            "database system, PostgreSQL major version or block size",
                             top->id, ref->id);
     return 0;
 }

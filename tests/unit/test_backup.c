@@ -63,7 +63,12 @@ struct view {
 struct view_put {
     struct ws_sink base;
     struct ws_sink *inner;
+    int fail_after; /* the key ends with fail_after_commit: stored, then an error */
 };
+
+/* A put of a key ending with this is stored, then reported failed (a storage that committed the
+ * object and lost the answer, or an fsync of the directory that failed after the rename). */
+static const char *fail_after_commit;
 
 static int vput_write(struct ws_sink *s, const void *buf, size_t len, struct ws_error *err)
 {
@@ -84,6 +89,8 @@ static int vput_finish(struct ws_sink *s, struct ws_error *err)
     pthread_mutex_lock(&mem_lock);
     rc = ws_sink_finish(p->inner, err);
     pthread_mutex_unlock(&mem_lock);
+    if (rc == 0 && p->fail_after)
+        rc = ws_error_set(err, WS_ERR_STORAGE, "injected: stored, then failed");
     return rc;
 }
 
@@ -127,6 +134,8 @@ static int v_open_put(struct ws_storage *s, const char *key, int flags, struct w
         return rc;
     }
     p->base.ops = &vput_ops;
+    p->fail_after = fail_after_commit && strlen(key) >= strlen(fail_after_commit) &&
+                    strcmp(key + strlen(key) - strlen(fail_after_commit), fail_after_commit) == 0;
     *out = &p->base;
     return 0;
 }
@@ -241,6 +250,9 @@ static struct {
     char labelfile[1024]; /* what the last stop returned */
     char backup_label[256];
     int connects, closes, starts, stops;
+    void (*on_start)(const char *label); /* called once in backup mode, then cleared */
+    void (*on_stop)(void);               /* called once at the stop, then cleared */
+    int version;                         /* server_version_num; 0: 150004 */
 } fake;
 
 static int f_connect(const char *conninfo, struct ws_pg **out, struct ws_error *err)
@@ -262,7 +274,7 @@ static int f_get_info(struct ws_pg *pg, struct ws_pg_info *info, struct ws_error
 {
     (void)pg;
     memset(info, 0, sizeof(*info));
-    info->version = 150004;
+    info->version = fake.version ? fake.version : 150004;
     info->system_identifier = fake.sysid;
     info->wal_segment_size = SEG;
     info->data_directory = strdup(fake.pgdata);
@@ -287,16 +299,26 @@ static int f_backup_start(struct ws_pg *pg, int version, const char *label, int 
                           uint64_t *start_lsn, struct ws_error *err)
 {
     (void)pg, (void)version, (void)fast, (void)err;
+    void (*hook)(const char *) = fake.on_start;
+
     fake.starts++;
     snprintf(fake.backup_label, sizeof(fake.backup_label), "%s", label);
     *start_lsn = START_LSN;
+    fake.on_start = NULL;
+    if (hook)
+        hook(label);
     return 0;
 }
 
 static int f_backup_stop(struct ws_pg *pg, int version, uint64_t *stop_lsn, char **labelfile,
                          char **spcmap, struct ws_error *err)
 {
+    void (*hook)(void) = fake.on_stop;
+
     (void)pg, (void)version;
+    fake.on_stop = NULL;
+    if (hook)
+        hook();
     fake.stops++;
     snprintf(fake.labelfile, sizeof(fake.labelfile),
              "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n"
@@ -786,11 +808,12 @@ static void test_create_foreign_data_dir(void)
     mem_end();
 }
 
-/* A storage failure at each put of a create (the first bundle, backup_label's, tablespace_map's,
- * the manifest) fails it, ends backup mode exactly once and leaves no object of the backup. */
+/* A storage failure at each put of a create (its claim, the first bundle, backup_label's,
+ * tablespace_map's, the manifest) fails it, ends backup mode exactly once (never begun when the
+ * claim fails) and leaves no object of the backup. */
 static void test_create_storage_failure(void)
 {
-    for (int nth = 2; nth <= 5; nth++) {
+    for (int nth = 2; nth <= 6; nth++) {
         struct cluster c;
         char tag[32];
 
@@ -800,10 +823,30 @@ static void test_create_storage_failure(void)
         CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
         /* put 1 is the cluster's identity */
         ws_storage_mem_fault(mem, WS_MEM_PUT_FINISH, nth, WS_ERR_STORAGE);
-        create_fails(&c, WS_ERR_STORAGE, "injected", 1);
+        create_fails(&c, WS_ERR_STORAGE, "injected", nth > 2);
         cluster_free(&c);
         mem_end();
     }
+}
+
+/* A manifest put that stored the object but reported a failure: the create fails and leaves no
+ * object, the manifest first (it removed the bundles and map objects and left the manifest, a
+ * backup listed complete whose data was gone). */
+static void test_create_manifest_stored_then_failed(void)
+{
+    struct cluster c;
+    char prefix[128];
+
+    mem_begin();
+    cluster_init(&c, "mfail", 2);
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    fail_after_commit = "/manifest";
+    create_fails(&c, WS_ERR_STORAGE, "stored, then failed", 1);
+    fail_after_commit = NULL;
+    snprintf(prefix, sizeof(prefix), "%s/backup/", c.cluster);
+    CHECK(count_objects(prefix) == 0);
+    cluster_free(&c);
+    mem_end();
 }
 
 /* A worker that cannot open its storage handle fails the create before any file is read. */
@@ -1437,12 +1480,12 @@ static void test_create_incr_broken_chain(void)
     mem_end();
 }
 
-/* A storage failure at each put of an incr (its bundle, its map object, backup_label's,
+/* A storage failure at each put of an incr (its claim, its bundle, its map object, backup_label's,
  * tablespace_map's, the manifest: one worker) fails it and leaves no object of it: no map object
  * either; the full backup it refers to keeps all of its own. */
 static void test_create_incr_failure_leaves_no_map(void)
 {
-    for (int nth = 1; nth <= 5; nth++) {
+    for (int nth = 1; nth <= 6; nth++) {
         struct cluster c;
         struct ws_error err = {0};
         char tag[32], id1[WS_BACKUP_ID_LEN + 1], id[WS_BACKUP_ID_LEN + 1], log[4096];
@@ -1469,6 +1512,246 @@ static void test_create_incr_failure_leaves_no_map(void)
     }
 }
 
+/* What wal-prune does to backup prune_ref.id while an incr is copied: its tombstone (first step)
+ * or, tombstone and manifest gone, its manifest. */
+static struct {
+    const struct cluster *c;
+    char id[WS_BACKUP_ID_LEN + 1];
+    int manifest;
+} prune_ref;
+
+static void prune_reference(void)
+{
+    struct ws_error err = {0};
+    struct ws_sink *put = NULL;
+    char key[256];
+
+    if (prune_ref.manifest) {
+        snprintf(key, sizeof(key), "%s/backup/%s/manifest", prune_ref.c->cluster, prune_ref.id);
+        CHECK(mem->ops->remove(mem, key, &err) == 0);
+        return;
+    }
+    snprintf(key, sizeof(key), "%s/backup/%s.deleting", prune_ref.c->cluster, prune_ref.id);
+    REQUIRE(mem->ops->open_put(mem, key, 0, &put, &err) == 0);
+    CHECK(ws_sink_write(put, "x", 1, &err) == 0 && ws_sink_finish(put, &err) == 0);
+    ws_sink_free(put);
+}
+
+/* An incr whose reference wal-prune deletes while it is copied (prune cannot know the reference
+ * of a backup without a manifest) fails naming both, prints no id and is not complete: it exited
+ * 0 and printed its id, for a backup the catalog calls incomplete and restore refuses. */
+static void test_create_incr_reference_pruned(void)
+{
+    for (int manifest = 0; manifest <= 1; manifest++) {
+        struct cluster c;
+        struct ws_error err = {0};
+        struct ws_catalog cat = {0};
+        const struct ws_catalog_backup *b = NULL;
+        struct ws_repo repo = {0};
+        char tag[32], id[WS_BACKUP_ID_LEN + 1], log[4096], want[128];
+        size_t i;
+
+        mem_begin();
+        snprintf(tag, sizeof(tag), "refpruned%d", manifest);
+        cluster_init(&c, tag, 1);
+        set_control_timeline(&c, 1);
+        CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+        REQUIRE(create_type(&c, WS_BACKUP_FULL, prune_ref.id, log, sizeof(log), &err) == 0);
+        patch(&c, "base/1/16386", 0, 1, 0x66);
+        prune_ref.c = &c;
+        prune_ref.manifest = manifest;
+        fake.on_stop = prune_reference;
+        CHECK(create_type(&c, WS_BACKUP_INCR, id, log, sizeof(log), &err) == WS_ERR_INVALID);
+        snprintf(want, sizeof(want), "its reference %s was deleted while it was being taken",
+                 prune_ref.id);
+        CHECK(strstr(err.msg, want) != NULL);
+        CHECK(id[0] == '\0');
+        REQUIRE(ws_backup_repo_open(&env, &c.cfg, &repo, &err) == 0);
+        REQUIRE(ws_catalog_load(&repo, &c.kr, &cat, &err) == 0);
+        for (i = 0; i < cat.nbackups; i++)
+            if (strcmp(cat.backups[i].id, prune_ref.id) != 0)
+                b = &cat.backups[i];
+        REQUIRE(b != NULL);
+        CHECK(b->has_manifest && b->status == WS_BACKUP_INCOMPLETE);
+        ws_catalog_free(&cat);
+        ws_repo_close(&repo);
+        cluster_free(&c);
+        mem_end();
+    }
+}
+
+/* An incr taken after a minor upgrade of the server (15.4 to 15.5: the same on-disk format) is
+ * relative to the backup taken before it, and restores: restore refused it, its chain "of another
+ * PostgreSQL version", while the catalog listed it complete. */
+static void test_create_incr_after_minor_upgrade(void)
+{
+    struct cluster c;
+    struct ws_error err = {0};
+    struct ws_manifest m = {0};
+    char id1[WS_BACKUP_ID_LEN + 1], id2[WS_BACKUP_ID_LEN + 1], log[4096];
+    int rc;
+
+    mem_begin();
+    cluster_init(&c, "minor", 2);
+    set_control_timeline(&c, 1);
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    REQUIRE(create_type(&c, WS_BACKUP_FULL, id1, log, sizeof(log), &err) == 0);
+    fake.version = 150005;
+    REQUIRE(create_type(&c, WS_BACKUP_INCR, id2, log, sizeof(log), &err) == 0);
+    REQUIRE(load_manifest(&c, id2, &m) == 0);
+    CHECK(m.type == WS_BACKUP_INCR && strcmp(m.reference, id1) == 0 && m.pg_version == 150005);
+    ws_manifest_free(&m);
+    if ((rc = restore(&c, 2, 0, &err)) != 0)
+        fprintf(stderr, "    restore: %s\n", err.msg);
+    CHECK(rc == 0);
+    for (size_t i = 0; rc == 0 && i < NFILES; i++) {
+        char p[PATH_MAX + 64], want[PATH_MAX];
+        if (!files[i].kept)
+            continue;
+        snprintf(p, sizeof(p), "%s/%s", files[i].ts ? c.ts_dst : c.target, files[i].path);
+        src_path(&c, i, want, sizeof(want));
+        if (!unit_same_file(p, want))
+            unit_fail(__FILE__, __LINE__, files[i].path);
+    }
+    cluster_free(&c);
+    mem_end();
+}
+
+/* ---- two creates at once --------------------------------------------------------------------- */
+
+static struct {
+    struct cluster *c;
+    int rc, same_second;
+} race;
+
+/* fake.on_start of the first create (label "walsafe <its id>"): a whole second create, in the
+ * same second. */
+static void second_create(const char *label)
+{
+    struct ws_backup_opts o = {0};
+    struct ws_error err = {0};
+    char now[WS_BACKUP_ID_LEN + 1];
+
+    ws_backup_id_from_time(time(NULL), now);
+    race.same_second = strcmp(label + strlen("walsafe "), now) == 0;
+    race.rc = ws_backup_create(&race.c->cfg, &env, &o, &err);
+    if (race.rc)
+        fprintf(stderr, "    second create: %s\n", err.msg);
+}
+
+/* Two creates started in the same second each get an id of their own: the second one, run while
+ * the first is in backup mode, found no object of the first yet and took the same id; it
+ * completed, then the first failed on its bundle (the name taken) and its clean-up removed the
+ * second one's bundle and map object, leaving a manifest listed complete without its data. */
+static void test_create_same_second(void)
+{
+    int attempt;
+
+    for (attempt = 0; attempt < 3; attempt++) {
+        struct cluster c;
+        struct ws_backup_opts o = {0};
+        struct ws_error err = {0};
+        struct ws_catalog cat = {0};
+        struct ws_repo repo = {0};
+        char tag[32], out[512];
+        size_t i, complete = 0;
+        int rc;
+
+        mem_begin();
+        snprintf(tag, sizeof(tag), "race%d", attempt);
+        cluster_init(&c, tag, 1);
+        CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+        race.c = &c;
+        fake.on_start = second_create; /* o.label NULL: the label names the id */
+        capture_begin();
+        rc = ws_backup_create(&c.cfg, &env, &o, &err);
+        capture_end(out, sizeof(out));
+        if (!race.same_second) { /* a second boundary passed: try again */
+            cluster_free(&c);
+            mem_end();
+            continue;
+        }
+        if (rc)
+            fprintf(stderr, "    first create: %s\n", err.msg);
+        CHECK(rc == 0 && race.rc == 0);
+        REQUIRE(ws_backup_repo_open(&env, &c.cfg, &repo, &err) == 0);
+        REQUIRE(ws_catalog_load(&repo, &c.kr, &cat, &err) == 0);
+        for (i = 0; i < cat.nbackups; i++) {
+            if (cat.backups[i].status != WS_BACKUP_COMPLETE)
+                continue;
+            complete++;
+            capture_begin();
+            CHECK(ws_backup_verify(&c.cfg, &env, cat.backups[i].id, 0, &err) == 0);
+            capture_end(out, sizeof(out));
+        }
+        CHECK(complete == 2);
+        ws_catalog_free(&cat);
+        ws_repo_close(&repo);
+        cluster_free(&c);
+        mem_end();
+        break;
+    }
+    CHECK(attempt < 3);
+}
+
+/* fake.on_start of an incr: a whole full backup, taken (and complete) before the incr chooses its
+ * reference; with the incr's id claimed, it takes a later id. */
+static void full_meanwhile(const char *label)
+{
+    struct ws_backup_opts o = {0};
+    struct ws_error err = {0};
+    int type = race.c->cfg.backup_type;
+
+    (void)label;
+    race.c->cfg.backup_type = WS_BACKUP_FULL;
+    race.rc = ws_backup_create(&race.c->cfg, &env, &o, &err);
+    race.c->cfg.backup_type = type;
+    if (race.rc)
+        fprintf(stderr, "    full create: %s\n", err.msg);
+}
+
+/* A backup that began after an incr and completed before the incr chose its reference is not its
+ * reference (a reference is older): the incr named it, and the catalog called the incr invalid
+ * ("names no older backup") while create exited 0. */
+static void test_create_incr_newer_backup_meanwhile(void)
+{
+    struct cluster c;
+    struct ws_error err = {0};
+    struct ws_catalog cat = {0};
+    struct ws_repo repo = {0};
+    struct ws_manifest m = {0};
+    char id0[WS_BACKUP_ID_LEN + 1], full[WS_BACKUP_ID_LEN + 1], log[4096];
+    const struct ws_catalog_backup *b = NULL;
+    size_t i;
+
+    mem_begin();
+    cluster_init(&c, "meanwhile", 1);
+    set_control_timeline(&c, 1);
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    REQUIRE(create_type(&c, WS_BACKUP_FULL, id0, log, sizeof(log), &err) == 0);
+    race.c = &c;
+    fake.on_start = full_meanwhile;
+    /* the full backup prints its id first */
+    REQUIRE(create_type(&c, WS_BACKUP_INCR, full, log, sizeof(log), &err) == 0);
+    CHECK(race.rc == 0);
+    REQUIRE(ws_backup_repo_open(&env, &c.cfg, &repo, &err) == 0);
+    REQUIRE(ws_catalog_load(&repo, &c.kr, &cat, &err) == 0);
+    CHECK(cat.nbackups == 3);
+    for (i = 0; i < cat.nbackups; i++)
+        if (strcmp(cat.backups[i].id, id0) != 0 && strcmp(cat.backups[i].id, full) != 0)
+            b = &cat.backups[i];
+    REQUIRE(b != NULL);
+    CHECK(strcmp(b->id, full) < 0); /* the incr began first */
+    CHECK(b->status == WS_BACKUP_COMPLETE);
+    REQUIRE(load_manifest(&c, b->id, &m) == 0);
+    CHECK(m.type == WS_BACKUP_INCR && strcmp(m.reference, id0) == 0);
+    ws_manifest_free(&m);
+    ws_catalog_free(&cat);
+    ws_repo_close(&repo);
+    cluster_free(&c);
+    mem_end();
+}
+
 const struct unit_test unit_tests[] = {
     {"pool_size", test_pool_size},
     {"pool_every_task_once", test_pool_every_task_once},
@@ -1478,11 +1761,16 @@ const struct unit_test unit_tests[] = {
     {"roundtrip_three_workers", test_roundtrip_three_workers},
     {"create_foreign_data_dir", test_create_foreign_data_dir},
     {"create_storage_failure", test_create_storage_failure},
+    {"create_manifest_stored_then_failed", test_create_manifest_stored_then_failed},
     {"create_worker_handle_fails", test_create_worker_handle_fails},
     {"create_waits_for_wal", test_create_waits_for_wal},
     {"create_incr_records", test_create_incr_records},
     {"create_incr_fallback", test_create_incr_fallback},
     {"create_incr_broken_chain", test_create_incr_broken_chain},
     {"create_incr_failure_leaves_no_map", test_create_incr_failure_leaves_no_map},
+    {"create_same_second", test_create_same_second},
+    {"create_incr_newer_backup_meanwhile", test_create_incr_newer_backup_meanwhile},
+    {"create_incr_reference_pruned", test_create_incr_reference_pruned},
+    {"create_incr_after_minor_upgrade", test_create_incr_after_minor_upgrade},
     {NULL, NULL},
 };
