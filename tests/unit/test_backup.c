@@ -338,7 +338,7 @@ static int f_backup_stop(struct ws_pg *pg, int version, uint64_t *stop_lsn, char
 
 static const struct ws_pg_ops fake_pg = {f_connect,    f_close,        f_get_info,
                                          f_switch_wal, f_backup_start, f_backup_stop};
-static const struct ws_backup_env env = {&fake_pg, open_view, WAL_FETCH};
+static const struct ws_backup_env env = {&fake_pg, &fake_repl, open_view, WAL_FETCH};
 
 /* ---- the data directory ------------------------------------------------------------------ */
 
