@@ -364,8 +364,8 @@ static int stop_backup(struct create *c, struct ws_error *err)
 {
     int rc;
 
-    if ((rc = ws_pg_backup_stop(c->pg, c->info.version, &c->m.stop_lsn, &c->labelfile,
-                                &c->spcmap, err)) != 0)
+    if ((rc = ws_pg_backup_stop(c->pg, c->info.version, &c->m.stop_lsn, &c->labelfile, &c->spcmap,
+                                err)) != 0)
         return rc;
     c->in_backup = 0;
     c->m.stop_time = time(NULL);
@@ -473,8 +473,7 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *en
     if ((rc = ws_keyring_load(cfg, &c.kr, err)) != 0 ||
         (rc = ws_backup_repo_open(env, cfg, &c.repo, err)) != 0 ||
         (rc = ws_config_backup_method(cfg) == WS_BACKUP_METHOD_STREAM ? ws_create_stream(&c, err)
-                                                                       : take_local(&c, err)) !=
-            0 ||
+                                                                      : take_local(&c, err)) != 0 ||
         (rc = store_manifest(&c, err)) != 0)
         goto out;
     ws_log_info("backup %s: files stored, waiting for its WAL to be archived", c.m.id);

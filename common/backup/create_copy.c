@@ -40,7 +40,7 @@
 /* A new object writer for key into *out (compressed as configured when compress, on `workers`
  * zstd threads). */
 int ws_create_object_open(struct job *j, const struct ws_repo *repo, const char *key, int compress,
-                       int workers, struct ws_sink **out, struct ws_error *err)
+                          int workers, struct ws_sink **out, struct ws_error *err)
 {
     struct ws_object_params p = {0};
     struct ws_sink *put = NULL;
@@ -516,8 +516,7 @@ static int copy_source(struct job *j, struct cworker *cw, struct ws_pool_worker 
     if (rc != 0)
         return rc;
     if (bp.count)
-        ws_log_warning("file \"%s\": %d page(s) failed checksum verification", src->what,
-                       bp.count);
+        ws_log_warning("file \"%s\": %d page(s) failed checksum verification", src->what, bp.count);
     r->path = e->path;
     r->mode = e->mode;
     r->mtime = e->mtime;

@@ -115,8 +115,8 @@ struct create {
     const struct ws_backup_opts *o;
     struct ws_repo repo;
     struct ws_keyring kr;
-    struct ws_pg *pg;     /* local */
-    struct ws_repl *repl; /* stream */
+    struct ws_pg *pg;       /* local */
+    struct ws_repl *repl;   /* stream */
     struct ws_pg_info info; /* the server's facts (stream: from IDENTIFY_SYSTEM and SHOW) */
     uint32_t tli;           /* the server's current timeline, for the reference's choice */
     char *pgdata;           /* resolved (local) */

@@ -185,8 +185,7 @@ static void keep_records(struct ws_manifest *ref, struct ws_bfile *kept, size_t 
     ref->files_cap = n; /* kept has exactly n records */
 }
 
-int ws_create_ref_index(const struct ws_manifest *ref, struct ws_bfile ***out,
-                        struct ws_error *err)
+int ws_create_ref_index(const struct ws_manifest *ref, struct ws_bfile ***out, struct ws_error *err)
 {
     size_t n = ref->nfiles, i;
 
@@ -200,7 +199,7 @@ int ws_create_ref_index(const struct ws_manifest *ref, struct ws_bfile ***out,
 
 struct ws_bfile *ws_create_ref_find(struct ws_bfile *const *index, size_t n, const char *path)
 {
-    struct ws_bfile want = {0}, *wp = &want, *const *hit;
+    struct ws_bfile want = {0}, *wp = &want, *const * hit;
 
     want.path = (char *)path;
     hit = bsearch(&wp, index, n, sizeof(*index), cmp_record_path);

@@ -198,8 +198,7 @@ static int keep_member(struct ws_tar *tar, const struct ws_tar_member *m, char *
     buf[done] = '\0';
     if (strlen(buf) != done) {
         free(buf);
-        return ws_error_set(err, WS_ERR_CORRUPT, "\"%s\" of the stream holds a NUL byte",
-                            m->path);
+        return ws_error_set(err, WS_ERR_CORRUPT, "\"%s\" of the stream holds a NUL byte", m->path);
     }
     free(*out);
     *out = buf;
@@ -467,8 +466,8 @@ static int copy_stream(struct stream *s, struct ws_error *err)
     pp.arg = s;
     pp.progress = c->o->progress;
     for (size_t i = 0; i < s->start.ntablespaces; i++)
-        pp.total_bytes += s->start.tablespaces[i].size > 0 ? (uint64_t)s->start.tablespaces[i].size
-                                                           : 0;
+        pp.total_bytes +=
+            s->start.tablespaces[i].size > 0 ? (uint64_t)s->start.tablespaces[i].size : 0;
     if ((rc = ws_pool_run(&pp, err)) != 0 || (rc = check_tablespaces(s, err)) != 0)
         return rc;
     if (!c->labelfile)
@@ -598,8 +597,9 @@ static int identify(struct create *c, struct ws_error *err)
     int rc;
 
     if (!c->env || !c->env->repl)
-        return ws_error_set(err, WS_ERR_INTERNAL, "no replication session for backup_method "
-                                                  "stream");
+        return ws_error_set(err, WS_ERR_INTERNAL,
+                            "no replication session for backup_method "
+                            "stream");
     if ((rc = ws_repl_connect(c->env->repl, c->cfg->pg_conninfo, &c->repl, err)) != 0 ||
         (rc = ws_repl_identify(c->repl, &sys, err)) != 0)
         return rc;
@@ -665,8 +665,7 @@ int ws_create_stream(struct create *c, struct ws_error *err)
         s.refindex = NULL;
         c->j.ref = NULL;
         ws_manifest_free(&c->ref);
-        if ((rc = ws_create_end_records(c, err)) == 0 &&
-            (rc = server_manifest(&s, &msg, err)) == 0)
+        if ((rc = ws_create_end_records(c, err)) == 0 && (rc = server_manifest(&s, &msg, err)) == 0)
             rc = end_backup(&s, &msg, err);
     }
     stream_free(&s);

@@ -35,7 +35,11 @@
 enum ws_compress { WS_COMPRESS_NONE = 0, WS_COMPRESS_ZSTD = 1 };
 enum ws_fetch_error { WS_FETCH_ERROR_AUTO = 0, WS_FETCH_ERROR_ABORT, WS_FETCH_ERROR_MISSING };
 /* backup_method: how basebackup create reads the data directory (docs/design/remote.md). */
-enum ws_backup_method { WS_BACKUP_METHOD_UNSET = -1, WS_BACKUP_METHOD_LOCAL, WS_BACKUP_METHOD_STREAM };
+enum ws_backup_method {
+    WS_BACKUP_METHOD_UNSET = -1,
+    WS_BACKUP_METHOD_LOCAL,
+    WS_BACKUP_METHOD_STREAM
+};
 
 struct ws_config {
     char *repo;

@@ -196,9 +196,9 @@ static int range_line(struct cur *c, int *more)
 {
     uint64_t tli;
 
-    if (lit(c, "{ \"Timeline\": ") != 0 || number(c, &tli) != 0 || tli == 0 ||
-        tli > UINT32_MAX || lit(c, ", \"Start-LSN\": \"") != 0 || lsn(c) != 0 ||
-        lit(c, ", \"End-LSN\": \"") != 0 || lsn(c) != 0 || lit(c, " }") != 0)
+    if (lit(c, "{ \"Timeline\": ") != 0 || number(c, &tli) != 0 || tli == 0 || tli > UINT32_MAX ||
+        lit(c, ", \"Start-LSN\": \"") != 0 || lsn(c) != 0 || lit(c, ", \"End-LSN\": \"") != 0 ||
+        lsn(c) != 0 || lit(c, " }") != 0)
         return -1;
     return line_end(c, more);
 }
@@ -321,8 +321,8 @@ int ws_smf_feed(struct ws_smf *r, const uint8_t *data, size_t len, struct ws_err
             continue;
         }
         if (r->len == WS_SMF_LINE_MAX)
-            return ws_error_set(err, WS_ERR_CORRUPT, "%s, line %llu: longer than %d bytes",
-                                r->what, (unsigned long long)r->lineno + 1, WS_SMF_LINE_MAX);
+            return ws_error_set(err, WS_ERR_CORRUPT, "%s, line %llu: longer than %d bytes", r->what,
+                                (unsigned long long)r->lineno + 1, WS_SMF_LINE_MAX);
         r->line[r->len++] = (char)data[i];
     }
     return 0;

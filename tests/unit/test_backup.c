@@ -354,8 +354,8 @@ struct fmsg {
 static struct {
     struct fmsg *msgs;
     size_t n, cap, at;
-    size_t fail_at;       /* next fails (a connection lost) when at reaches it; 0: never */
-    char location[512];   /* the tablespace it announces */
+    size_t fail_at;     /* next fails (a connection lost) when at reaches it; 0: never */
+    char location[512]; /* the tablespace it announces */
     uint64_t start_lsn, end_lsn;
     int checksum_failure; /* END's */
     int connects, closes, base_backups;
@@ -1940,10 +1940,11 @@ static void smf_file(struct smf *m, const char *path, const void *data, size_t s
     if (m->bad_sha && strcmp(path, m->bad_sha) == 0)
         sha[7] ^= 1;
     ws_hex(sha, sizeof(sha), hex);
-    tb_printf(&m->text,
-              "%s{ \"Path\": \"%s\", \"Size\": %zu, \"Last-Modified\": \"2026-12-07 10:00:00 GMT\", "
-              "\"Checksum-Algorithm\": \"SHA256\", \"Checksum\": \"%s\" }",
-              m->files++ ? ",\n" : "", path, size, hex);
+    tb_printf(
+        &m->text,
+        "%s{ \"Path\": \"%s\", \"Size\": %zu, \"Last-Modified\": \"2026-12-07 10:00:00 GMT\", "
+        "\"Checksum-Algorithm\": \"SHA256\", \"Checksum\": \"%s\" }",
+        m->files++ ? ",\n" : "", path, size, hex);
 }
 
 /* The members of directory root/rel into tar (and their files into the manifest as mpfx/...), as
@@ -2053,8 +2054,8 @@ static void script_build(const struct cluster *c, const struct script_opts *o)
              "START TIME: 2026-12-07 10:00:00 UTC\nLABEL: unit\nSTART TIMELINE: 1\n");
     snprintf(spcmap, sizeof(spcmap), "%d %s\n", TS_OID, c->ts_src);
     tb_printf(&m.text, "{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n");
-    tar_member(&main, "backup_label", '0', 0600, time(NULL), fake.labelfile,
-               strlen(fake.labelfile), NULL);
+    tar_member(&main, "backup_label", '0', 0600, time(NULL), fake.labelfile, strlen(fake.labelfile),
+               NULL);
     smf_file(&m, "backup_label", fake.labelfile, strlen(fake.labelfile));
     tar_member(&main, "tablespace_map", '0', 0600, time(NULL), spcmap, strlen(spcmap), NULL);
     smf_file(&m, "tablespace_map", spcmap, strlen(spcmap));
@@ -2148,7 +2149,10 @@ static void test_stream_failures(void)
         const char *msg;
     } cases[] = {
         {{NULL, "base/1/16384", NULL}, 0, 0, WS_ERR_CORRUPT, "file \"base/1/16384\": the server's"},
-        {{NULL, NULL, "postgresql.conf"}, 0, 0, WS_ERR_CORRUPT,
+        {{NULL, NULL, "postgresql.conf"},
+         0,
+         0,
+         WS_ERR_CORRUPT,
          "file \"postgresql.conf\" of the backup is not in the server's backup_manifest"},
         {{NULL, NULL, NULL}, 300, 0, WS_ERR_STORAGE, "the connection was lost"},
         {{"/elsewhere", NULL, NULL}, 0, 0, WS_ERR_CORRUPT, "which it did not announce"},

@@ -158,8 +158,8 @@ static void test_refused(void)
     refused(text, strlen(text), "Manifest-Checksum does not match");
     free(text);
     text = manifest(good_files, 3, 0);
-    refused(text, strlen(text) - 1, "ends early");       /* the last newline missing */
-    refused(text, strlen(text) - 30, "ends early");      /* cut */
+    refused(text, strlen(text) - 1, "ends early");  /* the last newline missing */
+    refused(text, strlen(text) - 30, "ends early"); /* cut */
     p = strstr(text, "],\n\"WAL");
     refused(text, (size_t)(p - text), "ends early");
     memmove(p + 1, p, strlen(p) + 1); /* an empty line before "]," */
