@@ -164,7 +164,8 @@ static int path_ok(const char *path)
     }
 }
 
-/* prefix "/" name, a trailing "/" removed from directories and symbolic links. */
+/* prefix "/" name, a trailing "/" removed from directories and symbolic links, a leading "./"
+ * removed. */
 static int member_path(const uint8_t *h, enum ws_tar_type type, char *path)
 {
     char name[101], prefix[156];
@@ -180,7 +181,9 @@ static int member_path(const uint8_t *h, enum ws_tar_type type, char *path)
         path[strlen(prefix)] = '/';
     memcpy(path + n - strlen(name), name, strlen(name) + 1);
     if (type != WS_TAR_FILE && n > 1 && path[n - 1] == '/')
-        path[n - 1] = '\0';
+        path[--n] = '\0';
+    if (n > 2 && path[0] == '.' && path[1] == '/') /* "./pg_wal/archive_status" */
+        memmove(path, path + 2, n - 1);
     return 0;
 }
 

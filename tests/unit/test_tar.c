@@ -1,9 +1,10 @@
 /*
  * The streaming tar reader (io/tar.h): archives GNU tar writes with --format=ustar and archives
  * built here the way PostgreSQL's tar code writes them (trailing "/" on directories and symbolic
- * links, octal fields ending in NUL, base-256 sizes), read through fill callbacks that hand out
- * 1 byte, odd sizes and the whole archive at once, with members read whole, in small pieces or
- * skipped; an 8 GiB member skipped; every malformed header, path and truncation refused.
+ * links, octal fields ending in NUL, base-256 sizes, "./pg_wal/archive_status"), read through fill
+ * callbacks that hand out 1 byte, odd sizes and the whole archive at once, with members read whole,
+ * in small pieces or skipped; an 8 GiB member skipped; every malformed header, path and truncation
+ * refused.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -320,6 +321,7 @@ static void pg_archive(struct arc *a, int trailer)
     arc_member(a, "pg_tblspc/16385", '2', NULL, 0, "/srv/ts");
     arc_member(a, "global/pg_filenode.map", '\0', page, 512, NULL);
     arc_member(a, "empty", '0', NULL, 0, NULL);
+    arc_member(a, "./pg_wal/archive_status", '5', NULL, 0, NULL); /* as PostgreSQL 15 sends it */
     if (trailer)
         arc_trailer(a);
 }
@@ -330,7 +332,7 @@ static void check_pg(const struct listing *l, size_t piece, size_t len)
 
     unit_random(page, sizeof(page), 7);
     REQUIRE(l->rc == 0);
-    REQUIRE(l->n == 6);
+    REQUIRE(l->n == 7);
     CHECK(strcmp(l->v[0].m.path, "backup_label") == 0 && l->v[0].m.size == 30);
     CHECK(strcmp(l->v[1].m.path, "base") == 0 && l->v[1].m.type == WS_TAR_DIR);
     CHECK(l->v[1].m.mode == 0700 && l->v[1].m.mtime == 1765100000);
@@ -339,6 +341,7 @@ static void check_pg(const struct listing *l, size_t piece, size_t len)
     CHECK(strcmp(l->v[3].m.linkname, "/srv/ts") == 0 && l->v[3].m.size == 0);
     CHECK(l->v[4].m.type == WS_TAR_FILE && l->v[4].m.size == 512 && l->v[4].m.mode == 0600);
     CHECK(strcmp(l->v[5].m.path, "empty") == 0 && l->v[5].m.size == 0);
+    CHECK(strcmp(l->v[6].m.path, "pg_wal/archive_status") == 0 && l->v[6].m.type == WS_TAR_DIR);
     if (piece) {
         CHECK(memcmp(l->v[0].data, "START WAL LOCATION: 0/2000028\n", 30) == 0);
         CHECK(memcmp(l->v[2].data, page, sizeof(page)) == 0);
@@ -556,7 +559,7 @@ static void e_name_only_dotdot(struct arc *a)
 }
 static void e_name_lead_dot(struct arc *a)
 {
-    set_name(a, "./base", 6);
+    set_name(a, "././base", 8); /* one leading "./" goes (PostgreSQL sends one), not two */
 }
 static void e_name_slashes(struct arc *a)
 {
