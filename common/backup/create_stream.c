@@ -6,8 +6,8 @@
  * Steps: connect and identify the server (its facts in c->info, its timeline in c->tli), the
  * shared begin (identity, claim, name) and reference, BASE_BACKUP, then the stream on the pool
  * with one worker and one task: each archive's members (the main directory's paths as they are,
- * a tablespace's under pg_tblspc/<oid>/) through backup/exclude.h; directories and the
- * pg_tblspc/<oid> links into the manifest as create_walk.c records them; backup_label and
+ * a tablespace's under pg_tblspc/<oid>/) through backup/exclude.h; directories and the announced
+ * tablespaces into the manifest as create_walk.c records them; backup_label and
  * tablespace_map kept in memory; every other file through the per-file copy of create_copy.c.
  * Then the shared records, the server's backup_manifest stored as object server_manifest and
  * cross-checked against them (pg/server_manifest.h), and the end position.
@@ -54,9 +54,9 @@ struct stream {
     struct ws_pool_worker *pw; /* during the copy */
     char prefix[32];           /* of the archive at hand: "" or "pg_tblspc/<oid>/" */
     int main_seen;
-    uint8_t *archived, *linked; /* per announced tablespace: its archive, its link came */
-    size_t cap;                 /* of c->j.results */
-    char **excluded;            /* files the stream carried that the backup leaves out */
+    uint8_t *archived; /* per announced tablespace: its archive came */
+    size_t cap;        /* of c->j.results */
+    char **excluded;   /* files the stream carried that the backup leaves out */
     size_t nexcluded, capexcluded;
     struct ws_bfile **refindex; /* the reference's records by path */
     struct cached_map maps[MAP_CACHE_SLOTS];
@@ -215,8 +215,9 @@ static long find_tablespace(const struct stream *s, uint32_t oid, const char *lo
     return -1;
 }
 
-/* A symbolic link: pg_tblspc/<oid> of the main directory is a tablespace (its location from the
- * announced list: a tar link name holds 99 bytes at most); another is left out with a warning. */
+/* A symbolic link: pg_tblspc/<oid> (which TABLESPACE_MAP leaves out) must be an announced
+ * tablespace's, at its location (a tar link name holds 99 bytes at most), whose record its archive
+ * makes; another is left out with a warning. */
 static int member_link(struct stream *s, const char *path, const struct ws_tar_member *m,
                        struct ws_error *err)
 {
@@ -224,7 +225,7 @@ static int member_link(struct stream *s, const char *path, const struct ws_tar_m
     char *end = NULL;
     unsigned long oid = 0;
     const char *loc;
-    long t = -1;
+    long t;
 
     if (!s->prefix[0] && strncmp(path, "pg_tblspc/", 10) == 0 && *name >= '1' && *name <= '9')
         oid = strtoul(name, &end, 10);
@@ -245,8 +246,7 @@ static int member_link(struct stream *s, const char *path, const struct ws_tar_m
                             "tablespace link \"%s\" points to \"%s\", but the server announced "
                             "its location as \"%s\"",
                             path, m->linkname, loc);
-    s->linked[t] = 1;
-    return ws_manifest_add_tblspc(&s->c->m, (uint32_t)oid, loc, err);
+    return 0;
 }
 
 /* The reference's map object no (borrowed into *buf, *len), loaded unless cached; the least
@@ -374,11 +374,14 @@ static int read_archive(struct stream *s, const struct ws_repl_msg *msg, struct 
     if (t < 0 ? s->main_seen++ : s->archived[t]++)
         return ws_error_set(err, WS_ERR_CORRUPT, "the server sent archive \"%s\" twice",
                             msg->archive_name);
-    if (t < 0)
-        s->prefix[0] = '\0';
-    else
+    s->prefix[0] = '\0';
+    if (t >= 0) {
         snprintf(s->prefix, sizeof(s->prefix), "pg_tblspc/%" PRIu32 "/",
                  s->start.tablespaces[t].oid);
+        if ((rc = ws_manifest_add_tblspc(&s->c->m, s->start.tablespaces[t].oid,
+                                         s->start.tablespaces[t].location, err)) != 0)
+            return rc;
+    }
     if ((rc = ws_tar_open(&tar, fill, s, err)) != 0)
         return rc;
     while ((rc = ws_tar_next(tar, &m, &end, err)) == 0 && !end)
@@ -427,19 +430,18 @@ static int stream_end(void *arg, struct ws_pool_worker *pw, struct ws_error *err
     return ws_create_copy_end(&s->c->j, pw, err);
 }
 
-/* Every announced tablespace came with its archive and its link. */
+/* Every announced tablespace came with its archive, and the main directory with its own. */
 static int check_tablespaces(const struct stream *s, struct ws_error *err)
 {
     if (!s->main_seen)
         return ws_error_set(err, WS_ERR_CORRUPT,
                             "the server sent no archive of the main data directory");
     for (size_t i = 0; i < s->start.ntablespaces; i++)
-        if (!s->archived[i] || !s->linked[i])
+        if (!s->archived[i])
             return ws_error_set(err, WS_ERR_CORRUPT,
                                 "the server announced tablespace %" PRIu32 " at \"%s\" but sent "
-                                "no %s of it",
-                                s->start.tablespaces[i].oid, s->start.tablespaces[i].location,
-                                s->archived[i] ? "pg_tblspc link" : "archive");
+                                "no archive of it",
+                                s->start.tablespaces[i].oid, s->start.tablespaces[i].location);
     return 0;
 }
 
@@ -453,8 +455,7 @@ static int copy_stream(struct stream *s, struct ws_error *err)
     if ((c->ref.id[0] && (rc = ws_create_ref_index(&c->ref, &s->refindex, err)) != 0) ||
         (rc = ws_create_job_init(c, 1, err)) != 0)
         return rc;
-    if (!(s->archived = calloc(s->start.ntablespaces + 1, 1)) ||
-        !(s->linked = calloc(s->start.ntablespaces + 1, 1)))
+    if (!(s->archived = calloc(s->start.ntablespaces + 1, 1)))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     pp.cfg = c->cfg;
     pp.env = c->env;
@@ -645,7 +646,6 @@ static void stream_free(struct stream *s)
         free(s->maps[i].buf);
     free(s->refindex);
     free(s->archived);
-    free(s->linked);
     free(s->ours);
     free(s->seen);
     ws_repl_bb_start_free(&s->start);

@@ -1948,7 +1948,8 @@ static void smf_file(struct smf *m, const char *path, const void *data, size_t s
 }
 
 /* The members of directory root/rel into tar (and their files into the manifest as mpfx/...), as
- * the server sends them: links not followed, an unlogged relation's main fork left out. */
+ * the server sends them with TABLESPACE_MAP: links not followed, pg_tblspc's left out, an unlogged
+ * relation's main fork left out. */
 static void tar_tree(struct tbuf *tar, struct smf *m, const char *root, const char *rel,
                      const char *mpfx)
 {
@@ -1969,7 +1970,7 @@ static void tar_tree(struct tbuf *tar, struct smf *m, const char *root, const ch
         if (S_ISDIR(st.st_mode)) {
             tar_member(tar, child, '5', st.st_mode, st.st_mtime, NULL, 0, NULL);
             tar_tree(tar, m, root, child, mpfx);
-        } else if (S_ISLNK(st.st_mode)) {
+        } else if (S_ISLNK(st.st_mode) && strcmp(rel, "pg_tblspc") != 0) {
             ssize_t n = readlink(abs, target, sizeof(target) - 1);
             target[n > 0 ? n : 0] = '\0';
             tar_member(tar, child, '2', 0777, st.st_mtime, NULL, 0, target);
@@ -2032,6 +2033,7 @@ static void script_data(const struct tbuf *b, uint64_t *sent)
 struct script_opts {
     const char *location; /* of the tablespace's archive; NULL: the announced one */
     const char *bad_sha, *left_out;
+    int no_ts_archive; /* the tablespace announced, its archive not sent */
 };
 
 /* The session's script: the tablespace's archive first (as PostgreSQL 15 sends it), then the
@@ -2067,8 +2069,10 @@ static void script_build(const struct cluster *c, const struct script_opts *o)
     ws_hex(sha, sizeof(sha), hex);
     tb_printf(&m.text, "\"Manifest-Checksum\": \"%s\"}\n", hex);
 
-    script_add(WS_REPL_ARCHIVE, "16400.tar", o->location ? o->location : c->ts_src, NULL, 0);
-    script_data(&ts, &sent);
+    if (!o->no_ts_archive) {
+        script_add(WS_REPL_ARCHIVE, "16400.tar", o->location ? o->location : c->ts_src, NULL, 0);
+        script_data(&ts, &sent);
+    }
     script_add(WS_REPL_ARCHIVE, "base.tar", "", NULL, 0);
     script_data(&main, &sent);
     script_add(WS_REPL_MANIFEST, NULL, NULL, NULL, 0);
@@ -2138,8 +2142,8 @@ static void test_stream_roundtrip(void)
 
 /* A stream that fails: a file whose SHA-256 differs from the server's manifest, a file the
  * manifest lacks, the connection lost inside a member, a tablespace archive at a location the
- * server did not announce, checksum failures the server found and we did not: one line naming
- * what, no backup object left, the session closed. */
+ * server did not announce, an announced tablespace without its archive, checksum failures the
+ * server found and we did not: one line naming what, no backup object left, the session closed. */
 static void test_stream_failures(void)
 {
     static const struct {
@@ -2148,15 +2152,20 @@ static void test_stream_failures(void)
         int checksum_failure, code;
         const char *msg;
     } cases[] = {
-        {{NULL, "base/1/16384", NULL}, 0, 0, WS_ERR_CORRUPT, "file \"base/1/16384\": the server's"},
-        {{NULL, NULL, "postgresql.conf"},
+        {{NULL, "base/1/16384", NULL, 0},
+         0,
+         0,
+         WS_ERR_CORRUPT,
+         "file \"base/1/16384\": the server's"},
+        {{NULL, NULL, "postgresql.conf", 0},
          0,
          0,
          WS_ERR_CORRUPT,
          "file \"postgresql.conf\" of the backup is not in the server's backup_manifest"},
-        {{NULL, NULL, NULL}, 300, 0, WS_ERR_STORAGE, "the connection was lost"},
-        {{"/elsewhere", NULL, NULL}, 0, 0, WS_ERR_CORRUPT, "which it did not announce"},
-        {{NULL, NULL, NULL}, 0, 1, WS_ERR_CORRUPT, "page checksum failures"},
+        {{NULL, NULL, NULL, 0}, 300, 0, WS_ERR_STORAGE, "the connection was lost"},
+        {{"/elsewhere", NULL, NULL, 0}, 0, 0, WS_ERR_CORRUPT, "which it did not announce"},
+        {{NULL, NULL, NULL, 1}, 0, 0, WS_ERR_CORRUPT, "but sent no archive of it"},
+        {{NULL, NULL, NULL, 0}, 0, 1, WS_ERR_CORRUPT, "page checksum failures"},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
