@@ -19,7 +19,7 @@
 . "$(dirname "$0")/lib.sh"
 setup_tmp
 
-TRIALS=${TRIALS:-30}
+TRIALS=${TRIALS:-16} # random kills; 9 aimed ones follow (TRIALS=100 for a long drill)
 WAL_PRUNE=$BIN_DIR/wal-prune
 KEY=$T/walsafe.key
 CONF=$T/walsafe.conf
