@@ -117,10 +117,10 @@ CASE="connection cut mid-stream"
 # 32 kB/s: the backup lasts long enough to be cut; the walsender is killed once it streams.
 "$REPLCAT" --fast --max-rate 32768 "$CONN" >"$T/cut.out" 2>"$T/cut.err" &
 cut_pid=$!
-for _ in $(seq 1 200); do
-    ws_pid=$(sql "$PORT" "select pid from pg_stat_activity where backend_type = 'walsender'
-                          and state = 'active'")
-    [ -n "$ws_pid" ] && grep -q '^archive ' "$T/cut.out" && break
+for _ in $(seq 1 300); do
+    ws_pid=$(sql "$PORT" "select pid from pg_stat_progress_basebackup
+                          where phase = 'streaming database files'")
+    [ -n "$ws_pid" ] && break
     sleep 0.1
 done
 [ -n "$ws_pid" ] || die "no walsender streaming"
