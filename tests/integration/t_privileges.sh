@@ -6,7 +6,8 @@
 # restores to the same data. Revoking a grant makes check print that privilege's FAILED line
 # ending with the GRANT, and running exactly that statement makes check pass again. For the
 # stream method (pgdata not set), a role without REPLICATION gets the FAILED line with the
-# ALTER ROLE that fixes it, and passes once it is run.
+# ALTER ROLE that fixes it, and passes once it is run. `list --cluster all` shows both clusters of
+# the repository (text and JSON).
 . "$(dirname "$0")/lib.sh"
 setup_tmp
 
@@ -62,6 +63,23 @@ if bb_restore "$BCONF" "$T/restored_end"; then
     fi
     pg_stop "$T/restored_end"
 fi
+
+CASE="list --cluster all"
+# A second cluster in the repository: a backup whose WAL never arrives there (incomplete).
+run runuser -u postgres -- env WALSAFE_TIMEOUT=1 "$BASEBACKUP" --config "$BCONF" --cluster second \
+    create --fast --label second
+assert_rc 1 "create into cluster second, whose WAL is not archived"
+bb --config "$BCONF" --cluster all list --json
+assert_rc 0 "list --cluster all --json"
+cp "$T/.last.out" "$T/all.json"
+assert_eq "$(json_eval "$T/all.json" "j.clusters.map(c => c.cluster + ':' + c.system_identifier + ':' +
+    c.backups.map(b => b.label + '=' + b.status).join(',')).join(' ')")" \
+    "main:$(sysid_of "$PGD"):least-privilege=complete second:$(sysid_of "$PGD"):second=incomplete" \
+    "clusters, their systems and backups"
+bb --config "$BCONF" --cluster all list
+assert_rc 0 "list --cluster all"
+grep -c '^cluster "\(main\|second\)", database system' "$T/.last.out" | grep -qx 2 ||
+    fail "list --cluster all does not show both clusters: $(head -c 600 "$T/.last.out")"
 
 # revoked GRANT_SIGNATURE: revoke, check fails with that line, its GRANT fixes it.
 revoked() {
