@@ -170,13 +170,6 @@ static int check_archiving(const struct ws_pg_info *info)
     return failed;
 }
 
-/* The backup method of cfg: stream when pgdata is not set (docs/design/remote.md).
- * TODO(#18): decide by backup_method once config.c has the key (t18-create), with create's rule. */
-static int streams(const struct ws_config *cfg)
-{
-    return !cfg->pgdata || !*cfg->pgdata;
-}
-
 /* One line: may the role call function f? Its detail, when not, is the GRANT that fixes it. */
 static int check_execute(const struct ws_pg_access *a, int version, enum ws_pg_func f,
                          const char *why)
@@ -223,7 +216,7 @@ static int check_access(const struct ws_config *cfg, struct ws_pg *pg,
     *can_switch = 0;
     if (ws_pg_get_access(pg, info->version, &a, &err) != 0)
         return report(0, "the role's privileges readable", err.msg);
-    if (streams(cfg)) {
+    if (ws_config_backup_method(cfg) == WS_BACKUP_METHOD_STREAM) {
         failed += check_replication(&a);
     } else {
         failed += check_execute(&a, info->version, WS_PG_BACKUP_START, "local backup");

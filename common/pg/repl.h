@@ -13,13 +13,13 @@
  *
  * The BASE_BACKUP conversation (PostgreSQL 15 syntax, TARGET 'client'): base_backup sends the
  * command and reads the start position and the tablespace list; then next returns the COPY
- * stream's messages in order: ARCHIVE (a new tar archive begins: the main data directory first,
- * or a tablespace), DATA (bytes of the current archive, or of the server's backup_manifest after
- * MANIFEST), PROGRESS (bytes the server has sent so far), MANIFEST, and END after the COPY ended
- * and the end position was read. Data returned by next stays valid until the following call.
- * WARNING/NOTICE messages of the server are logged (ws_log_warning) as they arrive; with
- * verify_checksums the server ends a backup that found bad pages with an error (SQLSTATE XX001)
- * after the end position: END then carries checksum_failure = 1 and no error is returned.
+ * stream's messages in order: ARCHIVE (a new tar archive begins: one per tablespace, then the main
+ * data directory's, last in PostgreSQL 15), DATA (bytes of the current archive, or of the server's
+ * backup_manifest after MANIFEST), PROGRESS (bytes the server has sent so far), MANIFEST, and END
+ * after the COPY ended and the end position was read. Data returned by next stays valid until the
+ * following call. WARNING/NOTICE messages of the server are logged (ws_log_warning) as they arrive;
+ * with verify_checksums the server ends a backup that found bad pages with an error (SQLSTATE
+ * XX001) after the end position: END then carries checksum_failure = 1 and no error is returned.
  */
 #ifndef WS_PG_REPL_H
 #define WS_PG_REPL_H
@@ -39,13 +39,13 @@ struct ws_repl {
 /* IDENTIFY_SYSTEM and SHOW, after connect. */
 struct ws_repl_system {
     uint64_t system_identifier;
-    uint32_t timeline;          /* the server's current timeline */
-    uint64_t xlogpos;           /* its current WAL flush position */
-    int version;                /* server_version_num, e.g. 150004 */
-    uint32_t wal_segment_size;  /* bytes */
-    uint32_t block_size;        /* bytes */
-    int data_checksums;         /* 1: on */
-    int in_recovery;            /* 1: a hot standby */
+    uint32_t timeline;         /* the server's current timeline */
+    uint64_t xlogpos;          /* its current WAL flush position */
+    int version;               /* server_version_num, e.g. 150004 */
+    uint32_t wal_segment_size; /* bytes */
+    uint32_t block_size;       /* bytes */
+    int data_checksums;        /* 1: on */
+    int in_recovery;           /* 1: a hot standby */
 };
 
 struct ws_repl_tablespace {
