@@ -40,6 +40,9 @@ struct ws_backup_opts {
 int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *env,
                      const struct ws_backup_opts *o, struct ws_error *err);
 
+/* The cluster name that makes list show every cluster of the repository (a cluster of that name
+ * cannot be listed alone). */
+#define WS_LIST_ALL_CLUSTERS "all"
 int ws_backup_list(const struct ws_config *cfg, int json, struct ws_error *err);
 
 enum ws_target_kind {

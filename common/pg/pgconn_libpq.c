@@ -237,5 +237,49 @@ out:
     return rc;
 }
 
-const struct ws_pg_ops ws_pg_libpq = {pq_connect,    pq_close,        pq_get_info,
-                                      pq_switch_wal, pq_backup_start, pq_backup_stop};
+static int pq_get_access(struct ws_pg *session, int version, struct ws_pg_access *access,
+                         struct ws_error *err)
+{
+    static const char sql[] =
+        "SELECT quote_ident(current_user), rolsuper, rolsuper OR rolreplication, "
+        "has_function_privilege($1::text, 'EXECUTE'), "
+        "has_function_privilege($2::text, 'EXECUTE'), "
+        "has_function_privilege($3::text, 'EXECUTE'), "
+        "current_setting('max_wal_senders') "
+        "FROM pg_roles WHERE rolname = current_user";
+    const char *fn[WS_PG_NFUNCS];
+    PGresult *res = NULL;
+    char *v[7] = {0};
+    int rc, i;
+
+    memset(access, 0, sizeof(*access));
+    for (i = 0; i < WS_PG_NFUNCS; i++)
+        fn[i] = ws_pg_function(version, (enum ws_pg_func)i);
+    if ((rc = run((struct pq_session *)session, sql, WS_PG_NFUNCS, fn, &res, err)) != 0)
+        return rc;
+    for (i = 0; i < 7; i++)
+        if ((rc = one_value(res, i, sql, &v[i], err)) != 0)
+            goto out;
+    for (i = 0; i < 7; i++)
+        if (!v[i]) {
+            rc = ws_error_set(err, WS_ERR_STORAGE,
+                              "the server did not report the role's "
+                              "privileges");
+            goto out;
+        }
+    access->role = v[0];
+    v[0] = NULL;
+    access->superuser = strcmp(v[1], "t") == 0;
+    access->replication = strcmp(v[2], "t") == 0;
+    for (i = 0; i < WS_PG_NFUNCS; i++)
+        access->execute[i] = strcmp(v[3 + i], "t") == 0;
+    access->max_wal_senders = (int)strtol(v[6], NULL, 10);
+out:
+    for (i = 0; i < 7; i++)
+        free(v[i]);
+    PQclear(res);
+    return rc;
+}
+
+const struct ws_pg_ops ws_pg_libpq = {pq_connect,      pq_close,       pq_get_info,  pq_switch_wal,
+                                      pq_backup_start, pq_backup_stop, pq_get_access};

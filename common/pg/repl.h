@@ -67,6 +67,7 @@ struct ws_repl_bb_start {
     uint32_t timeline;
     struct ws_repl_tablespace *tablespaces; /* ntablespaces, main directory excluded */
     size_t ntablespaces;
+    int64_t main_size; /* the main directory's estimate in bytes, -1 without progress */
 };
 
 enum ws_repl_msg_type {
@@ -110,5 +111,26 @@ int ws_repl_base_backup(struct ws_repl *r, const struct ws_repl_bb_opts *o,
                         struct ws_repl_bb_start *start, struct ws_error *err);
 int ws_repl_next(struct ws_repl *r, struct ws_repl_msg *msg, struct ws_error *err);
 void ws_repl_bb_start_free(struct ws_repl_bb_start *start);
+
+/*
+ * The protocol's rules without I/O (repl.c; the libpq session uses them, tests call them).
+ * ws_repl_bb_command: the BASE_BACKUP command for o into cmd, the label quoted (quotes doubled);
+ * a label that is empty, longer than WS_REPL_LABEL_MAX bytes or holds a control character (it
+ * becomes a line of backup_label), or a max_rate below 32 kB/s, is WS_ERR_CONFIG.
+ * ws_repl_parse_copy: one COPY message (type byte first, len bytes) into msg, which points into
+ * buf; a message the stream so far (st, zeroed before the first) does not allow there (a wrong
+ * length, an unknown type, data before any archive, an archive after the manifest) is
+ * WS_ERR_CORRUPT. ws_repl_parse_size: a size as SHOW prints it ("16MB", "8192"): 0, else -1.
+ */
+#define WS_REPL_LABEL_MAX 1024 /* the server's MAXPGPATH */
+struct ws_repl_stream {
+    int have_archive; /* an ARCHIVE came: DATA is archive bytes */
+    int in_manifest;  /* MANIFEST came: DATA is the manifest's */
+};
+int ws_repl_bb_command(const struct ws_repl_bb_opts *o, char *cmd, size_t cmdsz,
+                       struct ws_error *err);
+int ws_repl_parse_copy(struct ws_repl_stream *st, const uint8_t *buf, size_t len,
+                       struct ws_repl_msg *msg, struct ws_error *err);
+int ws_repl_parse_size(const char *s, uint64_t *bytes);
 
 #endif

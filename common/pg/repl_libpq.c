@@ -13,9 +13,6 @@
 #include "pg/wal.h"
 
 #define SQLSTATE_DATA_CORRUPTED "XX001"
-#define LABEL_MAX 1024 /* MAXPGPATH: the server's limit */
-#define MAX_RATE_MIN 32u
-#define MAX_RATE_MAX 1048576u
 
 enum repl_state { IDLE, STREAMING, DONE };
 
@@ -23,9 +20,8 @@ struct pq_repl {
     struct ws_repl base;
     PGconn *conn;
     enum repl_state state;
-    char *copybuf;    /* the last COPY message (PQfreemem), what next's answer points into */
-    int have_archive; /* an 'n' came: 'd' messages are archive bytes */
-    int in_manifest;  /* an 'm' came: 'd' messages are the manifest's */
+    char *copybuf; /* the last COPY message (PQfreemem), what next's answer points into */
+    struct ws_repl_stream stream;
 };
 
 /* text on one line, into buf: each run of white space one blank, none at the ends */
@@ -70,7 +66,7 @@ static void pq_close(struct ws_repl *session);
 static int connect_error(PGconn *conn, const char *conninfo, struct ws_error *err)
 {
     char buf[768];
-    const char *m = one_line(conn ? PQerrorMessage(conn) : "out of memory", buf, sizeof(buf));
+    const char *m = one_line(PQerrorMessage(conn), buf, sizeof(buf));
 
     if (strstr(m, "exceeds max_wal_senders (currently 0)"))
         return ws_error_set(err, WS_ERR_CONFIG,
@@ -97,8 +93,11 @@ static int pq_connect(const char *conninfo, struct ws_repl **out, struct ws_erro
     *out = NULL;
     if (!(r = calloc(1, sizeof(*r))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    r->conn = PQconnectdbParams(keys, vals, 1);
-    if (!r->conn || PQstatus(r->conn) != CONNECTION_OK) {
+    if (!(r->conn = PQconnectdbParams(keys, vals, 1))) {
+        free(r);
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    if (PQstatus(r->conn) != CONNECTION_OK) {
         connect_error(r->conn, conninfo, err);
         pq_close(&r->base);
         return err->code;
@@ -138,29 +137,6 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *v)
     errno = 0;
     *v = strtoull(s, &end, 10);
     return errno || *end || *v > max ? -1 : 0;
-}
-
-/* A size as SHOW prints it: a number with an optional unit ("16MB", "8192"). */
-static int parse_size(const char *s, uint64_t *bytes)
-{
-    static const struct {
-        const char *unit;
-        int shift;
-    } units[] = {{"", 0}, {"B", 0}, {"kB", 10}, {"MB", 20}, {"GB", 30}};
-    char *end;
-
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    *bytes = strtoull(s, &end, 10);
-    if (errno || *bytes > UINT32_MAX)
-        return -1;
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-        if (strcmp(end, units[i].unit) == 0) {
-            *bytes <<= units[i].shift;
-            return 0;
-        }
-    return -1;
 }
 
 static int power_of_two_in(uint64_t v, uint64_t lo, uint64_t hi)
@@ -244,9 +220,9 @@ static int pq_identify(struct ws_repl *session, struct ws_repl_system *sys, stru
         (rc = show(r, "data_checksums", checksums, sizeof(checksums), err)) != 0 ||
         (rc = show(r, "in_hot_standby", standby, sizeof(standby), err)) != 0)
         return rc;
-    if (parse_u64(version, INT32_MAX, &v) != 0 || parse_size(segsz, &seg) != 0 ||
+    if (parse_u64(version, INT32_MAX, &v) != 0 || ws_repl_parse_size(segsz, &seg) != 0 ||
         !power_of_two_in(seg, WS_WAL_MIN_SEG_SIZE, WS_WAL_MAX_SEG_SIZE) ||
-        parse_size(blcksz, &blk) != 0 || !power_of_two_in(blk, 1024, 32768))
+        ws_repl_parse_size(blcksz, &blk) != 0 || !power_of_two_in(blk, 1024, 32768))
         return ws_error_set(err, WS_ERR_CORRUPT,
                             "the server reported an invalid server_version_num \"%s\", "
                             "wal_segment_size \"%s\" or block_size \"%s\"",
@@ -260,44 +236,6 @@ static int pq_identify(struct ws_repl *session, struct ws_repl_system *sys, stru
 }
 
 /* ---- BASE_BACKUP ---- */
-
-/* The command, the label quoted as the replication grammar reads it (quotes doubled). */
-static int bb_command(const struct ws_repl_bb_opts *o, char *cmd, size_t cmdsz,
-                      struct ws_error *err)
-{
-    char label[2 * LABEL_MAX + 1], rate[32] = "";
-    const char *s;
-    size_t n = 0;
-    uint64_t kb = o->max_rate / 1024;
-
-    if (!o->label || strlen(o->label) > LABEL_MAX)
-        return ws_error_set(err, WS_ERR_CONFIG, "the backup label is empty or longer than %d bytes",
-                            LABEL_MAX);
-    for (s = o->label; *s; s++) {
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return ws_error_set(err, WS_ERR_CONFIG,
-                                "the backup label must not contain control characters");
-        if (*s == '\'')
-            label[n++] = '\'';
-        label[n++] = *s;
-    }
-    label[n] = '\0';
-    if (o->max_rate && kb < MAX_RATE_MIN)
-        return ws_error_set(err, WS_ERR_CONFIG,
-                            "a rate limit of %" PRIu64 " bytes per second is below the server's "
-                            "minimum of %u kB/s",
-                            o->max_rate, MAX_RATE_MIN);
-    if (o->max_rate)
-        snprintf(rate, sizeof(rate), ", MAX_RATE %" PRIu64, kb < MAX_RATE_MAX ? kb : MAX_RATE_MAX);
-    if ((size_t)snprintf(cmd, cmdsz,
-                         "BASE_BACKUP (LABEL '%s'%s, CHECKPOINT '%s', WAL false, TABLESPACE_MAP, "
-                         "MANIFEST 'yes', MANIFEST_CHECKSUMS 'SHA256', VERIFY_CHECKSUMS %s, "
-                         "TARGET 'client'%s)",
-                         label, o->progress ? ", PROGRESS" : "", o->fast ? "fast" : "spread",
-                         o->verify_checksums ? "true" : "false", rate) >= cmdsz)
-        return ws_error_set(err, WS_ERR_INTERNAL, "BASE_BACKUP command too long");
-    return 0;
-}
 
 /* The next result of the running command, which must have status `want`. */
 static int bb_result(struct pq_repl *r, ExecStatusType want, const char *what, PGresult **res,
@@ -337,13 +275,28 @@ static int bb_position(PGresult *res, const char *what, uint64_t *lsn, uint32_t 
     return 0;
 }
 
-/* The tablespace list: one row per tablespace (oid, location, size in kB), the main directory's
- * row (NULL oid) left out. */
+/* A size column in kB: bytes, -1 when NULL (no PROGRESS). */
+static int size_kb(PGresult *res, int row, int64_t *bytes)
+{
+    uint64_t kb;
+
+    *bytes = -1;
+    if (PQgetisnull(res, row, 2))
+        return 0;
+    if (parse_u64(PQgetvalue(res, row, 2), INT64_MAX / 1024, &kb) != 0)
+        return -1;
+    *bytes = (int64_t)(kb * 1024);
+    return 0;
+}
+
+/* The tablespace list: one row per tablespace (oid, location, size in kB) and the main
+ * directory's (NULL oid and location). */
 static int bb_tablespaces(PGresult *res, struct ws_repl_bb_start *start, struct ws_error *err)
 {
-    int rows = PQntuples(res);
-    uint64_t oid, kb = 0;
+    int rows = PQntuples(res), bad;
+    uint64_t oid;
 
+    start->main_size = -1;
     if (PQnfields(res) < 3)
         return ws_error_set(err, WS_ERR_CORRUPT, "the server sent an invalid tablespace list");
     if (rows > 0 && !(start->tablespaces = calloc((size_t)rows, sizeof(*start->tablespaces))))
@@ -351,16 +304,19 @@ static int bb_tablespaces(PGresult *res, struct ws_repl_bb_start *start, struct 
     for (int i = 0; i < rows; i++) {
         struct ws_repl_tablespace *ts = &start->tablespaces[start->ntablespaces];
         if (PQgetisnull(res, i, 0))
-            continue;
-        if (parse_u64(PQgetvalue(res, i, 0), UINT32_MAX, &oid) != 0 || oid == 0 ||
-            PQgetisnull(res, i, 1) || PQgetvalue(res, i, 1)[0] != '/' ||
-            (!PQgetisnull(res, i, 2) && parse_u64(PQgetvalue(res, i, 2), INT64_MAX / 1024, &kb)))
+            bad = size_kb(res, i, &start->main_size);
+        else
+            bad = parse_u64(PQgetvalue(res, i, 0), UINT32_MAX, &oid) != 0 || oid == 0 ||
+                  PQgetisnull(res, i, 1) || PQgetvalue(res, i, 1)[0] != '/' ||
+                  size_kb(res, i, &ts->size) != 0;
+        if (bad)
             return ws_error_set(err, WS_ERR_CORRUPT,
                                 "the server sent an invalid tablespace list (row %d)", i + 1);
+        if (PQgetisnull(res, i, 0))
+            continue;
         if (!(ts->location = strdup(PQgetvalue(res, i, 1))))
             return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
         ts->oid = (uint32_t)oid;
-        ts->size = PQgetisnull(res, i, 2) ? -1 : (int64_t)(kb * 1024);
         start->ntablespaces++;
     }
     return 0;
@@ -370,14 +326,14 @@ static int pq_base_backup(struct ws_repl *session, const struct ws_repl_bb_opts 
                           struct ws_repl_bb_start *start, struct ws_error *err)
 {
     struct pq_repl *r = (struct pq_repl *)session;
-    char cmd[2 * LABEL_MAX + 512], buf[768];
+    char cmd[2 * WS_REPL_LABEL_MAX + 512], buf[768];
     PGresult *res = NULL;
     int rc;
 
     memset(start, 0, sizeof(*start));
     if (r->state != IDLE)
         return ws_error_set(err, WS_ERR_INTERNAL, "one base backup per replication session");
-    if ((rc = bb_command(o, cmd, sizeof(cmd), err)) != 0)
+    if ((rc = ws_repl_bb_command(o, cmd, sizeof(cmd), err)) != 0)
         return rc;
     if (!PQsendQuery(r->conn, cmd))
         return ws_error_set(err, WS_ERR_STORAGE, "could not send BASE_BACKUP: %s",
@@ -432,71 +388,6 @@ static int stream_end(struct pq_repl *r, struct ws_repl_msg *msg, struct ws_erro
     return rc;
 }
 
-static int bad_message(const char *what, int len, struct ws_error *err)
-{
-    return ws_error_set(err, WS_ERR_CORRUPT,
-                        "the server sent an invalid COPY message during the base backup: %s "
-                        "(%d bytes)",
-                        what, len);
-}
-
-/* 'n': archive name and tablespace location, each NUL-terminated, nothing after them. */
-static int new_archive(struct pq_repl *r, int len, struct ws_repl_msg *msg, struct ws_error *err)
-{
-    const char *p = r->copybuf + 1, *end = r->copybuf + len;
-    const char *name_end = memchr(p, '\0', (size_t)(end - p)), *loc, *loc_end;
-
-    if (!name_end || name_end == p)
-        return bad_message("a new archive without a name", len, err);
-    loc = name_end + 1;
-    if (!(loc_end = memchr(loc, '\0', (size_t)(end - loc))) || loc_end + 1 != end)
-        return bad_message("a new archive without its tablespace location", len, err);
-    if (r->in_manifest)
-        return bad_message("a new archive after the manifest", len, err);
-    msg->type = WS_REPL_ARCHIVE;
-    msg->archive_name = p;
-    msg->tablespace_location = loc;
-    r->have_archive = 1;
-    return 0;
-}
-
-static int copy_message(struct pq_repl *r, int len, struct ws_repl_msg *msg, struct ws_error *err)
-{
-    const uint8_t *b = (const uint8_t *)r->copybuf;
-    uint64_t v = 0;
-
-    switch (b[0]) {
-    case 'n':
-        return new_archive(r, len, msg, err);
-    case 'd':
-        if (!r->have_archive && !r->in_manifest)
-            return bad_message("data before the first archive", len, err);
-        msg->type = WS_REPL_DATA;
-        msg->data = b + 1;
-        msg->len = (size_t)len - 1;
-        return 0;
-    case 'p':
-        if (len != 9)
-            return bad_message("progress", len, err);
-        for (int i = 1; i < 9; i++)
-            v = v << 8 | b[i];
-        msg->type = WS_REPL_PROGRESS;
-        msg->progress = v;
-        return 0;
-    case 'm':
-        if (len != 1 || r->in_manifest)
-            return bad_message("manifest", len, err);
-        r->in_manifest = 1;
-        msg->type = WS_REPL_MANIFEST;
-        return 0;
-    default:
-        return ws_error_set(err, WS_ERR_CORRUPT,
-                            "the server sent a COPY message of unknown type 0x%02x during the "
-                            "base backup (%d bytes)",
-                            b[0], len);
-    }
-}
-
 static int pq_next(struct ws_repl *session, struct ws_repl_msg *msg, struct ws_error *err)
 {
     struct pq_repl *r = (struct pq_repl *)session;
@@ -511,7 +402,8 @@ static int pq_next(struct ws_repl *session, struct ws_repl_msg *msg, struct ws_e
     if (r->state != STREAMING)
         return ws_error_set(err, WS_ERR_INTERNAL, "no base backup is streaming");
     len = PQgetCopyData(r->conn, &r->copybuf, 0);
-    if (len > 0 && copy_message(r, len, msg, err) == 0)
+    if (len > 0 &&
+        ws_repl_parse_copy(&r->stream, (const uint8_t *)r->copybuf, (size_t)len, msg, err) == 0)
         return 0;
     r->state = DONE; /* after an error too: the stream cannot be followed further */
     if (len > 0)

@@ -5,7 +5,7 @@
 # global/pg_control, pg_wal/archive_status, backup_label and tablespace_map (no pg_tblspc/<oid>
 # link: TABLESPACE_MAP leaves it out); every file's size and SHA-256 equal the server's backup_manifest, which lists exactly
 # those files. Connection strings as URI, key=value and empty (PG* variables), a password from
-# PGPASSFILE (and a wrong one refused without printing it); a role without REPLICATION, a page
+# PGPASSFILE (and a wrong one refused without printing it), sslmode reaching libpq; a role without REPLICATION, a page
 # with a bad checksum (END with checksum_failure, the server's WARNING logged), a connection cut
 # mid-stream, and max_wal_senders = 0 each said as the contract says.
 . "$(dirname "$0")/lib.sh"
@@ -21,7 +21,8 @@ add_secret "$PASSWORD"
 CASE="cluster with a tablespace"
 pg_init "$PGD" --wal-segsize=1 --data-checksums
 PORT=$(free_port)
-pg_conf "$PGD" "$PORT" "checkpoint_timeout = '1h'"
+# also on 127.0.0.1 (its own free port), without TLS: sslmode in pg_conninfo must reach libpq
+pg_conf "$PGD" "$PORT" "checkpoint_timeout = '1h'" "listen_addresses = '127.0.0.1'" "ssl = off"
 # password authentication for one role, trust for the others
 sed -i "1i local replication pw_user scram-sha-256" "$PGD/pg_hba.conf" || die "pg_hba.conf"
 pg_start "$PGD"
@@ -45,6 +46,13 @@ assert_eq "$(grep '^system ' "$T/bb.out" | cut -d' ' -f2,3,6-)" "$SYSID 1 104857
 ver=$(grep '^system ' "$T/bb.out" | cut -d' ' -f5)
 [ "${ver:-0}" -ge 150000 ] && [ "$ver" -lt 160000 ] || fail "server_version_num $ver"
 assert_eq "$(grep '^tablespace ' "$T/bb.out" | cut -d' ' -f2,3)" "$TS_OID $TS" "tablespace list"
+# the estimates (PROGRESS): bytes, about the archives' sizes (tar headers not counted)
+ts_size=$(grep '^tablespace ' "$T/bb.out" | cut -d' ' -f4)
+main_size=$(grep '^start ' "$T/bb.out" | cut -d' ' -f4)
+ts_files=$(awk '/^archive /{a=$2} /^file / && a != "base.tar" {s += $3} END {print s + 0}' "$T/bb.out")
+[ "${ts_size:-0}" -ge "$ts_files" ] && [ "$ts_size" -le $((ts_files * 2 + 65536)) ] ||
+    fail "tablespace estimate $ts_size bytes for $ts_files bytes of files"
+[ "${main_size:-0}" -gt 10000000 ] || fail "main directory estimate: ${main_size:-none}"
 assert_eq "$(grep '^archive ' "$T/bb.out" | cut -d' ' -f2- | sort)" \
     "$(printf '%s\n' "$TS_OID.tar $TS" "base.tar -" | sort)" "archives"
 # PostgreSQL 15 sends each tablespace's archive first and the main one last; with TABLESPACE_MAP
@@ -94,6 +102,11 @@ assert_rc 1 "wrong password"
 assert_err_contains "STORAGE: could not open a replication connection" "wrong password"
 assert_err_contains 'password authentication failed for user "pw_user"' "wrong password"
 assert_err_one_line "wrong password"
+run "$REPLCAT" --fast "host=127.0.0.1 port=$PORT user=postgres sslmode=disable"
+assert_rc 0 "TCP, sslmode=disable"
+run "$REPLCAT" --fast "host=127.0.0.1 port=$PORT user=postgres sslmode=require"
+assert_rc 1 "TCP, sslmode=require against a server without TLS"
+assert_err_contains "server does not support SSL, but SSL was required" "sslmode=require"
 
 CASE="role without REPLICATION"
 run "$REPLCAT" --fast "host=$SOCK port=$PORT user=no_repl"
@@ -117,10 +130,10 @@ CASE="connection cut mid-stream"
 # 32 kB/s: the backup lasts long enough to be cut; the walsender is killed once it streams.
 "$REPLCAT" --fast --max-rate 32768 "$CONN" >"$T/cut.out" 2>"$T/cut.err" &
 cut_pid=$!
-for _ in $(seq 1 200); do
-    ws_pid=$(sql "$PORT" "select pid from pg_stat_activity where backend_type = 'walsender'
-                          and state = 'active'")
-    [ -n "$ws_pid" ] && grep -q '^archive ' "$T/cut.out" && break
+for _ in $(seq 1 300); do
+    ws_pid=$(sql "$PORT" "select pid from pg_stat_progress_basebackup
+                          where phase = 'streaming database files'")
+    [ -n "$ws_pid" ] && break
     sleep 0.1
 done
 [ -n "$ws_pid" ] || die "no walsender streaming"

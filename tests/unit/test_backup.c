@@ -256,6 +256,8 @@ static struct {
     void (*on_start)(const char *label); /* called once in backup mode, then cleared */
     void (*on_stop)(void);               /* called once at the stop, then cleared */
     int version;                         /* server_version_num; 0: 150004 */
+    /* what get_access reports: zero is a superuser with max_wal_senders = 10 */
+    int not_super, no_replication, no_execute[WS_PG_NFUNCS], no_wal_senders, switches;
 } fake;
 
 static int f_connect(const char *conninfo, struct ws_pg **out, struct ws_error *err)
@@ -293,6 +295,7 @@ static int f_get_info(struct ws_pg *pg, struct ws_pg_info *info, struct ws_error
 static int f_switch_wal(struct ws_pg *pg, char **walfile, struct ws_error *err)
 {
     (void)pg;
+    fake.switches++;
     if (!(*walfile = strdup("000000010000000000000003")))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     return 0;
@@ -339,8 +342,22 @@ static int f_backup_stop(struct ws_pg *pg, int version, uint64_t *stop_lsn, char
     return 0;
 }
 
-static const struct ws_pg_ops fake_pg = {f_connect,    f_close,        f_get_info,
-                                         f_switch_wal, f_backup_start, f_backup_stop};
+static int f_get_access(struct ws_pg *pg, int version, struct ws_pg_access *a, struct ws_error *err)
+{
+    (void)pg, (void)version;
+    memset(a, 0, sizeof(*a));
+    if (!(a->role = strdup(fake.not_super ? "walsafe" : "postgres")))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    a->superuser = !fake.not_super;
+    a->replication = !fake.no_replication;
+    for (int i = 0; i < WS_PG_NFUNCS; i++)
+        a->execute[i] = !fake.no_execute[i];
+    a->max_wal_senders = fake.no_wal_senders ? 0 : 10;
+    return 0;
+}
+
+static const struct ws_pg_ops fake_pg = {f_connect,      f_close,       f_get_info,  f_switch_wal,
+                                         f_backup_start, f_backup_stop, f_get_access};
 /* ---- the fake replication session (pg/repl.h): plays a script of messages ---------------- */
 
 struct fmsg {
@@ -872,6 +889,79 @@ static void test_roundtrip_one_worker(void)
 static void test_roundtrip_three_workers(void)
 {
     roundtrip("three", 3);
+}
+
+/* check of a cluster whose WAL segments 2 and 3 are archived; out gets its lines. */
+static int run_check(struct cluster *c, char *out, size_t outsz)
+{
+    struct ws_error err = {0};
+    int rc;
+
+    capture_begin();
+    rc = ws_backup_check(&c->cfg, &env, &err);
+    capture_end(out, outsz);
+    return rc;
+}
+
+/* Each missing privilege is its own FAILED line ending with the statement that grants it; the
+ * local method (pgdata set) needs the backup functions, the stream method replication. */
+static void test_check_privileges(void)
+{
+    struct cluster c;
+    char out[8192];
+
+    mem_begin();
+    cluster_init(&c, "privileges", 1);
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    CHECK(c.cfg.pgdata != NULL); /* the local method */
+    fake.not_super = 1;
+    CHECK(run_check(&c, out, sizeof(out)) == 0); /* a non-superuser with every grant */
+    CHECK(strstr(out, "FAILED") == NULL);
+    CHECK(strstr(out, "OK      role walsafe may call pg_backup_start(text, boolean) (local "
+                      "backup)\n") != NULL);
+    CHECK(strstr(out, "replication") == NULL);
+
+    fake.no_execute[WS_PG_BACKUP_STOP] = 1;
+    CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
+    CHECK(strstr(out, "FAILED  role walsafe may call pg_backup_stop(boolean) (local backup): "
+                      "GRANT EXECUTE ON FUNCTION pg_backup_stop(boolean) TO walsafe;\n") != NULL);
+    CHECK(strstr(out, "OK      role walsafe may call pg_backup_start(text, boolean)") != NULL);
+    fake.version = 140007; /* the functions' names before PostgreSQL 15 */
+    CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
+    CHECK(strstr(out, ": GRANT EXECUTE ON FUNCTION pg_stop_backup(boolean, boolean) TO "
+                      "walsafe;\n") != NULL);
+    fake.version = 0;
+    fake.no_execute[WS_PG_BACKUP_STOP] = 0;
+
+    fake.no_execute[WS_PG_SWITCH_WAL] = 1; /* then check does not try the switch */
+    fake.switches = 0;
+    CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
+    CHECK(strstr(out, "FAILED  role walsafe may call pg_switch_wal() (the WAL switch of check): "
+                      "GRANT EXECUTE ON FUNCTION pg_switch_wal() TO walsafe;\n") != NULL);
+    CHECK(strstr(out, "FAILED  a forced WAL switch reaches the repository: not tried") != NULL);
+    CHECK(fake.switches == 0);
+    fake.no_execute[WS_PG_SWITCH_WAL] = 0;
+
+    /* the stream method (backup_method, else no pgdata): no EXECUTE on the backup functions */
+    fake.no_execute[WS_PG_BACKUP_START] = fake.no_execute[WS_PG_BACKUP_STOP] = 1;
+    c.cfg.backup_method = WS_BACKUP_METHOD_STREAM;
+    CHECK(run_check(&c, out, sizeof(out)) == 0);
+    CHECK(strstr(out, "pg_backup_st") == NULL);
+    CHECK(strstr(out, "OK      role walsafe may open replication connections\n") != NULL);
+    c.cfg.backup_method = WS_BACKUP_METHOD_UNSET;
+    free(c.cfg.pgdata);
+    c.cfg.pgdata = NULL;
+    CHECK(run_check(&c, out, sizeof(out)) == 0);
+    CHECK(strstr(out, "pg_backup_st") == NULL);
+    CHECK(strstr(out, "OK      role walsafe may open replication connections\n") != NULL);
+    fake.no_replication = fake.no_wal_senders = 1;
+    CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
+    CHECK(strstr(out, "FAILED  role walsafe may open replication connections: ALTER ROLE walsafe "
+                      "REPLICATION;") != NULL);
+    CHECK(strstr(out, "FAILED  max_wal_senders allows replication connections: "
+                      "max_wal_senders = 0: ") != NULL);
+    cluster_free(&c);
+    mem_end();
 }
 
 /* ---- create's failures ------------------------------------------------------------------- */
@@ -2279,6 +2369,7 @@ const struct unit_test unit_tests[] = {
     {"pool_open_failure", test_pool_open_failure},
     {"roundtrip_one_worker", test_roundtrip_one_worker},
     {"roundtrip_three_workers", test_roundtrip_three_workers},
+    {"check_privileges", test_check_privileges},
     {"create_foreign_data_dir", test_create_foreign_data_dir},
     {"create_storage_failure", test_create_storage_failure},
     {"create_manifest_stored_then_failed", test_create_manifest_stored_then_failed},
