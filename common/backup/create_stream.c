@@ -190,7 +190,7 @@ static int keep_member(struct ws_tar *tar, const struct ws_tar_member *m, char *
     return 0;
 }
 
-/* The announced tablespace of oid (by_oid) or location, or -1. */
+/* The announced tablespace of oid (location NULL) or of location, or -1. */
 static long find_tablespace(const struct stream *s, uint32_t oid, const char *location)
 {
     for (size_t i = 0; i < s->start.ntablespaces; i++)
@@ -456,6 +456,7 @@ static int copy_stream(struct stream *s, struct ws_error *err)
     pp.end = stream_end;
     pp.arg = s;
     pp.progress = c->o->progress;
+    pp.total_bytes = s->start.main_size > 0 ? (uint64_t)s->start.main_size : 0;
     for (size_t i = 0; i < s->start.ntablespaces; i++)
         pp.total_bytes +=
             s->start.tablespaces[i].size > 0 ? (uint64_t)s->start.tablespaces[i].size : 0;
