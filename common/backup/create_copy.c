@@ -80,7 +80,8 @@ int ws_create_object_close(struct job *j, struct ws_sink **s, int failed, struct
  * parallelism, and zstd threads on top of them cost memory per worker (incremental.md, "Memory").
  * A file of WS_PIECE_SIZE or more goes into bundles that compress on zstd_workers threads: near
  * the end of a backup one large relation segment may be all that is left, and it still uses
- * every core (a full backup of pgbench scale 70 took 3.16 s instead of 1.82 s without).
+ * every core (a full backup of pgbench scale 70 took 3.16 s instead of 1.82 s without). A stream
+ * has one worker: all its bundles compress on `parallel` threads (create_stream.c).
  */
 static int bundle_open(struct job *j, struct bundle_out *b, int mt, struct ws_error *err)
 {
@@ -102,7 +103,7 @@ static int bundle_close(struct job *j, struct bundle_out *b, struct ws_error *er
  * not suit them (bundle_open). */
 static int bundle_ready(struct job *j, struct bundle_out *b, uint64_t len, struct ws_error *err)
 {
-    int mt = j->zstd_workers > 0 && len >= WS_PIECE_SIZE, rc;
+    int mt = j->zstd_workers > 0 && len >= j->mt_from, rc;
 
     if (b->sink && b->mt != mt && (rc = bundle_close(j, b, err)) != 0)
         return rc;
@@ -241,7 +242,7 @@ struct pass {
     int progress; /* count the bytes for the progress line (the first read only) */
 };
 
-static int grow_array(void **p, size_t *cap, size_t need, size_t sz, struct ws_error *err)
+int ws_create_grow(void **p, size_t *cap, size_t need, size_t sz, struct ws_error *err)
 {
     size_t c = *cap ? *cap : 64;
     void *q;
@@ -289,8 +290,8 @@ static int digest_blocks(struct cworker *cw, const struct pass *p, uint64_t off,
     size_t at, nb = (n + WS_PG_BLCKSZ - 1) / WS_PG_BLCKSZ;
     int rc;
 
-    if ((rc = grow_array((void **)&cw->digests, &cw->capdigests, cw->ndigests + nb,
-                         WS_BLOCK_DIGEST_SIZE, err)) != 0)
+    if ((rc = ws_create_grow((void **)&cw->digests, &cw->capdigests, cw->ndigests + nb,
+                             WS_BLOCK_DIGEST_SIZE, err)) != 0)
         return rc;
     for (at = 0; at < n; at += WS_PG_BLCKSZ) {
         size_t len = n - at < WS_PG_BLCKSZ ? n - at : WS_PG_BLCKSZ;
@@ -300,8 +301,8 @@ static int digest_blocks(struct cworker *cw, const struct pass *p, uint64_t off,
         if (!p->ref || (block < p->nref && memcmp(d, p->ref + block * WS_BLOCK_DIGEST_SIZE,
                                                   WS_BLOCK_DIGEST_SIZE) == 0))
             continue;
-        if ((rc = grow_array((void **)&cw->changed, &cw->capchanged, cw->nchanged + 1,
-                             sizeof(*cw->changed), err)) != 0 ||
+        if ((rc = ws_create_grow((void **)&cw->changed, &cw->capchanged, cw->nchanged + 1,
+                                 sizeof(*cw->changed), err)) != 0 ||
             (rc = spill_write(cw, cw->buf + at, len, err)) != 0)
             return rc;
         cw->changed[cw->nchanged++] = (uint32_t)block;
@@ -714,6 +715,7 @@ int ws_create_job_init(struct create *c, size_t n, struct ws_error *err)
     j->checksums = c->info.data_checksums;
     j->m = &c->m;
     j->zstd_workers = n > 1 ? (int)n : 0; /* for large files' bundles (bundle_open) */
+    j->mt_from = WS_PIECE_SIZE;
     if (!(j->workers = calloc(n, sizeof(*j->workers))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     j->nworkers = n;

@@ -90,6 +90,7 @@ struct job {
     uint64_t start_lsn;
     int checksums;
     int zstd_workers; /* threads of a large file's bundles (create_copy.c) */
+    uint64_t mt_from; /* the size from which a file's bundle compresses on them */
     struct entry *files;
     size_t nfiles;
     const struct ws_manifest *ref;  /* the reference (diff, incr), or NULL */
@@ -182,6 +183,8 @@ int ws_create_job_init(struct create *c, size_t n, struct ws_error *err);
 int ws_create_copy_member(struct job *j, struct cworker *cw, struct ws_pool_worker *pw,
                           const struct entry *e, const struct ws_bfile *ref, struct ws_tar *tar,
                           struct ws_bfile *r, struct ws_error *err);
+/* Room for need elements of sz bytes in *p (capacity *cap, doubled from 64 as needed). */
+int ws_create_grow(void **p, size_t *cap, size_t need, size_t sz, struct ws_error *err);
 /* A pool worker's end (pool.h, arg the job): its bundle and map object finished, or aborted after
  * a failure. */
 int ws_create_copy_end(void *arg, struct ws_pool_worker *pw, struct ws_error *err);

@@ -146,25 +146,10 @@ static int member_excluded(const char *path, enum ws_tar_type type)
     }
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t sz, struct ws_error *err)
-{
-    size_t c = *cap ? *cap : 64;
-    void *q;
-
-    if (need <= *cap)
-        return 0;
-    while (c < need)
-        c *= 2;
-    if (!(q = realloc(*p, c * sz)))
-        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    *p = q;
-    *cap = c;
-    return 0;
-}
-
 static int note_excluded(struct stream *s, const char *path, struct ws_error *err)
 {
-    int rc = grow((void **)&s->excluded, &s->capexcluded, s->nexcluded + 1, sizeof(char *), err);
+    int rc = ws_create_grow((void **)&s->excluded, &s->capexcluded, s->nexcluded + 1,
+                            sizeof(char *), err);
 
     if (rc == 0 && !(s->excluded[s->nexcluded] = strdup(path)))
         rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
@@ -205,7 +190,7 @@ static int keep_member(struct ws_tar *tar, const struct ws_tar_member *m, char *
     return 0;
 }
 
-/* The announced tablespace of oid (by_oid) or location, or -1. */
+/* The announced tablespace of oid (location NULL) or of location, or -1. */
 static long find_tablespace(const struct stream *s, uint32_t oid, const char *location)
 {
     for (size_t i = 0; i < s->start.ntablespaces; i++)
@@ -297,7 +282,8 @@ static int member_file(struct stream *s, struct ws_tar *tar, const char *path,
     struct ws_bfile *r;
     int rc;
 
-    if ((rc = grow((void **)&j->results, &s->cap, j->nresults + 3, sizeof(*j->results), err)) != 0)
+    if ((rc = ws_create_grow((void **)&j->results, &s->cap, j->nresults + 3, sizeof(*j->results),
+                             err)) != 0)
         return rc;
     if (!(e.path = strdup(path)))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
@@ -450,11 +436,15 @@ static int copy_stream(struct stream *s, struct ws_error *err)
 {
     struct create *c = s->c;
     struct ws_pool_params pp = {0};
-    int rc;
+    int rc, parallel;
 
     if ((c->ref.id[0] && (rc = ws_create_ref_index(&c->ref, &s->refindex, err)) != 0) ||
         (rc = ws_create_job_init(c, 1, err)) != 0)
         return rc;
+    /* one worker: every bundle compresses on `parallel` zstd threads */
+    parallel = c->o->parallel > 0 ? c->o->parallel : c->cfg->parallel;
+    c->j.zstd_workers = parallel > 1 ? parallel : 0;
+    c->j.mt_from = 0;
     if (!(s->archived = calloc(s->start.ntablespaces + 1, 1)))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     pp.cfg = c->cfg;
@@ -466,6 +456,7 @@ static int copy_stream(struct stream *s, struct ws_error *err)
     pp.end = stream_end;
     pp.arg = s;
     pp.progress = c->o->progress;
+    pp.total_bytes = s->start.main_size > 0 ? (uint64_t)s->start.main_size : 0;
     for (size_t i = 0; i < s->start.ntablespaces; i++)
         pp.total_bytes +=
             s->start.tablespaces[i].size > 0 ? (uint64_t)s->start.tablespaces[i].size : 0;
@@ -475,7 +466,8 @@ static int copy_stream(struct stream *s, struct ws_error *err)
         return ws_error_set(err, WS_ERR_CORRUPT, "the server's main archive holds no backup_label");
     if (!c->spcmap && !(c->spcmap = strdup("")))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    return grow((void **)&c->j.results, &s->cap, c->j.nresults + 2, sizeof(*c->j.results), err);
+    return ws_create_grow((void **)&c->j.results, &s->cap, c->j.nresults + 2, sizeof(*c->j.results),
+                          err);
 }
 
 static int cmp_str(const void *a, const void *b)

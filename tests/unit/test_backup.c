@@ -2352,6 +2352,26 @@ static void stream_incr(const char *tag, int full_streamed)
     mem_end();
 }
 
+/* backup_method local without pgdata: the server's data_directory, as before the stream existed;
+ * no replication session. */
+static void test_local_without_pgdata(void)
+{
+    struct cluster c;
+    struct ws_error err = {0};
+    char id[WS_BACKUP_ID_LEN + 1];
+
+    mem_begin();
+    script_free(); /* no session played, none counted */
+    cluster_init(&c, "localnopg", 1);
+    use_stream(&c);
+    c.cfg.backup_method = WS_BACKUP_METHOD_LOCAL;
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    CHECK(create(&c, id, &err) == 0);
+    CHECK(fake.connects == 1 && fake.starts == 1 && frepl.connects == 0);
+    cluster_free(&c);
+    mem_end();
+}
+
 static void test_stream_incr_over_local(void)
 {
     stream_incr("sincr-local", 0);
@@ -2385,6 +2405,7 @@ const struct unit_test unit_tests[] = {
     {"create_incr_after_minor_upgrade", test_create_incr_after_minor_upgrade},
     {"stream_roundtrip", test_stream_roundtrip},
     {"stream_failures", test_stream_failures},
+    {"local_without_pgdata", test_local_without_pgdata},
     {"stream_incr_over_local", test_stream_incr_over_local},
     {"stream_incr_over_stream", test_stream_incr_over_stream},
     {NULL, NULL},
