@@ -38,8 +38,8 @@ grep -q pgdata "$CONF" && die "$CONF names pgdata: create would not stream"
 remote_roles "$PORT"
 write_pgpass "$PGPASS" "127.0.0.1:*:*:walsafe_repl:$REPL_PW"
 for d in "$TS" "$TS_SBY"; do mkdir -p "$d" && chown postgres: "$d" && chmod 700 "$d" || die "mkdir $d"; done
-sql "$PORT" "create tablespace ts_one location '$TS';
-             create table in_ts (id int primary key using index tablespace ts_one, v int, pad text)
+sql "$PORT" "create tablespace ts_one location '$TS'" || die "create tablespace failed"
+sql "$PORT" "create table in_ts (id int primary key using index tablespace ts_one, v int, pad text)
                  tablespace ts_one;
              insert into in_ts select g, 0, md5(g::text) from generate_series(1, 5000) g" ||
     die "could not fill the tablespace"
