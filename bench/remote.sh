@@ -107,16 +107,18 @@ DATA_FILES=$(find "$PGDATA_DIR" -path "$PGDATA_DIR/pg_wal" -prune -o -type f -pr
 
 # ---- 2. the runs -------------------------------------------------------------------------------
 # timed NAME COMMAND [ARG]...: after a sync, COMMAND as postgres (cwd $DIR, PGPASSFILE set) under
-# GNU time; appends "wall_s user_s sys_s max_rss_kb exit_status" to $DIR/results/NAME, stdout and
-# stderr to NAME.out and NAME.err. A failure is shown at once and sets BAD.
+# GNU time; appends "wall_s user_s sys_s max_rss_kb - exit_status" to $DIR/results/NAME (summary's
+# format, no server CPU), stdout and stderr to NAME.out and NAME.err. A failure is shown at once and
+# sets BAD.
 timed() {
-    local name=$1 res=$DIR/results/$1 rc=0
+    local name=$1 res=$DIR/results/$1 rc=0 n=0
     shift
+    [ ! -f "$res" ] || n=$(wc -l <"$res")
     sync
-    echo "== $*" >>"$res.err"
+    echo "== run $((n + 1)): $*" >>"$res.err"
     (cd "$DIR" && as_pg env PGPASSFILE="$PGPASS" "$TIME" -f '%e %U %S %M' -o "$res.time" "$@") \
         >>"$res.out" 2>>"$res.err" || rc=$?
-    echo "$(tail -n 1 "$res.time") $rc" >>"$res"
+    echo "$(tail -n 1 "$res.time") - $rc" >>"$res"
     if [ $rc != 0 ]; then
         note "FAILED (exit $rc): $*"
         tail -n 5 "$res.err" | sed 's/^/    /' >&2
@@ -156,22 +158,6 @@ STORED_LOCAL=$(stored_bytes local)
 pg_stop "$PGDATA_DIR"
 
 # ---- 3. figures --------------------------------------------------------------------------------
-# summary NAME -> "runs failed wall_med wall_min wall_max cpu_med rss_med_kb" (successful runs)
-summary() {
-    awk '
-        function med(a, n,   i, j, t) {
-            for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-            return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-        }
-        { runs++ }
-        $5 != 0 { failed++; next }
-        { n++; w[n] = $1; c[n] = $2 + $3; r[n] = $4
-          if (n == 1 || $1 < lo) lo = $1; if (n == 1 || $1 > hi) hi = $1 }
-        END {
-            if (!n) { printf "%d %d - - - - -\n", runs, failed + 0; exit }
-            printf "%d %d %.2f %.2f %.2f %.2f %d\n", runs, failed + 0, med(w, n), lo, hi, med(c, n), med(r, n)
-        }' "$DIR/results/$1"
-}
 declare -A MBS=() RSS_MB=()
 printf '\nwalsafe remote base backup benchmark (%s)\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 print_machine "data directory, repository and pg_basebackup's output"
@@ -185,7 +171,7 @@ printf 'settings: walsafe  zstd %d, encrypted, parallel %d; pg_basebackup -Ft -X
     "$ZSTD_LEVEL" "$PARALLEL" "$ZSTD_LEVEL"
 printf '\n%-14s %4s %6s %8s %13s %8s %8s %8s\n' command runs failed "wall s" "wall min..max" "MB/s" "CPU s" "RSS MB"
 for t in "${TOOLS[@]}"; do
-    read -r runs failed wall lo hi cpu rss <<<"$(summary "$t")"
+    read -r runs failed wall lo hi cpu _ rss <<<"$(summary "$t")"
     if [ "$wall" = - ]; then
         printf '%-14s %4s %6s %8s %13s %8s %8s %8s\n' "$t" "$runs" "$failed" - - - - -
         continue
@@ -208,14 +194,5 @@ fi
 printf '\nstored bytes of one backup (data: %d bytes): remote %s, local %s (list --json stored_bytes),\n' \
     "$DATA_BYTES" "$STORED_REMOTE" "$STORED_LOCAL"
 printf '  pg_basebackup %s (base.tar.zst and backup_manifest)\n' "${PGBB_BYTES:-?}"
-stderr_of() {
-    local t
-    for t in "${TOOLS[@]}"; do
-        if grep -qv '^== ' "$DIR/results/$t.err" 2>/dev/null; then
-            printf '\nstderr of %s (first 5 lines):\n' "$t"
-            grep -v '^== ' "$DIR/results/$t.err" | head -n 5 | sed 's/^/  /'
-        fi
-    done
-}
-stderr_of
+stderr_of "${TOOLS[@]}"
 bench_finish "some runs failed (see above)"

@@ -3,6 +3,10 @@
 # t_remote*.sh after lib.sh): over TCP on 127.0.0.1 with scram-sha-256 password authentication,
 # as a role with REPLICATION and nothing else, its password only in a .pgpass file (PGPASSFILE).
 #
+#   remote_primary         the usual start: a key ($KEY), a local repository, $T/primary ($PGD) made
+#                          by remote_cluster (1 MB segments) archiving into it with $CONF, which
+#                          remote_conf then writes (encrypted with $KEY), remote_roles, and a
+#                          .pgpass with both roles' passwords; sets KEY CONF PGD PORT
 #   remote_cluster DIR CONF [INITDB_OPTION]...   initdb, settings and pg_hba.conf below, start
 #                          (archiving with wal-push --config CONF unless CONF is -); sets PORT
 #   remote_settings DIR PORT [LINE]...   pg_conf plus TCP on 127.0.0.1 and scram-sha-256
@@ -15,16 +19,16 @@
 #   write_pgpass FILE LINE...   a .pgpass for the postgres user (0600: libpq ignores others)
 #   remote_conf FILE PORT [LINE]...   a walsafe configuration without pgdata (create streams)
 #                          connecting as walsafe_repl to 127.0.0.1:PORT, no password in it
-#   rbb ARGS...            basebackup ARGS as postgres with PGPASSFILE=$PGPASS, through run
-#   rbb_create CONF [ARGS...]   as bb_create, through rbb
 #
-# REPL_PW and NOREPL_PW are random and registered with add_secret: no output may show them.
+# PGPASSFILE is exported as $T/pgpass (write it with write_pgpass): bb, bb_create and every other
+# libpq client of the test read it. REPL_PW and NOREPL_PW are random and registered with
+# add_secret: no output may show them.
 
 REPL_PW="Repl-$RANDOM$RANDOM$RANDOM"
 NOREPL_PW="NoRepl-$RANDOM$RANDOM$RANDOM"
 add_secret "$REPL_PW"
 add_secret "$NOREPL_PW"
-PGPASS=$T/pgpass
+export PGPASSFILE=$T/pgpass
 
 remote_settings() {
     local d=$1 port=$2
@@ -78,19 +82,18 @@ remote_conf() {
     mv -f "$f.new" "$f" || die "could not rename $f.new"
 }
 
-rbb() {
-    run runuser -u postgres -- env PGPASSFILE="$PGPASS" "$BASEBACKUP" "$@"
-}
-
-rbb_create() {
-    local conf=$1 t0
-    shift
-    t0=$(date +%s)
-    rbb --config "$conf" create --fast "$@"
-    assert_rc 0 "basebackup create (stream)" || die "basebackup create (stream) failed"
-    BACKUP_ID=$(cat "$T/.last.out")
-    [[ "$BACKUP_ID" =~ ^[0-9]{8}T[0-9]{6}Z$ ]] ||
-        die "basebackup create printed \"$(head -c 200 "$T/.last.out")\", not one backup id"
-    [ -s "$T/.last.err" ] && note "create $BACKUP_ID said on stderr: $(head -3 "$T/.last.err" | tr '\n' '|')"
-    note "backup $BACKUP_ID created (stream) in $(($(date +%s) - t0))s"
+remote_primary() {
+    KEY=$T/walsafe.key
+    CONF=$T/walsafe.conf
+    PGD=$T/primary
+    CASE="repository"
+    make_key "$KEY"
+    repo_setup local
+    write_conf "$CONF" "${REPO_CONF[@]}" "encrypt_key_file = '$KEY'"
+    CASE="primary"
+    remote_cluster "$PGD" "$CONF" --wal-segsize=1
+    remote_conf "$CONF" "$PORT" "encrypt_key_file = '$KEY'"
+    grep -q pgdata "$CONF" && die "$CONF names pgdata: create would not stream"
+    remote_roles "$PORT"
+    write_pgpass "$PGPASSFILE" "127.0.0.1:*:*:walsafe_repl:$REPL_PW" "127.0.0.1:*:*:walsafe_norepl:$NOREPL_PW"
 }

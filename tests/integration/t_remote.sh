@@ -19,24 +19,11 @@
 setup_tmp
 . "$(dirname "$0")/remote.sh"
 
-KEY=$T/walsafe.key
-CONF=$T/walsafe.conf
 SCONF=$T/walsafe-standby.conf
-PGD=$T/primary
 SBY=$T/standby
 TS=$T/ts_one
 TS_SBY=$T/ts_standby
-CASE="repository"
-make_key "$KEY"
-repo_setup local
-write_conf "$CONF" "${REPO_CONF[@]}" "encrypt_key_file = '$KEY'"
-
-CASE="primary"
-remote_cluster "$PGD" "$CONF" --wal-segsize=1
-remote_conf "$CONF" "$PORT" "encrypt_key_file = '$KEY'"
-grep -q pgdata "$CONF" && die "$CONF names pgdata: create would not stream"
-remote_roles "$PORT"
-write_pgpass "$PGPASS" "127.0.0.1:*:*:walsafe_repl:$REPL_PW"
+remote_primary
 for d in "$TS" "$TS_SBY"; do mkdir -p "$d" && chown postgres: "$d" && chmod 700 "$d" || die "mkdir $d"; done
 sql "$PORT" "create tablespace ts_one location '$TS'" || die "create tablespace failed"
 sql "$PORT" "create table in_ts (id int primary key using index tablespace ts_one, v int, pad text)
@@ -72,14 +59,14 @@ bg_start "$T/pgbench-bg.log" env PGOPTIONS="$PGBENCH_OPTIONS" "$PGBIN/pgbench" -
 PGBENCH_PID=$BG_PID
 hist() { sql "$PORT" "select count(*) from pgbench_history"; }
 H0=$(hist) || die "psql failed"
-rbb_create "$CONF" --label remote-full
+bb_create "$CONF" --label remote-full
 ID_FULL=$BACKUP_ID
 H1=$(hist) || die "psql failed"
 [ "$H1" -gt "$H0" ] || fail "pgbench committed nothing during the full backup ($H0 -> $H1)"
 
 CASE="backup of the hot standby"
 t0=$(date +%s)
-bg_start "$T/create-standby.out" runuser -u postgres -- env PGPASSFILE="$PGPASS" \
+bg_start "$T/create-standby.out" runuser -u postgres -- \
     "$BASEBACKUP" --config "$SCONF" create --fast --label remote-standby
 CREATE_PID=$BG_PID
 tick_primary "$CREATE_PID"
@@ -114,7 +101,7 @@ sql "$PORT" "update in_ts set v = 3 where id % 3 = 0;
              insert into in_ts select g, 3, md5(g::text) from generate_series(5001, 6000) g" ||
     die "update failed"
 SUM_INCR=$(table_sums "$PORT") || die "table_sums failed"
-rbb_create "$CONF" --type incr --label remote-incr
+bb_create "$CONF" --type incr --label remote-incr
 ID_INCR=$BACKUP_ID
 pgbench_run "$PORT" -n -c 2 -t 100 || die "pgbench failed"
 SUM_END=$(table_sums "$PORT") || die "table_sums failed"
@@ -128,7 +115,7 @@ pg_stop "$SBY"
 pg_stop "$PGD"
 
 CASE="list and verify"
-if rbb --config "$CONF" list --json && assert_rc 0 "list --json" && cp "$T/.last.out" "$T/list.json"; then
+if bb_list "$CONF"; then
     for id in "$ID_FULL" "$ID_SBY" "$ID_INCR"; do
         assert_eq "$(backup_status "$id")" complete "status of $id"
     done
@@ -140,7 +127,7 @@ if rbb --config "$CONF" list --json && assert_rc 0 "list --json" && cp "$T/.last
         fail "reference of $ID_INCR is \"$ref\", expected $ID_FULL or $ID_SBY"
     assert_eq "$(json_eval "$T/list.json" "j.system_identifier")" "$(sysid_of "$PGD")" "system identifier"
 fi
-rbb --config "$CONF" verify --all
+bb --config "$CONF" verify --all
 assert_rc 0 "verify --all"
 
 # restore_check NAME WANT LABEL TS_FROM RESTORE_ARGS...: restores into r_NAME (the tablespace at

@@ -18,52 +18,36 @@ setup_tmp
 . "$(dirname "$0")/s3.sh" # fp_start, fp_mode, fp_stop_all (the fault proxy)
 STOP_HOOKS+=(fp_stop_all)
 
-KEY=$T/walsafe.key
-CONF=$T/walsafe.conf
-PGD=$T/primary
 OTHER=$T/other
-CASE="repository"
-make_key "$KEY"
-repo_setup local
-write_conf "$CONF" "${REPO_CONF[@]}" "encrypt_key_file = '$KEY'"
-
-CASE="primary"
-remote_cluster "$PGD" "$CONF" --wal-segsize=1
-remote_conf "$CONF" "$PORT" "encrypt_key_file = '$KEY'"
-remote_roles "$PORT"
-write_pgpass "$PGPASS" "127.0.0.1:*:*:walsafe_repl:$REPL_PW" "127.0.0.1:*:*:walsafe_norepl:$NOREPL_PW"
+remote_primary
 sql "$PORT" "create table t (id int primary key, pad text);
              insert into t select g, repeat(md5(g::text), 4) from generate_series(1, 20000) g" ||
     die "could not fill the table"
 GOOD=()
-rbb_create "$CONF"
+bb_create "$CONF"
 GOOD+=("$BACKUP_ID")
 IDENTITY=$(file_sha "$(repo_file main/identity)")
 
-# fault CONF ERE WHAT [PGPASSFILE]: create with CONF (and PGPASSFILE instead of $PGPASS) must
+# fault CONF ERE WHAT [PGPASSFILE]: create with CONF (and that .pgpass file instead of ours) must
 # fail as a fault does (see the top); ERE (extended, case-sensitive) must match its line. Then a
 # normal create of the primary must work.
 fault() {
-    local conf=$1 ere=$2 what=$3 pgpass=$PGPASS got want
-    PGPASS=${4:-$PGPASS}
-    rbb --config "$conf" create --fast
-    PGPASS=$pgpass
+    local conf=$1 ere=$2 what=$3 got want
+    PGPASSFILE=${4:-$PGPASSFILE} bb --config "$conf" create --fast
     if assert_rc 1 "create with $what"; then
         assert_err_one_line "create with $what"
         grep -q -E -- "$ere" "$T/.last.err" || fail_cmd "create with $what: stderr does not match /$ere/"
         note "$what: $(head -1 "$T/.last.err")"
     fi
     [ -s "$T/.last.out" ] && fail "create with $what printed on stdout: $(head -c 200 "$T/.last.out")"
-    rbb --config "$CONF" list --json
-    if assert_rc 0 "list after $what"; then
-        cp "$T/.last.out" "$T/list.json"
+    if bb_list "$CONF"; then
         got=$(json_eval "$T/list.json" "j.backups.map(b => b.id + ' ' + b.status).sort().join(', ')")
         want=$(printf '%s complete\n' "${GOOD[@]}" | sort | paste -sd, | sed 's/,/, /g')
         assert_eq "$got" "$want" "backups listed after $what"
     fi
     assert_eq "$(file_sha "$(repo_file main/identity)")" "$IDENTITY" "the repository's identity after $what"
     assert_repo_clean "repository after $what"
-    rbb_create "$CONF"
+    bb_create "$CONF"
     GOOD+=("$BACKUP_ID")
 }
 
@@ -118,24 +102,22 @@ sql "$PORT" "alter system set archive_command = 'false'; select pg_reload_conf()
     die "could not break archive_command"
 ACONF=$T/walsafe-timeout.conf
 remote_conf "$ACONF" "$PORT" "encrypt_key_file = '$KEY'" "timeout = 3"
-run timeout 60 runuser -u postgres -- env PGPASSFILE="$PGPASS" "$BASEBACKUP" --config "$ACONF" create --fast
+run timeout 60 runuser -u postgres -- "$BASEBACKUP" --config "$ACONF" create --fast
 assert_rc 1 "create while archive_command fails" &&
     assert_err_regex 'did not reach the repository' "create while archive_command fails"
 assert_err_one_line "create while archive_command fails"
 [ -s "$T/.last.out" ] && fail "create while archive_command fails printed on stdout"
-rbb --config "$CONF" list --json
-if assert_rc 0 "list after a create whose WAL did not arrive"; then
-    cp "$T/.last.out" "$T/list.json"
+if bb_list "$CONF"; then
     assert_eq "$(json_eval "$T/list.json" "j.backups.filter(b => b.status === 'complete').length")" \
         "${#GOOD[@]}" "backups listed complete while archive_command fails"
 fi
 sql "$PORT" "alter system reset archive_command; select pg_reload_conf()" >/dev/null ||
     die "could not restore archive_command"
-rbb_create "$CONF"
+bb_create "$CONF"
 GOOD+=("$BACKUP_ID")
 
 CASE="verify"
-rbb --config "$CONF" verify --all
+bb --config "$CONF" verify --all
 assert_rc 0 "verify --all of the good backups"
 pg_stop "$PGD"
 finish
