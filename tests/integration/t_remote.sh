@@ -92,6 +92,8 @@ TARGET_LSN=$(sql "$PORT" "select pg_current_wal_insert_lsn()") || die "psql fail
 SUM_LSN=$(table_sums "$PORT") || die "table_sums failed"
 pgbench_run "$PORT" -n -c 2 -t 100 || die "pgbench failed"
 sql "$PORT" "update in_ts set v = 2 where id % 5 = 0" || die "update failed"
+# restore takes a backup for a time target when its stop time (whole seconds) + 1 s is before it
+sleep 1
 TARGET_TIME=$(sql "$PORT" "select clock_timestamp()") || die "psql failed"
 SUM_TIME=$(table_sums "$PORT") || die "table_sums failed"
 
