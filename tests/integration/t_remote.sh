@@ -13,7 +13,8 @@
 #   - restore --target-lsn (the primary's full backup), --target-time (no --backup: the
 #     standby's backup is the newest before it) and the incremental with --target-immediate, each
 #     into its own directory (tablespace relocated), started on its own port with archiving off:
-#     every table of every database holds exactly the rows of the target (table_sums);
+#     every table of every database holds exactly the rows of the target (table_sums), an
+#     unlogged table is there and empty;
 #   - the password appears in no output of walsafe and no server log.
 . "$(dirname "$0")/lib.sh"
 setup_tmp
@@ -30,6 +31,8 @@ sql "$PORT" "create table in_ts (id int primary key using index tablespace ts_on
                  tablespace ts_one;
              insert into in_ts select g, 0, md5(g::text) from generate_series(1, 5000) g" ||
     die "could not fill the tablespace"
+sql "$PORT" "create unlogged table ul (id int); insert into ul select generate_series(1, 1000)" ||
+    die "could not fill the unlogged table"
 pgbench_run "$PORT" -i -q -s 1 || die "pgbench -i failed"
 
 CASE="hot standby"
@@ -148,6 +151,7 @@ restore_check() {
     if ! assert_eq "$(echo "$got" | sha256sum)" "$(echo "$want" | sha256sum)" "table sums after recovery"; then
         diff <(echo "$want") <(echo "$got") | head -10 | sed 's/^/      /'
     fi
+    assert_eq "$(unlogged_tables "$RPORT" postgres)" "ul 0" "unlogged table of the restored copy"
     assert_eq "$(sql "$RPORT" "select pg_tablespace_location(oid) from pg_tablespace where spcname = 'ts_one'")" \
         "$dir.ts" "tablespace location of the restored copy"
     if grep -q -E 'wal-fetch: (ERROR|FATAL)' "$dir.log"; then
