@@ -87,6 +87,11 @@ $(BUILD)/tests/tools/%: tests/tools/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
+# replcat opens replication connections (pg/repl.h): it links libpq, as basebackup does.
+$(BUILD)/tests/tools/replcat: tests/tools/replcat.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(shell pkg-config --libs libpq) $(LDLIBS)
+
 build/fuzz/tests/fuzz/%: tests/fuzz/%.c build/fuzz/libwalsafe.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< build/fuzz/libwalsafe.a $(LDLIBS)

@@ -250,7 +250,7 @@ int main(int argc, char **argv)
     static const char *const cmds[] = {"create", "list", "restore", "verify",
                                        "check",  "keep", NULL};
     /* the real PostgreSQL session (the one reference to libpq) and the real storage */
-    static const struct ws_backup_env env = {&ws_pg_libpq, NULL, NULL};
+    static const struct ws_backup_env env = {&ws_pg_libpq, &ws_repl_libpq, NULL, NULL};
     struct ws_config cfg;
     struct ws_cli cli, sub;
     struct ws_error err = {0};

@@ -29,6 +29,7 @@ static const char *const compress_choices[] = {"none", "zstd", NULL};
 static const char *const fetch_error_choices[] = {"auto", "abort", "missing", NULL};
 static const char *const log_level_choices[] = {"error", "warning", "info", "debug", NULL};
 const char *const ws_backup_type_choices[] = {"full", "diff", "incr", NULL};
+static const char *const backup_method_choices[] = {"local", "stream", NULL};
 
 #define OFF(f) offsetof(struct ws_config, f)
 static const struct key_def keys[] = {
@@ -46,6 +47,7 @@ static const struct key_def keys[] = {
     {"retries", T_INT, OFF(retries), 1, 100, NULL, 0},
     {"fetch_error", T_ENUM, OFF(fetch_error), 0, 0, fetch_error_choices, 0},
     {"backup_type", T_ENUM, OFF(backup_type), 0, 0, ws_backup_type_choices, 0},
+    {"backup_method", T_ENUM, OFF(backup_method), 0, 0, backup_method_choices, 0},
     {"retain_full", T_INT, OFF(retain_full), 1, 1000000, NULL, 0},
     {"retain_time", T_DURATION, OFF(retain_time), 1, INT64_C(1) << 40, NULL, 0},
     {"log_level", T_ENUM, OFF(log_level), 0, 0, log_level_choices, 0},
@@ -76,6 +78,7 @@ void ws_config_init(struct ws_config *cfg)
     cfg->timeout = 60;
     cfg->retries = 5;
     cfg->fetch_error = WS_FETCH_ERROR_AUTO;
+    cfg->backup_method = WS_BACKUP_METHOD_UNSET;
     cfg->log_level = WS_LOG_WARNING;
     cfg->s3_verify_tls = 1;
     cfg->s3_part_size = 8 << 20;
@@ -94,6 +97,13 @@ void ws_config_free(struct ws_config *cfg)
     }
     free(cfg->config_file);
     cfg->config_file = NULL;
+}
+
+int ws_config_backup_method(const struct ws_config *cfg)
+{
+    if (cfg->backup_method != WS_BACKUP_METHOD_UNSET)
+        return cfg->backup_method;
+    return cfg->pgdata && *cfg->pgdata ? WS_BACKUP_METHOD_LOCAL : WS_BACKUP_METHOD_STREAM;
 }
 
 static const struct key_def *find_key(const char *name, size_t *idx)

@@ -34,6 +34,12 @@
 
 enum ws_compress { WS_COMPRESS_NONE = 0, WS_COMPRESS_ZSTD = 1 };
 enum ws_fetch_error { WS_FETCH_ERROR_AUTO = 0, WS_FETCH_ERROR_ABORT, WS_FETCH_ERROR_MISSING };
+/* backup_method: how basebackup create reads the data directory (docs/design/remote.md). */
+enum ws_backup_method {
+    WS_BACKUP_METHOD_UNSET = -1,
+    WS_BACKUP_METHOD_LOCAL,
+    WS_BACKUP_METHOD_STREAM
+};
 
 struct ws_config {
     char *repo;
@@ -50,6 +56,7 @@ struct ws_config {
     int retries;
     int fetch_error;
     int backup_type;     /* basebackup create's default: an index of ws_backup_type_choices */
+    int backup_method;   /* enum ws_backup_method; UNSET: ws_config_backup_method's rule */
     int retain_full;     /* 0 = not set */
     int64_t retain_time; /* seconds, 0 = not set */
     int log_level;
@@ -76,6 +83,10 @@ struct ws_config {
 
 /* backup_type's values, NULL-terminated, in the order of enum ws_backup_type (repo/manifest.h). */
 extern const char *const ws_backup_type_choices[];
+
+/* The backup_method in effect: the one set, else local when pgdata (or PGDATA, after
+ * ws_config_load) is set and stream when not. */
+int ws_config_backup_method(const struct ws_config *cfg);
 
 void ws_config_init(struct ws_config *cfg);
 void ws_config_free(struct ws_config *cfg);

@@ -13,8 +13,8 @@
  * a size or mode field that is not a number, a name that is empty, absolute, has a "." or ".."
  * component, "//" or a NUL inside its field, a member type other than the three, or a source
  * that ends inside a member are WS_ERR_CORRUPT naming the member (or the offset); a path is at
- * most 255 bytes (prefix/name). Member paths lose a trailing "/" (directories). Nothing here
- * touches a file system.
+ * most 255 bytes (prefix/name). Member paths lose a trailing "/" (directories) and a leading "./"
+ * (PostgreSQL 15 sends "./pg_wal/archive_status"). Nothing here touches a file system.
  */
 #ifndef WS_IO_TAR_H
 #define WS_IO_TAR_H

@@ -13,13 +13,13 @@
  *
  * The BASE_BACKUP conversation (PostgreSQL 15 syntax, TARGET 'client'): base_backup sends the
  * command and reads the start position and the tablespace list; then next returns the COPY
- * stream's messages in order: ARCHIVE (a new tar archive begins: the main data directory first,
- * or a tablespace), DATA (bytes of the current archive, or of the server's backup_manifest after
- * MANIFEST), PROGRESS (bytes the server has sent so far), MANIFEST, and END after the COPY ended
- * and the end position was read. Data returned by next stays valid until the following call.
- * WARNING/NOTICE messages of the server are logged (ws_log_warning) as they arrive; with
- * verify_checksums the server ends a backup that found bad pages with an error (SQLSTATE XX001)
- * after the end position: END then carries checksum_failure = 1 and no error is returned.
+ * stream's messages in order: ARCHIVE (a new tar archive begins: one per tablespace, then the main
+ * data directory's, last in PostgreSQL 15), DATA (bytes of the current archive, or of the server's
+ * backup_manifest after MANIFEST), PROGRESS (bytes the server has sent so far), MANIFEST, and END
+ * after the COPY ended and the end position was read. Data returned by next stays valid until the
+ * following call. WARNING/NOTICE messages of the server are logged (ws_log_warning) as they arrive;
+ * with verify_checksums the server ends a backup that found bad pages with an error (SQLSTATE
+ * XX001) after the end position: END then carries checksum_failure = 1 and no error is returned.
  */
 #ifndef WS_PG_REPL_H
 #define WS_PG_REPL_H
@@ -39,13 +39,13 @@ struct ws_repl {
 /* IDENTIFY_SYSTEM and SHOW, after connect. */
 struct ws_repl_system {
     uint64_t system_identifier;
-    uint32_t timeline;          /* the server's current timeline */
-    uint64_t xlogpos;           /* its current WAL flush position */
-    int version;                /* server_version_num, e.g. 150004 */
-    uint32_t wal_segment_size;  /* bytes */
-    uint32_t block_size;        /* bytes */
-    int data_checksums;         /* 1: on */
-    int in_recovery;            /* 1: a hot standby */
+    uint32_t timeline;         /* the server's current timeline */
+    uint64_t xlogpos;          /* its current WAL flush position */
+    int version;               /* server_version_num, e.g. 150004 */
+    uint32_t wal_segment_size; /* bytes */
+    uint32_t block_size;       /* bytes */
+    int data_checksums;        /* 1: on */
+    int in_recovery;           /* 1: a hot standby */
 };
 
 struct ws_repl_tablespace {
@@ -110,5 +110,26 @@ int ws_repl_base_backup(struct ws_repl *r, const struct ws_repl_bb_opts *o,
                         struct ws_repl_bb_start *start, struct ws_error *err);
 int ws_repl_next(struct ws_repl *r, struct ws_repl_msg *msg, struct ws_error *err);
 void ws_repl_bb_start_free(struct ws_repl_bb_start *start);
+
+/*
+ * The protocol's rules without I/O (repl.c; the libpq session uses them, tests call them).
+ * ws_repl_bb_command: the BASE_BACKUP command for o into cmd, the label quoted (quotes doubled);
+ * a label that is empty, longer than WS_REPL_LABEL_MAX bytes or holds a control character (it
+ * becomes a line of backup_label), or a max_rate below 32 kB/s, is WS_ERR_CONFIG.
+ * ws_repl_parse_copy: one COPY message (type byte first, len bytes) into msg, which points into
+ * buf; a message the stream so far (st, zeroed before the first) does not allow there (a wrong
+ * length, an unknown type, data before any archive, an archive after the manifest) is
+ * WS_ERR_CORRUPT. ws_repl_parse_size: a size as SHOW prints it ("16MB", "8192"): 0, else -1.
+ */
+#define WS_REPL_LABEL_MAX 1024 /* the server's MAXPGPATH */
+struct ws_repl_stream {
+    int have_archive; /* an ARCHIVE came: DATA is archive bytes */
+    int in_manifest;  /* MANIFEST came: DATA is the manifest's */
+};
+int ws_repl_bb_command(const struct ws_repl_bb_opts *o, char *cmd, size_t cmdsz,
+                       struct ws_error *err);
+int ws_repl_parse_copy(struct ws_repl_stream *st, const uint8_t *buf, size_t len,
+                       struct ws_repl_msg *msg, struct ws_error *err);
+int ws_repl_parse_size(const char *s, uint64_t *bytes);
 
 #endif

@@ -11,11 +11,13 @@
  * The worker pool (pool.h) on its own: each task once, in order on one worker, the first error
  * wins and stops the handing out, every worker's end runs, per-worker handles are closed.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,7 @@
 #include "backup/backup.h"
 #include "backup/pool.h"
 #include "base/log.h"
+#include "base/util.h"
 #include "io/key.h"
 #include "io/object.h"
 #include "pg/pgpage.h"
@@ -338,7 +341,101 @@ static int f_backup_stop(struct ws_pg *pg, int version, uint64_t *stop_lsn, char
 
 static const struct ws_pg_ops fake_pg = {f_connect,    f_close,        f_get_info,
                                          f_switch_wal, f_backup_start, f_backup_stop};
-static const struct ws_backup_env env = {&fake_pg, open_view, WAL_FETCH};
+/* ---- the fake replication session (pg/repl.h): plays a script of messages ---------------- */
+
+struct fmsg {
+    enum ws_repl_msg_type type;
+    char *name, *location; /* ARCHIVE */
+    uint8_t *data;         /* DATA */
+    size_t len;
+    uint64_t progress;
+};
+
+static struct {
+    struct fmsg *msgs;
+    size_t n, cap, at;
+    size_t fail_at;     /* next fails (a connection lost) when at reaches it; 0: never */
+    char location[512]; /* the tablespace it announces */
+    uint64_t start_lsn, end_lsn;
+    int checksum_failure; /* END's */
+    int connects, closes, base_backups;
+    char label[256]; /* BASE_BACKUP's */
+} frepl;
+
+static int fr_connect(const char *conninfo, struct ws_repl **out, struct ws_error *err)
+{
+    (void)conninfo;
+    if (!(*out = calloc(1, sizeof(**out))))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    frepl.connects++;
+    return 0;
+}
+
+static void fr_close(struct ws_repl *r)
+{
+    frepl.closes++;
+    free(r);
+}
+
+static int fr_identify(struct ws_repl *r, struct ws_repl_system *sys, struct ws_error *err)
+{
+    (void)r, (void)err;
+    memset(sys, 0, sizeof(*sys));
+    sys->system_identifier = fake.sysid;
+    sys->timeline = 1;
+    sys->version = fake.version ? fake.version : 150004;
+    sys->wal_segment_size = SEG;
+    sys->block_size = WS_PG_BLCKSZ;
+    return 0;
+}
+
+static int fr_base_backup(struct ws_repl *r, const struct ws_repl_bb_opts *o,
+                          struct ws_repl_bb_start *start, struct ws_error *err)
+{
+    (void)r;
+    frepl.base_backups++;
+    snprintf(frepl.label, sizeof(frepl.label), "%s", o->label);
+    memset(start, 0, sizeof(*start));
+    start->start_lsn = frepl.start_lsn;
+    start->timeline = 1;
+    if (!(start->tablespaces = calloc(1, sizeof(*start->tablespaces))) ||
+        !(start->tablespaces[0].location = strdup(frepl.location)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    start->tablespaces[0].oid = TS_OID;
+    start->tablespaces[0].size = -1;
+    start->ntablespaces = 1;
+    return 0;
+}
+
+static int fr_next(struct ws_repl *r, struct ws_repl_msg *msg, struct ws_error *err)
+{
+    const struct fmsg *f;
+
+    (void)r;
+    memset(msg, 0, sizeof(*msg));
+    if (frepl.fail_at && frepl.at == frepl.fail_at)
+        return ws_error_set(err, WS_ERR_STORAGE, "injected: the connection was lost");
+    if (frepl.at == frepl.n) {
+        msg->type = WS_REPL_END;
+        msg->end_lsn = frepl.end_lsn;
+        msg->end_timeline = 1;
+        msg->checksum_failure = frepl.checksum_failure;
+        return 0;
+    }
+    f = &frepl.msgs[frepl.at++];
+    msg->type = f->type;
+    msg->archive_name = f->name;
+    msg->tablespace_location = f->location;
+    msg->data = f->data;
+    msg->len = f->len;
+    msg->progress = f->progress;
+    return 0;
+}
+
+static const struct ws_repl_ops fake_repl = {fr_connect, fr_close, fr_identify, fr_base_backup,
+                                             fr_next};
+
+static const struct ws_backup_env env = {&fake_pg, &fake_repl, open_view, WAL_FETCH};
 
 /* ---- the data directory ------------------------------------------------------------------ */
 
@@ -440,6 +537,7 @@ static void cluster_init(struct cluster *c, const char *tag, int parallel)
     ws_config_init(&c->cfg);
     c->cfg.repo = strdup("mem:");
     c->cfg.cluster = strdup(c->cluster);
+    c->cfg.pgdata = strdup(c->pgdata); /* backup_method local */
     c->cfg.encrypt_key_file = strdup(key);
     c->cfg.parallel = parallel;
     c->cfg.timeout = 10;
@@ -1752,6 +1850,428 @@ static void test_create_incr_newer_backup_meanwhile(void)
     mem_end();
 }
 
+/* ---- backup_method stream (issue 18): BASE_BACKUP played by the fake replication session -- */
+
+struct tbuf {
+    uint8_t *p;
+    size_t len, cap;
+};
+
+static void tb_put(struct tbuf *b, const void *d, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n)
+            cap *= 2;
+        if (!(b->p = realloc(b->p, cap)))
+            abort();
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->len, d, n);
+    b->len += n;
+}
+
+static void tb_printf(struct tbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tb_printf(struct tbuf *b, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    tb_put(b, line, n > 0 ? (size_t)n : 0);
+}
+
+/* A tar header's octal field of len bytes (len - 1 digits and a NUL). */
+static void octal(uint8_t *f, size_t len, uint64_t v)
+{
+    f[len - 1] = '\0';
+    for (size_t i = len - 1; i-- > 0; v >>= 3)
+        f[i] = (uint8_t)('0' + (v & 7));
+}
+
+/* A ustar member as PostgreSQL's tar code writes one (type '0', '5' or '2'). */
+static void tar_member(struct tbuf *b, const char *path, char type, mode_t mode, int64_t mtime,
+                       const void *data, size_t size, const char *link)
+{
+    static const uint8_t zeros[512];
+    uint8_t h[512] = {0};
+    unsigned sum = 0;
+
+    snprintf((char *)h, 100, "%s", path);
+    octal(h + 100, 8, mode & 07777);
+    octal(h + 108, 8, 0);
+    octal(h + 116, 8, 0);
+    octal(h + 124, 12, size);
+    octal(h + 136, 12, (uint64_t)mtime);
+    memset(h + 148, ' ', 8);
+    h[156] = (uint8_t)type;
+    if (link)
+        snprintf((char *)h + 157, 100, "%s", link);
+    memcpy(h + 257, "ustar", 6);
+    memcpy(h + 263, "00", 2);
+    for (size_t i = 0; i < sizeof(h); i++)
+        sum += h[i];
+    octal(h + 148, 7, sum);
+    tb_put(b, h, sizeof(h));
+    tb_put(b, data, size);
+    tb_put(b, zeros, (512 - size % 512) % 512);
+}
+
+/* The server's manifest being built: its file lines, one of them (bad_sha) with a wrong SHA-256,
+ * one (left_out) missing. */
+struct smf {
+    struct tbuf text;
+    int files;
+    const char *bad_sha, *left_out;
+};
+
+static void smf_file(struct smf *m, const char *path, const void *data, size_t size)
+{
+    uint8_t sha[32];
+    char hex[65];
+
+    if (m->left_out && strcmp(path, m->left_out) == 0)
+        return;
+    EVP_Digest(data, size, sha, NULL, EVP_sha256(), NULL);
+    if (m->bad_sha && strcmp(path, m->bad_sha) == 0)
+        sha[7] ^= 1;
+    ws_hex(sha, sizeof(sha), hex);
+    tb_printf(
+        &m->text,
+        "%s{ \"Path\": \"%s\", \"Size\": %zu, \"Last-Modified\": \"2026-12-07 10:00:00 GMT\", "
+        "\"Checksum-Algorithm\": \"SHA256\", \"Checksum\": \"%s\" }",
+        m->files++ ? ",\n" : "", path, size, hex);
+}
+
+/* The members of directory root/rel into tar (and their files into the manifest as mpfx/...), as
+ * the server sends them with TABLESPACE_MAP: links not followed, pg_tblspc's left out, an unlogged
+ * relation's main fork left out. */
+static void tar_tree(struct tbuf *tar, struct smf *m, const char *root, const char *rel,
+                     const char *mpfx)
+{
+    char dir[PATH_MAX], abs[PATH_MAX + 256], child[PATH_MAX], target[PATH_MAX];
+    struct dirent *de;
+    struct stat st;
+    DIR *d;
+
+    snprintf(dir, sizeof(dir), "%s%s%s", root, *rel ? "/" : "", rel);
+    REQUIRE((d = opendir(dir)) != NULL);
+    while ((de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        snprintf(child, sizeof(child), "%s%s%s", rel, *rel ? "/" : "", de->d_name);
+        snprintf(abs, sizeof(abs), "%s/%s", root, child);
+        if (strcmp(child, "base/1/16385") == 0 || lstat(abs, &st) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            tar_member(tar, child, '5', st.st_mode, st.st_mtime, NULL, 0, NULL);
+            tar_tree(tar, m, root, child, mpfx);
+        } else if (S_ISLNK(st.st_mode) && strcmp(rel, "pg_tblspc") != 0) {
+            ssize_t n = readlink(abs, target, sizeof(target) - 1);
+            target[n > 0 ? n : 0] = '\0';
+            tar_member(tar, child, '2', 0777, st.st_mtime, NULL, 0, target);
+        } else if (S_ISREG(st.st_mode)) {
+            uint8_t *data = NULL;
+            size_t len = 0;
+            REQUIRE(unit_read(abs, &data, &len) == 0);
+            tar_member(tar, child, '0', st.st_mode, st.st_mtime, data, len, NULL);
+            snprintf(target, sizeof(target), "%s%s", mpfx, child);
+            smf_file(m, target, data, len);
+            free(data);
+        }
+    }
+    closedir(d);
+}
+
+static void script_add(enum ws_repl_msg_type type, const char *name, const char *location,
+                       const void *data, size_t len)
+{
+    struct fmsg *f;
+
+    if (frepl.n == frepl.cap) {
+        frepl.cap = frepl.cap ? frepl.cap * 2 : 256;
+        if (!(frepl.msgs = realloc(frepl.msgs, frepl.cap * sizeof(*frepl.msgs))))
+            abort();
+    }
+    f = memset(&frepl.msgs[frepl.n++], 0, sizeof(*f));
+    f->type = type;
+    f->name = name ? strdup(name) : NULL;
+    f->location = location ? strdup(location) : NULL;
+    if (len && (f->data = malloc(len)))
+        memcpy(f->data, data, len);
+    f->len = len;
+}
+
+static void script_free(void)
+{
+    for (size_t i = 0; i < frepl.n; i++) {
+        free(frepl.msgs[i].name);
+        free(frepl.msgs[i].location);
+        free(frepl.msgs[i].data);
+    }
+    free(frepl.msgs);
+    memset(&frepl, 0, sizeof(frepl));
+}
+
+/* An archive's bytes as DATA messages of 7777 bytes (never at a tar block boundary), each
+ * followed by a PROGRESS message. */
+static void script_data(const struct tbuf *b, uint64_t *sent)
+{
+    for (size_t at = 0; at < b->len; at += 7777) {
+        size_t n = b->len - at < 7777 ? b->len - at : 7777;
+        script_add(WS_REPL_DATA, NULL, NULL, b->p + at, n);
+        *sent += n;
+        script_add(WS_REPL_PROGRESS, NULL, NULL, NULL, 0);
+        frepl.msgs[frepl.n - 1].progress = *sent;
+    }
+}
+
+struct script_opts {
+    const char *location; /* of the tablespace's archive; NULL: the announced one */
+    const char *bad_sha, *left_out;
+    int no_ts_archive; /* the tablespace announced, its archive not sent */
+};
+
+/* The session's script: the tablespace's archive first (as PostgreSQL 15 sends it), then the
+ * main directory's with backup_label and tablespace_map, the manifest, END. */
+static void script_build(const struct cluster *c, const struct script_opts *o)
+{
+    struct tbuf ts = {0}, main = {0};
+    struct smf m = {{0}, 0, o->bad_sha, o->left_out};
+    char spcmap[1024], hex[65];
+    uint8_t sha[32];
+    uint64_t sent = 0;
+
+    script_free();
+    snprintf(frepl.location, sizeof(frepl.location), "%s", c->ts_src);
+    frepl.start_lsn = START_LSN;
+    frepl.end_lsn = STOP_LSN;
+    snprintf(fake.labelfile, sizeof(fake.labelfile),
+             "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n"
+             "CHECKPOINT LOCATION: 0/2000060\nBACKUP METHOD: streamed\nBACKUP FROM: primary\n"
+             "START TIME: 2026-12-07 10:00:00 UTC\nLABEL: unit\nSTART TIMELINE: 1\n");
+    snprintf(spcmap, sizeof(spcmap), "%d %s\n", TS_OID, c->ts_src);
+    tb_printf(&m.text, "{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n");
+    tar_member(&main, "backup_label", '0', 0600, time(NULL), fake.labelfile, strlen(fake.labelfile),
+               NULL);
+    smf_file(&m, "backup_label", fake.labelfile, strlen(fake.labelfile));
+    tar_member(&main, "tablespace_map", '0', 0600, time(NULL), spcmap, strlen(spcmap), NULL);
+    smf_file(&m, "tablespace_map", spcmap, strlen(spcmap));
+    tar_tree(&ts, &m, c->ts_src, "", "pg_tblspc/16400/");
+    tar_tree(&main, &m, c->pgdata, "", "");
+    tb_printf(&m.text, "\n],\n\"WAL-Ranges\": [\n{ \"Timeline\": 1, \"Start-LSN\": \"0/2000028\", "
+                       "\"End-LSN\": \"0/3000100\" }\n],\n");
+    EVP_Digest(m.text.p, m.text.len, sha, NULL, EVP_sha256(), NULL);
+    ws_hex(sha, sizeof(sha), hex);
+    tb_printf(&m.text, "\"Manifest-Checksum\": \"%s\"}\n", hex);
+
+    if (!o->no_ts_archive) {
+        script_add(WS_REPL_ARCHIVE, "16400.tar", o->location ? o->location : c->ts_src, NULL, 0);
+        script_data(&ts, &sent);
+    }
+    script_add(WS_REPL_ARCHIVE, "base.tar", "", NULL, 0);
+    script_data(&main, &sent);
+    script_add(WS_REPL_MANIFEST, NULL, NULL, NULL, 0);
+    script_data(&m.text, &sent);
+    free(ts.p);
+    free(main.p);
+    free(m.text.p);
+}
+
+/* The cluster's configuration with pgdata unset: backup_method stream by the rule. */
+static void use_stream(struct cluster *c)
+{
+    free(c->cfg.pgdata);
+    c->cfg.pgdata = NULL;
+}
+
+/* A stream backup: the same records as a local one (check_manifest, every file's size, SHA-256
+ * and block digests), backup_label and tablespace_map from the stream, the server's manifest
+ * stored; no local session; restore and verify as for a local backup. */
+static void test_stream_roundtrip(void)
+{
+    struct script_opts so = {0};
+    struct cluster c;
+    struct ws_error err = {0};
+    struct ws_catalog cat = {0};
+    const struct ws_catalog_backup *b = NULL;
+    struct ws_manifest whole = {0};
+    struct ws_repo repo = {0};
+    char id[WS_BACKUP_ID_LEN + 1], key[256], out[4096];
+
+    mem_begin();
+    cluster_init(&c, "stream", 2);
+    use_stream(&c);
+    script_build(&c, &so);
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    if (create(&c, id, &err) != 0)
+        fprintf(stderr, "    create: %s\n", err.msg);
+    CHECK(fake.connects == 0 && frepl.connects == 1 && frepl.closes == 1);
+    CHECK(frepl.base_backups == 1 && strcmp(frepl.label, "unit") == 0);
+    CHECK(frepl.at == frepl.n); /* read to the end */
+    REQUIRE(load_backup(&c, id, &cat, &b) == 0);
+    CHECK(b->status == WS_BACKUP_COMPLETE);
+    REQUIRE(ws_backup_repo_open(&env, &c.cfg, &repo, &err) == 0);
+    REQUIRE(ws_catalog_manifest(&repo, &c.kr, b, &whole, &err) == 0);
+    snprintf(fake.backup_label, sizeof(fake.backup_label), "%s", frepl.label);
+    check_manifest(&c, &whole);
+    for (size_t i = 0; i < whole.nfiles; i++)
+        if (strcmp(whole.files[i].path, "backup_label") &&
+            strcmp(whole.files[i].path, "tablespace_map"))
+            check_record(&c, id, &whole.files[i]);
+    ws_backup_object_key(&repo, id, WS_BACKUP_SERVER_MANIFEST, key, sizeof(key));
+    CHECK(count_objects(key) == 1);
+    ws_repo_close(&repo);
+    ws_manifest_free(&whole);
+    ws_catalog_free(&cat);
+
+    if (restore(&c, 2, 0, &err) != 0)
+        fprintf(stderr, "    restore: %s\n", err.msg);
+    check_restored(&c);
+    capture_begin();
+    CHECK(ws_backup_verify(&c.cfg, &env, NULL, 0, &err) == 0);
+    capture_end(out, sizeof(out));
+    script_free();
+    cluster_free(&c);
+    mem_end();
+}
+
+/* A stream that fails: a file whose SHA-256 differs from the server's manifest, a file the
+ * manifest lacks, the connection lost inside a member, a tablespace archive at a location the
+ * server did not announce, an announced tablespace without its archive, checksum failures the
+ * server found and we did not: one line naming what, no backup object left, the session closed. */
+static void test_stream_failures(void)
+{
+    static const struct {
+        struct script_opts o;
+        size_t cut_at; /* messages before the connection is lost */
+        int checksum_failure, code;
+        const char *msg;
+    } cases[] = {
+        {{NULL, "base/1/16384", NULL, 0},
+         0,
+         0,
+         WS_ERR_CORRUPT,
+         "file \"base/1/16384\": the server's"},
+        {{NULL, NULL, "postgresql.conf", 0},
+         0,
+         0,
+         WS_ERR_CORRUPT,
+         "file \"postgresql.conf\" of the backup is not in the server's backup_manifest"},
+        {{NULL, NULL, NULL, 0}, 300, 0, WS_ERR_STORAGE, "the connection was lost"},
+        {{"/elsewhere", NULL, NULL, 0}, 0, 0, WS_ERR_CORRUPT, "which it did not announce"},
+        {{NULL, NULL, NULL, 1}, 0, 0, WS_ERR_CORRUPT, "but sent no archive of it"},
+        {{NULL, NULL, NULL, 0}, 0, 1, WS_ERR_CORRUPT, "page checksum failures"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct cluster c;
+        struct ws_error err = {0};
+        char id[WS_BACKUP_ID_LEN + 1], prefix[128], tag[32];
+
+        mem_begin();
+        snprintf(tag, sizeof(tag), "sfail%zu", i);
+        cluster_init(&c, tag, 1);
+        use_stream(&c);
+        script_build(&c, &cases[i].o);
+        frepl.fail_at = cases[i].cut_at;
+        frepl.checksum_failure = cases[i].checksum_failure;
+        CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+        CHECK(create(&c, id, &err) == cases[i].code);
+        if (!strstr(err.msg, cases[i].msg) || strchr(err.msg, '\n'))
+            unit_fail(__FILE__, __LINE__, err.msg);
+        CHECK(frepl.connects == 1 && frepl.closes == 1);
+        snprintf(prefix, sizeof(prefix), "%s/backup/", c.cluster);
+        CHECK(count_objects(prefix) == 0);
+        script_free();
+        cluster_free(&c);
+        mem_end();
+    }
+}
+
+/* An incr in stream mode over a full one taken locally or streamed: a changed relation file is a
+ * DELTA of its changed blocks even when all changed (16384_fsm), an unchanged one a REF, a
+ * non-relation file of the reference's size stored whole; verify and restore give the live
+ * files. */
+static void stream_incr(const char *tag, int full_streamed)
+{
+    static const uint32_t changed16386[] = {5, 200};
+    static const uint32_t changed_fsm[] = {0};
+    struct script_opts so = {0};
+    struct cluster c;
+    struct ws_error err = {0};
+    struct ws_manifest inc = {0};
+    const struct ws_bfile *f;
+    char id1[WS_BACKUP_ID_LEN + 1], id2[WS_BACKUP_ID_LEN + 1], log[4096], p[PATH_MAX + 64],
+        live[PATH_MAX];
+    size_t i;
+
+    mem_begin();
+    cluster_init(&c, tag, 2);
+    set_control_timeline(&c, 1);
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    if (full_streamed) {
+        use_stream(&c);
+        script_build(&c, &so);
+    }
+    REQUIRE(create_type(&c, WS_BACKUP_FULL, id1, log, sizeof(log), &err) == 0);
+    sleep(1); /* another id */
+    patch(&c, "base/1/16386", 5 * WS_PG_BLCKSZ + 100, 1, 0xAB);
+    patch(&c, "base/1/16386", 200 * WS_PG_BLCKSZ, WS_PG_BLCKSZ, 0xCD);
+    patch(&c, "base/1/16384_fsm", 0, 1, 0x11);
+    patch(&c, "postgresql.conf", 7, 1, 0x22);
+    use_stream(&c);
+    script_build(&c, &so);
+    REQUIRE(create_type(&c, WS_BACKUP_INCR, id2, log, sizeof(log), &err) == 0);
+    REQUIRE(load_manifest(&c, id2, &inc) == 0);
+    CHECK(inc.type == WS_BACKUP_INCR && strcmp(inc.reference, id1) == 0);
+    for (i = 0; i < inc.nfiles; i++)
+        if (strcmp(inc.files[i].path, "backup_label") &&
+            strcmp(inc.files[i].path, "tablespace_map"))
+            check_record(&c, id2, &inc.files[i]);
+    REQUIRE((f = manifest_file(&inc, "base/1/16386")) != NULL);
+    check_delta(&c, id2, f, changed16386, 2);
+    REQUIRE((f = manifest_file(&inc, "base/1/16384_fsm")) != NULL);
+    check_delta(&c, id2, f, changed_fsm, 1);
+    REQUIRE((f = manifest_file(&inc, "base/1/16384")) != NULL);
+    CHECK(f->kind == WS_BFILE_REF && strcmp(f->base, id1) == 0 && f->has_map);
+    REQUIRE((f = manifest_file(&inc, "pg_tblspc/16400/PG_15_202209061/1/16401")) != NULL);
+    CHECK(f->kind == WS_BFILE_REF);
+    CHECK(manifest_file(&inc, "PG_VERSION")->kind == WS_BFILE_WHOLE);
+    CHECK(manifest_file(&inc, "postgresql.conf")->kind == WS_BFILE_WHOLE);
+    ws_manifest_free(&inc);
+
+    capture_begin();
+    CHECK(ws_backup_verify(&c.cfg, &env, NULL, 1, &err) == 0);
+    capture_end(log, sizeof(log));
+    REQUIRE(restore(&c, 2, 0, &err) == 0);
+    for (i = 0; i < NFILES; i++) {
+        if (!files[i].kept)
+            continue;
+        src_path(&c, i, live, sizeof(live));
+        snprintf(p, sizeof(p), "%s/%s", files[i].ts ? c.ts_dst : c.target, files[i].path);
+        if (!unit_same_file(live, p))
+            unit_fail(__FILE__, __LINE__, files[i].path);
+    }
+    script_free();
+    cluster_free(&c);
+    mem_end();
+}
+
+static void test_stream_incr_over_local(void)
+{
+    stream_incr("sincr-local", 0);
+}
+
+static void test_stream_incr_over_stream(void)
+{
+    stream_incr("sincr-stream", 1);
+}
+
 const struct unit_test unit_tests[] = {
     {"pool_size", test_pool_size},
     {"pool_every_task_once", test_pool_every_task_once},
@@ -1772,5 +2292,9 @@ const struct unit_test unit_tests[] = {
     {"create_incr_newer_backup_meanwhile", test_create_incr_newer_backup_meanwhile},
     {"create_incr_reference_pruned", test_create_incr_reference_pruned},
     {"create_incr_after_minor_upgrade", test_create_incr_after_minor_upgrade},
+    {"stream_roundtrip", test_stream_roundtrip},
+    {"stream_failures", test_stream_failures},
+    {"stream_incr_over_local", test_stream_incr_over_local},
+    {"stream_incr_over_stream", test_stream_incr_over_stream},
     {NULL, NULL},
 };

@@ -255,7 +255,7 @@ static void read_text(const char *path, char *out, size_t outsz)
 /* verify of id (NULL: --all); log gets what it logged. */
 static int verify(struct chain *c, const char *id, char *log, size_t logsz, struct ws_error *err)
 {
-    static const struct ws_backup_env env = {NULL, NULL, NULL};
+    static const struct ws_backup_env env = {NULL, NULL, NULL, NULL};
     int rc;
 
     unit_write(c->log, "", 0, 0600);

@@ -270,6 +270,43 @@ static void test_good_values(void)
     ws_config_free(&cfg);
 }
 
+/* backup_method: local or stream; unset, the rule of docs/design/remote.md: local when pgdata is
+ * set (also through PGDATA, which ws_config_load takes), stream when not; a set value wins either
+ * way; anything else is one line naming the source, the key, the value and the choices. */
+static void test_backup_method(void)
+{
+    struct ws_config cfg;
+    struct ws_error err = {0};
+    char text[256];
+
+    ws_config_init(&cfg);
+    CHECK(cfg.backup_method == WS_BACKUP_METHOD_UNSET);
+    CHECK(ws_config_backup_method(&cfg) == WS_BACKUP_METHOD_STREAM);
+    CHECK(ws_config_set(&cfg, "pgdata", "", "t", &err) == 0);
+    CHECK(ws_config_backup_method(&cfg) == WS_BACKUP_METHOD_STREAM);
+    CHECK(ws_config_set(&cfg, "pgdata", "/srv/pg", "t", &err) == 0);
+    CHECK(ws_config_backup_method(&cfg) == WS_BACKUP_METHOD_LOCAL);
+    CHECK(ws_config_set(&cfg, "backup_method", "stream", "t", &err) == 0);
+    CHECK(ws_config_backup_method(&cfg) == WS_BACKUP_METHOD_STREAM);
+    ws_config_free(&cfg);
+
+    ws_config_init(&cfg);
+    CHECK(ws_config_set(&cfg, "backup_method", "local", "t", &err) == 0);
+    CHECK(ws_config_backup_method(&cfg) == WS_BACKUP_METHOD_LOCAL);
+    memset(&err, 0, sizeof(err));
+    CHECK(ws_config_set(&cfg, "backup_method", "remote", "WALSAFE_BACKUP_METHOD", &err) ==
+          WS_ERR_CONFIG);
+    CHECK(strcmp(err.msg, "WALSAFE_BACKUP_METHOD: invalid value \"remote\" for "
+                          "\"backup_method\": expected one of local, stream") == 0);
+    CHECK(cfg.backup_method == WS_BACKUP_METHOD_LOCAL);
+    snprintf(text, sizeof(text), "repo = /a\nbackup_method = Stream\n");
+    memset(&err, 0, sizeof(err));
+    CHECK(ws_config_parse_text(&cfg, text, "/etc/w.conf", &err) == WS_ERR_CONFIG);
+    CHECK(contains(err.msg, "/etc/w.conf") && contains(err.msg, "line 2") &&
+          contains(err.msg, "\"Stream\" for \"backup_method\"") && !strchr(err.msg, '\n'));
+    ws_config_free(&cfg);
+}
+
 /* backup_type: full (the default), diff or incr, in the order of enum ws_backup_type; anything
  * else (other case, the long names, empty) is refused naming the source, the key, the value and
  * the choices, in a file with its line, and leaves the previous value. */
@@ -952,6 +989,7 @@ const struct unit_test unit_tests[] = {
     {"bad_values", test_bad_values},
     {"good_values", test_good_values},
     {"backup_type", test_backup_type},
+    {"backup_method", test_backup_method},
     {"parse_size", test_parse_size},
     {"parse_duration", test_parse_duration},
     {"cluster_names", test_cluster_names},
