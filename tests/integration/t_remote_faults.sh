@@ -37,6 +37,8 @@ fault() {
     if assert_rc 1 "create with $what"; then
         assert_err_one_line "create with $what"
         grep -q -E -- "$ere" "$T/.last.err" || fail_cmd "create with $what: stderr does not match /$ere/"
+        LC_ALL=C grep -q '[^[:print:]]' "$T/.last.err" &&
+            fail "create with $what: its message holds bytes that are not printable text"
         note "$what: $(head -1 "$T/.last.err")"
     fi
     [ -s "$T/.last.out" ] && fail "create with $what printed on stdout: $(head -c 200 "$T/.last.out")"
@@ -97,12 +99,12 @@ fi
 
 CASE="archive_command failing"
 # create waits `timeout` seconds for its WAL, then fails; the server must not keep BASE_BACKUP
-# waiting for the archiver (timeout 60 ends a hang: exit 124).
-sql "$PORT" "alter system set archive_command = 'false'; select pg_reload_conf()" >/dev/null ||
+# waiting for the archiver (timeout 20 ends a hang: exit 124).
+pg_psql "$PORT" -c "alter system set archive_command = 'false'" -c "select pg_reload_conf()" >/dev/null ||
     die "could not break archive_command"
 ACONF=$T/walsafe-timeout.conf
 remote_conf "$ACONF" "$PORT" "encrypt_key_file = '$KEY'" "timeout = 3"
-run timeout 60 runuser -u postgres -- "$BASEBACKUP" --config "$ACONF" create --fast
+run timeout 20 runuser -u postgres -- "$BASEBACKUP" --config "$ACONF" create --fast
 assert_rc 1 "create while archive_command fails" &&
     assert_err_regex 'did not reach the repository' "create while archive_command fails"
 assert_err_one_line "create while archive_command fails"
@@ -111,7 +113,7 @@ if bb_list "$CONF"; then
     assert_eq "$(json_eval "$T/list.json" "j.backups.filter(b => b.status === 'complete').length")" \
         "${#GOOD[@]}" "backups listed complete while archive_command fails"
 fi
-sql "$PORT" "alter system reset archive_command; select pg_reload_conf()" >/dev/null ||
+pg_psql "$PORT" -c "alter system reset archive_command" -c "select pg_reload_conf()" >/dev/null ||
     die "could not restore archive_command"
 bb_create "$CONF"
 GOOD+=("$BACKUP_ID")
