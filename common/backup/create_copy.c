@@ -80,7 +80,8 @@ int ws_create_object_close(struct job *j, struct ws_sink **s, int failed, struct
  * parallelism, and zstd threads on top of them cost memory per worker (incremental.md, "Memory").
  * A file of WS_PIECE_SIZE or more goes into bundles that compress on zstd_workers threads: near
  * the end of a backup one large relation segment may be all that is left, and it still uses
- * every core (a full backup of pgbench scale 70 took 3.16 s instead of 1.82 s without).
+ * every core (a full backup of pgbench scale 70 took 3.16 s instead of 1.82 s without). A stream
+ * has one worker: all its bundles compress on `parallel` threads (create_stream.c).
  */
 static int bundle_open(struct job *j, struct bundle_out *b, int mt, struct ws_error *err)
 {
@@ -102,7 +103,7 @@ static int bundle_close(struct job *j, struct bundle_out *b, struct ws_error *er
  * not suit them (bundle_open). */
 static int bundle_ready(struct job *j, struct bundle_out *b, uint64_t len, struct ws_error *err)
 {
-    int mt = j->zstd_workers > 0 && len >= WS_PIECE_SIZE, rc;
+    int mt = j->zstd_workers > 0 && len >= j->mt_from, rc;
 
     if (b->sink && b->mt != mt && (rc = bundle_close(j, b, err)) != 0)
         return rc;
@@ -714,6 +715,7 @@ int ws_create_job_init(struct create *c, size_t n, struct ws_error *err)
     j->checksums = c->info.data_checksums;
     j->m = &c->m;
     j->zstd_workers = n > 1 ? (int)n : 0; /* for large files' bundles (bundle_open) */
+    j->mt_from = WS_PIECE_SIZE;
     if (!(j->workers = calloc(n, sizeof(*j->workers))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     j->nworkers = n;

@@ -90,6 +90,7 @@ struct job {
     uint64_t start_lsn;
     int checksums;
     int zstd_workers; /* threads of a large file's bundles (create_copy.c) */
+    uint64_t mt_from; /* the size from which a file's bundle compresses on them */
     struct entry *files;
     size_t nfiles;
     const struct ws_manifest *ref;  /* the reference (diff, incr), or NULL */

@@ -452,11 +452,15 @@ static int copy_stream(struct stream *s, struct ws_error *err)
 {
     struct create *c = s->c;
     struct ws_pool_params pp = {0};
-    int rc;
+    int rc, parallel;
 
     if ((c->ref.id[0] && (rc = ws_create_ref_index(&c->ref, &s->refindex, err)) != 0) ||
         (rc = ws_create_job_init(c, 1, err)) != 0)
         return rc;
+    /* one worker: every bundle compresses on `parallel` zstd threads */
+    parallel = c->o->parallel > 0 ? c->o->parallel : c->cfg->parallel;
+    c->j.zstd_workers = parallel > 1 ? parallel : 0;
+    c->j.mt_from = 0;
     if (!(s->archived = calloc(s->start.ntablespaces + 1, 1)))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     pp.cfg = c->cfg;

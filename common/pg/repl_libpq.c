@@ -66,7 +66,7 @@ static void pq_close(struct ws_repl *session);
 static int connect_error(PGconn *conn, const char *conninfo, struct ws_error *err)
 {
     char buf[768];
-    const char *m = one_line(conn ? PQerrorMessage(conn) : "out of memory", buf, sizeof(buf));
+    const char *m = one_line(PQerrorMessage(conn), buf, sizeof(buf));
 
     if (strstr(m, "exceeds max_wal_senders (currently 0)"))
         return ws_error_set(err, WS_ERR_CONFIG,
@@ -93,8 +93,11 @@ static int pq_connect(const char *conninfo, struct ws_repl **out, struct ws_erro
     *out = NULL;
     if (!(r = calloc(1, sizeof(*r))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    r->conn = PQconnectdbParams(keys, vals, 1);
-    if (!r->conn || PQstatus(r->conn) != CONNECTION_OK) {
+    if (!(r->conn = PQconnectdbParams(keys, vals, 1))) {
+        free(r);
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    }
+    if (PQstatus(r->conn) != CONNECTION_OK) {
         connect_error(r->conn, conninfo, err);
         pq_close(&r->base);
         return err->code;

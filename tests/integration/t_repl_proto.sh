@@ -5,7 +5,7 @@
 # global/pg_control, pg_wal/archive_status, backup_label and tablespace_map (no pg_tblspc/<oid>
 # link: TABLESPACE_MAP leaves it out); every file's size and SHA-256 equal the server's backup_manifest, which lists exactly
 # those files. Connection strings as URI, key=value and empty (PG* variables), a password from
-# PGPASSFILE (and a wrong one refused without printing it); a role without REPLICATION, a page
+# PGPASSFILE (and a wrong one refused without printing it), sslmode reaching libpq; a role without REPLICATION, a page
 # with a bad checksum (END with checksum_failure, the server's WARNING logged), a connection cut
 # mid-stream, and max_wal_senders = 0 each said as the contract says.
 . "$(dirname "$0")/lib.sh"
@@ -21,7 +21,8 @@ add_secret "$PASSWORD"
 CASE="cluster with a tablespace"
 pg_init "$PGD" --wal-segsize=1 --data-checksums
 PORT=$(free_port)
-pg_conf "$PGD" "$PORT" "checkpoint_timeout = '1h'"
+# also on 127.0.0.1 (its own free port), without TLS: sslmode in pg_conninfo must reach libpq
+pg_conf "$PGD" "$PORT" "checkpoint_timeout = '1h'" "listen_addresses = '127.0.0.1'" "ssl = off"
 # password authentication for one role, trust for the others
 sed -i "1i local replication pw_user scram-sha-256" "$PGD/pg_hba.conf" || die "pg_hba.conf"
 pg_start "$PGD"
@@ -94,6 +95,11 @@ assert_rc 1 "wrong password"
 assert_err_contains "STORAGE: could not open a replication connection" "wrong password"
 assert_err_contains 'password authentication failed for user "pw_user"' "wrong password"
 assert_err_one_line "wrong password"
+run "$REPLCAT" --fast "host=127.0.0.1 port=$PORT user=postgres sslmode=disable"
+assert_rc 0 "TCP, sslmode=disable"
+run "$REPLCAT" --fast "host=127.0.0.1 port=$PORT user=postgres sslmode=require"
+assert_rc 1 "TCP, sslmode=require against a server without TLS"
+assert_err_contains "server does not support SSL, but SSL was required" "sslmode=require"
 
 CASE="role without REPLICATION"
 run "$REPLCAT" --fast "host=$SOCK port=$PORT user=no_repl"
@@ -117,10 +123,10 @@ CASE="connection cut mid-stream"
 # 32 kB/s: the backup lasts long enough to be cut; the walsender is killed once it streams.
 "$REPLCAT" --fast --max-rate 32768 "$CONN" >"$T/cut.out" 2>"$T/cut.err" &
 cut_pid=$!
-for _ in $(seq 1 200); do
-    ws_pid=$(sql "$PORT" "select pid from pg_stat_activity where backend_type = 'walsender'
-                          and state = 'active'")
-    [ -n "$ws_pid" ] && grep -q '^archive ' "$T/cut.out" && break
+for _ in $(seq 1 300); do
+    ws_pid=$(sql "$PORT" "select pid from pg_stat_progress_basebackup
+                          where phase = 'streaming database files'")
+    [ -n "$ws_pid" ] && break
     sleep 0.1
 done
 [ -n "$ws_pid" ] || die "no walsender streaming"
