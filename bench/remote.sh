@@ -20,7 +20,8 @@
 #      walsafe_repl has REPLICATION and nothing else, its password in a .pgpass file (PGPASSFILE).
 #      archive_command is wal-push into the walsafe repository, for every row: each backup waits
 #      until the WAL up to its stop position is archived (walsafe polls its repository;
-#      pg_basebackup -X none makes the server wait for the archiver). pgbench -i -s SCALE, a
+#      pg_basebackup -X none makes the server wait for the archiver, checking once a second: up to
+#      1 s of its wall time). pgbench -i -s SCALE, a
 #      CHECKPOINT, then the archiver catches up.
 #   2. RUNS rounds, the three commands taking turns going first, each after a sync, as postgres,
 #      under GNU time (wall, user+sys CPU of the command and its children, peak RSS of its largest
@@ -167,6 +168,8 @@ printf 'data: pgbench -i -s %s: %d bytes in %d files without pg_wal\n' "$SCALE" 
 printf 'method: %d rounds, the commands taking turns going first; medians; sync before each; warm page\n' "$RUNS"
 printf '        cache; all as postgres; archive_command wal-push for all; immediate checkpoint for all;\n'
 printf '        remote and pg_basebackup over TCP 127.0.0.1 as walsafe_repl (REPLICATION only, scram-sha-256)\n'
+printf '        pg_basebackup -X none: its server waits for the archiver, which it checks once a second;\n'
+printf '        walsafe polls its repository (every 100 ms)\n'
 printf 'settings: walsafe  zstd %d, encrypted, parallel %d; pg_basebackup -Ft -X none --compress=client-zstd:%d\n' \
     "$ZSTD_LEVEL" "$PARALLEL" "$ZSTD_LEVEL"
 printf '\n%-14s %4s %6s %8s %13s %8s %8s %8s\n' command runs failed "wall s" "wall min..max" "MB/s" "CPU s" "RSS MB"
