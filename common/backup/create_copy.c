@@ -242,7 +242,7 @@ struct pass {
     int progress; /* count the bytes for the progress line (the first read only) */
 };
 
-static int grow_array(void **p, size_t *cap, size_t need, size_t sz, struct ws_error *err)
+int ws_create_grow(void **p, size_t *cap, size_t need, size_t sz, struct ws_error *err)
 {
     size_t c = *cap ? *cap : 64;
     void *q;
@@ -290,8 +290,8 @@ static int digest_blocks(struct cworker *cw, const struct pass *p, uint64_t off,
     size_t at, nb = (n + WS_PG_BLCKSZ - 1) / WS_PG_BLCKSZ;
     int rc;
 
-    if ((rc = grow_array((void **)&cw->digests, &cw->capdigests, cw->ndigests + nb,
-                         WS_BLOCK_DIGEST_SIZE, err)) != 0)
+    if ((rc = ws_create_grow((void **)&cw->digests, &cw->capdigests, cw->ndigests + nb,
+                             WS_BLOCK_DIGEST_SIZE, err)) != 0)
         return rc;
     for (at = 0; at < n; at += WS_PG_BLCKSZ) {
         size_t len = n - at < WS_PG_BLCKSZ ? n - at : WS_PG_BLCKSZ;
@@ -301,8 +301,8 @@ static int digest_blocks(struct cworker *cw, const struct pass *p, uint64_t off,
         if (!p->ref || (block < p->nref && memcmp(d, p->ref + block * WS_BLOCK_DIGEST_SIZE,
                                                   WS_BLOCK_DIGEST_SIZE) == 0))
             continue;
-        if ((rc = grow_array((void **)&cw->changed, &cw->capchanged, cw->nchanged + 1,
-                             sizeof(*cw->changed), err)) != 0 ||
+        if ((rc = ws_create_grow((void **)&cw->changed, &cw->capchanged, cw->nchanged + 1,
+                                 sizeof(*cw->changed), err)) != 0 ||
             (rc = spill_write(cw, cw->buf + at, len, err)) != 0)
             return rc;
         cw->changed[cw->nchanged++] = (uint32_t)block;

@@ -183,6 +183,8 @@ int ws_create_job_init(struct create *c, size_t n, struct ws_error *err);
 int ws_create_copy_member(struct job *j, struct cworker *cw, struct ws_pool_worker *pw,
                           const struct entry *e, const struct ws_bfile *ref, struct ws_tar *tar,
                           struct ws_bfile *r, struct ws_error *err);
+/* Room for need elements of sz bytes in *p (capacity *cap, doubled from 64 as needed). */
+int ws_create_grow(void **p, size_t *cap, size_t need, size_t sz, struct ws_error *err);
 /* A pool worker's end (pool.h, arg the job): its bundle and map object finished, or aborted after
  * a failure. */
 int ws_create_copy_end(void *arg, struct ws_pool_worker *pw, struct ws_error *err);

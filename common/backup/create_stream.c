@@ -146,25 +146,10 @@ static int member_excluded(const char *path, enum ws_tar_type type)
     }
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t sz, struct ws_error *err)
-{
-    size_t c = *cap ? *cap : 64;
-    void *q;
-
-    if (need <= *cap)
-        return 0;
-    while (c < need)
-        c *= 2;
-    if (!(q = realloc(*p, c * sz)))
-        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    *p = q;
-    *cap = c;
-    return 0;
-}
-
 static int note_excluded(struct stream *s, const char *path, struct ws_error *err)
 {
-    int rc = grow((void **)&s->excluded, &s->capexcluded, s->nexcluded + 1, sizeof(char *), err);
+    int rc = ws_create_grow((void **)&s->excluded, &s->capexcluded, s->nexcluded + 1,
+                            sizeof(char *), err);
 
     if (rc == 0 && !(s->excluded[s->nexcluded] = strdup(path)))
         rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
@@ -297,7 +282,8 @@ static int member_file(struct stream *s, struct ws_tar *tar, const char *path,
     struct ws_bfile *r;
     int rc;
 
-    if ((rc = grow((void **)&j->results, &s->cap, j->nresults + 3, sizeof(*j->results), err)) != 0)
+    if ((rc = ws_create_grow((void **)&j->results, &s->cap, j->nresults + 3, sizeof(*j->results),
+                             err)) != 0)
         return rc;
     if (!(e.path = strdup(path)))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
@@ -481,7 +467,8 @@ static int copy_stream(struct stream *s, struct ws_error *err)
         return ws_error_set(err, WS_ERR_CORRUPT, "the server's main archive holds no backup_label");
     if (!c->spcmap && !(c->spcmap = strdup("")))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    return grow((void **)&c->j.results, &s->cap, c->j.nresults + 2, sizeof(*c->j.results), err);
+    return ws_create_grow((void **)&c->j.results, &s->cap, c->j.nresults + 2, sizeof(*c->j.results),
+                          err);
 }
 
 static int cmp_str(const void *a, const void *b)

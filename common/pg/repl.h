@@ -67,6 +67,7 @@ struct ws_repl_bb_start {
     uint32_t timeline;
     struct ws_repl_tablespace *tablespaces; /* ntablespaces, main directory excluded */
     size_t ntablespaces;
+    int64_t main_size; /* the main directory's estimate in bytes, -1 without progress */
 };
 
 enum ws_repl_msg_type {

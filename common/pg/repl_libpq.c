@@ -275,13 +275,28 @@ static int bb_position(PGresult *res, const char *what, uint64_t *lsn, uint32_t 
     return 0;
 }
 
-/* The tablespace list: one row per tablespace (oid, location, size in kB), the main directory's
- * row (NULL oid) left out. */
+/* A size column in kB: bytes, -1 when NULL (no PROGRESS). */
+static int size_kb(PGresult *res, int row, int64_t *bytes)
+{
+    uint64_t kb;
+
+    *bytes = -1;
+    if (PQgetisnull(res, row, 2))
+        return 0;
+    if (parse_u64(PQgetvalue(res, row, 2), INT64_MAX / 1024, &kb) != 0)
+        return -1;
+    *bytes = (int64_t)(kb * 1024);
+    return 0;
+}
+
+/* The tablespace list: one row per tablespace (oid, location, size in kB) and the main
+ * directory's (NULL oid and location). */
 static int bb_tablespaces(PGresult *res, struct ws_repl_bb_start *start, struct ws_error *err)
 {
-    int rows = PQntuples(res);
-    uint64_t oid, kb = 0;
+    int rows = PQntuples(res), bad;
+    uint64_t oid;
 
+    start->main_size = -1;
     if (PQnfields(res) < 3)
         return ws_error_set(err, WS_ERR_CORRUPT, "the server sent an invalid tablespace list");
     if (rows > 0 && !(start->tablespaces = calloc((size_t)rows, sizeof(*start->tablespaces))))
@@ -289,16 +304,19 @@ static int bb_tablespaces(PGresult *res, struct ws_repl_bb_start *start, struct 
     for (int i = 0; i < rows; i++) {
         struct ws_repl_tablespace *ts = &start->tablespaces[start->ntablespaces];
         if (PQgetisnull(res, i, 0))
-            continue;
-        if (parse_u64(PQgetvalue(res, i, 0), UINT32_MAX, &oid) != 0 || oid == 0 ||
-            PQgetisnull(res, i, 1) || PQgetvalue(res, i, 1)[0] != '/' ||
-            (!PQgetisnull(res, i, 2) && parse_u64(PQgetvalue(res, i, 2), INT64_MAX / 1024, &kb)))
+            bad = size_kb(res, i, &start->main_size);
+        else
+            bad = parse_u64(PQgetvalue(res, i, 0), UINT32_MAX, &oid) != 0 || oid == 0 ||
+                  PQgetisnull(res, i, 1) || PQgetvalue(res, i, 1)[0] != '/' ||
+                  size_kb(res, i, &ts->size) != 0;
+        if (bad)
             return ws_error_set(err, WS_ERR_CORRUPT,
                                 "the server sent an invalid tablespace list (row %d)", i + 1);
+        if (PQgetisnull(res, i, 0))
+            continue;
         if (!(ts->location = strdup(PQgetvalue(res, i, 1))))
             return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
         ts->oid = (uint32_t)oid;
-        ts->size = PQgetisnull(res, i, 2) ? -1 : (int64_t)(kb * 1024);
         start->ntablespaces++;
     }
     return 0;

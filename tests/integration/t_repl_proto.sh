@@ -46,6 +46,13 @@ assert_eq "$(grep '^system ' "$T/bb.out" | cut -d' ' -f2,3,6-)" "$SYSID 1 104857
 ver=$(grep '^system ' "$T/bb.out" | cut -d' ' -f5)
 [ "${ver:-0}" -ge 150000 ] && [ "$ver" -lt 160000 ] || fail "server_version_num $ver"
 assert_eq "$(grep '^tablespace ' "$T/bb.out" | cut -d' ' -f2,3)" "$TS_OID $TS" "tablespace list"
+# the estimates (PROGRESS): bytes, about the archives' sizes (tar headers not counted)
+ts_size=$(grep '^tablespace ' "$T/bb.out" | cut -d' ' -f4)
+main_size=$(grep '^start ' "$T/bb.out" | cut -d' ' -f4)
+ts_files=$(awk '/^archive /{a=$2} /^file / && a != "base.tar" {s += $3} END {print s + 0}' "$T/bb.out")
+[ "${ts_size:-0}" -ge "$ts_files" ] && [ "$ts_size" -le $((ts_files * 2 + 65536)) ] ||
+    fail "tablespace estimate $ts_size bytes for $ts_files bytes of files"
+[ "${main_size:-0}" -gt 10000000 ] || fail "main directory estimate: ${main_size:-none}"
 assert_eq "$(grep '^archive ' "$T/bb.out" | cut -d' ' -f2- | sort)" \
     "$(printf '%s\n' "$TS_OID.tar $TS" "base.tar -" | sort)" "archives"
 # PostgreSQL 15 sends each tablespace's archive first and the main one last; with TABLESPACE_MAP

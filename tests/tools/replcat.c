@@ -6,7 +6,7 @@
  *
  * stdout, one line each:
  *   system SYSID TLI XLOGPOS VERSION SEGSIZE BLOCKSIZE CHECKSUMS INRECOVERY
- *   start LSN TLI
+ *   start LSN TLI MAINSIZE                   (the main directory's estimate, -1 without one)
  *   tablespace OID LOCATION SIZE
  *   archive NAME LOCATION                    ("-" for an empty location)
  *   file PATH SIZE SHA256 | dir PATH | link PATH TARGET
@@ -153,7 +153,7 @@ static int backup(struct ws_repl *r, const struct ws_repl_bb_opts *o, const char
     if ((rc = ws_repl_base_backup(r, o, &start, err)) != 0)
         return rc;
     ws_wal_format_lsn(lsn, start.start_lsn);
-    printf("start %s %u\n", lsn, start.timeline);
+    printf("start %s %u %" PRId64 "\n", lsn, start.timeline, start.main_size);
     for (size_t i = 0; i < start.ntablespaces; i++)
         printf("tablespace %u %s %" PRId64 "\n", start.tablespaces[i].oid,
                start.tablespaces[i].location, start.tablespaces[i].size);
