@@ -54,7 +54,7 @@ FUZZ_SECONDS ?=
 SHIM_LIB = $(BUILD)/tests/shim/libcurl.so.4
 
 .SECONDARY:
-.PHONY: all check unit integration install clean lint demo bench bench-backup bench-recovery deps \
+.PHONY: all check unit integration install clean lint demo bench bench-backup bench-remote bench-recovery deps \
         fuzz fuzz-check fuzz-build coverage coverage-build
 all: $(BINS)
 
@@ -160,6 +160,11 @@ bench: all
 bench-backup: all
 	bench/backup.sh $(BUILD)/bin
 	MODE=incr bench/backup.sh $(BUILD)/bin
+
+# Remote create (BASE_BACKUP over TCP 127.0.0.1) against local create and pg_basebackup -Ft with
+# client-side zstd, on the same pgbench data set (SCALE, RUNS).
+bench-remote: all
+	bench/remote.sh $(BUILD)/bin
 
 # A real PostgreSQL replaying RECOVERY_GB (default 3) GiB of archived WAL: wal-fetch with and
 # without prefetch against pgBackRest async archive-get.

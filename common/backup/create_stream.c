@@ -351,7 +351,9 @@ static int read_archive(struct stream *s, const struct ws_repl_msg *msg, struct 
     size_t len;
     long t = -1;
     int end = 0, rc;
+    char name[128]; /* msg's strings are the session's until its next message */
 
+    snprintf(name, sizeof(name), "%s", msg->archive_name);
     if (*msg->tablespace_location && (t = find_tablespace(s, 0, msg->tablespace_location)) < 0)
         return ws_error_set(err, WS_ERR_CORRUPT,
                             "the server sent archive \"%s\" of tablespace location \"%s\", which "
@@ -374,7 +376,7 @@ static int read_archive(struct stream *s, const struct ws_repl_msg *msg, struct 
         if ((rc = member(s, tar, &m, err)) != 0)
             break;
     if (rc)
-        ws_error_prefix(err, "archive \"%s\"", msg->archive_name);
+        ws_error_prefix(err, "archive \"%s\"", name);
     ws_tar_free(tar);
     while (rc == 0 && !s->has_pending && (rc = fill(s, &data, &len, err)) == 0)
         ; /* what follows the tar's end marker */

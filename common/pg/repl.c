@@ -83,7 +83,8 @@ int ws_repl_bb_command(const struct ws_repl_bb_opts *o, char *cmd, size_t cmdsz,
     if (o->max_rate)
         snprintf(rate, sizeof(rate), ", MAX_RATE %" PRIu64, kb < MAX_RATE_MAX ? kb : MAX_RATE_MAX);
     if ((size_t)snprintf(cmd, cmdsz,
-                         "BASE_BACKUP (LABEL '%s'%s, CHECKPOINT '%s', WAL false, TABLESPACE_MAP, "
+                         "BASE_BACKUP (LABEL '%s'%s, CHECKPOINT '%s', WAL false, WAIT false, "
+                         "TABLESPACE_MAP, "
                          "MANIFEST 'yes', MANIFEST_CHECKSUMS 'SHA256', VERIFY_CHECKSUMS %s, "
                          "TARGET 'client'%s)",
                          label, o->progress ? ", PROGRESS" : "", o->fast ? "fast" : "spread",
