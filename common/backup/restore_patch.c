@@ -15,6 +15,7 @@
 #include "backup/pool.h"
 #include "backup/restore_int.h"
 #include "base/log.h"
+#include "io/hashpipe.h"
 
 #define READ_BUF (1u << 20)
 
@@ -66,6 +67,7 @@ struct scan {
     uint8_t *bits;
     uint64_t ndiff, sha_off;
     EVP_MD_CTX *md;
+    struct ws_hashpipe *hp; /* feeds md while the file is read (incremental.md, "Speed") */
 };
 
 static void mark(struct scan *s, uint64_t b, uint32_t bs)
@@ -80,6 +82,8 @@ static void mark(struct scan *s, uint64_t b, uint32_t bs)
 static int scan_chunk(struct scan *s, const struct ws_bfile *f, uint32_t bs, const uint8_t *dg,
                       const uint8_t *buf, size_t n, uint64_t off, struct ws_error *err)
 {
+    int rc;
+
     for (size_t q = 0; q < n; q += bs) {
         uint64_t at = off + q, b = at / bs, tlen = f->size - at < bs ? f->size - at : bs;
         uint8_t got[WS_BLOCK_DIGEST_SIZE];
@@ -91,8 +95,8 @@ static int scan_chunk(struct scan *s, const struct ws_bfile *f, uint32_t bs, con
         ws_block_digest(buf + q, (size_t)tlen, got);
         if (memcmp(got, dg + b * WS_BLOCK_DIGEST_SIZE, WS_BLOCK_DIGEST_SIZE) != 0)
             mark(s, b, bs);
-        else if (s->ndiff == 0 && EVP_DigestUpdate(s->md, buf + q, (size_t)tlen) != 1)
-            return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+        else if (s->ndiff == 0 && (rc = ws_hashpipe_update(s->hp, buf + q, (size_t)tlen, err)))
+            return rc;
     }
     return 0;
 }
@@ -105,6 +109,8 @@ static int scan_file(struct scan *s, int fd, uint64_t esize, const struct ws_bfi
     int rc;
 
     s->sha_off = f->size;
+    if ((rc = ws_hashpipe_start(ws_hashpipe_evp, s->md, lim, &s->hp, err)) != 0)
+        return rc;
     for (off = 0; off < lim && s->ndiff * 2 <= nb;) {
         size_t want = lim - off < READ_BUF ? (size_t)(lim - off) : READ_BUF;
         ssize_t n = ws_pread_full(fd, buf, want, (off_t)off);
@@ -119,7 +125,7 @@ static int scan_file(struct scan *s, int fd, uint64_t esize, const struct ws_bfi
     }
     for (uint64_t b = ws_blockmap_blocks(off, bs); b < nb && s->ndiff * 2 <= nb; b++)
         mark(s, b, bs);
-    return 0;
+    return ws_hashpipe_finish(s->hp, err);
 }
 
 static int add_patch(struct ws_restore_patches *ps, size_t i, struct scan *s, uint64_t nb,
@@ -193,6 +199,7 @@ static int compare_file(struct cjob *j, struct ws_tree_cursor *c, uint8_t *buf, 
     }
 out:
     free(s.bits);
+    ws_hashpipe_free(s.hp); /* before md, which its thread may be using */
     EVP_MD_CTX_free(s.md);
     if (fd >= 0)
         close(fd);
