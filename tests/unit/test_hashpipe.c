@@ -57,8 +57,7 @@ static int sha_piped(const uint8_t *p, size_t n, size_t prefix, uint64_t expect,
 
 static void test_same_digest(void)
 {
-    static const size_t pieces[] = {0, 1, 4093, WS_HASHPIPE_SLOT, WS_HASHPIPE_SLOT + 1,
-                                    1u << 20};
+    static const size_t pieces[] = {0, 1, 4093, WS_HASHPIPE_SLOT, WS_HASHPIPE_SLOT + 1, 1u << 20};
     uint8_t *data = malloc(BIG), want[32], got[32];
 
     REQUIRE(data);
@@ -253,10 +252,7 @@ static void test_free_unfinished(void)
 }
 
 const struct unit_test unit_tests[] = {
-    {"same_digest", test_same_digest},
-    {"continue_and_empty", test_continue_and_empty},
-    {"failing_update", test_failing_update},
-    {"free_while_busy", test_free_while_busy},
-    {"free_unfinished", test_free_unfinished},
-    {NULL, NULL},
+    {"same_digest", test_same_digest},         {"continue_and_empty", test_continue_and_empty},
+    {"failing_update", test_failing_update},   {"free_while_busy", test_free_while_busy},
+    {"free_unfinished", test_free_unfinished}, {NULL, NULL},
 };
