@@ -6,7 +6,9 @@
  * WS_HASHPIPE_SLOTS are queued, so the slot it fills is never one the consumer may read (those
  * are tail .. tail + count - 1). Publishing (count++) and releasing (count--) happen under the
  * mutex, which orders the slot's bytes before the other side looks at them. The consumer hashes
- * slot `tail` outside the lock; nothing else touches a queued slot until it is released.
+ * slot `tail` outside the lock; nothing else touches a queued slot until it is released. A
+ * producer that found the ring full is woken once half of it is free (or on a failure): the
+ * consumer goes on draining until then, since only the producer itself can stop it.
  */
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -58,7 +60,9 @@ static void *consume(void *arg)
             hp->failed = 1;
         hp->tail = (at + 1) % WS_HASHPIPE_SLOTS;
         hp->count--;
-        pthread_cond_signal(&hp->drained);
+        /* a waiting producer waits for a full ring to drain: woken at half, not at every slot */
+        if (hp->count <= WS_HASHPIPE_SLOTS / 2 || hp->failed)
+            pthread_cond_signal(&hp->drained);
     }
     pthread_mutex_unlock(&hp->lock);
     return NULL;
