@@ -99,6 +99,7 @@ static int wait_for_wal(struct ws_repo *repo, const struct ws_manifest *m, int t
     uint64_t s = ws_manifest_start_segno(m), last = ws_manifest_stop_segno(m);
     double since = ws_now_monotonic();
     char name[WS_WAL_NAME_LEN + 1], key[256];
+    useconds_t pause = 10 * 1000; /* doubled up to 100 ms: the segment is often there at once */
     int rc;
 
     while (s <= last) {
@@ -119,7 +120,8 @@ static int wait_for_wal(struct ws_repo *repo, const struct ws_manifest *m, int t
                                 "within %d s (timeout); check archive_command and "
                                 "pg_stat_archiver; the backup is not complete",
                                 name, m->id, timeout);
-        usleep(100 * 1000);
+        usleep(pause);
+        pause = pause < 50 * 1000 ? 2 * pause : 100 * 1000;
     }
     return 0;
 }

@@ -33,6 +33,7 @@
 #include "backup/pool.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "io/hashpipe.h"
 #include "io/object.h"
 #include "pg/pgpage.h"
 #include "repo/blockmap.h"
@@ -334,6 +335,7 @@ static int read_pass(struct job *j, struct cworker *cw, struct ws_pool_worker *p
                      const struct pass *p, struct ws_error *err)
 {
     EVP_MD_CTX *md = NULL;
+    struct ws_hashpipe *hp = NULL; /* SHA-256 on its own thread (incremental.md, "Speed") */
     uint64_t off = 0;
     int rc = 0;
 
@@ -343,6 +345,8 @@ static int read_pass(struct job *j, struct cworker *cw, struct ws_pool_worker *p
         rc = ws_error_set(err, WS_ERR_INTERNAL, "could not initialize SHA-256");
         goto out;
     }
+    if ((rc = ws_hashpipe_start(ws_hashpipe_evp, md, e->size, &hp, err)) != 0)
+        goto out;
     if (p->store) {
         if ((rc = bundle_ready(j, &cw->out, e->size, err)) != 0)
             goto out;
@@ -360,10 +364,8 @@ static int read_pass(struct job *j, struct cworker *cw, struct ws_pool_worker *p
         if (p->check && e->relation && j->checksums)
             ws_pg_check_pages(cw->buf, (size_t)n, e->segno, (uint32_t)(off / WS_PG_BLCKSZ),
                               j->start_lsn, on_bad_page, bp);
-        if (EVP_DigestUpdate(md, cw->buf, (size_t)n) != 1) {
-            rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+        if ((rc = ws_hashpipe_update(hp, cw->buf, (size_t)n, err)) != 0)
             goto out;
-        }
         if ((p->digest && (rc = digest_blocks(cw, p, off, (size_t)n, err)) != 0) ||
             (p->store && (rc = store_bytes(j, cw, r, off, (size_t)n, err)) != 0))
             goto out;
@@ -373,12 +375,15 @@ static int read_pass(struct job *j, struct cworker *cw, struct ws_pool_worker *p
         if ((size_t)n < READ_BLOCK)
             break;
     }
+    if ((rc = ws_hashpipe_finish(hp, err)) != 0)
+        goto out;
     if (EVP_DigestFinal_ex(md, r->sha256, NULL) != 1) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
         goto out;
     }
     r->size = off;
 out:
+    ws_hashpipe_free(hp); /* before md, which its thread may be using */
     EVP_MD_CTX_free(md);
     return rc;
 }

@@ -15,7 +15,9 @@
  * went is finished by a second one; a full backup works too. Block level: a relation file with a
  * few differing blocks is patched in place, each block from the newest layer holding it, older
  * layers' bundles unread when newer ones hold everything; a wrong recorded SHA-256 fails naming
- * the file; without the target's map object the files are compared whole.
+ * the file; without the target's map object the files are compared whole; a file large enough
+ * for the hashing thread (io/hashpipe.h) is patched, left alone, or refused for a wrong SHA-256
+ * just the same.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +31,7 @@
 
 #include "backup/backup.h"
 #include "backup/pool.h"
+#include "io/hashpipe.h"
 #include "io/object.h"
 #include "pg/wal.h"
 #include "repo/blockmap.h"
@@ -1065,6 +1068,51 @@ static void test_delta_attributes(void)
     env_free(&e);
 }
 
+/* A relation file of WS_HASHPIPE_MIN bytes and more is hashed on the hashing thread
+ * (io/hashpipe.h) in the compare pass and when it is settled: patched from the incremental (two
+ * blocks far apart), then left alone by a second run; a wrong recorded SHA-256 still fails the
+ * restore naming it. */
+static void test_delta_large_file(void)
+{
+    for (int wrong = 0; wrong <= 1; wrong++) {
+        struct env e;
+        struct ws_error err = {0};
+        struct state s = {0};
+        struct ident before, now;
+        const char *ids[2];
+        char dir[1024];
+
+        env_init(&e, wrong ? "delta-large-wrong" : "delta-large");
+        state_put(&s, "PG_VERSION", 3, 1, 0);
+        state_control(&s, UNIT_SYSID, 2);
+        state_put(&s, "base/1/16384", WS_HASHPIPE_MIN + 3 * BS + 100, 4, 0);
+        ids[0] = store_backup(&e, &s, NULL, NULL, 0);
+        state_block(&s, "base/1/16384", 3, 20);
+        state_block(&s, "base/1/16384", WS_HASHPIPE_MIN / BS - 2, 21);
+        ids[1] = store_backup(&e, &s, &e.st[0], wrong ? "base/1/16384" : NULL, wrong ? 3 : 0);
+        state_free(&s);
+        snprintf(dir, sizeof(dir), "%s/pgdata", e.root);
+        REQUIRE(restore(&e, ids[0], dir, 0, 1, &err) == 0);
+        ident_of(dir, "base/1/16384", &before);
+        if (wrong) {
+            CHECK(restore(&e, ids[1], dir, 1, 2, &err) == WS_ERR_CORRUPT);
+            CHECK(strstr(err.msg, "\"base/1/16384\"") && strstr(err.msg, "SHA-256 differs"));
+            env_free(&e);
+            continue;
+        }
+        if (restore(&e, ids[1], dir, 1, 2, &err) != 0)
+            fprintf(stderr, "    delta: %s\n", err.msg);
+        check_state(dir, &e.st[1].s);
+        ident_of(dir, "base/1/16384", &now);
+        CHECK(now.ino == before.ino); /* patched, not rebuilt */
+        ident_of(dir, "base/1/16384", &before);
+        CHECK(restore(&e, ids[1], dir, 1, 1, &err) == 0);
+        check_state(dir, &e.st[1].s);
+        CHECK(ident_same(dir, "base/1/16384", &before)); /* matched: not touched */
+        env_free(&e);
+    }
+}
+
 const struct unit_test unit_tests[] = {
     {"chain", test_chain},
     {"chain_damaged_delta", test_chain_damaged_delta},
@@ -1079,5 +1127,6 @@ const struct unit_test unit_tests[] = {
     {"delta_no_map", test_delta_no_map},
     {"delta_hardlink", test_delta_hardlink},
     {"delta_attributes", test_delta_attributes},
+    {"delta_large_file", test_delta_large_file},
     {NULL, NULL},
 };
