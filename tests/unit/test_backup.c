@@ -30,6 +30,7 @@
 
 #include "backup/backup.h"
 #include "backup/pool.h"
+#include "base/crc32c.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "io/key.h"
@@ -2011,29 +2012,31 @@ static void tar_member(struct tbuf *b, const char *path, char type, mode_t mode,
     tb_put(b, zeros, (512 - size % 512) % 512);
 }
 
-/* The server's manifest being built: its file lines, one of them (bad_sha) with a wrong SHA-256,
+/* The server's manifest being built: its file lines, one of them (bad_crc) with a wrong CRC-32C
+ * (big_endian: each CRC's bytes as a big-endian server writes them),
  * one (left_out) missing. */
 struct smf {
     struct tbuf text;
     int files;
-    const char *bad_sha, *left_out;
+    const char *bad_crc, *left_out;
+    int big_endian;
 };
 
 static void smf_file(struct smf *m, const char *path, const void *data, size_t size)
 {
-    uint8_t sha[32];
-    char hex[65];
+    uint32_t crc;
+    char hex[9];
 
     if (m->left_out && strcmp(path, m->left_out) == 0)
         return;
-    EVP_Digest(data, size, sha, NULL, EVP_sha256(), NULL);
-    if (m->bad_sha && strcmp(path, m->bad_sha) == 0)
-        sha[7] ^= 1;
-    ws_hex(sha, sizeof(sha), hex);
+    crc = ws_crc32c(0, data, size);
+    if (m->bad_crc && strcmp(path, m->bad_crc) == 0)
+        crc ^= 0x100;
+    ws_crc32c_manifest_hex(m->big_endian ? __builtin_bswap32(crc) : crc, hex);
     tb_printf(
         &m->text,
         "%s{ \"Path\": \"%s\", \"Size\": %zu, \"Last-Modified\": \"2026-12-07 10:00:00 GMT\", "
-        "\"Checksum-Algorithm\": \"SHA256\", \"Checksum\": \"%s\" }",
+        "\"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"%s\" }",
         m->files++ ? ",\n" : "", path, size, hex);
 }
 
@@ -2122,8 +2125,9 @@ static void script_data(const struct tbuf *b, uint64_t *sent)
 
 struct script_opts {
     const char *location; /* of the tablespace's archive; NULL: the announced one */
-    const char *bad_sha, *left_out;
+    const char *bad_crc, *left_out;
     int no_ts_archive; /* the tablespace announced, its archive not sent */
+    int big_endian;    /* the manifest's CRC-32C as a big-endian server writes them */
 };
 
 /* The session's script: the tablespace's archive first (as PostgreSQL 15 sends it), then the
@@ -2131,7 +2135,7 @@ struct script_opts {
 static void script_build(const struct cluster *c, const struct script_opts *o)
 {
     struct tbuf ts = {0}, main = {0};
-    struct smf m = {{0}, 0, o->bad_sha, o->left_out};
+    struct smf m = {{0}, 0, o->bad_crc, o->left_out, o->big_endian};
     char spcmap[1024], hex[65];
     uint8_t sha[32];
     uint64_t sent = 0;
@@ -2230,7 +2234,28 @@ static void test_stream_roundtrip(void)
     mem_end();
 }
 
-/* A stream that fails: a file whose SHA-256 differs from the server's manifest, a file the
+/* A server of the other byte order writes each CRC-32C's bytes the other way round: accepted. */
+static void test_stream_big_endian_server(void)
+{
+    struct script_opts so = {0};
+    struct cluster c;
+    struct ws_error err = {0};
+    char id[WS_BACKUP_ID_LEN + 1];
+
+    mem_begin();
+    cluster_init(&c, "stream-be", 1);
+    use_stream(&c);
+    so.big_endian = 1;
+    script_build(&c, &so);
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    if (create(&c, id, &err) != 0)
+        unit_fail(__FILE__, __LINE__, err.msg);
+    script_free();
+    cluster_free(&c);
+    mem_end();
+}
+
+/* A stream that fails: a file whose CRC-32C differs from the server's manifest, a file the
  * manifest lacks, the connection lost inside a member, a tablespace archive at a location the
  * server did not announce, an announced tablespace without its archive, checksum failures the
  * server found and we did not: one line naming what, no backup object left, the session closed. */
@@ -2242,20 +2267,20 @@ static void test_stream_failures(void)
         int checksum_failure, code;
         const char *msg;
     } cases[] = {
-        {{NULL, "base/1/16384", NULL, 0},
+        {{NULL, "base/1/16384", NULL, 0, 0},
          0,
          0,
          WS_ERR_CORRUPT,
          "file \"base/1/16384\": the server's"},
-        {{NULL, NULL, "postgresql.conf", 0},
+        {{NULL, NULL, "postgresql.conf", 0, 0},
          0,
          0,
          WS_ERR_CORRUPT,
          "file \"postgresql.conf\" of the backup is not in the server's backup_manifest"},
-        {{NULL, NULL, NULL, 0}, 300, 0, WS_ERR_STORAGE, "the connection was lost"},
-        {{"/elsewhere", NULL, NULL, 0}, 0, 0, WS_ERR_CORRUPT, "which it did not announce"},
-        {{NULL, NULL, NULL, 1}, 0, 0, WS_ERR_CORRUPT, "but sent no archive of it"},
-        {{NULL, NULL, NULL, 0}, 0, 1, WS_ERR_CORRUPT, "page checksum failures"},
+        {{NULL, NULL, NULL, 0, 0}, 300, 0, WS_ERR_STORAGE, "the connection was lost"},
+        {{"/elsewhere", NULL, NULL, 0, 0}, 0, 0, WS_ERR_CORRUPT, "which it did not announce"},
+        {{NULL, NULL, NULL, 1, 0}, 0, 0, WS_ERR_CORRUPT, "but sent no archive of it"},
+        {{NULL, NULL, NULL, 0, 0}, 0, 1, WS_ERR_CORRUPT, "page checksum failures"},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -2405,6 +2430,7 @@ const struct unit_test unit_tests[] = {
     {"create_incr_after_minor_upgrade", test_create_incr_after_minor_upgrade},
     {"stream_roundtrip", test_stream_roundtrip},
     {"stream_failures", test_stream_failures},
+    {"stream_big_endian_server", test_stream_big_endian_server},
     {"local_without_pgdata", test_local_without_pgdata},
     {"stream_incr_over_local", test_stream_incr_over_local},
     {"stream_incr_over_stream", test_stream_incr_over_stream},
