@@ -759,13 +759,43 @@ int ws_create_job_init(struct create *c, size_t n, struct ws_error *err)
     return 0;
 }
 
-/* Copies every file into bundles with the worker pool. */
+/* global/pg_control's task moved to the end of the plan: 1, or 0 when there is none. */
+static int control_last(struct job *j)
+{
+    struct ctask t;
+
+    for (size_t i = 0; i < j->ntasks; i++)
+        if (j->tasks[i].n == 1 &&
+            strcmp(j->files[j->order[j->tasks[i].first]].path, "global/pg_control") == 0) {
+            t = j->tasks[i];
+            memmove(&j->tasks[i], &j->tasks[i + 1], (j->ntasks - i - 1) * sizeof(t));
+            j->tasks[j->ntasks - 1] = t;
+            return 1;
+        }
+    return 0;
+}
+
+/* The last task of the plan (pg_control's), as the only task of a pool of its own. */
+static int copy_last_task(void *arg, struct ws_pool_worker *pw, size_t t, struct ws_error *err)
+{
+    struct job *j = arg;
+
+    (void)t;
+    return copy_task(arg, pw, j->ntasks - 1, err);
+}
+
+/* Copies every file into bundles with the worker pool; global/pg_control after the pool finished
+ * every other one, on a pool of one worker: PostgreSQL ends the recovery of a standby's backup at
+ * the minimum recovery point of the pg_control it holds, "assuming pg_control was backed up
+ * last" (xlog.c; docs/design/remote.md, "A local backup of a standby"). */
 int ws_create_copy_files(struct create *c, struct ws_error *err)
 {
     struct job *j = &c->j;
     struct ws_pool_params pp = {0};
     const struct ws_backup_opts *o = c->o;
+    uint64_t rest;
     size_t n;
+    int control;
     int rc;
 
     j->ref = c->ref.id[0] ? &c->ref : NULL;
@@ -773,7 +803,8 @@ int ws_create_copy_files(struct create *c, struct ws_error *err)
     j->nfiles = c->w.nfiles;
     if ((j->ref && (rc = ws_create_match_reference(c, err)) != 0) || (rc = plan_tasks(j, err)) != 0)
         return rc;
-    n = ws_pool_size(o->parallel > 0 ? o->parallel : c->cfg->parallel, j->ntasks);
+    control = control_last(j);
+    n = ws_pool_size(o->parallel > 0 ? o->parallel : c->cfg->parallel, j->ntasks - control);
     if ((rc = ws_create_job_init(c, n, err)) != 0)
         return rc;
     /* room for backup_label and tablespace_map (create.c) */
@@ -784,11 +815,18 @@ int ws_create_copy_files(struct create *c, struct ws_error *err)
     pp.env = c->env;
     pp.repo = &c->repo;
     pp.workers = n;
-    pp.ntasks = j->ntasks;
+    pp.ntasks = j->ntasks - control;
     pp.task = copy_task;
     pp.end = ws_create_copy_end;
     pp.arg = j;
     pp.progress = o->progress;
-    pp.total_bytes = c->w.total;
+    rest = control ? j->tasks[j->ntasks - 1].bytes : 0;
+    pp.total_bytes = c->w.total > rest ? c->w.total - rest : 0;
+    if ((rc = ws_pool_run(&pp, err)) != 0 || !control)
+        return rc;
+    pp.workers = 1; /* the caller's storage handle: nothing more is opened */
+    pp.ntasks = 1;
+    pp.task = copy_last_task;
+    pp.progress = 0; /* its bytes are left off the progress line */
     return ws_pool_run(&pp, err);
 }

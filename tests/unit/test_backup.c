@@ -821,6 +821,33 @@ static int restore(struct cluster *c, int parallel, int force, struct ws_error *
 
 /* ---- create, restore, verify, check -------------------------------------------------------- */
 
+/* global/pg_control was read after every other file of the data directory had been copied (a
+ * standby's backup needs it last: create_copy.c): its bundle was opened after every bundle holding
+ * another file's bytes (bundle numbers count up as bundles are opened; backup_label and
+ * tablespace_map are stored after the copy). */
+static void check_control_last(const struct ws_manifest *m)
+{
+    const struct ws_bfile *ctl = NULL;
+    uint32_t last = 0;
+
+    for (size_t i = 0; i < m->nfiles; i++) {
+        const struct ws_bfile *f = &m->files[i];
+        if (strcmp(f->path, "global/pg_control") == 0) {
+            ctl = f;
+            continue;
+        }
+        if (strcmp(f->path, "backup_label") == 0 || strcmp(f->path, "tablespace_map") == 0)
+            continue;
+        if (f->bundle > last)
+            last = f->bundle;
+        for (size_t k = 0; k < f->npieces; k++)
+            if (f->pieces[k].bundle > last)
+                last = f->pieces[k].bundle;
+    }
+    REQUIRE(ctl != NULL);
+    CHECK(ctl->bundle > last);
+}
+
 static void roundtrip(const char *tag, int parallel)
 {
     struct cluster c;
@@ -847,6 +874,7 @@ static void roundtrip(const char *tag, int parallel)
     REQUIRE(ws_catalog_manifest(&opened, &c.kr, b, &whole, &err) == 0);
     ws_repo_close(&opened);
     check_manifest(&c, &whole);
+    check_control_last(&whole);
     ws_manifest_free(&whole);
 
     if (restore(&c, parallel, 0, &err) != 0)
