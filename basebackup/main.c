@@ -307,6 +307,7 @@ int main(int argc, char **argv)
     }
     if (check_options(&o, &cli, &err) != 0)
         goto usage;
+    cfg.cluster_all_ok = strcmp(o.cmd, "list") == 0; /* list --cluster all: every cluster */
     if (ws_cli_load_config(&cfg, &cli, &err) != 0) {
         ws_log_error(&err);
         goto out;

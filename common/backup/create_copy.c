@@ -31,6 +31,7 @@
 
 #include "backup/create_int.h"
 #include "backup/pool.h"
+#include "base/crc32c.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "io/hashpipe.h"
@@ -138,12 +139,14 @@ static int map_record(struct job *j, struct cworker *cw, struct ws_bfile *r, str
 }
 
 /* Where a file's bytes come from: a local file, read with pread as often as needed, or a tar
- * member of a stream, read once in order (`once`). */
+ * member of a stream, read once in order (`once`), whose CRC-32C read_pass also computes (the
+ * server's manifest holds one per file: create_stream.c cross-checks them). */
 struct source {
     int fd;             /* -1: the tar member */
     struct ws_tar *tar; /* at the member's data */
     const char *what;   /* names it in messages */
     int once;
+    uint32_t crc32c; /* once: of the bytes read */
 };
 
 /* Up to want bytes at file offset off (the next ones of a tar member) into buf: fewer only at
@@ -329,23 +332,41 @@ static int store_bytes(struct job *j, struct cworker *cw, struct ws_bfile *r, ui
     return 0;
 }
 
-/* Reads the source bp->src once from its start: SHA-256 and size into r, and what p asks. */
+/* What read_pass hashes, on the hashing thread for a large file: SHA-256, and a streamed file's
+ * CRC-32C (crc_on). */
+struct hashes {
+    EVP_MD_CTX *md;
+    int crc_on;
+    uint32_t crc;
+};
+
+static int hashes_update(void *ctx, const void *buf, size_t len)
+{
+    struct hashes *h = ctx;
+
+    if (h->crc_on)
+        h->crc = ws_crc32c(h->crc, buf, len);
+    return EVP_DigestUpdate(h->md, buf, len);
+}
+
+/* Reads the source bp->src once from its start: SHA-256 and size into r (and a member's CRC-32C
+ * into the source), and what p asks. */
 static int read_pass(struct job *j, struct cworker *cw, struct ws_pool_worker *pw,
                      const struct entry *e, struct ws_bfile *r, struct badpage_ctx *bp,
                      const struct pass *p, struct ws_error *err)
 {
-    EVP_MD_CTX *md = NULL;
-    struct ws_hashpipe *hp = NULL; /* SHA-256 on its own thread (incremental.md, "Speed") */
+    struct hashes h = {NULL, bp->src->once, 0};
+    struct ws_hashpipe *hp = NULL; /* the hashes on their own thread (incremental.md, "Speed") */
     uint64_t off = 0;
     int rc = 0;
 
     cw->ndigests = cw->nchanged = 0;
     cw->spill_len = 0;
-    if (!(md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+    if (!(h.md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(h.md, EVP_sha256(), NULL) != 1) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "could not initialize SHA-256");
         goto out;
     }
-    if ((rc = ws_hashpipe_start(ws_hashpipe_evp, md, e->size, &hp, err)) != 0)
+    if ((rc = ws_hashpipe_start(hashes_update, &h, e->size, &hp, err)) != 0)
         goto out;
     if (p->store) {
         if ((rc = bundle_ready(j, &cw->out, e->size, err)) != 0)
@@ -377,14 +398,15 @@ static int read_pass(struct job *j, struct cworker *cw, struct ws_pool_worker *p
     }
     if ((rc = ws_hashpipe_finish(hp, err)) != 0)
         goto out;
-    if (EVP_DigestFinal_ex(md, r->sha256, NULL) != 1) {
+    if (EVP_DigestFinal_ex(h.md, r->sha256, NULL) != 1) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
         goto out;
     }
     r->size = off;
+    bp->src->crc32c = h.crc;
 out:
-    ws_hashpipe_free(hp); /* before md, which its thread may be using */
-    EVP_MD_CTX_free(md);
+    ws_hashpipe_free(hp); /* before h, which its thread may be using */
+    EVP_MD_CTX_free(h.md);
     return rc;
 }
 
@@ -535,7 +557,7 @@ static int copy_file(struct job *j, struct cworker *cw, struct ws_pool_worker *p
 {
     struct entry *e = &j->files[idx];
     struct ws_bfile *r = &j->results[idx];
-    struct source src = {-1, NULL, NULL, 0};
+    struct source src = {-1, NULL, NULL, 0, 0};
     char abs[4096];
     struct stat st;
     int rc;
@@ -561,12 +583,15 @@ static int copy_file(struct job *j, struct cworker *cw, struct ws_pool_worker *p
 
 int ws_create_copy_member(struct job *j, struct cworker *cw, struct ws_pool_worker *pw,
                           const struct entry *e, const struct ws_bfile *ref, struct ws_tar *tar,
-                          struct ws_bfile *r, struct ws_error *err)
+                          struct ws_bfile *r, uint32_t *crc32c, struct ws_error *err)
 {
-    struct source src = {-1, tar, e->path, 1};
+    struct source src = {-1, tar, e->path, 1, 0};
+    int rc;
 
     cw->out.repo = &pw->repo;
-    return copy_source(j, cw, pw, e, ref, &src, r, err);
+    rc = copy_source(j, cw, pw, e, ref, &src, r, err);
+    *crc32c = src.crc32c;
+    return rc;
 }
 
 /* A pool task: its files, with the reference's map object they need loaded (one at a time). */
@@ -734,13 +759,43 @@ int ws_create_job_init(struct create *c, size_t n, struct ws_error *err)
     return 0;
 }
 
-/* Copies every file into bundles with the worker pool. */
+/* global/pg_control's task moved to the end of the plan: 1, or 0 when there is none. */
+static int control_last(struct job *j)
+{
+    struct ctask t;
+
+    for (size_t i = 0; i < j->ntasks; i++)
+        if (j->tasks[i].n == 1 &&
+            strcmp(j->files[j->order[j->tasks[i].first]].path, "global/pg_control") == 0) {
+            t = j->tasks[i];
+            memmove(&j->tasks[i], &j->tasks[i + 1], (j->ntasks - i - 1) * sizeof(t));
+            j->tasks[j->ntasks - 1] = t;
+            return 1;
+        }
+    return 0;
+}
+
+/* The last task of the plan (pg_control's), as the only task of a pool of its own. */
+static int copy_last_task(void *arg, struct ws_pool_worker *pw, size_t t, struct ws_error *err)
+{
+    struct job *j = arg;
+
+    (void)t;
+    return copy_task(arg, pw, j->ntasks - 1, err);
+}
+
+/* Copies every file into bundles with the worker pool; global/pg_control after the pool finished
+ * every other one, on a pool of one worker: PostgreSQL ends the recovery of a standby's backup at
+ * the minimum recovery point of the pg_control it holds, "assuming pg_control was backed up
+ * last" (xlog.c; docs/design/remote.md, "A local backup of a standby"). */
 int ws_create_copy_files(struct create *c, struct ws_error *err)
 {
     struct job *j = &c->j;
     struct ws_pool_params pp = {0};
     const struct ws_backup_opts *o = c->o;
+    uint64_t rest;
     size_t n;
+    int control;
     int rc;
 
     j->ref = c->ref.id[0] ? &c->ref : NULL;
@@ -748,7 +803,8 @@ int ws_create_copy_files(struct create *c, struct ws_error *err)
     j->nfiles = c->w.nfiles;
     if ((j->ref && (rc = ws_create_match_reference(c, err)) != 0) || (rc = plan_tasks(j, err)) != 0)
         return rc;
-    n = ws_pool_size(o->parallel > 0 ? o->parallel : c->cfg->parallel, j->ntasks);
+    control = control_last(j);
+    n = ws_pool_size(o->parallel > 0 ? o->parallel : c->cfg->parallel, j->ntasks - control);
     if ((rc = ws_create_job_init(c, n, err)) != 0)
         return rc;
     /* room for backup_label and tablespace_map (create.c) */
@@ -759,11 +815,18 @@ int ws_create_copy_files(struct create *c, struct ws_error *err)
     pp.env = c->env;
     pp.repo = &c->repo;
     pp.workers = n;
-    pp.ntasks = j->ntasks;
+    pp.ntasks = j->ntasks - control;
     pp.task = copy_task;
     pp.end = ws_create_copy_end;
     pp.arg = j;
     pp.progress = o->progress;
-    pp.total_bytes = c->w.total;
+    rest = control ? j->tasks[j->ntasks - 1].bytes : 0;
+    pp.total_bytes = c->w.total > rest ? c->w.total - rest : 0;
+    if ((rc = ws_pool_run(&pp, err)) != 0 || !control)
+        return rc;
+    pp.workers = 1; /* the caller's storage handle: nothing more is opened */
+    pp.ntasks = 1;
+    pp.task = copy_last_task;
+    pp.progress = 0; /* its bytes are left off the progress line */
     return ws_pool_run(&pp, err);
 }

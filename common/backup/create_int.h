@@ -179,10 +179,10 @@ int ws_create_job_init(struct create *c, size_t n, struct ws_error *err);
  * worker's bundle: r its record (r->path = e->path on success); ref the reference's record of
  * its path or NULL, and for a relation file with digests cw->refmap the reference's map object
  * holding them. An incremental relation file is a REF or DELTA record however much changed;
- * another file is stored whole. */
+ * another file is stored whole. *crc32c: the CRC-32C (base/crc32c.h) of the member's bytes. */
 int ws_create_copy_member(struct job *j, struct cworker *cw, struct ws_pool_worker *pw,
                           const struct entry *e, const struct ws_bfile *ref, struct ws_tar *tar,
-                          struct ws_bfile *r, struct ws_error *err);
+                          struct ws_bfile *r, uint32_t *crc32c, struct ws_error *err);
 /* Room for need elements of sz bytes in *p (capacity *cap, doubled from 64 as needed). */
 int ws_create_grow(void **p, size_t *cap, size_t need, size_t sz, struct ws_error *err);
 /* A pool worker's end (pool.h, arg the job): its bundle and map object finished, or aborted after

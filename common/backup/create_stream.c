@@ -13,7 +13,7 @@
  * cross-checked against them (pg/server_manifest.h), and the end position.
  *
  * Failures: WS_ERR_CORRUPT for a stream that breaks the protocol's promises (a tablespace the
- * server did not announce, or announced and did not send; a file whose size or SHA-256 differs
+ * server did not announce, or announced and did not send; a file whose size or CRC-32C differs
  * from the server's manifest; a file one side lists and the other does not hold), naming it;
  * the session's and the copy's errors as they are.
  */
@@ -27,6 +27,7 @@
 #include "backup/create_int.h"
 #include "backup/exclude.h"
 #include "backup/pool.h"
+#include "base/crc32c.h"
 #include "base/log.h"
 #include "pg/pgpage.h"
 #include "pg/server_manifest.h"
@@ -62,6 +63,9 @@ struct stream {
     struct cached_map maps[MAP_CACHE_SLOTS];
     size_t nmaps, map_bytes;
     uint64_t tick, progress;
+    uint32_t *crc;          /* per result (then per record of c->m): its CRC-32C */
+    size_t capcrc;          /* of crc */
+    size_t nstreamed;       /* results the copy made: the records before backup_label's */
     struct ws_bfile **ours; /* our records by path, for the cross-check */
     uint8_t *seen;
     size_t nours;
@@ -283,6 +287,8 @@ static int member_file(struct stream *s, struct ws_tar *tar, const char *path,
     int rc;
 
     if ((rc = ws_create_grow((void **)&j->results, &s->cap, j->nresults + 3, sizeof(*j->results),
+                             err)) != 0 ||
+        (rc = ws_create_grow((void **)&s->crc, &s->capcrc, j->nresults + 1, sizeof(*s->crc),
                              err)) != 0)
         return rc;
     if (!(e.path = strdup(path)))
@@ -297,7 +303,7 @@ static int member_file(struct stream *s, struct ws_tar *tar, const char *path,
         (rc = cached_map(s, ref->map, &cw->refmap, &cw->refmap_len, err)) != 0)
         goto out;
     r = memset(&j->results[j->nresults], 0, sizeof(*r));
-    rc = ws_create_copy_member(j, cw, s->pw, &e, ref, tar, r, err);
+    rc = ws_create_copy_member(j, cw, s->pw, &e, ref, tar, r, &s->crc[j->nresults], err);
     if (rc == 0)
         j->nresults++;
     else
@@ -468,6 +474,7 @@ static int copy_stream(struct stream *s, struct ws_error *err)
         return ws_error_set(err, WS_ERR_CORRUPT, "the server's main archive holds no backup_label");
     if (!c->spcmap && !(c->spcmap = strdup("")))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    s->nstreamed = c->j.nresults;
     return ws_create_grow((void **)&c->j.results, &s->cap, c->j.nresults + 2, sizeof(*c->j.results),
                           err);
 }
@@ -483,12 +490,14 @@ static int cmp_rec(const void *a, const void *b)
                   (*(const struct ws_bfile *const *)b)->path);
 }
 
-/* pg/server_manifest.h's callback: the server's file against our record of its path. */
+/* pg/server_manifest.h's callback: the server's file against our record of its path (size and
+ * CRC-32C, in the byte order of a server of either endianness). */
 static int cross_check(void *arg, const struct ws_smf_file *f, struct ws_error *err)
 {
     struct stream *s = arg;
     struct ws_bfile want = {0}, *wp = &want, **hit;
     const char *p = f->path;
+    uint32_t crc;
 
     want.path = (char *)f->path;
     if (!(hit = bsearch(&wp, s->ours, s->nours, sizeof(*s->ours), cmp_rec))) {
@@ -500,25 +509,38 @@ static int cross_check(void *arg, const struct ws_smf_file *f, struct ws_error *
                             f->path);
     }
     s->seen[hit - s->ours] = 1;
-    if ((*hit)->size != f->size || memcmp((*hit)->sha256, f->sha256, sizeof(f->sha256)) != 0)
+    crc = s->crc[*hit - s->c->m.files];
+    if ((*hit)->size != f->size || (crc != f->crc32c && __builtin_bswap32(crc) != f->crc32c))
         return ws_error_set(err, WS_ERR_CORRUPT,
                             "file \"%s\": the server's backup_manifest says %" PRIu64 " bytes "
-                            "and another SHA-256 than the %" PRIu64 " bytes we stored",
-                            f->path, f->size, (*hit)->size);
+                            "of CRC-32C %08" PRIx32 ", we stored %" PRIu64 " bytes of CRC-32C "
+                            "%08" PRIx32,
+                            f->path, f->size, f->crc32c, (*hit)->size, crc);
     return 0;
 }
 
-/* Our records by path (and the excluded files sorted), each to be seen in the server's list. */
+/* Our records by path (and the excluded files sorted), each to be seen in the server's list;
+ * the CRC-32C of the records after the copy's (backup_label, tablespace_map: create.c stores
+ * them from c's strings). */
 static int index_ours(struct stream *s, struct ws_error *err)
 {
-    struct ws_manifest *m = &s->c->m;
+    struct create *c = s->c;
+    struct ws_manifest *m = &c->m;
+    int rc;
 
     s->nours = m->nfiles;
+    if ((rc = ws_create_grow((void **)&s->crc, &s->capcrc, m->nfiles + 1, sizeof(*s->crc), err)) !=
+        0)
+        return rc;
     if (!(s->ours = malloc((m->nfiles + 1) * sizeof(*s->ours))) ||
         !(s->seen = calloc(m->nfiles + 1, 1)))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    for (size_t i = 0; i < m->nfiles; i++)
+    for (size_t i = 0; i < m->nfiles; i++) {
+        const char *text = strcmp(m->files[i].path, "backup_label") == 0 ? c->labelfile : c->spcmap;
         s->ours[i] = &m->files[i];
+        if (i >= s->nstreamed)
+            s->crc[i] = ws_crc32c(0, text, strlen(text));
+    }
     qsort(s->ours, s->nours, sizeof(*s->ours), cmp_rec);
     if (s->nexcluded > 1)
         qsort(s->excluded, s->nexcluded, sizeof(*s->excluded), cmp_str);
@@ -642,6 +664,7 @@ static void stream_free(struct stream *s)
     free(s->archived);
     free(s->ours);
     free(s->seen);
+    free(s->crc);
     ws_repl_bb_start_free(&s->start);
 }
 

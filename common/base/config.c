@@ -750,6 +750,10 @@ int ws_config_load(struct ws_config *cfg, const char *path, struct ws_error *err
             0 ||
         (rc = take_default(&cfg->s3_session_token, getenv("AWS_SESSION_TOKEN"), err)) != 0)
         return rc;
+    if (!cfg->cluster_all_ok && strcmp(cfg->cluster, "all") == 0)
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "invalid value \"all\" for \"cluster\": it is reserved for "
+                            "\"basebackup list --cluster all\" (every cluster of the repository)");
     ws_log_set_level(cfg->log_level > ws_log_get_level() ? cfg->log_level : ws_log_get_level());
     if (cfg->log_file)
         ws_log_set_file(cfg->log_file);

@@ -75,6 +75,9 @@ struct ws_config {
     char *sftp_host_key_sha256;
 
     char *config_file; /* the file that was read, or NULL */
+    /* set by the caller before ws_config_load: cluster may be "all" (basebackup list, where it
+     * means every cluster of the repository); else ws_config_load refuses that name */
+    int cluster_all_ok;
     /* internal: the first key of the file read that holds a secret (a static name), or NULL */
     const char *file_secret;
     /* internal: which keys were set on the command line (bit per key index) */
@@ -102,8 +105,8 @@ int ws_config_set_cli(struct ws_config *cfg, const char *key, const char *value,
 /*
  * Reads the file (explicit path, else $WALSAFE_CONFIG, else the default, which may be missing
  * when repo comes from elsewhere), then WALSAFE_* variables, and checks the result (repo is
- * required: an absolute path or a URL, whose scheme ws_storage_open() checks). Command-line
- * values already set are kept.
+ * required: an absolute path or a URL, whose scheme ws_storage_open() checks; cluster "all" is
+ * refused unless cluster_all_ok). Command-line values already set are kept.
  */
 int ws_config_load(struct ws_config *cfg, const char *path, struct ws_error *err);
 

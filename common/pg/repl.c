@@ -85,7 +85,7 @@ int ws_repl_bb_command(const struct ws_repl_bb_opts *o, char *cmd, size_t cmdsz,
     if ((size_t)snprintf(cmd, cmdsz,
                          "BASE_BACKUP (LABEL '%s'%s, CHECKPOINT '%s', WAL false, WAIT false, "
                          "TABLESPACE_MAP, "
-                         "MANIFEST 'yes', MANIFEST_CHECKSUMS 'SHA256', VERIFY_CHECKSUMS %s, "
+                         "MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', VERIFY_CHECKSUMS %s, "
                          "TARGET 'client'%s)",
                          label, o->progress ? ", PROGRESS" : "", o->fast ? "fast" : "spread",
                          o->verify_checksums ? "true" : "false", rate) >= cmdsz)

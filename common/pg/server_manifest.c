@@ -159,6 +159,7 @@ static int line_end(struct cur *c, int *more)
 static int file_line(struct ws_smf *r, struct cur *c, int *more, struct ws_error *err)
 {
     struct ws_smf_file f = {0};
+    uint8_t crc[4];
 
     if (lit(c, "{ \"Path\": \"") == 0) {
         if (json_string(c, r->path, sizeof(r->path)) != 0)
@@ -170,11 +171,12 @@ static int file_line(struct ws_smf *r, struct cur *c, int *more, struct ws_error
         return -1;
     while (c->p < c->end && *c->p != '"' && *c->p != '\\')
         c->p++;
-    if (lit(c, "\", \"Checksum-Algorithm\": \"SHA256\", \"Checksum\": \"") != 0 ||
-        hex_field(c, f.sha256, sizeof(f.sha256)) != 0 || lit(c, " }") != 0 ||
-        line_end(c, more) != 0)
+    if (lit(c, "\", \"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"") != 0 ||
+        hex_field(c, crc, sizeof(crc)) != 0 || lit(c, " }") != 0 || line_end(c, more) != 0)
         return -1;
     f.path = r->path;
+    f.crc32c =
+        (uint32_t)crc[0] | (uint32_t)crc[1] << 8 | (uint32_t)crc[2] << 16 | (uint32_t)crc[3] << 24;
     return r->on_file(r->arg, &f, err) ? 1 : 0;
 }
 

@@ -36,7 +36,7 @@ static int on_file(void *arg, const struct ws_smf_file *f, struct ws_error *err)
     t->bytes += f->size;
     for (size_t i = 0; i < n; i++)
         t->sum = t->sum * 31 + (uint8_t)f->path[i];
-    t->sum += f->sha256[0] + f->sha256[31];
+    t->sum += f->crc32c;
     return 0;
 }
 

@@ -3,7 +3,8 @@
 # PostgreSQL 15 with a tablespace, through tests/tools/replcat: IDENTIFY_SYSTEM and SHOW report
 # the cluster; BASE_BACKUP streams the tablespace's archive, then the main one with PG_VERSION,
 # global/pg_control, pg_wal/archive_status, backup_label and tablespace_map (no pg_tblspc/<oid>
-# link: TABLESPACE_MAP leaves it out); every file's size and SHA-256 equal the server's backup_manifest, which lists exactly
+# link: TABLESPACE_MAP leaves it out); every file's size and CRC-32C (base/crc32c.h, ours) equal the server's
+# backup_manifest (MANIFEST_CHECKSUMS 'CRC32C'), which lists exactly
 # those files. Connection strings as URI, key=value and empty (PG* variables), a password from
 # PGPASSFILE (and a wrong one refused without printing it), sslmode reaching libpq; a role without REPLICATION, a page
 # with a bad checksum (END with checksum_failure, the server's WARNING logged), a connection cut
@@ -68,7 +69,7 @@ grep -q "^link " "$T/bb.out" && fail "a symbolic link was streamed: $(grep -m1 '
 # Each archive's files, as data-directory paths, against the server's manifest.
 awk -v oid="$TS_OID" '
     /^archive / { pre = ($2 == "base.tar") ? "" : "pg_tblspc/" oid "/" }
-    /^file / { print pre $2, $3, $4 }' "$T/bb.out" | sort >"$T/streamed.txt"
+    /^file / { print pre $2, $3, $5 }' "$T/bb.out" | sort >"$T/streamed.txt"
 json_eval "$T/manifest.json" \
     'j.Files.map(f => f.Path + " " + f.Size + " " + f.Checksum).join("\n")' |
     sort >"$T/manifest.txt"

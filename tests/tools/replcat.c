@@ -9,7 +9,8 @@
  *   start LSN TLI MAINSIZE                   (the main directory's estimate, -1 without one)
  *   tablespace OID LOCATION SIZE
  *   archive NAME LOCATION                    ("-" for an empty location)
- *   file PATH SIZE SHA256 | dir PATH | link PATH TARGET
+ *   file PATH SIZE SHA256 CRC32C | dir PATH | link PATH TARGET
+ *                                            (CRC32C as a backup_manifest shows it, crc32c.h)
  *   manifest BYTES                           (its text written to FILE with --manifest)
  *   end LSN TLI CHECKSUM_FAILURE PROGRESS    (PROGRESS: the last PROGRESS value, or -1)
  * Exit status: 0 done; 1 an error (one line on stderr: "replcat: CODE: message"); 2 usage.
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/crc32c.h"
 #include "base/util.h"
 #include "io/tar.h"
 #include "pg/repl.h"
@@ -70,7 +72,8 @@ static int print_file(struct ws_tar *t, const struct ws_tar_member *m, struct ws
 {
     static uint8_t buf[1 << 16];
     uint8_t md[32];
-    char hex[65];
+    uint32_t crc = 0;
+    char hex[65], crchex[9];
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     size_t got;
     int rc;
@@ -79,13 +82,16 @@ static int print_file(struct ws_tar *t, const struct ws_tar_member *m, struct ws
         EVP_MD_CTX_free(ctx);
         return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
     }
-    while ((rc = ws_tar_read(t, buf, sizeof(buf), &got, err)) == 0 && got > 0)
+    while ((rc = ws_tar_read(t, buf, sizeof(buf), &got, err)) == 0 && got > 0) {
         EVP_DigestUpdate(ctx, buf, got);
+        crc = ws_crc32c(crc, buf, got);
+    }
     EVP_DigestFinal_ex(ctx, md, NULL);
     EVP_MD_CTX_free(ctx);
     ws_hex(md, sizeof(md), hex);
+    ws_crc32c_manifest_hex(crc, crchex);
     if (rc == 0)
-        printf("file %s %" PRIu64 " %s\n", m->path, m->size, hex);
+        printf("file %s %" PRIu64 " %s %s\n", m->path, m->size, hex, crchex);
     return rc;
 }
 

@@ -30,6 +30,7 @@
 
 #include "backup/backup.h"
 #include "backup/pool.h"
+#include "base/crc32c.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "io/key.h"
@@ -676,6 +677,16 @@ static const struct ws_bfile *manifest_file(const struct ws_manifest *m, const c
     return NULL;
 }
 
+/* The base of path's record in m; "(none)" without a record (a failure then). */
+static const char *base_of(const struct ws_manifest *m, const char *path)
+{
+    const struct ws_bfile *f = manifest_file(m, path);
+
+    if (!f)
+        unit_fail(__FILE__, __LINE__, path);
+    return f ? f->base : "(none)";
+}
+
 static int manifest_dir(const struct ws_manifest *m, const char *path)
 {
     for (size_t i = 0; i < m->ndirs; i++)
@@ -820,6 +831,33 @@ static int restore(struct cluster *c, int parallel, int force, struct ws_error *
 
 /* ---- create, restore, verify, check -------------------------------------------------------- */
 
+/* global/pg_control was read after every other file of the data directory had been copied (a
+ * standby's backup needs it last: create_copy.c): its bundle was opened after every bundle holding
+ * another file's bytes (bundle numbers count up as bundles are opened; backup_label and
+ * tablespace_map are stored after the copy). */
+static void check_control_last(const struct ws_manifest *m)
+{
+    const struct ws_bfile *ctl = NULL;
+    uint32_t last = 0;
+
+    for (size_t i = 0; i < m->nfiles; i++) {
+        const struct ws_bfile *f = &m->files[i];
+        if (strcmp(f->path, "global/pg_control") == 0) {
+            ctl = f;
+            continue;
+        }
+        if (strcmp(f->path, "backup_label") == 0 || strcmp(f->path, "tablespace_map") == 0)
+            continue;
+        if (f->bundle > last)
+            last = f->bundle;
+        for (size_t k = 0; k < f->npieces; k++)
+            if (f->pieces[k].bundle > last)
+                last = f->pieces[k].bundle;
+    }
+    REQUIRE(ctl != NULL);
+    CHECK(ctl->bundle > last);
+}
+
 static void roundtrip(const char *tag, int parallel)
 {
     struct cluster c;
@@ -846,6 +884,7 @@ static void roundtrip(const char *tag, int parallel)
     REQUIRE(ws_catalog_manifest(&opened, &c.kr, b, &whole, &err) == 0);
     ws_repo_close(&opened);
     check_manifest(&c, &whole);
+    check_control_last(&whole);
     ws_manifest_free(&whole);
 
     if (restore(&c, parallel, 0, &err) != 0)
@@ -1261,6 +1300,8 @@ static int create_type(struct cluster *c, int type, char id[WS_BACKUP_ID_LEN + 1
                        size_t logsz, struct ws_error *err)
 {
     char p[PATH_MAX];
+    const char *text;
+    size_t n;
     int rc;
 
     snprintf(p, sizeof(p), "%s/create.log", unit_tmpdir());
@@ -1269,7 +1310,10 @@ static int create_type(struct cluster *c, int type, char id[WS_BACKUP_ID_LEN + 1
     ws_log_set_file(p);
     rc = create(c, id, err);
     ws_log_set_file(NULL);
-    snprintf(log, logsz, "%s", read_text(p));
+    text = read_text(p);
+    n = strnlen(text, logsz - 1); /* its start (-O2 warns of a truncating snprintf) */
+    memcpy(log, text, n);
+    log[n] = '\0';
     if (rc)
         fprintf(stderr, "    create: %s\n", err->msg);
     return rc;
@@ -1484,10 +1528,10 @@ static void test_create_incr_records(void)
     REQUIRE(load_manifest(&c, id3, &inc2) == 0);
     CHECK(strcmp(inc2.reference, id2) == 0);
     CHECK(manifest_file(&inc2, "base/1/16386")->kind == WS_BFILE_REF);
-    CHECK(strcmp(manifest_file(&inc2, "base/1/16386")->base, id1) == 0);     /* DELTA in id2 */
-    CHECK(strcmp(manifest_file(&inc2, "base/1/16384")->base, id1) == 0);     /* REF in id2 */
-    CHECK(strcmp(manifest_file(&inc2, "base/1/16384_fsm")->base, id2) == 0); /* WHOLE in id2 */
-    CHECK(strcmp(manifest_file(&inc2, "base/1/16390")->base, id2) == 0);
+    CHECK(strcmp(base_of(&inc2, "base/1/16386"), id1) == 0);     /* DELTA in id2 */
+    CHECK(strcmp(base_of(&inc2, "base/1/16384"), id1) == 0);     /* REF in id2 */
+    CHECK(strcmp(base_of(&inc2, "base/1/16384_fsm"), id2) == 0); /* WHOLE in id2 */
+    CHECK(strcmp(base_of(&inc2, "base/1/16390"), id2) == 0);
     for (i = 0; i < inc2.nfiles; i++)
         if (strcmp(inc2.files[i].path, "backup_label") &&
             strcmp(inc2.files[i].path, "tablespace_map"))
@@ -1498,7 +1542,7 @@ static void test_create_incr_records(void)
     REQUIRE(load_manifest(&c, id4, &diff) == 0);
     CHECK(diff.type == WS_BACKUP_DIFF && strcmp(diff.reference, id1) == 0);
     check_delta(&c, id4, manifest_file(&diff, "base/1/16386"), changed16386, 3);
-    CHECK(strcmp(manifest_file(&diff, "base/1/16384_fsm")->base, "") == 0);
+    CHECK(strcmp(base_of(&diff, "base/1/16384_fsm"), "") == 0);
 
     ws_manifest_free(&full);
     ws_manifest_free(&inc);
@@ -2011,29 +2055,31 @@ static void tar_member(struct tbuf *b, const char *path, char type, mode_t mode,
     tb_put(b, zeros, (512 - size % 512) % 512);
 }
 
-/* The server's manifest being built: its file lines, one of them (bad_sha) with a wrong SHA-256,
+/* The server's manifest being built: its file lines, one of them (bad_crc) with a wrong CRC-32C
+ * (big_endian: each CRC's bytes as a big-endian server writes them),
  * one (left_out) missing. */
 struct smf {
     struct tbuf text;
     int files;
-    const char *bad_sha, *left_out;
+    const char *bad_crc, *left_out;
+    int big_endian;
 };
 
 static void smf_file(struct smf *m, const char *path, const void *data, size_t size)
 {
-    uint8_t sha[32];
-    char hex[65];
+    uint32_t crc;
+    char hex[9];
 
     if (m->left_out && strcmp(path, m->left_out) == 0)
         return;
-    EVP_Digest(data, size, sha, NULL, EVP_sha256(), NULL);
-    if (m->bad_sha && strcmp(path, m->bad_sha) == 0)
-        sha[7] ^= 1;
-    ws_hex(sha, sizeof(sha), hex);
+    crc = ws_crc32c(0, data, size);
+    if (m->bad_crc && strcmp(path, m->bad_crc) == 0)
+        crc ^= 0x100;
+    ws_crc32c_manifest_hex(m->big_endian ? __builtin_bswap32(crc) : crc, hex);
     tb_printf(
         &m->text,
         "%s{ \"Path\": \"%s\", \"Size\": %zu, \"Last-Modified\": \"2026-12-07 10:00:00 GMT\", "
-        "\"Checksum-Algorithm\": \"SHA256\", \"Checksum\": \"%s\" }",
+        "\"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"%s\" }",
         m->files++ ? ",\n" : "", path, size, hex);
 }
 
@@ -2122,8 +2168,9 @@ static void script_data(const struct tbuf *b, uint64_t *sent)
 
 struct script_opts {
     const char *location; /* of the tablespace's archive; NULL: the announced one */
-    const char *bad_sha, *left_out;
+    const char *bad_crc, *left_out;
     int no_ts_archive; /* the tablespace announced, its archive not sent */
+    int big_endian;    /* the manifest's CRC-32C as a big-endian server writes them */
 };
 
 /* The session's script: the tablespace's archive first (as PostgreSQL 15 sends it), then the
@@ -2131,7 +2178,7 @@ struct script_opts {
 static void script_build(const struct cluster *c, const struct script_opts *o)
 {
     struct tbuf ts = {0}, main = {0};
-    struct smf m = {{0}, 0, o->bad_sha, o->left_out};
+    struct smf m = {{0}, 0, o->bad_crc, o->left_out, o->big_endian};
     char spcmap[1024], hex[65];
     uint8_t sha[32];
     uint64_t sent = 0;
@@ -2230,7 +2277,28 @@ static void test_stream_roundtrip(void)
     mem_end();
 }
 
-/* A stream that fails: a file whose SHA-256 differs from the server's manifest, a file the
+/* A server of the other byte order writes each CRC-32C's bytes the other way round: accepted. */
+static void test_stream_big_endian_server(void)
+{
+    struct script_opts so = {0};
+    struct cluster c;
+    struct ws_error err = {0};
+    char id[WS_BACKUP_ID_LEN + 1];
+
+    mem_begin();
+    cluster_init(&c, "stream-be", 1);
+    use_stream(&c);
+    so.big_endian = 1;
+    script_build(&c, &so);
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    if (create(&c, id, &err) != 0)
+        unit_fail(__FILE__, __LINE__, err.msg);
+    script_free();
+    cluster_free(&c);
+    mem_end();
+}
+
+/* A stream that fails: a file whose CRC-32C differs from the server's manifest, a file the
  * manifest lacks, the connection lost inside a member, a tablespace archive at a location the
  * server did not announce, an announced tablespace without its archive, checksum failures the
  * server found and we did not: one line naming what, no backup object left, the session closed. */
@@ -2242,20 +2310,20 @@ static void test_stream_failures(void)
         int checksum_failure, code;
         const char *msg;
     } cases[] = {
-        {{NULL, "base/1/16384", NULL, 0},
+        {{NULL, "base/1/16384", NULL, 0, 0},
          0,
          0,
          WS_ERR_CORRUPT,
          "file \"base/1/16384\": the server's"},
-        {{NULL, NULL, "postgresql.conf", 0},
+        {{NULL, NULL, "postgresql.conf", 0, 0},
          0,
          0,
          WS_ERR_CORRUPT,
          "file \"postgresql.conf\" of the backup is not in the server's backup_manifest"},
-        {{NULL, NULL, NULL, 0}, 300, 0, WS_ERR_STORAGE, "the connection was lost"},
-        {{"/elsewhere", NULL, NULL, 0}, 0, 0, WS_ERR_CORRUPT, "which it did not announce"},
-        {{NULL, NULL, NULL, 1}, 0, 0, WS_ERR_CORRUPT, "but sent no archive of it"},
-        {{NULL, NULL, NULL, 0}, 0, 1, WS_ERR_CORRUPT, "page checksum failures"},
+        {{NULL, NULL, NULL, 0, 0}, 300, 0, WS_ERR_STORAGE, "the connection was lost"},
+        {{"/elsewhere", NULL, NULL, 0, 0}, 0, 0, WS_ERR_CORRUPT, "which it did not announce"},
+        {{NULL, NULL, NULL, 1, 0}, 0, 0, WS_ERR_CORRUPT, "but sent no archive of it"},
+        {{NULL, NULL, NULL, 0, 0}, 0, 1, WS_ERR_CORRUPT, "page checksum failures"},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -2405,6 +2473,7 @@ const struct unit_test unit_tests[] = {
     {"create_incr_after_minor_upgrade", test_create_incr_after_minor_upgrade},
     {"stream_roundtrip", test_stream_roundtrip},
     {"stream_failures", test_stream_failures},
+    {"stream_big_endian_server", test_stream_big_endian_server},
     {"local_without_pgdata", test_local_without_pgdata},
     {"stream_incr_over_local", test_stream_incr_over_local},
     {"stream_incr_over_stream", test_stream_incr_over_stream},

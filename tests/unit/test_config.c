@@ -454,6 +454,45 @@ static void test_cluster_names(void)
     ws_config_free(&cfg);
 }
 
+/* "all" names every cluster for basebackup list (cluster_all_ok): from a file, the environment
+ * or the command line, every other load refuses it in one line naming the key. */
+static void test_cluster_all_reserved(void)
+{
+    struct ws_config cfg;
+    struct ws_error err = {0};
+    const char *path = write_file("all.conf", "repo = /r\ncluster = all\n", 0600);
+    const char *plain = write_file("plain.conf", "repo = /r\n", 0600);
+
+    REQUIRE(path && plain);
+    clear_env();
+    for (int ok = 0; ok <= 1; ok++) {
+        for (int from = 0; from < 3; from++) {
+            ws_config_init(&cfg);
+            cfg.cluster_all_ok = ok;
+            memset(&err, 0, sizeof(err));
+            if (from == 1)
+                setenv("WALSAFE_CLUSTER", "all", 1);
+            if (from == 2)
+                REQUIRE(ws_config_set_cli(&cfg, "cluster", "all", &err) == 0);
+            if (ok) {
+                CHECK(ws_config_load(&cfg, from ? plain : path, &err) == 0);
+                CHECK(cfg.cluster && strcmp(cfg.cluster, "all") == 0);
+            } else {
+                CHECK(ws_config_load(&cfg, from ? plain : path, &err) == WS_ERR_CONFIG);
+                CHECK(contains(err.msg, "\"cluster\"") && contains(err.msg, "\"all\""));
+                CHECK(!strchr(err.msg, '\n'));
+            }
+            ws_config_free(&cfg);
+            clear_env();
+        }
+    }
+    /* names that only begin or end like it are ordinary */
+    ws_config_init(&cfg);
+    REQUIRE(ws_config_set_cli(&cfg, "cluster", "all2", &err) == 0);
+    CHECK(ws_config_load(&cfg, plain, &err) == 0);
+    ws_config_free(&cfg);
+}
+
 /* ---- loading: precedence and files ---- */
 
 static void test_precedence(void)
@@ -993,6 +1032,7 @@ const struct unit_test unit_tests[] = {
     {"parse_size", test_parse_size},
     {"parse_duration", test_parse_duration},
     {"cluster_names", test_cluster_names},
+    {"cluster_all_reserved", test_cluster_all_reserved},
     {"precedence", test_precedence},
     {"missing_files", test_missing_files},
     {"secret_permissions", test_secret_permissions},

@@ -104,11 +104,11 @@ static void test_command(void)
     REQUIRE(ws_repl_bb_command(&o, cmd, sizeof(cmd), &err) == 0);
     CHECK(strcmp(cmd, "BASE_BACKUP (LABEL 'walsafe 20261207T194500Z', PROGRESS, CHECKPOINT "
                       "'fast', WAL false, WAIT false, TABLESPACE_MAP, MANIFEST 'yes', "
-                      "MANIFEST_CHECKSUMS 'SHA256', VERIFY_CHECKSUMS true, TARGET 'client')") == 0);
+                      "MANIFEST_CHECKSUMS 'CRC32C', VERIFY_CHECKSUMS true, TARGET 'client')") == 0);
     o = (struct ws_repl_bb_opts){.label = "it's 'quoted''", .max_rate = 32 * 1024};
     REQUIRE(ws_repl_bb_command(&o, cmd, sizeof(cmd), &err) == 0);
     CHECK(strcmp(cmd, "BASE_BACKUP (LABEL 'it''s ''quoted''''', CHECKPOINT 'spread', WAL false, "
-                      "WAIT false, TABLESPACE_MAP, MANIFEST 'yes', MANIFEST_CHECKSUMS 'SHA256', "
+                      "WAIT false, TABLESPACE_MAP, MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', "
                       "VERIFY_CHECKSUMS false, TARGET 'client', MAX_RATE 32)") == 0);
     o.max_rate = UINT64_C(10) << 40; /* above the server's 1 GB/s: its maximum */
     REQUIRE(ws_repl_bb_command(&o, cmd, sizeof(cmd), &err) == 0);

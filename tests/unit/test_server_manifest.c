@@ -1,9 +1,10 @@
 /*
  * The server's backup_manifest (pg/server_manifest.h): the lines PostgreSQL 15 writes (a path
  * with JSON escapes, an Encoded-Path, several WAL ranges) read in chunks from 1 byte to the whole,
- * each file handed over with its size and SHA-256; the manifest checksum checked; every
- * deviation (another line, a file without SHA-256, a short or long manifest, a line over the
- * limit) refused naming the manifest and the line; a callback's error returned as it is.
+ * each file handed over with its size and CRC-32C; the manifest checksum checked; every
+ * deviation (another line, a file without CRC-32C (a SHA-256 one, 7 hex digits), a short or long
+ * manifest, a line over the limit) refused naming the manifest and the line; a callback's error
+ * returned as it is.
  */
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -14,13 +15,15 @@
 #include "pg/server_manifest.h"
 #include "unit.h"
 
+/* CRC_A: the CRC-32C of "123456789", 0xE3069283, as a backup_manifest shows it */
+#define CRC_A "839206e3"
 #define SHA_A "0b9c2625dc21ef05f6ad4ddf47c5f203837aa32c1b3ee5b2a2b3f04a2c38e1f2"
 
 struct seen {
     int n;
     char paths[8][64];
     uint64_t sizes[8];
-    uint8_t first_sha[32];
+    uint32_t first_crc;
     int fail_at; /* the callback fails at this file (1-based), 0: never */
 };
 
@@ -35,7 +38,7 @@ static int on_file(void *arg, const struct ws_smf_file *f, struct ws_error *err)
         s->sizes[s->n - 1] = f->size;
     }
     if (s->n == 1)
-        memcpy(s->first_sha, f->sha256, 32);
+        s->first_crc = f->crc32c;
     return 0;
 }
 
@@ -81,11 +84,11 @@ static int run(const char *text, size_t len, size_t chunk, struct seen *s, struc
 
 static const char *const good_files[] = {
     "{ \"Path\": \"backup_label\", \"Size\": 225, \"Last-Modified\": \"2026-12-07 10:00:00 GMT\", "
-    "\"Checksum-Algorithm\": \"SHA256\", \"Checksum\": \"" SHA_A "\" }",
+    "\"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"" CRC_A "\" }",
     "{ \"Path\": \"base/1/a\\\"b\\\\c\\td\\u0001\", \"Size\": 0, \"Last-Modified\": \"2026-12-07 "
-    "10:00:00 GMT\", \"Checksum-Algorithm\": \"SHA256\", \"Checksum\": \"" SHA_A "\" }",
+    "10:00:00 GMT\", \"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"" CRC_A "\" }",
     "{ \"Encoded-Path\": \"62617365ff\", \"Size\": 18446744073709551, \"Last-Modified\": "
-    "\"2026-12-07 10:00:00 GMT\", \"Checksum-Algorithm\": \"SHA256\", \"Checksum\": \"" SHA_A
+    "\"2026-12-07 10:00:00 GMT\", \"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"" CRC_A
     "\" }",
 };
 
@@ -94,9 +97,6 @@ static void test_good(void)
     static const size_t chunks[] = {1, 2, 7, 511, 100000};
     char *text = manifest(good_files, 3, 0);
     struct ws_error err = {0};
-    uint8_t want[32];
-
-    CHECK(ws_unhex(SHA_A, want, 32) == 0);
     for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
         struct seen s = {0};
         REQUIRE(run(text, strlen(text), chunks[i], &s, &err) == 0);
@@ -104,7 +104,7 @@ static void test_good(void)
         CHECK(strcmp(s.paths[0], "backup_label") == 0 && s.sizes[0] == 225);
         CHECK(strcmp(s.paths[1], "base/1/a\"b\\c\td\001") == 0 && s.sizes[1] == 0);
         CHECK(strcmp(s.paths[2], "base\xff") == 0 && s.sizes[2] == UINT64_C(18446744073709551));
-        CHECK(memcmp(s.first_sha, want, 32) == 0);
+        CHECK(s.first_crc == 0xE3069283u);
     }
     free(text);
 }
@@ -126,23 +126,26 @@ static void test_refused(void)
         const char *line, *msg;
     } bad[] = {
         {"{ \"Path\": \"a\", \"Size\": 1, \"Last-Modified\": \"x\", \"Checksum-Algorithm\": "
-         "\"CRC32C\", \"Checksum\": \"01020304\" }",
+         "\"SHA256\", \"Checksum\": \"" SHA_A "\" }",
+         "line 3"},
+        {"{ \"Path\": \"a\", \"Size\": 1, \"Last-Modified\": \"x\", \"Checksum-Algorithm\": "
+         "\"CRC32C\", \"Checksum\": \"8392063\" }",
          "line 3"},
         {"{ \"Path\": \"a\", \"Size\": 1, \"Last-Modified\": \"x\" }", "line 3"},
         {"{ \"Path\": \"\", \"Size\": 1, \"Last-Modified\": \"x\", \"Checksum-Algorithm\": "
-         "\"SHA256\", \"Checksum\": \"" SHA_A "\" }",
+         "\"CRC32C\", \"Checksum\": \"" CRC_A "\" }",
          "line 3"},
         {"{ \"Path\": \"a\\u0000\", \"Size\": 1, \"Last-Modified\": \"x\", "
-         "\"Checksum-Algorithm\": \"SHA256\", \"Checksum\": \"" SHA_A "\" }",
+         "\"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"" CRC_A "\" }",
          "line 3"},
         {"{ \"Path\": \"a\", \"Size\": -1, \"Last-Modified\": \"x\", \"Checksum-Algorithm\": "
-         "\"SHA256\", \"Checksum\": \"" SHA_A "\" }",
+         "\"CRC32C\", \"Checksum\": \"" CRC_A "\" }",
          "line 3"},
         {"{ \"Encoded-Path\": \"6\", \"Size\": 1, \"Last-Modified\": \"x\", "
-         "\"Checksum-Algorithm\": \"SHA256\", \"Checksum\": \"" SHA_A "\" }",
+         "\"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"" CRC_A "\" }",
          "line 3"},
         {"{ \"Path\": \"a\", \"Size\": 1, \"Last-Modified\": \"x\", \"Checksum-Algorithm\": "
-         "\"SHA256\", \"Checksum\": \"" SHA_A "\" } ",
+         "\"CRC32C\", \"Checksum\": \"" CRC_A "\" } ",
          "line 3"},
     };
     const char *lines[2];
