@@ -2123,7 +2123,8 @@ static void script_data(const struct tbuf *b, uint64_t *sent)
 struct script_opts {
     const char *location; /* of the tablespace's archive; NULL: the announced one */
     const char *bad_sha, *left_out;
-    int no_ts_archive; /* the tablespace announced, its archive not sent */
+    int no_ts_archive;     /* the tablespace announced, its archive not sent */
+    const char *announced; /* the tablespace's location in the start message; NULL: its own */
 };
 
 /* The session's script: the tablespace's archive first (as PostgreSQL 15 sends it), then the
@@ -2137,7 +2138,7 @@ static void script_build(const struct cluster *c, const struct script_opts *o)
     uint64_t sent = 0;
 
     script_free();
-    snprintf(frepl.location, sizeof(frepl.location), "%s", c->ts_src);
+    snprintf(frepl.location, sizeof(frepl.location), "%s", o->announced ? o->announced : c->ts_src);
     frepl.start_lsn = START_LSN;
     frepl.end_lsn = STOP_LSN;
     snprintf(fake.labelfile, sizeof(fake.labelfile),
@@ -2160,7 +2161,8 @@ static void script_build(const struct cluster *c, const struct script_opts *o)
     tb_printf(&m.text, "\"Manifest-Checksum\": \"%s\"}\n", hex);
 
     if (!o->no_ts_archive) {
-        script_add(WS_REPL_ARCHIVE, "16400.tar", o->location ? o->location : c->ts_src, NULL, 0);
+        script_add(WS_REPL_ARCHIVE, "16400.tar", o->location ? o->location : frepl.location, NULL,
+                   0);
         script_data(&ts, &sent);
     }
     script_add(WS_REPL_ARCHIVE, "base.tar", "", NULL, 0);
@@ -2241,21 +2243,35 @@ static void test_stream_failures(void)
         size_t cut_at; /* messages before the connection is lost */
         int checksum_failure, code;
         const char *msg;
+        uint64_t end_lsn; /* END's position; 0: STOP_LSN */
     } cases[] = {
-        {{NULL, "base/1/16384", NULL, 0},
+        {{NULL, "base/1/16384", NULL, 0, NULL},
          0,
          0,
          WS_ERR_CORRUPT,
-         "file \"base/1/16384\": the server's"},
-        {{NULL, NULL, "postgresql.conf", 0},
+         "file \"base/1/16384\": the server's",
+         0},
+        {{NULL, NULL, "postgresql.conf", 0, NULL},
          0,
          0,
          WS_ERR_CORRUPT,
-         "file \"postgresql.conf\" of the backup is not in the server's backup_manifest"},
-        {{NULL, NULL, NULL, 0}, 300, 0, WS_ERR_STORAGE, "the connection was lost"},
-        {{"/elsewhere", NULL, NULL, 0}, 0, 0, WS_ERR_CORRUPT, "which it did not announce"},
-        {{NULL, NULL, NULL, 1}, 0, 0, WS_ERR_CORRUPT, "but sent no archive of it"},
-        {{NULL, NULL, NULL, 0}, 0, 1, WS_ERR_CORRUPT, "page checksum failures"},
+         "file \"postgresql.conf\" of the backup is not in the server's backup_manifest",
+         0},
+        {{NULL, NULL, NULL, 0, NULL}, 300, 0, WS_ERR_STORAGE, "the connection was lost", 0},
+        {{"/elsewhere", NULL, NULL, 0, NULL}, 0, 0, WS_ERR_CORRUPT, "which it did not announce", 0},
+        {{NULL, NULL, NULL, 1, NULL}, 0, 0, WS_ERR_CORRUPT, "but sent no archive of it", 0},
+        {{NULL, NULL, NULL, 0, NULL}, 0, 1, WS_ERR_CORRUPT, "page checksum failures", 0},
+        /* locations restore refuses: the backup must not become complete */
+        {{NULL, NULL, NULL, 0, "/"}, 0, 0, WS_ERR_CORRUPT, "not a user tablespace", 0},
+        {{NULL, NULL, NULL, 0, "/srv/ts/../ts"}, 0, 0, WS_ERR_CORRUPT, "not a user tablespace", 0},
+        {{NULL, NULL, NULL, 0, "/srv/ts/"}, 0, 0, WS_ERR_CORRUPT, "not a user tablespace", 0},
+        /* an end before the start: no WAL would be waited for */
+        {{NULL, NULL, NULL, 0, NULL},
+         0,
+         0,
+         WS_ERR_CORRUPT,
+         "before the position it started at",
+         START_LSN - 1},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -2270,6 +2286,8 @@ static void test_stream_failures(void)
         script_build(&c, &cases[i].o);
         frepl.fail_at = cases[i].cut_at;
         frepl.checksum_failure = cases[i].checksum_failure;
+        if (cases[i].end_lsn)
+            frepl.end_lsn = cases[i].end_lsn;
         CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
         CHECK(create(&c, id, &err) == cases[i].code);
         if (!strstr(err.msg, cases[i].msg) || strchr(err.msg, '\n'))
