@@ -2301,6 +2301,56 @@ static void test_stream_failures(void)
     }
 }
 
+/* The connection lost at each phase of the stream: the first message, the tablespace's archive,
+ * the main archive's first member, its last bytes, the manifest's first and last bytes, the END:
+ * WS_ERR_STORAGE, the session closed, nothing of the backup left in the repository. */
+static void test_stream_cut_everywhere(void)
+{
+    struct script_opts so = {0};
+    size_t cuts[8], ncuts = 0, manifest = 0, base = 0;
+
+    for (size_t k = 0;; k++) {
+        struct cluster c;
+        struct ws_error err = {0};
+        char id[WS_BACKUP_ID_LEN + 1], prefix[128], tag[32];
+
+        mem_begin();
+        snprintf(tag, sizeof(tag), "scut%zu", k);
+        cluster_init(&c, tag, 1);
+        use_stream(&c);
+        script_build(&c, &so);
+        if (k == 0) {
+            for (size_t i = 0; i < frepl.n; i++) {
+                if (frepl.msgs[i].type == WS_REPL_ARCHIVE)
+                    base = i;
+                if (frepl.msgs[i].type == WS_REPL_MANIFEST)
+                    manifest = i;
+            }
+            REQUIRE(base > 2 && manifest > base + 2);
+            cuts[ncuts++] = 1;
+            cuts[ncuts++] = 2;
+            cuts[ncuts++] = base + 1;
+            cuts[ncuts++] = manifest - 1;
+            cuts[ncuts++] = manifest + 1;
+            cuts[ncuts++] = frepl.n - 1;
+            cuts[ncuts++] = frepl.n; /* END */
+        }
+        frepl.fail_at = cuts[k];
+        CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+        CHECK(create(&c, id, &err) == WS_ERR_STORAGE);
+        if (!strstr(err.msg, "the connection was lost"))
+            unit_fail(__FILE__, __LINE__, err.msg);
+        CHECK(frepl.connects == 1 && frepl.closes == 1);
+        snprintf(prefix, sizeof(prefix), "%s/backup/", c.cluster);
+        CHECK(count_objects(prefix) == 0);
+        script_free();
+        cluster_free(&c);
+        mem_end();
+        if (k + 1 == ncuts)
+            break;
+    }
+}
+
 /* An incr in stream mode over a full one taken locally or streamed: a changed relation file is a
  * DELTA of its changed blocks even when all changed (16384_fsm), an unchanged one a REF, a
  * non-relation file of the reference's size stored whole; verify and restore give the live
@@ -2423,6 +2473,7 @@ const struct unit_test unit_tests[] = {
     {"create_incr_after_minor_upgrade", test_create_incr_after_minor_upgrade},
     {"stream_roundtrip", test_stream_roundtrip},
     {"stream_failures", test_stream_failures},
+    {"stream_cut_everywhere", test_stream_cut_everywhere},
     {"local_without_pgdata", test_local_without_pgdata},
     {"stream_incr_over_local", test_stream_incr_over_local},
     {"stream_incr_over_stream", test_stream_incr_over_stream},
