@@ -28,6 +28,7 @@
 #include "backup/exclude.h"
 #include "backup/pool.h"
 #include "base/crc32c.h"
+#include "base/fs.h"
 #include "base/log.h"
 #include "pg/pgpage.h"
 #include "pg/server_manifest.h"
@@ -37,6 +38,8 @@
 /* The reference's map objects in memory at most (docs/design/remote.md, "Map objects"). */
 #define MAP_CACHE_BYTES (16u << 20)
 #define MAP_CACHE_SLOTS 64
+/* The first oid of a user's tablespace: restore refuses a lower one (restore_int.h) */
+#define FIRST_NORMAL_OID 16384u
 /* backup_label and tablespace_map are kept in memory: no larger than this */
 #define SMALL_MEMBER_MAX (1u << 20)
 
@@ -595,6 +598,9 @@ static int end_backup(struct stream *s, const struct ws_repl_msg *msg, struct ws
     struct ws_manifest *m = &s->c->m;
     char l[24];
 
+    if (msg->end_lsn < m->start_lsn)
+        return ws_error_set(err, WS_ERR_CORRUPT,
+                            "the server ended backup %s before the position it started at", m->id);
     m->stop_lsn = msg->end_lsn;
     m->stop_time = time(NULL);
     if (msg->checksum_failure && !m->nbadpages)
@@ -632,6 +638,28 @@ static int identify(struct create *c, struct ws_error *err)
     return 0;
 }
 
+/* The announced tablespaces as restore will accept them: a user tablespace's oid, once each, at
+ * an absolute normalised location other than "/" (else the backup would be complete and never
+ * restorable). */
+static int check_announced(const struct ws_repl_bb_start *start, struct ws_error *err)
+{
+    for (size_t i = 0; i < start->ntablespaces; i++) {
+        const struct ws_repl_tablespace *t = &start->tablespaces[i];
+        if (t->oid < FIRST_NORMAL_OID || !ws_path_clean_absolute(t->location))
+            return ws_error_set(err, WS_ERR_CORRUPT,
+                                "the server announced tablespace %" PRIu32 " at \"%s\": not a "
+                                "user tablespace at an absolute normalised path",
+                                t->oid, t->location);
+        for (size_t k = 0; k < i; k++)
+            if (start->tablespaces[k].oid == t->oid ||
+                strcmp(start->tablespaces[k].location, t->location) == 0)
+                return ws_error_set(err, WS_ERR_CORRUPT,
+                                    "the server announced tablespace %" PRIu32 " at \"%s\" twice",
+                                    t->oid, t->location);
+    }
+    return 0;
+}
+
 static int begin_base_backup(struct stream *s, struct ws_error *err)
 {
     struct create *c = s->c;
@@ -643,7 +671,8 @@ static int begin_base_backup(struct stream *s, struct ws_error *err)
     o.fast = c->o->fast;
     o.progress = c->o->progress;
     o.verify_checksums = c->info.data_checksums;
-    if ((rc = ws_repl_base_backup(c->repl, &o, &s->start, err)) != 0)
+    if ((rc = ws_repl_base_backup(c->repl, &o, &s->start, err)) != 0 ||
+        (rc = check_announced(&s->start, err)) != 0)
         return rc;
     c->m.start_lsn = s->start.start_lsn;
     ws_wal_format_lsn(l, c->m.start_lsn);

@@ -181,7 +181,7 @@ int ws_parse_duration(const char *s, int64_t *out)
     return -1;
 }
 
-static int valid_cluster(const char *s)
+int ws_config_cluster_valid(const char *s)
 {
     size_t n = strlen(s);
     if (n < 1 || n > 64 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
@@ -207,7 +207,7 @@ int ws_config_set(struct ws_config *cfg, const char *key, const char *value, con
     switch (k->type) {
     case T_STR: {
         char *copy;
-        if (strcmp(key, "cluster") == 0 && !valid_cluster(value))
+        if (strcmp(key, "cluster") == 0 && !ws_config_cluster_valid(value))
             return ws_error_set(err, WS_ERR_CONFIG,
                                 "%s: invalid value \"%s\" for \"cluster\": expected 1 to 64 "
                                 "characters from A-Z a-z 0-9 . _ -",

@@ -91,6 +91,9 @@ extern const char *const ws_backup_type_choices[];
  * ws_config_load) is set and stream when not. */
 int ws_config_backup_method(const struct ws_config *cfg);
 
+/* A cluster name the option `cluster` accepts: 1 to 64 of [A-Za-z0-9._-], not "." or "..". */
+int ws_config_cluster_valid(const char *s);
+
 void ws_config_init(struct ws_config *cfg);
 void ws_config_free(struct ws_config *cfg);
 

@@ -32,6 +32,25 @@ static const char *pq_message(PGconn *conn, char *buf, size_t bufsz)
 
 static void pq_close(struct ws_pg *session);
 
+int ws_pg_libpq_check_conninfo(const char *conninfo, struct ws_error *err)
+{
+    PQconninfoOption *opts;
+    char *msg = NULL;
+
+    /* what libpq expands as a connection string; anything else is a database name */
+    if (!conninfo || (!strchr(conninfo, '=') && strncmp(conninfo, "postgresql://", 13) != 0 &&
+                      strncmp(conninfo, "postgres://", 11) != 0))
+        return 0;
+    if ((opts = PQconninfoParse(conninfo, &msg)) != NULL) {
+        PQconninfoFree(opts);
+        return 0;
+    }
+    PQfreemem(msg); /* "missing \"=\" after \"<a piece of it>\"": it may be a password's */
+    return ws_error_set(err, WS_ERR_CONFIG,
+                        "pg_conninfo is not a connection string libpq can read (its reason is "
+                        "not shown: it would quote pg_conninfo, which may hold a password)");
+}
+
 static int pq_connect(const char *conninfo, struct ws_pg **out, struct ws_error *err)
 {
     /* "dbname" with expand_dbname = 1 takes the whole connection string */
@@ -41,6 +60,8 @@ static int pq_connect(const char *conninfo, struct ws_pg **out, struct ws_error 
     char buf[512];
 
     *out = NULL;
+    if (ws_pg_libpq_check_conninfo(conninfo, err) != 0)
+        return err->code;
     if (!(pg = calloc(1, sizeof(*pg))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     pg->conn = PQconnectdbParams(keys, vals, 1);

@@ -5,10 +5,11 @@
  * ws_repl_libpq (repl_libpq.c, linked only into basebackup, like pgconn_libpq.c) connects with
  * pg_conninfo plus replication=true: libpq's PG* variables, .pgpass / PGPASSFILE, TLS settings
  * (sslmode, sslrootcert, ...) apply exactly as libpq defines them. Messages carry libpq's error
- * text (never a password) prefixed with what we were doing, on one line. Errors: WS_ERR_STORAGE
- * (connection, authentication, protocol or server error, a connection cut mid-stream),
- * WS_ERR_CONFIG (a server older than PostgreSQL 15, max_wal_senders = 0, a role without
- * REPLICATION: each said in words an operator can act on), WS_ERR_CORRUPT (a message that does
+ * text prefixed with what we were doing, on one line (none for a pg_conninfo libpq cannot parse:
+ * ws_pg_libpq_check_conninfo). Errors: WS_ERR_STORAGE (connection, authentication, protocol or
+ * server error, a connection cut mid-stream), WS_ERR_CONFIG (pg_conninfo unreadable, a server
+ * older than PostgreSQL 15, max_wal_senders = 0, a role without REPLICATION: each said in words
+ * an operator can act on), WS_ERR_CORRUPT (a message that does
  * not follow the protocol), WS_ERR_INTERNAL (out of memory).
  *
  * The BASE_BACKUP conversation (PostgreSQL 15 syntax, TARGET 'client'): base_backup sends the

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "pg/pgconn.h"
 #include "pg/wal.h"
 
 #define SQLSTATE_DATA_CORRUPTED "XX001"
@@ -91,6 +92,8 @@ static int pq_connect(const char *conninfo, struct ws_repl **out, struct ws_erro
     int version;
 
     *out = NULL;
+    if (ws_pg_libpq_check_conninfo(conninfo, err) != 0)
+        return err->code;
     if (!(r = calloc(1, sizeof(*r))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     if (!(r->conn = PQconnectdbParams(keys, vals, 1))) {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/config.h"
 #include "pg/wal.h"
 #include "repo/catalog.h"
 
@@ -470,8 +471,8 @@ static int on_top_key(void *arg, const char *key, const struct ws_storage_stat *
         return 0;
     memcpy(r.cluster, key, (size_t)(slash - key));
     ws_repo_identity_key(&r, want, sizeof(want));
-    if (strcmp(key, want) != 0)
-        return 0;
+    if (strcmp(key, want) != 0 || !ws_config_cluster_valid(r.cluster))
+        return 0; /* a name no configuration could give, e.g. with a newline: not ours */
     if (cl->n == cl->cap) {
         size_t cap = cl->cap ? 2 * cl->cap : 16;
         char **p = realloc(cl->names, cap * sizeof(*p));

@@ -5,6 +5,7 @@
 # no backup listed but the good ones (all complete), and the next normal create works.
 #   - a wrong password (in the .pgpass file);
 #   - a role without REPLICATION (LOGIN only);
+#   - a pg_conninfo libpq cannot parse, holding a password (libpq's reason quotes it);
 #   - a server with max_wal_senders = 0 (a second, small cluster of another system);
 #   - a server of another system identifier than the repository's cluster (the same second
 #     cluster once it accepts replication connections; the repository's identity is unchanged);
@@ -64,6 +65,21 @@ NCONF=$T/walsafe-norepl.conf
 write_conf "$NCONF" "${REPO_CONF[@]}" "encrypt_key_file = '$KEY'" \
     "pg_conninfo = 'host=127.0.0.1 port=$PORT user=walsafe_norepl dbname=postgres'"
 fault "$NCONF" 'REPLICATION|replication role' "a role without REPLICATION"
+
+CASE="unparsable pg_conninfo holding a password"
+# libpq's parse errors quote pg_conninfo: 'missing "=" after "<the word>"' (an unquoted password
+# with a blank), 'invalid percent-encoded token: "<the password>"' (a URI). Neither create nor
+# check may show them.
+BAD_PW="Tail-$RANDOM$RANDOM$RANDOM"
+add_secret "$BAD_PW"
+BCONF=$T/walsafe-badci.conf
+for ci in "host=127.0.0.1 port=$PORT user=walsafe_repl dbname=postgres password=Head $BAD_PW" \
+    "postgresql://walsafe_repl:%zz$BAD_PW@127.0.0.1:$PORT/postgres"; do
+    write_conf "$BCONF" "${REPO_CONF[@]}" "encrypt_key_file = '$KEY'" "pg_conninfo = '$ci'"
+    fault "$BCONF" 'pg_conninfo' "an unparsable pg_conninfo holding a password"
+    bb --config "$BCONF" check
+    assert_rc 1 "check with an unparsable pg_conninfo holding a password"
+done
 
 CASE="max_wal_senders = 0"
 # A second cluster (another system): first without WAL senders, then with them.

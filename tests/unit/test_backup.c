@@ -2169,8 +2169,10 @@ static void script_data(const struct tbuf *b, uint64_t *sent)
 struct script_opts {
     const char *location; /* of the tablespace's archive; NULL: the announced one */
     const char *bad_crc, *left_out;
-    int no_ts_archive; /* the tablespace announced, its archive not sent */
-    int big_endian;    /* the manifest's CRC-32C as a big-endian server writes them */
+    int no_ts_archive;     /* the tablespace announced, its archive not sent */
+    const char *announced; /* the tablespace's location in the start message; NULL: its own */
+    const char *dup;       /* a member the main archive holds a second time, other bytes */
+    int big_endian;        /* the manifest's CRC-32C as a big-endian server writes them */
 };
 
 /* The session's script: the tablespace's archive first (as PostgreSQL 15 sends it), then the
@@ -2184,7 +2186,7 @@ static void script_build(const struct cluster *c, const struct script_opts *o)
     uint64_t sent = 0;
 
     script_free();
-    snprintf(frepl.location, sizeof(frepl.location), "%s", c->ts_src);
+    snprintf(frepl.location, sizeof(frepl.location), "%s", o->announced ? o->announced : c->ts_src);
     frepl.start_lsn = START_LSN;
     frepl.end_lsn = STOP_LSN;
     snprintf(fake.labelfile, sizeof(fake.labelfile),
@@ -2200,6 +2202,8 @@ static void script_build(const struct cluster *c, const struct script_opts *o)
     smf_file(&m, "tablespace_map", spcmap, strlen(spcmap));
     tar_tree(&ts, &m, c->ts_src, "", "pg_tblspc/16400/");
     tar_tree(&main, &m, c->pgdata, "", "");
+    if (o->dup)
+        tar_member(&main, o->dup, '0', 0600, time(NULL), "other", 5, NULL);
     tb_printf(&m.text, "\n],\n\"WAL-Ranges\": [\n{ \"Timeline\": 1, \"Start-LSN\": \"0/2000028\", "
                        "\"End-LSN\": \"0/3000100\" }\n],\n");
     EVP_Digest(m.text.p, m.text.len, sha, NULL, EVP_sha256(), NULL);
@@ -2207,7 +2211,8 @@ static void script_build(const struct cluster *c, const struct script_opts *o)
     tb_printf(&m.text, "\"Manifest-Checksum\": \"%s\"}\n", hex);
 
     if (!o->no_ts_archive) {
-        script_add(WS_REPL_ARCHIVE, "16400.tar", o->location ? o->location : c->ts_src, NULL, 0);
+        script_add(WS_REPL_ARCHIVE, "16400.tar", o->location ? o->location : frepl.location, NULL,
+                   0);
         script_data(&ts, &sent);
     }
     script_add(WS_REPL_ARCHIVE, "base.tar", "", NULL, 0);
@@ -2298,32 +2303,166 @@ static void test_stream_big_endian_server(void)
     mem_end();
 }
 
+/* Where a case cuts the connection: cut_off messages after the first message, the main
+ * directory's ARCHIVE, the MANIFEST or the END (frepl.fail_at; CUT_NONE: never). */
+enum cut_from { CUT_NONE, CUT_START, CUT_BASE, CUT_MANIFEST, CUT_END };
+
+static size_t cut_position(enum cut_from from, int off)
+{
+    size_t at = from == CUT_END ? frepl.n : 0;
+
+    for (size_t i = 0; i < frepl.n && (from == CUT_BASE || from == CUT_MANIFEST); i++)
+        if (frepl.msgs[i].type == (from == CUT_BASE ? WS_REPL_ARCHIVE : WS_REPL_MANIFEST))
+            at = i;
+    return from == CUT_NONE ? 0 : (size_t)((long)at + off);
+}
+
 /* A stream that fails: a file whose CRC-32C differs from the server's manifest, a file the
- * manifest lacks, the connection lost inside a member, a tablespace archive at a location the
- * server did not announce, an announced tablespace without its archive, checksum failures the
- * server found and we did not: one line naming what, no backup object left, the session closed. */
+ * manifest lacks, a tablespace archive at a location the server did not announce, an announced
+ * tablespace without its archive, checksum failures the server found and we did not, a
+ * tablespace restore would refuse, an end before the start, the connection lost at each phase:
+ * one line naming what, no backup object left, the session closed. */
 static void test_stream_failures(void)
 {
     static const struct {
         struct script_opts o;
-        size_t cut_at; /* messages before the connection is lost */
+        enum cut_from cut_from; /* the connection lost there */
+        int cut_off;
         int checksum_failure, code;
         const char *msg;
+        uint64_t end_lsn; /* END's position; 0: STOP_LSN */
     } cases[] = {
-        {{NULL, "base/1/16384", NULL, 0, 0},
+        {{NULL, "base/1/16384", NULL, 0, NULL, NULL},
+         CUT_NONE,
          0,
          0,
          WS_ERR_CORRUPT,
-         "file \"base/1/16384\": the server's"},
-        {{NULL, NULL, "postgresql.conf", 0, 0},
+         "file \"base/1/16384\": the server's",
+         0},
+        {{NULL, NULL, "postgresql.conf", 0, NULL, NULL},
+         CUT_NONE,
          0,
          0,
          WS_ERR_CORRUPT,
-         "file \"postgresql.conf\" of the backup is not in the server's backup_manifest"},
-        {{NULL, NULL, NULL, 0, 0}, 300, 0, WS_ERR_STORAGE, "the connection was lost"},
-        {{"/elsewhere", NULL, NULL, 0, 0}, 0, 0, WS_ERR_CORRUPT, "which it did not announce"},
-        {{NULL, NULL, NULL, 1, 0}, 0, 0, WS_ERR_CORRUPT, "but sent no archive of it"},
-        {{NULL, NULL, NULL, 0, 0}, 0, 1, WS_ERR_CORRUPT, "page checksum failures"},
+         "file \"postgresql.conf\" of the backup is not in the server's backup_manifest",
+         0},
+        {{"/elsewhere", NULL, NULL, 0, NULL, NULL},
+         CUT_NONE,
+         0,
+         0,
+         WS_ERR_CORRUPT,
+         "which it did not announce",
+         0},
+        {{NULL, NULL, NULL, 1, NULL, NULL},
+         CUT_NONE,
+         0,
+         0,
+         WS_ERR_CORRUPT,
+         "but sent no archive of it",
+         0},
+        {{NULL, NULL, NULL, 0, NULL, NULL},
+         CUT_NONE,
+         0,
+         1,
+         WS_ERR_CORRUPT,
+         "page checksum failures",
+         0},
+        /* locations restore refuses: the backup must not become complete */
+        {{NULL, NULL, NULL, 0, "/", NULL},
+         CUT_NONE,
+         0,
+         0,
+         WS_ERR_CORRUPT,
+         "not a user tablespace",
+         0},
+        {{NULL, NULL, NULL, 0, "/srv/ts/../ts", NULL},
+         CUT_NONE,
+         0,
+         0,
+         WS_ERR_CORRUPT,
+         "not a user tablespace",
+         0},
+        {{NULL, NULL, NULL, 0, "/srv/ts/", NULL},
+         CUT_NONE,
+         0,
+         0,
+         WS_ERR_CORRUPT,
+         "not a user tablespace",
+         0},
+        /* an end before the start: no WAL would be waited for */
+        {{NULL, NULL, NULL, 0, NULL, NULL},
+         CUT_NONE,
+         0,
+         0,
+         WS_ERR_CORRUPT,
+         "before the position it started at",
+         START_LSN - 1},
+        /* the connection lost at each phase: the tablespace's archive, the main one's first
+         * member and its last bytes, the manifest's first and last bytes, the END */
+        {{NULL, NULL, NULL, 0, NULL, NULL},
+         CUT_START,
+         1,
+         0,
+         WS_ERR_STORAGE,
+         "the connection was lost",
+         0},
+        {{NULL, NULL, NULL, 0, NULL, NULL},
+         CUT_START,
+         2,
+         0,
+         WS_ERR_STORAGE,
+         "the connection was lost",
+         0},
+        {{NULL, NULL, NULL, 0, NULL, NULL},
+         CUT_START,
+         300,
+         0,
+         WS_ERR_STORAGE,
+         "the connection was lost",
+         0},
+        {{NULL, NULL, NULL, 0, NULL, NULL},
+         CUT_BASE,
+         1,
+         0,
+         WS_ERR_STORAGE,
+         "the connection was lost",
+         0},
+        {{NULL, NULL, NULL, 0, NULL, NULL},
+         CUT_MANIFEST,
+         -1,
+         0,
+         WS_ERR_STORAGE,
+         "the connection was lost",
+         0},
+        {{NULL, NULL, NULL, 0, NULL, NULL},
+         CUT_MANIFEST,
+         1,
+         0,
+         WS_ERR_STORAGE,
+         "the connection was lost",
+         0},
+        {{NULL, NULL, NULL, 0, NULL, NULL},
+         CUT_END,
+         -1,
+         0,
+         WS_ERR_STORAGE,
+         "the connection was lost",
+         0},
+        {{NULL, NULL, NULL, 0, NULL, NULL},
+         CUT_END,
+         0,
+         0,
+         WS_ERR_STORAGE,
+         "the connection was lost",
+         0},
+        /* a file twice (other bytes the second time), the server's manifest listing the first */
+        {{NULL, NULL, NULL, 0, NULL, "postgresql.conf"},
+         CUT_NONE,
+         0,
+         0,
+         WS_ERR_CORRUPT,
+         "postgresql.conf",
+         0},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -2336,8 +2475,10 @@ static void test_stream_failures(void)
         cluster_init(&c, tag, 1);
         use_stream(&c);
         script_build(&c, &cases[i].o);
-        frepl.fail_at = cases[i].cut_at;
+        frepl.fail_at = cut_position(cases[i].cut_from, cases[i].cut_off);
         frepl.checksum_failure = cases[i].checksum_failure;
+        if (cases[i].end_lsn)
+            frepl.end_lsn = cases[i].end_lsn;
         CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
         CHECK(create(&c, id, &err) == cases[i].code);
         if (!strstr(err.msg, cases[i].msg) || strchr(err.msg, '\n'))

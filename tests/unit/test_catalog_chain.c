@@ -422,6 +422,14 @@ static void test_list_all_clusters(void)
     put(&c, "c-bad/identity", "not an identity", 15);
     put(&c, "d-none/wal/x", "x", 1);      /* no identity: no cluster */
     put(&c, "e/nested/identity", "x", 1); /* not top-level */
+    /* a folder no configuration names, written beside the storage layer (which refuses such a
+     * key): its name would forge a line of the text list */
+    {
+        char dir[1024], file[1100];
+        snprintf(dir, sizeof(dir), "%s/f\ncluster \"forged\": x", c.dir);
+        snprintf(file, sizeof(file), "%s/identity", dir);
+        REQUIRE(unit_mkdir(dir) == 0 && unit_write(file, "x", 1, 0600) == 0);
+    }
     snprintf(c.repo.cluster, sizeof(c.repo.cluster), "main");
     free(c.cfg.cluster);
     REQUIRE((c.cfg.cluster = strdup(WS_LIST_ALL_CLUSTERS)) != NULL);
@@ -433,6 +441,7 @@ static void test_list_all_clusters(void)
     CHECK(b == out && bad && m && b < bad && bad < m);
     CHECK(m && strstr(m, ID_F "  complete") != NULL && strstr(m, ID_I "  complete") != NULL);
     CHECK(strstr(out, "d-none") == NULL && strstr(out, "nested") == NULL);
+    CHECK(strstr(out, "forged") == NULL);
 
     CHECK(list(&c, 1, out, sizeof(out)) == WS_ERR_STORAGE);
     CHECK(strncmp(out, head, strlen(head)) == 0);
