@@ -92,8 +92,8 @@ static int write_cover(struct ws_repo *repo, const struct ws_keyring *kr, const 
         if ((rc = ws_repo_get_small(repo, c->key, kr, c->end - c->start, &data, &len, err)) != 0)
             break;
         if (len != c->end - c->start)
-            rc = ws_error_set(err, WS_ERR_CORRUPT, "streamed chunk \"%s\" holds %zu bytes",
-                              c->key, len);
+            rc = ws_error_set(err, WS_ERR_CORRUPT, "streamed chunk \"%s\" holds %zu bytes", c->key,
+                              len);
         else
             rc = ws_sink_write(out, data + (off - c->start), c->end - off, err);
         free(data);
@@ -107,9 +107,8 @@ static int write_cover(struct ws_repo *repo, const struct ws_keyring *kr, const 
     return rc;
 }
 
-int ws_archive_fetch_streamed(struct ws_repo *repo, const struct ws_keyring *kr,
-                              uint32_t seg_size, const char *wal_name, const char *dest_path,
-                              struct ws_error *err)
+int ws_archive_fetch_streamed(struct ws_repo *repo, const struct ws_keyring *kr, uint32_t seg_size,
+                              const char *wal_name, const char *dest_path, struct ws_error *err)
 {
     struct chunks *l = NULL;
     struct ws_sink *out = NULL;

@@ -839,8 +839,7 @@ int ws_prune_select_wal(const struct ws_prune_input *in, struct ws_prune_plan *p
 static int segment_stored(const struct ws_prune_input *in, uint32_t tli, uint64_t segno)
 {
     for (size_t i = 0; i < in->nwal; i++)
-        if (in->wal[i].kind == WS_WAL_SEGMENT && in->wal[i].tli == tli &&
-            in->wal[i].segno == segno)
+        if (in->wal[i].kind == WS_WAL_SEGMENT && in->wal[i].tli == tli && in->wal[i].segno == segno)
             return 1;
     return 0;
 }

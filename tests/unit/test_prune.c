@@ -1676,11 +1676,10 @@ static void test_step_select_chunks(void)
         uint64_t segno;
         int goes;
     } chunks[] = {
-        {1, 4, 1},  /* below the cutoff of timeline 1 */
-        {1, 11, 1}, /* segment 11 is stored whole */
-        {1, 12, 0}, /* the segment in progress */
-        {1, 12, 0},
-        {3, 1, 0}, /* no rule for timeline 3 */
+        {1, 4, 1},             /* below the cutoff of timeline 1 */
+        {1, 11, 1},            /* segment 11 is stored whole */
+        {1, 12, 0},            /* the segment in progress */
+        {1, 12, 0}, {3, 1, 0}, /* no rule for timeline 3 */
     };
     struct ws_prune_wal c[5];
     char names[5][64], s[WS_WAL_NAME_LEN + 1];
@@ -1693,7 +1692,7 @@ static void test_step_select_chunks(void)
     for (size_t i = 0; i < 5; i++) {
         seg_name(s, chunks[i].tli, chunks[i].segno);
         snprintf(names[i], sizeof(names[i]), "%s.%08zX-%08zX", s, i * 16, i * 16 + 16);
-        c[i] = (struct ws_prune_wal){names[i], NULL, WS_WAL_SEGMENT, chunks[i].tli,
+        c[i] = (struct ws_prune_wal){names[i],        NULL, WS_WAL_SEGMENT, chunks[i].tli,
                                      chunks[i].segno, 16};
     }
     f.in.chunks = c;
