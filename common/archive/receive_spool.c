@@ -265,6 +265,9 @@ int ws_rx_flush(struct receiver *r, struct ws_error *err)
 {
     int rc = 0;
 
+    if (r->pending > 0)
+        ws_rx_push_pending(r); /* segments the repository refused before: again */
+
     if (r->fd >= 0 && r->pos > r->synced) {
         if (fsync(r->fd) != 0)
             return ws_error_setsys(err, WS_ERR_IO, errno,
