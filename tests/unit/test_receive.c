@@ -3,7 +3,8 @@
  * repository: a completed segment becomes the WAL object wal-push would store (wal-fetch returns
  * it byte for byte) and leaves the spool; the segment in progress is stored as a chunk when the
  * receiver stops, and wal-fetch serves it zero-filled; the flush position reported to the server
- * is what was received; a server of another system is refused at once.
+ * is what was received; a connection that fails stores what was received first; a server of
+ * another system is refused at once.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@ static struct {
     uint64_t flushed;    /* the last flush position reported */
     uint64_t start;      /* START_REPLICATION's position */
     volatile sig_atomic_t *stop;
+    int cut; /* after the last message the connection fails instead of idling */
 } script;
 
 struct fake {
@@ -102,6 +104,8 @@ static int f_next(struct ws_repl *r, int timeout_ms, struct ws_repl_wal_msg *m,
     } else {
         m->type = WS_REPL_IDLE;
         *script.stop = 1;
+        if (script.cut)
+            return ws_error_set(err, WS_ERR_STORAGE, "connection lost (test)");
     }
     script.sent++;
     return 0;
@@ -139,7 +143,7 @@ static int setup(const char *tag, struct ws_config *cfg, char *seg_path, size_t 
                        "walsafe", NULL);
 }
 
-static void test_stream(void)
+static void stream(const char *tag, int cut)
 {
     static volatile sig_atomic_t stop;
     struct ws_config cfg;
@@ -150,7 +154,7 @@ static void test_stream(void)
     int zeros = 1;
 
     REQUIRE(next != NULL);
-    REQUIRE(setup("stream", &cfg, seg_path, sizeof(seg_path)) == 0);
+    REQUIRE(setup(tag, &cfg, seg_path, sizeof(seg_path)) == 0);
     REQUIRE(unit_read(seg_path, &seg, &seg_len) == 0 && seg_len == UNIT_SEG);
     unit_random(next, TAIL, 9);
     memset(&script, 0, sizeof(script));
@@ -158,22 +162,24 @@ static void test_stream(void)
     script.seg = seg;
     script.next = next;
     script.stop = &stop;
+    script.cut = cut;
     stop = 0;
     CHECK(ws_receive_run(&cfg, &fake_ops, &stop, &err) == 0);
     CHECK(script.start == UNIT_SEG); /* the server's segment, from its start */
-    CHECK(script.flushed == 2 * (uint64_t)UNIT_SEG + TAIL);
+    /* cut: the bytes of segment 2 are stored, but no status update reaches the server */
+    CHECK(script.flushed == (cut ? (uint64_t)UNIT_SEG * 2 : 2 * (uint64_t)UNIT_SEG + TAIL));
 
     /* segment 1: the WAL object, byte for byte, and gone from the spool */
     ws_wal_format_name(name, 1, 1, UNIT_SEG);
-    REQUIRE(unit_path(dest, sizeof(dest), "stream-restored-1") == 0);
+    REQUIRE(unit_path(dest, sizeof(dest), "%s-restored-1", tag) == 0);
     CHECK(ws_archive_fetch(&cfg, name, dest, &err) == 0);
     CHECK(unit_same_file(seg_path, dest));
-    REQUIRE(unit_path(spooled, sizeof(spooled), "stream-spool/main/receive/%s", name) == 0);
+    REQUIRE(unit_path(spooled, sizeof(spooled), "%s-spool/main/receive/%s", tag, name) == 0);
     CHECK(!unit_exists(spooled));
 
     /* segment 2, in progress: its chunk, served zero-filled */
     ws_wal_format_name(name, 1, 2, UNIT_SEG);
-    REQUIRE(unit_path(dest, sizeof(dest), "stream-restored-2") == 0);
+    REQUIRE(unit_path(dest, sizeof(dest), "%s-restored-2", tag) == 0);
     CHECK(ws_archive_fetch(&cfg, name, dest, &err) == 0);
     REQUIRE(unit_read(dest, &got, &got_len) == 0);
     CHECK(got_len == UNIT_SEG && memcmp(got, next, TAIL) == 0);
@@ -184,6 +190,17 @@ static void test_stream(void)
     free(seg);
     free(next);
     ws_config_free(&cfg);
+}
+
+static void test_stream(void)
+{
+    stream("stream", 0);
+}
+
+/* The connection fails (the server died): what it sent is stored before the reconnect. */
+static void test_stream_cut(void)
+{
+    stream("cut", 1);
 }
 
 /* A server of another system than the repository's cluster: refused, nothing streamed. */
@@ -208,6 +225,7 @@ static void test_foreign(void)
 
 const struct unit_test unit_tests[] = {
     {"stream", test_stream},
+    {"stream_cut", test_stream_cut},
     {"foreign", test_foreign},
     {NULL, NULL},
 };
