@@ -321,7 +321,6 @@ int ws_receive_run(const struct ws_config *cfg, const struct ws_repl_ops *ops,
             goto out;
         if (rc == 0)
             break;
-        ws_log_error(err);
         ws_rx_set_error(&r, err);
         ws_rx_write_status(&r);
         if (r.pos > before)

@@ -47,6 +47,7 @@ void ws_rx_drop_partial(struct receiver *r);
 void ws_rx_push_pending(struct receiver *r);
 /* The segment number after the newest completed segment of tli in the spool, or 0. */
 uint64_t ws_rx_spool_end(struct receiver *r, uint32_t tli);
+/* Logs err and keeps it as the last error; the same message again is logged at debug level. */
 void ws_rx_set_error(struct receiver *r, const struct ws_error *err);
 void ws_rx_write_status(struct receiver *r);
 /* Stores a WAL file's content (a .history file) through the spool and ws_archive_push_in. */

@@ -19,6 +19,11 @@
 
 void ws_rx_set_error(struct receiver *r, const struct ws_error *err)
 {
+    if (strcmp(r->last_error, err->msg) == 0) {
+        ws_log_debug("%s (again)", err->msg); /* a repository that stays down: said once */
+        return;
+    }
+    ws_log_error(err);
     snprintf(r->last_error, sizeof(r->last_error), "%s", err->msg);
 }
 
@@ -155,7 +160,6 @@ void ws_rx_push_pending(struct receiver *r)
             if (push_one(r, l.keys[done], &err) != 0)
                 break;
     if (err.code) {
-        ws_log_error(&err);
         ws_rx_set_error(r, &err);
     }
     r->pending = l.n - done;
@@ -275,7 +279,6 @@ int ws_rx_flush(struct receiver *r, struct ws_error *err)
         r->synced = r->pos;
     }
     if (r->fd >= 0 && r->pos > r->chunked && (rc = store_chunk(r, err)) != 0) {
-        ws_log_error(err);
         ws_rx_set_error(r, err);
     } else if (r->pending == 0)
         r->stored = r->pos;
