@@ -17,7 +17,6 @@
 
 #define BACKOFF_MAX_S 30
 #define STATUS_INTERVAL_MS 10000 /* a status update at least this often (wal_sender_timeout) */
-#define SYNC_FLUSH_MS 10         /* synchronous mode: a flush at most this long after data */
 
 /* ---- where the repository ends ---- */
 
@@ -185,6 +184,19 @@ static int handle(struct receiver *r, const struct ws_repl_wal_msg *m, int64_t *
     return r->synced > synced ? send_status(r, status_ms, err) : 0;
 }
 
+/* How long to wait for the server: until the flush that received bytes are due for (at
+ * once in synchronous mode, where a flush follows every batch the socket holds), at most 1 s. */
+static int wait_ms(const struct receiver *r, int64_t data_ms, int64_t now)
+{
+    int64_t left = data_ms + (int64_t)r->cfg->receive_flush_interval * 1000 - now;
+
+    if (!data_ms)
+        return 1000;
+    if (r->cfg->receive_synchronous || left < 0)
+        return 0;
+    return left > 1000 ? 1000 : (int)left;
+}
+
 /* Streams one timeline from r->pos until it ends (*next set), stop, or an error. */
 static int stream_timeline(struct receiver *r, struct ws_repl_wal_msg *end, struct ws_error *err)
 {
@@ -200,8 +212,8 @@ static int stream_timeline(struct receiver *r, struct ws_repl_wal_msg *end, stru
     ws_wal_format_lsn(at, r->pos);
     ws_log_info("streaming WAL from %s on timeline %" PRIu32, at, r->tli);
     while (!*r->stop) {
-        int64_t now = ws_mono_ms(), due = r->cfg->receive_synchronous ? SYNC_FLUSH_MS : interval;
-        if (data_ms && now - data_ms >= due) {
+        int64_t now = ws_mono_ms();
+        if (data_ms && now - data_ms >= interval) {
             data_ms = 0;
             if ((rc = flush_and_report(r, &status_ms, err)) != 0)
                 return rc;
@@ -212,7 +224,7 @@ static int stream_timeline(struct receiver *r, struct ws_repl_wal_msg *end, stru
             usleep(200 * 1000);
             continue;
         }
-        if ((rc = ws_repl_stream_next(r->session, data_ms ? 10 : 1000, &m, err)) != 0)
+        if ((rc = ws_repl_stream_next(r->session, wait_ms(r, data_ms, now), &m, err)) != 0)
             return rc;
         if (m.type == WS_REPL_TIMELINE_END) {
             *end = m; /* the COPY is over: a flush, no status update */
@@ -220,8 +232,10 @@ static int stream_timeline(struct receiver *r, struct ws_repl_wal_msg *end, stru
         }
         if ((rc = handle(r, &m, &status_ms, &data_ms, err)) != 0)
             return rc;
-        if (r->cfg->receive_synchronous && m.type == WS_REPL_KEEPALIVE && data_ms)
-            data_ms = 1; /* the server waits for a reply: flush now */
+        /* synchronous: the batch is over (nothing more buffered), or the server asks for a
+         * reply: flush now */
+        if (r->cfg->receive_synchronous && data_ms && m.type != WS_REPL_WAL)
+            data_ms = 1;
     }
     return flush_and_report(r, &status_ms, err);
 }
