@@ -37,7 +37,7 @@ endif
 LIB_SRC  = $(wildcard common/*/*.c)
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(COV_OBJ)
 LIB      = $(BUILD)/libwalsafe.a
-PROGRAMS = wal-push wal-fetch basebackup wal-prune
+PROGRAMS = wal-push wal-fetch basebackup wal-prune wal-receive
 BINS     = $(PROGRAMS:%=$(BUILD)/bin/%)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -70,8 +70,8 @@ $(BUILD)/bin/%: $(BUILD)/%/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# Only basebackup talks to PostgreSQL, so only it links libpq.
-$(BUILD)/bin/basebackup: $(BUILD)/basebackup/main.o $(LIB)
+# Only basebackup and wal-receive talk to PostgreSQL, so only they link libpq.
+$(BUILD)/bin/basebackup $(BUILD)/bin/wal-receive: $(BUILD)/bin/%: $(BUILD)/%/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libpq) $(LDLIBS)
 

@@ -64,6 +64,10 @@ static const struct key_def keys[] = {
     {"sftp_identity_file", T_STR, OFF(sftp_identity_file), 0, 0, NULL, 0},
     {"sftp_known_hosts", T_STR, OFF(sftp_known_hosts), 0, 0, NULL, 0},
     {"sftp_host_key_sha256", T_STR, OFF(sftp_host_key_sha256), 0, 0, NULL, 0},
+    {"slot_name", T_STR, OFF(slot_name), 0, 0, NULL, 0},
+    {"receive_flush_interval", T_DURATION, OFF(receive_flush_interval), 1, 3600, NULL, 0},
+    {"receive_synchronous", T_BOOL, OFF(receive_synchronous), 0, 0, NULL, 0},
+    {"receive_spool_segments", T_INT, OFF(receive_spool_segments), 1, 65536, NULL, 0},
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -82,6 +86,8 @@ void ws_config_init(struct ws_config *cfg)
     cfg->log_level = WS_LOG_WARNING;
     cfg->s3_verify_tls = 1;
     cfg->s3_part_size = 8 << 20;
+    cfg->receive_flush_interval = 10;
+    cfg->receive_spool_segments = 64;
 }
 
 void ws_config_free(struct ws_config *cfg)
@@ -181,6 +187,13 @@ int ws_parse_duration(const char *s, int64_t *out)
     return -1;
 }
 
+/* PostgreSQL's rule for replication slot names. */
+static int valid_slot_name(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 0 && n <= 63 && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_") == n;
+}
+
 static int valid_cluster(const char *s)
 {
     size_t n = strlen(s);
@@ -211,6 +224,11 @@ int ws_config_set(struct ws_config *cfg, const char *key, const char *value, con
             return ws_error_set(err, WS_ERR_CONFIG,
                                 "%s: invalid value \"%s\" for \"cluster\": expected 1 to 64 "
                                 "characters from A-Z a-z 0-9 . _ -",
+                                source, value);
+        if (strcmp(key, "slot_name") == 0 && !valid_slot_name(value))
+            return ws_error_set(err, WS_ERR_CONFIG,
+                                "%s: invalid value \"%s\" for \"slot_name\": expected 1 to 63 "
+                                "characters from a-z 0-9 _",
                                 source, value);
         if (!(copy = strdup(value)))
             return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
@@ -273,7 +291,7 @@ int ws_config_set(struct ws_config *cfg, const char *key, const char *value, con
                                 "%s: invalid value \"%s\" for \"%s\": expected a positive "
                                 "duration such as 90s, 30m, 12h, 30d or 2w",
                                 source, value, key);
-        if (k->off == OFF(timeout))
+        if (k->off == OFF(timeout) || k->off == OFF(receive_flush_interval))
             *(int *)field = (int)v;
         else
             *(int64_t *)field = v;
@@ -741,6 +759,7 @@ int ws_config_load(struct ws_config *cfg, const char *path, struct ws_error *err
                             "s3://bucket[/prefix] or sftp://user@host[:port]/abs/path",
                             cfg->repo);
     if ((rc = take_default(&cfg->cluster, "main", err)) != 0 ||
+        (rc = take_default(&cfg->slot_name, "walsafe", err)) != 0 ||
         (rc = take_default(&cfg->pgdata, getenv("PGDATA"), err)) != 0 ||
         (rc = take_default(&cfg->spool_dir, "/var/spool/walsafe", err)) != 0 ||
         (rc = take_default(&cfg->s3_region, getenv("AWS_REGION"), err)) != 0 ||

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_RATE_MIN 32u /* kB/s, the server's limits */
 #define MAX_RATE_MAX 1048576u
@@ -54,7 +55,168 @@ void ws_repl_bb_start_free(struct ws_repl_bb_start *start)
     memset(start, 0, sizeof(*start));
 }
 
+/* ---- streaming ---- */
+
+static int no_streaming(struct ws_error *err)
+{
+    return ws_error_set(err, WS_ERR_INTERNAL, "this replication session cannot stream WAL");
+}
+
+int ws_repl_connect_as(const struct ws_repl_ops *ops, const char *conninfo, const char *app_name,
+                       struct ws_repl **out, struct ws_error *err)
+{
+    int rc;
+
+    *out = NULL;
+    if (!ops || !ops->connect_as)
+        return no_streaming(err);
+    if ((rc = ops->connect_as(conninfo, app_name, out, err)) == 0)
+        (*out)->ops = ops;
+    return rc;
+}
+
+static int slot_command(struct ws_repl *r, int create, const char *slot, struct ws_error *err)
+{
+    int rc;
+
+    if ((rc = ws_repl_slot_name_check(slot, err)) != 0)
+        return rc;
+    return r->ops->slot_command ? r->ops->slot_command(r, create, slot, err) : no_streaming(err);
+}
+
+int ws_repl_create_slot(struct ws_repl *r, const char *slot, struct ws_error *err)
+{
+    return slot_command(r, 1, slot, err);
+}
+
+int ws_repl_drop_slot(struct ws_repl *r, const char *slot, struct ws_error *err)
+{
+    return slot_command(r, 0, slot, err);
+}
+
+int ws_repl_read_slot(struct ws_repl *r, const char *slot, struct ws_repl_slot *out,
+                      struct ws_error *err)
+{
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = ws_repl_slot_name_check(slot, err)) != 0)
+        return rc;
+    return r->ops->read_slot ? r->ops->read_slot(r, slot, out, err) : no_streaming(err);
+}
+
+int ws_repl_timeline_history(struct ws_repl *r, uint32_t tli, char **content, size_t *len,
+                             struct ws_error *err)
+{
+    *content = NULL;
+    *len = 0;
+    return r->ops->timeline_history ? r->ops->timeline_history(r, tli, content, len, err)
+                                    : no_streaming(err);
+}
+
+int ws_repl_start_streaming(struct ws_repl *r, const char *slot, uint64_t lsn, uint32_t tli,
+                            struct ws_error *err)
+{
+    int rc;
+
+    if (slot && (rc = ws_repl_slot_name_check(slot, err)) != 0)
+        return rc;
+    return r->ops->start_streaming ? r->ops->start_streaming(r, slot, lsn, tli, err)
+                                   : no_streaming(err);
+}
+
+int ws_repl_stream_next(struct ws_repl *r, int timeout_ms, struct ws_repl_wal_msg *msg,
+                        struct ws_error *err)
+{
+    memset(msg, 0, sizeof(*msg));
+    return r->ops->stream_next ? r->ops->stream_next(r, timeout_ms, msg, err) : no_streaming(err);
+}
+
+int ws_repl_send_status(struct ws_repl *r, uint64_t write_lsn, uint64_t flush_lsn, int64_t now,
+                        struct ws_error *err)
+{
+    return r->ops->send_status ? r->ops->send_status(r, write_lsn, flush_lsn, now, err)
+                               : no_streaming(err);
+}
+
 /* ---- the protocol's rules, without I/O ---- */
+
+int ws_repl_slot_name_check(const char *slot, struct ws_error *err)
+{
+    size_t n = slot ? strlen(slot) : 0;
+
+    if (n == 0 || n > WS_REPL_SLOT_MAX || strspn(slot, "abcdefghijklmnopqrstuvwxyz0123456789_") != n)
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "invalid value \"%s\" for \"slot_name\": expected 1 to %d lower-case "
+                            "letters, digits or underscores",
+                            slot ? slot : "", WS_REPL_SLOT_MAX);
+    return 0;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+#define XLOGDATA_HEADER 25 /* 'w', start, end, send time */
+#define KEEPALIVE_SIZE 18  /* 'k', end, send time, reply requested */
+
+int ws_repl_parse_xlog(const uint8_t *buf, size_t len, struct ws_repl_wal_msg *msg,
+                       struct ws_error *err)
+{
+    memset(msg, 0, sizeof(*msg));
+    if (len >= XLOGDATA_HEADER && buf[0] == 'w') {
+        msg->type = WS_REPL_WAL;
+        msg->wal_start = get_u64(buf + 1);
+        msg->wal_end = get_u64(buf + 9);
+        msg->send_time = (int64_t)get_u64(buf + 17);
+        msg->data = buf + XLOGDATA_HEADER;
+        msg->len = len - XLOGDATA_HEADER;
+        if (msg->wal_start + msg->len >= msg->wal_start)
+            return 0;
+    } else if (len == KEEPALIVE_SIZE && buf[0] == 'k' && buf[17] <= 1) {
+        msg->type = WS_REPL_KEEPALIVE;
+        msg->wal_end = get_u64(buf + 1);
+        msg->send_time = (int64_t)get_u64(buf + 9);
+        msg->reply_requested = buf[17];
+        return 0;
+    }
+    return ws_error_set(err, WS_ERR_CORRUPT,
+                        "the server sent an invalid message while streaming WAL: type 0x%02x, %zu "
+                        "bytes",
+                        len ? buf[0] : 0, len);
+}
+
+void ws_repl_format_status(uint8_t out[WS_REPL_STATUS_SIZE], uint64_t write_lsn,
+                           uint64_t flush_lsn, int64_t now)
+{
+    out[0] = 'r';
+    put_u64(out + 1, write_lsn);
+    put_u64(out + 9, flush_lsn);
+    put_u64(out + 17, 0); /* apply: invalid, nothing is replayed here */
+    put_u64(out + 25, (uint64_t)now);
+    out[33] = 0;
+}
+
+#define PG_EPOCH_OFFSET INT64_C(946684800) /* 2000-01-01 in Unix time */
+
+int64_t ws_repl_pg_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ((int64_t)ts.tv_sec - PG_EPOCH_OFFSET) * 1000000 + ts.tv_nsec / 1000;
+}
 
 int ws_repl_bb_command(const struct ws_repl_bb_opts *o, char *cmd, size_t cmdsz,
                        struct ws_error *err)

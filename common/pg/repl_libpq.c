@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +14,10 @@
 #include "pg/wal.h"
 
 #define SQLSTATE_DATA_CORRUPTED "XX001"
+#define SQLSTATE_DUPLICATE_OBJECT "42710"
+#define SQLSTATE_UNDEFINED_OBJECT "42704"
 
-enum repl_state { IDLE, STREAMING, DONE };
+enum repl_state { IDLE, STREAMING, DONE, WAL_STREAMING };
 
 struct pq_repl {
     struct ws_repl base;
@@ -82,11 +85,12 @@ static int connect_error(PGconn *conn, const char *conninfo, struct ws_error *er
                         m, conninfo && *conninfo ? "" : ", empty: libpq's PG* variables apply");
 }
 
-static int pq_connect(const char *conninfo, struct ws_repl **out, struct ws_error *err)
+static int pq_connect_as(const char *conninfo, const char *app_name, struct ws_repl **out,
+                         struct ws_error *err)
 {
     /* "dbname" with expand_dbname = 1 takes the whole connection string; later keys win */
     const char *keys[] = {"dbname", "replication", "fallback_application_name", NULL};
-    const char *vals[] = {conninfo ? conninfo : "", "true", "walsafe basebackup", NULL};
+    const char *vals[] = {conninfo ? conninfo : "", "true", app_name, NULL};
     struct pq_repl *r;
     int version;
 
@@ -113,6 +117,11 @@ static int pq_connect(const char *conninfo, struct ws_repl **out, struct ws_erro
     }
     *out = &r->base;
     return 0;
+}
+
+static int pq_connect(const char *conninfo, struct ws_repl **out, struct ws_error *err)
+{
+    return pq_connect_as(conninfo, "walsafe basebackup", out, err);
 }
 
 static void pq_close(struct ws_repl *session)
@@ -418,5 +427,220 @@ static int pq_next(struct ws_repl *session, struct ws_repl_msg *msg, struct ws_e
                         one_line(PQerrorMessage(r->conn), buf, sizeof(buf)));
 }
 
-const struct ws_repl_ops ws_repl_libpq = {pq_connect, pq_close, pq_identify, pq_base_backup,
-                                          pq_next};
+/* ---- streaming (wal-receive) ---- */
+
+static int sqlstate_is(const PGresult *res, const char *state)
+{
+    const char *s = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    return s && strcmp(s, state) == 0;
+}
+
+static int pq_slot_command(struct ws_repl *session, int create, const char *slot,
+                           struct ws_error *err)
+{
+    struct pq_repl *r = (struct pq_repl *)session;
+    char cmd[128], buf[768];
+    PGresult *res;
+    int rc = 0;
+
+    if (create)
+        snprintf(cmd, sizeof(cmd), "CREATE_REPLICATION_SLOT %s PHYSICAL RESERVE_WAL", slot);
+    else
+        snprintf(cmd, sizeof(cmd), "DROP_REPLICATION_SLOT %s", slot);
+    res = PQexec(r->conn, cmd);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK)
+        rc = 0;
+    else if (create && sqlstate_is(res, SQLSTATE_DUPLICATE_OBJECT))
+        rc = ws_error_set(err, WS_ERR_EXISTS, "replication slot \"%s\" already exists", slot);
+    else if (!create && sqlstate_is(res, SQLSTATE_UNDEFINED_OBJECT))
+        rc = ws_error_set(err, WS_ERR_NOT_FOUND, "replication slot \"%s\" does not exist", slot);
+    else
+        rc = ws_error_set(err, WS_ERR_STORAGE, "could not %s replication slot \"%s\": %s",
+                          create ? "create" : "drop", slot,
+                          result_message(r->conn, res, buf, sizeof(buf)));
+    PQclear(res);
+    return rc;
+}
+
+static int pq_read_slot(struct ws_repl *session, const char *slot, struct ws_repl_slot *out,
+                        struct ws_error *err)
+{
+    struct pq_repl *r = (struct pq_repl *)session;
+    char cmd[128];
+    PGresult *res;
+    uint64_t tli = 0;
+    int rc;
+
+    snprintf(cmd, sizeof(cmd), "READ_REPLICATION_SLOT %s", slot);
+    if ((rc = run(r, cmd, 3, &res, err)) != 0)
+        return rc;
+    if (!PQgetisnull(res, 0, 0)) {
+        out->exists = 1;
+        if ((!PQgetisnull(res, 0, 1) &&
+             ws_wal_parse_lsn(PQgetvalue(res, 0, 1), &out->restart_lsn) != 0) ||
+            (!PQgetisnull(res, 0, 2) && parse_u64(PQgetvalue(res, 0, 2), UINT32_MAX, &tli) != 0))
+            rc = ws_error_set(err, WS_ERR_CORRUPT,
+                              "READ_REPLICATION_SLOT %s returned an invalid position or timeline",
+                              slot);
+        out->timeline = (uint32_t)tli;
+    }
+    PQclear(res);
+    return rc;
+}
+
+static int pq_timeline_history(struct ws_repl *session, uint32_t tli, char **content,
+                               size_t *len, struct ws_error *err)
+{
+    struct pq_repl *r = (struct pq_repl *)session;
+    char cmd[64], want[32];
+    PGresult *res;
+    int rc;
+
+    snprintf(cmd, sizeof(cmd), "TIMELINE_HISTORY %" PRIu32, tli);
+    snprintf(want, sizeof(want), "%08" PRIX32 ".history", tli);
+    if ((rc = run(r, cmd, 2, &res, err)) != 0)
+        return rc;
+    if (strcmp(PQgetvalue(res, 0, 0), want) != 0)
+        rc = ws_error_set(err, WS_ERR_CORRUPT,
+                          "TIMELINE_HISTORY %" PRIu32 " returned file \"%s\" instead of \"%s\"",
+                          tli, PQgetvalue(res, 0, 0), want);
+    else if (!(*content = malloc((size_t)PQgetlength(res, 0, 1) + 1)))
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    else {
+        *len = (size_t)PQgetlength(res, 0, 1);
+        memcpy(*content, PQgetvalue(res, 0, 1), *len + 1);
+    }
+    PQclear(res);
+    return rc;
+}
+
+static int pq_start_streaming(struct ws_repl *session, const char *slot, uint64_t lsn,
+                              uint32_t tli, struct ws_error *err)
+{
+    struct pq_repl *r = (struct pq_repl *)session;
+    char cmd[160], pos[24], slotpart[80] = "", buf[768];
+    PGresult *res;
+    int rc = 0;
+
+    if (r->state != IDLE)
+        return ws_error_set(err, WS_ERR_INTERNAL, "START_REPLICATION while another command runs");
+    ws_wal_format_lsn(pos, lsn);
+    if (slot)
+        snprintf(slotpart, sizeof(slotpart), "SLOT %s ", slot);
+    snprintf(cmd, sizeof(cmd), "START_REPLICATION %sPHYSICAL %s TIMELINE %" PRIu32, slotpart, pos,
+             tli);
+    res = PQexec(r->conn, cmd);
+    if (PQresultStatus(res) == PGRES_COPY_BOTH)
+        r->state = WAL_STREAMING;
+    else if (slot && sqlstate_is(res, SQLSTATE_UNDEFINED_OBJECT))
+        rc = ws_error_set(err, WS_ERR_CONFIG,
+                          "replication slot \"%s\" does not exist (create it with wal-receive "
+                          "--create-slot)",
+                          slot);
+    else
+        rc = ws_error_set(err, WS_ERR_STORAGE, "replication command \"%s\" failed: %s", cmd,
+                          result_message(r->conn, res, buf, sizeof(buf)));
+    PQclear(res);
+    return rc;
+}
+
+static int lost(struct pq_repl *r, const char *what, struct ws_error *err)
+{
+    char buf[768];
+
+    r->state = DONE;
+    return ws_error_set(err, WS_ERR_STORAGE, "%s while streaming WAL: %s", what,
+                        one_line(PQerrorMessage(r->conn), buf, sizeof(buf)));
+}
+
+/* The server ended the COPY: ours ends too, then the next timeline and its start (if any). */
+static int wal_stream_end(struct pq_repl *r, struct ws_repl_wal_msg *msg, struct ws_error *err)
+{
+    char buf[768];
+    PGresult *res;
+    uint64_t tli = 0;
+    int rc = 0;
+
+    if (PQputCopyEnd(r->conn, NULL) != 1 || PQflush(r->conn) != 0)
+        return lost(r, "could not end the COPY", err);
+    res = PQgetResult(r->conn);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+        if (PQntuples(res) != 1 || PQnfields(res) < 2 ||
+            parse_u64(PQgetvalue(res, 0, 0), UINT32_MAX, &tli) != 0 || tli == 0 ||
+            ws_wal_parse_lsn(PQgetvalue(res, 0, 1), &msg->next_start) != 0)
+            rc = ws_error_set(err, WS_ERR_CORRUPT,
+                              "the server sent an invalid next timeline at the end of streaming");
+        msg->next_timeline = (uint32_t)tli;
+        PQclear(res);
+        res = PQgetResult(r->conn);
+    }
+    if (!rc && PQresultStatus(res) != PGRES_COMMAND_OK)
+        rc = ws_error_set(err, WS_ERR_STORAGE, "streaming WAL ended with an error: %s",
+                          result_message(r->conn, res, buf, sizeof(buf)));
+    PQclear(res);
+    while ((res = PQgetResult(r->conn)) != NULL)
+        PQclear(res);
+    r->state = rc ? DONE : IDLE;
+    msg->type = WS_REPL_TIMELINE_END;
+    return rc;
+}
+
+static int pq_stream_next(struct ws_repl *session, int timeout_ms, struct ws_repl_wal_msg *msg,
+                          struct ws_error *err)
+{
+    struct pq_repl *r = (struct pq_repl *)session;
+    struct pollfd pfd;
+    int len;
+
+    if (r->copybuf) {
+        PQfreemem(r->copybuf);
+        r->copybuf = NULL;
+    }
+    if (r->state != WAL_STREAMING)
+        return ws_error_set(err, WS_ERR_INTERNAL, "no WAL is streaming");
+    for (int waited = 0;; waited = 1) {
+        len = PQgetCopyData(r->conn, &r->copybuf, 1);
+        if (len > 0) {
+            int rc = ws_repl_parse_xlog((const uint8_t *)r->copybuf, (size_t)len, msg, err);
+            if (rc)
+                r->state = DONE;
+            return rc;
+        }
+        if (len == -1)
+            return wal_stream_end(r, msg, err);
+        if (len < -1)
+            return lost(r, "the connection failed", err);
+        if (waited) {
+            msg->type = WS_REPL_IDLE;
+            return 0;
+        }
+        pfd.fd = PQsocket(r->conn);
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+        if (pfd.fd < 0)
+            return lost(r, "the connection is closed", err);
+        if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR)
+            return lost(r, "could not wait for the server", err);
+        if (!PQconsumeInput(r->conn))
+            return lost(r, "the connection was lost", err);
+    }
+}
+
+static int pq_send_status(struct ws_repl *session, uint64_t write_lsn, uint64_t flush_lsn,
+                          int64_t now, struct ws_error *err)
+{
+    struct pq_repl *r = (struct pq_repl *)session;
+    uint8_t buf[WS_REPL_STATUS_SIZE];
+
+    if (r->state != WAL_STREAMING)
+        return ws_error_set(err, WS_ERR_INTERNAL, "no WAL is streaming");
+    ws_repl_format_status(buf, write_lsn, flush_lsn, now);
+    if (PQputCopyData(r->conn, (const char *)buf, sizeof(buf)) != 1 || PQflush(r->conn) != 0)
+        return lost(r, "could not send a status update", err);
+    return 0;
+}
+
+const struct ws_repl_ops ws_repl_libpq = {
+    pq_connect,         pq_close,        pq_identify,          pq_base_backup,
+    pq_next,            pq_connect_as,   pq_slot_command,      pq_read_slot,
+    pq_timeline_history, pq_start_streaming, pq_stream_next,    pq_send_status};
