@@ -9,6 +9,10 @@
 #                              every exit of the test); sets RECV_PID
 #   recv_stop [LIMIT_S]        SIGTERM to RECV_PID, waits (default 30 s); sets RECV_RC (124: it
 #                              did not exit and was killed)
+#   recv_first_error LOG CONF  a receiver that cannot stream (it logs the failure and retries
+#                              after a backoff): started, stopped with SIGTERM once LOG holds an
+#                              ERROR line (20 s at most); $T/.last.err holds LOG's first line,
+#                              RC the exit status (which must be 0: stopped by a signal)
 #   slot_active PORT SLOT      prints t when a walsender uses SLOT on the server on PORT
 #   wait_slot_active PORT SLOT LIMIT_S   until slot_active is t; 1 (and fail) otherwise
 #   wait_repo_file KEY LIMIT_S [PID]     until object KEY of the repository exists; 1 (and
@@ -42,6 +46,20 @@ recv_stop() {
     kill -CONT "$RECV_PID" 2>/dev/null
     bg_wait "$RECV_PID" "${1:-30}"
     RECV_RC=$?
+}
+
+recv_first_error() {
+    local log=$1 conf=$2 start
+    recv_start "$log" "$conf"
+    start=$(date +%s)
+    until grep -q 'ERROR' "$log"; do
+        [ $(($(date +%s) - start)) -lt 20 ] && kill -0 "$RECV_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    recv_stop
+    RC=$RECV_RC
+    head -1 "$log" >"$T/.last.err"
+    check_no_secrets "$log"
 }
 
 slot_active() {
