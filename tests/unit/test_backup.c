@@ -449,8 +449,11 @@ static int fr_next(struct ws_repl *r, struct ws_repl_msg *msg, struct ws_error *
     return 0;
 }
 
-static const struct ws_repl_ops fake_repl = {fr_connect, fr_close, fr_identify, fr_base_backup,
-                                             fr_next};
+static const struct ws_repl_ops fake_repl = {.connect = fr_connect,
+                                             .close = fr_close,
+                                             .identify = fr_identify,
+                                             .base_backup = fr_base_backup,
+                                             .next = fr_next};
 
 static const struct ws_backup_env env = {&fake_pg, &fake_repl, open_view, WAL_FETCH};
 

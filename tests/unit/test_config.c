@@ -982,7 +982,39 @@ static void test_keyring_load(void)
     ws_config_free(&cfg);
 }
 
+/* wal-receive's keys: defaults, values, and one-line errors naming the key. */
+static void test_receive_keys(void)
+{
+    static const char *const bad[][2] = {
+        {"slot_name", ""},          {"slot_name", "Walsafe"}, {"slot_name", "a-b"},
+        {"receive_flush_interval", "0"}, {"receive_flush_interval", "500ms"},
+        {"receive_synchronous", "maybe"}, {"receive_spool_segments", "0"},
+    };
+    struct ws_config cfg;
+    struct ws_error err = {0};
+
+    ws_config_init(&cfg);
+    CHECK(cfg.receive_flush_interval == 10 && cfg.receive_synchronous == 0 &&
+          cfg.receive_spool_segments == 64);
+    CHECK(ws_config_set(&cfg, "slot_name", "walsafe_2", "t", &err) == 0);
+    CHECK(ws_config_set(&cfg, "receive_flush_interval", "1s", "t", &err) == 0 &&
+          cfg.receive_flush_interval == 1);
+    CHECK(ws_config_set(&cfg, "receive_flush_interval", "2m", "t", &err) == 0 &&
+          cfg.receive_flush_interval == 120);
+    CHECK(ws_config_set(&cfg, "receive_synchronous", "on", "t", &err) == 0 &&
+          cfg.receive_synchronous == 1);
+    CHECK(ws_config_set(&cfg, "receive_spool_segments", "8", "t", &err) == 0 &&
+          cfg.receive_spool_segments == 8);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&err, 0, sizeof(err));
+        CHECK(ws_config_set(&cfg, bad[i][0], bad[i][1], "t", &err) == WS_ERR_CONFIG);
+        CHECK(strstr(err.msg, bad[i][0]) != NULL && strchr(err.msg, '\n') == NULL);
+    }
+    ws_config_free(&cfg);
+}
+
 const struct unit_test unit_tests[] = {
+    {"receive_keys", test_receive_keys},
     {"syntax", test_syntax},
     {"syntax_errors", test_syntax_errors},
     {"unknown_key", test_unknown_key},

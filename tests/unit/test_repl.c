@@ -64,8 +64,11 @@ static int fake_next(struct ws_repl *r, struct ws_repl_msg *msg, struct ws_error
     return 0;
 }
 
-static const struct ws_repl_ops fake_ops = {fake_connect, fake_close, fake_identify,
-                                            fake_base_backup, fake_next};
+static const struct ws_repl_ops fake_ops = {.connect = fake_connect,
+                                            .close = fake_close,
+                                            .identify = fake_identify,
+                                            .base_backup = fake_base_backup,
+                                            .next = fake_next};
 
 static void test_dispatch(void)
 {
@@ -256,7 +259,101 @@ static void test_size(void)
         CHECK(ws_repl_parse_size(bad[i], &v) == -1);
 }
 
+/* ---- streaming ---- */
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static void test_xlog(void)
+{
+    uint8_t buf[64] = {'w'};
+    struct ws_repl_wal_msg m;
+    struct ws_error err = {0};
+
+    /* XLogData: start, end, send time, then the WAL bytes */
+    put64(buf + 1, UINT64_C(0x16000000));
+    put64(buf + 9, UINT64_C(0x16000100));
+    put64(buf + 17, 12345);
+    memcpy(buf + 25, "abc", 3);
+    REQUIRE(ws_repl_parse_xlog(buf, 28, &m, &err) == 0);
+    CHECK(m.type == WS_REPL_WAL && m.wal_start == 0x16000000 && m.wal_end == 0x16000100);
+    CHECK(m.send_time == 12345 && m.len == 3 && memcmp(m.data, "abc", 3) == 0);
+    CHECK(ws_repl_parse_xlog(buf, 25, &m, &err) == 0 && m.len == 0);
+    CHECK(ws_repl_parse_xlog(buf, 24, &m, &err) == WS_ERR_CORRUPT);
+    /* a start so high that its data would wrap */
+    put64(buf + 1, UINT64_MAX - 1);
+    CHECK(ws_repl_parse_xlog(buf, 28, &m, &err) == WS_ERR_CORRUPT);
+
+    /* keepalive: end, send time, reply requested (0 or 1) */
+    memset(buf, 0, sizeof(buf));
+    buf[0] = 'k';
+    put64(buf + 1, 0x2000);
+    buf[17] = 1;
+    REQUIRE(ws_repl_parse_xlog(buf, 18, &m, &err) == 0);
+    CHECK(m.type == WS_REPL_KEEPALIVE && m.wal_end == 0x2000 && m.reply_requested == 1);
+    CHECK(ws_repl_parse_xlog(buf, 17, &m, &err) == WS_ERR_CORRUPT);
+    CHECK(ws_repl_parse_xlog(buf, 19, &m, &err) == WS_ERR_CORRUPT);
+    buf[17] = 2;
+    CHECK(ws_repl_parse_xlog(buf, 18, &m, &err) == WS_ERR_CORRUPT);
+    buf[0] = 'x';
+    CHECK(ws_repl_parse_xlog(buf, 18, &m, &err) == WS_ERR_CORRUPT);
+    CHECK(strstr(err.msg, "0x78") != NULL);
+    CHECK(ws_repl_parse_xlog(buf, 0, &m, &err) == WS_ERR_CORRUPT);
+}
+
+static void test_status_update(void)
+{
+    uint8_t out[WS_REPL_STATUS_SIZE], want[WS_REPL_STATUS_SIZE] = {'r'};
+
+    put64(want + 1, 0x0102030405060708);
+    put64(want + 9, 0x1112131415161718);
+    put64(want + 25, 99);
+    ws_repl_format_status(out, 0x0102030405060708, 0x1112131415161718, 99);
+    CHECK(memcmp(out, want, sizeof(out)) == 0);
+    /* the protocol's clock: after 2026-01-01 (820454400 s after 2000-01-01) */
+    CHECK(ws_repl_pg_now() > INT64_C(820454400) * 1000000);
+}
+
+static void test_slot_name(void)
+{
+    struct ws_error err = {0};
+    char longest[WS_REPL_SLOT_MAX + 2];
+
+    CHECK(ws_repl_slot_name_check("walsafe", &err) == 0);
+    CHECK(ws_repl_slot_name_check("a_1", &err) == 0);
+    memset(longest, 'a', sizeof(longest));
+    longest[WS_REPL_SLOT_MAX] = '\0';
+    CHECK(ws_repl_slot_name_check(longest, &err) == 0);
+    longest[WS_REPL_SLOT_MAX] = 'a';
+    longest[WS_REPL_SLOT_MAX + 1] = '\0';
+    CHECK(ws_repl_slot_name_check(longest, &err) == WS_ERR_CONFIG);
+    CHECK(ws_repl_slot_name_check("", &err) == WS_ERR_CONFIG);
+    CHECK(ws_repl_slot_name_check("Upper", &err) == WS_ERR_CONFIG);
+    CHECK(ws_repl_slot_name_check("a b; DROP", &err) == WS_ERR_CONFIG);
+    CHECK(strstr(err.msg, "slot_name") != NULL);
+}
+
+/* A session without the streaming calls refuses them instead of crashing. */
+static void test_no_streaming(void)
+{
+    struct ws_repl *r = NULL;
+    struct ws_error err = {0};
+    struct ws_repl_slot slot;
+
+    CHECK(ws_repl_connect_as(&fake_ops, "x", "app", &r, &err) == WS_ERR_INTERNAL);
+    REQUIRE(ws_repl_connect(&fake_ops, "x", &r, &err) == 0);
+    CHECK(ws_repl_read_slot(r, "walsafe", &slot, &err) == WS_ERR_INTERNAL);
+    CHECK(ws_repl_create_slot(r, "Bad Name", &err) == WS_ERR_CONFIG);
+    CHECK(ws_repl_start_streaming(r, "walsafe", 0, 1, &err) == WS_ERR_INTERNAL);
+    ws_repl_close(r);
+}
+
 const struct unit_test unit_tests[] = {
     {"dispatch", test_dispatch},     {"command", test_command}, {"stream", test_stream},
-    {"stream_bad", test_stream_bad}, {"size", test_size},       {NULL, NULL},
+    {"stream_bad", test_stream_bad}, {"size", test_size},       {"xlog", test_xlog},
+    {"status_update", test_status_update}, {"slot_name", test_slot_name},
+    {"no_streaming", test_no_streaming}, {NULL, NULL},
 };
