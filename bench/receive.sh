@@ -26,11 +26,13 @@
 #                       spool in the run's directory)
 #        pg_receivewal  -S SLOT -D DIR --compress=METHOD (per PGRW), --no-sync left off
 #      The receiver runs as postgres under GNU time (user+sys CPU, peak RSS of the receiver).
-#      Once its slot is active, one psql session inserts 200 000 rows of 200 bytes per
-#      transaction (about 55 MiB of WAL) until the server has written SIZE_MB MiB since the
+#      Once its slot is active, one psql session inserts 200 000 rows per transaction (three
+#      distinct md5 texts each, 96 bytes: WAL that compresses as hex text does, not as runs of
+#      one byte; about 35 MiB of WAL per transaction) until the server has written SIZE_MB MiB since the
 #      phase started, as fast as it can. Every 0.5 s pg_stat_replication gives the receiver's
-#      lag: bytes between pg_current_wal_lsn() and its write_lsn and its flush_lsn. After the
-#      load, the time until write_lsn reaches the end ("catch-up"), then SIGTERM (wal-receive) or
+#      lag: bytes between pg_current_wal_lsn() and sent_lsn (the backlog the walsender cannot
+#      send because the receiver does not read) and write_lsn (what the receiver reported, every
+#      10 s). After the load, the time until sent_lsn reaches the end ("catch-up"), then SIGTERM (wal-receive) or
 #      SIGINT (pg_receivewal) and the exit status; the WAL it received is checked: wal-receive's
 #      repository holds every segment of the phase but the last (wal-fetch of the first, middle
 #      and last complete segment compared with pg_wal's, which the slot kept), pg_receivewal's
@@ -78,12 +80,12 @@ psql_q -c "CREATE TABLE bulk (id int, pad text)" >/dev/null
 # lsn_bytes LSN: the LSN as a byte position.
 lsn_bytes() { psql_q -c "SELECT '$1'::pg_lsn - '0/0'"; }
 
-# sample_lag SLOT OUT: every 0.5 s "seconds write_lag_bytes flush_lag_bytes" of the walsender
-# that uses SLOT, appended to OUT, until killed.
+# sample_lag SLOT OUT: every 0.5 s "seconds sent_lag_bytes write_lag_bytes" of the walsender that
+# uses SLOT, appended to OUT, until killed.
 sample_lag() {
     local t0=$EPOCHREALTIME line
     while :; do
-        line=$(psql_q -F ' ' -c "SELECT pg_current_wal_lsn() - write_lsn, pg_current_wal_lsn() - flush_lsn
+        line=$(psql_q -F ' ' -c "SELECT pg_current_wal_lsn() - sent_lsn, pg_current_wal_lsn() - write_lsn
             FROM pg_stat_replication WHERE pid = (SELECT active_pid FROM pg_replication_slots
                                                   WHERE slot_name = '$1')" 2>/dev/null) || true
         [ -z "$line" ] || awk -v a="$t0" -v b="$EPOCHREALTIME" -v l="$line" \
@@ -117,12 +119,13 @@ phase() {
     t0=$EPOCHREALTIME
     psql_q -c "DO \$\$ BEGIN
         WHILE pg_current_wal_lsn() - '$start_lsn' < $SIZE_MB::numeric * 1048576 LOOP
-            INSERT INTO bulk SELECT g, repeat('x', 200) FROM generate_series(1, 200000) g;
+            INSERT INTO bulk SELECT g, md5(g::text) || md5((-g)::text) || md5((7 * g)::text)
+                FROM generate_series(1, 200000) g;
             COMMIT;
         END LOOP; END \$\$" >/dev/null
     t1=$EPOCHREALTIME
     end_lsn=$(psql_q -c "SELECT pg_current_wal_lsn()")
-    until [ "$(psql_q -c "SELECT write_lsn >= '$end_lsn' FROM pg_stat_replication WHERE pid =
+    until [ "$(psql_q -c "SELECT sent_lsn >= '$end_lsn' FROM pg_stat_replication WHERE pid =
                 (SELECT active_pid FROM pg_replication_slots WHERE slot_name = '$slot')")" = t ]; do
         kill -0 "$rpid" 2>/dev/null || die "$name died during the catch-up (see $res.err; KEEP=1)"
         sleep 0.05
@@ -192,7 +195,7 @@ printf '        as fast as the server can (fsync off); lag sampled every 0.5 s f
 printf 'settings: wal-receive zstd 3, encrypted, receive_flush_interval %s, local repository;\n' "$FLUSH"
 printf '          pg_receivewal --compress=METHOD (PostgreSQL 15 has no zstd for it)\n'
 printf '\n%-20s %8s %8s %15s %15s %9s %10s %8s %8s %6s\n' receiver "WAL MiB" "MiB/s" \
-    "write lag MiB" "flush lag MiB" "catch-up" "CPU s/GiB" "RSS MB" "stored" exit
+    "sent lag MiB" "write lag MiB" "catch-up" "CPU s/GiB" "RSS MB" "stored" exit
 printf '%-20s %8s %8s %15s %15s %9s %10s %8s %8s %6s\n' "" "" "(load)" "median/max" "median/max" "s" "" "" "/WAL" ""
 for name in "${NAMES[@]}"; do
     read -r b0 b1 t0 t1 t2 user sys rss rc <"$DIR/results/$name"
@@ -209,10 +212,12 @@ for name in "${NAMES[@]}"; do
     [ "$rc" = 0 ] || BAD=1
 done
 printf '\nCPU: user+sys of the receiver over the phase; RSS: its peak; stored/WAL: bytes on disk (the\n'
-printf 'repository, or the directory) per byte of WAL written in the phase; catch-up: seconds from the\n'
-printf 'end of the load until write_lsn reached its end. pg_receivewal reports flush only at segment\n'
-printf 'ends and every 10 s (its status interval): its flush lag is not comparable.\n'
-printf '\nlag series (s: write lag MiB / flush lag MiB, every 2 s of each phase):\n'
+printf 'repository, or the directory) per byte of WAL written in the phase. sent lag: WAL written but\n'
+printf 'not yet sent (the walsender waits for the receiver once the socket buffers are full: the\n'
+printf 'backlog a receiver that cannot keep up builds); write lag: WAL not yet reported received, which\n'
+printf 'both report only every 10 s (status interval; wal-receive also after each flush);\n'
+printf 'catch-up: seconds from the end of the load until everything was sent.\n'
+printf '\nlag series (s: sent lag MiB / write lag MiB, every 2 s of each phase):\n'
 for name in "${NAMES[@]}"; do
     printf '  %-20s' "$name"
     awk '{k = int($1 / 2); if (!(k in seen)) {seen[k] = 1; printf " %d:%.0f/%.0f", k * 2, $2 / 1048576, $3 / 1048576}}
