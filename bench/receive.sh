@@ -10,6 +10,8 @@
 #                PostgreSQL 15 pg_receivewal says "compression with ZSTD is not yet supported",
 #                so the issue's --compress=zstd comparison is made with its two methods
 #   FLUSH=D      receive_flush_interval of wal-receive (default 10s, the default)
+#   PARALLEL=N   parallel for wal-receive (default: not set, i.e. the number of CPUs; more than 1
+#                gives each completed segment's zstd that many worker threads)
 #   KEEP=1       keep the temporary directory (printed at the end) instead of removing it
 #
 # It prints figures and the issue's targets beside them; it asserts nothing about them. It exits
@@ -49,8 +51,9 @@ export LC_ALL=C
 
 BIN=$(cd "${1:-build/release/bin}" && pwd)
 SIZE_MB=${SIZE_MB:-2048}
-read -r -a PGRW_METHODS <<<"${PGRW:-lz4 gzip}"
+read -r -a PGRW_METHODS <<<"${PGRW-lz4 gzip}"
 FLUSH=${FLUSH:-10s}
+PARALLEL=${PARALLEL:-}
 
 need_root "wal-receive and pg_receivewal"
 need_count SIZE_MB
@@ -69,7 +72,8 @@ openssl rand -hex 32 >"$DIR/ws.key"
 CONF=$DIR/receive.conf
 printf '%s\n' "repo = '$DIR/ws-repo'" "encrypt_key_file = '$DIR/ws.key'" "spool_dir = '$DIR/spool'" \
     "receive_flush_interval = $FLUSH" "slot_name = 'bench_walsafe'" \
-    "pg_conninfo = 'host=$SOCK port=$PORT user=postgres dbname=postgres'" >"$CONF"
+    "pg_conninfo = 'host=$SOCK port=$PORT user=postgres dbname=postgres'" \
+    ${PARALLEL:+"parallel = $PARALLEL"} >"$CONF"
 chown postgres: "$DIR/ws.key" "$CONF"
 chmod 600 "$DIR/ws.key" "$CONF"
 chmod 700 "$DIR/spool"
@@ -192,7 +196,8 @@ printf 'versions: %s (source tree %s at start); %s\n' "$("$WAL_RECEIVE" --versio
     "$("$PGBIN/postgres" --version)"
 printf 'method: each receiver alone with its own slot while one session bulk-inserts %d MiB of WAL\n' "$SIZE_MB"
 printf '        as fast as the server can (fsync off); lag sampled every 0.5 s from pg_stat_replication\n'
-printf 'settings: wal-receive zstd 3, encrypted, receive_flush_interval %s, local repository;\n' "$FLUSH"
+printf 'settings: wal-receive zstd 3, encrypted, receive_flush_interval %s, parallel %s, local repository;\n' \
+    "$FLUSH" "${PARALLEL:-$(nproc) (default)}"
 printf '          pg_receivewal --compress=METHOD (PostgreSQL 15 has no zstd for it)\n'
 printf '\n%-20s %8s %8s %15s %15s %9s %10s %8s %8s %6s\n' receiver "WAL MiB" "MiB/s" \
     "sent lag MiB" "write lag MiB" "catch-up" "CPU s/GiB" "RSS MB" "stored" exit
