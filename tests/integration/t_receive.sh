@@ -12,6 +12,7 @@
 #     receiver stores complete segments itself (byte-identical to pg_wal's) and wal-push, resumed,
 #     accepts them; with the receiver stopped wal-push stores them first and the receiver,
 #     resumed, accepts them; the archiver never fails;
+#   - --status while streaming: the slot, a received position, no last error;
 #   - pgbench -i -s 1, a base backup, then a client committing numbered rows (each commit's number
 #     and time logged after its COMMIT) and pgbench at a low rate; the primary is killed with
 #     SIGKILL (every process) and its data directory deleted. The repository is copied at that
@@ -156,6 +157,15 @@ t1=$(first_commit)
 sleep "$(awk -v t="$t1" -v now="$(date +%s.%N)" 'BEGIN { d = t + 6 - now; print (d > 0 ? d : 0) }')"
 assert_eq "$(sql "$PORT" "select pg_walfile_name(pg_current_wal_lsn())")" "$SEG" \
     "the segment in progress (the client wrote less than a segment)"
+
+CASE="--status while streaming"
+recv "$RCONF" --status
+if assert_rc 0 "--status"; then
+    grep -q '^slot: walsafe' "$T/.last.out" || fail "--status does not name the slot: $(head -3 "$T/.last.out")"
+    grep -q -E '^received: [0-9A-F]+/[0-9A-F]+' "$T/.last.out" ||
+        fail "--status shows nothing received: $(grep '^received' "$T/.last.out")"
+    assert_eq "$(sed -n 's/^last error: //p' "$T/.last.out")" none "last error in --status"
+fi
 
 CASE="kill"
 PM=$(head -1 "$PGD/postmaster.pid")
