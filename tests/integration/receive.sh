@@ -9,10 +9,12 @@
 #                              every exit of the test); sets RECV_PID
 #   recv_stop [LIMIT_S]        SIGTERM to RECV_PID, waits (default 30 s); sets RECV_RC (124: it
 #                              did not exit and was killed)
-#   recv_first_error LOG CONF  a receiver that cannot stream (it logs the failure and retries
-#                              after a backoff): started, stopped with SIGTERM once LOG holds an
-#                              ERROR line (20 s at most); $T/.last.err holds LOG's first line,
-#                              RC the exit status (which must be 0: stopped by a signal)
+#   one_line WHAT ERE          the last run exited 1 with one printable line on stderr matching
+#                              ERE (extended)
+#   recv_first_error WHAT LOG CONF ERE   a receiver that cannot stream (it logs the failure and
+#                              retries after a backoff): started, stopped with SIGTERM once LOG
+#                              holds an ERROR line (20 s at most); it must exit 0 (stopped by a
+#                              signal) and LOG's first line must be an ERROR matching ERE
 #   slot_active PORT SLOT      prints t when a walsender uses SLOT on the server on PORT
 #   wait_slot_active PORT SLOT LIMIT_S   until slot_active is t; 1 (and fail) otherwise
 #   wait_repo_file KEY LIMIT_S [PID]     until object KEY of the repository exists; 1 (and
@@ -48,8 +50,16 @@ recv_stop() {
     RECV_RC=$?
 }
 
+one_line() {
+    assert_rc 1 "$1" || return 1
+    assert_err_one_line "$1"
+    grep -q -E -- "$2" "$T/.last.err" || fail_cmd "$1: stderr does not match /$2/"
+    LC_ALL=C grep -q '[^[:print:]]' "$T/.last.err" && fail "$1: its message holds unprintable bytes"
+    note "$1: $(head -1 "$T/.last.err")"
+}
+
 recv_first_error() {
-    local log=$1 conf=$2 start
+    local what=$1 log=$2 conf=$3 ere=$4 start first
     recv_start "$log" "$conf"
     start=$(date +%s)
     until grep -q 'ERROR' "$log"; do
@@ -57,9 +67,11 @@ recv_first_error() {
         sleep 0.1
     done
     recv_stop
-    RC=$RECV_RC
-    head -1 "$log" >"$T/.last.err"
     check_no_secrets "$log"
+    assert_eq "$RECV_RC" 0 "$what: exit status after SIGTERM"
+    first=$(head -1 "$log")
+    grep -q -E -- "ERROR.*($ere)" <<<"$first" || fail "$what: its first line does not match /$ere/: $first"
+    note "$what: $first"
 }
 
 slot_active() {

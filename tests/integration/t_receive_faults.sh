@@ -51,14 +51,6 @@ RECV_SETTINGS=("encrypt_key_file = '$KEY'" "spool_dir = '$SPOOL'" "receive_flush
 RCONF=$T/receive.conf
 remote_conf "$RCONF" "$PORT" "${RECV_SETTINGS[@]}"
 
-# one_line WHAT ERE: the last command exited 1 with one printable line matching ERE on stderr.
-one_line() {
-    assert_rc 1 "$1" || return 1
-    assert_err_one_line "$1"
-    grep -q -E -- "$2" "$T/.last.err" || fail_cmd "$1: stderr does not match /$2/"
-    LC_ALL=C grep -q '[^[:print:]]' "$T/.last.err" && fail "$1: its message holds unprintable bytes"
-    note "$1: $(head -1 "$T/.last.err")"
-}
 # batch N: about 1 MiB of WAL in one transaction, then a segment switch; prints the segment closed.
 ROWS=4000
 batch() {
@@ -83,11 +75,8 @@ write_conf "$NCONF" "${REPO_CONF[@]}" "${RECV_SETTINGS[@]}" \
     "pg_conninfo = 'host=127.0.0.1 port=$PORT user=walsafe_norepl dbname=postgres'"
 recv "$NCONF" --create-slot
 one_line "--create-slot as a role without REPLICATION" 'REPLICATION|replication'
-recv_first_error "$T/receive-norepl.log" "$NCONF"
-assert_eq "$RC" 0 "exit status of a receiver as a role without REPLICATION after SIGTERM"
-grep -q -E 'ERROR.*(REPLICATION|replication)' "$T/.last.err" ||
-    fail "a receiver as a role without REPLICATION: its first line says: $(cat "$T/.last.err")"
-note "a receiver as a role without REPLICATION: $(cat "$T/.last.err")"
+recv_first_error "a receiver as a role without REPLICATION" "$T/receive-norepl.log" "$NCONF" \
+    'REPLICATION|replication'
 assert_eq "$(find "$T/repo" -type f | wc -l)" 0 "files in the repository"
 
 CASE="connection cut mid-message"
