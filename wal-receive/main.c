@@ -40,8 +40,7 @@ static void on_signal(int sig)
     stop = 1;
 }
 
-static int extra(void *arg, const char *opt, const char *next, int *used_arg,
-                 struct ws_error *err)
+static int extra(void *arg, const char *opt, const char *next, int *used_arg, struct ws_error *err)
 {
     static const char *const names[] = {NULL, "--create-slot", "--drop-slot", "--status"};
     int *mode = arg;

@@ -44,9 +44,8 @@ int ws_archive_fetch(const struct ws_config *cfg, const char *wal_name, const ch
                      struct ws_error *err);
 struct ws_repo;
 struct ws_keyring;
-int ws_archive_fetch_streamed(struct ws_repo *repo, const struct ws_keyring *kr,
-                              uint32_t seg_size, const char *wal_name, const char *dest_path,
-                              struct ws_error *err);
+int ws_archive_fetch_streamed(struct ws_repo *repo, const struct ws_keyring *kr, uint32_t seg_size,
+                              const char *wal_name, const char *dest_path, struct ws_error *err);
 
 /*
  * The reader of WAL file wal_name's object `key`, for wal-fetch and the prefetcher: an object

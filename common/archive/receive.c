@@ -78,8 +78,8 @@ static int find_start(struct receiver *r, const struct ws_repl_system *sys, stru
     if ((rc = ws_repl_read_slot(r->session, r->cfg->slot_name, &slot, err)) != 0)
         return rc;
     if (slot.exists && slot.restart_lsn) {
-        r->pos = ws_wal_segno_to_lsn(ws_wal_lsn_to_segno(slot.restart_lsn, r->seg_size),
-                                     r->seg_size);
+        r->pos =
+            ws_wal_segno_to_lsn(ws_wal_lsn_to_segno(slot.restart_lsn, r->seg_size), r->seg_size);
         if (slot.timeline)
             r->tli = slot.timeline;
         return 0;
@@ -171,8 +171,8 @@ static int handle(struct receiver *r, const struct ws_repl_wal_msg *m, int64_t *
     if (m->wal_start != r->pos) {
         ws_wal_format_lsn(have, r->pos);
         ws_wal_format_lsn(got, m->wal_start);
-        return ws_error_set(err, WS_ERR_CORRUPT,
-                            "the server sent WAL from %s, expected from %s", got, have);
+        return ws_error_set(err, WS_ERR_CORRUPT, "the server sent WAL from %s, expected from %s",
+                            got, have);
     }
     if (m->len && !*data_ms)
         *data_ms = ws_mono_ms();
@@ -227,8 +227,8 @@ static int session(struct receiver *r, struct ws_error *err)
     struct ws_repl_wal_msg end;
     int rc;
 
-    if ((rc = ws_repl_connect_as(r->ops, r->cfg->pg_conninfo, r->cfg->cluster, &r->session,
-                                 err)) != 0 ||
+    if ((rc = ws_repl_connect_as(r->ops, r->cfg->pg_conninfo, r->cfg->cluster, &r->session, err)) !=
+            0 ||
         (rc = ws_repl_identify(r->session, &sys, err)) != 0 ||
         (rc = check_identity(r, &sys, err)) != 0)
         goto out;
@@ -249,8 +249,7 @@ static int session(struct receiver *r, struct ws_error *err)
         if ((rc = store_history(r, end.next_timeline, err)) != 0)
             break;
         r->tli = end.next_timeline;
-        r->pos = ws_wal_segno_to_lsn(ws_wal_lsn_to_segno(end.next_start, r->seg_size),
-                                     r->seg_size);
+        r->pos = ws_wal_segno_to_lsn(ws_wal_lsn_to_segno(end.next_start, r->seg_size), r->seg_size);
     }
 out:
     if (r->fd >= 0) {
@@ -279,7 +278,8 @@ static int open_receiver(const struct ws_config *cfg, struct receiver *r, struct
     if ((rc = ws_spool_open(cfg, &place, subs, 1, 1, &r->sp, err)) != 0)
         return ws_error_prefix(err, "wal-receive needs spool_dir");
     r->dir = r->sp.sub[0].fd;
-    if ((rc = ws_keyring_load(cfg, &r->kr, err)) != 0 || (rc = ws_repo_open(cfg, &r->repo, err)) != 0)
+    if ((rc = ws_keyring_load(cfg, &r->kr, err)) != 0 ||
+        (rc = ws_repo_open(cfg, &r->repo, err)) != 0)
         return rc;
     r->repo.st->attempts = 1; /* the receiver retries on its own clock */
     r->repo.keep_identity = 1;

@@ -92,7 +92,9 @@ int ws_receive_status(const struct ws_config *cfg, const struct ws_repl_ops *ops
               ws_repl_read_slot(r, cfg->slot_name, &slot, &e2) == 0;
     ws_repl_close(r);
     fprintf(out, "slot: %s (%s)\n", cfg->slot_name,
-            !reached ? "server not reached" : slot.exists ? "exists" : "missing");
+            !reached      ? "server not reached"
+            : slot.exists ? "exists"
+                          : "missing");
     if (slot.exists && slot.restart_lsn)
         ws_wal_format_lsn(restart, slot.restart_lsn);
     ws_wal_format_lsn(pos, sys.xlogpos);

@@ -32,10 +32,10 @@ struct receiver {
     uint32_t seg_size;
     uint32_t tli;
     uint64_t pos, synced, stored, chunked;
-    int fd;                               /* the .partial file, -1 when none */
-    char segment[WS_WAL_NAME_LEN + 1];    /* the segment the .partial file holds */
-    size_t pending;                       /* completed segments waiting in the spool */
-    int full_logged;                      /* "the spool is full" said once */
+    int fd;                            /* the .partial file, -1 when none */
+    char segment[WS_WAL_NAME_LEN + 1]; /* the segment the .partial file holds */
+    size_t pending;                    /* completed segments waiting in the spool */
+    int full_logged;                   /* "the spool is full" said once */
     char last_error[sizeof(((struct ws_error *)0)->msg)];
 };
 

@@ -27,8 +27,7 @@ int ws_rx_open_segment(struct receiver *r, struct ws_error *err)
     char name[WS_WAL_NAME_LEN + 16];
     int rc;
 
-    ws_wal_format_name(r->segment, r->tli, ws_wal_lsn_to_segno(r->pos, r->seg_size),
-                       r->seg_size);
+    ws_wal_format_name(r->segment, r->tli, ws_wal_lsn_to_segno(r->pos, r->seg_size), r->seg_size);
     snprintf(name, sizeof(name), "%s.partial", r->segment);
     if ((rc = ws_spool_openat(r->dir, name, O_RDWR | O_CREAT | O_TRUNC, &r->fd, err)) != 0)
         return rc;
@@ -140,11 +139,9 @@ static int push_one(struct receiver *r, const char *name, struct ws_error *err)
     if ((rc = ws_archive_push_in(r->cfg, &r->repo, &r->kr, -1, 1, path, &res, err)) != 0)
         return rc;
     if (ws_wal_classify(name) == WS_WAL_SEGMENT && remove_chunks(r, name, &e2) != 0)
-        ws_log_warning("could not remove the streamed chunks of segment \"%s\": %s", name,
-                       e2.msg);
+        ws_log_warning("could not remove the streamed chunks of segment \"%s\": %s", name, e2.msg);
     if (unlinkat(r->dir, name, 0) != 0)
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not remove spool file \"%s\"",
-                               path);
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not remove spool file \"%s\"", path);
     return 0;
 }
 
@@ -234,7 +231,8 @@ int ws_rx_write(struct receiver *r, const uint8_t *data, size_t len, struct ws_e
 /* Bytes [chunked, pos) of the segment in progress as a chunk object. */
 static int store_chunk(struct receiver *r, struct ws_error *err)
 {
-    uint32_t start = (uint32_t)(r->chunked % r->seg_size), end = start + (uint32_t)(r->pos - r->chunked);
+    uint32_t start = (uint32_t)(r->chunked % r->seg_size),
+             end = start + (uint32_t)(r->pos - r->chunked);
     struct ws_object_params p = {0};
     uint8_t *buf = NULL;
     char key[256];
@@ -269,6 +267,9 @@ out:
 int ws_rx_flush(struct receiver *r, struct ws_error *err)
 {
     int rc = 0;
+
+    if (r->pending > 0)
+        ws_rx_push_pending(r); /* segments the repository refused before: again */
 
     if (r->fd >= 0 && r->pos > r->synced) {
         if (fsync(r->fd) != 0)
@@ -305,8 +306,7 @@ void ws_rx_write_status(struct receiver *r)
         n = (int)sizeof(text) - 1;
     if (ws_spool_sink_new(r->dir, "status", NULL, &s, &err) != 0 ||
         ws_sink_write(s, text, (size_t)n, &err) != 0 || ws_sink_finish(s, &err) != 0)
-        ws_log_warning("could not write the status file in \"%s\": %s", r->sp.sub[0].path,
-                       err.msg);
+        ws_log_warning("could not write the status file in \"%s\": %s", r->sp.sub[0].path, err.msg);
     ws_sink_free(s);
 }
 

@@ -11,16 +11,14 @@
 #include "pg/wal.h"
 #include "repo/repo.h"
 
-#define MAX_CHUNKS 4096
-
 struct chunk {
     char *key;
     uint32_t start, end;
 };
 
 struct chunks {
-    struct chunk c[MAX_CHUNKS];
-    size_t n;
+    struct chunk *c;
+    size_t n, cap;
 };
 
 static int collect(void *arg, const char *key, const struct ws_storage_stat *st,
@@ -31,8 +29,16 @@ static int collect(void *arg, const char *key, const struct ws_storage_stat *st,
     uint32_t start, end;
 
     (void)st;
-    if (ws_repo_stream_parse(key, seg, &start, &end) != 0 || l->n == MAX_CHUNKS)
+    if (ws_repo_stream_parse(key, seg, &start, &end) != 0)
         return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        struct chunk *grown = realloc(l->c, cap * sizeof(*grown));
+        if (!grown)
+            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        l->c = grown;
+        l->cap = cap;
+    }
     if (!(l->c[l->n].key = strdup(key)))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     l->c[l->n].start = start;
@@ -92,8 +98,8 @@ static int write_cover(struct ws_repo *repo, const struct ws_keyring *kr, const 
         if ((rc = ws_repo_get_small(repo, c->key, kr, c->end - c->start, &data, &len, err)) != 0)
             break;
         if (len != c->end - c->start)
-            rc = ws_error_set(err, WS_ERR_CORRUPT, "streamed chunk \"%s\" holds %zu bytes",
-                              c->key, len);
+            rc = ws_error_set(err, WS_ERR_CORRUPT, "streamed chunk \"%s\" holds %zu bytes", c->key,
+                              len);
         else
             rc = ws_sink_write(out, data + (off - c->start), c->end - off, err);
         free(data);
@@ -107,9 +113,8 @@ static int write_cover(struct ws_repo *repo, const struct ws_keyring *kr, const 
     return rc;
 }
 
-int ws_archive_fetch_streamed(struct ws_repo *repo, const struct ws_keyring *kr,
-                              uint32_t seg_size, const char *wal_name, const char *dest_path,
-                              struct ws_error *err)
+int ws_archive_fetch_streamed(struct ws_repo *repo, const struct ws_keyring *kr, uint32_t seg_size,
+                              const char *wal_name, const char *dest_path, struct ws_error *err)
 {
     struct chunks *l = NULL;
     struct ws_sink *out = NULL;
@@ -120,16 +125,19 @@ int ws_archive_fetch_streamed(struct ws_repo *repo, const struct ws_keyring *kr,
     if (ws_wal_classify(wal_name) != WS_WAL_SEGMENT ||
         ws_repo_stream_prefix(repo, wal_name, prefix, sizeof(prefix)) != 0)
         return WS_ERR_NOT_FOUND;
-    if ((rc = later_segment(repo, wal_name, seg_size, &later, err)) != 0)
-        return rc;
-    if (later)
-        return WS_ERR_NOT_FOUND; /* the segment was complete: its chunks are leftovers */
     if (!(l = calloc(1, sizeof(*l))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    /* the list first: without chunks (the common case) one request decides */
     if ((rc = ws_storage_list(repo->st, prefix, collect, l, err)) != 0)
         goto out;
     if (!cover(l, 0, seg_size)) {
         rc = WS_ERR_NOT_FOUND;
+        goto out;
+    }
+    if ((rc = later_segment(repo, wal_name, seg_size, &later, err)) != 0)
+        goto out;
+    if (later) {
+        rc = WS_ERR_NOT_FOUND; /* the segment was complete: its chunks are leftovers */
         goto out;
     }
     if ((rc = ws_file_sink_new(dest_path, 0600, 0, &out, err)) != 0 ||
@@ -142,6 +150,8 @@ out:
     ws_sink_free(out);
     for (size_t i = 0; l && i < l->n; i++)
         free(l->c[i].key);
+    if (l)
+        free(l->c);
     free(l);
     return rc;
 }

@@ -73,10 +73,10 @@ struct ws_config {
     char *sftp_identity_file;
     char *sftp_known_hosts;
     char *sftp_host_key_sha256;
-    char *slot_name;                /* wal-receive's replication slot */
-    int receive_flush_interval;     /* seconds */
-    int receive_synchronous;        /* 1: flush = durable in the repository */
-    int receive_spool_segments;     /* completed segments kept unpushed at most */
+    char *slot_name;            /* wal-receive's replication slot */
+    int receive_flush_interval; /* seconds */
+    int receive_synchronous;    /* 1: flush = durable in the repository */
+    int receive_spool_segments; /* completed segments kept unpushed at most */
 
     char *config_file; /* the file that was read, or NULL */
     /* internal: the first key of the file read that holds a secret (a static name), or NULL */

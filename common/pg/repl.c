@@ -145,7 +145,8 @@ int ws_repl_slot_name_check(const char *slot, struct ws_error *err)
 {
     size_t n = slot ? strlen(slot) : 0;
 
-    if (n == 0 || n > WS_REPL_SLOT_MAX || strspn(slot, "abcdefghijklmnopqrstuvwxyz0123456789_") != n)
+    if (n == 0 || n > WS_REPL_SLOT_MAX ||
+        strspn(slot, "abcdefghijklmnopqrstuvwxyz0123456789_") != n)
         return ws_error_set(err, WS_ERR_CONFIG,
                             "invalid value \"%s\" for \"slot_name\": expected 1 to %d lower-case "
                             "letters, digits or underscores",
@@ -197,8 +198,8 @@ int ws_repl_parse_xlog(const uint8_t *buf, size_t len, struct ws_repl_wal_msg *m
                         len ? buf[0] : 0, len);
 }
 
-void ws_repl_format_status(uint8_t out[WS_REPL_STATUS_SIZE], uint64_t write_lsn,
-                           uint64_t flush_lsn, int64_t now)
+void ws_repl_format_status(uint8_t out[WS_REPL_STATUS_SIZE], uint64_t write_lsn, uint64_t flush_lsn,
+                           int64_t now)
 {
     out[0] = 'r';
     put_u64(out + 1, write_lsn);

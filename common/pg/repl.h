@@ -216,8 +216,8 @@ int ws_repl_parse_size(const char *s, uint64_t *bytes);
 int ws_repl_slot_name_check(const char *slot, struct ws_error *err);
 int ws_repl_parse_xlog(const uint8_t *buf, size_t len, struct ws_repl_wal_msg *msg,
                        struct ws_error *err);
-void ws_repl_format_status(uint8_t out[WS_REPL_STATUS_SIZE], uint64_t write_lsn,
-                           uint64_t flush_lsn, int64_t now);
+void ws_repl_format_status(uint8_t out[WS_REPL_STATUS_SIZE], uint64_t write_lsn, uint64_t flush_lsn,
+                           int64_t now);
 int64_t ws_repl_pg_now(void);
 
 #endif

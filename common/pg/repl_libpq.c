@@ -488,8 +488,8 @@ static int pq_read_slot(struct ws_repl *session, const char *slot, struct ws_rep
     return rc;
 }
 
-static int pq_timeline_history(struct ws_repl *session, uint32_t tli, char **content,
-                               size_t *len, struct ws_error *err)
+static int pq_timeline_history(struct ws_repl *session, uint32_t tli, char **content, size_t *len,
+                               struct ws_error *err)
 {
     struct pq_repl *r = (struct pq_repl *)session;
     char cmd[64], want[32];
@@ -514,8 +514,8 @@ static int pq_timeline_history(struct ws_repl *session, uint32_t tli, char **con
     return rc;
 }
 
-static int pq_start_streaming(struct ws_repl *session, const char *slot, uint64_t lsn,
-                              uint32_t tli, struct ws_error *err)
+static int pq_start_streaming(struct ws_repl *session, const char *slot, uint64_t lsn, uint32_t tli,
+                              struct ws_error *err)
 {
     struct pq_repl *r = (struct pq_repl *)session;
     char cmd[160], pos[24], slotpart[80] = "", buf[768];
@@ -640,7 +640,7 @@ static int pq_send_status(struct ws_repl *session, uint64_t write_lsn, uint64_t 
     return 0;
 }
 
-const struct ws_repl_ops ws_repl_libpq = {
-    pq_connect,         pq_close,        pq_identify,          pq_base_backup,
-    pq_next,            pq_connect_as,   pq_slot_command,      pq_read_slot,
-    pq_timeline_history, pq_start_streaming, pq_stream_next,    pq_send_status};
+const struct ws_repl_ops ws_repl_libpq = {pq_connect,         pq_close,       pq_identify,
+                                          pq_base_backup,     pq_next,        pq_connect_as,
+                                          pq_slot_command,    pq_read_slot,   pq_timeline_history,
+                                          pq_start_streaming, pq_stream_next, pq_send_status};

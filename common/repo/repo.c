@@ -37,8 +37,7 @@ int ws_repo_wal_key(const struct ws_repo *repo, const char *walname, char *out, 
     return n > 0 && (size_t)n < outsz ? 0 : -1;
 }
 
-int ws_repo_stream_prefix(const struct ws_repo *repo, const char *segment, char *out,
-                          size_t outsz)
+int ws_repo_stream_prefix(const struct ws_repo *repo, const char *segment, char *out, size_t outsz)
 {
     int n;
 

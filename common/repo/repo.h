@@ -65,8 +65,7 @@ void ws_repo_identity_key(const struct ws_repo *repo, char *out, size_t outsz);
  * segment name and range (start < end); -1 for another key. */
 int ws_repo_stream_key(const struct ws_repo *repo, const char *segment, uint32_t start,
                        uint32_t end, char *out, size_t outsz);
-int ws_repo_stream_prefix(const struct ws_repo *repo, const char *segment, char *out,
-                          size_t outsz);
+int ws_repo_stream_prefix(const struct ws_repo *repo, const char *segment, char *out, size_t outsz);
 int ws_repo_stream_parse(const char *key, char segment[25], uint32_t *start, uint32_t *end);
 
 /* WS_ERR_NOT_FOUND when the cluster has no identity yet. */

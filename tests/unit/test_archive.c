@@ -1014,8 +1014,8 @@ static void test_two_clusters(void)
 /* ---- streamed chunks (wal-receive) served by wal-fetch ---- */
 
 /* Stores bytes [start, end) of content as a chunk object of segment name, as wal-receive does. */
-static int put_chunk(const struct env *e, const char *name, const uint8_t *content,
-                     uint32_t start, uint32_t end)
+static int put_chunk(const struct env *e, const char *name, const uint8_t *content, uint32_t start,
+                     uint32_t end)
 {
     struct ws_object_params p = {0};
     struct ws_keyring kr = {0};

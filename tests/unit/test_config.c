@@ -986,9 +986,13 @@ static void test_keyring_load(void)
 static void test_receive_keys(void)
 {
     static const char *const bad[][2] = {
-        {"slot_name", ""},          {"slot_name", "Walsafe"}, {"slot_name", "a-b"},
-        {"receive_flush_interval", "0"}, {"receive_flush_interval", "500ms"},
-        {"receive_synchronous", "maybe"}, {"receive_spool_segments", "0"},
+        {"slot_name", ""},
+        {"slot_name", "Walsafe"},
+        {"slot_name", "a-b"},
+        {"receive_flush_interval", "0"},
+        {"receive_flush_interval", "500ms"},
+        {"receive_synchronous", "maybe"},
+        {"receive_spool_segments", "0"},
     };
     struct ws_config cfg;
     struct ws_error err = {0};

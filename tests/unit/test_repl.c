@@ -352,8 +352,14 @@ static void test_no_streaming(void)
 }
 
 const struct unit_test unit_tests[] = {
-    {"dispatch", test_dispatch},     {"command", test_command}, {"stream", test_stream},
-    {"stream_bad", test_stream_bad}, {"size", test_size},       {"xlog", test_xlog},
-    {"status_update", test_status_update}, {"slot_name", test_slot_name},
-    {"no_streaming", test_no_streaming}, {NULL, NULL},
+    {"dispatch", test_dispatch},
+    {"command", test_command},
+    {"stream", test_stream},
+    {"stream_bad", test_stream_bad},
+    {"size", test_size},
+    {"xlog", test_xlog},
+    {"status_update", test_status_update},
+    {"slot_name", test_slot_name},
+    {"no_streaming", test_no_streaming},
+    {NULL, NULL},
 };
