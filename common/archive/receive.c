@@ -163,6 +163,8 @@ static int handle(struct receiver *r, const struct ws_repl_wal_msg *m, int64_t *
                   int64_t *data_ms, struct ws_error *err)
 {
     char have[24], got[24];
+    uint64_t synced;
+    int rc;
 
     if (m->type == WS_REPL_KEEPALIVE && m->reply_requested)
         return send_status(r, status_ms, err);
@@ -176,7 +178,11 @@ static int handle(struct receiver *r, const struct ws_repl_wal_msg *m, int64_t *
     }
     if (m->len && !*data_ms)
         *data_ms = ws_mono_ms();
-    return ws_rx_write(r, m->data, m->len, err);
+    synced = r->synced;
+    if ((rc = ws_rx_write(r, m->data, m->len, err)) != 0)
+        return rc;
+    /* a segment completed (fsync'ed and renamed in the spool): that is a flush to report */
+    return r->synced > synced ? send_status(r, status_ms, err) : 0;
 }
 
 /* Streams one timeline from r->pos until it ends (*next set), stop, or an error. */
@@ -209,8 +215,8 @@ static int stream_timeline(struct receiver *r, struct ws_repl_wal_msg *end, stru
         if ((rc = ws_repl_stream_next(r->session, data_ms ? 10 : 1000, &m, err)) != 0)
             return rc;
         if (m.type == WS_REPL_TIMELINE_END) {
-            *end = m;
-            return flush_and_report(r, &status_ms, err) == WS_ERR_IO ? WS_ERR_IO : 0;
+            *end = m; /* the COPY is over: a flush, no status update */
+            return ws_rx_flush(r, err) == WS_ERR_IO ? WS_ERR_IO : 0;
         }
         if ((rc = handle(r, &m, &status_ms, &data_ms, err)) != 0)
             return rc;
@@ -253,6 +259,10 @@ static int session(struct receiver *r, struct ws_error *err)
     }
 out:
     if (r->fd >= 0) {
+        /* the server may be gone for good: what it sent goes to the repository now */
+        struct ws_error e2 = {0};
+        if (rc != 0 && r->pos > r->chunked)
+            ws_rx_flush(r, &e2);
         close(r->fd);
         r->fd = -1;
     }

@@ -51,9 +51,7 @@ void ws_rx_drop_partial(struct receiver *r)
     unlinkat(r->dir, name, 0);
 }
 
-/* The chunks of segment in the repository, removed (after its WAL object is stored). */
-static int remove_chunks(struct receiver *r, const char *segment, struct ws_error *err);
-
+/* Names (chunk keys, spool file names), malloc'ed. */
 struct chunk_list {
     char **keys;
     size_t n, cap;
@@ -78,6 +76,7 @@ static int collect_key(void *arg, const char *key, const struct ws_storage_stat 
     return 0;
 }
 
+/* The chunks of segment in the repository, removed (after its WAL object is stored). */
 static int remove_chunks(struct receiver *r, const char *segment, struct ws_error *err)
 {
     struct chunk_list l = {0};
