@@ -154,12 +154,15 @@ void ws_rx_push_pending(struct receiver *r)
     struct chunk_list l = {0};
     struct ws_error err = {0};
     size_t done = 0;
+    int rc;
 
-    if (spool_segments(r, &l, &err) == 0)
+    /* rc, not err.code: a push that found an identical copy returns 0 with err still set by
+     * the refused no-replace put. */
+    if ((rc = spool_segments(r, &l, &err)) == 0)
         for (; done < l.n; done++)
-            if (push_one(r, l.keys[done], &err) != 0)
+            if ((rc = push_one(r, l.keys[done], &err)) != 0)
                 break;
-    if (err.code) {
+    if (rc) {
         ws_rx_set_error(r, &err);
     }
     r->pending = l.n - done;
