@@ -69,6 +69,13 @@ if [ $# -gt 0 ]; then
 else
     tests=("$here"/t_*.sh)
 fi
+# Longest first (by tests/integration/durations; 30 s for a test not listed there), so that the
+# slots end together instead of one long test running alone at the end.
+mapfile -t tests < <(for t in "${tests[@]}"; do
+    n=$(basename "$t" .sh)
+    secs=$(awk -v n="$n" '$1 == n { print $2; exit }' "$here/durations" 2>/dev/null)
+    echo "${secs:-30} $t"
+done | sort -k1,1nr -k2,2 | cut -d' ' -f2-)
 
 IT_JOBS=${IT_JOBS:-2}
 case $IT_JOBS in '' | *[!0-9]* | 0) echo "run.sh: IT_JOBS must be a positive number, got '$IT_JOBS'" >&2; exit 2 ;; esac
