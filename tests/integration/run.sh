@@ -63,6 +63,10 @@ if ! runuser -u postgres -- test -x "$BIN_DIR/wal-push"; then
     exit 1
 fi
 
+# Clusters of the same initdb options are copies of one initdb per run (lib.sh's pg_init).
+export IT_PG_TEMPLATES=$RUN_BUILD/pg-templates
+install -d -o postgres -g postgres -m 700 "$IT_PG_TEMPLATES"
+
 if [ $# -gt 0 ]; then
     tests=()
     for n in "$@"; do tests+=("$here/${n%.sh}.sh"); done
