@@ -433,9 +433,10 @@ archiving_cluster() {
 # (a directory for the run) and the options are only --wal-segsize=N and --data-checksums, DIR
 # is a copy of a cluster initdb made once per run with the same options, given a system
 # identifier of its own (made as initdb makes one: seconds, microseconds, PID bits) in
-# global/pg_control (its CRC recomputed) and in the long page header of each WAL segment. A
-# copy is what initdb would have made, apart from object timestamps; initdb costs 1-2 s of CPU
-# per cluster, a copy a tenth of that.
+# global/pg_control (its CRC recomputed) and in the long page header of each WAL segment. The
+# copy (its files of the copy's time) is what initdb would have made, apart from times recorded
+# inside pg_control and the catalogs. initdb costs about 1 s of CPU per cluster; the copy and
+# the rewrite a fraction of that; initdb runs once per run and set of options.
 if [ -n "${IT_PG_TEMPLATES:-}" ] && [ -d "$IT_PG_TEMPLATES" ]; then
     eval "cluster_pg_init() $(declare -f pg_init | tail -n +2)"
     pg_init() {
@@ -454,7 +455,8 @@ if [ -n "${IT_PG_TEMPLATES:-}" ] && [ -d "$IT_PG_TEMPLATES" ]; then
                 --no-instructions "$@" >"$tpl.initdb.log" 2>&1 && touch "$tpl.done"
         ) 9>"$tpl.lock" || { cat "$tpl.initdb.log" 2>/dev/null; die "initdb of the template $tpl failed"; }
         [ -f "$tpl.done" ] || { cat "$tpl.initdb.log"; die "initdb of the template $tpl failed"; }
-        mkdir -p "$d" && cp -a "$tpl/." "$d/" && chown postgres: "$d" && chmod 700 "$d" ||
+        mkdir -p "$d" && cp -R --preserve=mode,ownership "$tpl/." "$d/" &&
+            chown postgres: "$d" && chmod 700 "$d" ||
             die "could not copy the template $tpl to $d"
         { echo "(a copy of $tpl, made by:)"; cat "$tpl.initdb.log"; } >"$d.initdb.log"
         node -e '
