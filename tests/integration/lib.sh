@@ -445,7 +445,7 @@ if [ -n "${IT_PG_TEMPLATES:-}" ] && [ -d "$IT_PG_TEMPLATES" ]; then
         for o in "$@"; do
             [[ "$o" =~ ^(--wal-segsize=[0-9]+|--data-checksums)$ ]] || { cluster_pg_init "$d" "$@"; return; }
         done
-        key=$(printf '%s\n' "$@" | LC_ALL=C sort | tr -d '\n-' | tr = _)
+        key=$(printf '%s\n' "$@" | LC_ALL=C sort | tr -d '\n-' | tr '=' '_')
         tpl=$IT_PG_TEMPLATES/initdb${key:+_$key}
         (
             flock 9 || exit 1
