@@ -10,7 +10,9 @@
 # IT_JOBS=N runs N tests at once (default 2). The tests spend most of their time waiting on
 # servers and timeouts, and nothing they start can collide: PostgreSQL listens only on a socket
 # in the test's own directory, s3rver and the fault proxy bind port 0, sshd retries a taken port.
-# Each test's lines are printed whole when it ends, in the order the tests end.
+# Each test's lines are printed whole when it ends, in the order the tests end; the longest
+# start first (tests/integration/durations). IT_PG_TEMPLATES (set here) lets lib.sh's pg_init
+# copy one initdb per set of options instead of running initdb for every cluster.
 set -u
 
 if [ $# -lt 1 ] || [ ! -d "$1" ]; then
