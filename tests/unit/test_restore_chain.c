@@ -31,6 +31,7 @@
 
 #include "backup/backup.h"
 #include "backup/pool.h"
+#include "backup/restore_int.h"
 #include "io/hashpipe.h"
 #include "io/object.h"
 #include "pg/wal.h"
@@ -1113,6 +1114,54 @@ static void test_delta_large_file(void)
     }
 }
 
+/* restore --force empties the tablespaces, then the data directory: before any of it, the data
+ * directory's recovery.signal, standby.signal and pg_control are gone, so a restore killed (here:
+ * failing) while it empties a tablespace leaves no directory PostgreSQL would start (t_restore_kill
+ * found recovery.signal beside a half-emptied tablespace). */
+static void test_force_disarms_first(void)
+{
+    char dir[] = "/tmp/ws-disarm-XXXXXX", p[PATH_MAX];
+    static const char *const files[] = {"recovery.signal", "standby.signal", "global/pg_control",
+                                        "PG_VERSION"};
+    struct ws_manifest m = {0};
+    struct rdir ts = {0};
+    struct restore r = {0};
+    struct ws_error err = {0};
+    struct stat st;
+
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(p, sizeof(p), "%s/global", dir);
+    CHECK(mkdir(p, 0700) == 0);
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
+        FILE *f = fopen(p, "w");
+        CHECK(f != NULL);
+        if (f)
+            fclose(f);
+    }
+    m.ntblspc = 1;
+    ts.path = "/nonexistent/tablespace";
+    ts.fd = -1; /* emptying it fails */
+    r.m = &m;
+    r.ts = &ts;
+    r.data.path = dir;
+    r.data.fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    CHECK(r.data.fd >= 0);
+    CHECK(ws_restore_empty_targets(&r, &err) != 0);
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
+        if (stat(p, &st) == 0)
+            unit_fail(__FILE__, __LINE__, p);
+    }
+    snprintf(p, sizeof(p), "%s/PG_VERSION", dir);
+    CHECK(stat(p, &st) == 0); /* the rest waits for its turn */
+    close(r.data.fd);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s/global", dir);
+    rmdir(p);
+    rmdir(dir);
+}
+
 const struct unit_test unit_tests[] = {
     {"chain", test_chain},
     {"chain_damaged_delta", test_chain_damaged_delta},
@@ -1128,5 +1177,6 @@ const struct unit_test unit_tests[] = {
     {"delta_hardlink", test_delta_hardlink},
     {"delta_attributes", test_delta_attributes},
     {"delta_large_file", test_delta_large_file},
+    {"force_disarms_first", test_force_disarms_first},
     {NULL, NULL},
 };
