@@ -7,9 +7,11 @@
 # Needs root (PostgreSQL is run as the postgres user through runuser; one case mounts a tmpfs)
 # and PostgreSQL 15 server binaries (PGBIN, default /usr/lib/postgresql/15/bin).
 # KEEP_TMP=1 keeps each test's temp directory; IT_VERBOSE=1 shows every command's stderr.
-# IT_JOBS=N runs N tests at once (default 2). The tests spend most of their time waiting on
-# servers and timeouts, and nothing they start can collide: PostgreSQL listens only on a socket
-# in the test's own directory, s3rver and the fault proxy bind port 0, sshd retries a taken port.
+# IT_JOBS=N runs N tests at once (default 3 on this 2-core class of machine: the tests spend
+# most of their time waiting on servers and timeouts; docs/design/testing.md, Suite time), and
+# nothing they start can collide: PostgreSQL listens on a socket in the test's own directory
+# (and, for the remote tests, on a port below the kernel's ephemeral range: tests/cluster.sh),
+# s3rver and the fault proxy bind port 0, sshd retries a taken port.
 # Each test's lines are printed whole when it ends, in the order the tests end; the longest
 # start first (tests/integration/durations). IT_PG_TEMPLATES (set here) lets lib.sh's pg_init
 # copy one initdb per set of options instead of running initdb for every cluster.
@@ -83,7 +85,7 @@ mapfile -t tests < <(for t in "${tests[@]}"; do
     echo "${secs:-30} $t"
 done | sort -k1,1nr -k2,2 | cut -d' ' -f2-)
 
-IT_JOBS=${IT_JOBS:-2}
+IT_JOBS=${IT_JOBS:-3}
 case $IT_JOBS in '' | *[!0-9]* | 0) echo "run.sh: IT_JOBS must be a positive number, got '$IT_JOBS'" >&2; exit 2 ;; esac
 RESULTS=$(mktemp -d /tmp/walsafe-it-results.XXXXXX)
 trap 'rm -rf "$RUN_BUILD" "$RESULTS"' EXIT
