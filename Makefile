@@ -37,7 +37,7 @@ endif
 LIB_SRC  = $(wildcard common/*/*.c)
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(COV_OBJ)
 LIB      = $(BUILD)/libwalsafe.a
-PROGRAMS = wal-push wal-fetch basebackup wal-prune
+PROGRAMS = wal-push wal-fetch basebackup wal-prune wal-receive
 BINS     = $(PROGRAMS:%=$(BUILD)/bin/%)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -54,7 +54,7 @@ FUZZ_SECONDS ?=
 SHIM_LIB = $(BUILD)/tests/shim/libcurl.so.4
 
 .SECONDARY:
-.PHONY: all check unit integration install clean lint demo bench bench-backup bench-recovery deps \
+.PHONY: all check unit integration install clean lint demo bench bench-backup bench-remote bench-recovery deps \
         fuzz fuzz-check fuzz-build coverage coverage-build
 all: $(BINS)
 
@@ -70,8 +70,8 @@ $(BUILD)/bin/%: $(BUILD)/%/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# Only basebackup talks to PostgreSQL, so only it links libpq.
-$(BUILD)/bin/basebackup: $(BUILD)/basebackup/main.o $(LIB)
+# Only basebackup and wal-receive talk to PostgreSQL, so only they link libpq.
+$(BUILD)/bin/basebackup $(BUILD)/bin/wal-receive: $(BUILD)/bin/%: $(BUILD)/%/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libpq) $(LDLIBS)
 
@@ -86,6 +86,11 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(UNIT_LIB) $(LIB)
 $(BUILD)/tests/tools/%: tests/tools/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+# replcat opens replication connections (pg/repl.h): it links libpq, as basebackup does.
+$(BUILD)/tests/tools/replcat: tests/tools/replcat.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(shell pkg-config --libs libpq) $(LDLIBS)
 
 build/fuzz/tests/fuzz/%: tests/fuzz/%.c build/fuzz/libwalsafe.a
 	@mkdir -p $(dir $@)
@@ -155,6 +160,11 @@ bench: all
 bench-backup: all
 	bench/backup.sh $(BUILD)/bin
 	MODE=incr bench/backup.sh $(BUILD)/bin
+
+# Remote create (BASE_BACKUP over TCP 127.0.0.1) against local create and pg_basebackup -Ft with
+# client-side zstd, on the same pgbench data set (SCALE, RUNS).
+bench-remote: all
+	bench/remote.sh $(BUILD)/bin
 
 # A real PostgreSQL replaying RECOVERY_GB (default 3) GiB of archived WAL: wal-fetch with and
 # without prefetch against pgBackRest async archive-get.

@@ -20,7 +20,8 @@ static const char usage[] =
     "Usage:\n"
     "  basebackup [OPTIONS] create [--type full|diff|incr] [--label TEXT] [--fast]\n"
     "             [--parallel N] [--progress]   (--type: default backup_type, else full)\n"
-    "  basebackup [OPTIONS] list [--json]\n"
+    "  basebackup [OPTIONS] list [--json]   with --cluster all: every cluster of the repository\n"
+    "                                       (--json: {\"clusters\": [one list --json each]})\n"
     "  basebackup [OPTIONS] restore --pgdata DIR [--backup ID|latest]\n"
     "             [--target-time TS | --target-lsn LSN | --target-xid XID |\n"
     "              --target-name NAME | --target-immediate]\n"
@@ -250,7 +251,7 @@ int main(int argc, char **argv)
     static const char *const cmds[] = {"create", "list", "restore", "verify",
                                        "check",  "keep", NULL};
     /* the real PostgreSQL session (the one reference to libpq) and the real storage */
-    static const struct ws_backup_env env = {&ws_pg_libpq, NULL, NULL};
+    static const struct ws_backup_env env = {&ws_pg_libpq, &ws_repl_libpq, NULL, NULL};
     struct ws_config cfg;
     struct ws_cli cli, sub;
     struct ws_error err = {0};
@@ -306,6 +307,7 @@ int main(int argc, char **argv)
     }
     if (check_options(&o, &cli, &err) != 0)
         goto usage;
+    cfg.cluster_all_ok = strcmp(o.cmd, "list") == 0; /* list --cluster all: every cluster */
     if (ws_cli_load_config(&cfg, &cli, &err) != 0) {
         ws_log_error(&err);
         goto out;

@@ -367,25 +367,6 @@ rounds() {
 }
 
 # ---- figures: the helpers both modes print with ----------------------------------------------
-# summary NAME -> "runs failed wall_med wall_min wall_max cpu_med server_med rss_med_kb" over the
-# runs that succeeded (- when none did)
-summary() {
-    awk '
-        function med(a, n,   i, j, t) {
-            for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-            return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-        }
-        { runs++ }
-        $6 != 0 { failed++; next }
-        { n++; w[n] = $1; c[n] = $2 + $3; r[n] = $4; s[n] = $5; if ($5 == "-") nos = 1
-          if (n == 1 || $1 < lo) lo = $1; if (n == 1 || $1 > hi) hi = $1 }
-        END {
-            if (!n) { printf "%d %d - - - - - -\n", runs, failed + 0; exit }
-            printf "%d %d %.2f %.2f %.2f %.2f %s %d\n", runs, failed + 0, med(w, n), lo, hi, med(c, n),
-                   nos ? "-" : sprintf("%.2f", med(s, n)), med(r, n)
-        }' "$DIR/results/$1"
-}
-
 declare -A WALL=() TOTAL=() PEAK=() MBS=()
 # row LABEL NAME: a line of the table; sets WALL, TOTAL (CPU + server CPU), PEAK and MBS for NAME.
 row() {
@@ -412,18 +393,6 @@ ratios() {
     fi
     printf 'speed %s, CPU %s, peak RSS %s' "$(ratio "${MBS[$a]}" "${MBS[$b]}")" \
         "$(ratio "${TOTAL[$a]}" "${TOTAL[$b]}")" "$(ratio "${PEAK[$a]}" "${PEAK[$b]}")"
-}
-
-# stderr_of NAME...: the first 5 lines each timed NAME wrote on stderr, if any.
-stderr_of() {
-    local name f
-    for name in "$@"; do
-        f=$DIR/results/$name.err
-        if [ -s "$f" ] && grep -qv '^== run ' "$f"; then
-            printf '\nstderr of %s (%d lines, first 5):\n' "$name" "$(grep -cv '^== run ' "$f")"
-            grep -v '^== run ' "$f" | head -n 5 | sed 's/^/  /'
-        fi
-    done
 }
 
 fmt_bytes() { # BYTES -> "N bytes (x.x% of the data)"

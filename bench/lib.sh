@@ -277,6 +277,39 @@ stats() {
         }'
 }
 
+# summary NAME -> "runs failed wall_med wall_min wall_max cpu_med server_med rss_med_kb" over the
+# runs that succeeded (- when none did), from $DIR/results/NAME: a line per run of
+# "wall_s user_s sys_s max_rss_kb server_cpu_s|- exit_status" (bench/backup.sh, bench/remote.sh)
+summary() {
+    awk '
+        function med(a, n,   i, j, t) {
+            for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+            return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
+        { runs++ }
+        $6 != 0 { failed++; next }
+        { n++; w[n] = $1; c[n] = $2 + $3; r[n] = $4; s[n] = $5; if ($5 == "-") nos = 1
+          if (n == 1 || $1 < lo) lo = $1; if (n == 1 || $1 > hi) hi = $1 }
+        END {
+            if (!n) { printf "%d %d - - - - - -\n", runs, failed + 0; exit }
+            printf "%d %d %.2f %.2f %.2f %.2f %s %d\n", runs, failed + 0, med(w, n), lo, hi, med(c, n),
+                   nos ? "-" : sprintf("%.2f", med(s, n)), med(r, n)
+        }' "$DIR/results/$1"
+}
+
+# stderr_of NAME...: the first 5 lines each timed NAME wrote on stderr ($DIR/results/NAME.err, in
+# which timed starts each run with a line "== run ..."), if any.
+stderr_of() {
+    local name f
+    for name in "$@"; do
+        f=$DIR/results/$name.err
+        if [ -s "$f" ] && grep -qv '^== run ' "$f"; then
+            printf '\nstderr of %s (%d lines, first 5):\n' "$name" "$(grep -cv '^== run ' "$f")"
+            grep -v '^== run ' "$f" | head -n 5 | sed 's/^/  /'
+        fi
+    done
+}
+
 # ratio A B: A / B with two decimals.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 

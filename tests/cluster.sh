@@ -30,11 +30,15 @@
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 SERVERS=()
 
+# A port for a test's server (12000-19999): below the kernel's ephemeral range (32768-60999
+# on Debian), where an outgoing connection of another test (a client of an S3 server, the fault
+# proxy) can hold it as its local port and make the server's bind fail; and no socket of any state
+# uses it now.
 free_port() {
     local p _
     for _ in $(seq 1 50); do
-        p=$((54000 + RANDOM % 1000))
-        if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q . &&
+        p=$((12000 + RANDOM % 8000))
+        if ! ss -Htan "sport = :$p" 2>/dev/null | grep -q . &&
             [ ! -e "$SOCK/.s.PGSQL.$p" ] && [ ! -e "/var/run/postgresql/.s.PGSQL.$p" ] &&
             [ ! -e "/tmp/.s.PGSQL.$p" ]; then
             echo "$p"

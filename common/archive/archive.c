@@ -398,11 +398,17 @@ static int fetch_once(const struct ws_config *cfg, const char *wal_name, const c
         /* "Not in the archive" only counts if the archive of this cluster is really there. */
         struct ws_error e2 = {0};
         int rc2 = have_id ? 0 : fetch_identity(&repo, &id, &e2);
-        if (rc2 != 0)
+        if (rc2 != 0) {
             *err = e2, rc = rc2; /* keeps its retryable flag */
-        else
-            ws_error_set(err, WS_ERR_NOT_FOUND, "WAL file \"%s\" is not in the archive (\"%s\")",
-                         wal_name, key);
+            goto out;
+        }
+        /* wal-receive's streamed bytes of a segment in progress; never on a standby */
+        if (kind == WS_WAL_SEGMENT && access("standby.signal", F_OK) != 0 &&
+            (rc = ws_archive_fetch_streamed(&repo, &kr, id.wal_segment_size, wal_name, dest_path,
+                                            err)) != WS_ERR_NOT_FOUND)
+            goto out;
+        rc = ws_error_set(err, WS_ERR_NOT_FOUND, "WAL file \"%s\" is not in the archive (\"%s\")",
+                          wal_name, key);
         goto out;
     }
     if (rc != 0)

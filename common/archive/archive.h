@@ -15,6 +15,10 @@
  * after the whole object verified. WS_ERR_NOT_FOUND means the repository was reached, holds this
  * cluster, and does not hold the file (a repository without this cluster is WS_ERR_CONFIG);
  * every other error leaves dest_path untouched. Retries as for a push.
+ * A segment the repository does not hold is served from wal-receive's streamed chunks when the
+ * working directory has no standby.signal, chunks cover it from offset 0 and the repository holds
+ * no later segment of its timeline: the covered bytes, then zeros up to the segment size
+ * (ws_archive_fetch_streamed; WS_ERR_NOT_FOUND when it does not apply).
  */
 #ifndef WS_ARCHIVE_H
 #define WS_ARCHIVE_H
@@ -38,6 +42,10 @@ int ws_archive_push(const struct ws_config *cfg, const char *wal_path, struct ws
                     struct ws_error *err);
 int ws_archive_fetch(const struct ws_config *cfg, const char *wal_name, const char *dest_path,
                      struct ws_error *err);
+struct ws_repo;
+struct ws_keyring;
+int ws_archive_fetch_streamed(struct ws_repo *repo, const struct ws_keyring *kr, uint32_t seg_size,
+                              const char *wal_name, const char *dest_path, struct ws_error *err);
 
 /*
  * The reader of WAL file wal_name's object `key`, for wal-fetch and the prefetcher: an object

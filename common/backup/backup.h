@@ -5,8 +5,8 @@
  *
  * What the commands reach outside the library comes in a ws_backup_env: the PostgreSQL
  * session (create and check need one; basebackup passes &ws_pg_libpq, the only reference to
- * libpq) and how storage handles are opened. The unit tests pass a fake session and the
- * in-memory storage.
+ * libpq), the replication session of a create with backup_method stream (&ws_repl_libpq), and
+ * how storage handles are opened. The unit tests pass fake sessions and the in-memory storage.
  */
 #ifndef WS_BACKUP_H
 #define WS_BACKUP_H
@@ -14,12 +14,14 @@
 #include "base/config.h"
 #include "base/error.h"
 #include "pg/pgconn.h"
+#include "pg/repl.h"
 #include "repo/catalog.h"
 #include "repo/manifest.h"
 #include "storage/storage.h"
 
 struct ws_backup_env {
-    const struct ws_pg_ops *pg; /* required by create and check */
+    const struct ws_pg_ops *pg;     /* required by create (local) and check */
+    const struct ws_repl_ops *repl; /* required by create (stream) */
     /* Opens a storage handle for cfg->repo; NULL: ws_storage_open. */
     int (*open_storage)(const struct ws_config *cfg, struct ws_storage **out, struct ws_error *err);
     /* The program restore_command runs; NULL: the wal-fetch beside this program. */
@@ -33,10 +35,14 @@ struct ws_backup_opts {
     int progress; /* show progress when stderr is a terminal */
 };
 
-/* Takes a backup; prints its id on stdout when complete. */
+/* Takes a backup, by the backup_method in effect (ws_config_backup_method); prints its id on
+ * stdout when complete. */
 int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *env,
                      const struct ws_backup_opts *o, struct ws_error *err);
 
+/* The cluster name that makes list show every cluster of the repository (a cluster of that name
+ * cannot be listed alone). */
+#define WS_LIST_ALL_CLUSTERS "all"
 int ws_backup_list(const struct ws_config *cfg, int json, struct ws_error *err);
 
 enum ws_target_kind {

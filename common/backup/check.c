@@ -2,8 +2,11 @@
  * backup/check.c - `basebackup check`: one OK/FAILED line per precondition of a working backup
  * set-up, so an operator (or a monitoring job) sees at once what is wrong:
  *   repository reachable and writable; identity matches this cluster; encryption key matches
- *   the repository; archive_mode on and archive_command calls wal-push; a forced WAL switch
- *   reaches the repository within `timeout`.
+ *   the repository; the role's privileges for the backup method (local: EXECUTE on the backup
+ *   functions; stream: REPLICATION, max_wal_senders > 0), each missing one on its own line
+ *   ending with the statement that grants it; archive_mode on and archive_command calls
+ *   wal-push; a forced WAL switch (EXECUTE on pg_switch_wal) reaches the repository within
+ *   `timeout`.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -167,6 +170,64 @@ static int check_archiving(const struct ws_pg_info *info)
     return failed;
 }
 
+/* One line: may the role call function f? Its detail, when not, is the GRANT that fixes it. */
+static int check_execute(const struct ws_pg_access *a, int version, enum ws_pg_func f,
+                         const char *why)
+{
+    const char *fn = ws_pg_function(version, f);
+    char what[200], detail[300];
+
+    snprintf(what, sizeof(what), "role %s may call %s (%s)", a->role, fn, why);
+    if (a->execute[f])
+        return report(1, what, a->superuser ? "superuser" : "");
+    snprintf(detail, sizeof(detail), "GRANT EXECUTE ON FUNCTION %s TO %s;", fn, a->role);
+    return report(0, what, detail);
+}
+
+/* A stream backup: a replication connection must be allowed. */
+static int check_replication(const struct ws_pg_access *a)
+{
+    char what[200], detail[400];
+    int failed = 0;
+
+    snprintf(what, sizeof(what), "role %s may open replication connections", a->role);
+    snprintf(detail, sizeof(detail),
+             "ALTER ROLE %s REPLICATION; (pg_hba.conf also needs a \"host replication %s "
+             "<backup host>/32 scram-sha-256\" line)",
+             a->role, a->role);
+    failed += report(a->replication, what, a->replication ? "" : detail);
+    snprintf(detail, sizeof(detail), "max_wal_senders = %d%s", a->max_wal_senders,
+             a->max_wal_senders > 0 ? ""
+                                    : ": set it (e.g. 10) in postgresql.conf and restart "
+                                      "the server");
+    failed +=
+        report(a->max_wal_senders > 0, "max_wal_senders allows replication connections", detail);
+    return failed;
+}
+
+/* The role's privileges for cfg's backup method; *can_switch: it may call pg_switch_wal. */
+static int check_access(const struct ws_config *cfg, struct ws_pg *pg,
+                        const struct ws_pg_info *info, int *can_switch)
+{
+    struct ws_error err = {0};
+    struct ws_pg_access a = {0};
+    int failed = 0;
+
+    *can_switch = 0;
+    if (ws_pg_get_access(pg, info->version, &a, &err) != 0)
+        return report(0, "the role's privileges readable", err.msg);
+    if (ws_config_backup_method(cfg) == WS_BACKUP_METHOD_STREAM) {
+        failed += check_replication(&a);
+    } else {
+        failed += check_execute(&a, info->version, WS_PG_BACKUP_START, "local backup");
+        failed += check_execute(&a, info->version, WS_PG_BACKUP_STOP, "local backup");
+    }
+    failed += check_execute(&a, info->version, WS_PG_SWITCH_WAL, "the WAL switch of check");
+    *can_switch = a.execute[WS_PG_SWITCH_WAL];
+    ws_pg_access_free(&a);
+    return failed;
+}
+
 /* A forced WAL switch, then the segment it closed must reach the repository within timeout. */
 static int check_wal_switch(const struct ws_config *cfg, struct ws_pg *pg, struct ws_repo *repo,
                             struct ws_error *err)
@@ -212,7 +273,7 @@ int ws_backup_check(const struct ws_config *cfg, const struct ws_backup_env *env
     struct ws_pg *pg = NULL;
     struct ws_pg_info info = {0};
     char detail[1200];
-    int failed = 0, rc, have_repo = 0, have_pg = 0;
+    int failed = 0, rc, have_repo = 0, have_pg = 0, can_switch = 0;
 
     rc = ws_keyring_load(cfg, &kr, err);
     failed += report(rc == 0, "encryption key file readable", rc ? err->msg : "");
@@ -237,11 +298,16 @@ int ws_backup_check(const struct ws_config *cfg, const struct ws_backup_env *env
         rc = check_key(&repo, &kr, detail, sizeof(detail));
         failed += report(rc == 0, "encryption key matches the repository", detail);
     }
-    if (have_pg)
+    if (have_pg) {
+        failed += check_access(cfg, pg, &info, &can_switch);
         failed += check_archiving(&info);
+    }
     if (have_pg && !calls_wal_push(&info))
         failed += report(0, "a forced WAL switch reaches the repository",
                          "not tried: archive_command does not call wal-push");
+    else if (have_pg && !can_switch)
+        failed += report(0, "a forced WAL switch reaches the repository",
+                         "not tried: the role may not call pg_switch_wal() (see above)");
     else if (have_pg && have_repo && !info.in_recovery)
         failed += check_wal_switch(cfg, pg, &repo, err);
     else if (have_pg && info.in_recovery)

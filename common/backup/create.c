@@ -1,17 +1,18 @@
 /*
  * backup/create.c - `basebackup create`: a non-exclusive base backup streamed into bundles.
  *
- * Steps: connect (the PostgreSQL session of the env), check the data directory and the
+ * Steps (local): connect (the PostgreSQL session of the env), check the data directory and the
  * repository identity, claim an id (manifest.h: no other run can take it), pg_backup_start, choose
  * the reference of a diff or incr backup (create_ref.c), walk the data directory (create_walk.c),
  * copy files on the worker pool (create_copy.c), pg_backup_stop, store backup_label and
  * tablespace_map, write the manifest last, then wait until every WAL segment from start to stop is
  * in the repository and check that a diff or incr's reference was not pruned meanwhile. Only then
- * is the id printed.
+ * is the id printed. With backup_method stream, create_stream.c takes the place of everything
+ * from the connection to the stop, through the same identity check, claim, reference and records.
  *
- * On failure the objects already written (bundles, map objects, the claim) are removed (best
- * effort: wal-prune removes what remains, since a backup without a manifest is never listed as
- * complete), and backup mode on the server is ended.
+ * On failure the objects already written (bundles, map objects, the server's manifest, the claim)
+ * are removed (best effort: wal-prune removes what remains, since a backup without a manifest is
+ * never listed as complete), and backup mode on the server is ended.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -62,6 +63,8 @@ static void remove_backup_objects(struct create *c, uint32_t nbundles, uint32_t 
         ws_backup_map_key(&c->repo, c->m.id, b, key, sizeof(key));
         ws_storage_remove(c->repo.st, key, &e);
     }
+    ws_backup_object_key(&c->repo, c->m.id, WS_BACKUP_SERVER_MANIFEST, key, sizeof(key));
+    ws_storage_remove(c->repo.st, key, &e);
     ws_backup_object_key(&c->repo, c->m.id, WS_BACKUP_CLAIM, key, sizeof(key));
     ws_storage_remove(c->repo.st, key, &e);
 }
@@ -96,6 +99,7 @@ static int wait_for_wal(struct ws_repo *repo, const struct ws_manifest *m, int t
     uint64_t s = ws_manifest_start_segno(m), last = ws_manifest_stop_segno(m);
     double since = ws_now_monotonic();
     char name[WS_WAL_NAME_LEN + 1], key[256];
+    useconds_t pause = 10 * 1000; /* doubled up to 100 ms: the segment is often there at once */
     int rc;
 
     while (s <= last) {
@@ -116,7 +120,8 @@ static int wait_for_wal(struct ws_repo *repo, const struct ws_manifest *m, int t
                                 "within %d s (timeout); check archive_command and "
                                 "pg_stat_archiver; the backup is not complete",
                                 name, m->id, timeout);
-        usleep(100 * 1000);
+        usleep(pause);
+        pause = pause < 50 * 1000 ? 2 * pause : 100 * 1000;
     }
     return 0;
 }
@@ -193,7 +198,10 @@ static int claim_repo(struct create *c, struct ws_error *err)
     want.system_identifier = c->info.system_identifier;
     want.pg_version = c->info.version / 10000;
     want.wal_segment_size = c->info.wal_segment_size;
-    snprintf(what, sizeof(what), "data directory \"%s\"", c->pgdata);
+    if (c->pgdata)
+        snprintf(what, sizeof(what), "data directory \"%s\"", c->pgdata);
+    else
+        snprintf(what, sizeof(what), "the server of pg_conninfo");
     return ws_repo_identity_ensure(&c->repo, &want, what, err);
 }
 
@@ -243,6 +251,13 @@ static int name_backup(struct create *c, struct ws_error *err)
     return 0;
 }
 
+int ws_create_begin(struct create *c, struct ws_error *err)
+{
+    int rc = claim_repo(c, err);
+
+    return rc ? rc : name_backup(c, err);
+}
+
 static int start_backup(struct create *c, struct ws_error *err)
 {
     char l[24];
@@ -254,7 +269,8 @@ static int start_backup(struct create *c, struct ws_error *err)
     c->in_backup = 1;
     ws_wal_format_lsn(l, c->m.start_lsn);
     ws_log_info("backup %s started at %s", c->m.id, l);
-    return 0;
+    /* the timeline of the checkpoint pg_backup_start waited for */
+    return ws_create_read_control(c->pgdata, &c->tli, sizeof(c->tli), CONTROL_TIMELINE, err);
 }
 
 /* After the copy: what only the copy needed (the walk's entries but for their paths, which the
@@ -311,25 +327,17 @@ static void move_results(struct create *c)
     c->j.nresults = 0;
 }
 
-/* pg_backup_stop, then the manifest's file records: the copied files, backup_label and
- * tablespace_map (stored from what the server returned), and the totals. */
-static int stop_backup(struct create *c, struct ws_error *err)
+int ws_create_end_records(struct create *c, struct ws_error *err)
 {
     struct ws_manifest *m = &c->m;
     struct ws_bfile bf;
     size_t i;
     int rc;
 
-    if ((rc = ws_pg_backup_stop(c->pg, c->info.version, &m->stop_lsn, &c->labelfile, &c->spcmap,
-                                err)) != 0)
-        return rc;
-    c->in_backup = 0;
-    m->stop_time = time(NULL);
     if (parse_label_timeline(c->labelfile, &m->timeline) != 0)
         return ws_error_set(err, WS_ERR_INVALID,
                             "backup_label from the server has no START "
                             "TIMELINE line");
-    free_copy_plan(c);
     if ((rc = ws_create_store_small_file(&c->j, &c->repo, "backup_label", c->labelfile, &bf,
                                          err)) != 0 ||
         (rc = add_result(c, &bf, err)) != 0)
@@ -351,6 +359,20 @@ static int stop_backup(struct create *c, struct ws_error *err)
                        "its manifest",
                        m->id, m->nbadpages);
     return 0;
+}
+
+/* pg_backup_stop, then the manifest's records. */
+static int stop_backup(struct create *c, struct ws_error *err)
+{
+    int rc;
+
+    if ((rc = ws_pg_backup_stop(c->pg, c->info.version, &c->m.stop_lsn, &c->labelfile, &c->spcmap,
+                                err)) != 0)
+        return rc;
+    c->in_backup = 0;
+    c->m.stop_time = time(NULL);
+    free_copy_plan(c);
+    return ws_create_end_records(c, err);
 }
 
 /* The manifest, last: its presence makes the backup listed (complete once its WAL is in). */
@@ -422,8 +444,23 @@ static void create_free(struct create *c)
     ws_manifest_free(&c->ref);
     ws_pg_info_free(&c->info);
     ws_pg_close(c->pg);
+    ws_repl_close(c->repl);
     ws_repo_close(&c->repo);
     ws_keyring_wipe(&c->kr);
+}
+
+/* backup_method local: from the connection to pg_backup_stop and the records. */
+static int take_local(struct create *c, struct ws_error *err)
+{
+    int rc;
+
+    if ((rc = ws_pg_connect(c->env ? c->env->pg : NULL, c->cfg->pg_conninfo, &c->pg, err)) != 0 ||
+        (rc = ws_pg_get_info(c->pg, &c->info, err)) != 0 || (rc = open_data_dir(c, err)) != 0 ||
+        (rc = ws_create_begin(c, err)) != 0 || (rc = start_backup(c, err)) != 0 ||
+        (rc = ws_create_choose_reference(c, err)) != 0 || (rc = ws_create_walk(c, err)) != 0 ||
+        (rc = ws_create_copy_files(c, err)) != 0)
+        return rc;
+    return stop_backup(c, err);
 }
 
 int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *env,
@@ -437,12 +474,9 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *en
     c.o = o;
     if ((rc = ws_keyring_load(cfg, &c.kr, err)) != 0 ||
         (rc = ws_backup_repo_open(env, cfg, &c.repo, err)) != 0 ||
-        (rc = ws_pg_connect(env ? env->pg : NULL, cfg->pg_conninfo, &c.pg, err)) != 0 ||
-        (rc = ws_pg_get_info(c.pg, &c.info, err)) != 0 || (rc = open_data_dir(&c, err)) != 0 ||
-        (rc = claim_repo(&c, err)) != 0 || (rc = name_backup(&c, err)) != 0 ||
-        (rc = start_backup(&c, err)) != 0 || (rc = ws_create_choose_reference(&c, err)) != 0 ||
-        (rc = ws_create_walk(&c, err)) != 0 || (rc = ws_create_copy_files(&c, err)) != 0 ||
-        (rc = stop_backup(&c, err)) != 0 || (rc = store_manifest(&c, err)) != 0)
+        (rc = ws_config_backup_method(cfg) == WS_BACKUP_METHOD_STREAM ? ws_create_stream(&c, err)
+                                                                      : take_local(&c, err)) != 0 ||
+        (rc = store_manifest(&c, err)) != 0)
         goto out;
     ws_log_info("backup %s: files stored, waiting for its WAL to be archived", c.m.id);
     if ((rc = wait_for_wal(&c.repo, &c.m, cfg->timeout, err)) != 0 ||

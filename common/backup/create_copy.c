@@ -10,6 +10,8 @@
  * worker's nameless temporary file in $TMPDIR meanwhile) are a DELTA extent, or when more than
  * half changed it is read again and stored whole; another file with the reference's size is read
  * once for its SHA-256, and again to be stored when that differs (docs/design/incremental.md).
+ * A tar member of a stream (create_stream.c) goes through the same copy but can be read once
+ * only: a changed relation file is always a DELTA extent, another file is stored whole.
  *
  * Workers share nothing but the pool's task queue, the bundle and map counters, the byte counters
  * and (under a mutex) the manifest's bad pages; each writes its own bundle and map object through
@@ -29,16 +31,18 @@
 
 #include "backup/create_int.h"
 #include "backup/pool.h"
+#include "base/crc32c.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "io/hashpipe.h"
 #include "io/object.h"
 #include "pg/pgpage.h"
 #include "repo/blockmap.h"
 
 /* A new object writer for key into *out (compressed as configured when compress, on `workers`
  * zstd threads). */
-static int object_open(struct job *j, const struct ws_repo *repo, const char *key, int compress,
-                       int workers, struct ws_sink **out, struct ws_error *err)
+int ws_create_object_open(struct job *j, const struct ws_repo *repo, const char *key, int compress,
+                          int workers, struct ws_sink **out, struct ws_error *err)
 {
     struct ws_object_params p = {0};
     struct ws_sink *put = NULL;
@@ -57,7 +61,7 @@ static int object_open(struct job *j, const struct ws_repo *repo, const char *ke
 }
 
 /* Finishes a writer (adding its stored bytes), or frees it unfinished after a failure. */
-static int object_close(struct job *j, struct ws_sink **s, int failed, struct ws_error *err)
+int ws_create_object_close(struct job *j, struct ws_sink **s, int failed, struct ws_error *err)
 {
     struct ws_object_info info;
     int rc = 0;
@@ -78,7 +82,8 @@ static int object_close(struct job *j, struct ws_sink **s, int failed, struct ws
  * parallelism, and zstd threads on top of them cost memory per worker (incremental.md, "Memory").
  * A file of WS_PIECE_SIZE or more goes into bundles that compress on zstd_workers threads: near
  * the end of a backup one large relation segment may be all that is left, and it still uses
- * every core (a full backup of pgbench scale 70 took 3.16 s instead of 1.82 s without).
+ * every core (a full backup of pgbench scale 70 took 3.16 s instead of 1.82 s without). A stream
+ * has one worker: all its bundles compress on `parallel` threads (create_stream.c).
  */
 static int bundle_open(struct job *j, struct bundle_out *b, int mt, struct ws_error *err)
 {
@@ -88,19 +93,19 @@ static int bundle_open(struct job *j, struct bundle_out *b, int mt, struct ws_er
     b->len = 0;
     b->mt = mt;
     ws_backup_bundle_key(b->repo, j->id, b->no, key, sizeof(key));
-    return object_open(j, b->repo, key, 1, mt ? j->zstd_workers : 0, &b->sink, err);
+    return ws_create_object_open(j, b->repo, key, 1, mt ? j->zstd_workers : 0, &b->sink, err);
 }
 
 static int bundle_close(struct job *j, struct bundle_out *b, struct ws_error *err)
 {
-    return object_close(j, &b->sink, 0, err);
+    return ws_create_object_close(j, &b->sink, 0, err);
 }
 
 /* The worker's bundle for `len` more bytes, opened when it has none or when its threading does
  * not suit them (bundle_open). */
 static int bundle_ready(struct job *j, struct bundle_out *b, uint64_t len, struct ws_error *err)
 {
-    int mt = j->zstd_workers > 0 && len >= WS_PIECE_SIZE, rc;
+    int mt = j->zstd_workers > 0 && len >= j->mt_from, rc;
 
     if (b->sink && b->mt != mt && (rc = bundle_close(j, b, err)) != 0)
         return rc;
@@ -118,7 +123,7 @@ static int map_record(struct job *j, struct cworker *cw, struct ws_bfile *r, str
         mo->no = (uint32_t)atomic_fetch_add(&j->next_map, 1);
         mo->count = 0;
         ws_backup_map_key(cw->out.repo, j->id, mo->no, key, sizeof(key));
-        if ((rc = object_open(j, cw->out.repo, key, 0, 0, &mo->sink, err)) != 0)
+        if ((rc = ws_create_object_open(j, cw->out.repo, key, 0, 0, &mo->sink, err)) != 0)
             return rc;
     }
     if (cw->ndigests &&
@@ -129,14 +134,48 @@ static int map_record(struct job *j, struct cworker *cw, struct ws_bfile *r, str
     r->map_index = mo->count;
     mo->count += cw->ndigests;
     if (mo->count * WS_BLOCK_DIGEST_SIZE >= WS_MAP_TARGET)
-        return object_close(j, &mo->sink, 0, err);
+        return ws_create_object_close(j, &mo->sink, 0, err);
     return 0;
+}
+
+/* Where a file's bytes come from: a local file, read with pread as often as needed, or a tar
+ * member of a stream, read once in order (`once`), whose CRC-32C read_pass also computes (the
+ * server's manifest holds one per file: create_stream.c cross-checks them). */
+struct source {
+    int fd;             /* -1: the tar member */
+    struct ws_tar *tar; /* at the member's data */
+    const char *what;   /* names it in messages */
+    int once;
+    uint32_t crc32c; /* once: of the bytes read */
+};
+
+/* Up to want bytes at file offset off (the next ones of a tar member) into buf: fewer only at
+ * the end. */
+static ssize_t source_read(struct source *src, uint8_t *buf, size_t want, uint64_t off,
+                           struct ws_error *err)
+{
+    size_t done = 0, got;
+    ssize_t n;
+
+    if (src->fd >= 0) {
+        if ((n = ws_pread_full(src->fd, buf, want, (off_t)off)) < 0)
+            ws_error_setsys(err, WS_ERR_IO, errno, "could not read file \"%s\"", src->what);
+        return n;
+    }
+    while (done < want) {
+        if (ws_tar_read(src->tar, buf + done, want - done, &got, err) != 0)
+            return -1;
+        if (got == 0)
+            break;
+        done += got;
+    }
+    return (ssize_t)done;
 }
 
 struct badpage_ctx {
     struct job *job;
     const char *path;
-    int fd;
+    struct source *src;
     uint32_t segno;
     int count;
     struct ws_error err; /* the first failure to record one */
@@ -148,7 +187,8 @@ static void still_bad(void *arg, uint32_t block)
     *(int *)arg = 1;
 }
 
-/* A page that failed is read again once: PostgreSQL may have been writing it (a torn read). */
+/* A page of a local file that failed is read again once: PostgreSQL may have been writing it (a
+ * torn read). The server re-read a streamed one already (docs/design/remote.md). */
 static void on_bad_page(void *arg, uint32_t block)
 {
     struct badpage_ctx *c = arg;
@@ -156,14 +196,15 @@ static void on_bad_page(void *arg, uint32_t block)
     uint8_t page[WS_PG_BLCKSZ];
     int bad = 0;
 
-    if (ws_pread_full(c->fd, page, sizeof(page), (off_t)block * WS_PG_BLCKSZ) ==
-        (ssize_t)sizeof(page)) {
+    if (c->src->fd >= 0) {
+        /* a page that is gone now was truncated away: not worth a warning either */
+        if (ws_pread_full(c->src->fd, page, sizeof(page), (off_t)block * WS_PG_BLCKSZ) !=
+            (ssize_t)sizeof(page))
+            return;
         ws_pg_check_pages(page, sizeof(page), c->segno, block, c->job->start_lsn, still_bad, &bad);
         if (!bad)
             return;
-    } /* a page that is gone now was truncated away: not worth a warning either */
-    else
-        return;
+    }
 
     pthread_mutex_lock(&c->job->lock);
     if (ws_manifest_add_badpage(c->job->m, c->path, block, &err) != 0 && !c->err.code)
@@ -205,7 +246,7 @@ struct pass {
     int progress; /* count the bytes for the progress line (the first read only) */
 };
 
-static int grow_array(void **p, size_t *cap, size_t need, size_t sz, struct ws_error *err)
+int ws_create_grow(void **p, size_t *cap, size_t need, size_t sz, struct ws_error *err)
 {
     size_t c = *cap ? *cap : 64;
     void *q;
@@ -253,8 +294,8 @@ static int digest_blocks(struct cworker *cw, const struct pass *p, uint64_t off,
     size_t at, nb = (n + WS_PG_BLCKSZ - 1) / WS_PG_BLCKSZ;
     int rc;
 
-    if ((rc = grow_array((void **)&cw->digests, &cw->capdigests, cw->ndigests + nb,
-                         WS_BLOCK_DIGEST_SIZE, err)) != 0)
+    if ((rc = ws_create_grow((void **)&cw->digests, &cw->capdigests, cw->ndigests + nb,
+                             WS_BLOCK_DIGEST_SIZE, err)) != 0)
         return rc;
     for (at = 0; at < n; at += WS_PG_BLCKSZ) {
         size_t len = n - at < WS_PG_BLCKSZ ? n - at : WS_PG_BLCKSZ;
@@ -264,8 +305,8 @@ static int digest_blocks(struct cworker *cw, const struct pass *p, uint64_t off,
         if (!p->ref || (block < p->nref && memcmp(d, p->ref + block * WS_BLOCK_DIGEST_SIZE,
                                                   WS_BLOCK_DIGEST_SIZE) == 0))
             continue;
-        if ((rc = grow_array((void **)&cw->changed, &cw->capchanged, cw->nchanged + 1,
-                             sizeof(*cw->changed), err)) != 0 ||
+        if ((rc = ws_create_grow((void **)&cw->changed, &cw->capchanged, cw->nchanged + 1,
+                                 sizeof(*cw->changed), err)) != 0 ||
             (rc = spill_write(cw, cw->buf + at, len, err)) != 0)
             return rc;
         cw->changed[cw->nchanged++] = (uint32_t)block;
@@ -291,21 +332,42 @@ static int store_bytes(struct job *j, struct cworker *cw, struct ws_bfile *r, ui
     return 0;
 }
 
-/* Reads the open file bp->fd once from its start: SHA-256 and size into r, and what p asks. */
+/* What read_pass hashes, on the hashing thread for a large file: SHA-256, and a streamed file's
+ * CRC-32C (crc_on). */
+struct hashes {
+    EVP_MD_CTX *md;
+    int crc_on;
+    uint32_t crc;
+};
+
+static int hashes_update(void *ctx, const void *buf, size_t len)
+{
+    struct hashes *h = ctx;
+
+    if (h->crc_on)
+        h->crc = ws_crc32c(h->crc, buf, len);
+    return EVP_DigestUpdate(h->md, buf, len);
+}
+
+/* Reads the source bp->src once from its start: SHA-256 and size into r (and a member's CRC-32C
+ * into the source), and what p asks. */
 static int read_pass(struct job *j, struct cworker *cw, struct ws_pool_worker *pw,
                      const struct entry *e, struct ws_bfile *r, struct badpage_ctx *bp,
-                     const char *abs, const struct pass *p, struct ws_error *err)
+                     const struct pass *p, struct ws_error *err)
 {
-    EVP_MD_CTX *md = NULL;
+    struct hashes h = {NULL, bp->src->once, 0};
+    struct ws_hashpipe *hp = NULL; /* the hashes on their own thread (incremental.md, "Speed") */
     uint64_t off = 0;
     int rc = 0;
 
     cw->ndigests = cw->nchanged = 0;
     cw->spill_len = 0;
-    if (!(md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+    if (!(h.md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(h.md, EVP_sha256(), NULL) != 1) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "could not initialize SHA-256");
         goto out;
     }
+    if ((rc = ws_hashpipe_start(hashes_update, &h, e->size, &hp, err)) != 0)
+        goto out;
     if (p->store) {
         if ((rc = bundle_ready(j, &cw->out, e->size, err)) != 0)
             goto out;
@@ -313,9 +375,9 @@ static int read_pass(struct job *j, struct cworker *cw, struct ws_pool_worker *p
         r->offset = cw->out.len;
     }
     for (;;) {
-        ssize_t n = ws_pread_full(bp->fd, cw->buf, READ_BLOCK, (off_t)off);
+        ssize_t n = source_read(bp->src, cw->buf, READ_BLOCK, off, err);
         if (n < 0) {
-            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not read file \"%s\"", abs);
+            rc = err->code;
             goto out;
         }
         if (n == 0)
@@ -323,10 +385,8 @@ static int read_pass(struct job *j, struct cworker *cw, struct ws_pool_worker *p
         if (p->check && e->relation && j->checksums)
             ws_pg_check_pages(cw->buf, (size_t)n, e->segno, (uint32_t)(off / WS_PG_BLCKSZ),
                               j->start_lsn, on_bad_page, bp);
-        if (EVP_DigestUpdate(md, cw->buf, (size_t)n) != 1) {
-            rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+        if ((rc = ws_hashpipe_update(hp, cw->buf, (size_t)n, err)) != 0)
             goto out;
-        }
         if ((p->digest && (rc = digest_blocks(cw, p, off, (size_t)n, err)) != 0) ||
             (p->store && (rc = store_bytes(j, cw, r, off, (size_t)n, err)) != 0))
             goto out;
@@ -336,13 +396,17 @@ static int read_pass(struct job *j, struct cworker *cw, struct ws_pool_worker *p
         if ((size_t)n < READ_BLOCK)
             break;
     }
-    if (EVP_DigestFinal_ex(md, r->sha256, NULL) != 1) {
+    if ((rc = ws_hashpipe_finish(hp, err)) != 0)
+        goto out;
+    if (EVP_DigestFinal_ex(h.md, r->sha256, NULL) != 1) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
         goto out;
     }
     r->size = off;
+    bp->src->crc32c = h.crc;
 out:
-    EVP_MD_CTX_free(md);
+    ws_hashpipe_free(hp); /* before h, which its thread may be using */
+    EVP_MD_CTX_free(h.md);
     return rc;
 }
 
@@ -402,13 +466,14 @@ static int store_delta(struct job *j, struct cworker *cw, struct ws_bfile *r, st
 }
 
 /* A relation file against its reference record ref and digests (cw->refmap): unchanged (REF),
- * its changed blocks (DELTA), or, when more than half of them changed, whole. */
+ * its changed blocks (DELTA), or, when more than half of them changed and the source can be read
+ * again, whole. */
 static int copy_relation_incr(struct job *j, struct cworker *cw, struct ws_pool_worker *pw,
                               const struct entry *e, const struct ws_bfile *ref, struct ws_bfile *r,
-                              struct badpage_ctx *bp, const char *abs, struct ws_error *err)
+                              struct badpage_ctx *bp, struct ws_error *err)
 {
     uint64_t nref = ws_blockmap_blocks(ref->size, WS_PG_BLCKSZ);
-    struct pass p = {0, 1, 1, NULL, nref, 1};
+    struct pass p = {0, 1, 1, NULL, nref, !bp->src->once};
     struct pass whole = {1, 0, 1, NULL, 0, 0};
     int rc;
 
@@ -419,72 +484,57 @@ static int copy_relation_incr(struct job *j, struct cworker *cw, struct ws_pool_
                             "\"%s\"",
                             ref->map, j->ref->id, e->path);
     p.ref = cw->refmap + ref->map_index * WS_BLOCK_DIGEST_SIZE;
-    if ((rc = read_pass(j, cw, pw, e, r, bp, abs, &p, err)) != 0)
+    if ((rc = read_pass(j, cw, pw, e, r, bp, &p, err)) != 0)
         return rc;
     if (cw->nchanged == 0 && r->size == ref->size) {
         r->kind = WS_BFILE_REF;
         set_base(j, ref, r);
         return 0;
     }
-    if (2 * (uint64_t)cw->nchanged <= ws_blockmap_blocks(r->size, WS_PG_BLCKSZ)) {
+    if (bp->src->once || 2 * (uint64_t)cw->nchanged <= ws_blockmap_blocks(r->size, WS_PG_BLCKSZ)) {
         set_base(j, ref, r);
         return store_delta(j, cw, r, err);
     }
-    return read_pass(j, cw, pw, e, r, bp, abs, &whole, err);
+    return read_pass(j, cw, pw, e, r, bp, &whole, err);
 }
 
 /* Any other file with a reference record of the same size: read once for its SHA-256; the same
  * is a REF, else it is read again and stored whole. */
 static int copy_if_changed(struct job *j, struct cworker *cw, struct ws_pool_worker *pw,
                            const struct entry *e, const struct ws_bfile *ref, struct ws_bfile *r,
-                           struct badpage_ctx *bp, const char *abs, struct ws_error *err)
+                           struct badpage_ctx *bp, struct ws_error *err)
 {
     struct pass p = {0, 1, e->relation, NULL, 0, 1};
     struct pass whole = {1, 0, e->relation, NULL, 0, 0};
     int rc;
 
-    if ((rc = read_pass(j, cw, pw, e, r, bp, abs, &p, err)) != 0)
+    if ((rc = read_pass(j, cw, pw, e, r, bp, &p, err)) != 0)
         return rc;
     if (r->size == ref->size && memcmp(r->sha256, ref->sha256, sizeof(r->sha256)) == 0) {
         r->kind = WS_BFILE_REF;
         set_base(j, ref, r);
         return 0;
     }
-    return read_pass(j, cw, pw, e, r, bp, abs, &whole, err);
+    return read_pass(j, cw, pw, e, r, bp, &whole, err);
 }
 
-/* Copies file idx as the reference allows (whole without one); relation files get their
- * digests recorded. A file that vanished is skipped (its result's path stays NULL). */
-static int copy_file(struct job *j, struct cworker *cw, struct ws_pool_worker *pw, size_t idx,
-                     struct ws_error *err)
+/* Copies file e from src as the reference record ref allows (whole without one) into r; relation
+ * files get their digests recorded. A source read once is stored while it is read (a file with
+ * the reference's size too: comparing it first would need a second read). */
+static int copy_source(struct job *j, struct cworker *cw, struct ws_pool_worker *pw,
+                       const struct entry *e, const struct ws_bfile *ref, struct source *src,
+                       struct ws_bfile *r, struct ws_error *err)
 {
-    struct entry *e = &j->files[idx];
-    struct ws_bfile *r = &j->results[idx];
-    const struct ws_bfile *ref = j->ref_of ? j->ref_of[idx] : NULL;
-    struct badpage_ctx bp = {j, e->path, -1, e->segno, 0, {0}};
-    struct pass whole = {1, 1, e->relation, NULL, 0, 1};
-    char abs[4096];
-    int fd, rc = 0;
-    struct stat st;
+    struct badpage_ctx bp = {j, e->path, src, e->segno, 0, {0}};
+    struct pass whole = {1, 1, e->relation, NULL, 0, !src->once};
+    int rc;
 
-    snprintf(abs, sizeof(abs), "%s/%s", j->pgdata, e->path);
-    fd = open(abs, O_RDONLY | O_NOATIME | O_CLOEXEC);
-    if (fd < 0 && errno == EPERM)
-        fd = open(abs, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) {
-            ws_log_info("file \"%s\" vanished during the backup (WAL replay handles it)", abs);
-            return 0;
-        }
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not open file \"%s\"", abs);
-    }
-    bp.fd = fd;
     if (ref && e->relation && ref->has_map && cw->refmap)
-        rc = copy_relation_incr(j, cw, pw, e, ref, r, &bp, abs, err);
-    else if (ref && ref->size == e->size)
-        rc = copy_if_changed(j, cw, pw, e, ref, r, &bp, abs, err);
+        rc = copy_relation_incr(j, cw, pw, e, ref, r, &bp, err);
+    else if (ref && ref->size == e->size && !src->once)
+        rc = copy_if_changed(j, cw, pw, e, ref, r, &bp, err);
     else
-        rc = read_pass(j, cw, pw, e, r, &bp, abs, &whole, err);
+        rc = read_pass(j, cw, pw, e, r, &bp, &whole, err);
     if (rc == 0 && bp.err.code) {
         *err = bp.err;
         rc = err->code;
@@ -492,16 +542,55 @@ static int copy_file(struct job *j, struct cworker *cw, struct ws_pool_worker *p
     if (rc == 0 && e->relation)
         rc = map_record(j, cw, r, err);
     if (rc != 0)
-        goto out;
+        return rc;
     if (bp.count)
-        ws_log_warning("file \"%s\": %d page(s) failed checksum verification", abs, bp.count);
+        ws_log_warning("file \"%s\": %d page(s) failed checksum verification", src->what, bp.count);
     r->path = e->path;
     r->mode = e->mode;
-    r->mtime = fstat(fd, &st) == 0 ? st.st_mtime : e->mtime;
-    if (cw->out.len >= WS_BUNDLE_TARGET)
-        rc = bundle_close(j, &cw->out, err);
-out:
-    close(fd);
+    r->mtime = e->mtime;
+    return cw->out.len >= WS_BUNDLE_TARGET ? bundle_close(j, &cw->out, err) : 0;
+}
+
+/* Copies file idx of the walk. A file that vanished is skipped (its result's path stays NULL). */
+static int copy_file(struct job *j, struct cworker *cw, struct ws_pool_worker *pw, size_t idx,
+                     struct ws_error *err)
+{
+    struct entry *e = &j->files[idx];
+    struct ws_bfile *r = &j->results[idx];
+    struct source src = {-1, NULL, NULL, 0, 0};
+    char abs[4096];
+    struct stat st;
+    int rc;
+
+    snprintf(abs, sizeof(abs), "%s/%s", j->pgdata, e->path);
+    src.what = abs;
+    src.fd = open(abs, O_RDONLY | O_NOATIME | O_CLOEXEC);
+    if (src.fd < 0 && errno == EPERM)
+        src.fd = open(abs, O_RDONLY | O_CLOEXEC);
+    if (src.fd < 0) {
+        if (errno == ENOENT) {
+            ws_log_info("file \"%s\" vanished during the backup (WAL replay handles it)", abs);
+            return 0;
+        }
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not open file \"%s\"", abs);
+    }
+    rc = copy_source(j, cw, pw, e, j->ref_of ? j->ref_of[idx] : NULL, &src, r, err);
+    if (rc == 0 && fstat(src.fd, &st) == 0)
+        r->mtime = st.st_mtime;
+    close(src.fd);
+    return rc;
+}
+
+int ws_create_copy_member(struct job *j, struct cworker *cw, struct ws_pool_worker *pw,
+                          const struct entry *e, const struct ws_bfile *ref, struct ws_tar *tar,
+                          struct ws_bfile *r, uint32_t *crc32c, struct ws_error *err)
+{
+    struct source src = {-1, tar, e->path, 1, 0};
+    int rc;
+
+    cw->out.repo = &pw->repo;
+    rc = copy_source(j, cw, pw, e, ref, &src, r, err);
+    *crc32c = src.crc32c;
     return rc;
 }
 
@@ -529,17 +618,17 @@ static int copy_task(void *arg, struct ws_pool_worker *pw, size_t t, struct ws_e
 
 /* A worker's end: its last bundle and map object are finished unless the backup failed; after a
  * failure they are aborted, and nothing of them stays visible. */
-static int copy_end(void *arg, struct ws_pool_worker *pw, struct ws_error *err)
+int ws_create_copy_end(void *arg, struct ws_pool_worker *pw, struct ws_error *err)
 {
     struct job *j = arg;
     struct cworker *cw = &j->workers[pw->index];
     int failed = ws_pool_failed(pw), rc;
 
-    rc = object_close(j, &cw->out.sink, failed, err);
+    rc = ws_create_object_close(j, &cw->out.sink, failed, err);
     if (rc == 0)
-        rc = object_close(j, &cw->map.sink, failed, err);
+        rc = ws_create_object_close(j, &cw->map.sink, failed, err);
     else
-        object_close(j, &cw->map.sink, 1, err);
+        ws_create_object_close(j, &cw->map.sink, 1, err);
     return rc;
 }
 
@@ -641,14 +730,10 @@ static int plan_tasks(struct job *j, struct ws_error *err)
     return 0;
 }
 
-/* Copies every file into bundles with the worker pool. */
-int ws_create_copy_files(struct create *c, struct ws_error *err)
+int ws_create_job_init(struct create *c, size_t n, struct ws_error *err)
 {
     struct job *j = &c->j;
-    struct ws_pool_params pp = {0};
-    const struct ws_backup_opts *o = c->o;
-    size_t n, i;
-    int rc;
+    size_t i;
 
     j->cfg = c->cfg;
     j->key = ws_keyring_write_key(&c->kr);
@@ -658,18 +743,11 @@ int ws_create_copy_files(struct create *c, struct ws_error *err)
     j->pgdata = c->pgdata;
     j->start_lsn = c->m.start_lsn;
     j->checksums = c->info.data_checksums;
-    j->files = c->w.files;
-    j->nfiles = c->w.nfiles;
     j->m = &c->m;
-    if ((j->ref && (rc = ws_create_match_reference(c, err)) != 0) || (rc = plan_tasks(j, err)) != 0)
-        return rc;
-    n = ws_pool_size(o->parallel > 0 ? o->parallel : c->cfg->parallel, j->ntasks);
     j->zstd_workers = n > 1 ? (int)n : 0; /* for large files' bundles (bundle_open) */
-    /* room for backup_label and tablespace_map (create.c) */
-    if (!(j->results = calloc(c->w.nfiles + 2, sizeof(*j->results))) ||
-        !(j->workers = calloc(n, sizeof(*j->workers))))
+    j->mt_from = WS_PIECE_SIZE;
+    if (!(j->workers = calloc(n, sizeof(*j->workers))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    j->nresults = c->w.nfiles;
     j->nworkers = n;
     for (i = 0; i < n; i++)
         j->workers[i].spill = -1;
@@ -678,15 +756,77 @@ int ws_create_copy_files(struct create *c, struct ws_error *err)
             return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     pthread_mutex_init(&j->lock, NULL);
     c->lock_init = 1;
+    return 0;
+}
+
+/* global/pg_control's task moved to the end of the plan: 1, or 0 when there is none. */
+static int control_last(struct job *j)
+{
+    struct ctask t;
+
+    for (size_t i = 0; i < j->ntasks; i++)
+        if (j->tasks[i].n == 1 &&
+            strcmp(j->files[j->order[j->tasks[i].first]].path, "global/pg_control") == 0) {
+            t = j->tasks[i];
+            memmove(&j->tasks[i], &j->tasks[i + 1], (j->ntasks - i - 1) * sizeof(t));
+            j->tasks[j->ntasks - 1] = t;
+            return 1;
+        }
+    return 0;
+}
+
+/* The last task of the plan (pg_control's), as the only task of a pool of its own. */
+static int copy_last_task(void *arg, struct ws_pool_worker *pw, size_t t, struct ws_error *err)
+{
+    struct job *j = arg;
+
+    (void)t;
+    return copy_task(arg, pw, j->ntasks - 1, err);
+}
+
+/* Copies every file into bundles with the worker pool; global/pg_control after the pool finished
+ * every other one, on a pool of one worker: PostgreSQL ends the recovery of a standby's backup at
+ * the minimum recovery point of the pg_control it holds, "assuming pg_control was backed up
+ * last" (xlog.c; docs/design/remote.md, "A local backup of a standby"). */
+int ws_create_copy_files(struct create *c, struct ws_error *err)
+{
+    struct job *j = &c->j;
+    struct ws_pool_params pp = {0};
+    const struct ws_backup_opts *o = c->o;
+    uint64_t rest;
+    size_t n;
+    int control;
+    int rc;
+
+    j->ref = c->ref.id[0] ? &c->ref : NULL;
+    j->files = c->w.files;
+    j->nfiles = c->w.nfiles;
+    if ((j->ref && (rc = ws_create_match_reference(c, err)) != 0) || (rc = plan_tasks(j, err)) != 0)
+        return rc;
+    control = control_last(j);
+    n = ws_pool_size(o->parallel > 0 ? o->parallel : c->cfg->parallel, j->ntasks - control);
+    if ((rc = ws_create_job_init(c, n, err)) != 0)
+        return rc;
+    /* room for backup_label and tablespace_map (create.c) */
+    if (!(j->results = calloc(c->w.nfiles + 2, sizeof(*j->results))))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    j->nresults = c->w.nfiles;
     pp.cfg = c->cfg;
     pp.env = c->env;
     pp.repo = &c->repo;
     pp.workers = n;
-    pp.ntasks = j->ntasks;
+    pp.ntasks = j->ntasks - control;
     pp.task = copy_task;
-    pp.end = copy_end;
+    pp.end = ws_create_copy_end;
     pp.arg = j;
     pp.progress = o->progress;
-    pp.total_bytes = c->w.total;
+    rest = control ? j->tasks[j->ntasks - 1].bytes : 0;
+    pp.total_bytes = c->w.total > rest ? c->w.total - rest : 0;
+    if ((rc = ws_pool_run(&pp, err)) != 0 || !control)
+        return rc;
+    pp.workers = 1; /* the caller's storage handle: nothing more is opened */
+    pp.ntasks = 1;
+    pp.task = copy_last_task;
+    pp.progress = 0; /* its bytes are left off the progress line */
     return ws_pool_run(&pp, err);
 }

@@ -1,8 +1,9 @@
 /*
- * backup/create_int.h - what the units of `basebackup create` share: create.c (the command and
- * its phases), create_walk.c (the data directory's files), create_ref.c (the reference of a diff
- * or incr backup), create_copy.c (the copy: bundles, map objects, read passes, deltas). Not for
- * other modules: they use backup.h. Every function returns 0 or a ws_code with err set.
+ * backup/create_int.h - what the units of `basebackup create` share: create.c (the command, its
+ * shared phases and the local path), create_walk.c (the data directory's files), create_stream.c
+ * (backup_method stream: BASE_BACKUP's archives), create_ref.c (the reference of a diff or incr
+ * backup), create_copy.c (the copy: bundles, map objects, read passes, deltas). Not for other
+ * modules: they use backup.h. Every function returns 0 or a ws_code with err set.
  */
 #ifndef WS_BACKUP_CREATE_INT_H
 #define WS_BACKUP_CREATE_INT_H
@@ -14,9 +15,12 @@
 #include <sys/types.h>
 
 #include "backup/backup.h"
+#include "backup/pool.h"
 #include "io/key.h"
 #include "io/sink.h"
+#include "io/tar.h"
 #include "pg/pgconn.h"
+#include "pg/repl.h"
 #include "repo/manifest.h"
 #include "repo/repo.h"
 
@@ -86,6 +90,7 @@ struct job {
     uint64_t start_lsn;
     int checksums;
     int zstd_workers; /* threads of a large file's bundles (create_copy.c) */
+    uint64_t mt_from; /* the size from which a file's bundle compresses on them */
     struct entry *files;
     size_t nfiles;
     const struct ws_manifest *ref;  /* the reference (diff, incr), or NULL */
@@ -111,9 +116,11 @@ struct create {
     const struct ws_backup_opts *o;
     struct ws_repo repo;
     struct ws_keyring kr;
-    struct ws_pg *pg;
-    struct ws_pg_info info;
-    char *pgdata; /* resolved */
+    struct ws_pg *pg;       /* local */
+    struct ws_repl *repl;   /* stream */
+    struct ws_pg_info info; /* the server's facts (stream: from IDENTIFY_SYSTEM and SHOW) */
+    uint32_t tli;           /* the server's current timeline, for the reference's choice */
+    char *pgdata;           /* resolved (local) */
     struct ws_manifest m;
     struct ws_manifest ref; /* the reference (diff, incr); ref.id "" when none */
     struct walk w;
@@ -131,17 +138,32 @@ struct create {
 #define CONTROL_SYSID 0
 #define CONTROL_TIMELINE 48
 
-/* create.c: len bytes of global/pg_control at off (CONTROL_SYSID, CONTROL_TIMELINE). */
-int ws_create_read_control(const char *pgdata, void *buf, size_t len, off_t off,
-                           struct ws_error *err);
+/* create.c, the phases both paths share: the repository's identity checked against c->info and
+ * the id claimed and named (c->m); after the copy, backup_label and tablespace_map (c->labelfile,
+ * c->spcmap; an empty map is not stored) stored and every result moved into c->m with the totals
+ * (c->m.timeline from backup_label's START TIMELINE). */
+int ws_create_begin(struct create *c, struct ws_error *err);
+int ws_create_end_records(struct create *c, struct ws_error *err);
+
+/* create_stream.c: backup_method stream, from the connection to the stop position: c->m holds
+ * every record when it returns 0 (create.c stores the manifest and waits for the WAL). */
+int ws_create_stream(struct create *c, struct ws_error *err);
 
 /* create_walk.c: c->w, the files to copy (largest first), and the directories and tablespaces
  * into c->m. */
 int ws_create_walk(struct create *c, struct ws_error *err);
+/* len bytes of global/pg_control at off (CONTROL_SYSID, CONTROL_TIMELINE). */
+int ws_create_read_control(const char *pgdata, void *buf, size_t len, off_t off,
+                           struct ws_error *err);
 
 /* create_ref.c: diff and incr: the reference (into c->ref, c->m.type and c->m.reference), or a
- * full backup and one line saying why. */
+ * full backup and one line saying why; c->info and c->tli are the server's facts. */
 int ws_create_choose_reference(struct create *c, struct ws_error *err);
+/* The reference's records sorted by path (*out, n = c->ref.nfiles, malloc'ed) and the lookup of
+ * one path in them (NULL: none). */
+int ws_create_ref_index(const struct ws_manifest *ref, struct ws_bfile ***out,
+                        struct ws_error *err);
+struct ws_bfile *ws_create_ref_find(struct ws_bfile *const *index, size_t n, const char *path);
 /* Per file, the reference's record of the same path (j->ref_of). c->ref keeps only those records,
  * in the walk's order, without their paths (the walk's entry has the same). */
 int ws_create_match_reference(struct create *c, struct ws_error *err);
@@ -151,6 +173,26 @@ int ws_create_check_reference(struct create *c, struct ws_error *err);
 
 /* create_copy.c: every file of c->w into bundles with the worker pool (results in c->j). */
 int ws_create_copy_files(struct create *c, struct ws_error *err);
+/* The job of c with n workers (their buffers), no results yet. */
+int ws_create_job_init(struct create *c, size_t n, struct ws_error *err);
+/* One tar member as file e (stream), read once, through the same copy as a local file into the
+ * worker's bundle: r its record (r->path = e->path on success); ref the reference's record of
+ * its path or NULL, and for a relation file with digests cw->refmap the reference's map object
+ * holding them. An incremental relation file is a REF or DELTA record however much changed;
+ * another file is stored whole. *crc32c: the CRC-32C (base/crc32c.h) of the member's bytes. */
+int ws_create_copy_member(struct job *j, struct cworker *cw, struct ws_pool_worker *pw,
+                          const struct entry *e, const struct ws_bfile *ref, struct ws_tar *tar,
+                          struct ws_bfile *r, uint32_t *crc32c, struct ws_error *err);
+/* Room for need elements of sz bytes in *p (capacity *cap, doubled from 64 as needed). */
+int ws_create_grow(void **p, size_t *cap, size_t need, size_t sz, struct ws_error *err);
+/* A pool worker's end (pool.h, arg the job): its bundle and map object finished, or aborted after
+ * a failure. */
+int ws_create_copy_end(void *arg, struct ws_pool_worker *pw, struct ws_error *err);
+/* An object writer for key (compressed as configured when compress, encrypted with the job's
+ * key), and its end: finished (its stored bytes counted) unless failed, then freed. */
+int ws_create_object_open(struct job *j, const struct ws_repo *repo, const char *key, int compress,
+                          int workers, struct ws_sink **out, struct ws_error *err);
+int ws_create_object_close(struct job *j, struct ws_sink **s, int failed, struct ws_error *err);
 /* text stored as file `name` (mode 0600) in a bundle of its own; *out is its record (path is
  * name, not copied). */
 int ws_create_store_small_file(struct job *j, const struct ws_repo *repo, const char *name,

@@ -134,17 +134,15 @@ int ws_create_choose_reference(struct create *c, struct ws_error *err)
     struct ws_catalog cat = {0};
     struct ws_catalog_backup *b;
     int type = c->cfg->backup_type, rc, loaded = 0;
-    uint32_t tli = 0;
     char why[1024] = "", newer[1024] = "";
 
     c->m.type = WS_BACKUP_FULL;
     if (type == WS_BACKUP_FULL)
         return 0;
-    if ((rc = ws_create_read_control(c->pgdata, &tli, sizeof(tli), CONTROL_TIMELINE, err)) != 0 ||
-        (rc = ws_catalog_load(&c->repo, &c->kr, &cat, err)) != 0)
+    if ((rc = ws_catalog_load(&c->repo, &c->kr, &cat, err)) != 0)
         return rc;
     b = newest_candidate(&cat, c->m.id, type);
-    if (b && !unusable(c, b, tli, why, sizeof(why)) &&
+    if (b && !unusable(c, b, c->tli, why, sizeof(why)) &&
         (rc = load_reference(c, b, &loaded, why, sizeof(why), err)) != 0)
         goto out;
     if (loaded) {
@@ -187,34 +185,51 @@ static void keep_records(struct ws_manifest *ref, struct ws_bfile *kept, size_t 
     ref->files_cap = n; /* kept has exactly n records */
 }
 
+int ws_create_ref_index(const struct ws_manifest *ref, struct ws_bfile ***out, struct ws_error *err)
+{
+    size_t n = ref->nfiles, i;
+
+    if (!(*out = malloc((n ? n : 1) * sizeof(**out))))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    for (i = 0; i < n; i++)
+        (*out)[i] = &ref->files[i];
+    qsort(*out, n, sizeof(**out), cmp_record_path);
+    return 0;
+}
+
+struct ws_bfile *ws_create_ref_find(struct ws_bfile *const *index, size_t n, const char *path)
+{
+    struct ws_bfile want = {0}, *wp = &want, *const * hit;
+
+    want.path = (char *)path;
+    hit = bsearch(&wp, index, n, sizeof(*index), cmp_record_path);
+    return hit ? *hit : NULL;
+}
+
 /* Per file, the reference's record of the same path (j->ref_of), moved into an array of the
  * matched records only (a manifest's arrays grow by doubling, and the paths are the walk's too). */
 int ws_create_match_reference(struct create *c, struct ws_error *err)
 {
     struct job *j = &c->j;
     struct ws_manifest *ref = &c->ref;
-    struct ws_bfile **sorted = NULL, *kept = NULL;
-    size_t n = ref->nfiles, i, k = 0;
-    int rc = 0;
+    struct ws_bfile **sorted = NULL, *kept = NULL, *hit;
+    size_t i, k = 0;
+    int rc;
 
-    if (!(sorted = malloc((n ? n : 1) * sizeof(*sorted))) ||
-        !(kept = malloc((j->nfiles ? j->nfiles : 1) * sizeof(*kept))) ||
+    if ((rc = ws_create_ref_index(ref, &sorted, err)) != 0)
+        return rc;
+    if (!(kept = malloc((j->nfiles ? j->nfiles : 1) * sizeof(*kept))) ||
         !(j->ref_of = calloc(j->nfiles ? j->nfiles : 1, sizeof(*j->ref_of)))) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
         goto out;
     }
-    for (i = 0; i < n; i++)
-        sorted[i] = &ref->files[i];
-    qsort(sorted, n, sizeof(*sorted), cmp_record_path);
     for (i = 0; i < j->nfiles; i++) {
-        struct ws_bfile want = {0}, *wp = &want, **hit;
-        want.path = j->files[i].path;
-        if (!(hit = bsearch(&wp, sorted, n, sizeof(*sorted), cmp_record_path)))
+        if (!(hit = ws_create_ref_find(sorted, ref->nfiles, j->files[i].path)))
             continue;
-        kept[k] = **hit;
+        kept[k] = *hit;
         kept[k].path = NULL;
-        (*hit)->pieces = NULL; /* moved */
-        (*hit)->npieces = 0;
+        hit->pieces = NULL; /* moved */
+        hit->npieces = 0;
         j->ref_of[i] = &kept[k++];
     }
     keep_records(ref, kept, k);

@@ -1,6 +1,9 @@
 /*
  * backup/list.c - `basebackup list [--json]`: the backups and the archived WAL of a cluster, from
- * the repository alone (the catalog). The WAL range is shown per timeline, with gaps.
+ * the repository alone (the catalog). The WAL range is shown per timeline, with gaps. With
+ * cluster "all": every cluster of the repository (ws_catalog_clusters), one after the other; in
+ * JSON {"clusters": [...]} of the objects a one-cluster list prints, a cluster that could not be
+ * read as {"cluster": NAME, "error": MESSAGE} (and the command fails after printing the others).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -213,36 +216,91 @@ static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
         printf("\n");
 }
 
+/* One cluster: repo->cluster of the open repository. */
+static int list_cluster(struct ws_repo *repo, const struct ws_keyring *kr, int json,
+                        struct ws_error *err)
+{
+    struct ws_catalog cat = {0};
+    int rc;
+
+    if ((rc = ws_catalog_load(repo, kr, &cat, err)) != 0)
+        return rc;
+    if (!cat.has_identity) {
+        if (json) {
+            printf("{\"cluster\": ");
+            ws_json_string(stdout, repo->cluster);
+            printf(", \"system_identifier\": null, \"backups\": [], \"wal\": {\"first\": null, "
+                   "\"last\": null, \"timelines\": []}}\n");
+        } else {
+            printf("cluster \"%s\": nothing in repository %s yet\n", repo->cluster,
+                   repo->st->location);
+        }
+    } else if (json) {
+        print_json(repo, &cat);
+    } else {
+        print_text(repo, &cat);
+    }
+    ws_catalog_free(&cat);
+    return 0;
+}
+
+/* Every cluster of the repository; a cluster that cannot be read is reported in its place. */
+static int list_all(struct ws_repo *repo, const struct ws_keyring *kr, int json,
+                    struct ws_error *err)
+{
+    char **names = NULL;
+    size_t n = 0, i, failed = 0;
+    int rc;
+
+    if ((rc = ws_catalog_clusters(repo->st, &names, &n, err)) != 0)
+        return rc;
+    if (json)
+        printf("{\"clusters\": [");
+    else if (!n)
+        printf("no clusters in repository %s\n", repo->st->location);
+    for (i = 0; i < n; i++) {
+        struct ws_error e = {0};
+        snprintf(repo->cluster, sizeof(repo->cluster), "%s", names[i]);
+        printf("%s", i == 0 ? (json ? "\n" : "") : (json ? ",\n" : "\n"));
+        if (list_cluster(repo, kr, json, &e) == 0)
+            continue;
+        failed++;
+        if (json) {
+            printf("{\"cluster\": ");
+            ws_json_string(stdout, names[i]);
+            printf(", \"error\": ");
+            ws_json_string(stdout, e.msg);
+            printf("}\n");
+        } else {
+            printf("cluster \"%s\": %s\n", names[i], e.msg);
+        }
+    }
+    if (json)
+        printf("]}\n");
+    ws_catalog_clusters_free(names, n);
+    if (failed)
+        return ws_error_set(err, WS_ERR_STORAGE,
+                            "%zu of the %zu clusters in repository %s could "
+                            "not be listed",
+                            failed, n, repo->st->location);
+    return 0;
+}
+
 int ws_backup_list(const struct ws_config *cfg, int json, struct ws_error *err)
 {
     struct ws_repo repo = {0};
     struct ws_keyring kr = {0};
-    struct ws_catalog cat = {0};
     int rc;
 
-    if ((rc = ws_keyring_load(cfg, &kr, err)) != 0 || (rc = ws_repo_open(cfg, &repo, err)) != 0 ||
-        (rc = ws_catalog_load(&repo, &kr, &cat, err)) != 0)
+    if ((rc = ws_keyring_load(cfg, &kr, err)) != 0 || (rc = ws_repo_open(cfg, &repo, err)) != 0)
         goto out;
-    if (!cat.has_identity) {
-        if (json) {
-            printf("{\"cluster\": ");
-            ws_json_string(stdout, repo.cluster);
-            printf(", \"system_identifier\": null, \"backups\": [], \"wal\": {\"first\": null, "
-                   "\"last\": null, \"timelines\": []}}\n");
-        } else {
-            printf("cluster \"%s\": nothing in repository %s yet\n", repo.cluster,
-                   repo.st->location);
-        }
-        goto out;
-    }
-    if (json)
-        print_json(&repo, &cat);
+    if (strcmp(cfg->cluster, WS_LIST_ALL_CLUSTERS) == 0)
+        rc = list_all(&repo, &kr, json, err);
     else
-        print_text(&repo, &cat);
-    if (fflush(stdout) != 0)
+        rc = list_cluster(&repo, &kr, json, err);
+    if (fflush(stdout) != 0 && rc == 0)
         rc = ws_error_set(err, WS_ERR_IO, "could not write to standard output");
 out:
-    ws_catalog_free(&cat);
     ws_repo_close(&repo);
     ws_keyring_wipe(&kr);
     return rc;

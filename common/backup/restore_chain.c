@@ -16,6 +16,7 @@
 #include "backup/pool.h"
 #include "backup/restore_int.h"
 #include "base/log.h"
+#include "io/hashpipe.h"
 
 #define READ_BUF (1u << 20)
 
@@ -219,24 +220,35 @@ int ws_restore_sha_rest(int fd, const struct ws_bfile *f, void *ctx, uint64_t of
                         int *match, struct ws_error *err)
 {
     EVP_MD_CTX *md = ctx;
+    struct ws_hashpipe *hp = NULL; /* hashing overlaps the reads (incremental.md, "Speed") */
     uint8_t digest[32];
+    int rc;
 
     *match = 0;
+    if ((rc = ws_hashpipe_start(ws_hashpipe_evp, md, f->size > off ? f->size - off : 0, &hp,
+                                err)) != 0)
+        goto out;
     for (;;) {
         ssize_t n = ws_pread_full(fd, buf, READ_BUF, (off_t)off);
-        if (n < 0)
-            return ws_error_setsys(err, WS_ERR_IO, errno, "could not read file \"%s\"", f->path);
+        if (n < 0) {
+            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not read file \"%s\"", f->path);
+            goto out;
+        }
         if (n == 0 || (off += (uint64_t)n) > f->size)
             break;
-        if (EVP_DigestUpdate(md, buf, (size_t)n) != 1)
-            return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+        if ((rc = ws_hashpipe_update(hp, buf, (size_t)n, err)) != 0)
+            goto out;
     }
-    if (off != f->size)
-        return 0;
-    if (EVP_DigestFinal_ex(md, digest, NULL) != 1)
-        return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+    if ((rc = ws_hashpipe_finish(hp, err)) != 0 || off != f->size)
+        goto out;
+    if (EVP_DigestFinal_ex(md, digest, NULL) != 1) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+        goto out;
+    }
     *match = memcmp(digest, f->sha256, 32) == 0;
-    return 0;
+out:
+    ws_hashpipe_free(hp);
+    return rc;
 }
 
 int ws_restore_own_file(const struct stat *st)

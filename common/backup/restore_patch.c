@@ -15,6 +15,7 @@
 #include "backup/pool.h"
 #include "backup/restore_int.h"
 #include "base/log.h"
+#include "io/hashpipe.h"
 
 #define READ_BUF (1u << 20)
 
@@ -66,6 +67,7 @@ struct scan {
     uint8_t *bits;
     uint64_t ndiff, sha_off;
     EVP_MD_CTX *md;
+    struct ws_hashpipe *hp; /* feeds md while the file is read (incremental.md, "Speed") */
 };
 
 static void mark(struct scan *s, uint64_t b, uint32_t bs)
@@ -80,6 +82,8 @@ static void mark(struct scan *s, uint64_t b, uint32_t bs)
 static int scan_chunk(struct scan *s, const struct ws_bfile *f, uint32_t bs, const uint8_t *dg,
                       const uint8_t *buf, size_t n, uint64_t off, struct ws_error *err)
 {
+    int rc;
+
     for (size_t q = 0; q < n; q += bs) {
         uint64_t at = off + q, b = at / bs, tlen = f->size - at < bs ? f->size - at : bs;
         uint8_t got[WS_BLOCK_DIGEST_SIZE];
@@ -91,8 +95,8 @@ static int scan_chunk(struct scan *s, const struct ws_bfile *f, uint32_t bs, con
         ws_block_digest(buf + q, (size_t)tlen, got);
         if (memcmp(got, dg + b * WS_BLOCK_DIGEST_SIZE, WS_BLOCK_DIGEST_SIZE) != 0)
             mark(s, b, bs);
-        else if (s->ndiff == 0 && EVP_DigestUpdate(s->md, buf + q, (size_t)tlen) != 1)
-            return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+        else if (s->ndiff == 0 && (rc = ws_hashpipe_update(s->hp, buf + q, (size_t)tlen, err)))
+            return rc;
     }
     return 0;
 }
@@ -105,6 +109,8 @@ static int scan_file(struct scan *s, int fd, uint64_t esize, const struct ws_bfi
     int rc;
 
     s->sha_off = f->size;
+    if ((rc = ws_hashpipe_start(ws_hashpipe_evp, s->md, lim, &s->hp, err)) != 0)
+        return rc;
     for (off = 0; off < lim && s->ndiff * 2 <= nb;) {
         size_t want = lim - off < READ_BUF ? (size_t)(lim - off) : READ_BUF;
         ssize_t n = ws_pread_full(fd, buf, want, (off_t)off);
@@ -119,7 +125,7 @@ static int scan_file(struct scan *s, int fd, uint64_t esize, const struct ws_bfi
     }
     for (uint64_t b = ws_blockmap_blocks(off, bs); b < nb && s->ndiff * 2 <= nb; b++)
         mark(s, b, bs);
-    return 0;
+    return ws_hashpipe_finish(s->hp, err);
 }
 
 static int add_patch(struct ws_restore_patches *ps, size_t i, struct scan *s, uint64_t nb,
@@ -193,6 +199,7 @@ static int compare_file(struct cjob *j, struct ws_tree_cursor *c, uint8_t *buf, 
     }
 out:
     free(s.bits);
+    ws_hashpipe_free(s.hp); /* before md, which its thread may be using */
     EVP_MD_CTX_free(s.md);
     if (fd >= 0)
         close(fd);
@@ -245,18 +252,29 @@ static int compare_task(void *arg, struct ws_pool_worker *pw, size_t x, struct w
     return 0;
 }
 
-static int cmp_by_map(const void *a, const void *b, void *arg)
+/* Files of WS_PIECE_SIZE or more first, largest first: the largest one's compare, and then its
+ * SHA-256, is the longest path of a delta restore, and it starts at once instead of after every
+ * file of the map objects before its own (incremental.md, "Speed"). Then the others by map
+ * object. */
+static int cmp_order(const void *a, const void *b, void *arg)
 {
     const struct ws_bfile *x = &((const struct ws_manifest *)arg)->files[*(const size_t *)a],
                           *y = &((const struct ws_manifest *)arg)->files[*(const size_t *)b];
+    int xl = x->size >= WS_PIECE_SIZE, yl = y->size >= WS_PIECE_SIZE;
 
+    if (xl != yl)
+        return xl ? -1 : 1;
+    if (xl && x->size != y->size)
+        return x->size > y->size ? -1 : 1;
     if (x->map != y->map)
         return x->map < y->map ? -1 : 1;
     return x->map_index < y->map_index ? -1 : x->map_index > y->map_index;
 }
 
-/* j->order: the files compared by blocks, by map object (a worker loads each one about once). */
-static int order_by_map(struct cjob *j, struct ws_error *err)
+/* j->order: the files compared by blocks, large ones first, the others by map object (a worker
+ * loads each map object about once; a large file may cost one more load, at most 4 MiB against
+ * its 64 MiB or more). */
+static int order_tasks(struct cjob *j, struct ws_error *err)
 {
     const struct ws_manifest *m = j->r->m;
 
@@ -265,7 +283,7 @@ static int order_by_map(struct cjob *j, struct ws_error *err)
     for (size_t i = 0; i < m->nfiles; i++)
         if (ws_restore_by_blocks(j->r, &m->files[i]))
             j->order[j->norder++] = i;
-    qsort_r(j->order, j->norder, sizeof(*j->order), cmp_by_map, (void *)m);
+    qsort_r(j->order, j->norder, sizeof(*j->order), cmp_order, (void *)m);
     return 0;
 }
 
@@ -291,7 +309,7 @@ int ws_restore_patch_compare(const struct restore *r, struct ws_repo *repo,
     if (!(*out = j.ps = calloc(1, sizeof(*j.ps))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     pthread_mutex_init(&j.ps->lock, NULL);
-    if ((rc = order_by_map(&j, err)) != 0 || j.norder == 0)
+    if ((rc = order_tasks(&j, err)) != 0 || j.norder == 0)
         goto out;
     workers = ws_pool_size(r->o->parallel > 0 ? r->o->parallel : r->cfg->parallel, j.norder);
     if (!(j.w = calloc(workers, sizeof(*j.w)))) {

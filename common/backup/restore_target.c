@@ -559,12 +559,40 @@ int ws_restore_create_targets(struct restore *r, struct ws_error *err)
 /* --force: empties what inspect_targets allowed; then the modes PostgreSQL wants. The
  * tablespace directories go first: while the data directory keeps its pg_tblspc links, a
  * restore killed meanwhile can be repeated (see ws_restore_linked_from_data). */
+/* What makes a replaced data directory start, removed (durably) before anything else is: a
+ * restore killed while it empties the tablespaces must not leave recovery.signal (nor the old
+ * pg_control) beside half of them. */
+static int disarm_data_dir(struct rdir *d, struct ws_error *err)
+{
+    static const char *const signals[] = {"recovery.signal", "standby.signal"};
+    int g, rc = 0;
+
+    for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
+        if (unlinkat(d->fd, signals[i], 0) != 0 && errno != ENOENT)
+            return ws_error_setsys(err, WS_ERR_IO, errno, "could not remove \"%s/%s\"", d->path,
+                                   signals[i]);
+    g = openat(d->fd, "global", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (g >= 0) {
+        if (unlinkat(g, "pg_control", 0) != 0 && errno != ENOENT)
+            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not remove \"%s/global/pg_control\"",
+                                 d->path);
+        else if (fsync(g) != 0)
+            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not fsync \"%s/global\"", d->path);
+        close(g);
+    }
+    if (rc == 0 && fsync(d->fd) != 0)
+        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not fsync \"%s\"", d->path);
+    return rc;
+}
+
 int ws_restore_empty_targets(struct restore *r, struct ws_error *err)
 {
     mode_t mode = r->group_access ? 0750 : 0700;
     size_t t, n = r->m->ntblspc;
     int rc;
 
+    if (!r->data.empty && (rc = disarm_data_dir(&r->data, err)) != 0)
+        return rc;
     for (t = 0; t <= n; t++) {
         struct rdir *d = t == n ? &r->data : &r->ts[t];
         if (!d->empty) {

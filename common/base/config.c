@@ -29,6 +29,7 @@ static const char *const compress_choices[] = {"none", "zstd", NULL};
 static const char *const fetch_error_choices[] = {"auto", "abort", "missing", NULL};
 static const char *const log_level_choices[] = {"error", "warning", "info", "debug", NULL};
 const char *const ws_backup_type_choices[] = {"full", "diff", "incr", NULL};
+static const char *const backup_method_choices[] = {"local", "stream", NULL};
 
 #define OFF(f) offsetof(struct ws_config, f)
 static const struct key_def keys[] = {
@@ -46,6 +47,7 @@ static const struct key_def keys[] = {
     {"retries", T_INT, OFF(retries), 1, 100, NULL, 0},
     {"fetch_error", T_ENUM, OFF(fetch_error), 0, 0, fetch_error_choices, 0},
     {"backup_type", T_ENUM, OFF(backup_type), 0, 0, ws_backup_type_choices, 0},
+    {"backup_method", T_ENUM, OFF(backup_method), 0, 0, backup_method_choices, 0},
     {"retain_full", T_INT, OFF(retain_full), 1, 1000000, NULL, 0},
     {"retain_time", T_DURATION, OFF(retain_time), 1, INT64_C(1) << 40, NULL, 0},
     {"log_level", T_ENUM, OFF(log_level), 0, 0, log_level_choices, 0},
@@ -62,6 +64,10 @@ static const struct key_def keys[] = {
     {"sftp_identity_file", T_STR, OFF(sftp_identity_file), 0, 0, NULL, 0},
     {"sftp_known_hosts", T_STR, OFF(sftp_known_hosts), 0, 0, NULL, 0},
     {"sftp_host_key_sha256", T_STR, OFF(sftp_host_key_sha256), 0, 0, NULL, 0},
+    {"slot_name", T_STR, OFF(slot_name), 0, 0, NULL, 0},
+    {"receive_flush_interval", T_DURATION, OFF(receive_flush_interval), 1, 3600, NULL, 0},
+    {"receive_synchronous", T_BOOL, OFF(receive_synchronous), 0, 0, NULL, 0},
+    {"receive_spool_segments", T_INT, OFF(receive_spool_segments), 1, 65536, NULL, 0},
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -76,9 +82,12 @@ void ws_config_init(struct ws_config *cfg)
     cfg->timeout = 60;
     cfg->retries = 5;
     cfg->fetch_error = WS_FETCH_ERROR_AUTO;
+    cfg->backup_method = WS_BACKUP_METHOD_UNSET;
     cfg->log_level = WS_LOG_WARNING;
     cfg->s3_verify_tls = 1;
     cfg->s3_part_size = 8 << 20;
+    cfg->receive_flush_interval = 10;
+    cfg->receive_spool_segments = 64;
 }
 
 void ws_config_free(struct ws_config *cfg)
@@ -94,6 +103,13 @@ void ws_config_free(struct ws_config *cfg)
     }
     free(cfg->config_file);
     cfg->config_file = NULL;
+}
+
+int ws_config_backup_method(const struct ws_config *cfg)
+{
+    if (cfg->backup_method != WS_BACKUP_METHOD_UNSET)
+        return cfg->backup_method;
+    return cfg->pgdata && *cfg->pgdata ? WS_BACKUP_METHOD_LOCAL : WS_BACKUP_METHOD_STREAM;
 }
 
 static const struct key_def *find_key(const char *name, size_t *idx)
@@ -171,7 +187,14 @@ int ws_parse_duration(const char *s, int64_t *out)
     return -1;
 }
 
-static int valid_cluster(const char *s)
+/* PostgreSQL's rule for replication slot names. */
+static int valid_slot_name(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 0 && n <= 63 && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_") == n;
+}
+
+int ws_config_cluster_valid(const char *s)
 {
     size_t n = strlen(s);
     if (n < 1 || n > 64 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
@@ -197,10 +220,15 @@ int ws_config_set(struct ws_config *cfg, const char *key, const char *value, con
     switch (k->type) {
     case T_STR: {
         char *copy;
-        if (strcmp(key, "cluster") == 0 && !valid_cluster(value))
+        if (strcmp(key, "cluster") == 0 && !ws_config_cluster_valid(value))
             return ws_error_set(err, WS_ERR_CONFIG,
                                 "%s: invalid value \"%s\" for \"cluster\": expected 1 to 64 "
                                 "characters from A-Z a-z 0-9 . _ -",
+                                source, value);
+        if (strcmp(key, "slot_name") == 0 && !valid_slot_name(value))
+            return ws_error_set(err, WS_ERR_CONFIG,
+                                "%s: invalid value \"%s\" for \"slot_name\": expected 1 to 63 "
+                                "characters from a-z 0-9 _",
                                 source, value);
         if (!(copy = strdup(value)))
             return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
@@ -263,7 +291,7 @@ int ws_config_set(struct ws_config *cfg, const char *key, const char *value, con
                                 "%s: invalid value \"%s\" for \"%s\": expected a positive "
                                 "duration such as 90s, 30m, 12h, 30d or 2w",
                                 source, value, key);
-        if (k->off == OFF(timeout))
+        if (k->off == OFF(timeout) || k->off == OFF(receive_flush_interval))
             *(int *)field = (int)v;
         else
             *(int64_t *)field = v;
@@ -731,6 +759,7 @@ int ws_config_load(struct ws_config *cfg, const char *path, struct ws_error *err
                             "s3://bucket[/prefix] or sftp://user@host[:port]/abs/path",
                             cfg->repo);
     if ((rc = take_default(&cfg->cluster, "main", err)) != 0 ||
+        (rc = take_default(&cfg->slot_name, "walsafe", err)) != 0 ||
         (rc = take_default(&cfg->pgdata, getenv("PGDATA"), err)) != 0 ||
         (rc = take_default(&cfg->spool_dir, "/var/spool/walsafe", err)) != 0 ||
         (rc = take_default(&cfg->s3_region, getenv("AWS_REGION"), err)) != 0 ||
@@ -740,6 +769,10 @@ int ws_config_load(struct ws_config *cfg, const char *path, struct ws_error *err
             0 ||
         (rc = take_default(&cfg->s3_session_token, getenv("AWS_SESSION_TOKEN"), err)) != 0)
         return rc;
+    if (!cfg->cluster_all_ok && strcmp(cfg->cluster, "all") == 0)
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "invalid value \"all\" for \"cluster\": it is reserved for "
+                            "\"basebackup list --cluster all\" (every cluster of the repository)");
     ws_log_set_level(cfg->log_level > ws_log_get_level() ? cfg->log_level : ws_log_get_level());
     if (cfg->log_file)
         ws_log_set_file(cfg->log_file);

@@ -34,6 +34,12 @@
 
 enum ws_compress { WS_COMPRESS_NONE = 0, WS_COMPRESS_ZSTD = 1 };
 enum ws_fetch_error { WS_FETCH_ERROR_AUTO = 0, WS_FETCH_ERROR_ABORT, WS_FETCH_ERROR_MISSING };
+/* backup_method: how basebackup create reads the data directory (docs/design/remote.md). */
+enum ws_backup_method {
+    WS_BACKUP_METHOD_UNSET = -1,
+    WS_BACKUP_METHOD_LOCAL,
+    WS_BACKUP_METHOD_STREAM
+};
 
 struct ws_config {
     char *repo;
@@ -50,6 +56,7 @@ struct ws_config {
     int retries;
     int fetch_error;
     int backup_type;     /* basebackup create's default: an index of ws_backup_type_choices */
+    int backup_method;   /* enum ws_backup_method; UNSET: ws_config_backup_method's rule */
     int retain_full;     /* 0 = not set */
     int64_t retain_time; /* seconds, 0 = not set */
     int log_level;
@@ -66,8 +73,15 @@ struct ws_config {
     char *sftp_identity_file;
     char *sftp_known_hosts;
     char *sftp_host_key_sha256;
+    char *slot_name;            /* wal-receive's replication slot */
+    int receive_flush_interval; /* seconds */
+    int receive_synchronous;    /* 1: flush = durable in the repository */
+    int receive_spool_segments; /* completed segments kept unpushed at most */
 
     char *config_file; /* the file that was read, or NULL */
+    /* set by the caller before ws_config_load: cluster may be "all" (basebackup list, where it
+     * means every cluster of the repository); else ws_config_load refuses that name */
+    int cluster_all_ok;
     /* internal: the first key of the file read that holds a secret (a static name), or NULL */
     const char *file_secret;
     /* internal: which keys were set on the command line (bit per key index) */
@@ -76,6 +90,13 @@ struct ws_config {
 
 /* backup_type's values, NULL-terminated, in the order of enum ws_backup_type (repo/manifest.h). */
 extern const char *const ws_backup_type_choices[];
+
+/* The backup_method in effect: the one set, else local when pgdata (or PGDATA, after
+ * ws_config_load) is set and stream when not. */
+int ws_config_backup_method(const struct ws_config *cfg);
+
+/* A cluster name the option `cluster` accepts: 1 to 64 of [A-Za-z0-9._-], not "." or "..". */
+int ws_config_cluster_valid(const char *s);
 
 void ws_config_init(struct ws_config *cfg);
 void ws_config_free(struct ws_config *cfg);
@@ -91,8 +112,8 @@ int ws_config_set_cli(struct ws_config *cfg, const char *key, const char *value,
 /*
  * Reads the file (explicit path, else $WALSAFE_CONFIG, else the default, which may be missing
  * when repo comes from elsewhere), then WALSAFE_* variables, and checks the result (repo is
- * required: an absolute path or a URL, whose scheme ws_storage_open() checks). Command-line
- * values already set are kept.
+ * required: an absolute path or a URL, whose scheme ws_storage_open() checks; cluster "all" is
+ * refused unless cluster_all_ok). Command-line values already set are kept.
  */
 int ws_config_load(struct ws_config *cfg, const char *path, struct ws_error *err);
 

@@ -53,3 +53,25 @@ int ws_pg_backup_stop(struct ws_pg *pg, int version, uint64_t *stop_lsn, char **
 {
     return pg->ops->backup_stop(pg, version, stop_lsn, labelfile, spcmap, err);
 }
+
+int ws_pg_get_access(struct ws_pg *pg, int version, struct ws_pg_access *access,
+                     struct ws_error *err)
+{
+    return pg->ops->get_access(pg, version, access, err);
+}
+
+void ws_pg_access_free(struct ws_pg_access *access)
+{
+    free(access->role);
+    memset(access, 0, sizeof(*access));
+}
+
+const char *ws_pg_function(int version, enum ws_pg_func f)
+{
+    if (f == WS_PG_BACKUP_START)
+        return version >= 150000 ? "pg_backup_start(text, boolean)"
+                                 : "pg_start_backup(text, boolean, boolean)";
+    if (f == WS_PG_BACKUP_STOP)
+        return version >= 150000 ? "pg_backup_stop(boolean)" : "pg_stop_backup(boolean, boolean)";
+    return "pg_switch_wal()";
+}

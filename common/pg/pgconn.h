@@ -8,12 +8,18 @@
  *
  * The libpq session: the connection string is pg_conninfo; libpq's PG* variables, .pgpass and
  * unix sockets apply as usual, so a password-less local set-up needs no configuration. Messages
- * carry libpq's own error text (which never includes a password) prefixed with what we were
- * doing. Every error is WS_ERR_STORAGE (the server did not answer as needed), WS_ERR_CONFIG
- * (a server older than PostgreSQL 13) or WS_ERR_INTERNAL (out of memory).
+ * carry libpq's own error text prefixed with what we were doing, but never when pg_conninfo
+ * cannot be parsed: libpq then quotes a piece of it, which may be a password
+ * (ws_pg_libpq_check_conninfo, WS_ERR_CONFIG). Every other error is WS_ERR_STORAGE (the server did
+ * not answer as needed), WS_ERR_CONFIG (a server older than PostgreSQL 13) or WS_ERR_INTERNAL (out
+ * of memory).
  *
  * A non-exclusive backup lives as long as the session: backup_start and backup_stop must run on
  * the same connection, and closing it aborts the backup.
+ *
+ * Privileges: get_info and get_access need none (data_directory is NULL unless the role is a
+ * superuser or has pg_read_all_settings); switch_wal, backup_start and backup_stop need EXECUTE
+ * on the functions ws_pg_function() names.
  */
 #ifndef WS_PGCONN_H
 #define WS_PGCONN_H
@@ -40,6 +46,18 @@ struct ws_pg_info {
     char *archive_command;
 };
 
+/* The server functions walsafe calls that a non-superuser must be granted EXECUTE on. */
+enum ws_pg_func { WS_PG_BACKUP_START, WS_PG_BACKUP_STOP, WS_PG_SWITCH_WAL, WS_PG_NFUNCS };
+
+/* What the session's role may do. */
+struct ws_pg_access {
+    char *role; /* current_user as an SQL identifier (quoted when needed), for a GRANT; malloc'ed */
+    int superuser;
+    int replication;           /* may open replication connections (REPLICATION or superuser) */
+    int execute[WS_PG_NFUNCS]; /* EXECUTE on ws_pg_function(version, f) */
+    int max_wal_senders;
+};
+
 struct ws_pg_ops {
     /* A new session in *out (ws_pg_connect sets its ops). */
     int (*connect)(const char *conninfo, struct ws_pg **out, struct ws_error *err);
@@ -55,6 +73,9 @@ struct ws_pg_ops {
      * *labelfile and *spcmap are malloc'ed (spcmap may be empty). */
     int (*backup_stop)(struct ws_pg *pg, int version, uint64_t *stop_lsn, char **labelfile,
                        char **spcmap, struct ws_error *err);
+    /* The role's access; version is the server's (get_info), for ws_pg_function. */
+    int (*get_access)(struct ws_pg *pg, int version, struct ws_pg_access *access,
+                      struct ws_error *err);
 };
 
 extern const struct ws_pg_ops ws_pg_libpq;
@@ -70,5 +91,14 @@ int ws_pg_backup_start(struct ws_pg *pg, int version, const char *label, int fas
                        uint64_t *start_lsn, struct ws_error *err);
 int ws_pg_backup_stop(struct ws_pg *pg, int version, uint64_t *stop_lsn, char **labelfile,
                       char **spcmap, struct ws_error *err);
+int ws_pg_get_access(struct ws_pg *pg, int version, struct ws_pg_access *access,
+                     struct ws_error *err);
+void ws_pg_access_free(struct ws_pg_access *access);
+/* Function f of a server of this version as GRANT and has_function_privilege() spell it, e.g.
+ * "pg_backup_start(text, boolean)" (PostgreSQL 13 and 14: pg_start_backup, pg_stop_backup). */
+const char *ws_pg_function(int version, enum ws_pg_func f);
+/* pgconn_libpq.c, for both libpq sessions (this one and pg/repl.h's), before connecting: a
+ * connection string libpq cannot parse is WS_ERR_CONFIG, without libpq's reason. */
+int ws_pg_libpq_check_conninfo(const char *conninfo, struct ws_error *err);
 
 #endif

@@ -32,6 +32,25 @@ static const char *pq_message(PGconn *conn, char *buf, size_t bufsz)
 
 static void pq_close(struct ws_pg *session);
 
+int ws_pg_libpq_check_conninfo(const char *conninfo, struct ws_error *err)
+{
+    PQconninfoOption *opts;
+    char *msg = NULL;
+
+    /* what libpq expands as a connection string; anything else is a database name */
+    if (!conninfo || (!strchr(conninfo, '=') && strncmp(conninfo, "postgresql://", 13) != 0 &&
+                      strncmp(conninfo, "postgres://", 11) != 0))
+        return 0;
+    if ((opts = PQconninfoParse(conninfo, &msg)) != NULL) {
+        PQconninfoFree(opts);
+        return 0;
+    }
+    PQfreemem(msg); /* "missing \"=\" after \"<a piece of it>\"": it may be a password's */
+    return ws_error_set(err, WS_ERR_CONFIG,
+                        "pg_conninfo is not a connection string libpq can read (its reason is "
+                        "not shown: it would quote pg_conninfo, which may hold a password)");
+}
+
 static int pq_connect(const char *conninfo, struct ws_pg **out, struct ws_error *err)
 {
     /* "dbname" with expand_dbname = 1 takes the whole connection string */
@@ -41,6 +60,8 @@ static int pq_connect(const char *conninfo, struct ws_pg **out, struct ws_error 
     char buf[512];
 
     *out = NULL;
+    if (ws_pg_libpq_check_conninfo(conninfo, err) != 0)
+        return err->code;
     if (!(pg = calloc(1, sizeof(*pg))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     pg->conn = PQconnectdbParams(keys, vals, 1);
@@ -237,5 +258,49 @@ out:
     return rc;
 }
 
-const struct ws_pg_ops ws_pg_libpq = {pq_connect,    pq_close,        pq_get_info,
-                                      pq_switch_wal, pq_backup_start, pq_backup_stop};
+static int pq_get_access(struct ws_pg *session, int version, struct ws_pg_access *access,
+                         struct ws_error *err)
+{
+    static const char sql[] =
+        "SELECT quote_ident(current_user), rolsuper, rolsuper OR rolreplication, "
+        "has_function_privilege($1::text, 'EXECUTE'), "
+        "has_function_privilege($2::text, 'EXECUTE'), "
+        "has_function_privilege($3::text, 'EXECUTE'), "
+        "current_setting('max_wal_senders') "
+        "FROM pg_roles WHERE rolname = current_user";
+    const char *fn[WS_PG_NFUNCS];
+    PGresult *res = NULL;
+    char *v[7] = {0};
+    int rc, i;
+
+    memset(access, 0, sizeof(*access));
+    for (i = 0; i < WS_PG_NFUNCS; i++)
+        fn[i] = ws_pg_function(version, (enum ws_pg_func)i);
+    if ((rc = run((struct pq_session *)session, sql, WS_PG_NFUNCS, fn, &res, err)) != 0)
+        return rc;
+    for (i = 0; i < 7; i++)
+        if ((rc = one_value(res, i, sql, &v[i], err)) != 0)
+            goto out;
+    for (i = 0; i < 7; i++)
+        if (!v[i]) {
+            rc = ws_error_set(err, WS_ERR_STORAGE,
+                              "the server did not report the role's "
+                              "privileges");
+            goto out;
+        }
+    access->role = v[0];
+    v[0] = NULL;
+    access->superuser = strcmp(v[1], "t") == 0;
+    access->replication = strcmp(v[2], "t") == 0;
+    for (i = 0; i < WS_PG_NFUNCS; i++)
+        access->execute[i] = strcmp(v[3 + i], "t") == 0;
+    access->max_wal_senders = (int)strtol(v[6], NULL, 10);
+out:
+    for (i = 0; i < 7; i++)
+        free(v[i]);
+    PQclear(res);
+    return rc;
+}
+
+const struct ws_pg_ops ws_pg_libpq = {pq_connect,      pq_close,       pq_get_info,  pq_switch_wal,
+                                      pq_backup_start, pq_backup_stop, pq_get_access};

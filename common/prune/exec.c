@@ -237,6 +237,23 @@ static int delete_wal(struct ws_repo *repo, const struct ws_prune_input *in,
     return 0;
 }
 
+/* Last, streamed chunks (wal-receive's) whose segment is stored whole or no longer kept. */
+static int delete_chunks(struct ws_repo *repo, const struct ws_prune_input *in,
+                         const struct ws_prune_plan *plan, const char **keys,
+                         struct ws_prune_result *res, struct ws_error *err)
+{
+    for (size_t j = 0; j < plan->nchunk_delete;) {
+        size_t n = 0;
+        int rc;
+        while (j < plan->nchunk_delete && n < WS_STORAGE_REMOVE_BATCH)
+            keys[n++] = in->chunks[plan->chunk_delete[j++]].key;
+        if ((rc = ws_storage_remove_many(repo->st, keys, n, err)) != 0)
+            return ws_error_prefix(err, "could not delete streamed chunks");
+        res->chunks_deleted += n;
+    }
+    return 0;
+}
+
 int ws_prune_execute(struct ws_repo *repo, const struct ws_prune_input *in,
                      const struct ws_prune_plan *plan, FILE *report, struct ws_prune_result *res,
                      struct ws_error *err)
@@ -254,6 +271,8 @@ int ws_prune_execute(struct ws_repo *repo, const struct ws_prune_input *in,
     }
     if ((rc = delete_backups(repo, in, plan, report, res, err)) == 0)
         rc = delete_wal(repo, in, plan, keybuf, keys, res, err);
+    if (rc == 0)
+        rc = delete_chunks(repo, in, plan, keys, res, err);
 out:
     free(keybuf);
     free(keys);

@@ -57,6 +57,33 @@ static int on_wal_object(void *arg, const char *key, const struct ws_storage_sta
     return 0;
 }
 
+static int on_chunk(void *arg, const char *key, const struct ws_storage_stat *sst,
+                    struct ws_error *err)
+{
+    struct wal_scan *sc = arg;
+    struct ws_prune_state *st = sc->st;
+    struct ws_prune_wal w = {0};
+    char segment[WS_WAL_NAME_LEN + 1];
+    uint32_t start, end;
+    char *copy;
+    void *p;
+
+    if (ws_repo_stream_parse(key, segment, &start, &end) != 0 ||
+        ws_wal_parse_name(segment, sc->seg_size, &w.tli, &w.segno) != 0)
+        return 0; /* not ours to judge */
+    if (!(p = grow(st->chunks, st->nchunks, &sc->cap, sizeof(*st->chunks), 64)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    st->chunks = p;
+    if (!(copy = strdup(key)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    w.key = copy;
+    w.name = strrchr(copy, '/') + 1;
+    w.kind = WS_WAL_SEGMENT;
+    w.size = sst->size;
+    st->chunks[st->nchunks++] = w;
+    return 0;
+}
+
 /* Reads the history file of timeline tli into a new entry of st->histories. Problems other than
  * storage failures (missing, damaged, a key we lack, malformed) are recorded as the entry's
  * problem: the planner then treats the timeline's lineage as unknown and holds. */
@@ -231,6 +258,10 @@ int ws_prune_gather(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
     if ((rc = ws_storage_list(repo->st, prefix, on_wal_object, &sc, err)) != 0 ||
         (rc = backups_from_catalog(st, err)) != 0)
         goto out;
+    sc.cap = 0;
+    snprintf(prefix, sizeof(prefix), "%s/stream/", repo->cluster);
+    if ((rc = ws_storage_list(repo->st, prefix, on_chunk, &sc, err)) != 0)
+        goto out;
     for (i = 0; i < st->nbackups && rc == 0; i++)
         if (st->backups[i].status != WS_BACKUP_COMPLETE && st->backups[i].last_write <= 0)
             rc = last_write_by_stat(repo, &st->backups[i], err);
@@ -249,6 +280,9 @@ void ws_prune_state_free(struct ws_prune_state *st)
     for (i = 0; i < st->nwal; i++)
         free((char *)st->wal[i].key);
     free(st->wal);
+    for (i = 0; i < st->nchunks; i++)
+        free((char *)st->chunks[i].key);
+    free(st->chunks);
     free(st->backups);
     for (i = 0; i < st->nhistories; i++) {
         free((struct ws_timeline_switch *)st->histories[i].sw);
@@ -266,6 +300,8 @@ void ws_prune_input_from_state(const struct ws_prune_state *st, struct ws_prune_
     in->nbackups = st->nbackups;
     in->wal = st->wal;
     in->nwal = st->nwal;
+    in->chunks = st->chunks;
+    in->nchunks = st->nchunks;
     in->wal_segment_size = st->cat.identity.wal_segment_size;
     in->histories = st->histories;
     in->nhistories = st->nhistories;

@@ -836,6 +836,28 @@ int ws_prune_select_wal(const struct ws_prune_input *in, struct ws_prune_plan *p
     return rc;
 }
 
+static int segment_stored(const struct ws_prune_input *in, uint32_t tli, uint64_t segno)
+{
+    for (size_t i = 0; i < in->nwal; i++)
+        if (in->wal[i].kind == WS_WAL_SEGMENT && in->wal[i].tli == tli && in->wal[i].segno == segno)
+            return 1;
+    return 0;
+}
+
+int ws_prune_select_chunks(const struct ws_prune_input *in, struct ws_prune_plan *plan,
+                           struct ws_error *err)
+{
+    if (!(plan->chunk_delete = calloc(in->nchunks + 1, sizeof(*plan->chunk_delete))))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    for (size_t i = 0; i < in->nchunks; i++) {
+        const struct ws_prune_wal *c = &in->chunks[i];
+        const struct ws_prune_tl *t = tl_of(plan, c->tli);
+        if (segment_stored(in, c->tli, c->segno) || (t && c->segno < t->cutoff))
+            plan->chunk_delete[plan->nchunk_delete++] = i;
+    }
+    return 0;
+}
+
 /* ---- the planner ---- */
 
 int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *plan,
@@ -870,7 +892,8 @@ int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *pl
     floor = ws_prune_wal_floor(in, plan, &floor_from);
     ws_prune_global_cutoff(in, plan, floor, floor_from);
     if ((rc = ws_prune_timeline_cutoffs(in, plan, floor, floor_from, latest_warned, err)) != 0 ||
-        (rc = ws_prune_select_wal(in, plan, err)) != 0)
+        (rc = ws_prune_select_wal(in, plan, err)) != 0 ||
+        (rc = ws_prune_select_chunks(in, plan, err)) != 0)
         goto out;
 out:
     if (rc)
@@ -886,6 +909,7 @@ void ws_prune_plan_free(struct ws_prune_plan *plan)
     free(plan->why);
     free(plan->order);
     free(plan->wal_delete);
+    free(plan->chunk_delete);
     free(plan->tls);
     free(plan->ref);
     free(plan->referenced_by);

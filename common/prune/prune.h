@@ -146,6 +146,10 @@ struct ws_prune_input {
     int retain_full;        /* 0: not set */
     int64_t retain_time;    /* seconds, 0: not set */
     int64_t incomplete_age; /* seconds; below WS_PRUNE_INCOMPLETE_AGE means that */
+    /* wal-receive's streamed chunks (<cluster>/stream/): name is the chunk's, tli and segno its
+     * segment's, kind WS_WAL_SEGMENT */
+    const struct ws_prune_wal *chunks;
+    size_t nchunks;
 };
 
 struct ws_prune_plan {
@@ -162,6 +166,10 @@ struct ws_prune_plan {
     size_t *wal_delete;
     size_t nwal_delete;
     uint64_t wal_bytes;
+    /* streamed chunks (indexes into input.chunks) whose segment the repository holds whole, or
+     * whose segment is below its timeline's cutoff */
+    size_t *chunk_delete;
+    size_t nchunk_delete;
     /* the global cutoff: the lowest start segment of the kept backups (or lower, for a kept
      * backup whose position is unknown); 0 when no WAL can go */
     uint64_t wal_cutoff;
@@ -199,6 +207,8 @@ struct ws_prune_state {
     size_t nbackups;
     struct ws_prune_wal *wal; /* each key is malloc'ed; name points into it */
     size_t nwal;
+    struct ws_prune_wal *chunks; /* as wal */
+    size_t nchunks;
     struct ws_prune_history *histories; /* sw and problem malloc'ed */
     size_t nhistories;
     uint32_t latest_tli;
@@ -219,6 +229,7 @@ struct ws_prune_result {
     uint64_t backup_bytes;
     size_t wal_deleted;
     uint64_t wal_bytes;
+    size_t chunks_deleted;
     size_t temp_deleted; /* stale temp files of killed uploads (ws_prune; counted in a dry run) */
     uint64_t temp_bytes;
     int *backup_done; /* per input backup: fully deleted (malloc'ed; ws_prune_result_free) */

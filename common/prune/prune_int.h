@@ -143,6 +143,10 @@ int ws_prune_timeline_cutoffs(const struct ws_prune_input *in, struct ws_prune_p
  * timeline's cutoff, by timeline, segment number and name; a warning for each gap in what stays. */
 int ws_prune_select_wal(const struct ws_prune_input *in, struct ws_prune_plan *plan,
                         struct ws_error *err);
+/* plan->chunk_delete: the streamed chunks of segments stored whole or below their timeline's
+ * cutoff. */
+int ws_prune_select_chunks(const struct ws_prune_input *in, struct ws_prune_plan *plan,
+                           struct ws_error *err);
 
 /* ---- report (prune/report.c) ---- */
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/config.h"
 #include "pg/wal.h"
 #include "repo/catalog.h"
 
@@ -449,4 +450,69 @@ const struct ws_catalog_backup *ws_catalog_latest(const struct ws_catalog *cat)
         if (cat->backups[i].status == WS_BACKUP_COMPLETE)
             return &cat->backups[i];
     return NULL;
+}
+
+struct clusters {
+    char **names;
+    size_t n, cap;
+};
+
+/* Keeps the cluster of key when key is that cluster's identity object. */
+static int on_top_key(void *arg, const char *key, const struct ws_storage_stat *st,
+                      struct ws_error *err)
+{
+    struct clusters *cl = arg;
+    struct ws_repo r = {0};
+    const char *slash = strchr(key, '/');
+    char want[128];
+
+    (void)st;
+    if (!slash || (size_t)(slash - key) >= sizeof(r.cluster))
+        return 0;
+    memcpy(r.cluster, key, (size_t)(slash - key));
+    ws_repo_identity_key(&r, want, sizeof(want));
+    if (strcmp(key, want) != 0 || !ws_config_cluster_valid(r.cluster))
+        return 0; /* a name no configuration could give, e.g. with a newline: not ours */
+    if (cl->n == cl->cap) {
+        size_t cap = cl->cap ? 2 * cl->cap : 16;
+        char **p = realloc(cl->names, cap * sizeof(*p));
+        if (!p)
+            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        cl->names = p;
+        cl->cap = cap;
+    }
+    if (!(cl->names[cl->n] = strdup(r.cluster)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    cl->n++;
+    return 0;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int ws_catalog_clusters(struct ws_storage *st, char ***names, size_t *n, struct ws_error *err)
+{
+    struct clusters cl = {0};
+    int rc;
+
+    *names = NULL;
+    *n = 0;
+    if ((rc = ws_storage_list(st, "", on_top_key, &cl, err)) != 0) {
+        ws_catalog_clusters_free(cl.names, cl.n);
+        return rc;
+    }
+    if (cl.n > 1)
+        qsort(cl.names, cl.n, sizeof(*cl.names), cmp_name);
+    *names = cl.names;
+    *n = cl.n;
+    return 0;
+}
+
+void ws_catalog_clusters_free(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
 }

@@ -110,5 +110,11 @@ const struct ws_catalog_backup *ws_catalog_find(const struct ws_catalog *cat, co
  * a link has no readable manifest or a reference is not older than its backup. */
 int ws_catalog_chain(const struct ws_catalog *cat, const struct ws_catalog_backup *b,
                      const struct ws_catalog_backup ***out, size_t *n, struct ws_error *err);
+/* The clusters of the repository st: its top-level folders that hold an identity object (repo.h)
+ * and whose names the option `cluster` accepts (ws_config_cluster_valid), sorted by name, into
+ * *names (n of them; malloc'ed, with their strings: ws_catalog_clusters_free). Lists every object
+ * of the repository; the storage's errors. */
+int ws_catalog_clusters(struct ws_storage *st, char ***names, size_t *n, struct ws_error *err);
+void ws_catalog_clusters_free(char **names, size_t n);
 
 #endif

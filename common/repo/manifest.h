@@ -5,6 +5,7 @@
  *   <cluster>/backup/<ID>/manifest        the manifest: written last, never replaced
  *   <cluster>/backup/<ID>/keep            pin (`basebackup keep ID`): wal-prune never deletes it
  *   <cluster>/backup/<ID>/claim           stored first, without replacing: the id is one create's
+ *   <cluster>/backup/<ID>/server_manifest the server's backup_manifest (backup_method stream)
  *   <cluster>/backup/<ID>.deleting        tombstone: wal-prune began deleting the backup; written
  *                                         before anything of it goes, removed last (prune.h)
  *
@@ -170,6 +171,7 @@ int ws_manifest_load(struct ws_repo *repo, const struct ws_keyring *kr, const ch
 /* Pins and tombstones (the keys above). */
 #define WS_BACKUP_KEEP "keep"
 #define WS_BACKUP_CLAIM "claim"
+#define WS_BACKUP_SERVER_MANIFEST "server_manifest"
 #define WS_BACKUP_DELETING_SUFFIX ".deleting"
 /* "<cluster>/backup/<ID>/<name>" ("" gives the prefix of the backup's objects) */
 void ws_backup_object_key(const struct ws_repo *repo, const char *id, const char *name, char *out,

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "io/object.h"
 #include "pg/wal.h"
 
@@ -34,6 +35,61 @@ int ws_repo_wal_key(const struct ws_repo *repo, const char *walname, char *out, 
     else
         n = snprintf(out, outsz, "%s/wal/%.16s/%s", repo->cluster, walname, walname);
     return n > 0 && (size_t)n < outsz ? 0 : -1;
+}
+
+int ws_repo_stream_prefix(const struct ws_repo *repo, const char *segment, char *out, size_t outsz)
+{
+    int n;
+
+    if (ws_wal_classify(segment) != WS_WAL_SEGMENT)
+        return -1;
+    n = snprintf(out, outsz, "%s/stream/%s.", repo->cluster, segment);
+    return n > 0 && (size_t)n < outsz ? 0 : -1;
+}
+
+int ws_repo_stream_key(const struct ws_repo *repo, const char *segment, uint32_t start,
+                       uint32_t end, char *out, size_t outsz)
+{
+    size_t n;
+
+    if (start >= end || ws_repo_stream_prefix(repo, segment, out, outsz) != 0)
+        return -1;
+    n = strlen(out);
+    return snprintf(out + n, outsz - n, "%08" PRIX32 "-%08" PRIX32, start, end) == 17 &&
+                   n + 17 < outsz
+               ? 0
+               : -1;
+}
+
+static int hex8(const char *s, uint32_t *v)
+{
+    uint8_t b[4];
+    char text[9];
+
+    memcpy(text, s, 8);
+    text[8] = '\0';
+    if (ws_unhex(text, b, 4) != 0)
+        return -1;
+    *v = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+    return 0;
+}
+
+int ws_repo_stream_parse(const char *key, char segment[25], uint32_t *start, uint32_t *end)
+{
+    const char *name = strrchr(key, '/');
+
+    name = name ? name + 1 : key;
+    /* <24 hex>.<8 hex>-<8 hex> */
+    if (strlen(name) != WS_WAL_NAME_LEN + 18 || name[WS_WAL_NAME_LEN] != '.' ||
+        name[WS_WAL_NAME_LEN + 9] != '-')
+        return -1;
+    memcpy(segment, name, WS_WAL_NAME_LEN);
+    segment[WS_WAL_NAME_LEN] = '\0';
+    if (ws_wal_classify(segment) != WS_WAL_SEGMENT ||
+        hex8(name + WS_WAL_NAME_LEN + 1, start) != 0 ||
+        hex8(name + WS_WAL_NAME_LEN + 10, end) != 0 || *start >= *end)
+        return -1;
+    return 0;
 }
 
 void ws_repo_identity_key(const struct ws_repo *repo, char *out, size_t outsz)

@@ -6,6 +6,8 @@
  *   <repo>/<cluster>/wal/<TTTTTTTTXXXXXXXX>/<name> segments, .partial and .backup files,
  *                                                  grouped by timeline and 4 GiB "log" id
  *   <repo>/<cluster>/wal/<TTTTTTTT>.history        timeline history files
+ *   <repo>/<cluster>/stream/<segment>.<S>-<E>      streamed bytes [S, E) of a segment in
+ *                                                  progress (wal-receive; 8 hex digits each)
  *   <repo>/<cluster>/backup/...                    base backups (manifest.h)
  *
  * Every object is in the object format (io/object.h), bound to its key, so an object copied
@@ -58,6 +60,13 @@ void ws_repo_close(struct ws_repo *repo);
 /* The key of a WAL file (segment, .partial, .history or .backup); -1 for another name. */
 int ws_repo_wal_key(const struct ws_repo *repo, const char *walname, char *out, size_t outsz);
 void ws_repo_identity_key(const struct ws_repo *repo, char *out, size_t outsz);
+/* Streamed chunks: the key of segment's bytes [start, end); the prefix of all its chunks
+ * ("<cluster>/stream/<segment>."); -1 when it does not fit. ws_repo_stream_parse: a chunk key's
+ * segment name and range (start < end); -1 for another key. */
+int ws_repo_stream_key(const struct ws_repo *repo, const char *segment, uint32_t start,
+                       uint32_t end, char *out, size_t outsz);
+int ws_repo_stream_prefix(const struct ws_repo *repo, const char *segment, char *out, size_t outsz);
+int ws_repo_stream_parse(const char *key, char segment[25], uint32_t *start, uint32_t *end);
 
 /* WS_ERR_NOT_FOUND when the cluster has no identity yet. */
 int ws_repo_identity_load(struct ws_repo *repo, struct ws_identity *id, struct ws_error *err);

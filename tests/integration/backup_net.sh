@@ -117,13 +117,15 @@ else
             [ -n "$name" ] && echo "$name $(stat -c %s "$REPO_FILES/$BPREFIX/$name" 2>/dev/null)"
         done | LC_ALL=C sort >"$T/objects"
     printf '%s\n' "$(ls -1 "$REPO_FILES/$BPREFIX/data" | sed 's|^|data/|')" \
-        "$(ls -1 "$REPO_FILES/$BPREFIX/map" | sed 's|^|map/|')" claim manifest |
+        "$(ls -1 "$REPO_FILES/$BPREFIX/map" | sed 's|^|map/|')" \
+        "$(ls -1 "$REPO_FILES/$BPREFIX" | grep -v -E '^(data|map)$')" |
         LC_ALL=C sort >"$T/objects.fs"
     assert_eq "$(cut -d' ' -f1 "$T/objects" | tr '\n' ' ')" "$(tr '\n' ' ' <"$T/objects.fs")" \
         "names sftp lists vs the server's file system"
 fi
 grep -q '^manifest [0-9]' "$T/objects" || fail "no manifest object under $BPREFIX: $(cat "$T/objects")"
-bad=$(grep -v -E '^(claim|manifest|data/[0-9]{6}|map/[0-9]{6}) [0-9]+$' "$T/objects")
+# server_manifest: the server's backup_manifest, stored by a create with backup_method stream
+bad=$(grep -v -E '^(claim|manifest|server_manifest|data/[0-9]{6}|map/[0-9]{6}) [0-9]+$' "$T/objects")
 [ -z "$bad" ] || fail "unexpected objects under $BPREFIX: $(echo $bad)"
 NB=$(grep -c '^data/' "$T/objects")
 [ "$NB" -ge 2 ] || fail "$NB bundle(s) under $BPREFIX/data, expected one per worker at least (--parallel 2)"

@@ -7,10 +7,14 @@
 # Needs root (PostgreSQL is run as the postgres user through runuser; one case mounts a tmpfs)
 # and PostgreSQL 15 server binaries (PGBIN, default /usr/lib/postgresql/15/bin).
 # KEEP_TMP=1 keeps each test's temp directory; IT_VERBOSE=1 shows every command's stderr.
-# IT_JOBS=N runs N tests at once (default 2). The tests spend most of their time waiting on
-# servers and timeouts, and nothing they start can collide: PostgreSQL listens only on a socket
-# in the test's own directory, s3rver and the fault proxy bind port 0, sshd retries a taken port.
-# Each test's lines are printed whole when it ends, in the order the tests end.
+# IT_JOBS=N runs N tests at once (default 3 on this 2-core class of machine: the tests spend
+# most of their time waiting on servers and timeouts; docs/design/testing.md, Suite time), and
+# nothing they start can collide: PostgreSQL listens on a socket in the test's own directory
+# (and, for the remote tests, on a port below the kernel's ephemeral range: tests/cluster.sh),
+# s3rver and the fault proxy bind port 0, sshd retries a taken port.
+# Each test's lines are printed whole when it ends, in the order the tests end; the longest
+# start first (tests/integration/durations). IT_PG_TEMPLATES (set here) lets lib.sh's pg_init
+# copy one initdb per set of options instead of running initdb for every cluster.
 set -u
 
 if [ $# -lt 1 ] || [ ! -d "$1" ]; then
@@ -63,14 +67,25 @@ if ! runuser -u postgres -- test -x "$BIN_DIR/wal-push"; then
     exit 1
 fi
 
+# Clusters of the same initdb options are copies of one initdb per run (lib.sh's pg_init).
+export IT_PG_TEMPLATES=$RUN_BUILD/pg-templates
+install -d -o postgres -g postgres -m 700 "$IT_PG_TEMPLATES"
+
 if [ $# -gt 0 ]; then
     tests=()
     for n in "$@"; do tests+=("$here/${n%.sh}.sh"); done
 else
     tests=("$here"/t_*.sh)
 fi
+# Longest first (by tests/integration/durations; 30 s for a test not listed there), so that the
+# slots end together instead of one long test running alone at the end.
+mapfile -t tests < <(for t in "${tests[@]}"; do
+    n=$(basename "$t" .sh)
+    secs=$(awk -v n="$n" '$1 == n { print $2; exit }' "$here/durations" 2>/dev/null)
+    echo "${secs:-30} $t"
+done | sort -k1,1nr -k2,2 | cut -d' ' -f2-)
 
-IT_JOBS=${IT_JOBS:-2}
+IT_JOBS=${IT_JOBS:-3}
 case $IT_JOBS in '' | *[!0-9]* | 0) echo "run.sh: IT_JOBS must be a positive number, got '$IT_JOBS'" >&2; exit 2 ;; esac
 RESULTS=$(mktemp -d /tmp/walsafe-it-results.XXXXXX)
 trap 'rm -rf "$RUN_BUILD" "$RESULTS"' EXIT

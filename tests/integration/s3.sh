@@ -209,13 +209,28 @@ fp_start() {
 }
 
 # fp_mode DIR MODE [N]: the mode for the proxy's next connection (atomic rename, so the proxy
-# never reads a half-written file). Waits 0.3 s so that a switch to or from refuse has closed or
-# reopened the listener (the proxy checks every 100 ms).
+# never reads a half-written file). The proxy reads the file for every connection it accepts;
+# only its listener follows the mode on its own (closed under refuse, checked every 100 ms):
+# returns once the listener is closed (refuse) or open (any other mode), as `ss` sees it (no
+# probe connection, which would count as one of the proxy's connections); non-zero after 5 s.
 fp_mode() {
-    local dir=$1
+    local dir=$1 port want i
     shift
     echo "$*" >"$dir/mode.new" && mv -f "$dir/mode.new" "$dir/mode"
-    sleep 0.3
+    port=$(sed -n 's/^faultproxy pid [0-9]* port \([0-9][0-9]*\)$/\1/p' "$dir/faultproxy.out")
+    [ -n "$port" ] || { sleep 0.3; return 0; }
+    want=open
+    [ "${1:-}" = refuse ] && want=closed
+    for i in $(seq 1 250); do
+        if ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then
+            [ "$want" = open ] && return 0
+        else
+            [ "$want" = closed ] && return 0
+        fi
+        sleep 0.02
+    done
+    echo "fp_mode: the proxy in $dir did not get its listener $want for mode '$*' within 5 s" >&2
+    return 1
 }
 
 fp_stop() {

@@ -1011,6 +1011,101 @@ static void test_two_clusters(void)
     ws_config_free(&b.cfg);
 }
 
+/* ---- streamed chunks (wal-receive) served by wal-fetch ---- */
+
+/* Stores bytes [start, end) of content as a chunk object of segment name, as wal-receive does. */
+static int put_chunk(const struct env *e, const char *name, const uint8_t *content, uint32_t start,
+                     uint32_t end)
+{
+    struct ws_object_params p = {0};
+    struct ws_keyring kr = {0};
+    struct ws_repo repo = {0};
+    struct ws_error err = {0};
+    char key[256];
+    int rc;
+
+    if (ws_keyring_load(&e->cfg, &kr, &err) != 0 || ws_repo_open(&e->cfg, &repo, &err) != 0)
+        return -1;
+    p.compress = e->cfg.compress;
+    p.key = ws_keyring_write_key(&kr);
+    rc = ws_repo_stream_key(&repo, name, start, end, key, sizeof(key)) != 0
+             ? -1
+             : ws_repo_put_small(&repo, key, content + start, end - start, &p, &err);
+    ws_repo_close(&repo);
+    ws_keyring_wipe(&kr);
+    return rc;
+}
+
+static void test_fetch_streamed(void)
+{
+    struct env e;
+    struct ws_error err = {0};
+    struct ws_push_result res;
+    char seg[600], dest[600], name[WS_WAL_NAME_LEN + 1], keyfile[600], gap[WS_WAL_NAME_LEN + 1];
+    uint8_t *content = malloc(UNIT_SEG);
+    struct file got = {0};
+    int ok = 1;
+
+    REQUIRE(content != NULL);
+    REQUIRE(unit_path(keyfile, sizeof(keyfile), "streamed.key") == 0);
+    REQUIRE(unit_key_file(keyfile, NULL) == 0);
+    REQUIRE(setup(&e, "streamed", "zstd", keyfile, "1") == 0);
+    REQUIRE(make_segment(e.wal, 1, SYSID1, 1, seg, sizeof(seg)) == 0);
+    REQUIRE(ws_archive_push(&e.cfg, seg, &res, &err) == 0);
+    unit_random(content, UNIT_SEG, 7);
+    seg_name(2, name);
+    /* contiguous chunks (one overlapping the next, as after a reconnect) */
+    REQUIRE(put_chunk(&e, name, content, 0, 1000) == 0);
+    REQUIRE(put_chunk(&e, name, content, 0, 5000) == 0);
+    REQUIRE(put_chunk(&e, name, content, 5000, 70000) == 0);
+    dest_path(&e, "RECOVERYXLOG", dest, sizeof(dest));
+    CHECK(ws_archive_fetch(&e.cfg, name, dest, &err) == 0);
+    REQUIRE(read_all(dest, &got) == 0);
+    CHECK(got.len == UNIT_SEG);
+    CHECK(got.len == UNIT_SEG && memcmp(got.data, content, 70000) == 0);
+    for (size_t i = 70000; got.len == UNIT_SEG && i < UNIT_SEG; i++)
+        ok &= got.data[i] == 0;
+    CHECK(ok);
+    file_free(&got);
+    unlink(dest);
+
+    /* a gap: only what is contiguous from offset 0 */
+    seg_name(3, gap);
+    REQUIRE(put_chunk(&e, gap, content, 0, 100) == 0);
+    REQUIRE(put_chunk(&e, gap, content, 200, 300) == 0);
+    CHECK(ws_archive_fetch(&e.cfg, gap, dest, &err) == 0);
+    REQUIRE(read_all(dest, &got) == 0);
+    CHECK(got.len == UNIT_SEG && memcmp(got.data, content, 100) == 0 && got.data[250] == 0);
+    file_free(&got);
+    unlink(dest);
+
+    /* no chunk at offset 0: not served */
+    seg_name(5, gap);
+    REQUIRE(put_chunk(&e, gap, content, 100, 200) == 0);
+    CHECK(ws_archive_fetch(&e.cfg, gap, dest, &err) == WS_ERR_NOT_FOUND);
+    CHECK(!exists(dest));
+
+    /* on a standby (standby.signal in the working directory): never served */
+    {
+        char cwd[600];
+        REQUIRE(getcwd(cwd, sizeof(cwd)) != NULL);
+        REQUIRE(chdir(e.restore) == 0);
+        REQUIRE(write_all("standby.signal", "", 0, 0600) == 0);
+        CHECK(ws_archive_fetch(&e.cfg, name, "RECOVERYXLOG", &err) == WS_ERR_NOT_FOUND);
+        CHECK(!exists("RECOVERYXLOG"));
+        unlink("standby.signal");
+        REQUIRE(chdir(cwd) == 0);
+    }
+
+    /* a later segment of the timeline is stored: the chunks are leftovers, not served */
+    REQUIRE(make_segment(e.wal, 3, SYSID1, 3, seg, sizeof(seg)) == 0);
+    REQUIRE(ws_archive_push(&e.cfg, seg, &res, &err) == 0);
+    CHECK(ws_archive_fetch(&e.cfg, name, dest, &err) == WS_ERR_NOT_FOUND);
+    CHECK(!exists(dest));
+    free(content);
+    ws_config_free(&e.cfg);
+}
+
 const struct unit_test unit_tests[] = {
     {"roundtrip", test_roundtrip},
     {"duplicate_and_conflict", test_duplicate_and_conflict},
@@ -1027,5 +1122,6 @@ const struct unit_test unit_tests[] = {
     {"fetch_bounded", test_fetch_bounded},
     {"fetch_missing_bad_identity", test_fetch_missing_bad_identity},
     {"fetch_directory_at_key", test_fetch_directory_at_key},
+    {"fetch_streamed", test_fetch_streamed},
     {NULL, NULL},
 };

@@ -11,11 +11,13 @@
  * The worker pool (pool.h) on its own: each task once, in order on one worker, the first error
  * wins and stops the handing out, every worker's end runs, per-worker handles are closed.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +30,9 @@
 
 #include "backup/backup.h"
 #include "backup/pool.h"
+#include "base/crc32c.h"
 #include "base/log.h"
+#include "base/util.h"
 #include "io/key.h"
 #include "io/object.h"
 #include "pg/pgpage.h"
@@ -253,6 +257,8 @@ static struct {
     void (*on_start)(const char *label); /* called once in backup mode, then cleared */
     void (*on_stop)(void);               /* called once at the stop, then cleared */
     int version;                         /* server_version_num; 0: 150004 */
+    /* what get_access reports: zero is a superuser with max_wal_senders = 10 */
+    int not_super, no_replication, no_execute[WS_PG_NFUNCS], no_wal_senders, switches;
 } fake;
 
 static int f_connect(const char *conninfo, struct ws_pg **out, struct ws_error *err)
@@ -290,6 +296,7 @@ static int f_get_info(struct ws_pg *pg, struct ws_pg_info *info, struct ws_error
 static int f_switch_wal(struct ws_pg *pg, char **walfile, struct ws_error *err)
 {
     (void)pg;
+    fake.switches++;
     if (!(*walfile = strdup("000000010000000000000003")))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     return 0;
@@ -336,9 +343,120 @@ static int f_backup_stop(struct ws_pg *pg, int version, uint64_t *stop_lsn, char
     return 0;
 }
 
-static const struct ws_pg_ops fake_pg = {f_connect,    f_close,        f_get_info,
-                                         f_switch_wal, f_backup_start, f_backup_stop};
-static const struct ws_backup_env env = {&fake_pg, open_view, WAL_FETCH};
+static int f_get_access(struct ws_pg *pg, int version, struct ws_pg_access *a, struct ws_error *err)
+{
+    (void)pg, (void)version;
+    memset(a, 0, sizeof(*a));
+    if (!(a->role = strdup(fake.not_super ? "walsafe" : "postgres")))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    a->superuser = !fake.not_super;
+    a->replication = !fake.no_replication;
+    for (int i = 0; i < WS_PG_NFUNCS; i++)
+        a->execute[i] = !fake.no_execute[i];
+    a->max_wal_senders = fake.no_wal_senders ? 0 : 10;
+    return 0;
+}
+
+static const struct ws_pg_ops fake_pg = {f_connect,      f_close,       f_get_info,  f_switch_wal,
+                                         f_backup_start, f_backup_stop, f_get_access};
+/* ---- the fake replication session (pg/repl.h): plays a script of messages ---------------- */
+
+struct fmsg {
+    enum ws_repl_msg_type type;
+    char *name, *location; /* ARCHIVE */
+    uint8_t *data;         /* DATA */
+    size_t len;
+    uint64_t progress;
+};
+
+static struct {
+    struct fmsg *msgs;
+    size_t n, cap, at;
+    size_t fail_at;     /* next fails (a connection lost) when at reaches it; 0: never */
+    char location[512]; /* the tablespace it announces */
+    uint64_t start_lsn, end_lsn;
+    int checksum_failure; /* END's */
+    int connects, closes, base_backups;
+    char label[256]; /* BASE_BACKUP's */
+} frepl;
+
+static int fr_connect(const char *conninfo, struct ws_repl **out, struct ws_error *err)
+{
+    (void)conninfo;
+    if (!(*out = calloc(1, sizeof(**out))))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    frepl.connects++;
+    return 0;
+}
+
+static void fr_close(struct ws_repl *r)
+{
+    frepl.closes++;
+    free(r);
+}
+
+static int fr_identify(struct ws_repl *r, struct ws_repl_system *sys, struct ws_error *err)
+{
+    (void)r, (void)err;
+    memset(sys, 0, sizeof(*sys));
+    sys->system_identifier = fake.sysid;
+    sys->timeline = 1;
+    sys->version = fake.version ? fake.version : 150004;
+    sys->wal_segment_size = SEG;
+    sys->block_size = WS_PG_BLCKSZ;
+    return 0;
+}
+
+static int fr_base_backup(struct ws_repl *r, const struct ws_repl_bb_opts *o,
+                          struct ws_repl_bb_start *start, struct ws_error *err)
+{
+    (void)r;
+    frepl.base_backups++;
+    snprintf(frepl.label, sizeof(frepl.label), "%s", o->label);
+    memset(start, 0, sizeof(*start));
+    start->start_lsn = frepl.start_lsn;
+    start->timeline = 1;
+    if (!(start->tablespaces = calloc(1, sizeof(*start->tablespaces))) ||
+        !(start->tablespaces[0].location = strdup(frepl.location)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    start->tablespaces[0].oid = TS_OID;
+    start->tablespaces[0].size = -1;
+    start->ntablespaces = 1;
+    return 0;
+}
+
+static int fr_next(struct ws_repl *r, struct ws_repl_msg *msg, struct ws_error *err)
+{
+    const struct fmsg *f;
+
+    (void)r;
+    memset(msg, 0, sizeof(*msg));
+    if (frepl.fail_at && frepl.at == frepl.fail_at)
+        return ws_error_set(err, WS_ERR_STORAGE, "injected: the connection was lost");
+    if (frepl.at == frepl.n) {
+        msg->type = WS_REPL_END;
+        msg->end_lsn = frepl.end_lsn;
+        msg->end_timeline = 1;
+        msg->checksum_failure = frepl.checksum_failure;
+        return 0;
+    }
+    f = &frepl.msgs[frepl.at++];
+    msg->type = f->type;
+    msg->archive_name = f->name;
+    msg->tablespace_location = f->location;
+    msg->data = f->data;
+    msg->len = f->len;
+    msg->progress = f->progress;
+    return 0;
+}
+
+static const struct ws_repl_ops fake_repl = {.connect = fr_connect,
+                                             .close = fr_close,
+                                             .identify = fr_identify,
+                                             .base_backup = fr_base_backup,
+                                             .next = fr_next};
+
+static const struct ws_backup_env env = {&fake_pg, &fake_repl, open_view, WAL_FETCH};
 
 /* ---- the data directory ------------------------------------------------------------------ */
 
@@ -440,6 +558,7 @@ static void cluster_init(struct cluster *c, const char *tag, int parallel)
     ws_config_init(&c->cfg);
     c->cfg.repo = strdup("mem:");
     c->cfg.cluster = strdup(c->cluster);
+    c->cfg.pgdata = strdup(c->pgdata); /* backup_method local */
     c->cfg.encrypt_key_file = strdup(key);
     c->cfg.parallel = parallel;
     c->cfg.timeout = 10;
@@ -559,6 +678,16 @@ static const struct ws_bfile *manifest_file(const struct ws_manifest *m, const c
         if (strcmp(m->files[i].path, path) == 0)
             return &m->files[i];
     return NULL;
+}
+
+/* The base of path's record in m; "(none)" without a record (a failure then). */
+static const char *base_of(const struct ws_manifest *m, const char *path)
+{
+    const struct ws_bfile *f = manifest_file(m, path);
+
+    if (!f)
+        unit_fail(__FILE__, __LINE__, path);
+    return f ? f->base : "(none)";
 }
 
 static int manifest_dir(const struct ws_manifest *m, const char *path)
@@ -705,6 +834,33 @@ static int restore(struct cluster *c, int parallel, int force, struct ws_error *
 
 /* ---- create, restore, verify, check -------------------------------------------------------- */
 
+/* global/pg_control was read after every other file of the data directory had been copied (a
+ * standby's backup needs it last: create_copy.c): its bundle was opened after every bundle holding
+ * another file's bytes (bundle numbers count up as bundles are opened; backup_label and
+ * tablespace_map are stored after the copy). */
+static void check_control_last(const struct ws_manifest *m)
+{
+    const struct ws_bfile *ctl = NULL;
+    uint32_t last = 0;
+
+    for (size_t i = 0; i < m->nfiles; i++) {
+        const struct ws_bfile *f = &m->files[i];
+        if (strcmp(f->path, "global/pg_control") == 0) {
+            ctl = f;
+            continue;
+        }
+        if (strcmp(f->path, "backup_label") == 0 || strcmp(f->path, "tablespace_map") == 0)
+            continue;
+        if (f->bundle > last)
+            last = f->bundle;
+        for (size_t k = 0; k < f->npieces; k++)
+            if (f->pieces[k].bundle > last)
+                last = f->pieces[k].bundle;
+    }
+    REQUIRE(ctl != NULL);
+    CHECK(ctl->bundle > last);
+}
+
 static void roundtrip(const char *tag, int parallel)
 {
     struct cluster c;
@@ -731,6 +887,7 @@ static void roundtrip(const char *tag, int parallel)
     REQUIRE(ws_catalog_manifest(&opened, &c.kr, b, &whole, &err) == 0);
     ws_repo_close(&opened);
     check_manifest(&c, &whole);
+    check_control_last(&whole);
     ws_manifest_free(&whole);
 
     if (restore(&c, parallel, 0, &err) != 0)
@@ -774,6 +931,79 @@ static void test_roundtrip_one_worker(void)
 static void test_roundtrip_three_workers(void)
 {
     roundtrip("three", 3);
+}
+
+/* check of a cluster whose WAL segments 2 and 3 are archived; out gets its lines. */
+static int run_check(struct cluster *c, char *out, size_t outsz)
+{
+    struct ws_error err = {0};
+    int rc;
+
+    capture_begin();
+    rc = ws_backup_check(&c->cfg, &env, &err);
+    capture_end(out, outsz);
+    return rc;
+}
+
+/* Each missing privilege is its own FAILED line ending with the statement that grants it; the
+ * local method (pgdata set) needs the backup functions, the stream method replication. */
+static void test_check_privileges(void)
+{
+    struct cluster c;
+    char out[8192];
+
+    mem_begin();
+    cluster_init(&c, "privileges", 1);
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    CHECK(c.cfg.pgdata != NULL); /* the local method */
+    fake.not_super = 1;
+    CHECK(run_check(&c, out, sizeof(out)) == 0); /* a non-superuser with every grant */
+    CHECK(strstr(out, "FAILED") == NULL);
+    CHECK(strstr(out, "OK      role walsafe may call pg_backup_start(text, boolean) (local "
+                      "backup)\n") != NULL);
+    CHECK(strstr(out, "replication") == NULL);
+
+    fake.no_execute[WS_PG_BACKUP_STOP] = 1;
+    CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
+    CHECK(strstr(out, "FAILED  role walsafe may call pg_backup_stop(boolean) (local backup): "
+                      "GRANT EXECUTE ON FUNCTION pg_backup_stop(boolean) TO walsafe;\n") != NULL);
+    CHECK(strstr(out, "OK      role walsafe may call pg_backup_start(text, boolean)") != NULL);
+    fake.version = 140007; /* the functions' names before PostgreSQL 15 */
+    CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
+    CHECK(strstr(out, ": GRANT EXECUTE ON FUNCTION pg_stop_backup(boolean, boolean) TO "
+                      "walsafe;\n") != NULL);
+    fake.version = 0;
+    fake.no_execute[WS_PG_BACKUP_STOP] = 0;
+
+    fake.no_execute[WS_PG_SWITCH_WAL] = 1; /* then check does not try the switch */
+    fake.switches = 0;
+    CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
+    CHECK(strstr(out, "FAILED  role walsafe may call pg_switch_wal() (the WAL switch of check): "
+                      "GRANT EXECUTE ON FUNCTION pg_switch_wal() TO walsafe;\n") != NULL);
+    CHECK(strstr(out, "FAILED  a forced WAL switch reaches the repository: not tried") != NULL);
+    CHECK(fake.switches == 0);
+    fake.no_execute[WS_PG_SWITCH_WAL] = 0;
+
+    /* the stream method (backup_method, else no pgdata): no EXECUTE on the backup functions */
+    fake.no_execute[WS_PG_BACKUP_START] = fake.no_execute[WS_PG_BACKUP_STOP] = 1;
+    c.cfg.backup_method = WS_BACKUP_METHOD_STREAM;
+    CHECK(run_check(&c, out, sizeof(out)) == 0);
+    CHECK(strstr(out, "pg_backup_st") == NULL);
+    CHECK(strstr(out, "OK      role walsafe may open replication connections\n") != NULL);
+    c.cfg.backup_method = WS_BACKUP_METHOD_UNSET;
+    free(c.cfg.pgdata);
+    c.cfg.pgdata = NULL;
+    CHECK(run_check(&c, out, sizeof(out)) == 0);
+    CHECK(strstr(out, "pg_backup_st") == NULL);
+    CHECK(strstr(out, "OK      role walsafe may open replication connections\n") != NULL);
+    fake.no_replication = fake.no_wal_senders = 1;
+    CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
+    CHECK(strstr(out, "FAILED  role walsafe may open replication connections: ALTER ROLE walsafe "
+                      "REPLICATION;") != NULL);
+    CHECK(strstr(out, "FAILED  max_wal_senders allows replication connections: "
+                      "max_wal_senders = 0: ") != NULL);
+    cluster_free(&c);
+    mem_end();
 }
 
 /* ---- create's failures ------------------------------------------------------------------- */
@@ -1073,6 +1303,8 @@ static int create_type(struct cluster *c, int type, char id[WS_BACKUP_ID_LEN + 1
                        size_t logsz, struct ws_error *err)
 {
     char p[PATH_MAX];
+    const char *text;
+    size_t n;
     int rc;
 
     snprintf(p, sizeof(p), "%s/create.log", unit_tmpdir());
@@ -1081,7 +1313,10 @@ static int create_type(struct cluster *c, int type, char id[WS_BACKUP_ID_LEN + 1
     ws_log_set_file(p);
     rc = create(c, id, err);
     ws_log_set_file(NULL);
-    snprintf(log, logsz, "%s", read_text(p));
+    text = read_text(p);
+    n = strnlen(text, logsz - 1); /* its start (-O2 warns of a truncating snprintf) */
+    memcpy(log, text, n);
+    log[n] = '\0';
     if (rc)
         fprintf(stderr, "    create: %s\n", err->msg);
     return rc;
@@ -1296,10 +1531,10 @@ static void test_create_incr_records(void)
     REQUIRE(load_manifest(&c, id3, &inc2) == 0);
     CHECK(strcmp(inc2.reference, id2) == 0);
     CHECK(manifest_file(&inc2, "base/1/16386")->kind == WS_BFILE_REF);
-    CHECK(strcmp(manifest_file(&inc2, "base/1/16386")->base, id1) == 0);     /* DELTA in id2 */
-    CHECK(strcmp(manifest_file(&inc2, "base/1/16384")->base, id1) == 0);     /* REF in id2 */
-    CHECK(strcmp(manifest_file(&inc2, "base/1/16384_fsm")->base, id2) == 0); /* WHOLE in id2 */
-    CHECK(strcmp(manifest_file(&inc2, "base/1/16390")->base, id2) == 0);
+    CHECK(strcmp(base_of(&inc2, "base/1/16386"), id1) == 0);     /* DELTA in id2 */
+    CHECK(strcmp(base_of(&inc2, "base/1/16384"), id1) == 0);     /* REF in id2 */
+    CHECK(strcmp(base_of(&inc2, "base/1/16384_fsm"), id2) == 0); /* WHOLE in id2 */
+    CHECK(strcmp(base_of(&inc2, "base/1/16390"), id2) == 0);
     for (i = 0; i < inc2.nfiles; i++)
         if (strcmp(inc2.files[i].path, "backup_label") &&
             strcmp(inc2.files[i].path, "tablespace_map"))
@@ -1310,7 +1545,7 @@ static void test_create_incr_records(void)
     REQUIRE(load_manifest(&c, id4, &diff) == 0);
     CHECK(diff.type == WS_BACKUP_DIFF && strcmp(diff.reference, id1) == 0);
     check_delta(&c, id4, manifest_file(&diff, "base/1/16386"), changed16386, 3);
-    CHECK(strcmp(manifest_file(&diff, "base/1/16384_fsm")->base, "") == 0);
+    CHECK(strcmp(base_of(&diff, "base/1/16384_fsm"), "") == 0);
 
     ws_manifest_free(&full);
     ws_manifest_free(&inc);
@@ -1752,6 +1987,613 @@ static void test_create_incr_newer_backup_meanwhile(void)
     mem_end();
 }
 
+/* ---- backup_method stream (issue 18): BASE_BACKUP played by the fake replication session -- */
+
+struct tbuf {
+    uint8_t *p;
+    size_t len, cap;
+};
+
+static void tb_put(struct tbuf *b, const void *d, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n)
+            cap *= 2;
+        if (!(b->p = realloc(b->p, cap)))
+            abort();
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->len, d, n);
+    b->len += n;
+}
+
+static void tb_printf(struct tbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tb_printf(struct tbuf *b, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    tb_put(b, line, n > 0 ? (size_t)n : 0);
+}
+
+/* A tar header's octal field of len bytes (len - 1 digits and a NUL). */
+static void octal(uint8_t *f, size_t len, uint64_t v)
+{
+    f[len - 1] = '\0';
+    for (size_t i = len - 1; i-- > 0; v >>= 3)
+        f[i] = (uint8_t)('0' + (v & 7));
+}
+
+/* A ustar member as PostgreSQL's tar code writes one (type '0', '5' or '2'). */
+static void tar_member(struct tbuf *b, const char *path, char type, mode_t mode, int64_t mtime,
+                       const void *data, size_t size, const char *link)
+{
+    static const uint8_t zeros[512];
+    uint8_t h[512] = {0};
+    unsigned sum = 0;
+
+    snprintf((char *)h, 100, "%s", path);
+    octal(h + 100, 8, mode & 07777);
+    octal(h + 108, 8, 0);
+    octal(h + 116, 8, 0);
+    octal(h + 124, 12, size);
+    octal(h + 136, 12, (uint64_t)mtime);
+    memset(h + 148, ' ', 8);
+    h[156] = (uint8_t)type;
+    if (link)
+        snprintf((char *)h + 157, 100, "%s", link);
+    memcpy(h + 257, "ustar", 6);
+    memcpy(h + 263, "00", 2);
+    for (size_t i = 0; i < sizeof(h); i++)
+        sum += h[i];
+    octal(h + 148, 7, sum);
+    tb_put(b, h, sizeof(h));
+    tb_put(b, data, size);
+    tb_put(b, zeros, (512 - size % 512) % 512);
+}
+
+/* The server's manifest being built: its file lines, one of them (bad_crc) with a wrong CRC-32C
+ * (big_endian: each CRC's bytes as a big-endian server writes them),
+ * one (left_out) missing. */
+struct smf {
+    struct tbuf text;
+    int files;
+    const char *bad_crc, *left_out;
+    int big_endian;
+};
+
+static void smf_file(struct smf *m, const char *path, const void *data, size_t size)
+{
+    uint32_t crc;
+    char hex[9];
+
+    if (m->left_out && strcmp(path, m->left_out) == 0)
+        return;
+    crc = ws_crc32c(0, data, size);
+    if (m->bad_crc && strcmp(path, m->bad_crc) == 0)
+        crc ^= 0x100;
+    ws_crc32c_manifest_hex(m->big_endian ? __builtin_bswap32(crc) : crc, hex);
+    tb_printf(
+        &m->text,
+        "%s{ \"Path\": \"%s\", \"Size\": %zu, \"Last-Modified\": \"2026-12-07 10:00:00 GMT\", "
+        "\"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"%s\" }",
+        m->files++ ? ",\n" : "", path, size, hex);
+}
+
+/* The members of directory root/rel into tar (and their files into the manifest as mpfx/...), as
+ * the server sends them with TABLESPACE_MAP: links not followed, pg_tblspc's left out, an unlogged
+ * relation's main fork left out. */
+static void tar_tree(struct tbuf *tar, struct smf *m, const char *root, const char *rel,
+                     const char *mpfx)
+{
+    char dir[PATH_MAX], abs[PATH_MAX + 256], child[PATH_MAX], target[PATH_MAX];
+    struct dirent *de;
+    struct stat st;
+    DIR *d;
+
+    snprintf(dir, sizeof(dir), "%s%s%s", root, *rel ? "/" : "", rel);
+    REQUIRE((d = opendir(dir)) != NULL);
+    while ((de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        snprintf(child, sizeof(child), "%s%s%s", rel, *rel ? "/" : "", de->d_name);
+        snprintf(abs, sizeof(abs), "%s/%s", root, child);
+        if (strcmp(child, "base/1/16385") == 0 || lstat(abs, &st) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            tar_member(tar, child, '5', st.st_mode, st.st_mtime, NULL, 0, NULL);
+            tar_tree(tar, m, root, child, mpfx);
+        } else if (S_ISLNK(st.st_mode) && strcmp(rel, "pg_tblspc") != 0) {
+            ssize_t n = readlink(abs, target, sizeof(target) - 1);
+            target[n > 0 ? n : 0] = '\0';
+            tar_member(tar, child, '2', 0777, st.st_mtime, NULL, 0, target);
+        } else if (S_ISREG(st.st_mode)) {
+            uint8_t *data = NULL;
+            size_t len = 0;
+            REQUIRE(unit_read(abs, &data, &len) == 0);
+            tar_member(tar, child, '0', st.st_mode, st.st_mtime, data, len, NULL);
+            snprintf(target, sizeof(target), "%s%s", mpfx, child);
+            smf_file(m, target, data, len);
+            free(data);
+        }
+    }
+    closedir(d);
+}
+
+static void script_add(enum ws_repl_msg_type type, const char *name, const char *location,
+                       const void *data, size_t len)
+{
+    struct fmsg *f;
+
+    if (frepl.n == frepl.cap) {
+        frepl.cap = frepl.cap ? frepl.cap * 2 : 256;
+        if (!(frepl.msgs = realloc(frepl.msgs, frepl.cap * sizeof(*frepl.msgs))))
+            abort();
+    }
+    f = memset(&frepl.msgs[frepl.n++], 0, sizeof(*f));
+    f->type = type;
+    f->name = name ? strdup(name) : NULL;
+    f->location = location ? strdup(location) : NULL;
+    if (len && (f->data = malloc(len)))
+        memcpy(f->data, data, len);
+    f->len = len;
+}
+
+static void script_free(void)
+{
+    for (size_t i = 0; i < frepl.n; i++) {
+        free(frepl.msgs[i].name);
+        free(frepl.msgs[i].location);
+        free(frepl.msgs[i].data);
+    }
+    free(frepl.msgs);
+    memset(&frepl, 0, sizeof(frepl));
+}
+
+/* An archive's bytes as DATA messages of 7777 bytes (never at a tar block boundary), each
+ * followed by a PROGRESS message. */
+static void script_data(const struct tbuf *b, uint64_t *sent)
+{
+    for (size_t at = 0; at < b->len; at += 7777) {
+        size_t n = b->len - at < 7777 ? b->len - at : 7777;
+        script_add(WS_REPL_DATA, NULL, NULL, b->p + at, n);
+        *sent += n;
+        script_add(WS_REPL_PROGRESS, NULL, NULL, NULL, 0);
+        frepl.msgs[frepl.n - 1].progress = *sent;
+    }
+}
+
+struct script_opts {
+    const char *location; /* of the tablespace's archive; NULL: the announced one */
+    const char *bad_crc, *left_out;
+    int no_ts_archive;     /* the tablespace announced, its archive not sent */
+    const char *announced; /* the tablespace's location in the start message; NULL: its own */
+    const char *dup;       /* a member the main archive holds a second time, other bytes */
+    int big_endian;        /* the manifest's CRC-32C as a big-endian server writes them */
+};
+
+/* The session's script: the tablespace's archive first (as PostgreSQL 15 sends it), then the
+ * main directory's with backup_label and tablespace_map, the manifest, END. */
+static void script_build(const struct cluster *c, const struct script_opts *o)
+{
+    struct tbuf ts = {0}, main = {0};
+    struct smf m = {{0}, 0, o->bad_crc, o->left_out, o->big_endian};
+    char spcmap[1024], hex[65];
+    uint8_t sha[32];
+    uint64_t sent = 0;
+
+    script_free();
+    snprintf(frepl.location, sizeof(frepl.location), "%s", o->announced ? o->announced : c->ts_src);
+    frepl.start_lsn = START_LSN;
+    frepl.end_lsn = STOP_LSN;
+    snprintf(fake.labelfile, sizeof(fake.labelfile),
+             "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n"
+             "CHECKPOINT LOCATION: 0/2000060\nBACKUP METHOD: streamed\nBACKUP FROM: primary\n"
+             "START TIME: 2026-12-07 10:00:00 UTC\nLABEL: unit\nSTART TIMELINE: 1\n");
+    snprintf(spcmap, sizeof(spcmap), "%d %s\n", TS_OID, c->ts_src);
+    tb_printf(&m.text, "{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n");
+    tar_member(&main, "backup_label", '0', 0600, time(NULL), fake.labelfile, strlen(fake.labelfile),
+               NULL);
+    smf_file(&m, "backup_label", fake.labelfile, strlen(fake.labelfile));
+    tar_member(&main, "tablespace_map", '0', 0600, time(NULL), spcmap, strlen(spcmap), NULL);
+    smf_file(&m, "tablespace_map", spcmap, strlen(spcmap));
+    tar_tree(&ts, &m, c->ts_src, "", "pg_tblspc/16400/");
+    tar_tree(&main, &m, c->pgdata, "", "");
+    if (o->dup)
+        tar_member(&main, o->dup, '0', 0600, time(NULL), "other", 5, NULL);
+    tb_printf(&m.text, "\n],\n\"WAL-Ranges\": [\n{ \"Timeline\": 1, \"Start-LSN\": \"0/2000028\", "
+                       "\"End-LSN\": \"0/3000100\" }\n],\n");
+    EVP_Digest(m.text.p, m.text.len, sha, NULL, EVP_sha256(), NULL);
+    ws_hex(sha, sizeof(sha), hex);
+    tb_printf(&m.text, "\"Manifest-Checksum\": \"%s\"}\n", hex);
+
+    if (!o->no_ts_archive) {
+        script_add(WS_REPL_ARCHIVE, "16400.tar", o->location ? o->location : frepl.location, NULL,
+                   0);
+        script_data(&ts, &sent);
+    }
+    script_add(WS_REPL_ARCHIVE, "base.tar", "", NULL, 0);
+    script_data(&main, &sent);
+    script_add(WS_REPL_MANIFEST, NULL, NULL, NULL, 0);
+    script_data(&m.text, &sent);
+    free(ts.p);
+    free(main.p);
+    free(m.text.p);
+}
+
+/* The cluster's configuration with pgdata unset: backup_method stream by the rule. */
+static void use_stream(struct cluster *c)
+{
+    free(c->cfg.pgdata);
+    c->cfg.pgdata = NULL;
+}
+
+/* A stream backup: the same records as a local one (check_manifest, every file's size, SHA-256
+ * and block digests), backup_label and tablespace_map from the stream, the server's manifest
+ * stored; no local session; restore and verify as for a local backup. */
+static void test_stream_roundtrip(void)
+{
+    struct script_opts so = {0};
+    struct cluster c;
+    struct ws_error err = {0};
+    struct ws_catalog cat = {0};
+    const struct ws_catalog_backup *b = NULL;
+    struct ws_manifest whole = {0};
+    struct ws_repo repo = {0};
+    char id[WS_BACKUP_ID_LEN + 1], key[256], out[4096];
+
+    mem_begin();
+    cluster_init(&c, "stream", 2);
+    use_stream(&c);
+    script_build(&c, &so);
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    if (create(&c, id, &err) != 0)
+        fprintf(stderr, "    create: %s\n", err.msg);
+    CHECK(fake.connects == 0 && frepl.connects == 1 && frepl.closes == 1);
+    CHECK(frepl.base_backups == 1 && strcmp(frepl.label, "unit") == 0);
+    CHECK(frepl.at == frepl.n); /* read to the end */
+    REQUIRE(load_backup(&c, id, &cat, &b) == 0);
+    CHECK(b->status == WS_BACKUP_COMPLETE);
+    REQUIRE(ws_backup_repo_open(&env, &c.cfg, &repo, &err) == 0);
+    REQUIRE(ws_catalog_manifest(&repo, &c.kr, b, &whole, &err) == 0);
+    snprintf(fake.backup_label, sizeof(fake.backup_label), "%s", frepl.label);
+    check_manifest(&c, &whole);
+    for (size_t i = 0; i < whole.nfiles; i++)
+        if (strcmp(whole.files[i].path, "backup_label") &&
+            strcmp(whole.files[i].path, "tablespace_map"))
+            check_record(&c, id, &whole.files[i]);
+    ws_backup_object_key(&repo, id, WS_BACKUP_SERVER_MANIFEST, key, sizeof(key));
+    CHECK(count_objects(key) == 1);
+    ws_repo_close(&repo);
+    ws_manifest_free(&whole);
+    ws_catalog_free(&cat);
+
+    if (restore(&c, 2, 0, &err) != 0)
+        fprintf(stderr, "    restore: %s\n", err.msg);
+    check_restored(&c);
+    capture_begin();
+    CHECK(ws_backup_verify(&c.cfg, &env, NULL, 0, &err) == 0);
+    capture_end(out, sizeof(out));
+    script_free();
+    cluster_free(&c);
+    mem_end();
+}
+
+/* A server of the other byte order writes each CRC-32C's bytes the other way round: accepted. */
+static void test_stream_big_endian_server(void)
+{
+    struct script_opts so = {0};
+    struct cluster c;
+    struct ws_error err = {0};
+    char id[WS_BACKUP_ID_LEN + 1];
+
+    mem_begin();
+    cluster_init(&c, "stream-be", 1);
+    use_stream(&c);
+    so.big_endian = 1;
+    script_build(&c, &so);
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    if (create(&c, id, &err) != 0)
+        unit_fail(__FILE__, __LINE__, err.msg);
+    script_free();
+    cluster_free(&c);
+    mem_end();
+}
+
+/* Where a case cuts the connection: cut_off messages after the first message, the main
+ * directory's ARCHIVE, the MANIFEST or the END (frepl.fail_at; CUT_NONE: never). */
+enum cut_from { CUT_NONE, CUT_START, CUT_BASE, CUT_MANIFEST, CUT_END };
+
+static size_t cut_position(enum cut_from from, int off)
+{
+    size_t at = from == CUT_END ? frepl.n : 0;
+
+    for (size_t i = 0; i < frepl.n && (from == CUT_BASE || from == CUT_MANIFEST); i++)
+        if (frepl.msgs[i].type == (from == CUT_BASE ? WS_REPL_ARCHIVE : WS_REPL_MANIFEST))
+            at = i;
+    return from == CUT_NONE ? 0 : (size_t)((long)at + off);
+}
+
+/* A stream that fails: a file whose CRC-32C differs from the server's manifest, a file the
+ * manifest lacks, a tablespace archive at a location the server did not announce, an announced
+ * tablespace without its archive, checksum failures the server found and we did not, a
+ * tablespace restore would refuse, an end before the start, the connection lost at each phase:
+ * one line naming what, no backup object left, the session closed. */
+static void test_stream_failures(void)
+{
+    static const struct {
+        struct script_opts o;
+        enum cut_from cut_from; /* the connection lost there */
+        int cut_off;
+        int checksum_failure, code;
+        const char *msg;
+        uint64_t end_lsn; /* END's position; 0: STOP_LSN */
+    } cases[] = {
+        {{NULL, "base/1/16384", NULL, 0, NULL, NULL, 0},
+         CUT_NONE,
+         0,
+         0,
+         WS_ERR_CORRUPT,
+         "file \"base/1/16384\": the server's",
+         0},
+        {{NULL, NULL, "postgresql.conf", 0, NULL, NULL, 0},
+         CUT_NONE,
+         0,
+         0,
+         WS_ERR_CORRUPT,
+         "file \"postgresql.conf\" of the backup is not in the server's backup_manifest",
+         0},
+        {{"/elsewhere", NULL, NULL, 0, NULL, NULL, 0},
+         CUT_NONE,
+         0,
+         0,
+         WS_ERR_CORRUPT,
+         "which it did not announce",
+         0},
+        {{NULL, NULL, NULL, 1, NULL, NULL, 0},
+         CUT_NONE,
+         0,
+         0,
+         WS_ERR_CORRUPT,
+         "but sent no archive of it",
+         0},
+        {{NULL, NULL, NULL, 0, NULL, NULL, 0},
+         CUT_NONE,
+         0,
+         1,
+         WS_ERR_CORRUPT,
+         "page checksum failures",
+         0},
+        /* locations restore refuses: the backup must not become complete */
+        {{NULL, NULL, NULL, 0, "/", NULL, 0},
+         CUT_NONE,
+         0,
+         0,
+         WS_ERR_CORRUPT,
+         "not a user tablespace",
+         0},
+        {{NULL, NULL, NULL, 0, "/srv/ts/../ts", NULL, 0},
+         CUT_NONE,
+         0,
+         0,
+         WS_ERR_CORRUPT,
+         "not a user tablespace",
+         0},
+        {{NULL, NULL, NULL, 0, "/srv/ts/", NULL, 0},
+         CUT_NONE,
+         0,
+         0,
+         WS_ERR_CORRUPT,
+         "not a user tablespace",
+         0},
+        /* an end before the start: no WAL would be waited for */
+        {{NULL, NULL, NULL, 0, NULL, NULL, 0},
+         CUT_NONE,
+         0,
+         0,
+         WS_ERR_CORRUPT,
+         "before the position it started at",
+         START_LSN - 1},
+        /* the connection lost at each phase: the tablespace's archive, the main one's first
+         * member and its last bytes, the manifest's first and last bytes, the END */
+        {{NULL, NULL, NULL, 0, NULL, NULL, 0},
+         CUT_START,
+         1,
+         0,
+         WS_ERR_STORAGE,
+         "the connection was lost",
+         0},
+        {{NULL, NULL, NULL, 0, NULL, NULL, 0},
+         CUT_START,
+         2,
+         0,
+         WS_ERR_STORAGE,
+         "the connection was lost",
+         0},
+        {{NULL, NULL, NULL, 0, NULL, NULL, 0},
+         CUT_START,
+         300,
+         0,
+         WS_ERR_STORAGE,
+         "the connection was lost",
+         0},
+        {{NULL, NULL, NULL, 0, NULL, NULL, 0},
+         CUT_BASE,
+         1,
+         0,
+         WS_ERR_STORAGE,
+         "the connection was lost",
+         0},
+        {{NULL, NULL, NULL, 0, NULL, NULL, 0},
+         CUT_MANIFEST,
+         -1,
+         0,
+         WS_ERR_STORAGE,
+         "the connection was lost",
+         0},
+        {{NULL, NULL, NULL, 0, NULL, NULL, 0},
+         CUT_MANIFEST,
+         1,
+         0,
+         WS_ERR_STORAGE,
+         "the connection was lost",
+         0},
+        {{NULL, NULL, NULL, 0, NULL, NULL, 0},
+         CUT_END,
+         -1,
+         0,
+         WS_ERR_STORAGE,
+         "the connection was lost",
+         0},
+        {{NULL, NULL, NULL, 0, NULL, NULL, 0},
+         CUT_END,
+         0,
+         0,
+         WS_ERR_STORAGE,
+         "the connection was lost",
+         0},
+        /* a file twice (other bytes the second time), the server's manifest listing the first */
+        {{NULL, NULL, NULL, 0, NULL, "postgresql.conf", 0},
+         CUT_NONE,
+         0,
+         0,
+         WS_ERR_CORRUPT,
+         "postgresql.conf",
+         0},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct cluster c;
+        struct ws_error err = {0};
+        char id[WS_BACKUP_ID_LEN + 1], prefix[128], tag[32];
+
+        mem_begin();
+        snprintf(tag, sizeof(tag), "sfail%zu", i);
+        cluster_init(&c, tag, 1);
+        use_stream(&c);
+        script_build(&c, &cases[i].o);
+        frepl.fail_at = cut_position(cases[i].cut_from, cases[i].cut_off);
+        frepl.checksum_failure = cases[i].checksum_failure;
+        if (cases[i].end_lsn)
+            frepl.end_lsn = cases[i].end_lsn;
+        CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+        CHECK(create(&c, id, &err) == cases[i].code);
+        if (!strstr(err.msg, cases[i].msg) || strchr(err.msg, '\n'))
+            unit_fail(__FILE__, __LINE__, err.msg);
+        CHECK(frepl.connects == 1 && frepl.closes == 1);
+        snprintf(prefix, sizeof(prefix), "%s/backup/", c.cluster);
+        CHECK(count_objects(prefix) == 0);
+        script_free();
+        cluster_free(&c);
+        mem_end();
+    }
+}
+
+/* An incr in stream mode over a full one taken locally or streamed: a changed relation file is a
+ * DELTA of its changed blocks even when all changed (16384_fsm), an unchanged one a REF, a
+ * non-relation file of the reference's size stored whole; verify and restore give the live
+ * files. */
+static void stream_incr(const char *tag, int full_streamed)
+{
+    static const uint32_t changed16386[] = {5, 200};
+    static const uint32_t changed_fsm[] = {0};
+    struct script_opts so = {0};
+    struct cluster c;
+    struct ws_error err = {0};
+    struct ws_manifest inc = {0};
+    const struct ws_bfile *f;
+    char id1[WS_BACKUP_ID_LEN + 1], id2[WS_BACKUP_ID_LEN + 1], log[4096], p[PATH_MAX + 64],
+        live[PATH_MAX];
+    size_t i;
+
+    mem_begin();
+    cluster_init(&c, tag, 2);
+    set_control_timeline(&c, 1);
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    if (full_streamed) {
+        use_stream(&c);
+        script_build(&c, &so);
+    }
+    REQUIRE(create_type(&c, WS_BACKUP_FULL, id1, log, sizeof(log), &err) == 0);
+    sleep(1); /* another id */
+    patch(&c, "base/1/16386", 5 * WS_PG_BLCKSZ + 100, 1, 0xAB);
+    patch(&c, "base/1/16386", 200 * WS_PG_BLCKSZ, WS_PG_BLCKSZ, 0xCD);
+    patch(&c, "base/1/16384_fsm", 0, 1, 0x11);
+    patch(&c, "postgresql.conf", 7, 1, 0x22);
+    use_stream(&c);
+    script_build(&c, &so);
+    REQUIRE(create_type(&c, WS_BACKUP_INCR, id2, log, sizeof(log), &err) == 0);
+    REQUIRE(load_manifest(&c, id2, &inc) == 0);
+    CHECK(inc.type == WS_BACKUP_INCR && strcmp(inc.reference, id1) == 0);
+    for (i = 0; i < inc.nfiles; i++)
+        if (strcmp(inc.files[i].path, "backup_label") &&
+            strcmp(inc.files[i].path, "tablespace_map"))
+            check_record(&c, id2, &inc.files[i]);
+    REQUIRE((f = manifest_file(&inc, "base/1/16386")) != NULL);
+    check_delta(&c, id2, f, changed16386, 2);
+    REQUIRE((f = manifest_file(&inc, "base/1/16384_fsm")) != NULL);
+    check_delta(&c, id2, f, changed_fsm, 1);
+    REQUIRE((f = manifest_file(&inc, "base/1/16384")) != NULL);
+    CHECK(f->kind == WS_BFILE_REF && strcmp(f->base, id1) == 0 && f->has_map);
+    REQUIRE((f = manifest_file(&inc, "pg_tblspc/16400/PG_15_202209061/1/16401")) != NULL);
+    CHECK(f->kind == WS_BFILE_REF);
+    CHECK(manifest_file(&inc, "PG_VERSION")->kind == WS_BFILE_WHOLE);
+    CHECK(manifest_file(&inc, "postgresql.conf")->kind == WS_BFILE_WHOLE);
+    ws_manifest_free(&inc);
+
+    capture_begin();
+    CHECK(ws_backup_verify(&c.cfg, &env, NULL, 1, &err) == 0);
+    capture_end(log, sizeof(log));
+    REQUIRE(restore(&c, 2, 0, &err) == 0);
+    for (i = 0; i < NFILES; i++) {
+        if (!files[i].kept)
+            continue;
+        src_path(&c, i, live, sizeof(live));
+        snprintf(p, sizeof(p), "%s/%s", files[i].ts ? c.ts_dst : c.target, files[i].path);
+        if (!unit_same_file(live, p))
+            unit_fail(__FILE__, __LINE__, files[i].path);
+    }
+    script_free();
+    cluster_free(&c);
+    mem_end();
+}
+
+/* backup_method local without pgdata: the server's data_directory, as before the stream existed;
+ * no replication session. */
+static void test_local_without_pgdata(void)
+{
+    struct cluster c;
+    struct ws_error err = {0};
+    char id[WS_BACKUP_ID_LEN + 1];
+
+    mem_begin();
+    script_free(); /* no session played, none counted */
+    cluster_init(&c, "localnopg", 1);
+    use_stream(&c);
+    c.cfg.backup_method = WS_BACKUP_METHOD_LOCAL;
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    CHECK(create(&c, id, &err) == 0);
+    CHECK(fake.connects == 1 && fake.starts == 1 && frepl.connects == 0);
+    cluster_free(&c);
+    mem_end();
+}
+
+static void test_stream_incr_over_local(void)
+{
+    stream_incr("sincr-local", 0);
+}
+
+static void test_stream_incr_over_stream(void)
+{
+    stream_incr("sincr-stream", 1);
+}
+
 const struct unit_test unit_tests[] = {
     {"pool_size", test_pool_size},
     {"pool_every_task_once", test_pool_every_task_once},
@@ -1759,6 +2601,7 @@ const struct unit_test unit_tests[] = {
     {"pool_open_failure", test_pool_open_failure},
     {"roundtrip_one_worker", test_roundtrip_one_worker},
     {"roundtrip_three_workers", test_roundtrip_three_workers},
+    {"check_privileges", test_check_privileges},
     {"create_foreign_data_dir", test_create_foreign_data_dir},
     {"create_storage_failure", test_create_storage_failure},
     {"create_manifest_stored_then_failed", test_create_manifest_stored_then_failed},
@@ -1772,5 +2615,11 @@ const struct unit_test unit_tests[] = {
     {"create_incr_newer_backup_meanwhile", test_create_incr_newer_backup_meanwhile},
     {"create_incr_reference_pruned", test_create_incr_reference_pruned},
     {"create_incr_after_minor_upgrade", test_create_incr_after_minor_upgrade},
+    {"stream_roundtrip", test_stream_roundtrip},
+    {"stream_failures", test_stream_failures},
+    {"stream_big_endian_server", test_stream_big_endian_server},
+    {"local_without_pgdata", test_local_without_pgdata},
+    {"stream_incr_over_local", test_stream_incr_over_local},
+    {"stream_incr_over_stream", test_stream_incr_over_stream},
     {NULL, NULL},
 };

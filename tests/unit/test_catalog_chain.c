@@ -255,7 +255,7 @@ static void read_text(const char *path, char *out, size_t outsz)
 /* verify of id (NULL: --all); log gets what it logged. */
 static int verify(struct chain *c, const char *id, char *log, size_t logsz, struct ws_error *err)
 {
-    static const struct ws_backup_env env = {NULL, NULL, NULL};
+    static const struct ws_backup_env env = {NULL, NULL, NULL, NULL};
     int rc;
 
     unit_write(c->log, "", 0, 0600);
@@ -404,6 +404,63 @@ static void test_chain_broken_links(void)
     chain_free(&c);
 }
 
+/* list with cluster "all": every top-level folder holding an identity, by name, each as a
+ * one-cluster list prints it; one that cannot be read is reported in its place and fails the
+ * command after the others. */
+static void test_list_all_clusters(void)
+{
+    struct chain c;
+    struct ws_identity id = {WS_REPO_FORMAT, SYSID + 1, 15, SEG};
+    struct ws_error err = {0};
+    const char *head = "{\"clusters\": [\n{\"cluster\": \"b-second\", \"system_identifier\": "
+                       "\"7311142436245338544\", \"backups\": [], ";
+    char out[16384], *b, *bad, *m;
+
+    chain_init(&c, "all");
+    snprintf(c.repo.cluster, sizeof(c.repo.cluster), "b-second");
+    REQUIRE(ws_repo_identity_ensure(&c.repo, &id, "test", &err) == 0);
+    put(&c, "c-bad/identity", "not an identity", 15);
+    put(&c, "d-none/wal/x", "x", 1);      /* no identity: no cluster */
+    put(&c, "e/nested/identity", "x", 1); /* not top-level */
+    /* a folder no configuration names, written beside the storage layer (which refuses such a
+     * key): its name would forge a line of the text list */
+    {
+        char dir[1024], file[1100];
+        snprintf(dir, sizeof(dir), "%s/f\ncluster \"forged\": x", c.dir);
+        snprintf(file, sizeof(file), "%s/identity", dir);
+        REQUIRE(unit_mkdir(dir) == 0 && unit_write(file, "x", 1, 0600) == 0);
+    }
+    snprintf(c.repo.cluster, sizeof(c.repo.cluster), "main");
+    free(c.cfg.cluster);
+    REQUIRE((c.cfg.cluster = strdup(WS_LIST_ALL_CLUSTERS)) != NULL);
+
+    CHECK(list(&c, 0, out, sizeof(out)) == WS_ERR_STORAGE);
+    b = strstr(out, "cluster \"b-second\", database system 7311142436245338544, repository ");
+    bad = strstr(out, "\ncluster \"c-bad\": identity of cluster \"c-bad\" in repository");
+    m = strstr(out, "\ncluster \"main\", database system 7311142436245338543, repository ");
+    CHECK(b == out && bad && m && b < bad && bad < m);
+    CHECK(m && strstr(m, ID_F "  complete") != NULL && strstr(m, ID_I "  complete") != NULL);
+    CHECK(strstr(out, "d-none") == NULL && strstr(out, "nested") == NULL);
+    CHECK(strstr(out, "forged") == NULL);
+
+    CHECK(list(&c, 1, out, sizeof(out)) == WS_ERR_STORAGE);
+    CHECK(strncmp(out, head, strlen(head)) == 0);
+    CHECK(strstr(out, "}\n,\n{\"cluster\": \"c-bad\", \"error\": \"identity of cluster") != NULL);
+    CHECK(strstr(out,
+                 "}\n,\n{\"cluster\": \"main\", \"system_identifier\": \"7311142436245338543\"") !=
+          NULL);
+    CHECK(strstr(out, "\"id\": \"" ID_I "\", \"status\": \"complete\"") != NULL);
+    CHECK(strlen(out) > 3 && strcmp(out + strlen(out) - 3, "]}\n") == 0);
+    CHECK(strstr(out, "d-none") == NULL && strstr(out, "nested") == NULL);
+
+    /* every cluster readable: success */
+    put(&c, "c-bad/identity", "x", 1);
+    drop(&c, "c-bad/identity");
+    CHECK(list(&c, 0, out, sizeof(out)) == 0);
+    CHECK(strstr(out, "c-bad") == NULL);
+    chain_free(&c);
+}
+
 /* I's own WAL missing: incomplete for that (missing_wal), and I2 on it incomplete, naming I. */
 static void test_chain_link_incomplete(void)
 {
@@ -539,6 +596,7 @@ const struct unit_test unit_tests[] = {
     {"chain_complete", test_chain_complete},
     {"chain_broken_links", test_chain_broken_links},
     {"chain_link_incomplete", test_chain_link_incomplete},
+    {"list_all_clusters", test_list_all_clusters},
     {"verify_chain_problems", test_verify_chain_problems},
     {"prune_gathers_chain", test_prune_gathers_chain},
     {NULL, NULL},

@@ -270,6 +270,43 @@ static void test_good_values(void)
     ws_config_free(&cfg);
 }
 
+/* backup_method: local or stream; unset, the rule of docs/design/remote.md: local when pgdata is
+ * set (also through PGDATA, which ws_config_load takes), stream when not; a set value wins either
+ * way; anything else is one line naming the source, the key, the value and the choices. */
+static void test_backup_method(void)
+{
+    struct ws_config cfg;
+    struct ws_error err = {0};
+    char text[256];
+
+    ws_config_init(&cfg);
+    CHECK(cfg.backup_method == WS_BACKUP_METHOD_UNSET);
+    CHECK(ws_config_backup_method(&cfg) == WS_BACKUP_METHOD_STREAM);
+    CHECK(ws_config_set(&cfg, "pgdata", "", "t", &err) == 0);
+    CHECK(ws_config_backup_method(&cfg) == WS_BACKUP_METHOD_STREAM);
+    CHECK(ws_config_set(&cfg, "pgdata", "/srv/pg", "t", &err) == 0);
+    CHECK(ws_config_backup_method(&cfg) == WS_BACKUP_METHOD_LOCAL);
+    CHECK(ws_config_set(&cfg, "backup_method", "stream", "t", &err) == 0);
+    CHECK(ws_config_backup_method(&cfg) == WS_BACKUP_METHOD_STREAM);
+    ws_config_free(&cfg);
+
+    ws_config_init(&cfg);
+    CHECK(ws_config_set(&cfg, "backup_method", "local", "t", &err) == 0);
+    CHECK(ws_config_backup_method(&cfg) == WS_BACKUP_METHOD_LOCAL);
+    memset(&err, 0, sizeof(err));
+    CHECK(ws_config_set(&cfg, "backup_method", "remote", "WALSAFE_BACKUP_METHOD", &err) ==
+          WS_ERR_CONFIG);
+    CHECK(strcmp(err.msg, "WALSAFE_BACKUP_METHOD: invalid value \"remote\" for "
+                          "\"backup_method\": expected one of local, stream") == 0);
+    CHECK(cfg.backup_method == WS_BACKUP_METHOD_LOCAL);
+    snprintf(text, sizeof(text), "repo = /a\nbackup_method = Stream\n");
+    memset(&err, 0, sizeof(err));
+    CHECK(ws_config_parse_text(&cfg, text, "/etc/w.conf", &err) == WS_ERR_CONFIG);
+    CHECK(contains(err.msg, "/etc/w.conf") && contains(err.msg, "line 2") &&
+          contains(err.msg, "\"Stream\" for \"backup_method\"") && !strchr(err.msg, '\n'));
+    ws_config_free(&cfg);
+}
+
 /* backup_type: full (the default), diff or incr, in the order of enum ws_backup_type; anything
  * else (other case, the long names, empty) is refused naming the source, the key, the value and
  * the choices, in a file with its line, and leaves the previous value. */
@@ -414,6 +451,45 @@ static void test_cluster_names(void)
     CHECK(contains(err.msg, "cluster") && contains(err.msg, "line 1"));
     CHECK(ws_config_set_cli(&cfg, "cluster", "../x", &err) == WS_ERR_CONFIG);
     CHECK(contains(err.msg, "cluster"));
+    ws_config_free(&cfg);
+}
+
+/* "all" names every cluster for basebackup list (cluster_all_ok): from a file, the environment
+ * or the command line, every other load refuses it in one line naming the key. */
+static void test_cluster_all_reserved(void)
+{
+    struct ws_config cfg;
+    struct ws_error err = {0};
+    const char *path = write_file("all.conf", "repo = /r\ncluster = all\n", 0600);
+    const char *plain = write_file("plain.conf", "repo = /r\n", 0600);
+
+    REQUIRE(path && plain);
+    clear_env();
+    for (int ok = 0; ok <= 1; ok++) {
+        for (int from = 0; from < 3; from++) {
+            ws_config_init(&cfg);
+            cfg.cluster_all_ok = ok;
+            memset(&err, 0, sizeof(err));
+            if (from == 1)
+                setenv("WALSAFE_CLUSTER", "all", 1);
+            if (from == 2)
+                REQUIRE(ws_config_set_cli(&cfg, "cluster", "all", &err) == 0);
+            if (ok) {
+                CHECK(ws_config_load(&cfg, from ? plain : path, &err) == 0);
+                CHECK(cfg.cluster && strcmp(cfg.cluster, "all") == 0);
+            } else {
+                CHECK(ws_config_load(&cfg, from ? plain : path, &err) == WS_ERR_CONFIG);
+                CHECK(contains(err.msg, "\"cluster\"") && contains(err.msg, "\"all\""));
+                CHECK(!strchr(err.msg, '\n'));
+            }
+            ws_config_free(&cfg);
+            clear_env();
+        }
+    }
+    /* names that only begin or end like it are ordinary */
+    ws_config_init(&cfg);
+    REQUIRE(ws_config_set_cli(&cfg, "cluster", "all2", &err) == 0);
+    CHECK(ws_config_load(&cfg, plain, &err) == 0);
     ws_config_free(&cfg);
 }
 
@@ -945,16 +1021,54 @@ static void test_keyring_load(void)
     ws_config_free(&cfg);
 }
 
+/* wal-receive's keys: defaults, values, and one-line errors naming the key. */
+static void test_receive_keys(void)
+{
+    static const char *const bad[][2] = {
+        {"slot_name", ""},
+        {"slot_name", "Walsafe"},
+        {"slot_name", "a-b"},
+        {"receive_flush_interval", "0"},
+        {"receive_flush_interval", "500ms"},
+        {"receive_synchronous", "maybe"},
+        {"receive_spool_segments", "0"},
+    };
+    struct ws_config cfg;
+    struct ws_error err = {0};
+
+    ws_config_init(&cfg);
+    CHECK(cfg.receive_flush_interval == 10 && cfg.receive_synchronous == 0 &&
+          cfg.receive_spool_segments == 64);
+    CHECK(ws_config_set(&cfg, "slot_name", "walsafe_2", "t", &err) == 0);
+    CHECK(ws_config_set(&cfg, "receive_flush_interval", "1s", "t", &err) == 0 &&
+          cfg.receive_flush_interval == 1);
+    CHECK(ws_config_set(&cfg, "receive_flush_interval", "2m", "t", &err) == 0 &&
+          cfg.receive_flush_interval == 120);
+    CHECK(ws_config_set(&cfg, "receive_synchronous", "on", "t", &err) == 0 &&
+          cfg.receive_synchronous == 1);
+    CHECK(ws_config_set(&cfg, "receive_spool_segments", "8", "t", &err) == 0 &&
+          cfg.receive_spool_segments == 8);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&err, 0, sizeof(err));
+        CHECK(ws_config_set(&cfg, bad[i][0], bad[i][1], "t", &err) == WS_ERR_CONFIG);
+        CHECK(strstr(err.msg, bad[i][0]) != NULL && strchr(err.msg, '\n') == NULL);
+    }
+    ws_config_free(&cfg);
+}
+
 const struct unit_test unit_tests[] = {
+    {"receive_keys", test_receive_keys},
     {"syntax", test_syntax},
     {"syntax_errors", test_syntax_errors},
     {"unknown_key", test_unknown_key},
     {"bad_values", test_bad_values},
     {"good_values", test_good_values},
     {"backup_type", test_backup_type},
+    {"backup_method", test_backup_method},
     {"parse_size", test_parse_size},
     {"parse_duration", test_parse_duration},
     {"cluster_names", test_cluster_names},
+    {"cluster_all_reserved", test_cluster_all_reserved},
     {"precedence", test_precedence},
     {"missing_files", test_missing_files},
     {"secret_permissions", test_secret_permissions},

@@ -1667,6 +1667,46 @@ static void test_step_select_wal(void)
     ws_prune_plan_free(&f.plan);
 }
 
+/* wal-receive's streamed chunks: those of a segment stored whole, or below their timeline's
+ * cutoff, go; those of the segment in progress (and of a timeline without a rule) stay. */
+static void test_step_select_chunks(void)
+{
+    static const struct {
+        uint32_t tli;
+        uint64_t segno;
+        int goes;
+    } chunks[] = {
+        {1, 4, 1},             /* below the cutoff of timeline 1 */
+        {1, 11, 1},            /* segment 11 is stored whole */
+        {1, 12, 0},            /* the segment in progress */
+        {1, 12, 0}, {3, 1, 0}, /* no rule for timeline 3 */
+    };
+    struct ws_prune_wal c[5];
+    char names[5][64], s[WS_WAL_NAME_LEN + 1];
+    struct fx f;
+
+    fx_init(&f);
+    f.in.retain_full = 1;
+    add_segs(&f, 1, 10, 11);
+    memset(c, 0, sizeof(c));
+    for (size_t i = 0; i < 5; i++) {
+        seg_name(s, chunks[i].tli, chunks[i].segno);
+        snprintf(names[i], sizeof(names[i]), "%s.%08zX-%08zX", s, i * 16, i * 16 + 16);
+        c[i] = (struct ws_prune_wal){names[i],        NULL, WS_WAL_SEGMENT, chunks[i].tli,
+                                     chunks[i].segno, 16};
+    }
+    f.in.chunks = c;
+    f.in.nchunks = 5;
+    step_begin(&f);
+    f.plan.tls[0] = (struct ws_prune_tl){1, WS_TL_REACHED, 10, -1};
+    f.plan.ntls = 1;
+    REQUIRE(ws_prune_select_chunks(&f.in, &f.plan, &f.err) == 0);
+    CHECK(f.plan.nchunk_delete == 2);
+    for (size_t j = 0; j < f.plan.nchunk_delete; j++)
+        CHECK(chunks[f.plan.chunk_delete[j]].goes);
+    ws_prune_plan_free(&f.plan);
+}
+
 /* ---- executor over an in-memory repository ---- */
 
 /* Stores text as the object at key, replacing what is there. */
@@ -2078,10 +2118,10 @@ static void test_execute_interrupted(void)
             interrupted++;
         }
     }
-    /* 21 removes (manifest, 2 bundles, pin, tombstone, 16 WAL files), 4 listings; a refused
-     * tombstone (the one put) does not interrupt: the manifest goes first instead
-     * (execute_tombstone_fails) */
-    CHECK(interrupted == 21 + 4);
+    /* 21 removes (manifest, 2 bundles, pin, tombstone, 16 WAL files), 5 listings (the fifth:
+     * wal-receive's streamed chunks); a refused tombstone (the one put) does not interrupt: the
+     * manifest goes first instead (execute_tombstone_fails) */
+    CHECK(interrupted == 21 + 5);
 }
 
 /* F <- I1 <- I2, then a newer full backup: with retain_full = 1 the chain goes, newest first.
@@ -2191,6 +2231,7 @@ const struct unit_test unit_tests[] = {
     {"step_wal_cutoff", test_step_wal_cutoff},
     {"step_timeline_cutoffs", test_step_timeline_cutoffs},
     {"step_select_wal", test_step_select_wal},
+    {"step_select_chunks", test_step_select_chunks},
     {"execute", test_execute},
     {"gather_histories", test_gather_histories},
     {"execute_tombstone_fails", test_execute_tombstone_fails},

@@ -15,7 +15,9 @@
  * went is finished by a second one; a full backup works too. Block level: a relation file with a
  * few differing blocks is patched in place, each block from the newest layer holding it, older
  * layers' bundles unread when newer ones hold everything; a wrong recorded SHA-256 fails naming
- * the file; without the target's map object the files are compared whole.
+ * the file; without the target's map object the files are compared whole; a file large enough
+ * for the hashing thread (io/hashpipe.h) is patched, left alone, or refused for a wrong SHA-256
+ * just the same.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +31,8 @@
 
 #include "backup/backup.h"
 #include "backup/pool.h"
+#include "backup/restore_int.h"
+#include "io/hashpipe.h"
 #include "io/object.h"
 #include "pg/wal.h"
 #include "repo/blockmap.h"
@@ -1065,6 +1069,99 @@ static void test_delta_attributes(void)
     env_free(&e);
 }
 
+/* A relation file of WS_HASHPIPE_MIN bytes and more is hashed on the hashing thread
+ * (io/hashpipe.h) in the compare pass and when it is settled: patched from the incremental (two
+ * blocks far apart), then left alone by a second run; a wrong recorded SHA-256 still fails the
+ * restore naming it. */
+static void test_delta_large_file(void)
+{
+    for (int wrong = 0; wrong <= 1; wrong++) {
+        struct env e;
+        struct ws_error err = {0};
+        struct state s = {0};
+        struct ident before, now;
+        const char *ids[2];
+        char dir[1024];
+
+        env_init(&e, wrong ? "delta-large-wrong" : "delta-large");
+        state_put(&s, "PG_VERSION", 3, 1, 0);
+        state_control(&s, UNIT_SYSID, 2);
+        state_put(&s, "base/1/16384", WS_HASHPIPE_MIN + 3 * BS + 100, 4, 0);
+        ids[0] = store_backup(&e, &s, NULL, NULL, 0);
+        state_block(&s, "base/1/16384", 3, 20);
+        state_block(&s, "base/1/16384", WS_HASHPIPE_MIN / BS - 2, 21);
+        ids[1] = store_backup(&e, &s, &e.st[0], wrong ? "base/1/16384" : NULL, wrong ? 3 : 0);
+        state_free(&s);
+        snprintf(dir, sizeof(dir), "%s/pgdata", e.root);
+        REQUIRE(restore(&e, ids[0], dir, 0, 1, &err) == 0);
+        ident_of(dir, "base/1/16384", &before);
+        if (wrong) {
+            CHECK(restore(&e, ids[1], dir, 1, 2, &err) == WS_ERR_CORRUPT);
+            CHECK(strstr(err.msg, "\"base/1/16384\"") && strstr(err.msg, "SHA-256 differs"));
+            env_free(&e);
+            continue;
+        }
+        if (restore(&e, ids[1], dir, 1, 2, &err) != 0)
+            fprintf(stderr, "    delta: %s\n", err.msg);
+        check_state(dir, &e.st[1].s);
+        ident_of(dir, "base/1/16384", &now);
+        CHECK(now.ino == before.ino); /* patched, not rebuilt */
+        ident_of(dir, "base/1/16384", &before);
+        CHECK(restore(&e, ids[1], dir, 1, 1, &err) == 0);
+        check_state(dir, &e.st[1].s);
+        CHECK(ident_same(dir, "base/1/16384", &before)); /* matched: not touched */
+        env_free(&e);
+    }
+}
+
+/* restore --force empties the tablespaces, then the data directory: before any of it, the data
+ * directory's recovery.signal, standby.signal and pg_control are gone, so a restore killed (here:
+ * failing) while it empties a tablespace leaves no directory PostgreSQL would start (t_restore_kill
+ * found recovery.signal beside a half-emptied tablespace). */
+static void test_force_disarms_first(void)
+{
+    char dir[] = "/tmp/ws-disarm-XXXXXX", p[PATH_MAX];
+    static const char *const files[] = {"recovery.signal", "standby.signal", "global/pg_control",
+                                        "PG_VERSION"};
+    struct ws_manifest m = {0};
+    struct rdir ts = {0};
+    struct restore r = {0};
+    struct ws_error err = {0};
+    struct stat st;
+
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(p, sizeof(p), "%s/global", dir);
+    CHECK(mkdir(p, 0700) == 0);
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
+        FILE *f = fopen(p, "w");
+        CHECK(f != NULL);
+        if (f)
+            fclose(f);
+    }
+    m.ntblspc = 1;
+    ts.path = "/nonexistent/tablespace";
+    ts.fd = -1; /* emptying it fails */
+    r.m = &m;
+    r.ts = &ts;
+    r.data.path = dir;
+    r.data.fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    CHECK(r.data.fd >= 0);
+    CHECK(ws_restore_empty_targets(&r, &err) != 0);
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
+        if (stat(p, &st) == 0)
+            unit_fail(__FILE__, __LINE__, p);
+    }
+    snprintf(p, sizeof(p), "%s/PG_VERSION", dir);
+    CHECK(stat(p, &st) == 0); /* the rest waits for its turn */
+    close(r.data.fd);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s/global", dir);
+    rmdir(p);
+    rmdir(dir);
+}
+
 const struct unit_test unit_tests[] = {
     {"chain", test_chain},
     {"chain_damaged_delta", test_chain_damaged_delta},
@@ -1079,5 +1176,7 @@ const struct unit_test unit_tests[] = {
     {"delta_no_map", test_delta_no_map},
     {"delta_hardlink", test_delta_hardlink},
     {"delta_attributes", test_delta_attributes},
+    {"delta_large_file", test_delta_large_file},
+    {"force_disarms_first", test_force_disarms_first},
     {NULL, NULL},
 };
