@@ -129,7 +129,9 @@ start=$(json_eval "$T/list.json" "j.backups.find(b => b.id === '$ID').wal_start"
 [[ ! "$start" < "$FIRST" ]] || fail "the backup starts at $start, before the first archived segment $FIRST"
 # pg_wal: every completed segment up to the last switch is archived, none waits
 (cd "$PGD/pg_wal" && ls | grep -E '^[0-9A-F]{24}$' | LC_ALL=C sort) >"$T/pg_wal"
-unarchived=$(LC_ALL=C comm -23 <(awk -v l="$LAST" '$0 <= l' "$T/pg_wal") "$T/archived")
+# (compared as strings: awk takes a name of decimal digits for a number, and a double cannot tell
+# ...0040 from ...0041, so the current segment after the last switch was counted as unarchived)
+unarchived=$(LC_ALL=C comm -23 <(awk -v l="$LAST" '($0 "") <= (l "")' "$T/pg_wal") "$T/archived")
 [ -z "$unarchived" ] || fail "segments in pg_wal but not in the repository: $(echo $unarchived)"
 ready=$(ls "$PGD/pg_wal/archive_status" | grep '\.ready$')
 [ -z "$ready" ] || fail "segments still .ready in pg_wal/archive_status: $(echo $ready)"
