@@ -141,11 +141,17 @@ static int flush_and_report(struct receiver *r, int64_t *status_ms, struct ws_er
     return send_status(r, status_ms, err);
 }
 
-/* The spool holds as many unpushed segments as it may: no reading until one is pushed. */
+/* The spool holds as many unpushed segments as it may: no reading until one is pushed. The
+ * pushes are tried again at most once per receive_flush_interval. */
 static int spool_full(struct receiver *r)
 {
+    int64_t now = ws_mono_ms();
+
     if (r->pending < (size_t)r->cfg->receive_spool_segments)
         return 0;
+    if (now < r->next_push_ms)
+        return 1;
+    r->next_push_ms = now + (int64_t)r->cfg->receive_flush_interval * 1000;
     ws_rx_push_pending(r);
     if (r->pending < (size_t)r->cfg->receive_spool_segments)
         return 0;
