@@ -133,12 +133,9 @@ static int send_status(struct receiver *r, int64_t *last_ms, struct ws_error *er
 /* A flush, then the status update that reports it. */
 static int flush_and_report(struct receiver *r, int64_t *status_ms, struct ws_error *err)
 {
-    struct ws_error e2 = {0};
+    int rc = ws_rx_flush(r, err);
 
-    ws_rx_flush(r, &e2); /* a repository failure is logged there; the spool holds the bytes */
-    if (e2.code == WS_ERR_IO)
-        return *err = e2, e2.code;
-    return send_status(r, status_ms, err);
+    return rc ? rc : send_status(r, status_ms, err);
 }
 
 /* The spool holds as many unpushed segments as it may: no reading until one is pushed. The
@@ -234,7 +231,7 @@ static int stream_timeline(struct receiver *r, struct ws_repl_wal_msg *end, stru
             return rc;
         if (m.type == WS_REPL_TIMELINE_END) {
             *end = m; /* the COPY is over: a flush, no status update */
-            return ws_rx_flush(r, err) == WS_ERR_IO ? WS_ERR_IO : 0;
+            return ws_rx_flush(r, err);
         }
         if ((rc = handle(r, &m, &status_ms, &data_ms, err)) != 0)
             return rc;

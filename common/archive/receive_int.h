@@ -42,6 +42,8 @@ struct receiver {
 
 int ws_rx_open_segment(struct receiver *r, struct ws_error *err);
 int ws_rx_write(struct receiver *r, const uint8_t *data, size_t len, struct ws_error *err);
+/* Pushes pending segments, fsyncs the .partial file and stores its new bytes as a chunk; a
+ * repository failure is logged and kept as the last error (0). Errors: the spool's (WS_ERR_IO). */
 int ws_rx_flush(struct receiver *r, struct ws_error *err);
 void ws_rx_drop_partial(struct receiver *r);
 /* Pushes the completed segments of the spool, oldest first, until one fails (logged). */

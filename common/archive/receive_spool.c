@@ -311,7 +311,8 @@ out:
 
 int ws_rx_flush(struct receiver *r, struct ws_error *err)
 {
-    int rc = 0;
+    struct ws_error e2 = {0};
+    int rc;
 
     if (r->pending > 0)
         ws_rx_push_pending(r); /* segments the repository refused before: again */
@@ -323,12 +324,14 @@ int ws_rx_flush(struct receiver *r, struct ws_error *err)
                                    r->sp.sub[0].path, r->segment);
         r->synced = r->pos;
     }
-    if (r->fd >= 0 && r->pos > r->chunked && (rc = store_chunk(r, err)) != 0) {
-        ws_rx_set_error(r, err);
+    if (r->fd >= 0 && r->pos > r->chunked && (rc = store_chunk(r, &e2)) != 0) {
+        if (rc == WS_ERR_IO) /* the spool file could not be read */
+            return *err = e2, rc;
+        ws_rx_set_error(r, &e2); /* the spool holds the bytes: the next flush tries again */
     } else if (r->pending == 0)
         r->stored = r->pos;
     ws_rx_write_status(r);
-    return rc;
+    return 0;
 }
 
 void ws_rx_write_status(struct receiver *r)
