@@ -21,8 +21,7 @@
 /* ---- where the repository ends ---- */
 
 struct newest {
-    uint32_t tli;
-    uint64_t seg_size;
+    uint32_t tli, seg_size;
     uint64_t end; /* segment number after the newest, 0: none */
 };
 
@@ -30,16 +29,10 @@ static int newest_cb(void *arg, const char *key, const struct ws_storage_stat *s
                      struct ws_error *err)
 {
     struct newest *n = arg;
-    const char *name = ws_base_name(key);
-    uint64_t segno;
-    uint32_t tli;
 
     (void)st;
     (void)err;
-    if (ws_wal_classify(name) == WS_WAL_SEGMENT &&
-        ws_wal_parse_name(name, n->seg_size, &tli, &segno) == 0 && tli == n->tli &&
-        segno + 1 > n->end)
-        n->end = segno + 1;
+    ws_rx_segment_end(ws_base_name(key), n->tli, n->seg_size, &n->end);
     return 0;
 }
 

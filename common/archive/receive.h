@@ -15,12 +15,13 @@
  * wal-push would store), then unlinked; at most receive_spool_segments of them wait for the
  * repository before reading from the server stops. The status file `status` in the same folder
  * (replaced atomically after every flush) holds "key = value" lines: slot, timeline, received,
- * flushed, stored (LSNs), updated (UTC), last_error.
+ * flushed, stored (LSNs), pending_segments (completed segments waiting in the spool), updated
+ * (UTC), last_error.
  *
  * ws_receive_slot(): creates (create = 1) or drops slot_name on the server of pg_conninfo.
  * ws_receive_status(): prints to out the slot, the server's position, the slot's restart point,
  * what the status file says and the lag in bytes and seconds; a server that cannot be reached is
- * said on a line, not an error (the status file is still printed).
+ * said on a line, not a failure (the status file is still printed).
  */
 #ifndef WS_RECEIVE_H
 #define WS_RECEIVE_H
@@ -36,7 +37,6 @@ int ws_receive_run(const struct ws_config *cfg, const struct ws_repl_ops *ops,
                    volatile sig_atomic_t *stop, struct ws_error *err);
 int ws_receive_slot(const struct ws_config *cfg, const struct ws_repl_ops *ops, int create,
                     struct ws_error *err);
-int ws_receive_status(const struct ws_config *cfg, const struct ws_repl_ops *ops, FILE *out,
-                      struct ws_error *err);
+void ws_receive_status(const struct ws_config *cfg, const struct ws_repl_ops *ops, FILE *out);
 
 #endif

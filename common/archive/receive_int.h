@@ -48,6 +48,8 @@ int ws_rx_flush(struct receiver *r, struct ws_error *err);
 void ws_rx_drop_partial(struct receiver *r);
 /* Pushes the completed segments of the spool, oldest first, until one fails (logged). */
 void ws_rx_push_pending(struct receiver *r);
+/* name is a segment of tli (a base name): *end raised to the segment number after it. */
+void ws_rx_segment_end(const char *name, uint32_t tli, uint32_t seg_size, uint64_t *end);
 /* The segment number after the newest completed segment of tli in the spool, or 0. */
 uint64_t ws_rx_spool_end(struct receiver *r, uint32_t tli);
 /* Logs err and keeps it as the last error; the same message again is logged at debug level. */

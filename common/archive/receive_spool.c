@@ -114,7 +114,7 @@ static int cmp_name(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The completed segments in the spool, sorted (tli 0: every timeline). */
+/* The completed segments in the spool, sorted. */
 static int spool_segments(struct receiver *r, struct chunk_list *l, struct ws_error *err)
 {
     DIR *d = ws_spool_opendir(r->dir);
@@ -185,18 +185,25 @@ void ws_rx_push_pending(struct receiver *r)
     free_list(&l);
 }
 
+void ws_rx_segment_end(const char *name, uint32_t tli, uint32_t seg_size, uint64_t *end)
+{
+    uint64_t segno;
+    uint32_t t;
+
+    if (ws_wal_classify(name) == WS_WAL_SEGMENT &&
+        ws_wal_parse_name(name, seg_size, &t, &segno) == 0 && t == tli && segno + 1 > *end)
+        *end = segno + 1;
+}
+
 uint64_t ws_rx_spool_end(struct receiver *r, uint32_t tli)
 {
     struct chunk_list l = {0};
     struct ws_error err = {0};
-    uint64_t end = 0, segno;
-    uint32_t t;
+    uint64_t end = 0;
 
     if (spool_segments(r, &l, &err) == 0)
         for (size_t i = 0; i < l.n; i++)
-            if (ws_wal_parse_name(l.keys[i], r->seg_size, &t, &segno) == 0 && t == tli &&
-                segno + 1 > end)
-                end = segno + 1;
+            ws_rx_segment_end(l.keys[i], tli, r->seg_size, &end);
     free_list(&l);
     return end;
 }
