@@ -322,7 +322,8 @@ int ws_receive_run(const struct ws_config *cfg, const struct ws_repl_ops *ops,
     r.cfg = cfg;
     r.ops = ops;
     r.stop = stop;
-    if ((rc = open_receiver(cfg, &r, err)) != 0)
+    if ((rc = ws_repl_slot_name_check(cfg->slot_name, err)) != 0 ||
+        (rc = open_receiver(cfg, &r, err)) != 0)
         goto out;
     while (!*stop) {
         uint64_t before = r.pos;

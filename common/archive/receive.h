@@ -7,7 +7,8 @@
  * flushes what it received (fsync'ed in the spool and stored as a chunk object) and returns 0.
  * Any failure of the server, the connection or the repository is logged, kept as the last error
  * of the status file, and followed by a new session after a backoff of 1 s doubling to 30 s. It
- * returns an error only when it cannot run at all: the spool or the keys (WS_ERR_CONFIG), or a
+ * returns an error only when it cannot run at all: slot_name, the spool or the keys
+ * (WS_ERR_CONFIG, one line naming the key), or a
  * server whose system identifier is not the repository cluster's (WS_ERR_FOREIGN).
  *
  * Files: the segment in progress is <spool_dir>/<cluster>/receive/<segment>.partial; a completed

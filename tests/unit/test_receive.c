@@ -5,7 +5,7 @@
  * receiver stops, and wal-fetch serves it zero-filled; the flush position reported to the server
  * is what was received; a connection that fails stores what was received first; a server of
  * another system is refused at once; a later session's bytes replace the chunks of an earlier
- * one that the server has rewritten since.
+ * one that the server has rewritten since; a slot_name the server would refuse stops it at once.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -233,6 +233,32 @@ static void test_foreign(void)
     ws_config_free(&cfg);
 }
 
+/* A slot_name PostgreSQL would refuse (the configuration takes any text): the receiver and
+ * --create-slot stop at once with one line naming the key, nothing streamed. */
+static void test_bad_slot_name(void)
+{
+    static const char *const bad[] = {"", "Walsafe", "a-b"};
+    static volatile sig_atomic_t stop;
+    struct ws_config cfg;
+    char seg_path[600];
+
+    REQUIRE(setup("badslot", &cfg, seg_path, sizeof(seg_path)) == 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        struct ws_error err = {0};
+        REQUIRE(ws_config_set(&cfg, "slot_name", bad[i], "t", &err) == 0);
+        memset(&script, 0, sizeof(script));
+        script.sysid = UNIT_SYSID;
+        script.stop = &stop;
+        stop = 0;
+        CHECK(ws_receive_run(&cfg, &fake_ops, &stop, &err) == WS_ERR_CONFIG);
+        CHECK(strstr(err.msg, "\"slot_name\"") && !strchr(err.msg, '\n') && script.sent == 0);
+        memset(&err, 0, sizeof(err));
+        CHECK(ws_receive_slot(&cfg, &fake_ops, 1, &err) == WS_ERR_CONFIG);
+        CHECK(strstr(err.msg, "\"slot_name\"") && !strchr(err.msg, '\n'));
+    }
+    ws_config_free(&cfg);
+}
+
 /* One session: segment 1's first len bytes of wal, stored as a chunk when the receiver stops;
  * then what wal-fetch serves for segment 1 must be those bytes and zeros. */
 static void session_part(const char *tag, struct ws_config *cfg, const uint8_t *wal, size_t len)
@@ -290,9 +316,6 @@ static void test_rewritten(void)
 }
 
 const struct unit_test unit_tests[] = {
-    {"stream", test_stream},
-    {"stream_cut", test_stream_cut},
-    {"foreign", test_foreign},
-    {"rewritten", test_rewritten},
-    {NULL, NULL},
+    {"stream", test_stream},       {"stream_cut", test_stream_cut},       {"foreign", test_foreign},
+    {"rewritten", test_rewritten}, {"bad_slot_name", test_bad_slot_name}, {NULL, NULL},
 };
