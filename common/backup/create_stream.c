@@ -714,6 +714,10 @@ int ws_create_stream(struct create *c, struct ws_error *err)
         if ((rc = ws_create_end_records(c, err)) == 0 && (rc = server_manifest(&s, &msg, err)) == 0)
             rc = end_backup(&s, &msg, err);
     }
+    if (rc == 0) { /* END was read: the session's max_wal_senders slot back before the wait */
+        ws_repl_close(c->repl);
+        c->repl = NULL;
+    }
     stream_free(&s);
     return rc;
 }
