@@ -633,7 +633,6 @@ static int identify(struct create *c, struct ws_error *err)
     c->info.system_identifier = sys.system_identifier;
     c->info.wal_segment_size = sys.wal_segment_size;
     c->info.data_checksums = sys.data_checksums;
-    c->info.in_recovery = sys.in_recovery;
     c->tli = sys.timeline;
     return 0;
 }

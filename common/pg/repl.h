@@ -50,7 +50,6 @@ struct ws_repl_system {
     uint32_t wal_segment_size; /* bytes */
     uint32_t block_size;       /* bytes */
     int data_checksums;        /* 1: on */
-    int in_recovery;           /* 1: a hot standby */
 };
 
 struct ws_repl_tablespace {

@@ -218,7 +218,7 @@ static int identify_system(struct pq_repl *r, struct ws_repl_system *sys, struct
 static int pq_identify(struct ws_repl *session, struct ws_repl_system *sys, struct ws_error *err)
 {
     struct pq_repl *r = (struct pq_repl *)session;
-    char version[32], segsz[32], blcksz[32], checksums[16], standby[16];
+    char version[32], segsz[32], blcksz[32], checksums[16];
     uint64_t v, seg, blk;
     int rc;
 
@@ -229,8 +229,7 @@ static int pq_identify(struct ws_repl *session, struct ws_repl_system *sys, stru
         (rc = show(r, "server_version_num", version, sizeof(version), err)) != 0 ||
         (rc = show(r, "wal_segment_size", segsz, sizeof(segsz), err)) != 0 ||
         (rc = show(r, "block_size", blcksz, sizeof(blcksz), err)) != 0 ||
-        (rc = show(r, "data_checksums", checksums, sizeof(checksums), err)) != 0 ||
-        (rc = show(r, "in_hot_standby", standby, sizeof(standby), err)) != 0)
+        (rc = show(r, "data_checksums", checksums, sizeof(checksums), err)) != 0)
         return rc;
     if (parse_u64(version, INT32_MAX, &v) != 0 || ws_repl_parse_size(segsz, &seg) != 0 ||
         !power_of_two_in(seg, WS_WAL_MIN_SEG_SIZE, WS_WAL_MAX_SEG_SIZE) ||
@@ -243,7 +242,6 @@ static int pq_identify(struct ws_repl *session, struct ws_repl_system *sys, stru
     sys->wal_segment_size = (uint32_t)seg;
     sys->block_size = (uint32_t)blk;
     sys->data_checksums = strcmp(checksums, "on") == 0;
-    sys->in_recovery = strcmp(standby, "on") == 0;
     return 0;
 }
 
