@@ -47,8 +47,8 @@ struct ws_repl_system {
     uint32_t timeline;         /* the server's current timeline */
     uint64_t xlogpos;          /* its current WAL flush position */
     int version;               /* server_version_num, e.g. 150004 */
-    uint32_t wal_segment_size; /* bytes */
-    uint32_t block_size;       /* bytes */
+    uint32_t wal_segment_size; /* bytes; ws_wal_seg_size_valid (pg/wal.h) */
+    uint32_t block_size;       /* bytes, as the server says: its user checks it */
     int data_checksums;        /* 1: on */
 };
 

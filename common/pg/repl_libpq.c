@@ -151,11 +151,6 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *v)
     return errno || *end || *v > max ? -1 : 0;
 }
 
-static int power_of_two_in(uint64_t v, uint64_t lo, uint64_t hi)
-{
-    return v >= lo && v <= hi && (v & (v - 1)) == 0;
-}
-
 /* Runs a command that returns rows; *res holds at least one row of at least cols columns. */
 static int run(struct pq_repl *r, const char *cmd, int cols, PGresult **res, struct ws_error *err)
 {
@@ -231,9 +226,10 @@ static int pq_identify(struct ws_repl *session, struct ws_repl_system *sys, stru
         (rc = show(r, "block_size", blcksz, sizeof(blcksz), err)) != 0 ||
         (rc = show(r, "data_checksums", checksums, sizeof(checksums), err)) != 0)
         return rc;
+    /* the block size only parsed: its user decides which it takes (create: WS_PG_BLCKSZ) */
     if (parse_u64(version, INT32_MAX, &v) != 0 || ws_repl_parse_size(segsz, &seg) != 0 ||
-        !power_of_two_in(seg, WS_WAL_MIN_SEG_SIZE, WS_WAL_MAX_SEG_SIZE) ||
-        ws_repl_parse_size(blcksz, &blk) != 0 || !power_of_two_in(blk, 1024, 32768))
+        !ws_wal_seg_size_valid(seg) || ws_repl_parse_size(blcksz, &blk) != 0 ||
+        blk > UINT32_MAX)
         return ws_error_set(err, WS_ERR_CORRUPT,
                             "the server reported an invalid server_version_num \"%s\", "
                             "wal_segment_size \"%s\" or block_size \"%s\"",
