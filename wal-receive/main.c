@@ -105,7 +105,7 @@ int main(int argc, char **argv)
         if (mode == CREATE_SLOT || mode == DROP_SLOT)
             rc = ws_receive_slot(&cfg, &ws_repl_libpq, mode == CREATE_SLOT, &err);
         else if (mode == STATUS)
-            rc = ws_receive_status(&cfg, &ws_repl_libpq, stdout, &err);
+            ws_receive_status(&cfg, &ws_repl_libpq, stdout);
         else
             rc = ws_receive_run(&cfg, &ws_repl_libpq, &stop, &err);
     }

@@ -402,7 +402,10 @@ static int fetch_once(const struct ws_config *cfg, const char *wal_name, const c
             *err = e2, rc = rc2; /* keeps its retryable flag */
             goto out;
         }
-        /* wal-receive's streamed bytes of a segment in progress; never on a standby */
+        /* wal-receive's streamed bytes of a segment in progress; never on a standby. The
+         * reader's temporary file goes first: the streamed segment writes its own. */
+        ws_sink_free(reader);
+        reader = NULL;
         if (kind == WS_WAL_SEGMENT && access("standby.signal", F_OK) != 0 &&
             (rc = ws_archive_fetch_streamed(&repo, &kr, id.wal_segment_size, wal_name, dest_path,
                                             err)) != WS_ERR_NOT_FOUND)

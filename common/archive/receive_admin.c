@@ -68,8 +68,7 @@ static void status_value(const char *text, const char *key, char *out, size_t ou
         }
 }
 
-int ws_receive_status(const struct ws_config *cfg, const struct ws_repl_ops *ops, FILE *out,
-                      struct ws_error *err)
+void ws_receive_status(const struct ws_config *cfg, const struct ws_repl_ops *ops, FILE *out)
 {
     char text[4096], received[64], flushed[64], updated[64], lasterr[1100], pos[24];
     char restart[24] = "none";
@@ -81,7 +80,6 @@ int ws_receive_status(const struct ws_config *cfg, const struct ws_repl_ops *ops
     int64_t t = 0;
     int reached;
 
-    (void)err;
     read_status_file(cfg, text, sizeof(text));
     status_value(text, "received", received, sizeof(received));
     status_value(text, "flushed", flushed, sizeof(flushed));
@@ -111,5 +109,4 @@ int ws_receive_status(const struct ws_config *cfg, const struct ws_repl_ops *ops
                 sys.xlogpos > flushed_lsn ? sys.xlogpos - flushed_lsn : 0,
                 sys.xlogpos > flushed_lsn ? (int64_t)time(NULL) - t : 0);
     fprintf(out, "last error: %s\n", lasterr[0] ? lasterr : "none");
-    return 0;
 }

@@ -146,7 +146,8 @@ int ws_create_begin(struct create *c, struct ws_error *err);
 int ws_create_end_records(struct create *c, struct ws_error *err);
 
 /* create_stream.c: backup_method stream, from the connection to the stop position: c->m holds
- * every record when it returns 0 (create.c stores the manifest and waits for the WAL). */
+ * every record when it returns 0, and the session is closed (c->repl NULL: its max_wal_senders
+ * slot free while create.c stores the manifest and waits for the WAL). */
 int ws_create_stream(struct create *c, struct ws_error *err);
 
 /* create_walk.c: c->w, the files to copy (largest first), and the directories and tablespaces

@@ -77,6 +77,8 @@ int ws_restore_create_targets(struct restore *r, struct ws_error *err);
 /* --delta: the data directory holds something, is ours and no running postmaster's; each
  * tablespace directory is empty, missing, or one the data directory links to. */
 int ws_restore_inspect_delta_targets(struct restore *r, struct ws_error *err);
+/* unlinkat(d->fd, name) that tolerates its absence; the message names d->path/name. */
+int ws_restore_unlink_in(const struct rdir *d, const char *name, struct ws_error *err);
 /* --force: empties what may be emptied; first of all the data directory loses recovery.signal,
  * standby.signal and global/pg_control (durably), so that no kill leaves a directory to start. */
 int ws_restore_empty_targets(struct restore *r, struct ws_error *err);

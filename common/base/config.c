@@ -187,13 +187,6 @@ int ws_parse_duration(const char *s, int64_t *out)
     return -1;
 }
 
-/* PostgreSQL's rule for replication slot names. */
-static int valid_slot_name(const char *s)
-{
-    size_t n = strlen(s);
-    return n > 0 && n <= 63 && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_") == n;
-}
-
 int ws_config_cluster_valid(const char *s)
 {
     size_t n = strlen(s);
@@ -224,11 +217,6 @@ int ws_config_set(struct ws_config *cfg, const char *key, const char *value, con
             return ws_error_set(err, WS_ERR_CONFIG,
                                 "%s: invalid value \"%s\" for \"cluster\": expected 1 to 64 "
                                 "characters from A-Z a-z 0-9 . _ -",
-                                source, value);
-        if (strcmp(key, "slot_name") == 0 && !valid_slot_name(value))
-            return ws_error_set(err, WS_ERR_CONFIG,
-                                "%s: invalid value \"%s\" for \"slot_name\": expected 1 to 63 "
-                                "characters from a-z 0-9 _",
                                 source, value);
         if (!(copy = strdup(value)))
             return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");

@@ -10,9 +10,9 @@
  * unix sockets apply as usual, so a password-less local set-up needs no configuration. Messages
  * carry libpq's own error text prefixed with what we were doing, but never when pg_conninfo
  * cannot be parsed: libpq then quotes a piece of it, which may be a password
- * (ws_pg_libpq_check_conninfo, WS_ERR_CONFIG). Every other error is WS_ERR_STORAGE (the server did
- * not answer as needed), WS_ERR_CONFIG (a server older than PostgreSQL 13) or WS_ERR_INTERNAL (out
- * of memory).
+ * (WS_ERR_CONFIG; pg/libpq_int.h's ws_pq_open, shared with pg/repl.h). Every other error is
+ * WS_ERR_STORAGE (the server did not answer as needed), WS_ERR_CONFIG (a server older than
+ * PostgreSQL 13) or WS_ERR_INTERNAL (out of memory).
  *
  * A non-exclusive backup lives as long as the session: backup_start and backup_stop must run on
  * the same connection, and closing it aborts the backup.
@@ -97,8 +97,5 @@ void ws_pg_access_free(struct ws_pg_access *access);
 /* Function f of a server of this version as GRANT and has_function_privilege() spell it, e.g.
  * "pg_backup_start(text, boolean)" (PostgreSQL 13 and 14: pg_start_backup, pg_stop_backup). */
 const char *ws_pg_function(int version, enum ws_pg_func f);
-/* pgconn_libpq.c, for both libpq sessions (this one and pg/repl.h's), before connecting: a
- * connection string libpq cannot parse is WS_ERR_CONFIG, without libpq's reason. */
-int ws_pg_libpq_check_conninfo(const char *conninfo, struct ws_error *err);
 
 #endif

@@ -1,12 +1,14 @@
 /* pgconn_libpq.c - the libpq session of basebackup, ws_pg_libpq (see pgconn.h). */
 #include "pg/pgconn.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "pg/libpq_int.h"
 #include "pg/wal.h"
 
 struct pq_session {
@@ -14,25 +16,33 @@ struct pq_session {
     PGconn *conn;
 };
 
-/* libpq's message without its trailing newline(s), on one line. */
-static const char *pq_message(PGconn *conn, char *buf, size_t bufsz)
-{
-    const char *m = conn ? PQerrorMessage(conn) : "out of memory";
-    size_t i, n;
+/* ---- shared with repl_libpq.c (pg/libpq_int.h) ---- */
 
-    snprintf(buf, bufsz, "%s", m && *m ? m : "unknown error");
-    n = strlen(buf);
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
-        buf[--n] = '\0';
-    for (i = 0; i < n; i++)
-        if (buf[i] == '\n' || buf[i] == '\t')
-            buf[i] = ' ';
+const char *ws_pq_one_line(const char *text, char *buf, size_t bufsz)
+{
+    size_t n = 0;
+
+    for (text = text && *text ? text : "unknown error"; *text && n + 1 < bufsz; text++) {
+        if (!isspace((unsigned char)*text))
+            buf[n++] = *text;
+        else if (n > 0 && buf[n - 1] != ' ')
+            buf[n++] = ' ';
+    }
+    while (n > 0 && buf[n - 1] == ' ')
+        n--;
+    buf[n] = '\0';
     return buf;
 }
 
-static void pq_close(struct ws_pg *session);
+const char *ws_pq_result_message(PGconn *conn, const PGresult *res, char *buf, size_t bufsz)
+{
+    const char *m = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 
-int ws_pg_libpq_check_conninfo(const char *conninfo, struct ws_error *err)
+    return ws_pq_one_line(m ? m : PQerrorMessage(conn), buf, bufsz);
+}
+
+/* A connection string libpq cannot parse: WS_ERR_CONFIG, without libpq's reason. */
+static int check_conninfo(const char *conninfo, struct ws_error *err)
 {
     PQconninfoOption *opts;
     char *msg = NULL;
@@ -51,27 +61,63 @@ int ws_pg_libpq_check_conninfo(const char *conninfo, struct ws_error *err)
                         "not shown: it would quote pg_conninfo, which may hold a password)");
 }
 
-static int pq_connect(const char *conninfo, struct ws_pg **out, struct ws_error *err)
+/* A refused connection in words an operator can act on. */
+static int connect_error(PGconn *conn, const char *conninfo, int replication, struct ws_error *err)
 {
-    /* "dbname" with expand_dbname = 1 takes the whole connection string */
-    const char *keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *vals[] = {conninfo ? conninfo : "", "walsafe basebackup", NULL};
-    struct pq_session *pg;
-    char buf[512];
+    char buf[768];
+    const char *m = ws_pq_one_line(conn ? PQerrorMessage(conn) : "out of memory", buf, sizeof(buf));
+
+    if (replication && strstr(m, "exceeds max_wal_senders (currently 0)"))
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "the server allows no replication connections (max_wal_senders = 0)");
+    if (replication &&
+        (strstr(m, "must be superuser or replication role") || strstr(m, "REPLICATION attribute")))
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "could not open a replication connection: the role must have the "
+                            "REPLICATION attribute: %s",
+                            m);
+    return ws_error_set(err, WS_ERR_STORAGE,
+                        "could not %s to the database server: %s (see pg_conninfo%s)",
+                        replication ? "open a replication connection" : "connect", m,
+                        conninfo && *conninfo ? "" : ", empty: libpq's PG* variables apply");
+}
+
+int ws_pq_open(const char *conninfo, int replication, const char *app_name, PGconn **out,
+               struct ws_error *err)
+{
+    /* "dbname" with expand_dbname = 1 takes the whole connection string; later keys win */
+    const char *keys[] = {"dbname", "fallback_application_name", "replication", NULL};
+    const char *vals[] = {conninfo ? conninfo : "", app_name, "true", NULL};
+    int rc;
 
     *out = NULL;
-    if (ws_pg_libpq_check_conninfo(conninfo, err) != 0)
-        return err->code;
+    if ((rc = check_conninfo(conninfo, err)) != 0)
+        return rc;
+    if (!replication)
+        keys[2] = NULL;
+    *out = PQconnectdbParams(keys, vals, 1);
+    if (*out && PQstatus(*out) == CONNECTION_OK)
+        return 0;
+    rc = connect_error(*out, conninfo, replication, err);
+    if (*out)
+        PQfinish(*out);
+    *out = NULL;
+    return rc;
+}
+
+/* ---- the session ---- */
+
+static int pq_connect(const char *conninfo, struct ws_pg **out, struct ws_error *err)
+{
+    struct pq_session *pg;
+    int rc;
+
+    *out = NULL;
     if (!(pg = calloc(1, sizeof(*pg))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    pg->conn = PQconnectdbParams(keys, vals, 1);
-    if (!pg->conn || PQstatus(pg->conn) != CONNECTION_OK) {
-        ws_error_set(err, WS_ERR_STORAGE,
-                     "could not connect to the database server: %s (see pg_conninfo%s)",
-                     pq_message(pg->conn, buf, sizeof(buf)),
-                     conninfo && *conninfo ? "" : ", empty: libpq's PG* variables apply");
-        pq_close(&pg->base);
-        return err->code;
+    if ((rc = ws_pq_open(conninfo, 0, "walsafe basebackup", &pg->conn, err)) != 0) {
+        free(pg);
+        return rc;
     }
     *out = &pg->base;
     return 0;
@@ -94,14 +140,8 @@ static int run(struct pq_session *pg, const char *sql, int nparams, const char *
 
     if (!res ||
         (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK)) {
-        const char *m = res ? PQresultErrorMessage(res) : NULL;
-        if (m && *m) {
-            snprintf(buf, sizeof(buf), "%s", m);
-            buf[strcspn(buf, "\n")] = '\0';
-        } else {
-            pq_message(pg->conn, buf, sizeof(buf));
-        }
-        ws_error_set(err, WS_ERR_STORAGE, "query \"%.60s\" failed: %s", sql, buf);
+        ws_error_set(err, WS_ERR_STORAGE, "query \"%.60s\" failed: %s", sql,
+                     ws_pq_result_message(pg->conn, res, buf, sizeof(buf)));
         PQclear(res);
         return err->code;
     }

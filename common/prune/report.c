@@ -318,8 +318,8 @@ void ws_prune_print_summary(FILE *f, const struct ws_prune_input *in,
                             const struct ws_prune_plan *plan, const struct ws_prune_result *res,
                             int dry_run)
 {
-    char b1[32], b2[32], b3[32], cut[1024], temp[96] = "";
-    size_t nb, nw;
+    char b1[32], b2[32], b3[32], cut[1024], more[160] = "";
+    size_t nb, nw, nc = dry_run ? plan->nchunk_delete : res->chunks_deleted;
     uint64_t bb, wb;
 
     totals(plan, res, dry_run, &nb, &nw, &bb, &wb);
@@ -328,11 +328,14 @@ void ws_prune_print_summary(FILE *f, const struct ws_prune_input *in,
     ws_format_bytes(bb + wb, b3, sizeof(b3));
     cutoff_text(in, plan, cut, sizeof(cut));
     if (res->temp_deleted)
-        snprintf(temp, sizeof(temp), " and %zu temp file(s) of killed uploads", res->temp_deleted);
+        ws_prune_append(more, sizeof(more), " and %zu temp file(s) of killed uploads",
+                        res->temp_deleted);
+    if (nc)
+        ws_prune_append(more, sizeof(more), " and %zu streamed chunk(s)", nc);
     fprintf(f,
             "summary: %s %zu backup(s) (%s), %zu WAL file(s)%s (%s), %s %s; %s %zu "
             "backup(s); %s\n",
-            dry_run ? "would delete" : "deleted", nb, b1, nw, temp, b2, b3,
+            dry_run ? "would delete" : "deleted", nb, b1, nw, more, b2, b3,
             dry_run ? "would be freed" : "freed", dry_run ? "would keep" : "kept",
             kept_count(in, plan, res, dry_run), cut);
 }

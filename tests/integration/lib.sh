@@ -429,64 +429,39 @@ archiving_cluster() {
     pg_start "$pgd"
 }
 
-# pg_init DIR [INITDB_OPTION]...: tests/cluster.sh's, but when run.sh provides IT_PG_TEMPLATES
-# (a directory for the run) and the options are only --wal-segsize=N and --data-checksums, DIR
-# is a copy of a cluster initdb made once per run with the same options, given a system
-# identifier of its own (made as initdb makes one: seconds, microseconds, PID bits) in
-# global/pg_control (its CRC recomputed) and in the long page header of each WAL segment. The
-# copy (its files of the copy's time) is what initdb would have made, apart from times recorded
-# inside pg_control and the catalogs. initdb costs about 1 s of CPU per cluster; the copy and
-# the rewrite a fraction of that; initdb runs once per run and set of options.
-if [ -n "${IT_PG_TEMPLATES:-}" ] && [ -d "$IT_PG_TEMPLATES" ]; then
-    eval "cluster_pg_init() $(declare -f pg_init | tail -n +2)"
-    pg_init() {
-        local d=$1 o key tpl
-        shift
-        for o in "$@"; do
-            [[ "$o" =~ ^(--wal-segsize=[0-9]+|--data-checksums)$ ]] || { cluster_pg_init "$d" "$@"; return; }
-        done
-        key=$(printf '%s\n' "$@" | LC_ALL=C sort | tr -d '\n-' | tr '=' '_')
-        tpl=$IT_PG_TEMPLATES/initdb${key:+_$key}
-        (
-            flock 9 || exit 1
-            [ -f "$tpl.done" ] && exit 0
-            rm -rf "$tpl"
-            runuser -u postgres -- "$PGBIN/initdb" -D "$tpl" -A trust -U postgres --no-sync \
-                --no-instructions "$@" >"$tpl.initdb.log" 2>&1 && touch "$tpl.done"
-        ) 9>"$tpl.lock" || { cat "$tpl.initdb.log" 2>/dev/null; die "initdb of the template $tpl failed"; }
-        [ -f "$tpl.done" ] || { cat "$tpl.initdb.log"; die "initdb of the template $tpl failed"; }
-        mkdir -p "$d" && cp -R --preserve=mode,ownership "$tpl/." "$d/" &&
-            chown postgres: "$d" && chmod 700 "$d" ||
-            die "could not copy the template $tpl to $d"
-        { echo "(a copy of $tpl, made by:)"; cat "$tpl.initdb.log"; } >"$d.initdb.log"
-        node -e '
-            const fs = require("fs"), dir = process.argv[1];
-            const crc32c = (b) => {
-                let c = 0xffffffff;
-                for (const x of b) { c ^= x; for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0x82f63b78 & -(c & 1)); }
-                return (c ^ 0xffffffff) >>> 0;
-            };
-            const ctl = dir + "/global/pg_control", b = fs.readFileSync(ctl);
-            let off = -1; // the CRC follows the fields it covers
-            for (let k = 16; k + 4 <= 1024 && off < 0; k += 4) if (crc32c(b.subarray(0, k)) === b.readUInt32LE(k)) off = k;
-            if (off < 0) throw new Error("no CRC found in " + ctl);
-            const old = b.readBigUInt64LE(0), now = process.hrtime.bigint(), ms = BigInt(Date.now());
-            const id = ((ms / 1000n) << 32n) | (((ms % 1000n) * 1000n + (now / 1000n) % 1000n) << 12n) | BigInt(process.pid & 0xfff);
-            b.writeBigUInt64LE(id, 0);
-            b.writeUInt32LE(crc32c(b.subarray(0, off)), off);
-            fs.writeFileSync(ctl, b);
-            for (const f of fs.readdirSync(dir + "/pg_wal")) {
-                if (!/^[0-9A-F]{24}$/.test(f)) continue;
-                const fd = fs.openSync(dir + "/pg_wal/" + f, "r+"), h = Buffer.alloc(32);
-                fs.readSync(fd, h, 0, 32, 0);
-                if ((h.readUInt16LE(2) & 2) && h.readBigUInt64LE(24) === old) {
-                    h.writeBigUInt64LE(id, 24);
-                    fs.writeSync(fd, h, 24, 8, 24);
-                }
-                fs.closeSync(fd);
-            }' "$d" || die "could not give $d a system identifier of its own"
-    }
-fi
+# pg_init_template DIR [INITDB_OPTION]...: tests/cluster.sh's pg_init calls it first when run.sh
+# provides IT_PG_TEMPLATES (a directory for the run). With options that are only --wal-segsize=N
+# and --data-checksums, DIR becomes a copy of a cluster initdb made once per run with the same
+# options, given a system identifier of its own by tests/tools/pgsysid (in global/pg_control and
+# the WAL's long page headers), and it returns 0; with other options it returns 1 and pg_init
+# runs initdb. The copy (its files of the copy's time) is what initdb would have made, apart from
+# times recorded inside pg_control and the catalogs. initdb costs about 1 s of CPU per cluster;
+# the copy and the rewrite a fraction of that.
+PGSYSID=${PGSYSID:-${BIN_DIR:+$BIN_DIR/../tests/tools/pgsysid}}
+pg_init_template() {
+    local d=$1 o key tpl
+    shift
+    for o in "$@"; do
+        [[ "$o" =~ ^(--wal-segsize=[0-9]+|--data-checksums)$ ]] || return 1
+    done
+    [ -x "$PGSYSID" ] || die "pg_init: no pgsysid at '$PGSYSID' (make <BUILD>/tests/tools/pgsysid)"
+    [ -z "$(ls -A "$d" 2>/dev/null)" ] || die "pg_init: $d is not empty"
+    key=$(printf '%s\n' "$@" | LC_ALL=C sort | tr -d '\n-' | tr '=' '_')
+    tpl=$IT_PG_TEMPLATES/initdb${key:+_$key}
+    (
+        flock 9 || exit 1
+        [ -f "$tpl.done" ] && exit 0
+        rm -rf "$tpl"
+        runuser -u postgres -- "$PGBIN/initdb" -D "$tpl" -A trust -U postgres --no-sync \
+            --no-instructions "$@" >"$tpl.initdb.log" 2>&1 && touch "$tpl.done"
+    ) 9>"$tpl.lock" || { cat "$tpl.initdb.log" 2>/dev/null; die "initdb of the template $tpl failed"; }
+    [ -f "$tpl.done" ] || { cat "$tpl.initdb.log"; die "initdb of the template $tpl failed"; }
+    mkdir -p "$d" && cp -R --preserve=mode,ownership "$tpl/." "$d/" &&
+        chown postgres: "$d" && chmod 700 "$d" ||
+        die "could not copy the template $tpl to $d"
+    { echo "(a copy of $tpl, made by:)"; cat "$tpl.initdb.log"; } >"$d.initdb.log"
+    "$PGSYSID" "$d" >/dev/null || die "could not give $d a system identifier of its own"
+}
 
 # sql PORT QUERY: one query, unaligned tuples-only output; non-zero on error.
 sql() {

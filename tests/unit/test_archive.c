@@ -1106,6 +1106,31 @@ static void test_fetch_streamed(void)
     ws_config_free(&e.cfg);
 }
 
+/* A chunk removed between the list and its read (the receiver has just stored the segment whole):
+ * a failure worth repeating the fetch for, not "not in the archive". */
+static void test_fetch_streamed_vanished(void)
+{
+    struct ws_error err = {0};
+    struct ws_repo repo = {0};
+    char name[WS_WAL_NAME_LEN + 1], key[256], dest[600];
+    uint8_t bytes[100] = {1};
+
+    REQUIRE(unit_mem_repo(&repo, "main", NULL) == 0);
+    seg_name(2, name);
+    REQUIRE(ws_repo_stream_key(&repo, name, 0, sizeof(bytes), key, sizeof(key)) == 0);
+    REQUIRE(ws_repo_put_small(&repo, key, bytes, sizeof(bytes), NULL, &err) == 0);
+    REQUIRE(unit_path(dest, sizeof(dest), "vanished-dest") == 0);
+    ws_storage_mem_fault(repo.st, WS_MEM_GET, 1, WS_ERR_NOT_FOUND);
+    CHECK(ws_archive_fetch_streamed(&repo, NULL, UNIT_SEG, name, dest, &err) == WS_ERR_STORAGE);
+    CHECK(err.retryable == 1 && strstr(err.msg, key) != NULL);
+    CHECK(!exists(dest));
+    /* the read succeeds: served */
+    memset(&err, 0, sizeof(err));
+    CHECK(ws_archive_fetch_streamed(&repo, NULL, UNIT_SEG, name, dest, &err) == 0);
+    unlink(dest);
+    ws_storage_close(repo.st);
+}
+
 const struct unit_test unit_tests[] = {
     {"roundtrip", test_roundtrip},
     {"duplicate_and_conflict", test_duplicate_and_conflict},
@@ -1123,5 +1148,6 @@ const struct unit_test unit_tests[] = {
     {"fetch_missing_bad_identity", test_fetch_missing_bad_identity},
     {"fetch_directory_at_key", test_fetch_directory_at_key},
     {"fetch_streamed", test_fetch_streamed},
+    {"fetch_streamed_vanished", test_fetch_streamed_vanished},
     {NULL, NULL},
 };

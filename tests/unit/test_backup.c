@@ -59,6 +59,8 @@
 static struct ws_storage *mem; /* the store */
 static pthread_mutex_t mem_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int handles_open, handles_opened, fail_open_at;
+/* replication sessions open now; WAL objects looked up while one was, and in all */
+static atomic_int repls_open, wal_stats_in_session, wal_stats;
 
 struct view {
     struct ws_storage base;
@@ -115,6 +117,11 @@ static int v_stat(struct ws_storage *s, const char *key, struct ws_storage_stat 
     int rc;
 
     (void)s;
+    if (strstr(key, "/wal/")) {
+        atomic_fetch_add(&wal_stats, 1);
+        if (atomic_load(&repls_open))
+            atomic_fetch_add(&wal_stats_in_session, 1);
+    }
     pthread_mutex_lock(&mem_lock);
     rc = mem->ops->stat(mem, key, out, err);
     pthread_mutex_unlock(&mem_lock);
@@ -386,12 +393,14 @@ static int fr_connect(const char *conninfo, struct ws_repl **out, struct ws_erro
     if (!(*out = calloc(1, sizeof(**out))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     frepl.connects++;
+    atomic_fetch_add(&repls_open, 1);
     return 0;
 }
 
 static void fr_close(struct ws_repl *r)
 {
     frepl.closes++;
+    atomic_fetch_sub(&repls_open, 1);
     free(r);
 }
 
@@ -2253,9 +2262,13 @@ static void test_stream_roundtrip(void)
     use_stream(&c);
     script_build(&c, &so);
     CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    atomic_store(&wal_stats, 0);
+    atomic_store(&wal_stats_in_session, 0);
     if (create(&c, id, &err) != 0)
         fprintf(stderr, "    create: %s\n", err.msg);
     CHECK(fake.connects == 0 && frepl.connects == 1 && frepl.closes == 1);
+    /* the session closed before the wait for the WAL: its max_wal_senders slot is free */
+    CHECK(atomic_load(&wal_stats) > 0 && atomic_load(&wal_stats_in_session) == 0);
     CHECK(frepl.base_backups == 1 && strcmp(frepl.label, "unit") == 0);
     CHECK(frepl.at == frepl.n); /* read to the end */
     REQUIRE(load_backup(&c, id, &cat, &b) == 0);

@@ -1021,13 +1021,11 @@ static void test_keyring_load(void)
     ws_config_free(&cfg);
 }
 
-/* wal-receive's keys: defaults, values, and one-line errors naming the key. */
+/* wal-receive's keys: defaults, values, and one-line errors naming the key (slot_name's rule is
+ * the replication protocol's, checked where the name is used: test_receive, test_repl). */
 static void test_receive_keys(void)
 {
     static const char *const bad[][2] = {
-        {"slot_name", ""},
-        {"slot_name", "Walsafe"},
-        {"slot_name", "a-b"},
         {"receive_flush_interval", "0"},
         {"receive_flush_interval", "500ms"},
         {"receive_synchronous", "maybe"},

@@ -1667,6 +1667,22 @@ static void test_step_select_wal(void)
     ws_prune_plan_free(&f.plan);
 }
 
+/* The summary line ws_prune_print_summary writes for f's plan and res, in line. */
+static int summary(const struct fx *f, const struct ws_prune_result *res, int dry_run, char *line,
+                   size_t size)
+{
+    FILE *out = tmpfile();
+    int ok;
+
+    if (!out)
+        return 0;
+    ws_prune_print_summary(out, &f->in, &f->plan, res, dry_run);
+    rewind(out);
+    ok = fgets(line, (int)size, out) != NULL;
+    fclose(out);
+    return ok;
+}
+
 /* wal-receive's streamed chunks: those of a segment stored whole, or below their timeline's
  * cutoff, go; those of the segment in progress (and of a timeline without a rule) stay. */
 static void test_step_select_chunks(void)
@@ -1704,6 +1720,19 @@ static void test_step_select_chunks(void)
     CHECK(f.plan.nchunk_delete == 2);
     for (size_t j = 0; j < f.plan.nchunk_delete; j++)
         CHECK(chunks[f.plan.chunk_delete[j]].goes);
+    /* the summary names them: a dry run from the plan, a run from what it deleted */
+    {
+        struct ws_prune_result res = {0};
+        char line[1024];
+        CHECK(summary(&f, &res, 1, line, sizeof(line)) &&
+              strstr(line, "0 WAL file(s) and 2 streamed chunk(s) (") != NULL);
+        CHECK(summary(&f, &res, 0, line, sizeof(line)) && !strstr(line, "streamed chunk"));
+        res.chunks_deleted = 1;
+        res.temp_deleted = 3;
+        CHECK(summary(&f, &res, 0, line, sizeof(line)) &&
+              strstr(line, " and 3 temp file(s) of killed uploads and 1 streamed chunk(s) (") !=
+                  NULL);
+    }
     ws_prune_plan_free(&f.plan);
 }
 
