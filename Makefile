@@ -197,9 +197,11 @@ build/man/%: docs/man/%.scd
 	scdoc < $< | sed -e '/^\.TH /a .nh' -e '/^\.TH /a .ad l' > $@.tmp && mv $@.tmp $@
 
 # Every option of each program's --help in its page and back, every config key in
-# walsafe.conf(5) and back, each page rendered by man without a warning (part of `make check`).
+# walsafe.conf(5) and back, each page rendered by man without a warning; then install and
+# uninstall into a temp DESTDIR (part of `make check`).
 man-check: all man
 	tests/man_check.sh $(BUILD)/bin build/man $(PROGRAMS)
+	tests/install_check.sh $(PROGRAMS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
