@@ -34,7 +34,7 @@ assert_list=$(printf '%s\n' "${expected[@]}" | sort)
 make -s -C "$root" uninstall DESTDIR="$dest" PREFIX="$prefix" >/dev/null || fail "make uninstall failed"
 left=$(cd "$dest$prefix" && find . -type f | sed 's#^\./##' | sort)
 [ "$left" = "$(printf '%s\n' bin/other share/man/man1/other.1 share/man/man5/other.5)" ] ||
-    fail "after make uninstall: expected only the three files of someone else, found: $(echo $left)"
+    fail "after make uninstall: expected only the three files of someone else, found: $(tr "\n" " " <<<"$left")"
 
 if [ "$failures" -gt 0 ]; then
     echo "install_check: $failures problem(s)"

@@ -163,4 +163,4 @@ if [ "$failures" -gt 0 ]; then
     echo "man_check: $failures problem(s)"
     exit 1
 fi
-echo "man_check: ${#PROGRAMS[@]} programs, $(ls "$root"/docs/man/*.scd | wc -l) pages: options, keys, rendering and references agree"
+echo "man_check: ${#PROGRAMS[@]} programs, $(find "$root/docs/man" -name "*.scd" | wc -l) pages: options, keys, rendering and references agree"

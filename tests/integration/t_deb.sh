@@ -20,8 +20,8 @@ setup_tmp
 
 # dpkg ARGS...: dpkg, waiting while another process (apt) holds its lock.
 dpkg_wait() {
-    local i
-    for i in $(seq 1 120); do
+    local _
+    for _ in $(seq 1 120); do
         if dpkg "$@" >"$T/.dpkg.out" 2>&1; then return 0; fi
         grep -q 'lock' "$T/.dpkg.out" || { cat "$T/.dpkg.out"; return 1; }
         sleep 1
