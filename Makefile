@@ -214,11 +214,13 @@ else
 	@echo "scdoc is not installed: manual pages not installed (apt-get install scdoc)" >&2
 endif
 
-# Removes exactly the files install puts there (directories stay: they may hold other files).
+# Removes exactly the files install puts there (directories stay: they may hold other files),
+# the archive module too where install puts one (MODULE, HAVE_PG_SERVER: walsafe_archive).
 uninstall:
 	rm -f $(PROGRAMS:%=$(DESTDIR)$(PREFIX)/bin/%) \
 	      $(MAN1:build/man/%=$(DESTDIR)$(PREFIX)/share/man/man1/%) \
-	      $(MAN5:build/man/%=$(DESTDIR)$(PREFIX)/share/man/man5/%)
+	      $(MAN5:build/man/%=$(DESTDIR)$(PREFIX)/share/man/man5/%) \
+	      $(if $(and $(MODULE),$(HAVE_PG_SERVER)),$(DESTDIR)$(PG_PKGLIBDIR)/$(notdir $(MODULE)))
 
 # build/walsafe_<version>_amd64.deb with dpkg-deb from the release build (scripts/deb/build.sh).
 # Programs and pages go through `make install` into a staging tree, so the package holds

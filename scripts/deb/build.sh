@@ -8,7 +8,8 @@
 # under /lib/systemd/system (with /usr/bin paths; not enabled: the package has no maintainer
 # scripts), an example configuration and the cron examples under
 # /usr/share/doc/walsafe/examples (nothing under /etc, so nothing is a conffile), and
-# DEBIAN/control. Depends is computed by dpkg-shlibdeps from the programs, plus libcurl4 by hand:
+# DEBIAN/control. Depends is computed by dpkg-shlibdeps from the programs (and any shared object
+# install put there), plus libcurl4 by hand:
 # common/storage/curl_api.c loads libcurl.so.4 with dlopen, which no ELF header records.
 set -euo pipefail
 [ $# -eq 3 ] || { echo "usage: $0 STAGE VERSION OUT.deb" >&2; exit 2; }
@@ -34,12 +35,14 @@ for c in "$root"/scripts/cron/*; do
 done
 chmod -R u=rwX,go=rX "$pkg"
 chmod 0755 "$pkg"/usr/bin/*
-# As Debian's packages: no debugging symbols in the programs (make's build keeps them).
-strip --strip-unneeded --remove-section=.comment --remove-section=.note "$pkg"/usr/bin/*
+# The programs and any shared object (the archive module, in PostgreSQL's library directory).
+mapfile -t elf < <(cd "$work" && find debian/walsafe -type f \( -path '*/usr/bin/*' -o -name '*.so' \) | sort)
+# As Debian's packages: no debugging symbols (make's build keeps them).
+(cd "$work" && strip --strip-unneeded --remove-section=.comment --remove-section=.note "${elf[@]}")
 
 # dpkg-shlibdeps wants a source package's debian/control around the binaries it reads.
 printf 'Source: walsafe\n\nPackage: walsafe\nArchitecture: amd64\n' >"$work/debian/control"
-shlibs=$(cd "$work" && dpkg-shlibdeps -O debian/walsafe/usr/bin/* 2> >(grep -v 'should already be installed' >&2))
+shlibs=$(cd "$work" && dpkg-shlibdeps -O "${elf[@]}" 2> >(grep -v 'should already be installed' >&2))
 depends="${shlibs#shlibs:Depends=}, libcurl4"
 rm "$work/debian/control"
 

@@ -81,9 +81,11 @@ in_etc=$(find /etc -xdev \( -name '*walsafe*' -o -name 'wal-receive*' \) 2>/dev/
 CASE="Depends"
 depends=$(dpkg-query -W -f='${Depends}' walsafe)
 # Every library the programs link, and libcurl.so.4 that the storage layer loads with dlopen.
-libs=$(for p in /usr/bin/wal-push /usr/bin/wal-fetch /usr/bin/basebackup /usr/bin/wal-prune /usr/bin/wal-receive; do
-    objdump -p "$p" | awk '/NEEDED/ { print $2 }'
+libs=$(for f in $(dpkg -L walsafe); do
+    [ -f "$f" ] && [ "$(head -c4 "$f" | od -An -c | tr -d ' ')" = '177ELF' ] || continue
+    objdump -p "$f" | awk '/NEEDED/ { print $2 }'
 done | sort -u)
+grep -q '^libc.so.6$' <<<"$libs" || fail "no ELF file of the package links libc.so.6: the library list is wrong"
 grep -q 'libcurl.so.4' "$ROOT/common/storage/curl_api.c" || fail "curl_api.c no longer loads libcurl.so.4: update this test"
 for l in $libs libcurl.so.4; do
     owner=$(dpkg -S "*/$l" 2>/dev/null | grep ':amd64: ' | head -1 | cut -d: -f1)
