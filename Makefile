@@ -54,7 +54,7 @@ FUZZ_SECONDS ?=
 SHIM_LIB = $(BUILD)/tests/shim/libcurl.so.4
 
 .SECONDARY:
-.PHONY: all check unit integration install uninstall man man-check deb clean lint demo bench bench-backup bench-remote bench-recovery deps \
+.PHONY: all check unit integration install clean lint demo bench bench-backup bench-remote bench-recovery deps \
         fuzz fuzz-check fuzz-build coverage coverage-build
 all: $(BINS)
 
@@ -172,12 +172,27 @@ bench-remote: all
 bench-recovery: all
 	bench/recovery.sh $(BUILD)/bin
 
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+
+lint:
+	clang-format --dry-run --Werror common/*/*.[ch] */main.c tests/unit/*.[ch] tests/fuzz/*.[ch] \
+	    tests/gcov_exit.c
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr -Icommon common */main.c
+	scripts/layers.sh
+	scripts/banned.sh
+
+clean:
+	rm -rf build
+
 # ---- manual pages, install, uninstall, Debian package ----
+.PHONY: uninstall install-man man man-check deb
 # Pages are scdoc sources in docs/man/<name>.<section>.scd, built into build/man/. `make` builds
 # them when scdoc is installed and still works without it; `make check` needs it (man-check,
 # tests/man_check.sh). scdoc 1.11 writes .nh and .ad l before .TH, which resets them: the sed
-# repeats them after it, so an option such as --target-time is never hyphenated. VERSION is read from common/base/cli.h, the one place it is written, so
-# --version and the package agree.
+# repeats them after it, so an option such as --target-time is never hyphenated. VERSION is
+# read from common/base/cli.h, the one place it is written, so --version and the package agree.
 VERSION   := $(shell sed -n 's/^\#define WS_VERSION "\(.*\)"$$/\1/p' common/base/cli.h)
 SCDOC     := $(shell command -v scdoc 2>/dev/null)
 MAN_SRC    = $(wildcard docs/man/*.scd)
@@ -203,9 +218,9 @@ man-check: all man
 	tests/man_check.sh $(BUILD)/bin build/man $(PROGRAMS)
 	tests/install_check.sh $(PROGRAMS)
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+# make install also runs install-man.
+install: install-man
+install-man: all
 ifneq ($(SCDOC),)
 	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
 	install -m 0644 $(MAN1) $(DESTDIR)$(PREFIX)/share/man/man1/
@@ -237,13 +252,3 @@ ifeq ($(BUILD),build/release)
 integration: deb
 integration: export IT_DEB = $(CURDIR)/$(DEB)
 endif
-
-lint:
-	clang-format --dry-run --Werror common/*/*.[ch] */main.c tests/unit/*.[ch] tests/fuzz/*.[ch] \
-	    tests/gcov_exit.c
-	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr -Icommon common */main.c
-	scripts/layers.sh
-	scripts/banned.sh
-
-clean:
-	rm -rf build
