@@ -130,6 +130,7 @@ integration: all $(TOOL_BIN) $(SHIM_LIB) $(BUILD)/tests/test_storage
 check: deps
 	scripts/banned.sh
 	scripts/layers.sh
+	$(MAKE) man-check
 	$(MAKE) SANITIZE=1 unit-run
 	$(MAKE) fuzz-check
 	$(MAKE) SANITIZE=1 integration
@@ -184,3 +185,70 @@ lint:
 
 clean:
 	rm -rf build
+
+# ---- manual pages, install, uninstall, Debian package ----
+.PHONY: uninstall install-man man man-check deb
+# Pages are scdoc sources in docs/man/<name>.<section>.scd, built into build/man/. `make` builds
+# them when scdoc is installed and still works without it; `make check` needs it (man-check,
+# tests/man_check.sh). scdoc 1.11 writes .nh and .ad l before .TH, which resets them: the sed
+# repeats them after it, so an option such as --target-time is never hyphenated. VERSION is
+# read from common/base/cli.h, the one place it is written, so --version and the package agree.
+VERSION   := $(shell sed -n 's/^\#define WS_VERSION "\(.*\)"$$/\1/p' common/base/cli.h)
+SCDOC     := $(shell command -v scdoc 2>/dev/null)
+MAN_SRC    = $(wildcard docs/man/*.scd)
+MAN_ALL    = $(MAN_SRC:docs/man/%.scd=build/man/%)
+# What install puts under share/man: the page of every program built, and walsafe.conf(5).
+MAN1       = $(PROGRAMS:%=build/man/%.1)
+MAN5       = build/man/walsafe.conf.5
+DEB        = build/walsafe_$(VERSION)_amd64.deb
+
+ifneq ($(SCDOC),)
+all: man
+endif
+man: $(MAN_ALL)
+build/man/%: docs/man/%.scd
+	@test -n "$(SCDOC)" || { echo "scdoc is not installed (apt-get install scdoc)" >&2; exit 1; }
+	@mkdir -p $(dir $@)
+	scdoc < $< | sed -e '/^\.TH /a .nh' -e '/^\.TH /a .ad l' > $@.tmp && mv $@.tmp $@
+
+# Every option of each program's --help in its page and back, every config key in
+# walsafe.conf(5) and back, each page rendered by man without a warning; then install and
+# uninstall into a temp DESTDIR (part of `make check`).
+man-check: all man
+	tests/man_check.sh $(BUILD)/bin build/man $(PROGRAMS)
+	tests/install_check.sh $(PROGRAMS)
+
+# make install also runs install-man.
+install: install-man
+install-man: all
+ifneq ($(SCDOC),)
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 0644 $(MAN1) $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 $(MAN5) $(DESTDIR)$(PREFIX)/share/man/man5/
+else
+	@echo "scdoc is not installed: manual pages not installed (apt-get install scdoc)" >&2
+endif
+
+# Removes exactly the files install puts there (directories stay: they may hold other files),
+# the archive module too where install puts one (MODULE, HAVE_PG_SERVER: walsafe_archive).
+uninstall:
+	rm -f $(PROGRAMS:%=$(DESTDIR)$(PREFIX)/bin/%) \
+	      $(MAN1:build/man/%=$(DESTDIR)$(PREFIX)/share/man/man1/%) \
+	      $(MAN5:build/man/%=$(DESTDIR)$(PREFIX)/share/man/man5/%) \
+	      $(if $(and $(MODULE),$(HAVE_PG_SERVER)),$(DESTDIR)$(PG_PKGLIBDIR)/$(notdir $(MODULE)))
+
+# build/walsafe_<version>_amd64.deb with dpkg-deb from the release build (scripts/deb/build.sh).
+# Programs and pages go through `make install` into a staging tree, so the package holds
+# exactly what install puts there.
+deb:
+	$(MAKE) SANITIZE= COVERAGE= FUZZ= BUILD=build/release all man
+	rm -rf build/deb
+	$(MAKE) SANITIZE= COVERAGE= FUZZ= BUILD=build/release install DESTDIR=$(CURDIR)/build/deb PREFIX=/usr
+	scripts/deb/build.sh build/deb $(VERSION) $(DEB)
+
+# The release pass of the integration suite also installs that package once (t_deb.sh; the
+# ASan pass skips it).
+ifeq ($(BUILD),build/release)
+integration: deb
+integration: export IT_DEB = $(CURDIR)/$(DEB)
+endif

@@ -9,6 +9,8 @@ pkgs+=(faketime)
 # The fuzzing harnesses (make fuzz-check, part of make check): clang and libFuzzer's runtime
 # (libclang_rt.fuzzer, in libclang-rt-14-dev on Debian 12).
 pkgs+=(clang libclang-rt-14-dev)
+# scdoc: the manual pages (docs/man; make man, make check, make deb).
+pkgs+=(scdoc)
 # Node.js runs the S3 test server (tests/s3). Debian's nodejs/npm only where none is installed:
 # a newer Node.js (NodeSource's nodejs provides npm and conflicts with Debian's npm package)
 # stays, and asking apt for npm there would fail.

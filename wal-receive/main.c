@@ -21,6 +21,7 @@ static const char usage[] =
     "\n"
     "Usage: wal-receive [--config FILE] [--repo URL] [--cluster NAME] [-v]\n"
     "                   [--create-slot | --drop-slot | --status]\n"
+    "       wal-receive --help | --version\n"
     "\n"
     "Without an option it runs in the foreground until SIGTERM or SIGINT: a replication\n"
     "connection from pg_conninfo (application_name: the cluster name), the physical slot\n"
