@@ -112,6 +112,20 @@ void ws_logical_prefix(const struct ws_repo *repo, char *out, size_t outsz);
 void ws_logical_key(const struct ws_repo *repo, const char *id, const char *name, char *out,
                     size_t outsz);
 
+/* A writer of the object `name` of backup id (an object sink into the storage, compressed and
+ * encrypted as cfg and key say, bound to WS_LOGICAL_OBJECT_NAME) into *out; after its finish,
+ * ws_logical_object_done() fills o's sizes and digest (o->name is not set). */
+int ws_logical_object_open(struct ws_repo *repo, const char *id, const char *name,
+                           const struct ws_config *cfg, const struct ws_key *key,
+                           struct ws_sink **out, struct ws_error *err);
+void ws_logical_object_done(const struct ws_sink *writer, struct ws_logical_object *o);
+/* A reader of backup id's object o into dest (which it owns, as sinks do): after ws_storage_get
+ * and its finish succeed, ws_logical_object_check() compares what was read with o (content size
+ * and SHA-256): WS_ERR_CORRUPT naming the object when they differ. */
+int ws_logical_reader_new(struct ws_sink *dest, const struct ws_keyring *kr, struct ws_sink **out,
+                          struct ws_error *err);
+int ws_logical_object_check(const struct ws_sink *reader, const char *id,
+                            const struct ws_logical_object *o, struct ws_error *err);
 /* Stores the claim of id without replacing: WS_ERR_EXISTS when another create has it. */
 int ws_logical_claim(struct ws_repo *repo, const char *id, struct ws_error *err);
 /* Stores the manifest (never replacing; compressed as cfg says, encrypted with key if not NULL):
