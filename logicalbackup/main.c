@@ -282,6 +282,19 @@ int main(int argc, char **argv)
         cli.verbose += sub.verbose;
         cli.nargs = sub.nargs;
         cli.args = sub.args;
+        /* "restore ID --db NAME": options after the id too */
+        if (c->id && cli.nargs > 1 && action == WS_CLI_RUN) {
+            if (ws_cli_parse(cli.nargs, cli.args, &cfg, &sub, extra, &o, &action, &err) != 0)
+                goto usage;
+            if (sub.config_path)
+                cli.config_path = sub.config_path;
+            cli.verbose += sub.verbose;
+            if (sub.nargs > 0) {
+                ws_error_set(&err, WS_ERR_USAGE, "unexpected argument \"%s\"", sub.args[0]);
+                goto usage;
+            }
+            cli.nargs = 1;
+        }
     }
     if (action == WS_CLI_HELP) {
         printf(usage);

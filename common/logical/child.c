@@ -174,14 +174,31 @@ int ws_child_pump(struct ws_child *c, struct ws_sink *dest, struct ws_error *err
     return 0;
 }
 
-/* The last non-empty line of the child's stderr, in place. */
+/* The child's message: the last line of its stderr that says "error:" (PostgreSQL's programs
+ * follow it with detail and hint lines), else its last non-empty line; in place. */
 static const char *last_line(struct ws_child *c)
 {
-    char *end = c->tail + c->tail_len, *p;
+    char *end = c->tail + c->tail_len, *p, *line = NULL;
 
     while (end > c->tail && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))
         end--;
     *end = '\0';
+    for (p = c->tail; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        char *nl = strchr(p, '\n');
+        if (nl)
+            *nl = '\0';
+        if (strstr(p, "error:") || strstr(p, "FATAL:") || strstr(p, "ERROR:"))
+            line = p;
+        if (!nl)
+            break;
+        *nl = '\n';
+    }
+    if (line) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        return line;
+    }
     for (p = end; p > c->tail && p[-1] != '\n';)
         p--;
     return p;
@@ -249,6 +266,8 @@ void ws_child_kill(struct ws_child *c)
 struct child_sink {
     struct ws_sink base;
     struct ws_child c;
+    int closed; /* it stopped reading (pg_restore --list reads the TOC only): the rest is
+                   discarded, still read and authenticated upstream; its exit status decides */
 };
 
 static int cs_write(struct ws_sink *s, const void *buf, size_t len, struct ws_error *err)
@@ -257,20 +276,19 @@ static int cs_write(struct ws_sink *s, const void *buf, size_t len, struct ws_er
     const char *p = buf;
     int rc;
 
-    while (len > 0) {
+    while (len > 0 && !cs->closed) {
         ssize_t n;
         if ((rc = wait_ready(&cs->c, cs->c.in_fd, POLLOUT, err)) != 0)
             return rc;
         n = write(cs->c.in_fd, p, len);
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
-        if (n < 0) {
-            /* it stopped reading: its exit status and stderr say why */
-            struct ws_error why = {0};
-            if (ws_child_wait(&cs->c, &why) != 0)
-                return ws_error_set(err, why.code, "%s", why.msg);
-            return ws_error_setsys(err, WS_ERR_IO, errno, "could not write to %s", cs->c.what);
+        if (n < 0 && errno == EPIPE) {
+            cs->closed = 1;
+            return 0;
         }
+        if (n < 0)
+            return ws_error_setsys(err, WS_ERR_IO, errno, "could not write to %s", cs->c.what);
         p += n;
         len -= (size_t)n;
     }
