@@ -93,8 +93,9 @@ static int parse_jobs(const char *v, int *out, struct ws_error *err)
     long n = strtol(v, &end, 10);
 
     if (!*v || *end || n < 1 || n > 64)
-        return ws_error_set(err, WS_ERR_USAGE, "option --jobs needs a number from 1 to 64 (got "
-                                               "\"%s\")",
+        return ws_error_set(err, WS_ERR_USAGE,
+                            "option --jobs needs a number from 1 to 64 (got "
+                            "\"%s\")",
                             v);
     *out = (int)n;
     return 0;
@@ -105,8 +106,8 @@ static const struct {
     unsigned int bit;
     int has_value;
 } options[] = {
-    {"--db", O_DB, 1},          {"--all", O_ALL, 0},       {"--label", O_LABEL, 1},
-    {"--jobs", O_JOBS, 1},      {"--json", O_JSON, 0},     {"--to-db", O_TO_DB, 1},
+    {"--db", O_DB, 1},           {"--all", O_ALL, 0},       {"--label", O_LABEL, 1},
+    {"--jobs", O_JOBS, 1},       {"--json", O_JSON, 0},     {"--to-db", O_TO_DB, 1},
     {"--to-file", O_TO_FILE, 1}, {"--create", O_CREATE, 0}, {"--clean", O_CLEAN, 0},
     {"--globals", O_GLOBALS, 0}, {"--unset", O_UNSET, 0},   {"--key-file", O_KEY_FILE, 1},
 };
@@ -194,8 +195,8 @@ static int check_options(struct opts *o, const struct command *c, const struct w
         return ws_error_set(err, WS_ERR_USAGE, "%s needs a backup id", c->name);
     if (cli->nargs == 1) {
         if (!ws_backup_id_valid(cli->args[0]))
-            return ws_error_set(err, WS_ERR_USAGE,
-                                "\"%s\" is not a backup id (YYYYMMDDTHHMMSSZ)", cli->args[0]);
+            return ws_error_set(err, WS_ERR_USAGE, "\"%s\" is not a backup id (YYYYMMDDTHHMMSSZ)",
+                                cli->args[0]);
         o->l.id = cli->args[0];
     }
     if (strcmp(c->name, "create") == 0 && o->l.ndbs == 0 && !o->l.all)

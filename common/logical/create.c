@@ -42,8 +42,8 @@ static int dump_stream(struct create *c, const char *what, char *const argv[], c
     struct ws_logical_object obj = {0};
     int rc;
 
-    if ((rc = ws_logical_object_open(&c->repo, c->m.id, name, c->cfg,
-                                     ws_keyring_write_key(&c->kr), &w, err)) != 0)
+    if ((rc = ws_logical_object_open(&c->repo, c->m.id, name, c->cfg, ws_keyring_write_key(&c->kr),
+                                     &w, err)) != 0)
         return rc;
     if ((rc = ws_child_start(&ch, what, argv, c->tools.passfile[0] ? c->tools.passfile : NULL,
                              WS_CHILD_NULL, WS_CHILD_PIPE, err)) != 0)
@@ -78,8 +78,8 @@ static int upload_file(struct create *c, const char *dir, const char *sub, const
         return ws_error_set(err, WS_ERR_INVALID, "pg_dump wrote a file with too long a name");
     if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
         return ws_error_setsys(err, WS_ERR_IO, errno, "could not open \"%s\"", path);
-    if ((rc = ws_logical_object_open(&c->repo, c->m.id, name, c->cfg,
-                                     ws_keyring_write_key(&c->kr), &w, err)) == 0 &&
+    if ((rc = ws_logical_object_open(&c->repo, c->m.id, name, c->cfg, ws_keyring_write_key(&c->kr),
+                                     &w, err)) == 0 &&
         (rc = ws_sink_write_file(w, fd, path, err)) == 0 && (rc = ws_sink_finish(w, err)) == 0) {
         ws_logical_object_done(w, &obj);
         obj.name = name;
@@ -141,22 +141,23 @@ static int dump_database(struct create *c, size_t i, struct ws_error *err)
                                   err)) != 0)
         goto out;
     if (!directory) {
-        char *argv[] = {c->pg_dump, "--format=custom", "--compress=0", "--no-password",
-                        "--dbname", conninfo, NULL};
+        char *argv[] = {
+            c->pg_dump, "--format=custom", "--compress=0", "--no-password", "--dbname", conninfo,
+            NULL};
         snprintf(name, sizeof(name), "%03zu.dump", i);
         rc = dump_stream(c, what, argv, name, err);
         goto out;
     }
     snprintf(name, sizeof(name), "%03zu.d", i);
     snprintf(jobs, sizeof(jobs), "--jobs=%d", c->o->jobs);
-    if (!c->stage[0] && (rc = ws_tools_tempdir(&c->tools, "logical", c->stage,
-                                                sizeof(c->stage), err)) != 0)
+    if (!c->stage[0] &&
+        (rc = ws_tools_tempdir(&c->tools, "logical", c->stage, sizeof(c->stage), err)) != 0)
         goto out;
     snprintf(dir, sizeof(dir), "%s/%s", c->stage, name);
     {
-        char *argv[] = {c->pg_dump,      "--format=directory", "--compress=0", jobs,
-                        "--no-password", "--file",             dir,            "--dbname",
-                        conninfo,        NULL};
+        char *argv[] = {
+            c->pg_dump, "--format=directory", "--compress=0", jobs, "--no-password", "--file",
+            dir,        "--dbname",           conninfo,       NULL};
         if ((rc = ws_tools_run(&c->tools, what, argv, err)) == 0)
             rc = upload_dir(c, dir, name, err);
     }
@@ -175,8 +176,8 @@ static int dump_globals(struct create *c, struct ws_error *err)
         (rc = ws_logical_add_dump(&c->m, "", WS_LOGICAL_GLOBALS_SQL, err)) != 0)
         goto out;
     {
-        char *argv[] = {c->pg_dumpall, "--globals-only", "--no-password", "--dbname", conninfo,
-                        NULL};
+        char *argv[] = {c->pg_dumpall, "--globals-only", "--no-password",
+                        "--dbname",    conninfo,         NULL};
         rc = dump_stream(c, "pg_dumpall --globals-only", argv, WS_LOGICAL_GLOBALS, err);
     }
 out:
@@ -262,9 +263,9 @@ static void report(const struct create *c)
 
     ws_format_bytes(c->m.bytes, bytes, sizeof(bytes));
     ws_format_bytes(c->m.stored_bytes, stored, sizeof(stored));
-    printf("logical backup %s complete: %zu database%s%s, %s dumped, %s stored, %.1f s\n",
-           c->m.id, c->ndbs, c->ndbs == 1 ? "" : "s", c->m.globals ? " and the globals" : "",
-           bytes, stored, (double)c->m.duration_ms / 1000.0);
+    printf("logical backup %s complete: %zu database%s%s, %s dumped, %s stored, %.1f s\n", c->m.id,
+           c->ndbs, c->ndbs == 1 ? "" : "s", c->m.globals ? " and the globals" : "", bytes, stored,
+           (double)c->m.duration_ms / 1000.0);
 }
 
 int ws_logical_create(const struct ws_config *cfg, const struct ws_logical_opts *o,
@@ -277,7 +278,8 @@ int ws_logical_create(const struct ws_config *cfg, const struct ws_logical_opts 
 
     c.cfg = cfg;
     c.o = o;
-    if ((rc = ws_keyring_load(cfg, &c.kr, err)) != 0 || (rc = ws_repo_open(cfg, &c.repo, err)) != 0 ||
+    if ((rc = ws_keyring_load(cfg, &c.kr, err)) != 0 ||
+        (rc = ws_repo_open(cfg, &c.repo, err)) != 0 ||
         (rc = ws_tools_open(&c.tools, cfg, err)) != 0 || (rc = prepare(&c, err)) != 0 ||
         (rc = claim(&c, err)) != 0)
         goto out;
@@ -294,8 +296,7 @@ int ws_logical_create(const struct ws_config *cfg, const struct ws_logical_opts 
         goto out;
     c.m.stop_time = time(NULL);
     c.m.duration_ms = ws_mono_ms() - t0;
-    if ((rc = ws_logical_manifest_store(&c.repo, &c.m, cfg, ws_keyring_write_key(&c.kr), err)) ==
-        0)
+    if ((rc = ws_logical_manifest_store(&c.repo, &c.m, cfg, ws_keyring_write_key(&c.kr), err)) == 0)
         report(&c);
 out:
     if (rc != 0 && c.claimed) {

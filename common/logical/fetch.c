@@ -38,8 +38,7 @@ static void gate_destroy(struct ws_sink *s)
 static const struct ws_sink_ops gate_ops = {"gate", gate_write, gate_finish, NULL, gate_destroy};
 
 int ws_logical_fetch(struct ws_repo *repo, const struct ws_keyring *kr, const char *id,
-                     const struct ws_logical_object *o, struct ws_sink *dest,
-                     struct ws_error *err)
+                     const struct ws_logical_object *o, struct ws_sink *dest, struct ws_error *err)
 {
     struct gate *g = calloc(1, sizeof(*g));
     struct ws_sink *r = NULL;
@@ -98,8 +97,7 @@ int ws_logical_fetch_dir(struct ws_repo *repo, const struct ws_keyring *kr, cons
 }
 
 int ws_logical_complete(const struct ws_repo *repo, const struct ws_logical_catalog *cat,
-                        const char *id, const struct ws_logical_entry **out,
-                        struct ws_error *err)
+                        const char *id, const struct ws_logical_entry **out, struct ws_error *err)
 {
     const struct ws_logical_entry *e = ws_logical_catalog_find(cat, id);
 

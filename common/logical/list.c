@@ -57,8 +57,7 @@ static void print_text_entry(const struct ws_logical_entry *e)
     char bytes[32] = "-", stored[32], dur[32] = "-";
     size_t i, n = 0;
 
-    ws_format_bytes(e->has_manifest ? e->m.stored_bytes : e->stored_total, stored,
-                    sizeof(stored));
+    ws_format_bytes(e->has_manifest ? e->m.stored_bytes : e->stored_total, stored, sizeof(stored));
     if (e->has_manifest) {
         ws_format_bytes(e->m.bytes, bytes, sizeof(bytes));
         snprintf(dur, sizeof(dur), "%.1fs", (double)e->m.duration_ms / 1000.0);
@@ -99,8 +98,8 @@ int ws_logical_list(const struct ws_config *cfg, const struct ws_logical_opts *o
         printf("]}\n");
     } else {
         if (cat.n)
-            printf("%-16s  %-10s  %-6s  %10s  %10s  %8s  %s\n", "id", "status", "pinned",
-                   "dumped", "stored", "duration", "databases");
+            printf("%-16s  %-10s  %-6s  %10s  %10s  %8s  %s\n", "id", "status", "pinned", "dumped",
+                   "stored", "duration", "databases");
         for (i = 0; i < cat.n; i++)
             print_text_entry(&cat.backups[i]);
     }

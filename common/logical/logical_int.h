@@ -69,8 +69,7 @@ struct ws_repo;
 struct ws_keyring;
 struct ws_logical_object;
 int ws_logical_fetch(struct ws_repo *repo, const struct ws_keyring *kr, const char *id,
-                     const struct ws_logical_object *o, struct ws_sink *dest,
-                     struct ws_error *err);
+                     const struct ws_logical_object *o, struct ws_sink *dest, struct ws_error *err);
 /* Fetches every object of dump d into directory dir (made, 0700) under their names' last
  * component (a DIR dump's files; a CUSTOM dump's one object as "dump"); only toc.dat when
  * toc_only (the others are fetched and verified, not kept). */
@@ -83,7 +82,6 @@ int ws_logical_fetch_dir(struct ws_repo *repo, const struct ws_keyring *kr, cons
 struct ws_logical_catalog;
 struct ws_logical_entry;
 int ws_logical_complete(const struct ws_repo *repo, const struct ws_logical_catalog *cat,
-                        const char *id, const struct ws_logical_entry **out,
-                        struct ws_error *err);
+                        const char *id, const struct ws_logical_entry **out, struct ws_error *err);
 
 #endif

@@ -125,8 +125,8 @@ static int restore_database(struct restore *r, const char *db, struct ws_error *
     int rc, n = 0, staged;
 
     if (!d)
-        return ws_error_set(err, WS_ERR_NOT_FOUND, "logical backup %s holds no dump of database \"%s\"",
-                            r->e->id, db);
+        return ws_error_set(err, WS_ERR_NOT_FOUND,
+                            "logical backup %s holds no dump of database \"%s\"", r->e->id, db);
     if (r->o->to_file)
         return to_file(r, d, err);
     if ((rc = ws_tools_find(&r->tools, "pg_restore", pg_restore, sizeof(pg_restore), err)) != 0 ||
@@ -168,8 +168,8 @@ static int restore_database(struct restore *r, const char *db, struct ws_error *
 out:
     free(conninfo);
     if (rc == 0)
-        printf("database \"%s\" of logical backup %s restored into database \"%s\"\n", db,
-               r->e->id, target);
+        printf("database \"%s\" of logical backup %s restored into database \"%s\"\n", db, r->e->id,
+               target);
     return rc;
 }
 
@@ -181,7 +181,8 @@ int ws_logical_restore(const struct ws_config *cfg, const struct ws_logical_opts
 
     r.cfg = cfg;
     r.o = o;
-    if ((rc = ws_keyring_load(cfg, &r.kr, err)) != 0 || (rc = ws_repo_open(cfg, &r.repo, err)) != 0 ||
+    if ((rc = ws_keyring_load(cfg, &r.kr, err)) != 0 ||
+        (rc = ws_repo_open(cfg, &r.repo, err)) != 0 ||
         (rc = ws_logical_catalog_load(&r.repo, &r.kr, &r.cat, err)) != 0 ||
         (rc = ws_logical_complete(&r.repo, &r.cat, o->id, &r.e, err)) != 0 ||
         (rc = ws_tools_open(&r.tools, cfg, err)) != 0)

@@ -52,8 +52,8 @@ int ws_tools_open(struct ws_tools *t, const struct ws_config *cfg, struct ws_err
 
     memset(t, 0, sizeof(*t));
     t->cfg = cfg;
-    if ((rc = ws_pg_libpq_tool_conninfo(cfg->pg_conninfo, "postgres", &conninfo, &password,
-                                        err)) != 0)
+    if ((rc = ws_pg_libpq_tool_conninfo(cfg->pg_conninfo, "postgres", &conninfo, &password, err)) !=
+        0)
         return rc;
     free(conninfo);
     if (!password)
@@ -64,8 +64,7 @@ int ws_tools_open(struct ws_tools *t, const struct ws_config *cfg, struct ws_err
                              temp_base(t));
         t->passfile[0] = '\0';
     } else if (fchmod(fd, 0600) != 0 || write_passfile(fd, password) != 0) {
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not write passfile \"%s\"",
-                             t->passfile);
+        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not write passfile \"%s\"", t->passfile);
     }
     if (fd >= 0)
         close(fd);
@@ -97,9 +96,8 @@ int ws_tools_find(const struct ws_tools *t, const char *name, char *out, size_t 
 
     if (t->cfg->pg_bindir && *t->cfg->pg_bindir) {
         if (ws_path_join(out, outsz, t->cfg->pg_bindir, name) != 0 || !executable(out))
-            return ws_error_set(err, WS_ERR_CONFIG,
-                                "pg_bindir \"%s\" holds no executable \"%s\"", t->cfg->pg_bindir,
-                                name);
+            return ws_error_set(err, WS_ERR_CONFIG, "pg_bindir \"%s\" holds no executable \"%s\"",
+                                t->cfg->pg_bindir, name);
         return 0;
     }
     for (p = path ? path : "/usr/bin:/bin"; *p; p = *end ? end + 1 : end) {
@@ -132,8 +130,7 @@ static int parse_version(const char *text, int *version)
     return 0;
 }
 
-int ws_tools_version(const struct ws_tools *t, const char *path, int *version,
-                     struct ws_error *err)
+int ws_tools_version(const struct ws_tools *t, const char *path, int *version, struct ws_error *err)
 {
     struct ws_child c;
     struct ws_sink *buf = NULL;

@@ -82,11 +82,11 @@ int ws_logical_verify(const struct ws_config *cfg, const struct ws_logical_opts 
     size_t i, failed = 0;
     int rc;
 
-    if ((rc = ws_keyring_load(cfg, &v.kr, err)) != 0 || (rc = ws_repo_open(cfg, &v.repo, err)) != 0 ||
+    if ((rc = ws_keyring_load(cfg, &v.kr, err)) != 0 ||
+        (rc = ws_repo_open(cfg, &v.repo, err)) != 0 ||
         (rc = ws_logical_catalog_load(&v.repo, &v.kr, &v.cat, err)) != 0 ||
         (rc = ws_tools_open(&v.tools, cfg, err)) != 0 ||
-        (rc = ws_tools_find(&v.tools, "pg_restore", v.pg_restore, sizeof(v.pg_restore), err)) !=
-            0)
+        (rc = ws_tools_find(&v.tools, "pg_restore", v.pg_restore, sizeof(v.pg_restore), err)) != 0)
         goto out;
     if (o->all) {
         struct ws_error first = {0};

@@ -114,7 +114,7 @@ int ws_pg_libpq_check_conninfo(const char *conninfo, struct ws_error *err);
 int ws_pg_libpq_databases(struct ws_pg *pg, char ***names, size_t *n, struct ws_error *err);
 void ws_pg_names_free(char **names, size_t n);
 int ws_pg_libpq_create_database(struct ws_pg *pg, const char *name, struct ws_error *err);
-int ws_pg_libpq_tool_conninfo(const char *conninfo, const char *dbname, char **out,
-                              char **password, struct ws_error *err);
+int ws_pg_libpq_tool_conninfo(const char *conninfo, const char *dbname, char **out, char **password,
+                              struct ws_error *err);
 
 #endif

@@ -348,8 +348,8 @@ int ws_pg_libpq_create_database(struct ws_pg *session, const char *name, struct 
     int rc;
 
     if (!ident)
-        return ws_error_set(err, WS_ERR_INTERNAL, "could not quote database name \"%s\": %s",
-                            name, pq_message(pg->conn, buf, sizeof(buf)));
+        return ws_error_set(err, WS_ERR_INTERNAL, "could not quote database name \"%s\": %s", name,
+                            pq_message(pg->conn, buf, sizeof(buf)));
     snprintf(sql, sizeof(sql), "CREATE DATABASE %s", ident);
     PQfreemem(ident);
     if ((rc = run(pg, sql, 0, NULL, &res, err)) == 0)
@@ -384,8 +384,8 @@ static int append_setting(char **out, size_t *len, const char *key, const char *
     return 0;
 }
 
-int ws_pg_libpq_tool_conninfo(const char *conninfo, const char *dbname, char **out,
-                              char **password, struct ws_error *err)
+int ws_pg_libpq_tool_conninfo(const char *conninfo, const char *dbname, char **out, char **password,
+                              struct ws_error *err)
 {
     PQconninfoOption *opts = NULL, *o;
     char *msg = NULL;
