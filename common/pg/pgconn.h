@@ -1,8 +1,9 @@
 /*
- * pgconn.h - the PostgreSQL session of `basebackup` (create and check), behind an ops table.
+ * pgconn.h - the PostgreSQL session of `basebackup` (create and check) and `logicalbackup`,
+ * behind an ops table.
  *
  * ws_pg_libpq (pgconn_libpq.c, the only file that calls libpq) is the real session. Only
- * basebackup/main.c names it, so only basebackup links libpq: the library's other objects never
+ * basebackup/main.c and logicalbackup/main.c name it, so only they link libpq: the library's other objects never
  * refer to it, and a static library member that nothing refers to is not linked (the unit tests
  * link without libpq and put in a fake session of their own).
  *
