@@ -15,9 +15,10 @@
 #   all       create --all stores the globals; in a fresh cluster restore --globals creates the
 #             role, restore --db shop --create restores with the role's ownership intact
 #   faults    an unknown database; a non-superuser without permission on a table; pg_dump killed
-#             mid-stream (a pg_bindir wrapper); the wrong key on restore; --to-db that exists
-#             without --clean (and with it): each exits 1 with one line naming the cause, and no
-#             new backup is listed complete; a password in pg_conninfo reaches pg_dump only in a
+#             mid-stream (a pg_bindir wrapper); SIGTERM while pg_dump -Fd is staged (staging
+#             directory and child gone); a full repository (256 kB tmpfs); the wrong key on
+#             restore; --to-db that exists without --clean (and with it): each exits 1 with one
+#             line naming the cause, and no new backup is listed complete; a password in pg_conninfo reaches pg_dump only in a
 #             0600 passfile that is gone afterwards, never in its argv or environment
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 setup_tmp
@@ -240,6 +241,56 @@ assert_eq "$(cat "$T/fake.passmode" 2>/dev/null)" 600 "passfile mode"
 grep -q -F "$KILLPW" "$T/fake.passfile" 2>/dev/null || fail "the passfile does not hold the password"
 rm -f "$T/fake.passfile"
 assert_dir_empty "$SPOOL" "spool after the killed pg_dump (passfile removed)"
+
+# interrupted: SIGTERM while pg_dump -Fd (a wrapper that dumps, then sleeps) holds the staging
+# directory: exit 1, the staging directory and the child gone
+SLOW=$T/slowbin
+mkdir -p "$SLOW"
+for p in pg_dumpall pg_restore psql; do ln -s "$PGBIN/$p" "$SLOW/$p"; done
+cat >"$SLOW/pg_dump" <<EOS
+#!/bin/bash
+[ "\$1" = --version ] && exec "$PGBIN/pg_dump" --version
+"$PGBIN/pg_dump" "\$@" || exit 1
+echo \$\$ >"$T/slow.pid"
+exec sleep 60
+EOS
+chmod 755 "$SLOW/pg_dump"
+chown -R postgres: "$SLOW"
+SLOWCONF=$T/slow.conf
+logical_conf "$SLOWCONF" "$PORT" postgres "pg_bindir = '$SLOW'"
+rm -f "$T/slow.pid"
+runuser -u postgres -- "$LB" --config "$SLOWCONF" create --db shop --jobs 2 >"$T/slow.out" 2>"$T/slow.err" &
+SLOWRUN=$!
+for _ in $(seq 1 200); do [ -s "$T/slow.pid" ] && break; sleep 0.1; done
+[ -n "$(ls -A "$SPOOL")" ] || fail "interrupted: nothing staged in spool_dir while pg_dump -Fd ran"
+LBPID=$(pgrep -f "^$LB --config $SLOWCONF" | head -1)
+[ -n "$LBPID" ] && kill -TERM "$LBPID"
+wait "$SLOWRUN"
+assert_eq "$?" 1 "interrupted create: exit status"
+grep -q "interrupted" "$T/slow.err" || fail "interrupted: no message: $(cat "$T/slow.err")"
+assert_dir_empty "$SPOOL" "spool after the interrupted create"
+SLOWPID=$(cat "$T/slow.pid" 2>/dev/null)
+[ -n "$SLOWPID" ] && kill -0 "$SLOWPID" 2>/dev/null && fail "interrupted: pg_dump (pid $SLOWPID) still runs"
+
+# repository full: a 256 kB file system, compress = none
+TINY=$T/tiny
+mkdir -p "$TINY" && chmod 700 "$TINY"
+if mount -t tmpfs -o size=256k,mode=0700 tmpfs "$TINY" 2>"$T/mount.err"; then
+    MOUNTS+=("$TINY")
+    chown postgres: "$TINY"
+    TINYCONF=$T/tiny.conf
+    write_conf "$TINYCONF" "repo = '$TINY'" "compress = none" "encrypt_key_file = '$KEY'" \
+        "spool_dir = '$SPOOL'" "pg_conninfo = 'host=$SOCK port=$PORT user=postgres dbname=postgres'"
+    lb --config "$TINYCONF" create --db shop --db crm
+    assert_rc 1 "create into a full repository"
+    assert_err_regex "no space|space left" "full repository"
+    assert_err_one_line "full repository"
+    assert_no_temp_files "$TINY" "full repository"
+    lb --config "$TINYCONF" list --json
+    assert_eq "$(json_eval "$T/.last.out" "j.logical_backups.length")" 0 "full repository: nothing listed"
+else
+    echo "skip: cannot mount tmpfs ($(head -1 "$T/mount.err")); the full repository not tested"
+fi
 
 lb_list "$CONF"
 assert_eq "$(complete_count)" "$BEFORE" "no new complete backup after the faults"
