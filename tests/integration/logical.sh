@@ -194,6 +194,16 @@ lb --config "$CONF" verify --all
 assert_rc 1 "verify --all with the damaged $FIRST among them"
 assert_err_contains "$FIRST" "verify --all names the damaged backup"
 CASE="usage"
+run "$LB" --help
+assert_rc 0 "--help"
+grep -q -i usage "$T/.last.out" || fail "--help prints no usage"
+run "$LB" --version
+assert_rc 0 "--version"
+lb --config "$CONF"
+assert_rc 2 "no command"
+lb --config "$CONF" frobnicate
+assert_rc 2 "an unknown command"
+assert_err_contains '"frobnicate"' "the command is named"
 lb --config "$CONF" create
 assert_rc 2 "create without --db or --all"
 lb --config "$CONF" restore --db shop
@@ -352,6 +362,14 @@ lb --config "$WRONGCONF" restore "$JOBS" --db shop --to-db shop_wrong --create
 assert_rc 1 "wrong key"
 assert_err_regex "key" "the cause"
 assert_err_one_line "wrong key"
+
+run runuser -u postgres -- "$LB" decode --key-file "$WRONG" <"$REPO_FILES/main/logical/$JOBS/000.d/toc.dat"
+assert_rc 1 "decode with the wrong key"
+assert_err_regex "key" "decode: the cause"
+[ -s "$T/.last.out" ] && fail "decode with the wrong key wrote bytes"
+run runuser -u postgres -- "$LB" decode --key-file "$KEY" <"$REPO_FILES/main/logical/$JOBS/000.d/toc.dat"
+assert_rc 0 "decode of toc.dat with the right key"
+head -c 5 "$T/.last.out" | grep -q PGDMP || fail "decoded toc.dat does not start with PGDMP"
 
 lb --config "$CONF" restore "$JOBS" --db shop --to-db shop_copy
 assert_rc 1 "--to-db that exists"
