@@ -45,9 +45,8 @@ basebackup --prometheus             # 21: status
 basebackup --max-archive-lag        # 21: status
 basebackup --max-backup-age         # 21: status
 basebackup --keep                   # 21: drill
-logicalbackup *                     # 20: the program (its page is only rendered until it is built)
+logicalbackup --valid-for          # 20: link
 walsafe.conf backup_extra_paths     # 20
-walsafe.conf pg_bindir              # 20
 walsafe.conf retain_logical         # 20
 walsafe.conf retain_logical_time    # 20
 walsafe.conf notify_command         # 21
