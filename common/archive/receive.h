@@ -26,6 +26,7 @@
 #define WS_RECEIVE_H
 
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include "base/config.h"
@@ -38,5 +39,7 @@ int ws_receive_slot(const struct ws_config *cfg, const struct ws_repl_ops *ops, 
                     struct ws_error *err);
 int ws_receive_status(const struct ws_config *cfg, const struct ws_repl_ops *ops, FILE *out,
                       struct ws_error *err);
+/* The value of the line `key = value` of a status file's text into out ("" when absent). */
+void ws_receive_status_field(const char *text, const char *key, char *out, size_t outsz);
 
 #endif

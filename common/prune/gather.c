@@ -53,6 +53,7 @@ static int on_wal_object(void *arg, const char *key, const struct ws_storage_sta
     w.key = copy;
     w.name = copy + (name - key);
     w.size = sst->size;
+    w.mtime = sst->mtime;
     st->wal[st->nwal++] = w;
     return 0;
 }

@@ -100,6 +100,7 @@ struct ws_prune_wal {
     uint32_t tli;
     uint64_t segno; /* 0 for .history */
     uint64_t size;
+    int64_t mtime; /* as the listing says; 0 when the driver's listing has none (SFTP) */
 };
 
 /* A timeline's history file: all its ancestors, oldest first. A timeline above 1 without an
