@@ -3,8 +3,9 @@
 #   - no backup yet: --max-backup-age 26h is CRITICAL (exit 2) and says so; without limits OK;
 #   - healthy (a backup, WAL archived): OK (exit 0) with every limit; the text names the newest
 #     backup and WAL; --json is one object with the same facts; the --prometheus file is
-#     written atomically (no temp file left, mode 0644) and passes tests/tools/promcheck (and
-#     `promtool check metrics` when installed);
+#     written atomically (no temp file left, mode 0644) and passes tests/tools/promcheck (and,
+#     when promtool is installed, `promtool check metrics`; `promtool check rules` of
+#     scripts/prometheus/walsafe-rules.yml);
 #   - a gap (one WAL object removed from the repository): reported by name, CRITICAL, counted
 #     in walsafe_wal_gaps;
 #   - archiving broken (archive_command's repository one that does not exist): the failed
@@ -77,6 +78,10 @@ out_has "WAL timeline 1: " "healthy"
 out_has "archive lag: 0 segments" "healthy"
 "$PROMCHECK" "$PROM" >"$T/promcheck.out" 2>&1 || fail "promcheck: $(cat "$T/promcheck.out")"
 promtool_check "healthy"
+if command -v promtool >/dev/null; then
+    promtool check rules "$(dirname "$0")/../../scripts/prometheus/walsafe-rules.yml" \
+        >"$T/promtool.out" 2>&1 || fail "promtool check rules: $(cat "$T/promtool.out")"
+fi
 assert_eq "$(stat -c %a "$PROM")" 644 "mode of the Prometheus file"
 assert_eq "$(find "$PROM_DIR" -type f | wc -l)" 1 "files in the textfile directory (no temp left)"
 assert_eq "$(prom_value 'walsafe_status_state{cluster="main"}')" 0 "walsafe_status_state"
