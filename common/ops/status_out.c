@@ -193,6 +193,13 @@ static void json_str_or_null(FILE *f, const char *s)
         fprintf(f, "null");
 }
 
+/* , "name": "value" (null when value is empty). */
+static void json_field(FILE *f, const char *name, const char *value)
+{
+    fprintf(f, ", \"%s\": ", name);
+    json_str_or_null(f, value);
+}
+
 static void json_time(FILE *f, int64_t t)
 {
     char b[24];
@@ -213,8 +220,7 @@ static void json_repo(FILE *f, const struct ws_status *s)
 
     fprintf(f, "\"repository\": {\"location\": ");
     ws_json_string(f, s->location);
-    fprintf(f, ", \"error\": ");
-    json_str_or_null(f, r->error);
+    json_field(f, "error", r->error);
     if (r->has_identity)
         fprintf(f, ", \"system_identifier\": \"%" PRIu64 "\", \"latest_timeline\": %" PRIu32,
                 r->system_identifier, r->latest_tli);
@@ -269,20 +275,17 @@ static void json_server(FILE *f, const struct ws_status *s)
     const struct ws_pg_archiver *a = &sv->a;
     int ok = sv->reached && !sv->error[0];
 
-    fprintf(f, "\"server\": {\"reached\": %s, \"error\": ", sv->reached ? "true" : "false");
-    json_str_or_null(f, sv->error);
+    fprintf(f, "\"server\": {\"reached\": %s", sv->reached ? "true" : "false");
+    json_field(f, "error", sv->error);
     if (ok) {
-        fprintf(f, ", \"archive_mode\": ");
-        ws_json_string(f, a->archive_mode);
-        fprintf(f,
-                ", \"in_recovery\": %s, \"archived_count\": %" PRId64 ", \"failed_count\": %" PRId64
-                ", \"last_archived_wal\": ",
-                a->in_recovery ? "true" : "false", a->archived_count, a->failed_count);
-        json_str_or_null(f, a->last_archived_wal);
+        json_field(f, "archive_mode", a->archive_mode);
+        fprintf(
+            f, ", \"in_recovery\": %s, \"archived_count\": %" PRId64 ", \"failed_count\": %" PRId64,
+            a->in_recovery ? "true" : "false", a->archived_count, a->failed_count);
+        json_field(f, "last_archived_wal", a->last_archived_wal);
         fprintf(f, ", \"last_archived_time\": ");
         json_time(f, a->last_archived_time);
-        fprintf(f, ", \"last_failed_wal\": ");
-        json_str_or_null(f, a->last_failed_wal);
+        json_field(f, "last_failed_wal", a->last_failed_wal);
         fprintf(f, ", \"last_failed_time\": ");
         json_time(f, a->last_failed_time);
         if (sv->has_lag)
@@ -300,8 +303,8 @@ static void json_server(FILE *f, const struct ws_status *s)
         if (a->slot_exists) {
             fprintf(f, "{\"name\": ");
             ws_json_string(f, s->slot_name);
-            fprintf(f, ", \"active\": %s, \"wal_status\": ", a->slot_active ? "true" : "false");
-            json_str_or_null(f, a->slot_wal_status);
+            fprintf(f, ", \"active\": %s", a->slot_active ? "true" : "false");
+            json_field(f, "wal_status", a->slot_wal_status);
             if (sv->has_slot_lag)
                 fprintf(f, ", \"lag_bytes\": %" PRIu64 "}", sv->slot_lag_bytes);
             else
@@ -317,8 +320,8 @@ static void json_spool(FILE *f, const struct ws_status *s)
 {
     const struct ws_status_spool *sp = &s->spool;
 
-    fprintf(f, "\"spool\": {\"present\": %s, \"error\": ", sp->present ? "true" : "false");
-    json_str_or_null(f, sp->error);
+    fprintf(f, "\"spool\": {\"present\": %s", sp->present ? "true" : "false");
+    json_field(f, "error", sp->error);
     fprintf(f, ", \"pushahead\": ");
     if (sp->pushed >= 0 || sp->pushing >= 0) {
         fprintf(f, "{\"records\": %ld, \"pushing\": %ld, \"outage_since\": ",
@@ -328,25 +331,18 @@ static void json_spool(FILE *f, const struct ws_status *s)
     } else {
         fprintf(f, "null");
     }
-    fprintf(f,
-            ", \"prefetch\": {\"spools\": %zu, \"entries\": %zu, \"processes\": %zu, "
-            "\"last_request\": ",
+    fprintf(f, ", \"prefetch\": {\"spools\": %zu, \"entries\": %zu, \"processes\": %zu",
             sp->prefetch_spools, sp->prefetch_entries, sp->prefetch_alive);
-    json_str_or_null(f, sp->prefetch_wanted);
+    json_field(f, "last_request", sp->prefetch_wanted);
     fprintf(f, "}, \"receive\": ");
     if (sp->receive) {
         fprintf(f, "{\"slot\": ");
         json_str_or_null(f, sp->rx_slot);
-        fprintf(f, ", \"received\": ");
-        json_str_or_null(f, sp->rx_received);
-        fprintf(f, ", \"flushed\": ");
-        json_str_or_null(f, sp->rx_flushed);
-        fprintf(f, ", \"stored\": ");
-        json_str_or_null(f, sp->rx_stored);
-        fprintf(f, ", \"updated\": ");
-        json_str_or_null(f, sp->rx_updated);
-        fprintf(f, ", \"last_error\": ");
-        json_str_or_null(f, sp->rx_last_error);
+        json_field(f, "received", sp->rx_received);
+        json_field(f, "flushed", sp->rx_flushed);
+        json_field(f, "stored", sp->rx_stored);
+        json_field(f, "updated", sp->rx_updated);
+        json_field(f, "last_error", sp->rx_last_error);
         fprintf(f, "}");
     } else {
         fprintf(f, "null");

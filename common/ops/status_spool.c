@@ -150,7 +150,7 @@ void ws_status_gather_spool(const struct ws_config *cfg, struct ws_status *s)
     int cl = -1;
 
     sp->pushed = sp->pushing = -1;
-    if (!cfg->spool_dir || !cfg->spool_dir[0])
+    if (!cfg->spool_dir || !cfg->spool_dir[0] || !cfg->cluster)
         return;
     if (ws_spool_normalise(cfg->spool_dir, path) != 0) {
         snprintf(sp->error, sizeof(sp->error), "spool_dir \"%s\" is not an absolute path",

@@ -148,6 +148,22 @@ static int query_param(struct pq_session *pg, const char *sql, const char *param
     return rc;
 }
 
+/* Runs a statement and returns the n columns of its one row, each malloc'ed (NULL for NULL) into
+ * v[0..n), which the caller frees (also after a failure). */
+static int query_row(struct pq_session *pg, const char *sql, int nparams, const char *const *params,
+                     int n, char **v, struct ws_error *err)
+{
+    PGresult *res;
+    int rc, i;
+
+    if ((rc = run(pg, sql, nparams, params, &res, err)) != 0)
+        return rc;
+    for (i = 0; i < n && rc == 0; i++)
+        rc = one_value(res, i, sql, &v[i], err);
+    PQclear(res);
+    return rc;
+}
+
 static int pq_get_info(struct ws_pg *session, struct ws_pg_info *info, struct ws_error *err)
 {
     static const char sql[] = "SELECT current_setting('server_version_num'), "
@@ -156,16 +172,12 @@ static int pq_get_info(struct ws_pg *session, struct ws_pg_info *info, struct ws
                               "current_setting('data_checksums'), pg_is_in_recovery(), "
                               "(SELECT setting FROM pg_settings WHERE name = 'data_directory'), "
                               "current_setting('archive_mode'), current_setting('archive_command')";
-    PGresult *res = NULL;
     char *v[8] = {0};
     int rc, i;
 
     memset(info, 0, sizeof(*info));
-    if ((rc = run((struct pq_session *)session, sql, 0, NULL, &res, err)) != 0)
-        return rc;
-    for (i = 0; i < 8; i++)
-        if ((rc = one_value(res, i, sql, &v[i], err)) != 0)
-            goto out;
+    if ((rc = query_row((struct pq_session *)session, sql, 0, NULL, 8, v, err)) != 0)
+        goto out;
     if (!v[0] || !v[1] || !v[2] || !v[3] || !v[4]) {
         rc = ws_error_set(err, WS_ERR_STORAGE,
                           "the server did not report its version, system "
@@ -189,7 +201,6 @@ static int pq_get_info(struct ws_pg *session, struct ws_pg_info *info, struct ws
 out:
     for (i = 0; i < 8; i++)
         free(v[i]);
-    PQclear(res);
     if (rc)
         ws_pg_info_free(info);
     return rc;
@@ -269,18 +280,14 @@ static int pq_get_access(struct ws_pg *session, int version, struct ws_pg_access
         "current_setting('max_wal_senders') "
         "FROM pg_roles WHERE rolname = current_user";
     const char *fn[WS_PG_NFUNCS];
-    PGresult *res = NULL;
     char *v[7] = {0};
     int rc, i;
 
     memset(access, 0, sizeof(*access));
     for (i = 0; i < WS_PG_NFUNCS; i++)
         fn[i] = ws_pg_function(version, (enum ws_pg_func)i);
-    if ((rc = run((struct pq_session *)session, sql, WS_PG_NFUNCS, fn, &res, err)) != 0)
-        return rc;
-    for (i = 0; i < 7; i++)
-        if ((rc = one_value(res, i, sql, &v[i], err)) != 0)
-            goto out;
+    if ((rc = query_row((struct pq_session *)session, sql, WS_PG_NFUNCS, fn, 7, v, err)) != 0)
+        goto out;
     for (i = 0; i < 7; i++)
         if (!v[i]) {
             rc = ws_error_set(err, WS_ERR_STORAGE,
@@ -298,7 +305,6 @@ static int pq_get_access(struct ws_pg *session, int version, struct ws_pg_access
 out:
     for (i = 0; i < 7; i++)
         free(v[i]);
-    PQclear(res);
     return rc;
 }
 
@@ -314,14 +320,10 @@ static int archiver_row(struct pq_session *pg, struct ws_pg_archiver *a, struct 
         "CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END, "
         "current_setting('archive_mode'), "
         "(SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') FROM pg_stat_archiver";
-    PGresult *res = NULL;
     char *v[12] = {0};
     int rc, i;
 
-    if ((rc = run(pg, sql, 0, NULL, &res, err)) != 0)
-        return rc;
-    for (i = 0; i < 12 && rc == 0; i++)
-        rc = one_value(res, i, sql, &v[i], err);
+    rc = query_row(pg, sql, 0, NULL, 12, v, err);
     if (rc == 0 && (!v[0] || !v[3] || !v[7] || !v[10] || !v[11]))
         rc = ws_error_set(err, WS_ERR_STORAGE, "the server did not report pg_stat_archiver");
     if (rc)
@@ -347,7 +349,6 @@ static int archiver_row(struct pq_session *pg, struct ws_pg_archiver *a, struct 
 out:
     for (i = 0; i < 12; i++)
         free(v[i]);
-    PQclear(res);
     return rc;
 }
 

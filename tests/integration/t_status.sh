@@ -6,6 +6,8 @@
 #     written atomically (no temp file left, mode 0644) and passes tests/tools/promcheck (and,
 #     when promtool is installed, `promtool check metrics`; `promtool check rules` of
 #     scripts/prometheus/walsafe-rules.yml);
+#   - a replication slot is shown with its lag; a role without pg_monitor gets everything but the
+#     .ready count, and a line naming the role to grant;
 #   - a gap (one WAL object removed from the repository): reported by name, CRITICAL, counted
 #     in walsafe_wal_gaps;
 #   - archiving broken (archive_command's repository one that does not exist): the failed
@@ -38,14 +40,6 @@ out_has() { # STRING WHAT
 }
 prom_value() { # NAME_WITH_LABELS: the value of that sample in $PROM
     awk -v k="$1" '$1 == k { print $2 }' "$PROM"
-}
-more_wal() { # N: N more segments, switched and archived
-    local i last
-    for i in $(seq 1 "$1"); do
-        sql "$PORT" "insert into t values ($i)" >/dev/null || die "insert failed"
-        last=$(sql "$PORT" "select pg_walfile_name(pg_switch_wal())") || die "pg_switch_wal failed"
-    done
-    wait_archived "$PORT" "$last" 60 || { show_log "$PGD.log"; die "archiving of $last did not finish"; }
 }
 promtool_check() { # WHAT
     command -v promtool >/dev/null || return 0
@@ -100,6 +94,27 @@ assert_eq "$(json_eval "$T/status.json" 'j.server.archive_lag.segments')" 0 "JSO
 assert_eq "$(json_eval "$T/status.json" 'j.repository.timelines[0].last')" \
     "$(sql "$PORT" "select last_archived_wal from pg_stat_archiver")" "JSON newest WAL"
 assert_eq "$(wc -l <"$T/status.json")" 1 "JSON is one line, one object"
+
+CASE="slot and a monitoring role"
+sql "$PORT" "select pg_create_physical_replication_slot('walsafe', true)" >/dev/null ||
+    die "could not create the slot"
+st
+assert_rc 0 "status with an inactive slot"
+out_has 'replication slot "walsafe": inactive, wal_status reserved, ' "slot"
+out_has " bytes behind" "slot"
+sql "$PORT" "select pg_drop_replication_slot('walsafe')" >/dev/null || die "could not drop the slot"
+sql "$PORT" "create role mon login" >/dev/null || die "could not create role mon"
+MON_CONF=$T/mon.conf
+write_conf "$MON_CONF" "${REPO_CONF[@]}" \
+    "pg_conninfo = 'host=$SOCK port=$PORT user=mon dbname=postgres'"
+bb --config "$MON_CONF" status
+assert_rc 0 "status as a role without pg_monitor"
+out_has ".ready files: permission denied for pg_ls_archive_statusdir(): grant the role pg_monitor" \
+    "role without pg_monitor"
+out_has "archive lag: 0 segments" "role without pg_monitor"
+sql "$PORT" "grant pg_monitor to mon" >/dev/null || die "could not grant pg_monitor"
+bb --config "$MON_CONF" status
+out_has "; 0 .ready files" "role with pg_monitor"
 
 CASE="gap"
 more_wal 3

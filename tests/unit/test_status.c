@@ -3,16 +3,19 @@
  * not, pending or not), the archive lag from the archiver's last file and the current position,
  * the verdict for each threshold and their precedence, and the outputs: the Prometheus
  * exposition (HELP and TYPE before samples, label escaping, counters ending in _total), its
- * atomic file, and the JSON (one object on one line).
+ * atomic file, and the JSON (one object on one line); the spool read as push-ahead, prefetch and
+ * wal-receive leave it (links not followed, nothing created).
  */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ops/status.h"
+#include "ops/status_int.h"
 #include "pg/wal.h"
 #include "fixture.h"
 #include "unit.h"
@@ -442,20 +445,6 @@ static void test_prometheus(void)
     free(text);
 }
 
-static int entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    int n = 0;
-
-    if (!d)
-        return -1;
-    while ((de = readdir(d)) != NULL)
-        n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
-    closedir(d);
-    return n;
-}
-
 static void test_prometheus_file(void)
 {
     struct ws_status s;
@@ -481,7 +470,7 @@ static void test_prometheus_file(void)
     REQUIRE((f = fopen(path, "r")) != NULL);
     CHECK(fgets(buf, sizeof(buf), f) && strncmp(buf, "# HELP walsafe_status_state ", 28) == 0);
     fclose(f);
-    CHECK(entries(dir) == 1); /* no temp file left */
+    CHECK(unit_entries(dir) == 1); /* no temp file left */
     /* a directory that does not exist: WS_ERR_IO naming the file, nothing written */
     snprintf(bad, sizeof(bad), "%s/missing/walsafe.prom", dir);
     CHECK(ws_status_write_prometheus(bad, &s, &v, &err) == WS_ERR_IO);
@@ -517,7 +506,85 @@ static void test_json(void)
     free(text);
 }
 
+/* A spool as push-ahead, prefetch and wal-receive leave it, with links and dot files that must
+ * not count; read without creating or following anything. */
+static void test_spool(void)
+{
+    static const char rx[] = "slot = walsafe\nreceived = 0/3000000\nflushed = 0/2000000\n"
+                             "stored = 0/2000000\nupdated = 2026-11-22T10:14:00Z\nlast_error = \n";
+    struct ws_config cfg;
+    struct ws_status s;
+    struct timespec ts[2] = {{NOW - 100, 0}, {NOW - 100, 0}};
+    char p[600], pid[32], spool[400], pf[500];
+
+    REQUIRE(unit_path(spool, sizeof(spool), "spool") == 0);
+    REQUIRE(unit_path(pf, sizeof(pf), "spool/main/prefetch-0123456789abcdef") == 0);
+    REQUIRE(unit_mkdir(pf) == 0);
+#define FILE_IN(rel, text)                                                                         \
+    (snprintf(p, sizeof(p), "%s/main/%s", spool, rel), unit_write(p, text, strlen(text), 0600) == 0)
+    REQUIRE(unit_path(p, sizeof(p), "spool/main/pushed") == 0 && unit_mkdir(p) == 0);
+    REQUIRE(unit_path(p, sizeof(p), "spool/main/pushing") == 0 && unit_mkdir(p) == 0);
+    REQUIRE(unit_path(p, sizeof(p), "spool/main/receive") == 0 && unit_mkdir(p) == 0);
+    REQUIRE(FILE_IN("pushed/000000010000000000000003", "record"));
+    REQUIRE(FILE_IN("pushed/000000010000000000000004", "record"));
+    REQUIRE(FILE_IN("pushed/.000000010000000000000005.walsafe.1", "temp"));
+    REQUIRE(FILE_IN("pushing/000000010000000000000005", ""));
+    REQUIRE(FILE_IN("pushing/.batch", ""));
+    REQUIRE(FILE_IN("pushing/.stopped", ""));
+    REQUIRE(utimensat(AT_FDCWD, p, ts, 0) == 0);
+    snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    REQUIRE(FILE_IN("prefetch-0123456789abcdef/lock", pid));
+    REQUIRE(FILE_IN("prefetch-0123456789abcdef/wanted", "000000010000000000000007\n"));
+    REQUIRE(FILE_IN("prefetch-0123456789abcdef/000000010000000000000008."
+                    "0123456789abcdef0123456789abcdef",
+                    "x"));
+    REQUIRE(FILE_IN("prefetch-0123456789abcdef/000000010000000000000009."
+                    "0123456789abcdef0123456789abcdef",
+                    "x"));
+    REQUIRE(FILE_IN("prefetch-0123456789abcdef/.000000010000000000000010.tmp", "x"));
+    REQUIRE(FILE_IN("receive/status", rx));
+#undef FILE_IN
+    /* links: an entry and a whole prefetch spool, neither followed nor counted */
+    snprintf(p, sizeof(p), "%s/main/pushed/00000001000000000000000A", spool);
+    REQUIRE(symlink("/etc/passwd", p) == 0);
+    snprintf(p, sizeof(p), "%s/main/prefetch-fedcba9876543210", spool);
+    REQUIRE(symlink(pf, p) == 0);
+
+    REQUIRE(unit_config(&cfg, "repo", "/nonexistent", "spool_dir", spool, "cluster", "main",
+                        NULL) == 0);
+    memset(&s, 0, sizeof(s));
+    ws_status_gather_spool(&cfg, &s);
+    CHECK(s.spool.present && !s.spool.error[0]);
+    CHECK(s.spool.pushed == 2 && s.spool.pushing == 1);
+    CHECK(s.spool.outage_since == NOW - 100);
+    CHECK(s.spool.prefetch_spools == 1 && s.spool.prefetch_entries == 2);
+    CHECK(s.spool.prefetch_alive == 1); /* the lock names this process */
+    CHECK(strcmp(s.spool.prefetch_wanted, "000000010000000000000007") == 0);
+    CHECK(s.spool.receive && strcmp(s.spool.rx_slot, "walsafe") == 0);
+    CHECK(strcmp(s.spool.rx_flushed, "0/2000000") == 0 && s.spool.rx_last_error[0] == '\0');
+    ws_config_free(&cfg);
+
+    /* another cluster, no spool of its own: nothing there, nothing created */
+    REQUIRE(unit_config(&cfg, "repo", "/nonexistent", "spool_dir", spool, "cluster", "other",
+                        NULL) == 0);
+    memset(&s, 0, sizeof(s));
+    ws_status_gather_spool(&cfg, &s);
+    CHECK(!s.spool.present && !s.spool.error[0] && s.spool.pushed == -1);
+    snprintf(p, sizeof(p), "%s/other", spool);
+    CHECK(!unit_exists(p));
+    ws_config_free(&cfg);
+    /* spool_dir missing altogether: the same */
+    snprintf(p, sizeof(p), "%s/none", spool);
+    REQUIRE(unit_config(&cfg, "repo", "/nonexistent", "spool_dir", p, "cluster", "main", NULL) ==
+            0);
+    memset(&s, 0, sizeof(s));
+    ws_status_gather_spool(&cfg, &s);
+    CHECK(!s.spool.present && !s.spool.error[0] && !unit_exists(p));
+    ws_config_free(&cfg);
+}
+
 const struct unit_test unit_tests[] = {
+    {"spool", test_spool},
     {"gaps", test_gaps},
     {"pending", test_pending},
     {"archive_lag", test_archive_lag},
