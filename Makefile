@@ -37,7 +37,7 @@ endif
 LIB_SRC  = $(wildcard common/*/*.c)
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(COV_OBJ)
 LIB      = $(BUILD)/libwalsafe.a
-PROGRAMS = wal-push wal-fetch basebackup wal-prune wal-receive
+PROGRAMS = wal-push wal-fetch basebackup wal-prune wal-receive logicalbackup
 BINS     = $(PROGRAMS:%=$(BUILD)/bin/%)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -54,7 +54,7 @@ FUZZ_SECONDS ?=
 SHIM_LIB = $(BUILD)/tests/shim/libcurl.so.4
 
 .SECONDARY:
-.PHONY: all check unit integration install clean lint demo bench bench-backup bench-remote bench-recovery deps \
+.PHONY: all check unit integration install clean lint demo bench bench-backup bench-remote bench-recovery bench-logical deps \
         fuzz fuzz-check fuzz-build coverage coverage-build
 all: $(BINS)
 
@@ -70,8 +70,8 @@ $(BUILD)/bin/%: $(BUILD)/%/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# Only basebackup and wal-receive talk to PostgreSQL, so only they link libpq.
-$(BUILD)/bin/basebackup $(BUILD)/bin/wal-receive: $(BUILD)/bin/%: $(BUILD)/%/main.o $(LIB)
+# Only basebackup, wal-receive and logicalbackup talk to PostgreSQL, so only they link libpq.
+$(BUILD)/bin/basebackup $(BUILD)/bin/wal-receive $(BUILD)/bin/logicalbackup: $(BUILD)/bin/%: $(BUILD)/%/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libpq) $(LDLIBS)
 
@@ -170,6 +170,11 @@ bench-remote: all
 # without prefetch against pgBackRest async archive-get.
 bench-recovery: all
 	bench/recovery.sh $(BUILD)/bin
+
+# logicalbackup create (pg_dump streamed through zstd and encryption into the repository) against
+# pg_dump -Fc | zstd to a local file, on a pgbench database (SCALE, RUNS).
+bench-logical: all
+	bench/logical.sh $(BUILD)/bin
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -1,10 +1,11 @@
 /*
- * pgconn.h - the PostgreSQL session of `basebackup` (create and check), behind an ops table.
+ * pgconn.h - the PostgreSQL session of `basebackup` (create and check) and `logicalbackup`,
+ * behind an ops table.
  *
  * ws_pg_libpq (pgconn_libpq.c, the only file that calls libpq) is the real session. Only
- * basebackup/main.c names it, so only basebackup links libpq: the library's other objects never
- * refer to it, and a static library member that nothing refers to is not linked (the unit tests
- * link without libpq and put in a fake session of their own).
+ * basebackup/main.c and logicalbackup/main.c name it, so only they link libpq: the library's other
+ * objects never refer to it, and a static library member that nothing refers to is not linked (the
+ * unit tests link without libpq and put in a fake session of their own).
  *
  * The libpq session: the connection string is pg_conninfo; libpq's PG* variables, .pgpass and
  * unix sockets apply as usual, so a password-less local set-up needs no configuration. Messages
@@ -126,5 +127,21 @@ const char *ws_pg_function(int version, enum ws_pg_func f);
 /* pgconn_libpq.c, for both libpq sessions (this one and pg/repl.h's), before connecting: a
  * connection string libpq cannot parse is WS_ERR_CONFIG, without libpq's reason. */
 int ws_pg_libpq_check_conninfo(const char *conninfo, struct ws_error *err);
+
+/*
+ * For logicalbackup, on a ws_pg_libpq session only (pgconn_libpq.c):
+ * ws_pg_libpq_databases: the databases one may connect to (not templates), sorted by name, into
+ * *names (malloc'ed with their strings: ws_pg_names_free). ws_pg_libpq_create_database: CREATE
+ * DATABASE with the name quoted as an identifier. ws_pg_libpq_tool_conninfo: pg_conninfo for a
+ * client program (pg_dump, pg_restore, psql) connecting to dbname: *out holds every setting of
+ * conninfo but the password, with dbname replaced, as "key='value' ..."; *password is the
+ * password conninfo held (NULL if none): it goes into a passfile, never into argv. Both
+ * malloc'ed (the caller wipes and frees the password); WS_ERR_CONFIG as ws_pg_libpq_check_conninfo.
+ */
+int ws_pg_libpq_databases(struct ws_pg *pg, char ***names, size_t *n, struct ws_error *err);
+void ws_pg_names_free(char **names, size_t n);
+int ws_pg_libpq_create_database(struct ws_pg *pg, const char *name, struct ws_error *err);
+int ws_pg_libpq_tool_conninfo(const char *conninfo, const char *dbname, char **out, char **password,
+                              struct ws_error *err);
 
 #endif
