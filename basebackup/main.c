@@ -34,8 +34,8 @@ static const char usage[] =
     "  basebackup [OPTIONS] keep ID [--unset]   pin a backup: wal-prune keeps it (and the WAL\n"
     "                                            from its start) until --unset\n"
     "  basebackup [OPTIONS] status [--json] [--prometheus FILE] [--max-archive-lag N]\n"
-    "             [--max-backup-age DUR] [--max-wal-age DUR]   is the cluster safe? (DUR: 90s,\n"
-    "             30m, 26h, 2d; N: WAL segments)\n"
+    "             [--max-backup-age DUR] [--max-wal-age DUR] [--max-logical-age DUR]\n"
+    "             is the cluster safe? (DUR: 90s, 30m, 26h, 2d; N: WAL segments)\n"
     "\n"
     "OPTIONS: --config FILE, --repo URL, --cluster NAME, -v, --help, --version\n"
     "\n"
@@ -73,15 +73,16 @@ static int parse_int(const char *opt, const char *v, int lo, int hi, int *out, s
     return 0;
 }
 
-/* status's options: --prometheus FILE, --max-archive-lag N, --max-backup-age / --max-wal-age DUR.
- * 1 when taken, 0 when unknown, or an error code. */
+/* status's options: --prometheus FILE, --max-archive-lag N, --max-backup-age / --max-wal-age /
+ * --max-logical-age DUR. 1 when taken, 0 when unknown, or an error code. */
 static int status_option(struct opts *o, const char *opt, const char *next, int *used,
                          struct ws_error *err)
 {
     struct ws_status_limits *l = &o->status.limits;
-    int64_t *dur = strcmp(opt, "--max-backup-age") == 0 ? &l->max_backup_age
-                   : strcmp(opt, "--max-wal-age") == 0  ? &l->max_wal_age
-                                                        : NULL;
+    int64_t *dur = strcmp(opt, "--max-backup-age") == 0    ? &l->max_backup_age
+                   : strcmp(opt, "--max-wal-age") == 0     ? &l->max_wal_age
+                   : strcmp(opt, "--max-logical-age") == 0 ? &l->max_logical_age
+                                                           : NULL;
     int n;
 
     if (!dur && strcmp(opt, "--prometheus") && strcmp(opt, "--max-archive-lag"))
@@ -311,6 +312,7 @@ int main(int argc, char **argv)
     o.type = -1;
     o.status.limits.max_archive_lag = -1;
     o.status.limits.max_backup_age = o.status.limits.max_wal_age = -1;
+    o.status.limits.max_logical_age = -1;
     ws_cli_start("basebackup");
     ws_config_init(&cfg);
     o.restore.maps = o.maps;

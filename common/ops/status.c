@@ -225,6 +225,22 @@ static void backups_summary(const struct ws_catalog *cat, struct ws_status_repo 
     }
 }
 
+static void logical_summary(const struct ws_logical_catalog *lc, struct ws_status_repo *r)
+{
+    const struct ws_logical_entry *latest = ws_logical_catalog_latest(lc);
+
+    for (size_t i = 0; i < lc->n; i++) {
+        if (lc->backups[i].status >= 0 && lc->backups[i].status < 3)
+            r->logical[lc->backups[i].status]++;
+        r->logical_bytes += lc->backups[i].stored_total;
+    }
+    if (latest) {
+        r->has_logical_latest = 1;
+        memcpy(r->logical_latest_id, latest->id, sizeof(r->logical_latest_id));
+        r->logical_latest_stop_time = latest->m.stop_time;
+    }
+}
+
 /* What the repository holds: s->repo; a repository that cannot be read is its error. */
 static int gather_repo(const struct ws_config *cfg, struct ws_status *s, struct ws_error *err)
 {
@@ -232,6 +248,7 @@ static int gather_repo(const struct ws_config *cfg, struct ws_status *s, struct 
     struct ws_repo repo = {0};
     struct ws_keyring kr = {0};
     struct ws_prune_state st;
+    struct ws_logical_catalog lc = {0};
     struct ws_error e = {0};
     int rc;
 
@@ -250,10 +267,13 @@ static int gather_repo(const struct ws_config *cfg, struct ws_status *s, struct 
             (rc = sizes_and_times(&repo, &st, r, &e)) == 0)
             rc = ws_status_find_gaps(&st.cat, r, &e);
     }
+    if (rc == 0 && (rc = ws_logical_catalog_load(&repo, &kr, &lc, &e)) == 0)
+        logical_summary(&lc, r);
     if (rc == WS_ERR_INTERNAL)
         *err = e;
     else if (rc)
         snprintf(r->error, sizeof(r->error), "%s", e.msg);
+    ws_logical_catalog_free(&lc);
     ws_prune_state_free(&st);
     ws_repo_close(&repo);
     ws_keyring_wipe(&kr);
@@ -338,6 +358,14 @@ static void judge_repo(const struct ws_status *s, const struct ws_status_limits 
                "newest complete backup %s finished %" PRId64 " s ago, more than %" PRId64
                " s (--max-backup-age)",
                r->latest_id, s->now - r->latest_stop_time, l->max_backup_age);
+    if (l->max_logical_age >= 0 && !r->has_logical_latest)
+        reason(v, WS_STATUS_CRITICAL, "logical_age",
+               "no complete logical backup in the repository");
+    else if (l->max_logical_age >= 0 && s->now - r->logical_latest_stop_time > l->max_logical_age)
+        reason(v, WS_STATUS_CRITICAL, "logical_age",
+               "newest complete logical backup %s finished %" PRId64 " s ago, more than %" PRId64
+               " s (--max-logical-age)",
+               r->logical_latest_id, s->now - r->logical_latest_stop_time, l->max_logical_age);
     if (l->max_wal_age >= 0 && (!t || t->newest_mtime <= 0))
         reason(v, WS_STATUS_CRITICAL, "wal_age", "no archived WAL segment of timeline %" PRIu32,
                r->latest_tli);
@@ -360,6 +388,10 @@ static void judge_repo(const struct ws_status *s, const struct ws_status_limits 
         reason(v, WS_STATUS_WARNING, "backup_invalid",
                "%zu backup(s) cannot be read (basebackup list says why)",
                r->backups[WS_BACKUP_INVALID]);
+    if (r->logical[WS_LOGICAL_INVALID])
+        reason(v, WS_STATUS_WARNING, "backup_invalid",
+               "%zu logical backup(s) cannot be read (logicalbackup list says why)",
+               r->logical[WS_LOGICAL_INVALID]);
 }
 
 static void judge_server(const struct ws_status *s, const struct ws_status_limits *l,

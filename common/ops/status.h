@@ -4,7 +4,8 @@
  *
  * Gathered (ws_status_gather): from the repository alone (prune's gather: the catalog, the WAL
  * listing with sizes and times) each timeline's archived segments, the newest one and when it was
- * stored, the gaps, the backups by status, the newest complete one, the bytes per kind; from the
+ * stored, the gaps, the base and logical backups by status, the newest complete one of each, the
+ * bytes per kind; from the
  * server of pg_conninfo, when it answers, pg_stat_archiver, the archive lag, the .ready files and
  * the replication slot slot_name; from <spool_dir>/<cluster>/, read only (never created, links
  * never followed below spool_dir), push-ahead's records and locks, prefetch spools and
@@ -13,12 +14,14 @@
  *
  * The verdict (ws_status_evaluate, pure: no I/O, "now" is an argument) is the worst of:
  *   CRITICAL  archive lag above max_archive_lag segments; newest complete backup older than
- *             max_backup_age, or none; newest archived segment of the latest timeline older than
+ *             max_backup_age, or none (the same for logical backups and max_logical_age);
+ *             newest archived segment of the latest timeline older than
  *             max_wal_age, or none; a gap that a restore needs (not wholly below the oldest
  *             complete backup's start on its timeline, not beyond what the server has archived);
  *             the slot's WAL lost (wal_status "lost")
  *   WARNING   the archiver's latest attempt failed (last_failed_time after last_archived_time);
- *             an invalid backup (unreadable manifest); the slot's WAL "unreserved"
+ *             an invalid backup, base or logical (unreadable manifest); the slot's WAL
+ *             "unreserved"
  *   UNKNOWN   the repository could not be read; max_archive_lag set and no lag known (server not
  *             reached, in recovery, or nothing archived since its statistics were reset)
  *   OK        none of these
@@ -39,6 +42,7 @@
 #include "base/error.h"
 #include "pg/pgconn.h"
 #include "repo/catalog.h"
+#include "repo/logical.h"
 
 enum ws_status_state {
     WS_STATUS_OK = 0,
@@ -80,6 +84,11 @@ struct ws_status_repo {
     int latest_type;
     int64_t latest_stop_time;
     uint64_t wal_bytes, stream_bytes, backup_bytes; /* WAL objects, streamed chunks, backups */
+    size_t logical[3];                              /* logical backups by enum ws_logical_status */
+    int has_logical_latest;                         /* the newest complete logical backup: */
+    char logical_latest_id[WS_BACKUP_ID_LEN + 1];
+    int64_t logical_latest_stop_time;
+    uint64_t logical_bytes;
 };
 
 struct ws_status_server {
@@ -116,9 +125,10 @@ struct ws_status {
 };
 
 struct ws_status_limits {
-    long max_archive_lag;   /* segments */
-    int64_t max_backup_age; /* seconds */
-    int64_t max_wal_age;    /* seconds */
+    long max_archive_lag;    /* segments */
+    int64_t max_backup_age;  /* seconds */
+    int64_t max_wal_age;     /* seconds */
+    int64_t max_logical_age; /* seconds */
 };
 
 #define WS_STATUS_MAX_REASONS 16

@@ -89,10 +89,20 @@ static void text_repo(FILE *f, const struct ws_status *s)
         fprintf(f, "; newest complete %s (%s), finished %s (%s ago)", r->latest_id,
                 ws_backup_type_name(r->latest_type), t, age(s->now - r->latest_stop_time, y, 32));
     }
+    fprintf(f, "\nlogical backups: %zu complete, %zu incomplete, %zu invalid",
+            r->logical[WS_LOGICAL_COMPLETE], r->logical[WS_LOGICAL_INCOMPLETE],
+            r->logical[WS_LOGICAL_INVALID]);
+    if (r->has_logical_latest) {
+        ws_format_utc(r->logical_latest_stop_time, t);
+        fprintf(f, "; newest complete %s, finished %s (%s ago)", r->logical_latest_id, t,
+                age(s->now - r->logical_latest_stop_time, y, 32));
+    }
     ws_format_bytes(r->wal_bytes, a, sizeof(a));
     ws_format_bytes(r->stream_bytes, b, sizeof(b));
     ws_format_bytes(r->backup_bytes, x, sizeof(x));
-    fprintf(f, "\nstored: WAL %s, streamed WAL chunks %s, base backups %s\n", a, b, x);
+    ws_format_bytes(r->logical_bytes, y, sizeof(y));
+    fprintf(f, "\nstored: WAL %s, streamed WAL chunks %s, base backups %s, logical backups %s\n", a,
+            b, x, y);
 }
 
 static void text_server(FILE *f, const struct ws_status *s)
@@ -263,10 +273,21 @@ static void json_repo(FILE *f, const struct ws_status *s)
     } else {
         fprintf(f, "null");
     }
+    fprintf(f, "}, \"logical_backups\": {");
+    for (i = 0; i < 3; i++)
+        fprintf(f, "%s\"%s\": %zu", i ? ", " : "", ws_logical_status_name((int)i), r->logical[i]);
+    fprintf(f, ", \"newest_complete\": ");
+    if (r->has_logical_latest) {
+        fprintf(f, "{\"id\": \"%s\", \"stop_time\": ", r->logical_latest_id);
+        json_time(f, r->logical_latest_stop_time);
+        fprintf(f, ", \"age_seconds\": %" PRId64 "}", s->now - r->logical_latest_stop_time);
+    } else {
+        fprintf(f, "null");
+    }
     fprintf(f,
             "}, \"bytes\": {\"wal\": %" PRIu64 ", \"stream\": %" PRIu64 ", \"backup\": %" PRIu64
-            "}}",
-            r->wal_bytes, r->stream_bytes, r->backup_bytes);
+            ", \"logical\": %" PRIu64 "}}",
+            r->wal_bytes, r->stream_bytes, r->backup_bytes, r->logical_bytes);
 }
 
 static void json_server(FILE *f, const struct ws_status *s)

@@ -64,8 +64,8 @@ static void metric(const struct prom *p, const char *name, const char *type, con
 static void prom_repo(const struct prom *p, const struct ws_status *s)
 {
     const struct ws_status_repo *r = &s->repo;
-    static const char *const kinds[] = {"wal", "stream", "backup"};
-    const uint64_t bytes[] = {r->wal_bytes, r->stream_bytes, r->backup_bytes};
+    static const char *const kinds[] = {"wal", "stream", "backup", "logical"};
+    const uint64_t bytes[] = {r->wal_bytes, r->stream_bytes, r->backup_bytes, r->logical_bytes};
     char tl[16];
     size_t i, gaps = 0;
     uint64_t missing = 0;
@@ -99,9 +99,17 @@ static void prom_repo(const struct prom *p, const struct ws_status *s)
     metric(p, "walsafe_backup_newest_complete_timestamp_seconds", "gauge",
            "When the newest complete base backup finished (Unix time; 0: there is none).",
            r->has_latest ? (double)r->latest_stop_time : 0);
-    family(p, "walsafe_repository_size_bytes", "gauge",
-           "Bytes stored in the repository by kind (wal, stream: wal-receive's chunks, backup).");
+    family(p, "walsafe_logical_backups", "gauge", "Logical backups in the repository by status.");
     for (i = 0; i < 3; i++)
+        sample(p, "walsafe_logical_backups", "status", ws_logical_status_name((int)i),
+               (double)r->logical[i]);
+    metric(p, "walsafe_logical_backup_newest_complete_timestamp_seconds", "gauge",
+           "When the newest complete logical backup finished (Unix time; 0: there is none).",
+           r->has_logical_latest ? (double)r->logical_latest_stop_time : 0);
+    family(p, "walsafe_repository_size_bytes", "gauge",
+           "Bytes stored in the repository by kind (wal, stream: wal-receive's chunks, backup, "
+           "logical).");
+    for (i = 0; i < 4; i++)
         sample(p, "walsafe_repository_size_bytes", "kind", kinds[i], (double)bytes[i]);
 }
 

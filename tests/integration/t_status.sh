@@ -6,6 +6,8 @@
 #     written atomically (no temp file left, mode 0644) and passes tests/tools/promcheck (and,
 #     when promtool is installed, `promtool check metrics`; `promtool check rules` of
 #     scripts/prometheus/walsafe-rules.yml);
+#   - logical backups: --max-logical-age is CRITICAL without one, OK after logicalbackup create,
+#     which the text and walsafe_logical_backups count;
 #   - a replication slot is shown with its lag; a role without pg_monitor gets everything but the
 #     .ready count, and a line naming the role to grant;
 #   - a gap (one WAL object removed from the repository): reported by name, CRITICAL, counted
@@ -94,6 +96,21 @@ assert_eq "$(json_eval "$T/status.json" 'j.server.archive_lag.segments')" 0 "JSO
 assert_eq "$(json_eval "$T/status.json" 'j.repository.timelines[0].last')" \
     "$(sql "$PORT" "select last_archived_wal from pg_stat_archiver")" "JSON newest WAL"
 assert_eq "$(wc -l <"$T/status.json")" 1 "JSON is one line, one object"
+
+CASE="logical backups"
+st --max-logical-age 26h
+assert_rc 2 "status --max-logical-age without a logical backup"
+out_has "no complete logical backup in the repository" "logical backups"
+run runuser -u postgres -- "$BIN_DIR/logicalbackup" --config "$CONF" create --db postgres
+assert_rc 0 "logicalbackup create" || die "logicalbackup create failed: $(last_err)"
+LOGICAL_ID=$(grep -o "[0-9]\{8\}T[0-9]\{6\}Z" "$T/.last.out" | head -1)
+st --max-logical-age 26h --max-backup-age 26h --prometheus "$PROM"
+assert_rc 0 "status --max-logical-age with a logical backup"
+out_has "logical backups: 1 complete, 0 incomplete, 0 invalid; newest complete $LOGICAL_ID" \
+    "logical backups"
+assert_eq "$(prom_value 'walsafe_logical_backups{cluster="main",status="complete"}')" 1 \
+    "walsafe_logical_backups"
+"$PROMCHECK" "$PROM" >"$T/promcheck.out" 2>&1 || fail "promcheck (logical): $(cat "$T/promcheck.out")"
 
 CASE="slot and a monitoring role"
 sql "$PORT" "select pg_create_physical_replication_slot('walsafe', true)" >/dev/null ||

@@ -24,7 +24,7 @@
 #define NOW INT64_C(1795342500) /* 2026-11-22T10:15:00Z */
 #define HOUR 3600
 
-static const struct ws_status_limits no_limits = {-1, -1, -1};
+static const struct ws_status_limits no_limits = {-1, -1, -1, -1};
 
 /* Timeline 1: 1 2 3 . 5 6 . . 9; timeline 2: 10 . 12; a complete backup on 1 from segment 5. */
 static void gap_catalog(struct ws_catalog *cat, struct ws_wal_seg *segs,
@@ -204,7 +204,7 @@ static void test_verdict_repository(void)
 {
     struct ws_status s;
     struct ws_status_verdict v;
-    struct ws_status_limits l = {4, 26 * HOUR, HOUR};
+    struct ws_status_limits l = {4, 26 * HOUR, HOUR, -1};
     struct ws_status_gap gap = {1, 5, 5, 1, 0};
 
     healthy(&s);
@@ -252,6 +252,24 @@ static void test_verdict_repository(void)
     ws_status_evaluate(&s, &no_limits, &v);
     CHECK(v.state == WS_STATUS_OK);
 
+    /* logical backups: their own limit, and none at all */
+    healthy(&s);
+    {
+        struct ws_status_limits ll = {-1, -1, -1, 26 * HOUR};
+        ws_status_evaluate(&s, &ll, &v);
+        CHECK(v.state == WS_STATUS_CRITICAL && has_reason(&v, "logical_age", WS_STATUS_CRITICAL));
+        s.repo.has_logical_latest = 1;
+        s.repo.logical_latest_stop_time = NOW - 26 * HOUR;
+        ws_status_evaluate(&s, &ll, &v);
+        CHECK(v.state == WS_STATUS_OK);
+        s.repo.logical_latest_stop_time = NOW - 26 * HOUR - 1;
+        ws_status_evaluate(&s, &ll, &v);
+        CHECK(v.state == WS_STATUS_CRITICAL && has_reason(&v, "logical_age", WS_STATUS_CRITICAL));
+        s.repo.logical[WS_LOGICAL_INVALID] = 2;
+        ws_status_evaluate(&s, &no_limits, &v);
+        CHECK(v.state == WS_STATUS_WARNING && strstr(v.reasons[0].msg, "2 logical backup(s)"));
+    }
+
     /* an invalid backup warns; an unreadable repository is UNKNOWN */
     healthy(&s);
     s.repo.backups[WS_BACKUP_INVALID] = 1;
@@ -267,7 +285,7 @@ static void test_verdict_server(void)
 {
     struct ws_status s;
     struct ws_status_verdict v;
-    struct ws_status_limits l = {4, -1, -1};
+    struct ws_status_limits l = {4, -1, -1, -1};
 
     /* lag: at the limit is fine, one above is CRITICAL */
     healthy(&s);
@@ -426,6 +444,9 @@ static void test_prometheus(void)
                  "walsafe_replication_slot_lag_bytes{cluster=\"main\",slot=\"a\\\"b\\\\c\\nd\"} "
                  "4096\n"));
     CHECK(strstr(text, "walsafe_backups{cluster=\"main\",status=\"incomplete\"} 0\n"));
+    CHECK(strstr(text, "walsafe_logical_backup_newest_complete_timestamp_seconds{cluster=\"main\"} "
+                       "0\n"));
+    CHECK(strstr(text, "walsafe_repository_size_bytes{cluster=\"main\",kind=\"logical\"} 0\n"));
     free(text);
 
     /* the server not reached: its families are left out, walsafe_server_up says 0 */
