@@ -222,10 +222,21 @@ static void json_time(FILE *f, int64_t t)
     fprintf(f, "\"%s\"", b);
 }
 
+/* [sep]{"timeline": T, "first": NAME, "last": NAME  (the caller closes the object) */
+static void json_range(FILE *f, int sep, uint32_t tli, uint64_t first, uint64_t last,
+                       uint32_t seg_size)
+{
+    char a[WS_WAL_NAME_LEN + 1], b[WS_WAL_NAME_LEN + 1];
+
+    ws_wal_format_name(a, tli, first, seg_size);
+    ws_wal_format_name(b, tli, last, seg_size);
+    fprintf(f, "%s{\"timeline\": %" PRIu32 ", \"first\": \"%s\", \"last\": \"%s\"", sep ? ", " : "",
+            tli, a, b);
+}
+
 static void json_repo(FILE *f, const struct ws_status *s)
 {
     const struct ws_status_repo *r = &s->repo;
-    char a[WS_WAL_NAME_LEN + 1], b[WS_WAL_NAME_LEN + 1];
     size_t i;
 
     fprintf(f, "\"repository\": {\"location\": ");
@@ -237,12 +248,9 @@ static void json_repo(FILE *f, const struct ws_status *s)
     fprintf(f, ", \"timelines\": [");
     for (i = 0; i < r->ntls; i++) {
         const struct ws_status_timeline *t = &r->tls[i];
-        ws_wal_format_name(a, t->tli, t->first, r->seg_size);
-        ws_wal_format_name(b, t->tli, t->last, r->seg_size);
-        fprintf(f,
-                "%s{\"timeline\": %" PRIu32 ", \"first\": \"%s\", \"last\": \"%s\", \"segments\": "
-                "%zu, \"bytes\": %" PRIu64 ", \"newest_stored\": ",
-                i ? ", " : "", t->tli, a, b, t->segments, t->bytes);
+        json_range(f, i > 0, t->tli, t->first, t->last, r->seg_size);
+        fprintf(f, ", \"segments\": %zu, \"bytes\": %" PRIu64 ", \"newest_stored\": ", t->segments,
+                t->bytes);
         json_time(f, t->newest_mtime);
         if (t->newest_mtime > 0)
             fprintf(f, ", \"newest_age_seconds\": %" PRId64 "}", s->now - t->newest_mtime);
@@ -252,12 +260,8 @@ static void json_repo(FILE *f, const struct ws_status *s)
     fprintf(f, "], \"gaps\": [");
     for (i = 0; i < r->ngaps; i++) {
         const struct ws_status_gap *g = &r->gaps[i];
-        ws_wal_format_name(a, g->tli, g->first, r->seg_size);
-        ws_wal_format_name(b, g->tli, g->last, r->seg_size);
-        fprintf(f,
-                "%s{\"timeline\": %" PRIu32 ", \"first\": \"%s\", \"last\": \"%s\", \"needed\": "
-                "%s, \"pending\": %s}",
-                i ? ", " : "", g->tli, a, b, g->needed ? "true" : "false",
+        json_range(f, i > 0, g->tli, g->first, g->last, r->seg_size);
+        fprintf(f, ", \"needed\": %s, \"pending\": %s}", g->needed ? "true" : "false",
                 g->pending ? "true" : "false");
     }
     fprintf(f, "], \"backups\": {");
