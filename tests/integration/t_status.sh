@@ -38,12 +38,14 @@ WALDIR=$REPO_FILES/main/wal
 
 st() { bb --config "$CONF" status "$@"; }
 out_has() { # STRING WHAT
-    grep -qF -- "$1" "$T/.last.out" || fail "$2: output lacks \"$1\": $(head -c 1500 "$T/.last.out")"
+    grep -qF -- "$1" "$T/.last.out" ||
+        fail "$2: output lacks \"$1\": $(head -c 1500 "$T/.last.out")"
 }
 prom_value() { # NAME_WITH_LABELS: the value of that sample in $PROM
     awk -v k="$1" '$1 == k { print $2 }' "$PROM"
 }
-promtool_check() { # WHAT
+prom_ok() { # WHAT: $PROM passes promcheck, and promtool check metrics when installed
+    "$PROMCHECK" "$PROM" >"$T/promcheck.out" 2>&1 || fail "$1: promcheck: $(cat "$T/promcheck.out")"
     command -v promtool >/dev/null || return 0
     promtool check metrics <"$PROM" >"$T/promtool.out" 2>&1 ||
         fail "$1: promtool check metrics: $(cat "$T/promtool.out")"
@@ -58,6 +60,7 @@ CASE="no backup"
 st --max-backup-age 26h --prometheus "$PROM"
 assert_rc 2 "status --max-backup-age without a backup"
 out_has "CRITICAL: no complete backup in the repository" "no backup"
+prom_ok "no backup"
 assert_eq "$(prom_value 'walsafe_backup_newest_complete_timestamp_seconds{cluster="main"}')" 0 \
     "newest backup time without a backup"
 st
@@ -72,8 +75,7 @@ out_has "OK: no problem found" "healthy"
 out_has "newest complete $BACKUP_ID (full)" "healthy"
 out_has "WAL timeline 1: " "healthy"
 out_has "archive lag: 0 segments" "healthy"
-"$PROMCHECK" "$PROM" >"$T/promcheck.out" 2>&1 || fail "promcheck: $(cat "$T/promcheck.out")"
-promtool_check "healthy"
+prom_ok "healthy"
 if command -v promtool >/dev/null; then
     promtool check rules "$(dirname "$0")/../../scripts/prometheus/walsafe-rules.yml" \
         >"$T/promtool.out" 2>&1 || fail "promtool check rules: $(cat "$T/promtool.out")"
@@ -110,7 +112,7 @@ out_has "logical backups: 1 complete, 0 incomplete, 0 invalid; newest complete $
     "logical backups"
 assert_eq "$(prom_value 'walsafe_logical_backups{cluster="main",status="complete"}')" 1 \
     "walsafe_logical_backups"
-"$PROMCHECK" "$PROM" >"$T/promcheck.out" 2>&1 || fail "promcheck (logical): $(cat "$T/promcheck.out")"
+prom_ok "logical"
 
 CASE="slot and a monitoring role"
 sql "$PORT" "select pg_create_physical_replication_slot('walsafe', true)" >/dev/null ||
@@ -143,12 +145,12 @@ mv "$obj" "$T/$gone.aside"
 st --prometheus "$PROM"
 assert_rc 2 "status with a gap"
 out_has "WAL gap on timeline 1: $gone to $gone are missing from the repository" "gap"
-"$PROMCHECK" "$PROM" >"$T/promcheck.out" 2>&1 || fail "promcheck (gap): $(cat "$T/promcheck.out")"
+prom_ok "gap"
 assert_eq "$(prom_value 'walsafe_wal_gaps{cluster="main"}')" 1 "walsafe_wal_gaps"
 assert_eq "$(prom_value 'walsafe_wal_missing_segments{cluster="main"}')" 1 "missing segments"
 st --json
-assert_eq "$(json_eval "$T/.last.out" 'j.repository.gaps.map(g => g.first + "-" + g.needed).join()')" \
-    "$gone-true" "JSON gaps"
+gaps=$(json_eval "$T/.last.out" 'j.repository.gaps.map(g => g.first + "-" + g.needed).join()')
+assert_eq "$gaps" "$gone-true" "JSON gaps"
 mv "$T/$gone.aside" "$obj"
 st
 assert_rc 0 "status with the gap filled again"
@@ -171,9 +173,9 @@ assert_rc 1 "status while archiving fails, without limits (WARNING)"
 out_has "WARNING: the archiver's latest attempt failed" "archiving broken"
 out_has ", failed $(sql "$PORT" "select failed_count from pg_stat_archiver")" "failed count"
 out_has "archive lag: 3 segments" "archiving broken"
-"$PROMCHECK" "$PROM" >"$T/promcheck.out" 2>&1 || fail "promcheck (broken): $(cat "$T/promcheck.out")"
-promtool_check "archiving broken"
-assert_eq "$(prom_value 'walsafe_archive_lag_segments{cluster="main"}')" 3 "walsafe_archive_lag_segments"
+prom_ok "broken"
+assert_eq "$(prom_value 'walsafe_archive_lag_segments{cluster="main"}')" 3 \
+    "walsafe_archive_lag_segments"
 st --max-archive-lag 1
 assert_rc 2 "status --max-archive-lag 1 while archiving fails"
 out_has "archive lag 3 segments" "archiving broken"
@@ -181,8 +183,10 @@ out_has "more than 1 (--max-archive-lag)" "archiving broken"
 
 CASE="server stopped"
 pg_stop "$PGD"
-st
+st --prometheus "$PROM"
 assert_rc 0 "status with the server down, without limits"
+prom_ok "server stopped"
+assert_eq "$(prom_value 'walsafe_server_up{cluster="main"}')" 0 "walsafe_server_up"
 out_has "server: not reached: could not connect to the database server" "server stopped"
 out_has "newest complete $BACKUP_ID" "server stopped"
 [ "$(grep -c '^server:' "$T/.last.out")" = 1 ] || fail "server stopped: not one server line"
@@ -200,7 +204,8 @@ bad_prom() { # WHAT EXPECTED-MESSAGE LINE...
     if "$PROMCHECK" "$T/bad.prom" >"$T/promcheck.out" 2>&1; then
         fail "promcheck passed $what"
     else
-        grep -qF -- "$msg" "$T/promcheck.out" || fail "promcheck on $what: $(cat "$T/promcheck.out")"
+        grep -qF -- "$msg" "$T/promcheck.out" ||
+            fail "promcheck on $what: $(cat "$T/promcheck.out")"
     fi
 }
 bad_prom "a sample before TYPE" "before its TYPE line" 'a_b 1'
