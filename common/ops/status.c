@@ -255,7 +255,7 @@ static int gather_repo(const struct ws_config *cfg, struct ws_status *s, struct 
     memset(&st, 0, sizeof(st));
     if ((rc = ws_keyring_load(cfg, &kr, &e)) == 0 && (rc = ws_repo_open(cfg, &repo, &e)) == 0) {
         snprintf(s->location, sizeof(s->location), "%s", repo.st->location);
-        rc = ws_prune_gather(&repo, &kr, &st, &e);
+        rc = ws_prune_gather_opts(&repo, &kr, &st, 0, &e);
     }
     if (rc == 0 && st.cat.has_identity) {
         r->has_identity = 1;
