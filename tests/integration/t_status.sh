@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# t_status: basebackup status against a real PostgreSQL 15 archiving into a local repository.
+# t_status: basebackup status against a real PostgreSQL 15 archiving into a repository of
+# REPO_KIND (local by default; t_status_sftp.sh: SFTP, whose listings carry no times).
 #   - no backup yet: --max-backup-age 26h is CRITICAL (exit 2) and says so; without limits OK;
 #   - healthy (a backup, WAL archived): OK (exit 0) with every limit; the text names the newest
 #     backup and WAL; --json is one object with the same facts; the --prometheus file is
@@ -27,14 +28,13 @@ PGD=$T/primary
 PROM_DIR=$T/textfile
 mkdir -p "$PROM_DIR" && chown postgres: "$PROM_DIR"
 PROM=$PROM_DIR/walsafe.prom
-CASE="set-up"
-repo_setup local
+CASE="set-up (${REPO_KIND:-local})"
+repo_setup "${REPO_KIND:-local}"
 write_conf "$CONF" "${REPO_CONF[@]}"
 # archive_command's own configuration: the same repository until "archiving broken" points it
 # at one that does not exist (wal-push reads it at every call: no reload, no race)
 ARCHIVE_CONF=$T/archive.conf
 write_conf "$ARCHIVE_CONF" "${REPO_CONF[@]}"
-WALDIR=$REPO_FILES/main/wal
 
 st() { bb --config "$CONF" status "$@"; }
 out_has() { # STRING WHAT
@@ -74,6 +74,7 @@ assert_rc 0 "status of a healthy set-up"
 out_has "OK: no problem found" "healthy"
 out_has "newest complete $BACKUP_ID (full)" "healthy"
 out_has "WAL timeline 1: " "healthy"
+out_has ", newest stored " "healthy"
 out_has "archive lag: 0 segments" "healthy"
 prom_ok "healthy"
 if command -v promtool >/dev/null; then
@@ -139,8 +140,8 @@ CASE="gap"
 more_wal 3
 last=$(sql "$PORT" "select last_archived_wal from pg_stat_archiver")
 gone=$(seg_name 1 $(($(seg_num "$last" 1) - 1)) 1)
-obj=$(find "$WALDIR" -name "$gone" -type f)
-[ -n "$obj" ] || die "no object $gone in the repository"
+obj=$(repo_file "main/wal/${gone:0:16}/$gone")
+[ -f "$obj" ] || die "no object $gone in the repository ($obj)"
 mv "$obj" "$T/$gone.aside"
 st --prometheus "$PROM"
 assert_rc 2 "status with a gap"
