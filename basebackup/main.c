@@ -1,8 +1,9 @@
 /*
  * basebackup - full snapshots of a data directory, and what to do with them:
- *   basebackup create | list | restore | verify | check | keep   (a command is required)
+ *   basebackup create | list | restore | verify | check | keep | status   (a command is required)
  *
- * Exit status: 0 success, 1 failure, 2 usage error.
+ * Exit status: 0 success, 1 failure, 2 usage error; status alone exits with Nagios's states
+ * (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, a usage error of its options included).
  */
 #include <malloc.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include "base/cli.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "ops/status.h"
 
 static const char usage[] =
     "basebackup takes, lists, restores and verifies base backups in the walsafe repository.\n"
@@ -31,10 +33,14 @@ static const char usage[] =
     "  basebackup [OPTIONS] check\n"
     "  basebackup [OPTIONS] keep ID [--unset]   pin a backup: wal-prune keeps it (and the WAL\n"
     "                                            from its start) until --unset\n"
+    "  basebackup [OPTIONS] status [--json] [--prometheus FILE] [--max-archive-lag N]\n"
+    "             [--max-backup-age DUR] [--max-wal-age DUR] [--max-logical-age DUR]\n"
+    "             is the cluster safe? (DUR: 90s, 30m, 26h, 2d; N: WAL segments)\n"
     "\n"
     "OPTIONS: --config FILE, --repo URL, --cluster NAME, -v, --help, --version\n"
     "\n"
-    "Exit status: 0 success; 1 failure; 2 usage error.\n";
+    "Exit status: 0 success; 1 failure; 2 usage error. status: 0 OK, 1 WARNING, 2 CRITICAL,\n"
+    "3 UNKNOWN (Nagios's states).\n";
 
 #define MAX_MAPS 64
 
@@ -49,6 +55,8 @@ struct opts {
     const char *verify_id;
     int unset;
     const char *keep_id;
+    struct ws_status_opts status;
+    int status_opts; /* a status option was given */
 };
 
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out, struct ws_error *err)
@@ -63,6 +71,40 @@ static int parse_int(const char *opt, const char *v, int lo, int hi, int *out, s
                             opt, lo, hi, v);
     *out = (int)n;
     return 0;
+}
+
+/* status's options: --prometheus FILE, --max-archive-lag N, --max-backup-age / --max-wal-age /
+ * --max-logical-age DUR. 1 when taken, 0 when unknown, or an error code. */
+static int status_option(struct opts *o, const char *opt, const char *next, int *used,
+                         struct ws_error *err)
+{
+    struct ws_status_limits *l = &o->status.limits;
+    int64_t *dur = strcmp(opt, "--max-backup-age") == 0    ? &l->max_backup_age
+                   : strcmp(opt, "--max-wal-age") == 0     ? &l->max_wal_age
+                   : strcmp(opt, "--max-logical-age") == 0 ? &l->max_logical_age
+                                                           : NULL;
+    int n;
+
+    if (!dur && strcmp(opt, "--prometheus") && strcmp(opt, "--max-archive-lag"))
+        return 0;
+    if (!next)
+        return ws_error_set(err, WS_ERR_USAGE, "option %s needs a value", opt);
+    *used = 1;
+    o->status_opts = 1;
+    if (strcmp(opt, "--prometheus") == 0) {
+        if (!*next)
+            return ws_error_set(err, WS_ERR_USAGE, "--prometheus needs a file name");
+        o->status.prom_path = next;
+    } else if (!dur) {
+        if (parse_int(opt, next, 0, 1000000, &n, err) != 0)
+            return err->code;
+        l->max_archive_lag = n;
+    } else if (ws_parse_duration(next, dur) != 0) {
+        return ws_error_set(err, WS_ERR_USAGE,
+                            "%s needs a duration such as 90s, 30m, 26h or 2d (got \"%s\")", opt,
+                            next);
+    }
+    return 1;
 }
 
 /* Program options; which ones a subcommand accepts is checked after parsing. */
@@ -117,6 +159,8 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
             return 1;
         }
     }
+    if (strcmp(opt, "--prometheus") == 0 || strncmp(opt, "--max-", 6) == 0)
+        return status_option(o, opt, next, used, err);
     if (strcmp(opt, "--type") == 0) {
         if (!next || (o->type = ws_backup_type_parse(next)) < 0)
             return ws_error_set(err, WS_ERR_USAGE, "--type must be full, diff or incr (got \"%s\")",
@@ -196,8 +240,10 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
         return usage_error(err, "--parallel applies to create and restore, not to %s", c);
     if (o->create.progress && !is_create && !is_restore)
         return usage_error(err, "--progress applies to create and restore, not to %s", c);
-    if (o->json && strcmp(c, "list") != 0)
-        return usage_error(err, "--json applies to list, not to %s", c);
+    if (o->json && strcmp(c, "list") != 0 && strcmp(c, "status") != 0)
+        return usage_error(err, "--json applies to list and status, not to %s", c);
+    if (o->status_opts && strcmp(c, "status") != 0)
+        return usage_error(err, "--prometheus and --max-* apply to status, not to %s", c);
     if (o->all && strcmp(c, "verify") != 0)
         return usage_error(err, "--all applies to verify, not to %s", c);
     if (o->unset && strcmp(c, "keep") != 0)
@@ -249,7 +295,7 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
 int main(int argc, char **argv)
 {
     static const char *const cmds[] = {"create", "list", "restore", "verify",
-                                       "check",  "keep", NULL};
+                                       "check",  "keep", "status",  NULL};
     /* the real PostgreSQL session (the one reference to libpq) and the real storage */
     static const struct ws_backup_env env = {&ws_pg_libpq, &ws_repl_libpq, NULL, NULL};
     struct ws_config cfg;
@@ -264,6 +310,9 @@ int main(int argc, char **argv)
     (void)mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     memset(&o, 0, sizeof(o));
     o.type = -1;
+    o.status.limits.max_archive_lag = -1;
+    o.status.limits.max_backup_age = o.status.limits.max_wal_age = -1;
+    o.status.limits.max_logical_age = -1;
     ws_cli_start("basebackup");
     ws_config_init(&cfg);
     o.restore.maps = o.maps;
@@ -272,7 +321,8 @@ int main(int argc, char **argv)
         goto usage;
     if (action == WS_CLI_RUN && cli.nargs == 0) {
         ws_error_set(&err, WS_ERR_USAGE,
-                     "a command is required (create, list, restore, verify, check or keep)");
+                     "a command is required (create, list, restore, verify, check, keep or "
+                     "status)");
         goto usage;
     }
     if (action == WS_CLI_RUN) {
@@ -282,7 +332,7 @@ int main(int argc, char **argv)
         if (!cmds[i]) {
             ws_error_set(&err, WS_ERR_USAGE,
                          "unknown command \"%s\" (create, list, restore, "
-                         "verify, check or keep)",
+                         "verify, check, keep or status)",
                          cli.args[0]);
             goto usage;
         }
@@ -310,6 +360,12 @@ int main(int argc, char **argv)
     cfg.cluster_all_ok = strcmp(o.cmd, "list") == 0; /* list --cluster all: every cluster */
     if (ws_cli_load_config(&cfg, &cli, &err) != 0) {
         ws_log_error(&err);
+        status = strcmp(o.cmd, "status") == 0 ? WS_STATUS_UNKNOWN : 1;
+        goto out;
+    }
+    if (strcmp(o.cmd, "status") == 0) {
+        o.status.json = o.json;
+        status = ws_status(&cfg, &ws_pg_libpq, &o.status);
         goto out;
     }
     o.restore.config_path = cfg.config_file;
@@ -336,7 +392,7 @@ int main(int argc, char **argv)
 usage:
     ws_log_error(&err);
     fprintf(stderr, "Try \"basebackup --help\".\n");
-    status = 2;
+    status = o.cmd && strcmp(o.cmd, "status") == 0 ? WS_STATUS_UNKNOWN : 2;
 out:
     ws_config_free(&cfg);
     return status;

@@ -41,9 +41,6 @@ fail() {
 # those branches are merged.
 ALLOW=$(sed 's/[[:space:]]*#.*//; /^$/d' <<'EOF'
 basebackup --extra-to               # 20: restore of backup_extra_paths
-basebackup --prometheus             # 21: status
-basebackup --max-archive-lag        # 21: status
-basebackup --max-backup-age         # 21: status
 basebackup --keep                   # 21: drill
 logicalbackup --valid-for          # 20: link
 walsafe.conf backup_extra_paths     # 20

@@ -28,6 +28,7 @@
 #define WS_RECEIVE_H
 
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include "base/config.h"
@@ -39,5 +40,7 @@ int ws_receive_run(const struct ws_config *cfg, const struct ws_repl_ops *ops,
 int ws_receive_slot(const struct ws_config *cfg, const struct ws_repl_ops *ops, int create,
                     struct ws_error *err);
 void ws_receive_status(const struct ws_config *cfg, const struct ws_repl_ops *ops, FILE *out);
+/* The value of the line `key = value` of a status file's text into out ("" when absent). */
+void ws_receive_status_field(const char *text, const char *key, char *out, size_t outsz);
 
 #endif

@@ -14,26 +14,6 @@
 #include "base/util.h"
 #include "pg/wal.h"
 
-/* Calls fn for each run of consecutive segments [first, last] of timeline index range. */
-typedef void (*run_fn)(void *arg, uint32_t tli, uint64_t first, uint64_t last, int is_first_run);
-
-static void wal_runs(const struct ws_catalog *cat, uint32_t tli, run_fn fn, void *arg)
-{
-    size_t i = 0;
-    int first = 1;
-
-    while (i < cat->nsegs && cat->segs[i].tli != tli)
-        i++;
-    while (i < cat->nsegs && cat->segs[i].tli == tli) {
-        uint64_t a = cat->segs[i].segno, b = a;
-        while (i + 1 < cat->nsegs && cat->segs[i + 1].tli == tli && cat->segs[i + 1].segno == b + 1)
-            b = cat->segs[++i].segno;
-        fn(arg, tli, a, b, first);
-        first = 0;
-        i++;
-    }
-}
-
 struct json_tl {
     FILE *f;
     uint32_t seg_size;
@@ -135,7 +115,7 @@ static void print_json(const struct ws_repo *repo, const struct ws_catalog *cat)
             printf("%s\n  {\"timeline\": %" PRIu32 ", \"first\": \"%s\", \"last\": \"%s\", "
                    "\"segments\": %zu, \"gaps\": [",
                    t ? "," : "", tli, a, b, k - i + 1);
-            wal_runs(cat, tli, json_gap, &j);
+            ws_catalog_wal_runs(cat, tli, json_gap, &j);
             printf("]}");
             i = k + 1;
         }
@@ -208,7 +188,7 @@ static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
     for (i = 0; i < cat->nsegs;) {
         uint32_t tli = cat->segs[i].tli, ss = cat->identity.wal_segment_size;
         printf("\n  timeline %" PRIu32 ": ", tli);
-        wal_runs(cat, tli, text_run, &ss);
+        ws_catalog_wal_runs(cat, tli, text_run, &ss);
         while (i < cat->nsegs && cat->segs[i].tli == tli)
             i++;
     }

@@ -60,6 +60,16 @@ int ws_pg_get_access(struct ws_pg *pg, int version, struct ws_pg_access *access,
     return pg->ops->get_access(pg, version, access, err);
 }
 
+int ws_pg_get_archiver(struct ws_pg *pg, const char *slot_name, struct ws_pg_archiver *out,
+                       struct ws_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    out->ready = -1;
+    if (!pg->ops->get_archiver)
+        return ws_error_set(err, WS_ERR_INTERNAL, "this session cannot read the archiver's state");
+    return pg->ops->get_archiver(pg, slot_name, out, err);
+}
+
 void ws_pg_access_free(struct ws_pg_access *access)
 {
     free(access->role);

@@ -20,7 +20,8 @@
  *
  * Privileges: get_info and get_access need none (data_directory is NULL unless the role is a
  * superuser or has pg_read_all_settings); switch_wal, backup_start and backup_stop need EXECUTE
- * on the functions ws_pg_function() names.
+ * on the functions ws_pg_function() names; get_archiver needs none but for the count of .ready
+ * files (pg_monitor, or EXECUTE on pg_ls_archive_statusdir(): without it ready_error says so).
  */
 #ifndef WS_PGCONN_H
 #define WS_PGCONN_H
@@ -59,6 +60,26 @@ struct ws_pg_access {
     int max_wal_senders;
 };
 
+/* What the server says about archiving (get_archiver, for basebackup status). Times are seconds
+ * since the epoch, 0 when the server has none; names "" when it has none. */
+struct ws_pg_archiver {
+    int64_t archived_count, failed_count; /* pg_stat_archiver, since stats_reset */
+    char last_archived_wal[64], last_failed_wal[64];
+    int64_t last_archived_time, last_failed_time, stats_reset;
+    int in_recovery;
+    int has_current;      /* current_lsn and timeline are known (never during recovery) */
+    uint64_t current_lsn; /* pg_current_wal_lsn() */
+    uint32_t timeline;    /* of the segment current_lsn is in */
+    uint32_t wal_segment_size;
+    char archive_mode[16];
+    long ready;            /* .ready files in pg_wal/archive_status; -1: unknown (ready_error) */
+    char ready_error[300]; /* why, naming the privilege when that is it */
+    /* the replication slot asked for: slot_exists 0 when the server has none of that name */
+    int slot_exists, slot_active;
+    uint64_t slot_restart_lsn; /* 0: none */
+    char slot_wal_status[16];  /* reserved, extended, unreserved, lost; "" */
+};
+
 struct ws_pg_ops {
     /* A new session in *out (ws_pg_connect sets its ops). */
     int (*connect)(const char *conninfo, struct ws_pg **out, struct ws_error *err);
@@ -77,6 +98,9 @@ struct ws_pg_ops {
     /* The role's access; version is the server's (get_info), for ws_pg_function. */
     int (*get_access)(struct ws_pg *pg, int version, struct ws_pg_access *access,
                       struct ws_error *err);
+    /* Archiving as the server sees it, and the replication slot slot_name (may be NULL). */
+    int (*get_archiver)(struct ws_pg *pg, const char *slot_name, struct ws_pg_archiver *out,
+                        struct ws_error *err);
 };
 
 extern const struct ws_pg_ops ws_pg_libpq;
@@ -95,6 +119,8 @@ int ws_pg_backup_stop(struct ws_pg *pg, int version, uint64_t *stop_lsn, char **
 int ws_pg_get_access(struct ws_pg *pg, int version, struct ws_pg_access *access,
                      struct ws_error *err);
 void ws_pg_access_free(struct ws_pg_access *access);
+int ws_pg_get_archiver(struct ws_pg *pg, const char *slot_name, struct ws_pg_archiver *out,
+                       struct ws_error *err);
 /* Function f of a server of this version as GRANT and has_function_privilege() spell it, e.g.
  * "pg_backup_start(text, boolean)" (PostgreSQL 13 and 14: pg_start_backup, pg_stop_backup). */
 const char *ws_pg_function(int version, enum ws_pg_func f);

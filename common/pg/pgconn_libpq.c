@@ -188,6 +188,22 @@ static int query_param(struct pq_session *pg, const char *sql, const char *param
     return rc;
 }
 
+/* Runs a statement and returns the n columns of its one row, each malloc'ed (NULL for NULL) into
+ * v[0..n), which the caller frees (also after a failure). */
+static int query_row(struct pq_session *pg, const char *sql, int nparams, const char *const *params,
+                     int n, char **v, struct ws_error *err)
+{
+    PGresult *res;
+    int rc, i;
+
+    if ((rc = run(pg, sql, nparams, params, &res, err)) != 0)
+        return rc;
+    for (i = 0; i < n && rc == 0; i++)
+        rc = one_value(res, i, sql, &v[i], err);
+    PQclear(res);
+    return rc;
+}
+
 static int pq_get_info(struct ws_pg *session, struct ws_pg_info *info, struct ws_error *err)
 {
     static const char sql[] = "SELECT current_setting('server_version_num'), "
@@ -196,16 +212,12 @@ static int pq_get_info(struct ws_pg *session, struct ws_pg_info *info, struct ws
                               "current_setting('data_checksums'), pg_is_in_recovery(), "
                               "(SELECT setting FROM pg_settings WHERE name = 'data_directory'), "
                               "current_setting('archive_mode'), current_setting('archive_command')";
-    PGresult *res = NULL;
     char *v[8] = {0};
     int rc, i;
 
     memset(info, 0, sizeof(*info));
-    if ((rc = run((struct pq_session *)session, sql, 0, NULL, &res, err)) != 0)
-        return rc;
-    for (i = 0; i < 8; i++)
-        if ((rc = one_value(res, i, sql, &v[i], err)) != 0)
-            goto out;
+    if ((rc = query_row((struct pq_session *)session, sql, 0, NULL, 8, v, err)) != 0)
+        goto out;
     if (!v[0] || !v[1] || !v[2] || !v[3] || !v[4]) {
         rc = ws_error_set(err, WS_ERR_STORAGE,
                           "the server did not report its version, system "
@@ -229,7 +241,6 @@ static int pq_get_info(struct ws_pg *session, struct ws_pg_info *info, struct ws
 out:
     for (i = 0; i < 8; i++)
         free(v[i]);
-    PQclear(res);
     if (rc)
         ws_pg_info_free(info);
     return rc;
@@ -309,18 +320,14 @@ static int pq_get_access(struct ws_pg *session, int version, struct ws_pg_access
         "current_setting('max_wal_senders') "
         "FROM pg_roles WHERE rolname = current_user";
     const char *fn[WS_PG_NFUNCS];
-    PGresult *res = NULL;
     char *v[7] = {0};
     int rc, i;
 
     memset(access, 0, sizeof(*access));
     for (i = 0; i < WS_PG_NFUNCS; i++)
         fn[i] = ws_pg_function(version, (enum ws_pg_func)i);
-    if ((rc = run((struct pq_session *)session, sql, WS_PG_NFUNCS, fn, &res, err)) != 0)
-        return rc;
-    for (i = 0; i < 7; i++)
-        if ((rc = one_value(res, i, sql, &v[i], err)) != 0)
-            goto out;
+    if ((rc = query_row((struct pq_session *)session, sql, WS_PG_NFUNCS, fn, 7, v, err)) != 0)
+        goto out;
     for (i = 0; i < 7; i++)
         if (!v[i]) {
             rc = ws_error_set(err, WS_ERR_STORAGE,
@@ -338,12 +345,109 @@ static int pq_get_access(struct ws_pg *session, int version, struct ws_pg_access
 out:
     for (i = 0; i < 7; i++)
         free(v[i]);
-    PQclear(res);
     return rc;
 }
 
-const struct ws_pg_ops ws_pg_libpq = {pq_connect,      pq_close,       pq_get_info,  pq_switch_wal,
-                                      pq_backup_start, pq_backup_stop, pq_get_access};
+/* pg_stat_archiver and the current position; pg_current_wal_lsn() fails during recovery. */
+static int archiver_row(struct pq_session *pg, struct ws_pg_archiver *a, struct ws_error *err)
+{
+    static const char sql[] =
+        "SELECT archived_count, coalesce(last_archived_wal, ''), "
+        "coalesce(extract(epoch FROM last_archived_time)::bigint, 0), failed_count, "
+        "coalesce(last_failed_wal, ''), coalesce(extract(epoch FROM last_failed_time)::bigint, 0), "
+        "coalesce(extract(epoch FROM stats_reset)::bigint, 0), pg_is_in_recovery(), "
+        "CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END, "
+        "CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END, "
+        "current_setting('archive_mode'), "
+        "(SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') FROM pg_stat_archiver";
+    char *v[12] = {0};
+    int rc, i;
+
+    rc = query_row(pg, sql, 0, NULL, 12, v, err);
+    if (rc == 0 && (!v[0] || !v[3] || !v[7] || !v[10] || !v[11]))
+        rc = ws_error_set(err, WS_ERR_STORAGE, "the server did not report pg_stat_archiver");
+    if (rc)
+        goto out;
+    a->archived_count = strtoll(v[0], NULL, 10);
+    snprintf(a->last_archived_wal, sizeof(a->last_archived_wal), "%s", v[1]);
+    a->last_archived_time = strtoll(v[2], NULL, 10);
+    a->failed_count = strtoll(v[3], NULL, 10);
+    snprintf(a->last_failed_wal, sizeof(a->last_failed_wal), "%s", v[4]);
+    a->last_failed_time = strtoll(v[5], NULL, 10);
+    a->stats_reset = strtoll(v[6], NULL, 10);
+    a->in_recovery = strcmp(v[7], "t") == 0;
+    a->has_current =
+        v[8] && v[9] && ws_wal_parse_lsn(v[8], &a->current_lsn) == 0 && strlen(v[9]) >= 8;
+    if (a->has_current) {
+        char tli[9];
+        memcpy(tli, v[9], 8); /* the segment name's first 8 hex digits: its timeline */
+        tli[8] = '\0';
+        a->timeline = (uint32_t)strtoul(tli, NULL, 16);
+    }
+    snprintf(a->archive_mode, sizeof(a->archive_mode), "%s", v[10]);
+    a->wal_segment_size = (uint32_t)strtoul(v[11], NULL, 10);
+out:
+    for (i = 0; i < 12; i++)
+        free(v[i]);
+    return rc;
+}
+
+/* The .ready files; a refusal is no error: ready stays -1 and ready_error names the privilege. */
+static void ready_count(struct pq_session *pg, struct ws_pg_archiver *a)
+{
+    PGresult *res = PQexec(pg->conn, "SELECT count(*) FROM pg_ls_archive_statusdir() "
+                                     "WHERE name LIKE '%.ready'");
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    char buf[256];
+
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+        a->ready = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    else if (state && strcmp(state, "42501") == 0)
+        snprintf(a->ready_error, sizeof(a->ready_error),
+                 "permission denied for pg_ls_archive_statusdir(): grant the role pg_monitor");
+    else
+        snprintf(a->ready_error, sizeof(a->ready_error), "could not count .ready files: %s",
+                 ws_pq_result_message(pg->conn, res, buf, sizeof(buf)));
+    PQclear(res);
+}
+
+static int slot_row(struct pq_session *pg, const char *slot, struct ws_pg_archiver *a,
+                    struct ws_error *err)
+{
+    static const char sql[] = "SELECT active, coalesce(restart_lsn::text, ''), "
+                              "coalesce(wal_status, '') FROM pg_replication_slots "
+                              "WHERE slot_name = $1";
+    PGresult *res = NULL;
+    int rc;
+
+    if ((rc = run(pg, sql, 1, &slot, &res, err)) != 0)
+        return rc;
+    if (PQntuples(res) == 1 && PQnfields(res) == 3) {
+        a->slot_exists = 1;
+        a->slot_active = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        if (ws_wal_parse_lsn(PQgetvalue(res, 0, 1), &a->slot_restart_lsn) != 0)
+            a->slot_restart_lsn = 0;
+        snprintf(a->slot_wal_status, sizeof(a->slot_wal_status), "%s", PQgetvalue(res, 0, 2));
+    }
+    PQclear(res);
+    return 0;
+}
+
+static int pq_get_archiver(struct ws_pg *session, const char *slot_name, struct ws_pg_archiver *a,
+                           struct ws_error *err)
+{
+    struct pq_session *pg = (struct pq_session *)session;
+    int rc;
+
+    if ((rc = archiver_row(pg, a, err)) != 0)
+        return rc;
+    ready_count(pg, a);
+    return slot_name && *slot_name ? slot_row(pg, slot_name, a, err) : 0;
+}
+
+const struct ws_pg_ops ws_pg_libpq = {pq_connect,    pq_close,        pq_get_info,
+                                      pq_switch_wal, pq_backup_start, pq_backup_stop,
+                                      pq_get_access, pq_get_archiver};
 
 /* ---- for logicalbackup (pgconn.h) ------------------------------------------------------------ */
 

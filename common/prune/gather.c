@@ -53,6 +53,7 @@ static int on_wal_object(void *arg, const char *key, const struct ws_storage_sta
     w.key = copy;
     w.name = copy + (name - key);
     w.size = sst->size;
+    w.mtime = sst->mtime;
     st->wal[st->nwal++] = w;
     return 0;
 }
@@ -244,6 +245,12 @@ static int read_histories(struct ws_repo *repo, const struct ws_keyring *kr,
 int ws_prune_gather(struct ws_repo *repo, const struct ws_keyring *kr, struct ws_prune_state *st,
                     struct ws_error *err)
 {
+    return ws_prune_gather_opts(repo, kr, st, 1, err);
+}
+
+int ws_prune_gather_opts(struct ws_repo *repo, const struct ws_keyring *kr,
+                         struct ws_prune_state *st, int stat_unlisted, struct ws_error *err)
+{
     struct wal_scan sc = {0};
     char prefix[128];
     size_t i;
@@ -262,7 +269,7 @@ int ws_prune_gather(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
     snprintf(prefix, sizeof(prefix), "%s/stream/", repo->cluster);
     if ((rc = ws_storage_list(repo->st, prefix, on_chunk, &sc, err)) != 0)
         goto out;
-    for (i = 0; i < st->nbackups && rc == 0; i++)
+    for (i = 0; i < st->nbackups && rc == 0 && stat_unlisted; i++)
         if (st->backups[i].status != WS_BACKUP_COMPLETE && st->backups[i].last_write <= 0)
             rc = last_write_by_stat(repo, &st->backups[i], err);
     if (rc == 0)

@@ -100,6 +100,7 @@ struct ws_prune_wal {
     uint32_t tli;
     uint64_t segno; /* 0 for .history */
     uint64_t size;
+    int64_t mtime; /* as the listing says; 0 when the driver's listing has none (SFTP) */
 };
 
 /* A timeline's history file: all its ancestors, oldest first. A timeline above 1 without an
@@ -220,6 +221,11 @@ struct ws_prune_state {
  * gathers nothing: st->cat.has_identity is 0. */
 int ws_prune_gather(struct ws_repo *repo, const struct ws_keyring *kr, struct ws_prune_state *st,
                     struct ws_error *err);
+/* The same; with stat_unlisted 0 the objects of backups that are not complete are not stat'ed
+ * when the listing has no times (SFTP: one request per object), so their last_write stays 0
+ * (basebackup status, which does not judge their age, runs every minute). */
+int ws_prune_gather_opts(struct ws_repo *repo, const struct ws_keyring *kr,
+                         struct ws_prune_state *st, int stat_unlisted, struct ws_error *err);
 void ws_prune_state_free(struct ws_prune_state *st);
 /* The planner input over a gathered state (borrows it). */
 void ws_prune_input_from_state(const struct ws_prune_state *st, struct ws_prune_input *in);

@@ -143,6 +143,24 @@ int ws_catalog_has_seg(const struct ws_catalog *cat, uint32_t tli, uint64_t segn
     return bsearch(&key, cat->segs, cat->nsegs, sizeof(key), cmp_seg) != NULL;
 }
 
+void ws_catalog_wal_runs(const struct ws_catalog *cat, uint32_t tli, ws_catalog_run_fn fn,
+                         void *arg)
+{
+    size_t i = 0;
+    int first = 1;
+
+    while (i < cat->nsegs && cat->segs[i].tli != tli)
+        i++;
+    while (i < cat->nsegs && cat->segs[i].tli == tli) {
+        uint64_t a = cat->segs[i].segno, b = a;
+        while (i + 1 < cat->nsegs && cat->segs[i + 1].tli == tli && cat->segs[i + 1].segno == b + 1)
+            b = cat->segs[++i].segno;
+        fn(arg, tli, a, b, first);
+        first = 0;
+        i++;
+    }
+}
+
 const char *ws_backup_status_name(enum ws_backup_status status)
 {
     switch (status) {

@@ -91,6 +91,12 @@ int ws_catalog_load(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
                     struct ws_error *err);
 void ws_catalog_free(struct ws_catalog *cat);
 int ws_catalog_has_seg(const struct ws_catalog *cat, uint32_t tli, uint64_t segno);
+/* Calls fn for each run of consecutive segments [first, last] of timeline tli, in ascending
+ * order; is_first_run is 1 for the first one. A gap lies between two runs. */
+typedef void (*ws_catalog_run_fn)(void *arg, uint32_t tli, uint64_t first, uint64_t last,
+                                  int is_first_run);
+void ws_catalog_wal_runs(const struct ws_catalog *cat, uint32_t tli, ws_catalog_run_fn fn,
+                         void *arg);
 /* b's whole manifest, records included, into *m (the caller frees it: ws_manifest_free): the
  * errors of ws_manifest_load(); WS_ERR_NOT_FOUND when b has no readable manifest, WS_ERR_CORRUPT
  * when what is read now is not what the catalog read. */

@@ -494,6 +494,19 @@ wait_archived() {
     done
 }
 
+# more_wal N: N more segments of the server on $PORT (a WAL record and a switch each), then
+# waits until its archiver reports the last of them as archived (dies showing $PGD's log if not
+# within 60 s).
+more_wal() {
+    local i last
+    for i in $(seq 1 "$1"); do
+        last=$(sql "$PORT" "select pg_walfile_name(pg_switch_wal()) from (select \
+            pg_logical_emit_message(false, 'walsafe-test', 'more_wal')) m") ||
+            die "pg_switch_wal failed"
+    done
+    wait_archived "$PORT" "$last" 60 || { show_log "$PGD.log"; die "archiving of $last did not finish"; }
+}
+
 # show_log FILE [N]: the tail of a server log, indented (for failure reports).
 show_log() {
     echo "    --- ${1##*/} (last ${2:-25} lines) ---"

@@ -39,15 +39,6 @@ insert_batch() { # BATCH
     sql "$PORT" "insert into t select g, $1 from generate_series(1, $ROWS) g" ||
         die "insert of batch $1 failed"
 }
-# more_wal N: N more archived segments (a row and a switch each).
-more_wal() {
-    local i last
-    for i in $(seq 1 "$1"); do
-        sql "$PORT" "insert into t values (0, 0)" >/dev/null || die "insert failed"
-        last=$(sql "$PORT" "select pg_walfile_name(pg_switch_wal())") || die "pg_switch_wal failed"
-    done
-    wait_archived "$PORT" "$last" 60 || { show_log "$PGD.log"; die "archiving of $last did not finish"; }
-}
 # wal_files: the names of every object under main/wal, sorted.
 wal_files() { find "$WALDIR" -type f -printf '%f\n' | LC_ALL=C sort; }
 # start_seg ID: the start segment number of a backup (from $T/list.json).

@@ -364,8 +364,8 @@ static int f_get_access(struct ws_pg *pg, int version, struct ws_pg_access *a, s
     return 0;
 }
 
-static const struct ws_pg_ops fake_pg = {f_connect,      f_close,       f_get_info,  f_switch_wal,
-                                         f_backup_start, f_backup_stop, f_get_access};
+static const struct ws_pg_ops fake_pg = {f_connect,      f_close,       f_get_info,   f_switch_wal,
+                                         f_backup_start, f_backup_stop, f_get_access, NULL};
 /* ---- the fake replication session (pg/repl.h): plays a script of messages ---------------- */
 
 struct fmsg {

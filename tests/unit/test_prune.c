@@ -1708,8 +1708,8 @@ static void test_step_select_chunks(void)
     for (size_t i = 0; i < 5; i++) {
         seg_name(s, chunks[i].tli, chunks[i].segno);
         snprintf(names[i], sizeof(names[i]), "%s.%08zX-%08zX", s, i * 16, i * 16 + 16);
-        c[i] = (struct ws_prune_wal){names[i],        NULL, WS_WAL_SEGMENT, chunks[i].tli,
-                                     chunks[i].segno, 16};
+        c[i] = (struct ws_prune_wal){names[i], NULL, WS_WAL_SEGMENT, chunks[i].tli, chunks[i].segno,
+                                     16,       0};
     }
     f.in.chunks = c;
     f.in.nchunks = 5;
