@@ -206,8 +206,8 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
     if (o->create.parallel && !is_create && !is_restore)
         return usage_error(err, "--parallel applies to create and restore, not to %s", c);
     if (o->progress >= 0 && !is_create && !is_restore)
-        return usage_error(err, "--progress and --no-progress apply to create and restore, not to %s",
-                           c);
+        return usage_error(
+            err, "--progress and --no-progress apply to create and restore, not to %s", c);
     if (o->json && strcmp(c, "list") != 0)
         return usage_error(err, "--json applies to list, not to %s", c);
     if (o->all && strcmp(c, "verify") != 0)

@@ -68,7 +68,7 @@ struct ws_restore_opts {
     const char *target_action; /* NULL: PostgreSQL's default (pause) */
     int parallel;
     int force;
-    int delta; /* --delta: rewrite what differs in an existing data directory; not with force */
+    int delta;    /* --delta: rewrite what differs in an existing data directory; not with force */
     int progress; /* as ws_backup_opts' */
     struct ws_tblspc_map *maps; /* absolute normalised paths, each OLDDIR once */
     size_t nmaps;

@@ -25,7 +25,7 @@
 
 #include "io/sink.h"
 
-#define WS_RATELIMIT_BURST 0.1           /* seconds of the rate the bucket holds */
+#define WS_RATELIMIT_BURST 0.1            /* seconds of the rate the bucket holds */
 #define WS_RATELIMIT_BURST_MIN (64 << 10) /* bytes */
 
 struct ws_ratelimit;
