@@ -490,18 +490,6 @@ static void print_summary(const struct create *c, double seconds)
     ws_progress_summary(head, c->m.bytes, "read", c->m.stored_bytes, "stored", 1, seconds);
 }
 
-/* The repository, with max_rate's limiter on its handle (the pool gives it to the others). */
-static int open_repo(struct create *c, struct ws_error *err)
-{
-    int rc;
-
-    if ((rc = ws_ratelimit_new((uint64_t)c->cfg->max_rate, NULL, &c->rate, err)) != 0 ||
-        (rc = ws_backup_repo_open(c->env, c->cfg, &c->repo, err)) != 0)
-        return rc;
-    c->repo.st->rate = c->rate;
-    return 0;
-}
-
 int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *env,
                      const struct ws_backup_opts *o, struct ws_error *err)
 {
@@ -512,7 +500,8 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *en
     c.cfg = cfg;
     c.env = env;
     c.o = o;
-    if ((rc = ws_keyring_load(cfg, &c.kr, err)) != 0 || (rc = open_repo(&c, err)) != 0 ||
+    if ((rc = ws_keyring_load(cfg, &c.kr, err)) != 0 ||
+        (rc = ws_backup_repo_open_rated(env, cfg, &c.repo, &c.rate, err)) != 0 ||
         (rc = ws_config_backup_method(cfg) == WS_BACKUP_METHOD_STREAM ? ws_create_stream(&c, err)
                                                                       : take_local(&c, err)) != 0 ||
         (rc = store_manifest(&c, err)) != 0)

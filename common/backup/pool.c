@@ -193,3 +193,16 @@ int ws_backup_repo_open(const struct ws_backup_env *env, const struct ws_config 
     snprintf(repo->cluster, sizeof(repo->cluster), "%s", cfg->cluster);
     return env->open_storage(cfg, &repo->st, err);
 }
+
+int ws_backup_repo_open_rated(const struct ws_backup_env *env, const struct ws_config *cfg,
+                              struct ws_repo *repo, struct ws_ratelimit **rate,
+                              struct ws_error *err)
+{
+    int rc;
+
+    if ((rc = ws_ratelimit_new((uint64_t)cfg->max_rate, NULL, rate, err)) != 0 ||
+        (rc = ws_backup_repo_open(env, cfg, repo, err)) != 0)
+        return rc;
+    repo->st->rate = *rate;
+    return 0;
+}

@@ -68,5 +68,11 @@ int ws_backup_storage_open(const struct ws_backup_env *env, const struct ws_conf
                            struct ws_storage **out, struct ws_error *err);
 int ws_backup_repo_open(const struct ws_backup_env *env, const struct ws_config *cfg,
                         struct ws_repo *repo, struct ws_error *err);
+/* ws_backup_repo_open, its handle given *rate: a new limiter of cfg->max_rate (io/ratelimit.h;
+ * unset: it only counts), the caller's to free after closing the repository (also after a
+ * failure: *rate may be set when the open failed). */
+int ws_backup_repo_open_rated(const struct ws_backup_env *env, const struct ws_config *cfg,
+                              struct ws_repo *repo, struct ws_ratelimit **rate,
+                              struct ws_error *err);
 
 #endif

@@ -104,20 +104,6 @@ static void print_summary(const struct restore *r, uint64_t read_bytes)
                         ws_now_monotonic() - r->t0);
 }
 
-/* The repository, with max_rate's limiter (which also counts the bytes read) on its handle: the
- * pool gives it to the others. */
-static int open_repo(struct restore *r, struct ws_repo *repo, struct ws_ratelimit **rate,
-                     struct ws_error *err)
-{
-    int rc;
-
-    if ((rc = ws_ratelimit_new((uint64_t)r->cfg->max_rate, NULL, rate, err)) != 0 ||
-        (rc = ws_backup_repo_open(r->env, r->cfg, repo, err)) != 0)
-        return rc;
-    repo->st->rate = *rate;
-    return 0;
-}
-
 /*
  * Everything that reads the repository, run by the process that restores (as the target's owner
  * when root started it, so that no repository content is parsed with root's rights): the
@@ -134,7 +120,8 @@ static int plan_and_restore(struct restore *r, struct ws_error *err)
     size_t i;
     int rc;
 
-    if ((rc = open_repo(r, &repo, &rate, err)) != 0) {
+    /* the limiter also counts the bytes read, for the summary */
+    if ((rc = ws_backup_repo_open_rated(r->env, r->cfg, &repo, &rate, err)) != 0) {
         if (r->as_user[0])
             ws_error_prefix(err,
                             "the restore runs as user \"%s\" (the owner of \"%s\"; HOME=%s) and "
