@@ -14,6 +14,7 @@
 #include "base/cli.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/progress.h"
 #include "ops/status.h"
 
 static const char usage[] =
@@ -21,14 +22,15 @@ static const char usage[] =
     "\n"
     "Usage:\n"
     "  basebackup [OPTIONS] create [--type full|diff|incr] [--label TEXT] [--fast]\n"
-    "             [--parallel N] [--progress]   (--type: default backup_type, else full)\n"
+    "             [--parallel N] [--progress | --no-progress]\n"
+    "             (--type: default backup_type, else full)\n"
     "  basebackup [OPTIONS] list [--json]   with --cluster all: every cluster of the repository\n"
     "                                       (--json: {\"clusters\": [one list --json each]})\n"
     "  basebackup [OPTIONS] restore --pgdata DIR [--backup ID|latest]\n"
     "             [--target-time TS | --target-lsn LSN | --target-xid XID |\n"
     "              --target-name NAME | --target-immediate]\n"
     "             [--target-action pause|promote|shutdown] [--parallel N] [--force | --delta]\n"
-    "             [--tablespace-map OLDDIR=NEWDIR]... [--progress]\n"
+    "             [--tablespace-map OLDDIR=NEWDIR]... [--progress | --no-progress]\n"
     "  basebackup [OPTIONS] verify [ID | --all]\n"
     "  basebackup [OPTIONS] check\n"
     "  basebackup [OPTIONS] keep ID [--unset]   pin a backup: wal-prune keeps it (and the WAL\n"
@@ -38,6 +40,12 @@ static const char usage[] =
     "             is the cluster safe? (DUR: 90s, 30m, 26h, 2d; N: WAL segments)\n"
     "\n"
     "OPTIONS: --config FILE, --repo URL, --cluster NAME, -v, --help, --version\n"
+    "\n"
+    "create and restore show progress on stderr when it is a terminal (--progress: also when\n"
+    "not; --no-progress: never) and end with one summary line on stderr (size, stored,\n"
+    "duration, rate); create's stdout is only the backup id. Without --fast, create waits for\n"
+    "a spread checkpoint first. max_rate (config) limits the bytes per second to and from\n"
+    "the repository.\n"
     "\n"
     "Exit status: 0 success; 1 failure; 2 usage error. status: 0 OK, 1 WARNING, 2 CRITICAL,\n"
     "3 UNKNOWN (Nagios's states).\n";
@@ -57,6 +65,7 @@ struct opts {
     const char *keep_id;
     struct ws_status_opts status;
     int status_opts; /* a status option was given */
+    int progress;    /* --progress 1, --no-progress 0, neither -1 */
 };
 
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out, struct ws_error *err)
@@ -123,8 +132,10 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
     *used = 0;
     if (strcmp(opt, "--fast") == 0)
         return o->create.fast = 1;
-    if (strcmp(opt, "--progress") == 0)
-        return o->create.progress = o->restore.progress = 1;
+    if (strcmp(opt, "--progress") == 0 || strcmp(opt, "--no-progress") == 0) {
+        o->progress = strcmp(opt, "--progress") == 0;
+        return 1;
+    }
     if (strcmp(opt, "--json") == 0)
         return o->json = 1;
     if (strcmp(opt, "--all") == 0)
@@ -238,8 +249,9 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
         return usage_error(err, "--type, --label and --fast apply to create, not to %s", c);
     if (o->create.parallel && !is_create && !is_restore)
         return usage_error(err, "--parallel applies to create and restore, not to %s", c);
-    if (o->create.progress && !is_create && !is_restore)
-        return usage_error(err, "--progress applies to create and restore, not to %s", c);
+    if (o->progress >= 0 && !is_create && !is_restore)
+        return usage_error(
+            err, "--progress and --no-progress apply to create and restore, not to %s", c);
     if (o->json && strcmp(c, "list") != 0 && strcmp(c, "status") != 0)
         return usage_error(err, "--json applies to list and status, not to %s", c);
     if (o->status_opts && strcmp(c, "status") != 0)
@@ -313,6 +325,7 @@ int main(int argc, char **argv)
     o.status.limits.max_archive_lag = -1;
     o.status.limits.max_backup_age = o.status.limits.max_wal_age = -1;
     o.status.limits.max_logical_age = -1;
+    o.progress = -1;
     ws_cli_start("basebackup");
     ws_config_init(&cfg);
     o.restore.maps = o.maps;
@@ -369,6 +382,7 @@ int main(int argc, char **argv)
         goto out;
     }
     o.restore.config_path = cfg.config_file;
+    o.create.progress = o.restore.progress = ws_progress_wanted(o.progress);
     if (o.type >= 0)
         cfg.backup_type = o.type; /* the option wins over the config key */
     if (strcmp(o.cmd, "create") == 0)

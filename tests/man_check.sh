@@ -48,7 +48,6 @@ walsafe.conf retain_logical         # 20
 walsafe.conf retain_logical_time    # 20
 walsafe.conf notify_command         # 21
 walsafe.conf notify_timeout         # 21
-walsafe.conf max_rate               # 21
 EOF
 )
 allowed() { grep -qxF "$1 $2" <<<"$ALLOW"; }

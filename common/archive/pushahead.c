@@ -26,6 +26,7 @@
 #include "base/util.h"
 #include "io/fingerprint.h"
 #include "io/key.h"
+#include "io/ratelimit.h"
 #include "io/sink.h"
 #include "pg/wal.h"
 #include "repo/repo.h"
@@ -906,12 +907,15 @@ static void batch_run(struct batch *b)
 {
     const struct ws_config *cfg = b->cfg;
     struct worker *w = NULL;
+    struct ws_ratelimit *rate = NULL; /* max_rate, shared by the workers' handles */
     struct ws_error e = {0};
     size_t nw = (size_t)(cfg->parallel > 1 ? cfg->parallel : 1), i = 0;
 
     b->kr = &b->keyring;
     pthread_mutex_init(&b->lock, NULL);
-    if (ws_keyring_load(cfg, &b->keyring, &e) != 0 || !(w = calloc(nw, sizeof(*w)))) {
+    if (ws_keyring_load(cfg, &b->keyring, &e) != 0 ||
+        (cfg->max_rate && ws_ratelimit_new((uint64_t)cfg->max_rate, NULL, &rate, &e) != 0) ||
+        !(w = calloc(nw, sizeof(*w)))) {
         ws_log_warning("push-ahead: %s", e.msg[0] ? e.msg : "out of memory");
         nw = 0;
     }
@@ -922,6 +926,7 @@ static void batch_run(struct batch *b)
         }
         w[i].repo.keep_identity = 1; /* one read per worker, not one per file */
         w[i].repo.st->attempts = 1;  /* one try per request: a file that fails is X's to push */
+        w[i].repo.st->rate = rate;
     }
     nw = i;
     b->watch = b->linger && nw > 0 ? watch_status(b->sp) : -1;
@@ -944,6 +949,7 @@ static void batch_run(struct batch *b)
     for (i = 0; i < nw; i++)
         ws_repo_close(&w[i].repo);
     free(w);
+    ws_ratelimit_free(rate);
     if (b->watch >= 0)
         close(b->watch);
     ws_keyring_wipe(&b->keyring);

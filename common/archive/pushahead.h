@@ -20,7 +20,8 @@
  *     each on `parallel` workers, and takes more for WS_PUSHAHEAD_PROCESS_SECONDS (on s3:// and
  *     sftp:// also files that become ready meanwhile, while the postmaster of its start runs).
  *     After it stopped on a storage failure, none starts for WS_PUSHAHEAD_OUTAGE_PAUSE s unless a
- *     call's own push succeeds first.
+ *     call's own push succeeds first. Its workers together upload at most `max_rate` bytes per
+ *     second (io/ratelimit.h); the call's own push of X is not limited.
  * A record is written (temp + rename, no fsync) only after its file's object is durable (stored,
  * or found stored with identical content), and removed once PostgreSQL has marked the file done
  * or after WS_PUSHAHEAD_RECORD_MAX_AGE s. archive_status is only ever read.

@@ -32,11 +32,15 @@ struct ws_backup_opts {
     const char *label;
     int fast;     /* request an immediate checkpoint */
     int parallel; /* 0: cfg->parallel */
-    int progress; /* show progress when stderr is a terminal */
+    int progress; /* show progress on stderr (base/progress.h: ws_progress_wanted decides) */
 };
 
 /* Takes a backup, by the backup_method in effect (ws_config_backup_method); prints its id on
- * stdout when complete. */
+ * stdout when complete (nothing else goes to stdout), then one summary line on stderr
+ * (base/progress.h). Without o->fast, says on stderr (with o->progress, else at level info) that
+ * it waits for a spread checkpoint. Bytes to and from the repository: at most cfg->max_rate per
+ * second (io/ratelimit.h); with backup_method stream the server sends at most as much too
+ * (BASE_BACKUP's MAX_RATE). */
 int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *env,
                      const struct ws_backup_opts *o, struct ws_error *err);
 
@@ -64,8 +68,8 @@ struct ws_restore_opts {
     const char *target_action; /* NULL: PostgreSQL's default (pause) */
     int parallel;
     int force;
-    int delta; /* --delta: rewrite what differs in an existing data directory; not with force */
-    int progress;
+    int delta;    /* --delta: rewrite what differs in an existing data directory; not with force */
+    int progress; /* as ws_backup_opts' */
     struct ws_tblspc_map *maps; /* absolute normalised paths, each OLDDIR once */
     size_t nmaps;
     const char *config_path; /* the config file in use, for restore_command (may be NULL) */
@@ -82,6 +86,8 @@ struct ws_restore_opts {
  * missing, incomplete or invalid link). With o->delta the data directory must hold a data
  * directory of the backup's system (WS_ERR_FOREIGN otherwise) with no running postmaster: files
  * that match are left alone, the rest is rewritten or removed (docs/design/incremental.md).
+ * Reads from the repository at most cfg->max_rate bytes per second; ends with one summary line on
+ * stderr (size, bytes read from the repository, duration, rate).
  */
 int ws_backup_restore(const struct ws_config *cfg, const struct ws_backup_env *env,
                       const struct ws_restore_opts *o, struct ws_error *err);

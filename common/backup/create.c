@@ -27,6 +27,7 @@
 #include "backup/pool.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/progress.h"
 #include "base/util.h"
 #include "pg/pgpage.h"
 #include "pg/wal.h"
@@ -258,11 +259,27 @@ int ws_create_begin(struct create *c, struct ws_error *err)
     return rc ? rc : name_backup(c, err);
 }
 
+void ws_create_note_checkpoint(const struct create *c)
+{
+    static const char note[] = "waiting for the checkpoint (spread, checkpoint_completion_target): "
+                               "--fast avoids the wait; an idle server can take minutes";
+
+    if (c->o->fast)
+        return;
+    if (c->o->progress) {
+        fprintf(stderr, "%s\n", note);
+        fflush(stderr);
+    } else {
+        ws_log_info("%s", note);
+    }
+}
+
 static int start_backup(struct create *c, struct ws_error *err)
 {
     char l[24];
     int rc;
 
+    ws_create_note_checkpoint(c);
     if ((rc = ws_pg_backup_start(c->pg, c->info.version, c->m.label, c->o->fast, &c->m.start_lsn,
                                  err)) != 0)
         return rc;
@@ -446,6 +463,7 @@ static void create_free(struct create *c)
     ws_pg_close(c->pg);
     ws_repl_close(c->repl);
     ws_repo_close(&c->repo);
+    ws_ratelimit_free(c->rate);
     ws_keyring_wipe(&c->kr);
 }
 
@@ -463,17 +481,27 @@ static int take_local(struct create *c, struct ws_error *err)
     return stop_backup(c, err);
 }
 
+/* The closing line on stderr: what was read and stored, in how long. */
+static void print_summary(const struct create *c, double seconds)
+{
+    char head[64];
+
+    snprintf(head, sizeof(head), "backup %s complete", c->m.id);
+    ws_progress_summary(head, c->m.bytes, "read", c->m.stored_bytes, "stored", 1, seconds);
+}
+
 int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *env,
                      const struct ws_backup_opts *o, struct ws_error *err)
 {
     struct create c = {0};
+    double t0 = ws_now_monotonic();
     int rc;
 
     c.cfg = cfg;
     c.env = env;
     c.o = o;
     if ((rc = ws_keyring_load(cfg, &c.kr, err)) != 0 ||
-        (rc = ws_backup_repo_open(env, cfg, &c.repo, err)) != 0 ||
+        (rc = ws_backup_repo_open_rated(env, cfg, &c.repo, &c.rate, err)) != 0 ||
         (rc = ws_config_backup_method(cfg) == WS_BACKUP_METHOD_STREAM ? ws_create_stream(&c, err)
                                                                       : take_local(&c, err)) != 0 ||
         (rc = store_manifest(&c, err)) != 0)
@@ -484,6 +512,7 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *en
         goto done; /* the backup stays, incomplete until its WAL arrives or for good */
     printf("%s\n", c.m.id);
     fflush(stdout);
+    print_summary(&c, ws_now_monotonic() - t0);
     goto done;
 out:
     if (c.in_backup)

@@ -669,7 +669,9 @@ static int begin_base_backup(struct stream *s, struct ws_error *err)
     o.label = c->m.label;
     o.fast = c->o->fast;
     o.progress = c->o->progress;
+    o.max_rate = (uint64_t)c->cfg->max_rate; /* the server's side of max_rate */
     o.verify_checksums = c->info.data_checksums;
+    ws_create_note_checkpoint(c);
     if ((rc = ws_repl_base_backup(c->repl, &o, &s->start, err)) != 0 ||
         (rc = check_announced(&s->start, err)) != 0)
         return rc;

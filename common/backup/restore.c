@@ -36,6 +36,9 @@
 #include "backup/pool.h"
 #include "backup/restore_int.h"
 #include "base/log.h"
+#include "base/progress.h"
+#include "base/util.h"
+#include "io/ratelimit.h"
 
 /* A full backup's files from its own bundles, exactly as before chains existed; a backup of a
  * chain layer by layer (restore_chain.c). */
@@ -90,6 +93,17 @@ out:
     return rc;
 }
 
+/* The closing line of a restore on stderr: size, what came from the repository, duration, rate.
+ * (What to do next, and the recovery target, is another message's.) */
+static void print_summary(const struct restore *r, uint64_t read_bytes)
+{
+    char head[64];
+
+    snprintf(head, sizeof(head), "restore of backup %s complete", r->m->id);
+    ws_progress_summary(head, r->m->bytes, "written", read_bytes, "read from the repository", 0,
+                        ws_now_monotonic() - r->t0);
+}
+
 /*
  * Everything that reads the repository, run by the process that restores (as the target's owner
  * when root started it, so that no repository content is parsed with root's rights): the
@@ -98,15 +112,16 @@ out:
  */
 static int plan_and_restore(struct restore *r, struct ws_error *err)
 {
-    const struct ws_config *cfg = r->cfg;
     struct ws_repo repo = {0};
     struct ws_catalog cat = {0};
     const struct ws_catalog_backup *b = NULL;
     struct ws_manifest m = {0};
+    struct ws_ratelimit *rate = NULL;
     size_t i;
     int rc;
 
-    if ((rc = ws_backup_repo_open(r->env, cfg, &repo, err)) != 0) {
+    /* the limiter also counts the bytes read, for the summary */
+    if ((rc = ws_backup_repo_open_rated(r->env, r->cfg, &repo, &rate, err)) != 0) {
         if (r->as_user[0])
             ws_error_prefix(err,
                             "the restore runs as user \"%s\" (the owner of \"%s\"; HOME=%s) and "
@@ -139,6 +154,8 @@ static int plan_and_restore(struct restore *r, struct ws_error *err)
         (rc = ws_restore_resolve_chain(&cat, r, err)) != 0)
         goto out;
     rc = r->o->delta ? ws_restore_delta(r, &repo, err) : restore_into(r, &repo, err);
+    if (rc == 0)
+        print_summary(r, ws_ratelimit_bytes(rate));
 out:
     if (r->ts)
         for (i = 0; i < r->m->ntblspc; i++)
@@ -153,6 +170,7 @@ out:
     ws_catalog_free(&cat);
     if (repo.st)
         ws_repo_close(&repo);
+    ws_ratelimit_free(rate);
     return rc;
 }
 
@@ -377,6 +395,7 @@ int ws_backup_restore(const struct ws_config *cfg, const struct ws_backup_env *e
     gid_t gid = 0;
     int rc, give = 0;
 
+    r.t0 = ws_now_monotonic();
     r.cfg = cfg;
     r.env = env;
     r.o = o;

@@ -52,6 +52,7 @@ struct restore {
     size_t nchain;
     char as_user[64];       /* the user a root-started restore runs as ("" otherwise) */
     char as_home[PATH_MAX]; /* and that user's home */
+    double t0;              /* monotonic, when the command started (for the summary) */
 };
 
 /* restore_choose.c: the backup --backup and the recovery target select (complete, ending

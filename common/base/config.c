@@ -62,6 +62,7 @@ static const struct key_def keys[] = {
     {"s3_ca_file", T_STR, OFF(s3_ca_file), 0, 0, NULL, 0},
     {"s3_verify_tls", T_BOOL, OFF(s3_verify_tls), 0, 0, NULL, 0},
     {"s3_part_size", T_SIZE, OFF(s3_part_size), 5 << 20, INT64_C(5) << 30, NULL, 0},
+    {"max_rate", T_SIZE, OFF(max_rate), 32 << 10, INT64_C(1) << 40, NULL, 0},
     {"sftp_identity_file", T_STR, OFF(sftp_identity_file), 0, 0, NULL, 0},
     {"sftp_known_hosts", T_STR, OFF(sftp_known_hosts), 0, 0, NULL, 0},
     {"sftp_host_key_sha256", T_STR, OFF(sftp_host_key_sha256), 0, 0, NULL, 0},
@@ -158,6 +159,19 @@ int ws_parse_size(const char *s, int64_t *out)
         }
     }
     return -1;
+}
+
+/* v in the largest unit that divides it ("5MB", "32kB"), for the messages of T_SIZE keys. */
+static void size_text(int64_t v, char *out, size_t n)
+{
+    static const char *const units[] = {"B", "kB", "MB", "GB", "TB"};
+    int i = 0;
+
+    while (i < 4 && v >= 1024 && v % 1024 == 0) {
+        v /= 1024;
+        i++;
+    }
+    snprintf(out, n, "%lld%s", (long long)v, units[i]);
 }
 
 int ws_parse_duration(const char *s, int64_t *out)
@@ -267,11 +281,15 @@ int ws_config_set(struct ws_config *cfg, const char *key, const char *value, con
                                 value, key);
         break;
     case T_SIZE:
-        if (ws_parse_size(value, &v) != 0 || v < k->min || v > k->max)
+        if (ws_parse_size(value, &v) != 0 || v < k->min || v > k->max) {
+            char lo[24], hi[24];
+            size_text(k->min, lo, sizeof(lo));
+            size_text(k->max, hi, sizeof(hi));
             return ws_error_set(err, WS_ERR_CONFIG,
-                                "%s: invalid value \"%s\" for \"%s\": expected a size from 5MB "
-                                "to 5GB with unit B, kB, MB, GB or TB",
-                                source, value, key);
+                                "%s: invalid value \"%s\" for \"%s\": expected a size from %s "
+                                "to %s with unit B, kB, MB, GB or TB",
+                                source, value, key, lo, hi);
+        }
         *(int64_t *)field = v;
         break;
     case T_DURATION:

@@ -71,6 +71,7 @@ struct ws_config {
     char *s3_ca_file;
     int s3_verify_tls;
     int64_t s3_part_size;
+    int64_t max_rate; /* bytes per second to and from the repository; 0: unlimited */
     char *sftp_identity_file;
     char *sftp_known_hosts;
     char *sftp_host_key_sha256;

@@ -87,16 +87,22 @@ int ws_storage_stat(struct ws_storage *s, const char *key, struct ws_storage_sta
 int ws_storage_open_put(struct ws_storage *s, const char *key, int flags, struct ws_sink **out,
                         struct ws_error *err)
 {
+    int rc;
+
     if (!ws_storage_key_valid(key))
         return bad_key(key, err);
-    return s->ops->open_put(s, key, flags, out, err);
+    if ((rc = s->ops->open_put(s, key, flags, out, err)) != 0 || !s->rate)
+        return rc;
+    return ws_ratelimit_sink_new(s->rate, *out, out, err);
 }
 
-/* Between the driver and the caller's sink of a get: counts what reached dest, and remembers
- * whether dest itself failed (then the sink is spent and nothing may be repeated). */
+/* Between the driver and the caller's sink of a get: charges max_rate's limiter (if any), counts
+ * what reached dest, and remembers whether dest itself failed (then the sink is spent and nothing
+ * may be repeated). */
 struct counting_sink {
     struct ws_sink base;
     struct ws_sink *dest;
+    struct ws_ratelimit *rate;
     uint64_t delivered;
     int dest_failed;
 };
@@ -105,6 +111,7 @@ static int counting_write(struct ws_sink *sink, const void *buf, size_t len, str
 {
     struct counting_sink *c = (struct counting_sink *)sink;
 
+    ws_ratelimit_take(c->rate, len);
     if (ws_sink_write(c->dest, buf, len, err) != 0) {
         c->dest_failed = 1;
         return err->code;
@@ -120,12 +127,12 @@ static const struct ws_sink_ops counting_ops = {"storage-get", counting_write, N
 int ws_storage_get(struct ws_storage *s, const char *key, uint64_t offset, uint64_t length,
                    struct ws_sink *dest, struct ws_error *err)
 {
-    struct counting_sink c = {{&counting_ops, NULL, 0}, dest, 0, 0};
+    struct counting_sink c = {{&counting_ops, NULL, 0}, dest, s->rate, 0, 0};
     int rc;
 
     if (!ws_storage_key_valid(key))
         return bad_key(key, err);
-    if (s->attempts <= 1)
+    if (s->attempts <= 1 && !s->rate)
         return s->ops->get(s, key, offset, length, dest, err);
     for (int attempt = 1;; attempt++) {
         uint64_t before = c.delivered;

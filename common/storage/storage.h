@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "io/ratelimit.h"
 #include "io/sink.h"
 
 struct ws_config;
@@ -107,6 +108,10 @@ struct ws_storage {
      * Callers that repeat whole operations themselves (wal-push and wal-fetch in archive.c,
      * the push-ahead and prefetch workers) set 1, so attempts never multiply. <= 1: one. */
     int attempts;
+    /* max_rate: NULL, or the limiter (not owned) that every byte put or got through this
+     * handle is charged to, before the driver takes it or the caller's sink gets it. The
+     * command that sets it shares one among all its handles. */
+    struct ws_ratelimit *rate;
 };
 
 /* Exponential backoff with jitter before attempt `attempt` + 1: 0.5 s, 1 s, 2 s, ... 16 s

@@ -336,6 +336,17 @@ assert_err_empty() { # WHAT
     return 0
 }
 
+# The one line a successful create or restore ends with, and nothing else (stdout aside).
+assert_err_summary() { # WHAT
+    assert_err_one_line "$1" || return 1
+    if ! grep -q -E '^(backup|restore of backup) [0-9]{8}T[0-9]{6}Z complete: .*, [0-9.]+ s, [0-9.]+ [kMGTP]?B/s$' \
+        "$T/.last.err"; then
+        fail_cmd "$1: stderr is not the summary line"
+        return 1
+    fi
+    return 0
+}
+
 assert_eq() { # ACTUAL EXPECTED WHAT
     if [ "$1" != "$2" ]; then
         fail "$3: got \"$1\", expected \"$2\""

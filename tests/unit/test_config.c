@@ -258,6 +258,16 @@ static void test_good_values(void)
           cfg.s3_part_size == 5 << 20);
     CHECK(ws_config_set(&cfg, "s3_part_size", "5GB", "t", &err) == 0 &&
           cfg.s3_part_size == INT64_C(5) << 30);
+    CHECK(cfg.max_rate == 0); /* unlimited */
+    CHECK(ws_config_set(&cfg, "max_rate", "50MB", "t", &err) == 0 && cfg.max_rate == 50 << 20);
+    CHECK(ws_config_set(&cfg, "max_rate", "32kB", "t", &err) == 0 && cfg.max_rate == 32 << 10);
+    CHECK(ws_config_set(&cfg, "max_rate", "1kB", "t", &err) == WS_ERR_CONFIG &&
+          contains(err.msg, "from 32kB to 1TB") && contains(err.msg, "max_rate"));
+    CHECK(ws_config_set(&cfg, "max_rate", "2TB", "t", &err) == WS_ERR_CONFIG);
+    CHECK(ws_config_set(&cfg, "max_rate", "50 MB", "t", &err) == WS_ERR_CONFIG);
+    CHECK(cfg.max_rate == 32 << 10); /* the refused values left the last good one */
+    CHECK(ws_config_set(&cfg, "s3_part_size", "1kB", "t", &err) == WS_ERR_CONFIG &&
+          contains(err.msg, "from 5MB to 5GB"));
     CHECK(ws_config_set(&cfg, "timeout", "2m", "t", &err) == 0 && cfg.timeout == 120);
     CHECK(ws_config_set(&cfg, "timeout", "45", "t", &err) == 0 && cfg.timeout == 45);
     CHECK(ws_config_set(&cfg, "retain_time", "2w", "t", &err) == 0 &&
