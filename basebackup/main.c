@@ -34,6 +34,10 @@ static const char usage[] =
     "\n"
     "OPTIONS: --config FILE, --repo URL, --cluster NAME, -v, --help, --version\n"
     "\n"
+    "create, keep and check run as the owner of a local repository's directory and never as\n"
+    "root, unless --allow-root is given (what they create is then given to that owner).\n"
+    "check forces a WAL switch (pg_switch_wal) to see a segment reach the repository.\n"
+    "\n"
     "Exit status: 0 success; 1 failure; 2 usage error.\n";
 
 #define MAX_MAPS 64
@@ -49,6 +53,7 @@ struct opts {
     const char *verify_id;
     int unset;
     const char *keep_id;
+    int allow_root;
 };
 
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out, struct ws_error *err)
@@ -93,6 +98,8 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
         return o->restore.force = 1;
     if (strcmp(opt, "--delta") == 0)
         return o->restore.delta = 1;
+    if (strcmp(opt, "--allow-root") == 0)
+        return o->allow_root = 1;
     if (strcmp(opt, "--target-immediate") == 0) {
         o->restore.target_kind = WS_TARGET_IMMEDIATE;
         o->ntargets++;
@@ -202,6 +209,8 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
         return usage_error(err, "--all applies to verify, not to %s", c);
     if (o->unset && strcmp(c, "keep") != 0)
         return usage_error(err, "--unset applies to keep, not to %s", c);
+    if (o->allow_root && !is_create && strcmp(c, "keep") != 0 && strcmp(c, "check") != 0)
+        return usage_error(err, "--allow-root applies to create, keep and check, not to %s", c);
     if (!is_restore &&
         (o->restore.pgdata || o->restore.backup || o->ntargets || o->restore.target_action ||
          o->restore.force || o->restore.delta || o->restore.nmaps))
@@ -309,10 +318,19 @@ int main(int argc, char **argv)
         goto usage;
     cfg.cluster_all_ok = strcmp(o.cmd, "list") == 0; /* list --cluster all: every cluster */
     if (ws_cli_load_config(&cfg, &cli, &err) != 0) {
+        if (strcmp(o.cmd, "check") == 0)
+            ws_backup_check_config_failed(&err); /* in check's own format, on stdout */
         ws_log_error(&err);
         goto out;
     }
     o.restore.config_path = cfg.config_file;
+    cfg.allow_root = o.allow_root;
+    /* the commands that write the repository run as its owner (check reports it as a line) */
+    if ((strcmp(o.cmd, "create") == 0 || strcmp(o.cmd, "keep") == 0) &&
+        ws_repo_check_user(&cfg, "basebackup", &err) != 0) {
+        ws_log_error(&err);
+        goto out;
+    }
     if (o.type >= 0)
         cfg.backup_type = o.type; /* the option wins over the config key */
     if (strcmp(o.cmd, "create") == 0)

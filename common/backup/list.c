@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "backup/backup.h"
+#include "base/log.h"
 #include "base/util.h"
 #include "pg/wal.h"
 
@@ -149,7 +150,7 @@ static void print_json(const struct ws_repo *repo, const struct ws_catalog *cat)
 /* The LABEL column of a backup without a readable manifest. */
 static const char *no_manifest_note(const struct ws_catalog_backup *bk)
 {
-    if (bk->bad_manifest)
+    if (bk->bad_manifest || bk->status == WS_BACKUP_UNREADABLE)
         return bk->manifest_error;
     if (bk->status == WS_BACKUP_DELETING)
         return "(wal-prune began deleting it; the next run finishes)";
@@ -216,6 +217,21 @@ static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
         printf("\n");
 }
 
+/* A warning for each backup this user may not read (listed as "unreadable"). */
+static void warn_unreadable(const struct ws_repo *repo, const struct ws_catalog *cat)
+{
+    char dir[256];
+
+    for (size_t i = 0; i < cat->nbackups; i++) {
+        if (cat->backups[i].status != WS_BACKUP_UNREADABLE)
+            continue;
+        ws_backup_prefix(repo, dir, sizeof(dir));
+        ws_log_warning("backup %s is unreadable: this user may not read \"%s/%s%s\" "
+                       "(permission denied); run as the owner of the repository",
+                       cat->backups[i].id, repo->st->location, dir, cat->backups[i].id);
+    }
+}
+
 /* One cluster: repo->cluster of the open repository. */
 static int list_cluster(struct ws_repo *repo, const struct ws_keyring *kr, int json,
                         struct ws_error *err)
@@ -225,6 +241,7 @@ static int list_cluster(struct ws_repo *repo, const struct ws_keyring *kr, int j
 
     if ((rc = ws_catalog_load(repo, kr, &cat, err)) != 0)
         return rc;
+    warn_unreadable(repo, &cat);
     if (!cat.has_identity) {
         if (json) {
             printf("{\"cluster\": ");

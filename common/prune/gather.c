@@ -209,9 +209,9 @@ static int backups_from_catalog(struct ws_prune_state *st, struct ws_error *err)
         }
         b->last_write = c->newest_mtime;
         b->stored_bytes = c->stored_objects;
-        b->problem = c->bad_manifest     ? c->manifest_error
-                     : c->chain_error[0] ? c->chain_error
-                                         : NULL;
+        b->problem = c->bad_manifest || c->denied ? c->manifest_error
+                     : c->chain_error[0]          ? c->chain_error
+                                                  : NULL;
     }
     return 0;
 }
