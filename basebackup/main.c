@@ -19,7 +19,8 @@ static const char usage[] =
     "\n"
     "Usage:\n"
     "  basebackup [OPTIONS] create [--type full|diff|incr] [--label TEXT] [--fast]\n"
-    "             [--parallel N] [--progress]   (--type: default backup_type, else full)\n"
+    "             [--parallel N] [--progress] [--allow-root]\n"
+    "             (--type: default backup_type, else full)\n"
     "  basebackup [OPTIONS] list [--json]   with --cluster all: every cluster of the repository\n"
     "                                       (--json: {\"clusters\": [one list --json each]})\n"
     "  basebackup [OPTIONS] restore --pgdata DIR [--backup ID|latest]\n"
@@ -28,15 +29,15 @@ static const char usage[] =
     "             [--target-action pause|promote|shutdown] [--parallel N] [--force | --delta]\n"
     "             [--tablespace-map OLDDIR=NEWDIR]... [--progress]\n"
     "  basebackup [OPTIONS] verify [ID | --all]\n"
-    "  basebackup [OPTIONS] check\n"
-    "  basebackup [OPTIONS] keep ID [--unset]   pin a backup: wal-prune keeps it (and the WAL\n"
-    "                                            from its start) until --unset\n"
+    "  basebackup [OPTIONS] check [--allow-root]   one OK/FAILED/SKIPPED line per precondition;\n"
+    "                                              forces a WAL switch (pg_switch_wal)\n"
+    "  basebackup [OPTIONS] keep ID [--unset] [--allow-root]   pin a backup: wal-prune keeps it\n"
+    "                                 (and the WAL from its start) until --unset\n"
     "\n"
     "OPTIONS: --config FILE, --repo URL, --cluster NAME, -v, --help, --version\n"
     "\n"
     "create, keep and check run as the owner of a local repository's directory and never as\n"
     "root, unless --allow-root is given (what they create is then given to that owner).\n"
-    "check forces a WAL switch (pg_switch_wal) to see a segment reach the repository.\n"
     "\n"
     "Exit status: 0 success; 1 failure; 2 usage error.\n";
 
@@ -279,10 +280,13 @@ int main(int argc, char **argv)
     /* options, then an optional subcommand, then its options */
     if (ws_cli_parse(argc, argv, &cfg, &cli, extra, &o, &action, &err) != 0)
         goto usage;
-    if (action == WS_CLI_RUN && cli.nargs == 0) {
+    if (action == WS_CLI_RUN && cli.nargs == 0) { /* a bare basebackup: never a backup */
         ws_error_set(&err, WS_ERR_USAGE,
                      "a command is required (create, list, restore, verify, check or keep)");
-        goto usage;
+        ws_log_error(&err);
+        fputs(usage, stderr);
+        status = 2;
+        goto out;
     }
     if (action == WS_CLI_RUN) {
         for (i = 0; cmds[i]; i++)

@@ -4,6 +4,8 @@
  * cluster "all": every cluster of the repository (ws_catalog_clusters), one after the other; in
  * JSON {"clusters": [...]} of the objects a one-cluster list prints, a cluster that could not be
  * read as {"cluster": NAME, "error": MESSAGE} (and the command fails after printing the others).
+ * A backup's stored size (STORED, stored_bytes) is what its objects take in the repository,
+ * manifest and block maps included, from the listing: the number wal-prune reports for it.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -98,7 +100,8 @@ static void print_json(const struct ws_repo *repo, const struct ws_catalog *cat)
             printf(", \"start_time\": \"%s\", \"stop_time\": \"%s\", \"start_lsn\": \"%s\", "
                    "\"stop_lsn\": \"%s\", \"timeline\": %" PRIu32 ", \"bytes\": %" PRIu64
                    ", \"stored_bytes\": %" PRIu64 ", \"files\": %zu, \"pg_version\": %d",
-                   a, b, l1, l2, m->timeline, m->bytes, m->stored_bytes, bk->nfiles, m->pg_version);
+                   a, b, l1, l2, m->timeline, m->bytes, bk->stored_objects, bk->nfiles,
+                   m->pg_version);
             ws_wal_format_name(a, m->timeline, ws_manifest_start_segno(m), m->wal_segment_size);
             ws_wal_format_name(b, m->timeline, ws_manifest_stop_segno(m), m->wal_segment_size);
             printf(", \"wal_start\": \"%s\", \"wal_stop\": \"%s\", \"bad_pages\": %zu", a, b,
@@ -184,7 +187,7 @@ static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
         ws_format_utc(m->start_time, a);
         ws_format_utc(m->stop_time, b);
         ws_format_bytes(m->bytes, sz, sizeof(sz));
-        ws_format_bytes(m->stored_bytes, st, sizeof(st));
+        ws_format_bytes(bk->stored_objects, st, sizeof(st)); /* as wal-prune counts it */
         snprintf(dur, sizeof(dur), "%" PRId64 "s", m->stop_time - m->start_time);
         {
             char w1[32], w2[32];

@@ -263,8 +263,9 @@ int ws_prune_gather(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
     if ((rc = ws_storage_list(repo->st, prefix, on_chunk, &sc, err)) != 0)
         goto out;
     for (i = 0; i < st->nbackups && rc == 0; i++)
-        if (st->backups[i].status != WS_BACKUP_COMPLETE && st->backups[i].last_write <= 0)
-            rc = last_write_by_stat(repo, &st->backups[i], err);
+        if (st->backups[i].status != WS_BACKUP_COMPLETE &&
+            st->backups[i].status != WS_BACKUP_UNREADABLE && st->backups[i].last_write <= 0)
+            rc = last_write_by_stat(repo, &st->backups[i], err); /* not into another's dir */
     if (rc == 0)
         rc = read_histories(repo, kr, st, err);
 out:

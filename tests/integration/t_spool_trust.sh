@@ -206,6 +206,29 @@ assert_one_warning "wal-push" "push-ahead is disabled: .*$SP/main"
 assert_archived "${SEGS[0]}" "wal-push"
 bg_stop_all
 
+# ---- (p5) root's spool left behind (issue #23): one WARNING a minute, naming the fix ----------
+CASE="(p5) <spool>/main owned by root"
+SP=$T/spool7
+mkdir -m 755 "$SP" "$SP/main" && chown postgres: "$SP" || die "mkdir $SP"
+lookalike "$T/d5"
+push_conf p5 "$SP"
+STAMPS=("$T"/.walsafe-spool-main-*.warned)
+push_first "$T/d5"
+assert_rc 0 "wal-push with root's $SP/main"
+assert_one_warning "wal-push" "push-ahead is disabled: .*\"$SP/main\" is owned by root \(mode 0755\), not by postgres; fix: chown -R postgres:postgres $SP/main"
+for i in 1 2; do
+    run as_pg env -C "$T/d5" "$WAL_PUSH" --config "$CONF" "pg_wal/${SEGS[i]}"
+    assert_rc 0 "wal-push $i more"
+    grep -q WARNING "$T/.last.err" && fail_cmd "wal-push $i more: the WARNING again within a minute"
+done
+new=$(comm -13 <(printf '%s\n' "${STAMPS[@]}" | sort) <(ls -d "$T"/.walsafe-spool-main-*.warned | sort))
+[ -n "$new" ] || fail "no rate-limit stamp in $T (the spool's parent)"
+[ "$(stat -c %U "$new")" = postgres ] || fail "the stamp $new is not postgres's"
+rm -f "$new"
+run as_pg env -C "$T/d5" "$WAL_PUSH" --config "$CONF" "pg_wal/${SEGS[3]}"
+assert_one_warning "wal-push once the stamp is gone" "push-ahead is disabled: .*$SP/main"
+[ -z "$(find "$SP" -mindepth 2)" ] || fail "wal-push created something in root's $SP/main: $(find "$SP" -mindepth 2)"
+
 # ---- prefetch ---------------------------------------------------------------------------------
 # fetch_pf DATADIR NAME: wal-fetch NAME pg_wal/RECOVERYXLOG as PostgreSQL runs it (as postgres,
 # in the data directory)
