@@ -446,30 +446,26 @@ static void spool_fix(const struct ws_config *cfg, const char *const *subs, size
     }
 }
 
-/* The directory for the rate-limit stamp of the warning: private to this user (owned by it,
- * writable by no one else), opened without following a link at its last component. The spool
- * is what is broken, so not there: its parent directory when it is this user's, else $HOME
- * (docs/design/spool.md, "The warning's stamp"). -1 when neither is private. */
+/* The directory for the rate-limit stamp of the warning: $HOME, when it is private to this user
+ * (owned by it, writable by no one else), opened without following a link at its last
+ * component; never for root (whose spool is refused anyway, and whose home is not the server's)
+ * nor for a spool_dir that is not absolute. Not the spool, which is what is broken, nor its
+ * parent, which may be the data directory (docs/design/spool.md, "The warning's stamp").
+ * -1 when there is none. */
 static int stamp_dir(const struct ws_config *cfg)
 {
-    char parent[PATH_MAX];
-    const char *slash = strrchr(cfg->spool_dir, '/');
-    const char *cand[2] = {parent, getenv("HOME")};
+    const char *home = getenv("HOME");
+    struct stat st;
+    int fd;
 
-    snprintf(parent, sizeof(parent), "%.*s",
-             slash && slash != cfg->spool_dir ? (int)(slash - cfg->spool_dir) : 1, cfg->spool_dir);
-    for (size_t i = 0; i < 2; i++) {
-        struct stat st;
-        int fd;
-        if (!cand[i] || cand[i][0] != '/')
-            continue;
-        fd = open(cand[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && !(st.st_mode & (S_IWGRP | S_IWOTH)))
-            return fd;
-        close(fd);
-    }
+    if (geteuid() == 0 || cfg->spool_dir[0] != '/' || !home || home[0] != '/')
+        return -1;
+    fd = open(home, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && !(st.st_mode & (S_IWGRP | S_IWOTH)))
+        return fd;
+    close(fd);
     return -1;
 }
 

@@ -123,13 +123,15 @@ report() {
 
 # `make check` leaves the machine as it found it: nothing may appear, change or go where an
 # installation of walsafe keeps its things (the default spool /var/spool/walsafe, /etc/walsafe*,
-# /var/lib/walsafe*), nor a PostgreSQL cluster configuration be left in /etc/postgresql
-# (t_debian_restore registers clusters there and drops them). Each path with its modification
+# /var/lib/walsafe*, stamps in root's or postgres's home), nor a PostgreSQL cluster configuration
+# be left in /etc/postgresql (t_debian_restore registers clusters there and drops them). Each path
+# with its modification
 # time; directories by name only (one that gained and lost an entry is unchanged). Not all of /etc
 # and /var/lib: on a shared machine apt and other users change them, and pg_dropcluster rewrites
 # /etc/apt/apt.conf.d/01autoremove-postgresql with the same content.
 machine_state() {
-    find /var/spool/walsafe* /etc/walsafe* /var/lib/walsafe* /etc/postgresql \
+    find /var/spool/walsafe* /etc/walsafe* /var/lib/walsafe* /etc/postgresql /root/.walsafe* \
+        /var/lib/postgresql/.walsafe* \
         \( -type d -printf '%p/\n' \) -o -printf '%p %T@\n' 2>/dev/null | LC_ALL=C sort
 }
 state_before=$(machine_state)

@@ -78,7 +78,7 @@ grep -q "^restored backup $BACKUP_ID (stopped [0-9T:-]*Z) into $DIR\$" "$T/.last
     fail "no summary line naming the backup: $(head -3 "$T/.last.out")"
 grep -qx "recovery target: the end of the archived WAL, then it promotes" "$T/.last.out" ||
     fail "no recovery target line: $(cat "$T/.last.out")"
-grep -q "^restore_command = '$BIN_DIR/wal-fetch --config $CONF %f %p' (in postgresql.auto.conf)\$" "$T/.last.out" ||
+grep -q "^restore_command = '$BIN_DIR/wal-fetch --config $CONF .*%f %p' (in postgresql.auto.conf)\$" "$T/.last.out" ||
     fail "no restore_command line: $(grep restore_command "$T/.last.out")"
 grep -q '^note: the backup holds no postgresql.conf .*README, "Restoring on Debian"' "$T/.last.out" ||
     fail "no note about the missing postgresql.conf: $(cat "$T/.last.out")"
