@@ -108,6 +108,20 @@ assert_err_contains "backup $ID2 cannot be read by this user" "wal-prune with an
 # every backup stays (what $ID2 needs is unknown); WAL older than the oldest backup may go
 assert_eq "$(repo_state "$T/repo/main/backup")" "$before" "the backups after wal-prune held by an unreadable backup"
 bb_restore "$CONF" "$T/r3" --backup "$ID3" && assert_eq "$(backup_label_of "$T/r3")" third "restore --backup $ID3"
+grep -qx "restored backup $ID3 (stopped [0-9T:-]*Z) into $T/r3" "$T/.last.out" ||
+    fail "restore's summary does not name $ID3: $(head -2 "$T/.last.out")"
+grep -q "^next: /usr/lib/postgresql/15/bin/pg_ctl -D $T/r3 -l $T/r3.log start\$" "$T/.last.out" ||
+    fail "restore's summary has no next command: $(cat "$T/.last.out")"
+grep -q "^note:" "$T/.last.out" && fail "a note about postgresql.conf, which the backup holds"
+CASE="restore as root (not refused: it runs as the target's owner)"
+install -d -o postgres -g postgres -m 700 "$T/r4"
+as_root restore --pgdata "$T/r4" --backup "$ID3" --target-immediate
+assert_rc 0 "restore as root"
+grep -q "^recovery target: the end of the backup (--target-immediate), then pause (the default" "$T/.last.out" ||
+    fail "no recovery target line with the default action: $(grep target "$T/.last.out")"
+grep -q "^next: runuser -u postgres -- .*pg_ctl -D $T/r4 " "$T/.last.out" ||
+    fail "the next command does not run as postgres: $(grep next "$T/.last.out")"
+CASE="a backup postgres may not read"
 bb --config "$CONF" restore --pgdata "$T/r2" --backup "$ID2"
 assert_rc 1 "restore of the unreadable backup"
 assert_err_contains "backup $ID2 is unreadable" "restore of the unreadable backup"
