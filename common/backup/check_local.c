@@ -12,7 +12,8 @@
 #include "base/fs.h"
 
 /* pgdata exists, is readable, holds PG_VERSION and is the server's data_directory (when the role
- * may read that setting); *owner: its owner (the server's user) when it exists. */
+ * may read that setting); unset with backup_method local, the server's data_directory must be
+ * known and here. *owner: the data directory's stat (its owner is the server's user). */
 static int check_pgdata(const struct ws_config *cfg, const struct ws_pg_info *info,
                         struct stat *owner)
 {
@@ -21,8 +22,17 @@ static int check_pgdata(const struct ws_config *cfg, const struct ws_pg_info *in
 
     if (ws_config_backup_method(cfg) == WS_BACKUP_METHOD_STREAM && !(cfg->pgdata && *cfg->pgdata))
         return ws_check_report(1, L_PGDATA, "not set: backup_method stream copies from the server");
-    if (!cfg->pgdata || !*cfg->pgdata)
-        return ws_check_report(0, L_PGDATA, "pgdata is not set (backup_method local needs it)");
+    if (!cfg->pgdata || !*cfg->pgdata) { /* backup_method = local: create takes the server's */
+        if (!info || !info->data_directory)
+            return ws_check_report(0, L_PGDATA,
+                                   "pgdata is not set and the server does not tell its "
+                                   "data_directory to this role: set pgdata");
+        if (stat(info->data_directory, owner) != 0)
+            return ws_check_report(0, L_PGDATA, "the server's data_directory is not on this host");
+        snprintf(detail, sizeof(detail), "not set: create copies the server's data_directory %s",
+                 info->data_directory);
+        return ws_check_report(1, L_PGDATA, detail);
+    }
     if (stat(cfg->pgdata, owner) != 0 || !S_ISDIR(owner->st_mode)) {
         snprintf(detail, sizeof(detail), "\"%s\" is not a directory", cfg->pgdata);
         return ws_check_report(0, L_PGDATA, detail);
@@ -81,8 +91,9 @@ int ws_check_local(const struct ws_config *cfg, const struct ws_pg_info *info)
 {
     struct stat owner;
     int failed = check_pgdata(cfg, info, &owner);
+    int local = ws_config_backup_method(cfg) == WS_BACKUP_METHOD_LOCAL;
 
-    if (failed || !cfg->pgdata || !*cfg->pgdata)
+    if (failed || !local)
         ws_check_skipped(L_SPOOL, failed ? L_PGDATA : "pgdata: the spool is on the server's host");
     else
         failed += check_spool(cfg, &owner);

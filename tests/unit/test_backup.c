@@ -1014,6 +1014,7 @@ static void test_check_privileges(void)
  * and the WAL switch is not tried (no wait of `timeout`). */
 static void test_check_skips(void)
 {
+    char *realkey;
     struct cluster c;
     struct ws_error cfg_err = {0};
     char out[8192];
@@ -1033,7 +1034,7 @@ static void test_check_skips(void)
     CHECK(fake.switches == 0);
     c.cfg.allow_root = 1;
 
-    free(c.cfg.encrypt_key_file); /* a key file that cannot be read */
+    realkey = c.cfg.encrypt_key_file; /* a key file that cannot be read */
     c.cfg.encrypt_key_file = strdup("/nonexistent/walsafe.key");
     CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
     CHECK(strstr(out, "FAILED  encryption key file readable: ") != NULL);
@@ -1045,6 +1046,26 @@ static void test_check_skips(void)
     CHECK(fake.switches == 0);
     /* only one FAILED line: no false second diagnosis */
     CHECK(strstr(strstr(out, "FAILED") + 1, "FAILED") == NULL);
+
+    free(c.cfg.encrypt_key_file);
+    c.cfg.encrypt_key_file = realkey;
+    {
+        char *real = c.cfg.pgdata; /* pgdata another directory than the server's */
+        c.cfg.pgdata = strdup(unit_tmpdir());
+        c.cfg.spool_dir = strdup("/nonexistent/spool");
+        CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
+        CHECK(strstr(out, "FAILED  pgdata is the server's data directory: ") != NULL);
+        CHECK(strstr(out, "SKIPPED spool_dir usable by the server's user (needs: pgdata is the "
+                          "server's data directory)\n") != NULL);
+        free(c.cfg.pgdata);
+        c.cfg.pgdata = real;
+        CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID); /* the spool's parent is gone */
+        CHECK(strstr(out, "FAILED  spool_dir usable by the server's user: \"/nonexistent/spool/") !=
+              NULL);
+        CHECK(strstr(out, "fix: install -d -o ") != NULL);
+        free(c.cfg.spool_dir);
+        c.cfg.spool_dir = NULL;
+    }
 
     snprintf(cfg_err.msg, sizeof(cfg_err.msg), "configuration file \"f\" line 1: unknown key");
     capture_begin();
