@@ -22,7 +22,7 @@ static const char usage[] =
     "\n"
     "Usage:\n"
     "  basebackup [OPTIONS] create [--type full|diff|incr] [--label TEXT] [--fast]\n"
-    "             [--parallel N] [--progress | --no-progress]\n"
+    "             [--parallel N] [--progress | --no-progress] [--allow-root]\n"
     "             (--type: default backup_type, else full)\n"
     "  basebackup [OPTIONS] list [--json]   with --cluster all: every cluster of the repository\n"
     "                                       (--json: {\"clusters\": [one list --json each]})\n"
@@ -32,9 +32,10 @@ static const char usage[] =
     "             [--target-action pause|promote|shutdown] [--parallel N] [--force | --delta]\n"
     "             [--tablespace-map OLDDIR=NEWDIR]... [--progress | --no-progress]\n"
     "  basebackup [OPTIONS] verify [ID | --all]\n"
-    "  basebackup [OPTIONS] check\n"
-    "  basebackup [OPTIONS] keep ID [--unset]   pin a backup: wal-prune keeps it (and the WAL\n"
-    "                                            from its start) until --unset\n"
+    "  basebackup [OPTIONS] check [--allow-root]   one OK/FAILED/SKIPPED line per precondition;\n"
+    "                                              forces a WAL switch (pg_switch_wal)\n"
+    "  basebackup [OPTIONS] keep ID [--unset] [--allow-root]   pin a backup: wal-prune keeps it\n"
+    "                                 (and the WAL from its start) until --unset\n"
     "  basebackup [OPTIONS] status [--json] [--prometheus FILE] [--max-archive-lag N]\n"
     "             [--max-backup-age DUR] [--max-wal-age DUR] [--max-logical-age DUR]\n"
     "             is the cluster safe? (DUR: 90s, 30m, 26h, 2d; N: WAL segments)\n"
@@ -46,6 +47,9 @@ static const char usage[] =
     "duration, rate); create's stdout is only the backup id. Without --fast, create waits for\n"
     "a spread checkpoint first. max_rate (config) limits the bytes per second to and from\n"
     "the repository.\n"
+    "\n"
+    "create, keep and check run as the owner of a local repository's directory and never as\n"
+    "root, unless --allow-root is given (what they create is then given to that owner).\n"
     "\n"
     "Exit status: 0 success; 1 failure; 2 usage error. status: 0 OK, 1 WARNING, 2 CRITICAL,\n"
     "3 UNKNOWN (Nagios's states).\n";
@@ -66,6 +70,7 @@ struct opts {
     struct ws_status_opts status;
     int status_opts; /* a status option was given */
     int progress;    /* --progress 1, --no-progress 0, neither -1 */
+    int allow_root;
 };
 
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out, struct ws_error *err)
@@ -146,6 +151,8 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
         return o->restore.force = 1;
     if (strcmp(opt, "--delta") == 0)
         return o->restore.delta = 1;
+    if (strcmp(opt, "--allow-root") == 0)
+        return o->allow_root = 1;
     if (strcmp(opt, "--target-immediate") == 0) {
         o->restore.target_kind = WS_TARGET_IMMEDIATE;
         o->ntargets++;
@@ -260,6 +267,8 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
         return usage_error(err, "--all applies to verify, not to %s", c);
     if (o->unset && strcmp(c, "keep") != 0)
         return usage_error(err, "--unset applies to keep, not to %s", c);
+    if (o->allow_root && !is_create && strcmp(c, "keep") != 0 && strcmp(c, "check") != 0)
+        return usage_error(err, "--allow-root applies to create, keep and check, not to %s", c);
     if (!is_restore &&
         (o->restore.pgdata || o->restore.backup || o->ntargets || o->restore.target_action ||
          o->restore.force || o->restore.delta || o->restore.nmaps))
@@ -332,11 +341,14 @@ int main(int argc, char **argv)
     /* options, then an optional subcommand, then its options */
     if (ws_cli_parse(argc, argv, &cfg, &cli, extra, &o, &action, &err) != 0)
         goto usage;
-    if (action == WS_CLI_RUN && cli.nargs == 0) {
+    if (action == WS_CLI_RUN && cli.nargs == 0) { /* a bare basebackup: never a backup */
         ws_error_set(&err, WS_ERR_USAGE,
                      "a command is required (create, list, restore, verify, check, keep or "
                      "status)");
-        goto usage;
+        ws_log_error(&err);
+        fputs(usage, stderr);
+        status = 2;
+        goto out;
     }
     if (action == WS_CLI_RUN) {
         for (i = 0; cmds[i]; i++)
@@ -372,6 +384,8 @@ int main(int argc, char **argv)
         goto usage;
     cfg.cluster_all_ok = strcmp(o.cmd, "list") == 0; /* list --cluster all: every cluster */
     if (ws_cli_load_config(&cfg, &cli, &err) != 0) {
+        if (strcmp(o.cmd, "check") == 0)
+            ws_backup_check_config_failed(&err); /* in check's own format, on stdout */
         ws_log_error(&err);
         status = strcmp(o.cmd, "status") == 0 ? WS_STATUS_UNKNOWN : 1;
         goto out;
@@ -383,6 +397,13 @@ int main(int argc, char **argv)
     }
     o.restore.config_path = cfg.config_file;
     o.create.progress = o.restore.progress = ws_progress_wanted(o.progress);
+    cfg.allow_root = o.allow_root;
+    /* the commands that write the repository run as its owner (check reports it as a line) */
+    if ((strcmp(o.cmd, "create") == 0 || strcmp(o.cmd, "keep") == 0) &&
+        ws_repo_check_user(&cfg, "basebackup", &err) != 0) {
+        ws_log_error(&err);
+        goto out;
+    }
     if (o.type >= 0)
         cfg.backup_type = o.type; /* the option wins over the config key */
     if (strcmp(o.cmd, "create") == 0)

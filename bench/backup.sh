@@ -154,6 +154,7 @@ compress_level = $ZSTD_LEVEL
 parallel = $PARALLEL
 pgdata = '$PGDATA_DIR'
 pg_conninfo = 'host=$SOCK port=$PORT user=postgres dbname=postgres'
+spool_dir = ''
 CONF
 
 PGBR_CONF=$DIR/pgbr/pgbackrest.conf

@@ -13,11 +13,13 @@
 #include "base/cli.h"
 #include "base/log.h"
 #include "prune/prune.h"
+#include "repo/repo.h"
 
 static const char usage[] =
     "wal-prune deletes the backups and WAL files that the retention policy no longer needs.\n"
     "\n"
     "Usage: wal-prune [OPTIONS] [--dry-run] [--retain-full N] [--retain-time DURATION] [--json]\n"
+    "                 [--allow-root]\n"
     "\n"
     "  --dry-run               print exactly what would be deleted, and delete nothing\n"
     "  --retain-full N         keep the N newest complete full backups and the diff and incr\n"
@@ -26,6 +28,8 @@ static const char usage[] =
     "  --retain-time DURATION  keep what restores to any moment of the last DURATION, e.g. 30d\n"
     "                          (units s m h d w; overrides retain_time)\n"
     "  --json                  print the plan (with --dry-run) or the result as JSON\n"
+    "  --allow-root            run as root (refused without it; what it writes into a local\n"
+    "                          repository is given to the owner of its directory)\n"
     "\n"
     "OPTIONS: --config FILE, --repo URL, --cluster NAME, -v, --help, --version\n"
     "\n"
@@ -53,6 +57,8 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
         return o->prune.dry_run = 1;
     if (strcmp(opt, "--json") == 0)
         return o->prune.json = 1;
+    if (strcmp(opt, "--allow-root") == 0)
+        return o->cfg->allow_root = 1;
     if (strcmp(opt, "--retain-full") == 0)
         key = "retain_full";
     else if (strcmp(opt, "--retain-time") == 0)
@@ -100,7 +106,8 @@ int main(int argc, char **argv)
         ws_error_set(&err, WS_ERR_USAGE, "unexpected argument \"%s\"", cli.args[0]);
         goto usage;
     }
-    if (ws_cli_load_config(&cfg, &cli, &err) != 0 || ws_prune(&cfg, &o.prune, &err) != 0) {
+    if (ws_cli_load_config(&cfg, &cli, &err) != 0 ||
+        ws_repo_check_user(&cfg, "wal-prune", &err) != 0 || ws_prune(&cfg, &o.prune, &err) != 0) {
         ws_log_error(&err);
         goto out;
     }

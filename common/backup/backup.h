@@ -96,8 +96,12 @@ int ws_backup_restore(const struct ws_config *cfg, const struct ws_backup_env *e
 int ws_backup_verify(const struct ws_config *cfg, const struct ws_backup_env *env, const char *id,
                      int all, struct ws_error *err);
 
+/* `basebackup check`: its lines on stdout (check.c); WS_ERR_INVALID when a line FAILED. */
 int ws_backup_check(const struct ws_config *cfg, const struct ws_backup_env *env,
                     struct ws_error *err);
+/* check's lines when the configuration did not load: FAILED for it (cfg_err), SKIPPED for the
+ * rest. */
+void ws_backup_check_config_failed(const struct ws_error *cfg_err);
 /* `basebackup keep ID [--unset]`: pins a complete backup, or removes the pin. */
 int ws_backup_keep(const struct ws_config *cfg, const char *id, int unset, struct ws_error *err);
 

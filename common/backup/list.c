@@ -4,6 +4,8 @@
  * cluster "all": every cluster of the repository (ws_catalog_clusters), one after the other; in
  * JSON {"clusters": [...]} of the objects a one-cluster list prints, a cluster that could not be
  * read as {"cluster": NAME, "error": MESSAGE} (and the command fails after printing the others).
+ * A backup's stored size (STORED, stored_bytes) is what its objects take in the repository,
+ * manifest and block maps included, from the listing: the number wal-prune reports for it.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -11,6 +13,7 @@
 #include <string.h>
 
 #include "backup/backup.h"
+#include "base/log.h"
 #include "base/util.h"
 #include "pg/wal.h"
 
@@ -77,7 +80,8 @@ static void print_json(const struct ws_repo *repo, const struct ws_catalog *cat)
             printf(", \"start_time\": \"%s\", \"stop_time\": \"%s\", \"start_lsn\": \"%s\", "
                    "\"stop_lsn\": \"%s\", \"timeline\": %" PRIu32 ", \"bytes\": %" PRIu64
                    ", \"stored_bytes\": %" PRIu64 ", \"files\": %zu, \"pg_version\": %d",
-                   a, b, l1, l2, m->timeline, m->bytes, m->stored_bytes, bk->nfiles, m->pg_version);
+                   a, b, l1, l2, m->timeline, m->bytes, bk->stored_objects, bk->nfiles,
+                   m->pg_version);
             ws_wal_format_name(a, m->timeline, ws_manifest_start_segno(m), m->wal_segment_size);
             ws_wal_format_name(b, m->timeline, ws_manifest_stop_segno(m), m->wal_segment_size);
             printf(", \"wal_start\": \"%s\", \"wal_stop\": \"%s\", \"bad_pages\": %zu", a, b,
@@ -129,7 +133,7 @@ static void print_json(const struct ws_repo *repo, const struct ws_catalog *cat)
 /* The LABEL column of a backup without a readable manifest. */
 static const char *no_manifest_note(const struct ws_catalog_backup *bk)
 {
-    if (bk->bad_manifest)
+    if (bk->bad_manifest || bk->status == WS_BACKUP_UNREADABLE)
         return bk->manifest_error;
     if (bk->status == WS_BACKUP_DELETING)
         return "(wal-prune began deleting it; the next run finishes)";
@@ -163,7 +167,7 @@ static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
         ws_format_utc(m->start_time, a);
         ws_format_utc(m->stop_time, b);
         ws_format_bytes(m->bytes, sz, sizeof(sz));
-        ws_format_bytes(m->stored_bytes, st, sizeof(st));
+        ws_format_bytes(bk->stored_objects, st, sizeof(st)); /* as wal-prune counts it */
         snprintf(dur, sizeof(dur), "%" PRId64 "s", m->stop_time - m->start_time);
         {
             char w1[32], w2[32];
@@ -196,6 +200,21 @@ static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
         printf("\n");
 }
 
+/* A warning for each backup this user may not read (listed as "unreadable"). */
+static void warn_unreadable(const struct ws_repo *repo, const struct ws_catalog *cat)
+{
+    char dir[256];
+
+    for (size_t i = 0; i < cat->nbackups; i++) {
+        if (cat->backups[i].status != WS_BACKUP_UNREADABLE)
+            continue;
+        ws_backup_prefix(repo, dir, sizeof(dir));
+        ws_log_warning("backup %s is unreadable: this user may not read \"%s/%s%s\" "
+                       "(permission denied); run as the owner of the repository",
+                       cat->backups[i].id, repo->st->location, dir, cat->backups[i].id);
+    }
+}
+
 /* One cluster: repo->cluster of the open repository. */
 static int list_cluster(struct ws_repo *repo, const struct ws_keyring *kr, int json,
                         struct ws_error *err)
@@ -205,6 +224,7 @@ static int list_cluster(struct ws_repo *repo, const struct ws_keyring *kr, int j
 
     if ((rc = ws_catalog_load(repo, kr, &cat, err)) != 0)
         return rc;
+    warn_unreadable(repo, &cat);
     if (!cat.has_identity) {
         if (json) {
             printf("{\"cluster\": ");

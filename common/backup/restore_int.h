@@ -161,6 +161,9 @@ int ws_restore_layer_part(const struct ws_restore_layer *l, const struct ws_bfil
 
 /* restore_recovery.c */
 int ws_restore_command(struct restore *r, struct ws_error *err);
+/* restore_summary.c: the lines a successful restore prints on stdout (backup, target,
+ * restore_command, the command that starts the copy; a note when it holds no postgresql.conf). */
+void ws_restore_print_summary(const struct restore *r);
 int ws_restore_write_recovery(struct restore *r, struct ws_error *err);
 int ws_restore_write_tablespace_map(struct restore *r, struct ws_error *err);
 int ws_restore_sync_fs_of(const struct rdir *d, struct ws_error *err);

@@ -435,13 +435,18 @@ static int verify_all(const struct ws_config *cfg, const struct ws_backup_env *e
                       const struct ws_catalog *cat, struct ws_error *err)
 {
     const struct ws_catalog_backup *oldest = NULL;
-    size_t i, failed = 0, gaps;
+    size_t i, failed = 0, gaps, unreadable = 0;
     int rc;
 
     for (i = 0; i < cat->nbackups; i++) {
         const struct ws_catalog_backup *b = &cat->backups[i];
         if (b->has_manifest && !oldest)
             oldest = b;
+        if (b->status == WS_BACKUP_UNREADABLE) {
+            ws_log_warning("backup %s is unreadable: %s; not verified", b->id, b->manifest_error);
+            unreadable++;
+            continue;
+        }
         if (b->bad_manifest) {
             ws_log(WS_LOG_ERROR, "backup %s: %s", b->id, b->manifest_error);
             failed++;
@@ -464,6 +469,11 @@ static int verify_all(const struct ws_config *cfg, const struct ws_backup_env *e
         return ws_error_set(err, WS_ERR_CORRUPT,
                             "verification failed: %zu backup(s) with problems, %zu WAL gap(s)",
                             failed, gaps);
+    if (unreadable)
+        return ws_error_set(err, WS_ERR_INVALID,
+                            "%zu of %zu backup(s) and the WAL archive verified; %zu could not be "
+                            "read by this user",
+                            cat->nbackups - unreadable, cat->nbackups, unreadable);
     printf("all %zu backup(s) and the WAL archive verified\n", cat->nbackups);
     return 0;
 }

@@ -213,6 +213,55 @@ int ws_config_cluster_valid(const char *s)
     return 1;
 }
 
+/* Edit distance (insertions, deletions, substitutions, swaps of neighbours) of a and b, or a
+ * number above 2 when it is certainly more. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    enum { MAXLEN = 64 };
+    size_t la = strlen(a), lb = strlen(b), d[MAXLEN + 1][MAXLEN + 1];
+
+    if (la > MAXLEN || lb > MAXLEN || (la > lb ? la - lb : lb - la) > 2)
+        return 3;
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[la][lb];
+}
+
+/* "unknown configuration key", with the nearest real key within edit distance 2 as a hint. */
+static int unknown_key(const char *key, const char *source, struct ws_error *err)
+{
+    const char *near = NULL;
+    size_t best = 3;
+
+    for (size_t i = 0; i < NKEYS; i++) {
+        size_t d = edit_distance(key, keys[i].name);
+        if (d < best) {
+            best = d;
+            near = keys[i].name;
+        }
+    }
+    if (near)
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "%s: unknown configuration key \"%s\" (did you mean \"%s\"?)", source,
+                            key, near);
+    return ws_error_set(err, WS_ERR_CONFIG, "%s: unknown configuration key \"%s\"", source, key);
+}
+
 int ws_config_set(struct ws_config *cfg, const char *key, const char *value, const char *source,
                   struct ws_error *err)
 {
@@ -222,8 +271,7 @@ int ws_config_set(struct ws_config *cfg, const char *key, const char *value, con
     int64_t v;
 
     if (!k)
-        return ws_error_set(err, WS_ERR_CONFIG, "%s: unknown configuration key \"%s\"", source,
-                            key);
+        return unknown_key(key, source, err);
     field = (char *)cfg + k->off;
     switch (k->type) {
     case T_STR: {
@@ -574,8 +622,7 @@ int ws_config_parse_text(struct ws_config *cfg, const char *text, const char *fn
         if (r > 0)
             continue;
         if (!find_key(key, &idx))
-            return ws_error_set(err, WS_ERR_CONFIG, "%s: unknown configuration key \"%s\"", source,
-                                key);
+            return unknown_key(key, source, err);
         if (seen & (UINT64_C(1) << idx))
             ws_log_warning("%s: \"%s\" is set again; the last value wins", source, key);
         seen |= UINT64_C(1) << idx;

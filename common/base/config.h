@@ -84,6 +84,8 @@ struct ws_config {
     /* set by the caller before ws_config_load: cluster may be "all" (basebackup list, where it
      * means every cluster of the repository); else ws_config_load refuses that name */
     int cluster_all_ok;
+    /* set by the caller: --allow-root was given (basebackup, wal-prune; ws_repo_check_user) */
+    int allow_root;
     /* internal: the first key of the file read that holds a secret (a static name), or NULL */
     const char *file_secret;
     /* internal: which keys were set on the command line (bit per key index) */

@@ -158,6 +158,9 @@ static int file_create(struct file_sink *f, struct ws_error *err)
     if (f->fd < 0)
         return ws_error_setsys(err, f->o.err_code, errno, "could not create file \"%s\"", f->tmp);
     f->created = 1;
+    if (f->o.give && fchown(f->fd, f->o.uid, f->o.gid) != 0)
+        return ws_error_setsys(err, f->o.err_code, errno, "could not give file \"%s\" to user %ld",
+                               f->tmp, (long)f->o.uid);
     return 0;
 }
 

@@ -210,9 +210,9 @@ static int backups_from_catalog(struct ws_prune_state *st, struct ws_error *err)
         }
         b->last_write = c->newest_mtime;
         b->stored_bytes = c->stored_objects;
-        b->problem = c->bad_manifest     ? c->manifest_error
-                     : c->chain_error[0] ? c->chain_error
-                                         : NULL;
+        b->problem = c->bad_manifest || c->denied ? c->manifest_error
+                     : c->chain_error[0]          ? c->chain_error
+                                                  : NULL;
     }
     return 0;
 }
@@ -270,8 +270,9 @@ int ws_prune_gather_opts(struct ws_repo *repo, const struct ws_keyring *kr,
     if ((rc = ws_storage_list(repo->st, prefix, on_chunk, &sc, err)) != 0)
         goto out;
     for (i = 0; i < st->nbackups && rc == 0 && stat_unlisted; i++)
-        if (st->backups[i].status != WS_BACKUP_COMPLETE && st->backups[i].last_write <= 0)
-            rc = last_write_by_stat(repo, &st->backups[i], err);
+        if (st->backups[i].status != WS_BACKUP_COMPLETE &&
+            st->backups[i].status != WS_BACKUP_UNREADABLE && st->backups[i].last_write <= 0)
+            rc = last_write_by_stat(repo, &st->backups[i], err); /* not into another's dir */
     if (rc == 0)
         rc = read_histories(repo, kr, st, err);
 out:

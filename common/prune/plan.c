@@ -304,6 +304,24 @@ static int hold_order_on(struct ws_prune_plan *plan, const struct ws_prune_backu
     return set_hold(plan, WS_HOLD_ORDER, msg, err);
 }
 
+int ws_prune_hold_unreadable(const struct ws_prune_input *in, struct ws_prune_plan *plan,
+                             struct ws_error *err)
+{
+    char msg[512];
+
+    for (size_t k = 0; k < in->nbackups; k++) {
+        const struct ws_prune_backup *b = &in->backups[plan->order[k]];
+        if (b->status != WS_BACKUP_UNREADABLE)
+            continue;
+        snprintf(msg, sizeof(msg),
+                 "wal-prune deletes no backups: backup %s cannot be read by this user, so what "
+                 "it needs is unknown; run wal-prune as the owner of the repository",
+                 b->id);
+        return set_hold(plan, WS_HOLD_UNREADABLE, msg, err);
+    }
+    return 0;
+}
+
 int ws_prune_hold_order(const struct ws_prune_input *in, struct ws_prune_plan *plan,
                         struct ws_error *err)
 {
@@ -420,6 +438,8 @@ static unsigned judge_one(const struct ws_prune_input *in, const struct ws_prune
         return in->now - last < age ? WS_KEEP_YOUNG : WS_DROP_ABANDONED;
     case WS_BACKUP_INVALID:
         return b->has_position ? WS_KEEP_LINK_INVALID : WS_KEEP_UNREADABLE;
+    case WS_BACKUP_UNREADABLE:
+        return WS_KEEP_UNREADABLE;
     default:
         return WS_DROP_DELETING;
     }
@@ -584,7 +604,13 @@ int ws_prune_warn_kept(const struct ws_prune_input *in, struct ws_prune_plan *pl
     for (k = 0; k < in->nbackups && rc == 0; k++) {
         size_t bi = plan->order[k];
         const struct ws_prune_backup *b = &in->backups[bi];
-        if (plan->why[bi] & WS_KEEP_UNREADABLE)
+        if (b->status == WS_BACKUP_UNREADABLE)
+            rc = add_warning(plan, err,
+                             "backup %s is unreadable: %s; wal-prune keeps it, deletes no backup "
+                             "by retention (it may need any older one) and keeps the WAL of "
+                             "every timeline from the oldest start known of any backup",
+                             b->id, b->problem ? b->problem : "permission denied");
+        else if (plan->why[bi] & WS_KEEP_UNREADABLE)
             rc = add_warning(plan, err,
                              "backup %s: its manifest cannot be read (%s); wal-prune never deletes "
                              "it, and keeps the WAL of every timeline from the oldest start known "
@@ -873,7 +899,8 @@ int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *pl
     if ((rc = ws_prune_order(in, plan, err)) != 0 ||
         (rc = ws_prune_link_chains(in, plan, err)) != 0 ||
         (rc = ws_prune_hold_lineage(in, plan, err)) != 0 ||
-        (rc = ws_prune_hold_order(in, plan, err)) != 0)
+        (rc = ws_prune_hold_order(in, plan, err)) != 0 ||
+        (rc = ws_prune_hold_unreadable(in, plan, err)) != 0)
         goto out;
     ws_prune_keep_newest(in, plan);
     ws_prune_keep_full(in, plan);

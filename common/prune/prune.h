@@ -18,8 +18,10 @@
  *   - .history files are never deleted; WAL goes only below its timeline's cutoff (plan->tls),
  *     never from a kept backup's start on, and none goes without a complete backup;
  *   - a held plan (plan->hold, hold_msg) deletes no backup by retention: when a needed history
- *     file is missing or unreadable (WS_HOLD_LINEAGE, no WAL of that timeline goes either) or
- *     backup times and WAL positions disagree (WS_HOLD_ORDER); the rest of it still stands.
+ *     file is missing or unreadable (WS_HOLD_LINEAGE, no WAL of that timeline goes either),
+ *     backup times and WAL positions disagree (WS_HOLD_ORDER), or a backup's directory may not
+ *     be read by this user (WS_HOLD_UNREADABLE: it is kept, and what it needs is unknown); the
+ *     rest of it still stands.
  *
  * The executor guarantees that a kill at any moment leaves no backup the catalog calls complete
  * while an object of it is gone, and that the next run finishes the work: backups first, in
@@ -130,8 +132,9 @@ struct ws_prune_tl {
 
 /* Why a plan is held back (deletes no backup by retention; exit 1). */
 enum ws_prune_hold {
-    WS_HOLD_LINEAGE = 1u << 0, /* a needed history file is missing or cannot be read */
-    WS_HOLD_ORDER = 1u << 1,   /* time order and WAL order of backups on one line disagree */
+    WS_HOLD_LINEAGE = 1u << 0,    /* a needed history file is missing or cannot be read */
+    WS_HOLD_ORDER = 1u << 1,      /* time order and WAL order of backups on one line disagree */
+    WS_HOLD_UNREADABLE = 1u << 2, /* a backup this user may not read (status unreadable) */
 };
 
 struct ws_prune_input {

@@ -89,6 +89,9 @@ int ws_prune_hold_lineage(const struct ws_prune_input *in, struct ws_prune_plan 
  * are in one order by time and in the other by start LSN (interrupted deletes do not count). */
 int ws_prune_hold_order(const struct ws_prune_input *in, struct ws_prune_plan *plan,
                         struct ws_error *err);
+/* WS_HOLD_UNREADABLE, naming the first, when a backup's status is unreadable. */
+int ws_prune_hold_unreadable(const struct ws_prune_input *in, struct ws_prune_plan *plan,
+                             struct ws_error *err);
 /* Position in plan->order of the newest complete backup; -1 when there is none. */
 long ws_prune_newest(const struct ws_prune_input *in, const struct ws_prune_plan *plan);
 /* The policies; each adds its WS_KEEP_* bit to plan->why of the complete backups it keeps. */

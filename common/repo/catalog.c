@@ -1,4 +1,5 @@
 /* catalog.c - what a repository holds for one cluster, from its listings (catalog.h). */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,7 +61,9 @@ static int on_backup_key(void *arg, const char *key, const struct ws_storage_sta
         return 0;
     if (!(b = backup_entry(sc, id)))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    if (rest[WS_BACKUP_ID_LEN] != '/')
+    if (st->denied)
+        b->denied = 1;
+    else if (rest[WS_BACKUP_ID_LEN] != '/')
         b->status = WS_BACKUP_DELETING; /* its tombstone decides, whatever else is there */
     else if (strcmp(rest + WS_BACKUP_ID_LEN + 1, "manifest") == 0)
         b->has_manifest = 1;
@@ -172,6 +175,8 @@ const char *ws_backup_status_name(enum ws_backup_status status)
         return "invalid";
     case WS_BACKUP_DELETING:
         return "deleting";
+    case WS_BACKUP_UNREADABLE:
+        return "unreadable";
     case WS_BACKUP_RUNNING:
         break;
     }
@@ -210,6 +215,11 @@ static int load_manifest(struct ws_repo *repo, const struct ws_keyring *kr,
     if (!b->has_manifest)
         return 0;
     rc = ws_manifest_load(repo, kr, b->id, &b->m, err);
+    if (rc == WS_ERR_STORAGE && err->sys_errno == EACCES) { /* another user's (catalog.h) */
+        b->has_manifest = 0;
+        b->denied = 1;
+        return 0;
+    }
     if (rc == WS_ERR_CORRUPT || rc == WS_ERR_KEY || rc == WS_ERR_NOT_FOUND) {
         b->has_manifest = 0;
         b->bad_manifest = 1;
@@ -244,6 +254,14 @@ static void settle_status(const struct ws_catalog *cat, struct ws_catalog_backup
     }
     if (b->status == WS_BACKUP_DELETING)
         return;
+    if (b->denied) {
+        b->has_manifest = 0;
+        b->status = WS_BACKUP_UNREADABLE;
+        snprintf(b->manifest_error, sizeof(b->manifest_error),
+                 "this user may not read it (permission denied): run as the owner of the "
+                 "repository");
+        return;
+    }
     if (b->has_manifest)
         b->status = b->missing_wal[0] ? WS_BACKUP_INCOMPLETE : WS_BACKUP_COMPLETE;
     else
@@ -254,7 +272,7 @@ void ws_catalog_why(const struct ws_catalog_backup *b, char *out, size_t outsz)
 {
     if (b->status == WS_BACKUP_DELETING)
         snprintf(out, outsz, "wal-prune began deleting it");
-    else if (b->bad_manifest)
+    else if (b->bad_manifest || b->status == WS_BACKUP_UNREADABLE)
         snprintf(out, outsz, "%s", b->manifest_error);
     else if (!b->has_manifest)
         snprintf(out, outsz, "no manifest: still running, or failed");
@@ -412,7 +430,7 @@ int ws_catalog_load(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
     ws_backup_prefix(repo, prefix, sizeof(prefix));
     sc.prefix = prefix;
     sc.prefix_len = strlen(prefix);
-    if ((rc = ws_storage_list(repo->st, prefix, on_backup_key, &sc, err)) != 0)
+    if ((rc = ws_storage_list_denied(repo->st, prefix, on_backup_key, &sc, err)) != 0)
         goto out;
     if (cat->nbackups > 1)
         qsort(cat->backups, cat->nbackups, sizeof(*cat->backups), cmp_backup);

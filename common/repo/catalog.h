@@ -16,6 +16,10 @@
  *               or a diff/incr whose chain has a link missing, incomplete, running or being
  *               deleted: chain_error names it ("its reference <ID> is missing")
  *   running     no manifest: a backup still being written, or one that died
+ *   unreadable  its directory (or manifest) may not be read by this user (permission denied, a
+ *               local repository): nothing is known of it; manifest_error says why. list, verify
+ *               --all, wal-prune (which keeps it and all it may need) and restore of another
+ *               backup go on past it
  * The chain of a backup is itself, its reference (manifest.h), that one's reference, ... down to
  * a full backup; a reference is always older (a smaller id).
  * `pinned` (<ID>/keep exists) is independent of the status.
@@ -48,9 +52,11 @@ enum ws_backup_status {
     WS_BACKUP_INCOMPLETE,
     WS_BACKUP_INVALID,
     WS_BACKUP_DELETING,
+    WS_BACKUP_UNREADABLE,
 };
 
-/* "complete", "incomplete", "invalid", "running" or "deleting": what list and wal-prune print. */
+/* "complete", "incomplete", "invalid", "running", "deleting" or "unreadable": what list and
+ * wal-prune print. */
 const char *ws_backup_status_name(enum ws_backup_status status);
 
 struct ws_catalog_backup {
@@ -58,6 +64,7 @@ struct ws_catalog_backup {
     enum ws_backup_status status;
     int has_manifest; /* present and valid: m is loaded */
     int bad_manifest; /* present but unreadable: manifest_error says why */
+    int denied;       /* its directory or manifest: permission denied (status unreadable) */
     char manifest_error[300];
     struct ws_manifest m;    /* its header: no records (ws_catalog_manifest for those) */
     size_t nfiles;           /* its file records */

@@ -246,7 +246,7 @@ static int on_listed(void *arg, const char *key, uint64_t size, struct ws_error 
     struct s3_storage *s = l->s;
     size_t plen = strlen(s->prefix);
     const char *rel = key + plen, *base;
-    struct ws_storage_stat st = {size, 0};
+    struct ws_storage_stat st = {.size = size};
     int fresh;
 
     if (strncmp(key, s->prefix, plen) != 0 || strncmp(rel, l->prefix, strlen(l->prefix)) != 0) {

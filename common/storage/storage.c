@@ -1,5 +1,6 @@
 #include "storage/storage.h"
 
+#include <errno.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,6 +155,8 @@ struct counting_list {
     ws_storage_list_cb cb;
     void *arg;
     size_t delivered;
+    int want_denied; /* pass unreadable directories on (ws_storage_list_denied) */
+    const char *location;
 };
 
 static int counting_cb(void *arg, const char *key, const struct ws_storage_stat *st,
@@ -161,14 +164,17 @@ static int counting_cb(void *arg, const char *key, const struct ws_storage_stat 
 {
     struct counting_list *c = arg;
 
+    if (st->denied && !c->want_denied)
+        return ws_error_setsys(err, WS_ERR_STORAGE, EACCES, "could not open directory \"%s/%s\"",
+                               c->location, key);
     c->delivered++;
     return c->cb(c->arg, key, st, err);
 }
 
-int ws_storage_list(struct ws_storage *s, const char *prefix, ws_storage_list_cb cb, void *arg,
-                    struct ws_error *err)
+static int list_with(struct ws_storage *s, const char *prefix, int want_denied,
+                     ws_storage_list_cb cb, void *arg, struct ws_error *err)
 {
-    struct counting_list c = {cb, arg, 0};
+    struct counting_list c = {cb, arg, 0, want_denied, s->location};
     int rc;
 
     for (int attempt = 1;; attempt++) {
@@ -178,6 +184,18 @@ int ws_storage_list(struct ws_storage *s, const char *prefix, ws_storage_list_cb
         if (c.delivered > 0 || !ws_storage_try_again(s, rc, attempt, err))
             return rc;
     }
+}
+
+int ws_storage_list(struct ws_storage *s, const char *prefix, ws_storage_list_cb cb, void *arg,
+                    struct ws_error *err)
+{
+    return list_with(s, prefix, 0, cb, arg, err);
+}
+
+int ws_storage_list_denied(struct ws_storage *s, const char *prefix, ws_storage_list_cb cb,
+                           void *arg, struct ws_error *err)
+{
+    return list_with(s, prefix, 1, cb, arg, err);
 }
 
 /* One delete request (kind: what remove_with_retries does), repeated while it fails transiently. */

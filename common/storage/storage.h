@@ -56,6 +56,10 @@ enum {
 struct ws_storage_stat {
     uint64_t size;
     int64_t mtime; /* seconds since the epoch */
+    /* Listings only: 1 when the key is no object but a directory below the prefix that this
+     * user may not read ("a/b/", ending in '/'; size and mtime 0). Delivered only by
+     * ws_storage_list_denied(); ws_storage_list() fails on it instead. */
+    int denied;
 };
 
 /* Called once per object; return non-zero (with err set) to stop the listing. */
@@ -155,6 +159,12 @@ int ws_storage_get(struct ws_storage *s, const char *key, uint64_t offset, uint6
                    struct ws_sink *dest, struct ws_error *err);
 int ws_storage_list(struct ws_storage *s, const char *prefix, ws_storage_list_cb cb, void *arg,
                     struct ws_error *err);
+/* The same, but a directory the user may not read (a local repository's, permission denied) is
+ * passed to cb as an entry with st->denied set instead of failing the listing (list, verify,
+ * wal-prune and restore go on past a backup another user owns). The prefix's own directory
+ * unreadable is still an error. */
+int ws_storage_list_denied(struct ws_storage *s, const char *prefix, ws_storage_list_cb cb,
+                           void *arg, struct ws_error *err);
 int ws_storage_remove(struct ws_storage *s, const char *key, struct ws_error *err);
 /* The housekeeping operations; 0 without doing anything where the driver has none. */
 int ws_storage_remove_dir(struct ws_storage *s, const char *prefix, struct ws_error *err);

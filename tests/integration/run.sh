@@ -121,15 +121,19 @@ report() {
     if [ "$(cat "$RESULTS/$1.rc")" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 }
 
-# `make check` leaves the machine as it found it: nothing may appear or change under the default
-# spool, /etc or /var/lib because of a test (the suite fails otherwise).
+# `make check` leaves the machine as it found it: nothing may appear, change or go where an
+# installation of walsafe keeps its things (the default spool /var/spool/walsafe, /etc/walsafe*,
+# /var/lib/walsafe*, stamps in root's or postgres's home), nor a PostgreSQL cluster configuration
+# be left in /etc/postgresql (t_debian_restore registers clusters there and drops them). Each path
+# with its modification
+# time; directories by name only (one that gained and lost an entry is unchanged). Not all of /etc
+# and /var/lib: on a shared machine apt and other users change them, and pg_dropcluster rewrites
+# /etc/apt/apt.conf.d/01autoremove-postgresql with the same content.
 machine_state() {
-    find /var/spool/walsafe /etc /var/lib -xdev \( -path /var/lib/apt -o -path /var/lib/dpkg \
-        -o -path /var/lib/postgresql \) -prune -o -newer "$RESULTS/.start" -print 2>/dev/null |
-        LC_ALL=C sort
-    [ -e /var/spool/walsafe ] && echo "/var/spool/walsafe exists"
+    find /var/spool/walsafe* /etc/walsafe* /var/lib/walsafe* /etc/postgresql /root/.walsafe* \
+        /var/lib/postgresql/.walsafe* \
+        \( -type d -printf '%p/\n' \) -o -printf '%p %T@\n' 2>/dev/null | LC_ALL=C sort
 }
-touch "$RESULTS/.start"
 state_before=$(machine_state)
 suite_start=$(date +%s)
 declare -A running=() # pid -> test number
@@ -155,8 +159,8 @@ for pid in "${!running[@]}"; do
 done
 state_after=$(machine_state)
 if [ "$state_after" != "$state_before" ]; then
-    echo "FAIL machine state: the suite left these behind (new or changed since it started):"
-    diff <(echo "$state_before") <(echo "$state_after") | sed -n 's/^> /     /p'
+    echo "FAIL machine state: the suite changed these (> new or changed, < gone or changed):"
+    diff <(echo "$state_before") <(echo "$state_after") | sed -n 's/^\([<>]\) /     \1 /p'
     failed=$((failed + 1))
 fi
 echo "integration ($BUILD_NAME/bin, $(($(date +%s) - suite_start))s)"

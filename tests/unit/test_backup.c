@@ -571,6 +571,7 @@ static void cluster_init(struct cluster *c, const char *tag, int parallel)
     c->cfg.encrypt_key_file = strdup(key);
     c->cfg.parallel = parallel;
     c->cfg.timeout = 10;
+    c->cfg.allow_root = 1; /* the unit tests run as root (check's user line) */
     CHECK(ws_keyring_load(&c->cfg, &c->kr, &err) == 0);
 
     memset(&fake, 0, sizeof(fake));
@@ -913,6 +914,8 @@ static void roundtrip(const char *tag, int parallel)
     CHECK(ws_backup_check(&c.cfg, &env, &err) == 0);
     capture_end(out, sizeof(out));
     CHECK(strstr(out, ": OK (") != NULL);
+    if (strstr(out, "FAILED"))
+        fprintf(stderr, "%s", out);
     CHECK(strstr(out, "FAILED") == NULL);
     CHECK(strstr(out, "a forced WAL switch reaches the repository: 000000010000000000000003 "
                       "archived") != NULL);
@@ -989,7 +992,8 @@ static void test_check_privileges(void)
     CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
     CHECK(strstr(out, "FAILED  role walsafe may call pg_switch_wal() (the WAL switch of check): "
                       "GRANT EXECUTE ON FUNCTION pg_switch_wal() TO walsafe;\n") != NULL);
-    CHECK(strstr(out, "FAILED  a forced WAL switch reaches the repository: not tried") != NULL);
+    CHECK(strstr(out, "SKIPPED a forced WAL switch reaches the repository (needs: the role may "
+                      "call pg_switch_wal())\n") != NULL);
     CHECK(fake.switches == 0);
     fake.no_execute[WS_PG_SWITCH_WAL] = 0;
 
@@ -1011,6 +1015,75 @@ static void test_check_privileges(void)
                       "REPLICATION;") != NULL);
     CHECK(strstr(out, "FAILED  max_wal_senders allows replication connections: "
                       "max_wal_senders = 0: ") != NULL);
+    cluster_free(&c);
+    mem_end();
+}
+
+/* A failed precondition: the lines that need it say SKIPPED naming it, never a second FAILED,
+ * and the WAL switch is not tried (no wait of `timeout`). */
+static void test_check_skips(void)
+{
+    char *realkey;
+    struct cluster c;
+    struct ws_error cfg_err = {0};
+    char out[8192];
+
+    mem_begin();
+    cluster_init(&c, "skips", 1);
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    fake.switches = 0;
+    c.cfg.allow_root = 0; /* root without --allow-root */
+    CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
+    CHECK(strstr(out, "FAILED  basebackup runs as the repository's owner: basebackup must not run "
+                      "as root") != NULL);
+    CHECK(strstr(out, "SKIPPED repository reachable and writable (needs: basebackup runs as the "
+                      "repository's owner)\n") != NULL);
+    CHECK(strstr(out, "SKIPPED a forced WAL switch reaches the repository (needs: basebackup runs "
+                      "as the repository's owner)\n") != NULL);
+    CHECK(fake.switches == 0);
+    c.cfg.allow_root = 1;
+
+    realkey = c.cfg.encrypt_key_file; /* a key file that cannot be read */
+    c.cfg.encrypt_key_file = strdup("/nonexistent/walsafe.key");
+    CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
+    CHECK(strstr(out, "FAILED  encryption key file readable: ") != NULL);
+    CHECK(strstr(out, "SKIPPED encryption key matches the repository (needs: encryption key file "
+                      "readable)\n") != NULL);
+    CHECK(strstr(out, "SKIPPED a forced WAL switch reaches the repository (needs: encryption key "
+                      "file readable)\n") != NULL);
+    CHECK(strstr(out, "OK      repository reachable and writable") != NULL);
+    CHECK(fake.switches == 0);
+    /* only one FAILED line: no false second diagnosis */
+    CHECK(strstr(strstr(out, "FAILED") + 1, "FAILED") == NULL);
+
+    free(c.cfg.encrypt_key_file);
+    c.cfg.encrypt_key_file = realkey;
+    {
+        char *real = c.cfg.pgdata; /* pgdata another directory than the server's */
+        c.cfg.pgdata = strdup(unit_tmpdir());
+        c.cfg.spool_dir = strdup("/nonexistent/spool");
+        CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
+        CHECK(strstr(out, "FAILED  pgdata is the server's data directory: ") != NULL);
+        CHECK(strstr(out, "SKIPPED spool_dir usable by the server's user (needs: pgdata is the "
+                          "server's data directory)\n") != NULL);
+        free(c.cfg.pgdata);
+        c.cfg.pgdata = real;
+        CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID); /* the spool's parent is gone */
+        CHECK(strstr(out, "FAILED  spool_dir usable by the server's user: \"/nonexistent/spool/") !=
+              NULL);
+        CHECK(strstr(out, "fix: install -d -o ") != NULL);
+        free(c.cfg.spool_dir);
+        c.cfg.spool_dir = NULL;
+    }
+
+    snprintf(cfg_err.msg, sizeof(cfg_err.msg), "configuration file \"f\" line 1: unknown key");
+    capture_begin();
+    ws_backup_check_config_failed(&cfg_err);
+    capture_end(out, sizeof(out));
+    CHECK(strncmp(out, "FAILED  configuration valid: configuration file \"f\" line 1", 58) == 0);
+    CHECK(strstr(out, "SKIPPED a forced WAL switch reaches the repository (needs: configuration "
+                      "valid)\n") != NULL);
+    CHECK(strstr(out, "OK") == NULL);
     cluster_free(&c);
     mem_end();
 }
@@ -2613,6 +2686,7 @@ const struct unit_test unit_tests[] = {
     {"pool_first_error_wins", test_pool_first_error_wins},
     {"pool_open_failure", test_pool_open_failure},
     {"roundtrip_one_worker", test_roundtrip_one_worker},
+    {"check_skips", test_check_skips},
     {"roundtrip_three_workers", test_roundtrip_three_workers},
     {"check_privileges", test_check_privileges},
     {"create_foreign_data_dir", test_create_foreign_data_dir},

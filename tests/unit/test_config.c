@@ -185,6 +185,37 @@ static void test_unknown_key(void)
     ws_config_free(&cfg);
 }
 
+/* An unknown key within edit distance 2 of a real one names it; farther ones name none. */
+static void test_unknown_key_hint(void)
+{
+    static const char *const near[][2] = {
+        {"spol_dir = /s\n", "spool_dir"},
+        {"encrypt_keyfile = /k\n", "encrypt_key_file"},
+        {"REPOS = /a\n", "repo"},
+        {"retian_full = 2\n", "retain_full"},
+        {"compres_levle = 3\n", "compress_level"},
+    };
+    struct ws_config cfg;
+    struct ws_error err = {0};
+
+    for (size_t i = 0; i < sizeof(near) / sizeof(near[0]); i++) {
+        char want[80];
+        ws_config_init(&cfg);
+        snprintf(want, sizeof(want), "(did you mean \"%s\"?)", near[i][1]);
+        CHECK(ws_config_parse_text(&cfg, near[i][0], "f.conf", &err) == WS_ERR_CONFIG);
+        if (!contains(err.msg, want))
+            fprintf(stderr, "    %s -> %s\n", near[i][0], err.msg);
+        CHECK(contains(err.msg, want) && contains(err.msg, "line 1"));
+        ws_config_free(&cfg);
+    }
+    ws_config_init(&cfg);
+    CHECK(ws_config_parse_text(&cfg, "bogus_key = 1\n", "f.conf", &err) == WS_ERR_CONFIG);
+    CHECK(!contains(err.msg, "did you mean"));
+    CHECK(ws_config_set(&cfg, "spool_dri", "/s", "environment variable X", &err) == WS_ERR_CONFIG);
+    CHECK(contains(err.msg, "(did you mean \"spool_dir\"?)"));
+    ws_config_free(&cfg);
+}
+
 /* ---- values ---- */
 
 static void test_bad_values(void)
@@ -1069,6 +1100,7 @@ const struct unit_test unit_tests[] = {
     {"syntax", test_syntax},
     {"syntax_errors", test_syntax_errors},
     {"unknown_key", test_unknown_key},
+    {"unknown_key_hint", test_unknown_key_hint},
     {"bad_values", test_bad_values},
     {"good_values", test_good_values},
     {"backup_type", test_backup_type},
