@@ -1,10 +1,11 @@
 /*
  * basebackup - full snapshots of a data directory, and what to do with them:
- *   basebackup create | list | restore | verify | check | keep   (a command is required)
+ *   basebackup create | list | restore | verify | check | keep | drill   (a command is required)
  *
  * Exit status: 0 success, 1 failure, 2 usage error.
  */
 #include <malloc.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "base/cli.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "ops/drill.h"
 
 static const char usage[] =
     "basebackup takes, lists, restores and verifies base backups in the walsafe repository.\n"
@@ -31,6 +33,8 @@ static const char usage[] =
     "  basebackup [OPTIONS] check\n"
     "  basebackup [OPTIONS] keep ID [--unset]   pin a backup: wal-prune keeps it (and the WAL\n"
     "                                            from its start) until --unset\n"
+    "  basebackup [OPTIONS] drill [--backup ID] [--keep] [--json]   restore test: restore into\n"
+    "             a private directory, recover to the end of the archive, check, remove\n"
     "\n"
     "OPTIONS: --config FILE, --repo URL, --cluster NAME, -v, --help, --version\n"
     "\n"
@@ -49,6 +53,7 @@ struct opts {
     const char *verify_id;
     int unset;
     const char *keep_id;
+    struct ws_drill_opts drill;
 };
 
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out, struct ws_error *err)
@@ -89,6 +94,8 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
         return o->all = 1;
     if (strcmp(opt, "--unset") == 0)
         return o->unset = 1;
+    if (strcmp(opt, "--keep") == 0)
+        return o->drill.keep = 1;
     if (strcmp(opt, "--force") == 0)
         return o->restore.force = 1;
     if (strcmp(opt, "--delta") == 0)
@@ -184,11 +191,31 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
 
 #define usage_error(err, ...) ws_error_set(err, WS_ERR_USAGE, __VA_ARGS__)
 
+/* drill: SIGINT and SIGTERM ask it to stop; it then stops its server and removes its files. */
+static volatile sig_atomic_t stop_requested;
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal; /* no SA_RESTART: waits wake up */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
 /* Rejects options that do not belong to the subcommand. */
 static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_error *err)
 {
     const char *c = o->cmd;
     int is_create = strcmp(c, "create") == 0, is_restore = strcmp(c, "restore") == 0;
+    int is_drill = strcmp(c, "drill") == 0;
 
     if ((o->create.label || o->create.fast || o->type >= 0) && !is_create)
         return usage_error(err, "--type, --label and --fast apply to create, not to %s", c);
@@ -196,19 +223,25 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
         return usage_error(err, "--parallel applies to create and restore, not to %s", c);
     if (o->create.progress && !is_create && !is_restore)
         return usage_error(err, "--progress applies to create and restore, not to %s", c);
-    if (o->json && strcmp(c, "list") != 0)
-        return usage_error(err, "--json applies to list, not to %s", c);
+    if (o->json && strcmp(c, "list") != 0 && !is_drill)
+        return usage_error(err, "--json applies to list and drill, not to %s", c);
+    if (o->drill.keep && !is_drill)
+        return usage_error(err, "--keep applies to drill, not to %s", c);
     if (o->all && strcmp(c, "verify") != 0)
         return usage_error(err, "--all applies to verify, not to %s", c);
     if (o->unset && strcmp(c, "keep") != 0)
         return usage_error(err, "--unset applies to keep, not to %s", c);
-    if (!is_restore &&
+    if (!is_restore && !(is_drill && o->restore.backup) &&
         (o->restore.pgdata || o->restore.backup || o->ntargets || o->restore.target_action ||
          o->restore.force || o->restore.delta || o->restore.nmaps))
         return usage_error(err,
                            "restore options (--pgdata, --backup, --target-*, --force, --delta, "
                            "--tablespace-map) do not apply to %s",
                            c);
+    if (is_drill && (o->restore.pgdata || o->ntargets || o->restore.target_action ||
+                     o->restore.force || o->restore.delta || o->restore.nmaps))
+        return usage_error(err, "drill takes --backup, --keep and --json, no other restore "
+                                "option");
     if (is_restore) {
         if (!o->restore.pgdata)
             return ws_error_set(err, WS_ERR_USAGE, "restore needs --pgdata DIR");
@@ -249,7 +282,7 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
 int main(int argc, char **argv)
 {
     static const char *const cmds[] = {"create", "list", "restore", "verify",
-                                       "check",  "keep", NULL};
+                                       "check",  "keep", "drill",   NULL};
     /* the real PostgreSQL session (the one reference to libpq) and the real storage */
     static const struct ws_backup_env env = {&ws_pg_libpq, &ws_repl_libpq, NULL, NULL};
     struct ws_config cfg;
@@ -272,7 +305,8 @@ int main(int argc, char **argv)
         goto usage;
     if (action == WS_CLI_RUN && cli.nargs == 0) {
         ws_error_set(&err, WS_ERR_USAGE,
-                     "a command is required (create, list, restore, verify, check or keep)");
+                     "a command is required (create, list, restore, verify, check, keep or "
+                     "drill)");
         goto usage;
     }
     if (action == WS_CLI_RUN) {
@@ -282,7 +316,7 @@ int main(int argc, char **argv)
         if (!cmds[i]) {
             ws_error_set(&err, WS_ERR_USAGE,
                          "unknown command \"%s\" (create, list, restore, "
-                         "verify, check or keep)",
+                         "verify, check, keep or drill)",
                          cli.args[0]);
             goto usage;
         }
@@ -325,7 +359,14 @@ int main(int argc, char **argv)
         rc = ws_backup_verify(&cfg, &env, o.verify_id, o.all, &err);
     else if (strcmp(o.cmd, "keep") == 0)
         rc = ws_backup_keep(&cfg, o.keep_id, o.unset, &err);
-    else
+    else if (strcmp(o.cmd, "drill") == 0) {
+        o.drill.backup = o.restore.backup;
+        o.drill.json = o.json;
+        o.drill.config_path = cfg.config_file;
+        o.drill.stop = &stop_requested;
+        catch_stop_signals();
+        rc = ws_drill_run(&cfg, &env, &o.drill, NULL, &err);
+    } else
         rc = ws_backup_check(&cfg, &env, &err);
     if (rc != 0) {
         ws_log_error(&err);
