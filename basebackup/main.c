@@ -14,7 +14,9 @@
 #include "base/cli.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/util.h"
 #include "ops/drill.h"
+#include "ops/notify.h"
 
 static const char usage[] =
     "basebackup takes, lists, restores and verifies base backups in the walsafe repository.\n"
@@ -210,6 +212,32 @@ static void catch_stop_signals(void)
     sigaction(SIGTERM, &sa, NULL);
 }
 
+/* notify_command after create, verify and drill (ops/notify.h). */
+static void notify(const struct ws_config *cfg, const struct opts *o, int rc,
+                   const struct ws_error *err, double t0, const struct ws_drill_result *dr)
+{
+    char event[32];
+    struct ws_notify_event ev = {event, NULL, rc == 0, 0, 0, 0, 0, rc ? err->msg : NULL};
+
+    if (strcmp(o->cmd, "create") && strcmp(o->cmd, "verify") && strcmp(o->cmd, "drill"))
+        return;
+    snprintf(event, sizeof(event), "basebackup %s", o->cmd);
+    ev.seconds = ws_now_monotonic() - t0;
+    if (strcmp(o->cmd, "create") == 0 && rc == 0) {
+        ev.id = o->create.done->id;
+        ev.has_sizes = 1;
+        ev.bytes = o->create.done->bytes;
+        ev.stored_bytes = o->create.done->stored_bytes;
+    } else if (strcmp(o->cmd, "verify") == 0) {
+        ev.id = o->verify_id;
+    } else if (strcmp(o->cmd, "drill") == 0) {
+        ev.id = dr->id;
+        ev.has_sizes = dr->bytes > 0;
+        ev.bytes = ev.stored_bytes = dr->bytes;
+    }
+    ws_notify(cfg, &ev);
+}
+
 /* Rejects options that do not belong to the subcommand. */
 static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_error *err)
 {
@@ -289,7 +317,10 @@ int main(int argc, char **argv)
     struct ws_cli cli, sub;
     struct ws_error err = {0};
     struct opts o;
+    struct ws_backup_done done = {0};
+    struct ws_drill_result drilled = {0};
     int action, status = 1, i, rc;
+    double t0 = ws_now_monotonic();
 
     /* A fixed mmap threshold: glibc's dynamic one rises to the largest block freed (a manifest's
      * text), after which such blocks come from the heap and their pages stay resident; peak RSS
@@ -300,6 +331,7 @@ int main(int argc, char **argv)
     ws_cli_start("basebackup");
     ws_config_init(&cfg);
     o.restore.maps = o.maps;
+    o.create.done = &done;
     /* options, then an optional subcommand, then its options */
     if (ws_cli_parse(argc, argv, &cfg, &cli, extra, &o, &action, &err) != 0)
         goto usage;
@@ -365,13 +397,14 @@ int main(int argc, char **argv)
         o.drill.config_path = cfg.config_file;
         o.drill.stop = &stop_requested;
         catch_stop_signals();
-        rc = ws_drill_run(&cfg, &env, &o.drill, NULL, &err);
+        rc = ws_drill_run(&cfg, &env, &o.drill, &drilled, &err);
     } else
         rc = ws_backup_check(&cfg, &env, &err);
-    if (rc != 0) {
+    if (rc != 0)
         ws_log_error(&err);
+    notify(&cfg, &o, rc, &err, t0, &drilled);
+    if (rc != 0)
         goto out;
-    }
     status = 0;
     goto out;
 usage:

@@ -484,6 +484,11 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *en
         goto done; /* the backup stays, incomplete until its WAL arrives or for good */
     printf("%s\n", c.m.id);
     fflush(stdout);
+    if (o->done) {
+        snprintf(o->done->id, sizeof(o->done->id), "%s", c.m.id);
+        o->done->bytes = c.m.bytes;
+        o->done->stored_bytes = c.m.stored_bytes;
+    }
     goto done;
 out:
     if (c.in_backup)
