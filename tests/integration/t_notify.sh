@@ -74,6 +74,48 @@ run "$BASEBACKUP" --config "$CONF" verify
 assert_rc 1 "verify (failing) with a failing notifier"
 assert_err_contains "WARNING: notify_command failed with exit status 3" "the failure is logged"
 
+# The examples of scripts/notify: mail through a sendmail (here a stand-in that records the mail),
+# a webhook posted with curl (here a node HTTP server on 127.0.0.1 that records the body).
+EXAMPLES=$(cd "$(dirname "$0")/../../scripts/notify" && pwd)
+CASE="example: mail"
+printf '#!/bin/sh\n[ "$*" = "-t -i" ] || exit 9\ncat > %s/mail.txt\n' "$T" >"$T/sendmail"
+chmod 755 "$T/sendmail"
+conf "SENDMAIL=$T/sendmail $EXAMPLES/walsafe-notify-mail dba@example.com"
+run "$BASEBACKUP" --config "$CONF" verify
+assert_rc 1 "verify with the mail example"
+assert_err_one_line "only the command's error, no warning from the mail example"
+grep -q '^To: dba@example.com$' "$T/mail.txt" || fail "no To: line: $(cat "$T/mail.txt")"
+grep -q "^Subject: walsafe $(hostname) basebackup verify: failure (cluster main)$" "$T/mail.txt" ||
+    fail "no Subject: line naming host, event, status and cluster: $(cat "$T/mail.txt")"
+tail -1 "$T/mail.txt" | python3 -m json.tool >/dev/null || fail "the mail does not end with the document"
+rm -f "$T/mail.txt"
+run "$WAL_PRUNE" --config "$CONF"
+assert_rc 0 "wal-prune with the mail example"
+assert_absent "$T/mail.txt" "a success is mailed only with \"all\""
+
+CASE="example: webhook"
+HOOK_PORT=$(free_port)
+bg_start "$T/hook.log" node -e '
+    const fs = require("fs");
+    require("http").createServer((req, res) => {
+        let body = "";
+        req.on("data", (c) => body += c);
+        req.on("end", () => {
+            fs.writeFileSync(process.argv[1], req.method + " " + req.url + " " +
+                req.headers["content-type"] + "\n" + body);
+            res.end("ok");
+        });
+    }).listen(Number(process.argv[2]), "127.0.0.1", () => console.log("listening"));' "$T/hook.txt" "$HOOK_PORT"
+for _ in $(seq 1 50); do grep -q listening "$T/hook.log" && break; sleep 0.1; done
+printf 'url = "http://127.0.0.1:%s/hook/secret-token"\n' "$HOOK_PORT" >"$T/webhook.curl"
+chmod 600 "$T/webhook.curl"
+conf "$EXAMPLES/walsafe-notify-webhook $T/webhook.curl"
+run "$WAL_PRUNE" --config "$CONF"
+assert_rc 0 "wal-prune with the webhook example"
+assert_err_empty "the webhook example succeeds"
+assert_eq "$(head -1 "$T/hook.txt")" "POST /hook/secret-token application/json" "the request"
+tail -n +2 "$T/hook.txt" | python3 -m json.tool >/dev/null || fail "the body is not the document: $(cat "$T/hook.txt")"
+
 CASE="notifier that ignores stdin"
 conf "true"
 run "$WAL_PRUNE" --config "$CONF"
