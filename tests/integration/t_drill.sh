@@ -4,7 +4,9 @@
 # check and leaves nothing behind (as root, whose drill runs as postgres, and as postgres);
 # --keep leaves the directory with a stopped server; a WAL segment removed from the repository
 # makes the drill fail naming that segment (after the backup: the wal_end check; inside the
-# backup's range: the backup is incomplete and --backup ID says which segment is missing).
+# backup's range: the backup is incomplete and --backup ID says which segment is missing);
+# SIGTERM stops the drill's server and removes its directory; notify_command reports create and
+# drill (id, sizes, status, the failing check).
 . "$(dirname "$0")/lib.sh"
 setup_tmp
 
@@ -14,9 +16,10 @@ SPOOL=$T/spool
 mkdir "$SPOOL" && chown postgres: "$SPOOL" && chmod 700 "$SPOOL" || die "could not create $SPOOL"
 repo_setup local
 # parallel = 1: no prefetcher outlives the drill's recovery in this test (docs/design/drill.md)
-write_conf "$CONF" "${REPO_CONF[@]}" "spool_dir = '$SPOOL'" "parallel = 1"
+NOTIFY=("notify_command = 'cat >> $T/notify.log'")
+write_conf "$CONF" "${REPO_CONF[@]}" "spool_dir = '$SPOOL'" "parallel = 1" "${NOTIFY[@]}"
 archiving_cluster "$PGD" "$CONF" --wal-segsize=1
-backup_conf "$CONF" "$PGD" "$PORT" "spool_dir = '$SPOOL'" "parallel = 1"
+backup_conf "$CONF" "$PGD" "$PORT" "spool_dir = '$SPOOL'" "parallel = 1" "${NOTIFY[@]}"
 
 CASE="set-up"
 sql "$PORT" "create table t (id int primary key, pad text)" || die "create table failed"
@@ -35,6 +38,16 @@ START=$(json_eval <(runuser -u postgres -- "$BASEBACKUP" --config "$CONF" list -
     "j.backups.find(b => b.id === '$ID').start_lsn")
 FIRST=$(sql "$PORT" "select pg_walfile_name('$START')") || die "pg_walfile_name failed"
 note "backup $ID, WAL from $FIRST to the newest archived segment $NEWEST"
+
+# last_doc FIELD...: fields of the last notify_command document, space-separated.
+last_doc() {
+    tail -1 "$T/notify.log" | python3 -c 'import json, sys
+d = json.load(sys.stdin)
+print(" ".join(str(d[k]) for k in sys.argv[1:]))' "$@"
+}
+CASE="notify after create"
+assert_eq "$(last_doc event id status)" "basebackup create $ID success" "create's document"
+[ "$(last_doc bytes)" -gt 0 ] 2>/dev/null || fail "create's document has no size: $(tail -1 "$T/notify.log")"
 
 # drill_dirs: the drill directories left in the spool.
 drill_dirs() { find "$SPOOL" -maxdepth 1 -name 'walsafe-drill.*' -printf '%f\n'; }
@@ -57,6 +70,19 @@ WD=$(json_eval "$T/drill.json" 'j.work_directory')
 case "$WD" in "$SPOOL"/walsafe-drill.main.*) ;; *) fail "work directory $WD is not in spool_dir $SPOOL" ;; esac
 assert_absent "$WD" "work directory after the drill"
 assert_eq "$(drill_dirs)" "" "drill directories left in the spool"
+pgrep -f "walsafe-drill" >/dev/null && fail "a process of the drill still runs: $(pgrep -a -f walsafe-drill)"
+assert_eq "$(last_doc event id status error)" "basebackup drill $ID success None" "drill's document"
+
+CASE="SIGTERM"
+bg_start "$T/drill-term.log" "$BASEBACKUP" --config "$CONF" drill
+for _ in $(seq 1 200); do [ -n "$(drill_dirs)" ] && break; sleep 0.05; done
+[ -n "$(drill_dirs)" ] || fail "the drill made no directory within 10 s"
+kill -TERM "$BG_PID"
+bg_wait "$BG_PID" 60
+assert_eq "$?" 1 "exit status of a drill ended by SIGTERM"
+note "$(tail -1 "$T/drill-term.log")"
+grep -q "interrupted" "$T/drill-term.log" || fail "the drill does not say it was interrupted: $(cat "$T/drill-term.log")"
+assert_eq "$(drill_dirs)" "" "drill directories left after SIGTERM"
 pgrep -f "walsafe-drill" >/dev/null && fail "a process of the drill still runs: $(pgrep -a -f walsafe-drill)"
 
 CASE="good backup, as postgres, text, --keep"
@@ -87,6 +113,9 @@ grep -q -E "^  check wal_end +FAILED .*$GONE is missing" "$T/.last.out" ||
     fail "the report does not show wal_end failed naming $GONE: $(cat "$T/.last.out")"
 assert_eq "$(drill_dirs)" "" "drill directories left after a failed drill"
 note "$(grep -E '^  (restore|recovery) ' "$T/.last.out" | tr -s ' ' | tr '\n' ';')"
+assert_eq "$(last_doc event status)" "basebackup drill failure" "failed drill's document"
+last_doc error | grep -q "check wal_end: WAL segment $GONE is missing" ||
+    fail "the document's error does not name the check and $GONE: $(last_doc error)"
 mv "$T/$GONE.saved" "$REPO_FILES/main/wal/${GONE:0:16}/$GONE"
 
 CASE="WAL segment of the backup missing"
