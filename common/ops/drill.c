@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <pwd.h>
@@ -26,6 +25,7 @@
 #include "backup/pool.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/user.h"
 #include "base/util.h"
 #include "io/key.h"
 #include "ops/drill_int.h"
@@ -37,61 +37,24 @@ static const char *const state_names[] = {"not run", "passed", "FAILED", "skippe
 
 /* ---- the user: root runs the drill as the server's user ------------------------------------ */
 
-struct owner {
-    uid_t uid;
-    gid_t gid;
-    gid_t groups[64];
-    int ngroups;
-    char name[64];
-    char home[PATH_MAX];
-};
-
 /* The owner of cfg->pgdata when it exists and is not root (the user who runs this cluster's
  * server and its restore_command), else "postgres". */
-static int choose_user(const struct ws_config *cfg, struct owner *ow, struct ws_error *err)
+static int choose_user(const struct ws_config *cfg, struct ws_user *u, struct ws_error *err)
 {
-    struct passwd pw, *res = NULL;
     struct stat st;
-    char buf[4096];
-    int e;
+    int rc;
 
     if (cfg->pgdata && stat(cfg->pgdata, &st) == 0 && st.st_uid != 0)
-        e = getpwuid_r(st.st_uid, &pw, buf, sizeof(buf), &res);
+        rc = ws_user_lookup(st.st_uid, NULL, u, err);
     else
-        e = getpwnam_r("postgres", &pw, buf, sizeof(buf), &res);
-    if (e != 0 || !res)
+        rc = ws_user_lookup(0, "postgres", u, err);
+    if (rc == WS_ERR_NOT_FOUND)
         return ws_error_set(err, WS_ERR_CONFIG,
                             "the drill runs PostgreSQL, which refuses to run as root, and found no "
-                            "user to run it as: neither pgdata (\"%s\") owned by another user nor "
-                            "a user \"postgres\"",
+                            "user to run it as: neither pgdata (\"%s\") owned by a user other "
+                            "than root nor a user \"postgres\"",
                             cfg->pgdata ? cfg->pgdata : "");
-    ow->uid = res->pw_uid;
-    ow->gid = res->pw_gid;
-    snprintf(ow->name, sizeof(ow->name), "%s", res->pw_name);
-    snprintf(ow->home, sizeof(ow->home), "%s", res->pw_dir);
-    ow->ngroups = (int)(sizeof(ow->groups) / sizeof(ow->groups[0]));
-    if (getgrouplist(res->pw_name, ow->gid, ow->groups, &ow->ngroups) < 0) {
-        ow->groups[0] = ow->gid;
-        ow->ngroups = 1;
-    }
-    return 0;
-}
-
-/* In the drill's child: the user's groups and ids, not dumpable, SIGTERM when root's parent dies
- * (the drill then stops its server and returns). */
-static int become(const struct owner *ow, pid_t parent, struct ws_error *err)
-{
-    if (setgroups((size_t)ow->ngroups, ow->groups) != 0 ||
-        setresgid(ow->gid, ow->gid, ow->gid) != 0 || setresuid(ow->uid, ow->uid, ow->uid) != 0)
-        return ws_error_setsys(err, WS_ERR_INTERNAL, errno,
-                               "could not become user \"%s\" for the drill", ow->name);
-    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 || prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 ||
-        getppid() != parent)
-        return ws_error_set(err, WS_ERR_INTERNAL, "could not set up the drill process");
-    if (setenv("HOME", ow->home, 1) != 0 || setenv("USER", ow->name, 1) != 0 ||
-        setenv("LOGNAME", ow->name, 1) != 0)
-        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    return 0;
+    return rc;
 }
 
 /* ---- a step in a child process ------------------------------------------------------------- */
@@ -178,7 +141,7 @@ struct workdir {
 };
 
 /* Creates the work directory (0700; given to ow when not NULL) and fills d->dir and d->data. */
-static int workdir_make(struct drill *d, const struct owner *ow, struct workdir *w,
+static int workdir_make(struct drill *d, const struct ws_user *ow, struct workdir *w,
                         struct ws_error *err)
 {
     const char *base = "/tmp", *tmp = getenv("TMPDIR");
@@ -446,7 +409,7 @@ out:
 
 struct as_user {
     struct drill *d;
-    const struct owner *ow;
+    const struct ws_user *ow;
 };
 
 static int body_as_user(void *arg, pid_t parent, struct ws_drill_result *res, struct ws_error *err)
@@ -454,7 +417,8 @@ static int body_as_user(void *arg, pid_t parent, struct ws_drill_result *res, st
     struct as_user *a = arg;
     int rc;
 
-    if ((rc = become(a->ow, parent, err)) != 0)
+    /* SIGTERM when root's parent dies: the drill then stops its server and returns */
+    if ((rc = ws_user_become(a->ow, parent, SIGTERM, "the drill", err)) != 0)
         return rc;
     return drill_body(a->d, res, err);
 }
@@ -463,7 +427,7 @@ int ws_drill_run(const struct ws_config *cfg, const struct ws_backup_env *env,
                  const struct ws_drill_opts *o, struct ws_drill_result *res, struct ws_error *err)
 {
     struct drill d;
-    struct owner ow = {0};
+    struct ws_user ow = {0};
     struct workdir w = {-1, -1, ""};
     struct ws_drill_result local = {0};
     struct ws_error rerr = {0};
@@ -501,6 +465,7 @@ out:
     } else if (w.name[0] && o->keep) {
         ws_log_info("drill: kept \"%s\"", d.dir);
     }
+    ws_user_free(&ow);
     if (w.fd >= 0)
         close(w.fd);
     if (w.base_fd >= 0)
