@@ -105,10 +105,8 @@ static int in_child(child_fn fn, void *arg, int default_signals, const volatile 
     while (got < sizeof(co)) {
         struct pollfd pf = {p[0], POLLIN, 0};
         ssize_t n;
-        if (stop && *stop && !killed) {
+        if (stop && *stop && killed++ % 4 == 0) /* again every second */
             kill(pid, SIGTERM);
-            killed = 1;
-        }
         if (poll(&pf, 1, 250) <= 0)
             continue;
         n = read(p[0], (char *)&co + got, sizeof(co) - got);
@@ -140,26 +138,17 @@ struct workdir {
     char name[96];
 };
 
-/* Creates the work directory (0700; given to ow when not NULL) and fills d->dir and d->data. */
-static int workdir_make(struct drill *d, const struct ws_user *ow, struct workdir *w,
-                        struct ws_error *err)
+/* Opens base and makes walsafe-drill.<cluster>.<random> in it, 0700; *made_errno: mkdirat's errno
+ * when that failed. */
+static int workdir_try(struct drill *d, const char *base, struct workdir *w, int *made_errno,
+                       struct ws_error *err)
 {
-    const char *base = "/tmp", *tmp = getenv("TMPDIR");
     struct ws_dir_ref ref = {-1, ""};
-    struct stat st;
     unsigned char rnd[6];
     char hex[13];
     int rc, i;
 
-    d->where = "/tmp";
-    if (d->cfg->spool_dir && d->cfg->spool_dir[0] == '/' && stat(d->cfg->spool_dir, &st) == 0 &&
-        S_ISDIR(st.st_mode)) {
-        base = d->cfg->spool_dir;
-        d->where = "spool_dir";
-    } else if (tmp && tmp[0] == '/') {
-        base = tmp;
-        d->where = "TMPDIR";
-    }
+    *made_errno = 0;
     if ((rc = ws_dir_lookup(base, &ref, err)) != 0)
         goto out;
     if (ref.missing[0]) {
@@ -180,31 +169,70 @@ static int workdir_make(struct drill *d, const struct ws_user *ow, struct workdi
         if (mkdirat(w->base_fd, w->name, 0700) == 0)
             break;
         if (errno != EEXIST || i == 9) {
+            *made_errno = errno;
             rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not create a directory in \"%s\"",
                                  base);
             w->name[0] = '\0';
+            close(w->base_fd);
+            w->base_fd = -1;
             goto out;
         }
     }
-    w->fd = openat(w->base_fd, w->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    /* the socket's path must fit in sun_path (107 bytes) */
-    if (snprintf(d->dir, sizeof(d->dir), "%s/%s", strcmp(base, "/") ? base : "", w->name) >=
-            (int)sizeof(d->dir) ||
-        strlen(d->dir) + sizeof("/.s.PGSQL.5432.lock") > 107) {
-        rc = ws_error_set(err, WS_ERR_CONFIG,
-                          "the drill's socket path would be too long under \"%s\" (%s): choose a "
-                          "shorter spool_dir or TMPDIR",
-                          base, d->where);
-        goto out;
-    }
-    if (w->fd < 0 || fchmod(w->fd, 0700) != 0 || (ow && fchown(w->fd, ow->uid, ow->gid) != 0)) {
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not set up directory \"%s\"", d->dir);
-        goto out;
-    }
+    snprintf(d->dir, sizeof(d->dir), "%s/%s", strcmp(base, "/") ? base : "", w->name);
     snprintf(d->data, sizeof(d->data), "%s/data", d->dir);
 out:
     ws_dir_ref_close(&ref);
     return rc;
+}
+
+/* Whether the socket's path under a work directory in base fits in sun_path (108 bytes). */
+static int socket_fits(const struct drill *d, const char *base)
+{
+    size_t n = strlen(base) + sizeof("/walsafe-drill.") + strlen(d->cfg->cluster) +
+               sizeof(".0123456789ab") + sizeof("/.s.PGSQL.5432.lock");
+
+    return n <= 108 && n <= sizeof(d->dir);
+}
+
+/*
+ * Creates the work directory (0700; given to ow when not NULL) and fills d->dir and d->data: in
+ * spool_dir when it is an existing directory (falling back, with a WARNING, when this user may
+ * not write there), else in $TMPDIR, else in /tmp.
+ */
+static int workdir_make(struct drill *d, const struct ws_user *ow, struct workdir *w,
+                        struct ws_error *err)
+{
+    const char *tmp = getenv("TMPDIR"), *base;
+    const char *spool = d->cfg->spool_dir;
+    struct stat st;
+    int rc, e;
+
+    base = tmp && tmp[0] == '/' ? tmp : "/tmp";
+    d->where = tmp && tmp[0] == '/' ? "TMPDIR" : "/tmp";
+    if (spool && spool[0] == '/' && stat(spool, &st) == 0 && S_ISDIR(st.st_mode)) {
+        if (socket_fits(d, spool)) {
+            d->where = "spool_dir";
+            rc = workdir_try(d, spool, w, &e, err);
+            if (rc == 0 || (e != EACCES && e != EPERM && e != EROFS))
+                goto made;
+            ws_log_warning("%s; the drill works under %s instead", err->msg, base);
+            d->where = tmp && tmp[0] == '/' ? "TMPDIR" : "/tmp";
+        }
+    }
+    /* the socket's path must fit in sun_path (107 bytes) */
+    if (!socket_fits(d, base))
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "the drill's socket path would be too long under \"%s\": choose a "
+                            "shorter spool_dir or TMPDIR",
+                            base);
+    rc = workdir_try(d, base, w, &e, err);
+made:
+    if (rc != 0)
+        return rc;
+    w->fd = openat(w->base_fd, w->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (w->fd < 0 || fchmod(w->fd, 0700) != 0 || (ow && fchown(w->fd, ow->uid, ow->gid) != 0))
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not set up directory \"%s\"", d->dir);
+    return 0;
 }
 
 static int workdir_remove(struct drill *d, struct workdir *w, struct ws_error *err)
@@ -356,7 +384,7 @@ static void run_checks(struct drill *d)
     double t0 = ws_now_monotonic();
     int i, ok;
 
-    ok = in_child(restore_step, d, 1, d->o->stop, NULL, &e) == 0;
+    ok = in_child(restore_step, d, 1, d->o->stop, NULL, &e) == 0 && !ws_drill_stopping(d);
     d->t_restore = ws_now_monotonic() - t0;
     d->checks[CK_RESTORE].state = ok ? CHECK_PASSED : CHECK_FAILED;
     snprintf(d->checks[CK_RESTORE].detail, sizeof(d->checks[0].detail), "%s",

@@ -131,9 +131,16 @@ static int run_client(struct drill *d, const char *const *argv, const char *db, 
     int po[2] = {-1, -1}, pe[2] = {-1, -1}, status = 0, open_fds = 2, stopped = 0;
     size_t lo = 0, le = 0;
     char prog[PATH_MAX];
+    const char *args[32];
+    size_t n;
     pid_t pid;
 
     out[0] = errout[0] = '\0';
+    /* argv[0] as the full path: the programs find their own installation from it */
+    for (n = 0; argv[n] && n + 1 < sizeof(args) / sizeof(args[0]); n++)
+        args[n] = argv[n];
+    args[n] = NULL;
+    args[0] = prog;
     if (ws_path_join(prog, sizeof(prog), d->bindir, argv[0]) != 0 || pipe2(po, O_CLOEXEC) != 0)
         return -1;
     if (pipe2(pe, O_CLOEXEC) != 0) {
@@ -146,14 +153,14 @@ static int run_client(struct drill *d, const char *const *argv, const char *db, 
         if (dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0 || setenv("PGCONNECT_TIMEOUT", "10", 1) ||
             (db && setenv("PGDATABASE", db, 1)))
             _exit(127);
-        execv(prog, (char *const *)argv);
+        execv(prog, (char *const *)args);
         _exit(127);
     }
     close(po[1]);
     close(pe[1]);
     while (pid > 0 && open_fds > 0) {
         struct pollfd pf[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
-        if (ws_drill_stopping(d) && !stopped) {
+        if (ws_drill_stopping(d)) { /* again each time: a signal may beat its handlers */
             kill(pid, SIGTERM);
             stopped = 1;
         }
@@ -556,9 +563,12 @@ int ws_drill_check_amcheck(struct drill *d)
     snprintf(jobs, sizeof(jobs), "%d", d->cfg->parallel > 0 ? d->cfg->parallel : 1);
     rc = run_client(d, argv, NULL, out, sizeof(out), errout, sizeof(errout));
     if (rc != 0) {
-        first_line(out[0] ? out : errout, rc == -2 ? "interrupted" : "pg_amcheck failed", line,
+        first_line(out[0] ? out : errout, "pg_amcheck failed without a message", line,
                    sizeof(line));
-        set_check(d, CK_AMCHECK, CHECK_FAILED, "pg_amcheck exit status %d: %s", rc, line);
+        if (rc == -2)
+            set_check(d, CK_AMCHECK, CHECK_FAILED, "interrupted");
+        else
+            set_check(d, CK_AMCHECK, CHECK_FAILED, "pg_amcheck exit status %d: %s", rc, line);
         return -1;
     }
     set_check(d, CK_AMCHECK, CHECK_PASSED, "pg_amcheck --all found no corruption");
@@ -571,9 +581,12 @@ void ws_drill_server_stop(struct drill *d)
     static const int waits_ms[] = {60000, 10000, 10000};
     int status, i, t;
 
-    for (i = 0; i < 3 && server_alive(d, &status); i++) {
-        kill(d->server, sigs[i]);
-        for (t = 0; t < waits_ms[i] && server_alive(d, &status); t += 100)
+    /* each signal again every second: one sent before the postmaster installed its handlers
+     * may have been lost */
+    for (i = 0; i < 3 && server_alive(d, &status); i++)
+        for (t = 0; t < waits_ms[i] && server_alive(d, &status); t += 100) {
+            if (t % 1000 == 0)
+                kill(d->server, sigs[i]);
             sleep_ms(100);
-    }
+        }
 }
