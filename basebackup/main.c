@@ -259,17 +259,17 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
         return usage_error(err, "--all applies to verify, not to %s", c);
     if (o->unset && strcmp(c, "keep") != 0)
         return usage_error(err, "--unset applies to keep, not to %s", c);
-    if (!is_restore && !(is_drill && o->restore.backup) &&
+    if (is_drill && (o->restore.pgdata || o->ntargets || o->restore.target_action ||
+                     o->restore.force || o->restore.delta || o->restore.nmaps))
+        return usage_error(err, "drill takes --backup, --keep and --json, no other restore "
+                                "option");
+    if (!is_restore && !is_drill &&
         (o->restore.pgdata || o->restore.backup || o->ntargets || o->restore.target_action ||
          o->restore.force || o->restore.delta || o->restore.nmaps))
         return usage_error(err,
                            "restore options (--pgdata, --backup, --target-*, --force, --delta, "
                            "--tablespace-map) do not apply to %s",
                            c);
-    if (is_drill && (o->restore.pgdata || o->ntargets || o->restore.target_action ||
-                     o->restore.force || o->restore.delta || o->restore.nmaps))
-        return usage_error(err, "drill takes --backup, --keep and --json, no other restore "
-                                "option");
     if (is_restore) {
         if (!o->restore.pgdata)
             return ws_error_set(err, WS_ERR_USAGE, "restore needs --pgdata DIR");

@@ -21,6 +21,14 @@ write_conf "$CONF" "${REPO_CONF[@]}" "spool_dir = '$SPOOL'" "parallel = 1" "${NO
 archiving_cluster "$PGD" "$CONF" --wal-segsize=1
 backup_conf "$CONF" "$PGD" "$PORT" "spool_dir = '$SPOOL'" "parallel = 1" "${NOTIFY[@]}"
 
+CASE="usage"
+for args in "drill --pgdata $T/x" "drill --target-immediate" "list --keep" "drill extra"; do
+    run "$BASEBACKUP" --config "$CONF" $args
+    assert_rc 2 "basebackup $args"
+done
+run "$BASEBACKUP" --config "$CONF" drill --pgdata "$T/x"
+assert_err_contains "drill takes --backup, --keep and --json" "the usage error says what drill takes"
+
 CASE="set-up"
 sql "$PORT" "create table t (id int primary key, pad text)" || die "create table failed"
 sql "$PORT" "create database other" || die "create database failed"
