@@ -23,8 +23,9 @@
  * installs none; wait loops look at the flag at least every 250 ms).
  *
  * Returns 0 when every check passed; WS_ERR_INVALID when a check failed (err names it and its
- * finding); other codes for errors before the checks (config, repository, work directory) or
- * WS_ERR_INTERNAL when interrupted. *res (may be NULL) is filled in every case, for notify.
+ * finding; a check cut short by *o->stop fails as "interrupted"); other codes for errors before
+ * the checks (config, repository, work directory), WS_ERR_INTERNAL when *o->stop came after the
+ * last check. *res (may be NULL) is filled in every case, for notify.
  */
 #ifndef WS_OPS_DRILL_H
 #define WS_OPS_DRILL_H

@@ -1,8 +1,8 @@
 /*
- * notify.h - notify_command: after basebackup create, verify and drill, and wal-prune (and the
- * logical backup commands), the command's main() hands its outcome to ws_notify(), which runs
- * notify_command through `/bin/sh -c` (as cron runs a job: it is the operator's own command) with
- * one JSON document on stdin:
+ * notify.h - notify_command: after basebackup create, verify and drill, and wal-prune (any
+ * program's command may: one call), the command's main() hands its outcome to ws_notify(), which
+ * runs notify_command through `/bin/sh -c` (as cron runs a job: it is the operator's own command)
+ * with one JSON document on stdin:
  *
  *   {"event": "basebackup create", "cluster": "main", "id": "20261207T230000Z" | null,
  *    "status": "success" | "failure", "bytes": N | null, "stored_bytes": N | null,
