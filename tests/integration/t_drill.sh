@@ -16,7 +16,9 @@ SPOOL=$T/spool
 mkdir "$SPOOL" && chown postgres: "$SPOOL" && chmod 700 "$SPOOL" || die "could not create $SPOOL"
 repo_setup local
 # parallel = 1: no prefetcher outlives the drill's recovery in this test (docs/design/drill.md)
-NOTIFY=("notify_command = 'cat >> $T/notify.log'")
+# encrypted: the drill's user reads the key, as wal-fetch does in the drill's recovery
+make_key "$T/walsafe.key"
+NOTIFY=("encrypt_key_file = '$T/walsafe.key'" "notify_command = 'cat >> $T/notify.log'")
 write_conf "$CONF" "${REPO_CONF[@]}" "spool_dir = '$SPOOL'" "parallel = 1" "${NOTIFY[@]}"
 archiving_cluster "$PGD" "$CONF" --wal-segsize=1
 backup_conf "$CONF" "$PGD" "$PORT" "spool_dir = '$SPOOL'" "parallel = 1" "${NOTIFY[@]}"
