@@ -1,11 +1,13 @@
 /*
  * basebackup - full snapshots of a data directory, and what to do with them:
- *   basebackup create | list | restore | verify | check | keep | status   (a command is required)
+ *   basebackup create | list | restore | verify | check | keep | status | drill
+ *   (a command is required)
  *
  * Exit status: 0 success, 1 failure, 2 usage error; status alone exits with Nagios's states
  * (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, a usage error of its options included).
  */
 #include <malloc.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,9 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/progress.h"
+#include "base/util.h"
+#include "ops/drill.h"
+#include "ops/notify.h"
 #include "ops/status.h"
 
 static const char usage[] =
@@ -39,6 +44,8 @@ static const char usage[] =
     "  basebackup [OPTIONS] status [--json] [--prometheus FILE] [--max-archive-lag N]\n"
     "             [--max-backup-age DUR] [--max-wal-age DUR] [--max-logical-age DUR]\n"
     "             is the cluster safe? (DUR: 90s, 30m, 26h, 2d; N: WAL segments)\n"
+    "  basebackup [OPTIONS] drill [--backup ID] [--keep] [--json]   restore test: restore into\n"
+    "             a private directory, recover to the end of the archive, check, remove\n"
     "\n"
     "OPTIONS: --config FILE, --repo URL, --cluster NAME, -v, --help, --version\n"
     "\n"
@@ -71,6 +78,7 @@ struct opts {
     int status_opts; /* a status option was given */
     int progress;    /* --progress 1, --no-progress 0, neither -1 */
     int allow_root;
+    struct ws_drill_opts drill;
 };
 
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out, struct ws_error *err)
@@ -147,6 +155,8 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
         return o->all = 1;
     if (strcmp(opt, "--unset") == 0)
         return o->unset = 1;
+    if (strcmp(opt, "--keep") == 0)
+        return o->drill.keep = 1;
     if (strcmp(opt, "--force") == 0)
         return o->restore.force = 1;
     if (strcmp(opt, "--delta") == 0)
@@ -246,11 +256,57 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
 
 #define usage_error(err, ...) ws_error_set(err, WS_ERR_USAGE, __VA_ARGS__)
 
+/* drill: SIGINT and SIGTERM ask it to stop; it then stops its server and removes its files. */
+static volatile sig_atomic_t stop_requested;
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal; /* no SA_RESTART: waits wake up */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* notify_command after create, verify and drill (ops/notify.h). */
+static void notify(const struct ws_config *cfg, const struct opts *o, int rc,
+                   const struct ws_error *err, double t0, const struct ws_drill_result *dr)
+{
+    char event[32];
+    struct ws_notify_event ev = {event, NULL, rc == 0, 0, 0, 0, 0, rc ? err->msg : NULL};
+
+    if (strcmp(o->cmd, "create") && strcmp(o->cmd, "verify") && strcmp(o->cmd, "drill"))
+        return;
+    snprintf(event, sizeof(event), "basebackup %s", o->cmd);
+    ev.seconds = ws_now_monotonic() - t0;
+    if (strcmp(o->cmd, "create") == 0 && rc == 0) {
+        ev.id = o->create.done->id;
+        ev.has_sizes = 1;
+        ev.bytes = o->create.done->bytes;
+        ev.stored_bytes = o->create.done->stored_bytes;
+    } else if (strcmp(o->cmd, "verify") == 0) {
+        ev.id = o->verify_id;
+    } else if (strcmp(o->cmd, "drill") == 0) {
+        ev.id = dr->id;
+        ev.has_sizes = dr->bytes > 0;
+        ev.bytes = ev.stored_bytes = dr->bytes;
+    }
+    ws_notify(cfg, &ev);
+}
+
 /* Rejects options that do not belong to the subcommand. */
 static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_error *err)
 {
     const char *c = o->cmd;
     int is_create = strcmp(c, "create") == 0, is_restore = strcmp(c, "restore") == 0;
+    int is_drill = strcmp(c, "drill") == 0;
 
     if ((o->create.label || o->create.fast || o->type >= 0) && !is_create)
         return usage_error(err, "--type, --label and --fast apply to create, not to %s", c);
@@ -259,17 +315,23 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
     if (o->progress >= 0 && !is_create && !is_restore)
         return usage_error(
             err, "--progress and --no-progress apply to create and restore, not to %s", c);
-    if (o->json && strcmp(c, "list") != 0 && strcmp(c, "status") != 0)
-        return usage_error(err, "--json applies to list and status, not to %s", c);
+    if (o->json && strcmp(c, "list") != 0 && strcmp(c, "status") != 0 && !is_drill)
+        return usage_error(err, "--json applies to list, status and drill, not to %s", c);
     if (o->status_opts && strcmp(c, "status") != 0)
         return usage_error(err, "--prometheus and --max-* apply to status, not to %s", c);
+    if (o->drill.keep && !is_drill)
+        return usage_error(err, "--keep applies to drill, not to %s", c);
     if (o->all && strcmp(c, "verify") != 0)
         return usage_error(err, "--all applies to verify, not to %s", c);
     if (o->unset && strcmp(c, "keep") != 0)
         return usage_error(err, "--unset applies to keep, not to %s", c);
     if (o->allow_root && !is_create && strcmp(c, "keep") != 0 && strcmp(c, "check") != 0)
         return usage_error(err, "--allow-root applies to create, keep and check, not to %s", c);
-    if (!is_restore &&
+    if (is_drill && (o->restore.pgdata || o->ntargets || o->restore.target_action ||
+                     o->restore.force || o->restore.delta || o->restore.nmaps))
+        return usage_error(err, "drill takes --backup, --keep and --json, no other restore "
+                                "option");
+    if (!is_restore && !is_drill &&
         (o->restore.pgdata || o->restore.backup || o->ntargets || o->restore.target_action ||
          o->restore.force || o->restore.delta || o->restore.nmaps))
         return usage_error(err,
@@ -315,15 +377,18 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
 
 int main(int argc, char **argv)
 {
-    static const char *const cmds[] = {"create", "list", "restore", "verify",
-                                       "check",  "keep", "status",  NULL};
+    static const char *const cmds[] = {"create", "list",   "restore", "verify", "check",
+                                       "keep",   "status", "drill",   NULL};
     /* the real PostgreSQL session (the one reference to libpq) and the real storage */
     static const struct ws_backup_env env = {&ws_pg_libpq, &ws_repl_libpq, NULL, NULL};
     struct ws_config cfg;
     struct ws_cli cli, sub;
     struct ws_error err = {0};
     struct opts o;
+    struct ws_backup_done done = {0};
+    struct ws_drill_result drilled = {0};
     int action, status = 1, i, rc;
+    double t0 = ws_now_monotonic();
 
     /* A fixed mmap threshold: glibc's dynamic one rises to the largest block freed (a manifest's
      * text), after which such blocks come from the heap and their pages stay resident; peak RSS
@@ -338,13 +403,14 @@ int main(int argc, char **argv)
     ws_cli_start("basebackup");
     ws_config_init(&cfg);
     o.restore.maps = o.maps;
+    o.create.done = &done;
     /* options, then an optional subcommand, then its options */
     if (ws_cli_parse(argc, argv, &cfg, &cli, extra, &o, &action, &err) != 0)
         goto usage;
     if (action == WS_CLI_RUN && cli.nargs == 0) { /* a bare basebackup: never a backup */
         ws_error_set(&err, WS_ERR_USAGE,
                      "a command is required (create, list, restore, verify, check, keep or "
-                     "status)");
+                     "status or drill)");
         ws_log_error(&err);
         fputs(usage, stderr);
         status = 2;
@@ -357,7 +423,7 @@ int main(int argc, char **argv)
         if (!cmds[i]) {
             ws_error_set(&err, WS_ERR_USAGE,
                          "unknown command \"%s\" (create, list, restore, "
-                         "verify, check, keep or status)",
+                         "verify, check, keep, status or drill)",
                          cli.args[0]);
             goto usage;
         }
@@ -416,12 +482,20 @@ int main(int argc, char **argv)
         rc = ws_backup_verify(&cfg, &env, o.verify_id, o.all, &err);
     else if (strcmp(o.cmd, "keep") == 0)
         rc = ws_backup_keep(&cfg, o.keep_id, o.unset, &err);
-    else
+    else if (strcmp(o.cmd, "drill") == 0) {
+        o.drill.backup = o.restore.backup;
+        o.drill.json = o.json;
+        o.drill.config_path = cfg.config_file;
+        o.drill.stop = &stop_requested;
+        catch_stop_signals();
+        rc = ws_drill_run(&cfg, &env, &o.drill, &drilled, &err);
+    } else
         rc = ws_backup_check(&cfg, &env, &err);
-    if (rc != 0) {
+    if (rc != 0)
         ws_log_error(&err);
+    notify(&cfg, &o, rc, &err, t0, &drilled);
+    if (rc != 0)
         goto out;
-    }
     status = 0;
     goto out;
 usage:

@@ -41,13 +41,10 @@ fail() {
 # those branches are merged.
 ALLOW=$(sed 's/[[:space:]]*#.*//; /^$/d' <<'EOF'
 basebackup --extra-to               # 20: restore of backup_extra_paths
-basebackup --keep                   # 21: drill
 logicalbackup --valid-for          # 20: link
 walsafe.conf backup_extra_paths     # 20
 walsafe.conf retain_logical         # 20
 walsafe.conf retain_logical_time    # 20
-walsafe.conf notify_command         # 21
-walsafe.conf notify_timeout         # 21
 EOF
 )
 allowed() { grep -qxF "$1 $2" <<<"$ALLOW"; }

@@ -12,6 +12,8 @@
 
 #include "base/cli.h"
 #include "base/log.h"
+#include "base/util.h"
+#include "ops/notify.h"
 #include "prune/prune.h"
 #include "repo/repo.h"
 
@@ -84,7 +86,9 @@ int main(int argc, char **argv)
     struct ws_cli cli;
     struct ws_error err = {0};
     struct opts o;
-    int action, status = 1;
+    int action, status = 1, rc;
+    struct ws_notify_event ev = {"wal-prune", NULL, 0, 0, 0, 0, 0, NULL};
+    double t0 = ws_now_monotonic();
 
     memset(&o, 0, sizeof(o));
     ws_cli_start("wal-prune");
@@ -107,10 +111,19 @@ int main(int argc, char **argv)
         goto usage;
     }
     if (ws_cli_load_config(&cfg, &cli, &err) != 0 ||
-        ws_repo_check_user(&cfg, "wal-prune", &err) != 0 || ws_prune(&cfg, &o.prune, &err) != 0) {
+        ws_repo_check_user(&cfg, "wal-prune", &err) != 0) {
         ws_log_error(&err);
         goto out;
     }
+    rc = ws_prune(&cfg, &o.prune, &err);
+    if (rc != 0)
+        ws_log_error(&err);
+    ev.ok = rc == 0;
+    ev.error = rc ? err.msg : NULL;
+    ev.seconds = ws_now_monotonic() - t0;
+    ws_notify(&cfg, &ev); /* notify_command (ops/notify.h) */
+    if (rc != 0)
+        goto out;
     status = 0;
     goto out;
 usage:

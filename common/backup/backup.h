@@ -28,11 +28,18 @@ struct ws_backup_env {
     const char *wal_fetch;
 };
 
+/* What a successful create made (for notify_command). */
+struct ws_backup_done {
+    char id[32];
+    uint64_t bytes, stored_bytes;
+};
+
 struct ws_backup_opts {
     const char *label;
-    int fast;     /* request an immediate checkpoint */
-    int parallel; /* 0: cfg->parallel */
-    int progress; /* show progress on stderr (base/progress.h: ws_progress_wanted decides) */
+    int fast;                    /* request an immediate checkpoint */
+    int parallel;                /* 0: cfg->parallel */
+    int progress;                /* show progress on stderr (base/progress.h decides) */
+    struct ws_backup_done *done; /* filled when create succeeds, if not NULL */
 };
 
 /* Takes a backup, by the backup_method in effect (ws_config_backup_method); prints its id on

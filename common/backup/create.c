@@ -513,6 +513,11 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *en
     printf("%s\n", c.m.id);
     fflush(stdout);
     print_summary(&c, ws_now_monotonic() - t0);
+    if (o->done) {
+        snprintf(o->done->id, sizeof(o->done->id), "%s", c.m.id);
+        o->done->bytes = c.m.bytes;
+        o->done->stored_bytes = c.m.stored_bytes;
+    }
     goto done;
 out:
     if (c.in_backup)

@@ -70,6 +70,8 @@ static const struct key_def keys[] = {
     {"receive_flush_interval", T_DURATION, OFF(receive_flush_interval), 1, 3600, NULL, 0},
     {"receive_synchronous", T_BOOL, OFF(receive_synchronous), 0, 0, NULL, 0},
     {"receive_spool_segments", T_INT, OFF(receive_spool_segments), 1, 65536, NULL, 0},
+    {"notify_command", T_STR, OFF(notify_command), 0, 0, NULL, 0},
+    {"notify_timeout", T_DURATION, OFF(notify_timeout), 1, 86400, NULL, 0},
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -90,6 +92,7 @@ void ws_config_init(struct ws_config *cfg)
     cfg->s3_part_size = 8 << 20;
     cfg->receive_flush_interval = 10;
     cfg->receive_spool_segments = 64;
+    cfg->notify_timeout = 60;
 }
 
 void ws_config_free(struct ws_config *cfg)

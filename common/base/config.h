@@ -79,6 +79,8 @@ struct ws_config {
     int receive_flush_interval; /* seconds */
     int receive_synchronous;    /* 1: flush = durable in the repository */
     int receive_spool_segments; /* completed segments kept unpushed at most */
+    char *notify_command;       /* run through /bin/sh -c after a command (ops/notify.h) */
+    int64_t notify_timeout;     /* seconds */
 
     char *config_file; /* the file that was read, or NULL */
     /* set by the caller before ws_config_load: cluster may be "all" (basebackup list, where it

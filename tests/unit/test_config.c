@@ -1095,7 +1095,29 @@ static void test_receive_keys(void)
     ws_config_free(&cfg);
 }
 
+/* notify_command and notify_timeout (ops/notify.h): defaults, values, errors naming the key. */
+static void test_notify_keys(void)
+{
+    static const char *const bad[] = {"0", "-1s", "soon", "2d"};
+    struct ws_config cfg;
+    struct ws_error err = {0};
+
+    ws_config_init(&cfg);
+    CHECK(cfg.notify_command == NULL && cfg.notify_timeout == 60);
+    CHECK(ws_config_set(&cfg, "notify_command", "cat > /tmp/x; exit 0", "t", &err) == 0 &&
+          strcmp(cfg.notify_command, "cat > /tmp/x; exit 0") == 0);
+    CHECK(ws_config_set(&cfg, "notify_timeout", "30s", "t", &err) == 0 && cfg.notify_timeout == 30);
+    CHECK(ws_config_set(&cfg, "notify_timeout", "5m", "t", &err) == 0 && cfg.notify_timeout == 300);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&err, 0, sizeof(err));
+        CHECK(ws_config_set(&cfg, "notify_timeout", bad[i], "t", &err) == WS_ERR_CONFIG);
+        CHECK(strstr(err.msg, "notify_timeout") != NULL && strchr(err.msg, '\n') == NULL);
+    }
+    ws_config_free(&cfg);
+}
+
 const struct unit_test unit_tests[] = {
+    {"notify_keys", test_notify_keys},
     {"receive_keys", test_receive_keys},
     {"syntax", test_syntax},
     {"syntax_errors", test_syntax_errors},
