@@ -307,6 +307,21 @@ static void test_verdict_server(void)
     s.server.lag_segments = 9;
     ws_status_evaluate(&s, &l, &v);
     CHECK(v.state == WS_STATUS_CRITICAL && v.n == 2);
+    /* a failure in the same second as the last success (times are whole seconds): the later
+     * WAL file failed, so the archiver is failing; the same file failed and then went: fine */
+    healthy(&s);
+    s.server.a.failed_count = 1;
+    s.server.a.last_failed_time = s.server.a.last_archived_time;
+    snprintf(s.server.a.last_archived_wal, sizeof(s.server.a.last_archived_wal), "%s",
+             "00000001000000000000000D");
+    snprintf(s.server.a.last_failed_wal, sizeof(s.server.a.last_failed_wal), "%s",
+             "00000001000000000000000E");
+    ws_status_evaluate(&s, &no_limits, &v);
+    CHECK(v.state == WS_STATUS_WARNING && has_reason(&v, "archiver_failing", WS_STATUS_WARNING));
+    snprintf(s.server.a.last_failed_wal, sizeof(s.server.a.last_failed_wal), "%s",
+             "00000001000000000000000D");
+    ws_status_evaluate(&s, &no_limits, &v);
+    CHECK(v.state == WS_STATUS_OK);
     /* an old failure, archived since: fine */
     healthy(&s);
     s.server.a.failed_count = 3;
