@@ -37,7 +37,7 @@ endif
 LIB_SRC  = $(wildcard common/*/*.c)
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(COV_OBJ)
 LIB      = $(BUILD)/libwalsafe.a
-PROGRAMS = wal-push wal-fetch basebackup wal-prune wal-receive
+PROGRAMS = wal-push wal-fetch basebackup wal-prune wal-receive logicalbackup
 BINS     = $(PROGRAMS:%=$(BUILD)/bin/%)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -70,8 +70,8 @@ $(BUILD)/bin/%: $(BUILD)/%/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# Only basebackup and wal-receive talk to PostgreSQL, so only they link libpq.
-$(BUILD)/bin/basebackup $(BUILD)/bin/wal-receive: $(BUILD)/bin/%: $(BUILD)/%/main.o $(LIB)
+# Only basebackup, wal-receive and logicalbackup talk to PostgreSQL, so only they link libpq.
+$(BUILD)/bin/basebackup $(BUILD)/bin/wal-receive $(BUILD)/bin/logicalbackup: $(BUILD)/bin/%: $(BUILD)/%/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libpq) $(LDLIBS)
 

@@ -41,6 +41,7 @@ static const struct key_def keys[] = {
     {"decrypt_key_files", T_STR, OFF(decrypt_key_files), 0, 0, NULL, 0},
     {"pgdata", T_STR, OFF(pgdata), 0, 0, NULL, 0},
     {"pg_conninfo", T_STR, OFF(pg_conninfo), 0, 0, NULL, 1},
+    {"pg_bindir", T_STR, OFF(pg_bindir), 0, 0, NULL, 0},
     {"parallel", T_INT, OFF(parallel), 1, 256, NULL, 0},
     {"spool_dir", T_STR, OFF(spool_dir), 0, 0, NULL, 0},
     {"timeout", T_DURATION, OFF(timeout), 1, 86400, NULL, 0},

@@ -50,6 +50,7 @@ struct ws_config {
     char *decrypt_key_files;
     char *pgdata;
     char *pg_conninfo;
+    char *pg_bindir; /* PostgreSQL's client programs (pg_dump ...); NULL: found on PATH */
     int parallel;
     char *spool_dir;
     int timeout; /* seconds */

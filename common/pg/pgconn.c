@@ -75,3 +75,12 @@ const char *ws_pg_function(int version, enum ws_pg_func f)
         return version >= 150000 ? "pg_backup_stop(boolean)" : "pg_stop_backup(boolean, boolean)";
     return "pg_switch_wal()";
 }
+
+void ws_pg_names_free(char **names, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}

@@ -101,4 +101,20 @@ const char *ws_pg_function(int version, enum ws_pg_func f);
  * connection string libpq cannot parse is WS_ERR_CONFIG, without libpq's reason. */
 int ws_pg_libpq_check_conninfo(const char *conninfo, struct ws_error *err);
 
+/*
+ * For logicalbackup, on a ws_pg_libpq session only (pgconn_libpq.c):
+ * ws_pg_libpq_databases: the databases one may connect to (not templates), sorted by name, into
+ * *names (malloc'ed with their strings: ws_pg_names_free). ws_pg_libpq_create_database: CREATE
+ * DATABASE with the name quoted as an identifier. ws_pg_libpq_tool_conninfo: pg_conninfo for a
+ * client program (pg_dump, pg_restore, psql) connecting to dbname: *out holds every setting of
+ * conninfo but the password, with dbname replaced, as "key='value' ..."; *password is the
+ * password conninfo held (NULL if none): it goes into a passfile, never into argv. Both
+ * malloc'ed (the caller wipes and frees the password); WS_ERR_CONFIG as ws_pg_libpq_check_conninfo.
+ */
+int ws_pg_libpq_databases(struct ws_pg *pg, char ***names, size_t *n, struct ws_error *err);
+void ws_pg_names_free(char **names, size_t n);
+int ws_pg_libpq_create_database(struct ws_pg *pg, const char *name, struct ws_error *err);
+int ws_pg_libpq_tool_conninfo(const char *conninfo, const char *dbname, char **out, char **password,
+                              struct ws_error *err);
+
 #endif

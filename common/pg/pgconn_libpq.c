@@ -304,3 +304,127 @@ out:
 
 const struct ws_pg_ops ws_pg_libpq = {pq_connect,      pq_close,       pq_get_info,  pq_switch_wal,
                                       pq_backup_start, pq_backup_stop, pq_get_access};
+
+/* ---- for logicalbackup (pgconn.h) ------------------------------------------------------------ */
+
+int ws_pg_libpq_databases(struct ws_pg *session, char ***names, size_t *n, struct ws_error *err)
+{
+    static const char sql[] = "SELECT datname FROM pg_database WHERE datallowconn AND NOT "
+                              "datistemplate ORDER BY datname";
+    PGresult *res = NULL;
+    int rc, i, rows;
+
+    *names = NULL;
+    *n = 0;
+    if ((rc = run((struct pq_session *)session, sql, 0, NULL, &res, err)) != 0)
+        return rc;
+    rows = PQntuples(res);
+    if (rows > 0 && !(*names = calloc((size_t)rows, sizeof(**names)))) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    for (i = 0; i < rows; i++) {
+        if (!((*names)[i] = strdup(PQgetvalue(res, i, 0)))) {
+            rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+            goto out;
+        }
+        (*n)++;
+    }
+out:
+    PQclear(res);
+    if (rc) {
+        ws_pg_names_free(*names, *n);
+        *names = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+int ws_pg_libpq_create_database(struct ws_pg *session, const char *name, struct ws_error *err)
+{
+    struct pq_session *pg = (struct pq_session *)session;
+    PGresult *res = NULL;
+    char *ident = PQescapeIdentifier(pg->conn, name, strlen(name)), sql[600], buf[512];
+    int rc;
+
+    if (!ident)
+        return ws_error_set(err, WS_ERR_INTERNAL, "could not quote database name \"%s\": %s", name,
+                            pq_message(pg->conn, buf, sizeof(buf)));
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", ident);
+    PQfreemem(ident);
+    if ((rc = run(pg, sql, 0, NULL, &res, err)) == 0)
+        PQclear(res);
+    return rc;
+}
+
+/* Appends " key='value'" (quotes and backslashes escaped) to *out of *len bytes. */
+static int append_setting(char **out, size_t *len, const char *key, const char *value)
+{
+    size_t need = *len + strlen(key) + 2 * strlen(value) + 5;
+    char *p = realloc(*out, need), *w;
+
+    if (!p)
+        return -1;
+    *out = p;
+    w = p + *len;
+    if (*len)
+        *w++ = ' ';
+    memcpy(w, key, strlen(key));
+    w += strlen(key);
+    *w++ = '=';
+    *w++ = '\'';
+    for (; *value; value++) {
+        if (*value == '\'' || *value == '\\')
+            *w++ = '\\';
+        *w++ = *value;
+    }
+    *w++ = '\'';
+    *w = '\0';
+    *len = (size_t)(w - p);
+    return 0;
+}
+
+int ws_pg_libpq_tool_conninfo(const char *conninfo, const char *dbname, char **out, char **password,
+                              struct ws_error *err)
+{
+    PQconninfoOption *opts = NULL, *o;
+    char *msg = NULL;
+    size_t len = 0;
+    int rc = 0;
+
+    *out = *password = NULL;
+    if (conninfo && *conninfo) {
+        if ((rc = ws_pg_libpq_check_conninfo(conninfo, err)) != 0)
+            return rc;
+        if (!(opts = PQconninfoParse(conninfo, &msg))) {
+            PQfreemem(msg);
+            return ws_error_set(err, WS_ERR_CONFIG, "pg_conninfo cannot be parsed");
+        }
+        for (o = opts; o->keyword; o++) {
+            if (!o->val || strcmp(o->keyword, "dbname") == 0)
+                continue;
+            if (strcmp(o->keyword, "password") == 0) {
+                if (!(*password = strdup(o->val)))
+                    rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+            } else if (append_setting(out, &len, o->keyword, o->val) != 0) {
+                rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+            }
+            if (rc)
+                break;
+        }
+    }
+    if (rc == 0 && append_setting(out, &len, "dbname", dbname) != 0)
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    for (o = opts; o && o->keyword; o++)
+        if (o->val && strcmp(o->keyword, "password") == 0)
+            memset(o->val, 0, strlen(o->val));
+    PQconninfoFree(opts);
+    if (rc) {
+        free(*out);
+        if (*password)
+            memset(*password, 0, strlen(*password));
+        free(*password);
+        *out = *password = NULL;
+    }
+    return rc;
+}
