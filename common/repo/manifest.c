@@ -878,6 +878,19 @@ int ws_backup_id_valid(const char *id)
     return 1;
 }
 
+int64_t ws_backup_id_time(const char *id)
+{
+    struct tm tm = {0};
+    char *end;
+
+    if (!ws_backup_id_valid(id))
+        return 0;
+    end = strptime(id, "%Y%m%dT%H%M%SZ", &tm);
+    if (!end || *end)
+        return 0;
+    return (int64_t)timegm(&tm);
+}
+
 void ws_backup_id_from_time(int64_t t, char out[WS_BACKUP_ID_LEN + 1])
 {
     time_t tt = (time_t)t;

@@ -176,6 +176,8 @@ uint64_t ws_manifest_stop_segno(const struct ws_manifest *m);
 /* Valid backup id (YYYYMMDDTHHMMSSZ). */
 int ws_backup_id_valid(const char *id);
 void ws_backup_id_from_time(int64_t t, char out[WS_BACKUP_ID_LEN + 1]);
+/* The time an id encodes (seconds since the epoch, UTC), 0 for an invalid id. */
+int64_t ws_backup_id_time(const char *id);
 
 /* Keys. */
 void ws_backup_prefix(const struct ws_repo *repo, char *out, size_t outsz); /* "<c>/backup/" */
