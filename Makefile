@@ -54,7 +54,7 @@ FUZZ_SECONDS ?=
 SHIM_LIB = $(BUILD)/tests/shim/libcurl.so.4
 
 .SECONDARY:
-.PHONY: all check unit integration install clean lint demo bench bench-backup bench-remote bench-recovery deps \
+.PHONY: all check unit integration install clean lint demo bench bench-backup bench-remote bench-recovery bench-logical deps \
         fuzz fuzz-check fuzz-build coverage coverage-build
 all: $(BINS)
 
@@ -170,6 +170,11 @@ bench-remote: all
 # without prefetch against pgBackRest async archive-get.
 bench-recovery: all
 	bench/recovery.sh $(BUILD)/bin
+
+# logicalbackup create (pg_dump streamed through zstd and encryption into the repository) against
+# pg_dump -Fc | zstd to a local file, on a pgbench database (SCALE, RUNS).
+bench-logical: all
+	bench/logical.sh $(BUILD)/bin
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin

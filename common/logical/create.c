@@ -163,6 +163,8 @@ static int dump_database(struct create *c, size_t i, struct ws_error *err)
     }
     ws_tools_rmtree(dir);
 out:
+    if (rc != 0 && !strstr(err->msg, what))
+        ws_error_prefix(err, "%s", what);
     free(conninfo);
     return rc;
 }

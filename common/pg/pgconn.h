@@ -1,10 +1,11 @@
 /*
- * pgconn.h - the PostgreSQL session of `basebackup` (create and check), behind an ops table.
+ * pgconn.h - the PostgreSQL session of `basebackup` (create and check) and `logicalbackup`,
+ * behind an ops table.
  *
  * ws_pg_libpq (pgconn_libpq.c, the only file that calls libpq) is the real session. Only
- * basebackup/main.c names it, so only basebackup links libpq: the library's other objects never
- * refer to it, and a static library member that nothing refers to is not linked (the unit tests
- * link without libpq and put in a fake session of their own).
+ * basebackup/main.c and logicalbackup/main.c name it, so only they link libpq: the library's other
+ * objects never refer to it, and a static library member that nothing refers to is not linked (the
+ * unit tests link without libpq and put in a fake session of their own).
  *
  * The libpq session: the connection string is pg_conninfo; libpq's PG* variables, .pgpass and
  * unix sockets apply as usual, so a password-less local set-up needs no configuration. Messages

@@ -10,14 +10,17 @@
 #   verify    verify ID exits 0; one byte flipped in the stored object of crm: verify exits 1
 #             naming the object, restore of crm fails, list shows the backup still listed
 # Local only:
+#   keep      keep / keep --unset show in list --json; verify without an id and verify --all;
+#             usage errors exit 2; --to-file never replaces a file
 #   jobs      create --jobs 2 (directory format, one object per file), restore --jobs 2 into a
 #             new database: identical dumps; verify runs pg_restore --list on it
 #   all       create --all stores the globals; in a fresh cluster restore --globals creates the
 #             role, restore --db shop --create restores with the role's ownership intact
-#   faults    an unknown database; a non-superuser without permission on a table; pg_dump killed
-#             mid-stream (a pg_bindir wrapper); the wrong key on restore; --to-db that exists
-#             without --clean (and with it): each exits 1 with one line naming the cause, and no
-#             new backup is listed complete; a password in pg_conninfo reaches pg_dump only in a
+#   faults    an unknown database; a pg_dump older than the server; a non-superuser without permission on a table; pg_dump killed
+#             mid-stream (a pg_bindir wrapper); SIGTERM while pg_dump -Fd is staged (staging
+#             directory and child gone); a full repository (256 kB tmpfs); the wrong key on
+#             restore; --to-db that exists without --clean (and with it): each exits 1 with one
+#             line naming the cause, and no new backup is listed complete; a password in pg_conninfo reaches pg_dump only in a
 #             0600 passfile that is gone afterwards, never in its argv or environment
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 setup_tmp
@@ -172,6 +175,39 @@ lb --config "$CONF" verify "$JOBS"
 assert_rc 0 "verify of a directory-format backup"
 assert_dir_empty "$SPOOL" "spool after jobs"
 
+# ---- keep, verify --all, usage ----
+CASE="keep"
+lb --config "$CONF" keep "$JOBS"
+assert_rc 0 "keep"
+lb_list "$CONF"
+assert_eq "$(json_eval "$T/list.json" "j.logical_backups.find(b => b.id === '$JOBS').pinned")" true "pinned"
+lb --config "$CONF" keep "$JOBS" --unset
+assert_rc 0 "keep --unset"
+lb_list "$CONF"
+assert_eq "$(json_eval "$T/list.json" "j.logical_backups.find(b => b.id === '$JOBS').pinned")" false "unpinned"
+lb --config "$CONF" keep 20000101T000000Z
+assert_rc 1 "keep of an unknown id"
+assert_err_contains "20000101T000000Z" "keep names the id"
+lb --config "$CONF" verify
+assert_rc 0 "verify without an id (the newest complete backup: $JOBS)"
+lb --config "$CONF" verify --all
+assert_rc 1 "verify --all with the damaged $FIRST among them"
+assert_err_contains "$FIRST" "verify --all names the damaged backup"
+CASE="usage"
+lb --config "$CONF" create
+assert_rc 2 "create without --db or --all"
+lb --config "$CONF" restore --db shop
+assert_rc 2 "restore without an id"
+lb --config "$CONF" restore "$JOBS" --db shop --to-db x --to-file "$T/x"
+assert_rc 2 "--to-db with --to-file"
+lb --config "$CONF" list --db shop
+assert_rc 2 "list --db"
+assert_err_contains "--db" "the option is named"
+touch "$T/exists.dump"
+lb --config "$CONF" restore "$FIRST" --db shop --to-file "$T/exists.dump"
+assert_rc 1 "--to-file onto an existing file"
+assert_eq "$(stat -c %s "$T/exists.dump")" 0 "the existing file is untouched"
+
 # ---- all: globals into a fresh cluster ----
 CASE="all"
 create_ok "$CONF" --all
@@ -240,6 +276,68 @@ assert_eq "$(cat "$T/fake.passmode" 2>/dev/null)" 600 "passfile mode"
 grep -q -F "$KILLPW" "$T/fake.passfile" 2>/dev/null || fail "the passfile does not hold the password"
 rm -f "$T/fake.passfile"
 assert_dir_empty "$SPOOL" "spool after the killed pg_dump (passfile removed)"
+
+# a pg_dump older than the server: refused, both versions named
+OLD=$T/oldbin
+mkdir -p "$OLD"
+printf '#!/bin/sh\necho "pg_dump (PostgreSQL) 14.10"\n' >"$OLD/pg_dump"
+chmod 755 "$OLD/pg_dump"
+chown -R postgres: "$OLD"
+logical_conf "$T/old.conf" "$PORT" postgres "pg_bindir = '$OLD'"
+lb --config "$T/old.conf" create --db shop
+assert_rc 1 "pg_dump 14 against server 15"
+assert_err_regex "version 14.*version 15" "both versions named"
+assert_err_one_line "old pg_dump"
+
+# interrupted: SIGTERM while pg_dump -Fd (a wrapper that dumps, then sleeps) holds the staging
+# directory: exit 1, the staging directory and the child gone
+SLOW=$T/slowbin
+mkdir -p "$SLOW"
+for p in pg_dumpall pg_restore psql; do ln -s "$PGBIN/$p" "$SLOW/$p"; done
+cat >"$SLOW/pg_dump" <<EOS
+#!/bin/bash
+[ "\$1" = --version ] && exec "$PGBIN/pg_dump" --version
+"$PGBIN/pg_dump" "\$@" || exit 1
+echo \$\$ >"$T/slow.pid"
+exec sleep 60
+EOS
+chmod 755 "$SLOW/pg_dump"
+chown -R postgres: "$SLOW"
+SLOWCONF=$T/slow.conf
+logical_conf "$SLOWCONF" "$PORT" postgres "pg_bindir = '$SLOW'"
+rm -f "$T/slow.pid"
+runuser -u postgres -- "$LB" --config "$SLOWCONF" create --db shop --jobs 2 >"$T/slow.out" 2>"$T/slow.err" &
+SLOWRUN=$!
+for _ in $(seq 1 200); do [ -s "$T/slow.pid" ] && break; sleep 0.1; done
+[ -n "$(ls -A "$SPOOL")" ] || fail "interrupted: nothing staged in spool_dir while pg_dump -Fd ran"
+LBPID=$(pgrep -f "^$LB --config $SLOWCONF" | head -1)
+[ -n "$LBPID" ] && kill -TERM "$LBPID"
+wait "$SLOWRUN"
+assert_eq "$?" 1 "interrupted create: exit status"
+grep -q "interrupted" "$T/slow.err" || fail "interrupted: no message: $(cat "$T/slow.err")"
+assert_dir_empty "$SPOOL" "spool after the interrupted create"
+SLOWPID=$(cat "$T/slow.pid" 2>/dev/null)
+[ -n "$SLOWPID" ] && kill -0 "$SLOWPID" 2>/dev/null && fail "interrupted: pg_dump (pid $SLOWPID) still runs"
+
+# repository full: a 256 kB file system, compress = none
+TINY=$T/tiny
+mkdir -p "$TINY" && chmod 700 "$TINY"
+if mount -t tmpfs -o size=256k,mode=0700 tmpfs "$TINY" 2>"$T/mount.err"; then
+    MOUNTS+=("$TINY")
+    chown postgres: "$TINY"
+    TINYCONF=$T/tiny.conf
+    write_conf "$TINYCONF" "repo = '$TINY'" "compress = none" "encrypt_key_file = '$KEY'" \
+        "spool_dir = '$SPOOL'" "pg_conninfo = 'host=$SOCK port=$PORT user=postgres dbname=postgres'"
+    lb --config "$TINYCONF" create --db shop --db crm
+    assert_rc 1 "create into a full repository"
+    assert_err_regex "no space|space left" "full repository"
+    assert_err_one_line "full repository"
+    assert_no_temp_files "$TINY" "full repository"
+    lb --config "$TINYCONF" list --json
+    assert_eq "$(json_eval "$T/.last.out" "j.logical_backups.length")" 0 "full repository: nothing listed"
+else
+    echo "skip: cannot mount tmpfs ($(head -1 "$T/mount.err")); the full repository not tested"
+fi
 
 lb_list "$CONF"
 assert_eq "$(complete_count)" "$BEFORE" "no new complete backup after the faults"
