@@ -54,6 +54,8 @@ int ws_child_start(struct ws_child *c, const char *what, char *const argv[], con
                    int in_mode, int out_mode, struct ws_error *err)
 {
     posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t def;
     int in[2] = {-1, -1}, out[2] = {-1, -1}, er[2] = {-1, -1}, rc = 0, e;
     char **env = NULL, *own = NULL;
 
@@ -77,7 +79,15 @@ int ws_child_start(struct ws_child *c, const char *what, char *const argv[], con
     else
         posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, er[1], 2);
-    e = posix_spawn(&c->pid, argv[0], &fa, NULL, argv, env);
+    /* the child gets SIGPIPE back (main.c ignores it; an ignored signal stays ignored across
+     * exec) */
+    posix_spawnattr_init(&attr);
+    sigemptyset(&def);
+    sigaddset(&def, SIGPIPE);
+    posix_spawnattr_setsigdefault(&attr, &def);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+    e = posix_spawn(&c->pid, argv[0], &fa, &attr, argv, env);
+    posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     if (e != 0) {
         c->pid = 0;

@@ -121,7 +121,8 @@ static int upload_dir(struct create *c, const char *dir, const char *sub, struct
     if (rc == 0 && n > 0)
         qsort(names, n, sizeof(*names), cmp_str);
     for (i = 0; rc == 0 && i < n; i++)
-        rc = upload_file(c, dir, sub, names[i], err);
+        rc = ws_logical_stop ? ws_error_set(err, WS_ERR_IO, "interrupted while storing \"%s\"", dir)
+                             : upload_file(c, dir, sub, names[i], err);
     for (i = 0; i < n; i++)
         free(names[i]);
     free(names);
@@ -291,7 +292,8 @@ int ws_logical_create(const struct ws_config *cfg, const struct ws_logical_opts 
     }
     ws_log_info("logical backup %s: %zu database(s)", c.m.id, c.ndbs);
     for (i = 0; rc == 0 && i < c.ndbs; i++)
-        rc = dump_database(&c, i, err);
+        rc = ws_logical_stop ? ws_error_set(err, WS_ERR_IO, "interrupted")
+                             : dump_database(&c, i, err);
     if (rc == 0 && o->all)
         rc = dump_globals(&c, err);
     if (rc != 0)

@@ -61,6 +61,16 @@ same_db() {
     [ "$(wc -l <"$T/a.data")" -gt 20 ] || fail "$5: the data dump is suspiciously short"
 }
 
+# wrapper_bindir DIR < BODY: a pg_bindir whose pg_dump runs BODY (bash; --version is the real
+# one's) and whose other programs are PostgreSQL's.
+wrapper_bindir() {
+    mkdir -p "$1" || die "mkdir $1"
+    for p in pg_dumpall pg_restore psql; do ln -s "$PGBIN/$p" "$1/$p"; done
+    { printf '#!/bin/bash\n[ "$1" = --version ] && exec "%s/pg_dump" --version\n' "$PGBIN"; cat; } >"$1/pg_dump"
+    chmod 755 "$1/pg_dump"
+    chown -R postgres: "$1"
+}
+
 # create_ok CONF ARGS...: create must succeed; sets ID from list --json (the newest backup).
 create_ok() {
     local conf=$1
@@ -194,6 +204,16 @@ lb --config "$CONF" verify --all
 assert_rc 1 "verify --all with the damaged $FIRST among them"
 assert_err_contains "$FIRST" "verify --all names the damaged backup"
 CASE="usage"
+run "$LB" --help
+assert_rc 0 "--help"
+grep -q -i usage "$T/.last.out" || fail "--help prints no usage"
+run "$LB" --version
+assert_rc 0 "--version"
+lb --config "$CONF"
+assert_rc 2 "no command"
+lb --config "$CONF" frobnicate
+assert_rc 2 "an unknown command"
+assert_err_contains '"frobnicate"' "the command is named"
 lb --config "$CONF" create
 assert_rc 2 "create without --db or --all"
 lb --config "$CONF" restore --db shop
@@ -246,11 +266,7 @@ assert_err_one_line "permission denied"
 # pg_bindir: a pg_dump that writes 64 kB and kills itself; it also records its argv and
 # environment, and the passfile it was given.
 FAKE=$T/fakebin
-mkdir -p "$FAKE"
-for p in pg_dumpall pg_restore psql; do ln -s "$PGBIN/$p" "$FAKE/$p"; done
-cat >"$FAKE/pg_dump" <<EOS
-#!/bin/bash
-[ "\$1" = --version ] && exec "$PGBIN/pg_dump" --version
+wrapper_bindir "$FAKE" <<EOS
 printf '%s\n' "\$@" >"$T/fake.argv"
 env >"$T/fake.env"
 stat -c %a "\$PGPASSFILE" >"$T/fake.passmode" 2>/dev/null
@@ -258,8 +274,6 @@ cp "\$PGPASSFILE" "$T/fake.passfile" 2>/dev/null
 "$PGBIN/pg_dump" "\$@" | head -c 65536
 kill -KILL \$\$
 EOS
-chmod 755 "$FAKE/pg_dump"
-chown -R postgres: "$FAKE"
 KILLPW=pw-$(openssl rand -hex 8)
 add_secret "$KILLPW"
 PASSWORD=$KILLPW
@@ -292,17 +306,11 @@ assert_err_one_line "old pg_dump"
 # interrupted: SIGTERM while pg_dump -Fd (a wrapper that dumps, then sleeps) holds the staging
 # directory: exit 1, the staging directory and the child gone
 SLOW=$T/slowbin
-mkdir -p "$SLOW"
-for p in pg_dumpall pg_restore psql; do ln -s "$PGBIN/$p" "$SLOW/$p"; done
-cat >"$SLOW/pg_dump" <<EOS
-#!/bin/bash
-[ "\$1" = --version ] && exec "$PGBIN/pg_dump" --version
+wrapper_bindir "$SLOW" <<EOS
 "$PGBIN/pg_dump" "\$@" || exit 1
 echo \$\$ >"$T/slow.pid"
 exec sleep 60
 EOS
-chmod 755 "$SLOW/pg_dump"
-chown -R postgres: "$SLOW"
 SLOWCONF=$T/slow.conf
 logical_conf "$SLOWCONF" "$PORT" postgres "pg_bindir = '$SLOW'"
 rm -f "$T/slow.pid"
@@ -352,6 +360,14 @@ lb --config "$WRONGCONF" restore "$JOBS" --db shop --to-db shop_wrong --create
 assert_rc 1 "wrong key"
 assert_err_regex "key" "the cause"
 assert_err_one_line "wrong key"
+
+run runuser -u postgres -- "$LB" decode --key-file "$WRONG" <"$REPO_FILES/main/logical/$JOBS/000.d/toc.dat"
+assert_rc 1 "decode with the wrong key"
+assert_err_regex "key" "decode: the cause"
+[ -s "$T/.last.out" ] && fail "decode with the wrong key wrote bytes"
+run runuser -u postgres -- "$LB" decode --key-file "$KEY" <"$REPO_FILES/main/logical/$JOBS/000.d/toc.dat"
+assert_rc 0 "decode of toc.dat with the right key"
+head -c 5 "$T/.last.out" | grep -q PGDMP || fail "decoded toc.dat does not start with PGDMP"
 
 lb --config "$CONF" restore "$JOBS" --db shop --to-db shop_copy
 assert_rc 1 "--to-db that exists"
