@@ -14,6 +14,7 @@
 #   - verify reads the extra object: damage is reported naming it;
 #   - restore --pgdata P --extra-to DIR as postgres: the data directory and the extra paths of
 #     the same backup, owners left to the restoring user.
+# The repository is REPO_KIND (local, s3 or sftp; default local; t_extra_paths_s3 runs it on S3).
 . "$(dirname "$0")/lib.sh"
 setup_tmp
 
@@ -25,7 +26,7 @@ ETC=$T/etc
 CASE="set-up"
 mkdir -p "$KEYS" && chown postgres: "$KEYS" || die "mkdir $KEYS"
 make_key "$KEY"
-repo_setup local
+repo_setup "${REPO_KIND:-local}"
 write_conf "$CONF" "${REPO_CONF[@]}" "encrypt_key_file = '$KEY'"
 archiving_cluster "$PGD" "$CONF" --wal-segsize=1
 
