@@ -31,38 +31,69 @@ static int within(const char *a, const char *b)
     return strncmp(a, b, n) == 0 && (a[n] == '\0' || a[n] == '/');
 }
 
-/* DIR is not the data directory nor in it (lexically, and as resolved when both exist). */
-static int check_dir(const struct ws_config *cfg, const struct ws_restore_opts *o, char *dir,
-                     size_t dirsz, struct ws_error *err)
+/* The data directory a DIR must stay out of: --pgdata, else pgdata; "" when neither is set.
+ * pd: lexically absolute; real: resolved ("" while it does not exist). */
+struct pgdata_of {
+    const char *named;
+    char pd[PATH_MAX], real[PATH_MAX];
+};
+
+static int refuse_in_pgdata(const struct ws_restore_opts *o, const struct pgdata_of *p,
+                            struct ws_error *err)
 {
-    const char *pgdata = o->pgdata ? o->pgdata : cfg->pgdata;
-    char pd[PATH_MAX], rd[PATH_MAX], rp[PATH_MAX];
+    return ws_error_set(err, WS_ERR_USAGE,
+                        "--extra-to \"%s\" is or lies in the data directory \"%s\" (or holds it): "
+                        "extra paths are never restored into a data directory",
+                        o->extra_to, p->named);
+}
+
+/* DIR made absolute, and not the data directory nor in it, as named (lexically). */
+static int check_dir(const struct ws_config *cfg, const struct ws_restore_opts *o, char *dir,
+                     size_t dirsz, struct pgdata_of *p, struct ws_error *err)
+{
     int rc;
 
+    p->named = o->pgdata ? o->pgdata : cfg->pgdata;
+    p->pd[0] = p->real[0] = '\0';
     if ((rc = ws_restore_absolute_path(o->extra_to, dir, dirsz, err)) != 0)
         return rc;
     if (strcmp(dir, "/") == 0)
         return ws_error_set(err, WS_ERR_USAGE, "--extra-to must not be the root directory");
-    if (!pgdata || !*pgdata)
+    if (!p->named || !*p->named)
         return 0;
-    if ((rc = ws_restore_absolute_path(pgdata, pd, sizeof(pd), err)) != 0)
+    if ((rc = ws_restore_absolute_path(p->named, p->pd, sizeof(p->pd), err)) != 0)
         return rc;
-    if (within(dir, pd) ||
-        (realpath(dir, rd) && realpath(pd, rp) && (within(rd, rp) || within(rp, rd))) ||
-        within(pd, dir))
-        return ws_error_set(err, WS_ERR_USAGE,
-                            "--extra-to \"%s\" is or lies in the data directory \"%s\" (or holds "
-                            "it): extra paths are never restored into a data directory",
-                            o->extra_to, pgdata);
-    return 0;
+    if (!realpath(p->pd, p->real))
+        p->real[0] = '\0';
+    return within(dir, p->pd) || within(p->pd, dir) ? refuse_in_pgdata(o, p, err) : 0;
+}
+
+/* The same, as DIR resolves (its deepest existing directory, reached as ws_dir_lookup reaches it,
+ * plus the components still missing): a link on the way may lead into the data directory. */
+static int check_resolved(const struct ws_restore_opts *o, const struct rdir *d,
+                          const struct pgdata_of *p, struct ws_error *err)
+{
+    char proc[64], real[PATH_MAX], full[2 * PATH_MAX];
+    ssize_t n;
+
+    if (!p->real[0])
+        return 0;
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", d->ref.fd);
+    if ((n = readlink(proc, real, sizeof(real) - 1)) < 0)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not resolve \"%s\"", d->path);
+    real[n] = '\0';
+    snprintf(full, sizeof(full), "%s%s%s", real, d->ref.missing[0] ? "/" : "", d->ref.missing);
+    return within(full, p->real) || within(p->real, full) ? refuse_in_pgdata(o, p, err) : 0;
 }
 
 /* DIR: created when missing (0700), else it must be empty; d->fd is open on it. */
-static int open_dir(struct rdir *d, struct ws_error *err)
+static int open_dir(const struct ws_restore_opts *o, struct rdir *d, const struct pgdata_of *p,
+                    struct ws_error *err)
 {
     int rc;
 
     if ((rc = ws_dir_lookup(d->path, &d->ref, err)) != 0 ||
+        (rc = check_resolved(o, d, p, err)) != 0 ||
         (d->ref.missing[0] && (rc = ws_dir_create(&d->ref, d->path, 0700, err)) != 0) ||
         (rc = ws_restore_inspect_dir(d, err)) != 0)
         return rc;
@@ -156,7 +187,7 @@ out:
 
 /* The backup the options choose, its manifest, and its extra paths into DIR; *id: the backup. */
 static int restore_extra(const struct ws_config *cfg, const struct ws_backup_env *env,
-                         const struct ws_restore_opts *o, struct rdir *d,
+                         const struct ws_restore_opts *o, struct rdir *d, const struct pgdata_of *p,
                          char id[WS_BACKUP_ID_LEN + 1], struct ws_error *err)
 {
     struct ws_keyring kr = {0};
@@ -180,7 +211,7 @@ static int restore_extra(const struct ws_config *cfg, const struct ws_backup_env
                           m.id);
         goto out;
     }
-    if ((rc = open_dir(d, err)) == 0)
+    if ((rc = open_dir(o, d, p, err)) == 0)
         rc = restore_into(&repo, &kr, &m, d, err);
 out:
     ws_manifest_free(&m);
@@ -196,13 +227,14 @@ int ws_backup_restore_extra(const struct ws_config *cfg, const struct ws_backup_
 {
     struct ws_restore_opts data = *o;
     char dir[PATH_MAX], id[WS_BACKUP_ID_LEN + 1];
+    struct pgdata_of p;
     struct rdir d = {0};
     int rc;
 
     d.fd = d.ref.fd = -1;
     d.path = dir;
-    if ((rc = check_dir(cfg, o, dir, sizeof(dir), err)) != 0 ||
-        (rc = restore_extra(cfg, env, o, &d, id, err)) != 0)
+    if ((rc = check_dir(cfg, o, dir, sizeof(dir), &p, err)) != 0 ||
+        (rc = restore_extra(cfg, env, o, &d, &p, id, err)) != 0)
         goto out;
     if (o->pgdata) { /* the same backup's data directory */
         data.backup = id;

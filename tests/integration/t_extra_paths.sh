@@ -9,7 +9,8 @@
 #     mode, owner, mtime, size and SHA-256; the same with backup_method stream;
 #   - restore --extra-to a fresh directory (as root): every file under DIR/<its absolute path>
 #     with its bytes, mode, owner and mtime, directories with theirs;
-#   - refused: DIR in the data directory (--pgdata or pgdata), a non-empty DIR, a DIR reached
+#   - refused: DIR in the data directory (--pgdata or pgdata; also through a link that leads
+#     there), a non-empty DIR, a DIR reached
 #     through another user's symbolic link (nothing written where it points), a damaged object;
 #   - verify reads the extra object: damage is reported naming it;
 #   - restore --pgdata P --extra-to DIR as postgres: the data directory and the extra paths of
@@ -132,6 +133,11 @@ assert_absent "$PGD/etc-copy" "nothing made in the data directory"
 run "$BASEBACKUP" --config "$CONF" restore --pgdata "$T/r1" --extra-to "$T/r1/x"
 assert_rc 1 "--extra-to in --pgdata"
 assert_absent "$T/r1" "nothing made for the refused restore"
+ln -s "$PGD" "$T/pglink" # root's link (followed by root): it leads into the data directory
+run "$BASEBACKUP" --config "$CONF" restore --extra-to "$T/pglink/etc-copy"
+assert_rc 1 "--extra-to through a link into pgdata"
+assert_err_contains "data directory" "the refusal names the data directory"
+assert_absent "$PGD/etc-copy" "nothing made in the data directory through the link"
 run "$BASEBACKUP" --config "$CONF" restore --extra-to "$X"
 assert_rc 1 "--extra-to a non-empty directory"
 assert_err_contains "is not empty" "non-empty"
