@@ -36,6 +36,9 @@ static const char usage[] =
     "              --target-name NAME | --target-immediate]\n"
     "             [--target-action pause|promote|shutdown] [--parallel N] [--force | --delta]\n"
     "             [--tablespace-map OLDDIR=NEWDIR]... [--progress | --no-progress]\n"
+    "  basebackup [OPTIONS] restore --extra-to DIR [--backup ID|latest] [--pgdata DIR ...]\n"
+    "             the backup's extra paths (backup_extra_paths) into DIR/<their path>; with\n"
+    "             --pgdata, that same backup's data directory afterwards\n"
     "  basebackup [OPTIONS] verify [ID | --all]\n"
     "  basebackup [OPTIONS] check [--allow-root]   one OK/FAILED/SKIPPED line per precondition;\n"
     "                                              forces a WAL switch (pg_switch_wal)\n"
@@ -198,7 +201,7 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
     }
     if (strcmp(opt, "--label") && strcmp(opt, "--parallel") && strcmp(opt, "--pgdata") &&
         strcmp(opt, "--backup") && strcmp(opt, "--target-action") &&
-        strcmp(opt, "--tablespace-map"))
+        strcmp(opt, "--tablespace-map") && strcmp(opt, "--extra-to"))
         return 0;
     if (!next)
         return ws_error_set(err, WS_ERR_USAGE, "option %s needs a value", opt);
@@ -213,6 +216,8 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
         o->restore.parallel = o->create.parallel;
     } else if (strcmp(opt, "--pgdata") == 0) {
         o->restore.pgdata = next;
+    } else if (strcmp(opt, "--extra-to") == 0) {
+        o->restore.extra_to = next;
     } else if (strcmp(opt, "--backup") == 0) {
         if (strcmp(next, "latest") != 0 && !ws_backup_id_valid(next))
             return ws_error_set(err, WS_ERR_USAGE,
@@ -333,14 +338,15 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
                                 "option");
     if (!is_restore && !is_drill &&
         (o->restore.pgdata || o->restore.backup || o->ntargets || o->restore.target_action ||
-         o->restore.force || o->restore.delta || o->restore.nmaps))
+         o->restore.force || o->restore.delta || o->restore.nmaps || o->restore.extra_to))
         return usage_error(err,
                            "restore options (--pgdata, --backup, --target-*, --force, --delta, "
-                           "--tablespace-map) do not apply to %s",
+                           "--tablespace-map, --extra-to) do not apply to %s",
                            c);
     if (is_restore) {
-        if (!o->restore.pgdata)
-            return ws_error_set(err, WS_ERR_USAGE, "restore needs --pgdata DIR");
+        if (!o->restore.pgdata && !o->restore.extra_to)
+            return ws_error_set(err, WS_ERR_USAGE,
+                                "restore needs --pgdata DIR (or --extra-to DIR)");
         if (o->restore.delta && o->restore.force)
             return ws_error_set(err, WS_ERR_USAGE,
                                 "--delta and --force exclude each other: --delta rewrites what "
@@ -477,7 +483,8 @@ int main(int argc, char **argv)
     else if (strcmp(o.cmd, "list") == 0)
         rc = ws_backup_list(&cfg, o.json, &err);
     else if (strcmp(o.cmd, "restore") == 0)
-        rc = ws_backup_restore(&cfg, &env, &o.restore, &err);
+        rc = o.restore.extra_to ? ws_backup_restore_extra(&cfg, &env, &o.restore, &err)
+                                : ws_backup_restore(&cfg, &env, &o.restore, &err);
     else if (strcmp(o.cmd, "verify") == 0)
         rc = ws_backup_verify(&cfg, &env, o.verify_id, o.all, &err);
     else if (strcmp(o.cmd, "keep") == 0)

@@ -1,6 +1,6 @@
 /*
  * logicalbackup - logical backups (pg_dump) in the walsafe repository:
- *   logicalbackup create | list | restore | verify | keep | decode   (a command is required)
+ *   logicalbackup create | list | restore | verify | keep | link | decode   (a command is required)
  *
  * Exit status: 0 success, 1 failure, 2 usage error.
  */
@@ -28,6 +28,8 @@ static const char usage[] =
     "                 [--create] [--clean] [--jobs N] [--globals]\n"
     "  logicalbackup [OPTIONS] verify [ID | --all]\n"
     "  logicalbackup [OPTIONS] keep ID [--unset]\n"
+    "  logicalbackup [OPTIONS] link ID --db NAME|--globals --valid-for DURATION\n"
+    "                 download links (S3 presigned URLs, at most 7d) for that dump's objects\n"
     "  logicalbackup decode --key-file FILE < OBJECT > DUMP\n"
     "\n"
     "OPTIONS: --config FILE, --repo URL, --cluster NAME, -v, --help, --version\n"
@@ -48,6 +50,7 @@ enum {
     O_GLOBALS = 1 << 9,
     O_UNSET = 1 << 10,
     O_KEY_FILE = 1 << 11,
+    O_VALID_FOR = 1 << 12,
 };
 
 #define MAX_DBS 256
@@ -83,6 +86,7 @@ static const struct command {
      O_DB | O_TO_DB | O_TO_FILE | O_CREATE | O_CLEAN | O_JOBS | O_GLOBALS, 2, 1},
     {"verify", ws_logical_verify, O_ALL, 1, 1},
     {"keep", ws_logical_keep, O_UNSET, 2, 1},
+    {"link", ws_logical_link, O_DB | O_GLOBALS | O_VALID_FOR, 2, 1},
     {"decode", run_decode, O_KEY_FILE, 0, 0},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -106,10 +110,19 @@ static const struct {
     unsigned int bit;
     int has_value;
 } options[] = {
-    {"--db", O_DB, 1},           {"--all", O_ALL, 0},       {"--label", O_LABEL, 1},
-    {"--jobs", O_JOBS, 1},       {"--json", O_JSON, 0},     {"--to-db", O_TO_DB, 1},
-    {"--to-file", O_TO_FILE, 1}, {"--create", O_CREATE, 0}, {"--clean", O_CLEAN, 0},
-    {"--globals", O_GLOBALS, 0}, {"--unset", O_UNSET, 0},   {"--key-file", O_KEY_FILE, 1},
+    {"--db", O_DB, 1},
+    {"--all", O_ALL, 0},
+    {"--label", O_LABEL, 1},
+    {"--jobs", O_JOBS, 1},
+    {"--json", O_JSON, 0},
+    {"--to-db", O_TO_DB, 1},
+    {"--to-file", O_TO_FILE, 1},
+    {"--create", O_CREATE, 0},
+    {"--clean", O_CLEAN, 0},
+    {"--globals", O_GLOBALS, 0},
+    {"--unset", O_UNSET, 0},
+    {"--key-file", O_KEY_FILE, 1},
+    {"--valid-for", O_VALID_FOR, 1},
 };
 
 static int extra(void *arg, const char *opt, const char *next, int *used, struct ws_error *err)
@@ -170,6 +183,14 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
     case O_UNSET:
         o->l.unset = 1;
         break;
+    case O_VALID_FOR:
+        if (ws_parse_duration(next, &o->l.valid_for) != 0 || o->l.valid_for < 1 ||
+            o->l.valid_for > 7 * 86400)
+            return ws_error_set(err, WS_ERR_USAGE,
+                                "--valid-for needs a duration from 1s to 7d, the most S3 allows "
+                                "for a presigned URL (got \"%s\")",
+                                next);
+        break;
     default:
         o->l.key_file = next;
         break;
@@ -219,6 +240,10 @@ static int check_options(struct opts *o, const struct command *c, const struct w
         if (o->l.to_db && !o->l.ndbs)
             return ws_error_set(err, WS_ERR_USAGE, "--to-db needs --db NAME");
     }
+    if (strcmp(c->name, "link") == 0 &&
+        ((o->l.ndbs != 1) == !o->l.globals || !(o->given & O_VALID_FOR)))
+        return ws_error_set(err, WS_ERR_USAGE,
+                            "link needs one --db NAME (or --globals) and --valid-for DURATION");
     if (strcmp(c->name, "decode") == 0 && !o->l.key_file)
         return ws_error_set(err, WS_ERR_USAGE, "decode needs --key-file FILE");
     return 0;
@@ -263,7 +288,7 @@ int main(int argc, char **argv)
         goto usage;
     if (action == WS_CLI_RUN && cli.nargs == 0) {
         ws_error_set(&err, WS_ERR_USAGE,
-                     "a command is required (create, list, restore, verify, keep or decode)");
+                     "a command is required (create, list, restore, verify, keep, link or decode)");
         goto usage;
     }
     if (action == WS_CLI_RUN) {
@@ -271,9 +296,10 @@ int main(int argc, char **argv)
             if (strcmp(cli.args[0], commands[i].name) == 0)
                 c = &commands[i];
         if (!c) {
-            ws_error_set(&err, WS_ERR_USAGE,
-                         "unknown command \"%s\" (create, list, restore, verify, keep or decode)",
-                         cli.args[0]);
+            ws_error_set(
+                &err, WS_ERR_USAGE,
+                "unknown command \"%s\" (create, list, restore, verify, keep, link or decode)",
+                cli.args[0]);
             goto usage;
         }
         if (ws_cli_parse(cli.nargs, cli.args, &cfg, &sub, extra, &o, &action, &err) != 0)

@@ -1,6 +1,7 @@
 /*
  * wal-prune - deletes the backups and WAL files that the retention policy (retain_full,
- * retain_time) no longer needs, and backups that died half-written. Run it after the nightly
+ * retain_time; retain_logical, retain_logical_time for logical backups) no longer needs, and
+ * backups that died half-written. Run it after the nightly
  * `basebackup create` (scripts/ has cron and systemd examples).
  *
  * Exit status: 0 success (also when there was nothing to delete); 1 failure, or a run that held
@@ -20,7 +21,8 @@
 static const char usage[] =
     "wal-prune deletes the backups and WAL files that the retention policy no longer needs.\n"
     "\n"
-    "Usage: wal-prune [OPTIONS] [--dry-run] [--retain-full N] [--retain-time DURATION] [--json]\n"
+    "Usage: wal-prune [OPTIONS] [--dry-run] [--retain-full N] [--retain-time DURATION]\n"
+    "                 [--retain-logical N] [--retain-logical-time DURATION] [--json]\n"
     "                 [--allow-root]\n"
     "\n"
     "  --dry-run               print exactly what would be deleted, and delete nothing\n"
@@ -29,6 +31,11 @@ static const char usage[] =
     "                          retain_full)\n"
     "  --retain-time DURATION  keep what restores to any moment of the last DURATION, e.g. 30d\n"
     "                          (units s m h d w; overrides retain_time)\n"
+    "  --retain-logical N      logical backups (logicalbackup): keep the N newest complete ones\n"
+    "                          (overrides retain_logical)\n"
+    "  --retain-logical-time DURATION\n"
+    "                          logical backups: keep those started in the last DURATION\n"
+    "                          (overrides retain_logical_time)\n"
     "  --json                  print the plan (with --dry-run) or the result as JSON\n"
     "  --allow-root            run as root (refused without it; what it writes into a local\n"
     "                          repository is given to the owner of its directory)\n"
@@ -41,6 +48,9 @@ static const char usage[] =
     ".history files are always kept. When a timeline's history file cannot be read, or backup\n"
     "times disagree with their WAL positions, no backup is deleted by retention and the exit\n"
     "status is 1.\n"
+    "Logical backups follow their own policies (retain_logical, retain_logical_time), apart\n"
+    "from the physical ones: the newest complete and pinned ones (logicalbackup keep ID) are\n"
+    "never deleted; without either policy they are left alone.\n"
     "\n"
     "Exit status: 0 success; 1 failure, or deletions held back (see the message); 2 usage error.\n";
 
@@ -65,6 +75,10 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
         key = "retain_full";
     else if (strcmp(opt, "--retain-time") == 0)
         key = "retain_time";
+    else if (strcmp(opt, "--retain-logical") == 0)
+        key = "retain_logical";
+    else if (strcmp(opt, "--retain-logical-time") == 0)
+        key = "retain_logical_time";
     else
         return 0;
     if (!next)

@@ -80,6 +80,7 @@ struct ws_restore_opts {
     struct ws_tblspc_map *maps; /* absolute normalised paths, each OLDDIR once */
     size_t nmaps;
     const char *config_path; /* the config file in use, for restore_command (may be NULL) */
+    const char *extra_to;    /* --extra-to DIR: ws_backup_restore_extra */
 };
 /*
  * Restores a backup into o->pgdata (and its tablespaces) and writes the recovery settings.
@@ -98,6 +99,12 @@ struct ws_restore_opts {
  */
 int ws_backup_restore(const struct ws_config *cfg, const struct ws_backup_env *env,
                       const struct ws_restore_opts *o, struct ws_error *err);
+
+/* `restore --extra-to DIR`: the chosen backup's extra paths (backup/extra.h) into o->extra_to, then
+ * with o->pgdata that same backup's data directory (ws_backup_restore). WS_ERR_USAGE when DIR is
+ * or lies in the data directory, WS_ERR_NOT_FOUND when the backup holds no extra paths. */
+int ws_backup_restore_extra(const struct ws_config *cfg, const struct ws_backup_env *env,
+                            const struct ws_restore_opts *o, struct ws_error *err);
 
 /* Exit 1 (WS_ERR_CORRUPT) with a list on stderr of what is missing or corrupt. */
 int ws_backup_verify(const struct ws_config *cfg, const struct ws_backup_env *env, const char *id,

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "backup/create_int.h"
+#include "backup/extra.h"
 #include "backup/pool.h"
 #include "base/fs.h"
 #include "base/log.h"
@@ -65,6 +66,8 @@ static void remove_backup_objects(struct create *c, uint32_t nbundles, uint32_t 
         ws_storage_remove(c->repo.st, key, &e);
     }
     ws_backup_object_key(&c->repo, c->m.id, WS_BACKUP_SERVER_MANIFEST, key, sizeof(key));
+    ws_storage_remove(c->repo.st, key, &e);
+    ws_backup_object_key(&c->repo, c->m.id, WS_BACKUP_EXTRA, key, sizeof(key));
     ws_storage_remove(c->repo.st, key, &e);
     ws_backup_object_key(&c->repo, c->m.id, WS_BACKUP_CLAIM, key, sizeof(key));
     ws_storage_remove(c->repo.st, key, &e);
@@ -392,6 +395,27 @@ static int stop_backup(struct create *c, struct ws_error *err)
     return ws_create_end_records(c, err);
 }
 
+/* backup_extra_paths (extra.h), after the data directory: the object "extra" and the manifest's
+ * extra records. */
+static int store_extra(struct create *c, struct ws_error *err)
+{
+    struct ws_sink *s = NULL;
+    uint64_t before = atomic_load(&c->j.stored_bytes);
+    char key[256];
+    int rc;
+
+    if (!c->cfg->backup_extra_paths || !*c->cfg->backup_extra_paths)
+        return 0;
+    ws_backup_object_key(&c->repo, c->m.id, WS_BACKUP_EXTRA, key, sizeof(key));
+    if ((rc = ws_create_object_open(&c->j, &c->repo, key, 1, 0, &s, err)) != 0)
+        return rc;
+    if ((rc = ws_extra_store(c->cfg, c->pgdata, s, &c->m, err)) == 0 &&
+        (rc = ws_create_object_close(&c->j, &s, 0, err)) == 0)
+        c->m.stored_bytes += atomic_load(&c->j.stored_bytes) - before;
+    ws_create_object_close(&c->j, &s, 1, err); /* after a failure: abandoned, nothing stored */
+    return rc;
+}
+
 /* The manifest, last: its presence makes the backup listed (complete once its WAL is in). */
 static int store_manifest(struct create *c, struct ws_error *err)
 {
@@ -500,11 +524,12 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *en
     c.cfg = cfg;
     c.env = env;
     c.o = o;
-    if ((rc = ws_keyring_load(cfg, &c.kr, err)) != 0 ||
+    if ((rc = ws_extra_check(cfg, NULL, err)) != 0 ||
+        (rc = ws_keyring_load(cfg, &c.kr, err)) != 0 ||
         (rc = ws_backup_repo_open_rated(env, cfg, &c.repo, &c.rate, err)) != 0 ||
         (rc = ws_config_backup_method(cfg) == WS_BACKUP_METHOD_STREAM ? ws_create_stream(&c, err)
                                                                       : take_local(&c, err)) != 0 ||
-        (rc = store_manifest(&c, err)) != 0)
+        (rc = store_extra(&c, err)) != 0 || (rc = store_manifest(&c, err)) != 0)
         goto out;
     ws_log_info("backup %s: files stored, waiting for its WAL to be archived", c.m.id);
     if ((rc = wait_for_wal(&c.repo, &c.m, cfg->timeout, err)) != 0 ||

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "backup/backup.h"
+#include "backup/extra.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "pg/wal.h"
@@ -86,6 +87,8 @@ static void print_json(const struct ws_repo *repo, const struct ws_catalog *cat)
             ws_wal_format_name(b, m->timeline, ws_manifest_stop_segno(m), m->wal_segment_size);
             printf(", \"wal_start\": \"%s\", \"wal_stop\": \"%s\", \"bad_pages\": %zu", a, b,
                    bk->nbadpages);
+            printf(", \"extra\": ");
+            ws_extra_json(stdout, m);
             if (bk->missing_wal[0])
                 printf(", \"missing_wal\": \"%s\"", bk->missing_wal);
             if (bk->chain_error[0]) {

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "backup/backup.h"
+#include "backup/extra.h"
 #include "backup/pool.h"
 #include "base/log.h"
 #include "io/object.h"
@@ -123,6 +124,30 @@ static int verify_bundle(void *arg, struct ws_pool_worker *w, size_t bn, struct 
         rc = 0;
     }
     ws_sink_free(reader);
+    return rc;
+}
+
+static void extra_problem(void *arg, const struct ws_bfile *f, const char *msg)
+{
+    struct vctx *v = arg;
+
+    problem(v, "backup %s: extra file \"/%s\": %s", v->id, f->path, msg);
+}
+
+/* The object of the extra paths (backup/extra.h), like a bundle: damage is a problem. */
+static int verify_extra(struct ws_repo *repo, const struct ws_keyring *kr,
+                        const struct ws_manifest *m, struct vctx *v, struct ws_error *err)
+{
+    struct ws_bundle_opts bo = {0};
+    int rc;
+
+    bo.problem = extra_problem;
+    bo.arg = v;
+    rc = ws_extra_split(repo, kr, m, &bo, err);
+    if (rc == WS_ERR_NOT_FOUND || rc == WS_ERR_CORRUPT || rc == WS_ERR_KEY) {
+        problem(v, "%s", err->msg);
+        rc = 0;
+    }
     return rc;
 }
 
@@ -386,6 +411,7 @@ static int verify_backup(const struct ws_config *cfg, const struct ws_backup_env
     free_extents(&j, mds, m->nfiles); /* before the chain's manifests are loaded */
     mds = NULL;
     if ((rc = verify_maps(repo, kr, m, &j.v, err)) != 0 ||
+        (rc = verify_extra(repo, kr, m, &j.v, err)) != 0 ||
         (rc = verify_chain(repo, kr, cat, b, &full, &j.v, err)) != 0)
         goto out;
     /* full is freed now: the catalog's header (b->m) has the rest */

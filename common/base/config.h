@@ -56,10 +56,13 @@ struct ws_config {
     int timeout; /* seconds */
     int retries;
     int fetch_error;
-    int backup_type;     /* basebackup create's default: an index of ws_backup_type_choices */
-    int backup_method;   /* enum ws_backup_method; UNSET: ws_config_backup_method's rule */
-    int retain_full;     /* 0 = not set */
-    int64_t retain_time; /* seconds, 0 = not set */
+    int backup_type;          /* basebackup create's default: an index of ws_backup_type_choices */
+    int backup_method;        /* enum ws_backup_method; UNSET: ws_config_backup_method's rule */
+    char *backup_extra_paths; /* comma-separated absolute paths stored with base backups */
+    int retain_full;          /* 0 = not set */
+    int64_t retain_time;      /* seconds, 0 = not set */
+    int retain_logical;       /* logical backups: keep this many newest; 0 = not set */
+    int64_t retain_logical_time; /* logical backups: keep those of this window (s); 0 = not set */
     int log_level;
     char *log_file;
     char *s3_endpoint;

@@ -1,5 +1,5 @@
 /*
- * logical.h - the logicalbackup commands: create, list, restore, verify, keep, decode
+ * logical.h - the logicalbackup commands: create, list, restore, verify, keep, link, decode
  * (logicalbackup/main.c is a thin wrapper around these). Each returns a ws_code and fills err;
  * output goes to stdout, one-line messages to the log. The repository side (keys, manifest,
  * status) is repo/logical.h.
@@ -21,6 +21,7 @@
 
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "base/config.h"
 #include "base/error.h"
@@ -40,6 +41,7 @@ struct ws_logical_opts {
     int json;                      /* list --json */
     int unset;                     /* keep --unset */
     const char *key_file;          /* decode --key-file */
+    int64_t valid_for;             /* link --valid-for: seconds, 1 to 7 days */
     const struct ws_pg_ops *pg;    /* create and restore: the PostgreSQL session (ws_pg_libpq) */
 };
 
@@ -57,6 +59,11 @@ int ws_logical_restore(const struct ws_config *cfg, const struct ws_logical_opts
 int ws_logical_verify(const struct ws_config *cfg, const struct ws_logical_opts *o,
                       struct ws_error *err);
 int ws_logical_keep(const struct ws_config *cfg, const struct ws_logical_opts *o,
+                    struct ws_error *err);
+/* link ID --db NAME|--globals --valid-for DUR (link.c): a presigned GET URL per object of that
+ * dump of a complete backup, and the decode command for each; WS_ERR_CONFIG for a repository
+ * that is not S3 ("links need an S3 repository"). */
+int ws_logical_link(const struct ws_config *cfg, const struct ws_logical_opts *o,
                     struct ws_error *err);
 /* decode: one object from fd in to fd out, with the key of key_file (the only input needed). */
 int ws_logical_decode(const char *key_file, int in, int out, struct ws_error *err);

@@ -12,20 +12,6 @@
 
 /* ---- helpers ---- */
 
-/* The start time a backup id encodes (YYYYMMDDTHHMMSSZ), or 0. */
-static int64_t id_time(const char *id)
-{
-    struct tm tm = {0};
-    char *end;
-
-    if (!ws_backup_id_valid(id))
-        return 0;
-    end = strptime(id, "%Y%m%dT%H%M%SZ", &tm);
-    if (!end || *end)
-        return 0;
-    return (int64_t)timegm(&tm);
-}
-
 static int add_warning(struct ws_prune_plan *plan, struct ws_error *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int add_warning(struct ws_prune_plan *plan, struct ws_error *err, const char *fmt, ...)
@@ -57,10 +43,9 @@ void ws_prune_append(char *buf, size_t sz, const char *fmt, ...)
     va_end(ap);
 }
 
-int64_t ws_prune_age_limit(const struct ws_prune_input *in)
+int64_t ws_prune_age_limit(int64_t incomplete_age)
 {
-    return in->incomplete_age > WS_PRUNE_INCOMPLETE_AGE ? in->incomplete_age
-                                                        : WS_PRUNE_INCOMPLETE_AGE;
+    return incomplete_age > WS_PRUNE_INCOMPLETE_AGE ? incomplete_age : WS_PRUNE_INCOMPLETE_AGE;
 }
 
 static int set_hold(struct ws_prune_plan *plan, unsigned bit, const char *msg, struct ws_error *err)
@@ -108,7 +93,8 @@ int ws_prune_plan_init(const struct ws_prune_input *in, struct ws_prune_plan *pl
         return ws_error_set(err, WS_ERR_CONFIG,
                             "no retention policy is set: set retain_full (keep this many newest "
                             "complete backups) or retain_time (keep what restores to any moment "
-                            "of this period), or both; wal-prune deletes nothing without one");
+                            "of this period), or both (and for logical backups retain_logical or "
+                            "retain_logical_time); wal-prune deletes nothing without one");
     if (!ws_wal_seg_size_valid(in->wal_segment_size))
         return ws_error_set(err, WS_ERR_INTERNAL, "invalid WAL segment size %" PRIu32,
                             in->wal_segment_size);
@@ -159,7 +145,7 @@ int ws_prune_order(const struct ws_prune_input *in, struct ws_prune_plan *plan,
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     for (i = 0; i < n; i++) {
         const struct ws_prune_backup *b = &in->backups[i];
-        ok[i].t = b->has_position ? b->start_time : id_time(b->id);
+        ok[i].t = b->has_position ? b->start_time : ws_backup_id_time(b->id);
         ok[i].lsn = b->has_position ? b->start_lsn : 0;
         ok[i].id = b->id;
         ok[i].index = i;
@@ -423,7 +409,7 @@ void ws_prune_expire(const struct ws_prune_input *in, struct ws_prune_plan *plan
 static unsigned judge_one(const struct ws_prune_input *in, const struct ws_prune_backup *b, long k,
                           long newest)
 {
-    int64_t last = b->last_write, age = ws_prune_age_limit(in);
+    int64_t last = b->last_write, age = ws_prune_age_limit(in->incomplete_age);
 
     switch (b->status) {
     case WS_BACKUP_INCOMPLETE:
@@ -433,8 +419,8 @@ static unsigned judge_one(const struct ws_prune_input *in, const struct ws_prune
             return WS_KEEP_YOUNG;
         return newest < 0 || k > newest ? WS_KEEP_PENDING : WS_DROP_ABANDONED;
     case WS_BACKUP_RUNNING:
-        if (id_time(b->id) > last)
-            last = id_time(b->id);
+        if (ws_backup_id_time(b->id) > last)
+            last = ws_backup_id_time(b->id);
         return in->now - last < age ? WS_KEEP_YOUNG : WS_DROP_ABANDONED;
     case WS_BACKUP_INVALID:
         return b->has_position ? WS_KEEP_LINK_INVALID : WS_KEEP_UNREADABLE;

@@ -199,7 +199,9 @@ static void drop_records(struct ws_catalog_backup *b)
     head.files_cap = head.dirs_cap = 0;
     head.badpages = NULL;
     head.nbadpages = 0;
-    b->m.label = NULL; /* kept in head */
+    b->m.label = NULL; /* kept in head, like the extra paths (few; list --json shows them) */
+    b->m.extra = NULL;
+    b->m.nextra = 0;
     ws_manifest_free(&b->m);
     b->m = head;
 }

@@ -30,7 +30,8 @@
  * On failure nothing is left to free.
  *
  * Memory: the catalog holds each backup's manifest header only (`m`: its record arrays are
- * empty, nfiles and the other counts 0; the file and bad-page counts are in nfiles/nbadpages):
+ * empty but for the extra paths, nfiles and the other counts 0; the file and bad-page counts are
+ * in nfiles/nbadpages):
  * while loading, one manifest's records at a time. ws_catalog_manifest() loads a backup's whole
  * manifest when a command needs its records.
  *

@@ -62,7 +62,7 @@ struct ws_s3_params {
     size_t part_size; /* bytes buffered per part; an object that fits is one PUT */
     int parallel;     /* parts in flight at most (the driver also caps it) */
 };
-#define WS_S3_CAPS (WS_STORAGE_REMOTE | WS_STORAGE_REMOVE_MANY)
+#define WS_S3_CAPS (WS_STORAGE_REMOTE | WS_STORAGE_REMOVE_MANY | WS_STORAGE_PRESIGN)
 
 struct ws_sftp_params {
     char *location;        /* the repository URL as configured, for messages */

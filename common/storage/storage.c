@@ -232,6 +232,24 @@ static int prefix_valid(const char *prefix, int need_slash, char *out, size_t ou
     return ws_storage_key_valid(out);
 }
 
+int ws_storage_presign_get(struct ws_storage *s, const char *key, int64_t now, long expires,
+                           char *url, size_t urlsz, struct ws_error *err)
+{
+    if (!ws_storage_key_valid(key))
+        return bad_key(key, err);
+    if (!(s->caps & WS_STORAGE_PRESIGN) || !s->links || !s->links->presign_get)
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "download links need an S3 repository: %s is a %s repository, whose "
+                            "objects have no URL to share",
+                            s->location, s->ops->name);
+    if (expires < 1 || expires > WS_STORAGE_LINK_MAX_SECONDS)
+        return ws_error_set(err, WS_ERR_USAGE,
+                            "a download link is valid for 1 second to 7 days (the most S3 allows "
+                            "for a presigned URL), not %ld seconds",
+                            expires);
+    return s->links->presign_get(s, key, now, expires, url, urlsz, err);
+}
+
 int ws_storage_remove_dir(struct ws_storage *s, const char *prefix, struct ws_error *err)
 {
     char dir[1100];
