@@ -12,7 +12,9 @@
 
 #include "base/cli.h"
 #include "base/log.h"
+#include "base/util.h"
 #include "logical/logical.h"
+#include "ops/notify.h"
 #include "repo/manifest.h"
 
 static const char usage[] =
@@ -277,6 +279,7 @@ int main(int argc, char **argv)
     struct ws_error err = {0};
     struct opts o;
     int action, status = 1, rc;
+    double t0;
     size_t i;
 
     memset(&o, 0, sizeof(o));
@@ -340,10 +343,20 @@ int main(int argc, char **argv)
         goto out;
     }
     install_handlers();
-    if ((rc = c->run(&cfg, &o.l, &err)) != 0) {
+    t0 = ws_now_monotonic();
+    rc = c->run(&cfg, &o.l, &err);
+    if (rc != 0)
         ws_log_error(&err);
-        goto out;
+    if (strcmp(c->name, "create") == 0 || strcmp(c->name, "verify") == 0) {
+        char event[32];
+        struct ws_notify_event ev = {event, NULL, rc == 0, 0, 0, 0, 0, rc ? err.msg : NULL};
+
+        snprintf(event, sizeof(event), "logicalbackup %s", c->name);
+        ev.seconds = ws_now_monotonic() - t0;
+        ws_notify(&cfg, &ev); /* notify_command (ops/notify.h): never changes the status */
     }
+    if (rc != 0)
+        goto out;
     status = 0;
     goto out;
 usage:

@@ -1,6 +1,7 @@
 /*
- * notify.h - notify_command: after basebackup create, verify and drill, and wal-prune (any
- * program's command may: one call), the command's main() hands its outcome to ws_notify(), which
+ * notify.h - notify_command: after basebackup create, verify and drill, logicalbackup create and
+ * verify, and wal-prune (any program's command may: one call), the command's main() hands its
+ * outcome to ws_notify(), which
  * runs notify_command through `/bin/sh -c` (as cron runs a job: it is the operator's own command)
  * with one JSON document on stdin:
  *

@@ -50,6 +50,15 @@ assert_eq "$(doc_field status)" "failure" "status"
 assert_eq "$(doc_field error)" "$(sed -n 's/^basebackup: ERROR: //p' "$T/.last.err")" \
     "error is the command's error line"
 
+CASE="document after logicalbackup verify"
+rm -f "$T/doc.json"
+run "$BIN_DIR/logicalbackup" --config "$CONF" verify
+assert_rc 1 "logicalbackup verify of an empty repository"
+assert_eq "$(doc_field event)" "logicalbackup verify" "event"
+assert_eq "$(doc_field status)" "failure" "status"
+assert_eq "$(doc_field error)" "$(sed -n 's/^logicalbackup: ERROR: //p' "$T/.last.err")" \
+    "error is the command's error line"
+
 CASE="slow notifier killed at notify_timeout"
 # the notifier and its child sleep in the background of its shell: all of its process group goes
 conf "sleep 300.7 & sleep 301.3; touch $T/late" "notify_timeout = 2s"
