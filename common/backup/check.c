@@ -5,8 +5,8 @@
  *   the repository; the role's privileges for the backup method (local: EXECUTE on the backup
  *   functions; stream: REPLICATION, max_wal_senders > 0), each missing one on its own line
  *   ending with the statement that grants it; archive_mode on and archive_command calls
- *   wal-push; a forced WAL switch (EXECUTE on pg_switch_wal) reaches the repository within
- *   `timeout`.
+ *   wal-push (or archive_library is the walsafe_archive module); a forced WAL switch (EXECUTE on
+ * pg_switch_wal) reaches the repository within `timeout`.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -148,8 +148,25 @@ static int check_identity(struct ws_repo *repo, const struct ws_pg_info *info)
     return report(1, "repository identity matches this cluster", detail);
 }
 
+/* archive_library (PostgreSQL 15+) wins over archive_command when set. */
+static int library_set(const struct ws_pg_info *info)
+{
+    return info->archive_library && info->archive_library[0] != '\0';
+}
+
+/* The walsafe_archive module, by name or by a path to it (with or without ".so"). */
+static int library_is_walsafe(const struct ws_pg_info *info)
+{
+    const char *base = library_set(info) ? ws_base_name(info->archive_library) : "";
+
+    return strcmp(base, "walsafe_archive") == 0 || strcmp(base, "walsafe_archive.so") == 0;
+}
+
+/* Archiving goes through walsafe: the module, or an archive_command that calls wal-push. */
 static int calls_wal_push(const struct ws_pg_info *info)
 {
+    if (library_set(info))
+        return library_is_walsafe(info);
     return info->archive_command && strstr(info->archive_command, "wal-push") != NULL;
 }
 
@@ -164,6 +181,11 @@ static int check_archiving(const struct ws_pg_info *info)
     snprintf(detail, sizeof(detail), "archive_mode = %s",
              info->archive_mode ? info->archive_mode : "?");
     failed += report(ok, "archive_mode is on", detail);
+    if (library_set(info)) {
+        snprintf(detail, sizeof(detail), "archive_library = '%s'", info->archive_library);
+        failed += report(library_is_walsafe(info), "archive_library is walsafe_archive", detail);
+        return failed;
+    }
     snprintf(detail, sizeof(detail), "archive_command = '%s'",
              info->archive_command ? info->archive_command : "");
     failed += report(calls_wal_push(info), "archive_command calls wal-push", detail);
@@ -304,7 +326,7 @@ int ws_backup_check(const struct ws_config *cfg, const struct ws_backup_env *env
     }
     if (have_pg && !calls_wal_push(&info))
         failed += report(0, "a forced WAL switch reaches the repository",
-                         "not tried: archive_command does not call wal-push");
+                         "not tried: archiving does not go through walsafe");
     else if (have_pg && !can_switch)
         failed += report(0, "a forced WAL switch reaches the repository",
                          "not tried: the role may not call pg_switch_wal() (see above)");
