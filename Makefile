@@ -67,7 +67,7 @@ PIC_LIB  = $(BUILD)/pic/libwalsafe.a
 MODULE   = $(BUILD)/lib/walsafe_archive.so
 
 .SECONDARY:
-.PHONY: all module check unit integration install clean lint demo bench bench-backup bench-remote bench-recovery deps \
+.PHONY: all module bench-module check unit integration install clean lint demo bench bench-backup bench-remote bench-recovery deps \
         fuzz fuzz-check fuzz-build coverage coverage-build
 all: $(BINS) module
 
@@ -189,6 +189,11 @@ demo: deps
 
 bench: all
 	bench/wal.sh $(BUILD)/bin
+
+# The archive module against archive_command = wal-push and pgBackRest's async archive-push, each
+# driven by a real PostgreSQL archiver (bench/wal_module.sh: SEGMENTS, ROUNDS, MODULE_RSS, ...).
+bench-module: all
+	MODE=module bench/wal.sh $(BUILD)/bin
 
 # Full backups and restores against pgBackRest and pg_basebackup, then (MODE=incr) incremental
 # backups and delta restores against pgBackRest's.

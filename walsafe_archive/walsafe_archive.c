@@ -5,7 +5,8 @@
  * archives the file through one kept session (archive/session.h: wal-push's push, with the
  * configuration, keys and repository connection kept between files). true only when the file is
  * durably in the repository (or an identical copy already was); else one WARNING line with the
- * library's message and false, so PostgreSQL keeps the file and retries.
+ * library's message and false, so PostgreSQL keeps the file and retries. With parallel > 1 the
+ * call also pushes the next ready files on threads that are joined before it returns (session.h).
  *
  * GUC walsafe.config (PGC_SIGHUP): the walsafe configuration file, default /etc/walsafe.conf.
  * The library never calls PostgreSQL: no ereport or palloc happens inside its frames, so no
@@ -62,7 +63,7 @@ static bool walsafe_archive_file(const char *file, const char *path)
     struct ws_error err = {0};
     char line[sizeof(err.msg) + 64];
     MemoryContext old;
-    unsigned loads_before, opens_before, loads, opens;
+    struct ws_archive_session_stats before, after;
     int rc;
 
     if (!session && !(session = ws_archive_session_new())) {
@@ -73,15 +74,15 @@ static bool walsafe_archive_file(const char *file, const char *path)
         file_context =
             AllocSetContextCreate(TopMemoryContext, "walsafe_archive", ALLOCSET_SMALL_SIZES);
     old = MemoryContextSwitchTo(file_context);
-    ws_archive_session_counts(session, &loads_before, &opens_before);
+    ws_archive_session_stats(session, &before);
     rc = ws_archive_session_push(session, walsafe_config, path, &res, &err);
-    ws_archive_session_counts(session, &loads, &opens);
+    ws_archive_session_stats(session, &after);
     if (rc != 0) /* escaped as the library's own log lines are: text from outside stays one line */
         ereport(WARNING, (errmsg("%s", ws_log_escape(err.msg, line, sizeof(line)))));
-    else if (loads != loads_before || opens != opens_before)
+    else if (after.config_loads != before.config_loads || after.repo_opens != before.repo_opens)
         ereport(LOG, (errmsg("walsafe_archive: %s \"%s\", repository session opened",
-                             loads != loads_before ? "configuration loaded from"
-                                                   : "configuration kept from",
+                             after.config_loads != before.config_loads ? "configuration loaded from"
+                                                                       : "configuration kept from",
                              ws_log_escape(walsafe_config, line, sizeof(line)))));
     else if (res.duplicate)
         ereport(DEBUG1,

@@ -63,7 +63,7 @@ static void test_session_kept(void)
     struct ws_error err;
     struct env e;
     char seg[800];
-    unsigned loads, opens;
+    struct ws_archive_session_stats st;
 
     REQUIRE(s != NULL && setup(&e, "kept") == 0);
     for (uint64_t n = 1; n <= 40; n++) {
@@ -71,9 +71,9 @@ static void test_session_kept(void)
         CHECK(push(s, e.conf, seg, &err) == 0);
         CHECK(stored(&e, n));
     }
-    ws_archive_session_counts(s, &loads, &opens);
-    CHECK(loads == 1);
-    CHECK(opens == 1);
+    ws_archive_session_stats(s, &st);
+    CHECK(st.config_loads == 1);
+    CHECK(st.repo_opens == 1);
 
     /* wal-push's duplicate rule, through the same call */
     CHECK(push(s, e.conf, seg, &err) == 0);
@@ -85,14 +85,14 @@ static void test_session_kept(void)
     ws_archive_session_reload(s);
     REQUIRE(unit_wal_segment(e.wal, 41, UNIT_SYSID, 41, seg, sizeof(seg)) == 0);
     CHECK(push(s, e.conf, seg, &err) == 0);
-    ws_archive_session_counts(s, &loads, &opens);
-    CHECK(loads == 2 && opens == 2);
+    ws_archive_session_stats(s, &st);
+    CHECK(st.config_loads == 2 && st.repo_opens == 2);
     REQUIRE(unit_write(e.conf, "repo = '/nonexistent/walsafe-session'\n", 38, 0600) == 0);
     REQUIRE(unit_wal_segment(e.wal, 42, UNIT_SYSID, 42, seg, sizeof(seg)) == 0);
     CHECK(push(s, e.conf, seg, &err) != 0);
     CHECK(!stored(&e, 42));
-    ws_archive_session_counts(s, &loads, &opens);
-    CHECK(loads == 3);
+    ws_archive_session_stats(s, &st);
+    CHECK(st.config_loads == 3);
     ws_archive_session_free(s);
 }
 
@@ -104,7 +104,7 @@ static void test_session_bad_config(void)
     struct ws_error err;
     struct env e;
     char seg[800], missing[700], text[2048];
-    unsigned loads, opens;
+    struct ws_archive_session_stats st;
 
     REQUIRE(s != NULL && setup(&e, "badconf") == 0);
     snprintf(missing, sizeof(missing), "%s/missing.conf", e.dir);
@@ -115,8 +115,8 @@ static void test_session_bad_config(void)
         CHECK(strstr(err.msg, seg) != NULL);
         CHECK(strchr(err.msg, '\n') == NULL);
     }
-    ws_archive_session_counts(s, &loads, &opens);
-    CHECK(loads == 3 && opens == 0);
+    ws_archive_session_stats(s, &st);
+    CHECK(st.config_loads == 3 && st.repo_opens == 0);
     REQUIRE(unit_write(missing, "repo = 'x'\nno_such_key = 1\n", 27, 0600) == 0);
     CHECK(push(s, missing, seg, &err) == WS_ERR_CONFIG);
     CHECK(strstr(err.msg, "no_such_key") != NULL);
@@ -135,7 +135,7 @@ static void test_session_storage_failure(void)
     struct ws_error err;
     struct env e;
     char seg[800], moved[700];
-    unsigned loads, opens;
+    struct ws_archive_session_stats st;
 
     REQUIRE(s != NULL && setup(&e, "failure") == 0);
     REQUIRE(unit_wal_segment(e.wal, 1, UNIT_SYSID, 1, seg, sizeof(seg)) == 0);
@@ -149,13 +149,66 @@ static void test_session_storage_failure(void)
     CHECK(unlink(e.repo) == 0 && rename(moved, e.repo) == 0);
     CHECK(push(s, e.conf, seg, &err) == 0);
     CHECK(stored(&e, 2));
-    ws_archive_session_counts(s, &loads, &opens);
-    CHECK(loads == 1);
-    CHECK(opens == 2);
+    ws_archive_session_stats(s, &st);
+    CHECK(st.config_loads == 1);
+    CHECK(st.repo_opens == 2);
+    ws_archive_session_free(s);
+}
+
+/* parallel = 3 and the archiver's layout: the call for X also stores the next two ready files;
+ * their own calls are answered by the records (no push); a file that changed since it was pushed
+ * ahead is pushed as usual, which wal-push's duplicate rule refuses. */
+static void test_session_ahead(void)
+{
+    struct ws_archive_session *s = ws_archive_session_new();
+    struct ws_archive_session_stats st;
+    struct ws_error err;
+    struct env e;
+    char status[700], names[7][WS_WAL_NAME_LEN + 1], path[800], text[2048];
+
+    REQUIRE(s != NULL && setup(&e, "ahead") == 0);
+    snprintf(text, sizeof(text), "repo = '%s'\nencrypt_key_file = '%s'\nparallel = 3\n", e.repo,
+             e.key);
+    REQUIRE(unit_write(e.conf, text, strlen(text), 0600) == 0);
+    snprintf(status, sizeof(status), "%s/archive_status", e.wal);
+    REQUIRE(unit_mkdir(status) == 0);
+    for (uint64_t n = 1; n <= 6; n++)
+        REQUIRE(unit_wal_ready(e.wal, n, (uint32_t)n, names[n]) == 0);
+
+    snprintf(path, sizeof(path), "%s/%s", e.wal, names[1]);
+    CHECK(push(s, e.conf, path, &err) == 0);
+    ws_archive_session_stats(s, &st);
+    CHECK(st.pushed_ahead == 2 && st.ahead_used == 0);
+    CHECK(stored(&e, 1) && stored(&e, 2) && stored(&e, 3));
+    CHECK(!stored(&e, 4));
+
+    snprintf(path, sizeof(path), "%s/%s", e.wal, names[2]);
+    CHECK(push(s, e.conf, path, &err) == 0);
+    ws_archive_session_stats(s, &st);
+    CHECK(st.ahead_used == 1);
+
+    /* segment 3 is not what was pushed ahead any more: pushed as usual (and refused); its call
+     * pushes 4 and 5 ahead */
+    REQUIRE(unit_wal_segment(e.wal, 3, UNIT_SYSID, 333, path, sizeof(path)) == 0);
+    CHECK(push(s, e.conf, path, &err) == WS_ERR_CONFLICT);
+    ws_archive_session_stats(s, &st);
+    CHECK(st.ahead_used == 1 && st.pushed_ahead == 4);
+    CHECK(stored(&e, 4) && stored(&e, 5));
+    CHECK(!stored(&e, 6));
+
+    for (int n = 4; n <= 6; n++) {
+        snprintf(path, sizeof(path), "%s/%s", e.wal, names[n]);
+        CHECK(push(s, e.conf, path, &err) == 0);
+    }
+    ws_archive_session_stats(s, &st);
+    CHECK(st.ahead_used == 3);
+    CHECK(stored(&e, 6));
+    CHECK(st.repo_opens == 2 && st.config_loads == 1); /* reopened after the conflict */
     ws_archive_session_free(s);
 }
 
 const struct unit_test unit_tests[] = {
+    {"session_ahead", test_session_ahead},
     {"session_kept", test_session_kept},
     {"session_bad_config", test_session_bad_config},
     {"session_storage_failure", test_session_storage_failure},
