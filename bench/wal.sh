@@ -19,7 +19,8 @@
 #                ROUNDS, PUSHAHEAD_PARALLEL and PUSHAHEAD_REPOS); MODE=module instead drains a
 #                backlog of SEGMENTS through a real PostgreSQL archiver with the walsafe_archive
 #                module, archive_command = wal-push and pgBackRest's async archive-push, and
-#                times the trickle per repository kind (bench/wal_module.sh: its method)
+#                times the trickle per repository kind (bench/wal_module.sh: its method);
+#                MODE=module-rss only the archiver's RSS through the module (MODULE_RSS segments)
 #   WALSAFE_*    reach wal-push/wal-fetch unchanged (e.g. WALSAFE_PARALLEL=1)
 #
 # It prints figures; it asserts nothing about them. It exits non-zero only when the run itself
@@ -57,8 +58,8 @@ MODE=${MODE:-local}
 
 need_root pgBackRest
 need_count SEGMENTS SCALE
-[[ $MODE =~ ^(local|sftp|prefetch|pushahead|module)$ ]] ||
-    die "MODE must be local, sftp, prefetch, pushahead or module (got '$MODE')"
+[[ $MODE =~ ^(local|sftp|prefetch|pushahead|module|module-rss)$ ]] ||
+    die "MODE must be local, sftp, prefetch, pushahead, module or module-rss (got '$MODE')"
 [ "$MODE" != pushahead ] || [ "$SEGMENTS" -ge 200 ] || die "MODE=pushahead needs SEGMENTS >= 200"
 PA_REPOS=${PUSHAHEAD_REPOS:-local}
 [[ $MODE =~ ^(pushahead|module)$ ]] || PA_REPOS=local
@@ -86,6 +87,13 @@ trap 'bench_cleanup sshd_stop_all s3_stop_all' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 bench_layout pgbr/repo pgbr/log pgbr/lock pgbr/spool
+if [ "$MODE" = module-rss ]; then # its own cluster: no data set needed
+    # shellcheck source=wal_module.sh
+    . "$(dirname "$0")/wal_module.sh"
+    module_rss_bench
+    bench_finish
+    exit 0
+fi
 
 # ---- 1. real WAL ----------------------------------------------------------------------------
 make_wal

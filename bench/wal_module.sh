@@ -11,7 +11,7 @@
 #   PUSHAHEAD_REPOS="local sftp s3"  the trickle's repository kinds (default: local only)
 #   MODULE_TRICKLE=N   trickle segments per row (default 20), TRICKLE_GAP seconds apart (0.2)
 #   MODULE_RSS=N       also the archiver's RSS over N 1 MiB segments through the module (default
-#                      0: not measured; the issue's figure is 10000)
+#                      0: not measured; MODE=module-rss measures only that, default 2000)
 #
 # Method
 #   1. Backlog: the cluster that made the WAL, stopped, gets a copy of the SEGMENTS staged
@@ -32,7 +32,8 @@
 #      clock_timestamp() (the server's own clock on both ends, no polling in the figure), per
 #      repository kind, wal-push vs module; median per row.
 #   3. RSS (MODULE_RSS > 0): a separate 1 MiB-segment cluster archiving through the module into a
-#      local repository; the archiver's VmRSS after the first 50 segments and after N.
+#      local repository (parallel = MODULE_PARALLEL: push-ahead threads too); the archiver's VmRSS
+#      after the first 50 segments, after N/2 and after N (flat: nothing kept per file).
 
 MD_P=${MODULE_PARALLEL:-2}
 MD_ROUNDS=${ROUNDS:-3}
@@ -154,12 +155,15 @@ md_median() { sort -n "$1" | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) 
 
 # md_rss N: method 3; prints the line of figures.
 md_rss() {
-    local n=$1 d=$DIR/rss-pg port pid r0 r1 hwm
+    local n=$1 d=$DIR/rss-pg port pid r0 rm r1 hwm half=$(($1 / 2))
     port=$(free_port)
     pg_init "$d" --wal-segsize=1
     mkdir -m 700 "$DIR/rss-repo" && chown postgres: "$DIR/rss-repo"
-    md_walsafe_conf walsafe-rss.conf "$DIR/walsafe.conf" "$DIR/rss-repo"
-    sed -i "s|^spool_dir = .*|spool_dir = ''|" "$DIR/walsafe-rss.conf"
+    openssl rand -hex 32 >"$DIR/rss.key"
+    printf "repo = '%s'\nencrypt_key_file = '%s'\ncompress_level = 3\nparallel = %s\n" \
+        "$DIR/rss-repo" "$DIR/rss.key" "$MD_P" >"$DIR/walsafe-rss.conf"
+    chown postgres: "$DIR/rss.key" "$DIR/walsafe-rss.conf"
+    chmod 600 "$DIR/rss.key" "$DIR/walsafe-rss.conf"
     pg_conf "$d" "$port" "archive_mode = on" "archive_library = '$DIR/lib/walsafe_archive'" \
         "walsafe.config = '$DIR/walsafe-rss.conf'" "fsync = off" "max_wal_size = 256MB"
     pg_start "$d" "$DIR/rss-pg.log"
@@ -177,13 +181,28 @@ md_rss() {
     md_rss_wait 50
     pid=$(pg_psql "$port" -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'archiver'")
     r0=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
-    md_rss_switches $((n - 50))
+    md_rss_switches $((half - 50))
+    md_rss_wait "$half"
+    rm=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+    md_rss_switches $((n - half))
     md_rss_wait "$n"
     r1=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
     hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
-    printf 'archiver RSS through the module (pid %s, %s x 1 MiB segments): %s KB after 50, %s KB after %s (peak %s KB)\n' \
-        "$pid" "$n" "$r0" "$r1" "$(pg_psql "$port" -c "SELECT archived_count FROM pg_stat_archiver")" "$hwm"
+    printf 'archiver RSS through the module (pid %s, %s x 1 MiB segments): %s KB after 50, %s KB after %s, %s KB after %s (peak %s KB)\n' \
+        "$pid" "$n" "$r0" "$rm" "$half" "$r1" "$(pg_psql "$port" -c "SELECT archived_count FROM pg_stat_archiver")" "$hwm"
     pg_stop "$d"
+}
+
+# MODE=module-rss: method 3 alone (MODULE_RSS segments, default 2000).
+module_rss_bench() {
+    local line
+    MD_RSS=${MODULE_RSS:-2000}
+    need_count MD_RSS
+    mkdir -p "$DIR/lib" && cp "$BIN/../lib/walsafe_archive.so" "$DIR/lib/" && chown -R postgres: "$DIR/lib"
+    line=$(md_rss "$MD_RSS")
+    printf '\nwalsafe archive module: archiver RSS (%s)\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    print_machine "the cluster and the repository"
+    printf '%s\n' "$line"
 }
 
 module_bench() {
