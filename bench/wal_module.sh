@@ -155,7 +155,7 @@ md_median() { sort -n "$1" | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) 
 
 # md_rss N: method 3; prints the line of figures.
 md_rss() {
-    local n=$1 d=$DIR/rss-pg port pid r0 rm r1 hwm half=$(($1 / 2))
+    local n=$1 d=$DIR/rss-pg port pid done_n k next samples hwm
     port=$(free_port)
     pg_init "$d" --wal-segsize=1
     mkdir -m 700 "$DIR/rss-repo" && chown postgres: "$DIR/rss-repo"
@@ -168,28 +168,30 @@ md_rss() {
         "walsafe.config = '$DIR/walsafe-rss.conf'" "fsync = off" "max_wal_size = 256MB"
     pg_start "$d" "$DIR/rss-pg.log"
     pg_psql "$port" -c "CREATE TABLE r (i int)" >/dev/null
-    md_rss_switches() { # N: N more segments, each with a row in it
-        pg_psql "$port" -c "DO \$\$ BEGIN FOR i IN 1..$1 LOOP INSERT INTO r VALUES (i);
-            PERFORM pg_switch_wal(); END LOOP; END \$\$" >/dev/null
-    }
-    md_rss_wait() { # N: until N segments are archived
-        while [ "$(pg_psql "$port" -c "SELECT archived_count FROM pg_stat_archiver")" -lt "$1" ]; do
+    md_rss_to() { # N: segments switched and archived until N are archived, each with a row in it
+        local have
+        pg_psql "$port" -c "DO \$\$ BEGIN FOR i IN 1..$(($1 - done_n)) LOOP
+            INSERT INTO r VALUES (i); PERFORM pg_switch_wal(); END LOOP; END \$\$" >/dev/null
+        while have=$(pg_psql "$port" -c "SELECT archived_count FROM pg_stat_archiver") &&
+            [ "$have" -lt "$1" ]; do
             sleep 0.5
         done
+        done_n=$1
+        samples+="${samples:+, }$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status") KB after $have"
     }
-    md_rss_switches 50
-    md_rss_wait 50
+    pg_psql "$port" -c "DO \$\$ BEGIN FOR i IN 1..50 LOOP INSERT INTO r VALUES (i);
+        PERFORM pg_switch_wal(); END LOOP; END \$\$" >/dev/null
+    while [ "$(pg_psql "$port" -c "SELECT archived_count FROM pg_stat_archiver")" -lt 50 ]; do sleep 0.5; done
     pid=$(pg_psql "$port" -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'archiver'")
-    r0=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
-    md_rss_switches $((half - 50))
-    md_rss_wait "$half"
-    rm=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
-    md_rss_switches $((n - half))
-    md_rss_wait "$n"
-    r1=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+    samples="$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status") KB after 50"
+    done_n=50
+    for k in 1 2 3 4; do
+        next=$((n * k / 4))
+        [ "$next" -gt "$done_n" ] && md_rss_to "$next"
+    done
     hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
-    printf 'archiver RSS through the module (pid %s, %s x 1 MiB segments): %s KB after 50, %s KB after %s, %s KB after %s (peak %s KB)\n' \
-        "$pid" "$n" "$r0" "$rm" "$half" "$r1" "$(pg_psql "$port" -c "SELECT archived_count FROM pg_stat_archiver")" "$hwm"
+    printf 'archiver RSS through the module (pid %s, parallel = %s, %s x 1 MiB segments): %s (peak %s KB)\n' \
+        "$pid" "$MD_P" "$n" "$samples" "$hwm"
     pg_stop "$d"
 }
 
