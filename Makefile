@@ -53,10 +53,45 @@ FUZZ_SECONDS ?=
 # A stand-in libcurl.so.4 (tests/shim) that t_sftp loads through LD_LIBRARY_PATH.
 SHIM_LIB = $(BUILD)/tests/shim/libcurl.so.4
 
+# The archive module (walsafe_archive/, PostgreSQL 15+ archive_library): a shared object over a
+# position-independent, uninstrumented build of the library ($(BUILD)/pic/), built when the server
+# headers of PG_CONFIG's PostgreSQL are installed (Debian: postgresql-server-dev-15); tests load it
+# from $(BUILD)/lib by its absolute path, `make install` puts it into the server's pkglibdir.
+PG_CONFIG  ?= /usr/lib/postgresql/15/bin/pg_config
+PG_SERVER_INC := $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)
+PG_PKGLIBDIR  := $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)
+HAVE_PG_SERVER := $(if $(PG_SERVER_INC),$(wildcard $(PG_SERVER_INC)/postgres.h))
+PIC_CFLAGS = $(filter-out -fsanitize=% -fno-sanitize-recover=% --coverage -O0,$(CFLAGS)) -O2 -fPIC
+PIC_OBJ  = $(LIB_SRC:%.c=$(BUILD)/pic/%.o)
+PIC_LIB  = $(BUILD)/pic/libwalsafe.a
+MODULE   = $(BUILD)/lib/walsafe_archive.so
+
 .SECONDARY:
-.PHONY: all check unit integration install clean lint demo bench bench-backup bench-remote bench-recovery bench-logical deps \
+.PHONY: all module bench-module check unit integration install clean lint demo bench bench-backup bench-remote bench-recovery bench-logical deps \
         fuzz fuzz-check fuzz-build coverage coverage-build
-all: $(BINS)
+all: $(BINS) module
+
+ifneq ($(HAVE_PG_SERVER),)
+module: $(MODULE)
+else
+module:
+	@echo "walsafe_archive not built: no PostgreSQL server headers at $(PG_CONFIG) (install postgresql-server-dev-15)"
+endif
+
+$(BUILD)/pic/%.o: %.c $(wildcard common/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(PIC_CFLAGS) -c -o $@ $<
+
+$(PIC_LIB): $(PIC_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+# PostgreSQL's headers are not -Wextra -Wshadow clean; the library's symbols stay inside the
+# module (--exclude-libs), so none can interpose the server's or another module's.
+$(MODULE): walsafe_archive/walsafe_archive.c $(PIC_LIB) $(wildcard common/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -Wextra -Wshadow,$(PIC_CFLAGS)) -I$(PG_SERVER_INC) -shared \
+	    -Wl,--exclude-libs,ALL -o $@ $< $(PIC_LIB) -lzstd -lcrypto -lpthread -ldl
 
 $(BUILD)/%.o: %.c $(wildcard common/*/*.h)
 	@mkdir -p $(dir $@)
@@ -156,6 +191,11 @@ demo: deps
 bench: all
 	bench/wal.sh $(BUILD)/bin
 
+# The archive module against archive_command = wal-push and pgBackRest's async archive-push, each
+# driven by a real PostgreSQL archiver (bench/wal_module.sh: SEGMENTS, ROUNDS, MODULE_RSS, ...).
+bench-module: all
+	MODE=module bench/wal.sh $(BUILD)/bin
+
 # Full backups and restores against pgBackRest and pg_basebackup, then (MODE=incr) incremental
 # backups and delta restores against pgBackRest's.
 bench-backup: all
@@ -180,10 +220,14 @@ bench-logical: all
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+ifneq ($(HAVE_PG_SERVER),)
+	install -d $(DESTDIR)$(PG_PKGLIBDIR)
+	install -m 0755 $(MODULE) $(DESTDIR)$(PG_PKGLIBDIR)/
+endif
 
 lint:
 	clang-format --dry-run --Werror common/*/*.[ch] */main.c tests/unit/*.[ch] tests/fuzz/*.[ch] \
-	    tests/gcov_exit.c
+	    tests/gcov_exit.c walsafe_archive/*.c
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr -Icommon common */main.c
 	scripts/layers.sh
 	scripts/banned.sh

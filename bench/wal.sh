@@ -16,7 +16,11 @@
 #                PREFETCH_PARALLEL); MODE=pushahead instead drains a backlog of SEGMENTS (>= 200)
 #                ready segments the way PostgreSQL's archiver does, wal-push with push-ahead
 #                against pgBackRest's async archive-push (bench/wal_pushahead.sh: its method,
-#                ROUNDS, PUSHAHEAD_PARALLEL and PUSHAHEAD_REPOS)
+#                ROUNDS, PUSHAHEAD_PARALLEL and PUSHAHEAD_REPOS); MODE=module instead drains a
+#                backlog of SEGMENTS through a real PostgreSQL archiver with the walsafe_archive
+#                module, archive_command = wal-push and pgBackRest's async archive-push, and
+#                times the trickle per repository kind (bench/wal_module.sh: its method);
+#                MODE=module-rss only the archiver's RSS through the module (MODULE_RSS segments)
 #   WALSAFE_*    reach wal-push/wal-fetch unchanged (e.g. WALSAFE_PARALLEL=1)
 #
 # It prints figures; it asserts nothing about them. It exits non-zero only when the run itself
@@ -54,11 +58,11 @@ MODE=${MODE:-local}
 
 need_root pgBackRest
 need_count SEGMENTS SCALE
-[[ $MODE =~ ^(local|sftp|prefetch|pushahead)$ ]] ||
-    die "MODE must be local, sftp, prefetch or pushahead (got '$MODE')"
+[[ $MODE =~ ^(local|sftp|prefetch|pushahead|module|module-rss)$ ]] ||
+    die "MODE must be local, sftp, prefetch, pushahead, module or module-rss (got '$MODE')"
 [ "$MODE" != pushahead ] || [ "$SEGMENTS" -ge 200 ] || die "MODE=pushahead needs SEGMENTS >= 200"
 PA_REPOS=${PUSHAHEAD_REPOS:-local}
-[ "$MODE" = pushahead ] || PA_REPOS=local
+[[ $MODE =~ ^(pushahead|module)$ ]] || PA_REPOS=local
 for r in $PA_REPOS; do
     [[ $r =~ ^(local|sftp|s3)$ ]] || die "PUSHAHEAD_REPOS: local, sftp or s3 (got '$r')"
 done
@@ -83,6 +87,13 @@ trap 'bench_cleanup sshd_stop_all s3_stop_all' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 bench_layout pgbr/repo pgbr/log pgbr/lock pgbr/spool
+if [ "$MODE" = module-rss ]; then # its own cluster: no data set needed
+    # shellcheck source=wal_module.sh
+    . "$(dirname "$0")/wal_module.sh"
+    module_rss_bench
+    bench_finish
+    exit 0
+fi
 
 # ---- 1. real WAL ----------------------------------------------------------------------------
 make_wal
@@ -172,6 +183,13 @@ if [ "$MODE" = prefetch ]; then
     # shellcheck source=wal_prefetch.sh
     . "$(dirname "$0")/wal_prefetch.sh"
     prefetch_bench
+    bench_finish
+    exit 0
+fi
+if [ "$MODE" = module ]; then
+    # shellcheck source=wal_module.sh
+    . "$(dirname "$0")/wal_module.sh"
+    module_bench
     bench_finish
     exit 0
 fi

@@ -4,6 +4,8 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config libzstd-dev libxxhash-dev libcurl4-openssl-dev libssl-dev libpq-dev
       zstd openssl postgresql-15 postgresql-client-15 procps time awscli openssh-server openssh-client)
+# The archive module (walsafe_archive/) is built against the server headers of PostgreSQL 15.
+pkgs+=(postgresql-server-dev-15)
 # faketime: t_backup_kill runs wal-prune with its clock two days ahead (abandoned backups go after 24 h).
 pkgs+=(faketime)
 # The fuzzing harnesses (make fuzz-check, part of make check): clang and libFuzzer's runtime

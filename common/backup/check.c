@@ -6,8 +6,8 @@
  *   cluster; encryption key matches the repository; the role's privileges for the backup method
  *   (local: EXECUTE on the backup functions; stream: REPLICATION, max_wal_senders > 0), each
  *   missing one on its own line ending with the statement that grants it; archive_mode on and
- *   archive_command calls wal-push; a forced WAL switch (EXECUTE on pg_switch_wal) reaches the
- *   repository within `timeout`.
+ *   archive_command calls wal-push (or archive_library is the walsafe_archive module); a forced
+ *   WAL switch (EXECUTE on pg_switch_wal) reaches the repository within `timeout`.
  * A line whose precondition failed is "SKIPPED <what> (needs: <the failed line>)", never a
  * second diagnosis, and the WAL switch is not tried (no wait of `timeout` for nothing).
  */
@@ -160,8 +160,25 @@ static int check_identity(struct ws_repo *repo, const struct ws_pg_info *info)
     return report(1, L_IDENTITY, detail);
 }
 
+/* archive_library (PostgreSQL 15+) wins over archive_command when set. */
+static int library_set(const struct ws_pg_info *info)
+{
+    return info->archive_library && info->archive_library[0] != '\0';
+}
+
+/* The walsafe_archive module, by name or by a path to it (with or without ".so"). */
+static int library_is_walsafe(const struct ws_pg_info *info)
+{
+    const char *base = library_set(info) ? ws_base_name(info->archive_library) : "";
+
+    return strcmp(base, "walsafe_archive") == 0 || strcmp(base, "walsafe_archive.so") == 0;
+}
+
+/* Archiving goes through walsafe: the module, or an archive_command that calls wal-push. */
 static int calls_wal_push(const struct ws_pg_info *info)
 {
+    if (library_set(info))
+        return library_is_walsafe(info);
     return info->archive_command && strstr(info->archive_command, "wal-push") != NULL;
 }
 
@@ -176,6 +193,11 @@ static int check_archiving(const struct ws_pg_info *info)
     snprintf(detail, sizeof(detail), "archive_mode = %s",
              info->archive_mode ? info->archive_mode : "?");
     failed += report(ok, L_ARCHIVE_MODE, detail);
+    if (library_set(info)) {
+        snprintf(detail, sizeof(detail), "archive_library = '%s'", info->archive_library);
+        failed += report(library_is_walsafe(info), L_ARCHIVE_LIB, detail);
+        return failed;
+    }
     snprintf(detail, sizeof(detail), "archive_command = '%s'",
              info->archive_command ? info->archive_command : "");
     failed += report(calls_wal_push(info), L_ARCHIVE_CMD, detail);
@@ -318,7 +340,7 @@ static void check_dependent(const struct ws_config *cfg, struct ws_check_run *r,
               (strcmp(info->archive_mode, "on") == 0 || strcmp(info->archive_mode, "always") == 0)))
             r->archiving = L_ARCHIVE_MODE;
         else if (!calls_wal_push(info))
-            r->archiving = L_ARCHIVE_CMD;
+            r->archiving = library_set(info) ? L_ARCHIVE_LIB : L_ARCHIVE_CMD;
         if (!can_switch)
             r->switch_grant = "the role may call pg_switch_wal()";
     }

@@ -21,6 +21,7 @@
 #define L_KEY_MATCH "encryption key matches the repository"
 #define L_ARCHIVE_MODE "archive_mode is on"
 #define L_ARCHIVE_CMD "archive_command calls wal-push"
+#define L_ARCHIVE_LIB "archive_library is walsafe_archive"
 #define L_SWITCH "a forced WAL switch reaches the repository"
 
 /* What failed so far: each the <what> of a failed line (what dependent lines need), or NULL. */

@@ -34,6 +34,7 @@ void ws_pg_info_free(struct ws_pg_info *info)
     free(info->data_directory);
     free(info->archive_mode);
     free(info->archive_command);
+    free(info->archive_library);
     memset(info, 0, sizeof(*info));
 }
 

@@ -44,8 +44,9 @@ struct ws_pg_info {
     int data_checksums;
     int in_recovery;
     char *data_directory; /* NULL when the role may not read it */
-    char *archive_mode;   /* these three: malloc'ed, freed by ws_pg_info_free */
+    char *archive_mode;   /* these four: malloc'ed, freed by ws_pg_info_free */
     char *archive_command;
+    char *archive_library; /* "" when unset; NULL before PostgreSQL 15 (no such setting) */
 };
 
 /* The server functions walsafe calls that a non-superuser must be granted EXECUTE on. */

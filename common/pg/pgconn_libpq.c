@@ -206,17 +206,19 @@ static int query_row(struct pq_session *pg, const char *sql, int nparams, const 
 
 static int pq_get_info(struct ws_pg *session, struct ws_pg_info *info, struct ws_error *err)
 {
-    static const char sql[] = "SELECT current_setting('server_version_num'), "
-                              "(SELECT system_identifier FROM pg_control_system()), "
-                              "(SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'), "
-                              "current_setting('data_checksums'), pg_is_in_recovery(), "
-                              "(SELECT setting FROM pg_settings WHERE name = 'data_directory'), "
-                              "current_setting('archive_mode'), current_setting('archive_command')";
-    char *v[8] = {0};
+    static const char sql[] =
+        "SELECT current_setting('server_version_num'), "
+        "(SELECT system_identifier FROM pg_control_system()), "
+        "(SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'), "
+        "current_setting('data_checksums'), pg_is_in_recovery(), "
+        "(SELECT setting FROM pg_settings WHERE name = 'data_directory'), "
+        "current_setting('archive_mode'), current_setting('archive_command'), "
+        "current_setting('archive_library', true)";
+    char *v[9] = {0};
     int rc, i;
 
     memset(info, 0, sizeof(*info));
-    if ((rc = query_row((struct pq_session *)session, sql, 0, NULL, 8, v, err)) != 0)
+    if ((rc = query_row((struct pq_session *)session, sql, 0, NULL, 9, v, err)) != 0)
         goto out;
     if (!v[0] || !v[1] || !v[2] || !v[3] || !v[4]) {
         rc = ws_error_set(err, WS_ERR_STORAGE,
@@ -232,14 +234,15 @@ static int pq_get_info(struct ws_pg *session, struct ws_pg_info *info, struct ws
     info->data_directory = v[5];
     info->archive_mode = v[6];
     info->archive_command = v[7];
-    v[5] = v[6] = v[7] = NULL;
+    info->archive_library = v[8];
+    v[5] = v[6] = v[7] = v[8] = NULL;
     if (info->version < 130000) {
         rc = ws_error_set(err, WS_ERR_CONFIG, "PostgreSQL %d is not supported (13 or later is)",
                           info->version / 10000);
         goto out;
     }
 out:
-    for (i = 0; i < 8; i++)
+    for (i = 0; i < 9; i++)
         free(v[i]);
     if (rc)
         ws_pg_info_free(info);

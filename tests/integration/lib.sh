@@ -425,16 +425,31 @@ seg_name() {
 
 # ---- PostgreSQL ----
 
+# archive_settings CONFIG: the postgresql.conf lines, one per output line, that archive every
+# WAL file through walsafe with CONFIG: archive_command = 'wal-push --config CONFIG %p', or with
+# ARCHIVE_VIA=module the walsafe_archive module, loaded from the build beside BIN_DIR
+# (WALSAFE_MODULE, an absolute path: nothing is installed into the server's pkglibdir).
+WALSAFE_MODULE=$(cd "$BIN_DIR/.." && pwd)/lib/walsafe_archive
+archive_settings() {
+    if [ "${ARCHIVE_VIA:-command}" = module ]; then
+        [ -f "$WALSAFE_MODULE.so" ] || die "no archive module at $WALSAFE_MODULE.so (make module)"
+        printf '%s\n' "archive_library = '$WALSAFE_MODULE'" "walsafe.config = '$1'"
+    else
+        printf '%s\n' "archive_command = '$WAL_PUSH --config $1 %p'"
+    fi
+}
+
 # archiving_cluster PGDATA CONFIG [initdb options...]: initdb, archive every WAL file with
-# wal-push --config CONFIG (no timed checkpoints, room for WAL), start; sets PORT.
+# CONFIG as archive_settings says (no timed checkpoints, room for WAL), start; sets PORT.
 archiving_cluster() {
-    local pgd=$1 conf=$2
+    local pgd=$1 conf=$2 arch
     shift 2
     pg_init "$pgd" "$@"
     PORT=$(free_port)
+    mapfile -t arch < <(archive_settings "$conf")
     pg_conf "$pgd" "$PORT" \
         "archive_mode = on" \
-        "archive_command = '$WAL_PUSH --config $conf %p'" \
+        "${arch[@]}" \
         "checkpoint_timeout = '1h'" \
         "max_wal_size = '1GB'"
     pg_start "$pgd"

@@ -51,7 +51,7 @@ if [ -n "$problem" ]; then
     exit 1
 fi
 # The binaries are run by the postgres user, which may not reach the build tree (a CI clone
-# under /root, say): run copies of bin/ and tests/ from a directory everyone can read.
+# under /root, say): run copies of bin/, tests/ and lib/ from a directory everyone can read.
 SRC_BUILD=$(dirname "$BIN_DIR")
 BUILD_NAME=$(basename "$SRC_BUILD")
 RUN_BUILD=$(mktemp -d /tmp/walsafe-it-build.XXXXXX)
@@ -59,6 +59,7 @@ trap 'rm -rf "$RUN_BUILD"' EXIT
 chmod 755 "$RUN_BUILD"
 cp -a "$BIN_DIR" "$RUN_BUILD/bin"
 [ -d "$SRC_BUILD/tests" ] && cp -a "$SRC_BUILD/tests" "$RUN_BUILD/tests"
+[ -d "$SRC_BUILD/lib" ] && cp -a "$SRC_BUILD/lib" "$RUN_BUILD/lib" # the archive module
 chmod -R a+rX "$RUN_BUILD"
 BIN_DIR=$RUN_BUILD/bin
 if ! runuser -u postgres -- test -x "$BIN_DIR/wal-push"; then

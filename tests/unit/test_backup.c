@@ -266,6 +266,8 @@ static struct {
     int version;                         /* server_version_num; 0: 150004 */
     /* what get_access reports: zero is a superuser with max_wal_senders = 10 */
     int not_super, no_replication, no_execute[WS_PG_NFUNCS], no_wal_senders, switches;
+    const char *archive_library; /* what get_info reports; NULL: none (before PostgreSQL 15) */
+    const char *archive_command; /* NULL: "wal-push %p" */
 } fake;
 
 static int f_connect(const char *conninfo, struct ws_pg **out, struct ws_error *err)
@@ -292,8 +294,10 @@ static int f_get_info(struct ws_pg *pg, struct ws_pg_info *info, struct ws_error
     info->wal_segment_size = SEG;
     info->data_directory = strdup(fake.pgdata);
     info->archive_mode = strdup("on");
-    info->archive_command = strdup("wal-push %p");
-    if (!info->data_directory || !info->archive_mode || !info->archive_command) {
+    info->archive_command = strdup(fake.archive_command ? fake.archive_command : "wal-push %p");
+    info->archive_library = fake.archive_library ? strdup(fake.archive_library) : NULL;
+    if (!info->data_directory || !info->archive_mode || !info->archive_command ||
+        (fake.archive_library && !info->archive_library)) {
         ws_pg_info_free(info);
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     }
@@ -1084,6 +1088,50 @@ static void test_check_skips(void)
     CHECK(strstr(out, "SKIPPED a forced WAL switch reaches the repository (needs: configuration "
                       "valid)\n") != NULL);
     CHECK(strstr(out, "OK") == NULL);
+    cluster_free(&c);
+    mem_end();
+}
+
+/* archive_library (PostgreSQL 15+) set to the walsafe_archive module, by name or by path, is a
+ * valid archiving set-up (archive_command is then ignored by the server); another module is not,
+ * and then the WAL switch is not tried. An empty archive_library leaves archive_command's rule. */
+static void test_check_archive_library(void)
+{
+    static const char *const ok[] = {"walsafe_archive",
+                                     "/usr/lib/postgresql/15/lib/walsafe_archive",
+                                     "/opt/x/walsafe_archive.so"};
+    struct cluster c;
+    char out[8192];
+    size_t i;
+
+    mem_begin();
+    cluster_init(&c, "archive-library", 1);
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    fake.archive_command = "";
+    for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        fake.archive_library = ok[i];
+        fake.switches = 0;
+        CHECK(run_check(&c, out, sizeof(out)) == 0);
+        CHECK(strstr(out, "FAILED") == NULL);
+        CHECK(strstr(out, "OK      archive_library is walsafe_archive: archive_library = '") !=
+              NULL);
+        CHECK(strstr(out, "archive_command") == NULL);
+        CHECK(fake.switches == 1);
+    }
+    fake.archive_library = "basic_archive";
+    fake.archive_command = "wal-push %p"; /* ignored by the server while a library is set */
+    fake.switches = 0;
+    CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
+    CHECK(strstr(out, "FAILED  archive_library is walsafe_archive: archive_library = "
+                      "'basic_archive'\n") != NULL);
+    CHECK(strstr(out, "FAILED  a forced WAL switch reaches the repository: not tried") != NULL);
+    CHECK(fake.switches == 0);
+    fake.archive_library = "";
+    CHECK(run_check(&c, out, sizeof(out)) == 0);
+    CHECK(strstr(out, "OK      archive_command calls wal-push: archive_command = 'wal-push %p'") !=
+          NULL);
+    fake.archive_library = NULL;
+    fake.archive_command = NULL;
     cluster_free(&c);
     mem_end();
 }
@@ -2689,6 +2737,7 @@ const struct unit_test unit_tests[] = {
     {"check_skips", test_check_skips},
     {"roundtrip_three_workers", test_roundtrip_three_workers},
     {"check_privileges", test_check_privileges},
+    {"check_archive_library", test_check_archive_library},
     {"create_foreign_data_dir", test_create_foreign_data_dir},
     {"create_storage_failure", test_create_storage_failure},
     {"create_manifest_stored_then_failed", test_create_manifest_stored_then_failed},
