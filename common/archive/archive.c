@@ -192,6 +192,13 @@ static int check_origin(struct ws_repo *repo, const char *wal_path, int kind, in
     return ws_repo_identity_ensure(repo, &want, what, err);
 }
 
+/* zstd threads for one WAL file at a time (PostgreSQL archives and restores one file at a time:
+ * threads put the other cores to work on it; see WS_ZSTD_JOB_SIZE and object-format.md). */
+static int file_threads(const struct ws_config *cfg)
+{
+    return cfg->parallel > 1 ? (cfg->parallel > 4 ? 4 : cfg->parallel) : 0;
+}
+
 /* How the object of a file of `size` bytes is written (key: its repository key). */
 static void object_params(const struct ws_config *cfg, const struct ws_keyring *kr, const char *key,
                           int zstd_workers, uint64_t size, struct ws_object_params *p)
@@ -200,9 +207,9 @@ static void object_params(const struct ws_config *cfg, const struct ws_keyring *
     p->name = key;
     p->compress = cfg->compress;
     p->level = cfg->compress_level;
-    /* PostgreSQL archives one file at a time: zstd threads put the other cores to work on it
-     * (see WS_ZSTD_JOB_SIZE for the figures). */
-    p->workers = cfg->parallel > 1 ? (cfg->parallel > 4 ? 4 : cfg->parallel) : 0;
+    p->workers = file_threads(cfg);
+    /* independent frames: wal-fetch decompresses them on several threads (object.h, version 3) */
+    p->frames = 1;
     if (zstd_workers >= 0)
         p->workers = zstd_workers;
     p->content_size = (int64_t)size;
@@ -393,6 +400,7 @@ static int fetch_once(const struct ws_config *cfg, const char *wal_name, const c
     out_file = NULL;
     if (rc != 0)
         goto out;
+    ws_object_reader_set_workers(reader, file_threads(cfg));
     rc = ws_storage_get(repo.st, key, 0, WS_STORAGE_TO_END, reader, err);
     if (rc == WS_ERR_NOT_FOUND) {
         /* "Not in the archive" only counts if the archive of this cluster is really there. */
