@@ -370,6 +370,7 @@ static int fetch_once(const struct ws_config *cfg, const char *wal_name, const c
     struct ws_repo repo = {0};
     struct ws_identity id = {0};
     struct ws_sink *out_file = NULL, *reader = NULL;
+    struct ws_file_opts fo = {.mode = 0600, .err_code = WS_ERR_IO, .create_on_write = 1};
     int kind = ws_wal_classify(wal_name), have_id = 0, rc;
     char key[256];
 
@@ -393,8 +394,10 @@ static int fetch_once(const struct ws_config *cfg, const char *wal_name, const c
             goto out;
         have_id = 1;
     }
-    /* PostgreSQL's restore directory needs no fsync: after a crash recovery fetches again. */
-    if ((rc = ws_file_sink_new(dest_path, 0600, 0, &out_file, err)) != 0)
+    /* PostgreSQL's restore directory needs no fsync: after a crash recovery fetches again. A
+     * segment's blocks are reserved up front: the writes then allocate none (object-format.md). */
+    fo.preallocate = have_id ? id.wal_segment_size : 0;
+    if ((rc = ws_file_sink_open(dest_path, &fo, &out_file, err)) != 0)
         goto out;
     rc = ws_archive_wal_reader_new(out_file, key, wal_name, &kr, id.wal_segment_size, &reader, err);
     out_file = NULL;
