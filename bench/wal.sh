@@ -16,9 +16,10 @@
 #                PREFETCH_PARALLEL); MODE=pushahead instead drains a backlog of SEGMENTS (>= 200)
 #                ready segments the way PostgreSQL's archiver does, wal-push with push-ahead
 #                against pgBackRest's async archive-push (bench/wal_pushahead.sh: its method,
-#                ROUNDS, PUSHAHEAD_PARALLEL and PUSHAHEAD_REPOS)
+#                ROUNDS, PUSHAHEAD_PARALLEL and PUSHAHEAD_REPOS); MODE=fetch instead runs the fetch
+#                phase alone, ROUNDS passes, with each call's CPU time (bench/wal_fetch.sh)
 #   WALSAFE_*    reach wal-push/wal-fetch unchanged (e.g. WALSAFE_PARALLEL=1)
-#   BEFORE_BIN=DIR  (MODE=local) also runs the wal-push and wal-fetch of DIR (an earlier build) in
+#   BEFORE_BIN=DIR  (MODE=local or fetch) also runs the wal-push and wal-fetch of DIR (an earlier build) in
 #                the same phases, interleaved, into a repository of their own: rows walsafe-before-*
 #
 # It prints figures; it asserts nothing about them. It exits non-zero only when the run itself
@@ -59,8 +60,8 @@ MODE=${MODE:-local}
 
 need_root pgBackRest
 need_count SEGMENTS SCALE
-[[ $MODE =~ ^(local|sftp|prefetch|pushahead)$ ]] ||
-    die "MODE must be local, sftp, prefetch or pushahead (got '$MODE')"
+[[ $MODE =~ ^(local|sftp|prefetch|pushahead|fetch)$ ]] ||
+    die "MODE must be local, sftp, prefetch, pushahead or fetch (got '$MODE')"
 [ "$MODE" != pushahead ] || [ "$SEGMENTS" -ge 200 ] || die "MODE=pushahead needs SEGMENTS >= 200"
 PA_REPOS=${PUSHAHEAD_REPOS:-local}
 [ "$MODE" = pushahead ] || PA_REPOS=local
@@ -79,7 +80,7 @@ if [[ " $PA_REPOS " == *" s3 "* ]]; then
 fi
 need_tools
 if [ -n "${BEFORE_BIN:-}" ]; then
-    [ "$MODE" = local ] || die "BEFORE_BIN works with MODE=local"
+    [[ $MODE =~ ^(local|fetch)$ ]] || die "BEFORE_BIN works with MODE=local or fetch"
     BEFORE_BIN=$(cd "$BEFORE_BIN" && pwd)
     for f in wal-push wal-fetch; do [ -x "$BEFORE_BIN/$f" ] || die "missing $BEFORE_BIN/$f"; done
 fi
@@ -195,6 +196,13 @@ if [ "$MODE" = prefetch ]; then
     # shellcheck source=wal_prefetch.sh
     . "$(dirname "$0")/wal_prefetch.sh"
     prefetch_bench
+    bench_finish
+    exit 0
+fi
+if [ "$MODE" = fetch ]; then
+    # shellcheck source=wal_fetch.sh
+    . "$(dirname "$0")/wal_fetch.sh"
+    fetch_bench
     bench_finish
     exit 0
 fi
