@@ -4,7 +4,6 @@
  * the blocks the content did not use, whether the content is shorter than reserved or empty;
  * abort leaves nothing.
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,25 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "io/sink.h"
 #include "unit.h"
 
 enum { RESERVE = 4 << 20 };
-
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    int n = 0;
-
-    if (!d)
-        return -1;
-    while ((e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-            n++;
-    closedir(d);
-    return n;
-}
 
 /* Writes len bytes of 'x' through a file sink reserving RESERVE bytes; finish or abort. */
 static int write_through(const char *path, size_t len, int finish, struct stat *tmp_st)
@@ -79,12 +64,12 @@ static void test_preallocate(void)
         CHECK((uint64_t)st.st_blocks * 512 < lens[i] + (1 << 20));
         if (lens[i] == 5000 && (uint64_t)tmp_st.st_blocks * 512 < RESERVE)
             fprintf(stderr, "    note: the file system did not reserve blocks\n");
-        CHECK(count_entries(dir) == 1); /* published, no temp file left */
+        CHECK(unit_entries(dir) == 1); /* published, no temp file left */
         REQUIRE(unlink(path) == 0);
     }
     /* abort: neither the file nor the temp file */
     CHECK(write_through(path, 5000, 0, NULL) == 0);
-    CHECK(count_entries(dir) == 0);
+    CHECK(unit_entries(dir) == 0);
 }
 
 const struct unit_test unit_tests[] = {
