@@ -20,6 +20,7 @@ enum { JOB_FREE = 0, JOB_READY, JOB_BUSY, JOB_DONE };
 struct job {
     int state;
     uint8_t *in, *out;
+    const uint8_t *src; /* decompression: the frame, in `in` or (no threads) in acc */
     size_t in_len, in_cap, out_len, out_cap;
     size_t want; /* decompression: the frame's content size */
     int failed;
@@ -37,8 +38,8 @@ struct frames {
     int stop, sync_ready;
     struct job jobs[MAX_SLOTS];
     unsigned head, tail; /* next job to fill, next to pass on (counters, modulo nslots) */
-    uint8_t *acc;        /* decompression: compressed bytes not yet a whole frame */
-    size_t acc_len, acc_cap;
+    uint8_t *acc;        /* decompression: compressed bytes not yet passed on, from acc + acc_off */
+    size_t acc_off, acc_len, acc_cap;
     uint8_t *region; /* the jobs' content buffers (decompression: out; compression: in) */
     size_t region_len;
 };
@@ -74,7 +75,7 @@ static void job_run(struct frames *f, struct job *j, int t)
         j->out_len = r;
         return;
     }
-    r = ZSTD_decompressDCtx(f->dctx[t], j->out, j->want, j->in, j->in_len);
+    r = ZSTD_decompressDCtx(f->dctx[t], j->out, j->want, j->src, j->in_len);
     if (ZSTD_isError(r))
         return job_fail(j, "zstd decompression failed", r);
     if (r != j->want) {
@@ -231,14 +232,15 @@ static int fc_finish(struct ws_sink *s, struct ws_error *err)
 /* The zstd frame at the start of acc: *csize its compressed size, 0 while it is incomplete. */
 static int frame_at_start(struct frames *f, size_t *csize, size_t *content, struct ws_error *err)
 {
+    const uint8_t *a = f->acc + f->acc_off;
     unsigned long long n;
     size_t r;
 
     *csize = 0;
-    if (f->acc_len >= 4 && (f->acc[0] | f->acc[1] << 8 | f->acc[2] << 16 |
-                            (uint32_t)f->acc[3] << 24) != ZSTD_MAGICNUMBER)
+    if (f->acc_len >= 4 &&
+        (a[0] | a[1] << 8 | a[2] << 16 | (uint32_t)a[3] << 24) != ZSTD_MAGICNUMBER)
         return ws_error_set(err, WS_ERR_CORRUPT, "zstd frames: bytes that are not a zstd frame");
-    r = ZSTD_findFrameCompressedSize(f->acc, f->acc_len);
+    r = ZSTD_findFrameCompressedSize(a, f->acc_len);
     if (ZSTD_isError(r)) {
         if (ZSTD_getErrorCode(r) != ZSTD_error_srcSize_wrong)
             return ws_error_set(err, WS_ERR_CORRUPT, "zstd frames: %s", ZSTD_getErrorName(r));
@@ -248,8 +250,8 @@ static int frame_at_start(struct frames *f, size_t *csize, size_t *content, stru
         return 0; /* incomplete */
     }
     /* byte 4, the frame header descriptor: bit 2 is the content checksum flag */
-    n = ZSTD_getFrameContentSize(f->acc, r);
-    if (n > WS_ZSTD_FRAME_SIZE || !(f->acc[4] & 4))
+    n = ZSTD_getFrameContentSize(a, r);
+    if (n > WS_ZSTD_FRAME_SIZE || !(a[4] & 4))
         return ws_error_set(err, WS_ERR_CORRUPT,
                             "zstd frames: a frame without a checksum or a content size of at "
                             "most %u bytes",
@@ -259,17 +261,26 @@ static int frame_at_start(struct frames *f, size_t *csize, size_t *content, stru
     return 0;
 }
 
+/* Passes the frame at the start of acc on: decoded here (no threads: straight from acc), or
+ * copied for a worker. */
 static int fd_dispatch(struct frames *f, size_t csize, size_t content, struct ws_error *err)
 {
     struct job *j = &f->jobs[f->head % (unsigned)f->nslots];
 
-    if (grow(&j->in, &j->in_cap, csize) != 0 || grow(&j->out, &j->out_cap, content ? content : 1))
+    if (grow(&j->out, &j->out_cap, content ? content : 1) != 0 ||
+        (f->nthreads > 0 && grow(&j->in, &j->in_cap, csize) != 0))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory for zstd frames");
-    memcpy(j->in, f->acc, csize);
+    j->src = f->acc + f->acc_off;
+    if (f->nthreads > 0) {
+        memcpy(j->in, j->src, csize);
+        j->src = j->in;
+    }
     j->in_len = csize;
     j->want = content;
-    memmove(f->acc, f->acc + csize, f->acc_len - csize);
+    f->acc_off += csize;
     f->acc_len -= csize;
+    if (f->acc_len == 0)
+        f->acc_off = 0;
     return submit(f, err);
 }
 
@@ -280,9 +291,13 @@ static int fd_write(struct ws_sink *s, const void *buf, size_t len, struct ws_er
 
     if (len == 0)
         return 0;
-    if (grow(&f->acc, &f->acc_cap, f->acc_len + len) != 0)
+    if (f->acc_off + f->acc_len + len > f->acc_cap && f->acc_off > 0) {
+        memmove(f->acc, f->acc + f->acc_off, f->acc_len);
+        f->acc_off = 0;
+    }
+    if (grow(&f->acc, &f->acc_cap, f->acc_off + f->acc_len + len) != 0)
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory for zstd frames");
-    memcpy(f->acc + f->acc_len, buf, len);
+    memcpy(f->acc + f->acc_off + f->acc_len, buf, len);
     f->acc_len += len;
     for (;;) {
         if (frame_at_start(f, &csize, &content, err) != 0)
