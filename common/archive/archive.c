@@ -192,8 +192,8 @@ static int check_origin(struct ws_repo *repo, const char *wal_path, int kind, in
     return ws_repo_identity_ensure(repo, &want, what, err);
 }
 
-/* zstd threads for one WAL file at a time (PostgreSQL archives and restores one file at a time:
- * threads put the other cores to work on it; see WS_ZSTD_JOB_SIZE and object-format.md). */
+/* zstd threads for one WAL file (PostgreSQL archives and restores one file at a time: threads put
+ * the other cores to work on its frames, io/zstd_frames.h; figures: docs/design/object-format.md). */
 static int file_threads(const struct ws_config *cfg)
 {
     return cfg->parallel > 1 ? (cfg->parallel > 4 ? 4 : cfg->parallel) : 0;
