@@ -193,7 +193,7 @@ static int check_origin(struct ws_repo *repo, const char *wal_path, int kind, in
 }
 
 /* zstd threads for one WAL file (PostgreSQL archives and restores one file at a time: threads put
- * the other cores to work on its frames, io/zstd_frames.h; figures: docs/design/object-format.md). */
+ * the other cores to work on its frames, io/zstd_frames.h; figures: object-format.md). */
 static int file_threads(const struct ws_config *cfg)
 {
     return cfg->parallel > 1 ? (cfg->parallel > 4 ? 4 : cfg->parallel) : 0;
