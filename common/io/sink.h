@@ -76,6 +76,8 @@ struct ws_file_opts {
     int give;             /* 1: the new file is given to uid:gid (fchown: root only) */
     uid_t uid;
     gid_t gid;
+    uint64_t preallocate; /* the expected length: reserved at creation (fallocate keeping the
+                             size, best effort); what the content leaves unused is released */
 };
 int ws_file_sink_open(const char *path, const struct ws_file_opts *o, struct ws_sink **out,
                       struct ws_error *err);
