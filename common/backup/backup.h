@@ -77,6 +77,7 @@ struct ws_restore_opts {
     int force;
     int delta;    /* --delta: rewrite what differs in an existing data directory; not with force */
     int progress; /* as ws_backup_opts' */
+    int quiet;    /* no summary lines: the caller reports on its own (drill's report) */
     struct ws_tblspc_map *maps; /* absolute normalised paths, each OLDDIR once */
     size_t nmaps;
     const char *config_path; /* the config file in use, for restore_command (may be NULL) */

@@ -152,7 +152,7 @@ static int plan_and_restore(struct restore *r, struct ws_error *err)
         (rc = ws_restore_resolve_chain(&cat, r, err)) != 0)
         goto out;
     rc = r->o->delta ? ws_restore_delta(r, &repo, err) : restore_into(r, &repo, err);
-    if (rc == 0) {
+    if (rc == 0 && !r->o->quiet) {
         print_summary(r, ws_ratelimit_bytes(rate));
         ws_restore_print_summary(r);
     }

@@ -374,6 +374,7 @@ static int restore_step(void *arg, pid_t parent, struct ws_drill_result *res, st
     ro.pgdata = d->data;
     ro.backup = d->b->id;
     ro.config_path = d->o->config_path;
+    ro.quiet = 1; /* the drill's report is its output: restore's summary would break --json */
     return ws_backup_restore(d->cfg, d->env, &ro, err);
 }
 

@@ -68,7 +68,9 @@ done
 grep -q "^would keep logical backup $L2 .*retain_logical" "$T/.last.out" || fail_cmd "$L2 kept by count"
 grep -q "^would keep logical backup $L0 .*newest complete" "$T/.last.out" || fail_cmd "$L0 kept as newest"
 grep -q "^logical: would delete 2 logical backup(s)" "$T/.last.out" || fail_cmd "no logical summary"
-grep -q "backup $PHYS" "$T/.last.out" && fail "the base backup is part of a logical-only plan"
+# (a logical backup started in the same second as the base backup has its id: not that one)
+grep -v "logical backup $PHYS" "$T/.last.out" | grep -q "backup $PHYS" &&
+    fail "the base backup is part of a logical-only plan"
 wp --retain-logical 2 --dry-run --json
 assert_rc 0 "wal-prune --dry-run --json"
 cp "$T/.last.out" "$T/plan.json"

@@ -10,6 +10,7 @@ KEY=$T/walsafe.key
 CONF=$T/walsafe.conf
 make_key "$KEY"
 make_repo "$T/repo"
+# (wal-prune runs as root here, with --allow-root: the notifier writes into $T, which is root's)
 WAL_PRUNE=$BIN_DIR/wal-prune
 BASEBACKUP=$BIN_DIR/basebackup
 
@@ -28,7 +29,7 @@ doc_field() {
 
 CASE="document after wal-prune"
 conf "cat > $T/doc.json"
-run "$WAL_PRUNE" --config "$CONF"
+run "$WAL_PRUNE" --config "$CONF" --allow-root
 assert_rc 0 "wal-prune with a notifier"
 python3 -m json.tool "$T/doc.json" >/dev/null || fail "the document is not JSON: $(cat "$T/doc.json")"
 assert_eq "$(doc_field event)" "wal-prune" "event"
@@ -62,7 +63,7 @@ assert_eq "$(doc_field error)" "$(sed -n 's/^logicalbackup: ERROR: //p' "$T/.las
 CASE="slow notifier killed at notify_timeout"
 # the notifier and its child sleep in the background of its shell: all of its process group goes
 conf "sleep 300.7 & sleep 301.3; touch $T/late" "notify_timeout = 2s"
-run "$WAL_PRUNE" --config "$CONF"
+run "$WAL_PRUNE" --config "$CONF" --allow-root
 assert_rc 0 "wal-prune with a slow notifier"
 assert_err_contains "WARNING: notify_command did not finish within notify_timeout (2 s): killed it" \
     "the timeout is logged"
@@ -74,7 +75,7 @@ assert_absent "$T/late" "the notifier went on after its timeout"
 
 CASE="failing notifier"
 conf "cat >/dev/null; echo notifier-speaks; exit 3"
-run "$WAL_PRUNE" --config "$CONF"
+run "$WAL_PRUNE" --config "$CONF" --allow-root
 assert_rc 0 "wal-prune with a failing notifier"
 assert_err_contains "WARNING: notify_command failed with exit status 3" "the failure is logged"
 assert_err_contains "notifier-speaks" "the notifier's output goes to stderr"
@@ -98,7 +99,7 @@ grep -q "^Subject: walsafe $(hostname) basebackup verify: failure (cluster main)
     fail "no Subject: line naming host, event, status and cluster: $(cat "$T/mail.txt")"
 tail -1 "$T/mail.txt" | python3 -m json.tool >/dev/null || fail "the mail does not end with the document"
 rm -f "$T/mail.txt"
-run "$WAL_PRUNE" --config "$CONF"
+run "$WAL_PRUNE" --config "$CONF" --allow-root
 assert_rc 0 "wal-prune with the mail example"
 assert_absent "$T/mail.txt" "a success is mailed only with \"all\""
 
@@ -119,7 +120,7 @@ for _ in $(seq 1 50); do grep -q listening "$T/hook.log" && break; sleep 0.1; do
 printf 'url = "http://127.0.0.1:%s/hook/secret-token"\n' "$HOOK_PORT" >"$T/webhook.curl"
 chmod 600 "$T/webhook.curl"
 conf "$EXAMPLES/walsafe-notify-webhook $T/webhook.curl"
-run "$WAL_PRUNE" --config "$CONF"
+run "$WAL_PRUNE" --config "$CONF" --allow-root
 assert_rc 0 "wal-prune with the webhook example"
 assert_err_empty "the webhook example succeeds"
 assert_eq "$(head -1 "$T/hook.txt")" "POST /hook/secret-token application/json" "the request"
@@ -127,7 +128,7 @@ tail -n +2 "$T/hook.txt" | python3 -m json.tool >/dev/null || fail "the body is 
 
 CASE="notifier that ignores stdin"
 conf "true"
-run "$WAL_PRUNE" --config "$CONF"
+run "$WAL_PRUNE" --config "$CONF" --allow-root
 assert_rc 0 "wal-prune with a notifier that reads nothing"
 assert_err_empty "no warning for a notifier that succeeds"
 finish
