@@ -24,6 +24,10 @@
 #   stream_end DIR SEG         the END (decimal) of the contiguous cover from 0 of those chunks
 #   wal_obj SEG                the repository file of WAL segment SEG of cluster main
 #   fetch_cmp CONF SEG FILE WHAT   wal-fetch of SEG must give exactly FILE's bytes
+#   crash_primary SNAP         the receiver frozen (SIGSTOP RECV_PID), every process of the server
+#                              of $PGD killed with SIGKILL (its postmaster stopped first: no new
+#                              child), then the repository ($T/repo) copied to SNAP: what the
+#                              receiver had stored at the crash; sets KILL_AT (date +%s.%N)
 
 WAL_RECEIVE=$BIN_DIR/wal-receive
 [ -x "$WAL_RECEIVE" ] || die "no wal-receive in $BIN_DIR"
@@ -130,4 +134,18 @@ fetch_cmp() {
     run "$WAL_FETCH" --config "$conf" "$seg" "$DEST"
     assert_rc 0 "wal-fetch $seg ($what)" || return 1
     cmp -s "$DEST" "$file" || { fail "$what: wal-fetch $seg differs from ${file}"; return 1; }
+}
+
+crash_primary() {
+    local snap=$1 pm
+    pm=$(head -1 "$PGD/postmaster.pid")
+    is_postmaster_of "$pm" "$PGD" || die "no postmaster for $PGD"
+    KILL_AT=$(date +%s.%N)
+    kill -STOP "$pm"
+    kill -STOP "$RECV_PID"
+    # shellcheck disable=SC2046 # the PIDs: words
+    kill -KILL "$pm" $(ps -o pid= --ppid "$pm")
+    for _ in $(seq 1 100); do kill -0 "$pm" 2>/dev/null || break; sleep 0.05; done
+    kill -0 "$pm" 2>/dev/null && die "the postmaster survived SIGKILL"
+    cp -a "$T/repo" "$snap" || die "could not copy the repository"
 }
