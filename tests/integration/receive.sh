@@ -24,10 +24,10 @@
 #   stream_end DIR SEG         the END (decimal) of the contiguous cover from 0 of those chunks
 #   wal_obj SEG                the repository file of WAL segment SEG of cluster main
 #   fetch_cmp CONF SEG FILE WHAT   wal-fetch of SEG must give exactly FILE's bytes
-#   crash_primary SNAP         the receiver frozen (SIGSTOP RECV_PID), every process of the server
+#   crash_primary [SNAP]       the receiver frozen (SIGSTOP RECV_PID), every process of the server
 #                              of $PGD killed with SIGKILL (its postmaster stopped first: no new
-#                              child), then the repository ($T/repo) copied to SNAP: what the
-#                              receiver had stored at the crash; sets KILL_AT (date +%s.%N)
+#                              child), then the local repository ($T/repo) copied to SNAP if named:
+#                              what the receiver had stored at the crash; sets KILL_AT (date +%s.%N)
 
 WAL_RECEIVE=$BIN_DIR/wal-receive
 [ -x "$WAL_RECEIVE" ] || die "no wal-receive in $BIN_DIR"
@@ -137,7 +137,7 @@ fetch_cmp() {
 }
 
 crash_primary() {
-    local snap=$1 pm
+    local snap=${1:-} pm
     pm=$(head -1 "$PGD/postmaster.pid")
     is_postmaster_of "$pm" "$PGD" || die "no postmaster for $PGD"
     KILL_AT=$(date +%s.%N)
@@ -147,5 +147,5 @@ crash_primary() {
     kill -KILL "$pm" $(ps -o pid= --ppid "$pm")
     for _ in $(seq 1 100); do kill -0 "$pm" 2>/dev/null || break; sleep 0.05; done
     kill -0 "$pm" 2>/dev/null && die "the postmaster survived SIGKILL"
-    cp -a "$T/repo" "$snap" || die "could not copy the repository"
+    [ -z "$snap" ] || cp -a "$T/repo" "$snap" || die "could not copy the repository"
 }
