@@ -3,6 +3,9 @@
 # remote.sh). wal-receive runs as postgres through setpriv, which execs it: the PID the test holds
 # is the receiver's own, so SIGTERM, SIGSTOP and SIGCONT reach it and its exit status is its own.
 #
+#   recv_primary KIND [LINE]...   remote_primary with a repository of KIND, the spool $SPOOL
+#                              (postgres's, 0700) and $RCONF: the receiver's configuration
+#                              (remote_conf: encrypted with $KEY, spool_dir $SPOOL, LINEs)
 #   recv CONF ARG...           wal-receive --config CONF ARG... in the foreground, through run
 #                              (RC, $T/.last.out, $T/.last.err)
 #   recv_start LOG CONF [ARG]...   wal-receive in the background (bg_start: ended by its PID on
@@ -32,6 +35,16 @@
 WAL_RECEIVE=$BIN_DIR/wal-receive
 [ -x "$WAL_RECEIVE" ] || die "no wal-receive in $BIN_DIR"
 AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+
+recv_primary() {
+    local kind=$1
+    shift
+    RCONF=$T/receive.conf
+    SPOOL=$T/spool
+    remote_primary "$kind"
+    mkdir -m 700 "$SPOOL" && chown postgres: "$SPOOL" || die "mkdir $SPOOL"
+    remote_conf "$RCONF" "$PORT" "encrypt_key_file = '$KEY'" "spool_dir = '$SPOOL'" "$@"
+}
 
 recv() {
     local conf=$1

@@ -32,15 +32,10 @@ FLUSH_S=1
 # The check below allows the flush SLACK_S seconds past its interval: a loaded CI machine (the
 # ASan pass, two tests at once on 2 cores) can delay a flush by more than a second.
 SLACK_S=2
-RCONF=$T/receive.conf
-SPOOL=$T/spool
 SNAP=$T/repo-at-kill
 SNAPCONF=$T/snapshot.conf
 RESTORED=$T/restored
-remote_primary
-mkdir -m 700 "$SPOOL" && chown postgres: "$SPOOL" || die "mkdir $SPOOL"
-remote_conf "$RCONF" "$PORT" "encrypt_key_file = '$KEY'" "spool_dir = '$SPOOL'" \
-    "receive_flush_interval = ${FLUSH_S}s"
+recv_primary local "receive_flush_interval = ${FLUSH_S}s"
 
 CASE="slots"
 recv "$RCONF" --create-slot

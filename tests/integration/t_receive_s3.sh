@@ -10,12 +10,7 @@ setup_tmp
 . "$(dirname "$0")/remote.sh"
 . "$(dirname "$0")/receive.sh"
 
-RCONF=$T/receive.conf
-SPOOL=$T/spool
-remote_primary s3
-mkdir -m 700 "$SPOOL" && chown postgres: "$SPOOL" || die "mkdir $SPOOL"
-remote_conf "$RCONF" "$PORT" "encrypt_key_file = '$KEY'" "spool_dir = '$SPOOL'" \
-    "receive_flush_interval = 1s"
+recv_primary s3 "receive_flush_interval = 1s"
 
 CASE="streaming"
 recv "$RCONF" --create-slot

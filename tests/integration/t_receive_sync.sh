@@ -15,15 +15,10 @@ setup_tmp
 . "$(dirname "$0")/receive.sh"
 
 N=20
-RCONF=$T/receive.conf
-SPOOL=$T/spool
 SNAP=$T/repo-at-kill
 SNAPCONF=$T/snapshot.conf
 RESTORED=$T/restored
-remote_primary
-mkdir -m 700 "$SPOOL" && chown postgres: "$SPOOL" || die "mkdir $SPOOL"
-remote_conf "$RCONF" "$PORT" "encrypt_key_file = '$KEY'" "spool_dir = '$SPOOL'" \
-    "receive_flush_interval = 10s" "receive_synchronous = on"
+recv_primary local "receive_flush_interval = 10s" "receive_synchronous = on"
 
 CASE="synchronous standby"
 recv "$RCONF" --create-slot
