@@ -5,11 +5,12 @@
  *   and writable; server reachable; pgdata and spool_dir (check_local.c); identity matches this
  *   cluster; encryption key matches the repository; the role's privileges for the backup method
  *   (local: EXECUTE on the backup functions; stream: REPLICATION, max_wal_senders > 0), each
- *   missing one on its own line ending with the statement that grants it; archive_mode on and
- *   archive_command calls wal-push (or archive_library is the walsafe_archive module); a forced
- *   WAL switch (EXECUTE on pg_switch_wal) reaches the repository within `timeout`.
- * A line whose precondition failed is "SKIPPED <what> (needs: <the failed line>)", never a
- * second diagnosis, and the WAL switch is not tried (no wait of `timeout` for nothing).
+ *   missing one on its own line ending with the statement that grants it; stream: a replication
+ *   connection opens and answers IDENTIFY_SYSTEM (pg_hba.conf's `replication` line); archive_mode
+ * on and archive_command calls wal-push (or archive_library is the walsafe_archive module); a
+ * forced WAL switch (EXECUTE on pg_switch_wal) reaches the repository within `timeout`. A line
+ * whose precondition failed is "SKIPPED <what> (needs: <the failed line>)", never a second
+ * diagnosis, and the WAL switch is not tried (no wait of `timeout` for nothing).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -239,9 +240,31 @@ static int check_replication(const struct ws_pg_access *a)
     return failed;
 }
 
+/* A stream backup: open a real replication connection as create does (pg_hba.conf must have a
+ * `replication` line for the role) and run IDENTIFY_SYSTEM; 0 for OK, 1 for FAILED. */
+static int check_repl_connect(const struct ws_config *cfg, const struct ws_backup_env *env)
+{
+    struct ws_error err = {0};
+    struct ws_repl *repl = NULL;
+    struct ws_repl_system sys = {0};
+    char detail[1200];
+    int rc;
+
+    rc = ws_repl_connect(env ? env->repl : NULL, cfg->pg_conninfo, &repl, &err);
+    if (rc == 0)
+        rc = ws_repl_identify(repl, &sys, &err);
+    if (rc == 0)
+        snprintf(detail, sizeof(detail), "system identifier %" PRIu64 ", timeline %" PRIu32,
+                 sys.system_identifier, sys.timeline);
+    else
+        snprintf(detail, sizeof(detail), "%s", err.msg);
+    ws_repl_close(repl);
+    return report(rc == 0, L_REPL_CONN, detail);
+}
+
 /* The role's privileges for cfg's backup method; *can_switch: it may call pg_switch_wal. */
-static int check_access(const struct ws_config *cfg, struct ws_pg *pg,
-                        const struct ws_pg_info *info, int *can_switch)
+static int check_access(const struct ws_config *cfg, const struct ws_backup_env *env,
+                        struct ws_pg *pg, const struct ws_pg_info *info, int *can_switch)
 {
     struct ws_error err = {0};
     struct ws_pg_access a = {0};
@@ -251,7 +274,18 @@ static int check_access(const struct ws_config *cfg, struct ws_pg *pg,
     if (ws_pg_get_access(pg, info->version, &a, &err) != 0)
         return report(0, "the role's privileges readable", err.msg);
     if (ws_config_backup_method(cfg) == WS_BACKUP_METHOD_STREAM) {
-        failed += check_replication(&a);
+        char need[200];
+        int f = check_replication(&a);
+        if (f == 0) {
+            f = check_repl_connect(cfg, env);
+        } else { /* needs the first of check_replication's lines that failed */
+            if (a.replication)
+                snprintf(need, sizeof(need), "max_wal_senders allows replication connections");
+            else
+                snprintf(need, sizeof(need), "role %s may open replication connections", a.role);
+            ws_check_skipped(L_REPL_CONN, need);
+        }
+        failed += f;
     } else {
         failed += check_execute(&a, info->version, WS_PG_BACKUP_START, "local backup");
         failed += check_execute(&a, info->version, WS_PG_BACKUP_STOP, "local backup");
@@ -310,9 +344,10 @@ static const char *first_failed(const char *const *needs, size_t n)
 }
 
 /* The lines that need the repository, the server or both; r says which of those passed. */
-static void check_dependent(const struct ws_config *cfg, struct ws_check_run *r,
-                            struct ws_repo *repo, struct ws_pg *pg, const struct ws_pg_info *info,
-                            const struct ws_keyring *kr, struct ws_error *err)
+static void check_dependent(const struct ws_config *cfg, const struct ws_backup_env *env,
+                            struct ws_check_run *r, struct ws_repo *repo, struct ws_pg *pg,
+                            const struct ws_pg_info *info, const struct ws_keyring *kr,
+                            struct ws_error *err)
 {
     char detail[1200];
     const char *need_id[] = {r->repo, r->pg}, *need_key[] = {r->key, r->repo}, *why;
@@ -331,10 +366,12 @@ static void check_dependent(const struct ws_config *cfg, struct ws_check_run *r,
     }
     if (r->pg) {
         ws_check_skipped("the role's privileges for the backup method", r->pg);
+        if (ws_config_backup_method(cfg) == WS_BACKUP_METHOD_STREAM)
+            ws_check_skipped(L_REPL_CONN, r->pg);
         ws_check_skipped(L_ARCHIVE_MODE, r->pg);
         ws_check_skipped(L_ARCHIVE_CMD, r->pg);
     } else {
-        r->failed += check_access(cfg, pg, info, &can_switch);
+        r->failed += check_access(cfg, env, pg, info, &can_switch);
         r->failed += check_archiving(info);
         if (!(info->archive_mode &&
               (strcmp(info->archive_mode, "on") == 0 || strcmp(info->archive_mode, "always") == 0)))
@@ -409,7 +446,7 @@ int ws_backup_check(const struct ws_config *cfg, const struct ws_backup_env *env
     if (report(rc == 0, L_PG, rc ? err->msg : ""))
         r.failed++, r.pg = L_PG;
     r.failed += ws_check_local(cfg, r.pg ? NULL : &info);
-    check_dependent(cfg, &r, &repo, pg, &info, &kr, err);
+    check_dependent(cfg, env, &r, &repo, pg, &info, &kr, err);
     ws_pg_info_free(&info);
     ws_pg_close(pg);
     ws_repo_close(&repo);

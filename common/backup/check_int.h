@@ -19,6 +19,7 @@
 #define L_SPOOL "spool_dir usable by the server's user"
 #define L_IDENTITY "repository identity matches this cluster"
 #define L_KEY_MATCH "encryption key matches the repository"
+#define L_REPL_CONN "replication connection opens"
 #define L_ARCHIVE_MODE "archive_mode is on"
 #define L_ARCHIVE_CMD "archive_command calls wal-push"
 #define L_ARCHIVE_LIB "archive_library is walsafe_archive"

@@ -268,11 +268,14 @@ static struct {
     int not_super, no_replication, no_execute[WS_PG_NFUNCS], no_wal_senders, switches;
     const char *archive_library; /* what get_info reports; NULL: none (before PostgreSQL 15) */
     const char *archive_command; /* NULL: "wal-push %p" */
+    int down;                    /* connect fails: the server is unreachable */
 } fake;
 
 static int f_connect(const char *conninfo, struct ws_pg **out, struct ws_error *err)
 {
     (void)conninfo;
+    if (fake.down)
+        return ws_error_set(err, WS_ERR_STORAGE, "connecting: connection refused");
     if (!(*out = calloc(1, sizeof(**out))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     fake.connects++;
@@ -389,11 +392,16 @@ static struct {
     int checksum_failure; /* END's */
     int connects, closes, base_backups;
     char label[256]; /* BASE_BACKUP's */
+    int refuse;      /* connect fails as a pg_hba.conf without a replication line makes it */
 } frepl;
 
 static int fr_connect(const char *conninfo, struct ws_repl **out, struct ws_error *err)
 {
     (void)conninfo;
+    if (frepl.refuse)
+        return ws_error_set(err, WS_ERR_STORAGE,
+                            "connecting for replication: FATAL:  no pg_hba.conf entry for "
+                            "replication connection from host \"127.0.0.1\", user \"walsafe\"");
     if (!(*out = calloc(1, sizeof(**out))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     frepl.connects++;
@@ -1007,6 +1015,20 @@ static void test_check_privileges(void)
     CHECK(run_check(&c, out, sizeof(out)) == 0);
     CHECK(strstr(out, "pg_backup_st") == NULL);
     CHECK(strstr(out, "OK      role walsafe may open replication connections\n") != NULL);
+    CHECK(strstr(out, "OK      replication connection opens: system identifier ") != NULL);
+    CHECK(frepl.connects == frepl.closes);
+    frepl.refuse = 1; /* pg_hba.conf has no replication line for the role */
+    CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
+    CHECK(strstr(out, "FAILED  replication connection opens: connecting for replication: FATAL:  "
+                      "no pg_hba.conf entry for replication connection") != NULL);
+    CHECK(strstr(out, "OK      a forced WAL switch reaches the repository") != NULL);
+    frepl.refuse = 0;
+    fake.down = 1; /* the server unreachable: the line is not tried */
+    CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
+    CHECK(strstr(out, "SKIPPED replication connection opens (needs: database server "
+                      "reachable)\n") != NULL);
+    CHECK(strstr(out, "FAILED  replication") == NULL);
+    fake.down = 0;
     c.cfg.backup_method = WS_BACKUP_METHOD_UNSET;
     free(c.cfg.pgdata);
     c.cfg.pgdata = NULL;
@@ -1019,6 +1041,8 @@ static void test_check_privileges(void)
                       "REPLICATION;") != NULL);
     CHECK(strstr(out, "FAILED  max_wal_senders allows replication connections: "
                       "max_wal_senders = 0: ") != NULL);
+    CHECK(strstr(out, "SKIPPED replication connection opens (needs: role walsafe may open "
+                      "replication connections)\n") != NULL);
     cluster_free(&c);
     mem_end();
 }
