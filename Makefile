@@ -37,7 +37,7 @@ endif
 LIB_SRC  = $(wildcard common/*/*.c)
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(COV_OBJ)
 LIB      = $(BUILD)/libwalsafe.a
-PROGRAMS = wal-push wal-fetch basebackup wal-prune wal-receive
+PROGRAMS = wal-push wal-fetch basebackup wal-prune wal-receive logicalbackup
 BINS     = $(PROGRAMS:%=$(BUILD)/bin/%)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -53,10 +53,45 @@ FUZZ_SECONDS ?=
 # A stand-in libcurl.so.4 (tests/shim) that t_sftp loads through LD_LIBRARY_PATH.
 SHIM_LIB = $(BUILD)/tests/shim/libcurl.so.4
 
+# The archive module (walsafe_archive/, PostgreSQL 15+ archive_library): a shared object over a
+# position-independent, uninstrumented build of the library ($(BUILD)/pic/), built when the server
+# headers of PG_CONFIG's PostgreSQL are installed (Debian: postgresql-server-dev-15); tests load it
+# from $(BUILD)/lib by its absolute path, `make install` puts it into the server's pkglibdir.
+PG_CONFIG  ?= /usr/lib/postgresql/15/bin/pg_config
+PG_SERVER_INC := $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)
+PG_PKGLIBDIR  := $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)
+HAVE_PG_SERVER := $(if $(PG_SERVER_INC),$(wildcard $(PG_SERVER_INC)/postgres.h))
+PIC_CFLAGS = $(filter-out -fsanitize=% -fno-sanitize-recover=% --coverage -O0,$(CFLAGS)) -O2 -fPIC
+PIC_OBJ  = $(LIB_SRC:%.c=$(BUILD)/pic/%.o)
+PIC_LIB  = $(BUILD)/pic/libwalsafe.a
+MODULE   = $(BUILD)/lib/walsafe_archive.so
+
 .SECONDARY:
-.PHONY: all check unit integration install clean lint demo bench bench-backup bench-remote bench-recovery deps \
+.PHONY: all module bench-module check unit integration install clean lint demo bench bench-backup bench-remote bench-recovery bench-logical deps \
         fuzz fuzz-check fuzz-build coverage coverage-build
-all: $(BINS)
+all: $(BINS) module
+
+ifneq ($(HAVE_PG_SERVER),)
+module: $(MODULE)
+else
+module:
+	@echo "walsafe_archive not built: no PostgreSQL server headers at $(PG_CONFIG) (install postgresql-server-dev-15)"
+endif
+
+$(BUILD)/pic/%.o: %.c $(wildcard common/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(PIC_CFLAGS) -c -o $@ $<
+
+$(PIC_LIB): $(PIC_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+# PostgreSQL's headers are not -Wextra -Wshadow clean; the library's symbols stay inside the
+# module (--exclude-libs), so none can interpose the server's or another module's.
+$(MODULE): walsafe_archive/walsafe_archive.c $(PIC_LIB) $(wildcard common/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -Wextra -Wshadow,$(PIC_CFLAGS)) -I$(PG_SERVER_INC) -shared \
+	    -Wl,--exclude-libs,ALL -o $@ $< $(PIC_LIB) -lzstd -lcrypto -lpthread -ldl
 
 $(BUILD)/%.o: %.c $(wildcard common/*/*.h)
 	@mkdir -p $(dir $@)
@@ -70,8 +105,8 @@ $(BUILD)/bin/%: $(BUILD)/%/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# Only basebackup and wal-receive talk to PostgreSQL, so only they link libpq.
-$(BUILD)/bin/basebackup $(BUILD)/bin/wal-receive: $(BUILD)/bin/%: $(BUILD)/%/main.o $(LIB)
+# Only basebackup, wal-receive and logicalbackup talk to PostgreSQL, so only they link libpq.
+$(BUILD)/bin/basebackup $(BUILD)/bin/wal-receive $(BUILD)/bin/logicalbackup: $(BUILD)/bin/%: $(BUILD)/%/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libpq) $(LDLIBS)
 
@@ -130,6 +165,7 @@ integration: all $(TOOL_BIN) $(SHIM_LIB) $(BUILD)/tests/test_storage
 check: deps
 	scripts/banned.sh
 	scripts/layers.sh
+	$(MAKE) man-check
 	$(MAKE) SANITIZE=1 unit-run
 	$(MAKE) fuzz-check
 	$(MAKE) SANITIZE=1 integration
@@ -155,6 +191,11 @@ demo: deps
 bench: all
 	bench/wal.sh $(BUILD)/bin
 
+# The archive module against archive_command = wal-push and pgBackRest's async archive-push, each
+# driven by a real PostgreSQL archiver (bench/wal_module.sh: SEGMENTS, ROUNDS, MODULE_RSS, ...).
+bench-module: all
+	MODE=module bench/wal.sh $(BUILD)/bin
+
 # Full backups and restores against pgBackRest and pg_basebackup, then (MODE=incr) incremental
 # backups and delta restores against pgBackRest's.
 bench-backup: all
@@ -171,16 +212,92 @@ bench-remote: all
 bench-recovery: all
 	bench/recovery.sh $(BUILD)/bin
 
+# logicalbackup create (pg_dump streamed through zstd and encryption into the repository) against
+# pg_dump -Fc | zstd to a local file, on a pgbench database (SCALE, RUNS).
+bench-logical: all
+	bench/logical.sh $(BUILD)/bin
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+ifneq ($(HAVE_PG_SERVER),)
+	install -d $(DESTDIR)$(PG_PKGLIBDIR)
+	install -m 0755 $(MODULE) $(DESTDIR)$(PG_PKGLIBDIR)/
+endif
 
 lint:
 	clang-format --dry-run --Werror common/*/*.[ch] */main.c tests/unit/*.[ch] tests/fuzz/*.[ch] \
-	    tests/gcov_exit.c
+	    tests/gcov_exit.c walsafe_archive/*.c
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr -Icommon common */main.c
 	scripts/layers.sh
 	scripts/banned.sh
 
 clean:
 	rm -rf build
+
+# ---- manual pages, install, uninstall, Debian package ----
+.PHONY: uninstall install-man man man-check deb
+# Pages are scdoc sources in docs/man/<name>.<section>.scd, built into build/man/. `make` builds
+# them when scdoc is installed and still works without it; `make check` needs it (man-check,
+# tests/man_check.sh). scdoc 1.11 writes .nh and .ad l before .TH, which resets them: the sed
+# repeats them after it, so an option such as --target-time is never hyphenated. VERSION is
+# read from common/base/cli.h, the one place it is written, so --version and the package agree.
+VERSION   := $(shell sed -n 's/^\#define WS_VERSION "\(.*\)"$$/\1/p' common/base/cli.h)
+SCDOC     := $(shell command -v scdoc 2>/dev/null)
+MAN_SRC    = $(wildcard docs/man/*.scd)
+MAN_ALL    = $(MAN_SRC:docs/man/%.scd=build/man/%)
+# What install puts under share/man: the page of every program built, and walsafe.conf(5).
+MAN1       = $(PROGRAMS:%=build/man/%.1)
+MAN5       = build/man/walsafe.conf.5
+DEB        = build/walsafe_$(VERSION)_amd64.deb
+
+ifneq ($(SCDOC),)
+all: man
+endif
+man: $(MAN_ALL)
+build/man/%: docs/man/%.scd
+	@test -n "$(SCDOC)" || { echo "scdoc is not installed (apt-get install scdoc)" >&2; exit 1; }
+	@mkdir -p $(dir $@)
+	scdoc < $< | sed -e '/^\.TH /a .nh' -e '/^\.TH /a .ad l' > $@.tmp && mv $@.tmp $@
+
+# Every option of each program's --help in its page and back, every config key in
+# walsafe.conf(5) and back, each page rendered by man without a warning; then install and
+# uninstall into a temp DESTDIR (part of `make check`).
+man-check: all man
+	tests/man_check.sh $(BUILD)/bin build/man $(PROGRAMS)
+	tests/install_check.sh $(PROGRAMS)
+
+# make install also runs install-man.
+install: install-man
+install-man: all
+ifneq ($(SCDOC),)
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 0644 $(MAN1) $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 $(MAN5) $(DESTDIR)$(PREFIX)/share/man/man5/
+else
+	@echo "scdoc is not installed: manual pages not installed (apt-get install scdoc)" >&2
+endif
+
+# Removes exactly the files install puts there (directories stay: they may hold other files),
+# the archive module too where install puts one (MODULE, HAVE_PG_SERVER: walsafe_archive).
+uninstall:
+	rm -f $(PROGRAMS:%=$(DESTDIR)$(PREFIX)/bin/%) \
+	      $(MAN1:build/man/%=$(DESTDIR)$(PREFIX)/share/man/man1/%) \
+	      $(MAN5:build/man/%=$(DESTDIR)$(PREFIX)/share/man/man5/%) \
+	      $(if $(and $(MODULE),$(HAVE_PG_SERVER)),$(DESTDIR)$(PG_PKGLIBDIR)/$(notdir $(MODULE)))
+
+# build/walsafe_<version>_amd64.deb with dpkg-deb from the release build (scripts/deb/build.sh).
+# Programs and pages go through `make install` into a staging tree, so the package holds
+# exactly what install puts there.
+deb:
+	$(MAKE) SANITIZE= COVERAGE= FUZZ= BUILD=build/release all man
+	rm -rf build/deb
+	$(MAKE) SANITIZE= COVERAGE= FUZZ= BUILD=build/release install DESTDIR=$(CURDIR)/build/deb PREFIX=/usr
+	scripts/deb/build.sh build/deb $(VERSION) $(DEB)
+
+# The release pass of the integration suite also installs that package once (t_deb.sh; the
+# ASan pass skips it).
+ifeq ($(BUILD),build/release)
+integration: deb
+integration: export IT_DEB = $(CURDIR)/$(DEB)
+endif

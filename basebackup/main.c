@@ -1,10 +1,13 @@
 /*
  * basebackup - full snapshots of a data directory, and what to do with them:
- *   basebackup create | list | restore | verify | check | keep   (a command is required)
+ *   basebackup create | list | restore | verify | check | keep | status | drill
+ *   (a command is required)
  *
- * Exit status: 0 success, 1 failure, 2 usage error.
+ * Exit status: 0 success, 1 failure, 2 usage error; status alone exits with Nagios's states
+ * (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, a usage error of its options included).
  */
 #include <malloc.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,28 +16,53 @@
 #include "base/cli.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/progress.h"
+#include "base/util.h"
+#include "ops/drill.h"
+#include "ops/notify.h"
+#include "ops/status.h"
 
 static const char usage[] =
     "basebackup takes, lists, restores and verifies base backups in the walsafe repository.\n"
     "\n"
     "Usage:\n"
     "  basebackup [OPTIONS] create [--type full|diff|incr] [--label TEXT] [--fast]\n"
-    "             [--parallel N] [--progress]   (--type: default backup_type, else full)\n"
+    "             [--parallel N] [--progress | --no-progress] [--allow-root]\n"
+    "             (--type: default backup_type, else full)\n"
     "  basebackup [OPTIONS] list [--json]   with --cluster all: every cluster of the repository\n"
     "                                       (--json: {\"clusters\": [one list --json each]})\n"
     "  basebackup [OPTIONS] restore --pgdata DIR [--backup ID|latest]\n"
     "             [--target-time TS | --target-lsn LSN | --target-xid XID |\n"
     "              --target-name NAME | --target-immediate]\n"
     "             [--target-action pause|promote|shutdown] [--parallel N] [--force | --delta]\n"
-    "             [--tablespace-map OLDDIR=NEWDIR]... [--progress]\n"
+    "             [--tablespace-map OLDDIR=NEWDIR]... [--progress | --no-progress]\n"
+    "  basebackup [OPTIONS] restore --extra-to DIR [--backup ID|latest] [--pgdata DIR ...]\n"
+    "             the backup's extra paths (backup_extra_paths) into DIR/<their path>; with\n"
+    "             --pgdata, that same backup's data directory afterwards\n"
     "  basebackup [OPTIONS] verify [ID | --all]\n"
-    "  basebackup [OPTIONS] check\n"
-    "  basebackup [OPTIONS] keep ID [--unset]   pin a backup: wal-prune keeps it (and the WAL\n"
-    "                                            from its start) until --unset\n"
+    "  basebackup [OPTIONS] check [--allow-root]   one OK/FAILED/SKIPPED line per precondition;\n"
+    "                                              forces a WAL switch (pg_switch_wal)\n"
+    "  basebackup [OPTIONS] keep ID [--unset] [--allow-root]   pin a backup: wal-prune keeps it\n"
+    "                                 (and the WAL from its start) until --unset\n"
+    "  basebackup [OPTIONS] status [--json] [--prometheus FILE] [--max-archive-lag N]\n"
+    "             [--max-backup-age DUR] [--max-wal-age DUR] [--max-logical-age DUR]\n"
+    "             is the cluster safe? (DUR: 90s, 30m, 26h, 2d; N: WAL segments)\n"
+    "  basebackup [OPTIONS] drill [--backup ID] [--keep] [--json]   restore test: restore into\n"
+    "             a private directory, recover to the end of the archive, check, remove\n"
     "\n"
     "OPTIONS: --config FILE, --repo URL, --cluster NAME, -v, --help, --version\n"
     "\n"
-    "Exit status: 0 success; 1 failure; 2 usage error.\n";
+    "create and restore show progress on stderr when it is a terminal (--progress: also when\n"
+    "not; --no-progress: never) and end with one summary line on stderr (size, stored,\n"
+    "duration, rate); create's stdout is only the backup id. Without --fast, create waits for\n"
+    "a spread checkpoint first. max_rate (config) limits the bytes per second to and from\n"
+    "the repository.\n"
+    "\n"
+    "create, keep and check run as the owner of a local repository's directory and never as\n"
+    "root, unless --allow-root is given (what they create is then given to that owner).\n"
+    "\n"
+    "Exit status: 0 success; 1 failure; 2 usage error. status: 0 OK, 1 WARNING, 2 CRITICAL,\n"
+    "3 UNKNOWN (Nagios's states).\n";
 
 #define MAX_MAPS 64
 
@@ -49,6 +77,11 @@ struct opts {
     const char *verify_id;
     int unset;
     const char *keep_id;
+    struct ws_status_opts status;
+    int status_opts; /* a status option was given */
+    int progress;    /* --progress 1, --no-progress 0, neither -1 */
+    int allow_root;
+    struct ws_drill_opts drill;
 };
 
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out, struct ws_error *err)
@@ -63,6 +96,40 @@ static int parse_int(const char *opt, const char *v, int lo, int hi, int *out, s
                             opt, lo, hi, v);
     *out = (int)n;
     return 0;
+}
+
+/* status's options: --prometheus FILE, --max-archive-lag N, --max-backup-age / --max-wal-age /
+ * --max-logical-age DUR. 1 when taken, 0 when unknown, or an error code. */
+static int status_option(struct opts *o, const char *opt, const char *next, int *used,
+                         struct ws_error *err)
+{
+    struct ws_status_limits *l = &o->status.limits;
+    int64_t *dur = strcmp(opt, "--max-backup-age") == 0    ? &l->max_backup_age
+                   : strcmp(opt, "--max-wal-age") == 0     ? &l->max_wal_age
+                   : strcmp(opt, "--max-logical-age") == 0 ? &l->max_logical_age
+                                                           : NULL;
+    int n;
+
+    if (!dur && strcmp(opt, "--prometheus") && strcmp(opt, "--max-archive-lag"))
+        return 0;
+    if (!next)
+        return ws_error_set(err, WS_ERR_USAGE, "option %s needs a value", opt);
+    *used = 1;
+    o->status_opts = 1;
+    if (strcmp(opt, "--prometheus") == 0) {
+        if (!*next)
+            return ws_error_set(err, WS_ERR_USAGE, "--prometheus needs a file name");
+        o->status.prom_path = next;
+    } else if (!dur) {
+        if (parse_int(opt, next, 0, 1000000, &n, err) != 0)
+            return err->code;
+        l->max_archive_lag = n;
+    } else if (ws_parse_duration(next, dur) != 0) {
+        return ws_error_set(err, WS_ERR_USAGE,
+                            "%s needs a duration such as 90s, 30m, 26h or 2d (got \"%s\")", opt,
+                            next);
+    }
+    return 1;
 }
 
 /* Program options; which ones a subcommand accepts is checked after parsing. */
@@ -81,18 +148,24 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
     *used = 0;
     if (strcmp(opt, "--fast") == 0)
         return o->create.fast = 1;
-    if (strcmp(opt, "--progress") == 0)
-        return o->create.progress = o->restore.progress = 1;
+    if (strcmp(opt, "--progress") == 0 || strcmp(opt, "--no-progress") == 0) {
+        o->progress = strcmp(opt, "--progress") == 0;
+        return 1;
+    }
     if (strcmp(opt, "--json") == 0)
         return o->json = 1;
     if (strcmp(opt, "--all") == 0)
         return o->all = 1;
     if (strcmp(opt, "--unset") == 0)
         return o->unset = 1;
+    if (strcmp(opt, "--keep") == 0)
+        return o->drill.keep = 1;
     if (strcmp(opt, "--force") == 0)
         return o->restore.force = 1;
     if (strcmp(opt, "--delta") == 0)
         return o->restore.delta = 1;
+    if (strcmp(opt, "--allow-root") == 0)
+        return o->allow_root = 1;
     if (strcmp(opt, "--target-immediate") == 0) {
         o->restore.target_kind = WS_TARGET_IMMEDIATE;
         o->ntargets++;
@@ -117,6 +190,8 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
             return 1;
         }
     }
+    if (strcmp(opt, "--prometheus") == 0 || strncmp(opt, "--max-", 6) == 0)
+        return status_option(o, opt, next, used, err);
     if (strcmp(opt, "--type") == 0) {
         if (!next || (o->type = ws_backup_type_parse(next)) < 0)
             return ws_error_set(err, WS_ERR_USAGE, "--type must be full, diff or incr (got \"%s\")",
@@ -126,7 +201,7 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
     }
     if (strcmp(opt, "--label") && strcmp(opt, "--parallel") && strcmp(opt, "--pgdata") &&
         strcmp(opt, "--backup") && strcmp(opt, "--target-action") &&
-        strcmp(opt, "--tablespace-map"))
+        strcmp(opt, "--tablespace-map") && strcmp(opt, "--extra-to"))
         return 0;
     if (!next)
         return ws_error_set(err, WS_ERR_USAGE, "option %s needs a value", opt);
@@ -141,6 +216,8 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
         o->restore.parallel = o->create.parallel;
     } else if (strcmp(opt, "--pgdata") == 0) {
         o->restore.pgdata = next;
+    } else if (strcmp(opt, "--extra-to") == 0) {
+        o->restore.extra_to = next;
     } else if (strcmp(opt, "--backup") == 0) {
         if (strcmp(next, "latest") != 0 && !ws_backup_id_valid(next))
             return ws_error_set(err, WS_ERR_USAGE,
@@ -184,34 +261,92 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
 
 #define usage_error(err, ...) ws_error_set(err, WS_ERR_USAGE, __VA_ARGS__)
 
+/* drill: SIGINT and SIGTERM ask it to stop; it then stops its server and removes its files. */
+static volatile sig_atomic_t stop_requested;
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal; /* no SA_RESTART: waits wake up */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* notify_command after create, verify and drill (ops/notify.h). */
+static void notify(const struct ws_config *cfg, const struct opts *o, int rc,
+                   const struct ws_error *err, double t0, const struct ws_drill_result *dr)
+{
+    char event[32];
+    struct ws_notify_event ev = {event, NULL, rc == 0, 0, 0, 0, 0, rc ? err->msg : NULL};
+
+    if (strcmp(o->cmd, "create") && strcmp(o->cmd, "verify") && strcmp(o->cmd, "drill"))
+        return;
+    snprintf(event, sizeof(event), "basebackup %s", o->cmd);
+    ev.seconds = ws_now_monotonic() - t0;
+    if (strcmp(o->cmd, "create") == 0 && rc == 0) {
+        ev.id = o->create.done->id;
+        ev.has_sizes = 1;
+        ev.bytes = o->create.done->bytes;
+        ev.stored_bytes = o->create.done->stored_bytes;
+    } else if (strcmp(o->cmd, "verify") == 0) {
+        ev.id = o->verify_id;
+    } else if (strcmp(o->cmd, "drill") == 0) {
+        ev.id = dr->id;
+        ev.has_sizes = dr->bytes > 0;
+        ev.bytes = ev.stored_bytes = dr->bytes;
+    }
+    ws_notify(cfg, &ev);
+}
+
 /* Rejects options that do not belong to the subcommand. */
 static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_error *err)
 {
     const char *c = o->cmd;
     int is_create = strcmp(c, "create") == 0, is_restore = strcmp(c, "restore") == 0;
+    int is_drill = strcmp(c, "drill") == 0;
 
     if ((o->create.label || o->create.fast || o->type >= 0) && !is_create)
         return usage_error(err, "--type, --label and --fast apply to create, not to %s", c);
     if (o->create.parallel && !is_create && !is_restore)
         return usage_error(err, "--parallel applies to create and restore, not to %s", c);
-    if (o->create.progress && !is_create && !is_restore)
-        return usage_error(err, "--progress applies to create and restore, not to %s", c);
-    if (o->json && strcmp(c, "list") != 0)
-        return usage_error(err, "--json applies to list, not to %s", c);
+    if (o->progress >= 0 && !is_create && !is_restore)
+        return usage_error(
+            err, "--progress and --no-progress apply to create and restore, not to %s", c);
+    if (o->json && strcmp(c, "list") != 0 && strcmp(c, "status") != 0 && !is_drill)
+        return usage_error(err, "--json applies to list, status and drill, not to %s", c);
+    if (o->status_opts && strcmp(c, "status") != 0)
+        return usage_error(err, "--prometheus and --max-* apply to status, not to %s", c);
+    if (o->drill.keep && !is_drill)
+        return usage_error(err, "--keep applies to drill, not to %s", c);
     if (o->all && strcmp(c, "verify") != 0)
         return usage_error(err, "--all applies to verify, not to %s", c);
     if (o->unset && strcmp(c, "keep") != 0)
         return usage_error(err, "--unset applies to keep, not to %s", c);
-    if (!is_restore &&
+    if (o->allow_root && !is_create && strcmp(c, "keep") != 0 && strcmp(c, "check") != 0)
+        return usage_error(err, "--allow-root applies to create, keep and check, not to %s", c);
+    if (is_drill && (o->restore.pgdata || o->ntargets || o->restore.target_action ||
+                     o->restore.force || o->restore.delta || o->restore.nmaps))
+        return usage_error(err, "drill takes --backup, --keep and --json, no other restore "
+                                "option");
+    if (!is_restore && !is_drill &&
         (o->restore.pgdata || o->restore.backup || o->ntargets || o->restore.target_action ||
-         o->restore.force || o->restore.delta || o->restore.nmaps))
+         o->restore.force || o->restore.delta || o->restore.nmaps || o->restore.extra_to))
         return usage_error(err,
                            "restore options (--pgdata, --backup, --target-*, --force, --delta, "
-                           "--tablespace-map) do not apply to %s",
+                           "--tablespace-map, --extra-to) do not apply to %s",
                            c);
     if (is_restore) {
-        if (!o->restore.pgdata)
-            return ws_error_set(err, WS_ERR_USAGE, "restore needs --pgdata DIR");
+        if (!o->restore.pgdata && !o->restore.extra_to)
+            return ws_error_set(err, WS_ERR_USAGE,
+                                "restore needs --pgdata DIR (or --extra-to DIR)");
         if (o->restore.delta && o->restore.force)
             return ws_error_set(err, WS_ERR_USAGE,
                                 "--delta and --force exclude each other: --delta rewrites what "
@@ -248,15 +383,18 @@ static int check_options(struct opts *o, const struct ws_cli *cli, struct ws_err
 
 int main(int argc, char **argv)
 {
-    static const char *const cmds[] = {"create", "list", "restore", "verify",
-                                       "check",  "keep", NULL};
+    static const char *const cmds[] = {"create", "list",   "restore", "verify", "check",
+                                       "keep",   "status", "drill",   NULL};
     /* the real PostgreSQL session (the one reference to libpq) and the real storage */
     static const struct ws_backup_env env = {&ws_pg_libpq, &ws_repl_libpq, NULL, NULL};
     struct ws_config cfg;
     struct ws_cli cli, sub;
     struct ws_error err = {0};
     struct opts o;
+    struct ws_backup_done done = {0};
+    struct ws_drill_result drilled = {0};
     int action, status = 1, i, rc;
+    double t0 = ws_now_monotonic();
 
     /* A fixed mmap threshold: glibc's dynamic one rises to the largest block freed (a manifest's
      * text), after which such blocks come from the heap and their pages stay resident; peak RSS
@@ -264,16 +402,25 @@ int main(int argc, char **argv)
     (void)mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     memset(&o, 0, sizeof(o));
     o.type = -1;
+    o.status.limits.max_archive_lag = -1;
+    o.status.limits.max_backup_age = o.status.limits.max_wal_age = -1;
+    o.status.limits.max_logical_age = -1;
+    o.progress = -1;
     ws_cli_start("basebackup");
     ws_config_init(&cfg);
     o.restore.maps = o.maps;
+    o.create.done = &done;
     /* options, then an optional subcommand, then its options */
     if (ws_cli_parse(argc, argv, &cfg, &cli, extra, &o, &action, &err) != 0)
         goto usage;
-    if (action == WS_CLI_RUN && cli.nargs == 0) {
+    if (action == WS_CLI_RUN && cli.nargs == 0) { /* a bare basebackup: never a backup */
         ws_error_set(&err, WS_ERR_USAGE,
-                     "a command is required (create, list, restore, verify, check or keep)");
-        goto usage;
+                     "a command is required (create, list, restore, verify, check, keep or "
+                     "status or drill)");
+        ws_log_error(&err);
+        fputs(usage, stderr);
+        status = 2;
+        goto out;
     }
     if (action == WS_CLI_RUN) {
         for (i = 0; cmds[i]; i++)
@@ -282,7 +429,7 @@ int main(int argc, char **argv)
         if (!cmds[i]) {
             ws_error_set(&err, WS_ERR_USAGE,
                          "unknown command \"%s\" (create, list, restore, "
-                         "verify, check or keep)",
+                         "verify, check, keep, status or drill)",
                          cli.args[0]);
             goto usage;
         }
@@ -309,10 +456,26 @@ int main(int argc, char **argv)
         goto usage;
     cfg.cluster_all_ok = strcmp(o.cmd, "list") == 0; /* list --cluster all: every cluster */
     if (ws_cli_load_config(&cfg, &cli, &err) != 0) {
+        if (strcmp(o.cmd, "check") == 0)
+            ws_backup_check_config_failed(&err); /* in check's own format, on stdout */
         ws_log_error(&err);
+        status = strcmp(o.cmd, "status") == 0 ? WS_STATUS_UNKNOWN : 1;
+        goto out;
+    }
+    if (strcmp(o.cmd, "status") == 0) {
+        o.status.json = o.json;
+        status = ws_status(&cfg, &ws_pg_libpq, &o.status);
         goto out;
     }
     o.restore.config_path = cfg.config_file;
+    o.create.progress = o.restore.progress = ws_progress_wanted(o.progress);
+    cfg.allow_root = o.allow_root;
+    /* the commands that write the repository run as its owner (check reports it as a line) */
+    if ((strcmp(o.cmd, "create") == 0 || strcmp(o.cmd, "keep") == 0) &&
+        ws_repo_check_user(&cfg, "basebackup", &err) != 0) {
+        ws_log_error(&err);
+        goto out;
+    }
     if (o.type >= 0)
         cfg.backup_type = o.type; /* the option wins over the config key */
     if (strcmp(o.cmd, "create") == 0)
@@ -320,23 +483,32 @@ int main(int argc, char **argv)
     else if (strcmp(o.cmd, "list") == 0)
         rc = ws_backup_list(&cfg, o.json, &err);
     else if (strcmp(o.cmd, "restore") == 0)
-        rc = ws_backup_restore(&cfg, &env, &o.restore, &err);
+        rc = o.restore.extra_to ? ws_backup_restore_extra(&cfg, &env, &o.restore, &err)
+                                : ws_backup_restore(&cfg, &env, &o.restore, &err);
     else if (strcmp(o.cmd, "verify") == 0)
         rc = ws_backup_verify(&cfg, &env, o.verify_id, o.all, &err);
     else if (strcmp(o.cmd, "keep") == 0)
         rc = ws_backup_keep(&cfg, o.keep_id, o.unset, &err);
-    else
+    else if (strcmp(o.cmd, "drill") == 0) {
+        o.drill.backup = o.restore.backup;
+        o.drill.json = o.json;
+        o.drill.config_path = cfg.config_file;
+        o.drill.stop = &stop_requested;
+        catch_stop_signals();
+        rc = ws_drill_run(&cfg, &env, &o.drill, &drilled, &err);
+    } else
         rc = ws_backup_check(&cfg, &env, &err);
-    if (rc != 0) {
+    if (rc != 0)
         ws_log_error(&err);
+    notify(&cfg, &o, rc, &err, t0, &drilled);
+    if (rc != 0)
         goto out;
-    }
     status = 0;
     goto out;
 usage:
     ws_log_error(&err);
     fprintf(stderr, "Try \"basebackup --help\".\n");
-    status = 2;
+    status = o.cmd && strcmp(o.cmd, "status") == 0 ? WS_STATUS_UNKNOWN : 2;
 out:
     ws_config_free(&cfg);
     return status;

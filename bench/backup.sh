@@ -143,7 +143,6 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 bench_layout pgbr/repo pgbr/log pgbr/lock pgbr/spool pgbb pgbb-wal restore
 BASEBACKUP=$DIR/bin/basebackup
-CLK_TCK=$(getconf CLK_TCK)
 
 # ---- 1. the configurations and the cluster -----------------------------------------------------
 WS_CONF=$DIR/walsafe.conf
@@ -155,6 +154,7 @@ compress_level = $ZSTD_LEVEL
 parallel = $PARALLEL
 pgdata = '$PGDATA_DIR'
 pg_conninfo = 'host=$SOCK port=$PORT user=postgres dbname=postgres'
+spool_dir = ''
 CONF
 
 PGBR_CONF=$DIR/pgbr/pgbackrest.conf
@@ -231,15 +231,6 @@ if has pgbackrest; then
 fi
 pgbench_load
 
-# archiver_idle SECONDS: waits until no segment waits for the archiver (dies after SECONDS).
-archiver_idle() {
-    local deadline=$((SECONDS + $1))
-    while compgen -G "$PGDATA_DIR/pg_wal/archive_status/*.ready" >/dev/null; do
-        [ $SECONDS -lt $deadline ] || die "the archiver did not catch up in $1 s: $(psql_q -c \
-            "SELECT failed_count || ' failures, last ' || coalesce(last_failed_wal, '-') FROM pg_stat_archiver") (see $DIR/postgres.log; KEEP=1 keeps it)"
-        sleep 0.05
-    done
-}
 note "wait for the archiver"
 archiver_idle 600
 
@@ -249,47 +240,6 @@ DATA_FILES=$(find "$PGDATA_DIR" -path "$PGDATA_DIR/pg_wal" -prune -o -type f -pr
 WAL_BYTES=$(du -sb "$PGDATA_DIR/pg_wal" | cut -f1)
 
 # ---- 2. measuring ------------------------------------------------------------------------------
-# server_ticks: CPU clock ticks the cluster's processes have used so far (the postmaster and its
-# children, each with its reaped children: an exited child moves into its parent's cutime/cstime),
-# or - when the cluster is not running.
-server_ticks() {
-    local pm
-    [ -f "$PGDATA_DIR/postmaster.pid" ] || { echo -; return; }
-    pm=$(head -n 1 "$PGDATA_DIR/postmaster.pid")
-    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v pm="$pm" '
-        # fields after "pid (comm) ": 1 state, 2 ppid, 12 utime, 13 stime, 14 cutime, 15 cstime
-        { pid = $1; sub(/^[0-9]+ \(.*\) /, ""); if (pid == pm || $2 == pm) t += $12 + $13 + $14 + $15 }
-        END { print t + 0 }'
-}
-
-# timed NAME COMMAND [ARG]... : after a sync, COMMAND as postgres (cwd $DIR) under GNU time; appends
-# "wall_s user_s sys_s max_rss_kb server_cpu_s exit_status" to $DIR/results/NAME, its stdout and
-# stderr to NAME.out and NAME.err. Returns COMMAND's exit status; a failure is also shown at once.
-timed() {
-    local name=$1 res=$DIR/results/$1 c0 c1 rc=0 cpu=-
-    shift
-    sync
-    c0=$(server_ticks)
-    echo "== run $(($(runs_of "$name") + 1)): $*" >>"$res.err"
-    (cd "$DIR" && as_pg "$TIME" -f '%e %U %S %M' -o "$res.time" "$@") >>"$res.out" 2>>"$res.err" || rc=$?
-    # the archive_command that ran for this command is reaped (in the archiver's cutime) once
-    # its segment is marked done
-    if [ "$c0" != - ]; then archiver_idle 120; fi
-    c1=$(server_ticks)
-    echo "$rc" >>"$res.rc"
-    if [ "$c0" != - ] && [ "$c1" != - ]; then
-        cpu=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", t / hz}')
-    fi
-    echo "$(tail -n 1 "$res.time") $cpu $rc" >>"$res"
-    if [ $rc != 0 ]; then
-        note "FAILED (exit $rc): $*"
-        # this run's stderr: from its "== run" line on
-        awk '/^== run / {buf = ""} {buf = buf "    " $0 "\n"} END {printf "%s", buf}' "$res.err" | tail -n 20 >&2
-    fi
-    return $rc
-}
-# runs_of NAME: how many runs of NAME timed has made so far.
-runs_of() { if [ -f "$DIR/results/$1.rc" ]; then wc -l <"$DIR/results/$1.rc"; else echo 0; fi; }
 
 # stored bytes per tool, from the last backup of each
 declare -A STORED=()

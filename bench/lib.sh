@@ -311,6 +311,62 @@ stderr_of() {
 }
 
 # ratio A B: A / B with two decimals.
+# ---- timing a command (backup.sh, remote.sh) ----------------------------------------------------
+CLK_TCK=$(getconf CLK_TCK)
+
+# archiver_idle SECONDS: returns once no WAL file of the cluster (PGDATA_DIR) waits for the
+# archiver; dies after SECONDS.
+archiver_idle() {
+    local deadline=$((SECONDS + $1))
+    while compgen -G "$PGDATA_DIR/pg_wal/archive_status/*.ready" >/dev/null; do
+        [ $SECONDS -lt $deadline ] || die "the archiver did not catch up in $1 s: $(psql_q -c \
+            "SELECT failed_count || ' failures, last ' || coalesce(last_failed_wal, '-') FROM pg_stat_archiver") (see $DIR/postgres.log; KEEP=1 keeps it)"
+        sleep 0.05
+    done
+}
+
+# server_ticks: CPU clock ticks the cluster's processes have used so far (the postmaster and its
+# children, each with its reaped children: an exited child moves into its parent's cutime/cstime),
+# or - when the cluster is not running.
+server_ticks() {
+    local pm
+    [ -f "$PGDATA_DIR/postmaster.pid" ] || { echo -; return; }
+    pm=$(head -n 1 "$PGDATA_DIR/postmaster.pid")
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v pm="$pm" '
+        # fields after "pid (comm) ": 1 state, 2 ppid, 12 utime, 13 stime, 14 cutime, 15 cstime
+        { pid = $1; sub(/^[0-9]+ \(.*\) /, ""); if (pid == pm || $2 == pm) t += $12 + $13 + $14 + $15 }
+        END { print t + 0 }'
+}
+
+# timed NAME COMMAND [ARG]... : after a sync, COMMAND as postgres (cwd $DIR) under GNU time; appends
+# "wall_s user_s sys_s max_rss_kb server_cpu_s exit_status" to $DIR/results/NAME, its stdout and
+# stderr to NAME.out and NAME.err. Returns COMMAND's exit status; a failure is also shown at once.
+timed() {
+    local name=$1 res=$DIR/results/$1 c0 c1 rc=0 cpu=-
+    shift
+    sync
+    c0=$(server_ticks)
+    echo "== run $(($(runs_of "$name") + 1)): $*" >>"$res.err"
+    (cd "$DIR" && as_pg "$TIME" -f '%e %U %S %M' -o "$res.time" "$@") >>"$res.out" 2>>"$res.err" || rc=$?
+    # the archive_command that ran for this command is reaped (in the archiver's cutime) once
+    # its segment is marked done
+    if [ "$c0" != - ]; then archiver_idle 120; fi
+    c1=$(server_ticks)
+    echo "$rc" >>"$res.rc"
+    if [ "$c0" != - ] && [ "$c1" != - ]; then
+        cpu=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", t / hz}')
+    fi
+    echo "$(tail -n 1 "$res.time") $cpu $rc" >>"$res"
+    if [ $rc != 0 ]; then
+        note "FAILED (exit $rc): $*"
+        # this run's stderr: from its "== run" line on
+        awk '/^== run / {buf = ""} {buf = buf "    " $0 "\n"} END {printf "%s", buf}' "$res.err" | tail -n 20 >&2
+    fi
+    return $rc
+}
+# runs_of NAME: how many runs of NAME timed has made so far.
+runs_of() { if [ -f "$DIR/results/$1.rc" ]; then wc -l <"$DIR/results/$1.rc"; else echo 0; fi; }
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
 # print_machine DISK_HOLDS: the machine, load-average (LOAD_START and now) and disk lines of the

@@ -93,46 +93,21 @@ HBA
 psql_q -c "CREATE ROLE walsafe_repl LOGIN REPLICATION PASSWORD '$PW'" -c "SELECT pg_reload_conf()" >/dev/null
 pgbench_load
 
-# archiver_idle: waits until no segment waits for the archiver (dies after 10 minutes).
-archiver_idle() {
-    local deadline=$((SECONDS + 600))
-    while compgen -G "$PGDATA_DIR/pg_wal/archive_status/*.ready" >/dev/null; do
-        [ $SECONDS -lt $deadline ] || die "the archiver did not catch up (see $DIR/postgres.log; KEEP=1 keeps it)"
-        sleep 0.05
-    done
-}
 note "wait for the archiver"
-archiver_idle
+archiver_idle 600
 DATA_BYTES=$(($(du -sb "$PGDATA_DIR" | cut -f1) - $(du -sb "$PGDATA_DIR/pg_wal" | cut -f1)))
 DATA_FILES=$(find "$PGDATA_DIR" -path "$PGDATA_DIR/pg_wal" -prune -o -type f -print | wc -l)
 
 # ---- 2. the runs -------------------------------------------------------------------------------
-# timed NAME COMMAND [ARG]...: after a sync, COMMAND as postgres (cwd $DIR, PGPASSFILE set) under
-# GNU time; appends "wall_s user_s sys_s max_rss_kb - exit_status" to $DIR/results/NAME (summary's
-# format, no server CPU), stdout and stderr to NAME.out and NAME.err. A failure is shown at once and
-# sets BAD.
-timed() {
-    local name=$1 res=$DIR/results/$1 rc=0 n=0
-    shift
-    [ ! -f "$res" ] || n=$(wc -l <"$res")
-    sync
-    echo "== run $((n + 1)): $*" >>"$res.err"
-    (cd "$DIR" && as_pg env PGPASSFILE="$PGPASS" "$TIME" -f '%e %U %S %M' -o "$res.time" "$@") \
-        >>"$res.out" 2>>"$res.err" || rc=$?
-    echo "$(tail -n 1 "$res.time") - $rc" >>"$res"
-    if [ $rc != 0 ]; then
-        note "FAILED (exit $rc): $*"
-        tail -n 5 "$res.err" | sed 's/^/    /' >&2
-        BAD=1
-    fi
-}
-run_remote() { timed remote "$BASEBACKUP" --config "$REMOTE_CONF" create --fast; }
-run_local() { timed local "$BASEBACKUP" --config "$LOCAL_CONF" create --fast; }
+# timed (bench/lib.sh) as postgres, which keeps the environment: PGPASSFILE reaches the commands
+export PGPASSFILE=$PGPASS
+run_remote() { timed remote "$BASEBACKUP" --config "$REMOTE_CONF" create --fast || BAD=1; }
+run_local() { timed local "$BASEBACKUP" --config "$LOCAL_CONF" create --fast || BAD=1; }
 run_pg_basebackup() {
     local out=$DIR/pgbb/out
     rm -rf "$out"
     timed pg_basebackup "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$PORT" -U walsafe_repl -w -Ft -X none \
-        --compress=client-zstd:$ZSTD_LEVEL --checkpoint=fast -D "$out"
+        --compress=client-zstd:$ZSTD_LEVEL --checkpoint=fast -D "$out" || BAD=1
     [ ! -d "$out" ] || PGBB_BYTES=$(du -sb "$out" | cut -f1)
     rm -rf "$out"
 }
@@ -144,7 +119,7 @@ for ((r = 0; r < RUNS; r++)); do
         t=${TOOLS[(r + j) % ${#TOOLS[@]}]}
         note "run $((r + 1))/$RUNS: $t"
         "run_$t"
-        archiver_idle
+        archiver_idle 600
     done
 done
 # stored_bytes ROW: stored bytes of the last backup of ROW (remote or local), from list --json
@@ -172,19 +147,21 @@ printf '        pg_basebackup -X none: its server waits for the archiver, which 
 printf '        walsafe polls its repository (every 100 ms)\n'
 printf 'settings: walsafe  zstd %d, encrypted, parallel %d; pg_basebackup -Ft -X none --compress=client-zstd:%d\n' \
     "$ZSTD_LEVEL" "$PARALLEL" "$ZSTD_LEVEL"
-printf '\n%-14s %4s %6s %8s %13s %8s %8s %8s\n' command runs failed "wall s" "wall min..max" "MB/s" "CPU s" "RSS MB"
+printf '\n%-14s %4s %6s %8s %13s %8s %8s %10s %8s\n' command runs failed "wall s" "wall min..max" "MB/s" "CPU s" \
+    "server CPU" "RSS MB"
 for t in "${TOOLS[@]}"; do
-    read -r runs failed wall lo hi cpu _ rss <<<"$(summary "$t")"
+    read -r runs failed wall lo hi cpu scpu rss <<<"$(summary "$t")"
     if [ "$wall" = - ]; then
-        printf '%-14s %4s %6s %8s %13s %8s %8s %8s\n' "$t" "$runs" "$failed" - - - - -
+        printf '%-14s %4s %6s %8s %13s %8s %8s %10s %8s\n' "$t" "$runs" "$failed" - - - - - -
         continue
     fi
     MBS[$t]=$(awk -v b="$DATA_BYTES" -v w="$wall" 'BEGIN {printf "%.1f", b / 1e6 / w}')
     RSS_MB[$t]=$(awk -v k="$rss" 'BEGIN {printf "%.1f", k / 1024}')
-    printf '%-14s %4s %6s %8s %13s %8s %8s %8s\n' "$t" "$runs" "$failed" "$wall" "$lo..$hi" "${MBS[$t]}" \
-        "$cpu" "${RSS_MB[$t]}"
+    printf '%-14s %4s %6s %8s %13s %8s %8s %10s %8s\n' "$t" "$runs" "$failed" "$wall" "$lo..$hi" \
+        "${MBS[$t]}" "$cpu" "$scpu" "${RSS_MB[$t]}"
 done
-printf '\nmedians; CPU s: user+sys of the command and its children (not the server'"'"'s); RSS MB: peak of\n'
+printf '\nmedians; CPU s: user+sys of the command and its children; server CPU: the cluster'"'"'s processes\n'
+printf '(the walsender, the archiver and its wal-push) during the run; RSS MB: peak of\n'
 printf 'the largest process; MB/s = data bytes / wall\n'
 printf '\nremote against the targets of issue 18 (figures, not a verdict):\n'
 if [ -n "${MBS[remote]:-}" ]; then

@@ -16,8 +16,16 @@
 #                PREFETCH_PARALLEL); MODE=pushahead instead drains a backlog of SEGMENTS (>= 200)
 #                ready segments the way PostgreSQL's archiver does, wal-push with push-ahead
 #                against pgBackRest's async archive-push (bench/wal_pushahead.sh: its method,
-#                ROUNDS, PUSHAHEAD_PARALLEL and PUSHAHEAD_REPOS)
+#                ROUNDS, PUSHAHEAD_PARALLEL and PUSHAHEAD_REPOS); MODE=module instead drains a
+#                backlog of SEGMENTS through a real PostgreSQL archiver with the walsafe_archive
+#                module, archive_command = wal-push and pgBackRest's async archive-push, and
+#                times the trickle per repository kind (bench/wal_module.sh: its method);
+#                MODE=module-rss only the archiver's RSS through the module (MODULE_RSS segments);
+#                MODE=fetch runs the fetch phase alone, ROUNDS passes, with each call's CPU time
+#                (bench/wal_fetch.sh)
 #   WALSAFE_*    reach wal-push/wal-fetch unchanged (e.g. WALSAFE_PARALLEL=1)
+#   BEFORE_BIN=DIR  (MODE=local or fetch) also runs the wal-push and wal-fetch of DIR (an earlier build) in
+#                the same phases, interleaved, into a repository of their own: rows walsafe-before-*
 #
 # It prints figures; it asserts nothing about them. It exits non-zero only when the run itself
 # broke (setup failed, or a push/fetch call failed, which makes the figures meaningless).
@@ -40,6 +48,9 @@
 #      (so all tools read the same page-cache-warm files).
 #   4. segments/s = calls / sum of that tool's call latencies. Latencies are per call, in ms,
 #      and include the fork/exec of time and sh (a few ms, the same for every tool).
+#   Fetch rows: walsafe-fetch with parallel = 1 (one thread, no prefetch), walsafe-fetch-par with
+#   parallel at its default (the CPU count: a segment's zstd frames decode on that many threads,
+#   object format 3) and spool_dir = '' (no prefetch either), both one process per segment.
 
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
@@ -54,11 +65,11 @@ MODE=${MODE:-local}
 
 need_root pgBackRest
 need_count SEGMENTS SCALE
-[[ $MODE =~ ^(local|sftp|prefetch|pushahead)$ ]] ||
-    die "MODE must be local, sftp, prefetch or pushahead (got '$MODE')"
+[[ $MODE =~ ^(local|sftp|prefetch|pushahead|module|module-rss|fetch)$ ]] ||
+    die "MODE must be local, sftp, prefetch, pushahead, module, module-rss or fetch (got '$MODE')"
 [ "$MODE" != pushahead ] || [ "$SEGMENTS" -ge 200 ] || die "MODE=pushahead needs SEGMENTS >= 200"
 PA_REPOS=${PUSHAHEAD_REPOS:-local}
-[ "$MODE" = pushahead ] || PA_REPOS=local
+[[ $MODE =~ ^(pushahead|module)$ ]] || PA_REPOS=local
 for r in $PA_REPOS; do
     [[ $r =~ ^(local|sftp|s3)$ ]] || die "PUSHAHEAD_REPOS: local, sftp or s3 (got '$r')"
 done
@@ -73,6 +84,11 @@ if [[ " $PA_REPOS " == *" s3 "* ]]; then
     s3_check_deps || die "the S3 test server cannot run (see above)"
 fi
 need_tools
+if [ -n "${BEFORE_BIN:-}" ]; then
+    [[ $MODE =~ ^(local|fetch)$ ]] || die "BEFORE_BIN works with MODE=local or fetch"
+    BEFORE_BIN=$(cd "$BEFORE_BIN" && pwd)
+    for f in wal-push wal-fetch; do [ -x "$BEFORE_BIN/$f" ] || die "missing $BEFORE_BIN/$f"; done
+fi
 command -v pgbackrest >/dev/null || die "pgbackrest is not installed (apt-get install -y pgbackrest)"
 
 bench_tmpdir walsafe-bench
@@ -83,6 +99,13 @@ trap 'bench_cleanup sshd_stop_all s3_stop_all' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 bench_layout pgbr/repo pgbr/log pgbr/lock pgbr/spool
+if [ "$MODE" = module-rss ]; then # its own cluster: no data set needed
+    # shellcheck source=wal_module.sh
+    . "$(dirname "$0")/wal_module.sh"
+    module_rss_bench
+    bench_finish
+    exit 0
+fi
 
 # ---- 1. real WAL ----------------------------------------------------------------------------
 make_wal
@@ -124,6 +147,19 @@ compress_level = 3
 CONF
 chown postgres: "$DIR/ws.key" "$DIR/walsafe.conf"
 chmod 600 "$DIR/ws.key" "$DIR/walsafe.conf"
+
+# BEFORE_BIN: an earlier build with the same settings, its own repository and private copies.
+BEFORE_CMDS_PUSH=() BEFORE_CMDS_FETCH=() BEFORE_NAMES=()
+if [ -n "${BEFORE_BIN:-}" ]; then
+    mkdir -m 700 "$DIR/ws-repo-before" "$DIR/bin-before"
+    cp "$BEFORE_BIN/wal-push" "$BEFORE_BIN/wal-fetch" "$DIR/bin-before/"
+    sed "s#^repo = .*#repo = '$DIR/ws-repo-before'#" "$DIR/walsafe.conf" >"$DIR/walsafe-before.conf"
+    chown -R postgres: "$DIR/ws-repo-before" "$DIR/bin-before" "$DIR/walsafe-before.conf"
+    chmod 600 "$DIR/walsafe-before.conf"
+    BEFORE_NAMES=(walsafe-before-push walsafe-before-fetch)
+    BEFORE_CMDS_PUSH=(walsafe-before-push "$DIR/bin-before/wal-push --config $DIR/walsafe-before.conf")
+    BEFORE_CMDS_FETCH=(walsafe-before-fetch "WALSAFE_PARALLEL=1 $DIR/bin-before/wal-fetch --config $DIR/walsafe-before.conf")
+fi
 
 # walsafe over SFTP: the same settings, the repository a directory of the same disk, served by a
 # private sshd on 127.0.0.1 (login as root: Debian locks the postgres account's password, and
@@ -175,6 +211,20 @@ if [ "$MODE" = prefetch ]; then
     bench_finish
     exit 0
 fi
+if [ "$MODE" = module ]; then
+    # shellcheck source=wal_module.sh
+    . "$(dirname "$0")/wal_module.sh"
+    module_bench
+    bench_finish
+    exit 0
+fi
+if [ "$MODE" = fetch ]; then
+    # shellcheck source=wal_fetch.sh
+    . "$(dirname "$0")/wal_fetch.sh"
+    fetch_bench
+    bench_finish
+    exit 0
+fi
 if [ "$MODE" = pushahead ]; then
     # shellcheck source=wal_pushahead.sh
     . "$(dirname "$0")/wal_pushahead.sh"
@@ -188,7 +238,8 @@ run_phase() { # CWD MODE NAME PREFIX [NAME PREFIX]...
     local cwd=$1 mode=$2
     shift 2
     phase_prepare "$mode" "$DIR/segments" $(($# / 2)) \
-        "$DIR/ws-repo" "$DIR/pgbr/repo" ${SFTP_NAMES[0]:+"$DIR/ws-sftp-repo"}
+        "$DIR/ws-repo" "$DIR/pgbr/repo" ${SFTP_NAMES[0]:+"$DIR/ws-sftp-repo"} \
+        ${BEFORE_NAMES[0]:+"$DIR/ws-repo-before"}
     phase_time "$cwd" "$mode" "$DIR/segments" "$@"
 }
 
@@ -198,13 +249,15 @@ run_phase "$DIR/push" push \
     walsafe-push "$WAL_PUSH --config $DIR/walsafe.conf" \
     pgbackrest-push "pgbackrest --config=$PGBR_CONF --stanza=bench --pg1-path=$DIR/push archive-push" \
     zstd-cli "zstd -3 -q -c >/dev/null" \
-    "${SFTP_CMDS_PUSH[@]}"
-# One wal-fetch call per segment on its own, like archive-get without async: parallel = 1 keeps
-# prefetch (which MODE=prefetch measures) out of this phase.
+    "${SFTP_CMDS_PUSH[@]}" "${BEFORE_CMDS_PUSH[@]}"
+# One wal-fetch call per segment on its own, like archive-get without async: parallel = 1, or
+# spool_dir = '' with the default parallel, keeps prefetch (which MODE=prefetch measures) out of
+# this phase.
 run_phase "$DIR/fetch" fetch \
     walsafe-fetch "WALSAFE_PARALLEL=1 $WAL_FETCH --config $DIR/walsafe.conf" \
+    walsafe-fetch-par "WALSAFE_SPOOL_DIR= $WAL_FETCH --config $DIR/walsafe.conf" \
     pgbackrest-get "pgbackrest --config=$PGBR_CONF --stanza=bench --pg1-path=$DIR/fetch archive-get" \
-    "${SFTP_CMDS_FETCH[@]}"
+    "${SFTP_CMDS_FETCH[@]}" "${BEFORE_CMDS_FETCH[@]}"
 
 # ---- 3. figures -------------------------------------------------------------------------------
 printf '\n'
@@ -215,8 +268,13 @@ printf 'versions: %s (source tree %s at start); %s; %s; %s\n' "$("$WAL_PUSH" --v
 print_data
 printf 'settings: both zstd level 3 and encrypted (walsafe: its cipher, key file; pgBackRest: aes-256-cbc, pass);\n'
 printf '          one process per segment via sh -c, cwd = data directory, as postgres; serial, tools interleaved;\n'
-printf '          walsafe parallel = %s (wal-fetch: 1, no prefetch; see MODE=prefetch); pgBackRest process-max = 1, archive-async = n, file log at info\n' \
-    "${WALSAFE_PARALLEL:-default}"
+printf '          walsafe parallel = %s (walsafe-fetch: 1; walsafe-fetch-par: %s threads, spool_dir empty; no prefetch, see MODE=prefetch);\n' \
+    "${WALSAFE_PARALLEL:-default}" "${WALSAFE_PARALLEL:-$(nproc)}"
+printf '          pgBackRest process-max = 1, archive-async = n, file log at info\n'
+if [ -n "${BEFORE_BIN:-}" ]; then
+    printf 'before: walsafe-before-* = %s (%s), the same settings, its own repository\n' \
+        "$BEFORE_BIN" "$("$DIR/bin-before/wal-push" --version)"
+fi
 if [ "$MODE" = sftp ]; then
     printf 'sftp: walsafe-sftp-* = the same walsafe settings against sftp://root@127.0.0.1:%s (private sshd,\n' "$SSHD_PORT"
     printf '      %s, %s), the repository on the same disk; one SSH session per call\n' \
@@ -224,13 +282,27 @@ if [ "$MODE" = sftp ]; then
 fi
 PW=17 # width of the phase column; walsafe-sftp-fetch needs one more
 [ "$MODE" = sftp ] && PW=18
+[ -n "${BEFORE_BIN:-}" ] && PW=20
 LABEL[zstd-cli]="(ref) zstd -3"
-print_table "$PW" walsafe-push pgbackrest-push walsafe-fetch pgbackrest-get zstd-cli "${SFTP_NAMES[@]}"
+print_table "$PW" walsafe-push pgbackrest-push walsafe-fetch walsafe-fetch-par pgbackrest-get zstd-cli \
+    "${SFTP_NAMES[@]}" "${BEFORE_NAMES[@]}"
 printf 'ratio walsafe/pgBackRest (>1: walsafe faster)   segments/s: push %s, fetch %s;   1/median: push %s, fetch %s\n' \
     "$(ratio "${SPS[walsafe-push]}" "${SPS[pgbackrest-push]}")" \
     "$(ratio "${SPS[walsafe-fetch]}" "${SPS[pgbackrest-get]}")" \
     "$(ratio "${MPS[walsafe-push]}" "${MPS[pgbackrest-push]}")" \
     "$(ratio "${MPS[walsafe-fetch]}" "${MPS[pgbackrest-get]}")"
+printf 'ratio walsafe-fetch-par/pgBackRest   segments/s: %s;   1/median: %s\n' \
+    "$(ratio "${SPS[walsafe-fetch-par]}" "${SPS[pgbackrest-get]}")" \
+    "$(ratio "${MPS[walsafe-fetch-par]}" "${MPS[pgbackrest-get]}")"
+if [ -n "${BEFORE_BIN:-}" ]; then
+    printf 'ratio after/before (>1: this build faster)   1/median: push %s, fetch %s;   segments/s: push %s, fetch %s\n' \
+        "$(ratio "${MPS[walsafe-push]}" "${MPS[walsafe-before-push]}")" \
+        "$(ratio "${MPS[walsafe-fetch]}" "${MPS[walsafe-before-fetch]}")" \
+        "$(ratio "${SPS[walsafe-push]}" "${SPS[walsafe-before-push]}")" \
+        "$(ratio "${SPS[walsafe-fetch]}" "${SPS[walsafe-before-fetch]}")"
+    printf 'ratio walsafe-before-fetch/pgBackRest   1/median: %s\n' \
+        "$(ratio "${MPS[walsafe-before-fetch]}" "${MPS[pgbackrest-get]}")"
+fi
 if [ "$MODE" = sftp ]; then
     # time per segment over SFTP divided by time per segment to the local directory
     printf 'ratio walsafe sftp/local, time per segment (>1: sftp slower)   mean: push %s, fetch %s;   median: push %s, fetch %s\n' \
@@ -254,5 +326,6 @@ if [ "$MODE" = sftp ]; then
         "$(awk -v s="$sf_bytes" -v r="$raw" 'BEGIN {print 100 * s / r}')" "$(find "$DIR/ws-sftp-repo" -type f | wc -l)"
 fi
 
-print_stderr walsafe-push pgbackrest-push walsafe-fetch pgbackrest-get "${SFTP_NAMES[@]}"
+print_stderr walsafe-push pgbackrest-push walsafe-fetch walsafe-fetch-par pgbackrest-get "${SFTP_NAMES[@]}" \
+    "${BEFORE_NAMES[@]}"
 bench_finish

@@ -13,9 +13,13 @@ as_pg() { runuser -u postgres -- "$@"; }
 [ "$(id -u)" = 0 ] || { echo "demo: run as root (it starts PostgreSQL as the postgres user)" >&2; exit 1; }
 DIR=$(mktemp -d /tmp/walsafe-demo.XXXXXX)
 chmod 755 "$DIR"
-# PostgreSQL runs the programs as postgres, which may not reach the build tree (e.g. under /root).
-BIN=$DIR/bin
-install -d -m 755 "$BIN" && install -m 755 "$SRC_BIN/wal-push" "$SRC_BIN/wal-fetch" "$SRC_BIN/basebackup" "$BIN/"
+# PostgreSQL runs the programs as postgres, which may not reach the build tree (e.g. under /root):
+# then copies run. Installed programs (scripts/demo.sh /usr/bin) run where they are.
+BIN=$SRC_BIN
+if ! runuser -u postgres -- test -x "$SRC_BIN/wal-push"; then
+    BIN=$DIR/bin
+    install -d -m 755 "$BIN" && install -m 755 "$SRC_BIN/wal-push" "$SRC_BIN/wal-fetch" "$SRC_BIN/basebackup" "$BIN/"
+fi
 PRIMARY_PORT=$((20000 + RANDOM % 20000)); COPY_PORT=$((PRIMARY_PORT + 1))
 cleanup() {
     for d in "$DIR/primary" "$DIR/restored"; do

@@ -4,11 +4,15 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config libzstd-dev libxxhash-dev libcurl4-openssl-dev libssl-dev libpq-dev
       zstd openssl postgresql-15 postgresql-client-15 procps time awscli openssh-server openssh-client)
+# The archive module (walsafe_archive/) is built against the server headers of PostgreSQL 15.
+pkgs+=(postgresql-server-dev-15)
 # faketime: t_backup_kill runs wal-prune with its clock two days ahead (abandoned backups go after 24 h).
 pkgs+=(faketime)
 # The fuzzing harnesses (make fuzz-check, part of make check): clang and libFuzzer's runtime
 # (libclang_rt.fuzzer, in libclang-rt-14-dev on Debian 12).
 pkgs+=(clang libclang-rt-14-dev)
+# scdoc: the manual pages (docs/man; make man, make check, make deb).
+pkgs+=(scdoc)
 # Node.js runs the S3 test server (tests/s3). Debian's nodejs/npm only where none is installed:
 # a newer Node.js (NodeSource's nodejs provides npm and conflicts with Debian's npm package)
 # stays, and asking apt for npm there would fail.

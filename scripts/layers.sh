@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The layer rule of common/ (docs/architecture.md): a file includes headers of its own folder
 # and of the layers below it, always with the folder ("storage/storage.h"), never one above:
-#   base < io < pg < storage < repo < archive | backup | prune
-# (the command areas on top are peers and do not include each other). Prints each offending
+#   base < io < pg < storage < repo < archive | backup | logical | prune < ops
+# (the command areas archive, backup, logical and prune are peers and do not include each other;
+# ops, on top, may use them all). Prints each offending
 # line and exits 1; run by `make lint` and `make check`.
 set -u
 cd "$(dirname "$0")/.."
 rank() {
     case $1 in
     base) echo 0 ;; io) echo 1 ;; pg) echo 2 ;; storage) echo 3 ;; repo) echo 4 ;;
-    archive | backup | prune) echo 5 ;;
+    archive | backup | logical | prune) echo 5 ;;
+    ops) echo 6 ;;
     *) echo -1 ;;
     esac
 }
@@ -24,7 +26,7 @@ while IFS= read -r f; do
     layer=${layer%%/*}
     me=$(rank "$layer")
     if [ "$me" -lt 0 ]; then
-        echo "$f: folder \"$layer\" is not a layer (base io pg storage repo archive backup prune)"
+        echo "$f: folder \"$layer\" is not a layer (base io pg storage repo archive backup logical prune ops)"
         bad=1
         continue
     fi
@@ -41,7 +43,7 @@ while IFS= read -r f; do
             echo "$f:$line: #include \"$inc\": \"$dir\" is not a layer"
             bad=1
         elif [ "$r" -ge "$me" ]; then
-            echo "$f:$line: #include \"$inc\": layer $dir is not below $layer (base < io < pg < storage < repo < archive | backup | prune)"
+            echo "$f:$line: #include \"$inc\": layer $dir is not below $layer (base < io < pg < storage < repo < archive | backup | logical | prune < ops)"
             bad=1
         fi
     done < <(awk 'match($0, /^[ \t]*#[ \t]*include[ \t]*"[^"]*"/) {

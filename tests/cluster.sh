@@ -15,7 +15,7 @@
 #     nothing is ever stopped or killed by name.
 #
 #   free_port                         a port no server listens on (TCP, or a socket file)
-#   pg_init DIR [INITDB_OPTION]...    initdb (log DIR.initdb.log)
+#   pg_init DIR [INITDB_OPTION]...    initdb, or the suite's copy of one (lib.sh pg_init_template)
 #   pg_conf DIR PORT [SETTING]...     the settings above, then the SETTINGs ("name = value")
 #   pg_start [--no-wait] DIR [LOG]    register and start (LOG default DIR.log); waits until it
 #                                     accepts connections unless --no-wait
@@ -51,6 +51,11 @@ free_port() {
 pg_init() {
     local d=$1
     shift
+    # the integration suite's copies of one initdb per run (tests/integration/lib.sh)
+    if [ -n "${IT_PG_TEMPLATES:-}" ] && [ -d "$IT_PG_TEMPLATES" ] &&
+        declare -F pg_init_template >/dev/null && pg_init_template "$d" "$@"; then
+        return 0
+    fi
     runuser -u postgres -- "$PGBIN/initdb" -D "$d" -A trust -U postgres --no-sync \
         --no-instructions "$@" >"$d.initdb.log" 2>&1 ||
         { cat "$d.initdb.log"; die "initdb $d failed"; }

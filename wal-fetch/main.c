@@ -25,6 +25,7 @@ static const char usage[] =
     "restore_command).\n"
     "\n"
     "Usage: wal-fetch [--config FILE] [--repo URL] [--cluster NAME] [-v] WAL_NAME DEST_PATH\n"
+    "       wal-fetch --help | --version\n"
     "  restore_command = 'wal-fetch %%f %%p'\n"
     "\n"
     "Exit status: 0 restored and verified; 1 not in the archive; 255 any other failure\n"

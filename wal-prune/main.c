@@ -1,6 +1,7 @@
 /*
  * wal-prune - deletes the backups and WAL files that the retention policy (retain_full,
- * retain_time) no longer needs, and backups that died half-written. Run it after the nightly
+ * retain_time; retain_logical, retain_logical_time for logical backups) no longer needs, and
+ * backups that died half-written. Run it after the nightly
  * `basebackup create` (scripts/ has cron and systemd examples).
  *
  * Exit status: 0 success (also when there was nothing to delete); 1 failure, or a run that held
@@ -12,12 +13,17 @@
 
 #include "base/cli.h"
 #include "base/log.h"
+#include "base/util.h"
+#include "ops/notify.h"
 #include "prune/prune.h"
+#include "repo/repo.h"
 
 static const char usage[] =
     "wal-prune deletes the backups and WAL files that the retention policy no longer needs.\n"
     "\n"
-    "Usage: wal-prune [OPTIONS] [--dry-run] [--retain-full N] [--retain-time DURATION] [--json]\n"
+    "Usage: wal-prune [OPTIONS] [--dry-run] [--retain-full N] [--retain-time DURATION]\n"
+    "                 [--retain-logical N] [--retain-logical-time DURATION] [--json]\n"
+    "                 [--allow-root]\n"
     "\n"
     "  --dry-run               print exactly what would be deleted, and delete nothing\n"
     "  --retain-full N         keep the N newest complete full backups and the diff and incr\n"
@@ -25,7 +31,14 @@ static const char usage[] =
     "                          retain_full)\n"
     "  --retain-time DURATION  keep what restores to any moment of the last DURATION, e.g. 30d\n"
     "                          (units s m h d w; overrides retain_time)\n"
+    "  --retain-logical N      logical backups (logicalbackup): keep the N newest complete ones\n"
+    "                          (overrides retain_logical)\n"
+    "  --retain-logical-time DURATION\n"
+    "                          logical backups: keep those started in the last DURATION\n"
+    "                          (overrides retain_logical_time)\n"
     "  --json                  print the plan (with --dry-run) or the result as JSON\n"
+    "  --allow-root            run as root (refused without it; what it writes into a local\n"
+    "                          repository is given to the owner of its directory)\n"
     "\n"
     "OPTIONS: --config FILE, --repo URL, --cluster NAME, -v, --help, --version\n"
     "\n"
@@ -35,6 +48,9 @@ static const char usage[] =
     ".history files are always kept. When a timeline's history file cannot be read, or backup\n"
     "times disagree with their WAL positions, no backup is deleted by retention and the exit\n"
     "status is 1.\n"
+    "Logical backups follow their own policies (retain_logical, retain_logical_time), apart\n"
+    "from the physical ones: the newest complete and pinned ones (logicalbackup keep ID) are\n"
+    "never deleted; without either policy they are left alone.\n"
     "\n"
     "Exit status: 0 success; 1 failure, or deletions held back (see the message); 2 usage error.\n";
 
@@ -53,10 +69,16 @@ static int extra(void *arg, const char *opt, const char *next, int *used, struct
         return o->prune.dry_run = 1;
     if (strcmp(opt, "--json") == 0)
         return o->prune.json = 1;
+    if (strcmp(opt, "--allow-root") == 0)
+        return o->cfg->allow_root = 1;
     if (strcmp(opt, "--retain-full") == 0)
         key = "retain_full";
     else if (strcmp(opt, "--retain-time") == 0)
         key = "retain_time";
+    else if (strcmp(opt, "--retain-logical") == 0)
+        key = "retain_logical";
+    else if (strcmp(opt, "--retain-logical-time") == 0)
+        key = "retain_logical_time";
     else
         return 0;
     if (!next)
@@ -78,7 +100,9 @@ int main(int argc, char **argv)
     struct ws_cli cli;
     struct ws_error err = {0};
     struct opts o;
-    int action, status = 1;
+    int action, status = 1, rc;
+    struct ws_notify_event ev = {"wal-prune", NULL, 0, 0, 0, 0, 0, NULL};
+    double t0 = ws_now_monotonic();
 
     memset(&o, 0, sizeof(o));
     ws_cli_start("wal-prune");
@@ -100,10 +124,20 @@ int main(int argc, char **argv)
         ws_error_set(&err, WS_ERR_USAGE, "unexpected argument \"%s\"", cli.args[0]);
         goto usage;
     }
-    if (ws_cli_load_config(&cfg, &cli, &err) != 0 || ws_prune(&cfg, &o.prune, &err) != 0) {
+    if (ws_cli_load_config(&cfg, &cli, &err) != 0 ||
+        ws_repo_check_user(&cfg, "wal-prune", &err) != 0) {
         ws_log_error(&err);
         goto out;
     }
+    rc = ws_prune(&cfg, &o.prune, &err);
+    if (rc != 0)
+        ws_log_error(&err);
+    ev.ok = rc == 0;
+    ev.error = rc ? err.msg : NULL;
+    ev.seconds = ws_now_monotonic() - t0;
+    ws_notify(&cfg, &ev); /* notify_command (ops/notify.h) */
+    if (rc != 0)
+        goto out;
     status = 0;
     goto out;
 usage:

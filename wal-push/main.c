@@ -17,6 +17,7 @@ static const char usage[] =
     "wal-push stores one WAL file in the walsafe repository (PostgreSQL's archive_command).\n"
     "\n"
     "Usage: wal-push [--config FILE] [--repo URL] [--cluster NAME] [-v] WAL_PATH\n"
+    "       wal-push --help | --version\n"
     "  archive_command = 'wal-push %%p'\n"
     "\n"
     "With parallel > 1, other ready files in pg_wal/archive_status are archived ahead, and\n"

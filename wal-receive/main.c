@@ -21,6 +21,7 @@ static const char usage[] =
     "\n"
     "Usage: wal-receive [--config FILE] [--repo URL] [--cluster NAME] [-v]\n"
     "                   [--create-slot | --drop-slot | --status]\n"
+    "       wal-receive --help | --version\n"
     "\n"
     "Without an option it runs in the foreground until SIGTERM or SIGINT: a replication\n"
     "connection from pg_conninfo (application_name: the cluster name), the physical slot\n"
@@ -105,7 +106,7 @@ int main(int argc, char **argv)
         if (mode == CREATE_SLOT || mode == DROP_SLOT)
             rc = ws_receive_slot(&cfg, &ws_repl_libpq, mode == CREATE_SLOT, &err);
         else if (mode == STATUS)
-            rc = ws_receive_status(&cfg, &ws_repl_libpq, stdout, &err);
+            ws_receive_status(&cfg, &ws_repl_libpq, stdout);
         else
             rc = ws_receive_run(&cfg, &ws_repl_libpq, &stop, &err);
     }

@@ -192,6 +192,13 @@ static int check_origin(struct ws_repo *repo, const char *wal_path, int kind, in
     return ws_repo_identity_ensure(repo, &want, what, err);
 }
 
+/* zstd threads for one WAL file (PostgreSQL archives and restores one file at a time: threads put
+ * the other cores to work on its frames, io/zstd_frames.h; figures: object-format.md). */
+static int file_threads(const struct ws_config *cfg)
+{
+    return cfg->parallel > 1 ? (cfg->parallel > 4 ? 4 : cfg->parallel) : 0;
+}
+
 /* How the object of a file of `size` bytes is written (key: its repository key). */
 static void object_params(const struct ws_config *cfg, const struct ws_keyring *kr, const char *key,
                           int zstd_workers, uint64_t size, struct ws_object_params *p)
@@ -200,9 +207,9 @@ static void object_params(const struct ws_config *cfg, const struct ws_keyring *
     p->name = key;
     p->compress = cfg->compress;
     p->level = cfg->compress_level;
-    /* PostgreSQL archives one file at a time: zstd threads put the other cores to work on it
-     * (see WS_ZSTD_JOB_SIZE for the figures). */
-    p->workers = cfg->parallel > 1 ? (cfg->parallel > 4 ? 4 : cfg->parallel) : 0;
+    p->workers = file_threads(cfg);
+    /* independent frames: wal-fetch decompresses them on several threads (object.h, version 3) */
+    p->frames = 1;
     if (zstd_workers >= 0)
         p->workers = zstd_workers;
     p->content_size = (int64_t)size;
@@ -363,6 +370,7 @@ static int fetch_once(const struct ws_config *cfg, const char *wal_name, const c
     struct ws_repo repo = {0};
     struct ws_identity id = {0};
     struct ws_sink *out_file = NULL, *reader = NULL;
+    struct ws_file_opts fo = {.mode = 0600, .err_code = WS_ERR_IO, .create_on_write = 1};
     int kind = ws_wal_classify(wal_name), have_id = 0, rc;
     char key[256];
 
@@ -386,13 +394,16 @@ static int fetch_once(const struct ws_config *cfg, const char *wal_name, const c
             goto out;
         have_id = 1;
     }
-    /* PostgreSQL's restore directory needs no fsync: after a crash recovery fetches again. */
-    if ((rc = ws_file_sink_new(dest_path, 0600, 0, &out_file, err)) != 0)
+    /* PostgreSQL's restore directory needs no fsync: after a crash recovery fetches again. A
+     * segment's blocks are reserved up front: the writes then allocate none (object-format.md). */
+    fo.preallocate = have_id ? id.wal_segment_size : 0;
+    if ((rc = ws_file_sink_open(dest_path, &fo, &out_file, err)) != 0)
         goto out;
     rc = ws_archive_wal_reader_new(out_file, key, wal_name, &kr, id.wal_segment_size, &reader, err);
     out_file = NULL;
     if (rc != 0)
         goto out;
+    ws_object_reader_set_workers(reader, file_threads(cfg));
     rc = ws_storage_get(repo.st, key, 0, WS_STORAGE_TO_END, reader, err);
     if (rc == WS_ERR_NOT_FOUND) {
         /* "Not in the archive" only counts if the archive of this cluster is really there. */
@@ -402,7 +413,10 @@ static int fetch_once(const struct ws_config *cfg, const char *wal_name, const c
             *err = e2, rc = rc2; /* keeps its retryable flag */
             goto out;
         }
-        /* wal-receive's streamed bytes of a segment in progress; never on a standby */
+        /* wal-receive's streamed bytes of a segment in progress; never on a standby. The
+         * reader's temporary file goes first: the streamed segment writes its own. */
+        ws_sink_free(reader);
+        reader = NULL;
         if (kind == WS_WAL_SEGMENT && access("standby.signal", F_OK) != 0 &&
             (rc = ws_archive_fetch_streamed(&repo, &kr, id.wal_segment_size, wal_name, dest_path,
                                             err)) != WS_ERR_NOT_FOUND)

@@ -18,7 +18,8 @@
  * A segment the repository does not hold is served from wal-receive's streamed chunks when the
  * working directory has no standby.signal, chunks cover it from offset 0 and the repository holds
  * no later segment of its timeline: the covered bytes, then zeros up to the segment size
- * (ws_archive_fetch_streamed; WS_ERR_NOT_FOUND when it does not apply).
+ * (ws_archive_fetch_streamed; WS_ERR_NOT_FOUND when it does not apply; a chunk listed and gone
+ * before it is read is a retryable WS_ERR_STORAGE: the receiver has just stored the segment).
  */
 #ifndef WS_ARCHIVE_H
 #define WS_ARCHIVE_H

@@ -26,6 +26,7 @@
 #include "base/util.h"
 #include "io/fingerprint.h"
 #include "io/key.h"
+#include "io/ratelimit.h"
 #include "io/sink.h"
 #include "pg/wal.h"
 #include "repo/repo.h"
@@ -441,6 +442,27 @@ static int record_exists(const struct spool *sp, const char *name)
 }
 
 /* Records that `name` is durably stored with this content; a failure is one WARNING. */
+int ws_pushahead_record_of(const struct ws_config *cfg, const char *name,
+                           const struct ws_push_result *res, struct ws_pushahead_record *r)
+{
+    memset(r, 0, sizeof(*r));
+    if (strlen(name) >= sizeof(r->name) || strlen(cfg->repo) >= sizeof(r->repo))
+        return -1;
+    snprintf(r->name, sizeof(r->name), "%s", name);
+    snprintf(r->repo, sizeof(r->repo), "%s", cfg->repo);
+    snprintf(r->cluster, sizeof(r->cluster), "%s", cfg->cluster);
+    r->system_identifier = res->system_identifier;
+    r->size = res->bytes;
+    /* The fingerprint (fingerprint.h) is the XXH3-128 content digest the push took of the file's
+     * `bytes` bytes; a push that took none (or another) binds no content: then no record. */
+    if (res->digest != WS_DIGEST_XXH3_128)
+        return -1;
+    memcpy(r->content_digest, res->content_digest, WS_OBJECT_DIGEST_SIZE);
+    memcpy(r->fingerprint, res->content_digest, WS_FINGERPRINT_SIZE);
+    r->pushed_at = (int64_t)time(NULL);
+    return 0;
+}
+
 static void record_write(const struct ws_config *cfg, const struct spool *sp, const char *name,
                          const struct ws_push_result *res)
 {
@@ -450,21 +472,8 @@ static void record_write(const struct ws_config *cfg, const struct spool *sp, co
     char text[WS_PUSHAHEAD_RECORD_SIZE];
     int n, rc;
 
-    memset(&r, 0, sizeof(r));
-    if (strlen(name) >= sizeof(r.name) || strlen(cfg->repo) >= sizeof(r.repo))
+    if (ws_pushahead_record_of(cfg, name, res, &r) != 0)
         return;
-    snprintf(r.name, sizeof(r.name), "%s", name);
-    snprintf(r.repo, sizeof(r.repo), "%s", cfg->repo);
-    snprintf(r.cluster, sizeof(r.cluster), "%s", cfg->cluster);
-    r.system_identifier = res->system_identifier;
-    r.size = res->bytes;
-    /* The fingerprint (fingerprint.h) is the XXH3-128 content digest the push took of the file's
-     * `bytes` bytes; a push that took none (or another) binds no content: then no record. */
-    if (res->digest != WS_DIGEST_XXH3_128)
-        return;
-    memcpy(r.content_digest, res->content_digest, WS_OBJECT_DIGEST_SIZE);
-    memcpy(r.fingerprint, res->content_digest, WS_FINGERPRINT_SIZE);
-    r.pushed_at = (int64_t)time(NULL);
     if ((n = ws_pushahead_record_format(&r, text, sizeof(text))) < 0) {
         ws_log_warning("could not write push-ahead record \"%s/%s\": the repo setting cannot be "
                        "recorded",
@@ -567,14 +576,40 @@ static void spool_clean(const struct ws_config *cfg, const struct spool *sp)
  * on S3 or SFTP that would cost round trips or a session per call, the very cost push-ahead
  * saves (docs/design/pushahead.md: what a record proves).
  */
+int ws_pushahead_record_check(const struct ws_config *cfg, const struct ws_pushahead_record *rec,
+                              const char *wal_path, struct ws_push_result *res, const char **why)
+{
+    const char *name = ws_base_name(wal_path);
+    int kind = ws_wal_classify(name);
+    struct ws_pushahead_record now;
+    struct ws_error e = {0};
+
+    memset(&now, 0, sizeof(now));
+    snprintf(now.name, sizeof(now.name), "%s", name);
+    snprintf(now.repo, sizeof(now.repo), "%s", cfg->repo);
+    snprintf(now.cluster, sizeof(now.cluster), "%s", cfg->cluster);
+    *why = NULL;
+    if (ws_pushahead_fingerprint_file(wal_path, kind == WS_WAL_SEGMENT || kind == WS_WAL_PARTIAL,
+                                      now.fingerprint, &now.size, &now.system_identifier, &e) != 0)
+        return -1;
+    if ((*why = ws_pushahead_record_mismatch(rec, &now)) != NULL)
+        return 0;
+    memset(res, 0, sizeof(*res));
+    res->bytes = now.size;
+    res->system_identifier = now.system_identifier;
+    /* the content digest of the object stored for it (records are written for XXH3-128 only) */
+    res->digest = WS_DIGEST_XXH3_128;
+    memcpy(res->content_digest, rec->content_digest, WS_OBJECT_DIGEST_SIZE);
+    return 1;
+}
+
 static int verify_record(const struct ws_config *cfg, const struct spool *sp, const char *wal_path,
                          struct ws_pushahead_result *res)
 {
     const char *name = ws_base_name(wal_path);
-    struct ws_pushahead_record rec, now;
-    struct ws_error e = {0};
+    struct ws_pushahead_record rec;
     const char *why;
-    int kind = ws_wal_classify(name), rc;
+    int rc;
 
     rc = record_read(sp, name, &rec);
     if (rc == 1)
@@ -585,19 +620,13 @@ static int verify_record(const struct ws_config *cfg, const struct spool *sp, co
         record_remove(sp, name);
         return 0;
     }
-    memset(&now, 0, sizeof(now));
-    snprintf(now.name, sizeof(now.name), "%s", name);
-    snprintf(now.repo, sizeof(now.repo), "%s", cfg->repo);
-    snprintf(now.cluster, sizeof(now.cluster), "%s", cfg->cluster);
-    if (ws_pushahead_fingerprint_file(wal_path, kind == WS_WAL_SEGMENT || kind == WS_WAL_PARTIAL,
-                                      now.fingerprint, &now.size, &now.system_identifier,
-                                      &e) != 0) {
+    if ((rc = ws_pushahead_record_check(cfg, &rec, wal_path, &res->push, &why)) < 0) {
         record_remove(sp, name);
         return 0; /* the push reports the file's problem */
     }
-    if ((why = ws_pushahead_record_mismatch(&rec, &now)) != NULL) {
+    if (rc == 0) {
         /* A record of another repository or cluster may be another server's (shared spool). */
-        if (strcmp(rec.repo, now.repo) == 0 && strcmp(rec.cluster, now.cluster) == 0) {
+        if (strcmp(rec.repo, cfg->repo) == 0 && strcmp(rec.cluster, cfg->cluster) == 0) {
             ws_log_warning("push-ahead record \"%s/%s\" does not match WAL file \"%s\" (%s); "
                            "archiving it normally",
                            sp->sp.sub[0].path, name, wal_path, why);
@@ -608,13 +637,7 @@ static int verify_record(const struct ws_config *cfg, const struct spool *sp, co
     /* The record stays until PostgreSQL has marked X done (spool_clean): removed now, the
      * push-ahead process could find X still .ready, without a record, and push it again. A
      * repeated call for X (the archiver restarted before it marked X done) checks it again. */
-    memset(res, 0, sizeof(*res));
     res->pushed_ahead = 1;
-    res->push.bytes = now.size;
-    res->push.system_identifier = now.system_identifier;
-    /* the content digest of the object stored for it (records are written for XXH3-128 only) */
-    res->push.digest = WS_DIGEST_XXH3_128;
-    memcpy(res->push.content_digest, rec.content_digest, WS_OBJECT_DIGEST_SIZE);
     ws_log_info("WAL file \"%s\" was archived ahead by an earlier call (record verified: same "
                 "content)",
                 wal_path);
@@ -906,12 +929,15 @@ static void batch_run(struct batch *b)
 {
     const struct ws_config *cfg = b->cfg;
     struct worker *w = NULL;
+    struct ws_ratelimit *rate = NULL; /* max_rate, shared by the workers' handles */
     struct ws_error e = {0};
     size_t nw = (size_t)(cfg->parallel > 1 ? cfg->parallel : 1), i = 0;
 
     b->kr = &b->keyring;
     pthread_mutex_init(&b->lock, NULL);
-    if (ws_keyring_load(cfg, &b->keyring, &e) != 0 || !(w = calloc(nw, sizeof(*w)))) {
+    if (ws_keyring_load(cfg, &b->keyring, &e) != 0 ||
+        (cfg->max_rate && ws_ratelimit_new((uint64_t)cfg->max_rate, NULL, &rate, &e) != 0) ||
+        !(w = calloc(nw, sizeof(*w)))) {
         ws_log_warning("push-ahead: %s", e.msg[0] ? e.msg : "out of memory");
         nw = 0;
     }
@@ -922,6 +948,7 @@ static void batch_run(struct batch *b)
         }
         w[i].repo.keep_identity = 1; /* one read per worker, not one per file */
         w[i].repo.st->attempts = 1;  /* one try per request: a file that fails is X's to push */
+        w[i].repo.st->rate = rate;
     }
     nw = i;
     b->watch = b->linger && nw > 0 ? watch_status(b->sp) : -1;
@@ -944,6 +971,7 @@ static void batch_run(struct batch *b)
     for (i = 0; i < nw; i++)
         ws_repo_close(&w[i].repo);
     free(w);
+    ws_ratelimit_free(rate);
     if (b->watch >= 0)
         close(b->watch);
     ws_keyring_wipe(&b->keyring);

@@ -20,7 +20,8 @@
  *     each on `parallel` workers, and takes more for WS_PUSHAHEAD_PROCESS_SECONDS (on s3:// and
  *     sftp:// also files that become ready meanwhile, while the postmaster of its start runs).
  *     After it stopped on a storage failure, none starts for WS_PUSHAHEAD_OUTAGE_PAUSE s unless a
- *     call's own push succeeds first.
+ *     call's own push succeeds first. Its workers together upload at most `max_rate` bytes per
+ *     second (io/ratelimit.h); the call's own push of X is not limited.
  * A record is written (temp + rename, no fsync) only after its file's object is durable (stored,
  * or found stored with identical content), and removed once PostgreSQL has marked the file done
  * or after WS_PUSHAHEAD_RECORD_MAX_AGE s. archive_status is only ever read.
@@ -106,6 +107,19 @@ int ws_pushahead_record_parse(const char *text, size_t len, struct ws_pushahead_
  */
 const char *ws_pushahead_record_mismatch(const struct ws_pushahead_record *rec,
                                          const struct ws_pushahead_record *now);
+
+/* The record of name's push (what record_write stores, pushed_at now); -1 when the push took no
+ * XXH3-128 digest or a field does not fit: then nothing binds the content and no record is kept. */
+int ws_pushahead_record_of(const struct ws_config *cfg, const char *name,
+                           const struct ws_push_result *res, struct ws_pushahead_record *r);
+
+/*
+ * Checks rec against wal_path as it is now (read once: ws_pushahead_fingerprint_file) with this
+ * cfg's repo and cluster: 1 when it matches (res filled as the push recorded it), 0 when it does
+ * not (*why: the reason), -1 when the file cannot be read (the push will report why).
+ */
+int ws_pushahead_record_check(const struct ws_config *cfg, const struct ws_pushahead_record *rec,
+                              const char *wal_path, struct ws_push_result *res, const char **why);
 
 /* Reads path once: size, fingerprint (fingerprint.h) and, when `segment` is set and the file is
  * long enough, the system identifier of its long page header (else 0). Mapped where it can be

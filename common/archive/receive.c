@@ -21,8 +21,7 @@
 /* ---- where the repository ends ---- */
 
 struct newest {
-    uint32_t tli;
-    uint64_t seg_size;
+    uint32_t tli, seg_size;
     uint64_t end; /* segment number after the newest, 0: none */
 };
 
@@ -30,16 +29,10 @@ static int newest_cb(void *arg, const char *key, const struct ws_storage_stat *s
                      struct ws_error *err)
 {
     struct newest *n = arg;
-    const char *name = ws_base_name(key);
-    uint64_t segno;
-    uint32_t tli;
 
     (void)st;
     (void)err;
-    if (ws_wal_classify(name) == WS_WAL_SEGMENT &&
-        ws_wal_parse_name(name, n->seg_size, &tli, &segno) == 0 && tli == n->tli &&
-        segno + 1 > n->end)
-        n->end = segno + 1;
+    ws_rx_segment_end(ws_base_name(key), n->tli, n->seg_size, &n->end);
     return 0;
 }
 
@@ -133,19 +126,22 @@ static int send_status(struct receiver *r, int64_t *last_ms, struct ws_error *er
 /* A flush, then the status update that reports it. */
 static int flush_and_report(struct receiver *r, int64_t *status_ms, struct ws_error *err)
 {
-    struct ws_error e2 = {0};
+    int rc = ws_rx_flush(r, err);
 
-    ws_rx_flush(r, &e2); /* a repository failure is logged there; the spool holds the bytes */
-    if (e2.code == WS_ERR_IO)
-        return *err = e2, e2.code;
-    return send_status(r, status_ms, err);
+    return rc ? rc : send_status(r, status_ms, err);
 }
 
-/* The spool holds as many unpushed segments as it may: no reading until one is pushed. */
+/* The spool holds as many unpushed segments as it may: no reading until one is pushed. The
+ * pushes are tried again at most once per receive_flush_interval. */
 static int spool_full(struct receiver *r)
 {
+    int64_t now = ws_mono_ms();
+
     if (r->pending < (size_t)r->cfg->receive_spool_segments)
         return 0;
+    if (now < r->next_push_ms)
+        return 1;
+    r->next_push_ms = now + (int64_t)r->cfg->receive_flush_interval * 1000;
     ws_rx_push_pending(r);
     if (r->pending < (size_t)r->cfg->receive_spool_segments)
         return 0;
@@ -228,7 +224,7 @@ static int stream_timeline(struct receiver *r, struct ws_repl_wal_msg *end, stru
             return rc;
         if (m.type == WS_REPL_TIMELINE_END) {
             *end = m; /* the COPY is over: a flush, no status update */
-            return ws_rx_flush(r, err) == WS_ERR_IO ? WS_ERR_IO : 0;
+            return ws_rx_flush(r, err);
         }
         if ((rc = handle(r, &m, &status_ms, &data_ms, err)) != 0)
             return rc;
@@ -326,7 +322,8 @@ int ws_receive_run(const struct ws_config *cfg, const struct ws_repl_ops *ops,
     r.cfg = cfg;
     r.ops = ops;
     r.stop = stop;
-    if ((rc = open_receiver(cfg, &r, err)) != 0)
+    if ((rc = ws_repl_slot_name_check(cfg->slot_name, err)) != 0 ||
+        (rc = open_receiver(cfg, &r, err)) != 0)
         goto out;
     while (!*stop) {
         uint64_t before = r.pos;

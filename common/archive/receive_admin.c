@@ -52,8 +52,7 @@ static void read_status_file(const struct ws_config *cfg, char *buf, size_t bufs
     ws_spool_close(&sp);
 }
 
-/* The value of `key = value` in text into out ("" when absent). */
-static void status_value(const char *text, const char *key, char *out, size_t outsz)
+void ws_receive_status_field(const char *text, const char *key, char *out, size_t outsz)
 {
     size_t klen = strlen(key);
     const char *p = text, *end;
@@ -68,8 +67,7 @@ static void status_value(const char *text, const char *key, char *out, size_t ou
         }
 }
 
-int ws_receive_status(const struct ws_config *cfg, const struct ws_repl_ops *ops, FILE *out,
-                      struct ws_error *err)
+void ws_receive_status(const struct ws_config *cfg, const struct ws_repl_ops *ops, FILE *out)
 {
     char text[4096], received[64], flushed[64], updated[64], lasterr[1100], pos[24];
     char restart[24] = "none";
@@ -81,12 +79,11 @@ int ws_receive_status(const struct ws_config *cfg, const struct ws_repl_ops *ops
     int64_t t = 0;
     int reached;
 
-    (void)err;
     read_status_file(cfg, text, sizeof(text));
-    status_value(text, "received", received, sizeof(received));
-    status_value(text, "flushed", flushed, sizeof(flushed));
-    status_value(text, "updated", updated, sizeof(updated));
-    status_value(text, "last_error", lasterr, sizeof(lasterr));
+    ws_receive_status_field(text, "received", received, sizeof(received));
+    ws_receive_status_field(text, "flushed", flushed, sizeof(flushed));
+    ws_receive_status_field(text, "updated", updated, sizeof(updated));
+    ws_receive_status_field(text, "last_error", lasterr, sizeof(lasterr));
     reached = ws_repl_connect_as(ops, cfg->pg_conninfo, cfg->cluster, &r, &e2) == 0 &&
               ws_repl_identify(r, &sys, &e2) == 0 &&
               ws_repl_read_slot(r, cfg->slot_name, &slot, &e2) == 0;
@@ -111,5 +108,4 @@ int ws_receive_status(const struct ws_config *cfg, const struct ws_repl_ops *ops
                 sys.xlogpos > flushed_lsn ? sys.xlogpos - flushed_lsn : 0,
                 sys.xlogpos > flushed_lsn ? (int64_t)time(NULL) - t : 0);
     fprintf(out, "last error: %s\n", lasterr[0] ? lasterr : "none");
-    return 0;
 }

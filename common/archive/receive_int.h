@@ -36,15 +36,20 @@ struct receiver {
     char segment[WS_WAL_NAME_LEN + 1]; /* the segment the .partial file holds */
     size_t pending;                    /* completed segments waiting in the spool */
     int full_logged;                   /* "the spool is full" said once */
+    int64_t next_push_ms;              /* a full spool: the next push attempt (ws_mono_ms) */
     char last_error[sizeof(((struct ws_error *)0)->msg)];
 };
 
 int ws_rx_open_segment(struct receiver *r, struct ws_error *err);
 int ws_rx_write(struct receiver *r, const uint8_t *data, size_t len, struct ws_error *err);
+/* Pushes pending segments, fsyncs the .partial file and stores its new bytes as a chunk; a
+ * repository failure is logged and kept as the last error (0). Errors: the spool's (WS_ERR_IO). */
 int ws_rx_flush(struct receiver *r, struct ws_error *err);
 void ws_rx_drop_partial(struct receiver *r);
 /* Pushes the completed segments of the spool, oldest first, until one fails (logged). */
 void ws_rx_push_pending(struct receiver *r);
+/* name is a segment of tli (a base name): *end raised to the segment number after it. */
+void ws_rx_segment_end(const char *name, uint32_t tli, uint32_t seg_size, uint64_t *end);
 /* The segment number after the newest completed segment of tli in the spool, or 0. */
 uint64_t ws_rx_spool_end(struct receiver *r, uint32_t tli);
 /* Logs err and keeps it as the last error; the same message again is logged at debug level. */

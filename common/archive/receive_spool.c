@@ -81,17 +81,28 @@ static int collect_key(void *arg, const char *key, const struct ws_storage_stat 
     return 0;
 }
 
-/* The chunks of segment in the repository, removed (after its WAL object is stored). */
-static int remove_chunks(struct receiver *r, const char *segment, struct ws_error *err)
+/* The chunks of segment in the repository but the one at keep (NULL: none), removed: after the
+ * segment's WAL object is stored, or after the first chunk of a session is. */
+static int remove_chunks(struct receiver *r, const char *segment, const char *keep,
+                         struct ws_error *err)
 {
     struct chunk_list l = {0};
     char prefix[256];
+    size_t n = 0;
     int rc;
 
     if (ws_repo_stream_prefix(&r->repo, segment, prefix, sizeof(prefix)) != 0)
         return 0;
-    if ((rc = ws_storage_list(r->repo.st, prefix, collect_key, &l, err)) == 0 && l.n)
-        rc = ws_storage_remove_many(r->repo.st, (const char *const *)l.keys, l.n, err);
+    if ((rc = ws_storage_list(r->repo.st, prefix, collect_key, &l, err)) == 0) {
+        for (size_t i = 0; i < l.n; i++)
+            if (keep && strcmp(l.keys[i], keep) == 0)
+                free(l.keys[i]);
+            else
+                l.keys[n++] = l.keys[i];
+        l.n = n;
+        if (l.n)
+            rc = ws_storage_remove_many(r->repo.st, (const char *const *)l.keys, l.n, err);
+    }
     for (size_t i = 0; i < l.n; i++)
         free(l.keys[i]);
     free(l.keys);
@@ -103,7 +114,7 @@ static int cmp_name(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The completed segments in the spool, sorted (tli 0: every timeline). */
+/* The completed segments in the spool, sorted. */
 static int spool_segments(struct receiver *r, struct chunk_list *l, struct ws_error *err)
 {
     DIR *d = ws_spool_opendir(r->dir);
@@ -145,7 +156,7 @@ static int push_one(struct receiver *r, const char *name, struct ws_error *err)
      * the server's WAL rate (docs/design/receive.md). */
     if ((rc = ws_archive_push_in(r->cfg, &r->repo, &r->kr, 0, 1, path, &res, err)) != 0)
         return rc;
-    if (ws_wal_classify(name) == WS_WAL_SEGMENT && remove_chunks(r, name, &e2) != 0)
+    if (ws_wal_classify(name) == WS_WAL_SEGMENT && remove_chunks(r, name, NULL, &e2) != 0)
         ws_log_warning("could not remove the streamed chunks of segment \"%s\": %s", name, e2.msg);
     if (unlinkat(r->dir, name, 0) != 0)
         return ws_error_setsys(err, WS_ERR_IO, errno, "could not remove spool file \"%s\"", path);
@@ -174,18 +185,25 @@ void ws_rx_push_pending(struct receiver *r)
     free_list(&l);
 }
 
+void ws_rx_segment_end(const char *name, uint32_t tli, uint32_t seg_size, uint64_t *end)
+{
+    uint64_t segno;
+    uint32_t t;
+
+    if (ws_wal_classify(name) == WS_WAL_SEGMENT &&
+        ws_wal_parse_name(name, seg_size, &t, &segno) == 0 && t == tli && segno + 1 > *end)
+        *end = segno + 1;
+}
+
 uint64_t ws_rx_spool_end(struct receiver *r, uint32_t tli)
 {
     struct chunk_list l = {0};
     struct ws_error err = {0};
-    uint64_t end = 0, segno;
-    uint32_t t;
+    uint64_t end = 0;
 
     if (spool_segments(r, &l, &err) == 0)
         for (size_t i = 0; i < l.n; i++)
-            if (ws_wal_parse_name(l.keys[i], r->seg_size, &t, &segno) == 0 && t == tli &&
-                segno + 1 > end)
-                end = segno + 1;
+            ws_rx_segment_end(l.keys[i], tli, r->seg_size, &end);
     free_list(&l);
     return end;
 }
@@ -234,6 +252,31 @@ int ws_rx_write(struct receiver *r, const uint8_t *data, size_t len, struct ws_e
     return 0;
 }
 
+/* The chunk at key exists (an earlier session's): kept when it holds the same len bytes as data,
+ * else replaced by them. The server may have rewritten WAL at the same position since (crash
+ * recovery overwrites a torn record at the end of WAL). */
+static int put_again(struct receiver *r, const char *key, const uint8_t *data, size_t len,
+                     const struct ws_object_params *p, struct ws_error *err)
+{
+    char *old = NULL;
+    size_t old_len = 0;
+    int rc;
+
+    memset(err, 0, sizeof(*err)); /* the refused put's */
+    rc = ws_repo_get_small(&r->repo, key, &r->kr, len, &old, &old_len, err);
+    if (rc == 0 && old_len == len && memcmp(old, data, len) == 0)
+        goto out;
+    if (rc != 0 && rc != WS_ERR_CORRUPT && rc != WS_ERR_NOT_FOUND)
+        goto out;
+    memset(err, 0, sizeof(*err));
+    ws_log_info("streamed chunk \"%s\" holds other bytes than the server sent now: replaced", key);
+    if ((rc = ws_storage_remove(r->repo.st, key, err)) == 0)
+        rc = ws_repo_put_small(&r->repo, key, data, len, p, err);
+out:
+    free(old);
+    return rc;
+}
+
 /* Bytes [chunked, pos) of the segment in progress as a chunk object. */
 static int store_chunk(struct receiver *r, struct ws_error *err)
 {
@@ -259,8 +302,11 @@ static int store_chunk(struct receiver *r, struct ws_error *err)
     p.digest = WS_DIGEST_XXH3_128;
     p.key = ws_keyring_write_key(&r->kr);
     rc = ws_repo_put_small(&r->repo, key, buf, end - start, &p, err);
-    if (rc == WS_ERR_EXISTS) /* the same bytes, stored by an earlier run */
-        rc = 0;
+    if (rc == WS_ERR_EXISTS)
+        rc = put_again(r, key, buf, end - start, &p, err);
+    /* a session streams the segment from its start: what other chunks hold is superseded */
+    if (rc == 0 && start == 0)
+        rc = remove_chunks(r, r->segment, key, err);
     if (rc == 0) {
         r->chunked = r->pos;
         ws_log_debug("stored chunk \"%s\"", key);
@@ -272,7 +318,8 @@ out:
 
 int ws_rx_flush(struct receiver *r, struct ws_error *err)
 {
-    int rc = 0;
+    struct ws_error e2 = {0};
+    int rc;
 
     if (r->pending > 0)
         ws_rx_push_pending(r); /* segments the repository refused before: again */
@@ -284,12 +331,14 @@ int ws_rx_flush(struct receiver *r, struct ws_error *err)
                                    r->sp.sub[0].path, r->segment);
         r->synced = r->pos;
     }
-    if (r->fd >= 0 && r->pos > r->chunked && (rc = store_chunk(r, err)) != 0) {
-        ws_rx_set_error(r, err);
+    if (r->fd >= 0 && r->pos > r->chunked && (rc = store_chunk(r, &e2)) != 0) {
+        if (rc == WS_ERR_IO) /* the spool file could not be read */
+            return *err = e2, rc;
+        ws_rx_set_error(r, &e2); /* the spool holds the bytes: the next flush tries again */
     } else if (r->pending == 0)
         r->stored = r->pos;
     ws_rx_write_status(r);
-    return rc;
+    return 0;
 }
 
 void ws_rx_write_status(struct receiver *r)

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/crc32c.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -427,6 +428,76 @@ out:
     return rc;
 }
 
+/* What is wrong with <spool_dir>/<cluster> or its subdirectories for this user, with the command
+ * that fixes it (ws_dir_owner_problem); "" when none of them shows a problem of ownership. */
+static void spool_fix(const struct ws_config *cfg, const char *const *subs, size_t nsub, char *out,
+                      size_t outsz)
+{
+    char dir[PATH_MAX + 80];
+
+    out[0] = '\0';
+    for (size_t i = 0; i <= nsub && !out[0]; i++) {
+        if (snprintf(dir, sizeof(dir), "%s/%s%s%s", cfg->spool_dir, cfg->cluster, i ? "/" : "",
+                     i ? subs[i - 1] : "") >= (int)sizeof(dir))
+            return;
+        ws_dir_owner_problem(dir, geteuid(), getegid(), out, outsz);
+        if (access(dir, F_OK) != 0)
+            break; /* judged by its parent; nothing below it exists */
+    }
+}
+
+/* The directory for the rate-limit stamp of the warning: $HOME, when it is private to this user
+ * (owned by it, writable by no one else), opened without following a link at its last
+ * component; never for root (whose spool is refused anyway, and whose home is not the server's)
+ * nor for a spool_dir that is not absolute. Not the spool, which is what is broken, nor its
+ * parent, which may be the data directory (docs/design/spool.md, "The warning's stamp").
+ * -1 when there is none. */
+static int stamp_dir(const struct ws_config *cfg)
+{
+    const char *home = getenv("HOME");
+    struct stat st;
+    int fd;
+
+    if (geteuid() == 0 || cfg->spool_dir[0] != '/' || !home || home[0] != '/')
+        return -1;
+    fd = open(home, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && !(st.st_mode & (S_IWGRP | S_IWOTH)))
+        return fd;
+    close(fd);
+    return -1;
+}
+
+/* 1 when the "is disabled" warning of this spool is due: its stamp
+ * (".walsafe-spool-<cluster>-<crc of spool_dir>.warned") is absent or older than a minute, and
+ * then it is touched; under an exclusive lock, so of concurrent callers one warns. 1 as well
+ * when no private directory holds a stamp (the warning then repeats, saying so is the caller's
+ * business: it is logged in full each time). */
+static int warning_due(const struct ws_config *cfg)
+{
+    char name[128];
+    struct stat st;
+    int dir = stamp_dir(cfg), fd, due = 1;
+
+    if (dir < 0)
+        return 1;
+    snprintf(name, sizeof(name), ".walsafe-spool-%s-%08x.warned", cfg->cluster,
+             (unsigned)ws_crc32c(0, cfg->spool_dir, strlen(cfg->spool_dir)));
+    fd = openat(dir, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    close(dir);
+    if (fd < 0)
+        return 1;
+    if (flock(fd, LOCK_EX) == 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        st.st_uid == geteuid()) {
+        due = st.st_size == 0 || time(NULL) - st.st_mtime >= 60;
+        if (due && (ws_pwrite_all(fd, "1", 1, 0) != 0 || futimens(fd, NULL) != 0))
+            due = 1;
+    }
+    close(fd);
+    return due;
+}
+
 int ws_spool_use(const struct ws_config *cfg, const char *what, const struct ws_spool_place *place,
                  const char *const *subs, size_t nsub, int private_subs, struct ws_spool *sp)
 {
@@ -439,7 +510,12 @@ int ws_spool_use(const struct ws_config *cfg, const char *what, const struct ws_
         return -1;
     }
     if (ws_spool_open(cfg, place, subs, nsub, private_subs, sp, &err) != 0) {
-        ws_log_warning("%s is disabled: %s", what, err.msg);
+        char fix[4200];
+        spool_fix(cfg, subs, nsub, fix, sizeof(fix));
+        if (warning_due(cfg))
+            ws_log_warning("%s is disabled: %s%s%s", what, err.msg, fix[0] ? "; " : "", fix);
+        else
+            ws_log_debug("%s is disabled: %s", what, err.msg);
         return -1;
     }
     return 0;

@@ -95,7 +95,15 @@ static int write_cover(struct ws_repo *repo, const struct ws_keyring *kr, const 
     int rc = 0;
 
     while (!rc && (c = cover(l, off, seg_size)) != NULL) {
-        if ((rc = ws_repo_get_small(repo, c->key, kr, c->end - c->start, &data, &len, err)) != 0)
+        rc = ws_repo_get_small(repo, c->key, kr, c->end - c->start, &data, &len, err);
+        if (rc == WS_ERR_NOT_FOUND) {
+            /* listed, then gone: the receiver stored the whole segment and removed its chunks.
+             * Not "not in the archive": the fetch repeated finds the segment. */
+            rc = ws_error_set(err, WS_ERR_STORAGE, "streamed chunk \"%s\" vanished while read",
+                              c->key);
+            err->retryable = 1;
+        }
+        if (rc != 0)
             break;
         if (len != c->end - c->start)
             rc = ws_error_set(err, WS_ERR_CORRUPT, "streamed chunk \"%s\" holds %zu bytes", c->key,

@@ -1,12 +1,16 @@
 /*
  * backup/check.c - `basebackup check`: one OK/FAILED line per precondition of a working backup
  * set-up, so an operator (or a monitoring job) sees at once what is wrong:
- *   repository reachable and writable; identity matches this cluster; encryption key matches
- *   the repository; the role's privileges for the backup method (local: EXECUTE on the backup
- *   functions; stream: REPLICATION, max_wal_senders > 0), each missing one on its own line
- *   ending with the statement that grants it; archive_mode on and archive_command calls
- *   wal-push; a forced WAL switch (EXECUTE on pg_switch_wal) reaches the repository within
- *   `timeout`.
+ *   configuration valid; run as the repository's owner; key file readable; repository reachable
+ *   and writable; server reachable; pgdata and spool_dir (check_local.c); identity matches this
+ *   cluster; encryption key matches the repository; the role's privileges for the backup method
+ *   (local: EXECUTE on the backup functions; stream: REPLICATION, max_wal_senders > 0), each
+ *   missing one on its own line ending with the statement that grants it; stream: a replication
+ *   connection opens and answers IDENTIFY_SYSTEM (pg_hba.conf's `replication` line); archive_mode
+ * on and archive_command calls wal-push (or archive_library is the walsafe_archive module); a
+ * forced WAL switch (EXECUTE on pg_switch_wal) reaches the repository within `timeout`. A line
+ * whose precondition failed is "SKIPPED <what> (needs: <the failed line>)", never a second
+ * diagnosis, and the WAL switch is not tried (no wait of `timeout` for nothing).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,19 +20,28 @@
 #include <unistd.h>
 
 #include "backup/backup.h"
+#include "backup/check_int.h"
 #include "backup/pool.h"
 #include "base/util.h"
 #include "io/object.h"
 #include "pg/pgconn.h"
 #include "pg/wal.h"
 
-static int report(int ok, const char *what, const char *detail)
+int ws_check_report(int ok, const char *what, const char *detail)
 {
     printf("%-7s %s%s%s\n", ok ? "OK" : "FAILED", what, detail && *detail ? ": " : "",
            detail ? detail : "");
     fflush(stdout);
     return ok ? 0 : 1;
 }
+
+void ws_check_skipped(const char *what, const char *needs)
+{
+    printf("%-7s %s (needs: %s)\n", "SKIPPED", what, needs);
+    fflush(stdout);
+}
+
+#define report ws_check_report
 
 static int check_writable(struct ws_repo *repo, char *detail, size_t n)
 {
@@ -132,24 +145,41 @@ static int check_identity(struct ws_repo *repo, const struct ws_pg_info *info)
 
     rc = ws_repo_identity_load(repo, &id, &err);
     if (rc == WS_ERR_NOT_FOUND)
-        return report(1, "repository identity matches this cluster",
+        return report(1, L_IDENTITY,
                       "nothing archived yet: the first wal-push (the WAL switch below) "
                       "records it");
     if (rc)
-        return report(0, "repository identity matches this cluster", err.msg);
+        return report(0, L_IDENTITY, err.msg);
     if (id.system_identifier != info->system_identifier) {
         snprintf(detail, sizeof(detail),
                  "repository cluster \"%s\" is database system %" PRIu64
                  ", this server is %" PRIu64,
                  repo->cluster, id.system_identifier, info->system_identifier);
-        return report(0, "repository identity matches this cluster", detail);
+        return report(0, L_IDENTITY, detail);
     }
     snprintf(detail, sizeof(detail), "system %" PRIu64, id.system_identifier);
-    return report(1, "repository identity matches this cluster", detail);
+    return report(1, L_IDENTITY, detail);
 }
 
+/* archive_library (PostgreSQL 15+) wins over archive_command when set. */
+static int library_set(const struct ws_pg_info *info)
+{
+    return info->archive_library && info->archive_library[0] != '\0';
+}
+
+/* The walsafe_archive module, by name or by a path to it (with or without ".so"). */
+static int library_is_walsafe(const struct ws_pg_info *info)
+{
+    const char *base = library_set(info) ? ws_base_name(info->archive_library) : "";
+
+    return strcmp(base, "walsafe_archive") == 0 || strcmp(base, "walsafe_archive.so") == 0;
+}
+
+/* Archiving goes through walsafe: the module, or an archive_command that calls wal-push. */
 static int calls_wal_push(const struct ws_pg_info *info)
 {
+    if (library_set(info))
+        return library_is_walsafe(info);
     return info->archive_command && strstr(info->archive_command, "wal-push") != NULL;
 }
 
@@ -163,10 +193,15 @@ static int check_archiving(const struct ws_pg_info *info)
          (strcmp(info->archive_mode, "on") == 0 || strcmp(info->archive_mode, "always") == 0);
     snprintf(detail, sizeof(detail), "archive_mode = %s",
              info->archive_mode ? info->archive_mode : "?");
-    failed += report(ok, "archive_mode is on", detail);
+    failed += report(ok, L_ARCHIVE_MODE, detail);
+    if (library_set(info)) {
+        snprintf(detail, sizeof(detail), "archive_library = '%s'", info->archive_library);
+        failed += report(library_is_walsafe(info), L_ARCHIVE_LIB, detail);
+        return failed;
+    }
     snprintf(detail, sizeof(detail), "archive_command = '%s'",
              info->archive_command ? info->archive_command : "");
-    failed += report(calls_wal_push(info), "archive_command calls wal-push", detail);
+    failed += report(calls_wal_push(info), L_ARCHIVE_CMD, detail);
     return failed;
 }
 
@@ -205,9 +240,31 @@ static int check_replication(const struct ws_pg_access *a)
     return failed;
 }
 
+/* A stream backup: open a real replication connection as create does (pg_hba.conf must have a
+ * `replication` line for the role) and run IDENTIFY_SYSTEM; 0 for OK, 1 for FAILED. */
+static int check_repl_connect(const struct ws_config *cfg, const struct ws_backup_env *env)
+{
+    struct ws_error err = {0};
+    struct ws_repl *repl = NULL;
+    struct ws_repl_system sys = {0};
+    char detail[1200];
+    int rc;
+
+    rc = ws_repl_connect(env ? env->repl : NULL, cfg->pg_conninfo, &repl, &err);
+    if (rc == 0)
+        rc = ws_repl_identify(repl, &sys, &err);
+    if (rc == 0)
+        snprintf(detail, sizeof(detail), "system identifier %" PRIu64 ", timeline %" PRIu32,
+                 sys.system_identifier, sys.timeline);
+    else
+        snprintf(detail, sizeof(detail), "%s", err.msg);
+    ws_repl_close(repl);
+    return report(rc == 0, L_REPL_CONN, detail);
+}
+
 /* The role's privileges for cfg's backup method; *can_switch: it may call pg_switch_wal. */
-static int check_access(const struct ws_config *cfg, struct ws_pg *pg,
-                        const struct ws_pg_info *info, int *can_switch)
+static int check_access(const struct ws_config *cfg, const struct ws_backup_env *env,
+                        struct ws_pg *pg, const struct ws_pg_info *info, int *can_switch)
 {
     struct ws_error err = {0};
     struct ws_pg_access a = {0};
@@ -217,7 +274,18 @@ static int check_access(const struct ws_config *cfg, struct ws_pg *pg,
     if (ws_pg_get_access(pg, info->version, &a, &err) != 0)
         return report(0, "the role's privileges readable", err.msg);
     if (ws_config_backup_method(cfg) == WS_BACKUP_METHOD_STREAM) {
-        failed += check_replication(&a);
+        char need[200];
+        int f = check_replication(&a);
+        if (f == 0) {
+            f = check_repl_connect(cfg, env);
+        } else { /* needs the first of check_replication's lines that failed */
+            if (a.replication)
+                snprintf(need, sizeof(need), "max_wal_senders allows replication connections");
+            else
+                snprintf(need, sizeof(need), "role %s may open replication connections", a.role);
+            ws_check_skipped(L_REPL_CONN, need);
+        }
+        failed += f;
     } else {
         failed += check_execute(&a, info->version, WS_PG_BACKUP_START, "local backup");
         failed += check_execute(&a, info->version, WS_PG_BACKUP_STOP, "local backup");
@@ -262,62 +330,128 @@ static int check_wal_switch(const struct ws_config *cfg, struct ws_pg *pg, struc
         rc = rc ? rc : 1;
     }
     free(seg);
-    return report(rc == 0, "a forced WAL switch reaches the repository", detail);
+    return report(rc == 0, L_SWITCH, detail);
+}
+
+/* Lines whose every precondition is known to hold run; the others print SKIPPED naming the first
+ * one that failed. needs[] is NULL-terminated; an entry is NULL when its line passed. */
+static const char *first_failed(const char *const *needs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (needs[i])
+            return needs[i];
+    return NULL;
+}
+
+/* The lines that need the repository, the server or both; r says which of those passed. */
+static void check_dependent(const struct ws_config *cfg, const struct ws_backup_env *env,
+                            struct ws_check_run *r, struct ws_repo *repo, struct ws_pg *pg,
+                            const struct ws_pg_info *info, const struct ws_keyring *kr,
+                            struct ws_error *err)
+{
+    char detail[1200];
+    const char *need_id[] = {r->repo, r->pg}, *need_key[] = {r->key, r->repo}, *why;
+    int can_switch = 0, rc;
+
+    if ((why = first_failed(need_id, 2)))
+        ws_check_skipped(L_IDENTITY, why);
+    else if (check_identity(repo, info))
+        r->failed++, r->identity = L_IDENTITY;
+    if ((why = first_failed(need_key, 2))) {
+        ws_check_skipped(L_KEY_MATCH, why);
+    } else {
+        rc = check_key(repo, kr, detail, sizeof(detail));
+        if (report(rc == 0, L_KEY_MATCH, detail))
+            r->failed++, r->key_match = L_KEY_MATCH;
+    }
+    if (r->pg) {
+        ws_check_skipped("the role's privileges for the backup method", r->pg);
+        if (ws_config_backup_method(cfg) == WS_BACKUP_METHOD_STREAM)
+            ws_check_skipped(L_REPL_CONN, r->pg);
+        ws_check_skipped(L_ARCHIVE_MODE, r->pg);
+        ws_check_skipped(L_ARCHIVE_CMD, r->pg);
+    } else {
+        r->failed += check_access(cfg, env, pg, info, &can_switch);
+        r->failed += check_archiving(info);
+        if (!(info->archive_mode &&
+              (strcmp(info->archive_mode, "on") == 0 || strcmp(info->archive_mode, "always") == 0)))
+            r->archiving = L_ARCHIVE_MODE;
+        else if (!calls_wal_push(info))
+            r->archiving = library_set(info) ? L_ARCHIVE_LIB : L_ARCHIVE_CMD;
+        if (!can_switch)
+            r->switch_grant = "the role may call pg_switch_wal()";
+    }
+    {
+        const char *need_switch[] = {r->user,     r->key,       r->repo,      r->pg,
+                                     r->identity, r->key_match, r->archiving, r->switch_grant};
+        if ((why = first_failed(need_switch, sizeof(need_switch) / sizeof(need_switch[0]))))
+            ws_check_skipped(L_SWITCH, why);
+        else if (info->in_recovery)
+            r->failed +=
+                report(0, L_SWITCH, "the server is in recovery (check runs on the primary)");
+        else
+            r->failed += check_wal_switch(cfg, pg, repo, err);
+    }
+}
+
+void ws_backup_check_config_failed(const struct ws_error *cfg_err)
+{
+    static const char *const rest[] = {
+        L_USER,         L_KEY,         L_REPO,
+        L_PG,           L_PGDATA,      L_SPOOL,
+        L_IDENTITY,     L_KEY_MATCH,   "the role's privileges for the backup method",
+        L_ARCHIVE_MODE, L_ARCHIVE_CMD, L_SWITCH};
+
+    report(0, L_CONFIG, cfg_err->msg);
+    for (size_t i = 0; i < sizeof(rest) / sizeof(rest[0]); i++)
+        ws_check_skipped(rest[i], L_CONFIG);
 }
 
 int ws_backup_check(const struct ws_config *cfg, const struct ws_backup_env *env,
                     struct ws_error *err)
 {
+    struct ws_check_run r = {0};
     struct ws_repo repo = {0};
     struct ws_keyring kr = {0};
     struct ws_pg *pg = NULL;
     struct ws_pg_info info = {0};
     char detail[1200];
-    int failed = 0, rc, have_repo = 0, have_pg = 0, can_switch = 0;
+    int rc;
 
+    report(1, L_CONFIG,
+           cfg->config_file ? cfg->config_file
+                            : "no file: the command line and "
+                              "the environment");
+    rc = ws_repo_check_user(cfg, "basebackup", err);
+    if (report(rc == 0, L_USER, rc ? err->msg : ""))
+        r.failed++, r.user = L_USER;
     rc = ws_keyring_load(cfg, &kr, err);
-    failed += report(rc == 0, "encryption key file readable", rc ? err->msg : "");
-    rc = ws_backup_repo_open(env, cfg, &repo, err);
-    if (rc == 0) {
-        have_repo = 1;
-        rc = check_writable(&repo, detail, sizeof(detail));
-        failed += report(rc == 0, "repository reachable and writable", detail);
+    if (report(rc == 0, L_KEY, rc ? err->msg : ""))
+        r.failed++, r.key = L_KEY;
+    if (r.user) {
+        ws_check_skipped(L_REPO, r.user);
+        r.repo = L_USER;
+    } else if ((rc = ws_backup_repo_open(env, cfg, &repo, err)) != 0) {
+        r.failed += report(0, L_REPO, err->msg);
+        r.repo = L_REPO;
+    } else if ((rc = check_writable(&repo, detail, sizeof(detail))) != 0) {
+        r.failed += report(0, L_REPO, detail);
+        r.repo = L_REPO;
     } else {
-        failed += report(0, "repository reachable and writable", err->msg);
+        report(1, L_REPO, detail);
     }
     rc = ws_pg_connect(env ? env->pg : NULL, cfg->pg_conninfo, &pg, err);
     if (rc == 0)
         rc = ws_pg_get_info(pg, &info, err);
-    if (rc == 0)
-        have_pg = 1;
-    failed += report(rc == 0, "database server reachable", rc ? err->msg : "");
-
-    if (have_repo && have_pg)
-        failed += check_identity(&repo, &info);
-    if (have_repo) {
-        rc = check_key(&repo, &kr, detail, sizeof(detail));
-        failed += report(rc == 0, "encryption key matches the repository", detail);
-    }
-    if (have_pg) {
-        failed += check_access(cfg, pg, &info, &can_switch);
-        failed += check_archiving(&info);
-    }
-    if (have_pg && !calls_wal_push(&info))
-        failed += report(0, "a forced WAL switch reaches the repository",
-                         "not tried: archive_command does not call wal-push");
-    else if (have_pg && !can_switch)
-        failed += report(0, "a forced WAL switch reaches the repository",
-                         "not tried: the role may not call pg_switch_wal() (see above)");
-    else if (have_pg && have_repo && !info.in_recovery)
-        failed += check_wal_switch(cfg, pg, &repo, err);
-    else if (have_pg && info.in_recovery)
-        failed += report(0, "a forced WAL switch reaches the repository",
-                         "the server is in recovery (check runs on the primary)");
+    if (report(rc == 0, L_PG, rc ? err->msg : ""))
+        r.failed++, r.pg = L_PG;
+    r.failed += ws_check_local(cfg, r.pg ? NULL : &info);
+    check_dependent(cfg, env, &r, &repo, pg, &info, &kr, err);
     ws_pg_info_free(&info);
     ws_pg_close(pg);
     ws_repo_close(&repo);
     ws_keyring_wipe(&kr);
-    if (failed)
-        return ws_error_set(err, WS_ERR_INVALID, "%d check(s) failed", failed);
+    if (r.failed)
+        return ws_error_set(err, WS_ERR_INVALID, "%d check(s) failed", r.failed);
     return 0;
 }

@@ -24,9 +24,11 @@
 #include <unistd.h>
 
 #include "backup/create_int.h"
+#include "backup/extra.h"
 #include "backup/pool.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/progress.h"
 #include "base/util.h"
 #include "pg/pgpage.h"
 #include "pg/wal.h"
@@ -64,6 +66,8 @@ static void remove_backup_objects(struct create *c, uint32_t nbundles, uint32_t 
         ws_storage_remove(c->repo.st, key, &e);
     }
     ws_backup_object_key(&c->repo, c->m.id, WS_BACKUP_SERVER_MANIFEST, key, sizeof(key));
+    ws_storage_remove(c->repo.st, key, &e);
+    ws_backup_object_key(&c->repo, c->m.id, WS_BACKUP_EXTRA, key, sizeof(key));
     ws_storage_remove(c->repo.st, key, &e);
     ws_backup_object_key(&c->repo, c->m.id, WS_BACKUP_CLAIM, key, sizeof(key));
     ws_storage_remove(c->repo.st, key, &e);
@@ -258,11 +262,27 @@ int ws_create_begin(struct create *c, struct ws_error *err)
     return rc ? rc : name_backup(c, err);
 }
 
+void ws_create_note_checkpoint(const struct create *c)
+{
+    static const char note[] = "waiting for the checkpoint (spread, checkpoint_completion_target): "
+                               "--fast avoids the wait; an idle server can take minutes";
+
+    if (c->o->fast)
+        return;
+    if (c->o->progress) {
+        fprintf(stderr, "%s\n", note);
+        fflush(stderr);
+    } else {
+        ws_log_info("%s", note);
+    }
+}
+
 static int start_backup(struct create *c, struct ws_error *err)
 {
     char l[24];
     int rc;
 
+    ws_create_note_checkpoint(c);
     if ((rc = ws_pg_backup_start(c->pg, c->info.version, c->m.label, c->o->fast, &c->m.start_lsn,
                                  err)) != 0)
         return rc;
@@ -375,6 +395,27 @@ static int stop_backup(struct create *c, struct ws_error *err)
     return ws_create_end_records(c, err);
 }
 
+/* backup_extra_paths (extra.h), after the data directory: the object "extra" and the manifest's
+ * extra records. */
+static int store_extra(struct create *c, struct ws_error *err)
+{
+    struct ws_sink *s = NULL;
+    uint64_t before = atomic_load(&c->j.stored_bytes);
+    char key[256];
+    int rc;
+
+    if (!c->cfg->backup_extra_paths || !*c->cfg->backup_extra_paths)
+        return 0;
+    ws_backup_object_key(&c->repo, c->m.id, WS_BACKUP_EXTRA, key, sizeof(key));
+    if ((rc = ws_create_object_open(&c->j, &c->repo, key, 1, 0, &s, err)) != 0)
+        return rc;
+    if ((rc = ws_extra_store(c->cfg, c->pgdata, s, &c->m, err)) == 0 &&
+        (rc = ws_create_object_close(&c->j, &s, 0, err)) == 0)
+        c->m.stored_bytes += atomic_load(&c->j.stored_bytes) - before;
+    ws_create_object_close(&c->j, &s, 1, err); /* after a failure: abandoned, nothing stored */
+    return rc;
+}
+
 /* The manifest, last: its presence makes the backup listed (complete once its WAL is in). */
 static int store_manifest(struct create *c, struct ws_error *err)
 {
@@ -446,6 +487,7 @@ static void create_free(struct create *c)
     ws_pg_close(c->pg);
     ws_repl_close(c->repl);
     ws_repo_close(&c->repo);
+    ws_ratelimit_free(c->rate);
     ws_keyring_wipe(&c->kr);
 }
 
@@ -463,20 +505,31 @@ static int take_local(struct create *c, struct ws_error *err)
     return stop_backup(c, err);
 }
 
+/* The closing line on stderr: what was read and stored, in how long. */
+static void print_summary(const struct create *c, double seconds)
+{
+    char head[64];
+
+    snprintf(head, sizeof(head), "backup %s complete", c->m.id);
+    ws_progress_summary(head, c->m.bytes, "read", c->m.stored_bytes, "stored", 1, seconds);
+}
+
 int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *env,
                      const struct ws_backup_opts *o, struct ws_error *err)
 {
     struct create c = {0};
+    double t0 = ws_now_monotonic();
     int rc;
 
     c.cfg = cfg;
     c.env = env;
     c.o = o;
-    if ((rc = ws_keyring_load(cfg, &c.kr, err)) != 0 ||
-        (rc = ws_backup_repo_open(env, cfg, &c.repo, err)) != 0 ||
+    if ((rc = ws_extra_check(cfg, NULL, err)) != 0 ||
+        (rc = ws_keyring_load(cfg, &c.kr, err)) != 0 ||
+        (rc = ws_backup_repo_open_rated(env, cfg, &c.repo, &c.rate, err)) != 0 ||
         (rc = ws_config_backup_method(cfg) == WS_BACKUP_METHOD_STREAM ? ws_create_stream(&c, err)
                                                                       : take_local(&c, err)) != 0 ||
-        (rc = store_manifest(&c, err)) != 0)
+        (rc = store_extra(&c, err)) != 0 || (rc = store_manifest(&c, err)) != 0)
         goto out;
     ws_log_info("backup %s: files stored, waiting for its WAL to be archived", c.m.id);
     if ((rc = wait_for_wal(&c.repo, &c.m, cfg->timeout, err)) != 0 ||
@@ -484,6 +537,12 @@ int ws_backup_create(const struct ws_config *cfg, const struct ws_backup_env *en
         goto done; /* the backup stays, incomplete until its WAL arrives or for good */
     printf("%s\n", c.m.id);
     fflush(stdout);
+    print_summary(&c, ws_now_monotonic() - t0);
+    if (o->done) {
+        snprintf(o->done->id, sizeof(o->done->id), "%s", c.m.id);
+        o->done->bytes = c.m.bytes;
+        o->done->stored_bytes = c.m.stored_bytes;
+    }
     goto done;
 out:
     if (c.in_backup)

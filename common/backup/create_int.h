@@ -17,6 +17,7 @@
 #include "backup/backup.h"
 #include "backup/pool.h"
 #include "io/key.h"
+#include "io/ratelimit.h"
 #include "io/sink.h"
 #include "io/tar.h"
 #include "pg/pgconn.h"
@@ -130,6 +131,7 @@ struct create {
     int claimed;        /* this run stored the claim of m.id (create.c) */
     int manifest_tried; /* its put began: the manifest may be stored, even after a failure */
     char *labelfile, *spcmap;
+    struct ws_ratelimit *rate; /* max_rate, on every handle of the run (pool.h) */
 };
 
 /* Offsets in global/pg_control (ControlFileData, the same from PostgreSQL 9.3 to 17), native
@@ -144,9 +146,13 @@ struct create {
  * (c->m.timeline from backup_label's START TIMELINE). */
 int ws_create_begin(struct create *c, struct ws_error *err);
 int ws_create_end_records(struct create *c, struct ws_error *err);
+/* Says, before a backup starts without --fast, that the spread checkpoint may take long: on
+ * stderr when progress is shown, else at level info. */
+void ws_create_note_checkpoint(const struct create *c);
 
 /* create_stream.c: backup_method stream, from the connection to the stop position: c->m holds
- * every record when it returns 0 (create.c stores the manifest and waits for the WAL). */
+ * every record when it returns 0, and the session is closed (c->repl NULL: its max_wal_senders
+ * slot free while create.c stores the manifest and waits for the WAL). */
 int ws_create_stream(struct create *c, struct ws_error *err);
 
 /* create_walk.c: c->w, the files to copy (largest first), and the directories and tablespaces

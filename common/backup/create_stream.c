@@ -633,7 +633,6 @@ static int identify(struct create *c, struct ws_error *err)
     c->info.system_identifier = sys.system_identifier;
     c->info.wal_segment_size = sys.wal_segment_size;
     c->info.data_checksums = sys.data_checksums;
-    c->info.in_recovery = sys.in_recovery;
     c->tli = sys.timeline;
     return 0;
 }
@@ -670,7 +669,9 @@ static int begin_base_backup(struct stream *s, struct ws_error *err)
     o.label = c->m.label;
     o.fast = c->o->fast;
     o.progress = c->o->progress;
+    o.max_rate = (uint64_t)c->cfg->max_rate; /* the server's side of max_rate */
     o.verify_checksums = c->info.data_checksums;
+    ws_create_note_checkpoint(c);
     if ((rc = ws_repl_base_backup(c->repl, &o, &s->start, err)) != 0 ||
         (rc = check_announced(&s->start, err)) != 0)
         return rc;
@@ -713,6 +714,10 @@ int ws_create_stream(struct create *c, struct ws_error *err)
         ws_manifest_free(&c->ref);
         if ((rc = ws_create_end_records(c, err)) == 0 && (rc = server_manifest(&s, &msg, err)) == 0)
             rc = end_backup(&s, &msg, err);
+    }
+    if (rc == 0) { /* END was read: the session's max_wal_senders slot back before the wait */
+        ws_repl_close(c->repl);
+        c->repl = NULL;
     }
     stream_free(&s);
     return rc;

@@ -4,6 +4,8 @@
  * cluster "all": every cluster of the repository (ws_catalog_clusters), one after the other; in
  * JSON {"clusters": [...]} of the objects a one-cluster list prints, a cluster that could not be
  * read as {"cluster": NAME, "error": MESSAGE} (and the command fails after printing the others).
+ * A backup's stored size (STORED, stored_bytes) is what its objects take in the repository,
+ * manifest and block maps included, from the listing: the number wal-prune reports for it.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -11,28 +13,10 @@
 #include <string.h>
 
 #include "backup/backup.h"
+#include "backup/extra.h"
+#include "base/log.h"
 #include "base/util.h"
 #include "pg/wal.h"
-
-/* Calls fn for each run of consecutive segments [first, last] of timeline index range. */
-typedef void (*run_fn)(void *arg, uint32_t tli, uint64_t first, uint64_t last, int is_first_run);
-
-static void wal_runs(const struct ws_catalog *cat, uint32_t tli, run_fn fn, void *arg)
-{
-    size_t i = 0;
-    int first = 1;
-
-    while (i < cat->nsegs && cat->segs[i].tli != tli)
-        i++;
-    while (i < cat->nsegs && cat->segs[i].tli == tli) {
-        uint64_t a = cat->segs[i].segno, b = a;
-        while (i + 1 < cat->nsegs && cat->segs[i + 1].tli == tli && cat->segs[i + 1].segno == b + 1)
-            b = cat->segs[++i].segno;
-        fn(arg, tli, a, b, first);
-        first = 0;
-        i++;
-    }
-}
 
 struct json_tl {
     FILE *f;
@@ -97,11 +81,14 @@ static void print_json(const struct ws_repo *repo, const struct ws_catalog *cat)
             printf(", \"start_time\": \"%s\", \"stop_time\": \"%s\", \"start_lsn\": \"%s\", "
                    "\"stop_lsn\": \"%s\", \"timeline\": %" PRIu32 ", \"bytes\": %" PRIu64
                    ", \"stored_bytes\": %" PRIu64 ", \"files\": %zu, \"pg_version\": %d",
-                   a, b, l1, l2, m->timeline, m->bytes, m->stored_bytes, bk->nfiles, m->pg_version);
+                   a, b, l1, l2, m->timeline, m->bytes, bk->stored_objects, bk->nfiles,
+                   m->pg_version);
             ws_wal_format_name(a, m->timeline, ws_manifest_start_segno(m), m->wal_segment_size);
             ws_wal_format_name(b, m->timeline, ws_manifest_stop_segno(m), m->wal_segment_size);
             printf(", \"wal_start\": \"%s\", \"wal_stop\": \"%s\", \"bad_pages\": %zu", a, b,
                    bk->nbadpages);
+            printf(", \"extra\": ");
+            ws_extra_json(stdout, m);
             if (bk->missing_wal[0])
                 printf(", \"missing_wal\": \"%s\"", bk->missing_wal);
             if (bk->chain_error[0]) {
@@ -135,7 +122,7 @@ static void print_json(const struct ws_repo *repo, const struct ws_catalog *cat)
             printf("%s\n  {\"timeline\": %" PRIu32 ", \"first\": \"%s\", \"last\": \"%s\", "
                    "\"segments\": %zu, \"gaps\": [",
                    t ? "," : "", tli, a, b, k - i + 1);
-            wal_runs(cat, tli, json_gap, &j);
+            ws_catalog_wal_runs(cat, tli, json_gap, &j);
             printf("]}");
             i = k + 1;
         }
@@ -149,7 +136,7 @@ static void print_json(const struct ws_repo *repo, const struct ws_catalog *cat)
 /* The LABEL column of a backup without a readable manifest. */
 static const char *no_manifest_note(const struct ws_catalog_backup *bk)
 {
-    if (bk->bad_manifest)
+    if (bk->bad_manifest || bk->status == WS_BACKUP_UNREADABLE)
         return bk->manifest_error;
     if (bk->status == WS_BACKUP_DELETING)
         return "(wal-prune began deleting it; the next run finishes)";
@@ -183,7 +170,7 @@ static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
         ws_format_utc(m->start_time, a);
         ws_format_utc(m->stop_time, b);
         ws_format_bytes(m->bytes, sz, sizeof(sz));
-        ws_format_bytes(m->stored_bytes, st, sizeof(st));
+        ws_format_bytes(bk->stored_objects, st, sizeof(st)); /* as wal-prune counts it */
         snprintf(dur, sizeof(dur), "%" PRId64 "s", m->stop_time - m->start_time);
         {
             char w1[32], w2[32];
@@ -208,12 +195,27 @@ static void print_text(const struct ws_repo *repo, const struct ws_catalog *cat)
     for (i = 0; i < cat->nsegs;) {
         uint32_t tli = cat->segs[i].tli, ss = cat->identity.wal_segment_size;
         printf("\n  timeline %" PRIu32 ": ", tli);
-        wal_runs(cat, tli, text_run, &ss);
+        ws_catalog_wal_runs(cat, tli, text_run, &ss);
         while (i < cat->nsegs && cat->segs[i].tli == tli)
             i++;
     }
     if (cat->nsegs)
         printf("\n");
+}
+
+/* A warning for each backup this user may not read (listed as "unreadable"). */
+static void warn_unreadable(const struct ws_repo *repo, const struct ws_catalog *cat)
+{
+    char dir[256];
+
+    for (size_t i = 0; i < cat->nbackups; i++) {
+        if (cat->backups[i].status != WS_BACKUP_UNREADABLE)
+            continue;
+        ws_backup_prefix(repo, dir, sizeof(dir));
+        ws_log_warning("backup %s is unreadable: this user may not read \"%s/%s%s\" "
+                       "(permission denied); run as the owner of the repository",
+                       cat->backups[i].id, repo->st->location, dir, cat->backups[i].id);
+    }
 }
 
 /* One cluster: repo->cluster of the open repository. */
@@ -225,6 +227,7 @@ static int list_cluster(struct ws_repo *repo, const struct ws_keyring *kr, int j
 
     if ((rc = ws_catalog_load(repo, kr, &cat, err)) != 0)
         return rc;
+    warn_unreadable(repo, &cat);
     if (!cat.has_identity) {
         if (json) {
             printf("{\"cluster\": ");

@@ -106,6 +106,7 @@ static int open_handles(const struct ws_pool_params *p, struct slot *s, size_t n
             s[i].w.repo.st = NULL;
             if ((rc = ws_backup_storage_open(p->env, p->cfg, &s[i].w.repo.st, err)) != 0)
                 return rc;
+            s[i].w.repo.st->rate = p->repo->st->rate; /* one max_rate for the command */
         }
     }
     return 0;
@@ -128,16 +129,18 @@ static size_t start_threads(struct ws_pool *pool, struct slot *s, size_t n)
     return i;
 }
 
-/* Redraws the progress line until every started worker has ended. */
-static void show_progress(struct ws_pool *pool, size_t started, double t0)
+/* Updates the progress display until every started worker has ended. */
+static void show_progress(struct ws_pool *pool, size_t started)
 {
     uint64_t total = pool->p->total_bytes;
+    struct ws_progress pr;
 
+    ws_progress_start(&pr);
     while (atomic_load(&pool->finished) < started) {
-        ws_progress_line(atomic_load(&pool->done_bytes), total, ws_now_monotonic() - t0, 0);
+        ws_progress_update(&pr, atomic_load(&pool->done_bytes), total, 0);
         usleep(250 * 1000);
     }
-    ws_progress_line(atomic_load(&pool->done_bytes), total, ws_now_monotonic() - t0, 1);
+    ws_progress_update(&pr, atomic_load(&pool->done_bytes), total, 1);
 }
 
 int ws_pool_run(const struct ws_pool_params *p, struct ws_error *err)
@@ -146,7 +149,6 @@ int ws_pool_run(const struct ws_pool_params *p, struct ws_error *err)
     struct slot *s = NULL;
     size_t n = p->workers ? p->workers : 1, started = 0, i;
     int rc;
-    double t0;
 
     pool.p = p;
     atomic_init(&pool.done_bytes, 0);
@@ -156,10 +158,9 @@ int ws_pool_run(const struct ws_pool_params *p, struct ws_error *err)
     if ((rc = open_handles(p, s, n, err)) != 0)
         goto out;
     pthread_mutex_init(&pool.lock, NULL);
-    t0 = ws_now_monotonic();
     started = start_threads(&pool, s, n);
-    if (p->progress && isatty(STDERR_FILENO))
-        show_progress(&pool, started, t0);
+    if (p->progress)
+        show_progress(&pool, started);
     for (i = 0; i < started; i++)
         pthread_join(s[i].thread, NULL);
     pthread_mutex_destroy(&pool.lock);
@@ -191,4 +192,17 @@ int ws_backup_repo_open(const struct ws_backup_env *env, const struct ws_config 
     memset(repo, 0, sizeof(*repo));
     snprintf(repo->cluster, sizeof(repo->cluster), "%s", cfg->cluster);
     return env->open_storage(cfg, &repo->st, err);
+}
+
+int ws_backup_repo_open_rated(const struct ws_backup_env *env, const struct ws_config *cfg,
+                              struct ws_repo *repo, struct ws_ratelimit **rate,
+                              struct ws_error *err)
+{
+    int rc;
+
+    if ((rc = ws_ratelimit_new((uint64_t)cfg->max_rate, NULL, rate, err)) != 0 ||
+        (rc = ws_backup_repo_open(env, cfg, repo, err)) != 0)
+        return rc;
+    repo->st->rate = *rate;
+    return 0;
 }

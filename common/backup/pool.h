@@ -5,15 +5,17 @@
  * Guarantees of ws_pool_run:
  * - worker 0 uses the caller's storage handle (p->repo); workers 1 .. N-1 each open their own
  *   with ws_backup_storage_open (network drivers keep one session per handle) before any
- *   thread starts, and the pool closes them before it returns;
+ *   thread starts, with the caller's max_rate limiter (storage.h: `rate`), and the pool closes
+ *   them before it returns;
  * - tasks are handed out one at a time in increasing order; each runs once, on one worker;
  * - the first error wins: that of a task, of an `end`, of opening a handle or of starting a
  *   thread is what ws_pool_run returns; later errors are dropped. After it no task starts
  *   (running ones finish: they are not interrupted);
  * - `end` (may be NULL) runs in each started worker's thread after its last task, also after
  *   a failure (ws_pool_failed tells);
- * - with p->progress and stderr a terminal, the bytes that tasks report with ws_pool_progress
- *   are shown as a progress line (base/progress.h) every 250 ms and once at the end;
+ * - with p->progress, the bytes that tasks report with ws_pool_progress are shown on stderr
+ *   (base/progress.h: a line rewritten every 250 ms on a terminal, else plain lines) and once
+ *   at the end;
  * - it returns after every thread has been joined.
  * Tasks of different workers run concurrently: whatever else they share is theirs to lock.
  */
@@ -48,7 +50,7 @@ struct ws_pool_params {
     ws_pool_task_fn task;
     ws_pool_end_fn end;
     void *arg;
-    int progress;         /* show the progress line (when stderr is a terminal) */
+    int progress;         /* show progress (decided: base/progress.h, ws_progress_wanted) */
     uint64_t total_bytes; /* for the progress line */
 };
 
@@ -66,5 +68,11 @@ int ws_backup_storage_open(const struct ws_backup_env *env, const struct ws_conf
                            struct ws_storage **out, struct ws_error *err);
 int ws_backup_repo_open(const struct ws_backup_env *env, const struct ws_config *cfg,
                         struct ws_repo *repo, struct ws_error *err);
+/* ws_backup_repo_open, its handle given *rate: a new limiter of cfg->max_rate (io/ratelimit.h;
+ * unset: it only counts), the caller's to free after closing the repository (also after a
+ * failure: *rate may be set when the open failed). */
+int ws_backup_repo_open_rated(const struct ws_backup_env *env, const struct ws_config *cfg,
+                              struct ws_repo *repo, struct ws_ratelimit **rate,
+                              struct ws_error *err);
 
 #endif

@@ -21,14 +21,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <inttypes.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,6 +33,10 @@
 #include "backup/pool.h"
 #include "backup/restore_int.h"
 #include "base/log.h"
+#include "base/progress.h"
+#include "base/user.h"
+#include "base/util.h"
+#include "io/ratelimit.h"
 
 /* A full backup's files from its own bundles, exactly as before chains existed; a backup of a
  * chain layer by layer (restore_chain.c). */
@@ -90,6 +91,17 @@ out:
     return rc;
 }
 
+/* The closing line of a restore on stderr: size, what came from the repository, duration, rate.
+ * (What to do next, and the recovery target, is another message's.) */
+static void print_summary(const struct restore *r, uint64_t read_bytes)
+{
+    char head[64];
+
+    snprintf(head, sizeof(head), "restore of backup %s complete", r->m->id);
+    ws_progress_summary(head, r->m->bytes, "written", read_bytes, "read from the repository", 0,
+                        ws_now_monotonic() - r->t0);
+}
+
 /*
  * Everything that reads the repository, run by the process that restores (as the target's owner
  * when root started it, so that no repository content is parsed with root's rights): the
@@ -98,15 +110,16 @@ out:
  */
 static int plan_and_restore(struct restore *r, struct ws_error *err)
 {
-    const struct ws_config *cfg = r->cfg;
     struct ws_repo repo = {0};
     struct ws_catalog cat = {0};
     const struct ws_catalog_backup *b = NULL;
     struct ws_manifest m = {0};
+    struct ws_ratelimit *rate = NULL;
     size_t i;
     int rc;
 
-    if ((rc = ws_backup_repo_open(r->env, cfg, &repo, err)) != 0) {
+    /* the limiter also counts the bytes read, for the summary */
+    if ((rc = ws_backup_repo_open_rated(r->env, r->cfg, &repo, &rate, err)) != 0) {
         if (r->as_user[0])
             ws_error_prefix(err,
                             "the restore runs as user \"%s\" (the owner of \"%s\"; HOME=%s) and "
@@ -139,6 +152,10 @@ static int plan_and_restore(struct restore *r, struct ws_error *err)
         (rc = ws_restore_resolve_chain(&cat, r, err)) != 0)
         goto out;
     rc = r->o->delta ? ws_restore_delta(r, &repo, err) : restore_into(r, &repo, err);
+    if (rc == 0 && !r->o->quiet) {
+        print_summary(r, ws_ratelimit_bytes(rate));
+        ws_restore_print_summary(r);
+    }
 out:
     if (r->ts)
         for (i = 0; i < r->m->ntblspc; i++)
@@ -153,20 +170,11 @@ out:
     ws_catalog_free(&cat);
     if (repo.st)
         ws_repo_close(&repo);
+    ws_ratelimit_free(rate);
     return rc;
 }
 
 /* ---- as root: the restore runs as the target's owner -------------------------------------- */
-
-/* Whom the restore runs as: a user with their own group, supplementary groups and home. */
-struct owner {
-    uid_t uid;
-    gid_t gid;
-    gid_t *groups;
-    int ngroups;
-    char name[64];
-    char home[PATH_MAX];
-};
 
 /*
  * Whose the data directory is: the owner of the data directory; of its parent when root owns it
@@ -211,7 +219,7 @@ static int target_owner(struct restore *r, uid_t *uid, gid_t *gid, int *give, st
 }
 
 /* The one write done as root: the empty root-owned data directory goes to its new owner. */
-static int give_data_dir(struct restore *r, const struct owner *ow, struct ws_error *err)
+static int give_data_dir(struct restore *r, const struct ws_user *ow, struct ws_error *err)
 {
     int rc = 0;
 
@@ -227,70 +235,40 @@ static int give_data_dir(struct restore *r, const struct owner *ow, struct ws_er
  * the user is not in, root's say), supplementary groups and home. A uid without an entry gets
  * the directory's group, unless that is root's, and no supplementary group.
  */
-static int owner_of(uid_t uid, gid_t dir_gid, const char *dir, struct owner *ow,
+static int owner_of(uid_t uid, gid_t dir_gid, const char *dir, struct ws_user *ow,
                     struct ws_error *err)
 {
-    struct passwd pw, *res = NULL;
-    char buf[4096];
-    int want = 0;
+    int rc = ws_user_lookup(uid, NULL, ow, err);
 
+    if (rc != WS_ERR_NOT_FOUND)
+        return rc;
+    if (dir_gid == 0)
+        return ws_error_set(err, WS_ERR_INVALID,
+                            "\"%s\" belongs to user %u, who has no entry in the user "
+                            "database, and to group 0: the restore runs with the owner's "
+                            "group; give the directory the owner's group",
+                            dir, (unsigned)uid);
+    memset(err, 0, sizeof(*err));
     ow->uid = uid;
-    if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0 || !res) {
-        if (dir_gid == 0)
-            return ws_error_set(err, WS_ERR_INVALID,
-                                "\"%s\" belongs to user %u, who has no entry in the user "
-                                "database, and to group 0: the restore runs with the owner's "
-                                "group; give the directory the owner's group",
-                                dir, (unsigned)uid);
-        snprintf(ow->name, sizeof(ow->name), "%u", (unsigned)uid);
-        snprintf(ow->home, sizeof(ow->home), "/");
-        ow->gid = dir_gid;
-        if (!(ow->groups = calloc(1, sizeof(*ow->groups))))
-            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-        ow->groups[0] = dir_gid;
-        ow->ngroups = 1;
-        return 0;
-    }
-    ow->gid = res->pw_gid;
-    snprintf(ow->name, sizeof(ow->name), "%s", res->pw_name);
-    snprintf(ow->home, sizeof(ow->home), "%s", res->pw_dir);
-    getgrouplist(res->pw_name, ow->gid, NULL, &want); /* only counts */
-    if (want < 1)
-        want = 1;
-    if (!(ow->groups = calloc((size_t)want, sizeof(*ow->groups))))
+    snprintf(ow->name, sizeof(ow->name), "%u", (unsigned)uid);
+    snprintf(ow->home, sizeof(ow->home), "/");
+    ow->gid = dir_gid;
+    if (!(ow->groups = calloc(1, sizeof(*ow->groups))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    ow->ngroups = want;
-    if (getgrouplist(res->pw_name, ow->gid, ow->groups, &ow->ngroups) < 0) {
-        ow->groups[0] = ow->gid;
-        ow->ngroups = 1;
-    }
+    ow->groups[0] = dir_gid;
+    ow->ngroups = 1;
     return 0;
 }
 
-static void child_main(struct restore *r, const struct owner *ow, pid_t parent, int report)
+static void child_main(struct restore *r, const struct ws_user *ow, pid_t parent, int report)
 {
     struct ws_error cerr = {0};
     int rc;
 
-    if (setgroups((size_t)ow->ngroups, ow->groups) != 0 ||
-        setresgid(ow->gid, ow->gid, ow->gid) != 0 || setresuid(ow->uid, ow->uid, ow->uid) != 0)
-        rc = ws_error_setsys(&cerr, WS_ERR_INTERNAL, errno,
-                             "could not become user \"%s\" (%u, group %u) for the restore",
-                             ow->name, (unsigned)ow->uid, (unsigned)ow->gid);
-    /* changing uids reset dumpability to fs.suid_dumpable (1 would let the owner ptrace the
-     * keyring and whatever root read out of this process): non-dumpable again, as cli.c made
-     * it; and the parent-death signal, which the change cleared, is set only now */
-    else if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
-        rc = ws_error_setsys(&cerr, WS_ERR_INTERNAL, errno,
-                             "could not make the restore process "
-                             "non-dumpable");
-    else if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
-        rc = ws_error_set(&cerr, WS_ERR_INTERNAL, "the restore's parent process ended");
-    else if (setenv("HOME", ow->home, 1) != 0 || setenv("USER", ow->name, 1) != 0 ||
-             setenv("LOGNAME", ow->name, 1) != 0)
-        rc = ws_error_set(&cerr, WS_ERR_INTERNAL, "out of memory");
-    else if ((rc = plan_and_restore(r, &cerr)) != 0 &&
-             (cerr.sys_errno == EACCES || cerr.sys_errno == EPERM))
+    /* killed with its parent (SIGKILL): the restore must not go on alone */
+    if ((rc = ws_user_become(ow, parent, SIGKILL, "the restore", &cerr)) == 0 &&
+        (rc = plan_and_restore(r, &cerr)) != 0 &&
+        (cerr.sys_errno == EACCES || cerr.sys_errno == EPERM))
         ws_error_prefix(&cerr, "restoring as user \"%s\" (the target's owner)", ow->name);
     /* always a whole record, code 0 for success: a child that ends without one failed */
     if (rc && !cerr.code)
@@ -304,7 +282,7 @@ static void child_main(struct restore *r, const struct owner *ow, pid_t parent, 
 
 /* Runs plan_and_restore in a child process with the owner's user, group, supplementary groups
  * and HOME (USER, LOGNAME), and returns its error. */
-static int restore_as(struct restore *r, const struct owner *ow, struct ws_error *err)
+static int restore_as(struct restore *r, const struct ws_user *ow, struct ws_error *err)
 {
     int p[2] = {-1, -1}, status = 0, rc;
     pid_t pid, waited, self = getpid();
@@ -372,11 +350,12 @@ int ws_backup_restore(const struct ws_config *cfg, const struct ws_backup_env *e
 {
     struct ws_keyring kr = {0};
     struct restore r = {0};
-    struct owner ow = {0};
+    struct ws_user ow = {0};
     uid_t uid = 0;
     gid_t gid = 0;
     int rc, give = 0;
 
+    r.t0 = ws_now_monotonic();
     r.cfg = cfg;
     r.env = env;
     r.o = o;
@@ -410,7 +389,7 @@ int ws_backup_restore(const struct ws_config *cfg, const struct ws_backup_env *e
     }
 out:
     ws_restore_close_rdir(&r.data);
-    free(ow.groups);
+    ws_user_free(&ow);
     ws_keyring_wipe(&kr);
     return rc;
 }

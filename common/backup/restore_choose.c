@@ -130,6 +130,9 @@ static int named_backup(const struct ws_catalog *cat, const struct ws_restore_op
                             "that run was interrupted, the next one finishes): it cannot be "
                             "restored",
                             b->id);
+    if (b->status == WS_BACKUP_UNREADABLE)
+        return ws_error_set(err, WS_ERR_INVALID, "backup %s is unreadable: %s", b->id,
+                            b->manifest_error);
     if (b->bad_manifest)
         return ws_error_set(err, WS_ERR_CORRUPT, "backup %s: %s", b->id, b->manifest_error);
     if (!b->has_manifest)

@@ -121,15 +121,6 @@ out:
     return rc;
 }
 
-/* A plain restore leaves no standby.signal (backups leave it out): neither does a delta one. */
-static int remove_standby_signal(const struct restore *r, struct ws_error *err)
-{
-    if (unlinkat(r->data.fd, "standby.signal", 0) != 0 && errno != ENOENT)
-        return ws_error_setsys(err, WS_ERR_IO, errno, "could not remove \"%s/standby.signal\"",
-                               r->data.path);
-    return 0;
-}
-
 /* ---- what the backup does not have goes ---------------------------------------------------- */
 
 static int cmp_str(const void *a, const void *b)
@@ -452,7 +443,9 @@ int ws_restore_delta(struct restore *r, struct ws_repo *repo, struct ws_error *e
         (rc = ws_restore_tree(r, &d.tree, err)) != 0)
         goto out;
     r->started = 1;
-    if ((rc = move_control(&d, 1, err)) != 0 || (rc = remove_standby_signal(r, err)) != 0 ||
+    /* a plain restore leaves no standby.signal (backups leave it out): neither does a delta one */
+    if ((rc = move_control(&d, 1, err)) != 0 ||
+        (rc = ws_restore_unlink_in(&r->data, "standby.signal", err)) != 0 ||
         (rc = sweep(&d, err)) != 0 || (rc = ws_restore_make_dirs(r, &d.tree, err)) != 0 ||
         (rc = compare(&d, repo, err)) != 0 || (rc = rebuild(&d, repo, err)) != 0)
         goto out;

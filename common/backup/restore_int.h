@@ -52,6 +52,7 @@ struct restore {
     size_t nchain;
     char as_user[64];       /* the user a root-started restore runs as ("" otherwise) */
     char as_home[PATH_MAX]; /* and that user's home */
+    double t0;              /* monotonic, when the command started (for the summary) */
 };
 
 /* restore_choose.c: the backup --backup and the recovery target select (complete, ending
@@ -77,6 +78,8 @@ int ws_restore_create_targets(struct restore *r, struct ws_error *err);
 /* --delta: the data directory holds something, is ours and no running postmaster's; each
  * tablespace directory is empty, missing, or one the data directory links to. */
 int ws_restore_inspect_delta_targets(struct restore *r, struct ws_error *err);
+/* unlinkat(d->fd, name) that tolerates its absence; the message names d->path/name. */
+int ws_restore_unlink_in(const struct rdir *d, const char *name, struct ws_error *err);
 /* --force: empties what may be emptied; first of all the data directory loses recovery.signal,
  * standby.signal and global/pg_control (durably), so that no kill leaves a directory to start. */
 int ws_restore_empty_targets(struct restore *r, struct ws_error *err);
@@ -158,6 +161,9 @@ int ws_restore_layer_part(const struct ws_restore_layer *l, const struct ws_bfil
 
 /* restore_recovery.c */
 int ws_restore_command(struct restore *r, struct ws_error *err);
+/* restore_summary.c: the lines a successful restore prints on stdout (backup, target,
+ * restore_command, the command that starts the copy; a note when it holds no postgresql.conf). */
+void ws_restore_print_summary(const struct restore *r);
 int ws_restore_write_recovery(struct restore *r, struct ws_error *err);
 int ws_restore_write_tablespace_map(struct restore *r, struct ws_error *err);
 int ws_restore_sync_fs_of(const struct rdir *d, struct ws_error *err);

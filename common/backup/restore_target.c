@@ -556,35 +556,48 @@ int ws_restore_create_targets(struct restore *r, struct ws_error *err)
     return 0;
 }
 
-/* --force: empties what inspect_targets allowed; then the modes PostgreSQL wants. The
- * tablespace directories go first: while the data directory keeps its pg_tblspc links, a
- * restore killed meanwhile can be repeated (see ws_restore_linked_from_data). */
+int ws_restore_unlink_in(const struct rdir *d, const char *name, struct ws_error *err)
+{
+    if (unlinkat(d->fd, name, 0) != 0 && errno != ENOENT)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not remove \"%s/%s\"", d->path, name);
+    return 0;
+}
+
 /* What makes a replaced data directory start, removed (durably) before anything else is: a
  * restore killed while it empties the tablespaces must not leave recovery.signal (nor the old
  * pg_control) beside half of them. */
 static int disarm_data_dir(struct rdir *d, struct ws_error *err)
 {
-    static const char *const signals[] = {"recovery.signal", "standby.signal"};
-    int g, rc = 0;
+    struct rdir global = {0};
+    char gpath[PATH_MAX];
+    int rc;
 
-    for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
-        if (unlinkat(d->fd, signals[i], 0) != 0 && errno != ENOENT)
-            return ws_error_setsys(err, WS_ERR_IO, errno, "could not remove \"%s/%s\"", d->path,
-                                   signals[i]);
-    g = openat(d->fd, "global", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (g >= 0) {
-        if (unlinkat(g, "pg_control", 0) != 0 && errno != ENOENT)
-            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not remove \"%s/global/pg_control\"",
-                                 d->path);
-        else if (fsync(g) != 0)
+    if ((rc = ws_restore_unlink_in(d, "recovery.signal", err)) != 0 ||
+        (rc = ws_restore_unlink_in(d, "standby.signal", err)) != 0)
+        return rc;
+    global.fd = openat(d->fd, "global", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (global.fd < 0 && (errno == ELOOP || errno == ENOTDIR)) { /* no directory: it goes now */
+        if ((rc = ws_restore_unlink_in(d, "global", err)) != 0)
+            return rc;
+    } else if (global.fd < 0 && errno != ENOENT)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not open \"%s/global\"", d->path);
+    if (global.fd >= 0) {
+        snprintf(gpath, sizeof(gpath), "%s/global", d->path);
+        global.path = gpath;
+        if ((rc = ws_restore_unlink_in(&global, "pg_control", err)) == 0 && fsync(global.fd) != 0)
             rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not fsync \"%s/global\"", d->path);
-        close(g);
+        close(global.fd);
+        if (rc)
+            return rc;
     }
-    if (rc == 0 && fsync(d->fd) != 0)
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not fsync \"%s\"", d->path);
-    return rc;
+    if (fsync(d->fd) != 0)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not fsync \"%s\"", d->path);
+    return 0;
 }
 
+/* --force: empties what inspect_targets allowed; then the modes PostgreSQL wants. The
+ * tablespace directories go first: while the data directory keeps its pg_tblspc links, a
+ * restore killed meanwhile can be repeated (see linked_from_data). */
 int ws_restore_empty_targets(struct restore *r, struct ws_error *err)
 {
     mode_t mode = r->group_access ? 0750 : 0700;

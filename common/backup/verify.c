@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "backup/backup.h"
+#include "backup/extra.h"
 #include "backup/pool.h"
 #include "base/log.h"
 #include "io/object.h"
@@ -123,6 +124,30 @@ static int verify_bundle(void *arg, struct ws_pool_worker *w, size_t bn, struct 
         rc = 0;
     }
     ws_sink_free(reader);
+    return rc;
+}
+
+static void extra_problem(void *arg, const struct ws_bfile *f, const char *msg)
+{
+    struct vctx *v = arg;
+
+    problem(v, "backup %s: extra file \"/%s\": %s", v->id, f->path, msg);
+}
+
+/* The object of the extra paths (backup/extra.h), like a bundle: damage is a problem. */
+static int verify_extra(struct ws_repo *repo, const struct ws_keyring *kr,
+                        const struct ws_manifest *m, struct vctx *v, struct ws_error *err)
+{
+    struct ws_bundle_opts bo = {0};
+    int rc;
+
+    bo.problem = extra_problem;
+    bo.arg = v;
+    rc = ws_extra_split(repo, kr, m, &bo, err);
+    if (rc == WS_ERR_NOT_FOUND || rc == WS_ERR_CORRUPT || rc == WS_ERR_KEY) {
+        problem(v, "%s", err->msg);
+        rc = 0;
+    }
     return rc;
 }
 
@@ -386,6 +411,7 @@ static int verify_backup(const struct ws_config *cfg, const struct ws_backup_env
     free_extents(&j, mds, m->nfiles); /* before the chain's manifests are loaded */
     mds = NULL;
     if ((rc = verify_maps(repo, kr, m, &j.v, err)) != 0 ||
+        (rc = verify_extra(repo, kr, m, &j.v, err)) != 0 ||
         (rc = verify_chain(repo, kr, cat, b, &full, &j.v, err)) != 0)
         goto out;
     /* full is freed now: the catalog's header (b->m) has the rest */
@@ -435,13 +461,18 @@ static int verify_all(const struct ws_config *cfg, const struct ws_backup_env *e
                       const struct ws_catalog *cat, struct ws_error *err)
 {
     const struct ws_catalog_backup *oldest = NULL;
-    size_t i, failed = 0, gaps;
+    size_t i, failed = 0, gaps, unreadable = 0;
     int rc;
 
     for (i = 0; i < cat->nbackups; i++) {
         const struct ws_catalog_backup *b = &cat->backups[i];
         if (b->has_manifest && !oldest)
             oldest = b;
+        if (b->status == WS_BACKUP_UNREADABLE) {
+            ws_log_warning("backup %s is unreadable: %s; not verified", b->id, b->manifest_error);
+            unreadable++;
+            continue;
+        }
         if (b->bad_manifest) {
             ws_log(WS_LOG_ERROR, "backup %s: %s", b->id, b->manifest_error);
             failed++;
@@ -464,6 +495,11 @@ static int verify_all(const struct ws_config *cfg, const struct ws_backup_env *e
         return ws_error_set(err, WS_ERR_CORRUPT,
                             "verification failed: %zu backup(s) with problems, %zu WAL gap(s)",
                             failed, gaps);
+    if (unreadable)
+        return ws_error_set(err, WS_ERR_INVALID,
+                            "%zu of %zu backup(s) and the WAL archive verified; %zu could not be "
+                            "read by this user",
+                            cat->nbackups - unreadable, cat->nbackups, unreadable);
     printf("all %zu backup(s) and the WAL archive verified\n", cat->nbackups);
     return 0;
 }

@@ -41,6 +41,7 @@ static const struct key_def keys[] = {
     {"decrypt_key_files", T_STR, OFF(decrypt_key_files), 0, 0, NULL, 0},
     {"pgdata", T_STR, OFF(pgdata), 0, 0, NULL, 0},
     {"pg_conninfo", T_STR, OFF(pg_conninfo), 0, 0, NULL, 1},
+    {"pg_bindir", T_STR, OFF(pg_bindir), 0, 0, NULL, 0},
     {"parallel", T_INT, OFF(parallel), 1, 256, NULL, 0},
     {"spool_dir", T_STR, OFF(spool_dir), 0, 0, NULL, 0},
     {"timeout", T_DURATION, OFF(timeout), 1, 86400, NULL, 0},
@@ -48,8 +49,11 @@ static const struct key_def keys[] = {
     {"fetch_error", T_ENUM, OFF(fetch_error), 0, 0, fetch_error_choices, 0},
     {"backup_type", T_ENUM, OFF(backup_type), 0, 0, ws_backup_type_choices, 0},
     {"backup_method", T_ENUM, OFF(backup_method), 0, 0, backup_method_choices, 0},
+    {"backup_extra_paths", T_STR, OFF(backup_extra_paths), 0, 0, NULL, 0},
     {"retain_full", T_INT, OFF(retain_full), 1, 1000000, NULL, 0},
     {"retain_time", T_DURATION, OFF(retain_time), 1, INT64_C(1) << 40, NULL, 0},
+    {"retain_logical", T_INT, OFF(retain_logical), 1, 1000000, NULL, 0},
+    {"retain_logical_time", T_DURATION, OFF(retain_logical_time), 1, INT64_C(1) << 40, NULL, 0},
     {"log_level", T_ENUM, OFF(log_level), 0, 0, log_level_choices, 0},
     {"log_file", T_STR, OFF(log_file), 0, 0, NULL, 0},
     {"s3_endpoint", T_STR, OFF(s3_endpoint), 0, 0, NULL, 0},
@@ -61,6 +65,7 @@ static const struct key_def keys[] = {
     {"s3_ca_file", T_STR, OFF(s3_ca_file), 0, 0, NULL, 0},
     {"s3_verify_tls", T_BOOL, OFF(s3_verify_tls), 0, 0, NULL, 0},
     {"s3_part_size", T_SIZE, OFF(s3_part_size), 5 << 20, INT64_C(5) << 30, NULL, 0},
+    {"max_rate", T_SIZE, OFF(max_rate), 32 << 10, INT64_C(1) << 40, NULL, 0},
     {"sftp_identity_file", T_STR, OFF(sftp_identity_file), 0, 0, NULL, 0},
     {"sftp_known_hosts", T_STR, OFF(sftp_known_hosts), 0, 0, NULL, 0},
     {"sftp_host_key_sha256", T_STR, OFF(sftp_host_key_sha256), 0, 0, NULL, 0},
@@ -68,6 +73,8 @@ static const struct key_def keys[] = {
     {"receive_flush_interval", T_DURATION, OFF(receive_flush_interval), 1, 3600, NULL, 0},
     {"receive_synchronous", T_BOOL, OFF(receive_synchronous), 0, 0, NULL, 0},
     {"receive_spool_segments", T_INT, OFF(receive_spool_segments), 1, 65536, NULL, 0},
+    {"notify_command", T_STR, OFF(notify_command), 0, 0, NULL, 0},
+    {"notify_timeout", T_DURATION, OFF(notify_timeout), 1, 86400, NULL, 0},
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -88,6 +95,7 @@ void ws_config_init(struct ws_config *cfg)
     cfg->s3_part_size = 8 << 20;
     cfg->receive_flush_interval = 10;
     cfg->receive_spool_segments = 64;
+    cfg->notify_timeout = 60;
 }
 
 void ws_config_free(struct ws_config *cfg)
@@ -159,6 +167,19 @@ int ws_parse_size(const char *s, int64_t *out)
     return -1;
 }
 
+/* v in the largest unit that divides it ("5MB", "32kB"), for the messages of T_SIZE keys. */
+static void size_text(int64_t v, char *out, size_t n)
+{
+    static const char *const units[] = {"B", "kB", "MB", "GB", "TB"};
+    int i = 0;
+
+    while (i < 4 && v >= 1024 && v % 1024 == 0) {
+        v /= 1024;
+        i++;
+    }
+    snprintf(out, n, "%lld%s", (long long)v, units[i]);
+}
+
 int ws_parse_duration(const char *s, int64_t *out)
 {
     static const struct {
@@ -187,13 +208,6 @@ int ws_parse_duration(const char *s, int64_t *out)
     return -1;
 }
 
-/* PostgreSQL's rule for replication slot names. */
-static int valid_slot_name(const char *s)
-{
-    size_t n = strlen(s);
-    return n > 0 && n <= 63 && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_") == n;
-}
-
 int ws_config_cluster_valid(const char *s)
 {
     size_t n = strlen(s);
@@ -205,6 +219,55 @@ int ws_config_cluster_valid(const char *s)
     return 1;
 }
 
+/* Edit distance (insertions, deletions, substitutions, swaps of neighbours) of a and b, or a
+ * number above 2 when it is certainly more. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    enum { MAXLEN = 64 };
+    size_t la = strlen(a), lb = strlen(b), d[MAXLEN + 1][MAXLEN + 1];
+
+    if (la > MAXLEN || lb > MAXLEN || (la > lb ? la - lb : lb - la) > 2)
+        return 3;
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[la][lb];
+}
+
+/* "unknown configuration key", with the nearest real key within edit distance 2 as a hint. */
+static int unknown_key(const char *key, const char *source, struct ws_error *err)
+{
+    const char *near = NULL;
+    size_t best = 3;
+
+    for (size_t i = 0; i < NKEYS; i++) {
+        size_t d = edit_distance(key, keys[i].name);
+        if (d < best) {
+            best = d;
+            near = keys[i].name;
+        }
+    }
+    if (near)
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "%s: unknown configuration key \"%s\" (did you mean \"%s\"?)", source,
+                            key, near);
+    return ws_error_set(err, WS_ERR_CONFIG, "%s: unknown configuration key \"%s\"", source, key);
+}
+
 int ws_config_set(struct ws_config *cfg, const char *key, const char *value, const char *source,
                   struct ws_error *err)
 {
@@ -214,8 +277,7 @@ int ws_config_set(struct ws_config *cfg, const char *key, const char *value, con
     int64_t v;
 
     if (!k)
-        return ws_error_set(err, WS_ERR_CONFIG, "%s: unknown configuration key \"%s\"", source,
-                            key);
+        return unknown_key(key, source, err);
     field = (char *)cfg + k->off;
     switch (k->type) {
     case T_STR: {
@@ -224,11 +286,6 @@ int ws_config_set(struct ws_config *cfg, const char *key, const char *value, con
             return ws_error_set(err, WS_ERR_CONFIG,
                                 "%s: invalid value \"%s\" for \"cluster\": expected 1 to 64 "
                                 "characters from A-Z a-z 0-9 . _ -",
-                                source, value);
-        if (strcmp(key, "slot_name") == 0 && !valid_slot_name(value))
-            return ws_error_set(err, WS_ERR_CONFIG,
-                                "%s: invalid value \"%s\" for \"slot_name\": expected 1 to 63 "
-                                "characters from a-z 0-9 _",
                                 source, value);
         if (!(copy = strdup(value)))
             return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
@@ -278,11 +335,15 @@ int ws_config_set(struct ws_config *cfg, const char *key, const char *value, con
                                 value, key);
         break;
     case T_SIZE:
-        if (ws_parse_size(value, &v) != 0 || v < k->min || v > k->max)
+        if (ws_parse_size(value, &v) != 0 || v < k->min || v > k->max) {
+            char lo[24], hi[24];
+            size_text(k->min, lo, sizeof(lo));
+            size_text(k->max, hi, sizeof(hi));
             return ws_error_set(err, WS_ERR_CONFIG,
-                                "%s: invalid value \"%s\" for \"%s\": expected a size from 5MB "
-                                "to 5GB with unit B, kB, MB, GB or TB",
-                                source, value, key);
+                                "%s: invalid value \"%s\" for \"%s\": expected a size from %s "
+                                "to %s with unit B, kB, MB, GB or TB",
+                                source, value, key, lo, hi);
+        }
         *(int64_t *)field = v;
         break;
     case T_DURATION:
@@ -567,8 +628,7 @@ int ws_config_parse_text(struct ws_config *cfg, const char *text, const char *fn
         if (r > 0)
             continue;
         if (!find_key(key, &idx))
-            return ws_error_set(err, WS_ERR_CONFIG, "%s: unknown configuration key \"%s\"", source,
-                                key);
+            return unknown_key(key, source, err);
         if (seen & (UINT64_C(1) << idx))
             ws_log_warning("%s: \"%s\" is set again; the last value wins", source, key);
         seen |= UINT64_C(1) << idx;

@@ -50,15 +50,19 @@ struct ws_config {
     char *decrypt_key_files;
     char *pgdata;
     char *pg_conninfo;
+    char *pg_bindir; /* PostgreSQL's client programs (pg_dump ...); NULL: found on PATH */
     int parallel;
     char *spool_dir;
     int timeout; /* seconds */
     int retries;
     int fetch_error;
-    int backup_type;     /* basebackup create's default: an index of ws_backup_type_choices */
-    int backup_method;   /* enum ws_backup_method; UNSET: ws_config_backup_method's rule */
-    int retain_full;     /* 0 = not set */
-    int64_t retain_time; /* seconds, 0 = not set */
+    int backup_type;          /* basebackup create's default: an index of ws_backup_type_choices */
+    int backup_method;        /* enum ws_backup_method; UNSET: ws_config_backup_method's rule */
+    char *backup_extra_paths; /* comma-separated absolute paths stored with base backups */
+    int retain_full;          /* 0 = not set */
+    int64_t retain_time;      /* seconds, 0 = not set */
+    int retain_logical;       /* logical backups: keep this many newest; 0 = not set */
+    int64_t retain_logical_time; /* logical backups: keep those of this window (s); 0 = not set */
     int log_level;
     char *log_file;
     char *s3_endpoint;
@@ -70,6 +74,7 @@ struct ws_config {
     char *s3_ca_file;
     int s3_verify_tls;
     int64_t s3_part_size;
+    int64_t max_rate; /* bytes per second to and from the repository; 0: unlimited */
     char *sftp_identity_file;
     char *sftp_known_hosts;
     char *sftp_host_key_sha256;
@@ -77,11 +82,15 @@ struct ws_config {
     int receive_flush_interval; /* seconds */
     int receive_synchronous;    /* 1: flush = durable in the repository */
     int receive_spool_segments; /* completed segments kept unpushed at most */
+    char *notify_command;       /* run through /bin/sh -c after a command (ops/notify.h) */
+    int64_t notify_timeout;     /* seconds */
 
     char *config_file; /* the file that was read, or NULL */
     /* set by the caller before ws_config_load: cluster may be "all" (basebackup list, where it
      * means every cluster of the repository); else ws_config_load refuses that name */
     int cluster_all_ok;
+    /* set by the caller: --allow-root was given (basebackup, wal-prune; ws_repo_check_user) */
+    int allow_root;
     /* internal: the first key of the file read that holds a secret (a static name), or NULL */
     const char *file_secret;
     /* internal: which keys were set on the command line (bit per key index) */

@@ -4,7 +4,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -84,6 +86,11 @@ int ws_fsync_parent(const char *path, struct ws_error *err)
 
 int ws_mkdir_p(const char *dir, int mode, struct ws_error *err)
 {
+    return ws_mkdir_p_owned(dir, mode, NULL, 0, err);
+}
+
+int ws_mkdir_p_owned(const char *dir, int mode, const uid_t *uid, gid_t gid, struct ws_error *err)
+{
     char buf[PATH_MAX];
     size_t len = strlen(dir);
     struct stat st;
@@ -101,6 +108,10 @@ int ws_mkdir_p(const char *dir, int mode, struct ws_error *err)
             char c = *p;
             *p = '\0';
             if (mkdir(buf, (mode_t)mode) == 0) {
+                if (uid && lchown(buf, *uid, gid) != 0)
+                    return ws_error_setsys(err, WS_ERR_IO, errno,
+                                           "could not give directory \"%s\" to user %ld", buf,
+                                           (long)*uid);
                 if (ws_fsync_parent(buf, err) != 0)
                     return err ? err->code : WS_ERR_IO;
             } else if (errno != EEXIST) {
@@ -113,6 +124,67 @@ int ws_mkdir_p(const char *dir, int mode, struct ws_error *err)
         }
     }
     return 0;
+}
+
+void ws_user_name(uid_t uid, char *out, size_t outsz)
+{
+    struct passwd *pw = getpwuid(uid);
+    if (pw && pw->pw_name)
+        snprintf(out, outsz, "%s", pw->pw_name);
+    else
+        snprintf(out, outsz, "%ld", (long)uid);
+}
+
+/* A group's name, else its number. */
+static void group_of(gid_t gid, char *out, size_t outsz)
+{
+    struct group *gr = getgrgid(gid);
+    if (gr && gr->gr_name)
+        snprintf(out, outsz, "%s", gr->gr_name);
+    else
+        snprintf(out, outsz, "%ld", (long)gid);
+}
+
+void ws_dir_owner_problem(const char *dir, uid_t uid, gid_t gid, char *out, size_t outsz)
+{
+    char parent[PATH_MAX], u[64], g[64], o[64];
+    const char *slash = strrchr(dir, '/');
+    struct stat st;
+
+    out[0] = '\0';
+    ws_user_name(uid, u, sizeof(u));
+    group_of(gid, g, sizeof(g));
+    if (stat(dir, &st) != 0) {
+        if (errno != ENOENT || !slash) {
+            snprintf(out, outsz, "could not stat \"%s\": %s", dir, strerror(errno));
+            return;
+        }
+        snprintf(parent, sizeof(parent), "%.*s", slash == dir ? 1 : (int)(slash - dir), dir);
+        if (stat(parent, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == uid &&
+            (st.st_mode & S_IWUSR))
+            return; /* it can create it */
+        if (stat(parent, &st) != 0)
+            snprintf(out, outsz, "\"%s\" does not exist; fix: install -d -o %s -g %s -m 700 %s",
+                     dir, u, g, dir);
+        else {
+            ws_user_name(st.st_uid, o, sizeof(o));
+            snprintf(out, outsz,
+                     "\"%s\" does not exist and %s may not create it in \"%s\" (owned by %s, "
+                     "mode %04o); fix: install -d -o %s -g %s -m 700 %s",
+                     dir, u, parent, o, (unsigned)(st.st_mode & 07777), u, g, dir);
+        }
+        return;
+    }
+    ws_user_name(st.st_uid, o, sizeof(o));
+    if (!S_ISDIR(st.st_mode))
+        snprintf(out, outsz, "\"%s\" is not a directory (owned by %s)", dir, o);
+    else if (st.st_uid != uid)
+        snprintf(out, outsz, "\"%s\" is owned by %s (mode %04o), not by %s; fix: chown -R %s:%s %s",
+                 dir, o, (unsigned)(st.st_mode & 07777), u, u, g, dir);
+    else if (st.st_mode & (S_IWGRP | S_IWOTH))
+        snprintf(out, outsz,
+                 "\"%s\" is writable by group or others (mode %04o); fix: chmod go-w %s", dir,
+                 (unsigned)(st.st_mode & 07777), dir);
 }
 
 int ws_pwrite_all(int fd, const void *buf, size_t len, off_t off)

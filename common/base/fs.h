@@ -29,6 +29,15 @@ int ws_fsync_parent(const char *path, struct ws_error *err);
 int ws_fsync_dir(const char *dir, struct ws_error *err);
 /* mkdir -p with mode; each directory it creates is made durable in its parent. */
 int ws_mkdir_p(const char *dir, int mode, struct ws_error *err);
+/* The same; with uid non-NULL each directory it creates is given to *uid:gid (lchown: root). */
+int ws_mkdir_p_owned(const char *dir, int mode, const uid_t *uid, gid_t gid, struct ws_error *err);
+/* A user's name, else its number. */
+void ws_user_name(uid_t uid, char *out, size_t outsz);
+/* Why user uid (group gid) cannot keep `dir` as a private directory of its own (owned by uid,
+ * writable by no one else; a missing one must be creatable in its parent), as one phrase that
+ * names the owner and mode found and the command that fixes it, into out: "\"/x\" is owned by
+ * root (mode 0755), not by postgres; fix: chown -R postgres: /x". "" when nothing is wrong. */
+void ws_dir_owner_problem(const char *dir, uid_t uid, gid_t gid, char *out, size_t outsz);
 /* 1 when p is absolute and normalised (no empty, "." or ".." component, no trailing slash),
  * not "/", shorter than PATH_MAX and free of control characters. */
 int ws_path_clean_absolute(const char *p);

@@ -45,6 +45,27 @@ int ws_path_join(char *out, size_t outsz, const char *dir, const char *name)
     return n < 0 || (size_t)n >= outsz ? -1 : 0;
 }
 
+int ws_list_next(const char **p, char *out, size_t outsz)
+{
+    while (**p) {
+        size_t n = strcspn(*p, ",");
+        const char *s = *p, *e = *p + n;
+        *p += n + (s[n] == ',');
+        while (s < e && isspace((unsigned char)*s))
+            s++;
+        while (e > s && isspace((unsigned char)e[-1]))
+            e--;
+        if (e == s)
+            continue;
+        if ((size_t)(e - s) >= outsz)
+            return -1;
+        memcpy(out, s, (size_t)(e - s));
+        out[e - s] = '\0';
+        return 1;
+    }
+    return 0;
+}
+
 const char *ws_base_name(const char *path)
 {
     const char *slash = strrchr(path, '/');

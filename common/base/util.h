@@ -20,6 +20,11 @@ int ws_path_join(char *out, size_t outsz, const char *dir, const char *name);
 /* What follows the last '/' of path (path itself without one). */
 const char *ws_base_name(const char *path);
 
+/* The next item of a comma-separated list at *p (blanks around it dropped) into out, and *p past
+ * it and its comma: 1 for an item (empty ones are skipped), 0 at the end of the list, -1 when an
+ * item does not fit in out (outsz bytes with the NUL). */
+int ws_list_next(const char **p, char *out, size_t outsz);
+
 /* A size for people: "512 B", "1.5 kB" ... "2.0 PB" (powers of 1024, one decimal above bytes). */
 void ws_format_bytes(uint64_t v, char *out, size_t n);
 

@@ -88,7 +88,9 @@ int ws_hashpipe_start(ws_hashpipe_fn fn, void *ctx, uint64_t expect, struct ws_h
         pthread_cond_init(&hp->queued, NULL);
         pthread_cond_init(&hp->drained, NULL);
         hp->threaded = pthread_create(&hp->thread, NULL, consume, hp) == 0;
-        if (!hp->threaded) {
+        if (!hp->threaded) { /* hashed inline: the ring is not needed */
+            free(hp->mem);
+            hp->mem = NULL;
             pthread_cond_destroy(&hp->drained);
             pthread_cond_destroy(&hp->queued);
             pthread_mutex_destroy(&hp->lock);

@@ -154,29 +154,18 @@ int ws_keyring_load(const struct ws_config *cfg, struct ws_keyring *kr, struct w
             return rc;
         kr->has_write_key = 1;
     }
-    if (cfg->decrypt_key_files && *cfg->decrypt_key_files) {
+    if (cfg->decrypt_key_files) {
         const char *p = cfg->decrypt_key_files;
-        while (*p) {
-            char path[4096];
-            size_t n = strcspn(p, ",");
-            const char *s = p, *e = p + n;
-            while (s < e && isspace((unsigned char)*s))
-                s++;
-            while (e > s && isspace((unsigned char)e[-1]))
-                e--;
-            if (e > s) {
-                if ((size_t)(e - s) >= sizeof(path))
-                    return ws_error_set(err, WS_ERR_CONFIG, "path too long in decrypt_key_files");
-                memcpy(path, s, (size_t)(e - s));
-                path[e - s] = '\0';
-                if ((rc = add_key(kr, path, "decrypt_key_files", err)) != 0) {
-                    ws_keyring_wipe(kr);
-                    return rc;
-                }
+        char path[4096];
+        int more;
+        while ((more = ws_list_next(&p, path, sizeof(path))) > 0)
+            if ((rc = add_key(kr, path, "decrypt_key_files", err)) != 0) {
+                ws_keyring_wipe(kr);
+                return rc;
             }
-            p += n;
-            if (*p == ',')
-                p++;
+        if (more < 0) {
+            ws_keyring_wipe(kr);
+            return ws_error_set(err, WS_ERR_CONFIG, "path too long in decrypt_key_files");
         }
     }
     return 0;

@@ -11,6 +11,7 @@
 #include "base/config.h"
 #include "base/util.h"
 #include "io/fingerprint.h"
+#include "io/zstd_frames.h"
 #include "io/zstd_sink.h"
 
 static const uint8_t MAGIC[8] = {'W', 'S', 'A', 'F', 'E', 'O', 'B', 'J'};
@@ -221,6 +222,20 @@ static int gcm_open(EVP_CIPHER_CTX *c, const uint8_t *hdr, const char *name, uin
 
 /* ---- header ---- */
 
+/* Version, compression and digest go together: version 1 is SHA-256, version 2 XXH3-128, each with
+ * a payload of at most one zstd frame; version 3 is zstd frames with either digest. */
+static int header_kinds_valid(const uint8_t *h)
+{
+    switch (h[8]) {
+    case WS_OBJECT_VERSION:
+        return h[9] <= WS_OBJECT_ZSTD && h[11] == WS_DIGEST_SHA256;
+    case WS_OBJECT_VERSION_2:
+        return h[9] <= WS_OBJECT_ZSTD && h[11] == WS_DIGEST_XXH3_128;
+    default:
+        return h[9] == WS_OBJECT_ZSTD_FRAMES && h[11] <= WS_DIGEST_XXH3_128;
+    }
+}
+
 int ws_object_parse_header(const uint8_t *h, const char *name, struct ws_object_info *info,
                            uint32_t *chunk_size, struct ws_error *err)
 {
@@ -229,19 +244,18 @@ int ws_object_parse_header(const uint8_t *h, const char *name, struct ws_object_
     if (memcmp(h, MAGIC, 8) != 0)
         return ws_error_set(err, WS_ERR_CORRUPT,
                             "object \"%s\" is not a walsafe object (bad magic)", name);
-    if (h[8] != WS_OBJECT_VERSION && h[8] != WS_OBJECT_VERSION_2)
+    if (h[8] < WS_OBJECT_VERSION || h[8] > WS_OBJECT_VERSION_3)
         return ws_error_set(err, WS_ERR_CORRUPT,
                             "object \"%s\" has format version %u; this walsafe reads versions %d "
-                            "and %d",
-                            name, h[8], WS_OBJECT_VERSION, WS_OBJECT_VERSION_2);
+                            "to %d",
+                            name, h[8], WS_OBJECT_VERSION, WS_OBJECT_VERSION_3);
     memset(info, 0, sizeof(*info));
-    info->compress = h[9];
+    info->compress = h[9] ? WS_COMPRESS_ZSTD : WS_COMPRESS_NONE; /* zstd, one frame or frames */
     info->cipher = h[10];
     info->digest = h[11];
     memcpy(info->key_id, h + 16, WS_KEY_ID_LEN);
     *chunk_size = get_be32(h + 12);
-    if (info->compress > WS_COMPRESS_ZSTD || info->cipher > WS_CIPHER_AES256GCM ||
-        (h[8] == WS_OBJECT_VERSION ? h[11] != WS_DIGEST_SHA256 : h[11] != WS_DIGEST_XXH3_128) ||
+    if (!header_kinds_valid(h) || info->cipher > WS_CIPHER_AES256GCM ||
         memcmp(h + 56, zero, 8) != 0)
         return ws_error_set(err, WS_ERR_CORRUPT, "object \"%s\" has an invalid header", name);
     if (info->cipher == WS_CIPHER_NONE &&
@@ -427,6 +441,7 @@ int ws_object_writer_new(struct ws_sink *dest, const struct ws_object_params *p,
     struct obj_frame *f = calloc(1, sizeof(*f));
     struct ws_sink *chain;
     uint32_t namelen_be;
+    int framed = p->frames && p->compress == WS_COMPRESS_ZSTD;
 
     /* Readers accept only this range; a smaller chunk could not even hold the footer. */
     if (p->key && p->chunk_size && (p->chunk_size < MIN_CHUNK || p->chunk_size > MAX_CHUNK)) {
@@ -446,8 +461,11 @@ int ws_object_writer_new(struct ws_sink *dest, const struct ws_object_params *p,
     f->cipher = p->key ? WS_CIPHER_AES256GCM : WS_CIPHER_NONE;
     f->chunk_size = p->key ? (p->chunk_size ? p->chunk_size : WS_OBJECT_CHUNK_SIZE) : 0;
     memcpy(f->header, MAGIC, 8);
-    f->header[8] = p->digest == WS_DIGEST_XXH3_128 ? WS_OBJECT_VERSION_2 : WS_OBJECT_VERSION;
-    f->header[9] = (uint8_t)(p->compress == WS_COMPRESS_ZSTD ? 1 : 0);
+    f->header[8] = framed                            ? WS_OBJECT_VERSION_3
+                   : p->digest == WS_DIGEST_XXH3_128 ? WS_OBJECT_VERSION_2
+                                                     : WS_OBJECT_VERSION;
+    f->header[9] = framed ? WS_OBJECT_ZSTD_FRAMES
+                          : (uint8_t)(p->compress == WS_COMPRESS_ZSTD ? WS_OBJECT_ZSTD : 0);
     f->header[10] = (uint8_t)f->cipher;
     f->header[11] = (uint8_t)(p->digest == WS_DIGEST_XXH3_128 ? WS_DIGEST_XXH3_128 : 0);
     put_be32(f->header + 12, f->chunk_size);
@@ -480,7 +498,9 @@ int ws_object_writer_new(struct ws_sink *dest, const struct ws_object_params *p,
         ws_sink_free(chain);
         return err->code;
     }
-    if (p->compress == WS_COMPRESS_ZSTD &&
+    if (framed && ws_zstd_frames_compress_new(chain, p->level, p->workers, &chain, err) != 0)
+        return err->code;
+    if (!framed && p->compress == WS_COMPRESS_ZSTD &&
         ws_zstd_compress_sink_new(chain, p->level, p->workers, p->content_size, &chain, err) != 0)
         return err->code;
     if (!(w = calloc(1, sizeof(*w)))) {
@@ -509,7 +529,7 @@ void ws_object_writer_info(const struct ws_sink *writer, struct ws_object_info *
 {
     const struct obj_writer *w = (const struct obj_writer *)writer;
     memset(info, 0, sizeof(*info));
-    info->compress = w->frame->header[9];
+    info->compress = w->frame->header[9] ? WS_COMPRESS_ZSTD : WS_COMPRESS_NONE;
     info->cipher = w->frame->cipher;
     info->digest = w->frame->header[11];
     memcpy(info->key_id, w->frame->header + 16, WS_KEY_ID_LEN);
@@ -541,10 +561,11 @@ struct obj_reader {
     int have_header;
     struct ws_object_info info;
     uint32_t chunk_size;
+    int workers; /* for zstd frames */
     size_t unit, trailer;
     EVP_CIPHER_CTX *cctx;
     EVP_MD_CTX *objmd;
-    uint8_t *buf, *plain;
+    uint8_t *buf;
     size_t fill;
     uint64_t index, payload_len, stored_len;
     struct ws_sink *pending; /* check -> dest, until the header says what goes before it */
@@ -615,8 +636,6 @@ static int reader_start(struct obj_reader *r, struct ws_error *err)
             return err->code;
         r->unit = r->chunk_size + TAG_LEN;
         r->trailer = GCM_TRAILER;
-        if (!(r->plain = malloc(r->chunk_size)))
-            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     } else {
         r->unit = 256 * 1024;
         r->trailer = PLAIN_TRAILER;
@@ -630,7 +649,12 @@ static int reader_start(struct obj_reader *r, struct ws_error *err)
     }
     if (!(r->buf = malloc(r->unit + r->trailer)))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    if (r->info.compress == WS_COMPRESS_ZSTD) {
+    if (r->header[9] == WS_OBJECT_ZSTD_FRAMES) {
+        struct ws_sink *chain = r->pending;
+        r->pending = NULL;
+        if (ws_zstd_frames_decompress_new(chain, r->workers, &r->base.next, err) != 0)
+            return err->code;
+    } else if (r->info.compress == WS_COMPRESS_ZSTD) {
         struct ws_sink *chain = r->pending;
         r->pending = NULL;
         if (ws_zstd_decompress_sink_new(chain, &r->base.next, err) != 0)
@@ -643,8 +667,9 @@ static int reader_start(struct obj_reader *r, struct ws_error *err)
     return 0;
 }
 
-/* Handles one unit of body bytes that is known not to be part of the trailer. */
-static int reader_unit(struct obj_reader *r, const uint8_t *p, size_t len, struct ws_error *err)
+/* Handles one unit of body bytes that is known not to be part of the trailer; an encrypted chunk
+ * is decrypted in place. */
+static int reader_unit(struct obj_reader *r, uint8_t *p, size_t len, struct ws_error *err)
 {
     r->payload_len += r->info.cipher == WS_CIPHER_AES256GCM ? len - TAG_LEN : len;
     if (r->info.cipher == WS_CIPHER_NONE) {
@@ -654,10 +679,10 @@ static int reader_unit(struct obj_reader *r, const uint8_t *p, size_t len, struc
     }
     if (len <= TAG_LEN)
         return ws_error_set(err, WS_ERR_CORRUPT, "object \"%s\" is truncated", r->name);
-    if (gcm_open(r->cctx, r->header, r->name, r->index, 0, p, len - TAG_LEN, r->plain, err) != 0)
+    if (gcm_open(r->cctx, r->header, r->name, r->index, 0, p, len - TAG_LEN, p, err) != 0)
         return err->code;
     r->index++;
-    return ws_sink_write(r->base.next, r->plain, len - TAG_LEN, err);
+    return ws_sink_write(r->base.next, p, len - TAG_LEN, err);
 }
 
 static int reader_write(struct ws_sink *s, const void *buf, size_t len, struct ws_error *err)
@@ -750,9 +775,8 @@ static void reader_destroy(struct ws_sink *s)
     ws_sink_free(r->pending);
     EVP_CIPHER_CTX_free(r->cctx);
     EVP_MD_CTX_free(r->objmd);
-    if (r->plain)
-        OPENSSL_cleanse(r->plain, r->chunk_size);
-    free(r->plain);
+    if (r->buf)
+        OPENSSL_cleanse(r->buf, r->unit + r->trailer);
     free(r->buf);
     free(r->name);
     free(r);
@@ -785,6 +809,11 @@ int ws_object_reader_new(struct ws_sink *dest, const char *name, const struct ws
     r->check = c;
     *out = &r->base;
     return 0;
+}
+
+void ws_object_reader_set_workers(struct ws_sink *reader, int workers)
+{
+    ((struct obj_reader *)reader)->workers = workers;
 }
 
 void ws_object_reader_set_limit(struct ws_sink *reader, uint64_t max_content)

@@ -7,10 +7,12 @@
  * Header, all integers big-endian:
  *   off len
  *     0   8  magic "WSAFEOBJ"
- *     8   1  format version: 1, or 2 when byte 11 is not 0
- *     9   1  compression of the payload: 0 none, 1 zstd (one frame, content checksum on)
+ *     8   1  format version: 3 exactly when byte 9 is 2; else 1, or 2 when byte 11 is not 0
+ *     9   1  compression of the payload: 0 none, 1 zstd (one frame, content checksum on),
+ *            2 zstd frames (version 3): independent frames of at most 1 MiB of content each,
+ *            each with its content size and checksum (io/zstd_frames.h); no content, no frame
  *    10   1  cipher: 0 none, 1 AES-256-GCM
- *    11   1  content digest: 0 SHA-256 (version 1), 1 XXH3-128 (version 2)
+ *    11   1  content digest: 0 SHA-256 (version 1, or 3), 1 XXH3-128 (version 2, or 3)
  *    12   4  chunk size: plaintext bytes per AEAD chunk (1 KiB..16 MiB); 0 when cipher is none
  *    16   8  key id of the master key (key.h); zero when cipher is none
  *    24  32  salt, random per object; zero when cipher is none
@@ -48,6 +50,9 @@
 #define WS_OBJECT_FOOTER_SIZE 48
 #define WS_OBJECT_VERSION 1   /* SHA-256 digest */
 #define WS_OBJECT_VERSION_2 2 /* the digest of byte 11 */
+#define WS_OBJECT_VERSION_3 3 /* zstd frames, either digest */
+/* Byte 9 of the header. */
+enum { WS_OBJECT_UNCOMPRESSED = 0, WS_OBJECT_ZSTD = 1, WS_OBJECT_ZSTD_FRAMES = 2 };
 #define WS_OBJECT_DIGEST_SIZE 32
 
 /* Byte 11 of the header; WS_DIGEST_NONE is never stored: "no digest known" in results. */
@@ -61,6 +66,8 @@ struct ws_object_params {
     int compress;             /* enum ws_compress */
     int level;                /* zstd level */
     int workers;              /* zstd threads, <= 1 for none */
+    int frames;               /* with zstd: independent frames (version 3), which a reader can
+                                 decompress on several threads */
     int64_t content_size;     /* exact content length if known (enforced at finish), else -1 */
     const struct ws_key *key; /* NULL: no encryption */
     uint32_t chunk_size;      /* 0: WS_OBJECT_CHUNK_SIZE (tests use small ones) */
@@ -103,6 +110,9 @@ int ws_object_reader_new(struct ws_sink *dest, const char *name, const struct ws
  * default). Call before the first write.
  */
 void ws_object_reader_set_limit(struct ws_sink *reader, uint64_t max_content);
+/* Threads for the payload of a version 3 object (zstd frames); <= 1: none (the default). Call
+ * before the first write. */
+void ws_object_reader_set_workers(struct ws_sink *reader, int workers);
 void ws_object_reader_info(const struct ws_sink *reader, struct ws_object_info *info);
 
 /* Size of the trailer for an object with this header (for reading the footer alone). */

@@ -142,6 +142,7 @@ struct file_sink {
     int fd;
     int derived_tmp; /* the temp name is ours (derived from path and pid) */
     int created;     /* the temp file exists (abort must remove it) */
+    uint64_t written;
     struct ws_file_opts o;
     char *path;
     char *tmp;
@@ -158,6 +159,12 @@ static int file_create(struct file_sink *f, struct ws_error *err)
     if (f->fd < 0)
         return ws_error_setsys(err, f->o.err_code, errno, "could not create file \"%s\"", f->tmp);
     f->created = 1;
+    if (f->o.give && fchown(f->fd, f->o.uid, f->o.gid) != 0)
+        return ws_error_setsys(err, f->o.err_code, errno, "could not give file \"%s\" to user %ld",
+                               f->tmp, (long)f->o.uid);
+    /* best effort: a file system without it allocates as the writes come */
+    if (f->o.preallocate)
+        (void)fallocate(f->fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)f->o.preallocate);
     return 0;
 }
 
@@ -168,6 +175,7 @@ static int file_write(struct ws_sink *s, const void *buf, size_t len, struct ws_
         return err->code;
     if (ws_write_all(f->fd, buf, len) != 0)
         return ws_error_setsys(err, f->o.err_code, errno, "could not write file \"%s\"", f->tmp);
+    f->written += len;
     return 0;
 }
 
@@ -200,6 +208,9 @@ static int file_finish(struct ws_sink *s, struct ws_error *err)
         return err->code;
     fd = f->fd;
     f->fd = -1;
+    /* releases what was reserved beyond the content (best effort) */
+    if (f->o.preallocate > f->written)
+        (void)ftruncate(fd, (off_t)f->written);
     if (f->o.fsync && fsync(fd) != 0) {
         int e = errno;
         close(fd);

@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "base/error.h"
 
@@ -72,6 +73,11 @@ struct ws_file_opts {
     const char *tmp_path; /* temp name (same directory); NULL: "<dir>/.<base>.walsafe.<pid>" */
     int create_on_write;  /* create the temp file at the first write (or at finish), not now:
                              an abandoned sink then touches nothing */
+    int give;             /* 1: the new file is given to uid:gid (fchown: root only) */
+    uid_t uid;
+    gid_t gid;
+    uint64_t preallocate; /* the expected length: reserved at creation (fallocate keeping the
+                             size, best effort); what the content leaves unused is released */
 };
 int ws_file_sink_open(const char *path, const struct ws_file_opts *o, struct ws_sink **out,
                       struct ws_error *err);

@@ -34,6 +34,7 @@ void ws_pg_info_free(struct ws_pg_info *info)
     free(info->data_directory);
     free(info->archive_mode);
     free(info->archive_command);
+    free(info->archive_library);
     memset(info, 0, sizeof(*info));
 }
 
@@ -60,6 +61,16 @@ int ws_pg_get_access(struct ws_pg *pg, int version, struct ws_pg_access *access,
     return pg->ops->get_access(pg, version, access, err);
 }
 
+int ws_pg_get_archiver(struct ws_pg *pg, const char *slot_name, struct ws_pg_archiver *out,
+                       struct ws_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    out->ready = -1;
+    if (!pg->ops->get_archiver)
+        return ws_error_set(err, WS_ERR_INTERNAL, "this session cannot read the archiver's state");
+    return pg->ops->get_archiver(pg, slot_name, out, err);
+}
+
 void ws_pg_access_free(struct ws_pg_access *access)
 {
     free(access->role);
@@ -74,4 +85,13 @@ const char *ws_pg_function(int version, enum ws_pg_func f)
     if (f == WS_PG_BACKUP_STOP)
         return version >= 150000 ? "pg_backup_stop(boolean)" : "pg_stop_backup(boolean, boolean)";
     return "pg_switch_wal()";
+}
+
+void ws_pg_names_free(char **names, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
 }

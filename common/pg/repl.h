@@ -6,7 +6,7 @@
  * pg_conninfo plus replication=true: libpq's PG* variables, .pgpass / PGPASSFILE, TLS settings
  * (sslmode, sslrootcert, ...) apply exactly as libpq defines them. Messages carry libpq's error
  * text prefixed with what we were doing, on one line (none for a pg_conninfo libpq cannot parse:
- * ws_pg_libpq_check_conninfo). Errors: WS_ERR_STORAGE (connection, authentication, protocol or
+ * pg/libpq_int.h's ws_pq_open). Errors: WS_ERR_STORAGE (connection, authentication, protocol or
  * server error, a connection cut mid-stream), WS_ERR_CONFIG (pg_conninfo unreadable, a server
  * older than PostgreSQL 15, max_wal_senders = 0, a role without REPLICATION: each said in words
  * an operator can act on), WS_ERR_CORRUPT (a message that does
@@ -47,10 +47,9 @@ struct ws_repl_system {
     uint32_t timeline;         /* the server's current timeline */
     uint64_t xlogpos;          /* its current WAL flush position */
     int version;               /* server_version_num, e.g. 150004 */
-    uint32_t wal_segment_size; /* bytes */
-    uint32_t block_size;       /* bytes */
+    uint32_t wal_segment_size; /* bytes; ws_wal_seg_size_valid (pg/wal.h) */
+    uint32_t block_size;       /* bytes, as the server says: its user checks it */
     int data_checksums;        /* 1: on */
-    int in_recovery;           /* 1: a hot standby */
 };
 
 struct ws_repl_tablespace {

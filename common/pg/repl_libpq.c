@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "base/log.h"
-#include "pg/pgconn.h"
+#include "pg/libpq_int.h"
 #include "pg/wal.h"
 
 #define SQLSTATE_DATA_CORRUPTED "XX001"
@@ -28,31 +28,6 @@ struct pq_repl {
     struct ws_repl_stream stream;
 };
 
-/* text on one line, into buf: each run of white space one blank, none at the ends */
-static const char *one_line(const char *text, char *buf, size_t bufsz)
-{
-    size_t n = 0;
-
-    for (text = text && *text ? text : "unknown error"; *text && n + 1 < bufsz; text++) {
-        if (!isspace((unsigned char)*text))
-            buf[n++] = *text;
-        else if (n > 0 && buf[n - 1] != ' ')
-            buf[n++] = ' ';
-    }
-    while (n > 0 && buf[n - 1] == ' ')
-        n--;
-    buf[n] = '\0';
-    return buf;
-}
-
-/* The server's primary message of a failed result, else libpq's. */
-static const char *result_message(PGconn *conn, const PGresult *res, char *buf, size_t bufsz)
-{
-    const char *m = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-
-    return one_line(m ? m : PQerrorMessage(conn), buf, bufsz);
-}
-
 /* WARNING and NOTICE messages of the server, one line each. */
 static void on_notice(void *arg, const PGresult *res)
 {
@@ -61,53 +36,23 @@ static void on_notice(void *arg, const PGresult *res)
 
     (void)arg;
     ws_log_warning("server %s: %s", sev ? sev : "NOTICE",
-                   result_message(NULL, res, buf, sizeof(buf)));
+                   ws_pq_result_message(NULL, res, buf, sizeof(buf)));
 }
 
 static void pq_close(struct ws_repl *session);
 
-/* A refused connection in words an operator can act on. */
-static int connect_error(PGconn *conn, const char *conninfo, struct ws_error *err)
-{
-    char buf[768];
-    const char *m = one_line(PQerrorMessage(conn), buf, sizeof(buf));
-
-    if (strstr(m, "exceeds max_wal_senders (currently 0)"))
-        return ws_error_set(err, WS_ERR_CONFIG,
-                            "the server allows no replication connections (max_wal_senders = 0)");
-    if (strstr(m, "must be superuser or replication role") || strstr(m, "REPLICATION attribute"))
-        return ws_error_set(err, WS_ERR_CONFIG,
-                            "could not open a replication connection: the role must have the "
-                            "REPLICATION attribute: %s",
-                            m);
-    return ws_error_set(err, WS_ERR_STORAGE,
-                        "could not open a replication connection to the database server: %s "
-                        "(see pg_conninfo%s)",
-                        m, conninfo && *conninfo ? "" : ", empty: libpq's PG* variables apply");
-}
-
 static int pq_connect_as(const char *conninfo, const char *app_name, struct ws_repl **out,
                          struct ws_error *err)
 {
-    /* "dbname" with expand_dbname = 1 takes the whole connection string; later keys win */
-    const char *keys[] = {"dbname", "replication", "fallback_application_name", NULL};
-    const char *vals[] = {conninfo ? conninfo : "", "true", app_name, NULL};
     struct pq_repl *r;
-    int version;
+    int rc, version;
 
     *out = NULL;
-    if (ws_pg_libpq_check_conninfo(conninfo, err) != 0)
-        return err->code;
     if (!(r = calloc(1, sizeof(*r))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    if (!(r->conn = PQconnectdbParams(keys, vals, 1))) {
+    if ((rc = ws_pq_open(conninfo, 1, app_name, &r->conn, err)) != 0) {
         free(r);
-        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    }
-    if (PQstatus(r->conn) != CONNECTION_OK) {
-        connect_error(r->conn, conninfo, err);
-        pq_close(&r->base);
-        return err->code;
+        return rc;
     }
     PQsetNoticeReceiver(r->conn, on_notice, NULL);
     if ((version = PQserverVersion(r->conn)) < 150000) {
@@ -151,11 +96,6 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *v)
     return errno || *end || *v > max ? -1 : 0;
 }
 
-static int power_of_two_in(uint64_t v, uint64_t lo, uint64_t hi)
-{
-    return v >= lo && v <= hi && (v & (v - 1)) == 0;
-}
-
 /* Runs a command that returns rows; *res holds at least one row of at least cols columns. */
 static int run(struct pq_repl *r, const char *cmd, int cols, PGresult **res, struct ws_error *err)
 {
@@ -164,7 +104,7 @@ static int run(struct pq_repl *r, const char *cmd, int cols, PGresult **res, str
     *res = PQexec(r->conn, cmd);
     if (PQresultStatus(*res) != PGRES_TUPLES_OK) {
         ws_error_set(err, WS_ERR_STORAGE, "replication command \"%s\" failed: %s", cmd,
-                     result_message(r->conn, *res, buf, sizeof(buf)));
+                     ws_pq_result_message(r->conn, *res, buf, sizeof(buf)));
         goto fail;
     }
     if (PQntuples(*res) < 1 || PQnfields(*res) < cols) {
@@ -218,7 +158,7 @@ static int identify_system(struct pq_repl *r, struct ws_repl_system *sys, struct
 static int pq_identify(struct ws_repl *session, struct ws_repl_system *sys, struct ws_error *err)
 {
     struct pq_repl *r = (struct pq_repl *)session;
-    char version[32], segsz[32], blcksz[32], checksums[16], standby[16];
+    char version[32], segsz[32], blcksz[32], checksums[16];
     uint64_t v, seg, blk;
     int rc;
 
@@ -229,12 +169,11 @@ static int pq_identify(struct ws_repl *session, struct ws_repl_system *sys, stru
         (rc = show(r, "server_version_num", version, sizeof(version), err)) != 0 ||
         (rc = show(r, "wal_segment_size", segsz, sizeof(segsz), err)) != 0 ||
         (rc = show(r, "block_size", blcksz, sizeof(blcksz), err)) != 0 ||
-        (rc = show(r, "data_checksums", checksums, sizeof(checksums), err)) != 0 ||
-        (rc = show(r, "in_hot_standby", standby, sizeof(standby), err)) != 0)
+        (rc = show(r, "data_checksums", checksums, sizeof(checksums), err)) != 0)
         return rc;
+    /* the block size only parsed: its user decides which it takes (create: WS_PG_BLCKSZ) */
     if (parse_u64(version, INT32_MAX, &v) != 0 || ws_repl_parse_size(segsz, &seg) != 0 ||
-        !power_of_two_in(seg, WS_WAL_MIN_SEG_SIZE, WS_WAL_MAX_SEG_SIZE) ||
-        ws_repl_parse_size(blcksz, &blk) != 0 || !power_of_two_in(blk, 1024, 32768))
+        !ws_wal_seg_size_valid(seg) || ws_repl_parse_size(blcksz, &blk) != 0 || blk > UINT32_MAX)
         return ws_error_set(err, WS_ERR_CORRUPT,
                             "the server reported an invalid server_version_num \"%s\", "
                             "wal_segment_size \"%s\" or block_size \"%s\"",
@@ -243,7 +182,6 @@ static int pq_identify(struct ws_repl *session, struct ws_repl_system *sys, stru
     sys->wal_segment_size = (uint32_t)seg;
     sys->block_size = (uint32_t)blk;
     sys->data_checksums = strcmp(checksums, "on") == 0;
-    sys->in_recovery = strcmp(standby, "on") == 0;
     return 0;
 }
 
@@ -261,10 +199,10 @@ static int bb_result(struct pq_repl *r, ExecStatusType want, const char *what, P
     if (PQstatus(r->conn) == CONNECTION_BAD)
         ws_error_set(err, WS_ERR_STORAGE,
                      "connection to the server was lost during the base backup: %s",
-                     one_line(PQerrorMessage(r->conn), buf, sizeof(buf)));
+                     ws_pq_one_line(PQerrorMessage(r->conn), buf, sizeof(buf)));
     else if (!*res || PQresultStatus(*res) == PGRES_FATAL_ERROR)
         ws_error_set(err, WS_ERR_STORAGE, "the base backup failed on the server: %s",
-                     result_message(r->conn, *res, buf, sizeof(buf)));
+                     ws_pq_result_message(r->conn, *res, buf, sizeof(buf)));
     else
         ws_error_set(err, WS_ERR_CORRUPT, "the server answered BASE_BACKUP with %s instead of %s",
                      PQresStatus(PQresultStatus(*res)), what);
@@ -349,7 +287,7 @@ static int pq_base_backup(struct ws_repl *session, const struct ws_repl_bb_opts 
         return rc;
     if (!PQsendQuery(r->conn, cmd))
         return ws_error_set(err, WS_ERR_STORAGE, "could not send BASE_BACKUP: %s",
-                            one_line(PQerrorMessage(r->conn), buf, sizeof(buf)));
+                            ws_pq_one_line(PQerrorMessage(r->conn), buf, sizeof(buf)));
     r->state = STREAMING; /* from here on the session holds no other command */
     if ((rc = bb_result(r, PGRES_TUPLES_OK, "start position", &res, err)) != 0 ||
         (rc = bb_position(res, "start", &start->start_lsn, &start->timeline, err)) != 0)
@@ -392,7 +330,7 @@ static int stream_end(struct pq_repl *r, struct ws_repl_msg *msg, struct ws_erro
         msg->checksum_failure = 1;
     else if (PQresultStatus(res) != PGRES_COMMAND_OK)
         rc = ws_error_set(err, WS_ERR_STORAGE, "the base backup failed after its end position: %s",
-                          result_message(r->conn, res, buf, sizeof(buf)));
+                          ws_pq_result_message(r->conn, res, buf, sizeof(buf)));
     PQclear(res);
     while (!rc && (res = PQgetResult(r->conn)) != NULL)
         PQclear(res); /* nothing else is expected: drained */
@@ -425,9 +363,9 @@ static int pq_next(struct ws_repl *session, struct ws_repl_msg *msg, struct ws_e
     if (PQstatus(r->conn) == CONNECTION_BAD)
         return ws_error_set(err, WS_ERR_STORAGE,
                             "connection to the server was lost during the base backup: %s",
-                            one_line(PQerrorMessage(r->conn), buf, sizeof(buf)));
+                            ws_pq_one_line(PQerrorMessage(r->conn), buf, sizeof(buf)));
     return ws_error_set(err, WS_ERR_STORAGE, "could not read the base backup's COPY data: %s",
-                        one_line(PQerrorMessage(r->conn), buf, sizeof(buf)));
+                        ws_pq_one_line(PQerrorMessage(r->conn), buf, sizeof(buf)));
 }
 
 /* ---- streaming (wal-receive) ---- */
@@ -460,7 +398,7 @@ static int pq_slot_command(struct ws_repl *session, int create, const char *slot
     else
         rc = ws_error_set(err, WS_ERR_STORAGE, "could not %s replication slot \"%s\": %s",
                           create ? "create" : "drop", slot,
-                          result_message(r->conn, res, buf, sizeof(buf)));
+                          ws_pq_result_message(r->conn, res, buf, sizeof(buf)));
     PQclear(res);
     return rc;
 }
@@ -542,7 +480,7 @@ static int pq_start_streaming(struct ws_repl *session, const char *slot, uint64_
                           slot);
     else
         rc = ws_error_set(err, WS_ERR_STORAGE, "replication command \"%s\" failed: %s", cmd,
-                          result_message(r->conn, res, buf, sizeof(buf)));
+                          ws_pq_result_message(r->conn, res, buf, sizeof(buf)));
     PQclear(res);
     return rc;
 }
@@ -553,7 +491,7 @@ static int lost(struct pq_repl *r, const char *what, struct ws_error *err)
 
     r->state = DONE;
     return ws_error_set(err, WS_ERR_STORAGE, "%s while streaming WAL: %s", what,
-                        one_line(PQerrorMessage(r->conn), buf, sizeof(buf)));
+                        ws_pq_one_line(PQerrorMessage(r->conn), buf, sizeof(buf)));
 }
 
 /* The server ended the COPY: ours ends too, then the next timeline and its start (if any). */
@@ -579,7 +517,7 @@ static int wal_stream_end(struct pq_repl *r, struct ws_repl_wal_msg *msg, struct
     }
     if (!rc && PQresultStatus(res) != PGRES_COMMAND_OK)
         rc = ws_error_set(err, WS_ERR_STORAGE, "streaming WAL ended with an error: %s",
-                          result_message(r->conn, res, buf, sizeof(buf)));
+                          ws_pq_result_message(r->conn, res, buf, sizeof(buf)));
     PQclear(res);
     while ((res = PQgetResult(r->conn)) != NULL)
         PQclear(res);

@@ -53,6 +53,7 @@ static int on_wal_object(void *arg, const char *key, const struct ws_storage_sta
     w.key = copy;
     w.name = copy + (name - key);
     w.size = sst->size;
+    w.mtime = sst->mtime;
     st->wal[st->nwal++] = w;
     return 0;
 }
@@ -209,9 +210,9 @@ static int backups_from_catalog(struct ws_prune_state *st, struct ws_error *err)
         }
         b->last_write = c->newest_mtime;
         b->stored_bytes = c->stored_objects;
-        b->problem = c->bad_manifest     ? c->manifest_error
-                     : c->chain_error[0] ? c->chain_error
-                                         : NULL;
+        b->problem = c->bad_manifest || c->denied ? c->manifest_error
+                     : c->chain_error[0]          ? c->chain_error
+                                                  : NULL;
     }
     return 0;
 }
@@ -244,6 +245,12 @@ static int read_histories(struct ws_repo *repo, const struct ws_keyring *kr,
 int ws_prune_gather(struct ws_repo *repo, const struct ws_keyring *kr, struct ws_prune_state *st,
                     struct ws_error *err)
 {
+    return ws_prune_gather_opts(repo, kr, st, 1, err);
+}
+
+int ws_prune_gather_opts(struct ws_repo *repo, const struct ws_keyring *kr,
+                         struct ws_prune_state *st, int stat_unlisted, struct ws_error *err)
+{
     struct wal_scan sc = {0};
     char prefix[128];
     size_t i;
@@ -262,9 +269,10 @@ int ws_prune_gather(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
     snprintf(prefix, sizeof(prefix), "%s/stream/", repo->cluster);
     if ((rc = ws_storage_list(repo->st, prefix, on_chunk, &sc, err)) != 0)
         goto out;
-    for (i = 0; i < st->nbackups && rc == 0; i++)
-        if (st->backups[i].status != WS_BACKUP_COMPLETE && st->backups[i].last_write <= 0)
-            rc = last_write_by_stat(repo, &st->backups[i], err);
+    for (i = 0; i < st->nbackups && rc == 0 && stat_unlisted; i++)
+        if (st->backups[i].status != WS_BACKUP_COMPLETE &&
+            st->backups[i].status != WS_BACKUP_UNREADABLE && st->backups[i].last_write <= 0)
+            rc = last_write_by_stat(repo, &st->backups[i], err); /* not into another's dir */
     if (rc == 0)
         rc = read_histories(repo, kr, st, err);
 out:

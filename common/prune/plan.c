@@ -12,20 +12,6 @@
 
 /* ---- helpers ---- */
 
-/* The start time a backup id encodes (YYYYMMDDTHHMMSSZ), or 0. */
-static int64_t id_time(const char *id)
-{
-    struct tm tm = {0};
-    char *end;
-
-    if (!ws_backup_id_valid(id))
-        return 0;
-    end = strptime(id, "%Y%m%dT%H%M%SZ", &tm);
-    if (!end || *end)
-        return 0;
-    return (int64_t)timegm(&tm);
-}
-
 static int add_warning(struct ws_prune_plan *plan, struct ws_error *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int add_warning(struct ws_prune_plan *plan, struct ws_error *err, const char *fmt, ...)
@@ -57,10 +43,9 @@ void ws_prune_append(char *buf, size_t sz, const char *fmt, ...)
     va_end(ap);
 }
 
-int64_t ws_prune_age_limit(const struct ws_prune_input *in)
+int64_t ws_prune_age_limit(int64_t incomplete_age)
 {
-    return in->incomplete_age > WS_PRUNE_INCOMPLETE_AGE ? in->incomplete_age
-                                                        : WS_PRUNE_INCOMPLETE_AGE;
+    return incomplete_age > WS_PRUNE_INCOMPLETE_AGE ? incomplete_age : WS_PRUNE_INCOMPLETE_AGE;
 }
 
 static int set_hold(struct ws_prune_plan *plan, unsigned bit, const char *msg, struct ws_error *err)
@@ -108,7 +93,8 @@ int ws_prune_plan_init(const struct ws_prune_input *in, struct ws_prune_plan *pl
         return ws_error_set(err, WS_ERR_CONFIG,
                             "no retention policy is set: set retain_full (keep this many newest "
                             "complete backups) or retain_time (keep what restores to any moment "
-                            "of this period), or both; wal-prune deletes nothing without one");
+                            "of this period), or both (and for logical backups retain_logical or "
+                            "retain_logical_time); wal-prune deletes nothing without one");
     if (!ws_wal_seg_size_valid(in->wal_segment_size))
         return ws_error_set(err, WS_ERR_INTERNAL, "invalid WAL segment size %" PRIu32,
                             in->wal_segment_size);
@@ -159,7 +145,7 @@ int ws_prune_order(const struct ws_prune_input *in, struct ws_prune_plan *plan,
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     for (i = 0; i < n; i++) {
         const struct ws_prune_backup *b = &in->backups[i];
-        ok[i].t = b->has_position ? b->start_time : id_time(b->id);
+        ok[i].t = b->has_position ? b->start_time : ws_backup_id_time(b->id);
         ok[i].lsn = b->has_position ? b->start_lsn : 0;
         ok[i].id = b->id;
         ok[i].index = i;
@@ -304,6 +290,24 @@ static int hold_order_on(struct ws_prune_plan *plan, const struct ws_prune_backu
     return set_hold(plan, WS_HOLD_ORDER, msg, err);
 }
 
+int ws_prune_hold_unreadable(const struct ws_prune_input *in, struct ws_prune_plan *plan,
+                             struct ws_error *err)
+{
+    char msg[512];
+
+    for (size_t k = 0; k < in->nbackups; k++) {
+        const struct ws_prune_backup *b = &in->backups[plan->order[k]];
+        if (b->status != WS_BACKUP_UNREADABLE)
+            continue;
+        snprintf(msg, sizeof(msg),
+                 "wal-prune deletes no backups: backup %s cannot be read by this user, so what "
+                 "it needs is unknown; run wal-prune as the owner of the repository",
+                 b->id);
+        return set_hold(plan, WS_HOLD_UNREADABLE, msg, err);
+    }
+    return 0;
+}
+
 int ws_prune_hold_order(const struct ws_prune_input *in, struct ws_prune_plan *plan,
                         struct ws_error *err)
 {
@@ -405,7 +409,7 @@ void ws_prune_expire(const struct ws_prune_input *in, struct ws_prune_plan *plan
 static unsigned judge_one(const struct ws_prune_input *in, const struct ws_prune_backup *b, long k,
                           long newest)
 {
-    int64_t last = b->last_write, age = ws_prune_age_limit(in);
+    int64_t last = b->last_write, age = ws_prune_age_limit(in->incomplete_age);
 
     switch (b->status) {
     case WS_BACKUP_INCOMPLETE:
@@ -415,11 +419,13 @@ static unsigned judge_one(const struct ws_prune_input *in, const struct ws_prune
             return WS_KEEP_YOUNG;
         return newest < 0 || k > newest ? WS_KEEP_PENDING : WS_DROP_ABANDONED;
     case WS_BACKUP_RUNNING:
-        if (id_time(b->id) > last)
-            last = id_time(b->id);
+        if (ws_backup_id_time(b->id) > last)
+            last = ws_backup_id_time(b->id);
         return in->now - last < age ? WS_KEEP_YOUNG : WS_DROP_ABANDONED;
     case WS_BACKUP_INVALID:
         return b->has_position ? WS_KEEP_LINK_INVALID : WS_KEEP_UNREADABLE;
+    case WS_BACKUP_UNREADABLE:
+        return WS_KEEP_UNREADABLE;
     default:
         return WS_DROP_DELETING;
     }
@@ -584,7 +590,13 @@ int ws_prune_warn_kept(const struct ws_prune_input *in, struct ws_prune_plan *pl
     for (k = 0; k < in->nbackups && rc == 0; k++) {
         size_t bi = plan->order[k];
         const struct ws_prune_backup *b = &in->backups[bi];
-        if (plan->why[bi] & WS_KEEP_UNREADABLE)
+        if (b->status == WS_BACKUP_UNREADABLE)
+            rc = add_warning(plan, err,
+                             "backup %s is unreadable: %s; wal-prune keeps it, deletes no backup "
+                             "by retention (it may need any older one) and keeps the WAL of "
+                             "every timeline from the oldest start known of any backup",
+                             b->id, b->problem ? b->problem : "permission denied");
+        else if (plan->why[bi] & WS_KEEP_UNREADABLE)
             rc = add_warning(plan, err,
                              "backup %s: its manifest cannot be read (%s); wal-prune never deletes "
                              "it, and keeps the WAL of every timeline from the oldest start known "
@@ -873,7 +885,8 @@ int ws_prune_plan_make(const struct ws_prune_input *in, struct ws_prune_plan *pl
     if ((rc = ws_prune_order(in, plan, err)) != 0 ||
         (rc = ws_prune_link_chains(in, plan, err)) != 0 ||
         (rc = ws_prune_hold_lineage(in, plan, err)) != 0 ||
-        (rc = ws_prune_hold_order(in, plan, err)) != 0)
+        (rc = ws_prune_hold_order(in, plan, err)) != 0 ||
+        (rc = ws_prune_hold_unreadable(in, plan, err)) != 0)
         goto out;
     ws_prune_keep_newest(in, plan);
     ws_prune_keep_full(in, plan);

@@ -1,6 +1,7 @@
 /*
  * prune.h - wal-prune: which backups and WAL files the retention policies (retain_full,
- * retain_time) let go, and deleting them. The rules in full, and why: docs/design/prune.md.
+ * retain_time; retain_logical, retain_logical_time for logical backups, below) let go, and
+ * deleting them. The rules in full, and why: docs/design/prune.md.
  *
  * Three parts, each usable alone, and the command that runs them (ws_prune):
  *   - ws_prune_gather() reads a repository into a planner input (struct ws_prune_state);
@@ -18,8 +19,10 @@
  *   - .history files are never deleted; WAL goes only below its timeline's cutoff (plan->tls),
  *     never from a kept backup's start on, and none goes without a complete backup;
  *   - a held plan (plan->hold, hold_msg) deletes no backup by retention: when a needed history
- *     file is missing or unreadable (WS_HOLD_LINEAGE, no WAL of that timeline goes either) or
- *     backup times and WAL positions disagree (WS_HOLD_ORDER); the rest of it still stands.
+ *     file is missing or unreadable (WS_HOLD_LINEAGE, no WAL of that timeline goes either),
+ *     backup times and WAL positions disagree (WS_HOLD_ORDER), or a backup's directory may not
+ *     be read by this user (WS_HOLD_UNREADABLE: it is kept, and what it needs is unknown); the
+ *     rest of it still stands.
  *
  * The executor guarantees that a kill at any moment leaves no backup the catalog calls complete
  * while an object of it is gone, and that the next run finishes the work: backups first, in
@@ -50,6 +53,7 @@
 #include "io/key.h"
 #include "pg/timeline.h"
 #include "repo/catalog.h"
+#include "repo/logical.h"
 #include "repo/repo.h"
 
 #define WS_PRUNE_INCOMPLETE_AGE (24 * 3600)
@@ -100,6 +104,7 @@ struct ws_prune_wal {
     uint32_t tli;
     uint64_t segno; /* 0 for .history */
     uint64_t size;
+    int64_t mtime; /* as the listing says; 0 when the driver's listing has none (SFTP) */
 };
 
 /* A timeline's history file: all its ancestors, oldest first. A timeline above 1 without an
@@ -129,8 +134,9 @@ struct ws_prune_tl {
 
 /* Why a plan is held back (deletes no backup by retention; exit 1). */
 enum ws_prune_hold {
-    WS_HOLD_LINEAGE = 1u << 0, /* a needed history file is missing or cannot be read */
-    WS_HOLD_ORDER = 1u << 1,   /* time order and WAL order of backups on one line disagree */
+    WS_HOLD_LINEAGE = 1u << 0,    /* a needed history file is missing or cannot be read */
+    WS_HOLD_ORDER = 1u << 1,      /* time order and WAL order of backups on one line disagree */
+    WS_HOLD_UNREADABLE = 1u << 2, /* a backup this user may not read (status unreadable) */
 };
 
 struct ws_prune_input {
@@ -220,6 +226,11 @@ struct ws_prune_state {
  * gathers nothing: st->cat.has_identity is 0. */
 int ws_prune_gather(struct ws_repo *repo, const struct ws_keyring *kr, struct ws_prune_state *st,
                     struct ws_error *err);
+/* The same; with stat_unlisted 0 the objects of backups that are not complete are not stat'ed
+ * when the listing has no times (SFTP: one request per object), so their last_write stays 0
+ * (basebackup status, which does not judge their age, runs every minute). */
+int ws_prune_gather_opts(struct ws_repo *repo, const struct ws_keyring *kr,
+                         struct ws_prune_state *st, int stat_unlisted, struct ws_error *err);
 void ws_prune_state_free(struct ws_prune_state *st);
 /* The planner input over a gathered state (borrows it). */
 void ws_prune_input_from_state(const struct ws_prune_state *st, struct ws_prune_input *in);
@@ -241,6 +252,81 @@ void ws_prune_result_free(struct ws_prune_result *res);
 int ws_prune_execute(struct ws_repo *repo, const struct ws_prune_input *in,
                      const struct ws_prune_plan *plan, FILE *report, struct ws_prune_result *res,
                      struct ws_error *err);
+
+/* ---- logical backups (repo/logical.h): retain_logical, retain_logical_time ----
+ *
+ * A planner of their own, independent of the physical policies, pure like the one above. A plan
+ * guarantees: the newest complete logical backup, pinned ones and invalid ones (a manifest that
+ * does not verify) are kept; retain_logical keeps the N newest complete ones, retain_logical_time
+ * those that started inside the window (by the time of their id); with both, what either keeps
+ * is kept; a backup that is not complete is kept while written to within the age limit
+ * (ws_prune_age_limit) and deleted after it; "newest" is by id (the
+ * UTC start time). Without either policy the planner refuses (WS_ERR_CONFIG). The executor
+ * deletes oldest first, each through ws_logical_delete (its manifest first): a kill at any moment
+ * leaves no logical backup listed complete with an object gone; what it leaves is incomplete and
+ * goes as abandoned once older than the age limit.
+ */
+enum ws_prune_lwhy {
+    WS_LKEEP_NEWEST = 1u << 0,     /* the newest complete logical backup */
+    WS_LKEEP_COUNT = 1u << 1,      /* one of the retain_logical newest complete ones */
+    WS_LKEEP_WINDOW = 1u << 2,     /* started inside retain_logical_time */
+    WS_LKEEP_PINNED = 1u << 3,     /* logicalbackup keep */
+    WS_LKEEP_YOUNG = 1u << 4,      /* not complete, written to within the age limit */
+    WS_LKEEP_INVALID = 1u << 5,    /* its manifest does not verify: never deleted automatically */
+    WS_LDROP_RETENTION = 1u << 16, /* complete, kept by no rule */
+    WS_LDROP_ABANDONED = 1u << 17, /* not complete, untouched for the age limit */
+};
+
+struct ws_prune_logical {
+    char id[WS_BACKUP_ID_LEN + 1];
+    int status; /* enum ws_logical_status */
+    int pinned;
+    int64_t last_write;    /* newest modification time of its objects */
+    uint64_t stored_bytes; /* of all its objects */
+    const char *why;       /* not complete: why (borrowed, may be NULL) */
+};
+
+struct ws_prune_logical_input {
+    const struct ws_prune_logical *backups; /* any order */
+    size_t n;
+    int64_t now;
+    int retain_logical;          /* 0: not set */
+    int64_t retain_logical_time; /* seconds, 0: not set */
+    int64_t incomplete_age;      /* as ws_prune_input's */
+};
+
+struct ws_prune_logical_plan {
+    int *keep;       /* per input backup */
+    unsigned *why;   /* per input backup: enum ws_prune_lwhy bits */
+    size_t *order;   /* input indexes, oldest first (by id) */
+    size_t *deletes; /* the ndelete backups to delete, oldest first */
+    size_t ndelete;
+    uint64_t bytes; /* stored bytes of those */
+};
+
+int ws_prune_logical_plan_make(const struct ws_prune_logical_input *in,
+                               struct ws_prune_logical_plan *plan, struct ws_error *err);
+void ws_prune_logical_plan_free(struct ws_prune_logical_plan *plan);
+/* Short name of one bit (e.g. "retain_logical") and one phrase for all of them. */
+const char *ws_prune_logical_why_name(unsigned bit);
+void ws_prune_logical_why_text(const struct ws_prune_logical_input *in, unsigned why, char *out,
+                               size_t outsz);
+
+/* The logical catalog read into planner input (st->backups borrow from st->cat's entries). */
+struct ws_prune_logical_state {
+    struct ws_logical_catalog cat;
+    struct ws_prune_logical *backups;
+    size_t n;
+};
+int ws_prune_logical_gather(struct ws_repo *repo, const struct ws_keyring *kr,
+                            struct ws_prune_logical_state *st, struct ws_error *err);
+void ws_prune_logical_state_free(struct ws_prune_logical_state *st);
+/* Deletes what plan says (ws_logical_delete each, oldest first); report (may be NULL) gets one
+ * line per deleted backup. *deleted and *bytes: what was deleted, also after a failure;
+ * done[i] (may be NULL, one per input backup) set for each. */
+int ws_prune_logical_execute(struct ws_repo *repo, const struct ws_prune_logical_input *in,
+                             const struct ws_prune_logical_plan *plan, FILE *report, int *done,
+                             size_t *deleted, uint64_t *bytes, struct ws_error *err);
 
 struct ws_prune_opts {
     int dry_run;

@@ -13,9 +13,11 @@
 
 /* ---- helpers (prune/plan.c, prune/gather.c) ---- */
 
-/* The age after which a backup that is not complete is abandoned: in->incomplete_age, at least
- * WS_PRUNE_INCOMPLETE_AGE. */
-int64_t ws_prune_age_limit(const struct ws_prune_input *in);
+/* The age after which a backup that is not complete is abandoned: incomplete_age (an input's),
+ * at least WS_PRUNE_INCOMPLETE_AGE. */
+int64_t ws_prune_age_limit(int64_t incomplete_age);
+/* "30d", "36h", "90s": the largest unit that divides s. */
+void ws_prune_format_duration(int64_t s, char *out, size_t outsz);
 /* Appends to buf (a string of size sz), cutting, never overrunning. */
 void ws_prune_append(char *buf, size_t sz, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -89,6 +91,9 @@ int ws_prune_hold_lineage(const struct ws_prune_input *in, struct ws_prune_plan 
  * are in one order by time and in the other by start LSN (interrupted deletes do not count). */
 int ws_prune_hold_order(const struct ws_prune_input *in, struct ws_prune_plan *plan,
                         struct ws_error *err);
+/* WS_HOLD_UNREADABLE, naming the first, when a backup's status is unreadable. */
+int ws_prune_hold_unreadable(const struct ws_prune_input *in, struct ws_prune_plan *plan,
+                             struct ws_error *err);
 /* Position in plan->order of the newest complete backup; -1 when there is none. */
 long ws_prune_newest(const struct ws_prune_input *in, const struct ws_prune_plan *plan);
 /* The policies; each adds its WS_KEEP_* bit to plan->why of the complete backups it keeps. */
@@ -160,11 +165,34 @@ void ws_prune_print_wal(FILE *f, const char *verb, const struct ws_prune_input *
 void ws_prune_print_summary(FILE *f, const struct ws_prune_input *in,
                             const struct ws_prune_plan *plan, const struct ws_prune_result *res,
                             int dry_run);
-/* The whole run as one JSON object; error: the run's error message, or NULL. */
+struct ws_prune_lrun;
+/* The whole run as one JSON object; error: the run's error message, or NULL; lr: the logical
+ * part ("logical": null when NULL). */
 void ws_prune_print_json(FILE *f, const struct ws_config *cfg, const struct ws_repo *repo,
                          const struct ws_prune_input *in, const struct ws_prune_plan *plan,
-                         const struct ws_prune_result *res, int dry_run, const char *error);
+                         const struct ws_prune_lrun *lr, const struct ws_prune_result *res,
+                         int dry_run, const char *error);
+/* The same when only logical policies are set: the physical members empty ("wal": null). */
+void ws_prune_print_logical_json(FILE *f, const struct ws_repo *repo,
+                                 const struct ws_prune_lrun *lr, int dry_run, const char *error);
 /* What a cluster without identity (nothing archived yet) prints, as text or JSON. */
 void ws_prune_print_empty(FILE *f, const struct ws_repo *repo, const struct ws_prune_opts *o);
+
+/* ---- logical backups (prune/logical.c) ---- */
+
+/* What the logical part of a run did or would do. */
+struct ws_prune_lrun {
+    struct ws_prune_logical_input in;
+    struct ws_prune_logical_plan plan;
+    int *done; /* per input backup: deleted */
+    size_t deleted;
+    uint64_t bytes;
+};
+/* One line per logical backup, oldest first: kept (keep 1) or deleted (keep 0), with verb. */
+void ws_prune_logical_print(FILE *f, const char *verb, const struct ws_prune_lrun *lr, int keep);
+/* "logical: would delete N logical backup(s) (size); would keep M" */
+void ws_prune_logical_summary(FILE *f, const struct ws_prune_lrun *lr, int dry_run);
+/* The "logical" member of the JSON: policies, backups with action and reasons, summary. */
+void ws_prune_logical_json(FILE *f, const struct ws_prune_lrun *lr, int dry_run);
 
 #endif

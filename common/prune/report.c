@@ -7,8 +7,7 @@
 #include "base/util.h"
 #include "pg/wal.h"
 
-/* "30d", "36h", "90s": the largest unit that divides the value. */
-static void format_duration(int64_t s, char *out, size_t outsz)
+void ws_prune_format_duration(int64_t s, char *out, size_t outsz)
 {
     static const struct {
         int64_t secs;
@@ -199,8 +198,8 @@ void ws_prune_why_text(const struct ws_prune_input *in, const struct ws_prune_pl
     char window[32], age[32], phrase[256];
     size_t k, used = 0;
 
-    format_duration(in->retain_time, window, sizeof(window));
-    format_duration(ws_prune_age_limit(in), age, sizeof(age));
+    ws_prune_format_duration(in->retain_time, window, sizeof(window));
+    ws_prune_format_duration(ws_prune_age_limit(in->incomplete_age), age, sizeof(age));
     out[0] = '\0';
     for (k = 0; k < sizeof(order) / sizeof(order[0]) && used < outsz; k++) {
         if (!(why & order[k]))
@@ -318,8 +317,8 @@ void ws_prune_print_summary(FILE *f, const struct ws_prune_input *in,
                             const struct ws_prune_plan *plan, const struct ws_prune_result *res,
                             int dry_run)
 {
-    char b1[32], b2[32], b3[32], cut[1024], temp[96] = "";
-    size_t nb, nw;
+    char b1[32], b2[32], b3[32], cut[1024], more[160] = "";
+    size_t nb, nw, nc = dry_run ? plan->nchunk_delete : res->chunks_deleted;
     uint64_t bb, wb;
 
     totals(plan, res, dry_run, &nb, &nw, &bb, &wb);
@@ -328,11 +327,14 @@ void ws_prune_print_summary(FILE *f, const struct ws_prune_input *in,
     ws_format_bytes(bb + wb, b3, sizeof(b3));
     cutoff_text(in, plan, cut, sizeof(cut));
     if (res->temp_deleted)
-        snprintf(temp, sizeof(temp), " and %zu temp file(s) of killed uploads", res->temp_deleted);
+        ws_prune_append(more, sizeof(more), " and %zu temp file(s) of killed uploads",
+                        res->temp_deleted);
+    if (nc)
+        ws_prune_append(more, sizeof(more), " and %zu streamed chunk(s)", nc);
     fprintf(f,
             "summary: %s %zu backup(s) (%s), %zu WAL file(s)%s (%s), %s %s; %s %zu "
             "backup(s); %s\n",
-            dry_run ? "would delete" : "deleted", nb, b1, nw, temp, b2, b3,
+            dry_run ? "would delete" : "deleted", nb, b1, nw, more, b2, b3,
             dry_run ? "would be freed" : "freed", dry_run ? "would keep" : "kept",
             kept_count(in, plan, res, dry_run), cut);
 }
@@ -428,7 +430,8 @@ static void json_wal(FILE *f, const struct ws_prune_input *in, const struct ws_p
 
 void ws_prune_print_json(FILE *f, const struct ws_config *cfg, const struct ws_repo *repo,
                          const struct ws_prune_input *in, const struct ws_prune_plan *plan,
-                         const struct ws_prune_result *res, int dry_run, const char *error)
+                         const struct ws_prune_lrun *lr, const struct ws_prune_result *res,
+                         int dry_run, const char *error)
 {
     char when[21];
     size_t k, nb, nw;
@@ -466,8 +469,33 @@ void ws_prune_print_json(FILE *f, const struct ws_config *cfg, const struct ws_r
     fprintf(f,
             "], \"summary\": {\"backups_deleted\": %zu, \"wal_files_deleted\": %zu, "
             "\"temp_files_deleted\": %zu, \"bytes_freed\": %" PRIu64
-            ", \"backups_kept\": %zu}, \"error\": ",
+            ", \"backups_kept\": %zu}, \"logical\": ",
             nb, nw, res->temp_deleted, bb + wb, kept_count(in, plan, res, dry_run));
+    if (lr)
+        ws_prune_logical_json(f, lr, dry_run);
+    else
+        fprintf(f, "null");
+    fprintf(f, ", \"error\": ");
+    json_string_or_null(f, error);
+    fprintf(f, "}\n");
+}
+
+void ws_prune_print_logical_json(FILE *f, const struct ws_repo *repo,
+                                 const struct ws_prune_lrun *lr, int dry_run, const char *error)
+{
+    char when[21];
+
+    ws_format_utc(lr->in.now, when);
+    fprintf(f, "{\"cluster\": ");
+    ws_json_string(f, repo->cluster);
+    fprintf(f,
+            ", \"dry_run\": %s, \"time\": \"%s\", \"retain_full\": null, "
+            "\"retain_time_seconds\": null, \"backups\": [], \"wal\": null, \"hold\": null, "
+            "\"warnings\": [], \"summary\": {\"backups_deleted\": 0, \"wal_files_deleted\": 0, "
+            "\"temp_files_deleted\": 0, \"bytes_freed\": 0, \"backups_kept\": 0}, \"logical\": ",
+            dry_run ? "true" : "false", when);
+    ws_prune_logical_json(f, lr, dry_run);
+    fprintf(f, ", \"error\": ");
     json_string_or_null(f, error);
     fprintf(f, "}\n");
 }

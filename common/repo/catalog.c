@@ -1,4 +1,5 @@
 /* catalog.c - what a repository holds for one cluster, from its listings (catalog.h). */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,7 +61,9 @@ static int on_backup_key(void *arg, const char *key, const struct ws_storage_sta
         return 0;
     if (!(b = backup_entry(sc, id)))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
-    if (rest[WS_BACKUP_ID_LEN] != '/')
+    if (st->denied)
+        b->denied = 1;
+    else if (rest[WS_BACKUP_ID_LEN] != '/')
         b->status = WS_BACKUP_DELETING; /* its tombstone decides, whatever else is there */
     else if (strcmp(rest + WS_BACKUP_ID_LEN + 1, "manifest") == 0)
         b->has_manifest = 1;
@@ -143,6 +146,24 @@ int ws_catalog_has_seg(const struct ws_catalog *cat, uint32_t tli, uint64_t segn
     return bsearch(&key, cat->segs, cat->nsegs, sizeof(key), cmp_seg) != NULL;
 }
 
+void ws_catalog_wal_runs(const struct ws_catalog *cat, uint32_t tli, ws_catalog_run_fn fn,
+                         void *arg)
+{
+    size_t i = 0;
+    int first = 1;
+
+    while (i < cat->nsegs && cat->segs[i].tli != tli)
+        i++;
+    while (i < cat->nsegs && cat->segs[i].tli == tli) {
+        uint64_t a = cat->segs[i].segno, b = a;
+        while (i + 1 < cat->nsegs && cat->segs[i + 1].tli == tli && cat->segs[i + 1].segno == b + 1)
+            b = cat->segs[++i].segno;
+        fn(arg, tli, a, b, first);
+        first = 0;
+        i++;
+    }
+}
+
 const char *ws_backup_status_name(enum ws_backup_status status)
 {
     switch (status) {
@@ -154,6 +175,8 @@ const char *ws_backup_status_name(enum ws_backup_status status)
         return "invalid";
     case WS_BACKUP_DELETING:
         return "deleting";
+    case WS_BACKUP_UNREADABLE:
+        return "unreadable";
     case WS_BACKUP_RUNNING:
         break;
     }
@@ -176,7 +199,9 @@ static void drop_records(struct ws_catalog_backup *b)
     head.files_cap = head.dirs_cap = 0;
     head.badpages = NULL;
     head.nbadpages = 0;
-    b->m.label = NULL; /* kept in head */
+    b->m.label = NULL; /* kept in head, like the extra paths (few; list --json shows them) */
+    b->m.extra = NULL;
+    b->m.nextra = 0;
     ws_manifest_free(&b->m);
     b->m = head;
 }
@@ -192,6 +217,11 @@ static int load_manifest(struct ws_repo *repo, const struct ws_keyring *kr,
     if (!b->has_manifest)
         return 0;
     rc = ws_manifest_load(repo, kr, b->id, &b->m, err);
+    if (rc == WS_ERR_STORAGE && err->sys_errno == EACCES) { /* another user's (catalog.h) */
+        b->has_manifest = 0;
+        b->denied = 1;
+        return 0;
+    }
     if (rc == WS_ERR_CORRUPT || rc == WS_ERR_KEY || rc == WS_ERR_NOT_FOUND) {
         b->has_manifest = 0;
         b->bad_manifest = 1;
@@ -226,6 +256,14 @@ static void settle_status(const struct ws_catalog *cat, struct ws_catalog_backup
     }
     if (b->status == WS_BACKUP_DELETING)
         return;
+    if (b->denied) {
+        b->has_manifest = 0;
+        b->status = WS_BACKUP_UNREADABLE;
+        snprintf(b->manifest_error, sizeof(b->manifest_error),
+                 "this user may not read it (permission denied): run as the owner of the "
+                 "repository");
+        return;
+    }
     if (b->has_manifest)
         b->status = b->missing_wal[0] ? WS_BACKUP_INCOMPLETE : WS_BACKUP_COMPLETE;
     else
@@ -236,7 +274,7 @@ void ws_catalog_why(const struct ws_catalog_backup *b, char *out, size_t outsz)
 {
     if (b->status == WS_BACKUP_DELETING)
         snprintf(out, outsz, "wal-prune began deleting it");
-    else if (b->bad_manifest)
+    else if (b->bad_manifest || b->status == WS_BACKUP_UNREADABLE)
         snprintf(out, outsz, "%s", b->manifest_error);
     else if (!b->has_manifest)
         snprintf(out, outsz, "no manifest: still running, or failed");
@@ -394,7 +432,7 @@ int ws_catalog_load(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
     ws_backup_prefix(repo, prefix, sizeof(prefix));
     sc.prefix = prefix;
     sc.prefix_len = strlen(prefix);
-    if ((rc = ws_storage_list(repo->st, prefix, on_backup_key, &sc, err)) != 0)
+    if ((rc = ws_storage_list_denied(repo->st, prefix, on_backup_key, &sc, err)) != 0)
         goto out;
     if (cat->nbackups > 1)
         qsort(cat->backups, cat->nbackups, sizeof(*cat->backups), cmp_backup);

@@ -16,6 +16,10 @@
  *               or a diff/incr whose chain has a link missing, incomplete, running or being
  *               deleted: chain_error names it ("its reference <ID> is missing")
  *   running     no manifest: a backup still being written, or one that died
+ *   unreadable  its directory (or manifest) may not be read by this user (permission denied, a
+ *               local repository): nothing is known of it; manifest_error says why. list, verify
+ *               --all, wal-prune (which keeps it and all it may need) and restore of another
+ *               backup go on past it
  * The chain of a backup is itself, its reference (manifest.h), that one's reference, ... down to
  * a full backup; a reference is always older (a smaller id).
  * `pinned` (<ID>/keep exists) is independent of the status.
@@ -26,7 +30,8 @@
  * On failure nothing is left to free.
  *
  * Memory: the catalog holds each backup's manifest header only (`m`: its record arrays are
- * empty, nfiles and the other counts 0; the file and bad-page counts are in nfiles/nbadpages):
+ * empty but for the extra paths, nfiles and the other counts 0; the file and bad-page counts are
+ * in nfiles/nbadpages):
  * while loading, one manifest's records at a time. ws_catalog_manifest() loads a backup's whole
  * manifest when a command needs its records.
  *
@@ -48,9 +53,11 @@ enum ws_backup_status {
     WS_BACKUP_INCOMPLETE,
     WS_BACKUP_INVALID,
     WS_BACKUP_DELETING,
+    WS_BACKUP_UNREADABLE,
 };
 
-/* "complete", "incomplete", "invalid", "running" or "deleting": what list and wal-prune print. */
+/* "complete", "incomplete", "invalid", "running", "deleting" or "unreadable": what list and
+ * wal-prune print. */
 const char *ws_backup_status_name(enum ws_backup_status status);
 
 struct ws_catalog_backup {
@@ -58,6 +65,7 @@ struct ws_catalog_backup {
     enum ws_backup_status status;
     int has_manifest; /* present and valid: m is loaded */
     int bad_manifest; /* present but unreadable: manifest_error says why */
+    int denied;       /* its directory or manifest: permission denied (status unreadable) */
     char manifest_error[300];
     struct ws_manifest m;    /* its header: no records (ws_catalog_manifest for those) */
     size_t nfiles;           /* its file records */
@@ -91,6 +99,12 @@ int ws_catalog_load(struct ws_repo *repo, const struct ws_keyring *kr, struct ws
                     struct ws_error *err);
 void ws_catalog_free(struct ws_catalog *cat);
 int ws_catalog_has_seg(const struct ws_catalog *cat, uint32_t tli, uint64_t segno);
+/* Calls fn for each run of consecutive segments [first, last] of timeline tli, in ascending
+ * order; is_first_run is 1 for the first one. A gap lies between two runs. */
+typedef void (*ws_catalog_run_fn)(void *arg, uint32_t tli, uint64_t first, uint64_t last,
+                                  int is_first_run);
+void ws_catalog_wal_runs(const struct ws_catalog *cat, uint32_t tli, ws_catalog_run_fn fn,
+                         void *arg);
 /* b's whole manifest, records included, into *m (the caller frees it: ws_manifest_free): the
  * errors of ws_manifest_load(); WS_ERR_NOT_FOUND when b has no readable manifest, WS_ERR_CORRUPT
  * when what is read now is not what the catalog read. */

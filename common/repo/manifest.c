@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/fs.h"
 #include "base/util.h"
 #include "io/key.h"
 #include "pg/wal.h"
@@ -16,7 +17,8 @@
 
 #define MANIFEST_MAGIC "walsafe-manifest 2"
 #define MANIFEST_MAGIC_V1 "walsafe-manifest 1"
-#define MAX_FIELDS 10 /* a delta record */
+#define MANIFEST_MAGIC_V3 "walsafe-manifest 3" /* version 2 with extra records */
+#define MAX_FIELDS 10                          /* a delta record */
 
 /* The names are the config key backup_type's choices (base/config.h): one list. */
 const char *ws_backup_type_name(int type)
@@ -49,6 +51,9 @@ void ws_manifest_free(struct ws_manifest *m)
     }
     for (i = 0; i < m->nbadpages; i++)
         free(m->badpages[i].path);
+    for (i = 0; i < m->nextra; i++)
+        free(m->extra[i].path);
+    free(m->extra);
     free(m->tblspc);
     free(m->dirs);
     free(m->files);
@@ -155,6 +160,32 @@ int ws_manifest_add_badpage(struct ws_manifest *m, const char *path, uint32_t bl
     return 0;
 }
 
+/* Where the next extra file's content starts: after the last extra file's. */
+static uint64_t extra_end(const struct ws_manifest *m)
+{
+    size_t i = m->nextra;
+
+    while (i > 0 && m->extra[i - 1].dir)
+        i--;
+    return i ? m->extra[i - 1].offset + m->extra[i - 1].size : 0;
+}
+
+int ws_manifest_add_extra(struct ws_manifest *m, const struct ws_bextra *e, struct ws_error *err)
+{
+    int rc;
+
+    if (!ws_path_clean_absolute(e->path) || e->mode > 07777 ||
+        (!e->dir && e->offset != extra_end(m)) || (e->dir && (e->size || e->offset)))
+        return ws_error_set(err, WS_ERR_INVALID, "invalid extra path record \"%s\"", e->path);
+    if ((rc = grow((void **)&m->extra, m->nextra, NULL, sizeof(*m->extra), err)) != 0)
+        return rc;
+    m->extra[m->nextra] = *e;
+    if ((rc = dup_str(e->path, &m->extra[m->nextra].path, err)) != 0)
+        return rc;
+    m->nextra++;
+    return 0;
+}
+
 /* ---- text form ---------------------------------------------------------------------------- */
 
 struct out {
@@ -227,6 +258,22 @@ static void put_escaped(struct out *o, const char *s)
 
 static const char *const kind_names[] = {"file", "delta", "ref"};
 
+/* extra_dir <path> <mode> <uid> <gid> <mtime>
+ * extra_file <path> <mode> <uid> <gid> <mtime> <size> <sha256> <offset> */
+static void put_extra(struct out *o, const struct ws_bextra *e)
+{
+    char hex[65];
+
+    put(o, e->dir ? "extra_dir " : "extra_file ", e->dir ? 10 : 11);
+    put_escaped(o, e->path);
+    putf(o, " %o %" PRIu32 " %" PRIu32 " %" PRId64, (unsigned)e->mode, e->uid, e->gid, e->mtime);
+    if (!e->dir) {
+        ws_hex(e->sha256, 32, hex);
+        putf(o, " %" PRIu64 " %s %" PRIu64, e->size, hex, e->offset);
+    }
+    put(o, "\n", 1);
+}
+
 /* A file, delta or ref line, its pieces and its map line. */
 static void put_record(struct out *o, const struct ws_bfile *f)
 {
@@ -263,7 +310,7 @@ int ws_manifest_format(const struct ws_manifest *m, char **out, size_t *outlen,
     ws_format_utc(m->stop_time, t2);
     ws_wal_format_lsn(l1, m->start_lsn);
     ws_wal_format_lsn(l2, m->stop_lsn);
-    putf(&o, "%s\nid %s\nlabel ", MANIFEST_MAGIC, m->id);
+    putf(&o, "%s\nid %s\nlabel ", m->nextra ? MANIFEST_MAGIC_V3 : MANIFEST_MAGIC, m->id);
     put_escaped(&o, m->label ? m->label : "");
     putf(&o, "\nstart_time %s\nstop_time %s\nstart_lsn %s\nstop_lsn %s\n", t1, t2, l1, l2);
     putf(&o, "timeline %" PRIu32 "\npg_version %d\nsystem_identifier %" PRIu64 "\n", m->timeline,
@@ -293,6 +340,8 @@ int ws_manifest_format(const struct ws_manifest *m, char **out, size_t *outlen,
         put_escaped(&o, m->badpages[i].path);
         putf(&o, " %" PRIu32 "\n", m->badpages[i].block);
     }
+    for (i = 0; i < m->nextra; i++)
+        put_extra(&o, &m->extra[i]);
     putf(&o, "end %zu\n", m->nfiles);
     if (o.failed) {
         free(o.buf);
@@ -605,8 +654,8 @@ static int parse_end(struct ws_manifest *m, char **f, int n, struct parse_state 
     uint64_t u;
     size_t i;
 
-    if (n != 2 || parse_u64(f[1], 10, &u) || u != m->nfiles)
-        return -1;
+    if (n != 2 || parse_u64(f[1], 10, &u) || u != m->nfiles || (m->version == 3 && !m->nextra))
+        return -1; /* version 3 is written only for extra records */
     for (i = 0; i < m->nfiles; i++) {
         const struct ws_bfile *bf = &m->files[i];
         const struct ws_bpiece *lp = bf->npieces ? &bf->pieces[bf->npieces - 1] : NULL;
@@ -645,6 +694,32 @@ static int parse_other(struct ws_manifest *m, char **f, int n, struct ws_error *
     return rc ? -2 : 0;
 }
 
+/* extra_dir and extra_file lines (put_extra), version 3 only. */
+static int parse_extra(struct ws_manifest *m, char **f, int n, struct ws_error *err)
+{
+    struct ws_bextra e = {0};
+    uint64_t mode;
+    int rc;
+
+    e.dir = strcmp(f[0], "extra_dir") == 0;
+    if (m->version < 3 || n != (e.dir ? 6 : 9) || parse_u64(f[2], 8, &mode) || mode > 07777 ||
+        parse_u32(f[3], &e.uid) || parse_u32(f[4], &e.gid) || parse_i64(f[5], &e.mtime))
+        return -1;
+    if (!e.dir && (parse_u64(f[6], 10, &e.size) || ws_unhex(f[7], e.sha256, 32) ||
+                   parse_u64(f[8], 10, &e.offset) || e.offset != extra_end(m)))
+        return -1;
+    e.mode = (uint32_t)mode;
+    if (unescape(f[1], &e.path))
+        return -1;
+    if (!ws_path_clean_absolute(e.path)) {
+        free(e.path);
+        return -1;
+    }
+    rc = ws_manifest_add_extra(m, &e, err);
+    free(e.path);
+    return rc ? -2 : 0;
+}
+
 /* One line after the magic: 0, -1 (invalid) or -2 (err set). */
 static int parse_line(struct ws_manifest *m, char *line, struct parse_state *st,
                       struct ws_error *err)
@@ -675,6 +750,9 @@ static int parse_line(struct ws_manifest *m, char *line, struct parse_state *st,
         st->last = AFTER_MAP;
     } else if (strcmp(f[0], "end") == 0) {
         rc = parse_end(m, f, n, st);
+    } else if (strcmp(f[0], "extra_dir") == 0 || strcmp(f[0], "extra_file") == 0) {
+        rc = parse_extra(m, f, n, err);
+        st->last = AFTER_OTHER;
     } else {
         rc = parse_other(m, f, n, err);
         st->last = AFTER_OTHER;
@@ -723,11 +801,13 @@ int ws_manifest_parse_inplace(char *text, size_t len, const char *what, struct w
     *nl = '\0';
     if (strcmp(line, MANIFEST_MAGIC) == 0)
         m->version = 2;
+    else if (strcmp(line, MANIFEST_MAGIC_V3) == 0)
+        m->version = 3;
     else if (strcmp(line, MANIFEST_MAGIC_V1) == 0)
         m->version = 1;
     else {
         rc = ws_error_set(err, WS_ERR_CORRUPT,
-                          "manifest %s: not a walsafe manifest (version 1 or 2)", what);
+                          "manifest %s: not a walsafe manifest (version 1 to 3)", what);
         goto out;
     }
     for (line = nl + 1; *line; line = nl + 1) {
@@ -796,6 +876,19 @@ int ws_backup_id_valid(const char *id)
             return 0;
     }
     return 1;
+}
+
+int64_t ws_backup_id_time(const char *id)
+{
+    struct tm tm = {0};
+    char *end;
+
+    if (!ws_backup_id_valid(id))
+        return 0;
+    end = strptime(id, "%Y%m%dT%H%M%SZ", &tm);
+    if (!end || *end)
+        return 0;
+    return (int64_t)timegm(&tm);
 }
 
 void ws_backup_id_from_time(int64_t t, char out[WS_BACKUP_ID_LEN + 1])

@@ -6,6 +6,7 @@
  *   <cluster>/backup/<ID>/keep            pin (`basebackup keep ID`): wal-prune never deletes it
  *   <cluster>/backup/<ID>/claim           stored first, without replacing: the id is one create's
  *   <cluster>/backup/<ID>/server_manifest the server's backup_manifest (backup_method stream)
+ *   <cluster>/backup/<ID>/extra           the files of backup_extra_paths, back to back
  *   <cluster>/backup/<ID>.deleting        tombstone: wal-prune began deleting the backup; written
  *                                         before anything of it goes, removed last (prune.h)
  *
@@ -22,7 +23,8 @@
  * bundles of increasing number (never two pieces of one file in one bundle).
  *
  * Text form: "walsafe-manifest 2" (version 1, from before incremental backups, is still read:
- * version 1, type full, no maps), then one record per line, fields separated by one space,
+ * version 1, type full, no maps; version 3 is version 2 plus extra records, written only when
+ * there are some), then one record per line, fields separated by one space,
  * strings %XX-escaped; at most WS_MANIFEST_LIMIT bytes. The exact format, what
  * ws_manifest_format() writes and ws_manifest_parse() accepts: docs/design/manifest.md.
  * Whether a backup is complete is the catalog's business (catalog.h).
@@ -97,6 +99,19 @@ struct ws_badpage {
     uint32_t block;
 };
 
+/* A file or directory of backup_extra_paths (outside the data directory, backup/extra.h). Files'
+ * contents lie back to back in the backup's object "extra", in the order of their records. */
+struct ws_bextra {
+    char *path;    /* absolute and normalised (ws_path_clean_absolute) */
+    int dir;       /* a directory: no content */
+    uint32_t mode; /* permission bits, at most 07777 */
+    uint32_t uid, gid;
+    int64_t mtime;
+    uint64_t size;      /* a file's */
+    uint8_t sha256[32]; /* of a file's content */
+    uint64_t offset;    /* a file's, in the content of the object "extra" */
+};
+
 enum ws_backup_type { WS_BACKUP_FULL = 0, WS_BACKUP_DIFF, WS_BACKUP_INCR };
 /* "full", "diff", "incr"; ws_backup_type_parse() returns -1 for anything else. */
 const char *ws_backup_type_name(int type);
@@ -128,6 +143,8 @@ struct ws_manifest {
     size_t files_cap, dirs_cap; /* room reserved by the parser (0: grown by doubling) */
     struct ws_badpage *badpages;
     size_t nbadpages;
+    struct ws_bextra *extra; /* backup_extra_paths (version 3; none before) */
+    size_t nextra;
 };
 
 void ws_manifest_free(struct ws_manifest *m);
@@ -139,6 +156,8 @@ int ws_manifest_add_tblspc(struct ws_manifest *m, uint32_t oid, const char *loca
                            struct ws_error *err);
 int ws_manifest_add_badpage(struct ws_manifest *m, const char *path, uint32_t block,
                             struct ws_error *err);
+/* Copies e (its path too); a file's offset must be where the previous file's content ended. */
+int ws_manifest_add_extra(struct ws_manifest *m, const struct ws_bextra *e, struct ws_error *err);
 /* Text form; *out is malloc'ed (caller frees). */
 int ws_manifest_format(const struct ws_manifest *m, char **out, size_t *outlen,
                        struct ws_error *err);
@@ -157,6 +176,8 @@ uint64_t ws_manifest_stop_segno(const struct ws_manifest *m);
 /* Valid backup id (YYYYMMDDTHHMMSSZ). */
 int ws_backup_id_valid(const char *id);
 void ws_backup_id_from_time(int64_t t, char out[WS_BACKUP_ID_LEN + 1]);
+/* The time an id encodes (seconds since the epoch, UTC), 0 for an invalid id. */
+int64_t ws_backup_id_time(const char *id);
 
 /* Keys. */
 void ws_backup_prefix(const struct ws_repo *repo, char *out, size_t outsz); /* "<c>/backup/" */
@@ -172,6 +193,7 @@ int ws_manifest_load(struct ws_repo *repo, const struct ws_keyring *kr, const ch
 #define WS_BACKUP_KEEP "keep"
 #define WS_BACKUP_CLAIM "claim"
 #define WS_BACKUP_SERVER_MANIFEST "server_manifest"
+#define WS_BACKUP_EXTRA "extra" /* the contents of the extra files, back to back */
 #define WS_BACKUP_DELETING_SUFFIX ".deleting"
 /* "<cluster>/backup/<ID>/<name>" ("" gives the prefix of the backup's objects) */
 void ws_backup_object_key(const struct ws_repo *repo, const char *id, const char *name, char *out,

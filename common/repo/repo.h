@@ -55,6 +55,13 @@ struct ws_repo {
 };
 
 int ws_repo_open(const struct ws_config *cfg, struct ws_repo *repo, struct ws_error *err);
+
+/* May this process write cfg's repository (basebackup create, keep, check; wal-prune; owner.c)?
+ * Refused (WS_ERR_INVALID, one line naming the user to run as): root without cfg->allow_root,
+ * and, for a local repository, any other user than the owner of its directory. Root with
+ * allow_root passes (the posix driver gives what it creates to that owner). Nothing else is
+ * checked: a missing directory is left to ws_repo_open. */
+int ws_repo_check_user(const struct ws_config *cfg, const char *program, struct ws_error *err);
 void ws_repo_close(struct ws_repo *repo);
 
 /* The key of a WAL file (segment, .partial, .history or .backup); -1 for another name. */

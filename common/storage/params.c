@@ -68,6 +68,17 @@ static int out_of_memory(struct ws_error *err)
 
 /* ---- posix ---- */
 
+int ws_storage_local_dir(const char *repo, char *out, size_t outsz)
+{
+    int f = form_of(repo);
+
+    if (f < 0 || forms[f].kind != WS_STORAGE_POSIX)
+        return 0;
+    if (strncmp(repo, "file://", 7) == 0)
+        repo += 7;
+    return repo[0] == '/' && (size_t)snprintf(out, outsz, "%s", repo) < outsz;
+}
+
 static int posix_params(const char *repo, struct ws_posix_params *p, struct ws_error *err)
 {
     int oom = 0;

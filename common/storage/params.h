@@ -40,6 +40,9 @@ enum ws_storage_kind { WS_STORAGE_POSIX = 1, WS_STORAGE_S3, WS_STORAGE_SFTP };
 struct ws_posix_params {
     char *root; /* a directory that must exist; an absolute path (the driver refuses others) */
 };
+/* The directory of a local repository (/abs/path or file:///abs/path) into out: 1; 0 for any
+ * other form (or a path that does not fit). */
+int ws_storage_local_dir(const char *repo, char *out, size_t outsz);
 #define WS_POSIX_CAPS (WS_STORAGE_DIRS | WS_STORAGE_REMOVE_DIR | WS_STORAGE_CLEAN_TEMP)
 
 struct ws_s3_params {
@@ -59,7 +62,7 @@ struct ws_s3_params {
     size_t part_size; /* bytes buffered per part; an object that fits is one PUT */
     int parallel;     /* parts in flight at most (the driver also caps it) */
 };
-#define WS_S3_CAPS (WS_STORAGE_REMOTE | WS_STORAGE_REMOVE_MANY)
+#define WS_S3_CAPS (WS_STORAGE_REMOTE | WS_STORAGE_REMOVE_MANY | WS_STORAGE_PRESIGN)
 
 struct ws_sftp_params {
     char *location;        /* the repository URL as configured, for messages */

@@ -12,6 +12,11 @@
  * remove answer WS_ERR_NOT_FOUND. Reading it (get) is WS_ERR_CORRUPT: an object was expected
  * there, and wal-fetch must not take damage for "not in the archive" (nor, on a standby, for an
  * unreachable repository).
+ *
+ * A listing passes a subdirectory it may not read (EACCES) on as a `denied` entry (storage.h).
+ * Run as root in a repository another user owns, every directory and file it creates is given
+ * to the owner of the repository root (basebackup and wal-prune --allow-root): root-owned files
+ * there would lock the owner's own wal-push and basebackup out.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -30,6 +35,9 @@
 struct posix_storage {
     struct ws_storage base;
     char *root;
+    int give;  /* chown what it creates to uid:gid (running as root, the root owned by another) */
+    uid_t uid; /* the repository root's owner */
+    gid_t gid;
 };
 
 static int full_path(struct posix_storage *ps, const char *key, char *out, size_t outsz,
@@ -85,7 +93,7 @@ static int p_open_put(struct ws_storage *s, const char *key, int flags, struct w
     slash = strrchr(path, '/');
     memcpy(dir, path, (size_t)(slash - path));
     dir[slash - path] = '\0';
-    if (ws_mkdir_p(dir, 0700, err) != 0) {
+    if (ws_mkdir_p_owned(dir, 0700, ps->give ? &ps->uid : NULL, ps->gid, err) != 0) {
         err->code = WS_ERR_STORAGE;
         return err->code;
     }
@@ -100,7 +108,10 @@ static int p_open_put(struct ws_storage *s, const char *key, int flags, struct w
                                  .fsync = 1,
                                  .no_replace = !(flags & WS_PUT_REPLACE),
                                  .err_code = WS_ERR_STORAGE,
-                                 .tmp_path = tmp};
+                                 .tmp_path = tmp,
+                                 .give = ps->give,
+                                 .uid = ps->uid,
+                                 .gid = ps->gid};
         return ws_file_sink_open(path, &o, out, err);
     }
 }
@@ -179,7 +190,7 @@ out:
 
 /* ---- list ---- */
 
-static int walk(struct posix_storage *ps, const char *rel, const char *prefix,
+static int walk(struct posix_storage *ps, const char *rel, const char *prefix, int depth,
                 ws_storage_list_cb cb, void *arg, struct ws_error *err)
 {
     char path[PATH_MAX], child[PATH_MAX];
@@ -191,6 +202,11 @@ static int walk(struct posix_storage *ps, const char *rel, const char *prefix,
     if (!(d = opendir(path))) {
         if (errno == ENOENT || errno == ENOTDIR)
             return 0;
+        if (errno == EACCES && depth > 0) { /* below the prefix's own directory */
+            struct ws_storage_stat denied = {.denied = 1};
+            snprintf(child, sizeof(child), "%s/", rel);
+            return cb(arg, child, &denied, err);
+        }
         return ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not open directory \"%s\"", path);
     }
     while (rc == 0 && (errno = 0, de = readdir(d)) != NULL) {
@@ -213,9 +229,9 @@ static int walk(struct posix_storage *ps, const char *rel, const char *prefix,
                 continue;
             rc = ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not stat file \"%s\"", full);
         } else if (S_ISDIR(st.st_mode)) {
-            rc = walk(ps, child, prefix, cb, arg, err);
+            rc = walk(ps, child, prefix, depth + 1, cb, arg, err);
         } else if (S_ISREG(st.st_mode) && strncmp(child, prefix, plen) == 0) {
-            struct ws_storage_stat ss = {(uint64_t)st.st_size, st.st_mtime};
+            struct ws_storage_stat ss = {.size = (uint64_t)st.st_size, .mtime = st.st_mtime};
             rc = cb(arg, child, &ss, err);
         }
     }
@@ -236,7 +252,7 @@ static int p_list(struct ws_storage *s, const char *prefix, ws_storage_list_cb c
     /* Start at the deepest directory the prefix names. */
     memcpy(start, prefix, n);
     start[n] = '\0';
-    return walk(ps, start, prefix, cb, arg, err);
+    return walk(ps, start, prefix, 0, cb, arg, err);
 }
 
 static int p_remove(struct ws_storage *s, const char *key, struct ws_error *err)
@@ -298,8 +314,8 @@ static int clean_dir(const char *dir, const char *start, struct temp_walk *tw, s
     int rc = 0;
 
     if (!(d = opendir(dir))) {
-        if (errno == ENOENT || errno == ENOTDIR)
-            return 0;
+        if (errno == ENOENT || errno == ENOTDIR || (errno == EACCES && tw->depth > 0))
+            return 0; /* below the prefix, another user's: its temp files are not ours either */
         return ws_error_setsys(err, WS_ERR_STORAGE, errno, "could not open directory \"%s\"", dir);
     }
     while (rc == 0 && (errno = 0, de = readdir(d)) != NULL) {
@@ -391,6 +407,9 @@ int ws_storage_posix_open(const struct ws_posix_params *p, struct ws_storage **o
     ps->base.ops = &posix_ops;
     ps->base.hk = &posix_hk;
     ps->base.caps = WS_POSIX_CAPS;
+    ps->give = geteuid() == 0 && st.st_uid != 0;
+    ps->uid = st.st_uid;
+    ps->gid = st.st_gid;
     *out = &ps->base;
     return 0;
 }

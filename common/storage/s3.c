@@ -246,7 +246,7 @@ static int on_listed(void *arg, const char *key, uint64_t size, struct ws_error 
     struct s3_storage *s = l->s;
     size_t plen = strlen(s->prefix);
     const char *rel = key + plen, *base;
-    struct ws_storage_stat st = {size, 0};
+    struct ws_storage_stat st = {.size = size};
     int fresh;
 
     if (strncmp(key, s->prefix, plen) != 0 || strncmp(rel, l->prefix, strlen(l->prefix)) != 0) {
@@ -389,6 +389,7 @@ static void s3_close(struct ws_storage *st)
 }
 
 static const struct ws_storage_housekeeping s3_hk = {NULL, NULL, s3_remove_many};
+static const struct ws_storage_links s3_links = {ws_s3_presign_get};
 static const struct ws_storage_ops s3_ops = {"s3",    s3_stat,   ws_s3_open_put, s3_get,
                                              s3_list, s3_remove, s3_close};
 
@@ -410,6 +411,7 @@ int ws_storage_s3_open(const struct ws_s3_params *p, struct ws_storage **out, st
     s->cu = cu;
     s->base.ops = &s3_ops;
     s->base.hk = &s3_hk;
+    s->base.links = &s3_links;
     s->base.caps = WS_S3_CAPS;
     s->base.location = strdup(p->location);
     s->scheme = strdup(p->scheme);

@@ -101,6 +101,11 @@ void ws_s3_text_add(struct ws_s3_text *t, const char *s, int xml);
 int ws_s3_head(struct s3_storage *s, const char *key, struct ws_storage_stat *out, char *etag,
                size_t etagsz, struct ws_error *err);
 
+/* The storage's presign_get (s3_request.c): the key's URL (either addressing style) with a
+ * query-string signature (storage/sigv4.h); WS_ERR_CONFIG without credentials. */
+int ws_s3_presign_get(struct ws_storage *st, const char *key, int64_t now, long expires, char *url,
+                      size_t urlsz, struct ws_error *err);
+
 /* The storage's open_put (s3_put.c). */
 int ws_s3_open_put(struct ws_storage *st, const char *key, int flags, struct ws_sink **out,
                    struct ws_error *err);

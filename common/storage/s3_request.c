@@ -83,9 +83,8 @@ static size_t header_resp(char *p, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-static void amz_now(char out[17])
+static void amz_date(time_t t, char out[17])
 {
-    time_t t = time(NULL);
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(out, 17, "%Y%m%dT%H%M%SZ", &tm);
@@ -117,6 +116,32 @@ static int locate(struct s3_storage *s, const char *key, char *url, size_t urlsz
         return -1;
     n = snprintf(url, urlsz, "%s://%s%s", s->scheme, host, path);
     return n > 0 && (size_t)n < urlsz ? 0 : -1;
+}
+
+int ws_s3_presign_get(struct ws_storage *st, const char *key, int64_t now, long expires, char *url,
+                      size_t urlsz, struct ws_error *err)
+{
+    struct s3_storage *s = (struct s3_storage *)st;
+    char base[8192], path[4096], host[512], date[17], query[8192];
+    struct ws_sigv4_request r = {"GET", path,     "",   host, "UNSIGNED-PAYLOAD",
+                                 date,  s->token, NULL, 1};
+    struct ws_sigv4_creds c = {s->akid, s->secret, s->region, "s3"};
+    int rc, n;
+
+    if (!s->akid || !s->secret)
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "a download link is signed with the repository's S3 credentials: set "
+                            "s3_access_key_id and s3_secret_access_key");
+    if (locate(s, key, base, sizeof(base), path, sizeof(path), host, sizeof(host)) != 0)
+        return ws_error_set(err, WS_ERR_INTERNAL, "S3 key too long: %s", key);
+    amz_date((time_t)now, date);
+    if ((rc = ws_sigv4_presign(&r, &c, expires, query, sizeof(query), err)) != 0)
+        return rc;
+    n = snprintf(url, urlsz, "%s?%s", base, query);
+    memset(query, 0, sizeof(query));
+    if (n < 0 || (size_t)n >= urlsz)
+        return ws_error_set(err, WS_ERR_INTERNAL, "download link for %s too long", key);
+    return 0;
 }
 
 /* The options of every request on easy handle e: where, how long, TLS, and where the answer
@@ -172,7 +197,7 @@ static int request_headers(struct s3_storage *s, const struct s3_req *q, const c
     char date[17], auth[1024];
     int oom = 0;
 
-    amz_now(date);
+    amz_date(time(NULL), date);
     add_header(cu, &h, &oom, "Host", host);
     add_header(cu, &h, &oom, "x-amz-date", date);
     add_header(cu, &h, &oom, "x-amz-content-sha256", sha);
@@ -186,8 +211,8 @@ static int request_headers(struct s3_storage *s, const struct s3_req *q, const c
     if (s->token)
         add_header(cu, &h, &oom, "x-amz-security-token", s->token);
     if (s->akid && s->secret) {
-        struct ws_sigv4_request r = {q->method, path,    q->query ? q->query : "", host, sha, date,
-                                     s->token,  q->range};
+        struct ws_sigv4_request r = {
+            q->method, path, q->query ? q->query : "", host, sha, date, s->token, q->range, 0};
         struct ws_sigv4_creds c = {s->akid, s->secret, s->region, "s3"};
         if (ws_sigv4_sign(&r, &c, auth, sizeof(auth), err) != 0) {
             cu->slist_free_all(h);

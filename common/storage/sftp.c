@@ -225,7 +225,7 @@ static int list_entry(struct sftp_storage *s, void *arg, const struct dir_entry 
     if (e->type == 'd')
         return read_dir(s, e->child, list_entry, w, err);
     if (e->type == '-' && strncmp(e->child, w->prefix, plen) == 0) {
-        struct ws_storage_stat st = {e->size, 0};
+        struct ws_storage_stat st = {.size = e->size};
         return w->cb(w->arg, e->child, &st, err);
     }
     return 0;

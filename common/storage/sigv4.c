@@ -76,6 +76,8 @@ static int canonical_query(const char *q, char *out, size_t outsz)
 
 static const char *signed_headers(const struct ws_sigv4_request *r)
 {
+    if (r->query_auth)
+        return "host";
     if (r->range)
         return r->session_token ? "host;range;x-amz-content-sha256;x-amz-date;x-amz-security-token"
                                 : "host;range;x-amz-content-sha256;x-amz-date";
@@ -90,15 +92,19 @@ int ws_sigv4_canonical_request(const struct ws_sigv4_request *r, char *out, size
 
     if (canonical_query(r->query, query, sizeof(query)) != 0)
         return -1;
-    n = snprintf(out, outsz,
-                 "%s\n%s\n%s\n"
-                 "host:%s\n%s%s%sx-amz-content-sha256:%s\nx-amz-date:%s\n%s%s%s"
-                 "\n%s\n%s",
-                 r->method, r->path, query, r->host, r->range ? "range:" : "",
-                 r->range ? r->range : "", r->range ? "\n" : "", r->payload_hash, r->amz_date,
-                 r->session_token ? "x-amz-security-token:" : "",
-                 r->session_token ? r->session_token : "", r->session_token ? "\n" : "",
-                 signed_headers(r), r->payload_hash);
+    if (r->query_auth)
+        n = snprintf(out, outsz, "%s\n%s\n%s\nhost:%s\n\n%s\nUNSIGNED-PAYLOAD", r->method, r->path,
+                     query, r->host, signed_headers(r));
+    else
+        n = snprintf(out, outsz,
+                     "%s\n%s\n%s\n"
+                     "host:%s\n%s%s%sx-amz-content-sha256:%s\nx-amz-date:%s\n%s%s%s"
+                     "\n%s\n%s",
+                     r->method, r->path, query, r->host, r->range ? "range:" : "",
+                     r->range ? r->range : "", r->range ? "\n" : "", r->payload_hash, r->amz_date,
+                     r->session_token ? "x-amz-security-token:" : "",
+                     r->session_token ? r->session_token : "", r->session_token ? "\n" : "",
+                     signed_headers(r), r->payload_hash);
     return n > 0 && (size_t)n < outsz ? 0 : -1;
 }
 
@@ -161,5 +167,52 @@ int ws_sigv4_sign(const struct ws_sigv4_request *r, const struct ws_sigv4_creds 
                  c->access_key_id, r->amz_date, c->region, c->service, signed_headers(r), sig);
     if (n < 0 || (size_t)n >= authsz)
         return ws_error_set(err, WS_ERR_INTERNAL, "S3 authorization header too long");
+    return 0;
+}
+
+/* The query of r plus the authentication parameters but the signature (r->query_auth). */
+static int presign_query(const struct ws_sigv4_request *r, const struct ws_sigv4_creds *c,
+                         long expires, char *out, size_t outsz)
+{
+    char cred[512], cred_enc[1024], token_enc[4096] = "";
+    int n;
+
+    if ((size_t)snprintf(cred, sizeof(cred), "%s/%.8s/%s/%s/aws4_request", c->access_key_id,
+                         r->amz_date, c->region, c->service) >= sizeof(cred) ||
+        ws_uri_encode(cred, 0, cred_enc, sizeof(cred_enc)) != 0 ||
+        (r->session_token && ws_uri_encode(r->session_token, 0, token_enc, sizeof(token_enc)) != 0))
+        return -1;
+    n = snprintf(out, outsz,
+                 "%s%sX-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=%s&X-Amz-Date=%s&"
+                 "X-Amz-Expires=%ld&X-Amz-SignedHeaders=host%s%s",
+                 r->query ? r->query : "", r->query && *r->query ? "&" : "", cred_enc, r->amz_date,
+                 expires, r->session_token ? "&X-Amz-Security-Token=" : "", token_enc);
+    return n > 0 && (size_t)n < outsz ? 0 : -1;
+}
+
+int ws_sigv4_presign(const struct ws_sigv4_request *r, const struct ws_sigv4_creds *c, long expires,
+                     char *query, size_t querysz, struct ws_error *err)
+{
+    struct ws_sigv4_request q = *r;
+    char params[6144], canonical[8192], sts[512], sig[65];
+    int n;
+
+    if (expires < 1 || expires > WS_SIGV4_MAX_EXPIRES)
+        return ws_error_set(err, WS_ERR_USAGE,
+                            "a presigned URL is valid for 1 second to 7 days (AWS's limit), not "
+                            "%ld seconds",
+                            expires);
+    q.query_auth = 1;
+    q.range = NULL;
+    if (presign_query(r, c, expires, params, sizeof(params)) != 0)
+        return ws_error_set(err, WS_ERR_INTERNAL, "presigned URL too long");
+    q.query = params;
+    if (ws_sigv4_canonical_request(&q, canonical, sizeof(canonical)) != 0 ||
+        ws_sigv4_string_to_sign(&q, c, canonical, sts, sizeof(sts)) != 0 ||
+        ws_sigv4_signature(c, q.amz_date, sts, sig) != 0)
+        return ws_error_set(err, WS_ERR_INTERNAL, "could not sign the presigned URL");
+    n = snprintf(query, querysz, "%s&X-Amz-Signature=%s", params, sig);
+    if (n < 0 || (size_t)n >= querysz)
+        return ws_error_set(err, WS_ERR_INTERNAL, "presigned URL too long");
     return 0;
 }

@@ -7,6 +7,9 @@
  *
  * Signed headers are host, range (when given), x-amz-content-sha256, x-amz-date and, when a
  * session token is given, x-amz-security-token: callers send exactly these with the request.
+ * With query_auth (a presigned URL, ws_sigv4_presign) host is the only signed header, the
+ * authentication goes into the query and the payload is UNSIGNED-PAYLOAD; the canonical request
+ * is the same function's.
  * The functions that fill a buffer return 0, or -1 when the result does not fit (or OpenSSL
  * fails); ws_sigv4_sign() says WS_ERR_INTERNAL instead.
  */
@@ -26,6 +29,7 @@ struct ws_sigv4_request {
     const char *amz_date;      /* "20130524T000000Z" */
     const char *session_token; /* NULL if none */
     const char *range;         /* "bytes=0-9" to sign a Range header, NULL if none */
+    int query_auth;            /* presigned: host the only signed header (ws_sigv4_presign) */
 };
 
 struct ws_sigv4_creds {
@@ -45,6 +49,15 @@ int ws_sigv4_signature(const struct ws_sigv4_creds *c, const char *date8, const 
 /* "AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=..." */
 int ws_sigv4_sign(const struct ws_sigv4_request *r, const struct ws_sigv4_creds *c, char *auth,
                   size_t authsz, struct ws_error *err);
+
+/* Query-string authentication (a presigned URL) for r (method, path, host, amz_date; query and
+ * session_token as for a request; payload_hash and range are ignored): the whole query to append
+ * after '?' (r->query's parameters, X-Amz-Algorithm, -Credential, -Date, -Expires, -SignedHeaders,
+ * -Security-Token when a session token is given, and X-Amz-Signature last). expires: seconds,
+ * 1 to 604800 (AWS's limit, 7 days), else WS_ERR_USAGE; WS_ERR_INTERNAL when it does not fit. */
+int ws_sigv4_presign(const struct ws_sigv4_request *r, const struct ws_sigv4_creds *c, long expires,
+                     char *query, size_t querysz, struct ws_error *err);
+#define WS_SIGV4_MAX_EXPIRES 604800L
 
 /* Percent-encodes per RFC 3986 (unreserved kept); '/' kept when keep_slash. 0, or -1 when the
  * result does not fit outsz (out then holds what fitted, NUL-terminated). */

@@ -1,5 +1,6 @@
 #include "storage/storage.h"
 
+#include <errno.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,16 +88,22 @@ int ws_storage_stat(struct ws_storage *s, const char *key, struct ws_storage_sta
 int ws_storage_open_put(struct ws_storage *s, const char *key, int flags, struct ws_sink **out,
                         struct ws_error *err)
 {
+    int rc;
+
     if (!ws_storage_key_valid(key))
         return bad_key(key, err);
-    return s->ops->open_put(s, key, flags, out, err);
+    if ((rc = s->ops->open_put(s, key, flags, out, err)) != 0 || !s->rate)
+        return rc;
+    return ws_ratelimit_sink_new(s->rate, *out, out, err);
 }
 
-/* Between the driver and the caller's sink of a get: counts what reached dest, and remembers
- * whether dest itself failed (then the sink is spent and nothing may be repeated). */
+/* Between the driver and the caller's sink of a get: charges max_rate's limiter (if any), counts
+ * what reached dest, and remembers whether dest itself failed (then the sink is spent and nothing
+ * may be repeated). */
 struct counting_sink {
     struct ws_sink base;
     struct ws_sink *dest;
+    struct ws_ratelimit *rate;
     uint64_t delivered;
     int dest_failed;
 };
@@ -105,6 +112,7 @@ static int counting_write(struct ws_sink *sink, const void *buf, size_t len, str
 {
     struct counting_sink *c = (struct counting_sink *)sink;
 
+    ws_ratelimit_take(c->rate, len);
     if (ws_sink_write(c->dest, buf, len, err) != 0) {
         c->dest_failed = 1;
         return err->code;
@@ -120,12 +128,12 @@ static const struct ws_sink_ops counting_ops = {"storage-get", counting_write, N
 int ws_storage_get(struct ws_storage *s, const char *key, uint64_t offset, uint64_t length,
                    struct ws_sink *dest, struct ws_error *err)
 {
-    struct counting_sink c = {{&counting_ops, NULL, 0}, dest, 0, 0};
+    struct counting_sink c = {{&counting_ops, NULL, 0}, dest, s->rate, 0, 0};
     int rc;
 
     if (!ws_storage_key_valid(key))
         return bad_key(key, err);
-    if (s->attempts <= 1)
+    if (s->attempts <= 1 && !s->rate)
         return s->ops->get(s, key, offset, length, dest, err);
     for (int attempt = 1;; attempt++) {
         uint64_t before = c.delivered;
@@ -147,6 +155,8 @@ struct counting_list {
     ws_storage_list_cb cb;
     void *arg;
     size_t delivered;
+    int want_denied; /* pass unreadable directories on (ws_storage_list_denied) */
+    const char *location;
 };
 
 static int counting_cb(void *arg, const char *key, const struct ws_storage_stat *st,
@@ -154,14 +164,17 @@ static int counting_cb(void *arg, const char *key, const struct ws_storage_stat 
 {
     struct counting_list *c = arg;
 
+    if (st->denied && !c->want_denied)
+        return ws_error_setsys(err, WS_ERR_STORAGE, EACCES, "could not open directory \"%s/%s\"",
+                               c->location, key);
     c->delivered++;
     return c->cb(c->arg, key, st, err);
 }
 
-int ws_storage_list(struct ws_storage *s, const char *prefix, ws_storage_list_cb cb, void *arg,
-                    struct ws_error *err)
+static int list_with(struct ws_storage *s, const char *prefix, int want_denied,
+                     ws_storage_list_cb cb, void *arg, struct ws_error *err)
 {
-    struct counting_list c = {cb, arg, 0};
+    struct counting_list c = {cb, arg, 0, want_denied, s->location};
     int rc;
 
     for (int attempt = 1;; attempt++) {
@@ -171,6 +184,18 @@ int ws_storage_list(struct ws_storage *s, const char *prefix, ws_storage_list_cb
         if (c.delivered > 0 || !ws_storage_try_again(s, rc, attempt, err))
             return rc;
     }
+}
+
+int ws_storage_list(struct ws_storage *s, const char *prefix, ws_storage_list_cb cb, void *arg,
+                    struct ws_error *err)
+{
+    return list_with(s, prefix, 0, cb, arg, err);
+}
+
+int ws_storage_list_denied(struct ws_storage *s, const char *prefix, ws_storage_list_cb cb,
+                           void *arg, struct ws_error *err)
+{
+    return list_with(s, prefix, 1, cb, arg, err);
 }
 
 /* One delete request (kind: what remove_with_retries does), repeated while it fails transiently. */
@@ -205,6 +230,24 @@ static int prefix_valid(const char *prefix, int need_slash, char *out, size_t ou
     memcpy(out, prefix, n);
     out[prefix[n - 1] == '/' ? n - 1 : n] = '\0';
     return ws_storage_key_valid(out);
+}
+
+int ws_storage_presign_get(struct ws_storage *s, const char *key, int64_t now, long expires,
+                           char *url, size_t urlsz, struct ws_error *err)
+{
+    if (!ws_storage_key_valid(key))
+        return bad_key(key, err);
+    if (!(s->caps & WS_STORAGE_PRESIGN) || !s->links || !s->links->presign_get)
+        return ws_error_set(err, WS_ERR_CONFIG,
+                            "download links need an S3 repository: %s is a %s repository, whose "
+                            "objects have no URL to share",
+                            s->location, s->ops->name);
+    if (expires < 1 || expires > WS_STORAGE_LINK_MAX_SECONDS)
+        return ws_error_set(err, WS_ERR_USAGE,
+                            "a download link is valid for 1 second to 7 days (the most S3 allows "
+                            "for a presigned URL), not %ld seconds",
+                            expires);
+    return s->links->presign_get(s, key, now, expires, url, urlsz, err);
 }
 
 int ws_storage_remove_dir(struct ws_storage *s, const char *prefix, struct ws_error *err)

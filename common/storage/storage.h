@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "io/ratelimit.h"
 #include "io/sink.h"
 
 struct ws_config;
@@ -50,11 +51,16 @@ enum {
     WS_STORAGE_REMOVE_DIR = 0x4,   /* ws_storage_remove_dir() removes empty directories */
     WS_STORAGE_CLEAN_TEMP = 0x8,   /* ws_storage_clean_temp() finds the files of killed uploads */
     WS_STORAGE_REMOVE_MANY = 0x10, /* ws_storage_remove_many() sends batches */
+    WS_STORAGE_PRESIGN = 0x20,     /* ws_storage_presign_get() makes download links (S3) */
 };
 
 struct ws_storage_stat {
     uint64_t size;
     int64_t mtime; /* seconds since the epoch */
+    /* Listings only: 1 when the key is no object but a directory below the prefix that this
+     * user may not read ("a/b/", ending in '/'; size and mtime 0). Delivered only by
+     * ws_storage_list_denied(); ws_storage_list() fails on it instead. */
+    int denied;
 };
 
 /* Called once per object; return non-zero (with err set) to stop the listing. */
@@ -98,15 +104,28 @@ struct ws_storage_housekeeping {
                        struct ws_error *err);
 };
 
+/* Optional: download links, for drivers whose caps have WS_STORAGE_PRESIGN. */
+struct ws_storage_links {
+    /* A URL that GETs key without credentials from now (epoch seconds) for `expires` seconds
+     * (already checked: 1 to 7 days). It carries a signature, never the secret. */
+    int (*presign_get)(struct ws_storage *s, const char *key, int64_t now, long expires, char *url,
+                       size_t urlsz, struct ws_error *err);
+};
+
 struct ws_storage {
     const struct ws_storage_ops *ops;
     char *location; /* for messages: the repository's path or URL (URLs hold no credentials) */
     const struct ws_storage_housekeeping *hk; /* NULL: none */
+    const struct ws_storage_links *links;     /* NULL: none (WS_STORAGE_PRESIGN) */
     unsigned int caps;                        /* WS_STORAGE_*, set by the driver */
     /* Tries of a request that fails transiently (below); ws_storage_open sets cfg->retries.
      * Callers that repeat whole operations themselves (wal-push and wal-fetch in archive.c,
      * the push-ahead and prefetch workers) set 1, so attempts never multiply. <= 1: one. */
     int attempts;
+    /* max_rate: NULL, or the limiter (not owned) that every byte put or got through this
+     * handle is charged to, before the driver takes it or the caller's sink gets it. The
+     * command that sets it shares one among all its handles. */
+    struct ws_ratelimit *rate;
 };
 
 /* Exponential backoff with jitter before attempt `attempt` + 1: 0.5 s, 1 s, 2 s, ... 16 s
@@ -150,6 +169,12 @@ int ws_storage_get(struct ws_storage *s, const char *key, uint64_t offset, uint6
                    struct ws_sink *dest, struct ws_error *err);
 int ws_storage_list(struct ws_storage *s, const char *prefix, ws_storage_list_cb cb, void *arg,
                     struct ws_error *err);
+/* The same, but a directory the user may not read (a local repository's, permission denied) is
+ * passed to cb as an entry with st->denied set instead of failing the listing (list, verify,
+ * wal-prune and restore go on past a backup another user owns). The prefix's own directory
+ * unreadable is still an error. */
+int ws_storage_list_denied(struct ws_storage *s, const char *prefix, ws_storage_list_cb cb,
+                           void *arg, struct ws_error *err);
 int ws_storage_remove(struct ws_storage *s, const char *key, struct ws_error *err);
 /* The housekeeping operations; 0 without doing anything where the driver has none. */
 int ws_storage_remove_dir(struct ws_storage *s, const char *prefix, struct ws_error *err);
@@ -162,6 +187,13 @@ int ws_storage_clean_temp(struct ws_storage *s, const char *prefix, int64_t befo
  * the first failure it stops, and then any of the keys may or may not be gone. */
 int ws_storage_remove_many(struct ws_storage *s, const char *const *keys, size_t n,
                            struct ws_error *err);
+
+/* A download link for key (storage_links): WS_ERR_USAGE for expires outside 1 s .. 7 days (AWS's
+ * limit for presigned URLs), WS_ERR_CONFIG when the driver has none ("links need an S3
+ * repository") or lacks what it needs (S3 credentials). Nothing is sent: no request is made. */
+#define WS_STORAGE_LINK_MAX_SECONDS (7L * 86400)
+int ws_storage_presign_get(struct ws_storage *s, const char *key, int64_t now, long expires,
+                           char *url, size_t urlsz, struct ws_error *err);
 
 /* Reads a whole (small) object into a new buffer of at most limit bytes; caller frees *data. */
 int ws_storage_get_all(struct ws_storage *s, const char *key, size_t limit, uint8_t **data,

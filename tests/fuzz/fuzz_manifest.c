@@ -38,6 +38,13 @@ static void same_manifest(const struct ws_manifest *a, const struct ws_manifest 
     }
     for (size_t i = 0; i < a->ntblspc; i++)
         check(strcmp(a->tblspc[i].location, b->tblspc[i].location) == 0);
+    check(a->nextra == b->nextra);
+    for (size_t i = 0; i < a->nextra; i++) {
+        check(strcmp(a->extra[i].path, b->extra[i].path) == 0 &&
+              a->extra[i].dir == b->extra[i].dir);
+        check(a->extra[i].offset == b->extra[i].offset && a->extra[i].size == b->extra[i].size);
+        check(memcmp(a->extra[i].sha256, b->extra[i].sha256, 32) == 0);
+    }
 }
 
 static void fuzz_manifest(const char *text, size_t len)

@@ -4,13 +4,15 @@
  *
  * The first byte picks the mode; the rest is its input:
  *   0  the bytes as stored, fed in slices (size from the mode byte's upper bits), content capped
- *      at 1 MiB; also the footer read alone (ws_object_read_footer), as duplicate detection does
+ *      at 1 MiB, read with 2 threads for zstd frames when the slice selector is odd; also the
+ *      footer read alone (ws_object_read_footer), as duplicate detection does
  *   1  header | payload | footer of an unencrypted object, to which the harness adds the valid
  *      checksum (and the true payload length): what lies behind the checksum (the zstd decoder,
- *      the footer checks) is reached with any payload
- *   2  a round trip: parameters from the next bytes (compression, key, digest, chunk size, known
- *      size, write slices), then content: written, read back identical; then the object with one
- *      bit flipped (position from the input) must be refused
+ *      the zstd frames parser of version 3 when byte 9 % 3 is 2, the footer checks) is reached
+ *      with any payload
+ *   2  a round trip: parameters from the next bytes (compression, zstd frames, key, digest, chunk
+ *      size, known size, write slices, threads), then content: written, read back identical;
+ *      then the object with one bit flipped (position from the input) must be refused
  * Properties: no crash, leak or undefined behaviour; nothing read ever passes the cap; an
  * accepted object delivered exactly its footer's content length; round trips are exact; a
  * flipped bit is always detected.
@@ -50,7 +52,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 }
 
 /* Reads obj through a reader into a buffer; returns its rc, *out_len what reached the buffer. */
-static int read_object(const uint8_t *obj, size_t len, size_t slice, int verify,
+static int read_object(const uint8_t *obj, size_t len, size_t slice, int verify, int workers,
                        struct ws_object_info *info, uint8_t **out, size_t *out_len)
 {
     struct ws_sink *buf = NULL, *r = NULL;
@@ -65,6 +67,7 @@ static int read_object(const uint8_t *obj, size_t len, size_t slice, int verify,
     if ((rc = ws_object_reader_new(buf, NAME, &keyring, verify, &r, &err)) != 0)
         return rc;
     ws_object_reader_set_limit(r, LIMIT);
+    ws_object_reader_set_workers(r, workers);
     for (size_t off = 0; off < len; off += slice) {
         size_t n = len - off < slice ? len - off : slice;
         if ((rc = ws_sink_write(r, obj + off, n, &err)) != 0)
@@ -88,7 +91,7 @@ static void mode_raw(const uint8_t *d, size_t n, unsigned sel)
     uint8_t *out;
     size_t out_len, slice = sel ? sel * 61u : SIZE_MAX;
 
-    if (read_object(d, n, slice, 1, &info, &out, &out_len) == 0) {
+    if (read_object(d, n, slice, 1, sel & 1 ? 2 : 0, &info, &out, &out_len) == 0) {
         check(out_len == info.content_len && info.stored_len == n);
         check(info.cipher == WS_CIPHER_NONE || info.cipher == WS_CIPHER_AES256GCM);
     }
@@ -126,10 +129,10 @@ static void mode_checksummed(const uint8_t *d, size_t n, unsigned sel)
     memcpy(obj, d, n);
     /* a valid unencrypted header, keeping the compression and digest kind of the input */
     memcpy(obj, "WSAFEOBJ", 8);
-    obj[9] &= 1;
+    obj[9] %= 3; /* 2: zstd frames, format version 3 */
     obj[10] = WS_CIPHER_NONE;
     obj[11] &= 1;
-    obj[8] = obj[11] ? 2 : 1;
+    obj[8] = obj[9] == 2 ? 3 : obj[11] ? 2 : 1;
     memset(obj + 12, 0, WS_OBJECT_HEADER_SIZE - 12);
     payload = n - WS_OBJECT_HEADER_SIZE - WS_OBJECT_FOOTER_SIZE;
     put_be64(obj + n - 8, payload);
@@ -143,8 +146,8 @@ static void mode_checksummed(const uint8_t *d, size_t n, unsigned sel)
           EVP_DigestUpdate(md, obj + WS_OBJECT_HEADER_SIZE, n - WS_OBJECT_HEADER_SIZE) == 1 &&
           EVP_DigestFinal_ex(md, obj + n, &sumlen) == 1);
     EVP_MD_CTX_free(md);
-    if (read_object(obj, n + 32, (sel >> 1) ? (sel >> 1) * 113u : SIZE_MAX, 1, &info, &out,
-                    &out_len) == 0)
+    if (read_object(obj, n + 32, (sel >> 1) ? (sel >> 1) * 113u : SIZE_MAX, 1, (int)(sel & 1) * 2,
+                    &info, &out, &out_len) == 0)
         check(out_len == info.content_len);
     free(out);
     free(obj);
@@ -165,6 +168,8 @@ static void mode_roundtrip(const uint8_t *d, size_t n)
         return;
     p.name = NAME;
     p.compress = d[0] & 1 ? WS_COMPRESS_ZSTD : WS_COMPRESS_NONE;
+    p.frames = (d[1] & 0x80) != 0;
+    p.workers = d[2] & 1 ? 2 : 0;
     p.level = 1 + d[1] % 5;
     p.key = d[0] & 2 ? &keyring.keys[0] : NULL;
     p.digest = d[0] & 4 ? WS_DIGEST_XXH3_128 : WS_DIGEST_SHA256;
@@ -190,7 +195,8 @@ static void mode_roundtrip(const uint8_t *d, size_t n)
     if (!obj)
         return;
 
-    check(read_object(obj, objlen, d[3] ? d[3] * 29u : SIZE_MAX, 1, &rinfo, &out, &out_len) == 0);
+    check(read_object(obj, objlen, d[3] ? d[3] * 29u : SIZE_MAX, 1, d[3] & 1 ? 2 : 0, &rinfo, &out,
+                      &out_len) == 0);
     check(out_len == len && (len == 0 || memcmp(out, content, len) == 0));
     check(rinfo.content_len == len &&
           memcmp(rinfo.content_digest, winfo.content_digest, WS_OBJECT_DIGEST_SIZE) == 0);
@@ -200,7 +206,7 @@ static void mode_roundtrip(const uint8_t *d, size_t n)
      * nothing but the checksum or tag, which is what is asserted here too) */
     flip = ((size_t)d[3] << 16 | (size_t)d[2] << 8 | d[1]) % objlen;
     obj[flip] ^= (uint8_t)(1u << (d[0] >> 5));
-    check(read_object(obj, objlen, SIZE_MAX, 1, &rinfo, &out, &out_len) != 0);
+    check(read_object(obj, objlen, SIZE_MAX, 1, d[1] & 1 ? 2 : 0, &rinfo, &out, &out_len) != 0);
     free(out);
     free(obj);
 }

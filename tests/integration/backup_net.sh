@@ -256,7 +256,7 @@ wal_objects() { find "$REPO_FILES/main/wal" -type f -name '0000000*' ! -name '*.
 before=$(wal_objects)
 deletes0=0
 [ "$REPO_KIND" = s3 ] && deletes0=$(grep -a -c '?delete= 200' "$S3_LOG")
-run "$BIN_DIR/wal-prune" --config "$CONF" --retain-full 1
+run runuser -u postgres -- "$BIN_DIR/wal-prune" --config "$CONF" --retain-full 1
 assert_rc 0 "wal-prune --retain-full 1"
 after=$(wal_objects)
 [ "$after" -lt "$before" ] || fail "wal-prune removed no WAL file ($before before, $after after)"

@@ -336,6 +336,17 @@ assert_err_empty() { # WHAT
     return 0
 }
 
+# The one line a successful create or restore ends with, and nothing else (stdout aside).
+assert_err_summary() { # WHAT
+    assert_err_one_line "$1" || return 1
+    if ! grep -q -E '^(backup|restore of backup) [0-9]{8}T[0-9]{6}Z complete: .*, [0-9.]+ s, [0-9.]+ [kMGTP]?B/s$' \
+        "$T/.last.err"; then
+        fail_cmd "$1: stderr is not the summary line"
+        return 1
+    fi
+    return 0
+}
+
 assert_eq() { # ACTUAL EXPECTED WHAT
     if [ "$1" != "$2" ]; then
         fail "$3: got \"$1\", expected \"$2\""
@@ -414,79 +425,69 @@ seg_name() {
 
 # ---- PostgreSQL ----
 
+# archive_settings CONFIG: the postgresql.conf lines, one per output line, that archive every
+# WAL file through walsafe with CONFIG: archive_command = 'wal-push --config CONFIG %p', or with
+# ARCHIVE_VIA=module the walsafe_archive module, loaded from the build beside BIN_DIR
+# (WALSAFE_MODULE, an absolute path: nothing is installed into the server's pkglibdir).
+WALSAFE_MODULE=$(cd "$BIN_DIR/.." && pwd)/lib/walsafe_archive
+archive_settings() {
+    if [ "${ARCHIVE_VIA:-command}" = module ]; then
+        [ -f "$WALSAFE_MODULE.so" ] || die "no archive module at $WALSAFE_MODULE.so (make module)"
+        printf '%s\n' "archive_library = '$WALSAFE_MODULE'" "walsafe.config = '$1'"
+    else
+        printf '%s\n' "archive_command = '$WAL_PUSH --config $1 %p'"
+    fi
+}
+
 # archiving_cluster PGDATA CONFIG [initdb options...]: initdb, archive every WAL file with
-# wal-push --config CONFIG (no timed checkpoints, room for WAL), start; sets PORT.
+# CONFIG as archive_settings says (no timed checkpoints, room for WAL), start; sets PORT.
 archiving_cluster() {
-    local pgd=$1 conf=$2
+    local pgd=$1 conf=$2 arch
     shift 2
     pg_init "$pgd" "$@"
     PORT=$(free_port)
+    mapfile -t arch < <(archive_settings "$conf")
     pg_conf "$pgd" "$PORT" \
         "archive_mode = on" \
-        "archive_command = '$WAL_PUSH --config $conf %p'" \
+        "${arch[@]}" \
         "checkpoint_timeout = '1h'" \
         "max_wal_size = '1GB'"
     pg_start "$pgd"
 }
 
-# pg_init DIR [INITDB_OPTION]...: tests/cluster.sh's, but when run.sh provides IT_PG_TEMPLATES
-# (a directory for the run) and the options are only --wal-segsize=N and --data-checksums, DIR
-# is a copy of a cluster initdb made once per run with the same options, given a system
-# identifier of its own (made as initdb makes one: seconds, microseconds, PID bits) in
-# global/pg_control (its CRC recomputed) and in the long page header of each WAL segment. The
-# copy (its files of the copy's time) is what initdb would have made, apart from times recorded
-# inside pg_control and the catalogs. initdb costs about 1 s of CPU per cluster; the copy and
-# the rewrite a fraction of that; initdb runs once per run and set of options.
-if [ -n "${IT_PG_TEMPLATES:-}" ] && [ -d "$IT_PG_TEMPLATES" ]; then
-    eval "cluster_pg_init() $(declare -f pg_init | tail -n +2)"
-    pg_init() {
-        local d=$1 o key tpl
-        shift
-        for o in "$@"; do
-            [[ "$o" =~ ^(--wal-segsize=[0-9]+|--data-checksums)$ ]] || { cluster_pg_init "$d" "$@"; return; }
-        done
-        key=$(printf '%s\n' "$@" | LC_ALL=C sort | tr -d '\n-' | tr '=' '_')
-        tpl=$IT_PG_TEMPLATES/initdb${key:+_$key}
-        (
-            flock 9 || exit 1
-            [ -f "$tpl.done" ] && exit 0
-            rm -rf "$tpl"
-            runuser -u postgres -- "$PGBIN/initdb" -D "$tpl" -A trust -U postgres --no-sync \
-                --no-instructions "$@" >"$tpl.initdb.log" 2>&1 && touch "$tpl.done"
-        ) 9>"$tpl.lock" || { cat "$tpl.initdb.log" 2>/dev/null; die "initdb of the template $tpl failed"; }
-        [ -f "$tpl.done" ] || { cat "$tpl.initdb.log"; die "initdb of the template $tpl failed"; }
-        mkdir -p "$d" && cp -R --preserve=mode,ownership "$tpl/." "$d/" &&
-            chown postgres: "$d" && chmod 700 "$d" ||
-            die "could not copy the template $tpl to $d"
-        { echo "(a copy of $tpl, made by:)"; cat "$tpl.initdb.log"; } >"$d.initdb.log"
-        node -e '
-            const fs = require("fs"), dir = process.argv[1];
-            const crc32c = (b) => {
-                let c = 0xffffffff;
-                for (const x of b) { c ^= x; for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0x82f63b78 & -(c & 1)); }
-                return (c ^ 0xffffffff) >>> 0;
-            };
-            const ctl = dir + "/global/pg_control", b = fs.readFileSync(ctl);
-            let off = -1; // the CRC follows the fields it covers
-            for (let k = 16; k + 4 <= 1024 && off < 0; k += 4) if (crc32c(b.subarray(0, k)) === b.readUInt32LE(k)) off = k;
-            if (off < 0) throw new Error("no CRC found in " + ctl);
-            const old = b.readBigUInt64LE(0), now = process.hrtime.bigint(), ms = BigInt(Date.now());
-            const id = ((ms / 1000n) << 32n) | (((ms % 1000n) * 1000n + (now / 1000n) % 1000n) << 12n) | BigInt(process.pid & 0xfff);
-            b.writeBigUInt64LE(id, 0);
-            b.writeUInt32LE(crc32c(b.subarray(0, off)), off);
-            fs.writeFileSync(ctl, b);
-            for (const f of fs.readdirSync(dir + "/pg_wal")) {
-                if (!/^[0-9A-F]{24}$/.test(f)) continue;
-                const fd = fs.openSync(dir + "/pg_wal/" + f, "r+"), h = Buffer.alloc(32);
-                fs.readSync(fd, h, 0, 32, 0);
-                if ((h.readUInt16LE(2) & 2) && h.readBigUInt64LE(24) === old) {
-                    h.writeBigUInt64LE(id, 24);
-                    fs.writeSync(fd, h, 24, 8, 24);
-                }
-                fs.closeSync(fd);
-            }' "$d" || die "could not give $d a system identifier of its own"
-    }
-fi
+# pg_init_template DIR [INITDB_OPTION]...: tests/cluster.sh's pg_init calls it first when run.sh
+# provides IT_PG_TEMPLATES (a directory for the run). With options that are only --wal-segsize=N
+# and --data-checksums, DIR becomes a copy of a cluster initdb made once per run with the same
+# options, given a system identifier of its own by tests/tools/pgsysid (in global/pg_control and
+# the WAL's long page headers), and it returns 0; with other options it returns 1 and pg_init
+# runs initdb. The copy (its files of the copy's time) is what initdb would have made, apart from
+# times recorded inside pg_control and the catalogs. initdb costs about 1 s of CPU per cluster;
+# the copy and the rewrite a fraction of that.
+PGSYSID=${PGSYSID:-${BIN_DIR:+$BIN_DIR/../tests/tools/pgsysid}}
+pg_init_template() {
+    local d=$1 o key tpl
+    shift
+    for o in "$@"; do
+        [[ "$o" =~ ^(--wal-segsize=[0-9]+|--data-checksums)$ ]] || return 1
+    done
+    [ -x "$PGSYSID" ] || die "pg_init: no pgsysid at '$PGSYSID' (make <BUILD>/tests/tools/pgsysid)"
+    [ -z "$(ls -A "$d" 2>/dev/null)" ] || die "pg_init: $d is not empty"
+    key=$(printf '%s\n' "$@" | LC_ALL=C sort | tr -d '\n-' | tr '=' '_')
+    tpl=$IT_PG_TEMPLATES/initdb${key:+_$key}
+    (
+        flock 9 || exit 1
+        [ -f "$tpl.done" ] && exit 0
+        rm -rf "$tpl"
+        runuser -u postgres -- "$PGBIN/initdb" -D "$tpl" -A trust -U postgres --no-sync \
+            --no-instructions "$@" >"$tpl.initdb.log" 2>&1 && touch "$tpl.done"
+    ) 9>"$tpl.lock" || { cat "$tpl.initdb.log" 2>/dev/null; die "initdb of the template $tpl failed"; }
+    [ -f "$tpl.done" ] || { cat "$tpl.initdb.log"; die "initdb of the template $tpl failed"; }
+    mkdir -p "$d" && cp -R --preserve=mode,ownership "$tpl/." "$d/" &&
+        chown postgres: "$d" && chmod 700 "$d" ||
+        die "could not copy the template $tpl to $d"
+    { echo "(a copy of $tpl, made by:)"; cat "$tpl.initdb.log"; } >"$d.initdb.log"
+    "$PGSYSID" "$d" >/dev/null || die "could not give $d a system identifier of its own"
+}
 
 # sql PORT QUERY: one query, unaligned tuples-only output; non-zero on error.
 sql() {
@@ -517,6 +518,19 @@ wait_archived() {
         fi
         sleep 0.2
     done
+}
+
+# more_wal N: N more segments of the server on $PORT (a WAL record and a switch each), then
+# waits until its archiver reports the last of them as archived (dies showing $PGD's log if not
+# within 60 s).
+more_wal() {
+    local i last
+    for i in $(seq 1 "$1"); do
+        last=$(sql "$PORT" "select pg_walfile_name(pg_switch_wal()) from (select \
+            pg_logical_emit_message(false, 'walsafe-test', 'more_wal')) m") ||
+            die "pg_switch_wal failed"
+    done
+    wait_archived "$PORT" "$last" 60 || { show_log "$PGD.log"; die "archiving of $last did not finish"; }
 }
 
 # show_log FILE [N]: the tail of a server log, indented (for failure reports).

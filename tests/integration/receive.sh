@@ -3,6 +3,9 @@
 # remote.sh). wal-receive runs as postgres through setpriv, which execs it: the PID the test holds
 # is the receiver's own, so SIGTERM, SIGSTOP and SIGCONT reach it and its exit status is its own.
 #
+#   recv_primary KIND [LINE]...   remote_primary with a repository of KIND, the spool $SPOOL
+#                              (postgres's, 0700) and $RCONF: the receiver's configuration
+#                              (remote_conf: encrypted with $KEY, spool_dir $SPOOL, LINEs)
 #   recv CONF ARG...           wal-receive --config CONF ARG... in the foreground, through run
 #                              (RC, $T/.last.out, $T/.last.err)
 #   recv_start LOG CONF [ARG]...   wal-receive in the background (bg_start: ended by its PID on
@@ -24,10 +27,24 @@
 #   stream_end DIR SEG         the END (decimal) of the contiguous cover from 0 of those chunks
 #   wal_obj SEG                the repository file of WAL segment SEG of cluster main
 #   fetch_cmp CONF SEG FILE WHAT   wal-fetch of SEG must give exactly FILE's bytes
+#   crash_primary [SNAP]       the receiver frozen (SIGSTOP RECV_PID), every process of the server
+#                              of $PGD killed with SIGKILL (its postmaster stopped first: no new
+#                              child), then the local repository ($T/repo) copied to SNAP if named:
+#                              what the receiver had stored at the crash; sets KILL_AT (date +%s.%N)
 
 WAL_RECEIVE=$BIN_DIR/wal-receive
 [ -x "$WAL_RECEIVE" ] || die "no wal-receive in $BIN_DIR"
 AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+
+recv_primary() {
+    local kind=$1
+    shift
+    RCONF=$T/receive.conf
+    SPOOL=$T/spool
+    remote_primary "$kind"
+    mkdir -m 700 "$SPOOL" && chown postgres: "$SPOOL" || die "mkdir $SPOOL"
+    remote_conf "$RCONF" "$PORT" "encrypt_key_file = '$KEY'" "spool_dir = '$SPOOL'" "$@"
+}
 
 recv() {
     local conf=$1
@@ -130,4 +147,18 @@ fetch_cmp() {
     run "$WAL_FETCH" --config "$conf" "$seg" "$DEST"
     assert_rc 0 "wal-fetch $seg ($what)" || return 1
     cmp -s "$DEST" "$file" || { fail "$what: wal-fetch $seg differs from ${file}"; return 1; }
+}
+
+crash_primary() {
+    local snap=${1:-} pm
+    pm=$(head -1 "$PGD/postmaster.pid")
+    is_postmaster_of "$pm" "$PGD" || die "no postmaster for $PGD"
+    KILL_AT=$(date +%s.%N)
+    kill -STOP "$pm"
+    kill -STOP "$RECV_PID"
+    # shellcheck disable=SC2046 # the PIDs: words
+    kill -KILL "$pm" $(ps -o pid= --ppid "$pm")
+    for _ in $(seq 1 100); do kill -0 "$pm" 2>/dev/null || break; sleep 0.05; done
+    kill -0 "$pm" 2>/dev/null && die "the postmaster survived SIGKILL"
+    [ -z "$snap" ] || cp -a "$T/repo" "$snap" || die "could not copy the repository"
 }

@@ -3,7 +3,8 @@
 # t_remote*.sh after lib.sh): over TCP on 127.0.0.1 with scram-sha-256 password authentication,
 # as a role with REPLICATION and nothing else, its password only in a .pgpass file (PGPASSFILE).
 #
-#   remote_primary         the usual start: a key ($KEY), a local repository, $T/primary ($PGD) made
+#   remote_primary [KIND]  the usual start: a key ($KEY), a repository of KIND (repo_setup: local
+#                          unless named), $T/primary ($PGD) made
 #                          by remote_cluster (1 MB segments) archiving into it with $CONF, which
 #                          remote_conf then writes (encrypted with $KEY), remote_roles, and a
 #                          .pgpass with both roles' passwords; sets KEY CONF PGD PORT
@@ -88,7 +89,7 @@ remote_primary() {
     PGD=$T/primary
     CASE="repository"
     make_key "$KEY"
-    repo_setup local
+    repo_setup "${1:-local}"
     write_conf "$CONF" "${REPO_CONF[@]}" "encrypt_key_file = '$KEY'"
     CASE="primary"
     remote_cluster "$PGD" "$CONF" --wal-segsize=1

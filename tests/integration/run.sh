@@ -51,7 +51,7 @@ if [ -n "$problem" ]; then
     exit 1
 fi
 # The binaries are run by the postgres user, which may not reach the build tree (a CI clone
-# under /root, say): run copies of bin/ and tests/ from a directory everyone can read.
+# under /root, say): run copies of bin/, tests/ and lib/ from a directory everyone can read.
 SRC_BUILD=$(dirname "$BIN_DIR")
 BUILD_NAME=$(basename "$SRC_BUILD")
 RUN_BUILD=$(mktemp -d /tmp/walsafe-it-build.XXXXXX)
@@ -59,6 +59,7 @@ trap 'rm -rf "$RUN_BUILD"' EXIT
 chmod 755 "$RUN_BUILD"
 cp -a "$BIN_DIR" "$RUN_BUILD/bin"
 [ -d "$SRC_BUILD/tests" ] && cp -a "$SRC_BUILD/tests" "$RUN_BUILD/tests"
+[ -d "$SRC_BUILD/lib" ] && cp -a "$SRC_BUILD/lib" "$RUN_BUILD/lib" # the archive module
 chmod -R a+rX "$RUN_BUILD"
 BIN_DIR=$RUN_BUILD/bin
 if ! runuser -u postgres -- test -x "$BIN_DIR/wal-push"; then
@@ -121,15 +122,19 @@ report() {
     if [ "$(cat "$RESULTS/$1.rc")" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 }
 
-# `make check` leaves the machine as it found it: nothing may appear or change under the default
-# spool, /etc or /var/lib because of a test (the suite fails otherwise).
+# `make check` leaves the machine as it found it: nothing may appear, change or go where an
+# installation of walsafe keeps its things (the default spool /var/spool/walsafe, /etc/walsafe*,
+# /var/lib/walsafe*, stamps in root's or postgres's home), nor a PostgreSQL cluster configuration
+# be left in /etc/postgresql (t_debian_restore registers clusters there and drops them). Each path
+# with its modification
+# time; directories by name only (one that gained and lost an entry is unchanged). Not all of /etc
+# and /var/lib: on a shared machine apt and other users change them, and pg_dropcluster rewrites
+# /etc/apt/apt.conf.d/01autoremove-postgresql with the same content.
 machine_state() {
-    find /var/spool/walsafe /etc /var/lib -xdev \( -path /var/lib/apt -o -path /var/lib/dpkg \
-        -o -path /var/lib/postgresql \) -prune -o -newer "$RESULTS/.start" -print 2>/dev/null |
-        LC_ALL=C sort
-    [ -e /var/spool/walsafe ] && echo "/var/spool/walsafe exists"
+    find /var/spool/walsafe* /etc/walsafe* /var/lib/walsafe* /etc/postgresql /root/.walsafe* \
+        /var/lib/postgresql/.walsafe* \
+        \( -type d -printf '%p/\n' \) -o -printf '%p %T@\n' 2>/dev/null | LC_ALL=C sort
 }
-touch "$RESULTS/.start"
 state_before=$(machine_state)
 suite_start=$(date +%s)
 declare -A running=() # pid -> test number
@@ -155,8 +160,8 @@ for pid in "${!running[@]}"; do
 done
 state_after=$(machine_state)
 if [ "$state_after" != "$state_before" ]; then
-    echo "FAIL machine state: the suite left these behind (new or changed since it started):"
-    diff <(echo "$state_before") <(echo "$state_after") | sed -n 's/^> /     /p'
+    echo "FAIL machine state: the suite changed these (> new or changed, < gone or changed):"
+    diff <(echo "$state_before") <(echo "$state_after") | sed -n 's/^\([<>]\) /     \1 /p'
     failed=$((failed + 1))
 fi
 echo "integration ($BUILD_NAME/bin, $(($(date +%s) - suite_start))s)"

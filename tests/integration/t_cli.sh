@@ -57,6 +57,7 @@ assert_dir_empty "$DEST_DIR" "wal-fetch with an unknown option"
 run "$BASEBACKUP" --config "$CONF"
 assert_rc 2 "basebackup without a command (a bare basebackup must never start a backup)"
 assert_err_contains "a command is required" "basebackup without a command"
+assert_err_contains "Usage:" "basebackup without a command prints its usage"
 run "$BASEBACKUP" --config "$CONF" frobnicate
 assert_rc 2 "basebackup with an unknown command"
 assert_err_contains "unknown command \"frobnicate\"" "basebackup with an unknown command"

@@ -3,7 +3,8 @@
 # only from the encrypted repository through wal-fetch as restore_command. Exactly the rows
 # committed before the target time must be present after promotion.
 # The repository is REPO_KIND (local, s3 or sftp; default local): t_pitr_s3.sh and t_pitr_sftp.sh
-# run this scenario against the S3 and SFTP test servers (lib.sh: repo_setup).
+# run this scenario against the S3 and SFTP test servers (lib.sh: repo_setup); t_pitr_module.sh
+# archives through the walsafe_archive module (lib.sh: archive_settings).
 . "$(dirname "$0")/lib.sh"
 setup_tmp
 
@@ -22,9 +23,8 @@ write_conf "$CONF" "${REPO_CONF[@]}" "encrypt_key_file = '$KEY'"
 CASE="primary"
 pg_init "$PGD" --wal-segsize=$SEG_MB
 PORT=$(free_port)
-pg_conf "$PGD" "$PORT" \
-    "archive_mode = on" \
-    "archive_command = '$WAL_PUSH --config $CONF %p'"
+mapfile -t ARCHIVE < <(archive_settings "$CONF")
+pg_conf "$PGD" "$PORT" "archive_mode = on" "${ARCHIVE[@]}"
 pg_start "$PGD"
 sql "$PORT" "create table t (id int primary key, batch int not null, pad text)" ||
     die "create table failed"

@@ -6,7 +6,8 @@
 # restores to the same data. Revoking a grant makes check print that privilege's FAILED line
 # ending with the GRANT, and running exactly that statement makes check pass again. For the
 # stream method (pgdata not set), a role without REPLICATION gets the FAILED line with the
-# ALTER ROLE that fixes it, and passes once it is run. `list --cluster all` shows both clusters of
+# ALTER ROLE that fixes it, and passes once it is run, a replication connection then opening
+# (IDENTIFY_SYSTEM); without a replication line in pg_hba.conf that line FAILS with libpq's reason. `list --cluster all` shows both clusters of
 # the repository (text and JSON).
 . "$(dirname "$0")/lib.sh"
 setup_tmp
@@ -92,13 +93,16 @@ revoked() {
     stmt="GRANT EXECUTE ON FUNCTION $fn TO walsafe;"
     [[ "$line" == *": $stmt" ]] || fail "no FAILED line ending with \"$stmt\": ${line:-$(cat "$T/.last.out")}"
     assert_eq "$(grep -c '^FAILED' "$T/.last.out")" "$2" "FAILED lines"
+    [ -z "${3:-}" ] || grep -qxF "$3" "$T/.last.out" || fail "no line \"$3\": $(grep 'WAL switch' "$T/.last.out")"
     sql "$PORT" "${line##*: }" || fail "the GRANT check printed does not run: ${line##*: }"
     bb --config "$BCONF" check
     assert_rc 0 "check after running the GRANT it printed"
 }
 revoked "pg_backup_start(text, boolean)" 1
 revoked "pg_backup_stop(boolean)" 1
-revoked "pg_switch_wal()" 2 # and the WAL switch is not tried
+# the WAL switch is not tried: SKIPPED, not a second FAILED line
+revoked "pg_switch_wal()" 1 \
+    "SKIPPED a forced WAL switch reaches the repository (needs: the role may call pg_switch_wal())"
 
 CASE="stream method, no REPLICATION"
 bb --config "$SCONF" check
@@ -114,6 +118,19 @@ bb --config "$SCONF" check
 assert_rc 0 "check of the stream method after ALTER ROLE walsafe REPLICATION"
 grep -qx 'OK      role walsafe may open replication connections' "$T/.last.out" ||
     fail "no OK line for REPLICATION: $(grep replication "$T/.last.out")"
+grep -q '^OK      replication connection opens: system identifier [0-9]*, timeline 1$' \
+    "$T/.last.out" || fail "no OK line for the replication connection: $(grep replication "$T/.last.out")"
+
+CASE="stream method, no replication line in pg_hba.conf"
+cp "$PGD/pg_hba.conf" "$T/pg_hba.conf.orig" || die "could not save pg_hba.conf"
+grep -v 'replication' "$T/pg_hba.conf.orig" >"$PGD/pg_hba.conf" # keeps its owner and mode
+sql "$PORT" "select pg_reload_conf()" >/dev/null || die "reload failed"
+bb --config "$SCONF" check
+assert_rc 1 "check of the stream method without a replication line in pg_hba.conf"
+grep -q '^FAILED  replication connection opens: .*no pg_hba.conf entry for replication connection' \
+    "$T/.last.out" || fail "no FAILED line naming pg_hba.conf: $(grep replication "$T/.last.out")"
+cat "$T/pg_hba.conf.orig" >"$PGD/pg_hba.conf"
+sql "$PORT" "select pg_reload_conf()" >/dev/null || die "reload failed"
 
 CASE="repository"
 assert_repo_clean "repository"

@@ -32,15 +32,10 @@ FLUSH_S=1
 # The check below allows the flush SLACK_S seconds past its interval: a loaded CI machine (the
 # ASan pass, two tests at once on 2 cores) can delay a flush by more than a second.
 SLACK_S=2
-RCONF=$T/receive.conf
-SPOOL=$T/spool
 SNAP=$T/repo-at-kill
 SNAPCONF=$T/snapshot.conf
 RESTORED=$T/restored
-remote_primary
-mkdir -m 700 "$SPOOL" && chown postgres: "$SPOOL" || die "mkdir $SPOOL"
-remote_conf "$RCONF" "$PORT" "encrypt_key_file = '$KEY'" "spool_dir = '$SPOOL'" \
-    "receive_flush_interval = ${FLUSH_S}s"
+recv_primary local "receive_flush_interval = ${FLUSH_S}s"
 
 CASE="slots"
 recv "$RCONF" --create-slot
@@ -159,17 +154,8 @@ if assert_rc 0 "--status"; then
 fi
 
 CASE="kill"
-PM=$(head -1 "$PGD/postmaster.pid")
-is_postmaster_of "$PM" "$PGD" || die "no postmaster for $PGD"
-KILL_AT=$(date +%s.%N)
-kill -STOP "$PM" # no new child from here on
-kill -STOP "$RECV_PID"
-# shellcheck disable=SC2046 # the PIDs: words
-kill -KILL "$PM" $(ps -o pid= --ppid "$PM")
-for _ in $(seq 1 100); do kill -0 "$PM" 2>/dev/null || break; sleep 0.05; done
-kill -0 "$PM" 2>/dev/null && die "the postmaster survived SIGKILL"
+crash_primary "$SNAP"
 rm -rf "$PGD"
-cp -a "$T/repo" "$SNAP" || die "could not copy the repository"
 recv_stop 30
 assert_eq "$RECV_RC" 0 "exit status of wal-receive after SIGTERM"
 bg_wait "$CLIENT_PID" 10 >/dev/null

@@ -72,7 +72,13 @@ head -c $((100 * 1024 * 1024)) /dev/urandom >"$PGD/zz_padding" && chown postgres
 bb_create "$CONF" --label trust
 ID=$BACKUP_ID
 # The primary's tablespace goes on after the backup (a restore over it would lose these rows).
+# Then nothing of the server's own may change that directory while the restores below run (the
+# state compared at the end): autovacuum off for the table, its hint bits and visibility map set
+# by a VACUUM now, and its dirty pages written by the CHECKPOINT (an autovacuum under load wrote
+# the table's _vm file in the middle of the test).
 sql "$PORT" "insert into in_ts select g, md5(g::text) from generate_series($((ROWS_TS + 1)), $((2 * ROWS_TS))) g" &&
+    sql "$PORT" "alter table in_ts set (autovacuum_enabled = off)" &&
+    sql "$PORT" "vacuum (freeze, analyze) in_ts" &&
     sql "$PORT" "checkpoint" || die "could not write more rows into in_ts"
 # (one statement per call: psql -c runs a string of statements as one transaction)
 for q in "create table marker (id int)" "insert into marker select generate_series(1, 100)" \

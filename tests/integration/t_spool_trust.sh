@@ -206,6 +206,32 @@ assert_one_warning "wal-push" "push-ahead is disabled: .*$SP/main"
 assert_archived "${SEGS[0]}" "wal-push"
 bg_stop_all
 
+# ---- (p5) root's spool left behind (issue #23): one WARNING a minute, naming the fix ----------
+# The stamp of the last WARNING is in $HOME (private to postgres, as /var/lib/postgresql is).
+CASE="(p5) <spool>/main owned by root"
+SP=$T/spool7
+PGHOME=$T/pghome
+mkdir -m 755 "$SP" "$SP/main" && chown postgres: "$SP" || die "mkdir $SP"
+mkdir -m 700 "$PGHOME" && chown postgres: "$PGHOME" || die "mkdir $PGHOME"
+lookalike "$T/d5"
+push_conf p5 "$SP"
+push_p5() { run as_pg env -C "$T/d5" HOME="$PGHOME" "$WAL_PUSH" --config "$CONF" "pg_wal/${SEGS[$1]}"; }
+push_p5 0
+assert_rc 0 "wal-push with root's $SP/main"
+assert_one_warning "wal-push" "push-ahead is disabled: .*\"$SP/main\" is owned by root \(mode 0755\), not by postgres; fix: chown -R postgres:postgres $SP/main"
+for i in 1 2; do
+    push_p5 "$i"
+    assert_rc 0 "wal-push $i more"
+    grep -q WARNING "$T/.last.err" && fail_cmd "wal-push $i more: the WARNING again within a minute"
+done
+stamp=$(ls "$PGHOME"/.walsafe-spool-main-*.warned 2>/dev/null)
+[ -n "$stamp" ] && [ "$(stat -c %U "$stamp")" = postgres ] || fail "no rate-limit stamp of postgres in its HOME"
+rm -f "$stamp"
+push_p5 3
+assert_one_warning "wal-push once the stamp is gone" "push-ahead is disabled: .*$SP/main"
+[ -z "$(find "$SP" -mindepth 2)" ] || fail "wal-push created something in root's $SP/main: $(find "$SP" -mindepth 2)"
+[ -z "$(find "$T" -maxdepth 1 -name '.walsafe-spool-*')" ] || fail "a stamp outside HOME: $(find "$T" -maxdepth 1 -name '.walsafe-spool-*')"
+
 # ---- prefetch ---------------------------------------------------------------------------------
 # fetch_pf DATADIR NAME: wal-fetch NAME pg_wal/RECOVERYXLOG as PostgreSQL runs it (as postgres,
 # in the data directory)

@@ -4,7 +4,8 @@
 # system): its .history file and timeline-2 segments are archived. A second copy from the same base backup then recovers to the end of
 # the archive, following the history file onto timeline 2.
 # The repository is REPO_KIND (local, s3 or sftp; default local): t_timeline_s3.sh and
-# t_timeline_sftp.sh run this scenario against the S3 and SFTP test servers (lib.sh: repo_setup).
+# t_timeline_sftp.sh run this scenario against the S3 and SFTP test servers (lib.sh: repo_setup);
+# t_timeline_module.sh archives through the walsafe_archive module (lib.sh: archive_settings).
 . "$(dirname "$0")/lib.sh"
 setup_tmp
 
@@ -18,13 +19,13 @@ CASE="repository (${REPO_KIND:-local})"
 make_key "$KEY"
 repo_setup "${REPO_KIND:-local}"
 write_conf "$CONF" "${REPO_CONF[@]}" "encrypt_key_file = '$KEY'"
-ARCHIVE="archive_command = '$WAL_PUSH --config $CONF %p'"
+mapfile -t ARCHIVE < <(archive_settings "$CONF")
 RESTORE="restore_command = '$WAL_FETCH --config $CONF %f %p'"
 
 CASE="primary"
 pg_init "$PGD" # default 16 MiB segments
 PORT=$(free_port)
-pg_conf "$PGD" "$PORT" "archive_mode = on" "$ARCHIVE"
+pg_conf "$PGD" "$PORT" "archive_mode = on" "${ARCHIVE[@]}"
 pg_start "$PGD"
 sql "$PORT" "create table t (id int primary key, batch int not null)" || die "create table failed"
 runuser -u postgres -- "$PGBIN/pg_basebackup" -h "$SOCK" -p "$PORT" -U postgres -X none \
@@ -60,7 +61,7 @@ pg_stop "$PGD"
 CASE="PITR onto timeline 2, archiving on"
 CPORT=$(free_port)
 while [ "$CPORT" = "$PORT" ]; do CPORT=$(free_port); done
-pg_conf "$COPY" "$CPORT" "archive_mode = on" "$ARCHIVE" "$RESTORE" \
+pg_conf "$COPY" "$CPORT" "archive_mode = on" "${ARCHIVE[@]}" "$RESTORE" \
     "recovery_target_time = '$TARGET'" "recovery_target_action = 'promote'"
 touch "$COPY/recovery.signal" && chown postgres: "$COPY/recovery.signal"
 pg_start "$COPY"

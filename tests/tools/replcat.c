@@ -5,7 +5,7 @@
  *   replcat [--fast] [--no-verify] [--max-rate BYTES] [--label LABEL] [--manifest FILE] CONNINFO
  *
  * stdout, one line each:
- *   system SYSID TLI XLOGPOS VERSION SEGSIZE BLOCKSIZE CHECKSUMS INRECOVERY
+ *   system SYSID TLI XLOGPOS VERSION SEGSIZE BLOCKSIZE CHECKSUMS
  *   start LSN TLI MAINSIZE                   (the main directory's estimate, -1 without one)
  *   tablespace OID LOCATION SIZE
  *   archive NAME LOCATION                    ("-" for an empty location)
@@ -214,9 +214,8 @@ int main(int argc, char **argv)
     if ((rc = ws_repl_connect(&ws_repl_libpq, argv[i], &r, &err)) == 0 &&
         (rc = ws_repl_identify(r, &sys, &err)) == 0) {
         ws_wal_format_lsn(lsn, sys.xlogpos);
-        printf("system %" PRIu64 " %u %s %d %u %u %d %d\n", sys.system_identifier, sys.timeline,
-               lsn, sys.version, sys.wal_segment_size, sys.block_size, sys.data_checksums,
-               sys.in_recovery);
+        printf("system %" PRIu64 " %u %s %d %u %u %d\n", sys.system_identifier, sys.timeline,
+               lsn, sys.version, sys.wal_segment_size, sys.block_size, sys.data_checksums);
         rc = backup(r, &o, manifest, &err);
     }
     ws_repl_close(r);

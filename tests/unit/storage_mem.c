@@ -203,7 +203,7 @@ static int m_list(struct ws_storage *s, const char *prefix, ws_storage_list_cb c
         return err->code;
     for (size_t i = 0; i < m->n; i++) {
         if (strncmp(m->objs[i].key, prefix, strlen(prefix)) == 0) {
-            struct ws_storage_stat st = {m->objs[i].len, m->objs[i].mtime};
+            struct ws_storage_stat st = {.size = m->objs[i].len, .mtime = m->objs[i].mtime};
             if (cb(arg, m->objs[i].key, &st, err) != 0)
                 return err->code;
         }

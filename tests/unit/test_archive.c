@@ -156,7 +156,9 @@ static void roundtrip(const char *compress, int encrypt, const char *parallel)
         REQUIRE(read_all(obj, &stored) == 0);
         CHECK(res.stored_bytes == stored.len);
         CHECK(stored.len > 64 && memcmp(stored.data, "WSAFEOBJ", 8) == 0);
-        CHECK(stored.data[9] == (strcmp(compress, "zstd") == 0 ? 1 : 0));
+        /* zstd: independent frames, format version 3 */
+        CHECK(stored.data[9] == (strcmp(compress, "zstd") == 0 ? WS_OBJECT_ZSTD_FRAMES : 0));
+        CHECK(stored.data[8] == (strcmp(compress, "zstd") == 0 ? 3 : 2));
         CHECK(stored.data[10] == (encrypt ? 1 : 0));
         if (!encrypt && strcmp(compress, "none") == 0)
             CHECK(stored.len == 64 + SEG + PLAIN_TRAILER);
@@ -289,7 +291,7 @@ out:
     return rc;
 }
 
-/* WAL objects carry an XXH3-128 content digest (format 2); one stored with a SHA-256 digest by an
+/* WAL objects carry an XXH3-128 content digest (format 3); one stored with a SHA-256 digest by an
  * older walsafe is still compared correctly, and still fetched. */
 static void test_duplicate_across_digests(void)
 {
@@ -304,13 +306,13 @@ static void test_duplicate_across_digests(void)
 
         REQUIRE(setup(&e, encrypt ? "digests-enc" : "digests", "zstd",
                       encrypt ? key_file(KEYHEX, "digests.key") : NULL, "1") == 0);
-        /* a new push: format 2, digest 1, the fingerprint of the content */
+        /* a new push: format 3 (zstd frames), digest 1, the fingerprint of the content */
         seg_name(4, name2);
         REQUIRE(make_segment(e.wal, 4, SYSID1, 4, seg2, sizeof(seg2)) == 0);
         REQUIRE(ws_archive_push(&e.cfg, seg2, &res, &err) == 0);
         object_path(&e, name2, path, sizeof(path));
         REQUIRE(read_all(path, &obj) == 0);
-        CHECK(obj.data[8] == 2 && obj.data[11] == WS_DIGEST_XXH3_128);
+        CHECK(obj.data[8] == 3 && obj.data[11] == WS_DIGEST_XXH3_128);
         REQUIRE(read_all(seg2, &before) == 0);
         ws_fingerprint(before.data, before.len, fp);
         CHECK(res.digest == WS_DIGEST_XXH3_128 && memcmp(res.content_digest, fp, sizeof(fp)) == 0);
@@ -1106,6 +1108,31 @@ static void test_fetch_streamed(void)
     ws_config_free(&e.cfg);
 }
 
+/* A chunk removed between the list and its read (the receiver has just stored the segment whole):
+ * a failure worth repeating the fetch for, not "not in the archive". */
+static void test_fetch_streamed_vanished(void)
+{
+    struct ws_error err = {0};
+    struct ws_repo repo = {0};
+    char name[WS_WAL_NAME_LEN + 1], key[256], dest[600];
+    uint8_t bytes[100] = {1};
+
+    REQUIRE(unit_mem_repo(&repo, "main", NULL) == 0);
+    seg_name(2, name);
+    REQUIRE(ws_repo_stream_key(&repo, name, 0, sizeof(bytes), key, sizeof(key)) == 0);
+    REQUIRE(ws_repo_put_small(&repo, key, bytes, sizeof(bytes), NULL, &err) == 0);
+    REQUIRE(unit_path(dest, sizeof(dest), "vanished-dest") == 0);
+    ws_storage_mem_fault(repo.st, WS_MEM_GET, 1, WS_ERR_NOT_FOUND);
+    CHECK(ws_archive_fetch_streamed(&repo, NULL, UNIT_SEG, name, dest, &err) == WS_ERR_STORAGE);
+    CHECK(err.retryable == 1 && strstr(err.msg, key) != NULL);
+    CHECK(!exists(dest));
+    /* the read succeeds: served */
+    memset(&err, 0, sizeof(err));
+    CHECK(ws_archive_fetch_streamed(&repo, NULL, UNIT_SEG, name, dest, &err) == 0);
+    unlink(dest);
+    ws_storage_close(repo.st);
+}
+
 const struct unit_test unit_tests[] = {
     {"roundtrip", test_roundtrip},
     {"duplicate_and_conflict", test_duplicate_and_conflict},
@@ -1123,5 +1150,6 @@ const struct unit_test unit_tests[] = {
     {"fetch_missing_bad_identity", test_fetch_missing_bad_identity},
     {"fetch_directory_at_key", test_fetch_directory_at_key},
     {"fetch_streamed", test_fetch_streamed},
+    {"fetch_streamed_vanished", test_fetch_streamed_vanished},
     {NULL, NULL},
 };

@@ -59,6 +59,8 @@
 static struct ws_storage *mem; /* the store */
 static pthread_mutex_t mem_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int handles_open, handles_opened, fail_open_at;
+/* replication sessions open now; WAL objects looked up while one was, and in all */
+static atomic_int repls_open, wal_stats_in_session, wal_stats;
 
 struct view {
     struct ws_storage base;
@@ -115,6 +117,11 @@ static int v_stat(struct ws_storage *s, const char *key, struct ws_storage_stat 
     int rc;
 
     (void)s;
+    if (strstr(key, "/wal/")) {
+        atomic_fetch_add(&wal_stats, 1);
+        if (atomic_load(&repls_open))
+            atomic_fetch_add(&wal_stats_in_session, 1);
+    }
     pthread_mutex_lock(&mem_lock);
     rc = mem->ops->stat(mem, key, out, err);
     pthread_mutex_unlock(&mem_lock);
@@ -259,11 +266,16 @@ static struct {
     int version;                         /* server_version_num; 0: 150004 */
     /* what get_access reports: zero is a superuser with max_wal_senders = 10 */
     int not_super, no_replication, no_execute[WS_PG_NFUNCS], no_wal_senders, switches;
+    const char *archive_library; /* what get_info reports; NULL: none (before PostgreSQL 15) */
+    const char *archive_command; /* NULL: "wal-push %p" */
+    int down;                    /* connect fails: the server is unreachable */
 } fake;
 
 static int f_connect(const char *conninfo, struct ws_pg **out, struct ws_error *err)
 {
     (void)conninfo;
+    if (fake.down)
+        return ws_error_set(err, WS_ERR_STORAGE, "connecting: connection refused");
     if (!(*out = calloc(1, sizeof(**out))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     fake.connects++;
@@ -285,8 +297,10 @@ static int f_get_info(struct ws_pg *pg, struct ws_pg_info *info, struct ws_error
     info->wal_segment_size = SEG;
     info->data_directory = strdup(fake.pgdata);
     info->archive_mode = strdup("on");
-    info->archive_command = strdup("wal-push %p");
-    if (!info->data_directory || !info->archive_mode || !info->archive_command) {
+    info->archive_command = strdup(fake.archive_command ? fake.archive_command : "wal-push %p");
+    info->archive_library = fake.archive_library ? strdup(fake.archive_library) : NULL;
+    if (!info->data_directory || !info->archive_mode || !info->archive_command ||
+        (fake.archive_library && !info->archive_library)) {
         ws_pg_info_free(info);
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     }
@@ -357,8 +371,8 @@ static int f_get_access(struct ws_pg *pg, int version, struct ws_pg_access *a, s
     return 0;
 }
 
-static const struct ws_pg_ops fake_pg = {f_connect,      f_close,       f_get_info,  f_switch_wal,
-                                         f_backup_start, f_backup_stop, f_get_access};
+static const struct ws_pg_ops fake_pg = {f_connect,      f_close,       f_get_info,   f_switch_wal,
+                                         f_backup_start, f_backup_stop, f_get_access, NULL};
 /* ---- the fake replication session (pg/repl.h): plays a script of messages ---------------- */
 
 struct fmsg {
@@ -378,20 +392,27 @@ static struct {
     int checksum_failure; /* END's */
     int connects, closes, base_backups;
     char label[256]; /* BASE_BACKUP's */
+    int refuse;      /* connect fails as a pg_hba.conf without a replication line makes it */
 } frepl;
 
 static int fr_connect(const char *conninfo, struct ws_repl **out, struct ws_error *err)
 {
     (void)conninfo;
+    if (frepl.refuse)
+        return ws_error_set(err, WS_ERR_STORAGE,
+                            "connecting for replication: FATAL:  no pg_hba.conf entry for "
+                            "replication connection from host \"127.0.0.1\", user \"walsafe\"");
     if (!(*out = calloc(1, sizeof(**out))))
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     frepl.connects++;
+    atomic_fetch_add(&repls_open, 1);
     return 0;
 }
 
 static void fr_close(struct ws_repl *r)
 {
     frepl.closes++;
+    atomic_fetch_sub(&repls_open, 1);
     free(r);
 }
 
@@ -562,6 +583,7 @@ static void cluster_init(struct cluster *c, const char *tag, int parallel)
     c->cfg.encrypt_key_file = strdup(key);
     c->cfg.parallel = parallel;
     c->cfg.timeout = 10;
+    c->cfg.allow_root = 1; /* the unit tests run as root (check's user line) */
     CHECK(ws_keyring_load(&c->cfg, &c->kr, &err) == 0);
 
     memset(&fake, 0, sizeof(fake));
@@ -904,6 +926,8 @@ static void roundtrip(const char *tag, int parallel)
     CHECK(ws_backup_check(&c.cfg, &env, &err) == 0);
     capture_end(out, sizeof(out));
     CHECK(strstr(out, ": OK (") != NULL);
+    if (strstr(out, "FAILED"))
+        fprintf(stderr, "%s", out);
     CHECK(strstr(out, "FAILED") == NULL);
     CHECK(strstr(out, "a forced WAL switch reaches the repository: 000000010000000000000003 "
                       "archived") != NULL);
@@ -980,7 +1004,8 @@ static void test_check_privileges(void)
     CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
     CHECK(strstr(out, "FAILED  role walsafe may call pg_switch_wal() (the WAL switch of check): "
                       "GRANT EXECUTE ON FUNCTION pg_switch_wal() TO walsafe;\n") != NULL);
-    CHECK(strstr(out, "FAILED  a forced WAL switch reaches the repository: not tried") != NULL);
+    CHECK(strstr(out, "SKIPPED a forced WAL switch reaches the repository (needs: the role may "
+                      "call pg_switch_wal())\n") != NULL);
     CHECK(fake.switches == 0);
     fake.no_execute[WS_PG_SWITCH_WAL] = 0;
 
@@ -990,6 +1015,20 @@ static void test_check_privileges(void)
     CHECK(run_check(&c, out, sizeof(out)) == 0);
     CHECK(strstr(out, "pg_backup_st") == NULL);
     CHECK(strstr(out, "OK      role walsafe may open replication connections\n") != NULL);
+    CHECK(strstr(out, "OK      replication connection opens: system identifier ") != NULL);
+    CHECK(frepl.connects == frepl.closes);
+    frepl.refuse = 1; /* pg_hba.conf has no replication line for the role */
+    CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
+    CHECK(strstr(out, "FAILED  replication connection opens: connecting for replication: FATAL:  "
+                      "no pg_hba.conf entry for replication connection") != NULL);
+    CHECK(strstr(out, "OK      a forced WAL switch reaches the repository") != NULL);
+    frepl.refuse = 0;
+    fake.down = 1; /* the server unreachable: the line is not tried */
+    CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
+    CHECK(strstr(out, "SKIPPED replication connection opens (needs: database server "
+                      "reachable)\n") != NULL);
+    CHECK(strstr(out, "FAILED  replication") == NULL);
+    fake.down = 0;
     c.cfg.backup_method = WS_BACKUP_METHOD_UNSET;
     free(c.cfg.pgdata);
     c.cfg.pgdata = NULL;
@@ -1002,6 +1041,122 @@ static void test_check_privileges(void)
                       "REPLICATION;") != NULL);
     CHECK(strstr(out, "FAILED  max_wal_senders allows replication connections: "
                       "max_wal_senders = 0: ") != NULL);
+    CHECK(strstr(out, "SKIPPED replication connection opens (needs: role walsafe may open "
+                      "replication connections)\n") != NULL);
+    cluster_free(&c);
+    mem_end();
+}
+
+/* A failed precondition: the lines that need it say SKIPPED naming it, never a second FAILED,
+ * and the WAL switch is not tried (no wait of `timeout`). */
+static void test_check_skips(void)
+{
+    char *realkey;
+    struct cluster c;
+    struct ws_error cfg_err = {0};
+    char out[8192];
+
+    mem_begin();
+    cluster_init(&c, "skips", 1);
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    fake.switches = 0;
+    c.cfg.allow_root = 0; /* root without --allow-root */
+    CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
+    CHECK(strstr(out, "FAILED  basebackup runs as the repository's owner: basebackup must not run "
+                      "as root") != NULL);
+    CHECK(strstr(out, "SKIPPED repository reachable and writable (needs: basebackup runs as the "
+                      "repository's owner)\n") != NULL);
+    CHECK(strstr(out, "SKIPPED a forced WAL switch reaches the repository (needs: basebackup runs "
+                      "as the repository's owner)\n") != NULL);
+    CHECK(fake.switches == 0);
+    c.cfg.allow_root = 1;
+
+    realkey = c.cfg.encrypt_key_file; /* a key file that cannot be read */
+    c.cfg.encrypt_key_file = strdup("/nonexistent/walsafe.key");
+    CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
+    CHECK(strstr(out, "FAILED  encryption key file readable: ") != NULL);
+    CHECK(strstr(out, "SKIPPED encryption key matches the repository (needs: encryption key file "
+                      "readable)\n") != NULL);
+    CHECK(strstr(out, "SKIPPED a forced WAL switch reaches the repository (needs: encryption key "
+                      "file readable)\n") != NULL);
+    CHECK(strstr(out, "OK      repository reachable and writable") != NULL);
+    CHECK(fake.switches == 0);
+    /* only one FAILED line: no false second diagnosis */
+    CHECK(strstr(strstr(out, "FAILED") + 1, "FAILED") == NULL);
+
+    free(c.cfg.encrypt_key_file);
+    c.cfg.encrypt_key_file = realkey;
+    {
+        char *real = c.cfg.pgdata; /* pgdata another directory than the server's */
+        c.cfg.pgdata = strdup(unit_tmpdir());
+        c.cfg.spool_dir = strdup("/nonexistent/spool");
+        CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
+        CHECK(strstr(out, "FAILED  pgdata is the server's data directory: ") != NULL);
+        CHECK(strstr(out, "SKIPPED spool_dir usable by the server's user (needs: pgdata is the "
+                          "server's data directory)\n") != NULL);
+        free(c.cfg.pgdata);
+        c.cfg.pgdata = real;
+        CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID); /* the spool's parent is gone */
+        CHECK(strstr(out, "FAILED  spool_dir usable by the server's user: \"/nonexistent/spool/") !=
+              NULL);
+        CHECK(strstr(out, "fix: install -d -o ") != NULL);
+        free(c.cfg.spool_dir);
+        c.cfg.spool_dir = NULL;
+    }
+
+    snprintf(cfg_err.msg, sizeof(cfg_err.msg), "configuration file \"f\" line 1: unknown key");
+    capture_begin();
+    ws_backup_check_config_failed(&cfg_err);
+    capture_end(out, sizeof(out));
+    CHECK(strncmp(out, "FAILED  configuration valid: configuration file \"f\" line 1", 58) == 0);
+    CHECK(strstr(out, "SKIPPED a forced WAL switch reaches the repository (needs: configuration "
+                      "valid)\n") != NULL);
+    CHECK(strstr(out, "OK") == NULL);
+    cluster_free(&c);
+    mem_end();
+}
+
+/* archive_library (PostgreSQL 15+) set to the walsafe_archive module, by name or by path, is a
+ * valid archiving set-up (archive_command is then ignored by the server); another module is not,
+ * and then the WAL switch is not tried. An empty archive_library leaves archive_command's rule. */
+static void test_check_archive_library(void)
+{
+    static const char *const ok[] = {"walsafe_archive",
+                                     "/usr/lib/postgresql/15/lib/walsafe_archive",
+                                     "/opt/x/walsafe_archive.so"};
+    struct cluster c;
+    char out[8192];
+    size_t i;
+
+    mem_begin();
+    cluster_init(&c, "archive-library", 1);
+    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    fake.archive_command = "";
+    for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        fake.archive_library = ok[i];
+        fake.switches = 0;
+        CHECK(run_check(&c, out, sizeof(out)) == 0);
+        CHECK(strstr(out, "FAILED") == NULL);
+        CHECK(strstr(out, "OK      archive_library is walsafe_archive: archive_library = '") !=
+              NULL);
+        CHECK(strstr(out, "archive_command") == NULL);
+        CHECK(fake.switches == 1);
+    }
+    fake.archive_library = "basic_archive";
+    fake.archive_command = "wal-push %p"; /* ignored by the server while a library is set */
+    fake.switches = 0;
+    CHECK(run_check(&c, out, sizeof(out)) == WS_ERR_INVALID);
+    CHECK(strstr(out, "FAILED  archive_library is walsafe_archive: archive_library = "
+                      "'basic_archive'\n") != NULL);
+    CHECK(strstr(out, "SKIPPED a forced WAL switch reaches the repository (needs: archive_library "
+                      "is walsafe_archive)\n") != NULL);
+    CHECK(fake.switches == 0);
+    fake.archive_library = "";
+    CHECK(run_check(&c, out, sizeof(out)) == 0);
+    CHECK(strstr(out, "OK      archive_command calls wal-push: archive_command = 'wal-push %p'") !=
+          NULL);
+    fake.archive_library = NULL;
+    fake.archive_command = NULL;
     cluster_free(&c);
     mem_end();
 }
@@ -2253,9 +2408,13 @@ static void test_stream_roundtrip(void)
     use_stream(&c);
     script_build(&c, &so);
     CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
+    atomic_store(&wal_stats, 0);
+    atomic_store(&wal_stats_in_session, 0);
     if (create(&c, id, &err) != 0)
         fprintf(stderr, "    create: %s\n", err.msg);
     CHECK(fake.connects == 0 && frepl.connects == 1 && frepl.closes == 1);
+    /* the session closed before the wait for the WAL: its max_wal_senders slot is free */
+    CHECK(atomic_load(&wal_stats) > 0 && atomic_load(&wal_stats_in_session) == 0);
     CHECK(frepl.base_backups == 1 && strcmp(frepl.label, "unit") == 0);
     CHECK(frepl.at == frepl.n); /* read to the end */
     REQUIRE(load_backup(&c, id, &cat, &b) == 0);
@@ -2600,8 +2759,10 @@ const struct unit_test unit_tests[] = {
     {"pool_first_error_wins", test_pool_first_error_wins},
     {"pool_open_failure", test_pool_open_failure},
     {"roundtrip_one_worker", test_roundtrip_one_worker},
+    {"check_skips", test_check_skips},
     {"roundtrip_three_workers", test_roundtrip_three_workers},
     {"check_privileges", test_check_privileges},
+    {"check_archive_library", test_check_archive_library},
     {"create_foreign_data_dir", test_create_foreign_data_dir},
     {"create_storage_failure", test_create_storage_failure},
     {"create_manifest_stored_then_failed", test_create_manifest_stored_then_failed},

@@ -350,7 +350,7 @@ static int leaky_list(struct ws_storage *st, const char *prefix, ws_storage_list
                       struct ws_error *err)
 {
     static const char *const strays[] = {"main/b", "m", "main/backup"};
-    struct ws_storage_stat sst = {1, 0};
+    struct ws_storage_stat sst = {.size = 1};
     int rc = real_list(st, prefix, cb, arg, err);
 
     for (size_t i = 0; rc == 0 && i < sizeof(strays) / sizeof(strays[0]); i++) {

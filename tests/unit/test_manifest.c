@@ -1345,6 +1345,170 @@ static void test_incr_round_trip(void)
     free(text2);
 }
 
+/* ---- extra paths (backup_extra_paths: version 3) ---- */
+
+static const char *const extra_lines[] = {
+    "walsafe-manifest 3",
+    "id 20261122T101500Z",
+    "label %",
+    "start_time 2026-11-22T10:15:00Z",
+    "stop_time 2026-11-22T10:20:30Z",
+    "start_lsn 0/2000028",
+    "stop_lsn 0/4000100",
+    "timeline 1",
+    "pg_version 150004",
+    "system_identifier 7311142436245338543",
+    "wal_segment_size 16777216",
+    "data_checksums 1",
+    "bytes 8192",
+    "stored_bytes 6789",
+    "bundles 1",
+    "maps 0",
+    "block_size 8192",
+    "type full",
+    "file base/1/1259 640 1795342400 8192 " HEXB " 0 0",
+    "extra_dir /etc/walsafe 750 0 105 1795342000",
+    "extra_file /etc/walsafe/walsafe.conf 640 0 105 1795342100 12 " HEXA " 0",
+    "extra_file /etc/walsafe/empty%20file 600 0 0 -3 0 " HEXB " 12",
+    "extra_file /etc/hosts 644 4294967295 0 1795342200 30 " HEXA " 12",
+    "end 1",
+};
+#define NEXTRA (sizeof(extra_lines) / sizeof(extra_lines[0]))
+
+static int parse_extra_edit(enum edit_kind kind, size_t at, const char *line)
+{
+    return parse_lines_edit(extra_lines, NEXTRA, kind, at, line, NULL, 0);
+}
+
+static void test_extra_parse_known(void)
+{
+    struct ws_manifest m;
+    struct ws_error err = {0};
+    size_t len;
+    char *text = edited_from(extra_lines, NEXTRA, E_NONE, 0, NULL, &len), *again = NULL;
+    size_t len2 = 0;
+    uint8_t a[32];
+
+    REQUIRE(parse_len(text, len, &m, &err) == 0);
+    CHECK(m.version == 3 && m.nfiles == 1 && m.nextra == 4);
+    REQUIRE(m.nextra == 4);
+    CHECK(m.extra[0].dir && strcmp(m.extra[0].path, "/etc/walsafe") == 0 &&
+          m.extra[0].mode == 0750 && m.extra[0].uid == 0 && m.extra[0].gid == 105 &&
+          m.extra[0].mtime == 1795342000);
+    hex_to(HEXA, a);
+    CHECK(!m.extra[1].dir && strcmp(m.extra[1].path, "/etc/walsafe/walsafe.conf") == 0 &&
+          m.extra[1].size == 12 && m.extra[1].offset == 0 && memcmp(m.extra[1].sha256, a, 32) == 0);
+    CHECK(strcmp(m.extra[2].path, "/etc/walsafe/empty file") == 0 && m.extra[2].mtime == -3 &&
+          m.extra[2].size == 0 && m.extra[2].offset == 12);
+    CHECK(m.extra[3].uid == UINT32_MAX && m.extra[3].offset == 12 && m.extra[3].size == 30);
+    /* format -> the same text */
+    REQUIRE(ws_manifest_format(&m, &again, &len2, &err) == 0);
+    CHECK(len2 == len && memcmp(text, again, len) == 0);
+    free(again);
+    ws_manifest_free(&m);
+    free(text);
+}
+
+static void test_extra_round_trip(void)
+{
+    struct ws_manifest m = {0}, p;
+    struct ws_error err = {0};
+    struct ws_bextra e = {0};
+    char *text = NULL, *text2 = NULL;
+    size_t len = 0, len2 = 0;
+
+    fill(&m);
+    e.path = "/etc/dir with space";
+    e.dir = 1;
+    e.mode = 02755;
+    e.uid = 1000;
+    e.gid = 1001;
+    e.mtime = 1795342000;
+    REQUIRE(ws_manifest_add_extra(&m, &e, &err) == 0);
+    e.dir = 0;
+    e.path = "/etc/dir with space/100% \xc3\xa9t\xc3\xa9";
+    e.mode = 0600;
+    e.size = 5;
+    unit_random(e.sha256, 32, 7);
+    REQUIRE(ws_manifest_add_extra(&m, &e, &err) == 0);
+    e.path = "/root/.pgpass";
+    e.offset = 4; /* not where the previous file ended */
+    CHECK(ws_manifest_add_extra(&m, &e, &err) == WS_ERR_INVALID);
+    e.offset = 5;
+    e.size = 1u << 20;
+    REQUIRE(ws_manifest_add_extra(&m, &e, &err) == 0);
+    e.path = "etc/relative";
+    e.offset = 5 + (1u << 20);
+    CHECK(ws_manifest_add_extra(&m, &e, &err) == WS_ERR_INVALID);
+    REQUIRE(ws_manifest_format(&m, &text, &len, &err) == 0);
+    CHECK(strncmp(text, "walsafe-manifest 3\n", 19) == 0);
+    CHECK(strstr(text, "\nextra_dir /etc/dir%20with%20space 2755 1000 1001 1795342000\n") != NULL);
+    CHECK(strstr(text, "\nextra_file /etc/dir%20with%20space/100%25%20%C3%A9t%C3%A9 600 1000 1001 "
+                       "1795342000 5 ") != NULL);
+    REQUIRE(ws_manifest_parse(text, len, "rt", &p, &err) == 0);
+    same_manifest(&m, &p);
+    REQUIRE(p.nextra == 3);
+    for (size_t i = 0; i < 3; i++) {
+        CHECK(strcmp(p.extra[i].path, m.extra[i].path) == 0);
+        CHECK(p.extra[i].dir == m.extra[i].dir && p.extra[i].mode == m.extra[i].mode);
+        CHECK(p.extra[i].uid == m.extra[i].uid && p.extra[i].gid == m.extra[i].gid);
+        CHECK(p.extra[i].mtime == m.extra[i].mtime && p.extra[i].size == m.extra[i].size);
+        CHECK(p.extra[i].offset == m.extra[i].offset);
+        CHECK(memcmp(p.extra[i].sha256, m.extra[i].sha256, 32) == 0);
+    }
+    REQUIRE(ws_manifest_format(&p, &text2, &len2, &err) == 0);
+    CHECK(len2 == len && memcmp(text, text2, len) == 0);
+    ws_manifest_free(&p);
+    free(text);
+    free(text2);
+    ws_manifest_free(&m);
+}
+
+static void test_extra_reject(void)
+{
+    size_t f = line_at(extra_lines, NEXTRA, "extra_file /etc/walsafe/walsafe.conf");
+    size_t d = line_at(extra_lines, NEXTRA, "extra_dir");
+    static const char *const bad_file[] = {
+        "extra_file /etc/walsafe/walsafe.conf 640 0 105 1795342100 12 " HEXA " 1", /* offset */
+        "extra_file etc/walsafe/walsafe.conf 640 0 105 1795342100 12 " HEXA " 0",  /* relative */
+        "extra_file /etc/../walsafe.conf 640 0 105 1795342100 12 " HEXA " 0",
+        "extra_file / 640 0 105 1795342100 12 " HEXA " 0",
+        "extra_file /etc/walsafe/ 640 0 105 1795342100 12 " HEXA " 0",
+        "extra_file /etc/walsafe/walsafe.conf 10000 0 105 1795342100 12 " HEXA " 0",
+        "extra_file /etc/walsafe/walsafe.conf 640 -1 105 1795342100 12 " HEXA " 0",
+        "extra_file /etc/walsafe/walsafe.conf 640 0 4294967296 1795342100 12 " HEXA " 0",
+        "extra_file /etc/walsafe/walsafe.conf 640 0 105 1795342100 12 " HEXA,
+        "extra_file /etc/walsafe/walsafe.conf 640 0 105 1795342100 12 00 0",
+        "extra_file /etc/walsafe/walsafe.conf 640 0 105 1795342100 12 " HEXA " 0 0",
+        "extra_dir /etc/walsafe/walsafe.conf 640 0 105 1795342100 12 " HEXA " 0",
+        "extra_file /etc/walsafe/%00 640 0 105 1795342100 12 " HEXA " 0",
+    };
+    static const char *const bad_dir[] = {
+        "extra_dir /etc/walsafe 750 0 105",
+        "extra_dir /etc/walsafe 750 0 105 1795342000 0",
+        "extra_file /etc/walsafe 750 0 105 1795342000",
+        "extra_dir /etc/walsafe 7777a 0 105 1795342000",
+        "extra_dirs /etc/walsafe 750 0 105 1795342000",
+    };
+    size_t i;
+
+    CHECK(parse_extra_edit(E_NONE, 0, NULL) == 0);
+    for (i = 0; i < sizeof(bad_file) / sizeof(bad_file[0]); i++)
+        if (parse_extra_edit(E_REPLACE, f, bad_file[i]) != WS_ERR_CORRUPT)
+            unit_fail(__FILE__, __LINE__, bad_file[i]);
+    for (i = 0; i < sizeof(bad_dir) / sizeof(bad_dir[0]); i++)
+        if (parse_extra_edit(E_REPLACE, d, bad_dir[i]) != WS_ERR_CORRUPT)
+            unit_fail(__FILE__, __LINE__, bad_dir[i]);
+    /* extra records only in version 3, and version 3 only with some */
+    CHECK(parse_extra_edit(E_REPLACE, 0, "walsafe-manifest 2") == WS_ERR_CORRUPT);
+    CHECK(parse_extra_edit(E_REPLACE, 0, "walsafe-manifest 1") == WS_ERR_CORRUPT);
+    CHECK(parse_edit(E_REPLACE, 0, "walsafe-manifest 3") == WS_ERR_CORRUPT);
+    /* the directory line anywhere among the records is fine; a file moved before another file
+     * breaks the offsets */
+    CHECK(parse_extra_edit(E_SWAP_NEXT, d, NULL) == 0);
+    CHECK(parse_extra_edit(E_SWAP_NEXT, f, NULL) == WS_ERR_CORRUPT);
+}
+
 static void test_type_names(void)
 {
     CHECK(strcmp(ws_backup_type_name(WS_BACKUP_FULL), "full") == 0);
@@ -1552,6 +1716,9 @@ const struct unit_test unit_tests[] = {
     {"incr_reject", test_incr_reject},
     {"incr_round_trip", test_incr_round_trip},
     {"version1", test_version1},
+    {"extra_parse_known", test_extra_parse_known},
+    {"extra_round_trip", test_extra_round_trip},
+    {"extra_reject", test_extra_reject},
     {"type_names", test_type_names},
     {"utc", test_utc},
     {"utc_rejects_impossible_dates", test_utc_rejects_impossible_dates},

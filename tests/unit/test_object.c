@@ -13,12 +13,14 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "base/config.h"
 #include "io/fingerprint.h"
 #include "io/key.h"
 #include "io/object.h"
 #include "fixture.h"
+#include "object_old.h"
 #include "unit.h"
 
 #define MIB (1u << 20)
@@ -116,8 +118,10 @@ static const size_t P_VARIED[] = {1, 13, 63,    64, 65,          1023, 1040, 409
                                   5, 80, 65539, 2,  262144 + 80, MIB,  3,    0};
 static const size_t P_CHUNKY[] = {1040, 64, 1, 1039, 2080, 17, 0};
 
-/* Content cap the next read_object() sets on its reader (0: none). */
+/* Content cap the next read_object() sets on its reader (0: none), and its threads for zstd
+ * frames (format version 3). */
 static uint64_t read_limit;
+static int read_workers;
 
 static void read_object(const uint8_t *obj, size_t len, const char *name,
                         const struct ws_keyring *kr, const size_t *pattern, int verify_digest,
@@ -134,6 +138,7 @@ static void read_object(const uint8_t *obj, size_t len, const char *name,
         return;
     if (read_limit)
         ws_object_reader_set_limit(r, read_limit);
+    ws_object_reader_set_workers(r, read_workers);
     while (off < len) {
         size_t s = pattern[pi];
         if (s > len - off)
@@ -162,6 +167,9 @@ static void read_object(const uint8_t *obj, size_t len, const char *name,
 
 static int roundtrip_failures;
 
+/* The `compress` of the round trips: 0 none, 1 zstd (one frame), FRAMES zstd frames. */
+#define FRAMES 2
+
 static void check_roundtrip(const uint8_t *in, size_t len, size_t wslice, int compress,
                             const struct ws_key *key, uint32_t chunk, const size_t *rpattern,
                             const struct ws_keyring *kr)
@@ -174,7 +182,9 @@ static void check_roundtrip(const uint8_t *in, size_t len, size_t wslice, int co
     int before = unit_failures;
 
     p.name = NAME;
-    p.compress = compress;
+    p.compress = compress == FRAMES ? WS_COMPRESS_ZSTD : compress;
+    p.frames = compress == FRAMES;
+    p.workers = compress == FRAMES && (wslice & 2) ? 2 : 0;
     p.level = 3;
     p.content_size = (wslice & 1) ? (int64_t)len : -1; /* exercise both */
     p.key = key;
@@ -185,11 +195,11 @@ static void check_roundtrip(const uint8_t *in, size_t len, size_t wslice, int co
     CHECK(winfo.content_len == len);
     CHECK(memcmp(winfo.content_digest, digest, 32) == 0);
     CHECK(winfo.stored_len == obj.len);
-    CHECK(winfo.compress == compress);
+    CHECK(winfo.compress == (compress ? WS_COMPRESS_ZSTD : WS_COMPRESS_NONE));
     CHECK(winfo.cipher == (key ? WS_CIPHER_AES256GCM : WS_CIPHER_NONE));
     /* header fields */
     REQUIRE(obj.len >= WS_OBJECT_HEADER_SIZE);
-    CHECK(memcmp(obj.data, "WSAFEOBJ", 8) == 0 && obj.data[8] == 1);
+    CHECK(memcmp(obj.data, "WSAFEOBJ", 8) == 0 && obj.data[8] == (compress == FRAMES ? 3 : 1));
     CHECK(obj.data[9] == compress && obj.data[10] == winfo.cipher);
     if (key) {
         uint32_t cs = (uint32_t)obj.data[12] << 24 | (uint32_t)obj.data[13] << 16 |
@@ -256,18 +266,20 @@ static void test_roundtrip_matrix(void)
         for (size_t s = 0; s < 4; s++) {
             if (wslices[s] == 1 && inputs[i].len > 64 * 1024)
                 continue;
-            for (int compress = 0; compress <= 1; compress++) {
+            for (int compress = 0; compress <= FRAMES; compress++) {
                 /* no cipher (chunk size unused), then AES with small and default chunks */
                 for (int c = -1; c < 2; c++) {
                     const size_t *rp = rpatterns[combo++ % 4];
                     if (inputs[i].len <= 64 * 1024 && combo % 3 == 0)
                         rp = P_ONE;
+                    read_workers = combo % 3; /* frames: 0, 1 (none) or 2 threads */
                     check_roundtrip(inputs[i].p, inputs[i].len, wslices[s], compress,
                                     c < 0 ? NULL : &key, c < 0 ? 0 : chunks[c], rp, &kr);
                 }
             }
         }
     }
+    read_workers = 0;
     free(random_big);
     free(text_big);
     free(medium);
@@ -288,6 +300,7 @@ static void test_chunk_boundaries(void)
         check_roundtrip(in, lens[i], 1000, WS_COMPRESS_NONE, &key, 1024, P_ONE, &kr);
         check_roundtrip(in, lens[i], 1024, WS_COMPRESS_NONE, &key, 1024, P_CHUNKY, &kr);
         check_roundtrip(in, lens[i], 3, WS_COMPRESS_ZSTD, &key, 1024, P_ONE, &kr);
+        check_roundtrip(in, lens[i], 7, FRAMES, &key, 1024, P_ONE, &kr);
         check_roundtrip(in, lens[i], 5000, WS_COMPRESS_NONE, NULL, 0, P_ONE, &kr);
     }
 }
@@ -304,13 +317,15 @@ static void test_content_size_enforced(void)
     p.name = NAME;
     p.compress = WS_COMPRESS_ZSTD;
     p.level = 1;
-    p.content_size = 4999;
-    CHECK(write_object(in, sizeof(in), 1000, &p, &obj, &info) != 0);
-    p.content_size = 5001;
-    CHECK(write_object(in, sizeof(in), 1000, &p, &obj, &info) != 0);
-    p.content_size = 5000;
-    CHECK(write_object(in, sizeof(in), 1000, &p, &obj, &info) == 0);
-    blob_free(&obj);
+    for (p.frames = 0; p.frames <= 1; p.frames++) {
+        p.content_size = 4999;
+        CHECK(write_object(in, sizeof(in), 1000, &p, &obj, &info) != 0);
+        p.content_size = 5001;
+        CHECK(write_object(in, sizeof(in), 1000, &p, &obj, &info) != 0);
+        p.content_size = 5000;
+        CHECK(write_object(in, sizeof(in), 1000, &p, &obj, &info) == 0);
+        blob_free(&obj);
+    }
 }
 
 /*
@@ -428,11 +443,20 @@ static void test_zstd_cli(void)
     p.level = 3;
     p.content_size = -1;
 
-    for (int which = 0; which < 3; which++) {
+    /* one frame, then zstd frames (format version 3): concatenated frames are a valid zstd
+     * stream, which the tool decodes, checking every frame's checksum */
+    for (int k = 0; k < 6; k++) {
+        int which = k % 3;
         const uint8_t *in = which == 1 ? rnd : text;
         size_t len = which == 2 ? 0 : LEN;
         uint8_t fhd;
+        p.frames = k >= 3;
         REQUIRE(write_object(in, len, 100000, &p, &obj, &info) == 0);
+        if (p.frames && len == 0) { /* no content, no frame */
+            CHECK(obj.len == WS_OBJECT_HEADER_SIZE + PLAIN_TRAILER);
+            blob_free(&obj);
+            continue;
+        }
         REQUIRE(obj.len > WS_OBJECT_HEADER_SIZE + PLAIN_TRAILER + 4);
         const uint8_t *payload = obj.data + WS_OBJECT_HEADER_SIZE;
         size_t plen = obj.len - WS_OBJECT_HEADER_SIZE - PLAIN_TRAILER;
@@ -989,9 +1013,12 @@ static void test_xxh3_digest(void)
             CHECK(ws_object_parse_header(hdr, NAME, &hinfo, &chunk, &err) == WS_ERR_CORRUPT);
             hdr[11] = 2;
             CHECK(ws_object_parse_header(hdr, NAME, &hinfo, &chunk, &err) == WS_ERR_CORRUPT);
-            hdr[8] = 3, hdr[11] = 1;
+            hdr[8] = 3, hdr[11] = 1; /* version 3 is zstd frames (byte 9 = 2), nothing else */
+            CHECK(hdr[9] != WS_OBJECT_ZSTD_FRAMES &&
+                  ws_object_parse_header(hdr, NAME, &hinfo, &chunk, &err) == WS_ERR_CORRUPT);
+            hdr[8] = 4;
             CHECK(ws_object_parse_header(hdr, NAME, &hinfo, &chunk, &err) == WS_ERR_CORRUPT &&
-                  strstr(err.msg, "format version 3") != NULL);
+                  strstr(err.msg, "format version 4") != NULL);
             blob_free(&obj);
         }
     /* ws_object_digest_fd: both kinds, as a writer records them */
@@ -1186,7 +1213,8 @@ static void test_content_limit(void)
     REQUIRE(zeros != NULL);
     make_key(&key, 77);
     keyring_of(&kr, &key, 1);
-    for (int enc = 0; enc <= 1; enc++) {
+    for (int mode = 0; mode < 4; mode++) {
+        int enc = mode & 1;
         struct ws_object_params p = {0};
         struct ws_object_info info;
         struct blob obj;
@@ -1194,6 +1222,8 @@ static void test_content_limit(void)
 
         p.name = NAME;
         p.compress = WS_COMPRESS_ZSTD;
+        p.frames = mode >= 2; /* a frame holds at most 1 MiB: the cap comes first all the same */
+        read_workers = mode == 3 ? 2 : 0;
         p.level = 3;
         p.content_size = -1;
         p.key = enc ? &key : NULL;
@@ -1220,6 +1250,7 @@ static void test_content_limit(void)
         CHECK(rr.rc == WS_ERR_CORRUPT && rr.out.len <= BIG - 1);
         blob_free(&rr.out);
         read_limit = 0;
+        read_workers = 0;
         blob_free(&obj);
     }
     free(zeros);
@@ -1246,6 +1277,283 @@ static void test_ciphertext_hides_content(void)
     blob_free(&obj);
 }
 
+/* ---- format version 3: zstd frames ---- */
+
+/* rr delivered only a prefix of content (possibly nothing); when encrypted, never all of it (an
+ * unencrypted object's checksum is checked at finish: dest stages, object.h). */
+static int delivered_prefix(const struct read_result *rr, const uint8_t *content, size_t len,
+                            int enc)
+{
+    return (enc ? rr->out.len < len : rr->out.len <= len) &&
+           (rr->out.len == 0 || memcmp(rr->out.data, content, rr->out.len) == 0);
+}
+
+/* One damaged object read through a reader with 0 or 2 threads: refused, only a prefix out. */
+static void check_damaged(const uint8_t *obj, size_t objlen, const char *name,
+                          const struct ws_keyring *kr, size_t variant, const uint8_t *content,
+                          size_t len, int enc, int key_byte, const char *what)
+{
+    struct read_result rr;
+    static int reported;
+
+    read_workers = variant % 2 ? 2 : 0;
+    read_object(obj, objlen, name, kr, pattern_for(variant), (int)(variant % 3 == 0), &rr);
+    read_workers = 0;
+    CHECK(rr.rc == WS_ERR_CORRUPT || (key_byte && rr.rc == WS_ERR_KEY));
+    CHECK(delivered_prefix(&rr, content, len, enc));
+    if ((!(rr.rc == WS_ERR_CORRUPT || (key_byte && rr.rc == WS_ERR_KEY)) ||
+         !delivered_prefix(&rr, content, len, enc)) &&
+        reported++ < 5)
+        fprintf(stderr, "    %s (variant %zu): rc=%s delivered=%zu: %s\n", what, variant,
+                ws_code_name(rr.rc), rr.out.len, rr.err.msg);
+    blob_free(&rr.out);
+}
+
+/*
+ * Every failure mode of the earlier formats with a version 3 object (three frames), encrypted
+ * and not, read with and without threads: flipped bits, truncation, appended bytes, another name,
+ * a wrong or missing key. Encrypted: nothing of a chunk that failed authentication is delivered,
+ * and a frame reaches dest only whole and checked.
+ */
+static void test_frames_tampering(void)
+{
+    enum { LEN = 2 * MIB + 5000 };
+    uint8_t *content = malloc(LEN), *big;
+    struct ws_key key, forged;
+    struct ws_keyring kr, kr_forged;
+
+    REQUIRE(content);
+    make_text(content, LEN, 81);
+    unit_random(content + MIB - 3000, 6000, 82); /* across the first frame boundary */
+    make_key(&key, 81);
+    keyring_of(&kr, &key, 1);
+    make_key(&forged, 82);
+    memcpy(forged.id, key.id, WS_KEY_ID_LEN);
+    keyring_of(&kr_forged, &forged, 1);
+    for (int enc = 0; enc <= 1; enc++) {
+        struct ws_object_params p = {0};
+        struct ws_object_info info;
+        struct read_result rr;
+        struct blob obj;
+        size_t step, trailer = enc ? GCM_TRAILER : PLAIN_TRAILER;
+
+        p.name = NAME;
+        p.compress = WS_COMPRESS_ZSTD;
+        p.frames = 1;
+        p.workers = enc ? 2 : 0;
+        p.level = 3;
+        p.content_size = LEN;
+        p.key = enc ? &key : NULL;
+        p.chunk_size = enc ? 4096 : 0;
+        REQUIRE(write_object(content, LEN, 100000, &p, &obj, &info) == 0);
+        REQUIRE(obj.data[8] == 3 && obj.data[9] == WS_OBJECT_ZSTD_FRAMES);
+        for (read_workers = 0; read_workers <= 3; read_workers += 3) {
+            read_object(obj.data, obj.len, NAME, &kr, P_VARIED, 1, &rr);
+            CHECK(rr.rc == 0 && rr.out.len == LEN && memcmp(rr.out.data, content, LEN) == 0);
+            blob_free(&rr.out);
+        }
+        read_workers = 0;
+        /* every byte of header and trailer, a sample of the body */
+        step = obj.len / 150 + 1;
+        for (size_t pos = 0; pos < obj.len;
+             pos += pos < WS_OBJECT_HEADER_SIZE || pos + trailer + 1 >= obj.len ? 1 : step) {
+            obj.data[pos] ^= (uint8_t)(1u << (pos % 8));
+            check_damaged(obj.data, obj.len, NAME, &kr, pos, content, LEN, enc,
+                          enc && pos >= 16 && pos < 24, "flipped bit");
+            obj.data[pos] ^= (uint8_t)(1u << (pos % 8));
+        }
+        /* truncation: every length of header and trailer, a sample of the body */
+        for (size_t len = 0; len < obj.len;
+             len += len < WS_OBJECT_HEADER_SIZE || len + trailer + 1 >= obj.len ? 1 : step)
+            check_damaged(obj.data, len, NAME, &kr, len, content, LEN, enc, 0, "truncated");
+        /* appended: a byte, a copy of the trailer, a valid zstd frame */
+        big = malloc(obj.len + 4096);
+        REQUIRE(big);
+        memcpy(big, obj.data, obj.len);
+        big[obj.len] = 0;
+        check_damaged(big, obj.len + 1, NAME, &kr, 1, content, LEN, enc, 0, "one byte appended");
+        memcpy(big + obj.len, obj.data + obj.len - trailer, trailer);
+        check_damaged(big, obj.len + trailer, NAME, &kr, 2, content, LEN, enc, 0,
+                      "trailer appended");
+        {
+            size_t n = ZSTD_compress(big + obj.len, 4096, content, 1000, 3);
+            REQUIRE(!ZSTD_isError(n));
+            check_damaged(big, obj.len + n, NAME, &kr, 3, content, LEN, enc, 0, "frame appended");
+        }
+        free(big);
+        /* another name; another key with the same id; no key */
+        read_object(obj.data, obj.len, "main/wal/0000000100000000/000000010000000000000002", &kr,
+                    P_WHOLE, 0, &rr);
+        CHECK(rr.rc == WS_ERR_CORRUPT && (!enc || rr.out.len == 0));
+        blob_free(&rr.out);
+        if (enc) {
+            read_workers = 2;
+            read_object(obj.data, obj.len, NAME, &kr_forged, P_WHOLE, 0, &rr);
+            CHECK(rr.rc == WS_ERR_CORRUPT && rr.out.len == 0);
+            blob_free(&rr.out);
+            read_object(obj.data, obj.len, NAME, NULL, P_WHOLE, 0, &rr);
+            CHECK(rr.rc == WS_ERR_KEY && rr.out.len == 0);
+            blob_free(&rr.out);
+            read_workers = 0;
+        }
+        blob_free(&obj);
+    }
+    free(content);
+}
+
+/* An unencrypted version 3 object around any payload, with a valid checksum (and no digest):
+ * what the frame parser gets once the object's own checks pass. */
+static void plain_v3(const uint8_t *payload, size_t plen, uint64_t content_len, struct blob *obj)
+{
+    uint8_t *o = calloc(1, WS_OBJECT_HEADER_SIZE + plen + PLAIN_TRAILER), *f, nl[4];
+    size_t namelen = strlen(NAME);
+    unsigned int n = 32;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+    REQUIRE(o && md);
+    memcpy(o, "WSAFEOBJ", 8);
+    o[8] = 3, o[9] = WS_OBJECT_ZSTD_FRAMES, o[11] = WS_DIGEST_XXH3_128;
+    if (plen)
+        memcpy(o + WS_OBJECT_HEADER_SIZE, payload, plen);
+    f = o + WS_OBJECT_HEADER_SIZE + plen;
+    for (int i = 0; i < 8; i++) {
+        f[i] = (uint8_t)(content_len >> (56 - 8 * i));
+        f[40 + i] = (uint8_t)((uint64_t)plen >> (56 - 8 * i));
+    }
+    nl[0] = (uint8_t)(namelen >> 24), nl[1] = (uint8_t)(namelen >> 16);
+    nl[2] = (uint8_t)(namelen >> 8), nl[3] = (uint8_t)namelen;
+    REQUIRE(EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1);
+    EVP_DigestUpdate(md, o, WS_OBJECT_HEADER_SIZE);
+    EVP_DigestUpdate(md, nl, 4);
+    EVP_DigestUpdate(md, NAME, namelen);
+    EVP_DigestUpdate(md, o + WS_OBJECT_HEADER_SIZE, plen + WS_OBJECT_FOOTER_SIZE);
+    EVP_DigestFinal_ex(md, f + WS_OBJECT_FOOTER_SIZE, &n);
+    EVP_MD_CTX_free(md);
+    obj->data = o;
+    obj->len = WS_OBJECT_HEADER_SIZE + plen + PLAIN_TRAILER;
+}
+
+/* Compresses in[0..len) as one frame: checksum and content size on or off. 0 on failure. */
+static size_t one_frame(const uint8_t *in, size_t len, int checksum, int size_flag, uint8_t *out,
+                        size_t cap)
+{
+    ZSTD_CCtx *c = ZSTD_createCCtx();
+    size_t n = 0;
+
+    if (c && !ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, checksum)) &&
+        !ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, size_flag))) {
+        if (size_flag) {
+            n = ZSTD_compress2(c, out, cap, in, len);
+        } else { /* streaming without a pledged size: no content size in the header */
+            ZSTD_inBuffer i = {in, len, 0};
+            ZSTD_outBuffer o = {out, cap, 0};
+            n = ZSTD_compressStream2(c, &o, &i, ZSTD_e_end) == 0 ? o.pos : 0;
+        }
+    }
+    ZSTD_freeCCtx(c);
+    CHECK(n != 0 && !ZSTD_isError(n));
+    return ZSTD_isError(n) ? 0 : n;
+}
+
+/* The payload of a version 3 object holds only what the writer writes (zstd_frames.h). */
+static void test_frames_payload_rules(void)
+{
+    enum { CAP = 3 * MIB };
+    uint8_t *text = malloc(MIB + 2), *pl = malloc(CAP);
+    struct read_result rr;
+    struct blob obj;
+    size_t a, b;
+    static const uint8_t skippable[] = {0x50, 0x2a, 0x4d, 0x18, 2, 0, 0, 0, 'h', 'i'};
+
+    REQUIRE(text && pl);
+    make_text(text, MIB + 2, 91);
+    /* two good frames: 1 MiB and 2 bytes */
+    a = one_frame(text, MIB, 1, 1, pl, CAP);
+    b = one_frame(text + MIB, 2, 1, 1, pl + a, CAP - a);
+    plain_v3(pl, a + b, MIB + 2, &obj);
+    read_workers = 2;
+    read_object(obj.data, obj.len, NAME, NULL, P_VARIED, 0, &rr);
+    CHECK(rr.rc == 0 && rr.out.len == MIB + 2 && memcmp(rr.out.data, text, MIB + 2) == 0);
+    blob_free(&rr.out);
+    blob_free(&obj);
+    /* the last frame cut short, or followed by bytes that are no frame */
+    plain_v3(pl, a + b - 1, MIB + 2, &obj);
+    read_object(obj.data, obj.len, NAME, NULL, P_VARIED, 0, &rr);
+    CHECK(rr.rc == WS_ERR_CORRUPT && rr.out.len <= MIB);
+    blob_free(&rr.out);
+    blob_free(&obj);
+    memset(pl + a + b, 0, 5);
+    plain_v3(pl, a + b + 5, MIB + 2, &obj);
+    read_object(obj.data, obj.len, NAME, NULL, P_WHOLE, 0, &rr);
+    CHECK(rr.rc == WS_ERR_CORRUPT && strstr(rr.err.msg, "not a zstd frame") != NULL);
+    blob_free(&rr.out);
+    blob_free(&obj);
+    /* a frame without a checksum, without a content size, of more than 1 MiB; a skippable frame */
+    for (int k = 0; k < 4; k++) {
+        size_t n = k == 3 ? sizeof(skippable)
+                          : one_frame(text, k == 2 ? MIB + 1 : 1000, k != 0, k != 1, pl, CAP);
+        if (k == 3)
+            memcpy(pl, skippable, n);
+        plain_v3(pl, n, k == 2 ? MIB + 1 : 1000, &obj);
+        read_workers = k % 2 ? 2 : 0;
+        read_object(obj.data, obj.len, NAME, NULL, P_VARIED, 0, &rr);
+        CHECK(rr.rc == WS_ERR_CORRUPT && rr.out.len == 0);
+        if (rr.rc != WS_ERR_CORRUPT)
+            fprintf(stderr, "    frame rule %d not enforced\n", k);
+        blob_free(&rr.out);
+        blob_free(&obj);
+    }
+    /* a frame whose checksum does not match its content: nothing of it is delivered */
+    a = one_frame(text, 5000, 1, 1, pl, CAP);
+    pl[a - 1] ^= 1;
+    plain_v3(pl, a, 5000, &obj);
+    read_object(obj.data, obj.len, NAME, NULL, P_WHOLE, 0, &rr);
+    CHECK(rr.rc == WS_ERR_CORRUPT && rr.out.len == 0);
+    blob_free(&rr.out);
+    blob_free(&obj);
+    read_workers = 0;
+    free(text);
+    free(pl);
+}
+
+/* Objects that walsafe wrote before version 3 (object_old.h), byte for byte, still read. */
+static void test_previous_versions(void)
+{
+    static const char OLD_NAME[] = "main/wal/0000000100000000/000000010000000000000003";
+    uint8_t content[8192];
+    struct ws_key key = {0};
+    struct ws_keyring kr;
+    struct ws_error err = {0};
+    struct read_result rr;
+    size_t n = 0;
+
+    while (n < sizeof(content)) {
+        char line[64];
+        int k = snprintf(line, sizeof(line), "line %05zu of an object of format version 2\n", n);
+        for (int i = 0; i < k && n < sizeof(content); i++)
+            content[n++] = (uint8_t)line[i];
+    }
+    for (int i = 0; i < WS_KEY_LEN; i++)
+        key.key[i] = (uint8_t)(0xa5 ^ (i * 7));
+    REQUIRE(ws_key_derive_id(&key, &err) == 0);
+    keyring_of(&kr, &key, 1);
+    CHECK(OBJECT_V1_PLAIN[8] == 1 && OBJECT_V2_GCM[8] == 2);
+    for (int v = 1; v <= 2; v++) {
+        const uint8_t *obj = v == 1 ? OBJECT_V1_PLAIN : OBJECT_V2_GCM;
+        size_t len = v == 1 ? sizeof(OBJECT_V1_PLAIN) : sizeof(OBJECT_V2_GCM);
+        read_workers = 2; /* no effect on one frame */
+        read_object(obj, len, OLD_NAME, &kr, P_VARIED, 1, &rr);
+        CHECK(rr.rc == 0 && rr.out.len == sizeof(content) &&
+              memcmp(rr.out.data, content, sizeof(content)) == 0);
+        CHECK(rr.info.digest == (v == 1 ? WS_DIGEST_SHA256 : WS_DIGEST_XXH3_128));
+        blob_free(&rr.out);
+        read_object(obj, len, NAME, &kr, P_WHOLE, 0, &rr);
+        CHECK(rr.rc == WS_ERR_CORRUPT);
+        blob_free(&rr.out);
+        read_workers = 0;
+    }
+}
+
 const struct unit_test unit_tests[] = {
     {"roundtrip_matrix", test_roundtrip_matrix},
     {"chunk_boundaries", test_chunk_boundaries},
@@ -1263,5 +1571,8 @@ const struct unit_test unit_tests[] = {
     {"key_rotation", test_key_rotation},
     {"ciphertext_hides_content", test_ciphertext_hides_content},
     {"content_limit", test_content_limit},
+    {"frames_tampering", test_frames_tampering},
+    {"frames_payload_rules", test_frames_payload_rules},
+    {"previous_versions", test_previous_versions},
     {NULL, NULL},
 };

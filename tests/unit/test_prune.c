@@ -10,17 +10,22 @@
  * plan as the steps before it leave it. Then the executor over an in-memory repository,
  * including a failure injected at every single storage call of a prune: after each one no backup
  * is listed complete that misses an object or WAL (nor, for a chain, left while its reference
- * is gone), and the next run finishes.
+ * is gone), and the next run finishes. Logical backups: their planner with backdated ids (by count,
+ * by time, both, pins, invalid and abandoned ones), and their executor with a failure at every
+ * storage call: no logical backup is left complete with an object gone, and the next run
+ * finishes.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "pg/wal.h"
 #include "prune/prune.h"
 #include "prune/prune_int.h"
 #include "repo/catalog.h"
+#include "repo/logical.h"
 #include "fixture.h"
 #include "unit.h"
 
@@ -1667,6 +1672,22 @@ static void test_step_select_wal(void)
     ws_prune_plan_free(&f.plan);
 }
 
+/* The summary line ws_prune_print_summary writes for f's plan and res, in line. */
+static int summary(const struct fx *f, const struct ws_prune_result *res, int dry_run, char *line,
+                   size_t size)
+{
+    FILE *out = tmpfile();
+    int ok;
+
+    if (!out)
+        return 0;
+    ws_prune_print_summary(out, &f->in, &f->plan, res, dry_run);
+    rewind(out);
+    ok = fgets(line, (int)size, out) != NULL;
+    fclose(out);
+    return ok;
+}
+
 /* wal-receive's streamed chunks: those of a segment stored whole, or below their timeline's
  * cutoff, go; those of the segment in progress (and of a timeline without a rule) stay. */
 static void test_step_select_chunks(void)
@@ -1692,8 +1713,8 @@ static void test_step_select_chunks(void)
     for (size_t i = 0; i < 5; i++) {
         seg_name(s, chunks[i].tli, chunks[i].segno);
         snprintf(names[i], sizeof(names[i]), "%s.%08zX-%08zX", s, i * 16, i * 16 + 16);
-        c[i] = (struct ws_prune_wal){names[i],        NULL, WS_WAL_SEGMENT, chunks[i].tli,
-                                     chunks[i].segno, 16};
+        c[i] = (struct ws_prune_wal){names[i], NULL, WS_WAL_SEGMENT, chunks[i].tli, chunks[i].segno,
+                                     16,       0};
     }
     f.in.chunks = c;
     f.in.nchunks = 5;
@@ -1704,6 +1725,19 @@ static void test_step_select_chunks(void)
     CHECK(f.plan.nchunk_delete == 2);
     for (size_t j = 0; j < f.plan.nchunk_delete; j++)
         CHECK(chunks[f.plan.chunk_delete[j]].goes);
+    /* the summary names them: a dry run from the plan, a run from what it deleted */
+    {
+        struct ws_prune_result res = {0};
+        char line[1024];
+        CHECK(summary(&f, &res, 1, line, sizeof(line)) &&
+              strstr(line, "0 WAL file(s) and 2 streamed chunk(s) (") != NULL);
+        CHECK(summary(&f, &res, 0, line, sizeof(line)) && !strstr(line, "streamed chunk"));
+        res.chunks_deleted = 1;
+        res.temp_deleted = 3;
+        CHECK(summary(&f, &res, 0, line, sizeof(line)) &&
+              strstr(line, " and 3 temp file(s) of killed uploads and 1 streamed chunk(s) (") !=
+                  NULL);
+    }
     ws_prune_plan_free(&f.plan);
 }
 
@@ -2193,8 +2227,227 @@ static void test_execute_chain_interrupted(void)
     CHECK(interrupted == 3 * 5 + 30);
 }
 
+/* ---- logical backups (retain_logical, retain_logical_time) ---- */
+
+struct lfx {
+    struct ws_prune_logical b[16];
+    size_t n;
+    struct ws_prune_logical_input in;
+    struct ws_prune_logical_plan plan;
+    struct ws_error err;
+};
+
+/* A logical backup started `age` seconds before NOW (its id says when), last written then. */
+static size_t ladd(struct lfx *f, int64_t age, int status, int pinned)
+{
+    struct ws_prune_logical *b = &f->b[f->n];
+
+    memset(b, 0, sizeof(*b));
+    ws_backup_id_from_time(NOW - age, b->id);
+    b->status = status;
+    b->pinned = pinned;
+    b->last_write = NOW - age;
+    b->stored_bytes = 1000 + f->n;
+    return f->n++;
+}
+
+static int lplan(struct lfx *f, int count, int64_t window)
+{
+    f->in.backups = f->b;
+    f->in.n = f->n;
+    f->in.now = NOW;
+    f->in.retain_logical = count;
+    f->in.retain_logical_time = window;
+    f->in.incomplete_age = 60;
+    return ws_prune_logical_plan_make(&f->in, &f->plan, &f->err);
+}
+
+static void test_logical_no_policy(void)
+{
+    struct lfx f = {0};
+
+    ladd(&f, DAY, WS_LOGICAL_COMPLETE, 0);
+    CHECK(lplan(&f, 0, 0) == WS_ERR_CONFIG && strstr(f.err.msg, "retain_logical"));
+}
+
+static void test_logical_by_count(void)
+{
+    struct lfx f = {0};
+    size_t d5, d4, d3, d2, d1, pin, inv, young, old, oldpin;
+
+    /* added out of order: the plan orders by id */
+    d2 = ladd(&f, 2 * DAY, WS_LOGICAL_COMPLETE, 0);
+    d5 = ladd(&f, 5 * DAY, WS_LOGICAL_COMPLETE, 0);
+    d1 = ladd(&f, 1 * DAY, WS_LOGICAL_COMPLETE, 0);
+    d4 = ladd(&f, 4 * DAY, WS_LOGICAL_COMPLETE, 0);
+    d3 = ladd(&f, 3 * DAY, WS_LOGICAL_COMPLETE, 0);
+    pin = ladd(&f, 9 * DAY, WS_LOGICAL_COMPLETE, 1);
+    inv = ladd(&f, 8 * DAY, WS_LOGICAL_INVALID, 0);
+    young = ladd(&f, 10 * MIN, WS_LOGICAL_INCOMPLETE, 0);     /* a create running */
+    old = ladd(&f, 7 * DAY, WS_LOGICAL_INCOMPLETE, 0);        /* a killed create */
+    oldpin = ladd(&f, 6 * DAY + 1, WS_LOGICAL_INCOMPLETE, 1); /* pinned: stays */
+    REQUIRE(lplan(&f, 2, 0) == 0);
+    CHECK(f.plan.keep[d1] && f.plan.why[d1] == (WS_LKEEP_NEWEST | WS_LKEEP_COUNT));
+    CHECK(f.plan.keep[d2] && f.plan.why[d2] == WS_LKEEP_COUNT);
+    CHECK(!f.plan.keep[d3] && f.plan.why[d3] == WS_LDROP_RETENTION);
+    CHECK(!f.plan.keep[d4] && !f.plan.keep[d5]);
+    CHECK(f.plan.keep[pin] && f.plan.why[pin] == WS_LKEEP_PINNED); /* not counted either */
+    CHECK(f.plan.keep[inv] && f.plan.why[inv] == WS_LKEEP_INVALID);
+    CHECK(f.plan.keep[young] && f.plan.why[young] == WS_LKEEP_YOUNG);
+    CHECK(!f.plan.keep[old] && f.plan.why[old] == WS_LDROP_ABANDONED);
+    CHECK(f.plan.keep[oldpin] && f.plan.why[oldpin] == WS_LKEEP_PINNED);
+    /* oldest first: old (7 d), d5, d4, d3 */
+    REQUIRE(f.plan.ndelete == 4);
+    CHECK(f.plan.deletes[0] == old && f.plan.deletes[1] == d5 && f.plan.deletes[2] == d4 &&
+          f.plan.deletes[3] == d3);
+    CHECK(f.plan.bytes == f.b[old].stored_bytes + f.b[d5].stored_bytes + f.b[d4].stored_bytes +
+                              f.b[d3].stored_bytes);
+    ws_prune_logical_plan_free(&f.plan);
+}
+
+static void test_logical_by_time(void)
+{
+    struct lfx f = {0};
+    size_t d1, d3, d3b, d4, d6;
+    char why[512];
+
+    d6 = ladd(&f, 6 * DAY, WS_LOGICAL_COMPLETE, 0);
+    d4 = ladd(&f, 4 * DAY, WS_LOGICAL_COMPLETE, 0);
+    d3b = ladd(&f, 3 * DAY + 1, WS_LOGICAL_COMPLETE, 0); /* a second before the window */
+    d3 = ladd(&f, 3 * DAY, WS_LOGICAL_COMPLETE, 0);      /* at its start: inside */
+    d1 = ladd(&f, 1 * DAY, WS_LOGICAL_COMPLETE, 0);
+    REQUIRE(lplan(&f, 0, 3 * DAY) == 0);
+    CHECK(f.plan.why[d1] == (WS_LKEEP_NEWEST | WS_LKEEP_WINDOW));
+    CHECK(f.plan.why[d3] == WS_LKEEP_WINDOW);
+    CHECK(!f.plan.keep[d3b] && !f.plan.keep[d4] && !f.plan.keep[d6]);
+    CHECK(f.plan.ndelete == 3 && f.plan.deletes[0] == d6 && f.plan.deletes[2] == d3b);
+    ws_prune_logical_why_text(&f.in, f.plan.why[d3], why, sizeof(why));
+    CHECK(strstr(why, "within the last 3d (retain_logical_time)") != NULL);
+    ws_prune_logical_plan_free(&f.plan);
+    /* both policies: what either keeps */
+    REQUIRE(lplan(&f, 4, 3 * DAY) == 0);
+    CHECK(f.plan.keep[d3b] && f.plan.keep[d4] && !f.plan.keep[d6] && f.plan.ndelete == 1);
+    CHECK(f.plan.why[d4] == WS_LKEEP_COUNT);
+    ws_prune_logical_plan_free(&f.plan);
+    /* every backup older than the window: the newest complete one stays all the same */
+    REQUIRE(lplan(&f, 0, HOUR) == 0);
+    CHECK(f.plan.keep[d1] && f.plan.why[d1] == WS_LKEEP_NEWEST && f.plan.ndelete == 4);
+    ws_prune_logical_plan_free(&f.plan);
+}
+
+/* A logical backup through the catalog (repo/logical.h): claim, one dump object, manifest. */
+static void put_logical(struct ws_repo *repo, const char *id, const struct ws_key *key)
+{
+    struct ws_logical_manifest m = {0};
+    struct ws_logical_object o = {0};
+    struct ws_config cfg;
+    struct ws_sink *w = NULL;
+    struct ws_error err = {0};
+    int rc;
+
+    unit_config(&cfg, "repo", "/nonexistent", NULL);
+    memcpy(m.id, id, sizeof(m.id));
+    m.label = strdup("");
+    m.start_time = ws_backup_id_time(id);
+    m.stop_time = m.start_time + 5;
+    m.pg_version = m.pg_dump_version = 150004;
+    rc = ws_logical_claim(repo, id, &err);
+    if (rc == 0)
+        rc = ws_logical_add_dump(&m, "app", WS_LOGICAL_CUSTOM, &err);
+    if (rc == 0 && (rc = ws_logical_object_open(repo, id, "000.dump", &cfg, key, &w, &err)) == 0 &&
+        (rc = ws_sink_write(w, "PGDMP dump bytes", 16, &err)) == 0 &&
+        (rc = ws_sink_finish(w, &err)) == 0) {
+        ws_logical_object_done(w, &o);
+        o.name = "000.dump";
+        rc = ws_logical_add_object(&m, &o, &err);
+    }
+    ws_sink_free(w);
+    if (rc == 0)
+        rc = ws_logical_manifest_store(repo, &m, &cfg, key, &err);
+    if (rc != 0)
+        unit_fail(__FILE__, __LINE__, err.msg);
+    ws_logical_manifest_free(&m);
+    ws_config_free(&cfg);
+}
+
+/* A prune of three backdated logical backups with retain_logical 1, a fault injected at the nth
+ * storage call of kind op; *rc its result. */
+static void prune_logical_once(struct ws_repo *repo, const struct ws_keyring *kr, int64_t now,
+                               int op, int nth, int *rc, struct ws_error *err)
+{
+    struct ws_prune_logical_state st = {0};
+    struct ws_prune_lrun lr = {0};
+
+    *rc = ws_prune_logical_gather(repo, kr, &st, err);
+    if (*rc == 0) {
+        lr.in.backups = st.backups;
+        lr.in.n = st.n;
+        lr.in.now = now;
+        lr.in.retain_logical = 1;
+        *rc = ws_prune_logical_plan_make(&lr.in, &lr.plan, err);
+    }
+    ws_storage_mem_fault(repo->st, op, nth, WS_ERR_STORAGE);
+    if (*rc == 0)
+        *rc = ws_prune_logical_execute(repo, &lr.in, &lr.plan, NULL, NULL, &lr.deleted, &lr.bytes,
+                                       err);
+    ws_storage_mem_fault(repo->st, 0, 0, 0);
+    ws_prune_logical_plan_free(&lr.plan);
+    ws_prune_logical_state_free(&st);
+}
+
+static void test_logical_execute_faults(void)
+{
+    static const int ops[] = {WS_MEM_REMOVE, WS_MEM_LIST};
+    struct ws_key key;
+    struct ws_keyring kr;
+    char ids[3][WS_BACKUP_ID_LEN + 1];
+    int op, nth, failed = 0;
+
+    unit_key(&key, 3);
+    unit_keyring(&kr, &key, 1);
+    for (op = 0; op < 2; op++)
+        for (nth = 1; nth < 16; nth++) {
+            struct ws_repo repo = {0};
+            struct ws_logical_catalog cat = {0};
+            struct ws_error err = {0};
+            int rc, k;
+
+            REQUIRE(unit_mem_repo(&repo, "main", NULL) == 0);
+            for (k = 0; k < 3; k++) {
+                ws_backup_id_from_time(NOW - (3 - k) * DAY, ids[k]);
+                put_logical(&repo, ids[k], &key);
+            }
+            prune_logical_once(&repo, &kr, NOW, ops[op], nth, &rc, &err);
+            failed += rc != 0;
+            REQUIRE(ws_logical_catalog_load(&repo, &kr, &cat, &err) == 0);
+            /* after any failure: the kept one complete; the others gone, incomplete, or (their
+             * manifest's removal failed) complete with every object */
+            for (k = 0; k < 3; k++) {
+                const struct ws_logical_entry *e = ws_logical_catalog_find(&cat, ids[k]);
+                if (k == 2)
+                    CHECK(e && e->status == WS_LOGICAL_COMPLETE);
+                else if (e && e->status == WS_LOGICAL_COMPLETE)
+                    CHECK(rc != 0 && e->nobjects == 3); /* claim, dump, manifest */
+            }
+            ws_logical_catalog_free(&cat);
+            /* a run after the age limit finishes (what an interrupted delete leaves is incomplete,
+             * like a killed create: the objects' times are this machine's clock) */
+            prune_logical_once(&repo, &kr, (int64_t)time(NULL) + 2 * DAY, 0, 0, &rc, &err);
+            CHECK(rc == 0);
+            REQUIRE(ws_logical_catalog_load(&repo, &kr, &cat, &err) == 0);
+            CHECK(cat.n == 1 && strcmp(cat.backups[0].id, ids[2]) == 0);
+            ws_logical_catalog_free(&cat);
+            ws_storage_close(repo.st);
+        }
+    CHECK(failed > 0);
+}
+
 const struct unit_test unit_tests[] = {
     {"no_policy", test_no_policy},
+    {"logical_no_policy", test_logical_no_policy},
+    {"logical_by_count", test_logical_by_count},
+    {"logical_by_time", test_logical_by_time},
+    {"logical_execute_faults", test_logical_execute_faults},
     {"retain_full", test_retain_full},
     {"order_by_time_and_lsn", test_order_by_time_and_lsn},
     {"retain_time", test_retain_time},

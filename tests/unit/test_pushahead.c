@@ -537,6 +537,27 @@ static void test_backlog(void)
     ws_config_free(&e.cfg);
 }
 
+/* With max_rate set, the push-ahead process uploads through the limiter (io/ratelimit.h): every
+ * file stored once and recorded, and byte-identical when fetched back. (The rate itself is
+ * measured by tests/integration/t_max_rate.sh on create and restore, which share the front-end.) */
+static void test_max_rate(void)
+{
+    struct env e;
+    struct ws_pushahead_result res;
+    struct ws_error err = {0};
+    int n = 8;
+
+    REQUIRE(setup(&e, "max_rate", "2") == 0);
+    REQUIRE(ws_config_set(&e.cfg, "max_rate", "64MB", "test", &err) == 0);
+    REQUIRE(add_ready(&e, 1, n) == 0);
+    if (push(&e, 1, &res, &err) != 0)
+        unit_fail(__FILE__, __LINE__, err.msg);
+    for (int k = 1; k <= n; k++)
+        CHECK(in_repo(&e, (uint64_t)k) && has_record(&e, (uint64_t)k) &&
+              fetch_same(&e, (uint64_t)k));
+    ws_config_free(&e.cfg);
+}
+
 /* The archiver's next call comes while the batch still pushes: it waits for that file's lock, then
  * its record answers. */
 static void test_in_flight(void)
@@ -930,6 +951,7 @@ const struct unit_test unit_tests[] = {
     {"fingerprint of a WAL file", test_fingerprint_file},
     {"backlog drained through records", test_backlog},
     {"the next call waits for the file in flight", test_in_flight},
+    {"push-ahead with max_rate", test_max_rate},
     {"stale record: content changed under the name", test_stale_record},
     {"damaged and foreign records", test_untrusted_records},
     {"failing and locked batch files, failing X", test_failures},

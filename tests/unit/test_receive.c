@@ -4,7 +4,8 @@
  * it byte for byte) and leaves the spool; the segment in progress is stored as a chunk when the
  * receiver stops, and wal-fetch serves it zero-filled; the flush position reported to the server
  * is what was received; a connection that fails stores what was received first; a server of
- * another system is refused at once.
+ * another system is refused at once; a later session's bytes replace the chunks of an earlier
+ * one that the server has rewritten since; a slot_name the server would refuse stops it at once.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -28,7 +29,9 @@ static struct {
     uint64_t flushed;    /* the last flush position reported */
     uint64_t start;      /* START_REPLICATION's position */
     volatile sig_atomic_t *stop;
-    int cut; /* after the last message the connection fails instead of idling */
+    int cut;             /* after the last message the connection fails instead of idling */
+    const uint8_t *part; /* set: segment 1's first part_len bytes only, in one message */
+    size_t part_len;
 } script;
 
 struct fake {
@@ -93,7 +96,14 @@ static int f_next(struct ws_repl *r, int timeout_ms, struct ws_repl_wal_msg *m,
     (void)err;
     memset(m, 0, sizeof(*m));
     m->type = WS_REPL_WAL;
-    if (script.sent < 4) {
+    if (script.part && script.sent == 0) {
+        m->wal_start = UNIT_SEG;
+        m->data = script.part;
+        m->len = script.part_len;
+    } else if (script.part) {
+        m->type = WS_REPL_IDLE;
+        *script.stop = 1;
+    } else if (script.sent < 4) {
         m->wal_start = UNIT_SEG + (uint64_t)script.sent * PIECE;
         m->data = script.seg + (size_t)script.sent * PIECE;
         m->len = PIECE;
@@ -223,9 +233,89 @@ static void test_foreign(void)
     ws_config_free(&cfg);
 }
 
+/* A slot_name PostgreSQL would refuse (the configuration takes any text): the receiver and
+ * --create-slot stop at once with one line naming the key, nothing streamed. */
+static void test_bad_slot_name(void)
+{
+    static const char *const bad[] = {"", "Walsafe", "a-b"};
+    static volatile sig_atomic_t stop;
+    struct ws_config cfg;
+    char seg_path[600];
+
+    REQUIRE(setup("badslot", &cfg, seg_path, sizeof(seg_path)) == 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        struct ws_error err = {0};
+        REQUIRE(ws_config_set(&cfg, "slot_name", bad[i], "t", &err) == 0);
+        memset(&script, 0, sizeof(script));
+        script.sysid = UNIT_SYSID;
+        script.stop = &stop;
+        stop = 0;
+        CHECK(ws_receive_run(&cfg, &fake_ops, &stop, &err) == WS_ERR_CONFIG);
+        CHECK(strstr(err.msg, "\"slot_name\"") && !strchr(err.msg, '\n') && script.sent == 0);
+        memset(&err, 0, sizeof(err));
+        CHECK(ws_receive_slot(&cfg, &fake_ops, 1, &err) == WS_ERR_CONFIG);
+        CHECK(strstr(err.msg, "\"slot_name\"") && !strchr(err.msg, '\n'));
+    }
+    ws_config_free(&cfg);
+}
+
+/* One session: segment 1's first len bytes of wal, stored as a chunk when the receiver stops;
+ * then what wal-fetch serves for segment 1 must be those bytes and zeros. */
+static void session_part(const char *tag, struct ws_config *cfg, const uint8_t *wal, size_t len)
+{
+    static volatile sig_atomic_t stop;
+    struct ws_error err = {0};
+    char dest[600], name[WS_WAL_NAME_LEN + 1];
+    uint8_t *got = NULL;
+    size_t got_len = 0;
+    int zeros = 1;
+
+    memset(&script, 0, sizeof(script));
+    script.sysid = UNIT_SYSID;
+    script.part = wal;
+    script.part_len = len;
+    script.stop = &stop;
+    stop = 0;
+    CHECK(ws_receive_run(cfg, &fake_ops, &stop, &err) == 0);
+    CHECK(script.start == UNIT_SEG && script.flushed == UNIT_SEG + len);
+    ws_wal_format_name(name, 1, 1, UNIT_SEG);
+    REQUIRE(unit_path(dest, sizeof(dest), "%s-restored-%zu", tag, len) == 0);
+    CHECK(ws_archive_fetch(cfg, name, dest, &err) == 0);
+    REQUIRE(unit_read(dest, &got, &got_len) == 0);
+    CHECK(got_len == UNIT_SEG && memcmp(got, wal, len) == 0);
+    for (size_t i = len; got_len == UNIT_SEG && i < got_len; i++)
+        zeros &= got[i] == 0;
+    CHECK(zeros);
+    free(got);
+}
+
+/* The server crashed and its recovery rewrote the end of WAL at the same positions (an
+ * overwritten torn record): the chunks the receiver stored before hold bytes that are no longer
+ * the server's. A later session's bytes win, whether its chunk has the same range as an old one
+ * (stored again) or a shorter one (the old, longer chunk removed). */
+static void test_rewritten(void)
+{
+    struct ws_config cfg;
+    char seg_path[600];
+    uint8_t *a = malloc(2 * PIECE), *b = malloc(2 * PIECE), *c = malloc(2 * PIECE);
+
+    REQUIRE(a && b && c);
+    REQUIRE(setup("rewritten", &cfg, seg_path, sizeof(seg_path)) == 0);
+    unit_random(a, 2 * PIECE, 11);
+    memcpy(b, a, PIECE); /* the same up to PIECE, then other bytes */
+    unit_random(b + PIECE, PIECE, 12);
+    memcpy(c, b, PIECE / 2); /* the same up to PIECE / 2 */
+    unit_random(c + PIECE / 2, PIECE + PIECE / 2, 13);
+    session_part("rewritten", &cfg, a, 2 * PIECE);
+    session_part("rewritten", &cfg, b, 2 * PIECE); /* the same chunk range: stored again */
+    session_part("rewritten", &cfg, c, PIECE);     /* shorter: the longer chunk goes */
+    free(a);
+    free(b);
+    free(c);
+    ws_config_free(&cfg);
+}
+
 const struct unit_test unit_tests[] = {
-    {"stream", test_stream},
-    {"stream_cut", test_stream_cut},
-    {"foreign", test_foreign},
-    {NULL, NULL},
+    {"stream", test_stream},       {"stream_cut", test_stream_cut},       {"foreign", test_foreign},
+    {"rewritten", test_rewritten}, {"bad_slot_name", test_bad_slot_name}, {NULL, NULL},
 };

@@ -1155,10 +1155,28 @@ static void test_force_disarms_first(void)
     }
     snprintf(p, sizeof(p), "%s/PG_VERSION", dir);
     CHECK(stat(p, &st) == 0); /* the rest waits for its turn */
+    /* global a symbolic link to a directory holding a pg_control: the link goes, what it points
+     * to stays */
+    {
+        char elsewhere[PATH_MAX], link[PATH_MAX], target[PATH_MAX + 16];
+        snprintf(elsewhere, sizeof(elsewhere), "%s.elsewhere", dir);
+        CHECK(mkdir(elsewhere, 0700) == 0);
+        snprintf(target, sizeof(target), "%s/pg_control", elsewhere);
+        FILE *f = fopen(target, "w");
+        CHECK(f != NULL);
+        if (f)
+            fclose(f);
+        snprintf(link, sizeof(link), "%s/global", dir);
+        CHECK(rmdir(link) == 0 && symlink(elsewhere, link) == 0);
+        CHECK(ws_restore_empty_targets(&r, &err) != 0);
+        if (lstat(link, &st) == 0)
+            unit_fail(__FILE__, __LINE__, "the global link was left");
+        CHECK(stat(target, &st) == 0);
+        unlink(target);
+        rmdir(elsewhere);
+    }
     close(r.data.fd);
     unlink(p);
-    snprintf(p, sizeof(p), "%s/global", dir);
-    rmdir(p);
     rmdir(dir);
 }
 

@@ -885,6 +885,89 @@ static void test_posix_modes(void)
     ws_storage_close(d.st);
 }
 
+/* Run as root in a repository another user owns, every directory and file created is that
+ * user's (basebackup and wal-prune --allow-root must leave nothing root-owned there). */
+static void test_posix_gives_to_owner(void)
+{
+    const uid_t nobody = 65534;
+    struct ws_storage *st = NULL;
+    struct ws_error err = {0};
+    struct stat sb;
+    char root[600], path[700];
+    static const char *const made[] = {"c", "c/backup", "c/backup/obj"};
+
+    if (geteuid() != 0) {
+        fprintf(stderr, "    skipped: needs root\n");
+        return;
+    }
+    snprintf(root, sizeof(root), "%s/owned-by-nobody", unit_tmpdir());
+    REQUIRE(mkdir(root, 0700) == 0 && chown(root, nobody, nobody) == 0);
+    REQUIRE(posix_open(root, &st, &err) == 0);
+    CHECK(put(st, "c/backup/obj", 0, "data", 4, &err) == 0);
+    for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", root, made[i]);
+        CHECK(lstat(path, &sb) == 0 && sb.st_uid == nobody && sb.st_gid == nobody);
+    }
+    ws_storage_close(st);
+}
+
+static int count_denied(void *arg, const char *key, const struct ws_storage_stat *st,
+                        struct ws_error *err)
+{
+    (void)err;
+    if (st->denied && strcmp(key, "c/backup/B/") == 0)
+        ++*(int *)arg;
+    return 0;
+}
+
+/* A directory below the prefix that the user may not read: ws_storage_list fails naming it,
+ * ws_storage_list_denied passes it on as a denied entry and lists the rest. Run in a child as
+ * nobody (root reads everything). */
+static void test_posix_denied_listing(void)
+{
+    const uid_t nobody = 65534;
+    char root[600], path[700];
+    int status = -1;
+    pid_t pid;
+
+    if (geteuid() != 0) {
+        fprintf(stderr, "    skipped: needs root\n");
+        return;
+    }
+    snprintf(root, sizeof(root), "%s/denied", unit_tmpdir());
+    REQUIRE(mkdir(root, 0755) == 0 && chown(root, nobody, nobody) == 0);
+    chmod(unit_tmpdir(), 0755);
+    snprintf(path, sizeof(path), "%s/c", root);
+    REQUIRE(mkdir(path, 0755) == 0);
+    snprintf(path, sizeof(path), "%s/c/backup", root);
+    REQUIRE(mkdir(path, 0755) == 0);
+    snprintf(path, sizeof(path), "%s/c/backup/A", root);
+    REQUIRE(mkdir(path, 0755) == 0);
+    snprintf(path, sizeof(path), "%s/c/backup/B", root);
+    REQUIRE(mkdir(path, 0700) == 0); /* root's */
+    REQUIRE((pid = fork()) >= 0);
+    if (pid == 0) {
+        struct ws_storage *st = NULL;
+        struct ws_error err = {0};
+        int denied = 0, bad = 0;
+        if (setgid(nobody) != 0 || setuid(nobody) != 0 || posix_open(root, &st, &err) != 0)
+            _exit(10);
+        if (ws_storage_list(st, "c/backup/", count_denied, &denied, &err) != WS_ERR_STORAGE ||
+            err.sys_errno != EACCES || !strstr(err.msg, "c/backup/B") || denied != 0)
+            bad |= 1;
+        memset(&err, 0, sizeof(err));
+        if (ws_storage_list_denied(st, "c/backup/", count_denied, &denied, &err) != 0 ||
+            denied != 1)
+            bad |= 2;
+        ws_storage_close(st);
+        _exit(bad);
+    }
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fprintf(stderr, "    child status %d\n", status);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 static void test_posix_open(void)
 {
     struct ws_storage *st = NULL;
@@ -2133,6 +2216,8 @@ const struct unit_test unit_tests[] = {
     {"dot_keys", test_dot_keys},
     {"invalid_keys", test_invalid_keys},
     {"posix_modes", test_posix_modes},
+    {"posix_gives_to_owner", test_posix_gives_to_owner},
+    {"posix_denied_listing", test_posix_denied_listing},
     {"posix_open", test_posix_open},
     {"posix_temp_files", test_posix_temp_files},
     {"s3_empty_credentials", test_s3_empty_credentials},
