@@ -67,7 +67,7 @@ PIC_LIB  = $(BUILD)/pic/libwalsafe.a
 MODULE   = $(BUILD)/lib/walsafe_archive.so
 
 .SECONDARY:
-.PHONY: all module bench-module check unit integration install clean lint demo bench bench-backup bench-remote bench-recovery bench-logical deps \
+.PHONY: all module bench-module check test-build unit integration install clean lint demo bench bench-backup bench-remote bench-recovery bench-logical deps \
         fuzz fuzz-check fuzz-build coverage coverage-build
 all: $(BINS) module
 
@@ -161,10 +161,16 @@ integration: all $(TOOL_BIN) $(SHIM_LIB) $(BUILD)/tests/test_storage
 	$(SAN_ENV) tests/integration/run.sh $(BUILD)/bin
 
 # Everything: unit tests and the integration suite under ASan/UBSan, then the integration
-# suite again on the optimised build that users run.
+# suite again on the optimised build that users run. The three builds first, one job per CPU
+# (the tests then run as before: their own parallelism is IT_JOBS and FUZZ_JOBS).
+NPROC := $(shell nproc 2>/dev/null || echo 1)
+test-build: all $(UNIT_BIN) $(TOOL_BIN) $(SHIM_LIB) $(BUILD)/tests/test_storage
 check: deps
 	scripts/banned.sh
 	scripts/layers.sh
+	$(MAKE) -j$(NPROC) test-build man
+	$(MAKE) -j$(NPROC) SANITIZE=1 test-build
+	$(MAKE) -j$(NPROC) fuzz-build
 	$(MAKE) man-check
 	$(MAKE) SANITIZE=1 unit-run
 	$(MAKE) fuzz-check
