@@ -6,6 +6,8 @@
 # Environment:
 #   SEGMENTS=N   number of 16 MiB WAL segments to push and fetch (default 100)
 #   SCALE=N      pgbench -i scale of the throwaway cluster (default 50)
+#   WAL_GEN=update  makes the WAL with bulk UPDATEs and CHECKPOINTs instead of TPC-B (bench/lib.sh
+#                make_wal: much faster to make; the data line names it)
 #   KEEP=1       keep the temporary directory (printed at the end) instead of removing it
 #   MODE=local   walsafe against a repository directory on the same disk (default); MODE=sftp
 #                also runs walsafe against an sftp:// repository on a private sshd on loopback
