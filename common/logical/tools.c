@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,26 +49,24 @@ static int write_passfile(int fd, const char *password)
 int ws_tools_open(struct ws_tools *t, const struct ws_config *cfg, struct ws_error *err)
 {
     char *conninfo = NULL, *password = NULL;
-    int fd = -1, rc;
+    int rc;
 
     memset(t, 0, sizeof(*t));
     t->cfg = cfg;
+    t->passfd = -1;
     if ((rc = ws_pg_libpq_tool_conninfo(cfg->pg_conninfo, "postgres", &conninfo, &password, err)) !=
         0)
         return rc;
     free(conninfo);
     if (!password)
         return 0;
-    snprintf(t->passfile, sizeof(t->passfile), "%s/walsafe-pgpass.XXXXXX", temp_base(t));
-    if ((fd = mkstemp(t->passfile)) < 0) {
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not create a passfile in \"%s\"",
-                             temp_base(t));
-        t->passfile[0] = '\0';
-    } else if (fchmod(fd, 0600) != 0 || write_passfile(fd, password) != 0) {
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not write passfile \"%s\"", t->passfile);
-    }
-    if (fd >= 0)
-        close(fd);
+    /* in memory only: no name in any directory, gone with the last process that holds it */
+    if ((t->passfd = memfd_create("walsafe-pgpass", MFD_CLOEXEC)) < 0)
+        rc = ws_error_setsys(err, WS_ERR_IO, errno,
+                             "could not create a memory file for the password of pg_conninfo");
+    else if (fchmod(t->passfd, 0600) != 0 || write_passfile(t->passfd, password) != 0)
+        rc = ws_error_setsys(err, WS_ERR_IO, errno,
+                             "could not write the password of pg_conninfo to a memory file");
     memset(password, 0, strlen(password));
     free(password);
     if (rc)
@@ -77,9 +76,9 @@ int ws_tools_open(struct ws_tools *t, const struct ws_config *cfg, struct ws_err
 
 void ws_tools_close(struct ws_tools *t)
 {
-    if (t->passfile[0])
-        unlink(t->passfile);
-    t->passfile[0] = '\0';
+    if (t->cfg && t->passfd >= 0) /* a zeroed ws_tools was never opened: its 0 is not ours */
+        close(t->passfd);
+    t->passfd = -1;
 }
 
 static int executable(const char *path)
@@ -141,7 +140,7 @@ int ws_tools_version(const struct ws_tools *t, const char *path, int *version, s
     snprintf(what, sizeof(what), "\"%s --version\"", path);
     if ((rc = ws_buffer_sink_new(4096, &buf, err)) != 0)
         return rc;
-    if ((rc = ws_child_start(&c, what, argv, NULL, WS_CHILD_NULL, WS_CHILD_PIPE, err)) == 0) {
+    if ((rc = ws_child_start(&c, what, argv, -1, WS_CHILD_NULL, WS_CHILD_PIPE, err)) == 0) {
         rc = ws_child_pump(&c, buf, err);
         if (rc == 0)
             rc = ws_child_wait(&c, err);
@@ -172,8 +171,7 @@ int ws_tools_run(const struct ws_tools *t, const char *what, char *const argv[],
     struct ws_child c;
     int rc;
 
-    if ((rc = ws_child_start(&c, what, argv, t->passfile[0] ? t->passfile : NULL, WS_CHILD_NULL,
-                             WS_CHILD_NULL, err)) != 0)
+    if ((rc = ws_child_start(&c, what, argv, t->passfd, WS_CHILD_NULL, WS_CHILD_NULL, err)) != 0)
         return rc;
     rc = ws_child_wait(&c, err);
     ws_child_kill(&c);
