@@ -48,7 +48,7 @@ struct ws_tools {
  * left on disk however the process ends. ws_tools_close closes it; safe on a zeroed ws_tools. */
 int ws_tools_open(struct ws_tools *t, const struct ws_config *cfg, struct ws_error *err);
 void ws_tools_close(struct ws_tools *t);
-/* The path of program name (pg_bindir/name, else the first on PATH) into out. */
+/* The path of program name (pg/bindir.h: pg_bindir/name, else the first on PATH) into out. */
 int ws_tools_find(const struct ws_tools *t, const char *name, char *out, size_t outsz,
                   struct ws_error *err);
 /* Its version as server_version_num counts (15.4 -> 150004) from "name --version". */

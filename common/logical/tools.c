@@ -13,6 +13,7 @@
 #include "base/fs.h"
 #include "base/util.h"
 #include "logical/logical_int.h"
+#include "pg/bindir.h"
 #include "pg/pgconn.h"
 
 static const char *temp_base(const struct ws_tools *t)
@@ -81,39 +82,17 @@ void ws_tools_close(struct ws_tools *t)
     t->passfd = -1;
 }
 
-static int executable(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
-}
-
 int ws_tools_find(const struct ws_tools *t, const char *name, char *out, size_t outsz,
                   struct ws_error *err)
 {
-    const char *path = getenv("PATH"), *p, *end;
     char dir[4096];
+    int rc;
 
-    if (t->cfg->pg_bindir && *t->cfg->pg_bindir) {
-        if (ws_path_join(out, outsz, t->cfg->pg_bindir, name) != 0 || !executable(out))
-            return ws_error_set(err, WS_ERR_CONFIG, "pg_bindir \"%s\" holds no executable \"%s\"",
-                                t->cfg->pg_bindir, name);
-        return 0;
-    }
-    for (p = path ? path : "/usr/bin:/bin"; *p; p = *end ? end + 1 : end) {
-        end = strchr(p, ':');
-        if (!end)
-            end = p + strlen(p);
-        if (end == p || (size_t)(end - p) >= sizeof(dir))
-            continue;
-        memcpy(dir, p, (size_t)(end - p));
-        dir[end - p] = '\0';
-        if (ws_path_join(out, outsz, dir, name) == 0 && executable(out))
-            return 0;
-    }
-    return ws_error_set(err, WS_ERR_CONFIG,
-                        "could not find \"%s\" on PATH; set pg_bindir to the directory of "
-                        "PostgreSQL's client programs",
-                        name);
+    if ((rc = ws_pg_bindir_find(t->cfg->pg_bindir, NULL, name, dir, sizeof(dir), err)) != 0)
+        return rc;
+    if (ws_path_join(out, outsz, dir, name) != 0)
+        return ws_error_set(err, WS_ERR_CONFIG, "path too long: \"%s/%s\"", dir, name);
+    return 0;
 }
 
 /* "pg_dump (PostgreSQL) 15.4 (Debian 15.4-1.pgdg120+1)" -> 150004; 9.6.24 -> 90624. */
