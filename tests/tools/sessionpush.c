@@ -35,21 +35,19 @@
 static int write_segment(const char *dir, uint64_t segno, char *out, size_t outsz)
 {
     uint8_t *buf = calloc(1, SEG_SIZE);
-    uint16_t magic = 0xD110, info = WS_XLP_LONG_HEADER;
-    uint32_t tli = 1, seg = SEG_SIZE, blcksz = 8192;
-    uint64_t pageaddr = segno * SEG_SIZE, sysid = SYSID;
+    struct ws_wal_long_header h = {.magic = 0xD110, /* PostgreSQL 15 */
+                                   .info = WS_XLP_LONG_HEADER,
+                                   .tli = 1,
+                                   .pageaddr = segno * SEG_SIZE,
+                                   .sysid = SYSID,
+                                   .seg_size = SEG_SIZE,
+                                   .blcksz = 8192};
     char name[WS_WAL_NAME_LEN + 1];
     int fd, rc = -1;
 
     if (!buf)
         return -1;
-    memcpy(buf + 0, &magic, 2);
-    memcpy(buf + 2, &info, 2);
-    memcpy(buf + 4, &tli, 4);
-    memcpy(buf + 8, &pageaddr, 8);
-    memcpy(buf + 24, &sysid, 8);
-    memcpy(buf + 32, &seg, 4);
-    memcpy(buf + 36, &blcksz, 4);
+    ws_wal_encode_long_header(&h, buf);
     ws_wal_format_name(name, 1, segno, SEG_SIZE);
     snprintf(out, outsz, "%s/%s", dir, name);
     if ((fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) >= 0) {
