@@ -338,7 +338,8 @@ static int compare_file(void *arg, const struct ws_tree *tree, struct ws_tree_cu
         rc =
             ws_error_setsys(err, WS_ERR_IO, errno, "could not stat \"%s/%s\"", tree->name, f->path);
     else if (ws_restore_own_file(&st) && (uint64_t)st.st_size == f->size &&
-             (rc = ws_restore_file_matches(fd, f, buf, &match, err)) == 0 && match)
+             (rc = ws_restore_file_matches(fd, f, d->r->cfg->parallel, buf, &match, err)) == 0 &&
+             match)
         rc = ws_restore_keep_mode(d->r, fd, &st, f, tree->name, err);
     close(fd);
     if (rc == 0 && !match)

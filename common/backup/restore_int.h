@@ -125,19 +125,21 @@ int ws_restore_own_file(const struct stat *st);
 /* A file kept as it is (fd open on it, st its fstat): given f's mode when it has another. */
 int ws_restore_keep_mode(const struct restore *r, int fd, const struct stat *st,
                          const struct ws_bfile *f, const char *dir, struct ws_error *err);
-/* *match: the file open at fd has f's size and SHA-256; buf holds 1 MiB. */
-int ws_restore_file_matches(int fd, const struct ws_bfile *f, uint8_t *buf, int *match,
-                            struct ws_error *err);
-/* The same, ctx (an EVP_MD_CTX * holding the SHA-256 of the file's bytes [0, off)) fed from off
- * on; ctx is finished (the caller frees it). */
-int ws_restore_sha_rest(int fd, const struct ws_bfile *f, void *ctx, uint64_t off, uint8_t *buf,
-                        int *match, struct ws_error *err);
+/* *match: the file open at fd has f's size and digest (of f's kind, io/filedigest.h, hashed on
+ * up to `threads` threads); buf holds 1 MiB. */
+int ws_restore_file_matches(int fd, const struct ws_bfile *f, int threads, uint8_t *buf,
+                            int *match, struct ws_error *err);
+/* The same, d (holding the digest of the file's bytes [0, off)) fed from off on; d is finished
+ * (the caller frees it). A d of another kind than f's never matches. */
+int ws_restore_digest_rest(int fd, const struct ws_bfile *f, struct ws_fdigest *d, int threads,
+                           uint64_t off, uint8_t *buf, int *match, struct ws_error *err);
 /* File f of r->m written into tree: cut or extended to its size, given its mode, read back
- * (md NULL: from its start; else md holds the SHA-256 of its bytes [0, off), fed on and
- * finished), then its mtime; a SHA-256 that differs is WS_ERR_CORRUPT naming the file and
+ * (md NULL: from its start; else md holds the digest of its bytes [0, off), fed on and
+ * finished), then its mtime; a digest that differs is WS_ERR_CORRUPT naming the file and
  * saying "after <after>". */
 int ws_restore_settle_file(const struct restore *r, const struct ws_tree *tree,
-                           struct ws_tree_cursor *c, const struct ws_bfile *f, void *md,
+                           struct ws_tree_cursor *c, const struct ws_bfile *f,
+                           struct ws_fdigest *md,
                            uint64_t off, uint8_t *buf, const char *after, struct ws_error *err);
 /* Layer k of r->chain: its manifest (r->m for the last, else loaded: errors name the link),
  * indexed by path. Closing is safe after a failed open. */

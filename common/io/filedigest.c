@@ -41,7 +41,7 @@ uint64_t ws_tree_min(void)
 
 int ws_digest_kind_for(uint64_t size)
 {
-    return size >= ws_tree_min() ? WS_DIGEST_TREE : WS_DIGEST_SHA256;
+    return size >= ws_tree_min() ? WS_FDIGEST_TREE : WS_FDIGEST_SHA256;
 }
 
 static int bad(struct ws_error *err)
@@ -116,7 +116,7 @@ static int tree_inline(struct ws_fdigest *d, const uint8_t *p, size_t len)
 
 int ws_fdigest_update(struct ws_fdigest *d, const void *buf, size_t len, struct ws_error *err)
 {
-    if (d->kind == WS_DIGEST_TREE)
+    if (d->kind == WS_FDIGEST_TREE)
         return tree_inline(d, buf, len) ? 0 : bad(err);
     if (len > 0 && EVP_DigestUpdate(d->outer, buf, len) != 1)
         return bad(err);
@@ -129,7 +129,7 @@ int ws_fdigest_final(struct ws_fdigest *d, uint8_t out[32], struct ws_error *err
     uint8_t tail[12], h[32];
     int i;
 
-    if (d->kind == WS_DIGEST_TREE) {
+    if (d->kind == WS_FDIGEST_TREE) {
         if (d->n % WS_TREE_PIECE != 0 && (EVP_DigestFinal_ex(d->piece, h, NULL) != 1 ||
                                           EVP_DigestUpdate(d->outer, h, 32) != 1))
             return bad(err);
@@ -271,7 +271,7 @@ int ws_fdpipe_start(struct ws_fdigest *d, int threads, uint64_t expect, ws_hashp
     p->d = d;
     p->side = side;
     p->side_ctx = side_ctx;
-    if (d->kind != WS_DIGEST_TREE)
+    if (d->kind != WS_FDIGEST_TREE)
         rc = ws_hashpipe_start(plain_fn, p, threads < 1 ? 0 : expect, &p->hp, err);
     else if (!tree_start(p, expect >= 2 * (uint64_t)WS_TREE_PIECE ? threads : 0))
         rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");

@@ -36,9 +36,9 @@
 #include "base/error.h"
 #include "io/hashpipe.h"
 
-enum ws_digest_kind {
-    WS_DIGEST_SHA256 = 0, /* SHA-256 of the whole file */
-    WS_DIGEST_TREE = 1,   /* the tree digest above */
+enum ws_fdigest_kind {
+    WS_FDIGEST_SHA256 = 0, /* SHA-256 of the whole file */
+    WS_FDIGEST_TREE = 1,   /* the tree digest above */
 };
 
 #define WS_TREE_PIECE (1u << 20)       /* bytes per piece of a tree digest */

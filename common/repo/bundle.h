@@ -15,10 +15,11 @@
  *
  * A bundle may also hold pieces of a large file (manifest.h): an extent is then a range of the
  * file. In restore mode a piece is written with pwrite into the file, which the caller created
- * beforehand (and whose attributes the caller sets after all pieces); the whole-file SHA-256 of
+ * beforehand (and whose attributes the caller sets after all pieces); the whole-file digest of
  * a file in pieces cannot be checked by one worker, so restore relies on the objects'
  * authentication for pieces (each piece's length is checked). In verify mode the caller passes
- * one running SHA-256 per file in pieces (`md`) and feeds the bundles in order: the digest is
+ * one running digest per file in pieces (`md`, io/filedigest.h, of the file's digest_kind) and
+ * feeds the bundles in order: the digest is
  * compared when the last piece ends.
  *
  * A delta extent (a DELTA record, blockmap.h) is decoded as it comes (repo/delta.c): in restore
@@ -35,7 +36,7 @@
  * block b, nbits bits (NULL: nothing wanted, the extent is only read). Only those blocks are
  * written, with pwrite into the existing file (never created, truncated, nor given attributes),
  * and each one's bit is cleared once its last byte is in: the first layer to write a block wins.
- * Whole extents are still checked against their SHA-256. Workers writing pieces of one file
+ * Whole extents are still checked against their digest (SHA-256 or tree digest, as recorded). Workers writing pieces of one file
  * touch distinct bytes of its bitmap (pieces start at multiples of WS_PIECE_SIZE).
  *
  * Ownership: the splitter copies the extents array; the files and md stay the caller's.
@@ -71,7 +72,7 @@ struct ws_bextent {
     uint64_t file_offset; /* 0 and length == size: the whole file */
     uint64_t length;
     uint64_t offset; /* in the bundle's content; extents are given sorted by it */
-    void *md;        /* verify mode, file in pieces: its running SHA-256 (EVP_MD_CTX *) */
+    struct ws_fdigest *md; /* verify mode, file in pieces: its running digest (of its kind) */
     int delta;       /* a delta extent (file_offset 0, length the record's) */
 };
 

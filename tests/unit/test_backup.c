@@ -1538,7 +1538,7 @@ static void check_record(const struct cluster *c, const char *id, const struct w
     REQUIRE(unit_read(p, &data, &len) == 0);
     CHECK(r->size == len);
     EVP_Digest(data, len, sha, NULL, EVP_sha256(), NULL);
-    if (memcmp(sha, r->sha256, 32) != 0)
+    if (memcmp(sha, r->digest, 32) != 0)
         unit_fail(__FILE__, __LINE__, r->path);
     CHECK(!r->has_map == !ws_blockmap_is_relation(r->path));
     if (r->has_map && ws_backup_repo_open(&env, &c->cfg, &repo, &err) == 0) {

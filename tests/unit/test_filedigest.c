@@ -44,15 +44,15 @@ static void test_vectors(void)
     uint8_t *data = make_data(), out[32];
 
     REQUIRE(data);
-    REQUIRE(ws_fdigest_new(WS_DIGEST_TREE, &d, &err) == 0);
+    REQUIRE(ws_fdigest_new(WS_FDIGEST_TREE, &d, &err) == 0);
     CHECK(ws_fdigest_update(d, data, N, &err) == 0);
     CHECK(ws_fdigest_length(d) == N);
     CHECK(ws_fdigest_final(d, out, &err) == 0);
     CHECK(hex_is(out, TREE_N));
-    CHECK(ws_fdigest_reset(d, WS_DIGEST_TREE, &err) == 0);
+    CHECK(ws_fdigest_reset(d, WS_FDIGEST_TREE, &err) == 0);
     CHECK(ws_fdigest_final(d, out, &err) == 0);
     CHECK(hex_is(out, TREE_0));
-    CHECK(ws_fdigest_reset(d, WS_DIGEST_SHA256, &err) == 0);
+    CHECK(ws_fdigest_reset(d, WS_FDIGEST_SHA256, &err) == 0);
     CHECK(ws_fdigest_update(d, data, N, &err) == 0);
     CHECK(ws_fdigest_final(d, out, &err) == 0);
     CHECK(hex_is(out, SHA_N));
@@ -118,15 +118,15 @@ static void test_cuts_and_threads(void)
     for (int t = 0; t <= WS_FDPIPE_THREADS + 1; t++)
         for (size_t s = 0; s < sizeof(steps) / sizeof(steps[0]); s++) {
             struct counter c = {0, 0};
-            CHECK(piped(WS_DIGEST_TREE, data, one, 1, steps[s], t, out, &c) == 0);
+            CHECK(piped(WS_FDIGEST_TREE, data, one, 1, steps[s], t, out, &c) == 0);
             CHECK(hex_is(out, TREE_N));
             CHECK(c.bytes == N && c.sum == want.sum);
             memset(&c, 0, sizeof(c));
-            CHECK(piped(WS_DIGEST_TREE, data, mid, 5, steps[s], t, out, &c) == 0);
+            CHECK(piped(WS_FDIGEST_TREE, data, mid, 5, steps[s], t, out, &c) == 0);
             CHECK(hex_is(out, TREE_N));
             CHECK(c.bytes == N && c.sum == want.sum);
             memset(&c, 0, sizeof(c));
-            CHECK(piped(WS_DIGEST_SHA256, data, mid, 5, steps[s], t, out, &c) == 0);
+            CHECK(piped(WS_FDIGEST_SHA256, data, mid, 5, steps[s], t, out, &c) == 0);
             CHECK(hex_is(out, SHA_N));
             CHECK(c.bytes == N && c.sum == want.sum);
         }
@@ -134,7 +134,7 @@ static void test_cuts_and_threads(void)
     {
         struct counter c = {0, 0};
         const size_t shorter[] = {N - 1};
-        CHECK(piped(WS_DIGEST_TREE, data, shorter, 1, 0, 2, out, &c) == 0);
+        CHECK(piped(WS_FDIGEST_TREE, data, shorter, 1, 0, 2, out, &c) == 0);
         CHECK(!hex_is(out, TREE_N));
     }
     free(data);
@@ -148,7 +148,7 @@ static void test_free_mid_run(void)
     struct ws_error err = {0};
 
     REQUIRE(data);
-    REQUIRE(ws_fdigest_new(WS_DIGEST_TREE, &d, &err) == 0);
+    REQUIRE(ws_fdigest_new(WS_FDIGEST_TREE, &d, &err) == 0);
     REQUIRE(ws_fdpipe_start(d, 3, N, NULL, NULL, &p, &err) == 0);
     CHECK(ws_fdpipe_update(p, data, N, &err) == 0);
     ws_fdpipe_free(p); /* pieces may still be queued or hashing */
@@ -160,11 +160,11 @@ static void test_threshold(void)
 {
     unsetenv("WALSAFE_TEST_TREE_MIN");
     CHECK(ws_tree_min() == WS_TREE_MIN_DEFAULT);
-    CHECK(ws_digest_kind_for(WS_TREE_MIN_DEFAULT - 1) == WS_DIGEST_SHA256);
-    CHECK(ws_digest_kind_for(WS_TREE_MIN_DEFAULT) == WS_DIGEST_TREE);
+    CHECK(ws_digest_kind_for(WS_TREE_MIN_DEFAULT - 1) == WS_FDIGEST_SHA256);
+    CHECK(ws_digest_kind_for(WS_TREE_MIN_DEFAULT) == WS_FDIGEST_TREE);
     setenv("WALSAFE_TEST_TREE_MIN", "4096", 1);
-    CHECK(ws_digest_kind_for(4095) == WS_DIGEST_SHA256);
-    CHECK(ws_digest_kind_for(4096) == WS_DIGEST_TREE);
+    CHECK(ws_digest_kind_for(4095) == WS_FDIGEST_SHA256);
+    CHECK(ws_digest_kind_for(4096) == WS_FDIGEST_TREE);
     setenv("WALSAFE_TEST_TREE_MIN", "0", 1);
     CHECK(ws_tree_min() == WS_TREE_MIN_DEFAULT);
     setenv("WALSAFE_TEST_TREE_MIN", "12x", 1);
