@@ -359,8 +359,8 @@ static int read_pass(struct job *j, struct cworker *cw, struct ws_pool_worker *p
     cw->ndigests = cw->nchanged = 0;
     cw->spill_len = 0;
     if ((rc = ws_fdigest_new(kind, &d, err)) != 0 ||
-        (rc = ws_fdpipe_start(d, j->cfg->parallel, e->size, bp->src->once ? crc_update : NULL,
-                              &crc, &hp, err)) != 0)
+        (rc = ws_fdpipe_start(d, j->cfg->parallel, e->size, bp->src->once ? crc_update : NULL, &crc,
+                              &hp, err)) != 0)
         goto out;
     if (p->store) {
         if ((rc = bundle_ready(j, &cw->out, e->size, err)) != 0)

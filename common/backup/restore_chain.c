@@ -263,8 +263,8 @@ int ws_restore_keep_mode(const struct restore *r, int fd, const struct stat *st,
     return 0;
 }
 
-int ws_restore_file_matches(int fd, const struct ws_bfile *f, int threads, uint8_t *buf,
-                            int *match, struct ws_error *err)
+int ws_restore_file_matches(int fd, const struct ws_bfile *f, int threads, uint8_t *buf, int *match,
+                            struct ws_error *err)
 {
     struct ws_fdigest *d = NULL;
     int rc;

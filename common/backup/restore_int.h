@@ -127,8 +127,8 @@ int ws_restore_keep_mode(const struct restore *r, int fd, const struct stat *st,
                          const struct ws_bfile *f, const char *dir, struct ws_error *err);
 /* *match: the file open at fd has f's size and digest (of f's kind, io/filedigest.h, hashed on
  * up to `threads` threads); buf holds 1 MiB. */
-int ws_restore_file_matches(int fd, const struct ws_bfile *f, int threads, uint8_t *buf,
-                            int *match, struct ws_error *err);
+int ws_restore_file_matches(int fd, const struct ws_bfile *f, int threads, uint8_t *buf, int *match,
+                            struct ws_error *err);
 /* The same, d (holding the digest of the file's bytes [0, off)) fed from off on; d is finished
  * (the caller frees it). A d of another kind than f's never matches. */
 int ws_restore_digest_rest(int fd, const struct ws_bfile *f, struct ws_fdigest *d, int threads,
@@ -139,8 +139,8 @@ int ws_restore_digest_rest(int fd, const struct ws_bfile *f, struct ws_fdigest *
  * saying "after <after>". */
 int ws_restore_settle_file(const struct restore *r, const struct ws_tree *tree,
                            struct ws_tree_cursor *c, const struct ws_bfile *f,
-                           struct ws_fdigest *md,
-                           uint64_t off, uint8_t *buf, const char *after, struct ws_error *err);
+                           struct ws_fdigest *md, uint64_t off, uint8_t *buf, const char *after,
+                           struct ws_error *err);
 /* Layer k of r->chain: its manifest (r->m for the last, else loaded: errors name the link),
  * indexed by path. Closing is safe after a failed open. */
 struct ws_restore_layer {

@@ -193,8 +193,7 @@ static int compare_file(struct cjob *j, struct ws_tree_cursor *c, uint8_t *buf, 
         j->want[i] = 1;
     } else if (s.ndiff == 0 && (uint64_t)st.st_size == f->size) {
         /* every block digest matched: the file's digest must too (else rebuilt, checked whole) */
-        if ((rc = ws_restore_digest_rest(fd, f, s.md, s.threads, f->size, buf, &match, err)) ==
-                0 &&
+        if ((rc = ws_restore_digest_rest(fd, f, s.md, s.threads, f->size, buf, &match, err)) == 0 &&
             !match)
             j->want[i] = 1;
         else if (rc == 0)

@@ -151,9 +151,9 @@ static int verify_extra(struct ws_repo *repo, const struct ws_keyring *kr,
     return rc;
 }
 
-/* One running digest (of the file's kind) per file in pieces, set on its extents. A file's pieces lie in bundles
- * of increasing number: fed in bundle order, each such file is hashed from its first byte to
- * its last (which is why verify runs its pool with one worker). */
+/* One running digest (of the file's kind) per file in pieces, set on its extents. A file's pieces
+ * lie in bundles of increasing number: fed in bundle order, each such file is hashed from its first
+ * byte to its last (which is why verify runs its pool with one worker). */
 static int piece_digests(const struct ws_manifest *m, struct ws_bextent *ext, size_t next,
                          struct ws_fdigest **mds, struct ws_error *err)
 {

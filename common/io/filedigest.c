@@ -19,9 +19,9 @@
 
 struct ws_fdigest {
     int kind;
-    uint64_t n;          /* bytes given */
-    EVP_MD_CTX *outer;   /* SHA-256: of the file; tree: of the piece digests folded so far */
-    EVP_MD_CTX *piece;   /* tree: the piece in progress (when n % WS_TREE_PIECE != 0) */
+    uint64_t n;        /* bytes given */
+    EVP_MD_CTX *outer; /* SHA-256: of the file; tree: of the piece digests folded so far */
+    EVP_MD_CTX *piece; /* tree: the piece in progress (when n % WS_TREE_PIECE != 0) */
 };
 
 uint64_t ws_tree_min(void)
@@ -130,8 +130,8 @@ int ws_fdigest_final(struct ws_fdigest *d, uint8_t out[32], struct ws_error *err
     int i;
 
     if (d->kind == WS_FDIGEST_TREE) {
-        if (d->n % WS_TREE_PIECE != 0 && (EVP_DigestFinal_ex(d->piece, h, NULL) != 1 ||
-                                          EVP_DigestUpdate(d->outer, h, 32) != 1))
+        if (d->n % WS_TREE_PIECE != 0 &&
+            (EVP_DigestFinal_ex(d->piece, h, NULL) != 1 || EVP_DigestUpdate(d->outer, h, 32) != 1))
             return bad(err);
         for (i = 0; i < 8; i++)
             tail[i] = (uint8_t)(d->n >> (56 - 8 * i));

@@ -41,7 +41,7 @@ enum ws_fdigest_kind {
     WS_FDIGEST_TREE = 1,   /* the tree digest above */
 };
 
-#define WS_TREE_PIECE (1u << 20)       /* bytes per piece of a tree digest */
+#define WS_TREE_PIECE (1u << 20)        /* bytes per piece of a tree digest */
 #define WS_TREE_MIN_DEFAULT (64u << 20) /* files this large or larger get a tree digest */
 #define WS_FDPIPE_THREADS 4             /* hashing threads of a tree pipe at most */
 

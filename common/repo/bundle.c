@@ -214,7 +214,7 @@ static int end_extent(struct splitter *sp, struct ws_error *err)
     if (memcmp(digest, f->digest, 32) != 0)
         return fail(sp, f,
                     f->digest_kind == WS_FDIGEST_TREE ? "tree digest differs from the manifest"
-                                                     : "SHA-256 differs from the manifest",
+                                                      : "SHA-256 differs from the manifest",
                     err);
     sp->good++;
     return 0;

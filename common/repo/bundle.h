@@ -36,8 +36,9 @@
  * block b, nbits bits (NULL: nothing wanted, the extent is only read). Only those blocks are
  * written, with pwrite into the existing file (never created, truncated, nor given attributes),
  * and each one's bit is cleared once its last byte is in: the first layer to write a block wins.
- * Whole extents are still checked against their digest (SHA-256 or tree digest, as recorded). Workers writing pieces of one file
- * touch distinct bytes of its bitmap (pieces start at multiples of WS_PIECE_SIZE).
+ * Whole extents are still checked against their digest (SHA-256 or tree digest, as recorded).
+ * Workers writing pieces of one file touch distinct bytes of its bitmap (pieces start at multiples
+ * of WS_PIECE_SIZE).
  *
  * Ownership: the splitter copies the extents array; the files and md stay the caller's.
  */
@@ -71,9 +72,9 @@ struct ws_bextent {
     const struct ws_bfile *file;
     uint64_t file_offset; /* 0 and length == size: the whole file */
     uint64_t length;
-    uint64_t offset; /* in the bundle's content; extents are given sorted by it */
+    uint64_t offset;       /* in the bundle's content; extents are given sorted by it */
     struct ws_fdigest *md; /* verify mode, file in pieces: its running digest (of its kind) */
-    int delta;       /* a delta extent (file_offset 0, length the record's) */
+    int delta;             /* a delta extent (file_offset 0, length the record's) */
 };
 
 int ws_bundle_splitter_new_ext(const struct ws_bextent *ext, size_t next,

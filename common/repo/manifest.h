@@ -26,8 +26,8 @@
  * Text form: "walsafe-manifest 2" (version 1, from before incremental backups, is still read:
  * version 1, type full, no maps; version 3 is version 2 plus extra records, written only when
  * there are some; version 4 is version 3 plus tree digests, written only when a file has one, so
- * that a program without them refuses it by its number), then one record per line, fields separated by one space,
- * strings %XX-escaped; at most WS_MANIFEST_LIMIT bytes. The exact format, what
+ * that a program without them refuses it by its number), then one record per line, fields separated
+ * by one space, strings %XX-escaped; at most WS_MANIFEST_LIMIT bytes. The exact format, what
  * ws_manifest_format() writes and ws_manifest_parse() accepts: docs/design/manifest.md.
  * Whether a backup is complete is the catalog's business (catalog.h).
  *
