@@ -405,6 +405,16 @@ repo_state() {
 
 file_sha() { sha256sum "$1" | cut -c1-64; }
 
+# verify_reports CONF ID REGEX WHAT: `basebackup verify ID` exits 1 and what it printed (kept in
+# $T/verify.out) matches the extended regular expression REGEX.
+verify_reports() {
+    bb --config "$1" verify "$2"
+    assert_rc 1 "$4"
+    cat "$T/.last.out" "$T/.last.err" >"$T/verify.out"
+    grep -q -E "$3" "$T/verify.out" ||
+        { fail "$4: verify printed nothing matching /$3/:"; head -5 "$T/verify.out" | sed 's/^/      /'; }
+}
+
 # file_tree_digest FILE: the tree digest a manifest records of a large file (io/filedigest.h),
 # made with split and the openssl tool: SHA-256 of the SHA-256 of each 1 MiB piece, then the
 # size (8 bytes) and the piece size (4 bytes), big-endian.

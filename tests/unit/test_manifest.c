@@ -1511,47 +1511,31 @@ static void test_extra_reject(void)
 
 /* ---- tree digests (version 4) ---- */
 
-static const char *const tree_lines[] = {
-    "walsafe-manifest 4",
-    "id 20261122T101500Z",
-    "label %",
-    "start_time 2026-11-22T10:15:00Z",
-    "stop_time 2026-11-22T10:20:30Z",
-    "start_lsn 0/2000028",
-    "stop_lsn 0/4000100",
-    "timeline 1",
-    "pg_version 150004",
-    "system_identifier 7311142436245338543",
-    "wal_segment_size 16777216",
-    "data_checksums 1",
-    "bytes 1073750016",
-    "stored_bytes 6789",
-    "bundles 3",
-    "maps 0",
-    "block_size 8192",
-    "type full",
-    "file base/1/1259 640 1795342400 8192 " HEXB " 0 0",
-    "file base/1/16384 600 1795342400 1073741824 tree:" HEXA " 1 0",
-    "piece 67108864 1006632960 2 0",
-    "end 2",
-};
-#define NTREE (sizeof(tree_lines) / sizeof(tree_lines[0]))
+/* extra_lines as version 4, its file record with a tree digest. */
+static void tree_lines(const char *lines[NEXTRA], size_t *file_line)
+{
+    memcpy(lines, extra_lines, sizeof(extra_lines));
+    *file_line = line_at(extra_lines, NEXTRA, "file base/1/1259");
+    lines[0] = "walsafe-manifest 4";
+    lines[*file_line] = "file base/1/1259 640 1795342400 8192 tree:" HEXA " 0 0";
+}
 
 static void test_tree_parse_known(void)
 {
+    const char *lines[NEXTRA];
     struct ws_manifest m;
     struct ws_error err = {0};
-    size_t len, len2 = 0;
-    char *text = edited_from(tree_lines, NTREE, E_NONE, 0, NULL, &len), *again = NULL;
-    uint8_t a[32], b[32];
+    size_t len, len2 = 0, f;
+    char *text, *again = NULL;
+    uint8_t a[32];
 
+    tree_lines(lines, &f);
+    text = edited_from(lines, NEXTRA, E_NONE, 0, NULL, &len);
     hex_to(HEXA, a);
-    hex_to(HEXB, b);
     REQUIRE(parse_len(text, len, &m, &err) == 0);
-    CHECK(m.version == 4 && m.nfiles == 2);
-    REQUIRE(m.nfiles == 2);
-    CHECK(m.files[0].digest_kind == WS_FDIGEST_SHA256 && memcmp(m.files[0].digest, b, 32) == 0);
-    CHECK(m.files[1].digest_kind == WS_FDIGEST_TREE && memcmp(m.files[1].digest, a, 32) == 0);
+    CHECK(m.version == 4 && m.nfiles == 1 && m.nextra == 4);
+    REQUIRE(m.nfiles == 1);
+    CHECK(m.files[0].digest_kind == WS_FDIGEST_TREE && memcmp(m.files[0].digest, a, 32) == 0);
     REQUIRE(ws_manifest_format(&m, &again, &len2, &err) == 0);
     CHECK(len2 == len && memcmp(text, again, len) == 0);
     free(again);
@@ -1598,29 +1582,31 @@ static void test_tree_round_trip(void)
 
 static void test_tree_reject(void)
 {
-    size_t f = line_at(tree_lines, NTREE, "file base/1/16384");
     static const char *const bad[] = {
-        "file base/1/16384 600 1795342400 1073741824 tree:" HEXA "0 1 0",
-        "file base/1/16384 600 1795342400 1073741824 tree:00112233 1 0",
-        "file base/1/16384 600 1795342400 1073741824 tree: 1 0",
-        "file base/1/16384 600 1795342400 1073741824 tree:tree:" HEXA " 1 0",
-        "file base/1/16384 600 1795342400 1073741824 TREE:" HEXA " 1 0",
-        "file base/1/16384 600 1795342400 1073741824 sha256:" HEXA " 1 0",
+        "file base/1/1259 640 1795342400 8192 tree:" HEXA "0 0 0",
+        "file base/1/1259 640 1795342400 8192 tree:00112233 0 0",
+        "file base/1/1259 640 1795342400 8192 tree: 0 0",
+        "file base/1/1259 640 1795342400 8192 tree:tree:" HEXA " 0 0",
+        "file base/1/1259 640 1795342400 8192 TREE:" HEXA " 0 0",
+        "file base/1/1259 640 1795342400 8192 sha256:" HEXA " 0 0",
     };
-    size_t i;
+    const char *lines[NEXTRA];
+    size_t i, f;
 
-    CHECK(parse_lines_edit(tree_lines, NTREE, E_NONE, 0, NULL, NULL, 0) == 0);
+    tree_lines(lines, &f);
+    CHECK(parse_lines_edit(lines, NEXTRA, E_NONE, 0, NULL, NULL, 0) == 0);
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        if (parse_lines_edit(tree_lines, NTREE, E_REPLACE, f, bad[i], NULL, 0) != WS_ERR_CORRUPT)
+        if (parse_lines_edit(lines, NEXTRA, E_REPLACE, f, bad[i], NULL, 0) != WS_ERR_CORRUPT)
             unit_fail(__FILE__, __LINE__, bad[i]);
     /* tree digests only in version 4, and version 4 only with some */
-    CHECK(parse_lines_edit(tree_lines, NTREE, E_REPLACE, 0, "walsafe-manifest 3", NULL, 0) ==
+    CHECK(parse_lines_edit(lines, NEXTRA, E_REPLACE, 0, "walsafe-manifest 3", NULL, 0) ==
           WS_ERR_CORRUPT);
-    CHECK(parse_lines_edit(tree_lines, NTREE, E_REPLACE, 0, "walsafe-manifest 2", NULL, 0) ==
+    CHECK(parse_lines_edit(lines, NEXTRA, E_REPLACE, 0, "walsafe-manifest 2", NULL, 0) ==
           WS_ERR_CORRUPT);
+    CHECK(parse_extra_edit(E_REPLACE, 0, "walsafe-manifest 4") == WS_ERR_CORRUPT);
     CHECK(parse_edit(E_REPLACE, 0, "walsafe-manifest 4") == WS_ERR_CORRUPT);
     /* a later version is refused by its number */
-    CHECK(parse_lines_edit(tree_lines, NTREE, E_REPLACE, 0, "walsafe-manifest 5", NULL, 0) ==
+    CHECK(parse_lines_edit(lines, NEXTRA, E_REPLACE, 0, "walsafe-manifest 5", NULL, 0) ==
           WS_ERR_CORRUPT);
 }
 
