@@ -218,33 +218,19 @@ out:
 int ws_restore_digest_rest(int fd, const struct ws_bfile *f, struct ws_fdigest *d, int threads,
                            uint64_t off, uint8_t *buf, int *match, struct ws_error *err)
 {
-    struct ws_fdpipe *hp = NULL; /* hashing overlaps the reads (incremental.md, "Speed") */
     uint8_t digest[32];
-    int rc;
+    int rc, exact = 0;
 
     *match = 0;
-    if ((rc = ws_fdpipe_start(d, threads, f->size > off ? f->size - off : 0, NULL, NULL, &hp,
-                              err)) != 0)
-        goto out;
-    for (;;) {
-        ssize_t n = ws_pread_full(fd, buf, READ_BUF, (off_t)off);
-        if (n < 0) {
-            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not read file \"%s\"", f->path);
-            goto out;
-        }
-        if (n == 0 || (off += (uint64_t)n) > f->size)
-            break;
-        if ((rc = ws_fdpipe_update(hp, buf, (size_t)n, err)) != 0)
-            goto out;
-    }
-    if ((rc = ws_fdpipe_finish(hp, err)) != 0 || off != f->size)
-        goto out;
-    if ((rc = ws_fdigest_final(d, digest, err)) != 0)
-        goto out;
+    if (ws_fdigest_length(d) != off) /* d must hold exactly the bytes before off */
+        return ws_error_set(err, WS_ERR_INTERNAL, "digest of \"%s\" out of step at %" PRIu64,
+                            f->path, off);
+    /* read and hashed on `threads` threads (incremental.md, "Speed") */
+    if ((rc = ws_fdigest_read_fd(d, fd, f->size, threads, buf, f->path, &exact, err)) != 0 ||
+        !exact || (rc = ws_fdigest_final(d, digest, err)) != 0)
+        return rc;
     *match = ws_fdigest_kind(d) == f->digest_kind && memcmp(digest, f->digest, 32) == 0;
-out:
-    ws_fdpipe_free(hp);
-    return rc;
+    return 0;
 }
 
 int ws_restore_own_file(const struct stat *st)

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/fs.h"
 #include "io/filedigest.h"
 
 struct ws_fdigest {
@@ -403,4 +404,146 @@ void ws_fdpipe_free(struct ws_fdpipe *p)
     for (size_t i = 0; i < WS_FDPIPE_THREADS + 1; i++)
         free(p->slots[i].buf);
     free(p);
+}
+
+/* ---- reading a file ---------------------------------------------------------------------- */
+
+#define BATCH 1024 /* pieces read in parallel before their digests are folded (32 KiB) */
+
+/* Whole pieces [0, n) from base on, each read and hashed by whichever thread takes it first. */
+struct preader {
+    int fd;
+    uint64_t base;
+    size_t n, next;
+    uint8_t (*h)[32];
+    pthread_mutex_t lock;
+    int failed, sys_errno, short_read; /* under lock */
+};
+
+static void *preader_run(void *arg)
+{
+    struct preader *pr = arg;
+    uint8_t *b = malloc(WS_TREE_PIECE);
+
+    for (;;) {
+        size_t i;
+        ssize_t got;
+        int ok;
+        pthread_mutex_lock(&pr->lock);
+        i = pr->next++;
+        if (!b)
+            pr->failed = 1;
+        ok = i < pr->n && !pr->failed && !pr->short_read;
+        pthread_mutex_unlock(&pr->lock);
+        if (!ok)
+            break;
+        got = ws_pread_full(pr->fd, b, WS_TREE_PIECE, (off_t)(pr->base + i * WS_TREE_PIECE));
+        pthread_mutex_lock(&pr->lock);
+        if (got < 0 && !pr->failed)
+            pr->failed = 1, pr->sys_errno = errno ? errno : EIO;
+        else if (got >= 0 && (size_t)got < WS_TREE_PIECE)
+            pr->short_read = 1;
+        else if (got >= 0 && EVP_Digest(b, WS_TREE_PIECE, pr->h[i], NULL, EVP_sha256(), NULL) != 1)
+            pr->failed = 1;
+        pthread_mutex_unlock(&pr->lock);
+    }
+    free(b);
+    return NULL;
+}
+
+/* Tree: the whole pieces of [d->n, end) (d->n on a piece boundary), in batches; *short_read when
+ * the file ended before. */
+static int tree_read_pieces(struct ws_fdigest *d, int fd, uint64_t end, int threads,
+                            const char *what, int *short_read, struct ws_error *err)
+{
+    struct preader pr = {0};
+    pthread_t th[WS_FDPIPE_THREADS];
+    size_t nth = 0, want = threads > WS_FDPIPE_THREADS ? WS_FDPIPE_THREADS : (size_t)threads;
+    int rc = 0;
+
+    if (!(pr.h = malloc(BATCH * sizeof(*pr.h))))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    pthread_mutex_init(&pr.lock, NULL);
+    pr.fd = fd;
+    while (rc == 0 && !*short_read && (end - d->n) / WS_TREE_PIECE > 0) {
+        pr.base = d->n;
+        pr.n =
+            (size_t)((end - d->n) / WS_TREE_PIECE < BATCH ? (end - d->n) / WS_TREE_PIECE : BATCH);
+        pr.next = 0;
+        for (nth = 0; nth + 1 < want && nth + 1 < pr.n; nth++)
+            if (pthread_create(&th[nth], NULL, preader_run, &pr) != 0)
+                break;
+        preader_run(&pr); /* the caller's thread takes pieces too */
+        while (nth > 0)
+            pthread_join(th[--nth], NULL);
+        if (pr.failed)
+            rc = pr.sys_errno ? ws_error_setsys(err, WS_ERR_IO, pr.sys_errno,
+                                                "could not read file \"%s\"", what)
+                              : bad(err);
+        *short_read = pr.short_read;
+        for (size_t i = 0; rc == 0 && !*short_read && i < pr.n; i++)
+            if (EVP_DigestUpdate(d->outer, pr.h[i], 32) != 1)
+                rc = bad(err);
+        if (rc == 0 && !*short_read)
+            d->n += (uint64_t)pr.n * WS_TREE_PIECE;
+    }
+    pthread_mutex_destroy(&pr.lock);
+    free(pr.h);
+    return rc;
+}
+
+/* Bytes [d->n, stop) through a pipe, read into buf; *short_read when the file ended before. */
+static int piped_read(struct ws_fdigest *d, int fd, uint64_t stop, int threads, uint8_t *buf,
+                      const char *what, int *short_read, struct ws_error *err)
+{
+    struct ws_fdpipe *p = NULL;
+    uint64_t off = d->n;
+    int rc;
+
+    if ((rc = ws_fdpipe_start(d, threads, stop - off, NULL, NULL, &p, err)) != 0)
+        return rc;
+    while (off < stop) {
+        size_t want = stop - off < WS_TREE_PIECE ? (size_t)(stop - off) : WS_TREE_PIECE;
+        ssize_t n = ws_pread_full(fd, buf, want, (off_t)off);
+        if (n < 0) {
+            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not read file \"%s\"", what);
+            break;
+        }
+        if ((rc = ws_fdpipe_update(p, buf, (size_t)n, err)) != 0)
+            break;
+        off += (uint64_t)n;
+        if ((size_t)n < want) {
+            *short_read = 1;
+            break;
+        }
+    }
+    if (rc == 0)
+        rc = ws_fdpipe_finish(p, err);
+    ws_fdpipe_free(p);
+    return rc;
+}
+
+int ws_fdigest_read_fd(struct ws_fdigest *d, int fd, uint64_t end, int threads, uint8_t *buf,
+                       const char *what, int *exact, struct ws_error *err)
+{
+    int rc = 0, short_read = 0;
+    ssize_t n;
+
+    *exact = 0;
+    if (d->n > end)
+        return 0;
+    if (d->kind == WS_FDIGEST_TREE && d->n % WS_TREE_PIECE != 0) { /* up to a piece boundary */
+        uint64_t stop = d->n + (WS_TREE_PIECE - d->n % WS_TREE_PIECE);
+        rc = piped_read(d, fd, stop < end ? stop : end, 0, buf, what, &short_read, err);
+    }
+    if (rc == 0 && !short_read && d->kind == WS_FDIGEST_TREE && threads > 1)
+        rc = tree_read_pieces(d, fd, end, threads, what, &short_read, err);
+    if (rc == 0 && !short_read)
+        rc = piped_read(d, fd, end, threads, buf, what, &short_read, err);
+    if (rc || short_read)
+        return rc;
+    if ((n = ws_pread_full(fd, buf, 1, (off_t)end)) < 0)
+        return ws_error_setsys(err, WS_ERR_IO, errno, "could not read file \"%s\"", what);
+    *exact = n == 0;
+    return 0;
 }

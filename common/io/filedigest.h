@@ -25,7 +25,8 @@
  * the ws_fdigest's state is then undefined (free it after the pipe).
  * Errors: WS_ERR_INTERNAL ("out of memory", "file digest failed": a hash or side update failed;
  * after it only the free functions are allowed).
- * Memory: a tree pipe (threads + 1) x WS_TREE_PIECE bytes; a SHA-256 pipe that of its hashpipe.
+ * Memory: a tree pipe (threads + 1) x WS_TREE_PIECE bytes; a SHA-256 pipe that of its hashpipe;
+ * ws_fdigest_read_fd threads x WS_TREE_PIECE bytes, plus 32 bytes per piece of a batch (32 KiB).
  */
 #ifndef WS_IO_FILEDIGEST_H
 #define WS_IO_FILEDIGEST_H
@@ -74,5 +75,14 @@ int ws_fdpipe_update(struct ws_fdpipe *p, const void *buf, size_t len, struct ws
 /* Waits until every byte given is in the ws_fdigest and stops the threads. */
 int ws_fdpipe_finish(struct ws_fdpipe *p, struct ws_error *err);
 void ws_fdpipe_free(struct ws_fdpipe *p);
+
+/* Feeds d with the bytes of the file open at fd from offset ws_fdigest_length(d) up to `end`
+ * (pread; `what` names the file in messages), then *exact: whether the file ends exactly there
+ * (0: shorter, d then holds a part of the range, or longer). A tree digest's whole pieces are read
+ * and hashed by up to `threads` threads at once (the caller's among them), each into a 1 MiB
+ * buffer of its own, nothing copied; the rest goes through a pipe as above. buf: 1 MiB of the
+ * caller's. Errors: WS_ERR_IO (errno) when a read fails, WS_ERR_INTERNAL. */
+int ws_fdigest_read_fd(struct ws_fdigest *d, int fd, uint64_t end, int threads, uint8_t *buf,
+                       const char *what, int *exact, struct ws_error *err);
 
 #endif

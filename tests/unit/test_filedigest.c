@@ -8,8 +8,11 @@
  *   printf '\x00\x00\x00\x00\x00\x20\x30\x39\x00\x10\x00\x00' >> outer; openssl dgst -sha256 outer
  * and for n = 0 the SHA-256 of the 12 bytes 00 x 8, 00 10 00 00 alone.
  */
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/util.h"
 #include "io/filedigest.h"
@@ -156,6 +159,63 @@ static void test_free_mid_run(void)
     free(data);
 }
 
+/* The digest of data[0..N) with the first `prefix` bytes given by update and the rest read from
+ * the file at path by ws_fdigest_read_fd up to `end`; *exact as it says. */
+static int from_fd(int kind, const uint8_t *data, const char *path, size_t prefix, uint64_t end,
+                   int threads, uint8_t out[32], int *exact)
+{
+    struct ws_fdigest *d = NULL;
+    struct ws_error err = {0};
+    uint8_t *buf = malloc(WS_TREE_PIECE);
+    int fd = open(path, O_RDONLY), rc = -1;
+
+    if (buf && fd >= 0 && ws_fdigest_new(kind, &d, &err) == 0 &&
+        ws_fdigest_update(d, data, prefix, &err) == 0 &&
+        ws_fdigest_read_fd(d, fd, end, threads, buf, path, exact, &err) == 0)
+        rc = *exact ? ws_fdigest_final(d, out, &err) : 0;
+    ws_fdigest_free(d);
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    return rc;
+}
+
+static void test_read_fd(void)
+{
+    uint8_t *data = make_data(), out[32];
+    const size_t prefixes[] = {0, 5, WS_TREE_PIECE - 1, WS_TREE_PIECE, WS_TREE_PIECE + 77, N};
+    char path[512], cut[512];
+    int exact, fd;
+
+    REQUIRE(data);
+    snprintf(path, sizeof(path), "%s/data", unit_tmpdir());
+    snprintf(cut, sizeof(cut), "%s/cut", unit_tmpdir());
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    REQUIRE(fd >= 0 && write(fd, data, N) == (ssize_t)N && close(fd) == 0);
+    fd = open(cut, O_WRONLY | O_CREAT | O_TRUNC, 0600); /* ends inside the second piece */
+    REQUIRE(fd >= 0 && write(fd, data, WS_TREE_PIECE + 100) == WS_TREE_PIECE + 100 &&
+            close(fd) == 0);
+    for (int t = 0; t <= WS_FDPIPE_THREADS + 1; t++)
+        for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+            exact = 0;
+            CHECK(from_fd(WS_FDIGEST_TREE, data, path, prefixes[i], N, t, out, &exact) == 0);
+            CHECK(exact && hex_is(out, TREE_N));
+            exact = 0;
+            CHECK(from_fd(WS_FDIGEST_SHA256, data, path, prefixes[i], N, t, out, &exact) == 0);
+            CHECK(exact && hex_is(out, SHA_N));
+        }
+    /* the file longer or shorter than the range: not exact */
+    for (int t = 0; t <= 2; t++) {
+        exact = 1;
+        CHECK(from_fd(WS_FDIGEST_TREE, data, path, 0, N - 1, t, out, &exact) == 0 && !exact);
+        exact = 1;
+        CHECK(from_fd(WS_FDIGEST_TREE, data, cut, 0, N, t, out, &exact) == 0 && !exact);
+        exact = 1;
+        CHECK(from_fd(WS_FDIGEST_SHA256, data, cut, 0, N, t, out, &exact) == 0 && !exact);
+    }
+    free(data);
+}
+
 static void test_threshold(void)
 {
     unsetenv("WALSAFE_TEST_TREE_MIN");
@@ -176,6 +236,7 @@ const struct unit_test unit_tests[] = {
     {"tree digest and SHA-256 vectors (openssl)", test_vectors},
     {"same digest for every cut, run and thread count", test_cuts_and_threads},
     {"pipe freed in the middle of a run", test_free_mid_run},
+    {"read from a file on threads", test_read_fd},
     {"threshold and its test setting", test_threshold},
     {NULL, NULL},
 };
