@@ -171,7 +171,8 @@ struct ws_fdpipe {
     uint64_t nsub;      /* pieces of the run given to slots */
     uint64_t next_fold; /* the first of them not folded yet */
     int filling;        /* producer's: slot nsub % nslots is being filled */
-    int stop, failed;   /* under lock (no threads: the caller's) */
+    int stop, failed;   /* under lock: no more work; a worker's hash failed */
+    int broken;         /* the producer's: an update failed (or, without threads, a hash) */
     int finished;
 };
 
@@ -284,8 +285,9 @@ int ws_fdpipe_start(struct ws_fdigest *d, int threads, uint64_t expect, ws_hashp
     return 0;
 }
 
-/* Waits for slot s to be done (or free) and folds its digest; 0 when a hash failed. */
-static int fold_slot(struct ws_fdpipe *p, struct slot *s)
+/* Waits until slot s is neither queued nor busy, folds its digest when it holds one, and gives
+ * it state `next` (free, or filling for the producer); 0 when a hash failed. */
+static int fold_slot(struct ws_fdpipe *p, struct slot *s, int next)
 {
     int ok = 1, st;
 
@@ -294,16 +296,17 @@ static int fold_slot(struct ws_fdpipe *p, struct slot *s)
         while (s->state == SLOT_QUEUED || s->state == SLOT_BUSY)
             pthread_cond_wait(&p->done, &p->lock);
         st = s->state;
+        s->state = next;
         ok = !p->failed;
         pthread_mutex_unlock(&p->lock);
     } else {
         st = s->state;
+        s->state = next;
     }
     if (ok && st == SLOT_DONE) {
         ok = EVP_DigestUpdate(p->d->outer, s->h, 32) == 1;
         p->next_fold++;
     }
-    s->state = SLOT_FREE; /* no worker looks at a slot that is neither queued nor busy */
     return ok;
 }
 
@@ -338,11 +341,10 @@ static int tree_update(struct ws_fdpipe *p, const uint8_t *buf, size_t len)
         struct slot *s = &p->slots[p->nsub % p->nslots];
         size_t k;
         if (!p->filling) {
-            if (!fold_slot(p, s))
+            if (!fold_slot(p, s, SLOT_FILLING))
                 return 0;
             s->seq = p->nsub;
             s->len = 0;
-            s->state = SLOT_FILLING;
             p->filling = 1;
         }
         k = WS_TREE_PIECE - s->len < len ? WS_TREE_PIECE - s->len : len;
@@ -362,9 +364,9 @@ int ws_fdpipe_update(struct ws_fdpipe *p, const void *buf, size_t len, struct ws
             p->d->n += len;
         return rc;
     }
-    if (p->failed || (p->side && len > 0 && p->side(p->side_ctx, buf, len) != 1) ||
+    if (p->broken || (p->side && len > 0 && p->side(p->side_ctx, buf, len) != 1) ||
         !tree_update(p, buf, len)) {
-        p->failed = 1;
+        p->broken = 1;
         return bad(err);
     }
     return 0;
@@ -373,7 +375,7 @@ int ws_fdpipe_update(struct ws_fdpipe *p, const void *buf, size_t len, struct ws
 int ws_fdpipe_finish(struct ws_fdpipe *p, struct ws_error *err)
 {
     struct ws_fdigest *d = p->d;
-    int ok = !p->failed;
+    int ok = !p->broken;
 
     if (p->hp)
         return ws_hashpipe_finish(p->hp, err);
@@ -382,16 +384,15 @@ int ws_fdpipe_finish(struct ws_fdpipe *p, struct ws_error *err)
     if (ok && p->filling) { /* an unfinished piece: left in progress, in d */
         struct slot *s = &p->slots[p->nsub % p->nslots];
         d->n -= s->len;
-        ok = tree_inline(d, s->buf, s->len);
-        s->state = SLOT_FREE;
+        ok = tree_inline(d, s->buf, s->len) && fold_slot(p, s, SLOT_FREE);
         p->filling = 0;
     }
     while (ok && p->next_fold < p->nsub)
-        ok = fold_slot(p, &p->slots[p->next_fold % p->nslots]);
+        ok = fold_slot(p, &p->slots[p->next_fold % p->nslots], SLOT_FREE);
     stop_workers(p);
     p->finished = 1;
     if (!ok)
-        p->failed = 1;
+        p->broken = 1;
     return ok ? 0 : bad(err);
 }
 
