@@ -1,6 +1,6 @@
 /*
  * backup/create_copy.c - the copy of `basebackup create` on the worker pool (pool.h): each
- * worker reads a file (SHA-256, page checksum check) into its bundle's object writer (zstd ->
+ * worker reads a file (its digest, page checksum check) into its bundle's object writer (zstd ->
  * AEAD -> storage), a large file in pieces (manifest.h), and every relation file's block digests
  * into its map object (blockmap.h).
  *
@@ -9,7 +9,7 @@
  * relation file is read once: unchanged is a REF record, else its changed blocks (kept in the
  * worker's nameless temporary file in $TMPDIR meanwhile) are a DELTA extent, or when more than
  * half changed it is read again and stored whole; another file with the reference's size is read
- * once for its SHA-256, and again to be stored when that differs (docs/design/incremental.md).
+ * once for its digest, and again to be stored when that differs (docs/design/incremental.md).
  * A tar member of a stream (create_stream.c) goes through the same copy but can be read once
  * only: a changed relation file is always a DELTA extent, another file is stored whole.
  *
@@ -56,7 +56,7 @@ int ws_create_object_open(struct job *j, const struct ws_repo *repo, const char 
     p.workers = compress ? workers : 0;
     p.content_size = -1;
     p.key = j->key;
-    p.no_digest = 1; /* every file's SHA-256 is in the manifest; digests are checked by count */
+    p.no_digest = 1; /* every file's digest is in the manifest; digests are checked by count */
     return ws_object_writer_new(put, &p, out, err);
 }
 
@@ -235,7 +235,7 @@ static int next_piece(struct job *j, struct bundle_out *b, struct ws_bfile *r, u
     return 0;
 }
 
-/* What one read of a file does besides its SHA-256. */
+/* What one read of a file does besides its digest (io/filedigest.h). */
 struct pass {
     int store;          /* append its bytes to the worker's bundle (a whole copy, in pieces) */
     int check;          /* check page checksums (the first read of a file only) */
@@ -489,7 +489,7 @@ static int copy_relation_incr(struct job *j, struct cworker *cw, struct ws_pool_
     return read_pass(j, cw, pw, e, r, bp, &whole, err);
 }
 
-/* Any other file with a reference record of the same size: read once for its SHA-256; the same
+/* Any other file with a reference record of the same size: read once for its digest; the same
  * is a REF, else it is read again and stored whole. */
 static int copy_if_changed(struct job *j, struct cworker *cw, struct ws_pool_worker *pw,
                            const struct entry *e, const struct ws_bfile *ref, struct ws_bfile *r,

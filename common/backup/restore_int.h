@@ -109,7 +109,7 @@ void ws_restore_report_problem(void *arg, const struct ws_bfile *f, const char *
 int ws_restore_resolve_chain(const struct ws_catalog *cat, struct restore *r, struct ws_error *err);
 /* Writes the files of r->m that want[i] names (want NULL: all) into tree from r->chain, layer
  * by layer, then cuts each file not stored whole in r->m itself to its size, gives it its mode
- * and mtime and reads it back: a SHA-256 that differs is WS_ERR_CORRUPT naming the file. Files
+ * and mtime and reads it back: a digest that differs is WS_ERR_CORRUPT naming the file. Files
  * are created exclusively: the caller removed what was there. */
 int ws_restore_chain(const struct restore *r, struct ws_repo *repo, const struct ws_tree *tree,
                      const struct ws_bundle_opts *bo, const uint8_t *want, struct ws_error *err);
@@ -182,16 +182,16 @@ struct ws_restore_patches;
 int ws_restore_by_blocks(const struct restore *r, const struct ws_bfile *f);
 /* Compares each such file of the tree with its digests in r->m's map objects, in parallel (the
  * files in map order, each worker holding the last map object it loaded): a file that matches
- * (every digest, size and SHA-256) is left alone; one with at most half its blocks differing is
- * to be patched (*out holds it); any other (missing, not a regular file, more digests than its
- * map object holds, a map object missing or damaged: a warning) gets want[i] = 1 (the caller
- * removes and rebuilds it). *out is the caller's to free, also after a failure. */
+ * (every block digest, size and file digest) is left alone; one with at most half its blocks
+ * differing is to be patched (*out holds it); any other (missing, not a regular file, more digests
+ * than its map object holds, a map object missing or damaged: a warning) gets want[i] = 1 (the
+ * caller removes and rebuilds it). *out is the caller's to free, also after a failure. */
 int ws_restore_patch_compare(const struct restore *r, struct ws_repo *repo,
                              const struct ws_tree *tree, uint8_t *want,
                              struct ws_restore_patches **out, struct ws_error *err);
 /* Writes the differing blocks of the files of p, each from the newest layer of r->chain that
  * stored it, stopping at the first layer with nothing left to fetch; then each file is cut to
- * its size, its SHA-256 finished and compared with the record (WS_ERR_CORRUPT naming the file),
+ * its size, its file digest finished and compared with the record (WS_ERR_CORRUPT naming the file),
  * given its mode and mtime. */
 int ws_restore_patch(const struct restore *r, struct ws_repo *repo, const struct ws_tree *tree,
                      struct ws_restore_patches *p, struct ws_error *err);

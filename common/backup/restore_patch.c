@@ -19,14 +19,14 @@
 #define READ_BUF (1u << 20)
 
 /* A file being patched: the blocks still to fetch, and the digest (of the record's kind,
- * io/filedigest.h) of its bytes [0, sha_off), which are the target's (every block before the
+ * io/filedigest.h) of its bytes [0, digest_off), which are the target's (every block before the
  * first differing one matched). */
 struct patch {
     size_t i; /* file of r->m */
     uint8_t *bits;
     uint64_t nbits;
     struct ws_fdigest *md;
-    uint64_t sha_off;
+    uint64_t digest_off;
 };
 
 struct ws_restore_patches {
@@ -65,7 +65,7 @@ struct cjob {
 /* What one file's blocks say. */
 struct scan {
     uint8_t *bits;
-    uint64_t ndiff, sha_off;
+    uint64_t ndiff, digest_off;
     struct ws_fdigest *md;
     struct ws_fdpipe *hp; /* feeds md while the file is read (incremental.md, "Speed") */
     int threads;
@@ -74,7 +74,7 @@ struct scan {
 static void mark(struct scan *s, uint64_t b, uint32_t bs)
 {
     if (s->ndiff++ == 0)
-        s->sha_off = b * bs;
+        s->digest_off = b * bs;
     s->bits[b / 8] |= (uint8_t)(1u << (b % 8));
 }
 
@@ -109,7 +109,7 @@ static int scan_file(struct scan *s, int fd, uint64_t esize, const struct ws_bfi
     uint64_t nb = ws_blockmap_blocks(f->size, bs), lim = esize < f->size ? esize : f->size, off;
     int rc;
 
-    s->sha_off = f->size;
+    s->digest_off = f->size;
     if ((rc = ws_fdpipe_start(s->md, s->threads, lim, NULL, NULL, &s->hp, err)) != 0)
         return rc;
     for (off = 0; off < lim && s->ndiff * 2 <= nb;) {
@@ -149,7 +149,7 @@ static int add_patch(struct ws_restore_patches *ps, size_t i, struct scan *s, ui
         p->bits = s->bits;
         p->nbits = nb;
         p->md = s->md;
-        p->sha_off = s->sha_off;
+        p->digest_off = s->digest_off;
         s->bits = NULL;
         s->md = NULL;
     }
@@ -257,7 +257,7 @@ static int compare_task(void *arg, struct ws_pool_worker *pw, size_t x, struct w
 }
 
 /* Files of WS_PIECE_SIZE or more first, largest first: the largest one's compare, and then its
- * SHA-256, is the longest path of a delta restore, and it starts at once instead of after every
+ * digest, is the longest path of a delta restore, and it starts at once instead of after every
  * file of the map objects before its own (incremental.md, "Speed"). Then the others by map
  * object. */
 static int cmp_order(const void *a, const void *b, void *arg)
@@ -477,7 +477,7 @@ static int finish_file(void *arg, const struct ws_tree *tree, struct ws_tree_cur
 
     if (!p)
         return 0;
-    return ws_restore_settle_file(fin->r, tree, c, &fin->r->m->files[i], p->md, p->sha_off, buf,
+    return ws_restore_settle_file(fin->r, tree, c, &fin->r->m->files[i], p->md, p->digest_off, buf,
                                   "its differing blocks were patched", err);
 }
 

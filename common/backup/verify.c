@@ -2,7 +2,7 @@
  * backup/verify.c - `basebackup verify [ID | --all]`: re-reads backups from the repository.
  *
  * For a backup: every bundle is read through the object reader (authentication, checksums) and
- * the bundle splitter in verify mode (each whole file's size and SHA-256 against the manifest,
+ * the bundle splitter in verify mode (each whole file's size and digest against the manifest,
  * each delta extent's structure: repo/delta.c), every map object is read and verified and must
  * hold the block digests its files' map lines point to, and every WAL segment from its start to
  * its stop is read and verified too. A diff or incr also needs its chain: every link there,

@@ -4,10 +4,10 @@
  * A bundle's content is whole files back to back (manifest.h). The splitter is a sink that takes
  * that content (from an object reader, so it is already authenticated chunk by chunk when
  * encrypted) and cuts it at the offsets the manifest gives. For every file it recomputes the
- * SHA-256 and compares size and digest with the manifest; in restore mode it also writes the
- * file into `tree` (base/fs.h: through directory descriptors, never following a link; created
- * exclusively, with the recorded mtime and the recorded mode masked to what PostgreSQL itself
- * gives its files: at most 0600, or 0640 with `group_access`).
+ * digest (of the record's kind) and compares size and digest with the manifest; in restore mode it
+ * also writes the file into `tree` (base/fs.h: through directory descriptors, never following a
+ * link; created exclusively, with the recorded mtime and the recorded mode masked to what
+ * PostgreSQL itself gives its files: at most 0600, or 0640 with `group_access`).
  *
  * Problems are reported through `problem` (one call per file, message names the file) and
  * counted; in restore mode the first problem also fails the sink (WS_ERR_CORRUPT). In verify
@@ -25,7 +25,7 @@
  * A delta extent (a DELTA record, blockmap.h) is decoded as it comes (repo/delta.c): in restore
  * mode each block is written with pwrite into the file, which must exist (an earlier layer of the
  * chain made it), and the file is then truncated to the size the extent records, which must be
- * the record's size; mode, mtime and the SHA-256 are the caller's business (it reads the finished
+ * the record's size; mode, mtime and the digest are the caller's business (it reads the finished
  * file back). A malformed extent is a problem like a damaged file. REF records have no extent.
  *
  * With `sparse`, the extents are a subset of the bundle's files: bytes before, between and after
@@ -98,7 +98,7 @@ int ws_bundle_extents_of(const struct ws_bfile *const *files, size_t nfiles, uin
                          struct ws_bextent **ext, size_t **first, size_t *next,
                          struct ws_error *err);
 
-/* Files whose size and SHA-256 matched (valid after finish or failure). */
+/* Files whose size and digest matched (valid after finish or failure). */
 size_t ws_bundle_splitter_good(const struct ws_sink *s);
 size_t ws_bundle_splitter_bad(const struct ws_sink *s);
 
