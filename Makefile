@@ -54,16 +54,20 @@ FUZZ_SECONDS ?=
 SHIM_LIB = $(BUILD)/tests/shim/libcurl.so.4
 
 # The archive module (walsafe_archive/, PostgreSQL 15+ archive_library): a shared object over a
-# position-independent, uninstrumented build of the library ($(BUILD)/pic/), built when the server
+# position-independent, uninstrumented build of the library (PIC_DIR), built when the server
 # headers of PG_CONFIG's PostgreSQL are installed (Debian: postgresql-server-dev-15); tests load it
 # from $(BUILD)/lib by its absolute path, `make install` puts it into the server's pkglibdir.
+# PIC_CFLAGS drop the sanitizer and coverage flags, so the release, ASan and coverage builds
+# would compile the same objects: they share build/pic/ (make check compiled it twice). The fuzz
+# build (clang) keeps its own.
 PG_CONFIG  ?= /usr/lib/postgresql/15/bin/pg_config
 PG_SERVER_INC := $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)
 PG_PKGLIBDIR  := $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)
 HAVE_PG_SERVER := $(if $(PG_SERVER_INC),$(wildcard $(PG_SERVER_INC)/postgres.h))
 PIC_CFLAGS = $(filter-out -fsanitize=% -fno-sanitize-recover=% --coverage -O0,$(CFLAGS)) -O2 -fPIC
-PIC_OBJ  = $(LIB_SRC:%.c=$(BUILD)/pic/%.o)
-PIC_LIB  = $(BUILD)/pic/libwalsafe.a
+PIC_DIR  = $(if $(filter 1,$(FUZZ)),$(BUILD)/pic,build/pic)
+PIC_OBJ  = $(LIB_SRC:%.c=$(PIC_DIR)/%.o)
+PIC_LIB  = $(PIC_DIR)/libwalsafe.a
 MODULE   = $(BUILD)/lib/walsafe_archive.so
 
 .SECONDARY:
@@ -78,7 +82,7 @@ module:
 	@echo "walsafe_archive not built: no PostgreSQL server headers at $(PG_CONFIG) (install postgresql-server-dev-15)"
 endif
 
-$(BUILD)/pic/%.o: %.c $(wildcard common/*/*.h)
+$(PIC_DIR)/%.o: %.c $(wildcard common/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(PIC_CFLAGS) -c -o $@ $<
 
