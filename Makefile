@@ -71,7 +71,7 @@ PIC_LIB  = $(PIC_DIR)/libwalsafe.a
 MODULE   = $(BUILD)/lib/walsafe_archive.so
 
 .SECONDARY:
-.PHONY: all module bench-module check test-build unit integration install clean lint demo bench bench-backup bench-remote bench-recovery bench-logical deps \
+.PHONY: all module bench-module check check-unit check-fuzz test-build unit integration install clean lint demo bench bench-backup bench-remote bench-recovery bench-logical deps \
         fuzz fuzz-check fuzz-build coverage coverage-build
 all: $(BINS) module
 
@@ -181,10 +181,18 @@ check: deps
 	$(MAKE) -j$(NPROC) SANITIZE=1 test-build
 	$(MAKE) -j$(NPROC) fuzz-build
 	$(MAKE) man-check
-	$(MAKE) SANITIZE=1 unit-run
-	$(MAKE) fuzz-check
+	$(MAKE) -j2 -Orecurse check-unit check-fuzz
 	$(MAKE) SANITIZE=1 integration
 	$(MAKE) integration
+
+# The unit tests and fuzz-check at the same time, each one's lines printed whole when it ends:
+# fuzz-check runs each harness a fixed time (FUZZ_SECONDS) on its two cores, so the unit tests
+# (one process at a time, a third of their time asleep in waits they test) take no time of
+# their own; the harnesses only run fewer inputs meanwhile.
+check-unit:
+	$(MAKE) SANITIZE=1 unit-run
+check-fuzz:
+	$(MAKE) fuzz-check
 
 # Line coverage of common/, per layer folder, from the unit tests and the integration suite
 # (tests/coverage.sh; lcov is installed on first use, `make check` does not need it). Takes the
