@@ -1,6 +1,6 @@
 /*
  * backup/create_copy.c - the copy of `basebackup create` on the worker pool (pool.h): each
- * worker reads a file (its digest, page checksum check) into its bundle's object writer (zstd ->
+ * worker reads a file (SHA-256, page checksum check) into its bundle's object writer (zstd ->
  * AEAD -> storage), a large file in pieces (manifest.h), and every relation file's block digests
  * into its map object (blockmap.h).
  *
@@ -9,7 +9,7 @@
  * relation file is read once: unchanged is a REF record, else its changed blocks (kept in the
  * worker's nameless temporary file in $TMPDIR meanwhile) are a DELTA extent, or when more than
  * half changed it is read again and stored whole; another file with the reference's size is read
- * once for its digest, and again to be stored when that differs (docs/design/incremental.md).
+ * once for its SHA-256, and again to be stored when that differs (docs/design/incremental.md).
  * A tar member of a stream (create_stream.c) goes through the same copy but can be read once
  * only: a changed relation file is always a DELTA extent, another file is stored whole.
  *
@@ -34,7 +34,7 @@
 #include "base/crc32c.h"
 #include "base/fs.h"
 #include "base/log.h"
-#include "io/filedigest.h"
+#include "io/hashpipe.h"
 #include "io/object.h"
 #include "pg/pgpage.h"
 #include "repo/blockmap.h"
@@ -56,7 +56,7 @@ int ws_create_object_open(struct job *j, const struct ws_repo *repo, const char 
     p.workers = compress ? workers : 0;
     p.content_size = -1;
     p.key = j->key;
-    p.no_digest = 1; /* every file's digest is in the manifest; digests are checked by count */
+    p.no_digest = 1; /* every file's SHA-256 is in the manifest; digests are checked by count */
     return ws_object_writer_new(put, &p, out, err);
 }
 
@@ -235,7 +235,7 @@ static int next_piece(struct job *j, struct bundle_out *b, struct ws_bfile *r, u
     return 0;
 }
 
-/* What one read of a file does besides its digest (io/filedigest.h). */
+/* What one read of a file does besides its SHA-256. */
 struct pass {
     int store;          /* append its bytes to the worker's bundle (a whole copy, in pieces) */
     int check;          /* check page checksums (the first read of a file only) */
@@ -244,8 +244,6 @@ struct pass {
                            its nref, go to cw->changed and their bytes to the spill file */
     uint64_t nref;
     int progress; /* count the bytes for the progress line (the first read only) */
-    const struct ws_bfile *kind_of; /* the record whose digest kind to use (to compare with it);
-                                       NULL: by the file's size (io/filedigest.h) */
 };
 
 int ws_create_grow(void **p, size_t *cap, size_t need, size_t sz, struct ws_error *err)
@@ -334,33 +332,41 @@ static int store_bytes(struct job *j, struct cworker *cw, struct ws_bfile *r, ui
     return 0;
 }
 
-/* A streamed file's CRC-32C, beside its digest (io/filedigest.h: `side`). */
-static int crc_update(void *ctx, const void *buf, size_t len)
-{
-    uint32_t *crc = ctx;
+/* What read_pass hashes, on the hashing thread for a large file: SHA-256, and a streamed file's
+ * CRC-32C (crc_on). */
+struct hashes {
+    EVP_MD_CTX *md;
+    int crc_on;
+    uint32_t crc;
+};
 
-    *crc = ws_crc32c(*crc, buf, len);
-    return 1;
+static int hashes_update(void *ctx, const void *buf, size_t len)
+{
+    struct hashes *h = ctx;
+
+    if (h->crc_on)
+        h->crc = ws_crc32c(h->crc, buf, len);
+    return EVP_DigestUpdate(h->md, buf, len);
 }
 
-/* Reads the source bp->src once from its start: digest and size into r (and a member's CRC-32C
+/* Reads the source bp->src once from its start: SHA-256 and size into r (and a member's CRC-32C
  * into the source), and what p asks. */
 static int read_pass(struct job *j, struct cworker *cw, struct ws_pool_worker *pw,
                      const struct entry *e, struct ws_bfile *r, struct badpage_ctx *bp,
                      const struct pass *p, struct ws_error *err)
 {
-    int kind = p->kind_of ? p->kind_of->digest_kind : ws_digest_kind_for(e->size);
-    struct ws_fdigest *d = NULL;
-    struct ws_fdpipe *hp = NULL; /* hashed on other threads (incremental.md, "Speed") */
-    uint32_t crc = 0;
+    struct hashes h = {NULL, bp->src->once, 0};
+    struct ws_hashpipe *hp = NULL; /* the hashes on their own thread (incremental.md, "Speed") */
     uint64_t off = 0;
     int rc = 0;
 
     cw->ndigests = cw->nchanged = 0;
     cw->spill_len = 0;
-    if ((rc = ws_fdigest_new(kind, &d, err)) != 0 ||
-        (rc = ws_fdpipe_start(d, j->cfg->parallel, e->size, bp->src->once ? crc_update : NULL, &crc,
-                              &hp, err)) != 0)
+    if (!(h.md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(h.md, EVP_sha256(), NULL) != 1) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "could not initialize SHA-256");
+        goto out;
+    }
+    if ((rc = ws_hashpipe_start(hashes_update, &h, e->size, &hp, err)) != 0)
         goto out;
     if (p->store) {
         if ((rc = bundle_ready(j, &cw->out, e->size, err)) != 0)
@@ -379,7 +385,7 @@ static int read_pass(struct job *j, struct cworker *cw, struct ws_pool_worker *p
         if (p->check && e->relation && j->checksums)
             ws_pg_check_pages(cw->buf, (size_t)n, e->segno, (uint32_t)(off / WS_PG_BLCKSZ),
                               j->start_lsn, on_bad_page, bp);
-        if ((rc = ws_fdpipe_update(hp, cw->buf, (size_t)n, err)) != 0)
+        if ((rc = ws_hashpipe_update(hp, cw->buf, (size_t)n, err)) != 0)
             goto out;
         if ((p->digest && (rc = digest_blocks(cw, p, off, (size_t)n, err)) != 0) ||
             (p->store && (rc = store_bytes(j, cw, r, off, (size_t)n, err)) != 0))
@@ -390,14 +396,17 @@ static int read_pass(struct job *j, struct cworker *cw, struct ws_pool_worker *p
         if ((size_t)n < READ_BLOCK)
             break;
     }
-    if ((rc = ws_fdpipe_finish(hp, err)) != 0 || (rc = ws_fdigest_final(d, r->digest, err)) != 0)
+    if ((rc = ws_hashpipe_finish(hp, err)) != 0)
         goto out;
-    r->digest_kind = kind;
+    if (EVP_DigestFinal_ex(h.md, r->sha256, NULL) != 1) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+        goto out;
+    }
     r->size = off;
-    bp->src->crc32c = crc;
+    bp->src->crc32c = h.crc;
 out:
-    ws_fdpipe_free(hp); /* before d, which its threads may be using */
-    ws_fdigest_free(d);
+    ws_hashpipe_free(hp); /* before h, which its thread may be using */
+    EVP_MD_CTX_free(h.md);
     return rc;
 }
 
@@ -464,8 +473,8 @@ static int copy_relation_incr(struct job *j, struct cworker *cw, struct ws_pool_
                               struct badpage_ctx *bp, struct ws_error *err)
 {
     uint64_t nref = ws_blockmap_blocks(ref->size, WS_PG_BLCKSZ);
-    struct pass p = {0, 1, 1, NULL, nref, !bp->src->once, NULL};
-    struct pass whole = {1, 0, 1, NULL, 0, 0, NULL};
+    struct pass p = {0, 1, 1, NULL, nref, !bp->src->once};
+    struct pass whole = {1, 0, 1, NULL, 0, 0};
     int rc;
 
     if (ref->map_index > cw->refmap_len / WS_BLOCK_DIGEST_SIZE ||
@@ -489,20 +498,19 @@ static int copy_relation_incr(struct job *j, struct cworker *cw, struct ws_pool_
     return read_pass(j, cw, pw, e, r, bp, &whole, err);
 }
 
-/* Any other file with a reference record of the same size: read once for its digest; the same
+/* Any other file with a reference record of the same size: read once for its SHA-256; the same
  * is a REF, else it is read again and stored whole. */
 static int copy_if_changed(struct job *j, struct cworker *cw, struct ws_pool_worker *pw,
                            const struct entry *e, const struct ws_bfile *ref, struct ws_bfile *r,
                            struct badpage_ctx *bp, struct ws_error *err)
 {
-    struct pass p = {0, 1, e->relation, NULL, 0, 1, ref};
-    struct pass whole = {1, 0, e->relation, NULL, 0, 0, NULL};
+    struct pass p = {0, 1, e->relation, NULL, 0, 1};
+    struct pass whole = {1, 0, e->relation, NULL, 0, 0};
     int rc;
 
     if ((rc = read_pass(j, cw, pw, e, r, bp, &p, err)) != 0)
         return rc;
-    if (r->size == ref->size && r->digest_kind == ref->digest_kind &&
-        memcmp(r->digest, ref->digest, sizeof(r->digest)) == 0) {
+    if (r->size == ref->size && memcmp(r->sha256, ref->sha256, sizeof(r->sha256)) == 0) {
         r->kind = WS_BFILE_REF;
         set_base(j, ref, r);
         return 0;
@@ -518,7 +526,7 @@ static int copy_source(struct job *j, struct cworker *cw, struct ws_pool_worker 
                        struct ws_bfile *r, struct ws_error *err)
 {
     struct badpage_ctx bp = {j, e->path, src, e->segno, 0, {0}};
-    struct pass whole = {1, 1, e->relation, NULL, 0, !src->once, NULL};
+    struct pass whole = {1, 1, e->relation, NULL, 0, !src->once};
     int rc;
 
     if (ref && e->relation && ref->has_map && cw->refmap)
@@ -645,7 +653,7 @@ int ws_create_store_small_file(struct job *j, const struct ws_repo *repo, const 
     out->bundle = b.no;
     out->offset = 0;
     if (!(md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
-        EVP_DigestUpdate(md, text, len) != 1 || EVP_DigestFinal_ex(md, out->digest, &mdlen) != 1) {
+        EVP_DigestUpdate(md, text, len) != 1 || EVP_DigestFinal_ex(md, out->sha256, &mdlen) != 1) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
         goto out;
     }

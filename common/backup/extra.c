@@ -352,7 +352,7 @@ int ws_extra_split(struct ws_repo *repo, const struct ws_keyring *kr, const stru
         files[n].mtime = e->mtime;
         files[n].size = e->size;
         files[n].offset = e->offset;
-        memcpy(files[n].digest, e->sha256, 32);
+        memcpy(files[n].sha256, e->sha256, 32);
         ptrs[n] = &files[n];
         n++;
     }

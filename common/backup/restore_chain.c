@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,7 @@
 #include "backup/pool.h"
 #include "backup/restore_int.h"
 #include "base/log.h"
-#include "io/filedigest.h"
+#include "io/hashpipe.h"
 
 #define READ_BUF (1u << 20)
 
@@ -215,22 +216,39 @@ out:
 
 /* ---- the finished files: size, attributes, read back ------------------------------------- */
 
-int ws_restore_digest_rest(int fd, const struct ws_bfile *f, struct ws_fdigest *d, int threads,
-                           uint64_t off, uint8_t *buf, int *match, struct ws_error *err)
+int ws_restore_sha_rest(int fd, const struct ws_bfile *f, void *ctx, uint64_t off, uint8_t *buf,
+                        int *match, struct ws_error *err)
 {
+    EVP_MD_CTX *md = ctx;
+    struct ws_hashpipe *hp = NULL; /* hashing overlaps the reads (incremental.md, "Speed") */
     uint8_t digest[32];
-    int rc, exact = 0;
+    int rc;
 
     *match = 0;
-    if (ws_fdigest_length(d) != off) /* d must hold exactly the bytes before off */
-        return ws_error_set(err, WS_ERR_INTERNAL, "digest of \"%s\" out of step at %" PRIu64,
-                            f->path, off);
-    /* read and hashed on `threads` threads (incremental.md, "Speed") */
-    if ((rc = ws_fdigest_read_fd(d, fd, f->size, threads, buf, f->path, &exact, err)) != 0 ||
-        !exact || (rc = ws_fdigest_final(d, digest, err)) != 0)
-        return rc;
-    *match = ws_fdigest_kind(d) == f->digest_kind && memcmp(digest, f->digest, 32) == 0;
-    return 0;
+    if ((rc = ws_hashpipe_start(ws_hashpipe_evp, md, f->size > off ? f->size - off : 0, &hp,
+                                err)) != 0)
+        goto out;
+    for (;;) {
+        ssize_t n = ws_pread_full(fd, buf, READ_BUF, (off_t)off);
+        if (n < 0) {
+            rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not read file \"%s\"", f->path);
+            goto out;
+        }
+        if (n == 0 || (off += (uint64_t)n) > f->size)
+            break;
+        if ((rc = ws_hashpipe_update(hp, buf, (size_t)n, err)) != 0)
+            goto out;
+    }
+    if ((rc = ws_hashpipe_finish(hp, err)) != 0 || off != f->size)
+        goto out;
+    if (EVP_DigestFinal_ex(md, digest, NULL) != 1) {
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+        goto out;
+    }
+    *match = memcmp(digest, f->sha256, 32) == 0;
+out:
+    ws_hashpipe_free(hp);
+    return rc;
 }
 
 int ws_restore_own_file(const struct stat *st)
@@ -249,16 +267,18 @@ int ws_restore_keep_mode(const struct restore *r, int fd, const struct stat *st,
     return 0;
 }
 
-int ws_restore_file_matches(int fd, const struct ws_bfile *f, int threads, uint8_t *buf, int *match,
+int ws_restore_file_matches(int fd, const struct ws_bfile *f, uint8_t *buf, int *match,
                             struct ws_error *err)
 {
-    struct ws_fdigest *d = NULL;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
     int rc;
 
     *match = 0;
-    if ((rc = ws_fdigest_new(f->digest_kind, &d, err)) == 0)
-        rc = ws_restore_digest_rest(fd, f, d, threads, 0, buf, match, err);
-    ws_fdigest_free(d);
+    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+        rc = ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
+    else
+        rc = ws_restore_sha_rest(fd, f, md, 0, buf, match, err);
+    EVP_MD_CTX_free(md);
     return rc;
 }
 
@@ -329,9 +349,8 @@ struct finish {
 };
 
 int ws_restore_settle_file(const struct restore *r, const struct ws_tree *tree,
-                           struct ws_tree_cursor *c, const struct ws_bfile *f,
-                           struct ws_fdigest *md, uint64_t off, uint8_t *buf, const char *after,
-                           struct ws_error *err)
+                           struct ws_tree_cursor *c, const struct ws_bfile *f, void *md,
+                           uint64_t off, uint8_t *buf, const char *after, struct ws_error *err)
 {
     struct timespec ts[2] = {{f->mtime, 0}, {f->mtime, 0}};
     int fd = -1, rc, match = 0;
@@ -344,16 +363,15 @@ int ws_restore_settle_file(const struct restore *r, const struct ws_tree *tree,
                              tree->name, f->path);
         goto out;
     }
-    rc = md ? ws_restore_digest_rest(fd, f, md, r->cfg->parallel, off, buf, &match, err)
-            : ws_restore_file_matches(fd, f, r->cfg->parallel, buf, &match, err);
+    rc = md ? ws_restore_sha_rest(fd, f, md, off, buf, &match, err)
+            : ws_restore_file_matches(fd, f, buf, &match, err);
     if (rc)
         goto out;
     if (!match) {
         rc = ws_error_set(err, WS_ERR_CORRUPT,
-                          "restored file \"%s\": size or %s differs from backup %s's record "
+                          "restored file \"%s\": size or SHA-256 differs from backup %s's record "
                           "after %s",
-                          f->path, f->digest_kind == WS_FDIGEST_TREE ? "tree digest" : "SHA-256",
-                          r->m->id, after);
+                          f->path, r->m->id, after);
         goto out;
     }
     if (futimens(fd, ts) != 0)

@@ -1,6 +1,6 @@
 /*
  * backup/restore_delta.c - `basebackup restore --delta`: rewrites an existing data directory of
- * the same database system into the backup, leaving alone every file whose size and digest
+ * the same database system into the backup, leaving alone every file whose size and SHA-256
  * already match (docs/design/incremental.md, "Delta restore").
  *
  * Order, so that a run killed at any moment leaves a directory PostgreSQL refuses to start and a
@@ -312,7 +312,7 @@ static int sweep(struct delta *d, struct ws_error *err)
 
 /* File i of the backup, unless compared block by block: left alone (given its mode) when it is
  * a file of our own (ws_restore_own_file: a hard-linked one or another user's is made anew) whose
- * size and digest match, else wanted. */
+ * size and SHA-256 match, else wanted. */
 static int compare_file(void *arg, const struct ws_tree *tree, struct ws_tree_cursor *c,
                         uint8_t *buf, size_t i, struct ws_error *err)
 {
@@ -338,8 +338,7 @@ static int compare_file(void *arg, const struct ws_tree *tree, struct ws_tree_cu
         rc =
             ws_error_setsys(err, WS_ERR_IO, errno, "could not stat \"%s/%s\"", tree->name, f->path);
     else if (ws_restore_own_file(&st) && (uint64_t)st.st_size == f->size &&
-             (rc = ws_restore_file_matches(fd, f, d->r->cfg->parallel, buf, &match, err)) == 0 &&
-             match)
+             (rc = ws_restore_file_matches(fd, f, buf, &match, err)) == 0 && match)
         rc = ws_restore_keep_mode(d->r, fd, &st, f, tree->name, err);
     close(fd);
     if (rc == 0 && !match)

@@ -109,7 +109,7 @@ void ws_restore_report_problem(void *arg, const struct ws_bfile *f, const char *
 int ws_restore_resolve_chain(const struct ws_catalog *cat, struct restore *r, struct ws_error *err);
 /* Writes the files of r->m that want[i] names (want NULL: all) into tree from r->chain, layer
  * by layer, then cuts each file not stored whole in r->m itself to its size, gives it its mode
- * and mtime and reads it back: a digest that differs is WS_ERR_CORRUPT naming the file. Files
+ * and mtime and reads it back: a SHA-256 that differs is WS_ERR_CORRUPT naming the file. Files
  * are created exclusively: the caller removed what was there. */
 int ws_restore_chain(const struct restore *r, struct ws_repo *repo, const struct ws_tree *tree,
                      const struct ws_bundle_opts *bo, const uint8_t *want, struct ws_error *err);
@@ -125,22 +125,20 @@ int ws_restore_own_file(const struct stat *st);
 /* A file kept as it is (fd open on it, st its fstat): given f's mode when it has another. */
 int ws_restore_keep_mode(const struct restore *r, int fd, const struct stat *st,
                          const struct ws_bfile *f, const char *dir, struct ws_error *err);
-/* *match: the file open at fd has f's size and digest (of f's kind, io/filedigest.h, hashed on
- * up to `threads` threads); buf holds 1 MiB. */
-int ws_restore_file_matches(int fd, const struct ws_bfile *f, int threads, uint8_t *buf, int *match,
+/* *match: the file open at fd has f's size and SHA-256; buf holds 1 MiB. */
+int ws_restore_file_matches(int fd, const struct ws_bfile *f, uint8_t *buf, int *match,
                             struct ws_error *err);
-/* The same, d (holding the digest of the file's bytes [0, off)) fed from off on; d is finished
- * (the caller frees it). A d of another kind than f's never matches. */
-int ws_restore_digest_rest(int fd, const struct ws_bfile *f, struct ws_fdigest *d, int threads,
-                           uint64_t off, uint8_t *buf, int *match, struct ws_error *err);
+/* The same, ctx (an EVP_MD_CTX * holding the SHA-256 of the file's bytes [0, off)) fed from off
+ * on; ctx is finished (the caller frees it). */
+int ws_restore_sha_rest(int fd, const struct ws_bfile *f, void *ctx, uint64_t off, uint8_t *buf,
+                        int *match, struct ws_error *err);
 /* File f of r->m written into tree: cut or extended to its size, given its mode, read back
- * (md NULL: from its start; else md holds the digest of its bytes [0, off), fed on and
- * finished), then its mtime; a digest that differs is WS_ERR_CORRUPT naming the file and
+ * (md NULL: from its start; else md holds the SHA-256 of its bytes [0, off), fed on and
+ * finished), then its mtime; a SHA-256 that differs is WS_ERR_CORRUPT naming the file and
  * saying "after <after>". */
 int ws_restore_settle_file(const struct restore *r, const struct ws_tree *tree,
-                           struct ws_tree_cursor *c, const struct ws_bfile *f,
-                           struct ws_fdigest *md, uint64_t off, uint8_t *buf, const char *after,
-                           struct ws_error *err);
+                           struct ws_tree_cursor *c, const struct ws_bfile *f, void *md,
+                           uint64_t off, uint8_t *buf, const char *after, struct ws_error *err);
 /* Layer k of r->chain: its manifest (r->m for the last, else loaded: errors name the link),
  * indexed by path. Closing is safe after a failed open. */
 struct ws_restore_layer {
@@ -182,16 +180,16 @@ struct ws_restore_patches;
 int ws_restore_by_blocks(const struct restore *r, const struct ws_bfile *f);
 /* Compares each such file of the tree with its digests in r->m's map objects, in parallel (the
  * files in map order, each worker holding the last map object it loaded): a file that matches
- * (every block digest, size and file digest) is left alone; one with at most half its blocks
- * differing is to be patched (*out holds it); any other (missing, not a regular file, more digests
- * than its map object holds, a map object missing or damaged: a warning) gets want[i] = 1 (the
- * caller removes and rebuilds it). *out is the caller's to free, also after a failure. */
+ * (every digest, size and SHA-256) is left alone; one with at most half its blocks differing is
+ * to be patched (*out holds it); any other (missing, not a regular file, more digests than its
+ * map object holds, a map object missing or damaged: a warning) gets want[i] = 1 (the caller
+ * removes and rebuilds it). *out is the caller's to free, also after a failure. */
 int ws_restore_patch_compare(const struct restore *r, struct ws_repo *repo,
                              const struct ws_tree *tree, uint8_t *want,
                              struct ws_restore_patches **out, struct ws_error *err);
 /* Writes the differing blocks of the files of p, each from the newest layer of r->chain that
  * stored it, stopping at the first layer with nothing left to fetch; then each file is cut to
- * its size, its file digest finished and compared with the record (WS_ERR_CORRUPT naming the file),
+ * its size, its SHA-256 finished and compared with the record (WS_ERR_CORRUPT naming the file),
  * given its mode and mtime. */
 int ws_restore_patch(const struct restore *r, struct ws_repo *repo, const struct ws_tree *tree,
                      struct ws_restore_patches *p, struct ws_error *err);

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,19 +15,18 @@
 #include "backup/pool.h"
 #include "backup/restore_int.h"
 #include "base/log.h"
-#include "io/filedigest.h"
+#include "io/hashpipe.h"
 
 #define READ_BUF (1u << 20)
 
-/* A file being patched: the blocks still to fetch, and the digest (of the record's kind,
- * io/filedigest.h) of its bytes [0, digest_off), which are the target's (every block before the
- * first differing one matched). */
+/* A file being patched: the blocks still to fetch, and the SHA-256 of its bytes [0, sha_off),
+ * which are the target's (every block before the first differing one matched). */
 struct patch {
     size_t i; /* file of r->m */
     uint8_t *bits;
     uint64_t nbits;
-    struct ws_fdigest *md;
-    uint64_t digest_off;
+    EVP_MD_CTX *md;
+    uint64_t sha_off;
 };
 
 struct ws_restore_patches {
@@ -65,21 +65,20 @@ struct cjob {
 /* What one file's blocks say. */
 struct scan {
     uint8_t *bits;
-    uint64_t ndiff, digest_off;
-    struct ws_fdigest *md;
-    struct ws_fdpipe *hp; /* feeds md while the file is read (incremental.md, "Speed") */
-    int threads;
+    uint64_t ndiff, sha_off;
+    EVP_MD_CTX *md;
+    struct ws_hashpipe *hp; /* feeds md while the file is read (incremental.md, "Speed") */
 };
 
 static void mark(struct scan *s, uint64_t b, uint32_t bs)
 {
     if (s->ndiff++ == 0)
-        s->digest_off = b * bs;
+        s->sha_off = b * bs;
     s->bits[b / 8] |= (uint8_t)(1u << (b % 8));
 }
 
 /* The blocks of buf (n bytes read at off, lim the end of what is compared) against the digests
- * from block 0 of the file on; the file's digest fed while nothing differed. */
+ * from block 0 of the file on; SHA-256 fed while nothing differed. */
 static int scan_chunk(struct scan *s, const struct ws_bfile *f, uint32_t bs, const uint8_t *dg,
                       const uint8_t *buf, size_t n, uint64_t off, struct ws_error *err)
 {
@@ -96,7 +95,7 @@ static int scan_chunk(struct scan *s, const struct ws_bfile *f, uint32_t bs, con
         ws_block_digest(buf + q, (size_t)tlen, got);
         if (memcmp(got, dg + b * WS_BLOCK_DIGEST_SIZE, WS_BLOCK_DIGEST_SIZE) != 0)
             mark(s, b, bs);
-        else if (s->ndiff == 0 && (rc = ws_fdpipe_update(s->hp, buf + q, (size_t)tlen, err)))
+        else if (s->ndiff == 0 && (rc = ws_hashpipe_update(s->hp, buf + q, (size_t)tlen, err)))
             return rc;
     }
     return 0;
@@ -109,8 +108,8 @@ static int scan_file(struct scan *s, int fd, uint64_t esize, const struct ws_bfi
     uint64_t nb = ws_blockmap_blocks(f->size, bs), lim = esize < f->size ? esize : f->size, off;
     int rc;
 
-    s->digest_off = f->size;
-    if ((rc = ws_fdpipe_start(s->md, s->threads, lim, NULL, NULL, &s->hp, err)) != 0)
+    s->sha_off = f->size;
+    if ((rc = ws_hashpipe_start(ws_hashpipe_evp, s->md, lim, &s->hp, err)) != 0)
         return rc;
     for (off = 0; off < lim && s->ndiff * 2 <= nb;) {
         size_t want = lim - off < READ_BUF ? (size_t)(lim - off) : READ_BUF;
@@ -126,7 +125,7 @@ static int scan_file(struct scan *s, int fd, uint64_t esize, const struct ws_bfi
     }
     for (uint64_t b = ws_blockmap_blocks(off, bs); b < nb && s->ndiff * 2 <= nb; b++)
         mark(s, b, bs);
-    return ws_fdpipe_finish(s->hp, err);
+    return ws_hashpipe_finish(s->hp, err);
 }
 
 static int add_patch(struct ws_restore_patches *ps, size_t i, struct scan *s, uint64_t nb,
@@ -149,7 +148,7 @@ static int add_patch(struct ws_restore_patches *ps, size_t i, struct scan *s, ui
         p->bits = s->bits;
         p->nbits = nb;
         p->md = s->md;
-        p->digest_off = s->digest_off;
+        p->sha_off = s->sha_off;
         s->bits = NULL;
         s->md = NULL;
     }
@@ -180,10 +179,8 @@ static int compare_file(struct cjob *j, struct ws_tree_cursor *c, uint8_t *buf, 
                              f->path);
         goto out;
     }
-    s.threads = j->r->cfg->parallel;
     if (!ws_restore_own_file(&st) || !(s.bits = calloc(nb / 8 + 1, 1)) ||
-        ws_fdigest_new(f->digest_kind, &s.md, err) != 0) {
-        memset(err, 0, sizeof(*err));
+        !(s.md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(s.md, EVP_sha256(), NULL) != 1) {
         j->want[i] = 1; /* odd (hard-linked, another user's), or out of memory: rebuilt whole */
         goto out;
     }
@@ -192,9 +189,8 @@ static int compare_file(struct cjob *j, struct ws_tree_cursor *c, uint8_t *buf, 
     if (s.ndiff * 2 > nb) {
         j->want[i] = 1;
     } else if (s.ndiff == 0 && (uint64_t)st.st_size == f->size) {
-        /* every block digest matched: the file's digest must too (else rebuilt, checked whole) */
-        if ((rc = ws_restore_digest_rest(fd, f, s.md, s.threads, f->size, buf, &match, err)) == 0 &&
-            !match)
+        /* every digest matched: the SHA-256 must too (else rebuilt and checked whole) */
+        if ((rc = ws_restore_sha_rest(fd, f, s.md, f->size, buf, &match, err)) == 0 && !match)
             j->want[i] = 1;
         else if (rc == 0)
             rc = ws_restore_keep_mode(j->r, fd, &st, f, j->tree->name, err);
@@ -203,8 +199,8 @@ static int compare_file(struct cjob *j, struct ws_tree_cursor *c, uint8_t *buf, 
     }
 out:
     free(s.bits);
-    ws_fdpipe_free(s.hp); /* before md, which its threads may be using */
-    ws_fdigest_free(s.md);
+    ws_hashpipe_free(s.hp); /* before md, which its thread may be using */
+    EVP_MD_CTX_free(s.md);
     if (fd >= 0)
         close(fd);
     return rc;
@@ -257,7 +253,7 @@ static int compare_task(void *arg, struct ws_pool_worker *pw, size_t x, struct w
 }
 
 /* Files of WS_PIECE_SIZE or more first, largest first: the largest one's compare, and then its
- * digest, is the longest path of a delta restore, and it starts at once instead of after every
+ * SHA-256, is the longest path of a delta restore, and it starts at once instead of after every
  * file of the map objects before its own (incremental.md, "Speed"). Then the others by map
  * object. */
 static int cmp_order(const void *a, const void *b, void *arg)
@@ -468,7 +464,7 @@ struct finish {
     struct ws_restore_patches *ps;
 };
 
-/* File i, when patched: settled, its digest finished from the state the compare pass kept. */
+/* File i, when patched: settled, its SHA-256 finished from the state the compare pass kept. */
 static int finish_file(void *arg, const struct ws_tree *tree, struct ws_tree_cursor *c,
                        uint8_t *buf, size_t i, struct ws_error *err)
 {
@@ -477,7 +473,7 @@ static int finish_file(void *arg, const struct ws_tree *tree, struct ws_tree_cur
 
     if (!p)
         return 0;
-    return ws_restore_settle_file(fin->r, tree, c, &fin->r->m->files[i], p->md, p->digest_off, buf,
+    return ws_restore_settle_file(fin->r, tree, c, &fin->r->m->files[i], p->md, p->sha_off, buf,
                                   "its differing blocks were patched", err);
 }
 
@@ -519,7 +515,7 @@ void ws_restore_patches_free(struct ws_restore_patches *p)
         return;
     for (size_t x = 0; x < p->n; x++) {
         free(p->p[x].bits);
-        ws_fdigest_free(p->p[x].md);
+        EVP_MD_CTX_free(p->p[x].md);
     }
     free(p->p);
     pthread_mutex_destroy(&p->lock);

@@ -2,7 +2,7 @@
  * backup/verify.c - `basebackup verify [ID | --all]`: re-reads backups from the repository.
  *
  * For a backup: every bundle is read through the object reader (authentication, checksums) and
- * the bundle splitter in verify mode (each whole file's size and digest against the manifest,
+ * the bundle splitter in verify mode (each whole file's size and SHA-256 against the manifest,
  * each delta extent's structure: repo/delta.c), every map object is read and verified and must
  * hold the block digests its files' map lines point to, and every WAL segment from its start to
  * its stop is read and verified too. A diff or incr also needs its chain: every link there,
@@ -12,6 +12,7 @@
  * stderr; the result is WS_ERR_CORRUPT when there was any.
  */
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,6 @@
 #include "backup/extra.h"
 #include "backup/pool.h"
 #include "base/log.h"
-#include "io/filedigest.h"
 #include "io/object.h"
 #include "pg/wal.h"
 #include "repo/blockmap.h"
@@ -151,11 +151,11 @@ static int verify_extra(struct ws_repo *repo, const struct ws_keyring *kr,
     return rc;
 }
 
-/* One running digest (of the file's kind) per file in pieces, set on its extents. A file's pieces
- * lie in bundles of increasing number: fed in bundle order, each such file is hashed from its first
- * byte to its last (which is why verify runs its pool with one worker). */
+/* One running SHA-256 per file in pieces, set on its extents. A file's pieces lie in bundles
+ * of increasing number: fed in bundle order, each such file is hashed from its first byte to
+ * its last (which is why verify runs its pool with one worker). */
 static int piece_digests(const struct ws_manifest *m, struct ws_bextent *ext, size_t next,
-                         struct ws_fdigest **mds, struct ws_error *err)
+                         EVP_MD_CTX **mds, struct ws_error *err)
 {
     size_t i;
 
@@ -164,9 +164,9 @@ static int piece_digests(const struct ws_manifest *m, struct ws_bextent *ext, si
         size_t idx = (size_t)(bf - m->files);
         if (!bf->npieces)
             continue;
-        int rc;
-        if (!mds[idx] && (rc = ws_fdigest_new(bf->digest_kind, &mds[idx], err)) != 0)
-            return rc;
+        if (!mds[idx] && (!(mds[idx] = EVP_MD_CTX_new()) ||
+                          EVP_DigestInit_ex(mds[idx], EVP_sha256(), NULL) != 1))
+            return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
         ext[i].md = mds[idx];
     }
     return 0;
@@ -357,10 +357,10 @@ out:
 }
 
 /* What reading the bundles needed: the extents and the running digests (mds: n entries). */
-static void free_extents(struct vjob *j, struct ws_fdigest **mds, size_t n)
+static void free_extents(struct vjob *j, EVP_MD_CTX **mds, size_t n)
 {
     for (size_t i = 0; mds && i < n; i++)
-        ws_fdigest_free(mds[i]);
+        EVP_MD_CTX_free(mds[i]);
     free(mds);
     free(j->ext);
     free(j->first);
@@ -378,7 +378,7 @@ static int verify_backup(const struct ws_config *cfg, const struct ws_backup_env
     struct vjob j = {kr, b, NULL, NULL, {b->id, 0}};
     struct ws_pool_params pp = {0};
     size_t next = 0;
-    struct ws_fdigest **mds = NULL; /* one running digest per file in pieces */
+    EVP_MD_CTX **mds = NULL; /* one running SHA-256 per file in pieces */
     uint64_t s;
     int rc = 0;
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,6 @@
 #include <unistd.h>
 
 #include "base/fs.h"
-#include "io/filedigest.h"
 
 #define WRITEBACK_STEP (8u << 20)
 
@@ -27,7 +27,7 @@ struct splitter {
     int fd;
     struct ws_tree_cursor dir; /* the directory of the last file opened */
     uint64_t flushed;          /* bytes of the current extent handed to writeback */
-    struct ws_fdigest *md;     /* whole files: their digest (io/filedigest.h) */
+    EVP_MD_CTX *md;            /* whole files */
     struct ws_delta_reader dr; /* a delta extent */
     int dr_bad;                /* verify mode: the delta extent was reported, drop its rest */
     uint8_t *bits;             /* patch mode: the current file's blocks still wanted */
@@ -109,10 +109,8 @@ static int start_extent(struct splitter *sp, struct ws_error *err)
         sp->dr.block = delta_block;
         sp->dr.arg = sp;
         sp->dr_bad = 0;
-    } else if (whole(e)) {
-        int rc = ws_fdigest_reset(sp->md, e->file->digest_kind, err);
-        if (rc)
-            return rc;
+    } else if (whole(e) && EVP_DigestInit_ex(sp->md, EVP_sha256(), NULL) != 1) {
+        return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
     }
     if (!sp->o.tree)
         return 0;
@@ -203,19 +201,16 @@ static int end_extent(struct splitter *sp, struct ws_error *err)
     }
     sp->cur++;
     if (whole(e)) {
-        if ((rc = ws_fdigest_final(sp->md, digest, err)) != 0)
-            return rc;
+        if (EVP_DigestFinal_ex(sp->md, digest, NULL) != 1)
+            return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
     } else if (e->md && e->file_offset + e->length == f->size) {
-        if ((rc = ws_fdigest_final(e->md, digest, err)) != 0)
-            return rc;
+        if (EVP_DigestFinal_ex(e->md, digest, NULL) != 1)
+            return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
     } else {
         return 0; /* a piece: authenticated with its object, digest not checked here */
     }
-    if (memcmp(digest, f->digest, 32) != 0)
-        return fail(sp, f,
-                    f->digest_kind == WS_FDIGEST_TREE ? "tree digest differs from the manifest"
-                                                      : "SHA-256 differs from the manifest",
-                    err);
+    if (memcmp(digest, f->sha256, 32) != 0)
+        return fail(sp, f, "SHA-256 differs from the manifest", err);
     sp->good++;
     return 0;
 }
@@ -264,9 +259,9 @@ static int splitter_write(struct ws_sink *s, const void *buf, size_t len, struct
             sp->pos += n;
             sp->cur_done += n;
         } else if (n > 0) {
-            struct ws_fdigest *md = whole(e) ? sp->md : e->md;
-            if (md && (rc = ws_fdigest_update(md, p, n, err)) != 0)
-                return rc;
+            EVP_MD_CTX *md = whole(e) ? sp->md : e->md;
+            if (md && EVP_DigestUpdate(md, p, n) != 1)
+                return ws_error_set(err, WS_ERR_INTERNAL, "SHA-256 failed");
             if (sp->fd >= 0 && sp->o.patch) {
                 if ((rc = patch_write(sp, e->file, p, n, e->file_offset + sp->cur_done,
                                       e->file->size, err)) != 0)
@@ -338,7 +333,7 @@ static void splitter_destroy(struct ws_sink *s)
         close(sp->fd);
     ws_tree_cursor_close(&sp->dir);
     ws_delta_reader_free(&sp->dr);
-    ws_fdigest_free(sp->md);
+    EVP_MD_CTX_free(sp->md);
     free(sp->ext);
     free(sp);
 }
@@ -357,10 +352,10 @@ int ws_bundle_splitter_new_ext(const struct ws_bextent *ext, size_t next,
         free(sp);
         return ws_error_set(err, WS_ERR_INTERNAL, "bundle splitter: patch mode without block size");
     }
-    if (!sp || ws_fdigest_new(WS_FDIGEST_SHA256, &sp->md, err) != 0 ||
+    if (!sp || !(sp->md = EVP_MD_CTX_new()) ||
         !(sp->ext = malloc((next ? next : 1) * sizeof(*ext)))) {
         if (sp)
-            ws_fdigest_free(sp->md);
+            EVP_MD_CTX_free(sp->md);
         free(sp);
         return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
     }

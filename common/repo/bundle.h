@@ -4,10 +4,10 @@
  * A bundle's content is whole files back to back (manifest.h). The splitter is a sink that takes
  * that content (from an object reader, so it is already authenticated chunk by chunk when
  * encrypted) and cuts it at the offsets the manifest gives. For every file it recomputes the
- * digest (of the record's kind) and compares size and digest with the manifest; in restore mode it
- * also writes the file into `tree` (base/fs.h: through directory descriptors, never following a
- * link; created exclusively, with the recorded mtime and the recorded mode masked to what
- * PostgreSQL itself gives its files: at most 0600, or 0640 with `group_access`).
+ * SHA-256 and compares size and digest with the manifest; in restore mode it also writes the
+ * file into `tree` (base/fs.h: through directory descriptors, never following a link; created
+ * exclusively, with the recorded mtime and the recorded mode masked to what PostgreSQL itself
+ * gives its files: at most 0600, or 0640 with `group_access`).
  *
  * Problems are reported through `problem` (one call per file, message names the file) and
  * counted; in restore mode the first problem also fails the sink (WS_ERR_CORRUPT). In verify
@@ -15,17 +15,16 @@
  *
  * A bundle may also hold pieces of a large file (manifest.h): an extent is then a range of the
  * file. In restore mode a piece is written with pwrite into the file, which the caller created
- * beforehand (and whose attributes the caller sets after all pieces); the whole-file digest of
+ * beforehand (and whose attributes the caller sets after all pieces); the whole-file SHA-256 of
  * a file in pieces cannot be checked by one worker, so restore relies on the objects'
  * authentication for pieces (each piece's length is checked). In verify mode the caller passes
- * one running digest per file in pieces (`md`, io/filedigest.h, of the file's digest_kind) and
- * feeds the bundles in order: the digest is
+ * one running SHA-256 per file in pieces (`md`) and feeds the bundles in order: the digest is
  * compared when the last piece ends.
  *
  * A delta extent (a DELTA record, blockmap.h) is decoded as it comes (repo/delta.c): in restore
  * mode each block is written with pwrite into the file, which must exist (an earlier layer of the
  * chain made it), and the file is then truncated to the size the extent records, which must be
- * the record's size; mode, mtime and the digest are the caller's business (it reads the finished
+ * the record's size; mode, mtime and the SHA-256 are the caller's business (it reads the finished
  * file back). A malformed extent is a problem like a damaged file. REF records have no extent.
  *
  * With `sparse`, the extents are a subset of the bundle's files: bytes before, between and after
@@ -36,9 +35,8 @@
  * block b, nbits bits (NULL: nothing wanted, the extent is only read). Only those blocks are
  * written, with pwrite into the existing file (never created, truncated, nor given attributes),
  * and each one's bit is cleared once its last byte is in: the first layer to write a block wins.
- * Whole extents are still checked against their digest (SHA-256 or tree digest, as recorded).
- * Workers writing pieces of one file touch distinct bytes of its bitmap (pieces start at multiples
- * of WS_PIECE_SIZE).
+ * Whole extents are still checked against their SHA-256. Workers writing pieces of one file
+ * touch distinct bytes of its bitmap (pieces start at multiples of WS_PIECE_SIZE).
  *
  * Ownership: the splitter copies the extents array; the files and md stay the caller's.
  */
@@ -72,9 +70,9 @@ struct ws_bextent {
     const struct ws_bfile *file;
     uint64_t file_offset; /* 0 and length == size: the whole file */
     uint64_t length;
-    uint64_t offset;       /* in the bundle's content; extents are given sorted by it */
-    struct ws_fdigest *md; /* verify mode, file in pieces: its running digest (of its kind) */
-    int delta;             /* a delta extent (file_offset 0, length the record's) */
+    uint64_t offset; /* in the bundle's content; extents are given sorted by it */
+    void *md;        /* verify mode, file in pieces: its running SHA-256 (EVP_MD_CTX *) */
+    int delta;       /* a delta extent (file_offset 0, length the record's) */
 };
 
 int ws_bundle_splitter_new_ext(const struct ws_bextent *ext, size_t next,
@@ -98,7 +96,7 @@ int ws_bundle_extents_of(const struct ws_bfile *const *files, size_t nfiles, uin
                          struct ws_bextent **ext, size_t **first, size_t *next,
                          struct ws_error *err);
 
-/* Files whose size and digest matched (valid after finish or failure). */
+/* Files whose size and SHA-256 matched (valid after finish or failure). */
 size_t ws_bundle_splitter_good(const struct ws_sink *s);
 size_t ws_bundle_splitter_bad(const struct ws_sink *s);
 

@@ -18,8 +18,6 @@
 #define MANIFEST_MAGIC "walsafe-manifest 2"
 #define MANIFEST_MAGIC_V1 "walsafe-manifest 1"
 #define MANIFEST_MAGIC_V3 "walsafe-manifest 3" /* version 2 with extra records */
-#define MANIFEST_MAGIC_V4 "walsafe-manifest 4" /* version 3 with tree digests */
-#define TREE_PREFIX "tree:"                    /* a tree digest's field: tree:<64 hex digits> */
 #define MAX_FIELDS 10                          /* a delta record */
 
 /* The names are the config key backup_type's choices (base/config.h): one list. */
@@ -285,9 +283,8 @@ static void put_record(struct out *o, const struct ws_bfile *f)
     put(o, kind_names[f->kind], strlen(kind_names[f->kind]));
     put(o, " ", 1);
     put_escaped(o, f->path);
-    ws_hex(f->digest, 32, hex);
-    putf(o, " %o %" PRId64 " %" PRIu64 " %s%s", (unsigned)f->mode, f->mtime, f->size,
-         f->digest_kind == WS_FDIGEST_TREE ? TREE_PREFIX : "", hex);
+    ws_hex(f->sha256, 32, hex);
+    putf(o, " %o %" PRId64 " %" PRIu64 " %s", (unsigned)f->mode, f->mtime, f->size, hex);
     if (f->kind != WS_BFILE_WHOLE)
         putf(o, " %s", f->base);
     if (f->kind != WS_BFILE_REF)
@@ -302,15 +299,6 @@ static void put_record(struct out *o, const struct ws_bfile *f)
         putf(o, "map %" PRIu32 " %" PRIu64 "\n", f->map, f->map_index);
 }
 
-/* The version a manifest is written as: the lowest that holds its records. */
-static const char *magic_of(const struct ws_manifest *m)
-{
-    for (size_t i = 0; i < m->nfiles; i++)
-        if (m->files[i].digest_kind == WS_FDIGEST_TREE)
-            return MANIFEST_MAGIC_V4;
-    return m->nextra ? MANIFEST_MAGIC_V3 : MANIFEST_MAGIC;
-}
-
 int ws_manifest_format(const struct ws_manifest *m, char **out, size_t *outlen,
                        struct ws_error *err)
 {
@@ -322,7 +310,7 @@ int ws_manifest_format(const struct ws_manifest *m, char **out, size_t *outlen,
     ws_format_utc(m->stop_time, t2);
     ws_wal_format_lsn(l1, m->start_lsn);
     ws_wal_format_lsn(l2, m->stop_lsn);
-    putf(&o, "%s\nid %s\nlabel ", magic_of(m), m->id);
+    putf(&o, "%s\nid %s\nlabel ", m->nextra ? MANIFEST_MAGIC_V3 : MANIFEST_MAGIC, m->id);
     put_escaped(&o, m->label ? m->label : "");
     putf(&o, "\nstart_time %s\nstop_time %s\nstart_lsn %s\nstop_lsn %s\n", t1, t2, l1, l2);
     putf(&o, "timeline %" PRIu32 "\npg_version %d\nsystem_identifier %" PRIu64 "\n", m->timeline,
@@ -585,18 +573,6 @@ static int parse_bundle(const struct ws_manifest *m, const char *v, uint32_t *bu
     return parse_u32(v, bundle) || *bundle >= m->bundles ? -1 : 0;
 }
 
-/* <64 hex digits>: a SHA-256; tree:<64 hex digits> (version 4): a tree digest. */
-static int parse_digest(const struct ws_manifest *m, const char *v, struct ws_bfile *bf)
-{
-    if (strncmp(v, TREE_PREFIX, strlen(TREE_PREFIX)) == 0) {
-        if (m->version < 4)
-            return -1;
-        v += strlen(TREE_PREFIX);
-        bf->digest_kind = WS_FDIGEST_TREE;
-    }
-    return strlen(v) == 64 && ws_unhex(v, bf->digest, 32) == 0 ? 0 : -1;
-}
-
 /* file <path> <mode> <mtime> <size> <sha256> <bundle> <offset>
  * delta <path> <mode> <mtime> <size> <sha256> <base> <bundle> <offset> <length>
  * ref <path> <mode> <mtime> <size> <sha256> <base> */
@@ -609,7 +585,8 @@ static int parse_record(struct ws_manifest *m, char **f, int n, int kind, struct
     int rc;
 
     if (n != nfields[kind] || parse_u64(f[2], 8, &mode) || mode > 07777 ||
-        parse_i64(f[3], &bf.mtime) || parse_u64(f[4], 10, &bf.size) || parse_digest(m, f[5], &bf))
+        parse_i64(f[3], &bf.mtime) || parse_u64(f[4], 10, &bf.size) ||
+        ws_unhex(f[5], bf.sha256, 32))
         return -1;
     bf.kind = kind;
     bf.mode = (uint32_t)mode;
@@ -675,7 +652,7 @@ static int parse_map(struct ws_manifest *m, char **f, int n, const struct parse_
 static int parse_end(struct ws_manifest *m, char **f, int n, struct parse_state *st)
 {
     uint64_t u;
-    size_t i, ntree = 0;
+    size_t i;
 
     if (n != 2 || parse_u64(f[1], 10, &u) || u != m->nfiles || (m->version == 3 && !m->nextra))
         return -1; /* version 3 is written only for extra records */
@@ -684,10 +661,7 @@ static int parse_end(struct ws_manifest *m, char **f, int n, struct parse_state 
         const struct ws_bpiece *lp = bf->npieces ? &bf->pieces[bf->npieces - 1] : NULL;
         if (lp && lp->file_offset + lp->length != bf->size)
             return -1; /* the pieces must end at the file's size */
-        ntree += bf->digest_kind == WS_FDIGEST_TREE;
     }
-    if (m->version == 4 && !ntree)
-        return -1; /* version 4 is written only for tree digests */
     st->ended = 1;
     return 0;
 }
@@ -829,13 +803,11 @@ int ws_manifest_parse_inplace(char *text, size_t len, const char *what, struct w
         m->version = 2;
     else if (strcmp(line, MANIFEST_MAGIC_V3) == 0)
         m->version = 3;
-    else if (strcmp(line, MANIFEST_MAGIC_V4) == 0)
-        m->version = 4;
     else if (strcmp(line, MANIFEST_MAGIC_V1) == 0)
         m->version = 1;
     else {
         rc = ws_error_set(err, WS_ERR_CORRUPT,
-                          "manifest %s: not a walsafe manifest (version 1 to 4)", what);
+                          "manifest %s: not a walsafe manifest (version 1 to 3)", what);
         goto out;
     }
     for (line = nl + 1; *line; line = nl + 1) {

@@ -16,8 +16,7 @@
  *
  * The manifest says which file lies at which offset of which bundle. Per file: its path
  * (relative to the data directory; a tablespace's files under pg_tblspc/<oid>/), mode, mtime,
- * size, the digest of the whole file (SHA-256, or the tree digest of io/filedigest.h for a file
- * of WS_TREE_MIN_DEFAULT bytes or more), bundle and offset; also directories, tablespaces (oid and
+ * size, the SHA-256 of the whole file, bundle and offset; also directories, tablespaces (oid and
  * original location) and pages whose checksum failed. backup_label (and tablespace_map) are
  * ordinary file records. A file larger than WS_PIECE_SIZE is stored in pieces: its record holds
  * bytes [0, first piece's file offset); the pieces are contiguous, end at its size, and lie in
@@ -25,9 +24,8 @@
  *
  * Text form: "walsafe-manifest 2" (version 1, from before incremental backups, is still read:
  * version 1, type full, no maps; version 3 is version 2 plus extra records, written only when
- * there are some; version 4 is version 3 plus tree digests, written only when a file has one, so
- * that a program without them refuses it by its number), then one record per line, fields separated
- * by one space, strings %XX-escaped; at most WS_MANIFEST_LIMIT bytes. The exact format, what
+ * there are some), then one record per line, fields separated by one space,
+ * strings %XX-escaped; at most WS_MANIFEST_LIMIT bytes. The exact format, what
  * ws_manifest_format() writes and ws_manifest_parse() accepts: docs/design/manifest.md.
  * Whether a backup is complete is the catalog's business (catalog.h).
  *
@@ -44,7 +42,6 @@
 #include "base/config.h"
 #include "base/error.h"
 #include "base/util.h"
-#include "io/filedigest.h"
 #include "io/key.h"
 #include "repo/repo.h"
 
@@ -73,8 +70,7 @@ struct ws_bfile {
     uint32_t mode;
     int64_t mtime;
     uint64_t size;
-    uint8_t digest[32]; /* always of the whole file as read from the data directory, */
-    int digest_kind;    /* of this kind: enum ws_fdigest_kind (io/filedigest.h) */
+    uint8_t sha256[32]; /* always of the whole file as read from the data directory */
     uint32_t bundle;    /* of the file's first bytes (all of them when npieces is 0) */
     uint64_t offset;
     struct ws_bpiece *pieces; /* pieces after the first, owned by the record */
@@ -122,7 +118,7 @@ const char *ws_backup_type_name(int type);
 int ws_backup_type_parse(const char *s);
 
 struct ws_manifest {
-    int version; /* 1 (no block maps, always full) to 4 (manifest.md) */
+    int version; /* 1 (no block maps, always full) or 2 */
     char id[WS_BACKUP_ID_LEN + 1];
     char *label;
     int64_t start_time, stop_time; /* seconds since the epoch, UTC */

@@ -34,7 +34,7 @@ static void same_manifest(const struct ws_manifest *a, const struct ws_manifest 
     for (size_t i = 0; i < a->nfiles; i++) {
         check(strcmp(a->files[i].path, b->files[i].path) == 0);
         check(a->files[i].size == b->files[i].size && a->files[i].npieces == b->files[i].npieces);
-        check(memcmp(a->files[i].digest, b->files[i].digest, 32) == 0);
+        check(memcmp(a->files[i].sha256, b->files[i].sha256, 32) == 0);
     }
     for (size_t i = 0; i < a->ntblspc; i++)
         check(strcmp(a->tblspc[i].location, b->tblspc[i].location) == 0);

@@ -31,9 +31,6 @@ SOCK=""
 MOUNTS=()
 SECRETS=() # strings that must never appear in any output (key file contents, passwords)
 STOP_HOOKS=() # functions cleanup calls after the PostgreSQL servers (repo_setup's servers)
-# Files of 2 MiB or more get a tree digest in the tests' backups (io/filedigest.h; the default
-# threshold, 64 MiB, is one few test data sets reach); t_backup_large keeps the default.
-export WALSAFE_TEST_TREE_MIN=${WALSAFE_TEST_TREE_MIN-2097152}
 
 # ---- reporting ----
 
@@ -404,33 +401,6 @@ repo_state() {
 }
 
 file_sha() { sha256sum "$1" | cut -c1-64; }
-
-# verify_reports CONF ID REGEX WHAT: `basebackup verify ID` exits 1 and what it printed (kept in
-# $T/verify.out) matches the extended regular expression REGEX.
-verify_reports() {
-    bb --config "$1" verify "$2"
-    assert_rc 1 "$4"
-    cat "$T/.last.out" "$T/.last.err" >"$T/verify.out"
-    grep -q -E "$3" "$T/verify.out" ||
-        { fail "$4: verify printed nothing matching /$3/:"; head -5 "$T/verify.out" | sed 's/^/      /'; }
-}
-
-# file_tree_digest FILE: the tree digest a manifest records of a large file (io/filedigest.h),
-# made with split and the openssl tool: SHA-256 of the SHA-256 of each 1 MiB piece, then the
-# size (8 bytes) and the piece size (4 bytes), big-endian.
-file_tree_digest() {
-    local n d i tail=""
-    n=$(stat -c %s "$1") || return 1
-    d=$(mktemp -d "$T/.tree.XXXXXX") || return 1
-    for i in 56 48 40 32 24 16 8 0; do tail+=$(printf '\\x%02x' $(((n >> i) & 255))); done
-    tail+='\x00\x10\x00\x00'
-    split -b 1048576 -a 6 -d "$1" "$d/p." &&
-        { find "$d" -name 'p.*' | LC_ALL=C sort | while read -r p; do
-            openssl dgst -sha256 -binary "$p"
-        done
-        printf "$tail"; } | openssl dgst -sha256 | sed 's/.*= //'
-    rm -rf "$d"
-}
 
 # flip_byte FILE OFFSET: inverts every bit of one byte in place.
 flip_byte() {

@@ -7,10 +7,8 @@
 #     across piece boundaries);
 #   - `create --fast --parallel 2`: the manifest (read with tests/tools/manifestcat) has piece
 #     records for those two files only, at 64 MiB boundaries, contiguous, ending at their sizes,
-#     in bundles of increasing number above their records'; with the default threshold (64 MiB)
-#     those two, and only they, have tree digests (io/filedigest.h), equal to the source files'
-#     computed with split and openssl; the repository holds `bundles` objects under data/ (at
-#     least 3);
+#     in bundles of increasing number above their records'; their SHA-256 are those of the
+#     source files; the repository holds `bundles` objects under data/ (at least 3);
 #   - verify passes; restore --parallel 3 gives files identical to the sources (cmp, mode and the
 #     manifest's mtime); the restored copy starts and both tables have the sources' md5;
 #   - one byte flipped in the middle of the bundle of big's middle piece: verify exits 1 naming
@@ -18,12 +16,11 @@
 #     startable; with the bundle repaired, verify passes and restore --force over the failed
 #     directory gives the file back;
 #   - that bundle rewritten (tests/tools/objrewrite) with one content byte changed but valid
-#     authentication: verify exits 1 reporting the tree digest of the file (computed across its
+#     authentication: verify exits 1 reporting the SHA-256 of the file (computed across its
 #     pieces), naming it once.
 # The repository is REPO_KIND (local, s3 or sftp; default local).
 . "$(dirname "$0")/lib.sh"
 setup_tmp
-export WALSAFE_TEST_TREE_MIN= # the default threshold: these files are above it
 
 PIECE=$((64 * 1024 * 1024))
 # 8 rows of ~1 kB per page: 160000 rows are 20000 pages (156.25 MiB), 131072 rows 16384 pages
@@ -90,7 +87,7 @@ check_pieces() {
     printf -v "M_MODE_$name" '%s' "$mode"
     printf -v "M_MTIME_$name" '%s' "$mtime"
     assert_eq "$msize" "$size" "size of $rel in the manifest"
-    assert_eq "$sha" "tree:$(file_tree_digest "$PGD/$rel")" "tree digest of $rel in the manifest"
+    assert_eq "$sha" "$(file_sha "$PGD/$rel")" "SHA-256 of $rel in the manifest (the whole file)"
     # piece <file offset> <length> <bundle> <offset>
     awk -v p="$rel" '$1 == "file" { cur = ($2 == p) } cur && $1 == "piece"' "$T/manifest.txt" \
         >"$T/pieces.$name"
@@ -114,8 +111,6 @@ check_pieces "$REL_big" "$SIZE_big" 2
 check_pieces "$REL_exact" "$SIZE_exact" 1
 # nothing else is large enough to have pieces
 assert_eq "$(grep -c '^piece ' "$T/manifest.txt")" 3 "piece records in the whole manifest"
-assert_eq "$(grep -c ' tree:' "$T/manifest.txt")" 2 "records with a tree digest"
-assert_eq "$(sed -n 1p "$T/manifest.txt")" "walsafe-manifest 4" "manifest version"
 assert_eq "$(grep -c '^badpage ' "$T/manifest.txt")" 0 "badpage records"
 BUNDLES=$(sed -n 's/^bundles //p' "$T/manifest.txt")
 data_dir=$(repo_file "main/backup/$ID/data/x")
@@ -200,12 +195,16 @@ if bb_restore "$CONF" "$R2" --force --parallel 3 --target-immediate --target-act
 fi
 
 # The same bundle written anew with one content byte changed and a valid authentication: only
-# the whole-file (tree) digest that verify computes across the file's bundles (in order) can see it,
+# the whole-file SHA-256 that verify computes across the file's bundles (in order) can see it,
 # and only when the last piece ends.
 CASE="rewritten middle piece"
 run runuser -u postgres -- "$OBJREWRITE" "$CONF" "main/backup/$ID/data/$MID_NAME" $((PIECE / 2 + 12345))
 assert_rc 0 "objrewrite of bundle $MID_NAME" || die "could not rewrite bundle $MID_NAME"
-verify_reports "$CONF" "$ID" "file \"$REL\".*tree digest" "verify with a rewritten middle piece"
+bb --config "$CONF" verify "$ID"
+assert_rc 1 "verify with a rewritten middle piece"
+cat "$T/.last.out" "$T/.last.err" >"$T/verify.out"
+grep -q -E "file \"$REL\".*SHA-256" "$T/verify.out" ||
+    { fail "verify does not report the SHA-256 of $REL:"; head -5 "$T/verify.out" | sed 's/^/      /'; }
 [ "$(grep -c -F "\"$REL\"" "$T/verify.out")" -eq 1 ] ||
     { fail "verify names $REL other than once:"; head -5 "$T/verify.out" | sed 's/^/      /'; }
 grep -q "^backup $ID: OK" "$T/verify.out" && fail "verify printed an OK line for $ID"

@@ -12,11 +12,6 @@
 #                   restore's (path, mode, size, SHA-256), every file that already matched keeps
 #                   its inode and mtime (not rewritten), and the copy starts with the tables of the
 #                   backup's moment and passes pg_amcheck
-#   damaged large   one byte in the middle of zz_padding (32 MiB: a tree digest, lib.sh) inverted
-#                   in the copy: `restore --delta` sees it (whole-file compare) and puts the
-#                   file back; the same byte changed in the full backup's bundle with a valid
-#                   authentication (tests/tools/objrewrite): verify exits 1 naming the file and
-#                   its tree digest
 #   refusals        --delta while the copy's postmaster runs, and onto another system's data
 #                   directory: exit 1, one line, nothing changed
 #   delta killed    the copy diverges again; `restore --delta` killed at moments spread over the
@@ -30,11 +25,6 @@ setup_tmp
 KILLS=${KILL_TRIALS:-4}
 KEY=$T/walsafe.key
 CONF=$T/walsafe.conf
-MANIFESTCAT=${MANIFESTCAT:-$BIN_DIR/../tests/tools/manifestcat}
-OBJREWRITE=${OBJREWRITE:-$BIN_DIR/../tests/tools/objrewrite}
-for tool in "$MANIFESTCAT" "$OBJREWRITE"; do
-    [ -x "$tool" ] || die "no ${tool##*/} at $tool (make <BUILD>/tests/tools/${tool##*/})"
-done
 PGD=$T/primary
 AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups --) # execs CMD: a kill reaches it
 CASE="set-up"
@@ -58,7 +48,6 @@ sql "$PORT" "create table t_big (id int primary key, pad text);
 head -c $((32 * 1024 * 1024)) /dev/urandom >"$PGD/zz_padding" && chown postgres: "$PGD/zz_padding" ||
     die "could not write $PGD/zz_padding"
 bb_create "$CONF" --type full --label full
-FULL=$BACKUP_ID
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 backup_dirs() { find "$BACKUPS" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2>/dev/null | LC_ALL=C sort; }
@@ -220,29 +209,6 @@ if assert_rc 0 "restore --delta onto the diverged copy"; then
 else
     DELTA_MS=2000
 fi
-
-CASE="damaged large file"
-MID=$((16 * 1024 * 1024 + 12345))
-run runuser -u postgres -- "$MANIFESTCAT" "$CONF" "$FULL"
-assert_rc 0 "manifestcat $FULL" || die "could not read the manifest of $FULL"
-# file <path> <mode> <mtime> <size> <digest> <bundle> <offset>
-read -r _ _ _ _ _ PAD_DIGEST PAD_BUNDLE PAD_OFF < <(awk '$1 == "file" && $2 == "zz_padding"' "$T/.last.out")
-assert_eq "$PAD_DIGEST" "tree:$(file_tree_digest "$PGD/zz_padding")" "digest of zz_padding in $FULL"
-flip_byte "$D/zz_padding" "$MID"
-cmp -s "$PGD/zz_padding" "$D/zz_padding" && die "flip_byte did not change $D/zz_padding"
-bb --config "$CONF" restore --delta --pgdata "$D" "${RARGS[@]}"
-if assert_rc 0 "restore --delta over a damaged byte of zz_padding"; then
-    cmp -s "$PGD/zz_padding" "$D/zz_padding" || fail "restore --delta left the damaged byte of zz_padding"
-    same_as_ref "$D" "after restore --delta over a damaged byte"
-fi
-PAD_OBJ=$(repo_file "main/backup/$FULL/data/$(printf '%06d' "$PAD_BUNDLE")")
-cp -p "$PAD_OBJ" "$T/pad_bundle.orig" || die "could not save $PAD_OBJ"
-run runuser -u postgres -- "$OBJREWRITE" "$CONF" "main/backup/$FULL/data/$(printf '%06d' "$PAD_BUNDLE")" $((PAD_OFF + MID))
-assert_rc 0 "objrewrite of zz_padding's bundle" || die "could not rewrite zz_padding's bundle"
-verify_reports "$CONF" "$FULL" '"zz_padding".*tree digest' "verify with a changed byte in zz_padding's bundle"
-cp -p "$T/pad_bundle.orig" "$PAD_OBJ" || die "could not put $PAD_OBJ back"
-bb --config "$CONF" verify "$FULL"
-assert_rc 0 "verify after zz_padding's bundle is put back"
 
 CASE="refusals"
 start_restored "$D" "fsync = off"

@@ -20,8 +20,6 @@
 #                  --check of the restored copy
 . "$(dirname "$0")/lib.sh"
 setup_tmp
-# tree digests (lib.sh) for every relation file of 64 kB or more: most of the cases' tables
-export WALSAFE_TEST_TREE_MIN=65536
 
 KEY=$T/walsafe.key
 CONF=$T/walsafe.conf

@@ -33,7 +33,6 @@
 #include "base/crc32c.h"
 #include "base/log.h"
 #include "base/util.h"
-#include "io/filedigest.h"
 #include "io/key.h"
 #include "io/object.h"
 #include "pg/pgpage.h"
@@ -1524,24 +1523,8 @@ static void live_path(const struct cluster *c, const char *path, char *out, size
         snprintf(out, outsz, "%s/%s", c->pgdata, path);
 }
 
-/* The digest of kind `kind` (io/filedigest.h) of data[0..len). */
-static void file_digest(int kind, const uint8_t *data, size_t len, uint8_t out[32])
-{
-    struct ws_fdigest *d = NULL;
-    struct ws_error err = {0};
-
-    if (kind == WS_FDIGEST_SHA256) { /* independently of io/filedigest.c */
-        EVP_Digest(data, len, out, NULL, EVP_sha256(), NULL);
-        return;
-    }
-    memset(out, 0, 32);
-    if (ws_fdigest_new(kind, &d, &err) == 0 && ws_fdigest_update(d, data, len, &err) == 0)
-        CHECK(ws_fdigest_final(d, out, &err) == 0);
-    ws_fdigest_free(d);
-}
-
-/* Record r holds the live file's size and digest (of the record's kind), and, for a relation
- * file, a map line whose digests are those of the live file's blocks. */
+/* Record r holds the live file's size and SHA-256, and, for a relation file, a map line whose
+ * digests are those of the live file's blocks. */
 static void check_record(const struct cluster *c, const char *id, const struct ws_bfile *r)
 {
     struct ws_error err = {0};
@@ -1554,8 +1537,8 @@ static void check_record(const struct cluster *c, const char *id, const struct w
     live_path(c, r->path, p, sizeof(p));
     REQUIRE(unit_read(p, &data, &len) == 0);
     CHECK(r->size == len);
-    file_digest(r->digest_kind, data, len, sha);
-    if (memcmp(sha, r->digest, 32) != 0)
+    EVP_Digest(data, len, sha, NULL, EVP_sha256(), NULL);
+    if (memcmp(sha, r->sha256, 32) != 0)
         unit_fail(__FILE__, __LINE__, r->path);
     CHECK(!r->has_map == !ws_blockmap_is_relation(r->path));
     if (r->has_map && ws_backup_repo_open(&env, &c->cfg, &repo, &err) == 0) {
@@ -1723,68 +1706,6 @@ static void test_create_incr_records(void)
     ws_manifest_free(&inc);
     ws_manifest_free(&inc2);
     ws_manifest_free(&diff);
-    cluster_free(&c);
-    mem_end();
-}
-
-/* Tree digests with the threshold lowered to 200 bytes (WALSAFE_TEST_TREE_MIN) after a full
- * backup taken without them: in the incr, a non-relation file compared whole keeps its
- * reference's SHA-256 (postgresql.conf, 300 bytes, still a REF), a relation file gets a tree
- * digest (base/1/16386, 3 MiB, a REF), the manifest is version 4, every record holds the live
- * file's digest of its kind; the incr verifies and restores (each file checked). */
-static void test_create_incr_tree_digests(void)
-{
-    struct cluster c;
-    struct ws_error err = {0};
-    struct ws_manifest full = {0}, inc = {0};
-    char id1[WS_BACKUP_ID_LEN + 1], id2[WS_BACKUP_ID_LEN + 1], log[4096];
-    const struct ws_bfile *f;
-
-    mem_begin();
-    cluster_init(&c, "tree", 2);
-    set_control_timeline(&c, 1);
-    CHECK(store_wal(&c, 2) == 0 && store_wal(&c, 3) == 0);
-    unsetenv("WALSAFE_TEST_TREE_MIN");
-    REQUIRE(create_type(&c, WS_BACKUP_FULL, id1, log, sizeof(log), &err) == 0);
-    REQUIRE(load_manifest(&c, id1, &full) == 0);
-    CHECK(full.version == 2);
-    setenv("WALSAFE_TEST_TREE_MIN", "200", 1);
-    REQUIRE(create_type(&c, WS_BACKUP_INCR, id2, log, sizeof(log), &err) == 0);
-    REQUIRE(load_manifest(&c, id2, &inc) == 0);
-    CHECK(inc.version == 4 && inc.type == WS_BACKUP_INCR);
-    REQUIRE((f = manifest_file(&inc, "postgresql.conf")) != NULL);
-    CHECK(f->kind == WS_BFILE_REF && f->digest_kind == WS_FDIGEST_SHA256);
-    REQUIRE((f = manifest_file(&inc, "base/1/16386")) != NULL);
-    CHECK(f->kind == WS_BFILE_REF && f->digest_kind == WS_FDIGEST_TREE);
-    for (size_t i = 0; i < inc.nfiles; i++)
-        if (strcmp(inc.files[i].path, "backup_label") &&
-            strcmp(inc.files[i].path, "tablespace_map"))
-            check_record(&c, id2, &inc.files[i]);
-    CHECK(ws_backup_verify(&c.cfg, &env, id2, 0, &err) == 0);
-    CHECK(restore(&c, 2, 0, &err) == 0);
-    for (size_t i = 0; i < inc.nfiles; i++) { /* the restored files are the live ones */
-        const char *path = inc.files[i].path;
-        char live[PATH_MAX], got[PATH_MAX + 64], ts[32];
-        uint8_t *a = NULL, *b = NULL;
-        size_t alen = 0, blen = 0;
-        if (!strcmp(path, "backup_label") || !strcmp(path, "tablespace_map") ||
-            !strcmp(path, "postgresql.auto.conf")) /* restore writes the recovery settings */
-            continue;
-        live_path(&c, path, live, sizeof(live));
-        snprintf(ts, sizeof(ts), "pg_tblspc/%d/", TS_OID);
-        if (strncmp(path, ts, strlen(ts)) == 0)
-            snprintf(got, sizeof(got), "%s/%s", c.ts_dst, path + strlen(ts));
-        else
-            snprintf(got, sizeof(got), "%s/%s", c.target, path);
-        if (unit_read(live, &a, &alen) != 0 || unit_read(got, &b, &blen) != 0 || alen != blen ||
-            memcmp(a, b, alen) != 0)
-            unit_fail(__FILE__, __LINE__, path);
-        free(a);
-        free(b);
-    }
-    unsetenv("WALSAFE_TEST_TREE_MIN");
-    ws_manifest_free(&full);
-    ws_manifest_free(&inc);
     cluster_free(&c);
     mem_end();
 }
@@ -2848,7 +2769,6 @@ const struct unit_test unit_tests[] = {
     {"create_worker_handle_fails", test_create_worker_handle_fails},
     {"create_waits_for_wal", test_create_waits_for_wal},
     {"create_incr_records", test_create_incr_records},
-    {"create_incr_tree_digests", test_create_incr_tree_digests},
     {"create_incr_fallback", test_create_incr_fallback},
     {"create_incr_broken_chain", test_create_incr_broken_chain},
     {"create_incr_failure_leaves_no_map", test_create_incr_failure_leaves_no_map},

@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include "base/fs.h"
-#include "io/filedigest.h"
 #include "repo/bundle.h"
 #include "fixture.h"
 #include "unit.h"
@@ -58,7 +57,7 @@ static void fixture_init(struct fixture *fx, const size_t *sizes, size_t n, uint
         f->size = sizes[i];
         f->bundle = 3;
         f->offset = off;
-        EVP_Digest(fx->content + off, sizes[i], f->digest, NULL, EVP_sha256(), NULL);
+        EVP_Digest(fx->content + off, sizes[i], f->sha256, NULL, EVP_sha256(), NULL);
         off += sizes[i];
         fx->fp[i] = f;
     }
@@ -405,54 +404,12 @@ static void test_wrong_digest_of_empty_file(void)
 
     /* an empty file is checked too: the manifest's digest must be SHA-256("") */
     fixture_init(&fx, sizes, 3, 5);
-    fx.f[1].digest[31] ^= 1;
+    fx.f[1].sha256[31] ^= 1;
     run(&fx, fx.content, fx.len, NULL, 0, &r);
     CHECK(r.rc == 0 && r.good == 2 && r.bad == 1 && r.rep.calls == 1);
     CHECK(strcmp(r.rep.paths[0], "base/1/f1") == 0);
     run(&fx, fx.content, fx.len, fresh_root(), 0, &r);
     CHECK(r.rc == WS_ERR_CORRUPT && r.rep.calls == 1 && strstr(r.err.msg, "base/1/f1"));
-    fixture_free(&fx);
-}
-
-/* The tree digest of n bytes at p (io/filedigest.h, tested against openssl there). */
-static void tree_of(const uint8_t *p, size_t n, uint8_t out[32])
-{
-    struct ws_fdigest *d = NULL;
-    struct ws_error err = {0};
-
-    if (ws_fdigest_new(WS_FDIGEST_TREE, &d, &err) != 0 || ws_fdigest_update(d, p, n, &err) != 0 ||
-        ws_fdigest_final(d, out, &err) != 0)
-        abort();
-    ws_fdigest_free(d);
-}
-
-static void test_tree_digest(void)
-{
-    static const size_t sizes[] = {3000, 3 * 1048576 + 5, 40};
-    struct fixture fx;
-    struct result r;
-    size_t off = sizes[0];
-
-    /* a file recorded with a tree digest is checked against one, in both modes */
-    fixture_init(&fx, sizes, 3, 8);
-    fx.f[1].digest_kind = WS_FDIGEST_TREE;
-    tree_of(fx.content + off, sizes[1], fx.f[1].digest);
-    run(&fx, fx.content, fx.len, NULL, 65536, &r);
-    CHECK(r.rc == 0 && r.good == 3 && r.bad == 0 && r.rep.calls == 0);
-    run(&fx, fx.content, fx.len, fresh_root(), 0, &r);
-    CHECK(r.rc == 0 && r.good == 3 && r.bad == 0);
-    /* one byte in its middle changed: caught, named, and said to be the tree digest */
-    fx.content[off + sizes[1] / 2] ^= 0x40;
-    run(&fx, fx.content, fx.len, NULL, 0, &r);
-    CHECK(r.rc == 0 && r.good == 2 && r.bad == 1 && r.rep.calls == 1);
-    CHECK(r.rep.calls == 1 && strcmp(r.rep.paths[0], "base/1/f1") == 0);
-    run(&fx, fx.content, fx.len, fresh_root(), 0, &r);
-    CHECK(r.rc == WS_ERR_CORRUPT && strstr(r.err.msg, "tree digest") != NULL);
-    fx.content[off + sizes[1] / 2] ^= 0x40;
-    /* the plain SHA-256 of the same bytes is not accepted for a tree digest */
-    EVP_Digest(fx.content + off, sizes[1], fx.f[1].digest, NULL, EVP_sha256(), NULL);
-    run(&fx, fx.content, fx.len, NULL, 0, &r);
-    CHECK(r.rc == 0 && r.good == 2 && r.bad == 1);
     fixture_free(&fx);
 }
 
@@ -684,7 +641,7 @@ static void pfile(struct ws_bfile *f, const char *path, uint32_t mode, size_t si
     f->size = size;
     f->bundle = bundle;
     f->offset = offset;
-    EVP_Digest(content, size, f->digest, NULL, EVP_sha256(), NULL);
+    EVP_Digest(content, size, f->sha256, NULL, EVP_sha256(), NULL);
 }
 
 static void pext(struct ws_bextent *e, const struct ws_bfile *f, uint64_t file_offset,
@@ -748,18 +705,17 @@ static void pfix_free(struct pfix *px)
 }
 
 /* Attaches md to every extent of big (verify mode, as backup_verify does). */
-static void pfix_set_md(struct pfix *px, struct ws_fdigest *md)
+static void pfix_set_md(struct pfix *px, EVP_MD_CTX *md)
 {
     for (int b = 0; b < 3; b++)
         for (size_t i = 0; i < px->next[b]; i++)
             px->ext[b][i].md = px->ext[b][i].file == &px->big ? md : NULL;
 }
 
-static struct ws_fdigest *new_sha256(void)
+static EVP_MD_CTX *new_sha256(void)
 {
-    struct ws_fdigest *md = NULL;
-    struct ws_error err = {0};
-    if (ws_fdigest_new(WS_FDIGEST_SHA256, &md, &err) != 0)
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
         abort();
     return md;
 }
@@ -926,7 +882,7 @@ static void test_pieces_short_and_long(void)
     more[px.blen[1]] = 0;
     for (mode = 0; mode < 2; mode++) {
         const char *root = mode ? fresh_root() : NULL;
-        struct ws_fdigest *md = mode ? NULL : new_sha256();
+        EVP_MD_CTX *md = mode ? NULL : new_sha256();
         if (root)
             REQUIRE(precreate(root, &px.big) == 0);
         pfix_set_md(&px, md);
@@ -941,7 +897,7 @@ static void test_pieces_short_and_long(void)
         run_ext(px.ext[2], px.next[2], px.bundle[2], 5000 - 1, root, 0, &r);
         CHECK(r.rc == WS_ERR_CORRUPT && r.rep.calls == 3);
         CHECK(strcmp(r.rep.paths[0], "base/1/big") == 0);
-        ws_fdigest_free(md);
+        EVP_MD_CTX_free(md);
     }
     free(more);
     pfix_free(&px);
@@ -955,7 +911,7 @@ static void test_pieces_verify_good(void)
 
     pfix_init(&px, 10007, 20011, 25013, 26);
     for (size_t si = 0; si < sizeof(slices) / sizeof(slices[0]); si++) {
-        struct ws_fdigest *md = new_sha256();
+        EVP_MD_CTX *md = new_sha256();
         pfix_set_md(&px, md);
         for (int b = 0; b < 3; b++)
             run_ext(px.ext[b], px.next[b], px.bundle[b], px.blen[b], NULL, slices[si], &r[b]);
@@ -963,7 +919,7 @@ static void test_pieces_verify_good(void)
             CHECK(r[b].rc == 0 && r[b].bad == 0 && r[b].rep.calls == 0);
         /* big counts where its last piece ends */
         CHECK(r[0].good == 1 && r[1].good == 0 && r[2].good == 3);
-        ws_fdigest_free(md);
+        EVP_MD_CTX_free(md);
     }
     CHECK(access("base/1/big", F_OK) != 0 && access("(null)/base/1/big", F_OK) != 0);
     pfix_free(&px);
@@ -976,7 +932,7 @@ static void verify_flipped(struct pfix *px, int fb, size_t fo, size_t stop, stru
 {
     struct ws_bundle_opts o = {0};
     struct ws_sink *s = NULL;
-    struct ws_fdigest *md = new_sha256();
+    EVP_MD_CTX *md = new_sha256();
     uint8_t *copy = malloc(px->blen[fb]), *save = px->bundle[fb];
     int b;
 
@@ -1003,7 +959,7 @@ static void verify_flipped(struct pfix *px, int fb, size_t fo, size_t stop, stru
     r[2].good = ws_bundle_splitter_good(s);
     r[2].bad = ws_bundle_splitter_bad(s);
     ws_sink_free(s);
-    ws_fdigest_free(md);
+    EVP_MD_CTX_free(md);
     px->bundle[fb] = save;
     free(copy);
 }
@@ -1147,7 +1103,7 @@ static void test_extents_feed_splitters(void)
     struct ws_error err = {0};
     struct result r;
     const char *root = fresh_root();
-    struct ws_fdigest *md;
+    EVP_MD_CTX *md;
     int b;
 
     pfix_init(&px, 10007, 20011, 25013, 28);
@@ -1181,7 +1137,7 @@ static void test_extents_feed_splitters(void)
         CHECK(r.rc == 0 && r.bad == 0 && r.rep.calls == 0);
         CHECK(r.good == (b == 0 ? 1u : b == 1 ? 0u : 3u));
     }
-    ws_fdigest_free(md);
+    EVP_MD_CTX_free(md);
     free(ext);
     free(first);
     pfix_free(&px);
@@ -1189,7 +1145,6 @@ static void test_extents_feed_splitters(void)
 
 const struct unit_test unit_tests[] = {
     {"good_all_slices", test_good_all_slices},
-    {"tree_digest", test_tree_digest},
     {"verify_writes_nothing", test_verify_writes_nothing},
     {"modes_masked", test_modes_masked},
     {"links_never_followed", test_links_never_followed},

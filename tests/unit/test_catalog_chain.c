@@ -83,7 +83,7 @@ static void add_file(struct ws_manifest *m, const char *path, int kind, const ch
     f.mode = 0600;
     f.mtime = 1795342500;
     f.size = size;
-    EVP_Digest(content, size, f.digest, NULL, EVP_sha256(), NULL);
+    EVP_Digest(content, size, f.sha256, NULL, EVP_sha256(), NULL);
     f.kind = kind;
     if (base)
         memcpy(f.base, base, WS_BACKUP_ID_LEN + 1);

@@ -266,8 +266,8 @@ static void bundle_case_init(struct bundle_case *bc, const char *tag)
     bc->ext[1].offset = 100;
     bc->f[2].size = bc->ext[2].length = 50;
     bc->ext[2].offset = 100 + e.len;
-    EVP_Digest(bc->content, 100, bc->f[0].digest, NULL, EVP_sha256(), NULL);
-    EVP_Digest(bc->content + 100 + e.len, 50, bc->f[2].digest, NULL, EVP_sha256(), NULL);
+    EVP_Digest(bc->content, 100, bc->f[0].sha256, NULL, EVP_sha256(), NULL);
+    EVP_Digest(bc->content + 100 + e.len, 50, bc->f[2].sha256, NULL, EVP_sha256(), NULL);
     snprintf(bc->dir, sizeof(bc->dir), "%s/%s", unit_tmpdir(), tag);
     unit_mkdir(bc->dir);
     snprintf(p, sizeof(p), "%s/b", bc->dir);

@@ -189,11 +189,11 @@ static void test_parse_known(void)
     REQUIRE(m.nfiles == 3);
     CHECK(strcmp(m.files[0].path, "backup_label") == 0);
     CHECK(m.files[0].mode == 0600 && m.files[0].mtime == 1795342500 && m.files[0].size == 227);
-    CHECK(memcmp(m.files[0].digest, a, 32) == 0);
+    CHECK(memcmp(m.files[0].sha256, a, 32) == 0);
     CHECK(m.files[0].bundle == 0 && m.files[0].offset == 0);
     CHECK(strcmp(m.files[1].path, "base/1/1259") == 0);
     CHECK(m.files[1].mode == 0640 && m.files[1].mtime == 1795342400 && m.files[1].size == 8192);
-    CHECK(memcmp(m.files[1].digest, b, 32) == 0);
+    CHECK(memcmp(m.files[1].sha256, b, 32) == 0);
     CHECK(m.files[1].bundle == 1 && m.files[1].offset == 0);
     CHECK(m.files[2].mtime == -5 && m.files[2].size == 0 && m.files[2].offset == 8192);
     for (size_t i = 0; i < m.nfiles; i++)
@@ -267,7 +267,7 @@ static void fill(struct ws_manifest *m)
         f.mode = i % 2 ? 0600 : 07777;
         f.mtime = i == 3 ? -1 : (int64_t)1795342500 + (int64_t)i;
         f.size = i % 5 == 0 ? 0 : (i == 7 ? UINT64_C(1) << 35 : 8192 * i + 1);
-        unit_random(f.digest, 32, (uint32_t)i);
+        unit_random(f.sha256, 32, (uint32_t)i);
         f.bundle = (uint32_t)(i % 3);
         f.offset = i == 9 ? UINT64_MAX : 12345 * i;
         f.has_map = i % 4 == 1;
@@ -309,7 +309,7 @@ static void same_manifest(const struct ws_manifest *a, const struct ws_manifest 
         const struct ws_bfile *x = &a->files[i], *y = &b->files[i];
         CHECK(str_eq(x->path, y->path));
         CHECK(x->mode == y->mode && x->mtime == y->mtime && x->size == y->size);
-        CHECK(memcmp(x->digest, y->digest, 32) == 0 && x->digest_kind == y->digest_kind);
+        CHECK(memcmp(x->sha256, y->sha256, 32) == 0);
         CHECK(x->kind == y->kind && strcmp(x->base, y->base) == 0);
         if (x->kind != WS_BFILE_REF)
             CHECK(x->bundle == y->bundle && x->offset == y->offset);
@@ -794,7 +794,7 @@ static void test_pieces_round_trip(void)
     f.size = 10;
     f.bundle = 0;
     f.offset = 0;
-    unit_random(f.digest, 32, 1);
+    unit_random(f.sha256, 32, 1);
     CHECK(ws_manifest_add_file(&m, &f, &err) == 0);
 
     /* the manifest copies the pieces: the caller's array is scribbled over afterwards */
@@ -805,7 +805,7 @@ static void test_pieces_round_trip(void)
     f.offset = 77;
     f.pieces = scratch;
     f.npieces = 1;
-    unit_random(f.digest, 32, 2);
+    unit_random(f.sha256, 32, 2);
     CHECK(ws_manifest_add_file(&m, &f, &err) == 0);
     memset(scratch, 0xA5, sizeof(scratch));
 
@@ -815,7 +815,7 @@ static void test_pieces_round_trip(void)
     f.offset = 12345;
     f.pieces = NULL;
     f.npieces = 0;
-    unit_random(f.digest, 32, 3);
+    unit_random(f.sha256, 32, 3);
     CHECK(ws_manifest_add_file(&m, &f, &err) == 0);
 
     memcpy(scratch, three, sizeof(three));
@@ -825,7 +825,7 @@ static void test_pieces_round_trip(void)
     f.offset = 0;
     f.pieces = scratch;
     f.npieces = 3;
-    unit_random(f.digest, 32, 4);
+    unit_random(f.sha256, 32, 4);
     CHECK(ws_manifest_add_file(&m, &f, &err) == 0);
     memset(scratch, 0x5A, sizeof(scratch));
 
@@ -1314,7 +1314,7 @@ static void test_incr_round_trip(void)
         f.mode = 0600;
         f.mtime = i;
         f.size = (uint64_t)i * 16384 + 1;
-        unit_random(f.digest, 32, (uint32_t)i);
+        unit_random(f.sha256, 32, (uint32_t)i);
         f.kind = i % 3;
         if (f.kind != WS_BFILE_WHOLE)
             snprintf(f.base, sizeof(f.base), "%s", i % 2 ? "20261123T235959Z" : "20200101T000000Z");
@@ -1507,107 +1507,6 @@ static void test_extra_reject(void)
      * breaks the offsets */
     CHECK(parse_extra_edit(E_SWAP_NEXT, d, NULL) == 0);
     CHECK(parse_extra_edit(E_SWAP_NEXT, f, NULL) == WS_ERR_CORRUPT);
-}
-
-/* ---- tree digests (version 4) ---- */
-
-/* extra_lines as version 4, its file record with a tree digest. */
-static void tree_lines(const char *lines[NEXTRA], size_t *file_line)
-{
-    memcpy(lines, extra_lines, sizeof(extra_lines));
-    *file_line = line_at(extra_lines, NEXTRA, "file base/1/1259");
-    lines[0] = "walsafe-manifest 4";
-    lines[*file_line] = "file base/1/1259 640 1795342400 8192 tree:" HEXA " 0 0";
-}
-
-static void test_tree_parse_known(void)
-{
-    const char *lines[NEXTRA];
-    struct ws_manifest m;
-    struct ws_error err = {0};
-    size_t len, len2 = 0, f;
-    char *text, *again = NULL;
-    uint8_t a[32];
-
-    tree_lines(lines, &f);
-    text = edited_from(lines, NEXTRA, E_NONE, 0, NULL, &len);
-    hex_to(HEXA, a);
-    REQUIRE(parse_len(text, len, &m, &err) == 0);
-    CHECK(m.version == 4 && m.nfiles == 1 && m.nextra == 4);
-    REQUIRE(m.nfiles == 1);
-    CHECK(m.files[0].digest_kind == WS_FDIGEST_TREE && memcmp(m.files[0].digest, a, 32) == 0);
-    REQUIRE(ws_manifest_format(&m, &again, &len2, &err) == 0);
-    CHECK(len2 == len && memcmp(text, again, len) == 0);
-    free(again);
-    ws_manifest_free(&m);
-    free(text);
-}
-
-static void test_tree_round_trip(void)
-{
-    struct ws_manifest m, p;
-    struct ws_error err = {0};
-    struct ws_bextra e = {0};
-    char *text = NULL;
-    size_t len = 0;
-
-    /* a tree digest makes it version 4, and only then; extra records may come with it */
-    fill(&m);
-    m.files[1].digest_kind = WS_FDIGEST_TREE;
-    REQUIRE(ws_manifest_format(&m, &text, &len, &err) == 0);
-    CHECK(strncmp(text, "walsafe-manifest 4\n", 19) == 0);
-    CHECK(strstr(text, " tree:") != NULL);
-    REQUIRE(ws_manifest_parse(text, len, "rt", &p, &err) == 0);
-    CHECK(p.version == 4);
-    same_manifest(&m, &p);
-    ws_manifest_free(&p);
-    free(text);
-    e.path = "/etc/hosts";
-    e.mode = 0644;
-    e.size = 3;
-    REQUIRE(ws_manifest_add_extra(&m, &e, &err) == 0);
-    REQUIRE(ws_manifest_format(&m, &text, &len, &err) == 0);
-    CHECK(strncmp(text, "walsafe-manifest 4\n", 19) == 0);
-    REQUIRE(ws_manifest_parse(text, len, "rt", &p, &err) == 0);
-    same_manifest(&m, &p);
-    CHECK(p.nextra == 1);
-    ws_manifest_free(&p);
-    free(text);
-    m.files[1].digest_kind = WS_FDIGEST_SHA256;
-    REQUIRE(ws_manifest_format(&m, &text, &len, &err) == 0);
-    CHECK(strncmp(text, "walsafe-manifest 3\n", 19) == 0 && strstr(text, "tree:") == NULL);
-    free(text);
-    ws_manifest_free(&m);
-}
-
-static void test_tree_reject(void)
-{
-    static const char *const bad[] = {
-        "file base/1/1259 640 1795342400 8192 tree:" HEXA "0 0 0",
-        "file base/1/1259 640 1795342400 8192 tree:00112233 0 0",
-        "file base/1/1259 640 1795342400 8192 tree: 0 0",
-        "file base/1/1259 640 1795342400 8192 tree:tree:" HEXA " 0 0",
-        "file base/1/1259 640 1795342400 8192 TREE:" HEXA " 0 0",
-        "file base/1/1259 640 1795342400 8192 sha256:" HEXA " 0 0",
-    };
-    const char *lines[NEXTRA];
-    size_t i, f;
-
-    tree_lines(lines, &f);
-    CHECK(parse_lines_edit(lines, NEXTRA, E_NONE, 0, NULL, NULL, 0) == 0);
-    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        if (parse_lines_edit(lines, NEXTRA, E_REPLACE, f, bad[i], NULL, 0) != WS_ERR_CORRUPT)
-            unit_fail(__FILE__, __LINE__, bad[i]);
-    /* tree digests only in version 4, and version 4 only with some */
-    CHECK(parse_lines_edit(lines, NEXTRA, E_REPLACE, 0, "walsafe-manifest 3", NULL, 0) ==
-          WS_ERR_CORRUPT);
-    CHECK(parse_lines_edit(lines, NEXTRA, E_REPLACE, 0, "walsafe-manifest 2", NULL, 0) ==
-          WS_ERR_CORRUPT);
-    CHECK(parse_extra_edit(E_REPLACE, 0, "walsafe-manifest 4") == WS_ERR_CORRUPT);
-    CHECK(parse_edit(E_REPLACE, 0, "walsafe-manifest 4") == WS_ERR_CORRUPT);
-    /* a later version is refused by its number */
-    CHECK(parse_lines_edit(lines, NEXTRA, E_REPLACE, 0, "walsafe-manifest 5", NULL, 0) ==
-          WS_ERR_CORRUPT);
 }
 
 static void test_type_names(void)
@@ -1820,9 +1719,6 @@ const struct unit_test unit_tests[] = {
     {"extra_parse_known", test_extra_parse_known},
     {"extra_round_trip", test_extra_round_trip},
     {"extra_reject", test_extra_reject},
-    {"tree_parse_known", test_tree_parse_known},
-    {"tree_round_trip", test_tree_round_trip},
-    {"tree_reject", test_tree_reject},
     {"type_names", test_type_names},
     {"utc", test_utc},
     {"utc_rejects_impossible_dates", test_utc_rejects_impossible_dates},

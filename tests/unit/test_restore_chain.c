@@ -314,9 +314,9 @@ static void add_record(struct ws_manifest *m, struct stored *me, size_t i, const
     r.mode = f->mode;
     r.mtime = f->mtime;
     r.size = f->size;
-    EVP_Digest(f->data, f->size, r.digest, NULL, EVP_sha256(), NULL);
+    EVP_Digest(f->data, f->size, r.sha256, NULL, EVP_sha256(), NULL);
     if (damage == 3)
-        r.digest[0] ^= 1; /* a record that no content has */
+        r.sha256[0] ^= 1; /* a record that no content has */
     map_add(b, f, &r);
     me->base[i][0] = '\0';
     if (rf) {
