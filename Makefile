@@ -54,20 +54,24 @@ FUZZ_SECONDS ?=
 SHIM_LIB = $(BUILD)/tests/shim/libcurl.so.4
 
 # The archive module (walsafe_archive/, PostgreSQL 15+ archive_library): a shared object over a
-# position-independent, uninstrumented build of the library ($(BUILD)/pic/), built when the server
+# position-independent, uninstrumented build of the library (PIC_DIR), built when the server
 # headers of PG_CONFIG's PostgreSQL are installed (Debian: postgresql-server-dev-15); tests load it
 # from $(BUILD)/lib by its absolute path, `make install` puts it into the server's pkglibdir.
+# PIC_CFLAGS drop the sanitizer and coverage flags, so the release, ASan and coverage builds
+# would compile the same objects: they share build/pic/ (make check compiled it twice). The fuzz
+# build (clang) keeps its own.
 PG_CONFIG  ?= /usr/lib/postgresql/15/bin/pg_config
 PG_SERVER_INC := $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)
 PG_PKGLIBDIR  := $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)
 HAVE_PG_SERVER := $(if $(PG_SERVER_INC),$(wildcard $(PG_SERVER_INC)/postgres.h))
 PIC_CFLAGS = $(filter-out -fsanitize=% -fno-sanitize-recover=% --coverage -O0,$(CFLAGS)) -O2 -fPIC
-PIC_OBJ  = $(LIB_SRC:%.c=$(BUILD)/pic/%.o)
-PIC_LIB  = $(BUILD)/pic/libwalsafe.a
+PIC_DIR  = $(if $(filter 1,$(FUZZ)),$(BUILD)/pic,build/pic)
+PIC_OBJ  = $(LIB_SRC:%.c=$(PIC_DIR)/%.o)
+PIC_LIB  = $(PIC_DIR)/libwalsafe.a
 MODULE   = $(BUILD)/lib/walsafe_archive.so
 
 .SECONDARY:
-.PHONY: all module bench-module check test-build unit integration install clean lint demo bench bench-backup bench-remote bench-recovery bench-logical deps \
+.PHONY: all module bench-module check check-unit check-fuzz test-build unit integration install clean lint demo bench bench-backup bench-remote bench-recovery bench-logical deps \
         fuzz fuzz-check fuzz-build coverage coverage-build
 all: $(BINS) module
 
@@ -78,7 +82,7 @@ module:
 	@echo "walsafe_archive not built: no PostgreSQL server headers at $(PG_CONFIG) (install postgresql-server-dev-15)"
 endif
 
-$(BUILD)/pic/%.o: %.c $(wildcard common/*/*.h)
+$(PIC_DIR)/%.o: %.c $(wildcard common/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(PIC_CFLAGS) -c -o $@ $<
 
@@ -159,6 +163,11 @@ SAN_ENV = ASAN_OPTIONS=exitcode=66:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:
 
 integration: all $(TOOL_BIN) $(SHIM_LIB) $(BUILD)/tests/test_storage
 	$(SAN_ENV) tests/integration/run.sh $(BUILD)/bin
+# The ASan pass leaves out the scenarios tests/integration/release_pass_only lists: each runs
+# under ASan against a local repository, and the S3 and SFTP drivers by other tests.
+ifeq ($(SANITIZE),1)
+integration: export IT_PASS = asan
+endif
 
 # Everything: unit tests and the integration suite under ASan/UBSan, then the integration
 # suite again on the optimised build that users run. The three builds first, one job per CPU
@@ -172,10 +181,18 @@ check: deps
 	$(MAKE) -j$(NPROC) SANITIZE=1 test-build
 	$(MAKE) -j$(NPROC) fuzz-build
 	$(MAKE) man-check
-	$(MAKE) SANITIZE=1 unit-run
-	$(MAKE) fuzz-check
+	$(MAKE) -j2 -Orecurse check-unit check-fuzz
 	$(MAKE) SANITIZE=1 integration
 	$(MAKE) integration
+
+# The unit tests and fuzz-check at the same time, each one's lines printed whole when it ends:
+# fuzz-check runs each harness a fixed time (FUZZ_SECONDS) on its two cores, so the unit tests
+# (one process at a time, a third of their time asleep in waits they test) take no time of
+# their own; the harnesses only run fewer inputs meanwhile.
+check-unit:
+	$(MAKE) SANITIZE=1 unit-run
+check-fuzz:
+	$(MAKE) fuzz-check
 
 # Line coverage of common/, per layer folder, from the unit tests and the integration suite
 # (tests/coverage.sh; lcov is installed on first use, `make check` does not need it). Takes the

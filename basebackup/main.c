@@ -285,12 +285,11 @@ static void notify(const struct ws_config *cfg, const struct opts *o, int rc,
                    const struct ws_error *err, double t0, const struct ws_drill_result *dr)
 {
     char event[32];
-    struct ws_notify_event ev = {event, NULL, rc == 0, 0, 0, 0, 0, rc ? err->msg : NULL};
+    struct ws_notify_event ev = {event, NULL, 0, 0, 0, 0, 0, NULL};
 
     if (strcmp(o->cmd, "create") && strcmp(o->cmd, "verify") && strcmp(o->cmd, "drill"))
         return;
     snprintf(event, sizeof(event), "basebackup %s", o->cmd);
-    ev.seconds = ws_now_monotonic() - t0;
     if (strcmp(o->cmd, "create") == 0 && rc == 0) {
         ev.id = o->create.done->id;
         ev.has_sizes = 1;
@@ -303,7 +302,7 @@ static void notify(const struct ws_config *cfg, const struct opts *o, int rc,
         ev.has_sizes = dr->bytes > 0;
         ev.bytes = ev.stored_bytes = dr->bytes;
     }
-    ws_notify(cfg, &ev);
+    ws_notify_outcome(cfg, &ev, t0, rc, err);
 }
 
 /* Rejects options that do not belong to the subcommand. */
@@ -388,7 +387,7 @@ int main(int argc, char **argv)
     /* the real PostgreSQL session (the one reference to libpq) and the real storage */
     static const struct ws_backup_env env = {&ws_pg_libpq, &ws_repl_libpq, NULL, NULL};
     struct ws_config cfg;
-    struct ws_cli cli, sub;
+    struct ws_cli cli;
     struct ws_error err = {0};
     struct opts o;
     struct ws_backup_done done = {0};
@@ -434,32 +433,22 @@ int main(int argc, char **argv)
             goto usage;
         }
         o.cmd = cmds[i];
-        if (ws_cli_parse(cli.nargs, cli.args, &cfg, &sub, extra, &o, &action, &err) != 0)
+        if (ws_cli_parse_more(&cfg, &cli, extra, &o, &action, &err) != 0)
             goto usage;
-        if (sub.config_path)
-            cli.config_path = sub.config_path;
-        cli.verbose += sub.verbose;
-        cli.nargs = sub.nargs;
-        cli.args = sub.args;
     }
-    if (action == WS_CLI_HELP) {
-        printf(usage);
-        status = 0;
-        goto out;
-    }
-    if (action == WS_CLI_VERSION) {
-        printf("basebackup (walsafe) %s\n", WS_VERSION);
-        status = 0;
+    if (ws_cli_answer(action, usage)) {
+        status = WS_CLI_EXIT_OK;
         goto out;
     }
     if (check_options(&o, &cli, &err) != 0)
         goto usage;
     cfg.cluster_all_ok = strcmp(o.cmd, "list") == 0; /* list --cluster all: every cluster */
-    if (ws_cli_load_config(&cfg, &cli, &err) != 0) {
+    if ((rc = ws_cli_load_config(&cfg, &cli, &err)) != 0) {
         if (strcmp(o.cmd, "check") == 0)
             ws_backup_check_config_failed(&err); /* in check's own format, on stdout */
-        ws_log_error(&err);
-        status = strcmp(o.cmd, "status") == 0 ? WS_STATUS_UNKNOWN : 1;
+        status = ws_cli_finish(rc, &err);
+        if (strcmp(o.cmd, "status") == 0)
+            status = WS_STATUS_UNKNOWN;
         goto out;
     }
     if (strcmp(o.cmd, "status") == 0) {
@@ -498,17 +487,12 @@ int main(int argc, char **argv)
         rc = ws_drill_run(&cfg, &env, &o.drill, &drilled, &err);
     } else
         rc = ws_backup_check(&cfg, &env, &err);
-    if (rc != 0)
-        ws_log_error(&err);
+    status = ws_cli_finish(rc, &err);
     notify(&cfg, &o, rc, &err, t0, &drilled);
-    if (rc != 0)
-        goto out;
-    status = 0;
     goto out;
 usage:
-    ws_log_error(&err);
-    fprintf(stderr, "Try \"basebackup --help\".\n");
-    status = o.cmd && strcmp(o.cmd, "status") == 0 ? WS_STATUS_UNKNOWN : 2;
+    ws_cli_usage_error(&err);
+    status = o.cmd && strcmp(o.cmd, "status") == 0 ? WS_STATUS_UNKNOWN : WS_CLI_EXIT_USAGE;
 out:
     ws_config_free(&cfg);
     return status;

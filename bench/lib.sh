@@ -271,6 +271,9 @@ phase_time() {
 }
 
 # ---- 4. figures -------------------------------------------------------------------------------
+# median_of FILE: the median of the numbers in FILE, one a line.
+median_of() { sort -n "$1" | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+
 # stats FILE -> "calls failed segs_per_s median_ms p90_ms max_ms peak_rss_kb identical"
 stats() {
     sort -n -k3,3 "$1" | awk '

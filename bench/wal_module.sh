@@ -151,8 +151,6 @@ md_trickle_one() {
     echo "$lat"
 }
 
-md_median() { sort -n "$1" | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-
 # md_rss N: method 3; prints the line of figures.
 md_rss() {
     local n=$1 d=$DIR/rss-pg port pid done_n k next samples hwm
@@ -257,7 +255,7 @@ walsafe.config = '$DIR/walsafe-tr-$kind.conf'"
         for row in wal-push module; do
             note "trickle: $row, $kind repository ($MD_TRICKLE segments)"
             md_trickle "$row" "$kind"
-            MD_TR[$row-$kind]=$(md_median "$DIR/results/md-tr-$row-$kind")
+            MD_TR[$row-$kind]=$(median_of "$DIR/results/md-tr-$row-$kind")
         done
     done
     pg_stop "$PGDATA_DIR"

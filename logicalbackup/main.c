@@ -275,7 +275,7 @@ int main(int argc, char **argv)
 {
     const struct command *c = NULL;
     struct ws_config cfg;
-    struct ws_cli cli, sub;
+    struct ws_cli cli;
     struct ws_error err = {0};
     struct opts o;
     int action, status = 1, rc;
@@ -305,64 +305,46 @@ int main(int argc, char **argv)
                 cli.args[0]);
             goto usage;
         }
-        if (ws_cli_parse(cli.nargs, cli.args, &cfg, &sub, extra, &o, &action, &err) != 0)
+        if (ws_cli_parse_more(&cfg, &cli, extra, &o, &action, &err) != 0)
             goto usage;
-        if (sub.config_path)
-            cli.config_path = sub.config_path;
-        cli.verbose += sub.verbose;
-        cli.nargs = sub.nargs;
-        cli.args = sub.args;
         /* "restore ID --db NAME": options after the id too */
         if (c->id && cli.nargs > 1 && action == WS_CLI_RUN) {
-            if (ws_cli_parse(cli.nargs, cli.args, &cfg, &sub, extra, &o, &action, &err) != 0)
+            char **id = cli.args;
+            if (ws_cli_parse_more(&cfg, &cli, extra, &o, &action, &err) != 0)
                 goto usage;
-            if (sub.config_path)
-                cli.config_path = sub.config_path;
-            cli.verbose += sub.verbose;
-            if (sub.nargs > 0) {
-                ws_error_set(&err, WS_ERR_USAGE, "unexpected argument \"%s\"", sub.args[0]);
+            if (cli.nargs > 0) {
+                ws_error_set(&err, WS_ERR_USAGE, "unexpected argument \"%s\"", cli.args[0]);
                 goto usage;
             }
+            cli.args = id;
             cli.nargs = 1;
         }
     }
-    if (action == WS_CLI_HELP) {
-        printf(usage);
-        status = 0;
-        goto out;
-    }
-    if (action == WS_CLI_VERSION) {
-        printf("logicalbackup (walsafe) %s\n", WS_VERSION);
-        status = 0;
+    if (ws_cli_answer(action, usage)) {
+        status = WS_CLI_EXIT_OK;
         goto out;
     }
     if (check_options(&o, c, &cli, &err) != 0)
         goto usage;
-    if (c->config && ws_cli_load_config(&cfg, &cli, &err) != 0) {
-        ws_log_error(&err);
+    if (c->config && (rc = ws_cli_load_config(&cfg, &cli, &err)) != 0) {
+        status = ws_cli_finish(rc, &err);
         goto out;
     }
     install_handlers();
     t0 = ws_now_monotonic();
     rc = c->run(&cfg, &o.l, &err);
-    if (rc != 0)
-        ws_log_error(&err);
+    status = ws_cli_finish(rc, &err);
     if (strcmp(c->name, "create") == 0 || strcmp(c->name, "verify") == 0) {
         char event[32];
-        struct ws_notify_event ev = {event, NULL, rc == 0, 0, 0, 0, 0, rc ? err.msg : NULL};
+        struct ws_notify_event ev = {event, NULL, 0, 0, 0, 0, 0, NULL};
 
         snprintf(event, sizeof(event), "logicalbackup %s", c->name);
-        ev.seconds = ws_now_monotonic() - t0;
-        ws_notify(&cfg, &ev); /* notify_command (ops/notify.h): never changes the status */
+        ws_notify_outcome(&cfg, &ev, t0, rc, &err); /* never changes the status */
     }
-    if (rc != 0)
-        goto out;
-    status = 0;
     goto out;
 usage:
-    ws_log_error(&err);
-    fprintf(stderr, "Try \"logicalbackup --help\".\n");
-    status = 2;
+    ws_cli_usage_error(&err);
+    status = WS_CLI_EXIT_USAGE;
 out:
     ws_config_free(&cfg);
     return status;

@@ -26,7 +26,7 @@ static const char usage[] =
     "\n"
     "Usage: wal-fetch [--config FILE] [--repo URL] [--cluster NAME] [-v] WAL_NAME DEST_PATH\n"
     "       wal-fetch --help | --version\n"
-    "  restore_command = 'wal-fetch %%f %%p'\n"
+    "  restore_command = 'wal-fetch %f %p'\n"
     "\n"
     "Exit status: 0 restored and verified; 1 not in the archive; 255 any other failure\n"
     "(see fetch_error).\n"
@@ -64,15 +64,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     ws_config_init(&cfg);
     if (ws_cli_parse(argc, argv, &cfg, &cli, NULL, NULL, &action, &err) != 0) {
-        ws_log_error(&err);
-        fprintf(stderr, "Try \"wal-fetch --help\".\n");
+        ws_cli_usage_error(&err);
         goto out;
     }
-    if (action != WS_CLI_RUN) {
-        if (action == WS_CLI_HELP)
-            printf(usage);
-        else
-            printf("wal-fetch (walsafe) %s\n", WS_VERSION);
+    if (ws_cli_answer(action, usage)) {
         status = EXIT_FETCHED;
         goto out;
     }

@@ -110,40 +110,26 @@ int main(int argc, char **argv)
     o.cfg = &cfg;
     if (ws_cli_parse(argc, argv, &cfg, &cli, extra, &o, &action, &err) != 0)
         goto usage;
-    if (action == WS_CLI_HELP) {
-        printf(usage);
-        status = 0;
-        goto out;
-    }
-    if (action == WS_CLI_VERSION) {
-        printf("wal-prune (walsafe) %s\n", WS_VERSION);
-        status = 0;
+    if (ws_cli_answer(action, usage)) {
+        status = WS_CLI_EXIT_OK;
         goto out;
     }
     if (cli.nargs > 0) {
         ws_error_set(&err, WS_ERR_USAGE, "unexpected argument \"%s\"", cli.args[0]);
         goto usage;
     }
-    if (ws_cli_load_config(&cfg, &cli, &err) != 0 ||
-        ws_repo_check_user(&cfg, "wal-prune", &err) != 0) {
-        ws_log_error(&err);
+    if ((rc = ws_cli_load_config(&cfg, &cli, &err)) != 0 ||
+        (rc = ws_repo_check_user(&cfg, "wal-prune", &err)) != 0) {
+        status = ws_cli_finish(rc, &err);
         goto out;
     }
     rc = ws_prune(&cfg, &o.prune, &err);
-    if (rc != 0)
-        ws_log_error(&err);
-    ev.ok = rc == 0;
-    ev.error = rc ? err.msg : NULL;
-    ev.seconds = ws_now_monotonic() - t0;
-    ws_notify(&cfg, &ev); /* notify_command (ops/notify.h) */
-    if (rc != 0)
-        goto out;
-    status = 0;
+    status = ws_cli_finish(rc, &err);
+    ws_notify_outcome(&cfg, &ev, t0, rc, &err); /* notify_command (ops/notify.h) */
     goto out;
 usage:
-    ws_log_error(&err);
-    fprintf(stderr, "Try \"wal-prune --help\".\n");
-    status = 2;
+    ws_cli_usage_error(&err);
+    status = WS_CLI_EXIT_USAGE;
 out:
     ws_config_free(&cfg);
     return status;

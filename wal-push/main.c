@@ -18,7 +18,7 @@ static const char usage[] =
     "\n"
     "Usage: wal-push [--config FILE] [--repo URL] [--cluster NAME] [-v] WAL_PATH\n"
     "       wal-push --help | --version\n"
-    "  archive_command = 'wal-push %%p'\n"
+    "  archive_command = 'wal-push %p'\n"
     "\n"
     "With parallel > 1, other ready files in pg_wal/archive_status are archived ahead, and\n"
     "their records in spool_dir let PostgreSQL's later calls return after a content check.\n"
@@ -40,17 +40,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     ws_config_init(&cfg);
     if (ws_cli_parse(argc, argv, &cfg, &cli, NULL, NULL, &action, &err) != 0) {
-        ws_log_error(&err);
-        fprintf(stderr, "Try \"wal-push --help\".\n");
+        ws_cli_usage_error(&err); /* status 1, as for every failure */
         goto out;
     }
-    if (action == WS_CLI_HELP) {
-        printf(usage);
-        status = 0;
-        goto out;
-    }
-    if (action == WS_CLI_VERSION) {
-        printf("wal-push (walsafe) %s\n", WS_VERSION);
+    if (ws_cli_answer(action, usage)) {
         status = 0;
         goto out;
     }

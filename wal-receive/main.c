@@ -83,16 +83,11 @@ int main(int argc, char **argv)
     install_handlers();
     ws_config_init(&cfg);
     if (ws_cli_parse(argc, argv, &cfg, &cli, extra, &mode, &action, &err) != 0) {
-        ws_log_error(&err);
-        fprintf(stderr, "Try \"wal-receive --help\".\n");
+        ws_cli_usage_error(&err);
         status = EXIT_USAGE;
         goto out;
     }
-    if (action != WS_CLI_RUN) {
-        if (action == WS_CLI_HELP)
-            printf(usage);
-        else
-            printf("wal-receive (walsafe) %s\n", WS_VERSION);
+    if (ws_cli_answer(action, usage)) {
         status = EXIT_OK;
         goto out;
     }

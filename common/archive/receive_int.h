@@ -36,6 +36,7 @@ struct receiver {
     char segment[WS_WAL_NAME_LEN + 1]; /* the segment the .partial file holds */
     size_t pending;                    /* completed segments waiting in the spool */
     int full_logged;                   /* "the spool is full" said once */
+    int status_failed;                 /* the last status file write failed (said once) */
     int64_t next_push_ms;              /* a full spool: the next push attempt (ws_mono_ms) */
     char last_error[sizeof(((struct ws_error *)0)->msg)];
 };

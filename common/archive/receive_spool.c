@@ -359,8 +359,18 @@ void ws_rx_write_status(struct receiver *r)
     if (n < 0 || (size_t)n >= sizeof(text))
         n = (int)sizeof(text) - 1;
     if (ws_spool_sink_new(r->dir, "status", NULL, &s, &err) != 0 ||
-        ws_sink_write(s, text, (size_t)n, &err) != 0 || ws_sink_finish(s, &err) != 0)
-        ws_log_warning("could not write the status file in \"%s\": %s", r->sp.sub[0].path, err.msg);
+        ws_sink_write(s, text, (size_t)n, &err) != 0 || ws_sink_finish(s, &err) != 0) {
+        /* a full spool disk fails every write until it clears: said once */
+        if (r->status_failed)
+            ws_log_debug("could not write the status file in \"%s\": %s (again)", r->sp.sub[0].path,
+                         err.msg);
+        else
+            ws_log_warning("could not write the status file in \"%s\": %s", r->sp.sub[0].path,
+                           err.msg);
+        r->status_failed = 1;
+    } else {
+        r->status_failed = 0;
+    }
     ws_sink_free(s);
 }
 

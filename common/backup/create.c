@@ -225,6 +225,21 @@ static int claim_id(struct create *c, int *claimed, struct ws_error *err)
     return rc == WS_ERR_EXISTS ? 0 : rc;
 }
 
+/* Sleeps until just past the next whole second of the real-time clock, where a taken id (its
+ * start second) gives way to a new one: on average half a second, where sleep(1) took one. */
+static void sleep_to_next_second(void)
+{
+    struct timespec now, pause = {1, 0};
+
+    if (clock_gettime(CLOCK_REALTIME, &now) == 0) {
+        long ns = 1000000000L - now.tv_nsec + 1000000L; /* + 1 ms: past the boundary */
+        pause.tv_sec = ns / 1000000000L;
+        pause.tv_nsec = ns % 1000000000L;
+    }
+    while (nanosleep(&pause, &pause) != 0 && errno == EINTR)
+        ;
+}
+
 /* The id (the start time, made unique in the repository and claimed), the label and the
  * server's facts. */
 static int name_backup(struct create *c, struct ws_error *err)
@@ -242,7 +257,7 @@ static int name_backup(struct create *c, struct ws_error *err)
             return rc;
         if (c->claimed)
             break;
-        sleep(1);
+        sleep_to_next_second();
         m->start_time = time(NULL);
     }
     snprintf(deflabel, sizeof(deflabel), "walsafe %s", m->id);

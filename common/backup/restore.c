@@ -33,6 +33,7 @@
 #include "backup/pool.h"
 #include "backup/restore_int.h"
 #include "base/log.h"
+#include "base/proc.h"
 #include "base/progress.h"
 #include "base/user.h"
 #include "base/util.h"
@@ -260,83 +261,53 @@ static int owner_of(uid_t uid, gid_t dir_gid, const char *dir, struct ws_user *o
     return 0;
 }
 
-static void child_main(struct restore *r, const struct ws_user *ow, pid_t parent, int report)
+struct as_owner {
+    struct restore *r;
+    const struct ws_user *ow;
+};
+
+/* In the child: plan_and_restore as the owner; rec is a struct ws_error, code 0 for success. */
+static void child_main(void *arg, pid_t parent, void *rec)
 {
-    struct ws_error cerr = {0};
+    const struct as_owner *a = arg;
+    struct ws_error *cerr = rec;
     int rc;
 
     /* killed with its parent (SIGKILL): the restore must not go on alone */
-    if ((rc = ws_user_become(ow, parent, SIGKILL, "the restore", &cerr)) == 0 &&
-        (rc = plan_and_restore(r, &cerr)) != 0 &&
-        (cerr.sys_errno == EACCES || cerr.sys_errno == EPERM))
-        ws_error_prefix(&cerr, "restoring as user \"%s\" (the target's owner)", ow->name);
+    if ((rc = ws_user_become(a->ow, parent, SIGKILL, "the restore", cerr)) == 0 &&
+        (rc = plan_and_restore(a->r, cerr)) != 0 &&
+        (cerr->sys_errno == EACCES || cerr->sys_errno == EPERM))
+        ws_error_prefix(cerr, "restoring as user \"%s\" (the target's owner)", a->ow->name);
     /* always a whole record, code 0 for success: a child that ends without one failed */
-    if (rc && !cerr.code)
-        cerr.code = rc;
+    if (rc && !cerr->code)
+        cerr->code = rc;
     if (!rc)
-        memset(&cerr, 0, sizeof(cerr));
-    if (ws_write_all(report, &cerr, sizeof(cerr)) != 0)
-        rc = WS_ERR_INTERNAL;
-    _exit(rc ? 1 : 0);
+        memset(cerr, 0, sizeof(*cerr));
 }
 
 /* Runs plan_and_restore in a child process with the owner's user, group, supplementary groups
  * and HOME (USER, LOGNAME), and returns its error. */
 static int restore_as(struct restore *r, const struct ws_user *ow, struct ws_error *err)
 {
-    int p[2] = {-1, -1}, status = 0, rc;
-    pid_t pid, waited, self = getpid();
-    ssize_t got = 0;
+    struct as_owner a = {r, ow};
+    struct ws_error rec = {0};
+    struct ws_proc p;
+    char what[128];
+    int rc;
 
     snprintf(r->as_user, sizeof(r->as_user), "%s", ow->name);
     snprintf(r->as_home, sizeof(r->as_home), "%s", ow->home);
-    if (pipe2(p, O_CLOEXEC) != 0)
-        return ws_error_setsys(err, WS_ERR_INTERNAL, errno, "could not create a pipe");
-    fflush(stdout);
-    fflush(stderr);
-    if ((pid = fork()) < 0) {
-        rc = ws_error_setsys(err, WS_ERR_INTERNAL, errno, "could not start the restore process");
-        goto out;
-    }
-    if (pid == 0) {
-        close(p[0]);
-        child_main(r, ow, self, p[1]);
-    }
-    close(p[1]);
-    p[1] = -1;
-    memset(err, 0, sizeof(*err));
-    while ((size_t)got < sizeof(*err)) {
-        ssize_t n = read(p[0], (char *)err + got, sizeof(*err) - (size_t)got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += n;
-    }
-    /* (with SIGCHLD ignored, as a caller may leave it, waitpid fails with ECHILD: the record
-     * alone then tells how the child ended) */
-    while ((waited = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
-        ;
-    if ((size_t)got == sizeof(*err)) {
-        err->msg[sizeof(err->msg) - 1] = '\0';
-        rc = err->code;
-    } else {
-        char how[64] = "without saying how it ended";
-        if (waited == pid)
-            snprintf(how, sizeof(how), "%s %d", WIFSIGNALED(status) ? "by signal" : "with status",
-                     WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-        memset(err, 0, sizeof(*err));
-        rc = ws_error_set(err, WS_ERR_INTERNAL,
-                          "restore into \"%s\" failed, do not start it (run the restore again "
-                          "with --force): the restore process (user \"%s\") ended %s",
-                          r->data.path, ow->name, how);
-    }
-out:
-    if (p[0] >= 0)
-        close(p[0]);
-    if (p[1] >= 0)
-        close(p[1]);
-    return rc;
+    snprintf(what, sizeof(what), "restore process (user \"%s\")", ow->name);
+    if ((rc = ws_proc_start(&p, what, child_main, &a, &rec, sizeof(rec), err)) != 0)
+        return rc;
+    if ((rc = ws_proc_finish(&p, &rec, sizeof(rec), NULL, err)) != 0)
+        return ws_error_prefix(err,
+                               "restore into \"%s\" failed, do not start it (run the restore "
+                               "again with --force)",
+                               r->data.path);
+    rec.msg[sizeof(rec.msg) - 1] = '\0';
+    *err = rec;
+    return rec.code;
 }
 
 /*

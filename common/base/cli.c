@@ -9,6 +9,8 @@
 
 #include "base/log.h"
 
+static const char *program = "walsafe"; /* ws_cli_start's progname */
+
 void ws_cli_start(const char *progname)
 {
     struct rlimit no_core = {0, 0};
@@ -21,6 +23,7 @@ void ws_cli_start(const char *progname)
         if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) < 0)
             break;
 
+    program = progname;
     ws_log_init(progname);
     setrlimit(RLIMIT_CORE, &no_core);
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -104,4 +107,43 @@ int ws_cli_load_config(struct ws_config *cfg, const struct ws_cli *cli, struct w
     if (cli->verbose)
         ws_log_set_level(cli->verbose > 1 ? WS_LOG_DEBUG : WS_LOG_INFO);
     return ws_config_load(cfg, cli->config_path, err);
+}
+
+int ws_cli_parse_more(struct ws_config *cfg, struct ws_cli *cli, ws_cli_extra_fn extra,
+                      void *extra_arg, int *action, struct ws_error *err)
+{
+    struct ws_cli sub;
+    int rc;
+
+    if ((rc = ws_cli_parse(cli->nargs, cli->args, cfg, &sub, extra, extra_arg, action, err)) != 0)
+        return rc;
+    if (sub.config_path)
+        cli->config_path = sub.config_path;
+    cli->verbose += sub.verbose;
+    cli->nargs = sub.nargs;
+    cli->args = sub.args;
+    return 0;
+}
+
+int ws_cli_answer(int action, const char *usage)
+{
+    if (action == WS_CLI_HELP)
+        fputs(usage, stdout);
+    else if (action == WS_CLI_VERSION)
+        printf("%s (walsafe) %s\n", program, WS_VERSION);
+    return action == WS_CLI_HELP || action == WS_CLI_VERSION;
+}
+
+void ws_cli_usage_error(const struct ws_error *err)
+{
+    ws_log_error(err);
+    fprintf(stderr, "Try \"%s --help\".\n", program);
+}
+
+int ws_cli_finish(int rc, const struct ws_error *err)
+{
+    if (rc == 0)
+        return WS_CLI_EXIT_OK;
+    ws_log_error(err);
+    return WS_CLI_EXIT_FAILURE;
 }

@@ -77,6 +77,8 @@ static const struct key_def keys[] = {
     {"notify_timeout", T_DURATION, OFF(notify_timeout), 1, 86400, NULL, 0},
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
+/* ws_config.set_by_cli has one bit per key: a key table past 64 keys needs a wider set. */
+_Static_assert(NKEYS <= 64, "set_by_cli holds one bit per key: widen it");
 
 void ws_config_init(struct ws_config *cfg)
 {

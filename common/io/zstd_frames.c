@@ -12,7 +12,10 @@
 /*
  * One sink type for both directions: a ring of jobs (one frame each) filled by the calling
  * thread, transformed by the workers (or inline), and passed on to next in order by the calling
- * thread, which so writes frame i while the workers transform frames i+1 ...
+ * thread, which so writes frame i while the workers transform frames i+1 ... Decompressing, when
+ * it has to wait for frame i, the calling thread transforms a frame that no worker has taken yet
+ * instead of sleeping: `workers` cores in all are the calling thread and workers - 1 threads
+ * (object-format.md: a third thread on 2 cores was slower).
  */
 enum { JOB_FREE = 0, JOB_READY, JOB_BUSY, JOB_DONE };
 #define MAX_SLOTS (WS_ZSTD_FRAMES_MAX_WORKERS + 1)
@@ -30,8 +33,9 @@ struct job {
 struct frames {
     struct ws_sink base;
     int compress, level, nthreads, nslots, started;
+    int helps; /* the calling thread transforms frames too (decompression) */
     pthread_t th[WS_ZSTD_FRAMES_MAX_WORKERS];
-    ZSTD_CCtx *cctx[MAX_SLOTS]; /* per thread; [0] for inline work */
+    ZSTD_CCtx *cctx[MAX_SLOTS]; /* per thread; [nthreads] for the calling thread's work */
     ZSTD_DCtx *dctx[MAX_SLOTS];
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_done;
@@ -134,8 +138,19 @@ static int emit_oldest(struct frames *f, struct ws_error *err)
 
     if (f->nthreads > 0) {
         pthread_mutex_lock(&f->mu);
-        while (j->state != JOB_DONE)
-            pthread_cond_wait(&f->cv_done, &f->mu);
+        while (j->state != JOB_DONE) {
+            struct job *r = f->helps ? next_ready(f) : NULL;
+            if (!r) {
+                pthread_cond_wait(&f->cv_done, &f->mu);
+                continue;
+            }
+            /* no worker has taken it: this thread does it rather than wait */
+            r->state = JOB_BUSY;
+            pthread_mutex_unlock(&f->mu);
+            job_run(f, r, f->nthreads);
+            pthread_mutex_lock(&f->mu);
+            r->state = JOB_DONE;
+        }
         pthread_mutex_unlock(&f->mu);
     }
     if (j->failed)
@@ -360,9 +375,7 @@ static const struct ws_sink_ops fd_ops = {"zstd-frames-decompress", fd_write, fd
 
 static int make_contexts(struct frames *f)
 {
-    int n = f->nthreads > 0 ? f->nthreads : 1;
-
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i <= f->nthreads; i++) {
         if (!f->compress) {
             if (!(f->dctx[i] = ZSTD_createDCtx()))
                 return -1;
@@ -444,10 +457,15 @@ static int frames_new(struct ws_sink *next, int compress, int level, int workers
     f->base.next = next;
     f->compress = compress;
     f->level = level;
-    f->nthreads =
-        workers > 1 ? (workers > WS_ZSTD_FRAMES_MAX_WORKERS ? WS_ZSTD_FRAMES_MAX_WORKERS : workers)
-                    : 0;
-    f->nslots = f->nthreads + 1;
+    if (workers > WS_ZSTD_FRAMES_MAX_WORKERS)
+        workers = WS_ZSTD_FRAMES_MAX_WORKERS;
+    /* Decompression: the calling thread is one of the workers (emit_oldest), as its own work
+     * per frame (the write of the content) is small. Compression: it reads the file and sends
+     * the frames on, and while it compressed one the workers ran out of filled jobs (measured
+     * slower in object-format.md). */
+    f->helps = !compress;
+    f->nthreads = workers > 1 ? workers - f->helps : 0;
+    f->nslots = f->nthreads > 0 ? f->nthreads + 1 + f->helps : 1; /* <= MAX_SLOTS */
     map_region(f);
     if (make_contexts(f) != 0 || (f->nthreads > 0 && start_threads(f) != 0)) {
         ws_sink_free(&f->base);

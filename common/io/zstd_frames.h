@@ -4,9 +4,11 @@
  * shorter) and each block is one zstd frame with its content size in the frame header and its
  * content checksum (XXH64) on. Empty content is no frame at all.
  *
- * Both sinks work on `workers` threads when workers > 1 (frames are compressed or decompressed
- * concurrently and passed on in order), else in the calling thread. Memory: at most workers + 1
- * frames in flight (each WS_ZSTD_FRAME_SIZE bytes of content and its compressed form).
+ * Both sinks work on `workers` cores when workers > 1 (frames are compressed or decompressed
+ * concurrently and passed on in order by the calling thread): compression on `workers` threads of
+ * its own, decompression on the calling thread and workers - 1 threads; else everything is done
+ * in the calling thread. Memory: at most workers + 1 frames in flight (each WS_ZSTD_FRAME_SIZE
+ * bytes of content and its compressed form).
  *
  * Decompression accepts only what compression writes: frames of type zstd (no skippable frame)
  * with a content size of at most WS_ZSTD_FRAME_SIZE, a checksum, and content of exactly that

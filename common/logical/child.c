@@ -24,8 +24,9 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
-/* The environment with PGPASSFILE set (malloc'ed array; the strings are environ's and *own). */
-static char **child_env(const char *passfile, char **own)
+/* The environment with PGPASSFILE naming passfd (malloc'ed array; the strings are environ's and
+ * *own). */
+static char **child_env(int passfd, char **own)
 {
     size_t n = 0, i, k = 0;
     char **env;
@@ -36,21 +37,20 @@ static char **child_env(const char *passfile, char **own)
     if (!(env = calloc(n + 2, sizeof(*env))))
         return NULL;
     for (i = 0; i < n; i++)
-        if (!passfile || strncmp(environ[i], "PGPASSFILE=", 11) != 0)
+        if (passfd < 0 || strncmp(environ[i], "PGPASSFILE=", 11) != 0)
             env[k++] = environ[i];
-    if (passfile) {
-        size_t len = strlen(passfile) + 12;
-        if (!(*own = malloc(len))) {
+    if (passfd >= 0) {
+        if (!(*own = malloc(64))) {
             free(env);
             return NULL;
         }
-        snprintf(*own, len, "PGPASSFILE=%s", passfile);
+        snprintf(*own, 64, "PGPASSFILE=/proc/self/fd/%d", passfd);
         env[k++] = *own;
     }
     return env;
 }
 
-int ws_child_start(struct ws_child *c, const char *what, char *const argv[], const char *passfile,
+int ws_child_start(struct ws_child *c, const char *what, char *const argv[], int passfd,
                    int in_mode, int out_mode, struct ws_error *err)
 {
     posix_spawn_file_actions_t fa;
@@ -65,7 +65,7 @@ int ws_child_start(struct ws_child *c, const char *what, char *const argv[], con
     if ((in_mode == WS_CHILD_PIPE && pipe2(in, O_CLOEXEC) != 0) ||
         (out_mode == WS_CHILD_PIPE && pipe2(out, O_CLOEXEC) != 0) || pipe2(er, O_CLOEXEC) != 0)
         return ws_error_setsys(err, WS_ERR_IO, errno, "could not create a pipe for %s", what);
-    if (!(env = child_env(passfile, &own))) {
+    if (!(env = child_env(passfd, &own))) {
         rc = ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
         goto out;
     }
@@ -79,6 +79,8 @@ int ws_child_start(struct ws_child *c, const char *what, char *const argv[], con
     else
         posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, er[1], 2);
+    if (passfd >= 0) /* onto itself: that clears its FD_CLOEXEC in the child only (glibc >= 2.29) */
+        posix_spawn_file_actions_adddup2(&fa, passfd, passfd);
     /* the child gets SIGPIPE back (main.c ignores it; an ignored signal stays ignored across
      * exec) */
     posix_spawnattr_init(&attr);

@@ -45,8 +45,8 @@ static int dump_stream(struct create *c, const char *what, char *const argv[], c
     if ((rc = ws_logical_object_open(&c->repo, c->m.id, name, c->cfg, ws_keyring_write_key(&c->kr),
                                      &w, err)) != 0)
         return rc;
-    if ((rc = ws_child_start(&ch, what, argv, c->tools.passfile[0] ? c->tools.passfile : NULL,
-                             WS_CHILD_NULL, WS_CHILD_PIPE, err)) != 0)
+    if ((rc = ws_child_start(&ch, what, argv, c->tools.passfd, WS_CHILD_NULL, WS_CHILD_PIPE,
+                             err)) != 0)
         goto out;
     rc = ws_child_pump(&ch, w, err);
     if (rc == 0)

@@ -7,8 +7,9 @@
  * PostgreSQL's own programs do the dumping and restoring: pg_dump, pg_dumpall, pg_restore and
  * psql from pg_bindir, else from PATH. pg_dump must be of the server's major version or newer.
  * They connect with pg_conninfo (libpq's PG* variables and .pgpass apply) minus its password:
- * a password in pg_conninfo reaches them only through a temporary passfile (mode 0600, removed
- * before the command returns), never through argv or the environment. Their standard error's
+ * a password in pg_conninfo reaches them only through a passfile in memory (a memfd of mode 0600
+ * named by PGPASSFILE=/proc/self/fd/N; no file on disk, even after a crash), never through argv
+ * or the environment. Their standard error's
  * last line ends up in the error message. A child that fails or is killed fails the command;
  * nothing it wrote is listed complete, and create deletes what it stored.
  *

@@ -28,8 +28,9 @@ struct ws_child {
     size_t tail_len;
 };
 
-/* passfile: PGPASSFILE for the child (NULL: the environment as it is). */
-int ws_child_start(struct ws_child *c, const char *what, char *const argv[], const char *passfile,
+/* passfd >= 0: the child inherits that descriptor (ours stays close-on-exec) and PGPASSFILE
+ * names it as /proc/self/fd/N; -1: the environment as it is. */
+int ws_child_start(struct ws_child *c, const char *what, char *const argv[], int passfd,
                    int in_mode, int out_mode, struct ws_error *err);
 int ws_child_pump(struct ws_child *c, struct ws_sink *dest, struct ws_error *err);
 int ws_child_wait(struct ws_child *c, struct ws_error *err);
@@ -40,12 +41,14 @@ int ws_child_sink_new(struct ws_child *c, struct ws_sink **out, struct ws_error 
 /* The client programs and their connection. */
 struct ws_tools {
     const struct ws_config *cfg;
-    char passfile[4096]; /* "" when pg_conninfo holds no password */
+    int passfd; /* the passfile, -1 when pg_conninfo holds no password */
 };
-/* Writes the passfile when pg_conninfo holds a password. */
+/* When pg_conninfo holds a password, writes it as a passfile ("*:*:*:*:password") into a memory
+ * file (memfd, mode 0600, close-on-exec) that has no name in any directory: nothing of it is
+ * left on disk however the process ends. ws_tools_close closes it; safe on a zeroed ws_tools. */
 int ws_tools_open(struct ws_tools *t, const struct ws_config *cfg, struct ws_error *err);
 void ws_tools_close(struct ws_tools *t);
-/* The path of program name (pg_bindir/name, else the first on PATH) into out. */
+/* The path of program name (pg/bindir.h: pg_bindir/name, else the first on PATH) into out. */
 int ws_tools_find(const struct ws_tools *t, const char *name, char *out, size_t outsz,
                   struct ws_error *err);
 /* Its version as server_version_num counts (15.4 -> 150004) from "name --version". */

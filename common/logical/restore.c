@@ -55,8 +55,8 @@ static int stream_into(struct restore *r, const struct ws_logical_dump *d, const
     struct ws_sink *s = NULL;
     int rc;
 
-    if ((rc = ws_child_start(&c, what, argv, r->tools.passfile[0] ? r->tools.passfile : NULL,
-                             WS_CHILD_PIPE, WS_CHILD_NULL, err)) != 0 ||
+    if ((rc = ws_child_start(&c, what, argv, r->tools.passfd, WS_CHILD_PIPE, WS_CHILD_NULL, err)) !=
+            0 ||
         (rc = ws_child_sink_new(&c, &s, err)) != 0)
         return rc;
     return ws_logical_fetch(&r->repo, &r->kr, r->e->id, &d->objects[0], s, err);

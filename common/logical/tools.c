@@ -6,12 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/fs.h"
 #include "base/util.h"
 #include "logical/logical_int.h"
+#include "pg/bindir.h"
 #include "pg/pgconn.h"
 
 static const char *temp_base(const struct ws_tools *t)
@@ -48,26 +50,24 @@ static int write_passfile(int fd, const char *password)
 int ws_tools_open(struct ws_tools *t, const struct ws_config *cfg, struct ws_error *err)
 {
     char *conninfo = NULL, *password = NULL;
-    int fd = -1, rc;
+    int rc;
 
     memset(t, 0, sizeof(*t));
     t->cfg = cfg;
+    t->passfd = -1;
     if ((rc = ws_pg_libpq_tool_conninfo(cfg->pg_conninfo, "postgres", &conninfo, &password, err)) !=
         0)
         return rc;
     free(conninfo);
     if (!password)
         return 0;
-    snprintf(t->passfile, sizeof(t->passfile), "%s/walsafe-pgpass.XXXXXX", temp_base(t));
-    if ((fd = mkstemp(t->passfile)) < 0) {
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not create a passfile in \"%s\"",
-                             temp_base(t));
-        t->passfile[0] = '\0';
-    } else if (fchmod(fd, 0600) != 0 || write_passfile(fd, password) != 0) {
-        rc = ws_error_setsys(err, WS_ERR_IO, errno, "could not write passfile \"%s\"", t->passfile);
-    }
-    if (fd >= 0)
-        close(fd);
+    /* in memory only: no name in any directory, gone with the last process that holds it */
+    if ((t->passfd = memfd_create("walsafe-pgpass", MFD_CLOEXEC)) < 0)
+        rc = ws_error_setsys(err, WS_ERR_IO, errno,
+                             "could not create a memory file for the password of pg_conninfo");
+    else if (fchmod(t->passfd, 0600) != 0 || write_passfile(t->passfd, password) != 0)
+        rc = ws_error_setsys(err, WS_ERR_IO, errno,
+                             "could not write the password of pg_conninfo to a memory file");
     memset(password, 0, strlen(password));
     free(password);
     if (rc)
@@ -77,44 +77,22 @@ int ws_tools_open(struct ws_tools *t, const struct ws_config *cfg, struct ws_err
 
 void ws_tools_close(struct ws_tools *t)
 {
-    if (t->passfile[0])
-        unlink(t->passfile);
-    t->passfile[0] = '\0';
-}
-
-static int executable(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+    if (t->cfg && t->passfd >= 0) /* a zeroed ws_tools was never opened: its 0 is not ours */
+        close(t->passfd);
+    t->passfd = -1;
 }
 
 int ws_tools_find(const struct ws_tools *t, const char *name, char *out, size_t outsz,
                   struct ws_error *err)
 {
-    const char *path = getenv("PATH"), *p, *end;
     char dir[4096];
+    int rc;
 
-    if (t->cfg->pg_bindir && *t->cfg->pg_bindir) {
-        if (ws_path_join(out, outsz, t->cfg->pg_bindir, name) != 0 || !executable(out))
-            return ws_error_set(err, WS_ERR_CONFIG, "pg_bindir \"%s\" holds no executable \"%s\"",
-                                t->cfg->pg_bindir, name);
-        return 0;
-    }
-    for (p = path ? path : "/usr/bin:/bin"; *p; p = *end ? end + 1 : end) {
-        end = strchr(p, ':');
-        if (!end)
-            end = p + strlen(p);
-        if (end == p || (size_t)(end - p) >= sizeof(dir))
-            continue;
-        memcpy(dir, p, (size_t)(end - p));
-        dir[end - p] = '\0';
-        if (ws_path_join(out, outsz, dir, name) == 0 && executable(out))
-            return 0;
-    }
-    return ws_error_set(err, WS_ERR_CONFIG,
-                        "could not find \"%s\" on PATH; set pg_bindir to the directory of "
-                        "PostgreSQL's client programs",
-                        name);
+    if ((rc = ws_pg_bindir_find(t->cfg->pg_bindir, NULL, name, dir, sizeof(dir), err)) != 0)
+        return rc;
+    if (ws_path_join(out, outsz, dir, name) != 0)
+        return ws_error_set(err, WS_ERR_CONFIG, "path too long: \"%s/%s\"", dir, name);
+    return 0;
 }
 
 /* "pg_dump (PostgreSQL) 15.4 (Debian 15.4-1.pgdg120+1)" -> 150004; 9.6.24 -> 90624. */
@@ -141,7 +119,7 @@ int ws_tools_version(const struct ws_tools *t, const char *path, int *version, s
     snprintf(what, sizeof(what), "\"%s --version\"", path);
     if ((rc = ws_buffer_sink_new(4096, &buf, err)) != 0)
         return rc;
-    if ((rc = ws_child_start(&c, what, argv, NULL, WS_CHILD_NULL, WS_CHILD_PIPE, err)) == 0) {
+    if ((rc = ws_child_start(&c, what, argv, -1, WS_CHILD_NULL, WS_CHILD_PIPE, err)) == 0) {
         rc = ws_child_pump(&c, buf, err);
         if (rc == 0)
             rc = ws_child_wait(&c, err);
@@ -172,8 +150,7 @@ int ws_tools_run(const struct ws_tools *t, const char *what, char *const argv[],
     struct ws_child c;
     int rc;
 
-    if ((rc = ws_child_start(&c, what, argv, t->passfile[0] ? t->passfile : NULL, WS_CHILD_NULL,
-                             WS_CHILD_NULL, err)) != 0)
+    if ((rc = ws_child_start(&c, what, argv, t->passfd, WS_CHILD_NULL, WS_CHILD_NULL, err)) != 0)
         return rc;
     rc = ws_child_wait(&c, err);
     ws_child_kill(&c);

@@ -36,7 +36,7 @@ static int verify_dump(struct verify *v, const struct ws_logical_entry *e,
     }
     if (d->kind == WS_LOGICAL_CUSTOM) {
         char *argv[] = {v->pg_restore, "--list", "--format=custom", NULL};
-        if ((rc = ws_child_start(&c, what, argv, NULL, WS_CHILD_PIPE, WS_CHILD_NULL, err)) != 0 ||
+        if ((rc = ws_child_start(&c, what, argv, -1, WS_CHILD_PIPE, WS_CHILD_NULL, err)) != 0 ||
             (rc = ws_child_sink_new(&c, &s, err)) != 0)
             return rc;
         return ws_logical_fetch(&v->repo, &v->kr, e->id, &d->objects[0], s, err);

@@ -25,6 +25,7 @@
 #include "backup/pool.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/proc.h"
 #include "base/user.h"
 #include "base/util.h"
 #include "io/key.h"
@@ -66,64 +67,45 @@ struct child_out {
 };
 typedef int (*child_fn)(void *arg, pid_t parent, struct ws_drill_result *res, struct ws_error *err);
 
+struct child_call {
+    child_fn fn;
+    void *arg;
+    int default_signals;
+};
+
+static void child_body(void *arg, pid_t parent, void *rec)
+{
+    const struct child_call *c = arg;
+    struct child_out *co = rec;
+
+    if (c->default_signals) {
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+    }
+    co->rc = c->fn(c->arg, parent, &co->res, &co->err);
+}
+
 /*
  * Runs fn in a child process and returns its result. default_signals: the child dies of SIGINT
  * and SIGTERM and of the parent's death (a restore); else it keeps the caller's handlers. While
- * waiting, a set stop flag sends the child SIGTERM (once).
+ * waiting, a set stop flag sends the child SIGTERM (once a second).
  */
 static int in_child(child_fn fn, void *arg, int default_signals, const volatile sig_atomic_t *stop,
                     struct ws_drill_result *res, struct ws_error *err)
 {
+    struct child_call call = {fn, arg, default_signals};
     struct child_out co;
-    int p[2], status = 0, killed = 0;
-    size_t got = 0;
-    pid_t pid, self = getpid();
+    struct ws_proc p;
+    int rc;
 
-    if (pipe2(p, O_CLOEXEC) != 0)
-        return ws_error_setsys(err, WS_ERR_INTERNAL, errno, "could not create a pipe");
-    fflush(stdout);
-    fflush(stderr);
-    if ((pid = fork()) == 0) {
-        close(p[0]);
-        memset(&co, 0, sizeof(co));
-        if (default_signals) {
-            signal(SIGINT, SIG_DFL);
-            signal(SIGTERM, SIG_DFL);
-            prctl(PR_SET_PDEATHSIG, SIGKILL);
-        }
-        if (res)
-            co.res = *res;
-        co.rc = fn(arg, self, &co.res, &co.err);
-        fflush(stdout);
-        _exit(ws_write_all(p[1], &co, sizeof(co)) == 0 ? 0 : 1);
-    }
-    close(p[1]);
-    if (pid < 0) {
-        close(p[0]);
-        return ws_error_setsys(err, WS_ERR_INTERNAL, errno, "could not start a process");
-    }
-    while (got < sizeof(co)) {
-        struct pollfd pf = {p[0], POLLIN, 0};
-        ssize_t n;
-        if (stop && *stop && killed++ % 4 == 0) /* again every second */
-            kill(pid, SIGTERM);
-        if (poll(&pf, 1, 250) <= 0)
-            continue;
-        n = read(p[0], (char *)&co + got, sizeof(co) - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    close(p[0]);
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    if (got != sizeof(co))
-        return ws_error_set(err, WS_ERR_INTERNAL, "the %s process ended %s %d",
-                            default_signals ? "restore" : "drill",
-                            WIFSIGNALED(status) ? "by signal" : "with status",
-                            WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    memset(&co, 0, sizeof(co));
+    if (res)
+        co.res = *res;
+    if ((rc = ws_proc_start(&p, default_signals ? "restore process" : "drill process", child_body,
+                            &call, &co, sizeof(co), err)) != 0 ||
+        (rc = ws_proc_finish(&p, &co, sizeof(co), stop, err)) != 0)
+        return rc;
     co.err.msg[sizeof(co.err.msg) - 1] = '\0';
     *err = co.err;
     if (res)

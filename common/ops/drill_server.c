@@ -1,8 +1,9 @@
 /*
  * ops/drill_server.c - the PostgreSQL server of a drill and the checks that talk to it.
  *
- * The server is the backup's major version from the first directory that holds `postgres`:
- * /usr/lib/postgresql/<major>/bin (Debian), /usr/pgsql-<major>/bin (PGDG packages), then PATH.
+ * The server is `postgres` from pg_bindir when it is set, else the backup's major version from
+ * /usr/lib/postgresql/<major>/bin (Debian), /usr/pgsql-<major>/bin (PGDG packages), else from
+ * PATH (pg/bindir.h).
  * It runs as a child of the drill with its settings on the command line, which wins over
  * everything in the restored postgresql.conf and postgresql.auto.conf: no TCP listener, a socket
  * in the work directory (0700), trust for that socket only (the directory lets in no one but the
@@ -30,6 +31,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "ops/drill_int.h"
+#include "pg/bindir.h"
 #include "pg/timeline.h"
 #include "pg/wal.h"
 
@@ -44,51 +46,18 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static int is_executable(const char *dir, const char *prog)
-{
-    char p[PATH_MAX];
-    struct stat st;
-
-    return ws_path_join(p, sizeof(p), dir, prog) == 0 && stat(p, &st) == 0 && S_ISREG(st.st_mode) &&
-           access(p, X_OK) == 0;
-}
-
 int ws_drill_find_bindir(struct drill *d, struct ws_error *err)
 {
     int major = d->b->m.pg_version >= 100000 ? d->b->m.pg_version / 10000 : d->b->m.pg_version;
-    const char *path = getenv("PATH");
-    char dirs[2][64];
-    int i;
+    char debian[64], pgdg[64];
+    const char *const dirs[] = {debian, pgdg, NULL};
 
-    if (d->cfg->pg_bindir && *d->cfg->pg_bindir) { /* the operator's choice, and only it */
-        if (!is_executable(d->cfg->pg_bindir, "postgres"))
-            return ws_error_set(err, WS_ERR_CONFIG, "pg_bindir \"%s\" holds no executable postgres",
-                                d->cfg->pg_bindir);
-        snprintf(d->bindir, sizeof(d->bindir), "%s", d->cfg->pg_bindir);
-        return 0;
-    }
-    snprintf(dirs[0], sizeof(dirs[0]), "/usr/lib/postgresql/%d/bin", major);
-    snprintf(dirs[1], sizeof(dirs[1]), "/usr/pgsql-%d/bin", major);
-    for (i = 0; i < 2; i++)
-        if (is_executable(dirs[i], "postgres")) {
-            snprintf(d->bindir, sizeof(d->bindir), "%s", dirs[i]);
-            return 0;
-        }
-    while (path && *path) {
-        size_t n = strcspn(path, ":");
-        if (n > 0 && n < sizeof(d->bindir)) {
-            memcpy(d->bindir, path, n);
-            d->bindir[n] = '\0';
-            if (d->bindir[0] == '/' && is_executable(d->bindir, "postgres"))
-                return 0;
-        }
-        path += n + (path[n] == ':');
-    }
-    d->bindir[0] = '\0';
-    return ws_error_set(err, WS_ERR_CONFIG,
-                        "no PostgreSQL %d server found for backup %s (looked for postgres in %s, "
-                        "%s and PATH)",
-                        major, d->b->id, dirs[0], dirs[1]);
+    snprintf(debian, sizeof(debian), "/usr/lib/postgresql/%d/bin", major);
+    snprintf(pgdg, sizeof(pgdg), "/usr/pgsql-%d/bin", major);
+    if (ws_pg_bindir_find(d->cfg->pg_bindir, dirs, "postgres", d->bindir, sizeof(d->bindir), err) !=
+        0)
+        return ws_error_prefix(err, "no PostgreSQL %d server for backup %s", major, d->b->id);
+    return 0;
 }
 
 /* ---- child processes ------------------------------------------------------------------------ */
@@ -553,7 +522,7 @@ int ws_drill_check_amcheck(struct drill *d)
         "--install-missing", "--jobs", jobs,   NULL};
     int rc;
 
-    if (!is_executable(d->bindir, "pg_amcheck")) {
+    if (!ws_pg_bindir_has(d->bindir, "pg_amcheck")) {
         set_check(d, CK_AMCHECK, CHECK_SKIPPED, "pg_amcheck is not installed in %s", d->bindir);
         return 0;
     }

@@ -136,3 +136,12 @@ void ws_notify(const struct ws_config *cfg, const struct ws_notify_event *ev)
     setpgid(pid, pid); /* also here: no race with the kill of the group */
     wait_notifier(pid, cfg->notify_timeout > 0 ? cfg->notify_timeout : 60);
 }
+
+void ws_notify_outcome(const struct ws_config *cfg, struct ws_notify_event *ev, double t0, int rc,
+                       const struct ws_error *err)
+{
+    ev->ok = rc == 0;
+    ev->error = rc ? err->msg : NULL;
+    ev->seconds = ws_now_monotonic() - t0;
+    ws_notify(cfg, ev);
+}

@@ -24,6 +24,7 @@
 #include <stdio.h>
 
 #include "base/config.h"
+#include "base/error.h"
 
 struct ws_notify_event {
     const char *event; /* "basebackup create", "wal-prune", ... */
@@ -41,5 +42,9 @@ void ws_notify_json(FILE *f, const char *cluster, const struct ws_notify_event *
 
 /* Runs notify_command with the document of ev (nothing when it is unset); see above. */
 void ws_notify(const struct ws_config *cfg, const struct ws_notify_event *ev);
+/* ws_notify for a command that started at t0 (ws_now_monotonic) and returned rc with err: sets
+ * ev's ok, error (err's message when rc != 0) and seconds (until now) first. */
+void ws_notify_outcome(const struct ws_config *cfg, struct ws_notify_event *ev, double t0, int rc,
+                       const struct ws_error *err);
 
 #endif

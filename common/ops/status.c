@@ -401,11 +401,8 @@ static void judge_server(const struct ws_status *s, const struct ws_status_limit
     const struct ws_pg_archiver *a = &sv->a;
     int ok = sv->reached && !sv->error[0];
 
-    /* pg_stat_archiver's times are read in whole seconds: within one second, the later attempt
-     * is the one on the later WAL file (a failure of the file archived in that second is not) */
-    if (ok && (a->last_failed_time > a->last_archived_time ||
-               (a->last_failed_time > 0 && a->last_failed_time == a->last_archived_time &&
-                strcmp(a->last_failed_wal, a->last_archived_wal) > 0)))
+    /* the times are pg_stat_archiver's, to the microsecond: they alone order the attempts */
+    if (ok && a->last_failed_us > a->last_archived_us)
         reason(v, WS_STATUS_WARNING, "archiver_failing",
                "the archiver's latest attempt failed (WAL file %s; pg_stat_archiver.failed_count "
                "%" PRId64 ")",

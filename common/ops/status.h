@@ -19,7 +19,8 @@
  *             max_wal_age, or none; a gap that a restore needs (not wholly below the oldest
  *             complete backup's start on its timeline, not beyond what the server has archived);
  *             the slot's WAL lost (wal_status "lost")
- *   WARNING   the archiver's latest attempt failed (last_failed_time after last_archived_time);
+ *   WARNING   the archiver's latest attempt failed (pg_stat_archiver's last_failed_time after
+ *             its last_archived_time, to the microsecond);
  *             an invalid backup, base or logical (unreadable manifest); the slot's WAL
  *             "unreserved"
  *   UNKNOWN   the repository could not be read; max_archive_lag set and no lag known (server not

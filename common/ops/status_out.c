@@ -118,14 +118,14 @@ static void text_server(FILE *f, const struct ws_status *s)
     fprintf(f, "server: archive_mode %s; archived %" PRId64 ", failed %" PRId64, a->archive_mode,
             a->archived_count, a->failed_count);
     if (a->last_archived_wal[0]) {
-        ws_format_utc(a->last_archived_time, t);
+        ws_format_utc(a->last_archived_us / 1000000, t);
         fprintf(f, "; last archived %s at %s (%s ago)", a->last_archived_wal, t,
-                age(s->now - a->last_archived_time, y, sizeof(y)));
+                age(s->now - a->last_archived_us / 1000000, y, sizeof(y)));
     }
     if (a->last_failed_wal[0]) {
-        ws_format_utc(a->last_failed_time, t);
+        ws_format_utc(a->last_failed_us / 1000000, t);
         fprintf(f, "; last failure %s at %s (%s ago)", a->last_failed_wal, t,
-                age(s->now - a->last_failed_time, y, sizeof(y)));
+                age(s->now - a->last_failed_us / 1000000, y, sizeof(y)));
     }
     fprintf(f, "\n");
     if (sv->has_lag)
@@ -309,10 +309,10 @@ static void json_server(FILE *f, const struct ws_status *s)
             a->in_recovery ? "true" : "false", a->archived_count, a->failed_count);
         json_field(f, "last_archived_wal", a->last_archived_wal);
         fprintf(f, ", \"last_archived_time\": ");
-        json_time(f, a->last_archived_time);
+        json_time(f, a->last_archived_us / 1000000);
         json_field(f, "last_failed_wal", a->last_failed_wal);
         fprintf(f, ", \"last_failed_time\": ");
-        json_time(f, a->last_failed_time);
+        json_time(f, a->last_failed_us / 1000000);
         if (sv->has_lag)
             fprintf(f, ", \"archive_lag\": {\"segments\": %" PRIu64 ", \"bytes\": %" PRIu64 "}",
                     sv->lag_segments, sv->lag_bytes);

@@ -127,10 +127,10 @@ static void prom_server(const struct prom *p, const struct ws_status *s)
            "Failed archiving attempts (pg_stat_archiver.failed_count).", (double)a->failed_count);
     metric(p, "walsafe_archiver_last_archived_timestamp_seconds", "gauge",
            "Last successful archiving (Unix time; 0: none since the statistics reset).",
-           (double)a->last_archived_time);
+           (double)(a->last_archived_us / 1000000));
     metric(p, "walsafe_archiver_last_failed_timestamp_seconds", "gauge",
            "Last failed archiving attempt (Unix time; 0: none since the statistics reset).",
-           (double)a->last_failed_time);
+           (double)(a->last_failed_us / 1000000));
     if (sv->has_lag) {
         metric(p, "walsafe_archive_lag_segments", "gauge",
                "Complete WAL segments the server has not archived yet.", (double)sv->lag_segments);

@@ -61,12 +61,14 @@ struct ws_pg_access {
     int max_wal_senders;
 };
 
-/* What the server says about archiving (get_archiver, for basebackup status). Times are seconds
- * since the epoch, 0 when the server has none; names "" when it has none. */
+/* What the server says about archiving (get_archiver, for basebackup status). last_*_us are
+ * microseconds since the epoch, exactly as pg_stat_archiver holds them (so two attempts in one
+ * second keep their order); stats_reset is seconds since the epoch; 0 when the server has none;
+ * names "" when it has none. */
 struct ws_pg_archiver {
     int64_t archived_count, failed_count; /* pg_stat_archiver, since stats_reset */
     char last_archived_wal[64], last_failed_wal[64];
-    int64_t last_archived_time, last_failed_time, stats_reset;
+    int64_t last_archived_us, last_failed_us, stats_reset;
     int in_recovery;
     int has_current;      /* current_lsn and timeline are known (never during recovery) */
     uint64_t current_lsn; /* pg_current_wal_lsn() */

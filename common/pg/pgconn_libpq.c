@@ -356,8 +356,9 @@ static int archiver_row(struct pq_session *pg, struct ws_pg_archiver *a, struct 
 {
     static const char sql[] =
         "SELECT archived_count, coalesce(last_archived_wal, ''), "
-        "coalesce(extract(epoch FROM last_archived_time)::bigint, 0), failed_count, "
-        "coalesce(last_failed_wal, ''), coalesce(extract(epoch FROM last_failed_time)::bigint, 0), "
+        "coalesce((extract(epoch FROM last_archived_time) * 1000000)::bigint, 0), failed_count, "
+        "coalesce(last_failed_wal, ''), "
+        "coalesce((extract(epoch FROM last_failed_time) * 1000000)::bigint, 0), "
         "coalesce(extract(epoch FROM stats_reset)::bigint, 0), pg_is_in_recovery(), "
         "CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END, "
         "CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END, "
@@ -373,10 +374,10 @@ static int archiver_row(struct pq_session *pg, struct ws_pg_archiver *a, struct 
         goto out;
     a->archived_count = strtoll(v[0], NULL, 10);
     snprintf(a->last_archived_wal, sizeof(a->last_archived_wal), "%s", v[1]);
-    a->last_archived_time = strtoll(v[2], NULL, 10);
+    a->last_archived_us = strtoll(v[2], NULL, 10);
     a->failed_count = strtoll(v[3], NULL, 10);
     snprintf(a->last_failed_wal, sizeof(a->last_failed_wal), "%s", v[4]);
-    a->last_failed_time = strtoll(v[5], NULL, 10);
+    a->last_failed_us = strtoll(v[5], NULL, 10);
     a->stats_reset = strtoll(v[6], NULL, 10);
     a->in_recovery = strcmp(v[7], "t") == 0;
     a->has_current =

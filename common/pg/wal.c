@@ -152,6 +152,19 @@ void ws_wal_decode_long_header(const uint8_t buf[WS_WAL_LONG_HEADER_SIZE],
     memcpy(&h->blcksz, buf + 36, 4);
 }
 
+void ws_wal_encode_long_header(const struct ws_wal_long_header *h,
+                               uint8_t buf[WS_WAL_LONG_HEADER_SIZE])
+{
+    memset(buf, 0, WS_WAL_LONG_HEADER_SIZE);
+    memcpy(buf + 0, &h->magic, 2);
+    memcpy(buf + 2, &h->info, 2);
+    memcpy(buf + 4, &h->tli, 4);
+    memcpy(buf + 8, &h->pageaddr, 8);
+    memcpy(buf + 24, &h->sysid, 8);
+    memcpy(buf + 32, &h->seg_size, 4);
+    memcpy(buf + 36, &h->blcksz, 4);
+}
+
 int ws_wal_magic_to_major(uint16_t magic)
 {
     static const struct {

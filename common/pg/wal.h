@@ -66,6 +66,9 @@ struct ws_wal_long_header {
 /* Decodes the first 40 bytes of a segment (native byte order, as PostgreSQL writes them). */
 void ws_wal_decode_long_header(const uint8_t buf[WS_WAL_LONG_HEADER_SIZE],
                                struct ws_wal_long_header *h);
+/* The inverse, for tools and tests that make segments: h into buf, xlp_rem_len and padding 0. */
+void ws_wal_encode_long_header(const struct ws_wal_long_header *h,
+                               uint8_t buf[WS_WAL_LONG_HEADER_SIZE]);
 
 /* PostgreSQL major version for a XLOG_PAGE_MAGIC, 0 if unknown. */
 int ws_wal_magic_to_major(uint16_t magic);

@@ -70,6 +70,9 @@ void ws_sftp_path_of(struct sftp_storage *s, const char *key, char *out, size_t 
 /* Resets easy handle e to a request for url whose result goes to x, with the options every
  * request needs (authentication, host key check, deadlines, modes of what it creates). */
 void ws_sftp_base_opts(struct sftp_storage *s, CURL *e, struct xfer *x, const char *url);
+/* One round of the multi handle's work without waiting (what is ready is sent and read; finished
+ * transfers get their results); *running as curl_multi_perform sets it; -1 on a multi error. */
+int ws_sftp_step(struct sftp_storage *s, int *running);
 /* Drives the multi handle until the transfer of x is done (its CURLcode), or until *stop_when
  * is true with it paused (-1; uploads). */
 int ws_sftp_drive(struct sftp_storage *s, struct xfer *x, const int *stop_when);

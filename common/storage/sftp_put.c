@@ -7,6 +7,10 @@
  * killed upload leaves only the temp name, which readers never see. Durability is the server's:
  * SFTP version 3 as libcurl speaks it has no fsync, so the server's file system decides when
  * the renamed file is on disk (README). An upload is one attempt.
+ *
+ * Round trips (docs/design/storage.md, "SFTP round trips"): the upload starts when the sink is
+ * opened, so the server opens the temp file while the caller prepares its first bytes; writes
+ * smaller than PUT_HOLD are held and sent together (every SFTP write waits for its status).
  */
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -15,6 +19,8 @@
 #include <unistd.h>
 
 #include "storage/sftp_int.h"
+
+#define PUT_HOLD (128u << 10) /* bytes held before they are sent */
 
 struct sftp_put {
     struct ws_sink base;
@@ -26,6 +32,8 @@ struct sftp_put {
     int reused; /* the upload started on a cached session */
     const uint8_t *pending;
     size_t pending_len;
+    uint8_t *hold; /* PUT_HOLD bytes, allocated with the first small write */
+    size_t held;
     int finishing, paused, need_data;
     uint64_t sent;
 };
@@ -104,10 +112,9 @@ static int put_pump(struct sftp_put *p, struct ws_error *err)
     return 0;
 }
 
-static int sp_write(struct ws_sink *sink, const void *buf, size_t len, struct ws_error *err)
+/* Sends len bytes of buf to the server (starting the upload if need be). */
+static int put_send(struct sftp_put *p, const void *buf, size_t len, struct ws_error *err)
 {
-    struct sftp_put *p = (struct sftp_put *)sink;
-
     if (len == 0)
         return 0;
     if (p->done)
@@ -119,6 +126,34 @@ static int sp_write(struct ws_sink *sink, const void *buf, size_t len, struct ws
     return put_pump(p, err);
 }
 
+/* Sends what is held. */
+static int put_flush(struct sftp_put *p, struct ws_error *err)
+{
+    size_t n = p->held;
+
+    p->held = 0;
+    return put_send(p, p->hold, n, err);
+}
+
+static int sp_write(struct ws_sink *sink, const void *buf, size_t len, struct ws_error *err)
+{
+    struct sftp_put *p = (struct sftp_put *)sink;
+
+    if (len == 0)
+        return 0;
+    if (p->done)
+        return ws_error_set(err, WS_ERR_STORAGE, "upload of \"%s\" already ended", p->key);
+    if (p->held + len > PUT_HOLD && put_flush(p, err) != 0)
+        return err->code;
+    if (len >= PUT_HOLD)
+        return put_send(p, buf, len, err);
+    if (!p->hold && !(p->hold = malloc(PUT_HOLD)))
+        return ws_error_set(err, WS_ERR_INTERNAL, "out of memory");
+    memcpy(p->hold + p->held, buf, len);
+    p->held += len;
+    return 0;
+}
+
 static int sp_finish(struct ws_sink *sink, struct ws_error *err)
 {
     struct sftp_put *p = (struct sftp_put *)sink;
@@ -127,6 +162,8 @@ static int sp_finish(struct ws_sink *sink, struct ws_error *err)
     struct ws_storage_stat st;
     int cc;
 
+    if (put_flush(p, err) != 0)
+        return err->code;
     if (!p->started && !p->done && put_start(p, 0, err) != 0)
         return err->code;
     p->finishing = 1;
@@ -156,6 +193,17 @@ static void sp_abort(struct ws_sink *sink)
     char cmd[4200], path[4096];
     int cc;
 
+    /* The upload started with the sink: it is ended (the file closed, what is held dropped), so
+     * the temp file exists before it is removed, on the same session (a transfer cut short
+     * would drop the session, and the server might still be opening the file when another
+     * session asks to remove it). */
+    if (p->started && !p->done) {
+        struct ws_error ignored = {0};
+        p->reused = 0; /* no repeat on a fresh session just to remove the file */
+        p->finishing = 1;
+        p->held = p->pending_len = 0;
+        (void)put_pump(p, &ignored);
+    }
     if (p->started) {
         s->cu->multi_remove_handle(s->multi, p->easy);
         p->started = 0;
@@ -170,6 +218,7 @@ static void sp_destroy(struct ws_sink *sink)
 {
     struct sftp_put *p = (struct sftp_put *)sink;
     p->s->cu->easy_cleanup(p->easy);
+    free(p->hold);
     free(p->key);
     free(p->tmpkey);
     free(p);
@@ -186,6 +235,7 @@ int ws_sftp_open_put(struct ws_storage *st, const char *key, int flags, struct w
     const char *slash = strrchr(key, '/');
     unsigned char rnd[6];
     char tmp[2048];
+    int running = 0;
 
     if (!p || !(p->key = strdup(key)) || !(p->easy = s->cu->easy_init()))
         goto nomem;
@@ -199,6 +249,13 @@ int ws_sftp_open_put(struct ws_storage *st, const char *key, int flags, struct w
     p->base.ops = &sftp_put_ops;
     p->s = s;
     p->replace = (flags & WS_PUT_REPLACE) != 0;
+    if (put_start(p, 0, err) != 0) {
+        sp_destroy(&p->base);
+        return err->code;
+    }
+    /* Sends the open request (on a kept session) without waiting for its answer; a failure is
+     * the result of the first write or the finish. */
+    (void)ws_sftp_step(s, &running);
     *out = &p->base;
     return 0;
 nomem:

@@ -95,34 +95,42 @@ void ws_sftp_base_opts(struct sftp_storage *s, CURL *e, struct xfer *x, const ch
     cu->easy_setopt(e, CURLOPT_CLOSESOCKETDATA, s);
 }
 
-int ws_sftp_drive(struct sftp_storage *s, struct xfer *x, const int *stop_when)
+int ws_sftp_step(struct sftp_storage *s, int *running)
 {
     const struct ws_curl *cu = s->cu;
+    int left = 0;
+    CURLMsg *msg;
+    CURLMcode mc = cu->multi_perform(s->multi, running);
 
-    for (;;) {
-        int running = 0, left = 0;
-        CURLMsg *msg;
-        CURLMcode mc = cu->multi_perform(s->multi, &running);
-        ack_now(s);
-        if (mc != CURLM_OK)
-            return CURLE_FAILED_INIT;
-        while ((msg = cu->multi_info_read(s->multi, &left)) != NULL) {
-            char *owner = NULL;
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            cu->easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &owner);
-            if (owner) {
-                ((struct xfer *)owner)->done = 1;
-                ((struct xfer *)owner)->result = (int)msg->data.result;
-            }
+    ack_now(s);
+    if (mc != CURLM_OK)
+        return -1;
+    while ((msg = cu->multi_info_read(s->multi, &left)) != NULL) {
+        char *owner = NULL;
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        cu->easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &owner);
+        if (owner) {
+            ((struct xfer *)owner)->done = 1;
+            ((struct xfer *)owner)->result = (int)msg->data.result;
         }
+    }
+    return 0;
+}
+
+int ws_sftp_drive(struct sftp_storage *s, struct xfer *x, const int *stop_when)
+{
+    for (;;) {
+        int running = 0;
+        if (ws_sftp_step(s, &running) != 0)
+            return CURLE_FAILED_INIT;
         if (x->done)
             return x->result;
         if (stop_when && *stop_when)
             return -1;
         if (!running)
             return CURLE_FAILED_INIT; /* not on the multi handle: never report that as success */
-        cu->multi_poll(s->multi, NULL, 0, 100, NULL);
+        s->cu->multi_poll(s->multi, NULL, 0, 100, NULL);
     }
 }
 

@@ -20,8 +20,10 @@
 #             mid-stream (a pg_bindir wrapper); SIGTERM while pg_dump -Fd is staged (staging
 #             directory and child gone); a full repository (256 kB tmpfs); the wrong key on
 #             restore; --to-db that exists without --clean (and with it): each exits 1 with one
-#             line naming the cause, and no new backup is listed complete; a password in pg_conninfo reaches pg_dump only in a
-#             0600 passfile that is gone afterwards, never in its argv or environment
+#             line naming the cause, and no new backup is listed complete; a password in
+#             pg_conninfo reaches pg_dump only in a 0600 passfile, never in its argv or
+#             environment, and is in no file under spool_dir, TMPDIR or /tmp after logicalbackup
+#             is killed (SIGKILL) while pg_dump runs
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 setup_tmp
 
@@ -269,7 +271,7 @@ FAKE=$T/fakebin
 wrapper_bindir "$FAKE" <<EOS
 printf '%s\n' "\$@" >"$T/fake.argv"
 env >"$T/fake.env"
-stat -c %a "\$PGPASSFILE" >"$T/fake.passmode" 2>/dev/null
+stat -L -c "%F %a" "\$PGPASSFILE" >"$T/fake.passmode" 2>/dev/null
 cp "\$PGPASSFILE" "$T/fake.passfile" 2>/dev/null
 "$PGBIN/pg_dump" "\$@" | head -c 65536
 kill -KILL \$\$
@@ -286,10 +288,56 @@ assert_err_contains "signal 9" "the cause"
 assert_err_one_line "pg_dump killed"
 [ -s "$T/fake.argv" ] && [ -s "$T/fake.env" ] || fail "the pg_dump wrapper did not run"
 grep -q -F "$KILLPW" "$T/fake.argv" "$T/fake.env" && fail "the password reached pg_dump's argv or environment"
-assert_eq "$(cat "$T/fake.passmode" 2>/dev/null)" 600 "passfile mode"
+assert_eq "$(cat "$T/fake.passmode" 2>/dev/null)" "regular file 600" "passfile type and mode (what libpq checks with stat(2))"
 grep -q -F "$KILLPW" "$T/fake.passfile" 2>/dev/null || fail "the passfile does not hold the password"
 rm -f "$T/fake.passfile"
-assert_dir_empty "$SPOOL" "spool after the killed pg_dump (passfile removed)"
+assert_dir_empty "$SPOOL" "spool after the killed pg_dump"
+
+# SIGKILL of logicalbackup while pg_dump runs: the password is in no file under spool_dir, TMPDIR
+# or /tmp. The real pg_dump first connects as a role that must give its password (scram), so the
+# password demonstrably reaches libpq; then its wrapper sleeps until logicalbackup is killed.
+PW=pw-$(openssl rand -hex 8)
+add_secret "$PW"
+pg_psql "$PORT" <<<"CREATE ROLE pwuser LOGIN SUPERUSER PASSWORD '$PW'" >/dev/null || die "could not create pwuser"
+sed -i '1i local all pwuser scram-sha-256' "$PGD/pg_hba.conf"
+pg_psql "$PORT" -c "SELECT pg_reload_conf()" >/dev/null
+for _ in $(seq 1 50); do
+    "$PGBIN/psql" -h "$SOCK" -p "$PORT" -U pwuser -w -d postgres -c 'SELECT 1' >/dev/null 2>&1 || break
+    sleep 0.1
+done
+"$PGBIN/psql" -h "$SOCK" -p "$PORT" -U pwuser -w -d postgres -c 'SELECT 1' >/dev/null 2>&1 &&
+    fail "pg_hba.conf does not ask pwuser for a password"
+PWBIN=$T/pwbin
+wrapper_bindir "$PWBIN" <<EOS
+"$PGBIN/pg_dump" "\$@" >/dev/null 2>"$T/pw.err"
+echo \$? >"$T/pw.rc"
+echo \$PPID >"$T/pw.lbpid"
+echo \$\$ >"$T/pw.pid"
+exec sleep 60
+EOS
+make_repo "$T/pwrepo"
+mkdir -p "$T/pwtmp" && chown postgres: "$T/pwtmp"
+touch -d '-1 min' "$T/pw.since" # every file written since the password exists is newer
+PWCONF=$T/pw.conf
+write_conf "$PWCONF" "repo = '$T/pwrepo'" "encrypt_key_file = '$KEY'" "spool_dir = '$SPOOL'" \
+    "pg_bindir = '$PWBIN'" "pg_conninfo = 'host=$SOCK port=$PORT user=pwuser dbname=postgres password=$PW'"
+TMPDIR=$T/pwtmp runuser -u postgres -- "$LB" --config "$PWCONF" create --db shop >"$T/pw.out" 2>"$T/pw.lb.err" &
+PWRUN=$!
+for _ in $(seq 1 300); do [ -s "$T/pw.pid" ] && break; sleep 0.1; done
+LBPID=$(cat "$T/pw.lbpid" 2>/dev/null)
+if [ -n "$LBPID" ] && [ "$(cat "/proc/$LBPID/comm" 2>/dev/null)" = logicalbackup ]; then
+    kill -KILL "$LBPID"
+else
+    fail "SIGKILL: logicalbackup did not run pg_dump: $(cat "$T/pw.lb.err")"
+fi
+wait "$PWRUN"
+DUMPPID=$(cat "$T/pw.pid" 2>/dev/null)
+[ -n "$DUMPPID" ] && [ "$(cat "/proc/$DUMPPID/comm" 2>/dev/null)" = sleep ] && kill -KILL "$DUMPPID"
+assert_eq "$(cat "$T/pw.rc" 2>/dev/null)" 0 "pg_dump as pwuser with the password ($(head -1 "$T/pw.err"))"
+LEFT=$(find /tmp "$SPOOL" "$T/pwtmp" -type f -newer "$T/pw.since" ! -path "$PWCONF" \
+    -exec grep -l -s -F -e "$PW" {} + 2>/dev/null | sort -u)
+[ -z "$LEFT" ] || fail "SIGKILL: the password was left on disk in: $LEFT"
+while read -r f; do case "$f" in "$T"/*) rm -f "$f" ;; esac; done <<<"$LEFT"
 
 # a pg_dump older than the server: refused, both versions named
 OLD=$T/oldbin

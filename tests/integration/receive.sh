@@ -27,6 +27,9 @@
 #   stream_end DIR SEG         the END (decimal) of the contiguous cover from 0 of those chunks
 #   wal_obj SEG                the repository file of WAL segment SEG of cluster main
 #   fetch_cmp CONF SEG FILE WHAT   wal-fetch of SEG must give exactly FILE's bytes
+#   recv_batch N               about 1 MiB of WAL (rows 4000 (N-1)+1 .. 4000 N of a table
+#                              t (id int primary key, pad text)) in one transaction on the server
+#                              on $PORT, then a segment switch; prints the segment closed
 #   crash_primary [SNAP]       the receiver frozen (SIGSTOP RECV_PID), every process of the server
 #                              of $PGD killed with SIGKILL (its postmaster stopped first: no new
 #                              child), then the local repository ($T/repo) copied to SNAP if named:
@@ -147,6 +150,12 @@ fetch_cmp() {
     run "$WAL_FETCH" --config "$conf" "$seg" "$DEST"
     assert_rc 0 "wal-fetch $seg ($what)" || return 1
     cmp -s "$DEST" "$file" || { fail "$what: wal-fetch $seg differs from ${file}"; return 1; }
+}
+
+recv_batch() {
+    sql "$PORT" "insert into t select g, repeat(md5(g::text), 4)
+                 from generate_series($((($1 - 1) * 4000 + 1)), $(($1 * 4000))) g;
+                 select pg_walfile_name(pg_switch_wal())"
 }
 
 crash_primary() {

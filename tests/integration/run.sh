@@ -7,6 +7,8 @@
 # Needs root (PostgreSQL is run as the postgres user through runuser; one case mounts a tmpfs)
 # and PostgreSQL 15 server binaries (PGBIN, default /usr/lib/postgresql/15/bin).
 # KEEP_TMP=1 keeps each test's temp directory; IT_VERBOSE=1 shows every command's stderr.
+# IT_PASS=asan (make check's ASan pass) leaves out the tests listed in release_pass_only when no
+# test is named.
 # IT_JOBS=N runs N tests at once (default 3 on this 2-core class of machine: the tests spend
 # most of their time waiting on servers and timeouts; docs/design/testing.md, Suite time), and
 # nothing they start can collide: PostgreSQL listens on a socket in the test's own directory
@@ -72,11 +74,22 @@ fi
 export IT_PG_TEMPLATES=$RUN_BUILD/pg-templates
 install -d -o postgres -g postgres -m 700 "$IT_PG_TEMPLATES"
 
+skipped=()
 if [ $# -gt 0 ]; then
     tests=()
     for n in "$@"; do tests+=("$here/${n%.sh}.sh"); done
 else
-    tests=("$here"/t_*.sh)
+    tests=()
+    for t in "$here"/t_*.sh; do
+        n=$(basename "$t" .sh)
+        # IT_PASS=asan (make check's ASan pass): not the tests listed in release_pass_only
+        if [ "${IT_PASS:-}" = asan ] &&
+            awk -v n="$n" '$1 == n { f = 1 } END { exit !f }' "$here/release_pass_only"; then
+            skipped+=("$n")
+        else
+            tests+=("$t")
+        fi
+    done
 fi
 # Longest first (by tests/integration/durations; 30 s for a test not listed there), so that the
 # slots end together instead of one long test running alone at the end.
@@ -164,6 +177,8 @@ if [ "$state_after" != "$state_before" ]; then
     diff <(echo "$state_before") <(echo "$state_after") | sed -n 's/^\([<>]\) /     \1 /p'
     failed=$((failed + 1))
 fi
+[ ${#skipped[@]} -eq 0 ] ||
+    echo "not in this pass (IT_PASS=asan; tests/integration/release_pass_only): ${skipped[*]}"
 echo "integration ($BUILD_NAME/bin, $(($(date +%s) - suite_start))s)"
 echo "integration: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -5,8 +5,9 @@
 # --keep leaves the directory with a stopped server; a WAL segment removed from the repository
 # makes the drill fail naming that segment (after the backup: the wal_end check; inside the
 # backup's range: the backup is incomplete and --backup ID says which segment is missing);
-# SIGTERM stops the drill's server and removes its directory; notify_command reports create and
-# drill (id, sizes, status, the failing check).
+# SIGTERM stops the drill's server and removes its directory; a pg_bindir without postgres fails
+# the drill with one line naming it; notify_command reports create and drill (id, sizes, status,
+# the failing check).
 . "$(dirname "$0")/lib.sh"
 setup_tmp
 
@@ -82,6 +83,17 @@ assert_absent "$WD" "work directory after the drill"
 assert_eq "$(drill_dirs)" "" "drill directories left in the spool"
 pgrep -f "walsafe-drill" >/dev/null && fail "a process of the drill still runs: $(pgrep -a -f walsafe-drill)"
 assert_eq "$(last_doc event id status error)" "basebackup drill $ID success None" "drill's document"
+
+CASE="pg_bindir without postgres"
+mkdir -m 755 "$T/emptybin" || die "mkdir failed"
+backup_conf "$T/conf-bindir" "$PGD" "$PORT" "spool_dir = '$SPOOL'" "parallel = 1" \
+    "encrypt_key_file = '$T/walsafe.key'" "pg_bindir = '$T/emptybin'"
+run "$BASEBACKUP" --config "$T/conf-bindir" drill
+assert_rc 1 "drill with a pg_bindir that holds no postgres"
+assert_err_contains "no PostgreSQL 15 server for backup $ID: pg_bindir \"$T/emptybin\" holds no executable \"postgres\"" \
+    "the error names the backup, pg_bindir and the program"
+assert_err_one_line "pg_bindir without postgres"
+assert_eq "$(drill_dirs)" "" "drill directories left after the pg_bindir error"
 
 CASE="SIGTERM"
 bg_start "$T/drill-term.log" "$BASEBACKUP" --config "$CONF" drill

@@ -51,13 +51,6 @@ RECV_SETTINGS=("encrypt_key_file = '$KEY'" "spool_dir = '$SPOOL'" "receive_flush
 RCONF=$T/receive.conf
 remote_conf "$RCONF" "$PORT" "${RECV_SETTINGS[@]}"
 
-# batch N: about 1 MiB of WAL in one transaction, then a segment switch; prints the segment closed.
-ROWS=4000
-batch() {
-    sql "$PORT" "insert into t select g, repeat(md5(g::text), 4)
-                 from generate_series($((($1 - 1) * ROWS + 1)), $(($1 * ROWS))) g;
-                 select pg_walfile_name(pg_switch_wal())"
-}
 # same_as_pg_wal DIR WHAT [GLOB]: every WAL object of the repository (whose name matches GLOB) is
 # identical to DIR/pg_wal's file.
 same_as_pg_wal() {
@@ -89,7 +82,7 @@ remote_conf "$FCONF" "$FP_PORT" "${RECV_SETTINGS[@]}"
 conns() { grep -c 'replication connection authorized: user=walsafe_repl' "$PGD.log"; }
 C0=$(conns)
 recv_start "$T/receive-fp.log" "$FCONF"
-for i in 1 2 3; do LAST=$(batch "$i") || die "batch $i failed"; done
+for i in 1 2 3; do LAST=$(recv_batch "$i") || die "batch $i failed"; done
 wait_repo_file "main/wal/${LAST:0:16}/$LAST" 60 "$RECV_PID" || sed 's/^/      receiver: /' "$T/receive-fp.log"
 n=$(($(conns) - C0))
 [ "$n" -ge 3 ] || fail "the receiver made $n replication connections through the proxy (2 cut, expected >= 3)"
@@ -103,7 +96,7 @@ CASE="repository unreachable"
 recv_start "$T/receive.log" "$RCONF"
 wait_slot_active "$PORT" walsafe 20
 chmod 000 "$T/repo"
-for i in 4 5 6 7; do LAST=$(batch "$i") || die "batch $i failed"; done
+for i in 4 5 6 7; do LAST=$(recv_batch "$i") || die "batch $i failed"; done
 complete_in_spool() { find "$SPOOL" -type f -name '[0-9A-F]*' ! -name '*.*' | wc -l; }
 start=$(date +%s)
 until [ "$(complete_in_spool)" -ge 2 ]; do
@@ -154,7 +147,7 @@ remote_conf "$TCONF" "$SPORT" "${RECV_SETTINGS[@]}"
 recv "$TCONF" --create-slot
 assert_rc 0 "--create-slot on the promoted standby"
 recv_start "$T/receive-tl2.log" "$TCONF"
-LAST=$(batch 8) || die "batch 8 failed"
+LAST=$(recv_batch 8) || die "batch 8 failed"
 [ "${LAST:0:8}" = 00000002 ] || fail "the promoted standby wrote $LAST, not timeline 2"
 wait_repo_file main/wal/00000002.history 30 "$RECV_PID" &&
     fetch_cmp "$TCONF" 00000002.history "$SBY/pg_wal/00000002.history" "timeline history"

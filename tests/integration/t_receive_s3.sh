@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# t_receive_s3: the main wal-receive scenario on an S3 repository (issue 19 item 7). wal-receive
-# (receive_flush_interval = 1s) streams a primary's WAL into an encrypted S3 repository; a few
+# t_receive_s3: the main wal-receive scenario on an S3 repository (issue 19 item 7); on an SFTP
+# one with REPO_KIND=sftp (t_receive_sftp.sh sources this file). wal-receive
+# (receive_flush_interval = 1s) streams a primary's WAL into an encrypted repository; a few
 # commits, no switch; once the streamed chunks cover the server's flush position, the receiver is
 # frozen and the primary killed with SIGKILL. wal-fetch of the partial segment (from the chunks
-# in S3, no WAL object of it there) gives exactly the bytes the server wrote up to the streamed
-# end, zeros after it.
+# in the repository, no WAL object of it there) gives exactly the bytes the server wrote up to
+# the streamed end, zeros after it.
 . "$(dirname "$0")/lib.sh"
 setup_tmp
 . "$(dirname "$0")/remote.sh"
 . "$(dirname "$0")/receive.sh"
 
-recv_primary s3 "receive_flush_interval = 1s"
+recv_primary "${REPO_KIND:-s3}" "receive_flush_interval = 1s"
 
 CASE="streaming"
 recv "$RCONF" --create-slot
@@ -27,7 +28,7 @@ read -r SEG OFF < <(sql "$PORT" "select file_name, file_offset
 start=$(date +%s)
 until [ "$(stream_end "$REPO_FILES" "$SEG")" -ge "$OFF" ]; do
     if [ $(($(date +%s) - start)) -ge 30 ] || ! kill -0 "$RECV_PID" 2>/dev/null; then
-        fail "the chunks of $SEG in S3 did not reach offset $OFF within 30s"
+        fail "the chunks of $SEG in the $REPO_KIND repository did not reach offset $OFF within 30s"
         sed 's/^/      receiver: /' "$T/receive.log" | tail -10
         break
     fi

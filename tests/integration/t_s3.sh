@@ -208,12 +208,14 @@ assert_eq "$open_uploads" 0 "multipart uploads left in the server's upload direc
 F_PREFIX=it/faults
 CONF_F=$T/faults.conf      # one PUT per object (part size above the object size)
 CONF_FMP=$T/faults-mp.conf # multipart, 5MB parts, 2 in flight
+CONF_FS=$T/faults-stall.conf # as faults.conf with timeout = 1: a stall waits out every attempt
 CASE="faults setup"
 fp_start "$T/fp" "$S3_PORT" pass 2>"$T/fpstart.err" || die "could not start faultproxy: $(cat "$T/fpstart.err")"
 FP_EP=http://127.0.0.1:$FP_PORT
 s3_conf "$CONF_F" "$F_PREFIX" "$FP_EP" "timeout = 3" "retries = 2" "compress = 'none'" "s3_part_size = '32MB'"
 s3_conf "$CONF_FMP" "$F_PREFIX" "$FP_EP" "timeout = 3" "retries = 2" "compress = 'none'" \
     "s3_part_size = '5MB'" "parallel = 2"
+s3_conf "$CONF_FS" "$F_PREFIX" "$FP_EP" "timeout = 1" "retries = 2" "compress = 'none'" "s3_part_size = '32MB'"
 SEG_A=${SEGS[0]} SEG_B=${SEGS[2]} SEG_C=${SEGS[3]} SEG_D=${SEGS[4]} SEG_E=${SEGS[5]}
 FILE_A=$(s3_object_file "$BUCKET" "$(key_of "$F_PREFIX" "$SEG_A")")
 FILE_B=$(s3_object_file "$BUCKET" "$(key_of "$F_PREFIX" "$SEG_B")")
@@ -323,16 +325,17 @@ check_after_failed_push "$SEG_E" "$CONF_F" "after a dropped keep-alive connectio
 assert_eq "$FETCH_RC" 0 "wal-fetch of $SEG_E"
 
 CASE="stall"
-# No byte moves: each attempt ends after `timeout` seconds without progress.
-limit_ms=$(((3 * 2 + 5) * 1000))
+# No byte moves: each attempt ends after `timeout` seconds without progress (timeout = 1 here:
+# the stall is waited out once per attempt).
+limit_ms=$(((1 * 2 + 5) * 1000))
 fp_mode "$FP_DIR" stall
 new_dest
-run "$WAL_FETCH" --config "$CONF_F" "$SEG_A" "$DEST"
+run "$WAL_FETCH" --config "$CONF_FS" "$SEG_A" "$DEST"
 assert_fetch_failed 255 "wal-fetch from a stalled server"
 [ "$ELAPSED_MS" -le "$limit_ms" ] || fail "wal-fetch from a stalled server took ${ELAPSED_MS} ms (limit ${limit_ms})"
-[ "$ELAPSED_MS" -ge 3000 ] || fail "wal-fetch gave up on a stalled server after ${ELAPSED_MS} ms, before timeout = 3 s"
+[ "$ELAPSED_MS" -ge 1000 ] || fail "wal-fetch gave up on a stalled server after ${ELAPSED_MS} ms, before timeout = 1 s"
 note "stall: wal-fetch exit $RC after ${ELAPSED_MS} ms"
-run "$WAL_PUSH" --config "$CONF_F" "$SEGS_DIR/$SEG_D"
+run "$WAL_PUSH" --config "$CONF_FS" "$SEGS_DIR/$SEG_D"
 assert_rc 1 "wal-push to a stalled server"
 [ "$ELAPSED_MS" -le "$limit_ms" ] || fail "wal-push to a stalled server took ${ELAPSED_MS} ms (limit ${limit_ms})"
 note "stall: wal-push exit $RC after ${ELAPSED_MS} ms"

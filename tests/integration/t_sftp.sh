@@ -361,8 +361,11 @@ assert_no_temp_files "$REPO" "after pushes that found an existing object"
 CASE="sshd hung"
 # The listener stopped (SIGSTOP by PID): connections are accepted by the kernel, then nothing.
 # Only the timeout can end the wait: each attempt is bounded by it (plus the backoff between).
+# timeout = 1 here: every attempt waits it out.
+sftp_conf "$T/hung.conf" "timeout = 1"
+limit=$((1 * RETRIES * 1000))
 kill -STOP "$SSHD_PID"
-run "$WAL_FETCH" --config "$CONF" "$NEW" "$DEST.hung"
+run "$WAL_FETCH" --config "$T/hung.conf" "$NEW" "$DEST.hung"
 kill -CONT "$SSHD_PID"
 assert_rc 255 "wal-fetch with a hung sshd"
 assert_absent "$DEST.hung" "destination with a hung sshd"

@@ -204,16 +204,15 @@ int unit_config(struct ws_config *cfg, ...)
 void unit_wal_header(uint8_t *b, uint16_t magic, uint16_t info, uint64_t pageaddr, uint64_t sysid,
                      uint32_t seg_size, uint32_t blcksz)
 {
-    uint32_t tli = 1;
+    struct ws_wal_long_header h = {.magic = magic,
+                                   .info = info,
+                                   .tli = 1,
+                                   .pageaddr = pageaddr,
+                                   .sysid = sysid,
+                                   .seg_size = seg_size,
+                                   .blcksz = blcksz};
 
-    memset(b, 0, WS_WAL_LONG_HEADER_SIZE);
-    memcpy(b + 0, &magic, 2);
-    memcpy(b + 2, &info, 2);
-    memcpy(b + 4, &tli, 4);
-    memcpy(b + 8, &pageaddr, 8);
-    memcpy(b + 24, &sysid, 8);
-    memcpy(b + 32, &seg_size, 4);
-    memcpy(b + 36, &blcksz, 4);
+    ws_wal_encode_long_header(&h, b);
 }
 
 int unit_wal_segment_ex(const char *dir, uint64_t segno, uint32_t seed, const struct unit_seg *o,

@@ -1,5 +1,7 @@
-/* ws_cli_start: what every program gets before it opens anything. */
+/* ws_cli_start: what every program gets before it opens anything; a subcommand's options
+ * merged (ws_cli_parse_more); the exit status of a result (ws_cli_finish). */
 #include <fcntl.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -67,7 +69,51 @@ static void test_stdio_kept(void)
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* "prog -v --config /outer sub -v --config /inner a b": the subcommand's --config wins, -v adds
+ * up, the arguments are what follows the subcommand's options; without a --config of its own the
+ * outer one stays. */
+static void test_parse_more(void)
+{
+    char *argv[] = {"prog", "-v", "--config", "/outer", "sub", "-v", "--config=/inner", "a", "b"};
+    char *plain[] = {"prog", "--config", "/outer", "sub", "a"};
+    struct ws_config cfg;
+    struct ws_cli cli;
+    struct ws_error err = {0};
+    int action = -1;
+
+    ws_config_init(&cfg);
+    REQUIRE(ws_cli_parse(9, argv, &cfg, &cli, NULL, NULL, &action, &err) == 0);
+    REQUIRE(cli.nargs == 5 && strcmp(cli.args[0], "sub") == 0);
+    REQUIRE(ws_cli_parse_more(&cfg, &cli, NULL, NULL, &action, &err) == 0);
+    CHECK(action == WS_CLI_RUN);
+    CHECK(strcmp(cli.config_path, "/inner") == 0);
+    CHECK(cli.verbose == 2);
+    CHECK(cli.nargs == 2 && cli.args == argv + 7);
+    REQUIRE(ws_cli_parse(5, plain, &cfg, &cli, NULL, NULL, &action, &err) == 0);
+    REQUIRE(ws_cli_parse_more(&cfg, &cli, NULL, NULL, &action, &err) == 0);
+    CHECK(strcmp(cli.config_path, "/outer") == 0 && cli.verbose == 0);
+    CHECK(cli.nargs == 1 && strcmp(cli.args[0], "a") == 0);
+    /* an unknown option after the subcommand: a usage error */
+    plain[4] = "--nope";
+    REQUIRE(ws_cli_parse(5, plain, &cfg, &cli, NULL, NULL, &action, &err) == 0);
+    CHECK(ws_cli_parse_more(&cfg, &cli, NULL, NULL, &action, &err) == WS_ERR_USAGE);
+    CHECK(strcmp(err.msg, "unknown option \"--nope\"") == 0);
+    ws_config_free(&cfg);
+}
+
+static void test_finish(void)
+{
+    struct ws_error err = {0};
+
+    CHECK(ws_cli_answer(WS_CLI_RUN, "usage") == 0); /* prints nothing */
+    CHECK(ws_cli_finish(0, &err) == WS_CLI_EXIT_OK);
+    ws_error_set(&err, WS_ERR_STORAGE, "could not reach the repository (a test)");
+    CHECK(ws_cli_finish(WS_ERR_STORAGE, &err) == WS_CLI_EXIT_FAILURE);
+}
+
 const struct unit_test unit_tests[] = {
+    {"a subcommand's options merged", test_parse_more},
+    {"the exit status of a result", test_finish},
     {"closed stdin, stdout and stderr are reopened on /dev/null", test_stdio_reopened},
     {"an open stderr is kept", test_stdio_kept},
     {NULL, NULL},

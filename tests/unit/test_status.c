@@ -23,6 +23,7 @@
 #define SEG (16u << 20)
 #define NOW INT64_C(1795342500) /* 2026-11-22T10:15:00Z */
 #define HOUR 3600
+#define US(t) ((t)*INT64_C(1000000)) /* seconds to pg_stat_archiver's microseconds */
 
 static const struct ws_status_limits no_limits = {-1, -1, -1, -1};
 
@@ -186,10 +187,24 @@ static void healthy(struct ws_status *s)
     s->repo.latest_stop_time = NOW - HOUR;
     s->server.reached = 1;
     s->server.a.archived_count = 8;
-    s->server.a.last_archived_time = NOW - 60;
+    s->server.a.last_archived_us = US(NOW - 60);
     snprintf(s->server.a.last_archived_wal, sizeof(s->server.a.last_archived_wal),
              "000000010000000000000009");
     s->server.has_lag = 1;
+}
+
+/* healthy, then one failure of failed_wal and the last success of archived_wal, both within the
+ * second NOW - 10, at the given microseconds of it. */
+static void same_second(struct ws_status *s, const char *failed_wal, int64_t failed_usec,
+                        const char *archived_wal, int64_t archived_usec)
+{
+    healthy(s);
+    s->server.a.failed_count = 1;
+    s->server.a.last_failed_us = US(NOW - 10) + failed_usec;
+    s->server.a.last_archived_us = US(NOW - 10) + archived_usec;
+    snprintf(s->server.a.last_failed_wal, sizeof(s->server.a.last_failed_wal), "%s", failed_wal);
+    snprintf(s->server.a.last_archived_wal, sizeof(s->server.a.last_archived_wal), "%s",
+             archived_wal);
 }
 
 static int has_reason(const struct ws_status_verdict *v, const char *check, int state)
@@ -301,31 +316,38 @@ static void test_verdict_server(void)
     /* the archiver's last attempt failed: WARNING; with the lag over the limit: CRITICAL wins */
     healthy(&s);
     s.server.a.failed_count = 3;
-    s.server.a.last_failed_time = NOW - 5;
+    s.server.a.last_failed_us = US(NOW - 5);
     ws_status_evaluate(&s, &no_limits, &v);
     CHECK(v.state == WS_STATUS_WARNING && has_reason(&v, "archiver_failing", WS_STATUS_WARNING));
     s.server.lag_segments = 9;
     ws_status_evaluate(&s, &l, &v);
     CHECK(v.state == WS_STATUS_CRITICAL && v.n == 2);
-    /* a failure in the same second as the last success (times are whole seconds): the later
-     * WAL file failed, so the archiver is failing; the same file failed and then went: fine */
-    healthy(&s);
-    s.server.a.failed_count = 1;
-    s.server.a.last_failed_time = s.server.a.last_archived_time;
-    snprintf(s.server.a.last_archived_wal, sizeof(s.server.a.last_archived_wal), "%s",
-             "00000001000000000000000D");
-    snprintf(s.server.a.last_failed_wal, sizeof(s.server.a.last_failed_wal), "%s",
-             "00000001000000000000000E");
+    /* a failure and a success in the same second: the times alone order them, to the
+     * microsecond, whatever the WAL files' names say */
+    same_second(&s, "00000001000000000000000E", 100000, "00000001000000000000000D", 900000);
+    ws_status_evaluate(&s, &no_limits, &v);
+    CHECK(v.state == WS_STATUS_OK); /* D archived after E failed */
+    same_second(&s, "00000001000000000000000D", 900000, "00000001000000000000000E", 100000);
     ws_status_evaluate(&s, &no_limits, &v);
     CHECK(v.state == WS_STATUS_WARNING && has_reason(&v, "archiver_failing", WS_STATUS_WARNING));
-    snprintf(s.server.a.last_failed_wal, sizeof(s.server.a.last_failed_wal), "%s",
-             "00000001000000000000000D");
+    /* a timeline switch: the new timeline's history file failed after the old one's segment */
+    same_second(&s, "00000002.history", 700000, "00000001000000000000000F", 300000);
+    ws_status_evaluate(&s, &no_limits, &v);
+    CHECK(v.state == WS_STATUS_WARNING && has_reason(&v, "archiver_failing", WS_STATUS_WARNING));
+    same_second(&s, "00000002.history", 300000, "00000001000000000000000F.partial", 700000);
+    ws_status_evaluate(&s, &no_limits, &v);
+    CHECK(v.state == WS_STATUS_OK);
+    /* one microsecond apart, each way */
+    same_second(&s, "000000010000000000000010", 500001, "000000010000000000000010", 500000);
+    ws_status_evaluate(&s, &no_limits, &v);
+    CHECK(v.state == WS_STATUS_WARNING && has_reason(&v, "archiver_failing", WS_STATUS_WARNING));
+    same_second(&s, "000000010000000000000010", 500000, "000000010000000000000010", 500001);
     ws_status_evaluate(&s, &no_limits, &v);
     CHECK(v.state == WS_STATUS_OK);
     /* an old failure, archived since: fine */
     healthy(&s);
     s.server.a.failed_count = 3;
-    s.server.a.last_failed_time = NOW - 3600;
+    s.server.a.last_failed_us = US(NOW - 3600);
     ws_status_evaluate(&s, &no_limits, &v);
     CHECK(v.state == WS_STATUS_OK);
 
@@ -442,6 +464,7 @@ static void test_prometheus(void)
     s.server.a.slot_active = 1;
     s.server.has_slot_lag = 1;
     s.server.slot_lag_bytes = 4096;
+    s.server.a.last_archived_us += 999999; /* metrics in seconds: the microseconds cut off */
     snprintf(s.slot_name, sizeof(s.slot_name), "%s", "a\"b\\c\nd"); /* every escape */
     ws_status_evaluate(&s, &no_limits, &v);
     REQUIRE((text = capture(ws_status_print_prometheus, &s, &v)) != NULL);
@@ -454,6 +477,9 @@ static void test_prometheus(void)
     CHECK(strstr(text, "walsafe_archive_lag_segments{cluster=\"main\"} 2\n"));
     CHECK(strstr(text, "walsafe_archive_lag_bytes{cluster=\"main\"} 33554432\n"));
     CHECK(strstr(text, "walsafe_archiver_archived_total{cluster=\"main\"} 8\n"));
+    CHECK(strstr(text, "walsafe_archiver_last_archived_timestamp_seconds{cluster=\"main\"} "
+                       "1795342440\n"));
+    CHECK(strstr(text, "walsafe_archiver_last_failed_timestamp_seconds{cluster=\"main\"} 0\n"));
     CHECK(strstr(text, "# TYPE walsafe_archiver_failed_total counter\n"));
     CHECK(strstr(text,
                  "walsafe_replication_slot_lag_bytes{cluster=\"main\",slot=\"a\\\"b\\\\c\\nd\"} "
@@ -525,6 +551,7 @@ static void test_json(void)
     s.repo.ngaps = 1;
     snprintf(s.server.a.ready_error, sizeof(s.server.a.ready_error), "needs \"pg_monitor\"");
     s.server.a.ready = -1;
+    s.server.a.last_archived_us += 999999;
     ws_status_evaluate(&s, &no_limits, &v);
     REQUIRE((text = capture(ws_status_print_json, &s, &v)) != NULL);
     CHECK(text[0] == '{' && strlen(text) > 2 && strcmp(text + strlen(text) - 2, "}\n") == 0);
@@ -534,11 +561,15 @@ static void test_json(void)
                        "\"000000010000000000000006\", \"needed\": true, \"pending\": false}"));
     CHECK(strstr(text, "\"ready_files\": null, \"ready_error\": \"needs \\\"pg_monitor\\\"\""));
     CHECK(strstr(text, "\"newest_complete\": {\"id\": \"20261122T091500Z\""));
+    CHECK(strstr(text, "\"last_archived_time\": \"2026-11-22T10:14:00Z\", "));
+    CHECK(strstr(text, "\"last_failed_time\": null"));
     free(text);
 
     /* the text's first line is the verdict, as Nagios shows it */
     REQUIRE((text = capture(ws_status_print_text, &s, &v)) != NULL);
     CHECK(strncmp(text, "CRITICAL: WAL gap on timeline 1: ", 33) == 0);
+    CHECK(strstr(text, "; last archived 000000010000000000000009 at 2026-11-22T10:14:00Z (") !=
+          NULL);
     free(text);
 }
 

@@ -400,6 +400,31 @@ static void contract_put_get(struct driver *d)
     CHECK(ws_storage_stat(st, "c/empty", &ss, &err) == 0 && ss.size == 0);
     CHECK(same(st, "c/empty", data, 0));
 
+    /* writes of every size in one object: small ones (which a driver may hold and send
+     * together) before, between and after large ones */
+    {
+        static const size_t sizes[] = {1,    64,     900, 131071, 1,    131072,
+                                       5000, 200000, 3,   70000,  70000};
+        enum { TOTAL = 608112 };
+        uint8_t *big = malloc(TOTAL);
+        struct ws_sink *s = NULL;
+        size_t off = 0;
+        int rc;
+        REQUIRE(big);
+        unit_random(big, TOTAL, 9);
+        REQUIRE(ws_storage_open_put(st, "c/sizes", 0, &s, &err) == 0);
+        for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+            rc = ws_sink_write(s, big + off, sizes[i], &err);
+            CHECK(rc == 0);
+            off += sizes[i];
+        }
+        CHECK(off == TOTAL);
+        CHECK(ws_sink_finish(s, &err) == 0);
+        ws_sink_free(s);
+        CHECK(same(st, "c/sizes", big, TOTAL));
+        free(big);
+    }
+
     /* ws_storage_get_all and its limit */
     {
         uint8_t *all = NULL;

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# t_timeline_module_s3: t_timeline.sh with PostgreSQL archiving through the walsafe_archive module
+# (archive_library, walsafe.config) into an s3:// repository (lib.sh: repo_setup starts its server
+# on 127.0.0.1 and cleanup stops it by its PID). The scenario and its assertions are t_timeline.sh's;
+# only the archiving set-up and the repository differ.
+ARCHIVE_VIA=module
+REPO_KIND=s3
+. "$(dirname "$0")/t_timeline.sh"
